@@ -1,0 +1,37 @@
+#ifndef INTEGRATION_CONNECTIONS_CONNECTION_SERVICE_HPP
+#define INTEGRATION_CONNECTIONS_CONNECTION_SERVICE_HPP
+
+/** @file
+ *  Creating and retiring connections, with the cross-aggregate rule that a connection needs an
+ *  Active provider checked in the same transaction that stores it.
+ */
+
+#include <integration/connections/connection.hpp>
+#include <integration/core/clock.hpp>
+#include <integration/storage/store.hpp>
+
+namespace integration::connections {
+
+/** Connection lifecycle operations over a store. */
+class connection_service {
+public:
+    connection_service(storage::store& store, clock const& clock) : store_(store), clock_(clock) {}
+
+    /** Creates a Pending connection to `provider_id`, which must be Active and visible to the tenant. */
+    result<integration_connection> create(request_context const& ctx, std::string const& provider_id,
+                                          connection_spec spec);
+    /** Records a probe result (and its events) on a connection. */
+    result<integration_connection> record_health(request_context const& ctx, std::string const& connection_id,
+                                                 health_probe_result const& probe);
+    /** Retires a connection; it executes no more runs. */
+    result<integration_connection> retire(request_context const& ctx, std::string const& connection_id,
+                                          std::string reason);
+
+private:
+    storage::store& store_;
+    clock const& clock_;
+};
+
+}  // namespace integration::connections
+
+#endif

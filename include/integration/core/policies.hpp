@@ -1,0 +1,63 @@
+#ifndef INTEGRATION_CORE_POLICIES_HPP
+#define INTEGRATION_CORE_POLICIES_HPP
+
+/** @file
+ *  Value objects shared by several aggregates: retry policy, rate-limit profile/budget, health and
+ *  auth mode.
+ */
+
+#include <integration/core/json.hpp>
+
+#include <chrono>
+#include <cstdint>
+
+namespace integration {
+
+/** How credentials are presented to a vendor. */
+enum class auth_mode { none, api_key, oauth2_client_credentials, oauth2_authorization_code, managed_identity };
+template <>
+struct enum_names<auth_mode> {
+    static constexpr std::array<std::string_view, 5> values{"None", "ApiKey", "OAuth2ClientCredentials",
+                                                            "OAuth2AuthorizationCode", "ManagedIdentity"};
+};
+
+/** Result of the latest health probe. */
+enum class health_status { unknown, healthy, degraded, unhealthy };
+template <>
+struct enum_names<health_status> {
+    static constexpr std::array<std::string_view, 4> values{"Unknown", "Healthy", "Degraded", "Unhealthy"};
+};
+
+/** Retry with exponential backoff and full jitter. Delays in JSON are milliseconds. */
+struct retry_policy {
+    std::int64_t max_attempts = 3;          ///< Attempts in all, the first included.
+    std::int64_t initial_delay_ms = 800;    ///< Base of the exponential backoff.
+    std::int64_t max_delay_ms = 60'000;     ///< Cap on one delay.
+
+    static auto json_fields() {
+        return std::make_tuple(field("maxAttempts", &retry_policy::max_attempts),
+                               field("initialDelayMs", &retry_policy::initial_delay_ms),
+                               field("maxDelayMs", &retry_policy::max_delay_ms));
+    }
+    /** Checks bounds: 1-100 attempts, delays positive and initial <= max. */
+    result<void> validate() const;
+};
+
+/** Requests per second and burst: a provider's RateLimitProfile or a connection's RateLimitBudget. */
+struct rate_limit_profile {
+    double requests_per_second = 10;
+    std::int64_t burst = 20;
+
+    static auto json_fields() {
+        return std::make_tuple(field("requestsPerSecond", &rate_limit_profile::requests_per_second),
+                               field("burst", &rate_limit_profile::burst));
+    }
+    /** Checks both are positive. */
+    result<void> validate() const;
+};
+/** A connection's share of a provider's rate limit. */
+using rate_limit_budget = rate_limit_profile;
+
+}  // namespace integration
+
+#endif

@@ -1,0 +1,59 @@
+#ifndef INTEGRATION_NET_EGRESS_POLICY_HPP
+#define INTEGRATION_NET_EGRESS_POLICY_HPP
+
+/** @file
+ *  Where outbound calls and webhook deliveries may go. This header holds the static URL check
+ *  (scheme, numeric-host tricks, deny ranges); resolution-time checks use the same address rules.
+ */
+
+#include <integration/core/error.hpp>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace integration::net {
+
+/** An IPv4 or IPv6 address in network byte order; IPv4 uses the first four bytes. */
+struct ip_address {
+    std::array<std::uint8_t, 16> bytes{};
+    bool v6 = false;
+
+    /** Parses a literal strictly (dotted quad or RFC 4291 text, no brackets). */
+    static std::optional<ip_address> parse(std::string_view text);
+    std::string to_string() const;
+    friend bool operator==(ip_address const&, ip_address const&) = default;
+};
+
+/** An address block such as `10.0.0.0/8` or `fd00::/8`. */
+struct cidr {
+    ip_address network;
+    unsigned prefix = 0;
+
+    /** Parses `address/prefix` (a bare address means a single host). */
+    static result<cidr> parse(std::string_view text);
+    bool contains(ip_address const& a) const noexcept;
+};
+
+/** The operator's egress rules. Defaults deny every private, loopback, link-local, multicast and
+ *  documentation range, and allow only `https`. */
+struct egress_policy {
+    std::vector<cidr> allow;  ///< Reachable despite the deny list; `http://` is allowed for them too.
+    std::vector<ip_address> own_addresses;  ///< The host's own listening addresses, always denied.
+
+    /** Checks one resolved or literal address; IPv4 wrapped in IPv6 is unwrapped first. */
+    result<void> check_address(ip_address const& a) const;
+    /** Checks a URL without resolving it: scheme, userinfo, and a literal host in any numeric
+     *  form (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...). */
+    result<void> check_url(std::string_view url) const;
+};
+
+/** Interprets a host the way `inet_aton` does (1-4 parts, decimal, octal or hex), if it is numeric. */
+std::optional<ip_address> parse_numeric_ipv4(std::string_view host);
+
+}  // namespace integration::net
+
+#endif

@@ -1,0 +1,60 @@
+#include <integration/core/id.hpp>
+#include <integration/core/time.hpp>
+
+#include <openssl/rand.h>
+
+#include <stdexcept>
+
+namespace integration {
+namespace {
+
+constexpr char crockford[] = "0123456789ABCDEFGHJKMNPQRSTVWXYZ";
+
+bool is_crockford(char c) noexcept {
+    for (char k : std::string_view(crockford))
+        if (k == c) return true;
+    return false;
+}
+
+}  // namespace
+
+void random_bytes(unsigned char* out, std::size_t n) {
+    if (RAND_bytes(out, static_cast<int>(n)) != 1) throw std::runtime_error("the OpenSSL CSPRNG failed");
+}
+
+std::string new_id(std::string_view prefix, time_point now) {
+    // ULID: 48-bit big-endian millisecond time then 80 random bits, 26 base32 characters.
+    unsigned char bytes[16];
+    auto ms = static_cast<std::uint64_t>(to_unix_ms(now));
+    for (int i = 0; i < 6; ++i) bytes[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
+    random_bytes(bytes + 6, 10);
+    std::string out(prefix);
+    out += '-';
+    // 128 bits as 26 groups of 5 bits, the first group holding the top 3 bits.
+    char text[26];
+    for (int i = 0; i < 26; ++i) {
+        // Character i holds bits [130 - 5(i+1), 130 - 5i) of the 130-bit zero-padded value.
+        int hi = 130 - 5 * i - 1;  // most significant bit index of this group
+        unsigned group = 0;
+        for (int bit = hi; bit > hi - 5; --bit) {
+            unsigned b = 0;
+            if (bit < 128) b = (bytes[15 - bit / 8] >> (bit % 8)) & 1u;
+            group = (group << 1) | b;
+        }
+        text[i] = crockford[group];
+    }
+    out.append(text, 26);
+    return out;
+}
+
+bool is_valid_id(std::string_view id, std::string_view prefix) noexcept {
+    if (id.size() != prefix.size() + 27 || id.substr(0, prefix.size()) != prefix || id[prefix.size()] != '-')
+        return false;
+    auto body = id.substr(prefix.size() + 1);
+    if (body[0] > '7') return false;
+    for (char c : body)
+        if (!is_crockford(c)) return false;
+    return true;
+}
+
+}  // namespace integration

@@ -1,0 +1,42 @@
+#ifndef INTEGRATION_SRC_DETAIL_VALIDATE_HPP
+#define INTEGRATION_SRC_DETAIL_VALIDATE_HPP
+
+#include <integration/core/enum.hpp>
+#include <integration/core/error.hpp>
+
+#include <string>
+#include <string_view>
+
+namespace integration::detail {
+
+/** Non-empty, at most `max` bytes, no control characters. */
+inline result<void> require_text(std::string_view value, std::string_view field, std::size_t max = 256) {
+    if (value.empty()) return error{errc::invalid_argument, std::string(field) + " must not be empty"};
+    if (value.size() > max)
+        return error{errc::invalid_argument,
+                     std::string(field) + " must be at most " + std::to_string(max) + " characters"};
+    for (unsigned char c : value)
+        if (c < 0x20 || c == 0x7f)
+            return error{errc::invalid_argument, std::string(field) + " must not contain control characters"};
+    return {};
+}
+
+/** `http://` or `https://` followed by a host. */
+inline result<void> require_http_url(std::string_view value, std::string_view field) {
+    if (auto r = require_text(value, field, 2048); !r) return r;
+    auto rest = value.starts_with("https://") ? value.substr(8) : value.starts_with("http://") ? value.substr(7) : "";
+    if (rest.empty() || rest.front() == '/')
+        return error{errc::invalid_argument, std::string(field) + " must be an absolute http(s) URL"};
+    return {};
+}
+
+/** The standard "cannot X while Y" error. */
+template <named_enum E>
+error bad_transition(std::string_view what, std::string_view action, E from) {
+    return {errc::invalid_state,
+            "cannot " + std::string(action) + " " + std::string(what) + " in status " + std::string(to_string(from))};
+}
+
+}  // namespace integration::detail
+
+#endif

@@ -1,0 +1,118 @@
+#include "connection.hpp"
+
+#include <sqlite3.h>
+
+namespace integration::storage::sqlite {
+
+error sqlite_error(int rc, std::string_view what, char const* message) {
+    std::string detail = std::string(what) + ": " + (message ? message : sqlite3_errstr(rc));
+    switch (rc & 0xff) {
+    case SQLITE_BUSY:
+    case SQLITE_LOCKED:
+        return {errc::storage_busy, detail + " (another writer holds the lock; retry later)"};
+    case SQLITE_CONSTRAINT:
+        if (rc == SQLITE_CONSTRAINT_UNIQUE || rc == SQLITE_CONSTRAINT_PRIMARYKEY)
+            return {errc::already_exists, detail};
+        return {errc::storage_failure, detail};
+    case SQLITE_FULL: return {errc::storage_failure, detail + " (the disk is full; free space and retry)"};
+    default: return {errc::storage_failure, detail};
+    }
+}
+
+statement::~statement() { sqlite3_finalize(s_); }
+
+void statement::bind(int i, value const& v) {
+    std::visit(
+        [&](auto const& x) {
+            using T = std::decay_t<decltype(x)>;
+            if constexpr (std::is_same_v<T, std::nullptr_t>)
+                sqlite3_bind_null(s_, i);
+            else if constexpr (std::is_same_v<T, std::int64_t>)
+                sqlite3_bind_int64(s_, i, x);
+            else if constexpr (std::is_same_v<T, double>)
+                sqlite3_bind_double(s_, i, x);
+            else
+                sqlite3_bind_text(s_, i, x.data(), static_cast<int>(x.size()), SQLITE_TRANSIENT);
+        },
+        v);
+}
+
+void statement::bind_all(std::vector<value> const& values) {
+    for (std::size_t i = 0; i < values.size(); ++i) bind(static_cast<int>(i + 1), values[i]);
+}
+
+result<bool> statement::step() {
+    int rc = sqlite3_step(s_);
+    if (rc == SQLITE_ROW) return true;
+    if (rc == SQLITE_DONE) return false;
+    auto* db = sqlite3_db_handle(s_);
+    return sqlite_error(sqlite3_extended_errcode(db), "statement failed", sqlite3_errmsg(db));
+}
+
+result<void> statement::run() {
+    while (true) {
+        auto r = step();
+        if (!r) return r.error();
+        if (!*r) return {};
+    }
+}
+
+void statement::reset() noexcept {
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+}
+
+bool statement::is_null(int c) const noexcept { return sqlite3_column_type(s_, c) == SQLITE_NULL; }
+std::int64_t statement::int64(int c) const noexcept { return sqlite3_column_int64(s_, c); }
+double statement::real(int c) const noexcept { return sqlite3_column_double(s_, c); }
+std::string statement::text(int c) const {
+    auto const* p = reinterpret_cast<char const*>(sqlite3_column_text(s_, c));
+    return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+}
+
+result<std::unique_ptr<database>> database::open(std::string const& path, bool read_only, int busy_timeout_ms) {
+    sqlite3* db = nullptr;
+    int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
+    int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+    if (rc != SQLITE_OK) {
+        auto e = sqlite_error(rc, "cannot open database " + path, db ? sqlite3_errmsg(db) : nullptr);
+        sqlite3_close(db);
+        return e;
+    }
+    sqlite3_extended_result_codes(db, 1);
+    sqlite3_busy_timeout(db, busy_timeout_ms);
+    return std::unique_ptr<database>(new database(db));
+}
+
+database::~database() {
+    cache_.clear();
+    sqlite3_close(db_);
+}
+
+result<void> database::exec(std::string_view sql) {
+    char* msg = nullptr;
+    int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &msg);
+    if (rc == SQLITE_OK) return {};
+    auto e = sqlite_error(sqlite3_extended_errcode(db_), "sql failed", msg);
+    sqlite3_free(msg);
+    return e;
+}
+
+result<statement*> database::prepare(std::string const& sql) {
+    auto it = cache_.find(sql);
+    if (it != cache_.end()) {
+        it->second->reset();
+        return it->second.get();
+    }
+    sqlite3_stmt* s = nullptr;
+    int rc = sqlite3_prepare_v3(db_, sql.c_str(), static_cast<int>(sql.size()), SQLITE_PREPARE_PERSISTENT, &s, nullptr);
+    if (rc != SQLITE_OK) return sqlite_error(sqlite3_extended_errcode(db_), "cannot prepare \"" + sql + "\"", sqlite3_errmsg(db_));
+    auto [pos, _] = cache_.emplace(sql, std::make_unique<statement>(s));
+    return pos->second.get();
+}
+
+std::int64_t database::changes() const noexcept { return sqlite3_changes64(db_); }
+
+error database::last_error(int rc, std::string_view what) const { return sqlite_error(rc, what, sqlite3_errmsg(db_)); }
+
+}  // namespace integration::storage::sqlite

@@ -1,0 +1,74 @@
+#ifndef INTEGRATION_SRC_STORAGE_SQLITE_CONNECTION_HPP
+#define INTEGRATION_SRC_STORAGE_SQLITE_CONNECTION_HPP
+
+// RAII wrappers over sqlite3 and sqlite3_stmt with a per-connection statement cache.
+
+#include <integration/core/error.hpp>
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <variant>
+#include <vector>
+
+struct sqlite3;
+struct sqlite3_stmt;
+
+namespace integration::storage::sqlite {
+
+/** A value bound to a `?` parameter. */
+using value = std::variant<std::nullptr_t, std::int64_t, double, std::string>;
+
+class statement {
+public:
+    explicit statement(sqlite3_stmt* s) noexcept : s_(s) {}
+    ~statement();
+    statement(statement const&) = delete;
+    statement& operator=(statement const&) = delete;
+
+    void bind(int index, value const& v);
+    void bind_all(std::vector<value> const& values);
+    /** Steps once: true when a row is available, false when done. */
+    result<bool> step();
+    /** Steps to completion. */
+    result<void> run();
+    void reset() noexcept;
+
+    bool is_null(int col) const noexcept;
+    std::int64_t int64(int col) const noexcept;
+    double real(int col) const noexcept;
+    std::string text(int col) const;
+
+private:
+    sqlite3_stmt* s_;
+};
+
+/** One database connection. Not thread-safe: one thread at a time. */
+class database {
+public:
+    /** Opens `path` read-write (creating it) or read-only, with the given busy timeout. */
+    static result<std::unique_ptr<database>> open(std::string const& path, bool read_only, int busy_timeout_ms);
+    ~database();
+
+    result<void> exec(std::string_view sql);
+    /** A cached prepared statement, reset and with bindings cleared. */
+    result<statement*> prepare(std::string const& sql);
+    /** Number of rows changed by the last statement. */
+    std::int64_t changes() const noexcept;
+    /** Maps the connection's last error (or `rc`) to an `error`. */
+    error last_error(int rc, std::string_view what) const;
+
+private:
+    explicit database(sqlite3* db) noexcept : db_(db) {}
+    sqlite3* db_;
+    std::unordered_map<std::string, std::unique_ptr<statement>> cache_;
+};
+
+/** Maps an SQLite result code to an `error`. */
+error sqlite_error(int rc, std::string_view what, char const* message);
+
+}  // namespace integration::storage::sqlite
+
+#endif
