@@ -111,6 +111,8 @@ result<statement*> database::prepare(std::string const& sql) {
     return pos->second.get();
 }
 
+bool database::in_transaction() const noexcept { return sqlite3_get_autocommit(db_) == 0; }
+
 std::int64_t database::changes() const noexcept { return sqlite3_changes64(db_); }
 
 error database::last_error(int rc, std::string_view what) const { return sqlite_error(rc, what, sqlite3_errmsg(db_)); }

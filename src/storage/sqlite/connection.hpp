@@ -55,6 +55,8 @@ public:
     result<void> exec(std::string_view sql);
     /** A cached prepared statement, reset and with bindings cleared. */
     result<statement*> prepare(std::string const& sql);
+    /** False once the engine has ended the open transaction (e.g. after an I/O error). */
+    bool in_transaction() const noexcept;
     /** Number of rows changed by the last statement. */
     std::int64_t changes() const noexcept;
     /** Maps the connection's last error (or `rc`) to an `error`. */

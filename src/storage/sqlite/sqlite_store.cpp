@@ -718,6 +718,10 @@ private:
         if (auto r = check_file(); !r) return fail_all(r.error());
         if (auto r = begin_immediate(); !r) return fail_all(r.error());
         for (std::size_t i = 0; i < batch.size(); ++i) {
+            // An engine error (I/O, disk full) can end the whole transaction: then every unit of
+            // the batch is lost, and running the rest in autocommit would break atomicity.
+            if (!writer_->in_transaction())
+                return fail_all(error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
             if (auto r = writer_->exec("SAVEPOINT unit"); !r) {
                 results[i] = r.error();
                 continue;
@@ -731,6 +735,8 @@ private:
             if (!results[i]) (void)writer_->exec("ROLLBACK TO unit");
             (void)writer_->exec("RELEASE unit");
         }
+        if (!writer_->in_transaction())
+            return fail_all(error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
         result<void> commit = writer_->exec("COMMIT");
         for (int attempt = 0; !commit && commit.error() == errc::storage_busy && attempt < 50; ++attempt) {
             std::this_thread::sleep_for(std::chrono::milliseconds(1 + attempt * 2));

@@ -1,0 +1,196 @@
+#include <integration/storage/sqlite_store.hpp>
+
+#include "store_conformance.hpp"
+
+#include <integration/providers/registry.hpp>
+
+#include <sqlite3.h>
+
+#include <cstdio>
+#include <cstdlib>
+#include <fstream>
+#include <thread>
+
+namespace integration::testing {
+namespace {
+
+using storage::unit_of_work;
+
+std::unique_ptr<storage::store> open_sqlite(temp_dir const& dir, clock const* clk) {
+    return must(storage::open_sqlite_store({.path = dir.file("integration.db"), .clock = clk}));
+}
+
+INSTANTIATE_TEST_SUITE_P(sqlite, store_conformance, ::testing::Values(store_backend{"sqlite", open_sqlite}),
+                         [](auto const& info) { return info.param.name; });
+
+request_context tenant(std::string t) { return request_context::for_tenant(std::move(t), "tester"); }
+
+std::size_t count_providers(storage::store& s, request_context const& ctx) {
+    std::size_t n = 0;
+    storage::page_request req{.limit = 500};
+    do {
+        must(s.read(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto page = must(uow.providers().list(req));
+            n += page.items.size();
+            req.cursor = page.next_cursor;
+            return {};
+        }));
+    } while (!req.cursor.empty());
+    return n;
+}
+
+TEST(sqlite_store, data_survives_closing_and_reopening_the_file) {
+    temp_dir dir;
+    std::string id;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(tenant("t1"), [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(tenant("t1"), system_clock::instance().now(), provider_spec()));
+            id = p.id();
+            return uow.providers().save(p);
+        }));
+    }
+    auto s = open_sqlite(dir, nullptr);
+    must(s->read(tenant("t1"), [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.providers().find(id)).data().key, "acme");
+        return {};
+    }));
+}
+
+TEST(sqlite_store, a_database_from_a_newer_schema_is_refused) {
+    temp_dir dir;
+    { auto s = open_sqlite(dir, nullptr); }
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir.file("integration.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    auto r = storage::open_sqlite_store({.path = dir.file("integration.db")});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::schema_too_new);
+    EXPECT_NE(r.error().detail().find("99"), std::string::npos);
+}
+
+TEST(sqlite_store, migrations_create_the_current_schema_version) {
+    temp_dir dir;
+    { auto s = open_sqlite(dir, nullptr); }
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir.file("integration.db").c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_EQ(sqlite3_column_int(st, 0), storage::sqlite_schema_version);
+    sqlite3_finalize(st);
+    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
+    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<char const*>(sqlite3_column_text(st, 0)), "wal");
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+}
+
+TEST(sqlite_store, a_file_that_is_not_a_database_gives_a_clear_error) {
+    temp_dir dir;
+    std::ofstream(dir.file("integration.db")) << "this is not sqlite, just some text that is long enough to be a header";
+    auto r = storage::open_sqlite_store({.path = dir.file("integration.db")});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::storage_failure);
+}
+
+TEST(sqlite_store, deleting_the_file_under_a_running_store_fails_loudly) {
+    temp_dir dir;
+    auto s = open_sqlite(dir, nullptr);
+    auto ctx = tenant("t1");
+    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec()));
+        return uow.providers().save(p);
+    }));
+    std::filesystem::remove(dir.file("integration.db"));
+    auto w = s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec("b")));
+        return uow.providers().save(p);
+    });
+    ASSERT_FALSE(w);
+    EXPECT_EQ(w.error(), errc::database_missing);
+    auto r = s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+        ADD_FAILURE() << "a read ran on a deleted database";
+        (void)uow;
+        return {};
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::database_missing);
+    EXPECT_FALSE(std::filesystem::exists(dir.file("integration.db")));
+}
+
+TEST(sqlite_store, two_threads_writing_one_file_through_two_stores_lose_nothing) {
+    temp_dir dir;
+    auto s1 = open_sqlite(dir, nullptr);
+    auto s2 = open_sqlite(dir, nullptr);
+    constexpr int per_store = 150;
+    auto writer = [&](storage::store& s, std::string prefix) {
+        auto ctx = tenant("t1");
+        for (int i = 0; i < per_store; ++i)
+            must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+                auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                            provider_spec(prefix + std::to_string(i))));
+                return uow.providers().save(p);
+            }));
+    };
+    std::thread a(writer, std::ref(*s1), "a");
+    std::thread b(writer, std::ref(*s2), "b");
+    a.join();
+    b.join();
+    EXPECT_EQ(count_providers(*s1, tenant("t1")), 2u * per_store);
+}
+
+TEST(sqlite_store, two_processes_writing_one_file_lose_nothing) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    { auto s = open_sqlite(dir, nullptr); }
+    constexpr int per_process = 200;
+    auto cmd = [&](std::string const& prefix) {
+        return std::string(INTEGRATION_STORAGE_PROBE) + " " + path + " t1 " + prefix + " " + std::to_string(per_process);
+    };
+    std::thread p1([&] { EXPECT_EQ(std::system(cmd("p").c_str()), 0); });
+    std::thread p2([&] { EXPECT_EQ(std::system(cmd("q").c_str()), 0); });
+    // This process writes too, at the same time.
+    auto s = open_sqlite(dir, nullptr);
+    auto ctx = tenant("t1");
+    for (int i = 0; i < 50; ++i)
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec("m" + std::to_string(i))));
+            return uow.providers().save(p);
+        }));
+    p1.join();
+    p2.join();
+    EXPECT_EQ(count_providers(*s, ctx), 2u * per_process + 50u);
+}
+
+TEST(sqlite_store, grouped_commits_keep_each_unit_atomic_under_load) {
+    temp_dir dir;
+    auto s = must(storage::open_sqlite_store({.path = dir.file("g.db"), .max_batch = 64}));
+    constexpr int threads = 16, each = 20;
+    std::vector<std::thread> pool;
+    std::atomic<int> committed{0};
+    for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            auto ctx = tenant("t" + std::to_string(t % 2));
+            for (int i = 0; i < each; ++i) {
+                auto r = s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+                    auto key = "k" + std::to_string(t) + "-" + std::to_string(i);
+                    auto p1 = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec(key)));
+                    must(uow.providers().save(p1));
+                    // Half the units then collide with themselves on the unique key: the whole unit must vanish.
+                    auto p2 = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                                 provider_spec(i % 2 ? key : key + "-second")));
+                    return uow.providers().save(p2);
+                });
+                if (r) ++committed;
+            }
+        });
+    for (auto& th : pool) th.join();
+    EXPECT_EQ(committed.load(), threads * each / 2);
+    EXPECT_EQ(count_providers(*s, tenant("t0")) + count_providers(*s, tenant("t1")),
+              static_cast<std::size_t>(committed.load()) * 2);
+}
+
+}  // namespace
+}  // namespace integration::testing

@@ -1,0 +1,612 @@
+#include "store_conformance.hpp"
+
+#include <integration/core/id.hpp>
+#include <integration/events/outbox_relay.hpp>
+
+#include <boost/json/serialize.hpp>
+
+#include <atomic>
+#include <set>
+#include <thread>
+
+namespace integration::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using storage::unit_of_work;
+
+std::string json_of(auto const& aggregate) { return boost::json::serialize(aggregate_to_json(aggregate)); }
+
+/** Saves a provider, an Active client and an Active connection for `ctx`; returns their ids. */
+struct graph {
+    std::string provider_id, client_id, connection_id, credential_id;
+};
+
+graph seed_graph(storage::store& s, request_context const& ctx, time_point now, std::string key = "acme",
+                 std::string assembly = "Acme.Sms.ApiClient") {
+    graph g;
+    must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto p = active_provider(ctx, now, key);
+        auto c = must(providers::external_api_client::register_new(ctx, now, p, client_spec(assembly)));
+        must(c.activate());
+        auto cred = must(credentials::integration_credential::create(ctx, now, credential_spec(p.id())));
+        auto spec = connection_spec();
+        spec.credential_id = cred.id();
+        auto conn = must(connections::integration_connection::create(ctx, now, p, spec));
+        must(conn.record_health({health_status::healthy, "ok"}, now));
+        must(conn.activate(true, now));
+        if (auto r = uow.providers().save(p); !r) return r;
+        if (auto r = uow.api_clients().save(c); !r) return r;
+        if (auto r = uow.credentials().save(cred); !r) return r;
+        if (auto r = uow.connections().save(conn); !r) return r;
+        g = {p.id(), c.id(), conn.id(), cred.id()};
+        return {};
+    }));
+    return g;
+}
+
+TEST_P(store_conformance, every_aggregate_round_trips_with_children_and_metadata) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    std::string run_json, failure_json, sub_json, out_json, in_json;
+    std::string run_id, failure_id, sub_id, out_id, in_id;
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto conn = must(uow.connections().find(g.connection_id));
+        auto run = must(runs::integration_run::create(a_, now, conn, "sms.send", std::string("idem-1")));
+        must(run.start(conn, false, now));
+        must(run.set_request_ref("blob://tenant-a/runs/req"));
+        must(run.record_attempt({1, runs::attempt_status::failed, failures::failure_category::transient, 503, 12, now}));
+        must(run.record_attempt({2, runs::attempt_status::succeeded, std::nullopt, 201, 30, now}));
+        must(run.complete(now + 50ms, std::string("SM123"), std::string("blob://tenant-a/runs/resp")));
+        auto f = must(failures::integration_failure::record(
+            a_, now, failures::failure_source::run, run.id(), g.provider_id,
+            {failures::failure_category::rate_limited, "http_429", "slow down", failures::next_action::retry, now + 5s}));
+        must(f.record_attempt({failures::failure_category::transient, "http_503", "unavailable", failures::next_action::retry, now + 10s}, now));
+        must(f.escalate({"ops", "vendor outage", now, std::string("INC-1")}));
+        net::egress_policy egress;
+        auto sub = must(webhooks::webhook_subscription::create(
+            a_, now,
+            {"proj-1", "order.*", "https://hooks.example.com/in", "vault://local/tenant-a/whsec?version=1",
+             boost::json::value{{"field", "amount"}}, webhooks::subscription_attempt_policy{.max_attempts = 3}},
+            egress));
+        auto out = must(webhooks::webhook_delivery::outbound(a_, now, sub, "order.created", "evt-1", std::string("blob://p")));
+        must(out.record_failure({0, 500, 40, std::string("oops"), std::nullopt, now}, now + 5s));
+        auto in = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, "gh-1", "push",
+                                                          std::string("blob://in"), std::string("abc")));
+        must(in.accept({true, true}, now));
+        if (auto r = uow.runs().save(run); !r) return r;
+        if (auto r = uow.failures().save(f); !r) return r;
+        if (auto r = uow.subscriptions().save(sub); !r) return r;
+        if (auto r = uow.deliveries().save(out); !r) return r;
+        if (auto r = uow.deliveries().save(in); !r) return r;
+        run_json = json_of(run), failure_json = json_of(f), sub_json = json_of(sub), out_json = json_of(out),
+        in_json = json_of(in);
+        run_id = run.id(), failure_id = f.id(), sub_id = sub.id(), out_id = out.id(), in_id = in.id();
+        return {};
+    });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(json_of(must(uow.runs().find(run_id))), run_json);
+        EXPECT_EQ(json_of(must(uow.failures().find(failure_id))), failure_json);
+        EXPECT_EQ(json_of(must(uow.subscriptions().find(sub_id))), sub_json);
+        EXPECT_EQ(json_of(must(uow.deliveries().find(out_id))), out_json);
+        EXPECT_EQ(json_of(must(uow.deliveries().find(in_id))), in_json);
+        auto p = must(uow.providers().find(g.provider_id));
+        EXPECT_EQ(p.data().capabilities, (std::vector<std::string>{"sms.send", "sms.status"}));
+        EXPECT_EQ(p.data().environments.at(0).base_url, "https://sandbox.acme.example");
+        EXPECT_EQ(p.meta().tenant_id, "tenant-a");
+        EXPECT_EQ(p.meta().created_by, "alice");
+        EXPECT_EQ(p.meta().version, 1);
+        auto c = must(uow.api_clients().find(g.client_id));
+        EXPECT_EQ(c.data().operations.at(0).path, "/v1/accounts/{account}/messages");
+        EXPECT_EQ(c.data().versions.size(), 1u);
+        auto conn = must(uow.connections().find(g.connection_id));
+        EXPECT_EQ(conn.status(), connections::connection_status::active);
+        EXPECT_EQ(conn.data().configuration.at("account").as_string(), "AC123");
+        EXPECT_EQ(conn.data().endpoints.at(0).region.value(), "eu-west");
+        EXPECT_EQ(conn.data().retry_policy->max_attempts, 4);
+        auto cred = must(uow.credentials().find(g.credential_id));
+        EXPECT_EQ(cred.data().versions.size(), 1u);
+        EXPECT_EQ(cred.active_version()->fingerprint, fingerprint());
+        auto run = must(uow.runs().find(run_id));
+        EXPECT_EQ(run.data().run_attempts.size(), 2u);
+        EXPECT_EQ(run.data().latency_ms, 50);
+        return {};
+    });
+}
+
+TEST_P(store_conformance, stale_version_is_a_conflict_and_writes_nothing) {
+    auto g = seed_graph(*store_, a_, clock_.now());
+    std::optional<connections::integration_connection> first, second;
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        first = must(uow.connections().find(g.connection_id));
+        second = must(uow.connections().find(g.connection_id));
+        return {};
+    });
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        must(first->record_health({health_status::unhealthy, "down"}, clock_.now()));
+        return uow.connections().save(*first);
+    });
+    EXPECT_EQ(first->meta().version, 2);
+    auto r = store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+        must(second->retire("stale writer"));
+        return uow.connections().save(*second);
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::conflict);
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(g.connection_id));
+        EXPECT_EQ(c.status(), connections::connection_status::degraded);
+        EXPECT_EQ(c.meta().version, 2);
+        return {};
+    });
+    auto pending = must(store_->pending_events(100));
+    for (auto const& e : pending) EXPECT_NE(e.envelope.event_type, "IntegrationConnectionRetired");
+}
+
+TEST_P(store_conformance, an_error_mid_transaction_leaves_neither_row_nor_event) {
+    auto before = must(store_->pending_events(1000)).size();
+    std::string id;
+    auto r = store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(a_, clock_.now(), provider_spec("rolled-back")));
+        id = p.id();
+        if (auto s = uow.providers().save(p); !s) return s;
+        return error{errc::invalid_argument, "caller gave up after the save"};
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_EQ(must(store_->pending_events(1000)).size(), before);
+    auto found = store_->read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto p = uow.providers().find(id);
+        EXPECT_FALSE(p);
+        if (!p) {
+            EXPECT_EQ(p.error(), errc::not_found);
+        }
+        return {};
+    });
+    must(found);
+}
+
+TEST_P(store_conformance, a_throwing_unit_of_work_rolls_back_and_rethrows) {
+    std::string id;
+    EXPECT_THROW((void)store_->transact(a_,
+                                        [&](unit_of_work& uow) -> result<void> {
+                                            auto p = must(providers::integration_provider::register_new(
+                                                a_, clock_.now(), provider_spec("thrower")));
+                                            id = p.id();
+                                            must(uow.providers().save(p));
+                                            throw std::runtime_error("boom");
+                                        }),
+                 std::runtime_error);
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_FALSE(uow.providers().find(id));
+        return {};
+    });
+}
+
+TEST_P(store_conformance, a_unique_violation_rolls_back_earlier_saves_of_the_same_unit) {
+    seed_graph(*store_, a_, clock_.now(), "dup");
+    std::string first_id;
+    auto r = store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+        auto ok = must(providers::integration_provider::register_new(a_, clock_.now(), provider_spec("fresh")));
+        first_id = ok.id();
+        if (auto s = uow.providers().save(ok); !s) return s;
+        auto dup = must(providers::integration_provider::register_new(a_, clock_.now(), provider_spec("dup")));
+        return uow.providers().save(dup);
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::already_exists);
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_FALSE(uow.providers().find(first_id));
+        return {};
+    });
+}
+
+TEST_P(store_conformance, provider_key_is_unique_per_scope_and_tenant) {
+    seed_graph(*store_, a_, clock_.now(), "same-key");
+    // Same key in another tenant is fine.
+    seed_graph(*store_, b_, clock_.now(), "same-key", "Other.Assembly");
+    // A global provider with that key is a different scope.
+    auto admin = a_;
+    admin.admin = true;
+    write(admin, [&](unit_of_work& uow) -> result<void> {
+        auto spec = provider_spec("same-key");
+        spec.scope = providers::provider_scope::global;
+        auto p = must(providers::integration_provider::register_new(admin, clock_.now(), spec));
+        return uow.providers().save(p);
+    });
+    auto r = store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(a_, clock_.now(), provider_spec("same-key")));
+        return uow.providers().save(p);
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::already_exists);
+}
+
+TEST_P(store_conformance, assembly_name_and_version_are_unique_across_tenants_and_history) {
+    seed_graph(*store_, a_, clock_.now(), "acme", "Shared.Assembly");
+    auto r = store_->transact(b_, [&](unit_of_work& uow) -> result<void> {
+        auto p = active_provider(b_, clock_.now(), "other");
+        if (auto s = uow.providers().save(p); !s) return s;
+        auto c = must(providers::external_api_client::register_new(b_, clock_.now(), p, client_spec("Shared.Assembly", "1.0.0")));
+        return uow.api_clients().save(c);
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::already_exists);
+    // Version 2.0.0 of the same assembly by another tenant is fine.
+    write(b_, [&](unit_of_work& uow) -> result<void> {
+        auto p = active_provider(b_, clock_.now(), "other2");
+        if (auto s = uow.providers().save(p); !s) return s;
+        auto c = must(providers::external_api_client::register_new(b_, clock_.now(), p, client_spec("Shared.Assembly", "2.0.0")));
+        return uow.api_clients().save(c);
+    });
+}
+
+TEST_P(store_conformance, tenant_b_cannot_read_list_or_update_tenant_a_rows) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    std::optional<runs::integration_run> run;
+    std::optional<failures::integration_failure> fail;
+    std::optional<webhooks::webhook_subscription> sub;
+    std::optional<webhooks::webhook_delivery> del, in;
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto conn = must(uow.connections().find(g.connection_id));
+        run = must(runs::integration_run::create(a_, now, conn, "sms.send", std::string("key-a")));
+        fail = must(failures::integration_failure::record(a_, now, failures::failure_source::run, run->id(), g.provider_id,
+                                                          {failures::failure_category::transient, "timeout", "t",
+                                                           failures::next_action::retry, now}));
+        sub = must(webhooks::webhook_subscription::create(
+            a_, now, {"proj-1", "*", "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}, net::egress_policy{}));
+        del = must(webhooks::webhook_delivery::outbound(a_, now, *sub, "x.y", "evt", std::nullopt));
+        in = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, "pd-1", "push", {}, {}));
+        must(uow.runs().save(*run));
+        must(uow.failures().save(*fail));
+        must(uow.subscriptions().save(*sub));
+        must(uow.deliveries().save(*del));
+        return uow.deliveries().save(*in);
+    });
+    auto expect_not_found = [](auto const& r) {
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error(), errc::not_found);
+    };
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        expect_not_found(uow.providers().find(g.provider_id));
+        expect_not_found(uow.providers().find_by_key("acme", providers::provider_scope::tenant));
+        expect_not_found(uow.api_clients().find(g.client_id));
+        expect_not_found(uow.connections().find(g.connection_id));
+        expect_not_found(uow.credentials().find(g.credential_id));
+        expect_not_found(uow.runs().find(run->id()));
+        expect_not_found(uow.runs().find_by_idempotency_key("key-a"));
+        expect_not_found(uow.failures().find(fail->id()));
+        expect_not_found(uow.subscriptions().find(sub->id()));
+        expect_not_found(uow.deliveries().find(del->id()));
+        expect_not_found(uow.deliveries().find_inbound(g.connection_id, "pd-1"));
+        EXPECT_TRUE(must(uow.providers().list({})).items.empty());
+        EXPECT_TRUE(must(uow.api_clients().list_by_provider(g.provider_id, {})).items.empty());
+        EXPECT_EQ(must(uow.api_clients().count_active(g.provider_id)), 0u);
+        EXPECT_TRUE(must(uow.connections().list({}, {})).items.empty());
+        EXPECT_TRUE(must(uow.credentials().list({}, {})).items.empty());
+        EXPECT_TRUE(must(uow.credentials().expiring_before(now + 1000h, 10)).empty());
+        EXPECT_TRUE(must(uow.runs().list({}, {})).items.empty());
+        EXPECT_TRUE(must(uow.failures().list({}, {})).items.empty());
+        EXPECT_TRUE(must(uow.failures().due_for_retry(now + 1h, 10)).empty());
+        EXPECT_TRUE(must(uow.subscriptions().list({})).items.empty());
+        EXPECT_TRUE(must(uow.subscriptions().active_for_event("x.y")).empty());
+        EXPECT_TRUE(must(uow.deliveries().list({}, {})).items.empty());
+        EXPECT_TRUE(must(uow.deliveries().due(now + 1h, 10)).empty());
+        return {};
+    });
+    // Saving tenant A's aggregates through tenant B's unit of work changes nothing.
+    auto conn_a = std::optional<connections::integration_connection>();
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        conn_a = must(uow.connections().find(g.connection_id));
+        return {};
+    });
+    must(conn_a->retire("hijack"));
+    auto r = store_->transact(b_, [&](unit_of_work& uow) -> result<void> { return uow.connections().save(*conn_a); });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::not_found);
+    auto r2 = store_->transact(b_, [&](unit_of_work& uow) -> result<void> { return uow.runs().save(*run); });
+    ASSERT_FALSE(r2);
+    EXPECT_EQ(r2.error(), errc::not_found);
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.connections().find(g.connection_id)).status(), connections::connection_status::active);
+        EXPECT_EQ(must(uow.runs().find(run->id())).meta().version, 1);
+        return {};
+    });
+}
+
+TEST_P(store_conformance, global_providers_are_shared_read_only) {
+    auto admin = a_;
+    admin.admin = true;
+    std::string id;
+    write(admin, [&](unit_of_work& uow) -> result<void> {
+        auto spec = provider_spec("github");
+        spec.scope = providers::provider_scope::global;
+        auto p = must(providers::integration_provider::register_new(admin, clock_.now(), spec));
+        id = p.id();
+        return uow.providers().save(p);
+    });
+    std::optional<providers::integration_provider> seen;
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        seen = must(uow.providers().find(id));
+        EXPECT_TRUE(seen->is_global());
+        EXPECT_EQ(must(uow.providers().find_by_key("github", providers::provider_scope::global)).id(), id);
+        EXPECT_EQ(must(uow.providers().list({})).items.size(), 1u);
+        return {};
+    });
+    must(seen->deprecate("tenant b tries"));
+    auto r = store_->transact(b_, [&](unit_of_work& uow) -> result<void> { return uow.providers().save(*seen); });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::forbidden);
+}
+
+TEST_P(store_conformance, keyset_pagination_walks_every_row_once_in_creation_order) {
+    auto g = seed_graph(*store_, a_, clock_.now());
+    std::vector<std::string> created{g.connection_id};
+    for (int i = 0; i < 6; ++i) {
+        clock_.advance(1ms);
+        write(a_, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(uow.providers().find(g.provider_id));
+            auto c = must(connections::integration_connection::create(a_, clock_.now(), p, connection_spec(i % 2 ? "proj-odd" : "proj-even")));
+            created.push_back(c.id());
+            return uow.connections().save(c);
+        });
+    }
+    std::vector<std::string> seen;
+    storage::page_request req{.limit = 3};
+    int pages = 0;
+    do {
+        read(a_, [&](unit_of_work& uow) -> result<void> {
+            auto page = must(uow.connections().list({}, req));
+            for (auto const& c : page.items) seen.push_back(c.id());
+            req.cursor = page.next_cursor;
+            return {};
+        });
+        ++pages;
+    } while (!req.cursor.empty());
+    EXPECT_EQ(pages, 3);
+    EXPECT_EQ(seen, created);
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.connections().list({.project_id = "proj-odd"}, {})).items.size(), 3u);
+        EXPECT_EQ(must(uow.connections().list({.project_id = "proj-even", .provider_id = g.provider_id}, {})).items.size(), 3u);
+        EXPECT_EQ(must(uow.connections().list({.status = connections::connection_status::active}, {})).items.size(), 1u);
+        EXPECT_EQ(must(uow.connections().list({.status = connections::connection_status::pending}, {})).items.size(), 6u);
+        return {};
+    });
+}
+
+TEST_P(store_conformance, access_patterns_answer_the_seed_queries) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto conn = must(uow.connections().find(g.connection_id));
+        for (int i = 0; i < 3; ++i) {
+            auto run = must(runs::integration_run::create(a_, now, conn, "sms.send"));
+            if (i == 0) {
+                must(run.start(conn, false, now));
+                must(run.record_attempt({1, runs::attempt_status::succeeded, {}, 200, 5, now}));
+                must(run.complete(now, {}, {}));
+            }
+            must(uow.runs().save(run));
+            auto f = must(failures::integration_failure::record(
+                a_, now, failures::failure_source::run, run.id(), g.provider_id,
+                {failures::failure_category::transient, "e", "m", failures::next_action::retry, now + std::chrono::minutes(i)}));
+            must(uow.failures().save(f));
+        }
+        auto poison = must(failures::integration_failure::record(
+            a_, now, failures::failure_source::run, "run-x", g.provider_id,
+            {failures::failure_category::poison, "bad", "m", failures::next_action::dead_letter, {}}));
+        must(uow.failures().save(poison));
+        auto cred = must(uow.credentials().find(g.credential_id));
+        (void)cred;
+        auto spec = credential_spec(g.provider_id);
+        spec.expires_at = now + 24h;
+        auto expiring = must(credentials::integration_credential::create(a_, now, spec));
+        must(uow.credentials().save(expiring));
+        net::egress_policy egress;
+        for (auto pattern : {"order.*", "order.created", "invoice.paid", "*"}) {
+            auto s = must(webhooks::webhook_subscription::create(
+                a_, now, {"proj-1", pattern, "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}, egress));
+            must(uow.subscriptions().save(s));
+            auto d = must(webhooks::webhook_delivery::outbound(a_, now, s, pattern == std::string("*") ? "any.thing" : pattern == std::string("order.*") ? "order.paid" : pattern, "evt", {}));
+            if (pattern == std::string("invoice.paid")) must(d.record_success({0, 200, 3, {}, {}, now}));
+            must(uow.deliveries().save(d));
+        }
+        auto inactive = must(webhooks::webhook_subscription::create(
+            a_, now, {"proj-1", "order.created", "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}, egress));
+        must(inactive.deactivate("off"));
+        return uow.subscriptions().save(inactive);
+    });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.runs().list({.connection_id = g.connection_id}, {})).items.size(), 3u);
+        EXPECT_EQ(must(uow.runs().list({.connection_id = g.connection_id, .status = runs::run_status::completed}, {})).items.size(), 1u);
+        EXPECT_EQ(must(uow.runs().list({.status = runs::run_status::pending}, {})).items.size(), 2u);
+        auto due = must(uow.failures().due_for_retry(now + std::chrono::seconds(61), 10));
+        EXPECT_EQ(due.size(), 2u);  // minute 0 and 1; the poison one is never due
+        EXPECT_LE(due[0].data().next_attempt_at, due[1].data().next_attempt_at);
+        EXPECT_EQ(must(uow.failures().list({.unresolved_only = true}, {})).items.size(), 4u);
+        auto expiring = must(uow.credentials().expiring_before(now + 48h, 10));
+        EXPECT_EQ(expiring.size(), 1u);
+        EXPECT_EQ(must(uow.credentials().list({.provider_id = g.provider_id}, {})).items.size(), 2u);
+        auto subs = must(uow.subscriptions().active_for_event("order.created"));
+        std::set<std::string> patterns;
+        for (auto const& s : subs) patterns.insert(s.data().event_type);
+        EXPECT_EQ(patterns, (std::set<std::string>{"order.*", "order.created", "*"}));
+        EXPECT_EQ(subs.size(), 3u);  // the inactive order.created subscription is skipped
+        auto due_deliveries = must(uow.deliveries().due(now, 10));
+        EXPECT_EQ(due_deliveries.size(), 3u);  // the delivered one is not due
+        EXPECT_EQ(must(uow.deliveries().list({.status = webhooks::delivery_status::delivered}, {})).items.size(), 1u);
+        return {};
+    });
+}
+
+TEST_P(store_conformance, inbound_delivery_is_unique_per_provider_delivery_id) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto d = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, "gh-42", "push", {}, {}));
+        return uow.deliveries().save(d);
+    });
+    auto r = store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+        auto d = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, "gh-42", "push", {}, {}));
+        return uow.deliveries().save(d);
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::already_exists);
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.deliveries().find_inbound(g.connection_id, "gh-42")).data().provider_delivery_id, "gh-42");
+        return {};
+    });
+}
+
+TEST_P(store_conformance, idempotency_key_is_unique_per_tenant) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    auto save_run = [&](request_context const& ctx, std::string const& conn_id) {
+        return store_->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto conn = must(uow.connections().find(conn_id));
+            auto run = must(runs::integration_run::create(ctx, now, conn, "sms.send", std::string("same-key")));
+            return uow.runs().save(run);
+        });
+    };
+    must(save_run(a_, g.connection_id));
+    auto again = save_run(a_, g.connection_id);
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error(), errc::already_exists);
+    auto gb = seed_graph(*store_, b_, now, "acme", "B.Assembly");
+    must(save_run(b_, gb.connection_id));
+}
+
+TEST_P(store_conformance, read_only_units_refuse_to_save) {
+    auto r = store_->read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(a_, clock_.now(), provider_spec("ro")));
+        return uow.providers().save(p);
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_state);
+}
+
+TEST_P(store_conformance, events_enter_the_outbox_in_the_canonical_envelope) {
+    auto ctx = a_;
+    ctx.correlation_id = "corr-1";
+    ctx.causation_id = "cmd-1";
+    auto g = seed_graph(*store_, ctx, clock_.now());
+    auto events = must(store_->pending_events(100));
+    ASSERT_GE(events.size(), 3u);
+    std::vector<std::string> types;
+    for (auto const& rec : events) {
+        auto const& e = rec.envelope;
+        types.push_back(e.event_type);
+        EXPECT_TRUE(is_valid_id(e.event_id, "evt"));
+        EXPECT_EQ(e.schema_version, 1);
+        EXPECT_EQ(e.tenant_id, "tenant-a");
+        EXPECT_EQ(e.trace_id, ctx.trace.trace_id);
+        EXPECT_EQ(e.span_id, ctx.trace.span_id);
+        EXPECT_EQ(e.correlation_id, "corr-1");
+        EXPECT_EQ(e.causation_id, "cmd-1");
+        EXPECT_FALSE(e.source.empty());
+        EXPECT_EQ(e.aggregate_version, 1);
+    }
+    EXPECT_EQ(types, (std::vector<std::string>{"IntegrationProviderRegistered", "ExternalApiClientRegistered",
+                                               "IntegrationConnectionEstablished"}));
+    EXPECT_EQ(events[0].envelope.aggregate_type, "IntegrationProvider");
+    EXPECT_EQ(events[0].envelope.aggregate_id, g.provider_id);
+    EXPECT_LT(events[0].sequence, events[1].sequence);
+}
+
+class recording_publisher final : public events::event_publisher {
+public:
+    result<void> publish(events::event_envelope const& e) override {
+        std::lock_guard lock(mutex);
+        if (fail_on == e.event_type && failures_left > 0) {
+            --failures_left;
+            return error{errc::unavailable, "bus down"};
+        }
+        seen.push_back(e);
+        return {};
+    }
+    std::mutex mutex;
+    std::vector<events::event_envelope> seen;
+    std::string fail_on;
+    int failures_left = 0;
+};
+
+TEST_P(store_conformance, relay_publishes_at_least_once_in_order_and_marks_published) {
+    auto g = seed_graph(*store_, a_, clock_.now());
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(g.connection_id));
+        must(c.retire("done"));
+        return uow.connections().save(c);
+    });
+    recording_publisher pub;
+    pub.fail_on = "ExternalApiClientRegistered";
+    pub.failures_left = 1;
+    events::outbox_relay relay(*store_, pub, {.batch = 10, .clock = &clock_});
+    auto first = relay.run_once();
+    ASSERT_FALSE(first);  // stops at the failing event so nothing overtakes it
+    EXPECT_EQ(pub.seen.size(), 1u);
+    EXPECT_EQ(must(store_->pending_events(100)).size(), 3u);
+    EXPECT_EQ(must(relay.run_once()), 3u);
+    std::vector<std::string> types;
+    for (auto const& e : pub.seen) types.push_back(e.event_type);
+    EXPECT_EQ(types, (std::vector<std::string>{"IntegrationProviderRegistered", "ExternalApiClientRegistered",
+                                               "IntegrationConnectionEstablished", "IntegrationConnectionRetired"}));
+    EXPECT_EQ(pub.seen[2].aggregate_version, 1);
+    EXPECT_EQ(pub.seen[3].aggregate_version, 2);
+    EXPECT_TRUE(must(store_->pending_events(100)).empty());
+    EXPECT_EQ(must(relay.run_once()), 0u);
+}
+
+TEST_P(store_conformance, relay_thread_delivers_events_committed_later) {
+    recording_publisher pub;
+    events::in_process_dispatcher dispatcher;
+    std::atomic<int> established{0};
+    dispatcher.subscribe("IntegrationConnectionEstablished", [&](events::event_envelope const&) -> result<void> {
+        ++established;
+        return {};
+    });
+    events::outbox_relay relay(*store_, dispatcher, {.poll_interval = 5ms});
+    relay.start();
+    seed_graph(*store_, a_, clock_.now());
+    relay.notify();
+    for (int i = 0; i < 400 && established.load() == 0; ++i) std::this_thread::sleep_for(5ms);
+    relay.stop();
+    EXPECT_EQ(established.load(), 1);
+}
+
+TEST_P(store_conformance, concurrent_units_from_many_threads_all_commit_or_fail_alone) {
+    auto g = seed_graph(*store_, a_, clock_.now());
+    constexpr int threads = 8, per_thread = 25;
+    std::atomic<int> ok{0}, refused{0};
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            for (int i = 0; i < per_thread; ++i) {
+                auto r = store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+                    auto conn = uow.connections().find(g.connection_id);
+                    if (!conn) return conn.error();
+                    auto run = runs::integration_run::create(a_, clock_.now(), *conn, "sms.send");
+                    if (!run) return run.error();
+                    if (auto s = uow.runs().save(*run); !s) return s;
+                    // Every third unit fails after writing: only it may roll back.
+                    if (i % 3 == 0) return error{errc::invalid_argument, "refused on purpose"};
+                    return {};
+                });
+                (r ? ok : refused)++;
+                (void)t;
+            }
+        });
+    for (auto& th : pool) th.join();
+    EXPECT_EQ(refused.load(), threads * 9);
+    EXPECT_EQ(ok.load(), threads * (per_thread - 9));
+    std::size_t stored = 0;
+    storage::page_request req{.limit = 500};
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        stored = must(uow.runs().list({}, req)).items.size();
+        return {};
+    });
+    EXPECT_EQ(stored, static_cast<std::size_t>(ok.load()));
+}
+
+}  // namespace
+}  // namespace integration::testing
