@@ -17,20 +17,35 @@ std::string lower(std::string_view s) {
 }
 
 // Names that hold secret material; their values belong in the secret store, never in metadata.
-result<void> refuse_secret_parameters(boost::json::object const& params) {
+bool names_secret(std::string_view name) {
     static constexpr std::string_view banned[] = {"secret", "password", "token", "apikey", "privatekey",
                                                   "credential"};
-    for (auto const& kv : params) {
-        if (!kv.value().is_string()) continue;
-        auto key = lower(kv.key());
-        std::erase(key, '_');
-        std::erase(key, '-');
-        for (auto b : banned)
-            if (key.find(b) != std::string::npos && key != "tokenurl" && key != "tokenendpoint")
-                return error{errc::invariant_violation,
-                             "authParameters." + std::string(kv.key()) +
-                                 " looks like secret material; put it in the secret store and pass only its reference"};
-    }
+    auto key = lower(name);
+    std::erase(key, '_');
+    std::erase(key, '-');
+    if (key == "tokenurl" || key == "tokenendpoint") return false;
+    for (auto b : banned)
+        if (key.find(b) != std::string::npos) return true;
+    return false;
+}
+
+// A string under a secret-looking name is refused at any depth: nesting it in an object (say
+// {"oauth": {"clientSecret": ...}}) keeps it secret. Non-string values such as a placement object
+// {"in": "header", "name": "X-Api-Key"} describe where a secret goes, not the secret.
+result<void> refuse_secret_parameters(boost::json::value const& v, std::string const& path, bool secret_name) {
+    if (v.is_string() && secret_name)
+        return error{errc::invariant_violation,
+                     path + " looks like secret material; put it in the secret store and pass only its reference"};
+    if (v.is_object())
+        for (auto const& kv : v.get_object())
+            if (auto r = refuse_secret_parameters(kv.value(), path + "." + std::string(kv.key()), names_secret(kv.key()));
+                !r)
+                return r;
+    if (v.is_array())
+        for (std::size_t i = 0; i < v.get_array().size(); ++i)
+            if (auto r = refuse_secret_parameters(v.get_array()[i], path + "[" + std::to_string(i) + "]", secret_name);
+                !r)
+                return r;
     return {};
 }
 
@@ -62,7 +77,7 @@ result<integration_credential> integration_credential::create(request_context co
         return error{errc::invalid_argument, "authMode None needs no credential"};
     if (auto r = validate_key_vault_ref(spec.key_vault_ref); !r) return r.error();
     if (auto r = validate_fingerprint(spec.fingerprint); !r) return r.error();
-    if (auto r = refuse_secret_parameters(spec.auth_parameters); !r) return r.error();
+    if (auto r = refuse_secret_parameters(spec.auth_parameters, "authParameters", false); !r) return r.error();
     if (spec.rotation_policy && (spec.rotation_policy->rotate_every_days < 0 || spec.rotation_policy->notify_before_days < 0))
         return error{errc::invalid_argument, "rotationPolicy days must not be negative"};
     credential_data d;

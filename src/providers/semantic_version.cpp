@@ -75,7 +75,8 @@ std::string semantic_version::to_string() const {
 
 std::strong_ordering operator<=>(semantic_version const& a, semantic_version const& b) {
     if (auto c = std::tie(a.major, a.minor, a.patch) <=> std::tie(b.major, b.minor, b.patch); c != 0) return c;
-    if (a.prerelease.empty() || b.prerelease.empty()) return b.prerelease.empty() <=> a.prerelease.empty();
+    // A prerelease sorts before its release: 1.0.0-rc.1 < 1.0.0.
+    if (a.prerelease.empty() || b.prerelease.empty()) return a.prerelease.empty() <=> b.prerelease.empty();
     auto x = split(a.prerelease), y = split(b.prerelease);
     for (std::size_t i = 0; i < x.size() && i < y.size(); ++i) {
         std::uint64_t nx, ny;

@@ -232,16 +232,17 @@ TEST_F(provider_test, take_events_hands_the_pending_events_over_once) {
     EXPECT_TRUE(p.take_events().empty());
 }
 
-TEST_F(provider_test, mark_saved_stamps_version_and_updater_but_keeps_the_creator) {
+TEST_F(provider_test, mark_saved_stamps_version_and_updater_and_the_first_save_sets_the_creation) {
     auto p = registered_provider(clock.now());
-    auto created = p.meta().created_at;
     clock.advance(std::chrono::milliseconds{1500});
-    p.mark_saved("alice", clock.now(), 1);
+    auto first_save = clock.now();
+    p.mark_saved("alice", first_save, 1);
+    EXPECT_EQ(p.meta().created_at, first_save);
     clock.advance(std::chrono::seconds{2});
     p.mark_saved("bob", clock.now(), 2);
     EXPECT_EQ(p.meta().version, 2);
     EXPECT_EQ(p.meta().created_by, "alice");
-    EXPECT_EQ(p.meta().created_at, created);
+    EXPECT_EQ(p.meta().created_at, first_save) << "later saves keep the creation stamp";
     EXPECT_EQ(p.meta().updated_by, "bob");
     EXPECT_EQ(p.meta().updated_at, clock.now());
 }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Sets up a fresh machine and runs every test: a warnings-as-errors build and an
+# AddressSanitizer + UndefinedBehaviorSanitizer build, each through ctest.
+set -euo pipefail
+source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
+
+jobs=$(nproc)
+echo "== build (warnings as errors)"
+configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINTEGRATION_WERROR=ON
+echo "== tests"
+ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
+
+echo "== build (address + undefined sanitizers)"
+configure_and_build "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DINTEGRATION_WERROR=ON -DINTEGRATION_SANITIZE=ON \
+  -DINTEGRATION_BUILD_BENCH=OFF -DINTEGRATION_BUILD_EXAMPLES=OFF
+echo "== tests under sanitizers"
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+  ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"
