@@ -37,15 +37,15 @@ result<void> refuse_secret_parameters(boost::json::value const& v, std::string c
         return error{errc::invariant_violation,
                      path + " looks like secret material; put it in the secret store and pass only its reference"};
     if (v.is_object())
-        for (auto const& kv : v.get_object())
-            if (auto r = refuse_secret_parameters(kv.value(), path + "." + std::string(kv.key()), names_secret(kv.key()));
-                !r)
-                return r;
+        for (auto const& kv : v.get_object()) {
+            auto child = path + "." + std::string(kv.key());
+            if (auto r = refuse_secret_parameters(kv.value(), child, names_secret(kv.key())); !r) return r;
+        }
     if (v.is_array())
-        for (std::size_t i = 0; i < v.get_array().size(); ++i)
-            if (auto r = refuse_secret_parameters(v.get_array()[i], path + "[" + std::to_string(i) + "]", secret_name);
-                !r)
-                return r;
+        for (std::size_t i = 0; i < v.get_array().size(); ++i) {
+            auto child = path + "[" + std::to_string(i) + "]";
+            if (auto r = refuse_secret_parameters(v.get_array()[i], child, secret_name); !r) return r;
+        }
     return {};
 }
 
@@ -77,7 +77,8 @@ result<integration_credential> integration_credential::create(request_context co
         return error{errc::invalid_argument, "authMode None needs no credential"};
     if (auto r = validate_key_vault_ref(spec.key_vault_ref); !r) return r.error();
     if (auto r = validate_fingerprint(spec.fingerprint); !r) return r.error();
-    if (auto r = refuse_secret_parameters(spec.auth_parameters, "authParameters", false); !r) return r.error();
+    if (auto r = refuse_secret_parameters(spec.auth_parameters, "authParameters", false); !r)
+        return r.error();
     if (spec.rotation_policy && (spec.rotation_policy->rotate_every_days < 0 || spec.rotation_policy->notify_before_days < 0))
         return error{errc::invalid_argument, "rotationPolicy days must not be negative"};
     credential_data d;

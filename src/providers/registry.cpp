@@ -3,79 +3,62 @@
 namespace integration::providers {
 
 result<integration_provider> registry::register_provider(request_context const& ctx, provider_spec spec) {
-    std::optional<integration_provider> out;
-    auto r = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
         auto p = integration_provider::register_new(ctx, clock_.now(), spec);
         if (!p) return p.error();
         if (auto existing = uow.providers().find_by_key(p->data().key, p->data().scope); existing)
             return error{errc::already_exists, "a provider with key \"" + p->data().key + "\" already exists in this " +
                                                    std::string(to_string(p->data().scope)) + " scope"};
-        if (auto s = uow.providers().save(*p); !s) return s;
-        out = std::move(*p);
-        return {};
+        if (auto s = uow.providers().save(*p); !s) return s.error();
+        return std::move(*p);
     });
-    if (!r) return r.error();
-    return std::move(*out);
 }
 
 result<external_api_client> registry::register_client(request_context const& ctx, std::string const& provider_id,
                                                       api_client_spec spec) {
-    std::optional<external_api_client> out;
-    auto r = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<external_api_client> {
         auto p = uow.providers().find(provider_id);
         if (!p) return p.error();
         auto c = external_api_client::register_new(ctx, clock_.now(), *p, spec);
         if (!c) return c.error();
-        if (auto s = uow.api_clients().save(*c); !s) return s;
-        out = std::move(*c);
-        return {};
+        if (auto s = uow.api_clients().save(*c); !s) return s.error();
+        return std::move(*c);
     });
-    if (!r) return r.error();
-    return std::move(*out);
 }
 
 result<external_api_client> registry::activate_client(request_context const& ctx, std::string const& api_client_id) {
-    std::optional<external_api_client> out;
-    auto r = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<external_api_client> {
         auto c = uow.api_clients().find(api_client_id);
         if (!c) return c.error();
         auto p = uow.providers().find(c->data().provider_id);
         if (!p) return p.error();
         if (p->status() == provider_status::deprecated)
             return error{errc::invariant_violation, "provider " + p->id() + " is Deprecated; its clients cannot be activated"};
-        if (auto a = c->activate(); !a) return a;
-        if (auto s = uow.api_clients().save(*c); !s) return s;
-        out = std::move(*c);
-        return {};
+        if (auto a = c->activate(); !a) return a.error();
+        if (auto s = uow.api_clients().save(*c); !s) return s.error();
+        return std::move(*c);
     });
-    if (!r) return r.error();
-    return std::move(*out);
 }
 
 result<integration_provider> registry::activate_provider(request_context const& ctx, std::string const& provider_id) {
-    std::optional<integration_provider> out;
-    auto r = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
         auto p = uow.providers().find(provider_id);
         if (!p) return p.error();
         auto n = uow.api_clients().count_active(provider_id);
         if (!n) return n.error();
-        if (auto a = p->activate(*n); !a) return a;
-        if (auto s = uow.providers().save(*p); !s) return s;
-        out = std::move(*p);
-        return {};
+        if (auto a = p->activate(*n); !a) return a.error();
+        if (auto s = uow.providers().save(*p); !s) return s.error();
+        return std::move(*p);
     });
-    if (!r) return r.error();
-    return std::move(*out);
 }
 
 result<external_api_client> registry::deprecate_client(request_context const& ctx, std::string const& api_client_id) {
-    std::optional<external_api_client> out;
-    auto r = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<external_api_client> {
         auto c = uow.api_clients().find(api_client_id);
         if (!c) return c.error();
         bool was_active = c->status() == client_status::active;
-        if (auto d = c->deprecate(); !d) return d;
-        if (auto s = uow.api_clients().save(*c); !s) return s;
+        if (auto d = c->deprecate(); !d) return d.error();
+        if (auto s = uow.api_clients().save(*c); !s) return s.error();
         if (was_active) {
             auto n = uow.api_clients().count_active(c->data().provider_id);
             if (!n) return n.error();
@@ -83,31 +66,24 @@ result<external_api_client> registry::deprecate_client(request_context const& ct
                 auto p = uow.providers().find(c->data().provider_id);
                 if (!p) return p.error();
                 if (p->status() != provider_status::deprecated) {
-                    if (auto d = p->deprecate("last Active API client " + c->id() + " was deprecated"); !d) return d;
-                    if (auto s = uow.providers().save(*p); !s) return s;
+                    if (auto d = p->deprecate("last Active API client " + c->id() + " was deprecated"); !d) return d.error();
+                    if (auto s = uow.providers().save(*p); !s) return s.error();
                 }
             }
         }
-        out = std::move(*c);
-        return {};
+        return std::move(*c);
     });
-    if (!r) return r.error();
-    return std::move(*out);
 }
 
 result<integration_provider> registry::deprecate_provider(request_context const& ctx, std::string const& provider_id,
                                                           std::string reason) {
-    std::optional<integration_provider> out;
-    auto r = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
         auto p = uow.providers().find(provider_id);
         if (!p) return p.error();
-        if (auto d = p->deprecate(reason); !d) return d;
-        if (auto s = uow.providers().save(*p); !s) return s;
-        out = std::move(*p);
-        return {};
+        if (auto d = p->deprecate(reason); !d) return d.error();
+        if (auto s = uow.providers().save(*p); !s) return s.error();
+        return std::move(*p);
     });
-    if (!r) return r.error();
-    return std::move(*out);
 }
 
 }  // namespace integration::providers

@@ -13,9 +13,10 @@ using namespace integration;
 using namespace std::chrono_literals;
 
 time_point utc(int y, unsigned m, unsigned d, int hh = 0, int mm = 0, int ss = 0, int ms = 0) {
-    using namespace std::chrono;
-    auto t = sys_days{year{y} / month{m} / day{d}} + hours{hh} + minutes{mm} + seconds{ss} + milliseconds{ms};
-    return time_point{duration_cast<time_point::duration>(t.time_since_epoch())};
+    namespace c = std::chrono;
+    auto t = c::sys_days{c::year{y} / c::month{m} / c::day{d}} + c::hours{hh} + c::minutes{mm} + c::seconds{ss} +
+             c::milliseconds{ms};
+    return integration::time_point{c::duration_cast<integration::time_point::duration>(t.time_since_epoch())};
 }
 
 // ---- formatting -----------------------------------------------------------------------------

@@ -290,7 +290,8 @@ TEST_F(api_client_registry_test, deprecating_the_last_active_client_deprecates_t
 
     auto events = store->pending_events(100).value();
     auto deprecated = std::count_if(events.begin(), events.end(), [&](auto const& rec) {
-        return rec.envelope.event_type == events::event_type::provider_deprecated && rec.envelope.aggregate_id == p.id();
+        return rec.envelope.event_type == events::event_type::provider_deprecated &&
+               rec.envelope.aggregate_id == p.id();
     });
     EXPECT_EQ(deprecated, 1);
 }

@@ -30,8 +30,8 @@ protected:
     providers::integration_provider provider = fixtures::active_provider(clock.now());
 
     integration_connection pending() {
-        return integration_connection::create(tenant_ctx(), clock.now(), provider, fixtures::connection_spec(clock.now()))
-            .value();
+        auto spec = fixtures::connection_spec(clock.now());
+        return integration_connection::create(tenant_ctx(), clock.now(), provider, spec).value();
     }
     integration_connection active() {
         auto c = pending();
@@ -81,7 +81,8 @@ TEST_F(connection_test, provider_must_be_registered_and_active) {
 
 TEST_F(connection_test, a_deprecated_provider_accepts_no_new_connections) {
     provider.deprecate("end of life").value();
-    auto r = integration_connection::create(tenant_ctx(), clock.now(), provider, fixtures::connection_spec(clock.now()));
+    auto spec = fixtures::connection_spec(clock.now());
+    auto r = integration_connection::create(tenant_ctx(), clock.now(), provider, spec);
     EXPECT_ERRC(r, errc::invariant_violation);
     EXPECT_NE(r.error().detail().find("Deprecated"), std::string::npos) << r.error().detail();
 }

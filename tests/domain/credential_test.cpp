@@ -44,7 +44,9 @@ protected:
                 .fingerprint = fingerprint('1'),
                 .auth_parameters = {{"headerName", "X-Api-Key"}}};
     }
-    integration_credential active() { return integration_credential::create(tenant_ctx(), clock.now(), spec()).value(); }
+    integration_credential active() {
+        return integration_credential::create(tenant_ctx(), clock.now(), spec()).value();
+    }
     integration_credential rotating() {
         auto c = active();
         c.begin_rotation(v2_ref, fingerprint('2'), clock.now()).value();
@@ -161,6 +163,17 @@ TEST_F(credential_test, secret_strings_nested_in_an_object_are_refused_too) {
     EXPECT_ERRC(r, errc::invariant_violation);
     EXPECT_NE(r.error().detail().find("clientSecret"), std::string::npos) << r.error().detail();
     EXPECT_EQ(r.error().detail().find("s3cr3t-v4lue"), std::string::npos);
+
+    auto listed = spec();
+    listed.auth_parameters = {{"apiKeys", boost::json::array{"k-1", "k-2"}}};
+    auto l = integration_credential::create(tenant_ctx(), clock.now(), listed);
+    EXPECT_ERRC(l, errc::invariant_violation);
+    EXPECT_NE(l.error().detail().find("authParameters.apiKeys[0]"), std::string::npos) << l.error().detail();
+
+    auto scopes = spec();
+    scopes.auth_parameters = {{"scopes", boost::json::array{"sms.send", "sms.status"}},
+                              {"oauth", {{"tokenUrl", "https://login.acme.example/token"}, {"clientId", "c"}}}};
+    EXPECT_TRUE(integration_credential::create(tenant_ctx(), clock.now(), scopes)) << "non-secret nesting is fine";
 }
 
 TEST_F(credential_test, events_carry_only_references_and_fingerprints) {

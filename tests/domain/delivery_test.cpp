@@ -361,9 +361,9 @@ TEST_F(delivery_idempotency_test, an_inbound_delivery_id_is_stored_once_per_conn
     ASSERT_TRUE(save(first));
     EXPECT_ERRC(save(inbound("wh_777")), errc::already_exists);
 
-    auto other_connection = webhook_delivery::inbound(tenant_ctx(), clock.now(), new_id(id_prefix::connection, clock.now()),
-                                                      provider_id, "wh_777", "charge.succeeded", std::nullopt,
-                                                      std::nullopt)
+    auto other_connection_id = new_id(id_prefix::connection, clock.now());
+    auto other_connection = webhook_delivery::inbound(tenant_ctx(), clock.now(), other_connection_id, provider_id,
+                                                      "wh_777", "charge.succeeded", std::nullopt, std::nullopt)
                                 .value();
     EXPECT_TRUE(save(other_connection));
 
