@@ -4,12 +4,14 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-          libssl-dev libsqlite3-dev sqlite3 libgtest-dev libgmock-dev libbenchmark-dev)
+          libssl-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev)
 
 missing=()
 for p in "${packages[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
+# Node.js runs the vendors' own libraries and mock servers the tests talk to.
+command -v npm >/dev/null 2>&1 || missing+=(nodejs npm)
 if ((${#missing[@]})); then
   echo "installing: ${missing[*]}"
   sudo_cmd=()

@@ -5,6 +5,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 jobs=$(nproc)
+echo "== test peers (npm registry)"
+npm ci --prefix "$root/tests/peers" --no-audit --no-fund --loglevel=error >/dev/null
+
 echo "== build (warnings as errors)"
 configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINTEGRATION_WERROR=ON
 echo "== tests"

@@ -28,6 +28,7 @@ public:
         case errc::egress_denied: return "egress denied";
         case errc::timeout: return "timed out";
         case errc::cancelled: return "cancelled";
+        case errc::verification_failed: return "verification failed";
         }
         return "unknown integration error";
     }

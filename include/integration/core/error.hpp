@@ -35,6 +35,7 @@ enum class errc {
     egress_denied,         ///< An outbound destination is not allowed by the egress policy.
     timeout,               ///< A deadline passed.
     cancelled,             ///< The operation was cancelled.
+    verification_failed,   ///< New material did not pass verification; the prior version stays active.
 };
 
 }  // namespace integration

@@ -31,8 +31,10 @@ void statement::bind(int i, value const& v) {
                 sqlite3_bind_int64(s_, i, x);
             else if constexpr (std::is_same_v<T, double>)
                 sqlite3_bind_double(s_, i, x);
-            else
+            else if constexpr (std::is_same_v<T, std::string>)
                 sqlite3_bind_text(s_, i, x.data(), static_cast<int>(x.size()), SQLITE_TRANSIENT);
+            else
+                sqlite3_bind_blob(s_, i, x.data(), static_cast<int>(x.size()), SQLITE_TRANSIENT);
         },
         v);
 }
@@ -68,6 +70,11 @@ double statement::real(int c) const noexcept { return sqlite3_column_double(s_, 
 std::string statement::text(int c) const {
     auto const* p = reinterpret_cast<char const*>(sqlite3_column_text(s_, c));
     return p ? std::string(p, static_cast<std::size_t>(sqlite3_column_bytes(s_, c))) : std::string();
+}
+
+std::vector<unsigned char> statement::blob(int c) const {
+    auto const* p = static_cast<unsigned char const*>(sqlite3_column_blob(s_, c));
+    return p ? std::vector<unsigned char>(p, p + sqlite3_column_bytes(s_, c)) : std::vector<unsigned char>();
 }
 
 result<std::unique_ptr<database>> database::open(std::string const& path, bool read_only, int busy_timeout_ms) {

@@ -19,7 +19,7 @@ struct sqlite3_stmt;
 namespace integration::storage::sqlite {
 
 /** A value bound to a `?` parameter. */
-using value = std::variant<std::nullptr_t, std::int64_t, double, std::string>;
+using value = std::variant<std::nullptr_t, std::int64_t, double, std::string, std::vector<unsigned char>>;
 
 class statement {
 public:
@@ -40,6 +40,7 @@ public:
     std::int64_t int64(int col) const noexcept;
     double real(int col) const noexcept;
     std::string text(int col) const;
+    std::vector<unsigned char> blob(int col) const;
 
 private:
     sqlite3_stmt* s_;

@@ -1,0 +1,137 @@
+#ifndef INTEGRATION_CREDENTIALS_CREDENTIAL_SERVICE_HPP
+#define INTEGRATION_CREDENTIALS_CREDENTIAL_SERVICE_HPP
+
+/** @file
+ *  Credentials without plaintext: secret material goes straight into the secret store; the
+ *  IntegrationCredential row keeps only its reference, version and fingerprint. Material is
+ *  resolved per request, never logged, and never placed in events, errors or blobs.
+ */
+
+#include <integration/core/clock.hpp>
+#include <integration/credentials/credential.hpp>
+#include <integration/credentials/fingerprint.hpp>
+#include <integration/credentials/secret_store.hpp>
+#include <integration/http/transport.hpp>
+#include <integration/storage/store.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+
+namespace integration::credentials {
+
+/** Where an API key goes: a header or a query parameter, with an optional prefix ("Bearer "). */
+struct api_key_placement {
+    std::string in = "header";  ///< "header" or "query".
+    std::string name = "Authorization";
+    std::string prefix;
+
+    static auto json_fields() {
+        return std::make_tuple(field("in", &api_key_placement::in), field("name", &api_key_placement::name),
+                               field("prefix", &api_key_placement::prefix));
+    }
+};
+
+/** OAuth2 client-credentials settings; the client secret itself is the credential's secret. */
+struct oauth2_client_settings {
+    std::string token_url;
+    std::string client_id;
+    std::vector<std::string> scopes;
+
+    static auto json_fields() {
+        return std::make_tuple(field("tokenUrl", &oauth2_client_settings::token_url),
+                               field("clientId", &oauth2_client_settings::client_id),
+                               field("scopes", &oauth2_client_settings::scopes));
+    }
+};
+
+/** What a caller supplies to create a credential. */
+struct new_credential {
+    std::string provider_id;
+    std::optional<std::string> connection_id;
+    integration::auth_mode auth_mode = integration::auth_mode::api_key;
+    secret_bytes secret;  ///< The API key or client secret; moved into the secret store.
+    std::optional<api_key_placement> api_key;       ///< For ApiKey.
+    std::optional<oauth2_client_settings> oauth2;   ///< For OAuth2ClientCredentials.
+    std::optional<credentials::rotation_policy> rotation_policy;
+    std::optional<time_point> expires_at;
+};
+
+/** Material for one request: headers and query parameters to add. Wiped when destroyed. */
+struct resolved_credential {
+    integration::auth_mode auth_mode = integration::auth_mode::api_key;
+    std::vector<std::pair<std::string, secret_bytes>> headers;
+    std::vector<std::pair<std::string, secret_bytes>> query;
+};
+
+/** Checks candidate material (typically the connection's health check) before a rotation
+ *  activates it. */
+using verifier = std::function<result<void>(resolved_credential const&)>;
+
+/** Options of the credential service. */
+struct credential_service_options {
+    std::chrono::seconds refresh_margin{120};  ///< Refresh cached tokens this long before expiry.
+    std::chrono::milliseconds token_timeout{10'000};
+};
+
+/** Creates, rotates, revokes and resolves credentials.
+ *
+ *  @par Example
+ *  @code
+ *  credential_service creds(store, vault, fingerprints, clock, transport);
+ *  auto c = creds.create(ctx, {.provider_id = p.id(), .secret = secret_bytes(key),
+ *                              .api_key = api_key_placement{.name = "X-Api-Key"}}).value();
+ *  auto material = creds.resolve(ctx, c.id()).value();  // headers to add to one request
+ *  @endcode
+ */
+class credential_service {
+public:
+    credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
+                       clock const& clock, http::transport& transport, credential_service_options options = {});
+
+    /** Stores the secret in the secret store and the reference in a new Active credential. */
+    result<integration_credential> create(request_context const& ctx, new_credential spec);
+    /** Stages `new_secret` as the next version, verifies it, and activates it only if it passes;
+     *  otherwise the prior version stays active and IntegrationFailed is raised. When the secret
+     *  store fails, nothing changes and the error says to retry. */
+    result<integration_credential> rotate(request_context const& ctx, std::string const& credential_id,
+                                          secret_bytes new_secret, verifier const& verify);
+    /** Revokes the credential and disables its versions in the secret store. */
+    result<integration_credential> revoke(request_context const& ctx, std::string const& credential_id,
+                                          std::string reason);
+    /** Material for one request with the active version (tokens cached and refreshed early). */
+    result<resolved_credential> resolve(request_context const& ctx, std::string const& credential_id);
+    /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
+    void invalidate_token(std::string const& credential_id);
+
+private:
+    struct cached_token {
+        std::mutex refresh;  // single flight: one fetch per credential at a time
+        secret_bytes token;
+        time_point expires_at{};
+        std::int64_t version = 0;
+    };
+
+    result<resolved_credential> materialize(request_context const& ctx, integration_credential const& c,
+                                            secret_ref const& ref, bool use_cache);
+    result<resolved_credential> client_credentials(integration_credential const& c, secret_bytes const& client_secret,
+                                                   std::int64_t version, bool use_cache);
+    result<std::pair<secret_bytes, time_point>> fetch_token(oauth2_client_settings const& s,
+                                                            secret_bytes const& client_secret);
+    std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
+
+    storage::store& store_;
+    secret_store& secrets_;
+    fingerprinter const& fingerprints_;
+    clock const& clock_;
+    http::transport& transport_;
+    credential_service_options options_;
+    std::mutex cache_mutex_;
+    std::map<std::string, std::shared_ptr<cached_token>> cache_;
+};
+
+}  // namespace integration::credentials
+
+#endif

@@ -1,0 +1,170 @@
+#include "crypto.hpp"
+
+#include <integration/core/id.hpp>
+
+#include <openssl/crypto.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
+
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <memory>
+
+namespace integration::crypto {
+namespace {
+
+struct ctx_deleter {
+    void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
+};
+using cipher_ctx = std::unique_ptr<EVP_CIPHER_CTX, ctx_deleter>;
+
+}  // namespace
+
+secret_bytes random_key() {
+    auto k = secret_bytes::zeroed(key_size);
+    random_bytes(k.data(), k.size());
+    return k;
+}
+
+std::vector<unsigned char> seal(secret_bytes const& key, unsigned char const* pt, std::size_t n, std::string_view aad) {
+    std::vector<unsigned char> out(nonce_size + n + tag_size);
+    random_bytes(out.data(), nonce_size);
+    cipher_ctx c(EVP_CIPHER_CTX_new());
+    int len = 0;
+    if (!c || key.size() != key_size || EVP_EncryptInit_ex(c.get(), EVP_aes_256_gcm(), nullptr, key.data(), out.data()) != 1 ||
+        EVP_EncryptUpdate(c.get(), nullptr, &len, reinterpret_cast<unsigned char const*>(aad.data()),
+                          static_cast<int>(aad.size())) != 1 ||
+        EVP_EncryptUpdate(c.get(), out.data() + nonce_size, &len, pt, static_cast<int>(n)) != 1 ||
+        EVP_EncryptFinal_ex(c.get(), out.data() + nonce_size + len, &len) != 1 ||
+        EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_GET_TAG, tag_size, out.data() + nonce_size + n) != 1)
+        throw std::runtime_error("AES-256-GCM encryption failed in OpenSSL");
+    return out;
+}
+
+result<secret_bytes> open(secret_bytes const& key, std::vector<unsigned char> const& sealed, std::string_view aad) {
+    if (sealed.size() < nonce_size + tag_size || key.size() != key_size)
+        return error{errc::integrity_failure, "sealed record is truncated"};
+    std::size_t n = sealed.size() - nonce_size - tag_size;
+    auto out = secret_bytes::zeroed(n);
+    cipher_ctx c(EVP_CIPHER_CTX_new());
+    int len = 0;
+    bool ok = c && EVP_DecryptInit_ex(c.get(), EVP_aes_256_gcm(), nullptr, key.data(), sealed.data()) == 1 &&
+              EVP_DecryptUpdate(c.get(), nullptr, &len, reinterpret_cast<unsigned char const*>(aad.data()),
+                                static_cast<int>(aad.size())) == 1 &&
+              EVP_DecryptUpdate(c.get(), out.data(), &len, sealed.data() + nonce_size, static_cast<int>(n)) == 1 &&
+              EVP_CIPHER_CTX_ctrl(c.get(), EVP_CTRL_GCM_SET_TAG, tag_size,
+                                  const_cast<unsigned char*>(sealed.data() + nonce_size + n)) == 1 &&
+              EVP_DecryptFinal_ex(c.get(), out.data() + len, &len) == 1;
+    if (!ok)
+        return error{errc::integrity_failure,
+                     "sealed record failed authentication: wrong master key, or the record was altered or moved"};
+    return out;
+}
+
+std::vector<unsigned char> hmac_sha256(secret_bytes const& key, unsigned char const* data, std::size_t n) {
+    std::vector<unsigned char> out(32);
+    unsigned len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data, n, out.data(), &len);
+    return out;
+}
+
+std::string sha256_hex(std::string_view data) {
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    SHA256(reinterpret_cast<unsigned char const*>(data.data()), data.size(), d);
+    return to_hex(d, sizeof d);
+}
+
+std::string to_hex(unsigned char const* data, std::size_t n) {
+    static constexpr char digits[] = "0123456789abcdef";
+    std::string s;
+    s.reserve(n * 2);
+    for (std::size_t i = 0; i < n; ++i) {
+        s += digits[data[i] >> 4];
+        s += digits[data[i] & 15];
+    }
+    return s;
+}
+
+result<secret_bytes> from_hex(std::string_view hex) {
+    auto nibble = [](char c) -> int {
+        if (c >= '0' && c <= '9') return c - '0';
+        if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+        if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+        return -1;
+    };
+    if (hex.size() % 2) return error{errc::invalid_argument, "hex text has an odd number of digits"};
+    auto out = secret_bytes::zeroed(hex.size() / 2);
+    for (std::size_t i = 0; i < out.size(); ++i) {
+        int hi = nibble(hex[2 * i]), lo = nibble(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) return error{errc::invalid_argument, "hex text has a non-hex digit"};
+        out.data()[i] = static_cast<unsigned char>(hi << 4 | lo);
+    }
+    return out;
+}
+
+std::string base64url(unsigned char const* data, std::size_t n) {
+    static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    std::string out;
+    std::size_t i = 0;
+    for (; i + 2 < n; i += 3) {
+        unsigned v = data[i] << 16 | data[i + 1] << 8 | data[i + 2];
+        out += table[v >> 18 & 63];
+        out += table[v >> 12 & 63];
+        out += table[v >> 6 & 63];
+        out += table[v & 63];
+    }
+    if (n - i == 1) {
+        unsigned v = data[i] << 16;
+        out += table[v >> 18 & 63];
+        out += table[v >> 12 & 63];
+    } else if (n - i == 2) {
+        unsigned v = data[i] << 16 | data[i + 1] << 8;
+        out += table[v >> 18 & 63];
+        out += table[v >> 12 & 63];
+        out += table[v >> 6 & 63];
+    }
+    return out;
+}
+
+void wipe(std::string& s) noexcept {
+    if (!s.empty()) OPENSSL_cleanse(s.data(), s.size());
+    s.clear();
+}
+
+result<void> write_private_file(std::string const& path, std::string_view content) {
+    std::string tmp = path + ".tmp";
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) return error{errc::secret_store_failure, "cannot create " + tmp + ": " + std::strerror(errno)};
+    ::fchmod(fd, 0600);
+    bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
+    ::close(fd);
+    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+        ::unlink(tmp.c_str());
+        return error{errc::secret_store_failure, "cannot write " + path + ": " + std::strerror(errno)};
+    }
+    return {};
+}
+
+result<secret_bytes> read_private_file(std::string const& path) {
+    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return error{errc::not_found, "cannot open " + path + ": " + std::strerror(errno)};
+    struct stat st {};
+    ::fstat(fd, &st);
+    if (st.st_mode & 077) {
+        ::close(fd);
+        return error{errc::secret_store_failure,
+                     path + " is readable by group or others; run chmod 600 " + path + " and retry"};
+    }
+    auto out = secret_bytes::zeroed(static_cast<std::size_t>(st.st_size));
+    auto n = ::read(fd, out.data(), out.size());
+    ::close(fd);
+    if (n != static_cast<ssize_t>(out.size())) return error{errc::secret_store_failure, "cannot read " + path};
+    return out;
+}
+
+}  // namespace integration::crypto

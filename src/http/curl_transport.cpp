@@ -1,0 +1,132 @@
+#include <integration/http/transport.hpp>
+
+#include <curl/curl.h>
+
+#include <algorithm>
+#include <cctype>
+#include <mutex>
+
+namespace integration::http {
+
+std::string_view find_header(headers const& h, std::string_view name) noexcept {
+    for (auto const& [k, v] : h)
+        if (k.size() == name.size() &&
+            std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
+                return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+            }))
+            return v;
+    return {};
+}
+
+std::string form_encode(std::string_view text) {
+    static constexpr char hex[] = "0123456789ABCDEF";
+    std::string out;
+    for (unsigned char c : text) {
+        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += static_cast<char>(c);
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
+}
+
+namespace {
+
+struct easy_deleter {
+    void operator()(CURL* c) const noexcept { curl_easy_cleanup(c); }
+};
+struct slist_deleter {
+    void operator()(curl_slist* l) const noexcept { curl_slist_free_all(l); }
+};
+
+struct transfer {
+    response res;
+    std::size_t cap;
+    bool too_big = false;
+};
+
+std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
+    auto* t = static_cast<transfer*>(user);
+    if (t->res.body.size() + size * n > t->cap) {
+        t->too_big = true;
+        return 0;  // aborts the transfer
+    }
+    t->res.body.append(data, size * n);
+    return size * n;
+}
+
+std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
+    auto* t = static_cast<transfer*>(user);
+    std::string_view line(data, size * n);
+    if (line.starts_with("HTTP/")) t->res.headers.clear();  // a new response (e.g. after 100 Continue)
+    auto colon = line.find(':');
+    if (colon != std::string_view::npos) {
+        auto value = line.substr(colon + 1);
+        while (!value.empty() && (value.front() == ' ' || value.front() == '\t')) value.remove_prefix(1);
+        while (!value.empty() && (value.back() == '\r' || value.back() == '\n' || value.back() == ' ')) value.remove_suffix(1);
+        t->res.headers.emplace_back(std::string(line.substr(0, colon)), std::string(value));
+    }
+    return size * n;
+}
+
+class curl_transport final : public transport {
+public:
+    explicit curl_transport(curl_options o) : o_(o) {
+        static std::once_flag once;
+        std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
+    }
+
+    result<response> send(request const& r) override {
+        std::unique_ptr<CURL, easy_deleter> c(curl_easy_init());
+        if (!c) return error{errc::unavailable, "libcurl could not start a transfer"};
+        transfer t{{}, o_.max_response_bytes};
+        std::unique_ptr<curl_slist, slist_deleter> list;
+        for (auto const& [k, v] : r.headers) {
+            auto line = k + ": " + v;
+            list.reset(curl_slist_append(list.release(), line.c_str()));
+        }
+        auto* h = c.get();
+        curl_easy_setopt(h, CURLOPT_URL, r.url.c_str());
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+        if (r.method == "HEAD") curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
+        if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
+            curl_easy_setopt(h, CURLOPT_POSTFIELDS, r.body.data());
+            curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
+        }
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, list.get());
+        curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout.count()));
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o_.connect_timeout.count()));
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o_.verify_tls ? 1L : 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o_.verify_tls ? 2L : 0L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+        auto rc = curl_easy_perform(h);
+        if (t.too_big)
+            return error{errc::invalid_argument, "the response body exceeded " + std::to_string(o_.max_response_bytes) + " bytes"};
+        if (rc == CURLE_OPERATION_TIMEDOUT) return error{errc::timeout, "no complete answer within the deadline"};
+        if (rc != CURLE_OK) return error{errc::unavailable, std::string("transport failure: ") + curl_easy_strerror(rc)};
+        long status = 0;
+        curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
+        t.res.status = static_cast<int>(status);
+        return std::move(t.res);
+    }
+
+private:
+    curl_options o_;
+};
+
+}  // namespace
+
+std::unique_ptr<transport> make_curl_transport(curl_options options) {
+    return std::make_unique<curl_transport>(options);
+}
+
+}  // namespace integration::http

@@ -1,0 +1,233 @@
+#include <integration/credentials/credential_service.hpp>
+
+#include "storage/fixtures.hpp"
+
+#include <integration/core/id.hpp>
+#include <integration/credentials/local_secret_store.hpp>
+#include <integration/storage/sqlite_store.hpp>
+
+#include <boost/json/serialize.hpp>
+
+#include <fstream>
+#include <sstream>
+
+namespace integration::testing {
+namespace {
+
+using credentials::credential_status;
+
+/** A secret store that can be switched off, to test behaviour when the vault is down. */
+class flaky_store final : public credentials::secret_store {
+public:
+    explicit flaky_store(credentials::secret_store& inner) : inner_(inner) {}
+    bool down = false;
+    std::string const& name() const noexcept override { return inner_.name(); }
+    result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
+        if (down) return error{errc::unavailable, "vault unreachable"};
+        return inner_.put(t, n, v);
+    }
+    result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override {
+        if (down) return error{errc::unavailable, "vault unreachable"};
+        return inner_.get(t, r);
+    }
+    result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
+        return inner_.versions(t, n);
+    }
+    result<void> disable(std::string const& t, credentials::secret_ref const& r) override { return inner_.disable(t, r); }
+    result<void> soft_delete(std::string const& t, std::string const& n) override { return inner_.soft_delete(t, n); }
+    result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
+    result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
+
+private:
+    credentials::secret_store& inner_;
+};
+
+/** A transport that must not be called (ApiKey needs no network). */
+class no_network final : public http::transport {
+public:
+    result<http::response> send(http::request const&) override {
+        ADD_FAILURE() << "unexpected HTTP call";
+        return error{errc::unavailable, "no network in this test"};
+    }
+};
+
+std::string slurp(std::string const& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+class credential_service_test : public ::testing::Test {
+protected:
+    void SetUp() override {
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = active_provider(ctx_, clock_.now());
+            provider_id_ = p.id();
+            return uow.providers().save(p);
+        }));
+    }
+
+    std::string value_of(credentials::resolved_credential const& r) {
+        return std::string((r.headers.empty() ? r.query : r.headers).at(0).second.view());
+    }
+
+    temp_dir dir_;
+    manual_clock clock_;
+    std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("integration.db"), .clock = &clock_}));
+    std::unique_ptr<credentials::local_secret_store> vault_ = must(credentials::open_local_secret_store(
+        {.path = dir_.file("secrets.db"), .key_file = dir_.file("master.key"), .key_env = "", .clock = &clock_}));
+    flaky_store flaky_{*vault_};
+    credentials::fingerprinter fingerprints_ = must(credentials::fingerprinter::load_or_create(dir_.file("fingerprint.key")));
+    no_network net_;
+    credentials::credential_service service_{*store_, flaky_, fingerprints_, clock_, net_};
+    request_context ctx_ = request_context::for_tenant("t1", "alice");
+    std::string provider_id_;
+};
+
+TEST_F(credential_service_test, an_api_key_is_stored_by_reference_and_resolved_per_request) {
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_,
+                                         .secret = secret_bytes("sk_live_abc"),
+                                         .api_key = credentials::api_key_placement{.in = "header", .name = "Authorization", .prefix = "Bearer "}}));
+    EXPECT_EQ(c.status(), credential_status::active);
+    EXPECT_EQ(c.data().current_version, 1);
+    EXPECT_EQ(c.data().key_vault_ref.rfind("vault://local/t1/secret-", 0), 0u);
+    EXPECT_EQ(c.data().fingerprint, fingerprints_.fingerprint(secret_bytes("sk_live_abc")));
+    auto material = must(service_.resolve(ctx_, c.id()));
+    ASSERT_EQ(material.headers.size(), 1u);
+    EXPECT_EQ(material.headers[0].first, "Authorization");
+    EXPECT_EQ(value_of(material), "Bearer sk_live_abc");
+
+    auto q = must(service_.create(ctx_, {.provider_id = provider_id_,
+                                         .secret = secret_bytes("qk"),
+                                         .api_key = credentials::api_key_placement{.in = "query", .name = "api_key"}}));
+    auto qm = must(service_.resolve(ctx_, q.id()));
+    ASSERT_EQ(qm.query.size(), 1u);
+    EXPECT_EQ(qm.query[0].first, "api_key");
+    EXPECT_EQ(value_of(qm), "qk");
+}
+
+TEST_F(credential_service_test, bad_requests_are_refused_and_leave_nothing_behind) {
+    EXPECT_EQ(service_.create(ctx_, {.provider_id = provider_id_}).error(), errc::invalid_argument);
+    EXPECT_EQ(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("x"),
+                                     .api_key = credentials::api_key_placement{.in = "cookie"}})
+                  .error(),
+              errc::invalid_argument);
+    EXPECT_EQ(service_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials,
+                                     .secret = secret_bytes("x")})
+                  .error(),
+              errc::invalid_argument);
+    auto unknown = service_.create(ctx_, {.provider_id = "prov-01JD3Q8V6X4T2M9R5B7N1K0FZC", .secret = secret_bytes("x")});
+    EXPECT_EQ(unknown.error(), errc::not_found);
+    auto other = request_context::for_tenant("t2", "mallory");
+    EXPECT_EQ(service_.create(other, {.provider_id = provider_id_, .secret = secret_bytes("x")}).error(), errc::not_found);
+    std::size_t stored = 0;
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        stored = must(uow.credentials().list({}, {})).items.size();
+        return {};
+    }));
+    EXPECT_EQ(stored, 0u);
+}
+
+TEST_F(credential_service_test, rotation_activates_a_verified_version_and_keeps_history) {
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("old-key")}));
+    int verified = 0;
+    auto rotated = must(service_.rotate(ctx_, c.id(), secret_bytes("new-key"), [&](credentials::resolved_credential const& m) -> result<void> {
+        ++verified;
+        EXPECT_EQ(value_of(m), "new-key");
+        return {};
+    }));
+    EXPECT_EQ(verified, 1);
+    EXPECT_EQ(rotated.status(), credential_status::active);
+    EXPECT_EQ(rotated.data().current_version, 2);
+    EXPECT_EQ(rotated.data().versions.size(), 2u);
+    EXPECT_EQ(rotated.data().versions[0].state, credentials::version_state::retired);
+    EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), "new-key");
+    auto events = must(store_->pending_events(100));
+    EXPECT_EQ(events.back().envelope.event_type, "CredentialRotated");
+}
+
+TEST_F(credential_service_test, a_failed_verification_keeps_the_prior_version_active) {
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("good-key")}));
+    auto r = service_.rotate(ctx_, c.id(), secret_bytes("bad-key"), [&](credentials::resolved_credential const&) -> result<void> {
+        // While verifying, the prior version is still the one in use.
+        EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), "good-key");
+        return error{errc::forbidden, "health check answered 401"};
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::verification_failed);
+    EXPECT_NE(r.error().detail().find("version 1 stays active"), std::string::npos);
+    EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), "good-key");
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto stored = must(uow.credentials().find(c.id()));
+        EXPECT_EQ(stored.status(), credential_status::active);
+        EXPECT_EQ(stored.data().current_version, 1);
+        EXPECT_EQ(stored.data().versions.at(1).state, credentials::version_state::failed);
+        return {};
+    }));
+    // The failed version is disabled in the vault too.
+    EXPECT_EQ(vault_->get("t1", {"local", "t1", must(credentials::secret_ref::parse(c.data().key_vault_ref)).name, 2}).error(),
+              errc::invalid_state);
+    auto events = must(store_->pending_events(100));
+    EXPECT_EQ(events.back().envelope.event_type, "IntegrationFailed");
+    EXPECT_EQ(events.back().envelope.data.at("category").as_string(), "Auth");
+}
+
+TEST_F(credential_service_test, a_vault_outage_during_rotation_changes_nothing_and_can_be_retried) {
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("key-1")}));
+    flaky_.down = true;
+    auto r = service_.rotate(ctx_, c.id(), secret_bytes("key-2"), [](auto const&) -> result<void> { return {}; });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::unavailable);
+    EXPECT_NE(r.error().detail().find("retry"), std::string::npos);
+    flaky_.down = false;
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto stored = must(uow.credentials().find(c.id()));
+        EXPECT_EQ(stored.status(), credential_status::active);
+        EXPECT_EQ(stored.data().versions.size(), 1u);
+        return {};
+    }));
+    EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), "key-1");
+    auto retried = must(service_.rotate(ctx_, c.id(), secret_bytes("key-2"), [](auto const&) -> result<void> { return {}; }));
+    EXPECT_EQ(retried.data().current_version, 2);
+}
+
+TEST_F(credential_service_test, revoke_disables_every_version_in_the_vault) {
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("key")}));
+    auto revoked = must(service_.revoke(ctx_, c.id(), "leaked"));
+    EXPECT_EQ(revoked.status(), credential_status::revoked);
+    EXPECT_EQ(service_.resolve(ctx_, c.id()).error(), errc::invalid_state);
+    auto ref = must(credentials::secret_ref::parse(c.data().key_vault_ref));
+    EXPECT_EQ(vault_->get("t1", ref).error(), errc::invalid_state);
+    EXPECT_EQ(service_.revoke(ctx_, c.id(), "again").error(), errc::invalid_state);
+    auto other = request_context::for_tenant("t2", "mallory");
+    EXPECT_EQ(service_.resolve(other, c.id()).error(), errc::not_found);
+}
+
+TEST_F(credential_service_test, canary_secrets_never_reach_the_database_its_wal_events_or_errors) {
+    std::string const canary1 = "CANARY-" + new_id("x", clock_.now());
+    std::string const canary2 = "CANARY-" + new_id("y", clock_.now());
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes(canary1)}));
+    must(service_.rotate(ctx_, c.id(), secret_bytes(canary2), [](auto const&) -> result<void> { return {}; }));
+    std::vector<std::string> messages;
+    auto failed = service_.rotate(ctx_, c.id(), secret_bytes(canary1), [](auto const&) -> result<void> {
+        return error{errc::forbidden, "refused"};
+    });
+    messages.push_back(failed.error().message());
+    messages.push_back(service_.create(ctx_, {.provider_id = "bad", .secret = secret_bytes(canary1)}).error().message());
+    std::string haystack = slurp(dir_.file("integration.db")) + slurp(dir_.file("integration.db-wal")) +
+                           slurp(dir_.file("secrets.db")) + slurp(dir_.file("secrets.db-wal"));
+    for (auto const& e : must(store_->pending_events(1000))) haystack += boost::json::serialize(to_json(e.envelope));
+    for (auto const& m : messages) haystack += m;
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        haystack += boost::json::serialize(aggregate_to_json(must(uow.credentials().find(c.id()))));
+        return {};
+    }));
+    EXPECT_GT(haystack.size(), 10'000u);
+    EXPECT_EQ(haystack.find(canary1), std::string::npos);
+    EXPECT_EQ(haystack.find(canary2), std::string::npos);
+    EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), canary2);  // yet it is there when needed
+}
+
+}  // namespace
+}  // namespace integration::testing

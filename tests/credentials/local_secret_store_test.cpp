@@ -1,0 +1,287 @@
+#include <integration/credentials/local_secret_store.hpp>
+
+#include "storage/fixtures.hpp"
+
+#include <integration/credentials/fingerprint.hpp>
+
+#include <sqlite3.h>
+#include <sys/stat.h>
+
+#include <atomic>
+#include <fstream>
+#include <sstream>
+#include <thread>
+
+namespace integration::testing {
+namespace {
+
+using credentials::secret_ref;
+
+class local_secret_store_test : public ::testing::Test {
+protected:
+    credentials::local_secret_store_options options() {
+        return {.path = dir_.file("secrets.db"), .key_file = dir_.file("master.key"), .key_env = "", .clock = &clock_};
+    }
+    std::unique_ptr<credentials::local_secret_store> open() { return must(credentials::open_local_secret_store(options())); }
+
+    void raw_sql(std::string const& sql) {
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open(dir_.file("secrets.db").c_str(), &db), SQLITE_OK);
+        char* msg = nullptr;
+        EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg), SQLITE_OK) << (msg ? msg : "");
+        sqlite3_free(msg);
+        sqlite3_close(db);
+    }
+
+    /** Flips one bit of the stored ciphertext of the first record. */
+    void flip_sealed_byte(int index) {
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open(dir_.file("secrets.db").c_str(), &db), SQLITE_OK);
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(db, "SELECT sealed FROM secret_versions LIMIT 1", -1, &st, nullptr);
+        ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
+        auto const* p = static_cast<unsigned char const*>(sqlite3_column_blob(st, 0));
+        std::vector<unsigned char> blob(p, p + sqlite3_column_bytes(st, 0));
+        sqlite3_finalize(st);
+        blob.at(static_cast<std::size_t>(index)) ^= 1;
+        sqlite3_prepare_v2(db, "UPDATE secret_versions SET sealed = ?", -1, &st, nullptr);
+        sqlite3_bind_blob(st, 1, blob.data(), static_cast<int>(blob.size()), SQLITE_TRANSIENT);
+        EXPECT_EQ(sqlite3_step(st), SQLITE_DONE);
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+
+    temp_dir dir_;
+    manual_clock clock_;
+};
+
+std::string slurp(std::string const& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+TEST_F(local_secret_store_test, versions_are_kept_and_read_back_by_ref) {
+    auto vault = open();
+    auto v1 = must(vault->put("t1", "api-key", secret_bytes("first-value")));
+    auto v2 = must(vault->put("t1", "api-key", secret_bytes("second-value")));
+    EXPECT_EQ(v1.version, 1);
+    EXPECT_EQ(v2.version, 2);
+    EXPECT_EQ(v2.uri(), "vault://local/t1/api-key?version=2");
+    EXPECT_EQ(must(vault->get("t1", v1)).view(), "first-value");
+    EXPECT_EQ(must(vault->get("t1", v2)).view(), "second-value");
+    EXPECT_EQ(must(vault->get("t1", {"local", "t1", "api-key", 0})).view(), "second-value");
+    auto versions = must(vault->versions("t1", "api-key"));
+    ASSERT_EQ(versions.size(), 2u);
+    EXPECT_TRUE(versions[0].enabled);
+    EXPECT_EQ(must(secret_ref::parse(v2.uri())), v2);
+}
+
+TEST_F(local_secret_store_test, refs_are_parsed_strictly) {
+    EXPECT_FALSE(secret_ref::parse("https://local/t1/x"));
+    EXPECT_FALSE(secret_ref::parse("vault://local/t1"));
+    EXPECT_FALSE(secret_ref::parse("vault://local/t1/a/b"));
+    EXPECT_FALSE(secret_ref::parse("vault://local/t1/x?version=-1"));
+    EXPECT_FALSE(secret_ref::parse("vault://local/t1/x?v=1"));
+    EXPECT_FALSE(secret_ref::parse("vault://local/t1/bad name"));
+    EXPECT_EQ(must(secret_ref::parse("vault://local/t1/x")).version, 0);
+}
+
+TEST_F(local_secret_store_test, tenants_are_namespaces) {
+    auto vault = open();
+    auto ref = must(vault->put("t1", "shared-name", secret_bytes("t1-secret")));
+    must(vault->put("t2", "shared-name", secret_bytes("t2-secret")));
+    auto cross = vault->get("t2", ref);  // t1's ref presented by t2
+    ASSERT_FALSE(cross);
+    EXPECT_EQ(cross.error(), errc::not_found);
+    auto forged = ref;
+    forged.tenant = "t2";
+    EXPECT_EQ(must(vault->get("t2", forged)).view(), "t2-secret");
+    EXPECT_EQ(must(vault->get("t1", ref)).view(), "t1-secret");
+}
+
+TEST_F(local_secret_store_test, disabled_versions_cannot_be_read_and_latest_skips_them) {
+    auto vault = open();
+    auto v1 = must(vault->put("t1", "k", secret_bytes("one")));
+    auto v2 = must(vault->put("t1", "k", secret_bytes("two")));
+    must(vault->disable("t1", v2));
+    auto r = vault->get("t1", v2);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_state);
+    EXPECT_EQ(must(vault->get("t1", {"local", "t1", "k", 0})).view(), "one");
+    EXPECT_FALSE(must(vault->versions("t1", "k"))[1].enabled);
+    (void)v1;
+}
+
+TEST_F(local_secret_store_test, soft_delete_recover_and_purge_with_protection) {
+    auto vault = open();
+    auto ref = must(vault->put("t1", "k", secret_bytes("value")));
+    must(vault->soft_delete("t1", "k"));
+    EXPECT_EQ(vault->get("t1", ref).error(), errc::not_found);
+    EXPECT_EQ(vault->put("t1", "k", secret_bytes("x")).error(), errc::invalid_state);
+    must(vault->recover("t1", "k"));
+    EXPECT_EQ(must(vault->get("t1", ref)).view(), "value");
+    must(vault->soft_delete("t1", "k"));
+    auto early = vault->purge("t1", "k");
+    ASSERT_FALSE(early);
+    EXPECT_EQ(early.error(), errc::forbidden);
+    clock_.advance(std::chrono::hours(24 * 90 + 1));
+    must(vault->purge("t1", "k"));
+    EXPECT_EQ(vault->recover("t1", "k").error(), errc::not_found);
+    EXPECT_EQ(vault->versions("t1", "k").error(), errc::not_found);
+}
+
+TEST_F(local_secret_store_test, purge_without_protection_is_immediate_but_needs_a_soft_delete) {
+    auto o = options();
+    o.purge_protection = false;
+    auto vault = must(credentials::open_local_secret_store(o));
+    must(vault->put("t1", "k", secret_bytes("value")));
+    EXPECT_EQ(vault->purge("t1", "k").error(), errc::invalid_state);
+    must(vault->soft_delete("t1", "k"));
+    must(vault->purge("t1", "k"));
+}
+
+TEST_F(local_secret_store_test, the_key_file_is_private_and_separate_from_the_data) {
+    auto vault = open();
+    must(vault->put("t1", "k", secret_bytes("canary-7f3a9c")));
+    struct stat st {};
+    ASSERT_EQ(::stat(dir_.file("master.key").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+    auto key_hex = slurp(dir_.file("master.key"));
+    auto hex = key_hex.substr(key_hex.find(' ') + 1, 64);
+    auto db = slurp(dir_.file("secrets.db")) + slurp(dir_.file("secrets.db-wal"));
+    EXPECT_EQ(db.find(hex), std::string::npos);
+    EXPECT_EQ(db.find("canary-7f3a9c"), std::string::npos);
+}
+
+TEST_F(local_secret_store_test, a_flipped_ciphertext_byte_fails_with_a_clear_error) {
+    std::string ref_uri;
+    {
+        auto vault = open();
+        ref_uri = must(vault->put("t1", "k", secret_bytes("value"))).uri();
+    }
+    flip_sealed_byte(20);
+    auto vault = open();
+    auto r = vault->get("t1", must(secret_ref::parse(ref_uri)));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::integrity_failure);
+    EXPECT_EQ(r.error().detail().find("value"), std::string::npos);
+}
+
+TEST_F(local_secret_store_test, swapped_records_fail_to_open) {
+    {
+        auto vault = open();
+        must(vault->put("t1", "alpha", secret_bytes("alpha-secret")));
+        must(vault->put("t1", "beta", secret_bytes("beta-secret")));
+    }
+    // Give alpha beta's sealed record and data key: the authenticated identity no longer matches.
+    raw_sql("UPDATE secret_versions SET (wrapped_key, sealed) = (SELECT wrapped_key, sealed FROM secret_versions "
+            "WHERE name = 'beta') WHERE name = 'alpha'");
+    auto vault = open();
+    auto r = vault->get("t1", {"local", "t1", "alpha", 1});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::integrity_failure);
+    EXPECT_EQ(must(vault->get("t1", {"local", "t1", "beta", 1})).view(), "beta-secret");
+}
+
+TEST_F(local_secret_store_test, a_wrong_master_key_opens_nothing) {
+    {
+        auto vault = open();
+        must(vault->put("t1", "k", secret_bytes("value")));
+    }
+    auto text = slurp(dir_.file("master.key"));
+    auto id = text.substr(0, text.find(' '));
+    std::filesystem::remove(dir_.file("master.key"));
+    {
+        std::ofstream f(dir_.file("master.key"));
+        f << id << " " << std::string(64, 'a') << "\n";
+    }
+    std::filesystem::permissions(dir_.file("master.key"), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    auto vault = open();
+    auto r = vault->get("t1", {"local", "t1", "k", 1});
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::integrity_failure);
+}
+
+TEST_F(local_secret_store_test, a_key_file_readable_by_others_is_refused) {
+    { auto vault = open(); }
+    std::filesystem::permissions(dir_.file("master.key"), std::filesystem::perms::others_read, std::filesystem::perm_options::add);
+    auto r = credentials::open_local_secret_store(options());
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().detail().find("chmod 600"), std::string::npos);
+}
+
+TEST_F(local_secret_store_test, the_master_key_can_come_from_the_environment) {
+    ::setenv("INTEGRATION_TEST_MASTER_KEY", std::string(64, 'b').c_str(), 1);
+    auto o = options();
+    o.key_env = "INTEGRATION_TEST_MASTER_KEY";
+    auto vault = must(credentials::open_local_secret_store(o));
+    auto ref = must(vault->put("t1", "k", secret_bytes("from-env")));
+    EXPECT_EQ(must(vault->get("t1", ref)).view(), "from-env");
+    EXPECT_FALSE(std::filesystem::exists(dir_.file("master.key")));
+    EXPECT_EQ(vault->rotate_master_key().error(), errc::invalid_state);
+    ::setenv("INTEGRATION_TEST_MASTER_KEY", "not-hex", 1);
+    EXPECT_EQ(credentials::open_local_secret_store(o).error(), errc::invalid_argument);
+    ::unsetenv("INTEGRATION_TEST_MASTER_KEY");
+}
+
+TEST_F(local_secret_store_test, master_key_rotation_under_concurrent_reads_loses_nothing) {
+    auto vault = open();
+    constexpr int secrets = 300;
+    std::vector<secret_ref> refs;
+    for (int i = 0; i < secrets; ++i)
+        refs.push_back(must(vault->put("t1", "s" + std::to_string(i), secret_bytes("value-" + std::to_string(i)))));
+    auto old_id = vault->current_key_id();
+    std::atomic<bool> done{false};
+    std::atomic<int> reads{0}, bad{0};
+    std::vector<std::thread> readers;
+    for (int t = 0; t < 3; ++t)
+        readers.emplace_back([&, t] {
+            for (int i = t; !done.load(); i = (i + 7) % secrets) {
+                auto v = vault->get("t1", refs[static_cast<std::size_t>(i)]);
+                if (!v || v->view() != "value-" + std::to_string(i)) ++bad;
+                ++reads;
+            }
+        });
+    // Writes go on during the rotation too.
+    std::thread writer([&] {
+        for (int i = 0; i < 50; ++i) must(vault->put("t1", "during-" + std::to_string(i), secret_bytes("d")));
+    });
+    clock_.advance(std::chrono::milliseconds(5));
+    auto resealed = must(vault->rotate_master_key());
+    writer.join();
+    done = true;
+    for (auto& th : readers) th.join();
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_GT(reads.load(), 0);
+    EXPECT_GE(resealed, static_cast<std::size_t>(secrets));
+    EXPECT_NE(vault->current_key_id(), old_id);
+    // The old key is gone from the file, and everything opens after a restart with the new one.
+    EXPECT_EQ(slurp(dir_.file("master.key")).find(old_id), std::string::npos);
+    vault.reset();
+    auto reopened = open();
+    for (int i = 0; i < secrets; ++i)
+        EXPECT_EQ(must(reopened->get("t1", refs[static_cast<std::size_t>(i)])).view(), "value-" + std::to_string(i));
+    EXPECT_EQ(must(reopened->get("t1", {"local", "t1", "during-49", 1})).view(), "d");
+}
+
+TEST(fingerprinter, is_keyed_stable_and_never_the_secret) {
+    temp_dir dir;
+    auto f1 = must(credentials::fingerprinter::load_or_create(dir.file("fp.key")));
+    auto again = must(credentials::fingerprinter::load_or_create(dir.file("fp.key")));
+    temp_dir other;
+    auto f2 = must(credentials::fingerprinter::load_or_create(other.file("fp.key")));
+    auto a = f1.fingerprint(secret_bytes("short-key"));
+    EXPECT_EQ(a.size(), 12u + 64u);
+    EXPECT_EQ(a.rfind("hmac-sha256:", 0), 0u);
+    EXPECT_EQ(a, again.fingerprint(secret_bytes("short-key")));
+    EXPECT_NE(a, f1.fingerprint(secret_bytes("short-kez")));
+    EXPECT_NE(a, f2.fingerprint(secret_bytes("short-key")));  // a different installation key
+    struct stat st {};
+    ASSERT_EQ(::stat(dir.file("fp.key").c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0600u);
+}
+
+}  // namespace
+}  // namespace integration::testing
