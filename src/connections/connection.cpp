@@ -51,7 +51,7 @@ result<void> integration_connection::record_health(health_probe_result const& pr
     if (d_.status == connection_status::active) d_.status = connection_status::degraded;
     raise(std::string(events::event_type::integration_failed),
           {{"source", "HealthProbe"}, {"connectionId", d_.connection_id}, {"providerId", d_.provider_id},
-           {"health", to_string(probe.status)}, {"category", "Transient"}, {"message", probe.detail}});
+           {"health", to_string(probe.status)}, {"category", to_string(probe.category)}, {"message", probe.detail}});
     return {};
 }
 

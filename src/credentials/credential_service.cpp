@@ -4,14 +4,17 @@
 #include "../detail/validate.hpp"
 
 #include <integration/core/id.hpp>
+#include <integration/core/time.hpp>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
 namespace integration::credentials {
 namespace {
 
 result<void> validate_request(new_credential const& s) {
-    if (s.secret.empty()) return error{errc::invalid_argument, "secret must not be empty"};
+    if (s.secret.empty() && s.auth_mode != auth_mode::managed_identity)
+        return error{errc::invalid_argument, "secret must not be empty"};
     if (s.secret.size() > 64 * 1024) return error{errc::invalid_argument, "secret must be at most 64 KiB"};
     switch (s.auth_mode) {
     case auth_mode::api_key:
@@ -25,9 +28,13 @@ result<void> validate_request(new_credential const& s) {
         if (!s.oauth2) return error{errc::invalid_argument, "oauth2 {tokenUrl, clientId, scopes} is required for OAuth2ClientCredentials"};
         if (auto r = detail::require_http_url(s.oauth2->token_url, "oauth2.tokenUrl"); !r) return r;
         return detail::require_text(s.oauth2->client_id, "oauth2.clientId");
+    case auth_mode::managed_identity:
+        if (!s.managed_identity) return error{errc::invalid_argument, "managedIdentity {endpointUrl, resource} is required for ManagedIdentity"};
+        if (auto r = detail::require_http_url(s.managed_identity->endpoint_url, "managedIdentity.endpointUrl"); !r) return r;
+        return detail::require_text(s.managed_identity->resource, "managedIdentity.resource", 1024);
     default:
         return error{errc::invalid_argument, "authMode " + std::string(to_string(s.auth_mode)) +
-                                                 " is not available through this call yet; use ApiKey or OAuth2ClientCredentials"};
+                                                 " credentials are created through begin_authorization / complete_authorization"};
     }
 }
 
@@ -48,6 +55,8 @@ result<integration_credential> credential_service::create(request_context const&
     cs.fingerprint = fingerprints_.fingerprint(spec.secret);
     if (spec.auth_mode == auth_mode::api_key)
         cs.auth_parameters["placement"] = to_json(spec.api_key.value_or(api_key_placement{}));
+    else if (spec.auth_mode == auth_mode::managed_identity)
+        cs.auth_parameters["managedIdentity"] = to_json(*spec.managed_identity);
     else
         cs.auth_parameters["oauth2"] = to_json(*spec.oauth2);
     cs.rotation_policy = spec.rotation_policy;
@@ -59,6 +68,9 @@ result<integration_credential> credential_service::create(request_context const&
         });
         !r)
         return r.error();
+    // A system-assigned managed identity has no client id; the version then records that choice.
+    if (spec.secret.empty()) spec.secret = secret_bytes("system-assigned");
+    cs.fingerprint = fingerprints_.fingerprint(spec.secret);
     auto ref = secrets_.put(ctx.tenant_id, new_id("secret", clock_.now()), spec.secret);
     spec.secret.clear();
     if (!ref) return ref.error();
@@ -171,23 +183,52 @@ result<resolved_credential> credential_service::materialize(request_context cons
                                                             secret_ref const& ref, bool use_cache) {
     auto secret = secrets_.get(ctx.tenant_id, ref);
     if (!secret) return secret.error();
-    resolved_credential out;
-    out.auth_mode = c.data().auth_mode;
     auto const& params = c.data().auth_parameters;
-    if (c.data().auth_mode == auth_mode::api_key) {
+    switch (c.data().auth_mode) {
+    case auth_mode::api_key: {
+        resolved_credential out;
+        out.auth_mode = auth_mode::api_key;
         api_key_placement placement;
         if (auto const* p = params.if_contains("placement"))
             if (auto r = from_json(*p, placement, "placement"); !r) return r.error();
-        auto value = secret_bytes(placement.prefix);
-        auto combined = secret_bytes::zeroed(value.size() + secret->size());
-        std::copy(value.data(), value.data() + value.size(), combined.data());
-        std::copy(secret->data(), secret->data() + secret->size(), combined.data() + value.size());
+        auto combined = secret_bytes::zeroed(placement.prefix.size() + secret->size());
+        std::copy(placement.prefix.begin(), placement.prefix.end(), combined.data());
+        std::copy(secret->data(), secret->data() + secret->size(), combined.data() + placement.prefix.size());
         (placement.in == "query" ? out.query : out.headers).emplace_back(placement.name, std::move(combined));
         return out;
     }
-    if (c.data().auth_mode == auth_mode::oauth2_client_credentials)
-        return client_credentials(c, *secret, ref.version, use_cache);
-    return error{errc::invalid_argument, "authMode " + std::string(to_string(c.data().auth_mode)) + " cannot be resolved yet"};
+    case auth_mode::oauth2_client_credentials: {
+        oauth2_client_settings s;
+        if (auto const* p = params.if_contains("oauth2"))
+            if (auto r = from_json(*p, s, "oauth2"); !r) return r.error();
+        return bearer(c, ref.version, use_cache, [&](cached_token&) {
+            std::string body = "grant_type=client_credentials&client_id=" + http::form_encode(s.client_id) +
+                               "&client_secret=" + http::form_encode(secret->view());
+            if (!s.scopes.empty()) {
+                std::string scope;
+                for (auto const& sc : s.scopes) scope += (scope.empty() ? "" : " ") + sc;
+                body += "&scope=" + http::form_encode(scope);
+            }
+            return token_request(s.token_url, std::move(body));
+        });
+    }
+    case auth_mode::managed_identity: {
+        managed_identity_settings s;
+        if (auto const* p = params.if_contains("managedIdentity"))
+            if (auto r = from_json(*p, s, "managedIdentity"); !r) return r.error();
+        return bearer(c, ref.version, use_cache, [&](cached_token&) -> result<token> {
+            std::string url = s.endpoint_url + (s.endpoint_url.find('?') == std::string::npos ? "?" : "&") +
+                              "resource=" + http::form_encode(s.resource);
+            if (secret->view() != "system-assigned") url += "&client_id=" + http::form_encode(secret->view());
+            return token_request(url, {});
+        });
+    }
+    case auth_mode::oauth2_authorization_code:
+        return bearer(c, ref.version, use_cache,
+                      [&](cached_token& entry) { return refresh_authorization(ctx, c, *secret, entry); });
+    case auth_mode::none: break;
+    }
+    return error{errc::invalid_argument, "authMode None has no material to resolve"};
 }
 
 std::shared_ptr<credential_service::cached_token> credential_service::cache_entry(std::string const& credential_id) {
@@ -198,81 +239,295 @@ std::shared_ptr<credential_service::cached_token> credential_service::cache_entr
 }
 
 void credential_service::invalidate_token(std::string const& credential_id) {
-    std::lock_guard lock(cache_mutex_);
-    cache_.erase(credential_id);
+    auto e = cache_entry(credential_id);
+    std::lock_guard lock(e->refresh);
+    e->token.clear();
 }
 
-result<resolved_credential> credential_service::client_credentials(integration_credential const& c,
-                                                                   secret_bytes const& client_secret,
-                                                                   std::int64_t version, bool use_cache) {
-    oauth2_client_settings settings;
-    if (auto const* p = c.data().auth_parameters.if_contains("oauth2"))
-        if (auto r = from_json(*p, settings, "oauth2"); !r) return r.error();
+bool credential_service::refresh_exhausted(std::string const& credential_id) {
+    auto e = cache_entry(credential_id);
+    std::lock_guard lock(e->refresh);
+    return e->exhausted;
+}
+
+result<resolved_credential> credential_service::bearer(integration_credential const& c, std::int64_t version,
+                                                       bool use_cache, token_fetch const& fetch) {
     resolved_credential out;
-    out.auth_mode = auth_mode::oauth2_client_credentials;
-    auto bearer = [&](secret_bytes const& token) {
-        auto v = secret_bytes::zeroed(7 + token.size());
+    out.auth_mode = c.data().auth_mode;
+    auto add = [&](secret_bytes const& t) {
+        auto v = secret_bytes::zeroed(7 + t.size());
         std::copy_n("Bearer ", 7, reinterpret_cast<char*>(v.data()));
-        std::copy(token.data(), token.data() + token.size(), v.data() + 7);
+        std::copy(t.data(), t.data() + t.size(), v.data() + 7);
         out.headers.emplace_back("Authorization", std::move(v));
     };
     if (!use_cache) {
-        auto fetched = fetch_token(settings, client_secret);
-        if (!fetched) return fetched.error();
-        bearer(fetched->first);
+        cached_token scratch;
+        auto t = fetch(scratch);
+        if (!t) return t.error();
+        add(t->access);
         return out;
     }
     auto entry = cache_entry(c.id());
     // Single flight: callers queue on the entry and re-check after acquiring it.
     std::lock_guard lock(entry->refresh);
     if (entry->token.empty() || entry->version != version || clock_.now() + options_.refresh_margin >= entry->expires_at) {
-        auto fetched = fetch_token(settings, client_secret);
-        if (!fetched) return fetched.error();
-        entry->token = std::move(fetched->first);
-        entry->expires_at = fetched->second;
-        entry->version = version;
+        auto t = fetch(*entry);
+        if (!t) return t.error();
+        entry->token = std::move(t->access);
+        entry->expires_at = t->expires_at;
+        if (entry->version < version) entry->version = version;
     }
-    bearer(entry->token);
+    add(entry->token);
     return out;
 }
 
-result<std::pair<secret_bytes, time_point>> credential_service::fetch_token(oauth2_client_settings const& s,
-                                                                            secret_bytes const& client_secret) {
+result<credential_service::token> credential_service::token_request(std::string const& url, std::string body) {
     http::request req;
-    req.method = "POST";
-    req.url = s.token_url;
+    req.url = url;
     req.timeout = options_.token_timeout;
-    req.headers = {{"Content-Type", "application/x-www-form-urlencoded"}, {"Accept", "application/json"}};
-    req.body = "grant_type=client_credentials&client_id=" + http::form_encode(s.client_id) +
-               "&client_secret=" + http::form_encode(client_secret.view());
-    if (!s.scopes.empty()) {
-        std::string scope;
-        for (auto const& sc : s.scopes) scope += (scope.empty() ? "" : " ") + sc;
-        req.body += "&scope=" + http::form_encode(scope);
+    req.headers = {{"Accept", "application/json"}};
+    if (body.empty()) {
+        req.method = "GET";
+        req.headers.emplace_back("Metadata", "true");
+    } else {
+        req.method = "POST";
+        req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+        req.body = std::move(body);
     }
     auto now = clock_.now();
     auto res = transport_.send(req);
     crypto::wipe(req.body);
-    if (!res) return error{res.error().code(), "token endpoint " + s.token_url + ": " + res.error().detail()};
-    if (res->status == 400 || res->status == 401 || res->status == 403)
-        return error{errc::forbidden, "token endpoint " + s.token_url + " refused the client credentials (HTTP " +
-                                          std::to_string(res->status) + "); check the client id and secret"};
-    if (res->status < 200 || res->status > 299)
-        return error{errc::unavailable, "token endpoint " + s.token_url + " answered HTTP " + std::to_string(res->status)};
+    if (!res) return error{res.error().code(), "token endpoint " + url + ": " + res.error().detail()};
     boost::system::error_code ec;
     auto j = boost::json::parse(res->body, ec);
     crypto::wipe(res->body);
-    auto const* obj = ec ? nullptr : j.if_object();
-    auto const* token = obj ? obj->if_contains("access_token") : nullptr;
-    if (!token || !token->is_string() || token->get_string().empty())
-        return error{errc::unavailable, "token endpoint " + s.token_url + " returned no access_token"};
+    auto* obj = ec ? nullptr : j.if_object();
+    if (res->status == 400 || res->status == 401 || res->status == 403) {
+        std::string code;
+        if (obj)
+            if (auto const* e = obj->if_contains("error"); e && e->is_string()) code = e->get_string();
+        return error{errc::forbidden, "token endpoint " + url + " refused the request (HTTP " + std::to_string(res->status) +
+                                          (code.empty() ? "" : ", " + code) + "); check the client id and secret"};
+    }
+    if (res->status < 200 || res->status > 299)
+        return error{errc::unavailable, "token endpoint " + url + " answered HTTP " + std::to_string(res->status)};
+    auto* access = obj ? obj->if_contains("access_token") : nullptr;
+    if (!access || !access->is_string() || access->get_string().empty())
+        return error{errc::unavailable, "token endpoint " + url + " returned no access_token"};
     std::int64_t expires_in = 3600;
-    if (auto const* e = obj->if_contains("expires_in"); e && e->is_number()) expires_in = e->to_number<std::int64_t>();
-    secret_bytes out(std::string_view(token->get_string()));
-    // The parsed document held the token too.
-    auto& str = j.as_object()["access_token"].as_string();
-    std::fill(str.begin(), str.end(), '\0');
-    return std::pair{std::move(out), now + std::chrono::seconds(expires_in)};
+    if (auto const* e = obj->if_contains("expires_in")) {
+        if (e->is_number()) expires_in = e->to_number<std::int64_t>();
+        else if (e->is_string()) expires_in = std::atoll(e->get_string().c_str());  // IMDS sends a string
+    }
+    token t{secret_bytes(std::string_view(access->get_string())), now + std::chrono::seconds(expires_in), {}};
+    if (auto* r = obj->if_contains("refresh_token"); r && r->is_string()) t.refresh = secret_bytes(std::string_view(r->get_string()));
+    // The parsed document held the tokens too.
+    for (auto* v : {access, obj->if_contains("refresh_token"), obj->if_contains("id_token")})
+        if (v && v->is_string()) std::fill(v->get_string().begin(), v->get_string().end(), '\0');
+    return t;
+}
+
+// ---- authorization code --------------------------------------------------------------------------
+
+namespace {
+
+/** The vault document of an authorization-code credential. */
+secret_bytes auth_document(std::string_view client_secret, std::string_view refresh_token) {
+    boost::json::object o{{"clientSecret", client_secret}, {"refreshToken", refresh_token}};
+    auto text = boost::json::serialize(o);
+    secret_bytes out(text);
+    crypto::wipe(text);
+    for (auto& kv : o) std::fill(kv.value().as_string().begin(), kv.value().as_string().end(), '\0');
+    return out;
+}
+
+result<std::pair<secret_bytes, secret_bytes>> parse_auth_document(secret_bytes const& doc) {
+    boost::system::error_code ec;
+    auto j = boost::json::parse(doc.view(), ec);
+    auto* o = ec ? nullptr : j.if_object();
+    auto* cs = o ? o->if_contains("clientSecret") : nullptr;
+    auto* rt = o ? o->if_contains("refreshToken") : nullptr;
+    if (!cs || !rt || !cs->is_string() || !rt->is_string())
+        return error{errc::integrity_failure, "the stored authorization document is malformed"};
+    std::pair out{secret_bytes(std::string_view(cs->get_string())), secret_bytes(std::string_view(rt->get_string()))};
+    std::fill(cs->get_string().begin(), cs->get_string().end(), '\0');
+    std::fill(rt->get_string().begin(), rt->get_string().end(), '\0');
+    return out;
+}
+
+std::string random_token(std::size_t bytes) {
+    std::vector<unsigned char> b(bytes);
+    random_bytes(b.data(), b.size());
+    return crypto::base64url(b.data(), b.size());
+}
+
+}  // namespace
+
+result<authorization_request> credential_service::begin_authorization(request_context const& ctx,
+                                                                       std::string const& provider_id,
+                                                                       std::optional<std::string> connection_id,
+                                                                       authorization_code_settings settings,
+                                                                       secret_bytes client_secret) {
+    if (auto r = detail::require_http_url(settings.authorize_url, "authorizeUrl"); !r) return r.error();
+    if (auto r = detail::require_http_url(settings.token_url, "tokenUrl"); !r) return r.error();
+    if (auto r = detail::require_http_url(settings.redirect_uri, "redirectUri"); !r) return r.error();
+    if (auto r = detail::require_text(settings.client_id, "clientId"); !r) return r.error();
+    if (client_secret.empty()) return error{errc::invalid_argument, "clientSecret must not be empty"};
+    if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = uow.providers().find(provider_id);
+            return p ? result<void>{} : result<void>{p.error()};
+        });
+        !r)
+        return r.error();
+    // PKCE (RFC 7636): a 256-bit verifier; the challenge is its SHA-256, base64url.
+    auto verifier_text = random_token(32);
+    auto digest = crypto::from_hex(crypto::sha256_hex(verifier_text)).value();
+    auto challenge = crypto::base64url(digest.data(), digest.size());
+    auto state = random_token(24);
+    std::string scope;
+    for (auto const& sc : settings.scopes) scope += (scope.empty() ? "" : " ") + sc;
+    std::string url = settings.authorize_url + (settings.authorize_url.find('?') == std::string::npos ? "?" : "&") +
+                      "response_type=code&client_id=" + http::form_encode(settings.client_id) +
+                      "&redirect_uri=" + http::form_encode(settings.redirect_uri) + "&state=" + state +
+                      "&code_challenge=" + challenge + "&code_challenge_method=S256";
+    if (!scope.empty()) url += "&scope=" + http::form_encode(scope);
+    auto now = clock_.now();
+    authorization_request out{url, state, now + options_.authorization_ttl};
+    std::lock_guard lock(pending_mutex_);
+    std::erase_if(pending_, [&](auto const& kv) { return kv.second.expires_at <= now; });
+    pending_.emplace(state, pending_authorization{ctx, provider_id, std::move(connection_id), std::move(settings),
+                                                  std::move(client_secret), secret_bytes(verifier_text), out.expires_at});
+    crypto::wipe(verifier_text);
+    return out;
+}
+
+result<integration_credential> credential_service::complete_authorization(std::string const& state,
+                                                                          std::string const& code) {
+    std::optional<pending_authorization> p;
+    {
+        std::lock_guard lock(pending_mutex_);
+        auto it = pending_.find(state);
+        // One use only: a replayed callback finds nothing.
+        if (it != pending_.end()) {
+            p.emplace(std::move(it->second));
+            pending_.erase(it);
+        }
+    }
+    if (!p) return error{errc::forbidden, "unknown or already used state; start the authorization again"};
+    if (clock_.now() >= p->expires_at) return error{errc::forbidden, "the authorization expired; start it again"};
+    if (code.empty()) return error{errc::invalid_argument, "the callback carried no code"};
+    auto const& s = p->settings;
+    std::string body = "grant_type=authorization_code&code=" + http::form_encode(code) +
+                       "&redirect_uri=" + http::form_encode(s.redirect_uri) + "&client_id=" + http::form_encode(s.client_id) +
+                       "&client_secret=" + http::form_encode(p->client_secret.view()) +
+                       "&code_verifier=" + http::form_encode(p->verifier.view());
+    auto t = token_request(s.token_url, std::move(body));
+    if (!t) return t.error();
+    if (t->refresh.empty()) return error{errc::unavailable, "the token endpoint returned no refresh_token; request offline access"};
+    auto doc = auth_document(p->client_secret.view(), t->refresh.view());
+    auto ref = secrets_.put(p->ctx.tenant_id, new_id("secret", clock_.now()), doc);
+    if (!ref) return ref.error();
+    credential_spec cs;
+    cs.provider_id = p->provider_id;
+    cs.connection_id = p->connection_id;
+    cs.auth_mode = auth_mode::oauth2_authorization_code;
+    cs.key_vault_ref = ref->uri();
+    cs.fingerprint = fingerprints_.fingerprint(doc);
+    cs.auth_parameters["oauth2"] = to_json(s);
+    auto created = storage::transact_for(store_, p->ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+        auto c = integration_credential::create(p->ctx, clock_.now(), cs);
+        if (!c) return c.error();
+        if (auto sv = uow.credentials().save(*c); !sv) return sv.error();
+        return std::move(*c);
+    });
+    if (!created) {
+        (void)secrets_.soft_delete(p->ctx.tenant_id, ref->name);
+        return created;
+    }
+    // The exchange gave an access token already: cache it.
+    auto entry = cache_entry(created->id());
+    std::lock_guard lock(entry->refresh);
+    entry->token = std::move(t->access);
+    entry->expires_at = t->expires_at;
+    entry->version = created->data().current_version;
+    return created;
+}
+
+result<credential_service::token> credential_service::refresh_authorization(request_context const& ctx,
+                                                                            integration_credential const& c,
+                                                                            secret_bytes const& document,
+                                                                            cached_token& entry) {
+    auto now = clock_.now();
+    if (entry.exhausted)
+        return error{errc::forbidden, "the refresh token of credential " + c.id() + " is exhausted; authorize again"};
+    if (entry.last_failure && now < *entry.last_failure + options_.refresh_cooldown)
+        return error{errc::unavailable, "the last refresh of credential " + c.id() + " failed; cooling down until " +
+                                            format_time(*entry.last_failure + options_.refresh_cooldown)};
+    auto parts = parse_auth_document(document);
+    if (!parts) return parts.error();
+    authorization_code_settings s;
+    if (auto const* p = c.data().auth_parameters.if_contains("oauth2"))
+        if (auto r = from_json(*p, s, "oauth2"); !r) return r.error();
+    std::string body = "grant_type=refresh_token&refresh_token=" + http::form_encode(parts->second.view()) +
+                       "&client_id=" + http::form_encode(s.client_id) +
+                       "&client_secret=" + http::form_encode(parts->first.view());
+    auto t = token_request(s.token_url, std::move(body));
+    if (!t) {
+        entry.last_failure = now;
+        if (!entry.failing_since) entry.failing_since = now;
+        bool revoked = t.error().detail().find("invalid_grant") != std::string::npos;
+        if (revoked || now - *entry.failing_since >= options_.refresh_exhausted_after) {
+            entry.exhausted = true;
+            mark_exhausted(ctx, c, revoked ? "the provider refused the refresh token (invalid_grant)"
+                                           : "refreshes kept failing: " + t.error().detail());
+        }
+        return t.error();
+    }
+    entry.last_failure.reset();
+    entry.failing_since.reset();
+    if (!t->refresh.empty() && !(t->refresh == parts->second)) {
+        // Refresh-token rotation: the old token is now invalid, so the new one must be stored
+        // before the access token is used.
+        auto doc = auth_document(parts->first.view(), t->refresh.view());
+        auto name = secret_ref::parse(c.data().key_vault_ref);
+        if (!name) return name.error();
+        auto ref = secrets_.put(ctx.tenant_id, name->name, doc);
+        if (!ref) return ref.error();
+        auto fp = fingerprints_.fingerprint(doc);
+        auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+            auto fresh = uow.credentials().find(c.id());
+            if (!fresh) return fresh.error();
+            if (auto b = fresh->begin_rotation(ref->uri(), fp, now); !b) return b.error();
+            if (auto d = fresh->complete_rotation(now); !d) return d.error();
+            if (auto sv = uow.credentials().save(*fresh); !sv) return sv.error();
+            return std::move(*fresh);
+        });
+        if (!saved) return saved.error();
+        entry.version = saved->data().current_version;
+    }
+    return t;
+}
+
+void credential_service::mark_exhausted(request_context const& ctx, integration_credential const& c,
+                                        std::string const& reason) {
+    auto now = clock_.now();
+    (void)store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto f = failures::integration_failure::record(
+            ctx, now, failures::failure_source::credential_refresh, c.id(), c.data().provider_id,
+            {failures::failure_category::auth, "refresh_exhausted", reason, failures::next_action::escalate, {}});
+        if (!f) return f.error();
+        if (auto s = uow.failures().save(*f); !s) return s;
+        if (!c.data().connection_id) return {};
+        auto conn = uow.connections().find(*c.data().connection_id);
+        if (!conn) return {};
+        if (conn->status() == connections::connection_status::retired) return {};
+        if (auto h = conn->record_health({health_status::degraded, "refresh token exhausted: " + reason,
+                                          failures::failure_category::auth},
+                                         now);
+            !h)
+            return h;
+        return uow.connections().save(*conn);
+    });
 }
 
 }  // namespace integration::credentials

@@ -31,7 +31,8 @@ result<integration_failure> integration_failure::record(request_context const& c
     case failure_source::run: d.run_id = source_id; break;
     case failure_source::delivery: d.delivery_id = source_id; break;
     case failure_source::health_probe: d.connection_id = source_id; break;
-    case failure_source::credential_rotation: d.credential_id = source_id; break;
+    case failure_source::credential_rotation:
+    case failure_source::credential_refresh: d.credential_id = source_id; break;
     }
     d.provider_id = std::move(provider_id);
     d.category = c.category;

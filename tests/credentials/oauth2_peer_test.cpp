@@ -7,6 +7,7 @@
 #include <integration/storage/sqlite_store.hpp>
 
 #include <atomic>
+#include <map>
 #include <fstream>
 #include <thread>
 
@@ -138,6 +139,190 @@ TEST_F(oauth2_peer_test, rotation_verifies_the_new_client_secret_against_the_tok
     auto rotated = must(service_.rotate(ctx_, c.id(), secret_bytes("client-secret-2"), verify));
     EXPECT_EQ(rotated.data().current_version, 3);
     must(service_.resolve(ctx_, c.id()));
+}
+
+/** Follows the authorize URL one hop (as a browser would) and returns the redirect's query. */
+std::map<std::string, std::string> authorize(http::transport& t, std::string const& url) {
+    auto res = must(t.send({.method = "GET", .url = url}));
+    EXPECT_EQ(res.status / 100, 3) << res.body;
+    auto location = std::string(http::find_header(res.headers, "Location"));
+    std::map<std::string, std::string> q;
+    auto query = location.substr(location.find('?') + 1);
+    for (std::size_t pos = 0; pos < query.size();) {
+        auto amp = query.find('&', pos);
+        auto part = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
+        auto eq = part.find('=');
+        q[part.substr(0, eq)] = eq == std::string::npos ? "" : part.substr(eq + 1);
+        if (amp == std::string::npos) break;
+        pos = amp + 1;
+    }
+    return q;
+}
+
+class authorization_code_test : public oauth2_peer_test {
+protected:
+    credentials::authorization_code_settings settings() {
+        auto base = token_url_.substr(0, token_url_.size() - 6);
+        return {base + "/authorize", token_url_, "client-1", {"openid", "offline_access"}, "https://app.example/callback"};
+    }
+    std::string connection_for_credentials() {
+        std::string id;
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = must(uow.providers().find(provider_id_));
+            auto c = must(connections::integration_connection::create(ctx_, clock_.now(), p, connection_spec()));
+            must(c.attach_credential("cred-01JD3Q8V6X4T2M9R5B7N1K0FZC"));
+            must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
+            must(c.activate(true, clock_.now()));
+            id = c.id();
+            return uow.connections().save(c);
+        }));
+        return id;
+    }
+    credentials::integration_credential authorized(std::optional<std::string> connection_id = {}) {
+        auto start = must(service_.begin_authorization(ctx_, provider_id_, connection_id, settings(), secret_bytes("client-secret-1")));
+        auto q = authorize(*transport_, start.url);
+        EXPECT_EQ(q["state"], start.state);
+        return must(service_.complete_authorization(q["state"], q["code"]));
+    }
+};
+
+TEST_F(authorization_code_test, the_authorize_url_carries_state_and_a_pkce_s256_challenge) {
+    auto a = must(service_.begin_authorization(ctx_, provider_id_, {}, settings(), secret_bytes("client-secret-1")));
+    auto b = must(service_.begin_authorization(ctx_, provider_id_, {}, settings(), secret_bytes("client-secret-1")));
+    EXPECT_NE(a.state, b.state);
+    EXPECT_GE(a.state.size(), 32u);
+    EXPECT_NE(a.url.find("response_type=code"), std::string::npos);
+    EXPECT_NE(a.url.find("code_challenge_method=S256"), std::string::npos);
+    auto pos = a.url.find("code_challenge=");
+    ASSERT_NE(pos, std::string::npos);
+    auto challenge = a.url.substr(pos + 15, a.url.find('&', pos) - pos - 15);
+    EXPECT_EQ(challenge.size(), 43u);  // base64url of a SHA-256 digest
+    EXPECT_EQ(a.url.find("client-secret-1"), std::string::npos);
+    EXPECT_NE(a.url.find("state=" + a.state), std::string::npos);
+}
+
+TEST_F(authorization_code_test, the_callback_exchanges_the_code_and_keeps_the_refresh_token_in_the_vault) {
+    auto c = authorized();
+    EXPECT_EQ(c.data().auth_mode, auth_mode::oauth2_authorization_code);
+    EXPECT_EQ(c.status(), credentials::credential_status::active);
+    auto before = count_lines(count_file_);
+    auto m = must(service_.resolve(ctx_, c.id()));  // cached from the exchange
+    EXPECT_EQ(bearer(m).rfind("Bearer ", 0), 0u);
+    EXPECT_EQ(count_lines(count_file_), before);
+    auto stored = must(vault_->get("t1", must(credentials::secret_ref::parse(c.data().key_vault_ref))));
+    EXPECT_NE(stored.view().find("refreshToken"), std::string::npos);
+}
+
+TEST_F(authorization_code_test, a_wrong_reused_or_expired_state_is_refused) {
+    auto start = must(service_.begin_authorization(ctx_, provider_id_, {}, settings(), secret_bytes("client-secret-1")));
+    auto q = authorize(*transport_, start.url);
+    auto wrong = service_.complete_authorization("not-" + q["state"], q["code"]);
+    ASSERT_FALSE(wrong);
+    EXPECT_EQ(wrong.error(), errc::forbidden);
+    must(service_.complete_authorization(q["state"], q["code"]));
+    auto replay = service_.complete_authorization(q["state"], q["code"]);
+    ASSERT_FALSE(replay);
+    EXPECT_EQ(replay.error(), errc::forbidden);
+    auto late = must(service_.begin_authorization(ctx_, provider_id_, {}, settings(), secret_bytes("client-secret-1")));
+    auto lq = authorize(*transport_, late.url);
+    clock_.advance(std::chrono::minutes(11));
+    EXPECT_EQ(service_.complete_authorization(lq["state"], lq["code"]).error(), errc::forbidden);
+}
+
+TEST_F(authorization_code_test, refresh_uses_the_stored_refresh_token_and_stores_a_rotated_one) {
+    auto c = authorized();
+    service_.invalidate_token(c.id());
+    auto m = must(service_.resolve(ctx_, c.id()));
+    EXPECT_EQ(bearer(m).rfind("Bearer ", 0), 0u);
+    credentials::integration_credential stored = c;
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        stored = must(uow.credentials().find(c.id()));
+        return {};
+    }));
+    // The server rotated the refresh token: a new version holds it and the old one retired.
+    EXPECT_EQ(stored.data().current_version, 2);
+    EXPECT_EQ(stored.data().versions[0].state, credentials::version_state::retired);
+    service_.invalidate_token(c.id());
+    must(service_.resolve(ctx_, c.id()));  // the rotated token works
+}
+
+TEST_F(authorization_code_test, failed_refreshes_cool_down_then_exhaust_and_degrade_the_connection) {
+    auto conn_id = connection_for_credentials();
+    auto c = authorized(conn_id);
+    std::ofstream(allowed_file_ + ".revoked") << "revoked\n";
+    service_.invalidate_token(c.id());
+    auto r = service_.resolve(ctx_, c.id());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::forbidden);
+    EXPECT_TRUE(service_.refresh_exhausted(c.id()));
+    auto calls = count_lines(count_file_);
+    EXPECT_FALSE(service_.resolve(ctx_, c.id()));  // exhausted: no further calls
+    EXPECT_EQ(count_lines(count_file_), calls);
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto conn = must(uow.connections().find(conn_id));
+        EXPECT_EQ(conn.status(), connections::connection_status::degraded);
+        auto failures = must(uow.failures().list({}, {})).items;
+        EXPECT_EQ(failures.size(), 1u);
+        EXPECT_EQ(failures.at(0).data().category, failures::failure_category::auth);
+        EXPECT_EQ(failures.at(0).data().error_code, "refresh_exhausted");
+        return {};
+    }));
+    bool auth_failed = false;
+    for (auto const& e : must(store_->pending_events(100)))
+        if (e.envelope.event_type == "IntegrationFailed" && e.envelope.data.at("category").as_string() == "Auth") auth_failed = true;
+    EXPECT_TRUE(auth_failed);
+}
+
+TEST_F(authorization_code_test, a_failing_token_endpoint_is_not_hammered_during_the_cooldown) {
+    auto c = authorized();
+    std::ofstream(allowed_file_, std::ios::trunc) << "some-other-secret\n";  // refreshes now get 401
+    service_.invalidate_token(c.id());
+    EXPECT_EQ(service_.resolve(ctx_, c.id()).error(), errc::forbidden);
+    auto cooling = service_.resolve(ctx_, c.id());
+    ASSERT_FALSE(cooling);
+    EXPECT_EQ(cooling.error(), errc::unavailable);
+    EXPECT_NE(cooling.error().detail().find("cooling down"), std::string::npos);
+    EXPECT_FALSE(service_.refresh_exhausted(c.id()));
+    allow("client-secret-1");
+    clock_.advance(std::chrono::seconds(31));
+    must(service_.resolve(ctx_, c.id()));
+}
+
+TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
+    temp_dir dir;
+    auto count = dir.file("imds.count");
+    child_process peer({"node", std::string(INTEGRATION_PEERS_DIR) + "/imds_peer.mjs", count});
+    auto line = peer.read_line();
+    ASSERT_EQ(line.rfind("PORT ", 0), 0u) << line;
+    manual_clock clock{system_clock::instance().now()};
+    auto store = must(storage::open_sqlite_store({.path = dir.file("i.db"), .clock = &clock}));
+    auto vault = must(credentials::open_local_secret_store({.path = dir.file("s.db"), .key_file = dir.file("k"), .key_env = "", .clock = &clock}));
+    auto fp = must(credentials::fingerprinter::load_or_create(dir.file("fp")));
+    auto transport = http::make_curl_transport();
+    credentials::credential_service service(*store, *vault, fp, clock, *transport);
+    auto ctx = request_context::for_tenant("t1");
+    std::string provider_id;
+    must(store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = active_provider(ctx, clock.now());
+        provider_id = p.id();
+        return uow.providers().save(p);
+    }));
+    auto endpoint = "http://127.0.0.1:" + line.substr(5) + "/metadata/identity/oauth2/token?api-version=2018-02-01";
+    auto user_assigned = must(service.create(ctx, {.provider_id = provider_id, .auth_mode = auth_mode::managed_identity,
+                                                   .secret = secret_bytes("identity-client-7"),
+                                                   .managed_identity = credentials::managed_identity_settings{endpoint, "https://vault.example/"}}));
+    auto system_assigned = must(service.create(ctx, {.provider_id = provider_id, .auth_mode = auth_mode::managed_identity,
+                                                     .managed_identity = credentials::managed_identity_settings{endpoint, "https://mgmt.example/"}}));
+    auto a = must(service.resolve(ctx, user_assigned.id()));
+    EXPECT_EQ(std::string(a.headers.at(0).second.view()).rfind("Bearer imds-", 0), 0u);
+    must(service.resolve(ctx, user_assigned.id()));
+    must(service.resolve(ctx, system_assigned.id()));
+    std::ifstream f(count);
+    std::vector<std::string> lines;
+    for (std::string l; std::getline(f, l);) lines.push_back(l);
+    ASSERT_EQ(lines.size(), 2u);  // the second resolve of the first identity hit the cache
+    EXPECT_EQ(lines[0], "https://vault.example/ identity-client-7");
+    EXPECT_EQ(lines[1], "https://mgmt.example/ -");
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // A real OAuth2 token server for the tests: oauth2-mock-server on a free loopback port.
 // Usage: node oauth2_peer.mjs COUNT_FILE ALLOWED_SECRETS_FILE
 // Prints "PORT <n>" once listening. Each issued token appends a line to COUNT_FILE. A token
-// request whose client_secret is not a line of ALLOWED_SECRETS_FILE gets 401 invalid_client.
+// request whose client_secret is not a line of ALLOWED_SECRETS_FILE gets 401 invalid_client; while
+// ALLOWED_SECRETS_FILE.revoked exists, refresh_token grants get 400 invalid_grant.
 import { OAuth2Server } from 'oauth2-mock-server';
 import fs from 'node:fs';
 
@@ -13,6 +14,11 @@ server.service.on('beforeResponse', (response, req) => {
   if (!req.url.startsWith('/token')) return;
   const allowed = fs.readFileSync(allowedFile, 'utf8').split('\n').filter(Boolean);
   const secret = req.body && req.body.client_secret;
+  if (req.body && req.body.grant_type === 'refresh_token' && fs.existsSync(allowedFile + '.revoked')) {
+    response.statusCode = 400;
+    response.body = { error: 'invalid_grant' };
+    return;
+  }
   if (!allowed.includes(secret)) {
     response.statusCode = 401;
     response.body = { error: 'invalid_client' };

@@ -7,6 +7,7 @@
 
 #include <integration/core/aggregate.hpp>
 #include <integration/core/policies.hpp>
+#include <integration/failures/failure.hpp>
 #include <integration/providers/provider.hpp>
 
 #include <boost/json/object.hpp>
@@ -46,6 +47,7 @@ struct connection_endpoint {
 struct health_probe_result {
     health_status status = health_status::unknown;
     std::string detail;  ///< What the probe saw; never secret material.
+    failures::failure_category category = failures::failure_category::transient;  ///< For IntegrationFailed.
 };
 
 /** What a caller supplies to create a connection. */

@@ -47,6 +47,42 @@ struct oauth2_client_settings {
     }
 };
 
+/** OAuth2 authorization-code settings (with PKCE S256 and `state`). */
+struct authorization_code_settings {
+    std::string authorize_url;
+    std::string token_url;
+    std::string client_id;
+    std::vector<std::string> scopes;
+    std::string redirect_uri;  ///< Where the provider sends the user back (the host's callback).
+
+    static auto json_fields() {
+        return std::make_tuple(field("authorizeUrl", &authorization_code_settings::authorize_url),
+                               field("tokenUrl", &authorization_code_settings::token_url),
+                               field("clientId", &authorization_code_settings::client_id),
+                               field("scopes", &authorization_code_settings::scopes),
+                               field("redirectUri", &authorization_code_settings::redirect_uri));
+    }
+};
+
+/** Managed identity: tokens from an IMDS-style endpoint (`GET <endpoint>?resource=...` with
+ *  `Metadata: true`); the credential's secret is the identity's client id, if any. */
+struct managed_identity_settings {
+    std::string endpoint_url;  ///< e.g. http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01
+    std::string resource;      ///< The audience, e.g. https://management.azure.com/
+
+    static auto json_fields() {
+        return std::make_tuple(field("endpointUrl", &managed_identity_settings::endpoint_url),
+                               field("resource", &managed_identity_settings::resource));
+    }
+};
+
+/** The start of an authorization-code flow: send the user to `url`. */
+struct authorization_request {
+    std::string url;
+    std::string state;
+    time_point expires_at{};
+};
+
 /** What a caller supplies to create a credential. */
 struct new_credential {
     std::string provider_id;
@@ -55,6 +91,7 @@ struct new_credential {
     secret_bytes secret;  ///< The API key or client secret; moved into the secret store.
     std::optional<api_key_placement> api_key;       ///< For ApiKey.
     std::optional<oauth2_client_settings> oauth2;   ///< For OAuth2ClientCredentials.
+    std::optional<managed_identity_settings> managed_identity;  ///< For ManagedIdentity.
     std::optional<credentials::rotation_policy> rotation_policy;
     std::optional<time_point> expires_at;
 };
@@ -74,6 +111,9 @@ using verifier = std::function<result<void>(resolved_credential const&)>;
 struct credential_service_options {
     std::chrono::seconds refresh_margin{120};  ///< Refresh cached tokens this long before expiry.
     std::chrono::milliseconds token_timeout{10'000};
+    std::chrono::seconds refresh_cooldown{30};        ///< No new refresh attempt this soon after a failed one.
+    std::chrono::hours refresh_exhausted_after{96};   ///< Failing this long (or invalid_grant) exhausts the refresh token.
+    std::chrono::minutes authorization_ttl{10};       ///< How long a started authorization may be completed.
 };
 
 /** Creates, rotates, revokes and resolves credentials.
@@ -91,7 +131,8 @@ public:
     credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
                        clock const& clock, http::transport& transport, credential_service_options options = {});
 
-    /** Stores the secret in the secret store and the reference in a new Active credential. */
+    /** Stores the secret in the secret store and the reference in a new Active credential
+     *  (ApiKey, OAuth2ClientCredentials, ManagedIdentity). */
     result<integration_credential> create(request_context const& ctx, new_credential spec);
     /** Stages `new_secret` as the next version, verifies it, and activates it only if it passes;
      *  otherwise the prior version stays active and IntegrationFailed is raised. When the secret
@@ -106,20 +147,52 @@ public:
     /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
     void invalidate_token(std::string const& credential_id);
 
+    /** Starts an authorization-code flow: keeps the client secret, a random `state` and a PKCE
+     *  verifier for `authorization_ttl`, and returns the URL to send the user to. */
+    result<authorization_request> begin_authorization(request_context const& ctx, std::string const& provider_id,
+                                                      std::optional<std::string> connection_id,
+                                                      authorization_code_settings settings, secret_bytes client_secret);
+    /** The callback: checks `state`, exchanges `code` (with the PKCE verifier) and stores the
+     *  refresh token and client secret in the secret store as a new OAuth2AuthorizationCode
+     *  credential. An unknown, reused or expired state is refused. */
+    result<integration_credential> complete_authorization(std::string const& state, std::string const& code);
+    /** True when the credential's refresh token is exhausted (refreshes stopped until re-authorized). */
+    bool refresh_exhausted(std::string const& credential_id);
+
 private:
+    struct token {
+        secret_bytes access;
+        time_point expires_at{};
+        secret_bytes refresh;  ///< A rotated refresh token, when the server sent one.
+    };
     struct cached_token {
         std::mutex refresh;  // single flight: one fetch per credential at a time
         secret_bytes token;
         time_point expires_at{};
         std::int64_t version = 0;
+        std::optional<time_point> failing_since;
+        std::optional<time_point> last_failure;
+        bool exhausted = false;
     };
+    struct pending_authorization {
+        request_context ctx;
+        std::string provider_id;
+        std::optional<std::string> connection_id;
+        authorization_code_settings settings;
+        secret_bytes client_secret;
+        secret_bytes verifier;
+        time_point expires_at{};
+    };
+    using token_fetch = std::function<result<token>(cached_token&)>;
 
     result<resolved_credential> materialize(request_context const& ctx, integration_credential const& c,
                                             secret_ref const& ref, bool use_cache);
-    result<resolved_credential> client_credentials(integration_credential const& c, secret_bytes const& client_secret,
-                                                   std::int64_t version, bool use_cache);
-    result<std::pair<secret_bytes, time_point>> fetch_token(oauth2_client_settings const& s,
-                                                            secret_bytes const& client_secret);
+    result<resolved_credential> bearer(integration_credential const& c, std::int64_t version, bool use_cache,
+                                       token_fetch const& fetch);
+    result<token> token_request(std::string const& url, std::string body);
+    result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
+                                        secret_bytes const& document, cached_token& entry);
+    void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
     std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
 
     storage::store& store_;
@@ -130,6 +203,8 @@ private:
     credential_service_options options_;
     std::mutex cache_mutex_;
     std::map<std::string, std::shared_ptr<cached_token>> cache_;
+    std::mutex pending_mutex_;
+    std::map<std::string, pending_authorization> pending_;
 };
 
 }  // namespace integration::credentials

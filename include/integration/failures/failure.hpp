@@ -19,7 +19,7 @@ enum class failure_category { transient, rate_limited, auth, validation, poison 
 /** RetryDecision: what happens next. */
 enum class next_action { retry, dead_letter, escalate };
 /** What failed. */
-enum class failure_source { run, delivery, health_probe, credential_rotation };
+enum class failure_source { run, delivery, health_probe, credential_rotation, credential_refresh };
 /** The state of the failure's source, as far as resolving the failure is concerned. */
 enum class source_outcome { in_progress, succeeded, dead_lettered, failed };
 
@@ -36,7 +36,8 @@ struct integration::enum_names<integration::failures::next_action> {
 };
 template <>
 struct integration::enum_names<integration::failures::failure_source> {
-    static constexpr std::array<std::string_view, 4> values{"Run", "Delivery", "HealthProbe", "CredentialRotation"};
+    static constexpr std::array<std::string_view, 5> values{"Run", "Delivery", "HealthProbe", "CredentialRotation",
+                                                            "CredentialRefresh"};
 };
 
 namespace integration::failures {
