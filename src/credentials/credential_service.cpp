@@ -86,7 +86,8 @@ result<integration_credential> credential_service::create(request_context const&
 }
 
 result<integration_credential> credential_service::rotate(request_context const& ctx, std::string const& credential_id,
-                                                          secret_bytes new_secret, verifier const& verify) {
+                                                          secret_bytes new_secret, verifier const& verify,
+                                                          std::optional<time_point> new_expires_at) {
     if (new_secret.empty()) return error{errc::invalid_argument, "the new secret must not be empty"};
     std::optional<integration_credential> current;
     if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
@@ -130,7 +131,8 @@ result<integration_credential> credential_service::rotate(request_context const&
     auto finished = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
         auto c = uow.credentials().find(credential_id);
         if (!c) return c.error();
-        auto r = verdict ? c->complete_rotation(clock_.now()) : c->fail_rotation(verdict.error().detail(), clock_.now());
+        auto r = verdict ? c->complete_rotation(clock_.now(), new_expires_at)
+                         : c->fail_rotation(verdict.error().detail(), clock_.now());
         if (!r) return r.error();
         if (auto s = uow.credentials().save(*c); !s) return s.error();
         return std::move(*c);

@@ -138,7 +138,8 @@ public:
      *  otherwise the prior version stays active and IntegrationFailed is raised. When the secret
      *  store fails, nothing changes and the error says to retry. */
     result<integration_credential> rotate(request_context const& ctx, std::string const& credential_id,
-                                          secret_bytes new_secret, verifier const& verify);
+                                          secret_bytes new_secret, verifier const& verify,
+                                          std::optional<time_point> new_expires_at = std::nullopt);
     /** Revokes the credential and disables its versions in the secret store. */
     result<integration_credential> revoke(request_context const& ctx, std::string const& credential_id,
                                           std::string reason);

@@ -216,6 +216,9 @@ public:
     /** Runs `fn` on a consistent read-only snapshot; `save` fails inside it. */
     virtual result<void> read(request_context const& ctx, work fn) = 0;
 
+    /** Every tenant that owns a connection or credential (for background workers that sweep
+     *  each tenant in turn). */
+    virtual result<std::vector<std::string>> tenants() = 0;
     /** Unpublished outbox rows in commit order (all tenants; for the relay). */
     virtual result<std::vector<outbox_record>> pending_events(std::size_t limit) = 0;
     /** Marks rows published at `at`. */

@@ -612,6 +612,24 @@ public:
         });
     }
 
+    result<std::vector<std::string>> tenants() override {
+        std::vector<std::string> out;
+        auto r = with_reader([&](database& db) -> result<void> {
+            auto st = db.prepare("SELECT tenant_id FROM connections UNION SELECT tenant_id FROM credentials ORDER BY 1");
+            if (!st) return st.error();
+            while (true) {
+                auto more = (*st)->step();
+                if (!more) return more.error();
+                if (!*more) break;
+                out.push_back((*st)->text(0));
+            }
+            (*st)->reset();
+            return {};
+        });
+        if (!r) return r.error();
+        return out;
+    }
+
     result<std::vector<outbox_record>> pending_events(std::size_t limit) override {
         std::vector<outbox_record> out;
         auto r = with_reader([&](database& db) -> result<void> {

@@ -1,0 +1,171 @@
+#include <integration/credentials/rotation_worker.hpp>
+
+#include "storage/fixtures.hpp"
+
+#include <integration/credentials/local_secret_store.hpp>
+#include <integration/storage/sqlite_store.hpp>
+
+namespace integration::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+class no_network final : public http::transport {
+public:
+    result<http::response> send(http::request const&) override { return error{errc::unavailable, "no network"}; }
+};
+
+/** Fails every put while `down`, like an unreachable vault. */
+class switchable_vault final : public credentials::secret_store {
+public:
+    explicit switchable_vault(credentials::secret_store& inner) : inner_(inner) {}
+    bool down = false;
+    std::string const& name() const noexcept override { return inner_.name(); }
+    result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
+        if (down) return error{errc::unavailable, "vault unreachable"};
+        return inner_.put(t, n, v);
+    }
+    result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override { return inner_.get(t, r); }
+    result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
+        return inner_.versions(t, n);
+    }
+    result<void> disable(std::string const& t, credentials::secret_ref const& r) override { return inner_.disable(t, r); }
+    result<void> soft_delete(std::string const& t, std::string const& n) override { return inner_.soft_delete(t, n); }
+    result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
+    result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
+
+private:
+    credentials::secret_store& inner_;
+};
+
+class rotation_worker_test : public ::testing::Test {
+protected:
+    std::string provider(request_context const& ctx) {
+        std::string id;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = active_provider(ctx, clock_.now());
+            id = p.id();
+            return uow.providers().save(p);
+        }));
+        return id;
+    }
+    credentials::integration_credential find(request_context const& ctx, std::string const& id) {
+        std::optional<credentials::integration_credential> c;
+        must(store_->read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            c = must(uow.credentials().find(id));
+            return {};
+        }));
+        return *c;
+    }
+    std::size_t open_failures(request_context const& ctx) {
+        std::size_t n = 0;
+        must(store_->read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            n = must(uow.failures().list({.unresolved_only = true}, {})).items.size();
+            return {};
+        }));
+        return n;
+    }
+
+    temp_dir dir_;
+    manual_clock clock_;
+    std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    std::unique_ptr<credentials::local_secret_store> real_vault_ = must(credentials::open_local_secret_store(
+        {.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clock_}));
+    switchable_vault vault_{*real_vault_};
+    credentials::fingerprinter fp_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp")));
+    no_network net_;
+    credentials::credential_service service_{*store_, vault_, fp_, clock_, net_};
+    request_context a_ = request_context::for_tenant("tenant-a");
+    request_context b_ = request_context::for_tenant("tenant-b");
+};
+
+TEST_F(rotation_worker_test, credentials_are_rotated_ahead_of_expiry_in_every_tenant) {
+    auto soon = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("a-1"),
+                                          .rotation_policy = credentials::rotation_policy{0, 5},
+                                          .expires_at = clock_.now() + 24h * 3}));
+    auto later = must(service_.create(b_, {.provider_id = provider(b_), .secret = secret_bytes("b-1"),
+                                           .rotation_policy = credentials::rotation_policy{0, 5},
+                                           .expires_at = clock_.now() + 24h * 30}));
+    int minted = 0;
+    credentials::rotation_worker worker(*store_, service_, clock_, {
+        .mint = [&](auto const& c) -> std::optional<credentials::minted_secret> {
+            ++minted;
+            return credentials::minted_secret{secret_bytes("minted-" + c.id()), clock_.now() + 24h * 90};
+        }});
+    auto sweep = must(worker.sweep());
+    EXPECT_EQ(sweep.rotated, 1u);
+    EXPECT_EQ(minted, 1);
+    auto rotated = find(a_, soon.id());
+    EXPECT_EQ(rotated.data().current_version, 2);
+    EXPECT_EQ(rotated.data().expires_at, clock_.now() + 24h * 90);
+    EXPECT_EQ(find(b_, later.id()).data().current_version, 1);
+    EXPECT_EQ(std::string(must(service_.resolve(a_, soon.id())).headers.at(0).second.view()), "minted-" + soon.id());
+    // Nothing is due any more.
+    EXPECT_EQ(must(worker.sweep()).rotated, 0u);
+    // 26 days later the other tenant's credential enters its notice window.
+    clock_.advance(24h * 26);
+    EXPECT_EQ(must(worker.sweep()).rotated, 1u);
+    EXPECT_EQ(find(b_, later.id()).data().current_version, 2);
+}
+
+TEST_F(rotation_worker_test, a_rotation_schedule_without_expiry_is_honoured) {
+    auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("k"),
+                                       .rotation_policy = credentials::rotation_policy{30, 7}}));
+    credentials::rotation_worker worker(*store_, service_, clock_, {
+        .mint = [&](auto const&) { return std::optional(credentials::minted_secret{secret_bytes("k2"), {}}); }});
+    EXPECT_EQ(must(worker.sweep()).rotated, 0u);
+    clock_.advance(24h * 30);
+    EXPECT_EQ(must(worker.sweep()).rotated, 1u);
+    EXPECT_EQ(find(a_, c.id()).data().current_version, 2);
+    clock_.advance(24h);
+    EXPECT_EQ(must(worker.sweep()).rotated, 0u);  // the clock restarts at lastRotatedAt
+}
+
+TEST_F(rotation_worker_test, without_a_minter_one_failure_is_raised_and_not_repeated) {
+    auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("k"),
+                                       .expires_at = clock_.now() + 24h}));
+    credentials::rotation_worker worker(*store_, service_, clock_, {});
+    EXPECT_EQ(must(worker.sweep()).escalated, 1u);
+    EXPECT_EQ(must(worker.sweep()).escalated, 1u);
+    EXPECT_EQ(open_failures(a_), 1u);
+    must(store_->read(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto f = must(uow.failures().list({}, {})).items.at(0);
+        EXPECT_EQ(f.data().category, failures::failure_category::auth);
+        EXPECT_EQ(f.data().next_action, failures::next_action::escalate);
+        EXPECT_EQ(f.data().credential_id, c.id());
+        return {};
+    }));
+}
+
+TEST_F(rotation_worker_test, a_vault_outage_keeps_the_old_version_and_the_next_sweep_retries) {
+    auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old"),
+                                       .expires_at = clock_.now() + 24h}));
+    credentials::rotation_worker worker(*store_, service_, clock_, {
+        .mint = [&](auto const&) { return std::optional(credentials::minted_secret{secret_bytes("new"), clock_.now() + 24h * 60}); }});
+    vault_.down = true;
+    auto first = must(worker.sweep());
+    EXPECT_EQ(first.failed, 1u);
+    EXPECT_EQ(find(a_, c.id()).data().current_version, 1);
+    EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "old");
+    vault_.down = false;
+    EXPECT_EQ(must(worker.sweep()).rotated, 1u);
+    EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "new");
+}
+
+TEST_F(rotation_worker_test, a_failed_verification_keeps_the_prior_version_and_raises_a_failure_event) {
+    auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old"),
+                                       .expires_at = clock_.now() + 24h}));
+    credentials::rotation_worker worker(*store_, service_, clock_, {
+        .mint = [&](auto const&) { return std::optional(credentials::minted_secret{secret_bytes("bad"), {}}); },
+        .verifier_for = [](auto const&, auto const&) -> credentials::verifier {
+            return [](auto const&) -> result<void> { return error{errc::forbidden, "probe got 401"}; };
+        }});
+    EXPECT_EQ(must(worker.sweep()).failed, 1u);
+    auto stored = find(a_, c.id());
+    EXPECT_EQ(stored.data().current_version, 1);
+    EXPECT_EQ(stored.status(), credentials::credential_status::active);
+    EXPECT_EQ(must(store_->pending_events(100)).back().envelope.event_type, "IntegrationFailed");
+}
+
+}  // namespace
+}  // namespace integration::testing
