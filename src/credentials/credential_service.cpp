@@ -164,7 +164,31 @@ result<integration_credential> credential_service::revoke(request_context const&
     return revoked;
 }
 
+resolved_credential resolved_credential::clone() const {
+    resolved_credential out;
+    out.auth_mode = auth_mode;
+    out.expires_at = expires_at;
+    for (auto const& [k, v] : headers) out.headers.emplace_back(k, v.clone());
+    for (auto const& [k, v] : query) out.query.emplace_back(k, v.clone());
+    return out;
+}
+
+void credential_service::forget_material(std::string const& credential_id) {
+    std::unique_lock lock(material_mutex_);
+    std::erase_if(materials_, [&](auto const& kv) {
+        auto slash = kv.first.find('/');
+        return std::string_view(kv.first).substr(slash + 1) == credential_id;
+    });
+}
+
 result<resolved_credential> credential_service::resolve(request_context const& ctx, std::string const& credential_id) {
+    auto key = ctx.tenant_id + "/" + credential_id;
+    auto now = clock_.now();
+    {
+        std::shared_lock lock(material_mutex_);
+        if (auto it = materials_.find(key); it != materials_.end() && now < it->second.valid_until)
+            return it->second.material.clone();
+    }
     std::optional<integration_credential> c;
     if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             auto found = uow.credentials().find(credential_id);
@@ -178,7 +202,13 @@ result<resolved_credential> credential_service::resolve(request_context const& c
     if (!active) return error{errc::invalid_state, "credential " + credential_id + " is Revoked"};
     auto ref = secret_ref::parse(active->key_vault_ref);
     if (!ref) return ref.error();
-    return materialize(ctx, *c, *ref, true);
+    auto material = materialize(ctx, *c, *ref, true);
+    if (!material || options_.material_ttl.count() <= 0) return material;
+    auto valid_until = now + options_.material_ttl;
+    if (material->expires_at) valid_until = std::min(valid_until, *material->expires_at - options_.refresh_margin);
+    std::unique_lock lock(material_mutex_);
+    materials_[key] = {material->clone(), valid_until};
+    return material;
 }
 
 result<resolved_credential> credential_service::materialize(request_context const& ctx, integration_credential const& c,
@@ -241,6 +271,7 @@ std::shared_ptr<credential_service::cached_token> credential_service::cache_entr
 }
 
 void credential_service::invalidate_token(std::string const& credential_id) {
+    forget_material(credential_id);
     auto e = cache_entry(credential_id);
     std::lock_guard lock(e->refresh);
     e->token.clear();
@@ -280,6 +311,7 @@ result<resolved_credential> credential_service::bearer(integration_credential co
         if (entry->version < version) entry->version = version;
     }
     add(entry->token);
+    out.expires_at = entry->expires_at;
     return out;
 }
 

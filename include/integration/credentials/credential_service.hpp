@@ -19,6 +19,7 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <shared_mutex>
 
 namespace integration::credentials {
 
@@ -101,6 +102,10 @@ struct resolved_credential {
     integration::auth_mode auth_mode = integration::auth_mode::api_key;
     std::vector<std::pair<std::string, secret_bytes>> headers;
     std::vector<std::pair<std::string, secret_bytes>> query;
+    std::optional<time_point> expires_at;  ///< When a bearer token expires.
+
+    /** An explicit copy. */
+    resolved_credential clone() const;
 };
 
 /** Checks candidate material (typically the connection's health check) before a rotation
@@ -114,6 +119,9 @@ struct credential_service_options {
     std::chrono::seconds refresh_cooldown{30};        ///< No new refresh attempt this soon after a failed one.
     std::chrono::hours refresh_exhausted_after{96};   ///< Failing this long (or invalid_grant) exhausts the refresh token.
     std::chrono::minutes authorization_ttl{10};       ///< How long a started authorization may be completed.
+    /** How long resolved material is reused in memory. Rotation and revocation through this
+     *  service drop it at once; this bounds how long another process's change takes to show. */
+    std::chrono::milliseconds material_ttl{30'000};
 };
 
 /** Creates, rotates, revokes and resolves credentials.
@@ -195,6 +203,12 @@ private:
                                         secret_bytes const& document, cached_token& entry);
     void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
     std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
+    void forget_material(std::string const& credential_id);
+
+    struct cached_material {
+        resolved_credential material;
+        time_point valid_until{};
+    };
 
     storage::store& store_;
     secret_store& secrets_;
@@ -204,6 +218,8 @@ private:
     credential_service_options options_;
     std::mutex cache_mutex_;
     std::map<std::string, std::shared_ptr<cached_token>> cache_;
+    std::shared_mutex material_mutex_;
+    std::map<std::string, cached_material, std::less<>> materials_;  // "tenant/credentialId"
     std::mutex pending_mutex_;
     std::map<std::string, pending_authorization> pending_;
 };
