@@ -173,6 +173,41 @@ resolved_credential resolved_credential::clone() const {
     return out;
 }
 
+namespace {
+
+/** Adds the material to a copy of the request; the copy is wiped by the caller after sending. */
+http::request apply(http::request r, resolved_credential const& m) {
+    for (auto const& [k, v] : m.headers) r.headers.emplace_back(k, std::string(v.view()));
+    for (auto const& [k, v] : m.query) {
+        r.url += r.url.find('?') == std::string::npos ? '?' : '&';
+        r.url += http::form_encode(k) + "=" + http::form_encode(v.view());
+    }
+    return r;
+}
+
+void wipe_applied(http::request& r, resolved_credential const& m) {
+    for (auto& [k, v] : r.headers)
+        for (auto const& h : m.headers)
+            if (k == h.first) crypto::wipe(v);
+    if (!m.query.empty()) crypto::wipe(r.url);
+}
+
+}  // namespace
+
+result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
+                                                           http::request request, http::transport& transport) {
+    for (int attempt = 0;; ++attempt) {
+        auto material = resolve(ctx, credential_id);
+        if (!material) return material.error();
+        auto applied = apply(request, *material);
+        auto res = transport.send(applied);
+        wipe_applied(applied, *material);
+        bool bearer_mode = material->auth_mode != auth_mode::api_key;
+        if (!res || res->status != 401 || !bearer_mode || attempt == 1) return res;
+        invalidate_token(credential_id);  // one forced refresh, then the answer stands
+    }
+}
+
 void credential_service::forget_material(std::string const& credential_id) {
     std::unique_lock lock(material_mutex_);
     std::erase_if(materials_, [&](auto const& kv) {

@@ -153,6 +153,11 @@ public:
                                           std::string reason);
     /** Material for one request with the active version (tokens cached and refreshed early). */
     result<resolved_credential> resolve(request_context const& ctx, std::string const& credential_id);
+    /** Sends `request` with the credential's material applied. On a 401 with a bearer token
+     *  (OAuth2 or managed identity) the token is refreshed once and the request sent again; a
+     *  second 401 is returned for the caller to classify as Auth. */
+    result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
+                                            http::request request, http::transport& transport);
     /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
     void invalidate_token(std::string const& credential_id);
 
