@@ -5,6 +5,8 @@
 #include <integration/core/id.hpp>
 #include <integration/credentials/local_secret_store.hpp>
 #include <integration/storage/sqlite_store.hpp>
+#include <integration/webhooks/signing_secret.hpp>
+#include <integration/webhooks/subscription.hpp>
 
 #include <boost/json/serialize.hpp>
 
@@ -205,28 +207,43 @@ TEST_F(credential_service_test, revoke_disables_every_version_in_the_vault) {
 }
 
 TEST_F(credential_service_test, canary_secrets_never_reach_the_database_its_wal_events_or_errors) {
-    std::string const canary1 = "CANARY-" + new_id("x", clock_.now());
-    std::string const canary2 = "CANARY-" + new_id("y", clock_.now());
-    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes(canary1)}));
-    must(service_.rotate(ctx_, c.id(), secret_bytes(canary2), [](auto const&) -> result<void> { return {}; }));
+    std::string const api_key = "CANARY-" + new_id("x", clock_.now());
+    std::string const rotated_key = "CANARY-" + new_id("y", clock_.now());
+    std::string const client_secret = "CANARY-" + new_id("z", clock_.now());
+    // API key, rotated API key, OAuth2 client secret, webhook signing secret.
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes(api_key)}));
+    must(service_.rotate(ctx_, c.id(), secret_bytes(rotated_key), [](auto const&) -> result<void> { return {}; }));
+    must(service_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials,
+                                .secret = secret_bytes(client_secret),
+                                .oauth2 = credentials::oauth2_client_settings{"https://auth.example/token", "client", {}}}));
+    auto signing = must(webhooks::create_signing_secret(flaky_, ctx_.tenant_id, clock_.now()));
+    std::string const signing_secret(signing.secret.view());
+    EXPECT_EQ(signing_secret.rfind("whsec_", 0), 0u);
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto s = must(webhooks::webhook_subscription::create(
+            ctx_, clock_.now(), {"proj", "order.*", "https://hooks.example.com/x", signing.ref, {}, {}}, net::egress_policy{}));
+        return uow.subscriptions().save(s);
+    }));
+    // Error paths that handle the secrets must not echo them either.
     std::vector<std::string> messages;
-    auto failed = service_.rotate(ctx_, c.id(), secret_bytes(canary1), [](auto const&) -> result<void> {
-        return error{errc::forbidden, "refused"};
-    });
-    messages.push_back(failed.error().message());
-    messages.push_back(service_.create(ctx_, {.provider_id = "bad", .secret = secret_bytes(canary1)}).error().message());
+    messages.push_back(service_.rotate(ctx_, c.id(), secret_bytes(api_key), [](auto const&) -> result<void> {
+                                   return error{errc::forbidden, "refused"};
+                               }).error().message());
+    messages.push_back(service_.create(ctx_, {.provider_id = "bad", .secret = secret_bytes(api_key)}).error().message());
     std::string haystack = slurp(dir_.file("integration.db")) + slurp(dir_.file("integration.db-wal")) +
                            slurp(dir_.file("secrets.db")) + slurp(dir_.file("secrets.db-wal"));
     for (auto const& e : must(store_->pending_events(1000))) haystack += boost::json::serialize(to_json(e.envelope));
     for (auto const& m : messages) haystack += m;
     must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
-        haystack += boost::json::serialize(aggregate_to_json(must(uow.credentials().find(c.id()))));
+        for (auto const& cred : must(uow.credentials().list({}, {})).items) haystack += boost::json::serialize(aggregate_to_json(cred));
         return {};
     }));
     EXPECT_GT(haystack.size(), 10'000u);
-    EXPECT_EQ(haystack.find(canary1), std::string::npos);
-    EXPECT_EQ(haystack.find(canary2), std::string::npos);
-    EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), canary2);  // yet it is there when needed
+    for (auto const& canary : {api_key, rotated_key, client_secret, signing_secret})
+        EXPECT_EQ(haystack.find(canary), std::string::npos) << "a secret leaked";
+    // Yet each is there when needed.
+    EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), rotated_key);
+    EXPECT_EQ(must(vault_->get("t1", must(credentials::secret_ref::parse(signing.ref)))).view(), signing_secret);
 }
 
 }  // namespace

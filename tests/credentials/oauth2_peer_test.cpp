@@ -7,6 +7,8 @@
 #include <integration/storage/sqlite_store.hpp>
 
 #include <atomic>
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 #include <map>
 #include <fstream>
 #include <thread>
@@ -309,6 +311,35 @@ TEST_F(authorization_code_test, a_failing_token_endpoint_is_not_hammered_during_
     allow("client-secret-1");
     clock_.advance(std::chrono::seconds(31));
     must(service_.resolve(ctx_, c.id()));
+}
+
+TEST_F(authorization_code_test, the_refresh_token_and_client_secret_stay_in_the_vault) {
+    auto c = authorized();
+    service_.invalidate_token(c.id());
+    must(service_.resolve(ctx_, c.id()));  // refresh, which rotates the refresh token
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        c = must(uow.credentials().find(c.id()));
+        return {};
+    }));
+    std::vector<std::string> canaries{"client-secret-1"};
+    for (auto const& v : c.data().versions) {
+        auto doc = must(vault_->get("t1", must(credentials::secret_ref::parse(v.key_vault_ref))));
+        auto j = boost::json::parse(doc.view());
+        canaries.emplace_back(j.at("refreshToken").as_string());
+    }
+    ASSERT_EQ(canaries.size(), 3u);
+    auto slurp = [](std::string const& path) {
+        std::ifstream f(path, std::ios::binary);
+        return std::string(std::istreambuf_iterator<char>(f), {});
+    };
+    std::string haystack = slurp(dir_.file("i.db")) + slurp(dir_.file("i.db-wal")) + slurp(dir_.file("s.db")) +
+                           slurp(dir_.file("s.db-wal"));
+    for (auto const& e : must(store_->pending_events(1000))) haystack += boost::json::serialize(to_json(e.envelope));
+    haystack += boost::json::serialize(aggregate_to_json(c));
+    for (auto const& canary : canaries) {
+        ASSERT_GE(canary.size(), 8u);
+        EXPECT_EQ(haystack.find(canary), std::string::npos) << "a secret leaked";
+    }
 }
 
 TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {

@@ -477,6 +477,13 @@ TEST_P(store_conformance, idempotency_key_is_unique_per_tenant) {
     must(save_run(b_, gb.connection_id));
 }
 
+TEST_P(store_conformance, tenants_lists_every_tenant_with_connections_or_credentials) {
+    EXPECT_TRUE(must(store_->tenants()).empty());
+    seed_graph(*store_, a_, clock_.now());
+    seed_graph(*store_, b_, clock_.now(), "acme", "B.Assembly");
+    EXPECT_EQ(must(store_->tenants()), (std::vector<std::string>{"tenant-a", "tenant-b"}));
+}
+
 TEST_P(store_conformance, read_only_units_refuse_to_save) {
     auto r = store_->read(a_, [&](unit_of_work& uow) -> result<void> {
         auto p = must(providers::integration_provider::register_new(a_, clock_.now(), provider_spec("ro")));
