@@ -1,6 +1,7 @@
 #include <integration/credentials/credential_service.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/credential_doubles.hpp"
 
 #include <integration/core/id.hpp>
 #include <integration/credentials/local_secret_store.hpp>
@@ -17,41 +18,6 @@ namespace integration::testing {
 namespace {
 
 using credentials::credential_status;
-
-/** A secret store that can be switched off, to test behaviour when the vault is down. */
-class flaky_store final : public credentials::secret_store {
-public:
-    explicit flaky_store(credentials::secret_store& inner) : inner_(inner) {}
-    bool down = false;
-    std::string const& name() const noexcept override { return inner_.name(); }
-    result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
-        if (down) return error{errc::unavailable, "vault unreachable"};
-        return inner_.put(t, n, v);
-    }
-    result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override {
-        if (down) return error{errc::unavailable, "vault unreachable"};
-        return inner_.get(t, r);
-    }
-    result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
-        return inner_.versions(t, n);
-    }
-    result<void> disable(std::string const& t, credentials::secret_ref const& r) override { return inner_.disable(t, r); }
-    result<void> soft_delete(std::string const& t, std::string const& n) override { return inner_.soft_delete(t, n); }
-    result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
-    result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
-
-private:
-    credentials::secret_store& inner_;
-};
-
-/** A transport that must not be called (ApiKey needs no network). */
-class no_network final : public http::transport {
-public:
-    result<http::response> send(http::request const&) override {
-        ADD_FAILURE() << "unexpected HTTP call";
-        return error{errc::unavailable, "no network in this test"};
-    }
-};
 
 std::string slurp(std::string const& path) {
     std::ifstream f(path, std::ios::binary);
@@ -79,7 +45,7 @@ protected:
     std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("integration.db"), .clock = &clock_}));
     std::unique_ptr<credentials::local_secret_store> vault_ = must(credentials::open_local_secret_store(
         {.path = dir_.file("secrets.db"), .key_file = dir_.file("master.key"), .key_env = "", .clock = &clock_}));
-    flaky_store flaky_{*vault_};
+    switchable_vault flaky_{*vault_};
     credentials::fingerprinter fingerprints_ = must(credentials::fingerprinter::load_or_create(dir_.file("fingerprint.key")));
     no_network net_;
     credentials::credential_service service_{*store_, flaky_, fingerprints_, clock_, net_};

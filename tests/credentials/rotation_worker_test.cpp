@@ -1,6 +1,7 @@
 #include <integration/credentials/rotation_worker.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/credential_doubles.hpp"
 
 #include <integration/credentials/local_secret_store.hpp>
 #include <integration/storage/sqlite_store.hpp>
@@ -9,34 +10,6 @@ namespace integration::testing {
 namespace {
 
 using namespace std::chrono_literals;
-
-class no_network final : public http::transport {
-public:
-    result<http::response> send(http::request const&) override { return error{errc::unavailable, "no network"}; }
-};
-
-/** Fails every put while `down`, like an unreachable vault. */
-class switchable_vault final : public credentials::secret_store {
-public:
-    explicit switchable_vault(credentials::secret_store& inner) : inner_(inner) {}
-    bool down = false;
-    std::string const& name() const noexcept override { return inner_.name(); }
-    result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
-        if (down) return error{errc::unavailable, "vault unreachable"};
-        return inner_.put(t, n, v);
-    }
-    result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override { return inner_.get(t, r); }
-    result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
-        return inner_.versions(t, n);
-    }
-    result<void> disable(std::string const& t, credentials::secret_ref const& r) override { return inner_.disable(t, r); }
-    result<void> soft_delete(std::string const& t, std::string const& n) override { return inner_.soft_delete(t, n); }
-    result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
-    result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
-
-private:
-    credentials::secret_store& inner_;
-};
 
 class rotation_worker_test : public ::testing::Test {
 protected:
@@ -146,8 +119,8 @@ TEST_F(rotation_worker_test, a_vault_outage_keeps_the_old_version_and_the_next_s
     auto first = must(worker.sweep());
     EXPECT_EQ(first.failed, 1u);
     EXPECT_EQ(find(a_, c.id()).data().current_version, 1);
-    EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "old");
     vault_.down = false;
+    EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "old");
     EXPECT_EQ(must(worker.sweep()).rotated, 1u);
     EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "new");
 }

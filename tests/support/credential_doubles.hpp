@@ -1,0 +1,51 @@
+#ifndef INTEGRATION_TESTS_SUPPORT_CREDENTIAL_DOUBLES_HPP
+#define INTEGRATION_TESTS_SUPPORT_CREDENTIAL_DOUBLES_HPP
+
+// Stand-ins for what a credential test does not talk to for real: a vault that can go down and a
+// network that must not be used.
+
+#include <integration/credentials/secret_store.hpp>
+#include <integration/http/transport.hpp>
+
+#include <gtest/gtest.h>
+
+namespace integration::testing {
+
+/** Wraps a real secret store; while `down`, reads and writes fail as if it were unreachable. */
+class switchable_vault final : public credentials::secret_store {
+public:
+    explicit switchable_vault(credentials::secret_store& inner) : inner_(inner) {}
+    bool down = false;
+    std::string const& name() const noexcept override { return inner_.name(); }
+    result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
+        if (down) return error{errc::unavailable, "vault unreachable"};
+        return inner_.put(t, n, v);
+    }
+    result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override {
+        if (down) return error{errc::unavailable, "vault unreachable"};
+        return inner_.get(t, r);
+    }
+    result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
+        return inner_.versions(t, n);
+    }
+    result<void> disable(std::string const& t, credentials::secret_ref const& r) override { return inner_.disable(t, r); }
+    result<void> soft_delete(std::string const& t, std::string const& n) override { return inner_.soft_delete(t, n); }
+    result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
+    result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
+
+private:
+    credentials::secret_store& inner_;
+};
+
+/** A transport for tests that need no network: any call fails the test. */
+class no_network final : public http::transport {
+public:
+    result<http::response> send(http::request const&) override {
+        ADD_FAILURE() << "unexpected HTTP call";
+        return error{errc::unavailable, "no network in this test"};
+    }
+};
+
+}  // namespace integration::testing
+
+#endif
