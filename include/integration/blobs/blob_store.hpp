@@ -1,0 +1,39 @@
+#ifndef INTEGRATION_BLOBS_BLOB_STORE_HPP
+#define INTEGRATION_BLOBS_BLOB_STORE_HPP
+
+/** @file
+ *  The blob-store port: raw webhook payloads and request/response bodies, partitioned by tenant,
+ *  addressed by a `blob://<tenant>/<key>` reference, purged by age (storage.md: 30 days).
+ */
+
+#include <integration/core/clock.hpp>
+#include <integration/core/error.hpp>
+
+#include <memory>
+#include <string>
+#include <string_view>
+
+namespace integration::blobs {
+
+/** The blob-store port. Every call names the tenant; a reference of another tenant is not found. */
+class blob_store {
+public:
+    virtual ~blob_store() = default;
+    /** Writes `data` under `key` (`[A-Za-z0-9._-]` segments separated by `/`), replacing any
+     *  previous content, and returns its reference. The write is atomic. */
+    virtual result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data) = 0;
+    /** Reads a blob by reference. */
+    virtual result<std::string> get(std::string const& tenant, std::string const& ref) = 0;
+    /** Deletes a blob; deleting a missing blob is not an error. */
+    virtual result<void> remove(std::string const& tenant, std::string const& ref) = 0;
+    /** Deletes every blob written before `cutoff` (all tenants); returns how many. */
+    virtual result<std::size_t> purge_older_than(time_point cutoff) = 0;
+};
+
+/** A blob store in a directory: `<root>/<tenant>/<key>`, written via a temporary file, fsync and
+ *  rename. */
+result<std::unique_ptr<blob_store>> open_filesystem_blob_store(std::string root);
+
+}  // namespace integration::blobs
+
+#endif
