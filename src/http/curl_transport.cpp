@@ -88,7 +88,15 @@ public:
             auto line = k + ": " + v;
             list.reset(curl_slist_append(list.release(), line.c_str()));
         }
+        std::unique_ptr<curl_slist, slist_deleter> resolve;
+        if (r.pin) {
+            auto const& a = r.pin->address;
+            auto entry = r.pin->host + ":" + std::to_string(r.pin->port) + ":" +
+                         (a.find(':') != std::string::npos ? "[" + a + "]" : a);
+            resolve.reset(curl_slist_append(nullptr, entry.c_str()));
+        }
         auto* h = c.get();
+        if (resolve) curl_easy_setopt(h, CURLOPT_RESOLVE, resolve.get());
         curl_easy_setopt(h, CURLOPT_URL, r.url.c_str());
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method.c_str());
         if (r.method == "HEAD") curl_easy_setopt(h, CURLOPT_NOBODY, 1L);

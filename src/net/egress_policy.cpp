@@ -325,7 +325,17 @@ result<void> egress_policy::check_address(ip_address const& a) const {
     return {};
 }
 
-result<void> egress_policy::check_url(std::string_view url) const {
+namespace {
+
+std::uint16_t port_of(std::string_view text, bool http) {
+    unsigned port = http ? 80 : 443;
+    if (!text.empty()) std::from_chars(text.data(), text.data() + text.size(), port);
+    return static_cast<std::uint16_t>(port);
+}
+
+}  // namespace
+
+result<destination> egress_policy::parse_destination(std::string_view url) const {
     // parse_uri rather than parse_absolute_uri: the latter rejects fragments, and a URL such as
     // https://127.0.0.1#@evil.example/ must be judged by its real host, not refused as malformed.
     auto const parsed = boost::urls::parse_uri(url);
@@ -413,26 +423,52 @@ result<void> egress_policy::check_url(std::string_view url) const {
 
     if (literal) {
         if (auto r = check_address(*literal); !r)
-            return r;
+            return r.error();
         if (http && !allow_listed(allow, *literal))
             return error{errc::egress_denied,
                          "http is allowed only for addresses on the egress allow-list (--egress-allow); "
                          "use https for " +
                              literal->to_string()};
-        return {};
+        return destination{std::string(u.scheme()), literal->to_string(), port_of(port_text, http), literal};
     }
 
     if (auto r = check_host_name(host); !r)
-        return r;
+        return r.error();
     if (host == "localhost" || host.ends_with(".localhost"))
         return error{errc::egress_denied,
                      "host \"" + host + "\" always means this machine (RFC 6761), so egress to it is denied; "
                                         "the egress allow-list (--egress-allow) takes addresses, not names"};
-    if (http)
+    return destination{std::string(u.scheme()), host, port_of(port_text, http), std::nullopt};
+}
+
+result<destination> egress_policy::check_url(std::string_view url) const {
+    auto d = parse_destination(url);
+    if (!d) return d;
+    // Without resolving, a name's addresses are unknown: http needs a literal allow-listed address.
+    if (d->scheme == "http" && !d->literal)
         return error{errc::egress_denied, "http is allowed only for literal addresses on the egress allow-list "
                                           "(--egress-allow); use https://" +
-                                              host};
-    return {};
+                                              d->host};
+    return d;
+}
+
+result<destination> egress_policy::check_destination(std::string_view url, resolver& names) const {
+    auto d = parse_destination(url);
+    if (!d || d->literal) return d;
+    auto answers = names.resolve(d->host);
+    if (!answers) return answers.error();
+    if (answers->empty()) return error{errc::unavailable, "host " + d->host + " has no addresses"};
+    // Every answer must pass: a resolver that returns a public address and then loopback must not
+    // get the loopback one used later.
+    for (auto const& a : *answers) {
+        if (auto r = check_address(a); !r)
+            return error{errc::egress_denied, "host " + d->host + " resolves to a denied address: " + r.error().detail()};
+        if (d->scheme == "http" && !allow_listed(allow, a))
+            return error{errc::egress_denied, "http is allowed only for addresses on the egress allow-list "
+                                              "(--egress-allow); " + d->host + " resolves to " + a.to_string()};
+    }
+    d->literal = answers->front();  // pinned: the connection goes to this checked address
+    return d;
 }
 
 }  // namespace integration::net

@@ -11,6 +11,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -24,6 +25,13 @@ using headers = std::vector<std::pair<std::string, std::string>>;
 /** The value of header `name`, or empty. */
 std::string_view find_header(headers const& h, std::string_view name) noexcept;
 
+/** Connect to `address` for `host`:`port` instead of resolving the name again (DNS pinning). */
+struct pinned_address {
+    std::string host;
+    std::uint16_t port = 443;
+    std::string address;  ///< Textual IPv4 or IPv6 address that passed the egress checks.
+};
+
 /** An outbound request. */
 struct request {
     std::string method = "GET";
@@ -31,6 +39,7 @@ struct request {
     http::headers headers;
     std::string body;
     std::chrono::milliseconds timeout{30'000};  ///< Overall deadline, connect included.
+    std::optional<pinned_address> pin;           ///< Where to connect, when egress checks chose it.
 };
 
 /** What the peer answered. */

@@ -38,6 +38,38 @@ struct cidr {
     bool contains(ip_address const& a) const noexcept;
 };
 
+/** Resolves host names to addresses (the resolver port). */
+class resolver {
+public:
+    virtual ~resolver() = default;
+    /** Every A and AAAA answer for `host`. */
+    virtual result<std::vector<ip_address>> resolve(std::string const& host) = 0;
+};
+
+/** The operating system's resolver (getaddrinfo). */
+class system_resolver final : public resolver {
+public:
+    result<std::vector<ip_address>> resolve(std::string const& host) override;
+};
+
+/** Fixed answers, like an /etc/hosts file; for tests and pinned deployments. */
+class static_resolver final : public resolver {
+public:
+    void add(std::string host, std::vector<ip_address> addresses) { entries_.emplace_back(std::move(host), std::move(addresses)); }
+    result<std::vector<ip_address>> resolve(std::string const& host) override;
+
+private:
+    std::vector<std::pair<std::string, std::vector<ip_address>>> entries_;
+};
+
+/** Where a checked URL may connect. After `check_destination`, `literal` is the pinned address. */
+struct destination {
+    std::string scheme;  ///< "https" or "http".
+    std::string host;    ///< Lower-case name, or the literal address as text.
+    std::uint16_t port = 443;
+    std::optional<ip_address> literal;
+};
+
 /** The operator's egress rules. Defaults deny every private, loopback, link-local, multicast and
  *  documentation range, and allow only `https`. */
 struct egress_policy {
@@ -48,7 +80,13 @@ struct egress_policy {
     result<void> check_address(ip_address const& a) const;
     /** Checks a URL without resolving it: scheme, userinfo, and a literal host in any numeric
      *  form (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...). */
-    result<void> check_url(std::string_view url) const;
+    result<destination> check_url(std::string_view url) const;
+    /** Checks a URL at connect time: as `check_url`, then resolves a name with `names`, checks
+     *  every answer, and pins the first so the connection cannot be rebound by another lookup. */
+    result<destination> check_destination(std::string_view url, resolver& names) const;
+
+private:
+    result<destination> parse_destination(std::string_view url) const;
 };
 
 /** Interprets a host the way `inet_aton` does (1-4 parts, decimal, octal or hex), if it is numeric. */
