@@ -429,7 +429,7 @@ result<destination> egress_policy::parse_destination(std::string_view url) const
                          "http is allowed only for addresses on the egress allow-list (--egress-allow); "
                          "use https for " +
                              literal->to_string()};
-        return destination{std::string(u.scheme()), literal->to_string(), port_of(port_text, http), literal};
+        return destination{http ? "http" : "https", literal->to_string(), port_of(port_text, http), literal};
     }
 
     if (auto r = check_host_name(host); !r)
@@ -438,7 +438,7 @@ result<destination> egress_policy::parse_destination(std::string_view url) const
         return error{errc::egress_denied,
                      "host \"" + host + "\" always means this machine (RFC 6761), so egress to it is denied; "
                                         "the egress allow-list (--egress-allow) takes addresses, not names"};
-    return destination{std::string(u.scheme()), host, port_of(port_text, http), std::nullopt};
+    return destination{http ? "http" : "https", host, port_of(port_text, http), std::nullopt};
 }
 
 result<destination> egress_policy::check_url(std::string_view url) const {
