@@ -12,6 +12,7 @@
 
 #include <atomic>
 #include <cstdint>
+#include <functional>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -22,8 +23,14 @@ namespace integration::testing {
 
 class loopback_server {
 public:
+    /** Writes the answer on the connection after the request head was read; it should return
+     *  once `stopping()` is true. */
+    using handler = std::function<void(int fd, loopback_server& self)>;
+
     explicit loopback_server(std::string response = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok")
-        : response_(std::move(response)) {
+        : loopback_server([response](int fd, loopback_server&) { (void)::write(fd, response.data(), response.size()); }) {}
+
+    explicit loopback_server(handler h) : handler_(std::move(h)) {
         fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
         sockaddr_in addr{};
         addr.sin_family = AF_INET;
@@ -41,6 +48,7 @@ public:
         ::close(fd_);
     }
     std::uint16_t port() const { return port_; }
+    bool stopping() const { return stop_.load(); }
     std::vector<std::string> requests() {
         std::lock_guard lock(mutex_);
         return requests_;
@@ -64,12 +72,12 @@ private:
                 std::lock_guard lock(mutex_);
                 requests_.push_back(head);
             }
-            (void)::write(c, response_.data(), response_.size());
+            handler_(c, *this);
             ::close(c);
         }
     }
 
-    std::string response_;
+    handler handler_;
     int fd_ = -1;
     std::uint16_t port_ = 0;
     std::atomic<bool> stop_{false};
