@@ -1,0 +1,251 @@
+#include <integration/runs/run_service.hpp>
+
+#include "storage/fixtures.hpp"
+#include "support/credential_doubles.hpp"
+#include "support/loopback_server.hpp"
+
+#include <integration/credentials/local_secret_store.hpp>
+#include <integration/storage/sqlite_store.hpp>
+
+#include <deque>
+
+namespace integration::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+/** A vendor on loopback that answers from a script, then with its last line forever. */
+class scripted_vendor {
+public:
+    explicit scripted_vendor(std::deque<std::string> script)
+        : script_(std::move(script)), server_([this](int fd, loopback_server&) {
+              std::string r;
+              {
+                  std::lock_guard lock(mutex_);
+                  r = script_.size() > 1 ? script_.front() : script_.back();
+                  if (script_.size() > 1) script_.pop_front();
+              }
+              (void)::write(fd, r.data(), r.size());
+          }) {}
+    std::uint16_t port() const { return server_.port(); }
+    std::vector<std::string> requests() { return server_.requests(); }
+
+private:
+    std::mutex mutex_;
+    std::deque<std::string> script_;
+    loopback_server server_;
+};
+
+std::string reply(int status, std::string body = "", std::string extra = "") {
+    return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Length: " + std::to_string(body.size()) +
+           "\r\nConnection: close\r\n" + extra + "\r\n" + body;
+}
+
+/** What a test varies about the connection and the service. */
+struct run_service_options_override {
+    std::optional<rate_limit_budget> budget;
+    resilience::breaker_options breaker{};
+};
+
+class run_service_test : public ::testing::Test {
+protected:
+    void start(std::deque<std::string> script, net::egress_policy egress = {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+               run_service_options_override o = {}) {
+        vendor_ = std::make_unique<scripted_vendor>(std::move(script));
+        dns_.add("api.vendor.test", {*net::ip_address::parse("127.0.0.1")});
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto spec = provider_spec("vendor");
+            spec.base_url = "http://api.vendor.test:" + std::to_string(vendor_->port());
+            spec.rate_limit_profile.reset();
+            auto p = must(providers::integration_provider::register_new(ctx_, clock_.now(), spec));
+            must(p.activate(1));
+            auto c = must(providers::external_api_client::register_new(ctx_, clock_.now(), p, client_spec()));
+            must(c.activate());
+            must(uow.providers().save(p));
+            must(uow.api_clients().save(c));
+            provider_id_ = p.id();
+            return {};
+        }));
+        auto cred = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("vendor-key"),
+                                                    .api_key = credentials::api_key_placement{.in = "header", .name = "X-Api-Key"}}));
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = must(uow.providers().find(provider_id_));
+            auto spec = connection_spec();
+            spec.endpoints.clear();
+            spec.rate_limit_budget = o.budget;
+            spec.credential_id = cred.id();
+            auto c = must(connections::integration_connection::create(ctx_, clock_.now(), p, spec));
+            must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
+            must(c.activate(true, clock_.now()));
+            connection_id_ = c.id();
+            return uow.connections().save(c);
+        }));
+        runs_ = std::make_unique<runs::run_service>(
+            *store_, credentials_, *blobs_, *transport_, std::move(egress), dns_, clock_,
+            runs::run_service_options{.retry = {.max_attempts = 4, .base_delay = 1'000ms, .max_delay = 60'000ms, .total_deadline = 600'000ms},
+                                      .breaker = o.breaker,
+                                      .sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); clock_.advance(d); },
+                                      .random = [] { return 0.5; }});
+    }
+
+    runs::execute_request send_sms(std::optional<std::string> key = {}) {
+        return {connection_id_, "sms.send", {.path_params = {{"account", "AC 1"}}, .query = {{"dry", "no"}}, .body = R"({"to":"+100"})"}, key};
+    }
+
+    std::vector<failures::integration_failure> failures_of(std::string const& run_id) {
+        std::vector<failures::integration_failure> out;
+        must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            out = must(uow.failures().list({.run_id = run_id}, {})).items;
+            return {};
+        }));
+        return out;
+    }
+
+    temp_dir dir_;
+    manual_clock clock_;
+    std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    std::unique_ptr<credentials::local_secret_store> vault_ = must(credentials::open_local_secret_store(
+        {.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clock_}));
+    credentials::fingerprinter fp_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp")));
+    std::unique_ptr<http::transport> transport_ = http::make_curl_transport();
+    credentials::credential_service credentials_{*store_, *vault_, fp_, clock_, *transport_};
+    std::unique_ptr<blobs::blob_store> blobs_ = must(blobs::open_filesystem_blob_store(dir_.file("blobs")));
+    net::static_resolver dns_;
+    std::unique_ptr<scripted_vendor> vendor_;
+    std::unique_ptr<runs::run_service> runs_;
+    std::vector<std::chrono::milliseconds> slept_;
+    request_context ctx_ = request_context::for_tenant("t1", "alice");
+    std::string provider_id_, connection_id_;
+};
+
+TEST_F(run_service_test, a_run_calls_the_vendor_with_credentials_and_records_everything) {
+    start({reply(201, R"({"sid":"SM1"})", "X-Resource-Id: SM1\r\n")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    EXPECT_EQ(out.run.data().attempts, 1);
+    EXPECT_EQ(out.run.data().external_ref, "SM1");
+    EXPECT_EQ(out.response->status, 201);
+    EXPECT_EQ(out.response->body, R"({"sid":"SM1"})");
+    auto seen = vendor_->requests();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].rfind("POST /v1/accounts/AC%201/messages?dry=no HTTP/1.1", 0), 0u) << seen[0];
+    EXPECT_NE(seen[0].find("X-Api-Key: vendor-key"), std::string::npos);
+    EXPECT_NE(seen[0].find("traceparent: 00-" + ctx_.trace.trace_id + "-"), std::string::npos);
+    EXPECT_EQ(must(blobs_->get("t1", *out.run.data().request_ref)), R"({"to":"+100"})");
+    EXPECT_EQ(must(blobs_->get("t1", *out.run.data().response_ref)), R"({"sid":"SM1"})");
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto stored = must(uow.runs().find(out.run.id()));
+        EXPECT_EQ(stored.status(), runs::run_status::completed);
+        EXPECT_EQ(stored.data().run_attempts.at(0).http_status, 201);
+        return {};
+    }));
+    EXPECT_EQ(must(store_->pending_events(100)).back().envelope.event_type, "IntegrationRunCompleted");
+}
+
+TEST_F(run_service_test, transient_failures_are_retried_on_the_backoff_schedule) {
+    start({reply(503), reply(502), reply(200, "ok")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    ASSERT_EQ(out.run.data().run_attempts.size(), 3u);
+    EXPECT_EQ(out.run.data().run_attempts[0].error_class, failures::failure_category::transient);
+    EXPECT_EQ(out.run.data().run_attempts[0].http_status, 503);
+    EXPECT_EQ(out.run.data().run_attempts[2].status, runs::attempt_status::succeeded);
+    // Full jitter at 0.5: half of 1 s, then half of 2 s.
+    EXPECT_EQ(slept_, (std::vector<std::chrono::milliseconds>{500ms, 1'000ms}));
+    EXPECT_EQ(vendor_->requests().size(), 3u);
+}
+
+TEST_F(run_service_test, retry_after_is_honoured_for_429) {
+    start({reply(429, "", "Retry-After: 7\r\n"), reply(200, "ok")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    EXPECT_EQ(slept_, (std::vector<std::chrono::milliseconds>{7'000ms}));
+    EXPECT_EQ(out.run.data().run_attempts[0].error_class, failures::failure_category::rate_limited);
+}
+
+TEST_F(run_service_test, a_validation_error_fails_at_once_with_a_classified_failure) {
+    start({reply(422, R"({"error":"bad number"})")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(out.run.data().attempts, 1);
+    EXPECT_TRUE(slept_.empty());
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().category, failures::failure_category::validation);
+    EXPECT_EQ(f[0].data().error_code, "http_422");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
+    EXPECT_EQ(must(blobs_->get("t1", *out.run.data().response_ref)), R"({"error":"bad number"})");
+}
+
+TEST_F(run_service_test, exhausted_retries_dead_letter_the_failure) {
+    start({reply(503)});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(out.run.data().attempts, 4);
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
+}
+
+TEST_F(run_service_test, the_same_idempotency_key_returns_the_same_run_without_a_second_call) {
+    start({reply(201, "first")});
+    auto first = must(runs_->execute(ctx_, send_sms("key-1")));
+    auto again = must(runs_->execute(ctx_, send_sms("key-1")));
+    EXPECT_TRUE(again.replayed);
+    EXPECT_EQ(again.run.id(), first.run.id());
+    EXPECT_EQ(again.response->status, 201);
+    EXPECT_EQ(again.response->body, "first");
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+    auto other = request_context::for_tenant("t2");
+    EXPECT_EQ(runs_->execute(other, send_sms("key-1")).error(), errc::not_found);  // not t2's connection
+}
+
+TEST_F(run_service_test, a_denied_destination_is_poison_and_never_contacted) {
+    start({reply(200)}, net::egress_policy{});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(out.run.data().run_attempts.at(0).error_class, failures::failure_category::poison);
+    EXPECT_TRUE(vendor_->requests().empty());
+}
+
+TEST_F(run_service_test, bad_input_and_retired_connections_record_nothing) {
+    start({reply(200)});
+    auto missing = send_sms();
+    missing.input.path_params.clear();
+    EXPECT_EQ(runs_->execute(ctx_, missing).error(), errc::invalid_argument);
+    auto unknown = send_sms();
+    unknown.operation = "sms.teleport";
+    EXPECT_EQ(runs_->execute(ctx_, unknown).error(), errc::invalid_argument);
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(connection_id_));
+        must(c.retire("done"));
+        return uow.connections().save(c);
+    }));
+    EXPECT_EQ(runs_->execute(ctx_, send_sms()).error(), errc::invalid_state);
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        EXPECT_TRUE(must(uow.runs().list({}, {})).items.empty());
+        return {};
+    }));
+    EXPECT_TRUE(vendor_->requests().empty());
+}
+
+TEST_F(run_service_test, an_open_breaker_stops_calls_to_a_failing_vendor) {
+    start({reply(500)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.breaker = {.consecutive_failures = 2, .break_duration = 3'600'000ms}});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(vendor_->requests().size(), 2u);  // attempts 3 and 4 met an open breaker
+    EXPECT_EQ(out.run.data().attempts, 4);
+}
+
+TEST_F(run_service_test, the_connections_budget_limits_the_call_rate) {
+    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.budget = rate_limit_budget{.requests_per_second = 1, .burst = 1}});
+    must(runs_->execute(ctx_, send_sms()));
+    must(runs_->execute(ctx_, send_sms()));  // waits up to 1 s for the next token (on the manual clock)
+    EXPECT_EQ(slept_.size(), 1u);
+    EXPECT_EQ(vendor_->requests().size(), 2u);
+}
+
+}  // namespace
+}  // namespace integration::testing
