@@ -29,3 +29,5 @@ configure_and_build() {
 }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+# Paths under the checkout hash as relative ones, so every clone shares one ccache.
+export CCACHE_BASEDIR="$root"

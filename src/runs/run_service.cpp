@@ -115,18 +115,20 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
     auto p = prepare(ctx, r);
     if (!p) return p.error();
 
-    // Pending → Running, durably, before the vendor sees anything.
+    // Pending → Running, durably, before the vendor sees anything. The body goes to the blob
+    // store first, outside the transaction, so its fsync never holds up the store's writer.
+    auto draft = integration_run::create(ctx, clock_.now(), p->connection, r.operation, r.idempotency_key);
+    if (!draft) return draft.error();
+    if (auto s = draft->start(p->connection, r.allow_degraded, clock_.now()); !s) return s.error();
+    if (!r.input.body.empty()) {
+        auto ref = blobs_.put(ctx.tenant_id, "runs/" + draft->id() + "/request", r.input.body);
+        if (!ref) return ref.error();
+        if (auto s = draft->set_request_ref(*ref); !s) return s.error();
+    }
     auto created = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
-        auto run = integration_run::create(ctx, clock_.now(), p->connection, r.operation, r.idempotency_key);
-        if (!run) return run.error();
-        if (auto s = run->start(p->connection, r.allow_degraded, clock_.now()); !s) return s.error();
-        if (!r.input.body.empty()) {
-            auto ref = blobs_.put(ctx.tenant_id, "runs/" + run->id() + "/request", r.input.body);
-            if (!ref) return ref.error();
-            if (auto s = run->set_request_ref(*ref); !s) return s.error();
-        }
-        if (auto s = uow.runs().save(*run); !s) return s.error();
-        return std::move(*run);
+        auto run = *draft;
+        if (auto s = uow.runs().save(run); !s) return s.error();
+        return run;
     });
     if (!created && created.error() == errc::already_exists && r.idempotency_key)
         if (auto existing = find_existing()) return replay(ctx, std::move(*existing));  // a concurrent twin won

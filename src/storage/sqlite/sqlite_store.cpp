@@ -24,64 +24,32 @@ using sqlite::value;
 
 // ---- per-aggregate table facts ----------------------------------------------------------------
 
+/** Where an aggregate lives; `shared` tables also hold global rows (tenant_id '') that every
+ *  tenant may read. */
+struct table_info {
+    char const* name;
+    char const* key;
+    char const* aggregate_type;
+    bool shared;
+};
 template <class A>
-struct table;
+constexpr table_info table_of{};
 template <>
-struct table<providers::integration_provider> {
-    static constexpr char const* name = "providers";
-    static constexpr char const* key = "provider_id";
-    static constexpr char const* aggregate_type = "IntegrationProvider";
-    static constexpr bool shared = true;  // global rows (tenant_id '') are visible to every tenant
-};
+constexpr table_info table_of<providers::integration_provider>{"providers", "provider_id", "IntegrationProvider", true};
 template <>
-struct table<providers::external_api_client> {
-    static constexpr char const* name = "api_clients";
-    static constexpr char const* key = "api_client_id";
-    static constexpr char const* aggregate_type = "ExternalApiClient";
-    static constexpr bool shared = true;
-};
+constexpr table_info table_of<providers::external_api_client>{"api_clients", "api_client_id", "ExternalApiClient", true};
 template <>
-struct table<connections::integration_connection> {
-    static constexpr char const* name = "connections";
-    static constexpr char const* key = "connection_id";
-    static constexpr char const* aggregate_type = "IntegrationConnection";
-    static constexpr bool shared = false;
-};
+constexpr table_info table_of<connections::integration_connection>{"connections", "connection_id", "IntegrationConnection", false};
 template <>
-struct table<credentials::integration_credential> {
-    static constexpr char const* name = "credentials";
-    static constexpr char const* key = "credential_id";
-    static constexpr char const* aggregate_type = "IntegrationCredential";
-    static constexpr bool shared = false;
-};
+constexpr table_info table_of<credentials::integration_credential>{"credentials", "credential_id", "IntegrationCredential", false};
 template <>
-struct table<runs::integration_run> {
-    static constexpr char const* name = "runs";
-    static constexpr char const* key = "run_id";
-    static constexpr char const* aggregate_type = "IntegrationRun";
-    static constexpr bool shared = false;
-};
+constexpr table_info table_of<runs::integration_run>{"runs", "run_id", "IntegrationRun", false};
 template <>
-struct table<failures::integration_failure> {
-    static constexpr char const* name = "failures";
-    static constexpr char const* key = "failure_id";
-    static constexpr char const* aggregate_type = "IntegrationFailure";
-    static constexpr bool shared = false;
-};
+constexpr table_info table_of<failures::integration_failure>{"failures", "failure_id", "IntegrationFailure", false};
 template <>
-struct table<webhooks::webhook_subscription> {
-    static constexpr char const* name = "subscriptions";
-    static constexpr char const* key = "subscription_id";
-    static constexpr char const* aggregate_type = "WebhookSubscription";
-    static constexpr bool shared = false;
-};
+constexpr table_info table_of<webhooks::webhook_subscription>{"subscriptions", "subscription_id", "WebhookSubscription", false};
 template <>
-struct table<webhooks::webhook_delivery> {
-    static constexpr char const* name = "deliveries";
-    static constexpr char const* key = "delivery_id";
-    static constexpr char const* aggregate_type = "WebhookDelivery";
-    static constexpr bool shared = false;
-};
+constexpr table_info table_of<webhooks::webhook_delivery>{"deliveries", "delivery_id", "WebhookDelivery", false};
 
 constexpr char const* meta_columns = "tenant_id, created_at, created_by, updated_at, updated_by, row_version";
 constexpr int meta_count = 6;
@@ -114,7 +82,7 @@ template <class A>
 class repo {
 public:
     using data_t = typename A::data_type;
-    using T = table<A>;
+    static constexpr table_info T = table_of<A>;
 
     explicit repo(work_state& w) : w_(w) {}
 
@@ -122,7 +90,7 @@ public:
     result<std::vector<A>> select(std::string const& where, std::vector<value> binds, std::string const& order,
                                   std::size_t limit) {
         static std::string const cols = std::string(meta_columns) + ", " + sqlite::join(sqlite::column_names<data_t>());
-        std::string sql = "SELECT " + cols + " FROM " + T::name + " WHERE " + scope_sql();
+        std::string sql = "SELECT " + cols + " FROM " + T.name + " WHERE " + scope_sql();
         if (!where.empty()) sql += " AND (" + where + ")";
         sql += " ORDER BY " + order + " LIMIT " + std::to_string(limit);
         std::vector<value> all = scope_binds();
@@ -154,23 +122,23 @@ public:
     }
 
     result<A> find_one(std::string const& where, std::vector<value> binds, std::string_view what) {
-        auto rows = select(where, std::move(binds), T::key, 1);
+        auto rows = select(where, std::move(binds), T.key, 1);
         if (!rows) return rows.error();
         if (rows->empty()) return error{errc::not_found, std::string(what) + " was not found in this tenant"};
         return std::move(rows->front());
     }
 
     result<A> find(std::string const& id) {
-        return find_one(std::string(T::key) + " = ?", {id}, std::string(T::aggregate_type) + " " + id);
+        return find_one(std::string(T.key) + " = ?", {id}, std::string(T.aggregate_type) + " " + id);
     }
 
     result<page<A>> list(std::string where, std::vector<value> binds, page_request const& p) {
         auto limit = clamp_limit(p.limit);
         if (!p.cursor.empty()) {
-            where = where.empty() ? std::string(T::key) + " > ?" : "(" + where + ") AND " + T::key + " > ?";
+            where = where.empty() ? std::string(T.key) + " > ?" : "(" + where + ") AND " + T.key + " > ?";
             binds.push_back(p.cursor);
         }
-        auto rows = select(where, std::move(binds), T::key, limit + 1);
+        auto rows = select(where, std::move(binds), T.key, limit + 1);
         if (!rows) return rows.error();
         page<A> out;
         if (rows->size() > limit) {
@@ -182,7 +150,7 @@ public:
     }
 
     result<std::int64_t> count(std::string const& where, std::vector<value> binds) {
-        std::string sql = std::string("SELECT COUNT(*) FROM ") + T::name + " WHERE " + scope_sql() + " AND (" + where + ")";
+        std::string sql = std::string("SELECT COUNT(*) FROM ") + T.name + " WHERE " + scope_sql() + " AND (" + where + ")";
         std::vector<value> all = scope_binds();
         for (auto& b : binds) all.push_back(std::move(b));
         auto st = w_.db.prepare(sql);
@@ -199,10 +167,10 @@ public:
         if (w_.read_only) return error{errc::invalid_state, "save called inside a read-only unit of work"};
         auto const& m = a.meta();
         bool global = m.tenant_id.empty();
-        if (global && !(T::shared && w_.ctx.admin))
-            return error{errc::forbidden, "global " + std::string(T::aggregate_type) + " rows can be changed only with an admin key"};
+        if (global && !(T.shared && w_.ctx.admin))
+            return error{errc::forbidden, "global " + std::string(T.aggregate_type) + " rows can be changed only with an admin key"};
         if (!global && m.tenant_id != w_.ctx.tenant_id)
-            return error{errc::not_found, std::string(T::aggregate_type) + " " + a.id() + " was not found in this tenant"};
+            return error{errc::not_found, std::string(T.aggregate_type) + " " + a.id() + " was not found in this tenant"};
         auto now = w_.clk.now();
         std::int64_t next_version = m.version + 1;
         if (auto r = m.version == 0 ? insert(a, now) : update(a, now); !r) return r;
@@ -215,7 +183,7 @@ public:
 
 private:
     std::string scope_sql() const {
-        if constexpr (T::shared) return "(tenant_id = ? OR tenant_id = '')";
+        if constexpr (T.shared) return "(tenant_id = ? OR tenant_id = '')";
         return "tenant_id = ?";
     }
     std::vector<value> scope_binds() const { return {w_.ctx.tenant_id}; }
@@ -223,7 +191,7 @@ private:
     result<void> insert(A const& a, time_point now) {
         static std::string const sql = [] {
             auto cols = sqlite::column_names<data_t>();
-            return std::string("INSERT INTO ") + T::name + " (" + meta_columns + ", " + sqlite::join(cols) +
+            return std::string("INSERT INTO ") + T.name + " (" + meta_columns + ", " + sqlite::join(cols) +
                    ") VALUES (" + sqlite::placeholders(cols.size() + meta_count) + ")";
         }();
         auto const& m = a.meta();
@@ -234,7 +202,7 @@ private:
         (*st)->bind_all(v);
         auto r = (*st)->run();
         if (!r && r.error() == errc::already_exists)
-            return error{errc::already_exists, std::string(T::aggregate_type) + " violates a uniqueness rule (" +
+            return error{errc::already_exists, std::string(T.aggregate_type) + " violates a uniqueness rule (" +
                                                    r.error().detail() + ")"};
         return r;
     }
@@ -243,7 +211,7 @@ private:
         static std::string const sql = [] {
             std::string set = "updated_at = ?, updated_by = ?, row_version = row_version + 1";
             for (auto const& c : sqlite::column_names<data_t>()) set += ", " + c + " = ?";
-            return std::string("UPDATE ") + T::name + " SET " + set + " WHERE " + T::key +
+            return std::string("UPDATE ") + T.name + " SET " + set + " WHERE " + T.key +
                    " = ? AND tenant_id = ? AND row_version = ?";
         }();
         auto const& m = a.meta();
@@ -259,7 +227,7 @@ private:
         if (w_.db.changes() == 1) return {};
         auto current = find(a.id());
         if (!current) return current.error();
-        return error{errc::conflict, std::string(T::aggregate_type) + " " + a.id() + " was changed concurrently (saved version " +
+        return error{errc::conflict, std::string(T.aggregate_type) + " " + a.id() + " was changed concurrently (saved version " +
                                          std::to_string(m.version) + ", stored version " +
                                          std::to_string(current->meta().version) + "); reload it and retry"};
     }
@@ -269,7 +237,7 @@ private:
         sqlite::for_each_child<data_t>(d, [&](std::string_view field, auto const& items) {
             if (!status) return;
             using E = typename std::remove_cvref_t<decltype(items)>::value_type;
-            std::string child = std::string(T::name) + "_" + sqlite::snake(field);
+            std::string child = std::string(T.name) + "_" + sqlite::snake(field);
             auto del = w_.db.prepare("DELETE FROM " + child + " WHERE owner_id = ?");
             if (!del) return void(status = del.error());
             (*del)->bind(1, value{std::string(d_id(d))});
@@ -296,7 +264,7 @@ private:
         sqlite::for_each_child<data_t>(d, [&](std::string_view field, auto& items) {
             if (!status) return;
             using E = typename std::remove_cvref_t<decltype(items)>::value_type;
-            std::string child = std::string(T::name) + "_" + sqlite::snake(field);
+            std::string child = std::string(T.name) + "_" + sqlite::snake(field);
             auto st = w_.db.prepare("SELECT " + sqlite::join(sqlite::child_columns<E>()) + " FROM " + child +
                                     " WHERE owner_id = ? ORDER BY position");
             if (!st) return void(status = st.error());
@@ -351,7 +319,7 @@ private:
         if (!st) return st.error();
         auto now = w_.clk.now();
         for (auto& e : events) {
-            auto env = events::make_envelope(std::move(e), w_.ctx, T::aggregate_type, a.id(), a.meta().tenant_id,
+            auto env = events::make_envelope(std::move(e), w_.ctx, T.aggregate_type, a.id(), a.meta().tenant_id,
                                              a.meta().version, now);
             env.source = w_.source;
             (*st)->reset();
