@@ -1,0 +1,152 @@
+#include <integration/connections/health_prober.hpp>
+
+#include "storage/fixtures.hpp"
+#include "support/loopback_server.hpp"
+
+#include <integration/credentials/local_secret_store.hpp>
+#include <integration/storage/sqlite_store.hpp>
+
+#include <atomic>
+
+namespace integration::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using connections::connection_status;
+
+class health_prober_test : public ::testing::Test {
+protected:
+    void SetUp() override {
+        dns_.add("api.vendor.test", {*net::ip_address::parse("127.0.0.1")});
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto spec = provider_spec("vendor");
+            spec.base_url = "http://api.vendor.test:" + std::to_string(server_.port());
+            auto p = must(providers::integration_provider::register_new(ctx_, clock_.now(), spec));
+            must(p.activate(1));
+            provider_id_ = p.id();
+            return uow.providers().save(p);
+        }));
+        credential_id_ = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("k"),
+                                                         .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}))
+                             .id();
+    }
+
+    std::string pending_connection() {
+        std::string id;
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto spec = connection_spec();
+            spec.endpoints.clear();
+            spec.credential_id = credential_id_;
+            auto c = must(connections::integration_connection::create(ctx_, clock_.now(), must(uow.providers().find(provider_id_)), spec));
+            id = c.id();
+            return uow.connections().save(c);
+        }));
+        return id;
+    }
+
+    std::vector<std::string> event_types() {
+        std::vector<std::string> out;
+        for (auto const& e : must(store_->pending_events(1000))) out.push_back(e.envelope.event_type);
+        return out;
+    }
+
+    std::atomic<int> status_{200};
+    loopback_server server_{[this](int fd, loopback_server&) {
+        auto r = "HTTP/1.1 " + std::to_string(status_.load()) + " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        (void)::write(fd, r.data(), r.size());
+    }};
+    temp_dir dir_;
+    manual_clock clock_;
+    std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    std::unique_ptr<credentials::local_secret_store> vault_ = must(credentials::open_local_secret_store(
+        {.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clock_}));
+    credentials::fingerprinter fp_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp")));
+    std::unique_ptr<http::transport> transport_ = http::make_curl_transport();
+    credentials::credential_service credentials_{*store_, *vault_, fp_, clock_, *transport_};
+    net::static_resolver dns_;
+    connections::health_prober prober_{*store_, credentials_, *transport_,
+                                       net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_, clock_};
+    request_context ctx_ = request_context::for_tenant("t1");
+    std::string provider_id_, credential_id_;
+};
+
+TEST_F(health_prober_test, a_passing_initial_probe_with_a_resolvable_credential_activates_the_connection) {
+    auto id = pending_connection();
+    auto c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.status(), connection_status::active);
+    EXPECT_EQ(c.data().health, health_status::healthy);
+    EXPECT_TRUE(c.data().established_at);
+    auto seen = server_.requests();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].rfind("GET /health HTTP/1.1", 0), 0u);
+    EXPECT_NE(seen[0].find("X-Api-Key: k"), std::string::npos);
+    EXPECT_EQ(event_types().back(), "IntegrationConnectionEstablished");
+}
+
+TEST_F(health_prober_test, a_failing_initial_probe_keeps_the_connection_pending) {
+    status_ = 503;
+    auto id = pending_connection();
+    auto c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.status(), connection_status::pending);
+    EXPECT_EQ(c.data().health, health_status::unhealthy);
+    EXPECT_EQ(event_types().back(), "IntegrationFailed");
+}
+
+TEST_F(health_prober_test, an_unresolvable_credential_keeps_the_connection_pending_without_calling) {
+    auto id = pending_connection();
+    must(credentials_.revoke(ctx_, credential_id_, "gone"));
+    auto c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.status(), connection_status::pending);
+    EXPECT_TRUE(server_.requests().empty());
+    auto failed = must(store_->pending_events(1000)).back().envelope;
+    EXPECT_EQ(failed.event_type, "IntegrationFailed");
+    EXPECT_EQ(failed.data.at("category").as_string(), "Auth");
+}
+
+TEST_F(health_prober_test, health_moves_between_healthy_degraded_and_unhealthy) {
+    auto id = pending_connection();
+    must(prober_.test(ctx_, id));
+    status_ = 500;
+    auto c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.status(), connection_status::degraded);
+    EXPECT_EQ(c.data().health, health_status::degraded);
+    must(prober_.test(ctx_, id));
+    c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.data().health, health_status::unhealthy);  // the third failure in a row
+    EXPECT_EQ(c.status(), connection_status::degraded);
+    status_ = 200;
+    c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.status(), connection_status::active);
+    EXPECT_EQ(c.data().health, health_status::healthy);
+}
+
+TEST_F(health_prober_test, the_sweep_probes_only_connections_that_are_due) {
+    auto a = pending_connection();
+    auto b = pending_connection();
+    must(prober_.test(ctx_, a));
+    must(prober_.test(ctx_, b));
+    auto before = server_.requests().size();
+    EXPECT_EQ(must(prober_.sweep()), 0u);  // both were just checked
+    clock_.advance(301s);
+    EXPECT_EQ(must(prober_.sweep()), 2u);
+    EXPECT_EQ(server_.requests().size(), before + 2);
+    auto pending = pending_connection();  // Pending connections wait for their explicit test
+    clock_.advance(301s);
+    EXPECT_EQ(must(prober_.sweep()), 2u);
+    (void)pending;
+}
+
+TEST_F(health_prober_test, retired_and_foreign_connections_are_not_probed) {
+    auto id = pending_connection();
+    EXPECT_EQ(prober_.test(request_context::for_tenant("t2"), id).error(), errc::not_found);
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(id));
+        must(c.retire("done"));
+        return uow.connections().save(c);
+    }));
+    EXPECT_EQ(prober_.test(ctx_, id).error(), errc::invalid_state);
+    EXPECT_TRUE(server_.requests().empty());
+}
+
+}  // namespace
+}  // namespace integration::testing
