@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cctype>
 #include <mutex>
+#include <vector>
 
 namespace integration::http {
 
@@ -80,8 +81,35 @@ public:
     }
 
     result<response> send(request const& r) override {
-        std::unique_ptr<CURL, easy_deleter> c(curl_easy_init());
+        // Handles are pooled: each keeps its live connections, DNS and TLS session caches across
+        // curl_easy_reset, so consecutive calls to one host reuse a keep-alive connection.
+        auto c = acquire();
         if (!c) return error{errc::unavailable, "libcurl could not start a transfer"};
+        auto res = perform(c.get(), r);
+        release(std::move(c));
+        return res;
+    }
+
+private:
+    std::unique_ptr<CURL, easy_deleter> acquire() {
+        {
+            std::lock_guard lock(pool_mutex_);
+            if (!pool_.empty()) {
+                auto c = std::move(pool_.back());
+                pool_.pop_back();
+                curl_easy_reset(c.get());
+                return c;
+            }
+        }
+        return std::unique_ptr<CURL, easy_deleter>(curl_easy_init());
+    }
+
+    void release(std::unique_ptr<CURL, easy_deleter> c) {
+        std::lock_guard lock(pool_mutex_);
+        if (pool_.size() < 64) pool_.push_back(std::move(c));
+    }
+
+    result<response> perform(CURL* handle, request const& r) {
         transfer t{{}, o_.max_response_bytes};
         std::unique_ptr<curl_slist, slist_deleter> list;
         for (auto const& [k, v] : r.headers) {
@@ -95,7 +123,7 @@ public:
                          (a.find(':') != std::string::npos ? "[" + a + "]" : a);
             resolve.reset(curl_slist_append(nullptr, entry.c_str()));
         }
-        auto* h = c.get();
+        auto* h = handle;
         if (resolve) curl_easy_setopt(h, CURLOPT_RESOLVE, resolve.get());
         curl_easy_setopt(h, CURLOPT_URL, r.url.c_str());
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method.c_str());
@@ -127,8 +155,9 @@ public:
         return std::move(t.res);
     }
 
-private:
     curl_options o_;
+    std::mutex pool_mutex_;
+    std::vector<std::unique_ptr<CURL, easy_deleter>> pool_;
 };
 
 }  // namespace

@@ -79,6 +79,33 @@ TEST(curl_transport, a_refused_connection_is_a_transport_error) {
     EXPECT_EQ(res.error(), errc::unavailable);
 }
 
+TEST(curl_transport, consecutive_calls_reuse_one_keep_alive_connection) {
+    std::string const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+    testing::loopback_server server([&](int fd, testing::loopback_server& self) {
+        write_all(fd, ok);  // the first request head was read by the server
+        std::string pending;
+        char buf[4096];
+        while (!self.stopping()) {
+            pollfd p{fd, POLLIN, 0};
+            if (::poll(&p, 1, 20) <= 0) continue;
+            auto n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) return;
+            pending.append(buf, static_cast<std::size_t>(n));
+            for (auto end = pending.find("\r\n\r\n"); end != std::string::npos; end = pending.find("\r\n\r\n")) {
+                pending.erase(0, end + 4);
+                write_all(fd, ok);
+            }
+        }
+    });
+    auto t = make_curl_transport();
+    for (int i = 0; i < 5; ++i) {
+        auto res = t->send({.url = url_of(server), .timeout = 2s});
+        ASSERT_TRUE(res) << res.error().message();
+        EXPECT_EQ(res->body, "ok");
+    }
+    EXPECT_EQ(server.accepted(), 1);
+}
+
 TEST(curl_transport, redirects_are_not_followed) {
     testing::loopback_server server("HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest\r\nContent-Length: 0\r\n\r\n");
     auto t = make_curl_transport();

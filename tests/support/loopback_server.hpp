@@ -49,6 +49,8 @@ public:
     }
     std::uint16_t port() const { return port_; }
     bool stopping() const { return stop_.load(); }
+    /** How many TCP connections were accepted. */
+    int accepted() const { return accepted_.load(); }
     std::vector<std::string> requests() {
         std::lock_guard lock(mutex_);
         return requests_;
@@ -61,6 +63,7 @@ private:
             if (::poll(&p, 1, 50) <= 0) continue;
             int c = ::accept(fd_, nullptr, nullptr);
             if (c < 0) continue;
+            ++accepted_;
             std::string head;
             char buf[4096];
             while (head.find("\r\n\r\n") == std::string::npos) {
@@ -81,6 +84,7 @@ private:
     int fd_ = -1;
     std::uint16_t port_ = 0;
     std::atomic<bool> stop_{false};
+    std::atomic<int> accepted_{0};
     std::mutex mutex_;
     std::vector<std::string> requests_;
     std::thread thread_;
