@@ -1,0 +1,162 @@
+// A governed run against a local keep-alive server vs a raw libcurl request to the same server,
+// in the same process. The run resolves an API-key credential, checks egress with a pinned
+// address, takes a rate-limit token, passes the breaker, sends through the pooled libcurl
+// transport, classifies the answer and durably records the run (two commits: Running, then
+// Completed) in SQLite with synchronous=FULL. Concurrent runs share fsyncs through group commit.
+
+#include <integration/credentials/credential_service.hpp>
+#include <integration/credentials/local_secret_store.hpp>
+#include <integration/runs/run_service.hpp>
+#include <integration/storage/sqlite_store.hpp>
+
+#include <arpa/inet.h>
+#include <benchmark/benchmark.h>
+#include <curl/curl.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+using namespace integration;
+
+namespace {
+
+/** A thread-per-connection HTTP/1.1 keep-alive server answering 200 "ok" on loopback. */
+class keep_alive_server {
+public:
+    keep_alive_server() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        int one = 1;
+        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+        sockaddr_in a{};
+        a.sin_family = AF_INET;
+        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+        ::listen(fd_, 128);
+        socklen_t len = sizeof a;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+        port_ = ntohs(a.sin_port);
+        std::thread([this] {
+            while (true) {
+                int c = ::accept(fd_, nullptr, nullptr);
+                if (c < 0) return;
+                std::thread([c] {
+                    static constexpr char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    std::string pending;
+                    char buf[8192];
+                    while (true) {
+                        auto n = ::read(c, buf, sizeof buf);
+                        if (n <= 0) break;
+                        pending.append(buf, static_cast<std::size_t>(n));
+                        for (auto e = pending.find("\r\n\r\n"); e != std::string::npos; e = pending.find("\r\n\r\n")) {
+                            pending.erase(0, e + 4);
+                            (void)::write(c, ok, sizeof ok - 1);
+                        }
+                    }
+                    ::close(c);
+                }).detach();
+            }
+        }).detach();
+    }
+    std::uint16_t port() const { return port_; }
+
+private:
+    int fd_;
+    std::uint16_t port_;
+};
+
+keep_alive_server& server() {
+    static keep_alive_server s;
+    return s;
+}
+
+std::size_t discard(char*, std::size_t size, std::size_t n, void*) { return size * n; }
+
+void raw_curl(benchmark::State& state) {
+    CURL* h = curl_easy_init();
+    auto url = "http://127.0.0.1:" + std::to_string(server().port()) + "/v1/accounts/AC1/messages";
+    curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+    curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+    for (auto _ : state)
+        if (curl_easy_perform(h) != CURLE_OK) state.SkipWithError("curl failed");
+    curl_easy_cleanup(h);
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(raw_curl)->UseRealTime();
+
+struct world {
+    std::filesystem::path dir = std::filesystem::temp_directory_path() / "integration-run-bench";
+    std::unique_ptr<storage::store> store;
+    std::unique_ptr<credentials::local_secret_store> vault;
+    std::optional<credentials::fingerprinter> fp;
+    std::unique_ptr<http::transport> transport = http::make_curl_transport();
+    std::unique_ptr<credentials::credential_service> creds;
+    std::unique_ptr<blobs::blob_store> blobs;
+    net::static_resolver dns;
+    std::unique_ptr<runs::run_service> runs;
+    request_context ctx = request_context::for_tenant("bench");
+    std::string connection_id;
+
+    world() {
+        std::filesystem::remove_all(dir);
+        std::filesystem::create_directories(dir);
+        store = storage::open_sqlite_store({.path = (dir / "i.db").string()}).value();
+        vault = credentials::open_local_secret_store({.path = (dir / "s.db").string(), .key_file = (dir / "k").string(), .key_env = ""}).value();
+        fp.emplace(credentials::fingerprinter::load_or_create((dir / "fp").string()).value());
+        creds = std::make_unique<credentials::credential_service>(*store, *vault, *fp, system_clock::instance(), *transport);
+        blobs = blobs::open_filesystem_blob_store((dir / "blobs").string()).value();
+        dns.add("api.vendor.test", {*net::ip_address::parse("127.0.0.1")});
+        auto now = system_clock::instance().now();
+        std::string provider_id;
+        store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+                 providers::provider_spec spec;
+                 spec.key = "vendor";
+                 spec.display_name = "Vendor";
+                 spec.base_url = "http://api.vendor.test:" + std::to_string(server().port());
+                 spec.capabilities = {"sms.send"};
+                 auto p = providers::integration_provider::register_new(ctx, now, spec).value();
+                 p.activate(1).value();
+                 auto c = providers::external_api_client::register_new(
+                              ctx, now, p, {.assembly_name = "Bench.Client", .version = "1.0.0", .capabilities = {"sms.send"},
+                                            .operations = {{"sms.send", "GET", "/v1/accounts/{account}/messages"}}})
+                              .value();
+                 c.activate().value();
+                 provider_id = p.id();
+                 if (auto r = uow.providers().save(p); !r) return r;
+                 return uow.api_clients().save(c);
+             }).value();
+        auto cred = creds->create(ctx, {.provider_id = provider_id, .secret = secret_bytes("k")}).value();
+        store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+                 auto p = uow.providers().find(provider_id).value();
+                 auto c = connections::integration_connection::create(ctx, now, p, {.project_id = "p", .display_name = "c", .credential_id = cred.id()}).value();
+                 c.record_health({health_status::healthy, "ok"}, now).value();
+                 c.activate(true, now).value();
+                 connection_id = c.id();
+                 return uow.connections().save(c);
+             }).value();
+        runs = std::make_unique<runs::run_service>(*store, *creds, *blobs, *transport,
+                                                   net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns,
+                                                   system_clock::instance());
+    }
+};
+
+std::unique_ptr<world> shared;
+
+void governed_run(benchmark::State& state) {
+    if (state.thread_index() == 0) shared = std::make_unique<world>();
+    runs::execute_request r{shared ? shared->connection_id : "", "sms.send", {.path_params = {{"account", "AC1"}}}, {}};
+    for (auto _ : state) {
+        r.connection_id = shared->connection_id;
+        auto out = shared->runs->execute(shared->ctx, r);
+        if (!out || out->run.status() != runs::run_status::completed) state.SkipWithError("run failed");
+    }
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(governed_run)->Threads(1)->Threads(16)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();
