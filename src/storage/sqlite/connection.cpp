@@ -97,6 +97,15 @@ database::~database() {
 }
 
 result<void> database::exec(std::string_view sql) {
+    // Single statements (BEGIN, SAVEPOINT, COMMIT, ...) run on every unit of work: keep them
+    // prepared instead of parsing them each time.
+    if (sql.find(';') == std::string_view::npos) {
+        auto st = prepare(std::string(sql));
+        if (!st) return st.error();
+        auto r = (*st)->run();
+        (*st)->reset();
+        return r;
+    }
     char* msg = nullptr;
     int rc = sqlite3_exec(db_, std::string(sql).c_str(), nullptr, nullptr, &msg);
     if (rc == SQLITE_OK) return {};
