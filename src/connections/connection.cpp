@@ -88,6 +88,14 @@ result<void> integration_connection::retire(std::string reason) {
     return {};
 }
 
+std::string integration_connection::base_url(std::string_view provider_base_url) const {
+    std::string base(provider_base_url);
+    for (auto const& e : d_.endpoints)
+        if (e.operation_class == "default") base = e.base_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    return base;
+}
+
 result<void> integration_connection::ensure_can_execute(bool allow_degraded) const {
     if (d_.status == connection_status::active && d_.health == health_status::healthy) return {};
     if (d_.status == connection_status::degraded && allow_degraded) return {};

@@ -10,21 +10,12 @@ health_prober::health_prober(storage::store& store, credentials::credential_serv
 
 result<health_probe_result> health_prober::probe(request_context const& ctx, integration_connection const& c,
                                                  bool& credential_ok) {
-    std::optional<providers::integration_provider> provider;
-    if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            auto p = uow.providers().find(c.data().provider_id);
-            if (!p) return p.error();
-            provider = std::move(*p);
-            return {};
-        });
-        !r)
-        return r.error();
+    auto provider = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+        return uow.providers().find(c.data().provider_id);
+    });
+    if (!provider) return provider.error();
     auto check = provider->data().health_check.value_or(providers::health_check{});
-    std::string base = provider->data().base_url;
-    for (auto const& e : c.data().endpoints)
-        if (e.operation_class == "default") base = e.base_url;
-    while (!base.empty() && base.back() == '/') base.pop_back();
-    auto url = base + check.path;
+    auto url = c.base_url(provider->data().base_url) + check.path;
 
     credential_ok = !c.data().credential_id;
     if (c.data().credential_id) {
@@ -53,15 +44,10 @@ result<health_probe_result> health_prober::probe(request_context const& ctx, int
 }
 
 result<integration_connection> health_prober::test(request_context const& ctx, std::string const& connection_id) {
-    std::optional<integration_connection> current;
-    if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            auto c = uow.connections().find(connection_id);
-            if (!c) return c.error();
-            current = std::move(*c);
-            return {};
-        });
-        !r)
-        return r.error();
+    auto current = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+        return uow.connections().find(connection_id);
+    });
+    if (!current) return current.error();
     if (current->status() == connection_status::retired)
         return error{errc::invalid_state, "connection " + connection_id + " is Retired and is not probed"};
     bool credential_ok = false;

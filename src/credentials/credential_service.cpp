@@ -62,12 +62,9 @@ result<integration_credential> credential_service::create(request_context const&
     cs.rotation_policy = spec.rotation_policy;
     cs.expires_at = spec.expires_at;
     // Check the provider first so a bad request leaves nothing in the secret store.
-    if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            auto p = uow.providers().find(spec.provider_id);
-            return p ? result<void>{} : result<void>{p.error()};
-        });
-        !r)
-        return r.error();
+    if (auto p = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(spec.provider_id); });
+        !p)
+        return p.error();
     // A system-assigned managed identity has no client id; the version then records that choice.
     if (spec.secret.empty()) spec.secret = secret_bytes("system-assigned");
     cs.fingerprint = fingerprints_.fingerprint(spec.secret);
@@ -89,15 +86,10 @@ result<integration_credential> credential_service::rotate(request_context const&
                                                           secret_bytes new_secret, verifier const& verify,
                                                           std::optional<time_point> new_expires_at) {
     if (new_secret.empty()) return error{errc::invalid_argument, "the new secret must not be empty"};
-    std::optional<integration_credential> current;
-    if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            auto c = uow.credentials().find(credential_id);
-            if (!c) return c.error();
-            current = std::move(*c);
-            return {};
-        });
-        !r)
-        return r.error();
+    auto current = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+        return uow.credentials().find(credential_id);
+    });
+    if (!current) return current.error();
     if (current->status() != credential_status::active)
         return error{errc::invalid_state, "credential " + credential_id + " is " + std::string(to_string(current->status())) +
                                               "; only an Active credential can be rotated"};
@@ -224,15 +216,10 @@ result<resolved_credential> credential_service::resolve(request_context const& c
         if (auto it = materials_.find(key); it != materials_.end() && now < it->second.valid_until)
             return it->second.material.clone();
     }
-    std::optional<integration_credential> c;
-    if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            auto found = uow.credentials().find(credential_id);
-            if (!found) return found.error();
-            c = std::move(*found);
-            return {};
-        });
-        !r)
-        return r.error();
+    auto c = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+        return uow.credentials().find(credential_id);
+    });
+    if (!c) return c.error();
     auto const* active = c->active_version();
     if (!active) return error{errc::invalid_state, "credential " + credential_id + " is Revoked"};
     auto ref = secret_ref::parse(active->key_vault_ref);
@@ -442,12 +429,9 @@ result<authorization_request> credential_service::begin_authorization(request_co
     if (auto r = detail::require_http_url(settings.redirect_uri, "redirectUri"); !r) return r.error();
     if (auto r = detail::require_text(settings.client_id, "clientId"); !r) return r.error();
     if (client_secret.empty()) return error{errc::invalid_argument, "clientSecret must not be empty"};
-    if (auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            auto p = uow.providers().find(provider_id);
-            return p ? result<void>{} : result<void>{p.error()};
-        });
-        !r)
-        return r.error();
+    if (auto p = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(provider_id); });
+        !p)
+        return p.error();
     // PKCE (RFC 7636): a 256-bit verifier; the challenge is its SHA-256, base64url.
     auto verifier_text = random_token(32);
     auto digest = crypto::from_hex(crypto::sha256_hex(verifier_text)).value();

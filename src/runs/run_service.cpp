@@ -51,11 +51,6 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
                                                  provider->id()};
     });
     if (!read) return read.error();
-    // Base URL: the connection's default endpoint, else the provider's.
-    std::string base = out->provider.data().base_url;
-    for (auto const& e : out->connection.data().endpoints)
-        if (e.operation_class == "default") base = e.base_url;
-    while (!base.empty() && base.back() == '/') base.pop_back();
     std::string path;
     auto const& tpl = out->op.path;
     for (std::size_t i = 0; i < tpl.size();) {
@@ -71,7 +66,7 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
         path += http::form_encode(it->second);
         i = close + 1;
     }
-    out->url = base + path;
+    out->url = out->connection.base_url(out->provider.data().base_url) + path;
     char sep = out->url.find('?') == std::string::npos ? '?' : '&';
     for (auto const& [k, v] : r.input.query) {
         out->url += sep + http::form_encode(k) + "=" + http::form_encode(v);

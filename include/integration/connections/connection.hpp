@@ -121,6 +121,9 @@ public:
     result<void> attach_credential(std::string credential_id);
     /** → Retired (raises IntegrationConnectionRetired); terminal. */
     result<void> retire(std::string reason);
+    /** The base URL calls use: the `default` endpoint's, else `provider_base_url`, without a
+     *  trailing slash. */
+    std::string base_url(std::string_view provider_base_url) const;
     /** Fails unless runs may execute now: Active and Healthy, or Degraded when `allow_degraded`. */
     result<void> ensure_can_execute(bool allow_degraded) const;
 

@@ -225,20 +225,35 @@ public:
     virtual result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) = 0;
 };
 
-/** Runs `fn(unit_of_work&) -> result<T>` in one transaction of `s` and returns its value; the
- *  transaction commits only when `fn` succeeds. */
+namespace detail {
 template <class F>
-auto transact_for(store& s, request_context const& ctx, F&& fn) -> std::invoke_result_t<F&, unit_of_work&> {
+auto unit_for(store& s, request_context const& ctx, F&& fn, bool read_only)
+    -> std::invoke_result_t<F&, unit_of_work&> {
     using value_type = typename std::invoke_result_t<F&, unit_of_work&>::value_type;
     std::optional<value_type> out;
-    auto r = s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+    auto body = [&](unit_of_work& uow) -> result<void> {
         auto v = fn(uow);
         if (!v) return v.error();
         out.emplace(std::move(*v));
         return {};
-    });
+    };
+    auto r = read_only ? s.read(ctx, body) : s.transact(ctx, body);
     if (!r) return r.error();
     return std::move(*out);
+}
+}  // namespace detail
+
+/** Runs `fn(unit_of_work&) -> result<T>` in one transaction of `s` and returns its value; the
+ *  transaction commits only when `fn` succeeds. */
+template <class F>
+auto transact_for(store& s, request_context const& ctx, F&& fn) -> std::invoke_result_t<F&, unit_of_work&> {
+    return detail::unit_for(s, ctx, std::forward<F>(fn), false);
+}
+
+/** Runs `fn(unit_of_work&) -> result<T>` on a read-only snapshot of `s` and returns its value. */
+template <class F>
+auto read_for(store& s, request_context const& ctx, F&& fn) -> std::invoke_result_t<F&, unit_of_work&> {
+    return detail::unit_for(s, ctx, std::forward<F>(fn), true);
 }
 
 }  // namespace integration::storage
