@@ -5,6 +5,8 @@
 #include <algorithm>
 #include <cctype>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <vector>
 
 namespace integration::http {
@@ -47,7 +49,33 @@ struct transfer {
     response res;
     std::size_t cap;
     bool too_big = false;
+    cancellation const* cancel = nullptr;
 };
+
+int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
+    auto const* t = static_cast<transfer const*>(user);
+    return t->cancel && t->cancel->cancelled() ? 1 : 0;  // non-zero aborts the transfer
+}
+
+// A TLS failure, explained; nullopt for other failures.
+std::optional<std::string> tls_failure(CURLcode rc, std::string const& why) {
+    switch (rc) {
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_INVALIDCERTSTATUS:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+        return "TLS refused the server: " + why +
+               "; the server must present a certificate for its host name that chains to a trusted authority "
+               "(curl_options::ca_file trusts a private one)";
+    case CURLE_SSL_CACERT_BADFILE:
+        return "TLS could not load the trusted certificates (" + why + "); check curl_options::ca_file";
+    case CURLE_SSL_CONNECT_ERROR:
+    case CURLE_SSL_CERTPROBLEM:
+        return "TLS handshake failed: " + why;
+    default:
+        return std::nullopt;
+    }
+}
 
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
     auto* t = static_cast<transfer*>(user);
@@ -75,12 +103,13 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
 
 class curl_transport final : public transport {
 public:
-    explicit curl_transport(curl_options o) : o_(o) {
+    explicit curl_transport(curl_options o) : o_(std::move(o)) {
         static std::once_flag once;
         std::call_once(once, [] { curl_global_init(CURL_GLOBAL_DEFAULT); });
     }
 
     result<response> send(request const& r) override {
+        if (r.cancel && r.cancel->cancelled()) return error{errc::cancelled, "the call was cancelled before it was sent"};
         // Handles are pooled: each keeps its live connections, DNS and TLS session caches across
         // curl_easy_reset, so consecutive calls to one host reuse a keep-alive connection.
         auto c = acquire();
@@ -110,7 +139,7 @@ private:
     }
 
     result<response> perform(CURL* handle, request const& r) {
-        transfer t{{}, o_.max_response_bytes};
+        transfer t{{}, o_.max_response_bytes, false, r.cancel.get()};
         std::unique_ptr<curl_slist, slist_deleter> list;
         for (auto const& [k, v] : r.headers) {
             auto line = k + ": " + v;
@@ -144,11 +173,28 @@ private:
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+        if (!o_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str());
+        // An empty proxy disables the http_proxy/https_proxy/all_proxy environment variables, so
+        // whether calls go through a proxy is decided here, not by the process environment.
+        curl_easy_setopt(h, CURLOPT_PROXY, o_.proxy.c_str());
+        if (!o_.proxy.empty() && !o_.no_proxy.empty()) curl_easy_setopt(h, CURLOPT_NOPROXY, o_.no_proxy.c_str());
+        if (r.cancel) {
+            curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
+            curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+            curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
+        }
+        char detail[CURL_ERROR_SIZE] = {};
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, detail);
         auto rc = curl_easy_perform(h);
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);  // the buffer dies with this frame
         if (t.too_big)
             return error{errc::invalid_argument, "the response body exceeded " + std::to_string(o_.max_response_bytes) + " bytes"};
+        if (rc == CURLE_ABORTED_BY_CALLBACK && r.cancel && r.cancel->cancelled())
+            return error{errc::cancelled, "the call was cancelled while in flight"};
         if (rc == CURLE_OPERATION_TIMEDOUT) return error{errc::timeout, "no complete answer within the deadline"};
-        if (rc != CURLE_OK) return error{errc::unavailable, std::string("transport failure: ") + curl_easy_strerror(rc)};
+        std::string why = detail[0] != '\0' ? detail : curl_easy_strerror(rc);
+        if (auto tls = tls_failure(rc, why)) return error{errc::unavailable, std::move(*tls)};
+        if (rc != CURLE_OK) return error{errc::unavailable, "transport failure: " + why};
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         t.res.status = static_cast<int>(status);
@@ -163,7 +209,7 @@ private:
 }  // namespace
 
 std::unique_ptr<transport> make_curl_transport(curl_options options) {
-    return std::make_unique<curl_transport>(options);
+    return std::make_unique<curl_transport>(std::move(options));
 }
 
 }  // namespace integration::http

@@ -4,7 +4,13 @@
 
 #include <gtest/gtest.h>
 
+#include <atomic>
 #include <chrono>
+#include <cstdlib>
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
 
 namespace integration::http {
 namespace {
@@ -113,6 +119,145 @@ TEST(curl_transport, redirects_are_not_followed) {
     ASSERT_TRUE(res);
     EXPECT_EQ(res->status, 302);
     EXPECT_EQ(server.requests().size(), 1u);
+}
+
+// Sets (or unsets, with nullopt) an environment variable for the scope, then restores it.
+class scoped_env {
+public:
+    scoped_env(char const* name, std::optional<std::string> value) : name_(name) {
+        if (auto const* old = std::getenv(name)) old_ = old;
+        if (value)
+            ::setenv(name, value->c_str(), 1);
+        else
+            ::unsetenv(name);
+    }
+    ~scoped_env() {
+        if (old_)
+            ::setenv(name_, old_->c_str(), 1);
+        else
+            ::unsetenv(name_);
+    }
+    scoped_env(scoped_env const&) = delete;
+    scoped_env& operator=(scoped_env const&) = delete;
+
+private:
+    char const* name_;
+    std::optional<std::string> old_;
+};
+
+std::string proxy_url(testing::loopback_server const& s) { return "http://127.0.0.1:" + std::to_string(s.port()); }
+
+TEST(curl_transport, a_configured_proxy_receives_the_absolute_form_request_and_its_answer_is_returned) {
+    testing::loopback_server proxy("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy");
+    auto t = make_curl_transport({.proxy = proxy_url(proxy)});
+    // upstream.test resolves nowhere: only the proxy can answer, and it resolves names itself.
+    auto res = t->send({.url = "http://upstream.test:8080/v1/items?page=2", .headers = {{"X-Api-Key", "k"}}, .timeout = 5s});
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->status, 200);
+    EXPECT_EQ(res->body, "via proxy");
+    auto seen = proxy.requests().at(0);
+    EXPECT_EQ(seen.rfind("GET http://upstream.test:8080/v1/items?page=2 HTTP/1.1\r\n", 0), 0u) << seen;
+    EXPECT_NE(seen.find("Host: upstream.test:8080"), std::string::npos);
+    EXPECT_NE(seen.find("X-Api-Key: k"), std::string::npos);
+}
+
+TEST(curl_transport, with_a_proxy_the_pin_does_not_steer_the_connection) {
+    testing::loopback_server proxy("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy");
+    testing::loopback_server pinned;  // where the pin points; the proxy hop must not go there
+    auto t = make_curl_transport({.proxy = proxy_url(proxy)});
+    auto res = t->send({.url = "http://api.vendor.test:" + std::to_string(pinned.port()) + "/x",
+                        .timeout = 5s,
+                        .pin = pinned_address{"api.vendor.test", pinned.port(), "127.0.0.1"}});
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->body, "via proxy");
+    EXPECT_EQ(proxy.requests().size(), 1u);
+    EXPECT_EQ(pinned.accepted(), 0);
+}
+
+TEST(curl_transport, no_proxy_hosts_are_reached_directly) {
+    testing::loopback_server proxy("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    testing::loopback_server direct;
+    auto t = make_curl_transport({.proxy = proxy_url(proxy), .no_proxy = "127.0.0.1"});
+    auto res = t->send({.url = url_of(direct), .timeout = 5s});
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->body, "ok");
+    EXPECT_EQ(proxy.accepted(), 0);
+}
+
+TEST(curl_transport, proxy_environment_variables_are_ignored_without_the_option) {
+    testing::loopback_server proxy("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy");
+    testing::loopback_server direct;
+    scoped_env http_proxy("http_proxy", proxy_url(proxy));
+    scoped_env all_proxy("ALL_PROXY", proxy_url(proxy));
+    scoped_env no_proxy("no_proxy", std::nullopt);
+    scoped_env no_proxy_upper("NO_PROXY", std::nullopt);
+    auto t = make_curl_transport();
+    auto res = t->send({.url = url_of(direct), .timeout = 5s});
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->body, "ok");
+    EXPECT_EQ(direct.requests().size(), 1u);
+    EXPECT_EQ(proxy.accepted(), 0);
+}
+
+TEST(curl_transport, a_call_cancelled_from_another_thread_ends_with_cancelled_before_its_deadline) {
+    testing::loopback_server silent([](int, testing::loopback_server& self) {
+        for (int i = 0; i < 200 && !self.stopping(); ++i) std::this_thread::sleep_for(50ms);
+    });
+    auto stop = std::make_shared<cancellation>();
+    auto t = make_curl_transport();
+    std::thread canceller([stop] {
+        std::this_thread::sleep_for(100ms);
+        stop->cancel();
+    });
+    auto start = steady::now();
+    auto res = t->send({.url = url_of(silent), .timeout = 10s, .cancel = stop});
+    auto took = steady::now() - start;
+    canceller.join();
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::cancelled) << res.error().message();
+    EXPECT_LT(took, 5s);  // ended by the cancellation, not by the 10 s deadline
+}
+
+TEST(curl_transport, a_call_cancelled_while_the_body_trickles_in_ends_with_cancelled) {
+    testing::loopback_server server([](int fd, testing::loopback_server& self) {
+        write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n");
+        for (int i = 0; i < 100 && !self.stopping(); ++i) {
+            if (::write(fd, "x", 1) <= 0) return;
+            std::this_thread::sleep_for(50ms);
+        }
+    });
+    auto stop = std::make_shared<cancellation>();
+    auto t = make_curl_transport();
+    std::thread canceller([stop] {
+        std::this_thread::sleep_for(200ms);
+        stop->cancel();
+    });
+    auto start = steady::now();
+    auto res = t->send({.url = url_of(server), .timeout = 10s, .cancel = stop});
+    auto took = steady::now() - start;
+    canceller.join();
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::cancelled) << res.error().message();
+    EXPECT_LT(took, 5s);
+}
+
+TEST(curl_transport, a_call_already_cancelled_is_not_sent) {
+    testing::loopback_server server;
+    auto stop = std::make_shared<cancellation>();
+    stop->cancel();
+    auto t = make_curl_transport();
+    auto res = t->send({.url = url_of(server), .cancel = stop});
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::cancelled);
+    EXPECT_EQ(server.accepted(), 0);
+}
+
+TEST(curl_transport, a_cancellation_flag_that_is_never_set_changes_nothing) {
+    testing::loopback_server server;
+    auto t = make_curl_transport();
+    auto res = t->send({.url = url_of(server), .timeout = 5s, .cancel = std::make_shared<cancellation>()});
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->body, "ok");
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 
 #include <integration/core/error.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -32,6 +33,28 @@ struct pinned_address {
     std::string address;  ///< Textual IPv4 or IPv6 address that passed the egress checks.
 };
 
+/** A flag that aborts calls in flight once set. The caller keeps a `std::shared_ptr` to it, puts a
+ *  copy in `request::cancel`, and may call `cancel()` from any thread; the call then ends with
+ *  `errc::cancelled`. Setting it is permanent: use a new one for the next call.
+ *
+ *  @par Example
+ *  @code
+ *  auto stop = std::make_shared<http::cancellation>();
+ *  std::jthread watchdog([stop] { std::this_thread::sleep_for(1s); stop->cancel(); });
+ *  auto res = transport.send({.url = url, .cancel = stop});  // errc::cancelled after ~1s
+ *  @endcode
+ */
+class cancellation {
+public:
+    /** Requests cancellation of every call that carries this flag. */
+    void cancel() noexcept { flag_.store(true, std::memory_order_release); }
+    /** Whether `cancel()` was called. */
+    bool cancelled() const noexcept { return flag_.load(std::memory_order_acquire); }
+
+private:
+    std::atomic<bool> flag_{false};
+};
+
 /** An outbound request. */
 struct request {
     std::string method = "GET";
@@ -40,6 +63,7 @@ struct request {
     std::string body;
     std::chrono::milliseconds timeout{30'000};  ///< Overall deadline, connect included.
     std::optional<pinned_address> pin;           ///< Where to connect, when egress checks chose it.
+    std::shared_ptr<http::cancellation const> cancel;  ///< Aborts the call when set; none by default.
 };
 
 /** What the peer answered. */
@@ -62,9 +86,25 @@ struct curl_options {
     std::chrono::milliseconds connect_timeout{10'000};
     std::size_t max_response_bytes = 16 * 1024 * 1024;  ///< Larger bodies fail the call.
     bool verify_tls = true;
+    /** PEM file of the certificate authorities to trust instead of the system store; empty: the
+     *  system store. */
+    std::string ca_file;
+    /** An `http://host:port` forward proxy for every call. Empty (the default): connect directly,
+     *  and the `http_proxy`, `https_proxy` and `all_proxy` environment variables are ignored.
+     *
+     *  With a proxy, `request::pin` does not apply to the destination: the proxy resolves the
+     *  host itself (the pin would only steer the proxy's own name), so egress enforcement moves
+     *  to the proxy, which must apply the egress policy at its connect time (as Smokescreen
+     *  does). Use a proxy only when it is that enforcement point. */
+    std::string proxy;
+    /** Comma-separated hosts, domains and CIDRs reached directly despite `proxy` (curl's
+     *  `NO_PROXY` syntax, e.g. `"localhost,.internal,10.0.0.0/8"`); empty: none. */
+    std::string no_proxy;
 };
 
-/** A libcurl transport (TLS verification on, no redirects followed). */
+/** A libcurl transport (TLS verification on, no redirects followed, no proxy unless configured).
+ *  A transfer that fails certificate verification is an `errc::unavailable` error whose detail
+ *  names the certificate problem; a cancelled call is `errc::cancelled`. */
 std::unique_ptr<transport> make_curl_transport(curl_options options = {});
 
 /** `application/x-www-form-urlencoded` encoding of one component. */
