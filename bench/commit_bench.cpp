@@ -80,13 +80,13 @@ std::unique_ptr<fixture> make_fixture(bool grouped) {
     return f;
 }
 
-void commit_one(fixture& f, request_context const& ctx) {
+void commit_one(fixture& f, request_context const& ctx, durability d = durability::immediate) {
     auto r = f.store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         auto run = runs::integration_run::create(ctx, system_clock::instance().now(), *f.connection, payload.substr(0, 100));
         if (!run) return run.error();
         run->set_request_ref(payload).value();
         return uow.runs().save(*run);
-    });
+    }, d);
     if (!r) throw std::runtime_error(r.error().message());
 }
 
@@ -97,6 +97,15 @@ void store_single_row(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(store_single_row)->UseRealTime();
+
+// The same unit committed with durability::deferred: visible at once, fsynced within 10 ms.
+void store_deferred(benchmark::State& state) {
+    auto f = make_fixture(false);
+    auto ctx = request_context::for_tenant("bench");
+    for (auto _ : state) commit_one(*f, ctx, durability::deferred);
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK(store_deferred)->UseRealTime();
 
 std::unique_ptr<fixture> shared;
 

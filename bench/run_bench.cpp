@@ -85,7 +85,7 @@ void raw_curl(benchmark::State& state) {
     curl_easy_cleanup(h);
     state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(raw_curl)->UseRealTime();
+BENCHMARK(raw_curl)->Threads(1)->Threads(16)->UseRealTime();
 
 struct world {
     std::filesystem::path dir = std::filesystem::temp_directory_path() / "integration-run-bench";
@@ -100,14 +100,15 @@ struct world {
     request_context ctx = request_context::for_tenant("bench");
     std::string connection_id;
 
-    world() {
+    world(durability recording, bool sqlite_blobs) {
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
         store = storage::open_sqlite_store({.path = (dir / "i.db").string()}).value();
         vault = credentials::open_local_secret_store({.path = (dir / "s.db").string(), .key_file = (dir / "k").string(), .key_env = ""}).value();
         fp.emplace(credentials::fingerprinter::load_or_create((dir / "fp").string()).value());
         creds = std::make_unique<credentials::credential_service>(*store, *vault, *fp, system_clock::instance(), *transport);
-        blobs = blobs::open_filesystem_blob_store((dir / "blobs").string()).value();
+        blobs = sqlite_blobs ? blobs::open_sqlite_blob_store({.path = (dir / "blobs.db").string()}).value()
+                             : blobs::open_filesystem_blob_store((dir / "blobs").string()).value();
         dns.add("api.vendor.test", {*net::ip_address::parse("127.0.0.1")});
         auto now = system_clock::instance().now();
         std::string provider_id;
@@ -139,14 +140,14 @@ struct world {
              }).value();
         runs = std::make_unique<runs::run_service>(*store, *creds, *blobs, *transport,
                                                    net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns,
-                                                   system_clock::instance());
+                                                   system_clock::instance(), runs::run_service_options{.recording = recording});
     }
 };
 
 std::unique_ptr<world> shared;
 
-void governed_run(benchmark::State& state) {
-    if (state.thread_index() == 0) shared = std::make_unique<world>();
+void governed_run(benchmark::State& state, durability recording, bool sqlite_blobs) {
+    if (state.thread_index() == 0) shared = std::make_unique<world>(recording, sqlite_blobs);
     runs::execute_request r{shared ? shared->connection_id : "", "sms.send", {.path_params = {{"account", "AC1"}}}, {}};
     for (auto _ : state) {
         r.connection_id = shared->connection_id;
@@ -155,7 +156,10 @@ void governed_run(benchmark::State& state) {
     }
     state.SetItemsProcessed(state.iterations());
 }
-BENCHMARK(governed_run)->Threads(1)->Threads(16)->UseRealTime();
+BENCHMARK_CAPTURE(governed_run, immediate_file_blobs, durability::immediate, false)->Threads(1)->Threads(16)->UseRealTime();
+BENCHMARK_CAPTURE(governed_run, immediate_sqlite_blobs, durability::immediate, true)->Threads(1)->Threads(16)->UseRealTime();
+BENCHMARK_CAPTURE(governed_run, deferred_file_blobs, durability::deferred, false)->Threads(1)->Threads(16)->UseRealTime();
+BENCHMARK_CAPTURE(governed_run, deferred_sqlite_blobs, durability::deferred, true)->Threads(1)->Threads(16)->UseRealTime();
 
 }  // namespace
 

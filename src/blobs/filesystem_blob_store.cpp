@@ -1,6 +1,7 @@
 #include <integration/blobs/blob_store.hpp>
 
-#include <integration/core/context.hpp>
+#include "../detail/deferred_flush.hpp"
+#include "blob_keys.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -15,30 +16,14 @@ namespace {
 
 namespace fs = std::filesystem;
 
-result<void> validate_key(std::string_view key) {
-    bool ok = !key.empty() && key.size() <= 512 && key.front() != '/' && key.back() != '/';
-    for (std::size_t start = 0; ok && start <= key.size();) {
-        auto slash = key.find('/', start);
-        auto seg = key.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
-        ok = !seg.empty() && seg != "." && seg != ".." &&
-             seg.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == std::string_view::npos;
-        if (slash == std::string_view::npos) break;
-        start = slash + 1;
-    }
-    if (!ok)
-        return error{errc::invalid_argument,
-                     "a blob key is 1-512 characters of segments of A-Z, a-z, 0-9, '.', '_' or '-' separated by '/', "
-                     "without '.' or '..' segments"};
-    return {};
-}
-
 class filesystem_store final : public blob_store {
 public:
-    explicit filesystem_store(fs::path root) : root_(std::move(root)) {}
+    filesystem_store(fs::path root, std::chrono::milliseconds flush_interval)
+        : root_(std::move(root)), flush_(flush_interval, [this] { sync_root(); }) {}
 
-    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data) override {
-        if (auto r = validate_tenant_id(tenant); !r) return r.error();
-        if (auto r = validate_key(key); !r) return r.error();
+    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data,
+                            durability d) override {
+        if (auto r = detail::validate_put(tenant, key); !r) return r.error();
         auto path = root_ / tenant / key;
         std::error_code ec;
         fs::create_directories(path.parent_path(), ec);
@@ -53,13 +38,14 @@ public:
             if (n <= 0) break;
             written += static_cast<std::size_t>(n);
         }
-        bool ok = written == data.size() && ::fsync(fd) == 0;
+        bool ok = written == data.size() && (d == durability::deferred || ::fsync(fd) == 0);
         ::close(fd);
         if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
             ::unlink(tmp.c_str());
             return error{errc::unavailable, "blob store: writing " + path.string() + " failed: " + std::strerror(errno)};
         }
-        return "blob://" + tenant + "/" + key;
+        if (d == durability::deferred) flush_.mark();
+        return detail::make_ref(tenant, key);
     }
 
     result<std::string> get(std::string const& tenant, std::string const& ref) override {
@@ -94,24 +80,30 @@ public:
 
 private:
     result<fs::path> locate(std::string const& tenant, std::string const& ref) const {
-        if (auto r = validate_tenant_id(tenant); !r) return r.error();
-        std::string prefix = "blob://" + tenant + "/";
-        if (!ref.starts_with(prefix)) return error{errc::not_found, "blob " + ref + " does not exist in this tenant"};
-        auto key = ref.substr(prefix.size());
-        if (auto r = validate_key(key); !r) return r.error();
-        return root_ / tenant / key;
+        auto key = detail::key_of(tenant, ref);
+        if (!key) return key.error();
+        return root_ / tenant / *key;
+    }
+
+    // One syncfs makes every deferred file (data, rename and new directories) durable at once.
+    void sync_root() {
+        if (int fd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+            (void)::syncfs(fd);
+            ::close(fd);
+        }
     }
 
     fs::path root_;
+    integration::detail::deferred_flush flush_;  // last: flushes before the members above go away
 };
 
 }  // namespace
 
-result<std::unique_ptr<blob_store>> open_filesystem_blob_store(std::string root) {
+result<std::unique_ptr<blob_store>> open_filesystem_blob_store(std::string root, std::chrono::milliseconds flush_interval) {
     std::error_code ec;
     fs::create_directories(root, ec);
     if (ec) return error{errc::unavailable, "blob store: cannot create " + root + ": " + ec.message()};
-    return std::unique_ptr<blob_store>(new filesystem_store(fs::path(root)));
+    return std::unique_ptr<blob_store>(new filesystem_store(fs::path(root), flush_interval));
 }
 
 }  // namespace integration::blobs

@@ -116,7 +116,7 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
     if (!draft) return draft.error();
     if (auto s = draft->start(p->connection, r.allow_degraded, clock_.now()); !s) return s.error();
     if (!r.input.body.empty()) {
-        auto ref = blobs_.put(ctx.tenant_id, "runs/" + draft->id() + "/request", r.input.body);
+        auto ref = blobs_.put(ctx.tenant_id, "runs/" + draft->id() + "/request", r.input.body, options_.recording);
         if (!ref) return ref.error();
         if (auto s = draft->set_request_ref(*ref); !s) return s.error();
     }
@@ -124,7 +124,7 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
         auto run = *draft;
         if (auto s = uow.runs().save(run); !s) return s.error();
         return run;
-    });
+    }, options_.recording);
     if (!created && created.error() == errc::already_exists && r.idempotency_key)
         if (auto existing = find_existing()) return replay(ctx, std::move(*existing));  // a concurrent twin won
     if (!created) return created.error();
@@ -181,7 +181,7 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
 
     std::optional<std::string> response_ref;
     if (last && !last->body.empty()) {
-        auto ref = blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/response", last->body);
+        auto ref = blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/response", last->body, options_.recording);
         if (ref) response_ref = *ref;
     }
     auto now = clock_.now();
@@ -203,7 +203,7 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
         }
         if (auto s = uow.runs().save(fresh); !s) return s.error();
         return fresh;
-    });
+    }, options_.recording);
     if (!saved) return saved.error();
     return run_outcome{std::move(*saved), std::move(last), false};
 }

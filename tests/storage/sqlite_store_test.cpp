@@ -5,6 +5,8 @@
 #include <integration/providers/registry.hpp>
 
 #include <sqlite3.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <cstdio>
 #include <cstdlib>
@@ -190,6 +192,59 @@ TEST(sqlite_store, grouped_commits_keep_each_unit_atomic_under_load) {
     EXPECT_EQ(committed.load(), threads * each / 2);
     EXPECT_EQ(count_providers(*s, tenant("t0")) + count_providers(*s, tenant("t1")),
               static_cast<std::size_t>(committed.load()) * 2);
+}
+
+TEST(sqlite_store, deferred_commits_are_visible_at_once_and_survive_the_process_being_killed) {
+    temp_dir dir;
+    auto ctx = tenant("t1");
+    { auto s = open_sqlite(dir, nullptr); }
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        auto s = storage::open_sqlite_store({.path = dir.file("integration.db"), .flush_interval = std::chrono::hours(1)});
+        if (!s) ::_exit(2);
+        for (int i = 0; i < 40; ++i) {
+            auto r = (*s)->transact(
+                ctx,
+                [&](unit_of_work& uow) -> result<void> {
+                    auto p = providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                           provider_spec("d" + std::to_string(i)));
+                    if (!p) return p.error();
+                    return uow.providers().save(*p);
+                },
+                durability::deferred);
+            if (!r) ::_exit(3);
+        }
+        ::_exit(0);  // killed in effect: no destructor, no flush, the hour-long interval never passes
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(count_providers(*s, ctx), 40u);
+}
+
+TEST(sqlite_store, immediate_and_deferred_units_mix_in_one_group) {
+    temp_dir dir;
+    auto s = open_sqlite(dir, nullptr);
+    constexpr int threads = 8, each = 25;
+    std::vector<std::thread> pool;
+    for (int t = 0; t < threads; ++t)
+        pool.emplace_back([&, t] {
+            auto ctx = tenant("t1");
+            for (int i = 0; i < each; ++i)
+                must(s->transact(
+                    ctx,
+                    [&](unit_of_work& uow) -> result<void> {
+                        auto p = must(providers::integration_provider::register_new(
+                            ctx, system_clock::instance().now(), provider_spec("m" + std::to_string(t) + "-" + std::to_string(i))));
+                        return uow.providers().save(p);
+                    },
+                    t % 2 ? durability::deferred : durability::immediate));
+        });
+    for (auto& th : pool) th.join();
+    EXPECT_EQ(count_providers(*s, tenant("t1")), static_cast<std::size_t>(threads * each));
 }
 
 }  // namespace

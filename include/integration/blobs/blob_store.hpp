@@ -7,6 +7,7 @@
  */
 
 #include <integration/core/clock.hpp>
+#include <integration/core/durability.hpp>
 #include <integration/core/error.hpp>
 
 #include <memory>
@@ -20,8 +21,10 @@ class blob_store {
 public:
     virtual ~blob_store() = default;
     /** Writes `data` under `key` (`[A-Za-z0-9._-]` segments separated by `/`), replacing any
-     *  previous content, and returns its reference. The write is atomic. */
-    virtual result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data) = 0;
+     *  previous content, and returns its reference. The write is atomic; `d` says whether it is on
+     *  disk on return or within the backend's flush interval. */
+    virtual result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data,
+                                    durability d = durability::immediate) = 0;
     /** Reads a blob by reference. */
     virtual result<std::string> get(std::string const& tenant, std::string const& ref) = 0;
     /** Deletes a blob; deleting a missing blob is not an error. */
@@ -30,9 +33,23 @@ public:
     virtual result<std::size_t> purge_older_than(time_point cutoff) = 0;
 };
 
-/** A blob store in a directory: `<root>/<tenant>/<key>`, written via a temporary file, fsync and
- *  rename. */
-result<std::unique_ptr<blob_store>> open_filesystem_blob_store(std::string root);
+/** A blob store in a directory: `<root>/<tenant>/<key>`, written via a temporary file and rename.
+ *  An immediate put fsyncs its file; deferred puts are flushed together by one `syncfs` of the
+ *  root's file system within `flush_interval`. */
+result<std::unique_ptr<blob_store>> open_filesystem_blob_store(std::string root,
+                                                               std::chrono::milliseconds flush_interval = std::chrono::milliseconds(10));
+
+/** Options of the SQLite blob store. */
+struct sqlite_blob_options {
+    std::string path;  ///< Database file; created if missing.
+    /** `durability::deferred` puts reach the disk within this interval (one fsync for all). */
+    std::chrono::milliseconds flush_interval{10};
+    integration::clock const* clock = nullptr;  ///< Write times for purging; the system clock when null.
+};
+
+/** A blob store in one SQLite file (WAL). For the small bodies most vendor calls exchange it
+ *  writes several times faster than a file per blob, since it creates no inode per body. */
+result<std::unique_ptr<blob_store>> open_sqlite_blob_store(sqlite_blob_options options);
 
 }  // namespace integration::blobs
 

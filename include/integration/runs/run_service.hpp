@@ -55,6 +55,9 @@ struct run_service_options {
     std::chrono::milliseconds attempt_timeout{10'000};
     resilience::breaker_options breaker{};
     std::chrono::milliseconds max_rate_limit_wait{1'000};  ///< Wait this long for a token, else fail fast.
+    /** How runs and their bodies are recorded. `deferred` lets many runs share one fsync (process
+     *  crashes lose nothing; a power loss may lose the store's last flush interval). */
+    durability recording = durability::immediate;
     /** Waits between attempts; tests pass one that advances a manual clock. */
     std::function<void(std::chrono::milliseconds)> sleep;
     /** Random numbers in [0, 1) for jitter. */

@@ -18,7 +18,9 @@ namespace integration::storage {
 /** Options of `sqlite_store`. */
 struct sqlite_options {
     std::string path;                         ///< Database file; created if missing.
-    bool synchronous_full = true;             ///< `synchronous=FULL` (durable at commit); false uses NORMAL.
+    bool synchronous_full = true;             ///< False makes every commit `durability::deferred`.
+    /** `durability::deferred` commits reach the disk within this interval (one fsync of the WAL). */
+    std::chrono::milliseconds flush_interval{10};
     std::chrono::milliseconds busy_timeout{5'000};  ///< How long to wait for another process's lock.
     std::size_t max_batch = 512;              ///< Most units of work committed together.
     std::size_t readers = 4;                  ///< Pooled read connections.

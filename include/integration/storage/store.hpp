@@ -8,6 +8,7 @@
  */
 
 #include <integration/connections/connection.hpp>
+#include <integration/core/durability.hpp>
 #include <integration/credentials/credential.hpp>
 #include <integration/events/envelope.hpp>
 #include <integration/failures/failure.hpp>
@@ -200,7 +201,8 @@ public:
     /** Runs `fn` in one transaction for `ctx`'s tenant: committed if it returns success, rolled back
      *  (with every event it raised) if it returns an error or throws. A backend may commit several
      *  concurrent units together; each still commits or rolls back alone. `fn` must not call back
-     *  into the store.
+     *  into the store. `d` says whether the commit is on disk on return or within the backend's
+     *  flush interval.
      *
      *  @par Example
      *  @code
@@ -212,7 +214,7 @@ public:
      *  });
      *  @endcode
      */
-    virtual result<void> transact(request_context const& ctx, work fn) = 0;
+    virtual result<void> transact(request_context const& ctx, work fn, durability d = durability::immediate) = 0;
     /** Runs `fn` on a consistent read-only snapshot; `save` fails inside it. */
     virtual result<void> read(request_context const& ctx, work fn) = 0;
 
@@ -227,7 +229,7 @@ public:
 
 namespace detail {
 template <class F>
-auto unit_for(store& s, request_context const& ctx, F&& fn, bool read_only)
+auto unit_for(store& s, request_context const& ctx, F&& fn, bool read_only, durability d)
     -> std::invoke_result_t<F&, unit_of_work&> {
     using value_type = typename std::invoke_result_t<F&, unit_of_work&>::value_type;
     std::optional<value_type> out;
@@ -237,7 +239,7 @@ auto unit_for(store& s, request_context const& ctx, F&& fn, bool read_only)
         out.emplace(std::move(*v));
         return {};
     };
-    auto r = read_only ? s.read(ctx, body) : s.transact(ctx, body);
+    auto r = read_only ? s.read(ctx, body) : s.transact(ctx, body, d);
     if (!r) return r.error();
     return std::move(*out);
 }
@@ -246,14 +248,15 @@ auto unit_for(store& s, request_context const& ctx, F&& fn, bool read_only)
 /** Runs `fn(unit_of_work&) -> result<T>` in one transaction of `s` and returns its value; the
  *  transaction commits only when `fn` succeeds. */
 template <class F>
-auto transact_for(store& s, request_context const& ctx, F&& fn) -> std::invoke_result_t<F&, unit_of_work&> {
-    return detail::unit_for(s, ctx, std::forward<F>(fn), false);
+auto transact_for(store& s, request_context const& ctx, F&& fn, durability d = durability::immediate)
+    -> std::invoke_result_t<F&, unit_of_work&> {
+    return detail::unit_for(s, ctx, std::forward<F>(fn), false, d);
 }
 
 /** Runs `fn(unit_of_work&) -> result<T>` on a read-only snapshot of `s` and returns its value. */
 template <class F>
 auto read_for(store& s, request_context const& ctx, F&& fn) -> std::invoke_result_t<F&, unit_of_work&> {
-    return detail::unit_for(s, ctx, std::forward<F>(fn), true);
+    return detail::unit_for(s, ctx, std::forward<F>(fn), true, durability::immediate);
 }
 
 }  // namespace integration::storage

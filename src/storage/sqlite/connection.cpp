@@ -2,6 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <fcntl.h>
+#include <unistd.h>
+
 namespace integration::storage::sqlite {
 
 error sqlite_error(int rc, std::string_view what, char const* message) {
@@ -16,6 +19,13 @@ error sqlite_error(int rc, std::string_view what, char const* message) {
         return {errc::storage_failure, detail};
     case SQLITE_FULL: return {errc::storage_failure, detail + " (the disk is full; free space and retry)"};
     default: return {errc::storage_failure, detail};
+    }
+}
+
+void sync_wal(std::string const& path) {
+    if (int fd = ::open((path + "-wal").c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
+        (void)::fdatasync(fd);
+        ::close(fd);
     }
 }
 

@@ -69,6 +69,10 @@ private:
     std::unordered_map<std::string, std::unique_ptr<statement>> cache_;
 };
 
+/** Fsyncs the write-ahead log of the database at `path`: every commit made with
+ *  `synchronous=NORMAL` so far becomes durable, as `FULL` would have made it at commit. */
+void sync_wal(std::string const& path);
+
 /** Maps an SQLite result code to an `error`. */
 error sqlite_error(int rc, std::string_view what, char const* message);
 

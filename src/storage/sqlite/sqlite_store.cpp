@@ -4,10 +4,13 @@
 #include "mapping.hpp"
 #include "schema.hpp"
 
+#include "../../detail/deferred_flush.hpp"
+
 #include <integration/core/id.hpp>
 
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <condition_variable>
 #include <deque>
@@ -549,6 +552,10 @@ std::optional<file_identity> identify(std::string const& path) {
     return file_identity{st.st_dev, st.st_ino};
 }
 
+// Pages are read through a memory map: a reader whose cache a commit invalidated then re-reads
+// pages without a pread system call per page.
+constexpr std::string_view mmap_pragma = "PRAGMA mmap_size = 268435456";
+
 class sqlite_store final : public store {
 public:
     sqlite_store(sqlite_options o, std::unique_ptr<database> writer, file_identity id)
@@ -566,11 +573,13 @@ public:
         thread_.join();
     }
 
-    result<void> transact(request_context const& ctx, work fn) override {
-        return submit([&ctx, &fn, this](database& db) -> result<void> {
-            sqlite_unit_of_work uow({db, ctx, clock_, o_.source, false});
-            return fn(uow);
-        });
+    result<void> transact(request_context const& ctx, work fn, durability d) override {
+        return submit(
+            [&ctx, &fn, this](database& db) -> result<void> {
+                sqlite_unit_of_work uow({db, ctx, clock_, o_.source, false});
+                return fn(uow);
+            },
+            d);
     }
 
     result<void> read(request_context const& ctx, work fn) override {
@@ -633,13 +642,14 @@ public:
                 if (auto r = (*st)->run(); !r) return r;
             }
             return {};
-        });
+        }, durability::deferred);  // lost marks only mean an event is published again (at least once)
     }
 
 private:
     using job_fn = std::function<result<void>(database&)>;
     struct job {
         job_fn fn;
+        durability d;
         std::promise<result<void>> done;
     };
 
@@ -659,8 +669,8 @@ private:
                                             "on an empty database. Restore the file and restart"};
     }
 
-    result<void> submit(job_fn fn) {
-        job j{std::move(fn), {}};
+    result<void> submit(job_fn fn, durability d) {
+        job j{std::move(fn), o_.synchronous_full ? d : durability::deferred, {}};
         auto f = j.done.get_future();
         {
             std::lock_guard lock(queue_mutex_);
@@ -695,6 +705,13 @@ private:
         }
     }
 
+    result<void> set_synchronous(bool full) {
+        if (full == synchronous_full_now_) return {};
+        auto r = writer_->exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+        if (r) synchronous_full_now_ = full;
+        return r;
+    }
+
     void run_batch(std::vector<job*>& batch) {
         std::vector<result<void>> results(batch.size());
         std::vector<std::exception_ptr> thrown(batch.size());
@@ -702,6 +719,8 @@ private:
             for (auto* j : batch) j->done.set_value(e);
         };
         if (auto r = check_file(); !r) return fail_all(r.error());
+        bool full = std::any_of(batch.begin(), batch.end(), [](job const* j) { return j->d == durability::immediate; });
+        if (auto r = set_synchronous(full); !r) return fail_all(r.error());
         if (auto r = begin_immediate(); !r) return fail_all(r.error());
         for (std::size_t i = 0; i < batch.size(); ++i) {
             // An engine error (I/O, disk full) can end the whole transaction: then every unit of
@@ -734,6 +753,7 @@ private:
         }
         // A file swapped under us between the check and the commit must not look like success.
         if (auto r = check_file(); !r) return fail_all(r.error());
+        if (!full) flush_.mark();
         for (std::size_t i = 0; i < batch.size(); ++i) {
             if (thrown[i])
                 batch[i]->done.set_exception(thrown[i]);
@@ -745,7 +765,7 @@ private:
     result<std::unique_ptr<database>> open_reader() {
         auto db = database::open(o_.path, false, static_cast<int>(o_.busy_timeout.count()));
         if (!db) return db.error();
-        if (auto r = (*db)->exec("PRAGMA foreign_keys = ON; PRAGMA query_only = ON"); !r) return r.error();
+        if (auto r = (*db)->exec(std::string("PRAGMA foreign_keys = ON; PRAGMA query_only = ON; ").append(mmap_pragma)); !r) return r.error();
         return db;
     }
 
@@ -806,6 +826,8 @@ private:
     std::deque<job*> queue_;
     bool stopping_ = false;
     std::thread thread_;
+    bool synchronous_full_now_ = false;  // the writer connection's mode (writer thread only)
+    integration::detail::deferred_flush flush_{o_.flush_interval, [this] { sqlite::sync_wal(o_.path); }};
 
     std::mutex readers_mutex_;
     std::condition_variable readers_cv_;
@@ -820,12 +842,13 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
     auto db = database::open(o.path, false, static_cast<int>(o.busy_timeout.count()));
     if (!db) return db.error();
     auto& w = **db;
-    // WAL lets readers run beside the writer; FULL makes every commit durable on return.
+    // WAL lets readers run beside the writer. Migrations commit with FULL; afterwards the writer
+    // picks FULL or NORMAL per batch from the durability its units asked for.
     if (auto r = w.exec("PRAGMA journal_mode = WAL"); !r) return r.error();
-    if (auto r = w.exec(o.synchronous_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL"); !r)
-        return r.error();
-    if (auto r = w.exec("PRAGMA foreign_keys = ON"); !r) return r.error();
+    if (auto r = w.exec("PRAGMA synchronous = FULL"); !r) return r.error();
+    if (auto r = w.exec(std::string("PRAGMA foreign_keys = ON; ").append(mmap_pragma)); !r) return r.error();
     if (auto r = sqlite::migrate(w); !r) return r.error();
+    if (auto r = w.exec("PRAGMA synchronous = NORMAL"); !r) return r.error();
     auto id = identify(o.path);
     if (!id) return error{errc::database_missing, "database file " + o.path + " disappeared while opening"};
     return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id));

@@ -1,0 +1,125 @@
+#include <integration/blobs/blob_store.hpp>
+
+#include "storage/fixtures.hpp"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <functional>
+
+// The same cases over every blob-store backend.
+
+namespace integration::testing {
+namespace {
+
+using namespace std::chrono_literals;
+
+struct blob_backend {
+    std::string name;
+    /** Opens the backend in `dir`; `clock` dates the SQLite backend's writes. */
+    std::function<std::unique_ptr<blobs::blob_store>(std::string const& dir, manual_clock& clock)> open;
+    /** Makes the blob `key` of `tenant` look `age` old. */
+    std::function<void(std::string const& dir, manual_clock& clock, std::string const& tenant, std::string const& key,
+                       std::chrono::hours age)>
+        age;
+};
+
+std::vector<blob_backend> backends() {
+    return {
+        {"filesystem",
+         [](std::string const& dir, manual_clock&) { return must(blobs::open_filesystem_blob_store(dir + "/blobs")); },
+         [](std::string const& dir, manual_clock&, std::string const& tenant, std::string const& key, std::chrono::hours age) {
+             auto path = dir + "/blobs/" + tenant + "/" + key;
+             std::filesystem::last_write_time(path, std::filesystem::file_time_type::clock::now() - age);
+         }},
+        {"sqlite",
+         [](std::string const& dir, manual_clock& clock) {
+             return must(blobs::open_sqlite_blob_store({.path = dir + "/blobs.db", .clock = &clock}));
+         },
+         nullptr},
+    };
+}
+
+class blob_store_conformance : public ::testing::TestWithParam<blob_backend> {
+protected:
+    temp_dir dir;
+    manual_clock clock{system_clock::instance().now()};
+    std::unique_ptr<blobs::blob_store> open() { return GetParam().open(dir.path().string(), clock); }
+};
+
+TEST_P(blob_store_conformance, round_trips_bytes_under_a_tenant_partitioned_reference) {
+    auto blobs = open();
+    std::string body("binary\0body\r\n", 13);
+    auto ref = must(blobs->put("t1", "runs/run-1/request", body));
+    EXPECT_EQ(ref, "blob://t1/runs/run-1/request");
+    EXPECT_EQ(must(blobs->get("t1", ref)), body);
+    must(blobs->put("t1", "runs/run-1/request", "replaced"));
+    EXPECT_EQ(must(blobs->get("t1", ref)), "replaced");
+    must(blobs->remove("t1", ref));
+    EXPECT_EQ(blobs->get("t1", ref).error(), errc::not_found);
+    must(blobs->remove("t1", ref));  // idempotent
+}
+
+TEST_P(blob_store_conformance, another_tenant_cannot_read_or_delete_by_reference) {
+    auto blobs = open();
+    auto ref = must(blobs->put("tenant-a", "payload", "secret-ish"));
+    EXPECT_EQ(blobs->get("tenant-b", ref).error(), errc::not_found);
+    EXPECT_EQ(blobs->remove("tenant-b", ref).error(), errc::not_found);
+    must(blobs->put("tenant-b", "payload", "b's own"));  // same key, other tenant: a different blob
+    EXPECT_EQ(must(blobs->get("tenant-a", ref)), "secret-ish");
+}
+
+TEST_P(blob_store_conformance, keys_cannot_escape_the_tenant_partition) {
+    auto blobs = open();
+    for (auto key : {"../other/x", "a/../../x", "/abs", "a//b", "a/./b", "", "sp ace", "a/"})
+        EXPECT_EQ(blobs->put("t1", key, "x").error(), errc::invalid_argument) << key;
+    EXPECT_EQ(blobs->get("t1", "blob://t1/../t2/x").error(), errc::invalid_argument);
+    EXPECT_EQ(blobs->put("../t2", "x", "x").error(), errc::invalid_argument);
+}
+
+TEST_P(blob_store_conformance, purge_removes_only_blobs_older_than_the_cutoff) {
+    auto blobs = open();
+    auto const& backend = GetParam();
+    if (!backend.age) clock.advance(-31 * 24h);  // the SQLite backend dates writes by the clock
+    auto old_ref = must(blobs->put("t1", "old", "o"));
+    if (backend.age) backend.age(dir.path().string(), clock, "t1", "old", 31 * 24h);
+    else clock.advance(31 * 24h);
+    auto new_ref = must(blobs->put("t2", "new", "n"));
+    EXPECT_EQ(must(blobs->purge_older_than(system_clock::instance().now() - 30 * 24h)), 1u);
+    EXPECT_EQ(blobs->get("t1", old_ref).error(), errc::not_found);
+    EXPECT_EQ(must(blobs->get("t2", new_ref)), "n");
+}
+
+TEST_P(blob_store_conformance, deferred_puts_are_readable_at_once_and_survive_the_process_being_killed) {
+    std::string ref;
+    {
+        auto blobs = open();
+        ref = must(blobs->put("t1", "runs/r1/response", "deferred body", durability::deferred));
+        EXPECT_EQ(must(blobs->get("t1", ref)), "deferred body");
+    }
+    // A child writes deferred blobs and is killed before any flush interval could pass.
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        auto blobs = GetParam().open(dir.path().string(), clock);
+        for (int i = 0; i < 50; ++i)
+            if (!blobs->put("t1", "runs/k" + std::to_string(i) + "/response", "body " + std::to_string(i), durability::deferred))
+                ::_exit(2);
+        ::_exit(0);  // no destructors, no flush
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    ASSERT_EQ(WEXITSTATUS(status), 0);
+    auto blobs = open();
+    EXPECT_EQ(must(blobs->get("t1", ref)), "deferred body");
+    for (int i = 0; i < 50; ++i)
+        EXPECT_EQ(must(blobs->get("t1", "blob://t1/runs/k" + std::to_string(i) + "/response")), "body " + std::to_string(i));
+}
+
+INSTANTIATE_TEST_SUITE_P(backends, blob_store_conformance, ::testing::ValuesIn(backends()),
+                         [](auto const& info) { return info.param.name; });
+
+}  // namespace
+}  // namespace integration::testing
