@@ -89,6 +89,38 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     sqlite3_close(db);
 }
 
+TEST(sqlite_store, a_version_1_database_is_migrated_in_place_and_keeps_its_rows) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    std::string id;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto f = must(failures::integration_failure::record(
+                ctx, system_clock::instance().now(), failures::failure_source::run, "run-1", "prov-1",
+                {failures::failure_category::transient, "http_503", "busy", failures::next_action::retry,
+                 system_clock::instance().now()}));
+            id = f.id();
+            return uow.failures().save(f);
+        }));
+    }
+    // Turn the file back into schema 1: no lease columns.
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE failures DROP COLUMN lease_owner; ALTER TABLE failures DROP COLUMN lease_until; "
+                               "PRAGMA user_version = 1", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    auto s = open_sqlite(dir, nullptr);
+    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.failures().find(id)).data().error_code, "http_503");
+        auto claimed = must(uow.failures().claim_due(system_clock::instance().now() + std::chrono::seconds(1), "w",
+                                                     system_clock::instance().now() + std::chrono::minutes(1), 10));
+        EXPECT_EQ(claimed.size(), 1u);
+        return {};
+    }));
+}
+
 TEST(sqlite_store, a_file_that_is_not_a_database_gives_a_clear_error) {
     temp_dir dir;
     std::ofstream(dir.file("integration.db")) << "this is not sqlite, just some text that is long enough to be a header";

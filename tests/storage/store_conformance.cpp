@@ -615,5 +615,43 @@ TEST_P(store_conformance, concurrent_units_from_many_threads_all_commit_or_fail_
     EXPECT_EQ(stored, static_cast<std::size_t>(ok.load()));
 }
 
+TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until_they_expire_or_are_released) {
+    auto now = clock_.now();
+    std::vector<std::string> ids;
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        for (int i = 0; i < 4; ++i) {
+            auto f = must(failures::integration_failure::record(
+                a_, now, failures::failure_source::run, "run-" + std::to_string(i), "prov-1",
+                {failures::failure_category::transient, "http_503", "busy", failures::next_action::retry, now}));
+            ids.push_back(f.id());
+            must(uow.failures().save(f));
+        }
+        return {};
+    });
+    auto claim = [&](request_context const& ctx, std::string const& owner, time_point at, std::size_t limit) {
+        std::vector<std::string> got;
+        write(ctx, [&](unit_of_work& uow) -> result<void> {
+            for (auto const& f : must(uow.failures().claim_due(at, owner, at + std::chrono::seconds(30), limit)))
+                got.push_back(f.id());
+            return {};
+        });
+        return got;
+    };
+    auto first = claim(a_, "worker-1", now, 3);
+    auto second = claim(a_, "worker-2", now, 10);
+    EXPECT_EQ(first.size(), 3u);
+    ASSERT_EQ(second.size(), 1u);  // only the one worker-1 did not take
+    for (auto const& id : first) EXPECT_NE(id, second[0]);
+    EXPECT_TRUE(claim(b_, "worker-b", now, 10).empty());  // another tenant sees none of them
+    EXPECT_TRUE(claim(a_, "worker-3", now + std::chrono::seconds(29), 10).empty());
+    // worker-2 finishes and releases; worker-1 dies: its leases expire.
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_TRUE(uow.failures().release(second[0], "worker-1"));  // not its lease: a no-op
+        return uow.failures().release(second[0], "worker-2");
+    });
+    EXPECT_EQ(claim(a_, "worker-3", now + std::chrono::seconds(1), 10), second);
+    EXPECT_EQ(claim(a_, "worker-4", now + std::chrono::seconds(30), 10).size(), 3u);  // worker-3 still holds its own
+}
+
 }  // namespace
 }  // namespace integration::testing

@@ -134,6 +134,12 @@ public:
      *  earliest first. */
     virtual result<std::vector<failures::integration_failure>> due_for_retry(time_point now,
                                                                             std::size_t limit) = 0;
+    /** Leases up to `limit` of the failures `due_for_retry` would return that no other worker holds
+     *  (or whose lease expired) to `owner` until `until`. Two workers never hold the same failure. */
+    virtual result<std::vector<failures::integration_failure>> claim_due(time_point now, std::string const& owner,
+                                                                        time_point until, std::size_t limit) = 0;
+    /** Gives up `owner`'s lease of a failure (after a retry was recorded). */
+    virtual result<void> release(std::string const& failure_id, std::string const& owner) = 0;
     virtual result<void> save(failures::integration_failure& f) = 0;
 };
 

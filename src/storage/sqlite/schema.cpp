@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 1> migrations{
+constexpr std::array<char const*, 2> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -113,6 +113,12 @@ CREATE TABLE outbox(sequence INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NO
   tenant_id TEXT NOT NULL, aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_version INTEGER NOT NULL,
   event_type TEXT NOT NULL, occurred_at INTEGER NOT NULL, envelope TEXT NOT NULL, published_at INTEGER);
 CREATE INDEX outbox_pending ON outbox(sequence) WHERE published_at IS NULL;
+)sql",
+    // 2: retry leases. A worker claims a due failure until lease_until; another worker skips it
+    // until then, and an expired lease (a worker that died) makes it claimable again.
+    R"sql(
+ALTER TABLE failures ADD COLUMN lease_owner TEXT;
+ALTER TABLE failures ADD COLUMN lease_until INTEGER;
 )sql",
 };
 

@@ -445,7 +445,7 @@ private:
 
 class failure_repo final : public integration_failure_repository {
 public:
-    explicit failure_repo(work_state& w) : r_(w) {}
+    explicit failure_repo(work_state& w) : w_(w), r_(w) {}
     result<failures::integration_failure> find(std::string const& id) override { return r_.find(id); }
     result<page<failures::integration_failure>> list(failure_query const& q, page_request const& p) override {
         std::string where;
@@ -459,9 +459,35 @@ public:
         return r_.select("resolved_at IS NULL AND next_action = 'Retry' AND next_attempt_at <= ?", {to_unix_ms(now)},
                          "next_attempt_at, failure_id", clamp_limit(limit));
     }
+    result<std::vector<failures::integration_failure>> claim_due(time_point now, std::string const& owner,
+                                                                time_point until, std::size_t limit) override {
+        if (w_.read_only) return error{errc::invalid_state, "claim_due called inside a read-only unit of work"};
+        // The unit runs under the database's write lock, so select-then-update is atomic.
+        auto due = r_.select("resolved_at IS NULL AND next_action = 'Retry' AND next_attempt_at <= ? AND "
+                             "(lease_until IS NULL OR lease_until <= ?)",
+                             {to_unix_ms(now), to_unix_ms(now)}, "next_attempt_at, failure_id", clamp_limit(limit));
+        if (!due) return due.error();
+        auto st = w_.db.prepare("UPDATE failures SET lease_owner = ?, lease_until = ? WHERE failure_id = ? AND tenant_id = ?");
+        if (!st) return st.error();
+        for (auto const& f : *due) {
+            (*st)->reset();
+            (*st)->bind_all({owner, to_unix_ms(until), f.id(), w_.ctx.tenant_id});
+            if (auto r = (*st)->run(); !r) return r.error();
+        }
+        return due;
+    }
+    result<void> release(std::string const& failure_id, std::string const& owner) override {
+        if (w_.read_only) return error{errc::invalid_state, "release called inside a read-only unit of work"};
+        auto st = w_.db.prepare("UPDATE failures SET lease_owner = NULL, lease_until = NULL "
+                                "WHERE failure_id = ? AND tenant_id = ? AND lease_owner = ?");
+        if (!st) return st.error();
+        (*st)->bind_all({failure_id, w_.ctx.tenant_id, owner});
+        return (*st)->run();
+    }
     result<void> save(failures::integration_failure& f) override { return r_.save(f); }
 
 private:
+    work_state& w_;
     repo<failures::integration_failure> r_;
 };
 
