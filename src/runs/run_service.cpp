@@ -1,11 +1,56 @@
 #include <integration/runs/run_service.hpp>
 
+#include <boost/json.hpp>
+
+#include <algorithm>
 #include <random>
-#include <thread>
 
 namespace integration::runs {
 
 using namespace std::chrono;
+
+namespace {
+
+/** Headers that carry credentials: never written to the blob store with a run's input. */
+bool is_credential_header(std::string_view name) {
+    static constexpr std::string_view names[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"};
+    std::string lower(name);
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return std::find(std::begin(names), std::end(names), lower) != std::end(names);
+}
+
+boost::json::array pairs_to_json(std::vector<std::pair<std::string, std::string>> const& items, bool drop_credentials) {
+    boost::json::array out;
+    for (auto const& [k, v] : items)
+        if (!drop_credentials || !is_credential_header(k)) out.push_back(boost::json::array{boost::json::string(k), boost::json::string(v)});
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> pairs_from_json(boost::json::value const* v) {
+    std::vector<std::pair<std::string, std::string>> out;
+    if (v == nullptr || !v->is_array()) return out;
+    for (auto const& item : v->as_array())
+        if (item.is_array() && item.as_array().size() == 2 && item.as_array()[0].is_string() && item.as_array()[1].is_string())
+            out.emplace_back(std::string(item.as_array()[0].as_string()), std::string(item.as_array()[1].as_string()));
+    return out;
+}
+
+/** Follows redirects (each hop re-checked) in front of another transport. */
+class redirecting_transport final : public http::transport {
+public:
+    redirecting_transport(http::transport& inner, http::redirect_options o, http::hop_check check)
+        : inner_(inner), o_(o), check_(std::move(check)) {}
+    result<http::response> send(http::request const& r) override {
+        return http::send_following_redirects(inner_, r, o_, check_);
+    }
+
+private:
+    http::transport& inner_;
+    http::redirect_options o_;
+    http::hop_check check_;
+};
+
+}  // namespace
 
 run_service::run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
                          http::transport& transport, net::egress_policy egress, net::resolver& resolver,
@@ -18,6 +63,42 @@ run_service::run_service(storage::store& store, credentials::credential_service&
             thread_local std::mt19937_64 rng{std::random_device{}()};
             return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
         };
+    for (std::size_t i = 0; i < std::max<std::size_t>(options_.async_threads, 1); ++i) threads_.emplace_back([this] { worker(); });
+}
+
+run_service::~run_service() {
+    {
+        std::lock_guard lock(jobs_mutex_);
+        stopping_ = true;
+    }
+    jobs_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+}
+
+void run_service::worker() {
+    while (true) {
+        std::function<void()> job;
+        {
+            std::unique_lock lock(jobs_mutex_);
+            jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+            if (jobs_.empty()) return;  // stopping, and every queued run has been executed
+            job = std::move(jobs_.front());
+            jobs_.pop_front();
+        }
+        job();
+    }
+}
+
+std::future<result<run_outcome>> run_service::execute_async(request_context ctx, execute_request request) {
+    auto task = std::make_shared<std::packaged_task<result<run_outcome>()>>(
+        [this, ctx = std::move(ctx), request = std::move(request)]() mutable { return execute(ctx, std::move(request)); });
+    auto f = task->get_future();
+    {
+        std::lock_guard lock(jobs_mutex_);
+        jobs_.emplace_back([task] { (*task)(); });
+    }
+    jobs_cv_.notify_one();
+    return f;
 }
 
 resilience::circuit_breaker& run_service::breaker(std::string const& connection_id) {
@@ -27,7 +108,13 @@ resilience::circuit_breaker& run_service::breaker(std::string const& connection_
     return *b;
 }
 
-result<run_service::plan> run_service::prepare(request_context const& ctx, execute_request const& r) {
+result<run_service::plan> run_service::bind(request_context const& ctx, execute_request const& r) {
+    auto key = ctx.tenant_id + '\n' + r.connection_id + '\n' + r.operation + (r.allow_degraded ? "\n1" : "\n0");
+    auto now = clock_.now();
+    if (options_.binding_cache_ttl.count() > 0) {
+        std::lock_guard lock(bindings_mutex_);
+        if (auto it = bindings_.find(key); it != bindings_.end() && it->second.expires > now) return it->second.p;
+    }
     std::optional<plan> out;
     auto read = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         auto conn = uow.connections().find(r.connection_id);
@@ -51,6 +138,17 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
                                                  provider->id()};
     });
     if (!read) return read.error();
+    if (options_.binding_cache_ttl.count() > 0) {
+        std::lock_guard lock(bindings_mutex_);
+        if (bindings_.size() > 10'000) bindings_.clear();
+        bindings_.insert_or_assign(key, binding{*out, now + options_.binding_cache_ttl});
+    }
+    return std::move(*out);
+}
+
+result<run_service::plan> run_service::prepare(request_context const& ctx, execute_request const& r) {
+    auto out = bind(ctx, r);
+    if (!out) return out.error();
     std::string path;
     auto const& tpl = out->op.path;
     for (std::size_t i = 0; i < tpl.size();) {
@@ -72,7 +170,7 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
         out->url += sep + http::form_encode(k) + "=" + http::form_encode(v);
         sep = '&';
     }
-    return std::move(*out);
+    return out;
 }
 
 std::optional<nanoseconds> run_service::take_token(std::string const& key, plan const& p) {
@@ -87,13 +185,124 @@ std::optional<nanoseconds> run_service::take_token(std::string const& key, plan 
 }
 
 result<run_outcome> run_service::replay(request_context const& ctx, integration_run run) {
-    run_outcome out{std::move(run), std::nullopt, true};
+    run_outcome out{std::move(run), std::nullopt, true, std::nullopt};
     auto const& d = out.run.data();
     if (d.response_ref && !d.run_attempts.empty() && d.run_attempts.back().http_status) {
         auto body = blobs_.get(ctx.tenant_id, *d.response_ref);
         out.response = http::response{static_cast<int>(*d.run_attempts.back().http_status), {}, body ? *body : std::string()};
     }
     return out;
+}
+
+// Up to retry.max_attempts attempts, each recorded on `run`; waits between them as classified.
+run_service::attempts_result run_service::attempt(request_context const& ctx, plan const& p, execute_request const& r,
+                                                  integration_run& run) {
+    http::request req{.method = p.op.method, .url = p.url, .headers = r.input.headers, .body = r.input.body,
+                      .timeout = options_.attempt_timeout, .cancel = r.cancel};
+    req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
+    if (!r.input.body.empty() && http::find_header(req.headers, "Content-Type").empty())
+        req.headers.emplace_back("Content-Type", "application/json");
+    std::optional<redirecting_transport> redirecting;
+    if (options_.redirects.max_hops > 0)
+        redirecting.emplace(transport_, options_.redirects, http::egress_hop_check(egress_, resolver_));
+    http::transport& via = redirecting ? static_cast<http::transport&>(*redirecting) : transport_;
+    auto key = ctx.tenant_id + "/" + p.provider.id() + "/" + p.connection.id();
+    auto& cb = breaker(p.connection.id());
+    auto first_start = clock_.now();
+    attempts_result out;
+    for (int n = 1;; ++n) {
+        auto attempt_start = clock_.now();
+        failures::attempt_outcome outcome;
+        bool sent = false;
+        if (auto d = egress_.check_destination(p.url, resolver_); !d) {
+            outcome.transport_error = d.error();
+        } else if (auto wait = take_token(key, p); wait) {
+            // Our own budget is spent: treat it as the vendor's 429 with the time to the next token.
+            outcome.response = http::response{429, {{"Retry-After", std::to_string(duration_cast<seconds>(*wait).count() + 1)}}, ""};
+        } else if (!cb.allow()) {
+            outcome.transport_error = error{errc::unavailable, "circuit open for connection " + p.connection.id()};
+        } else {
+            req.pin = http::pinned_address{d->host, d->port, d->literal->to_string()};
+            auto res = p.connection.data().credential_id ? credentials_.send_authorized(ctx, *p.connection.data().credential_id, req, via)
+                                                          : via.send(req);
+            sent = true;
+            if (res) outcome.response = std::move(*res);
+            else outcome.transport_error = res.error();
+            cb.record(outcome.response && outcome.response->status < 500);
+        }
+        auto now = clock_.now();
+        auto elapsed = duration_cast<milliseconds>(now - first_start);
+        out.failure = failures::classify(outcome, n, options_.retry, now, elapsed, options_.random());
+        if (outcome.transport_error && *outcome.transport_error == errc::cancelled && out.failure) {
+            out.failure->category = failures::failure_category::validation;  // the caller gave up: never retried
+            out.failure->error_code = "cancelled";
+            out.failure->next_action = failures::next_action::dead_letter;
+            out.failure->next_attempt_at.reset();
+        }
+        run_attempt a{run.data().attempts + 1, out.failure ? attempt_status::failed : attempt_status::succeeded,
+                      out.failure ? std::optional(out.failure->category) : std::nullopt,
+                      outcome.response ? std::optional<std::int64_t>(outcome.response->status) : std::nullopt,
+                      duration_cast<milliseconds>(now - attempt_start).count(), attempt_start};
+        (void)run.record_attempt(a);  // the number is the next one by construction
+        if (outcome.response && sent) out.last = outcome.response;
+        if (!out.failure || out.failure->next_action != failures::next_action::retry || n >= options_.retry.max_attempts) break;
+        options_.sleep(duration_cast<milliseconds>(*out.failure->next_attempt_at - now));
+    }
+    return out;
+}
+
+bool run_service::retryable(failures::classification const& c) {
+    return c.category == failures::failure_category::transient || c.category == failures::failure_category::rate_limited;
+}
+
+// The next execution continues the backoff where this one's attempts stopped; a server's
+// Retry-After (capped) wins when longer.
+void run_service::defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last) {
+    auto now = clock_.now();
+    auto delay = resilience::backoff_delay(options_.retry, static_cast<int>(run.data().attempts) + 1, options_.random());
+    if (last)
+        if (auto asked = resilience::server_requested_delay(last->headers, now))
+            delay = std::max(delay, std::min(*asked, options_.retry.max_delay));
+    c.next_action = failures::next_action::retry;
+    c.next_attempt_at = now + delay;
+}
+
+std::optional<std::string> run_service::store_response(request_context const& ctx, integration_run const& run,
+                                                       std::optional<http::response> const& last) {
+    if (!last || last->body.empty()) return std::nullopt;
+    auto ref = blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/response", last->body, options_.recording);
+    if (!ref) return std::nullopt;  // the outcome is still recorded; only the body is missing
+    return *ref;
+}
+
+bool run_service::keep_input(request_context const& ctx, integration_run const& run, run_input const& input) {
+    boost::json::object params;
+    for (auto const& [k, v] : input.path_params) params[k] = v;
+    boost::json::object j{{"pathParams", std::move(params)},
+                          {"query", pairs_to_json(input.query, false)},
+                          {"headers", pairs_to_json(input.headers, true)}};
+    return blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/input", boost::json::serialize(j), options_.recording).has_value();
+}
+
+result<execute_request> run_service::stored_input(request_context const& ctx, integration_run const& run) {
+    execute_request r{run.data().connection_id, run.data().operation, {}, std::nullopt, false, nullptr};
+    auto text = blobs_.get(ctx.tenant_id, "blob://" + ctx.tenant_id + "/runs/" + run.id() + "/input");
+    if (!text) return error{errc::not_found, "run " + run.id() + " has no stored input to execute again: " + text.error().detail()};
+    boost::system::error_code ec;
+    auto j = boost::json::parse(*text, ec);
+    if (ec || !j.is_object()) return error{errc::storage_failure, "the stored input of run " + run.id() + " is corrupt"};
+    auto const& o = j.as_object();
+    if (auto const* p = o.if_contains("pathParams"); p && p->is_object())
+        for (auto const& [k, v] : p->as_object())
+            if (v.is_string()) r.input.path_params[std::string(k)] = std::string(v.as_string());
+    r.input.query = pairs_from_json(o.if_contains("query"));
+    r.input.headers = pairs_from_json(o.if_contains("headers"));
+    if (run.data().request_ref) {
+        auto body = blobs_.get(ctx.tenant_id, *run.data().request_ref);
+        if (!body) return body.error();
+        r.input.body = std::move(*body);
+    }
+    return r;
 }
 
 result<run_outcome> run_service::execute(request_context const& ctx, execute_request r) {
@@ -110,8 +319,8 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
     auto p = prepare(ctx, r);
     if (!p) return p.error();
 
-    // Pending → Running, durably, before the vendor sees anything. The body goes to the blob
-    // store first, outside the transaction, so its fsync never holds up the store's writer.
+    // Pending → Running before the vendor sees anything: durably, unless recording is deferred
+    // (then only an idempotency key, which must be claimed first, is written ahead).
     auto draft = integration_run::create(ctx, clock_.now(), p->connection, r.operation, r.idempotency_key);
     if (!draft) return draft.error();
     if (auto s = draft->start(p->connection, r.allow_degraded, clock_.now()); !s) return s.error();
@@ -120,71 +329,25 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
         if (!ref) return ref.error();
         if (auto s = draft->set_request_ref(*ref); !s) return s.error();
     }
-    auto created = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
-        auto run = *draft;
-        if (auto s = uow.runs().save(run); !s) return s.error();
-        return run;
-    }, options_.recording);
-    if (!created && created.error() == errc::already_exists && r.idempotency_key)
-        if (auto existing = find_existing()) return replay(ctx, std::move(*existing));  // a concurrent twin won
-    if (!created) return created.error();
-    auto run = std::move(*created);
-
-    http::request req{.method = p->op.method, .url = p->url, .headers = r.input.headers, .body = r.input.body,
-                      .timeout = options_.attempt_timeout};
-    req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
-    if (!r.input.body.empty() && http::find_header(req.headers, "Content-Type").empty())
-        req.headers.emplace_back("Content-Type", "application/json");
-    auto key = ctx.tenant_id + "/" + p->provider.id() + "/" + p->connection.id();
-    auto& cb = breaker(p->connection.id());
-    auto first_start = clock_.now();
-    std::optional<http::response> last;
-    std::optional<failures::classification> failure;
-
-    for (int attempt = 1;; ++attempt) {
-        auto attempt_start = clock_.now();
-        failures::attempt_outcome outcome;
-        bool sent = false;
-        if (auto d = egress_.check_destination(p->url, resolver_); !d) {
-            outcome.transport_error = d.error();
-        } else if (auto wait = take_token(key, *p); wait) {
-            // Our own budget is spent: treat it as the vendor's 429 with the time to the next token.
-            outcome.response = http::response{429, {{"Retry-After", std::to_string(duration_cast<seconds>(*wait).count() + 1)}}, ""};
-        } else if (!cb.allow()) {
-            outcome.transport_error = error{errc::unavailable, "circuit open for connection " + p->connection.id()};
-        } else {
-            req.pin = http::pinned_address{d->host, d->port, d->literal->to_string()};
-            auto res = p->connection.data().credential_id
-                           ? credentials_.send_authorized(ctx, *p->connection.data().credential_id, req, transport_)
-                           : transport_.send(req);
-            sent = true;
-            if (res) outcome.response = std::move(*res);
-            else outcome.transport_error = res.error();
-            bool healthy = outcome.response && outcome.response->status < 500;
-            cb.record(healthy);
-        }
-        auto now = clock_.now();
-        auto latency = duration_cast<milliseconds>(now - attempt_start).count();
-        auto elapsed = duration_cast<milliseconds>(now - first_start);
-        failure = failures::classify(outcome, attempt, options_.retry, now, elapsed, options_.random());
-        run_attempt a{attempt, failure ? attempt_status::failed : attempt_status::succeeded,
-                      failure ? std::optional(failure->category) : std::nullopt,
-                      outcome.response ? std::optional<std::int64_t>(outcome.response->status) : std::nullopt, latency,
-                      attempt_start};
-        if (auto s = run.record_attempt(a); !s) return s.error();
-        if (outcome.response && sent) last = outcome.response;
-        if (!failure || failure->next_action != failures::next_action::retry || attempt >= options_.retry.max_attempts) break;
-        options_.sleep(duration_cast<milliseconds>(*failure->next_attempt_at - now));
+    auto run = std::move(*draft);
+    if (options_.recording == durability::immediate || r.idempotency_key) {
+        auto created = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
+            auto copy = run;
+            if (auto s = uow.runs().save(copy); !s) return s.error();
+            return copy;
+        }, options_.recording);
+        if (!created && created.error() == errc::already_exists && r.idempotency_key)
+            if (auto existing = find_existing()) return replay(ctx, std::move(*existing));  // a concurrent twin won
+        if (!created) return created.error();
+        run = std::move(*created);
     }
-    // A run that ran out of attempts is finished; what remains is the failure's next action.
-    if (failure && failure->next_action == failures::next_action::retry) failure->next_action = failures::next_action::dead_letter;
 
-    std::optional<std::string> response_ref;
-    if (last && !last->body.empty()) {
-        auto ref = blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/response", last->body, options_.recording);
-        if (ref) response_ref = *ref;
-    }
+    auto [last, failure] = attempt(ctx, *p, r, run);
+    bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r.input);
+    if (wait_for_worker) defer(*failure, run, last);
+    auto response_ref = store_response(ctx, run, last);
     auto now = clock_.now();
+    std::optional<std::string> failure_id;
     auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
         auto fresh = run;  // the in-memory copy carries every attempt
         if (!failure) {
@@ -195,17 +358,104 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
             }
             if (auto s = fresh.complete(now, external, response_ref); !s) return s.error();
         } else {
-            if (auto s = fresh.fail(now, *failure, response_ref); !s) return s.error();
+            if (!wait_for_worker)
+                if (auto s = fresh.fail(now, *failure, response_ref); !s) return s.error();
             auto f = failures::integration_failure::record(ctx, now, failures::failure_source::run, fresh.id(),
                                                            fresh.data().provider_id, *failure);
             if (!f) return f.error();
             if (auto s = uow.failures().save(*f); !s) return s.error();
+            failure_id = f->id();
         }
         if (auto s = uow.runs().save(fresh); !s) return s.error();
         return fresh;
     }, options_.recording);
     if (!saved) return saved.error();
-    return run_outcome{std::move(*saved), std::move(last), false};
+    return run_outcome{std::move(*saved), std::move(last), false, std::move(failure_id)};
+}
+
+result<run_outcome> run_service::resume(request_context const& ctx, std::string const& run_id) {
+    struct loaded {
+        integration_run run;
+        std::optional<failures::integration_failure> failure;
+    };
+    auto state = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<loaded> {
+        auto run = uow.runs().find(run_id);
+        if (!run) return run.error();
+        auto open = uow.failures().list({.run_id = run_id, .unresolved_only = true}, {.limit = 1});
+        if (!open) return open.error();
+        return loaded{std::move(*run), open->items.empty() ? std::nullopt : std::optional(std::move(open->items.front()))};
+    });
+    if (!state) return state.error();
+    auto run = std::move(state->run);
+    auto failure = std::move(state->failure);
+    auto now = clock_.now();
+    auto save = [&](std::optional<failures::classification> const& c, std::optional<http::response> const& last,
+                    bool keep_waiting) -> result<run_outcome> {
+        auto response_ref = store_response(ctx, run, last);
+        now = clock_.now();
+        auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
+            auto fresh = run;
+            auto f = failure;
+            if (fresh.status() == run_status::running && !c) {
+                std::optional<std::string> external;
+                if (last)
+                    if (auto id = http::find_header(last->headers, "X-Resource-Id"); !id.empty()) external = std::string(id);
+                if (auto s = fresh.complete(now, external, response_ref); !s) return s.error();
+            } else if (fresh.status() == run_status::running && !keep_waiting) {
+                if (auto s = fresh.fail(now, *c, response_ref); !s) return s.error();
+            }
+            if (f) {
+                if (c && fresh.status() != run_status::completed)
+                    if (auto s = f->record_attempt(*c, now); !s) return s.error();
+                if (fresh.status() == run_status::completed) {
+                    if (auto s = f->resolve(failures::source_outcome::succeeded, now); !s) return s.error();
+                } else if (fresh.status() == run_status::failed) {
+                    if (f->data().next_action == failures::next_action::escalate) {
+                        auto why = c ? "retries exhausted after " + std::to_string(fresh.data().attempts) + " attempts: " + c->error_code
+                                     : std::string("the run failed");
+                        if (auto s = f->escalate({"retry-worker", why, now, std::nullopt}); !s) return s.error();
+                    } else if (auto s = f->resolve(failures::source_outcome::dead_lettered, now); !s) {
+                        return s.error();
+                    }
+                }
+                if (auto s = uow.failures().save(*f); !s) return s.error();
+            }
+            if (fresh.status() != run.status() || fresh.data().attempts != run.data().attempts || c || last)
+                if (auto s = uow.runs().save(fresh); !s) return s.error();
+            return fresh;
+        }, options_.recording);
+        if (!saved) return saved.error();
+        return run_outcome{std::move(*saved), last, false, failure ? std::optional(failure->id()) : std::nullopt};
+    };
+    if (run.status() != run_status::running) return save(std::nullopt, std::nullopt, false);  // only resolves
+
+    auto request = stored_input(ctx, run);
+    std::optional<plan> p;
+    std::optional<failures::classification> blocked;
+    if (request) {
+        auto prepared = prepare(ctx, *request);
+        if (prepared) p = std::move(*prepared);
+        else blocked = failures::classification{failures::failure_category::validation, "not_executable",
+                                                prepared.error().detail(), failures::next_action::dead_letter, std::nullopt};
+    } else {
+        blocked = failures::classification{failures::failure_category::poison, "input_missing", request.error().detail(),
+                                           failures::next_action::dead_letter, std::nullopt};
+    }
+    if (blocked) return save(blocked, std::nullopt, false);
+
+    auto [last, c] = attempt(ctx, *p, *request, run);
+    bool keep_waiting = false;
+    if (c && retryable(*c)) {
+        // failure->attempt counts the executions before this one: the first plus earlier retries.
+        if (failure && failure->data().attempt < options_.deferred_retries) {
+            keep_waiting = true;
+            defer(*c, run, last);
+        } else {
+            c->next_action = failures::next_action::escalate;
+            c->next_attempt_at.reset();
+        }
+    }
+    return save(c, last, keep_waiting);
 }
 
 }  // namespace integration::runs

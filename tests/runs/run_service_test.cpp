@@ -7,6 +7,11 @@
 #include <integration/credentials/local_secret_store.hpp>
 #include <integration/storage/sqlite_store.hpp>
 
+#include <integration/runs/retry_worker.hpp>
+
+#include <sys/wait.h>
+
+#include <csignal>
 #include <deque>
 
 namespace integration::testing {
@@ -24,6 +29,12 @@ public:
                   std::lock_guard lock(mutex_);
                   r = script_.size() > 1 ? script_.front() : script_.back();
                   if (script_.size() > 1) script_.pop_front();
+              }
+              if (r == "HANG") {  // answer nothing until the caller goes away
+                  char buf[256];
+                  while (::read(fd, buf, sizeof buf) > 0) {
+                  }
+                  return;
               }
               (void)::write(fd, r.data(), r.size());
           }) {}
@@ -45,6 +56,7 @@ std::string reply(int status, std::string body = "", std::string extra = "") {
 struct run_service_options_override {
     std::optional<rate_limit_budget> budget;
     resilience::breaker_options breaker{};
+    int deferred_retries = 3;
 };
 
 class run_service_test : public ::testing::Test {
@@ -84,6 +96,7 @@ protected:
             *store_, credentials_, *blobs_, *transport_, std::move(egress), dns_, clock_,
             runs::run_service_options{.retry = {.max_attempts = 4, .base_delay = 1'000ms, .max_delay = 60'000ms, .total_deadline = 600'000ms},
                                       .breaker = o.breaker,
+                                      .deferred_retries = o.deferred_retries,
                                       .sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); clock_.advance(d); },
                                       .random = [] { return 0.5; }});
     }
@@ -177,8 +190,8 @@ TEST_F(run_service_test, a_validation_error_fails_at_once_with_a_classified_fail
     EXPECT_EQ(must(blobs_->get("t1", *out.run.data().response_ref)), R"({"error":"bad number"})");
 }
 
-TEST_F(run_service_test, exhausted_retries_dead_letter_the_failure) {
-    start({reply(503)});
+TEST_F(run_service_test, exhausted_retries_dead_letter_the_failure_when_no_later_retry_is_allowed) {
+    start({reply(503)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.deferred_retries = 0});
     auto out = must(runs_->execute(ctx_, send_sms()));
     EXPECT_EQ(out.run.status(), runs::run_status::failed);
     EXPECT_EQ(out.run.data().attempts, 4);
@@ -221,6 +234,8 @@ TEST_F(run_service_test, bad_input_and_retired_connections_record_nothing) {
         must(c.retire("done"));
         return uow.connections().save(c);
     }));
+    // The connection → client binding is reused for binding_cache_ttl (1 s by default), no longer.
+    clock_.advance(1'001ms);
     EXPECT_EQ(runs_->execute(ctx_, send_sms()).error(), errc::invalid_state);
     must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
         EXPECT_TRUE(must(uow.runs().list({}, {})).items.empty());
@@ -233,7 +248,7 @@ TEST_F(run_service_test, an_open_breaker_stops_calls_to_a_failing_vendor) {
     start({reply(500)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
           {.breaker = {.consecutive_failures = 2, .break_duration = 3'600'000ms}});
     auto out = must(runs_->execute(ctx_, send_sms()));
-    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(out.run.status(), runs::run_status::running);  // the retry worker tries again after the break
     EXPECT_EQ(vendor_->requests().size(), 2u);  // attempts 3 and 4 met an open breaker
     EXPECT_EQ(out.run.data().attempts, 4);
 }
@@ -245,6 +260,151 @@ TEST_F(run_service_test, the_connections_budget_limits_the_call_rate) {
     must(runs_->execute(ctx_, send_sms()));  // waits up to 1 s for the next token (on the manual clock)
     EXPECT_EQ(slept_.size(), 1u);
     EXPECT_EQ(vendor_->requests().size(), 2u);
+}
+
+TEST_F(run_service_test, exhausted_attempts_leave_the_run_running_for_the_retry_worker) {
+    start({reply(503, "", "Retry-After: 90\r\n")});
+    auto request = send_sms();
+    request.input.headers = {{"X-Trace-Note", "keep me"}, {"Authorization", "Bearer user-secret"}};
+    auto out = must(runs_->execute(ctx_, request));
+    EXPECT_EQ(out.run.status(), runs::run_status::running);
+    EXPECT_EQ(out.run.data().attempts, 4);
+    ASSERT_TRUE(out.failure_id);
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].id(), *out.failure_id);
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::retry);
+    EXPECT_GE(*f[0].data().next_attempt_at, clock_.now() + 60s);  // the vendor's 90 s, capped by max_delay (60 s)
+    auto input = must(blobs_->get("t1", "blob://t1/runs/" + out.run.id() + "/input"));
+    EXPECT_NE(input.find("keep me"), std::string::npos);
+    EXPECT_EQ(input.find("user-secret"), std::string::npos);  // credential headers are never kept
+}
+
+TEST_F(run_service_test, runs_execute_asynchronously_on_the_services_threads) {
+    start({reply(200, "ok")});
+    std::vector<std::future<result<runs::run_outcome>>> pending;
+    for (int i = 0; i < 6; ++i) pending.push_back(runs_->execute_async(ctx_, send_sms()));
+    for (auto& f : pending) EXPECT_EQ(must(f.get()).run.status(), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 6u);
+}
+
+TEST_F(run_service_test, a_cancelled_run_fails_without_a_later_retry) {
+    start({"HANG"});
+    auto request = send_sms();
+    auto cancel = std::make_shared<http::cancellation>();
+    request.cancel = cancel;
+    auto pending = runs_->execute_async(ctx_, request);
+    while (vendor_->requests().empty()) std::this_thread::sleep_for(5ms);
+    cancel->cancel();
+    auto out = must(pending.get());
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(out.run.data().attempts, 1);
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().error_code, "cancelled");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
+}
+
+runs::run_status status_of(storage::store& store, request_context const& ctx, std::string const& run_id) {
+    return must(storage::read_for(store, ctx, [&](storage::unit_of_work& uow) { return uow.runs().find(run_id); })).status();
+}
+
+TEST_F(run_service_test, the_retry_worker_completes_a_waiting_run_when_it_is_due_and_resolves_its_failure) {
+    start({reply(503), reply(503), reply(503), reply(503), reply(200, "done")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    ASSERT_EQ(out.run.status(), runs::run_status::running);
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    EXPECT_EQ(must(worker.sweep()), 0u);  // not due yet
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 1u);
+    auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
+    EXPECT_EQ(run.status(), runs::run_status::completed);
+    EXPECT_EQ(run.data().attempts, 5);  // attempts never decrease: the retry continued the same run
+    EXPECT_EQ(must(blobs_->get("t1", *run.data().response_ref)), "done");
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_TRUE(f[0].resolved());
+    EXPECT_EQ(vendor_->requests().back().rfind("POST /v1/accounts/AC%201/messages?dry=no", 0), 0u);  // same input
+    EXPECT_EQ(must(worker.sweep()), 0u);
+}
+
+TEST_F(run_service_test, the_retry_worker_fails_the_run_and_escalates_when_retries_are_exhausted) {
+    start({reply(503)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.deferred_retries = 1});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 1u);
+    EXPECT_EQ(status_of(*store_, ctx_, out.run.id()), runs::run_status::failed);
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+    ASSERT_EQ(f[0].data().escalations.size(), 1u);
+    EXPECT_EQ(f[0].data().escalations[0].escalated_by, "retry-worker");
+    EXPECT_NE(f[0].data().escalations[0].reason.find("http_503"), std::string::npos);
+    EXPECT_EQ(f[0].data().attempt, 2);
+    clock_.advance(3600s);
+    EXPECT_EQ(must(worker.sweep()), 0u);  // escalated: never retried automatically again
+    EXPECT_EQ(vendor_->requests().size(), 8u);
+}
+
+TEST_F(run_service_test, two_retry_workers_on_one_database_never_take_the_same_failure) {
+    std::deque<std::string> script(24, reply(503));
+    script.push_back(reply(200, "ok"));
+    start(script, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.breaker = {.consecutive_failures = 1'000}});
+    std::vector<std::string> waiting;
+    for (int i = 0; i < 6; ++i) waiting.push_back(must(runs_->execute(ctx_, send_sms())).run.id());
+    auto second_store = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    runs::run_service second_runs(*second_store, credentials_, *blobs_, *transport_,
+                                  net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_, clock_);
+    runs::retry_worker a(*store_, *runs_, clock_, {.batch = 2});
+    runs::retry_worker b(*second_store, second_runs, clock_, {.batch = 2});
+    clock_.advance(61s);
+    std::size_t handled_a = 0, handled_b = 0;
+    std::thread ta([&] { for (int i = 0; i < 4; ++i) handled_a += must(a.sweep()); });
+    std::thread tb([&] { for (int i = 0; i < 4; ++i) handled_b += must(b.sweep()); });
+    ta.join();
+    tb.join();
+    EXPECT_EQ(handled_a + handled_b, 6u);
+    for (auto const& id : waiting) EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 24u + 6u);  // each waiting run was executed again exactly once
+}
+
+TEST_F(run_service_test, a_retry_worker_killed_mid_sweep_leaves_a_lease_that_expires_for_the_next_one) {
+    start({reply(503), reply(503), reply(503), reply(503), "HANG", reply(200, "after restart")});
+    auto id = must(runs_->execute(ctx_, send_sms())).run.id();
+    auto due = clock_.now() + 61s;
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        // A whole worker process of its own on the same files; it hangs in the vendor call.
+        manual_clock clk(due);
+        auto store = storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clk});
+        auto vault = credentials::open_local_secret_store({.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clk});
+        auto fp = credentials::fingerprinter::load_or_create(dir_.file("fp"));
+        if (!store || !vault || !fp) ::_exit(2);
+        auto transport = http::make_curl_transport();
+        credentials::credential_service creds(**store, **vault, *fp, clk, *transport);
+        auto blobs = blobs::open_filesystem_blob_store(dir_.file("blobs"));
+        if (!blobs) ::_exit(3);
+        runs::run_service service(**store, creds, **blobs, *transport, net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+                                  dns_, clk, {.attempt_timeout = 600'000ms});
+        runs::retry_worker worker(**store, service, clk, {.owner = "doomed", .lease = 60'000ms});
+        (void)worker.sweep();
+        ::_exit(4);
+    }
+    while (vendor_->requests().size() < 5) std::this_thread::sleep_for(5ms);  // the child is in the call
+    ::kill(child, SIGKILL);
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    EXPECT_TRUE(WIFSIGNALED(status));
+    EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::running);
+    runs::retry_worker restarted(*store_, *runs_, clock_, {.owner = "restarted"});
+    clock_.set(due + 30s);
+    EXPECT_EQ(must(restarted.sweep()), 0u);  // the dead worker's lease still holds
+    clock_.set(due + 61s);
+    EXPECT_EQ(must(restarted.sweep()), 1u);  // expired: taken over
+    EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::completed);
+    EXPECT_TRUE(failures_of(id).at(0).resolved());
 }
 
 }  // namespace

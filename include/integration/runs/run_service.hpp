@@ -14,18 +14,27 @@
 #include <integration/net/egress_policy.hpp>
 #include <integration/resilience/circuit_breaker.hpp>
 #include <integration/resilience/token_bucket.hpp>
+#include <integration/http/redirects.hpp>
 #include <integration/runs/run.hpp>
 
 #include <boost/json/object.hpp>
 
+#include <condition_variable>
+#include <deque>
 #include <functional>
+#include <future>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <thread>
+#include <unordered_map>
 
 namespace integration::runs {
 
-/** The caller's input: `{name}` values for the path template, query parameters, extra headers, body. */
+/** The caller's input: `{name}` values for the path template, query parameters, extra headers, body.
+ *  A run that waits for a later retry keeps its input in the blob store; headers that carry
+ *  credentials (`Authorization`, `Cookie`, API-key headers) are not kept, the credential service
+ *  adds them again on each attempt. */
 struct run_input {
     std::map<std::string, std::string> path_params;
     std::vector<std::pair<std::string, std::string>> query;
@@ -40,6 +49,7 @@ struct execute_request {
     run_input input;
     std::optional<std::string> idempotency_key;  ///< The same key returns the same run, no second call.
     bool allow_degraded = false;                 ///< Permit a Degraded connection.
+    std::shared_ptr<http::cancellation const> cancel;  ///< Cancels the vendor call in flight.
 };
 
 /** A finished run and the vendor's last answer (when there was one). */
@@ -47,6 +57,9 @@ struct run_outcome {
     integration_run run;
     std::optional<http::response> response;
     bool replayed = false;  ///< True when an earlier run with the same Idempotency-Key was returned.
+    /** The IntegrationFailure recorded for a Failed run, or for a Running one waiting for the retry
+     *  worker. */
+    std::optional<std::string> failure_id;
 };
 
 /** Options of the run service. */
@@ -55,8 +68,20 @@ struct run_service_options {
     std::chrono::milliseconds attempt_timeout{10'000};
     resilience::breaker_options breaker{};
     std::chrono::milliseconds max_rate_limit_wait{1'000};  ///< Wait this long for a token, else fail fast.
+    /** When the attempts of one execution run out on a retryable failure, the run stays Running
+     *  and the retry worker executes it again, up to this many times, before it fails and the
+     *  failure is escalated. 0 fails the run at once (dead letter). */
+    int deferred_retries = 3;
+    /** How long the connection → API client binding of an operation is reused without reading
+     *  the store. A connection retired or a client deprecated takes effect within this time. */
+    std::chrono::milliseconds binding_cache_ttl{1'000};
+    /** Redirects of the vendor's answers, each hop re-checked by the egress policy; off by default. */
+    http::redirect_options redirects{};
+    /** Threads of `execute_async`. */
+    std::size_t async_threads = 4;
     /** How runs and their bodies are recorded. `deferred` lets many runs share one fsync (process
-     *  crashes lose nothing; a power loss may lose the store's last flush interval). */
+     *  crashes lose nothing; a power loss may lose the store's last flush interval) and records a
+     *  run without an idempotency key once, when it ends, instead of also when it starts. */
     durability recording = durability::immediate;
     /** Waits between attempts; tests pass one that advances a manual clock. */
     std::function<void(std::chrono::milliseconds)> sleep;
@@ -71,10 +96,33 @@ public:
                 http::transport& transport, net::egress_policy egress, net::resolver& resolver, clock const& clock,
                 run_service_options options = {});
 
+    run_service(run_service const&) = delete;
+    run_service& operator=(run_service const&) = delete;
+    ~run_service();
+
     /** Executes `request` synchronously. Bad input (unknown operation, missing path parameter, a
      *  connection that may not run) is an error and records nothing; a vendor failure is a Failed
-     *  run with its classified IntegrationFailure. */
+     *  run with its classified IntegrationFailure, or a Running one that the retry worker will
+     *  execute again (see `deferred_retries`).
+     *
+     *  @par Example
+     *  @code
+     *  auto out = runs.execute(ctx, {.connection_id = conn, .operation = "sms.send",
+     *                                .input = {.path_params = {{"account", "AC1"}}, .body = R"({"to":"+15550100"})"},
+     *                                .idempotency_key = "order-42"});
+     *  if (out && out->run.status() == runs::run_status::completed) use(out->response->body);
+     *  @endcode
+     */
     result<run_outcome> execute(request_context const& ctx, execute_request request);
+
+    /** Executes `request` on one of the service's own threads. */
+    std::future<result<run_outcome>> execute_async(request_context ctx, execute_request request);
+
+    /** Executes a Running run again after a retryable failure (what the retry worker calls): more
+     *  attempts on the same run, then the run completes (the failure is resolved), waits for the
+     *  next retry, or fails (the failure is escalated, or resolved as dead-lettered). A run that
+     *  already ended only resolves its open failure. */
+    result<run_outcome> resume(request_context const& ctx, std::string const& run_id);
 
 private:
     struct plan {
@@ -84,7 +132,25 @@ private:
         std::optional<rate_limit_profile> limit;
         std::string url;
     };
+    struct binding {
+        plan p;
+        time_point expires;
+    };
+    struct attempts_result {
+        std::optional<http::response> last;
+        std::optional<failures::classification> failure;
+    };
     result<plan> prepare(request_context const& ctx, execute_request const& r);
+    result<plan> bind(request_context const& ctx, execute_request const& r);
+    attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run);
+    /** Keeps the input for the retry worker; false when the blob store refused it. */
+    bool keep_input(request_context const& ctx, integration_run const& run, run_input const& input);
+    static bool retryable(failures::classification const& c);
+    void defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last);
+    result<execute_request> stored_input(request_context const& ctx, integration_run const& run);
+    std::optional<std::string> store_response(request_context const& ctx, integration_run const& run,
+                                              std::optional<http::response> const& last);
+    void worker();
     resilience::circuit_breaker& breaker(std::string const& connection_id);
     /** Takes a rate-limit token, waiting up to `max_rate_limit_wait`; else how long until one is there. */
     std::optional<std::chrono::nanoseconds> take_token(std::string const& key, plan const& p);
@@ -101,6 +167,13 @@ private:
     resilience::rate_limiter limiter_;
     std::mutex breakers_mutex_;
     std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
+    std::mutex bindings_mutex_;
+    std::unordered_map<std::string, binding> bindings_;
+    std::mutex jobs_mutex_;
+    std::condition_variable jobs_cv_;
+    std::deque<std::function<void()>> jobs_;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
 };
 
 }  // namespace integration::runs
