@@ -9,7 +9,7 @@ std::string random_hex(std::size_t bytes) {
     unsigned char buf[16];
     std::string out;
     do {
-        random_bytes(buf, bytes);
+        id_bytes(buf, bytes);
         out.clear();
         for (std::size_t i = 0; i < bytes; ++i) {
             out += hex[buf[i] >> 4];

@@ -1,7 +1,11 @@
 #include <integration/core/id.hpp>
 #include <integration/core/time.hpp>
 
+#include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <unistd.h>
+
+#include <cstring>
 
 #include <stdexcept>
 
@@ -22,12 +26,32 @@ void random_bytes(unsigned char* out, std::size_t n) {
     if (RAND_bytes(out, static_cast<int>(n)) != 1) throw std::runtime_error("the OpenSSL CSPRNG failed");
 }
 
+void id_bytes(unsigned char* out, std::size_t n) {
+    // One RAND_bytes per 512 bytes instead of one per id. A forked child must not reuse its
+    // parent's bytes, so the pool belongs to a process.
+    struct pool {
+        unsigned char bytes[512];
+        std::size_t used = sizeof bytes;
+        pid_t owner = 0;
+    };
+    thread_local pool p;
+    if (n > sizeof p.bytes) return random_bytes(out, n);
+    if (p.used + n > sizeof p.bytes || p.owner != ::getpid()) {
+        random_bytes(p.bytes, sizeof p.bytes);
+        p.used = 0;
+        p.owner = ::getpid();
+    }
+    std::memcpy(out, p.bytes + p.used, n);
+    OPENSSL_cleanse(p.bytes + p.used, n);  // handed out once
+    p.used += n;
+}
+
 std::string new_id(std::string_view prefix, time_point now) {
     // ULID: 48-bit big-endian millisecond time then 80 random bits, 26 base32 characters.
     unsigned char bytes[16];
     auto ms = static_cast<std::uint64_t>(to_unix_ms(now));
     for (int i = 0; i < 6; ++i) bytes[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
-    random_bytes(bytes + 6, 10);
+    id_bytes(bytes + 6, 10);
     std::string out(prefix);
     out += '-';
     // 128 bits as 26 groups of 5 bits, the first group holding the top 3 bits.

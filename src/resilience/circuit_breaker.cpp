@@ -25,6 +25,7 @@ void circuit_breaker::trip(time_point now) {
     open_until_ = now + o_.break_duration;
     probe_in_flight_ = false;
     samples_.clear();
+    failures_ = 0;
     consecutive_ = 0;
 }
 
@@ -35,6 +36,7 @@ void circuit_breaker::record(bool success) {
         if (success) {
             state_ = breaker_state::closed;
             samples_.clear();
+            failures_ = 0;
             consecutive_ = 0;
         } else {
             trip(now);
@@ -49,12 +51,13 @@ void circuit_breaker::record(bool success) {
         return;
     }
     samples_.emplace_back(now, success);
-    while (!samples_.empty() && (samples_.front().first + o_.sampling_window <= now || samples_.front().first > now))
+    failures_ += success ? 0 : 1;
+    while (!samples_.empty() && (samples_.front().first + o_.sampling_window <= now || samples_.front().first > now)) {
+        failures_ -= samples_.front().second ? 0 : 1;
         samples_.pop_front();
+    }
     if (static_cast<int>(samples_.size()) < o_.minimum_throughput) return;
-    std::size_t failures = 0;
-    for (auto const& [t, ok] : samples_) failures += ok ? 0 : 1;
-    if (static_cast<double>(failures) / static_cast<double>(samples_.size()) >= o_.failure_ratio) trip(now);
+    if (static_cast<double>(failures_) / static_cast<double>(samples_.size()) >= o_.failure_ratio) trip(now);
 }
 
 breaker_state circuit_breaker::state() {

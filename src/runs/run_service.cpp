@@ -64,6 +64,7 @@ run_service::run_service(storage::store& store, credentials::credential_service&
             return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
         };
     for (std::size_t i = 0; i < std::max<std::size_t>(options_.async_threads, 1); ++i) threads_.emplace_back([this] { worker(); });
+    if (options_.write_behind) recorder_thread_ = std::thread([this] { recorder(); });
 }
 
 run_service::~run_service() {
@@ -73,6 +74,12 @@ run_service::~run_service() {
     }
     jobs_cv_.notify_all();
     for (auto& t : threads_) t.join();
+    {
+        std::lock_guard lock(recorder_mutex_);
+        stopping_recorder_ = true;  // the recorder writes what is queued, then stops
+    }
+    recorder_cv_.notify_all();
+    if (recorder_thread_.joinable()) recorder_thread_.join();
 }
 
 void run_service::worker() {
@@ -345,32 +352,114 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
     auto [last, failure] = attempt(ctx, *p, r, run);
     bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r.input);
     if (wait_for_worker) defer(*failure, run, last);
-    auto response_ref = store_response(ctx, run, last);
-    auto now = clock_.now();
+    ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
+    if (options_.write_behind) {
+        // The caller gets the outcome now; the recorder thread writes it with others in one commit.
+        auto preview = e.run;
+        (void)finalize(e, preview, std::nullopt);
+        auto response = e.last;
+        enqueue(std::move(e));
+        return run_outcome{std::move(preview), std::move(response), false, std::nullopt};
+    }
+    auto response_ref = store_response(ctx, e.run, e.last);
     std::optional<std::string> failure_id;
     auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
-        auto fresh = run;  // the in-memory copy carries every attempt
-        if (!failure) {
-            std::optional<std::string> external;
-            if (last) {
-                auto id = http::find_header(last->headers, "X-Resource-Id");
-                if (!id.empty()) external = std::string(id);
-            }
-            if (auto s = fresh.complete(now, external, response_ref); !s) return s.error();
-        } else {
-            if (!wait_for_worker)
-                if (auto s = fresh.fail(now, *failure, response_ref); !s) return s.error();
-            auto f = failures::integration_failure::record(ctx, now, failures::failure_source::run, fresh.id(),
-                                                           fresh.data().provider_id, *failure);
-            if (!f) return f.error();
-            if (auto s = uow.failures().save(*f); !s) return s.error();
-            failure_id = f->id();
+        auto fresh = e.run;  // the in-memory copy carries every attempt
+        auto f = finalize(e, fresh, response_ref);
+        if (!f) return f.error();
+        if (*f) {
+            if (auto s = uow.failures().save(**f); !s) return s.error();
+            failure_id = (*f)->id();
         }
         if (auto s = uow.runs().save(fresh); !s) return s.error();
         return fresh;
     }, options_.recording);
     if (!saved) return saved.error();
-    return run_outcome{std::move(*saved), std::move(last), false, std::move(failure_id)};
+    return run_outcome{std::move(*saved), std::move(e.last), false, std::move(failure_id)};
+}
+
+result<std::optional<failures::integration_failure>> run_service::finalize(ending const& e, integration_run& run,
+                                                                           std::optional<std::string> response_ref) {
+    if (!e.failure) {
+        std::optional<std::string> external;
+        if (e.last)
+            if (auto id = http::find_header(e.last->headers, "X-Resource-Id"); !id.empty()) external = std::string(id);
+        if (auto s = run.complete(e.now, external, std::move(response_ref)); !s) return s.error();
+        return std::optional<failures::integration_failure>();
+    }
+    if (!e.wait_for_worker)
+        if (auto s = run.fail(e.now, *e.failure, std::move(response_ref)); !s) return s.error();
+    auto f = failures::integration_failure::record(e.ctx, e.now, failures::failure_source::run, run.id(), run.data().provider_id,
+                                                   *e.failure);
+    if (!f) return f.error();
+    return std::optional(std::move(*f));
+}
+
+void run_service::enqueue(ending e) {
+    std::unique_lock lock(recorder_mutex_);
+    recorder_cv_.wait(lock, [&] { return pending_.size() < options_.write_behind_queue; });
+    pending_.push_back(std::move(e));
+    recorder_cv_.notify_all();
+}
+
+result<void> run_service::flush() {
+    std::unique_lock lock(recorder_mutex_);
+    recorder_cv_.wait(lock, [&] { return pending_.empty() && recording_ == 0; });
+    if (record_errors_ == 0) return {};
+    auto n = std::exchange(record_errors_, 0);
+    return error{errc::storage_failure, std::to_string(n) + " runs could not be recorded: " + last_record_error_};
+}
+
+// Writes queued endings: bodies first, then every run of a tenant in one unit; a unit that fails
+// is retried run by run so one bad record does not lose the others.
+void run_service::recorder() {
+    std::unique_lock lock(recorder_mutex_);
+    while (true) {
+        recorder_cv_.wait(lock, [&] { return stopping_recorder_ || !pending_.empty(); });
+        if (pending_.empty()) return;
+        std::vector<ending> batch;
+        while (!pending_.empty() && batch.size() < 512) {
+            batch.push_back(std::move(pending_.front()));
+            pending_.pop_front();
+        }
+        recording_ = batch.size();
+        recorder_cv_.notify_all();
+        lock.unlock();
+        std::map<std::string, std::vector<std::size_t>> by_tenant;
+        std::vector<std::optional<std::string>> refs;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            refs.push_back(store_response(batch[i].ctx, batch[i].run, batch[i].last));
+            by_tenant[batch[i].ctx.tenant_id].push_back(i);
+        }
+        std::size_t errors = 0;
+        std::string last_error;
+        auto write = [&](std::vector<std::size_t> const& items) {
+            return store_.transact(batch[items.front()].ctx, [&](storage::unit_of_work& uow) -> result<void> {
+                for (auto i : items) {
+                    auto fresh = batch[i].run;
+                    auto f = finalize(batch[i], fresh, refs[i]);
+                    if (!f) return f.error();
+                    if (*f)
+                        if (auto s = uow.failures().save(**f); !s) return s;
+                    if (auto s = uow.runs().save(fresh); !s) return s;
+                }
+                return {};
+            }, options_.recording);
+        };
+        for (auto const& [tenant, items] : by_tenant) {
+            if (write(items)) continue;
+            for (auto i : items)
+                if (auto r = write({i}); !r) {
+                    ++errors;
+                    last_error = r.error().detail();
+                }
+        }
+        lock.lock();
+        record_errors_ += errors;
+        if (errors) last_record_error_ = last_error;
+        recording_ = 0;
+        recorder_cv_.notify_all();
+    }
 }
 
 result<run_outcome> run_service::resume(request_context const& ctx, std::string const& run_id) {

@@ -57,6 +57,7 @@ struct run_service_options_override {
     std::optional<rate_limit_budget> budget;
     resilience::breaker_options breaker{};
     int deferred_retries = 3;
+    bool write_behind = false;
 };
 
 class run_service_test : public ::testing::Test {
@@ -97,6 +98,7 @@ protected:
             runs::run_service_options{.retry = {.max_attempts = 4, .base_delay = 1'000ms, .max_delay = 60'000ms, .total_deadline = 600'000ms},
                                       .breaker = o.breaker,
                                       .deferred_retries = o.deferred_retries,
+                                      .write_behind = o.write_behind,
                                       .sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); clock_.advance(d); },
                                       .random = [] { return 0.5; }});
     }
@@ -405,6 +407,27 @@ TEST_F(run_service_test, a_retry_worker_killed_mid_sweep_leaves_a_lease_that_exp
     EXPECT_EQ(must(restarted.sweep()), 1u);  // expired: taken over
     EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::completed);
     EXPECT_TRUE(failures_of(id).at(0).resolved());
+}
+
+TEST_F(run_service_test, write_behind_records_every_run_after_flush_with_bodies_and_failures) {
+    std::deque<std::string> script(5, reply(200, "ok"));
+    script.push_back(reply(422, "bad"));
+    start(script, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true});
+    std::vector<std::string> ids;
+    for (int i = 0; i < 6; ++i) {
+        auto out = must(runs_->execute(ctx_, send_sms()));
+        EXPECT_EQ(out.run.status(), i < 5 ? runs::run_status::completed : runs::run_status::failed);
+        ids.push_back(out.run.id());
+    }
+    must(runs_->flush());
+    for (int i = 0; i < 6; ++i) {
+        auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(ids[i]); }));
+        EXPECT_EQ(run.status(), i < 5 ? runs::run_status::completed : runs::run_status::failed);
+        EXPECT_EQ(must(blobs_->get("t1", *run.data().response_ref)), i < 5 ? "ok" : "bad");
+    }
+    auto f = failures_of(ids[5]);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().error_code, "http_422");
 }
 
 }  // namespace

@@ -33,8 +33,12 @@ std::string new_id(std::string_view prefix, time_point now);
 /** True when `id` is `prefix-` followed by a well-formed ULID. */
 bool is_valid_id(std::string_view id, std::string_view prefix) noexcept;
 
-/** Fills `out` with `n` bytes from the operating system's CSPRNG. */
+/** Fills `out` with `n` bytes from the operating system's CSPRNG. Use it for keys and secrets. */
 void random_bytes(unsigned char* out, std::size_t n);
+
+/** Fills `out` with `n` unpredictable bytes for identifiers (ids, trace and span ids): CSPRNG
+ *  output served from a per-thread pool, which is faster for small draws. Not for key material. */
+void id_bytes(unsigned char* out, std::size_t n);
 
 }  // namespace integration
 

@@ -60,6 +60,7 @@ private:
     bool probe_in_flight_ = false;
     int consecutive_ = 0;
     std::deque<std::pair<time_point, bool>> samples_;
+    std::size_t failures_ = 0;  // failed samples in samples_
 };
 
 }  // namespace integration::resilience

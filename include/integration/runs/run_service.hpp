@@ -68,6 +68,10 @@ struct run_service_options {
     std::chrono::milliseconds attempt_timeout{10'000};
     resilience::breaker_options breaker{};
     std::chrono::milliseconds max_rate_limit_wait{1'000};  ///< Wait this long for a token, else fail fast.
+    /** How runs and their bodies are recorded. `deferred` lets many runs share one fsync (process
+     *  crashes lose nothing; a power loss may lose the store's last flush interval) and records a
+     *  run without an idempotency key once, when it ends, instead of also when it starts. */
+    durability recording = durability::immediate;
     /** When the attempts of one execution run out on a retryable failure, the run stays Running
      *  and the retry worker executes it again, up to this many times, before it fails and the
      *  failure is escalated. 0 fails the run at once (dead letter). */
@@ -79,10 +83,11 @@ struct run_service_options {
     http::redirect_options redirects{};
     /** Threads of `execute_async`. */
     std::size_t async_threads = 4;
-    /** How runs and their bodies are recorded. `deferred` lets many runs share one fsync (process
-     *  crashes lose nothing; a power loss may lose the store's last flush interval) and records a
-     *  run without an idempotency key once, when it ends, instead of also when it starts. */
-    durability recording = durability::immediate;
+    /** Record finished runs from a background thread, many per commit: `execute` returns once the
+     *  vendor answered (its outcome has no `failure_id` and no `responseRef` yet) and `flush()`
+     *  waits for the records. Runs still queued are lost if the process dies. */
+    bool write_behind = false;
+    std::size_t write_behind_queue = 10'000;  ///< `execute` waits while this many are queued.
     /** Waits between attempts; tests pass one that advances a manual clock. */
     std::function<void(std::chrono::milliseconds)> sleep;
     /** Random numbers in [0, 1) for jitter. */
@@ -124,6 +129,9 @@ public:
      *  already ended only resolves its open failure. */
     result<run_outcome> resume(request_context const& ctx, std::string const& run_id);
 
+    /** Waits until every run queued by `write_behind` is recorded; reports runs that could not be. */
+    result<void> flush();
+
 private:
     struct plan {
         connections::integration_connection connection;
@@ -135,6 +143,15 @@ private:
     struct binding {
         plan p;
         time_point expires;
+    };
+    /** How one execution ended, before it is recorded. */
+    struct ending {
+        request_context ctx;
+        integration_run run;
+        std::optional<failures::classification> failure;
+        std::optional<http::response> last;
+        bool wait_for_worker = false;
+        time_point now;
     };
     struct attempts_result {
         std::optional<http::response> last;
@@ -151,6 +168,11 @@ private:
     std::optional<std::string> store_response(request_context const& ctx, integration_run const& run,
                                               std::optional<http::response> const& last);
     void worker();
+    /** Completes or fails `run` as `e` says; returns the IntegrationFailure to save with it. */
+    static result<std::optional<failures::integration_failure>> finalize(ending const& e, integration_run& run,
+                                                                         std::optional<std::string> response_ref);
+    void enqueue(ending e);
+    void recorder();
     resilience::circuit_breaker& breaker(std::string const& connection_id);
     /** Takes a rate-limit token, waiting up to `max_rate_limit_wait`; else how long until one is there. */
     std::optional<std::chrono::nanoseconds> take_token(std::string const& key, plan const& p);
@@ -174,6 +196,14 @@ private:
     std::deque<std::function<void()>> jobs_;
     bool stopping_ = false;
     std::vector<std::thread> threads_;
+    std::mutex recorder_mutex_;
+    std::condition_variable recorder_cv_;
+    std::deque<ending> pending_;
+    std::size_t recording_ = 0;
+    std::size_t record_errors_ = 0;
+    std::string last_record_error_;
+    bool stopping_recorder_ = false;
+    std::thread recorder_thread_;
 };
 
 }  // namespace integration::runs
