@@ -3,6 +3,8 @@
 #include <integration/core/time.hpp>
 
 #include <gtest/gtest.h>
+#include <sys/wait.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <array>
@@ -127,3 +129,30 @@ TEST(id_test, random_bytes_fills_the_buffer) {
 }
 
 }  // namespace
+
+namespace integration {
+namespace {
+
+TEST(id_test, a_forked_child_never_repeats_the_ids_its_parent_makes_next) {
+    auto now = system_clock::instance().now();
+    (void)new_id("run", now);  // the parent's pool is filled
+    int fds[2];
+    ASSERT_EQ(::pipe(fds), 0);
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        auto id = new_id("run", now);
+        (void)::write(fds[1], id.data(), id.size());
+        ::_exit(0);
+    }
+    ::close(fds[1]);
+    char buf[64] = {};
+    auto n = ::read(fds[0], buf, sizeof buf);
+    ::close(fds[0]);
+    ::waitpid(child, nullptr, 0);
+    ASSERT_GT(n, 0);
+    EXPECT_NE(std::string(buf, static_cast<std::size_t>(n)), new_id("run", now));
+}
+
+}  // namespace
+}  // namespace integration
