@@ -1,0 +1,130 @@
+#include "application.hpp"
+
+#include "access_log.hpp"
+#include "handlers/handlers.hpp"
+#include "problem.hpp"
+
+#include <boost/beast/http/field.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/url/parse.hpp>
+
+namespace integration::host {
+namespace {
+
+bool is_json_media_type(std::string_view ct) {
+    auto semi = ct.find(';');
+    auto type = ct.substr(0, semi);
+    while (!type.empty() && type.back() == ' ') type.remove_suffix(1);
+    std::string lower(type);
+    for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    return lower == "application/json" || (lower.starts_with("application/") && lower.ends_with("+json"));
+}
+
+std::string_view bearer_token(std::string_view auth) {
+    if (auth.size() < 7) return {};
+    std::string scheme(auth.substr(0, 7));
+    for (auto& ch : scheme) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+    if (scheme != "bearer ") return {};
+    auto token = auth.substr(7);
+    while (!token.empty() && token.front() == ' ') token.remove_prefix(1);
+    return token;
+}
+
+}  // namespace
+
+application::application(services& s) : services_(s) {
+    add_operation_routes(router_, s);
+    add_provider_routes(router_, s);
+    add_credential_routes(router_, s);
+    add_connection_routes(router_, s);
+    add_run_routes(router_, s);
+}
+
+http_response to_response(reply const& r, unsigned version, bool keep_alive) {
+    http_response res{static_cast<beast_http::status>(r.status), version};
+    res.set(beast_http::field::server, "integration-host");
+    res.set(beast_http::field::content_type, r.content_type);
+    res.set(beast_http::field::cache_control, "no-store");
+    for (auto const& [k, v] : r.headers) res.set(k, v);
+    res.keep_alive(keep_alive);
+    res.body() = boost::json::serialize(r.body);
+    res.prepare_payload();
+    return res;
+}
+
+reply application::dispatch(http_request const& req, request_context& ctx, std::string& tenant) {
+    auto target = req.target();
+    auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
+    if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
+    auto path = url->path();
+    auto m = router_.find(std::string_view(req.method_string().data(), req.method_string().size()), path);
+    if (!m.h) {
+        if (!m.path_known) return problem(404, "route-not-found", "No such route", "no route for " + path);
+        std::string allow;
+        for (auto const& a : m.allowed) allow += (allow.empty() ? "" : ", ") + a;
+        auto p = problem(405, "method-not-allowed", "Method not allowed", path + " accepts " + allow);
+        p.headers.emplace_back("Allow", allow);
+        return p;
+    }
+    if (!m.open) {
+        auto auth = req[beast_http::field::authorization];
+        auto token = bearer_token(std::string_view(auth.data(), auth.size()));
+        auto unauthorized = [](std::string detail) {
+            auto p = problem(401, "unauthorized", "Missing or unknown API key", std::move(detail));
+            p.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"integration\"");
+            return p;
+        };
+        if (token.empty()) return unauthorized("send `Authorization: Bearer <key>`; create a key with `integration-host keys create`");
+        auto owner = services_.keys->find(token);
+        if (!owner) return problem_from(owner.error());
+        if (!*owner) return unauthorized("the API key is not known");
+        ctx.tenant_id = (*owner)->tenant_id;
+        ctx.actor = "api-key";
+        ctx.admin = (*owner)->admin;
+        tenant = ctx.tenant_id;
+    }
+    if (!req.body().empty()) {
+        auto ct = req[beast_http::field::content_type];
+        if (!is_json_media_type(std::string_view(ct.data(), ct.size())))
+            return problem(415, "unsupported-media-type", "Unsupported media type",
+                           "send the body as application/json");
+    }
+    call c;
+    c.ctx = ctx;
+    c.params = std::move(m.params);
+    for (auto const& p : url->params()) c.query[p.key] = p.value;
+    c.body = req.body();
+    c.header = [&req](std::string_view name) {
+        auto v = req[boost::beast::string_view(name.data(), name.size())];
+        return std::string_view(v.data(), v.size());
+    };
+    try {
+        auto r = (*m.h)(c);
+        if (!r) return problem_from(r.error());
+        return std::move(*r);
+    } catch (std::exception const& e) {
+        log_event("error", std::string("handler threw: ") + e.what());
+        return problem_from(error{errc::storage_failure, e.what()});
+    }
+}
+
+http_response application::handle(http_request const& req, std::chrono::steady_clock::time_point started) {
+    request_context ctx;
+    auto tp = req["traceparent"];
+    auto parsed = trace_context::parse_traceparent(std::string_view(tp.data(), tp.size()));
+    ctx.trace = parsed ? parsed->child() : trace_context::generate();
+    std::string tenant;
+    auto r = dispatch(req, ctx, tenant);
+    r.headers.emplace_back("traceparent", ctx.trace.traceparent());
+    auto res = to_response(r, req.version(), req.keep_alive());
+    auto target = req.target();
+    log_access({.method = std::string_view(req.method_string().data(), req.method_string().size()),
+                .target = std::string_view(target.data(), target.size()),
+                .status = r.status,
+                .latency = std::chrono::steady_clock::now() - started,
+                .trace_id = ctx.trace.trace_id,
+                .tenant = tenant});
+    return res;
+}
+
+}  // namespace integration::host

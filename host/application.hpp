@@ -1,0 +1,34 @@
+#ifndef INTEGRATION_HOST_APPLICATION_HPP
+#define INTEGRATION_HOST_APPLICATION_HPP
+
+// From an HTTP request to an HTTP response: trace, API key, route, content checks, handler,
+// problem+json, access log. Runs on a worker thread; the library calls block.
+
+#include "http_types.hpp"
+#include "router.hpp"
+#include "services.hpp"
+
+#include <chrono>
+
+namespace integration::host {
+
+class application {
+public:
+    explicit application(services& s);
+
+    /** Answers `req`; `started` is when its header arrived (for the logged latency). */
+    http_response handle(http_request const& req, std::chrono::steady_clock::time_point started);
+
+private:
+    reply dispatch(http_request const& req, request_context& ctx, std::string& tenant);
+
+    services& services_;
+    router router_;
+};
+
+/** Renders a reply as a response to a request of HTTP `version`. */
+http_response to_response(reply const& r, unsigned version, bool keep_alive);
+
+}  // namespace integration::host
+
+#endif

@@ -1,0 +1,183 @@
+#include "config.hpp"
+
+#include <algorithm>
+#include <cstdlib>
+#include <fstream>
+#include <set>
+
+namespace integration::host {
+namespace {
+
+std::string trim(std::string s) {
+    auto const ws = " \t\r\n";
+    s.erase(0, s.find_first_not_of(ws));
+    auto end = s.find_last_not_of(ws);
+    s.erase(end == std::string::npos ? 0 : end + 1);
+    return s;
+}
+
+std::vector<std::string> split_commas(std::string const& s) {
+    std::vector<std::string> out;
+    std::size_t start = 0;
+    while (start <= s.size()) {
+        auto comma = s.find(',', start);
+        auto part = trim(s.substr(start, comma == std::string::npos ? std::string::npos : comma - start));
+        if (!part.empty()) out.push_back(part);
+        if (comma == std::string::npos) break;
+        start = comma + 1;
+    }
+    return out;
+}
+
+std::string env_name(std::string const& flag) {
+    std::string n = "INTEGRATION_";
+    for (char c : flag) n += c == '-' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+    return n;
+}
+
+result<flag_map> read_config_file(std::string const& path) {
+    std::ifstream in(path);
+    if (!in) return error{errc::invalid_argument, "config file " + path + " cannot be read"};
+    flag_map out;
+    std::string line;
+    int n = 0;
+    while (std::getline(in, line)) {
+        ++n;
+        line = trim(line);
+        if (line.empty() || line[0] == '#') continue;
+        auto eq = line.find('=');
+        if (eq == std::string::npos)
+            return error{errc::invalid_argument, path + ":" + std::to_string(n) + ": expected `key = value`"};
+        auto key = trim(line.substr(0, eq));
+        auto value = trim(line.substr(eq + 1));
+        if (key == "egress-allow")
+            for (auto& v : split_commas(value)) out[key].push_back(v);
+        else
+            out[key] = {value};
+    }
+    return out;
+}
+
+// One setting's values from the first layer that has it.
+class layers {
+public:
+    layers(flag_map const& flags, flag_map file) : flags_(flags), file_(std::move(file)) {}
+
+    std::vector<std::string> values(std::string const& name, bool list) const {
+        if (auto it = flags_.find(name); it != flags_.end()) return it->second;
+        if (char const* e = std::getenv(env_name(name).c_str()); e && *e)
+            return list ? split_commas(e) : std::vector<std::string>{e};
+        if (auto it = file_.find(name); it != file_.end()) return it->second;
+        return {};
+    }
+
+private:
+    flag_map const& flags_;
+    flag_map file_;
+};
+
+result<std::size_t> to_size(std::string const& name, std::string const& v) {
+    try {
+        std::size_t pos = 0;
+        auto n = std::stoull(v, &pos);
+        if (pos == v.size() && n > 0) return static_cast<std::size_t>(n);
+    } catch (...) {
+    }
+    return error{errc::invalid_argument, "--" + name + " must be a positive integer, got '" + v + "'"};
+}
+
+result<void> refuse_unknown(flag_map const& flags, std::set<std::string> const& known) {
+    for (auto const& [k, v] : flags)
+        if (!known.contains(k)) return error{errc::invalid_argument, "unknown flag --" + k + " (see --help)"};
+    return {};
+}
+
+}  // namespace
+
+result<flag_map> parse_flags(std::vector<std::string> const& args, std::vector<std::string> const& booleans) {
+    flag_map out;
+    for (std::size_t i = 0; i < args.size(); ++i) {
+        auto const& a = args[i];
+        if (a.rfind("--", 0) != 0) return error{errc::invalid_argument, "unexpected argument '" + a + "'"};
+        auto name = a.substr(2);
+        if (auto eq = name.find('='); eq != std::string::npos) {
+            out[name.substr(0, eq)].push_back(name.substr(eq + 1));
+        } else if (std::find(booleans.begin(), booleans.end(), name) != booleans.end()) {
+            out[name].push_back("true");
+        } else {
+            if (i + 1 >= args.size()) return error{errc::invalid_argument, "--" + name + " needs a value"};
+            out[name].push_back(args[++i]);
+        }
+    }
+    return out;
+}
+
+result<serve_config> load_serve_config(flag_map const& flags) {
+    if (auto r = refuse_unknown(flags, {"data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms",
+                                        "idle-timeout-ms", "body-limit", "header-limit", "max-connections",
+                                        "pipeline-limit", "io-threads", "workers"});
+        !r)
+        return r.error();
+    flag_map file;
+    layers no_file(flags, {});
+    if (auto path = no_file.values("config", false); !path.empty()) {
+        auto f = read_config_file(path.back());
+        if (!f) return f.error();
+        file = std::move(*f);
+    }
+    layers l(flags, std::move(file));
+    serve_config c;
+    auto one = [&](std::string const& name, std::string& out) {
+        if (auto v = l.values(name, false); !v.empty()) out = v.back();
+    };
+    one("data", c.data);
+    one("listen", c.listen);
+    one("public-url", c.public_url);
+    c.egress_allow = l.values("egress-allow", true);
+    struct numeric {
+        char const* name;
+        std::size_t* out;
+    };
+    std::size_t read_ms = static_cast<std::size_t>(c.read_timeout.count());
+    std::size_t idle_ms = static_cast<std::size_t>(c.idle_timeout.count());
+    for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"idle-timeout-ms", &idle_ms},
+                             numeric{"body-limit", &c.body_limit}, numeric{"header-limit", &c.header_limit},
+                             numeric{"max-connections", &c.max_connections}, numeric{"pipeline-limit", &c.pipeline_limit},
+                             numeric{"io-threads", &c.io_threads}, numeric{"workers", &c.workers}}) {
+        if (auto v = l.values(name, false); !v.empty()) {
+            auto n = to_size(name, v.back());
+            if (!n) return n.error();
+            *out = *n;
+        }
+    }
+    c.read_timeout = std::chrono::milliseconds(read_ms);
+    c.idle_timeout = std::chrono::milliseconds(idle_ms);
+    return c;
+}
+
+result<keys_create_config> load_keys_create_config(flag_map const& flags) {
+    if (auto r = refuse_unknown(flags, {"data", "tenant", "admin"}); !r) return r.error();
+    layers l(flags, {});
+    keys_create_config c;
+    if (auto v = l.values("data", false); !v.empty()) c.data = v.back();
+    if (auto v = l.values("tenant", false); !v.empty()) c.tenant = v.back();
+    c.admin = flags.contains("admin");
+    if (c.tenant.empty()) return error{errc::invalid_argument, "--tenant is required"};
+    return c;
+}
+
+std::string usage() {
+    return R"(usage:
+  integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--public-url URL]
+                         [--config FILE] [--read-timeout-ms N] [--idle-timeout-ms N] [--body-limit BYTES]
+                         [--header-limit BYTES] [--max-connections N] [--pipeline-limit N]
+                         [--io-threads N] [--workers N]
+  integration-host keys create [--data DIR] --tenant T [--admin]
+
+Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW
+is comma-separated) or from a config file of `flag = value` lines; a flag wins over the environment,
+which wins over the file. Defaults: --data ./data, --listen 127.0.0.1:8080.
+)";
+}
+
+}  // namespace integration::host

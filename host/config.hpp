@@ -1,0 +1,54 @@
+#ifndef INTEGRATION_HOST_CONFIG_HPP
+#define INTEGRATION_HOST_CONFIG_HPP
+
+// The host's settings: command-line flags, INTEGRATION_* environment variables and a `key = value`
+// file, in that order of precedence, over the defaults below.
+
+#include <integration/core/error.hpp>
+
+#include <chrono>
+#include <cstddef>
+#include <map>
+#include <string>
+#include <vector>
+
+namespace integration::host {
+
+struct serve_config {
+    std::string data = "./data";
+    std::string listen = "127.0.0.1:8080";
+    std::vector<std::string> egress_allow;  // CIDRs
+    std::string public_url;                 // empty: http://<listen>
+    std::chrono::milliseconds read_timeout{30'000};   // one deadline for a request's header and body
+    std::chrono::milliseconds idle_timeout{60'000};   // keep-alive wait for the next request
+    std::size_t body_limit = 1024 * 1024;
+    std::size_t header_limit = 16 * 1024;
+    std::size_t max_connections = 1024;
+    std::size_t pipeline_limit = 8;  // requests read ahead per connection
+    std::size_t io_threads = 2;
+    std::size_t workers = 16;        // threads that run blocking library calls
+};
+
+struct keys_create_config {
+    std::string data = "./data";
+    std::string tenant;
+    bool admin = false;
+};
+
+/** Flags as parsed: `--name value`, `--name=value`, or a bare boolean `--name`; repeatable. */
+using flag_map = std::map<std::string, std::vector<std::string>>;
+
+/** Parses `args`; `booleans` are the flags that take no value. Unknown flags are refused later. */
+result<flag_map> parse_flags(std::vector<std::string> const& args, std::vector<std::string> const& booleans);
+
+/** Resolves `serve` settings: flag > env > config file (`--config` / INTEGRATION_CONFIG) > default. */
+result<serve_config> load_serve_config(flag_map const& flags);
+
+result<keys_create_config> load_keys_create_config(flag_map const& flags);
+
+/** `--help` text of every command. */
+std::string usage();
+
+}  // namespace integration::host
+
+#endif

@@ -1,0 +1,176 @@
+#include "handlers/handlers.hpp"
+
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+
+namespace integration::host {
+namespace {
+
+// The secret of a create/rotate body: `secret`, or `oauth2.clientSecret`. Never echoed.
+result<secret_bytes> take_secret(boost::json::object& body, bool required) {
+    if (auto* v = body.if_contains("secret"); v && !v->is_null()) {
+        if (!v->is_string()) return error{errc::invalid_argument, "secret must be a string"};
+        return secret_bytes(std::string_view(v->get_string()));
+    }
+    if (auto* o = body.if_contains("oauth2"); o && o->is_object())
+        if (auto* v = o->as_object().if_contains("clientSecret"); v && v->is_string())
+            return secret_bytes(std::string_view(v->get_string()));
+    if (required) return error{errc::invalid_argument, "secret is required (or oauth2.clientSecret)"};
+    return secret_bytes{};
+}
+
+// Rotation verifies the new material with the provider's health check of a connection that uses
+// the credential; a credential no connection uses yet has nothing to be verified against.
+credentials::verifier health_check_verifier(services& s, request_context const& ctx, std::string const& credential_id) {
+    return [&s, ctx, credential_id](credentials::resolved_credential const& material) -> result<void> {
+        struct target {
+            std::string url;
+            providers::health_check check;
+        };
+        auto found = storage::read_for(*s.store, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<target>> {
+            storage::page_request page{.limit = 500};
+            do {
+                auto list = uow.connections().list({}, page);
+                if (!list) return list.error();
+                for (auto const& conn : list->items) {
+                    if (conn.data().credential_id != credential_id ||
+                        conn.status() == connections::connection_status::retired)
+                        continue;
+                    auto p = uow.providers().find(conn.data().provider_id);
+                    if (!p) return p.error();
+                    auto check = p->data().health_check.value_or(providers::health_check{});
+                    return std::optional<target>(target{conn.base_url(p->data().base_url) + check.path, check});
+                }
+                page.cursor = list->next_cursor;
+            } while (!page.cursor.empty());
+            return std::optional<target>{};
+        });
+        if (!found) return found.error();
+        if (!*found) return {};
+        auto url = (*found)->url;
+        for (auto const& [name, value] : material.query) {
+            url += url.find('?') == std::string::npos ? '?' : '&';
+            url += boost::urls::encode(name, boost::urls::unreserved_chars) + "=" +
+                   boost::urls::encode(value.view(), boost::urls::unreserved_chars);
+        }
+        auto d = s.egress.check_destination(url, s.resolver);
+        if (!d) return d.error();
+        http::request req{.method = (*found)->check.method, .url = url, .timeout = std::chrono::seconds(10),
+                          .pin = http::pinned_address{d->host, d->port, d->literal->to_string()}};
+        for (auto const& [name, value] : material.headers) req.headers.emplace_back(name, std::string(value.view()));
+        auto res = s.transport->send(req);
+        if (!res) return res.error();
+        if (res->status != (*found)->check.expect_status)
+            return error{errc::verification_failed, "the health check answered HTTP " + std::to_string(res->status) +
+                                                        " with the new secret, expected " +
+                                                        std::to_string((*found)->check.expect_status)};
+        return {};
+    };
+}
+
+boost::json::object render_credential(credentials::integration_credential const& c) {
+    auto o = aggregate_to_json(c);
+    if (auto const* v = c.active_version()) o["activeVersion"] = v->version;
+    return o;
+}
+
+}  // namespace
+
+void add_credential_routes(router& r, services& s) {
+    r.add("POST", "/integrations/credentials", [&s](call& c) -> result<reply> {
+        auto body = c.json();
+        if (!body) return body.error();
+        credentials::new_credential spec;
+        auto provider = optional_string(*body, "providerId");
+        if (!provider) return provider.error();
+        if (!*provider) return error{errc::invalid_argument, "providerId is required"};
+        spec.provider_id = **provider;
+        auto connection = optional_string(*body, "connectionId");
+        if (!connection) return connection.error();
+        spec.connection_id = *connection;
+        auto const* mode = body->if_contains("authMode");
+        if (!mode) return error{errc::invalid_argument, "authMode is required"};
+        if (auto m = from_json(*mode, spec.auth_mode, "authMode"); !m) return m.error();
+        auto secret = take_secret(*body, spec.auth_mode != auth_mode::managed_identity);
+        if (!secret) return secret.error();
+        spec.secret = std::move(*secret);
+        if (auto* a = body->if_contains("apiKey"); a && !a->is_null()) {
+            if (!a->is_object()) return error{errc::invalid_argument, "apiKey must be an object"};
+            auto o = a->as_object();
+            with_defaults(o, {{"in", "header"}, {"prefix", ""}});
+            auto placement = value_from_json<credentials::api_key_placement>(o);
+            if (!placement) return error{errc::invalid_argument, "apiKey." + placement.error().detail()};
+            spec.api_key = std::move(*placement);
+        }
+        if (auto* a = body->if_contains("oauth2"); a && !a->is_null()) {
+            if (!a->is_object()) return error{errc::invalid_argument, "oauth2 must be an object"};
+            auto o = a->as_object();
+            o.erase("clientSecret");
+            with_defaults(o, {{"scopes", boost::json::array{}}});
+            auto settings = value_from_json<credentials::oauth2_client_settings>(o);
+            if (!settings) return error{errc::invalid_argument, "oauth2." + settings.error().detail()};
+            spec.oauth2 = std::move(*settings);
+        }
+        if (auto* a = body->if_contains("rotationPolicy"); a && !a->is_null()) {
+            credentials::rotation_policy policy;
+            if (auto p = from_json(*a, policy, "rotationPolicy"); !p) return p.error();
+            spec.rotation_policy = policy;
+        }
+        if (auto* a = body->if_contains("expiresAt"); a && !a->is_null()) {
+            time_point at{};
+            if (auto p = from_json(*a, at, "expiresAt"); !p) return p.error();
+            spec.expires_at = at;
+        }
+        auto created = s.credentials->create(c.ctx, std::move(spec));
+        if (!created) return created.error();
+        return json_reply(201, render_credential(*created));
+    });
+
+    r.add("GET", "/integrations/credentials", [&s](call& c) -> result<reply> {
+        auto page = c.page();
+        if (!page) return page.error();
+        storage::credential_query q{c.query_param("providerId"), c.query_param("connectionId")};
+        auto list = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.credentials().list(q, *page); });
+        if (!list) return list.error();
+        return json_reply(200, page_json(*list, render_credential));
+    });
+
+    r.add("GET", "/integrations/credentials/{credentialId}", [&s](call& c) -> result<reply> {
+        auto found = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) {
+            return uow.credentials().find(c.params["credentialId"]);
+        });
+        if (!found) return found.error();
+        return json_reply(200, render_credential(*found));
+    });
+
+    r.add("POST", "/integrations/credentials/rotate", [&s](call& c) -> result<reply> {
+        auto body = c.json();
+        if (!body) return body.error();
+        auto id = optional_string(*body, "credentialId");
+        if (!id) return id.error();
+        if (!*id) return error{errc::invalid_argument, "credentialId is required"};
+        auto secret = take_secret(*body, true);
+        if (!secret) return secret.error();
+        std::optional<time_point> expires;
+        if (auto* a = body->if_contains("expiresAt"); a && !a->is_null()) {
+            time_point at{};
+            if (auto p = from_json(*a, at, "expiresAt"); !p) return p.error();
+            expires = at;
+        }
+        auto rotated = s.credentials->rotate(c.ctx, **id, std::move(*secret), health_check_verifier(s, c.ctx, **id), expires);
+        if (!rotated) return rotated.error();
+        return json_reply(200, render_credential(*rotated));
+    });
+
+    r.add("POST", "/integrations/credentials/{credentialId}/revoke", [&s](call& c) -> result<reply> {
+        auto body = c.json();
+        if (!body) return body.error();
+        auto reason = optional_string(*body, "reason");
+        if (!reason) return reason.error();
+        auto revoked = s.credentials->revoke(c.ctx, c.params["credentialId"], reason->value_or("revoked via the API"));
+        if (!revoked) return revoked.error();
+        return json_reply(200, render_credential(*revoked));
+    });
+}
+
+}  // namespace integration::host

@@ -1,0 +1,39 @@
+#include "handlers/handlers.hpp"
+
+#include <filesystem>
+
+namespace integration::host {
+
+void add_operation_routes(router& r, services& s) {
+    r.add("GET", "/healthz", [](call&) -> result<reply> {
+        return json_reply(200, boost::json::object{{"status", "ok"}});
+    }, true);
+
+    // Each backend is touched with a read that cannot change anything.
+    r.add("GET", "/readyz", [&s](call&) -> result<reply> {
+        boost::json::object checks;
+        bool ready = true;
+        auto ctx = request_context::for_tenant("readyz", "readyz");
+        auto store = s.store->read(ctx, [](storage::unit_of_work& uow) -> result<void> {
+            auto l = uow.providers().list({.limit = 1});
+            if (!l) return l.error();
+            return {};
+        });
+        checks["store"] = store ? "ok" : "unavailable";
+        ready = ready && store;
+        auto secrets = s.secrets->versions("readyz", "readyz-probe");
+        bool secrets_ok = secrets || secrets.error() == errc::not_found;
+        checks["secretStore"] = secrets_ok ? "ok" : "unavailable";
+        ready = ready && secrets_ok;
+        auto blob = s.blobs->get("readyz", "blob://readyz/readyz-probe");
+        std::error_code ec;
+        bool blobs_ok = (blob || blob.error() == errc::not_found) &&
+                        std::filesystem::is_directory(std::filesystem::path(s.config.data) / "blobs", ec);
+        checks["blobStore"] = blobs_ok ? "ok" : "unavailable";
+        ready = ready && blobs_ok;
+        boost::json::object o{{"status", ready ? "ready" : "unavailable"}, {"checks", checks}};
+        return json_reply(ready ? 200 : 503, o);
+    }, true);
+}
+
+}  // namespace integration::host

@@ -1,0 +1,165 @@
+#include "handlers/handlers.hpp"
+
+#include "api_keys.hpp"
+
+#include <boost/json/serialize.hpp>
+
+namespace integration::host {
+namespace {
+
+result<std::vector<std::pair<std::string, std::string>>> string_pairs(boost::json::object const& o, std::string const& path) {
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto const& [k, v] : o) {
+        if (v.is_string()) out.emplace_back(std::string(k), std::string(v.get_string()));
+        else if (v.is_number() || v.is_bool()) out.emplace_back(std::string(k), boost::json::serialize(v));
+        else return error{errc::invalid_argument, path + "." + std::string(k) + " must be a string"};
+    }
+    return out;
+}
+
+result<runs::run_input> parse_input(boost::json::object const& body) {
+    runs::run_input in;
+    auto const* j = body.if_contains("input");
+    if (!j || j->is_null()) return in;
+    if (!j->is_object()) return error{errc::invalid_argument, "input must be an object"};
+    auto const& o = j->get_object();
+    auto object_member = [&](char const* name) -> result<boost::json::object const*> {
+        auto const* v = o.if_contains(name);
+        if (!v || v->is_null()) return static_cast<boost::json::object const*>(nullptr);
+        if (!v->is_object()) return error{errc::invalid_argument, std::string("input.") + name + " must be an object"};
+        return &v->get_object();
+    };
+    auto params = object_member("pathParams");
+    if (!params) return params.error();
+    if (*params) {
+        auto p = string_pairs(**params, "input.pathParams");
+        if (!p) return p.error();
+        for (auto& [k, v] : *p) in.path_params[k] = v;
+    }
+    auto query = object_member("query");
+    if (!query) return query.error();
+    if (*query) {
+        auto p = string_pairs(**query, "input.query");
+        if (!p) return p.error();
+        in.query = std::move(*p);
+    }
+    auto headers = object_member("headers");
+    if (!headers) return headers.error();
+    if (*headers) {
+        auto p = string_pairs(**headers, "input.headers");
+        if (!p) return p.error();
+        in.headers = std::move(*p);
+    }
+    if (auto const* b = o.if_contains("body"); b && !b->is_null())
+        in.body = b->is_string() ? std::string(b->get_string()) : boost::json::serialize(*b);
+    return in;
+}
+
+// `body` is the vendor's body as text: the host does not guess at its media type.
+boost::json::object render_outcome(runs::run_outcome const& out) {
+    auto o = aggregate_to_json(out.run);
+    if (out.response) {
+        boost::json::object res;
+        res["status"] = out.response->status;
+        boost::json::object headers;
+        for (auto const& [k, v] : out.response->headers) headers[k] = v;
+        res["headers"] = std::move(headers);
+        res["body"] = out.response->body;
+        o["response"] = std::move(res);
+    } else {
+        o["response"] = nullptr;
+    }
+    if (out.failure_id) o["failureId"] = *out.failure_id;
+    o["replayed"] = out.replayed;
+    return o;
+}
+
+}  // namespace
+
+void add_run_routes(router& r, services& s) {
+    r.add("POST", "/integrations/runs", [&s](call& c) -> result<reply> {
+        auto body = c.json();
+        if (!body) return body.error();
+        auto connection = optional_string(*body, "connectionId");
+        if (!connection) return connection.error();
+        if (!*connection) return error{errc::invalid_argument, "connectionId is required"};
+        auto operation = optional_string(*body, "operation");
+        if (!operation) return operation.error();
+        if (!*operation) return error{errc::invalid_argument, "operation is required"};
+        auto input = parse_input(*body);
+        if (!input) return input.error();
+        runs::execute_request req{.connection_id = **connection, .operation = **operation, .input = std::move(*input)};
+        auto key = std::string(c.header("Idempotency-Key"));
+        if (!key.empty()) {
+            if (key.size() > 255) return error{errc::invalid_argument, "Idempotency-Key must be at most 255 characters"};
+            if (auto claimed = s.idempotency->claim(c.ctx.tenant_id, key, sha256_hex(c.body)); !claimed)
+                return claimed.error();
+            req.idempotency_key = key;
+        }
+        auto out = s.runs->execute(c.ctx, std::move(req));
+        if (!out) {
+            // Bad input records no run, so the key is free again for a corrected request.
+            if (!key.empty() && out.error() != errc::already_exists) s.idempotency->release(c.ctx.tenant_id, key);
+            return out.error();
+        }
+        auto rep = json_reply(201, render_outcome(*out));
+        if (out->replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
+        return rep;
+    });
+
+    r.add("GET", "/integrations/runs", [&s](call& c) -> result<reply> {
+        auto page = c.page();
+        if (!page) return page.error();
+        storage::run_query q{c.query_param("connectionId"), std::nullopt};
+        if (auto st = c.query_param("status")) {
+            auto parsed = parse_enum<runs::run_status>(*st, "status");
+            if (!parsed) return parsed.error();
+            q.status = *parsed;
+        }
+        auto list = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.runs().list(q, *page); });
+        if (!list) return list.error();
+        return json_reply(200, page_json(*list, render<runs::integration_run>));
+    });
+
+    r.add("GET", "/integrations/runs/{runId}", [&s](call& c) -> result<reply> {
+        auto found = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.runs().find(c.params["runId"]); });
+        if (!found) return found.error();
+        return json_reply(200, render(*found));
+    });
+
+    r.add("GET", "/integrations/failures", [&s](call& c) -> result<reply> {
+        auto page = c.page();
+        if (!page) return page.error();
+        storage::failure_query q{c.query_param("runId"), c.query_param("deliveryId"), c.query_param("unresolved") == "true"};
+        auto list = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.failures().list(q, *page); });
+        if (!list) return list.error();
+        return json_reply(200, page_json(*list, render<failures::integration_failure>));
+    });
+
+    r.add("GET", "/integrations/failures/{failureId}", [&s](call& c) -> result<reply> {
+        auto found = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.failures().find(c.params["failureId"]); });
+        if (!found) return found.error();
+        return json_reply(200, render(*found));
+    });
+
+    r.add("POST", "/integrations/failures/{failureId}/escalate", [&s](call& c) -> result<reply> {
+        auto body = c.json();
+        if (!body) return body.error();
+        auto reason = optional_string(*body, "reason");
+        if (!reason) return reason.error();
+        if (!*reason || (*reason)->empty()) return error{errc::invalid_argument, "reason is required"};
+        auto ticket = optional_string(*body, "ticketRef");
+        if (!ticket) return ticket.error();
+        auto escalated = storage::transact_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) -> result<failures::integration_failure> {
+            auto f = uow.failures().find(c.params["failureId"]);
+            if (!f) return f.error();
+            if (auto e = f->escalate({c.ctx.actor, **reason, system_clock::instance().now(), *ticket}); !e) return e.error();
+            if (auto sv = uow.failures().save(*f); !sv) return sv.error();
+            return std::move(*f);
+        });
+        if (!escalated) return escalated.error();
+        return json_reply(200, render(*escalated));
+    });
+}
+
+}  // namespace integration::host

@@ -1,0 +1,115 @@
+// integration-host: the reference HTTP host over the library on the embedded default.
+
+#include "access_log.hpp"
+#include "application.hpp"
+#include "config.hpp"
+#include "server.hpp"
+#include "services.hpp"
+
+#include <boost/asio/signal_set.hpp>
+
+#include <csignal>
+#include <iostream>
+#include <thread>
+
+namespace host = integration::host;
+
+namespace {
+
+int serve(std::vector<std::string> const& args) {
+    auto flags = host::parse_flags(args, {});
+    if (!flags) {
+        std::cerr << flags.error().detail() << "\n" << host::usage();
+        return 2;
+    }
+    auto config = host::load_serve_config(*flags);
+    if (!config) {
+        std::cerr << config.error().detail() << "\n";
+        return 2;
+    }
+    auto services = host::open_services(*config);
+    if (!services) {
+        std::cerr << "cannot start: " << services.error().message() << "\n";
+        return 1;
+    }
+    auto& s = **services;
+    host::application app(s);
+    boost::asio::io_context ioc(static_cast<int>(s.config.io_threads));
+    boost::asio::thread_pool workers(s.config.workers);
+    host::server server(ioc, s.config, app, workers);
+    auto bound = server.start();
+    if (!bound) {
+        std::cerr << "cannot start: " << bound.error().message() << "\n";
+        return 1;
+    }
+
+    // SIGTERM / SIGINT: stop accepting, let answers in progress be written, then return from run().
+    boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+    signals.async_wait([&](boost::system::error_code ec, int sig) {
+        if (ec) return;
+        host::log_event("info", "signal " + std::to_string(sig) + ": draining");
+        server.stop();
+    });
+    std::signal(SIGPIPE, SIG_IGN);
+
+    auto address = bound->address().to_string();
+    if (bound->address().is_v6()) address = "[" + address + "]";
+    std::cout << "listening on http://" << address << ":" << bound->port() << std::endl;
+    host::log_event("info", "listening on http://" + address + ":" + std::to_string(bound->port()) + " with data in " +
+                                s.config.data);
+
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < s.config.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
+    ioc.run();
+    for (auto& t : threads) t.join();
+    workers.join();
+    host::log_event("info", "stopped");
+    return 0;
+}
+
+int keys_create(std::vector<std::string> const& args) {
+    auto flags = host::parse_flags(args, {"admin"});
+    if (!flags) {
+        std::cerr << flags.error().detail() << "\n" << host::usage();
+        return 2;
+    }
+    auto config = host::load_keys_create_config(*flags);
+    if (!config) {
+        std::cerr << config.error().detail() << "\n" << host::usage();
+        return 2;
+    }
+    auto db = host::open_host_db(config->data);
+    if (!db) {
+        std::cerr << db.error().message() << "\n";
+        return 1;
+    }
+    host::api_keys keys(**db);
+    auto key = keys.create(config->tenant, config->admin);
+    if (!key) {
+        std::cerr << key.error().message() << "\n";
+        return 1;
+    }
+    std::cout << "created " << (config->admin ? "an admin" : "an") << " API key for tenant " << config->tenant
+              << "; it is shown once, store it now:\n"
+              << *key << std::endl;
+    return 0;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    if (args.empty() || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+        std::cout << host::usage();
+        return args.empty() ? 2 : 0;
+    }
+    try {
+        if (args[0] == "serve") return serve({args.begin() + 1, args.end()});
+        if (args[0] == "keys" && args.size() > 1 && args[1] == "create") return keys_create({args.begin() + 2, args.end()});
+    } catch (std::exception const& e) {
+        std::cerr << "integration-host: " << e.what() << "\n";
+        return 1;
+    }
+    std::cerr << "unknown command\n" << host::usage();
+    return 2;
+}

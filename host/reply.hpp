@@ -1,0 +1,23 @@
+#ifndef INTEGRATION_HOST_REPLY_HPP
+#define INTEGRATION_HOST_REPLY_HPP
+
+// What a handler answers, before it becomes an HTTP message: handlers never see Beast.
+
+#include <boost/json/value.hpp>
+
+#include <string>
+#include <utility>
+#include <vector>
+
+namespace integration::host {
+
+struct reply {
+    unsigned status = 200;
+    boost::json::value body;
+    std::string content_type = "application/json";
+    std::vector<std::pair<std::string, std::string>> headers;
+};
+
+}  // namespace integration::host
+
+#endif

@@ -1,0 +1,293 @@
+#include "server.hpp"
+
+#include "access_log.hpp"
+#include "problem.hpp"
+
+#include <boost/asio/dispatch.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/strand.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/http/error.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/read.hpp>
+#include <boost/beast/http/write.hpp>
+
+#include <deque>
+#include <optional>
+
+namespace integration::host {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using tcp = asio::ip::tcp;
+
+namespace {
+
+void fail(beast::error_code ec, char const* what) {
+    if (ec == asio::error::operation_aborted || ec == beast::error::timeout || ec == asio::error::eof ||
+        ec == asio::error::connection_reset || ec == asio::error::broken_pipe || ec == beast_http::error::end_of_stream)
+        return;  // ordinary ends of a connection
+    log_event("warning", std::string(what) + ": " + ec.message());
+}
+
+}  // namespace
+
+class session : public std::enable_shared_from_this<session> {
+public:
+    session(tcp::socket&& socket, server_state& state, std::uint64_t id)
+        : stream_(std::move(socket)), state_(state), id_(id) {}
+
+    ~session() {
+        std::lock_guard lock(state_.mutex);
+        state_.sessions.erase(id_);
+    }
+
+    void run() {
+        asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(true); });
+    }
+
+    /** On shutdown: close now when idle, else after the answer in progress. */
+    void stop() {
+        asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+            self->closing_ = true;
+            if (!self->busy_ && self->queue_.empty()) self->close();
+        });
+    }
+
+private:
+    // One request read ahead, or an answer decided by the session itself (a protocol error).
+    struct item {
+        std::optional<http_request> req;
+        std::optional<http_response> ready;
+        std::chrono::steady_clock::time_point started;
+    };
+
+    void read(bool first) {
+        if (closing_ || reading_ || queue_.size() >= state_.config.pipeline_limit) return;
+        reading_ = true;
+        // Waiting for the next request of a kept-alive connection is the idle timeout; once bytes
+        // of a request arrive, the read timeout bounds its header and body together.
+        if (buffer_.size() == 0) {
+            stream_.expires_after(first ? state_.config.read_timeout : state_.config.idle_timeout);
+            stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                self->buffer_.commit(n);
+                if (ec) return self->read_failed(ec);
+                self->read_header();
+            });
+        } else {
+            read_header();
+        }
+    }
+
+    void read_header() {
+        started_ = std::chrono::steady_clock::now();
+        parser_.emplace();
+        parser_->header_limit(static_cast<std::uint32_t>(state_.config.header_limit));
+        parser_->body_limit(state_.config.body_limit);
+        stream_.expires_after(state_.config.read_timeout);
+        beast_http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            self->on_header(ec);
+        });
+    }
+
+    void on_header(beast::error_code ec) {
+        if (ec) return parse_failed(ec);
+        auto const& h = parser_->get();
+        // A message framed two ways is how requests are smuggled past proxies: refuse it.
+        if (h.count(beast_http::field::content_length) && h.count(beast_http::field::transfer_encoding))
+            return answer_and_close(problem(400, "bad-request", "Ambiguous message framing",
+                                            "send either Content-Length or Transfer-Encoding, not both"));
+        beast_http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
+            self->on_body(ec);
+        });
+    }
+
+    void on_body(beast::error_code ec) {
+        if (ec) return parse_failed(ec);
+        reading_ = false;
+        auto req = parser_->release();
+        bool keep_alive = req.keep_alive();
+        queue_.push_back({std::move(req), std::nullopt, started_});
+        if (!keep_alive) closing_ = true;  // no more requests will be read
+        next();
+        read(false);
+    }
+
+    void read_failed(beast::error_code ec) {
+        reading_ = false;
+        fail(ec, "read");
+        // A timed-out or closed reader ends the connection once queued answers are written.
+        closing_ = true;
+        if (!busy_ && queue_.empty()) close();
+    }
+
+    void parse_failed(beast::error_code ec) {
+        reading_ = false;
+        if (ec == beast_http::error::body_limit)
+            return answer_and_close(problem(413, "payload-too-large", "Request body too large",
+                                            "the body limit is " + std::to_string(state_.config.body_limit) + " bytes"));
+        if (ec == beast_http::error::header_limit)
+            return answer_and_close(problem(431, "header-too-large", "Request header fields too large",
+                                            "the header limit is " + std::to_string(state_.config.header_limit) + " bytes"));
+        if (ec == beast::error::timeout || ec == beast_http::error::end_of_stream || ec == asio::error::eof ||
+            ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
+            return read_failed(ec);
+        answer_and_close(problem(400, "bad-request", "Malformed HTTP request", ec.message()));
+    }
+
+    void answer_and_close(reply r) {
+        reading_ = false;
+        closing_ = true;
+        std::string target;
+        std::string method = "-";
+        if (parser_ && parser_->is_header_done()) {
+            target = std::string(parser_->get().target());
+            method = std::string(parser_->get().method_string());
+        }
+        log_access({.method = method, .target = target, .status = r.status,
+                    .latency = std::chrono::steady_clock::now() - started_, .trace_id = "", .tenant = ""});
+        queue_.push_back({std::nullopt, to_response(r, 11, false), started_});
+        next();
+    }
+
+    // Handles the oldest queued request on a worker, then writes its answer here on the strand.
+    void next() {
+        if (busy_ || queue_.empty()) return;
+        busy_ = true;
+        auto& front = queue_.front();
+        if (front.ready) return write(std::move(*front.ready));
+        auto guard = asio::make_work_guard(stream_.get_executor());
+        // A deque keeps references valid while the strand appends; the front is popped only after
+        // its answer is written.
+        http_request const* req = &*front.req;
+        auto started = front.started;
+        asio::post(state_.workers, [self = shared_from_this(), guard = std::move(guard), req, started]() mutable {
+            auto res = self->state_.app.handle(*req, started);
+            asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+            guard.reset();
+        });
+    }
+
+    void write(http_response res) {
+        if (closing_ || state_.stopping) res.keep_alive(false);
+        auto msg = std::make_shared<http_response>(std::move(res));
+        stream_.expires_after(state_.config.read_timeout);
+        beast_http::async_write(stream_, *msg, [self = shared_from_this(), msg](beast::error_code ec, std::size_t) {
+            self->on_write(ec, msg->keep_alive());
+        });
+    }
+
+    void on_write(beast::error_code ec, bool keep_alive) {
+        busy_ = false;
+        queue_.pop_front();
+        if (ec) {
+            fail(ec, "write");
+            return close();
+        }
+        if (!keep_alive) return close();
+        next();
+        if (!busy_ && queue_.empty() && (closing_ || state_.stopping)) return close();
+        read(false);
+    }
+
+    void close() {
+        closing_ = true;
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        stream_.close();
+    }
+
+    beast::tcp_stream stream_;
+    beast::flat_buffer buffer_;
+    server_state& state_;
+    std::uint64_t id_;
+    std::optional<beast_http::request_parser<beast_http::string_body>> parser_;
+    std::deque<item> queue_;
+    std::chrono::steady_clock::time_point started_;
+    bool reading_ = false;
+    bool busy_ = false;
+    bool closing_ = false;
+};
+
+server::server(asio::io_context& ioc, serve_config const& config, application& app, asio::thread_pool& workers)
+    : ioc_(ioc), acceptor_(asio::make_strand(ioc)), state_{config, app, workers} {}
+
+result<tcp::endpoint> server::start() {
+    auto const& listen = state_.config.listen;
+    auto colon = listen.rfind(':');
+    if (colon == std::string::npos) return error{errc::invalid_argument, "--listen must be HOST:PORT, got '" + listen + "'"};
+    auto host = listen.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    beast::error_code ec;
+    auto address = asio::ip::make_address(host, ec);
+    if (ec) return error{errc::invalid_argument, "--listen host must be an IP address, got '" + host + "'"};
+    unsigned long port = 0;
+    try {
+        port = std::stoul(listen.substr(colon + 1));
+    } catch (...) {
+        port = 70000;
+    }
+    if (port > 65535) return error{errc::invalid_argument, "--listen port must be 0-65535"};
+    tcp::endpoint endpoint{address, static_cast<unsigned short>(port)};
+    acceptor_.open(endpoint.protocol(), ec);
+    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor_.bind(endpoint, ec);
+    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    if (ec) return error{errc::unavailable, "cannot listen on " + listen + ": " + ec.message()};
+    auto bound = acceptor_.local_endpoint(ec);
+    accept();
+    return bound;
+}
+
+void server::accept() {
+    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+        if (ec) {
+            if (ec != asio::error::operation_aborted) fail(ec, "accept");
+            if (!acceptor_.is_open() || state_.stopping) return;
+            return accept();
+        }
+        std::shared_ptr<session> s;
+        {
+            std::lock_guard lock(state_.mutex);
+            if (state_.sessions.size() < state_.config.max_connections) {
+                auto id = state_.next_id++;
+                s = std::make_shared<session>(std::move(socket), state_, id);
+                state_.sessions[id] = s;
+            }
+        }
+        if (s) {
+            s->run();
+        } else {
+            // Over the connection limit: a short answer on the fresh socket, then close it.
+            auto busy = to_response(problem(503, "too-many-connections", "Too many connections",
+                                            "the host serves at most " + std::to_string(state_.config.max_connections) +
+                                                " connections; retry shortly"),
+                                    11, false);
+            busy.set("Retry-After", "1");
+            beast::error_code ignored;
+            beast_http::write(socket, busy, ignored);
+            socket.close(ignored);
+        }
+        if (!state_.stopping) accept();
+    });
+}
+
+void server::stop() {
+    state_.stopping = true;
+    asio::dispatch(acceptor_.get_executor(), [this] {
+        beast::error_code ec;
+        acceptor_.close(ec);
+    });
+    std::vector<std::shared_ptr<session>> live;
+    {
+        std::lock_guard lock(state_.mutex);
+        for (auto& [id, w] : state_.sessions)
+            if (auto s = w.lock()) live.push_back(std::move(s));
+    }
+    for (auto& s : live) s->stop();
+}
+
+}  // namespace integration::host

@@ -1,0 +1,73 @@
+#include "services.hpp"
+
+#include <integration/core/clock.hpp>
+#include <integration/storage/sqlite_store.hpp>
+
+#include <filesystem>
+
+namespace integration::host {
+namespace fs = std::filesystem;
+
+result<std::unique_ptr<host_db>> open_host_db(std::string const& data_dir) {
+    std::error_code ec;
+    fs::create_directories(data_dir, ec);
+    if (ec) return error{errc::storage_failure, "cannot create the data directory " + data_dir + ": " + ec.message()};
+    // Secrets and key files live here: keep the directory private to the service account.
+    fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+    return host_db::open((fs::path(data_dir) / "host.db").string());
+}
+
+result<std::unique_ptr<services>> open_services(serve_config config) {
+    auto s = std::make_unique<services>();
+    auto dir = fs::path(config.data);
+    auto db = open_host_db(config.data);
+    if (!db) return db.error();
+    s->db = std::move(*db);
+    s->keys = std::make_unique<api_keys>(*s->db);
+    s->idempotency = std::make_unique<idempotency_keys>(*s->db);
+
+    auto store = storage::open_sqlite_store({.path = (dir / "integration.db").string(), .source = "integration-host"});
+    if (!store) return store.error();
+    s->store = std::move(*store);
+    auto secrets = credentials::open_local_secret_store(
+        {.path = (dir / "secrets.db").string(), .key_file = (dir / "master.key").string()});
+    if (!secrets) return secrets.error();
+    s->secrets = std::move(*secrets);
+    auto fp = credentials::fingerprinter::load_or_create((dir / "fingerprint.key").string());
+    if (!fp) return fp.error();
+    s->fingerprints.emplace(std::move(*fp));
+    auto blobs = blobs::open_filesystem_blob_store((dir / "blobs").string());
+    if (!blobs) return blobs.error();
+    s->blobs = std::move(*blobs);
+    s->transport = http::make_curl_transport();
+
+    for (auto const& text : config.egress_allow) {
+        auto c = net::cidr::parse(text);
+        if (!c) return error{errc::invalid_argument, "--egress-allow " + text + ": " + c.error().detail()};
+        s->egress.allow.push_back(*c);
+    }
+    // The host must not call itself, unless the operator allowed its address on purpose.
+    auto host_part = config.listen.substr(0, config.listen.rfind(':'));
+    if (host_part.size() > 2 && host_part.front() == '[') host_part = host_part.substr(1, host_part.size() - 2);
+    if (auto own = net::ip_address::parse(host_part)) {
+        bool allowed = false;
+        for (auto const& c : s->egress.allow) allowed = allowed || c.contains(*own);
+        if (!allowed) s->egress.own_addresses.push_back(*own);
+    }
+
+    auto& clock = system_clock::instance();
+    s->registry = std::make_unique<providers::registry>(*s->store, clock);
+    s->connections = std::make_unique<connections::connection_service>(*s->store, clock);
+    s->credentials = std::make_unique<credentials::credential_service>(*s->store, *s->secrets, *s->fingerprints, clock,
+                                                                       *s->transport);
+    s->prober = std::make_unique<connections::health_prober>(*s->store, *s->credentials, *s->transport, s->egress,
+                                                             s->resolver, clock);
+    // The contract promises a run that ends Completed or Failed within the request, so no run is
+    // left Running for a retry worker (this milestone starts none): deferred_retries = 0.
+    s->runs = std::make_unique<runs::run_service>(*s->store, *s->credentials, *s->blobs, *s->transport, s->egress,
+                                                  s->resolver, clock, runs::run_service_options{.deferred_retries = 0});
+    s->config = std::move(config);
+    return s;
+}
+
+}  // namespace integration::host

@@ -1,0 +1,52 @@
+#ifndef INTEGRATION_HOST_SERVICES_HPP
+#define INTEGRATION_HOST_SERVICES_HPP
+
+// The library wired on the embedded default: everything under one data directory.
+
+#include "api_keys.hpp"
+#include "config.hpp"
+#include "host_db.hpp"
+#include "idempotency.hpp"
+
+#include <integration/blobs/blob_store.hpp>
+#include <integration/connections/connection_service.hpp>
+#include <integration/connections/health_prober.hpp>
+#include <integration/credentials/credential_service.hpp>
+#include <integration/credentials/local_secret_store.hpp>
+#include <integration/net/egress_policy.hpp>
+#include <integration/providers/registry.hpp>
+#include <integration/runs/run_service.hpp>
+#include <integration/storage/store.hpp>
+
+#include <memory>
+
+namespace integration::host {
+
+struct services {
+    serve_config config;
+    std::unique_ptr<host_db> db;
+    std::unique_ptr<api_keys> keys;
+    std::unique_ptr<idempotency_keys> idempotency;
+    std::unique_ptr<storage::store> store;
+    std::unique_ptr<credentials::local_secret_store> secrets;
+    std::optional<credentials::fingerprinter> fingerprints;
+    std::unique_ptr<blobs::blob_store> blobs;
+    std::unique_ptr<http::transport> transport;
+    net::system_resolver resolver;
+    net::egress_policy egress;
+    std::unique_ptr<providers::registry> registry;
+    std::unique_ptr<connections::connection_service> connections;
+    std::unique_ptr<credentials::credential_service> credentials;
+    std::unique_ptr<connections::health_prober> prober;
+    std::unique_ptr<runs::run_service> runs;
+};
+
+/** Creates DIR if needed and opens the host tables only (for `keys create`). */
+result<std::unique_ptr<host_db>> open_host_db(std::string const& data_dir);
+
+/** Opens every store under `config.data` and builds the services. */
+result<std::unique_ptr<services>> open_services(serve_config config);
+
+}  // namespace integration::host
+
+#endif
