@@ -56,7 +56,8 @@ run_service::run_service(storage::store& store, credentials::credential_service&
                          http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                          clock const& clock, run_service_options options)
     : store_(store), credentials_(credentials), blobs_(blobs), transport_(transport), egress_(std::move(egress)),
-      resolver_(resolver), clock_(clock), options_(std::move(options)), limiter_(clock) {
+      resolver_(resolver), clock_(clock), options_(std::move(options)), own_limiter_(clock),
+      limiter_(options_.rate_limits ? *options_.rate_limits : own_limiter_) {
     if (!options_.sleep) options_.sleep = [](milliseconds d) { std::this_thread::sleep_for(d); };
     if (!options_.random)
         options_.random = [] {

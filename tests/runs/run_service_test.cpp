@@ -58,6 +58,7 @@ struct run_service_options_override {
     resilience::breaker_options breaker{};
     int deferred_retries = 3;
     bool write_behind = false;
+    resilience::rate_limit_store* rate_limits = nullptr;
 };
 
 class run_service_test : public ::testing::Test {
@@ -97,6 +98,7 @@ protected:
             *store_, credentials_, *blobs_, *transport_, std::move(egress), dns_, clock_,
             runs::run_service_options{.retry = {.max_attempts = 4, .base_delay = 1'000ms, .max_delay = 60'000ms, .total_deadline = 600'000ms},
                                       .breaker = o.breaker,
+                                      .rate_limits = o.rate_limits,
                                       .deferred_retries = o.deferred_retries,
                                       .write_behind = o.write_behind,
                                       .sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); clock_.advance(d); },
@@ -262,6 +264,20 @@ TEST_F(run_service_test, the_connections_budget_limits_the_call_rate) {
     must(runs_->execute(ctx_, send_sms()));  // waits up to 1 s for the next token (on the manual clock)
     EXPECT_EQ(slept_.size(), 1u);
     EXPECT_EQ(vendor_->requests().size(), 2u);
+}
+
+TEST_F(run_service_test, services_sharing_a_rate_limit_store_share_the_connections_budget) {
+    resilience::rate_limiter shared(clock_);
+    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.budget = rate_limit_budget{.requests_per_second = 1, .burst = 1}, .rate_limits = &shared});
+    std::vector<std::chrono::milliseconds> other_slept;
+    runs::run_service other(*store_, credentials_, *blobs_, *transport_, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_,
+                            clock_,
+                            {.max_rate_limit_wait = 0ms, .rate_limits = &shared, .sleep = [&](std::chrono::milliseconds d) { other_slept.push_back(d); }});
+    must(runs_->execute(ctx_, send_sms()));
+    auto second = must(other.execute(ctx_, send_sms()));  // the one token is gone: the shared budget says 429
+    EXPECT_EQ(second.run.data().run_attempts.at(0).error_class, failures::failure_category::rate_limited);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
 }
 
 TEST_F(run_service_test, exhausted_attempts_leave_the_run_running_for_the_retry_worker) {

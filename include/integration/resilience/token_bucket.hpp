@@ -3,8 +3,8 @@
 
 /** @file
  *  A rate limiter of token buckets partitioned by key (tenant + provider + connection), sized from
- *  a RateLimitProfile or RateLimitBudget. In-process; the rate-limit-store port shares buckets
- *  across processes.
+ *  a RateLimitProfile or RateLimitBudget, behind the rate-limit-store port: the in-process
+ *  `rate_limiter` is the default; a store shared by several processes implements the same port.
  */
 
 #include <integration/core/clock.hpp>
@@ -25,14 +25,21 @@ struct acquire_result {
     std::chrono::nanoseconds retry_after{0};  ///< When not granted: how long until a token is there.
 };
 
-/** Token buckets by key; thread-safe, sharded to keep contention low. */
-class rate_limiter {
+/** The rate-limit-store port: token buckets by key. Implementations are thread-safe. */
+class rate_limit_store {
+public:
+    virtual ~rate_limit_store() = default;
+    /** Takes one token from `key`'s bucket, creating it full with `limit` on first use. A changed
+     *  `limit` applies from the next refill. */
+    virtual acquire_result try_acquire(std::string_view key, rate_limit_profile const& limit) = 0;
+};
+
+/** Token buckets in this process; sharded to keep contention low. */
+class rate_limiter final : public rate_limit_store {
 public:
     explicit rate_limiter(integration::clock const& clock) : clock_(clock) {}
 
-    /** Takes one token from `key`'s bucket, creating it full with `limit` on first use. A changed
-     *  `limit` applies from the next refill. */
-    acquire_result try_acquire(std::string_view key, rate_limit_profile const& limit);
+    acquire_result try_acquire(std::string_view key, rate_limit_profile const& limit) override;
 
 private:
     struct bucket {

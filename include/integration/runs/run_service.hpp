@@ -68,6 +68,9 @@ struct run_service_options {
     std::chrono::milliseconds attempt_timeout{10'000};
     resilience::breaker_options breaker{};
     std::chrono::milliseconds max_rate_limit_wait{1'000};  ///< Wait this long for a token, else fail fast.
+    /** Where the token buckets live; null keeps them in this service. Pass one store to several
+     *  services (or a shared backend) so that they share each connection's budget. */
+    resilience::rate_limit_store* rate_limits = nullptr;
     /** How runs and their bodies are recorded. `deferred` lets many runs share one fsync (process
      *  crashes lose nothing; a power loss may lose the store's last flush interval) and records a
      *  run without an idempotency key once, when it ends, instead of also when it starts. */
@@ -186,7 +189,8 @@ private:
     net::resolver& resolver_;
     clock const& clock_;
     run_service_options options_;
-    resilience::rate_limiter limiter_;
+    resilience::rate_limiter own_limiter_;
+    resilience::rate_limit_store& limiter_;
     std::mutex breakers_mutex_;
     std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
     std::mutex bindings_mutex_;
