@@ -172,7 +172,9 @@ private:
     }
 
     void write(http_response res) {
-        if (closing_ || state_.stopping) res.keep_alive(false);
+        // Each answer keeps the keep-alive of its own request; a pipelined `Connection: close`
+        // further back only stops reading. Shutting down closes after this answer.
+        if (state_.stopping) res.keep_alive(false);
         auto msg = std::make_shared<http_response>(std::move(res));
         stream_.expires_after(state_.config.read_timeout);
         beast_http::async_write(stream_, *msg, [self = shared_from_this(), msg](beast::error_code ec, std::size_t) {

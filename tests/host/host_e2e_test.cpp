@@ -1,0 +1,397 @@
+// End to end over real sockets: the integration-host binary with its own data directory, a
+// loopback vendor, and plain-socket clients.
+
+#include "host/host_process.hpp"
+#include "host/http_client.hpp"
+#include "support/loopback_server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/object.hpp>
+
+#include <atomic>
+#include <filesystem>
+#include <thread>
+
+namespace integration::testing {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+constexpr char const* vendor_secret = "sk_live_SUPERSECRET_0123456789";
+
+/** The vendor: /health answers 200, /echo/{id} echoes the body, /bad answers 400, /slow waits 1 s. */
+class echo_vendor {
+public:
+    echo_vendor()
+        : server_([this](int fd, loopback_server& self) {
+              auto head = self.requests().back();
+              auto head_end = head.find("\r\n\r\n") + 4;
+              std::string body = head.substr(head_end);
+              auto cl = head.find("Content-Length: ");
+              if (cl != std::string::npos) {
+                  auto want = std::stoul(head.substr(cl + 16));
+                  char buf[4096];
+                  while (body.size() < want) {
+                      auto n = ::read(fd, buf, sizeof buf);
+                      if (n <= 0) break;
+                      body.append(buf, static_cast<std::size_t>(n));
+                  }
+              }
+              auto path = head.substr(head.find(' ') + 1);
+              path = path.substr(0, path.find(' '));
+              int status = 200;
+              if (path.rfind("/echo/", 0) == 0) ++echo_calls;
+              if (path == "/bad") status = 400;
+              if (path == "/slow") std::this_thread::sleep_for(1s);
+              std::string answer = "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
+                                   std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+              (void)::write(fd, answer.data(), answer.size());
+          }) {}
+    std::uint16_t port() const { return server_.port(); }
+    std::vector<std::string> requests() { return server_.requests(); }
+    std::atomic<int> echo_calls{0};
+
+private:
+    loopback_server server_;
+};
+
+std::string str(json::value const& v, char const* name) { return std::string(v.at(name).as_string()); }
+
+/** A provider with an active client, a credential and a connection, all of one tenant. */
+struct tenant_setup {
+    std::string provider_id, client_id, credential_id, connection_id;
+};
+
+tenant_setup set_up(api const& a, std::uint16_t vendor_port, std::string const& suffix) {
+    tenant_setup t;
+    auto p = a.post("/integrations/providers",
+                    json::object{{"key", "echo" + suffix}, {"displayName", "Echo"}, {"category", "BusinessSystem"},
+                                 {"authModel", "ApiKey"}, {"baseUrl", "http://127.0.0.1:" + std::to_string(vendor_port)},
+                                 {"capabilities", json::array{"echo.send", "echo.bad", "echo.slow"}},
+                                 {"healthCheck", json::object{{"method", "GET"}, {"path", "/health"}, {"expectStatus", 200}}}});
+    EXPECT_EQ(p.status, 201) << p.body;
+    t.provider_id = str(p.json(), "providerId");
+    EXPECT_EQ(str(p.json(), "status"), "Registered");
+    auto c = a.post("/integrations/providers/" + t.provider_id + "/clients",
+                    json::object{{"assemblyName", "Echo.ApiClient" + suffix}, {"version", "1.0.0"},
+                                 {"capabilities", json::array{"echo.send", "echo.bad", "echo.slow"}}, {"authMode", "ApiKey"},
+                                 {"operations", json::array{json::object{{"operation", "echo.send"}, {"method", "POST"}, {"path", "/echo/{id}"}},
+                                                            json::object{{"operation", "echo.bad"}, {"method", "POST"}, {"path", "/bad"}},
+                                                            json::object{{"operation", "echo.slow"}, {"method", "GET"}, {"path", "/slow"}}}}});
+    EXPECT_EQ(c.status, 201) << c.body;
+    t.client_id = str(c.json(), "apiClientId");
+    auto act = a.post("/integrations/providers/" + t.provider_id + "/activate", json::object{});
+    EXPECT_EQ(act.status, 200) << act.body;
+    EXPECT_EQ(str(act.json(), "status"), "Active");
+    auto cred = a.post("/integrations/credentials",
+                       json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", vendor_secret},
+                                    {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
+    EXPECT_EQ(cred.status, 201) << cred.body;
+    t.credential_id = str(cred.json(), "credentialId");
+    auto conn = a.post("/integrations/connections",
+                       json::object{{"projectId", "proj-1"}, {"providerId", t.provider_id}, {"displayName", "Echo conn"},
+                                    {"credentialId", t.credential_id}});
+    EXPECT_EQ(conn.status, 201) << conn.body;
+    t.connection_id = str(conn.json(), "connectionId");
+    EXPECT_EQ(str(conn.json(), "status"), "Active") << conn.body;
+    return t;
+}
+
+json::object run_body(std::string const& connection, std::string const& op = "echo.send", std::string const& msg = "hello") {
+    return {{"connectionId", connection}, {"operation", op},
+            {"input", json::object{{"pathParams", json::object{{"id", "42"}}}, {"body", json::object{{"msg", msg}}}}}};
+}
+
+class host_e2e : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        dir_ = new std::filesystem::path(std::filesystem::temp_directory_path() /
+                                         ("integration-host-" + std::to_string(::getpid())));
+        std::filesystem::remove_all(*dir_);
+        std::filesystem::create_directories(*dir_);
+        key_a_ = new std::string(create_key(dir_->string(), "tenant-a"));
+        key_b_ = new std::string(create_key(dir_->string(), "tenant-b"));
+        admin_ = new std::string(create_key(dir_->string(), "tenant-admin", true));
+        vendor_ = new echo_vendor();
+        host_ = new host_process(dir_->string(), {"--read-timeout-ms", "700"});
+    }
+    static void TearDownTestSuite() {
+        delete host_;
+        delete vendor_;
+        std::filesystem::remove_all(*dir_);
+        delete dir_;
+        delete key_a_;
+        delete key_b_;
+        delete admin_;
+    }
+    api a() const { return api(host_->port(), *key_a_); }
+    api b() const { return api(host_->port(), *key_b_); }
+
+    static std::filesystem::path* dir_;
+    static std::string* key_a_;
+    static std::string* key_b_;
+    static std::string* admin_;
+    static echo_vendor* vendor_;
+    static host_process* host_;
+};
+std::filesystem::path* host_e2e::dir_ = nullptr;
+std::string* host_e2e::key_a_ = nullptr;
+std::string* host_e2e::key_b_ = nullptr;
+std::string* host_e2e::admin_ = nullptr;
+echo_vendor* host_e2e::vendor_ = nullptr;
+host_process* host_e2e::host_ = nullptr;
+
+TEST_F(host_e2e, keys_are_random_and_stored_hashed) {
+    EXPECT_EQ(key_a_->rfind("ik_", 0), 0u);
+    EXPECT_GE(key_a_->size(), 3u + 43u);
+    EXPECT_NE(*key_a_, *key_b_);
+    auto db = run_and_capture("sqlite3 " + (*dir_ / "host.db").string() + " 'SELECT key_hash FROM api_keys'");
+    EXPECT_EQ(db.find(*key_a_), std::string::npos);
+}
+
+TEST_F(host_e2e, health_and_readiness_need_no_key) {
+    api anon(host_->port(), "");
+    EXPECT_EQ(anon.get("/healthz").status, 200);
+    auto ready = anon.get("/readyz");
+    EXPECT_EQ(ready.status, 200) << ready.body;
+    EXPECT_EQ(str(ready.json(), "status"), "ready");
+}
+
+TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
+    auto t = set_up(a(), vendor_->port(), "-flow");
+    // The credential is metadata only.
+    auto cred = a().get("/integrations/credentials/" + t.credential_id);
+    ASSERT_EQ(cred.status, 200);
+    EXPECT_EQ(cred.body.find(vendor_secret), std::string::npos);
+    EXPECT_EQ(str(cred.json(), "keyVaultRef").rfind("vault://", 0), 0u) << cred.body;
+    EXPECT_EQ(str(cred.json(), "fingerprint").rfind("hmac-sha256:", 0), 0u);
+
+    auto before = vendor_->echo_calls.load();
+    auto run = a().post("/integrations/runs", run_body(t.connection_id), {{"Idempotency-Key", "order-1"}});
+    ASSERT_EQ(run.status, 201) << run.body;
+    auto rj = run.json();
+    auto run_id = str(rj, "runId");
+    EXPECT_EQ(run_id.rfind("run-", 0), 0u);
+    EXPECT_EQ(str(rj, "status"), "Completed");
+    EXPECT_EQ(rj.at("attempts").as_int64(), 1);
+    EXPECT_EQ(rj.at("response").at("status").as_int64(), 200);
+    EXPECT_NE(std::string(rj.at("response").at("body").as_string()).find("hello"), std::string::npos);
+    EXPECT_EQ(vendor_->echo_calls.load(), before + 1);
+    // The vendor got the secret in the configured header: resolved at call time.
+    bool saw_key = false;
+    for (auto const& r : vendor_->requests()) saw_key = saw_key || r.find(std::string("X-Api-Key: ") + vendor_secret) != std::string::npos;
+    EXPECT_TRUE(saw_key);
+
+    auto read = a().get("/integrations/runs/" + run_id);
+    ASSERT_EQ(read.status, 200);
+    auto attempts = read.json().at("runAttempts").as_array();
+    ASSERT_EQ(attempts.size(), 1u);
+    EXPECT_EQ(attempts[0].at("httpStatus").as_int64(), 200);
+    EXPECT_TRUE(attempts[0].as_object().contains("latencyMs"));
+
+    auto again = a().post("/integrations/runs", run_body(t.connection_id), {{"Idempotency-Key", "order-1"}});
+    ASSERT_EQ(again.status, 201) << again.body;
+    EXPECT_EQ(str(again.json(), "runId"), run_id);
+    EXPECT_EQ(vendor_->echo_calls.load(), before + 1);
+    auto clash = a().post("/integrations/runs", run_body(t.connection_id, "echo.send", "other"), {{"Idempotency-Key", "order-1"}});
+    EXPECT_EQ(clash.status, 409) << clash.body;
+    EXPECT_EQ(clash.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(vendor_->echo_calls.load(), before + 1);
+
+    auto second = a().post("/integrations/runs", run_body(t.connection_id));
+    ASSERT_EQ(second.status, 201);
+    auto page1 = a().get("/integrations/runs?connectionId=" + t.connection_id + "&limit=1");
+    ASSERT_EQ(page1.status, 200) << page1.body;
+    ASSERT_EQ(page1.json().at("items").as_array().size(), 1u);
+    ASSERT_TRUE(page1.json().at("nextCursor").is_string());
+    auto page2 = a().get("/integrations/runs?connectionId=" + t.connection_id + "&limit=1&cursor=" + str(page1.json(), "nextCursor"));
+    ASSERT_EQ(page2.status, 200);
+    ASSERT_EQ(page2.json().at("items").as_array().size(), 1u);
+    EXPECT_NE(str(page1.json().at("items").at(0), "runId"), str(page2.json().at("items").at(0), "runId"));
+    auto providers = a().get("/integrations/providers?limit=1");
+    ASSERT_EQ(providers.status, 200);
+    EXPECT_EQ(providers.json().at("items").as_array().size(), 1u);
+
+    // A vendor 400 is a Failed run with a classified failure.
+    auto bad = a().post("/integrations/runs", run_body(t.connection_id, "echo.bad"));
+    ASSERT_EQ(bad.status, 201) << bad.body;
+    EXPECT_EQ(str(bad.json(), "status"), "Failed");
+    auto failures = a().get("/integrations/failures?runId=" + str(bad.json(), "runId"));
+    ASSERT_EQ(failures.status, 200);
+    ASSERT_EQ(failures.json().at("items").as_array().size(), 1u) << failures.body;
+    auto failure_id = str(failures.json().at("items").at(0), "failureId");
+    auto esc = a().post("/integrations/failures/" + failure_id + "/escalate", json::object{{"reason", "vendor rejects it"}});
+    EXPECT_EQ(esc.status, 200) << esc.body;
+
+    auto rotated = a().post("/integrations/credentials/rotate", json::object{{"credentialId", t.credential_id}, {"secret", "sk_live_ROTATED_987654321"}});
+    ASSERT_EQ(rotated.status, 200) << rotated.body;
+    EXPECT_EQ(rotated.json().at("activeVersion").as_int64(), 2);
+    EXPECT_EQ(rotated.body.find("ROTATED"), std::string::npos);
+
+    auto log = host_->log();
+    EXPECT_EQ(log.find(vendor_secret), std::string::npos);
+    EXPECT_EQ(log.find("ROTATED"), std::string::npos);
+    EXPECT_EQ(log.find(*key_a_), std::string::npos);
+    EXPECT_NE(log.find("\"path\":\"/integrations/runs\""), std::string::npos);
+}
+
+TEST_F(host_e2e, another_tenants_resources_are_not_found_and_unchanged) {
+    auto t = set_up(a(), vendor_->port(), "-iso");
+    auto failed = a().post("/integrations/runs", run_body(t.connection_id, "echo.bad"));
+    ASSERT_EQ(failed.status, 201);
+    auto run_id = str(failed.json(), "runId");
+    auto failure_id = str(a().get("/integrations/failures?runId=" + run_id).json().at("items").at(0), "failureId");
+    auto calls = vendor_->echo_calls.load();
+
+    struct probe {
+        std::string method, target;
+        json::value body;
+    };
+    std::vector<probe> probes{
+        {"GET", "/integrations/providers/" + t.provider_id, nullptr},
+        {"POST", "/integrations/providers/" + t.provider_id + "/clients",
+         json::object{{"assemblyName", "Evil.Client"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                      {"authMode", "ApiKey"}, {"operations", json::array{}}}},
+        {"GET", "/integrations/providers/" + t.provider_id + "/clients", nullptr},
+        {"POST", "/integrations/providers/" + t.provider_id + "/activate", json::object{}},
+        {"POST", "/integrations/providers/" + t.provider_id + "/deprecate", json::object{}},
+        {"POST", "/integrations/credentials", json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "x"}}},
+        {"GET", "/integrations/credentials/" + t.credential_id, nullptr},
+        {"POST", "/integrations/credentials/rotate", json::object{{"credentialId", t.credential_id}, {"secret", "evil"}}},
+        {"POST", "/integrations/credentials/" + t.credential_id + "/revoke", json::object{}},
+        {"POST", "/integrations/connections", json::object{{"projectId", "p"}, {"providerId", t.provider_id}, {"displayName", "x"}}},
+        {"GET", "/integrations/connections/" + t.connection_id, nullptr},
+        {"POST", "/integrations/connections/" + t.connection_id + "/test", json::object{}},
+        {"POST", "/integrations/connections/" + t.connection_id + "/retire", json::object{}},
+        {"POST", "/integrations/connections/" + t.connection_id + "/inbound-webhook", json::object{{"scheme", "github"}, {"secret", "s"}}},
+        {"POST", "/integrations/runs", run_body(t.connection_id)},
+        {"GET", "/integrations/runs/" + run_id, nullptr},
+        {"GET", "/integrations/failures/" + failure_id, nullptr},
+        {"POST", "/integrations/failures/" + failure_id + "/escalate", json::object{{"reason", "evil"}}},
+    };
+    for (auto const& p : probes) {
+        auto r = p.body.is_null() ? b().call(p.method, p.target) : b().post(p.target, p.body);
+        EXPECT_EQ(r.status, 404) << p.method << " " << p.target << ": " << r.body;
+        EXPECT_EQ(r.headers["content-type"], "application/problem+json") << p.target;
+    }
+    for (auto const& list : {"/integrations/providers", "/integrations/credentials", "/integrations/connections",
+                             "/integrations/runs", "/integrations/failures"}) {
+        auto r = b().get(list);
+        ASSERT_EQ(r.status, 200) << list;
+        EXPECT_TRUE(r.json().at("items").as_array().empty()) << list << ": " << r.body;
+    }
+    for (auto const& filtered : {"/integrations/runs?connectionId=" + t.connection_id, "/integrations/failures?runId=" + run_id,
+                                 "/integrations/connections?providerId=" + t.provider_id}) {
+        auto r = b().get(filtered);
+        ASSERT_EQ(r.status, 200);
+        EXPECT_TRUE(r.json().at("items").as_array().empty()) << filtered;
+    }
+    // Nothing changed for tenant A.
+    EXPECT_EQ(vendor_->echo_calls.load(), calls);
+    EXPECT_EQ(str(a().get("/integrations/providers/" + t.provider_id).json(), "status"), "Active");
+    auto clients = a().get("/integrations/providers/" + t.provider_id + "/clients");
+    EXPECT_EQ(clients.json().at("items").as_array().size(), 1u);
+    auto cred = a().get("/integrations/credentials/" + t.credential_id).json();
+    EXPECT_EQ(str(cred, "status"), "Active");
+    EXPECT_EQ(cred.at("currentVersion").as_int64(), 1);
+    EXPECT_EQ(str(a().get("/integrations/connections/" + t.connection_id).json(), "status"), "Active");
+    EXPECT_TRUE(a().get("/integrations/failures/" + failure_id).json().at("escalations").as_array().empty());
+}
+
+TEST_F(host_e2e, errors_are_problem_details) {
+    auto malformed = a().call("POST", "/integrations/providers", "{\"key\": \"x\",, }");
+    EXPECT_EQ(malformed.status, 400);
+    EXPECT_EQ(malformed.headers["content-type"], "application/problem+json");
+    EXPECT_NE(str(malformed.json(), "detail").find("byte 12"), std::string::npos) << malformed.body;
+    EXPECT_EQ(str(malformed.json(), "type"), "https://integration.dev/problems/validation");
+
+    auto missing = a().post("/integrations/providers", json::object{{"key", "nodisplay"}});
+    EXPECT_EQ(missing.status, 400);
+    EXPECT_NE(str(missing.json(), "detail").find("displayName"), std::string::npos) << missing.body;
+
+    auto no_key = api(host_->port(), "").get("/integrations/providers");
+    EXPECT_EQ(no_key.status, 401);
+    EXPECT_EQ(no_key.headers["www-authenticate"].rfind("Bearer", 0), 0u);
+    EXPECT_EQ(api(host_->port(), "ik_unknown").get("/integrations/providers").status, 401);
+
+    auto unknown = a().get("/integrations/nothing-here");
+    EXPECT_EQ(unknown.status, 404);
+    EXPECT_EQ(unknown.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(a().call("DELETE", "/integrations/providers").status, 405);
+
+    auto text = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
+        "\r\nContent-Type: text/plain\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi"));
+    EXPECT_EQ(text.status, 415);
+
+    auto too_big = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
+        "\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{"));
+    EXPECT_EQ(too_big.status, 413);
+
+    auto smuggled = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"));
+    EXPECT_EQ(smuggled.status, 400);
+    auto smuggled2 = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n0\r\n\r\n"));
+    EXPECT_EQ(smuggled2.status, 400);
+
+    auto huge = parse_answer(raw_exchange(host_->port(),
+        "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n"));
+    EXPECT_TRUE(huge.status == 431 || huge.status == 400) << huge.status;
+}
+
+TEST_F(host_e2e, keep_alive_and_pipelined_requests_answer_in_order) {
+    auto raw = raw_exchange(host_->port(),
+        "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\nGET /nope HTTP/1.1\r\nHost: x\r\n\r\nGET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n");
+    auto first = raw.find("HTTP/1.1 200");
+    auto second = raw.find("HTTP/1.1 404");
+    auto third = raw.rfind("HTTP/1.1 200");
+    ASSERT_NE(first, std::string::npos) << raw;
+    ASSERT_NE(second, std::string::npos) << raw;
+    EXPECT_LT(first, second);
+    EXPECT_LT(second, third);
+}
+
+TEST_F(host_e2e, a_slow_client_is_disconnected_after_the_read_timeout) {
+    int fd = connect_loopback(host_->port());
+    std::string half = "GET /healthz HTTP/1.1\r\nHost: x\r\n";
+    ASSERT_GT(::send(fd, half.data(), half.size(), MSG_NOSIGNAL), 0);
+    auto start = std::chrono::steady_clock::now();
+    bool closed = false;
+    auto got = read_all(fd, 5s, &closed);
+    ::close(fd);
+    EXPECT_TRUE(closed);
+    EXPECT_EQ(got.find("200"), std::string::npos);
+    EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {
+    auto dir = std::filesystem::temp_directory_path() / ("integration-host-term-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto key = create_key(dir.string(), "tenant-t");
+    echo_vendor vendor;
+    int code = -100;
+    {
+        host_process host(dir.string());
+        api client(host.port(), key);
+        auto t = set_up(client, vendor.port(), "-term");
+        http_answer slow;
+        std::thread in_flight([&] { slow = client.post("/integrations/runs", run_body(t.connection_id, "echo.slow")); });
+        std::this_thread::sleep_for(300ms);
+        host.terminate();
+        in_flight.join();
+        EXPECT_EQ(slow.status, 201) << slow.body;
+        EXPECT_EQ(str(slow.json(), "status"), "Completed");
+        code = host.wait();
+    }
+    EXPECT_EQ(code, 0);
+    std::filesystem::remove_all(dir);
+}
+
+}  // namespace
+}  // namespace integration::testing

@@ -1,0 +1,104 @@
+#ifndef INTEGRATION_TESTS_HOST_HOST_PROCESS_HPP
+#define INTEGRATION_TESTS_HOST_HOST_PROCESS_HPP
+
+// Runs the real integration-host binary: `serve` as a child whose stdout announces the port and
+// whose stderr (the access log) goes to a file, and `keys create` to mint keys.
+
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <fstream>
+#include <sstream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace integration::testing {
+
+inline std::string run_and_capture(std::string const& command) {
+    std::string out;
+    std::FILE* p = ::popen(command.c_str(), "r");
+    if (!p) throw std::runtime_error("popen failed");
+    char buf[512];
+    while (auto n = std::fread(buf, 1, sizeof buf, p)) out.append(buf, n);
+    ::pclose(p);
+    return out;
+}
+
+/** `keys create`; the key is the last line of its output. */
+inline std::string create_key(std::string const& data, std::string const& tenant, bool admin = false) {
+    auto out = run_and_capture(std::string(INTEGRATION_HOST_BIN) + " keys create --data " + data + " --tenant " + tenant +
+                               (admin ? " --admin" : ""));
+    while (!out.empty() && out.back() == '\n') out.pop_back();
+    return out.substr(out.rfind('\n') + 1);
+}
+
+class host_process {
+public:
+    host_process(std::string const& data, std::vector<std::string> extra = {}) : log_(data + "/host.log") {
+        int out[2];
+        if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
+        pid_ = ::fork();
+        if (pid_ == 0) {
+            ::dup2(out[1], STDOUT_FILENO);
+            std::FILE* err = std::fopen(log_.c_str(), "a");
+            ::dup2(::fileno(err), STDERR_FILENO);
+            ::close(out[0]);
+            ::close(out[1]);
+            std::vector<std::string> argv{INTEGRATION_HOST_BIN, "serve", "--data", data, "--listen", "127.0.0.1:0",
+                                          "--egress-allow", "127.0.0.0/8"};
+            argv.insert(argv.end(), extra.begin(), extra.end());
+            std::vector<char*> args;
+            for (auto& a : argv) args.push_back(a.data());
+            args.push_back(nullptr);
+            ::execv(args[0], args.data());
+            ::_exit(127);
+        }
+        ::close(out[1]);
+        out_ = ::fdopen(out[0], "r");
+        std::string line;
+        int c;
+        while ((c = std::fgetc(out_)) != EOF && c != '\n') line += static_cast<char>(c);
+        auto colon = line.rfind(':');
+        if (line.rfind("listening on http://", 0) != 0 || colon == std::string::npos)
+            throw std::runtime_error("host did not start: '" + line + "'; log: " + log());
+        port_ = static_cast<std::uint16_t>(std::stoi(line.substr(colon + 1)));
+    }
+    ~host_process() {
+        if (pid_ > 0) {
+            ::kill(pid_, SIGTERM);
+            wait();
+        }
+        if (out_) std::fclose(out_);
+    }
+    host_process(host_process const&) = delete;
+    host_process& operator=(host_process const&) = delete;
+
+    std::uint16_t port() const { return port_; }
+    void terminate() { ::kill(pid_, SIGTERM); }
+    /** Waits for the exit; the exit code, or -signal. */
+    int wait() {
+        int status = 0;
+        ::waitpid(pid_, &status, 0);
+        pid_ = -1;
+        return WIFEXITED(status) ? WEXITSTATUS(status) : -WTERMSIG(status);
+    }
+    std::string log() const {
+        std::ifstream in(log_);
+        std::stringstream ss;
+        ss << in.rdbuf();
+        return ss.str();
+    }
+
+private:
+    std::string log_;
+    pid_t pid_ = -1;
+    std::FILE* out_ = nullptr;
+    std::uint16_t port_ = 0;
+};
+
+}  // namespace integration::testing
+
+#endif
