@@ -47,17 +47,28 @@ http_response to_response(reply const& r, unsigned version, bool keep_alive) {
     res.set(beast_http::field::cache_control, "no-store");
     for (auto const& [k, v] : r.headers) res.set(k, v);
     res.keep_alive(keep_alive);
-    res.body() = boost::json::serialize(r.body);
+    res.body() = r.text ? *r.text : boost::json::serialize(r.body);
     res.prepare_payload();
     return res;
 }
 
-reply application::dispatch(http_request const& req, request_context& ctx, std::string& tenant) {
+void application::observe(std::string_view method, std::string_view target, unsigned status,
+                          std::chrono::steady_clock::duration latency) {
+    std::string_view route = "unmatched";
+    if (auto url = boost::urls::parse_origin_form(target)) {
+        auto m = router_.find(method, url->path());
+        if (!m.pattern.empty()) route = m.pattern;
+    }
+    services_.metrics.observe_request(route, method_label(method), status, latency);
+}
+
+reply application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
     if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
     auto path = url->path();
     auto m = router_.find(std::string_view(req.method_string().data(), req.method_string().size()), path);
+    route = m.pattern;
     if (!m.h) {
         if (!m.path_known) return problem(404, "route-not-found", "No such route", "no route for " + path);
         std::string allow;
@@ -114,14 +125,20 @@ http_response application::handle(http_request const& req, std::chrono::steady_c
     auto parsed = trace_context::parse_traceparent(std::string_view(tp.data(), tp.size()));
     ctx.trace = parsed ? parsed->child() : trace_context::generate();
     std::string tenant;
-    auto r = dispatch(req, ctx, tenant);
+    std::string_view route;
+    auto r = dispatch(req, ctx, tenant, route);
     r.headers.emplace_back("traceparent", ctx.trace.traceparent());
     auto res = to_response(r, req.version(), req.keep_alive());
     auto target = req.target();
-    log_access({.method = std::string_view(req.method_string().data(), req.method_string().size()),
+    auto method = std::string_view(req.method_string().data(), req.method_string().size());
+    auto latency = std::chrono::steady_clock::now() - started;
+    // The route pattern, never the raw path, so that the metric's cardinality stays bounded.
+    services_.metrics.observe_request(route.empty() ? std::string_view("unmatched") : route, method_label(method), r.status,
+                                      latency);
+    log_access({.method = method,
                 .target = std::string_view(target.data(), target.size()),
                 .status = r.status,
-                .latency = std::chrono::steady_clock::now() - started,
+                .latency = latency,
                 .trace_id = ctx.trace.trace_id,
                 .tenant = tenant});
     return res;

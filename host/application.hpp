@@ -19,8 +19,16 @@ public:
     /** Answers `req`; `started` is when its header arrived (for the logged latency). */
     http_response handle(http_request const& req, std::chrono::steady_clock::time_point started);
 
+    /** Counts an answer the server gave without the application (a malformed or oversized
+     *  request) in the request metrics, under the route its target matches. */
+    void observe(std::string_view method, std::string_view target, unsigned status,
+                 std::chrono::steady_clock::duration latency);
+
+    /** The routes served. */
+    router const& routes() const noexcept { return router_; }
+
 private:
-    reply dispatch(http_request const& req, request_context& ctx, std::string& tenant);
+    reply dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route);
 
     services& services_;
     router router_;

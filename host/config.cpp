@@ -115,7 +115,9 @@ result<flag_map> parse_flags(std::vector<std::string> const& args, std::vector<s
 result<serve_config> load_serve_config(flag_map const& flags) {
     if (auto r = refuse_unknown(flags, {"data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms",
                                         "idle-timeout-ms", "body-limit", "header-limit", "max-connections",
-                                        "pipeline-limit", "io-threads", "workers"});
+                                        "pipeline-limit", "io-threads", "workers", "outbox-interval-ms",
+                                        "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms",
+                                        "shutdown-timeout-ms"});
         !r)
         return r.error();
     flag_map file;
@@ -140,10 +142,16 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     };
     std::size_t read_ms = static_cast<std::size_t>(c.read_timeout.count());
     std::size_t idle_ms = static_cast<std::size_t>(c.idle_timeout.count());
+    auto ms = [](std::chrono::milliseconds d) { return static_cast<std::size_t>(d.count()); };
+    std::size_t outbox_ms = ms(c.outbox_interval), retry_ms = ms(c.retry_interval), rotation_ms = ms(c.rotation_interval),
+                probe_ms = ms(c.probe_interval), shutdown_ms = ms(c.shutdown_timeout);
     for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"idle-timeout-ms", &idle_ms},
                              numeric{"body-limit", &c.body_limit}, numeric{"header-limit", &c.header_limit},
                              numeric{"max-connections", &c.max_connections}, numeric{"pipeline-limit", &c.pipeline_limit},
-                             numeric{"io-threads", &c.io_threads}, numeric{"workers", &c.workers}}) {
+                             numeric{"io-threads", &c.io_threads}, numeric{"workers", &c.workers},
+                             numeric{"outbox-interval-ms", &outbox_ms}, numeric{"retry-interval-ms", &retry_ms},
+                             numeric{"rotation-interval-ms", &rotation_ms}, numeric{"probe-interval-ms", &probe_ms},
+                             numeric{"shutdown-timeout-ms", &shutdown_ms}}) {
         if (auto v = l.values(name, false); !v.empty()) {
             auto n = to_size(name, v.back());
             if (!n) return n.error();
@@ -152,6 +160,11 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     }
     c.read_timeout = std::chrono::milliseconds(read_ms);
     c.idle_timeout = std::chrono::milliseconds(idle_ms);
+    c.outbox_interval = std::chrono::milliseconds(outbox_ms);
+    c.retry_interval = std::chrono::milliseconds(retry_ms);
+    c.rotation_interval = std::chrono::milliseconds(rotation_ms);
+    c.probe_interval = std::chrono::milliseconds(probe_ms);
+    c.shutdown_timeout = std::chrono::milliseconds(shutdown_ms);
     return c;
 }
 
@@ -171,7 +184,8 @@ std::string usage() {
   integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--public-url URL]
                          [--config FILE] [--read-timeout-ms N] [--idle-timeout-ms N] [--body-limit BYTES]
                          [--header-limit BYTES] [--max-connections N] [--pipeline-limit N]
-                         [--io-threads N] [--workers N]
+                         [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
+                         [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW

@@ -27,6 +27,13 @@ struct serve_config {
     std::size_t pipeline_limit = 8;  // requests read ahead per connection
     std::size_t io_threads = 2;
     std::size_t workers = 16;        // threads that run blocking library calls
+    // Background workers: how often each sweeps (host/workers.cpp).
+    std::chrono::milliseconds outbox_interval{1'000};
+    std::chrono::milliseconds retry_interval{5'000};
+    std::chrono::milliseconds rotation_interval{60'000};
+    std::chrono::milliseconds probe_interval{60'000};
+    // After the last answer is written, how long a worker's sweep in progress may take to finish.
+    std::chrono::milliseconds shutdown_timeout{20'000};
 };
 
 struct keys_create_config {

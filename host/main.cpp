@@ -5,10 +5,12 @@
 #include "config.hpp"
 #include "server.hpp"
 #include "services.hpp"
+#include "workers.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
 #include <csignal>
+#include <cstdlib>
 #include <iostream>
 #include <thread>
 
@@ -42,6 +44,8 @@ int serve(std::vector<std::string> const& args) {
         std::cerr << "cannot start: " << bound.error().message() << "\n";
         return 1;
     }
+    host::background_workers background(host::host_workers(s), s.metrics);
+    background.start();
 
     // SIGTERM / SIGINT: stop accepting, let answers in progress be written, then return from run().
     boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
@@ -49,6 +53,7 @@ int serve(std::vector<std::string> const& args) {
         if (ec) return;
         host::log_event("info", "signal " + std::to_string(sig) + ": draining");
         server.stop();
+        background.request_stop();  // sweeps in progress finish; none starts
     });
     std::signal(SIGPIPE, SIG_IGN);
 
@@ -63,7 +68,25 @@ int serve(std::vector<std::string> const& args) {
     ioc.run();
     for (auto& t : threads) t.join();
     workers.join();
+    // A sweep cannot be interrupted (a vendor call, a commit), so it gets until the deadline. Past
+    // it the process ends without unwinding: the store rolls back the open transaction, leased
+    // failures become due again when their lease expires, and unmarked outbox rows are relayed
+    // again (at least once), so nothing is lost, but the exit code says the stop was not clean.
+    if (!background.stop(std::chrono::steady_clock::now() + s.config.shutdown_timeout)) {
+        host::log_event("error", "background workers still running at the shutdown deadline; exiting");
+        std::_Exit(1);
+    }
     host::log_event("info", "stopped");
+    return 0;
+}
+
+// Hidden: prints `METHOD PATTERN open|key` per route, so tests can compare the router with
+// host/openapi.json. The handlers are registered on unopened services and never called.
+int routes() {
+    host::services none;
+    host::application app(none);
+    for (auto const& r : app.routes().routes())
+        std::cout << r.method << " " << r.pattern << " " << (r.open ? "open" : "key") << "\n";
     return 0;
 }
 
@@ -105,6 +128,7 @@ int main(int argc, char** argv) {
     }
     try {
         if (args[0] == "serve") return serve({args.begin() + 1, args.end()});
+        if (args[0] == "routes") return routes();
         if (args[0] == "keys" && args.size() > 1 && args[1] == "create") return keys_create({args.begin() + 2, args.end()});
     } catch (std::exception const& e) {
         std::cerr << "integration-host: " << e.what() << "\n";

@@ -5,6 +5,7 @@
 
 #include <boost/json/value.hpp>
 
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +17,7 @@ struct reply {
     boost::json::value body;
     std::string content_type = "application/json";
     std::vector<std::pair<std::string, std::string>> headers;
+    std::optional<std::string> text;  // sent as is instead of `body` (e.g. the Prometheus exposition)
 };
 
 }  // namespace integration::host

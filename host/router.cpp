@@ -19,7 +19,14 @@ std::vector<std::string> split_path(std::string_view path) {
 }
 
 void router::add(std::string method, std::string pattern, handler h, bool open) {
-    routes_.push_back({std::move(method), split_path(pattern), std::move(h), open});
+    auto segments = split_path(pattern);
+    routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(h), open});
+}
+
+std::vector<router::route_info> router::routes() const {
+    std::vector<route_info> out;
+    for (auto const& r : routes_) out.push_back({r.method, r.pattern, r.open});
+    return out;
 }
 
 router::match router::find(std::string_view method, std::string_view path) const {
@@ -41,11 +48,13 @@ router::match router::find(std::string_view method, std::string_view path) const
         if (!ok) continue;
         if (r.method != method) {
             m.path_known = true;
+            m.pattern = r.pattern;
             m.allowed.push_back(r.method);
             continue;
         }
         m.h = &r.h;
         m.open = r.open;
+        m.pattern = r.pattern;
         m.params = std::move(params);
         return m;
     }

@@ -45,15 +45,25 @@ public:
     struct match {
         handler const* h = nullptr;
         bool open = false;
+        std::string_view pattern;  // of the route matched, or of the path when only the method differs
         bool path_known = false;  // some route has this path with another method
         std::vector<std::string> allowed;
         std::map<std::string, std::string, std::less<>> params;
     };
     match find(std::string_view method, std::string_view path) const;
 
+    /** A registered route, for the `routes` command and the OpenAPI consistency test. */
+    struct route_info {
+        std::string_view method;
+        std::string_view pattern;
+        bool open;
+    };
+    std::vector<route_info> routes() const;
+
 private:
     struct route {
         std::string method;
+        std::string pattern;
         std::vector<std::string> segments;
         handler h;
         bool open;

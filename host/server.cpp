@@ -143,12 +143,15 @@ private:
         closing_ = true;
         std::string target;
         std::string method = "-";
-        if (parser_ && parser_->is_header_done()) {
+        // The request line is parsed before any field, so it is known even when a field (a
+        // Content-Length over the body limit) stopped the header.
+        if (parser_ && !parser_->get().target().empty()) {
             target = std::string(parser_->get().target());
             method = std::string(parser_->get().method_string());
         }
-        log_access({.method = method, .target = target, .status = r.status,
-                    .latency = std::chrono::steady_clock::now() - started_, .trace_id = "", .tenant = ""});
+        auto latency = std::chrono::steady_clock::now() - started_;
+        log_access({.method = method, .target = target, .status = r.status, .latency = latency, .trace_id = "", .tenant = ""});
+        state_.app.observe(method, target, r.status, latency);
         queue_.push_back({std::nullopt, to_response(r, 11, false), started_});
         next();
     }

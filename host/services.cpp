@@ -60,12 +60,20 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     s->connections = std::make_unique<connections::connection_service>(*s->store, clock);
     s->credentials = std::make_unique<credentials::credential_service>(*s->store, *s->secrets, *s->fingerprints, clock,
                                                                        *s->transport);
+    // A periodic sweep probes the connections not checked within one probe interval.
+    auto probe_every = std::chrono::duration_cast<std::chrono::seconds>(config.probe_interval);
     s->prober = std::make_unique<connections::health_prober>(*s->store, *s->credentials, *s->transport, s->egress,
-                                                             s->resolver, clock);
+                                                             s->resolver, clock,
+                                                             connections::health_prober_options{.interval = probe_every});
     // The contract promises a run that ends Completed or Failed within the request, so no run is
-    // left Running for a retry worker (this milestone starts none): deferred_retries = 0.
+    // left Running for the retry worker (which still sweeps, for failures left by other hosts
+    // or an earlier configuration): deferred_retries = 0.
     s->runs = std::make_unique<runs::run_service>(*s->store, *s->credentials, *s->blobs, *s->transport, s->egress,
                                                   s->resolver, clock, runs::run_service_options{.deferred_retries = 0});
+    s->events.subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {
+        m->count_event(e.event_type);
+        return {};
+    });
     s->config = std::move(config);
     return s;
 }

@@ -7,12 +7,14 @@
 #include "config.hpp"
 #include "host_db.hpp"
 #include "idempotency.hpp"
+#include "metrics.hpp"
 
 #include <integration/blobs/blob_store.hpp>
 #include <integration/connections/connection_service.hpp>
 #include <integration/connections/health_prober.hpp>
 #include <integration/credentials/credential_service.hpp>
 #include <integration/credentials/local_secret_store.hpp>
+#include <integration/events/publisher.hpp>
 #include <integration/net/egress_policy.hpp>
 #include <integration/providers/registry.hpp>
 #include <integration/runs/run_service.hpp>
@@ -39,6 +41,9 @@ struct services {
     std::unique_ptr<credentials::credential_service> credentials;
     std::unique_ptr<connections::health_prober> prober;
     std::unique_ptr<runs::run_service> runs;
+    // Where the outbox relay publishes; in-process subscribers (webhook fan-out later) attach here.
+    events::in_process_dispatcher events;
+    host_metrics metrics;
 };
 
 /** Creates DIR if needed and opens the host tables only (for `keys create`). */

@@ -19,6 +19,14 @@ result<secret_bytes> take_secret(boost::json::object& body, bool required) {
     return secret_bytes{};
 }
 
+boost::json::object render_credential(credentials::integration_credential const& c) {
+    auto o = aggregate_to_json(c);
+    if (auto const* v = c.active_version()) o["activeVersion"] = v->version;
+    return o;
+}
+
+}  // namespace
+
 // Rotation verifies the new material with the provider's health check of a connection that uses
 // the credential; a credential no connection uses yet has nothing to be verified against.
 credentials::verifier health_check_verifier(services& s, request_context const& ctx, std::string const& credential_id) {
@@ -67,14 +75,6 @@ credentials::verifier health_check_verifier(services& s, request_context const& 
         return {};
     };
 }
-
-boost::json::object render_credential(credentials::integration_credential const& c) {
-    auto o = aggregate_to_json(c);
-    if (auto const* v = c.active_version()) o["activeVersion"] = v->version;
-    return o;
-}
-
-}  // namespace
 
 void add_credential_routes(router& r, services& s) {
     r.add("POST", "/integrations/credentials", [&s](call& c) -> result<reply> {

@@ -1,5 +1,10 @@
 #include "handlers/handlers.hpp"
 
+#include "openapi_document.hpp"
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
 #include <filesystem>
 
 namespace integration::host {
@@ -33,6 +38,21 @@ void add_operation_routes(router& r, services& s) {
         ready = ready && blobs_ok;
         boost::json::object o{{"status", ready ? "ready" : "unavailable"}, {"checks", checks}};
         return json_reply(ready ? 200 : 503, o);
+    }, true);
+
+    // Open like /healthz: scrapers rarely carry API keys, and nothing here names a tenant or a key.
+    r.add("GET", "/metrics", [&s](call&) -> result<reply> {
+        reply rep{200, nullptr, "text/plain; version=0.0.4; charset=utf-8", {}, s.metrics.render()};
+        return rep;
+    }, true);
+
+    // host/openapi.json, embedded at build time; `servers` names this host's own base URL.
+    auto doc = boost::json::parse(openapi_document()).as_object();
+    auto base = s.config.public_url.empty() ? "http://" + s.config.listen : s.config.public_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    doc["servers"] = boost::json::array{boost::json::object{{"url", base}, {"description", "this host"}}};
+    r.add("GET", "/openapi.json", [text = boost::json::serialize(doc)](call&) -> result<reply> {
+        return reply{200, nullptr, "application/json", {}, text};
     }, true);
 }
 

@@ -102,6 +102,7 @@ void add_run_routes(router& r, services& s) {
             if (!key.empty() && out.error() != errc::already_exists) s.idempotency->release(c.ctx.tenant_id, key);
             return out.error();
         }
+        if (!out->replayed) s.metrics.count_run(to_string(out->run.status()));
         auto rep = json_reply(201, render_outcome(*out));
         if (out->replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
         return rep;

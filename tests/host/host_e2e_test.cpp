@@ -10,6 +10,7 @@
 #include <boost/json/object.hpp>
 
 #include <atomic>
+#include <ctime>
 #include <filesystem>
 #include <thread>
 
@@ -102,6 +103,34 @@ tenant_setup set_up(api const& a, std::uint16_t vendor_port, std::string const& 
 json::object run_body(std::string const& connection, std::string const& op = "echo.send", std::string const& msg = "hello") {
     return {{"connectionId", connection}, {"operation", op},
             {"input", json::object{{"pathParams", json::object{{"id", "42"}}}, {"body", json::object{{"msg", msg}}}}}};
+}
+
+/** The value of one series (`name{labels}`) in a Prometheus exposition; 0 when absent. */
+double metric(std::string const& text, std::string const& series) {
+    auto at = text.find("\n" + series + " ");
+    if (at == std::string::npos) return 0;
+    return std::stod(text.substr(at + 1 + series.size() + 1));
+}
+
+/** UTC `now + d` as RFC 3339. */
+std::string iso_time_in(std::chrono::seconds d) {
+    auto t = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now() + d);
+    std::tm tm{};
+    ::gmtime_r(&t, &tm);
+    char buf[32];
+    std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%SZ", &tm);
+    return buf;
+}
+
+/** Polls `check` until it holds or `timeout` passes. */
+template <class F>
+bool eventually(F check, std::chrono::milliseconds timeout = 5s) {
+    auto deadline = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < deadline) {
+        if (check()) return true;
+        std::this_thread::sleep_for(50ms);
+    }
+    return check();
 }
 
 class host_e2e : public ::testing::Test {
@@ -367,6 +396,145 @@ TEST_F(host_e2e, a_slow_client_is_disconnected_after_the_read_timeout) {
     EXPECT_TRUE(closed);
     EXPECT_EQ(got.find("200"), std::string::npos);
     EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
+    api anon(host_->port(), "");
+    auto before = anon.get("/metrics");
+    ASSERT_EQ(before.status, 200);
+    EXPECT_EQ(before.headers["content-type"].rfind("text/plain; version=0.0.4", 0), 0u) << before.headers["content-type"];
+    auto const route = std::string("route=\"/integrations/providers/{providerId}\",method=\"GET\"");
+    auto const counter = "integration_http_requests_total{" + route + ",status=\"404\"}";
+    auto const count = "integration_http_request_duration_seconds_count{" + route + "}";
+    auto const unmatched = std::string("integration_http_requests_total{route=\"unmatched\",method=\"GET\",status=\"404\"}");
+    for (auto const* id : {"prov-missing-1", "prov-missing-2", "prov-missing-3"})
+        EXPECT_EQ(a().get(std::string("/integrations/providers/") + id).status, 404);
+    EXPECT_EQ(a().get("/no/such/route-77").status, 404);
+
+    auto after = anon.get("/metrics");
+    ASSERT_EQ(after.status, 200);
+    auto const& m = after.body;
+    EXPECT_EQ(metric(m, counter) - metric(before.body, counter), 3) << m;
+    EXPECT_EQ(metric(m, count) - metric(before.body, count), 3);
+    EXPECT_EQ(metric(m, unmatched) - metric(before.body, unmatched), 1);
+    // Cumulative buckets end at +Inf = _count, and a _sum is there.
+    EXPECT_EQ(metric(m, "integration_http_request_duration_seconds_bucket{" + route + ",le=\"+Inf\"}"), metric(m, count));
+    EXPECT_LE(metric(m, "integration_http_request_duration_seconds_bucket{" + route + ",le=\"0.005\"}"),
+              metric(m, "integration_http_request_duration_seconds_bucket{" + route + ",le=\"30\"}"));
+    EXPECT_NE(m.find("integration_http_request_duration_seconds_sum{" + route + "}"), std::string::npos);
+    EXPECT_NE(m.find("# TYPE integration_http_request_duration_seconds histogram"), std::string::npos);
+    // Patterns only: no raw path, no key, no Authorization header in any label.
+    EXPECT_EQ(m.find("prov-missing"), std::string::npos);
+    EXPECT_EQ(m.find("route-77"), std::string::npos);
+    EXPECT_EQ(m.find(*key_a_), std::string::npos);
+    EXPECT_EQ(m.find("ik_"), std::string::npos);
+    EXPECT_EQ(m.find("Bearer"), std::string::npos);
+    EXPECT_EQ(m.find("uthorization"), std::string::npos);
+    // The four workers report.
+    for (auto const* w : {"outbox-relay", "retry", "credential-rotation", "health-probe"}) {
+        auto label = std::string("{worker=\"") + w + "\"}";
+        for (auto const* name : {"integration_worker_lag_seconds", "integration_worker_failures_total",
+                                 "integration_worker_last_success_timestamp_seconds"})
+            EXPECT_NE(m.find(std::string("\n") + name + label + " "), std::string::npos) << name << label;
+    }
+}
+
+TEST_F(host_e2e, metrics_count_runs_by_final_status_without_replays) {
+    auto t = set_up(a(), vendor_->port(), "-metrics");
+    api anon(host_->port(), "");
+    auto completed = std::string("integration_runs_total{status=\"Completed\"}");
+    auto failed = std::string("integration_runs_total{status=\"Failed\"}");
+    auto before = anon.get("/metrics").body;
+    ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id), {{"Idempotency-Key", "metrics-1"}}).status, 201);
+    ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id), {{"Idempotency-Key", "metrics-1"}}).status, 201);
+    ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id, "echo.bad")).status, 201);
+    auto after = anon.get("/metrics").body;
+    EXPECT_EQ(metric(after, completed) - metric(before, completed), 1) << after;
+    EXPECT_EQ(metric(after, failed) - metric(before, failed), 1);
+    auto runs = std::string("integration_http_requests_total{route=\"/integrations/runs\",method=\"POST\",status=\"201\"}");
+    EXPECT_EQ(metric(after, runs) - metric(before, runs), 3);
+    EXPECT_EQ(after.find(vendor_secret), std::string::npos);
+}
+
+TEST_F(host_e2e, protocol_errors_are_counted_under_their_route) {
+    auto series = std::string("integration_http_requests_total{route=\"/integrations/providers\",method=\"POST\",status=\"413\"}");
+    api anon(host_->port(), "");
+    auto before = metric(anon.get("/metrics").body, series);
+    auto too_big = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{"));
+    ASSERT_EQ(too_big.status, 413);
+    EXPECT_EQ(metric(anon.get("/metrics").body, series) - before, 1);
+}
+
+// Workers on short intervals: the outbox relay publishes what a registration raised, the health
+// sweep probes the connection again, the rotation worker escalates a credential about to expire,
+// and SIGTERM still exits 0 with all of them running.
+TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
+    auto dir = std::filesystem::temp_directory_path() / ("integration-host-workers-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto key = create_key(dir.string(), "tenant-w");
+    echo_vendor vendor;
+    int code = -100;
+    std::string log;
+    {
+        host_process host(dir.string(), {"--outbox-interval-ms", "100", "--probe-interval-ms", "200",
+                                         "--rotation-interval-ms", "200", "--retry-interval-ms", "200"});
+        api client(host.port(), key);
+        api anon(host.port(), "");
+        auto t = set_up(client, vendor.port(), "-workers");
+        auto db = (dir / "integration.db").string();
+        auto unpublished = [&] {
+            return run_and_capture("sqlite3 " + db + " 'SELECT count(*) FROM outbox WHERE published_at IS NULL'");
+        };
+        EXPECT_TRUE(eventually([&] { return unpublished() == "0\n"; })) << unpublished();
+        auto total = [&] { return run_and_capture("sqlite3 " + db + " 'SELECT count(*) FROM outbox'"); };
+        EXPECT_NE(total(), "0\n");
+        EXPECT_TRUE(eventually([&] {
+            auto m = anon.get("/metrics").body;
+            return metric(m, "integration_events_published_total{type=\"IntegrationProviderRegistered\"}") == 1 &&
+                   metric(m, "integration_worker_items_total{worker=\"outbox-relay\"}") >= 2;
+        })) << anon.get("/metrics").body;
+
+        // The periodic probe calls the vendor's health check again, without any request.
+        auto health_calls = [&] {
+            int n = 0;
+            for (auto const& r : vendor.requests()) n += r.rfind("GET /health ", 0) == 0;
+            return n;
+        };
+        auto probes = health_calls();
+        EXPECT_TRUE(eventually([&] { return health_calls() > probes; })) << probes;
+        EXPECT_GE(metric(anon.get("/metrics").body, "integration_worker_items_total{worker=\"health-probe\"}"), 1);
+
+        // A credential expiring within the default notice and no minter: one rotation_required failure.
+        auto soon = client.post("/integrations/credentials",
+                                json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "sk_expiring_1"},
+                                             {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}},
+                                             {"expiresAt", iso_time_in(24h)}});
+        ASSERT_EQ(soon.status, 201) << soon.body;
+        auto cred_id = str(soon.json(), "credentialId");
+        EXPECT_TRUE(eventually([&] {
+            auto f = client.get("/integrations/failures");
+            return f.body.find(cred_id) != std::string::npos && f.body.find("CredentialRotation") != std::string::npos;
+        })) << client.get("/integrations/failures").body;
+
+        auto m = anon.get("/metrics").body;
+        for (auto const* w : {"outbox-relay", "retry", "credential-rotation", "health-probe"}) {
+            EXPECT_EQ(metric(m, std::string("integration_worker_failures_total{worker=\"") + w + "\"}"), 0) << w << "\n" << host.log();
+            EXPECT_GT(metric(m, std::string("integration_worker_last_success_timestamp_seconds{worker=\"") + w + "\"}"), 1.6e9) << w;
+            EXPECT_LT(metric(m, std::string("integration_worker_lag_seconds{worker=\"") + w + "\"}"), 5) << w;
+        }
+
+        auto start = std::chrono::steady_clock::now();
+        host.terminate();
+        code = host.wait();
+        EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+        log = host.log();
+    }
+    EXPECT_EQ(code, 0);
+    EXPECT_NE(log.find("\"stopped\""), std::string::npos) << log;
+    EXPECT_EQ(log.find("sk_expiring_1"), std::string::npos);
+    std::filesystem::remove_all(dir);
 }
 
 TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {

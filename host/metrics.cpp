@@ -1,0 +1,137 @@
+#include "metrics.hpp"
+
+#include <charconv>
+
+namespace integration::host {
+namespace {
+
+std::string number(double v) {
+    char buf[64];
+    auto r = std::to_chars(buf, buf + sizeof buf, v);
+    return std::string(buf, r.ptr);
+}
+
+// Label values are escaped as the text format requires: backslash, double quote, newline.
+std::string escaped(std::string_view v) {
+    std::string out;
+    out.reserve(v.size());
+    for (char c : v) {
+        if (c == '\\') out += "\\\\";
+        else if (c == '"') out += "\\\"";
+        else if (c == '\n') out += "\\n";
+        else out += c;
+    }
+    return out;
+}
+
+void header(std::string& out, std::string_view name, std::string_view type, std::string_view help) {
+    out.append("# HELP ").append(name).append(" ").append(help).append("\n");
+    out.append("# TYPE ").append(name).append(" ").append(type).append("\n");
+}
+
+double seconds_since_epoch(std::int64_t ns) { return static_cast<double>(ns) / 1e9; }
+
+}  // namespace
+
+std::string_view method_label(std::string_view method) {
+    for (std::string_view m : {"GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"})
+        if (method == m) return m;
+    return "other";
+}
+
+void host_metrics::observe_request(std::string_view route, std::string_view method, unsigned status,
+                                   std::chrono::steady_clock::duration latency) {
+    auto seconds = std::chrono::duration<double>(latency).count();
+    std::size_t bucket = 0;
+    while (bucket < duration_buckets.size() && seconds > duration_buckets[bucket]) ++bucket;
+    std::lock_guard lock(mutex_);
+    ++requests_[std::make_tuple(std::string(route), std::string(method), status)];
+    auto& h = durations_[std::make_pair(std::string(route), std::string(method))];
+    if (bucket < duration_buckets.size()) ++h.buckets[bucket];  // beyond the last bound: only +Inf
+    h.sum += seconds;
+    ++h.count;
+}
+
+void host_metrics::count_run(std::string_view status) {
+    std::lock_guard lock(mutex_);
+    ++runs_[std::string(status)];
+}
+
+void host_metrics::count_event(std::string_view event_type) {
+    std::lock_guard lock(mutex_);
+    ++events_[std::string(event_type)];
+}
+
+worker_stats& host_metrics::worker(std::string const& name) {
+    std::lock_guard lock(mutex_);
+    auto& w = workers_[name];
+    if (!w) w = std::make_unique<worker_stats>();
+    return *w;
+}
+
+std::string host_metrics::render() const {
+    std::string out;
+    std::lock_guard lock(mutex_);
+
+    header(out, "integration_http_requests_total", "counter", "HTTP requests answered, by route pattern, method and status.");
+    for (auto const& [k, n] : requests_) {
+        auto const& [route, method, status] = k;
+        out += "integration_http_requests_total{route=\"" + escaped(route) + "\",method=\"" + escaped(method) +
+               "\",status=\"" + std::to_string(status) + "\"} " + std::to_string(n) + "\n";
+    }
+
+    header(out, "integration_http_request_duration_seconds", "histogram",
+           "Time from a request's header to its answer, by route pattern and method.");
+    for (auto const& [k, h] : durations_) {
+        auto labels = "route=\"" + escaped(k.first) + "\",method=\"" + escaped(k.second) + "\"";
+        std::uint64_t cumulative = 0;
+        for (std::size_t i = 0; i < duration_buckets.size(); ++i) {
+            cumulative += h.buckets[i];
+            out += "integration_http_request_duration_seconds_bucket{" + labels + ",le=\"" + number(duration_buckets[i]) +
+                   "\"} " + std::to_string(cumulative) + "\n";
+        }
+        out += "integration_http_request_duration_seconds_bucket{" + labels + ",le=\"+Inf\"} " + std::to_string(h.count) + "\n";
+        out += "integration_http_request_duration_seconds_sum{" + labels + "} " + number(h.sum) + "\n";
+        out += "integration_http_request_duration_seconds_count{" + labels + "} " + std::to_string(h.count) + "\n";
+    }
+
+    header(out, "integration_runs_total", "counter", "Runs this host executed, by final status (idempotent replays excluded).");
+    for (auto const& [status, n] : runs_)
+        out += "integration_runs_total{status=\"" + escaped(status) + "\"} " + std::to_string(n) + "\n";
+
+    header(out, "integration_events_published_total", "counter", "Outbox events the relay published, by event type.");
+    for (auto const& [type, n] : events_)
+        out += "integration_events_published_total{type=\"" + escaped(type) + "\"} " + std::to_string(n) + "\n";
+
+    auto now_ns = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch()).count();
+    header(out, "integration_worker_lag_seconds", "gauge",
+           "Seconds since the worker's last successful sweep (since its start when none succeeded yet).");
+    for (auto const& [name, w] : workers_) {
+        auto last = w->last_success_ns.load();
+        auto since = last != 0 ? last : w->started_ns.load();
+        auto lag = since != 0 ? seconds_since_epoch(now_ns - since) : 0.0;
+        out += "integration_worker_lag_seconds{worker=\"" + escaped(name) + "\"} " + number(lag < 0 ? 0.0 : lag) + "\n";
+    }
+    header(out, "integration_worker_last_success_timestamp_seconds", "gauge",
+           "Unix time of the worker's last successful sweep; 0 when none succeeded yet.");
+    for (auto const& [name, w] : workers_)
+        out += "integration_worker_last_success_timestamp_seconds{worker=\"" + escaped(name) + "\"} " +
+               number(seconds_since_epoch(w->last_success_ns.load())) + "\n";
+    header(out, "integration_worker_failures_total", "counter", "Sweeps of the worker that failed.");
+    for (auto const& [name, w] : workers_)
+        out += "integration_worker_failures_total{worker=\"" + escaped(name) + "\"} " + std::to_string(w->failures_total.load()) + "\n";
+    header(out, "integration_worker_consecutive_failures", "gauge", "Sweeps of the worker that failed since its last success.");
+    for (auto const& [name, w] : workers_)
+        out += "integration_worker_consecutive_failures{worker=\"" + escaped(name) + "\"} " +
+               std::to_string(w->consecutive_failures.load()) + "\n";
+    header(out, "integration_worker_sweeps_total", "counter", "Sweeps of the worker that succeeded.");
+    for (auto const& [name, w] : workers_)
+        out += "integration_worker_sweeps_total{worker=\"" + escaped(name) + "\"} " + std::to_string(w->sweeps_total.load()) + "\n";
+    header(out, "integration_worker_items_total", "counter",
+           "Items the worker handled: events relayed, failures retried, credentials rotated or escalated, connections probed.");
+    for (auto const& [name, w] : workers_)
+        out += "integration_worker_items_total{worker=\"" + escaped(name) + "\"} " + std::to_string(w->items_total.load()) + "\n";
+    return out;
+}
+
+}  // namespace integration::host

@@ -1,0 +1,70 @@
+#ifndef INTEGRATION_HOST_METRICS_HPP
+#define INTEGRATION_HOST_METRICS_HPP
+
+// The host's Prometheus metrics (text format 0.0.4, served at GET /metrics). Every label has a
+// bounded set of values: route patterns (never raw paths), a fixed set of methods, HTTP statuses,
+// run statuses, event types and worker names. No tenant, key or secret ever becomes a label.
+
+#include <array>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <tuple>
+
+namespace integration::host {
+
+/** What a background worker reports; written by its thread, read by the scrape. */
+struct worker_stats {
+    std::atomic<std::int64_t> started_ns{0};       // system clock, since the epoch
+    std::atomic<std::int64_t> last_success_ns{0};  // 0: no sweep has succeeded yet
+    std::atomic<std::uint64_t> consecutive_failures{0};
+    std::atomic<std::uint64_t> failures_total{0};
+    std::atomic<std::uint64_t> sweeps_total{0};
+    std::atomic<std::uint64_t> items_total{0};
+};
+
+class host_metrics {
+public:
+    /** Upper bounds (seconds) of the request-duration histogram's buckets. */
+    static constexpr std::array<double, 12> duration_buckets{0.005, 0.01, 0.025, 0.05, 0.1, 0.25,
+                                                             0.5,   1.0,  2.5,   5.0,  10.0, 30.0};
+
+    /** One answered request; `route` is the matched pattern or "unmatched". */
+    void observe_request(std::string_view route, std::string_view method, unsigned status,
+                         std::chrono::steady_clock::duration latency);
+    /** A run the host executed (not an idempotent replay), by its final status. */
+    void count_run(std::string_view status);
+    /** An event the outbox relay published. */
+    void count_event(std::string_view event_type);
+    /** The stats of worker `name`, created on first use; the reference stays valid. */
+    worker_stats& worker(std::string const& name);
+
+    /** The exposition, in Prometheus text format 0.0.4. */
+    std::string render() const;
+
+private:
+    struct histogram {
+        std::array<std::uint64_t, duration_buckets.size()> buckets{};  // not cumulative; summed when rendered
+        double sum = 0;
+        std::uint64_t count = 0;
+    };
+
+    mutable std::mutex mutex_;
+    std::map<std::tuple<std::string, std::string, unsigned>, std::uint64_t, std::less<>> requests_;
+    std::map<std::pair<std::string, std::string>, histogram, std::less<>> durations_;
+    std::map<std::string, std::uint64_t, std::less<>> runs_;
+    std::map<std::string, std::uint64_t, std::less<>> events_;
+    std::map<std::string, std::unique_ptr<worker_stats>, std::less<>> workers_;
+};
+
+/** The method as a label: the standard ones as sent, anything else "other" (bounded). */
+std::string_view method_label(std::string_view method);
+
+}  // namespace integration::host
+
+#endif
