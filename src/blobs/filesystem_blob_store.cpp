@@ -65,11 +65,15 @@ public:
         return {};
     }
 
-    result<std::size_t> purge_older_than(time_point cutoff) override {
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view key_prefix) override {
         std::size_t n = 0;
         std::error_code ec;
         for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
             if (!it->is_regular_file()) continue;
+            // <root>/<tenant>/<key>: the key is the path below the tenant's folder.
+            auto relative = it->path().lexically_relative(root_).generic_string();
+            auto slash = relative.find('/');
+            if (slash == std::string::npos || !std::string_view(relative).substr(slash + 1).starts_with(key_prefix)) continue;
             auto written = it->last_write_time();
             auto as_system = std::chrono::file_clock::to_sys(written);
             if (as_system < cutoff && fs::remove(it->path(), ec)) ++n;

@@ -64,11 +64,11 @@ public:
         return (*st)->run();
     }
 
-    result<std::size_t> purge_older_than(time_point cutoff) override {
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view key_prefix) override {
         std::lock_guard lock(mutex_);
-        auto st = db_->prepare("DELETE FROM blobs WHERE written_at < ?");
+        auto st = db_->prepare("DELETE FROM blobs WHERE written_at < ? AND substr(key, 1, length(?)) = ?");
         if (!st) return st.error();
-        (*st)->bind(1, unix_ms(cutoff));
+        (*st)->bind_all({unix_ms(cutoff), std::string(key_prefix), std::string(key_prefix)});
         if (auto r = (*st)->run(); !r) return r.error();
         return static_cast<std::size_t>(db_->changes());
     }

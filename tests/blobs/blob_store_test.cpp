@@ -91,6 +91,23 @@ TEST_P(blob_store_conformance, purge_removes_only_blobs_older_than_the_cutoff) {
     EXPECT_EQ(must(blobs->get("t2", new_ref)), "n");
 }
 
+TEST_P(blob_store_conformance, purge_with_a_prefix_keeps_other_old_blobs) {
+    auto blobs = open();
+    auto const& backend = GetParam();
+    if (!backend.age) clock.advance(-31 * 24h);
+    auto body = must(blobs->put("t1", "runs/r1/response", "b"));
+    auto archive = must(blobs->put("t1", "archive/runs/a.jsonl", "a"));
+    if (backend.age) {
+        backend.age(dir.path().string(), clock, "t1", "runs/r1/response", 31 * 24h);
+        backend.age(dir.path().string(), clock, "t1", "archive/runs/a.jsonl", 31 * 24h);
+    } else {
+        clock.advance(31 * 24h);
+    }
+    EXPECT_EQ(must(blobs->purge_older_than(system_clock::instance().now() - 30 * 24h, "runs/")), 1u);
+    EXPECT_EQ(blobs->get("t1", body).error(), errc::not_found);
+    EXPECT_EQ(must(blobs->get("t1", archive)), "a");
+}
+
 TEST_P(blob_store_conformance, deferred_puts_are_readable_at_once_and_survive_the_process_being_killed) {
     std::string ref;
     {

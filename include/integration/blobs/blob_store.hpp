@@ -29,8 +29,9 @@ public:
     virtual result<std::string> get(std::string const& tenant, std::string const& ref) = 0;
     /** Deletes a blob; deleting a missing blob is not an error. */
     virtual result<void> remove(std::string const& tenant, std::string const& ref) = 0;
-    /** Deletes every blob written before `cutoff` (all tenants); returns how many. */
-    virtual result<std::size_t> purge_older_than(time_point cutoff) = 0;
+    /** Deletes every blob written before `cutoff` whose key starts with `key_prefix` (all
+     *  tenants; an empty prefix matches every key); returns how many. */
+    virtual result<std::size_t> purge_older_than(time_point cutoff, std::string_view key_prefix = {}) = 0;
 };
 
 /** A blob store in a directory: `<root>/<tenant>/<key>`, written via a temporary file and rename.

@@ -115,6 +115,10 @@ public:
     virtual result<runs::integration_run> find_by_idempotency_key(std::string const& key) = 0;
     virtual result<page<runs::integration_run>> list(run_query const& q, page_request const& p) = 0;
     virtual result<void> save(runs::integration_run& r) = 0;
+    /** Completed or Failed runs that ended before `before`, oldest id first (for retention). */
+    virtual result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) = 0;
+    /** Deletes a run with its attempts (retention, after archiving); a missing run is not an error. */
+    virtual result<void> remove(std::string const& run_id) = 0;
 };
 
 /** Filters for listing failures. */
@@ -140,6 +144,10 @@ public:
                                                                         time_point until, std::size_t limit) = 0;
     /** Gives up `owner`'s lease of a failure (after a retry was recorded). */
     virtual result<void> release(std::string const& failure_id, std::string const& owner) = 0;
+    /** Failures resolved before `before`, oldest id first (for retention). */
+    virtual result<std::vector<failures::integration_failure>> resolved_before(time_point before, std::size_t limit) = 0;
+    /** Deletes a failure with its history (retention, after archiving). */
+    virtual result<void> remove(std::string const& failure_id) = 0;
     virtual result<void> save(failures::integration_failure& f) = 0;
 };
 

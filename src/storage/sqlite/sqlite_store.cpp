@@ -184,6 +184,16 @@ public:
         return write_events(a);
     }
 
+    /** Deletes the row (children cascade) in this tenant. */
+    result<void> remove(std::string const& id) {
+        if (w_.read_only) return error{errc::invalid_state, "remove called inside a read-only unit of work"};
+        static std::string const sql = std::string("DELETE FROM ") + T.name + " WHERE " + T.key + " = ? AND tenant_id = ?";
+        auto st = w_.db.prepare(sql);
+        if (!st) return st.error();
+        (*st)->bind_all({id, w_.ctx.tenant_id});
+        return (*st)->run();
+    }
+
 private:
     std::string scope_sql() const {
         if constexpr (T.shared) return "(tenant_id = ? OR tenant_id = '')";
@@ -438,6 +448,11 @@ public:
         return r_.list(where, binds, p);
     }
     result<void> save(runs::integration_run& r) override { return r_.save(r); }
+    result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) override {
+        return r_.select("status IN ('Completed', 'Failed') AND completed_at < ?", {to_unix_ms(before)}, "run_id",
+                         clamp_limit(limit));
+    }
+    result<void> remove(std::string const& id) override { return r_.remove(id); }
 
 private:
     repo<runs::integration_run> r_;
@@ -485,6 +500,10 @@ public:
         return (*st)->run();
     }
     result<void> save(failures::integration_failure& f) override { return r_.save(f); }
+    result<std::vector<failures::integration_failure>> resolved_before(time_point before, std::size_t limit) override {
+        return r_.select("resolved_at IS NOT NULL AND resolved_at < ?", {to_unix_ms(before)}, "failure_id", clamp_limit(limit));
+    }
+    result<void> remove(std::string const& id) override { return r_.remove(id); }
 
 private:
     work_state& w_;
