@@ -179,6 +179,12 @@ result<keys_create_config> load_keys_create_config(flag_map const& flags) {
     return c;
 }
 
+std::string public_base_url(serve_config const& c) {
+    auto base = c.public_url.empty() ? "http://" + c.listen : c.public_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    return base;
+}
+
 std::string usage() {
     return R"(usage:
   integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--public-url URL]

@@ -53,6 +53,9 @@ result<serve_config> load_serve_config(flag_map const& flags);
 
 result<keys_create_config> load_keys_create_config(flag_map const& flags);
 
+/** `--public-url` without a trailing slash, or `http://<listen>`. */
+std::string public_base_url(serve_config const& c);
+
 /** `--help` text of every command. */
 std::string usage();
 

@@ -59,6 +59,9 @@ int serve(std::vector<std::string> const& args) {
 
     auto address = bound->address().to_string();
     if (bound->address().is_v6()) address = "[" + address + "]";
+    // With port 0, URLs the host hands out (inboundUrl, the OpenAPI servers) need the real one.
+    // No handler runs before ioc.run() below, so this write races with nothing.
+    s.config.listen = address + ":" + std::to_string(bound->port());
     std::cout << "listening on http://" << address << ":" << bound->port() << std::endl;
     host::log_event("info", "listening on http://" + address + ":" + std::to_string(bound->port()) + " with data in " +
                                 s.config.data);

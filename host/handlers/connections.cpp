@@ -97,12 +97,10 @@ void add_connection_routes(router& r, services& s) {
             return {};
         });
         if (!stored) return stored.error();
-        auto base = s.config.public_url.empty() ? "http://" + s.config.listen : s.config.public_url;
-        while (!base.empty() && base.back() == '/') base.pop_back();
         boost::json::object o;
         o["connectionId"] = id;
         o["scheme"] = **scheme;
-        o["inboundUrl"] = base + "/webhooks/inbound/" + id;
+        o["inboundUrl"] = public_base_url(s.config) + "/webhooks/inbound/" + id;
         return json_reply(200, o);
     });
 }

@@ -46,13 +46,12 @@ void add_operation_routes(router& r, services& s) {
         return rep;
     }, true);
 
-    // host/openapi.json, embedded at build time; `servers` names this host's own base URL.
-    auto doc = boost::json::parse(openapi_document()).as_object();
-    auto base = s.config.public_url.empty() ? "http://" + s.config.listen : s.config.public_url;
-    while (!base.empty() && base.back() == '/') base.pop_back();
-    doc["servers"] = boost::json::array{boost::json::object{{"url", base}, {"description", "this host"}}};
-    r.add("GET", "/openapi.json", [text = boost::json::serialize(doc)](call&) -> result<reply> {
-        return reply{200, nullptr, "application/json", {}, text};
+    // host/openapi.json, embedded at build time. `servers` names this host's own base URL, read at
+    // request time because `--listen` port 0 is known only once bound.
+    r.add("GET", "/openapi.json", [&s, doc = boost::json::parse(openapi_document()).as_object()](call&) -> result<reply> {
+        auto served = doc;
+        served["servers"] = boost::json::array{boost::json::object{{"url", public_base_url(s.config)}, {"description", "this host"}}};
+        return reply{200, nullptr, "application/json", {}, boost::json::serialize(served)};
     }, true);
 }
 

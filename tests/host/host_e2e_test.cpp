@@ -8,10 +8,14 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
 
 #include <atomic>
 #include <ctime>
 #include <filesystem>
+#include <fstream>
+#include <set>
+#include <sstream>
 #include <thread>
 
 namespace integration::testing {
@@ -396,6 +400,67 @@ TEST_F(host_e2e, a_slow_client_is_disconnected_after_the_read_timeout) {
     EXPECT_TRUE(closed);
     EXPECT_EQ(got.find("200"), std::string::npos);
     EXPECT_LT(std::chrono::steady_clock::now() - start, 3s);
+}
+
+// The router and host/openapi.json describe the same routes: every (method, pattern) the router
+// registers is an operation of the document, and every operation is a registered route.
+TEST_F(host_e2e, openapi_describes_exactly_the_routes_the_router_serves) {
+    auto doc = api(host_->port(), "").get("/openapi.json");
+    ASSERT_EQ(doc.status, 200);
+    EXPECT_EQ(doc.headers["content-type"], "application/json");
+    auto spec = doc.json().as_object();
+    EXPECT_EQ(std::string(spec.at("openapi").as_string()).rfind("3.1", 0), 0u);
+    EXPECT_EQ(str(spec.at("servers").at(0), "url"), "http://127.0.0.1:" + std::to_string(host_->port()));
+    auto const& paths = spec.at("paths").as_object();
+    std::set<std::string> served;
+    std::istringstream lines(run_and_capture(std::string(INTEGRATION_HOST_BIN) + " routes"));
+    std::string method, pattern, access;
+    while (lines >> method >> pattern >> access) {
+        served.insert(method + " " + pattern);
+        std::string lower = method;
+        for (auto& ch : lower) ch = static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+        auto const* item = paths.if_contains(pattern);
+        ASSERT_TRUE(item) << pattern << " is served but not in host/openapi.json";
+        auto const* op = item->as_object().if_contains(lower);
+        ASSERT_TRUE(op) << method << " " << pattern << " is served but not in host/openapi.json";
+        EXPECT_TRUE(op->as_object().contains("operationId")) << pattern;
+        // Open routes override the global bearer requirement with `security: []`; others inherit it.
+        auto const* security = op->as_object().if_contains("security");
+        if (access == "open") EXPECT_TRUE(security && security->as_array().empty()) << pattern;
+        else EXPECT_EQ(security, nullptr) << pattern;
+    }
+    EXPECT_GE(served.size(), 28u);
+    for (auto const& [path, item] : paths)
+        for (auto const& [verb, op] : item.as_object()) {
+            if (verb == "parameters") continue;
+            std::string upper(verb);
+            for (auto& ch : upper) ch = static_cast<char>(std::toupper(static_cast<unsigned char>(ch)));
+            EXPECT_TRUE(served.contains(upper + " " + std::string(path))) << upper << " " << path << " is documented but not served";
+        }
+    auto const& run_params = paths.at("/integrations/runs").at("post").at("parameters").as_array();
+    EXPECT_NE(json::serialize(run_params).find("IdempotencyKey"), std::string::npos);
+    EXPECT_TRUE(spec.at("components").at("securitySchemes").as_object().contains("bearerAuth"));
+}
+
+// A real OpenAPI linter (Redocly CLI, recommended ruleset) accepts the served document.
+TEST_F(host_e2e, openapi_passes_the_redocly_linter) {
+    std::string cli = std::string(INTEGRATION_PEERS_DIR) + "/node_modules/@redocly/cli/bin/cli.js";
+    ASSERT_TRUE(std::filesystem::exists(cli))
+        << "the test peers are not installed: run npm ci in " << INTEGRATION_PEERS_DIR << " (scripts/test.sh does)";
+    auto doc = api(host_->port(), "").get("/openapi.json");
+    ASSERT_EQ(doc.status, 200);
+    auto file = *dir_ / "openapi.json";
+    std::ofstream(file) << doc.body;
+    // Findings go to stdout, one per line with its severity; stderr has progress and banners.
+    auto err = *dir_ / "redocly.stderr";
+    auto out = run_and_capture("REDOCLY_TELEMETRY=off REDOCLY_SUPPRESS_UPDATE_NOTICE=true node " + cli +
+                               " lint --format=stylish " + file.string() + " 2>" + err.string() + "; echo \"exit=$?\"");
+    std::ifstream in(err);
+    std::string progress((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    EXPECT_NE(out.find("exit=0"), std::string::npos) << out << progress;
+    EXPECT_EQ(out.find(" error "), std::string::npos) << out;
+    EXPECT_EQ(out.find(" warning "), std::string::npos) << out;
+    EXPECT_NE(progress.find("valid"), std::string::npos) << progress;
 }
 
 TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
