@@ -16,6 +16,8 @@ void add_provider_routes(router& r, services& s) {
         auto body = c.json();
         if (!body) return body.error();
         with_defaults(*body, {{"environments", boost::json::array{}}, {"scope", "tenant"}, {"capabilities", boost::json::array{}}});
+        if (auto* check = body->if_contains("healthCheck"); check && check->is_object())
+            with_defaults(check->as_object(), {{"expectStatus", 200}});  // optional in the contract
         auto spec = value_from_json<providers::provider_spec>(*body);
         if (!spec) return spec.error();
         auto p = s.registry->register_provider(c.ctx, std::move(*spec));

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# Runs the README's walkthrough block as written against a host started on free ports.
+# Usage: walkthrough_test.sh SOURCE_DIR HOST_BINARY
+set -euo pipefail
+src=$1
+host_bin=$2
+work=$(mktemp -d)
+cleanup() {
+  [[ -n ${host_pid:-} ]] && kill "$host_pid" 2>/dev/null && wait "$host_pid" 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+
+free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
+port=$(free_port)
+export ECHO_PORT=$(free_port) DATA="$work/data" BASE="http://127.0.0.1:$port"
+
+"$host_bin" serve --data "$DATA" --listen "127.0.0.1:$port" --egress-allow 127.0.0.1/32 2>"$work/host.log" &
+host_pid=$!
+for _ in $(seq 100); do curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+# The block between the marker and the closing fence, run from the checkout with the host's binary.
+sed -n '/<!-- walkthrough -->/,/^```$/p' "$src/README.md" | sed '1,2d;$d' > "$work/walkthrough.sh"
+mkdir -p "$work/build/host" && ln -s "$host_bin" "$work/build/host/integration-host"
+out=$(cd "$work" && bash -euo pipefail walkthrough.sh)
+echo "$out"
+last=$(echo "$out" | tail -n 1)
+grep -q '"status":"Completed"' <<<"$last" || { echo "the run did not complete: $last"; exit 1; }
+grep -q '"runAttempts":\[{' <<<"$last" || { echo "the run has no attempts: $last"; exit 1; }
+grep -q '"httpStatus":200' <<<"$last" || { echo "the attempt has no 200: $last"; exit 1; }
+if grep -q sk_test_walkthrough <<<"$out" || grep -q sk_test_walkthrough "$work/host.log"; then echo "the secret leaked"; exit 1; fi
+echo "walkthrough ok"
