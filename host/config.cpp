@@ -117,7 +117,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                                         "idle-timeout-ms", "body-limit", "header-limit", "max-connections",
                                         "pipeline-limit", "io-threads", "workers", "outbox-interval-ms",
                                         "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms",
-                                        "shutdown-timeout-ms"});
+                                        "shutdown-timeout-ms", "retention-interval-ms", "run-retention-days",
+                                        "body-retention-days"});
         !r)
         return r.error();
     flag_map file;
@@ -144,14 +145,17 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     std::size_t idle_ms = static_cast<std::size_t>(c.idle_timeout.count());
     auto ms = [](std::chrono::milliseconds d) { return static_cast<std::size_t>(d.count()); };
     std::size_t outbox_ms = ms(c.outbox_interval), retry_ms = ms(c.retry_interval), rotation_ms = ms(c.rotation_interval),
-                probe_ms = ms(c.probe_interval), shutdown_ms = ms(c.shutdown_timeout);
+                probe_ms = ms(c.probe_interval), shutdown_ms = ms(c.shutdown_timeout),
+                retention_ms = ms(c.retention_interval);
     for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"idle-timeout-ms", &idle_ms},
                              numeric{"body-limit", &c.body_limit}, numeric{"header-limit", &c.header_limit},
                              numeric{"max-connections", &c.max_connections}, numeric{"pipeline-limit", &c.pipeline_limit},
                              numeric{"io-threads", &c.io_threads}, numeric{"workers", &c.workers},
                              numeric{"outbox-interval-ms", &outbox_ms}, numeric{"retry-interval-ms", &retry_ms},
                              numeric{"rotation-interval-ms", &rotation_ms}, numeric{"probe-interval-ms", &probe_ms},
-                             numeric{"shutdown-timeout-ms", &shutdown_ms}}) {
+                             numeric{"shutdown-timeout-ms", &shutdown_ms}, numeric{"retention-interval-ms", &retention_ms},
+                             numeric{"run-retention-days", &c.run_retention_days},
+                             numeric{"body-retention-days", &c.body_retention_days}}) {
         if (auto v = l.values(name, false); !v.empty()) {
             auto n = to_size(name, v.back());
             if (!n) return n.error();
@@ -165,6 +169,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     c.rotation_interval = std::chrono::milliseconds(rotation_ms);
     c.probe_interval = std::chrono::milliseconds(probe_ms);
     c.shutdown_timeout = std::chrono::milliseconds(shutdown_ms);
+    c.retention_interval = std::chrono::milliseconds(retention_ms);
     return c;
 }
 
@@ -192,6 +197,7 @@ std::string usage() {
                          [--header-limit BYTES] [--max-connections N] [--pipeline-limit N]
                          [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
+                         [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW

@@ -6,6 +6,7 @@
 #include <integration/core/clock.hpp>
 #include <integration/credentials/rotation_worker.hpp>
 #include <integration/events/outbox_relay.hpp>
+#include <integration/retention/retention_worker.hpp>
 #include <integration/runs/retry_worker.hpp>
 
 namespace integration::host {
@@ -33,6 +34,12 @@ std::vector<worker_spec> host_workers(services& s) {
                 return health_check_verifier(s, ctx, c.id());
             }});
     auto const& c = s.config;
+    // storage.md: runs and failures archived to the blob store after 180 days, bodies purged after 30.
+    auto retention = std::make_shared<retention::retention_worker>(
+        *s.store, *s.blobs, clock,
+        retention::retention_options{.runs = std::chrono::hours(24 * c.run_retention_days),
+                                     .failures = std::chrono::hours(24 * c.run_retention_days),
+                                     .bodies = std::chrono::hours(24 * c.body_retention_days)});
     return {
         {"outbox-relay", c.outbox_interval,
          [relay]() -> result<std::size_t> {
@@ -56,7 +63,12 @@ std::vector<worker_spec> host_workers(services& s) {
              return r->rotated + r->escalated + r->failed;
          }},
         {"health-probe", c.probe_interval, [&s] { return s.prober->sweep(); }},
-        // Retention (purging old runs, deliveries and published outbox rows) goes here.
+        {"retention", c.retention_interval,
+         [retention]() -> result<std::size_t> {
+             auto r = retention->sweep();
+             if (!r) return r.error();
+             return r->runs_archived + r->failures_archived + r->blobs_purged;
+         }},
     };
 }
 

@@ -496,7 +496,7 @@ TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
     EXPECT_EQ(m.find("Bearer"), std::string::npos);
     EXPECT_EQ(m.find("uthorization"), std::string::npos);
     // The four workers report.
-    for (auto const* w : {"outbox-relay", "retry", "credential-rotation", "health-probe"}) {
+    for (auto const* w : {"outbox-relay", "retry", "credential-rotation", "health-probe", "retention"}) {
         auto label = std::string("{worker=\"") + w + "\"}";
         for (auto const* name : {"integration_worker_lag_seconds", "integration_worker_failures_total",
                                  "integration_worker_last_success_timestamp_seconds"})
@@ -584,7 +584,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         })) << client.get("/integrations/failures").body;
 
         auto m = anon.get("/metrics").body;
-        for (auto const* w : {"outbox-relay", "retry", "credential-rotation", "health-probe"}) {
+        for (auto const* w : {"outbox-relay", "retry", "credential-rotation", "health-probe", "retention"}) {
             EXPECT_EQ(metric(m, std::string("integration_worker_failures_total{worker=\"") + w + "\"}"), 0) << w << "\n" << host.log();
             EXPECT_GT(metric(m, std::string("integration_worker_last_success_timestamp_seconds{worker=\"") + w + "\"}"), 1.6e9) << w;
             EXPECT_LT(metric(m, std::string("integration_worker_lag_seconds{worker=\"") + w + "\"}"), 5) << w;
