@@ -2,6 +2,7 @@
 
 #include "access_log.hpp"
 #include "handlers/handlers.hpp"
+#include "api_keys.hpp"
 #include "problem.hpp"
 
 #include <boost/beast/http/field.hpp>
@@ -89,6 +90,18 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
         auto owner = services_.keys->find(token);
         if (!owner) return problem_from(owner.error());
         if (!*owner) return unauthorized("the API key is not known");
+        if (auto const& c = services_.config; c.key_rate_limit > 0) {
+            auto got = key_limits_.try_acquire(sha256_hex(token), {static_cast<double>(c.key_rate_limit),
+                                                                   static_cast<std::int64_t>(std::max(c.key_burst, std::size_t{1}))});
+            if (!got.granted) {
+                auto wait = std::chrono::ceil<std::chrono::seconds>(got.retry_after).count();
+                auto p = problem(429, "rate-limited", "Too many requests",
+                                 "this API key may send " + std::to_string(c.key_rate_limit) + " requests per second (burst " +
+                                     std::to_string(c.key_burst) + "); retry after " + std::to_string(wait) + " s");
+                p.headers.emplace_back("Retry-After", std::to_string(std::max<std::int64_t>(wait, 1)));
+                return p;
+            }
+        }
         ctx.tenant_id = (*owner)->tenant_id;
         ctx.actor = "api-key";
         ctx.admin = (*owner)->admin;

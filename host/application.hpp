@@ -8,6 +8,8 @@
 #include "router.hpp"
 #include "services.hpp"
 
+#include <integration/resilience/token_bucket.hpp>
+
 #include <chrono>
 
 namespace integration::host {
@@ -32,6 +34,7 @@ private:
 
     services& services_;
     router router_;
+    resilience::rate_limiter key_limits_{system_clock::instance()};  // per API key (its hash)
 };
 
 /** Renders a reply as a response to a request of HTTP `version`. */

@@ -76,14 +76,17 @@ private:
     flag_map file_;
 };
 
+// Only --key-rate-limit takes 0 (off); every other number must be positive.
 result<std::size_t> to_size(std::string const& name, std::string const& v) {
+    bool zero_ok = name == "key-rate-limit";
     try {
         std::size_t pos = 0;
         auto n = std::stoull(v, &pos);
-        if (pos == v.size() && n > 0) return static_cast<std::size_t>(n);
+        if (pos == v.size() && (n > 0 || zero_ok)) return static_cast<std::size_t>(n);
     } catch (...) {
     }
-    return error{errc::invalid_argument, "--" + name + " must be a positive integer, got '" + v + "'"};
+    return error{errc::invalid_argument, "--" + name + (zero_ok ? " must be a whole number (0 turns it off)" : " must be a positive integer") +
+                                             ", got '" + v + "'"};
 }
 
 result<void> refuse_unknown(flag_map const& flags, std::set<std::string> const& known) {
@@ -118,7 +121,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                                         "pipeline-limit", "io-threads", "workers", "outbox-interval-ms",
                                         "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms",
                                         "shutdown-timeout-ms", "retention-interval-ms", "run-retention-days",
-                                        "body-retention-days"});
+                                        "body-retention-days", "key-rate-limit", "key-burst"});
         !r)
         return r.error();
     flag_map file;
@@ -155,7 +158,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                              numeric{"rotation-interval-ms", &rotation_ms}, numeric{"probe-interval-ms", &probe_ms},
                              numeric{"shutdown-timeout-ms", &shutdown_ms}, numeric{"retention-interval-ms", &retention_ms},
                              numeric{"run-retention-days", &c.run_retention_days},
-                             numeric{"body-retention-days", &c.body_retention_days}}) {
+                             numeric{"body-retention-days", &c.body_retention_days},
+                             numeric{"key-rate-limit", &c.key_rate_limit}, numeric{"key-burst", &c.key_burst}}) {
         if (auto v = l.values(name, false); !v.empty()) {
             auto n = to_size(name, v.back());
             if (!n) return n.error();
@@ -198,6 +202,7 @@ std::string usage() {
                          [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
                          [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]
+                         [--key-rate-limit N] [--key-burst N]
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW

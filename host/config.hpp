@@ -33,6 +33,9 @@ struct serve_config {
     std::chrono::milliseconds rotation_interval{60'000};
     std::chrono::milliseconds probe_interval{60'000};
     std::chrono::milliseconds retention_interval{3'600'000};
+    // Requests per second per API key (token bucket; 0 turns it off) and the burst above it.
+    std::size_t key_rate_limit = 100;
+    std::size_t key_burst = 200;
     std::size_t run_retention_days = 180;   // finished runs and resolved failures, then archived
     std::size_t body_retention_days = 30;   // request and response bodies
     // After the last answer is written, how long a worker's sweep in progress may take to finish.

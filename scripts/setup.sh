@@ -4,7 +4,8 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-          libssl-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev)
+          libssl-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev
+          curl openssl)
 
 missing=()
 for p in "${packages[@]}"; do

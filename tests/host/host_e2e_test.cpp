@@ -148,7 +148,7 @@ protected:
         key_b_ = new std::string(create_key(dir_->string(), "tenant-b"));
         admin_ = new std::string(create_key(dir_->string(), "tenant-admin", true));
         vendor_ = new echo_vendor();
-        host_ = new host_process(dir_->string(), {"--read-timeout-ms", "700"});
+        host_ = new host_process(dir_->string(), {"--read-timeout-ms", "700", "--key-rate-limit", "0"});
     }
     static void TearDownTestSuite() {
         delete host_;
@@ -543,7 +543,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
     int code = -100;
     std::string log;
     {
-        host_process host(dir.string(), {"--outbox-interval-ms", "100", "--probe-interval-ms", "200",
+        host_process host(dir.string(), {"--key-rate-limit", "0", "--outbox-interval-ms", "100", "--probe-interval-ms", "200",
                                          "--rotation-interval-ms", "200", "--retry-interval-ms", "200"});
         api client(host.port(), key);
         api anon(host.port(), "");
@@ -599,6 +599,26 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
     EXPECT_EQ(code, 0);
     EXPECT_NE(log.find("\"stopped\""), std::string::npos) << log;
     EXPECT_EQ(log.find("sk_expiring_1"), std::string::npos);
+    std::filesystem::remove_all(dir);
+}
+
+TEST(host_rate_limit, a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not) {
+    auto dir = std::filesystem::temp_directory_path() / ("integration-host-limit-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto busy = create_key(dir.string(), "tenant-busy");
+    auto quiet = create_key(dir.string(), "tenant-quiet");
+    {
+        host_process host(dir.string(), {"--key-rate-limit", "1", "--key-burst", "3"});
+        api client(host.port(), busy);
+        for (int i = 0; i < 3; ++i) EXPECT_EQ(client.get("/integrations/providers").status, 200) << i;
+        auto limited = client.get("/integrations/providers");
+        EXPECT_EQ(limited.status, 429);
+        EXPECT_EQ(str(limited.json(), "type"), "https://integration.dev/problems/rate-limited");
+        EXPECT_EQ(limited.headers["retry-after"], "1");
+        EXPECT_EQ(api(host.port(), quiet).get("/integrations/providers").status, 200);  // a bucket per key
+        EXPECT_EQ(api(host.port(), "").get("/healthz").status, 200);                       // open routes are not limited
+    }
     std::filesystem::remove_all(dir);
 }
 

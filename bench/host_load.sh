@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# Load test of the reference host against nginx on the same machine, in the same run:
+#   GET /healthz                       vs nginx answering 200 from `return`
+#   POST /integrations/runs            a governed run against nginx as a keep-alive vendor
+# Prints requests/s, p99 latency and the host's peak RSS. Installs wrk and nginx-light if missing.
+# Usage: bench/host_load.sh [seconds per test, default 10] [connections, default 32]
+set -euo pipefail
+root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+seconds=${1:-10}
+connections=${2:-32}
+host_bin=$root/build/host/integration-host
+
+need=()
+command -v wrk >/dev/null || need+=(wrk)
+[[ -x /usr/sbin/nginx ]] || need+=(nginx-light)
+if ((${#need[@]})); then
+  sudo_cmd=()
+  [[ $(id -u) -ne 0 ]] && sudo_cmd=(sudo)
+  "${sudo_cmd[@]}" apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+[[ -x $host_bin ]] || { echo "build the host first: ./scripts/run.sh builds build/host/integration-host"; exit 1; }
+
+work=$(mktemp -d)
+cleanup() {
+  [[ -n ${host_pid:-} ]] && kill "$host_pid" 2>/dev/null || true
+  [[ -f $work/nginx.pid ]] && kill "$(cat "$work/nginx.pid")" 2>/dev/null || true
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT
+free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
+
+nginx_port=$(free_port)
+cat > "$work/nginx.conf" <<CONF
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work; proxy_temp_path $work; fastcgi_temp_path $work; uwsgi_temp_path $work; scgi_temp_path $work;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location / { return 200 'ok'; }
+    location /v1/ { default_type application/json; return 200 '{"id":"msg-1"}'; }
+  }
+}
+CONF
+/usr/sbin/nginx -c "$work/nginx.conf" -p "$work"
+
+host_port=$(free_port)
+"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 \
+  2>"$work/host.log" &
+host_pid=$!
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$host_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+
+key=$("$host_bin" keys create --data "$work/data" --tenant bench | tail -n 1)
+api() { path=$1; shift; curl -sS --fail-with-body -H "Authorization: Bearer $key" -H "Content-Type: application/json" "http://127.0.0.1:$host_port$path" "$@"; }
+field() { node -p "JSON.parse(require('fs').readFileSync(0, 'utf8')).$1"; }
+provider=$(api /integrations/providers -d '{"key": "vendor", "displayName": "Vendor", "category": "BusinessSystem",
+  "authModel": "ApiKey", "baseUrl": "http://127.0.0.1:'"$nginx_port"'", "capabilities": ["sms.send"],
+  "rateLimitProfile": {"requestsPerSecond": 1000000, "burst": 1000000}, "healthCheck": {"method": "GET", "path": "/"}}' | field providerId)
+api "/integrations/providers/$provider/clients" -d '{"assemblyName": "Bench.Vendor", "version": "1.0.0", "capabilities": ["sms.send"],
+  "authMode": "ApiKey", "operations": [{"operation": "sms.send", "method": "POST", "path": "/v1/messages"}]}' >/dev/null
+api "/integrations/providers/$provider/activate" -d '{}' >/dev/null
+credential=$(api /integrations/credentials -d '{"providerId": "'"$provider"'", "authMode": "ApiKey", "secret": "bench-secret",
+  "apiKey": {"in": "header", "name": "X-Api-Key"}}' | field credentialId)
+connection=$(api /integrations/connections -d '{"projectId": "bench", "providerId": "'"$provider"'", "displayName": "Vendor",
+  "credentialId": "'"$credential"'"}' | field connectionId)
+
+cat > "$work/run.lua" <<LUA
+wrk.method = "POST"
+wrk.headers["Authorization"] = "Bearer $key"
+wrk.headers["Content-Type"] = "application/json"
+wrk.body = '{"connectionId": "$connection", "operation": "sms.send", "input": {"body": {"to": "+15550100"}}}'
+LUA
+
+measure() {  # name url [wrk args...]
+  local name=$1 url=$2
+  shift 2
+  local out
+  out=$(wrk -t 2 -c "$connections" -d "${seconds}s" --latency "$@" "$url")
+  local rps p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  printf '| %s | %s | %s |\n' "$name" "$rps" "$p99"
+}
+
+echo "| test ($connections connections, ${seconds}s each, wrk -t 2) | requests/s | p99 |"
+echo "|---|---:|---:|"
+measure "nginx: GET / (return 200)" "http://127.0.0.1:$nginx_port/"
+measure "host: GET /healthz" "http://127.0.0.1:$host_port/healthz"
+measure "nginx: POST /v1/messages (the vendor alone)" "http://127.0.0.1:$nginx_port/v1/messages" -s "$work/run.lua"
+measure "host: POST /integrations/runs (governed run against nginx)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
+echo
+echo "host peak RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$host_pid/status")"
+grep -q bench-secret "$work/host.log" && { echo "the secret appeared in the host log"; exit 1; }
+exit 0
