@@ -69,7 +69,7 @@ worker_stats& host_metrics::worker(std::string const& name) {
     return *w;
 }
 
-std::string host_metrics::render() const {
+std::string host_metrics::render(std::vector<std::pair<std::string, resilience::breaker_state>> const& breakers) const {
     std::string out;
     std::lock_guard lock(mutex_);
 
@@ -131,6 +131,9 @@ std::string host_metrics::render() const {
            "Items the worker handled: events relayed, failures retried, credentials rotated or escalated, connections probed.");
     for (auto const& [name, w] : workers_)
         out += "integration_worker_items_total{worker=\"" + escaped(name) + "\"} " + std::to_string(w->items_total.load()) + "\n";
+    header(out, "integration_breaker_state", "gauge", "Circuit breaker of each connection that has run: 0 closed, 1 open, 2 half-open.");
+    for (auto const& [connection, state] : breakers)
+        out += "integration_breaker_state{connection=\"" + escaped(connection) + "\"} " + std::to_string(static_cast<int>(state)) + "\n";
     return out;
 }
 

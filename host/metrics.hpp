@@ -5,6 +5,8 @@
 // bounded set of values: route patterns (never raw paths), a fixed set of methods, HTTP statuses,
 // run statuses, event types and worker names. No tenant, key or secret ever becomes a label.
 
+#include <integration/resilience/circuit_breaker.hpp>
+
 #include <array>
 #include <atomic>
 #include <chrono>
@@ -45,7 +47,8 @@ public:
     worker_stats& worker(std::string const& name);
 
     /** The exposition, in Prometheus text format 0.0.4. */
-    std::string render() const;
+    /** The exposition; `breakers` are the run service's circuit breakers by connection. */
+    std::string render(std::vector<std::pair<std::string, resilience::breaker_state>> const& breakers = {}) const;
 
 private:
     struct histogram {

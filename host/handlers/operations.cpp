@@ -42,7 +42,7 @@ void add_operation_routes(router& r, services& s) {
 
     // Open like /healthz: scrapers rarely carry API keys, and nothing here names a tenant or a key.
     r.add("GET", "/metrics", [&s](call&) -> result<reply> {
-        reply rep{200, nullptr, "text/plain; version=0.0.4; charset=utf-8", {}, s.metrics.render()};
+        reply rep{200, nullptr, "text/plain; version=0.0.4; charset=utf-8", {}, s.metrics.render(s.runs->breaker_states())};
         return rep;
     }, true);
 

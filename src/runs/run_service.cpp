@@ -109,6 +109,13 @@ std::future<result<run_outcome>> run_service::execute_async(request_context ctx,
     return f;
 }
 
+std::vector<std::pair<std::string, resilience::breaker_state>> run_service::breaker_states() {
+    std::lock_guard lock(breakers_mutex_);
+    std::vector<std::pair<std::string, resilience::breaker_state>> out;
+    for (auto const& [id, b] : breakers_) out.emplace_back(id, b->state());
+    return out;
+}
+
 resilience::circuit_breaker& run_service::breaker(std::string const& connection_id) {
     std::lock_guard lock(breakers_mutex_);
     auto& b = breakers_[connection_id];

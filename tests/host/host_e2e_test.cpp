@@ -519,6 +519,9 @@ TEST_F(host_e2e, metrics_count_runs_by_final_status_without_replays) {
     auto runs = std::string("integration_http_requests_total{route=\"/integrations/runs\",method=\"POST\",status=\"201\"}");
     EXPECT_EQ(metric(after, runs) - metric(before, runs), 3);
     EXPECT_EQ(after.find(vendor_secret), std::string::npos);
+    // The connection has run, so its breaker is reported: closed (0) after these calls.
+    EXPECT_EQ(metric(after, "integration_breaker_state{connection=\"" + t.connection_id + "\"}"), 0) << after;
+    EXPECT_NE(after.find("integration_breaker_state{connection=\"" + t.connection_id + "\"} 0"), std::string::npos);
 }
 
 TEST_F(host_e2e, protocol_errors_are_counted_under_their_route) {

@@ -254,6 +254,9 @@ TEST_F(run_service_test, an_open_breaker_stops_calls_to_a_failing_vendor) {
     auto out = must(runs_->execute(ctx_, send_sms()));
     EXPECT_EQ(out.run.status(), runs::run_status::running);  // the retry worker tries again after the break
     EXPECT_EQ(vendor_->requests().size(), 2u);  // attempts 3 and 4 met an open breaker
+    auto states = runs_->breaker_states();
+    ASSERT_EQ(states.size(), 1u);
+    EXPECT_EQ(states[0], (std::pair{connection_id_, resilience::breaker_state::open}));
     EXPECT_EQ(out.run.data().attempts, 4);
 }
 

@@ -132,6 +132,9 @@ public:
      *  already ended only resolves its open failure. */
     result<run_outcome> resume(request_context const& ctx, std::string const& run_id);
 
+    /** The circuit breaker of every connection this service has called, by connection id. */
+    std::vector<std::pair<std::string, resilience::breaker_state>> breaker_states();
+
     /** Waits until every run queued by `write_behind` is recorded; reports runs that could not be. */
     result<void> flush();
 
