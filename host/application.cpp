@@ -41,6 +41,10 @@ application::application(services& s) : services_(s) {
     add_run_routes(router_, s);
 }
 
+bool application::answers_inline(http_request const& req) {
+    return req.method() == beast_http::verb::get && req.target() == "/healthz";
+}
+
 http_response to_response(reply const& r, unsigned version, bool keep_alive) {
     http_response res{static_cast<beast_http::status>(r.status), version};
     res.set(beast_http::field::server, "integration-host");

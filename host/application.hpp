@@ -18,6 +18,10 @@ class application {
 public:
     explicit application(services& s);
 
+    /** True for requests answered without touching the library (`GET /healthz`): the server
+     *  answers them on its own thread instead of handing them to a worker. */
+    static bool answers_inline(http_request const& req);
+
     /** Answers `req`; `started` is when its header arrived (for the logged latency). */
     http_response handle(http_request const& req, std::chrono::steady_clock::time_point started);
 

@@ -167,6 +167,7 @@ private:
         // its answer is written.
         http_request const* req = &*front.req;
         auto started = front.started;
+        if (application::answers_inline(*req)) return write(state_.app.handle(*req, started));
         asio::post(state_.workers, [self = shared_from_this(), guard = std::move(guard), req, started]() mutable {
             auto res = self->state_.app.handle(*req, started);
             asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
