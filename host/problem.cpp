@@ -26,6 +26,7 @@ constexpr mapping table[] = {
     {errc::unavailable, 503, "unavailable", "A dependency is unavailable"},
     {errc::storage_busy, 503, "storage-busy", "The store is busy"},
     {errc::secret_store_failure, 503, "secret-store-unavailable", "The secret store failed"},
+    {errc::database_missing, 503, "database-missing", "The database file is gone"},
     {errc::egress_denied, 422, "egress-denied", "The destination is not allowed by the egress policy"},
     {errc::verification_failed, 422, "verification-failed", "The new material did not pass verification"},
     {errc::timeout, 504, "timeout", "A deadline passed"},

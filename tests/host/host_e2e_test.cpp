@@ -625,6 +625,29 @@ TEST(host_rate_limit, a_key_over_its_rate_gets_429_with_retry_after_and_other_ke
     std::filesystem::remove_all(dir);
 }
 
+TEST(host_dependencies, a_store_whose_file_vanished_answers_503_and_readyz_says_not_ready) {
+    auto dir = std::filesystem::temp_directory_path() / ("integration-host-deps-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto key = create_key(dir.string(), "tenant-d");
+    {
+        host_process host(dir.string());
+        api client(host.port(), key);
+        api anon(host.port(), "");
+        ASSERT_EQ(client.get("/integrations/providers").status, 200);
+        ASSERT_EQ(anon.get("/readyz").status, 200);
+        std::filesystem::remove(dir / "integration.db");  // the store's file is gone under it
+        auto down = client.get("/integrations/providers");
+        EXPECT_EQ(down.status, 503) << down.body;
+        EXPECT_EQ(str(down.json(), "type"), "https://integration.dev/problems/database-missing");
+        EXPECT_EQ(down.headers["content-type"], "application/problem+json");
+        auto ready = anon.get("/readyz");
+        EXPECT_EQ(ready.status, 503) << ready.body;
+        EXPECT_EQ(anon.get("/healthz").status, 200);  // the process itself is up
+    }
+    std::filesystem::remove_all(dir);
+}
+
 TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {
     auto dir = std::filesystem::temp_directory_path() / ("integration-host-term-" + std::to_string(::getpid()));
     std::filesystem::remove_all(dir);
