@@ -35,6 +35,13 @@ std::vector<std::pair<std::string, std::string>> pairs_from_json(boost::json::va
     return out;
 }
 
+/** The vendor's id of what the call created, from its `X-Resource-Id` answer header. */
+std::optional<std::string> external_ref(std::optional<http::response> const& last) {
+    if (!last) return std::nullopt;
+    auto id = http::find_header(last->headers, "X-Resource-Id");
+    return id.empty() ? std::nullopt : std::optional<std::string>(id);
+}
+
 /** Follows redirects (each hop re-checked) in front of another transport. */
 class redirecting_transport final : public http::transport {
 public:
@@ -389,10 +396,7 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
 result<std::optional<failures::integration_failure>> run_service::finalize(ending const& e, integration_run& run,
                                                                            std::optional<std::string> response_ref) {
     if (!e.failure) {
-        std::optional<std::string> external;
-        if (e.last)
-            if (auto id = http::find_header(e.last->headers, "X-Resource-Id"); !id.empty()) external = std::string(id);
-        if (auto s = run.complete(e.now, external, std::move(response_ref)); !s) return s.error();
+        if (auto s = run.complete(e.now, external_ref(e.last), std::move(response_ref)); !s) return s.error();
         return std::optional<failures::integration_failure>();
     }
     if (!e.wait_for_worker)
@@ -494,10 +498,7 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
             auto fresh = run;
             auto f = failure;
             if (fresh.status() == run_status::running && !c) {
-                std::optional<std::string> external;
-                if (last)
-                    if (auto id = http::find_header(last->headers, "X-Resource-Id"); !id.empty()) external = std::string(id);
-                if (auto s = fresh.complete(now, external, response_ref); !s) return s.error();
+                if (auto s = fresh.complete(now, external_ref(last), response_ref); !s) return s.error();
             } else if (fresh.status() == run_status::running && !keep_waiting) {
                 if (auto s = fresh.fail(now, *c, response_ref); !s) return s.error();
             }
