@@ -4,6 +4,7 @@
 //   store_grouped/threads:N - N threads committing concurrently; the writer shares one fsync
 // Each row carries a ~1 KiB payload. Run: commit_bench [--benchmark_min_time=2]
 
+#include <integration/core/id.hpp>
 #include <integration/runs/run.hpp>
 #include <integration/storage/sqlite_store.hpp>
 
@@ -72,7 +73,9 @@ std::unique_ptr<fixture> make_fixture(bool grouped) {
                        auto p = providers::integration_provider::register_new(ctx, now, spec).value();
                        p.activate(1).value();
                        if (auto r = uow.providers().save(p); !r) return r;
-                       auto c = connections::integration_connection::create(ctx, now, p, {.project_id = "p", .display_name = "c"}).value();
+                       auto c = connections::integration_connection::create(
+                                    ctx, now, p, {.project_id = "p", .display_name = "c", .credential_id = new_id(id_prefix::credential, now)})
+                                    .value();
                        f->connection = c;
                        return uow.connections().save(c);
                    })
@@ -106,6 +109,38 @@ void store_deferred(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations());
 }
 BENCHMARK(store_deferred)->UseRealTime();
+
+// What the write-behind recorder commits: 256 finished runs (one attempt, one outbox event each)
+// in one deferred unit. The time per item is the writer's cost of recording one run.
+void store_batched_runs(benchmark::State& state) {
+    auto f = make_fixture(false);
+    auto ctx = request_context::for_tenant("bench");
+    auto conn = *f->connection;  // runs start only on an Active, Healthy connection
+    conn.record_health({health_status::healthy, "ok"}, system_clock::instance().now()).value();
+    conn.activate(true, system_clock::instance().now()).value();
+    std::vector<runs::integration_run> batch;
+    for (auto _ : state) {
+        state.PauseTiming();
+        batch.clear();
+        auto now = system_clock::instance().now();
+        for (int i = 0; i < 256; ++i) {
+            auto run = runs::integration_run::create(ctx, now, conn, "sms.send").value();
+            run.start(conn, false, now).value();
+            run.record_attempt({1, runs::attempt_status::succeeded, std::nullopt, 200, 12, now}).value();
+            run.complete(now, "SM" + std::to_string(i), "blob://bench/runs/" + run.id() + "/response").value();
+            batch.push_back(std::move(run));
+        }
+        state.ResumeTiming();
+        auto r = f->store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            for (auto& run : batch)
+                if (auto s = uow.runs().save(run); !s) return s;
+            return {};
+        }, durability::deferred);
+        if (!r) state.SkipWithError(r.error().message().c_str());
+    }
+    state.SetItemsProcessed(state.iterations() * 256);
+}
+BENCHMARK(store_batched_runs)->UseRealTime();
 
 std::unique_ptr<fixture> shared;
 

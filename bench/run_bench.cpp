@@ -87,6 +87,27 @@ void raw_curl(benchmark::State& state) {
 }
 BENCHMARK(raw_curl)->Threads(1)->Threads(16)->UseRealTime();
 
+// The library's libcurl transport alone (pooled handle, pinned address, two headers): what the
+// transport adds to raw libcurl before any governance.
+void curl_transport(benchmark::State& state, bool pinned) {
+    static auto transport = http::make_curl_transport();
+    http::request r{.method = "GET", .url = "http://api.vendor.test:" + std::to_string(server().port()) + "/v1/accounts/AC1/messages",
+                    .headers = {{"Authorization", "Bearer k"}, {"traceparent", "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"}}};
+    if (pinned) r.pin = http::pinned_address{"api.vendor.test", server().port(), "127.0.0.1"};
+    else r.url = "http://127.0.0.1:" + std::to_string(server().port()) + "/v1/accounts/AC1/messages";
+    for (auto _ : state)
+        if (auto res = transport->send(r); !res || res->status != 200) state.SkipWithError("send failed");
+    state.SetItemsProcessed(state.iterations());
+}
+BENCHMARK_CAPTURE(curl_transport, pinned, true)->Threads(1)->UseRealTime();
+BENCHMARK_CAPTURE(curl_transport, unpinned, false)->Threads(1)->UseRealTime();
+
+/** Answers every request at once, in memory: isolates the CPU cost of the governed path. */
+class instant_transport final : public http::transport {
+public:
+    result<http::response> send(http::request const&) override { return http::response{200, {}, "ok"}; }
+};
+
 struct world {
     std::filesystem::path dir = std::filesystem::temp_directory_path() / "integration-run-bench";
     std::unique_ptr<storage::store> store;
@@ -100,7 +121,8 @@ struct world {
     request_context ctx = request_context::for_tenant("bench");
     std::string connection_id;
 
-    world(durability recording, bool sqlite_blobs, bool write_behind) {
+    world(durability recording, bool sqlite_blobs, bool write_behind, bool in_memory_vendor = false) {
+        if (in_memory_vendor) transport = std::make_unique<instant_transport>();
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
         store = storage::open_sqlite_store({.path = (dir / "i.db").string()}).value();
@@ -146,8 +168,9 @@ struct world {
 
 std::unique_ptr<world> shared;
 
-void governed_run(benchmark::State& state, durability recording, bool sqlite_blobs, bool write_behind = false) {
-    if (state.thread_index() == 0) shared = std::make_unique<world>(recording, sqlite_blobs, write_behind);
+void governed_run(benchmark::State& state, durability recording, bool sqlite_blobs, bool write_behind = false,
+                  bool in_memory_vendor = false) {
+    if (state.thread_index() == 0) shared = std::make_unique<world>(recording, sqlite_blobs, write_behind, in_memory_vendor);
     runs::execute_request r{shared ? shared->connection_id : "", "sms.send", {.path_params = {{"account", "AC1"}}}, {}};
     for (auto _ : state) {
         r.connection_id = shared->connection_id;
@@ -164,6 +187,8 @@ BENCHMARK_CAPTURE(governed_run, immediate_sqlite_blobs, durability::immediate, t
 BENCHMARK_CAPTURE(governed_run, deferred_file_blobs, durability::deferred, false)->Threads(1)->Threads(16)->UseRealTime();
 BENCHMARK_CAPTURE(governed_run, deferred_sqlite_blobs, durability::deferred, true)->Threads(1)->Threads(16)->UseRealTime();
 BENCHMARK_CAPTURE(governed_run, write_behind_sqlite_blobs, durability::deferred, true, true)->Threads(1)->Threads(16)->UseRealTime();
+// The governed path alone: the vendor answers in memory, so the time is what a run adds to a call.
+BENCHMARK_CAPTURE(governed_run, write_behind_in_memory_vendor, durability::deferred, true, true, true)->Threads(1)->UseRealTime();
 
 }  // namespace
 

@@ -26,8 +26,6 @@ result<void> validate_put(std::string const& tenant, std::string_view key) {
     return validate_key(key);
 }
 
-std::string make_ref(std::string const& tenant, std::string const& key) { return "blob://" + tenant + "/" + key; }
-
 result<std::string> key_of(std::string const& tenant, std::string const& ref) {
     if (auto r = validate_tenant_id(tenant); !r) return r.error();
     std::string prefix = "blob://" + tenant + "/";
@@ -38,3 +36,20 @@ result<std::string> key_of(std::string const& tenant, std::string const& ref) {
 }
 
 }  // namespace integration::blobs::detail
+
+namespace integration::blobs {
+
+std::string reference(std::string const& tenant, std::string const& key) { return "blob://" + tenant + "/" + key; }
+
+result<std::vector<std::string>> blob_store::put_many(std::vector<blob_write> const& blobs, durability d) {
+    std::vector<std::string> refs;
+    refs.reserve(blobs.size());
+    for (auto const& b : blobs) {
+        auto ref = put(b.tenant, b.key, b.data, d);
+        if (!ref) return ref.error();
+        refs.push_back(std::move(*ref));
+    }
+    return refs;
+}
+
+}  // namespace integration::blobs

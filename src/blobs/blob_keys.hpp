@@ -3,7 +3,7 @@
 
 // Blob keys and `blob://<tenant>/<key>` references, shared by every blob-store backend.
 
-#include <integration/core/error.hpp>
+#include <integration/blobs/blob_store.hpp>
 
 #include <string>
 #include <string_view>
@@ -15,9 +15,6 @@ result<void> validate_key(std::string_view key);
 
 /** Checks `tenant` and `key` for a put. */
 result<void> validate_put(std::string const& tenant, std::string_view key);
-
-/** The reference of `key` in `tenant`. */
-std::string make_ref(std::string const& tenant, std::string const& key);
 
 /** The key that `ref` names in `tenant`; a reference of another tenant is not found. */
 result<std::string> key_of(std::string const& tenant, std::string const& ref);

@@ -45,7 +45,7 @@ public:
             return error{errc::unavailable, "blob store: writing " + path.string() + " failed: " + std::strerror(errno)};
         }
         if (d == durability::deferred) flush_.mark();
-        return detail::make_ref(tenant, key);
+        return reference(tenant, key);
     }
 
     result<std::string> get(std::string const& tenant, std::string const& ref) override {

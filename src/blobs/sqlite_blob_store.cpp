@@ -25,18 +25,34 @@ public:
                             durability d) override {
         if (auto r = detail::validate_put(tenant, key); !r) return r.error();
         std::lock_guard lock(mutex_);
-        bool full = d == durability::immediate;
-        if (full != full_) {
-            if (auto r = db_->exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL"); !r) return r.error();
-            full_ = full;
+        if (auto r = synchronous(d); !r) return r.error();
+        if (auto r = insert(tenant, key, data); !r) return r.error();
+        if (d == durability::deferred) flush_.mark();
+        return reference(tenant, key);
+    }
+
+    // One transaction for all: one WAL commit instead of one per body.
+    result<std::vector<std::string>> put_many(std::vector<blob_write> const& blobs, durability d) override {
+        std::vector<std::string> refs;
+        refs.reserve(blobs.size());
+        for (auto const& b : blobs) {
+            if (auto r = detail::validate_put(b.tenant, b.key); !r) return r.error();
+            refs.push_back(reference(b.tenant, b.key));
         }
-        auto st = db_->prepare("INSERT INTO blobs (tenant_id, key, written_at, data) VALUES (?, ?, ?, ?) "
-                               "ON CONFLICT (tenant_id, key) DO UPDATE SET written_at = excluded.written_at, data = excluded.data");
-        if (!st) return st.error();
-        (*st)->bind_all({tenant, key, unix_ms(clock_.now()), std::vector<unsigned char>(data.begin(), data.end())});
-        if (auto r = (*st)->run(); !r) return r.error();
-        if (!full) flush_.mark();
-        return detail::make_ref(tenant, key);
+        std::lock_guard lock(mutex_);
+        if (auto r = synchronous(d); !r) return r.error();
+        if (auto r = db_->exec("BEGIN IMMEDIATE"); !r) return r.error();
+        for (auto const& b : blobs)
+            if (auto r = insert(b.tenant, b.key, b.data); !r) {
+                (void)db_->exec("ROLLBACK");
+                return r.error();
+            }
+        if (auto r = db_->exec("COMMIT"); !r) {
+            (void)db_->exec("ROLLBACK");
+            return r.error();
+        }
+        if (d == durability::deferred) flush_.mark();
+        return refs;
     }
 
     result<std::string> get(std::string const& tenant, std::string const& ref) override {
@@ -74,6 +90,22 @@ public:
     }
 
 private:
+    result<void> synchronous(durability d) {
+        bool full = d == durability::immediate;
+        if (full == full_) return {};
+        if (auto r = db_->exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL"); !r) return r;
+        full_ = full;
+        return {};
+    }
+
+    result<void> insert(std::string const& tenant, std::string const& key, std::string_view data) {
+        auto st = db_->prepare("INSERT INTO blobs (tenant_id, key, written_at, data) VALUES (?, ?, ?, ?) "
+                               "ON CONFLICT (tenant_id, key) DO UPDATE SET written_at = excluded.written_at, data = excluded.data");
+        if (!st) return st.error();
+        (*st)->bind_all({tenant, key, unix_ms(clock_.now()), std::vector<unsigned char>(data.begin(), data.end())});
+        return (*st)->run();
+    }
+
     sqlite_blob_options o_;
     clock const& clock_;
     std::mutex mutex_;

@@ -4,6 +4,8 @@
 // Runs `flush` on its own thread at most `interval` after the first `mark()` since the last
 // flush, and once more on destruction if marked: the timer behind `durability::deferred`.
 
+#include "thread_name.hpp"
+
 #include <chrono>
 #include <condition_variable>
 #include <functional>
@@ -16,7 +18,10 @@ namespace integration::detail {
 class deferred_flush {
 public:
     deferred_flush(std::chrono::milliseconds interval, std::function<void()> flush)
-        : interval_(interval), flush_(std::move(flush)), thread_([this] { loop(); }) {}
+        : interval_(interval), flush_(std::move(flush)), thread_([this] {
+              name_this_thread("integ-flush");
+              loop();
+          }) {}
 
     ~deferred_flush() {
         {

@@ -1,5 +1,7 @@
 #include <integration/events/outbox_relay.hpp>
 
+#include "../detail/thread_name.hpp"
+
 namespace integration::events {
 
 outbox_relay::outbox_relay(storage::store& store, event_publisher& publisher, outbox_relay_options options)
@@ -30,7 +32,10 @@ void outbox_relay::start() {
     std::lock_guard lock(mutex_);
     if (thread_.joinable()) return;
     stopping_ = false;
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+        detail::name_this_thread("integ-outbox");
+        loop();
+    });
 }
 
 void outbox_relay::stop() {

@@ -1,5 +1,7 @@
 #include <integration/runs/run_service.hpp>
 
+#include "../detail/thread_name.hpp"
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -71,8 +73,14 @@ run_service::run_service(storage::store& store, credentials::credential_service&
             thread_local std::mt19937_64 rng{std::random_device{}()};
             return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
         };
-    for (std::size_t i = 0; i < std::max<std::size_t>(options_.async_threads, 1); ++i) threads_.emplace_back([this] { worker(); });
-    if (options_.write_behind) recorder_thread_ = std::thread([this] { recorder(); });
+    for (std::size_t i = 0; i < std::max<std::size_t>(options_.async_threads, 1); ++i) threads_.emplace_back([this] {
+            detail::name_this_thread("integ-run-async");
+            worker();
+        });
+    if (options_.write_behind) recorder_thread_ = std::thread([this] {
+            detail::name_this_thread("integ-recorder");
+            recorder();
+        });
 }
 
 run_service::~run_service() {
@@ -370,11 +378,13 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
     ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
     if (options_.write_behind) {
         // The caller gets the outcome now; the recorder thread writes it with others in one commit.
-        auto preview = e.run;
-        (void)finalize(e, preview, std::nullopt);
-        auto response = e.last;
-        enqueue(std::move(e));
-        return run_outcome{std::move(preview), std::move(response), false, std::nullopt};
+        std::optional<std::string> response_ref;
+        if (e.last && !e.last->body.empty()) response_ref = blobs::reference(ctx.tenant_id, "runs/" + e.run.id() + "/response");
+        auto f = finalize(e, e.run, std::move(response_ref));
+        if (!f) return f.error();
+        run_outcome out{e.run, std::move(e.last), false, *f ? std::optional((*f)->id()) : std::nullopt};
+        enqueue({ctx, std::move(e.run), std::move(*f), out.response ? out.response->body : std::string()});
+        return out;
     }
     auto response_ref = store_response(ctx, e.run, e.last);
     std::optional<std::string> failure_id;
@@ -407,53 +417,72 @@ result<std::optional<failures::integration_failure>> run_service::finalize(endin
     return std::optional(std::move(*f));
 }
 
-void run_service::enqueue(ending e) {
+void run_service::enqueue(record r) {
     std::unique_lock lock(recorder_mutex_);
-    recorder_cv_.wait(lock, [&] { return pending_.size() < options_.write_behind_queue; });
-    pending_.push_back(std::move(e));
-    recorder_cv_.notify_all();
+    recorded_cv_.wait(lock, [&] { return pending_.size() < options_.write_behind_queue; });
+    pending_.push_back(std::move(r));
+    // Wake the recorder only to start a batch or when one is full: a wake-up per run would cost
+    // the caller a system call and the recorder a context switch.
+    auto n = pending_.size();
+    lock.unlock();
+    if (n == 1 || n == std::min(max_batch, options_.write_behind_queue)) recorder_cv_.notify_one();
 }
 
 result<void> run_service::flush() {
     std::unique_lock lock(recorder_mutex_);
-    recorder_cv_.wait(lock, [&] { return pending_.empty() && recording_ == 0; });
+    ++flushing_;
+    recorder_cv_.notify_one();
+    recorded_cv_.wait(lock, [&] { return pending_.empty() && recording_ == 0; });
+    --flushing_;
     if (record_errors_ == 0) return {};
     auto n = std::exchange(record_errors_, 0);
     return error{errc::storage_failure, std::to_string(n) + " runs could not be recorded: " + last_record_error_};
 }
 
-// Writes queued endings: bodies first, then every run of a tenant in one unit; a unit that fails
-// is retried run by run so one bad record does not lose the others.
+// Writes queued runs: their bodies in one blob write, then every run of a tenant in one unit. A
+// write that fails is retried item by item so that one bad record does not lose the others.
 void run_service::recorder() {
     std::unique_lock lock(recorder_mutex_);
     while (true) {
         recorder_cv_.wait(lock, [&] { return stopping_recorder_ || !pending_.empty(); });
         if (pending_.empty()) return;
-        std::vector<ending> batch;
-        while (!pending_.empty() && batch.size() < 512) {
+        recorder_cv_.wait_for(lock, options_.write_behind_linger,
+                              [&] {
+            return stopping_recorder_ || flushing_ > 0 || pending_.size() >= std::min(max_batch, options_.write_behind_queue);
+        });
+        std::vector<record> batch;
+        while (!pending_.empty() && batch.size() < max_batch) {
             batch.push_back(std::move(pending_.front()));
             pending_.pop_front();
         }
         recording_ = batch.size();
-        recorder_cv_.notify_all();
+        recorded_cv_.notify_all();
         lock.unlock();
-        std::map<std::string, std::vector<std::size_t>> by_tenant;
-        std::vector<std::optional<std::string>> refs;
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            refs.push_back(store_response(batch[i].ctx, batch[i].run, batch[i].last));
-            by_tenant[batch[i].ctx.tenant_id].push_back(i);
-        }
+
         std::size_t errors = 0;
         std::string last_error;
+        std::vector<blobs::blob_write> bodies;
+        std::vector<std::size_t> owners;
+        for (std::size_t i = 0; i < batch.size(); ++i)
+            if (batch[i].run.data().response_ref) {
+                bodies.push_back({batch[i].ctx.tenant_id, "runs/" + batch[i].run.id() + "/response", batch[i].body});
+                owners.push_back(i);
+            }
+        if (!bodies.empty() && !blobs_.put_many(bodies, options_.recording))
+            for (std::size_t j = 0; j < bodies.size(); ++j)
+                if (!blobs_.put(bodies[j].tenant, bodies[j].key, bodies[j].data, options_.recording))
+                    batch[owners[j]].run.forget_response_ref();  // the outcome is still recorded; only the body is missing
+
+        std::map<std::string, std::vector<std::size_t>> by_tenant;
+        for (std::size_t i = 0; i < batch.size(); ++i) by_tenant[batch[i].ctx.tenant_id].push_back(i);
         auto write = [&](std::vector<std::size_t> const& items) {
             return store_.transact(batch[items.front()].ctx, [&](storage::unit_of_work& uow) -> result<void> {
                 for (auto i : items) {
-                    auto fresh = batch[i].run;
-                    auto f = finalize(batch[i], fresh, refs[i]);
-                    if (!f) return f.error();
-                    if (*f)
-                        if (auto s = uow.failures().save(**f); !s) return s;
-                    if (auto s = uow.runs().save(fresh); !s) return s;
+                    // Copies: a unit that fails is written again item by item.
+                    if (auto f = batch[i].failure; f)
+                        if (auto s = uow.failures().save(*f); !s) return s;
+                    auto run = batch[i].run;
+                    if (auto s = uow.runs().save(run); !s) return s;
                 }
                 return {};
             }, options_.recording);
@@ -470,7 +499,7 @@ void run_service::recorder() {
         record_errors_ += errors;
         if (errors) last_record_error_ = last_error;
         recording_ = 0;
-        recorder_cv_.notify_all();
+        recorded_cv_.notify_all();
     }
 }
 

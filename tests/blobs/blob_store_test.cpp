@@ -108,6 +108,18 @@ TEST_P(blob_store_conformance, purge_with_a_prefix_keeps_other_old_blobs) {
     EXPECT_EQ(must(blobs->get("t1", archive)), "a");
 }
 
+TEST_P(blob_store_conformance, put_many_writes_every_blob_or_refuses_a_bad_key) {
+    auto blobs = open();
+    auto refs = must(blobs->put_many({{"t1", "runs/a/response", "A"}, {"t2", "runs/b/response", "B"}}, durability::deferred));
+    ASSERT_EQ(refs.size(), 2u);
+    EXPECT_EQ(refs[0], blobs::reference("t1", "runs/a/response"));
+    EXPECT_EQ(must(blobs->get("t1", refs[0])), "A");
+    EXPECT_EQ(must(blobs->get("t2", refs[1])), "B");
+    EXPECT_EQ(blobs->get("t1", refs[1]).error(), errc::not_found);  // still partitioned by tenant
+    EXPECT_EQ(blobs->put_many({{"t1", "../escape", "x"}}).error(), errc::invalid_argument);
+    EXPECT_EQ(must(blobs->put_many({})).size(), 0u);
+}
+
 TEST_P(blob_store_conformance, deferred_puts_are_readable_at_once_and_survive_the_process_being_killed) {
     std::string ref;
     {

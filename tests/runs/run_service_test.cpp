@@ -52,6 +52,24 @@ std::string reply(int status, std::string body = "", std::string extra = "") {
            "\r\nConnection: close\r\n" + extra + "\r\n" + body;
 }
 
+/** A blob store whose disk is full for response bodies. */
+class refusing_responses final : public blobs::blob_store {
+public:
+    explicit refusing_responses(std::unique_ptr<blobs::blob_store> inner) : inner_(std::move(inner)) {}
+    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
+        if (key.ends_with("/response")) return error{errc::storage_failure, "no space left on device"};
+        return inner_->put(tenant, key, data, d);
+    }
+    result<std::string> get(std::string const& tenant, std::string const& ref) override { return inner_->get(tenant, ref); }
+    result<void> remove(std::string const& tenant, std::string const& ref) override { return inner_->remove(tenant, ref); }
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view prefix) override {
+        return inner_->purge_older_than(cutoff, prefix);
+    }
+
+private:
+    std::unique_ptr<blobs::blob_store> inner_;
+};
+
 /** What a test varies about the connection and the service. */
 struct run_service_options_override {
     std::optional<rate_limit_budget> budget;
@@ -432,21 +450,36 @@ TEST_F(run_service_test, write_behind_records_every_run_after_flush_with_bodies_
     std::deque<std::string> script(5, reply(200, "ok"));
     script.push_back(reply(422, "bad"));
     start(script, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true});
-    std::vector<std::string> ids;
+    std::vector<runs::run_outcome> outs;
     for (int i = 0; i < 6; ++i) {
-        auto out = must(runs_->execute(ctx_, send_sms()));
-        EXPECT_EQ(out.run.status(), i < 5 ? runs::run_status::completed : runs::run_status::failed);
-        ids.push_back(out.run.id());
+        outs.push_back(must(runs_->execute(ctx_, send_sms())));
+        EXPECT_EQ(outs.back().run.status(), i < 5 ? runs::run_status::completed : runs::run_status::failed);
+        // The outcome is the run as it will be recorded: it names its body and its failure already.
+        ASSERT_TRUE(outs.back().run.data().response_ref);
+        EXPECT_EQ(outs.back().failure_id.has_value(), i == 5);
     }
     must(runs_->flush());
     for (int i = 0; i < 6; ++i) {
-        auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(ids[i]); }));
+        auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(outs[i].run.id()); }));
         EXPECT_EQ(run.status(), i < 5 ? runs::run_status::completed : runs::run_status::failed);
+        EXPECT_EQ(run.data().response_ref, outs[i].run.data().response_ref);
         EXPECT_EQ(must(blobs_->get("t1", *run.data().response_ref)), i < 5 ? "ok" : "bad");
     }
-    auto f = failures_of(ids[5]);
+    auto f = failures_of(outs[5].run.id());
     ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].id(), *outs[5].failure_id);
     EXPECT_EQ(f[0].data().error_code, "http_422");
+}
+
+TEST_F(run_service_test, write_behind_records_the_run_without_a_reference_when_its_body_cannot_be_written) {
+    blobs_ = std::make_unique<refusing_responses>(std::move(blobs_));
+    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_TRUE(out.run.data().response_ref);
+    must(runs_->flush());  // the run itself is recorded: only its body is missing
+    auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
+    EXPECT_EQ(run.status(), runs::run_status::completed);
+    EXPECT_FALSE(run.data().response_ref) << "a reference to a body that was never written";
 }
 
 }  // namespace

@@ -13,8 +13,19 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace integration::blobs {
+
+/** The reference `put` returns for `key` in `tenant`: `blob://<tenant>/<key>`. */
+std::string reference(std::string const& tenant, std::string const& key);
+
+/** One blob of a `put_many`. */
+struct blob_write {
+    std::string tenant;
+    std::string key;
+    std::string_view data;
+};
 
 /** The blob-store port. Every call names the tenant; a reference of another tenant is not found. */
 class blob_store {
@@ -25,6 +36,11 @@ public:
      *  disk on return or within the backend's flush interval. */
     virtual result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data,
                                     durability d = durability::immediate) = 0;
+    /** Writes several blobs as `put` would and returns their references in order. A backend may
+     *  write them in one transaction (the SQLite store does: all or none); the default puts them
+     *  one by one and stops at the first error. */
+    virtual result<std::vector<std::string>> put_many(std::vector<blob_write> const& blobs,
+                                                      durability d = durability::immediate);
     /** Reads a blob by reference. */
     virtual result<std::string> get(std::string const& tenant, std::string const& ref) = 0;
     /** Deletes a blob; deleting a missing blob is not an error. */

@@ -110,6 +110,9 @@ public:
                           std::optional<std::string> response_ref);
     /** Running → Failed (raises IntegrationFailed with the classification). */
     result<void> fail(time_point now, failures::classification const& c, std::optional<std::string> response_ref);
+    /** For recorders that name the response blob before writing it: the write failed, so the run
+     *  does not reference it. */
+    void forget_response_ref() noexcept { d_.response_ref.reset(); }
 
 private:
     integration_run(metadata m, run_data d) : aggregate(std::move(m)), d_(std::move(d)) {}

@@ -87,10 +87,13 @@ struct run_service_options {
     /** Threads of `execute_async`. */
     std::size_t async_threads = 4;
     /** Record finished runs from a background thread, many per commit: `execute` returns once the
-     *  vendor answered (its outcome has no `failure_id` and no `responseRef` yet) and `flush()`
-     *  waits for the records. Runs still queued are lost if the process dies. */
+     *  vendor answered, with the run as it will be recorded, and `flush()` waits for the records.
+     *  Runs still queued are lost if the process dies. */
     bool write_behind = false;
     std::size_t write_behind_queue = 10'000;  ///< `execute` waits while this many are queued.
+    /** How long the recorder lets queued runs gather before it writes them (sooner at 512): the
+     *  longer, the fewer commits and thread wake-ups per run. */
+    std::chrono::milliseconds write_behind_linger{5};
     /** Waits between attempts; tests pass one that advances a manual clock. */
     std::function<void(std::chrono::milliseconds)> sleep;
     /** Random numbers in [0, 1) for jitter. */
@@ -159,6 +162,13 @@ private:
         bool wait_for_worker = false;
         time_point now;
     };
+    /** A finished run queued for the write-behind recorder. */
+    struct record {
+        request_context ctx;
+        integration_run run;
+        std::optional<failures::integration_failure> failure;
+        std::string body;  ///< The response body, written under the run's responseRef.
+    };
     struct attempts_result {
         std::optional<http::response> last;
         std::optional<failures::classification> failure;
@@ -177,7 +187,7 @@ private:
     /** Completes or fails `run` as `e` says; returns the IntegrationFailure to save with it. */
     static result<std::optional<failures::integration_failure>> finalize(ending const& e, integration_run& run,
                                                                          std::optional<std::string> response_ref);
-    void enqueue(ending e);
+    void enqueue(record r);
     void recorder();
     resilience::circuit_breaker& breaker(std::string const& connection_id);
     /** Takes a rate-limit token, waiting up to `max_rate_limit_wait`; else how long until one is there. */
@@ -204,8 +214,11 @@ private:
     bool stopping_ = false;
     std::vector<std::thread> threads_;
     std::mutex recorder_mutex_;
-    std::condition_variable recorder_cv_;
-    std::deque<ending> pending_;
+    std::condition_variable recorder_cv_;  // the recorder waits on it
+    std::condition_variable recorded_cv_;  // callers wait on it for room in the queue, or for a flush
+    std::deque<record> pending_;
+    static constexpr std::size_t max_batch = 512;  // runs per recorder commit
+    std::size_t flushing_ = 0;
     std::size_t recording_ = 0;
     std::size_t record_errors_ = 0;
     std::string last_record_error_;

@@ -5,6 +5,7 @@
 #include "schema.hpp"
 
 #include "../../detail/deferred_flush.hpp"
+#include "../../detail/thread_name.hpp"
 
 #include <integration/core/id.hpp>
 
@@ -177,7 +178,7 @@ public:
         auto now = w_.clk.now();
         std::int64_t next_version = m.version + 1;
         if (auto r = m.version == 0 ? insert(a, now) : update(a, now); !r) return r;
-        if (auto r = save_children(a.data()); !r) return r;
+        if (auto r = save_children(a.data(), m.version == 0); !r) return r;
         if constexpr (std::is_same_v<A, providers::external_api_client>)
             if (auto r = claim_assembly_versions(a); !r) return r;
         a.mark_saved(w_.ctx.actor, now, next_version);
@@ -245,19 +246,22 @@ private:
                                          std::to_string(current->meta().version) + "); reload it and retry"};
     }
 
-    result<void> save_children(data_t const& d) {
+    // A new row has no children yet: nothing to delete first.
+    result<void> save_children(data_t const& d, bool fresh) {
         result<void> status;
         sqlite::for_each_child<data_t>(d, [&](std::string_view field, auto const& items) {
             if (!status) return;
             using E = typename std::remove_cvref_t<decltype(items)>::value_type;
-            std::string child = std::string(T.name) + "_" + sqlite::snake(field);
-            auto del = w_.db.prepare("DELETE FROM " + child + " WHERE owner_id = ?");
-            if (!del) return void(status = del.error());
-            (*del)->bind(1, value{std::string(d_id(d))});
-            if (status = (*del)->run(); !status) return;
+            if (!fresh) {
+                auto del = w_.db.prepare("DELETE FROM " + std::string(T.name) + "_" + sqlite::snake(field) + " WHERE owner_id = ?");
+                if (!del) return void(status = del.error());
+                (*del)->bind(1, value{std::string(d_id(d))});
+                if (status = (*del)->run(); !status) return;
+            }
+            if (items.empty()) return;
             auto cols = sqlite::child_columns<E>();
-            auto ins = w_.db.prepare("INSERT INTO " + child + " (owner_id, position, " + sqlite::join(cols) +
-                                     ") VALUES (" + sqlite::placeholders(cols.size() + 2) + ")");
+            auto ins = w_.db.prepare("INSERT INTO " + std::string(T.name) + "_" + sqlite::snake(field) + " (owner_id, position, " +
+                                     sqlite::join(cols) + ") VALUES (" + sqlite::placeholders(cols.size() + 2) + ")");
             if (!ins) return void(status = ins.error());
             std::int64_t pos = 0;
             for (auto const& e : items) {
@@ -606,7 +610,10 @@ public:
     sqlite_store(sqlite_options o, std::unique_ptr<database> writer, file_identity id)
         : o_(std::move(o)), clock_(o_.clock ? *o_.clock : system_clock::instance()), writer_(std::move(writer)),
           identity_(id) {
-        thread_ = std::thread([this] { writer_loop(); });
+        thread_ = std::thread([this] {
+            integration::detail::name_this_thread("integ-sql-write");
+            writer_loop();
+        });
     }
 
     ~sqlite_store() override {
