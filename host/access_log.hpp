@@ -1,8 +1,8 @@
 #ifndef INTEGRATION_HOST_ACCESS_LOG_HPP
 #define INTEGRATION_HOST_ACCESS_LOG_HPP
 
-// One JSON line per request on stderr. Never the Authorization header, never a body, never a query
-// string (its values may hold secrets).
+// One JSON line per request on stderr, written in batches within 50 ms (host events at once). Never
+// the Authorization header, never a body, never a query string (its values may hold secrets).
 
 #include <chrono>
 #include <string_view>

@@ -36,9 +36,8 @@ int serve(std::vector<std::string> const& args) {
     }
     auto& s = **services;
     host::application app(s);
-    boost::asio::io_context ioc(static_cast<int>(s.config.io_threads));
     boost::asio::thread_pool workers(s.config.workers);
-    host::server server(ioc, s.config, app, workers);
+    host::server server(s.config, app, workers);
     auto bound = server.start();
     if (!bound) {
         std::cerr << "cannot start: " << bound.error().message() << "\n";
@@ -48,7 +47,7 @@ int serve(std::vector<std::string> const& args) {
     background.start();
 
     // SIGTERM / SIGINT: stop accepting, let answers in progress be written, then return from run().
-    boost::asio::signal_set signals(ioc, SIGINT, SIGTERM);
+    boost::asio::signal_set signals(server.control(), SIGINT, SIGTERM);
     signals.async_wait([&](boost::system::error_code ec, int sig) {
         if (ec) return;
         host::log_event("info", "signal " + std::to_string(sig) + ": draining");
@@ -66,10 +65,7 @@ int serve(std::vector<std::string> const& args) {
     host::log_event("info", "listening on http://" + address + ":" + std::to_string(bound->port()) + " with data in " +
                                 s.config.data);
 
-    std::vector<std::thread> threads;
-    for (std::size_t i = 1; i < s.config.io_threads; ++i) threads.emplace_back([&ioc] { ioc.run(); });
-    ioc.run();
-    for (auto& t : threads) t.join();
+    server.run();
     workers.join();
     // A sweep cannot be interrupted (a vendor call, a commit), so it gets until the deadline. Past
     // it the process ends without unwinding: the store rolls back the open transaction, leased

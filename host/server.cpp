@@ -6,7 +6,6 @@
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/strand.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
@@ -17,6 +16,7 @@
 
 #include <deque>
 #include <optional>
+#include <thread>
 
 namespace integration::host {
 
@@ -49,11 +49,12 @@ public:
         asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(true); });
     }
 
-    /** On shutdown: close now when idle, else after the answer in progress. */
+    /** On shutdown: close now when idle (waiting for a next request), else after answering the
+     *  request being read or handled: a request the host has begun to take is answered. */
     void stop() {
         asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
             self->closing_ = true;
-            if (!self->busy_ && self->queue_.empty()) self->close();
+            if (!self->busy_ && self->queue_.empty() && (!self->reading_ || self->idle_)) self->close();
         });
     }
 
@@ -72,7 +73,12 @@ private:
         // of a request arrive, the read timeout bounds its header and body together.
         if (buffer_.size() == 0) {
             stream_.expires_after(first ? state_.config.read_timeout : state_.config.idle_timeout);
+            idle_ = true;
             stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+                self->idle_ = false;
+                // Closed while idle: bytes that raced the close are never executed, so a client
+                // that sees the connection end without an answer knows its request did not run.
+                if (self->closed_) return;
                 self->buffer_.commit(n);
                 if (ec) return self->read_failed(ec);
                 self->read_header();
@@ -94,6 +100,7 @@ private:
     }
 
     void on_header(beast::error_code ec) {
+        if (closed_) return;
         if (ec) return parse_failed(ec);
         auto const& h = parser_->get();
         // A message framed two ways is how requests are smuggled past proxies: refuse it.
@@ -106,6 +113,7 @@ private:
     }
 
     void on_body(beast::error_code ec) {
+        if (closed_) return;
         if (ec) return parse_failed(ec);
         reading_ = false;
         auto req = parser_->release();
@@ -156,15 +164,16 @@ private:
         next();
     }
 
-    // Handles the oldest queued request on a worker, then writes its answer here on the strand.
+    // Handles the oldest queued request on a worker, then writes its answer on this connection's
+    // io_context.
     void next() {
         if (busy_ || queue_.empty()) return;
         busy_ = true;
         auto& front = queue_.front();
         if (front.ready) return write(std::move(*front.ready));
         auto guard = asio::make_work_guard(stream_.get_executor());
-        // A deque keeps references valid while the strand appends; the front is popped only after
-        // its answer is written.
+        // A deque keeps references valid while the session appends; the front is popped only
+        // after its answer is written.
         http_request const* req = &*front.req;
         auto started = front.started;
         if (application::answers_inline(*req)) return write(state_.app.handle(*req, started));
@@ -201,6 +210,7 @@ private:
 
     void close() {
         closing_ = true;
+        closed_ = true;
         beast::error_code ec;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
         stream_.close();
@@ -214,12 +224,31 @@ private:
     std::deque<item> queue_;
     std::chrono::steady_clock::time_point started_;
     bool reading_ = false;
+    bool idle_ = false;  // reading, with no byte of the next request yet
     bool busy_ = false;
     bool closing_ = false;
+    bool closed_ = false;
 };
 
-server::server(asio::io_context& ioc, serve_config const& config, application& app, asio::thread_pool& workers)
-    : ioc_(ioc), acceptor_(asio::make_strand(ioc)), state_{config, app, workers} {}
+namespace {
+std::vector<std::unique_ptr<asio::io_context>> make_contexts(std::size_t n) {
+    std::vector<std::unique_ptr<asio::io_context>> out;
+    for (std::size_t i = 0; i < std::max<std::size_t>(n, 1); ++i) out.push_back(std::make_unique<asio::io_context>(1));
+    return out;
+}
+}  // namespace
+
+server::server(serve_config const& config, application& app, asio::thread_pool& workers)
+    : contexts_(make_contexts(config.io_threads)), acceptor_(*contexts_.front()), state_{config, app, workers} {
+    for (auto& c : contexts_) guards_.push_back(asio::make_work_guard(*c));
+}
+
+void server::run() {
+    std::vector<std::thread> threads;
+    for (std::size_t i = 1; i < contexts_.size(); ++i) threads.emplace_back([c = contexts_[i].get()] { c->run(); });
+    contexts_.front()->run();
+    for (auto& t : threads) t.join();
+}
 
 result<tcp::endpoint> server::start() {
     auto const& listen = state_.config.listen;
@@ -249,7 +278,9 @@ result<tcp::endpoint> server::start() {
 }
 
 void server::accept() {
-    acceptor_.async_accept(asio::make_strand(ioc_), [this](beast::error_code ec, tcp::socket socket) {
+    // Connections are spread over the io_contexts in turn.
+    auto& context = *contexts_[next_context_++ % contexts_.size()];
+    acceptor_.async_accept(context, [this](beast::error_code ec, tcp::socket socket) {
         if (ec) {
             if (ec != asio::error::operation_aborted) fail(ec, "accept");
             if (!acceptor_.is_open() || state_.stopping) return;
@@ -294,6 +325,8 @@ void server::stop() {
             if (auto s = w.lock()) live.push_back(std::move(s));
     }
     for (auto& s : live) s->stop();
+    // An io_context returns from run() once its last connection closed.
+    asio::post(control(), [this] { guards_.clear(); });
 }
 
 }  // namespace integration::host

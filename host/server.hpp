@@ -1,17 +1,20 @@
 #ifndef INTEGRATION_HOST_SERVER_HPP
 #define INTEGRATION_HOST_SERVER_HPP
 
-// HTTP/1.1 over Beast, shaped like Beast's advanced server: a listener, a session per connection
-// on its own strand, timeouts from tcp_stream, parser limits, a bounded pipelining queue.
+// HTTP/1.1 over Beast: a listener, a session per connection, timeouts from tcp_stream, parser
+// limits, a bounded pipelining queue.
 //
-// Threads: `io_threads` run the io_context (sockets only); every request is handled on a separate
-// pool of `workers` threads because the library's calls block (SQLite commits, vendor calls). The
-// answer is posted back to the session's strand. A connection handles its requests in order, so
-// at most one worker per connection is busy.
+// Threads: each of the `io_threads` runs its own io_context (sockets only), and a connection lives
+// on one of them, so its handlers never run at once and need no strand, and no two I/O threads
+// contend for one queue. Every request that calls the library is handled on a separate pool of
+// `workers` threads because those calls block (SQLite commits, vendor calls); the answer is posted
+// back to the connection's io_context. A connection handles its requests in order, so at most one
+// worker per connection is busy.
 
 #include "application.hpp"
 #include "config.hpp"
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/thread_pool.hpp>
@@ -21,6 +24,8 @@
 #include <map>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <vector>
 
 namespace integration::host {
 
@@ -39,17 +44,24 @@ struct server_state {
 
 class server {
 public:
-    server(boost::asio::io_context& ioc, serve_config const& config, application& app, boost::asio::thread_pool& workers);
+    server(serve_config const& config, application& app, boost::asio::thread_pool& workers);
 
     /** Binds and starts accepting; returns the bound endpoint (port 0 picks one). */
     result<boost::asio::ip::tcp::endpoint> start();
+    /** Runs the I/O threads, the calling one included, until `stop()` and every connection closed. */
+    void run();
     /** Stops accepting; idle connections close, busy ones close after their current answer. */
     void stop();
+    /** The io_context of the listener, for the signal handler. */
+    boost::asio::io_context& control() { return *contexts_.front(); }
 
 private:
+    using guard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
     void accept();
 
-    boost::asio::io_context& ioc_;
+    std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
+    std::vector<guard> guards_;  // keep idle contexts running until stop()
+    std::size_t next_context_ = 0;
     boost::asio::ip::tcp::acceptor acceptor_;
     server_state state_;
 };

@@ -11,9 +11,11 @@
 #include <boost/json/serialize.hpp>
 
 #include <atomic>
+#include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <optional>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -263,7 +265,7 @@ TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
     EXPECT_EQ(rotated.json().at("activeVersion").as_int64(), 2);
     EXPECT_EQ(rotated.body.find("ROTATED"), std::string::npos);
 
-    auto log = host_->log();
+    auto log = host_->log_with("\"path\":\"/integrations/credentials/rotate\"");
     EXPECT_EQ(log.find(vendor_secret), std::string::npos);
     EXPECT_EQ(log.find("ROTATED"), std::string::npos);
     EXPECT_EQ(log.find(*key_a_), std::string::npos);
@@ -669,6 +671,120 @@ TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {
         code = host.wait();
     }
     EXPECT_EQ(code, 0);
+    std::filesystem::remove_all(dir);
+}
+
+// Clients on kept-alive connections post runs until SIGTERM closes them. Every answer that went
+// out is whole and a success, every answered run is Completed after a restart, and a request that
+// got no answer was never taken: it left no run behind, and retried with its Idempotency-Key it
+// runs now (a replay would mean the host ran it and lost the answer).
+TEST(host_shutdown, sigterm_under_load_loses_no_accepted_request) {
+    auto dir = std::filesystem::temp_directory_path() / ("integration-host-load-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto key = create_key(dir.string(), "tenant-l");
+    echo_vendor vendor, slow_vendor;
+    struct sent {
+        std::string idempotency_key, body;
+        exchange_result got;
+    };
+    constexpr int clients = 8;
+    std::vector<std::vector<sent>> requests(clients);
+    int before_signal = 0;
+    int code = -100;
+    {
+        host_process host(dir.string(), {"--key-rate-limit", "0"});
+        api client(host.port(), key);
+        // One client's runs each hold a vendor of their own for 1 s, so one is in flight at the signal
+        // while the others keep the host busy.
+        auto fast = set_up(client, vendor.port(), "-load").connection_id;
+        auto slow = set_up(client, slow_vendor.port(), "-load-slow").connection_id;
+        std::atomic<int> answers{0}, slow_answers{0};
+        std::vector<std::thread> threads;
+        for (int i = 0; i < clients; ++i)
+            threads.emplace_back([&, i] {
+                std::optional<keep_alive_connection> conn;
+                for (int n = 0;; ++n) {
+                    try {
+                        if (!conn) conn.emplace(host.port());
+                    } catch (std::runtime_error const&) {
+                        return;  // refused: the host no longer accepts
+                    }
+                    auto k = "load-" + std::to_string(i) + "-" + std::to_string(n);
+                    auto body =
+                        json::serialize(i == 0 ? run_body(slow, "echo.slow", k) : run_body(fast, "echo.send", k));
+                    auto got = conn->exchange(
+                        client.request("POST", "/integrations/runs", body, {{"Idempotency-Key", k}}, true), 60s);
+                    requests[i].push_back({k, body, got});
+                    if (!got.complete) return;
+                    ++answers;
+                    if (i == 0) ++slow_answers;
+                    // A draining host closes after its answer; a client reconnects to send the next one.
+                    if (parse_answer(got.raw).headers["connection"] == "close") conn.reset();
+                }
+            });
+        // A second of load and enough answers behind it, however slow the machine; then the signal
+        // while the next slow run is at its vendor.
+        auto start = std::chrono::steady_clock::now();
+        auto waited = [&] { return std::chrono::steady_clock::now() - start > 60s; };
+        while ((std::chrono::steady_clock::now() - start < 1s || answers < 30) && !waited())
+            std::this_thread::sleep_for(10ms);
+        for (int seen = slow_answers; slow_answers == seen && !waited();) std::this_thread::sleep_for(10ms);
+        std::this_thread::sleep_for(300ms);
+        before_signal = answers;
+        host.terminate();
+        for (auto& th : threads) th.join();
+        code = host.wait();
+    }
+    EXPECT_EQ(code, 0);
+    EXPECT_GT(before_signal, 20);
+
+    std::vector<std::pair<std::string, std::string>> answered;  // run id, idempotency key
+    std::vector<sent const*> unanswered;
+    for (auto const& per_client : requests)
+        for (auto const& s : per_client) {
+            // An answer begun and not finished, or a silent open connection, is an answer lost.
+            EXPECT_FALSE(s.got.timed_out) << s.idempotency_key << " timed out after " << s.got.raw.size() << " bytes";
+            if (s.got.raw.empty()) {
+                unanswered.push_back(&s);
+                continue;
+            }
+            EXPECT_TRUE(s.got.complete) << s.idempotency_key << " was cut short: " << s.got.raw;
+            if (!s.got.complete) continue;
+            auto a = parse_answer(s.got.raw);
+            boost::system::error_code ec;
+            auto j = json::parse(a.body, ec);
+            EXPECT_EQ(a.status, 201) << s.idempotency_key << ": " << a.body;
+            EXPECT_FALSE(ec) << s.idempotency_key << ": " << a.body;
+            if (a.status != 201 || ec) continue;
+            EXPECT_EQ(str(j, "status"), "Completed") << s.idempotency_key << ": " << a.body;
+            answered.emplace_back(str(j, "runId"), s.idempotency_key);
+        }
+    EXPECT_LE(unanswered.size(), static_cast<std::size_t>(clients));  // each client stops at its first
+
+    {
+        host_process host(dir.string(), {"--key-rate-limit", "0"});
+        api client(host.port(), key);
+        for (auto const& [id, k] : answered) {
+            auto run = client.get("/integrations/runs/" + id);
+            ASSERT_EQ(run.status, 200) << k << " answered " << id << " but it is gone: " << run.body;
+            EXPECT_EQ(str(run.json(), "status"), "Completed") << k << ": " << run.body;
+            EXPECT_EQ(str(run.json(), "idempotencyKey"), k);
+        }
+        for (auto const* st : {"Pending", "Running"}) {
+            auto half = client.get(std::string("/integrations/runs?status=") + st);
+            ASSERT_EQ(half.status, 200) << half.body;
+            EXPECT_TRUE(half.json().at("items").as_array().empty()) << st << ": " << half.body;
+        }
+        for (auto const* s : unanswered) {
+            auto again = client.call("POST", "/integrations/runs", s->body, {{"Idempotency-Key", s->idempotency_key}});
+            ASSERT_EQ(again.status, 201) << s->idempotency_key << ": " << again.body;
+            EXPECT_EQ(str(again.json(), "status"), "Completed") << s->idempotency_key << ": " << again.body;
+            EXPECT_NE(again.headers["idempotent-replayed"], "true") << s->idempotency_key << " ran but its answer was lost";
+        }
+    }
+    std::printf("[ load     ] %d answered before SIGTERM, %zu in all, %zu unanswered and not run\n", before_signal,
+                answered.size(), unanswered.size());
     std::filesystem::remove_all(dir);
 }
 

@@ -8,11 +8,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <thread>
 #include <vector>
 
 namespace integration::testing {
@@ -90,6 +93,16 @@ public:
         std::stringstream ss;
         ss << in.rdbuf();
         return ss.str();
+    }
+    /** The log once it holds `text`: access lines reach it in batches, within 50 ms. */
+    std::string log_with(std::string_view text, std::chrono::milliseconds within = std::chrono::milliseconds(5'000)) const {
+        auto until = std::chrono::steady_clock::now() + within;
+        auto text_now = log();
+        while (text_now.find(text) == std::string::npos && std::chrono::steady_clock::now() < until) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+            text_now = log();
+        }
+        return text_now;
     }
 
 private:

@@ -1,8 +1,9 @@
 #ifndef INTEGRATION_TESTS_HOST_HTTP_CLIENT_HPP
 #define INTEGRATION_TESTS_HOST_HTTP_CLIENT_HPP
 
-// A plain-socket HTTP/1.1 client: one connection per request, read to EOF. Raw bytes go out as
-// written, so tests can send what a well-behaved client library would refuse to.
+// A plain-socket HTTP/1.1 client: one connection per request, read to EOF, or a kept-alive
+// connection that reads each answer by its length. Raw bytes go out as written, so tests can send
+// what a well-behaved client library would refuse to.
 
 #include <arpa/inet.h>
 #include <netinet/in.h>
@@ -99,18 +100,74 @@ inline http_answer parse_answer(std::string const& raw) {
     return a;
 }
 
+/** What one request on a kept-alive connection got back. */
+struct exchange_result {
+    std::string raw;         // the bytes of the answer that arrived, whole or not
+    bool complete = false;   // the head and all Content-Length bytes of the body arrived
+    bool timed_out = false;  // the connection stayed open but the answer did not finish in time
+};
+
+/** A kept-alive connection: one request at a time, each answer read by its Content-Length, so
+ *  the next request follows on the same socket and an answer cut short is told from none. */
+class keep_alive_connection {
+public:
+    explicit keep_alive_connection(std::uint16_t port) : fd_(connect_loopback(port)) {}
+    ~keep_alive_connection() { ::close(fd_); }
+    keep_alive_connection(keep_alive_connection const&) = delete;
+    keep_alive_connection& operator=(keep_alive_connection const&) = delete;
+
+    exchange_result exchange(std::string const& request, std::chrono::milliseconds timeout) {
+        exchange_result r;
+        for (std::size_t sent = 0; sent < request.size();) {
+            auto n = ::send(fd_, request.data() + sent, request.size() - sent, MSG_NOSIGNAL);
+            if (n <= 0) return r;
+            sent += static_cast<std::size_t>(n);
+        }
+        auto deadline = std::chrono::steady_clock::now() + timeout;
+        for (;;) {
+            if (auto head_end = r.raw.find("\r\n\r\n"); head_end != std::string::npos) {
+                auto length = parse_answer(r.raw.substr(0, head_end + 4)).headers["content-length"];
+                if (r.raw.size() >= head_end + 4 + (length.empty() ? 0 : std::stoul(length))) {
+                    r.complete = true;
+                    return r;
+                }
+            }
+            auto left =
+                std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+            pollfd p{fd_, POLLIN, 0};
+            if (left.count() <= 0 || ::poll(&p, 1, static_cast<int>(left.count())) <= 0) {
+                r.timed_out = true;
+                return r;
+            }
+            char buf[8192];
+            auto n = ::read(fd_, buf, sizeof buf);
+            if (n <= 0) return r;  // closed or reset
+            r.raw.append(buf, static_cast<std::size_t>(n));
+        }
+    }
+
+private:
+    int fd_;
+};
+
 class api {
 public:
     api(std::uint16_t port, std::string key) : port_(port), key_(std::move(key)) {}
 
-    http_answer call(std::string const& method, std::string const& target, std::string const& body = "",
-                     std::map<std::string, std::string> const& extra = {}) const {
-        std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n";
+    /** The bytes of a request; `Connection: close` unless `keep_alive`. */
+    std::string request(std::string const& method, std::string const& target, std::string const& body = "",
+                        std::map<std::string, std::string> const& extra = {}, bool keep_alive = false) const {
+        std::string req = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1\r\n";
+        if (!keep_alive) req += "Connection: close\r\n";
         if (!key_.empty()) req += "Authorization: Bearer " + key_ + "\r\n";
         if (!body.empty()) req += "Content-Type: application/json\r\n";
         if (!body.empty() || method == "POST") req += "Content-Length: " + std::to_string(body.size()) + "\r\n";
         for (auto const& [k, v] : extra) req += k + ": " + v + "\r\n";
-        return parse_answer(raw_exchange(port_, req + "\r\n" + body));
+        return req + "\r\n" + body;
+    }
+    http_answer call(std::string const& method, std::string const& target, std::string const& body = "",
+                     std::map<std::string, std::string> const& extra = {}) const {
+        return parse_answer(raw_exchange(port_, request(method, target, body, extra)));
     }
     http_answer get(std::string const& target) const { return call("GET", target); }
     http_answer post(std::string const& target, boost::json::value const& body,
