@@ -45,8 +45,13 @@ void host_metrics::observe_request(std::string_view route, std::string_view meth
     std::size_t bucket = 0;
     while (bucket < duration_buckets.size() && seconds > duration_buckets[bucket]) ++bucket;
     std::lock_guard lock(mutex_);
-    ++requests_[std::make_tuple(std::string(route), std::string(method), status)];
-    auto& h = durations_[std::make_pair(std::string(route), std::string(method))];
+    // Look up by views: the keys are copied only the first time a route is seen.
+    auto r = requests_.find(std::make_tuple(route, method, status));
+    if (r == requests_.end()) r = requests_.emplace(std::make_tuple(std::string(route), std::string(method), status), 0).first;
+    ++r->second;
+    auto d = durations_.find(std::make_tuple(route, method));
+    if (d == durations_.end()) d = durations_.emplace(std::make_tuple(std::string(route), std::string(method)), histogram{}).first;
+    auto& h = d->second;
     if (bucket < duration_buckets.size()) ++h.buckets[bucket];  // beyond the last bound: only +Inf
     h.sum += seconds;
     ++h.count;
@@ -83,7 +88,7 @@ std::string host_metrics::render(std::vector<std::pair<std::string, resilience::
     header(out, "integration_http_request_duration_seconds", "histogram",
            "Time from a request's header to its answer, by route pattern and method.");
     for (auto const& [k, h] : durations_) {
-        auto labels = "route=\"" + escaped(k.first) + "\",method=\"" + escaped(k.second) + "\"";
+        auto labels = "route=\"" + escaped(std::get<0>(k)) + "\",method=\"" + escaped(std::get<1>(k)) + "\"";
         std::uint64_t cumulative = 0;
         for (std::size_t i = 0; i < duration_buckets.size(); ++i) {
             cumulative += h.buckets[i];

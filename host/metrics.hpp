@@ -59,7 +59,7 @@ private:
 
     mutable std::mutex mutex_;
     std::map<std::tuple<std::string, std::string, unsigned>, std::uint64_t, std::less<>> requests_;
-    std::map<std::pair<std::string, std::string>, histogram, std::less<>> durations_;
+    std::map<std::tuple<std::string, std::string>, histogram, std::less<>> durations_;
     std::map<std::string, std::uint64_t, std::less<>> runs_;
     std::map<std::string, std::uint64_t, std::less<>> events_;
     std::map<std::string, std::unique_ptr<worker_stats>, std::less<>> workers_;

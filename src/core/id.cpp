@@ -3,8 +3,10 @@
 
 #include <openssl/crypto.h>
 #include <openssl/rand.h>
+#include <pthread.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cstring>
 
 #include <stdexcept>
@@ -26,20 +28,35 @@ void random_bytes(unsigned char* out, std::size_t n) {
     if (RAND_bytes(out, static_cast<int>(n)) != 1) throw std::runtime_error("the OpenSSL CSPRNG failed");
 }
 
+namespace {
+// Counts forks: a pool filled before the current count belongs to a parent. A counter bumped by a
+// pthread_atfork handler costs nothing per id, where comparing getpid() cost a system call.
+std::atomic<unsigned> forks{0};
+unsigned fork_generation() {
+    static bool const registered = [] {
+        ::pthread_atfork(nullptr, nullptr, [] { forks.fetch_add(1, std::memory_order_relaxed); });
+        return true;
+    }();
+    (void)registered;
+    return forks.load(std::memory_order_relaxed);
+}
+}  // namespace
+
 void id_bytes(unsigned char* out, std::size_t n) {
     // One RAND_bytes per 512 bytes instead of one per id. A forked child must not reuse its
     // parent's bytes, so the pool belongs to a process.
     struct pool {
         unsigned char bytes[512];
         std::size_t used = sizeof bytes;
-        pid_t owner = 0;
+        unsigned generation = 0;
     };
     thread_local pool p;
     if (n > sizeof p.bytes) return random_bytes(out, n);
-    if (p.used + n > sizeof p.bytes || p.owner != ::getpid()) {
+    auto generation = fork_generation();
+    if (p.used + n > sizeof p.bytes || p.generation != generation) {
         random_bytes(p.bytes, sizeof p.bytes);
         p.used = 0;
-        p.owner = ::getpid();
+        p.generation = generation;
     }
     std::memcpy(out, p.bytes + p.used, n);
     OPENSSL_cleanse(p.bytes + p.used, n);  // handed out once
