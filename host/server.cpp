@@ -114,6 +114,13 @@ private:
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(state_.config.header_limit));
         parser_->body_limit(state_.config.body_limit);
+        // A request usually arrives whole in one read: parse what is buffered at once and go back
+        // to the io_context only for bytes still to come.
+        if (buffer_.size() > 0) {
+            beast::error_code ec;
+            buffer_.consume(parser_->put(buffer_.data(), ec));
+            if (parser_->is_header_done() || (ec && ec != beast_http::error::need_more)) return on_header(ec);
+        }
         stream_.expires_after(state_.config.read_timeout);
         beast_http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_header(ec);
@@ -128,6 +135,14 @@ private:
         if (h.count(beast_http::field::content_length) && h.count(beast_http::field::transfer_encoding))
             return answer_and_close(problem(400, "bad-request", "Ambiguous message framing",
                                             "send either Content-Length or Transfer-Encoding, not both"));
+        if (!parser_->is_done() && buffer_.size() > 0) {
+            parser_->eager(true);
+            beast::error_code body_ec;
+            buffer_.consume(parser_->put(buffer_.data(), body_ec));
+            if (body_ec && body_ec != beast_http::error::need_more) return on_body(body_ec);
+        }
+        if (parser_->is_done()) return on_body({});
+        stream_.expires_after(state_.config.read_timeout);
         beast_http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_body(ec);
         });

@@ -2,6 +2,7 @@
 
 #include "store_conformance.hpp"
 
+#include <integration/core/id.hpp>
 #include <integration/providers/registry.hpp>
 
 #include <sqlite3.h>
@@ -90,29 +91,67 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
 }
 
 TEST(sqlite_store, a_version_1_database_is_migrated_in_place_and_keeps_its_rows) {
+    using namespace std::chrono_literals;
     temp_dir dir;
     auto path = dir.file("integration.db");
     auto ctx = tenant("t1");
     std::string id;
+    std::optional<runs::integration_run> run;
     {
         auto s = open_sqlite(dir, nullptr);
         must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto now = system_clock::instance().now();
             auto f = must(failures::integration_failure::record(
-                ctx, system_clock::instance().now(), failures::failure_source::run, "run-1", "prov-1",
-                {failures::failure_category::transient, "http_503", "busy", failures::next_action::retry,
-                 system_clock::instance().now()}));
+                ctx, now, failures::failure_source::run, "run-1", "prov-1",
+                {failures::failure_category::transient, "http_503", "busy", failures::next_action::retry, now}));
             id = f.id();
+            auto p = must(providers::integration_provider::register_new(ctx, now, provider_spec()));
+            must(p.activate(1));
+            auto spec = connection_spec();
+            spec.credential_id = new_id(id_prefix::credential, now);
+            auto conn = must(connections::integration_connection::create(ctx, now, p, spec));
+            must(conn.record_health({health_status::healthy, "ok"}, now));
+            must(conn.activate(true, now));
+            run = must(runs::integration_run::create(ctx, now, conn, "sms.send"));
+            must(run->start(conn, false, now));
+            must(run->record_attempt({1, runs::attempt_status::failed, failures::failure_category::transient, 503, 12, now + 7ms}));
+            must(run->record_attempt({2, runs::attempt_status::succeeded, std::nullopt, std::nullopt, 30, now + 999ms}));
+            must(run->complete(now + 1s, std::nullopt, std::nullopt));
+            if (auto r = uow.runs().save(*run); !r) return r;
             return uow.failures().save(f);
         }));
     }
-    // Turn the file back into schema 1: no lease columns.
+    // Turn the file back into schema 1: attempts in their child table, no lease columns.
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "ALTER TABLE failures DROP COLUMN lease_owner; ALTER TABLE failures DROP COLUMN lease_until; "
-                               "PRAGMA user_version = 1", nullptr, nullptr, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE TABLE runs_run_attempts(owner_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, position INTEGER NOT NULL,
+  attempt INTEGER NOT NULL, status TEXT NOT NULL, error_class TEXT, http_status INTEGER, latency_ms INTEGER NOT NULL,
+  started_at INTEGER NOT NULL, PRIMARY KEY(owner_id, position));
+INSERT INTO runs_run_attempts
+  SELECT r.run_id, j.key, j.value ->> 'attempt', j.value ->> 'status', j.value ->> 'errorClass', j.value ->> 'httpStatus',
+         j.value ->> 'latencyMs',
+         CAST(strftime('%s', substr(j.value ->> 'startedAt', 1, 19)) AS INTEGER) * 1000 + CAST(substr(j.value ->> 'startedAt', 21, 3) AS INTEGER)
+  FROM runs r, json_each(r.run_attempts) j;
+ALTER TABLE runs DROP COLUMN run_attempts;
+ALTER TABLE failures DROP COLUMN lease_owner; ALTER TABLE failures DROP COLUMN lease_until;
+PRAGMA user_version = 1;
+)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
     auto s = open_sqlite(dir, nullptr);
     must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto migrated = must(uow.runs().find(run->id()));
+        EXPECT_EQ(migrated.data().run_attempts.size(), 2u);
+        for (std::size_t i = 0; i < 2 && i < migrated.data().run_attempts.size(); ++i) {
+            auto const& want = run->data().run_attempts[i];
+            auto const& got = migrated.data().run_attempts[i];
+            EXPECT_EQ(got.attempt, want.attempt);
+            EXPECT_EQ(got.status, want.status);
+            EXPECT_EQ(got.error_class, want.error_class);
+            EXPECT_EQ(got.http_status, want.http_status);
+            EXPECT_EQ(got.latency_ms, want.latency_ms);
+            EXPECT_EQ(got.started_at, want.started_at);  // to the millisecond
+        }
         EXPECT_EQ(must(uow.failures().find(id)).data().error_code, "http_503");
         auto claimed = must(uow.failures().claim_due(system_clock::instance().now() + std::chrono::seconds(1), "w",
                                                      system_clock::instance().now() + std::chrono::minutes(1), 10));

@@ -22,6 +22,11 @@ struct is_vector : std::false_type {};
 template <class T>
 struct is_vector<std::vector<T>> : std::true_type {};
 
+/** True for a type whose vector fields are stored as JSON array columns instead of child tables:
+ *  one row write and one row read per aggregate, for short lists always read whole. */
+template <class T>
+struct vectors_as_json : std::false_type {};
+
 /** `providerId` → `provider_id`. */
 inline std::string snake(std::string_view camel) {
     std::string out;
@@ -57,6 +62,10 @@ value to_value(T const& v) {
 template <class T>
 value to_value(std::optional<T> const& v) {
     return v ? to_value(*v) : value{nullptr};
+}
+template <class E>
+value to_value(std::vector<E> const& v) {
+    return boost::json::serialize(to_json(v));
 }
 
 inline result<void> read_column(statement const& s, int c, std::string& out) {
@@ -115,6 +124,13 @@ result<void> read_column(statement const& s, int c, T& out) {
     if (!v) return v.error();
     return from_json(*v, out, "");
 }
+template <class E>
+result<void> read_column(statement const& s, int c, std::vector<E>& out) {
+    auto v = parse_column(s, c);
+    if (!v) return v.error();
+    if (auto r = from_json(*v, out, ""); !r) return error{errc::storage_failure, "a stored JSON array column is corrupt: " + r.error().detail()};
+    return {};
+}
 template <class T>
 result<void> read_column(statement const& s, int c, std::optional<T>& out) {
     if (s.is_null(c)) {
@@ -129,7 +145,8 @@ result<void> read_column(statement const& s, int c, std::optional<T>& out) {
 
 // ---- rows ------------------------------------------------------------------------------------
 
-/** Calls `f(json_name, member_ref)` for each field of `T` that is a column (not a vector). */
+/** Calls `f(json_name, member_ref)` for each field of `T` that is a column (not a vector, unless
+ *  `vectors_as_json<T>`). */
 template <json_described T, class Obj, class F>
 void for_each_column(Obj& obj, F&& f) {
     std::apply(
@@ -137,7 +154,7 @@ void for_each_column(Obj& obj, F&& f) {
             (
                 [&] {
                     using M = std::remove_cvref_t<decltype(obj.*(fld.member))>;
-                    if constexpr (!is_vector<M>::value) f(fld.name, obj.*(fld.member));
+                    if constexpr (!is_vector<M>::value || vectors_as_json<T>::value) f(fld.name, obj.*(fld.member));
                 }(),
                 ...);
         },
@@ -152,7 +169,7 @@ void for_each_child(Obj& obj, F&& f) {
             (
                 [&] {
                     using M = std::remove_cvref_t<decltype(obj.*(fld.member))>;
-                    if constexpr (is_vector<M>::value) f(fld.name, obj.*(fld.member));
+                    if constexpr (is_vector<M>::value && !vectors_as_json<T>::value) f(fld.name, obj.*(fld.member));
                 }(),
                 ...);
         },

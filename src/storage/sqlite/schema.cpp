@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 2> migrations{
+constexpr std::array<char const*, 3> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -119,6 +119,19 @@ CREATE INDEX outbox_pending ON outbox(sequence) WHERE published_at IS NULL;
     R"sql(
 ALTER TABLE failures ADD COLUMN lease_owner TEXT;
 ALTER TABLE failures ADD COLUMN lease_until INTEGER;
+)sql",
+    // 3: a run's attempts move into the run row as a JSON array (the JSON of RunAttempt), so that
+    // recording a run writes one row and listing runs reads no child rows.
+    R"sql(
+ALTER TABLE runs ADD COLUMN run_attempts TEXT NOT NULL DEFAULT '[]';
+UPDATE runs SET run_attempts = (
+  SELECT COALESCE(json_group_array(json(a.attempt_json)), '[]') FROM (
+    SELECT json_object('attempt', attempt, 'status', status, 'errorClass', error_class, 'httpStatus', http_status,
+                       'latencyMs', latency_ms,
+                       'startedAt', strftime('%Y-%m-%dT%H:%M:%S', started_at / 1000, 'unixepoch') || '.' ||
+                                    printf('%03d', started_at % 1000) || 'Z') AS attempt_json
+    FROM runs_run_attempts WHERE owner_id = runs.run_id ORDER BY position) AS a);
+DROP TABLE runs_run_attempts;
 )sql",
 };
 

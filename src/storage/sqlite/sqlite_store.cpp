@@ -19,6 +19,11 @@
 #include <mutex>
 #include <thread>
 
+// A run's attempts live in its row: recording a run is one row write, and listing runs needs no
+// query per run for its attempts.
+template <>
+struct integration::storage::sqlite::vectors_as_json<integration::runs::run_data> : std::true_type {};
+
 namespace integration::storage {
 namespace {
 
