@@ -121,7 +121,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                                         "pipeline-limit", "io-threads", "workers", "outbox-interval-ms",
                                         "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms",
                                         "shutdown-timeout-ms", "retention-interval-ms", "run-retention-days",
-                                        "body-retention-days", "key-rate-limit", "key-burst"});
+                                        "body-retention-days", "key-rate-limit", "key-burst", "recording"});
         !r)
         return r.error();
     flag_map file;
@@ -140,6 +140,11 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     one("listen", c.listen);
     one("public-url", c.public_url);
     c.egress_allow = l.values("egress-allow", true);
+    if (auto v = l.values("recording", false); !v.empty()) {
+        if (v.back() == "immediate") c.recording = durability::immediate;
+        else if (v.back() == "deferred") c.recording = durability::deferred;
+        else return error{errc::invalid_argument, "--recording must be immediate or deferred, got '" + v.back() + "'"};
+    }
     struct numeric {
         char const* name;
         std::size_t* out;
@@ -202,7 +207,7 @@ std::string usage() {
                          [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
                          [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]
-                         [--key-rate-limit N] [--key-burst N]
+                         [--key-rate-limit N] [--key-burst N] [--recording immediate|deferred]
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW

@@ -4,6 +4,7 @@
 // The host's settings: command-line flags, INTEGRATION_* environment variables and a `key = value`
 // file, in that order of precedence, over the defaults below.
 
+#include <integration/core/durability.hpp>
 #include <integration/core/error.hpp>
 
 #include <chrono>
@@ -36,6 +37,9 @@ struct serve_config {
     // Requests per second per API key (token bucket; 0 turns it off) and the burst above it.
     std::size_t key_rate_limit = 100;
     std::size_t key_burst = 200;
+    /** How runs are recorded: `immediate` (on disk before the answer) or `deferred` (committed
+     *  before the answer, on disk within 10 ms; a killed process loses nothing, a power loss may). */
+    durability recording = durability::immediate;
     std::size_t run_retention_days = 180;   // finished runs and resolved failures, then archived
     std::size_t body_retention_days = 30;   // request and response bodies
     // After the last answer is written, how long a worker's sweep in progress may take to finish.

@@ -69,7 +69,8 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     // left Running for the retry worker (which still sweeps, for failures left by other hosts
     // or an earlier configuration): deferred_retries = 0.
     s->runs = std::make_unique<runs::run_service>(*s->store, *s->credentials, *s->blobs, *s->transport, s->egress,
-                                                  s->resolver, clock, runs::run_service_options{.deferred_retries = 0});
+                                                  s->resolver, clock,
+                                                  runs::run_service_options{.recording = config.recording, .deferred_retries = 0});
     s->events.subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {
         m->count_event(e.event_type);
         return {};

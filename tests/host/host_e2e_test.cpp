@@ -674,6 +674,43 @@ TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {
     std::filesystem::remove_all(dir);
 }
 
+// --recording deferred answers before the fsync; the commit itself is done, so a host killed right
+// after the answer still has the run when it starts again.
+TEST(host_recording, a_deferred_run_survives_a_killed_host) {
+    auto dir = std::filesystem::temp_directory_path() / ("integration-host-deferred-" + std::to_string(::getpid()));
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto key = create_key(dir.string(), "tenant-d");
+    echo_vendor vendor;
+    std::string run_id;
+    {
+        host_process host(dir.string(), {"--recording", "deferred"});
+        api client(host.port(), key);
+        auto t = set_up(client, vendor.port(), "-deferred");
+        auto run = client.post("/integrations/runs", run_body(t.connection_id, "echo.send", "kept"));
+        ASSERT_EQ(run.status, 201) << run.body;
+        EXPECT_EQ(str(run.json(), "status"), "Completed");
+        run_id = str(run.json(), "runId");
+        host.kill_now();
+        EXPECT_EQ(host.wait(), -SIGKILL);
+    }
+    {
+        host_process host(dir.string());
+        api client(host.port(), key);
+        auto run = client.get("/integrations/runs/" + run_id);
+        ASSERT_EQ(run.status, 200) << run.body;
+        EXPECT_EQ(str(run.json(), "status"), "Completed");
+        EXPECT_EQ(run.json().at("runAttempts").as_array().size(), 1u) << run.body;
+    }
+    try {
+        host_process bad(dir.string(), {"--recording", "sometimes"});
+        ADD_FAILURE() << "the host started with --recording sometimes";
+    } catch (std::runtime_error const& e) {
+        EXPECT_NE(std::string(e.what()).find("--recording must be immediate or deferred"), std::string::npos) << e.what();
+    }
+    std::filesystem::remove_all(dir);
+}
+
 // Clients on kept-alive connections post runs until SIGTERM closes them. Every answer that went
 // out is whole and a success, every answered run is Completed after a restart, and a request that
 // got no answer was never taken: it left no run behind, and retried with its Idempotency-Key it

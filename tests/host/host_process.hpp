@@ -81,6 +81,8 @@ public:
 
     std::uint16_t port() const { return port_; }
     void terminate() { ::kill(pid_, SIGTERM); }
+    /** SIGKILL: no drain, no flush, as a crash would end it. */
+    void kill_now() { ::kill(pid_, SIGKILL); }
     /** Waits for the exit; the exit code, or -signal. */
     int wait() {
         int status = 0;
