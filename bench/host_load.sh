@@ -94,7 +94,16 @@ measure "nginx: GET / (return 200)" "http://127.0.0.1:$nginx_port/"
 measure "host: GET /healthz" "http://127.0.0.1:$host_port/healthz"
 measure "nginx: POST /v1/messages (the vendor alone)" "http://127.0.0.1:$nginx_port/v1/messages" -s "$work/run.lua"
 measure "host: POST /integrations/runs (governed run against nginx)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
+rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$host_pid/status")
+# The same runs with --recording deferred: committed before each answer, fsynced within 10 ms.
+kill "$host_pid"
+wait "$host_pid" 2>/dev/null || true
+"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 \
+  --recording deferred 2>>"$work/host.log" &
+host_pid=$!
+for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$host_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
+measure "host --recording deferred: POST /integrations/runs" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
 echo
-echo "host peak RSS: $(awk '/VmHWM/ {print $2, $3}' "/proc/$host_pid/status")"
+echo "host peak RSS: $rss"
 grep -q bench-secret "$work/host.log" && { echo "the secret appeared in the host log"; exit 1; }
 exit 0

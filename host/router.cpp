@@ -4,8 +4,9 @@
 
 namespace integration::host {
 
-std::vector<std::string> split_path(std::string_view path) {
-    std::vector<std::string> out;
+// Views into `path`: matching a request allocates nothing per segment.
+std::vector<std::string_view> split_path(std::string_view path) {
+    std::vector<std::string_view> out;
     std::size_t i = path.starts_with('/') ? 1 : 0;
     while (i <= path.size()) {
         auto slash = path.find('/', i);
@@ -19,7 +20,8 @@ std::vector<std::string> split_path(std::string_view path) {
 }
 
 void router::add(std::string method, std::string pattern, handler h, bool open) {
-    auto segments = split_path(pattern);
+    auto views = split_path(pattern);
+    std::vector<std::string> segments(views.begin(), views.end());
     routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(h), open});
 }
 
@@ -40,7 +42,7 @@ router::match router::find(std::string_view method, std::string_view path) const
             auto const& want = r.segments[i];
             if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
                 if (segments[i].empty()) ok = false;
-                else params[want.substr(1, want.size() - 2)] = segments[i];
+                else params[want.substr(1, want.size() - 2)] = std::string(segments[i]);
             } else {
                 ok = want == segments[i];
             }

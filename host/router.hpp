@@ -72,7 +72,7 @@ private:
 };
 
 /** Splits a decoded path on `/`, dropping the leading empty segment. */
-std::vector<std::string> split_path(std::string_view path);
+std::vector<std::string_view> split_path(std::string_view path);
 
 }  // namespace integration::host
 
