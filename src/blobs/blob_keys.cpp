@@ -1,5 +1,7 @@
 #include "blob_keys.hpp"
 
+#include <integration/blobs/blob_store.hpp>
+
 #include <integration/core/context.hpp>
 
 namespace integration::blobs::detail {

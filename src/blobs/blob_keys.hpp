@@ -3,7 +3,7 @@
 
 // Blob keys and `blob://<tenant>/<key>` references, shared by every blob-store backend.
 
-#include <integration/blobs/blob_store.hpp>
+#include <integration/core/error.hpp>
 
 #include <string>
 #include <string_view>

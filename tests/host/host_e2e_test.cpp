@@ -540,9 +540,7 @@ TEST_F(host_e2e, protocol_errors_are_counted_under_their_route) {
 // sweep probes the connection again, the rotation worker escalates a credential about to expire,
 // and SIGTERM still exits 0 with all of them running.
 TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
-    auto dir = std::filesystem::temp_directory_path() / ("integration-host-workers-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
+    scratch_dir dir("workers");
     auto key = create_key(dir.string(), "tenant-w");
     echo_vendor vendor;
     int code = -100;
@@ -553,7 +551,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         api client(host.port(), key);
         api anon(host.port(), "");
         auto t = set_up(client, vendor.port(), "-workers");
-        auto db = (dir / "integration.db").string();
+        auto db = (dir.path() / "integration.db").string();
         auto unpublished = [&] {
             return run_and_capture("sqlite3 " + db + " 'SELECT count(*) FROM outbox WHERE published_at IS NULL'");
         };
@@ -604,13 +602,10 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
     EXPECT_EQ(code, 0);
     EXPECT_NE(log.find("\"stopped\""), std::string::npos) << log;
     EXPECT_EQ(log.find("sk_expiring_1"), std::string::npos);
-    std::filesystem::remove_all(dir);
 }
 
 TEST(host_rate_limit, a_key_over_its_rate_gets_429_with_retry_after_and_other_keys_do_not) {
-    auto dir = std::filesystem::temp_directory_path() / ("integration-host-limit-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
+    scratch_dir dir("limit");
     auto busy = create_key(dir.string(), "tenant-busy");
     auto quiet = create_key(dir.string(), "tenant-quiet");
     {
@@ -624,13 +619,10 @@ TEST(host_rate_limit, a_key_over_its_rate_gets_429_with_retry_after_and_other_ke
         EXPECT_EQ(api(host.port(), quiet).get("/integrations/providers").status, 200);  // a bucket per key
         EXPECT_EQ(api(host.port(), "").get("/healthz").status, 200);                       // open routes are not limited
     }
-    std::filesystem::remove_all(dir);
 }
 
 TEST(host_dependencies, a_store_whose_file_vanished_answers_503_and_readyz_says_not_ready) {
-    auto dir = std::filesystem::temp_directory_path() / ("integration-host-deps-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
+    scratch_dir dir("deps");
     auto key = create_key(dir.string(), "tenant-d");
     {
         host_process host(dir.string());
@@ -638,7 +630,7 @@ TEST(host_dependencies, a_store_whose_file_vanished_answers_503_and_readyz_says_
         api anon(host.port(), "");
         ASSERT_EQ(client.get("/integrations/providers").status, 200);
         ASSERT_EQ(anon.get("/readyz").status, 200);
-        std::filesystem::remove(dir / "integration.db");  // the store's file is gone under it
+        std::filesystem::remove(dir.path() / "integration.db");  // the store's file is gone under it
         auto down = client.get("/integrations/providers");
         EXPECT_EQ(down.status, 503) << down.body;
         EXPECT_EQ(str(down.json(), "type"), "https://integration.dev/problems/database-missing");
@@ -647,13 +639,10 @@ TEST(host_dependencies, a_store_whose_file_vanished_answers_503_and_readyz_says_
         EXPECT_EQ(ready.status, 503) << ready.body;
         EXPECT_EQ(anon.get("/healthz").status, 200);  // the process itself is up
     }
-    std::filesystem::remove_all(dir);
 }
 
 TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {
-    auto dir = std::filesystem::temp_directory_path() / ("integration-host-term-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
+    scratch_dir dir("term");
     auto key = create_key(dir.string(), "tenant-t");
     echo_vendor vendor;
     int code = -100;
@@ -671,15 +660,12 @@ TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {
         code = host.wait();
     }
     EXPECT_EQ(code, 0);
-    std::filesystem::remove_all(dir);
 }
 
 // --recording deferred answers before the fsync; the commit itself is done, so a host killed right
 // after the answer still has the run when it starts again.
 TEST(host_recording, a_deferred_run_survives_a_killed_host) {
-    auto dir = std::filesystem::temp_directory_path() / ("integration-host-deferred-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
+    scratch_dir dir("deferred");
     auto key = create_key(dir.string(), "tenant-d");
     echo_vendor vendor;
     std::string run_id;
@@ -708,7 +694,6 @@ TEST(host_recording, a_deferred_run_survives_a_killed_host) {
     } catch (std::runtime_error const& e) {
         EXPECT_NE(std::string(e.what()).find("--recording must be immediate or deferred"), std::string::npos) << e.what();
     }
-    std::filesystem::remove_all(dir);
 }
 
 // Clients on kept-alive connections post runs until SIGTERM closes them. Every answer that went
@@ -716,9 +701,7 @@ TEST(host_recording, a_deferred_run_survives_a_killed_host) {
 // got no answer was never taken: it left no run behind, and retried with its Idempotency-Key it
 // runs now (a replay would mean the host ran it and lost the answer).
 TEST(host_shutdown, sigterm_under_load_loses_no_accepted_request) {
-    auto dir = std::filesystem::temp_directory_path() / ("integration-host-load-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
+    scratch_dir dir("load");
     auto key = create_key(dir.string(), "tenant-l");
     echo_vendor vendor, slow_vendor;
     struct sent {
@@ -822,7 +805,6 @@ TEST(host_shutdown, sigterm_under_load_loses_no_accepted_request) {
     }
     std::printf("[ load     ] %d answered before SIGTERM, %zu in all, %zu unanswered and not run\n", before_signal,
                 answered.size(), unanswered.size());
-    std::filesystem::remove_all(dir);
 }
 
 }  // namespace
