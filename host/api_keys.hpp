@@ -29,9 +29,6 @@ private:
     host_db& db_;
 };
 
-/** Lower-case hex SHA-256 of `data`. */
-std::string sha256_hex(std::string_view data);
-
 }  // namespace integration::host
 
 #endif

@@ -1,7 +1,5 @@
 #include "handlers/handlers.hpp"
 
-#include <sqlite3.h>
-
 #include <algorithm>
 
 namespace integration::host {
@@ -86,15 +84,11 @@ void add_connection_routes(router& r, services& s) {
         auto name = "inbound-webhook." + id;
         auto ref = s.secrets->put(c.ctx.tenant_id, name, secret_bytes(std::string_view(secret->get_string())));
         if (!ref) return ref.error();
-        auto stored = s.db->with([&](sqlite3* db) -> result<void> {
-            statement st(db, "INSERT OR REPLACE INTO inbound_webhooks (tenant_id, connection_id, scheme, secret_name) VALUES (?, ?, ?, ?)");
-            if (!st) return sqlite_error(db, "cannot prepare the inbound webhook insert");
-            st.bind(1, c.ctx.tenant_id);
-            st.bind(2, id);
-            st.bind(3, **scheme);
-            st.bind(4, name);
-            if (st.step() != SQLITE_DONE) return sqlite_error(db, "cannot store the inbound webhook");
-            return {};
+        auto stored = s.db->with([&](database& db) -> result<void> {
+            auto st = db.prepare("INSERT OR REPLACE INTO inbound_webhooks (tenant_id, connection_id, scheme, secret_name) VALUES (?, ?, ?, ?)");
+            if (!st) return st.error();
+            (*st)->bind_all({c.ctx.tenant_id, id, std::string(**scheme), name});
+            return (*st)->run();
         });
         if (!stored) return stored.error();
         boost::json::object o;

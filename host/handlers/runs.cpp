@@ -1,6 +1,7 @@
 #include "handlers/handlers.hpp"
 
 #include "api_keys.hpp"
+#include "crypto/crypto.hpp"
 
 #include <boost/json/serialize.hpp>
 
@@ -92,7 +93,7 @@ void add_run_routes(router& r, services& s) {
         auto key = std::string(c.header("Idempotency-Key"));
         if (!key.empty()) {
             if (key.size() > 255) return error{errc::invalid_argument, "Idempotency-Key must be at most 255 characters"};
-            if (auto claimed = s.idempotency->claim(c.ctx.tenant_id, key, sha256_hex(c.body)); !claimed)
+            if (auto claimed = s.idempotency->claim(c.ctx.tenant_id, key, crypto::sha256_hex(c.body)); !claimed)
                 return claimed.error();
             req.idempotency_key = key;
         }
