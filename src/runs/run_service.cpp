@@ -138,14 +138,14 @@ resilience::circuit_breaker& run_service::breaker(std::string const& connection_
     return *b;
 }
 
-result<run_service::plan> run_service::bind(request_context const& ctx, execute_request const& r) {
+result<std::shared_ptr<run_service::bound const>> run_service::bind(request_context const& ctx, execute_request const& r) {
     auto key = ctx.tenant_id + '\n' + r.connection_id + '\n' + r.operation + (r.allow_degraded ? "\n1" : "\n0");
     auto now = clock_.now();
     if (options_.binding_cache_ttl.count() > 0) {
         std::lock_guard lock(bindings_mutex_);
-        if (auto it = bindings_.find(key); it != bindings_.end() && it->second.expires > now) return it->second.p;
+        if (auto it = bindings_.find(key); it != bindings_.end() && it->second.expires > now) return it->second.b;
     }
-    std::optional<plan> out;
+    std::shared_ptr<bound const> out;
     auto read = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         auto conn = uow.connections().find(r.connection_id);
         if (!conn) return conn.error();
@@ -160,7 +160,9 @@ result<run_service::plan> run_service::bind(request_context const& ctx, execute_
             if (auto const* op = c.find_operation(r.operation)) {
                 std::optional<rate_limit_profile> limit = conn->data().rate_limit_budget;
                 if (!limit) limit = c.data().rate_limit_profile ? c.data().rate_limit_profile : provider->data().rate_limit_profile;
-                out.emplace(plan{std::move(*conn), std::move(*provider), *op, limit, {}});
+                auto limit_key = ctx.tenant_id + "/" + provider->id() + "/" + conn->id();
+                auto* cb = &breaker(conn->id());
+                out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op, limit, std::move(limit_key), cb});
                 return {};
             }
         }
@@ -171,16 +173,17 @@ result<run_service::plan> run_service::bind(request_context const& ctx, execute_
     if (options_.binding_cache_ttl.count() > 0) {
         std::lock_guard lock(bindings_mutex_);
         if (bindings_.size() > 10'000) bindings_.clear();
-        bindings_.insert_or_assign(key, binding{*out, now + options_.binding_cache_ttl});
+        bindings_.insert_or_assign(key, binding{out, now + options_.binding_cache_ttl});
     }
-    return std::move(*out);
+    return out;
 }
 
 result<run_service::plan> run_service::prepare(request_context const& ctx, execute_request const& r) {
-    auto out = bind(ctx, r);
-    if (!out) return out.error();
+    auto b = bind(ctx, r);
+    if (!b) return b.error();
+    plan out{std::move(*b), {}};
     std::string path;
-    auto const& tpl = out->op.path;
+    auto const& tpl = out.b->op.path;
     for (std::size_t i = 0; i < tpl.size();) {
         if (tpl[i] != '{') {
             path += tpl[i++];
@@ -194,22 +197,22 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
         path += http::form_encode(it->second);
         i = close + 1;
     }
-    out->url = out->connection.base_url(out->provider.data().base_url) + path;
-    char sep = out->url.find('?') == std::string::npos ? '?' : '&';
+    out.url = out.b->connection.base_url(out.b->provider.data().base_url) + path;
+    char sep = out.url.find('?') == std::string::npos ? '?' : '&';
     for (auto const& [k, v] : r.input.query) {
-        out->url += sep + http::form_encode(k) + "=" + http::form_encode(v);
+        out.url += sep + http::form_encode(k) + "=" + http::form_encode(v);
         sep = '&';
     }
     return out;
 }
 
-std::optional<nanoseconds> run_service::take_token(std::string const& key, plan const& p) {
-    if (!p.limit) return std::nullopt;
-    auto a = limiter_.try_acquire(key, *p.limit);
+std::optional<nanoseconds> run_service::take_token(bound const& b) {
+    if (!b.limit) return std::nullopt;
+    auto a = limiter_.try_acquire(b.limit_key, *b.limit);
     if (a.granted) return std::nullopt;
     if (a.retry_after > options_.max_rate_limit_wait) return a.retry_after;
     options_.sleep(ceil<milliseconds>(a.retry_after));
-    a = limiter_.try_acquire(key, *p.limit);
+    a = limiter_.try_acquire(b.limit_key, *b.limit);
     if (a.granted) return std::nullopt;
     return a.retry_after;
 }
@@ -227,7 +230,8 @@ result<run_outcome> run_service::replay(request_context const& ctx, integration_
 // Up to retry.max_attempts attempts, each recorded on `run`; waits between them as classified.
 run_service::attempts_result run_service::attempt(request_context const& ctx, plan const& p, execute_request const& r,
                                                   integration_run& run) {
-    http::request req{.method = p.op.method, .url = p.url, .headers = r.input.headers, .body = r.input.body,
+    auto const& b = *p.b;
+    http::request req{.method = b.op.method, .url = p.url, .headers = r.input.headers, .body = r.input.body,
                       .timeout = options_.attempt_timeout, .cancel = r.cancel};
     req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
     if (!r.input.body.empty() && http::find_header(req.headers, "Content-Type").empty())
@@ -236,8 +240,7 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
     if (options_.redirects.max_hops > 0)
         redirecting.emplace(transport_, options_.redirects, http::egress_hop_check(egress_, resolver_));
     http::transport& via = redirecting ? static_cast<http::transport&>(*redirecting) : transport_;
-    auto key = ctx.tenant_id + "/" + p.provider.id() + "/" + p.connection.id();
-    auto& cb = breaker(p.connection.id());
+    auto& cb = *b.breaker;
     auto first_start = clock_.now();
     attempts_result out;
     for (int n = 1;; ++n) {
@@ -246,14 +249,14 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
         bool sent = false;
         if (auto d = egress_.check_destination(p.url, resolver_); !d) {
             outcome.transport_error = d.error();
-        } else if (auto wait = take_token(key, p); wait) {
+        } else if (auto wait = take_token(b); wait) {
             // Our own budget is spent: treat it as the vendor's 429 with the time to the next token.
             outcome.response = http::response{429, {{"Retry-After", std::to_string(duration_cast<seconds>(*wait).count() + 1)}}, ""};
         } else if (!cb.allow()) {
-            outcome.transport_error = error{errc::unavailable, "circuit open for connection " + p.connection.id()};
+            outcome.transport_error = error{errc::unavailable, "circuit open for connection " + b.connection.id()};
         } else {
             req.pin = http::pinned_address{d->host, d->port, d->literal->to_string()};
-            auto res = p.connection.data().credential_id ? credentials_.send_authorized(ctx, *p.connection.data().credential_id, req, via)
+            auto res = b.connection.data().credential_id ? credentials_.send_authorized(ctx, *b.connection.data().credential_id, req, via)
                                                           : via.send(req);
             sent = true;
             if (res) outcome.response = std::move(*res);
@@ -351,9 +354,9 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
 
     // Pending → Running before the vendor sees anything: durably, unless recording is deferred
     // (then only an idempotency key, which must be claimed first, is written ahead).
-    auto draft = integration_run::create(ctx, clock_.now(), p->connection, r.operation, r.idempotency_key);
+    auto draft = integration_run::create(ctx, clock_.now(), p->b->connection, r.operation, r.idempotency_key);
     if (!draft) return draft.error();
-    if (auto s = draft->start(p->connection, r.allow_degraded, clock_.now()); !s) return s.error();
+    if (auto s = draft->start(p->b->connection, r.allow_degraded, clock_.now()); !s) return s.error();
     if (!r.input.body.empty()) {
         auto ref = blobs_.put(ctx.tenant_id, "runs/" + draft->id() + "/request", r.input.body, options_.recording);
         if (!ref) return ref.error();

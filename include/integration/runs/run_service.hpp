@@ -142,15 +142,22 @@ public:
     result<void> flush();
 
 private:
-    struct plan {
+    /** What a connection and operation resolve to: immutable, shared by the runs that hit the
+     *  binding cache, so a run copies no aggregate. */
+    struct bound {
         connections::integration_connection connection;
         providers::integration_provider provider;
         providers::client_operation op;
         std::optional<rate_limit_profile> limit;
+        std::string limit_key;  ///< The rate-limit partition: tenant/provider/connection.
+        resilience::circuit_breaker* breaker;
+    };
+    struct plan {
+        std::shared_ptr<bound const> b;
         std::string url;
     };
     struct binding {
-        plan p;
+        std::shared_ptr<bound const> b;
         time_point expires;
     };
     /** How one execution ended, before it is recorded. */
@@ -174,7 +181,7 @@ private:
         std::optional<failures::classification> failure;
     };
     result<plan> prepare(request_context const& ctx, execute_request const& r);
-    result<plan> bind(request_context const& ctx, execute_request const& r);
+    result<std::shared_ptr<bound const>> bind(request_context const& ctx, execute_request const& r);
     attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run);
     /** Keeps the input for the retry worker; false when the blob store refused it. */
     bool keep_input(request_context const& ctx, integration_run const& run, run_input const& input);
@@ -191,7 +198,7 @@ private:
     void recorder();
     resilience::circuit_breaker& breaker(std::string const& connection_id);
     /** Takes a rate-limit token, waiting up to `max_rate_limit_wait`; else how long until one is there. */
-    std::optional<std::chrono::nanoseconds> take_token(std::string const& key, plan const& p);
+    std::optional<std::chrono::nanoseconds> take_token(bound const& b);
     result<run_outcome> replay(request_context const& ctx, integration_run run);
 
     storage::store& store_;
