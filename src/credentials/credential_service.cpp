@@ -187,7 +187,7 @@ void wipe_applied(http::request& r, resolved_credential const& m) {
 }  // namespace
 
 result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
-                                                           http::request request, http::transport& transport) {
+                                                           http::request const& request, http::transport& transport) {
     for (int attempt = 0;; ++attempt) {
         auto material = resolve(ctx, credential_id);
         if (!material) return material.error();

@@ -157,7 +157,7 @@ public:
      *  (OAuth2 or managed identity) the token is refreshed once and the request sent again; a
      *  second 401 is returned for the caller to classify as Auth. */
     result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
-                                            http::request request, http::transport& transport);
+                                            http::request const& request, http::transport& transport);
     /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
     void invalidate_token(std::string const& credential_id);
 
