@@ -1,10 +1,7 @@
 #include <integration/connections/health_prober.hpp>
 
-#include "storage/fixtures.hpp"
+#include "support/credential_world.hpp"
 #include "support/loopback_server.hpp"
-
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/storage/sqlite_store.hpp>
 
 #include <atomic>
 
@@ -14,7 +11,7 @@ namespace {
 using namespace std::chrono_literals;
 using connections::connection_status;
 
-class health_prober_test : public ::testing::Test {
+class health_prober_test : public ::testing::Test, protected credential_world {
 protected:
     void SetUp() override {
         dns_.add("api.vendor.test", {*net::ip_address::parse("127.0.0.1")});
@@ -55,14 +52,6 @@ protected:
         auto r = "HTTP/1.1 " + std::to_string(status_.load()) + " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         (void)::write(fd, r.data(), r.size());
     }};
-    temp_dir dir_;
-    manual_clock clock_;
-    std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
-    std::unique_ptr<credentials::local_secret_store> vault_ = must(credentials::open_local_secret_store(
-        {.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clock_}));
-    credentials::fingerprinter fp_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp")));
-    std::unique_ptr<http::transport> transport_ = http::make_curl_transport();
-    credentials::credential_service credentials_{*store_, *vault_, fp_, clock_, *transport_};
     net::static_resolver dns_;
     connections::health_prober prober_{*store_, credentials_, *transport_,
                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_, clock_};

@@ -1,11 +1,9 @@
 #include <integration/runs/run_service.hpp>
 
-#include "storage/fixtures.hpp"
+#include "support/credential_world.hpp"
 #include "support/credential_doubles.hpp"
 #include "support/loopback_server.hpp"
 
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/storage/sqlite_store.hpp>
 
 #include <integration/runs/retry_worker.hpp>
 
@@ -79,7 +77,7 @@ struct run_service_options_override {
     resilience::rate_limit_store* rate_limits = nullptr;
 };
 
-class run_service_test : public ::testing::Test {
+class run_service_test : public ::testing::Test, protected credential_world {
 protected:
     void start(std::deque<std::string> script, net::egress_policy egress = {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
                run_service_options_override o = {}) {
@@ -136,14 +134,6 @@ protected:
         return out;
     }
 
-    temp_dir dir_;
-    manual_clock clock_;
-    std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
-    std::unique_ptr<credentials::local_secret_store> vault_ = must(credentials::open_local_secret_store(
-        {.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clock_}));
-    credentials::fingerprinter fp_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp")));
-    std::unique_ptr<http::transport> transport_ = http::make_curl_transport();
-    credentials::credential_service credentials_{*store_, *vault_, fp_, clock_, *transport_};
     std::unique_ptr<blobs::blob_store> blobs_ = must(blobs::open_filesystem_blob_store(dir_.file("blobs")));
     net::static_resolver dns_;
     std::unique_ptr<scripted_vendor> vendor_;
