@@ -4,7 +4,6 @@
 #include "support/credential_doubles.hpp"
 #include "support/loopback_server.hpp"
 
-
 #include <integration/runs/retry_worker.hpp>
 
 #include <sys/wait.h>
