@@ -3,6 +3,7 @@
 #include <curl/curl.h>
 
 #include <algorithm>
+#include <array>
 #include <cctype>
 #include <mutex>
 #include <optional>
@@ -101,6 +102,38 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
     return size * n;
 }
 
+/** TLS sessions shared by every pooled handle: a handle that opens a new connection resumes a
+ *  session another handle negotiated instead of a full handshake. DNS is not shared: a pinned
+ *  call's address comes from `request::pin` (checked by the egress policy), never from a cache
+ *  another call filled. Connections are not shared either: libcurl does not support that across
+ *  threads. */
+class tls_session_share {
+public:
+    tls_session_share() : share_(curl_share_init()) {
+        if (!share_) return;
+        curl_share_setopt(share_, CURLSHOPT_LOCKFUNC, lock);
+        curl_share_setopt(share_, CURLSHOPT_UNLOCKFUNC, unlock);
+        curl_share_setopt(share_, CURLSHOPT_USERDATA, this);
+        curl_share_setopt(share_, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION);
+    }
+    ~tls_session_share() {
+        if (share_) curl_share_cleanup(share_);
+    }
+    tls_session_share(tls_session_share const&) = delete;
+    tls_session_share& operator=(tls_session_share const&) = delete;
+    CURLSH* get() const noexcept { return share_; }
+
+private:
+    static void lock(CURL*, curl_lock_data data, curl_lock_access, void* self) {
+        static_cast<tls_session_share*>(self)->mutex_for(data).lock();
+    }
+    static void unlock(CURL*, curl_lock_data data, void* self) { static_cast<tls_session_share*>(self)->mutex_for(data).unlock(); }
+    std::mutex& mutex_for(curl_lock_data data) { return mutexes_[static_cast<std::size_t>(data) % mutexes_.size()]; }
+
+    CURLSH* share_;
+    std::array<std::mutex, CURL_LOCK_DATA_LAST> mutexes_;
+};
+
 class curl_transport final : public transport {
 public:
     explicit curl_transport(curl_options o) : o_(std::move(o)) {
@@ -130,7 +163,10 @@ private:
                 return c;
             }
         }
-        return std::unique_ptr<CURL, easy_deleter>(curl_easy_init());
+        std::unique_ptr<CURL, easy_deleter> c(curl_easy_init());
+        // curl_easy_reset keeps a handle's share, so it is attached once.
+        if (c && share_.get()) curl_easy_setopt(c.get(), CURLOPT_SHARE, share_.get());
+        return c;
     }
 
     void release(std::unique_ptr<CURL, easy_deleter> c) {
@@ -202,6 +238,7 @@ private:
     }
 
     curl_options o_;
+    tls_session_share share_;  // before the pool: outlives every handle attached to it
     std::mutex pool_mutex_;
     std::vector<std::unique_ptr<CURL, easy_deleter>> pool_;
 };

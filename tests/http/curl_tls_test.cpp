@@ -5,6 +5,8 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <future>
+#include <set>
 #include <optional>
 #include <string>
 
@@ -68,6 +70,24 @@ TEST_F(curl_tls, a_trusted_certificate_for_another_name_is_still_refused) {
     ASSERT_FALSE(res);
     EXPECT_EQ(res.error(), errc::unavailable);
     EXPECT_NE(res.error().detail().find("wrong.test"), std::string::npos) << res.error().detail();
+}
+
+TEST_F(curl_tls, a_new_connection_resumes_the_tls_session_another_pooled_handle_negotiated) {
+    auto t = make_curl_transport({.ca_file = peer_->cert_file()});
+    auto first = t->send({.url = url() + "session", .timeout = 5s});
+    ASSERT_TRUE(first) << first.error().message();
+    EXPECT_EQ(first->body, "full");
+    // Two calls at once: one takes the pooled handle and its live connection, the other a new
+    // handle that must open a second connection; its handshake resumes the shared session.
+    auto call = [&] { return t->send({.url = url() + "session?delay=300", .timeout = 5s}); };
+    auto a = std::async(std::launch::async, call);
+    auto b = std::async(std::launch::async, call);
+    auto ra = a.get();
+    auto rb = b.get();
+    ASSERT_TRUE(ra) << ra.error().message();
+    ASSERT_TRUE(rb) << rb.error().message();
+    std::multiset<std::string> answers{ra->body, rb->body};
+    EXPECT_EQ(answers, (std::multiset<std::string>{"full", "resumed"}));
 }
 
 }  // namespace

@@ -103,6 +103,8 @@ struct curl_options {
 };
 
 /** A libcurl transport (TLS verification on, no redirects followed, no proxy unless configured).
+ *  Its easy handles are pooled, each keeping its keep-alive connections; TLS sessions are shared
+ *  between them, so a new connection to a host resumes a session instead of a full handshake.
  *  A transfer that fails certificate verification is an `errc::unavailable` error whose detail
  *  names the certificate problem; a cancelled call is `errc::cancelled`. */
 std::unique_ptr<transport> make_curl_transport(curl_options options = {});
