@@ -6,10 +6,13 @@
 #include <integration/providers/registry.hpp>
 
 #include <sqlite3.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <csignal>
 #include <cstdio>
+#include <filesystem>
 #include <cstdlib>
 #include <fstream>
 #include <thread>
@@ -294,6 +297,70 @@ TEST(sqlite_store, deferred_commits_are_visible_at_once_and_survive_the_process_
     ASSERT_EQ(WEXITSTATUS(status), 0);
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(count_providers(*s, ctx), 40u);
+}
+
+TEST(sqlite_store, a_write_failing_mid_transaction_rolls_the_unit_back_with_a_clear_error_and_keeps_every_commit) {
+    // A child process whose files may not grow past a limit (RLIMIT_FSIZE: the kernel fails the
+    // write with EFBIG, as a full disk fails it with ENOSPC) commits units until one fails.
+    temp_dir dir;
+    auto ctx = tenant("t1");
+    { auto s = open_sqlite(dir, nullptr); }
+    std::string const name(200, 'x');
+    constexpr std::size_t per_unit = 32;  // about 16 KiB a unit: one failed unit leaves a partial one if anything
+    auto unit = [&](std::string const& key) {
+        return [&, key](unit_of_work& uow) -> result<void> {
+            for (std::size_t i = 0; i < per_unit; ++i) {
+                auto spec = provider_spec(key + "-" + std::to_string(i));
+                spec.display_name = name;
+                auto p = providers::integration_provider::register_new(ctx, system_clock::instance().now(), spec);
+                if (!p) return p.error();
+                if (auto r = uow.providers().save(*p); !r) return r;
+            }
+            return {};
+        };
+    };
+    pid_t child = ::fork();
+    ASSERT_GE(child, 0);
+    if (child == 0) {
+        std::signal(SIGXFSZ, SIG_IGN);
+        auto s = storage::open_sqlite_store({.path = dir.file("integration.db")});
+        if (!s) ::_exit(250);
+        for (int i = 0; i < 10; ++i)
+            if (auto r = (*s)->transact(ctx, unit("before" + std::to_string(i))); !r) {
+                std::fprintf(stderr, "before the limit: %s\n", r.error().detail().c_str());
+                ::_exit(251);
+            }
+        rlimit limit{256 * 1024 + static_cast<rlim_t>(std::filesystem::file_size(dir.file("integration.db-wal"))), RLIM_INFINITY};
+        limit.rlim_cur = std::max<rlim_t>(limit.rlim_cur, std::filesystem::file_size(dir.file("integration.db")) + 256 * 1024);
+        ::setrlimit(RLIMIT_FSIZE, &limit);
+        for (int i = 0; i < 200; ++i) {
+            auto r = (*s)->transact(ctx, unit("after" + std::to_string(i)));
+            if (r) continue;
+            bool clear = r.error() == errc::storage_failure &&
+                         (r.error().detail().find("I/O") != std::string::npos || r.error().detail().find("full") != std::string::npos);
+            std::fprintf(stderr, "unit %d failed: %s\n", i, r.error().detail().c_str());
+            ::_exit(clear ? i : 252);  // i units committed after the limit
+        }
+        ::_exit(253);  // the limit never bit
+    }
+    int status = 0;
+    ::waitpid(child, &status, 0);
+    ASSERT_TRUE(WIFEXITED(status));
+    int committed_after = WEXITSTATUS(status);
+    ASSERT_LT(committed_after, 200) << "exit " << committed_after << ": 250 open, 251 commit before the limit, 252 unclear error, 253 no failure";
+
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(count_providers(*s, ctx), per_unit * (10u + static_cast<std::size_t>(committed_after)));
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir.file("integration.db").c_str(), &db), SQLITE_OK);
+    sqlite3_stmt* check = nullptr;
+    ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &check, nullptr), SQLITE_OK);
+    ASSERT_EQ(sqlite3_step(check), SQLITE_ROW);
+    EXPECT_STREQ(reinterpret_cast<char const*>(sqlite3_column_text(check, 0)), "ok");
+    sqlite3_finalize(check);
+    sqlite3_close(db);
+    // The store keeps working once writes fit again.
+    must(s->transact(ctx, unit("later")));
 }
 
 TEST(sqlite_store, immediate_and_deferred_units_mix_in_one_group) {

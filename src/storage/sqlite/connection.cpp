@@ -18,6 +18,9 @@ error sqlite_error(int rc, std::string_view what, char const* message) {
             return {errc::already_exists, detail};
         return {errc::storage_failure, detail};
     case SQLITE_FULL: return {errc::storage_failure, detail + " (the disk is full; free space and retry)"};
+    case SQLITE_IOERR:
+        return {errc::storage_failure, detail + " (the database file could not be read or written; check free space, "
+                                                "file size limits and the device; nothing of this unit was committed)"};
     default: return {errc::storage_failure, detail};
     }
 }
