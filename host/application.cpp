@@ -82,7 +82,7 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
         p.headers.emplace_back("Allow", allow);
         return p;
     }
-    if (!m.open) {
+    if (m.options.who != access::open) {
         auto auth = req[beast_http::field::authorization];
         auto token = bearer_token(std::string_view(auth.data(), auth.size()));
         auto unauthorized = [](std::string detail) {
@@ -106,6 +106,10 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
                 return p;
             }
         }
+        if (m.options.who == access::admin && !(*owner)->admin)
+            return problem_from(error{errc::forbidden, std::string(req.method_string()) + " " + std::string(m.pattern) +
+                                                           " needs an admin key (`integration-host keys create --admin`): it "
+                                                           "reports on every tenant"});
         ctx.tenant_id = (*owner)->tenant_id;
         ctx.actor = "api-key";
         ctx.admin = (*owner)->admin;

@@ -37,14 +37,25 @@ struct call {
 
 using handler = std::function<result<reply>(call&)>;
 
+/** Who may call a route: anyone, any valid API key, or an admin key only. */
+enum class access { open, key, admin };
+
+/** How a route is served, beyond its handler. */
+struct route_options {
+    access who = access::key;
+};
+
+/** `open`, `key` or `admin`, as the `routes` command prints it. */
+std::string_view access_name(access a) noexcept;
+
 class router {
 public:
-    /** `pattern` segments in braces bind path parameters; `open` routes need no API key. */
-    void add(std::string method, std::string pattern, handler h, bool open = false);
+    /** `pattern` segments in braces bind path parameters. */
+    void add(std::string method, std::string pattern, handler h, route_options options = {});
 
     struct match {
         handler const* h = nullptr;
-        bool open = false;
+        route_options options;
         std::string_view pattern;  // of the route matched, or of the path when only the method differs
         bool path_known = false;  // some route has this path with another method
         std::vector<std::string> allowed;
@@ -56,7 +67,7 @@ public:
     struct route_info {
         std::string_view method;
         std::string_view pattern;
-        bool open;
+        route_options options;
     };
     std::vector<route_info> routes() const;
 
@@ -66,7 +77,7 @@ private:
         std::string pattern;
         std::vector<std::string> segments;
         handler h;
-        bool open;
+        route_options options;
     };
     std::vector<route> routes_;
 };

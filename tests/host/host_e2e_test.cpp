@@ -163,6 +163,7 @@ protected:
     }
     api a() const { return api(host_->port(), *key_a_); }
     api b() const { return api(host_->port(), *key_b_); }
+    api admin() const { return api(host_->port(), *admin_); }
 
     static std::filesystem::path* dir_;
     static std::string* key_a_;
@@ -407,7 +408,7 @@ TEST_F(host_e2e, a_slow_client_is_disconnected_after_the_read_timeout) {
 // The router and host/openapi.json describe the same routes: every (method, pattern) the router
 // registers is an operation of the document, and every operation is a registered route.
 TEST_F(host_e2e, openapi_describes_exactly_the_routes_the_router_serves) {
-    auto doc = api(host_->port(), "").get("/openapi.json");
+    auto doc = a().get("/openapi.json");
     ASSERT_EQ(doc.status, 200);
     EXPECT_EQ(doc.headers["content-type"], "application/json");
     auto spec = doc.json().as_object();
@@ -449,7 +450,7 @@ TEST_F(host_e2e, openapi_passes_the_redocly_linter) {
     std::string cli = std::string(INTEGRATION_PEERS_DIR) + "/node_modules/@redocly/cli/bin/cli.js";
     ASSERT_TRUE(std::filesystem::exists(cli))
         << "the test peers are not installed: run npm ci in " << INTEGRATION_PEERS_DIR << " (scripts/test.sh does)";
-    auto doc = api(host_->port(), "").get("/openapi.json");
+    auto doc = a().get("/openapi.json");
     ASSERT_EQ(doc.status, 200);
     auto file = *dir_ / "openapi.json";
     std::ofstream(file) << doc.body;
@@ -466,8 +467,7 @@ TEST_F(host_e2e, openapi_passes_the_redocly_linter) {
 }
 
 TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
-    api anon(host_->port(), "");
-    auto before = anon.get("/metrics");
+    auto before = admin().get("/metrics");
     ASSERT_EQ(before.status, 200);
     EXPECT_EQ(before.headers["content-type"].rfind("text/plain; version=0.0.4", 0), 0u) << before.headers["content-type"];
     auto const route = std::string("route=\"/integrations/providers/{providerId}\",method=\"GET\"");
@@ -478,7 +478,7 @@ TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
         EXPECT_EQ(a().get(std::string("/integrations/providers/") + id).status, 404);
     EXPECT_EQ(a().get("/no/such/route-77").status, 404);
 
-    auto after = anon.get("/metrics");
+    auto after = admin().get("/metrics");
     ASSERT_EQ(after.status, 200);
     auto const& m = after.body;
     EXPECT_EQ(metric(m, counter) - metric(before.body, counter), 3) << m;
@@ -508,14 +508,14 @@ TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
 
 TEST_F(host_e2e, metrics_count_runs_by_final_status_without_replays) {
     auto t = set_up(a(), vendor_->port(), "-metrics");
-    api anon(host_->port(), "");
+    auto ops = admin();
     auto completed = std::string("integration_runs_total{status=\"Completed\"}");
     auto failed = std::string("integration_runs_total{status=\"Failed\"}");
-    auto before = anon.get("/metrics").body;
+    auto before = ops.get("/metrics").body;
     ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id), {{"Idempotency-Key", "metrics-1"}}).status, 201);
     ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id), {{"Idempotency-Key", "metrics-1"}}).status, 201);
     ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id, "echo.bad")).status, 201);
-    auto after = anon.get("/metrics").body;
+    auto after = ops.get("/metrics").body;
     EXPECT_EQ(metric(after, completed) - metric(before, completed), 1) << after;
     EXPECT_EQ(metric(after, failed) - metric(before, failed), 1);
     auto runs = std::string("integration_http_requests_total{route=\"/integrations/runs\",method=\"POST\",status=\"201\"}");
@@ -528,12 +528,84 @@ TEST_F(host_e2e, metrics_count_runs_by_final_status_without_replays) {
 
 TEST_F(host_e2e, protocol_errors_are_counted_under_their_route) {
     auto series = std::string("integration_http_requests_total{route=\"/integrations/providers\",method=\"POST\",status=\"413\"}");
-    api anon(host_->port(), "");
-    auto before = metric(anon.get("/metrics").body, series);
+    auto ops = admin();
+    auto before = metric(ops.get("/metrics").body, series);
     auto too_big = parse_answer(raw_exchange(host_->port(),
         "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{"));
     ASSERT_EQ(too_big.status, 413);
-    EXPECT_EQ(metric(anon.get("/metrics").body, series) - before, 1);
+    EXPECT_EQ(metric(ops.get("/metrics").body, series) - before, 1);
+}
+
+// /metrics is process-wide (it names connections of every tenant): admin keys only. The OpenAPI
+// document needs any valid key. A tenant key on /metrics is a stable 403 problem.
+TEST_F(host_e2e, metrics_need_an_admin_key_and_openapi_any_key) {
+    api anon(host_->port(), "");
+    auto no_key = anon.get("/metrics");
+    EXPECT_EQ(no_key.status, 401);
+    EXPECT_EQ(no_key.body.find("integration_http_requests_total"), std::string::npos);
+    auto tenant = a().get("/metrics");
+    EXPECT_EQ(tenant.status, 403) << tenant.body;
+    EXPECT_EQ(tenant.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(tenant.json(), "type"), "https://integration.dev/problems/forbidden");
+    EXPECT_EQ(tenant.json().at("status").as_int64(), 403);
+    EXPECT_NE(str(tenant.json(), "detail").find("admin key"), std::string::npos) << tenant.body;
+    EXPECT_EQ(tenant.body.find("integration_http_requests_total"), std::string::npos);
+    EXPECT_EQ(admin().get("/metrics").status, 200);
+
+    EXPECT_EQ(anon.get("/openapi.json").status, 401);
+    EXPECT_EQ(api(host_->port(), "ik_unknown").get("/openapi.json").status, 401);
+    EXPECT_EQ(a().get("/openapi.json").status, 200);
+    EXPECT_EQ(admin().get("/openapi.json").status, 200);
+
+    auto routes = run_and_capture(std::string(INTEGRATION_HOST_BIN) + " routes");
+    EXPECT_NE(routes.find("GET /metrics admin\n"), std::string::npos) << routes;
+    EXPECT_NE(routes.find("GET /openapi.json key\n"), std::string::npos) << routes;
+    EXPECT_NE(routes.find("GET /healthz open\n"), std::string::npos) << routes;
+}
+
+// scope "global": a tenant key may not register one (403), an admin key may, and every tenant
+// then reads it but cannot change it or add clients to it.
+TEST_F(host_e2e, global_providers_need_an_admin_key_and_other_tenants_only_read_them) {
+    auto spec = [&](std::string const& key) {
+        return json::object{{"key", key}, {"displayName", "Shared"}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+                            {"baseUrl", "http://127.0.0.1:" + std::to_string(vendor_->port())},
+                            {"capabilities", json::array{"echo.send"}}, {"scope", "global"}};
+    };
+    auto refused = a().post("/integrations/providers", spec("global-by-tenant"));
+    EXPECT_EQ(refused.status, 403) << refused.body;
+    EXPECT_EQ(refused.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(refused.json(), "type"), "https://integration.dev/problems/forbidden");
+    EXPECT_NE(str(refused.json(), "detail").find("admin"), std::string::npos) << refused.body;
+    EXPECT_EQ(a().get("/integrations/providers?limit=500").body.find("global-by-tenant"), std::string::npos);
+
+    auto created = admin().post("/integrations/providers", spec("global-shared"));
+    ASSERT_EQ(created.status, 201) << created.body;
+    auto id = str(created.json(), "providerId");
+    EXPECT_EQ(str(created.json(), "scope"), "global") << created.body;
+
+    auto read = b().get("/integrations/providers/" + id);
+    ASSERT_EQ(read.status, 200) << read.body;
+    EXPECT_EQ(str(read.json(), "providerId"), id);
+    EXPECT_NE(b().get("/integrations/providers?limit=500").body.find(id), std::string::npos);
+
+    auto deprecate = b().post("/integrations/providers/" + id + "/deprecate", json::object{});
+    EXPECT_EQ(deprecate.status, 403) << deprecate.body;
+    EXPECT_EQ(str(deprecate.json(), "type"), "https://integration.dev/problems/forbidden");
+    auto client = b().post("/integrations/providers/" + id + "/clients",
+                           json::object{{"assemblyName", "Evil.Client"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                        {"authMode", "ApiKey"}, {"operations", json::array{}}});
+    EXPECT_EQ(client.status, 403) << client.body;
+    // With a client the admin registered, activating it from a tenant is refused too.
+    ASSERT_EQ(admin().post("/integrations/providers/" + id + "/clients",
+                           json::object{{"assemblyName", "Shared.Client"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                        {"authMode", "ApiKey"}, {"operations", json::array{}}}).status, 201);
+    auto activate = b().post("/integrations/providers/" + id + "/activate", json::object{});
+    EXPECT_EQ(activate.status, 403) << activate.body;
+    auto after = b().get("/integrations/providers/" + id);
+    EXPECT_EQ(str(after.json(), "status"), "Registered") << after.body;
+    auto clients = admin().get("/integrations/providers/" + id + "/clients").json();
+    ASSERT_EQ(clients.at("items").as_array().size(), 1u);
+    EXPECT_EQ(str(clients.at("items").at(0), "status"), "Registered");
 }
 
 // Workers on short intervals: the outbox relay publishes what a registration raised, the health
@@ -542,6 +614,7 @@ TEST_F(host_e2e, protocol_errors_are_counted_under_their_route) {
 TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
     scratch_dir dir("workers");
     auto key = create_key(dir.string(), "tenant-w");
+    auto admin_key = create_key(dir.string(), "ops", true);
     echo_vendor vendor;
     int code = -100;
     std::string log;
@@ -549,7 +622,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         host_process host(dir.string(), {"--key-rate-limit", "0", "--outbox-interval-ms", "100", "--probe-interval-ms", "200",
                                          "--rotation-interval-ms", "200", "--retry-interval-ms", "200"});
         api client(host.port(), key);
-        api anon(host.port(), "");
+        api ops(host.port(), admin_key);  // /metrics needs an admin key
         auto t = set_up(client, vendor.port(), "-workers");
         auto db = (dir.path() / "integration.db").string();
         auto unpublished = [&] {
@@ -559,10 +632,10 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         auto total = [&] { return run_and_capture("sqlite3 " + db + " 'SELECT count(*) FROM outbox'"); };
         EXPECT_NE(total(), "0\n");
         EXPECT_TRUE(eventually([&] {
-            auto m = anon.get("/metrics").body;
+            auto m = ops.get("/metrics").body;
             return metric(m, "integration_events_published_total{type=\"IntegrationProviderRegistered\"}") == 1 &&
                    metric(m, "integration_worker_items_total{worker=\"outbox-relay\"}") >= 2;
-        })) << anon.get("/metrics").body;
+        })) << ops.get("/metrics").body;
 
         // The periodic probe calls the vendor's health check again, without any request.
         auto health_calls = [&] {
@@ -572,7 +645,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         };
         auto probes = health_calls();
         EXPECT_TRUE(eventually([&] { return health_calls() > probes; })) << probes;
-        EXPECT_GE(metric(anon.get("/metrics").body, "integration_worker_items_total{worker=\"health-probe\"}"), 1);
+        EXPECT_GE(metric(ops.get("/metrics").body, "integration_worker_items_total{worker=\"health-probe\"}"), 1);
 
         // A credential expiring within the default notice and no minter: one rotation_required failure.
         auto soon = client.post("/integrations/credentials",
@@ -586,7 +659,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
             return f.body.find(cred_id) != std::string::npos && f.body.find("CredentialRotation") != std::string::npos;
         })) << client.get("/integrations/failures").body;
 
-        auto m = anon.get("/metrics").body;
+        auto m = ops.get("/metrics").body;
         for (auto const* w : {"outbox-relay", "retry", "credential-rotation", "health-probe", "retention"}) {
             EXPECT_EQ(metric(m, std::string("integration_worker_failures_total{worker=\"") + w + "\"}"), 0) << w << "\n" << host.log();
             EXPECT_GT(metric(m, std::string("integration_worker_last_success_timestamp_seconds{worker=\"") + w + "\"}"), 1.6e9) << w;
