@@ -90,21 +90,24 @@ private:
     void read(bool first) {
         if (closing_ || reading_ || queue_.size() >= state_.config.pipeline_limit) return;
         reading_ = true;
-        // Waiting for the next request of a kept-alive connection is the idle timeout; once bytes
-        // of a request arrive, the read timeout bounds its header and body together.
+        // One deadline per request, header and body together, set once and never extended: on a
+        // new connection from when its first byte is awaited; on a kept-alive one from when it
+        // arrives (waiting for it is the idle timeout).
         if (buffer_.size() == 0) {
             stream_.expires_after(first ? state_.config.read_timeout : state_.config.idle_timeout);
             idle_ = true;
-            stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+            stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this(), first](beast::error_code ec, std::size_t n) {
                 self->idle_ = false;
                 // Closed while idle: bytes that raced the close are never executed, so a client
                 // that sees the connection end without an answer knows its request did not run.
                 if (self->closed_) return;
                 self->buffer_.commit(n);
                 if (ec) return self->read_failed(ec);
+                if (!first) self->stream_.expires_after(self->state_.config.read_timeout);
                 self->read_header();
             });
         } else {
+            stream_.expires_after(state_.config.read_timeout);  // its first bytes are here already
             read_header();
         }
     }
@@ -121,7 +124,6 @@ private:
             buffer_.consume(parser_->put(buffer_.data(), ec));
             if (parser_->is_header_done() || (ec && ec != beast_http::error::need_more)) return on_header(ec);
         }
-        stream_.expires_after(state_.config.read_timeout);
         beast_http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_header(ec);
         });
@@ -142,7 +144,6 @@ private:
             if (body_ec && body_ec != beast_http::error::need_more) return on_body(body_ec);
         }
         if (parser_->is_done()) return on_body({});
-        stream_.expires_after(state_.config.read_timeout);
         beast_http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_body(ec);
         });
