@@ -67,6 +67,15 @@ void application::observe(std::string_view method, std::string_view target, unsi
     services_.metrics.observe_request(route, method_label(method), status, latency);
 }
 
+std::size_t application::body_limit(std::string_view method, std::string_view target) const {
+    auto const& c = services_.config;
+    auto small = std::min(c.json_body_limit, c.body_limit);
+    auto url = boost::urls::parse_origin_form(target);
+    if (!url) return small;
+    auto m = router_.find(method, url->path());
+    return m.h && m.options.large_body ? c.body_limit : small;
+}
+
 reply application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));

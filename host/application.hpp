@@ -30,6 +30,11 @@ public:
     void observe(std::string_view method, std::string_view target, unsigned status,
                  std::chrono::steady_clock::duration latency);
 
+    /** The body limit of the route `method target` names, known once the header is parsed:
+     *  `--body-limit` for routes that carry vendor bodies, `--json-body-limit` for the others and
+     *  for unknown routes (whichever is smaller). */
+    std::size_t body_limit(std::string_view method, std::string_view target) const;
+
     /** The routes served. */
     router const& routes() const noexcept { return router_; }
 

@@ -117,8 +117,8 @@ result<flag_map> parse_flags(std::vector<std::string> const& args, std::vector<s
 
 result<serve_config> load_serve_config(flag_map const& flags) {
     if (auto r = refuse_unknown(flags, {"data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms",
-                                        "idle-timeout-ms", "body-limit", "header-limit", "max-connections",
-                                        "pipeline-limit", "io-threads", "workers", "outbox-interval-ms",
+                                        "idle-timeout-ms", "body-limit", "json-body-limit", "header-limit",
+                                        "max-connections", "pipeline-limit", "io-threads", "workers", "outbox-interval-ms",
                                         "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms",
                                         "shutdown-timeout-ms", "retention-interval-ms", "run-retention-days",
                                         "body-retention-days", "key-rate-limit", "key-burst", "recording"});
@@ -156,7 +156,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                 probe_ms = ms(c.probe_interval), shutdown_ms = ms(c.shutdown_timeout),
                 retention_ms = ms(c.retention_interval);
     for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"idle-timeout-ms", &idle_ms},
-                             numeric{"body-limit", &c.body_limit}, numeric{"header-limit", &c.header_limit},
+                             numeric{"body-limit", &c.body_limit}, numeric{"json-body-limit", &c.json_body_limit},
+                             numeric{"header-limit", &c.header_limit},
                              numeric{"max-connections", &c.max_connections}, numeric{"pipeline-limit", &c.pipeline_limit},
                              numeric{"io-threads", &c.io_threads}, numeric{"workers", &c.workers},
                              numeric{"outbox-interval-ms", &outbox_ms}, numeric{"retry-interval-ms", &retry_ms},
@@ -203,7 +204,7 @@ std::string usage() {
     return R"(usage:
   integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--public-url URL]
                          [--config FILE] [--read-timeout-ms N] [--idle-timeout-ms N] [--body-limit BYTES]
-                         [--header-limit BYTES] [--max-connections N] [--pipeline-limit N]
+                         [--json-body-limit BYTES] [--header-limit BYTES] [--max-connections N] [--pipeline-limit N]
                          [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
                          [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]

@@ -43,6 +43,9 @@ enum class access { open, key, admin };
 /** How a route is served, beyond its handler. */
 struct route_options {
     access who = access::key;
+    /** The body may be as large as `--body-limit` (vendor bodies); other routes take at most
+     *  `--json-body-limit`. */
+    bool large_body = false;
 };
 
 /** `open`, `key` or `admin`, as the `routes` command prints it. */

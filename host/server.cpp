@@ -116,6 +116,7 @@ private:
         started_ = std::chrono::steady_clock::now();
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(state_.config.header_limit));
+        // The largest body any route takes; the route's own limit is applied once the header names it.
         parser_->body_limit(state_.config.body_limit);
         // A request usually arrives whole in one read: parse what is buffered at once and go back
         // to the io_context only for bytes still to come.
@@ -137,6 +138,12 @@ private:
         if (h.count(beast_http::field::content_length) && h.count(beast_http::field::transfer_encoding))
             return answer_and_close(problem(400, "bad-request", "Ambiguous message framing",
                                             "send either Content-Length or Transfer-Encoding, not both"));
+        // The header limit is global (it is read before routing); the body limit is the route's.
+        if (!parser_->is_done()) {
+            auto limit = route_body_limit();
+            if (auto length = parser_->content_length(); length && *length > limit) return parse_failed(beast_http::error::body_limit);
+            parser_->body_limit(limit);
+        }
         if (!parser_->is_done() && buffer_.size() > 0) {
             parser_->eager(true);
             beast::error_code body_ec;
@@ -173,7 +180,7 @@ private:
         reading_ = false;
         if (ec == beast_http::error::body_limit)
             return answer_and_close(problem(413, "payload-too-large", "Request body too large",
-                                            "the body limit is " + std::to_string(state_.config.body_limit) + " bytes"));
+                                            "the body limit of this route is " + std::to_string(route_body_limit()) + " bytes"));
         if (ec == beast_http::error::header_limit)
             return answer_and_close(problem(431, "header-too-large", "Request header fields too large",
                                             "the header limit is " + std::to_string(state_.config.header_limit) + " bytes"));
@@ -181,6 +188,14 @@ private:
             ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
             return read_failed(ec);
         answer_and_close(problem(400, "bad-request", "Malformed HTTP request", ec.message()));
+    }
+
+    // The body limit of the route the request line names (the largest when it names none yet).
+    std::size_t route_body_limit() const {
+        if (!parser_ || parser_->get().target().empty()) return state_.config.body_limit;
+        auto const& h = parser_->get();
+        return state_.app.body_limit(std::string_view(h.method_string().data(), h.method_string().size()),
+                                     std::string_view(h.target().data(), h.target().size()));
     }
 
     void answer_and_close(reply r) {

@@ -608,6 +608,33 @@ TEST_F(host_e2e, global_providers_need_an_admin_key_and_other_tenants_only_read_
     EXPECT_EQ(str(clients.at("items").at(0), "status"), "Registered");
 }
 
+// --json-body-limit (64 KiB) for JSON routes, --body-limit (1 MiB) for runs, which carry vendor
+// bodies: 100 KiB is refused by the first before a byte of its body is read, parsed by the second.
+TEST_F(host_e2e, body_limits_are_chosen_per_route) {
+    std::string pad(100 * 1024, 'x');
+    auto providers = a().call("POST", "/integrations/providers", "{\"key\": \"" + pad + "\"}");
+    EXPECT_EQ(providers.status, 413) << providers.body.substr(0, 300);
+    EXPECT_EQ(providers.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(providers.json(), "type"), "https://integration.dev/problems/payload-too-large");
+    EXPECT_NE(str(providers.json(), "detail").find("65536"), std::string::npos) << providers.body;
+
+    auto runs = a().post("/integrations/runs",
+                         json::object{{"connectionId", "conn-not-there"}, {"operation", "echo.send"},
+                                      {"input", json::object{{"body", json::object{{"pad", pad}}}}}});
+    EXPECT_EQ(runs.status, 404) << runs.body.substr(0, 300);  // parsed, then the connection is not found
+    EXPECT_EQ(str(runs.json(), "type"), "https://integration.dev/problems/not-found");
+
+    // Chunked: the same limits, counted as the chunks arrive.
+    auto chunked = [&](std::string const& target) {
+        return parse_answer(raw_exchange(host_->port(), "POST " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
+                                                            "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                                                            "Connection: close\r\n\r\n19000\r\n" + std::string(0x19000, ' ') + "\r\n0\r\n\r\n"));
+    };
+    EXPECT_EQ(chunked("/integrations/providers").status, 413);
+    auto chunked_run = chunked("/integrations/runs");
+    EXPECT_EQ(chunked_run.status, 400) << chunked_run.body;  // all whitespace: parsed, and not a JSON object
+}
+
 // Workers on short intervals: the outbox relay publishes what a registration raised, the health
 // sweep probes the connection again, the rotation worker escalates a credential about to expire,
 // and SIGTERM still exits 0 with all of them running.
