@@ -76,6 +76,13 @@ std::size_t application::body_limit(std::string_view method, std::string_view ta
     return m.h && m.options.large_body ? c.body_limit : small;
 }
 
+void application::refused_connection() {
+    auto n = services_.metrics.count_refused_connection();
+    if (n % 100 == 1)
+        log_event("warning", "refused a connection: --max-connections (" + std::to_string(services_.config.max_connections) +
+                                 ") are open; " + std::to_string(n) + " refused so far");
+}
+
 reply application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));

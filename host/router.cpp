@@ -72,8 +72,14 @@ router::match router::find(std::string_view method, std::string_view path) const
     return m;
 }
 
-result<boost::json::object> call::json() const {
+result<boost::json::object> call::optional_json() const {
     if (body.empty()) return boost::json::object{};
+    return json();
+}
+
+result<boost::json::object> call::json() const {
+    if (body.empty())
+        return error{errc::invalid_argument, "the request body is missing: send a JSON object (Content-Type: application/json)"};
     boost::json::stream_parser p;
     boost::system::error_code ec;
     auto used = p.write_some(body.data(), body.size(), ec);

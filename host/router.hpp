@@ -27,8 +27,11 @@ struct call {
     std::string body;
     std::function<std::string_view(std::string_view)> header;
 
-    /** The body as a JSON object; malformed JSON names the byte offset. */
+    /** The body as a JSON object. An empty body is refused (the route needs one), malformed JSON
+     *  names the byte offset; invalid UTF-8 and nesting deeper than 32 are malformed. */
     result<boost::json::object> json() const;
+    /** Like `json()`, but an empty body is an empty object: for routes whose fields are all optional. */
+    result<boost::json::object> optional_json() const;
     /** A query parameter, if present. */
     std::optional<std::string> query_param(std::string_view name) const;
     /** `limit` (1-500, default 50) and `cursor`. */

@@ -357,6 +357,7 @@ void server::accept() {
                                                 " connections; retry shortly"),
                                     11, false);
             busy.set("Retry-After", "1");
+            state_.app.refused_connection();
             beast::error_code ignored;
             asio::write(socket, asio::buffer(wire_format(busy)), ignored);
             socket.close(ignored);

@@ -635,6 +635,74 @@ TEST_F(host_e2e, body_limits_are_chosen_per_route) {
     EXPECT_EQ(chunked_run.status, 400) << chunked_run.body;  // all whitespace: parsed, and not a JSON object
 }
 
+// Bad input from egress-and-bad-input.md: each gets a clear 4xx problem, and the host stays up.
+TEST_F(host_e2e, bad_input_gets_a_clear_4xx_and_the_host_stays_up) {
+    auto auth = "Authorization: Bearer " + *key_a_ + "\r\n";
+    auto two_lengths = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Type: application/json\r\n"
+        "Content-Length: 2\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}}"));
+    EXPECT_EQ(two_lengths.status, 400) << two_lengths.body;
+    EXPECT_EQ(two_lengths.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(two_lengths.headers["connection"], "close");
+
+    auto empty = a().call("POST", "/integrations/providers", "");
+    EXPECT_EQ(empty.status, 400) << empty.body;
+    EXPECT_EQ(str(empty.json(), "type"), "https://integration.dev/problems/validation");
+    EXPECT_NE(str(empty.json(), "detail").find("body is missing"), std::string::npos) << empty.body;
+    EXPECT_EQ(a().call("POST", "/integrations/runs", "").status, 400);
+
+    auto bad_utf8 = a().call("POST", "/integrations/providers", "{\"key\": \"caf\xC3\x28\", \"displayName\": \"x\"}");
+    EXPECT_EQ(bad_utf8.status, 400) << bad_utf8.body;
+    EXPECT_EQ(str(bad_utf8.json(), "type"), "https://integration.dev/problems/validation");
+    EXPECT_NE(str(bad_utf8.json(), "detail").find("malformed JSON at byte 12"), std::string::npos) << bad_utf8.body;
+    auto overlong = a().call("POST", "/integrations/providers", "{\"key\": \"\xC0\xAF\"}");
+    EXPECT_EQ(overlong.status, 400) << overlong.body;
+
+    // 100,000 levels: 100 KB, so on a JSON route the body limit refuses it first; on the runs
+    // route it is parsed and refused past the parser's depth limit.
+    std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+    EXPECT_EQ(a().call("POST", "/integrations/providers", deep).status, 413);
+    auto nested = a().call("POST", "/integrations/runs", "{\"input\": " + deep + "}");
+    EXPECT_EQ(nested.status, 400) << nested.body.substr(0, 300);
+    EXPECT_NE(str(nested.json(), "detail").find("malformed JSON"), std::string::npos) << nested.body;
+    auto deep_objects = std::string();
+    for (int i = 0; i < 50'000; ++i) deep_objects += "{\"a\":";
+    auto nested_objects = a().call("POST", "/integrations/runs", deep_objects + "1" + std::string(50'000, '}'));
+    EXPECT_EQ(nested_objects.status, 400) << nested_objects.body.substr(0, 300);
+
+    EXPECT_EQ(api(host_->port(), "").get("/healthz").status, 200);
+    EXPECT_EQ(a().get("/integrations/providers?limit=1").status, 200);
+}
+
+// An endless chunked body is cut at the route's limit with 413, not buffered.
+TEST_F(host_e2e, an_endless_chunked_body_is_cut_with_413) {
+    int fd = connect_loopback(host_->port());
+    std::string head = "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
+                       "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+    std::string chunk = "1000\r\n" + std::string(0x1000, ' ') + "\r\n";
+    std::size_t sent = 0;
+    std::string got;
+    bool closed = false;
+    // Chunks until the host answers or stops reading (or 256 MiB went out: it kept reading).
+    while (sent < 256u * 1024 * 1024) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 0) > 0) break;
+        auto n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent += static_cast<std::size_t>(n);
+    }
+    got = read_all(fd, 5s, &closed);
+    ::close(fd);
+    auto answer = parse_answer(got);
+    EXPECT_EQ(answer.status, 413) << got.substr(0, 300);
+    EXPECT_EQ(str(answer.json(), "type"), "https://integration.dev/problems/payload-too-large");
+    EXPECT_TRUE(closed);
+    // What went out is the route's 64 KiB plus what the loopback sockets' buffers hold.
+    EXPECT_LT(sent, 64u * 1024 * 1024) << "the host kept reading";
+    std::printf("[ chunked  ] %zu bytes sent before the 413\n", sent);
+}
+
 // Workers on short intervals: the outbox relay publishes what a registration raised, the health
 // sweep probes the connection again, the rotation worker escalates a credential about to expire,
 // and SIGTERM still exits 0 with all of them running.
@@ -939,6 +1007,35 @@ TEST(host_timeouts, a_trickling_client_gets_one_deadline_for_header_and_body) {
     EXPECT_GE(elapsed, 1100ms) << "cut off before its deadline";
     // A second deadline from the header's end would close it at ~2 s.
     EXPECT_LT(elapsed, 1700ms) << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms";
+}
+
+// Past --max-connections a new connection gets 503 problem+json with Retry-After and is closed; it
+// is counted and logged, and once a connection closes new ones are served again.
+TEST(host_limits, past_max_connections_a_connection_gets_503_with_retry_after) {
+    scratch_dir dir("maxconn");
+    auto ops_key = create_key(dir.string(), "ops", true);
+    host_process host(dir.string(), {"--max-connections", "2"});
+    int first = connect_loopback(host.port());
+    int second = connect_loopback(host.port());
+    int third = connect_loopback(host.port());
+    bool closed = false;
+    auto raw = read_all(third, 5s, &closed);
+    ::close(third);
+    auto busy = parse_answer(raw);
+    EXPECT_EQ(busy.status, 503) << raw;
+    EXPECT_EQ(busy.headers["retry-after"], "1");
+    EXPECT_EQ(busy.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(busy.json(), "type"), "https://integration.dev/problems/too-many-connections") << busy.body;
+    EXPECT_TRUE(closed);
+
+    ::close(first);
+    api ops(host.port(), ops_key);
+    EXPECT_TRUE(eventually([&] { return ops.get("/healthz").status == 200; }));
+    http_answer m;
+    EXPECT_TRUE(eventually([&] { return (m = ops.get("/metrics")).status == 200; }));
+    EXPECT_GE(metric(m.body, "integration_http_connections_refused_total"), 1) << m.body;
+    EXPECT_NE(host.log_with("refused a connection").find("--max-connections (2)"), std::string::npos) << host.log();
+    ::close(second);
 }
 
 }  // namespace
