@@ -15,6 +15,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -1036,6 +1037,104 @@ TEST(host_limits, past_max_connections_a_connection_gets_503_with_retry_after) {
     EXPECT_GE(metric(m.body, "integration_http_connections_refused_total"), 1) << m.body;
     EXPECT_NE(host.log_with("refused a connection").find("--max-connections (2)"), std::string::npos) << host.log();
     ::close(second);
+}
+
+/** Sets environment variables for one scope, restoring what was there. */
+class env_guard {
+public:
+    env_guard(std::initializer_list<std::pair<char const*, std::string>> vars) {
+        for (auto const& [k, v] : vars) {
+            char const* old = std::getenv(k);
+            saved_.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+            ::setenv(k, v.c_str(), 1);
+        }
+    }
+    ~env_guard() {
+        for (auto const& [k, v] : saved_) v ? ::setenv(k.c_str(), v->c_str(), 1) : ::unsetenv(k.c_str());
+    }
+    env_guard(env_guard const&) = delete;
+    env_guard& operator=(env_guard const&) = delete;
+
+private:
+    std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+// flag > INTEGRATION_* > config file > default, seen from outside: the public URL in the served
+// OpenAPI document and the header limit a large header meets.
+TEST(host_config, flags_win_over_environment_which_wins_over_the_config_file) {
+    scratch_dir dir("config");
+    auto key = create_key(dir.string(), "tenant-c");
+    auto file = (dir.path() / "host.conf").string();
+    std::ofstream(file) << "# settings\npublic-url = http://file.example\n\nheader-limit = 4096\n";
+    auto served_url = [&](host_process const& h) {
+        auto doc = api(h.port(), key).get("/openapi.json");
+        return doc.status == 200 ? str(doc.json().at("servers").at(0), "url") : "status " + std::to_string(doc.status);
+    };
+    auto big_header = [&](host_process const& h) {
+        return parse_answer(raw_exchange(h.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(6000, 'a') +
+                                                       "\r\nConnection: close\r\n\r\n")).status;
+    };
+    {
+        host_process h(dir.string());
+        EXPECT_EQ(served_url(h), "http://127.0.0.1:" + std::to_string(h.port()));  // the default
+        EXPECT_EQ(big_header(h), 200);                                              // under 16 KiB
+    }
+    {
+        host_process h(dir.string(), {"--config", file});
+        EXPECT_EQ(served_url(h), "http://file.example");
+        EXPECT_EQ(big_header(h), 431);
+    }
+    {
+        env_guard env{{"INTEGRATION_CONFIG", file}, {"INTEGRATION_PUBLIC_URL", "http://env.example"}};
+        host_process h(dir.string());
+        EXPECT_EQ(served_url(h), "http://env.example");
+        EXPECT_EQ(big_header(h), 431);  // the file, named by INTEGRATION_CONFIG
+    }
+    {
+        env_guard env{{"INTEGRATION_CONFIG", file}, {"INTEGRATION_PUBLIC_URL", "http://env.example"},
+                      {"INTEGRATION_HEADER_LIMIT", "20000"}};
+        host_process h(dir.string(), {"--public-url", "http://flag.example"});
+        EXPECT_EQ(served_url(h), "http://flag.example");
+        EXPECT_EQ(big_header(h), 200);  // the environment's 20000 over the file's 4096
+    }
+}
+
+TEST(host_config, an_unknown_key_in_the_config_file_is_refused_with_its_line) {
+    scratch_dir dir("badconfig");
+    auto file = (dir.path() / "host.conf").string();
+    std::ofstream(file) << "# settings\nheader-limit = 4096\nbody-limt = 10\n";
+    try {
+        host_process h(dir.string(), {"--config", file});
+        ADD_FAILURE() << "the host started with an unknown key in its config file";
+    } catch (std::runtime_error const& e) {
+        std::string what = e.what();
+        EXPECT_NE(what.find(file + ":3: unknown key 'body-limt'"), std::string::npos) << what;
+    }
+}
+
+// keys create reads INTEGRATION_DATA, INTEGRATION_TENANT and INTEGRATION_ADMIN like its flags.
+TEST(host_config, keys_create_takes_its_flags_admin_included_from_the_environment) {
+    scratch_dir dir("keysenv");
+    auto create = [&](char const* admin) {
+        env_guard env{{"INTEGRATION_DATA", dir.string()}, {"INTEGRATION_TENANT", "ops-env"}, {"INTEGRATION_ADMIN", admin}};
+        return run_and_capture(std::string(INTEGRATION_HOST_BIN) + " keys create 2>&1");
+    };
+    auto last_line = [](std::string out) {
+        while (!out.empty() && out.back() == '\n') out.pop_back();
+        return out.substr(out.rfind('\n') + 1);
+    };
+    auto admin_out = create("true");
+    EXPECT_NE(admin_out.find("an admin API key for tenant ops-env"), std::string::npos) << admin_out;
+    auto tenant_out = create("false");
+    EXPECT_NE(tenant_out.find("an API key for tenant ops-env"), std::string::npos) << tenant_out;
+    auto refused = create("maybe");
+    EXPECT_NE(refused.find("must be true, false, 1 or 0"), std::string::npos) << refused;
+
+    host_process host(dir.string());
+    EXPECT_EQ(api(host.port(), last_line(admin_out)).get("/metrics").status, 200);
+    EXPECT_EQ(api(host.port(), last_line(tenant_out)).get("/metrics").status, 403);
+    auto mine = api(host.port(), last_line(tenant_out)).get("/integrations/providers");
+    EXPECT_EQ(mine.status, 200) << mine.body;
 }
 
 }  // namespace
