@@ -156,11 +156,15 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
     }
 }
 
-http_response application::handle(http_request const& req, std::chrono::steady_clock::time_point started) {
-    request_context ctx;
+trace_context trace_of(http_request const& req) {
     auto tp = req["traceparent"];
     auto parsed = trace_context::parse_traceparent(std::string_view(tp.data(), tp.size()));
-    ctx.trace = parsed ? parsed->child() : trace_context::generate();
+    return parsed ? parsed->child() : trace_context::generate();
+}
+
+http_response application::handle(http_request const& req, std::chrono::steady_clock::time_point started) {
+    request_context ctx;
+    ctx.trace = trace_of(req);
     std::string tenant;
     std::string_view route;
     auto r = dispatch(req, ctx, tenant, route);

@@ -50,6 +50,9 @@ private:
     resilience::rate_limiter key_limits_{system_clock::instance()};  // per API key (its hash)
 };
 
+/** The trace of a request: a child of its `traceparent`, or a new trace without a valid one. */
+trace_context trace_of(http_request const& req);
+
 /** Renders a reply as a response to a request of HTTP `version`. */
 http_response to_response(reply const& r, unsigned version, bool keep_alive);
 

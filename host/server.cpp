@@ -209,8 +209,11 @@ private:
             target = std::string(parser_->get().target());
             method = std::string(parser_->get().method_string());
         }
+        // A trace id for the log line and the answer, so a client can quote the refusal too.
+        auto trace = parser_ && parser_->is_header_done() ? trace_of(parser_->get()) : trace_context::generate();
+        r.headers.emplace_back("traceparent", trace.traceparent());
         auto latency = std::chrono::steady_clock::now() - started_;
-        log_access({.method = method, .target = target, .status = r.status, .latency = latency, .trace_id = "", .tenant = ""});
+        log_access({.method = method, .target = target, .status = r.status, .latency = latency, .trace_id = trace.trace_id, .tenant = ""});
         state_.app.observe(method, target, r.status, latency);
         queue_.push_back({std::nullopt, to_response(r, 11, false), started_});
         next();

@@ -704,6 +704,44 @@ TEST_F(host_e2e, an_endless_chunked_body_is_cut_with_413) {
     std::printf("[ chunked  ] %zu bytes sent before the 413\n", sent);
 }
 
+// The access log line of a request carries the trace id of the traceparent the client sent; a
+// request refused before it reached the application (413, 400) carries one too, also in its answer.
+TEST_F(host_e2e, access_log_lines_carry_the_clients_trace_id_protocol_errors_included) {
+    std::string const trace = "0af7651916cd43dd8448eb211c80319c";
+    auto r = a().call("GET", "/integrations/credentials?limit=2", "", {{"traceparent", "00-" + trace + "-b7ad6b7169203331-01"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.headers["traceparent"].substr(0, 36), "00-" + trace + "-");
+    auto line_with = [&](std::string const& text) {
+        auto log = host_->log_with(text);
+        auto at = log.find(text);
+        if (at == std::string::npos) return std::string();
+        auto begin = log.rfind('\n', at);
+        return log.substr(begin == std::string::npos ? 0 : begin + 1, log.find('\n', at) - (begin == std::string::npos ? 0 : begin + 1));
+    };
+    auto line = line_with("\"traceId\":\"" + trace + "\"");
+    EXPECT_NE(line.find("\"path\":\"/integrations/credentials\""), std::string::npos) << line;
+    EXPECT_NE(line.find("\"status\":200"), std::string::npos) << line;
+    EXPECT_NE(line.find("\"tenant\":\"tenant-a\""), std::string::npos) << line;
+
+    std::string const refused_trace = "5bd66ef5095369c7b0d1f8f4bd33716a";
+    auto too_big = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\ntraceparent: 00-" + refused_trace +
+        "-b7ad6b7169203331-01\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"));
+    ASSERT_EQ(too_big.status, 413);
+    EXPECT_EQ(too_big.headers["traceparent"].substr(0, 36), "00-" + refused_trace + "-");
+    line = line_with("\"traceId\":\"" + refused_trace + "\"");
+    EXPECT_NE(line.find("\"status\":413"), std::string::npos) << line;
+
+    // Malformed: no header to take a trace from, so a new one, in the answer and in the log.
+    auto garbage = parse_answer(raw_exchange(host_->port(), "BLAH\x01 / HTTP/1.1\r\n\r\n"));
+    ASSERT_EQ(garbage.status, 400) << garbage.body;
+    auto tp = garbage.headers["traceparent"];
+    ASSERT_EQ(tp.size(), 55u) << tp;
+    auto generated = tp.substr(3, 32);
+    line = line_with("\"traceId\":\"" + generated + "\"");
+    EXPECT_NE(line.find("\"status\":400"), std::string::npos) << line;
+}
+
 // Workers on short intervals: the outbox relay publishes what a registration raised, the health
 // sweep probes the connection again, the rotation worker escalates a credential about to expire,
 // and SIGTERM still exits 0 with all of them running.
