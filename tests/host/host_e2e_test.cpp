@@ -742,6 +742,136 @@ TEST_F(host_e2e, access_log_lines_carry_the_clients_trace_id_protocol_errors_inc
     EXPECT_NE(line.find("\"status\":400"), std::string::npos) << line;
 }
 
+// Owner-side success paths of routes the isolation test only probes from another tenant.
+TEST_F(host_e2e, owners_test_retire_revoke_and_deprecate_and_filter_by_status) {
+    auto t = set_up(a(), vendor_->port(), "-owner");
+    auto tested = a().post("/integrations/connections/" + t.connection_id + "/test", json::object{});
+    ASSERT_EQ(tested.status, 200) << tested.body;
+    EXPECT_EQ(str(tested.json(), "status"), "Active");
+    EXPECT_EQ(str(tested.json(), "connectionId"), t.connection_id);
+
+    auto second = a().post("/integrations/connections", json::object{{"projectId", "proj-owner"}, {"providerId", t.provider_id},
+                                                                    {"displayName", "Second"}, {"credentialId", t.credential_id}});
+    ASSERT_EQ(second.status, 201) << second.body;
+    auto second_id = str(second.json(), "connectionId");
+    auto retired = a().post("/integrations/connections/" + second_id + "/retire", json::object{{"reason", "moved"}});
+    ASSERT_EQ(retired.status, 200) << retired.body;
+    EXPECT_EQ(str(retired.json(), "status"), "Retired");
+
+    auto ids = [](http_answer const& page) {
+        std::set<std::string> out;
+        auto j = page.json();
+        for (auto const& item : j.at("items").as_array()) out.insert(str(item, "connectionId"));
+        return out;
+    };
+    auto by = "/integrations/connections?providerId=" + t.provider_id;
+    EXPECT_EQ(ids(a().get(by + "&status=Active")), std::set<std::string>{t.connection_id});
+    EXPECT_EQ(ids(a().get(by + "&status=Retired")), std::set<std::string>{second_id});
+    EXPECT_TRUE(ids(a().get(by + "&status=Pending")).empty());
+    auto bogus = a().get(by + "&status=Sleeping");
+    EXPECT_EQ(bogus.status, 400) << bogus.body;
+    EXPECT_EQ(str(bogus.json(), "type"), "https://integration.dev/problems/validation");
+    // A retired connection runs no more.
+    EXPECT_NE(a().post("/integrations/runs", run_body(second_id)).status, 201);
+
+    auto spare = a().post("/integrations/credentials", json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"},
+                                                                   {"secret", "sk_spare_111"},
+                                                                   {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
+    ASSERT_EQ(spare.status, 201) << spare.body;
+    auto spare_id = str(spare.json(), "credentialId");
+    auto revoked = a().post("/integrations/credentials/" + spare_id + "/revoke", json::object{{"reason", "leaked"}});
+    ASSERT_EQ(revoked.status, 200) << revoked.body;
+    EXPECT_EQ(str(revoked.json(), "status"), "Revoked");
+    EXPECT_EQ(str(a().get("/integrations/credentials/" + spare_id).json(), "status"), "Revoked");
+    EXPECT_EQ(str(a().get("/integrations/credentials/" + t.credential_id).json(), "status"), "Active");
+    // No body at all is fine where every field is optional.
+    auto bare = a().call("POST", "/integrations/connections/" + t.connection_id + "/test", "");
+    EXPECT_EQ(bare.status, 200) << bare.body;
+
+    auto deprecated = a().post("/integrations/providers/" + t.provider_id + "/deprecate", json::object{{"reason", "v2 is out"}});
+    ASSERT_EQ(deprecated.status, 200) << deprecated.body;
+    EXPECT_EQ(str(deprecated.json(), "status"), "Deprecated");
+    EXPECT_EQ(str(a().get("/integrations/providers/" + t.provider_id).json(), "status"), "Deprecated");
+}
+
+TEST_F(host_e2e, activate_without_a_client_is_409_and_a_failing_health_check_leaves_a_connection_pending) {
+    auto p = a().post("/integrations/providers",
+                      json::object{{"key", "sick"}, {"displayName", "Sick"}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+                                   {"baseUrl", "http://127.0.0.1:" + std::to_string(vendor_->port())},
+                                   {"capabilities", json::array{"echo.send"}},
+                                   {"healthCheck", json::object{{"method", "POST"}, {"path", "/bad"}, {"expectStatus", 200}}}});
+    ASSERT_EQ(p.status, 201) << p.body;
+    auto id = str(p.json(), "providerId");
+    auto early = a().post("/integrations/providers/" + id + "/activate", json::object{});
+    EXPECT_EQ(early.status, 409) << early.body;
+    EXPECT_EQ(early.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(a().get("/integrations/providers/" + id).json(), "status"), "Registered");
+
+    auto c = a().post("/integrations/providers/" + id + "/clients",
+                      json::object{{"assemblyName", "Sick.ApiClient"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                   {"authMode", "ApiKey"},
+                                   {"operations", json::array{json::object{{"operation", "echo.send"}, {"method", "POST"}, {"path", "/echo/{id}"}}}}});
+    ASSERT_EQ(c.status, 201) << c.body;
+    ASSERT_EQ(a().post("/integrations/providers/" + id + "/activate", json::object{}).status, 200);
+    auto cred = a().post("/integrations/credentials", json::object{{"providerId", id}, {"authMode", "ApiKey"}, {"secret", "sk_sick_1"},
+                                                                  {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
+    ASSERT_EQ(cred.status, 201) << cred.body;
+    auto conn = a().post("/integrations/connections", json::object{{"projectId", "proj-sick"}, {"providerId", id}, {"displayName", "Sick"},
+                                                                  {"credentialId", str(cred.json(), "credentialId")}});
+    ASSERT_EQ(conn.status, 201) << conn.body;
+    EXPECT_EQ(str(conn.json(), "status"), "Pending") << conn.body;
+    auto conn_id = str(conn.json(), "connectionId");
+    auto tested = a().post("/integrations/connections/" + conn_id + "/test", json::object{});
+    ASSERT_EQ(tested.status, 200) << tested.body;
+    EXPECT_EQ(str(tested.json(), "status"), "Pending") << tested.body;
+    auto listed = a().get("/integrations/connections?status=Pending&providerId=" + id);
+    ASSERT_EQ(listed.json().at("items").as_array().size(), 1u) << listed.body;
+}
+
+// limit + cursor walk every list to its end without repeats; limits outside 1-500 are 400.
+TEST_F(host_e2e, credentials_connections_and_failures_page_with_limit_and_cursor) {
+    auto t = set_up(a(), vendor_->port(), "-pages");
+    ASSERT_EQ(a().post("/integrations/connections", json::object{{"projectId", "proj-pages"}, {"providerId", t.provider_id},
+                                                               {"displayName", "Again"}, {"credentialId", t.credential_id}}).status, 201);
+    ASSERT_EQ(a().post("/integrations/credentials", json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "sk_p2"},
+                                                                {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}}).status, 201);
+    for (int i = 0; i < 2; ++i) ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id, "echo.bad")).status, 201);
+
+    struct list {
+        std::string target, id;
+    };
+    for (auto const& l : {list{"/integrations/credentials?", "credentialId"},
+                          list{"/integrations/connections?providerId=" + t.provider_id + "&", "connectionId"},
+                          list{"/integrations/failures?", "failureId"}}) {
+        auto everything = a().get(l.target + "limit=500");
+        ASSERT_EQ(everything.status, 200) << everything.body;
+        auto total = everything.json().at("items").as_array().size();
+        EXPECT_GE(total, 2u) << l.target;
+        EXPECT_TRUE(everything.json().at("nextCursor").is_null());
+        std::set<std::string> seen;
+        std::string cursor;
+        int pages = 0;
+        do {
+            auto page = a().get(l.target + "limit=1" + (cursor.empty() ? "" : "&cursor=" + cursor));
+            ASSERT_EQ(page.status, 200) << l.target << page.body;
+            auto j = page.json();
+            auto const& items = j.at("items").as_array();
+            ASSERT_LE(items.size(), 1u);
+            for (auto const& item : items) EXPECT_TRUE(seen.insert(str(item, l.id.c_str())).second) << l.target << " repeated";
+            auto next = j.at("nextCursor");
+            cursor = next.is_string() ? std::string(next.as_string()) : "";
+            ASSERT_LT(++pages, 1000);
+        } while (!cursor.empty());
+        EXPECT_EQ(seen.size(), total) << l.target;
+        for (auto const* bad : {"limit=0", "limit=501", "limit=abc", "limit=-1"}) {
+            auto r = a().get(l.target + bad);
+            EXPECT_EQ(r.status, 400) << l.target << bad << ": " << r.body;
+            EXPECT_EQ(str(r.json(), "type"), "https://integration.dev/problems/validation") << l.target << bad;
+            EXPECT_NE(str(r.json(), "detail").find("limit"), std::string::npos);
+        }
+    }
+}
+
 // Workers on short intervals: the outbox relay publishes what a registration raised, the health
 // sweep probes the connection again, the rotation worker escalates a credential about to expire,
 // and SIGTERM still exits 0 with all of them running.
