@@ -68,6 +68,22 @@ void application::observe(std::string_view method, std::string_view target, unsi
     services_.metrics.observe_request(route, method_label(method), status, latency);
 }
 
+std::size_t application::body_limit(std::string_view method, std::string_view target) const {
+    auto const& c = services_.config;
+    auto small = std::min(c.json_body_limit, c.body_limit);
+    auto url = boost::urls::parse_origin_form(target);
+    if (!url) return small;
+    auto m = router_.find(method, url->path());
+    return m.h && m.options.large_body ? c.body_limit : small;
+}
+
+void application::refused_connection() {
+    auto n = services_.metrics.count_refused_connection();
+    if (n % 100 == 1)
+        log_event("warning", "refused a connection: --max-connections (" + std::to_string(services_.config.max_connections) +
+                                 ") are open; " + std::to_string(n) + " refused so far");
+}
+
 reply application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
@@ -83,7 +99,7 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
         p.headers.emplace_back("Allow", allow);
         return p;
     }
-    if (!m.open) {
+    if (m.options.who != access::open) {
         auto auth = req[beast_http::field::authorization];
         auto token = bearer_token(std::string_view(auth.data(), auth.size()));
         auto unauthorized = [](std::string detail) {
@@ -107,6 +123,10 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
                 return p;
             }
         }
+        if (m.options.who == access::admin && !(*owner)->admin)
+            return problem_from(error{errc::forbidden, std::string(req.method_string()) + " " + std::string(m.pattern) +
+                                                           " needs an admin key (`integration-host keys create --admin`): it "
+                                                           "reports on every tenant"});
         ctx.tenant_id = (*owner)->tenant_id;
         ctx.actor = "api-key";
         ctx.admin = (*owner)->admin;
@@ -137,11 +157,15 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
     }
 }
 
-http_response application::handle(http_request const& req, std::chrono::steady_clock::time_point started) {
-    request_context ctx;
+trace_context trace_of(http_request const& req) {
     auto tp = req["traceparent"];
     auto parsed = trace_context::parse_traceparent(std::string_view(tp.data(), tp.size()));
-    ctx.trace = parsed ? parsed->child() : trace_context::generate();
+    return parsed ? parsed->child() : trace_context::generate();
+}
+
+http_response application::handle(http_request const& req, std::chrono::steady_clock::time_point started) {
+    request_context ctx;
+    ctx.trace = trace_of(req);
     std::string tenant;
     std::string_view route;
     auto r = dispatch(req, ctx, tenant, route);

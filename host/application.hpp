@@ -30,6 +30,15 @@ public:
     void observe(std::string_view method, std::string_view target, unsigned status,
                  std::chrono::steady_clock::duration latency);
 
+    /** The body limit of the route `method target` names, known once the header is parsed:
+     *  `--body-limit` for routes that carry vendor bodies, `--json-body-limit` for the others and
+     *  for unknown routes (whichever is smaller). */
+    std::size_t body_limit(std::string_view method, std::string_view target) const;
+
+    /** Counts a connection the server refused over `--max-connections`, and logs the first
+     *  refusal and every 100th (a flood must not flood the log too). */
+    void refused_connection();
+
     /** The routes served. */
     router const& routes() const noexcept { return router_; }
 
@@ -40,6 +49,9 @@ private:
     router router_;
     resilience::rate_limiter key_limits_{system_clock::instance()};  // per API key (its hash)
 };
+
+/** The trace of a request: a child of its `traceparent`, or a new trace without a valid one. */
+trace_context trace_of(http_request const& req);
 
 /** Renders a reply as a response to a request of HTTP `version`. */
 http_response to_response(reply const& r, unsigned version, bool keep_alive);

@@ -35,7 +35,9 @@ std::string env_name(std::string const& flag) {
     return n;
 }
 
-result<flag_map> read_config_file(std::string const& path) {
+// A key the host does not know is refused, with its line: a misspelt setting silently ignored
+// would leave its default in force.
+result<flag_map> read_config_file(std::string const& path, std::set<std::string> const& known) {
     std::ifstream in(path);
     if (!in) return error{errc::invalid_argument, "config file " + path + " cannot be read"};
     flag_map out;
@@ -50,6 +52,9 @@ result<flag_map> read_config_file(std::string const& path) {
             return error{errc::invalid_argument, path + ":" + std::to_string(n) + ": expected `key = value`"};
         auto key = trim(line.substr(0, eq));
         auto value = trim(line.substr(eq + 1));
+        if (!known.contains(key) || key == "config")
+            return error{errc::invalid_argument, path + ":" + std::to_string(n) + ": unknown key '" + key +
+                                                     "' (keys are the serve flags without --, see --help)"};
         if (key == "egress-allow")
             for (auto& v : split_commas(value)) out[key].push_back(v);
         else
@@ -116,18 +121,16 @@ result<flag_map> parse_flags(std::vector<std::string> const& args, std::vector<s
 }
 
 result<serve_config> load_serve_config(flag_map const& flags) {
-    if (auto r = refuse_unknown(flags, {"data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms",
-                                        "idle-timeout-ms", "body-limit", "header-limit", "max-connections",
-                                        "pipeline-limit", "io-threads", "workers", "outbox-interval-ms",
-                                        "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms",
-                                        "shutdown-timeout-ms", "retention-interval-ms", "run-retention-days",
-                                        "body-retention-days", "key-rate-limit", "key-burst", "recording"});
-        !r)
-        return r.error();
+    static std::set<std::string> const known{
+        "data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms", "idle-timeout-ms", "body-limit",
+        "json-body-limit", "header-limit", "max-connections", "pipeline-limit", "io-threads", "workers",
+        "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
+        "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording"};
+    if (auto r = refuse_unknown(flags, known); !r) return r.error();
     flag_map file;
     layers no_file(flags, {});
     if (auto path = no_file.values("config", false); !path.empty()) {
-        auto f = read_config_file(path.back());
+        auto f = read_config_file(path.back(), known);
         if (!f) return f.error();
         file = std::move(*f);
     }
@@ -156,7 +159,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                 probe_ms = ms(c.probe_interval), shutdown_ms = ms(c.shutdown_timeout),
                 retention_ms = ms(c.retention_interval);
     for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"idle-timeout-ms", &idle_ms},
-                             numeric{"body-limit", &c.body_limit}, numeric{"header-limit", &c.header_limit},
+                             numeric{"body-limit", &c.body_limit}, numeric{"json-body-limit", &c.json_body_limit},
+                             numeric{"header-limit", &c.header_limit},
                              numeric{"max-connections", &c.max_connections}, numeric{"pipeline-limit", &c.pipeline_limit},
                              numeric{"io-threads", &c.io_threads}, numeric{"workers", &c.workers},
                              numeric{"outbox-interval-ms", &outbox_ms}, numeric{"retry-interval-ms", &retry_ms},
@@ -188,7 +192,12 @@ result<keys_create_config> load_keys_create_config(flag_map const& flags) {
     keys_create_config c;
     if (auto v = l.values("data", false); !v.empty()) c.data = v.back();
     if (auto v = l.values("tenant", false); !v.empty()) c.tenant = v.back();
-    c.admin = flags.contains("admin");
+    // A bare --admin, or INTEGRATION_ADMIN=true|1|false|0 like the other flags' variables.
+    if (auto v = l.values("admin", false); !v.empty()) {
+        if (v.back() == "true" || v.back() == "1") c.admin = true;
+        else if (v.back() == "false" || v.back() == "0") c.admin = false;
+        else return error{errc::invalid_argument, "--admin (INTEGRATION_ADMIN) must be true, false, 1 or 0, got '" + v.back() + "'"};
+    }
     if (c.tenant.empty()) return error{errc::invalid_argument, "--tenant is required"};
     return c;
 }
@@ -203,7 +212,7 @@ std::string usage() {
     return R"(usage:
   integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--public-url URL]
                          [--config FILE] [--read-timeout-ms N] [--idle-timeout-ms N] [--body-limit BYTES]
-                         [--header-limit BYTES] [--max-connections N] [--pipeline-limit N]
+                         [--json-body-limit BYTES] [--header-limit BYTES] [--max-connections N] [--pipeline-limit N]
                          [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
                          [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]
@@ -212,7 +221,8 @@ std::string usage() {
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW
 is comma-separated) or from a config file of `flag = value` lines; a flag wins over the environment,
-which wins over the file. Defaults: --data ./data, --listen 127.0.0.1:8080.
+which wins over the file. Defaults: --data ./data, --listen 127.0.0.1:8080. `keys create` reads
+INTEGRATION_DATA, INTEGRATION_TENANT and INTEGRATION_ADMIN (true|false) the same way.
 )";
 }
 

@@ -79,13 +79,13 @@ int serve(std::vector<std::string> const& args) {
     return 0;
 }
 
-// Hidden: prints `METHOD PATTERN open|key` per route, so tests can compare the router with
+// Hidden: prints `METHOD PATTERN open|key|admin` per route, so tests can compare the router with
 // host/openapi.json. The handlers are registered on unopened services and never called.
 int routes() {
     host::services none;
     host::application app(none);
     for (auto const& r : app.routes().routes())
-        std::cout << r.method << " " << r.pattern << " " << (r.open ? "open" : "key") << "\n";
+        std::cout << r.method << " " << r.pattern << " " << host::access_name(r.options.who) << "\n";
     return 0;
 }
 

@@ -100,6 +100,10 @@ std::string host_metrics::render(std::vector<std::pair<std::string, resilience::
         out += "integration_http_request_duration_seconds_count{" + labels + "} " + std::to_string(h.count) + "\n";
     }
 
+    header(out, "integration_http_connections_refused_total", "counter",
+           "Connections answered 503 and closed because --max-connections were open.");
+    out += "integration_http_connections_refused_total " + std::to_string(refused_connections_.load()) + "\n";
+
     header(out, "integration_runs_total", "counter", "Runs this host executed, by final status (idempotent replays excluded).");
     for (auto const& [status, n] : runs_)
         out += "integration_runs_total{status=\"" + escaped(status) + "\"} " + std::to_string(n) + "\n";

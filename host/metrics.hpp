@@ -41,6 +41,8 @@ public:
                          std::chrono::steady_clock::duration latency);
     /** A run the host executed (not an idempotent replay), by its final status. */
     void count_run(std::string_view status);
+    /** A connection refused over `--max-connections`; returns how many were refused so far. */
+    std::uint64_t count_refused_connection() { return ++refused_connections_; }
     /** An event the outbox relay published. */
     void count_event(std::string_view event_type);
     /** The stats of worker `name`, created on first use; the reference stays valid. */
@@ -63,6 +65,7 @@ private:
     std::map<std::string, std::uint64_t, std::less<>> runs_;
     std::map<std::string, std::uint64_t, std::less<>> events_;
     std::map<std::string, std::unique_ptr<worker_stats>, std::less<>> workers_;
+    std::atomic<std::uint64_t> refused_connections_{0};
 };
 
 /** The method as a label: the standard ones as sent, anything else "other" (bounded). */

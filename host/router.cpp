@@ -19,15 +19,24 @@ std::vector<std::string_view> split_path(std::string_view path) {
     return out;
 }
 
-void router::add(std::string method, std::string pattern, handler h, bool open) {
+std::string_view access_name(access a) noexcept {
+    switch (a) {
+    case access::open: return "open";
+    case access::key: return "key";
+    case access::admin: return "admin";
+    }
+    return "key";
+}
+
+void router::add(std::string method, std::string pattern, handler h, route_options options) {
     auto views = split_path(pattern);
     std::vector<std::string> segments(views.begin(), views.end());
-    routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(h), open});
+    routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(h), options});
 }
 
 std::vector<router::route_info> router::routes() const {
     std::vector<route_info> out;
-    for (auto const& r : routes_) out.push_back({r.method, r.pattern, r.open});
+    for (auto const& r : routes_) out.push_back({r.method, r.pattern, r.options});
     return out;
 }
 
@@ -55,7 +64,7 @@ router::match router::find(std::string_view method, std::string_view path) const
             continue;
         }
         m.h = &r.h;
-        m.open = r.open;
+        m.options = r.options;
         m.pattern = r.pattern;
         m.params = std::move(params);
         return m;
@@ -63,8 +72,14 @@ router::match router::find(std::string_view method, std::string_view path) const
     return m;
 }
 
-result<boost::json::object> call::json() const {
+result<boost::json::object> call::optional_json() const {
     if (body.empty()) return boost::json::object{};
+    return json();
+}
+
+result<boost::json::object> call::json() const {
+    if (body.empty())
+        return error{errc::invalid_argument, "the request body is missing: send a JSON object (Content-Type: application/json)"};
     boost::json::stream_parser p;
     boost::system::error_code ec;
     auto used = p.write_some(body.data(), body.size(), ec);

@@ -27,8 +27,11 @@ struct call {
     std::string body;
     std::function<std::string_view(std::string_view)> header;
 
-    /** The body as a JSON object; malformed JSON names the byte offset. */
+    /** The body as a JSON object. An empty body is refused (the route needs one), malformed JSON
+     *  names the byte offset; invalid UTF-8 and nesting deeper than 32 are malformed. */
     result<boost::json::object> json() const;
+    /** Like `json()`, but an empty body is an empty object: for routes whose fields are all optional. */
+    result<boost::json::object> optional_json() const;
     /** A query parameter, if present. */
     std::optional<std::string> query_param(std::string_view name) const;
     /** `limit` (1-500, default 50) and `cursor`. */
@@ -37,14 +40,28 @@ struct call {
 
 using handler = std::function<result<reply>(call&)>;
 
+/** Who may call a route: anyone, any valid API key, or an admin key only. */
+enum class access { open, key, admin };
+
+/** How a route is served, beyond its handler. */
+struct route_options {
+    access who = access::key;
+    /** The body may be as large as `--body-limit` (vendor bodies); other routes take at most
+     *  `--json-body-limit`. */
+    bool large_body = false;
+};
+
+/** `open`, `key` or `admin`, as the `routes` command prints it. */
+std::string_view access_name(access a) noexcept;
+
 class router {
 public:
-    /** `pattern` segments in braces bind path parameters; `open` routes need no API key. */
-    void add(std::string method, std::string pattern, handler h, bool open = false);
+    /** `pattern` segments in braces bind path parameters. */
+    void add(std::string method, std::string pattern, handler h, route_options options = {});
 
     struct match {
         handler const* h = nullptr;
-        bool open = false;
+        route_options options;
         std::string_view pattern;  // of the route matched, or of the path when only the method differs
         bool path_known = false;  // some route has this path with another method
         std::vector<std::string> allowed;
@@ -56,7 +73,7 @@ public:
     struct route_info {
         std::string_view method;
         std::string_view pattern;
-        bool open;
+        route_options options;
     };
     std::vector<route_info> routes() const;
 
@@ -66,7 +83,7 @@ private:
         std::string pattern;
         std::vector<std::string> segments;
         handler h;
-        bool open;
+        route_options options;
     };
     std::vector<route> routes_;
 };

@@ -90,21 +90,24 @@ private:
     void read(bool first) {
         if (closing_ || reading_ || queue_.size() >= state_.config.pipeline_limit) return;
         reading_ = true;
-        // Waiting for the next request of a kept-alive connection is the idle timeout; once bytes
-        // of a request arrive, the read timeout bounds its header and body together.
+        // One deadline per request, header and body together, set once and never extended: on a
+        // new connection from when its first byte is awaited; on a kept-alive one from when it
+        // arrives (waiting for it is the idle timeout).
         if (buffer_.size() == 0) {
             stream_.expires_after(first ? state_.config.read_timeout : state_.config.idle_timeout);
             idle_ = true;
-            stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this()](beast::error_code ec, std::size_t n) {
+            stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this(), first](beast::error_code ec, std::size_t n) {
                 self->idle_ = false;
                 // Closed while idle: bytes that raced the close are never executed, so a client
                 // that sees the connection end without an answer knows its request did not run.
                 if (self->closed_) return;
                 self->buffer_.commit(n);
                 if (ec) return self->read_failed(ec);
+                if (!first) self->stream_.expires_after(self->state_.config.read_timeout);
                 self->read_header();
             });
         } else {
+            stream_.expires_after(state_.config.read_timeout);  // its first bytes are here already
             read_header();
         }
     }
@@ -113,6 +116,7 @@ private:
         started_ = std::chrono::steady_clock::now();
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(state_.config.header_limit));
+        // The largest body any route takes; the route's own limit is applied once the header names it.
         parser_->body_limit(state_.config.body_limit);
         // A request usually arrives whole in one read: parse what is buffered at once and go back
         // to the io_context only for bytes still to come.
@@ -121,7 +125,6 @@ private:
             buffer_.consume(parser_->put(buffer_.data(), ec));
             if (parser_->is_header_done() || (ec && ec != beast_http::error::need_more)) return on_header(ec);
         }
-        stream_.expires_after(state_.config.read_timeout);
         beast_http::async_read_header(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_header(ec);
         });
@@ -135,6 +138,12 @@ private:
         if (h.count(beast_http::field::content_length) && h.count(beast_http::field::transfer_encoding))
             return answer_and_close(problem(400, "bad-request", "Ambiguous message framing",
                                             "send either Content-Length or Transfer-Encoding, not both"));
+        // The header limit is global (it is read before routing); the body limit is the route's.
+        if (!parser_->is_done()) {
+            auto limit = route_body_limit();
+            if (auto length = parser_->content_length(); length && *length > limit) return parse_failed(beast_http::error::body_limit);
+            parser_->body_limit(limit);
+        }
         if (!parser_->is_done() && buffer_.size() > 0) {
             parser_->eager(true);
             beast::error_code body_ec;
@@ -142,7 +151,6 @@ private:
             if (body_ec && body_ec != beast_http::error::need_more) return on_body(body_ec);
         }
         if (parser_->is_done()) return on_body({});
-        stream_.expires_after(state_.config.read_timeout);
         beast_http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_body(ec);
         });
@@ -172,7 +180,7 @@ private:
         reading_ = false;
         if (ec == beast_http::error::body_limit)
             return answer_and_close(problem(413, "payload-too-large", "Request body too large",
-                                            "the body limit is " + std::to_string(state_.config.body_limit) + " bytes"));
+                                            "the body limit of this route is " + std::to_string(route_body_limit()) + " bytes"));
         if (ec == beast_http::error::header_limit)
             return answer_and_close(problem(431, "header-too-large", "Request header fields too large",
                                             "the header limit is " + std::to_string(state_.config.header_limit) + " bytes"));
@@ -180,6 +188,14 @@ private:
             ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
             return read_failed(ec);
         answer_and_close(problem(400, "bad-request", "Malformed HTTP request", ec.message()));
+    }
+
+    // The body limit of the route the request line names (the largest when it names none yet).
+    std::size_t route_body_limit() const {
+        if (!parser_ || parser_->get().target().empty()) return state_.config.body_limit;
+        auto const& h = parser_->get();
+        return state_.app.body_limit(std::string_view(h.method_string().data(), h.method_string().size()),
+                                     std::string_view(h.target().data(), h.target().size()));
     }
 
     void answer_and_close(reply r) {
@@ -193,8 +209,11 @@ private:
             target = std::string(parser_->get().target());
             method = std::string(parser_->get().method_string());
         }
+        // A trace id for the log line and the answer, so a client can quote the refusal too.
+        auto trace = parser_ && parser_->is_header_done() ? trace_of(parser_->get()) : trace_context::generate();
+        r.headers.emplace_back("traceparent", trace.traceparent());
         auto latency = std::chrono::steady_clock::now() - started_;
-        log_access({.method = method, .target = target, .status = r.status, .latency = latency, .trace_id = "", .tenant = ""});
+        log_access({.method = method, .target = target, .status = r.status, .latency = latency, .trace_id = trace.trace_id, .tenant = ""});
         state_.app.observe(method, target, r.status, latency);
         queue_.push_back({std::nullopt, to_response(r, 11, false), started_});
         next();
@@ -341,6 +360,7 @@ void server::accept() {
                                                 " connections; retry shortly"),
                                     11, false);
             busy.set("Retry-After", "1");
+            state_.app.refused_connection();
             beast::error_code ignored;
             asio::write(socket, asio::buffer(wire_format(busy)), ignored);
             socket.close(ignored);

@@ -54,7 +54,7 @@ void add_connection_routes(router& r, services& s) {
     });
 
     r.add("POST", "/integrations/connections/{connectionId}/retire", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.optional_json();
         if (!body) return body.error();
         auto reason = optional_string(*body, "reason");
         if (!reason) return reason.error();

@@ -163,7 +163,7 @@ void add_credential_routes(router& r, services& s) {
     });
 
     r.add("POST", "/integrations/credentials/{credentialId}/revoke", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.optional_json();
         if (!body) return body.error();
         auto reason = optional_string(*body, "reason");
         if (!reason) return reason.error();

@@ -12,7 +12,7 @@ namespace integration::host {
 void add_operation_routes(router& r, services& s) {
     r.add("GET", "/healthz", [](call&) -> result<reply> {
         return json_reply(200, boost::json::object{{"status", "ok"}});
-    }, true);
+    }, {.who = access::open});
 
     // Each backend is touched with a read that cannot change anything.
     r.add("GET", "/readyz", [&s](call&) -> result<reply> {
@@ -38,13 +38,14 @@ void add_operation_routes(router& r, services& s) {
         ready = ready && blobs_ok;
         boost::json::object o{{"status", ready ? "ready" : "unavailable"}, {"checks", checks}};
         return json_reply(ready ? 200 : 503, o);
-    }, true);
+    }, {.who = access::open});
 
-    // Open like /healthz: scrapers rarely carry API keys, and nothing here names a tenant or a key.
+    // Admin only: the exposition is process-wide and its breaker series name every tenant's
+    // connections. Prometheus sends the key with `authorization: {credentials: ...}`.
     r.add("GET", "/metrics", [&s](call&) -> result<reply> {
         reply rep{200, nullptr, "text/plain; version=0.0.4; charset=utf-8", {}, s.metrics.render(s.runs->breaker_states())};
         return rep;
-    }, true);
+    }, {.who = access::admin});
 
     // host/openapi.json, embedded at build time. `servers` names this host's own base URL, read at
     // request time because `--listen` port 0 is known only once bound.
@@ -52,7 +53,7 @@ void add_operation_routes(router& r, services& s) {
         auto served = doc;
         served["servers"] = boost::json::array{boost::json::object{{"url", public_base_url(s.config)}, {"description", "this host"}}};
         return reply{200, nullptr, "application/json", {}, boost::json::serialize(served)};
-    }, true);
+    });
 }
 
 }  // namespace integration::host

@@ -93,7 +93,7 @@ void add_provider_routes(router& r, services& s) {
     });
 
     r.add("POST", "/integrations/providers/{providerId}/deprecate", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.optional_json();
         if (!body) return body.error();
         auto reason = optional_string(*body, "reason");
         if (!reason) return reason.error();

@@ -107,7 +107,7 @@ void add_run_routes(router& r, services& s) {
         auto rep = json_reply(201, render_outcome(*out));
         if (out->replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
         return rep;
-    });
+    }, {.large_body = true});  // carries the vendor's request body
 
     r.add("GET", "/integrations/runs", [&s](call& c) -> result<reply> {
         auto page = c.page();

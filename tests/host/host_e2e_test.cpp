@@ -15,6 +15,7 @@
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -163,6 +164,7 @@ protected:
     }
     api a() const { return api(host_->port(), *key_a_); }
     api b() const { return api(host_->port(), *key_b_); }
+    api admin() const { return api(host_->port(), *admin_); }
 
     static std::filesystem::path* dir_;
     static std::string* key_a_;
@@ -407,7 +409,7 @@ TEST_F(host_e2e, a_slow_client_is_disconnected_after_the_read_timeout) {
 // The router and host/openapi.json describe the same routes: every (method, pattern) the router
 // registers is an operation of the document, and every operation is a registered route.
 TEST_F(host_e2e, openapi_describes_exactly_the_routes_the_router_serves) {
-    auto doc = api(host_->port(), "").get("/openapi.json");
+    auto doc = a().get("/openapi.json");
     ASSERT_EQ(doc.status, 200);
     EXPECT_EQ(doc.headers["content-type"], "application/json");
     auto spec = doc.json().as_object();
@@ -449,7 +451,7 @@ TEST_F(host_e2e, openapi_passes_the_redocly_linter) {
     std::string cli = std::string(INTEGRATION_PEERS_DIR) + "/node_modules/@redocly/cli/bin/cli.js";
     ASSERT_TRUE(std::filesystem::exists(cli))
         << "the test peers are not installed: run npm ci in " << INTEGRATION_PEERS_DIR << " (scripts/test.sh does)";
-    auto doc = api(host_->port(), "").get("/openapi.json");
+    auto doc = a().get("/openapi.json");
     ASSERT_EQ(doc.status, 200);
     auto file = *dir_ / "openapi.json";
     std::ofstream(file) << doc.body;
@@ -466,8 +468,7 @@ TEST_F(host_e2e, openapi_passes_the_redocly_linter) {
 }
 
 TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
-    api anon(host_->port(), "");
-    auto before = anon.get("/metrics");
+    auto before = admin().get("/metrics");
     ASSERT_EQ(before.status, 200);
     EXPECT_EQ(before.headers["content-type"].rfind("text/plain; version=0.0.4", 0), 0u) << before.headers["content-type"];
     auto const route = std::string("route=\"/integrations/providers/{providerId}\",method=\"GET\"");
@@ -478,7 +479,7 @@ TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
         EXPECT_EQ(a().get(std::string("/integrations/providers/") + id).status, 404);
     EXPECT_EQ(a().get("/no/such/route-77").status, 404);
 
-    auto after = anon.get("/metrics");
+    auto after = admin().get("/metrics");
     ASSERT_EQ(after.status, 200);
     auto const& m = after.body;
     EXPECT_EQ(metric(m, counter) - metric(before.body, counter), 3) << m;
@@ -508,14 +509,14 @@ TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
 
 TEST_F(host_e2e, metrics_count_runs_by_final_status_without_replays) {
     auto t = set_up(a(), vendor_->port(), "-metrics");
-    api anon(host_->port(), "");
+    auto ops = admin();
     auto completed = std::string("integration_runs_total{status=\"Completed\"}");
     auto failed = std::string("integration_runs_total{status=\"Failed\"}");
-    auto before = anon.get("/metrics").body;
+    auto before = ops.get("/metrics").body;
     ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id), {{"Idempotency-Key", "metrics-1"}}).status, 201);
     ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id), {{"Idempotency-Key", "metrics-1"}}).status, 201);
     ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id, "echo.bad")).status, 201);
-    auto after = anon.get("/metrics").body;
+    auto after = ops.get("/metrics").body;
     EXPECT_EQ(metric(after, completed) - metric(before, completed), 1) << after;
     EXPECT_EQ(metric(after, failed) - metric(before, failed), 1);
     auto runs = std::string("integration_http_requests_total{route=\"/integrations/runs\",method=\"POST\",status=\"201\"}");
@@ -528,12 +529,347 @@ TEST_F(host_e2e, metrics_count_runs_by_final_status_without_replays) {
 
 TEST_F(host_e2e, protocol_errors_are_counted_under_their_route) {
     auto series = std::string("integration_http_requests_total{route=\"/integrations/providers\",method=\"POST\",status=\"413\"}");
-    api anon(host_->port(), "");
-    auto before = metric(anon.get("/metrics").body, series);
+    auto ops = admin();
+    auto before = metric(ops.get("/metrics").body, series);
     auto too_big = parse_answer(raw_exchange(host_->port(),
         "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{"));
     ASSERT_EQ(too_big.status, 413);
-    EXPECT_EQ(metric(anon.get("/metrics").body, series) - before, 1);
+    EXPECT_EQ(metric(ops.get("/metrics").body, series) - before, 1);
+}
+
+// /metrics is process-wide (it names connections of every tenant): admin keys only. The OpenAPI
+// document needs any valid key. A tenant key on /metrics is a stable 403 problem.
+TEST_F(host_e2e, metrics_need_an_admin_key_and_openapi_any_key) {
+    api anon(host_->port(), "");
+    auto no_key = anon.get("/metrics");
+    EXPECT_EQ(no_key.status, 401);
+    EXPECT_EQ(no_key.body.find("integration_http_requests_total"), std::string::npos);
+    auto tenant = a().get("/metrics");
+    EXPECT_EQ(tenant.status, 403) << tenant.body;
+    EXPECT_EQ(tenant.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(tenant.json(), "type"), "https://integration.dev/problems/forbidden");
+    EXPECT_EQ(tenant.json().at("status").as_int64(), 403);
+    EXPECT_NE(str(tenant.json(), "detail").find("admin key"), std::string::npos) << tenant.body;
+    EXPECT_EQ(tenant.body.find("integration_http_requests_total"), std::string::npos);
+    EXPECT_EQ(admin().get("/metrics").status, 200);
+
+    EXPECT_EQ(anon.get("/openapi.json").status, 401);
+    EXPECT_EQ(api(host_->port(), "ik_unknown").get("/openapi.json").status, 401);
+    EXPECT_EQ(a().get("/openapi.json").status, 200);
+    EXPECT_EQ(admin().get("/openapi.json").status, 200);
+
+    auto routes = run_and_capture(std::string(INTEGRATION_HOST_BIN) + " routes");
+    EXPECT_NE(routes.find("GET /metrics admin\n"), std::string::npos) << routes;
+    EXPECT_NE(routes.find("GET /openapi.json key\n"), std::string::npos) << routes;
+    EXPECT_NE(routes.find("GET /healthz open\n"), std::string::npos) << routes;
+}
+
+// scope "global": a tenant key may not register one (403), an admin key may, and every tenant
+// then reads it but cannot change it or add clients to it.
+TEST_F(host_e2e, global_providers_need_an_admin_key_and_other_tenants_only_read_them) {
+    auto spec = [&](std::string const& key) {
+        return json::object{{"key", key}, {"displayName", "Shared"}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+                            {"baseUrl", "http://127.0.0.1:" + std::to_string(vendor_->port())},
+                            {"capabilities", json::array{"echo.send"}}, {"scope", "global"}};
+    };
+    auto refused = a().post("/integrations/providers", spec("global-by-tenant"));
+    EXPECT_EQ(refused.status, 403) << refused.body;
+    EXPECT_EQ(refused.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(refused.json(), "type"), "https://integration.dev/problems/forbidden");
+    EXPECT_NE(str(refused.json(), "detail").find("admin"), std::string::npos) << refused.body;
+    EXPECT_EQ(a().get("/integrations/providers?limit=500").body.find("global-by-tenant"), std::string::npos);
+
+    auto created = admin().post("/integrations/providers", spec("global-shared"));
+    ASSERT_EQ(created.status, 201) << created.body;
+    auto id = str(created.json(), "providerId");
+    EXPECT_EQ(str(created.json(), "scope"), "global") << created.body;
+
+    auto read = b().get("/integrations/providers/" + id);
+    ASSERT_EQ(read.status, 200) << read.body;
+    EXPECT_EQ(str(read.json(), "providerId"), id);
+    EXPECT_NE(b().get("/integrations/providers?limit=500").body.find(id), std::string::npos);
+
+    auto deprecate = b().post("/integrations/providers/" + id + "/deprecate", json::object{});
+    EXPECT_EQ(deprecate.status, 403) << deprecate.body;
+    EXPECT_EQ(str(deprecate.json(), "type"), "https://integration.dev/problems/forbidden");
+    auto client = b().post("/integrations/providers/" + id + "/clients",
+                           json::object{{"assemblyName", "Evil.Client"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                        {"authMode", "ApiKey"}, {"operations", json::array{}}});
+    EXPECT_EQ(client.status, 403) << client.body;
+    // With a client the admin registered, activating it from a tenant is refused too.
+    ASSERT_EQ(admin().post("/integrations/providers/" + id + "/clients",
+                           json::object{{"assemblyName", "Shared.Client"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                        {"authMode", "ApiKey"}, {"operations", json::array{}}}).status, 201);
+    auto activate = b().post("/integrations/providers/" + id + "/activate", json::object{});
+    EXPECT_EQ(activate.status, 403) << activate.body;
+    auto after = b().get("/integrations/providers/" + id);
+    EXPECT_EQ(str(after.json(), "status"), "Registered") << after.body;
+    auto clients = admin().get("/integrations/providers/" + id + "/clients").json();
+    ASSERT_EQ(clients.at("items").as_array().size(), 1u);
+    EXPECT_EQ(str(clients.at("items").at(0), "status"), "Registered");
+}
+
+// --json-body-limit (64 KiB) for JSON routes, --body-limit (1 MiB) for runs, which carry vendor
+// bodies: 100 KiB is refused by the first before a byte of its body is read, parsed by the second.
+TEST_F(host_e2e, body_limits_are_chosen_per_route) {
+    std::string pad(100 * 1024, 'x');
+    auto providers = a().call("POST", "/integrations/providers", "{\"key\": \"" + pad + "\"}");
+    EXPECT_EQ(providers.status, 413) << providers.body.substr(0, 300);
+    EXPECT_EQ(providers.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(providers.json(), "type"), "https://integration.dev/problems/payload-too-large");
+    EXPECT_NE(str(providers.json(), "detail").find("65536"), std::string::npos) << providers.body;
+
+    auto runs = a().post("/integrations/runs",
+                         json::object{{"connectionId", "conn-not-there"}, {"operation", "echo.send"},
+                                      {"input", json::object{{"body", json::object{{"pad", pad}}}}}});
+    EXPECT_EQ(runs.status, 404) << runs.body.substr(0, 300);  // parsed, then the connection is not found
+    EXPECT_EQ(str(runs.json(), "type"), "https://integration.dev/problems/not-found");
+
+    // Chunked: the same limits, counted as the chunks arrive.
+    auto chunked = [&](std::string const& target) {
+        return parse_answer(raw_exchange(host_->port(), "POST " + target + " HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
+                                                            "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                                                            "Connection: close\r\n\r\n19000\r\n" + std::string(0x19000, ' ') + "\r\n0\r\n\r\n"));
+    };
+    EXPECT_EQ(chunked("/integrations/providers").status, 413);
+    auto chunked_run = chunked("/integrations/runs");
+    EXPECT_EQ(chunked_run.status, 400) << chunked_run.body;  // all whitespace: parsed, and not a JSON object
+}
+
+// Bad input from egress-and-bad-input.md: each gets a clear 4xx problem, and the host stays up.
+TEST_F(host_e2e, bad_input_gets_a_clear_4xx_and_the_host_stays_up) {
+    auto auth = "Authorization: Bearer " + *key_a_ + "\r\n";
+    auto two_lengths = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\n" + auth + "Content-Type: application/json\r\n"
+        "Content-Length: 2\r\nContent-Length: 3\r\nConnection: close\r\n\r\n{}}"));
+    EXPECT_EQ(two_lengths.status, 400) << two_lengths.body;
+    EXPECT_EQ(two_lengths.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(two_lengths.headers["connection"], "close");
+
+    auto empty = a().call("POST", "/integrations/providers", "");
+    EXPECT_EQ(empty.status, 400) << empty.body;
+    EXPECT_EQ(str(empty.json(), "type"), "https://integration.dev/problems/validation");
+    EXPECT_NE(str(empty.json(), "detail").find("body is missing"), std::string::npos) << empty.body;
+    EXPECT_EQ(a().call("POST", "/integrations/runs", "").status, 400);
+
+    auto bad_utf8 = a().call("POST", "/integrations/providers", "{\"key\": \"caf\xC3\x28\", \"displayName\": \"x\"}");
+    EXPECT_EQ(bad_utf8.status, 400) << bad_utf8.body;
+    EXPECT_EQ(str(bad_utf8.json(), "type"), "https://integration.dev/problems/validation");
+    EXPECT_NE(str(bad_utf8.json(), "detail").find("malformed JSON at byte 12"), std::string::npos) << bad_utf8.body;
+    auto overlong = a().call("POST", "/integrations/providers", "{\"key\": \"\xC0\xAF\"}");
+    EXPECT_EQ(overlong.status, 400) << overlong.body;
+
+    // 100,000 levels: 100 KB, so on a JSON route the body limit refuses it first; on the runs
+    // route it is parsed and refused past the parser's depth limit.
+    std::string deep = std::string(100'000, '[') + std::string(100'000, ']');
+    EXPECT_EQ(a().call("POST", "/integrations/providers", deep).status, 413);
+    auto nested = a().call("POST", "/integrations/runs", "{\"input\": " + deep + "}");
+    EXPECT_EQ(nested.status, 400) << nested.body.substr(0, 300);
+    EXPECT_NE(str(nested.json(), "detail").find("malformed JSON"), std::string::npos) << nested.body;
+    auto deep_objects = std::string();
+    for (int i = 0; i < 50'000; ++i) deep_objects += "{\"a\":";
+    auto nested_objects = a().call("POST", "/integrations/runs", deep_objects + "1" + std::string(50'000, '}'));
+    EXPECT_EQ(nested_objects.status, 400) << nested_objects.body.substr(0, 300);
+
+    EXPECT_EQ(api(host_->port(), "").get("/healthz").status, 200);
+    EXPECT_EQ(a().get("/integrations/providers?limit=1").status, 200);
+}
+
+// An endless chunked body is cut at the route's limit with 413, not buffered.
+TEST_F(host_e2e, an_endless_chunked_body_is_cut_with_413) {
+    int fd = connect_loopback(host_->port());
+    std::string head = "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
+                       "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n";
+    ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+    std::string chunk = "1000\r\n" + std::string(0x1000, ' ') + "\r\n";
+    std::size_t sent = 0;
+    std::string got;
+    bool closed = false;
+    // Chunks until the host answers or stops reading (or 256 MiB went out: it kept reading).
+    while (sent < 256u * 1024 * 1024) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 0) > 0) break;
+        auto n = ::send(fd, chunk.data(), chunk.size(), MSG_NOSIGNAL);
+        if (n <= 0) break;
+        sent += static_cast<std::size_t>(n);
+    }
+    got = read_all(fd, 5s, &closed);
+    ::close(fd);
+    auto answer = parse_answer(got);
+    EXPECT_EQ(answer.status, 413) << got.substr(0, 300);
+    EXPECT_EQ(str(answer.json(), "type"), "https://integration.dev/problems/payload-too-large");
+    EXPECT_TRUE(closed);
+    // What went out is the route's 64 KiB plus what the loopback sockets' buffers hold.
+    EXPECT_LT(sent, 64u * 1024 * 1024) << "the host kept reading";
+    std::printf("[ chunked  ] %zu bytes sent before the 413\n", sent);
+}
+
+// The access log line of a request carries the trace id of the traceparent the client sent; a
+// request refused before it reached the application (413, 400) carries one too, also in its answer.
+TEST_F(host_e2e, access_log_lines_carry_the_clients_trace_id_protocol_errors_included) {
+    std::string const trace = "0af7651916cd43dd8448eb211c80319c";
+    auto r = a().call("GET", "/integrations/credentials?limit=2", "", {{"traceparent", "00-" + trace + "-b7ad6b7169203331-01"}});
+    ASSERT_EQ(r.status, 200) << r.body;
+    EXPECT_EQ(r.headers["traceparent"].substr(0, 36), "00-" + trace + "-");
+    auto line_with = [&](std::string const& text) {
+        auto log = host_->log_with(text);
+        auto at = log.find(text);
+        if (at == std::string::npos) return std::string();
+        auto begin = log.rfind('\n', at);
+        return log.substr(begin == std::string::npos ? 0 : begin + 1, log.find('\n', at) - (begin == std::string::npos ? 0 : begin + 1));
+    };
+    auto line = line_with("\"traceId\":\"" + trace + "\"");
+    EXPECT_NE(line.find("\"path\":\"/integrations/credentials\""), std::string::npos) << line;
+    EXPECT_NE(line.find("\"status\":200"), std::string::npos) << line;
+    EXPECT_NE(line.find("\"tenant\":\"tenant-a\""), std::string::npos) << line;
+
+    std::string const refused_trace = "5bd66ef5095369c7b0d1f8f4bd33716a";
+    auto too_big = parse_answer(raw_exchange(host_->port(),
+        "POST /integrations/providers HTTP/1.1\r\nHost: x\r\ntraceparent: 00-" + refused_trace +
+        "-b7ad6b7169203331-01\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n{"));
+    ASSERT_EQ(too_big.status, 413);
+    EXPECT_EQ(too_big.headers["traceparent"].substr(0, 36), "00-" + refused_trace + "-");
+    line = line_with("\"traceId\":\"" + refused_trace + "\"");
+    EXPECT_NE(line.find("\"status\":413"), std::string::npos) << line;
+
+    // Malformed: no header to take a trace from, so a new one, in the answer and in the log.
+    auto garbage = parse_answer(raw_exchange(host_->port(), "BLAH\x01 / HTTP/1.1\r\n\r\n"));
+    ASSERT_EQ(garbage.status, 400) << garbage.body;
+    auto tp = garbage.headers["traceparent"];
+    ASSERT_EQ(tp.size(), 55u) << tp;
+    auto generated = tp.substr(3, 32);
+    line = line_with("\"traceId\":\"" + generated + "\"");
+    EXPECT_NE(line.find("\"status\":400"), std::string::npos) << line;
+}
+
+// Owner-side success paths of routes the isolation test only probes from another tenant.
+TEST_F(host_e2e, owners_test_retire_revoke_and_deprecate_and_filter_by_status) {
+    auto t = set_up(a(), vendor_->port(), "-owner");
+    auto tested = a().post("/integrations/connections/" + t.connection_id + "/test", json::object{});
+    ASSERT_EQ(tested.status, 200) << tested.body;
+    EXPECT_EQ(str(tested.json(), "status"), "Active");
+    EXPECT_EQ(str(tested.json(), "connectionId"), t.connection_id);
+
+    auto second = a().post("/integrations/connections", json::object{{"projectId", "proj-owner"}, {"providerId", t.provider_id},
+                                                                    {"displayName", "Second"}, {"credentialId", t.credential_id}});
+    ASSERT_EQ(second.status, 201) << second.body;
+    auto second_id = str(second.json(), "connectionId");
+    auto retired = a().post("/integrations/connections/" + second_id + "/retire", json::object{{"reason", "moved"}});
+    ASSERT_EQ(retired.status, 200) << retired.body;
+    EXPECT_EQ(str(retired.json(), "status"), "Retired");
+
+    auto ids = [](http_answer const& page) {
+        std::set<std::string> out;
+        auto j = page.json();
+        for (auto const& item : j.at("items").as_array()) out.insert(str(item, "connectionId"));
+        return out;
+    };
+    auto by = "/integrations/connections?providerId=" + t.provider_id;
+    EXPECT_EQ(ids(a().get(by + "&status=Active")), std::set<std::string>{t.connection_id});
+    EXPECT_EQ(ids(a().get(by + "&status=Retired")), std::set<std::string>{second_id});
+    EXPECT_TRUE(ids(a().get(by + "&status=Pending")).empty());
+    auto bogus = a().get(by + "&status=Sleeping");
+    EXPECT_EQ(bogus.status, 400) << bogus.body;
+    EXPECT_EQ(str(bogus.json(), "type"), "https://integration.dev/problems/validation");
+    // A retired connection runs no more.
+    EXPECT_NE(a().post("/integrations/runs", run_body(second_id)).status, 201);
+
+    auto spare = a().post("/integrations/credentials", json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"},
+                                                                   {"secret", "sk_spare_111"},
+                                                                   {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
+    ASSERT_EQ(spare.status, 201) << spare.body;
+    auto spare_id = str(spare.json(), "credentialId");
+    auto revoked = a().post("/integrations/credentials/" + spare_id + "/revoke", json::object{{"reason", "leaked"}});
+    ASSERT_EQ(revoked.status, 200) << revoked.body;
+    EXPECT_EQ(str(revoked.json(), "status"), "Revoked");
+    EXPECT_EQ(str(a().get("/integrations/credentials/" + spare_id).json(), "status"), "Revoked");
+    EXPECT_EQ(str(a().get("/integrations/credentials/" + t.credential_id).json(), "status"), "Active");
+    // No body at all is fine where every field is optional.
+    auto bare = a().call("POST", "/integrations/connections/" + t.connection_id + "/test", "");
+    EXPECT_EQ(bare.status, 200) << bare.body;
+
+    auto deprecated = a().post("/integrations/providers/" + t.provider_id + "/deprecate", json::object{{"reason", "v2 is out"}});
+    ASSERT_EQ(deprecated.status, 200) << deprecated.body;
+    EXPECT_EQ(str(deprecated.json(), "status"), "Deprecated");
+    EXPECT_EQ(str(a().get("/integrations/providers/" + t.provider_id).json(), "status"), "Deprecated");
+}
+
+TEST_F(host_e2e, activate_without_a_client_is_409_and_a_failing_health_check_leaves_a_connection_pending) {
+    auto p = a().post("/integrations/providers",
+                      json::object{{"key", "sick"}, {"displayName", "Sick"}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+                                   {"baseUrl", "http://127.0.0.1:" + std::to_string(vendor_->port())},
+                                   {"capabilities", json::array{"echo.send"}},
+                                   {"healthCheck", json::object{{"method", "POST"}, {"path", "/bad"}, {"expectStatus", 200}}}});
+    ASSERT_EQ(p.status, 201) << p.body;
+    auto id = str(p.json(), "providerId");
+    auto early = a().post("/integrations/providers/" + id + "/activate", json::object{});
+    EXPECT_EQ(early.status, 409) << early.body;
+    EXPECT_EQ(early.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(a().get("/integrations/providers/" + id).json(), "status"), "Registered");
+
+    auto c = a().post("/integrations/providers/" + id + "/clients",
+                      json::object{{"assemblyName", "Sick.ApiClient"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                   {"authMode", "ApiKey"},
+                                   {"operations", json::array{json::object{{"operation", "echo.send"}, {"method", "POST"}, {"path", "/echo/{id}"}}}}});
+    ASSERT_EQ(c.status, 201) << c.body;
+    ASSERT_EQ(a().post("/integrations/providers/" + id + "/activate", json::object{}).status, 200);
+    auto cred = a().post("/integrations/credentials", json::object{{"providerId", id}, {"authMode", "ApiKey"}, {"secret", "sk_sick_1"},
+                                                                  {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
+    ASSERT_EQ(cred.status, 201) << cred.body;
+    auto conn = a().post("/integrations/connections", json::object{{"projectId", "proj-sick"}, {"providerId", id}, {"displayName", "Sick"},
+                                                                  {"credentialId", str(cred.json(), "credentialId")}});
+    ASSERT_EQ(conn.status, 201) << conn.body;
+    EXPECT_EQ(str(conn.json(), "status"), "Pending") << conn.body;
+    auto conn_id = str(conn.json(), "connectionId");
+    auto tested = a().post("/integrations/connections/" + conn_id + "/test", json::object{});
+    ASSERT_EQ(tested.status, 200) << tested.body;
+    EXPECT_EQ(str(tested.json(), "status"), "Pending") << tested.body;
+    auto listed = a().get("/integrations/connections?status=Pending&providerId=" + id);
+    ASSERT_EQ(listed.json().at("items").as_array().size(), 1u) << listed.body;
+}
+
+// limit + cursor walk every list to its end without repeats; limits outside 1-500 are 400.
+TEST_F(host_e2e, credentials_connections_and_failures_page_with_limit_and_cursor) {
+    auto t = set_up(a(), vendor_->port(), "-pages");
+    ASSERT_EQ(a().post("/integrations/connections", json::object{{"projectId", "proj-pages"}, {"providerId", t.provider_id},
+                                                               {"displayName", "Again"}, {"credentialId", t.credential_id}}).status, 201);
+    ASSERT_EQ(a().post("/integrations/credentials", json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "sk_p2"},
+                                                                {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}}).status, 201);
+    for (int i = 0; i < 2; ++i) ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id, "echo.bad")).status, 201);
+
+    struct list {
+        std::string target, id;
+    };
+    for (auto const& l : {list{"/integrations/credentials?", "credentialId"},
+                          list{"/integrations/connections?providerId=" + t.provider_id + "&", "connectionId"},
+                          list{"/integrations/failures?", "failureId"}}) {
+        auto everything = a().get(l.target + "limit=500");
+        ASSERT_EQ(everything.status, 200) << everything.body;
+        auto total = everything.json().at("items").as_array().size();
+        EXPECT_GE(total, 2u) << l.target;
+        EXPECT_TRUE(everything.json().at("nextCursor").is_null());
+        std::set<std::string> seen;
+        std::string cursor;
+        int pages = 0;
+        do {
+            auto page = a().get(l.target + "limit=1" + (cursor.empty() ? "" : "&cursor=" + cursor));
+            ASSERT_EQ(page.status, 200) << l.target << page.body;
+            auto j = page.json();
+            auto const& items = j.at("items").as_array();
+            ASSERT_LE(items.size(), 1u);
+            for (auto const& item : items) EXPECT_TRUE(seen.insert(str(item, l.id.c_str())).second) << l.target << " repeated";
+            auto next = j.at("nextCursor");
+            cursor = next.is_string() ? std::string(next.as_string()) : "";
+            ASSERT_LT(++pages, 1000);
+        } while (!cursor.empty());
+        EXPECT_EQ(seen.size(), total) << l.target;
+        for (auto const* bad : {"limit=0", "limit=501", "limit=abc", "limit=-1"}) {
+            auto r = a().get(l.target + bad);
+            EXPECT_EQ(r.status, 400) << l.target << bad << ": " << r.body;
+            EXPECT_EQ(str(r.json(), "type"), "https://integration.dev/problems/validation") << l.target << bad;
+            EXPECT_NE(str(r.json(), "detail").find("limit"), std::string::npos);
+        }
+    }
 }
 
 // Workers on short intervals: the outbox relay publishes what a registration raised, the health
@@ -542,6 +878,7 @@ TEST_F(host_e2e, protocol_errors_are_counted_under_their_route) {
 TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
     scratch_dir dir("workers");
     auto key = create_key(dir.string(), "tenant-w");
+    auto admin_key = create_key(dir.string(), "ops", true);
     echo_vendor vendor;
     int code = -100;
     std::string log;
@@ -549,7 +886,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         host_process host(dir.string(), {"--key-rate-limit", "0", "--outbox-interval-ms", "100", "--probe-interval-ms", "200",
                                          "--rotation-interval-ms", "200", "--retry-interval-ms", "200"});
         api client(host.port(), key);
-        api anon(host.port(), "");
+        api ops(host.port(), admin_key);  // /metrics needs an admin key
         auto t = set_up(client, vendor.port(), "-workers");
         auto db = (dir.path() / "integration.db").string();
         auto unpublished = [&] {
@@ -559,10 +896,10 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         auto total = [&] { return run_and_capture("sqlite3 " + db + " 'SELECT count(*) FROM outbox'"); };
         EXPECT_NE(total(), "0\n");
         EXPECT_TRUE(eventually([&] {
-            auto m = anon.get("/metrics").body;
+            auto m = ops.get("/metrics").body;
             return metric(m, "integration_events_published_total{type=\"IntegrationProviderRegistered\"}") == 1 &&
                    metric(m, "integration_worker_items_total{worker=\"outbox-relay\"}") >= 2;
-        })) << anon.get("/metrics").body;
+        })) << ops.get("/metrics").body;
 
         // The periodic probe calls the vendor's health check again, without any request.
         auto health_calls = [&] {
@@ -572,7 +909,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         };
         auto probes = health_calls();
         EXPECT_TRUE(eventually([&] { return health_calls() > probes; })) << probes;
-        EXPECT_GE(metric(anon.get("/metrics").body, "integration_worker_items_total{worker=\"health-probe\"}"), 1);
+        EXPECT_GE(metric(ops.get("/metrics").body, "integration_worker_items_total{worker=\"health-probe\"}"), 1);
 
         // A credential expiring within the default notice and no minter: one rotation_required failure.
         auto soon = client.post("/integrations/credentials",
@@ -586,7 +923,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
             return f.body.find(cred_id) != std::string::npos && f.body.find("CredentialRotation") != std::string::npos;
         })) << client.get("/integrations/failures").body;
 
-        auto m = anon.get("/metrics").body;
+        auto m = ops.get("/metrics").body;
         for (auto const* w : {"outbox-relay", "retry", "credential-rotation", "health-probe", "retention"}) {
             EXPECT_EQ(metric(m, std::string("integration_worker_failures_total{worker=\"") + w + "\"}"), 0) << w << "\n" << host.log();
             EXPECT_GT(metric(m, std::string("integration_worker_last_success_timestamp_seconds{worker=\"") + w + "\"}"), 1.6e9) << w;
@@ -805,6 +1142,166 @@ TEST(host_shutdown, sigterm_under_load_loses_no_accepted_request) {
     }
     std::printf("[ load     ] %d answered before SIGTERM, %zu in all, %zu unanswered and not run\n", before_signal,
                 answered.size(), unanswered.size());
+}
+
+// One deadline for a request's header and body together: a client that finishes its header a
+// byte every 200 ms (done at ~1.2 s) and then trickles its body is cut off at --read-timeout-ms
+// (2 s) after its connection started, not given a second deadline for the body (~3.2 s).
+TEST(host_timeouts, a_trickling_client_gets_one_deadline_for_header_and_body) {
+    scratch_dir dir("trickle");
+    host_process host(dir.string(), {"--read-timeout-ms", "2000"});
+    int fd = connect_loopback(host.port());
+    auto start = std::chrono::steady_clock::now();
+    std::string head = "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                       "Content-Length: 100\r\nX-Slow: a";
+    ASSERT_EQ(::send(fd, head.data(), head.size(), MSG_NOSIGNAL), static_cast<ssize_t>(head.size()));
+    std::string rest = "bc\r\n\r\n" + std::string(100, ' ');  // the header's end, then the body
+    bool closed = false;
+    std::chrono::steady_clock::duration header_done{};
+    for (std::size_t i = 0; i < rest.size() && !closed; ++i) {
+        pollfd p{fd, POLLIN, 0};
+        if (::poll(&p, 1, 200) > 0) {
+            char buf[512];
+            closed = ::read(fd, buf, sizeof buf) <= 0;
+            if (closed) break;
+        }
+        if (::send(fd, &rest[i], 1, MSG_NOSIGNAL) <= 0) closed = true;
+        if (i == 5) header_done = std::chrono::steady_clock::now() - start;
+    }
+    if (!closed) read_all(fd, 3s, &closed);
+    auto elapsed = std::chrono::steady_clock::now() - start;
+    ::close(fd);
+    EXPECT_TRUE(closed);
+    EXPECT_LT(header_done, 1800ms) << "the header must be complete before the deadline for this test to mean anything";
+    EXPECT_GE(elapsed, 1900ms) << "cut off before its deadline";
+    EXPECT_LT(elapsed, 2800ms) << std::chrono::duration_cast<std::chrono::milliseconds>(elapsed).count() << " ms";
+}
+
+// Past --max-connections a new connection gets 503 problem+json with Retry-After and is closed; it
+// is counted and logged, and once a connection closes new ones are served again.
+TEST(host_limits, past_max_connections_a_connection_gets_503_with_retry_after) {
+    scratch_dir dir("maxconn");
+    auto ops_key = create_key(dir.string(), "ops", true);
+    host_process host(dir.string(), {"--max-connections", "2"});
+    int first = connect_loopback(host.port());
+    int second = connect_loopback(host.port());
+    int third = connect_loopback(host.port());
+    bool closed = false;
+    auto raw = read_all(third, 5s, &closed);
+    ::close(third);
+    auto busy = parse_answer(raw);
+    EXPECT_EQ(busy.status, 503) << raw;
+    EXPECT_EQ(busy.headers["retry-after"], "1");
+    EXPECT_EQ(busy.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(busy.json(), "type"), "https://integration.dev/problems/too-many-connections") << busy.body;
+    EXPECT_TRUE(closed);
+
+    ::close(first);
+    api ops(host.port(), ops_key);
+    EXPECT_TRUE(eventually([&] { return ops.get("/healthz").status == 200; }));
+    http_answer m;
+    EXPECT_TRUE(eventually([&] { return (m = ops.get("/metrics")).status == 200; }));
+    EXPECT_GE(metric(m.body, "integration_http_connections_refused_total"), 1) << m.body;
+    EXPECT_NE(host.log_with("refused a connection").find("--max-connections (2)"), std::string::npos) << host.log();
+    ::close(second);
+}
+
+/** Sets environment variables for one scope, restoring what was there. */
+class env_guard {
+public:
+    env_guard(std::initializer_list<std::pair<char const*, std::string>> vars) {
+        for (auto const& [k, v] : vars) {
+            char const* old = std::getenv(k);
+            saved_.emplace_back(k, old ? std::optional<std::string>(old) : std::nullopt);
+            ::setenv(k, v.c_str(), 1);
+        }
+    }
+    ~env_guard() {
+        for (auto const& [k, v] : saved_) v ? ::setenv(k.c_str(), v->c_str(), 1) : ::unsetenv(k.c_str());
+    }
+    env_guard(env_guard const&) = delete;
+    env_guard& operator=(env_guard const&) = delete;
+
+private:
+    std::vector<std::pair<std::string, std::optional<std::string>>> saved_;
+};
+
+// flag > INTEGRATION_* > config file > default, seen from outside: the public URL in the served
+// OpenAPI document and the header limit a large header meets.
+TEST(host_config, flags_win_over_environment_which_wins_over_the_config_file) {
+    scratch_dir dir("config");
+    auto key = create_key(dir.string(), "tenant-c");
+    auto file = (dir.path() / "host.conf").string();
+    std::ofstream(file) << "# settings\npublic-url = http://file.example\n\nheader-limit = 4096\n";
+    auto served_url = [&](host_process const& h) {
+        auto doc = api(h.port(), key).get("/openapi.json");
+        return doc.status == 200 ? str(doc.json().at("servers").at(0), "url") : "status " + std::to_string(doc.status);
+    };
+    auto big_header = [&](host_process const& h) {
+        return parse_answer(raw_exchange(h.port(), "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(6000, 'a') +
+                                                       "\r\nConnection: close\r\n\r\n")).status;
+    };
+    {
+        host_process h(dir.string());
+        EXPECT_EQ(served_url(h), "http://127.0.0.1:" + std::to_string(h.port()));  // the default
+        EXPECT_EQ(big_header(h), 200);                                              // under 16 KiB
+    }
+    {
+        host_process h(dir.string(), {"--config", file});
+        EXPECT_EQ(served_url(h), "http://file.example");
+        EXPECT_EQ(big_header(h), 431);
+    }
+    {
+        env_guard env{{"INTEGRATION_CONFIG", file}, {"INTEGRATION_PUBLIC_URL", "http://env.example"}};
+        host_process h(dir.string());
+        EXPECT_EQ(served_url(h), "http://env.example");
+        EXPECT_EQ(big_header(h), 431);  // the file, named by INTEGRATION_CONFIG
+    }
+    {
+        env_guard env{{"INTEGRATION_CONFIG", file}, {"INTEGRATION_PUBLIC_URL", "http://env.example"},
+                      {"INTEGRATION_HEADER_LIMIT", "20000"}};
+        host_process h(dir.string(), {"--public-url", "http://flag.example"});
+        EXPECT_EQ(served_url(h), "http://flag.example");
+        EXPECT_EQ(big_header(h), 200);  // the environment's 20000 over the file's 4096
+    }
+}
+
+TEST(host_config, an_unknown_key_in_the_config_file_is_refused_with_its_line) {
+    scratch_dir dir("badconfig");
+    auto file = (dir.path() / "host.conf").string();
+    std::ofstream(file) << "# settings\nheader-limit = 4096\nbody-limt = 10\n";
+    try {
+        host_process h(dir.string(), {"--config", file});
+        ADD_FAILURE() << "the host started with an unknown key in its config file";
+    } catch (std::runtime_error const& e) {
+        std::string what = e.what();
+        EXPECT_NE(what.find(file + ":3: unknown key 'body-limt'"), std::string::npos) << what;
+    }
+}
+
+// keys create reads INTEGRATION_DATA, INTEGRATION_TENANT and INTEGRATION_ADMIN like its flags.
+TEST(host_config, keys_create_takes_its_flags_admin_included_from_the_environment) {
+    scratch_dir dir("keysenv");
+    auto create = [&](char const* admin) {
+        env_guard env{{"INTEGRATION_DATA", dir.string()}, {"INTEGRATION_TENANT", "ops-env"}, {"INTEGRATION_ADMIN", admin}};
+        return run_and_capture(std::string(INTEGRATION_HOST_BIN) + " keys create 2>&1");
+    };
+    auto last_line = [](std::string out) {
+        while (!out.empty() && out.back() == '\n') out.pop_back();
+        return out.substr(out.rfind('\n') + 1);
+    };
+    auto admin_out = create("true");
+    EXPECT_NE(admin_out.find("an admin API key for tenant ops-env"), std::string::npos) << admin_out;
+    auto tenant_out = create("false");
+    EXPECT_NE(tenant_out.find("an API key for tenant ops-env"), std::string::npos) << tenant_out;
+    auto refused = create("maybe");
+    EXPECT_NE(refused.find("must be true, false, 1 or 0"), std::string::npos) << refused;
+
+    host_process host(dir.string());
+    EXPECT_EQ(api(host.port(), last_line(admin_out)).get("/metrics").status, 200);
+    EXPECT_EQ(api(host.port(), last_line(tenant_out)).get("/metrics").status, 403);
+    auto mine = api(host.port(), last_line(tenant_out)).get("/integrations/providers");
+    EXPECT_EQ(mine.status, 200) << mine.body;
 }
 
 }  // namespace
