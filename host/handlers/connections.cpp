@@ -14,9 +14,6 @@ void add_connection_routes(router& r, services& s) {
         if (!provider) return provider.error();
         if (!*provider) return error{errc::invalid_argument, "providerId is required"};
         body->erase("providerId");
-        with_defaults(*body, {{"configuration", boost::json::object{}},
-                              {"endpoints", boost::json::array{}},
-                              {"scopes", boost::json::array{}}});
         auto spec = value_from_json<connections::connection_spec>(*body);
         if (!spec) return spec.error();
         auto created = s.connections->create(c.ctx, **provider, std::move(*spec));

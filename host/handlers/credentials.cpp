@@ -96,9 +96,7 @@ void add_credential_routes(router& r, services& s) {
         spec.secret = std::move(*secret);
         if (auto* a = body->if_contains("apiKey"); a && !a->is_null()) {
             if (!a->is_object()) return error{errc::invalid_argument, "apiKey must be an object"};
-            auto o = a->as_object();
-            with_defaults(o, {{"in", "header"}, {"prefix", ""}});
-            auto placement = value_from_json<credentials::api_key_placement>(o);
+            auto placement = value_from_json<credentials::api_key_placement>(*a);
             if (!placement) return error{errc::invalid_argument, "apiKey." + placement.error().detail()};
             spec.api_key = std::move(*placement);
         }
@@ -106,7 +104,6 @@ void add_credential_routes(router& r, services& s) {
             if (!a->is_object()) return error{errc::invalid_argument, "oauth2 must be an object"};
             auto o = a->as_object();
             o.erase("clientSecret");
-            with_defaults(o, {{"scopes", boost::json::array{}}});
             auto settings = value_from_json<credentials::oauth2_client_settings>(o);
             if (!settings) return error{errc::invalid_argument, "oauth2." + settings.error().detail()};
             spec.oauth2 = std::move(*settings);

@@ -24,12 +24,6 @@ void add_operation_routes(router& r, services& s);
 
 inline reply json_reply(unsigned status, boost::json::value body) { return reply{status, std::move(body), "application/json", {}}; }
 
-/** Fills absent members of `o` that the contract marks optional but the library's field list requires. */
-inline void with_defaults(boost::json::object& o, std::initializer_list<std::pair<char const*, boost::json::value>> d) {
-    for (auto const& [k, v] : d)
-        if (!o.contains(k)) o[k] = v;
-}
-
 /** `{items, nextCursor}` from a store page. */
 template <class T, class Render>
 boost::json::object page_json(storage::page<T> const& p, Render render) {

@@ -15,9 +15,6 @@ void add_provider_routes(router& r, services& s) {
     r.add("POST", "/integrations/providers", [&s](call& c) -> result<reply> {
         auto body = c.json();
         if (!body) return body.error();
-        with_defaults(*body, {{"environments", boost::json::array{}}, {"scope", "tenant"}, {"capabilities", boost::json::array{}}});
-        if (auto* check = body->if_contains("healthCheck"); check && check->is_object())
-            with_defaults(check->as_object(), {{"expectStatus", 200}});  // optional in the contract
         auto spec = value_from_json<providers::provider_spec>(*body);
         if (!spec) return spec.error();
         auto p = s.registry->register_provider(c.ctx, std::move(*spec));
@@ -44,7 +41,6 @@ void add_provider_routes(router& r, services& s) {
     r.add("POST", "/integrations/providers/{providerId}/clients", [&s](call& c) -> result<reply> {
         auto body = c.json();
         if (!body) return body.error();
-        with_defaults(*body, {{"capabilities", boost::json::array{}}, {"operations", boost::json::array{}}});
         auto spec = value_from_json<providers::api_client_spec>(*body);
         if (!spec) return spec.error();
         auto client = s.registry->register_client(c.ctx, c.params["providerId"], std::move(*spec));

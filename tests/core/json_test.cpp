@@ -5,6 +5,7 @@
 #include <integration/core/id.hpp>
 #include <integration/core/policies.hpp>
 #include <integration/credentials/credential.hpp>
+#include <integration/credentials/credential_service.hpp>
 #include <integration/failures/failure.hpp>
 #include <integration/providers/api_client.hpp>
 #include <integration/providers/provider.hpp>
@@ -346,6 +347,30 @@ TEST_F(json_test, deliveries_round_trip_in_both_directions) {
 }
 
 // ---- errors name the field ------------------------------------------------------------------
+
+TEST(json_mapping, a_defaulted_field_left_out_keeps_its_default_and_a_plain_one_is_required) {
+    // healthCheck: {method, path, expectStatus?}; the contract's 200 is the member's initializer.
+    auto check = value_from_json<providers::health_check>(json::parse(R"({"method": "HEAD", "path": "/ping"})"));
+    ASSERT_TRUE(check) << check.error().message();
+    EXPECT_EQ(check->expect_status, 200);
+    EXPECT_EQ(check->method, "HEAD");
+    auto as_null = value_from_json<providers::health_check>(json::parse(R"({"method": "GET", "path": "/", "expectStatus": null})"));
+    ASSERT_TRUE(as_null);
+    EXPECT_EQ(as_null->expect_status, 200);
+    auto given = value_from_json<providers::health_check>(json::parse(R"({"method": "GET", "path": "/", "expectStatus": 204})"));
+    ASSERT_TRUE(given);
+    EXPECT_EQ(given->expect_status, 204);
+    auto wrong_type = value_from_json<providers::health_check>(json::parse(R"({"method": "GET", "path": "/", "expectStatus": "ok"})"));
+    EXPECT_ERRC(wrong_type, errc::invalid_argument);
+    auto no_path = value_from_json<providers::health_check>(json::parse(R"({"method": "GET"})"));
+    EXPECT_ERRC(no_path, errc::invalid_argument);
+    EXPECT_EQ(no_path.error().detail(), "path is required");
+
+    auto placement = value_from_json<credentials::api_key_placement>(json::parse(R"({"name": "X-Api-Key"})"));
+    ASSERT_TRUE(placement);
+    EXPECT_EQ(placement->in, "header");
+    EXPECT_EQ(placement->prefix, "");
+}
 
 TEST_F(json_test, a_missing_required_field_is_named_by_its_path) {
     auto conn = connection();

@@ -65,9 +65,9 @@ struct connection_spec {
         return std::make_tuple(field("projectId", &connection_spec::project_id),
                                field("displayName", &connection_spec::display_name),
                                field("credentialId", &connection_spec::credential_id),
-                               field("configuration", &connection_spec::configuration),
-                               field("endpoints", &connection_spec::endpoints),
-                               field("scopes", &connection_spec::scopes),
+                               defaulted_field("configuration", &connection_spec::configuration),
+                               defaulted_field("endpoints", &connection_spec::endpoints),
+                               defaulted_field("scopes", &connection_spec::scopes),
                                field("rateLimitBudget", &connection_spec::rate_limit_budget),
                                field("retryPolicy", &connection_spec::retry_policy));
     }

@@ -28,12 +28,20 @@ template <class T, class M>
 struct json_field {
     std::string_view name;
     M T::*member;
+    bool has_default = false;  ///< Absent (or null) when read: the member keeps its value instead of an error.
 };
 
-/** Declares a field for `json_fields()`. */
+/** Declares a field for `json_fields()`; reading JSON without it is an error naming it. */
 template <class T, class M>
 constexpr json_field<T, M> field(std::string_view name, M T::*member) noexcept {
     return {name, member};
+}
+
+/** Declares a field that JSON may leave out: reading keeps the member's default (its initializer),
+ *  so an optional input with a default value needs no `std::optional`. */
+template <class T, class M>
+constexpr json_field<T, M> defaulted_field(std::string_view name, M T::*member) noexcept {
+    return {name, member, true};
 }
 
 /** True for structs that list their JSON fields. */
@@ -160,7 +168,7 @@ result<void> read_fields(boost::json::object const& o, T& out, std::string_view 
                     if (!j || j->is_null()) {
                         if constexpr (detail::is_optional<M>::value)
                             m.reset();
-                        else
+                        else if (!f.has_default)
                             status = error{errc::invalid_argument, p + " is required"};
                         return;
                     }

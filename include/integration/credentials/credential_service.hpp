@@ -30,8 +30,8 @@ struct api_key_placement {
     std::string prefix;
 
     static auto json_fields() {
-        return std::make_tuple(field("in", &api_key_placement::in), field("name", &api_key_placement::name),
-                               field("prefix", &api_key_placement::prefix));
+        return std::make_tuple(defaulted_field("in", &api_key_placement::in), field("name", &api_key_placement::name),
+                               defaulted_field("prefix", &api_key_placement::prefix));
     }
 };
 
@@ -44,7 +44,7 @@ struct oauth2_client_settings {
     static auto json_fields() {
         return std::make_tuple(field("tokenUrl", &oauth2_client_settings::token_url),
                                field("clientId", &oauth2_client_settings::client_id),
-                               field("scopes", &oauth2_client_settings::scopes));
+                               defaulted_field("scopes", &oauth2_client_settings::scopes));
     }
 };
 

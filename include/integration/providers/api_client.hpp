@@ -58,10 +58,10 @@ struct api_client_spec {
     static auto json_fields() {
         return std::make_tuple(field("assemblyName", &api_client_spec::assembly_name),
                                field("version", &api_client_spec::version),
-                               field("capabilities", &api_client_spec::capabilities),
+                               defaulted_field("capabilities", &api_client_spec::capabilities),
                                field("authMode", &api_client_spec::auth_mode),
                                field("rateLimitProfile", &api_client_spec::rate_limit_profile),
-                               field("operations", &api_client_spec::operations));
+                               defaulted_field("operations", &api_client_spec::operations));
     }
 };
 

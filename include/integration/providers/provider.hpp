@@ -60,7 +60,7 @@ struct health_check {
 
     static auto json_fields() {
         return std::make_tuple(field("method", &health_check::method), field("path", &health_check::path),
-                               field("expectStatus", &health_check::expect_status));
+                               defaulted_field("expectStatus", &health_check::expect_status));
     }
 };
 
@@ -82,11 +82,11 @@ struct provider_spec {
                                field("category", &provider_spec::category),
                                field("authModel", &provider_spec::auth_model),
                                field("baseUrl", &provider_spec::base_url),
-                               field("capabilities", &provider_spec::capabilities),
-                               field("environments", &provider_spec::environments),
+                               defaulted_field("capabilities", &provider_spec::capabilities),
+                               defaulted_field("environments", &provider_spec::environments),
                                field("rateLimitProfile", &provider_spec::rate_limit_profile),
                                field("healthCheck", &provider_spec::health_check),
-                               field("scope", &provider_spec::scope));
+                               defaulted_field("scope", &provider_spec::scope));
     }
 };
 
