@@ -8,6 +8,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/string.hpp>
 #include <boost/beast/core/tcp_stream.hpp>
 #include <boost/beast/http/error.hpp>
 #include <boost/beast/http/parser.hpp>
@@ -151,6 +152,22 @@ private:
             if (body_ec && body_ec != beast_http::error::need_more) return on_body(body_ec);
         }
         if (parser_->is_done()) return on_body({});
+        // A client that sent `Expect: 100-continue` holds the body back until this interim answer
+        // (curl waits a second for it). A body the route refuses was answered 413 above instead.
+        // Sent only when nothing else is being written: it must not overtake earlier answers.
+        if (buffer_.size() == 0 && !busy_ && queue_.empty() && beast::iequals(h[beast_http::field::expect], "100-continue")) {
+            static constexpr std::string_view interim = "HTTP/1.1 100 Continue\r\n\r\n";
+            return asio::async_write(stream_, asio::buffer(interim.data(), interim.size()),
+                                     [self = shared_from_this()](beast::error_code ec, std::size_t) {
+                                         if (self->closed_) return;
+                                         if (ec) return self->read_failed(ec);
+                                         self->read_body();
+                                     });
+        }
+        read_body();
+    }
+
+    void read_body() {
         beast_http::async_read(stream_, buffer_, *parser_, [self = shared_from_this()](beast::error_code ec, std::size_t) {
             self->on_body(ec);
         });

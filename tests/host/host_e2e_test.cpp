@@ -636,6 +636,30 @@ TEST_F(host_e2e, body_limits_are_chosen_per_route) {
     EXPECT_EQ(chunked_run.status, 400) << chunked_run.body;  // all whitespace: parsed, and not a JSON object
 }
 
+// `Expect: 100-continue`: the client sends its body only after the interim answer (curl waits a
+// second for it), and a body the route would refuse gets its 413 without being sent.
+TEST_F(host_e2e, expect_100_continue_gets_the_interim_answer_or_the_refusal_before_the_body) {
+    std::string body = json::serialize(json::object{{"connectionId", "conn-not-there"}, {"operation", "echo.send"}});
+    int fd = connect_loopback(host_->port());
+    ASSERT_GE(fd, 0);
+    auto head = "POST /integrations/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
+                "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " + std::to_string(body.size()) +
+                "\r\nConnection: close\r\n\r\n";
+    ASSERT_EQ(::write(fd, head.data(), head.size()), static_cast<ssize_t>(head.size()));
+    auto interim = read_all(fd, std::chrono::milliseconds(300));  // the answer must come well before curl's 1 s
+    EXPECT_EQ(interim, "HTTP/1.1 100 Continue\r\n\r\n");
+    ASSERT_EQ(::write(fd, body.data(), body.size()), static_cast<ssize_t>(body.size()));
+    auto final_answer = parse_answer(read_all(fd, std::chrono::milliseconds(3000)));
+    ::close(fd);
+    EXPECT_EQ(final_answer.status, 404) << final_answer.body;  // parsed, then the connection is not found
+
+    // Too large for the route: 413 at once, and the body is never asked for.
+    auto refused = parse_answer(raw_exchange(host_->port(), "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                                                *key_a_ + "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
+                                                                "Content-Length: 1000000\r\n\r\n"));
+    EXPECT_EQ(refused.status, 413) << refused.body;
+}
+
 // Bad input from egress-and-bad-input.md: each gets a clear 4xx problem, and the host stays up.
 TEST_F(host_e2e, bad_input_gets_a_clear_4xx_and_the_host_stays_up) {
     auto auth = "Authorization: Bearer " + *key_a_ + "\r\n";
