@@ -30,5 +30,7 @@ configure_and_build() {
 }
 
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-# Paths under the checkout hash as relative ones, so every clone shares one ccache.
+# Paths under the checkout hash as relative ones, and the build directory is left out of the hash
+# (ccache adds it for -g builds), so every clone of the project shares one ccache.
 export CCACHE_BASEDIR="$root"
+export CCACHE_NOHASHDIR=true
