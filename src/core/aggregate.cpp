@@ -1,6 +1,8 @@
 #include <integration/core/aggregate.hpp>
 #include <integration/core/policies.hpp>
 
+#include <sstream>
+
 namespace integration {
 
 metadata new_metadata(request_context const& ctx, time_point now, bool global) {
@@ -32,8 +34,15 @@ result<void> retry_policy::validate() const {
 }
 
 result<void> rate_limit_profile::validate() const {
-    if (!(requests_per_second > 0) || burst < 1)
-        return error{errc::invalid_argument, "rate limit requestsPerSecond and burst must be positive"};
+    // Written so that NaN fails too.
+    if (!(requests_per_second >= min_requests_per_second && requests_per_second <= max_requests_per_second)) {
+        std::ostringstream got;
+        got << requests_per_second;
+        return error{errc::invalid_argument,
+                     "rate limit requestsPerSecond must be between 0.001 (one call in 1000 s) and 100000, got " + got.str()};
+    }
+    if (burst < 1 || burst > max_burst)
+        return error{errc::invalid_argument, "rate limit burst must be between 1 and 100000, got " + std::to_string(burst)};
     return {};
 }
 

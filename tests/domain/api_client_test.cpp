@@ -93,6 +93,17 @@ TEST_F(api_client_test, operations_must_map_declared_capabilities_with_a_method_
                 errc::invalid_argument);
 }
 
+TEST_F(api_client_test, an_absurd_rate_limit_profile_is_refused_naming_its_bound) {
+    auto tiny = sms_client_spec();
+    tiny.rate_limit_profile = rate_limit_profile{.requests_per_second = 0.000001, .burst = 1};
+    auto r = external_api_client::register_new(tenant_ctx(), clock.now(), provider, tiny);
+    EXPECT_ERRC(r, errc::invalid_argument);
+    EXPECT_NE(r.error().detail().find("between 0.001"), std::string::npos) << r.error().detail();
+    auto huge = sms_client_spec();
+    huge.rate_limit_profile = rate_limit_profile{.requests_per_second = 10, .burst = 1'000'000'000};
+    EXPECT_ERRC(external_api_client::register_new(tenant_ctx(), clock.now(), provider, huge), errc::invalid_argument);
+}
+
 TEST_F(api_client_test, register_refuses_bad_assembly_names_and_versions) {
     for (std::string name : {"", "Acme Sms", "Acme/Sms", "Acme\\Sms"}) {
         auto spec = sms_client_spec();

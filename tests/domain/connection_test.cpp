@@ -117,6 +117,10 @@ INSTANTIATE_TEST_SUITE_P(
         bad_connection_spec{"empty_scope", [](connection_spec& s) { s.scopes = {""}; }},
         bad_connection_spec{"zero_budget",
                             [](connection_spec& s) { s.rate_limit_budget = rate_limit_budget{.burst = 0}; }},
+        bad_connection_spec{"budget_below_the_rate_floor",
+                            [](connection_spec& s) { s.rate_limit_budget = rate_limit_budget{.requests_per_second = 0.000001}; }},
+        bad_connection_spec{"budget_above_the_burst_cap",
+                            [](connection_spec& s) { s.rate_limit_budget = rate_limit_budget{.burst = 1'000'000'000}; }},
         bad_connection_spec{"zero_attempts",
                             [](connection_spec& s) { s.retry_policy = retry_policy{.max_attempts = 0}; }},
         bad_connection_spec{"initial_delay_above_max", [](connection_spec& s) {

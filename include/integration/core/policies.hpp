@@ -43,8 +43,14 @@ struct retry_policy {
     result<void> validate() const;
 };
 
-/** Requests per second and burst: a provider's RateLimitProfile or a connection's RateLimitBudget. */
+/** Requests per second and burst: a provider's RateLimitProfile or a connection's RateLimitBudget.
+ *  `requestsPerSecond` is 0.001 (one call in 1000 s) to 100000 and `burst` 1 to 100000: a rate
+ *  below the floor would only ever turn runs away, and a burst above the cap would not limit. */
 struct rate_limit_profile {
+    static constexpr double min_requests_per_second = 0.001;
+    static constexpr double max_requests_per_second = 100'000;
+    static constexpr std::int64_t max_burst = 100'000;
+
     double requests_per_second = 10;
     std::int64_t burst = 20;
 
@@ -52,7 +58,7 @@ struct rate_limit_profile {
         return std::make_tuple(field("requestsPerSecond", &rate_limit_profile::requests_per_second),
                                field("burst", &rate_limit_profile::burst));
     }
-    /** Checks both are positive. */
+    /** Checks the bounds above; the error names the one crossed. */
     result<void> validate() const;
 };
 /** A connection's share of a provider's rate limit. */
