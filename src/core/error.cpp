@@ -29,6 +29,7 @@ public:
         case errc::timeout: return "timed out";
         case errc::cancelled: return "cancelled";
         case errc::verification_failed: return "verification failed";
+        case errc::in_progress: return "still in progress";
         }
         return "unknown integration error";
     }

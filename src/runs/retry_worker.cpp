@@ -15,6 +15,9 @@ result<std::size_t> retry_worker::sweep() {
     std::size_t handled = 0;
     for (auto const& tenant : *tenants) {
         auto ctx = request_context::for_tenant(tenant, "retry-worker");
+        auto recovered = runs_.recover_interrupted(ctx);
+        if (!recovered) return recovered.error();
+        handled += *recovered;
         auto now = clock_.now();
         auto claimed = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
             return uow.failures().claim_due(now, options_.owner, now + options_.lease, options_.batch);

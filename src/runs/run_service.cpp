@@ -217,8 +217,8 @@ std::optional<nanoseconds> run_service::take_token(bound const& b) {
     return a.retry_after;
 }
 
-result<run_outcome> run_service::replay(request_context const& ctx, integration_run run) {
-    run_outcome out{std::move(run), std::nullopt, true, std::nullopt};
+result<run_outcome> run_service::replay(request_context const& ctx, integration_run run, std::optional<std::string> failure_id) {
+    run_outcome out{std::move(run), std::nullopt, true, std::move(failure_id)};
     auto const& d = out.run.data();
     if (d.response_ref && !d.run_attempts.empty() && d.run_attempts.back().http_status) {
         auto body = blobs_.get(ctx.tenant_id, *d.response_ref);
@@ -229,7 +229,7 @@ result<run_outcome> run_service::replay(request_context const& ctx, integration_
 
 // Up to retry.max_attempts attempts, each recorded on `run`; waits between them as classified.
 run_service::attempts_result run_service::attempt(request_context const& ctx, plan const& p, execute_request const& r,
-                                                  integration_run& run) {
+                                                  integration_run& run, claim_fn const& claim) {
     auto const& b = *p.b;
     http::request req{.method = b.op.method, .url = p.url, .headers = r.input.headers, .body = r.input.body,
                       .timeout = options_.attempt_timeout, .cancel = r.cancel};
@@ -252,6 +252,9 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
         } else if (auto wait = take_token(b); wait) {
             // Our own budget is spent: treat it as the vendor's 429 with the time to the next token.
             outcome.response = http::response{429, {{"Retry-After", std::to_string(duration_cast<seconds>(*wait).count() + 1)}}, ""};
+        } else if (auto claimed = claim && run.meta().version == 0 /* not written yet */ ? claim(run) : result<void>(); !claimed) {
+            out.claim_failed = claimed.error();
+            return out;
         } else if (!cb.allow()) {
             outcome.transport_error = error{errc::unavailable, "circuit open for connection " + b.connection.id()};
         } else {
@@ -339,21 +342,63 @@ result<execute_request> run_service::stored_input(request_context const& ctx, in
 }
 
 result<run_outcome> run_service::execute(request_context const& ctx, execute_request r) {
-    auto find_existing = [&]() -> std::optional<integration_run> {
-        std::optional<integration_run> found;
-        (void)store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            if (auto run = uow.runs().find_by_idempotency_key(*r.idempotency_key); run) found = std::move(*run);
-            return {};
-        });
-        return found;
-    };
+    if (!r.idempotency_key) return execute_once(ctx, r, {});
+    auto wait_until = steady_clock::now() + options_.idempotency_wait;
+    auto key = ctx.tenant_id + '\n' + *r.idempotency_key;
+    for (;;) {
+        std::shared_ptr<flight> f;
+        bool owner = false;
+        {
+            std::lock_guard lock(flights_mutex_);
+            auto& slot = flights_[key];
+            if (!slot) {
+                slot = std::make_shared<flight>();
+                owner = true;
+            }
+            f = slot;
+        }
+        if (owner) {
+            auto out = execute_once(ctx, r, wait_until);
+            {
+                std::lock_guard lock(flights_mutex_);
+                flights_.erase(key);
+            }
+            {
+                std::lock_guard lock(f->mutex);
+                f->done = true;
+                if (out) f->outcome = *out;
+            }
+            f->done_cv.notify_all();
+            return out;
+        }
+        std::unique_lock lock(f->mutex);
+        if (!f->done_cv.wait_until(lock, wait_until, [&] { return f->done; }))
+            return error{errc::in_progress, "the run of Idempotency-Key '" + *r.idempotency_key +
+                                                "' is still executing; send the request again shortly to get its outcome"};
+        if (f->outcome) {
+            auto out = *f->outcome;
+            out.replayed = true;
+            return out;
+        }
+        // The twin recorded no run (bad input, a store error): execute this request itself.
+    }
+}
+
+std::optional<integration_run> run_service::find_by_key(request_context const& ctx, std::string const& key) {
+    std::optional<integration_run> found;
+    (void)store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        if (auto run = uow.runs().find_by_idempotency_key(key); run) found = std::move(*run);
+        return {};
+    });
+    return found;
+}
+
+result<run_outcome> run_service::execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until) {
     if (r.idempotency_key)
-        if (auto existing = find_existing()) return replay(ctx, std::move(*existing));
+        if (auto existing = find_by_key(ctx, *r.idempotency_key)) return settle(ctx, std::move(*existing), wait_until);
     auto p = prepare(ctx, r);
     if (!p) return p.error();
 
-    // Pending → Running before the vendor sees anything: durably, unless recording is deferred
-    // (then only an idempotency key, which must be claimed first, is written ahead).
     auto draft = integration_run::create(ctx, clock_.now(), p->b->connection, r.operation, r.idempotency_key);
     if (!draft) return draft.error();
     if (auto s = draft->start(p->b->connection, r.allow_degraded, clock_.now()); !s) return s.error();
@@ -363,19 +408,41 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
         if (auto s = draft->set_request_ref(*ref); !s) return s.error();
     }
     auto run = std::move(*draft);
-    if (options_.recording == durability::immediate || r.idempotency_key) {
-        auto created = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
-            auto copy = run;
-            if (auto s = uow.runs().save(copy); !s) return s.error();
-            return copy;
-        }, options_.recording);
-        if (!created && created.error() == errc::already_exists && r.idempotency_key)
-            if (auto existing = find_existing()) return replay(ctx, std::move(*existing));  // a concurrent twin won
-        if (!created) return created.error();
-        run = std::move(*created);
-    }
 
-    auto [last, failure] = attempt(ctx, *p, r, run);
+    // Running is written right before the first call goes out, after the egress check and the wait
+    // for a rate-limit token: a process that stops before then leaves no run, so the key stays
+    // free, and a Running run in the store is one the vendor may have received. Deferred recording
+    // writes a run without an idempotency key once, when it ends.
+    struct forget_on_exit {
+        run_service& s;
+        std::string id;
+        ~forget_on_exit() {
+            if (id.empty()) return;
+            std::lock_guard lock(s.flights_mutex_);
+            s.executing_.erase(id);
+        }
+    } executing{*this, {}};
+    claim_fn claim;
+    if (options_.recording == durability::immediate || r.idempotency_key)
+        claim = [&](integration_run& current) -> result<void> {
+            auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
+                auto copy = current;
+                if (auto s = uow.runs().save(copy); !s) return s.error();
+                return copy;
+            }, options_.recording);
+            if (!saved) return saved.error();
+            current = std::move(*saved);
+            std::lock_guard lock(flights_mutex_);
+            executing_.insert(executing.id = current.id());
+            return {};
+        };
+
+    auto [last, failure, claim_failed] = attempt(ctx, *p, r, run, claim);
+    if (claim_failed) {
+        if (*claim_failed == errc::already_exists && r.idempotency_key)  // another process claimed the key first
+            if (auto existing = find_by_key(ctx, *r.idempotency_key)) return settle(ctx, std::move(*existing), wait_until);
+        return *claim_failed;
+    }
     bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r.input);
     if (wait_for_worker) defer(*failure, run, last);
     ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
@@ -404,6 +471,83 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
     }, options_.recording);
     if (!saved) return saved.error();
     return run_outcome{std::move(*saved), std::move(e.last), false, std::move(failure_id)};
+}
+
+result<run_outcome> run_service::settle(request_context const& ctx, integration_run run, steady_time wait_until) {
+    for (;;) {
+        if (run.status() != run_status::running) return replay(ctx, std::move(run));
+        auto open = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return uow.failures().list({.run_id = run.id(), .unresolved_only = true}, {.limit = 1});
+        });
+        if (!open) return open.error();
+        if (!open->items.empty()) return replay(ctx, std::move(run), open->items.front().id());  // the retry worker has it
+        if (lease_expired(run)) {
+            auto failed = fail_interrupted(ctx, run);
+            if (!failed && failed.error() != errc::conflict) return failed.error();
+            if (failed && *failed) return replay(ctx, std::move(**failed));
+        } else if (steady_clock::now() >= wait_until) {
+            return error{errc::in_progress, "run " + run.id() + " of Idempotency-Key '" + run.data().idempotency_key.value_or("") +
+                                                "' is still executing; send the request again shortly to get its outcome"};
+        } else {
+            // Executing in another process: its outcome appears in the store.
+            std::this_thread::sleep_for(std::min<steady_clock::duration>(50ms, wait_until - steady_clock::now()));
+        }
+        auto again = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.runs().find(run.id()); });
+        if (!again) return again.error();
+        run = std::move(*again);
+    }
+}
+
+bool run_service::lease_expired(integration_run const& run) {
+    auto started = run.data().started_at.value_or(run.meta().created_at);
+    if (started + run_lease() > clock_.now()) return false;
+    std::lock_guard lock(flights_mutex_);
+    return !executing_.contains(run.id());
+}
+
+std::chrono::milliseconds run_service::run_lease() const noexcept {
+    return options_.retry.total_deadline + options_.max_rate_limit_wait + 2 * options_.attempt_timeout + options_.orphan_margin;
+}
+
+result<std::optional<integration_run>> run_service::fail_interrupted(request_context const& ctx, integration_run const& run) {
+    failures::classification c{failures::failure_category::transient, "interrupted",
+                               "the process executing this run stopped after calling the vendor, which may or may not have "
+                               "acted on the call: check with the vendor before running it again",
+                               failures::next_action::escalate, std::nullopt};
+    auto now = clock_.now();
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<integration_run>> {
+        auto fresh = uow.runs().find(run.id());
+        if (!fresh) return fresh.error();
+        if (fresh->status() != run_status::running) return std::optional<integration_run>();
+        auto open = uow.failures().list({.run_id = run.id(), .unresolved_only = true}, {.limit = 1});
+        if (!open) return open.error();
+        if (!open->items.empty()) return std::optional<integration_run>();
+        if (auto s = fresh->fail(now, c, std::nullopt); !s) return s.error();
+        auto f = failures::integration_failure::record(ctx, now, failures::failure_source::run, fresh->id(), fresh->data().provider_id, c);
+        if (!f) return f.error();
+        if (auto s = uow.failures().save(*f); !s) return s.error();
+        if (auto s = uow.runs().save(*fresh); !s) return s.error();
+        return std::optional(std::move(*fresh));
+    }, options_.recording);
+}
+
+result<std::size_t> run_service::recover_interrupted(request_context const& ctx) {
+    std::size_t ended = 0;
+    storage::page_request page{.limit = 500};
+    for (;;) {
+        auto running = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return uow.runs().list({.status = run_status::running}, page);
+        });
+        if (!running) return running.error();
+        for (auto const& run : running->items) {
+            if (!lease_expired(run)) continue;
+            auto failed = fail_interrupted(ctx, run);
+            if (!failed && failed.error() != errc::conflict) return failed.error();  // conflict: another process ended it
+            if (failed && *failed) ++ended;
+        }
+        if (running->next_cursor.empty()) return ended;
+        page.cursor = running->next_cursor;
+    }
 }
 
 result<std::optional<failures::integration_failure>> run_service::finalize(ending const& e, integration_run& run,
@@ -573,7 +717,9 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
     }
     if (blocked) return save(blocked, std::nullopt, false);
 
-    auto [last, c] = attempt(ctx, *p, *request, run);
+    auto tried = attempt(ctx, *p, *request, run);  // no claim: the run is stored already
+    auto& last = tried.last;
+    auto& c = tried.failure;
     bool keep_waiting = false;
     if (c && retryable(*c)) {
         // failure->attempt counts the executions before this one: the first plus earlier retries.

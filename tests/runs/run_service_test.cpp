@@ -10,13 +10,15 @@
 
 #include <csignal>
 #include <deque>
+#include <set>
 
 namespace integration::testing {
 namespace {
 
 using namespace std::chrono_literals;
 
-/** A vendor on loopback that answers from a script, then with its last line forever. */
+/** A vendor on loopback that answers from a script, then with its last line forever. "HANG" never
+ *  answers; "SLOW " followed by an answer sends it after 300 ms. */
 class scripted_vendor {
 public:
     explicit scripted_vendor(std::deque<std::string> script)
@@ -32,6 +34,10 @@ public:
                   while (::read(fd, buf, sizeof buf) > 0) {
                   }
                   return;
+              }
+              if (r.starts_with("SLOW ")) {
+                  std::this_thread::sleep_for(300ms);
+                  r.erase(0, 5);
               }
               (void)::write(fd, r.data(), r.size());
           }) {}
@@ -74,6 +80,7 @@ struct run_service_options_override {
     int deferred_retries = 3;
     bool write_behind = false;
     resilience::rate_limit_store* rate_limits = nullptr;
+    std::chrono::milliseconds idempotency_wait{5'000};
 };
 
 class run_service_test : public ::testing::Test, protected credential_world {
@@ -117,11 +124,46 @@ protected:
                                       .deferred_retries = o.deferred_retries,
                                       .write_behind = o.write_behind,
                                       .sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); clock_.advance(d); },
-                                      .random = [] { return 0.5; }});
+                                      .random = [] { return 0.5; },
+                                      .idempotency_wait = o.idempotency_wait});
     }
 
     runs::execute_request send_sms(std::optional<std::string> key = {}) {
         return {connection_id_, "sms.send", {.path_params = {{"account", "AC 1"}}, .query = {{"dry", "no"}}, .body = R"({"to":"+100"})"}, key};
+    }
+
+    using child_body = std::function<void(storage::store&, runs::run_service&, clock const&)>;
+    /** Forks a process with a store and run service of its own on the same files, as another host
+     *  would have, whose clock starts at `now`, and runs `body` there; returns its pid. */
+    pid_t fork_service(time_point now, runs::run_service_options o, child_body const& body) {
+        pid_t child = ::fork();
+        if (child != 0) return child;
+        manual_clock clk(now);
+        auto store = storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clk});
+        auto vault = credentials::open_local_secret_store({.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clk});
+        auto fp = credentials::fingerprinter::load_or_create(dir_.file("fp"));
+        if (!store || !vault || !fp) ::_exit(2);
+        auto transport = http::make_curl_transport();
+        credentials::credential_service creds(**store, **vault, *fp, clk, *transport);
+        auto blobs = blobs::open_filesystem_blob_store(dir_.file("blobs"));
+        if (!blobs) ::_exit(3);
+        runs::run_service service(**store, creds, **blobs, *transport, net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+                                  dns_, clk, std::move(o));
+        body(**store, service, clk);
+        ::_exit(4);
+    }
+
+    static void kill_process(pid_t child) {
+        ::kill(child, SIGKILL);
+        int status = 0;
+        ::waitpid(child, &status, 0);
+        EXPECT_TRUE(WIFSIGNALED(status));
+    }
+
+    std::optional<runs::integration_run> run_with_key(std::string const& key) {
+        auto run = storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find_by_idempotency_key(key); });
+        if (!run) return std::nullopt;
+        return std::move(*run);
     }
 
     std::vector<failures::integration_failure> failures_of(std::string const& run_id) {
@@ -401,30 +443,14 @@ TEST_F(run_service_test, a_retry_worker_killed_mid_sweep_leaves_a_lease_that_exp
     start({reply(503), reply(503), reply(503), reply(503), "HANG", reply(200, "after restart")});
     auto id = must(runs_->execute(ctx_, send_sms())).run.id();
     auto due = clock_.now() + 61s;
-    pid_t child = ::fork();
-    ASSERT_GE(child, 0);
-    if (child == 0) {
-        // A whole worker process of its own on the same files; it hangs in the vendor call.
-        manual_clock clk(due);
-        auto store = storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clk});
-        auto vault = credentials::open_local_secret_store({.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clk});
-        auto fp = credentials::fingerprinter::load_or_create(dir_.file("fp"));
-        if (!store || !vault || !fp) ::_exit(2);
-        auto transport = http::make_curl_transport();
-        credentials::credential_service creds(**store, **vault, *fp, clk, *transport);
-        auto blobs = blobs::open_filesystem_blob_store(dir_.file("blobs"));
-        if (!blobs) ::_exit(3);
-        runs::run_service service(**store, creds, **blobs, *transport, net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}},
-                                  dns_, clk, {.attempt_timeout = 600'000ms});
-        runs::retry_worker worker(**store, service, clk, {.owner = "doomed", .lease = 60'000ms});
+    // A whole worker process of its own on the same files; it hangs in the vendor call.
+    pid_t child = fork_service(due, {.attempt_timeout = 600'000ms}, [](storage::store& store, runs::run_service& service, clock const& clk) {
+        runs::retry_worker worker(store, service, clk, {.owner = "doomed", .lease = 60'000ms});
         (void)worker.sweep();
-        ::_exit(4);
-    }
+    });
+    ASSERT_GE(child, 0);
     while (vendor_->requests().size() < 5) std::this_thread::sleep_for(5ms);  // the child is in the call
-    ::kill(child, SIGKILL);
-    int status = 0;
-    ::waitpid(child, &status, 0);
-    EXPECT_TRUE(WIFSIGNALED(status));
+    kill_process(child);
     EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::running);
     runs::retry_worker restarted(*store_, *runs_, clock_, {.owner = "restarted"});
     clock_.set(due + 30s);
@@ -469,6 +495,151 @@ TEST_F(run_service_test, write_behind_records_the_run_without_a_reference_when_i
     auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
     EXPECT_EQ(run.status(), runs::run_status::completed);
     EXPECT_FALSE(run.data().response_ref) << "a reference to a body that was never written";
+}
+
+
+// A process killed while its run waits for the vendor leaves the run Running with no attempt and no
+// failure. Once the run is older than any execution can take (its lease), it cannot still be
+// executing anywhere: recovery fails it as interrupted, and its Idempotency-Key then answers the
+// Failed run instead of a Running one, without calling the vendor again. A run that waits for the
+// retry worker is not an orphan.
+TEST_F(run_service_test, a_run_a_killed_process_left_running_fails_as_interrupted_once_its_lease_ends) {
+    start({"HANG", reply(503)});
+    pid_t child = fork_service(clock_.now(), {.attempt_timeout = 600'000ms},
+                               [&](storage::store&, runs::run_service& service, clock const&) {
+                                   (void)service.execute(ctx_, send_sms("order-7"));
+                               });
+    ASSERT_GE(child, 0);
+    while (vendor_->requests().empty()) std::this_thread::sleep_for(5ms);  // the child is in the call
+    kill_process(child);
+    auto orphan = run_with_key("order-7");
+    ASSERT_TRUE(orphan);
+    EXPECT_EQ(orphan->status(), runs::run_status::running);
+    auto waiting = must(runs_->execute(ctx_, send_sms()));  // 503s: Running, for the retry worker
+    ASSERT_EQ(waiting.run.status(), runs::run_status::running);
+
+    EXPECT_EQ(must(runs_->recover_interrupted(ctx_)), 0u);  // within its lease it may still be executing
+    clock_.set(orphan->data().started_at.value() + runs_->run_lease());
+    EXPECT_EQ(must(runs_->recover_interrupted(ctx_)), 1u);
+    EXPECT_EQ(status_of(*store_, ctx_, orphan->id()), runs::run_status::failed);
+    EXPECT_EQ(status_of(*store_, ctx_, waiting.run.id()), runs::run_status::running);
+    auto f = failures_of(orphan->id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().category, failures::failure_category::transient);
+    EXPECT_EQ(f[0].data().error_code, "interrupted");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+    EXPECT_NE(f[0].data().message.find("may or may not"), std::string::npos) << f[0].data().message;
+    bool raised = false;
+    for (auto const& e : must(store_->pending_events(1'000)))
+        raised = raised || (e.envelope.event_type == "IntegrationFailed" && e.envelope.aggregate_id == orphan->id());
+    EXPECT_TRUE(raised) << "the ending goes through the outbox";
+    EXPECT_EQ(must(runs_->recover_interrupted(ctx_)), 0u);
+
+    auto again = must(runs_->execute(ctx_, send_sms("order-7")));
+    EXPECT_TRUE(again.replayed);
+    EXPECT_EQ(again.run.id(), orphan->id());
+    EXPECT_EQ(again.run.status(), runs::run_status::failed);
+    EXPECT_EQ(vendor_->requests().size(), 1u + 4u);  // the child's call and the waiting run's four
+}
+
+// The same, found by the request instead of a sweep: a twin that outlived its lease is ended then.
+TEST_F(run_service_test, a_key_whose_run_outlived_its_lease_answers_it_failed_at_once) {
+    start({"HANG"});
+    pid_t child = fork_service(clock_.now(), {.attempt_timeout = 600'000ms},
+                               [&](storage::store&, runs::run_service& service, clock const&) {
+                                   (void)service.execute(ctx_, send_sms("order-8"));
+                               });
+    ASSERT_GE(child, 0);
+    while (vendor_->requests().empty()) std::this_thread::sleep_for(5ms);
+    kill_process(child);
+    clock_.advance(runs_->run_lease());
+    auto again = must(runs_->execute(ctx_, send_sms("order-8")));
+    EXPECT_TRUE(again.replayed);
+    EXPECT_EQ(again.run.status(), runs::run_status::failed);
+    EXPECT_EQ(failures_of(again.run.id()).at(0).data().error_code, "interrupted");
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
+// Killed while it waited for a rate-limit token, before its first call: the run was never written,
+// so its Idempotency-Key is free and the retried request calls the vendor.
+TEST_F(run_service_test, a_run_killed_before_its_first_call_leaves_its_key_free) {
+    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.budget = rate_limit_budget{.requests_per_second = 1, .burst = 1}});
+    int waiting[2];
+    ASSERT_EQ(::pipe(waiting), 0);
+    runs::run_service_options o{.max_rate_limit_wait = 5'000ms, .sleep = [&](std::chrono::milliseconds) {
+        (void)::write(waiting[1], "w", 1);  // in the wait for the next token: never wakes up
+        for (;;) ::pause();
+    }};
+    pid_t child = fork_service(clock_.now(), std::move(o), [&](storage::store&, runs::run_service& service, clock const&) {
+        (void)service.execute(ctx_, send_sms());            // takes the only token
+        (void)service.execute(ctx_, send_sms("order-9"));  // waits for the next one
+    });
+    ASSERT_GE(child, 0);
+    char c = 0;
+    ASSERT_EQ(::read(waiting[0], &c, 1), 1);
+    kill_process(child);
+    ::close(waiting[0]);
+    ::close(waiting[1]);
+    EXPECT_FALSE(run_with_key("order-9")) << "a run was left behind for a call that never happened";
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+
+    auto again = must(runs_->execute(ctx_, send_sms("order-9")));
+    EXPECT_FALSE(again.replayed);
+    EXPECT_EQ(again.run.status(), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 2u);
+}
+
+// Requests with one Idempotency-Key at once: one calls the vendor, the others wait for its outcome
+// and get that run, finished; none sees it Running.
+TEST_F(run_service_test, concurrent_executions_of_one_key_call_the_vendor_once_and_share_its_outcome) {
+    start({"SLOW " + reply(201, "once")});
+    std::vector<std::future<result<runs::run_outcome>>> pending;
+    for (int i = 0; i < 6; ++i) pending.push_back(std::async(std::launch::async, [&] { return runs_->execute(ctx_, send_sms("same")); }));
+    std::set<std::string> ids;
+    int executed = 0;
+    for (auto& f : pending) {
+        auto out = must(f.get());
+        EXPECT_EQ(out.run.status(), runs::run_status::completed);
+        ASSERT_TRUE(out.response);
+        EXPECT_EQ(out.response->body, "once");
+        ids.insert(out.run.id());
+        executed += out.replayed ? 0 : 1;
+    }
+    EXPECT_EQ(ids.size(), 1u);
+    EXPECT_EQ(executed, 1);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
+// A twin still executing past `idempotency_wait` answers in_progress, whether it runs in this
+// service or in another one on the same database (seen there as a Running run); once it ended,
+// the key answers its run.
+TEST_F(run_service_test, a_key_still_executing_past_the_wait_is_in_progress_here_and_in_another_service) {
+    start({"HANG"}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_wait = 100ms});
+    auto first = send_sms("busy");
+    auto cancel = std::make_shared<http::cancellation>();
+    first.cancel = cancel;
+    auto pending = runs_->execute_async(ctx_, first);
+    while (vendor_->requests().empty()) std::this_thread::sleep_for(5ms);
+    auto here = runs_->execute(ctx_, send_sms("busy"));
+    ASSERT_FALSE(here);
+    EXPECT_TRUE(here.error() == errc::in_progress) << here.error().message();
+
+    auto second_store = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    runs::run_service other(*second_store, credentials_, *blobs_, *transport_,
+                            net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_, clock_,
+                            {.idempotency_wait = 100ms});
+    auto there = other.execute(ctx_, send_sms("busy"));
+    ASSERT_FALSE(there);
+    EXPECT_TRUE(there.error() == errc::in_progress) << there.error().message();
+
+    cancel->cancel();
+    auto done = must(pending.get());
+    auto later = must(other.execute(ctx_, send_sms("busy")));
+    EXPECT_TRUE(later.replayed);
+    EXPECT_EQ(later.run.id(), done.run.id());
+    EXPECT_EQ(later.run.status(), runs::run_status::failed);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
 }
 
 }  // namespace

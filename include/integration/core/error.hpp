@@ -36,6 +36,7 @@ enum class errc {
     timeout,               ///< A deadline passed.
     cancelled,             ///< The operation was cancelled.
     verification_failed,   ///< New material did not pass verification; the prior version stays active.
+    in_progress,           ///< The same request (an Idempotency-Key's run) is still executing; retry later.
 };
 
 }  // namespace integration

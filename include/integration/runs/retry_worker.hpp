@@ -2,9 +2,10 @@
 #define INTEGRATION_RUNS_RETRY_WORKER_HPP
 
 /** @file
- *  IntegrationRetryWorker: executes runs again when their failures come due. Its state is the
- *  store's: a failure is leased to one worker at a time, and a lease that expires (its worker
- *  died) makes the failure due again, so any number of workers on one store survive restarts.
+ *  IntegrationRetryWorker: executes runs again when their failures come due, and ends the runs a
+ *  stopped process left Running. Its state is the store's: a failure is leased to one worker at a
+ *  time, and a lease that expires (its worker died) makes the failure due again, so any number of
+ *  workers on one store survive restarts.
  */
 
 #include <integration/runs/run_service.hpp>
@@ -26,9 +27,10 @@ class retry_worker {
 public:
     retry_worker(storage::store& store, run_service& runs, clock const& clock, retry_worker_options options = {});
 
-    /** For every tenant: leases the failures due now, resumes each failed run (more attempts,
-     *  then complete and resolve, wait again, or fail and escalate) and gives the lease back.
-     *  Returns how many failures were handled. */
+    /** For every tenant: ends the runs a stopped process left Running
+     *  (`run_service::recover_interrupted`), then leases the failures due now, resumes each failed
+     *  run (more attempts, then complete and resolve, wait again, or fail and escalate) and gives
+     *  the lease back. Returns how many runs were ended or resumed. */
     result<std::size_t> sweep();
 
     std::string const& owner() const noexcept { return options_.owner; }

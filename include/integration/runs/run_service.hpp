@@ -28,6 +28,7 @@
 #include <mutex>
 #include <thread>
 #include <unordered_map>
+#include <unordered_set>
 
 namespace integration::runs {
 
@@ -64,6 +65,10 @@ struct run_outcome {
 
 /** Options of the run service. */
 struct run_service_options {
+    /** Attempts of one execution and the waits between them. `retry.total_deadline` bounds how
+     *  long one execution may wait inline: no attempt starts later than that after the first, so a
+     *  wait (backoff, a vendor's Retry-After, our own rate limit) that would end past it is not
+     *  waited for; the run waits for the retry worker instead (see `deferred_retries`). */
     resilience::retry_options retry{};
     std::chrono::milliseconds attempt_timeout{10'000};
     resilience::breaker_options breaker{};
@@ -98,6 +103,13 @@ struct run_service_options {
     std::function<void(std::chrono::milliseconds)> sleep;
     /** Random numbers in [0, 1) for jitter. */
     std::function<double()> random;
+    /** How long `execute` waits for the outcome of a run with the same Idempotency-Key that is
+     *  still executing (in this service, or in another process sharing the store) before it gives
+     *  up with `errc::in_progress`. */
+    std::chrono::milliseconds idempotency_wait{5'000};
+    /** Added to the longest one execution can take to make `run_lease()`: it covers token
+     *  requests, waits for the store and clocks that differ between processes. */
+    std::chrono::milliseconds orphan_margin{30'000};
 };
 
 /** Executes governed runs. Thread-safe. */
@@ -115,6 +127,12 @@ public:
      *  connection that may not run) is an error and records nothing; a vendor failure is a Failed
      *  run with its classified IntegrationFailure, or a Running one that the retry worker will
      *  execute again (see `deferred_retries`).
+     *
+     *  The run is written (Running) right before its first call to the vendor, so a process that
+     *  stops earlier leaves nothing behind and the same Idempotency-Key executes anew. With an
+     *  Idempotency-Key whose run is still executing, here or in another process, `execute` waits
+     *  up to `idempotency_wait` for its outcome and returns that (`replayed`), else
+     *  `errc::in_progress`: the vendor is called once per key.
      *
      *  @par Example
      *  @code
@@ -134,6 +152,20 @@ public:
      *  next retry, or fails (the failure is escalated, or resolved as dead-lettered). A run that
      *  already ended only resolves its open failure. */
     result<run_outcome> resume(request_context const& ctx, std::string const& run_id);
+
+    /** Ends the runs of `ctx`'s tenant that a stopped process left Running: a run with no retry
+     *  pending that started longer than `run_lease()` ago, and that this service is not executing,
+     *  cannot still be executing anywhere. It fails with a Transient IntegrationFailure
+     *  (`interrupted`, to Escalate: the vendor may or may not have acted on the last call),
+     *  recorded through the outbox like every other ending. Several processes may call it at once.
+     *  Returns how many runs it ended. The retry worker calls it on every sweep. */
+    result<std::size_t> recover_interrupted(request_context const& ctx);
+
+    /** How long after it started a run may still be executing: `retry.total_deadline`, then one
+     *  more rate-limit wait and attempt (twice `attempt_timeout`: a bearer credential refreshed
+     *  after a 401 sends again), plus `orphan_margin`. Processes that share a store should use
+     *  the same options, or the shortest lease may end another's run early. */
+    std::chrono::milliseconds run_lease() const noexcept;
 
     /** The circuit breaker of every connection this service has called, by connection id. */
     std::vector<std::pair<std::string, resilience::breaker_state>> breaker_states();
@@ -179,10 +211,33 @@ private:
     struct attempts_result {
         std::optional<http::response> last;
         std::optional<failures::classification> failure;
+        std::optional<error> claim_failed;  ///< The run could not be written before its first call.
     };
+    /** Writes a run right before its first call (and may replace it with the stored copy). */
+    using claim_fn = std::function<result<void>(integration_run&)>;
+    /** An execution of one Idempotency-Key in this service; executions of the same key wait for it. */
+    struct flight {
+        std::mutex mutex;
+        std::condition_variable done_cv;
+        bool done = false;
+        std::optional<run_outcome> outcome;  ///< None when it recorded no run (bad input, a store error).
+    };
+    using steady_time = std::chrono::steady_clock::time_point;
+    result<run_outcome> execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until);
+    /** What a request gets for the earlier run of its Idempotency-Key: the run when it ended or waits
+     *  for the retry worker; while it executes elsewhere, its outcome once there (or
+     *  `errc::in_progress` at `wait_until`). */
+    result<run_outcome> settle(request_context const& ctx, integration_run run, steady_time wait_until);
+    std::optional<integration_run> find_by_key(request_context const& ctx, std::string const& key);
+    /** True when `run` (Running) started past its lease and is not executing here. */
+    bool lease_expired(integration_run const& run);
+    /** Fails a Running run left by a stopped process; none when it no longer needs it (it ended, or
+     *  waits for the retry worker). */
+    result<std::optional<integration_run>> fail_interrupted(request_context const& ctx, integration_run const& run);
     result<plan> prepare(request_context const& ctx, execute_request const& r);
     result<std::shared_ptr<bound const>> bind(request_context const& ctx, execute_request const& r);
-    attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run);
+    attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run,
+                            claim_fn const& claim = {});
     /** Keeps the input for the retry worker; false when the blob store refused it. */
     bool keep_input(request_context const& ctx, integration_run const& run, run_input const& input);
     static bool retryable(failures::classification const& c);
@@ -199,7 +254,7 @@ private:
     resilience::circuit_breaker& breaker(std::string const& connection_id);
     /** Takes a rate-limit token, waiting up to `max_rate_limit_wait`; else how long until one is there. */
     std::optional<std::chrono::nanoseconds> take_token(bound const& b);
-    result<run_outcome> replay(request_context const& ctx, integration_run run);
+    result<run_outcome> replay(request_context const& ctx, integration_run run, std::optional<std::string> failure_id = {});
 
     storage::store& store_;
     credentials::credential_service& credentials_;
@@ -215,6 +270,9 @@ private:
     std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
     std::mutex bindings_mutex_;
     std::unordered_map<std::string, binding> bindings_;
+    std::mutex flights_mutex_;
+    std::unordered_map<std::string, std::shared_ptr<flight>> flights_;  // by tenant + '\n' + key
+    std::unordered_set<std::string> executing_;                         // run ids written and not yet ended here
     std::mutex jobs_mutex_;
     std::condition_variable jobs_cv_;
     std::deque<std::function<void()>> jobs_;
