@@ -46,6 +46,27 @@ bool application::answers_inline(http_request const& req) {
     return req.method() == beast_http::verb::get && req.target() == "/healthz";
 }
 
+bool application::calls_vendors(http_request const& req) const {
+    auto target = req.target();
+    auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
+    if (!url) return false;
+    auto m = router_.find(std::string_view(req.method_string().data(), req.method_string().size()), url->path());
+    return m.h && m.options.calls_vendors;
+}
+
+bool application::begin_execution(std::string const& tenant) {
+    std::lock_guard lock(executions_mutex_);
+    auto& n = executions_[tenant];
+    if (n >= services_.config.tenant_executions) return false;
+    ++n;
+    return true;
+}
+
+void application::end_execution(std::string const& tenant) {
+    std::lock_guard lock(executions_mutex_);
+    if (auto it = executions_.find(tenant); it != executions_.end() && --it->second == 0) executions_.erase(it);
+}
+
 http_response to_response(reply const& r, unsigned version, bool keep_alive) {
     http_response res{static_cast<beast_http::status>(r.status), version};
     res.set(beast_http::field::server, "integration-host");
@@ -147,6 +168,22 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
         auto v = req[boost::beast::string_view(name.data(), name.size())];
         return std::string_view(v.data(), v.size());
     };
+    // One tenant's vendor calls take at most its share of the execution pool; the rest of the
+    // pool stays free for other tenants however slow that tenant's vendors are.
+    if (m.options.calls_vendors && !begin_execution(ctx.tenant_id)) {
+        auto p = problem(429, "tenant-busy", "Too many requests calling vendors",
+                         "this tenant already has " + std::to_string(services_.config.tenant_executions) +
+                             " requests calling vendors in progress (--tenant-executions); retry after 1 s");
+        p.headers.emplace_back("Retry-After", "1");
+        return p;
+    }
+    struct end_on_exit {
+        application* app;
+        std::string const* tenant;
+        ~end_on_exit() {
+            if (app) app->end_execution(*tenant);
+        }
+    } slot{m.options.calls_vendors ? this : nullptr, &ctx.tenant_id};
     try {
         auto r = (*m.h)(c);
         if (!r) return problem_from(r.error());

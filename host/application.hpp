@@ -11,6 +11,9 @@
 #include <integration/resilience/token_bucket.hpp>
 
 #include <chrono>
+#include <mutex>
+#include <string>
+#include <unordered_map>
 
 namespace integration::host {
 
@@ -21,6 +24,10 @@ public:
     /** True for requests answered without touching the library (`GET /healthz`): the server
      *  answers them on its own thread instead of handing them to a worker. */
     static bool answers_inline(http_request const& req);
+
+    /** True for requests whose handler calls vendors (`route_options::calls_vendors`): the server
+     *  hands them to the execution pool instead of the workers. */
+    bool calls_vendors(http_request const& req) const;
 
     /** Answers `req`; `started` is when its header arrived (for the logged latency). */
     http_response handle(http_request const& req, std::chrono::steady_clock::time_point started);
@@ -45,9 +52,15 @@ public:
 private:
     reply dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route);
 
+    /** Counts one more vendor-calling request of `tenant` in progress; false at --tenant-executions. */
+    bool begin_execution(std::string const& tenant);
+    void end_execution(std::string const& tenant);
+
     services& services_;
     router router_;
     resilience::rate_limiter key_limits_{system_clock::instance()};  // per API key (its hash)
+    std::mutex executions_mutex_;
+    std::unordered_map<std::string, std::size_t> executions_;  // vendor-calling requests in progress, by tenant
 };
 
 /** The trace of a request: a child of its `traceparent`, or a new trace without a valid one. */

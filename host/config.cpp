@@ -125,7 +125,9 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         "data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms", "idle-timeout-ms", "body-limit",
         "json-body-limit", "header-limit", "max-connections", "pipeline-limit", "io-threads", "workers",
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
-        "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording"};
+        "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
+        "execution-threads", "tenant-executions", "run-deadline-ms", "attempt-timeout-ms", "idempotency-wait-ms",
+        "orphan-margin-ms"};
     if (auto r = refuse_unknown(flags, known); !r) return r.error();
     flag_map file;
     layers no_file(flags, {});
@@ -157,7 +159,9 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     auto ms = [](std::chrono::milliseconds d) { return static_cast<std::size_t>(d.count()); };
     std::size_t outbox_ms = ms(c.outbox_interval), retry_ms = ms(c.retry_interval), rotation_ms = ms(c.rotation_interval),
                 probe_ms = ms(c.probe_interval), shutdown_ms = ms(c.shutdown_timeout),
-                retention_ms = ms(c.retention_interval);
+                retention_ms = ms(c.retention_interval), run_deadline_ms = ms(c.run_deadline),
+                attempt_timeout_ms = ms(c.attempt_timeout), idempotency_wait_ms = ms(c.idempotency_wait),
+                orphan_margin_ms = ms(c.orphan_margin);
     for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"idle-timeout-ms", &idle_ms},
                              numeric{"body-limit", &c.body_limit}, numeric{"json-body-limit", &c.json_body_limit},
                              numeric{"header-limit", &c.header_limit},
@@ -168,7 +172,12 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                              numeric{"shutdown-timeout-ms", &shutdown_ms}, numeric{"retention-interval-ms", &retention_ms},
                              numeric{"run-retention-days", &c.run_retention_days},
                              numeric{"body-retention-days", &c.body_retention_days},
-                             numeric{"key-rate-limit", &c.key_rate_limit}, numeric{"key-burst", &c.key_burst}}) {
+                             numeric{"key-rate-limit", &c.key_rate_limit}, numeric{"key-burst", &c.key_burst},
+                             numeric{"execution-threads", &c.execution_threads},
+                             numeric{"tenant-executions", &c.tenant_executions},
+                             numeric{"run-deadline-ms", &run_deadline_ms}, numeric{"attempt-timeout-ms", &attempt_timeout_ms},
+                             numeric{"idempotency-wait-ms", &idempotency_wait_ms},
+                             numeric{"orphan-margin-ms", &orphan_margin_ms}}) {
         if (auto v = l.values(name, false); !v.empty()) {
             auto n = to_size(name, v.back());
             if (!n) return n.error();
@@ -183,6 +192,14 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     c.probe_interval = std::chrono::milliseconds(probe_ms);
     c.shutdown_timeout = std::chrono::milliseconds(shutdown_ms);
     c.retention_interval = std::chrono::milliseconds(retention_ms);
+    c.run_deadline = std::chrono::milliseconds(run_deadline_ms);
+    c.attempt_timeout = std::chrono::milliseconds(attempt_timeout_ms);
+    c.idempotency_wait = std::chrono::milliseconds(idempotency_wait_ms);
+    c.orphan_margin = std::chrono::milliseconds(orphan_margin_ms);
+    if (c.tenant_executions >= c.execution_threads)
+        return error{errc::invalid_argument, "--tenant-executions (" + std::to_string(c.tenant_executions) +
+                                                 ") must be below --execution-threads (" + std::to_string(c.execution_threads) +
+                                                 "), so that one tenant never holds every execution thread"};
     return c;
 }
 
@@ -217,6 +234,8 @@ std::string usage() {
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
                          [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]
                          [--key-rate-limit N] [--key-burst N] [--recording immediate|deferred]
+                         [--execution-threads N] [--tenant-executions N] [--run-deadline-ms N]
+                         [--attempt-timeout-ms N] [--idempotency-wait-ms N] [--orphan-margin-ms N]
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW

@@ -28,7 +28,19 @@ struct serve_config {
     std::size_t max_connections = 1024;
     std::size_t pipeline_limit = 8;  // requests read ahead per connection
     std::size_t io_threads = 2;
-    std::size_t workers = 16;        // threads that run blocking library calls
+    std::size_t workers = 16;        // threads that run blocking library calls that touch only the stores
+    // Threads for the requests that call vendors (runs, connection probes, rotation checks), and
+    // how many of those one tenant may have in progress (over it: 429 tenant-busy).
+    std::size_t execution_threads = 32;
+    std::size_t tenant_executions = 8;
+    // Runs: no attempt starts later than run_deadline after the first (a longer wait answers 202
+    // and the retry worker continues the run); each vendor call's timeout; how long a request waits
+    // for a twin with its Idempotency-Key; and the margin of the lease after which a run a stopped
+    // host left Running is failed (run_service::run_lease).
+    std::chrono::milliseconds run_deadline{5'000};
+    std::chrono::milliseconds attempt_timeout{10'000};
+    std::chrono::milliseconds idempotency_wait{5'000};
+    std::chrono::milliseconds orphan_margin{30'000};
     // Background workers: how often each sweeps (host/workers.cpp).
     std::chrono::milliseconds outbox_interval{1'000};
     std::chrono::milliseconds retry_interval{5'000};

@@ -37,7 +37,8 @@ int serve(std::vector<std::string> const& args) {
     auto& s = **services;
     host::application app(s);
     boost::asio::thread_pool workers(s.config.workers);
-    host::server server(s.config, app, workers);
+    boost::asio::thread_pool executions(s.config.execution_threads);
+    host::server server(s.config, app, workers, executions);
     auto bound = server.start();
     if (!bound) {
         std::cerr << "cannot start: " << bound.error().message() << "\n";
@@ -67,6 +68,7 @@ int serve(std::vector<std::string> const& args) {
 
     server.run();
     workers.join();
+    executions.join();
     // A sweep cannot be interrupted (a vendor call, a commit), so it gets until the deadline. Past
     // it the process ends without unwinding: the store rolls back the open transaction, leased
     // failures become due again when their lease expires, and unmarked outbox rows are relayed

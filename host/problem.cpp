@@ -30,6 +30,7 @@ constexpr mapping table[] = {
     {errc::egress_denied, 422, "egress-denied", "The destination is not allowed by the egress policy"},
     {errc::verification_failed, 422, "verification-failed", "The new material did not pass verification"},
     {errc::timeout, 504, "timeout", "A deadline passed"},
+    {errc::in_progress, 409, "idempotency-in-progress", "A request with this Idempotency-Key is still executing"},
 };
 
 }  // namespace

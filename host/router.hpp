@@ -49,6 +49,9 @@ struct route_options {
     /** The body may be as large as `--body-limit` (vendor bodies); other routes take at most
      *  `--json-body-limit`. */
     bool large_body = false;
+    /** The handler calls vendors (runs, health probes): it runs on the execution pool, within the
+     *  tenant's share of it (`--tenant-executions`), never on the workers that serve the rest. */
+    bool calls_vendors = false;
 };
 
 /** `open`, `key` or `admin`, as the `routes` command prints it. */

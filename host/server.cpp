@@ -249,7 +249,8 @@ private:
         http_request const* req = &*front.req;
         auto started = front.started;
         if (application::answers_inline(*req)) return write(state_.app.handle(*req, started));
-        asio::post(state_.workers, [self = shared_from_this(), guard = std::move(guard), req, started]() mutable {
+        auto& pool = state_.app.calls_vendors(*req) ? state_.executions : state_.workers;
+        asio::post(pool, [self = shared_from_this(), guard = std::move(guard), req, started]() mutable {
             auto res = self->state_.app.handle(*req, started);
             asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
             guard.reset();
@@ -311,8 +312,8 @@ std::vector<std::unique_ptr<asio::io_context>> make_contexts(std::size_t n) {
 }
 }  // namespace
 
-server::server(serve_config const& config, application& app, asio::thread_pool& workers)
-    : contexts_(make_contexts(config.io_threads)), acceptor_(*contexts_.front()), state_{config, app, workers} {
+server::server(serve_config const& config, application& app, asio::thread_pool& workers, asio::thread_pool& executions)
+    : contexts_(make_contexts(config.io_threads)), acceptor_(*contexts_.front()), state_{config, app, workers, executions} {
     for (auto& c : contexts_) guards_.push_back(asio::make_work_guard(*c));
 }
 

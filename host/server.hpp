@@ -6,10 +6,11 @@
 //
 // Threads: each of the `io_threads` runs its own io_context (sockets only), and a connection lives
 // on one of them, so its handlers never run at once and need no strand, and no two I/O threads
-// contend for one queue. Every request that calls the library is handled on a separate pool of
-// `workers` threads because those calls block (SQLite commits, vendor calls); the answer is posted
-// back to the connection's io_context. A connection handles its requests in order, so at most one
-// worker per connection is busy.
+// contend for one queue. Every request that calls the library is handled on a separate pool
+// because those calls block; the answer is posted back to the connection's io_context. Requests
+// whose handlers call vendors (runs, health probes) go to the `executions` pool, every other one
+// to the `workers` pool, so that slow vendors never delay the routes that only use the stores. A
+// connection handles its requests in order, so at most one thread per connection is busy.
 
 #include "application.hpp"
 #include "config.hpp"
@@ -31,11 +32,12 @@ namespace integration::host {
 
 class session;
 
-/** What sessions share: limits, the application, the worker pool, the live-session registry. */
+/** What sessions share: limits, the application, the thread pools, the live-session registry. */
 struct server_state {
     serve_config const& config;
     application& app;
     boost::asio::thread_pool& workers;
+    boost::asio::thread_pool& executions;
     std::atomic<bool> stopping{false};
     std::mutex mutex;
     std::uint64_t next_id = 0;
@@ -44,7 +46,8 @@ struct server_state {
 
 class server {
 public:
-    server(serve_config const& config, application& app, boost::asio::thread_pool& workers);
+    server(serve_config const& config, application& app, boost::asio::thread_pool& workers,
+           boost::asio::thread_pool& executions);
 
     /** Binds and starts accepting; returns the bound endpoint (port 0 picks one). */
     result<boost::asio::ip::tcp::endpoint> start();

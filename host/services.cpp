@@ -65,12 +65,16 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     s->prober = std::make_unique<connections::health_prober>(*s->store, *s->credentials, *s->transport, s->egress,
                                                              s->resolver, clock,
                                                              connections::health_prober_options{.interval = probe_every});
-    // The contract promises a run that ends Completed or Failed within the request, so no run is
-    // left Running for the retry worker (which still sweeps, for failures left by other hosts
-    // or an earlier configuration): deferred_retries = 0.
+    // A run ends Completed or Failed within the request unless its next attempt would start past
+    // --run-deadline-ms: then it stays Running (202) and the retry worker continues it, so no
+    // request sleeps through a vendor's long Retry-After or a slow rate limit.
+    runs::run_service_options run_options{.retry = {.total_deadline = config.run_deadline},
+                                          .attempt_timeout = config.attempt_timeout,
+                                          .recording = config.recording,
+                                          .idempotency_wait = config.idempotency_wait,
+                                          .orphan_margin = config.orphan_margin};
     s->runs = std::make_unique<runs::run_service>(*s->store, *s->credentials, *s->blobs, *s->transport, s->egress,
-                                                  s->resolver, clock,
-                                                  runs::run_service_options{.recording = config.recording, .deferred_retries = 0});
+                                                  s->resolver, clock, std::move(run_options));
     s->events.subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {
         m->count_event(e.event_type);
         return {};

@@ -20,7 +20,7 @@ void add_connection_routes(router& r, services& s) {
         if (!created) return created.error();
         auto tested = s.prober->test(c.ctx, created->id());
         return json_reply(201, render(tested ? *tested : *created));
-    });
+    }, {.calls_vendors = true});
 
     r.add("GET", "/integrations/connections", [&s](call& c) -> result<reply> {
         auto page = c.page();
@@ -48,7 +48,7 @@ void add_connection_routes(router& r, services& s) {
         auto tested = s.prober->test(c.ctx, c.params["connectionId"]);
         if (!tested) return tested.error();
         return json_reply(200, render(*tested));
-    });
+    }, {.calls_vendors = true});
 
     r.add("POST", "/integrations/connections/{connectionId}/retire", [&s](call& c) -> result<reply> {
         auto body = c.optional_json();

@@ -157,7 +157,7 @@ void add_credential_routes(router& r, services& s) {
         auto rotated = s.credentials->rotate(c.ctx, **id, std::move(*secret), health_check_verifier(s, c.ctx, **id), expires);
         if (!rotated) return rotated.error();
         return json_reply(200, render_credential(*rotated));
-    });
+    }, {.calls_vendors = true});  // verifies the new material with the vendor
 
     r.add("POST", "/integrations/credentials/{credentialId}/revoke", [&s](call& c) -> result<reply> {
         auto body = c.optional_json();

@@ -2,6 +2,7 @@
 
 #include "api_keys.hpp"
 #include "crypto/crypto.hpp"
+#include "problem.hpp"
 
 #include <boost/json/serialize.hpp>
 
@@ -98,16 +99,24 @@ void add_run_routes(router& r, services& s) {
             req.idempotency_key = key;
         }
         auto out = s.runs->execute(c.ctx, std::move(req));
+        if (!out && out.error() == errc::in_progress) {
+            // A twin with this key is still executing: its outcome is for a retry to collect.
+            auto p = problem_from(out.error());
+            p.headers.emplace_back("Retry-After", "1");
+            return p;
+        }
         if (!out) {
             // Bad input records no run, so the key is free again for a corrected request.
             if (!key.empty() && out.error() != errc::already_exists) s.idempotency->release(c.ctx.tenant_id, key);
             return out.error();
         }
         if (!out->replayed) s.metrics.count_run(to_string(out->run.status()));
-        auto rep = json_reply(201, render_outcome(*out));
+        // Running: its next attempt would start past --run-deadline-ms, so the retry worker
+        // continues it; GET /integrations/runs/{runId} shows how it ends.
+        auto rep = json_reply(out->run.status() == runs::run_status::running ? 202 : 201, render_outcome(*out));
         if (out->replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
         return rep;
-    }, {.large_body = true});  // carries the vendor's request body
+    }, {.large_body = true, .calls_vendors = true});  // carries the vendor's request body
 
     r.add("GET", "/integrations/runs", [&s](call& c) -> result<reply> {
         auto page = c.page();

@@ -10,12 +10,15 @@
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <ctime>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <initializer_list>
+#include <mutex>
 #include <optional>
 #include <set>
 #include <sstream>
@@ -65,6 +68,97 @@ private:
     loopback_server server_;
 };
 
+/** A vendor that serves every connection on a thread of its own, so that calls overlap. `answer`
+ *  gets the request head and returns the whole response (sent with the connection closed after
+ *  it), or nothing to hold the call unanswered until the caller goes away. */
+class threaded_vendor {
+public:
+    using answer_fn = std::function<std::optional<std::string>(std::string const& head)>;
+
+    explicit threaded_vendor(answer_fn answer) : answer_(std::move(answer)) {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 64) != 0)
+            throw std::runtime_error("threaded_vendor: bind/listen failed");
+        socklen_t len = sizeof addr;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+        port_ = ntohs(addr.sin_port);
+        acceptor_ = std::thread([this] { accept_calls(); });
+    }
+    ~threaded_vendor() {
+        stop_ = true;
+        acceptor_.join();
+        for (auto& t : calls_) t.join();
+        ::close(fd_);
+    }
+    threaded_vendor(threaded_vendor const&) = delete;
+    threaded_vendor& operator=(threaded_vendor const&) = delete;
+
+    std::uint16_t port() const { return port_; }
+    /** How many requests arrived whose head starts with `prefix` (e.g. "POST /echo/"). */
+    int count(std::string_view prefix) {
+        std::lock_guard lock(mutex_);
+        return static_cast<int>(std::count_if(heads_.begin(), heads_.end(), [&](auto const& h) { return h.starts_with(prefix); }));
+    }
+
+private:
+    void accept_calls() {
+        while (!stop_) {
+            pollfd p{fd_, POLLIN, 0};
+            if (::poll(&p, 1, 50) <= 0) continue;
+            int c = ::accept(fd_, nullptr, nullptr);
+            if (c >= 0) calls_.emplace_back([this, c] { serve(c); });
+        }
+    }
+    // False once the peer closed or the vendor stops.
+    bool wait_readable(int c) {
+        while (!stop_) {
+            pollfd p{c, POLLIN, 0};
+            if (::poll(&p, 1, 50) > 0) return true;
+        }
+        return false;
+    }
+    void serve(int c) {
+        std::string in;
+        char buf[4096];
+        while (in.find("\r\n\r\n") == std::string::npos) {
+            if (!wait_readable(c)) return (void)::close(c);
+            auto n = ::read(c, buf, sizeof buf);
+            if (n <= 0) return (void)::close(c);
+            in.append(buf, static_cast<std::size_t>(n));
+        }
+        auto head = in.substr(0, in.find("\r\n\r\n") + 4);
+        {
+            std::lock_guard lock(mutex_);
+            heads_.push_back(head);
+        }
+        if (auto answer = answer_(head)) {
+            (void)::write(c, answer->data(), answer->size());
+        } else {
+            while (wait_readable(c) && ::read(c, buf, sizeof buf) > 0) {  // held until the caller goes away
+            }
+        }
+        ::close(c);
+    }
+
+    answer_fn answer_;
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stop_{false};
+    std::mutex mutex_;
+    std::vector<std::string> heads_;
+    std::vector<std::thread> calls_;  // only the acceptor thread adds to it
+    std::thread acceptor_;
+};
+
+/** A whole vendor answer; the connection closes after it. */
+std::string vendor_answer(int status, std::string const& body = "", std::string const& extra_headers = "") {
+    return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
+           std::to_string(body.size()) + "\r\nConnection: close\r\n" + extra_headers + "\r\n" + body;
+}
+
 std::string str(json::value const& v, char const* name) { return std::string(v.at(name).as_string()); }
 
 /** A provider with an active client, a credential and a connection, all of one tenant. */
@@ -72,13 +166,15 @@ struct tenant_setup {
     std::string provider_id, client_id, credential_id, connection_id;
 };
 
-tenant_setup set_up(api const& a, std::uint16_t vendor_port, std::string const& suffix) {
+/** `provider_extra` adds fields to the provider's registration (e.g. a rateLimitProfile). */
+tenant_setup set_up(api const& a, std::uint16_t vendor_port, std::string const& suffix, json::object const& provider_extra = {}) {
     tenant_setup t;
-    auto p = a.post("/integrations/providers",
-                    json::object{{"key", "echo" + suffix}, {"displayName", "Echo"}, {"category", "BusinessSystem"},
-                                 {"authModel", "ApiKey"}, {"baseUrl", "http://127.0.0.1:" + std::to_string(vendor_port)},
-                                 {"capabilities", json::array{"echo.send", "echo.bad", "echo.slow"}},
-                                 {"healthCheck", json::object{{"method", "GET"}, {"path", "/health"}, {"expectStatus", 200}}}});
+    json::object provider{{"key", "echo" + suffix}, {"displayName", "Echo"}, {"category", "BusinessSystem"},
+                          {"authModel", "ApiKey"}, {"baseUrl", "http://127.0.0.1:" + std::to_string(vendor_port)},
+                          {"capabilities", json::array{"echo.send", "echo.bad", "echo.slow"}},
+                          {"healthCheck", json::object{{"method", "GET"}, {"path", "/health"}, {"expectStatus", 200}}}};
+    for (auto const& [k, v] : provider_extra) provider[k] = v;
+    auto p = a.post("/integrations/providers", provider);
     EXPECT_EQ(p.status, 201) << p.body;
     t.provider_id = str(p.json(), "providerId");
     EXPECT_EQ(str(p.json(), "status"), "Registered");
@@ -1326,6 +1422,276 @@ TEST(host_config, keys_create_takes_its_flags_admin_included_from_the_environmen
     EXPECT_EQ(api(host.port(), last_line(tenant_out)).get("/metrics").status, 403);
     auto mine = api(host.port(), last_line(tenant_out)).get("/integrations/providers");
     EXPECT_EQ(mine.status, 200) << mine.body;
+}
+
+
+// ---- every run ends, one key runs once, no tenant stalls another -----------------------------
+
+/** The body of a run of echo.send whose path parameter is `id`. */
+json::object run_with_id(std::string const& connection, std::string const& id) {
+    return {{"connectionId", connection}, {"operation", "echo.send"},
+            {"input", json::object{{"pathParams", json::object{{"id", id}}}, {"body", json::object{{"msg", id}}}}}};
+}
+
+// A host killed while runs wait on their vendor leaves them Running. The next host ends each one
+// Failed with an `interrupted` failure once it is older than any run can take (its lease:
+// --run-deadline-ms, 1 s of rate-limit wait, twice --attempt-timeout-ms and --orphan-margin-ms,
+// here 10.5 s), and their Idempotency-Keys then answer the Failed run without calling the vendor.
+TEST(host_recovery, runs_a_killed_host_left_running_end_failed_and_their_keys_answer_that) {
+    scratch_dir dir("orphans");
+    auto key = create_key(dir.string(), "tenant-o");
+    threaded_vendor vendor([](std::string const& head) -> std::optional<std::string> {
+        if (head.starts_with("GET /health ")) return vendor_answer(200);
+        return std::nullopt;  // every run's call waits until the host is gone
+    });
+    std::vector<std::string> const flags{"--key-rate-limit",     "0",   "--run-deadline-ms",  "1000", "--attempt-timeout-ms", "4000",
+                                         "--orphan-margin-ms",   "500", "--retry-interval-ms", "200"};
+    std::vector<std::string> const keys{"orphan-0", "orphan-1", "orphan-2"};
+    std::string connection;
+    {
+        host_process host(dir.string(), flags);
+        api client(host.port(), key);
+        connection = set_up(client, vendor.port(), "-orphans").connection_id;
+        std::vector<std::thread> posts;
+        for (auto const& k : keys)
+            posts.emplace_back([&, k] { (void)client.post("/integrations/runs", run_body(connection), {{"Idempotency-Key", k}}); });
+        EXPECT_TRUE(eventually([&] { return vendor.count("POST /echo/") == 3; }, 10s)) << vendor.count("POST /echo/");
+        host.kill_now();
+        EXPECT_EQ(host.wait(), -SIGKILL);
+        for (auto& t : posts) t.join();
+    }
+    host_process host(dir.string(), flags);
+    api client(host.port(), key);
+    auto running = [&] { return client.get("/integrations/runs?status=Running").json().at("items").as_array().size(); };
+    EXPECT_EQ(running(), 3u) << "the killed host's runs were not left Running";
+    EXPECT_TRUE(eventually([&] { return running() == 0; }, 30s)) << client.get("/integrations/runs").body;
+    auto runs = client.get("/integrations/runs").json().at("items").as_array();
+    ASSERT_EQ(runs.size(), 3u);
+    for (auto const& r : runs) {
+        EXPECT_EQ(str(r, "status"), "Failed") << json::serialize(r);
+        auto failures = client.get("/integrations/failures?runId=" + str(r, "runId")).json().at("items").as_array();
+        ASSERT_EQ(failures.size(), 1u) << json::serialize(r);
+        EXPECT_EQ(str(failures[0], "errorCode"), "interrupted");
+        EXPECT_EQ(str(failures[0], "category"), "Transient");
+        EXPECT_EQ(str(failures[0], "nextAction"), "Escalate");
+    }
+    for (auto const& k : keys) {
+        auto again = client.post("/integrations/runs", run_body(connection), {{"Idempotency-Key", k}});
+        EXPECT_EQ(again.status, 201) << k << ": " << again.body;
+        EXPECT_EQ(str(again.json(), "status"), "Failed") << k << ": " << again.body;
+        EXPECT_EQ(again.headers["idempotent-replayed"], "true") << k;
+    }
+    EXPECT_EQ(vendor.count("POST /echo/"), 3);
+}
+
+// A host killed while a run waits for its rate-limit token, before its call, left no run behind:
+// the request retried with the same Idempotency-Key executes now, instead of answering a stuck run.
+TEST(host_recovery, a_run_killed_before_it_called_the_vendor_executes_anew_with_its_key) {
+    scratch_dir dir("unsent");
+    auto key = create_key(dir.string(), "tenant-u");
+    echo_vendor vendor;
+    // One call per 10 s: the second run waits ~11 s for its token, within --run-deadline-ms.
+    std::vector<std::string> const flags{"--key-rate-limit", "0", "--run-deadline-ms", "30000"};
+    json::object const limited{{"rateLimitProfile", json::object{{"requestsPerSecond", 0.1}, {"burst", 1}}}};
+    std::string connection;
+    {
+        host_process host(dir.string(), flags);
+        api client(host.port(), key);
+        connection = set_up(client, vendor.port(), "-unsent", limited).connection_id;
+        ASSERT_EQ(client.post("/integrations/runs", run_with_id(connection, "first")).status, 201);  // the only token
+        std::thread waiting([&] { (void)client.post("/integrations/runs", run_with_id(connection, "second"), {{"Idempotency-Key", "unsent-1"}}); });
+        auto claimed = [&] {
+            return run_and_capture("sqlite3 " + (dir.path() / "host.db").string() +
+                                   " \"SELECT count(*) FROM idempotency_keys WHERE key = 'unsent-1'\"");
+        };
+        EXPECT_TRUE(eventually([&] { return claimed() == "1\n"; })) << claimed();
+        std::this_thread::sleep_for(500ms);  // well into its wait for the token
+        host.kill_now();
+        EXPECT_EQ(host.wait(), -SIGKILL);
+        waiting.join();
+    }
+    ASSERT_EQ(vendor.echo_calls, 1) << "the second run reached the vendor before the host was killed";
+    host_process host(dir.string(), flags);
+    api client(host.port(), key);
+    auto again = client.post("/integrations/runs", run_with_id(connection, "second"), {{"Idempotency-Key", "unsent-1"}});
+    EXPECT_EQ(again.status, 201) << again.body;
+    EXPECT_EQ(str(again.json(), "status"), "Completed") << again.body;
+    EXPECT_NE(again.headers["idempotent-replayed"], "true");
+    EXPECT_EQ(vendor.echo_calls, 2);
+}
+
+// Requests with one Idempotency-Key at once: the vendor is called once; the others wait for that
+// run and answer it finished or, past --idempotency-wait-ms, 409 idempotency-in-progress with
+// Retry-After. None answers with the run still Running.
+TEST(host_idempotency, concurrent_requests_with_one_key_call_the_vendor_once_and_never_answer_running) {
+    scratch_dir dir("twins");
+    auto key = create_key(dir.string(), "tenant-t");
+    threaded_vendor vendor([](std::string const& head) -> std::optional<std::string> {
+        if (head.starts_with("GET /health ")) return vendor_answer(200);
+        std::this_thread::sleep_for(head.starts_with("POST /echo/long ") ? 4s : 1s);
+        return vendor_answer(200, R"({"ok":true})");
+    });
+    host_process host(dir.string(), {"--key-rate-limit", "0", "--idempotency-wait-ms", "2500"});
+    api client(host.port(), key);
+    auto connection = set_up(client, vendor.port(), "-twins").connection_id;
+    auto concurrently = [&](std::string const& id, std::string const& k) {
+        std::vector<http_answer> answers(4);
+        std::vector<std::thread> threads;
+        for (auto& a : answers)
+            threads.emplace_back([&] { a = client.post("/integrations/runs", run_with_id(connection, id), {{"Idempotency-Key", k}}); });
+        for (auto& t : threads) t.join();
+        return answers;
+    };
+
+    std::set<std::string> ids;
+    for (auto const& a : concurrently("short", "twin-1")) {  // the call (1 s) ends within the wait
+        EXPECT_EQ(a.status, 201) << a.body;
+        EXPECT_EQ(str(a.json(), "status"), "Completed") << a.body;
+        ids.insert(str(a.json(), "runId"));
+    }
+    EXPECT_EQ(ids.size(), 1u);
+    EXPECT_EQ(vendor.count("POST /echo/short "), 1);
+
+    int completed = 0, in_progress = 0;
+    for (auto a : concurrently("long", "twin-2")) {  // the call (4 s) outlasts the wait
+        if (a.status == 201) {
+            EXPECT_EQ(str(a.json(), "status"), "Completed") << a.body;
+            ++completed;
+            continue;
+        }
+        EXPECT_EQ(a.status, 409) << a.body;
+        EXPECT_EQ(str(a.json(), "type"), "https://integration.dev/problems/idempotency-in-progress") << a.body;
+        EXPECT_EQ(a.headers["retry-after"], "1");
+        ++in_progress;
+    }
+    EXPECT_EQ(completed + in_progress, 4);
+    EXPECT_GE(completed, 1);
+    EXPECT_GE(in_progress, 1);
+    auto later = client.post("/integrations/runs", run_with_id(connection, "long"), {{"Idempotency-Key", "twin-2"}});
+    EXPECT_EQ(later.status, 201) << later.body;
+    EXPECT_EQ(str(later.json(), "status"), "Completed") << later.body;
+    EXPECT_EQ(later.headers["idempotent-replayed"], "true");
+    EXPECT_EQ(vendor.count("POST /echo/long "), 1);
+}
+
+// One tenant floods runs on a vendor answering 503 with Retry-After: 30 and on a provider with the
+// smallest rate limit allowed. Neither holds a thread asleep: each run answers 202 with the run
+// Running (the retry worker continues it), or 429 tenant-busy past --tenant-executions. Meanwhile
+// another tenant's reads and runs each answer within a 5 s bound (on a host whose four workers
+// the flood would otherwise hold asleep for 30 s each).
+TEST(host_fairness, a_tenant_flooding_slow_vendors_stalls_no_other_tenant) {
+    scratch_dir dir("fairness");
+    auto key_a = create_key(dir.string(), "tenant-flood");
+    auto key_b = create_key(dir.string(), "tenant-calm");
+    threaded_vendor unavailable([](std::string const& head) -> std::optional<std::string> {
+        if (head.starts_with("GET /health ")) return vendor_answer(200);
+        return vendor_answer(503, "", "Retry-After: 30\r\n");
+    });
+    std::atomic<int> recovering_calls{0};
+    threaded_vendor recovering([&](std::string const& head) -> std::optional<std::string> {
+        if (head.starts_with("GET /health ")) return vendor_answer(200);
+        return ++recovering_calls == 1 ? vendor_answer(503, "", "Retry-After: 3\r\n") : vendor_answer(200, R"({"done":true})");
+    });
+    echo_vendor fast;
+    host_process host(dir.string(), {"--key-rate-limit", "0", "--workers", "4", "--execution-threads", "4", "--tenant-executions",
+                                     "2", "--run-deadline-ms", "2000", "--retry-interval-ms", "200"});
+    api a(host.port(), key_a), b(host.port(), key_b);
+    auto flooded = set_up(a, unavailable.port(), "-flood").connection_id;
+    auto throttled = set_up(a, fast.port(), "-throttled", {{"rateLimitProfile", json::object{{"requestsPerSecond", 0.001}, {"burst", 1}}}})
+                         .connection_id;
+    auto calm = set_up(b, fast.port(), "-calm").connection_id;
+    auto within_5s = [&](api const& who, std::string const& method, std::string const& target, std::string const& body = "") {
+        return parse_answer(raw_exchange(host.port(), who.request(method, target, body), 5s));
+    };
+
+    std::atomic<bool> flooding{true};
+    std::mutex mutex;
+    std::vector<http_answer> flood;
+    std::vector<std::thread> threads;
+    for (int i = 0; i < 8; ++i)
+        threads.emplace_back([&, i] {
+            while (flooding) {
+                auto got = a.post("/integrations/runs", run_with_id(i % 2 ? flooded : throttled, "flood"));
+                if (got.status == 429) std::this_thread::sleep_for(20ms);
+                std::lock_guard lock(mutex);
+                flood.push_back(std::move(got));
+            }
+        });
+    EXPECT_TRUE(eventually([&] {
+        std::lock_guard lock(mutex);
+        return flood.size() >= 16;
+    }, 20s));
+    for (int i = 0; i < 5; ++i) {
+        auto read = within_5s(b, "GET", "/integrations/providers");
+        EXPECT_EQ(read.status, 200) << "tenant B's read got no answer within 5 s";
+        auto run = within_5s(b, "POST", "/integrations/runs", json::serialize(run_with_id(calm, "calm")));
+        EXPECT_EQ(run.status, 201) << "tenant B's run got no answer within 5 s: " << run.body;
+        if (run.status == 201) {
+            EXPECT_EQ(str(run.json(), "status"), "Completed") << run.body;
+        }
+    }
+    flooding = false;
+    for (auto& t : threads) t.join();
+
+    int deferred = 0, busy = 0, completed = 0;
+    for (auto got : flood) {
+        if (got.status == 202) {
+            ++deferred;
+            EXPECT_EQ(str(got.json(), "status"), "Running") << got.body;
+            EXPECT_TRUE(got.json().as_object().contains("failureId")) << got.body;
+        } else if (got.status == 429) {
+            ++busy;
+            EXPECT_EQ(str(got.json(), "type"), "https://integration.dev/problems/tenant-busy") << got.body;
+            EXPECT_EQ(got.headers["retry-after"], "1");
+        } else {
+            EXPECT_EQ(got.status, 201) << got.body;  // the throttled provider's one token
+            ++completed;
+        }
+    }
+    EXPECT_GT(deferred, 0);
+    EXPECT_GT(busy, 0);
+    EXPECT_LE(completed, 1);
+    std::printf("[ flood    ] %d answered 202 Running, %d 429 tenant-busy, %d completed\n", deferred, busy, completed);
+
+    // A run answered 202 is finished by the retry worker: its vendor asked for 3 s, past
+    // --run-deadline-ms, then answers.
+    auto later = set_up(a, recovering.port(), "-later").connection_id;
+    auto accepted = a.post("/integrations/runs", run_with_id(later, "later"));
+    ASSERT_EQ(accepted.status, 202) << accepted.body;
+    auto id = str(accepted.json(), "runId");
+    EXPECT_TRUE(eventually([&] { return str(a.get("/integrations/runs/" + id).json(), "status") == "Completed"; }, 20s))
+        << a.get("/integrations/runs/" + id).body;
+    EXPECT_EQ(recovering_calls, 2);
+}
+
+// Providers, API clients and connections all carry rate limits: a rate too small to serve or a
+// burst too large to limit is refused at registration, naming the bound.
+TEST_F(host_e2e, an_absurd_rate_limit_is_refused_at_registration_naming_its_bound) {
+    auto t = set_up(a(), vendor_->port(), "-limits");
+    json::object const tiny{{"requestsPerSecond", 0.000001}, {"burst", 1}};
+    json::object const huge{{"requestsPerSecond", 10}, {"burst", 1'000'000'000}};
+    auto expect_refused = [](http_answer const& got, std::string const& bound) {
+        EXPECT_EQ(got.status, 400) << got.body;
+        if (got.status == 400) {
+            EXPECT_NE(str(got.json(), "detail").find(bound), std::string::npos) << got.body;
+        }
+    };
+    for (auto const& [limit, bound] : {std::pair{tiny, "between 0.001 (one call in 1000 s) and 100000"}, std::pair{huge, "between 1 and 100000"}}) {
+        expect_refused(a().post("/integrations/providers",
+                                json::object{{"key", "absurd"}, {"displayName", "Absurd"}, {"category", "BusinessSystem"},
+                                             {"authModel", "ApiKey"}, {"baseUrl", "http://127.0.0.1:1"},
+                                             {"capabilities", json::array{"x.do"}}, {"rateLimitProfile", limit}}),
+                       bound);
+        expect_refused(a().post("/integrations/providers/" + t.provider_id + "/clients",
+                                json::object{{"assemblyName", "Absurd.Client"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                             {"authMode", "ApiKey"}, {"rateLimitProfile", limit},
+                                             {"operations", json::array{json::object{{"operation", "echo.send"}, {"method", "POST"}, {"path", "/echo"}}}}}),
+                       bound);
+        expect_refused(a().post("/integrations/connections",
+                                json::object{{"projectId", "proj-1"}, {"providerId", t.provider_id}, {"displayName", "Absurd"},
+                                             {"credentialId", t.credential_id}, {"rateLimitBudget", limit}}),
+                       bound);
+    }
 }
 
 }  // namespace
