@@ -83,7 +83,7 @@ void application::observe(std::string_view method, std::string_view target, unsi
                           std::chrono::steady_clock::duration latency) {
     std::string_view route = "unmatched";
     if (auto url = boost::urls::parse_origin_form(target)) {
-        auto m = router_.find(method, url->path());
+        auto m = router_.find(method, url->encoded_path());
         if (!m.pattern.empty()) route = m.pattern;
     }
     services_.metrics.observe_request(route, method_label(method), status, latency);
@@ -94,22 +94,27 @@ std::size_t application::body_limit(std::string_view method, std::string_view ta
     auto small = std::min(c.json_body_limit, c.body_limit);
     auto url = boost::urls::parse_origin_form(target);
     if (!url) return small;
-    auto m = router_.find(method, url->path());
+    auto m = router_.find(method, url->encoded_path());
     return m.h && m.options.large_body ? c.body_limit : small;
 }
 
-void application::refused_connection() {
+void application::refused_connection(std::string_view why) {
     auto n = services_.metrics.count_refused_connection();
     if (n % 100 == 1)
-        log_event("warning", "refused a connection: --max-connections (" + std::to_string(services_.config.max_connections) +
-                                 ") are open; " + std::to_string(n) + " refused so far");
+        log_event("warning",
+                  "refused a connection: " + std::string(why) + "; " + std::to_string(n) + " refused so far");
 }
 
 reply application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
     if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
-    auto path = url->path();
+    // Two credentials: which one would act is a guess, so neither does.
+    if (auto n = req.count(beast_http::field::authorization); n > 1)
+        return problem(400, "bad-request", "More than one Authorization header",
+                       "send one Authorization header, not " + std::to_string(n));
+    auto encoded = url->encoded_path();
+    std::string path(encoded.data(), encoded.size());
     auto m = router_.find(std::string_view(req.method_string().data(), req.method_string().size()), path);
     route = m.pattern;
     if (!m.h) {

@@ -42,9 +42,9 @@ public:
      *  for unknown routes (whichever is smaller). */
     std::size_t body_limit(std::string_view method, std::string_view target) const;
 
-    /** Counts a connection the server refused over `--max-connections`, and logs the first
-     *  refusal and every 100th (a flood must not flood the log too). */
-    void refused_connection();
+    /** Counts a connection the server refused (`why`: which limit), and logs the first refusal
+     *  and every 100th (a flood must not flood the log too). */
+    void refused_connection(std::string_view why);
 
     /** The routes served. */
     router const& routes() const noexcept { return router_; }

@@ -122,8 +122,9 @@ result<flag_map> parse_flags(std::vector<std::string> const& args, std::vector<s
 
 result<serve_config> load_serve_config(flag_map const& flags) {
     static std::set<std::string> const known{
-        "data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms", "idle-timeout-ms", "body-limit",
-        "json-body-limit", "header-limit", "max-connections", "pipeline-limit", "io-threads", "workers",
+        "data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms", "header-timeout-ms",
+        "idle-timeout-ms", "body-limit", "json-body-limit", "header-limit", "max-connections",
+        "max-connections-per-address", "pipeline-limit", "io-threads", "workers",
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
         "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
         "execution-threads", "tenant-executions", "run-deadline-ms", "attempt-timeout-ms", "idempotency-wait-ms",
@@ -155,6 +156,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         std::size_t* out;
     };
     std::size_t read_ms = static_cast<std::size_t>(c.read_timeout.count());
+    std::size_t header_ms = static_cast<std::size_t>(c.header_timeout.count());
     std::size_t idle_ms = static_cast<std::size_t>(c.idle_timeout.count());
     auto ms = [](std::chrono::milliseconds d) { return static_cast<std::size_t>(d.count()); };
     std::size_t outbox_ms = ms(c.outbox_interval), retry_ms = ms(c.retry_interval), rotation_ms = ms(c.rotation_interval),
@@ -162,10 +164,13 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                 retention_ms = ms(c.retention_interval), run_deadline_ms = ms(c.run_deadline),
                 attempt_timeout_ms = ms(c.attempt_timeout), idempotency_wait_ms = ms(c.idempotency_wait),
                 orphan_margin_ms = ms(c.orphan_margin);
-    for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"idle-timeout-ms", &idle_ms},
+    for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"header-timeout-ms", &header_ms},
+                             numeric{"idle-timeout-ms", &idle_ms},
                              numeric{"body-limit", &c.body_limit}, numeric{"json-body-limit", &c.json_body_limit},
                              numeric{"header-limit", &c.header_limit},
-                             numeric{"max-connections", &c.max_connections}, numeric{"pipeline-limit", &c.pipeline_limit},
+                             numeric{"max-connections", &c.max_connections},
+                             numeric{"max-connections-per-address", &c.max_connections_per_address},
+                             numeric{"pipeline-limit", &c.pipeline_limit},
                              numeric{"io-threads", &c.io_threads}, numeric{"workers", &c.workers},
                              numeric{"outbox-interval-ms", &outbox_ms}, numeric{"retry-interval-ms", &retry_ms},
                              numeric{"rotation-interval-ms", &rotation_ms}, numeric{"probe-interval-ms", &probe_ms},
@@ -185,6 +190,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         }
     }
     c.read_timeout = std::chrono::milliseconds(read_ms);
+    c.header_timeout = std::chrono::milliseconds(header_ms);
     c.idle_timeout = std::chrono::milliseconds(idle_ms);
     c.outbox_interval = std::chrono::milliseconds(outbox_ms);
     c.retry_interval = std::chrono::milliseconds(retry_ms);
@@ -228,8 +234,9 @@ std::string public_base_url(serve_config const& c) {
 std::string usage() {
     return R"(usage:
   integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--public-url URL]
-                         [--config FILE] [--read-timeout-ms N] [--idle-timeout-ms N] [--body-limit BYTES]
-                         [--json-body-limit BYTES] [--header-limit BYTES] [--max-connections N] [--pipeline-limit N]
+                         [--config FILE] [--read-timeout-ms N] [--header-timeout-ms N] [--idle-timeout-ms N]
+                         [--body-limit BYTES] [--json-body-limit BYTES] [--header-limit BYTES] [--max-connections N]
+                         [--max-connections-per-address N] [--pipeline-limit N]
                          [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
                          [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]

@@ -21,11 +21,13 @@ struct serve_config {
     std::vector<std::string> egress_allow;  // CIDRs
     std::string public_url;                 // empty: http://<listen>
     std::chrono::milliseconds read_timeout{30'000};   // one deadline for a request's header and body
+    std::chrono::milliseconds header_timeout{10'000};  // and a shorter one for its header alone
     std::chrono::milliseconds idle_timeout{60'000};   // keep-alive wait for the next request
     std::size_t body_limit = 1024 * 1024;     // routes that carry vendor bodies (POST /integrations/runs)
     std::size_t json_body_limit = 64 * 1024;  // every other route
     std::size_t header_limit = 16 * 1024;
     std::size_t max_connections = 1024;
+    std::size_t max_connections_per_address = 256;  // per client IPv4 address or IPv6 /64
     std::size_t pipeline_limit = 8;  // requests read ahead per connection
     std::size_t io_threads = 2;
     std::size_t workers = 16;        // threads that run blocking library calls that touch only the stores

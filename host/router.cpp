@@ -1,10 +1,112 @@
 #include "router.hpp"
 
+#include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/stream_parser.hpp>
+#include <boost/url/pct_string_view.hpp>
+
+#include <integration/core/json.hpp>
+
+#include <cmath>
+#include <set>
 
 namespace integration::host {
+namespace {
 
-// Views into `path`: matching a request allocates nothing per segment.
+// What Boost.JSON's parser takes but a request must not hold: a key twice in one object (the last
+// would silently win) and a number too large for a double (it would become infinity). A second
+// pass of the parser over a body already parsed; `problem` says what it found, and where.
+class strict_json {
+public:
+    static constexpr std::size_t max_object_size = std::size_t(-1);
+    static constexpr std::size_t max_array_size = std::size_t(-1);
+    static constexpr std::size_t max_key_size = std::size_t(-1);
+    static constexpr std::size_t max_string_size = std::size_t(-1);
+    using error_code = boost::system::error_code;
+    using string_view = boost::json::string_view;
+
+    std::string problem;
+
+    bool on_document_begin(error_code&) { return true; }
+    bool on_document_end(error_code&) { return true; }
+    bool on_object_begin(error_code&) { return open(true); }
+    bool on_object_end(std::size_t, error_code&) { return close(); }
+    bool on_array_begin(error_code&) { return open(false); }
+    bool on_array_end(std::size_t, error_code&) { return close(); }
+    bool on_key_part(string_view s, std::size_t, error_code&) {
+        key_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_key(string_view s, std::size_t, error_code& ec) {
+        key_.append(s.data(), s.size());
+        auto& object = frames_.back();
+        if (!object.keys.insert(key_).second)
+            return fail(ec, "duplicate key '" + clip(key_) + "' in " + path(frames_.size() - 1) +
+                                ": each key may appear once in an object");
+        object.key = std::move(key_);
+        key_.clear();
+        return true;
+    }
+    bool on_string_part(string_view, std::size_t, error_code&) { return true; }
+    bool on_string(string_view, std::size_t, error_code&) { return value(); }
+    bool on_number_part(string_view s, error_code&) {
+        number_.append(s.data(), s.size());
+        return true;
+    }
+    bool on_int64(std::int64_t, string_view, error_code&) { return value(); }
+    bool on_uint64(std::uint64_t, string_view, error_code&) { return value(); }
+    bool on_double(double d, string_view s, error_code& ec) {
+        number_.append(s.data(), s.size());
+        if (!std::isfinite(d))
+            return fail(ec, path(frames_.size()) + " is out of range: " + clip(number_) + " is beyond a 64-bit float");
+        return value();
+    }
+    bool on_bool(bool, error_code&) { return value(); }
+    bool on_null(error_code&) { return value(); }
+    bool on_comment_part(string_view, error_code&) { return true; }
+    bool on_comment(string_view, error_code&) { return true; }
+
+private:
+    struct frame {
+        bool object;
+        std::set<std::string, std::less<>> keys;
+        std::string key;        // of the member being read
+        std::size_t index = 0;  // of the element being read
+    };
+
+    bool open(bool object) {
+        frames_.push_back({object, {}, {}, 0});
+        return true;
+    }
+    bool close() {
+        frames_.pop_back();
+        return value();
+    }
+    bool value() {
+        number_.clear();
+        if (!frames_.empty() && !frames_.back().object) ++frames_.back().index;
+        return true;
+    }
+    bool fail(error_code& ec, std::string what) {
+        problem = std::move(what);
+        ec = make_error_code(boost::system::errc::invalid_argument);
+        return false;
+    }
+    // The first `depth` levels as the library names fields (`input.body[2].name`).
+    std::string path(std::size_t depth) const {
+        std::string out;
+        for (std::size_t i = 0; i < depth; ++i)
+            out = frames_[i].object ? integration::detail::json_path(out, frames_[i].key)
+                                    : integration::detail::json_path(out, frames_[i].index);
+        return out.empty() ? "the body" : out;
+    }
+    static std::string clip(std::string const& s) { return s.size() <= 64 ? s : s.substr(0, 64) + "..."; }
+
+    std::vector<frame> frames_;
+    std::string key_, number_;
+};
+
+}  // namespace
+
 std::vector<std::string_view> split_path(std::string_view path) {
     std::vector<std::string_view> out;
     std::size_t i = path.starts_with('/') ? 1 : 0;
@@ -42,18 +144,26 @@ std::vector<router::route_info> router::routes() const {
 
 router::match router::find(std::string_view method, std::string_view path) const {
     match m;
-    auto segments = split_path(path);
+    // Split first, then decode each segment: an encoded `/` (`%2F`) stays inside its segment.
+    std::vector<std::string> decoded;
+    for (auto segment : split_path(path)) {
+        auto pct = boost::urls::make_pct_string_view(segment);
+        if (!pct) return m;
+        decoded.push_back(pct->decode());
+    }
     for (auto const& r : routes_) {
-        if (r.segments.size() != segments.size()) continue;
+        if (r.segments.size() != decoded.size()) continue;
         std::map<std::string, std::string, std::less<>> params;
         bool ok = true;
-        for (std::size_t i = 0; ok && i < segments.size(); ++i) {
+        for (std::size_t i = 0; ok && i < decoded.size(); ++i) {
             auto const& want = r.segments[i];
             if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
-                if (segments[i].empty()) ok = false;
-                else params[want.substr(1, want.size() - 2)] = std::string(segments[i]);
+                if (decoded[i].empty())
+                    ok = false;
+                else
+                    params[want.substr(1, want.size() - 2)] = decoded[i];
             } else {
-                ok = want == segments[i];
+                ok = want == decoded[i];
             }
         }
         if (!ok) continue;
@@ -89,6 +199,9 @@ result<boost::json::object> call::json() const {
     if (ec) return error{errc::invalid_argument, "malformed JSON at byte " + std::to_string(used) + ": " + ec.message()};
     auto v = p.release();
     if (!v.is_object()) return error{errc::invalid_argument, "the request body must be a JSON object"};
+    boost::json::basic_parser<strict_json> strict(boost::json::parse_options{});
+    strict.write_some(false, body.data(), body.size(), ec);
+    if (ec) return error{errc::invalid_argument, strict.handler().problem};
     return std::move(v.as_object());
 }
 

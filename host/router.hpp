@@ -70,6 +70,8 @@ public:
         std::vector<std::string> allowed;
         std::map<std::string, std::string, std::less<>> params;
     };
+    /** The route of `method` and `path` (percent-encoded, as sent: split on `/`, then each
+     *  segment is decoded). */
     match find(std::string_view method, std::string_view path) const;
 
     /** A registered route, for the `routes` command and the OpenAPI consistency test. */
@@ -91,7 +93,7 @@ private:
     std::vector<route> routes_;
 };
 
-/** Splits a decoded path on `/`, dropping the leading empty segment. */
+/** Splits a path on `/` into views of it, dropping the leading empty segment. */
 std::vector<std::string_view> split_path(std::string_view path);
 
 }  // namespace integration::host

@@ -14,6 +14,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/read.hpp>
 
+#include <algorithm>
 #include <deque>
 #include <optional>
 #include <thread>
@@ -55,6 +56,29 @@ std::string wire_format(http_response const& res) {
     return out;
 }
 
+// After an answer given before its request was read to the end (413, 431, 400), what the client
+// still sends is read and dropped for at most this long and this much before the socket closes.
+constexpr auto linger_time = std::chrono::seconds(5);
+constexpr std::size_t linger_bytes = 16 * 1024 * 1024;
+
+// Whom the per-client connection limit counts together: an IPv4 address, or an IPv6 /64 (one
+// subscriber's usual share, so a client cannot step around the limit address by address).
+asio::ip::address client_of(asio::ip::address const& a) {
+    if (!a.is_v6()) return a;
+    auto v6 = a.to_v6();
+    if (v6.is_v4_mapped()) return asio::ip::make_address_v4(asio::ip::v4_mapped, v6);
+    auto bytes = v6.to_bytes();
+    std::fill(bytes.begin() + 8, bytes.end(), 0);
+    return asio::ip::address_v6(bytes);
+}
+
+// Out of descriptors, buffers or memory: accepting again at once fails again at once.
+bool out_of_resources(beast::error_code ec) {
+    namespace errc = boost::system::errc;
+    return ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
+           ec == errc::no_buffer_space || ec == errc::not_enough_memory;
+}
+
 }  // namespace
 
 class session : public std::enable_shared_from_this<session> {
@@ -64,7 +88,10 @@ public:
 
     ~session() {
         std::lock_guard lock(state_.mutex);
-        state_.sessions.erase(id_);
+        auto it = state_.sessions.find(id_);
+        if (it->second.evicted) --state_.evicted;
+        if (auto c = state_.per_client.find(it->second.client); --c->second == 0) state_.per_client.erase(c);
+        state_.sessions.erase(it);
     }
 
     void run() {
@@ -91,26 +118,46 @@ private:
     void read(bool first) {
         if (closing_ || reading_ || queue_.size() >= state_.config.pipeline_limit) return;
         reading_ = true;
-        // One deadline per request, header and body together, set once and never extended: on a
-        // new connection from when its first byte is awaited; on a kept-alive one from when it
-        // arrives (waiting for it is the idle timeout).
+        // Two deadlines per request, set once and never extended: its header within
+        // --header-timeout-ms, header and body within --read-timeout-ms. They count on a new
+        // connection from when its first byte is awaited, on a kept-alive one from when it
+        // arrives (waiting for it is the idle timeout, and the listener may close it meanwhile).
         if (buffer_.size() == 0) {
-            stream_.expires_after(first ? state_.config.read_timeout : state_.config.idle_timeout);
+            if (first) {
+                begin_request();
+            } else {
+                stream_.expires_after(state_.config.idle_timeout);
+                set_idle(true);
+            }
             idle_ = true;
             stream_.async_read_some(buffer_.prepare(4096), [self = shared_from_this(), first](beast::error_code ec, std::size_t n) {
                 self->idle_ = false;
+                if (!first) self->set_idle(false);
                 // Closed while idle: bytes that raced the close are never executed, so a client
                 // that sees the connection end without an answer knows its request did not run.
                 if (self->closed_) return;
                 self->buffer_.commit(n);
                 if (ec) return self->read_failed(ec);
-                if (!first) self->stream_.expires_after(self->state_.config.read_timeout);
+                if (!first) self->begin_request();
                 self->read_header();
             });
         } else {
-            stream_.expires_after(state_.config.read_timeout);  // its first bytes are here already
+            begin_request();  // its first bytes are here already
             read_header();
         }
+    }
+
+    void begin_request() {
+        request_start_ = std::chrono::steady_clock::now();
+        stream_.expires_at(request_start_ + std::min(state_.config.header_timeout, state_.config.read_timeout));
+    }
+
+    // Tells the listener whether this connection waits on keep-alive, so that near the
+    // connection limit it can close the one idle the longest.
+    void set_idle(bool idle) {
+        std::lock_guard lock(state_.mutex);
+        auto& c = state_.sessions.at(id_);
+        c.idle_since = idle ? std::optional(std::chrono::steady_clock::now()) : std::nullopt;
     }
 
     void read_header() {
@@ -139,6 +186,15 @@ private:
         if (h.count(beast_http::field::content_length) && h.count(beast_http::field::transfer_encoding))
             return answer_and_close(problem(400, "bad-request", "Ambiguous message framing",
                                             "send either Content-Length or Transfer-Encoding, not both"));
+        // The only transfer coding read is one `chunked` (RFC 9112 6.1, 6.3): any other list,
+        // spelling or HTTP/1.0 would be framed another way by a server in front of this one.
+        if (auto te = h.equal_range(beast_http::field::transfer_encoding); te.first != te.second) {
+            if (std::next(te.first) != te.second || te.first->value() != "chunked" || h.version() != 11)
+                return answer_and_close(problem(400, "bad-request", "Unsupported Transfer-Encoding",
+                                                "Transfer-Encoding must be exactly `chunked`, once, on HTTP/1.1; "
+                                                "or send the body with Content-Length"));
+        }
+        stream_.expires_at(request_start_ + state_.config.read_timeout);  // the header is in time
         // The header limit is global (it is read before routing); the body limit is the route's.
         if (!parser_->is_done()) {
             auto limit = route_body_limit();
@@ -218,6 +274,7 @@ private:
     void answer_and_close(reply r) {
         reading_ = false;
         closing_ = true;
+        linger_ = true;  // the rest of the request may still be on its way
         std::string target;
         std::string method = "-";
         // The request line is parsed before any field, so it is known even when a field (a
@@ -276,7 +333,7 @@ private:
             fail(ec, "write");
             return close();
         }
-        if (!keep_alive) return close();
+        if (!keep_alive) return linger_ ? linger() : close();
         next();
         if (!busy_ && queue_.empty() && (closing_ || state_.stopping)) return close();
         read(false);
@@ -290,6 +347,28 @@ private:
         stream_.close();
     }
 
+    // nginx's lingering close: closing a socket with unread data resets the connection, and a
+    // client still sending its body (Node's fetch) sees the reset instead of the answer it was
+    // sent. So end the answer with a FIN, read and drop what still comes until the client closes
+    // or the bounds pass, then close.
+    void linger() {
+        closing_ = true;
+        beast::error_code ec;
+        stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
+        buffer_.clear();
+        stream_.expires_after(linger_time);
+        drain(linger_bytes);
+    }
+
+    void drain(std::size_t left) {
+        stream_.async_read_some(buffer_.prepare(std::min<std::size_t>(left, 64 * 1024)),
+                                [self = shared_from_this(), left](beast::error_code ec, std::size_t n) {
+                                    if (self->closed_) return;
+                                    if (ec || n >= left) return self->close();
+                                    self->drain(left - n);
+                                });
+    }
+
     beast::tcp_stream stream_;
     beast::flat_buffer buffer_;
     server_state& state_;
@@ -297,11 +376,13 @@ private:
     std::optional<beast_http::request_parser<beast_http::string_body>> parser_;
     std::deque<item> queue_;
     std::chrono::steady_clock::time_point started_;
+    std::chrono::steady_clock::time_point request_start_;  // what its read deadlines count from
     bool reading_ = false;
     bool idle_ = false;  // reading, with no byte of the next request yet
     bool busy_ = false;
     bool closing_ = false;
     bool closed_ = false;
+    bool linger_ = false;  // answered before the request was read to its end
 };
 
 namespace {
@@ -313,7 +394,10 @@ std::vector<std::unique_ptr<asio::io_context>> make_contexts(std::size_t n) {
 }  // namespace
 
 server::server(serve_config const& config, application& app, asio::thread_pool& workers, asio::thread_pool& executions)
-    : contexts_(make_contexts(config.io_threads)), acceptor_(*contexts_.front()), state_{config, app, workers, executions} {
+    : contexts_(make_contexts(config.io_threads)),
+      acceptor_(*contexts_.front()),
+      accept_pause_(*contexts_.front()),
+      state_{config, app, workers, executions} {
     for (auto& c : contexts_) guards_.push_back(asio::make_work_guard(*c));
 }
 
@@ -356,35 +440,90 @@ void server::accept() {
     auto& context = *contexts_[next_context_++ % contexts_.size()];
     acceptor_.async_accept(context, [this](beast::error_code ec, tcp::socket socket) {
         if (ec) {
-            if (ec != asio::error::operation_aborted) fail(ec, "accept");
             if (!acceptor_.is_open() || state_.stopping) return;
+            if (out_of_resources(ec)) return pause_accepting(ec);
+            if (ec != asio::error::operation_aborted) fail(ec, "accept");
             return accept();
         }
-        std::shared_ptr<session> s;
-        {
-            std::lock_guard lock(state_.mutex);
-            if (state_.sessions.size() < state_.config.max_connections) {
-                auto id = state_.next_id++;
-                s = std::make_shared<session>(std::move(socket), state_, id);
-                state_.sessions[id] = s;
-            }
+        if (failed_accepts_ > 0) {
+            log_event("info", "accepting again after " + std::to_string(failed_accepts_) + " failed accepts");
+            failed_accepts_ = 0;
+            accept_delay_ = {};
         }
-        if (s) {
-            s->run();
-        } else {
-            // Over the connection limit: a short answer on the fresh socket, then close it.
-            auto busy = to_response(problem(503, "too-many-connections", "Too many connections",
-                                            "the host serves at most " + std::to_string(state_.config.max_connections) +
-                                                " connections; retry shortly"),
-                                    11, false);
-            busy.set("Retry-After", "1");
-            state_.app.refused_connection();
-            beast::error_code ignored;
-            asio::write(socket, asio::buffer(wire_format(busy)), ignored);
-            socket.close(ignored);
-        }
+        admit(std::move(socket));
         if (!state_.stopping) accept();
     });
+}
+
+// The connection waits in the listen queue meanwhile, and the open ones are served as usual.
+// Retrying at once would spin on a queue that stays readable, and log each failure.
+void server::pause_accepting(beast::error_code ec) {
+    using namespace std::chrono_literals;
+    auto now = std::chrono::steady_clock::now();
+    if (++failed_accepts_ == 1 || now - failure_logged_ >= 10s) {
+        log_event("warning", "accept: " + ec.message() + "; pausing accepts (" + std::to_string(failed_accepts_) +
+                                 " failed so far; logged at most every 10 s)");
+        failure_logged_ = now;
+    }
+    accept_delay_ = std::clamp(accept_delay_ * 2, std::chrono::milliseconds(10), std::chrono::milliseconds(1000));
+    accept_pause_.expires_after(accept_delay_);
+    accept_pause_.async_wait([this](beast::error_code e) {
+        if (!e && acceptor_.is_open() && !state_.stopping) accept();
+    });
+}
+
+// Admits a connection, or answers why not and closes it: past --max-connections-per-address from
+// its client, or past --max-connections when no idle keep-alive connection can make room. From
+// 15/16 of --max-connections on, each new connection closes the connection idle on keep-alive the
+// longest, so idle clients cannot hold every slot until their idle timeout.
+void server::admit(tcp::socket socket) {
+    auto const& c = state_.config;
+    beast::error_code ec;
+    auto client = client_of(socket.remote_endpoint(ec).address());
+    if (ec) return;  // already gone
+    std::shared_ptr<session> s, evict;
+    std::optional<reply> refusal;
+    {
+        std::lock_guard lock(state_.mutex);
+        auto open = [&] { return state_.sessions.size() - state_.evicted; };
+        if (auto it = state_.per_client.find(client);
+            it != state_.per_client.end() && it->second >= c.max_connections_per_address) {
+            refusal = problem(429, "too-many-connections-per-address", "Too many connections from this address",
+                              "the host serves at most " + std::to_string(c.max_connections_per_address) +
+                                  " connections per client address; reuse a kept-alive connection or retry shortly");
+        } else {
+            if (open() >= c.max_connections - c.max_connections / 16) {
+                server_state::connection* oldest = nullptr;
+                for (auto& [id, conn] : state_.sessions)
+                    if (conn.idle_since && !conn.evicted && (!oldest || *conn.idle_since < *oldest->idle_since))
+                        oldest = &conn;
+                if (oldest && (evict = oldest->s.lock())) {
+                    oldest->evicted = true;
+                    ++state_.evicted;
+                }
+            }
+            if (open() >= c.max_connections) {
+                refusal = problem(
+                    503, "too-many-connections", "Too many connections",
+                    "the host serves at most " + std::to_string(c.max_connections) + " connections; retry shortly");
+            } else {
+                auto id = state_.next_id++;
+                s = std::make_shared<session>(std::move(socket), state_, id);
+                state_.sessions[id] = {s, client, std::nullopt, false};
+                ++state_.per_client[client];
+            }
+        }
+    }
+    if (evict) evict->stop();
+    if (s) return s->run();
+    auto answer = to_response(*refusal, 11, false);
+    answer.set("Retry-After", "1");
+    state_.app.refused_connection(refusal->status == 429
+                                      ? "--max-connections-per-address (" +
+                                            std::to_string(c.max_connections_per_address) + ") are open from one client"
+                                      : "--max-connections (" + std::to_string(c.max_connections) + ") are open");
+    asio::write(socket, asio::buffer(wire_format(answer)), ec);
+    socket.close(ec);
 }
 
 void server::stop() {
@@ -392,12 +531,13 @@ void server::stop() {
     asio::dispatch(acceptor_.get_executor(), [this] {
         beast::error_code ec;
         acceptor_.close(ec);
+        accept_pause_.cancel();
     });
     std::vector<std::shared_ptr<session>> live;
     {
         std::lock_guard lock(state_.mutex);
-        for (auto& [id, w] : state_.sessions)
-            if (auto s = w.lock()) live.push_back(std::move(s));
+        for (auto& [id, c] : state_.sessions)
+            if (auto s = c.s.lock()) live.push_back(std::move(s));
     }
     for (auto& s : live) s->stop();
     // An io_context returns from run() once its last connection closed.

@@ -18,9 +18,11 @@
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
 #include <boost/asio/thread_pool.hpp>
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -32,16 +34,27 @@ namespace integration::host {
 
 class session;
 
-/** What sessions share: limits, the application, the thread pools, the live-session registry. */
+/** What sessions share: limits, the application, the thread pools, the live-connection registry. */
 struct server_state {
+    /** A live connection, as the listener sees it when it decides whom to admit or close. */
+    struct connection {
+        std::weak_ptr<session> s;
+        boost::asio::ip::address client;  // the client's address (an IPv6 client's /64)
+        /** Set while it waits on keep-alive for its next request. */
+        std::optional<std::chrono::steady_clock::time_point> idle_since;
+        bool evicted = false;  // told to close to make room; no longer counted as open
+    };
+
     serve_config const& config;
     application& app;
     boost::asio::thread_pool& workers;
     boost::asio::thread_pool& executions;
     std::atomic<bool> stopping{false};
-    std::mutex mutex;
+    std::mutex mutex;  // guards what follows
     std::uint64_t next_id = 0;
-    std::map<std::uint64_t, std::weak_ptr<session>> sessions;
+    std::map<std::uint64_t, connection> sessions;
+    std::map<boost::asio::ip::address, std::size_t> per_client;
+    std::size_t evicted = 0;
 };
 
 class server {
@@ -61,11 +74,18 @@ public:
 private:
     using guard = boost::asio::executor_work_guard<boost::asio::io_context::executor_type>;
     void accept();
+    void admit(boost::asio::ip::tcp::socket socket);
+    void pause_accepting(boost::system::error_code ec);
 
     std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
     std::vector<guard> guards_;  // keep idle contexts running until stop()
     std::size_t next_context_ = 0;
     boost::asio::ip::tcp::acceptor acceptor_;
+    // Accepting paused while descriptors or memory ran out (on the listener's context only).
+    boost::asio::steady_timer accept_pause_;
+    std::chrono::milliseconds accept_delay_{0};
+    std::size_t failed_accepts_ = 0;
+    std::chrono::steady_clock::time_point failure_logged_;
     server_state state_;
 };
 

@@ -3,17 +3,44 @@
 #include <integration/core/clock.hpp>
 #include <integration/storage/sqlite_store.hpp>
 
+#include <sys/stat.h>
+
+#include <cerrno>
 #include <filesystem>
 
 namespace integration::host {
 namespace fs = std::filesystem;
 
-result<std::unique_ptr<host_db>> open_host_db(std::string const& data_dir) {
+namespace {
+
+// Secrets and key files live in the data directory. A new one is made private to the service
+// account; an existing one is never chmod'ed (pointed at a shared directory such as /tmp, that
+// would break every other user of it), but refused when others could swap the files in it.
+result<void> prepare_data_dir(std::string const& data_dir) {
     std::error_code ec;
-    fs::create_directories(data_dir, ec);
-    if (ec) return error{errc::storage_failure, "cannot create the data directory " + data_dir + ": " + ec.message()};
-    // Secrets and key files live here: keep the directory private to the service account.
-    fs::permissions(data_dir, fs::perms::owner_all, fs::perm_options::replace, ec);
+    auto dir = fs::path(data_dir);
+    if (!dir.has_filename()) dir = dir.parent_path();  // `data/`
+    if (!fs::exists(dir, ec)) {
+        if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
+        if (!ec && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+            ec = std::error_code(errno, std::generic_category());
+        if (ec)
+            return error{errc::storage_failure, "cannot create the data directory " + data_dir + ": " + ec.message()};
+    }
+    auto st = fs::status(dir, ec);
+    if (ec || !fs::is_directory(st))
+        return error{errc::invalid_argument, "the data directory " + data_dir + " is not a directory"};
+    if ((st.permissions() & (fs::perms::group_write | fs::perms::others_write)) != fs::perms::none)
+        return error{errc::invalid_argument, "the data directory " + data_dir +
+                                                 " is writable by group or others; use a directory only the service "
+                                                 "account can write (chmod go-w, or a new path: it is created 0700)"};
+    return {};
+}
+
+}  // namespace
+
+result<std::unique_ptr<host_db>> open_host_db(std::string const& data_dir) {
+    if (auto r = prepare_data_dir(data_dir); !r) return r.error();
     return host_db::open((fs::path(data_dir) / "host.db").string());
 }
 

@@ -263,8 +263,30 @@ public:
         return resealed;
     }
 
+    result<void> verify_master_key() override {
+        std::lock_guard lock(mutex_);
+        auto st = db_->prepare(
+            "SELECT tenant, name, version, key_id, wrapped_key FROM secret_versions ORDER BY rowid DESC LIMIT 1");
+        if (!st) return wrap(st.error());
+        auto row = (*st)->step();
+        if (!row) return wrap(row.error());
+        if (!*row) return {};
+        auto tenant = (*st)->text(0), name = (*st)->text(1), key_id = (*st)->text(3);
+        auto version = (*st)->int64(2);
+        auto wrapped = (*st)->blob(4);
+        (*st)->reset();
+        auto const* master = ring_.find(key_id);
+        if (!master || !crypto::open(*master, wrapped, key_aad(tenant, name, version, key_id)))
+            return error{errc::integrity_failure, "the master key (" + key_source() +
+                                                      ") does not open the records in " + o_.path +
+                                                      ", which are sealed under key " + key_id +
+                                                      "; restore the key file they were sealed under"};
+        return {};
+    }
+
 private:
     std::string new_id_for_key() const { return new_id("mk", clock_.now()); }
+    std::string key_source() const { return from_env_ ? o_.key_env : o_.key_file; }
 
     result<void> check_names(std::string const& tenant, std::string const& name) const {
         if (auto r = validate_tenant_id(tenant); !r) return r;
@@ -336,7 +358,9 @@ private:
     bool from_env_;
 };
 
-result<keyring> load_keyring(local_secret_store_options const& o, bool& from_env, clock const& clk) {
+// `sealed`: how many records the store holds, which only the key that sealed them can open.
+result<keyring> load_keyring(local_secret_store_options const& o, bool& from_env, clock const& clk,
+                             std::int64_t sealed) {
     if (char const* env = o.key_env.empty() ? nullptr : std::getenv(o.key_env.c_str()); env && *env) {
         from_env = true;
         auto key = crypto::from_hex(env);
@@ -351,6 +375,12 @@ result<keyring> load_keyring(local_secret_store_options const& o, bool& from_env
         return error{errc::invalid_argument, "local_secret_store_options.key_file (or " + o.key_env + ") is required"};
     auto text = crypto::read_private_file(o.key_file);
     if (!text && text.error() == errc::not_found) {
+        // A new key would open none of the records, and each secret would fail only when read.
+        if (sealed > 0)
+            return error{errc::secret_store_failure, "the master key file " + o.key_file + " is missing, but " +
+                                                         o.path + " holds " + std::to_string(sealed) +
+                                                         " secret versions sealed under it; restore it from a backup "
+                                                         "(a new key cannot open them)"};
         keyring ring;
         ring.keys.emplace_back(new_id("mk", clk.now()), crypto::random_key());
         if (auto w = crypto::write_private_file(o.key_file, ring.serialize()); !w) return w.error();
@@ -365,13 +395,19 @@ result<keyring> load_keyring(local_secret_store_options const& o, bool& from_env
 result<std::unique_ptr<local_secret_store>> open_local_secret_store(local_secret_store_options o) {
     if (o.path.empty()) return error{errc::invalid_argument, "local_secret_store_options.path is required"};
     auto& clk = o.clock ? *o.clock : system_clock::instance();
-    bool from_env = false;
-    auto ring = load_keyring(o, from_env, clk);
-    if (!ring) return ring.error();
     auto db = database::open(o.path, false, 5000);
     if (!db) return error{errc::secret_store_failure, "cannot open secret store: " + db.error().detail()};
     for (auto sql : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON", schema})
         if (auto r = (*db)->exec(sql); !r) return error{errc::secret_store_failure, "secret store: " + r.error().detail()};
+    auto count = (*db)->prepare("SELECT count(*) FROM secret_versions");
+    if (!count) return error{errc::secret_store_failure, "secret store: " + count.error().detail()};
+    if (auto row = (*count)->step(); !row)
+        return error{errc::secret_store_failure, "secret store: " + row.error().detail()};
+    auto sealed = (*count)->int64(0);
+    (*count)->reset();
+    bool from_env = false;
+    auto ring = load_keyring(o, from_env, clk, sealed);
+    if (!ring) return ring.error();
     return std::unique_ptr<local_secret_store>(new local_store(std::move(o), std::move(*db), std::move(*ring), from_env));
 }
 

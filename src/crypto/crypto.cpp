@@ -152,7 +152,11 @@ result<void> write_private_file(std::string const& path, std::string_view conten
 
 result<secret_bytes> read_private_file(std::string const& path) {
     int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd < 0) return error{errc::not_found, "cannot open " + path + ": " + std::strerror(errno)};
+    // Only a file that is not there is not_found (callers may create it); one that is there but
+    // cannot be opened must never be taken for missing and replaced.
+    if (fd < 0)
+        return error{errno == ENOENT ? errc::not_found : errc::secret_store_failure,
+                     "cannot open " + path + ": " + std::strerror(errno)};
     struct stat st {};
     ::fstat(fd, &st);
     if (st.st_mode & 077) {

@@ -39,7 +39,7 @@ void wipe(std::string& s) noexcept;
 
 /** Writes `content` to `path` atomically (temp file + rename) with mode 0600. */
 result<void> write_private_file(std::string const& path, std::string_view content);
-/** Reads a whole file; the caller wipes it. */
+/** Reads a whole file; the caller wipes it. `not_found` only when the file does not exist. */
 result<secret_bytes> read_private_file(std::string const& path);
 
 }  // namespace integration::crypto

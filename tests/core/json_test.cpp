@@ -509,4 +509,31 @@ TEST(json_value_test, value_objects_round_trip_and_name_missing_fields) {
     EXPECT_EQ(not_object.error().detail(), "the document must be an object");
 }
 
+// A number too large for its field (1e999 parses as infinity, an integer past 64 bits as a
+// double) is "out of range", not "is required" or a type error, and never stored as infinity.
+TEST(json_numbers, too_large_for_their_field_are_out_of_range) {
+    struct range_case {
+        std::string text, detail;
+    };
+    for (auto const& [text, detail] : std::vector<range_case>{
+             {R"({"requestsPerSecond": 1e999, "burst": 5})",
+              "rateLimitProfile.requestsPerSecond is out of range: it must be a finite 64-bit float"},
+             {R"({"requestsPerSecond": -1e999, "burst": 5})",
+              "rateLimitProfile.requestsPerSecond is out of range: it must be a finite 64-bit float"},
+             {R"({"requestsPerSecond": 1, "burst": 1e30})", "rateLimitProfile.burst is out of range: it must be a 64-bit integer"},
+             {R"({"requestsPerSecond": 1, "burst": 1e999})", "rateLimitProfile.burst is out of range: it must be a 64-bit integer"},
+             {R"({"requestsPerSecond": 1, "burst": 18446744073709551615})",
+              "rateLimitProfile.burst is out of range: it must be a 64-bit integer"},
+             {R"({"requestsPerSecond": 1, "burst": 2.5})", "rateLimitProfile.burst must be an integer"}}) {
+        rate_limit_profile p;
+        auto r = from_json(json::parse(text), p, "rateLimitProfile");
+        EXPECT_ERRC(r, errc::invalid_argument);
+        EXPECT_EQ(r.error().detail(), detail) << text;
+    }
+    int narrow = 0;
+    auto too_wide = from_json(json::value(std::int64_t{3'000'000'000}), narrow, "timeoutSeconds");
+    EXPECT_ERRC(too_wide, errc::invalid_argument);
+    EXPECT_EQ(too_wide.error().detail(), "timeoutSeconds is out of range: it must be a 32-bit integer");
+}
+
 }  // namespace

@@ -204,6 +204,73 @@ TEST_F(local_secret_store_test, a_wrong_master_key_opens_nothing) {
     EXPECT_EQ(r.error(), errc::integrity_failure);
 }
 
+// A new master key only for an empty store: with records, a missing key file is an error naming
+// it, and no key is written (it would open none of them, and each secret would fail only when read).
+TEST_F(local_secret_store_test, a_missing_key_file_is_generated_only_while_the_store_is_empty) {
+    { auto vault = open(); }  // empty: the key file is created
+    ASSERT_TRUE(std::filesystem::exists(dir_.file("master.key")));
+    std::filesystem::remove(dir_.file("master.key"));
+    {
+        auto vault = open();  // still empty: a new one is fine
+        must(vault->put("t1", "k", secret_bytes("sealed-value")));
+    }
+    std::filesystem::remove(dir_.file("master.key"));
+    auto r = credentials::open_local_secret_store(options());
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::secret_store_failure);
+    EXPECT_NE(r.error().detail().find(dir_.file("master.key") + " is missing"), std::string::npos) << r.error().detail();
+    EXPECT_NE(r.error().detail().find("holds 1 secret version"), std::string::npos) << r.error().detail();
+    EXPECT_FALSE(std::filesystem::exists(dir_.file("master.key")));
+}
+
+// A key file that is there but cannot be opened is an error naming it, never taken for missing
+// and replaced, whether or not the store holds records.
+TEST_F(local_secret_store_test, an_unreadable_key_file_is_never_replaced) {
+    for (bool with_records : {false, true}) {
+        {
+            auto vault = open();
+            if (with_records) must(vault->put("t1", "k", secret_bytes("sealed-value")));
+        }
+        auto key = dir_.file("master.key");
+        std::filesystem::remove(key);
+        std::filesystem::create_symlink("master.key", key);  // a link to itself: open() fails with ELOOP
+        auto r = credentials::open_local_secret_store(options());
+        ASSERT_FALSE(r) << with_records;
+        EXPECT_EQ(r.error(), errc::secret_store_failure);
+        EXPECT_NE(r.error().detail().find(key), std::string::npos) << r.error().detail();
+        EXPECT_TRUE(std::filesystem::is_symlink(key)) << "replaced";
+        std::filesystem::remove(key);
+    }
+}
+
+// verify_master_key (what the host's /readyz asks) opens the newest record's data key: a key file
+// holding another key under the same id, or not holding the record's key id, fails.
+TEST_F(local_secret_store_test, verify_master_key_fails_when_the_key_file_is_not_the_one_the_records_need) {
+    EXPECT_TRUE(open()->verify_master_key()) << "an empty store passes";
+    {
+        auto vault = open();
+        must(vault->put("t1", "k", secret_bytes("value")));
+        EXPECT_TRUE(vault->verify_master_key());
+    }
+    auto original = slurp(dir_.file("master.key"));
+    auto id = original.substr(0, original.find(' '));
+    auto write_key = [&](std::string const& text) {
+        std::filesystem::remove(dir_.file("master.key"));
+        std::ofstream(dir_.file("master.key")) << text;
+        std::filesystem::permissions(dir_.file("master.key"), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    };
+    for (auto const& wrong : {id + " " + std::string(64, 'a') + "\n", "mk-other " + std::string(64, 'a') + "\n"}) {
+        write_key(wrong);
+        auto vault = open();
+        auto r = vault->verify_master_key();
+        ASSERT_FALSE(r) << wrong;
+        EXPECT_EQ(r.error(), errc::integrity_failure);
+        EXPECT_NE(r.error().detail().find(dir_.file("master.key")), std::string::npos) << r.error().detail();
+    }
+    write_key(original);
+    EXPECT_TRUE(open()->verify_master_key());
+}
+
 TEST_F(local_secret_store_test, a_key_file_readable_by_others_is_refused) {
     { auto vault = open(); }
     std::filesystem::permissions(dir_.file("master.key"), std::filesystem::perms::others_read, std::filesystem::perm_options::add);

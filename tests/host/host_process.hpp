@@ -5,6 +5,7 @@
 // whose stderr (the access log) goes to a file, and `keys create` to mint keys.
 
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -62,7 +63,9 @@ private:
 
 class host_process {
 public:
-    host_process(std::string const& data, std::vector<std::string> extra = {}) : log_(data + "/host.log") {
+    /** `open_files` > 0 sets the child's RLIMIT_NOFILE before exec (a host short of descriptors). */
+    host_process(std::string const& data, std::vector<std::string> extra = {}, rlim_t open_files = 0)
+        : log_(data + "/host.log") {
         int out[2];
         if (::pipe(out) != 0) throw std::runtime_error("pipe failed");
         pid_ = ::fork();
@@ -72,6 +75,10 @@ public:
             ::dup2(::fileno(err), STDERR_FILENO);
             ::close(out[0]);
             ::close(out[1]);
+            if (open_files > 0) {
+                rlimit limit{open_files, open_files};
+                ::setrlimit(RLIMIT_NOFILE, &limit);
+            }
             std::vector<std::string> argv{INTEGRATION_HOST_BIN, "serve", "--data", data, "--listen", "127.0.0.1:0",
                                           "--egress-allow", "127.0.0.0/8"};
             argv.insert(argv.end(), extra.begin(), extra.end());

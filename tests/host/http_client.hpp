@@ -23,8 +23,18 @@
 
 namespace integration::testing {
 
-inline int connect_loopback(std::uint16_t port) {
+/** Connects to 127.0.0.1:`port`, from `source` (another loopback address, e.g. "127.0.0.2") if given. */
+inline int connect_loopback(std::uint16_t port, char const* source = nullptr) {
     int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    if (source) {
+        sockaddr_in from{};
+        from.sin_family = AF_INET;
+        if (::inet_pton(AF_INET, source, &from.sin_addr) != 1 ||
+            ::bind(fd, reinterpret_cast<sockaddr*>(&from), sizeof from) != 0) {
+            ::close(fd);
+            throw std::runtime_error(std::string("cannot bind to ") + source);
+        }
+    }
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);

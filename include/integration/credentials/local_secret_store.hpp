@@ -21,7 +21,7 @@ namespace integration::credentials {
 /** Options of the local secret store. */
 struct local_secret_store_options {
     std::string path;        ///< The sealed-records database, e.g. `data/secrets.db`.
-    std::string key_file;    ///< Master key file, created with mode 0600 when missing.
+    std::string key_file;    ///< Master key file; created (mode 0600) only while the store holds no record.
     std::string key_env = "INTEGRATION_MASTER_KEY";  ///< If set (64 hex digits), used instead of the key file.
     bool purge_protection = true;  ///< Refuse purges inside `retention`.
     std::chrono::hours retention{24 * 90};  ///< How long soft-deleted secrets stay recoverable.
@@ -37,9 +37,15 @@ public:
     virtual result<std::size_t> rotate_master_key() = 0;
     /** The id of the master key that seals new data keys. */
     virtual std::string current_key_id() const = 0;
+    /** Checks that the master key opens the newest record's data key (an empty store passes):
+     *  fails with `integrity_failure` when the key file is not the one the records were sealed
+     *  under. The secret itself is not decrypted. */
+    virtual result<void> verify_master_key() = 0;
 };
 
-/** Opens (creating) a local secret store.
+/** Opens (creating) a local secret store. A missing key file is generated only while the store
+ *  holds no record; with records it is an error naming the file (a new key would open none of
+ *  them), as is a key file that exists but cannot be read.
  *
  *  @par Example
  *  @code

@@ -1,0 +1,197 @@
+// Ambiguous input the host refuses instead of guessing, over raw sockets: Transfer-Encoding other
+// than exactly `chunked`, duplicate Authorization headers, duplicate JSON keys, an encoded `/` in a
+// path segment, and numbers out of range.
+
+#include "host/host_process.hpp"
+#include "host/http_client.hpp"
+
+#include <gtest/gtest.h>
+
+#include <boost/json/object.hpp>
+#include <boost/json/serialize.hpp>
+
+namespace integration::testing {
+namespace {
+
+namespace json = boost::json;
+using namespace std::chrono_literals;
+
+std::string str(json::value const& v, char const* name) {
+    return std::string(v.at(name).as_string());
+}
+
+class host_input : public ::testing::Test {
+protected:
+    void SetUp() override {
+        key_ = create_key(dir_.string(), "tenant-i");
+        host_ = std::make_unique<host_process>(dir_.string(), std::vector<std::string>{"--key-rate-limit", "0"});
+    }
+    api client() const { return api(host_->port(), key_); }
+
+    /** A Registered provider with one client, so that activating it would succeed. */
+    std::string provider_with_client(std::string const& name) {
+        auto p = client().post("/integrations/providers", json::object{{"key", name},
+                                                                       {"displayName", "P"},
+                                                                       {"category", "BusinessSystem"},
+                                                                       {"authModel", "ApiKey"},
+                                                                       {"baseUrl", "http://127.0.0.1:9"},
+                                                                       {"capabilities", json::array{"x.send"}}});
+        EXPECT_EQ(p.status, 201) << p.body;
+        auto id = str(p.json(), "providerId");
+        auto c = client().post(
+            "/integrations/providers/" + id + "/clients",
+            json::object{{"assemblyName", name + ".Client"},
+                         {"version", "1.0.0"},
+                         {"capabilities", json::array{"x.send"}},
+                         {"authMode", "ApiKey"},
+                         {"operations",
+                          json::array{json::object{{"operation", "x.send"}, {"method", "POST"}, {"path", "/x"}}}}});
+        EXPECT_EQ(c.status, 201) << c.body;
+        return id;
+    }
+
+    scratch_dir dir_{"input"};
+    std::string key_;
+    std::unique_ptr<host_process> host_;
+};
+
+// Finding 13 (RFC 9112 6.1 and 6.3): a request whose Transfer-Encoding is not exactly one
+// `chunked` is 400 and its connection closes, so a body that holds a second request is never
+// executed, whichever way another server in front would have framed it.
+TEST_F(host_input, transfer_encoding_other_than_exactly_chunked_is_400_and_the_smuggled_request_never_runs) {
+    struct form {
+        std::string version, fields;
+        bool framed_chunked;  // how a lenient parser frames it: chunked, or no body at all
+    };
+    std::vector<form> const forms{
+        {"1.1", "Transfer-Encoding: identity\r\n", false},
+        {"1.1", "Transfer-Encoding: chunked, identity\r\n", false},
+        {"1.1", "Transfer-Encoding: gzip, chunked\r\n", true},
+        {"1.1", "Transfer-Encoding: chunked, chunked\r\n", true},
+        {"1.1", "Transfer-Encoding: gzip\r\nTransfer-Encoding: chunked\r\n", true},
+        {"1.1", "Transfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n", true},
+        {"1.1", "Transfer-Encoding: Chunked \r\n", true},
+        {"1.1", "Transfer-Encoding: chunked,\r\n", true},
+        {"1.0", "Transfer-Encoding: chunked\r\n", true},  // HTTP/1.0 has no chunked coding
+    };
+    for (std::size_t i = 0; i < forms.size(); ++i) {
+        auto body = json::serialize(json::object{{"key", "smuggled-" + std::to_string(i)},
+                                                 {"displayName", "S"},
+                                                 {"category", "BusinessSystem"},
+                                                 {"authModel", "ApiKey"},
+                                                 {"baseUrl", "http://127.0.0.1:9"},
+                                                 {"capabilities", json::array{"x.send"}}});
+        auto smuggled = client().request("POST", "/integrations/providers", body, {}, true);
+        auto const& f = forms[i];
+        auto raw = raw_exchange(host_->port(),
+                                "GET /healthz HTTP/" + f.version + "\r\nHost: x\r\n" + f.fields + "\r\n" +
+                                    (f.framed_chunked ? "0\r\n\r\n" : "") + smuggled,
+                                5s);
+        auto answer = parse_answer(raw);
+        EXPECT_EQ(answer.status, 400) << f.fields << raw;
+        EXPECT_EQ(str(answer.json(), "type"), "https://integration.dev/problems/bad-request") << f.fields;
+        EXPECT_EQ(answer.headers["connection"], "close") << f.fields;
+        EXPECT_EQ(answer.body.size(), std::stoul(answer.headers["content-length"]))
+            << "a second answer: " << f.fields << raw;
+    }
+    auto list = client().get("/integrations/providers");
+    ASSERT_EQ(list.status, 200);
+    EXPECT_EQ(list.body.find("smuggled-"), std::string::npos) << list.body;
+    // Exactly `chunked` still works.
+    auto ok = parse_answer(raw_exchange(
+        host_->port(), "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + key_ +
+                           "\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n"
+                           "Connection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n"));
+    EXPECT_EQ(ok.status, 400) << ok.body;  // framed and parsed: the object lacks its fields
+    EXPECT_EQ(str(ok.json(), "type"), "https://integration.dev/problems/validation") << ok.body;
+}
+
+// Finding 18: two Authorization headers (any spelling) are 400, whichever of them is valid.
+TEST_F(host_input, duplicate_authorization_headers_are_refused) {
+    for (auto const& second : {std::string("Authorization: Bearer ik_someone_else"), "authorization: Bearer " + key_}) {
+        auto raw =
+            raw_exchange(host_->port(), "GET /integrations/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                            key_ + "\r\n" + second + "\r\nConnection: close\r\n\r\n");
+        auto answer = parse_answer(raw);
+        EXPECT_EQ(answer.status, 400) << raw;
+        EXPECT_EQ(str(answer.json(), "type"), "https://integration.dev/problems/bad-request") << raw;
+        EXPECT_NE(str(answer.json(), "detail").find("Authorization"), std::string::npos) << raw;
+    }
+    EXPECT_EQ(client().get("/integrations/providers").status, 200);
+}
+
+// Finding 18: a JSON object with a key twice is 400 naming the key, at any depth and on every
+// route that reads a body, instead of the last one silently winning.
+TEST_F(host_input, duplicate_json_keys_are_refused_naming_the_key) {
+    struct form {
+        std::string target, body, key;
+    };
+    std::vector<form> const forms{
+        {"/integrations/providers", R"({"key": "a", "displayName": "A", "key": "b"})", "key"},
+        {"/integrations/providers",
+         R"({"key": "a", "displayName": "A", "healthCheck": {"method": "GET", "path": "/h", "path": "/other"}})",
+         "path"},
+        {"/integrations/runs",
+         R"({"connectionId": "conn-x", "operation": "x.send", "input": {"headers": {"X-Trace": "1", "X-Trace": "2"}}})",
+         "X-Trace"},
+        {"/integrations/runs",
+         R"({"connectionId": "conn-x", "operation": "x.send", "input": {"body": [{"a": 1, "a": 2}]}})", "a"},
+    };
+    for (auto const& f : forms) {
+        auto answer = client().call("POST", f.target, f.body);
+        EXPECT_EQ(answer.status, 400) << f.body << answer.body;
+        EXPECT_EQ(str(answer.json(), "type"), "https://integration.dev/problems/validation") << answer.body;
+        EXPECT_NE(str(answer.json(), "detail").find("duplicate key '" + f.key + "'"), std::string::npos) << answer.body;
+    }
+    // The same name in sibling objects, or differing in case, is not a duplicate.
+    auto fine = client().call(
+        "POST", "/integrations/runs",
+        R"({"connectionId": "conn-x", "operation": "x.send", "input": {"headers": {"X-A": "1", "x-a": "2"}, "body": [{"a": 1}, {"a": 2}]}})");
+    EXPECT_EQ(fine.status, 404) << fine.body;  // parsed, then the connection is not found
+}
+
+// Finding 18: the path is split into segments before they are decoded, so `%2F` stays inside its
+// segment: `{id}%2Factivate` is one (unknown) id, never the activate route.
+TEST_F(host_input, an_encoded_slash_stays_inside_its_path_segment) {
+    auto id = provider_with_client("slashes");
+    auto encoded = client().call("POST", "/integrations/providers/" + id + "%2Factivate", "{}");
+    EXPECT_EQ(encoded.status, 405) << encoded.body;  // POST /integrations/providers/{providerId}
+    EXPECT_EQ(str(client().get("/integrations/providers/" + id).json(), "status"), "Registered");
+    auto lower = client().call("POST", "/integrations/providers/" + id + "%2factivate", "{}");
+    EXPECT_EQ(lower.status, 405) << lower.body;
+
+    auto run = client().get("/integrations/runs/run-1%2Fx");
+    EXPECT_EQ(run.status, 404) << run.body;
+    EXPECT_EQ(str(run.json(), "type"), "https://integration.dev/problems/not-found") << run.body;  // the run route ran
+
+    // Each segment is still decoded: `%70` is `p`.
+    auto decoded = client().get("/integrations/providers/%70" + id.substr(1));
+    EXPECT_EQ(decoded.status, 200) << decoded.body;
+}
+
+// Finding 18: a number too large for any double (1e999) or for its field is "out of range",
+// not "is required" and not a silent infinity.
+TEST_F(host_input, a_number_out_of_range_says_so) {
+    for (auto const* number : {"1e999", "-1e999", "1e400"}) {
+        auto body =
+            std::string(R"({"key": "big", "displayName": "B", "category": "BusinessSystem", "authModel": "ApiKey", )") +
+            R"("baseUrl": "http://127.0.0.1:9", "capabilities": ["x.send"], )" +
+            R"("rateLimitProfile": {"requestsPerSecond": )" + number + R"(, "burst": 5}})";
+        auto answer = client().call("POST", "/integrations/providers", body);
+        EXPECT_EQ(answer.status, 400) << number << answer.body;
+        auto detail = str(answer.json(), "detail");
+        EXPECT_NE(detail.find("requestsPerSecond"), std::string::npos) << detail;
+        EXPECT_NE(detail.find("out of range"), std::string::npos) << detail;
+    }
+    auto burst =
+        client().call("POST", "/integrations/providers",
+                      R"({"key": "big", "displayName": "B", "category": "BusinessSystem", "authModel": "ApiKey", )"
+                      R"("baseUrl": "http://127.0.0.1:9", "capabilities": ["x.send"], )"
+                      R"("rateLimitProfile": {"requestsPerSecond": 1, "burst": 1e30}})");
+    EXPECT_EQ(burst.status, 400) << burst.body;
+    EXPECT_NE(str(burst.json(), "detail").find("rateLimitProfile.burst is out of range"), std::string::npos)
+        << burst.body;
+}
+
+}  // namespace
+}  // namespace integration::testing
