@@ -28,6 +28,7 @@ struct fixture {
     std::unique_ptr<credentials::local_secret_store> vault;
     std::optional<credentials::fingerprinter> fp;
     no_network net;
+    net::static_resolver dns;
     std::unique_ptr<credentials::credential_service> service;
     request_context ctx = request_context::for_tenant("bench");
     std::string credential_id;
@@ -40,6 +41,7 @@ struct fixture {
         vault = credentials::open_local_secret_store({.path = (dir / "s.db").string(), .key_file = (dir / "k").string(), .key_env = ""}).value();
         fp.emplace(credentials::fingerprinter::load_or_create((dir / "fp").string()).value());
         service = std::make_unique<credentials::credential_service>(*store, *vault, *fp, system_clock::instance(), net,
+                                                                     net::egress_policy{}, dns,
                                                                      credentials::credential_service_options{.material_ttl = ttl});
         std::string provider_id;
         store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {

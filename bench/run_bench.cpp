@@ -130,7 +130,8 @@ struct world {
         store = storage::open_sqlite_store({.path = (dir / "i.db").string()}).value();
         vault = credentials::open_local_secret_store({.path = (dir / "s.db").string(), .key_file = (dir / "k").string(), .key_env = ""}).value();
         fp.emplace(credentials::fingerprinter::load_or_create((dir / "fp").string()).value());
-        creds = std::make_unique<credentials::credential_service>(*store, *vault, *fp, system_clock::instance(), *transport);
+        creds = std::make_unique<credentials::credential_service>(*store, *vault, *fp, system_clock::instance(), *transport,
+                                                                  net::egress_policy{}, dns);
         blobs = sqlite_blobs ? blobs::open_sqlite_blob_store({.path = (dir / "blobs.db").string()}).value()
                              : blobs::open_filesystem_blob_store((dir / "blobs").string()).value();
         dns.add("api.vendor.test", {*net::ip_address::parse("127.0.0.1")});

@@ -122,7 +122,7 @@ result<flag_map> parse_flags(std::vector<std::string> const& args, std::vector<s
 
 result<serve_config> load_serve_config(flag_map const& flags) {
     static std::set<std::string> const known{
-        "data", "listen", "egress-allow", "public-url", "config", "read-timeout-ms", "header-timeout-ms",
+        "data", "listen", "egress-allow", "hosts-file", "public-url", "config", "read-timeout-ms", "header-timeout-ms",
         "idle-timeout-ms", "body-limit", "json-body-limit", "header-limit", "max-connections",
         "max-connections-per-address", "pipeline-limit", "io-threads", "workers",
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
@@ -145,6 +145,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     one("data", c.data);
     one("listen", c.listen);
     one("public-url", c.public_url);
+    one("hosts-file", c.hosts_file);
     c.egress_allow = l.values("egress-allow", true);
     if (auto v = l.values("recording", false); !v.empty()) {
         if (v.back() == "immediate") c.recording = durability::immediate;
@@ -233,7 +234,7 @@ std::string public_base_url(serve_config const& c) {
 
 std::string usage() {
     return R"(usage:
-  integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--public-url URL]
+  integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--hosts-file FILE] [--public-url URL]
                          [--config FILE] [--read-timeout-ms N] [--header-timeout-ms N] [--idle-timeout-ms N]
                          [--body-limit BYTES] [--json-body-limit BYTES] [--header-limit BYTES] [--max-connections N]
                          [--max-connections-per-address N] [--pipeline-limit N]
@@ -247,7 +248,9 @@ std::string usage() {
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW
 is comma-separated) or from a config file of `flag = value` lines; a flag wins over the environment,
-which wins over the file. Defaults: --data ./data, --listen 127.0.0.1:8080. `keys create` reads
+which wins over the file. Defaults: --data ./data, --listen 127.0.0.1:8080. --hosts-file FILE answers the
+names it lists (`ADDRESS NAME...` lines, like /etc/hosts) before the system resolver; every answer still
+passes the egress policy. `keys create` reads
 INTEGRATION_DATA, INTEGRATION_TENANT and INTEGRATION_ADMIN (true|false) the same way.
 )";
 }

@@ -19,6 +19,7 @@ struct serve_config {
     std::string data = "./data";
     std::string listen = "127.0.0.1:8080";
     std::vector<std::string> egress_allow;  // CIDRs
+    std::string hosts_file;                 // `ADDRESS NAME...` lines answered before the system resolver
     std::string public_url;                 // empty: http://<listen>
     std::chrono::milliseconds read_timeout{30'000};   // one deadline for a request's header and body
     std::chrono::milliseconds header_timeout{10'000};  // and a shorter one for its header alone

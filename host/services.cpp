@@ -6,10 +6,53 @@
 #include <sys/stat.h>
 
 #include <cerrno>
+#include <algorithm>
+#include <cctype>
 #include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
 
 namespace integration::host {
 namespace fs = std::filesystem;
+
+result<void> host_resolver::load(std::string const& path) {
+    std::ifstream in(path);
+    if (!in) return error{errc::invalid_argument, "--hosts-file " + path + " cannot be read"};
+    std::map<std::string, std::vector<net::ip_address>> entries;
+    std::string line;
+    for (int n = 1; std::getline(in, line); ++n) {
+        std::istringstream fields(line.substr(0, line.find('#')));
+        std::string address_text, name;
+        if (!(fields >> address_text)) continue;
+        auto address = net::ip_address::parse(address_text);
+        auto where = "--hosts-file " + path + ":" + std::to_string(n) + ": ";
+        if (!address) return error{errc::invalid_argument, where + "'" + address_text + "' is not an IPv4 or IPv6 address"};
+        bool named = false;
+        while (fields >> name) {
+            // Stored the way the egress check asks for a name: lower case, no trailing dot.
+            std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+            if (name.ends_with('.')) name.pop_back();
+            if (name.empty()) return error{errc::invalid_argument, where + "an empty name"};
+            entries[name].push_back(*address);
+            named = true;
+        }
+        if (!named) return error{errc::invalid_argument, where + "expected `ADDRESS NAME...`"};
+    }
+    for (auto& [name, addresses] : entries) {
+        names_.push_back(name);
+        file_.add(name, std::move(addresses));
+    }
+    return {};
+}
+
+bool host_resolver::listed(std::string const& host) const {
+    return std::find(names_.begin(), names_.end(), host) != names_.end();
+}
+
+result<std::vector<net::ip_address>> host_resolver::resolve(std::string const& host) {
+    return listed(host) ? file_.resolve(host) : system_.resolve(host);
+}
 
 namespace {
 
@@ -68,6 +111,8 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     s->blobs = std::move(*blobs);
     s->transport = http::make_curl_transport();
 
+    if (!config.hosts_file.empty())
+        if (auto loaded = s->resolver.load(config.hosts_file); !loaded) return loaded.error();
     for (auto const& text : config.egress_allow) {
         auto c = net::cidr::parse(text);
         if (!c) return error{errc::invalid_argument, "--egress-allow " + text + ": " + c.error().detail()};
@@ -86,7 +131,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     s->registry = std::make_unique<providers::registry>(*s->store, clock);
     s->connections = std::make_unique<connections::connection_service>(*s->store, clock);
     s->credentials = std::make_unique<credentials::credential_service>(*s->store, *s->secrets, *s->fingerprints, clock,
-                                                                       *s->transport);
+                                                                       *s->transport, s->egress, s->resolver);
     // A periodic sweep probes the connections not checked within one probe interval.
     auto probe_every = std::chrono::duration_cast<std::chrono::seconds>(config.probe_interval);
     s->prober = std::make_unique<connections::health_prober>(*s->store, *s->credentials, *s->transport, s->egress,

@@ -24,6 +24,21 @@
 
 namespace integration::host {
 
+/** The names of `--hosts-file` from a static resolver, every other name from the system's. */
+class host_resolver final : public net::resolver {
+public:
+    /** Reads `ADDRESS NAME...` lines (`#` starts a comment); an error names the file and line. */
+    result<void> load(std::string const& path);
+    result<std::vector<net::ip_address>> resolve(std::string const& host) override;
+
+private:
+    bool listed(std::string const& host) const;
+
+    net::static_resolver file_;
+    std::vector<std::string> names_;
+    net::system_resolver system_;
+};
+
 struct services {
     serve_config config;
     std::unique_ptr<host_db> db;
@@ -34,7 +49,7 @@ struct services {
     std::optional<credentials::fingerprinter> fingerprints;
     std::unique_ptr<blobs::blob_store> blobs;
     std::unique_ptr<http::transport> transport;
-    net::system_resolver resolver;
+    host_resolver resolver;
     net::egress_policy egress;
     std::unique_ptr<providers::registry> registry;
     std::unique_ptr<connections::connection_service> connections;

@@ -61,12 +61,10 @@ credentials::verifier health_check_verifier(services& s, request_context const& 
             url += boost::urls::encode(name, boost::urls::unreserved_chars) + "=" +
                    boost::urls::encode(value.view(), boost::urls::unreserved_chars);
         }
-        auto d = s.egress.check_destination(url, s.resolver);
-        if (!d) return d.error();
-        http::request req{.method = (*found)->check.method, .url = url, .timeout = std::chrono::seconds(10),
-                          .pin = http::pinned_address{d->host, d->port, d->literal->to_string()}};
+        http::request req{.method = (*found)->check.method, .url = url, .timeout = std::chrono::seconds(10)};
         for (auto const& [name, value] : material.headers) req.headers.emplace_back(name, std::string(value.view()));
-        auto res = s.transport->send(req);
+        net::egress_guard outbound(*s.transport, s.egress, s.resolver);
+        auto res = outbound.send(req);
         if (!res) return res.error();
         if (res->status != (*found)->check.expect_status)
             return error{errc::verification_failed, "the health check answered HTTP " + std::to_string(res->status) +
@@ -107,6 +105,12 @@ void add_credential_routes(router& r, services& s) {
             auto settings = value_from_json<credentials::oauth2_client_settings>(o);
             if (!settings) return error{errc::invalid_argument, "oauth2." + settings.error().detail()};
             spec.oauth2 = std::move(*settings);
+        }
+        if (auto* a = body->if_contains("managedIdentity"); a && !a->is_null()) {
+            if (!a->is_object()) return error{errc::invalid_argument, "managedIdentity must be an object"};
+            auto settings = value_from_json<credentials::managed_identity_settings>(*a);
+            if (!settings) return error{errc::invalid_argument, "managedIdentity." + settings.error().detail()};
+            spec.managed_identity = std::move(*settings);
         }
         if (auto* a = body->if_contains("rotationPolicy"); a && !a->is_null()) {
             credentials::rotation_policy policy;

@@ -5,8 +5,8 @@ namespace integration::connections {
 health_prober::health_prober(storage::store& store, credentials::credential_service& credentials,
                              http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                              clock const& clock, health_prober_options options)
-    : store_(store), credentials_(credentials), transport_(transport), egress_(std::move(egress)), resolver_(resolver),
-      clock_(clock), options_(options) {}
+    : store_(store), credentials_(credentials), outbound_(transport, std::move(egress), resolver), clock_(clock),
+      options_(options) {}
 
 result<health_probe_result> health_prober::probe(request_context const& ctx, integration_connection const& c,
                                                  bool& credential_ok) {
@@ -17,6 +17,9 @@ result<health_probe_result> health_prober::probe(request_context const& ctx, int
     auto check = provider->data().health_check.value_or(providers::health_check{});
     auto url = c.base_url(provider->data().base_url) + check.path;
 
+    // The destination before the credential: a refused one says so, and costs no token request.
+    if (auto d = outbound_.check(url); !d)
+        return health_probe_result{health_status::unhealthy, d.error().detail(), failures::failure_category::poison};
     credential_ok = !c.data().credential_id;
     if (c.data().credential_id) {
         auto material = credentials_.resolve(ctx, *c.data().credential_id);
@@ -25,13 +28,10 @@ result<health_probe_result> health_prober::probe(request_context const& ctx, int
             return health_probe_result{health_status::unhealthy, "credential does not resolve: " + material.error().detail(),
                                        failures::failure_category::auth};
     }
-    auto d = egress_.check_destination(url, resolver_);
-    if (!d) return health_probe_result{health_status::unhealthy, d.error().detail(), failures::failure_category::poison};
-    http::request req{.method = check.method, .url = url, .timeout = options_.timeout,
-                      .pin = http::pinned_address{d->host, d->port, d->literal->to_string()}};
+    http::request req{.method = check.method, .url = url, .timeout = options_.timeout};
     req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
-    auto res = c.data().credential_id ? credentials_.send_authorized(ctx, *c.data().credential_id, req, transport_)
-                                      : transport_.send(req);
+    auto res = c.data().credential_id ? credentials_.send_authorized(ctx, *c.data().credential_id, req, outbound_)
+                                      : outbound_.send(req);
     if (!res) return health_probe_result{health_status::unhealthy, "probe failed: " + res.error().detail()};
     if (res->status == check.expect_status)
         return health_probe_result{health_status::healthy, "HTTP " + std::to_string(res->status) + " from " + check.path};

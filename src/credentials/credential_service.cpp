@@ -8,6 +8,10 @@
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
+
+#include <algorithm>
+#include <cctype>
 
 namespace integration::credentials {
 namespace {
@@ -41,10 +45,10 @@ result<void> validate_request(new_credential const& s) {
 }  // namespace
 
 credential_service::credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
-                                       clock const& clock, http::transport& transport,
-                                       credential_service_options options)
-    : store_(store), secrets_(secrets), fingerprints_(fingerprints), clock_(clock), transport_(transport),
-      options_(options) {}
+                                       clock const& clock, http::transport& transport, net::egress_policy egress,
+                                       net::resolver& names, credential_service_options options)
+    : store_(store), secrets_(secrets), fingerprints_(fingerprints), clock_(clock),
+      outbound_(transport, std::move(egress), names), options_(options) {}
 
 result<integration_credential> credential_service::create(request_context const& ctx, new_credential spec) {
     if (auto r = validate_request(spec); !r) return r.error();
@@ -162,8 +166,110 @@ resolved_credential resolved_credential::clone() const {
     out.expires_at = expires_at;
     for (auto const& [k, v] : headers) out.headers.emplace_back(k, v.clone());
     for (auto const& [k, v] : query) out.query.emplace_back(k, v.clone());
+    for (auto const& v : secrets) out.secrets.push_back(v.clone());
     return out;
 }
+
+namespace {
+
+result<api_key_placement> stored_placement(integration_credential const& c) {
+    api_key_placement placement;
+    if (auto const* p = c.data().auth_parameters.if_contains("placement"))
+        if (auto r = from_json(*p, placement, "placement"); !r) return r.error();
+    return placement;
+}
+
+}  // namespace
+
+material_placement placement_of(integration_credential const& c) {
+    switch (c.data().auth_mode) {
+    case auth_mode::none: return {};
+    case auth_mode::api_key: {
+        auto p = stored_placement(c);
+        if (!p) return {{"Authorization"}, {}};  // unreadable: resolving it fails anyway
+        if (p->in == "query") return {{}, {p->name}};
+        return {{p->name}, {}};
+    }
+    default: return {{"Authorization"}, {}};
+    }
+}
+
+namespace {
+
+constexpr std::string_view redacted_marker = "[REDACTED]";
+
+// The characters of base64(`s`) that depend on `s` alone when it starts `shift` bytes into a
+// three-byte group of a longer encoded text: the ones shared with its neighbours are dropped.
+std::string base64_core(std::string_view s, std::size_t shift, bool url) {
+    std::string padded(shift, '\0');
+    padded += s;
+    auto encoded = crypto::base64url(reinterpret_cast<unsigned char const*>(padded.data()), padded.size());
+    crypto::wipe(padded);
+    if (!url)
+        for (auto& c : encoded) c = c == '-' ? '+' : c == '_' ? '/' : c;
+    auto const first = (shift * 8 + 5) / 6;           // characters that hold bits of the leading bytes
+    auto const last = (shift + s.size()) * 8 / 6;      // characters complete without the next byte
+    auto core = last > first ? encoded.substr(first, last - first) : std::string();
+    crypto::wipe(encoded);
+    return core;
+}
+
+/** The forms a vendor may echo a secret in, longest first so that no form breaks a longer one. */
+class echo_forms {
+public:
+    explicit echo_forms(resolved_credential const& m) {
+        for (auto const& secret : m.secrets) {
+            auto s = secret.view();
+            if (s.size() < 4) continue;
+            add(std::string(s));
+            auto upper = http::form_encode(s);
+            auto lower = upper;  // %2f rather than %2F
+            for (auto at = lower.find('%'); at != std::string::npos; at = lower.find('%', at + 1))
+                for (auto j : {at + 1, at + 2}) lower[j] = static_cast<char>(std::tolower(static_cast<unsigned char>(lower[j])));
+            auto plus = upper;  // a space as '+' (application/x-www-form-urlencoded)
+            for (auto at = plus.find("%20"); at != std::string::npos; at = plus.find("%20", at + 1)) plus.replace(at, 3, "+");
+            add(std::move(upper));
+            add(std::move(lower));
+            add(std::move(plus));
+            auto quoted = boost::json::serialize(boost::json::string(s));
+            auto escaped = quoted.substr(1, quoted.size() - 2);
+            crypto::wipe(quoted);
+            std::string slashes;  // some encoders escape '/' as well
+            for (char c : escaped) slashes += c == '/' ? std::string("\\/") : std::string(1, c);
+            add(std::move(escaped));
+            add(std::move(slashes));
+            for (std::size_t shift = 0; shift < 3; ++shift) {
+                add(base64_core(s, shift, false));
+                add(base64_core(s, shift, true));
+            }
+        }
+        std::sort(forms_.begin(), forms_.end(), [](auto const& a, auto const& b) { return a.size() > b.size(); });
+    }
+    ~echo_forms() {
+        for (auto& f : forms_) crypto::wipe(f);
+    }
+    echo_forms(echo_forms const&) = delete;
+    echo_forms& operator=(echo_forms const&) = delete;
+
+    void apply(std::string& text) const {
+        for (auto const& f : forms_)
+            for (auto at = text.find(f); at != std::string::npos; at = text.find(f, at + redacted_marker.size()))
+                text.replace(at, f.size(), redacted_marker);
+    }
+
+private:
+    void add(std::string form) {
+        if (form.size() < 4 || std::find(forms_.begin(), forms_.end(), form) != forms_.end()) {
+            crypto::wipe(form);
+            return;
+        }
+        forms_.push_back(std::move(form));
+    }
+
+    std::vector<std::string> forms_;
+};
+
+}  // namespace
 
 namespace {
 
@@ -191,11 +297,27 @@ result<http::response> credential_service::send_authorized(request_context const
     for (int attempt = 0;; ++attempt) {
         auto material = resolve(ctx, credential_id);
         if (!material) return material.error();
+        for (auto const& [name, value] : request.headers)
+            for (auto const& [own, secret] : material->headers)
+                if (http::same_field_name(name, own))
+                    return error{errc::invalid_argument, "header \"" + own + "\" carries credential " + credential_id +
+                                                             "; the request must not set it"};
         auto applied = apply(request, *material);
         auto res = transport.send(applied);
         wipe_applied(applied, *material);
+        echo_forms const echoes(*material);
+        if (!res) {
+            auto detail = res.error().detail();
+            echoes.apply(detail);
+            return error{res.error().code(), std::move(detail)};
+        }
+        for (auto& [name, value] : res->headers) {
+            echoes.apply(name);
+            echoes.apply(value);
+        }
+        echoes.apply(res->body);
         bool bearer_mode = material->auth_mode != auth_mode::api_key;
-        if (!res || res->status != 401 || !bearer_mode || attempt == 1) return res;
+        if (res->status != 401 || !bearer_mode || attempt == 1) return res;
         invalidate_token(credential_id);  // one forced refresh, then the answer stands
     }
 }
@@ -242,13 +364,13 @@ result<resolved_credential> credential_service::materialize(request_context cons
     case auth_mode::api_key: {
         resolved_credential out;
         out.auth_mode = auth_mode::api_key;
-        api_key_placement placement;
-        if (auto const* p = params.if_contains("placement"))
-            if (auto r = from_json(*p, placement, "placement"); !r) return r.error();
-        auto combined = secret_bytes::zeroed(placement.prefix.size() + secret->size());
-        std::copy(placement.prefix.begin(), placement.prefix.end(), combined.data());
-        std::copy(secret->data(), secret->data() + secret->size(), combined.data() + placement.prefix.size());
-        (placement.in == "query" ? out.query : out.headers).emplace_back(placement.name, std::move(combined));
+        auto placement = stored_placement(c);
+        if (!placement) return placement.error();
+        auto combined = secret_bytes::zeroed(placement->prefix.size() + secret->size());
+        std::copy(placement->prefix.begin(), placement->prefix.end(), combined.data());
+        std::copy(secret->data(), secret->data() + secret->size(), combined.data() + placement->prefix.size());
+        (placement->in == "query" ? out.query : out.headers).emplace_back(placement->name, std::move(combined));
+        out.secrets.push_back(std::move(*secret));
         return out;
     }
     case auth_mode::oauth2_client_credentials: {
@@ -314,6 +436,7 @@ result<resolved_credential> credential_service::bearer(integration_credential co
         std::copy_n("Bearer ", 7, reinterpret_cast<char*>(v.data()));
         std::copy(t.data(), t.data() + t.size(), v.data() + 7);
         out.headers.emplace_back("Authorization", std::move(v));
+        out.secrets.push_back(t.clone());
     };
     if (!use_cache) {
         cached_token scratch;
@@ -351,7 +474,7 @@ result<credential_service::token> credential_service::token_request(std::string 
         req.body = std::move(body);
     }
     auto now = clock_.now();
-    auto res = transport_.send(req);
+    auto res = outbound_.send(req);
     crypto::wipe(req.body);
     if (!res) return error{res.error().code(), "token endpoint " + url + ": " + res.error().detail()};
     boost::system::error_code ec;
@@ -359,9 +482,15 @@ result<credential_service::token> credential_service::token_request(std::string 
     crypto::wipe(res->body);
     auto* obj = ec ? nullptr : j.if_object();
     if (res->status == 400 || res->status == 401 || res->status == 403) {
+        // Only the error codes of RFC 6749 section 5.2 are repeated: any other text the endpoint
+        // sent is its own, and may hold what it was sent.
+        static constexpr std::string_view known[] = {"invalid_request",    "invalid_client", "invalid_grant",
+                                                     "unauthorized_client", "unsupported_grant_type", "invalid_scope"};
         std::string code;
         if (obj)
-            if (auto const* e = obj->if_contains("error"); e && e->is_string()) code = e->get_string();
+            if (auto const* e = obj->if_contains("error"); e && e->is_string())
+                if (std::find(std::begin(known), std::end(known), std::string_view(e->get_string())) != std::end(known))
+                    code = e->get_string();
         return error{errc::forbidden, "token endpoint " + url + " refused the request (HTTP " + std::to_string(res->status) +
                                           (code.empty() ? "" : ", " + code) + "); check the client id and secret"};
     }

@@ -30,6 +30,34 @@ inline result<void> require_http_url(std::string_view value, std::string_view fi
     return {};
 }
 
+/** Whether `path` (up to its query) has a `.` or `..` segment; percent-encoded dots (`%2e`)
+ *  count. With `encoded_separators`, `\`, `%2f` and `%5c` separate segments too, as many
+ *  servers read them (for templates); without, only `/` does, as curl reads a URL (for a path
+ *  whose parameters were encoded into single segments). */
+inline bool has_dot_segment(std::string_view path, bool encoded_separators = true) {
+    path = path.substr(0, path.find_first_of("?#"));
+    auto encodes = [&](std::size_t i, char c) {
+        return path[i] == '%' && i + 2 < path.size() && path[i + 1] == c / 16 + '0' &&
+               (path[i + 2] | 0x20) == "0123456789abcdef"[c % 16];
+    };
+    std::string segment;  // with %2e decoded
+    for (std::size_t i = 0; i <= path.size(); ++i) {
+        bool const separator = i == path.size() || path[i] == '/' ||
+                               (encoded_separators && (path[i] == '\\' || encodes(i, '/') || encodes(i, '\\')));
+        if (separator) {
+            if (segment == "." || segment == "..") return true;
+            segment.clear();
+            if (i < path.size() && path[i] == '%') i += 2;
+        } else if (encodes(i, '.')) {
+            segment += '.';
+            i += 2;
+        } else {
+            segment += path[i];
+        }
+    }
+    return false;
+}
+
 /** The standard "cannot X while Y" error. */
 template <named_enum E>
 error bad_transition(std::string_view what, std::string_view action, E from) {

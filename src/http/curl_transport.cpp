@@ -8,17 +8,20 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace integration::http {
 
+bool same_field_name(std::string_view a, std::string_view b) noexcept {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
 std::string_view find_header(headers const& h, std::string_view name) noexcept {
     for (auto const& [k, v] : h)
-        if (k.size() == name.size() &&
-            std::equal(k.begin(), k.end(), name.begin(), [](char a, char b) {
-                return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
-            }))
-            return v;
+        if (same_field_name(k, name)) return v;
     return {};
 }
 
@@ -35,6 +38,49 @@ std::string form_encode(std::string_view text) {
         }
     }
     return out;
+}
+
+namespace {
+
+bool is_token_char(unsigned char c) {
+    return std::isalnum(c) || std::string_view("!#$%&'*+-.^_`|~").find(static_cast<char>(c)) != std::string_view::npos;
+}
+
+// A header name as it can be shown in an error: control and non-ASCII bytes as \xNN.
+std::string printable(std::string_view name) {
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned char c : name) {
+        if (c >= 0x20 && c < 0x7f) {
+            out += static_cast<char>(c);
+        } else {
+            out += "\\x";
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
+result<void> check_header_field(std::string_view name, std::string_view value) {
+    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return is_token_char(static_cast<unsigned char>(c)); }))
+        return error{errc::invalid_argument, "header name \"" + printable(name) +
+                                                 "\" is not a token: use letters, digits and !#$%&'*+-.^_`|~ only"};
+    for (auto framing : {"Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer"})
+        if (same_field_name(name, framing))
+            return error{errc::invalid_argument, "header \"" + std::string(name) +
+                                                     "\" frames or routes the request, so only the transport sets it; remove it"};
+    if (name.size() >= 6 && same_field_name(name.substr(0, 6), "Proxy-"))
+        return error{errc::invalid_argument, "header \"" + std::string(name) +
+                                                 "\" is meant for a proxy, so only the transport sets it; remove it"};
+    for (unsigned char c : value)
+        if ((c < 0x20 && c != '\t') || c == 0x7f)
+            return error{errc::invalid_argument, "header \"" + std::string(name) +
+                                                     "\" has a CR, LF, NUL or other control character in its value; "
+                                                     "a header value is one line of text"};
+    return {};
 }
 
 namespace {
@@ -104,8 +150,8 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
 
 /** TLS sessions shared by every pooled handle: a handle that opens a new connection resumes a
  *  session another handle negotiated instead of a full handshake. DNS is not shared: a pinned
- *  call's address comes from `request::pin` (checked by the egress policy), never from a cache
- *  another call filled. Connections are not shared either: libcurl does not support that across
+ *  call's address comes from `request::pin` (checked by the egress policy), never from a lookup
+ *  or a cache another call filled. Connections are not shared either: libcurl does not support that across
  *  threads. */
 class tls_session_share {
 public:
@@ -143,12 +189,16 @@ public:
 
     result<response> send(request const& r) override {
         if (r.cancel && r.cancel->cancelled()) return error{errc::cancelled, "the call was cancelled before it was sent"};
+        for (auto const& [name, value] : r.headers)
+            if (auto ok = check_header_field(name, value); !ok) return ok.error();
         // Handles are pooled: each keeps its live connections, DNS and TLS session caches across
         // curl_easy_reset, so consecutive calls to one host reuse a keep-alive connection.
         auto c = acquire();
         if (!c) return error{errc::unavailable, "libcurl could not start a transfer"};
         auto res = perform(c.get(), r);
-        release(std::move(c));
+        // A failed call may have left its connection with an answer half-read (cut at the cap,
+        // cancelled, timed out): the handle and its connections go, so nothing reuses them.
+        if (res) release(std::move(c));
         return res;
     }
 
@@ -181,15 +231,17 @@ private:
             auto line = k + ": " + v;
             list.reset(curl_slist_append(list.release(), line.c_str()));
         }
-        std::unique_ptr<curl_slist, slist_deleter> resolve;
+        // "::ADDRESS:PORT" connects any host and port of this call to the checked address, so
+        // curl never resolves the URL's name, whatever its spelling; Host, SNI and the
+        // certificate check keep that name.
+        std::unique_ptr<curl_slist, slist_deleter> connect_to;
         if (r.pin) {
             auto const& a = r.pin->address;
-            auto entry = r.pin->host + ":" + std::to_string(r.pin->port) + ":" +
-                         (a.find(':') != std::string::npos ? "[" + a + "]" : a);
-            resolve.reset(curl_slist_append(nullptr, entry.c_str()));
+            auto entry = "::" + (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(r.pin->port);
+            connect_to.reset(curl_slist_append(nullptr, entry.c_str()));
         }
         auto* h = handle;
-        if (resolve) curl_easy_setopt(h, CURLOPT_RESOLVE, resolve.get());
+        if (connect_to) curl_easy_setopt(h, CURLOPT_CONNECT_TO, connect_to.get());
         curl_easy_setopt(h, CURLOPT_URL, r.url.c_str());
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method.c_str());
         if (r.method == "HEAD") curl_easy_setopt(h, CURLOPT_NOBODY, 1L);

@@ -66,8 +66,8 @@ hop_check egress_hop_check(net::egress_policy policy, net::resolver& names) {
     return [policy = std::move(policy), &names](std::string_view url) -> result<std::optional<pinned_address>> {
         auto d = policy.check_destination(url, names);
         if (!d) return d.error();
-        // A literal host is connected to as written; only a resolved name needs its answer pinned.
-        if (!d->literal || net::ip_address::parse(d->host)) return std::optional<pinned_address>{};
+        // A literal is pinned too: curl then connects to the address checked, never to its own
+        // reading of a numeric form such as 0x7f.1 or 127.0.0.1.
         return std::optional<pinned_address>{pinned_address{d->host, d->port, d->literal->to_string()}};
     };
 }

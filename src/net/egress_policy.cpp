@@ -459,13 +459,18 @@ result<destination> egress_policy::check_destination(std::string_view url, resol
     if (!answers) return answers.error();
     if (answers->empty()) return error{errc::unavailable, "host " + d->host + " has no addresses"};
     // Every answer must pass: a resolver that returns a public address and then loopback must not
-    // get the loopback one used later.
+    // get the loopback one used later. The error never names the answer: a caller who chose the
+    // name must not learn which internal address it leads to.
     for (auto const& a : *answers) {
-        if (auto r = check_address(a); !r)
-            return error{errc::egress_denied, "host " + d->host + " resolves to a denied address: " + r.error().detail()};
+        if (!check_address(a))
+            return error{errc::egress_denied, "egress to " + d->host +
+                                                  " is refused by the egress policy: the name resolves to an address in a "
+                                                  "denied range (private, loopback, link-local or reserved); if it is "
+                                                  "intended, the operator can allow that range (--egress-allow)"};
         if (d->scheme == "http" && !allow_listed(allow, a))
-            return error{errc::egress_denied, "http is allowed only for addresses on the egress allow-list "
-                                              "(--egress-allow); " + d->host + " resolves to " + a.to_string()};
+            return error{errc::egress_denied, "egress to http://" + d->host +
+                                                  " is refused by the egress policy: http is allowed only for addresses "
+                                                  "on the egress allow-list (--egress-allow); use https"};
     }
     d->literal = answers->front();  // pinned: the connection goes to this checked address
     return d;

@@ -1,6 +1,7 @@
 #include <integration/runs/run_service.hpp>
 
 #include "../detail/thread_name.hpp"
+#include "../detail/validate.hpp"
 
 #include <boost/json.hpp>
 
@@ -44,28 +45,14 @@ std::optional<std::string> external_ref(std::optional<http::response> const& las
     return id.empty() ? std::nullopt : std::optional<std::string>(id);
 }
 
-/** Follows redirects (each hop re-checked) in front of another transport. */
-class redirecting_transport final : public http::transport {
-public:
-    redirecting_transport(http::transport& inner, http::redirect_options o, http::hop_check check)
-        : inner_(inner), o_(o), check_(std::move(check)) {}
-    result<http::response> send(http::request const& r) override {
-        return http::send_following_redirects(inner_, r, o_, check_);
-    }
-
-private:
-    http::transport& inner_;
-    http::redirect_options o_;
-    http::hop_check check_;
-};
-
 }  // namespace
 
 run_service::run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
                          http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                          clock const& clock, run_service_options options)
-    : store_(store), credentials_(credentials), blobs_(blobs), transport_(transport), egress_(std::move(egress)),
-      resolver_(resolver), clock_(clock), options_(std::move(options)), own_limiter_(clock),
+    : store_(store), credentials_(credentials), blobs_(blobs),
+      outbound_(transport, std::move(egress), resolver, options.redirects), clock_(clock), options_(std::move(options)),
+      own_limiter_(clock),
       limiter_(options_.rate_limits ? *options_.rate_limits : own_limiter_) {
     if (!options_.sleep) options_.sleep = [](milliseconds d) { std::this_thread::sleep_for(d); };
     if (!options_.random)
@@ -152,6 +139,9 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
         if (auto ok = conn->ensure_can_execute(r.allow_degraded); !ok) return ok;
         auto provider = uow.providers().find(conn->data().provider_id);
         if (!provider) return provider.error();
+        credentials::material_placement placement;
+        if (auto const& id = conn->data().credential_id)
+            if (auto cred = uow.credentials().find(*id)) placement = credentials::placement_of(*cred);
         storage::page_request page{.limit = 500};
         auto clients = uow.api_clients().list_by_provider(provider->id(), page);
         if (!clients) return clients.error();
@@ -162,7 +152,8 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
                 if (!limit) limit = c.data().rate_limit_profile ? c.data().rate_limit_profile : provider->data().rate_limit_profile;
                 auto limit_key = ctx.tenant_id + "/" + provider->id() + "/" + conn->id();
                 auto* cb = &breaker(conn->id());
-                out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op, limit, std::move(limit_key), cb});
+                out = std::make_shared<bound const>(
+                    bound{std::move(*conn), std::move(*provider), *op, std::move(placement), limit, std::move(limit_key), cb});
                 return {};
             }
         }
@@ -182,6 +173,21 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
     auto b = bind(ctx, r);
     if (!b) return b.error();
     plan out{std::move(*b), {}};
+    auto const& placement = out.b->credential;
+    for (auto const& [name, value] : r.input.headers) {
+        if (auto ok = http::check_header_field(name, value); !ok)
+            return error{errc::invalid_argument, "input.headers: " + ok.error().detail()};
+        for (auto const& own : placement.headers)
+            if (http::same_field_name(name, own))
+                return error{errc::invalid_argument, "input.headers: header \"" + name +
+                                                         "\" is where the connection's credential goes, and the credential "
+                                                         "is added on each call; remove it"};
+    }
+    for (auto const& [name, value] : r.input.query)
+        if (std::find(placement.query.begin(), placement.query.end(), name) != placement.query.end())
+            return error{errc::invalid_argument, "input.query: parameter \"" + name +
+                                                     "\" is where the connection's credential goes, and the credential "
+                                                     "is added on each call; remove it"};
     std::string path;
     auto const& tpl = out.b->op.path;
     for (std::size_t i = 0; i < tpl.size();) {
@@ -194,9 +200,17 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
         auto it = r.input.path_params.find(name);
         if (close == std::string::npos || it == r.input.path_params.end())
             return error{errc::invalid_argument, "input.pathParams." + name + " is required by " + r.operation + " (" + tpl + ")"};
-        path += http::form_encode(it->second);
+        if (it->second == "." || it->second == "..")
+            return error{errc::invalid_argument, "input.pathParams." + name + " must not be \"" + it->second +
+                                                     "\": a path parameter is one segment of " + tpl + ", never a step out of it"};
+        path += http::form_encode(it->second);  // one segment: '/', '\' and '%' are encoded too
         i = close + 1;
     }
+    // A template registered before dot segments were refused, or a literal dot next to a
+    // parameter, must not step out of the operation's path either (curl would squash it).
+    if (detail::has_dot_segment(path, false))
+        return error{errc::invalid_argument, "the path " + path + " of " + r.operation +
+                                                 " has a '.' or '..' segment; fix the operation's path template"};
     out.url = out.b->connection.base_url(out.b->provider.data().base_url) + path;
     char sep = out.url.find('?') == std::string::npos ? '?' : '&';
     for (auto const& [k, v] : r.input.query) {
@@ -236,10 +250,6 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
     req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
     if (!r.input.body.empty() && http::find_header(req.headers, "Content-Type").empty())
         req.headers.emplace_back("Content-Type", "application/json");
-    std::optional<redirecting_transport> redirecting;
-    if (options_.redirects.max_hops > 0)
-        redirecting.emplace(transport_, options_.redirects, http::egress_hop_check(egress_, resolver_));
-    http::transport& via = redirecting ? static_cast<http::transport&>(*redirecting) : transport_;
     auto& cb = *b.breaker;
     auto first_start = clock_.now();
     attempts_result out;
@@ -247,7 +257,9 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
         auto attempt_start = clock_.now();
         failures::attempt_outcome outcome;
         bool sent = false;
-        if (auto d = egress_.check_destination(p.url, resolver_); !d) {
+        // Checked first, so a refused destination takes no token, trips no breaker and resolves no
+        // credential; the guard checks again when it sends, and pins what it checked then.
+        if (auto d = outbound_.check(p.url); !d) {
             outcome.transport_error = d.error();
         } else if (auto wait = take_token(b); wait) {
             // Our own budget is spent: treat it as the vendor's 429 with the time to the next token.
@@ -258,9 +270,9 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
         } else if (!cb.allow()) {
             outcome.transport_error = error{errc::unavailable, "circuit open for connection " + b.connection.id()};
         } else {
-            req.pin = http::pinned_address{d->host, d->port, d->literal->to_string()};
-            auto res = b.connection.data().credential_id ? credentials_.send_authorized(ctx, *b.connection.data().credential_id, req, via)
-                                                          : via.send(req);
+            auto res = b.connection.data().credential_id
+                           ? credentials_.send_authorized(ctx, *b.connection.data().credential_id, req, outbound_)
+                           : outbound_.send(req);
             sent = true;
             if (res) outcome.response = std::move(*res);
             else outcome.transport_error = res.error();

@@ -2,6 +2,8 @@
 
 #include "storage/fixtures.hpp"
 #include "support/credential_doubles.hpp"
+#include "support/credential_world.hpp"
+#include "support/keep_alive_server.hpp"
 
 #include <integration/core/id.hpp>
 #include <integration/credentials/local_secret_store.hpp>
@@ -11,6 +13,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <cstring>
 #include <fstream>
 #include <sstream>
 
@@ -48,7 +51,8 @@ protected:
     switchable_vault flaky_{*vault_};
     credentials::fingerprinter fingerprints_ = must(credentials::fingerprinter::load_or_create(dir_.file("fingerprint.key")));
     no_network net_;
-    credentials::credential_service service_{*store_, flaky_, fingerprints_, clock_, net_};
+    net::static_resolver dns_;
+    credentials::credential_service service_{*store_, flaky_, fingerprints_, clock_, net_, {}, dns_};
     request_context ctx_ = request_context::for_tenant("t1", "alice");
     std::string provider_id_;
 };
@@ -210,6 +214,169 @@ TEST_F(credential_service_test, canary_secrets_never_reach_the_database_its_wal_
     // Yet each is there when needed.
     EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), rotated_key);
     EXPECT_EQ(must(vault_->get("t1", must(credentials::secret_ref::parse(signing.ref)))).view(), signing_secret);
+}
+
+// ---- outbound calls: the egress policy, and what comes back ---------------------------------------
+
+constexpr char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+std::string base64(std::string_view in) {
+    auto const* alphabet = b64_alphabet;
+    std::string out;
+    unsigned v = 0;
+    int bits = 0;
+    for (unsigned char c : in) {
+        v = (v << 8) | c;
+        bits += 8;
+        while (bits >= 6) out += alphabet[(v >> (bits -= 6)) & 63];
+    }
+    if (bits > 0) out += alphabet[(v << (6 - bits)) & 63];
+    while (out.size() % 4) out += '=';
+    return out;
+}
+
+// Percent-encoding as most encoders do it: RFC 3986 unreserved characters stay.
+std::string percent(unsigned char c) {
+    if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') return std::string(1, static_cast<char>(c));
+    return {'%', "0123456789ABCDEF"[c >> 4], "0123456789ABCDEF"[c & 15]};
+}
+
+// The service's own calls (tokens, managed identity) through a real transport; 127.0.0.1 is
+// allowed and 127.0.0.2 stands for a refused network.
+class credential_outbound_test : public ::testing::Test, protected credential_world {
+protected:
+    void SetUp() override {
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = active_provider(ctx_, clock_.now());
+            provider_id_ = p.id();
+            return uow.providers().save(p);
+        }));
+    }
+    credentials::integration_credential oauth2(std::string const& token_url) {
+        return must(credentials_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials,
+                                               .secret = secret_bytes(client_secret_),
+                                               .oauth2 = credentials::oauth2_client_settings{token_url, "client-1", {}}}));
+    }
+    credentials::integration_credential identity(std::string const& endpoint) {
+        return must(credentials_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::managed_identity,
+                                               .secret = secret_bytes("identity-7"),
+                                               .managed_identity = credentials::managed_identity_settings{endpoint, "https://x.test/"}}));
+    }
+    static std::string token_answer(received_request const&) {
+        return http_answer_bytes(200, R"({"access_token":"tok/R3D4CT+ed=","token_type":"Bearer","expires_in":3600})");
+    }
+
+    std::string const client_secret_ = "cs-0f9e8d-client-secret";
+    keep_alive_server inside_{token_answer, "127.0.0.2"};
+    keep_alive_server idp_{token_answer};
+    request_context ctx_ = request_context::for_tenant("t1");
+    std::string provider_id_;
+};
+
+TEST_F(credential_outbound_test, token_and_identity_endpoints_the_egress_policy_refuses_are_never_called) {
+    dns_.add("inside.test", {*net::ip_address::parse("127.0.0.2")});
+    auto port = std::to_string(inside_.port());
+    std::vector<credentials::integration_credential> refused{
+        oauth2("http://inside.test:" + port + "/token"), oauth2("http://INSIDE.test.:" + port + "/token"),
+        oauth2("http://127.0.0.2:" + port + "/token"), oauth2("http://2130706434:" + port + "/token"),
+        identity("http://inside.test:" + port + "/metadata/identity/oauth2/token?api-version=2018-02-01"),
+        identity("http://127.0.0.2:" + port + "/metadata/identity/oauth2/token")};
+    for (auto const& c : refused) {
+        auto r = credentials_.resolve(ctx_, c.id());
+        ASSERT_FALSE(r) << c.id();
+        EXPECT_EQ(r.error(), errc::egress_denied) << r.error().detail();
+        EXPECT_EQ(r.error().detail().find(client_secret_), std::string::npos);
+    }
+    // The authorization-code exchange goes through the same check.
+    auto begun = must(credentials_.begin_authorization(ctx_, provider_id_, std::nullopt,
+                                                       {"https://idp.example/authorize", "http://inside.test:" + port + "/token",
+                                                        "client-1", {"offline_access"}, "https://app.example/callback"},
+                                                       secret_bytes(client_secret_)));
+    EXPECT_EQ(credentials_.complete_authorization(begun.state, "code-1").error(), errc::egress_denied);
+    EXPECT_EQ(inside_.accepted(), 0);
+    EXPECT_EQ(inside_.bytes_received(), 0u);
+    // A refused name's error never says where it points.
+    auto named = credentials_.resolve(ctx_, refused[0].id());
+    EXPECT_EQ(named.error().detail().find("127.0.0.2"), std::string::npos) << named.error().detail();
+    // The same calls to an allowed address are made, pinned to the checked answer.
+    dns_.add("idp.test", {*net::ip_address::parse("127.0.0.1")});
+    auto allowed = must(credentials_.resolve(ctx_, oauth2("http://idp.test:" + std::to_string(idp_.port()) + "/token").id()));
+    EXPECT_EQ(std::string(allowed.headers.at(0).second.view()), "Bearer tok/R3D4CT+ed=");
+    ASSERT_EQ(idp_.requests().size(), 1u);
+    EXPECT_EQ(idp_.requests()[0].header("Host"), "idp.test:" + std::to_string(idp_.port()));
+}
+
+TEST_F(credential_outbound_test, a_token_endpoints_own_error_text_is_not_repeated) {
+    keep_alive_server echoing([&](received_request const& r) {
+        auto code = r.body.find("client_id=known") != std::string::npos ? std::string("invalid_client") : "you sent " + r.body;
+        return http_answer_bytes(400, R"({"error":")" + code + R"("})");
+    });
+    auto url = "http://127.0.0.1:" + std::to_string(echoing.port()) + "/token";
+    auto unknown = credentials_.resolve(ctx_, oauth2(url).id());
+    ASSERT_FALSE(unknown);
+    EXPECT_EQ(unknown.error(), errc::forbidden);
+    EXPECT_EQ(unknown.error().detail().find("you sent"), std::string::npos) << unknown.error().detail();
+    EXPECT_EQ(unknown.error().detail().find(client_secret_), std::string::npos) << unknown.error().detail();
+    auto known = must(credentials_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials,
+                                                 .secret = secret_bytes(client_secret_),
+                                                 .oauth2 = credentials::oauth2_client_settings{url, "known", {}}}));
+    auto r = credentials_.resolve(ctx_, known.id());
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().detail().find("invalid_client"), std::string::npos) << r.error().detail();
+}
+
+TEST_F(credential_outbound_test, send_authorized_redacts_every_echo_of_the_key_or_token_and_refuses_to_shadow_it) {
+    std::string const key = "sk_live/R3D4CT+\"quoted\"\\x";
+    // Echoes the request raw, JSON-escaped, percent-encoded and in base64 at three alignments, and
+    // the credential headers as answer headers (names and values).
+    keep_alive_server mirror([](received_request const& r) {
+        auto raw = r.head + "\r\n\r\n" + r.body;
+        std::string pct;
+        for (unsigned char c : raw) pct += percent(c);
+        auto body = "RAW " + raw + "\nJSON " + boost::json::serialize(boost::json::string(raw)) + "\nPCT " + pct + "\nB0 " + base64(raw) +
+                    "\nB1 " + base64("." + raw) + "\nB2 " + base64(".." + raw) + "\nend";
+        std::string extra;
+        for (auto const* name : {"X-Api-Key", "Authorization"})
+            if (auto v = r.header(name)) extra += "X-Echo: " + *v + "\r\n";
+        return http_answer_bytes(200, body, extra);
+    });
+    auto by_key = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes(key),
+                                                  .api_key = credentials::api_key_placement{.name = "X-Api-Key", .prefix = "Key "}}));
+    auto by_token = oauth2("http://127.0.0.1:" + std::to_string(idp_.port()) + "/token");
+    http::request req{.method = "POST", .url = "http://127.0.0.1:" + std::to_string(mirror.port()) + "/echo", .body = "keep this"};
+    for (auto const& [c, secret] : {std::pair{by_key.id(), key}, std::pair{by_token.id(), std::string("tok/R3D4CT+ed=")}}) {
+        auto res = must(credentials_.send_authorized(ctx_, c, req, *transport_));
+        std::string all = res.body;
+        for (auto const& [k, v] : res.headers) all += "\n" + k + ": " + v;
+        EXPECT_NE(all.find("keep this"), std::string::npos);
+        EXPECT_NE(all.find("[REDACTED]"), std::string::npos) << all;
+        auto json = boost::json::serialize(boost::json::string(secret));
+        std::string pct;
+        for (unsigned char ch : secret) pct += percent(ch);
+        for (auto const& form : {secret, json.substr(1, json.size() - 2), pct, base64(secret).substr(0, 12)})
+            EXPECT_EQ(all.find(form), std::string::npos) << "found " << form << " in " << all;
+        for (auto at = all.find("\nB"); at != std::string::npos; at = all.find("\nB", at + 1)) {
+            // Decoding any of the base64 lines must not give the secret back.
+            std::string line = all.substr(at + 4, all.find('\n', at + 1) - at - 4), decoded;
+            unsigned v = 0;
+            int bits = 0;
+            for (char ch : line) {
+                auto const* p = std::strchr(b64_alphabet, ch);
+                if (!p || ch == '\0') continue;
+                v = (v << 6) | static_cast<unsigned>(p - b64_alphabet);
+                if ((bits += 6) >= 8) decoded += static_cast<char>((v >> (bits -= 8)) & 0xff);
+            }
+            EXPECT_EQ(decoded.find(secret), std::string::npos) << line;
+        }
+    }
+    // A request that already sets the credential's header is refused, and not sent.
+    auto before = mirror.requests().size();
+    auto shadowed = req;
+    shadowed.headers = {{"x-api-key", "mine"}};
+    EXPECT_EQ(credentials_.send_authorized(ctx_, by_key.id(), shadowed, *transport_).error(), errc::invalid_argument);
+    shadowed.headers = {{"AUTHORIZATION", "Bearer mine"}};
+    EXPECT_EQ(credentials_.send_authorized(ctx_, by_token.id(), shadowed, *transport_).error(), errc::invalid_argument);
+    EXPECT_EQ(mirror.requests().size(), before);
 }
 
 }  // namespace

@@ -68,7 +68,8 @@ protected:
         {.path = dir_.file("s.db"), .key_file = dir_.file("master.key"), .key_env = "", .clock = &clock_}));
     credentials::fingerprinter fingerprints_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp.key")));
     std::unique_ptr<http::transport> transport_ = http::make_curl_transport();
-    credentials::credential_service service_{*store_, *vault_, fingerprints_, clock_, *transport_};
+    net::static_resolver dns_;
+    credentials::credential_service service_{*store_, *vault_, fingerprints_, clock_, *transport_, net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
     request_context ctx_ = request_context::for_tenant("t1", "alice");
     std::string provider_id_;
 };
@@ -353,7 +354,8 @@ TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
     auto vault = must(credentials::open_local_secret_store({.path = dir.file("s.db"), .key_file = dir.file("k"), .key_env = "", .clock = &clock}));
     auto fp = must(credentials::fingerprinter::load_or_create(dir.file("fp")));
     auto transport = http::make_curl_transport();
-    credentials::credential_service service(*store, *vault, fp, clock, *transport);
+    net::static_resolver dns;
+    credentials::credential_service service(*store, *vault, fp, clock, *transport, net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns);
     auto ctx = request_context::for_tenant("t1");
     std::string provider_id;
     must(store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {

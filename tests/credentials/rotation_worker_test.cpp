@@ -47,7 +47,8 @@ protected:
     switchable_vault vault_{*real_vault_};
     credentials::fingerprinter fp_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp")));
     no_network net_;
-    credentials::credential_service service_{*store_, vault_, fp_, clock_, net_};
+    net::static_resolver dns_;
+    credentials::credential_service service_{*store_, vault_, fp_, clock_, net_, {}, dns_};
     request_context a_ = request_context::for_tenant("tenant-a");
     request_context b_ = request_context::for_tenant("tenant-b");
 };

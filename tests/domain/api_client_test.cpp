@@ -104,6 +104,25 @@ TEST_F(api_client_test, an_absurd_rate_limit_profile_is_refused_naming_its_bound
     EXPECT_ERRC(external_api_client::register_new(tenant_ctx(), clock.now(), provider, huge), errc::invalid_argument);
 }
 
+TEST_F(api_client_test, an_operation_path_with_dot_segments_is_refused_in_every_spelling) {
+    for (std::string path : {"/a/../b", "/a/./b", "/..", "/.", "/a/..", "/a/.", "/a/%2e%2e/b", "/a/%2E%2e/b", "/a/.%2e/b",
+                             "/a/%2e./b", "/a/%2e/b", "/a/..%2fb", "/a/..%2Fb", "/a/..%5cb", "/a/..%5Cb", "/a/..\\b",
+                             "/{id}/../admin", "/./{id}", "/a/..?x=1"}) {
+        auto spec = sms_client_spec();
+        spec.operations[0].path = path;
+        auto r = external_api_client::register_new(tenant_ctx(), clock.now(), provider, spec);
+        EXPECT_ERRC(r, errc::invalid_argument);
+        if (!r) {
+            EXPECT_NE(r.error().detail().find("path"), std::string::npos) << r.error().detail();
+        }
+    }
+    for (std::string path : {"/.well-known/{id}", "/a/.../b", "/a/..b/c", "/a/b..", "/v1/{id}.json", "/a?next=../b"}) {
+        auto spec = sms_client_spec();
+        spec.operations[0].path = path;
+        EXPECT_TRUE(external_api_client::register_new(tenant_ctx(), clock.now(), provider, spec)) << path;
+    }
+}
+
 TEST_F(api_client_test, register_refuses_bad_assembly_names_and_versions) {
     for (std::string name : {"", "Acme Sms", "Acme/Sms", "Acme\\Sms"}) {
         auto spec = sms_client_spec();

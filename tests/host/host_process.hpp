@@ -9,6 +9,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
@@ -79,8 +80,10 @@ public:
                 rlimit limit{open_files, open_files};
                 ::setrlimit(RLIMIT_NOFILE, &limit);
             }
-            std::vector<std::string> argv{INTEGRATION_HOST_BIN, "serve", "--data", data, "--listen", "127.0.0.1:0",
-                                          "--egress-allow", "127.0.0.0/8"};
+            std::vector<std::string> argv{INTEGRATION_HOST_BIN, "serve", "--data", data, "--listen", "127.0.0.1:0"};
+            // Loopback is allowed unless the test chooses its own allow-list.
+            if (std::find(extra.begin(), extra.end(), "--egress-allow") == extra.end())
+                argv.insert(argv.end(), {"--egress-allow", "127.0.0.0/8"});
             argv.insert(argv.end(), extra.begin(), extra.end());
             std::vector<char*> args;
             for (auto& a : argv) args.push_back(a.data());

@@ -1,5 +1,6 @@
 #include <integration/http/transport.hpp>
 
+#include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
 
 #include <gtest/gtest.h>
@@ -11,6 +12,8 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
+#include <vector>
 
 namespace integration::http {
 namespace {
@@ -112,6 +115,83 @@ TEST(curl_transport, consecutive_calls_reuse_one_keep_alive_connection) {
     EXPECT_EQ(server.accepted(), 1);
 }
 
+TEST(curl_transport, framing_and_routing_headers_never_reach_the_wire) {
+    testing::loopback_server server;
+    auto t = make_curl_transport();
+    for (std::string name : {"Content-Length", "content-length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive",
+                             "Upgrade", "TE", "te", "Trailer", "Proxy-Authorization", "Proxy-Connection", "proxy-anything"}) {
+        auto res = t->send({.method = "POST", .url = url_of(server), .headers = {{"X-Fine", "1"}, {name, "0"}}, .body = "GET /x HTTP/1.1\r\n\r\n",
+                            .timeout = 2s});
+        ASSERT_FALSE(res) << name;
+        EXPECT_EQ(res.error(), errc::invalid_argument) << name;
+        EXPECT_NE(res.error().detail().find(name), std::string::npos) << res.error().detail();
+    }
+    EXPECT_EQ(server.accepted(), 0);
+}
+
+TEST(curl_transport, a_header_with_cr_lf_nul_or_a_name_that_is_not_a_token_never_reaches_the_wire) {
+    testing::loopback_server server;
+    auto t = make_curl_transport();
+    std::vector<std::pair<std::string, std::string>> const bad{
+        {"X-A", "a\r\nContent-Length: 0"}, {"X-A", "a\nb"}, {"X-A", "a\rb"}, {"X-A", std::string("a\0b", 3)},
+        {"X-A", "a\x01b"}, {"X-A", "a\x7f"}, {"X-A\r\nHost", "b"}, {"X A", "b"}, {"X:A", "b"}, {"X-A ", "b"},
+        {"", "b"}, {"X(A)", "b"}, {"X\"A", "b"}, {std::string("X\0A", 3), "b"}, {"X\xc3\xa9", "b"}};
+    for (auto const& [name, value] : bad) {
+        auto res = t->send({.url = url_of(server), .headers = {{name, value}}, .timeout = 2s});
+        ASSERT_FALSE(res) << name;
+        EXPECT_EQ(res.error(), errc::invalid_argument) << res.error().detail();
+    }
+    EXPECT_EQ(server.accepted(), 0);
+    // Tabs and bytes above 0x7f are field content; every RFC 9110 token character is a name.
+    auto res = t->send({.url = url_of(server), .headers = {{"X-!#$%&'*+.^_`|~09az", "tab\there \xc3\xa9"}}, .timeout = 2s});
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_NE(server.requests().at(0).find("X-!#$%&'*+.^_`|~09az: tab\there \xc3\xa9\r\n"), std::string::npos);
+}
+
+// A transfer cut short (body over the cap, cancelled, or more bytes than its framing) leaves its
+// connection closed: the next call opens a new one and reads its own answer, never the rest.
+TEST(curl_transport, a_call_cut_short_never_leaves_its_connection_for_the_next_call) {
+    testing::keep_alive_server server([](testing::received_request const& r) -> std::string {
+        if (r.target == "/big") return "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'b');
+        if (r.target == "/late") {
+            std::this_thread::sleep_for(300ms);
+            return "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate";
+        }
+        if (r.target == "/excess") return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled";
+        return "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(r.target.size()) + "\r\n\r\n" + r.target;
+    });
+    auto t = make_curl_transport({.max_response_bytes = 100});
+    auto base = "http://127.0.0.1:" + std::to_string(server.port());
+    auto own_answer = [&](std::string const& path) {
+        auto res = t->send({.url = base + path, .timeout = 5s});
+        ASSERT_TRUE(res) << res.error().message();
+        EXPECT_EQ(res->body, path);
+    };
+    own_answer("/first");
+    own_answer("/second");
+    EXPECT_EQ(server.accepted(), 1);  // kept alive while every answer is read to its end
+
+    EXPECT_EQ(t->send({.url = base + "/big", .timeout = 5s}).error(), errc::invalid_argument);
+    own_answer("/after-big");
+    EXPECT_EQ(server.accepted(), 2);
+
+    auto stop = std::make_shared<cancellation>();
+    std::thread canceller([stop] {
+        std::this_thread::sleep_for(100ms);
+        stop->cancel();
+    });
+    EXPECT_EQ(t->send({.url = base + "/late", .timeout = 5s, .cancel = stop}).error(), errc::cancelled);
+    canceller.join();
+    own_answer("/after-cancel");
+    EXPECT_EQ(server.accepted(), 3);
+
+    auto excess = t->send({.url = base + "/excess", .timeout = 5s});
+    ASSERT_TRUE(excess) << excess.error().message();
+    EXPECT_EQ(excess->body, "ok");
+    own_answer("/after-excess");
+    EXPECT_EQ(server.accepted(), 4);
+}
+
 TEST(curl_transport, redirects_are_not_followed) {
     testing::loopback_server server("HTTP/1.1 302 Found\r\nLocation: http://169.254.169.254/latest\r\nContent-Length: 0\r\n\r\n");
     auto t = make_curl_transport();
@@ -161,17 +241,43 @@ TEST(curl_transport, a_configured_proxy_receives_the_absolute_form_request_and_i
     EXPECT_NE(seen.find("X-Api-Key: k"), std::string::npos);
 }
 
-TEST(curl_transport, with_a_proxy_the_pin_does_not_steer_the_connection) {
-    testing::loopback_server proxy("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy");
-    testing::loopback_server pinned;  // where the pin points; the proxy hop must not go there
+// A pinned call through a proxy is a CONNECT tunnel to the checked address: the proxy is handed
+// the address to check, never a name to resolve again.
+TEST(curl_transport, with_a_proxy_a_pinned_call_is_tunnelled_to_the_pinned_address) {
+    testing::loopback_server proxy([](int fd, testing::loopback_server&) {
+        write_all(fd, "HTTP/1.1 200 Connection established\r\n\r\n");
+        std::string tunnelled;
+        char buf[4096];
+        while (tunnelled.find("\r\n\r\n") == std::string::npos) {
+            auto n = ::read(fd, buf, sizeof buf);
+            if (n <= 0) return;
+            tunnelled.append(buf, static_cast<std::size_t>(n));
+        }
+        write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nvia tunnel");
+    });
+    testing::loopback_server pinned;  // where the pin points; only the proxy connects onward
     auto t = make_curl_transport({.proxy = proxy_url(proxy)});
-    auto res = t->send({.url = "http://api.vendor.test:" + std::to_string(pinned.port()) + "/x",
+    auto port = std::to_string(pinned.port());
+    auto res = t->send({.url = "http://api.vendor.test:" + port + "/x",
                         .timeout = 5s,
                         .pin = pinned_address{"api.vendor.test", pinned.port(), "127.0.0.1"}});
     ASSERT_TRUE(res) << res.error().message();
-    EXPECT_EQ(res->body, "via proxy");
-    EXPECT_EQ(proxy.requests().size(), 1u);
+    EXPECT_EQ(res->body, "via tunnel");
+    auto seen = proxy.requests().at(0);
+    EXPECT_EQ(seen.rfind("CONNECT 127.0.0.1:" + port + " HTTP/1.1\r\n", 0), 0u) << seen;
+    EXPECT_EQ(seen.find("api.vendor.test"), std::string::npos) << seen;
     EXPECT_EQ(pinned.accepted(), 0);
+}
+
+TEST(curl_transport, no_proxy_hosts_are_reached_directly_at_the_pinned_address) {
+    testing::loopback_server proxy("HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    testing::loopback_server direct;
+    auto t = make_curl_transport({.proxy = proxy_url(proxy), .no_proxy = "direct.test"});
+    auto res = t->send({.url = "http://direct.test:" + std::to_string(direct.port()) + "/x", .timeout = 5s,
+                        .pin = pinned_address{"direct.test", direct.port(), "127.0.0.1"}});
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->body, "ok");
+    EXPECT_EQ(proxy.accepted(), 0);
 }
 
 TEST(curl_transport, no_proxy_hosts_are_reached_directly) {

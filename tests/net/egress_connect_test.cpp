@@ -59,5 +59,38 @@ TEST(egress_connect, the_connection_goes_to_the_pinned_address_not_a_new_lookup)
     EXPECT_EQ(egress_policy{}.check_destination(url, dns).error(), errc::egress_denied);
 }
 
+// The check canonicalises the name (lower case, no trailing dot); the connection must still go to
+// the address it checked whatever spelling the URL uses, never to a fresh lookup of that spelling.
+TEST(egress_connect, every_spelling_of_a_checked_name_connects_to_the_checked_address) {
+    testing::loopback_server server;
+    static_resolver dns;
+    dns.add("vendor.test", {addr("127.0.0.1")});  // only the static resolver knows this name
+    egress_policy policy{.allow = {cidr::parse("127.0.0.0/8").value()}};
+    auto transport = http::make_curl_transport();
+    for (std::string host : {"vendor.test", "vendor.test.", "VENDOR.TEST", "Vendor.Test."}) {
+        auto url = "http://" + host + ":" + std::to_string(server.port()) + "/v1/ping";
+        auto d = policy.check_destination(url, dns);
+        ASSERT_TRUE(d) << host << ": " << d.error().message();
+        EXPECT_EQ(d->host, "vendor.test");
+        auto res = transport->send({.url = url, .timeout = std::chrono::seconds(5),
+                                    .pin = http::pinned_address{d->host, d->port, d->literal->to_string()}});
+        ASSERT_TRUE(res) << host << ": " << res.error().message();
+        EXPECT_EQ(res->body, "ok");
+    }
+    EXPECT_EQ(server.requests().size(), 4u);
+}
+
+TEST(egress_connect, a_name_with_a_denied_answer_is_refused_in_every_spelling_without_revealing_the_answer) {
+    static_resolver dns;
+    dns.add("vendor.test", {addr("10.20.30.40")});
+    egress_policy policy;
+    for (std::string host : {"vendor.test", "vendor.test.", "VENDOR.TEST", "Vendor.Test.", "vendor%2Etest"}) {
+        auto d = policy.check_destination("https://" + host + "/", dns);
+        ASSERT_FALSE(d) << host;
+        EXPECT_EQ(d.error(), errc::egress_denied) << host << ": " << d.error().detail();
+        EXPECT_EQ(d.error().detail().find("10.20.30.40"), std::string::npos) << d.error().detail();
+    }
+}
+
 }  // namespace
 }  // namespace integration::net

@@ -1,7 +1,10 @@
 #include <integration/connections/health_prober.hpp>
 
 #include "support/credential_world.hpp"
+#include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
+
+#include <boost/json/serialize.hpp>
 
 #include <atomic>
 
@@ -52,7 +55,6 @@ protected:
         auto r = "HTTP/1.1 " + std::to_string(status_.load()) + " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         (void)::write(fd, r.data(), r.size());
     }};
-    net::static_resolver dns_;
     connections::health_prober prober_{*store_, credentials_, *transport_,
                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_, clock_};
     request_context ctx_ = request_context::for_tenant("t1");
@@ -90,6 +92,40 @@ TEST_F(health_prober_test, an_unresolvable_credential_keeps_the_connection_pendi
     auto failed = must(store_->pending_events(1000)).back().envelope;
     EXPECT_EQ(failed.event_type, "IntegrationFailed");
     EXPECT_EQ(failed.data.at("category").as_string(), "Auth");
+}
+
+TEST_F(health_prober_test, a_refused_destination_is_reported_before_the_credential_is_resolved) {
+    std::string const client_secret = "cs-never-sent-anywhere";
+    keep_alive_server idp([](received_request const&) {
+        return http_answer_bytes(200, R"({"access_token":"t","expires_in":3600})");
+    });
+    dns_.add("inside.test", {*net::ip_address::parse("10.1.2.3")});  // refused; nothing listens there
+    auto spec = provider_spec("inside");
+    spec.base_url = "https://inside.test";
+    auto p = must(providers::integration_provider::register_new(ctx_, clock_.now(), spec));
+    must(p.activate(1));
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.providers().save(p); }));
+    auto cred = must(credentials_.create(
+        ctx_, {.provider_id = p.id(), .auth_mode = auth_mode::oauth2_client_credentials, .secret = secret_bytes(client_secret),
+               .oauth2 = credentials::oauth2_client_settings{"http://127.0.0.1:" + std::to_string(idp.port()) + "/token", "c1", {}}}));
+    std::string id;
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto cs = connection_spec();
+        cs.endpoints.clear();
+        cs.credential_id = cred.id();
+        auto c = must(connections::integration_connection::create(ctx_, clock_.now(), p, cs));
+        id = c.id();
+        return uow.connections().save(c);
+    }));
+    auto c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.status(), connection_status::pending);
+    EXPECT_EQ(c.data().health, health_status::unhealthy);
+    EXPECT_EQ(idp.accepted(), 0) << "no token was requested for a destination that is refused";
+    auto failed = must(store_->pending_events(1000)).back().envelope;
+    EXPECT_EQ(failed.event_type, "IntegrationFailed");
+    auto text = boost::json::serialize(failed.data);
+    EXPECT_NE(text.find("egress policy"), std::string::npos) << text;
+    EXPECT_EQ(text.find("10.1.2.3"), std::string::npos) << text;
 }
 
 TEST_F(health_prober_test, health_moves_between_healthy_degraded_and_unhealthy) {

@@ -144,7 +144,7 @@ protected:
         auto fp = credentials::fingerprinter::load_or_create(dir_.file("fp"));
         if (!store || !vault || !fp) ::_exit(2);
         auto transport = http::make_curl_transport();
-        credentials::credential_service creds(**store, **vault, *fp, clk, *transport);
+        credentials::credential_service creds(**store, **vault, *fp, clk, *transport, loopback_, dns_);
         auto blobs = blobs::open_filesystem_blob_store(dir_.file("blobs"));
         if (!blobs) ::_exit(3);
         runs::run_service service(**store, creds, **blobs, *transport, net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}},
@@ -176,7 +176,6 @@ protected:
     }
 
     std::unique_ptr<blobs::blob_store> blobs_ = must(blobs::open_filesystem_blob_store(dir_.file("blobs")));
-    net::static_resolver dns_;
     std::unique_ptr<scripted_vendor> vendor_;
     std::unique_ptr<runs::run_service> runs_;
     std::vector<std::chrono::milliseconds> slept_;
@@ -348,6 +347,54 @@ TEST_F(run_service_test, exhausted_attempts_leave_the_run_running_for_the_retry_
     auto input = must(blobs_->get("t1", "blob://t1/runs/" + out.run.id() + "/input"));
     EXPECT_NE(input.find("keep me"), std::string::npos);
     EXPECT_EQ(input.find("user-secret"), std::string::npos);  // credential headers are never kept
+}
+
+TEST_F(run_service_test, caller_headers_that_frame_route_or_take_the_credentials_place_are_refused_before_recording) {
+    start({reply(200, "ok")});
+    std::vector<std::pair<std::string, std::string>> const refused{
+        {"Content-Length", "0"}, {"transfer-encoding", "chunked"}, {"Host", "internal.example"}, {"Connection", "close"},
+        {"Keep-Alive", "timeout=5"}, {"Upgrade", "h2c"}, {"TE", "trailers"}, {"Trailer", "X"}, {"Proxy-Authorization", "x"},
+        {"Proxy-Anything", "x"}, {"X-Note", "a\r\nContent-Length: 0"}, {"X-Note", "a\nb"}, {"X-Note", std::string("a\0b", 3)},
+        {"X-Note\r\nHost", "x"}, {"X Note", "x"}, {"X:Note", "x"}, {"", "x"}, {"X-Api-Key", "mine"}, {"x-api-key", "mine"}};
+    for (std::size_t i = 0; i < refused.size(); ++i) {
+        auto const& [name, value] = refused[i];
+        auto request = send_sms("key-" + std::to_string(i));
+        request.input.headers = {{"X-Fine", "ok"}, {name, value}};
+        auto out = runs_->execute(ctx_, request);
+        ASSERT_FALSE(out) << name;
+        EXPECT_EQ(out.error(), errc::invalid_argument) << name;
+        EXPECT_NE(out.error().detail().find("input.headers"), std::string::npos) << out.error().detail();
+    }
+    EXPECT_TRUE(vendor_->requests().empty());
+    auto recorded = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().list({}, {}); }));
+    EXPECT_TRUE(recorded.items.empty()) << "a refused request records nothing, not even its idempotency key";
+    // A well-formed header still reaches the vendor.
+    auto request = send_sms();
+    request.input.headers = {{"X-Note", "tab\tand UTF-8 \xc3\xa9"}};
+    must(runs_->execute(ctx_, request));
+    ASSERT_EQ(vendor_->requests().size(), 1u);
+    EXPECT_NE(vendor_->requests()[0].find("X-Note: tab\tand UTF-8 \xc3\xa9\r\n"), std::string::npos);
+}
+
+TEST_F(run_service_test, a_path_parameter_is_one_encoded_segment_and_dot_segments_are_refused) {
+    start({reply(200, "ok")});
+    for (std::string value : {".", ".."}) {
+        auto request = send_sms();
+        request.input.path_params["account"] = value;
+        auto out = runs_->execute(ctx_, request);
+        ASSERT_FALSE(out) << value;
+        EXPECT_EQ(out.error(), errc::invalid_argument);
+        EXPECT_NE(out.error().detail().find("pathParams.account"), std::string::npos) << out.error().detail();
+    }
+    std::vector<std::pair<std::string, std::string>> const sent{
+        {"../admin", "..%2Fadmin"}, {"%2e%2e", "%252e%252e"}, {"..\\x", "..%5Cx"}, {"a/b", "a%2Fb"}, {"...", "..."}};
+    for (auto const& [value, encoded] : sent) {
+        auto request = send_sms();
+        request.input.path_params["account"] = value;
+        must(runs_->execute(ctx_, request));
+        auto head = vendor_->requests().back();
+        EXPECT_EQ(head.rfind("POST /v1/accounts/" + encoded + "/messages?dry=no HTTP/1.1", 0), 0u) << head;
+    }
 }
 
 TEST_F(run_service_test, runs_execute_asynchronously_on_the_services_threads) {

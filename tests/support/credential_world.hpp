@@ -2,10 +2,13 @@
 #define INTEGRATION_TESTS_SUPPORT_CREDENTIAL_WORLD_HPP
 
 // What the suites that send authorized calls share: a SQLite store, a local vault and a
-// fingerprinter in one temporary folder, a manual clock, a libcurl transport and a credential
-// service over them. A fixture derives from it, so these exist before its own members.
+// fingerprinter in one temporary folder, a manual clock, a libcurl transport, a static resolver,
+// the loopback egress policy, and a credential service over them. A fixture derives from it, so
+// these exist before its own members.
 
 #include "storage/fixtures.hpp"
+
+#include <integration/net/egress_policy.hpp>
 
 #include <integration/credentials/credential_service.hpp>
 #include <integration/credentials/local_secret_store.hpp>
@@ -21,7 +24,10 @@ struct credential_world {
         {.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clock_}));
     credentials::fingerprinter fp_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp")));
     std::unique_ptr<http::transport> transport_ = http::make_curl_transport();
-    credentials::credential_service credentials_{*store_, *vault_, fp_, clock_, *transport_};
+    net::static_resolver dns_;
+    /** 127.0.0.1 only: the rest of 127/8 stands for the networks the policy refuses. */
+    net::egress_policy loopback_ = {.allow = {net::cidr::parse("127.0.0.1/32").value()}};
+    credentials::credential_service credentials_{*store_, *vault_, fp_, clock_, *transport_, loopback_, dns_};
 };
 
 }  // namespace integration::testing

@@ -9,7 +9,7 @@
 
 #include <integration/connections/connection.hpp>
 #include <integration/credentials/credential_service.hpp>
-#include <integration/net/egress_policy.hpp>
+#include <integration/net/egress_guard.hpp>
 
 namespace integration::connections {
 
@@ -20,7 +20,8 @@ struct health_prober_options {
     int unhealthy_after = 3;                      ///< Consecutive failed probes before Unhealthy (Degraded before).
 };
 
-/** Probes connections with their provider's `healthCheck`. */
+/** Probes connections with their provider's `healthCheck`, through a `net::egress_guard`: the
+ *  destination is checked before the credential is resolved, so a refused one fetches no token. */
 class health_prober {
 public:
     health_prober(storage::store& store, credentials::credential_service& credentials, http::transport& transport,
@@ -39,9 +40,7 @@ private:
 
     storage::store& store_;
     credentials::credential_service& credentials_;
-    http::transport& transport_;
-    net::egress_policy egress_;
-    net::resolver& resolver_;
+    net::egress_guard outbound_;
     clock const& clock_;
     health_prober_options options_;
     std::mutex failures_mutex_;

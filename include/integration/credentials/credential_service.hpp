@@ -12,6 +12,7 @@
 #include <integration/credentials/fingerprint.hpp>
 #include <integration/credentials/secret_store.hpp>
 #include <integration/http/transport.hpp>
+#include <integration/net/egress_guard.hpp>
 #include <integration/storage/store.hpp>
 
 #include <chrono>
@@ -102,11 +103,26 @@ struct resolved_credential {
     integration::auth_mode auth_mode = integration::auth_mode::api_key;
     std::vector<std::pair<std::string, secret_bytes>> headers;
     std::vector<std::pair<std::string, secret_bytes>> query;
+    /** The secrets inside `headers` and `query` without their prefix (the key, the bearer token):
+     *  what `credential_service::send_authorized` redacts from answers. */
+    std::vector<secret_bytes> secrets;
     std::optional<time_point> expires_at;  ///< When a bearer token expires.
 
     /** An explicit copy. */
     resolved_credential clone() const;
 };
+
+/** Where a credential's material goes in a request: header names (an API key's header, or
+ *  `Authorization` for bearer tokens) and query parameter names. */
+struct material_placement {
+    std::vector<std::string> headers;
+    std::vector<std::string> query;
+};
+
+/** Where `c` puts its material; reads only its auth parameters, no secret. A caller's request
+ *  that already uses one of these names is refused, so a caller's value never precedes or
+ *  replaces the credential's. */
+material_placement placement_of(integration_credential const& c);
 
 /** Checks candidate material (typically the connection's health check) before a rotation
  *  activates it. */
@@ -126,9 +142,13 @@ struct credential_service_options {
 
 /** Creates, rotates, revokes and resolves credentials.
  *
+ *  Every call it makes itself (OAuth2 token, authorization-code exchange and refresh, managed
+ *  identity) goes through a `net::egress_guard` with `egress` and `names`: the same egress check
+ *  and DNS pin as a run.
+ *
  *  @par Example
  *  @code
- *  credential_service creds(store, vault, fingerprints, clock, transport);
+ *  credential_service creds(store, vault, fingerprints, clock, transport, egress, dns);
  *  auto c = creds.create(ctx, {.provider_id = p.id(), .secret = secret_bytes(key),
  *                              .api_key = api_key_placement{.name = "X-Api-Key"}}).value();
  *  auto material = creds.resolve(ctx, c.id()).value();  // headers to add to one request
@@ -136,8 +156,10 @@ struct credential_service_options {
  */
 class credential_service {
 public:
+    /** `transport` and `names` must outlive the service. */
     credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
-                       clock const& clock, http::transport& transport, credential_service_options options = {});
+                       clock const& clock, http::transport& transport, net::egress_policy egress, net::resolver& names,
+                       credential_service_options options = {});
 
     /** Stores the secret in the secret store and the reference in a new Active credential
      *  (ApiKey, OAuth2ClientCredentials, ManagedIdentity). */
@@ -155,7 +177,14 @@ public:
     result<resolved_credential> resolve(request_context const& ctx, std::string const& credential_id);
     /** Sends `request` with the credential's material applied. On a 401 with a bearer token
      *  (OAuth2 or managed identity) the token is refreshed once and the request sent again; a
-     *  second 401 is returned for the caller to classify as Auth. */
+     *  second 401 is returned for the caller to classify as Auth.
+     *
+     *  The answer's header names and values and its body, and an error's detail, come back with
+     *  every secret of the material replaced by `[REDACTED]`, so a vendor that echoes the key or
+     *  token never gets it recorded: raw (so also after its `Bearer` or API-key prefix), percent-
+     *  or form-encoded, JSON-escaped, and in base64 or base64url at any alignment. Secrets shorter
+     *  than 4 bytes are left alone (too short to tell from ordinary text). A request that already
+     *  carries one of the credential's header names is refused (`errc::invalid_argument`). */
     result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
                                             http::request const& request, http::transport& transport);
     /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
@@ -219,7 +248,7 @@ private:
     secret_store& secrets_;
     fingerprinter const& fingerprints_;
     clock const& clock_;
-    http::transport& transport_;
+    net::egress_guard outbound_;
     credential_service_options options_;
     std::mutex cache_mutex_;
     std::map<std::string, std::shared_ptr<cached_token>> cache_;

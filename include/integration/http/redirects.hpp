@@ -29,7 +29,7 @@ struct redirect_options {
 using hop_check = std::function<result<std::optional<pinned_address>>(std::string_view url)>;
 
 /** A `hop_check` that applies `policy.check_destination` with `names` and pins the checked
- *  address. `names` must outlive the returned function. */
+ *  address (a literal's too). `names` must outlive the returned function. */
 hop_check egress_hop_check(net::egress_policy policy, net::resolver& names);
 
 /** Sends `r` and follows up to `options.max_hops` redirects (301, 302, 303, 307, 308).

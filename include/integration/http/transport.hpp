@@ -26,12 +26,24 @@ using headers = std::vector<std::pair<std::string, std::string>>;
 /** The value of header `name`, or empty. */
 std::string_view find_header(headers const& h, std::string_view name) noexcept;
 
-/** Connect to `address` for `host`:`port` instead of resolving the name again (DNS pinning). */
+/** Connect to `address`:`port` instead of resolving the URL's host (DNS pinning). The transport
+ *  never looks the name up: whatever spelling the URL uses (`host.`, `HOST`), the connection goes
+ *  to `address`, while the Host header, TLS SNI and certificate check keep the URL's name. */
 struct pinned_address {
-    std::string host;
+    std::string host;  ///< The name that was checked (lower case, no trailing dot).
     std::uint16_t port = 443;
     std::string address;  ///< Textual IPv4 or IPv6 address that passed the egress checks.
 };
+
+/** Whether two header names are the same field (compared case-insensitively). */
+bool same_field_name(std::string_view a, std::string_view b) noexcept;
+
+/** Refuses a header field that must not be sent as given: a name that is not an RFC 9110 token,
+ *  a value holding CR, LF, NUL or another control character (horizontal tab excepted), and the
+ *  fields that frame or route a request, which only the transport sets: `Content-Length`,
+ *  `Transfer-Encoding`, `Host`, `Connection`, `Keep-Alive`, `Upgrade`, `TE`, `Trailer` and
+ *  `Proxy-*`. The error (`errc::invalid_argument`) names the field and never repeats its value. */
+result<void> check_header_field(std::string_view name, std::string_view value);
 
 /** A flag that aborts calls in flight once set. The caller keeps a `std::shared_ptr` to it, puts a
  *  copy in `request::cancel`, and may call `cancel()` from any thread; the call then ends with
@@ -92,10 +104,13 @@ struct curl_options {
     /** An `http://host:port` forward proxy for every call. Empty (the default): connect directly,
      *  and the `http_proxy`, `https_proxy` and `all_proxy` environment variables are ignored.
      *
-     *  With a proxy, `request::pin` does not apply to the destination: the proxy resolves the
-     *  host itself (the pin would only steer the proxy's own name), so egress enforcement moves
-     *  to the proxy, which must apply the egress policy at its connect time (as Smokescreen
-     *  does). Use a proxy only when it is that enforcement point. */
+     *  With a proxy, a call with a `request::pin` is tunnelled through it (CONNECT) to the
+     *  pinned address, `http` and `https` alike: the proxy is handed the checked address, never
+     *  a name to resolve again (so a proxy that filters by host name sees only addresses). A call
+     *  without a pin goes to the proxy as usual (absolute-form for `http`, CONNECT to the name for
+     *  `https`) and the proxy resolves the name itself, so it must apply the egress policy at its
+     *  connect time (as Smokescreen does); use a proxy only when it is that enforcement point.
+     *  Hosts in `no_proxy` are connected to directly, at the pinned address. */
     std::string proxy;
     /** Comma-separated hosts, domains and CIDRs reached directly despite `proxy` (curl's
      *  `NO_PROXY` syntax, e.g. `"localhost,.internal,10.0.0.0/8"`); empty: none. */
@@ -105,8 +120,12 @@ struct curl_options {
 /** A libcurl transport (TLS verification on, no redirects followed, no proxy unless configured).
  *  Its easy handles are pooled, each keeping its keep-alive connections; TLS sessions are shared
  *  between them, so a new connection to a host resumes a session instead of a full handshake.
- *  A transfer that fails certificate verification is an `errc::unavailable` error whose detail
- *  names the certificate problem; a cancelled call is `errc::cancelled`. */
+ *  A handle whose call failed (cut at the size cap, cancelled, timed out) is not pooled again, so
+ *  no connection with an answer left half-read is ever reused.
+ *  Every header must pass `check_header_field`, else the call fails with `errc::invalid_argument`
+ *  before anything is sent. A transfer that fails certificate verification is an
+ *  `errc::unavailable` error whose detail names the certificate problem; a cancelled call is
+ *  `errc::cancelled`. */
 std::unique_ptr<transport> make_curl_transport(curl_options options = {});
 
 /** `application/x-www-form-urlencoded` encoding of one component. */

@@ -82,7 +82,9 @@ struct egress_policy {
      *  form (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...). */
     result<destination> check_url(std::string_view url) const;
     /** Checks a URL at connect time: as `check_url`, then resolves a name with `names`, checks
-     *  every answer, and pins the first so the connection cannot be rebound by another lookup. */
+     *  every answer, and pins the first so the connection cannot be rebound by another lookup.
+     *  `host` is the canonical name (lower case, no trailing dot); a refusal never names the
+     *  address the name resolved to. */
     result<destination> check_destination(std::string_view url, resolver& names) const;
 
 private:

@@ -11,10 +11,9 @@
 #include <integration/blobs/blob_store.hpp>
 #include <integration/credentials/credential_service.hpp>
 #include <integration/failures/classifier.hpp>
-#include <integration/net/egress_policy.hpp>
+#include <integration/net/egress_guard.hpp>
 #include <integration/resilience/circuit_breaker.hpp>
 #include <integration/resilience/token_bucket.hpp>
-#include <integration/http/redirects.hpp>
 #include <integration/runs/run.hpp>
 
 #include <boost/json/object.hpp>
@@ -33,6 +32,10 @@
 namespace integration::runs {
 
 /** The caller's input: `{name}` values for the path template, query parameters, extra headers, body.
+ *  Each path parameter fills one path segment, percent-encoded (`/`, `\` and `%` too); `.` and
+ *  `..` are refused. A header must pass `http::check_header_field` (no framing or routing field,
+ *  no CR, LF or NUL) and may not use the name the connection's credential is sent in, nor may a
+ *  query parameter; such input is refused before anything is recorded.
  *  A run that waits for a later retry keeps its input in the blob store; headers that carry
  *  credentials (`Authorization`, `Cookie`, API-key headers) are not kept, the credential service
  *  adds them again on each attempt. */
@@ -180,6 +183,7 @@ private:
         connections::integration_connection connection;
         providers::integration_provider provider;
         providers::client_operation op;
+        credentials::material_placement credential;  ///< Names the caller's input may not use.
         std::optional<rate_limit_profile> limit;
         std::string limit_key;  ///< The rate-limit partition: tenant/provider/connection.
         resilience::circuit_breaker* breaker;
@@ -259,9 +263,7 @@ private:
     storage::store& store_;
     credentials::credential_service& credentials_;
     blobs::blob_store& blobs_;
-    http::transport& transport_;
-    net::egress_policy egress_;
-    net::resolver& resolver_;
+    net::egress_guard outbound_;  // every vendor call and redirect hop: checked and pinned
     clock const& clock_;
     run_service_options options_;
     resilience::rate_limiter own_limiter_;
