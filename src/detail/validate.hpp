@@ -3,6 +3,7 @@
 
 #include <integration/core/enum.hpp>
 #include <integration/core/error.hpp>
+#include <integration/net/egress_policy.hpp>
 
 #include <string>
 #include <string_view>
@@ -27,6 +28,26 @@ inline result<void> require_http_url(std::string_view value, std::string_view fi
     auto rest = value.starts_with("https://") ? value.substr(8) : value.starts_with("http://") ? value.substr(7) : "";
     if (rest.empty() || rest.front() == '/')
         return error{errc::invalid_argument, std::string(field) + " must be an absolute http(s) URL"};
+    return {};
+}
+
+/** A URL path: starts with '/', at most 2048 bytes, no control characters and no spaces (a request
+ *  line cannot carry them, so such a path could never be called). */
+inline result<void> require_path(std::string_view value, std::string_view field) {
+    if (value.empty() || value.front() != '/')
+        return error{errc::invalid_argument, std::string(field) + " must start with '/'"};
+    if (auto r = require_text(value, field, 2048); !r) return r;
+    if (value.find(' ') != std::string_view::npos)
+        return error{errc::invalid_argument,
+                     std::string(field) + " must not contain spaces; percent-encode them as %20"};
+    return {};
+}
+
+/** `egress.check_url(url)` (no resolution), its error naming `field`. */
+inline result<void> require_allowed_url(net::egress_policy const& egress, std::string_view url,
+                                        std::string_view field) {
+    if (auto d = egress.check_url(url); !d)
+        return error{d.error().code(), std::string(field) + ": " + d.error().detail()};
     return {};
 }
 

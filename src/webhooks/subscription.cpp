@@ -35,8 +35,7 @@ result<webhook_subscription> webhook_subscription::create(request_context const&
                                                           subscription_spec spec, net::egress_policy const& egress) {
     if (auto r = detail::require_text(spec.project_id, "projectId", 128); !r) return r.error();
     if (auto r = validate_event_pattern(spec.event_type); !r) return r.error();
-    if (auto r = egress.check_url(spec.endpoint_url); !r)
-        return error{r.error().code(), "endpointUrl: " + r.error().detail()};
+    if (auto r = detail::require_allowed_url(egress, spec.endpoint_url, "endpointUrl"); !r) return r.error();
     if (spec.signing_secret_ref.empty())
         return error{errc::invariant_violation, "a signingSecretRef is required so deliveries can be signed"};
     if (auto r = credentials::validate_key_vault_ref(spec.signing_secret_ref); !r)
