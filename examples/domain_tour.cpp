@@ -47,8 +47,8 @@ int main(int argc, char** argv) {
     events::outbox_relay relay(*store, dispatcher);
 
     auto ctx = request_context::for_tenant("demo-tenant", "domain-tour");
-    providers::registry registry(*store, clock);
-    connections::connection_service connections(*store, clock);
+    providers::registry registry(*store, clock, net::egress_policy{});
+    connections::connection_service connections(*store, clock, net::egress_policy{});
 
     // Provider keys are unique per tenant, so each run of the tour uses a fresh one.
     auto suffix = std::to_string(to_unix_ms(clock.now()));

@@ -128,8 +128,8 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     }
 
     auto& clock = system_clock::instance();
-    s->registry = std::make_unique<providers::registry>(*s->store, clock);
-    s->connections = std::make_unique<connections::connection_service>(*s->store, clock);
+    s->registry = std::make_unique<providers::registry>(*s->store, clock, s->egress);
+    s->connections = std::make_unique<connections::connection_service>(*s->store, clock, s->egress);
     s->credentials = std::make_unique<credentials::credential_service>(*s->store, *s->secrets, *s->fingerprints, clock,
                                                                        *s->transport, s->egress, s->resolver);
     // A periodic sweep probes the connections not checked within one probe interval.

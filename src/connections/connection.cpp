@@ -43,6 +43,7 @@ result<void> integration_connection::record_health(health_probe_result const& pr
     if (probe.status == health_status::unknown)
         return error{errc::invalid_argument, "a health probe must report Healthy, Degraded or Unhealthy"};
     d_.health = probe.status;
+    d_.health_reason = probe.detail;
     d_.last_checked_at = truncate_ms(now);
     if (probe.status == health_status::healthy) {
         if (d_.status == connection_status::degraded) d_.status = connection_status::active;

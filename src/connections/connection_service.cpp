@@ -1,5 +1,7 @@
 #include <integration/connections/connection_service.hpp>
 
+#include "../detail/validate.hpp"
+
 namespace integration::connections {
 
 result<integration_connection> connection_service::create(request_context const& ctx, std::string const& provider_id,
@@ -9,6 +11,11 @@ result<integration_connection> connection_service::create(request_context const&
         if (!p) return p.error();
         auto c = integration_connection::create(ctx, clock_.now(), *p, spec);
         if (!c) return c.error();
+        for (auto const& e : c->data().endpoints)
+            if (auto r = detail::require_allowed_url(egress_, e.base_url, "endpoints[].baseUrl"); !r) return r.error();
+        if (auto r = detail::require_allowed_url(egress_, c->base_url(p->data().base_url), "the provider's baseUrl");
+            !r)
+            return r.error();
         if (c->data().credential_id)
             if (auto cred = uow.credentials().find(*c->data().credential_id); !cred) return cred.error();
         if (auto s = uow.connections().save(*c); !s) return s.error();

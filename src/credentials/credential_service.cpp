@@ -42,6 +42,18 @@ result<void> validate_request(new_credential const& s) {
     }
 }
 
+/** The provider and the connection a new credential names, each looked up in the caller's tenant
+ *  (another tenant's is not found, as on every route). */
+result<void> find_references(storage::store& store, request_context const& ctx, std::string const& provider_id,
+                             std::optional<std::string> const& connection_id) {
+    return store.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        if (auto p = uow.providers().find(provider_id); !p) return p.error();
+        if (connection_id)
+            if (auto c = uow.connections().find(*connection_id); !c) return c.error();
+        return {};
+    });
+}
+
 }  // namespace
 
 credential_service::credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
@@ -65,10 +77,8 @@ result<integration_credential> credential_service::create(request_context const&
         cs.auth_parameters["oauth2"] = to_json(*spec.oauth2);
     cs.rotation_policy = spec.rotation_policy;
     cs.expires_at = spec.expires_at;
-    // Check the provider first so a bad request leaves nothing in the secret store.
-    if (auto p = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(spec.provider_id); });
-        !p)
-        return p.error();
+    // Check the references first so a bad request leaves nothing in the secret store.
+    if (auto r = find_references(store_, ctx, spec.provider_id, spec.connection_id); !r) return r.error();
     // A system-assigned managed identity has no client id; the version then records that choice.
     if (spec.secret.empty()) spec.secret = secret_bytes("system-assigned");
     cs.fingerprint = fingerprints_.fingerprint(spec.secret);
@@ -558,9 +568,7 @@ result<authorization_request> credential_service::begin_authorization(request_co
     if (auto r = detail::require_http_url(settings.redirect_uri, "redirectUri"); !r) return r.error();
     if (auto r = detail::require_text(settings.client_id, "clientId"); !r) return r.error();
     if (client_secret.empty()) return error{errc::invalid_argument, "clientSecret must not be empty"};
-    if (auto p = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(provider_id); });
-        !p)
-        return p.error();
+    if (auto r = find_references(store_, ctx, provider_id, connection_id); !r) return r.error();
     // PKCE (RFC 7636): a 256-bit verifier; the challenge is its SHA-256, base64url.
     auto verifier_text = random_token(32);
     auto digest = crypto::from_hex(crypto::sha256_hex(verifier_text)).value();

@@ -3,6 +3,7 @@
 
 #include <integration/core/enum.hpp>
 #include <integration/core/error.hpp>
+#include <integration/net/egress_policy.hpp>
 
 #include <string>
 #include <string_view>
@@ -56,6 +57,27 @@ inline bool has_dot_segment(std::string_view path, bool encoded_separators = tru
         }
     }
     return false;
+}
+
+/** A URL path: starts with '/', at most 2048 bytes, no control characters and no spaces (a request
+ *  line cannot carry them, so such a path could never be called). */
+inline result<void> require_path(std::string_view value, std::string_view field) {
+    if (value.empty() || value.front() != '/')
+        return error{errc::invalid_argument, std::string(field) + " must start with '/'"};
+    if (auto r = require_text(value, field, 2048); !r) return r;
+    if (value.find(' ') != std::string_view::npos)
+        return error{errc::invalid_argument,
+                     std::string(field) + " must not contain spaces; percent-encode them as %20"};
+    return {};
+}
+
+/** `egress.check_static(url)`: what the egress policy refuses before any name is resolved, its
+ *  error naming `field`. */
+inline result<void> require_allowed_url(net::egress_policy const& egress, std::string_view url,
+                                        std::string_view field) {
+    if (auto d = egress.check_static(url); !d)
+        return error{d.error().code(), std::string(field) + ": " + d.error().detail()};
+    return {};
 }
 
 /** The standard "cannot X while Y" error. */

@@ -29,8 +29,7 @@ result<void> validate(api_client_spec const& s, integration_provider const& prov
         if (op.method != "GET" && op.method != "POST" && op.method != "PUT" && op.method != "PATCH" &&
             op.method != "DELETE")
             return error{errc::invalid_argument, "operations[].method must be GET, POST, PUT, PATCH or DELETE"};
-        if (op.path.empty() || op.path[0] != '/')
-            return error{errc::invalid_argument, "operations[].path must start with '/'"};
+        if (auto r = detail::require_path(op.path, "operations[].path"); !r) return r;
         if (detail::has_dot_segment(op.path))
             return error{errc::invalid_argument, "operations[].path \"" + op.path +
                                                      "\" has a '.' or '..' segment (also as %2e, or split by \\, %2f or "

@@ -34,8 +34,7 @@ result<void> validate(provider_spec const& s) {
         auto const& h = *s.health_check;
         if (h.method != "GET" && h.method != "HEAD" && h.method != "POST")
             return error{errc::invalid_argument, "healthCheck.method must be GET, HEAD or POST"};
-        if (h.path.empty() || h.path[0] != '/')
-            return error{errc::invalid_argument, "healthCheck.path must start with '/'"};
+        if (auto r = detail::require_path(h.path, "healthCheck.path"); !r) return r;
         if (h.expect_status < 100 || h.expect_status > 599)
             return error{errc::invalid_argument, "healthCheck.expectStatus must be an HTTP status (100-599)"};
     }

@@ -1,11 +1,19 @@
 #include <integration/providers/registry.hpp>
 
+#include "../detail/validate.hpp"
+
 namespace integration::providers {
 
 result<integration_provider> registry::register_provider(request_context const& ctx, provider_spec spec) {
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
         auto p = integration_provider::register_new(ctx, clock_.now(), spec);
         if (!p) return p.error();
+        // Paths are validated (they start with '/' and hold no control characters or spaces), so
+        // an operation or health check reaches the host and port of the base URL it extends.
+        if (auto r = detail::require_allowed_url(egress_, p->data().base_url, "baseUrl"); !r) return r.error();
+        for (auto const& e : p->data().environments)
+            if (auto r = detail::require_allowed_url(egress_, e.base_url, "environments[].baseUrl"); !r)
+                return r.error();
         if (auto existing = uow.providers().find_by_key(p->data().key, p->data().scope); existing)
             return error{errc::already_exists, "a provider with key \"" + p->data().key + "\" already exists in this " +
                                                    std::string(to_string(p->data().scope)) + " scope"};
@@ -21,6 +29,9 @@ result<external_api_client> registry::register_client(request_context const& ctx
         if (!p) return p.error();
         auto c = external_api_client::register_new(ctx, clock_.now(), *p, spec);
         if (!c) return c.error();
+        // A provider stored before this check, or under a wider policy, may point somewhere refused.
+        if (auto r = detail::require_allowed_url(egress_, p->data().base_url, "the provider's baseUrl"); !r)
+            return r.error();
         if (auto s = uow.api_clients().save(*c); !s) return s.error();
         return std::move(*c);
     });

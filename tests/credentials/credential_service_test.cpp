@@ -101,6 +101,46 @@ TEST_F(credential_service_test, bad_requests_are_refused_and_leave_nothing_behin
     EXPECT_EQ(stored, 0u);
 }
 
+// A connection id is resolved in the caller's tenant like any other reference: another tenant's
+// connection is not found (create and begin_authorization alike) and nothing is stored.
+TEST_F(credential_service_test, another_tenants_connection_is_not_found_and_nothing_is_stored) {
+    auto other = request_context::for_tenant("t2", "mallory");
+    auto connection_of = [&](request_context const& ctx) {
+        std::string id;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = active_provider(ctx, clock_.now(), "acme-" + ctx.tenant_id);
+            if (auto r = uow.providers().save(p); !r) return r;
+            auto c = must(connections::integration_connection::create(ctx, clock_.now(), p, connection_spec()));
+            id = c.id();
+            return uow.connections().save(c);
+        }));
+        return id;
+    };
+    auto theirs = connection_of(other);
+    auto mine = connection_of(ctx_);
+    flaky_.down = true;  // refused before the secret store is asked: otherwise this says unavailable
+    auto refused =
+        service_.create(ctx_, {.provider_id = provider_id_, .connection_id = theirs, .secret = secret_bytes("sk_x")});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::not_found);
+    EXPECT_NE(refused.error().detail().find("not found in this tenant"), std::string::npos) << refused.error().detail();
+    auto begun = service_.begin_authorization(
+        ctx_, provider_id_, theirs,
+        {"https://idp.example/authorize", "https://idp.example/token", "client-1", {}, "https://app.example/callback"},
+        secret_bytes("client-secret"));
+    ASSERT_FALSE(begun);
+    EXPECT_EQ(begun.error(), errc::not_found);
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        EXPECT_TRUE(must(uow.credentials().list({}, {})).items.empty());
+        return {};
+    }));
+    // The caller's own connection is fine.
+    flaky_.down = false;
+    auto created = must(
+        service_.create(ctx_, {.provider_id = provider_id_, .connection_id = mine, .secret = secret_bytes("sk_x")}));
+    EXPECT_EQ(created.data().connection_id, mine);
+}
+
 TEST_F(credential_service_test, rotation_activates_a_verified_version_and_keeps_history) {
     auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("old-key")}));
     int verified = 0;

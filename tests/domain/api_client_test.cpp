@@ -123,6 +123,23 @@ TEST_F(api_client_test, an_operation_path_with_dot_segments_is_refused_in_every_
     }
 }
 
+// A request line cannot carry control characters or spaces: such a path could never be called.
+TEST_F(api_client_test, operation_paths_with_control_characters_or_spaces_are_refused) {
+    for (auto const& path : std::vector<std::string>{"/v1/messages\r\nHost: evil.example", "/v1/\nmessages",
+                                                     std::string("/v1/\0messages", 13), "/v1/\tmessages",
+                                                     "/v1/messages\x7f", "/v1/messages HTTP/1.0", "/v1/{id} x"}) {
+        auto spec = sms_client_spec();
+        spec.operations[0].path = path;
+        auto r = external_api_client::register_new(tenant_ctx(), clock.now(), provider, spec);
+        ASSERT_FALSE(r) << path;
+        EXPECT_EQ(r.error(), errc::invalid_argument) << path;
+        EXPECT_NE(r.error().detail().find("operations[].path"), std::string::npos) << r.error().detail();
+    }
+    auto fine = sms_client_spec();
+    fine.operations[0].path = "/v1/messages/{id}/sms%20text";
+    EXPECT_TRUE(external_api_client::register_new(tenant_ctx(), clock.now(), provider, fine));
+}
+
 TEST_F(api_client_test, register_refuses_bad_assembly_names_and_versions) {
     for (std::string name : {"", "Acme Sms", "Acme/Sms", "Acme\\Sms"}) {
         auto spec = sms_client_spec();
@@ -258,7 +275,7 @@ class api_client_registry_test : public testing::Test {
 protected:
     manual_clock clock;
     fixtures::temp_store store{clock};
-    registry reg{*store, clock};
+    registry reg{*store, clock, net::egress_policy{}};
 
     integration_provider provider_for(request_context const& ctx) {
         return reg.register_provider(ctx, fixtures::sms_provider_spec()).value();
@@ -275,16 +292,17 @@ protected:
     }
 };
 
-TEST_F(api_client_registry_test, assembly_name_and_version_are_unique_across_tenants) {
+TEST_F(api_client_registry_test, assembly_name_and_version_are_unique_within_a_tenant_not_across_tenants) {
     auto t1 = tenant_ctx("t1");
     auto t2 = tenant_ctx("t2");
     auto p1 = provider_for(t1);
     auto p2 = provider_for(t2);
     ASSERT_TRUE(reg.register_client(t1, p1.id(), sms_client_spec("1.0.0")));
-    auto r = reg.register_client(t2, p2.id(), sms_client_spec("1.0.0"));
+    EXPECT_TRUE(reg.register_client(t2, p2.id(), sms_client_spec("1.0.0")));
+    auto r = reg.register_client(t1, p1.id(), sms_client_spec("1.0.0"));
     EXPECT_ERRC(r, errc::already_exists);
     EXPECT_NE(r.error().detail().find("Acme.Sms.ApiClient"), std::string::npos) << r.error().detail();
-    EXPECT_TRUE(reg.register_client(t2, p2.id(), sms_client_spec("1.0.1")));
+    EXPECT_TRUE(reg.register_client(t1, p1.id(), sms_client_spec("1.0.1")));
 }
 
 TEST_F(api_client_registry_test, a_published_version_cannot_take_another_clients_assembly_version) {

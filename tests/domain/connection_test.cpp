@@ -193,9 +193,11 @@ TEST_F(connection_test, activation_needs_a_passing_health_test) {
 
 TEST_F(connection_test, a_failed_probe_on_a_pending_connection_raises_failed_but_stays_pending) {
     auto c = pending();
+    EXPECT_FALSE(c.data().health_reason);
     ASSERT_TRUE(c.record_health(unhealthy, clock.now()));
     EXPECT_EQ(c.status(), connection_status::pending);
     EXPECT_EQ(c.data().health, health_status::unhealthy);
+    EXPECT_EQ(c.data().health_reason, unhealthy.detail);  // why it is still Pending
     EXPECT_EQ(fixtures::event_types(c), std::vector<std::string>{std::string(failed_event)});
 }
 

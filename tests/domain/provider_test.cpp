@@ -111,6 +111,19 @@ INSTANTIATE_TEST_SUITE_P(
                       "healthCheck.method"},
         bad_spec_case{"health_check_relative_path",
                       [](provider_spec& s) { s.health_check = health_check{.path = "health"}; }, "healthCheck.path"},
+        bad_spec_case{"health_check_path_with_a_newline",
+                      [](provider_spec& s) { s.health_check = health_check{.path = "/health\r\nX-Injected: 1"}; },
+                      "healthCheck.path"},
+        bad_spec_case{"health_check_path_with_a_nul",
+                      [](provider_spec& s) { s.health_check = health_check{.path = std::string("/health\0x", 9)}; },
+                      "healthCheck.path"},
+        bad_spec_case{"health_check_path_with_a_tab",
+                      [](provider_spec& s) { s.health_check = health_check{.path = "/a\tb"}; }, "healthCheck.path"},
+        bad_spec_case{"health_check_path_with_a_space",
+                      [](provider_spec& s) { s.health_check = health_check{.path = "/health HTTP/1.0"}; },
+                      "healthCheck.path"},
+        bad_spec_case{"health_check_path_with_del",
+                      [](provider_spec& s) { s.health_check = health_check{.path = "/a\x7f"}; }, "healthCheck.path"},
         bad_spec_case{"health_check_bad_status",
                       [](provider_spec& s) { s.health_check = health_check{.expect_status = 99}; },
                       "healthCheck.expectStatus"}),
@@ -266,7 +279,7 @@ class provider_registry_test : public testing::Test {
 protected:
     manual_clock clock;
     fixtures::temp_store store{clock};
-    registry reg{*store, clock};
+    registry reg{*store, clock, net::egress_policy{}};
 };
 
 TEST_F(provider_registry_test, key_is_unique_within_a_tenant) {

@@ -32,7 +32,8 @@ using namespace std::chrono_literals;
 
 constexpr char const* vendor_secret = "sk_live_SUPERSECRET_0123456789";
 
-/** The vendor: /health answers 200, /echo/{id} echoes the body, /bad answers 400, /slow waits 1 s. */
+/** The vendor: /health answers 200 to an `X-Api-Key` it accepts (`vendor_secret` at first) and
+ *  401 to any other, /echo/{id} echoes the body, /bad answers 400, /slow waits 1 s. */
 class echo_vendor {
 public:
     echo_vendor()
@@ -56,6 +57,7 @@ public:
               if (path.rfind("/echo/", 0) == 0) ++echo_calls;
               if (path == "/bad") status = 400;
               if (path == "/slow") std::this_thread::sleep_for(1s);
+              if (path == "/health" && !accepts(api_key_of(head))) status = 401;
               std::string answer = "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
                                    std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
               (void)::write(fd, answer.data(), answer.size());
@@ -64,8 +66,35 @@ public:
     std::vector<std::string> requests() { return server_.requests(); }
     std::atomic<int> echo_calls{0};
 
+    /** From now on /health accepts `key` too. */
+    void accept(std::string key) {
+        std::lock_guard lock(keys_mutex_);
+        keys_.insert(std::move(key));
+    }
+    /** The `X-Api-Key` of a raw request, empty without one. */
+    static std::string api_key_of(std::string const& request) {
+        auto at = request.find("\r\nX-Api-Key: ");
+        if (at == std::string::npos) return {};
+        at += 13;
+        return request.substr(at, request.find("\r\n", at) - at);
+    }
+    /** The requests for `path` (`GET /health`, `POST /echo/42`, ...) in arrival order. */
+    std::vector<std::string> requests_for(std::string const& request_line_start) {
+        std::vector<std::string> out;
+        for (auto const& r : requests())
+            if (r.rfind(request_line_start + " ", 0) == 0) out.push_back(r);
+        return out;
+    }
+
 private:
-    loopback_server server_;
+    bool accepts(std::string const& key) {
+        std::lock_guard lock(keys_mutex_);
+        return keys_.contains(key);
+    }
+
+    std::mutex keys_mutex_;
+    std::set<std::string> keys_{vendor_secret};
+    loopback_server server_;  // last: its thread stops before the members it uses go
 };
 
 /** A vendor that serves every connection on a thread of its own, so that calls overlap. `answer`
@@ -201,6 +230,13 @@ tenant_setup set_up(api const& a, std::uint16_t vendor_port, std::string const& 
     t.connection_id = str(conn.json(), "connectionId");
     EXPECT_EQ(str(conn.json(), "status"), "Active") << conn.body;
     return t;
+}
+
+/** Whether a health check after the first `skip` ones carried `key`. */
+bool checked_with(echo_vendor& vendor, std::size_t skip, std::string const& key) {
+    auto checks = vendor.requests_for("GET /health");
+    return std::any_of(checks.begin() + static_cast<std::ptrdiff_t>(std::min(skip, checks.size())), checks.end(),
+                       [&](std::string const& r) { return echo_vendor::api_key_of(r) == key; });
 }
 
 json::object run_body(std::string const& connection, std::string const& op = "echo.send", std::string const& msg = "hello") {
@@ -358,10 +394,17 @@ TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
     auto esc = a().post("/integrations/failures/" + failure_id + "/escalate", json::object{{"reason", "vendor rejects it"}});
     EXPECT_EQ(esc.status, 200) << esc.body;
 
+    // Rotation: the vendor's health check checks the key, so the new key is verified against it
+    // before it is activated, and runs use it from then on.
+    vendor_->accept("sk_live_ROTATED_987654321");
+    auto checks_before = vendor_->requests_for("GET /health").size();
     auto rotated = a().post("/integrations/credentials/rotate", json::object{{"credentialId", t.credential_id}, {"secret", "sk_live_ROTATED_987654321"}});
     ASSERT_EQ(rotated.status, 200) << rotated.body;
     EXPECT_EQ(rotated.json().at("activeVersion").as_int64(), 2);
     EXPECT_EQ(rotated.body.find("ROTATED"), std::string::npos);
+    EXPECT_TRUE(checked_with(*vendor_, checks_before, "sk_live_ROTATED_987654321"));
+    ASSERT_EQ(a().post("/integrations/runs", run_body(t.connection_id)).status, 201);
+    EXPECT_EQ(echo_vendor::api_key_of(vendor_->requests_for("POST /echo/42").back()), "sk_live_ROTATED_987654321");
 
     auto log = host_->log_with("\"path\":\"/integrations/credentials/rotate\"");
     EXPECT_EQ(log.find(vendor_secret), std::string::npos);
@@ -431,6 +474,239 @@ TEST_F(host_e2e, another_tenants_resources_are_not_found_and_unchanged) {
     EXPECT_EQ(cred.at("currentVersion").as_int64(), 1);
     EXPECT_EQ(str(a().get("/integrations/connections/" + t.connection_id).json(), "status"), "Active");
     EXPECT_TRUE(a().get("/integrations/failures/" + failure_id).json().at("escalations").as_array().empty());
+}
+
+// Every id a request body names (providerId, connectionId, credentialId) is looked up in the
+// caller's tenant: tenant B's is 404 for tenant A, the other references of the body being A's own,
+// and nothing is created or changed in either tenant.
+TEST_F(host_e2e, ids_in_a_request_body_are_resolved_in_the_callers_tenant) {
+    auto mine = set_up(a(), vendor_->port(), "-refs-a");
+    auto theirs = set_up(b(), vendor_->port(), "-refs-b");
+    auto count = [](api const& client, std::string const& list) {
+        auto r = client.get(list + "?limit=500");
+        EXPECT_EQ(r.status, 200) << list << ": " << r.body;
+        return r.json().at("items").as_array().size();
+    };
+    auto credentials_before = count(a(), "/integrations/credentials");
+    auto connections_before = count(a(), "/integrations/connections");
+    auto runs_before = count(a(), "/integrations/runs");
+    auto calls = vendor_->echo_calls.load();
+    auto api_key = json::object{{"in", "header"}, {"name", "X-Api-Key"}};
+
+    struct probe {
+        std::string field, target;
+        json::object body;
+    };
+    std::vector<probe> probes{
+        {"providerId", "/integrations/credentials",
+         {{"providerId", theirs.provider_id}, {"authMode", "ApiKey"}, {"secret", "sk_ref_1"}, {"apiKey", api_key}}},
+        {"connectionId", "/integrations/credentials",
+         {{"providerId", mine.provider_id}, {"connectionId", theirs.connection_id}, {"authMode", "ApiKey"},
+          {"secret", "sk_ref_2"}, {"apiKey", api_key}}},
+        {"providerId", "/integrations/connections",
+         {{"projectId", "proj-refs"}, {"providerId", theirs.provider_id}, {"displayName", "x"}, {"credentialId", mine.credential_id}}},
+        {"credentialId", "/integrations/connections",
+         {{"projectId", "proj-refs"}, {"providerId", mine.provider_id}, {"displayName", "x"}, {"credentialId", theirs.credential_id}}},
+        {"connectionId", "/integrations/runs", run_body(theirs.connection_id)},
+        {"credentialId", "/integrations/credentials/rotate", {{"credentialId", theirs.credential_id}, {"secret", "sk_ref_3"}}},
+    };
+    for (auto const& p : probes) {
+        auto r = a().post(p.target, p.body);
+        EXPECT_EQ(r.status, 404) << p.target << " with tenant B's " << p.field << ": " << r.body;
+        EXPECT_EQ(r.headers["content-type"], "application/problem+json") << p.target;
+        if (r.status == 404) {
+            EXPECT_EQ(str(r.json(), "type"), "https://integration.dev/problems/not-found") << r.body;
+        }
+        EXPECT_EQ(r.body.find("tenant-b"), std::string::npos) << r.body;
+    }
+    EXPECT_EQ(count(a(), "/integrations/credentials"), credentials_before);
+    EXPECT_EQ(count(a(), "/integrations/connections"), connections_before);
+    EXPECT_EQ(count(a(), "/integrations/runs"), runs_before);
+    EXPECT_EQ(vendor_->echo_calls.load(), calls);
+    // Tenant B's resources are as they were: one credential on its connection, at version 1.
+    auto bound = b().get("/integrations/credentials?connectionId=" + theirs.connection_id);
+    ASSERT_EQ(bound.status, 200) << bound.body;
+    EXPECT_TRUE(bound.json().at("items").as_array().empty()) << bound.body;
+    auto cred = b().get("/integrations/credentials/" + theirs.credential_id).json();
+    EXPECT_EQ(cred.at("currentVersion").as_int64(), 1);
+    EXPECT_EQ(str(b().get("/integrations/connections/" + theirs.connection_id).json(), "status"), "Active");
+    // The same bodies with tenant A's own ids succeed.
+    auto own = a().post("/integrations/credentials", json::object{{"providerId", mine.provider_id}, {"connectionId", mine.connection_id},
+                                                                 {"authMode", "ApiKey"}, {"secret", "sk_ref_4"}, {"apiKey", api_key}});
+    EXPECT_EQ(own.status, 201) << own.body;
+}
+
+// assemblyName + version: unique among global clients and within a tenant's own view (its
+// clients and the global ones). Two tenants may register the same, a 409 reveals no other tenant,
+// a tenant may not take a global client's, and an admin's global client is never blocked by a
+// tenant's (the tenant keeps its own).
+TEST_F(host_e2e, assembly_names_are_unique_per_tenant_view_without_revealing_other_tenants) {
+    auto provider_of = [&](api const& client, std::string const& key, bool global = false) {
+        auto body = json::object{{"key", key}, {"displayName", "Acme"}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+                                 {"baseUrl", "http://127.0.0.1:" + std::to_string(vendor_->port())},
+                                 {"capabilities", json::array{"echo.send"}}};
+        if (global) body["scope"] = "global";
+        auto r = client.post("/integrations/providers", body);
+        EXPECT_EQ(r.status, 201) << r.body;
+        return str(r.json(), "providerId");
+    };
+    auto client_of = [&](api const& client, std::string const& provider, std::string const& assembly) {
+        return client.post("/integrations/providers/" + provider + "/clients",
+                           json::object{{"assemblyName", assembly}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                        {"authMode", "ApiKey"}, {"operations", json::array{}}});
+    };
+    auto expect_taken = [](http_answer r, std::string const& by) {
+        EXPECT_EQ(r.status, 409) << r.body;
+        EXPECT_EQ(r.headers["content-type"], "application/problem+json");
+        if (r.status != 409) return;
+        EXPECT_EQ(str(r.json(), "type"), "https://integration.dev/problems/already-exists") << r.body;
+        EXPECT_NE(str(r.json(), "detail").find(by), std::string::npos) << r.body;
+        EXPECT_EQ(r.body.find("tenant-"), std::string::npos) << r.body;
+        EXPECT_EQ(r.body.find("client-"), std::string::npos) << r.body;
+    };
+    auto pa = provider_of(a(), "asm-a"), pa2 = provider_of(a(), "asm-a2"), pb = provider_of(b(), "asm-b");
+    ASSERT_EQ(client_of(a(), pa, "Acme.ApiClient").status, 201);
+    auto b_same = client_of(b(), pb, "Acme.ApiClient");
+    EXPECT_EQ(b_same.status, 201) << "tenant B learned that tenant A registered Acme.ApiClient 1.0.0: " << b_same.body;
+    expect_taken(client_of(a(), pa2, "Acme.ApiClient"), "another client of this tenant");
+
+    auto global = provider_of(admin(), "asm-global", true);
+    ASSERT_EQ(client_of(admin(), global, "Global.ApiClient").status, 201);
+    expect_taken(client_of(admin(), global, "Global.ApiClient"), "a global client");
+    expect_taken(client_of(a(), pa2, "Global.ApiClient"), "a global client");
+    expect_taken(client_of(b(), pb, "Global.ApiClient"), "a global client");
+    // The operator publishing a name tenants already use: accepted, tenants keep their clients.
+    EXPECT_EQ(client_of(admin(), global, "Acme.ApiClient").status, 201);
+    EXPECT_EQ(b().get("/integrations/providers/" + pb + "/clients").json().at("items").as_array().size(), 1u);
+    expect_taken(client_of(b(), pb, "Acme.ApiClient"), "a global client");
+}
+
+// A rotation whose new key the vendor refuses (its health check answers 401 to it) fails with
+// 422: the prior version stays active and runs keep sending it.
+TEST_F(host_e2e, a_rotation_the_vendor_refuses_keeps_the_prior_version_for_runs) {
+    auto t = set_up(a(), vendor_->port(), "-rotfail");
+    auto checks_before = vendor_->requests_for("GET /health").size();
+    auto refused = a().post("/integrations/credentials/rotate",
+                            json::object{{"credentialId", t.credential_id}, {"secret", "sk_live_REFUSED_55555"}});
+    ASSERT_EQ(refused.status, 422) << refused.body;
+    EXPECT_EQ(refused.headers["content-type"], "application/problem+json");
+    EXPECT_EQ(str(refused.json(), "type"), "https://integration.dev/problems/verification-failed") << refused.body;
+    EXPECT_NE(str(refused.json(), "detail").find("401"), std::string::npos) << refused.body;
+    EXPECT_EQ(refused.body.find("REFUSED"), std::string::npos) << refused.body;
+    EXPECT_TRUE(checked_with(*vendor_, checks_before, "sk_live_REFUSED_55555")) << "the vendor was never asked";
+
+    auto cred = a().get("/integrations/credentials/" + t.credential_id);
+    ASSERT_EQ(cred.status, 200) << cred.body;
+    EXPECT_EQ(str(cred.json(), "status"), "Active") << cred.body;
+    EXPECT_EQ(cred.json().at("activeVersion").as_int64(), 1) << cred.body;
+    auto run = a().post("/integrations/runs", run_body(t.connection_id));
+    ASSERT_EQ(run.status, 201) << run.body;
+    EXPECT_EQ(str(run.json(), "status"), "Completed") << run.body;
+    EXPECT_EQ(echo_vendor::api_key_of(vendor_->requests_for("POST /echo/42").back()), vendor_secret);
+    EXPECT_EQ(host_->log().find("REFUSED"), std::string::npos);
+}
+
+// Destinations the egress policy refuses whatever they resolve to, and paths a request line
+// cannot carry, are refused when registered (nothing is stored, nothing is contacted), instead
+// of leaving a connection Pending with no reason. The host allows 127.0.0.0/8 only.
+TEST_F(host_e2e, refused_destinations_and_unusable_paths_are_refused_at_registration) {
+    auto provider = [&](std::string const& key, std::string const& base) {
+        return json::object{{"key", key}, {"displayName", "Refused"}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+                            {"baseUrl", base}, {"capabilities", json::array{"echo.send"}}};
+    };
+    int n = 0;
+    for (auto const* base : {"https://169.254.169.254", "http://169.254.169.254/latest/meta-data", "http://10.0.0.1",
+                             "https://10.0.0.1", "https://192.168.1.1:8443", "http://0xa9fea9fe", "https://0251.254.169.254",
+                             "https://2852039166", "https://0xa.0.0.1", "https://[::ffff:169.254.169.254]", "https://[::1]",
+                             "https://[fd00::1]", "https://0", "https://localhost", "https://api.localhost",
+                             "ftp://vendor.example", "https://user:hunter2@vendor.example", "https://vendor.example@10.0.0.1/"}) {
+        auto key = "refused-" + std::to_string(++n);
+        auto r = a().post("/integrations/providers", provider(key, base));
+        EXPECT_EQ(r.status, 422) << base << ": " << r.body;
+        EXPECT_EQ(r.headers["content-type"], "application/problem+json") << base;
+        if (r.status == 422) {
+            EXPECT_EQ(str(r.json(), "type"), "https://integration.dev/problems/egress-denied") << r.body;
+            EXPECT_EQ(str(r.json(), "detail").rfind("baseUrl: ", 0), 0u) << r.body;
+        }
+        EXPECT_EQ(r.body.find("hunter2"), std::string::npos) << r.body;  // never the userinfo
+    }
+    for (auto const* base : {"file:///etc/passwd", "gopher://127.0.0.1:70/", "ftp://127.0.0.1/", "https://", "https://a b.example"}) {
+        auto r = a().post("/integrations/providers", provider("refused-" + std::to_string(++n), base));
+        EXPECT_EQ(r.status / 100, 4) << base << ": " << r.body;
+        EXPECT_EQ(r.headers["content-type"], "application/problem+json") << base;
+    }
+    auto env = provider("refused-env", "http://127.0.0.1:" + std::to_string(vendor_->port()));
+    env["environments"] = json::array{json::object{{"name", "internal"}, {"baseUrl", "https://172.16.0.1"}}};
+    auto refused_env = a().post("/integrations/providers", env);
+    EXPECT_EQ(refused_env.status, 422) << refused_env.body;
+    EXPECT_NE(refused_env.body.find("environments[].baseUrl"), std::string::npos) << refused_env.body;
+    for (auto const& path : std::vector<std::string>{"/health\r\nX-Injected: 1", "/he alth", "/health\t", std::string("/health\0x", 9)}) {
+        auto bad = provider("refused-path", "http://127.0.0.1:" + std::to_string(vendor_->port()));
+        bad["healthCheck"] = json::object{{"method", "GET"}, {"path", path}};
+        auto r = a().post("/integrations/providers", bad);
+        EXPECT_EQ(r.status, 400) << r.body;
+        EXPECT_NE(r.body.find("healthCheck.path"), std::string::npos) << r.body;
+    }
+    auto listed = a().get("/integrations/providers?limit=500");
+    ASSERT_EQ(listed.status, 200);
+    EXPECT_EQ(listed.body.find("refused-"), std::string::npos) << listed.body;
+
+    // An operation path a request line cannot carry: the client is refused.
+    auto t = set_up(a(), vendor_->port(), "-paths");
+    for (auto const* path : {"/echo/{id}\r\nHost: evil.example", "/echo/{id} HTTP/1.0", "/echo/\x7f"}) {
+        auto r = a().post("/integrations/providers/" + t.provider_id + "/clients",
+                          json::object{{"assemblyName", "Paths.Client"}, {"version", "2.0.0"}, {"capabilities", json::array{"echo.send"}},
+                                       {"authMode", "ApiKey"},
+                                       {"operations", json::array{json::object{{"operation", "echo.send"}, {"method", "POST"}, {"path", path}}}}});
+        EXPECT_EQ(r.status, 400) << r.body;
+        EXPECT_NE(r.body.find("operations[].path"), std::string::npos) << r.body;
+    }
+    // A connection endpoint the policy refuses: no connection, no probe.
+    auto connections_before = a().get("/integrations/connections?limit=500").json().at("items").as_array().size();
+    for (auto const* base : {"https://169.254.169.254", "http://10.0.0.1", "https://[::ffff:a9fe:a9fe]"}) {
+        auto r = a().post("/integrations/connections",
+                          json::object{{"projectId", "proj-paths"}, {"providerId", t.provider_id}, {"displayName", "Elsewhere"},
+                                       {"credentialId", t.credential_id},
+                                       {"endpoints", json::array{json::object{{"operationClass", "default"}, {"baseUrl", base}}}}});
+        EXPECT_EQ(r.status, 422) << base << ": " << r.body;
+        if (r.status == 422) {
+            EXPECT_EQ(str(r.json(), "type"), "https://integration.dev/problems/egress-denied") << r.body;
+        }
+    }
+    EXPECT_EQ(a().get("/integrations/connections?limit=500").json().at("items").as_array().size(), connections_before);
+}
+
+// A connection left Pending says why: the latest probe's detail is `healthReason`, stored with
+// the connection and shown by every route that returns it.
+TEST_F(host_e2e, a_pending_connection_shows_the_reason_of_its_last_health_check) {
+    auto t = set_up(a(), vendor_->port(), "-reason");
+    auto cred = a().post("/integrations/credentials",
+                         json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "sk_live_NOT_YET_7777"},
+                                      {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
+    ASSERT_EQ(cred.status, 201) << cred.body;
+    auto conn = a().post("/integrations/connections", json::object{{"projectId", "proj-reason"}, {"providerId", t.provider_id},
+                                                                  {"displayName", "Not yet"}, {"credentialId", str(cred.json(), "credentialId")}});
+    ASSERT_EQ(conn.status, 201) << conn.body;
+    EXPECT_EQ(str(conn.json(), "status"), "Pending") << conn.body;
+    ASSERT_TRUE(conn.json().as_object().contains("healthReason")) << conn.body;
+    ASSERT_TRUE(conn.json().at("healthReason").is_string()) << conn.body;
+    EXPECT_EQ(str(conn.json(), "healthReason"), "expected HTTP 200 from /health, got 401") << conn.body;
+    auto id = str(conn.json(), "connectionId");
+    auto read = a().get("/integrations/connections/" + id);
+    ASSERT_EQ(read.status, 200) << read.body;
+    EXPECT_EQ(str(read.json(), "healthReason"), "expected HTTP 200 from /health, got 401") << read.body;
+    auto listed = a().get("/integrations/connections?status=Pending&providerId=" + t.provider_id);
+    ASSERT_EQ(listed.json().at("items").as_array().size(), 1u) << listed.body;
+    EXPECT_EQ(str(listed.json().at("items").at(0), "healthReason"), "expected HTTP 200 from /health, got 401");
+    EXPECT_EQ(conn.body.find("NOT_YET"), std::string::npos) << conn.body;
+
+    // Once the vendor takes the key, a test activates it and the reason says so.
+    vendor_->accept("sk_live_NOT_YET_7777");
+    auto tested = a().post("/integrations/connections/" + id + "/test", json::object{});
+    ASSERT_EQ(tested.status, 200) << tested.body;
+    EXPECT_EQ(str(tested.json(), "status"), "Active") << tested.body;
+    EXPECT_EQ(str(tested.json(), "healthReason"), "HTTP 200 from /health") << tested.body;
+    EXPECT_EQ(str(a().get("/integrations/connections/" + id).json(), "healthReason"), "HTTP 200 from /health");
 }
 
 TEST_F(host_e2e, errors_are_problem_details) {

@@ -18,8 +18,7 @@ using namespace std::chrono_literals;
 class curl_tls : public ::testing::Test {
 protected:
     void SetUp() override {
-        if (!testing::tls_peer::tools_available()) GTEST_SKIP() << "needs node and openssl on the PATH";
-        peer_.emplace();
+        peer_.emplace();  // fails, never skips, without node and openssl
     }
     std::string url(std::string_view host = "127.0.0.1") const {
         return "https://" + std::string(host) + ":" + std::to_string(peer_->port()) + "/";

@@ -214,8 +214,7 @@ TEST_F(redirects, a_refusal_by_the_hop_check_keeps_its_code) {
 }
 
 TEST_F(redirects, an_https_to_http_downgrade_is_refused) {
-    if (!testing::tls_peer::tools_available()) GTEST_SKIP() << "needs node and openssl on the PATH";
-    testing::tls_peer secure;
+    testing::tls_peer secure;  // fails, never skips, without node and openssl
     testing::loopback_server plain;
     auto t = make_curl_transport({.ca_file = secure.cert_file()});
     auto const url =

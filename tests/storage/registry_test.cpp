@@ -16,8 +16,8 @@ protected:
     temp_dir dir_;
     manual_clock clock_;
     std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("r.db"), .clock = &clock_}));
-    providers::registry registry_{*store_, clock_};
-    connections::connection_service connections_{*store_, clock_};
+    providers::registry registry_{*store_, clock_, net::egress_policy{}};
+    connections::connection_service connections_{*store_, clock_, net::egress_policy{}};
     request_context ctx_ = request_context::for_tenant("t1", "alice");
 
     providers::integration_provider reload(std::string const& id) {
@@ -100,12 +100,65 @@ TEST_F(registry_test, key_and_assembly_uniqueness_give_clear_errors) {
     EXPECT_NE(again.error().detail().find("dup"), std::string::npos);
     auto p = must(registry_.register_provider(ctx_, provider_spec("other")));
     must(registry_.register_client(ctx_, p.id(), client_spec("X.Client", "1.2.3")));
-    auto other = request_context::for_tenant("t2", "bob");
-    auto p2 = must(registry_.register_provider(other, provider_spec("other")));
-    auto clash = registry_.register_client(other, p2.id(), client_spec("X.Client", "1.2.3"));
+    auto clash = registry_.register_client(ctx_, p.id(), client_spec("X.Client", "1.2.3"));
     ASSERT_FALSE(clash);
     EXPECT_EQ(clash.error(), errc::already_exists);
     EXPECT_NE(clash.error().detail().find("X.Client"), std::string::npos);
+    EXPECT_NE(clash.error().detail().find("1.2.3"), std::string::npos);
+    // Another tenant's view does not hold tenant t1's client.
+    auto other = request_context::for_tenant("t2", "bob");
+    auto p2 = must(registry_.register_provider(other, provider_spec("other")));
+    EXPECT_TRUE(registry_.register_client(other, p2.id(), client_spec("X.Client", "1.2.3")));
+}
+
+// The registry and the connection service refuse, with the field named, destinations their egress
+// policy refuses without resolving them; an allow-listed literal address passes.
+TEST_F(registry_test, destinations_the_egress_policy_refuses_are_refused_when_registered) {
+    net::egress_policy loopback_allowed{.allow = {must(net::cidr::parse("127.0.0.0/8"))}};
+    providers::registry registry(*store_, clock_, loopback_allowed);
+    connections::connection_service connections(*store_, clock_, loopback_allowed);
+    auto expect_denied = [](auto const& r, std::string const& field) {
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error(), errc::egress_denied) << r.error().detail();
+        EXPECT_EQ(r.error().detail().rfind(field + ": ", 0), 0u) << r.error().detail();
+    };
+    auto spec = provider_spec("meta");
+    spec.base_url = "http://0251.254.169.254";
+    expect_denied(registry.register_provider(ctx_, spec), "baseUrl");
+    spec.base_url = "https://api.acme.example";
+    spec.environments = {{"internal", "https://10.1.2.3"}};
+    expect_denied(registry.register_provider(ctx_, spec), "environments[].baseUrl");
+    spec.environments = {{"local", "http://127.0.0.1:8080"}};
+    auto p = must(registry.register_provider(ctx_, spec));
+    must(registry.activate_client(ctx_, must(registry.register_client(ctx_, p.id(), client_spec())).id()));
+    must(registry.activate_provider(ctx_, p.id()));
+
+    auto endpoint = connection_spec();
+    endpoint.endpoints = {{"upload", "https://[::ffff:192.168.0.1]", std::nullopt}};
+    expect_denied(connections.create(ctx_, p.id(), endpoint), "endpoints[].baseUrl");
+    endpoint.endpoints = {{"default", "http://127.0.0.1:9000", std::nullopt}};
+    EXPECT_TRUE(connections.create(ctx_, p.id(), endpoint));
+
+    // A provider stored before these checks (or under a wider policy) takes no clients or connections.
+    std::string stored;
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto old = provider_spec("stored");
+        old.base_url = "https://169.254.169.254";
+        auto r = must(providers::integration_provider::register_new(ctx_, clock_.now(), old));
+        must(r.activate(1));
+        stored = r.id();
+        return uow.providers().save(r);
+    }));
+    expect_denied(registry.register_client(ctx_, stored, client_spec("Stored.Client")), "the provider's baseUrl");
+    auto plain = connection_spec();
+    plain.endpoints.clear();
+    expect_denied(connections.create(ctx_, stored, plain), "the provider's baseUrl");
+    std::size_t stored_connections = 0;
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        stored_connections = must(uow.connections().list({.provider_id = stored}, {})).items.size();
+        return {};
+    }));
+    EXPECT_EQ(stored_connections, 0u);
 }
 
 TEST_F(registry_test, clients_of_a_deprecated_provider_cannot_be_added_or_activated) {

@@ -93,6 +93,24 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     sqlite3_close(db);
 }
 
+/** Turns a current file back into schema 3: claims of assemblyName + version keyed without a
+ *  tenant, and connections without a health reason. */
+void back_to_schema_3(std::string const& path) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE TABLE assembly_versions_3(assembly_name TEXT NOT NULL, version TEXT NOT NULL,
+  api_client_id TEXT NOT NULL REFERENCES api_clients(api_client_id) ON DELETE CASCADE,
+  PRIMARY KEY(assembly_name, version));
+INSERT INTO assembly_versions_3 SELECT assembly_name, version, api_client_id FROM assembly_versions;
+DROP TABLE assembly_versions;
+ALTER TABLE assembly_versions_3 RENAME TO assembly_versions;
+ALTER TABLE connections DROP COLUMN health_reason;
+PRAGMA user_version = 3;
+)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+}
+
 TEST(sqlite_store, a_version_1_database_is_migrated_in_place_and_keeps_its_rows) {
     using namespace std::chrono_literals;
     temp_dir dir;
@@ -125,6 +143,7 @@ TEST(sqlite_store, a_version_1_database_is_migrated_in_place_and_keeps_its_rows)
         }));
     }
     // Turn the file back into schema 1: attempts in their child table, no lease columns.
+    back_to_schema_3(path);
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db, R"sql(
@@ -159,6 +178,57 @@ PRAGMA user_version = 1;
         auto claimed = must(uow.failures().claim_due(system_clock::instance().now() + std::chrono::seconds(1), "w",
                                                      system_clock::instance().now() + std::chrono::minutes(1), 10));
         EXPECT_EQ(claimed.size(), 1u);
+        return {};
+    }));
+}
+
+// Schema 4 keys each assemblyName + version claim by the client's tenant ('' for global): the
+// claims of a schema 3 file keep holding within their tenant and globally, and stop holding
+// across tenants. Its connections gain an empty health reason.
+TEST(sqlite_store, a_version_3_database_scopes_its_assembly_claims_to_their_tenants) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto t1 = tenant("t1"), t2 = tenant("t2");
+    auto admin = tenant("ops");
+    admin.admin = true;
+    auto now = system_clock::instance().now();
+    std::string p1, connection_id;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        providers::registry reg(*s, system_clock::instance(), net::egress_policy{});
+        p1 = must(reg.register_provider(t1, provider_spec())).id();
+        must(reg.activate_client(t1, must(reg.register_client(t1, p1, client_spec("Mig.Client"))).id()));
+        must(reg.activate_provider(t1, p1));
+        auto global = provider_spec("shared");
+        global.scope = providers::provider_scope::global;
+        must(reg.register_client(admin, must(reg.register_provider(admin, global)).id(), client_spec("Global.Client")));
+        must(s->transact(t1, [&](unit_of_work& uow) -> result<void> {
+            auto conn = must(connections::integration_connection::create(t1, now, must(uow.providers().find(p1)),
+                                                                         connection_spec()));
+            connection_id = conn.id();
+            return uow.connections().save(conn);
+        }));
+    }
+    back_to_schema_3(path);
+    auto s = open_sqlite(dir, nullptr);
+    providers::registry reg(*s, system_clock::instance(), net::egress_policy{});
+    auto p2 = must(reg.register_provider(t2, provider_spec())).id();
+    EXPECT_TRUE(reg.register_client(t2, p2, client_spec("Mig.Client")));  // tenant t1's claim no longer reaches t2
+    auto again = reg.register_client(t1, p1, client_spec("Mig.Client"));
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error(), errc::already_exists);
+    auto global = reg.register_client(t2, p2, client_spec("Global.Client"));
+    ASSERT_FALSE(global);
+    EXPECT_EQ(global.error(), errc::already_exists);
+    EXPECT_NE(global.error().detail().find("a global client"), std::string::npos) << global.error().detail();
+    must(s->transact(t1, [&](unit_of_work& uow) -> result<void> {
+        auto conn = must(uow.connections().find(connection_id));
+        EXPECT_FALSE(conn.data().health_reason);
+        must(conn.record_health({health_status::unhealthy, "expected HTTP 200 from /health, got 503"}, now));
+        return uow.connections().save(conn);
+    }));
+    must(s->read(t1, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.connections().find(connection_id)).data().health_reason, "expected HTTP 200 from /health, got 503");
         return {};
     }));
 }
@@ -266,6 +336,44 @@ TEST(sqlite_store, grouped_commits_keep_each_unit_atomic_under_load) {
     EXPECT_EQ(committed.load(), threads * each / 2);
     EXPECT_EQ(count_providers(*s, tenant("t0")) + count_providers(*s, tenant("t1")),
               static_cast<std::size_t>(committed.load()) * 2);
+    // The store's own counters: every committed unit is counted once, and concurrent units shared
+    // commits (one commit per unit would mean the writer never grouped them).
+    auto stats = storage::sqlite_store_stats(*s);
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->units, static_cast<std::uint64_t>(committed.load()));
+    EXPECT_GE(stats->commits, 1u);
+    EXPECT_LT(stats->commits, stats->units);
+    std::printf("[ grouped  ] %llu units in %llu commits\n", static_cast<unsigned long long>(stats->units),
+                static_cast<unsigned long long>(stats->commits));
+}
+
+TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none_for_another_store) {
+    temp_dir dir;
+    auto s = must(storage::open_sqlite_store({.path = dir.file("g.db"), .group_commit = false}));
+    auto ctx = tenant("t1");
+    for (int i = 0; i < 3; ++i)
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                        provider_spec("s" + std::to_string(i))));
+            return uow.providers().save(p);
+        }));
+    auto stats = storage::sqlite_store_stats(*s);
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->units, 3u);
+    EXPECT_EQ(stats->commits, 3u);
+    ASSERT_FALSE(s->transact(ctx, [](unit_of_work&) -> result<void> { return error{errc::conflict, "rolled back"}; }));
+    EXPECT_EQ(storage::sqlite_store_stats(*s)->units, 3u);  // a unit rolled back is not counted
+
+    struct other_store final : storage::store {
+        result<void> transact(request_context const&, work, durability) override { return {}; }
+        result<void> read(request_context const&, work) override { return {}; }
+        result<std::vector<std::string>> tenants() override { return std::vector<std::string>{}; }
+        result<std::vector<storage::outbox_record>> pending_events(std::size_t) override {
+            return std::vector<storage::outbox_record>{};
+        }
+        result<void> mark_published(std::span<std::int64_t const>, time_point) override { return {}; }
+    } other;
+    EXPECT_FALSE(storage::sqlite_store_stats(other));
 }
 
 TEST(sqlite_store, deferred_commits_are_visible_at_once_and_survive_the_process_being_killed) {

@@ -222,22 +222,66 @@ TEST_P(store_conformance, provider_key_is_unique_per_scope_and_tenant) {
     EXPECT_EQ(r.error(), errc::already_exists);
 }
 
-TEST_P(store_conformance, assembly_name_and_version_are_unique_across_tenants_and_history) {
-    seed_graph(*store_, a_, clock_.now(), "acme", "Shared.Assembly");
-    auto r = store_->transact(b_, [&](unit_of_work& uow) -> result<void> {
-        auto p = active_provider(b_, clock_.now(), "other");
-        if (auto s = uow.providers().save(p); !s) return s;
-        auto c = must(providers::external_api_client::register_new(b_, clock_.now(), p, client_spec("Shared.Assembly", "1.0.0")));
-        return uow.api_clients().save(c);
-    });
-    ASSERT_FALSE(r);
-    EXPECT_EQ(r.error(), errc::already_exists);
-    // Version 2.0.0 of the same assembly by another tenant is fine.
-    write(b_, [&](unit_of_work& uow) -> result<void> {
-        auto p = active_provider(b_, clock_.now(), "other2");
-        if (auto s = uow.providers().save(p); !s) return s;
-        auto c = must(providers::external_api_client::register_new(b_, clock_.now(), p, client_spec("Shared.Assembly", "2.0.0")));
-        return uow.api_clients().save(c);
+// assemblyName + version: unique among global clients and within one tenant's view (its own
+// clients and the global ones); another tenant's clients neither conflict nor show in the error.
+TEST_P(store_conformance, assembly_name_and_version_are_unique_within_a_tenants_view_and_among_global_clients) {
+    auto a = seed_graph(*store_, a_, clock_.now(), "acme", "Shared.Assembly");
+    auto admin = a_;
+    admin.admin = true;
+    // Saves a client of a new provider of `ctx`'s tenant (or a global one).
+    int providers = 0;
+    auto register_client = [&](request_context const& ctx, std::string const& assembly, std::string const& version,
+                               bool global = false) {
+        return store_->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto spec = provider_spec("p" + std::to_string(++providers));
+            if (global) spec.scope = providers::provider_scope::global;
+            auto p = must(providers::integration_provider::register_new(ctx, clock_.now(), spec));
+            if (auto s = uow.providers().save(p); !s) return s;
+            auto c = must(
+                providers::external_api_client::register_new(ctx, clock_.now(), p, client_spec(assembly, version)));
+            return uow.api_clients().save(c);
+        });
+    };
+    auto expect_taken = [](result<void> const& r, std::string const& by) {
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error(), errc::already_exists);
+        EXPECT_NE(r.error().detail().find(by), std::string::npos) << r.error().detail();
+        EXPECT_EQ(r.error().detail().find("tenant-"), std::string::npos) << r.error().detail();
+        EXPECT_EQ(r.error().detail().find("client-"), std::string::npos) << r.error().detail();
+    };
+
+    // Another tenant may use the same name and version: nothing tells it tenant A has one.
+    must(register_client(b_, "Shared.Assembly", "1.0.0"));
+    // Within one tenant it stays unique, for every version of a client's history.
+    expect_taken(register_client(a_, "Shared.Assembly", "1.0.0"), "another client of this tenant");
+    expect_taken(register_client(b_, "Shared.Assembly", "1.0.0"), "another client of this tenant");
+    must(register_client(a_, "Shared.Assembly", "1.1.0"));
+    expect_taken(store_->transact(a_,
+                                  [&](unit_of_work& uow) -> result<void> {
+                                      auto c = must(uow.api_clients().find(a.client_id));
+                                      must(c.publish_version("1.1.0", clock_.now()));
+                                      return uow.api_clients().save(c);
+                                  }),
+                 "another client of this tenant");
+
+    // Global clients: unique among themselves, and no tenant may take a global name and version.
+    must(register_client(admin, "Global.Assembly", "1.0.0", true));
+    expect_taken(register_client(admin, "Global.Assembly", "1.0.0", true), "a global client");
+    expect_taken(register_client(a_, "Global.Assembly", "1.0.0"), "a global client");
+    expect_taken(register_client(b_, "Global.Assembly", "1.0.0"), "a global client");
+    must(register_client(b_, "Global.Assembly", "2.0.0"));
+
+    // A new global client is never blocked by what tenants registered (no tenant can squat a
+    // name the operator publishes); the tenants keep their clients, and take it no further.
+    must(register_client(admin, "Shared.Assembly", "1.0.0", true));
+    expect_taken(register_client(b_, "Shared.Assembly", "1.0.0"), "a global client");
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        std::size_t shared = 0;
+        for (auto const& p : must(uow.providers().list({.limit = 500})).items)
+            for (auto const& c : must(uow.api_clients().list_by_provider(p.id(), {})).items)
+                shared += c.data().assembly_name == "Shared.Assembly";
+        EXPECT_EQ(shared, 2u);  // tenant B's own and the global one; never tenant A's
+        return {};
     });
 }
 

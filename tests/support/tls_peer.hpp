@@ -3,7 +3,8 @@
 
 // An HTTPS peer on 127.0.0.1 with a self-signed certificate made at test time: the `openssl` CLI
 // writes a P-256 key and certificate (for "tls.test" and 127.0.0.1) into a temporary directory and
-// tests/peers/tls_peer.mjs serves them with Node's https module. Needs `node` and `openssl`.
+// tests/peers/tls_peer.mjs serves them with Node's https module. Needs `node` and `openssl`: the
+// test command installs both, so a missing one fails the test (it never skips).
 
 #include "support/child_process.hpp"
 
@@ -22,11 +23,7 @@ namespace integration::testing {
 
 class tls_peer {
 public:
-    /** Whether `node` and `openssl` are on the PATH; tests skip otherwise. */
-    static bool tools_available() {
-        return std::system("command -v node >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1") == 0;
-    }
-
+    /** Throws, failing the test, when `node` or `openssl` is not on the PATH. */
     tls_peer()
         : dir_{make_certificate()},
           process_({"node", std::string(INTEGRATION_PEERS_DIR) + "/tls_peer.mjs", (dir_.path / "key.pem").string(),
@@ -52,7 +49,13 @@ private:
         }
     };
 
+    static void require_tools() {
+        if (std::system("command -v node >/dev/null 2>&1 && command -v openssl >/dev/null 2>&1") != 0)
+            throw std::runtime_error("the TLS tests need node and openssl on the PATH (scripts/test.sh installs both)");
+    }
+
     static std::filesystem::path make_certificate() {
+        require_tools();
         std::string pattern = (std::filesystem::temp_directory_path() / "tls_peer.XXXXXX").string();
         if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
         std::filesystem::path dir = pattern;

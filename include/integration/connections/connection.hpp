@@ -80,18 +80,20 @@ struct connection_data : connection_spec {
     integration::auth_mode auth_mode = integration::auth_mode::none;
     connection_status status = connection_status::pending;
     health_status health = health_status::unknown;
+    std::optional<std::string> health_reason;  ///< What the latest probe saw (why a connection is still Pending).
     std::optional<time_point> last_checked_at;
     std::optional<time_point> established_at;
 
     static auto json_fields() {
-        return std::tuple_cat(std::make_tuple(field("connectionId", &connection_data::connection_id),
-                                              field("providerId", &connection_data::provider_id),
-                                              field("authMode", &connection_data::auth_mode)),
-                              connection_spec::json_fields(),
-                              std::make_tuple(field("status", &connection_data::status),
-                                              field("health", &connection_data::health),
-                                              field("lastCheckedAt", &connection_data::last_checked_at),
-                                              field("establishedAt", &connection_data::established_at)));
+        return std::tuple_cat(
+            std::make_tuple(field("connectionId", &connection_data::connection_id),
+                            field("providerId", &connection_data::provider_id),
+                            field("authMode", &connection_data::auth_mode)),
+            connection_spec::json_fields(),
+            std::make_tuple(field("status", &connection_data::status), field("health", &connection_data::health),
+                            field("healthReason", &connection_data::health_reason),
+                            field("lastCheckedAt", &connection_data::last_checked_at),
+                            field("establishedAt", &connection_data::established_at)));
     }
 };
 
@@ -111,8 +113,9 @@ public:
     connection_data const& data() const noexcept { return d_; }
     connection_status status() const noexcept { return d_.status; }
 
-    /** Records a probe. A failed probe raises IntegrationFailed and moves Active to Degraded; a
-     *  passing one moves Degraded back to Active. Retired connections are not probed. */
+    /** Records a probe and its detail (`healthReason`). A failed probe raises IntegrationFailed
+     *  and moves Active to Degraded; a passing one moves Degraded back to Active. Retired
+     *  connections are not probed. */
     result<void> record_health(health_probe_result const& probe, time_point now);
     /** Pending → Active (raises IntegrationConnectionEstablished). Needs a credentialId that
      *  resolved (`credential_resolvable`) and a passing latest probe. */

@@ -8,6 +8,7 @@
 
 #include <integration/connections/connection.hpp>
 #include <integration/core/clock.hpp>
+#include <integration/net/egress_policy.hpp>
 #include <integration/storage/store.hpp>
 
 namespace integration::connections {
@@ -15,9 +16,13 @@ namespace integration::connections {
 /** Connection lifecycle operations over a store. */
 class connection_service {
 public:
-    connection_service(storage::store& store, clock const& clock) : store_(store), clock_(clock) {}
+    connection_service(storage::store& store, clock const& clock, net::egress_policy egress)
+        : store_(store), clock_(clock), egress_(std::move(egress)) {}
 
-    /** Creates a Pending connection to `provider_id`, which must be Active and visible to the tenant. */
+    /** Creates a Pending connection to `provider_id`, which must be Active and visible to the
+     *  tenant; `spec.credential_id` must name a credential of the tenant. The base URL calls will
+     *  use (the `default` endpoint's or the provider's) and every endpoint's must pass
+     *  `egress_policy::check_url` (`errc::egress_denied`). */
     result<integration_connection> create(request_context const& ctx, std::string const& provider_id,
                                           connection_spec spec);
     /** Records a probe result (and its events) on a connection. */
@@ -30,6 +35,7 @@ public:
 private:
     storage::store& store_;
     clock const& clock_;
+    net::egress_policy egress_;
 };
 
 }  // namespace integration::connections

@@ -162,7 +162,8 @@ public:
                        credential_service_options options = {});
 
     /** Stores the secret in the secret store and the reference in a new Active credential
-     *  (ApiKey, OAuth2ClientCredentials, ManagedIdentity). */
+     *  (ApiKey, OAuth2ClientCredentials, ManagedIdentity). `provider_id` and `connection_id` are
+     *  resolved in the caller's tenant: another tenant's is `errc::not_found`. */
     result<integration_credential> create(request_context const& ctx, new_credential spec);
     /** Stages `new_secret` as the next version, verifies it, and activates it only if it passes;
      *  otherwise the prior version stays active and IntegrationFailed is raised. When the secret
@@ -191,7 +192,8 @@ public:
     void invalidate_token(std::string const& credential_id);
 
     /** Starts an authorization-code flow: keeps the client secret, a random `state` and a PKCE
-     *  verifier for `authorization_ttl`, and returns the URL to send the user to. */
+     *  verifier for `authorization_ttl`, and returns the URL to send the user to. `provider_id`
+     *  and `connection_id` are resolved in the caller's tenant, as for `create`. */
     result<authorization_request> begin_authorization(request_context const& ctx, std::string const& provider_id,
                                                       std::optional<std::string> connection_id,
                                                       authorization_code_settings settings, secret_bytes client_secret);

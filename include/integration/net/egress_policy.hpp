@@ -81,6 +81,11 @@ struct egress_policy {
     /** Checks a URL without resolving it: scheme, userinfo, and a literal host in any numeric
      *  form (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...). */
     result<destination> check_url(std::string_view url) const;
+    /** What can be known of a URL before its name is resolved: scheme, userinfo, and a literal
+     *  host in any numeric form. Unlike `check_url`, `http://` with a host name passes, since
+     *  whether its addresses are allow-listed shows only when it is resolved (`check_destination`,
+     *  at every call). What registration checks. */
+    result<destination> check_static(std::string_view url) const { return parse_destination(url); }
     /** Checks a URL at connect time: as `check_url`, then resolves a name with `names`, checks
      *  every answer, and pins the first so the connection cannot be rebound by another lookup.
      *  `host` is the canonical name (lower case, no trailing dot); a refusal never names the

@@ -48,7 +48,7 @@ struct client_version {
 
 /** What a caller supplies to register a client. */
 struct api_client_spec {
-    std::string assembly_name;  ///< e.g. "Acme.Sms.ApiClient"; with `version`, globally unique.
+    std::string assembly_name;  ///< e.g. "Acme.Sms.ApiClient"; with `version`, unique in a tenant's view.
     std::string version;        ///< SemVer.
     std::vector<std::string> capabilities;
     integration::auth_mode auth_mode = integration::auth_mode::api_key;

@@ -7,17 +7,21 @@
  */
 
 #include <integration/core/clock.hpp>
+#include <integration/net/egress_policy.hpp>
 #include <integration/providers/api_client.hpp>
 #include <integration/providers/provider.hpp>
 #include <integration/storage/store.hpp>
 
 namespace integration::providers {
 
-/** Registers, activates and deprecates providers and their API clients.
+/** Registers, activates and deprecates providers and their API clients. Destinations the egress
+ *  policy refuses whatever they resolve to (a denied literal address, a denied scheme, userinfo,
+ *  `localhost`, plain http to a name) are refused at registration, so no connection is created
+ *  only to sit Pending; names are resolved and checked again at call time.
  *
  *  @par Example
  *  @code
- *  registry reg(store, clock);
+ *  registry reg(store, clock, net::egress_policy{});  // the host passes its --egress-allow policy
  *  auto p = reg.register_provider(ctx, {.key = "acme", ...}).value();
  *  auto c = reg.register_client(ctx, p.id(), {.assembly_name = "Acme.ApiClient", .version = "1.0.0"}).value();
  *  reg.activate_client(ctx, c.id()).value();
@@ -26,11 +30,15 @@ namespace integration::providers {
  */
 class registry {
 public:
-    registry(storage::store& store, clock const& clock) : store_(store), clock_(clock) {}
+    registry(storage::store& store, clock const& clock, net::egress_policy egress)
+        : store_(store), clock_(clock), egress_(std::move(egress)) {}
 
-    /** Registers a provider; its key must be unique in its scope. */
+    /** Registers a provider; its key must be unique in its scope, and its `baseUrl` and
+     *  `environments[].baseUrl` must pass `egress_policy::check_url` (`errc::egress_denied`). */
     result<integration_provider> register_provider(request_context const& ctx, provider_spec spec);
-    /** Registers a client of a provider; assemblyName + version must be globally unique. */
+    /** Registers a client of a provider (whose `baseUrl` must still pass the egress policy).
+     *  assemblyName + version must be unique among global clients and within the caller's view
+     *  (global clients and the tenant's own); other tenants' clients never conflict. */
     result<external_api_client> register_client(request_context const& ctx, std::string const& provider_id,
                                                 api_client_spec spec);
     /** Registered → Active for a client of a non-deprecated provider. */
@@ -46,6 +54,7 @@ public:
 private:
     storage::store& store_;
     clock const& clock_;
+    net::egress_policy egress_;
 };
 
 }  // namespace integration::providers

@@ -10,7 +10,9 @@
 #include <integration/storage/store.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 namespace integration::storage {
@@ -30,7 +32,7 @@ struct sqlite_options {
 };
 
 /** The newest schema version this library writes. */
-inline constexpr int sqlite_schema_version = 3;
+inline constexpr int sqlite_schema_version = 4;
 
 /** Opens (creating and migrating) a SQLite store. A database from a newer schema is refused.
  *
@@ -40,6 +42,23 @@ inline constexpr int sqlite_schema_version = 3;
  *  @endcode
  */
 result<std::unique_ptr<store>> open_sqlite_store(sqlite_options options);
+
+/** What a SQLite store's writer has committed since the store was opened. */
+struct sqlite_stats {
+    std::uint64_t commits = 0;  ///< Write transactions committed (each may carry several units).
+    std::uint64_t units = 0;    ///< Units of work those commits carried; a unit rolled back alone is not counted.
+};
+
+/** The counters of a store made by `open_sqlite_store` (`std::nullopt` for any other store).
+ *  With group commit, concurrent units share commits: fewer commits than units.
+ *
+ *  @par Example
+ *  @code
+ *  auto stats = integration::storage::sqlite_store_stats(*store).value();
+ *  double units_per_fsync = double(stats.units) / double(stats.commits);
+ *  @endcode
+ */
+std::optional<sqlite_stats> sqlite_store_stats(store const& s);
 
 }  // namespace integration::storage
 

@@ -61,6 +61,9 @@ public:
                                                                           page_request const& p) = 0;
     /** Number of Active clients of a provider. */
     virtual result<std::size_t> count_active(std::string const& provider_id) = 0;
+    /** Inserts or updates a client. Every assemblyName + version of its history must be free among
+     *  global clients and, for a tenant's client, among that tenant's own (`errc::already_exists`,
+     *  naming neither another tenant nor its client); other tenants' clients never conflict. */
     virtual result<void> save(providers::external_api_client& c) = 0;
 };
 

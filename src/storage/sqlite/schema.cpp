@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 3> migrations{
+constexpr std::array<char const*, 4> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -37,7 +37,7 @@ CREATE TABLE api_clients_operations()sql" INTEGRATION_CHILD("api_clients", "api_
   operation TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY(owner_id, position));
 CREATE TABLE api_clients_versions()sql" INTEGRATION_CHILD("api_clients", "api_client_id") R"sql(
   version TEXT NOT NULL, registered_at INTEGER NOT NULL, PRIMARY KEY(owner_id, position));
--- assemblyName + version is unique across every tenant and every client's history.
+-- assemblyName + version is unique across every client's history (scoped by migration 4).
 CREATE TABLE assembly_versions(assembly_name TEXT NOT NULL, version TEXT NOT NULL,
   api_client_id TEXT NOT NULL REFERENCES api_clients(api_client_id) ON DELETE CASCADE,
   PRIMARY KEY(assembly_name, version));
@@ -132,6 +132,20 @@ UPDATE runs SET run_attempts = (
                                     printf('%03d', started_at % 1000) || 'Z') AS attempt_json
     FROM runs_run_attempts WHERE owner_id = runs.run_id ORDER BY position) AS a);
 DROP TABLE runs_run_attempts;
+)sql",
+    // 4: assemblyName + version is unique among global clients and within one tenant's view
+    // (global clients and its own), no longer across tenants: a claim is keyed by the client's
+    // tenant ('' for global). And a connection keeps what its latest health probe saw.
+    R"sql(
+CREATE TABLE assembly_versions_by_tenant(tenant_id TEXT NOT NULL, assembly_name TEXT NOT NULL, version TEXT NOT NULL,
+  api_client_id TEXT NOT NULL REFERENCES api_clients(api_client_id) ON DELETE CASCADE,
+  PRIMARY KEY(tenant_id, assembly_name, version));
+INSERT INTO assembly_versions_by_tenant
+  SELECT c.tenant_id, a.assembly_name, a.version, a.api_client_id
+  FROM assembly_versions a JOIN api_clients c ON c.api_client_id = a.api_client_id;
+DROP TABLE assembly_versions;
+ALTER TABLE assembly_versions_by_tenant RENAME TO assembly_versions;
+ALTER TABLE connections ADD COLUMN health_reason TEXT;
 )sql",
 };
 

@@ -308,26 +308,35 @@ private:
     // The id is the first field of every data struct.
     static std::string const& d_id(data_t const& d) { return d.*(std::get<0>(data_t::json_fields()).member); }
 
+    // assemblyName + version (every version in the history) is unique among global clients and
+    // within the client's tenant's view: its own clients and the global ones. Another tenant's
+    // claim is never looked at, so it neither conflicts nor shows. A tenant claim made before an
+    // admin registered the same global name stays valid.
     result<void> claim_assembly_versions(providers::external_api_client const& c) {
+        auto taken = w_.db.prepare(
+            "SELECT tenant_id FROM assembly_versions WHERE tenant_id IN (?, '') AND assembly_name = ? AND version = ? "
+            "AND api_client_id <> ? ORDER BY tenant_id LIMIT 1");
+        if (!taken) return taken.error();
         auto ins = w_.db.prepare(
-            "INSERT INTO assembly_versions (assembly_name, version, api_client_id) VALUES (?, ?, ?) "
-            "ON CONFLICT(assembly_name, version) DO NOTHING");
+            "INSERT INTO assembly_versions (tenant_id, assembly_name, version, api_client_id) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(tenant_id, assembly_name, version) DO NOTHING");
         if (!ins) return ins.error();
-        auto owner = w_.db.prepare("SELECT api_client_id FROM assembly_versions WHERE assembly_name = ? AND version = ?");
-        if (!owner) return owner.error();
+        auto const& tenant = c.meta().tenant_id;
         for (auto const& v : c.data().versions) {
-            (*ins)->reset();
-            (*ins)->bind_all({c.data().assembly_name, v.version, c.id()});
-            if (auto r = (*ins)->run(); !r) return r;
-            (*owner)->reset();
-            (*owner)->bind_all({c.data().assembly_name, v.version});
-            auto row = (*owner)->step();
+            (*taken)->reset();
+            (*taken)->bind_all({tenant, c.data().assembly_name, v.version, c.id()});
+            auto row = (*taken)->step();
             if (!row) return row.error();
-            bool mine = *row && (*owner)->text(0) == c.id();
-            (*owner)->reset();
-            if (!mine)
+            bool global = *row && (*taken)->text(0).empty();
+            (*taken)->reset();
+            if (*row)
                 return error{errc::already_exists, "assemblyName " + c.data().assembly_name + " version " + v.version +
-                                                       " is already registered; assemblyName + version must be unique"};
+                                                       " is already registered by " +
+                                                       (global ? "a global client" : "another client of this tenant") +
+                                                       "; assemblyName + version must be unique"};
+            (*ins)->reset();
+            (*ins)->bind_all({tenant, c.data().assembly_name, v.version, c.id()});
+            if (auto r = (*ins)->run(); !r) return r;
         }
         return {};
     }
@@ -688,6 +697,8 @@ public:
         return out;
     }
 
+    sqlite_stats stats() const noexcept { return {commits_.load(), units_.load()}; }
+
     result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) override {
         std::vector<std::int64_t> seqs(sequences.begin(), sequences.end());
         return submit([&](database& db) -> result<void> {
@@ -811,6 +822,9 @@ private:
         // A file swapped under us between the check and the commit must not look like success.
         if (auto r = check_file(); !r) return fail_all(r.error());
         if (!full) flush_.mark();
+        ++commits_;
+        units_ += static_cast<std::uint64_t>(
+            std::count_if(results.begin(), results.end(), [](result<void> const& r) { return r.has_value(); }));
         for (std::size_t i = 0; i < batch.size(); ++i) {
             if (thrown[i])
                 batch[i]->done.set_exception(thrown[i]);
@@ -877,6 +891,8 @@ private:
     std::unique_ptr<database> writer_;
     file_identity identity_;
     std::atomic<bool> broken_{false};
+    std::atomic<std::uint64_t> commits_{0};
+    std::atomic<std::uint64_t> units_{0};
 
     std::mutex queue_mutex_;
     std::condition_variable queue_cv_;
@@ -909,6 +925,11 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
     auto id = identify(o.path);
     if (!id) return error{errc::database_missing, "database file " + o.path + " disappeared while opening"};
     return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id));
+}
+
+std::optional<sqlite_stats> sqlite_store_stats(store const& s) {
+    if (auto const* sqlite = dynamic_cast<sqlite_store const*>(&s)) return sqlite->stats();
+    return std::nullopt;
 }
 
 }  // namespace integration::storage
