@@ -32,9 +32,10 @@ result<void> validate(api_client_spec const& s, integration_provider const& prov
         if (op.path.empty() || op.path[0] != '/')
             return error{errc::invalid_argument, "operations[].path must start with '/'"};
         if (detail::has_dot_segment(op.path))
-            return error{errc::invalid_argument, "operations[].path \"" + op.path +
-                                                     "\" has a '.' or '..' segment (also as %2e, or split by \\, %2f or "
-                                                     "%5c); an operation must stay within its own path"};
+            return error{errc::invalid_argument,
+                         "operations[].path \"" + op.path +
+                             "\" has a '.' or '..' segment (also as %2e, or split by \\, %2f or "
+                             "%5c); an operation must stay within its own path"};
     }
     if (s.rate_limit_profile)
         if (auto r = s.rate_limit_profile->validate(); !r) return r;
