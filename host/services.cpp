@@ -27,11 +27,13 @@ result<void> host_resolver::load(std::string const& path) {
         if (!(fields >> address_text)) continue;
         auto address = net::ip_address::parse(address_text);
         auto where = "--hosts-file " + path + ":" + std::to_string(n) + ": ";
-        if (!address) return error{errc::invalid_argument, where + "'" + address_text + "' is not an IPv4 or IPv6 address"};
+        if (!address)
+            return error{errc::invalid_argument, where + "'" + address_text + "' is not an IPv4 or IPv6 address"};
         bool named = false;
         while (fields >> name) {
             // Stored the way the egress check asks for a name: lower case, no trailing dot.
-            std::transform(name.begin(), name.end(), name.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+            std::transform(name.begin(), name.end(), name.begin(),
+                           [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
             if (name.ends_with('.')) name.pop_back();
             if (name.empty()) return error{errc::invalid_argument, where + "an empty name"};
             entries[name].push_back(*address);

@@ -217,8 +217,8 @@ std::string base64_core(std::string_view s, std::size_t shift, bool url) {
     crypto::wipe(padded);
     if (!url)
         for (auto& c : encoded) c = c == '-' ? '+' : c == '_' ? '/' : c;
-    auto const first = (shift * 8 + 5) / 6;           // characters that hold bits of the leading bytes
-    auto const last = (shift + s.size()) * 8 / 6;      // characters complete without the next byte
+    auto const first = (shift * 8 + 5) / 6;        // characters that hold bits of the leading bytes
+    auto const last = (shift + s.size()) * 8 / 6;  // characters complete without the next byte
     auto core = last > first ? encoded.substr(first, last - first) : std::string();
     crypto::wipe(encoded);
     return core;
@@ -235,9 +235,11 @@ public:
             auto upper = http::form_encode(s);
             auto lower = upper;  // %2f rather than %2F
             for (auto at = lower.find('%'); at != std::string::npos; at = lower.find('%', at + 1))
-                for (auto j : {at + 1, at + 2}) lower[j] = static_cast<char>(std::tolower(static_cast<unsigned char>(lower[j])));
+                for (auto j : {at + 1, at + 2})
+                    lower[j] = static_cast<char>(std::tolower(static_cast<unsigned char>(lower[j])));
             auto plus = upper;  // a space as '+' (application/x-www-form-urlencoded)
-            for (auto at = plus.find("%20"); at != std::string::npos; at = plus.find("%20", at + 1)) plus.replace(at, 3, "+");
+            for (auto at = plus.find("%20"); at != std::string::npos; at = plus.find("%20", at + 1))
+                plus.replace(at, 3, "+");
             add(std::move(upper));
             add(std::move(lower));
             add(std::move(plus));
@@ -494,7 +496,7 @@ result<credential_service::token> credential_service::token_request(std::string 
     if (res->status == 400 || res->status == 401 || res->status == 403) {
         // Only the error codes of RFC 6749 section 5.2 are repeated: any other text the endpoint
         // sent is its own, and may hold what it was sent.
-        static constexpr std::string_view known[] = {"invalid_request",    "invalid_client", "invalid_grant",
+        static constexpr std::string_view known[] = {"invalid_request",     "invalid_client",         "invalid_grant",
                                                      "unauthorized_client", "unsupported_grant_type", "invalid_scope"};
         std::string code;
         if (obj)

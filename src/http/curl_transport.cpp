@@ -65,13 +65,16 @@ std::string printable(std::string_view name) {
 }  // namespace
 
 result<void> check_header_field(std::string_view name, std::string_view value) {
-    if (name.empty() || !std::all_of(name.begin(), name.end(), [](char c) { return is_token_char(static_cast<unsigned char>(c)); }))
+    if (name.empty() ||
+        !std::all_of(name.begin(), name.end(), [](char c) { return is_token_char(static_cast<unsigned char>(c)); }))
         return error{errc::invalid_argument, "header name \"" + printable(name) +
                                                  "\" is not a token: use letters, digits and !#$%&'*+-.^_`|~ only"};
-    for (auto framing : {"Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer"})
+    for (auto framing :
+         {"Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer"})
         if (same_field_name(name, framing))
-            return error{errc::invalid_argument, "header \"" + std::string(name) +
-                                                     "\" frames or routes the request, so only the transport sets it; remove it"};
+            return error{errc::invalid_argument,
+                         "header \"" + std::string(name) +
+                             "\" frames or routes the request, so only the transport sets it; remove it"};
     if (name.size() >= 6 && same_field_name(name.substr(0, 6), "Proxy-"))
         return error{errc::invalid_argument, "header \"" + std::string(name) +
                                                  "\" is meant for a proxy, so only the transport sets it; remove it"};
@@ -237,7 +240,8 @@ private:
         std::unique_ptr<curl_slist, slist_deleter> connect_to;
         if (r.pin) {
             auto const& a = r.pin->address;
-            auto entry = "::" + (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(r.pin->port);
+            auto entry =
+                "::" + (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(r.pin->port);
             connect_to.reset(curl_slist_append(nullptr, entry.c_str()));
         }
         auto* h = handle;

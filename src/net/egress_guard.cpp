@@ -4,7 +4,8 @@
 
 namespace integration::net {
 
-egress_guard::egress_guard(http::transport& inner, egress_policy policy, resolver& names, http::redirect_options redirects)
+egress_guard::egress_guard(http::transport& inner, egress_policy policy, resolver& names,
+                           http::redirect_options redirects)
     : inner_(inner), check_(http::egress_hop_check(std::move(policy), names)), redirects_(redirects) {}
 
 result<http::pinned_address> egress_guard::check(std::string_view url) const {

@@ -463,14 +463,16 @@ result<destination> egress_policy::check_destination(std::string_view url, resol
     // name must not learn which internal address it leads to.
     for (auto const& a : *answers) {
         if (!check_address(a))
-            return error{errc::egress_denied, "egress to " + d->host +
-                                                  " is refused by the egress policy: the name resolves to an address in a "
-                                                  "denied range (private, loopback, link-local or reserved); if it is "
-                                                  "intended, the operator can allow that range (--egress-allow)"};
+            return error{errc::egress_denied,
+                         "egress to " + d->host +
+                             " is refused by the egress policy: the name resolves to an address in a "
+                             "denied range (private, loopback, link-local or reserved); if it is "
+                             "intended, the operator can allow that range (--egress-allow)"};
         if (d->scheme == "http" && !allow_listed(allow, a))
-            return error{errc::egress_denied, "egress to http://" + d->host +
-                                                  " is refused by the egress policy: http is allowed only for addresses "
-                                                  "on the egress allow-list (--egress-allow); use https"};
+            return error{errc::egress_denied,
+                         "egress to http://" + d->host +
+                             " is refused by the egress policy: http is allowed only for addresses "
+                             "on the egress allow-list (--egress-allow); use https"};
     }
     d->literal = answers->front();  // pinned: the connection goes to this checked address
     return d;

@@ -31,9 +31,10 @@ result<void> validate(api_client_spec const& s, integration_provider const& prov
             return error{errc::invalid_argument, "operations[].method must be GET, POST, PUT, PATCH or DELETE"};
         if (auto r = detail::require_path(op.path, "operations[].path"); !r) return r;
         if (detail::has_dot_segment(op.path))
-            return error{errc::invalid_argument, "operations[].path \"" + op.path +
-                                                     "\" has a '.' or '..' segment (also as %2e, or split by \\, %2f or "
-                                                     "%5c); an operation must stay within its own path"};
+            return error{errc::invalid_argument,
+                         "operations[].path \"" + op.path +
+                             "\" has a '.' or '..' segment (also as %2e, or split by \\, %2f or "
+                             "%5c); an operation must stay within its own path"};
     }
     if (s.rate_limit_profile)
         if (auto r = s.rate_limit_profile->validate(); !r) return r;

@@ -52,8 +52,7 @@ run_service::run_service(storage::store& store, credentials::credential_service&
                          clock const& clock, run_service_options options)
     : store_(store), credentials_(credentials), blobs_(blobs),
       outbound_(transport, std::move(egress), resolver, options.redirects), clock_(clock), options_(std::move(options)),
-      own_limiter_(clock),
-      limiter_(options_.rate_limits ? *options_.rate_limits : own_limiter_) {
+      own_limiter_(clock), limiter_(options_.rate_limits ? *options_.rate_limits : own_limiter_) {
     if (!options_.sleep) options_.sleep = [](milliseconds d) { std::this_thread::sleep_for(d); };
     if (!options_.random)
         options_.random = [] {
@@ -152,8 +151,8 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
                 if (!limit) limit = c.data().rate_limit_profile ? c.data().rate_limit_profile : provider->data().rate_limit_profile;
                 auto limit_key = ctx.tenant_id + "/" + provider->id() + "/" + conn->id();
                 auto* cb = &breaker(conn->id());
-                out = std::make_shared<bound const>(
-                    bound{std::move(*conn), std::move(*provider), *op, std::move(placement), limit, std::move(limit_key), cb});
+                out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op,
+                                                          std::move(placement), limit, std::move(limit_key), cb});
                 return {};
             }
         }
@@ -179,9 +178,10 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
             return error{errc::invalid_argument, "input.headers: " + ok.error().detail()};
         for (auto const& own : placement.headers)
             if (http::same_field_name(name, own))
-                return error{errc::invalid_argument, "input.headers: header \"" + name +
-                                                         "\" is where the connection's credential goes, and the credential "
-                                                         "is added on each call; remove it"};
+                return error{errc::invalid_argument,
+                             "input.headers: header \"" + name +
+                                 "\" is where the connection's credential goes, and the credential "
+                                 "is added on each call; remove it"};
     }
     for (auto const& [name, value] : r.input.query)
         if (std::find(placement.query.begin(), placement.query.end(), name) != placement.query.end())
@@ -202,7 +202,8 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
             return error{errc::invalid_argument, "input.pathParams." + name + " is required by " + r.operation + " (" + tpl + ")"};
         if (it->second == "." || it->second == "..")
             return error{errc::invalid_argument, "input.pathParams." + name + " must not be \"" + it->second +
-                                                     "\": a path parameter is one segment of " + tpl + ", never a step out of it"};
+                                                     "\": a path parameter is one segment of " + tpl +
+                                                     ", never a step out of it"};
         path += http::form_encode(it->second);  // one segment: '/', '\' and '%' are encoded too
         i = close + 1;
     }

@@ -88,9 +88,15 @@ std::string percent_encode(std::string_view in, bool plus_for_space = false) {
     static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;
     for (unsigned char c : in) {
-        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') out += static_cast<char>(c);
-        else if (c == ' ' && plus_for_space) out += '+';
-        else (out += '%', out += hex[c >> 4], out += hex[c & 15]);
+        if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') {
+            out += static_cast<char>(c);
+        } else if (c == ' ' && plus_for_space) {
+            out += '+';
+        } else {
+            out += '%';
+            out += hex[c >> 4];
+            out += hex[c & 15];
+        }
     }
     return out;
 }

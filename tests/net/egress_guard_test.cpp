@@ -9,7 +9,9 @@ namespace {
 
 using namespace std::chrono_literals;
 
-ip_address addr(char const* text) { return *ip_address::parse(text); }
+ip_address addr(char const* text) {
+    return *ip_address::parse(text);
+}
 
 std::string answer_with_target(testing::received_request const& r) {
     return testing::http_answer_bytes(200, r.target);
@@ -33,9 +35,9 @@ protected:
 TEST_F(egress_guard_test, a_refused_destination_is_never_connected_to_and_a_resolved_address_never_named) {
     dns_.add("inside.test", {addr("127.0.0.2")});
     dns_.add("mixed.test", {addr("127.0.0.1"), addr("127.0.0.2")});
-    for (auto const& target : {url("inside.test", inside_.port()), url("INSIDE.test.", inside_.port()),
-                               url("mixed.test", inside_.port()), url("127.0.0.2", inside_.port()),
-                               url("2130706434", inside_.port()), url("127.2", inside_.port())}) {
+    for (auto const& target :
+         {url("inside.test", inside_.port()), url("INSIDE.test.", inside_.port()), url("mixed.test", inside_.port()),
+          url("127.0.0.2", inside_.port()), url("2130706434", inside_.port()), url("127.2", inside_.port())}) {
         auto res = guard_.send({.method = "POST", .url = target, .body = "secret-body", .timeout = 2s});
         ASSERT_FALSE(res) << target;
         EXPECT_EQ(res.error(), errc::egress_denied) << res.error().detail();
@@ -57,7 +59,8 @@ TEST_F(egress_guard_test, an_allowed_name_is_pinned_to_its_checked_address_in_ev
         EXPECT_EQ(pin->host, "vendor.test");
         EXPECT_EQ(pin->address, "127.0.0.1");
         // The request's own pin is replaced by the checked one.
-        auto res = guard_.send({.url = url(host, allowed_.port(), "/ping"), .timeout = 5s,
+        auto res = guard_.send({.url = url(host, allowed_.port(), "/ping"),
+                                .timeout = 5s,
                                 .pin = http::pinned_address{"vendor.test", inside_.port(), "127.0.0.2"}});
         ASSERT_TRUE(res) << host << ": " << res.error().message();
         EXPECT_EQ(res->body, "/ping");
@@ -72,10 +75,12 @@ TEST_F(egress_guard_test, every_redirect_hop_is_checked_and_pinned_again) {
     dns_.add("inside.test", {addr("127.0.0.2")});
     dns_.add("next.test", {addr("127.0.0.1")});
     testing::keep_alive_server first([&](testing::received_request const& r) {
-        auto to = r.target == "/to-inside" ? url("inside.test", inside_.port()) : url("next.test", allowed_.port(), "/landed");
+        auto to = r.target == "/to-inside" ? url("inside.test", inside_.port())
+                                           : url("next.test", allowed_.port(), "/landed");
         return testing::http_answer_bytes(302, "", "Location: " + to + "\r\n");
     });
-    egress_guard following(*curl_, egress_policy{.allow = {cidr::parse("127.0.0.1/32").value()}}, dns_, {.max_hops = 3});
+    egress_guard following(*curl_, egress_policy{.allow = {cidr::parse("127.0.0.1/32").value()}}, dns_,
+                           {.max_hops = 3});
     auto landed = following.send({.url = url("127.0.0.1", first.port(), "/to-next"), .timeout = 5s});
     ASSERT_TRUE(landed) << landed.error().message();
     EXPECT_EQ(landed->body, "/landed");

@@ -376,6 +376,34 @@ TEST_F(run_service_test, caller_headers_that_frame_route_or_take_the_credentials
     EXPECT_NE(vendor_->requests()[0].find("X-Note: tab\tand UTF-8 \xc3\xa9\r\n"), std::string::npos);
 }
 
+TEST_F(run_service_test, a_query_parameter_named_like_a_query_placed_key_is_refused) {
+    start({reply(200, "ok")});
+    auto cred = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("query-key-1"),
+                                                .api_key = credentials::api_key_placement{.in = "query", .name = "api_key"}}));
+    std::string conn;
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto spec = connection_spec("proj-2");
+        spec.endpoints.clear();
+        spec.credential_id = cred.id();
+        auto c = must(connections::integration_connection::create(ctx_, clock_.now(), must(uow.providers().find(provider_id_)), spec));
+        must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
+        must(c.activate(true, clock_.now()));
+        conn = c.id();
+        return uow.connections().save(c);
+    }));
+    auto request = send_sms();
+    request.connection_id = conn;
+    request.input.query = {{"api_key", "chosen-by-the-caller"}};
+    auto out = runs_->execute(ctx_, request);
+    ASSERT_FALSE(out);
+    EXPECT_EQ(out.error(), errc::invalid_argument);
+    EXPECT_NE(out.error().detail().find("input.query"), std::string::npos) << out.error().detail();
+    EXPECT_TRUE(vendor_->requests().empty());
+    request.input.query = {{"dry", "no"}};
+    must(runs_->execute(ctx_, request));
+    EXPECT_NE(vendor_->requests().at(0).find("?dry=no&api_key=query-key-1 HTTP/1.1"), std::string::npos);
+}
+
 TEST_F(run_service_test, a_path_parameter_is_one_encoded_segment_and_dot_segments_are_refused) {
     start({reply(200, "ok")});
     for (std::string value : {".", ".."}) {

@@ -35,14 +35,15 @@ struct received_request {
     std::string method;
     std::string target;
     std::vector<std::pair<std::string, std::string>> headers;  ///< As sent (names not folded).
-    std::string head;  ///< The raw request line and header fields.
+    std::string head;                                          ///< The raw request line and header fields.
     std::string body;
 
     /** The first value of `name` (case-insensitive), if any. */
     std::optional<std::string> header(std::string_view name) const {
         for (auto const& [k, v] : headers)
-            if (std::equal(k.begin(), k.end(), name.begin(), name.end(),
-                           [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b)); }))
+            if (std::equal(k.begin(), k.end(), name.begin(), name.end(), [](char a, char b) {
+                    return std::tolower(static_cast<unsigned char>(a)) == std::tolower(static_cast<unsigned char>(b));
+                }))
                 return v;
         return std::nullopt;
     }
@@ -50,8 +51,9 @@ struct received_request {
 
 /** Builds a keep-alive answer with a Content-Length. */
 inline std::string http_answer_bytes(int status, std::string const& body, std::string const& extra_headers = "") {
-    return "HTTP/1.1 " + std::to_string(status) + " X\r\nContent-Type: application/json\r\nContent-Length: " +
-           std::to_string(body.size()) + "\r\n" + extra_headers + "\r\n" + body;
+    return "HTTP/1.1 " + std::to_string(status) +
+           " X\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) + "\r\n" +
+           extra_headers + "\r\n" + body;
 }
 
 class keep_alive_server {
