@@ -619,7 +619,7 @@ TEST_F(host_e2e, refused_destinations_and_unusable_paths_are_refused_at_registra
                              "https://10.0.0.1", "https://192.168.1.1:8443", "http://0xa9fea9fe", "https://0251.254.169.254",
                              "https://2852039166", "https://0xa.0.0.1", "https://[::ffff:169.254.169.254]", "https://[::1]",
                              "https://[fd00::1]", "https://0", "https://localhost", "https://api.localhost",
-                             "ftp://vendor.example", "https://user:hunter2@vendor.example", "https://vendor.example@10.0.0.1/"}) {
+                             "http://[::ffff:a9fe:a9fe]", "https://user:hunter2@vendor.example", "https://vendor.example@10.0.0.1/"}) {
         auto key = "refused-" + std::to_string(++n);
         auto r = a().post("/integrations/providers", provider(key, base));
         EXPECT_EQ(r.status, 422) << base << ": " << r.body;
