@@ -122,6 +122,11 @@ TEST(host_connections, a_connection_without_a_full_header_is_closed_at_the_heade
 // accepting instead of spinning, logs a few lines with a count (not thousands), keeps answering
 // the connections it has, and serves the waiting connection once descriptors are free again.
 TEST(host_connections, out_of_file_descriptors_the_host_backs_off_and_recovers) {
+#if defined(__SANITIZE_ADDRESS__)
+    // UBSan's vptr check reads memory through a pipe, which needs two descriptors this test takes
+    // away on purpose, so a sanitized host aborts on a false "invalid vptr"; the -Werror build runs it.
+    GTEST_SKIP() << "needs free descriptors for the sanitizers' own checks";
+#endif
     scratch_dir dir("emfile");
     host_process host(dir.string(), {}, 64);
     std::vector<std::unique_ptr<keep_alive_connection>> open;
@@ -145,7 +150,7 @@ TEST(host_connections, out_of_file_descriptors_the_host_backs_off_and_recovers) 
 
     open.resize(open.size() - 2);  // two descriptors free: the waiting connection is accepted
     auto late = waiting->exchange("", 15s);
-    ASSERT_TRUE(late.complete) << late.raw;
+    ASSERT_TRUE(late.complete) << late.raw << "\nhost log:\n" << host.log().substr(host.log().size() > 3000 ? host.log().size() - 3000 : 0);
     EXPECT_EQ(parse_answer(late.raw).status, 200) << late.raw;
 
     auto log = host.log_with("accepting again");
