@@ -5,8 +5,8 @@
 // Each row carries a ~1 KiB payload. Run: commit_bench [--benchmark_min_time=2]
 
 #include <integration/core/id.hpp>
-#include <integration/runs/run.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/domain/run.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <benchmark/benchmark.h>
 #include <sqlite3.h>

@@ -3,9 +3,9 @@
 //   resolve_uncached  - point read of the credential row + vault read + two AES-256-GCM opens
 //   raw_aes_gcm_open  - baseline: one OpenSSL AES-256-GCM decrypt of a 64-byte secret, same process
 
-#include <integration/credentials/credential_service.hpp>
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/services/credential_service.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <benchmark/benchmark.h>
 #include <openssl/evp.h>

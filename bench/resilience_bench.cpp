@@ -1,7 +1,7 @@
 // Token-bucket acquire (one key, uncontended, system clock) against its floor: reading the clock
 // plus an uncontended mutex lock/unlock, in the same process.
 
-#include <integration/resilience/token_bucket.hpp>
+#include <integration/outbound/token_bucket.hpp>
 
 #include <benchmark/benchmark.h>
 

@@ -4,10 +4,13 @@
 // transport, classifies the answer and durably records the run (two commits: Running, then
 // Completed) in SQLite with synchronous=FULL. Concurrent runs share fsyncs through group commit.
 
-#include <integration/credentials/credential_service.hpp>
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/runs/run_service.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/backends/sqlite/sqlite_blob_store.hpp>
+#include <integration/backends/filesystem/filesystem_blob_store.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/services/credential_service.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/services/run_service.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>

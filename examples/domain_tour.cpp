@@ -1,10 +1,10 @@
 // A tour of the domain on the embedded default: a real SQLite file, the transactional outbox and
 // an in-process event dispatcher. Usage: domain_tour [DATA_DIR]   (default ./data)
 
-#include <integration/connections/connection_service.hpp>
-#include <integration/events/outbox_relay.hpp>
-#include <integration/providers/registry.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/services/connection_service.hpp>
+#include <integration/services/outbox_relay.hpp>
+#include <integration/services/registry.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <boost/json/serialize.hpp>
 

@@ -1,6 +1,6 @@
 #include "api_keys.hpp"
 
-#include "crypto/crypto.hpp"
+#include "detail/crypto.hpp"
 
 #include <integration/core/context.hpp>
 

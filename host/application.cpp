@@ -3,7 +3,7 @@
 #include "access_log.hpp"
 #include "handlers/handlers.hpp"
 #include "api_keys.hpp"
-#include "crypto/crypto.hpp"
+#include "detail/crypto.hpp"
 #include "problem.hpp"
 
 #include <boost/beast/http/field.hpp>

@@ -8,7 +8,7 @@
 #include "router.hpp"
 #include "services.hpp"
 
-#include <integration/resilience/token_bucket.hpp>
+#include <integration/outbound/token_bucket.hpp>
 
 #include <chrono>
 #include <mutex>

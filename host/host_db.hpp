@@ -5,7 +5,7 @@
 // registrations. Kept apart from integration.db so the library's schema and migrations stay the
 // library's; it goes through the library's own SQLite wrapper (cached statements, mapped errors).
 
-#include "storage/sqlite/connection.hpp"
+#include "detail/sqlite/connection.hpp"
 
 #include <memory>
 #include <mutex>

@@ -5,7 +5,7 @@
 // bounded set of values: route patterns (never raw paths), a fixed set of methods, HTTP statuses,
 // run statuses, event types and worker names. No tenant, key or secret ever becomes a label.
 
-#include <integration/resilience/circuit_breaker.hpp>
+#include <integration/outbound/circuit_breaker.hpp>
 
 #include <array>
 #include <atomic>

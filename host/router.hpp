@@ -7,7 +7,7 @@
 #include "reply.hpp"
 
 #include <integration/core/context.hpp>
-#include <integration/storage/store.hpp>
+#include <integration/ports/store.hpp>
 
 #include <boost/json/object.hpp>
 

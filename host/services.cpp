@@ -1,7 +1,9 @@
 #include "services.hpp"
 
-#include <integration/core/clock.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/backends/filesystem/filesystem_blob_store.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/ports/clock.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <sys/stat.h>
 

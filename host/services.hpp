@@ -9,16 +9,16 @@
 #include "idempotency.hpp"
 #include "metrics.hpp"
 
-#include <integration/blobs/blob_store.hpp>
-#include <integration/connections/connection_service.hpp>
-#include <integration/connections/health_prober.hpp>
-#include <integration/credentials/credential_service.hpp>
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/events/publisher.hpp>
-#include <integration/net/egress_policy.hpp>
-#include <integration/providers/registry.hpp>
-#include <integration/runs/run_service.hpp>
-#include <integration/storage/store.hpp>
+#include <integration/ports/blob_store.hpp>
+#include <integration/services/connection_service.hpp>
+#include <integration/services/health_prober.hpp>
+#include <integration/services/credential_service.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/ports/event_publisher.hpp>
+#include <integration/outbound/egress_policy.hpp>
+#include <integration/services/registry.hpp>
+#include <integration/services/run_service.hpp>
+#include <integration/ports/store.hpp>
 
 #include <memory>
 

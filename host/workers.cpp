@@ -3,11 +3,11 @@
 #include "access_log.hpp"
 #include "handlers/handlers.hpp"
 
-#include <integration/core/clock.hpp>
-#include <integration/credentials/rotation_worker.hpp>
-#include <integration/events/outbox_relay.hpp>
-#include <integration/retention/retention_worker.hpp>
-#include <integration/runs/retry_worker.hpp>
+#include <integration/ports/clock.hpp>
+#include <integration/services/rotation_worker.hpp>
+#include <integration/services/outbox_relay.hpp>
+#include <integration/services/retention_worker.hpp>
+#include <integration/services/retry_worker.hpp>
 
 namespace integration::host {
 namespace {

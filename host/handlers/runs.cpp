@@ -1,7 +1,7 @@
 #include "handlers/handlers.hpp"
 
 #include "api_keys.hpp"
-#include "crypto/crypto.hpp"
+#include "detail/crypto.hpp"
 #include "problem.hpp"
 
 #include <boost/json/serialize.hpp>

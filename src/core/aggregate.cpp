@@ -1,5 +1,5 @@
 #include <integration/core/aggregate.hpp>
-#include <integration/core/policies.hpp>
+#include <integration/domain/policies.hpp>
 
 #include <sstream>
 

@@ -95,10 +95,3 @@ result<time_point> parse_time(std::string_view s) {
 }
 
 }  // namespace integration
-
-namespace integration {
-system_clock& system_clock::instance() noexcept {
-    static system_clock c;
-    return c;
-}
-}  // namespace integration

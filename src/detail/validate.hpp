@@ -3,7 +3,7 @@
 
 #include <integration/core/enum.hpp>
 #include <integration/core/error.hpp>
-#include <integration/net/egress_policy.hpp>
+#include <integration/outbound/egress_policy.hpp>
 
 #include <string>
 #include <string_view>

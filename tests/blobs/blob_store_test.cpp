@@ -1,4 +1,6 @@
-#include <integration/blobs/blob_store.hpp>
+#include <integration/backends/sqlite/sqlite_blob_store.hpp>
+#include <integration/backends/filesystem/filesystem_blob_store.hpp>
+#include <integration/ports/blob_store.hpp>
 
 #include "storage/fixtures.hpp"
 

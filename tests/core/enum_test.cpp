@@ -1,7 +1,7 @@
 #include <integration/core/enum.hpp>
 
 #include <integration/core/error.hpp>
-#include <integration/core/policies.hpp>
+#include <integration/domain/policies.hpp>
 
 #include <boost/system/system_error.hpp>
 #include <gtest/gtest.h>

@@ -1,6 +1,7 @@
 #include <integration/core/id.hpp>
 
 #include <integration/core/time.hpp>
+#include <integration/ports/clock.hpp>
 
 #include <gtest/gtest.h>
 #include <sys/wait.h>

@@ -1,17 +1,17 @@
 #include <integration/core/json.hpp>
 
-#include <integration/connections/connection.hpp>
+#include <integration/domain/connection.hpp>
 #include <integration/core/aggregate.hpp>
 #include <integration/core/id.hpp>
-#include <integration/core/policies.hpp>
-#include <integration/credentials/credential.hpp>
-#include <integration/credentials/credential_service.hpp>
-#include <integration/failures/failure.hpp>
-#include <integration/providers/api_client.hpp>
-#include <integration/providers/provider.hpp>
-#include <integration/runs/run.hpp>
-#include <integration/webhooks/delivery.hpp>
-#include <integration/webhooks/subscription.hpp>
+#include <integration/domain/policies.hpp>
+#include <integration/domain/credential.hpp>
+#include <integration/services/credential_service.hpp>
+#include <integration/domain/failure.hpp>
+#include <integration/domain/api_client.hpp>
+#include <integration/domain/provider.hpp>
+#include <integration/domain/run.hpp>
+#include <integration/domain/delivery.hpp>
+#include <integration/domain/subscription.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -300,7 +300,7 @@ TEST_F(json_test, subscription_round_trips_with_filter_and_attempt_policy) {
                                   .signing_secret_ref = "vault://local/t1/whsec?version=1",
                                   .filter = json::value{{"amount", {{"gt", 100}}}, {"currency", json::array{"EUR"}}},
                                   .attempt_policy = webhooks::subscription_attempt_policy{.max_attempts = 4}};
-    auto sub = webhooks::webhook_subscription::create(ctx(), clock.now(), s, net::egress_policy{}).value();
+    auto sub = webhooks::webhook_subscription::create(ctx(), clock.now(), s).value();
     sub.deactivate("paused").value();
     auto back = round_trip(sub);
     EXPECT_EQ(aggregate_to_json(back), aggregate_to_json(sub));
@@ -315,8 +315,7 @@ TEST_F(json_test, deliveries_round_trip_in_both_directions) {
                                                       {.project_id = "proj-1",
                                                        .event_type = "*",
                                                        .endpoint_url = "https://hooks.customer.example/in",
-                                                       .signing_secret_ref = "vault://local/t1/whsec?version=1"},
-                                                      net::egress_policy{})
+                                                       .signing_secret_ref = "vault://local/t1/whsec?version=1"})
                    .value();
     auto out = webhooks::webhook_delivery::outbound(ctx(), clock.now(), sub, "order.created", "evt-1", "blob://p/1")
                    .value();

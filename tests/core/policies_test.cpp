@@ -1,4 +1,4 @@
-#include <integration/core/policies.hpp>
+#include <integration/domain/policies.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include <integration/providers/semantic_version.hpp>
+#include <integration/domain/semantic_version.hpp>
 
 #include <gtest/gtest.h>
 

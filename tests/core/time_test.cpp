@@ -1,4 +1,5 @@
 #include <integration/core/time.hpp>
+#include <integration/ports/clock.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include <integration/credentials/credential_service.hpp>
+#include <integration/services/credential_service.hpp>
 
 #include "storage/fixtures.hpp"
 #include "support/credential_doubles.hpp"
@@ -6,10 +6,10 @@
 #include "support/keep_alive_server.hpp"
 
 #include <integration/core/id.hpp>
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/storage/sqlite_store.hpp>
-#include <integration/webhooks/signing_secret.hpp>
-#include <integration/webhooks/subscription.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
+#include <integration/services/signing_secret.hpp>
+#include <integration/domain/subscription.hpp>
 
 #include <boost/json/serialize.hpp>
 
@@ -231,7 +231,7 @@ TEST_F(credential_service_test, canary_secrets_never_reach_the_database_its_wal_
     EXPECT_EQ(signing_secret.rfind("whsec_", 0), 0u);
     must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
         auto s = must(webhooks::webhook_subscription::create(
-            ctx_, clock_.now(), {"proj", "order.*", "https://hooks.example.com/x", signing.ref, {}, {}}, net::egress_policy{}));
+            ctx_, clock_.now(), {"proj", "order.*", "https://hooks.example.com/x", signing.ref, {}, {}}));
         return uow.subscriptions().save(s);
     }));
     // Error paths that handle the secrets must not echo them either.

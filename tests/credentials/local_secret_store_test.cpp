@@ -1,8 +1,8 @@
-#include <integration/credentials/local_secret_store.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
 
 #include "storage/fixtures.hpp"
 
-#include <integration/credentials/fingerprint.hpp>
+#include <integration/services/fingerprint.hpp>
 
 #include <sqlite3.h>
 #include <sys/stat.h>

@@ -1,10 +1,11 @@
-#include <integration/credentials/credential_service.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/services/credential_service.hpp>
 
 #include "storage/fixtures.hpp"
 #include "support/child_process.hpp"
 
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <atomic>
 #include <boost/json/parse.hpp>

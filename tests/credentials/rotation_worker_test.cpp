@@ -1,10 +1,10 @@
-#include <integration/credentials/rotation_worker.hpp>
+#include <integration/services/rotation_worker.hpp>
 
 #include "storage/fixtures.hpp"
 #include "support/credential_doubles.hpp"
 
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 namespace integration::testing {
 namespace {

@@ -1,7 +1,7 @@
-#include <integration/providers/api_client.hpp>
+#include <integration/domain/api_client.hpp>
 
-#include <integration/events/envelope.hpp>
-#include <integration/providers/registry.hpp>
+#include <integration/domain/event.hpp>
+#include <integration/services/registry.hpp>
 
 #include "domain/fixtures.hpp"
 

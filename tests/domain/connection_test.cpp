@@ -1,6 +1,6 @@
-#include <integration/connections/connection.hpp>
+#include <integration/domain/connection.hpp>
 
-#include <integration/events/envelope.hpp>
+#include <integration/domain/event.hpp>
 
 #include "domain/fixtures.hpp"
 

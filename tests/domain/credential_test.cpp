@@ -1,6 +1,6 @@
-#include <integration/credentials/credential.hpp>
+#include <integration/domain/credential.hpp>
 
-#include <integration/events/envelope.hpp>
+#include <integration/domain/event.hpp>
 
 #include "domain/fixtures.hpp"
 

@@ -1,6 +1,6 @@
-#include <integration/webhooks/delivery.hpp>
+#include <integration/domain/delivery.hpp>
 
-#include <integration/events/envelope.hpp>
+#include <integration/domain/event.hpp>
 
 #include "domain/fixtures.hpp"
 
@@ -32,7 +32,7 @@ protected:
                             .endpoint_url = "https://hooks.customer.example/integration",
                             .signing_secret_ref = "vault://local/t1/whsec?version=1",
                             .attempt_policy = subscription_attempt_policy{.max_attempts = max_attempts}};
-        return webhook_subscription::create(tenant_ctx(), clock.now(), s, net::egress_policy{}).value();
+        return webhook_subscription::create(tenant_ctx(), clock.now(), s).value();
     }
     webhook_delivery outbound(std::int64_t max_attempts = 3) {
         return webhook_delivery::outbound(tenant_ctx(), clock.now(), subscription(max_attempts), "order.created",

@@ -1,6 +1,6 @@
-#include <integration/failures/failure.hpp>
+#include <integration/domain/failure.hpp>
 
-#include <integration/events/envelope.hpp>
+#include <integration/domain/event.hpp>
 
 #include "domain/fixtures.hpp"
 

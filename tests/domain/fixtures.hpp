@@ -4,14 +4,14 @@
 // Builders shared by the aggregate tests: a tenant context, a manual clock, and aggregates in each
 // of the states the transition tests start from. Everything here goes through the public API.
 
-#include <integration/connections/connection.hpp>
+#include <integration/domain/connection.hpp>
 #include <integration/core/aggregate.hpp>
-#include <integration/core/clock.hpp>
+#include <integration/ports/clock.hpp>
 #include <integration/core/context.hpp>
 #include <integration/core/id.hpp>
-#include <integration/providers/api_client.hpp>
-#include <integration/providers/provider.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/domain/api_client.hpp>
+#include <integration/domain/provider.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>

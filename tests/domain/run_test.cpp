@@ -1,6 +1,6 @@
-#include <integration/runs/run.hpp>
+#include <integration/domain/run.hpp>
 
-#include <integration/events/envelope.hpp>
+#include <integration/domain/event.hpp>
 
 #include "domain/fixtures.hpp"
 

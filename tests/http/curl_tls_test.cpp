@@ -1,4 +1,5 @@
-#include <integration/http/transport.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/ports/transport.hpp>
 
 #include "support/tls_peer.hpp"
 

@@ -1,4 +1,5 @@
-#include <integration/http/redirects.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/outbound/redirects.hpp>
 
 #include "support/loopback_server.hpp"
 #include "support/tls_peer.hpp"

@@ -1,8 +1,9 @@
-#include <integration/net/egress_policy.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/outbound/egress_policy.hpp>
 
 #include "support/loopback_server.hpp"
 
-#include <integration/http/transport.hpp>
+#include <integration/ports/transport.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,5 @@
-#include <integration/net/egress_guard.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/outbound/egress_guard.hpp>
 
 #include "support/keep_alive_server.hpp"
 

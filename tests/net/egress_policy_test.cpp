@@ -1,4 +1,4 @@
-#include <integration/net/egress_policy.hpp>
+#include <integration/outbound/egress_policy.hpp>
 
 #include <gtest/gtest.h>
 

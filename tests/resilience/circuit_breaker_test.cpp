@@ -1,4 +1,4 @@
-#include <integration/resilience/circuit_breaker.hpp>
+#include <integration/outbound/circuit_breaker.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,4 +1,4 @@
-#include <integration/failures/classifier.hpp>
+#include <integration/outbound/classifier.hpp>
 
 #include <integration/core/time.hpp>
 

@@ -1,4 +1,4 @@
-#include <integration/resilience/retry.hpp>
+#include <integration/outbound/retry.hpp>
 
 #include <integration/core/time.hpp>
 

@@ -1,4 +1,4 @@
-#include <integration/resilience/token_bucket.hpp>
+#include <integration/outbound/token_bucket.hpp>
 
 #include <gtest/gtest.h>
 

@@ -1,9 +1,10 @@
-#include <integration/retention/retention_worker.hpp>
+#include <integration/backends/sqlite/sqlite_blob_store.hpp>
+#include <integration/services/retention_worker.hpp>
 
 #include "storage/fixtures.hpp"
 
 #include <integration/core/id.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <boost/json/parse.hpp>
 

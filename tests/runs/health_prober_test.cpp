@@ -1,4 +1,4 @@
-#include <integration/connections/health_prober.hpp>
+#include <integration/services/health_prober.hpp>
 
 #include "support/credential_world.hpp"
 #include "support/keep_alive_server.hpp"

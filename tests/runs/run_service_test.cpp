@@ -1,10 +1,12 @@
-#include <integration/runs/run_service.hpp>
+#include <integration/backends/filesystem/filesystem_blob_store.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/services/run_service.hpp>
 
 #include "support/credential_world.hpp"
 #include "support/credential_doubles.hpp"
 #include "support/loopback_server.hpp"
 
-#include <integration/runs/retry_worker.hpp>
+#include <integration/services/retry_worker.hpp>
 
 #include <sys/wait.h>
 

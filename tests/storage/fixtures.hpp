@@ -3,7 +3,8 @@
 
 // Builders of valid aggregates and a temporary directory, shared by the storage tests.
 
-#include <integration/storage/store.hpp>
+#include <integration/ports/store.hpp>
+#include <integration/ports/clock.hpp>
 
 #include <gtest/gtest.h>
 

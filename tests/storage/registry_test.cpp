@@ -1,9 +1,9 @@
-#include <integration/providers/registry.hpp>
+#include <integration/services/registry.hpp>
 
 #include "fixtures.hpp"
 
-#include <integration/connections/connection_service.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/services/connection_service.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 namespace integration::testing {
 namespace {

@@ -1,9 +1,9 @@
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include "store_conformance.hpp"
 
 #include <integration/core/id.hpp>
-#include <integration/providers/registry.hpp>
+#include <integration/services/registry.hpp>
 
 #include <sqlite3.h>
 #include <sys/resource.h>

@@ -1,7 +1,7 @@
 #include "store_conformance.hpp"
 
 #include <integration/core/id.hpp>
-#include <integration/events/outbox_relay.hpp>
+#include <integration/services/outbox_relay.hpp>
 
 #include <boost/json/serialize.hpp>
 
@@ -63,12 +63,10 @@ TEST_P(store_conformance, every_aggregate_round_trips_with_children_and_metadata
             {failures::failure_category::rate_limited, "http_429", "slow down", failures::next_action::retry, now + 5s}));
         must(f.record_attempt({failures::failure_category::transient, "http_503", "unavailable", failures::next_action::retry, now + 10s}, now));
         must(f.escalate({"ops", "vendor outage", now, std::string("INC-1")}));
-        net::egress_policy egress;
         auto sub = must(webhooks::webhook_subscription::create(
             a_, now,
             {"proj-1", "order.*", "https://hooks.example.com/in", "vault://local/tenant-a/whsec?version=1",
-             boost::json::value{{"field", "amount"}}, webhooks::subscription_attempt_policy{.max_attempts = 3}},
-            egress));
+             boost::json::value{{"field", "amount"}}, webhooks::subscription_attempt_policy{.max_attempts = 3}}));
         auto out = must(webhooks::webhook_delivery::outbound(a_, now, sub, "order.created", "evt-1", std::string("blob://p")));
         must(out.record_failure({0, 500, 40, std::string("oops"), std::nullopt, now}, now + 5s));
         auto in = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, "gh-1", "push",
@@ -299,7 +297,7 @@ TEST_P(store_conformance, tenant_b_cannot_read_list_or_update_tenant_a_rows) {
                                                           {failures::failure_category::transient, "timeout", "t",
                                                            failures::next_action::retry, now}));
         sub = must(webhooks::webhook_subscription::create(
-            a_, now, {"proj-1", "*", "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}, net::egress_policy{}));
+            a_, now, {"proj-1", "*", "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}));
         del = must(webhooks::webhook_delivery::outbound(a_, now, *sub, "x.y", "evt", std::nullopt));
         in = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, "pd-1", "push", {}, {}));
         must(uow.runs().save(*run));
@@ -447,17 +445,16 @@ TEST_P(store_conformance, access_patterns_answer_the_seed_queries) {
         spec.expires_at = now + 24h;
         auto expiring = must(credentials::integration_credential::create(a_, now, spec));
         must(uow.credentials().save(expiring));
-        net::egress_policy egress;
         for (auto pattern : {"order.*", "order.created", "invoice.paid", "*"}) {
             auto s = must(webhooks::webhook_subscription::create(
-                a_, now, {"proj-1", pattern, "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}, egress));
+                a_, now, {"proj-1", pattern, "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}));
             must(uow.subscriptions().save(s));
             auto d = must(webhooks::webhook_delivery::outbound(a_, now, s, pattern == std::string("*") ? "any.thing" : pattern == std::string("order.*") ? "order.paid" : pattern, "evt", {}));
             if (pattern == std::string("invoice.paid")) must(d.record_success({0, 200, 3, {}, {}, now}));
             must(uow.deliveries().save(d));
         }
         auto inactive = must(webhooks::webhook_subscription::create(
-            a_, now, {"proj-1", "order.created", "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}, egress));
+            a_, now, {"proj-1", "order.created", "https://hooks.example.com", "vault://local/tenant-a/s?version=1", {}, {}}));
         must(inactive.deactivate("off"));
         return uow.subscriptions().save(inactive);
     });

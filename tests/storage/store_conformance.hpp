@@ -6,7 +6,7 @@
 
 #include "fixtures.hpp"
 
-#include <integration/core/clock.hpp>
+#include <integration/ports/clock.hpp>
 
 namespace integration::testing {
 

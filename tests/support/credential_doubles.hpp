@@ -4,8 +4,8 @@
 // Stand-ins for what a credential test does not talk to for real: a vault that can go down and a
 // network that must not be used.
 
-#include <integration/credentials/secret_store.hpp>
-#include <integration/http/transport.hpp>
+#include <integration/ports/secret_store.hpp>
+#include <integration/ports/transport.hpp>
 
 #include <gtest/gtest.h>
 

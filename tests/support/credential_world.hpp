@@ -8,11 +8,12 @@
 
 #include "storage/fixtures.hpp"
 
-#include <integration/net/egress_policy.hpp>
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/outbound/egress_policy.hpp>
 
-#include <integration/credentials/credential_service.hpp>
-#include <integration/credentials/local_secret_store.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/services/credential_service.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 namespace integration::testing {
 

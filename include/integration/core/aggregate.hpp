@@ -6,7 +6,7 @@
  *  concurrency version) and the list of domain events raised since it was loaded.
  */
 
-#include <integration/core/clock.hpp>
+#include <integration/core/time.hpp>
 #include <integration/core/context.hpp>
 #include <integration/core/json.hpp>
 

@@ -7,7 +7,7 @@
  *  never sequential, not guessable.
  */
 
-#include <integration/core/clock.hpp>
+#include <integration/core/time.hpp>
 
 #include <string>
 #include <string_view>

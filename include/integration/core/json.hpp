@@ -7,7 +7,7 @@
  *  in one place. Optional members are omitted when empty and may be absent on input.
  */
 
-#include <integration/core/clock.hpp>
+#include <integration/core/time.hpp>
 #include <integration/core/enum.hpp>
 #include <integration/core/error.hpp>
 #include <integration/core/time.hpp>

@@ -5,14 +5,17 @@
  *  RFC 3339 text for instants: the one format used in JSON, storage and events.
  */
 
-#include <integration/core/clock.hpp>
 #include <integration/core/error.hpp>
 
+#include <chrono>
 #include <cstdint>
 #include <string>
 #include <string_view>
 
 namespace integration {
+
+/** Wall-clock instants, millisecond precision as stored. */
+using time_point = std::chrono::system_clock::time_point;
 
 /** Formats as `2026-01-01T00:00:00.000Z` (UTC, milliseconds). */
 std::string format_time(time_point t);

@@ -1,8 +1,8 @@
 // Writes N providers into a SQLite store: the second process of the two-process tests.
 // Usage: storage_probe DB TENANT KEY_PREFIX N
 
-#include <integration/providers/provider.hpp>
-#include <integration/storage/sqlite_store.hpp>
+#include <integration/domain/provider.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <cstdio>
 #include <string>

@@ -1,0 +1,65 @@
+#ifndef INTEGRATION_BACKENDS_SQLITE_SQLITE_STORE_HPP
+#define INTEGRATION_BACKENDS_SQLITE_SQLITE_STORE_HPP
+
+/** @file
+ *  The embedded default store: one SQLite file in WAL mode, migrated at open, with a writer thread
+ *  that commits concurrent units of work together (group commit: one fsync for many).
+ */
+
+#include <integration/ports/clock.hpp>
+#include <integration/ports/store.hpp>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+namespace integration::storage {
+
+/** Options of `sqlite_store`. */
+struct sqlite_options {
+    std::string path;                         ///< Database file; created if missing.
+    bool synchronous_full = true;             ///< False makes every commit `durability::deferred`.
+    /** `durability::deferred` commits reach the disk within this interval (one fsync of the WAL). */
+    std::chrono::milliseconds flush_interval{10};
+    std::chrono::milliseconds busy_timeout{5'000};  ///< How long to wait for another process's lock.
+    std::size_t max_batch = 512;              ///< Most units of work committed together.
+    std::size_t readers = 4;                  ///< Pooled read connections.
+    bool group_commit = true;                 ///< False commits each unit alone (for comparison).
+    integration::clock const* clock = nullptr;  ///< Timestamps; the system clock when null.
+    std::string source = "integration";       ///< The envelope `source` of events written here.
+};
+
+/** The newest schema version this library writes. */
+inline constexpr int sqlite_schema_version = 4;
+
+/** Opens (creating and migrating) a SQLite store. A database from a newer schema is refused.
+ *
+ *  @par Example
+ *  @code
+ *  auto store = integration::storage::open_sqlite_store({.path = "data/integration.db"}).value();
+ *  @endcode
+ */
+result<std::unique_ptr<store>> open_sqlite_store(sqlite_options options);
+
+/** What a SQLite store's writer has committed since the store was opened. */
+struct sqlite_stats {
+    std::uint64_t commits = 0;  ///< Write transactions committed (each may carry several units).
+    std::uint64_t units = 0;    ///< Units of work those commits carried; a unit rolled back alone is not counted.
+};
+
+/** The counters of a store made by `open_sqlite_store` (`std::nullopt` for any other store).
+ *  With group commit, concurrent units share commits: fewer commits than units.
+ *
+ *  @par Example
+ *  @code
+ *  auto stats = integration::storage::sqlite_store_stats(*store).value();
+ *  double units_per_fsync = double(stats.units) / double(stats.commits);
+ *  @endcode
+ */
+std::optional<sqlite_stats> sqlite_store_stats(store const& s);
+
+}  // namespace integration::storage
+
+#endif

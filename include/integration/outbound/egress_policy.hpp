@@ -1,0 +1,70 @@
+#ifndef INTEGRATION_OUTBOUND_EGRESS_POLICY_HPP
+#define INTEGRATION_OUTBOUND_EGRESS_POLICY_HPP
+
+/** @file
+ *  Where outbound calls and webhook deliveries may go. This header holds the static URL check
+ *  (scheme, numeric-host tricks, deny ranges); resolution-time checks use the same address rules.
+ */
+
+#include <integration/core/error.hpp>
+#include <integration/ports/resolver.hpp>
+
+#include <array>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace integration::net {
+
+/** An address block such as `10.0.0.0/8` or `fd00::/8`. */
+struct cidr {
+    ip_address network;
+    unsigned prefix = 0;
+
+    /** Parses `address/prefix` (a bare address means a single host). */
+    static result<cidr> parse(std::string_view text);
+    bool contains(ip_address const& a) const noexcept;
+};
+
+/** Where a checked URL may connect. After `check_destination`, `literal` is the pinned address. */
+struct destination {
+    std::string scheme;  ///< "https" or "http".
+    std::string host;    ///< Lower-case name, or the literal address as text.
+    std::uint16_t port = 443;
+    std::optional<ip_address> literal;
+};
+
+/** The operator's egress rules. Defaults deny every private, loopback, link-local, multicast and
+ *  documentation range, and allow only `https`. */
+struct egress_policy {
+    std::vector<cidr> allow;  ///< Reachable despite the deny list; `http://` is allowed for them too.
+    std::vector<ip_address> own_addresses;  ///< The host's own listening addresses, always denied.
+
+    /** Checks one resolved or literal address; IPv4 wrapped in IPv6 is unwrapped first. */
+    result<void> check_address(ip_address const& a) const;
+    /** Checks a URL without resolving it: scheme, userinfo, and a literal host in any numeric
+     *  form (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...). */
+    result<destination> check_url(std::string_view url) const;
+    /** What can be known of a URL before its name is resolved: scheme, userinfo, and a literal
+     *  host in any numeric form. Unlike `check_url`, `http://` with a host name passes, since
+     *  whether its addresses are allow-listed shows only when it is resolved (`check_destination`,
+     *  at every call). What registration checks. */
+    result<destination> check_static(std::string_view url) const { return parse_destination(url); }
+    /** Checks a URL at connect time: as `check_url`, then resolves a name with `names`, checks
+     *  every answer, and pins the first so the connection cannot be rebound by another lookup.
+     *  `host` is the canonical name (lower case, no trailing dot); a refusal never names the
+     *  address the name resolved to. */
+    result<destination> check_destination(std::string_view url, resolver& names) const;
+
+private:
+    result<destination> parse_destination(std::string_view url) const;
+};
+
+/** Interprets a host the way `inet_aton` does (1-4 parts, decimal, octal or hex), if it is numeric. */
+std::optional<ip_address> parse_numeric_ipv4(std::string_view host);
+
+}  // namespace integration::net
+
+#endif

@@ -1,0 +1,65 @@
+#ifndef INTEGRATION_OUTBOUND_TOKEN_BUCKET_HPP
+#define INTEGRATION_OUTBOUND_TOKEN_BUCKET_HPP
+
+/** @file
+ *  A rate limiter of token buckets partitioned by key (tenant + provider + connection), sized from
+ *  a RateLimitProfile or RateLimitBudget, behind the rate-limit-store port: the in-process
+ *  `rate_limiter` is the default; a store shared by several processes implements the same port.
+ */
+
+#include <integration/ports/clock.hpp>
+#include <integration/domain/policies.hpp>
+
+#include <array>
+#include <chrono>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+
+namespace integration::resilience {
+
+/** The outcome of one acquire. */
+struct acquire_result {
+    bool granted = false;
+    std::chrono::nanoseconds retry_after{0};  ///< When not granted: how long until a token is there.
+};
+
+/** The rate-limit-store port: token buckets by key. Implementations are thread-safe. */
+class rate_limit_store {
+public:
+    virtual ~rate_limit_store() = default;
+    /** Takes one token from `key`'s bucket, creating it full with `limit` on first use. A changed
+     *  `limit` applies from the next refill. */
+    virtual acquire_result try_acquire(std::string_view key, rate_limit_profile const& limit) = 0;
+};
+
+/** Token buckets in this process; sharded to keep contention low. */
+class rate_limiter final : public rate_limit_store {
+public:
+    explicit rate_limiter(integration::clock const& clock) : clock_(clock) {}
+
+    acquire_result try_acquire(std::string_view key, rate_limit_profile const& limit) override;
+
+private:
+    struct bucket {
+        double tokens = 0;
+        time_point refilled{};
+        rate_limit_profile limit;
+    };
+    struct string_hash {
+        using is_transparent = void;
+        std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
+    };
+    struct shard {
+        std::mutex mutex;
+        std::unordered_map<std::string, bucket, string_hash, std::equal_to<>> buckets;
+    };
+
+    integration::clock const& clock_;
+    std::array<shard, 16> shards_;
+};
+
+}  // namespace integration::resilience
+
+#endif

@@ -1,0 +1,281 @@
+#ifndef INTEGRATION_PORTS_STORE_HPP
+#define INTEGRATION_PORTS_STORE_HPP
+
+/** @file
+ *  The storage port: a store runs units of work; a unit of work exposes one repository per
+ *  aggregate, every method scoped to the unit's tenant. Saving an aggregate writes its pending
+ *  events to the transactional outbox in the same transaction.
+ */
+
+#include <integration/domain/connection.hpp>
+#include <integration/core/durability.hpp>
+#include <integration/domain/credential.hpp>
+#include <integration/domain/event.hpp>
+#include <integration/domain/failure.hpp>
+#include <integration/domain/api_client.hpp>
+#include <integration/domain/provider.hpp>
+#include <integration/domain/run.hpp>
+#include <integration/domain/delivery.hpp>
+#include <integration/domain/subscription.hpp>
+
+#include <cstdint>
+#include <functional>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace integration::storage {
+
+/** Keyset pagination: at most `limit` items after `cursor` (opaque; empty for the first page). */
+struct page_request {
+    std::size_t limit = 50;  ///< 1-500.
+    std::string cursor;
+};
+
+/** One page of a list, ordered by id (creation time); `next_cursor` is empty on the last page. */
+template <class T>
+struct page {
+    std::vector<T> items;
+    std::string next_cursor;
+};
+
+/** IntegrationProviderRepository. Lookups see the tenant's own providers and global ones. */
+class integration_provider_repository {
+public:
+    virtual ~integration_provider_repository() = default;
+    virtual result<providers::integration_provider> find(std::string const& provider_id) = 0;
+    virtual result<providers::integration_provider> find_by_key(std::string const& key,
+                                                                providers::provider_scope scope) = 0;
+    virtual result<page<providers::integration_provider>> list(page_request const& p) = 0;
+    /** Inserts (version 0) or updates (stored version must match); global rows need an admin context. */
+    virtual result<void> save(providers::integration_provider& p) = 0;
+};
+
+/** ExternalApiClientRepository. */
+class external_api_client_repository {
+public:
+    virtual ~external_api_client_repository() = default;
+    virtual result<providers::external_api_client> find(std::string const& api_client_id) = 0;
+    virtual result<page<providers::external_api_client>> list_by_provider(std::string const& provider_id,
+                                                                          page_request const& p) = 0;
+    /** Number of Active clients of a provider. */
+    virtual result<std::size_t> count_active(std::string const& provider_id) = 0;
+    /** Inserts or updates a client. Every assemblyName + version of its history must be free among
+     *  global clients and, for a tenant's client, among that tenant's own (`errc::already_exists`,
+     *  naming neither another tenant nor its client); other tenants' clients never conflict. */
+    virtual result<void> save(providers::external_api_client& c) = 0;
+};
+
+/** Filters for listing connections; unset members match everything. */
+struct connection_query {
+    std::optional<std::string> project_id;
+    std::optional<std::string> provider_id;
+    std::optional<connections::connection_status> status;
+};
+
+/** IntegrationConnectionRepository. */
+class integration_connection_repository {
+public:
+    virtual ~integration_connection_repository() = default;
+    virtual result<connections::integration_connection> find(std::string const& connection_id) = 0;
+    virtual result<page<connections::integration_connection>> list(connection_query const& q,
+                                                                   page_request const& p) = 0;
+    virtual result<void> save(connections::integration_connection& c) = 0;
+};
+
+/** Filters for listing credentials. */
+struct credential_query {
+    std::optional<std::string> provider_id;
+    std::optional<std::string> connection_id;
+};
+
+/** IntegrationCredentialRepository. */
+class integration_credential_repository {
+public:
+    virtual ~integration_credential_repository() = default;
+    virtual result<credentials::integration_credential> find(std::string const& credential_id) = 0;
+    virtual result<page<credentials::integration_credential>> list(credential_query const& q,
+                                                                   page_request const& p) = 0;
+    /** Non-revoked credentials expiring before `before`, soonest first. */
+    virtual result<std::vector<credentials::integration_credential>> expiring_before(time_point before,
+                                                                                     std::size_t limit) = 0;
+    virtual result<void> save(credentials::integration_credential& c) = 0;
+};
+
+/** Filters for listing runs. */
+struct run_query {
+    std::optional<std::string> connection_id;
+    std::optional<runs::run_status> status;
+};
+
+/** IntegrationRunRepository. */
+class integration_run_repository {
+public:
+    virtual ~integration_run_repository() = default;
+    virtual result<runs::integration_run> find(std::string const& run_id) = 0;
+    /** The run created with this Idempotency-Key in this tenant. */
+    virtual result<runs::integration_run> find_by_idempotency_key(std::string const& key) = 0;
+    virtual result<page<runs::integration_run>> list(run_query const& q, page_request const& p) = 0;
+    virtual result<void> save(runs::integration_run& r) = 0;
+    /** Completed or Failed runs that ended before `before`, oldest id first (for retention). */
+    virtual result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) = 0;
+    /** Deletes a run with its attempts (retention, after archiving); a missing run is not an error. */
+    virtual result<void> remove(std::string const& run_id) = 0;
+};
+
+/** Filters for listing failures. */
+struct failure_query {
+    std::optional<std::string> run_id;
+    std::optional<std::string> delivery_id;
+    bool unresolved_only = false;
+};
+
+/** IntegrationFailureRepository. */
+class integration_failure_repository {
+public:
+    virtual ~integration_failure_repository() = default;
+    virtual result<failures::integration_failure> find(std::string const& failure_id) = 0;
+    virtual result<page<failures::integration_failure>> list(failure_query const& q, page_request const& p) = 0;
+    /** Unresolved failures whose next action is Retry and whose nextAttemptAt is at or before `now`,
+     *  earliest first. */
+    virtual result<std::vector<failures::integration_failure>> due_for_retry(time_point now,
+                                                                            std::size_t limit) = 0;
+    /** Leases up to `limit` of the failures `due_for_retry` would return that no other worker holds
+     *  (or whose lease expired) to `owner` until `until`. Two workers never hold the same failure. */
+    virtual result<std::vector<failures::integration_failure>> claim_due(time_point now, std::string const& owner,
+                                                                        time_point until, std::size_t limit) = 0;
+    /** Gives up `owner`'s lease of a failure (after a retry was recorded). */
+    virtual result<void> release(std::string const& failure_id, std::string const& owner) = 0;
+    /** Failures resolved before `before`, oldest id first (for retention). */
+    virtual result<std::vector<failures::integration_failure>> resolved_before(time_point before, std::size_t limit) = 0;
+    /** Deletes a failure with its history (retention, after archiving). */
+    virtual result<void> remove(std::string const& failure_id) = 0;
+    virtual result<void> save(failures::integration_failure& f) = 0;
+};
+
+/** WebhookSubscriptionRepository. */
+class webhook_subscription_repository {
+public:
+    virtual ~webhook_subscription_repository() = default;
+    virtual result<webhooks::webhook_subscription> find(std::string const& subscription_id) = 0;
+    virtual result<page<webhooks::webhook_subscription>> list(page_request const& p) = 0;
+    /** Active subscriptions whose pattern matches `event_type`. */
+    virtual result<std::vector<webhooks::webhook_subscription>> active_for_event(std::string const& event_type) = 0;
+    virtual result<void> save(webhooks::webhook_subscription& s) = 0;
+};
+
+/** Filters for listing deliveries. */
+struct delivery_query {
+    std::optional<webhooks::delivery_direction> direction;
+    std::optional<std::string> subscription_id;
+    std::optional<std::string> connection_id;
+    std::optional<webhooks::delivery_status> status;
+};
+
+/** WebhookDeliveryRepository. */
+class webhook_delivery_repository {
+public:
+    virtual ~webhook_delivery_repository() = default;
+    virtual result<webhooks::webhook_delivery> find(std::string const& delivery_id) = 0;
+    /** The inbound delivery received on `connection_id` with the vendor's delivery id. */
+    virtual result<webhooks::webhook_delivery> find_inbound(std::string const& connection_id,
+                                                            std::string const& provider_delivery_id) = 0;
+    virtual result<page<webhooks::webhook_delivery>> list(delivery_query const& q, page_request const& p) = 0;
+    /** Outbound Pending or Failed deliveries with nextAttemptAt at or before `now`, earliest first. */
+    virtual result<std::vector<webhooks::webhook_delivery>> due(time_point now, std::size_t limit) = 0;
+    virtual result<void> save(webhooks::webhook_delivery& d) = 0;
+};
+
+/** One transaction over every repository, scoped to `context().tenant_id`. */
+class unit_of_work {
+public:
+    virtual ~unit_of_work() = default;
+    virtual request_context const& context() const noexcept = 0;
+    virtual integration_provider_repository& providers() = 0;
+    virtual external_api_client_repository& api_clients() = 0;
+    virtual integration_connection_repository& connections() = 0;
+    virtual integration_credential_repository& credentials() = 0;
+    virtual integration_run_repository& runs() = 0;
+    virtual integration_failure_repository& failures() = 0;
+    virtual webhook_subscription_repository& subscriptions() = 0;
+    virtual webhook_delivery_repository& deliveries() = 0;
+};
+
+/** An outbox row awaiting publication. */
+struct outbox_record {
+    std::int64_t sequence = 0;  ///< Commit order; publication follows it.
+    events::event_envelope envelope;
+};
+
+/** The storage port. */
+class store {
+public:
+    using work = std::function<result<void>(unit_of_work&)>;
+
+    virtual ~store() = default;
+
+    /** Runs `fn` in one transaction for `ctx`'s tenant: committed if it returns success, rolled back
+     *  (with every event it raised) if it returns an error or throws. A backend may commit several
+     *  concurrent units together; each still commits or rolls back alone. `fn` must not call back
+     *  into the store. `d` says whether the commit is on disk on return or within the backend's
+     *  flush interval.
+     *
+     *  @par Example
+     *  @code
+     *  store.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+     *      auto c = uow.connections().find(id);
+     *      if (!c) return c.error();
+     *      if (auto r = c->retire("customer left"); !r) return r;
+     *      return uow.connections().save(*c);
+     *  });
+     *  @endcode
+     */
+    virtual result<void> transact(request_context const& ctx, work fn, durability d = durability::immediate) = 0;
+    /** Runs `fn` on a consistent read-only snapshot; `save` fails inside it. */
+    virtual result<void> read(request_context const& ctx, work fn) = 0;
+
+    /** Every tenant that owns a connection or credential (for background workers that sweep
+     *  each tenant in turn). */
+    virtual result<std::vector<std::string>> tenants() = 0;
+    /** Unpublished outbox rows in commit order (all tenants; for the relay). */
+    virtual result<std::vector<outbox_record>> pending_events(std::size_t limit) = 0;
+    /** Marks rows published at `at`. */
+    virtual result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) = 0;
+};
+
+namespace detail {
+template <class F>
+auto unit_for(store& s, request_context const& ctx, F&& fn, bool read_only, durability d)
+    -> std::invoke_result_t<F&, unit_of_work&> {
+    using value_type = typename std::invoke_result_t<F&, unit_of_work&>::value_type;
+    std::optional<value_type> out;
+    auto body = [&](unit_of_work& uow) -> result<void> {
+        auto v = fn(uow);
+        if (!v) return v.error();
+        out.emplace(std::move(*v));
+        return {};
+    };
+    auto r = read_only ? s.read(ctx, body) : s.transact(ctx, body, d);
+    if (!r) return r.error();
+    return std::move(*out);
+}
+}  // namespace detail
+
+/** Runs `fn(unit_of_work&) -> result<T>` in one transaction of `s` and returns its value; the
+ *  transaction commits only when `fn` succeeds. */
+template <class F>
+auto transact_for(store& s, request_context const& ctx, F&& fn, durability d = durability::immediate)
+    -> std::invoke_result_t<F&, unit_of_work&> {
+    return detail::unit_for(s, ctx, std::forward<F>(fn), false, d);
+}
+
+/** Runs `fn(unit_of_work&) -> result<T>` on a read-only snapshot of `s` and returns its value. */
+template <class F>
+auto read_for(store& s, request_context const& ctx, F&& fn) -> std::invoke_result_t<F&, unit_of_work&> {
+    return detail::unit_for(s, ctx, std::forward<F>(fn), true, durability::immediate);
+}
+
+}  // namespace integration::storage
+
+#endif

@@ -1,0 +1,101 @@
+#ifndef INTEGRATION_PORTS_TRANSPORT_HPP
+#define INTEGRATION_PORTS_TRANSPORT_HPP
+
+/** @file
+ *  The HTTP transport port: one `send` of a request with a deadline. Retry, auth, rate limits and
+ *  egress checks are policies in front of it, not inside it.
+ */
+
+#include <integration/core/error.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+namespace integration::http {
+
+/** Header fields in order; names compared case-insensitively. */
+using headers = std::vector<std::pair<std::string, std::string>>;
+
+/** The value of header `name`, or empty. */
+std::string_view find_header(headers const& h, std::string_view name) noexcept;
+
+/** Connect to `address`:`port` instead of resolving the URL's host (DNS pinning). The transport
+ *  never looks the name up: whatever spelling the URL uses (`host.`, `HOST`), the connection goes
+ *  to `address`, while the Host header, TLS SNI and certificate check keep the URL's name. */
+struct pinned_address {
+    std::string host;  ///< The name that was checked (lower case, no trailing dot).
+    std::uint16_t port = 443;
+    std::string address;  ///< Textual IPv4 or IPv6 address that passed the egress checks.
+};
+
+/** Whether two header names are the same field (compared case-insensitively). */
+bool same_field_name(std::string_view a, std::string_view b) noexcept;
+
+/** Refuses a header field that must not be sent as given: a name that is not an RFC 9110 token,
+ *  a value holding CR, LF, NUL or another control character (horizontal tab excepted), and the
+ *  fields that frame or route a request, which only the transport sets: `Content-Length`,
+ *  `Transfer-Encoding`, `Host`, `Connection`, `Keep-Alive`, `Upgrade`, `TE`, `Trailer` and
+ *  `Proxy-*`. The error (`errc::invalid_argument`) names the field and never repeats its value. */
+result<void> check_header_field(std::string_view name, std::string_view value);
+
+/** A flag that aborts calls in flight once set. The caller keeps a `std::shared_ptr` to it, puts a
+ *  copy in `request::cancel`, and may call `cancel()` from any thread; the call then ends with
+ *  `errc::cancelled`. Setting it is permanent: use a new one for the next call.
+ *
+ *  @par Example
+ *  @code
+ *  auto stop = std::make_shared<http::cancellation>();
+ *  std::jthread watchdog([stop] { std::this_thread::sleep_for(1s); stop->cancel(); });
+ *  auto res = transport.send({.url = url, .cancel = stop});  // errc::cancelled after ~1s
+ *  @endcode
+ */
+class cancellation {
+public:
+    /** Requests cancellation of every call that carries this flag. */
+    void cancel() noexcept { flag_.store(true, std::memory_order_release); }
+    /** Whether `cancel()` was called. */
+    bool cancelled() const noexcept { return flag_.load(std::memory_order_acquire); }
+
+private:
+    std::atomic<bool> flag_{false};
+};
+
+/** An outbound request. */
+struct request {
+    std::string method = "GET";
+    std::string url;
+    http::headers headers;
+    std::string body;
+    std::chrono::milliseconds timeout{30'000};  ///< Overall deadline, connect included.
+    std::optional<pinned_address> pin;           ///< Where to connect, when egress checks chose it.
+    std::shared_ptr<http::cancellation const> cancel;  ///< Aborts the call when set; none by default.
+};
+
+/** What the peer answered. */
+struct response {
+    int status = 0;
+    http::headers headers;
+    std::string body;
+};
+
+/** The transport port. Implementations are safe to call from several threads. */
+class transport {
+public:
+    virtual ~transport() = default;
+    /** Sends `r`; a transport failure (no answer) is an error, any HTTP status is a response. */
+    virtual result<response> send(request const& r) = 0;
+};
+
+/** `application/x-www-form-urlencoded` encoding of one component. */
+std::string form_encode(std::string_view text);
+
+}  // namespace integration::http
+
+#endif

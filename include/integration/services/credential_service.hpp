@@ -1,0 +1,265 @@
+#ifndef INTEGRATION_SERVICES_CREDENTIAL_SERVICE_HPP
+#define INTEGRATION_SERVICES_CREDENTIAL_SERVICE_HPP
+
+/** @file
+ *  Credentials without plaintext: secret material goes straight into the secret store; the
+ *  IntegrationCredential row keeps only its reference, version and fingerprint. Material is
+ *  resolved per request, never logged, and never placed in events, errors or blobs.
+ */
+
+#include <integration/ports/clock.hpp>
+#include <integration/domain/credential.hpp>
+#include <integration/services/fingerprint.hpp>
+#include <integration/ports/secret_store.hpp>
+#include <integration/ports/transport.hpp>
+#include <integration/outbound/egress_guard.hpp>
+#include <integration/ports/store.hpp>
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <shared_mutex>
+
+namespace integration::credentials {
+
+/** Where an API key goes: a header or a query parameter, with an optional prefix ("Bearer "). */
+struct api_key_placement {
+    std::string in = "header";  ///< "header" or "query".
+    std::string name = "Authorization";
+    std::string prefix;
+
+    static auto json_fields() {
+        return std::make_tuple(defaulted_field("in", &api_key_placement::in), field("name", &api_key_placement::name),
+                               defaulted_field("prefix", &api_key_placement::prefix));
+    }
+};
+
+/** OAuth2 client-credentials settings; the client secret itself is the credential's secret. */
+struct oauth2_client_settings {
+    std::string token_url;
+    std::string client_id;
+    std::vector<std::string> scopes;
+
+    static auto json_fields() {
+        return std::make_tuple(field("tokenUrl", &oauth2_client_settings::token_url),
+                               field("clientId", &oauth2_client_settings::client_id),
+                               defaulted_field("scopes", &oauth2_client_settings::scopes));
+    }
+};
+
+/** OAuth2 authorization-code settings (with PKCE S256 and `state`). */
+struct authorization_code_settings {
+    std::string authorize_url;
+    std::string token_url;
+    std::string client_id;
+    std::vector<std::string> scopes;
+    std::string redirect_uri;  ///< Where the provider sends the user back (the host's callback).
+
+    static auto json_fields() {
+        return std::make_tuple(field("authorizeUrl", &authorization_code_settings::authorize_url),
+                               field("tokenUrl", &authorization_code_settings::token_url),
+                               field("clientId", &authorization_code_settings::client_id),
+                               field("scopes", &authorization_code_settings::scopes),
+                               field("redirectUri", &authorization_code_settings::redirect_uri));
+    }
+};
+
+/** Managed identity: tokens from an IMDS-style endpoint (`GET <endpoint>?resource=...` with
+ *  `Metadata: true`); the credential's secret is the identity's client id, if any. */
+struct managed_identity_settings {
+    std::string endpoint_url;  ///< e.g. http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01
+    std::string resource;      ///< The audience, e.g. https://management.azure.com/
+
+    static auto json_fields() {
+        return std::make_tuple(field("endpointUrl", &managed_identity_settings::endpoint_url),
+                               field("resource", &managed_identity_settings::resource));
+    }
+};
+
+/** The start of an authorization-code flow: send the user to `url`. */
+struct authorization_request {
+    std::string url;
+    std::string state;
+    time_point expires_at{};
+};
+
+/** What a caller supplies to create a credential. */
+struct new_credential {
+    std::string provider_id;
+    std::optional<std::string> connection_id;
+    integration::auth_mode auth_mode = integration::auth_mode::api_key;
+    secret_bytes secret;  ///< The API key or client secret; moved into the secret store.
+    std::optional<api_key_placement> api_key;       ///< For ApiKey.
+    std::optional<oauth2_client_settings> oauth2;   ///< For OAuth2ClientCredentials.
+    std::optional<managed_identity_settings> managed_identity;  ///< For ManagedIdentity.
+    std::optional<credentials::rotation_policy> rotation_policy;
+    std::optional<time_point> expires_at;
+};
+
+/** Material for one request: headers and query parameters to add. Wiped when destroyed. */
+struct resolved_credential {
+    integration::auth_mode auth_mode = integration::auth_mode::api_key;
+    std::vector<std::pair<std::string, secret_bytes>> headers;
+    std::vector<std::pair<std::string, secret_bytes>> query;
+    /** The secrets inside `headers` and `query` without their prefix (the key, the bearer token):
+     *  what `credential_service::send_authorized` redacts from answers. */
+    std::vector<secret_bytes> secrets;
+    std::optional<time_point> expires_at;  ///< When a bearer token expires.
+
+    /** An explicit copy. */
+    resolved_credential clone() const;
+};
+
+/** Where a credential's material goes in a request: header names (an API key's header, or
+ *  `Authorization` for bearer tokens) and query parameter names. */
+struct material_placement {
+    std::vector<std::string> headers;
+    std::vector<std::string> query;
+};
+
+/** Where `c` puts its material; reads only its auth parameters, no secret. A caller's request
+ *  that already uses one of these names is refused, so a caller's value never precedes or
+ *  replaces the credential's. */
+material_placement placement_of(integration_credential const& c);
+
+/** Checks candidate material (typically the connection's health check) before a rotation
+ *  activates it. */
+using verifier = std::function<result<void>(resolved_credential const&)>;
+
+/** Options of the credential service. */
+struct credential_service_options {
+    std::chrono::seconds refresh_margin{120};  ///< Refresh cached tokens this long before expiry.
+    std::chrono::milliseconds token_timeout{10'000};
+    std::chrono::seconds refresh_cooldown{30};        ///< No new refresh attempt this soon after a failed one.
+    std::chrono::hours refresh_exhausted_after{96};   ///< Failing this long (or invalid_grant) exhausts the refresh token.
+    std::chrono::minutes authorization_ttl{10};       ///< How long a started authorization may be completed.
+    /** How long resolved material is reused in memory. Rotation and revocation through this
+     *  service drop it at once; this bounds how long another process's change takes to show. */
+    std::chrono::milliseconds material_ttl{30'000};
+};
+
+/** Creates, rotates, revokes and resolves credentials.
+ *
+ *  Every call it makes itself (OAuth2 token, authorization-code exchange and refresh, managed
+ *  identity) goes through a `net::egress_guard` with `egress` and `names`: the same egress check
+ *  and DNS pin as a run.
+ *
+ *  @par Example
+ *  @code
+ *  credential_service creds(store, vault, fingerprints, clock, transport, egress, dns);
+ *  auto c = creds.create(ctx, {.provider_id = p.id(), .secret = secret_bytes(key),
+ *                              .api_key = api_key_placement{.name = "X-Api-Key"}}).value();
+ *  auto material = creds.resolve(ctx, c.id()).value();  // headers to add to one request
+ *  @endcode
+ */
+class credential_service {
+public:
+    /** `transport` and `names` must outlive the service. */
+    credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
+                       clock const& clock, http::transport& transport, net::egress_policy egress, net::resolver& names,
+                       credential_service_options options = {});
+
+    /** Stores the secret in the secret store and the reference in a new Active credential
+     *  (ApiKey, OAuth2ClientCredentials, ManagedIdentity). `provider_id` and `connection_id` are
+     *  resolved in the caller's tenant: another tenant's is `errc::not_found`. */
+    result<integration_credential> create(request_context const& ctx, new_credential spec);
+    /** Stages `new_secret` as the next version, verifies it, and activates it only if it passes;
+     *  otherwise the prior version stays active and IntegrationFailed is raised. When the secret
+     *  store fails, nothing changes and the error says to retry. */
+    result<integration_credential> rotate(request_context const& ctx, std::string const& credential_id,
+                                          secret_bytes new_secret, verifier const& verify,
+                                          std::optional<time_point> new_expires_at = std::nullopt);
+    /** Revokes the credential and disables its versions in the secret store. */
+    result<integration_credential> revoke(request_context const& ctx, std::string const& credential_id,
+                                          std::string reason);
+    /** Material for one request with the active version (tokens cached and refreshed early). */
+    result<resolved_credential> resolve(request_context const& ctx, std::string const& credential_id);
+    /** Sends `request` with the credential's material applied. On a 401 with a bearer token
+     *  (OAuth2 or managed identity) the token is refreshed once and the request sent again; a
+     *  second 401 is returned for the caller to classify as Auth.
+     *
+     *  The answer's header names and values and its body, and an error's detail, come back with
+     *  every secret of the material replaced by `[REDACTED]`, so a vendor that echoes the key or
+     *  token never gets it recorded: raw (so also after its `Bearer` or API-key prefix), percent-
+     *  or form-encoded, JSON-escaped, and in base64 or base64url at any alignment. Secrets shorter
+     *  than 4 bytes are left alone (too short to tell from ordinary text). A request that already
+     *  carries one of the credential's header names is refused (`errc::invalid_argument`). */
+    result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
+                                            http::request const& request, http::transport& transport);
+    /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
+    void invalidate_token(std::string const& credential_id);
+
+    /** Starts an authorization-code flow: keeps the client secret, a random `state` and a PKCE
+     *  verifier for `authorization_ttl`, and returns the URL to send the user to. `provider_id`
+     *  and `connection_id` are resolved in the caller's tenant, as for `create`. */
+    result<authorization_request> begin_authorization(request_context const& ctx, std::string const& provider_id,
+                                                      std::optional<std::string> connection_id,
+                                                      authorization_code_settings settings, secret_bytes client_secret);
+    /** The callback: checks `state`, exchanges `code` (with the PKCE verifier) and stores the
+     *  refresh token and client secret in the secret store as a new OAuth2AuthorizationCode
+     *  credential. An unknown, reused or expired state is refused. */
+    result<integration_credential> complete_authorization(std::string const& state, std::string const& code);
+    /** True when the credential's refresh token is exhausted (refreshes stopped until re-authorized). */
+    bool refresh_exhausted(std::string const& credential_id);
+
+private:
+    struct token {
+        secret_bytes access;
+        time_point expires_at{};
+        secret_bytes refresh;  ///< A rotated refresh token, when the server sent one.
+    };
+    struct cached_token {
+        std::mutex refresh;  // single flight: one fetch per credential at a time
+        secret_bytes token;
+        time_point expires_at{};
+        std::int64_t version = 0;
+        std::optional<time_point> failing_since;
+        std::optional<time_point> last_failure;
+        bool exhausted = false;
+    };
+    struct pending_authorization {
+        request_context ctx;
+        std::string provider_id;
+        std::optional<std::string> connection_id;
+        authorization_code_settings settings;
+        secret_bytes client_secret;
+        secret_bytes verifier;
+        time_point expires_at{};
+    };
+    using token_fetch = std::function<result<token>(cached_token&)>;
+
+    result<resolved_credential> materialize(request_context const& ctx, integration_credential const& c,
+                                            secret_ref const& ref, bool use_cache);
+    result<resolved_credential> bearer(integration_credential const& c, std::int64_t version, bool use_cache,
+                                       token_fetch const& fetch);
+    result<token> token_request(std::string const& url, std::string body);
+    result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
+                                        secret_bytes const& document, cached_token& entry);
+    void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
+    std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
+    void forget_material(std::string const& credential_id);
+
+    struct cached_material {
+        resolved_credential material;
+        time_point valid_until{};
+    };
+
+    storage::store& store_;
+    secret_store& secrets_;
+    fingerprinter const& fingerprints_;
+    clock const& clock_;
+    net::egress_guard outbound_;
+    credential_service_options options_;
+    std::mutex cache_mutex_;
+    std::map<std::string, std::shared_ptr<cached_token>> cache_;
+    std::shared_mutex material_mutex_;
+    std::map<std::string, cached_material, std::less<>> materials_;  // "tenant/credentialId"
+    std::mutex pending_mutex_;
+    std::map<std::string, pending_authorization> pending_;
+};
+
+}  // namespace integration::credentials
+
+#endif

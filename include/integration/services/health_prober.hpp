@@ -1,0 +1,52 @@
+#ifndef INTEGRATION_SERVICES_HEALTH_PROBER_HPP
+#define INTEGRATION_SERVICES_HEALTH_PROBER_HPP
+
+/** @file
+ *  Health probes: the initial test that lets a Pending connection become Active (a resolvable
+ *  credential and a passing probe), and periodic probes that move health between Healthy,
+ *  Degraded and Unhealthy, raising IntegrationFailed when a probe fails.
+ */
+
+#include <integration/domain/connection.hpp>
+#include <integration/services/credential_service.hpp>
+#include <integration/outbound/egress_guard.hpp>
+
+namespace integration::connections {
+
+/** Options of the prober. */
+struct health_prober_options {
+    std::chrono::milliseconds timeout{5'000};     ///< Deadline of one probe request.
+    std::chrono::seconds interval{300};           ///< Periodic probes skip connections checked more recently.
+    int unhealthy_after = 3;                      ///< Consecutive failed probes before Unhealthy (Degraded before).
+};
+
+/** Probes connections with their provider's `healthCheck`, through a `net::egress_guard`: the
+ *  destination is checked before the credential is resolved, so a refused one fetches no token. */
+class health_prober {
+public:
+    health_prober(storage::store& store, credentials::credential_service& credentials, http::transport& transport,
+                  net::egress_policy egress, net::resolver& resolver, clock const& clock,
+                  health_prober_options options = {});
+
+    /** Probes one connection now and records the result; a Pending connection whose credential
+     *  resolves and whose probe passes becomes Active. */
+    result<integration_connection> test(request_context const& ctx, std::string const& connection_id);
+    /** Probes every Active or Degraded connection of every tenant not checked within `interval`;
+     *  returns how many were probed. */
+    result<std::size_t> sweep();
+
+private:
+    result<health_probe_result> probe(request_context const& ctx, integration_connection const& c, bool& credential_ok);
+
+    storage::store& store_;
+    credentials::credential_service& credentials_;
+    net::egress_guard outbound_;
+    clock const& clock_;
+    health_prober_options options_;
+    std::mutex failures_mutex_;
+    std::map<std::string, int> consecutive_failures_;
+};
+
+}  // namespace integration::connections
+
+#endif

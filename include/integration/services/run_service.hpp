@@ -1,0 +1,298 @@
+#ifndef INTEGRATION_SERVICES_RUN_SERVICE_HPP
+#define INTEGRATION_SERVICES_RUN_SERVICE_HPP
+
+/** @file
+ *  Governed runs: execute one operation of a connection's provider through its Active API client,
+ *  with credentials resolved at call time, egress checks with a pinned address, a per-key rate
+ *  limiter, a per-connection circuit breaker, classified retries, bodies in the blob store and the
+ *  outcome recorded as an IntegrationRun (and IntegrationFailure) through the outbox.
+ */
+
+#include <integration/ports/blob_store.hpp>
+#include <integration/services/credential_service.hpp>
+#include <integration/outbound/classifier.hpp>
+#include <integration/outbound/egress_guard.hpp>
+#include <integration/outbound/circuit_breaker.hpp>
+#include <integration/outbound/token_bucket.hpp>
+#include <integration/domain/run.hpp>
+
+#include <boost/json/object.hpp>
+
+#include <condition_variable>
+#include <deque>
+#include <functional>
+#include <future>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+
+namespace integration::runs {
+
+/** The caller's input: `{name}` values for the path template, query parameters, extra headers, body.
+ *  Each path parameter fills one path segment, percent-encoded (`/`, `\` and `%` too); `.` and
+ *  `..` are refused. A header must pass `http::check_header_field` (no framing or routing field,
+ *  no CR, LF or NUL) and may not use the name the connection's credential is sent in, nor may a
+ *  query parameter; such input is refused before anything is recorded.
+ *  A run that waits for a later retry keeps its input in the blob store; headers that carry
+ *  credentials (`Authorization`, `Cookie`, API-key headers) are not kept, the credential service
+ *  adds them again on each attempt. */
+struct run_input {
+    std::map<std::string, std::string> path_params;
+    std::vector<std::pair<std::string, std::string>> query;
+    http::headers headers;
+    std::string body;
+};
+
+/** One operation to execute. */
+struct execute_request {
+    std::string connection_id;
+    std::string operation;  ///< A ClientOperation of the provider's Active API client.
+    run_input input;
+    std::optional<std::string> idempotency_key;  ///< The same key returns the same run, no second call.
+    bool allow_degraded = false;                 ///< Permit a Degraded connection.
+    std::shared_ptr<http::cancellation const> cancel;  ///< Cancels the vendor call in flight.
+};
+
+/** A finished run and the vendor's last answer (when there was one). */
+struct run_outcome {
+    integration_run run;
+    std::optional<http::response> response;
+    bool replayed = false;  ///< True when an earlier run with the same Idempotency-Key was returned.
+    /** The IntegrationFailure recorded for a Failed run, or for a Running one waiting for the retry
+     *  worker. */
+    std::optional<std::string> failure_id;
+};
+
+/** Options of the run service. */
+struct run_service_options {
+    /** Attempts of one execution and the waits between them. `retry.total_deadline` bounds how
+     *  long one execution may wait inline: no attempt starts later than that after the first, so a
+     *  wait (backoff, a vendor's Retry-After, our own rate limit) that would end past it is not
+     *  waited for; the run waits for the retry worker instead (see `deferred_retries`). */
+    resilience::retry_options retry{};
+    std::chrono::milliseconds attempt_timeout{10'000};
+    resilience::breaker_options breaker{};
+    std::chrono::milliseconds max_rate_limit_wait{1'000};  ///< Wait this long for a token, else fail fast.
+    /** Where the token buckets live; null keeps them in this service. Pass one store to several
+     *  services (or a shared backend) so that they share each connection's budget. */
+    resilience::rate_limit_store* rate_limits = nullptr;
+    /** How runs and their bodies are recorded. `deferred` lets many runs share one fsync (process
+     *  crashes lose nothing; a power loss may lose the store's last flush interval) and records a
+     *  run without an idempotency key once, when it ends, instead of also when it starts. */
+    durability recording = durability::immediate;
+    /** When the attempts of one execution run out on a retryable failure, the run stays Running
+     *  and the retry worker executes it again, up to this many times, before it fails and the
+     *  failure is escalated. 0 fails the run at once (dead letter). */
+    int deferred_retries = 3;
+    /** How long the connection → API client binding of an operation is reused without reading
+     *  the store. A connection retired or a client deprecated takes effect within this time. */
+    std::chrono::milliseconds binding_cache_ttl{1'000};
+    /** Redirects of the vendor's answers, each hop re-checked by the egress policy; off by default. */
+    http::redirect_options redirects{};
+    /** Threads of `execute_async`. */
+    std::size_t async_threads = 4;
+    /** Record finished runs from a background thread, many per commit: `execute` returns once the
+     *  vendor answered, with the run as it will be recorded, and `flush()` waits for the records.
+     *  Runs still queued are lost if the process dies. */
+    bool write_behind = false;
+    std::size_t write_behind_queue = 10'000;  ///< `execute` waits while this many are queued.
+    /** How long the recorder lets queued runs gather before it writes them (sooner at 512): the
+     *  longer, the fewer commits and thread wake-ups per run. */
+    std::chrono::milliseconds write_behind_linger{5};
+    /** Waits between attempts; tests pass one that advances a manual clock. */
+    std::function<void(std::chrono::milliseconds)> sleep;
+    /** Random numbers in [0, 1) for jitter. */
+    std::function<double()> random;
+    /** How long `execute` waits for the outcome of a run with the same Idempotency-Key that is
+     *  still executing (in this service, or in another process sharing the store) before it gives
+     *  up with `errc::in_progress`. */
+    std::chrono::milliseconds idempotency_wait{5'000};
+    /** Added to the longest one execution can take to make `run_lease()`: it covers token
+     *  requests, waits for the store and clocks that differ between processes. */
+    std::chrono::milliseconds orphan_margin{30'000};
+};
+
+/** Executes governed runs. Thread-safe. */
+class run_service {
+public:
+    run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
+                http::transport& transport, net::egress_policy egress, net::resolver& resolver, clock const& clock,
+                run_service_options options = {});
+
+    run_service(run_service const&) = delete;
+    run_service& operator=(run_service const&) = delete;
+    ~run_service();
+
+    /** Executes `request` synchronously. Bad input (unknown operation, missing path parameter, a
+     *  connection that may not run) is an error and records nothing; a vendor failure is a Failed
+     *  run with its classified IntegrationFailure, or a Running one that the retry worker will
+     *  execute again (see `deferred_retries`).
+     *
+     *  The run is written (Running) right before its first call to the vendor, so a process that
+     *  stops earlier leaves nothing behind and the same Idempotency-Key executes anew. With an
+     *  Idempotency-Key whose run is still executing, here or in another process, `execute` waits
+     *  up to `idempotency_wait` for its outcome and returns that (`replayed`), else
+     *  `errc::in_progress`: the vendor is called once per key.
+     *
+     *  @par Example
+     *  @code
+     *  auto out = runs.execute(ctx, {.connection_id = conn, .operation = "sms.send",
+     *                                .input = {.path_params = {{"account", "AC1"}}, .body = R"({"to":"+15550100"})"},
+     *                                .idempotency_key = "order-42"});
+     *  if (out && out->run.status() == runs::run_status::completed) use(out->response->body);
+     *  @endcode
+     */
+    result<run_outcome> execute(request_context const& ctx, execute_request request);
+
+    /** Executes `request` on one of the service's own threads. */
+    std::future<result<run_outcome>> execute_async(request_context ctx, execute_request request);
+
+    /** Executes a Running run again after a retryable failure (what the retry worker calls): more
+     *  attempts on the same run, then the run completes (the failure is resolved), waits for the
+     *  next retry, or fails (the failure is escalated, or resolved as dead-lettered). A run that
+     *  already ended only resolves its open failure. */
+    result<run_outcome> resume(request_context const& ctx, std::string const& run_id);
+
+    /** Ends the runs of `ctx`'s tenant that a stopped process left Running: a run with no retry
+     *  pending that started longer than `run_lease()` ago, and that this service is not executing,
+     *  cannot still be executing anywhere. It fails with a Transient IntegrationFailure
+     *  (`interrupted`, to Escalate: the vendor may or may not have acted on the last call),
+     *  recorded through the outbox like every other ending. Several processes may call it at once.
+     *  Returns how many runs it ended. The retry worker calls it on every sweep. */
+    result<std::size_t> recover_interrupted(request_context const& ctx);
+
+    /** How long after it started a run may still be executing: `retry.total_deadline`, then one
+     *  more rate-limit wait and attempt (twice `attempt_timeout`: a bearer credential refreshed
+     *  after a 401 sends again), plus `orphan_margin`. Processes that share a store should use
+     *  the same options, or the shortest lease may end another's run early. */
+    std::chrono::milliseconds run_lease() const noexcept;
+
+    /** The circuit breaker of every connection this service has called, by connection id. */
+    std::vector<std::pair<std::string, resilience::breaker_state>> breaker_states();
+
+    /** Waits until every run queued by `write_behind` is recorded; reports runs that could not be. */
+    result<void> flush();
+
+private:
+    /** What a connection and operation resolve to: immutable, shared by the runs that hit the
+     *  binding cache, so a run copies no aggregate. */
+    struct bound {
+        connections::integration_connection connection;
+        providers::integration_provider provider;
+        providers::client_operation op;
+        credentials::material_placement credential;  ///< Names the caller's input may not use.
+        std::optional<rate_limit_profile> limit;
+        std::string limit_key;  ///< The rate-limit partition: tenant/provider/connection.
+        resilience::circuit_breaker* breaker;
+    };
+    struct plan {
+        std::shared_ptr<bound const> b;
+        std::string url;
+    };
+    struct binding {
+        std::shared_ptr<bound const> b;
+        time_point expires;
+    };
+    /** How one execution ended, before it is recorded. */
+    struct ending {
+        request_context ctx;
+        integration_run run;
+        std::optional<failures::classification> failure;
+        std::optional<http::response> last;
+        bool wait_for_worker = false;
+        time_point now;
+    };
+    /** A finished run queued for the write-behind recorder. */
+    struct record {
+        request_context ctx;
+        integration_run run;
+        std::optional<failures::integration_failure> failure;
+        std::string body;  ///< The response body, written under the run's responseRef.
+    };
+    struct attempts_result {
+        std::optional<http::response> last;
+        std::optional<failures::classification> failure;
+        std::optional<error> claim_failed;  ///< The run could not be written before its first call.
+    };
+    /** Writes a run right before its first call (and may replace it with the stored copy). */
+    using claim_fn = std::function<result<void>(integration_run&)>;
+    /** An execution of one Idempotency-Key in this service; executions of the same key wait for it. */
+    struct flight {
+        std::mutex mutex;
+        std::condition_variable done_cv;
+        bool done = false;
+        std::optional<run_outcome> outcome;  ///< None when it recorded no run (bad input, a store error).
+    };
+    using steady_time = std::chrono::steady_clock::time_point;
+    result<run_outcome> execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until);
+    /** What a request gets for the earlier run of its Idempotency-Key: the run when it ended or waits
+     *  for the retry worker; while it executes elsewhere, its outcome once there (or
+     *  `errc::in_progress` at `wait_until`). */
+    result<run_outcome> settle(request_context const& ctx, integration_run run, steady_time wait_until);
+    std::optional<integration_run> find_by_key(request_context const& ctx, std::string const& key);
+    /** True when `run` (Running) started past its lease and is not executing here. */
+    bool lease_expired(integration_run const& run);
+    /** Fails a Running run left by a stopped process; none when it no longer needs it (it ended, or
+     *  waits for the retry worker). */
+    result<std::optional<integration_run>> fail_interrupted(request_context const& ctx, integration_run const& run);
+    result<plan> prepare(request_context const& ctx, execute_request const& r);
+    result<std::shared_ptr<bound const>> bind(request_context const& ctx, execute_request const& r);
+    attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run,
+                            claim_fn const& claim = {});
+    /** Keeps the input for the retry worker; false when the blob store refused it. */
+    bool keep_input(request_context const& ctx, integration_run const& run, run_input const& input);
+    static bool retryable(failures::classification const& c);
+    void defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last);
+    result<execute_request> stored_input(request_context const& ctx, integration_run const& run);
+    std::optional<std::string> store_response(request_context const& ctx, integration_run const& run,
+                                              std::optional<http::response> const& last);
+    void worker();
+    /** Completes or fails `run` as `e` says; returns the IntegrationFailure to save with it. */
+    static result<std::optional<failures::integration_failure>> finalize(ending const& e, integration_run& run,
+                                                                         std::optional<std::string> response_ref);
+    void enqueue(record r);
+    void recorder();
+    resilience::circuit_breaker& breaker(std::string const& connection_id);
+    /** Takes a rate-limit token, waiting up to `max_rate_limit_wait`; else how long until one is there. */
+    std::optional<std::chrono::nanoseconds> take_token(bound const& b);
+    result<run_outcome> replay(request_context const& ctx, integration_run run, std::optional<std::string> failure_id = {});
+
+    storage::store& store_;
+    credentials::credential_service& credentials_;
+    blobs::blob_store& blobs_;
+    net::egress_guard outbound_;  // every vendor call and redirect hop: checked and pinned
+    clock const& clock_;
+    run_service_options options_;
+    resilience::rate_limiter own_limiter_;
+    resilience::rate_limit_store& limiter_;
+    std::mutex breakers_mutex_;
+    std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
+    std::mutex bindings_mutex_;
+    std::unordered_map<std::string, binding> bindings_;
+    std::mutex flights_mutex_;
+    std::unordered_map<std::string, std::shared_ptr<flight>> flights_;  // by tenant + '\n' + key
+    std::unordered_set<std::string> executing_;                         // run ids written and not yet ended here
+    std::mutex jobs_mutex_;
+    std::condition_variable jobs_cv_;
+    std::deque<std::function<void()>> jobs_;
+    bool stopping_ = false;
+    std::vector<std::thread> threads_;
+    std::mutex recorder_mutex_;
+    std::condition_variable recorder_cv_;  // the recorder waits on it
+    std::condition_variable recorded_cv_;  // callers wait on it for room in the queue, or for a flush
+    std::deque<record> pending_;
+    static constexpr std::size_t max_batch = 512;  // runs per recorder commit
+    std::size_t flushing_ = 0;
+    std::size_t recording_ = 0;
+    std::size_t record_errors_ = 0;
+    std::string last_record_error_;
+    bool stopping_recorder_ = false;
+    std::thread recorder_thread_;
+};
+
+}  // namespace integration::runs
+
+#endif

@@ -1,0 +1,114 @@
+#include <integration/backends/filesystem/filesystem_blob_store.hpp>
+#include <integration/ports/blob_store.hpp>
+
+#include "../../detail/deferred_flush.hpp"
+#include "../../detail/blob_keys.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+
+namespace integration::blobs {
+namespace {
+
+namespace fs = std::filesystem;
+
+class filesystem_store final : public blob_store {
+public:
+    filesystem_store(fs::path root, std::chrono::milliseconds flush_interval)
+        : root_(std::move(root)), flush_(flush_interval, [this] { sync_root(); }) {}
+
+    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data,
+                            durability d) override {
+        if (auto r = detail::validate_put(tenant, key); !r) return r.error();
+        auto path = root_ / tenant / key;
+        std::error_code ec;
+        fs::create_directories(path.parent_path(), ec);
+        if (ec) return error{errc::unavailable, "blob store: cannot create " + path.parent_path().string() + ": " + ec.message()};
+        auto tmp = path;
+        tmp += ".tmp";
+        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        if (fd < 0) return error{errc::unavailable, "blob store: cannot write " + tmp.string() + ": " + std::strerror(errno)};
+        std::size_t written = 0;
+        while (written < data.size()) {
+            auto n = ::write(fd, data.data() + written, data.size() - written);
+            if (n <= 0) break;
+            written += static_cast<std::size_t>(n);
+        }
+        bool ok = written == data.size() && (d == durability::deferred || ::fsync(fd) == 0);
+        ::close(fd);
+        if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+            ::unlink(tmp.c_str());
+            return error{errc::unavailable, "blob store: writing " + path.string() + " failed: " + std::strerror(errno)};
+        }
+        if (d == durability::deferred) flush_.mark();
+        return reference(tenant, key);
+    }
+
+    result<std::string> get(std::string const& tenant, std::string const& ref) override {
+        auto path = locate(tenant, ref);
+        if (!path) return path.error();
+        std::ifstream f(*path, std::ios::binary);
+        if (!f) return error{errc::not_found, "blob " + ref + " does not exist"};
+        return std::string(std::istreambuf_iterator<char>(f), {});
+    }
+
+    result<void> remove(std::string const& tenant, std::string const& ref) override {
+        auto path = locate(tenant, ref);
+        if (!path) return path.error();
+        std::error_code ec;
+        fs::remove(*path, ec);
+        if (ec) return error{errc::unavailable, "blob store: cannot delete " + ref + ": " + ec.message()};
+        return {};
+    }
+
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view key_prefix) override {
+        std::size_t n = 0;
+        std::error_code ec;
+        for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
+            if (!it->is_regular_file()) continue;
+            // <root>/<tenant>/<key>: the key is the path below the tenant's folder.
+            auto relative = it->path().lexically_relative(root_).generic_string();
+            auto slash = relative.find('/');
+            if (slash == std::string::npos || !std::string_view(relative).substr(slash + 1).starts_with(key_prefix)) continue;
+            auto written = it->last_write_time();
+            auto as_system = std::chrono::file_clock::to_sys(written);
+            if (as_system < cutoff && fs::remove(it->path(), ec)) ++n;
+        }
+        if (ec) return error{errc::unavailable, "blob store: purge stopped: " + ec.message()};
+        return n;
+    }
+
+private:
+    result<fs::path> locate(std::string const& tenant, std::string const& ref) const {
+        auto key = detail::key_of(tenant, ref);
+        if (!key) return key.error();
+        return root_ / tenant / *key;
+    }
+
+    // One syncfs makes every deferred file (data, rename and new directories) durable at once.
+    void sync_root() {
+        if (int fd = ::open(root_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); fd >= 0) {
+            (void)::syncfs(fd);
+            ::close(fd);
+        }
+    }
+
+    fs::path root_;
+    integration::detail::deferred_flush flush_;  // last: flushes before the members above go away
+};
+
+}  // namespace
+
+result<std::unique_ptr<blob_store>> open_filesystem_blob_store(std::string root, std::chrono::milliseconds flush_interval) {
+    std::error_code ec;
+    fs::create_directories(root, ec);
+    if (ec) return error{errc::unavailable, "blob store: cannot create " + root + ": " + ec.message()};
+    return std::unique_ptr<blob_store>(new filesystem_store(fs::path(root), flush_interval));
+}
+
+}  // namespace integration::blobs

@@ -1,0 +1,255 @@
+#ifndef INTEGRATION_SRC_STORAGE_SQLITE_MAPPING_HPP
+#define INTEGRATION_SRC_STORAGE_SQLITE_MAPPING_HPP
+
+// Maps the JSON field lists of the domain's data structs onto relational rows: scalar fields are
+// columns (snake_case of the JSON name), vectors are child tables, nested value objects and JSON
+// documents are JSON text columns. Written once, used by all eight repositories.
+
+#include "../../detail/sqlite/connection.hpp"
+
+#include <integration/core/json.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
+#include <string>
+#include <vector>
+
+namespace integration::storage::sqlite {
+
+template <class T>
+struct is_vector : std::false_type {};
+template <class T>
+struct is_vector<std::vector<T>> : std::true_type {};
+
+/** True for a type whose vector fields are stored as JSON array columns instead of child tables:
+ *  one row write and one row read per aggregate, for short lists always read whole. */
+template <class T>
+struct vectors_as_json : std::false_type {};
+
+/** `providerId` → `provider_id`. */
+inline std::string snake(std::string_view camel) {
+    std::string out;
+    for (char c : camel) {
+        if (c >= 'A' && c <= 'Z') {
+            out += '_';
+            out += static_cast<char>(c - 'A' + 'a');
+        } else {
+            out += c;
+        }
+    }
+    return out;
+}
+
+// ---- scalar values ---------------------------------------------------------------------------
+
+inline value to_value(std::string const& v) { return v; }
+inline value to_value(std::int64_t v) { return v; }
+inline value to_value(int v) { return std::int64_t{v}; }
+inline value to_value(double v) { return v; }
+inline value to_value(bool v) { return std::int64_t{v ? 1 : 0}; }
+inline value to_value(time_point v) { return to_unix_ms(v); }
+inline value to_value(boost::json::object const& v) { return boost::json::serialize(v); }
+inline value to_value(boost::json::value const& v) { return boost::json::serialize(v); }
+template <named_enum E>
+value to_value(E e) {
+    return std::string(to_string(e));
+}
+template <json_described T>
+value to_value(T const& v) {
+    return boost::json::serialize(to_json(v));
+}
+template <class T>
+value to_value(std::optional<T> const& v) {
+    return v ? to_value(*v) : value{nullptr};
+}
+template <class E>
+value to_value(std::vector<E> const& v) {
+    return boost::json::serialize(to_json(v));
+}
+
+inline result<void> read_column(statement const& s, int c, std::string& out) {
+    out = s.text(c);
+    return {};
+}
+inline result<void> read_column(statement const& s, int c, std::int64_t& out) {
+    out = s.int64(c);
+    return {};
+}
+inline result<void> read_column(statement const& s, int c, int& out) {
+    out = static_cast<int>(s.int64(c));
+    return {};
+}
+inline result<void> read_column(statement const& s, int c, double& out) {
+    out = s.real(c);
+    return {};
+}
+inline result<void> read_column(statement const& s, int c, bool& out) {
+    out = s.int64(c) != 0;
+    return {};
+}
+inline result<void> read_column(statement const& s, int c, time_point& out) {
+    out = from_unix_ms(s.int64(c));
+    return {};
+}
+inline result<boost::json::value> parse_column(statement const& s, int c) {
+    boost::system::error_code ec;
+    auto v = boost::json::parse(s.text(c), ec);
+    if (ec) return error{errc::storage_failure, "a stored JSON column is corrupt: " + ec.message()};
+    return v;
+}
+inline result<void> read_column(statement const& s, int c, boost::json::value& out) {
+    auto v = parse_column(s, c);
+    if (!v) return v.error();
+    out = std::move(*v);
+    return {};
+}
+inline result<void> read_column(statement const& s, int c, boost::json::object& out) {
+    auto v = parse_column(s, c);
+    if (!v) return v.error();
+    if (!v->is_object()) return error{errc::storage_failure, "a stored JSON object column holds something else"};
+    out = std::move(v->get_object());
+    return {};
+}
+template <named_enum E>
+result<void> read_column(statement const& s, int c, E& out) {
+    auto e = parse_enum<E>(s.text(c), "stored value");
+    if (!e) return error{errc::storage_failure, e.error().detail()};
+    out = *e;
+    return {};
+}
+template <json_described T>
+result<void> read_column(statement const& s, int c, T& out) {
+    auto v = parse_column(s, c);
+    if (!v) return v.error();
+    return from_json(*v, out, "");
+}
+template <class E>
+result<void> read_column(statement const& s, int c, std::vector<E>& out) {
+    auto v = parse_column(s, c);
+    if (!v) return v.error();
+    if (auto r = from_json(*v, out, ""); !r) return error{errc::storage_failure, "a stored JSON array column is corrupt: " + r.error().detail()};
+    return {};
+}
+template <class T>
+result<void> read_column(statement const& s, int c, std::optional<T>& out) {
+    if (s.is_null(c)) {
+        out.reset();
+        return {};
+    }
+    T inner{};
+    if (auto r = read_column(s, c, inner); !r) return r;
+    out = std::move(inner);
+    return {};
+}
+
+// ---- rows ------------------------------------------------------------------------------------
+
+/** Calls `f(json_name, member_ref)` for each field of `T` that is a column (not a vector, unless
+ *  `vectors_as_json<T>`). */
+template <json_described T, class Obj, class F>
+void for_each_column(Obj& obj, F&& f) {
+    std::apply(
+        [&](auto const&... fld) {
+            (
+                [&] {
+                    using M = std::remove_cvref_t<decltype(obj.*(fld.member))>;
+                    if constexpr (!is_vector<M>::value || vectors_as_json<T>::value) f(fld.name, obj.*(fld.member));
+                }(),
+                ...);
+        },
+        T::json_fields());
+}
+
+/** Calls `f(json_name, vector_ref)` for each vector field of `T` (a child table). */
+template <json_described T, class Obj, class F>
+void for_each_child(Obj& obj, F&& f) {
+    std::apply(
+        [&](auto const&... fld) {
+            (
+                [&] {
+                    using M = std::remove_cvref_t<decltype(obj.*(fld.member))>;
+                    if constexpr (is_vector<M>::value && !vectors_as_json<T>::value) f(fld.name, obj.*(fld.member));
+                }(),
+                ...);
+        },
+        T::json_fields());
+}
+
+/** The column names of `T`, in field order. */
+template <json_described T>
+std::vector<std::string> column_names() {
+    std::vector<std::string> names;
+    T probe{};
+    for_each_column<T>(probe, [&](std::string_view n, auto const&) { names.push_back(snake(n)); });
+    return names;
+}
+
+/** The values of `v`'s columns, in field order. */
+template <json_described T>
+void append_values(T const& v, std::vector<value>& out) {
+    for_each_column<T>(v, [&](std::string_view, auto const& m) { out.push_back(to_value(m)); });
+}
+
+/** Reads `v`'s columns from `s` starting at column `first`; returns the next column index. */
+template <json_described T>
+result<int> read_row(statement const& s, int first, T& v) {
+    int c = first;
+    result<void> status;
+    for_each_column<T>(v, [&](std::string_view, auto& m) {
+        if (status) status = read_column(s, c, m);
+        ++c;
+    });
+    if (!status) return status.error();
+    return c;
+}
+
+/** Column list of a child element type: `value` for plain strings. */
+template <class E>
+std::vector<std::string> child_columns() {
+    if constexpr (json_described<E>)
+        return column_names<E>();
+    else
+        return {"value"};
+}
+
+template <class E>
+void append_child_values(E const& e, std::vector<value>& out) {
+    if constexpr (json_described<E>)
+        append_values(e, out);
+    else
+        out.push_back(to_value(e));
+}
+
+template <class E>
+result<void> read_child(statement const& s, E& e) {
+    if constexpr (json_described<E>) {
+        auto r = read_row(s, 0, e);
+        if (!r) return r.error();
+        return {};
+    } else {
+        return read_column(s, 0, e);
+    }
+}
+
+/** "a, b, c" */
+inline std::string join(std::vector<std::string> const& names, std::string_view prefix = "") {
+    std::string out;
+    for (auto const& n : names) {
+        if (!out.empty()) out += ", ";
+        out += prefix;
+        out += n;
+    }
+    return out;
+}
+
+/** "?, ?, ?" */
+inline std::string placeholders(std::size_t n) {
+    std::string out;
+    for (std::size_t i = 0; i < n; ++i) out += i ? ", ?" : "?";
+    return out;
+}
+
+}  // namespace integration::storage::sqlite
+
+#endif

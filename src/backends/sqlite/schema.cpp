@@ -1,0 +1,200 @@
+#include "schema.hpp"
+
+#include <integration/backends/sqlite/sqlite_store.hpp>
+
+#include <array>
+
+namespace integration::storage::sqlite {
+namespace {
+
+// Column names are the snake_case of the JSON field names; the repositories build their SQL from
+// the same field lists, so a mismatch fails at the first prepare.
+#define INTEGRATION_META                                                                                   \
+    "tenant_id TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL, "                     \
+    "updated_at INTEGER NOT NULL, updated_by TEXT NOT NULL, row_version INTEGER NOT NULL"
+#define INTEGRATION_CHILD(parent, key) \
+    "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
+
+constexpr std::array<char const*, 4> migrations{
+    // 1: the eight aggregates, their child entities and the outbox.
+    R"sql(
+CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
+  key TEXT NOT NULL, display_name TEXT NOT NULL, category TEXT NOT NULL, auth_model TEXT NOT NULL,
+  base_url TEXT NOT NULL, rate_limit_profile TEXT, health_check TEXT, scope TEXT NOT NULL, status TEXT NOT NULL);
+CREATE UNIQUE INDEX providers_by_key ON providers(tenant_id, key);
+CREATE TABLE providers_capabilities()sql" INTEGRATION_CHILD("providers", "provider_id") R"sql(
+  value TEXT NOT NULL, PRIMARY KEY(owner_id, position));
+CREATE TABLE providers_environments()sql" INTEGRATION_CHILD("providers", "provider_id") R"sql(
+  name TEXT NOT NULL, base_url TEXT NOT NULL, PRIMARY KEY(owner_id, position));
+
+CREATE TABLE api_clients(api_client_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
+  provider_id TEXT NOT NULL REFERENCES providers(provider_id), assembly_name TEXT NOT NULL, version TEXT NOT NULL,
+  auth_mode TEXT NOT NULL, rate_limit_profile TEXT, status TEXT NOT NULL);
+CREATE INDEX api_clients_by_provider ON api_clients(provider_id, status);
+CREATE TABLE api_clients_capabilities()sql" INTEGRATION_CHILD("api_clients", "api_client_id") R"sql(
+  value TEXT NOT NULL, PRIMARY KEY(owner_id, position));
+CREATE TABLE api_clients_operations()sql" INTEGRATION_CHILD("api_clients", "api_client_id") R"sql(
+  operation TEXT NOT NULL, method TEXT NOT NULL, path TEXT NOT NULL, PRIMARY KEY(owner_id, position));
+CREATE TABLE api_clients_versions()sql" INTEGRATION_CHILD("api_clients", "api_client_id") R"sql(
+  version TEXT NOT NULL, registered_at INTEGER NOT NULL, PRIMARY KEY(owner_id, position));
+-- assemblyName + version is unique across every client's history (scoped by migration 4).
+CREATE TABLE assembly_versions(assembly_name TEXT NOT NULL, version TEXT NOT NULL,
+  api_client_id TEXT NOT NULL REFERENCES api_clients(api_client_id) ON DELETE CASCADE,
+  PRIMARY KEY(assembly_name, version));
+
+CREATE TABLE connections(connection_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
+  provider_id TEXT NOT NULL REFERENCES providers(provider_id), auth_mode TEXT NOT NULL, project_id TEXT NOT NULL,
+  display_name TEXT NOT NULL, credential_id TEXT, configuration TEXT NOT NULL, rate_limit_budget TEXT,
+  retry_policy TEXT, status TEXT NOT NULL, health TEXT NOT NULL, last_checked_at INTEGER, established_at INTEGER);
+CREATE INDEX connections_by_project ON connections(tenant_id, project_id, provider_id, connection_id);
+CREATE INDEX connections_by_provider ON connections(tenant_id, provider_id, connection_id);
+CREATE INDEX connections_by_status ON connections(tenant_id, status, connection_id);
+CREATE TABLE connections_endpoints()sql" INTEGRATION_CHILD("connections", "connection_id") R"sql(
+  operation_class TEXT NOT NULL, base_url TEXT NOT NULL, region TEXT, PRIMARY KEY(owner_id, position));
+CREATE TABLE connections_scopes()sql" INTEGRATION_CHILD("connections", "connection_id") R"sql(
+  value TEXT NOT NULL, PRIMARY KEY(owner_id, position));
+
+CREATE TABLE credentials(credential_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
+  provider_id TEXT NOT NULL, connection_id TEXT, auth_mode TEXT NOT NULL, key_vault_ref TEXT NOT NULL,
+  fingerprint TEXT NOT NULL, auth_parameters TEXT NOT NULL, rotation_policy TEXT, expires_at INTEGER,
+  current_version INTEGER NOT NULL, status TEXT NOT NULL, last_rotated_at INTEGER);
+CREATE INDEX credentials_by_provider ON credentials(tenant_id, provider_id, credential_id);
+CREATE INDEX credentials_by_connection ON credentials(tenant_id, connection_id, credential_id);
+CREATE INDEX credentials_by_expiry ON credentials(tenant_id, expires_at) WHERE status <> 'Revoked';
+CREATE TABLE credentials_versions()sql" INTEGRATION_CHILD("credentials", "credential_id") R"sql(
+  version INTEGER NOT NULL, key_vault_ref TEXT NOT NULL, fingerprint TEXT NOT NULL, state TEXT NOT NULL,
+  created_at INTEGER NOT NULL, activated_at INTEGER, deactivated_at INTEGER, PRIMARY KEY(owner_id, position));
+
+CREATE TABLE runs(run_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
+  project_id TEXT NOT NULL, connection_id TEXT NOT NULL, provider_id TEXT NOT NULL, operation TEXT NOT NULL,
+  idempotency_key TEXT, request_ref TEXT, response_ref TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+  external_ref TEXT, started_at INTEGER, completed_at INTEGER, latency_ms INTEGER);
+CREATE INDEX runs_by_connection ON runs(tenant_id, connection_id, status, run_id);
+CREATE INDEX runs_by_status ON runs(tenant_id, status, run_id);
+CREATE UNIQUE INDEX runs_by_idempotency_key ON runs(tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE TABLE runs_run_attempts()sql" INTEGRATION_CHILD("runs", "run_id") R"sql(
+  attempt INTEGER NOT NULL, status TEXT NOT NULL, error_class TEXT, http_status INTEGER, latency_ms INTEGER NOT NULL,
+  started_at INTEGER NOT NULL, PRIMARY KEY(owner_id, position));
+
+CREATE TABLE failures(failure_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
+  source TEXT NOT NULL, run_id TEXT, delivery_id TEXT, connection_id TEXT, credential_id TEXT,
+  provider_id TEXT NOT NULL, category TEXT NOT NULL, error_code TEXT NOT NULL, message TEXT NOT NULL,
+  attempt INTEGER NOT NULL, next_action TEXT NOT NULL, next_attempt_at INTEGER, resolved_at INTEGER);
+CREATE INDEX failures_due ON failures(tenant_id, next_attempt_at) WHERE resolved_at IS NULL AND next_action = 'Retry';
+CREATE INDEX failures_by_run ON failures(tenant_id, run_id, failure_id);
+CREATE INDEX failures_by_delivery ON failures(tenant_id, delivery_id, failure_id);
+CREATE TABLE failures_failure_attempts()sql" INTEGRATION_CHILD("failures", "failure_id") R"sql(
+  attempt INTEGER NOT NULL, category TEXT NOT NULL, error_code TEXT NOT NULL, message TEXT NOT NULL,
+  occurred_at INTEGER NOT NULL, PRIMARY KEY(owner_id, position));
+CREATE TABLE failures_escalations()sql" INTEGRATION_CHILD("failures", "failure_id") R"sql(
+  escalated_by TEXT NOT NULL, reason TEXT NOT NULL, escalated_at INTEGER NOT NULL, ticket_ref TEXT,
+  PRIMARY KEY(owner_id, position));
+
+CREATE TABLE subscriptions(subscription_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
+  project_id TEXT NOT NULL, event_type TEXT NOT NULL, endpoint_url TEXT NOT NULL, signing_secret_ref TEXT NOT NULL,
+  filter TEXT, attempt_policy TEXT, active INTEGER NOT NULL);
+CREATE INDEX subscriptions_active ON subscriptions(tenant_id, active, event_type);
+
+CREATE TABLE deliveries(delivery_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
+  direction TEXT NOT NULL, subscription_id TEXT, provider_id TEXT, connection_id TEXT, provider_delivery_id TEXT,
+  event_type TEXT NOT NULL, event_id TEXT, payload_ref TEXT, payload_hash TEXT, signature_status TEXT NOT NULL,
+  status TEXT NOT NULL, attempts INTEGER NOT NULL, max_attempts INTEGER NOT NULL, last_attempt_at INTEGER,
+  next_attempt_at INTEGER);
+CREATE UNIQUE INDEX deliveries_inbound_id ON deliveries(tenant_id, connection_id, provider_delivery_id)
+  WHERE provider_delivery_id IS NOT NULL;
+CREATE INDEX deliveries_due ON deliveries(tenant_id, next_attempt_at) WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
+CREATE INDEX deliveries_by_subscription ON deliveries(tenant_id, subscription_id, delivery_id);
+CREATE INDEX deliveries_by_status ON deliveries(tenant_id, direction, status, delivery_id);
+CREATE TABLE deliveries_delivery_attempts()sql" INTEGRATION_CHILD("deliveries", "delivery_id") R"sql(
+  attempt INTEGER NOT NULL, http_status INTEGER, latency_ms INTEGER NOT NULL, response_excerpt TEXT, error TEXT,
+  attempted_at INTEGER NOT NULL, PRIMARY KEY(owner_id, position));
+
+CREATE TABLE outbox(sequence INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+  tenant_id TEXT NOT NULL, aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_version INTEGER NOT NULL,
+  event_type TEXT NOT NULL, occurred_at INTEGER NOT NULL, envelope TEXT NOT NULL, published_at INTEGER);
+CREATE INDEX outbox_pending ON outbox(sequence) WHERE published_at IS NULL;
+)sql",
+    // 2: retry leases. A worker claims a due failure until lease_until; another worker skips it
+    // until then, and an expired lease (a worker that died) makes it claimable again.
+    R"sql(
+ALTER TABLE failures ADD COLUMN lease_owner TEXT;
+ALTER TABLE failures ADD COLUMN lease_until INTEGER;
+)sql",
+    // 3: a run's attempts move into the run row as a JSON array (the JSON of RunAttempt), so that
+    // recording a run writes one row and listing runs reads no child rows.
+    R"sql(
+ALTER TABLE runs ADD COLUMN run_attempts TEXT NOT NULL DEFAULT '[]';
+UPDATE runs SET run_attempts = (
+  SELECT COALESCE(json_group_array(json(a.attempt_json)), '[]') FROM (
+    SELECT json_object('attempt', attempt, 'status', status, 'errorClass', error_class, 'httpStatus', http_status,
+                       'latencyMs', latency_ms,
+                       'startedAt', strftime('%Y-%m-%dT%H:%M:%S', started_at / 1000, 'unixepoch') || '.' ||
+                                    printf('%03d', started_at % 1000) || 'Z') AS attempt_json
+    FROM runs_run_attempts WHERE owner_id = runs.run_id ORDER BY position) AS a);
+DROP TABLE runs_run_attempts;
+)sql",
+    // 4: assemblyName + version is unique among global clients and within one tenant's view
+    // (global clients and its own), no longer across tenants: a claim is keyed by the client's
+    // tenant ('' for global). And a connection keeps what its latest health probe saw.
+    R"sql(
+CREATE TABLE assembly_versions_by_tenant(tenant_id TEXT NOT NULL, assembly_name TEXT NOT NULL, version TEXT NOT NULL,
+  api_client_id TEXT NOT NULL REFERENCES api_clients(api_client_id) ON DELETE CASCADE,
+  PRIMARY KEY(tenant_id, assembly_name, version));
+INSERT INTO assembly_versions_by_tenant
+  SELECT c.tenant_id, a.assembly_name, a.version, a.api_client_id
+  FROM assembly_versions a JOIN api_clients c ON c.api_client_id = a.api_client_id;
+DROP TABLE assembly_versions;
+ALTER TABLE assembly_versions_by_tenant RENAME TO assembly_versions;
+ALTER TABLE connections ADD COLUMN health_reason TEXT;
+)sql",
+};
+
+#undef INTEGRATION_META
+#undef INTEGRATION_CHILD
+
+static_assert(migrations.size() == sqlite_schema_version, "bump sqlite_schema_version with each migration");
+
+result<int> user_version(database& db) {
+    auto st = db.prepare("PRAGMA user_version");
+    if (!st) return st.error();
+    auto row = (*st)->step();
+    if (!row) return row.error();
+    int v = static_cast<int>((*st)->int64(0));
+    (*st)->reset();
+    return v;
+}
+
+result<void> check_not_newer(int v) {
+    if (v > sqlite_schema_version)
+        return error{errc::schema_too_new, "the database has schema version " + std::to_string(v) +
+                                               " but this library knows only up to " +
+                                               std::to_string(sqlite_schema_version) +
+                                               "; upgrade the library instead of opening it with an older one"};
+    return {};
+}
+
+}  // namespace
+
+result<void> migrate(database& db) {
+    auto v = user_version(db);
+    if (!v) return v.error();
+    if (auto r = check_not_newer(*v); !r) return r;
+    if (*v == sqlite_schema_version) return {};
+    // Another process may migrate at the same time: re-read the version under the write lock.
+    if (auto r = db.exec("BEGIN IMMEDIATE"); !r) return r;
+    auto fail = [&](error e) -> result<void> {
+        (void)db.exec("ROLLBACK");
+        return e;
+    };
+    v = user_version(db);
+    if (!v) return fail(v.error());
+    if (auto r = check_not_newer(*v); !r) return fail(r.error());
+    for (int i = *v; i < sqlite_schema_version; ++i) {
+        if (auto r = db.exec(migrations[static_cast<std::size_t>(i)]); !r)
+            return fail(error{r.error().code(), "migration " + std::to_string(i + 1) + " failed: " + r.error().detail()});
+    }
+    if (auto r = db.exec("PRAGMA user_version = " + std::to_string(sqlite_schema_version)); !r) return fail(r.error());
+    return db.exec("COMMIT");
+}
+
+}  // namespace integration::storage::sqlite

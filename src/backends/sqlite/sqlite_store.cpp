@@ -1,0 +1,935 @@
+#include <integration/backends/sqlite/sqlite_store.hpp>
+
+#include "../../detail/sqlite/connection.hpp"
+#include "mapping.hpp"
+#include "schema.hpp"
+
+#include "../../detail/deferred_flush.hpp"
+#include "../../detail/thread_name.hpp"
+
+#include <integration/core/id.hpp>
+
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <atomic>
+#include <condition_variable>
+#include <deque>
+#include <future>
+#include <mutex>
+#include <thread>
+
+// A run's attempts live in its row: recording a run is one row write, and listing runs needs no
+// query per run for its attempts.
+template <>
+struct integration::storage::sqlite::vectors_as_json<integration::runs::run_data> : std::true_type {};
+
+namespace integration::storage {
+namespace {
+
+using sqlite::database;
+using sqlite::statement;
+using sqlite::value;
+
+// ---- per-aggregate table facts ----------------------------------------------------------------
+
+/** Where an aggregate lives; `shared` tables also hold global rows (tenant_id '') that every
+ *  tenant may read. */
+struct table_info {
+    char const* name;
+    char const* key;
+    char const* aggregate_type;
+    bool shared;
+};
+template <class A>
+constexpr table_info table_of{};
+template <>
+constexpr table_info table_of<providers::integration_provider>{"providers", "provider_id", "IntegrationProvider", true};
+template <>
+constexpr table_info table_of<providers::external_api_client>{"api_clients", "api_client_id", "ExternalApiClient", true};
+template <>
+constexpr table_info table_of<connections::integration_connection>{"connections", "connection_id", "IntegrationConnection", false};
+template <>
+constexpr table_info table_of<credentials::integration_credential>{"credentials", "credential_id", "IntegrationCredential", false};
+template <>
+constexpr table_info table_of<runs::integration_run>{"runs", "run_id", "IntegrationRun", false};
+template <>
+constexpr table_info table_of<failures::integration_failure>{"failures", "failure_id", "IntegrationFailure", false};
+template <>
+constexpr table_info table_of<webhooks::webhook_subscription>{"subscriptions", "subscription_id", "WebhookSubscription", false};
+template <>
+constexpr table_info table_of<webhooks::webhook_delivery>{"deliveries", "delivery_id", "WebhookDelivery", false};
+
+constexpr char const* meta_columns = "tenant_id, created_at, created_by, updated_at, updated_by, row_version";
+constexpr int meta_count = 6;
+
+result<metadata> read_meta(statement const& s) {
+    metadata m;
+    m.tenant_id = s.text(0);
+    m.created_at = from_unix_ms(s.int64(1));
+    m.created_by = s.text(2);
+    m.updated_at = from_unix_ms(s.int64(3));
+    m.updated_by = s.text(4);
+    m.version = s.int64(5);
+    return m;
+}
+
+std::size_t clamp_limit(std::size_t limit) { return limit == 0 ? 1 : limit > 500 ? 500 : limit; }
+
+// ---- shared state of one unit of work ----------------------------------------------------------
+
+struct work_state {
+    database& db;
+    request_context const& ctx;
+    clock const& clk;
+    std::string const& source;
+    bool read_only;
+};
+
+/** A repository of aggregate A over one connection; every query is scoped to the unit's tenant. */
+template <class A>
+class repo {
+public:
+    using data_t = typename A::data_type;
+    static constexpr table_info T = table_of<A>;
+
+    explicit repo(work_state& w) : w_(w) {}
+
+    /** `where` is extra SQL over the main table (alias-free), `binds` its parameters. */
+    result<std::vector<A>> select(std::string const& where, std::vector<value> binds, std::string const& order,
+                                  std::size_t limit) {
+        static std::string const cols = std::string(meta_columns) + ", " + sqlite::join(sqlite::column_names<data_t>());
+        std::string sql = "SELECT " + cols + " FROM " + T.name + " WHERE " + scope_sql();
+        if (!where.empty()) sql += " AND (" + where + ")";
+        sql += " ORDER BY " + order + " LIMIT " + std::to_string(limit);
+        std::vector<value> all = scope_binds();
+        for (auto& b : binds) all.push_back(std::move(b));
+        auto st = w_.db.prepare(sql);
+        if (!st) return st.error();
+        (*st)->bind_all(all);
+        std::vector<std::pair<metadata, data_t>> rows;
+        while (true) {
+            auto more = (*st)->step();
+            if (!more) return more.error();
+            if (!*more) break;
+            auto m = read_meta(**st);
+            data_t d{};
+            auto next = sqlite::read_row(**st, meta_count, d);
+            if (!next) return next.error();
+            rows.emplace_back(std::move(*m), std::move(d));
+        }
+        (*st)->reset();
+        std::vector<A> out;
+        out.reserve(rows.size());
+        for (auto& [m, d] : rows) {
+            if (auto r = load_children(d); !r) return r.error();
+            auto a = A::restore(std::move(m), std::move(d));
+            if (!a) return error{errc::storage_failure, "stored row is invalid: " + a.error().detail()};
+            out.push_back(std::move(*a));
+        }
+        return out;
+    }
+
+    result<A> find_one(std::string const& where, std::vector<value> binds, std::string_view what) {
+        auto rows = select(where, std::move(binds), T.key, 1);
+        if (!rows) return rows.error();
+        if (rows->empty()) return error{errc::not_found, std::string(what) + " was not found in this tenant"};
+        return std::move(rows->front());
+    }
+
+    result<A> find(std::string const& id) {
+        return find_one(std::string(T.key) + " = ?", {id}, std::string(T.aggregate_type) + " " + id);
+    }
+
+    result<page<A>> list(std::string where, std::vector<value> binds, page_request const& p) {
+        auto limit = clamp_limit(p.limit);
+        if (!p.cursor.empty()) {
+            where = where.empty() ? std::string(T.key) + " > ?" : "(" + where + ") AND " + T.key + " > ?";
+            binds.push_back(p.cursor);
+        }
+        auto rows = select(where, std::move(binds), T.key, limit + 1);
+        if (!rows) return rows.error();
+        page<A> out;
+        if (rows->size() > limit) {
+            rows->pop_back();
+            out.next_cursor = rows->back().id();
+        }
+        out.items = std::move(*rows);
+        return out;
+    }
+
+    result<std::int64_t> count(std::string const& where, std::vector<value> binds) {
+        std::string sql = std::string("SELECT COUNT(*) FROM ") + T.name + " WHERE " + scope_sql() + " AND (" + where + ")";
+        std::vector<value> all = scope_binds();
+        for (auto& b : binds) all.push_back(std::move(b));
+        auto st = w_.db.prepare(sql);
+        if (!st) return st.error();
+        (*st)->bind_all(all);
+        auto row = (*st)->step();
+        if (!row) return row.error();
+        auto n = (*st)->int64(0);
+        (*st)->reset();
+        return n;
+    }
+
+    result<void> save(A& a) {
+        if (w_.read_only) return error{errc::invalid_state, "save called inside a read-only unit of work"};
+        auto const& m = a.meta();
+        bool global = m.tenant_id.empty();
+        if (global && !(T.shared && w_.ctx.admin))
+            return error{errc::forbidden, "global " + std::string(T.aggregate_type) + " rows can be changed only with an admin key"};
+        if (!global && m.tenant_id != w_.ctx.tenant_id)
+            return error{errc::not_found, std::string(T.aggregate_type) + " " + a.id() + " was not found in this tenant"};
+        auto now = w_.clk.now();
+        std::int64_t next_version = m.version + 1;
+        if (auto r = m.version == 0 ? insert(a, now) : update(a, now); !r) return r;
+        if (auto r = save_children(a.data(), m.version == 0); !r) return r;
+        if constexpr (std::is_same_v<A, providers::external_api_client>)
+            if (auto r = claim_assembly_versions(a); !r) return r;
+        a.mark_saved(w_.ctx.actor, now, next_version);
+        return write_events(a);
+    }
+
+    /** Deletes the row (children cascade) in this tenant. */
+    result<void> remove(std::string const& id) {
+        if (w_.read_only) return error{errc::invalid_state, "remove called inside a read-only unit of work"};
+        static std::string const sql = std::string("DELETE FROM ") + T.name + " WHERE " + T.key + " = ? AND tenant_id = ?";
+        auto st = w_.db.prepare(sql);
+        if (!st) return st.error();
+        (*st)->bind_all({id, w_.ctx.tenant_id});
+        return (*st)->run();
+    }
+
+private:
+    std::string scope_sql() const {
+        if constexpr (T.shared) return "(tenant_id = ? OR tenant_id = '')";
+        return "tenant_id = ?";
+    }
+    std::vector<value> scope_binds() const { return {w_.ctx.tenant_id}; }
+
+    result<void> insert(A const& a, time_point now) {
+        static std::string const sql = [] {
+            auto cols = sqlite::column_names<data_t>();
+            return std::string("INSERT INTO ") + T.name + " (" + meta_columns + ", " + sqlite::join(cols) +
+                   ") VALUES (" + sqlite::placeholders(cols.size() + meta_count) + ")";
+        }();
+        auto const& m = a.meta();
+        std::vector<value> v{m.tenant_id, to_unix_ms(now), w_.ctx.actor, to_unix_ms(now), w_.ctx.actor, std::int64_t{1}};
+        sqlite::append_values(a.data(), v);
+        auto st = w_.db.prepare(sql);
+        if (!st) return st.error();
+        (*st)->bind_all(v);
+        auto r = (*st)->run();
+        if (!r && r.error() == errc::already_exists)
+            return error{errc::already_exists, std::string(T.aggregate_type) + " violates a uniqueness rule (" +
+                                                   r.error().detail() + ")"};
+        return r;
+    }
+
+    result<void> update(A const& a, time_point now) {
+        static std::string const sql = [] {
+            std::string set = "updated_at = ?, updated_by = ?, row_version = row_version + 1";
+            for (auto const& c : sqlite::column_names<data_t>()) set += ", " + c + " = ?";
+            return std::string("UPDATE ") + T.name + " SET " + set + " WHERE " + T.key +
+                   " = ? AND tenant_id = ? AND row_version = ?";
+        }();
+        auto const& m = a.meta();
+        std::vector<value> v{to_unix_ms(now), w_.ctx.actor};
+        sqlite::append_values(a.data(), v);
+        v.push_back(a.id());
+        v.push_back(m.tenant_id);
+        v.push_back(m.version);
+        auto st = w_.db.prepare(sql);
+        if (!st) return st.error();
+        (*st)->bind_all(v);
+        if (auto r = (*st)->run(); !r) return r;
+        if (w_.db.changes() == 1) return {};
+        auto current = find(a.id());
+        if (!current) return current.error();
+        return error{errc::conflict, std::string(T.aggregate_type) + " " + a.id() + " was changed concurrently (saved version " +
+                                         std::to_string(m.version) + ", stored version " +
+                                         std::to_string(current->meta().version) + "); reload it and retry"};
+    }
+
+    // A new row has no children yet: nothing to delete first.
+    result<void> save_children(data_t const& d, bool fresh) {
+        result<void> status;
+        sqlite::for_each_child<data_t>(d, [&](std::string_view field, auto const& items) {
+            if (!status) return;
+            using E = typename std::remove_cvref_t<decltype(items)>::value_type;
+            if (!fresh) {
+                auto del = w_.db.prepare("DELETE FROM " + std::string(T.name) + "_" + sqlite::snake(field) + " WHERE owner_id = ?");
+                if (!del) return void(status = del.error());
+                (*del)->bind(1, value{std::string(d_id(d))});
+                if (status = (*del)->run(); !status) return;
+            }
+            if (items.empty()) return;
+            auto cols = sqlite::child_columns<E>();
+            auto ins = w_.db.prepare("INSERT INTO " + std::string(T.name) + "_" + sqlite::snake(field) + " (owner_id, position, " +
+                                     sqlite::join(cols) + ") VALUES (" + sqlite::placeholders(cols.size() + 2) + ")");
+            if (!ins) return void(status = ins.error());
+            std::int64_t pos = 0;
+            for (auto const& e : items) {
+                std::vector<value> v{std::string(d_id(d)), pos++};
+                sqlite::append_child_values(e, v);
+                (*ins)->reset();
+                (*ins)->bind_all(v);
+                if (status = (*ins)->run(); !status) return;
+            }
+        });
+        return status;
+    }
+
+    result<void> load_children(data_t& d) {
+        result<void> status;
+        std::string id(d_id(d));
+        sqlite::for_each_child<data_t>(d, [&](std::string_view field, auto& items) {
+            if (!status) return;
+            using E = typename std::remove_cvref_t<decltype(items)>::value_type;
+            std::string child = std::string(T.name) + "_" + sqlite::snake(field);
+            auto st = w_.db.prepare("SELECT " + sqlite::join(sqlite::child_columns<E>()) + " FROM " + child +
+                                    " WHERE owner_id = ? ORDER BY position");
+            if (!st) return void(status = st.error());
+            (*st)->bind(1, value{id});
+            items.clear();
+            while (true) {
+                auto more = (*st)->step();
+                if (!more) return void(status = more.error());
+                if (!*more) break;
+                E e{};
+                if (status = sqlite::read_child(**st, e); !status) return;
+                items.push_back(std::move(e));
+            }
+            (*st)->reset();
+        });
+        return status;
+    }
+
+    // The id is the first field of every data struct.
+    static std::string const& d_id(data_t const& d) { return d.*(std::get<0>(data_t::json_fields()).member); }
+
+    // assemblyName + version (every version in the history) is unique among global clients and
+    // within the client's tenant's view: its own clients and the global ones. Another tenant's
+    // claim is never looked at, so it neither conflicts nor shows. A tenant claim made before an
+    // admin registered the same global name stays valid.
+    result<void> claim_assembly_versions(providers::external_api_client const& c) {
+        auto taken = w_.db.prepare(
+            "SELECT tenant_id FROM assembly_versions WHERE tenant_id IN (?, '') AND assembly_name = ? AND version = ? "
+            "AND api_client_id <> ? ORDER BY tenant_id LIMIT 1");
+        if (!taken) return taken.error();
+        auto ins = w_.db.prepare(
+            "INSERT INTO assembly_versions (tenant_id, assembly_name, version, api_client_id) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT(tenant_id, assembly_name, version) DO NOTHING");
+        if (!ins) return ins.error();
+        auto const& tenant = c.meta().tenant_id;
+        for (auto const& v : c.data().versions) {
+            (*taken)->reset();
+            (*taken)->bind_all({tenant, c.data().assembly_name, v.version, c.id()});
+            auto row = (*taken)->step();
+            if (!row) return row.error();
+            bool global = *row && (*taken)->text(0).empty();
+            (*taken)->reset();
+            if (*row)
+                return error{errc::already_exists, "assemblyName " + c.data().assembly_name + " version " + v.version +
+                                                       " is already registered by " +
+                                                       (global ? "a global client" : "another client of this tenant") +
+                                                       "; assemblyName + version must be unique"};
+            (*ins)->reset();
+            (*ins)->bind_all({tenant, c.data().assembly_name, v.version, c.id()});
+            if (auto r = (*ins)->run(); !r) return r;
+        }
+        return {};
+    }
+
+    result<void> write_events(A& a) {
+        auto events = a.take_events();
+        if (events.empty()) return {};
+        auto st = w_.db.prepare(
+            "INSERT INTO outbox (event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
+            "occurred_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+        if (!st) return st.error();
+        auto now = w_.clk.now();
+        for (auto& e : events) {
+            auto env = events::make_envelope(std::move(e), w_.ctx, T.aggregate_type, a.id(), a.meta().tenant_id,
+                                             a.meta().version, now);
+            env.source = w_.source;
+            (*st)->reset();
+            (*st)->bind_all({env.event_id, env.tenant_id, env.aggregate_type, env.aggregate_id, env.aggregate_version,
+                             env.event_type, to_unix_ms(env.occurred_at), boost::json::serialize(to_json(env))});
+            if (auto r = (*st)->run(); !r) return r;
+        }
+        return {};
+    }
+
+    work_state& w_;
+};
+
+// ---- the eight repositories ----------------------------------------------------------------------
+
+void add_filter(std::string& where, std::vector<value>& binds, char const* column, std::optional<std::string> const& v) {
+    if (!v) return;
+    if (!where.empty()) where += " AND ";
+    where += column;
+    where += " = ?";
+    binds.push_back(*v);
+}
+template <named_enum E>
+void add_filter(std::string& where, std::vector<value>& binds, char const* column, std::optional<E> const& v) {
+    if (v) add_filter(where, binds, column, std::optional<std::string>(std::string(to_string(*v))));
+}
+
+class provider_repo final : public integration_provider_repository {
+public:
+    explicit provider_repo(work_state& w) : r_(w) {}
+    result<providers::integration_provider> find(std::string const& id) override { return r_.find(id); }
+    result<providers::integration_provider> find_by_key(std::string const& key, providers::provider_scope scope) override {
+        return r_.find_one(scope == providers::provider_scope::global ? "key = ? AND tenant_id = ''" : "key = ? AND tenant_id <> ''",
+                           {key}, "provider with key " + key);
+    }
+    result<page<providers::integration_provider>> list(page_request const& p) override { return r_.list("", {}, p); }
+    result<void> save(providers::integration_provider& p) override { return r_.save(p); }
+
+private:
+    repo<providers::integration_provider> r_;
+};
+
+class api_client_repo final : public external_api_client_repository {
+public:
+    explicit api_client_repo(work_state& w) : r_(w) {}
+    result<providers::external_api_client> find(std::string const& id) override { return r_.find(id); }
+    result<page<providers::external_api_client>> list_by_provider(std::string const& provider_id,
+                                                                  page_request const& p) override {
+        return r_.list("provider_id = ?", {provider_id}, p);
+    }
+    result<std::size_t> count_active(std::string const& provider_id) override {
+        auto n = r_.count("provider_id = ? AND status = 'Active'", {provider_id});
+        if (!n) return n.error();
+        return static_cast<std::size_t>(*n);
+    }
+    result<void> save(providers::external_api_client& c) override { return r_.save(c); }
+
+private:
+    repo<providers::external_api_client> r_;
+};
+
+class connection_repo final : public integration_connection_repository {
+public:
+    explicit connection_repo(work_state& w) : r_(w) {}
+    result<connections::integration_connection> find(std::string const& id) override { return r_.find(id); }
+    result<page<connections::integration_connection>> list(connection_query const& q, page_request const& p) override {
+        std::string where;
+        std::vector<value> binds;
+        add_filter(where, binds, "project_id", q.project_id);
+        add_filter(where, binds, "provider_id", q.provider_id);
+        add_filter(where, binds, "status", q.status);
+        return r_.list(where, binds, p);
+    }
+    result<void> save(connections::integration_connection& c) override { return r_.save(c); }
+
+private:
+    repo<connections::integration_connection> r_;
+};
+
+class credential_repo final : public integration_credential_repository {
+public:
+    explicit credential_repo(work_state& w) : r_(w) {}
+    result<credentials::integration_credential> find(std::string const& id) override { return r_.find(id); }
+    result<page<credentials::integration_credential>> list(credential_query const& q, page_request const& p) override {
+        std::string where;
+        std::vector<value> binds;
+        add_filter(where, binds, "provider_id", q.provider_id);
+        add_filter(where, binds, "connection_id", q.connection_id);
+        return r_.list(where, binds, p);
+    }
+    result<std::vector<credentials::integration_credential>> expiring_before(time_point before, std::size_t limit) override {
+        return r_.select("status <> 'Revoked' AND expires_at IS NOT NULL AND expires_at < ?", {to_unix_ms(before)},
+                         "expires_at, credential_id", clamp_limit(limit));
+    }
+    result<void> save(credentials::integration_credential& c) override { return r_.save(c); }
+
+private:
+    repo<credentials::integration_credential> r_;
+};
+
+class run_repo final : public integration_run_repository {
+public:
+    explicit run_repo(work_state& w) : r_(w) {}
+    result<runs::integration_run> find(std::string const& id) override { return r_.find(id); }
+    result<runs::integration_run> find_by_idempotency_key(std::string const& key) override {
+        return r_.find_one("idempotency_key = ?", {key}, "run with this Idempotency-Key");
+    }
+    result<page<runs::integration_run>> list(run_query const& q, page_request const& p) override {
+        std::string where;
+        std::vector<value> binds;
+        add_filter(where, binds, "connection_id", q.connection_id);
+        add_filter(where, binds, "status", q.status);
+        return r_.list(where, binds, p);
+    }
+    result<void> save(runs::integration_run& r) override { return r_.save(r); }
+    result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) override {
+        return r_.select("status IN ('Completed', 'Failed') AND completed_at < ?", {to_unix_ms(before)}, "run_id",
+                         clamp_limit(limit));
+    }
+    result<void> remove(std::string const& id) override { return r_.remove(id); }
+
+private:
+    repo<runs::integration_run> r_;
+};
+
+class failure_repo final : public integration_failure_repository {
+public:
+    explicit failure_repo(work_state& w) : w_(w), r_(w) {}
+    result<failures::integration_failure> find(std::string const& id) override { return r_.find(id); }
+    result<page<failures::integration_failure>> list(failure_query const& q, page_request const& p) override {
+        std::string where;
+        std::vector<value> binds;
+        add_filter(where, binds, "run_id", q.run_id);
+        add_filter(where, binds, "delivery_id", q.delivery_id);
+        if (q.unresolved_only) where += where.empty() ? "resolved_at IS NULL" : " AND resolved_at IS NULL";
+        return r_.list(where, binds, p);
+    }
+    result<std::vector<failures::integration_failure>> due_for_retry(time_point now, std::size_t limit) override {
+        return r_.select("resolved_at IS NULL AND next_action = 'Retry' AND next_attempt_at <= ?", {to_unix_ms(now)},
+                         "next_attempt_at, failure_id", clamp_limit(limit));
+    }
+    result<std::vector<failures::integration_failure>> claim_due(time_point now, std::string const& owner,
+                                                                time_point until, std::size_t limit) override {
+        if (w_.read_only) return error{errc::invalid_state, "claim_due called inside a read-only unit of work"};
+        // The unit runs under the database's write lock, so select-then-update is atomic.
+        auto due = r_.select("resolved_at IS NULL AND next_action = 'Retry' AND next_attempt_at <= ? AND "
+                             "(lease_until IS NULL OR lease_until <= ?)",
+                             {to_unix_ms(now), to_unix_ms(now)}, "next_attempt_at, failure_id", clamp_limit(limit));
+        if (!due) return due.error();
+        auto st = w_.db.prepare("UPDATE failures SET lease_owner = ?, lease_until = ? WHERE failure_id = ? AND tenant_id = ?");
+        if (!st) return st.error();
+        for (auto const& f : *due) {
+            (*st)->reset();
+            (*st)->bind_all({owner, to_unix_ms(until), f.id(), w_.ctx.tenant_id});
+            if (auto r = (*st)->run(); !r) return r.error();
+        }
+        return due;
+    }
+    result<void> release(std::string const& failure_id, std::string const& owner) override {
+        if (w_.read_only) return error{errc::invalid_state, "release called inside a read-only unit of work"};
+        auto st = w_.db.prepare("UPDATE failures SET lease_owner = NULL, lease_until = NULL "
+                                "WHERE failure_id = ? AND tenant_id = ? AND lease_owner = ?");
+        if (!st) return st.error();
+        (*st)->bind_all({failure_id, w_.ctx.tenant_id, owner});
+        return (*st)->run();
+    }
+    result<void> save(failures::integration_failure& f) override { return r_.save(f); }
+    result<std::vector<failures::integration_failure>> resolved_before(time_point before, std::size_t limit) override {
+        return r_.select("resolved_at IS NOT NULL AND resolved_at < ?", {to_unix_ms(before)}, "failure_id", clamp_limit(limit));
+    }
+    result<void> remove(std::string const& id) override { return r_.remove(id); }
+
+private:
+    work_state& w_;
+    repo<failures::integration_failure> r_;
+};
+
+class subscription_repo final : public webhook_subscription_repository {
+public:
+    explicit subscription_repo(work_state& w) : r_(w) {}
+    result<webhooks::webhook_subscription> find(std::string const& id) override { return r_.find(id); }
+    result<page<webhooks::webhook_subscription>> list(page_request const& p) override { return r_.list("", {}, p); }
+    result<std::vector<webhooks::webhook_subscription>> active_for_event(std::string const& event_type) override {
+        // Patterns are exact names, "prefix.*" or "*": narrow in SQL, match exactly in C++.
+        auto rows = r_.select("active = 1 AND (event_type = ? OR event_type = '*' OR event_type LIKE '%.*')", {event_type},
+                              "subscription_id", 10'000);
+        if (!rows) return rows.error();
+        std::erase_if(*rows, [&](auto const& s) { return !s.accepts(event_type); });
+        return rows;
+    }
+    result<void> save(webhooks::webhook_subscription& s) override { return r_.save(s); }
+
+private:
+    repo<webhooks::webhook_subscription> r_;
+};
+
+class delivery_repo final : public webhook_delivery_repository {
+public:
+    explicit delivery_repo(work_state& w) : r_(w) {}
+    result<webhooks::webhook_delivery> find(std::string const& id) override { return r_.find(id); }
+    result<webhooks::webhook_delivery> find_inbound(std::string const& connection_id,
+                                                    std::string const& provider_delivery_id) override {
+        return r_.find_one("connection_id = ? AND provider_delivery_id = ?", {connection_id, provider_delivery_id},
+                           "inbound delivery " + provider_delivery_id);
+    }
+    result<page<webhooks::webhook_delivery>> list(delivery_query const& q, page_request const& p) override {
+        std::string where;
+        std::vector<value> binds;
+        add_filter(where, binds, "direction", q.direction);
+        add_filter(where, binds, "subscription_id", q.subscription_id);
+        add_filter(where, binds, "connection_id", q.connection_id);
+        add_filter(where, binds, "status", q.status);
+        return r_.list(where, binds, p);
+    }
+    result<std::vector<webhooks::webhook_delivery>> due(time_point now, std::size_t limit) override {
+        return r_.select("status IN ('Pending', 'Failed') AND direction = 'Outbound' AND next_attempt_at <= ?",
+                         {to_unix_ms(now)}, "next_attempt_at, delivery_id", clamp_limit(limit));
+    }
+    result<void> save(webhooks::webhook_delivery& d) override { return r_.save(d); }
+
+private:
+    repo<webhooks::webhook_delivery> r_;
+};
+
+class sqlite_unit_of_work final : public unit_of_work {
+public:
+    explicit sqlite_unit_of_work(work_state w)
+        : w_(w), providers_(w_), clients_(w_), connections_(w_), credentials_(w_), runs_(w_), failures_(w_),
+          subscriptions_(w_), deliveries_(w_) {}
+    request_context const& context() const noexcept override { return w_.ctx; }
+    integration_provider_repository& providers() override { return providers_; }
+    external_api_client_repository& api_clients() override { return clients_; }
+    integration_connection_repository& connections() override { return connections_; }
+    integration_credential_repository& credentials() override { return credentials_; }
+    integration_run_repository& runs() override { return runs_; }
+    integration_failure_repository& failures() override { return failures_; }
+    webhook_subscription_repository& subscriptions() override { return subscriptions_; }
+    webhook_delivery_repository& deliveries() override { return deliveries_; }
+
+private:
+    work_state w_;
+    provider_repo providers_;
+    api_client_repo clients_;
+    connection_repo connections_;
+    credential_repo credentials_;
+    run_repo runs_;
+    failure_repo failures_;
+    subscription_repo subscriptions_;
+    delivery_repo deliveries_;
+};
+
+// ---- the store ---------------------------------------------------------------------------------
+
+struct file_identity {
+    dev_t dev = 0;
+    ino_t ino = 0;
+};
+
+std::optional<file_identity> identify(std::string const& path) {
+    struct stat st {};
+    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
+    return file_identity{st.st_dev, st.st_ino};
+}
+
+// Pages are read through a memory map: a reader whose cache a commit invalidated then re-reads
+// pages without a pread system call per page.
+constexpr std::string_view mmap_pragma = "PRAGMA mmap_size = 268435456";
+
+class sqlite_store final : public store {
+public:
+    sqlite_store(sqlite_options o, std::unique_ptr<database> writer, file_identity id)
+        : o_(std::move(o)), clock_(o_.clock ? *o_.clock : system_clock::instance()), writer_(std::move(writer)),
+          identity_(id) {
+        thread_ = std::thread([this] {
+            integration::detail::name_this_thread("integ-sql-write");
+            writer_loop();
+        });
+    }
+
+    ~sqlite_store() override {
+        {
+            std::lock_guard lock(queue_mutex_);
+            stopping_ = true;
+        }
+        queue_cv_.notify_all();
+        thread_.join();
+    }
+
+    result<void> transact(request_context const& ctx, work fn, durability d) override {
+        return submit(
+            [&ctx, &fn, this](database& db) -> result<void> {
+                sqlite_unit_of_work uow({db, ctx, clock_, o_.source, false});
+                return fn(uow);
+            },
+            d);
+    }
+
+    result<void> read(request_context const& ctx, work fn) override {
+        return with_reader([&](database& db) -> result<void> {
+            sqlite_unit_of_work uow({db, ctx, clock_, o_.source, true});
+            return fn(uow);
+        });
+    }
+
+    result<std::vector<std::string>> tenants() override {
+        std::vector<std::string> out;
+        auto r = with_reader([&](database& db) -> result<void> {
+            auto st = db.prepare("SELECT tenant_id FROM connections UNION SELECT tenant_id FROM credentials ORDER BY 1");
+            if (!st) return st.error();
+            while (true) {
+                auto more = (*st)->step();
+                if (!more) return more.error();
+                if (!*more) break;
+                out.push_back((*st)->text(0));
+            }
+            (*st)->reset();
+            return {};
+        });
+        if (!r) return r.error();
+        return out;
+    }
+
+    result<std::vector<outbox_record>> pending_events(std::size_t limit) override {
+        std::vector<outbox_record> out;
+        auto r = with_reader([&](database& db) -> result<void> {
+            auto st = db.prepare("SELECT sequence, envelope FROM outbox WHERE published_at IS NULL ORDER BY sequence LIMIT ?");
+            if (!st) return st.error();
+            (*st)->bind(1, value{static_cast<std::int64_t>(clamp_limit(limit))});
+            while (true) {
+                auto more = (*st)->step();
+                if (!more) return more.error();
+                if (!*more) break;
+                boost::system::error_code ec;
+                auto j = boost::json::parse((*st)->text(1), ec);
+                if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
+                auto env = value_from_json<events::event_envelope>(j);
+                if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
+                out.push_back({(*st)->int64(0), std::move(*env)});
+            }
+            (*st)->reset();
+            return {};
+        });
+        if (!r) return r.error();
+        return out;
+    }
+
+    sqlite_stats stats() const noexcept { return {commits_.load(), units_.load()}; }
+
+    result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) override {
+        std::vector<std::int64_t> seqs(sequences.begin(), sequences.end());
+        return submit([&](database& db) -> result<void> {
+            auto st = db.prepare("UPDATE outbox SET published_at = ? WHERE sequence = ? AND published_at IS NULL");
+            if (!st) return st.error();
+            for (auto s : seqs) {
+                (*st)->reset();
+                (*st)->bind_all({to_unix_ms(at), s});
+                if (auto r = (*st)->run(); !r) return r;
+            }
+            return {};
+        }, durability::deferred);  // lost marks only mean an event is published again (at least once)
+    }
+
+private:
+    using job_fn = std::function<result<void>(database&)>;
+    struct job {
+        job_fn fn;
+        durability d;
+        std::promise<result<void>> done;
+    };
+
+    result<void> check_file() {
+        if (broken_.load()) return broken_error();
+        auto now = identify(o_.path);
+        if (!now || now->dev != identity_.dev || now->ino != identity_.ino) {
+            broken_ = true;
+            return broken_error();
+        }
+        return {};
+    }
+
+    error broken_error() const {
+        return {errc::database_missing, "database file " + o_.path +
+                                            " was deleted or replaced while the store was open; refusing to continue "
+                                            "on an empty database. Restore the file and restart"};
+    }
+
+    result<void> submit(job_fn fn, durability d) {
+        job j{std::move(fn), o_.synchronous_full ? d : durability::deferred, {}};
+        auto f = j.done.get_future();
+        {
+            std::lock_guard lock(queue_mutex_);
+            queue_.push_back(&j);
+        }
+        queue_cv_.notify_one();
+        return f.get();
+    }
+
+    // Takes every queued job (up to max_batch), runs each in its own savepoint inside one
+    // transaction, and commits once: concurrent callers share one fsync.
+    void writer_loop() {
+        std::vector<job*> batch;
+        while (true) {
+            {
+                std::unique_lock lock(queue_mutex_);
+                queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+                if (queue_.empty()) return;
+                std::size_t n = o_.group_commit ? std::min(queue_.size(), o_.max_batch) : 1;
+                batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+                queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+            }
+            run_batch(batch);
+        }
+    }
+
+    result<void> begin_immediate() {
+        for (int attempt = 0;; ++attempt) {
+            auto r = writer_->exec("BEGIN IMMEDIATE");
+            if (r || r.error() != errc::storage_busy || attempt >= 50) return r;
+            std::this_thread::sleep_for(std::chrono::milliseconds(1 + attempt * 2));
+        }
+    }
+
+    result<void> set_synchronous(bool full) {
+        if (full == synchronous_full_now_) return {};
+        auto r = writer_->exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
+        if (r) synchronous_full_now_ = full;
+        return r;
+    }
+
+    void run_batch(std::vector<job*>& batch) {
+        std::vector<result<void>> results(batch.size());
+        std::vector<std::exception_ptr> thrown(batch.size());
+        auto fail_all = [&](error const& e) {
+            for (auto* j : batch) j->done.set_value(e);
+        };
+        if (auto r = check_file(); !r) return fail_all(r.error());
+        bool full = std::any_of(batch.begin(), batch.end(), [](job const* j) { return j->d == durability::immediate; });
+        if (auto r = set_synchronous(full); !r) return fail_all(r.error());
+        if (auto r = begin_immediate(); !r) return fail_all(r.error());
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            // An engine error (I/O, disk full) can end the whole transaction: then every unit of
+            // the batch is lost, and running the rest in autocommit would break atomicity.
+            if (!writer_->in_transaction())
+                return fail_all(error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
+            if (auto r = writer_->exec("SAVEPOINT unit"); !r) {
+                results[i] = r.error();
+                continue;
+            }
+            try {
+                results[i] = batch[i]->fn(*writer_);
+            } catch (...) {
+                thrown[i] = std::current_exception();
+                results[i] = error{errc::storage_failure, "unit of work threw"};
+            }
+            if (!results[i]) (void)writer_->exec("ROLLBACK TO unit");
+            (void)writer_->exec("RELEASE unit");
+        }
+        if (!writer_->in_transaction())
+            return fail_all(error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
+        result<void> commit = writer_->exec("COMMIT");
+        for (int attempt = 0; !commit && commit.error() == errc::storage_busy && attempt < 50; ++attempt) {
+            std::this_thread::sleep_for(std::chrono::milliseconds(1 + attempt * 2));
+            commit = writer_->exec("COMMIT");
+        }
+        if (!commit) {
+            (void)writer_->exec("ROLLBACK");
+            return fail_all(commit.error());
+        }
+        // A file swapped under us between the check and the commit must not look like success.
+        if (auto r = check_file(); !r) return fail_all(r.error());
+        if (!full) flush_.mark();
+        ++commits_;
+        units_ += static_cast<std::uint64_t>(
+            std::count_if(results.begin(), results.end(), [](result<void> const& r) { return r.has_value(); }));
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (thrown[i])
+                batch[i]->done.set_exception(thrown[i]);
+            else
+                batch[i]->done.set_value(std::move(results[i]));
+        }
+    }
+
+    result<std::unique_ptr<database>> open_reader() {
+        auto db = database::open(o_.path, false, static_cast<int>(o_.busy_timeout.count()));
+        if (!db) return db.error();
+        if (auto r = (*db)->exec(std::string("PRAGMA foreign_keys = ON; PRAGMA query_only = ON; ").append(mmap_pragma)); !r) return r.error();
+        return db;
+    }
+
+    result<void> with_reader(std::function<result<void>(database&)> const& fn) {
+        if (auto r = check_file(); !r) return r;
+        std::unique_ptr<database> db;
+        {
+            std::unique_lock lock(readers_mutex_);
+            readers_cv_.wait(lock, [&] { return !idle_readers_.empty() || open_readers_ < o_.readers; });
+            if (!idle_readers_.empty()) {
+                db = std::move(idle_readers_.back());
+                idle_readers_.pop_back();
+            } else {
+                ++open_readers_;
+            }
+        }
+        if (!db) {
+            auto opened = open_reader();
+            if (!opened) {
+                std::lock_guard lock(readers_mutex_);
+                --open_readers_;
+                readers_cv_.notify_one();
+                return opened.error();
+            }
+            db = std::move(*opened);
+        }
+        result<void> r = db->exec("BEGIN");
+        if (r) {
+            try {
+                r = fn(*db);
+            } catch (...) {
+                (void)db->exec("ROLLBACK");
+                release_reader(std::move(db));
+                throw;
+            }
+            (void)db->exec("ROLLBACK");
+        }
+        release_reader(std::move(db));
+        return r;
+    }
+
+    void release_reader(std::unique_ptr<database> db) {
+        {
+            std::lock_guard lock(readers_mutex_);
+            idle_readers_.push_back(std::move(db));
+        }
+        readers_cv_.notify_one();
+    }
+
+    sqlite_options o_;
+    clock const& clock_;
+    std::unique_ptr<database> writer_;
+    file_identity identity_;
+    std::atomic<bool> broken_{false};
+    std::atomic<std::uint64_t> commits_{0};
+    std::atomic<std::uint64_t> units_{0};
+
+    std::mutex queue_mutex_;
+    std::condition_variable queue_cv_;
+    std::deque<job*> queue_;
+    bool stopping_ = false;
+    std::thread thread_;
+    bool synchronous_full_now_ = false;  // the writer connection's mode (writer thread only)
+    integration::detail::deferred_flush flush_{o_.flush_interval, [this] { sqlite::sync_wal(o_.path); }};
+
+    std::mutex readers_mutex_;
+    std::condition_variable readers_cv_;
+    std::vector<std::unique_ptr<database>> idle_readers_;
+    std::size_t open_readers_ = 0;
+};
+
+}  // namespace
+
+result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
+    if (o.path.empty()) return error{errc::invalid_argument, "sqlite_options.path must name the database file"};
+    auto db = database::open(o.path, false, static_cast<int>(o.busy_timeout.count()));
+    if (!db) return db.error();
+    auto& w = **db;
+    // WAL lets readers run beside the writer. Migrations commit with FULL; afterwards the writer
+    // picks FULL or NORMAL per batch from the durability its units asked for.
+    if (auto r = w.exec("PRAGMA journal_mode = WAL"); !r) return r.error();
+    if (auto r = w.exec("PRAGMA synchronous = FULL"); !r) return r.error();
+    if (auto r = w.exec(std::string("PRAGMA foreign_keys = ON; ").append(mmap_pragma)); !r) return r.error();
+    if (auto r = sqlite::migrate(w); !r) return r.error();
+    if (auto r = w.exec("PRAGMA synchronous = NORMAL"); !r) return r.error();
+    auto id = identify(o.path);
+    if (!id) return error{errc::database_missing, "database file " + o.path + " disappeared while opening"};
+    return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id));
+}
+
+std::optional<sqlite_stats> sqlite_store_stats(store const& s) {
+    if (auto const* sqlite = dynamic_cast<sqlite_store const*>(&s)) return sqlite->stats();
+    return std::nullopt;
+}
+
+}  // namespace integration::storage

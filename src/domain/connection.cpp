@@ -1,0 +1,109 @@
+#include <integration/domain/connection.hpp>
+#include <integration/core/id.hpp>
+#include <integration/domain/event.hpp>
+
+#include "../detail/validate.hpp"
+
+namespace integration::connections {
+
+result<integration_connection> integration_connection::create(request_context const& ctx, time_point now,
+                                                              providers::integration_provider const& provider,
+                                                              connection_spec spec) {
+    if (auto r = provider.ensure_accepts_connections(); !r) return r.error();
+    if (auto r = detail::require_text(spec.project_id, "projectId", 128); !r) return r.error();
+    if (auto r = detail::require_text(spec.display_name, "displayName"); !r) return r.error();
+    if (spec.credential_id && !is_valid_id(*spec.credential_id, id_prefix::credential))
+        return error{errc::invalid_argument, "credentialId \"" + *spec.credential_id + "\" is not a credential id"};
+    for (auto const& e : spec.endpoints) {
+        if (auto r = detail::require_text(e.operation_class, "endpoints[].operationClass", 64); !r) return r.error();
+        if (auto r = detail::require_http_url(e.base_url, "endpoints[].baseUrl"); !r) return r.error();
+    }
+    for (auto const& s : spec.scopes)
+        if (auto r = detail::require_text(s, "scopes[]", 128); !r) return r.error();
+    if (spec.rate_limit_budget)
+        if (auto r = spec.rate_limit_budget->validate(); !r) return r.error();
+    if (spec.retry_policy)
+        if (auto r = spec.retry_policy->validate(); !r) return r.error();
+    connection_data d;
+    static_cast<connection_spec&>(d) = std::move(spec);
+    d.connection_id = new_id(id_prefix::connection, now);
+    d.provider_id = provider.id();
+    d.auth_mode = provider.data().auth_model;
+    return integration_connection(new_metadata(ctx, now), std::move(d));
+}
+
+result<integration_connection> integration_connection::restore(metadata m, connection_data d) {
+    if (!is_valid_id(d.connection_id, id_prefix::connection))
+        return error{errc::invalid_argument, "connectionId \"" + d.connection_id + "\" is not a connection id"};
+    return integration_connection(std::move(m), std::move(d));
+}
+
+result<void> integration_connection::record_health(health_probe_result const& probe, time_point now) {
+    if (d_.status == connection_status::retired) return detail::bad_transition("connection", "probe", d_.status);
+    if (probe.status == health_status::unknown)
+        return error{errc::invalid_argument, "a health probe must report Healthy, Degraded or Unhealthy"};
+    d_.health = probe.status;
+    d_.health_reason = probe.detail;
+    d_.last_checked_at = truncate_ms(now);
+    if (probe.status == health_status::healthy) {
+        if (d_.status == connection_status::degraded) d_.status = connection_status::active;
+        return {};
+    }
+    if (d_.status == connection_status::active) d_.status = connection_status::degraded;
+    raise(std::string(events::event_type::integration_failed),
+          {{"source", "HealthProbe"}, {"connectionId", d_.connection_id}, {"providerId", d_.provider_id},
+           {"health", to_string(probe.status)}, {"category", to_string(probe.category)}, {"message", probe.detail}});
+    return {};
+}
+
+result<void> integration_connection::activate(bool credential_resolvable, time_point now) {
+    if (d_.status != connection_status::pending) return detail::bad_transition("connection", "activate", d_.status);
+    if (!d_.credential_id || !credential_resolvable)
+        return error{errc::invariant_violation,
+                     "connection " + d_.connection_id + " needs a resolvable credentialId before it can be Active"};
+    if (d_.health != health_status::healthy)
+        return error{errc::invariant_violation,
+                     "connection " + d_.connection_id + " needs a passing initial health test before it can be Active"};
+    d_.status = connection_status::active;
+    d_.established_at = truncate_ms(now);
+    raise(std::string(events::event_type::connection_established),
+          {{"connectionId", d_.connection_id}, {"providerId", d_.provider_id}, {"projectId", d_.project_id},
+           {"credentialId", *d_.credential_id}});
+    return {};
+}
+
+result<void> integration_connection::attach_credential(std::string credential_id) {
+    if (d_.status == connection_status::retired)
+        return detail::bad_transition("connection", "attach a credential to", d_.status);
+    if (!is_valid_id(credential_id, id_prefix::credential))
+        return error{errc::invalid_argument, "credentialId \"" + credential_id + "\" is not a credential id"};
+    d_.credential_id = std::move(credential_id);
+    return {};
+}
+
+result<void> integration_connection::retire(std::string reason) {
+    if (d_.status == connection_status::retired) return detail::bad_transition("connection", "retire", d_.status);
+    d_.status = connection_status::retired;
+    raise(std::string(events::event_type::connection_retired),
+          {{"connectionId", d_.connection_id}, {"providerId", d_.provider_id}, {"reason", reason}});
+    return {};
+}
+
+std::string integration_connection::base_url(std::string_view provider_base_url) const {
+    std::string base(provider_base_url);
+    for (auto const& e : d_.endpoints)
+        if (e.operation_class == "default") base = e.base_url;
+    while (!base.empty() && base.back() == '/') base.pop_back();
+    return base;
+}
+
+result<void> integration_connection::ensure_can_execute(bool allow_degraded) const {
+    if (d_.status == connection_status::active && d_.health == health_status::healthy) return {};
+    if (d_.status == connection_status::degraded && allow_degraded) return {};
+    std::string why = d_.status == connection_status::degraded
+                          ? "Degraded and this call does not permit degraded connections"
+                          : std::string(to_string(d_.status)) + " (health " + std::string(to_string(d_.health)) + ")";
+    return error{errc::invalid_state, "runs cannot execute on connection " + d_.connection_id + ": it is " + why};
+}
+
+}  // namespace integration::connections

@@ -1,0 +1,106 @@
+#include <integration/core/id.hpp>
+#include <integration/domain/event.hpp>
+#include <integration/domain/failure.hpp>
+
+#include "../detail/validate.hpp"
+
+namespace integration::failures {
+namespace {
+
+result<void> check(classification const& c) {
+    if (auto r = detail::require_text(c.error_code, "errorCode", 128); !r) return r;
+    if (c.category == failure_category::poison && c.next_action == next_action::retry)
+        return error{errc::invariant_violation, "a Poison failure is never retried automatically; "
+                                                "choose DeadLetter or Escalate"};
+    if (c.next_action == next_action::retry && !c.next_attempt_at)
+        return error{errc::invalid_argument, "a failure to Retry needs nextAttemptAt"};
+    return {};
+}
+
+}  // namespace
+
+result<integration_failure> integration_failure::record(request_context const& ctx, time_point now,
+                                                        failure_source source, std::string source_id,
+                                                        std::string provider_id, classification const& c) {
+    if (auto r = check(c); !r) return r.error();
+    if (auto r = detail::require_text(source_id, "source id", 64); !r) return r.error();
+    failure_data d;
+    d.failure_id = new_id(id_prefix::failure, now);
+    d.source = source;
+    switch (source) {
+    case failure_source::run: d.run_id = source_id; break;
+    case failure_source::delivery: d.delivery_id = source_id; break;
+    case failure_source::health_probe: d.connection_id = source_id; break;
+    case failure_source::credential_rotation:
+    case failure_source::credential_refresh: d.credential_id = source_id; break;
+    }
+    d.provider_id = std::move(provider_id);
+    d.category = c.category;
+    d.error_code = c.error_code;
+    d.message = c.message;
+    d.attempt = 1;
+    d.next_action = c.next_action;
+    if (c.next_action == next_action::retry) d.next_attempt_at = truncate_ms(*c.next_attempt_at);
+    d.failure_attempts.push_back({1, c.category, c.error_code, c.message, truncate_ms(now)});
+    integration_failure f(new_metadata(ctx, now), std::move(d));
+    f.raise(std::string(events::event_type::integration_failed),
+            {{"failureId", f.d_.failure_id}, {"source", to_string(source)}, {"sourceId", source_id},
+             {"providerId", f.d_.provider_id}, {"category", to_string(c.category)}, {"errorCode", c.error_code},
+             {"nextAction", to_string(c.next_action)}});
+    return f;
+}
+
+result<integration_failure> integration_failure::restore(metadata m, failure_data d) {
+    if (!is_valid_id(d.failure_id, id_prefix::failure))
+        return error{errc::invalid_argument, "failureId \"" + d.failure_id + "\" is not a failure id"};
+    return integration_failure(std::move(m), std::move(d));
+}
+
+std::string const& integration_failure::source_id() const noexcept {
+    static std::string const none;
+    auto const& s = d_.run_id ? d_.run_id : d_.delivery_id ? d_.delivery_id : d_.connection_id ? d_.connection_id : d_.credential_id;
+    return s ? *s : none;
+}
+
+result<void> integration_failure::record_attempt(classification const& c, time_point now) {
+    if (resolved()) return error{errc::invalid_state, "failure " + d_.failure_id + " is already resolved"};
+    if (auto r = check(c); !r) return r;
+    d_.attempt += 1;
+    d_.category = c.category;
+    d_.error_code = c.error_code;
+    d_.message = c.message;
+    d_.next_action = c.next_action;
+    d_.next_attempt_at = c.next_action == next_action::retry ? std::optional(truncate_ms(*c.next_attempt_at)) : std::nullopt;
+    d_.failure_attempts.push_back({d_.attempt, c.category, c.error_code, c.message, truncate_ms(now)});
+    return {};
+}
+
+result<void> integration_failure::resolve(source_outcome outcome, time_point now) {
+    if (resolved()) return error{errc::invalid_state, "failure " + d_.failure_id + " is already resolved"};
+    if (outcome != source_outcome::succeeded && outcome != source_outcome::dead_lettered)
+        return error{errc::invariant_violation,
+                     "failure " + d_.failure_id +
+                         " can be resolved only when its source succeeded or was dead-lettered"};
+    d_.resolved_at = truncate_ms(now);
+    d_.next_attempt_at.reset();
+    raise(std::string(events::event_type::failure_resolved),
+          {{"failureId", d_.failure_id}, {"sourceId", source_id()},
+           {"outcome", outcome == source_outcome::succeeded ? "Succeeded" : "DeadLettered"}});
+    return {};
+}
+
+result<void> integration_failure::escalate(escalation_record record) {
+    if (resolved()) return error{errc::invalid_state, "failure " + d_.failure_id + " is already resolved"};
+    if (auto r = detail::require_text(record.escalated_by, "escalatedBy", 128); !r) return r;
+    if (auto r = detail::require_text(record.reason, "reason", 2000); !r) return r;
+    record.escalated_at = truncate_ms(record.escalated_at);
+    d_.next_action = next_action::escalate;
+    d_.next_attempt_at.reset();
+    raise(std::string(events::event_type::failure_escalated),
+          {{"failureId", d_.failure_id}, {"sourceId", source_id()}, {"escalatedBy", record.escalated_by},
+           {"reason", record.reason}});
+    d_.escalations.push_back(std::move(record));
+    return {};
+}
+
+}  // namespace integration::failures

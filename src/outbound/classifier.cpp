@@ -1,0 +1,50 @@
+#include <integration/outbound/classifier.hpp>
+
+namespace integration::failures {
+
+std::optional<classification> classify(attempt_outcome const& outcome, int attempt,
+                                       resilience::retry_options const& retry, time_point now,
+                                       std::chrono::milliseconds elapsed, double unit) {
+    classification c;
+    std::optional<std::chrono::milliseconds> requested;
+    bool retryable = false;
+    if (!outcome.response) {
+        auto const& e = outcome.transport_error.value_or(error{errc::unavailable, "no answer"});
+        c.category = failure_category::transient;
+        c.error_code = e == errc::timeout ? "timeout" : e == errc::egress_denied ? "egress_denied" : "transport_error";
+        c.message = e.detail();
+        // A destination the egress policy refuses will be refused again.
+        if (e == errc::egress_denied || e == errc::invalid_argument) c.category = failure_category::poison;
+        retryable = c.category == failure_category::transient;
+    } else {
+        int s = outcome.response->status;
+        if (s >= 200 && s <= 299) return std::nullopt;
+        c.error_code = "http_" + std::to_string(s);
+        c.message = "the vendor answered HTTP " + std::to_string(s);
+        if (s == 429) {
+            c.category = failure_category::rate_limited;
+            requested = resilience::server_requested_delay(outcome.response->headers, now);
+            retryable = true;
+        } else if (s == 401 || s == 403) {
+            c.category = failure_category::auth;
+        } else if (resilience::is_retryable_status(s)) {
+            c.category = failure_category::transient;
+            if (s == 503) requested = resilience::server_requested_delay(outcome.response->headers, now);
+            retryable = true;
+        } else if (s >= 400 && s <= 499) {
+            c.category = failure_category::validation;
+        } else {
+            c.category = failure_category::poison;  // 501, 505, 3xx we do not follow, ...
+        }
+    }
+    auto decision = resilience::decide_retry(retry, attempt, retryable, requested, elapsed, unit);
+    if (decision.retry) {
+        c.next_action = next_action::retry;
+        c.next_attempt_at = now + decision.delay;
+    } else {
+        c.next_action = c.category == failure_category::auth ? next_action::escalate : next_action::dead_letter;
+    }
+    return c;
+}
+
+}  // namespace integration::failures

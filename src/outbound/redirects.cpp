@@ -1,0 +1,119 @@
+#include <integration/outbound/redirects.hpp>
+
+#include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
+
+#include <algorithm>
+#include <cctype>
+#include <chrono>
+#include <initializer_list>
+#include <string>
+#include <utility>
+
+namespace integration::http {
+
+namespace {
+
+bool is_redirect(int status) {
+    return status == 301 || status == 302 || status == 303 || status == 307 || status == 308;
+}
+
+bool same_name(std::string_view a, std::string_view b) {
+    return a.size() == b.size() && std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) {
+               return std::tolower(static_cast<unsigned char>(x)) == std::tolower(static_cast<unsigned char>(y));
+           });
+}
+
+std::uint16_t effective_port(boost::urls::url_view u) {
+    if (u.has_port()) return u.port_number();
+    return u.scheme_id() == boost::urls::scheme::http ? 80 : 443;
+}
+
+bool same_origin(boost::urls::url_view a, boost::urls::url_view b) {
+    return a.scheme_id() == b.scheme_id() && same_name(a.encoded_host(), b.encoded_host()) &&
+           effective_port(a) == effective_port(b);
+}
+
+void drop_headers(headers& h, std::initializer_list<std::string_view> names) {
+    std::erase_if(h, [&](auto const& field) {
+        return std::any_of(names.begin(), names.end(), [&](std::string_view n) { return same_name(field.first, n); });
+    });
+}
+
+// The absolute URL of the next hop, or why the Location cannot be followed.
+result<boost::urls::url> next_url(std::string const& current, response const& res) {
+    auto const location = find_header(res.headers, "Location");
+    if (location.empty())
+        return error{errc::invalid_argument,
+                     "the peer answered " + std::to_string(res.status) + " without a Location header to follow"};
+    auto const base = boost::urls::parse_uri(current);
+    if (!base) return error{errc::invalid_argument, "the current URL " + current + " is not absolute"};
+    auto const ref = boost::urls::parse_uri_reference(location);
+    if (!ref)
+        return error{errc::invalid_argument, "the redirect Location \"" + std::string(location) +
+                                                 "\" is not a valid URI reference (" + ref.error().message() + ")"};
+    boost::urls::url next;
+    if (auto ok = boost::urls::resolve(*base, *ref, next); !ok)
+        return error{errc::invalid_argument,
+                     "the redirect Location \"" + std::string(location) + "\" cannot be resolved against " + current};
+    next.remove_fragment();  // never sent on the wire
+    return next;
+}
+
+}  // namespace
+
+hop_check egress_hop_check(net::egress_policy policy, net::resolver& names) {
+    return [policy = std::move(policy), &names](std::string_view url) -> result<std::optional<pinned_address>> {
+        auto d = policy.check_destination(url, names);
+        if (!d) return d.error();
+        // A literal is pinned too: curl then connects to the address checked, never to its own
+        // reading of a numeric form such as 0x7f.1 or 127.0.0.1.
+        return std::optional<pinned_address>{pinned_address{d->host, d->port, d->literal->to_string()}};
+    };
+}
+
+result<response> send_following_redirects(transport& t, request r, redirect_options options,
+                                          hop_check const& check_hop) {
+    using clock = std::chrono::steady_clock;
+    auto const deadline = clock::now() + r.timeout;
+    for (unsigned hops = 0;; ++hops) {
+        auto res = t.send(r);
+        if (!res || !is_redirect(res->status) || options.max_hops == 0) return res;
+        if (hops == options.max_hops)
+            return error{errc::invalid_argument, "more than " + std::to_string(options.max_hops) +
+                                                     " redirects, last from " + r.url +
+                                                     "; raise redirect_options::max_hops if the chain is expected"};
+
+        auto next = next_url(r.url, *res);
+        if (!next) return next.error();
+        auto const current = boost::urls::parse_uri(r.url);  // parsed by next_url already
+        auto const target = next->buffer();
+        if (next->scheme_id() != boost::urls::scheme::http && next->scheme_id() != boost::urls::scheme::https)
+            return error{errc::egress_denied,
+                         "redirect to " + std::string(target) + " refused: only http and https are followed"};
+        if (current->scheme_id() == boost::urls::scheme::https && next->scheme_id() == boost::urls::scheme::http)
+            return error{errc::egress_denied, "redirect from " + r.url + " to " + std::string(target) +
+                                                  " refused: it downgrades https to http"};
+        auto pin = check_hop(target);
+        if (!pin)
+            return error{pin.error().code(),
+                         "redirect to " + std::string(target) + " refused: " + pin.error().detail()};
+
+        if (!same_origin(*current, *next)) drop_headers(r.headers, {"Authorization", "Cookie", "Proxy-Authorization"});
+        if (res->status == 303 ? r.method != "HEAD"
+                               : (res->status == 301 || res->status == 302) && r.method == "POST") {
+            r.method = "GET";
+            r.body.clear();
+            drop_headers(r.headers, {"Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"});
+        }
+        r.url = std::string(target);
+        r.pin = std::move(*pin);
+
+        auto const left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - clock::now());
+        if (left <= std::chrono::milliseconds::zero())
+            return error{errc::timeout, "the redirect chain did not complete within the deadline"};
+        r.timeout = left;
+    }
+}
+
+}  // namespace integration::http

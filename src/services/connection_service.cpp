@@ -1,0 +1,49 @@
+#include <integration/services/connection_service.hpp>
+
+#include "../detail/validate.hpp"
+
+namespace integration::connections {
+
+result<integration_connection> connection_service::create(request_context const& ctx, std::string const& provider_id,
+                                                          connection_spec spec) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {
+        auto p = uow.providers().find(provider_id);
+        if (!p) return p.error();
+        auto c = integration_connection::create(ctx, clock_.now(), *p, spec);
+        if (!c) return c.error();
+        for (auto const& e : c->data().endpoints)
+            if (auto r = detail::require_allowed_url(egress_, e.base_url, "endpoints[].baseUrl"); !r) return r.error();
+        if (auto r = detail::require_allowed_url(egress_, c->base_url(p->data().base_url), "the provider's baseUrl");
+            !r)
+            return r.error();
+        if (c->data().credential_id)
+            if (auto cred = uow.credentials().find(*c->data().credential_id); !cred) return cred.error();
+        if (auto s = uow.connections().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+}
+
+result<integration_connection> connection_service::record_health(request_context const& ctx,
+                                                                 std::string const& connection_id,
+                                                                 health_probe_result const& probe) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {
+        auto c = uow.connections().find(connection_id);
+        if (!c) return c.error();
+        if (auto h = c->record_health(probe, clock_.now()); !h) return h.error();
+        if (auto s = uow.connections().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+}
+
+result<integration_connection> connection_service::retire(request_context const& ctx, std::string const& connection_id,
+                                                          std::string reason) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {
+        auto c = uow.connections().find(connection_id);
+        if (!c) return c.error();
+        if (auto h = c->retire(reason); !h) return h.error();
+        if (auto s = uow.connections().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+}
+
+}  // namespace integration::connections

@@ -1,0 +1,725 @@
+#include <integration/services/credential_service.hpp>
+
+#include "../detail/crypto.hpp"
+#include "../detail/validate.hpp"
+
+#include <integration/core/id.hpp>
+#include <integration/core/time.hpp>
+
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+#include <boost/json/string.hpp>
+
+#include <algorithm>
+#include <cctype>
+
+namespace integration::credentials {
+namespace {
+
+result<void> validate_request(new_credential const& s) {
+    if (s.secret.empty() && s.auth_mode != auth_mode::managed_identity)
+        return error{errc::invalid_argument, "secret must not be empty"};
+    if (s.secret.size() > 64 * 1024) return error{errc::invalid_argument, "secret must be at most 64 KiB"};
+    switch (s.auth_mode) {
+    case auth_mode::api_key:
+        if (s.api_key) {
+            if (s.api_key->in != "header" && s.api_key->in != "query")
+                return error{errc::invalid_argument, "apiKey.in must be \"header\" or \"query\""};
+            if (auto r = detail::require_text(s.api_key->name, "apiKey.name", 128); !r) return r;
+        }
+        return {};
+    case auth_mode::oauth2_client_credentials:
+        if (!s.oauth2) return error{errc::invalid_argument, "oauth2 {tokenUrl, clientId, scopes} is required for OAuth2ClientCredentials"};
+        if (auto r = detail::require_http_url(s.oauth2->token_url, "oauth2.tokenUrl"); !r) return r;
+        return detail::require_text(s.oauth2->client_id, "oauth2.clientId");
+    case auth_mode::managed_identity:
+        if (!s.managed_identity) return error{errc::invalid_argument, "managedIdentity {endpointUrl, resource} is required for ManagedIdentity"};
+        if (auto r = detail::require_http_url(s.managed_identity->endpoint_url, "managedIdentity.endpointUrl"); !r) return r;
+        return detail::require_text(s.managed_identity->resource, "managedIdentity.resource", 1024);
+    default:
+        return error{errc::invalid_argument, "authMode " + std::string(to_string(s.auth_mode)) +
+                                                 " credentials are created through begin_authorization / complete_authorization"};
+    }
+}
+
+/** The provider and the connection a new credential names, each looked up in the caller's tenant
+ *  (another tenant's is not found, as on every route). */
+result<void> find_references(storage::store& store, request_context const& ctx, std::string const& provider_id,
+                             std::optional<std::string> const& connection_id) {
+    return store.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        if (auto p = uow.providers().find(provider_id); !p) return p.error();
+        if (connection_id)
+            if (auto c = uow.connections().find(*connection_id); !c) return c.error();
+        return {};
+    });
+}
+
+}  // namespace
+
+credential_service::credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
+                                       clock const& clock, http::transport& transport, net::egress_policy egress,
+                                       net::resolver& names, credential_service_options options)
+    : store_(store), secrets_(secrets), fingerprints_(fingerprints), clock_(clock),
+      outbound_(transport, std::move(egress), names), options_(options) {}
+
+result<integration_credential> credential_service::create(request_context const& ctx, new_credential spec) {
+    if (auto r = validate_request(spec); !r) return r.error();
+    credential_spec cs;
+    cs.provider_id = spec.provider_id;
+    cs.connection_id = spec.connection_id;
+    cs.auth_mode = spec.auth_mode;
+    cs.fingerprint = fingerprints_.fingerprint(spec.secret);
+    if (spec.auth_mode == auth_mode::api_key)
+        cs.auth_parameters["placement"] = to_json(spec.api_key.value_or(api_key_placement{}));
+    else if (spec.auth_mode == auth_mode::managed_identity)
+        cs.auth_parameters["managedIdentity"] = to_json(*spec.managed_identity);
+    else
+        cs.auth_parameters["oauth2"] = to_json(*spec.oauth2);
+    cs.rotation_policy = spec.rotation_policy;
+    cs.expires_at = spec.expires_at;
+    // Check the references first so a bad request leaves nothing in the secret store.
+    if (auto r = find_references(store_, ctx, spec.provider_id, spec.connection_id); !r) return r.error();
+    // A system-assigned managed identity has no client id; the version then records that choice.
+    if (spec.secret.empty()) spec.secret = secret_bytes("system-assigned");
+    cs.fingerprint = fingerprints_.fingerprint(spec.secret);
+    auto ref = secrets_.put(ctx.tenant_id, new_id("secret", clock_.now()), spec.secret);
+    spec.secret.clear();
+    if (!ref) return ref.error();
+    cs.key_vault_ref = ref->uri();
+    auto created = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+        auto c = integration_credential::create(ctx, clock_.now(), cs);
+        if (!c) return c.error();
+        if (auto s = uow.credentials().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+    if (!created) (void)secrets_.soft_delete(ctx.tenant_id, ref->name);
+    return created;
+}
+
+result<integration_credential> credential_service::rotate(request_context const& ctx, std::string const& credential_id,
+                                                          secret_bytes new_secret, verifier const& verify,
+                                                          std::optional<time_point> new_expires_at) {
+    if (new_secret.empty()) return error{errc::invalid_argument, "the new secret must not be empty"};
+    auto current = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+        return uow.credentials().find(credential_id);
+    });
+    if (!current) return current.error();
+    if (current->status() != credential_status::active)
+        return error{errc::invalid_state, "credential " + credential_id + " is " + std::string(to_string(current->status())) +
+                                              "; only an Active credential can be rotated"};
+    auto active_ref = secret_ref::parse(current->active_version()->key_vault_ref);
+    if (!active_ref) return active_ref.error();
+    // 1. The new version goes to the secret store; if that fails nothing has changed.
+    auto staged_ref = secrets_.put(ctx.tenant_id, active_ref->name, new_secret);
+    if (!staged_ref)
+        return error{staged_ref.error().code(), staged_ref.error().detail() + "; the current version stays active, retry the rotation later"};
+    auto fp = fingerprints_.fingerprint(new_secret);
+    new_secret.clear();
+    // 2. Stage it: the credential is Rotating, the prior version still active.
+    auto staged = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+        auto c = uow.credentials().find(credential_id);
+        if (!c) return c.error();
+        if (auto b = c->begin_rotation(staged_ref->uri(), fp, clock_.now()); !b) return b.error();
+        if (auto s = uow.credentials().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+    if (!staged) {
+        (void)secrets_.disable(ctx.tenant_id, *staged_ref);
+        return staged.error();
+    }
+    // 3. Verify the staged material.
+    result<void> verdict;
+    if (auto material = materialize(ctx, *staged, *staged_ref, false); !material)
+        verdict = error{material.error().code(), "could not resolve the new version: " + material.error().detail()};
+    else
+        verdict = verify(*material);
+    // 4. Activate it, or fall back to the prior version.
+    auto finished = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+        auto c = uow.credentials().find(credential_id);
+        if (!c) return c.error();
+        auto r = verdict ? c->complete_rotation(clock_.now(), new_expires_at)
+                         : c->fail_rotation(verdict.error().detail(), clock_.now());
+        if (!r) return r.error();
+        if (auto s = uow.credentials().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+    invalidate_token(credential_id);
+    if (!finished) return finished.error();
+    if (!verdict) {
+        (void)secrets_.disable(ctx.tenant_id, *staged_ref);
+        return error{errc::verification_failed, "version " + std::to_string(staged_ref->version) +
+                                                    " failed verification (" + verdict.error().detail() + "); version " +
+                                                    std::to_string(finished->data().current_version) + " stays active"};
+    }
+    return finished;
+}
+
+result<integration_credential> credential_service::revoke(request_context const& ctx, std::string const& credential_id,
+                                                          std::string reason) {
+    auto revoked = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+        auto c = uow.credentials().find(credential_id);
+        if (!c) return c.error();
+        if (auto r = c->revoke(reason, clock_.now()); !r) return r.error();
+        if (auto s = uow.credentials().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+    if (!revoked) return revoked;
+    invalidate_token(credential_id);
+    for (auto const& v : revoked->data().versions)
+        if (auto ref = secret_ref::parse(v.key_vault_ref); ref) (void)secrets_.disable(ctx.tenant_id, *ref);
+    return revoked;
+}
+
+resolved_credential resolved_credential::clone() const {
+    resolved_credential out;
+    out.auth_mode = auth_mode;
+    out.expires_at = expires_at;
+    for (auto const& [k, v] : headers) out.headers.emplace_back(k, v.clone());
+    for (auto const& [k, v] : query) out.query.emplace_back(k, v.clone());
+    for (auto const& v : secrets) out.secrets.push_back(v.clone());
+    return out;
+}
+
+namespace {
+
+result<api_key_placement> stored_placement(integration_credential const& c) {
+    api_key_placement placement;
+    if (auto const* p = c.data().auth_parameters.if_contains("placement"))
+        if (auto r = from_json(*p, placement, "placement"); !r) return r.error();
+    return placement;
+}
+
+}  // namespace
+
+material_placement placement_of(integration_credential const& c) {
+    switch (c.data().auth_mode) {
+    case auth_mode::none: return {};
+    case auth_mode::api_key: {
+        auto p = stored_placement(c);
+        if (!p) return {{"Authorization"}, {}};  // unreadable: resolving it fails anyway
+        if (p->in == "query") return {{}, {p->name}};
+        return {{p->name}, {}};
+    }
+    default: return {{"Authorization"}, {}};
+    }
+}
+
+namespace {
+
+constexpr std::string_view redacted_marker = "[REDACTED]";
+
+// The characters of base64(`s`) that depend on `s` alone when it starts `shift` bytes into a
+// three-byte group of a longer encoded text: the ones shared with its neighbours are dropped.
+std::string base64_core(std::string_view s, std::size_t shift, bool url) {
+    std::string padded(shift, '\0');
+    padded += s;
+    auto encoded = crypto::base64url(reinterpret_cast<unsigned char const*>(padded.data()), padded.size());
+    crypto::wipe(padded);
+    if (!url)
+        for (auto& c : encoded) c = c == '-' ? '+' : c == '_' ? '/' : c;
+    auto const first = (shift * 8 + 5) / 6;        // characters that hold bits of the leading bytes
+    auto const last = (shift + s.size()) * 8 / 6;  // characters complete without the next byte
+    auto core = last > first ? encoded.substr(first, last - first) : std::string();
+    crypto::wipe(encoded);
+    return core;
+}
+
+/** The forms a vendor may echo a secret in, longest first so that no form breaks a longer one. */
+class echo_forms {
+public:
+    explicit echo_forms(resolved_credential const& m) {
+        for (auto const& secret : m.secrets) {
+            auto s = secret.view();
+            if (s.size() < 4) continue;
+            add(std::string(s));
+            auto upper = http::form_encode(s);
+            auto lower = upper;  // %2f rather than %2F
+            for (auto at = lower.find('%'); at != std::string::npos; at = lower.find('%', at + 1))
+                for (auto j : {at + 1, at + 2})
+                    lower[j] = static_cast<char>(std::tolower(static_cast<unsigned char>(lower[j])));
+            auto plus = upper;  // a space as '+' (application/x-www-form-urlencoded)
+            for (auto at = plus.find("%20"); at != std::string::npos; at = plus.find("%20", at + 1))
+                plus.replace(at, 3, "+");
+            add(std::move(upper));
+            add(std::move(lower));
+            add(std::move(plus));
+            auto quoted = boost::json::serialize(boost::json::string(s));
+            auto escaped = quoted.substr(1, quoted.size() - 2);
+            crypto::wipe(quoted);
+            std::string slashes;  // some encoders escape '/' as well
+            for (char c : escaped) slashes += c == '/' ? std::string("\\/") : std::string(1, c);
+            add(std::move(escaped));
+            add(std::move(slashes));
+            for (std::size_t shift = 0; shift < 3; ++shift) {
+                add(base64_core(s, shift, false));
+                add(base64_core(s, shift, true));
+            }
+        }
+        std::sort(forms_.begin(), forms_.end(), [](auto const& a, auto const& b) { return a.size() > b.size(); });
+    }
+    ~echo_forms() {
+        for (auto& f : forms_) crypto::wipe(f);
+    }
+    echo_forms(echo_forms const&) = delete;
+    echo_forms& operator=(echo_forms const&) = delete;
+
+    void apply(std::string& text) const {
+        for (auto const& f : forms_)
+            for (auto at = text.find(f); at != std::string::npos; at = text.find(f, at + redacted_marker.size()))
+                text.replace(at, f.size(), redacted_marker);
+    }
+
+private:
+    void add(std::string form) {
+        if (form.size() < 4 || std::find(forms_.begin(), forms_.end(), form) != forms_.end()) {
+            crypto::wipe(form);
+            return;
+        }
+        forms_.push_back(std::move(form));
+    }
+
+    std::vector<std::string> forms_;
+};
+
+}  // namespace
+
+namespace {
+
+/** Adds the material to a copy of the request; the copy is wiped by the caller after sending. */
+http::request apply(http::request r, resolved_credential const& m) {
+    for (auto const& [k, v] : m.headers) r.headers.emplace_back(k, std::string(v.view()));
+    for (auto const& [k, v] : m.query) {
+        r.url += r.url.find('?') == std::string::npos ? '?' : '&';
+        r.url += http::form_encode(k) + "=" + http::form_encode(v.view());
+    }
+    return r;
+}
+
+void wipe_applied(http::request& r, resolved_credential const& m) {
+    for (auto& [k, v] : r.headers)
+        for (auto const& h : m.headers)
+            if (k == h.first) crypto::wipe(v);
+    if (!m.query.empty()) crypto::wipe(r.url);
+}
+
+}  // namespace
+
+result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
+                                                           http::request const& request, http::transport& transport) {
+    for (int attempt = 0;; ++attempt) {
+        auto material = resolve(ctx, credential_id);
+        if (!material) return material.error();
+        for (auto const& [name, value] : request.headers)
+            for (auto const& [own, secret] : material->headers)
+                if (http::same_field_name(name, own))
+                    return error{errc::invalid_argument, "header \"" + own + "\" carries credential " + credential_id +
+                                                             "; the request must not set it"};
+        auto applied = apply(request, *material);
+        auto res = transport.send(applied);
+        wipe_applied(applied, *material);
+        echo_forms const echoes(*material);
+        if (!res) {
+            auto detail = res.error().detail();
+            echoes.apply(detail);
+            return error{res.error().code(), std::move(detail)};
+        }
+        for (auto& [name, value] : res->headers) {
+            echoes.apply(name);
+            echoes.apply(value);
+        }
+        echoes.apply(res->body);
+        bool bearer_mode = material->auth_mode != auth_mode::api_key;
+        if (res->status != 401 || !bearer_mode || attempt == 1) return res;
+        invalidate_token(credential_id);  // one forced refresh, then the answer stands
+    }
+}
+
+void credential_service::forget_material(std::string const& credential_id) {
+    std::unique_lock lock(material_mutex_);
+    std::erase_if(materials_, [&](auto const& kv) {
+        auto slash = kv.first.find('/');
+        return std::string_view(kv.first).substr(slash + 1) == credential_id;
+    });
+}
+
+result<resolved_credential> credential_service::resolve(request_context const& ctx, std::string const& credential_id) {
+    auto key = ctx.tenant_id + "/" + credential_id;
+    auto now = clock_.now();
+    {
+        std::shared_lock lock(material_mutex_);
+        if (auto it = materials_.find(key); it != materials_.end() && now < it->second.valid_until)
+            return it->second.material.clone();
+    }
+    auto c = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+        return uow.credentials().find(credential_id);
+    });
+    if (!c) return c.error();
+    auto const* active = c->active_version();
+    if (!active) return error{errc::invalid_state, "credential " + credential_id + " is Revoked"};
+    auto ref = secret_ref::parse(active->key_vault_ref);
+    if (!ref) return ref.error();
+    auto material = materialize(ctx, *c, *ref, true);
+    if (!material || options_.material_ttl.count() <= 0) return material;
+    auto valid_until = now + options_.material_ttl;
+    if (material->expires_at) valid_until = std::min(valid_until, *material->expires_at - options_.refresh_margin);
+    std::unique_lock lock(material_mutex_);
+    materials_[key] = {material->clone(), valid_until};
+    return material;
+}
+
+result<resolved_credential> credential_service::materialize(request_context const& ctx, integration_credential const& c,
+                                                            secret_ref const& ref, bool use_cache) {
+    auto secret = secrets_.get(ctx.tenant_id, ref);
+    if (!secret) return secret.error();
+    auto const& params = c.data().auth_parameters;
+    switch (c.data().auth_mode) {
+    case auth_mode::api_key: {
+        resolved_credential out;
+        out.auth_mode = auth_mode::api_key;
+        auto placement = stored_placement(c);
+        if (!placement) return placement.error();
+        auto combined = secret_bytes::zeroed(placement->prefix.size() + secret->size());
+        std::copy(placement->prefix.begin(), placement->prefix.end(), combined.data());
+        std::copy(secret->data(), secret->data() + secret->size(), combined.data() + placement->prefix.size());
+        (placement->in == "query" ? out.query : out.headers).emplace_back(placement->name, std::move(combined));
+        out.secrets.push_back(std::move(*secret));
+        return out;
+    }
+    case auth_mode::oauth2_client_credentials: {
+        oauth2_client_settings s;
+        if (auto const* p = params.if_contains("oauth2"))
+            if (auto r = from_json(*p, s, "oauth2"); !r) return r.error();
+        return bearer(c, ref.version, use_cache, [&](cached_token&) {
+            std::string body = "grant_type=client_credentials&client_id=" + http::form_encode(s.client_id) +
+                               "&client_secret=" + http::form_encode(secret->view());
+            if (!s.scopes.empty()) {
+                std::string scope;
+                for (auto const& sc : s.scopes) scope += (scope.empty() ? "" : " ") + sc;
+                body += "&scope=" + http::form_encode(scope);
+            }
+            return token_request(s.token_url, std::move(body));
+        });
+    }
+    case auth_mode::managed_identity: {
+        managed_identity_settings s;
+        if (auto const* p = params.if_contains("managedIdentity"))
+            if (auto r = from_json(*p, s, "managedIdentity"); !r) return r.error();
+        return bearer(c, ref.version, use_cache, [&](cached_token&) -> result<token> {
+            std::string url = s.endpoint_url + (s.endpoint_url.find('?') == std::string::npos ? "?" : "&") +
+                              "resource=" + http::form_encode(s.resource);
+            if (secret->view() != "system-assigned") url += "&client_id=" + http::form_encode(secret->view());
+            return token_request(url, {});
+        });
+    }
+    case auth_mode::oauth2_authorization_code:
+        return bearer(c, ref.version, use_cache,
+                      [&](cached_token& entry) { return refresh_authorization(ctx, c, *secret, entry); });
+    case auth_mode::none: break;
+    }
+    return error{errc::invalid_argument, "authMode None has no material to resolve"};
+}
+
+std::shared_ptr<credential_service::cached_token> credential_service::cache_entry(std::string const& credential_id) {
+    std::lock_guard lock(cache_mutex_);
+    auto& e = cache_[credential_id];
+    if (!e) e = std::make_shared<cached_token>();
+    return e;
+}
+
+void credential_service::invalidate_token(std::string const& credential_id) {
+    forget_material(credential_id);
+    auto e = cache_entry(credential_id);
+    std::lock_guard lock(e->refresh);
+    e->token.clear();
+}
+
+bool credential_service::refresh_exhausted(std::string const& credential_id) {
+    auto e = cache_entry(credential_id);
+    std::lock_guard lock(e->refresh);
+    return e->exhausted;
+}
+
+result<resolved_credential> credential_service::bearer(integration_credential const& c, std::int64_t version,
+                                                       bool use_cache, token_fetch const& fetch) {
+    resolved_credential out;
+    out.auth_mode = c.data().auth_mode;
+    auto add = [&](secret_bytes const& t) {
+        auto v = secret_bytes::zeroed(7 + t.size());
+        std::copy_n("Bearer ", 7, reinterpret_cast<char*>(v.data()));
+        std::copy(t.data(), t.data() + t.size(), v.data() + 7);
+        out.headers.emplace_back("Authorization", std::move(v));
+        out.secrets.push_back(t.clone());
+    };
+    if (!use_cache) {
+        cached_token scratch;
+        auto t = fetch(scratch);
+        if (!t) return t.error();
+        add(t->access);
+        return out;
+    }
+    auto entry = cache_entry(c.id());
+    // Single flight: callers queue on the entry and re-check after acquiring it.
+    std::lock_guard lock(entry->refresh);
+    if (entry->token.empty() || entry->version != version || clock_.now() + options_.refresh_margin >= entry->expires_at) {
+        auto t = fetch(*entry);
+        if (!t) return t.error();
+        entry->token = std::move(t->access);
+        entry->expires_at = t->expires_at;
+        if (entry->version < version) entry->version = version;
+    }
+    add(entry->token);
+    out.expires_at = entry->expires_at;
+    return out;
+}
+
+result<credential_service::token> credential_service::token_request(std::string const& url, std::string body) {
+    http::request req;
+    req.url = url;
+    req.timeout = options_.token_timeout;
+    req.headers = {{"Accept", "application/json"}};
+    if (body.empty()) {
+        req.method = "GET";
+        req.headers.emplace_back("Metadata", "true");
+    } else {
+        req.method = "POST";
+        req.headers.emplace_back("Content-Type", "application/x-www-form-urlencoded");
+        req.body = std::move(body);
+    }
+    auto now = clock_.now();
+    auto res = outbound_.send(req);
+    crypto::wipe(req.body);
+    if (!res) return error{res.error().code(), "token endpoint " + url + ": " + res.error().detail()};
+    boost::system::error_code ec;
+    auto j = boost::json::parse(res->body, ec);
+    crypto::wipe(res->body);
+    auto* obj = ec ? nullptr : j.if_object();
+    if (res->status == 400 || res->status == 401 || res->status == 403) {
+        // Only the error codes of RFC 6749 section 5.2 are repeated: any other text the endpoint
+        // sent is its own, and may hold what it was sent.
+        static constexpr std::string_view known[] = {"invalid_request",     "invalid_client",         "invalid_grant",
+                                                     "unauthorized_client", "unsupported_grant_type", "invalid_scope"};
+        std::string code;
+        if (obj)
+            if (auto const* e = obj->if_contains("error"); e && e->is_string())
+                if (std::find(std::begin(known), std::end(known), std::string_view(e->get_string())) != std::end(known))
+                    code = e->get_string();
+        return error{errc::forbidden, "token endpoint " + url + " refused the request (HTTP " + std::to_string(res->status) +
+                                          (code.empty() ? "" : ", " + code) + "); check the client id and secret"};
+    }
+    if (res->status < 200 || res->status > 299)
+        return error{errc::unavailable, "token endpoint " + url + " answered HTTP " + std::to_string(res->status)};
+    auto* access = obj ? obj->if_contains("access_token") : nullptr;
+    if (!access || !access->is_string() || access->get_string().empty())
+        return error{errc::unavailable, "token endpoint " + url + " returned no access_token"};
+    std::int64_t expires_in = 3600;
+    if (auto const* e = obj->if_contains("expires_in")) {
+        if (e->is_number()) expires_in = e->to_number<std::int64_t>();
+        else if (e->is_string()) expires_in = std::atoll(e->get_string().c_str());  // IMDS sends a string
+    }
+    token t{secret_bytes(std::string_view(access->get_string())), now + std::chrono::seconds(expires_in), {}};
+    if (auto* r = obj->if_contains("refresh_token"); r && r->is_string()) t.refresh = secret_bytes(std::string_view(r->get_string()));
+    // The parsed document held the tokens too.
+    for (auto* v : {access, obj->if_contains("refresh_token"), obj->if_contains("id_token")})
+        if (v && v->is_string()) std::fill(v->get_string().begin(), v->get_string().end(), '\0');
+    return t;
+}
+
+// ---- authorization code --------------------------------------------------------------------------
+
+namespace {
+
+/** The vault document of an authorization-code credential. */
+secret_bytes auth_document(std::string_view client_secret, std::string_view refresh_token) {
+    boost::json::object o{{"clientSecret", client_secret}, {"refreshToken", refresh_token}};
+    auto text = boost::json::serialize(o);
+    secret_bytes out(text);
+    crypto::wipe(text);
+    for (auto& kv : o) std::fill(kv.value().as_string().begin(), kv.value().as_string().end(), '\0');
+    return out;
+}
+
+result<std::pair<secret_bytes, secret_bytes>> parse_auth_document(secret_bytes const& doc) {
+    boost::system::error_code ec;
+    auto j = boost::json::parse(doc.view(), ec);
+    auto* o = ec ? nullptr : j.if_object();
+    auto* cs = o ? o->if_contains("clientSecret") : nullptr;
+    auto* rt = o ? o->if_contains("refreshToken") : nullptr;
+    if (!cs || !rt || !cs->is_string() || !rt->is_string())
+        return error{errc::integrity_failure, "the stored authorization document is malformed"};
+    std::pair out{secret_bytes(std::string_view(cs->get_string())), secret_bytes(std::string_view(rt->get_string()))};
+    std::fill(cs->get_string().begin(), cs->get_string().end(), '\0');
+    std::fill(rt->get_string().begin(), rt->get_string().end(), '\0');
+    return out;
+}
+
+std::string random_token(std::size_t bytes) {
+    std::vector<unsigned char> b(bytes);
+    random_bytes(b.data(), b.size());
+    return crypto::base64url(b.data(), b.size());
+}
+
+}  // namespace
+
+result<authorization_request> credential_service::begin_authorization(request_context const& ctx,
+                                                                       std::string const& provider_id,
+                                                                       std::optional<std::string> connection_id,
+                                                                       authorization_code_settings settings,
+                                                                       secret_bytes client_secret) {
+    if (auto r = detail::require_http_url(settings.authorize_url, "authorizeUrl"); !r) return r.error();
+    if (auto r = detail::require_http_url(settings.token_url, "tokenUrl"); !r) return r.error();
+    if (auto r = detail::require_http_url(settings.redirect_uri, "redirectUri"); !r) return r.error();
+    if (auto r = detail::require_text(settings.client_id, "clientId"); !r) return r.error();
+    if (client_secret.empty()) return error{errc::invalid_argument, "clientSecret must not be empty"};
+    if (auto r = find_references(store_, ctx, provider_id, connection_id); !r) return r.error();
+    // PKCE (RFC 7636): a 256-bit verifier; the challenge is its SHA-256, base64url.
+    auto verifier_text = random_token(32);
+    auto digest = crypto::from_hex(crypto::sha256_hex(verifier_text)).value();
+    auto challenge = crypto::base64url(digest.data(), digest.size());
+    auto state = random_token(24);
+    std::string scope;
+    for (auto const& sc : settings.scopes) scope += (scope.empty() ? "" : " ") + sc;
+    std::string url = settings.authorize_url + (settings.authorize_url.find('?') == std::string::npos ? "?" : "&") +
+                      "response_type=code&client_id=" + http::form_encode(settings.client_id) +
+                      "&redirect_uri=" + http::form_encode(settings.redirect_uri) + "&state=" + state +
+                      "&code_challenge=" + challenge + "&code_challenge_method=S256";
+    if (!scope.empty()) url += "&scope=" + http::form_encode(scope);
+    auto now = clock_.now();
+    authorization_request out{url, state, now + options_.authorization_ttl};
+    std::lock_guard lock(pending_mutex_);
+    std::erase_if(pending_, [&](auto const& kv) { return kv.second.expires_at <= now; });
+    pending_.emplace(state, pending_authorization{ctx, provider_id, std::move(connection_id), std::move(settings),
+                                                  std::move(client_secret), secret_bytes(verifier_text), out.expires_at});
+    crypto::wipe(verifier_text);
+    return out;
+}
+
+result<integration_credential> credential_service::complete_authorization(std::string const& state,
+                                                                          std::string const& code) {
+    std::optional<pending_authorization> p;
+    {
+        std::lock_guard lock(pending_mutex_);
+        auto it = pending_.find(state);
+        // One use only: a replayed callback finds nothing.
+        if (it != pending_.end()) {
+            p.emplace(std::move(it->second));
+            pending_.erase(it);
+        }
+    }
+    if (!p) return error{errc::forbidden, "unknown or already used state; start the authorization again"};
+    if (clock_.now() >= p->expires_at) return error{errc::forbidden, "the authorization expired; start it again"};
+    if (code.empty()) return error{errc::invalid_argument, "the callback carried no code"};
+    auto const& s = p->settings;
+    std::string body = "grant_type=authorization_code&code=" + http::form_encode(code) +
+                       "&redirect_uri=" + http::form_encode(s.redirect_uri) + "&client_id=" + http::form_encode(s.client_id) +
+                       "&client_secret=" + http::form_encode(p->client_secret.view()) +
+                       "&code_verifier=" + http::form_encode(p->verifier.view());
+    auto t = token_request(s.token_url, std::move(body));
+    if (!t) return t.error();
+    if (t->refresh.empty()) return error{errc::unavailable, "the token endpoint returned no refresh_token; request offline access"};
+    auto doc = auth_document(p->client_secret.view(), t->refresh.view());
+    auto ref = secrets_.put(p->ctx.tenant_id, new_id("secret", clock_.now()), doc);
+    if (!ref) return ref.error();
+    credential_spec cs;
+    cs.provider_id = p->provider_id;
+    cs.connection_id = p->connection_id;
+    cs.auth_mode = auth_mode::oauth2_authorization_code;
+    cs.key_vault_ref = ref->uri();
+    cs.fingerprint = fingerprints_.fingerprint(doc);
+    cs.auth_parameters["oauth2"] = to_json(s);
+    auto created = storage::transact_for(store_, p->ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+        auto c = integration_credential::create(p->ctx, clock_.now(), cs);
+        if (!c) return c.error();
+        if (auto sv = uow.credentials().save(*c); !sv) return sv.error();
+        return std::move(*c);
+    });
+    if (!created) {
+        (void)secrets_.soft_delete(p->ctx.tenant_id, ref->name);
+        return created;
+    }
+    // The exchange gave an access token already: cache it.
+    auto entry = cache_entry(created->id());
+    std::lock_guard lock(entry->refresh);
+    entry->token = std::move(t->access);
+    entry->expires_at = t->expires_at;
+    entry->version = created->data().current_version;
+    return created;
+}
+
+result<credential_service::token> credential_service::refresh_authorization(request_context const& ctx,
+                                                                            integration_credential const& c,
+                                                                            secret_bytes const& document,
+                                                                            cached_token& entry) {
+    auto now = clock_.now();
+    if (entry.exhausted)
+        return error{errc::forbidden, "the refresh token of credential " + c.id() + " is exhausted; authorize again"};
+    if (entry.last_failure && now < *entry.last_failure + options_.refresh_cooldown)
+        return error{errc::unavailable, "the last refresh of credential " + c.id() + " failed; cooling down until " +
+                                            format_time(*entry.last_failure + options_.refresh_cooldown)};
+    auto parts = parse_auth_document(document);
+    if (!parts) return parts.error();
+    authorization_code_settings s;
+    if (auto const* p = c.data().auth_parameters.if_contains("oauth2"))
+        if (auto r = from_json(*p, s, "oauth2"); !r) return r.error();
+    std::string body = "grant_type=refresh_token&refresh_token=" + http::form_encode(parts->second.view()) +
+                       "&client_id=" + http::form_encode(s.client_id) +
+                       "&client_secret=" + http::form_encode(parts->first.view());
+    auto t = token_request(s.token_url, std::move(body));
+    if (!t) {
+        entry.last_failure = now;
+        if (!entry.failing_since) entry.failing_since = now;
+        bool revoked = t.error().detail().find("invalid_grant") != std::string::npos;
+        if (revoked || now - *entry.failing_since >= options_.refresh_exhausted_after) {
+            entry.exhausted = true;
+            mark_exhausted(ctx, c, revoked ? "the provider refused the refresh token (invalid_grant)"
+                                           : "refreshes kept failing: " + t.error().detail());
+        }
+        return t.error();
+    }
+    entry.last_failure.reset();
+    entry.failing_since.reset();
+    if (!t->refresh.empty() && !(t->refresh == parts->second)) {
+        // Refresh-token rotation: the old token is now invalid, so the new one must be stored
+        // before the access token is used.
+        auto doc = auth_document(parts->first.view(), t->refresh.view());
+        auto name = secret_ref::parse(c.data().key_vault_ref);
+        if (!name) return name.error();
+        auto ref = secrets_.put(ctx.tenant_id, name->name, doc);
+        if (!ref) return ref.error();
+        auto fp = fingerprints_.fingerprint(doc);
+        auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+            auto fresh = uow.credentials().find(c.id());
+            if (!fresh) return fresh.error();
+            if (auto b = fresh->begin_rotation(ref->uri(), fp, now); !b) return b.error();
+            if (auto d = fresh->complete_rotation(now); !d) return d.error();
+            if (auto sv = uow.credentials().save(*fresh); !sv) return sv.error();
+            return std::move(*fresh);
+        });
+        if (!saved) return saved.error();
+        entry.version = saved->data().current_version;
+    }
+    return t;
+}
+
+void credential_service::mark_exhausted(request_context const& ctx, integration_credential const& c,
+                                        std::string const& reason) {
+    auto now = clock_.now();
+    (void)store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto f = failures::integration_failure::record(
+            ctx, now, failures::failure_source::credential_refresh, c.id(), c.data().provider_id,
+            {failures::failure_category::auth, "refresh_exhausted", reason, failures::next_action::escalate, {}});
+        if (!f) return f.error();
+        if (auto s = uow.failures().save(*f); !s) return s;
+        if (!c.data().connection_id) return {};
+        auto conn = uow.connections().find(*c.data().connection_id);
+        if (!conn) return {};
+        if (conn->status() == connections::connection_status::retired) return {};
+        if (auto h = conn->record_health({health_status::degraded, "refresh token exhausted: " + reason,
+                                          failures::failure_category::auth},
+                                         now);
+            !h)
+            return h;
+        return uow.connections().save(*conn);
+    });
+}
+
+}  // namespace integration::credentials

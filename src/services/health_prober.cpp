@@ -1,0 +1,104 @@
+#include <integration/services/health_prober.hpp>
+
+namespace integration::connections {
+
+health_prober::health_prober(storage::store& store, credentials::credential_service& credentials,
+                             http::transport& transport, net::egress_policy egress, net::resolver& resolver,
+                             clock const& clock, health_prober_options options)
+    : store_(store), credentials_(credentials), outbound_(transport, std::move(egress), resolver), clock_(clock),
+      options_(options) {}
+
+result<health_probe_result> health_prober::probe(request_context const& ctx, integration_connection const& c,
+                                                 bool& credential_ok) {
+    auto provider = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+        return uow.providers().find(c.data().provider_id);
+    });
+    if (!provider) return provider.error();
+    auto check = provider->data().health_check.value_or(providers::health_check{});
+    auto url = c.base_url(provider->data().base_url) + check.path;
+
+    // The destination before the credential: a refused one says so, and costs no token request.
+    if (auto d = outbound_.check(url); !d)
+        return health_probe_result{health_status::unhealthy, d.error().detail(), failures::failure_category::poison};
+    credential_ok = !c.data().credential_id;
+    if (c.data().credential_id) {
+        auto material = credentials_.resolve(ctx, *c.data().credential_id);
+        credential_ok = material.has_value();
+        if (!material)
+            return health_probe_result{health_status::unhealthy, "credential does not resolve: " + material.error().detail(),
+                                       failures::failure_category::auth};
+    }
+    http::request req{.method = check.method, .url = url, .timeout = options_.timeout};
+    req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
+    auto res = c.data().credential_id ? credentials_.send_authorized(ctx, *c.data().credential_id, req, outbound_)
+                                      : outbound_.send(req);
+    if (!res) return health_probe_result{health_status::unhealthy, "probe failed: " + res.error().detail()};
+    if (res->status == check.expect_status)
+        return health_probe_result{health_status::healthy, "HTTP " + std::to_string(res->status) + " from " + check.path};
+    auto category = res->status == 401 || res->status == 403 ? failures::failure_category::auth
+                                                             : failures::failure_category::transient;
+    return health_probe_result{health_status::unhealthy,
+                               "expected HTTP " + std::to_string(check.expect_status) + " from " + check.path + ", got " +
+                                   std::to_string(res->status),
+                               category};
+}
+
+result<integration_connection> health_prober::test(request_context const& ctx, std::string const& connection_id) {
+    auto current = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+        return uow.connections().find(connection_id);
+    });
+    if (!current) return current.error();
+    if (current->status() == connection_status::retired)
+        return error{errc::invalid_state, "connection " + connection_id + " is Retired and is not probed"};
+    bool credential_ok = false;
+    auto outcome = probe(ctx, *current, credential_ok);
+    if (!outcome) return outcome.error();
+    // One failed probe degrades; several in a row make the connection Unhealthy.
+    {
+        std::lock_guard lock(failures_mutex_);
+        auto& n = consecutive_failures_[ctx.tenant_id + "/" + connection_id];
+        n = outcome->status == health_status::healthy ? 0 : n + 1;
+        if (outcome->status != health_status::healthy && n < options_.unhealthy_after && current->data().health == health_status::healthy)
+            outcome->status = health_status::degraded;
+    }
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {
+        auto c = uow.connections().find(connection_id);
+        if (!c) return c.error();
+        auto now = clock_.now();
+        if (auto h = c->record_health(*outcome, now); !h) return h.error();
+        if (c->status() == connection_status::pending && outcome->status == health_status::healthy && c->data().credential_id)
+            if (auto a = c->activate(credential_ok, now); !a) return a.error();
+        if (auto s = uow.connections().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+}
+
+result<std::size_t> health_prober::sweep() {
+    auto tenants = store_.tenants();
+    if (!tenants) return tenants.error();
+    std::size_t probed = 0;
+    auto now = clock_.now();
+    for (auto const& tenant : *tenants) {
+        auto ctx = request_context::for_tenant(tenant, "health-prober");
+        std::vector<std::string> due;
+        auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            for (auto status : {connection_status::active, connection_status::degraded}) {
+                storage::page_request page{.limit = 500};
+                do {
+                    auto list = uow.connections().list({.status = status}, page);
+                    if (!list) return list.error();
+                    for (auto const& c : list->items)
+                        if (!c.data().last_checked_at || *c.data().last_checked_at + options_.interval <= now) due.push_back(c.id());
+                    page.cursor = list->next_cursor;
+                } while (!page.cursor.empty());
+            }
+            return {};
+        });
+        if (!r) return r.error();
+        for (auto const& id : due)
+            if (test(ctx, id)) ++probed;
+    }
+    return probed;
+}
+
+}  // namespace integration::connections

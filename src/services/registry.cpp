@@ -1,0 +1,100 @@
+#include <integration/services/registry.hpp>
+
+#include "../detail/validate.hpp"
+
+namespace integration::providers {
+
+result<integration_provider> registry::register_provider(request_context const& ctx, provider_spec spec) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
+        auto p = integration_provider::register_new(ctx, clock_.now(), spec);
+        if (!p) return p.error();
+        // Paths are validated (they start with '/' and hold no control characters or spaces), so
+        // an operation or health check reaches the host and port of the base URL it extends.
+        if (auto r = detail::require_allowed_url(egress_, p->data().base_url, "baseUrl"); !r) return r.error();
+        for (auto const& e : p->data().environments)
+            if (auto r = detail::require_allowed_url(egress_, e.base_url, "environments[].baseUrl"); !r)
+                return r.error();
+        if (auto existing = uow.providers().find_by_key(p->data().key, p->data().scope); existing)
+            return error{errc::already_exists, "a provider with key \"" + p->data().key + "\" already exists in this " +
+                                                   std::string(to_string(p->data().scope)) + " scope"};
+        if (auto s = uow.providers().save(*p); !s) return s.error();
+        return std::move(*p);
+    });
+}
+
+result<external_api_client> registry::register_client(request_context const& ctx, std::string const& provider_id,
+                                                      api_client_spec spec) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<external_api_client> {
+        auto p = uow.providers().find(provider_id);
+        if (!p) return p.error();
+        auto c = external_api_client::register_new(ctx, clock_.now(), *p, spec);
+        if (!c) return c.error();
+        // A provider stored before this check, or under a wider policy, may point somewhere refused.
+        if (auto r = detail::require_allowed_url(egress_, p->data().base_url, "the provider's baseUrl"); !r)
+            return r.error();
+        if (auto s = uow.api_clients().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+}
+
+result<external_api_client> registry::activate_client(request_context const& ctx, std::string const& api_client_id) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<external_api_client> {
+        auto c = uow.api_clients().find(api_client_id);
+        if (!c) return c.error();
+        auto p = uow.providers().find(c->data().provider_id);
+        if (!p) return p.error();
+        if (p->status() == provider_status::deprecated)
+            return error{errc::invariant_violation, "provider " + p->id() + " is Deprecated; its clients cannot be activated"};
+        if (auto a = c->activate(); !a) return a.error();
+        if (auto s = uow.api_clients().save(*c); !s) return s.error();
+        return std::move(*c);
+    });
+}
+
+result<integration_provider> registry::activate_provider(request_context const& ctx, std::string const& provider_id) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
+        auto p = uow.providers().find(provider_id);
+        if (!p) return p.error();
+        auto n = uow.api_clients().count_active(provider_id);
+        if (!n) return n.error();
+        if (auto a = p->activate(*n); !a) return a.error();
+        if (auto s = uow.providers().save(*p); !s) return s.error();
+        return std::move(*p);
+    });
+}
+
+result<external_api_client> registry::deprecate_client(request_context const& ctx, std::string const& api_client_id) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<external_api_client> {
+        auto c = uow.api_clients().find(api_client_id);
+        if (!c) return c.error();
+        bool was_active = c->status() == client_status::active;
+        if (auto d = c->deprecate(); !d) return d.error();
+        if (auto s = uow.api_clients().save(*c); !s) return s.error();
+        if (was_active) {
+            auto n = uow.api_clients().count_active(c->data().provider_id);
+            if (!n) return n.error();
+            if (*n == 0) {
+                auto p = uow.providers().find(c->data().provider_id);
+                if (!p) return p.error();
+                if (p->status() != provider_status::deprecated) {
+                    if (auto d = p->deprecate("last Active API client " + c->id() + " was deprecated"); !d) return d.error();
+                    if (auto s = uow.providers().save(*p); !s) return s.error();
+                }
+            }
+        }
+        return std::move(*c);
+    });
+}
+
+result<integration_provider> registry::deprecate_provider(request_context const& ctx, std::string const& provider_id,
+                                                          std::string reason) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
+        auto p = uow.providers().find(provider_id);
+        if (!p) return p.error();
+        if (auto d = p->deprecate(reason); !d) return d.error();
+        if (auto s = uow.providers().save(*p); !s) return s.error();
+        return std::move(*p);
+    });
+}
+
+}  // namespace integration::providers

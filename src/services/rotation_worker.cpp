@@ -1,0 +1,81 @@
+#include <integration/services/rotation_worker.hpp>
+
+#include <integration/core/time.hpp>
+
+namespace integration::credentials {
+
+rotation_worker::rotation_worker(storage::store& store, credential_service& credentials, clock const& clock,
+                                 rotation_worker_options options)
+    : store_(store), credentials_(credentials), clock_(clock), options_(std::move(options)) {}
+
+bool rotation_worker::due(integration_credential const& c, time_point now) const {
+    auto const& d = c.data();
+    if (c.status() != credential_status::active) return false;
+    auto notice = d.rotation_policy ? std::chrono::hours(24 * d.rotation_policy->notify_before_days) : options_.default_notice;
+    if (d.expires_at && now + notice >= *d.expires_at) return true;
+    if (d.rotation_policy && d.rotation_policy->rotate_every_days > 0) {
+        auto since = d.last_rotated_at.value_or(c.meta().created_at);
+        return now >= since + std::chrono::hours(24 * d.rotation_policy->rotate_every_days);
+    }
+    return false;
+}
+
+result<void> rotation_worker::escalate(request_context const& ctx, integration_credential const& c, time_point now) {
+    return store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        // One open failure per credential: later sweeps do not pile up duplicates.
+        auto open = uow.failures().list({.unresolved_only = true}, {.limit = 500});
+        if (!open) return open.error();
+        for (auto const& f : open->items)
+            if (f.data().credential_id == c.id() && f.data().source == failures::failure_source::credential_rotation)
+                return {};
+        std::string when = c.data().expires_at ? "expires at " + format_time(*c.data().expires_at) : "is due for rotation";
+        auto f = failures::integration_failure::record(
+            ctx, now, failures::failure_source::credential_rotation, c.id(), c.data().provider_id,
+            {failures::failure_category::auth, "rotation_required",
+             "credential " + c.id() + " " + when + " and no rotator can mint new material; rotate it",
+             failures::next_action::escalate, {}});
+        if (!f) return f.error();
+        return uow.failures().save(*f);
+    });
+}
+
+result<rotation_sweep> rotation_worker::sweep() {
+    rotation_sweep out;
+    auto tenants = store_.tenants();
+    if (!tenants) return tenants.error();
+    auto now = clock_.now();
+    for (auto const& tenant : *tenants) {
+        auto ctx = request_context::for_tenant(tenant, "credential-rotation-worker");
+        std::vector<integration_credential> candidates;
+        auto horizon = now + std::chrono::hours(24 * 366);
+        auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            // Expiring ones first, then anything with a rotation schedule.
+            auto expiring = uow.credentials().expiring_before(horizon, options_.batch);
+            if (!expiring) return expiring.error();
+            candidates = std::move(*expiring);
+            storage::page_request page{.limit = options_.batch};
+            auto all = uow.credentials().list({}, page);
+            if (!all) return all.error();
+            for (auto& c : all->items)
+                if (!c.data().expires_at && c.data().rotation_policy) candidates.push_back(std::move(c));
+            return {};
+        });
+        if (!r) return r.error();
+        for (auto const& c : candidates) {
+            if (!due(c, now)) continue;
+            auto minted = options_.mint ? options_.mint(c) : std::nullopt;
+            if (!minted) {
+                if (auto e = escalate(ctx, c, now); !e) return e.error();
+                ++out.escalated;
+                continue;
+            }
+            auto verify = options_.verifier_for ? options_.verifier_for(ctx, c)
+                                                : verifier([](resolved_credential const&) -> result<void> { return {}; });
+            auto rotated = credentials_.rotate(ctx, c.id(), std::move(minted->secret), verify, minted->expires_at);
+            rotated ? ++out.rotated : ++out.failed;
+        }
+    }
+    return out;
+}
+
+}  // namespace integration::credentials

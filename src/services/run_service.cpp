@@ -1,0 +1,750 @@
+#include <integration/services/run_service.hpp>
+
+#include "../detail/thread_name.hpp"
+#include "../detail/validate.hpp"
+
+#include <boost/json.hpp>
+
+#include <algorithm>
+#include <random>
+
+namespace integration::runs {
+
+using namespace std::chrono;
+
+namespace {
+
+/** Headers that carry credentials: never written to the blob store with a run's input. */
+bool is_credential_header(std::string_view name) {
+    static constexpr std::string_view names[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"};
+    std::string lower(name);
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return std::find(std::begin(names), std::end(names), lower) != std::end(names);
+}
+
+boost::json::array pairs_to_json(std::vector<std::pair<std::string, std::string>> const& items, bool drop_credentials) {
+    boost::json::array out;
+    for (auto const& [k, v] : items)
+        if (!drop_credentials || !is_credential_header(k)) out.push_back(boost::json::array{boost::json::string(k), boost::json::string(v)});
+    return out;
+}
+
+std::vector<std::pair<std::string, std::string>> pairs_from_json(boost::json::value const* v) {
+    std::vector<std::pair<std::string, std::string>> out;
+    if (v == nullptr || !v->is_array()) return out;
+    for (auto const& item : v->as_array())
+        if (item.is_array() && item.as_array().size() == 2 && item.as_array()[0].is_string() && item.as_array()[1].is_string())
+            out.emplace_back(std::string(item.as_array()[0].as_string()), std::string(item.as_array()[1].as_string()));
+    return out;
+}
+
+/** The vendor's id of what the call created, from its `X-Resource-Id` answer header. */
+std::optional<std::string> external_ref(std::optional<http::response> const& last) {
+    if (!last) return std::nullopt;
+    auto id = http::find_header(last->headers, "X-Resource-Id");
+    return id.empty() ? std::nullopt : std::optional<std::string>(id);
+}
+
+}  // namespace
+
+run_service::run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
+                         http::transport& transport, net::egress_policy egress, net::resolver& resolver,
+                         clock const& clock, run_service_options options)
+    : store_(store), credentials_(credentials), blobs_(blobs),
+      outbound_(transport, std::move(egress), resolver, options.redirects), clock_(clock), options_(std::move(options)),
+      own_limiter_(clock), limiter_(options_.rate_limits ? *options_.rate_limits : own_limiter_) {
+    if (!options_.sleep) options_.sleep = [](milliseconds d) { std::this_thread::sleep_for(d); };
+    if (!options_.random)
+        options_.random = [] {
+            thread_local std::mt19937_64 rng{std::random_device{}()};
+            return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+        };
+    for (std::size_t i = 0; i < std::max<std::size_t>(options_.async_threads, 1); ++i) threads_.emplace_back([this] {
+            detail::name_this_thread("integ-run-async");
+            worker();
+        });
+    if (options_.write_behind) recorder_thread_ = std::thread([this] {
+            detail::name_this_thread("integ-recorder");
+            recorder();
+        });
+}
+
+run_service::~run_service() {
+    {
+        std::lock_guard lock(jobs_mutex_);
+        stopping_ = true;
+    }
+    jobs_cv_.notify_all();
+    for (auto& t : threads_) t.join();
+    {
+        std::lock_guard lock(recorder_mutex_);
+        stopping_recorder_ = true;  // the recorder writes what is queued, then stops
+    }
+    recorder_cv_.notify_all();
+    if (recorder_thread_.joinable()) recorder_thread_.join();
+}
+
+void run_service::worker() {
+    while (true) {
+        std::function<void()> job;
+        {
+            std::unique_lock lock(jobs_mutex_);
+            jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
+            if (jobs_.empty()) return;  // stopping, and every queued run has been executed
+            job = std::move(jobs_.front());
+            jobs_.pop_front();
+        }
+        job();
+    }
+}
+
+std::future<result<run_outcome>> run_service::execute_async(request_context ctx, execute_request request) {
+    auto task = std::make_shared<std::packaged_task<result<run_outcome>()>>(
+        [this, ctx = std::move(ctx), request = std::move(request)]() mutable { return execute(ctx, std::move(request)); });
+    auto f = task->get_future();
+    {
+        std::lock_guard lock(jobs_mutex_);
+        jobs_.emplace_back([task] { (*task)(); });
+    }
+    jobs_cv_.notify_one();
+    return f;
+}
+
+std::vector<std::pair<std::string, resilience::breaker_state>> run_service::breaker_states() {
+    std::lock_guard lock(breakers_mutex_);
+    std::vector<std::pair<std::string, resilience::breaker_state>> out;
+    for (auto const& [id, b] : breakers_) out.emplace_back(id, b->state());
+    return out;
+}
+
+resilience::circuit_breaker& run_service::breaker(std::string const& connection_id) {
+    std::lock_guard lock(breakers_mutex_);
+    auto& b = breakers_[connection_id];
+    if (!b) b = std::make_unique<resilience::circuit_breaker>(clock_, options_.breaker);
+    return *b;
+}
+
+result<std::shared_ptr<run_service::bound const>> run_service::bind(request_context const& ctx, execute_request const& r) {
+    auto key = ctx.tenant_id + '\n' + r.connection_id + '\n' + r.operation + (r.allow_degraded ? "\n1" : "\n0");
+    auto now = clock_.now();
+    if (options_.binding_cache_ttl.count() > 0) {
+        std::lock_guard lock(bindings_mutex_);
+        if (auto it = bindings_.find(key); it != bindings_.end() && it->second.expires > now) return it->second.b;
+    }
+    std::shared_ptr<bound const> out;
+    auto read = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto conn = uow.connections().find(r.connection_id);
+        if (!conn) return conn.error();
+        if (auto ok = conn->ensure_can_execute(r.allow_degraded); !ok) return ok;
+        auto provider = uow.providers().find(conn->data().provider_id);
+        if (!provider) return provider.error();
+        credentials::material_placement placement;
+        if (auto const& id = conn->data().credential_id)
+            if (auto cred = uow.credentials().find(*id)) placement = credentials::placement_of(*cred);
+        storage::page_request page{.limit = 500};
+        auto clients = uow.api_clients().list_by_provider(provider->id(), page);
+        if (!clients) return clients.error();
+        for (auto const& c : clients->items) {
+            if (c.status() != providers::client_status::active) continue;
+            if (auto const* op = c.find_operation(r.operation)) {
+                std::optional<rate_limit_profile> limit = conn->data().rate_limit_budget;
+                if (!limit) limit = c.data().rate_limit_profile ? c.data().rate_limit_profile : provider->data().rate_limit_profile;
+                auto limit_key = ctx.tenant_id + "/" + provider->id() + "/" + conn->id();
+                auto* cb = &breaker(conn->id());
+                out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op,
+                                                          std::move(placement), limit, std::move(limit_key), cb});
+                return {};
+            }
+        }
+        return error{errc::invalid_argument, "operation \"" + r.operation + "\" is not offered by an Active API client of provider " +
+                                                 provider->id()};
+    });
+    if (!read) return read.error();
+    if (options_.binding_cache_ttl.count() > 0) {
+        std::lock_guard lock(bindings_mutex_);
+        if (bindings_.size() > 10'000) bindings_.clear();
+        bindings_.insert_or_assign(key, binding{out, now + options_.binding_cache_ttl});
+    }
+    return out;
+}
+
+result<run_service::plan> run_service::prepare(request_context const& ctx, execute_request const& r) {
+    auto b = bind(ctx, r);
+    if (!b) return b.error();
+    plan out{std::move(*b), {}};
+    auto const& placement = out.b->credential;
+    for (auto const& [name, value] : r.input.headers) {
+        if (auto ok = http::check_header_field(name, value); !ok)
+            return error{errc::invalid_argument, "input.headers: " + ok.error().detail()};
+        for (auto const& own : placement.headers)
+            if (http::same_field_name(name, own))
+                return error{errc::invalid_argument,
+                             "input.headers: header \"" + name +
+                                 "\" is where the connection's credential goes, and the credential "
+                                 "is added on each call; remove it"};
+    }
+    for (auto const& [name, value] : r.input.query)
+        if (std::find(placement.query.begin(), placement.query.end(), name) != placement.query.end())
+            return error{errc::invalid_argument, "input.query: parameter \"" + name +
+                                                     "\" is where the connection's credential goes, and the credential "
+                                                     "is added on each call; remove it"};
+    std::string path;
+    auto const& tpl = out.b->op.path;
+    for (std::size_t i = 0; i < tpl.size();) {
+        if (tpl[i] != '{') {
+            path += tpl[i++];
+            continue;
+        }
+        auto close = tpl.find('}', i);
+        auto name = tpl.substr(i + 1, close - i - 1);
+        auto it = r.input.path_params.find(name);
+        if (close == std::string::npos || it == r.input.path_params.end())
+            return error{errc::invalid_argument, "input.pathParams." + name + " is required by " + r.operation + " (" + tpl + ")"};
+        if (it->second == "." || it->second == "..")
+            return error{errc::invalid_argument, "input.pathParams." + name + " must not be \"" + it->second +
+                                                     "\": a path parameter is one segment of " + tpl +
+                                                     ", never a step out of it"};
+        path += http::form_encode(it->second);  // one segment: '/', '\' and '%' are encoded too
+        i = close + 1;
+    }
+    // A template registered before dot segments were refused, or a literal dot next to a
+    // parameter, must not step out of the operation's path either (curl would squash it).
+    if (detail::has_dot_segment(path, false))
+        return error{errc::invalid_argument, "the path " + path + " of " + r.operation +
+                                                 " has a '.' or '..' segment; fix the operation's path template"};
+    out.url = out.b->connection.base_url(out.b->provider.data().base_url) + path;
+    char sep = out.url.find('?') == std::string::npos ? '?' : '&';
+    for (auto const& [k, v] : r.input.query) {
+        out.url += sep + http::form_encode(k) + "=" + http::form_encode(v);
+        sep = '&';
+    }
+    return out;
+}
+
+std::optional<nanoseconds> run_service::take_token(bound const& b) {
+    if (!b.limit) return std::nullopt;
+    auto a = limiter_.try_acquire(b.limit_key, *b.limit);
+    if (a.granted) return std::nullopt;
+    if (a.retry_after > options_.max_rate_limit_wait) return a.retry_after;
+    options_.sleep(ceil<milliseconds>(a.retry_after));
+    a = limiter_.try_acquire(b.limit_key, *b.limit);
+    if (a.granted) return std::nullopt;
+    return a.retry_after;
+}
+
+result<run_outcome> run_service::replay(request_context const& ctx, integration_run run, std::optional<std::string> failure_id) {
+    run_outcome out{std::move(run), std::nullopt, true, std::move(failure_id)};
+    auto const& d = out.run.data();
+    if (d.response_ref && !d.run_attempts.empty() && d.run_attempts.back().http_status) {
+        auto body = blobs_.get(ctx.tenant_id, *d.response_ref);
+        out.response = http::response{static_cast<int>(*d.run_attempts.back().http_status), {}, body ? *body : std::string()};
+    }
+    return out;
+}
+
+// Up to retry.max_attempts attempts, each recorded on `run`; waits between them as classified.
+run_service::attempts_result run_service::attempt(request_context const& ctx, plan const& p, execute_request const& r,
+                                                  integration_run& run, claim_fn const& claim) {
+    auto const& b = *p.b;
+    http::request req{.method = b.op.method, .url = p.url, .headers = r.input.headers, .body = r.input.body,
+                      .timeout = options_.attempt_timeout, .cancel = r.cancel};
+    req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
+    if (!r.input.body.empty() && http::find_header(req.headers, "Content-Type").empty())
+        req.headers.emplace_back("Content-Type", "application/json");
+    auto& cb = *b.breaker;
+    auto first_start = clock_.now();
+    attempts_result out;
+    for (int n = 1;; ++n) {
+        auto attempt_start = clock_.now();
+        failures::attempt_outcome outcome;
+        bool sent = false;
+        // Checked first, so a refused destination takes no token, trips no breaker and resolves no
+        // credential; the guard checks again when it sends, and pins what it checked then.
+        if (auto d = outbound_.check(p.url); !d) {
+            outcome.transport_error = d.error();
+        } else if (auto wait = take_token(b); wait) {
+            // Our own budget is spent: treat it as the vendor's 429 with the time to the next token.
+            outcome.response = http::response{429, {{"Retry-After", std::to_string(duration_cast<seconds>(*wait).count() + 1)}}, ""};
+        } else if (auto claimed = claim && run.meta().version == 0 /* not written yet */ ? claim(run) : result<void>(); !claimed) {
+            out.claim_failed = claimed.error();
+            return out;
+        } else if (!cb.allow()) {
+            outcome.transport_error = error{errc::unavailable, "circuit open for connection " + b.connection.id()};
+        } else {
+            auto res = b.connection.data().credential_id
+                           ? credentials_.send_authorized(ctx, *b.connection.data().credential_id, req, outbound_)
+                           : outbound_.send(req);
+            sent = true;
+            if (res) outcome.response = std::move(*res);
+            else outcome.transport_error = res.error();
+            cb.record(outcome.response && outcome.response->status < 500);
+        }
+        auto now = clock_.now();
+        auto elapsed = duration_cast<milliseconds>(now - first_start);
+        out.failure = failures::classify(outcome, n, options_.retry, now, elapsed, options_.random());
+        if (outcome.transport_error && *outcome.transport_error == errc::cancelled && out.failure) {
+            out.failure->category = failures::failure_category::validation;  // the caller gave up: never retried
+            out.failure->error_code = "cancelled";
+            out.failure->next_action = failures::next_action::dead_letter;
+            out.failure->next_attempt_at.reset();
+        }
+        run_attempt a{run.data().attempts + 1, out.failure ? attempt_status::failed : attempt_status::succeeded,
+                      out.failure ? std::optional(out.failure->category) : std::nullopt,
+                      outcome.response ? std::optional<std::int64_t>(outcome.response->status) : std::nullopt,
+                      duration_cast<milliseconds>(now - attempt_start).count(), attempt_start};
+        (void)run.record_attempt(a);  // the number is the next one by construction
+        if (outcome.response && sent) out.last = outcome.response;
+        if (!out.failure || out.failure->next_action != failures::next_action::retry || n >= options_.retry.max_attempts) break;
+        options_.sleep(duration_cast<milliseconds>(*out.failure->next_attempt_at - now));
+    }
+    return out;
+}
+
+bool run_service::retryable(failures::classification const& c) {
+    return c.category == failures::failure_category::transient || c.category == failures::failure_category::rate_limited;
+}
+
+// The next execution continues the backoff where this one's attempts stopped; a server's
+// Retry-After (capped) wins when longer.
+void run_service::defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last) {
+    auto now = clock_.now();
+    auto delay = resilience::backoff_delay(options_.retry, static_cast<int>(run.data().attempts) + 1, options_.random());
+    if (last)
+        if (auto asked = resilience::server_requested_delay(last->headers, now))
+            delay = std::max(delay, std::min(*asked, options_.retry.max_delay));
+    c.next_action = failures::next_action::retry;
+    c.next_attempt_at = now + delay;
+}
+
+std::optional<std::string> run_service::store_response(request_context const& ctx, integration_run const& run,
+                                                       std::optional<http::response> const& last) {
+    if (!last || last->body.empty()) return std::nullopt;
+    auto ref = blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/response", last->body, options_.recording);
+    if (!ref) return std::nullopt;  // the outcome is still recorded; only the body is missing
+    return *ref;
+}
+
+bool run_service::keep_input(request_context const& ctx, integration_run const& run, run_input const& input) {
+    boost::json::object params;
+    for (auto const& [k, v] : input.path_params) params[k] = v;
+    boost::json::object j{{"pathParams", std::move(params)},
+                          {"query", pairs_to_json(input.query, false)},
+                          {"headers", pairs_to_json(input.headers, true)}};
+    return blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/input", boost::json::serialize(j), options_.recording).has_value();
+}
+
+result<execute_request> run_service::stored_input(request_context const& ctx, integration_run const& run) {
+    execute_request r{run.data().connection_id, run.data().operation, {}, std::nullopt, false, nullptr};
+    auto text = blobs_.get(ctx.tenant_id, "blob://" + ctx.tenant_id + "/runs/" + run.id() + "/input");
+    if (!text) return error{errc::not_found, "run " + run.id() + " has no stored input to execute again: " + text.error().detail()};
+    boost::system::error_code ec;
+    auto j = boost::json::parse(*text, ec);
+    if (ec || !j.is_object()) return error{errc::storage_failure, "the stored input of run " + run.id() + " is corrupt"};
+    auto const& o = j.as_object();
+    if (auto const* p = o.if_contains("pathParams"); p && p->is_object())
+        for (auto const& [k, v] : p->as_object())
+            if (v.is_string()) r.input.path_params[std::string(k)] = std::string(v.as_string());
+    r.input.query = pairs_from_json(o.if_contains("query"));
+    r.input.headers = pairs_from_json(o.if_contains("headers"));
+    if (run.data().request_ref) {
+        auto body = blobs_.get(ctx.tenant_id, *run.data().request_ref);
+        if (!body) return body.error();
+        r.input.body = std::move(*body);
+    }
+    return r;
+}
+
+result<run_outcome> run_service::execute(request_context const& ctx, execute_request r) {
+    if (!r.idempotency_key) return execute_once(ctx, r, {});
+    auto wait_until = steady_clock::now() + options_.idempotency_wait;
+    auto key = ctx.tenant_id + '\n' + *r.idempotency_key;
+    for (;;) {
+        std::shared_ptr<flight> f;
+        bool owner = false;
+        {
+            std::lock_guard lock(flights_mutex_);
+            auto& slot = flights_[key];
+            if (!slot) {
+                slot = std::make_shared<flight>();
+                owner = true;
+            }
+            f = slot;
+        }
+        if (owner) {
+            auto out = execute_once(ctx, r, wait_until);
+            {
+                std::lock_guard lock(flights_mutex_);
+                flights_.erase(key);
+            }
+            {
+                std::lock_guard lock(f->mutex);
+                f->done = true;
+                if (out) f->outcome = *out;
+            }
+            f->done_cv.notify_all();
+            return out;
+        }
+        std::unique_lock lock(f->mutex);
+        if (!f->done_cv.wait_until(lock, wait_until, [&] { return f->done; }))
+            return error{errc::in_progress, "the run of Idempotency-Key '" + *r.idempotency_key +
+                                                "' is still executing; send the request again shortly to get its outcome"};
+        if (f->outcome) {
+            auto out = *f->outcome;
+            out.replayed = true;
+            return out;
+        }
+        // The twin recorded no run (bad input, a store error): execute this request itself.
+    }
+}
+
+std::optional<integration_run> run_service::find_by_key(request_context const& ctx, std::string const& key) {
+    std::optional<integration_run> found;
+    (void)store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        if (auto run = uow.runs().find_by_idempotency_key(key); run) found = std::move(*run);
+        return {};
+    });
+    return found;
+}
+
+result<run_outcome> run_service::execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until) {
+    if (r.idempotency_key)
+        if (auto existing = find_by_key(ctx, *r.idempotency_key)) return settle(ctx, std::move(*existing), wait_until);
+    auto p = prepare(ctx, r);
+    if (!p) return p.error();
+
+    auto draft = integration_run::create(ctx, clock_.now(), p->b->connection, r.operation, r.idempotency_key);
+    if (!draft) return draft.error();
+    if (auto s = draft->start(p->b->connection, r.allow_degraded, clock_.now()); !s) return s.error();
+    if (!r.input.body.empty()) {
+        auto ref = blobs_.put(ctx.tenant_id, "runs/" + draft->id() + "/request", r.input.body, options_.recording);
+        if (!ref) return ref.error();
+        if (auto s = draft->set_request_ref(*ref); !s) return s.error();
+    }
+    auto run = std::move(*draft);
+
+    // Running is written right before the first call goes out, after the egress check and the wait
+    // for a rate-limit token: a process that stops before then leaves no run, so the key stays
+    // free, and a Running run in the store is one the vendor may have received. Deferred recording
+    // writes a run without an idempotency key once, when it ends.
+    struct forget_on_exit {
+        run_service& s;
+        std::string id;
+        ~forget_on_exit() {
+            if (id.empty()) return;
+            std::lock_guard lock(s.flights_mutex_);
+            s.executing_.erase(id);
+        }
+    } executing{*this, {}};
+    claim_fn claim;
+    if (options_.recording == durability::immediate || r.idempotency_key)
+        claim = [&](integration_run& current) -> result<void> {
+            auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
+                auto copy = current;
+                if (auto s = uow.runs().save(copy); !s) return s.error();
+                return copy;
+            }, options_.recording);
+            if (!saved) return saved.error();
+            current = std::move(*saved);
+            std::lock_guard lock(flights_mutex_);
+            executing_.insert(executing.id = current.id());
+            return {};
+        };
+
+    auto [last, failure, claim_failed] = attempt(ctx, *p, r, run, claim);
+    if (claim_failed) {
+        if (*claim_failed == errc::already_exists && r.idempotency_key)  // another process claimed the key first
+            if (auto existing = find_by_key(ctx, *r.idempotency_key)) return settle(ctx, std::move(*existing), wait_until);
+        return *claim_failed;
+    }
+    bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r.input);
+    if (wait_for_worker) defer(*failure, run, last);
+    ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
+    if (options_.write_behind) {
+        // The caller gets the outcome now; the recorder thread writes it with others in one commit.
+        std::optional<std::string> response_ref;
+        if (e.last && !e.last->body.empty()) response_ref = blobs::reference(ctx.tenant_id, "runs/" + e.run.id() + "/response");
+        auto f = finalize(e, e.run, std::move(response_ref));
+        if (!f) return f.error();
+        run_outcome out{e.run, std::move(e.last), false, *f ? std::optional((*f)->id()) : std::nullopt};
+        enqueue({ctx, std::move(e.run), std::move(*f), out.response ? out.response->body : std::string()});
+        return out;
+    }
+    auto response_ref = store_response(ctx, e.run, e.last);
+    std::optional<std::string> failure_id;
+    auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
+        auto fresh = e.run;  // the in-memory copy carries every attempt
+        auto f = finalize(e, fresh, response_ref);
+        if (!f) return f.error();
+        if (*f) {
+            if (auto s = uow.failures().save(**f); !s) return s.error();
+            failure_id = (*f)->id();
+        }
+        if (auto s = uow.runs().save(fresh); !s) return s.error();
+        return fresh;
+    }, options_.recording);
+    if (!saved) return saved.error();
+    return run_outcome{std::move(*saved), std::move(e.last), false, std::move(failure_id)};
+}
+
+result<run_outcome> run_service::settle(request_context const& ctx, integration_run run, steady_time wait_until) {
+    for (;;) {
+        if (run.status() != run_status::running) return replay(ctx, std::move(run));
+        auto open = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return uow.failures().list({.run_id = run.id(), .unresolved_only = true}, {.limit = 1});
+        });
+        if (!open) return open.error();
+        if (!open->items.empty()) return replay(ctx, std::move(run), open->items.front().id());  // the retry worker has it
+        if (lease_expired(run)) {
+            auto failed = fail_interrupted(ctx, run);
+            if (!failed && failed.error() != errc::conflict) return failed.error();
+            if (failed && *failed) return replay(ctx, std::move(**failed));
+        } else if (steady_clock::now() >= wait_until) {
+            return error{errc::in_progress, "run " + run.id() + " of Idempotency-Key '" + run.data().idempotency_key.value_or("") +
+                                                "' is still executing; send the request again shortly to get its outcome"};
+        } else {
+            // Executing in another process: its outcome appears in the store.
+            std::this_thread::sleep_for(std::min<steady_clock::duration>(50ms, wait_until - steady_clock::now()));
+        }
+        auto again = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.runs().find(run.id()); });
+        if (!again) return again.error();
+        run = std::move(*again);
+    }
+}
+
+bool run_service::lease_expired(integration_run const& run) {
+    auto started = run.data().started_at.value_or(run.meta().created_at);
+    if (started + run_lease() > clock_.now()) return false;
+    std::lock_guard lock(flights_mutex_);
+    return !executing_.contains(run.id());
+}
+
+std::chrono::milliseconds run_service::run_lease() const noexcept {
+    return options_.retry.total_deadline + options_.max_rate_limit_wait + 2 * options_.attempt_timeout + options_.orphan_margin;
+}
+
+result<std::optional<integration_run>> run_service::fail_interrupted(request_context const& ctx, integration_run const& run) {
+    failures::classification c{failures::failure_category::transient, "interrupted",
+                               "the process executing this run stopped after calling the vendor, which may or may not have "
+                               "acted on the call: check with the vendor before running it again",
+                               failures::next_action::escalate, std::nullopt};
+    auto now = clock_.now();
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<integration_run>> {
+        auto fresh = uow.runs().find(run.id());
+        if (!fresh) return fresh.error();
+        if (fresh->status() != run_status::running) return std::optional<integration_run>();
+        auto open = uow.failures().list({.run_id = run.id(), .unresolved_only = true}, {.limit = 1});
+        if (!open) return open.error();
+        if (!open->items.empty()) return std::optional<integration_run>();
+        if (auto s = fresh->fail(now, c, std::nullopt); !s) return s.error();
+        auto f = failures::integration_failure::record(ctx, now, failures::failure_source::run, fresh->id(), fresh->data().provider_id, c);
+        if (!f) return f.error();
+        if (auto s = uow.failures().save(*f); !s) return s.error();
+        if (auto s = uow.runs().save(*fresh); !s) return s.error();
+        return std::optional(std::move(*fresh));
+    }, options_.recording);
+}
+
+result<std::size_t> run_service::recover_interrupted(request_context const& ctx) {
+    std::size_t ended = 0;
+    storage::page_request page{.limit = 500};
+    for (;;) {
+        auto running = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return uow.runs().list({.status = run_status::running}, page);
+        });
+        if (!running) return running.error();
+        for (auto const& run : running->items) {
+            if (!lease_expired(run)) continue;
+            auto failed = fail_interrupted(ctx, run);
+            if (!failed && failed.error() != errc::conflict) return failed.error();  // conflict: another process ended it
+            if (failed && *failed) ++ended;
+        }
+        if (running->next_cursor.empty()) return ended;
+        page.cursor = running->next_cursor;
+    }
+}
+
+result<std::optional<failures::integration_failure>> run_service::finalize(ending const& e, integration_run& run,
+                                                                           std::optional<std::string> response_ref) {
+    if (!e.failure) {
+        if (auto s = run.complete(e.now, external_ref(e.last), std::move(response_ref)); !s) return s.error();
+        return std::optional<failures::integration_failure>();
+    }
+    if (!e.wait_for_worker)
+        if (auto s = run.fail(e.now, *e.failure, std::move(response_ref)); !s) return s.error();
+    auto f = failures::integration_failure::record(e.ctx, e.now, failures::failure_source::run, run.id(), run.data().provider_id,
+                                                   *e.failure);
+    if (!f) return f.error();
+    return std::optional(std::move(*f));
+}
+
+void run_service::enqueue(record r) {
+    std::unique_lock lock(recorder_mutex_);
+    recorded_cv_.wait(lock, [&] { return pending_.size() < options_.write_behind_queue; });
+    pending_.push_back(std::move(r));
+    // Wake the recorder only to start a batch or when one is full: a wake-up per run would cost
+    // the caller a system call and the recorder a context switch.
+    auto n = pending_.size();
+    lock.unlock();
+    if (n == 1 || n == std::min(max_batch, options_.write_behind_queue)) recorder_cv_.notify_one();
+}
+
+result<void> run_service::flush() {
+    std::unique_lock lock(recorder_mutex_);
+    ++flushing_;
+    recorder_cv_.notify_one();
+    recorded_cv_.wait(lock, [&] { return pending_.empty() && recording_ == 0; });
+    --flushing_;
+    if (record_errors_ == 0) return {};
+    auto n = std::exchange(record_errors_, 0);
+    return error{errc::storage_failure, std::to_string(n) + " runs could not be recorded: " + last_record_error_};
+}
+
+// Writes queued runs: their bodies in one blob write, then every run of a tenant in one unit. A
+// write that fails is retried item by item so that one bad record does not lose the others.
+void run_service::recorder() {
+    std::unique_lock lock(recorder_mutex_);
+    while (true) {
+        recorder_cv_.wait(lock, [&] { return stopping_recorder_ || !pending_.empty(); });
+        if (pending_.empty()) return;
+        recorder_cv_.wait_for(lock, options_.write_behind_linger,
+                              [&] {
+            return stopping_recorder_ || flushing_ > 0 || pending_.size() >= std::min(max_batch, options_.write_behind_queue);
+        });
+        std::vector<record> batch;
+        while (!pending_.empty() && batch.size() < max_batch) {
+            batch.push_back(std::move(pending_.front()));
+            pending_.pop_front();
+        }
+        recording_ = batch.size();
+        recorded_cv_.notify_all();
+        lock.unlock();
+
+        std::size_t errors = 0;
+        std::string last_error;
+        std::vector<blobs::blob_write> bodies;
+        std::vector<std::size_t> owners;
+        for (std::size_t i = 0; i < batch.size(); ++i)
+            if (batch[i].run.data().response_ref) {
+                bodies.push_back({batch[i].ctx.tenant_id, "runs/" + batch[i].run.id() + "/response", batch[i].body});
+                owners.push_back(i);
+            }
+        if (!bodies.empty() && !blobs_.put_many(bodies, options_.recording))
+            for (std::size_t j = 0; j < bodies.size(); ++j)
+                if (!blobs_.put(bodies[j].tenant, bodies[j].key, bodies[j].data, options_.recording))
+                    batch[owners[j]].run.forget_response_ref();  // the outcome is still recorded; only the body is missing
+
+        std::map<std::string, std::vector<std::size_t>> by_tenant;
+        for (std::size_t i = 0; i < batch.size(); ++i) by_tenant[batch[i].ctx.tenant_id].push_back(i);
+        auto write = [&](std::vector<std::size_t> const& items) {
+            return store_.transact(batch[items.front()].ctx, [&](storage::unit_of_work& uow) -> result<void> {
+                for (auto i : items) {
+                    // Copies: a unit that fails is written again item by item.
+                    if (auto f = batch[i].failure; f)
+                        if (auto s = uow.failures().save(*f); !s) return s;
+                    auto run = batch[i].run;
+                    if (auto s = uow.runs().save(run); !s) return s;
+                }
+                return {};
+            }, options_.recording);
+        };
+        for (auto const& [tenant, items] : by_tenant) {
+            if (write(items)) continue;
+            for (auto i : items)
+                if (auto r = write({i}); !r) {
+                    ++errors;
+                    last_error = r.error().detail();
+                }
+        }
+        lock.lock();
+        record_errors_ += errors;
+        if (errors) last_record_error_ = last_error;
+        recording_ = 0;
+        recorded_cv_.notify_all();
+    }
+}
+
+result<run_outcome> run_service::resume(request_context const& ctx, std::string const& run_id) {
+    struct loaded {
+        integration_run run;
+        std::optional<failures::integration_failure> failure;
+    };
+    auto state = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<loaded> {
+        auto run = uow.runs().find(run_id);
+        if (!run) return run.error();
+        auto open = uow.failures().list({.run_id = run_id, .unresolved_only = true}, {.limit = 1});
+        if (!open) return open.error();
+        return loaded{std::move(*run), open->items.empty() ? std::nullopt : std::optional(std::move(open->items.front()))};
+    });
+    if (!state) return state.error();
+    auto run = std::move(state->run);
+    auto failure = std::move(state->failure);
+    auto now = clock_.now();
+    auto save = [&](std::optional<failures::classification> const& c, std::optional<http::response> const& last,
+                    bool keep_waiting) -> result<run_outcome> {
+        auto response_ref = store_response(ctx, run, last);
+        now = clock_.now();
+        auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
+            auto fresh = run;
+            auto f = failure;
+            if (fresh.status() == run_status::running && !c) {
+                if (auto s = fresh.complete(now, external_ref(last), response_ref); !s) return s.error();
+            } else if (fresh.status() == run_status::running && !keep_waiting) {
+                if (auto s = fresh.fail(now, *c, response_ref); !s) return s.error();
+            }
+            if (f) {
+                if (c && fresh.status() != run_status::completed)
+                    if (auto s = f->record_attempt(*c, now); !s) return s.error();
+                if (fresh.status() == run_status::completed) {
+                    if (auto s = f->resolve(failures::source_outcome::succeeded, now); !s) return s.error();
+                } else if (fresh.status() == run_status::failed) {
+                    if (f->data().next_action == failures::next_action::escalate) {
+                        auto why = c ? "retries exhausted after " + std::to_string(fresh.data().attempts) + " attempts: " + c->error_code
+                                     : std::string("the run failed");
+                        if (auto s = f->escalate({"retry-worker", why, now, std::nullopt}); !s) return s.error();
+                    } else if (auto s = f->resolve(failures::source_outcome::dead_lettered, now); !s) {
+                        return s.error();
+                    }
+                }
+                if (auto s = uow.failures().save(*f); !s) return s.error();
+            }
+            if (fresh.status() != run.status() || fresh.data().attempts != run.data().attempts || c || last)
+                if (auto s = uow.runs().save(fresh); !s) return s.error();
+            return fresh;
+        }, options_.recording);
+        if (!saved) return saved.error();
+        return run_outcome{std::move(*saved), last, false, failure ? std::optional(failure->id()) : std::nullopt};
+    };
+    if (run.status() != run_status::running) return save(std::nullopt, std::nullopt, false);  // only resolves
+
+    auto request = stored_input(ctx, run);
+    std::optional<plan> p;
+    std::optional<failures::classification> blocked;
+    if (request) {
+        auto prepared = prepare(ctx, *request);
+        if (prepared) p = std::move(*prepared);
+        else blocked = failures::classification{failures::failure_category::validation, "not_executable",
+                                                prepared.error().detail(), failures::next_action::dead_letter, std::nullopt};
+    } else {
+        blocked = failures::classification{failures::failure_category::poison, "input_missing", request.error().detail(),
+                                           failures::next_action::dead_letter, std::nullopt};
+    }
+    if (blocked) return save(blocked, std::nullopt, false);
+
+    auto tried = attempt(ctx, *p, *request, run);  // no claim: the run is stored already
+    auto& last = tried.last;
+    auto& c = tried.failure;
+    bool keep_waiting = false;
+    if (c && retryable(*c)) {
+        // failure->attempt counts the executions before this one: the first plus earlier retries.
+        if (failure && failure->data().attempt < options_.deferred_retries) {
+            keep_waiting = true;
+            defer(*c, run, last);
+        } else {
+            c->next_action = failures::next_action::escalate;
+            c->next_attempt_at.reset();
+        }
+    }
+    return save(c, last, keep_waiting);
+}
+
+}  // namespace integration::runs
