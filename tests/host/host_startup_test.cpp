@@ -61,7 +61,7 @@ TEST(host_data_dir, one_others_can_write_is_refused_and_left_as_it_was) {
             EXPECT_NE(r.output.find(shared.string()), std::string::npos) << r.output;
             EXPECT_NE(r.output.find("writable by group or others"), std::string::npos) << r.output;
             EXPECT_EQ(mode(shared), perms) << command;
-            EXPECT_FALSE(fs::exists(shared / "host.db")) << command;
+            EXPECT_FALSE(fs::exists(shared / "integration.db")) << command;
         }
         fs::remove_all(shared);
     }
