@@ -158,8 +158,9 @@ ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE outbox ADD COLUMN dead_at INTEGER;
 CREATE INDEX outbox_dead ON outbox(tenant_id, aggregate_type, aggregate_id, sequence) WHERE dead_at IS NOT NULL;
 ALTER TABLE failures ADD COLUMN event_id TEXT;
-CREATE TABLE pending_authorizations(state_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, provider_id TEXT NOT NULL,
-  connection_id TEXT, actor TEXT NOT NULL, settings TEXT NOT NULL, secret_ref TEXT NOT NULL, expires_at INTEGER NOT NULL);
+CREATE TABLE pending_authorizations(tenant_id TEXT NOT NULL, state_hash TEXT NOT NULL, provider_id TEXT NOT NULL,
+  connection_id TEXT, actor TEXT NOT NULL, settings TEXT NOT NULL, secret_ref TEXT NOT NULL, expires_at INTEGER NOT NULL,
+  PRIMARY KEY(tenant_id, state_hash));
 CREATE INDEX pending_authorizations_by_expiry ON pending_authorizations(tenant_id, expires_at);
 CREATE TABLE api_keys(key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, admin INTEGER NOT NULL,
   created_at INTEGER NOT NULL);
