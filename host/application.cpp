@@ -2,8 +2,6 @@
 
 #include "access_log.hpp"
 #include "handlers/handlers.hpp"
-#include "api_keys.hpp"
-#include "detail/crypto.hpp"
 #include "problem.hpp"
 
 #include <boost/beast/http/field.hpp>
@@ -138,7 +136,7 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
         if (!owner) return problem_from(owner.error());
         if (!*owner) return unauthorized("the API key is not known");
         if (auto const& c = services_.config; c.key_rate_limit > 0) {
-            auto got = key_limits_.try_acquire(crypto::sha256_hex(token), {static_cast<double>(c.key_rate_limit),
+            auto got = key_limits_.try_acquire((*owner)->key_hash, {static_cast<double>(c.key_rate_limit),
                                                                    static_cast<std::int64_t>(std::max(c.key_burst, std::size_t{1}))});
             if (!got.granted) {
                 auto wait = std::chrono::ceil<std::chrono::seconds>(got.retry_after).count();

@@ -102,12 +102,12 @@ int keys_create(std::vector<std::string> const& args) {
         std::cerr << config.error().detail() << "\n" << host::usage();
         return 2;
     }
-    auto db = host::open_host_db(config->data);
-    if (!db) {
-        std::cerr << db.error().message() << "\n";
+    auto store = host::open_store(config->data);
+    if (!store) {
+        std::cerr << store.error().message() << "\n";
         return 1;
     }
-    host::api_keys keys(**db);
+    integration::keys::api_key_service keys(**store);
     auto key = keys.create(config->tenant, config->admin);
     if (!key) {
         std::cerr << key.error().message() << "\n";

@@ -86,23 +86,32 @@ result<void> prepare_data_dir(std::string const& data_dir) {
 
 }  // namespace
 
-result<std::unique_ptr<host_db>> open_host_db(std::string const& data_dir) {
+result<std::unique_ptr<storage::store>> open_store(std::string const& data_dir) {
     if (auto r = prepare_data_dir(data_dir); !r) return r.error();
-    return host_db::open((fs::path(data_dir) / "host.db").string());
+    auto dir = fs::path(data_dir);
+    auto path = (dir / "integration.db").string();
+    auto store = storage::open_sqlite_store({.path = path, .source = "integration-host"});
+    if (!store) return store.error();
+    // API keys, Idempotency-Key records and inbound webhook registrations were the host's own
+    // host.db before they moved behind the store port.
+    std::error_code ec;
+    if (auto legacy = dir / "host.db"; fs::exists(legacy, ec)) {
+        if (auto r = storage::import_host_database(path, legacy.string()); !r) return r.error();
+        fs::rename(legacy, dir / "host.db.imported", ec);
+        if (ec) return error{errc::storage_failure, "imported " + legacy.string() + " but cannot rename it: " + ec.message()};
+    }
+    return store;
 }
 
 result<std::unique_ptr<services>> open_services(serve_config config) {
     auto s = std::make_unique<services>();
     auto dir = fs::path(config.data);
-    auto db = open_host_db(config.data);
-    if (!db) return db.error();
-    s->db = std::move(*db);
-    s->keys = std::make_unique<api_keys>(*s->db);
-    s->idempotency = std::make_unique<idempotency_keys>(*s->db);
-
-    auto store = storage::open_sqlite_store({.path = (dir / "integration.db").string(), .source = "integration-host"});
+    auto store = open_store(config.data);
     if (!store) return store.error();
     s->store = std::move(*store);
+    s->keys = std::make_unique<keys::api_key_service>(*s->store);
+    s->idempotency = std::make_unique<runs::idempotency_keys>(*s->store);
+    s->failures = std::make_unique<failures::failure_service>(*s->store, system_clock::instance());
     auto secrets = credentials::open_local_secret_store(
         {.path = (dir / "secrets.db").string(), .key_file = (dir / "master.key").string()});
     if (!secrets) return secrets.error();

@@ -3,14 +3,14 @@
 
 // The library wired on the embedded default: everything under one data directory.
 
-#include "api_keys.hpp"
 #include "config.hpp"
-#include "host_db.hpp"
-#include "idempotency.hpp"
 #include "metrics.hpp"
 
 #include <integration/ports/blob_store.hpp>
+#include <integration/services/api_key_service.hpp>
 #include <integration/services/connection_service.hpp>
+#include <integration/services/failure_service.hpp>
+#include <integration/services/idempotency_keys.hpp>
 #include <integration/services/health_prober.hpp>
 #include <integration/services/credential_service.hpp>
 #include <integration/backends/local_vault/local_secret_store.hpp>
@@ -41,10 +41,10 @@ private:
 
 struct services {
     serve_config config;
-    std::unique_ptr<host_db> db;
-    std::unique_ptr<api_keys> keys;
-    std::unique_ptr<idempotency_keys> idempotency;
     std::unique_ptr<storage::store> store;
+    std::unique_ptr<keys::api_key_service> keys;
+    std::unique_ptr<runs::idempotency_keys> idempotency;
+    std::unique_ptr<failures::failure_service> failures;
     std::unique_ptr<credentials::local_secret_store> secrets;
     std::optional<credentials::fingerprinter> fingerprints;
     std::unique_ptr<blobs::blob_store> blobs;
@@ -61,8 +61,9 @@ struct services {
     host_metrics metrics;
 };
 
-/** Creates DIR if needed and opens the host tables only (for `keys create`). */
-result<std::unique_ptr<host_db>> open_host_db(std::string const& data_dir);
+/** Creates DIR if needed and opens its store (also for `keys create`). A `host.db` left by an
+ *  older host is imported into the store once and renamed `host.db.imported`. */
+result<std::unique_ptr<storage::store>> open_store(std::string const& data_dir);
 
 /** Opens every store under `config.data` and builds the services. */
 result<std::unique_ptr<services>> open_services(serve_config config);

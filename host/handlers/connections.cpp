@@ -60,8 +60,7 @@ void add_connection_routes(router& r, services& s) {
         return json_reply(200, render(*retired));
     });
 
-    // The scheme and the secret's name are the host's (host.db); the secret itself goes to the
-    // secret store. Verifying inbound deliveries comes with the inbound-webhooks milestone.
+    // The scheme and the secret's name go to the store; the secret itself to the secret store. Verifying inbound deliveries comes with the inbound-webhooks milestone.
     r.add("POST", "/integrations/connections/{connectionId}/inbound-webhook", [&s](call& c) -> result<reply> {
         auto body = c.json();
         if (!body) return body.error();
@@ -81,11 +80,8 @@ void add_connection_routes(router& r, services& s) {
         auto name = "inbound-webhook." + id;
         auto ref = s.secrets->put(c.ctx.tenant_id, name, secret_bytes(std::string_view(secret->get_string())));
         if (!ref) return ref.error();
-        auto stored = s.db->with([&](database& db) -> result<void> {
-            auto st = db.prepare("INSERT OR REPLACE INTO inbound_webhooks (tenant_id, connection_id, scheme, secret_name) VALUES (?, ?, ?, ?)");
-            if (!st) return st.error();
-            (*st)->bind_all({c.ctx.tenant_id, id, std::string(**scheme), name});
-            return (*st)->run();
+        auto stored = s.store->transact(c.ctx, [&](storage::unit_of_work& uow) {
+            return uow.inbound_webhooks().save({id, std::string(**scheme), name});
         });
         if (!stored) return stored.error();
         boost::json::object o;

@@ -1,7 +1,5 @@
 #include "handlers/handlers.hpp"
 
-#include "api_keys.hpp"
-#include "detail/crypto.hpp"
 #include "problem.hpp"
 
 #include <boost/json/serialize.hpp>
@@ -94,7 +92,7 @@ void add_run_routes(router& r, services& s) {
         auto key = std::string(c.header("Idempotency-Key"));
         if (!key.empty()) {
             if (key.size() > 255) return error{errc::invalid_argument, "Idempotency-Key must be at most 255 characters"};
-            if (auto claimed = s.idempotency->claim(c.ctx.tenant_id, key, crypto::sha256_hex(c.body)); !claimed)
+            if (auto claimed = s.idempotency->claim(c.ctx, key, c.body); !claimed)
                 return claimed.error();
             req.idempotency_key = key;
         }
@@ -107,7 +105,7 @@ void add_run_routes(router& r, services& s) {
         }
         if (!out) {
             // Bad input records no run, so the key is free again for a corrected request.
-            if (!key.empty() && out.error() != errc::already_exists) s.idempotency->release(c.ctx.tenant_id, key);
+            if (!key.empty() && out.error() != errc::already_exists) (void)s.idempotency->release(c.ctx, key);
             return out.error();
         }
         if (!out->replayed) s.metrics.count_run(to_string(out->run.status()));
@@ -142,13 +140,13 @@ void add_run_routes(router& r, services& s) {
         auto page = c.page();
         if (!page) return page.error();
         storage::failure_query q{c.query_param("runId"), c.query_param("deliveryId"), c.query_param("unresolved") == "true"};
-        auto list = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.failures().list(q, *page); });
+        auto list = s.failures->list(c.ctx, q, *page);
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<failures::integration_failure>));
     });
 
     r.add("GET", "/integrations/failures/{failureId}", [&s](call& c) -> result<reply> {
-        auto found = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.failures().find(c.params["failureId"]); });
+        auto found = s.failures->find(c.ctx, c.params["failureId"]);
         if (!found) return found.error();
         return json_reply(200, render(*found));
     });
@@ -161,13 +159,7 @@ void add_run_routes(router& r, services& s) {
         if (!*reason || (*reason)->empty()) return error{errc::invalid_argument, "reason is required"};
         auto ticket = optional_string(*body, "ticketRef");
         if (!ticket) return ticket.error();
-        auto escalated = storage::transact_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) -> result<failures::integration_failure> {
-            auto f = uow.failures().find(c.params["failureId"]);
-            if (!f) return f.error();
-            if (auto e = f->escalate({c.ctx.actor, **reason, system_clock::instance().now(), *ticket}); !e) return e.error();
-            if (auto sv = uow.failures().save(*f); !sv) return sv.error();
-            return std::move(*f);
-        });
+        auto escalated = s.failures->escalate(c.ctx, c.params["failureId"], **reason, *ticket);
         if (!escalated) return escalated.error();
         return json_reply(200, render(*escalated));
     });

@@ -33,6 +33,7 @@ result<integration_failure> integration_failure::record(request_context const& c
     case failure_source::health_probe: d.connection_id = source_id; break;
     case failure_source::credential_rotation:
     case failure_source::credential_refresh: d.credential_id = source_id; break;
+    case failure_source::outbox_event: d.event_id = source_id; break;
     }
     d.provider_id = std::move(provider_id);
     d.category = c.category;
@@ -58,7 +59,8 @@ result<integration_failure> integration_failure::restore(metadata m, failure_dat
 
 std::string const& integration_failure::source_id() const noexcept {
     static std::string const none;
-    auto const& s = d_.run_id ? d_.run_id : d_.delivery_id ? d_.delivery_id : d_.connection_id ? d_.connection_id : d_.credential_id;
+    auto const& s = d_.run_id ? d_.run_id : d_.delivery_id ? d_.delivery_id : d_.connection_id ? d_.connection_id
+                                                                                     : d_.credential_id ? d_.credential_id : d_.event_id;
     return s ? *s : none;
 }
 

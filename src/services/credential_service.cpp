@@ -528,9 +528,11 @@ result<credential_service::token> credential_service::token_request(std::string 
 
 namespace {
 
-/** The vault document of an authorization-code credential. */
-secret_bytes auth_document(std::string_view client_secret, std::string_view refresh_token) {
-    boost::json::object o{{"clientSecret", client_secret}, {"refreshToken", refresh_token}};
+/** The vault document of an authorization-code credential (the client secret and the refresh
+ *  token), or of a pending authorization (the client secret and the PKCE verifier). */
+secret_bytes auth_document(std::string_view client_secret, std::string_view second,
+                           char const* second_name = "refreshToken") {
+    boost::json::object o{{"clientSecret", client_secret}, {second_name, second}};
     auto text = boost::json::serialize(o);
     secret_bytes out(text);
     crypto::wipe(text);
@@ -538,12 +540,13 @@ secret_bytes auth_document(std::string_view client_secret, std::string_view refr
     return out;
 }
 
-result<std::pair<secret_bytes, secret_bytes>> parse_auth_document(secret_bytes const& doc) {
+result<std::pair<secret_bytes, secret_bytes>> parse_auth_document(secret_bytes const& doc,
+                                                                   char const* second_name = "refreshToken") {
     boost::system::error_code ec;
     auto j = boost::json::parse(doc.view(), ec);
     auto* o = ec ? nullptr : j.if_object();
     auto* cs = o ? o->if_contains("clientSecret") : nullptr;
-    auto* rt = o ? o->if_contains("refreshToken") : nullptr;
+    auto* rt = o ? o->if_contains(second_name) : nullptr;
     if (!cs || !rt || !cs->is_string() || !rt->is_string())
         return error{errc::integrity_failure, "the stored authorization document is malformed"};
     std::pair out{secret_bytes(std::string_view(cs->get_string())), secret_bytes(std::string_view(rt->get_string()))};
@@ -575,65 +578,116 @@ result<authorization_request> credential_service::begin_authorization(request_co
     auto verifier_text = random_token(32);
     auto digest = crypto::from_hex(crypto::sha256_hex(verifier_text)).value();
     auto challenge = crypto::base64url(digest.data(), digest.size());
-    auto state = random_token(24);
+    auto state = random_token(24) + "." + ctx.tenant_id;
     std::string scope;
     for (auto const& sc : settings.scopes) scope += (scope.empty() ? "" : " ") + sc;
     std::string url = settings.authorize_url + (settings.authorize_url.find('?') == std::string::npos ? "?" : "&") +
                       "response_type=code&client_id=" + http::form_encode(settings.client_id) +
-                      "&redirect_uri=" + http::form_encode(settings.redirect_uri) + "&state=" + state +
+                      "&redirect_uri=" + http::form_encode(settings.redirect_uri) + "&state=" + http::form_encode(state) +
                       "&code_challenge=" + challenge + "&code_challenge_method=S256";
     if (!scope.empty()) url += "&scope=" + http::form_encode(scope);
     auto now = clock_.now();
     authorization_request out{url, state, now + options_.authorization_ttl};
-    std::lock_guard lock(pending_mutex_);
-    std::erase_if(pending_, [&](auto const& kv) { return kv.second.expires_at <= now; });
-    pending_.emplace(state, pending_authorization{ctx, provider_id, std::move(connection_id), std::move(settings),
-                                                  std::move(client_secret), secret_bytes(verifier_text), out.expires_at});
+    // The pending flow lives in the store (a callback may reach another host, or this one
+    // restarted); its secrets live in the secret store, and only the state's hash is kept.
+    auto doc = auth_document(client_secret.view(), verifier_text, "codeVerifier");
     crypto::wipe(verifier_text);
+    auto ref = secrets_.put(ctx.tenant_id, new_id("secret", now), doc);
+    if (!ref) return ref.error();
+    storage::pending_authorization p{crypto::sha256_hex(state), provider_id, std::move(connection_id), ctx.actor,
+                                     boost::json::serialize(to_json(settings)), ref->uri(), out.expires_at};
+    std::vector<storage::pending_authorization> expired;
+    auto stored = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto purged = uow.authorizations().purge_expired(now);
+        if (!purged) return purged.error();
+        expired = std::move(*purged);
+        return uow.authorizations().add(p);
+    });
+    if (!stored) {
+        forget_secret(ctx.tenant_id, ref->uri());
+        return stored.error();
+    }
+    for (auto const& e : expired) forget_secret(ctx.tenant_id, e.secret_ref);
     return out;
+}
+
+void credential_service::forget_secret(std::string const& tenant, std::string const& uri) {
+    auto ref = secret_ref::parse(uri);
+    if (!ref) return;
+    (void)secrets_.soft_delete(tenant, ref->name);
+    (void)secrets_.purge(tenant, ref->name);  // may be refused inside purge protection: soft-deleted is unreadable
 }
 
 result<integration_credential> credential_service::complete_authorization(std::string const& state,
                                                                           std::string const& code) {
-    std::optional<pending_authorization> p;
-    {
-        std::lock_guard lock(pending_mutex_);
-        auto it = pending_.find(state);
-        // One use only: a replayed callback finds nothing.
-        if (it != pending_.end()) {
-            p.emplace(std::move(it->second));
-            pending_.erase(it);
-        }
+    // The state is "<random>.<tenant>": the callback carries no API key, and the pending flow
+    // is looked up in its tenant only.
+    auto dot = state.find('.');
+    auto tenant = dot == std::string::npos ? std::string() : state.substr(dot + 1);
+    if (!validate_tenant_id(tenant)) return error{errc::forbidden, "unknown or already used state; start the authorization again"};
+    auto ctx = request_context::for_tenant(tenant, "authorization-callback");
+    auto hash = crypto::sha256_hex(state);
+    std::vector<storage::pending_authorization> expired;
+    // Expired flows (this one too, if it is) are purged first and their secrets deleted.
+    auto taken = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<storage::pending_authorization> {
+        auto purged = uow.authorizations().purge_expired(clock_.now());
+        if (!purged) return purged.error();
+        expired = std::move(*purged);
+        auto t = uow.authorizations().take(hash, clock_.now());
+        if (!t && t.error() == errc::not_found) return storage::pending_authorization{};  // commit the purge
+        return t;
+    });
+    for (auto const& e : expired) forget_secret(tenant, e.secret_ref);
+    if (!taken) return taken.error();
+    if (taken->state_hash.empty()) {
+        bool was_expired = std::any_of(expired.begin(), expired.end(), [&](auto const& e) { return e.state_hash == hash; });
+        return error{errc::forbidden, was_expired ? "the authorization expired; start it again"
+                                                  : "unknown or already used state; start the authorization again"};
     }
-    if (!p) return error{errc::forbidden, "unknown or already used state; start the authorization again"};
-    if (clock_.now() >= p->expires_at) return error{errc::forbidden, "the authorization expired; start it again"};
+    auto p = std::move(*taken);
+    ctx.actor = p.actor;
+    auto doc = [&]() -> result<secret_bytes> {
+        auto ref = secret_ref::parse(p.secret_ref);
+        if (!ref) return ref.error();
+        return secrets_.get(tenant, *ref);
+    }();
+    forget_secret(tenant, p.secret_ref);
+    if (!doc) return doc.error();
+    auto secrets = parse_auth_document(*doc, "codeVerifier");
+    if (!secrets) return secrets.error();
+    authorization_code_settings s;
+    {
+        boost::system::error_code ec;
+        auto j = boost::json::parse(p.settings, ec);
+        if (ec) return error{errc::integrity_failure, "the stored authorization settings are malformed"};
+        if (auto fr = from_json(j, s, "settings"); !fr) return fr.error();
+    }
     if (code.empty()) return error{errc::invalid_argument, "the callback carried no code"};
-    auto const& s = p->settings;
     std::string body = "grant_type=authorization_code&code=" + http::form_encode(code) +
                        "&redirect_uri=" + http::form_encode(s.redirect_uri) + "&client_id=" + http::form_encode(s.client_id) +
-                       "&client_secret=" + http::form_encode(p->client_secret.view()) +
-                       "&code_verifier=" + http::form_encode(p->verifier.view());
+                       "&client_secret=" + http::form_encode(secrets->first.view()) +
+                       "&code_verifier=" + http::form_encode(secrets->second.view());
     auto t = token_request(s.token_url, std::move(body));
     if (!t) return t.error();
     if (t->refresh.empty()) return error{errc::unavailable, "the token endpoint returned no refresh_token; request offline access"};
-    auto doc = auth_document(p->client_secret.view(), t->refresh.view());
-    auto ref = secrets_.put(p->ctx.tenant_id, new_id("secret", clock_.now()), doc);
+    auto vault_doc = auth_document(secrets->first.view(), t->refresh.view());
+    auto ref = secrets_.put(tenant, new_id("secret", clock_.now()), vault_doc);
     if (!ref) return ref.error();
     credential_spec cs;
-    cs.provider_id = p->provider_id;
-    cs.connection_id = p->connection_id;
+    cs.provider_id = p.provider_id;
+    cs.connection_id = p.connection_id;
     cs.auth_mode = auth_mode::oauth2_authorization_code;
     cs.key_vault_ref = ref->uri();
-    cs.fingerprint = fingerprints_.fingerprint(doc);
+    cs.fingerprint = fingerprints_.fingerprint(vault_doc);
     cs.auth_parameters["oauth2"] = to_json(s);
-    auto created = storage::transact_for(store_, p->ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
-        auto c = integration_credential::create(p->ctx, clock_.now(), cs);
+    auto created = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+        auto c = integration_credential::create(ctx, clock_.now(), cs);
         if (!c) return c.error();
         if (auto sv = uow.credentials().save(*c); !sv) return sv.error();
         return std::move(*c);
     });
     if (!created) {
-        (void)secrets_.soft_delete(p->ctx.tenant_id, ref->name);
+        (void)secrets_.soft_delete(tenant, ref->name);
         return created;
     }
     // The exchange gave an access token already: cache it.

@@ -2,6 +2,9 @@
 
 #include "../detail/thread_name.hpp"
 
+#include <set>
+#include <string>
+
 namespace integration::events {
 
 outbox_relay::outbox_relay(storage::store& store, event_publisher& publisher, outbox_relay_options options)
@@ -16,16 +19,57 @@ result<std::size_t> outbox_relay::run_once() {
     if (!pending) return pending.error();
     std::vector<std::int64_t> done;
     done.reserve(pending->size());
-    result<void> failure;
+    // "tenant/type/id" of aggregates with a failed event in this pass: their later events wait.
+    std::set<std::string> held;
+    result<void> status;
     for (auto const& rec : *pending) {
-        failure = publisher_.publish(rec.envelope);
-        if (!failure) break;
+        auto const& e = rec.envelope;
+        auto aggregate = e.tenant_id + "/" + e.aggregate_type + "/" + e.aggregate_id;
+        if (held.contains(aggregate)) continue;
+        if (auto r = publisher_.publish(e); !r) {
+            held.insert(std::move(aggregate));
+            if (auto f = failed(rec, r.error()); !f && status) status = f;
+            continue;
+        }
         done.push_back(rec.sequence);
     }
-    if (!done.empty())
+    if (!done.empty()) {
         if (auto r = store_.mark_published(done, options_.clock->now()); !r) return r.error();
-    if (!failure) return failure.error();
+        published_ += done.size();
+    }
+    if (!status) return status.error();
     return done.size();
+}
+
+result<void> outbox_relay::failed(storage::outbox_record const& rec, error const& why) {
+    ++failed_attempts_;
+    auto attempts = store_.count_failed_publication(rec.sequence);
+    if (!attempts) return attempts.error();
+    if (*attempts < options_.max_attempts) return {};
+    auto now = options_.clock->now();
+    if (auto r = store_.park_dead(rec.sequence, now); !r) return r;
+    ++dead_;
+    auto const& e = rec.envelope;
+    // A failure belongs to a tenant; an event of a global provider has none to show it to (the
+    // counter still counts it).
+    if (e.tenant_id.empty()) return {};
+    auto ctx = request_context::for_tenant(e.tenant_id, "outbox-relay");
+    ctx.correlation_id = e.correlation_id;
+    ctx.causation_id = e.event_id;
+    failures::classification c{failures::failure_category::poison, "publish_failed",
+                               "event " + e.event_type + " of " + e.aggregate_type + " " + e.aggregate_id + " failed " +
+                                   std::to_string(*attempts) + " publications and was parked as dead; last error: " +
+                                   why.message(),
+                               failures::next_action::dead_letter, std::nullopt};
+    return store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto f = failures::integration_failure::record(ctx, now, failures::failure_source::outbox_event, e.event_id, "", c);
+        if (!f) return f.error();
+        return uow.failures().save(*f);
+    });
+}
+
+outbox_relay_stats outbox_relay::stats() const noexcept {
+    return {published_.load(), failed_attempts_.load(), dead_.load()};
 }
 
 void outbox_relay::start() {

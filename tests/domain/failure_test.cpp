@@ -85,14 +85,16 @@ TEST_F(failure_test, each_source_kind_is_recorded_under_its_own_id_field) {
     for (auto [source, member] : {source_case{failure_source::run, &failure_data::run_id},
                                   source_case{failure_source::delivery, &failure_data::delivery_id},
                                   source_case{failure_source::health_probe, &failure_data::connection_id},
-                                  source_case{failure_source::credential_rotation, &failure_data::credential_id}}) {
+                                  source_case{failure_source::credential_rotation, &failure_data::credential_id},
+                                  source_case{failure_source::outbox_event, &failure_data::event_id}}) {
         auto f = integration_failure::record(tenant_ctx(), clock.now(), source, "src-1", provider_id,
                                              poison(next_action::dead_letter))
                      .value();
         EXPECT_EQ(f.data().*member, "src-1") << to_string(source);
         EXPECT_EQ(f.source_id(), "src-1");
         int named = f.data().run_id.has_value() + f.data().delivery_id.has_value() +
-                    f.data().connection_id.has_value() + f.data().credential_id.has_value();
+                    f.data().connection_id.has_value() + f.data().credential_id.has_value() +
+                    f.data().event_id.has_value();
         EXPECT_EQ(named, 1) << "exactly one source id field";
     }
 }

@@ -316,7 +316,7 @@ TEST_F(host_e2e, keys_are_random_and_stored_hashed) {
     EXPECT_EQ(key_a_->rfind("ik_", 0), 0u);
     EXPECT_GE(key_a_->size(), 3u + 43u);
     EXPECT_NE(*key_a_, *key_b_);
-    auto db = run_and_capture("sqlite3 " + (*dir_ / "host.db").string() + " 'SELECT key_hash FROM api_keys'");
+    auto db = run_and_capture("sqlite3 " + (*dir_ / "integration.db").string() + " 'SELECT key_hash FROM api_keys'");
     EXPECT_EQ(db.find(*key_a_), std::string::npos);
 }
 
@@ -1780,7 +1780,7 @@ TEST(host_recovery, a_run_killed_before_it_called_the_vendor_executes_anew_with_
         ASSERT_EQ(client.post("/integrations/runs", run_with_id(connection, "first")).status, 201);  // the only token
         std::thread waiting([&] { (void)client.post("/integrations/runs", run_with_id(connection, "second"), {{"Idempotency-Key", "unsent-1"}}); });
         auto claimed = [&] {
-            return run_and_capture("sqlite3 " + (dir.path() / "host.db").string() +
+            return run_and_capture("sqlite3 " + (dir.path() / "integration.db").string() +
                                    " \"SELECT count(*) FROM idempotency_keys WHERE key = 'unsent-1'\"");
         };
         EXPECT_TRUE(eventually([&] { return claimed() == "1\n"; })) << claimed();

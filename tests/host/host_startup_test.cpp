@@ -61,10 +61,37 @@ TEST(host_data_dir, one_others_can_write_is_refused_and_left_as_it_was) {
             EXPECT_NE(r.output.find(shared.string()), std::string::npos) << r.output;
             EXPECT_NE(r.output.find("writable by group or others"), std::string::npos) << r.output;
             EXPECT_EQ(mode(shared), perms) << command;
-            EXPECT_FALSE(fs::exists(shared / "host.db")) << command;
+            EXPECT_FALSE(fs::exists(shared / "integration.db")) << command;
         }
         fs::remove_all(shared);
     }
+}
+
+// API keys, Idempotency-Key records and inbound webhook registrations moved from the host's own
+// host.db into the store: a data directory from before keeps working, its host.db imported once.
+TEST(host_data_dir, a_former_host_db_is_imported_on_the_first_start) {
+    scratch_dir dir("legacy-host-db");
+    std::string const key = "ik_" + std::string(43, 'L');
+    auto hash = run_and_capture("printf %s " + key + " | sha256sum");
+    hash = hash.substr(0, 64);
+    auto legacy = (dir.path() / "host.db").string();
+    run_and_capture("sqlite3 " + legacy + " \"CREATE TABLE api_keys (key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, "
+                    "admin INTEGER NOT NULL, created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))); "
+                    "CREATE TABLE idempotency_keys (tenant_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL, "
+                    "created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), PRIMARY KEY (tenant_id, key)); "
+                    "CREATE TABLE inbound_webhooks (tenant_id TEXT NOT NULL, connection_id TEXT NOT NULL, scheme TEXT NOT NULL, "
+                    "secret_name TEXT NOT NULL, PRIMARY KEY (tenant_id, connection_id)); "
+                    "INSERT INTO api_keys (key_hash, tenant_id, admin) VALUES ('" + hash + "', 'old-tenant', 0);\"");
+    ASSERT_TRUE(fs::exists(legacy));
+    {
+        host_process host(dir.string());
+        EXPECT_EQ(api(host.port(), key).get("/integrations/providers").status, 200);
+        EXPECT_EQ(api(host.port(), "ik_" + std::string(43, 'M')).get("/integrations/providers").status, 401);
+    }
+    EXPECT_FALSE(fs::exists(legacy));
+    EXPECT_TRUE(fs::exists(dir.path() / "host.db.imported"));
+    host_process again(dir.string());  // nothing left to import: the key still works
+    EXPECT_EQ(api(again.port(), key).get("/integrations/providers").status, 200);
 }
 
 // Finding 16: a data directory that does not exist is created 0700; an existing 0755 one is used

@@ -93,9 +93,29 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     sqlite3_close(db);
 }
 
+/** Turns a current file back into schema 4: no outbox attempts or dead rows, no event id on a
+ *  failure, none of the tables migration 6 adds (5 is empty on this branch). */
+void back_to_schema_4(std::string const& path) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+DROP INDEX outbox_dead;
+ALTER TABLE outbox DROP COLUMN attempts;
+ALTER TABLE outbox DROP COLUMN dead_at;
+ALTER TABLE failures DROP COLUMN event_id;
+DROP TABLE pending_authorizations;
+DROP TABLE api_keys;
+DROP TABLE idempotency_keys;
+DROP TABLE inbound_webhooks;
+PRAGMA user_version = 4;
+)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+}
+
 /** Turns a current file back into schema 3: claims of assemblyName + version keyed without a
  *  tenant, and connections without a health reason. */
 void back_to_schema_3(std::string const& path) {
+    back_to_schema_4(path);
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db, R"sql(
@@ -372,6 +392,13 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
             return std::vector<storage::outbox_record>{};
         }
         result<void> mark_published(std::span<std::int64_t const>, time_point) override { return {}; }
+        result<std::int64_t> count_failed_publication(std::int64_t) override { return 0; }
+        result<void> park_dead(std::int64_t, time_point) override { return {}; }
+        storage::api_key_repository& api_keys() override { return keys; }
+        struct no_keys final : storage::api_key_repository {
+            result<void> add(storage::api_key_record const&) override { return {}; }
+            result<std::optional<storage::api_key_record>> find(std::string const&) override { return std::nullopt; }
+        } keys;
     } other;
     EXPECT_FALSE(storage::sqlite_store_stats(other));
 }
@@ -491,6 +518,75 @@ TEST(sqlite_store, immediate_and_deferred_units_mix_in_one_group) {
         });
     for (auto& th : pool) th.join();
     EXPECT_EQ(count_providers(*s, tenant("t1")), static_cast<std::size_t>(threads * each));
+}
+
+}  // namespace
+}  // namespace integration::testing
+
+namespace integration::testing {
+namespace {
+
+// Migration 6: outbox rows written before it are pending with no failed publication, failures
+// keep their rows (with no event id), and the new tables start empty.
+TEST(sqlite_store, a_version_4_database_keeps_its_outbox_rows_pending) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec()));
+            return uow.providers().save(p);
+        }));
+    }
+    back_to_schema_4(path);
+    auto s = open_sqlite(dir, nullptr);
+    auto pending = must(s->pending_events(10));
+    ASSERT_EQ(pending.size(), 1u);
+    EXPECT_EQ(pending[0].attempts, 0);
+    EXPECT_EQ(must(s->count_failed_publication(pending[0].sequence)), 1);
+    EXPECT_EQ(must(s->pending_events(10)).at(0).attempts, 1);
+    EXPECT_FALSE(must(s->api_keys().find("nothing")));
+}
+
+/** A reference host's former host.db, as the host made it. */
+void legacy_host_db(std::string const& path) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE TABLE api_keys (key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, admin INTEGER NOT NULL,
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
+CREATE TABLE idempotency_keys (tenant_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,
+  created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')), PRIMARY KEY (tenant_id, key));
+CREATE TABLE inbound_webhooks (tenant_id TEXT NOT NULL, connection_id TEXT NOT NULL, scheme TEXT NOT NULL,
+  secret_name TEXT NOT NULL, PRIMARY KEY (tenant_id, connection_id));
+INSERT INTO api_keys (key_hash, tenant_id, admin) VALUES ('hash-old', 't1', 0), ('hash-admin', 'ops', 1);
+INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ('t1', 'key-1', 'body-hash');
+INSERT INTO inbound_webhooks VALUES ('t1', 'conn-1', 'github', 'inbound-webhook.conn-1');
+)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+}
+
+TEST(sqlite_store, a_former_host_db_is_imported_and_the_store_keeps_its_own_rows) {
+    temp_dir dir;
+    legacy_host_db(dir.file("host.db"));
+    auto s = open_sqlite(dir, nullptr);
+    must(s->api_keys().add({"hash-admin", "t2", false}));  // already here: the store's row wins
+    EXPECT_EQ(must(storage::import_host_database(dir.file("integration.db"), dir.file("host.db"))), 3u);
+    auto old = must(s->api_keys().find("hash-old"));
+    ASSERT_TRUE(old);
+    EXPECT_EQ(old->tenant_id, "t1");
+    EXPECT_EQ(must(s->api_keys().find("hash-admin"))->tenant_id, "t2");
+    auto ctx = tenant("t1");
+    EXPECT_EQ(s->transact(ctx, [](unit_of_work& uow) { return uow.idempotency().claim("key-1", "other-hash"); }).error(),
+              errc::conflict);
+    must(s->transact(ctx, [](unit_of_work& uow) { return uow.idempotency().claim("key-1", "body-hash"); }));
+    must(s->read(ctx, [](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.inbound_webhooks().find("conn-1")).scheme, "github");
+        return {};
+    }));
+    // Importing again copies nothing twice.
+    EXPECT_EQ(must(storage::import_host_database(dir.file("integration.db"), dir.file("host.db"))), 0u);
 }
 
 }  // namespace

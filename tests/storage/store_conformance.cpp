@@ -5,7 +5,9 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <atomic>
+#include <mutex>
 #include <set>
 #include <thread>
 
@@ -590,19 +592,215 @@ TEST_P(store_conformance, relay_publishes_at_least_once_in_order_and_marks_publi
     pub.fail_on = "ExternalApiClientRegistered";
     pub.failures_left = 1;
     events::outbox_relay relay(*store_, pub, {.batch = 10, .clock = &clock_});
-    auto first = relay.run_once();
-    ASSERT_FALSE(first);  // stops at the failing event so nothing overtakes it
-    EXPECT_EQ(pub.seen.size(), 1u);
-    EXPECT_EQ(must(store_->pending_events(100)).size(), 3u);
+    // The failing event holds back its own aggregate only: the connection's events go on.
     EXPECT_EQ(must(relay.run_once()), 3u);
+    EXPECT_EQ(pub.seen.size(), 3u);
+    EXPECT_EQ(must(store_->pending_events(100)).size(), 1u);
+    EXPECT_EQ(must(relay.run_once()), 1u);
     std::vector<std::string> types;
     for (auto const& e : pub.seen) types.push_back(e.event_type);
-    EXPECT_EQ(types, (std::vector<std::string>{"IntegrationProviderRegistered", "ExternalApiClientRegistered",
-                                               "IntegrationConnectionEstablished", "IntegrationConnectionRetired"}));
-    EXPECT_EQ(pub.seen[2].aggregate_version, 1);
-    EXPECT_EQ(pub.seen[3].aggregate_version, 2);
+    EXPECT_EQ(types, (std::vector<std::string>{"IntegrationProviderRegistered", "IntegrationConnectionEstablished",
+                                               "IntegrationConnectionRetired", "ExternalApiClientRegistered"}));
+    EXPECT_EQ(pub.seen[1].aggregate_version, 1);
+    EXPECT_EQ(pub.seen[2].aggregate_version, 2);
     EXPECT_TRUE(must(store_->pending_events(100)).empty());
     EXPECT_EQ(must(relay.run_once()), 0u);
+    EXPECT_EQ(relay.stats().published, 4u);
+    EXPECT_EQ(relay.stats().failed_attempts, 1u);
+    EXPECT_EQ(relay.stats().dead, 0u);
+}
+
+/** Fails every event of one aggregate, forever. */
+class poisoned_publisher final : public events::event_publisher {
+public:
+    explicit poisoned_publisher(std::string aggregate_id) : poisoned_(std::move(aggregate_id)) {}
+    result<void> publish(events::event_envelope const& e) override {
+        std::lock_guard lock(mutex_);
+        if (e.aggregate_id == poisoned_) {
+            ++refused;
+            return error{errc::unavailable, "the consumer rejects this event"};
+        }
+        seen.push_back(e);
+        return {};
+    }
+    std::vector<std::string> seen_types() {
+        std::lock_guard lock(mutex_);
+        std::vector<std::string> out;
+        for (auto const& e : seen) out.push_back(e.event_type);
+        return out;
+    }
+    std::vector<events::event_envelope> seen;
+    int refused = 0;
+
+private:
+    std::mutex mutex_;
+    std::string poisoned_;
+};
+
+TEST_P(store_conformance, relay_parks_a_poison_event_as_dead_and_keeps_other_aggregates_flowing) {
+    auto g = seed_graph(*store_, a_, clock_.now());
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(g.connection_id));
+        must(c.retire("done"));
+        return uow.connections().save(c);
+    });
+    auto poison = must(store_->pending_events(100));
+    auto established = std::find_if(poison.begin(), poison.end(), [](auto const& r) {
+        return r.envelope.event_type == "IntegrationConnectionEstablished";
+    });
+    ASSERT_NE(established, poison.end());
+    poisoned_publisher pub(g.connection_id);
+    events::outbox_relay relay(*store_, pub, {.batch = 10, .clock = &clock_, .max_attempts = 3});
+
+    EXPECT_EQ(must(relay.run_once()), 2u);  // the provider's and the client's events
+    EXPECT_EQ(must(relay.run_once()), 0u);
+    EXPECT_EQ(pub.refused, 2);               // the retirement waited behind the establishment each time
+    EXPECT_EQ(relay.stats().dead, 0u);
+    EXPECT_EQ(must(store_->pending_events(100)).size(), 2u);
+
+    EXPECT_EQ(must(relay.run_once()), 0u);  // the third failure parks it
+    EXPECT_EQ(pub.refused, 3);
+    EXPECT_EQ(relay.stats().dead, 1u);
+    EXPECT_EQ(relay.stats().failed_attempts, 3u);
+    // Dead, it is no longer offered, and its aggregate's later event waits behind it: what is
+    // pending is the IntegrationFailed event of the failure recorded for it.
+    auto left = must(store_->pending_events(100));
+    ASSERT_EQ(left.size(), 1u);
+    EXPECT_EQ(left[0].envelope.event_type, "IntegrationFailed");
+    EXPECT_EQ(left[0].envelope.data.at("sourceId").as_string(), established->envelope.event_id);
+    EXPECT_EQ(must(relay.run_once()), 1u);
+    EXPECT_TRUE(must(store_->pending_events(100)).empty());
+    EXPECT_EQ(must(relay.run_once()), 0u);
+    EXPECT_EQ(pub.refused, 3);
+
+    // Other aggregates keep flowing, the tenant's and another tenant's.
+    seed_graph(*store_, b_, clock_.now(), "other");
+    EXPECT_EQ(must(relay.run_once()), 3u);
+    auto types = pub.seen_types();
+    EXPECT_EQ(std::count(types.begin(), types.end(), "IntegrationConnectionEstablished"), 1);  // tenant b's
+    EXPECT_EQ(std::count(types.begin(), types.end(), "IntegrationConnectionRetired"), 0);
+
+    // The poison event is an IntegrationFailure in its own tenant, and nowhere else.
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto list = must(uow.failures().list({}, {}));
+        EXPECT_EQ(list.items.size(), 1u);
+        if (list.items.empty()) return {};
+        auto const& f = list.items.front();
+        EXPECT_EQ(f.data().source, failures::failure_source::outbox_event);
+        EXPECT_EQ(f.data().event_id, established->envelope.event_id);
+        EXPECT_EQ(f.source_id(), established->envelope.event_id);
+        EXPECT_EQ(f.data().category, failures::failure_category::poison);
+        EXPECT_EQ(f.data().next_action, failures::next_action::dead_letter);
+        EXPECT_EQ(f.data().error_code, "publish_failed");
+        EXPECT_NE(f.data().message.find("the consumer rejects this event"), std::string::npos) << f.data().message;
+        EXPECT_EQ(f.meta().tenant_id, "tenant-a");
+        return {};
+    });
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_TRUE(must(uow.failures().list({}, {})).items.empty());
+        return {};
+    });
+}
+
+TEST_P(store_conformance, pending_authorizations_are_used_once_expire_and_stay_in_their_tenant) {
+    auto now = clock_.now();
+    storage::pending_authorization p{"hash-1", "prov-1", "conn-1", "alice", R"({"clientId":"c"})",
+                                     "vault://local/tenant-a/secret-1", now + 10min};
+    write(a_, [&](unit_of_work& uow) { return uow.authorizations().add(p); });
+    EXPECT_EQ(store_->transact(a_, [&](unit_of_work& uow) { return uow.authorizations().add(p); }).error(),
+              errc::already_exists);
+    // Another tenant neither finds nor takes it.
+    EXPECT_EQ(store_->transact(b_, [&](unit_of_work& uow) { return uow.authorizations().take("hash-1", now).error(); })
+                  .error(),
+              errc::not_found);
+    auto taken = storage::transact_for(*store_, a_, [&](unit_of_work& uow) { return uow.authorizations().take("hash-1", now); });
+    ASSERT_TRUE(taken) << taken.error().message();
+    EXPECT_EQ(taken->provider_id, "prov-1");
+    EXPECT_EQ(taken->connection_id, std::optional<std::string>("conn-1"));
+    EXPECT_EQ(taken->actor, "alice");
+    EXPECT_EQ(taken->settings, R"({"clientId":"c"})");
+    EXPECT_EQ(taken->secret_ref, p.secret_ref);
+    EXPECT_EQ(taken->expires_at, p.expires_at);
+    // Used once.
+    EXPECT_EQ(storage::transact_for(*store_, a_, [&](unit_of_work& uow) { return uow.authorizations().take("hash-1", now); })
+                  .error(),
+              errc::not_found);
+
+    // An expired flow is refused; purging removes expired flows only, in this tenant only.
+    auto late = p;
+    late.state_hash = "hash-late";
+    late.connection_id.reset();
+    auto fresh = p;
+    fresh.state_hash = "hash-fresh";
+    fresh.expires_at = now + 1h;
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        if (auto r = uow.authorizations().add(late); !r) return r;
+        return uow.authorizations().add(fresh);
+    });
+    write(b_, [&](unit_of_work& uow) { return uow.authorizations().add(late); });
+    EXPECT_EQ(storage::transact_for(*store_, a_, [&](unit_of_work& uow) {
+                  return uow.authorizations().take("hash-late", now + 10min);
+              }).error(),
+              errc::forbidden);
+    // (The refusal rolled its unit back; a caller purges first to drop an expired flow for good.)
+    auto purged = storage::transact_for(*store_, a_, [&](unit_of_work& uow) { return uow.authorizations().purge_expired(now + 30min); });
+    ASSERT_TRUE(purged);
+    ASSERT_EQ(purged->size(), 1u);
+    EXPECT_EQ(purged->front().state_hash, "hash-late");
+    EXPECT_FALSE(purged->front().connection_id);
+    EXPECT_EQ(storage::transact_for(*store_, a_, [&](unit_of_work& uow) {
+                  return uow.authorizations().take("hash-late", now);
+              }).error(),
+              errc::not_found);
+    EXPECT_TRUE(storage::transact_for(*store_, a_, [&](unit_of_work& uow) { return uow.authorizations().take("hash-fresh", now); }));
+    EXPECT_TRUE(storage::transact_for(*store_, b_, [&](unit_of_work& uow) { return uow.authorizations().take("hash-late", now); }));
+    // A read-only unit cannot take one.
+    EXPECT_EQ(store_->read(a_, [&](unit_of_work& uow) { return uow.authorizations().add(p); }).error(), errc::invalid_state);
+}
+
+TEST_P(store_conformance, idempotency_keys_are_claimed_per_tenant_for_one_request) {
+    write(a_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-x"); });
+    write(a_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-x"); });  // the same request again
+    auto other = store_->transact(a_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-y"); });
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error(), errc::conflict);
+    EXPECT_NE(other.error().detail().find("key-1"), std::string::npos);
+    write(b_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-y"); });  // another tenant's key
+    write(a_, [&](unit_of_work& uow) { return uow.idempotency().release("key-1"); });
+    write(a_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-y"); });
+    write(a_, [&](unit_of_work& uow) { return uow.idempotency().release("never-claimed"); });
+}
+
+TEST_P(store_conformance, api_keys_are_found_by_hash_across_tenants) {
+    auto& keys = store_->api_keys();
+    must(keys.add({"h-a", "tenant-a", false}));
+    must(keys.add({"h-admin", "tenant-b", true}));
+    EXPECT_EQ(keys.add({"h-a", "tenant-b", true}).error(), errc::already_exists);
+    EXPECT_EQ(keys.add({"h-bad", "bad tenant!", false}).error(), errc::invalid_argument);
+    auto a = must(keys.find("h-a"));
+    ASSERT_TRUE(a);
+    EXPECT_EQ(a->tenant_id, "tenant-a");
+    EXPECT_FALSE(a->admin);
+    auto admin = must(keys.find("h-admin"));
+    ASSERT_TRUE(admin);
+    EXPECT_TRUE(admin->admin);
+    EXPECT_FALSE(must(keys.find("h-unknown")));
+}
+
+TEST_P(store_conformance, inbound_webhook_registrations_are_per_tenant_and_replaced) {
+    write(a_, [&](unit_of_work& uow) { return uow.inbound_webhooks().save({"conn-1", "github", "inbound-webhook.conn-1"}); });
+    write(a_, [&](unit_of_work& uow) { return uow.inbound_webhooks().save({"conn-1", "stripe", "inbound-webhook.conn-1"}); });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto r = must(uow.inbound_webhooks().find("conn-1"));
+        EXPECT_EQ(r.scheme, "stripe");
+        EXPECT_EQ(r.secret_name, "inbound-webhook.conn-1");
+        EXPECT_EQ(uow.inbound_webhooks().find("conn-2").error(), errc::not_found);
+        return {};
+    });
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.inbound_webhooks().find("conn-1").error(), errc::not_found);
+        return {};
+    });
 }
 
 TEST_P(store_conformance, relay_thread_delivers_events_committed_later) {

@@ -19,7 +19,7 @@ enum class failure_category { transient, rate_limited, auth, validation, poison 
 /** RetryDecision: what happens next. */
 enum class next_action { retry, dead_letter, escalate };
 /** What failed. */
-enum class failure_source { run, delivery, health_probe, credential_rotation, credential_refresh };
+enum class failure_source { run, delivery, health_probe, credential_rotation, credential_refresh, outbox_event };
 /** The state of the failure's source, as far as resolving the failure is concerned. */
 enum class source_outcome { in_progress, succeeded, dead_lettered, failed };
 
@@ -36,8 +36,8 @@ struct integration::enum_names<integration::failures::next_action> {
 };
 template <>
 struct integration::enum_names<integration::failures::failure_source> {
-    static constexpr std::array<std::string_view, 5> values{"Run", "Delivery", "HealthProbe", "CredentialRotation",
-                                                            "CredentialRefresh"};
+    static constexpr std::array<std::string_view, 6> values{"Run", "Delivery", "HealthProbe", "CredentialRotation",
+                                                            "CredentialRefresh", "OutboxEvent"};
 };
 
 namespace integration::failures {
@@ -83,8 +83,8 @@ struct escalation_record {
     }
 };
 
-/** The stored state of a failure. Exactly one of run_id, delivery_id, connection_id, credential_id
- *  names the source, per `source`. */
+/** The stored state of a failure. Exactly one of run_id, delivery_id, connection_id, credential_id,
+ *  event_id names the source, per `source`. */
 struct failure_data {
     std::string failure_id;
     failure_source source = failure_source::run;
@@ -92,6 +92,7 @@ struct failure_data {
     std::optional<std::string> delivery_id;
     std::optional<std::string> connection_id;
     std::optional<std::string> credential_id;
+    std::optional<std::string> event_id;  ///< An outbox event that could not be published.
     std::string provider_id;
     failure_category category = failure_category::transient;
     std::string error_code;
@@ -108,6 +109,7 @@ struct failure_data {
             field("failureId", &failure_data::failure_id), field("source", &failure_data::source),
             field("runId", &failure_data::run_id), field("deliveryId", &failure_data::delivery_id),
             field("connectionId", &failure_data::connection_id), field("credentialId", &failure_data::credential_id),
+            field("eventId", &failure_data::event_id),
             field("providerId", &failure_data::provider_id), field("category", &failure_data::category),
             field("errorCode", &failure_data::error_code), field("message", &failure_data::message),
             field("attempt", &failure_data::attempt), field("nextAction", &failure_data::next_action),
@@ -133,7 +135,7 @@ public:
     std::string const& id() const noexcept { return d_.failure_id; }
     failure_data const& data() const noexcept { return d_; }
     bool resolved() const noexcept { return d_.resolved_at.has_value(); }
-    /** The id of the run, delivery, connection or credential that failed. */
+    /** The id of the run, delivery, connection, credential or event that failed. */
     std::string const& source_id() const noexcept;
 
     /** Records another failed attempt of the same source; attempt grows by one. */

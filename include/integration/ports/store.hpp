@@ -187,6 +187,59 @@ public:
     virtual result<void> save(webhooks::webhook_delivery& d) = 0;
 };
 
+/** An OAuth2 authorization-code flow started and awaiting its callback. The state itself is
+ *  never stored, only its hash; the client secret and the PKCE verifier stay in the secret store. */
+struct pending_authorization {
+    std::string state_hash;  ///< Hex SHA-256 of the state sent to the authorization server.
+    std::string provider_id;
+    std::optional<std::string> connection_id;
+    std::string actor;       ///< Who started the flow; the credential is created in their name.
+    std::string settings;    ///< JSON of the authorization-code settings (URLs, client id, scopes).
+    std::string secret_ref;  ///< The secret-store URI of the client secret and the PKCE verifier.
+    time_point expires_at{};
+};
+
+/** Pending authorization-code flows, so a callback may reach another process or a restarted one. */
+class pending_authorization_repository {
+public:
+    virtual ~pending_authorization_repository() = default;
+    /** Stores a started flow; `errc::already_exists` when its state hash is taken. */
+    virtual result<void> add(pending_authorization const& p) = 0;
+    /** Removes and returns the flow with this state hash (a state is used once). An unknown or
+     *  already used state is `errc::not_found`; an expired one is removed and `errc::forbidden`. */
+    virtual result<pending_authorization> take(std::string const& state_hash, time_point now) = 0;
+    /** Removes the flows that expired at or before `now` and returns them (to delete their secrets). */
+    virtual result<std::vector<pending_authorization>> purge_expired(time_point now) = 0;
+};
+
+/** Idempotency-Key records: which request a key was first used with. */
+class idempotency_repository {
+public:
+    virtual ~idempotency_repository() = default;
+    /** Claims `key` for the request with `request_hash`; the same hash again succeeds, another
+     *  one is `errc::conflict`. */
+    virtual result<void> claim(std::string const& key, std::string const& request_hash) = 0;
+    /** Forgets a claim (its request recorded nothing); a missing key is not an error. */
+    virtual result<void> release(std::string const& key) = 0;
+};
+
+/** Where an inbound webhook of a connection is verified: the signature scheme and the name of
+ *  its secret in the secret store. */
+struct inbound_webhook_registration {
+    std::string connection_id;
+    std::string scheme;
+    std::string secret_name;
+};
+
+/** Inbound webhook registrations, one per connection. */
+class inbound_webhook_repository {
+public:
+    virtual ~inbound_webhook_repository() = default;
+    virtual result<inbound_webhook_registration> find(std::string const& connection_id) = 0;
+    /** Inserts or replaces the connection's registration. */
+    virtual result<void> save(inbound_webhook_registration const& r) = 0;
+};
+
 /** One transaction over every repository, scoped to `context().tenant_id`. */
 class unit_of_work {
 public:
@@ -200,11 +253,32 @@ public:
     virtual integration_failure_repository& failures() = 0;
     virtual webhook_subscription_repository& subscriptions() = 0;
     virtual webhook_delivery_repository& deliveries() = 0;
+    virtual pending_authorization_repository& authorizations() = 0;
+    virtual idempotency_repository& idempotency() = 0;
+    virtual inbound_webhook_repository& inbound_webhooks() = 0;
+};
+
+/** An API key as stored: its hash, never the key. */
+struct api_key_record {
+    std::string key_hash;  ///< Hex SHA-256 of the whole key.
+    std::string tenant_id;
+    bool admin = false;
+};
+
+/** API keys. A lookup comes before any tenant is known, so this repository is the store's, not a
+ *  unit of work's. */
+class api_key_repository {
+public:
+    virtual ~api_key_repository() = default;
+    virtual result<void> add(api_key_record const& k) = 0;
+    /** The key with this hash, or nothing. */
+    virtual result<std::optional<api_key_record>> find(std::string const& key_hash) = 0;
 };
 
 /** An outbox row awaiting publication. */
 struct outbox_record {
     std::int64_t sequence = 0;  ///< Commit order; publication follows it.
+    std::int64_t attempts = 0;  ///< Failed publications so far.
     events::event_envelope envelope;
 };
 
@@ -238,10 +312,18 @@ public:
     /** Every tenant that owns a connection or credential (for background workers that sweep
      *  each tenant in turn). */
     virtual result<std::vector<std::string>> tenants() = 0;
-    /** Unpublished outbox rows in commit order (all tenants; for the relay). */
+    /** Unpublished outbox rows in commit order (all tenants; for the relay), without dead rows and
+     *  without the rows of an aggregate that come after one of its dead rows. */
     virtual result<std::vector<outbox_record>> pending_events(std::size_t limit) = 0;
     /** Marks rows published at `at`. */
     virtual result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) = 0;
+    /** Counts one failed publication of row `sequence`; returns its failed publications so far. */
+    virtual result<std::int64_t> count_failed_publication(std::int64_t sequence) = 0;
+    /** Parks row `sequence` as dead at `at`: it is no longer published, and its aggregate's later
+     *  rows wait behind it (per-aggregate order is kept). */
+    virtual result<void> park_dead(std::int64_t sequence, time_point at) = 0;
+    /** The API keys of every tenant. */
+    virtual api_key_repository& api_keys() = 0;
 };
 
 namespace detail {

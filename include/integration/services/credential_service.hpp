@@ -191,15 +191,18 @@ public:
     /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
     void invalidate_token(std::string const& credential_id);
 
-    /** Starts an authorization-code flow: keeps the client secret, a random `state` and a PKCE
-     *  verifier for `authorization_ttl`, and returns the URL to send the user to. `provider_id`
-     *  and `connection_id` are resolved in the caller's tenant, as for `create`. */
+    /** Starts an authorization-code flow: keeps the flow in the store for `authorization_ttl`
+     *  (the hash of a random `state`, which ends in `.<tenant>`; the client secret and a PKCE
+     *  verifier in the secret store), so any instance on the same store completes it, also after
+     *  a restart. Returns the URL to send the user to. `provider_id` and `connection_id` are
+     *  resolved in the caller's tenant, as for `create`. */
     result<authorization_request> begin_authorization(request_context const& ctx, std::string const& provider_id,
                                                       std::optional<std::string> connection_id,
                                                       authorization_code_settings settings, secret_bytes client_secret);
     /** The callback: checks `state`, exchanges `code` (with the PKCE verifier) and stores the
      *  refresh token and client secret in the secret store as a new OAuth2AuthorizationCode
-     *  credential. An unknown, reused or expired state is refused. */
+     *  credential. An unknown, reused or expired state is refused (`errc::forbidden`); a state
+     *  is used once, and expired flows are purged. */
     result<integration_credential> complete_authorization(std::string const& state, std::string const& code);
     /** True when the credential's refresh token is exhausted (refreshes stopped until re-authorized). */
     bool refresh_exhausted(std::string const& credential_id);
@@ -219,15 +222,6 @@ private:
         std::optional<time_point> last_failure;
         bool exhausted = false;
     };
-    struct pending_authorization {
-        request_context ctx;
-        std::string provider_id;
-        std::optional<std::string> connection_id;
-        authorization_code_settings settings;
-        secret_bytes client_secret;
-        secret_bytes verifier;
-        time_point expires_at{};
-    };
     using token_fetch = std::function<result<token>(cached_token&)>;
 
     result<resolved_credential> materialize(request_context const& ctx, integration_credential const& c,
@@ -240,6 +234,8 @@ private:
     void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
     std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
     void forget_material(std::string const& credential_id);
+    /** Deletes a secret that is no longer needed (a pending authorization's). */
+    void forget_secret(std::string const& tenant, std::string const& uri);
 
     struct cached_material {
         resolved_credential material;
@@ -256,8 +252,6 @@ private:
     std::map<std::string, std::shared_ptr<cached_token>> cache_;
     std::shared_mutex material_mutex_;
     std::map<std::string, cached_material, std::less<>> materials_;  // "tenant/credentialId"
-    std::mutex pending_mutex_;
-    std::map<std::string, pending_authorization> pending_;
 };
 
 }  // namespace integration::credentials

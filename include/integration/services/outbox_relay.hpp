@@ -3,15 +3,18 @@
 
 /** @file
  *  The outbox relay: moves committed events from the store's outbox to an event publisher, at
- *  least once, in commit order (so in order per aggregate), and marks them published.
+ *  least once, in order per aggregate, and marks them published. An event that keeps failing
+ *  holds back only its own aggregate, and is parked as dead after `max_attempts`.
  */
 
 #include <integration/ports/clock.hpp>
 #include <integration/ports/event_publisher.hpp>
 #include <integration/ports/store.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <cstdint>
 #include <mutex>
 #include <thread>
 
@@ -22,6 +25,16 @@ struct outbox_relay_options {
     std::size_t batch = 256;                               ///< Events fetched per pass.
     std::chrono::milliseconds poll_interval{100};          ///< Idle wait between passes.
     integration::clock const* clock = nullptr;             ///< For `publishedAt`; system clock when null.
+    /** Failed publications after which an event is parked as dead (with an IntegrationFailure);
+     *  its aggregate's later events then wait behind it. */
+    std::int64_t max_attempts = 10;
+};
+
+/** What the relay has done since it was made. */
+struct outbox_relay_stats {
+    std::uint64_t published = 0;
+    std::uint64_t failed_attempts = 0;  ///< Failed publications, the parked ones' included.
+    std::uint64_t dead = 0;             ///< Events parked as dead.
 };
 
 /** Relays outbox rows to a publisher. `run_once` for manual control; `start` for a thread. */
@@ -32,9 +45,13 @@ public:
     outbox_relay(outbox_relay const&) = delete;
     outbox_relay& operator=(outbox_relay const&) = delete;
 
-    /** Publishes one batch in order, stopping at the first failure so nothing overtakes it.
-     *  Returns how many events were published and marked. */
+    /** Publishes one batch in commit order. After a failed event, the later events of its
+     *  aggregate wait for the next pass; other aggregates go on. An event failing for the
+     *  `max_attempts`th time is parked as dead and recorded as an IntegrationFailure (source
+     *  OutboxEvent, in the event's tenant). Returns how many events were published and marked. */
     result<std::size_t> run_once();
+    /** The relay's counters (for metrics). */
+    outbox_relay_stats stats() const noexcept;
     /** Starts the background thread. */
     void start();
     /** Stops it after the current pass. */
@@ -44,6 +61,7 @@ public:
 
 private:
     void loop();
+    result<void> failed(storage::outbox_record const& rec, error const& why);
 
     storage::store& store_;
     event_publisher& publisher_;
@@ -53,6 +71,9 @@ private:
     bool stopping_ = false;
     bool notified_ = false;
     std::thread thread_;
+    std::atomic<std::uint64_t> published_{0};
+    std::atomic<std::uint64_t> failed_attempts_{0};
+    std::atomic<std::uint64_t> dead_{0};
 };
 
 }  // namespace integration::events

@@ -90,16 +90,13 @@ public:
         auto deleted = deleted_at(tenant, name);
         if (!deleted) return deleted.error();
         if (*deleted) return error{errc::invalid_state, "secret " + name + " is soft-deleted; recover or purge it first"};
-        if (auto r = db_->exec("BEGIN IMMEDIATE"); !r) return wrap(r.error());
-        auto rollback = [&](error e) -> result<secret_ref> {
-            (void)db_->exec("ROLLBACK");
-            return wrap(std::move(e));
-        };
+        auto tx = storage::sqlite::transaction::begin(*db_);
+        if (!tx) return wrap(tx.error());
         auto ins = exec("INSERT INTO secrets (tenant, name) VALUES (?, ?) ON CONFLICT DO NOTHING", {tenant, name});
-        if (!ins) return rollback(ins.error());
+        if (!ins) return wrap(ins.error());
         auto next = scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM secret_versions WHERE tenant = ? AND name = ?",
                            {tenant, name});
-        if (!next) return rollback(next.error());
+        if (!next) return wrap(next.error());
         auto const& [key_id, master] = ring_.keys.front();
         auto dek = crypto::random_key();
         auto sealed = crypto::seal(dek, value.data(), value.size(), payload_aad(tenant, name, *next));
@@ -107,8 +104,8 @@ public:
         auto r = exec("INSERT INTO secret_versions (tenant, name, version, enabled, created_at, key_id, wrapped_key, sealed) "
                       "VALUES (?, ?, ?, 1, ?, ?, ?, ?)",
                       {tenant, name, *next, to_unix_ms(clock_.now()), key_id, std::move(wrapped), std::move(sealed)});
-        if (!r) return rollback(r.error());
-        if (auto c = db_->exec("COMMIT"); !c) return rollback(c.error());
+        if (!r) return wrap(r.error());
+        if (auto c = tx->commit(); !c) return wrap(c.error());
         return secret_ref{o_.store_name, tenant, name, *next};
     }
 
@@ -228,31 +225,20 @@ public:
             }
             (*st)->reset();
             if (rows.empty()) break;
-            if (auto b = db_->exec("BEGIN IMMEDIATE"); !b) return wrap(b.error());
+            auto tx = storage::sqlite::transaction::begin(*db_);
+            if (!tx) return wrap(tx.error());
             for (auto& r : rows) {
                 auto const* old_key = ring_.find(r.key_id);
-                if (!old_key) {
-                    (void)db_->exec("ROLLBACK");
-                    return error{errc::integrity_failure, "a record is sealed under unknown master key " + r.key_id};
-                }
+                if (!old_key) return error{errc::integrity_failure, "a record is sealed under unknown master key " + r.key_id};
                 auto dek = crypto::open(*old_key, r.wrapped, key_aad(r.tenant, r.name, r.version, r.key_id));
-                if (!dek) {
-                    (void)db_->exec("ROLLBACK");
-                    return dek.error();
-                }
+                if (!dek) return dek.error();
                 auto rewrapped = crypto::seal(ring_.keys.front().second, dek->data(), dek->size(),
                                               key_aad(r.tenant, r.name, r.version, new_id));
                 auto u = exec("UPDATE secret_versions SET key_id = ?, wrapped_key = ? WHERE tenant = ? AND name = ? AND version = ?",
                               {new_id, std::move(rewrapped), r.tenant, r.name, r.version});
-                if (!u) {
-                    (void)db_->exec("ROLLBACK");
-                    return wrap(u.error());
-                }
+                if (!u) return wrap(u.error());
             }
-            if (auto c = db_->exec("COMMIT"); !c) {
-                (void)db_->exec("ROLLBACK");
-                return wrap(c.error());
-            }
+            if (auto c = tx->commit(); !c) return wrap(c.error());
             resealed += rows.size();
         }
         std::lock_guard lock(mutex_);

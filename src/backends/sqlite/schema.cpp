@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 4> migrations{
+constexpr std::array<char const*, 6> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -147,6 +147,28 @@ DROP TABLE assembly_versions;
 ALTER TABLE assembly_versions_by_tenant RENAME TO assembly_versions;
 ALTER TABLE connections ADD COLUMN health_reason TEXT;
 )sql",
+    // 5: reserved for the connection fields of issue 12 (another branch); empty here.
+    "-- reserved\n;",
+    // 6: an outbox row counts its failed publications and parks as dead after too many (its
+    // aggregate's later rows wait behind it); a failure may name an outbox event; pending
+    // authorization-code flows, API keys (hashes only), Idempotency-Key records and inbound
+    // webhook registrations move into this database (the host kept the last three in host.db).
+    R"sql(
+ALTER TABLE outbox ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE outbox ADD COLUMN dead_at INTEGER;
+CREATE INDEX outbox_dead ON outbox(tenant_id, aggregate_type, aggregate_id, sequence) WHERE dead_at IS NOT NULL;
+ALTER TABLE failures ADD COLUMN event_id TEXT;
+CREATE TABLE pending_authorizations(tenant_id TEXT NOT NULL, state_hash TEXT NOT NULL, provider_id TEXT NOT NULL,
+  connection_id TEXT, actor TEXT NOT NULL, settings TEXT NOT NULL, secret_ref TEXT NOT NULL, expires_at INTEGER NOT NULL,
+  PRIMARY KEY(tenant_id, state_hash));
+CREATE INDEX pending_authorizations_by_expiry ON pending_authorizations(tenant_id, expires_at);
+CREATE TABLE api_keys(key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, admin INTEGER NOT NULL,
+  created_at INTEGER NOT NULL);
+CREATE TABLE idempotency_keys(tenant_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,
+  created_at INTEGER NOT NULL, PRIMARY KEY(tenant_id, key));
+CREATE TABLE inbound_webhooks(tenant_id TEXT NOT NULL, connection_id TEXT NOT NULL, scheme TEXT NOT NULL,
+  secret_name TEXT NOT NULL, PRIMARY KEY(tenant_id, connection_id));
+)sql",
 };
 
 #undef INTEGRATION_META
@@ -181,20 +203,17 @@ result<void> migrate(database& db) {
     if (auto r = check_not_newer(*v); !r) return r;
     if (*v == sqlite_schema_version) return {};
     // Another process may migrate at the same time: re-read the version under the write lock.
-    if (auto r = db.exec("BEGIN IMMEDIATE"); !r) return r;
-    auto fail = [&](error e) -> result<void> {
-        (void)db.exec("ROLLBACK");
-        return e;
-    };
+    auto tx = transaction::begin(db);
+    if (!tx) return tx.error();
     v = user_version(db);
-    if (!v) return fail(v.error());
-    if (auto r = check_not_newer(*v); !r) return fail(r.error());
+    if (!v) return v.error();
+    if (auto r = check_not_newer(*v); !r) return r;
     for (int i = *v; i < sqlite_schema_version; ++i) {
         if (auto r = db.exec(migrations[static_cast<std::size_t>(i)]); !r)
-            return fail(error{r.error().code(), "migration " + std::to_string(i + 1) + " failed: " + r.error().detail()});
+            return error{r.error().code(), "migration " + std::to_string(i + 1) + " failed: " + r.error().detail()};
     }
-    if (auto r = db.exec("PRAGMA user_version = " + std::to_string(sqlite_schema_version)); !r) return fail(r.error());
-    return db.exec("COMMIT");
+    if (auto r = db.exec("PRAGMA user_version = " + std::to_string(sqlite_schema_version)); !r) return r;
+    return tx->commit();
 }
 
 }  // namespace integration::storage::sqlite

@@ -42,16 +42,11 @@ public:
         }
         std::lock_guard lock(mutex_);
         if (auto r = synchronous(d); !r) return r.error();
-        if (auto r = db_->exec("BEGIN IMMEDIATE"); !r) return r.error();
+        auto tx = storage::sqlite::transaction::begin(*db_);
+        if (!tx) return tx.error();
         for (auto const& b : blobs)
-            if (auto r = insert(b.tenant, b.key, b.data); !r) {
-                (void)db_->exec("ROLLBACK");
-                return r.error();
-            }
-        if (auto r = db_->exec("COMMIT"); !r) {
-            (void)db_->exec("ROLLBACK");
-            return r.error();
-        }
+            if (auto r = insert(b.tenant, b.key, b.data); !r) return r.error();
+        if (auto r = tx->commit(); !r) return r.error();
         if (d == durability::deferred) flush_.mark();
         return refs;
     }

@@ -575,11 +575,148 @@ private:
     repo<webhooks::webhook_delivery> r_;
 };
 
+/** Prepares `sql`, binds `binds` and runs it to completion. */
+result<void> run_sql(database& db, std::string const& sql, std::vector<value> const& binds) {
+    auto st = db.prepare(sql);
+    if (!st) return st.error();
+    (*st)->bind_all(binds);
+    return (*st)->run();
+}
+
+result<void> writable(work_state const& w, std::string_view what) {
+    if (w.read_only) return error{errc::invalid_state, std::string(what) + " called inside a read-only unit of work"};
+    return {};
+}
+
+class authorization_repo final : public pending_authorization_repository {
+public:
+    explicit authorization_repo(work_state& w) : w_(w) {}
+
+    result<void> add(pending_authorization const& p) override {
+        if (auto r = writable(w_, "authorizations().add"); !r) return r;
+        std::optional<std::string> const& conn = p.connection_id;
+        return run_sql(w_.db,
+                       "INSERT INTO pending_authorizations (state_hash, tenant_id, provider_id, connection_id, actor, "
+                       "settings, secret_ref, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                       {p.state_hash, w_.ctx.tenant_id, p.provider_id, conn ? value{*conn} : value{nullptr}, p.actor,
+                        p.settings, p.secret_ref, to_unix_ms(p.expires_at)});
+    }
+
+    result<pending_authorization> take(std::string const& state_hash, time_point now) override {
+        if (auto r = writable(w_, "authorizations().take"); !r) return r.error();
+        auto found = select("state_hash = ?", {state_hash});
+        if (!found) return found.error();
+        if (found->empty()) return error{errc::not_found, "unknown or already used authorization state"};
+        if (auto r = run_sql(w_.db, "DELETE FROM pending_authorizations WHERE state_hash = ? AND tenant_id = ?",
+                             {state_hash, w_.ctx.tenant_id});
+            !r)
+            return r.error();
+        auto p = std::move(found->front());
+        if (p.expires_at <= now) return error{errc::forbidden, "the authorization expired; start it again"};
+        return p;
+    }
+
+    result<std::vector<pending_authorization>> purge_expired(time_point now) override {
+        if (auto r = writable(w_, "authorizations().purge_expired"); !r) return r.error();
+        auto expired = select("expires_at <= ?", {to_unix_ms(now)});
+        if (!expired) return expired.error();
+        if (auto r = run_sql(w_.db, "DELETE FROM pending_authorizations WHERE tenant_id = ? AND expires_at <= ?",
+                             {w_.ctx.tenant_id, to_unix_ms(now)});
+            !r)
+            return r.error();
+        return expired;
+    }
+
+private:
+    result<std::vector<pending_authorization>> select(std::string const& where, std::vector<value> binds) {
+        auto st = w_.db.prepare("SELECT state_hash, provider_id, connection_id, actor, settings, secret_ref, expires_at "
+                                "FROM pending_authorizations WHERE tenant_id = ? AND " + where);
+        if (!st) return st.error();
+        binds.insert(binds.begin(), w_.ctx.tenant_id);
+        (*st)->bind_all(binds);
+        std::vector<pending_authorization> out;
+        while (true) {
+            auto more = (*st)->step();
+            if (!more) return more.error();
+            if (!*more) break;
+            auto& s = **st;
+            out.push_back({s.text(0), s.text(1), s.is_null(2) ? std::nullopt : std::optional(s.text(2)), s.text(3),
+                           s.text(4), s.text(5), from_unix_ms(s.int64(6))});
+        }
+        (*st)->reset();
+        return out;
+    }
+
+    work_state& w_;
+};
+
+class idempotency_repo final : public idempotency_repository {
+public:
+    explicit idempotency_repo(work_state& w) : w_(w) {}
+
+    result<void> claim(std::string const& key, std::string const& request_hash) override {
+        if (auto r = writable(w_, "idempotency().claim"); !r) return r;
+        if (auto r = run_sql(w_.db,
+                             "INSERT INTO idempotency_keys (tenant_id, key, request_hash, created_at) VALUES (?, ?, ?, ?) "
+                             "ON CONFLICT (tenant_id, key) DO NOTHING",
+                             {w_.ctx.tenant_id, key, request_hash, to_unix_ms(w_.clk.now())});
+            !r)
+            return r;
+        auto st = w_.db.prepare("SELECT request_hash FROM idempotency_keys WHERE tenant_id = ? AND key = ?");
+        if (!st) return st.error();
+        (*st)->bind_all({w_.ctx.tenant_id, key});
+        auto row = (*st)->step();
+        auto stored = row && *row ? (*st)->text(0) : std::string();
+        (*st)->reset();
+        if (!row) return row.error();
+        if (stored != request_hash)
+            return error{errc::conflict, "Idempotency-Key '" + key + "' was already used with a different request; use a new key"};
+        return {};
+    }
+
+    result<void> release(std::string const& key) override {
+        if (auto r = writable(w_, "idempotency().release"); !r) return r;
+        return run_sql(w_.db, "DELETE FROM idempotency_keys WHERE tenant_id = ? AND key = ?", {w_.ctx.tenant_id, key});
+    }
+
+private:
+    work_state& w_;
+};
+
+class inbound_webhook_repo final : public inbound_webhook_repository {
+public:
+    explicit inbound_webhook_repo(work_state& w) : w_(w) {}
+
+    result<inbound_webhook_registration> find(std::string const& connection_id) override {
+        auto st = w_.db.prepare("SELECT scheme, secret_name FROM inbound_webhooks WHERE tenant_id = ? AND connection_id = ?");
+        if (!st) return st.error();
+        (*st)->bind_all({w_.ctx.tenant_id, connection_id});
+        auto row = (*st)->step();
+        if (!row) return row.error();
+        if (!*row) return error{errc::not_found, "connection " + connection_id + " has no inbound webhook in this tenant"};
+        inbound_webhook_registration out{connection_id, (*st)->text(0), (*st)->text(1)};
+        (*st)->reset();
+        return out;
+    }
+
+    result<void> save(inbound_webhook_registration const& r) override {
+        if (auto w = writable(w_, "inbound_webhooks().save"); !w) return w;
+        return run_sql(w_.db,
+                       "INSERT INTO inbound_webhooks (tenant_id, connection_id, scheme, secret_name) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (tenant_id, connection_id) DO UPDATE SET scheme = excluded.scheme, "
+                       "secret_name = excluded.secret_name",
+                       {w_.ctx.tenant_id, r.connection_id, r.scheme, r.secret_name});
+    }
+
+private:
+    work_state& w_;
+};
+
 class sqlite_unit_of_work final : public unit_of_work {
 public:
     explicit sqlite_unit_of_work(work_state w)
         : w_(w), providers_(w_), clients_(w_), connections_(w_), credentials_(w_), runs_(w_), failures_(w_),
-          subscriptions_(w_), deliveries_(w_) {}
+          subscriptions_(w_), deliveries_(w_), authorizations_(w_), idempotency_(w_), inbound_webhooks_(w_) {}
     request_context const& context() const noexcept override { return w_.ctx; }
     integration_provider_repository& providers() override { return providers_; }
     external_api_client_repository& api_clients() override { return clients_; }
@@ -589,6 +726,9 @@ public:
     integration_failure_repository& failures() override { return failures_; }
     webhook_subscription_repository& subscriptions() override { return subscriptions_; }
     webhook_delivery_repository& deliveries() override { return deliveries_; }
+    pending_authorization_repository& authorizations() override { return authorizations_; }
+    idempotency_repository& idempotency() override { return idempotency_; }
+    inbound_webhook_repository& inbound_webhooks() override { return inbound_webhooks_; }
 
 private:
     work_state w_;
@@ -600,6 +740,9 @@ private:
     failure_repo failures_;
     subscription_repo subscriptions_;
     delivery_repo deliveries_;
+    authorization_repo authorizations_;
+    idempotency_repo idempotency_;
+    inbound_webhook_repo inbound_webhooks_;
 };
 
 // ---- the store ---------------------------------------------------------------------------------
@@ -676,7 +819,11 @@ public:
     result<std::vector<outbox_record>> pending_events(std::size_t limit) override {
         std::vector<outbox_record> out;
         auto r = with_reader([&](database& db) -> result<void> {
-            auto st = db.prepare("SELECT sequence, envelope FROM outbox WHERE published_at IS NULL ORDER BY sequence LIMIT ?");
+            auto st = db.prepare(
+                "SELECT sequence, envelope, attempts FROM outbox o WHERE published_at IS NULL AND dead_at IS NULL AND NOT EXISTS "
+                "(SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.tenant_id = o.tenant_id AND "
+                "d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id AND d.sequence < o.sequence) "
+                "ORDER BY sequence LIMIT ?");
             if (!st) return st.error();
             (*st)->bind(1, value{static_cast<std::int64_t>(clamp_limit(limit))});
             while (true) {
@@ -688,7 +835,7 @@ public:
                 if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
                 auto env = value_from_json<events::event_envelope>(j);
                 if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
-                out.push_back({(*st)->int64(0), std::move(*env)});
+                out.push_back({(*st)->int64(0), (*st)->int64(2), std::move(*env)});
             }
             (*st)->reset();
             return {};
@@ -713,7 +860,68 @@ public:
         }, durability::deferred);  // lost marks only mean an event is published again (at least once)
     }
 
+    result<std::int64_t> count_failed_publication(std::int64_t sequence) override {
+        std::int64_t attempts = 0;
+        auto r = submit([&](database& db) -> result<void> {
+            auto st = db.prepare("UPDATE outbox SET attempts = attempts + 1 WHERE sequence = ? RETURNING attempts");
+            if (!st) return st.error();
+            (*st)->bind(1, value{sequence});
+            auto row = (*st)->step();
+            if (!row) return row.error();
+            if (!*row) return error{errc::not_found, "outbox row " + std::to_string(sequence) + " does not exist"};
+            attempts = (*st)->int64(0);
+            (*st)->reset();
+            return {};
+        }, durability::deferred);  // a lost count only means one more attempt
+        if (!r) return r.error();
+        return attempts;
+    }
+
+    result<void> park_dead(std::int64_t sequence, time_point at) override {
+        return submit([&](database& db) -> result<void> {
+            if (auto r = run_sql(db, "UPDATE outbox SET dead_at = ? WHERE sequence = ? AND published_at IS NULL",
+                                 {to_unix_ms(at), sequence});
+                !r)
+                return r;
+            if (db.changes() != 1)
+                return error{errc::not_found, "outbox row " + std::to_string(sequence) + " is not pending"};
+            return {};
+        }, durability::immediate);
+    }
+
+    api_key_repository& api_keys() override { return keys_; }
+
 private:
+    class key_repo final : public api_key_repository {
+    public:
+        explicit key_repo(sqlite_store& s) : s_(s) {}
+        result<void> add(api_key_record const& k) override {
+            if (auto v = validate_tenant_id(k.tenant_id); !v) return v;
+            return s_.submit([&](database& db) {
+                return run_sql(db, "INSERT INTO api_keys (key_hash, tenant_id, admin, created_at) VALUES (?, ?, ?, ?)",
+                               {k.key_hash, k.tenant_id, std::int64_t{k.admin ? 1 : 0}, to_unix_ms(s_.clock_.now())});
+            }, durability::immediate);
+        }
+        result<std::optional<api_key_record>> find(std::string const& key_hash) override {
+            std::optional<api_key_record> out;
+            auto r = s_.with_reader([&](database& db) -> result<void> {
+                auto st = db.prepare("SELECT tenant_id, admin FROM api_keys WHERE key_hash = ?");
+                if (!st) return st.error();
+                (*st)->bind(1, value{key_hash});
+                auto row = (*st)->step();
+                if (!row) return row.error();
+                if (*row) out = api_key_record{key_hash, (*st)->text(0), (*st)->int64(1) != 0};
+                (*st)->reset();
+                return {};
+            });
+            if (!r) return r.error();
+            return out;
+        }
+
+    private:
+        sqlite_store& s_;
+    };
+
     using job_fn = std::function<result<void>(database&)>;
     struct job {
         job_fn fn;
@@ -765,10 +973,10 @@ private:
         }
     }
 
-    result<void> begin_immediate() {
+    result<sqlite::transaction> begin_immediate() {
         for (int attempt = 0;; ++attempt) {
-            auto r = writer_->exec("BEGIN IMMEDIATE");
-            if (r || r.error() != errc::storage_busy || attempt >= 50) return r;
+            auto t = sqlite::transaction::begin(*writer_);
+            if (t || t.error() != errc::storage_busy || attempt >= 50) return t;
             std::this_thread::sleep_for(std::chrono::milliseconds(1 + attempt * 2));
         }
     }
@@ -789,14 +997,16 @@ private:
         if (auto r = check_file(); !r) return fail_all(r.error());
         bool full = std::any_of(batch.begin(), batch.end(), [](job const* j) { return j->d == durability::immediate; });
         if (auto r = set_synchronous(full); !r) return fail_all(r.error());
-        if (auto r = begin_immediate(); !r) return fail_all(r.error());
+        auto tx = begin_immediate();
+        if (!tx) return fail_all(tx.error());
         for (std::size_t i = 0; i < batch.size(); ++i) {
             // An engine error (I/O, disk full) can end the whole transaction: then every unit of
             // the batch is lost, and running the rest in autocommit would break atomicity.
             if (!writer_->in_transaction())
                 return fail_all(error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
-            if (auto r = writer_->exec("SAVEPOINT unit"); !r) {
-                results[i] = r.error();
+            auto unit = sqlite::savepoint::begin(*writer_, "unit");
+            if (!unit) {
+                results[i] = unit.error();
                 continue;
             }
             try {
@@ -805,20 +1015,16 @@ private:
                 thrown[i] = std::current_exception();
                 results[i] = error{errc::storage_failure, "unit of work threw"};
             }
-            if (!results[i]) (void)writer_->exec("ROLLBACK TO unit");
-            (void)writer_->exec("RELEASE unit");
+            if (results[i]) (void)unit->release();  // a failed unit rolls back alone when `unit` ends
         }
         if (!writer_->in_transaction())
             return fail_all(error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
-        result<void> commit = writer_->exec("COMMIT");
+        result<void> commit = tx->commit();
         for (int attempt = 0; !commit && commit.error() == errc::storage_busy && attempt < 50; ++attempt) {
             std::this_thread::sleep_for(std::chrono::milliseconds(1 + attempt * 2));
-            commit = writer_->exec("COMMIT");
+            commit = tx->commit();
         }
-        if (!commit) {
-            (void)writer_->exec("ROLLBACK");
-            return fail_all(commit.error());
-        }
+        if (!commit) return fail_all(commit.error());  // `tx` rolls back
         // A file swapped under us between the check and the commit must not look like success.
         if (auto r = check_file(); !r) return fail_all(r.error());
         if (!full) flush_.mark();
@@ -863,18 +1069,19 @@ private:
             }
             db = std::move(*opened);
         }
-        result<void> r = db->exec("BEGIN");
-        if (r) {
-            try {
-                r = fn(*db);
-            } catch (...) {
-                (void)db->exec("ROLLBACK");
-                release_reader(std::move(db));
-                throw;
-            }
-            (void)db->exec("ROLLBACK");
+        result<void> r;
+        {
+            // A read transaction is never committed: it ends (rolls back) when `tx` does, also
+            // when `fn` throws. The reader goes back to the pool either way.
+            struct give_back {
+                sqlite_store* self;
+                std::unique_ptr<database>& db;
+                ~give_back() { self->release_reader(std::move(db)); }
+            } returned{this, db};
+            auto tx = sqlite::transaction::begin(*db, false);
+            if (!tx) return tx.error();
+            r = fn(*db);
         }
-        release_reader(std::move(db));
         return r;
     }
 
@@ -906,6 +1113,7 @@ private:
     std::condition_variable readers_cv_;
     std::vector<std::unique_ptr<database>> idle_readers_;
     std::size_t open_readers_ = 0;
+    key_repo keys_{*this};
 };
 
 }  // namespace
@@ -925,6 +1133,36 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
     auto id = identify(o.path);
     if (!id) return error{errc::database_missing, "database file " + o.path + " disappeared while opening"};
     return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id));
+}
+
+result<std::size_t> import_host_database(std::string const& store_path, std::string const& host_db_path) {
+    auto db = database::open(store_path, false, 5'000);
+    if (!db) return db.error();
+    auto& w = **db;
+    auto attach = w.prepare("ATTACH DATABASE ? AS host");
+    if (!attach) return attach.error();
+    (*attach)->bind(1, value{host_db_path});
+    if (auto r = (*attach)->run(); !r) return r.error();
+    (*attach)->reset();
+    std::size_t copied = 0;
+    {
+        auto tx = sqlite::transaction::begin(w);
+        if (!tx) return tx.error();
+        for (auto sql : {"INSERT OR IGNORE INTO main.api_keys (key_hash, tenant_id, admin, created_at) "
+                         "SELECT key_hash, tenant_id, admin, CAST(strftime('%s', created_at) AS INTEGER) * 1000 FROM host.api_keys",
+                         "INSERT OR IGNORE INTO main.idempotency_keys (tenant_id, key, request_hash, created_at) "
+                         "SELECT tenant_id, key, request_hash, CAST(strftime('%s', created_at) AS INTEGER) * 1000 "
+                         "FROM host.idempotency_keys",
+                         "INSERT OR IGNORE INTO main.inbound_webhooks (tenant_id, connection_id, scheme, secret_name) "
+                         "SELECT tenant_id, connection_id, scheme, secret_name FROM host.inbound_webhooks"}) {
+            if (auto r = w.exec(std::string(sql) + ";"); !r)
+                return error{errc::storage_failure, "cannot import " + host_db_path + ": " + r.error().detail()};
+            copied += static_cast<std::size_t>(w.changes());
+        }
+        if (auto r = tx->commit(); !r) return r.error();
+    }
+    if (auto r = w.exec("DETACH DATABASE host;"); !r) return r.error();
+    return copied;
 }
 
 std::optional<sqlite_stats> sqlite_store_stats(store const& s) {

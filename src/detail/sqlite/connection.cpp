@@ -144,6 +144,46 @@ bool database::in_transaction() const noexcept { return sqlite3_get_autocommit(d
 
 std::int64_t database::changes() const noexcept { return sqlite3_changes64(db_); }
 
+result<transaction> transaction::begin(database& db, bool immediate) {
+    if (auto r = db.exec(immediate ? "BEGIN IMMEDIATE" : "BEGIN"); !r) return r.error();
+    return transaction(db);
+}
+
+transaction::~transaction() {
+    // After an engine error SQLite may have ended the transaction already: nothing to undo then.
+    if (db_ && db_->in_transaction()) try {
+            (void)db_->exec("ROLLBACK");
+        } catch (...) {
+        }
+}
+
+result<void> transaction::commit() {
+    if (!db_) return error{errc::invalid_state, "the transaction was already committed"};
+    auto r = db_->exec("COMMIT");
+    if (r) db_ = nullptr;
+    return r;
+}
+
+result<savepoint> savepoint::begin(database& db, std::string name) {
+    if (auto r = db.exec("SAVEPOINT " + name); !r) return r.error();
+    return savepoint(db, std::move(name));
+}
+
+savepoint::~savepoint() {
+    if (db_ && db_->in_transaction()) try {
+            (void)db_->exec("ROLLBACK TO " + name_);
+            (void)db_->exec("RELEASE " + name_);
+        } catch (...) {
+        }
+}
+
+result<void> savepoint::release() {
+    if (!db_) return error{errc::invalid_state, "savepoint " + name_ + " was already released"};
+    auto r = db_->exec("RELEASE " + name_);
+    if (r) db_ = nullptr;
+    return r;
+}
+
 error database::last_error(int rc, std::string_view what) const { return sqlite_error(rc, what, sqlite3_errmsg(db_)); }
 
 }  // namespace integration::storage::sqlite

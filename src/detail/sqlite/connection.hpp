@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -67,6 +68,43 @@ private:
     explicit database(sqlite3* db) noexcept : db_(db) {}
     sqlite3* db_;
     std::unordered_map<std::string, std::unique_ptr<statement>> cache_;
+};
+
+/** A transaction on `db`: `commit()` ends it; the destructor rolls back whatever was not committed
+ *  (an error return, an exception), so no error path writes its own ROLLBACK. */
+class transaction {
+public:
+    /** `immediate` takes the write lock at once (a writer); otherwise at the first write (a reader). */
+    static result<transaction> begin(database& db, bool immediate = true);
+    transaction(transaction&& o) noexcept : db_(std::exchange(o.db_, nullptr)) {}
+    transaction& operator=(transaction&&) = delete;
+    ~transaction();
+
+    /** Commits. On failure (e.g. `storage_busy`) the transaction stays open: commit again, or let
+     *  the destructor roll it back. */
+    result<void> commit();
+
+private:
+    explicit transaction(database& db) noexcept : db_(&db) {}
+    database* db_;
+};
+
+/** A savepoint inside an open transaction: `release()` keeps its writes; the destructor rolls
+ *  back to it (and only it: an outer savepoint or transaction keeps its own writes). Nests. */
+class savepoint {
+public:
+    static result<savepoint> begin(database& db, std::string name = "sp");
+    savepoint(savepoint&& o) noexcept : db_(std::exchange(o.db_, nullptr)), name_(std::move(o.name_)) {}
+    savepoint& operator=(savepoint&&) = delete;
+    ~savepoint();
+
+    /** Keeps the savepoint's writes as part of the enclosing transaction. */
+    result<void> release();
+
+private:
+    savepoint(database& db, std::string name) noexcept : db_(&db), name_(std::move(name)) {}
+    database* db_;
+    std::string name_;
 };
 
 /** Fsyncs the write-ahead log of the database at `path`: every commit made with

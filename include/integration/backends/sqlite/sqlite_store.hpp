@@ -32,7 +32,7 @@ struct sqlite_options {
 };
 
 /** The newest schema version this library writes. */
-inline constexpr int sqlite_schema_version = 4;
+inline constexpr int sqlite_schema_version = 6;
 
 /** Opens (creating and migrating) a SQLite store. A database from a newer schema is refused.
  *
@@ -42,6 +42,12 @@ inline constexpr int sqlite_schema_version = 4;
  *  @endcode
  */
 result<std::unique_ptr<store>> open_sqlite_store(sqlite_options options);
+
+/** Copies the API keys, Idempotency-Key records and inbound webhook registrations of a former
+ *  reference-host `host.db` into the store database at `store_path` (opened, so migrated, before);
+ *  rows the store has already are kept. Returns the number of rows copied. The host calls it once,
+ *  on the first start after the upgrade, and then renames `host.db`. */
+result<std::size_t> import_host_database(std::string const& store_path, std::string const& host_db_path);
 
 /** What a SQLite store's writer has committed since the store was opened. */
 struct sqlite_stats {

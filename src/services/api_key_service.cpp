@@ -1,0 +1,33 @@
+#include <integration/services/api_key_service.hpp>
+
+#include "../detail/crypto.hpp"
+
+#include <integration/core/id.hpp>
+
+#include <array>
+
+namespace integration::keys {
+
+result<std::string> api_key_service::create(std::string const& tenant, bool admin) {
+    if (auto v = validate_tenant_id(tenant); !v) return v.error();
+    std::array<unsigned char, 32> raw{};
+    random_bytes(raw.data(), raw.size());
+    auto key = "ik_" + crypto::base64url(raw.data(), raw.size());
+    raw.fill(0);
+    if (auto r = store_.api_keys().add({crypto::sha256_hex(key), tenant, admin}); !r) {
+        crypto::wipe(key);
+        return error{r.error().code(), "cannot store the key: " + r.error().detail()};
+    }
+    return key;
+}
+
+result<std::optional<api_key_owner>> api_key_service::find(std::string_view key) {
+    if (key.rfind("ik_", 0) != 0) return std::optional<api_key_owner>{};
+    auto hash = crypto::sha256_hex(key);
+    auto found = store_.api_keys().find(hash);
+    if (!found) return error{found.error().code(), "cannot look the key up: " + found.error().detail()};
+    if (!*found) return std::optional<api_key_owner>{};
+    return std::optional<api_key_owner>(api_key_owner{(*found)->tenant_id, (*found)->admin, std::move(hash)});
+}
+
+}  // namespace integration::keys

@@ -1,0 +1,39 @@
+#include <integration/services/failure_service.hpp>
+
+namespace integration::failures {
+
+failure_service::failure_service(storage::store& store, clock const& clock) : store_(store), clock_(clock) {}
+
+result<integration_failure> failure_service::find(request_context const& ctx, std::string const& failure_id) {
+    return storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.failures().find(failure_id); });
+}
+
+result<storage::page<integration_failure>> failure_service::list(request_context const& ctx,
+                                                                 storage::failure_query const& q,
+                                                                 storage::page_request const& page) {
+    return storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.failures().list(q, page); });
+}
+
+result<integration_failure> failure_service::escalate(request_context const& ctx, std::string const& failure_id,
+                                                      std::string const& reason, std::optional<std::string> ticket_ref) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_failure> {
+        auto f = uow.failures().find(failure_id);
+        if (!f) return f.error();
+        if (auto e = f->escalate({ctx.actor, reason, clock_.now(), ticket_ref}); !e) return e.error();
+        if (auto sv = uow.failures().save(*f); !sv) return sv.error();
+        return std::move(*f);
+    });
+}
+
+result<integration_failure> failure_service::resolve(request_context const& ctx, std::string const& failure_id,
+                                                     source_outcome outcome) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_failure> {
+        auto f = uow.failures().find(failure_id);
+        if (!f) return f.error();
+        if (auto r = f->resolve(outcome, clock_.now()); !r) return r.error();
+        if (auto sv = uow.failures().save(*f); !sv) return sv.error();
+        return std::move(*f);
+    });
+}
+
+}  // namespace integration::failures
