@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 4> migrations{
+constexpr std::array<char const*, 5> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -146,6 +146,12 @@ INSERT INTO assembly_versions_by_tenant
 DROP TABLE assembly_versions;
 ALTER TABLE assembly_versions_by_tenant RENAME TO assembly_versions;
 ALTER TABLE connections ADD COLUMN health_reason TEXT;
+)sql",
+    // 5: a connection chooses its provider's environment, and an operation names its class (the
+    // connection endpoint it uses).
+    R"sql(
+ALTER TABLE connections ADD COLUMN environment TEXT;
+ALTER TABLE api_clients_operations ADD COLUMN operation_class TEXT;
 )sql",
 };
 
