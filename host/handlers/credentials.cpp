@@ -1,5 +1,7 @@
 #include "handlers/handlers.hpp"
 
+#include <integration/outbound/egress_guard.hpp>
+
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
