@@ -31,6 +31,7 @@ constexpr mapping table[] = {
     {errc::verification_failed, 422, "verification-failed", "The new material did not pass verification"},
     {errc::timeout, 504, "timeout", "A deadline passed"},
     {errc::in_progress, 409, "idempotency-in-progress", "A request with this Idempotency-Key is still executing"},
+    {errc::scope_not_granted, 403, "scope-not-granted", "The connection is not granted this capability"},
 };
 
 }  // namespace

@@ -1,5 +1,7 @@
 #include "handlers/handlers.hpp"
 
+#include <integration/outbound/egress_guard.hpp>
+
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
@@ -47,7 +49,7 @@ credentials::verifier health_check_verifier(services& s, request_context const& 
                     auto p = uow.providers().find(conn.data().provider_id);
                     if (!p) return p.error();
                     auto check = p->data().health_check.value_or(providers::health_check{});
-                    return std::optional<target>(target{conn.base_url(p->data().base_url) + check.path, check});
+                    return std::optional<target>(target{conn.base_url(p->data()) + check.path, check});
                 }
                 page.cursor = list->next_cursor;
             } while (!page.cursor.empty());

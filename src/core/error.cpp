@@ -30,6 +30,7 @@ public:
         case errc::cancelled: return "cancelled";
         case errc::verification_failed: return "verification failed";
         case errc::in_progress: return "still in progress";
+        case errc::scope_not_granted: return "capability not granted to the connection";
         }
         return "unknown integration error";
     }

@@ -30,6 +30,8 @@ result<void> validate(api_client_spec const& s, integration_provider const& prov
             op.method != "DELETE")
             return error{errc::invalid_argument, "operations[].method must be GET, POST, PUT, PATCH or DELETE"};
         if (auto r = detail::require_path(op.path, "operations[].path"); !r) return r;
+        if (op.operation_class)
+            if (auto r = detail::require_text(*op.operation_class, "operations[].operationClass", 64); !r) return r;
         if (detail::has_dot_segment(op.path))
             return error{errc::invalid_argument,
                          "operations[].path \"" + op.path +

@@ -4,6 +4,8 @@
 
 #include "../detail/validate.hpp"
 
+#include <algorithm>
+
 namespace integration::connections {
 
 result<integration_connection> integration_connection::create(request_context const& ctx, time_point now,
@@ -24,6 +26,15 @@ result<integration_connection> integration_connection::create(request_context co
         if (auto r = spec.rate_limit_budget->validate(); !r) return r.error();
     if (spec.retry_policy)
         if (auto r = spec.retry_policy->validate(); !r) return r.error();
+    if (spec.environment) {
+        auto const& envs = provider.data().environments;
+        if (std::none_of(envs.begin(), envs.end(), [&](auto const& e) { return e.name == *spec.environment; })) {
+            std::string names;
+            for (auto const& e : envs) names += (names.empty() ? "" : ", ") + e.name;
+            return error{errc::invalid_argument, "environment \"" + *spec.environment + "\" is not an environment of provider " +
+                                                     provider.id() + (names.empty() ? " (it declares none)" : " (" + names + ")")};
+        }
+    }
     connection_data d;
     static_cast<connection_spec&>(d) = std::move(spec);
     d.connection_id = new_id(id_prefix::connection, now);
@@ -89,12 +100,29 @@ result<void> integration_connection::retire(std::string reason) {
     return {};
 }
 
-std::string integration_connection::base_url(std::string_view provider_base_url) const {
-    std::string base(provider_base_url);
-    for (auto const& e : d_.endpoints)
-        if (e.operation_class == "default") base = e.base_url;
+std::string integration_connection::base_url(providers::provider_data const& provider, std::string_view operation_class) const {
+    auto endpoint = [&](std::string_view cls) -> std::string const* {
+        for (auto const& e : d_.endpoints)
+            if (e.operation_class == cls) return &e.base_url;
+        return nullptr;
+    };
+    auto const* chosen = endpoint(operation_class);
+    if (!chosen) chosen = endpoint("default");
+    if (!chosen && d_.environment)
+        for (auto const& e : provider.environments)
+            if (e.name == *d_.environment) chosen = &e.base_url;
+    std::string base = chosen ? *chosen : provider.base_url;
     while (!base.empty() && base.back() == '/') base.pop_back();
     return base;
+}
+
+result<void> integration_connection::ensure_scope_granted(std::string_view capability) const {
+    if (d_.scopes.empty() || std::find(d_.scopes.begin(), d_.scopes.end(), capability) != d_.scopes.end()) return {};
+    std::string granted;
+    for (auto const& s : d_.scopes) granted += (granted.empty() ? "" : ", ") + s;
+    return error{errc::scope_not_granted, "capability \"" + std::string(capability) + "\" is not granted to connection " +
+                                              d_.connection_id + " (granted: " + granted +
+                                              "); add it to the connection's scopes or use another connection"};
 }
 
 result<void> integration_connection::ensure_can_execute(bool allow_degraded) const {

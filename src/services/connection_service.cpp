@@ -13,7 +13,8 @@ result<integration_connection> connection_service::create(request_context const&
         if (!c) return c.error();
         for (auto const& e : c->data().endpoints)
             if (auto r = detail::require_allowed_url(egress_, e.base_url, "endpoints[].baseUrl"); !r) return r.error();
-        if (auto r = detail::require_allowed_url(egress_, c->base_url(p->data().base_url), "the provider's baseUrl");
+        if (auto r = detail::require_allowed_url(egress_, c->base_url(p->data()),
+                                                  c->data().environment ? "the environment's baseUrl" : "the provider's baseUrl");
             !r)
             return r.error();
         if (c->data().credential_id)

@@ -20,6 +20,7 @@ result<void> validate_request(new_credential const& s) {
     if (s.secret.empty() && s.auth_mode != auth_mode::managed_identity)
         return error{errc::invalid_argument, "secret must not be empty"};
     if (s.secret.size() > 64 * 1024) return error{errc::invalid_argument, "secret must be at most 64 KiB"};
+    if (s.scheme) return {};  // the added scheme reads its own settings
     switch (s.auth_mode) {
     case auth_mode::api_key:
         if (s.api_key) {
@@ -56,20 +57,56 @@ result<void> find_references(storage::store& store, request_context const& ctx, 
 
 }  // namespace
 
+namespace {
+
+std::vector<std::unique_ptr<http::policy>> token_policies(net::egress_policy egress, net::resolver& names) {
+    std::vector<std::unique_ptr<http::policy>> policies;
+    policies.push_back(std::make_unique<http::egress_policy_step>(http::egress_hop_check(std::move(egress), names)));
+    return policies;
+}
+
+}  // namespace
+
 credential_service::credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
                                        clock const& clock, http::transport& transport, net::egress_policy egress,
                                        net::resolver& names, credential_service_options options)
     : store_(store), secrets_(secrets), fingerprints_(fingerprints), clock_(clock),
-      outbound_(transport, std::move(egress), names), options_(options) {}
+      outbound_(transport, token_policies(std::move(egress), names)), options_(options) {
+    add_builtin_schemes();
+}
+
+result<void> credential_service::add_scheme(std::string name, auth_scheme scheme) {
+    if (auto r = detail::require_text(name, "scheme name", 64); !r) return r;
+    if (!scheme) return error{errc::invalid_argument, "auth scheme \"" + name + "\" has no function"};
+    std::unique_lock lock(schemes_mutex_);
+    if (!schemes_.emplace(name, std::move(scheme)).second)
+        return error{errc::already_exists, "an auth scheme named \"" + name + "\" is registered already"};
+    return {};
+}
+
+std::string scheme_of(integration_credential const& c) {
+    if (auto const* s = c.data().auth_parameters.if_contains("scheme"); s && s->is_string())
+        return std::string(s->get_string());
+    return std::string(to_string(c.data().auth_mode));
+}
 
 result<integration_credential> credential_service::create(request_context const& ctx, new_credential spec) {
     if (auto r = validate_request(spec); !r) return r.error();
+    if (spec.scheme) {
+        std::shared_lock lock(schemes_mutex_);
+        if (!schemes_.contains(*spec.scheme))
+            return error{errc::invalid_argument, "scheme \"" + *spec.scheme +
+                                                     "\" is not registered; add it with credential_service::add_scheme first"};
+    }
     credential_spec cs;
     cs.provider_id = spec.provider_id;
     cs.connection_id = spec.connection_id;
     cs.auth_mode = spec.auth_mode;
     cs.fingerprint = fingerprints_.fingerprint(spec.secret);
-    if (spec.auth_mode == auth_mode::api_key)
+    if (spec.scheme) {
+        cs.auth_parameters["scheme"] = *spec.scheme;
+        if (spec.api_key) cs.auth_parameters["placement"] = to_json(*spec.api_key);
+    } else if (spec.auth_mode == auth_mode::api_key)
         cs.auth_parameters["placement"] = to_json(spec.api_key.value_or(api_key_placement{}));
     else if (spec.auth_mode == auth_mode::managed_identity)
         cs.auth_parameters["managedIdentity"] = to_json(*spec.managed_identity);
@@ -285,38 +322,73 @@ private:
 
 namespace {
 
-/** Adds the material to a copy of the request; the copy is wiped by the caller after sending. */
-http::request apply(http::request r, resolved_credential const& m) {
-    for (auto const& [k, v] : m.headers) r.headers.emplace_back(k, std::string(v.view()));
-    for (auto const& [k, v] : m.query) {
-        r.url += r.url.find('?') == std::string::npos ? '?' : '&';
-        r.url += http::form_encode(k) + "=" + http::form_encode(v.view());
+/** Adds the material to `r` for one call; `remove` takes it out again and wipes it. */
+class applied_material {
+public:
+    applied_material(http::request& r, resolved_credential const& m) : r_(r), headers_(r.headers.size()) {
+        for (auto const& [k, v] : m.headers) r.headers.emplace_back(k, std::string(v.view()));
+        if (m.query.empty()) return;
+        url_ = r.url;
+        for (auto const& [k, v] : m.query) {
+            r.url += r.url.find('?') == std::string::npos ? '?' : '&';
+            r.url += http::form_encode(k) + "=" + http::form_encode(v.view());
+        }
     }
-    return r;
-}
+    ~applied_material() {
+        for (auto i = headers_; i < r_.headers.size(); ++i) crypto::wipe(r_.headers[i].second);
+        r_.headers.resize(headers_);
+        if (!url_) return;
+        crypto::wipe(r_.url);
+        r_.url = std::move(*url_);
+    }
+    applied_material(applied_material const&) = delete;
+    applied_material& operator=(applied_material const&) = delete;
 
-void wipe_applied(http::request& r, resolved_credential const& m) {
-    for (auto& [k, v] : r.headers)
-        for (auto const& h : m.headers)
-            if (k == h.first) crypto::wipe(v);
-    if (!m.query.empty()) crypto::wipe(r.url);
-}
+private:
+    http::request& r_;
+    std::size_t headers_;
+    std::optional<std::string> url_;
+};
 
 }  // namespace
 
 result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
                                                            http::request const& request, http::transport& transport) {
+    auto copy = request;
+    bool unresolved = false;
+    return authorized(ctx, credential_id, copy, [&](http::request& r) { return transport.send(r); }, unresolved);
+}
+
+result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
+                                                           http::request& request, http::next_policy const& next,
+                                                           http::call_context& call) {
+    return authorized(ctx, credential_id, request, [&](http::request& r) { return next.send(r, call); },
+                      call.credential_unresolved);
+}
+
+result<http::response> authentication_policy::send(http::request& r, http::next_policy next, http::call_context& call) {
+    if (!call.credential_id) return next.send(r, call);
+    if (!call.ctx) return error{errc::invalid_argument, "an authenticated call needs the caller's request context"};
+    return credentials_.send_authorized(*call.ctx, *call.credential_id, r, next, call);
+}
+
+result<http::response> credential_service::authorized(request_context const& ctx, std::string const& credential_id,
+                                                      http::request& request, sender const& send, bool& unresolved) {
     for (int attempt = 0;; ++attempt) {
         auto material = resolve(ctx, credential_id);
-        if (!material) return material.error();
+        if (!material) {
+            unresolved = true;
+            return material.error();
+        }
         for (auto const& [name, value] : request.headers)
             for (auto const& [own, secret] : material->headers)
                 if (http::same_field_name(name, own))
                     return error{errc::invalid_argument, "header \"" + own + "\" carries credential " + credential_id +
                                                              "; the request must not set it"};
-        auto applied = apply(request, *material);
-        auto res = transport.send(applied);
-        wipe_applied(applied, *material);
+        auto res = [&] {
+            applied_material applied(request, *material);
+            return send(request);
+        }();
         echo_forms const echoes(*material);
         if (!res) {
             auto detail = res.error().detail();
@@ -369,29 +441,42 @@ result<resolved_credential> credential_service::resolve(request_context const& c
 
 result<resolved_credential> credential_service::materialize(request_context const& ctx, integration_credential const& c,
                                                             secret_ref const& ref, bool use_cache) {
+    auto name = scheme_of(c);
+    auth_scheme scheme;
+    {
+        std::shared_lock lock(schemes_mutex_);
+        if (auto it = schemes_.find(name); it != schemes_.end()) scheme = it->second;
+    }
+    if (c.data().auth_mode == auth_mode::none && name == to_string(auth_mode::none))
+        return error{errc::invalid_argument, "authMode None has no material to resolve"};
+    if (!scheme)
+        return error{errc::invalid_argument, "credential " + c.id() + " uses auth scheme \"" + name +
+                                                 "\", which is not registered in this process"};
     auto secret = secrets_.get(ctx.tenant_id, ref);
     if (!secret) return secret.error();
-    auto const& params = c.data().auth_parameters;
-    switch (c.data().auth_mode) {
-    case auth_mode::api_key: {
+    return scheme({ctx, c, *secret, ref.version, use_cache});
+}
+
+void credential_service::add_builtin_schemes() {
+    schemes_.emplace(to_string(auth_mode::api_key), [](auth_scheme_input const& in) -> result<resolved_credential> {
         resolved_credential out;
         out.auth_mode = auth_mode::api_key;
-        auto placement = stored_placement(c);
+        auto placement = stored_placement(in.credential);
         if (!placement) return placement.error();
-        auto combined = secret_bytes::zeroed(placement->prefix.size() + secret->size());
+        auto combined = secret_bytes::zeroed(placement->prefix.size() + in.secret.size());
         std::copy(placement->prefix.begin(), placement->prefix.end(), combined.data());
-        std::copy(secret->data(), secret->data() + secret->size(), combined.data() + placement->prefix.size());
+        std::copy(in.secret.data(), in.secret.data() + in.secret.size(), combined.data() + placement->prefix.size());
         (placement->in == "query" ? out.query : out.headers).emplace_back(placement->name, std::move(combined));
-        out.secrets.push_back(std::move(*secret));
+        out.secrets.push_back(in.secret.clone());
         return out;
-    }
-    case auth_mode::oauth2_client_credentials: {
+    });
+    schemes_.emplace(to_string(auth_mode::oauth2_client_credentials), [this](auth_scheme_input const& in) -> result<resolved_credential> {
         oauth2_client_settings s;
-        if (auto const* p = params.if_contains("oauth2"))
+        if (auto const* p = in.credential.data().auth_parameters.if_contains("oauth2"))
             if (auto r = from_json(*p, s, "oauth2"); !r) return r.error();
-        return bearer(c, ref.version, use_cache, [&](cached_token&) {
+        return bearer(in.credential, in.version, in.use_cache, [&](cached_token&) {
             std::string body = "grant_type=client_credentials&client_id=" + http::form_encode(s.client_id) +
-                               "&client_secret=" + http::form_encode(secret->view());
+                               "&client_secret=" + http::form_encode(in.secret.view());
             if (!s.scopes.empty()) {
                 std::string scope;
                 for (auto const& sc : s.scopes) scope += (scope.empty() ? "" : " ") + sc;
@@ -399,24 +484,22 @@ result<resolved_credential> credential_service::materialize(request_context cons
             }
             return token_request(s.token_url, std::move(body));
         });
-    }
-    case auth_mode::managed_identity: {
+    });
+    schemes_.emplace(to_string(auth_mode::managed_identity), [this](auth_scheme_input const& in) -> result<resolved_credential> {
         managed_identity_settings s;
-        if (auto const* p = params.if_contains("managedIdentity"))
+        if (auto const* p = in.credential.data().auth_parameters.if_contains("managedIdentity"))
             if (auto r = from_json(*p, s, "managedIdentity"); !r) return r.error();
-        return bearer(c, ref.version, use_cache, [&](cached_token&) -> result<token> {
+        return bearer(in.credential, in.version, in.use_cache, [&](cached_token&) -> result<token> {
             std::string url = s.endpoint_url + (s.endpoint_url.find('?') == std::string::npos ? "?" : "&") +
                               "resource=" + http::form_encode(s.resource);
-            if (secret->view() != "system-assigned") url += "&client_id=" + http::form_encode(secret->view());
+            if (in.secret.view() != "system-assigned") url += "&client_id=" + http::form_encode(in.secret.view());
             return token_request(url, {});
         });
-    }
-    case auth_mode::oauth2_authorization_code:
-        return bearer(c, ref.version, use_cache,
-                      [&](cached_token& entry) { return refresh_authorization(ctx, c, *secret, entry); });
-    case auth_mode::none: break;
-    }
-    return error{errc::invalid_argument, "authMode None has no material to resolve"};
+    });
+    schemes_.emplace(to_string(auth_mode::oauth2_authorization_code), [this](auth_scheme_input const& in) {
+        return bearer(in.credential, in.version, in.use_cache,
+                      [&](cached_token& entry) { return refresh_authorization(in.ctx, in.credential, in.secret, entry); });
+    });
 }
 
 std::shared_ptr<credential_service::cached_token> credential_service::cache_entry(std::string const& credential_id) {
@@ -486,7 +569,8 @@ result<credential_service::token> credential_service::token_request(std::string 
         req.body = std::move(body);
     }
     auto now = clock_.now();
-    auto res = outbound_.send(req);
+    http::call_context call;
+    auto res = outbound_.send(req, call);
     crypto::wipe(req.body);
     if (!res) return error{res.error().code(), "token endpoint " + url + ": " + res.error().detail()};
     boost::system::error_code ec;

@@ -2,11 +2,24 @@
 
 namespace integration::connections {
 
+namespace {
+
+std::vector<std::unique_ptr<http::policy>> probe_policies(credentials::credential_service& credentials,
+                                                          net::egress_policy egress, net::resolver& resolver) {
+    std::vector<std::unique_ptr<http::policy>> policies;
+    policies.push_back(std::make_unique<http::trace_context_policy>());
+    policies.push_back(std::make_unique<http::egress_policy_step>(http::egress_hop_check(std::move(egress), resolver)));
+    policies.push_back(std::make_unique<credentials::authentication_policy>(credentials));
+    return policies;
+}
+
+}  // namespace
+
 health_prober::health_prober(storage::store& store, credentials::credential_service& credentials,
                              http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                              clock const& clock, health_prober_options options)
-    : store_(store), credentials_(credentials), outbound_(transport, std::move(egress), resolver), clock_(clock),
-      options_(options) {}
+    : store_(store), credentials_(credentials), outbound_(transport, probe_policies(credentials, std::move(egress), resolver)),
+      clock_(clock), options_(options) {}
 
 result<health_probe_result> health_prober::probe(request_context const& ctx, integration_connection const& c,
                                                  bool& credential_ok) {
@@ -15,23 +28,19 @@ result<health_probe_result> health_prober::probe(request_context const& ctx, int
     });
     if (!provider) return provider.error();
     auto check = provider->data().health_check.value_or(providers::health_check{});
-    auto url = c.base_url(provider->data().base_url) + check.path;
+    auto url = c.base_url(provider->data()) + check.path;
 
-    // The destination before the credential: a refused one says so, and costs no token request.
-    if (auto d = outbound_.check(url); !d)
-        return health_probe_result{health_status::unhealthy, d.error().detail(), failures::failure_category::poison};
-    credential_ok = !c.data().credential_id;
-    if (c.data().credential_id) {
-        auto material = credentials_.resolve(ctx, *c.data().credential_id);
-        credential_ok = material.has_value();
-        if (!material)
-            return health_probe_result{health_status::unhealthy, "credential does not resolve: " + material.error().detail(),
-                                       failures::failure_category::auth};
-    }
+    // The pipeline checks the destination before it resolves the credential: a refused one says
+    // so, and costs no token request.
     http::request req{.method = check.method, .url = url, .timeout = options_.timeout};
-    req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
-    auto res = c.data().credential_id ? credentials_.send_authorized(ctx, *c.data().credential_id, req, outbound_)
-                                      : outbound_.send(req);
+    http::call_context call{.ctx = &ctx, .credential_id = c.data().credential_id};
+    auto res = outbound_.send(req, call);
+    credential_ok = c.data().credential_id ? !call.credential_unresolved && (res || call.sent) : true;
+    if (!res && res.error() == errc::egress_denied)
+        return health_probe_result{health_status::unhealthy, res.error().detail(), failures::failure_category::poison};
+    if (!res && call.credential_unresolved)
+        return health_probe_result{health_status::unhealthy, "credential does not resolve: " + res.error().detail(),
+                                   failures::failure_category::auth};
     if (!res) return health_probe_result{health_status::unhealthy, "probe failed: " + res.error().detail()};
     if (res->status == check.expect_status)
         return health_probe_result{health_status::healthy, "HTTP " + std::to_string(res->status) + " from " + check.path};

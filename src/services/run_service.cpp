@@ -45,20 +45,42 @@ std::optional<std::string> external_ref(std::optional<http::response> const& las
     return id.empty() ? std::nullopt : std::optional<std::string>(id);
 }
 
+run_service_options with_defaults(run_service_options o) {
+    if (!o.sleep) o.sleep = [](milliseconds d) { std::this_thread::sleep_for(d); };
+    if (!o.random)
+        o.random = [] {
+            thread_local std::mt19937_64 rng{std::random_device{}()};
+            return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
+        };
+    return o;
+}
+
+// Retry wraps the per-attempt policies, as in Azure SDK core: each attempt is checked, limited,
+// admitted by the breaker and authenticated again; trace context is once per call.
+std::vector<std::unique_ptr<http::policy>> run_policies(run_service_options const& o, credentials::credential_service& credentials,
+                                                        net::egress_policy egress, net::resolver& resolver, clock const& clock,
+                                                        resilience::rate_limit_store& limits) {
+    auto hops = http::egress_hop_check(std::move(egress), resolver);
+    std::vector<std::unique_ptr<http::policy>> policies;
+    policies.push_back(std::make_unique<http::trace_context_policy>());
+    policies.push_back(std::make_unique<http::retry_policy>(clock, http::retry_policy_options{o.retry, o.sleep, o.random}));
+    policies.push_back(std::make_unique<http::egress_policy_step>(hops));
+    policies.push_back(std::make_unique<http::rate_limit_policy>(limits, http::rate_limit_policy_options{o.max_rate_limit_wait, o.sleep}));
+    policies.push_back(std::make_unique<http::circuit_breaker_policy>());
+    policies.push_back(std::make_unique<credentials::authentication_policy>(credentials));
+    policies.push_back(std::make_unique<http::redirect_policy>(std::move(hops), o.redirects));
+    return policies;
+}
+
 }  // namespace
 
 run_service::run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
                          http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                          clock const& clock, run_service_options options)
-    : store_(store), credentials_(credentials), blobs_(blobs),
-      outbound_(transport, std::move(egress), resolver, options.redirects), clock_(clock), options_(std::move(options)),
-      own_limiter_(clock), limiter_(options_.rate_limits ? *options_.rate_limits : own_limiter_) {
-    if (!options_.sleep) options_.sleep = [](milliseconds d) { std::this_thread::sleep_for(d); };
-    if (!options_.random)
-        options_.random = [] {
-            thread_local std::mt19937_64 rng{std::random_device{}()};
-            return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
-        };
+    : store_(store), credentials_(credentials), blobs_(blobs), clock_(clock), options_(with_defaults(std::move(options))),
+      own_limiter_(clock),
+      outbound_(transport, run_policies(options_, credentials, std::move(egress), resolver, clock,
+                                        options_.rate_limits ? *options_.rate_limits : own_limiter_)) {
     for (std::size_t i = 0; i < std::max<std::size_t>(options_.async_threads, 1); ++i) threads_.emplace_back([this] {
             detail::name_this_thread("integ-run-async");
             worker();
@@ -147,12 +169,19 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
         for (auto const& c : clients->items) {
             if (c.status() != providers::client_status::active) continue;
             if (auto const* op = c.find_operation(r.operation)) {
+                if (auto ok = conn->ensure_scope_granted(op->operation); !ok) return ok;
                 std::optional<rate_limit_profile> limit = conn->data().rate_limit_budget;
                 if (!limit) limit = c.data().rate_limit_profile ? c.data().rate_limit_profile : provider->data().rate_limit_profile;
                 auto limit_key = ctx.tenant_id + "/" + provider->id() + "/" + conn->id();
                 auto* cb = &breaker(conn->id());
+                auto retry = options_.retry;
+                if (auto const& own = conn->data().retry_policy) {
+                    retry.max_attempts = static_cast<int>(own->max_attempts);
+                    retry.base_delay = milliseconds(own->initial_delay_ms);
+                    retry.max_delay = milliseconds(own->max_delay_ms);
+                }
                 out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op,
-                                                          std::move(placement), limit, std::move(limit_key), cb});
+                                                          std::move(placement), limit, std::move(limit_key), cb, retry});
                 return {};
             }
         }
@@ -212,24 +241,13 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
     if (detail::has_dot_segment(path, false))
         return error{errc::invalid_argument, "the path " + path + " of " + r.operation +
                                                  " has a '.' or '..' segment; fix the operation's path template"};
-    out.url = out.b->connection.base_url(out.b->provider.data().base_url) + path;
+    out.url = out.b->connection.base_url(out.b->provider.data(), out.b->op.operation_class.value_or("default")) + path;
     char sep = out.url.find('?') == std::string::npos ? '?' : '&';
     for (auto const& [k, v] : r.input.query) {
         out.url += sep + http::form_encode(k) + "=" + http::form_encode(v);
         sep = '&';
     }
     return out;
-}
-
-std::optional<nanoseconds> run_service::take_token(bound const& b) {
-    if (!b.limit) return std::nullopt;
-    auto a = limiter_.try_acquire(b.limit_key, *b.limit);
-    if (a.granted) return std::nullopt;
-    if (a.retry_after > options_.max_rate_limit_wait) return a.retry_after;
-    options_.sleep(ceil<milliseconds>(a.retry_after));
-    a = limiter_.try_acquire(b.limit_key, *b.limit);
-    if (a.granted) return std::nullopt;
-    return a.retry_after;
 }
 
 result<run_outcome> run_service::replay(request_context const& ctx, integration_run run, std::optional<std::string> failure_id) {
@@ -242,61 +260,41 @@ result<run_outcome> run_service::replay(request_context const& ctx, integration_
     return out;
 }
 
-// Up to retry.max_attempts attempts, each recorded on `run`; waits between them as classified.
+// Up to retry.max_attempts attempts through the pipeline, each recorded on `run`.
 run_service::attempts_result run_service::attempt(request_context const& ctx, plan const& p, execute_request const& r,
                                                   integration_run& run, claim_fn const& claim) {
     auto const& b = *p.b;
     http::request req{.method = b.op.method, .url = p.url, .headers = r.input.headers, .body = r.input.body,
                       .timeout = options_.attempt_timeout, .cancel = r.cancel};
-    req.headers.emplace_back("traceparent", ctx.trace.child().traceparent());
     if (!r.input.body.empty() && http::find_header(req.headers, "Content-Type").empty())
         req.headers.emplace_back("Content-Type", "application/json");
-    auto& cb = *b.breaker;
-    auto first_start = clock_.now();
     attempts_result out;
-    for (int n = 1;; ++n) {
-        auto attempt_start = clock_.now();
-        failures::attempt_outcome outcome;
-        bool sent = false;
-        // Checked first, so a refused destination takes no token, trips no breaker and resolves no
-        // credential; the guard checks again when it sends, and pins what it checked then.
-        if (auto d = outbound_.check(p.url); !d) {
-            outcome.transport_error = d.error();
-        } else if (auto wait = take_token(b); wait) {
-            // Our own budget is spent: treat it as the vendor's 429 with the time to the next token.
-            outcome.response = http::response{429, {{"Retry-After", std::to_string(duration_cast<seconds>(*wait).count() + 1)}}, ""};
-        } else if (auto claimed = claim && run.meta().version == 0 /* not written yet */ ? claim(run) : result<void>(); !claimed) {
-            out.claim_failed = claimed.error();
-            return out;
-        } else if (!cb.allow()) {
-            outcome.transport_error = error{errc::unavailable, "circuit open for connection " + b.connection.id()};
-        } else {
-            auto res = b.connection.data().credential_id
-                           ? credentials_.send_authorized(ctx, *b.connection.data().credential_id, req, outbound_)
-                           : outbound_.send(req);
-            sent = true;
-            if (res) outcome.response = std::move(*res);
-            else outcome.transport_error = res.error();
-            cb.record(outcome.response && outcome.response->status < 500);
-        }
-        auto now = clock_.now();
-        auto elapsed = duration_cast<milliseconds>(now - first_start);
-        out.failure = failures::classify(outcome, n, options_.retry, now, elapsed, options_.random());
-        if (outcome.transport_error && *outcome.transport_error == errc::cancelled && out.failure) {
-            out.failure->category = failures::failure_category::validation;  // the caller gave up: never retried
-            out.failure->error_code = "cancelled";
-            out.failure->next_action = failures::next_action::dead_letter;
-            out.failure->next_attempt_at.reset();
-        }
-        run_attempt a{run.data().attempts + 1, out.failure ? attempt_status::failed : attempt_status::succeeded,
-                      out.failure ? std::optional(out.failure->category) : std::nullopt,
-                      outcome.response ? std::optional<std::int64_t>(outcome.response->status) : std::nullopt,
-                      duration_cast<milliseconds>(now - attempt_start).count(), attempt_start};
-        (void)run.record_attempt(a);  // the number is the next one by construction
-        if (outcome.response && sent) out.last = outcome.response;
-        if (!out.failure || out.failure->next_action != failures::next_action::retry || n >= options_.retry.max_attempts) break;
-        options_.sleep(duration_cast<milliseconds>(*out.failure->next_attempt_at - now));
-    }
+    http::call_context call{.ctx = &ctx,
+                            .credential_id = b.connection.data().credential_id,
+                            .rate_limit_key = b.limit_key,
+                            .rate_limit = b.limit,
+                            .breaker = b.breaker,
+                            .retry = b.retry};
+    // Written after the egress check and the wait for a token: a refused or limited call claims nothing.
+    if (claim && run.meta().version == 0 /* not written yet */)
+        call.before_first_send = [&] {
+            auto claimed = claim(run);
+            if (!claimed) out.claim_failed = claimed.error();
+            return claimed.has_value();
+        };
+    call.on_attempt = [&](http::attempt_report const& a) {
+        auto const& res = *a.outcome;
+        run_attempt ra{run.data().attempts + 1, a.failure ? attempt_status::failed : attempt_status::succeeded,
+                       a.failure ? std::optional(a.failure->category) : std::nullopt,
+                       res ? std::optional<std::int64_t>(res->status) : std::nullopt,
+                       duration_cast<milliseconds>(a.ended - a.started).count(), a.started};
+        (void)run.record_attempt(ra);  // the number is the next one by construction
+        if (res && a.sent && a.failure) out.last = *res;  // a success ends the call: taken below without a copy
+    };
+    auto res = outbound_.send(req, call);
+    if (call.stopped) return out;
+    if (res && call.sent) out.last = std::move(*res);
+    out.failure = std::move(call.failure);
     return out;
 }
 
@@ -306,12 +304,13 @@ bool run_service::retryable(failures::classification const& c) {
 
 // The next execution continues the backoff where this one's attempts stopped; a server's
 // Retry-After (capped) wins when longer.
-void run_service::defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last) {
+void run_service::defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last,
+                        resilience::retry_options const& retry) {
     auto now = clock_.now();
-    auto delay = resilience::backoff_delay(options_.retry, static_cast<int>(run.data().attempts) + 1, options_.random());
+    auto delay = resilience::backoff_delay(retry, static_cast<int>(run.data().attempts) + 1, options_.random());
     if (last)
         if (auto asked = resilience::server_requested_delay(last->headers, now))
-            delay = std::max(delay, std::min(*asked, options_.retry.max_delay));
+            delay = std::max(delay, std::min(*asked, retry.max_delay));
     c.next_action = failures::next_action::retry;
     c.next_attempt_at = now + delay;
 }
@@ -457,7 +456,7 @@ result<run_outcome> run_service::execute_once(request_context const& ctx, execut
         return *claim_failed;
     }
     bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r.input);
-    if (wait_for_worker) defer(*failure, run, last);
+    if (wait_for_worker) defer(*failure, run, last, p->b->retry);
     ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
     if (options_.write_behind) {
         // The caller gets the outcome now; the recorder thread writes it with others in one commit.
@@ -738,7 +737,7 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
         // failure->attempt counts the executions before this one: the first plus earlier retries.
         if (failure && failure->data().attempt < options_.deferred_retries) {
             keep_waiting = true;
-            defer(*c, run, last);
+            defer(*c, run, last, p->b->retry);
         } else {
             c->next_action = failures::next_action::escalate;
             c->next_attempt_at.reset();

@@ -365,6 +365,36 @@ TEST_F(credential_outbound_test, a_token_endpoints_own_error_text_is_not_repeate
     EXPECT_NE(r.error().detail().find("invalid_client"), std::string::npos) << r.error().detail();
 }
 
+// Issue 12: authentication is a registry of schemes; a vendor adapter adds one and its
+// credentials are sent the way it says, through the same redaction as the built-in schemes.
+TEST_F(credential_outbound_test, an_added_auth_scheme_builds_the_material_of_its_credentials) {
+    int built = 0;
+    must(credentials_.add_scheme("VendorSignature", [&](credentials::auth_scheme_input const& in) -> result<credentials::resolved_credential> {
+        ++built;
+        credentials::resolved_credential out;
+        std::string value = "Sig " + in.credential.id() + ":" + std::string(in.secret.view());
+        out.headers.emplace_back("X-Vendor-Signature", secret_bytes(std::string_view(value)));
+        out.secrets.push_back(in.secret.clone());
+        return out;
+    }));
+    EXPECT_EQ(credentials_.add_scheme("VendorSignature", [](auto const&) { return result<credentials::resolved_credential>(); }).error(),
+              errc::already_exists);
+    EXPECT_EQ(credentials_.add_scheme("ApiKey", [](auto const&) { return result<credentials::resolved_credential>(); }).error(),
+              errc::already_exists);
+    EXPECT_EQ(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("s"), .scheme = "Unregistered"}).error(),
+              errc::invalid_argument);
+
+    keep_alive_server vendor([](received_request const& r) { return http_answer_bytes(200, "echo " + r.header("X-Vendor-Signature").value_or("")); });
+    auto c = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("vendor-secret-1"), .scheme = "VendorSignature"}));
+    EXPECT_EQ(credentials::scheme_of(c), "VendorSignature");
+    http::request req{.url = "http://127.0.0.1:" + std::to_string(vendor.port()) + "/signed"};
+    auto res = must(credentials_.send_authorized(ctx_, c.id(), req, *transport_));
+    EXPECT_EQ(built, 1);
+    ASSERT_EQ(vendor.requests().size(), 1u);
+    EXPECT_EQ(vendor.requests()[0].header("X-Vendor-Signature").value_or(""), "Sig " + c.id() + ":vendor-secret-1");
+    EXPECT_EQ(res.body, "echo Sig " + c.id() + ":[REDACTED]");  // the echo is redacted like any other
+}
+
 TEST_F(credential_outbound_test, send_authorized_redacts_every_echo_of_the_key_or_token_and_refuses_to_shadow_it) {
     std::string const key = "sk_live/R3D4CT+\"quoted\"\\x";
     // Echoes the request raw, JSON-escaped, percent-encoded and in base64 at three alignments, and

@@ -106,14 +106,17 @@ std::string json_escaped(std::string_view s) {
     return quoted.substr(1, quoted.size() - 2);
 }
 
-/** A provider with one Active client of `operations` (capabilities are their names). */
-std::string provider_with(api const& a, std::string const& key, std::string const& base_url, json::array operations) {
+/** A provider with one Active client of `operations` (capabilities are their names); `extra`
+ *  adds fields to the provider. */
+std::string provider_with(api const& a, std::string const& key, std::string const& base_url, json::array operations,
+                          json::object extra = {}) {
     json::array caps;
     for (auto const& op : operations) caps.push_back(op.at("operation"));
-    auto p = a.post("/integrations/providers",
-                    json::object{{"key", key}, {"displayName", key}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
-                                 {"baseUrl", base_url}, {"capabilities", caps},
-                                 {"healthCheck", json::object{{"method", "GET"}, {"path", "/health"}, {"expectStatus", 200}}}});
+    json::object body{{"key", key}, {"displayName", key}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+                      {"baseUrl", base_url}, {"capabilities", caps},
+                      {"healthCheck", json::object{{"method", "GET"}, {"path", "/health"}, {"expectStatus", 200}}}};
+    for (auto const& [k, v] : extra) body[k] = v;
+    auto p = a.post("/integrations/providers", body);
     EXPECT_EQ(p.status, 201) << p.body;
     auto id = str(p.json(), "providerId");
     auto c = a.post("/integrations/providers/" + id + "/clients",
@@ -240,6 +243,77 @@ TEST(host_outbound, caller_headers_cannot_frame_or_route_and_every_run_keeps_its
     EXPECT_EQ(calls, static_cast<std::size_t>(round));
     auto runs_of_a = a.get("/integrations/runs");
     EXPECT_TRUE(runs_of_a.json().at("items").as_array().empty()) << runs_of_a.body;
+}
+
+// ---- issue 12: the connection's retryPolicy, environment and scopes govern its runs ----
+
+TEST(host_outbound, a_connections_retry_policy_environment_and_scopes_govern_its_runs) {
+    scratch_dir dir("connfields");
+    auto key = create_key(dir.string(), "tenant-a");
+    auto answer = [](std::string const& echo_body, int echo_status) {
+        return [=](received_request const& r) {
+            return r.target == "/health" ? http_answer_bytes(200, "ok") : http_answer_bytes(echo_status, echo_body);
+        };
+    };
+    keep_alive_server production(answer("busy", 503));
+    keep_alive_server sandbox(answer("from the sandbox", 200));
+    host_process host(dir.string(), {"--key-rate-limit", "0", "--retry-interval-ms", "3600000"});
+    api a(host.port(), key);
+    auto calls = [](keep_alive_server& vendor) {
+        std::size_t n = 0;
+        for (auto const& r : vendor.requests()) n += r.target != "/health";
+        return n;
+    };
+    auto provider = provider_with(
+        a, "fields", "http://127.0.0.1:" + std::to_string(production.port()),
+        {op("echo.send", "POST", "/echo/{id}"), op("echo.other", "POST", "/other")},
+        {{"environments", json::array{json::object{{"name", "sandbox"}, {"baseUrl", "http://127.0.0.1:" + std::to_string(sandbox.port())}}}}});
+    auto connection = [&](json::object fields) {
+        json::object body{{"projectId", "p"}, {"providerId", provider}, {"displayName", "c"},
+                          {"credentialId", api_key_credential(a, provider, "fields-key")}};
+        for (auto const& [k, v] : fields) body[k] = v;
+        return a.post("/integrations/connections", body);
+    };
+    auto active = [&](json::object fields) {
+        auto c = connection(std::move(fields));
+        EXPECT_EQ(c.status, 201) << c.body;
+        EXPECT_EQ(str(c.json(), "status"), "Active") << c.body;
+        return str(c.json(), "connectionId");
+    };
+    json::object const input{{"pathParams", json::object{{"id", "1"}}}, {"body", "{}"}};
+
+    // One attempt by the connection's retryPolicy, where the host's defaults retry.
+    auto once = active({{"retryPolicy", json::object{{"maxAttempts", 1}, {"initialDelayMs", 100}, {"maxDelayMs", 100}}}});
+    auto r1 = run(a, once, "echo.send", input);
+    EXPECT_TRUE(r1.status == 201 || r1.status == 202) << r1.body;
+    EXPECT_EQ(calls(production), 1u);
+    auto by_default = active({});
+    auto r2 = run(a, by_default, "echo.send", input);
+    EXPECT_TRUE(r2.status == 201 || r2.status == 202) << r2.body;
+    EXPECT_GT(calls(production), 2u);  // the default retried
+
+    // The sandbox environment: probed and called there, never in production.
+    auto before = calls(production);
+    auto in_sandbox = active({{"environment", "sandbox"}});
+    auto r3 = run(a, in_sandbox, "echo.send", input);
+    ASSERT_EQ(r3.status, 201) << r3.body;
+    EXPECT_EQ(str(r3.json().at("response"), "body"), "from the sandbox");
+    EXPECT_EQ(calls(sandbox), 1u);
+    EXPECT_EQ(calls(production), before);
+    auto unknown = connection({{"environment", "staging"}});
+    EXPECT_EQ(unknown.status, 400) << unknown.body;
+
+    // An operation outside the granted scopes: 403 with a stable type, nothing recorded or sent.
+    auto runs_before = a.get("/integrations/runs").json().at("items").as_array().size();
+    auto scoped = active({{"scopes", json::array{"echo.other"}}});
+    auto refused = run(a, scoped, "echo.send", input);
+    ASSERT_EQ(refused.status, 403) << refused.body;
+    EXPECT_EQ(problem_type(refused), "https://integration.dev/problems/scope-not-granted");
+    EXPECT_NE(problem_detail(refused).find("\"echo.send\""), std::string::npos) << refused.body;
+    EXPECT_EQ(calls(production), before);
+    EXPECT_EQ(a.get("/integrations/runs").json().at("items").as_array().size(), runs_before);
+    auto granted = run(a, scoped, "echo.other", {{"body", "{}"}});
+    EXPECT_TRUE(granted.status == 201 || granted.status == 202) << granted.body;
 }
 
 // ---- finding 4: path parameters are one segment; templates with dot segments are refused ----

@@ -92,6 +92,13 @@ struct run_service_options_override {
     bool write_behind = false;
     resilience::rate_limit_store* rate_limits = nullptr;
     std::chrono::milliseconds idempotency_wait{5'000};
+    std::optional<retry_policy> retry;           ///< The connection's retryPolicy.
+    std::vector<std::string> scopes{"sms.send"};  ///< The connection's granted scopes.
+    std::vector<connections::connection_endpoint> endpoints;
+    std::optional<std::string> environment;       ///< The connection's provider environment.
+    std::vector<providers::provider_environment> environments;  ///< The provider's.
+    std::optional<rate_limit_profile> provider_profile;
+    std::optional<std::string> operation_class;   ///< Of sms.send.
 };
 
 class run_service_test : public ::testing::Test, protected credential_world {
@@ -103,10 +110,13 @@ protected:
         must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
             auto spec = provider_spec("vendor");
             spec.base_url = "http://api.vendor.test:" + std::to_string(vendor_->port());
-            spec.rate_limit_profile.reset();
+            spec.rate_limit_profile = o.provider_profile;
+            spec.environments = o.environments;
             auto p = must(providers::integration_provider::register_new(ctx_, clock_.now(), spec));
             must(p.activate(1));
-            auto c = must(providers::external_api_client::register_new(ctx_, clock_.now(), p, client_spec()));
+            auto client = client_spec();
+            client.operations.at(0).operation_class = o.operation_class;
+            auto c = must(providers::external_api_client::register_new(ctx_, clock_.now(), p, client));
             must(c.activate());
             must(uow.providers().save(p));
             must(uow.api_clients().save(c));
@@ -118,8 +128,11 @@ protected:
         must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
             auto p = must(uow.providers().find(provider_id_));
             auto spec = connection_spec();
-            spec.endpoints.clear();
+            spec.endpoints = o.endpoints;
             spec.rate_limit_budget = o.budget;
+            spec.retry_policy = o.retry;
+            spec.scopes = o.scopes;
+            spec.environment = o.environment;
             spec.credential_id = cred.id();
             auto c = must(connections::integration_connection::create(ctx_, clock_.now(), p, spec));
             must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
@@ -340,6 +353,102 @@ TEST_F(run_service_test, services_sharing_a_rate_limit_store_share_the_connectio
     auto second = must(other.execute(ctx_, send_sms()));  // the one token is gone: the shared budget says 429
     EXPECT_EQ(second.run.data().run_attempts.at(0).error_class, failures::failure_category::rate_limited);
     EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
+// Issue 12: a connection's retryPolicy replaces the service's retry options for its runs.
+TEST_F(run_service_test, a_connections_retry_policy_replaces_the_services_retry_options) {
+    start({reply(503), reply(503), reply(503), reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.retry = retry_policy{.max_attempts = 2, .initial_delay_ms = 300, .max_delay_ms = 1'000}});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(vendor_->requests().size(), 2u);  // the service's options would make 4 attempts
+    EXPECT_EQ(out.run.data().attempts, 2);
+    EXPECT_EQ(slept_, (std::vector<std::chrono::milliseconds>{150ms}));  // half of its 300 ms, not of the service's 1 s
+    EXPECT_EQ(out.run.status(), runs::run_status::running);             // the retry worker takes it from here
+}
+
+TEST_F(run_service_test, a_connection_with_one_attempt_calls_the_vendor_once) {
+    start({reply(503), reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.deferred_retries = 0, .retry = retry_policy{.max_attempts = 1, .initial_delay_ms = 100, .max_delay_ms = 100}});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_TRUE(slept_.empty());
+}
+
+// Issue 12: a connection's RateLimitBudget replaces the provider's (more generous) profile.
+TEST_F(run_service_test, a_connections_budget_replaces_the_providers_rate_limit_profile) {
+    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.budget = rate_limit_budget{.requests_per_second = 0.001, .burst = 1},
+           .provider_profile = rate_limit_profile{.requests_per_second = 1'000, .burst = 1'000}});
+    must(runs_->execute(ctx_, send_sms()));
+    // The next token is 1000 s away: each attempt gets our own 429, and the run waits for the worker.
+    auto second = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+    EXPECT_EQ(second.run.data().run_attempts.at(0).error_class, failures::failure_category::rate_limited);
+    EXPECT_FALSE(second.response.has_value());  // no vendor answer
+}
+
+// Issue 12: ConnectionEndpoint chooses the base URL by the operation's class.
+TEST_F(run_service_test, an_operation_uses_the_connections_endpoint_of_its_class) {
+    scripted_vendor uploads({reply(200, "uploaded")});
+    dns_.add("upload.vendor.test", {*net::ip_address::parse("127.0.0.1")});
+    start({reply(200, "default")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.endpoints = {{"upload", "http://upload.vendor.test:" + std::to_string(uploads.port()) + "/", std::nullopt}},
+           .operation_class = "upload"});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.response->body, "uploaded");
+    ASSERT_EQ(uploads.requests().size(), 1u);
+    EXPECT_EQ(uploads.requests()[0].rfind("POST /v1/accounts/AC%201/messages?dry=no HTTP/1.1", 0), 0u) << uploads.requests()[0];
+    EXPECT_TRUE(vendor_->requests().empty());
+}
+
+TEST_F(run_service_test, an_operation_without_an_endpoint_of_its_class_uses_the_default_one) {
+    scripted_vendor fallback({reply(200, "default endpoint")});
+    start({reply(200, "provider")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.endpoints = {{"default", "http://127.0.0.1:" + std::to_string(fallback.port()), std::nullopt}},
+           .operation_class = "upload"});
+    EXPECT_EQ(must(runs_->execute(ctx_, send_sms())).response->body, "default endpoint");
+    EXPECT_TRUE(vendor_->requests().empty());
+}
+
+// Issue 12: a connection chooses its provider's environment; its runs use that base URL.
+TEST_F(run_service_test, a_connection_in_the_sandbox_environment_calls_the_sandbox) {
+    scripted_vendor sandbox({reply(200, "sandbox")});
+    dns_.add("sandbox.vendor.test", {*net::ip_address::parse("127.0.0.1")});
+    start({reply(200, "production")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.environment = "sandbox",
+           .environments = {{"sandbox", "http://sandbox.vendor.test:" + std::to_string(sandbox.port())}}});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.response->body, "sandbox");
+    EXPECT_EQ(sandbox.requests().size(), 1u);
+    EXPECT_TRUE(vendor_->requests().empty());
+}
+
+TEST_F(run_service_test, a_connection_naming_an_environment_its_provider_lacks_is_refused) {
+    start({reply(200)});
+    auto p = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.providers().find(provider_id_); }));
+    auto spec = connection_spec();
+    spec.environment = "staging";
+    auto refused = connections::integration_connection::create(ctx_, clock_.now(), p, spec);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument);
+    EXPECT_NE(refused.error().detail().find("\"staging\""), std::string::npos) << refused.error().detail();
+}
+
+// Issue 12: ConnectionScope is enforced before anything is recorded or sent.
+TEST_F(run_service_test, an_operation_outside_the_granted_scopes_is_refused_before_anything_is_recorded_or_sent) {
+    start({reply(200)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.scopes = {"sms.status"}});
+    auto refused = runs_->execute(ctx_, send_sms("scoped-key"));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::scope_not_granted);
+    EXPECT_NE(refused.error().detail().find("\"sms.send\""), std::string::npos) << refused.error().detail();
+    EXPECT_NE(refused.error().detail().find(connection_id_), std::string::npos) << refused.error().detail();
+    EXPECT_TRUE(vendor_->requests().empty());
+    EXPECT_FALSE(run_with_key("scoped-key"));
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        EXPECT_TRUE(must(uow.runs().list({}, {})).items.empty());
+        return {};
+    }));
 }
 
 TEST_F(run_service_test, exhausted_attempts_leave_the_run_running_for_the_retry_worker) {

@@ -113,7 +113,7 @@ PRAGMA user_version = 4;
 }
 
 /** Turns a current file back into schema 3: claims of assemblyName + version keyed without a
- *  tenant, and connections without a health reason. */
+ *  tenant, connections without a health reason or environment, operations without a class. */
 void back_to_schema_3(std::string const& path) {
     back_to_schema_4(path);
     sqlite3* db = nullptr;
@@ -126,6 +126,8 @@ INSERT INTO assembly_versions_3 SELECT assembly_name, version, api_client_id FRO
 DROP TABLE assembly_versions;
 ALTER TABLE assembly_versions_3 RENAME TO assembly_versions;
 ALTER TABLE connections DROP COLUMN health_reason;
+ALTER TABLE connections DROP COLUMN environment;
+ALTER TABLE api_clients_operations DROP COLUMN operation_class;
 PRAGMA user_version = 3;
 )sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);

@@ -37,6 +37,7 @@ enum class errc {
     cancelled,             ///< The operation was cancelled.
     verification_failed,   ///< New material did not pass verification; the prior version stays active.
     in_progress,           ///< The same request (an Idempotency-Key's run) is still executing; retry later.
+    scope_not_granted,     ///< The operation's capability is outside the connection's granted scopes.
 };
 
 }  // namespace integration

@@ -28,10 +28,14 @@ struct client_operation {
     std::string operation;  ///< e.g. "sms.send"; must be one of the client's capabilities.
     std::string method;     ///< GET, POST, PUT, PATCH or DELETE.
     std::string path;       ///< Starts with `/`.
+    /** The class of operations it belongs to (e.g. "upload"): a connection's ConnectionEndpoint of
+     *  that class gives its base URL. None is the `default` class. */
+    std::optional<std::string> operation_class;
 
     static auto json_fields() {
         return std::make_tuple(field("operation", &client_operation::operation),
-                               field("method", &client_operation::method), field("path", &client_operation::path));
+                               field("method", &client_operation::method), field("path", &client_operation::path),
+                               field("operationClass", &client_operation::operation_class));
     }
 };
 

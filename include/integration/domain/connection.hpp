@@ -57,9 +57,14 @@ struct connection_spec {
     std::optional<std::string> credential_id;
     boost::json::object configuration;      ///< Provider-specific settings.
     std::vector<connection_endpoint> endpoints;
-    std::vector<std::string> scopes;        ///< ConnectionScope: granted capability scopes.
-    std::optional<integration::rate_limit_budget> rate_limit_budget;
-    std::optional<integration::retry_policy> retry_policy;
+    /** ConnectionScope: the capabilities (operations such as "sms.send") its runs may use. None
+     *  listed grants every capability of the provider. */
+    std::vector<std::string> scopes;
+    std::optional<integration::rate_limit_budget> rate_limit_budget;  ///< Replaces the provider's and client's profile.
+    std::optional<integration::retry_policy> retry_policy;            ///< Replaces the run service's retry options.
+    /** The ProviderEnvironment (by name, e.g. "sandbox") whose base URL its calls use; none uses the
+     *  provider's `baseUrl`. */
+    std::optional<std::string> environment;
 
     static auto json_fields() {
         return std::make_tuple(field("projectId", &connection_spec::project_id),
@@ -69,7 +74,8 @@ struct connection_spec {
                                defaulted_field("endpoints", &connection_spec::endpoints),
                                defaulted_field("scopes", &connection_spec::scopes),
                                field("rateLimitBudget", &connection_spec::rate_limit_budget),
-                               field("retryPolicy", &connection_spec::retry_policy));
+                               field("retryPolicy", &connection_spec::retry_policy),
+                               field("environment", &connection_spec::environment));
     }
 };
 
@@ -124,9 +130,13 @@ public:
     result<void> attach_credential(std::string credential_id);
     /** → Retired (raises IntegrationConnectionRetired); terminal. */
     result<void> retire(std::string reason);
-    /** The base URL calls use: the `default` endpoint's, else `provider_base_url`, without a
-     *  trailing slash. */
-    std::string base_url(std::string_view provider_base_url) const;
+    /** The base URL of calls of `operation_class`, without a trailing slash: the connection's
+     *  endpoint of that class, else its `default` endpoint, else the base URL of its chosen
+     *  environment of `provider`, else `provider.base_url`. */
+    std::string base_url(providers::provider_data const& provider, std::string_view operation_class = "default") const;
+    /** Fails (`errc::scope_not_granted`, naming the capability) unless `capability` is among the
+     *  granted scopes, or no scope is listed. */
+    result<void> ensure_scope_granted(std::string_view capability) const;
     /** Fails unless runs may execute now: Active and Healthy, or Degraded when `allow_degraded`. */
     result<void> ensure_can_execute(bool allow_degraded) const;
 

@@ -6,9 +6,7 @@
  *  only to a destination the policy allows, connected to the address that was checked.
  */
 
-#include <integration/outbound/redirects.hpp>
-#include <integration/ports/transport.hpp>
-#include <integration/outbound/egress_policy.hpp>
+#include <integration/outbound/pipeline.hpp>
 
 #include <string_view>
 
@@ -17,8 +15,9 @@ namespace integration::net {
 /** A transport in front of another that sends a request only after `egress_policy::check_destination`
  *  approved its URL, pinned to the checked address so that a second DNS answer cannot rebind the
  *  connection. Redirects are followed when `redirects` allows hops, each checked and pinned the
- *  same way. The library's services send through one (runs, health checks, OAuth2 token and
- *  managed-identity requests), so every outbound call passes the same check.
+ *  same way. It is the outbound pipeline (`http::pipeline`) with only the egress and redirect
+ *  policies, for a caller that needs a `http::transport`; the library's services use the same
+ *  policies in their own pipelines.
  *
  *  A refused destination is `errc::egress_denied` and nothing is sent. Its detail names the host
  *  as written in the URL, never an address a name resolved to.
@@ -42,9 +41,8 @@ public:
     result<http::response> send(http::request const& r) override;
 
 private:
-    http::transport& inner_;
-    http::hop_check check_;
-    http::redirect_options redirects_;
+    http::egress_policy_step* egress_;  // owned by outbound_
+    http::pipeline outbound_;
 };
 
 }  // namespace integration::net

@@ -12,7 +12,7 @@
 #include <integration/services/fingerprint.hpp>
 #include <integration/ports/secret_store.hpp>
 #include <integration/ports/transport.hpp>
-#include <integration/outbound/egress_guard.hpp>
+#include <integration/outbound/pipeline.hpp>
 #include <integration/ports/store.hpp>
 
 #include <chrono>
@@ -21,6 +21,7 @@
 #include <memory>
 #include <mutex>
 #include <shared_mutex>
+#include <string_view>
 
 namespace integration::credentials {
 
@@ -91,6 +92,9 @@ struct new_credential {
     std::optional<std::string> connection_id;
     integration::auth_mode auth_mode = integration::auth_mode::api_key;
     secret_bytes secret;  ///< The API key or client secret; moved into the secret store.
+    /** An auth scheme added with `credential_service::add_scheme`, instead of the built-in one of
+     *  `auth_mode`; the credential keeps its name and that scheme builds its material. */
+    std::optional<std::string> scheme;
     std::optional<api_key_placement> api_key;       ///< For ApiKey.
     std::optional<oauth2_client_settings> oauth2;   ///< For OAuth2ClientCredentials.
     std::optional<managed_identity_settings> managed_identity;  ///< For ManagedIdentity.
@@ -124,6 +128,26 @@ struct material_placement {
  *  replaces the credential's. */
 material_placement placement_of(integration_credential const& c);
 
+/** What an auth scheme gets to build the material of one request. */
+struct auth_scheme_input {
+    request_context const& ctx;
+    integration_credential const& credential;  ///< Its `auth_parameters` hold the scheme's settings.
+    secret_bytes const& secret;                ///< The secret of the version being resolved.
+    std::int64_t version = 0;                  ///< That version's number.
+    bool use_cache = true;                     ///< False while a rotation verifies a staged version.
+};
+
+/** An auth scheme: how a credential's secret becomes headers or query parameters of one request,
+ *  with the secrets to redact from answers (`resolved_credential::secrets`). The built-in schemes
+ *  are named after their `auth_mode` (`ApiKey`, `OAuth2ClientCredentials`,
+ *  `OAuth2AuthorizationCode`, `ManagedIdentity`); a vendor adapter adds its own with
+ *  `credential_service::add_scheme`. */
+using auth_scheme = std::function<result<resolved_credential>(auth_scheme_input const&)>;
+
+/** The name of the scheme that builds `c`'s material: the added scheme it was created with, else
+ *  its `auth_mode`'s name. */
+std::string scheme_of(integration_credential const& c);
+
 /** Checks candidate material (typically the connection's health check) before a rotation
  *  activates it. */
 using verifier = std::function<result<void>(resolved_credential const&)>;
@@ -143,8 +167,9 @@ struct credential_service_options {
 /** Creates, rotates, revokes and resolves credentials.
  *
  *  Every call it makes itself (OAuth2 token, authorization-code exchange and refresh, managed
- *  identity) goes through a `net::egress_guard` with `egress` and `names`: the same egress check
- *  and DNS pin as a run.
+ *  identity) goes through an outbound pipeline with the egress policy of `egress` and `names`:
+ *  the same egress check and DNS pin as a run. Material comes from a registry of auth schemes
+ *  (`add_scheme`).
  *
  *  @par Example
  *  @code
@@ -161,8 +186,13 @@ public:
                        clock const& clock, http::transport& transport, net::egress_policy egress, net::resolver& names,
                        credential_service_options options = {});
 
+    /** Adds an auth scheme under `name`, which `new_credential::scheme` then names. Fails
+     *  (`errc::already_exists`) when the name is taken, by a built-in scheme too, and
+     *  (`errc::invalid_argument`) when it is empty or `scheme` is empty. Thread-safe. */
+    result<void> add_scheme(std::string name, auth_scheme scheme);
+
     /** Stores the secret in the secret store and the reference in a new Active credential
-     *  (ApiKey, OAuth2ClientCredentials, ManagedIdentity). `provider_id` and `connection_id` are
+     *  (ApiKey, OAuth2ClientCredentials, ManagedIdentity, or an added scheme). `provider_id` and `connection_id` are
      *  resolved in the caller's tenant: another tenant's is `errc::not_found`. */
     result<integration_credential> create(request_context const& ctx, new_credential spec);
     /** Stages `new_secret` as the next version, verifies it, and activates it only if it passes;
@@ -188,6 +218,12 @@ public:
      *  carries one of the credential's header names is refused (`errc::invalid_argument`). */
     result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
                                             http::request const& request, http::transport& transport);
+    /** `send_authorized` as a step of an outbound pipeline: the material is added to `request`
+     *  for the call and removed (and wiped) after it, and the rest of the pipeline sends it.
+     *  `call.credential_unresolved` is set when the material did not resolve (nothing was sent). */
+    result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
+                                            http::request& request, http::next_policy const& next,
+                                            http::call_context& call);
     /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
     void invalidate_token(std::string const& credential_id);
 
@@ -229,6 +265,10 @@ private:
     result<resolved_credential> bearer(integration_credential const& c, std::int64_t version, bool use_cache,
                                        token_fetch const& fetch);
     result<token> token_request(std::string const& url, std::string body);
+    using sender = std::function<result<http::response>(http::request&)>;
+    result<http::response> authorized(request_context const& ctx, std::string const& credential_id,
+                                      http::request& request, sender const& send, bool& unresolved);
+    void add_builtin_schemes();
     result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
                                         secret_bytes const& document, cached_token& entry);
     void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
@@ -246,12 +286,28 @@ private:
     secret_store& secrets_;
     fingerprinter const& fingerprints_;
     clock const& clock_;
-    net::egress_guard outbound_;
+    http::pipeline outbound_;
     credential_service_options options_;
+    std::shared_mutex schemes_mutex_;
+    std::map<std::string, auth_scheme, std::less<>> schemes_;
     std::mutex cache_mutex_;
     std::map<std::string, std::shared_ptr<cached_token>> cache_;
     std::shared_mutex material_mutex_;
     std::map<std::string, cached_material, std::less<>> materials_;  // "tenant/credentialId"
+};
+
+/** The authentication step of an outbound pipeline: when `call.credential_id` is set, applies
+ *  that credential with `credential_service::send_authorized` (material added for the call only,
+ *  one refresh on a 401 for bearer tokens, echoed secrets redacted from the answer). `call.ctx`
+ *  names the tenant. */
+class authentication_policy final : public http::policy {
+public:
+    /** `credentials` must outlive the policy. */
+    explicit authentication_policy(credential_service& credentials) : credentials_(credentials) {}
+    result<http::response> send(http::request& r, http::next_policy next, http::call_context& call) override;
+
+private:
+    credential_service& credentials_;
 };
 
 }  // namespace integration::credentials

@@ -9,7 +9,7 @@
 
 #include <integration/domain/connection.hpp>
 #include <integration/services/credential_service.hpp>
-#include <integration/outbound/egress_guard.hpp>
+#include <integration/outbound/pipeline.hpp>
 
 namespace integration::connections {
 
@@ -20,8 +20,9 @@ struct health_prober_options {
     int unhealthy_after = 3;                      ///< Consecutive failed probes before Unhealthy (Degraded before).
 };
 
-/** Probes connections with their provider's `healthCheck`, through a `net::egress_guard`: the
- *  destination is checked before the credential is resolved, so a refused one fetches no token. */
+/** Probes connections with their provider's `healthCheck` through an outbound pipeline (trace
+ *  context, egress guard, authentication): the destination is checked before the credential is
+ *  resolved, so a refused one fetches no token. */
 class health_prober {
 public:
     health_prober(storage::store& store, credentials::credential_service& credentials, http::transport& transport,
@@ -40,7 +41,7 @@ private:
 
     storage::store& store_;
     credentials::credential_service& credentials_;
-    net::egress_guard outbound_;
+    http::pipeline outbound_;
     clock const& clock_;
     health_prober_options options_;
     std::mutex failures_mutex_;

@@ -11,9 +11,7 @@
 #include <integration/ports/blob_store.hpp>
 #include <integration/services/credential_service.hpp>
 #include <integration/outbound/classifier.hpp>
-#include <integration/outbound/egress_guard.hpp>
-#include <integration/outbound/circuit_breaker.hpp>
-#include <integration/outbound/token_bucket.hpp>
+#include <integration/outbound/pipeline.hpp>
 #include <integration/domain/run.hpp>
 
 #include <boost/json/object.hpp>
@@ -187,6 +185,7 @@ private:
         std::optional<rate_limit_profile> limit;
         std::string limit_key;  ///< The rate-limit partition: tenant/provider/connection.
         resilience::circuit_breaker* breaker;
+        resilience::retry_options retry;  ///< The service's, or the connection's retryPolicy.
     };
     struct plan {
         std::shared_ptr<bound const> b;
@@ -245,7 +244,8 @@ private:
     /** Keeps the input for the retry worker; false when the blob store refused it. */
     bool keep_input(request_context const& ctx, integration_run const& run, run_input const& input);
     static bool retryable(failures::classification const& c);
-    void defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last);
+    void defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last,
+               resilience::retry_options const& retry);
     result<execute_request> stored_input(request_context const& ctx, integration_run const& run);
     std::optional<std::string> store_response(request_context const& ctx, integration_run const& run,
                                               std::optional<http::response> const& last);
@@ -256,18 +256,15 @@ private:
     void enqueue(record r);
     void recorder();
     resilience::circuit_breaker& breaker(std::string const& connection_id);
-    /** Takes a rate-limit token, waiting up to `max_rate_limit_wait`; else how long until one is there. */
-    std::optional<std::chrono::nanoseconds> take_token(bound const& b);
     result<run_outcome> replay(request_context const& ctx, integration_run run, std::optional<std::string> failure_id = {});
 
     storage::store& store_;
     credentials::credential_service& credentials_;
     blobs::blob_store& blobs_;
-    net::egress_guard outbound_;  // every vendor call and redirect hop: checked and pinned
     clock const& clock_;
     run_service_options options_;
     resilience::rate_limiter own_limiter_;
-    resilience::rate_limit_store& limiter_;
+    http::pipeline outbound_;  // every vendor call: trace, retry, egress, rate limit, breaker, auth, redirects
     std::mutex breakers_mutex_;
     std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
     std::mutex bindings_mutex_;

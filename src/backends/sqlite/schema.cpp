@@ -147,8 +147,12 @@ DROP TABLE assembly_versions;
 ALTER TABLE assembly_versions_by_tenant RENAME TO assembly_versions;
 ALTER TABLE connections ADD COLUMN health_reason TEXT;
 )sql",
-    // 5: reserved for the connection fields of issue 12 (another branch); empty here.
-    "-- reserved\n;",
+    // 5: a connection chooses its provider's environment, and an operation names its class (the
+    // connection endpoint it uses).
+    R"sql(
+ALTER TABLE connections ADD COLUMN environment TEXT;
+ALTER TABLE api_clients_operations ADD COLUMN operation_class TEXT;
+)sql",
     // 6: an outbox row counts its failed publications and parks as dead after too many (its
     // aggregate's later rows wait behind it); a failure may name an outbox event; pending
     // authorization-code flows, API keys (hashes only), Idempotency-Key records and inbound

@@ -1,0 +1,202 @@
+#ifndef INTEGRATION_OUTBOUND_PIPELINE_HPP
+#define INTEGRATION_OUTBOUND_PIPELINE_HPP
+
+/** @file
+ *  The outbound pipeline: every call the library makes to a vendor (runs, health probes, token and
+ *  managed-identity requests) passes ordered policies, then the transport port. A new concern is a
+ *  new policy, never a new hand-written call chain in a service.
+ *
+ *  The usual order, as in Azure SDK core (per-call policies, retry, per-retry policies, transport):
+ *  `trace_context_policy`, `retry_policy`, `egress_policy_step`, `rate_limit_policy`,
+ *  `circuit_breaker_policy`, authentication (`credentials::authentication_policy`),
+ *  `redirect_policy`, then the transport. A policy whose per-call setting is absent in the
+ *  `call_context` passes the request on untouched.
+ */
+
+#include <integration/core/context.hpp>
+#include <integration/domain/failure.hpp>
+#include <integration/domain/policies.hpp>
+#include <integration/outbound/circuit_breaker.hpp>
+#include <integration/outbound/egress_policy.hpp>
+#include <integration/outbound/redirects.hpp>
+#include <integration/outbound/retry.hpp>
+#include <integration/outbound/token_bucket.hpp>
+#include <integration/ports/transport.hpp>
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace integration::http {
+
+/** One attempt as the retry policy saw it, for a caller that records attempts. */
+struct attempt_report {
+    int number = 1;                 ///< 1-based, within this call.
+    result<response> const* outcome = nullptr;  ///< The answer or the error of the attempt.
+    bool sent = false;              ///< The request reached the transport (not refused or limited first).
+    std::optional<failures::classification> failure;  ///< None for a success.
+    time_point started{};
+    time_point ended{};
+};
+
+/** What one call carries through the pipeline besides the request: who calls, which per-call
+ *  settings apply (each optional: a policy without its setting passes the request on), and what
+ *  the policies report back. */
+struct call_context {
+    request_context const* ctx = nullptr;             ///< Tenant and trace; none for a call of no tenant.
+    std::optional<std::string> credential_id;         ///< Authentication: the credential to apply.
+    std::string rate_limit_key;                       ///< Rate limit: the bucket (tenant/provider/connection).
+    std::optional<rate_limit_profile> rate_limit;     ///< Rate limit: the budget of that bucket.
+    resilience::circuit_breaker* breaker = nullptr;   ///< Circuit breaker of the destination.
+    std::optional<resilience::retry_options> retry;   ///< Replaces the retry policy's defaults for this call.
+    /** Called once, right before the request first goes out: after the egress check and the
+     *  rate-limit token, before the circuit breaker is asked. False ends the call unsent and not
+     *  retried (`stopped`); the hook keeps its own reason. */
+    std::function<bool()> before_first_send;
+    /** Called after every attempt of the retry policy. */
+    std::function<void(attempt_report const&)> on_attempt;
+
+    // Reported by the policies.
+    bool sent = false;                                ///< The last attempt reached the transport.
+    bool stopped = false;                             ///< `before_first_send` refused the call.
+    bool credential_unresolved = false;               ///< The credential's material did not resolve.
+    std::optional<failures::classification> failure; ///< The retry policy's verdict on the last attempt.
+};
+
+class policy;
+
+/** The rest of the pipeline after a policy: the policies behind it, then the transport. */
+class next_policy {
+public:
+    next_policy(std::span<std::unique_ptr<policy> const> rest, transport& t) noexcept : rest_(rest), transport_(t) {}
+    /** Sends `r` through the rest of the pipeline. */
+    result<response> send(request& r, call_context& call) const;
+
+private:
+    std::span<std::unique_ptr<policy> const> rest_;
+    transport& transport_;
+};
+
+/** One concern of an outbound call. Implementations are thread-safe: one pipeline serves many
+ *  calls at once, and per-call state lives in the `call_context`. */
+class policy {
+public:
+    virtual ~policy() = default;
+    /** Handles `r` and passes it on with `next.send(r, call)` (zero, one or several times). */
+    virtual result<response> send(request& r, next_policy next, call_context& call) = 0;
+};
+
+/** Ordered policies in front of a transport.
+ *
+ *  @par Example
+ *  @code
+ *  std::vector<std::unique_ptr<http::policy>> policies;
+ *  policies.push_back(std::make_unique<http::trace_context_policy>());
+ *  policies.push_back(std::make_unique<http::egress_policy_step>(egress_hop_check(net::egress_policy{}, dns)));
+ *  http::pipeline outbound(*curl, std::move(policies));
+ *  http::request req{.url = "https://api.vendor.example/v1/ping"};
+ *  http::call_context call{.ctx = &ctx};
+ *  auto res = outbound.send(req, call);
+ *  @endcode
+ */
+class pipeline {
+public:
+    /** `transport` must outlive the pipeline. */
+    pipeline(transport& transport, std::vector<std::unique_ptr<policy>> policies);
+    pipeline(pipeline&&) noexcept = default;
+
+    /** Sends `r` through every policy, then the transport. Policies may change `r` (a pin, a
+     *  header); pass a copy to keep the original. */
+    result<response> send(request& r, call_context& call) const;
+
+private:
+    transport* transport_;
+    std::vector<std::unique_ptr<policy>> policies_;
+};
+
+/** Adds a W3C `traceparent` (a child span of `call.ctx->trace`) unless the request has one. */
+class trace_context_policy final : public policy {
+public:
+    result<response> send(request& r, next_policy next, call_context& call) override;
+};
+
+/** The egress guard: checks `r.url` with the hop check (egress policy and one resolution) and
+ *  pins the checked address into `r.pin`, so that a second DNS answer cannot rebind the
+ *  connection. A refused destination is `errc::egress_denied` and nothing behind this policy
+ *  runs (no token, no breaker, no credential, no byte sent). */
+class egress_policy_step final : public policy {
+public:
+    explicit egress_policy_step(hop_check check) : check_(std::move(check)) {}
+    result<response> send(request& r, next_policy next, call_context& call) override;
+    /** Where a call to `url` would connect, or why it is refused; sends nothing. */
+    result<pinned_address> check(std::string_view url) const;
+
+private:
+    hop_check check_;
+};
+
+/** Follows redirects (`options.max_hops`, off by default), every hop checked and pinned again by
+ *  the hop check; see `send_following_redirects`. */
+class redirect_policy final : public policy {
+public:
+    redirect_policy(hop_check check, redirect_options options) : check_(std::move(check)), options_(options) {}
+    result<response> send(request& r, next_policy next, call_context& call) override;
+
+private:
+    hop_check check_;
+    redirect_options options_;
+};
+
+/** Options of the rate-limit policy. */
+struct rate_limit_policy_options {
+    std::chrono::milliseconds max_wait{1'000};  ///< Wait this long for a token, else answer 429.
+    std::function<void(std::chrono::milliseconds)> sleep;  ///< Defaults to sleeping the thread.
+};
+
+/** Takes a token from `call.rate_limit_key`'s bucket sized by `call.rate_limit`, waiting up to
+ *  `max_wait`. When the budget stays spent it answers for the vendor: a 429 with `Retry-After`
+ *  (seconds until the next token), which the retry policy treats as the vendor's own. */
+class rate_limit_policy final : public policy {
+public:
+    rate_limit_policy(resilience::rate_limit_store& limits, rate_limit_policy_options options = {});
+    result<response> send(request& r, next_policy next, call_context& call) override;
+
+private:
+    resilience::rate_limit_store& limits_;
+    rate_limit_policy_options options_;
+};
+
+/** Refuses the call (`errc::unavailable`) while `call.breaker` is open; records every allowed
+ *  call (a transport error or a 5xx is a failure). */
+class circuit_breaker_policy final : public policy {
+public:
+    result<response> send(request& r, next_policy next, call_context& call) override;
+};
+
+/** Options of the retry policy. */
+struct retry_policy_options {
+    resilience::retry_options retry{};                   ///< Defaults; `call.retry` replaces them.
+    std::function<void(std::chrono::milliseconds)> sleep;  ///< Defaults to sleeping the thread.
+    std::function<double()> random;                      ///< In [0, 1), for jitter; defaults to a PRNG.
+};
+
+/** Sends the rest of the pipeline again while `failures::classify` says retry (retryable status
+ *  or transport error, the server's `Retry-After` winning over backoff) and attempts and the
+ *  total deadline allow. A call the caller cancelled is never retried (Validation, `cancelled`).
+ *  `call.on_attempt` sees every attempt and `call.failure` holds the last verdict. */
+class retry_policy final : public policy {
+public:
+    retry_policy(integration::clock const& clock, retry_policy_options options = {});
+    result<response> send(request& r, next_policy next, call_context& call) override;
+
+private:
+    integration::clock const& clock_;
+    retry_policy_options options_;
+};
+
+}  // namespace integration::http
+
+#endif

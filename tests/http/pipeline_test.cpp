@@ -1,0 +1,162 @@
+#include <integration/outbound/pipeline.hpp>
+
+#include <integration/backends/curl/curl_transport.hpp>
+
+#include "support/keep_alive_server.hpp"
+
+#include <gtest/gtest.h>
+
+#include <map>
+#include <mutex>
+
+namespace integration::http {
+namespace {
+
+using namespace std::chrono_literals;
+
+/** Notes its name in `seen` and passes the request on. */
+class marker final : public policy {
+public:
+    marker(std::string name, std::vector<std::string>& seen) : name_(std::move(name)), seen_(seen) {}
+    result<response> send(request& r, next_policy next, call_context& call) override {
+        seen_.push_back(name_);
+        r.headers.emplace_back("X-Policy", name_);
+        return next.send(r, call);
+    }
+
+private:
+    std::string name_;
+    std::vector<std::string>& seen_;
+};
+
+/** A resolver that counts the lookups of each name. */
+class counting_resolver final : public net::resolver {
+public:
+    explicit counting_resolver(net::resolver& inner) : inner_(inner) {}
+    result<std::vector<net::ip_address>> resolve(std::string const& host) override {
+        ++lookups_[host];
+        return inner_.resolve(host);
+    }
+    std::size_t lookups(std::string const& host) { return lookups_[host]; }
+
+private:
+    net::resolver& inner_;
+    std::map<std::string, std::size_t> lookups_;
+};
+
+class pipeline_test : public ::testing::Test {
+protected:
+    pipeline build(std::vector<std::unique_ptr<policy>> policies) { return pipeline(*curl_, std::move(policies)); }
+    hop_check egress() {
+        return egress_hop_check(net::egress_policy{.allow = {net::cidr::parse("127.0.0.1/32").value()}}, counted_);
+    }
+    std::string url(std::string const& host, std::uint16_t port) const {
+        return "http://" + host + ":" + std::to_string(port) + "/x";
+    }
+
+    std::vector<std::string> seen_;
+    std::mutex status_mutex_;
+    std::vector<int> statuses_;  // answered in turn, the last one forever
+    testing::keep_alive_server vendor_{[this](testing::received_request const& r) {
+        std::lock_guard lock(status_mutex_);
+        auto status = statuses_.empty() ? 200 : statuses_.front();
+        if (statuses_.size() > 1) statuses_.erase(statuses_.begin());
+        return testing::http_answer_bytes(status, r.head);
+    }};
+    testing::keep_alive_server inside_{[](testing::received_request const&) { return testing::http_answer_bytes(200, ""); },
+                                       "127.0.0.2"};
+    net::static_resolver dns_;
+    counting_resolver counted_{dns_};
+    manual_clock clock_;
+    std::unique_ptr<transport> curl_ = make_curl_transport();
+};
+
+TEST_F(pipeline_test, policies_run_in_order_then_the_transport) {
+    std::vector<std::unique_ptr<policy>> policies;
+    policies.push_back(std::make_unique<marker>("first", seen_));
+    policies.push_back(std::make_unique<trace_context_policy>());
+    policies.push_back(std::make_unique<marker>("second", seen_));
+    auto p = build(std::move(policies));
+    auto ctx = request_context::for_tenant("t1");
+    request r{.url = url("127.0.0.1", vendor_.port())};
+    call_context call{.ctx = &ctx};
+    auto res = p.send(r, call);
+    ASSERT_TRUE(res) << res.error().detail();
+    EXPECT_EQ(seen_, (std::vector<std::string>{"first", "second"}));
+    EXPECT_TRUE(call.sent);
+    ASSERT_EQ(vendor_.requests().size(), 1u);
+    auto const& head = vendor_.requests()[0].head;
+    EXPECT_LT(head.find("X-Policy: first"), head.find("X-Policy: second")) << head;
+    EXPECT_NE(head.find("traceparent: 00-" + ctx.trace.trace_id + "-"), std::string::npos) << head;
+}
+
+TEST_F(pipeline_test, a_refused_destination_stops_the_call_before_every_later_policy_and_resolves_once) {
+    dns_.add("inside.test", {*net::ip_address::parse("127.0.0.2")});
+    std::vector<std::unique_ptr<policy>> policies;
+    policies.push_back(std::make_unique<egress_policy_step>(egress()));
+    policies.push_back(std::make_unique<marker>("behind", seen_));
+    auto p = build(std::move(policies));
+    request r{.url = url("inside.test", inside_.port())};
+    call_context call;
+    EXPECT_EQ(p.send(r, call).error(), errc::egress_denied);
+    EXPECT_TRUE(seen_.empty());
+    EXPECT_FALSE(call.sent);
+    EXPECT_TRUE(inside_.requests().empty());
+
+    dns_.add("vendor.test", {*net::ip_address::parse("127.0.0.1")});
+    request ok{.url = url("vendor.test", vendor_.port())};
+    ASSERT_TRUE(p.send(ok, call));
+    ASSERT_TRUE(ok.pin.has_value());  // the checked address, which the transport connects to
+    EXPECT_EQ(ok.pin->address, "127.0.0.1");
+    EXPECT_EQ(counted_.lookups("vendor.test"), 1u);  // one resolution per hop
+}
+
+TEST_F(pipeline_test, retry_follows_the_calls_own_options_and_reports_every_attempt) {
+    statuses_ = {503, 503, 503, 200};
+    std::vector<std::chrono::milliseconds> slept;
+    std::vector<std::unique_ptr<policy>> policies;
+    policies.push_back(std::make_unique<retry_policy>(
+        clock_, retry_policy_options{.retry = {.max_attempts = 4, .base_delay = 1'000ms},
+                                     .sleep = [&](std::chrono::milliseconds d) { slept.push_back(d); clock_.advance(d); },
+                                     .random = [] { return 0.5; }}));
+    auto p = build(std::move(policies));
+    std::vector<int> reported;
+    request r{.url = url("127.0.0.1", vendor_.port())};
+    call_context call{.retry = resilience::retry_options{.max_attempts = 2, .base_delay = 200ms},
+                      .on_attempt = [&](attempt_report const& a) { reported.push_back((*a.outcome)->status); }};
+    auto res = p.send(r, call);
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->status, 503);
+    EXPECT_EQ(reported, (std::vector<int>{503, 503}));
+    EXPECT_EQ(slept, (std::vector<std::chrono::milliseconds>{100ms}));
+    ASSERT_TRUE(call.failure.has_value());
+    EXPECT_EQ(call.failure->category, failures::failure_category::transient);
+    EXPECT_EQ(vendor_.requests().size(), 2u);
+}
+
+TEST_F(pipeline_test, a_spent_budget_answers_429_without_sending_and_an_open_breaker_refuses) {
+    resilience::rate_limiter limits(clock_);
+    std::vector<std::unique_ptr<policy>> policies;
+    policies.push_back(std::make_unique<rate_limit_policy>(limits, rate_limit_policy_options{.max_wait = 0ms}));
+    policies.push_back(std::make_unique<circuit_breaker_policy>());
+    auto p = build(std::move(policies));
+    resilience::circuit_breaker breaker(clock_, {.consecutive_failures = 1, .break_duration = 60'000ms});
+    call_context call{.rate_limit_key = "t1/p/c", .rate_limit = rate_limit_profile{.requests_per_second = 0.001, .burst = 1},
+                      .breaker = &breaker};
+    request r{.url = url("127.0.0.1", vendor_.port())};
+    statuses_ = {500};
+    EXPECT_EQ(p.send(r, call)->status, 500);
+    EXPECT_EQ(breaker.state(), resilience::breaker_state::open);
+    call.sent = false;
+    auto limited = p.send(r, call);
+    ASSERT_TRUE(limited);
+    EXPECT_EQ(limited->status, 429);
+    EXPECT_FALSE(find_header(limited->headers, "Retry-After").empty());
+    EXPECT_FALSE(call.sent);
+    call.rate_limit.reset();
+    EXPECT_EQ(p.send(r, call).error(), errc::unavailable);  // the breaker, before any byte
+    EXPECT_EQ(vendor_.requests().size(), 1u);
+}
+
+}  // namespace
+}  // namespace integration::http
