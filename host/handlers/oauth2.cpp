@@ -40,7 +40,6 @@ void add_oauth2_routes(router& r, services& s) {
         if (!secret) return error{errc::invalid_argument, "oauth2." + secret.error().detail()};
         if (!*secret || (*secret)->empty()) return error{errc::invalid_argument, "oauth2.clientSecret is required"};
         secret_bytes client_secret(**secret);
-        std::fill((*secret)->begin(), (*secret)->end(), '\0');
         settings_json.erase("clientSecret");
         // The host's own callback unless the caller names another (a proxy in front of the host).
         if (auto const* u = settings_json.if_contains("redirectUri"); !u || u->is_null())
@@ -76,7 +75,6 @@ void add_oauth2_routes(router& r, services& s) {
         auto code = c.query_param("code");
         if (!code || code->empty()) return error{errc::invalid_argument, "the callback needs the code the provider sent"};
         auto created = s.credentials->complete_authorization(*state, *code);
-        std::fill(code->begin(), code->end(), '\0');
         if (!created) {
             if (created.error() == errc::forbidden) return authorization_refused(created.error().detail());
             return created.error();
