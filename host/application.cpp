@@ -36,6 +36,7 @@ application::application(services& s) : services_(s) {
     add_operation_routes(router_, s);
     add_provider_routes(router_, s);
     add_credential_routes(router_, s);
+    add_oauth2_routes(router_, s);
     add_connection_routes(router_, s);
     add_run_routes(router_, s);
 }

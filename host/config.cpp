@@ -128,7 +128,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
         "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
         "execution-threads", "tenant-executions", "run-deadline-ms", "attempt-timeout-ms", "idempotency-wait-ms",
-        "orphan-margin-ms"};
+        "orphan-margin-ms", "max-redirects"};
     if (auto r = refuse_unknown(flags, known); !r) return r.error();
     flag_map file;
     layers no_file(flags, {});
@@ -183,7 +183,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                              numeric{"tenant-executions", &c.tenant_executions},
                              numeric{"run-deadline-ms", &run_deadline_ms}, numeric{"attempt-timeout-ms", &attempt_timeout_ms},
                              numeric{"idempotency-wait-ms", &idempotency_wait_ms},
-                             numeric{"orphan-margin-ms", &orphan_margin_ms}}) {
+                             numeric{"orphan-margin-ms", &orphan_margin_ms},
+                             numeric{"max-redirects", &c.max_redirects}}) {
         if (auto v = l.values(name, false); !v.empty()) {
             auto n = to_size(name, v.back());
             if (!n) return n.error();
@@ -244,6 +245,7 @@ std::string usage() {
                          [--key-rate-limit N] [--key-burst N] [--recording immediate|deferred]
                          [--execution-threads N] [--tenant-executions N] [--run-deadline-ms N]
                          [--attempt-timeout-ms N] [--idempotency-wait-ms N] [--orphan-margin-ms N]
+                         [--max-redirects N]
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW

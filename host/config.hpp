@@ -44,6 +44,8 @@ struct serve_config {
     std::chrono::milliseconds attempt_timeout{10'000};
     std::chrono::milliseconds idempotency_wait{5'000};
     std::chrono::milliseconds orphan_margin{30'000};
+    // Redirects a run follows (each hop passes the egress check again); 0 answers the 3xx as is.
+    std::size_t max_redirects = 0;
     // Background workers: how often each sweeps (host/workers.cpp).
     std::chrono::milliseconds outbox_interval{1'000};
     std::chrono::milliseconds retry_interval{5'000};

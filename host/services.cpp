@@ -158,6 +158,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
                                           .recording = config.recording,
                                           .idempotency_wait = config.idempotency_wait,
                                           .orphan_margin = config.orphan_margin};
+    run_options.redirects.max_hops = static_cast<unsigned>(config.max_redirects);
     s->runs = std::make_unique<runs::run_service>(*s->store, *s->credentials, *s->blobs, *s->transport, s->egress,
                                                   s->resolver, clock, std::move(run_options));
     s->events.subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {

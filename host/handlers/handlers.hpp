@@ -21,6 +21,7 @@ void add_credential_routes(router& r, services& s);
 void add_connection_routes(router& r, services& s);
 void add_run_routes(router& r, services& s);
 void add_operation_routes(router& r, services& s);
+void add_oauth2_routes(router& r, services& s);
 
 inline reply json_reply(unsigned status, boost::json::value body) { return reply{status, std::move(body), "application/json", {}}; }
 

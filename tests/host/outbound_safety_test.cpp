@@ -3,8 +3,9 @@
 // egress policy refuses (through tokens, managed identity, health checks or runs), and what a
 // vendor echoes back never stores a secret.
 
+#include "host/api_steps.hpp"
 #include "host/host_process.hpp"
-#include "host/http_client.hpp"
+#include "support/base64.hpp"
 #include "support/keep_alive_server.hpp"
 
 #include <gtest/gtest.h>
@@ -14,6 +15,8 @@
 
 #include <filesystem>
 #include <fstream>
+#include <mutex>
+#include <tuple>
 #include <sstream>
 
 namespace integration::testing {
@@ -21,11 +24,6 @@ namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
-
-std::string str(json::value const& v, char const* name) { return std::string(v.at(name).as_string()); }
-
-std::string problem_type(http_answer const& a) { return str(a.json(), "type"); }
-std::string problem_detail(http_answer const& a) { return str(a.json(), "detail"); }
 
 std::string slurp(std::filesystem::path const& p) {
     std::ifstream in(p, std::ios::binary);
@@ -40,48 +38,6 @@ std::string everything_under(std::filesystem::path const& dir) {
     for (auto const& e : std::filesystem::recursive_directory_iterator(dir))
         if (e.is_regular_file()) all += slurp(e.path()) + "\n";
     return all;
-}
-
-constexpr char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64(std::string_view in, bool url = false) {
-    std::string out;
-    std::size_t i = 0;
-    for (; i + 2 < in.size(); i += 3) {
-        unsigned v = static_cast<unsigned char>(in[i]) << 16 | static_cast<unsigned char>(in[i + 1]) << 8 | static_cast<unsigned char>(in[i + 2]);
-        for (int s = 18; s >= 0; s -= 6) out += b64_alphabet[(v >> s) & 63];
-    }
-    if (i < in.size()) {
-        unsigned v = static_cast<unsigned char>(in[i]) << 16 | (i + 1 < in.size() ? static_cast<unsigned char>(in[i + 1]) << 8 : 0);
-        out += b64_alphabet[(v >> 18) & 63];
-        out += b64_alphabet[(v >> 12) & 63];
-        out += i + 1 < in.size() ? b64_alphabet[(v >> 6) & 63] : '=';
-        out += '=';
-    }
-    if (url) {
-        for (auto& c : out) c = c == '+' ? '-' : c == '/' ? '_' : c;
-        while (!out.empty() && out.back() == '=') out.pop_back();
-    }
-    return out;
-}
-
-/** Decodes base64 or base64url, skipping anything else (a redaction marker garbles the rest). */
-std::string unbase64(std::string_view in) {
-    std::string out;
-    unsigned v = 0;
-    int bits = 0;
-    for (char c : in) {
-        int d = c == '-' ? 62 : c == '_' ? 63 : -1;
-        if (auto const* p = std::strchr(b64_alphabet, c); c != '\0' && p) d = static_cast<int>(p - b64_alphabet);
-        if (d < 0) continue;
-        v = (v << 6) | static_cast<unsigned>(d);
-        bits += 6;
-        if (bits >= 8) {
-            bits -= 8;
-            out += static_cast<char>((v >> bits) & 0xff);
-        }
-    }
-    return out;
 }
 
 std::string percent_encode(std::string_view in, bool plus_for_space = false) {
@@ -104,60 +60,6 @@ std::string percent_encode(std::string_view in, bool plus_for_space = false) {
 std::string json_escaped(std::string_view s) {
     auto quoted = json::serialize(json::string(s));
     return quoted.substr(1, quoted.size() - 2);
-}
-
-/** A provider with one Active client of `operations` (capabilities are their names); `extra`
- *  adds fields to the provider. */
-std::string provider_with(api const& a, std::string const& key, std::string const& base_url, json::array operations,
-                          json::object extra = {}) {
-    json::array caps;
-    for (auto const& op : operations) caps.push_back(op.at("operation"));
-    json::object body{{"key", key}, {"displayName", key}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
-                      {"baseUrl", base_url}, {"capabilities", caps},
-                      {"healthCheck", json::object{{"method", "GET"}, {"path", "/health"}, {"expectStatus", 200}}}};
-    for (auto const& [k, v] : extra) body[k] = v;
-    auto p = a.post("/integrations/providers", body);
-    EXPECT_EQ(p.status, 201) << p.body;
-    auto id = str(p.json(), "providerId");
-    auto c = a.post("/integrations/providers/" + id + "/clients",
-                    json::object{{"assemblyName", key + ".Client"}, {"version", "1.0.0"}, {"capabilities", caps},
-                                 {"authMode", "ApiKey"}, {"operations", operations}});
-    EXPECT_EQ(c.status, 201) << c.body;
-    auto act = a.post("/integrations/providers/" + id + "/activate", json::object{});
-    EXPECT_EQ(act.status, 200) << act.body;
-    return id;
-}
-
-json::object op(std::string const& name, std::string const& method, std::string const& path) {
-    return {{"operation", name}, {"method", method}, {"path", path}};
-}
-
-std::string create_credential(api const& a, json::object body) {
-    auto cred = a.post("/integrations/credentials", body);
-    EXPECT_EQ(cred.status, 201) << cred.body;
-    return cred.status == 201 ? str(cred.json(), "credentialId") : std::string();
-}
-
-std::string api_key_credential(api const& a, std::string const& provider, std::string const& secret) {
-    return create_credential(a, {{"providerId", provider}, {"authMode", "ApiKey"}, {"secret", secret},
-                                 {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
-}
-
-/** Creates a connection (probed at once); returns the answer. */
-http_answer connect(api const& a, std::string const& provider, std::string const& credential) {
-    return a.post("/integrations/connections", json::object{{"projectId", "p"}, {"providerId", provider},
-                                                             {"displayName", "c"}, {"credentialId", credential}});
-}
-
-std::string active_connection(api const& a, std::string const& provider, std::string const& credential) {
-    auto c = connect(a, provider, credential);
-    EXPECT_EQ(c.status, 201) << c.body;
-    EXPECT_EQ(str(c.json(), "status"), "Active") << c.body;
-    return str(c.json(), "connectionId");
-}
-
-http_answer run(api const& a, std::string const& connection, std::string const& operation, json::object input) {
-    return a.post("/integrations/runs", json::object{{"connectionId", connection}, {"operation", operation}, {"input", input}});
 }
 
 // ---- finding 1: caller headers never frame or route, and one tenant cannot answer another's runs ----
@@ -437,14 +339,59 @@ TEST(host_outbound, secrets_a_vendor_echoes_are_redacted_from_answers_runs_and_b
 
 // ---- finding 2: every outbound call passes the egress check, pinned to the checked address ----
 
-/** A hosts file mapping the test names to `address`. */
-std::string hosts_file(scratch_dir const& dir, std::string const& name, std::string const& address) {
-    auto path = (dir.path() / name).string();
-    std::ofstream(path) << "# test names\n" << address << " vendor.test idp.test\n" << address << "\tIMDS.test.   # upper case, trailing dot\n";
+/** One address of the deny list (`egress-and-bad-input.md`) a test name resolves to. */
+struct refused_address {
+    std::string text;
+    bool on_loopback;  // reaches a listener on 127.0.0.2 if connected to
+};
+
+std::vector<refused_address> const refused_addresses{
+    {"0.0.0.1", false}, {"10.1.2.3", false}, {"100.64.0.1", false}, {"127.0.0.2", true},
+    {"169.254.169.254", false}, {"172.16.0.1", false}, {"192.0.0.8", false}, {"192.0.2.1", false},
+    {"192.168.1.1", false}, {"198.18.0.1", false}, {"198.51.100.1", false}, {"203.0.113.1", false},
+    {"224.0.0.1", false}, {"240.0.0.1", false}, {"255.255.255.255", false},
+    {"::", false}, {"::1", false}, {"fe80::1", false}, {"fc00::1", false}, {"fd12:3456::1", false},
+    {"ff02::1", false}, {"2001:db8::1", false},
+    // IPv4 wrapped in IPv6: mapped (two spellings), compatible, NAT64, 6to4, Teredo (the client
+    // address is the last 32 bits inverted): each wraps 127.0.0.2 or the metadata address.
+    {"::ffff:127.0.0.2", true}, {"::ffff:7f00:2", true}, {"::ffff:169.254.169.254", false},
+    {"::127.0.0.2", false}, {"64:ff9b::7f00:2", false}, {"2002:7f00:2::1", false},
+    {"2001:0:4136:e378:8000:63bf:80ff:fffd", false},
+};
+
+/** A hosts file naming `caseN.test` for every refused address. Each name first resolves to the
+ *  allowed 127.0.0.1, whose listeners stand in for the refused address: a check that looked at
+ *  one answer only, or a connection to an unchecked one, reaches them. With `refused` false the
+ *  names resolve to 127.0.0.1 alone. Names are written in mixed spellings (upper case, trailing
+ *  dot): the resolver answers the name as the check canonicalises it. */
+std::string hosts_file(scratch_dir const& dir, std::string const& file, bool refused) {
+    auto path = (dir.path() / file).string();
+    std::ofstream out(path);
+    out << "# test names\n";
+    for (std::size_t n = 0; n < refused_addresses.size(); ++n) {
+        auto name = "case" + std::to_string(n) + ".test";
+        auto spelled = n % 3 == 0 ? name : n % 3 == 1 ? "CASE" + std::to_string(n) + ".TEST" : name + ".";
+        out << "127.0.0.1 " << spelled << "\n";
+        if (refused) out << refused_addresses[n].text << "\t" << spelled << "   # refused\n";
+    }
     return path;
 }
 
-TEST(host_outbound, tokens_managed_identity_health_checks_and_runs_never_reach_a_refused_address) {
+std::string case_host(std::size_t n) { return "case" + std::to_string(n) + ".test"; }
+
+/** The failure recorded for a Failed run. */
+json::value failure_of(api const& a, http_answer const& run_answer) {
+    auto failures = a.get("/integrations/failures?runId=" + str(run_answer.json(), "runId"));
+    auto listed = failures.json();
+    EXPECT_EQ(listed.at("items").as_array().size(), 1u) << failures.body;
+    return listed.at("items").as_array().empty() ? json::value() : listed.at("items").at(0);
+}
+
+// Every outbound path of the host (a run, a health check, a rotation's check, an OAuth2 token
+// request, a managed-identity token request, an authorization-code exchange, a redirect a run
+// follows) x every refused range, reached through a name that resolved to an allowed address
+// when the connection was made (DNS rebinding).
+TEST(host_outbound, every_outbound_path_refuses_every_refused_address_a_name_resolves_to) {
     scratch_dir dir("egress");
     auto key = create_key(dir.string(), "tenant-a");
     std::string const client_secret = "cs-EGRESS-never-leaves-9f8e7d";
@@ -452,86 +399,250 @@ TEST(host_outbound, tokens_managed_identity_health_checks_and_runs_never_reach_a
         return http_answer_bytes(200, "{\"access_token\":\"tok-1\",\"token_type\":\"Bearer\",\"expires_in\":\"3600\"}");
     };
     auto ok = [](received_request const&) { return http_answer_bytes(200, "{}"); };
-    // Allowed stand-ins on 127.0.0.1 while the names point there; refused stand-ins on 127.0.0.2,
-    // outside --egress-allow 127.0.0.1/32, on the same ports, for when the names move there.
     keep_alive_server vendor(ok), idp(token_json), imds(token_json);
     keep_alive_server vendor_inside(ok, "127.0.0.2", vendor.port());
     keep_alive_server idp_inside(token_json, "127.0.0.2", idp.port());
     keep_alive_server imds_inside(token_json, "127.0.0.2", imds.port());
     auto port = [](keep_alive_server const& s) { return std::to_string(s.port()); };
-    std::string const token_url = "http://idp.test:" + port(idp) + "/token";
-    std::string const imds_url = "http://imds.test:" + port(imds) + "/metadata/identity/oauth2/token?api-version=2018-02-01";
+    // An allowed vendor whose answer to /go/{scheme}/{n} redirects a run to case n.
+    keep_alive_server redirector([&](received_request const& r) {
+        if (r.target == "/health") return http_answer_bytes(200, "{}");
+        auto slash = r.target.rfind('/');
+        auto scheme = r.target.substr(4, slash - 4);
+        auto n = std::stoul(r.target.substr(slash + 1));
+        return http_answer_bytes(302, "{}", "Location: " + scheme + "://" + case_host(n) + ":" + port(vendor) + "/landing\r\n");
+    });
+    // http only reaches allow-listed addresses, so an https URL is what shows that each range is
+    // refused for what it is (a TLS hello would reach a stand-in); http shows the rebinding.
+    auto token_url = [&](std::size_t n, std::string const& scheme = "http") {
+        return scheme + "://" + case_host(n) + ":" + port(idp) + "/token";
+    };
+    auto imds_url = [&](std::size_t n, std::string const& scheme = "http") {
+        return scheme + "://" + case_host(n) + ":" + port(imds) + "/metadata/identity/oauth2/token?api-version=2018-02-01";
+    };
+    std::vector<std::string> const allow{"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3"};
 
-    std::vector<std::string> answers;
-    std::string provider, by_key, by_token, by_identity;
+    struct per_case {
+        std::string by_key, key_credential, by_token, by_identity, redirected;
+    };
+    std::vector<per_case> made(refused_addresses.size());
+    std::string literal;
     {
-        host_process host(dir.string(), {"--egress-allow", "127.0.0.1/32", "--hosts-file", hosts_file(dir, "hosts-1", "127.0.0.1")});
+        auto args = allow;
+        args.insert(args.end(), {"--hosts-file", hosts_file(dir, "hosts-allowed", false)});
+        host_process host(dir.string(), args);
         api a(host.port(), key);
-        provider = provider_with(a, "named", "http://vendor.test:" + port(vendor), {op("echo.send", "POST", "/echo/{id}")});
-        by_key = active_connection(a, provider, api_key_credential(a, provider, "api-key-1"));
-        auto oauth = create_credential(a, {{"providerId", provider}, {"authMode", "OAuth2ClientCredentials"}, {"secret", client_secret},
-                                           {"oauth2", json::object{{"tokenUrl", token_url}, {"clientId", "c1"}, {"scopes", json::array{}}}}});
-        by_token = active_connection(a, provider, oauth);
-        auto identity = create_credential(a, {{"providerId", provider}, {"authMode", "ManagedIdentity"},
-                                              {"managedIdentity", json::object{{"endpointUrl", imds_url}, {"resource", "https://vendor.test/"}}}});
-        by_identity = active_connection(a, provider, identity);
-        EXPECT_EQ(idp.requests().size(), 1u);
-        EXPECT_EQ(imds.requests().size(), 1u);
+        literal = provider_with(a, "literal", "http://127.0.0.1:" + port(vendor), {op("echo.send", "POST", "/echo/{id}")});
+        auto to_redirector = provider_with(a, "redirecting", "http://127.0.0.1:" + port(redirector), {op("go", "POST", "/go/{scheme}/{n}")});
+        for (std::size_t n = 0; n < refused_addresses.size(); ++n) {
+            auto& m = made[n];
+            auto named = provider_with(a, "named-" + std::to_string(n), "http://" + case_host(n) + ":" + port(vendor),
+                                       {op("echo.send", "POST", "/echo/{id}")});
+            // A connection each, so that no circuit breaker opens on the failures to come.
+            m.redirected = active_connection(a, to_redirector, api_key_credential(a, to_redirector, "api-key-r"));
+            m.key_credential = api_key_credential(a, named, "api-key-1");
+            m.by_key = active_connection(a, named, m.key_credential);
+            m.by_token = active_connection(
+                a, literal,
+                create_credential(a, {{"providerId", literal}, {"authMode", "OAuth2ClientCredentials"}, {"secret", client_secret},
+                                      {"oauth2", json::object{{"tokenUrl", token_url(n)}, {"clientId", "c1"}, {"scopes", json::array{}}}}}));
+            m.by_identity = active_connection(
+                a, literal,
+                create_credential(a, {{"providerId", literal}, {"authMode", "ManagedIdentity"},
+                                      {"managedIdentity", json::object{{"endpointUrl", imds_url(n)}, {"resource", "https://vendor.test/"}}}}));
+        }
+        ASSERT_FALSE(::testing::Test::HasFailure()) << "the setup failed: " << host.log();
     }
-    // The names now resolve to an address the policy refuses, as a rebinding DNS answer would.
-    host_process host(dir.string(), {"--egress-allow", "127.0.0.1/32", "--hosts-file", hosts_file(dir, "hosts-2", "127.0.0.2")});
+
+    // The names now also resolve to a refused address, as a rebinding DNS answer would.
+    auto args = allow;
+    args.insert(args.end(), {"--hosts-file", hosts_file(dir, "hosts-refused", true)});
+    host_process host(dir.string(), args);
     api a(host.port(), key);
-    for (auto const& conn : {by_key, by_token, by_identity}) {
-        auto r = run(a, conn, "echo.send", {{"pathParams", json::object{{"id", "1"}}}, {"body", "{}"}});
+    auto const vendor_seen = vendor.bytes_received(), idp_seen = idp.bytes_received(), imds_seen = imds.bytes_received();
+    std::vector<std::string> answers;
+    for (std::size_t n = 0; n < refused_addresses.size(); ++n) {
+        auto const& address = refused_addresses[n].text;
+        SCOPED_TRACE("case " + std::to_string(n) + ": " + address);
+        auto const& m = made[n];
+        std::vector<http_answer> case_answers;
+        // A run (to the provider's base URL, with a token, with a managed identity, or redirected
+        // there): Failed, its failure says the egress policy refused it.
+        std::vector<std::pair<std::string, http_answer>> runs{
+            {"run", run(a, m.by_key, "echo.send", {{"pathParams", json::object{{"id", "1"}}}, {"body", "{}"}})},
+            {"token", run(a, m.by_token, "echo.send", {{"pathParams", json::object{{"id", "1"}}}, {"body", "{}"}})},
+            {"managed identity", run(a, m.by_identity, "echo.send", {{"pathParams", json::object{{"id", "1"}}}, {"body", "{}"}})},
+            {"redirect", run(a, m.redirected, "go", {{"pathParams", json::object{{"scheme", "http"}, {"n", std::to_string(n)}}}, {"body", "{}"}})},
+            {"https redirect", run(a, m.redirected, "go", {{"pathParams", json::object{{"scheme", "https"}, {"n", std::to_string(n)}}}, {"body", "{}"}})},
+        };
+        for (auto const& [path, r] : runs) {
+            case_answers.push_back(r);
+            ASSERT_EQ(r.status, 201) << path << ": " << r.body;
+            EXPECT_EQ(str(r.json(), "status"), "Failed") << path << ": " << r.body;
+            auto f = failure_of(a, r);
+            answers.push_back(json::serialize(f));
+            if (!f.is_object()) continue;
+            EXPECT_EQ(str(f, "errorCode"), "egress_denied") << path << ": " << f;
+            EXPECT_NE(str(f, "message").find("egress policy"), std::string::npos) << path << ": " << f;
+        }
+        // The health check, now and as a rotation's check: not Healthy, and a rotation refused.
+        auto tested = a.post("/integrations/connections/" + m.by_key + "/test", json::object{});
+        case_answers.push_back(tested);
+        ASSERT_EQ(tested.status, 200) << tested.body;
+        EXPECT_NE(str(tested.json(), "health"), "Healthy") << tested.body;
+        EXPECT_NE(str(tested.json(), "healthReason").find("egress policy"), std::string::npos) << tested.body;
+        auto rotated = a.post("/integrations/credentials/rotate", json::object{{"credentialId", m.key_credential}, {"secret", "api-key-2"}});
+        case_answers.push_back(rotated);
+        ASSERT_EQ(rotated.status, 422) << rotated.body;
+        EXPECT_EQ(problem_type(rotated), "https://integration.dev/problems/verification-failed");
+        EXPECT_NE(problem_detail(rotated).find("egress policy"), std::string::npos) << rotated.body;
+        // Over https, a new connection's first health check, token and managed-identity token.
+        auto fresh = provider_with(a, "https-" + std::to_string(n), "https://" + case_host(n) + ":" + port(vendor),
+                                   {op("echo.send", "POST", "/echo/{id}")});
+        for (auto const& [path, provider, credential] :
+             std::vector<std::tuple<std::string, std::string, std::string>>{
+                 {"health check", fresh, api_key_credential(a, fresh, "api-key-1")},
+                 {"token", literal,
+                  create_credential(a, {{"providerId", literal}, {"authMode", "OAuth2ClientCredentials"}, {"secret", client_secret},
+                                        {"oauth2", json::object{{"tokenUrl", token_url(n, "https")}, {"clientId", "c1"},
+                                                                {"scopes", json::array{}}}}})},
+                 {"managed identity", literal,
+                  create_credential(a, {{"providerId", literal}, {"authMode", "ManagedIdentity"},
+                                        {"managedIdentity", json::object{{"endpointUrl", imds_url(n, "https")},
+                                                                         {"resource", "https://vendor.test/"}}}})}}) {
+            auto c = connect(a, provider, credential);
+            case_answers.push_back(c);
+            ASSERT_EQ(c.status, 201) << path << ": " << c.body;
+            EXPECT_EQ(str(c.json(), "status"), "Pending") << path << ": " << c.body;
+            EXPECT_NE(str(c.json(), "healthReason").find("egress policy"), std::string::npos) << path << ": " << c.body;
+        }
+        // The authorization-code exchange at the callback.
+        auto started = a.post("/integrations/oauth2/authorize",
+                              json::object{{"providerId", literal},
+                                           {"oauth2", json::object{{"authorizeUrl", "http://127.0.0.1:" + port(idp) + "/authorize"},
+                                                                   {"tokenUrl", token_url(n, "https")}, {"clientId", "c1"},
+                                                                   {"clientSecret", client_secret}, {"scopes", json::array{}}}}});
+        case_answers.push_back(started);
+        ASSERT_EQ(started.status, 201) << started.body;
+        auto exchanged = api(host.port(), "").get("/integrations/oauth2/callback?code=c1&state=" + str(started.json(), "state"));
+        case_answers.push_back(exchanged);
+        ASSERT_EQ(exchanged.status, 422) << exchanged.body;
+        EXPECT_EQ(problem_type(exchanged), "https://integration.dev/problems/egress-denied");
+        for (auto const& r : case_answers) {
+            answers.push_back(r.body);
+            if (address.size() > 4) {
+                EXPECT_EQ(r.body.find(address), std::string::npos) << "a resolved address is revealed: " << r.body;
+            }
+        }
+    }
+    // No byte reached a stand-in: neither the refused loopback address nor the allowed one the
+    // names also resolve to.
+    EXPECT_EQ(vendor_inside.accepted() + idp_inside.accepted() + imds_inside.accepted(), 0);
+    EXPECT_EQ(vendor_inside.bytes_received() + idp_inside.bytes_received() + imds_inside.bytes_received(), 0u);
+    EXPECT_EQ(vendor.bytes_received(), vendor_seen);
+    EXPECT_EQ(idp.bytes_received(), idp_seen);
+    EXPECT_EQ(imds.bytes_received(), imds_seen);
+    answers.push_back(host.log());
+    for (auto const& text : answers) EXPECT_EQ(text.find(client_secret), std::string::npos) << text;
+}
+
+// The numeric-host, userinfo, fragment, encoding and scheme tricks of `egress-and-bad-input.md`,
+// written into the URL of each outbound path: refused when stored, or when used; the listeners on
+// 127.0.0.2 (what each trick means) and on 127.0.0.1 (what `0` and `[::]` reach) get nothing, not
+// even a TLS hello (https, so that the rule "http only for allow-listed addresses" hides nothing).
+TEST(host_outbound, literal_address_tricks_reach_nothing_on_any_outbound_path) {
+    scratch_dir dir("tricks");
+    auto key = create_key(dir.string(), "tenant-a");
+    std::string const client_secret = "cs-TRICKS-never-leaves-1a2b";
+    auto token_json = [](received_request const&) {
+        return http_answer_bytes(200, "{\"access_token\":\"tok-1\",\"token_type\":\"Bearer\",\"expires_in\":\"3600\"}");
+    };
+    keep_alive_server target([](received_request const&) { return http_answer_bytes(200, "{}"); }, "127.0.0.2");
+    keep_alive_server tokens(token_json, "127.0.0.2"), local_tokens(token_json, "127.0.0.1", tokens.port());
+    keep_alive_server local_target([](received_request const&) { return http_answer_bytes(200, "{}"); }, "127.0.0.1", target.port());
+    // {P}: the stand-in's port, {PATH}: the path of the call.
+    std::vector<std::string> const tricks{
+        "https://127.2:{P}{PATH}", "https://2130706434:{P}{PATH}", "https://0x7f000002:{P}{PATH}",
+        "https://0177.0.0.2:{P}{PATH}", "https://017700000002:{P}{PATH}", "https://0x7f.0.0.2:{P}{PATH}",
+        "https://127.000.000.002:{P}{PATH}", "https://[::ffff:127.0.0.2]:{P}{PATH}", "https://[::ffff:7f00:2]:{P}{PATH}",
+        "https://[::FFFF:7F00:2]:{P}{PATH}", "https://[0:0:0:0:0:0:0:1]:{P}{PATH}", "https://[::]:{P}{PATH}",
+        "https://0:{P}{PATH}", "https://evil.example@127.0.0.2:{P}{PATH}", "https://127.0.0.2:{P}{PATH}#@evil.example/",
+        "https://127.0.0.%32:{P}{PATH}", "https://127.0.0.2.:{P}{PATH}", "HTTPS://127.0.0.2:{P}{PATH}",
+        "http://127.0.0.2:{P}{PATH}",
+        "gopher://127.0.0.2:{P}/_GET%20/", "dict://127.0.0.2:{P}/info", "ftp://127.0.0.2:{P}/x", "file:///etc/passwd",
+    };
+    auto url = [](std::string t, keep_alive_server const& s, std::string const& path) {
+        for (auto [from, to] : {std::pair<std::string, std::string>{"{P}", std::to_string(s.port())}, {"{PATH}", path}})
+            if (auto at = t.find(from); at != std::string::npos) t.replace(at, from.size(), to);
+        return t;
+    };
+    // An allowed vendor whose answer redirects to the trick.
+    std::string redirect_to;
+    std::mutex redirect_mutex;
+    keep_alive_server redirector([&](received_request const& r) {
+        if (r.target == "/health") return http_answer_bytes(200, "{}");
+        std::lock_guard lock(redirect_mutex);
+        return http_answer_bytes(302, "{}", "Location: " + redirect_to + "\r\n");
+    });
+    host_process host(dir.string(), {"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3"});
+    api a(host.port(), key);
+    auto literal = provider_with(a, "literal", "http://127.0.0.1:" + std::to_string(redirector.port()), {op("go", "POST", "/go")});
+    auto refused_status = [](http_answer const& r) { return r.status == 400 || r.status == 422; };
+    std::vector<std::string> answers;
+    for (std::size_t i = 0; i < tricks.size(); ++i) {
+        SCOPED_TRACE(tricks[i]);
+        // A provider's base URL (its health check and runs): refused when registered.
+        auto p = a.post("/integrations/providers",
+                        json::object{{"key", "trick-" + std::to_string(i)}, {"displayName", "t"}, {"category", "BusinessSystem"},
+                                     {"authModel", "ApiKey"}, {"baseUrl", url(tricks[i], target, "")}, {"capabilities", json::array{"go"}}});
+        answers.push_back(p.body);
+        EXPECT_TRUE(refused_status(p)) << p.body;
+        // A token URL or a managed-identity endpoint: refused when stored, or the first
+        // connection made with it stays Pending.
+        for (auto const& body :
+             {json::object{{"providerId", literal}, {"authMode", "OAuth2ClientCredentials"}, {"secret", client_secret},
+                           {"oauth2", json::object{{"tokenUrl", url(tricks[i], tokens, "/token")}, {"clientId", "c1"}, {"scopes", json::array{}}}}},
+              json::object{{"providerId", literal}, {"authMode", "ManagedIdentity"},
+                           {"managedIdentity", json::object{{"endpointUrl", url(tricks[i], tokens, "/metadata/identity/oauth2/token")},
+                                                            {"resource", "https://x.test/"}}}}}) {
+            auto cred = a.post("/integrations/credentials", body);
+            answers.push_back(cred.body);
+            if (cred.status != 201) {
+                EXPECT_TRUE(refused_status(cred)) << cred.body;
+                continue;
+            }
+            auto c = connect(a, literal, str(cred.json(), "credentialId"));
+            answers.push_back(c.body);
+            EXPECT_EQ(str(c.json(), "status"), "Pending") << c.body;
+        }
+        // An authorization-code token URL: refused at the start, or at the exchange.
+        auto started = a.post("/integrations/oauth2/authorize",
+                              json::object{{"providerId", literal},
+                                           {"oauth2", json::object{{"authorizeUrl", "https://idp.example/authorize"},
+                                                                   {"tokenUrl", url(tricks[i], tokens, "/token")}, {"clientId", "c1"},
+                                                                   {"clientSecret", client_secret}, {"scopes", json::array{}}}}});
+        answers.push_back(started.body);
+        if (started.status == 201) {
+            auto exchanged = api(host.port(), "").get("/integrations/oauth2/callback?code=c1&state=" + str(started.json(), "state"));
+            answers.push_back(exchanged.body);
+            EXPECT_TRUE(refused_status(exchanged)) << exchanged.body;
+        } else {
+            EXPECT_TRUE(refused_status(started)) << started.body;
+        }
+        // A redirect a run follows: the run fails.
+        {
+            std::lock_guard lock(redirect_mutex);
+            redirect_to = url(tricks[i], target, "/landing");
+        }
+        auto r = run(a, active_connection(a, literal, api_key_credential(a, literal, "api-key-r")), "go", {{"body", "{}"}});
         answers.push_back(r.body);
         ASSERT_EQ(r.status, 201) << r.body;
         EXPECT_EQ(str(r.json(), "status"), "Failed") << r.body;
-        auto failures = a.get("/integrations/failures?runId=" + str(r.json(), "runId"));
-        answers.push_back(failures.body);
-        auto const listed = failures.json();
-        ASSERT_EQ(listed.at("items").as_array().size(), 1u) << failures.body;
-        auto const& f = listed.at("items").at(0);
-        EXPECT_EQ(str(f, "errorCode"), "egress_denied") << failures.body;
-        EXPECT_NE(str(f, "message").find("egress policy"), std::string::npos) << failures.body;
     }
-    // The health check of an Active connection, and a new connection's first probe, whose token
-    // endpoint (on an allowed provider) and identity endpoint are refused.
-    auto tested = a.post("/integrations/connections/" + by_key + "/test", json::object{});
-    answers.push_back(tested.body);
-    ASSERT_EQ(tested.status, 200) << tested.body;
-    EXPECT_NE(str(tested.json(), "health"), "Healthy") << tested.body;
-    auto literal = provider_with(a, "literal", "http://127.0.0.1:" + port(vendor), {op("echo.send", "POST", "/echo/{id}")});
-    auto oauth = create_credential(a, {{"providerId", literal}, {"authMode", "OAuth2ClientCredentials"}, {"secret", client_secret},
-                                       {"oauth2", json::object{{"tokenUrl", token_url}, {"clientId", "c1"}, {"scopes", json::array{}}}}});
-    auto identity = create_credential(a, {{"providerId", literal}, {"authMode", "ManagedIdentity"},
-                                          {"managedIdentity", json::object{{"endpointUrl", imds_url}, {"resource", "https://x.test/"}}}});
-    for (auto const& cred : {oauth, identity}) {
-        auto c = connect(a, literal, cred);
-        answers.push_back(c.body);
-        ASSERT_EQ(c.status, 201) << c.body;
-        EXPECT_EQ(str(c.json(), "status"), "Pending") << c.body;
-    }
-    // A literal refused address as the token URL: refused when it is used, if not when it is stored.
-    auto direct = a.post("/integrations/credentials",
-                         json::object{{"providerId", literal}, {"authMode", "OAuth2ClientCredentials"}, {"secret", client_secret},
-                                      {"oauth2", json::object{{"tokenUrl", "http://127.0.0.2:" + port(idp) + "/token"},
-                                                              {"clientId", "c1"}, {"scopes", json::array{}}}}});
-    if (direct.status == 201) {
-        auto c = connect(a, literal, str(direct.json(), "credentialId"));
-        EXPECT_EQ(c.body.find(client_secret), std::string::npos) << c.body;
-        EXPECT_EQ(str(c.json(), "status"), "Pending") << c.body;
-    } else {
-        EXPECT_EQ(direct.status, 422) << direct.body;
-    }
-
-    EXPECT_EQ(vendor_inside.accepted() + idp_inside.accepted() + imds_inside.accepted(), 0);
-    EXPECT_EQ(vendor_inside.bytes_received() + idp_inside.bytes_received() + imds_inside.bytes_received(), 0u);
+    EXPECT_EQ(target.accepted() + tokens.accepted() + local_target.accepted() + local_tokens.accepted(), 0);
+    EXPECT_EQ(target.bytes_received() + tokens.bytes_received() + local_target.bytes_received() + local_tokens.bytes_received(), 0u);
     answers.push_back(host.log());
-    for (auto const& text : answers) {
-        EXPECT_EQ(text.find(client_secret), std::string::npos) << text;
-        EXPECT_EQ(text.find("127.0.0.2"), std::string::npos) << "a resolved address is never revealed: " << text;
-    }
-    EXPECT_EQ(direct.body.find(client_secret), std::string::npos) << direct.body;
+    for (auto const& text : answers) EXPECT_EQ(text.find(client_secret), std::string::npos) << text;
 }
 
 TEST(host_outbound, a_malformed_hosts_file_stops_the_host_with_its_line) {

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Runs the README's walkthrough block as written against a host started on free ports.
+# Runs the README's walkthrough block as written, twice on one data directory, against a host
+# started on free ports.
 # Usage: walkthrough_test.sh SOURCE_DIR HOST_BINARY
 set -euo pipefail
 src=$1
@@ -22,11 +23,24 @@ for _ in $(seq 100); do curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break; slee
 # The block between the marker and the closing fence, run from the checkout with the host's binary.
 sed -n '/<!-- walkthrough -->/,/^```$/p' "$src/README.md" | sed '1,2d;$d' > "$work/walkthrough.sh"
 mkdir -p "$work/build/host" && ln -s "$host_bin" "$work/build/host/integration-host"
-out=$(cd "$work" && bash -euo pipefail walkthrough.sh)
-echo "$out"
-last=$(echo "$out" | tail -n 1)
-grep -q '"status":"Completed"' <<<"$last" || { echo "the run did not complete: $last"; exit 1; }
-grep -q '"runAttempts":\[{' <<<"$last" || { echo "the run has no attempts: $last"; exit 1; }
-grep -q '"httpStatus":200' <<<"$last" || { echo "the attempt has no 200: $last"; exit 1; }
-if grep -q sk_test_walkthrough <<<"$out" || grep -q sk_test_walkthrough "$work/host.log"; then echo "the secret leaked"; exit 1; fi
+# Pasted twice on the same data directory, as people do: each paste must succeed on its own.
+runs=()
+for paste in 1 2; do
+  # In a session of its own, so that the echo server of a paste that failed half way is stopped too.
+  (cd "$work" && exec setsid bash -euo pipefail walkthrough.sh >"$work/paste-$paste.out" 2>"$work/paste-$paste.err") &
+  paste_pid=$!
+  rc=0; wait "$paste_pid" || rc=$?
+  kill -- -"$paste_pid" 2>/dev/null || true
+  out=$(cat "$work/paste-$paste.out")
+  echo "$out"
+  if [[ $rc != 0 ]]; then cat "$work/paste-$paste.err"; echo "paste $paste failed (exit $rc)"; exit 1; fi
+  if [[ -s "$work/paste-$paste.err" ]]; then cat "$work/paste-$paste.err"; echo "paste $paste wrote errors"; exit 1; fi
+  last=$(echo "$out" | tail -n 1)
+  grep -q '"status":"Completed"' <<<"$last" || { echo "paste $paste: the run did not complete: $last"; exit 1; }
+  grep -q '"runAttempts":\[{' <<<"$last" || { echo "paste $paste: the run has no attempts: $last"; exit 1; }
+  grep -q '"httpStatus":200' <<<"$last" || { echo "paste $paste: the attempt has no 200: $last"; exit 1; }
+  runs+=("$(grep -o '"runId":"[^"]*"' <<<"$last")")
+  if grep -q sk_test_walkthrough <<<"$out" || grep -q sk_test_walkthrough "$work/host.log"; then echo "the secret leaked"; exit 1; fi
+done
+[[ ${runs[0]} != "${runs[1]}" ]] || { echo "the second paste answered the first paste's run: ${runs[1]}"; exit 1; }
 echo "walkthrough ok"
