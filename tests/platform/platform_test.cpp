@@ -240,7 +240,7 @@ TEST(platform_test, two_platforms_on_different_dirs_are_independent) {
 
 TEST(platform_test, a_governed_run_executes_through_the_platform) {
     temp_dir tmp;
-    loopback_server vendor("HTTP/1.1 201 Created\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{\"id\":\"SM-0001\"}");
+    loopback_server vendor("HTTP/1.1 200 OK\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{\"id\":\"SM-0001\"}");
     auto options = quiet((tmp.path() / "data").string());
     options.egress.allow.push_back(net::cidr::parse("127.0.0.1/32").value());
     auto p = must(open_platform(options));
@@ -261,7 +261,7 @@ TEST(platform_test, a_governed_run_executes_through_the_platform) {
     auto out = must(p->runs().execute(ctx, {.connection_id = conn.id(), .operation = "sms.send", .input = {.body = "{}"}}));
     EXPECT_EQ(out.run.status(), runs::run_status::completed);
     ASSERT_TRUE(out.response);
-    EXPECT_EQ(out.response->status, 201);
+    EXPECT_EQ(out.response->status, 200);
     auto requests = vendor.requests();
     ASSERT_EQ(requests.size(), 2u) << "the health check, then the run";
     EXPECT_EQ(requests[1].rfind("POST /v1/messages ", 0), 0u);  // not printed: the request carries the key
