@@ -2,9 +2,9 @@
 # The installed package works outside the source tree: install the build tree to a temporary
 # prefix, configure and build tests/package/consumer (find_package(integration REQUIRED), the
 # examples linked to integration::integration) against it, and run the governed run it built.
-# Usage: package_test.sh CMAKE BUILD_DIR SOURCE_DIR CXX LAUNCHER GENERATOR SANITIZE
+# Usage: package_test.sh CMAKE BUILD_DIR SOURCE_DIR CXX LAUNCHER GENERATOR
 set -euo pipefail
-cmake=$1 build=$2 src=$3 cxx=$4 launcher=$5 generator=$6 sanitize=$7
+cmake=$1 build=$2 src=$3 cxx=$4 launcher=$5 generator=$6
 
 work=$(mktemp -d "${TMPDIR:-/tmp}/integration-package.XXXXXX")
 trap 'rm -rf "$work"' EXIT
@@ -13,11 +13,6 @@ trap 'rm -rf "$work"' EXIT
     { cat "$work/install.log"; echo "FAIL: cmake --install"; exit 1; }
 
 flags=()
-if [[ "$sanitize" == ON ]]; then
-    # The installed libraries were built with the sanitizers; a program linking them needs them too.
-    flags+=("-DCMAKE_CXX_FLAGS=-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer"
-            "-DCMAKE_EXE_LINKER_FLAGS=-fsanitize=address,undefined")
-fi
 [[ -n "$launcher" ]] && flags+=("-DCMAKE_CXX_COMPILER_LAUNCHER=$launcher")
 "$cmake" -S "$src/tests/package/consumer" -B "$work/build" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_CXX_COMPILER="$cxx" -DINTEGRATION_EXAMPLES_DIR="$src/examples" \
