@@ -72,16 +72,18 @@ int main(int argc, char** argv) {
     std::cout << "provider " << provider.id() << " is " << to_string(provider.status()) << "\n";
 
     // The credential row holds only a reference and a fingerprint; the secret lives in the vault.
-    auto credential = check(p->credentials().create(ctx, {.provider_id = provider.id(),
-                                                          .secret = secret_bytes("acme-demo-key"),
-                                                          .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}),
-                            "create credential");
+    auto credential =
+        check(p->credentials().create(ctx, {.provider_id = provider.id(),
+                                            .secret = secret_bytes("acme-demo-key"),
+                                            .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}),
+              "create credential");
     std::cout << "credential " << credential.id() << " refers to " << credential.data().key_vault_ref << "\n";
 
-    auto connection = check(p->connections().create(ctx, provider.id(), {.project_id = "proj-demo",
-                                                                         .display_name = "Acme for demo",
-                                                                         .credential_id = credential.id()}),
-                            "create connection");
+    auto connection =
+        check(p->connections().create(
+                  ctx, provider.id(),
+                  {.project_id = "proj-demo", .display_name = "Acme for demo", .credential_id = credential.id()}),
+              "create connection");
     connection = check(p->prober().test(ctx, connection.id()), "probe connection");
     std::cout << "connection " << connection.id() << " is " << to_string(connection.status()) << "\n";
 

@@ -68,8 +68,9 @@ private:
             }
         }
         std::string body = R"({"id":"SM-0001"})";
-        std::string out = "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " +
-                          std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body;
+        std::string out =
+            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: " + std::to_string(body.size()) +
+            "\r\nConnection: close\r\n\r\n" + body;
         ::send(client, out.data(), out.size(), MSG_NOSIGNAL);
     }
 

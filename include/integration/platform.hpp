@@ -9,12 +9,12 @@
  */
 
 #include <integration/core/id.hpp>
+#include <integration/outbound/egress_policy.hpp>
 #include <integration/platform/schemes.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/event_publisher.hpp>
 #include <integration/ports/resolver.hpp>
 #include <integration/ports/transport.hpp>
-#include <integration/outbound/egress_policy.hpp>
 #include <integration/services/connection_service.hpp>
 #include <integration/services/credential_service.hpp>
 #include <integration/services/health_prober.hpp>
@@ -55,8 +55,8 @@ struct platform_options {
     std::string blobs;    ///< Empty: `file:///<data_dir>/blobs`.
     std::string source = "integration";  ///< The envelope `source` of the events written.
 
-    http::transport* transport = nullptr;  ///< Null: a libcurl transport. Must outlive the platform.
-    net::resolver* resolver = nullptr;     ///< Null: the system resolver. Must outlive the platform.
+    http::transport* transport = nullptr;       ///< Null: a libcurl transport. Must outlive the platform.
+    net::resolver* resolver = nullptr;          ///< Null: the system resolver. Must outlive the platform.
     integration::clock const* clock = nullptr;  ///< Null: the system clock.
     /** Where outbound calls may go; registration, runs, probes and token requests all check it. */
     net::egress_policy egress{};
@@ -76,8 +76,8 @@ struct platform_options {
 
 /** What one background worker has done since it started. */
 struct worker_stats {
-    std::string name;  ///< outbox-relay, retry, credential-rotation, health-probe, retention.
-    std::atomic<std::int64_t> started_ns{0};       ///< System clock, since the epoch; 0: not started.
+    std::string name;                         ///< outbox-relay, retry, credential-rotation, health-probe, retention.
+    std::atomic<std::int64_t> started_ns{0};  ///< System clock, since the epoch; 0: not started.
     std::atomic<std::int64_t> last_success_ns{0};  ///< 0: no sweep has succeeded yet.
     std::atomic<std::uint64_t> consecutive_failures{0};
     std::atomic<std::uint64_t> failures_total{0};

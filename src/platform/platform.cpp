@@ -163,7 +163,8 @@ result<std::unique_ptr<platform>> open_platform(platform_options options) {
     auto store = schemes.open_store(o.store.empty() ? file_url(dir / "integration.db", "sqlite") : o.store, env);
     if (!store) return store.error();
     p->store = std::move(*store);
-    auto secrets = schemes.open_secret_store(o.secrets.empty() ? file_url(dir / "secrets.db", "local") : o.secrets, env);
+    auto secrets =
+        schemes.open_secret_store(o.secrets.empty() ? file_url(dir / "secrets.db", "local") : o.secrets, env);
     if (!secrets) return secrets.error();
     p->secrets = std::move(*secrets);
     auto blobs = schemes.open_blob_store(o.blobs.empty() ? file_url(dir / "blobs", "file") : o.blobs, env);
@@ -183,6 +184,7 @@ result<std::unique_ptr<platform>> open_platform(platform_options options) {
 
 platform::platform(std::unique_ptr<impl> parts) : impl_(std::move(parts)) {}
 
+// clang-format off
 platform::~platform() { stop(); }
 
 providers::registry& platform::registry() noexcept { return *impl_->registry; }
@@ -198,6 +200,7 @@ http::transport& platform::transport() noexcept { return *impl_->transport; }
 net::resolver& platform::resolver() noexcept { return *impl_->resolver; }
 integration::clock const& platform::clock() const noexcept { return *impl_->clock; }
 platform_options const& platform::options() const noexcept { return impl_->options; }
+// clang-format on
 
 void platform::start() {
     if (impl_->started) return;

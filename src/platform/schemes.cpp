@@ -27,11 +27,12 @@ result<std::unique_ptr<Port>> open_with(opener_map<Port> const& openers, char co
         std::string known;
         for (auto const& [scheme, open] : openers) known += (known.empty() ? "" : ", ") + scheme + ":";
         return error{errc::invalid_argument, std::string(port) + " URL " + url->text + ": no backend for the scheme " +
-                                                 url->scheme + ": in this build; known: " +
-                                                 (known.empty() ? "none" : known)};
+                                                 url->scheme +
+                                                 ": in this build; known: " + (known.empty() ? "none" : known)};
     }
     auto opened = it->second(*url, env);
-    if (!opened) return error{opened.error().code(), std::string(port) + " " + url->text + ": " + opened.error().detail()};
+    if (!opened)
+        return error{opened.error().code(), std::string(port) + " " + url->text + ": " + opened.error().detail()};
     return opened;
 }
 
@@ -68,7 +69,8 @@ result<std::string> backend_url::local_path() const {
                                                  ":relative/path"};
     if (path.empty())
         return error{errc::invalid_argument, "a " + scheme + ": URL needs a path, e.g. " + scheme +
-                                                 ":///var/lib/integration/" + (scheme == "file" ? "blobs" : "integration.db")};
+                                                 ":///var/lib/integration/" +
+                                                 (scheme == "file" ? "blobs" : "integration.db")};
     return path;
 }
 
@@ -91,42 +93,45 @@ result<std::unique_ptr<credentials::secret_store>> scheme_registry::open_secret_
     return open_with(secret_stores_, "secrets", url, env);
 }
 result<std::unique_ptr<blobs::blob_store>> scheme_registry::open_blob_store(std::string_view url,
-                                                                           backend_environment const& env) const {
+                                                                            backend_environment const& env) const {
     return open_with(blob_stores_, "blobs", url, env);
 }
 
 scheme_registry builtin_schemes() {
     scheme_registry r;
-    r.add_store("sqlite", [](backend_url const& url, backend_environment const& env)
-                              -> result<std::unique_ptr<storage::store>> {
-        auto path = url.local_path();
-        if (!path) return path.error();
-        return storage::open_sqlite_store({.path = *path, .clock = env.clock, .source = env.source});
-    });
-    r.add_secret_store("local", [](backend_url const& url, backend_environment const& env)
-                                    -> result<std::unique_ptr<credentials::secret_store>> {
-        auto path = url.local_path();
-        if (!path) return path.error();
-        auto key = url.params.find("key_file");
-        auto key_file = key != url.params.end()
-                            ? key->second
-                            : (std::filesystem::path(*path).parent_path() / "master.key").string();
-        auto vault = credentials::open_local_secret_store({.path = *path, .key_file = key_file, .clock = env.clock});
-        if (!vault) return vault.error();
-        return std::unique_ptr<credentials::secret_store>(std::move(*vault));
-    });
-    r.add_blob_store("file", [](backend_url const& url, backend_environment const&)
-                                 -> result<std::unique_ptr<blobs::blob_store>> {
-        auto path = url.local_path();
-        if (!path) return path.error();
-        return blobs::open_filesystem_blob_store(*path);
-    });
-    r.add_blob_store("sqlite", [](backend_url const& url, backend_environment const& env)
-                                   -> result<std::unique_ptr<blobs::blob_store>> {
-        auto path = url.local_path();
-        if (!path) return path.error();
-        return blobs::open_sqlite_blob_store({.path = *path, .clock = env.clock});
-    });
+    r.add_store("sqlite",
+                [](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<storage::store>> {
+                    auto path = url.local_path();
+                    if (!path) return path.error();
+                    return storage::open_sqlite_store({.path = *path, .clock = env.clock, .source = env.source});
+                });
+    r.add_secret_store("local",
+                       [](backend_url const& url,
+                          backend_environment const& env) -> result<std::unique_ptr<credentials::secret_store>> {
+                           auto path = url.local_path();
+                           if (!path) return path.error();
+                           auto key = url.params.find("key_file");
+                           auto key_file = key != url.params.end()
+                                               ? key->second
+                                               : (std::filesystem::path(*path).parent_path() / "master.key").string();
+                           auto vault = credentials::open_local_secret_store(
+                               {.path = *path, .key_file = key_file, .clock = env.clock});
+                           if (!vault) return vault.error();
+                           return std::unique_ptr<credentials::secret_store>(std::move(*vault));
+                       });
+    r.add_blob_store(
+        "file", [](backend_url const& url, backend_environment const&) -> result<std::unique_ptr<blobs::blob_store>> {
+            auto path = url.local_path();
+            if (!path) return path.error();
+            return blobs::open_filesystem_blob_store(*path);
+        });
+    r.add_blob_store(
+        "sqlite",
+        [](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<blobs::blob_store>> {
+            auto path = url.local_path();
+            if (!path) return path.error();
+            return blobs::open_sqlite_blob_store({.path = *path, .clock = env.clock});
+        });
     return r;
 }
 

@@ -29,7 +29,8 @@ std::string error_of(result<std::unique_ptr<platform>> const& r) {
 }
 
 providers::integration_provider find_provider(platform& p, request_context const& ctx, std::string const& id) {
-    return must(storage::read_for(p.store(), ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(id); }));
+    return must(
+        storage::read_for(p.store(), ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(id); }));
 }
 
 TEST(platform_test, opening_the_embedded_default_creates_its_files_under_data_dir) {
@@ -53,12 +54,12 @@ TEST(platform_test, url_schemes_choose_the_backends) {
     temp_dir tmp;
     auto elsewhere = tmp.path() / "elsewhere";
     fs::create_directories(elsewhere);
-    auto p = must(open_platform({.data_dir = (tmp.path() / "data").string(),
-                                 .store = "sqlite://" + (elsewhere / "store.db").string(),
-                                 .secrets = "local://" + (elsewhere / "vault.db").string() +
-                                            "?key_file=" + (elsewhere / "vault.key").string(),
-                                 .blobs = "sqlite://" + (elsewhere / "blobs.db").string(),
-                                 .workers = {.start = false}}));
+    auto p = must(open_platform(
+        {.data_dir = (tmp.path() / "data").string(),
+         .store = "sqlite://" + (elsewhere / "store.db").string(),
+         .secrets = "local://" + (elsewhere / "vault.db").string() + "?key_file=" + (elsewhere / "vault.key").string(),
+         .blobs = "sqlite://" + (elsewhere / "blobs.db").string(),
+         .workers = {.start = false}}));
     must(p->blobs().put("t1", "runs/r1/request", "body"));
     must(p->secrets().put("t1", "k", secret_bytes("s3cr3t")));
     EXPECT_TRUE(fs::is_regular_file(elsewhere / "store.db"));
@@ -103,7 +104,8 @@ TEST(platform_test, a_malformed_url_is_a_clear_error) {
     std::vector<bad_case> cases{
         {{.data_dir = dir, .store = "integration.db"}, "'integration.db' is not a backend URL"},
         {{.data_dir = dir, .store = "sqlite:///a b.db"}, "is not a backend URL"},
-        {{.data_dir = dir, .store = "sqlite://db.internal/integration.db"}, "names a local path, not the host db.internal"},
+        {{.data_dir = dir, .store = "sqlite://db.internal/integration.db"},
+         "names a local path, not the host db.internal"},
         {{.data_dir = dir, .store = "sqlite:"}, "a sqlite: URL needs a path"},
         {{.data_dir = dir, .blobs = "file://"}, "a file: URL needs a path"},
         {{.data_dir = dir, .secrets = "local://user:pw@/x.db"}, "carries a user name or password"},
@@ -131,18 +133,20 @@ TEST(platform_test, a_scheme_of_your_own_adds_a_backend) {
     temp_dir tmp;
     auto schemes = builtin_schemes();
     int opened = 0;
-    schemes.add_store("custom", [&](backend_url const& url, backend_environment const& env)
-                                    -> result<std::unique_ptr<storage::store>> {
-        ++opened;
-        return storage::open_sqlite_store({.path = (tmp.path() / url.path).string(), .clock = env.clock});
-    });
+    schemes.add_store(
+        "custom",
+        [&](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<storage::store>> {
+            ++opened;
+            return storage::open_sqlite_store({.path = (tmp.path() / url.path).string(), .clock = env.clock});
+        });
     auto p = must(open_platform({.data_dir = (tmp.path() / "data").string(),
                                  .store = "custom:mine.db",
                                  .workers = {.start = false},
                                  .schemes = &schemes}));
     EXPECT_EQ(opened, 1);
     EXPECT_TRUE(fs::is_regular_file(tmp.path() / "mine.db"));
-    auto text = error_of(open_platform({.data_dir = (tmp.path() / "data").string(), .store = "memory:", .schemes = &schemes}));
+    auto text =
+        error_of(open_platform({.data_dir = (tmp.path() / "data").string(), .store = "memory:", .schemes = &schemes}));
     EXPECT_NE(text.find("known: custom:, sqlite:"), std::string::npos) << text;
 }
 
@@ -183,9 +187,9 @@ TEST(platform_test, the_workers_relay_an_outbox_event_and_stop) {
     p->start();
     {
         std::unique_lock lock(mutex);
-        ASSERT_TRUE(published.wait_for(lock, std::chrono::seconds(30), [&] {
-            return std::find(seen.begin(), seen.end(), expected) != seen.end();
-        })) << "the relay the platform started published no " << expected;
+        ASSERT_TRUE(published.wait_for(lock, std::chrono::seconds(30),
+                                       [&] { return std::find(seen.begin(), seen.end(), expected) != seen.end(); }))
+            << "the relay the platform started published no " << expected;
     }
     EXPECT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
 
@@ -197,7 +201,8 @@ TEST(platform_test, the_workers_relay_an_outbox_event_and_stop) {
             EXPECT_GE(w->items_total.load(), 1u);
         }
     }
-    EXPECT_EQ(names, (std::vector<std::string>{"outbox-relay", "retry", "credential-rotation", "health-probe", "retention"}));
+    EXPECT_EQ(names,
+              (std::vector<std::string>{"outbox-relay", "retry", "credential-rotation", "health-probe", "retention"}));
     // Stopped and started again: the same workers continue.
     p->start();
     EXPECT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
@@ -211,10 +216,11 @@ TEST(platform_test, reopening_the_same_data_dir_sees_the_same_records) {
     {
         auto p = must(open_platform(quiet(dir)));
         provider_id = must(p->registry().register_provider(ctx, provider_spec())).id();
-        credential_id = must(p->credentials().create(ctx, {.provider_id = provider_id,
-                                                           .secret = secret_bytes("reopen-s3cr3t"),
-                                                           .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}))
-                            .id();
+        credential_id =
+            must(p->credentials().create(ctx, {.provider_id = provider_id,
+                                               .secret = secret_bytes("reopen-s3cr3t"),
+                                               .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}))
+                .id();
     }
     auto p = must(open_platform(quiet(dir)));
     EXPECT_EQ(find_provider(*p, ctx, provider_id).data().key, "acme");
@@ -233,7 +239,8 @@ TEST(platform_test, two_platforms_on_different_dirs_are_independent) {
     auto in_a = must(a->registry().register_provider(ctx, provider_spec("acme")));
     auto in_b = must(b->registry().register_provider(ctx, provider_spec("acme")));  // no key conflict across them
     EXPECT_NE(in_a.id(), in_b.id());
-    auto missing = storage::read_for(b->store(), ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(in_a.id()); });
+    auto missing =
+        storage::read_for(b->store(), ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(in_a.id()); });
     ASSERT_FALSE(missing);
     EXPECT_EQ(missing.error(), errc::not_found);
 }
@@ -249,16 +256,20 @@ TEST(platform_test, a_governed_run_executes_through_the_platform) {
     spec.base_url = "http://127.0.0.1:" + std::to_string(vendor.port());
     auto provider = must(p->registry().register_provider(ctx, spec));
     auto client = must(p->registry().register_client(ctx, provider.id(),
-                                                     {.assembly_name = "Acme.Sms", .version = "1.0.0", .capabilities = {"sms.send"},
+                                                     {.assembly_name = "Acme.Sms",
+                                                      .version = "1.0.0",
+                                                      .capabilities = {"sms.send"},
                                                       .operations = {{"sms.send", "POST", "/v1/messages"}}}));
     must(p->registry().activate_client(ctx, client.id()));
     must(p->registry().activate_provider(ctx, provider.id()));
-    auto key = must(p->credentials().create(ctx, {.provider_id = provider.id(), .secret = secret_bytes("run-s3cr3t"),
+    auto key = must(p->credentials().create(ctx, {.provider_id = provider.id(),
+                                                  .secret = secret_bytes("run-s3cr3t"),
                                                   .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}));
     auto conn = must(p->connections().create(ctx, provider.id(),
                                              {.project_id = "p1", .display_name = "Acme", .credential_id = key.id()}));
     EXPECT_EQ(must(p->prober().test(ctx, conn.id())).status(), connections::connection_status::active);
-    auto out = must(p->runs().execute(ctx, {.connection_id = conn.id(), .operation = "sms.send", .input = {.body = "{}"}}));
+    auto out =
+        must(p->runs().execute(ctx, {.connection_id = conn.id(), .operation = "sms.send", .input = {.body = "{}"}}));
     EXPECT_EQ(out.run.status(), runs::run_status::completed);
     ASSERT_TRUE(out.response);
     EXPECT_EQ(out.response->status, 200);

@@ -25,10 +25,10 @@ namespace integration {
 /** A backend URL taken apart: `sqlite:///var/lib/integration.db` has scheme `sqlite` and path
  *  `/var/lib/integration.db`; `sqlite:data/integration.db` a relative path. */
 struct backend_url {
-    std::string text;    ///< As given.
-    std::string scheme;  ///< Lower case.
-    std::string host;    ///< Empty for local files.
-    std::string path;    ///< Percent-decoded.
+    std::string text;                           ///< As given.
+    std::string scheme;                         ///< Lower case.
+    std::string host;                           ///< Empty for local files.
+    std::string path;                           ///< Percent-decoded.
     std::map<std::string, std::string> params;  ///< The query, decoded.
 
     /** Parses `SCHEME:PATH` or `SCHEME://HOST/PATH`; an error says what form is expected. */
