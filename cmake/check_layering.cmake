@@ -3,6 +3,7 @@
 #   outbound -> core, domain, ports, outbound
 #   services -> core, domain, ports, outbound, services
 #   backends/<b> -> core, domain, ports, backends/<b>; never another backend's private sources
+#   platform (platform.hpp, platform/, src/platform/) -> every public header, backends included
 #   host -> the public headers only (never src/)
 # Run: cmake -DROOT=<source dir> -P cmake/check_layering.cmake
 set(allowed_core "core|domain")
@@ -10,6 +11,7 @@ set(allowed_domain "core|domain")
 set(allowed_ports "core|domain|ports")
 set(allowed_outbound "core|domain|ports|outbound")
 set(allowed_services "core|domain|ports|outbound|services")
+set(allowed_platform "core|domain|ports|outbound|services|backends|platform")
 set(violations "")
 
 function(check_file file layer allowed)
@@ -24,8 +26,11 @@ function(check_file file layer allowed)
   endforeach()
 endfunction()
 
-foreach(layer core domain ports outbound services)
+foreach(layer core domain ports outbound services platform)
   file(GLOB_RECURSE files "${ROOT}/include/integration/${layer}/*.hpp" "${ROOT}/src/${layer}/*.[ch]pp")
+  if(layer STREQUAL "platform")
+    list(APPEND files "${ROOT}/include/integration/platform.hpp")
+  endif()
   foreach(f IN LISTS files)
     check_file("${f}" ${layer} "${allowed_${layer}}")
   endforeach()
@@ -39,7 +44,7 @@ foreach(b IN LISTS backends)
     foreach(line IN LISTS lines)
       if(line MATCHES "^#include <integration/backends/([a-z_]+)/" AND NOT CMAKE_MATCH_1 STREQUAL b)
         set(violations "${violations}\n  ${f}: backend ${b} must not include ${line}")
-      elseif(line MATCHES "^#include <integration/(services|outbound)/")
+      elseif(line MATCHES "^#include <integration/(services|outbound|platform)[/.]")
         set(violations "${violations}\n  ${f}: backend ${b} must not include ${line}")
       elseif(line MATCHES "^#include \"\\.\\./([a-z_]+)/" AND NOT CMAKE_MATCH_1 STREQUAL b)
         set(violations "${violations}\n  ${f}: backend ${b} must not include another backend's private ${line}")

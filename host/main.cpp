@@ -5,7 +5,6 @@
 #include "config.hpp"
 #include "server.hpp"
 #include "services.hpp"
-#include "workers.hpp"
 
 #include <boost/asio/signal_set.hpp>
 
@@ -44,8 +43,7 @@ int serve(std::vector<std::string> const& args) {
         std::cerr << "cannot start: " << bound.error().message() << "\n";
         return 1;
     }
-    host::background_workers background(host::host_workers(s), s.metrics);
-    background.start();
+    s.platform->start();
 
     // SIGTERM / SIGINT: stop accepting, let answers in progress be written, then return from run().
     boost::asio::signal_set signals(server.control(), SIGINT, SIGTERM);
@@ -53,7 +51,7 @@ int serve(std::vector<std::string> const& args) {
         if (ec) return;
         host::log_event("info", "signal " + std::to_string(sig) + ": draining");
         server.stop();
-        background.request_stop();  // sweeps in progress finish; none starts
+        s.platform->request_stop();  // sweeps in progress finish; none starts
     });
     std::signal(SIGPIPE, SIG_IGN);
 
@@ -73,7 +71,7 @@ int serve(std::vector<std::string> const& args) {
     // it the process ends without unwinding: the store rolls back the open transaction, leased
     // failures become due again when their lease expires, and unmarked outbox rows are relayed
     // again (at least once), so nothing is lost, but the exit code says the stop was not clean.
-    if (!background.stop(std::chrono::steady_clock::now() + s.config.shutdown_timeout)) {
+    if (!s.platform->stop(std::chrono::steady_clock::now() + s.config.shutdown_timeout)) {
         host::log_event("error", "background workers still running at the shutdown deadline; exiting");
         std::_Exit(1);
     }

@@ -1,5 +1,7 @@
 #include "metrics.hpp"
 
+#include <integration/platform.hpp>
+
 #include <charconv>
 
 namespace integration::host {
@@ -67,11 +69,9 @@ void host_metrics::count_event(std::string_view event_type) {
     ++events_[std::string(event_type)];
 }
 
-worker_stats& host_metrics::worker(std::string const& name) {
+void host_metrics::watch_worker(worker_stats const& stats) {
     std::lock_guard lock(mutex_);
-    auto& w = workers_[name];
-    if (!w) w = std::make_unique<worker_stats>();
-    return *w;
+    workers_[stats.name] = &stats;
 }
 
 std::string host_metrics::render(std::vector<std::pair<std::string, resilience::breaker_state>> const& breakers) const {

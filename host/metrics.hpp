@@ -18,17 +18,11 @@
 #include <string_view>
 #include <tuple>
 
-namespace integration::host {
+namespace integration {
+struct worker_stats;  // <integration/platform.hpp>
+}
 
-/** What a background worker reports; written by its thread, read by the scrape. */
-struct worker_stats {
-    std::atomic<std::int64_t> started_ns{0};       // system clock, since the epoch
-    std::atomic<std::int64_t> last_success_ns{0};  // 0: no sweep has succeeded yet
-    std::atomic<std::uint64_t> consecutive_failures{0};
-    std::atomic<std::uint64_t> failures_total{0};
-    std::atomic<std::uint64_t> sweeps_total{0};
-    std::atomic<std::uint64_t> items_total{0};
-};
+namespace integration::host {
 
 class host_metrics {
 public:
@@ -45,8 +39,8 @@ public:
     std::uint64_t count_refused_connection() { return ++refused_connections_; }
     /** An event the outbox relay published. */
     void count_event(std::string_view event_type);
-    /** The stats of worker `name`, created on first use; the reference stays valid. */
-    worker_stats& worker(std::string const& name);
+    /** Renders a worker's stats under its name; `stats` must stay valid while `render` is called. */
+    void watch_worker(worker_stats const& stats);
 
     /** The exposition, in Prometheus text format 0.0.4. */
     /** The exposition; `breakers` are the run service's circuit breakers by connection. */
@@ -64,7 +58,7 @@ private:
     std::map<std::tuple<std::string, std::string>, histogram, std::less<>> durations_;
     std::map<std::string, std::uint64_t, std::less<>> runs_;
     std::map<std::string, std::uint64_t, std::less<>> events_;
-    std::map<std::string, std::unique_ptr<worker_stats>, std::less<>> workers_;
+    std::map<std::string, worker_stats const*, std::less<>> workers_;
     std::atomic<std::uint64_t> refused_connections_{0};
 };
 

@@ -1,13 +1,10 @@
 #include "services.hpp"
 
-#include <integration/backends/filesystem/filesystem_blob_store.hpp>
-#include <integration/backends/curl/curl_transport.hpp>
-#include <integration/ports/clock.hpp>
+#include "access_log.hpp"
+#include "handlers/handlers.hpp"
+
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
-#include <sys/stat.h>
-
-#include <cerrno>
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -58,71 +55,35 @@ result<std::vector<net::ip_address>> host_resolver::resolve(std::string const& h
     return listed(host) ? file_.resolve(host) : system_.resolve(host);
 }
 
+
 namespace {
 
-// Secrets and key files live in the data directory. A new one is made private to the service
-// account; an existing one is never chmod'ed (pointed at a shared directory such as /tmp, that
-// would break every other user of it), but refused when others could swap the files in it.
-result<void> prepare_data_dir(std::string const& data_dir) {
-    std::error_code ec;
+// API keys, Idempotency-Key records and inbound webhook registrations were the host's own host.db
+// before they moved behind the store port: one left by an older host is imported once.
+result<void> import_former_host_db(std::string const& data_dir) {
     auto dir = fs::path(data_dir);
-    if (!dir.has_filename()) dir = dir.parent_path();  // `data/`
-    if (!fs::exists(dir, ec)) {
-        if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
-        if (!ec && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
-            ec = std::error_code(errno, std::generic_category());
-        if (ec)
-            return error{errc::storage_failure, "cannot create the data directory " + data_dir + ": " + ec.message()};
-    }
-    auto st = fs::status(dir, ec);
-    if (ec || !fs::is_directory(st))
-        return error{errc::invalid_argument, "the data directory " + data_dir + " is not a directory"};
-    if ((st.permissions() & (fs::perms::group_write | fs::perms::others_write)) != fs::perms::none)
-        return error{errc::invalid_argument, "the data directory " + data_dir +
-                                                 " is writable by group or others; use a directory only the service "
-                                                 "account can write (chmod go-w, or a new path: it is created 0700)"};
+    std::error_code ec;
+    auto legacy = dir / "host.db";
+    if (!fs::exists(legacy, ec)) return {};
+    if (auto r = storage::import_host_database((dir / "integration.db").string(), legacy.string()); !r) return r.error();
+    fs::rename(legacy, dir / "host.db.imported", ec);
+    if (ec) return error{errc::storage_failure, "imported " + legacy.string() + " but cannot rename it: " + ec.message()};
     return {};
 }
 
 }  // namespace
 
 result<std::unique_ptr<storage::store>> open_store(std::string const& data_dir) {
-    if (auto r = prepare_data_dir(data_dir); !r) return r.error();
-    auto dir = fs::path(data_dir);
-    auto path = (dir / "integration.db").string();
-    auto store = storage::open_sqlite_store({.path = path, .source = "integration-host"});
+    if (auto r = integration::prepare_data_dir(data_dir); !r) return r.error();
+    auto store = storage::open_sqlite_store(
+        {.path = (fs::path(data_dir) / "integration.db").string(), .source = "integration-host"});
     if (!store) return store.error();
-    // API keys, Idempotency-Key records and inbound webhook registrations were the host's own
-    // host.db before they moved behind the store port.
-    std::error_code ec;
-    if (auto legacy = dir / "host.db"; fs::exists(legacy, ec)) {
-        if (auto r = storage::import_host_database(path, legacy.string()); !r) return r.error();
-        fs::rename(legacy, dir / "host.db.imported", ec);
-        if (ec) return error{errc::storage_failure, "imported " + legacy.string() + " but cannot rename it: " + ec.message()};
-    }
+    if (auto r = import_former_host_db(data_dir); !r) return r.error();
     return store;
 }
 
 result<std::unique_ptr<services>> open_services(serve_config config) {
     auto s = std::make_unique<services>();
-    auto dir = fs::path(config.data);
-    auto store = open_store(config.data);
-    if (!store) return store.error();
-    s->store = std::move(*store);
-    s->keys = std::make_unique<keys::api_key_service>(*s->store);
-    s->idempotency = std::make_unique<runs::idempotency_keys>(*s->store);
-    s->failures = std::make_unique<failures::failure_service>(*s->store, system_clock::instance());
-    auto secrets = credentials::open_local_secret_store(
-        {.path = (dir / "secrets.db").string(), .key_file = (dir / "master.key").string()});
-    if (!secrets) return secrets.error();
-    s->secrets = std::move(*secrets);
-    auto fp = credentials::fingerprinter::load_or_create((dir / "fingerprint.key").string());
-    if (!fp) return fp.error();
-    s->fingerprints.emplace(std::move(*fp));
-    auto blobs = blobs::open_filesystem_blob_store((dir / "blobs").string());
-    if (!blobs) return blobs.error();
-    s->blobs = std::move(*blobs);
-    s->transport = http::make_curl_transport();
 
     if (!config.hosts_file.empty())
         if (auto loaded = s->resolver.load(config.hosts_file); !loaded) return loaded.error();
@@ -140,31 +101,64 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
         if (!allowed) s->egress.own_addresses.push_back(*own);
     }
 
-    auto& clock = system_clock::instance();
-    s->registry = std::make_unique<providers::registry>(*s->store, clock, s->egress);
-    s->connections = std::make_unique<connections::connection_service>(*s->store, clock, s->egress);
-    s->credentials = std::make_unique<credentials::credential_service>(*s->store, *s->secrets, *s->fingerprints, clock,
-                                                                       *s->transport, s->egress, s->resolver);
-    // A periodic sweep probes the connections not checked within one probe interval.
-    auto probe_every = std::chrono::duration_cast<std::chrono::seconds>(config.probe_interval);
-    s->prober = std::make_unique<connections::health_prober>(*s->store, *s->credentials, *s->transport, s->egress,
-                                                             s->resolver, clock,
-                                                             connections::health_prober_options{.interval = probe_every});
     // A run ends Completed or Failed within the request unless its next attempt would start past
     // --run-deadline-ms: then it stays Running (202) and the retry worker continues it, so no
     // request sleeps through a vendor's long Retry-After or a slow rate limit.
-    runs::run_service_options run_options{.retry = {.total_deadline = config.run_deadline},
-                                          .attempt_timeout = config.attempt_timeout,
-                                          .recording = config.recording,
-                                          .idempotency_wait = config.idempotency_wait,
-                                          .orphan_margin = config.orphan_margin};
-    run_options.redirects.max_hops = static_cast<unsigned>(config.max_redirects);
-    s->runs = std::make_unique<runs::run_service>(*s->store, *s->credentials, *s->blobs, *s->transport, s->egress,
-                                                  s->resolver, clock, std::move(run_options));
-    s->events.subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {
+    auto& c = config;
+    auto* raw = s.get();
+    auto platform = integration::open_platform({
+        .data_dir = c.data,
+        .source = "integration-host",
+        .resolver = &s->resolver,
+        .egress = s->egress,
+        // A periodic sweep probes the connections not checked within one probe interval.
+        .probes = {.interval = std::chrono::duration_cast<std::chrono::seconds>(c.probe_interval)},
+        .runs = {.retry = {.total_deadline = c.run_deadline},
+                 .attempt_timeout = c.attempt_timeout,
+                 .recording = c.recording,
+                 .redirects = {.max_hops = static_cast<unsigned>(c.max_redirects)},
+                 .idempotency_wait = c.idempotency_wait,
+                 .orphan_margin = c.orphan_margin},
+        // The host has no vendor-specific code that can mint new secrets, so a due credential
+        // raises one IntegrationFailure (rotation_required) for a human; the verifier is the same
+        // health check the rotate route uses, ready for when a minter is plugged in.
+        .rotation = {.verifier_for = [raw](request_context const& ctx, credentials::integration_credential const& cred) {
+            return health_check_verifier(*raw, ctx, cred.id());
+        }},
+        // storage.md: runs and failures archived to the blob store after 180 days, bodies purged after 30.
+        .retention = {.runs = std::chrono::hours(24 * c.run_retention_days),
+                      .failures = std::chrono::hours(24 * c.run_retention_days),
+                      .bodies = std::chrono::hours(24 * c.body_retention_days)},
+        .workers = {.start = false,
+                    .outbox = c.outbox_interval,
+                    .retry = c.retry_interval,
+                    .rotation = c.rotation_interval,
+                    .retention = c.retention_interval},
+        .log = &log_event,
+    });
+    if (!platform) return platform.error();
+    auto& p = **platform;
+    if (auto r = import_former_host_db(c.data); !r) return r.error();
+    s->keys = std::make_unique<keys::api_key_service>(p.store());
+    s->idempotency = std::make_unique<runs::idempotency_keys>(p.store());
+    s->failures = &p.failures();
+    // The host's data directory holds the local vault: /readyz checks its master key.
+    s->secrets = dynamic_cast<credentials::local_secret_store*>(&p.secrets());
+    if (!s->secrets) return error{errc::invalid_argument, "the host needs the local secret store"};
+    s->store = &p.store();
+    s->blobs = &p.blobs();
+    s->transport = &p.transport();
+    s->registry = &p.registry();
+    s->connections = &p.connections();
+    s->credentials = &p.credentials();
+    s->prober = &p.prober();
+    s->runs = &p.runs();
+    p.events().subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {
         m->count_event(e.event_type);
         return {};
     });
+    for (auto const* w : p.workers()) s->metrics.watch_worker(*w);
+    s->platform = std::move(*platform);
     s->config = std::move(config);
     return s;
 }

@@ -1,0 +1,150 @@
+#ifndef INTEGRATION_PLATFORM_HPP
+#define INTEGRATION_PLATFORM_HPP
+
+/** @file
+ *  The whole library in one object: `open_platform` opens the backends its options name (or the
+ *  embedded default under `data_dir`), builds every service, owns every lifetime, and runs the
+ *  background workers (outbox relay, retry, credential rotation, retention, health probes) until
+ *  it is stopped or destroyed.
+ */
+
+#include <integration/core/id.hpp>
+#include <integration/outbound/egress_policy.hpp>
+#include <integration/platform/schemes.hpp>
+#include <integration/ports/clock.hpp>
+#include <integration/ports/event_publisher.hpp>
+#include <integration/ports/resolver.hpp>
+#include <integration/ports/transport.hpp>
+#include <integration/services/connection_service.hpp>
+#include <integration/services/credential_service.hpp>
+#include <integration/services/failure_service.hpp>
+#include <integration/services/health_prober.hpp>
+#include <integration/services/registry.hpp>
+#include <integration/services/retention_worker.hpp>
+#include <integration/services/rotation_worker.hpp>
+#include <integration/services/run_service.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+namespace integration {
+
+/** How often each background worker sweeps. The health probes sweep every `probes.interval`
+ *  of `platform_options`. */
+struct worker_options {
+    bool start = true;  ///< `open_platform` starts them; false: call `platform::start`.
+    std::chrono::milliseconds outbox{1'000};
+    std::chrono::milliseconds retry{5'000};
+    std::chrono::milliseconds rotation{60'000};
+    std::chrono::milliseconds retention{3'600'000};
+};
+
+/** Options of `open_platform`. Every member has a default: `open_platform({})` opens the embedded
+ *  default under `./data`. */
+struct platform_options {
+    /** Created (mode 0700) if missing; refused when group or others may write it. Holds the
+     *  fingerprint key and every backend whose URL is left empty. */
+    std::string data_dir = "./data";
+    std::string store;    ///< Empty: `sqlite:///<data_dir>/integration.db`.
+    std::string secrets;  ///< Empty: `local:///<data_dir>/secrets.db` (master key `<data_dir>/master.key`).
+    std::string blobs;    ///< Empty: `file:///<data_dir>/blobs`.
+    std::string source = "integration";  ///< The envelope `source` of the events written.
+
+    http::transport* transport = nullptr;       ///< Null: a libcurl transport. Must outlive the platform.
+    net::resolver* resolver = nullptr;          ///< Null: the system resolver. Must outlive the platform.
+    integration::clock const* clock = nullptr;  ///< Null: the system clock.
+    /** Where outbound calls may go; registration, runs, probes and token requests all check it. */
+    net::egress_policy egress{};
+
+    credentials::credential_service_options credentials{};
+    connections::health_prober_options probes{};
+    runs::run_service_options runs{};
+    credentials::rotation_worker_options rotation{};
+    retention::retention_options retention{};
+    worker_options workers{};
+
+    /** Where the workers report a failed sweep (`level` is "warning"); null: standard error. */
+    std::function<void(std::string_view level, std::string_view message)> log;
+    /** The backends that URLs may name; null: `builtin_schemes()`. */
+    scheme_registry const* schemes = nullptr;
+};
+
+/** What one background worker has done since it started. */
+struct worker_stats {
+    std::string name;                         ///< outbox-relay, retry, credential-rotation, health-probe, retention.
+    std::atomic<std::int64_t> started_ns{0};  ///< System clock, since the epoch; 0: not started.
+    std::atomic<std::int64_t> last_success_ns{0};  ///< 0: no sweep has succeeded yet.
+    std::atomic<std::uint64_t> consecutive_failures{0};
+    std::atomic<std::uint64_t> failures_total{0};
+    std::atomic<std::uint64_t> sweeps_total{0};
+    std::atomic<std::uint64_t> items_total{0};  ///< Events relayed, failures retried, connections probed, ...
+};
+
+/** The opened library. Thread-safe: the services may be called from any thread.
+ *
+ *  @par Example
+ *  @code
+ *  auto p = integration::open_platform({.data_dir = "./data"}).value();
+ *  auto ctx = integration::request_context::for_tenant("tenant-1", "alice");
+ *  auto provider = p->registry().register_provider(ctx, {.key = "acme", .display_name = "Acme",
+ *                                                        .base_url = "https://api.acme.example"});
+ *  @endcode
+ */
+class platform {
+public:
+    struct impl;
+    explicit platform(std::unique_ptr<impl> parts);
+    /** Stops the workers (waiting for sweeps in progress), then closes every backend. */
+    ~platform();
+    platform(platform const&) = delete;
+    platform& operator=(platform const&) = delete;
+
+    providers::registry& registry() noexcept;
+    connections::connection_service& connections() noexcept;
+    credentials::credential_service& credentials() noexcept;
+    connections::health_prober& prober() noexcept;
+    runs::run_service& runs() noexcept;
+    /** IntegrationFailures: list, escalate, resolve. */
+    failures::failure_service& failures() noexcept;
+    /** The outbox relay publishes here: subscribe to receive every committed event. */
+    events::in_process_dispatcher& events() noexcept;
+
+    storage::store& store() noexcept;
+    credentials::secret_store& secrets() noexcept;
+    blobs::blob_store& blobs() noexcept;
+    http::transport& transport() noexcept;
+    net::resolver& resolver() noexcept;
+    integration::clock const& clock() const noexcept;
+    platform_options const& options() const noexcept;
+
+    /** Starts the background workers; a second call does nothing. */
+    void start();
+    /** Asks every worker to stop after its sweep in progress; returns at once. */
+    void request_stop();
+    /** Stops and joins every worker by `deadline`; false when one was still sweeping then (it
+     *  is then left running: end the process, or call `stop` again). */
+    bool stop(std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
+    /** Each worker's counters, for metrics; valid as long as the platform. */
+    std::vector<worker_stats const*> workers() const;
+
+private:
+    std::unique_ptr<impl> impl_;
+};
+
+/** Opens the backends, builds the services and (unless `workers.start` is false) starts the
+ *  workers. An error names what could not be opened and why. */
+result<std::unique_ptr<platform>> open_platform(platform_options options = {});
+
+/** Creates `data_dir` (mode 0700) if missing, or checks that an existing one is a directory no
+ *  group or other user may write (where secrets and keys live, another user must not swap files). */
+result<void> prepare_data_dir(std::string const& data_dir);
+
+}  // namespace integration
+
+#endif

@@ -1,0 +1,85 @@
+#include "periodic_worker.hpp"
+
+namespace integration::detail {
+namespace {
+
+std::int64_t now_ns() {
+    return std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::system_clock::now().time_since_epoch())
+        .count();
+}
+
+}  // namespace
+
+periodic_worker::periodic_worker(worker_spec spec, log_function const& log) : spec_(std::move(spec)), log_(log) {
+    stats_.name = spec_.name;
+}
+
+periodic_worker::~periodic_worker() {
+    request_stop();
+    if (thread_.joinable()) thread_.join();
+}
+
+void periodic_worker::start() {
+    if (thread_.joinable()) return;
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = false;
+        done_ = false;
+    }
+    stats_.started_ns = now_ns();
+    thread_ = std::thread([this] { loop(); });
+}
+
+void periodic_worker::request_stop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    cv_.notify_all();
+}
+
+bool periodic_worker::join_until(std::chrono::steady_clock::time_point deadline) {
+    if (!thread_.joinable()) return true;
+    std::unique_lock lock(mutex_);
+    auto ended = [this] { return done_; };
+    if (deadline == std::chrono::steady_clock::time_point::max())
+        cv_.wait(lock, ended);
+    else if (!cv_.wait_until(lock, deadline, ended))
+        return false;
+    lock.unlock();
+    thread_.join();
+    return true;
+}
+
+void periodic_worker::sweep_once() {
+    result<std::size_t> r = error{errc::unavailable, "no sweep"};
+    try {
+        r = spec_.sweep();
+    } catch (std::exception const& e) {
+        r = error{errc::storage_failure, e.what()};
+    }
+    if (r) {
+        stats_.items_total += *r;
+        ++stats_.sweeps_total;
+        stats_.consecutive_failures = 0;
+        stats_.last_success_ns = now_ns();
+    } else {
+        ++stats_.failures_total;
+        auto n = ++stats_.consecutive_failures;
+        log_("warning", spec_.name + " sweep failed (" + std::to_string(n) + " in a row): " + r.error().message());
+    }
+}
+
+void periodic_worker::loop() {
+    std::unique_lock lock(mutex_);
+    while (!stopping_) {
+        lock.unlock();
+        sweep_once();
+        lock.lock();
+        cv_.wait_for(lock, spec_.interval, [this] { return stopping_; });
+    }
+    done_ = true;
+    cv_.notify_all();
+}
+
+}  // namespace integration::detail

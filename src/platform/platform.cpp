@@ -1,0 +1,237 @@
+#include <integration/platform.hpp>
+
+#include "periodic_worker.hpp"
+
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/services/fingerprint.hpp>
+#include <integration/services/outbox_relay.hpp>
+#include <integration/services/retry_worker.hpp>
+
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/pchars.hpp>
+
+#include <sys/stat.h>
+
+#include <cerrno>
+#include <filesystem>
+#include <iostream>
+#include <optional>
+
+namespace integration {
+namespace fs = std::filesystem;
+
+// Members in construction order: each part is destroyed after everything that uses it, and the
+// workers (which use every service) first of all.
+struct platform::impl {
+    platform_options options;
+    detail::log_function log;
+    integration::clock const* clock = nullptr;
+    std::unique_ptr<net::resolver> own_resolver;
+    net::resolver* resolver = nullptr;
+    std::unique_ptr<http::transport> own_transport;
+    http::transport* transport = nullptr;
+    std::unique_ptr<storage::store> store;
+    std::unique_ptr<credentials::secret_store> secrets;
+    std::unique_ptr<blobs::blob_store> blobs;
+    std::optional<credentials::fingerprinter> fingerprints;
+    events::in_process_dispatcher events;
+    std::unique_ptr<providers::registry> registry;
+    std::unique_ptr<connections::connection_service> connections;
+    std::unique_ptr<credentials::credential_service> credentials;
+    std::unique_ptr<connections::health_prober> prober;
+    std::unique_ptr<runs::run_service> runs;
+    std::unique_ptr<failures::failure_service> failures;
+    std::unique_ptr<events::outbox_relay> relay;
+    std::unique_ptr<runs::retry_worker> retry;
+    std::unique_ptr<credentials::rotation_worker> rotation;
+    std::unique_ptr<retention::retention_worker> retention;
+    std::vector<std::unique_ptr<detail::periodic_worker>> workers;
+    bool started = false;
+};
+
+namespace {
+
+using impl = platform::impl;
+
+// The one place that wires the services to the ports and to each other.
+void build_services(impl& p) {
+    auto const& o = p.options;
+    auto& clock = *p.clock;
+    p.registry = std::make_unique<providers::registry>(*p.store, clock, o.egress);
+    p.connections = std::make_unique<connections::connection_service>(*p.store, clock, o.egress);
+    p.credentials = std::make_unique<credentials::credential_service>(
+        *p.store, *p.secrets, *p.fingerprints, clock, *p.transport, o.egress, *p.resolver, o.credentials);
+    p.prober = std::make_unique<connections::health_prober>(*p.store, *p.credentials, *p.transport, o.egress,
+                                                            *p.resolver, clock, o.probes);
+    p.runs = std::make_unique<runs::run_service>(*p.store, *p.credentials, *p.blobs, *p.transport, o.egress,
+                                                 *p.resolver, clock, o.runs);
+    p.failures = std::make_unique<failures::failure_service>(*p.store, clock);
+    // The relay's own thread is not started: the scheduler sweeps it like the others, to count each pass.
+    p.relay = std::make_unique<events::outbox_relay>(*p.store, p.events, events::outbox_relay_options{.clock = &clock});
+    p.retry = std::make_unique<runs::retry_worker>(*p.store, *p.runs, clock);
+    p.rotation = std::make_unique<credentials::rotation_worker>(*p.store, *p.credentials, clock, o.rotation);
+    p.retention = std::make_unique<retention::retention_worker>(*p.store, *p.blobs, clock, o.retention);
+}
+
+std::vector<detail::worker_spec> worker_specs(impl& p) {
+    auto const& w = p.options.workers;
+    return {
+        {"outbox-relay", w.outbox,
+         [&p]() -> result<std::size_t> {
+             // A full batch means more are waiting: drain before sleeping.
+             std::size_t total = 0;
+             for (;;) {
+                 auto n = p.relay->run_once();
+                 if (!n) return n.error();
+                 total += *n;
+                 if (*n < events::outbox_relay_options{}.batch) return total;
+             }
+         }},
+        {"retry", w.retry, [&p] { return p.retry->sweep(); }},
+        {"credential-rotation", w.rotation,
+         [&p]() -> result<std::size_t> {
+             auto r = p.rotation->sweep();
+             if (!r) return r.error();
+             if (r->failed > 0)
+                 p.log("warning", "credential-rotation: " + std::to_string(r->failed) +
+                                      " rotations failed and are retried next sweep");
+             return r->rotated + r->escalated + r->failed;
+         }},
+        {"health-probe", std::chrono::duration_cast<std::chrono::milliseconds>(p.options.probes.interval),
+         [&p] { return p.prober->sweep(); }},
+        {"retention", w.retention,
+         [&p]() -> result<std::size_t> {
+             auto r = p.retention->sweep();
+             if (!r) return r.error();
+             return r->runs_archived + r->failures_archived + r->blobs_purged;
+         }},
+    };
+}
+
+// The URL of a file under the data directory, for the scheme registry: `sqlite:///abs/path`.
+std::string file_url(fs::path const& path, std::string_view scheme) {
+    return std::string(scheme) + "://" +
+           boost::urls::encode(fs::absolute(path).lexically_normal().string(), boost::urls::pchars + "/");
+}
+
+}  // namespace
+
+// Secrets and key files live in the data directory. A new one is made private to the service
+// account; an existing one is never chmod'ed (pointed at a shared directory such as /tmp, that
+// would break every other user of it), but refused when others could swap the files in it.
+result<void> prepare_data_dir(std::string const& data_dir) {
+    if (data_dir.empty()) return error{errc::invalid_argument, "the data directory is empty; name one, e.g. ./data"};
+    std::error_code ec;
+    auto dir = fs::path(data_dir);
+    if (!dir.has_filename()) dir = dir.parent_path();  // `data/`
+    if (!fs::exists(dir, ec)) {
+        if (dir.has_parent_path()) fs::create_directories(dir.parent_path(), ec);
+        if (!ec && ::mkdir(dir.c_str(), 0700) != 0 && errno != EEXIST)
+            ec = std::error_code(errno, std::generic_category());
+        if (ec)
+            return error{errc::storage_failure, "cannot create the data directory " + data_dir + ": " + ec.message()};
+    }
+    auto st = fs::status(dir, ec);
+    if (ec || !fs::is_directory(st))
+        return error{errc::invalid_argument, "the data directory " + data_dir + " is not a directory"};
+    if ((st.permissions() & (fs::perms::group_write | fs::perms::others_write)) != fs::perms::none)
+        return error{errc::invalid_argument, "the data directory " + data_dir +
+                                                 " is writable by group or others; use a directory only the service "
+                                                 "account can write (chmod go-w, or a new path: it is created 0700)"};
+    return {};
+}
+
+result<std::unique_ptr<platform>> open_platform(platform_options options) {
+    auto p = std::make_unique<impl>();
+    p->options = std::move(options);
+    auto& o = p->options;
+    p->log = o.log;
+    if (!p->log)
+        p->log = [](std::string_view level, std::string_view message) {
+            std::clog << "integration: " << level << ": " << message << std::endl;
+        };
+    p->clock = o.clock ? o.clock : &system_clock::instance();
+    if (!o.resolver) p->own_resolver = std::make_unique<net::system_resolver>();
+    p->resolver = o.resolver ? o.resolver : p->own_resolver.get();
+    if (!o.transport) p->own_transport = http::make_curl_transport();
+    p->transport = o.transport ? o.transport : p->own_transport.get();
+
+    if (auto r = prepare_data_dir(o.data_dir); !r) return r.error();
+    auto dir = fs::path(o.data_dir);
+    auto const builtin = o.schemes ? scheme_registry{} : builtin_schemes();
+    auto const& schemes = o.schemes ? *o.schemes : builtin;
+    backend_environment env{.clock = p->clock, .source = o.source};
+
+    auto store = schemes.open_store(o.store.empty() ? file_url(dir / "integration.db", "sqlite") : o.store, env);
+    if (!store) return store.error();
+    p->store = std::move(*store);
+    auto secrets =
+        schemes.open_secret_store(o.secrets.empty() ? file_url(dir / "secrets.db", "local") : o.secrets, env);
+    if (!secrets) return secrets.error();
+    p->secrets = std::move(*secrets);
+    auto blobs = schemes.open_blob_store(o.blobs.empty() ? file_url(dir / "blobs", "file") : o.blobs, env);
+    if (!blobs) return blobs.error();
+    p->blobs = std::move(*blobs);
+    auto fingerprints = credentials::fingerprinter::load_or_create((dir / "fingerprint.key").string());
+    if (!fingerprints) return fingerprints.error();
+    p->fingerprints.emplace(std::move(*fingerprints));
+
+    build_services(*p);
+    for (auto& spec : worker_specs(*p))
+        p->workers.push_back(std::make_unique<detail::periodic_worker>(std::move(spec), p->log));
+    auto opened = std::make_unique<platform>(std::move(p));
+    if (opened->options().workers.start) opened->start();
+    return opened;
+}
+
+platform::platform(std::unique_ptr<impl> parts) : impl_(std::move(parts)) {}
+
+// clang-format off
+platform::~platform() { stop(); }
+
+providers::registry& platform::registry() noexcept { return *impl_->registry; }
+connections::connection_service& platform::connections() noexcept { return *impl_->connections; }
+credentials::credential_service& platform::credentials() noexcept { return *impl_->credentials; }
+connections::health_prober& platform::prober() noexcept { return *impl_->prober; }
+runs::run_service& platform::runs() noexcept { return *impl_->runs; }
+failures::failure_service& platform::failures() noexcept { return *impl_->failures; }
+events::in_process_dispatcher& platform::events() noexcept { return impl_->events; }
+storage::store& platform::store() noexcept { return *impl_->store; }
+credentials::secret_store& platform::secrets() noexcept { return *impl_->secrets; }
+blobs::blob_store& platform::blobs() noexcept { return *impl_->blobs; }
+http::transport& platform::transport() noexcept { return *impl_->transport; }
+net::resolver& platform::resolver() noexcept { return *impl_->resolver; }
+integration::clock const& platform::clock() const noexcept { return *impl_->clock; }
+platform_options const& platform::options() const noexcept { return impl_->options; }
+// clang-format on
+
+void platform::start() {
+    if (impl_->started) return;
+    impl_->started = true;
+    for (auto& w : impl_->workers) w->start();
+}
+
+void platform::request_stop() {
+    for (auto& w : impl_->workers) w->request_stop();
+}
+
+bool platform::stop(std::chrono::steady_clock::time_point deadline) {
+    request_stop();
+    bool all = true;
+    for (auto& w : impl_->workers) {
+        if (!w->join_until(deadline)) {
+            impl_->log("error", w->stats().name + " did not finish its sweep before the stop deadline");
+            all = false;
+        }
+    }
+    if (all) impl_->started = false;
+    return all;
+}
+
+std::vector<worker_stats const*> platform::workers() const {
+    std::vector<worker_stats const*> out;
+    for (auto const& w : impl_->workers) out.push_back(&w->stats());
+    return out;
+}
+
+}  // namespace integration

@@ -1,0 +1,283 @@
+#include <integration/platform.hpp>
+
+#include "storage/fixtures.hpp"
+#include "support/loopback_server.hpp"
+
+#include <integration/backends/sqlite/sqlite_store.hpp>
+
+#include <gtest/gtest.h>
+
+#include <sys/stat.h>
+
+#include <condition_variable>
+#include <cstdlib>
+#include <mutex>
+
+namespace integration::testing {
+namespace {
+
+namespace fs = std::filesystem;
+
+// Workers off unless a test starts them, so that nothing sweeps behind a test's back.
+platform_options quiet(std::string data_dir) {
+    return {.data_dir = std::move(data_dir), .workers = {.start = false}};
+}
+
+std::string error_of(result<std::unique_ptr<platform>> const& r) {
+    EXPECT_FALSE(r) << "opened, expected an error";
+    return r ? std::string() : r.error().message();
+}
+
+providers::integration_provider find_provider(platform& p, request_context const& ctx, std::string const& id) {
+    return must(
+        storage::read_for(p.store(), ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(id); }));
+}
+
+TEST(platform_test, opening_the_embedded_default_creates_its_files_under_data_dir) {
+    temp_dir tmp;
+    auto dir = tmp.path() / "data";
+    auto p = must(open_platform(quiet(dir.string())));
+    EXPECT_TRUE(fs::is_regular_file(dir / "integration.db"));
+    EXPECT_TRUE(fs::is_regular_file(dir / "secrets.db"));
+    EXPECT_TRUE(fs::is_regular_file(dir / "fingerprint.key"));
+    EXPECT_TRUE(fs::is_directory(dir / "blobs"));
+    if (!std::getenv("INTEGRATION_MASTER_KEY")) {
+        EXPECT_TRUE(fs::is_regular_file(dir / "master.key"));
+    }
+    struct stat st {};
+    ASSERT_EQ(::stat(dir.c_str(), &st), 0);
+    EXPECT_EQ(st.st_mode & 0777, 0700u) << "a new data directory is private to the service account";
+    EXPECT_TRUE(storage::sqlite_store_stats(p->store())) << "the default store is SQLite";
+}
+
+TEST(platform_test, url_schemes_choose_the_backends) {
+    temp_dir tmp;
+    auto elsewhere = tmp.path() / "elsewhere";
+    fs::create_directories(elsewhere);
+    auto p = must(open_platform(
+        {.data_dir = (tmp.path() / "data").string(),
+         .store = "sqlite://" + (elsewhere / "store.db").string(),
+         .secrets = "local://" + (elsewhere / "vault.db").string() + "?key_file=" + (elsewhere / "vault.key").string(),
+         .blobs = "sqlite://" + (elsewhere / "blobs.db").string(),
+         .workers = {.start = false}}));
+    must(p->blobs().put("t1", "runs/r1/request", "body"));
+    must(p->secrets().put("t1", "k", secret_bytes("s3cr3t")));
+    EXPECT_TRUE(fs::is_regular_file(elsewhere / "store.db"));
+    EXPECT_TRUE(fs::is_regular_file(elsewhere / "vault.db"));
+    EXPECT_TRUE(fs::is_regular_file(elsewhere / "blobs.db"));
+    if (!std::getenv("INTEGRATION_MASTER_KEY")) {
+        EXPECT_TRUE(fs::is_regular_file(elsewhere / "vault.key"));
+    }
+    EXPECT_FALSE(fs::exists(tmp.path() / "data" / "integration.db"));
+    EXPECT_FALSE(fs::exists(tmp.path() / "data" / "secrets.db"));
+    EXPECT_FALSE(fs::exists(tmp.path() / "data" / "blobs"));
+    EXPECT_TRUE(fs::is_regular_file(tmp.path() / "data" / "fingerprint.key")) << "the data directory keeps the rest";
+}
+
+TEST(platform_test, an_unknown_scheme_is_a_clear_error_naming_the_known_ones) {
+    temp_dir tmp;
+    auto dir = (tmp.path() / "data").string();
+    auto store = open_platform({.data_dir = dir, .store = "postgresql://db.internal/integration"});
+    ASSERT_FALSE(store);
+    EXPECT_EQ(store.error(), errc::invalid_argument);
+    auto text = error_of(store);
+    EXPECT_NE(text.find("store URL postgresql://db.internal/integration"), std::string::npos) << text;
+    EXPECT_NE(text.find("no backend for the scheme postgresql:"), std::string::npos) << text;
+    EXPECT_NE(text.find("known: sqlite:"), std::string::npos) << text;
+
+    text = error_of(open_platform({.data_dir = dir, .secrets = "vault://kv/integration"}));
+    EXPECT_NE(text.find("secrets URL vault://kv/integration"), std::string::npos) << text;
+    EXPECT_NE(text.find("known: local:"), std::string::npos) << text;
+
+    text = error_of(open_platform({.data_dir = dir, .blobs = "s3://bucket/runs"}));
+    EXPECT_NE(text.find("blobs URL s3://bucket/runs"), std::string::npos) << text;
+    EXPECT_NE(text.find("known: file:, sqlite:"), std::string::npos) << text;
+}
+
+TEST(platform_test, a_malformed_url_is_a_clear_error) {
+    temp_dir tmp;
+    auto dir = (tmp.path() / "data").string();
+    struct bad_case {
+        platform_options options;
+        std::string says;
+    };
+    std::vector<bad_case> cases{
+        {{.data_dir = dir, .store = "integration.db"}, "'integration.db' is not a backend URL"},
+        {{.data_dir = dir, .store = "sqlite:///a b.db"}, "is not a backend URL"},
+        {{.data_dir = dir, .store = "sqlite://db.internal/integration.db"},
+         "names a local path, not the host db.internal"},
+        {{.data_dir = dir, .store = "sqlite:"}, "a sqlite: URL needs a path"},
+        {{.data_dir = dir, .blobs = "file://"}, "a file: URL needs a path"},
+        {{.data_dir = dir, .secrets = "local://user:pw@/x.db"}, "carries a user name or password"},
+    };
+    for (auto& c : cases) {
+        auto r = open_platform(c.options);
+        ASSERT_FALSE(r) << c.says;
+        EXPECT_EQ(r.error(), errc::invalid_argument) << c.says;
+        EXPECT_NE(r.error().message().find(c.says), std::string::npos) << r.error().message();
+        EXPECT_EQ(r.error().message().find("pw"), std::string::npos) << "a password in a URL is never repeated";
+    }
+}
+
+TEST(platform_test, a_backend_url_is_taken_apart) {
+    auto abs = must(backend_url::parse("SQLite:///var/lib/integration%20db/i.db?busy=5"));
+    EXPECT_EQ(abs.scheme, "sqlite");
+    EXPECT_EQ(must(abs.local_path()), "/var/lib/integration db/i.db");
+    EXPECT_EQ(abs.params.at("busy"), "5");
+    auto rel = must(backend_url::parse("sqlite:data/i.db"));
+    EXPECT_EQ(must(rel.local_path()), "data/i.db");
+    EXPECT_EQ(must(must(backend_url::parse("file://localhost/srv/blobs")).local_path()), "/srv/blobs");
+}
+
+TEST(platform_test, a_scheme_of_your_own_adds_a_backend) {
+    temp_dir tmp;
+    auto schemes = builtin_schemes();
+    int opened = 0;
+    schemes.add_store(
+        "custom",
+        [&](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<storage::store>> {
+            ++opened;
+            return storage::open_sqlite_store({.path = (tmp.path() / url.path).string(), .clock = env.clock});
+        });
+    auto p = must(open_platform({.data_dir = (tmp.path() / "data").string(),
+                                 .store = "custom:mine.db",
+                                 .workers = {.start = false},
+                                 .schemes = &schemes}));
+    EXPECT_EQ(opened, 1);
+    EXPECT_TRUE(fs::is_regular_file(tmp.path() / "mine.db"));
+    auto text =
+        error_of(open_platform({.data_dir = (tmp.path() / "data").string(), .store = "memory:", .schemes = &schemes}));
+    EXPECT_NE(text.find("known: custom:, sqlite:"), std::string::npos) << text;
+}
+
+TEST(platform_test, a_data_dir_others_may_write_is_refused) {
+    temp_dir tmp;
+    auto dir = tmp.path() / "shared";
+    fs::create_directories(dir);
+    fs::permissions(dir, fs::perms::all);
+    auto r = open_platform(quiet(dir.string()));
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_NE(r.error().message().find("writable by group or others"), std::string::npos) << r.error().message();
+    EXPECT_FALSE(fs::exists(dir / "integration.db"));
+}
+
+TEST(platform_test, the_workers_relay_an_outbox_event_and_stop) {
+    temp_dir tmp;
+    auto options = quiet((tmp.path() / "data").string());
+    options.workers.outbox = std::chrono::milliseconds(10);
+    auto p = must(open_platform(options));
+    std::mutex mutex;
+    std::condition_variable published;
+    std::vector<std::string> seen;
+    p->events().subscribe("*", [&](events::event_envelope const& e) -> result<void> {
+        std::lock_guard lock(mutex);
+        seen.push_back(e.event_type + " " + e.aggregate_id);
+        published.notify_all();
+        return {};
+    });
+    auto ctx = request_context::for_tenant("t1");
+    auto provider = must(p->registry().register_provider(ctx, provider_spec()));
+    auto expected = std::string(events::event_type::provider_registered) + " " + provider.id();
+    {
+        std::lock_guard lock(mutex);
+        EXPECT_TRUE(seen.empty()) << "nothing is relayed before the workers start";
+    }
+
+    p->start();
+    {
+        std::unique_lock lock(mutex);
+        ASSERT_TRUE(published.wait_for(lock, std::chrono::seconds(30),
+                                       [&] { return std::find(seen.begin(), seen.end(), expected) != seen.end(); }))
+            << "the relay the platform started published no " << expected;
+    }
+    EXPECT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+
+    std::vector<std::string> names;
+    for (auto const* w : p->workers()) {
+        names.push_back(w->name);
+        EXPECT_NE(w->started_ns.load(), 0) << w->name;
+        if (w->name == "outbox-relay") {
+            EXPECT_GE(w->items_total.load(), 1u);
+        }
+    }
+    EXPECT_EQ(names,
+              (std::vector<std::string>{"outbox-relay", "retry", "credential-rotation", "health-probe", "retention"}));
+    // Stopped and started again: the same workers continue.
+    p->start();
+    EXPECT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+}
+
+TEST(platform_test, reopening_the_same_data_dir_sees_the_same_records) {
+    temp_dir tmp;
+    auto dir = (tmp.path() / "data").string();
+    auto ctx = request_context::for_tenant("t1");
+    std::string provider_id, credential_id;
+    {
+        auto p = must(open_platform(quiet(dir)));
+        provider_id = must(p->registry().register_provider(ctx, provider_spec())).id();
+        credential_id =
+            must(p->credentials().create(ctx, {.provider_id = provider_id,
+                                               .secret = secret_bytes("reopen-s3cr3t"),
+                                               .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}))
+                .id();
+    }
+    auto p = must(open_platform(quiet(dir)));
+    EXPECT_EQ(find_provider(*p, ctx, provider_id).data().key, "acme");
+    // The vault opens with the master key the first platform created.
+    auto material = must(p->credentials().resolve(ctx, credential_id));
+    ASSERT_EQ(material.headers.size(), 1u);
+    EXPECT_EQ(material.headers[0].first, "X-Api-Key");
+    EXPECT_TRUE(material.headers[0].second.view() == "reopen-s3cr3t") << "the secret read back differs";
+}
+
+TEST(platform_test, two_platforms_on_different_dirs_are_independent) {
+    temp_dir tmp;
+    auto a = must(open_platform(quiet((tmp.path() / "a").string())));
+    auto b = must(open_platform(quiet((tmp.path() / "b").string())));
+    auto ctx = request_context::for_tenant("t1");
+    auto in_a = must(a->registry().register_provider(ctx, provider_spec("acme")));
+    auto in_b = must(b->registry().register_provider(ctx, provider_spec("acme")));  // no key conflict across them
+    EXPECT_NE(in_a.id(), in_b.id());
+    auto missing =
+        storage::read_for(b->store(), ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(in_a.id()); });
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error(), errc::not_found);
+}
+
+TEST(platform_test, a_governed_run_executes_through_the_platform) {
+    temp_dir tmp;
+    loopback_server vendor("HTTP/1.1 200 OK\r\nContent-Length: 16\r\nConnection: close\r\n\r\n{\"id\":\"SM-0001\"}");
+    auto options = quiet((tmp.path() / "data").string());
+    options.egress.allow.push_back(net::cidr::parse("127.0.0.1/32").value());
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1");
+    auto spec = provider_spec();
+    spec.base_url = "http://127.0.0.1:" + std::to_string(vendor.port());
+    auto provider = must(p->registry().register_provider(ctx, spec));
+    auto client = must(p->registry().register_client(ctx, provider.id(),
+                                                     {.assembly_name = "Acme.Sms",
+                                                      .version = "1.0.0",
+                                                      .capabilities = {"sms.send"},
+                                                      .operations = {{"sms.send", "POST", "/v1/messages"}}}));
+    must(p->registry().activate_client(ctx, client.id()));
+    must(p->registry().activate_provider(ctx, provider.id()));
+    auto key = must(p->credentials().create(ctx, {.provider_id = provider.id(),
+                                                  .secret = secret_bytes("run-s3cr3t"),
+                                                  .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}));
+    auto conn = must(p->connections().create(ctx, provider.id(),
+                                             {.project_id = "p1", .display_name = "Acme", .credential_id = key.id()}));
+    EXPECT_EQ(must(p->prober().test(ctx, conn.id())).status(), connections::connection_status::active);
+    auto out =
+        must(p->runs().execute(ctx, {.connection_id = conn.id(), .operation = "sms.send", .input = {.body = "{}"}}));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    ASSERT_TRUE(out.response);
+    EXPECT_EQ(out.response->status, 200);
+    auto requests = vendor.requests();
+    ASSERT_EQ(requests.size(), 2u) << "the health check, then the run";
+    EXPECT_EQ(requests[1].rfind("POST /v1/messages ", 0), 0u);  // not printed: the request carries the key
+    EXPECT_NE(requests[1].find("X-Api-Key: run-s3cr3t"), std::string::npos) << "the credential was applied";
+}
+
+}  // namespace
+}  // namespace integration::testing
