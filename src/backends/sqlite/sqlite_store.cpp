@@ -1069,20 +1069,16 @@ private:
             }
             db = std::move(*opened);
         }
-        result<void> r;
-        {
-            // A read transaction is never committed: it ends (rolls back) when `tx` does, also
-            // when `fn` throws. The reader goes back to the pool either way.
-            struct give_back {
-                sqlite_store* self;
-                std::unique_ptr<database>& db;
-                ~give_back() { self->release_reader(std::move(db)); }
-            } returned{this, db};
-            auto tx = sqlite::transaction::begin(*db, false);
-            if (!tx) return tx.error();
-            r = fn(*db);
-        }
-        return r;
+        // A read transaction is never committed: it ends (rolls back) when `tx` does, also when
+        // `fn` throws; then the reader goes back to the pool.
+        struct give_back {
+            sqlite_store* self;
+            std::unique_ptr<database>& db;
+            ~give_back() { self->release_reader(std::move(db)); }
+        } returned{this, db};
+        auto tx = sqlite::transaction::begin_read(*db);
+        if (!tx) return tx.error();
+        return fn(*db);
     }
 
     void release_reader(std::unique_ptr<database> db) {

@@ -144,8 +144,13 @@ bool database::in_transaction() const noexcept { return sqlite3_get_autocommit(d
 
 std::int64_t database::changes() const noexcept { return sqlite3_changes64(db_); }
 
-result<transaction> transaction::begin(database& db, bool immediate) {
-    if (auto r = db.exec(immediate ? "BEGIN IMMEDIATE" : "BEGIN"); !r) return r.error();
+result<transaction> transaction::begin(database& db) {
+    if (auto r = db.exec("BEGIN IMMEDIATE"); !r) return r.error();
+    return transaction(db);
+}
+
+result<transaction> transaction::begin_read(database& db) {
+    if (auto r = db.exec("BEGIN"); !r) return r.error();
     return transaction(db);
 }
 

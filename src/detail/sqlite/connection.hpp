@@ -74,8 +74,10 @@ private:
  *  (an error return, an exception), so no error path writes its own ROLLBACK. */
 class transaction {
 public:
-    /** `immediate` takes the write lock at once (a writer); otherwise at the first write (a reader). */
-    static result<transaction> begin(database& db, bool immediate = true);
+    /** A writer's transaction: takes the write lock at once (`BEGIN IMMEDIATE`). */
+    static result<transaction> begin(database& db);
+    /** A reader's snapshot (`BEGIN`), never committed: it ends when the transaction does. */
+    static result<transaction> begin_read(database& db);
     transaction(transaction&& o) noexcept : db_(std::exchange(o.db_, nullptr)) {}
     transaction& operator=(transaction&&) = delete;
     ~transaction();
