@@ -451,6 +451,10 @@ TEST(host_outbound, every_outbound_path_refuses_every_refused_address_a_name_res
                 create_credential(a, {{"providerId", literal}, {"authMode", "ManagedIdentity"},
                                       {"managedIdentity", json::object{{"endpointUrl", imds_url(n)}, {"resource", "https://vendor.test/"}}}}));
         }
+        // While the name resolves to an allowed address, the redirect is followed to it.
+        auto followed = run(a, made[0].redirected, "go", {{"pathParams", json::object{{"scheme", "http"}, {"n", "0"}}}, {"body", "{}"}});
+        EXPECT_EQ(str(followed.json(), "status"), "Completed") << followed.body;
+        EXPECT_EQ(vendor.requests().back().target, "/landing");
         ASSERT_FALSE(::testing::Test::HasFailure()) << "the setup failed: " << host.log();
     }
 
