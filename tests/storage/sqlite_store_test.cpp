@@ -93,8 +93,9 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     sqlite3_close(db);
 }
 
-/** Turns a current file back into schema 4: no outbox attempts or dead rows, no event id on a
- *  failure, none of the tables migration 6 adds (5 is empty on this branch). */
+/** Turns a current file back into schema 4: no connection environment or operation class
+ *  (migration 5), no outbox attempts or dead rows, no event id on a failure, none of the tables
+ *  migration 6 adds. */
 void back_to_schema_4(std::string const& path) {
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
@@ -107,6 +108,8 @@ DROP TABLE pending_authorizations;
 DROP TABLE api_keys;
 DROP TABLE idempotency_keys;
 DROP TABLE inbound_webhooks;
+ALTER TABLE connections DROP COLUMN environment;
+ALTER TABLE api_clients_operations DROP COLUMN operation_class;
 PRAGMA user_version = 4;
 )sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
@@ -126,8 +129,6 @@ INSERT INTO assembly_versions_3 SELECT assembly_name, version, api_client_id FRO
 DROP TABLE assembly_versions;
 ALTER TABLE assembly_versions_3 RENAME TO assembly_versions;
 ALTER TABLE connections DROP COLUMN health_reason;
-ALTER TABLE connections DROP COLUMN environment;
-ALTER TABLE api_clients_operations DROP COLUMN operation_class;
 PRAGMA user_version = 3;
 )sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
     sqlite3_close(db);
