@@ -276,10 +276,15 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
                             .breaker = b.breaker,
                             .retry = b.retry};
     // Written after the egress check and the wait for a token: a refused or limited call claims nothing.
+    struct claiming {
+        claim_fn const& claim;
+        integration_run& run;
+        attempts_result& out;
+    } claiming{claim, run, out};  // one pointer in the hook: no allocation per call
     if (claim && run.meta().version == 0 /* not written yet */)
-        call.before_first_send = [&] {
-            auto claimed = claim(run);
-            if (!claimed) out.claim_failed = claimed.error();
+        call.before_first_send = [c = &claiming] {
+            auto claimed = c->claim(c->run);
+            if (!claimed) c->out.claim_failed = claimed.error();
             return claimed.has_value();
         };
     call.on_attempt = [&](http::attempt_report const& a) {

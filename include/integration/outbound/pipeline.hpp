@@ -28,6 +28,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace integration::http {
@@ -48,7 +49,7 @@ struct attempt_report {
 struct call_context {
     request_context const* ctx = nullptr;             ///< Tenant and trace; none for a call of no tenant.
     std::optional<std::string> credential_id;         ///< Authentication: the credential to apply.
-    std::string rate_limit_key;                       ///< Rate limit: the bucket (tenant/provider/connection).
+    std::string_view rate_limit_key;                  ///< Rate limit: the bucket (tenant/provider/connection).
     std::optional<rate_limit_profile> rate_limit;     ///< Rate limit: the budget of that bucket.
     resilience::circuit_breaker* breaker = nullptr;   ///< Circuit breaker of the destination.
     std::optional<resilience::retry_options> retry;   ///< Replaces the retry policy's defaults for this call.
