@@ -85,7 +85,7 @@ TEST_F(pipeline_test, policies_run_in_order_then_the_transport) {
     EXPECT_EQ(seen_, (std::vector<std::string>{"first", "second"}));
     EXPECT_TRUE(call.sent);
     ASSERT_EQ(vendor_.requests().size(), 1u);
-    auto const& head = vendor_.requests()[0].head;
+    auto const head = vendor_.requests()[0].head;  // requests() returns a copy
     EXPECT_LT(head.find("X-Policy: first"), head.find("X-Policy: second")) << head;
     EXPECT_NE(head.find("traceparent: 00-" + ctx.trace.trace_id + "-"), std::string::npos) << head;
 }
