@@ -105,7 +105,6 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     // --run-deadline-ms: then it stays Running (202) and the retry worker continues it, so no
     // request sleeps through a vendor's long Retry-After or a slow rate limit.
     auto& c = config;
-    auto* raw = s.get();
     auto platform = integration::open_platform({
         .data_dir = c.data,
         .source = "integration-host",
@@ -120,11 +119,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
                  .idempotency_wait = c.idempotency_wait,
                  .orphan_margin = c.orphan_margin},
         // The host has no vendor-specific code that can mint new secrets, so a due credential
-        // raises one IntegrationFailure (rotation_required) for a human; the verifier is the same
-        // health check the rotate route uses, ready for when a minter is plugged in.
-        .rotation = {.verifier_for = [raw](request_context const& ctx, credentials::integration_credential const& cred) {
-            return health_check_verifier(*raw, ctx, cred.id());
-        }},
+        // raises one IntegrationFailure (rotation_required) for a human.
         // storage.md: runs and failures archived to the blob store after 180 days, bodies purged after 30.
         .retention = {.runs = std::chrono::hours(24 * c.run_retention_days),
                       .failures = std::chrono::hours(24 * c.run_retention_days),

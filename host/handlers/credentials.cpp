@@ -1,6 +1,5 @@
 #include "handlers/handlers.hpp"
 
-#include <integration/outbound/egress_guard.hpp>
 
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
@@ -28,53 +27,6 @@ boost::json::object render_credential(credentials::integration_credential const&
 }
 
 }  // namespace
-
-// Rotation verifies the new material with the provider's health check of a connection that uses
-// the credential; a credential no connection uses yet has nothing to be verified against.
-credentials::verifier health_check_verifier(services& s, request_context const& ctx, std::string const& credential_id) {
-    return [&s, ctx, credential_id](credentials::resolved_credential const& material) -> result<void> {
-        struct target {
-            std::string url;
-            providers::health_check check;
-        };
-        auto found = storage::read_for(*s.store, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<target>> {
-            storage::page_request page{.limit = 500};
-            do {
-                auto list = uow.connections().list({}, page);
-                if (!list) return list.error();
-                for (auto const& conn : list->items) {
-                    if (conn.data().credential_id != credential_id ||
-                        conn.status() == connections::connection_status::retired)
-                        continue;
-                    auto p = uow.providers().find(conn.data().provider_id);
-                    if (!p) return p.error();
-                    auto check = p->data().health_check.value_or(providers::health_check{});
-                    return std::optional<target>(target{conn.base_url(p->data()) + check.path, check});
-                }
-                page.cursor = list->next_cursor;
-            } while (!page.cursor.empty());
-            return std::optional<target>{};
-        });
-        if (!found) return found.error();
-        if (!*found) return {};
-        auto url = (*found)->url;
-        for (auto const& [name, value] : material.query) {
-            url += url.find('?') == std::string::npos ? '?' : '&';
-            url += boost::urls::encode(name, boost::urls::unreserved_chars) + "=" +
-                   boost::urls::encode(value.view(), boost::urls::unreserved_chars);
-        }
-        http::request req{.method = (*found)->check.method, .url = url, .timeout = std::chrono::seconds(10)};
-        for (auto const& [name, value] : material.headers) req.headers.emplace_back(name, std::string(value.view()));
-        net::egress_guard outbound(*s.transport, s.egress, s.resolver);
-        auto res = outbound.send(req);
-        if (!res) return res.error();
-        if (res->status != (*found)->check.expect_status)
-            return error{errc::verification_failed, "the health check answered HTTP " + std::to_string(res->status) +
-                                                        " with the new secret, expected " +
-                                                        std::to_string((*found)->check.expect_status)};
-        return {};
-    };
-}
 
 void add_credential_routes(router& r, services& s) {
     r.add("POST", "/integrations/credentials", [&s](call& c) -> result<reply> {
@@ -160,7 +112,7 @@ void add_credential_routes(router& r, services& s) {
             if (auto p = from_json(*a, at, "expiresAt"); !p) return p.error();
             expires = at;
         }
-        auto rotated = s.credentials->rotate(c.ctx, **id, std::move(*secret), health_check_verifier(s, c.ctx, **id), expires);
+        auto rotated = s.credentials->rotate(c.ctx, **id, std::move(*secret), s.prober->verifier_for(c.ctx, **id), expires);
         if (!rotated) return rotated.error();
         return json_reply(200, render_credential(*rotated));
     }, {.calls_vendors = true});  // verifies the new material with the vendor

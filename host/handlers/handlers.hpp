@@ -41,10 +41,6 @@ boost::json::value render(A const& a) {
     return aggregate_to_json(a);
 }
 
-/** Verifies new material of `credential_id` with the provider's health check, through a
- *  connection that uses the credential (none: nothing to verify against, it passes). Used by the
- *  rotate route and the rotation worker. */
-credentials::verifier health_check_verifier(services& s, request_context const& ctx, std::string const& credential_id);
 
 /** An optional string member of a request body; wrong types are named. */
 result<std::optional<std::string>> optional_string(boost::json::object const& o, std::string_view name);

@@ -69,7 +69,14 @@ void build_services(impl& p) {
     // The relay's own thread is not started: the scheduler sweeps it like the others, to count each pass.
     p.relay = std::make_unique<events::outbox_relay>(*p.store, p.events, events::outbox_relay_options{.clock = &clock});
     p.retry = std::make_unique<runs::retry_worker>(*p.store, *p.runs, clock);
-    p.rotation = std::make_unique<credentials::rotation_worker>(*p.store, *p.credentials, clock, o.rotation);
+    auto rotation = o.rotation;
+    // Unless told otherwise, new material is verified with the health check of a connection using it.
+    if (!rotation.verifier_for)
+        rotation.verifier_for = [prober = p.prober.get()](request_context const& ctx,
+                                                          credentials::integration_credential const& cred) {
+            return prober->verifier_for(ctx, cred.id());
+        };
+    p.rotation = std::make_unique<credentials::rotation_worker>(*p.store, *p.credentials, clock, std::move(rotation));
     p.retention = std::make_unique<retention::retention_worker>(*p.store, *p.blobs, clock, o.retention);
 }
 

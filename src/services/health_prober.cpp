@@ -1,5 +1,8 @@
 #include <integration/services/health_prober.hpp>
 
+#include <boost/url/encode.hpp>
+#include <boost/url/rfc/unreserved_chars.hpp>
+
 namespace integration::connections {
 
 namespace {
@@ -50,6 +53,51 @@ result<health_probe_result> health_prober::probe(request_context const& ctx, int
                                "expected HTTP " + std::to_string(check.expect_status) + " from " + check.path + ", got " +
                                    std::to_string(res->status),
                                category};
+}
+
+credentials::verifier health_prober::verifier_for(request_context const& ctx, std::string const& credential_id) {
+    return [this, ctx, credential_id](credentials::resolved_credential const& material) -> result<void> {
+        struct target {
+            std::string url;
+            providers::health_check check;
+        };
+        auto found = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<target>> {
+            storage::page_request page{.limit = 500};
+            do {
+                auto list = uow.connections().list({}, page);
+                if (!list) return list.error();
+                for (auto const& conn : list->items) {
+                    if (conn.data().credential_id != credential_id || conn.status() == connection_status::retired)
+                        continue;
+                    auto p = uow.providers().find(conn.data().provider_id);
+                    if (!p) return p.error();
+                    auto check = p->data().health_check.value_or(providers::health_check{});
+                    return std::optional<target>(target{conn.base_url(p->data()) + check.path, check});
+                }
+                page.cursor = list->next_cursor;
+            } while (!page.cursor.empty());
+            return std::optional<target>{};
+        });
+        if (!found) return found.error();
+        if (!*found) return {};
+        auto url = (*found)->url;
+        for (auto const& [name, value] : material.query) {
+            url += url.find('?') == std::string::npos ? '?' : '&';
+            url += boost::urls::encode(name, boost::urls::unreserved_chars) + "=" +
+                   boost::urls::encode(value.view(), boost::urls::unreserved_chars);
+        }
+        // The new material is applied here, not by the authentication policy: it is not active yet.
+        http::request req{.method = (*found)->check.method, .url = url, .timeout = options_.timeout};
+        for (auto const& [name, value] : material.headers) req.headers.emplace_back(name, std::string(value.view()));
+        http::call_context call{.ctx = &ctx};
+        auto res = outbound_.send(req, call);
+        if (!res) return res.error();
+        if (res->status != (*found)->check.expect_status)
+            return error{errc::verification_failed, "the health check answered HTTP " + std::to_string(res->status) +
+                                                        " with the new secret, expected " +
+                                                        std::to_string((*found)->check.expect_status)};
+        return {};
+    };
 }
 
 result<integration_connection> health_prober::test(request_context const& ctx, std::string const& connection_id) {

@@ -36,6 +36,11 @@ public:
      *  returns how many were probed. */
     result<std::size_t> sweep();
 
+    /** What credential rotation verifies new material with: the health check of a connection
+     *  (not Retired) that uses `credential_id`, sent with that material through the same egress
+     *  guard. A credential no connection uses has nothing to be verified against and passes. */
+    credentials::verifier verifier_for(request_context const& ctx, std::string const& credential_id);
+
 private:
     result<health_probe_result> probe(request_context const& ctx, integration_connection const& c, bool& credential_ok);
 
