@@ -3,12 +3,12 @@
 
 /** @file
  *  A rate limiter of token buckets partitioned by key (tenant + provider + connection), sized from
- *  a RateLimitProfile or RateLimitBudget, behind the rate-limit-store port: the in-process
- *  `rate_limiter` is the default; a store shared by several processes implements the same port.
+ *  a RateLimitProfile or RateLimitBudget: the in-process implementation of the rate-limit-store
+ *  port (`ports/rate_limit_store.hpp`); a store shared by several processes implements the same port.
  */
 
 #include <integration/ports/clock.hpp>
-#include <integration/domain/policies.hpp>
+#include <integration/ports/rate_limit_store.hpp>
 
 #include <array>
 #include <chrono>
@@ -18,21 +18,6 @@
 #include <unordered_map>
 
 namespace integration::resilience {
-
-/** The outcome of one acquire. */
-struct acquire_result {
-    bool granted = false;
-    std::chrono::nanoseconds retry_after{0};  ///< When not granted: how long until a token is there.
-};
-
-/** The rate-limit-store port: token buckets by key. Implementations are thread-safe. */
-class rate_limit_store {
-public:
-    virtual ~rate_limit_store() = default;
-    /** Takes one token from `key`'s bucket, creating it full with `limit` on first use. A changed
-     *  `limit` applies from the next refill. */
-    virtual acquire_result try_acquire(std::string_view key, rate_limit_profile const& limit) = 0;
-};
 
 /** Token buckets in this process; sharded to keep contention low. */
 class rate_limiter final : public rate_limit_store {
