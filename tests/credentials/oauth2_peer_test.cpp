@@ -3,6 +3,7 @@
 
 #include "storage/fixtures.hpp"
 #include "support/child_process.hpp"
+#include "support/query_string.hpp"
 
 #include <integration/backends/local_vault/local_secret_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
@@ -172,18 +173,7 @@ TEST_F(oauth2_peer_test, rotation_verifies_the_new_client_secret_against_the_tok
 std::map<std::string, std::string> authorize(http::transport& t, std::string const& url) {
     auto res = must(t.send({.method = "GET", .url = url}));
     EXPECT_EQ(res.status / 100, 3) << res.body;
-    auto location = std::string(http::find_header(res.headers, "Location"));
-    std::map<std::string, std::string> q;
-    auto query = location.substr(location.find('?') + 1);
-    for (std::size_t pos = 0; pos < query.size();) {
-        auto amp = query.find('&', pos);
-        auto part = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-        auto eq = part.find('=');
-        q[part.substr(0, eq)] = eq == std::string::npos ? "" : part.substr(eq + 1);
-        if (amp == std::string::npos) break;
-        pos = amp + 1;
-    }
-    return q;
+    return query_of(std::string(http::find_header(res.headers, "Location")));
 }
 
 class authorization_code_test : public oauth2_peer_test {

@@ -8,6 +8,7 @@
 #include "support/base64.hpp"
 #include "support/child_process.hpp"
 #include "support/keep_alive_server.hpp"
+#include "support/query_string.hpp"
 
 #include <gtest/gtest.h>
 
@@ -32,20 +33,6 @@ std::pair<std::uint16_t, std::string> split_loopback_url(std::string const& url)
     auto authority = url.substr(host_at, slash - host_at);
     EXPECT_EQ(authority.rfind("127.0.0.1:", 0), 0u) << url;
     return {static_cast<std::uint16_t>(std::stoi(authority.substr(authority.find(':') + 1))), url.substr(slash)};
-}
-
-std::map<std::string, std::string> query_of(std::string const& url) {
-    std::map<std::string, std::string> q;
-    auto query = url.substr(url.find('?') + 1);
-    for (std::size_t pos = 0; pos <= query.size();) {
-        auto amp = query.find('&', pos);
-        auto part = query.substr(pos, amp == std::string::npos ? std::string::npos : amp - pos);
-        auto eq = part.find('=');
-        q[part.substr(0, eq)] = eq == std::string::npos ? "" : part.substr(eq + 1);
-        if (amp == std::string::npos) break;
-        pos = amp + 1;
-    }
-    return q;
 }
 
 class host_auth_modes : public ::testing::Test {
