@@ -1,7 +1,5 @@
 #include <integration/services/outbox_relay.hpp>
 
-#include "../detail/thread_name.hpp"
-
 #include <set>
 #include <string>
 
@@ -11,8 +9,6 @@ outbox_relay::outbox_relay(storage::store& store, event_publisher& publisher, ou
     : store_(store), publisher_(publisher), options_(options) {
     if (!options_.clock) options_.clock = &system_clock::instance();
 }
-
-outbox_relay::~outbox_relay() { stop(); }
 
 result<std::size_t> outbox_relay::run_once() {
     auto pending = store_.pending_events(options_.batch);
@@ -70,46 +66,6 @@ result<void> outbox_relay::failed(storage::outbox_record const& rec, error const
 
 outbox_relay_stats outbox_relay::stats() const noexcept {
     return {published_.load(), failed_attempts_.load(), dead_.load()};
-}
-
-void outbox_relay::start() {
-    std::lock_guard lock(mutex_);
-    if (thread_.joinable()) return;
-    stopping_ = false;
-    thread_ = std::thread([this] {
-        detail::name_this_thread("integ-outbox");
-        loop();
-    });
-}
-
-void outbox_relay::stop() {
-    {
-        std::lock_guard lock(mutex_);
-        stopping_ = true;
-    }
-    wake_.notify_all();
-    if (thread_.joinable()) thread_.join();
-}
-
-void outbox_relay::notify() {
-    {
-        std::lock_guard lock(mutex_);
-        notified_ = true;
-    }
-    wake_.notify_all();
-}
-
-void outbox_relay::loop() {
-    while (true) {
-        auto n = run_once();
-        std::unique_lock lock(mutex_);
-        if (stopping_) return;
-        // A full batch means more may be waiting: go again at once.
-        if (n && *n == options_.batch) continue;
-        wake_.wait_for(lock, options_.poll_interval, [&] { return stopping_ || notified_; });
-        notified_ = false;
-        if (stopping_) return;
-    }
 }
 
 }  // namespace integration::events

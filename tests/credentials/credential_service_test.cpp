@@ -2,6 +2,7 @@
 
 #include "storage/fixtures.hpp"
 #include "support/credential_doubles.hpp"
+#include "support/base64.hpp"
 #include "support/credential_world.hpp"
 #include "support/keep_alive_server.hpp"
 
@@ -31,13 +32,7 @@ std::string slurp(std::string const& path) {
 
 class credential_service_test : public ::testing::Test {
 protected:
-    void SetUp() override {
-        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
-            auto p = active_provider(ctx_, clock_.now());
-            provider_id_ = p.id();
-            return uow.providers().save(p);
-        }));
-    }
+    void SetUp() override { provider_id_ = save_active_provider(*store_, ctx_, clock_.now()); }
 
     std::string value_of(credentials::resolved_credential const& r) {
         return std::string((r.headers.empty() ? r.query : r.headers).at(0).second.view());
@@ -258,23 +253,6 @@ TEST_F(credential_service_test, canary_secrets_never_reach_the_database_its_wal_
 
 // ---- outbound calls: the egress policy, and what comes back ---------------------------------------
 
-constexpr char b64_alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-std::string base64(std::string_view in) {
-    auto const* alphabet = b64_alphabet;
-    std::string out;
-    unsigned v = 0;
-    int bits = 0;
-    for (unsigned char c : in) {
-        v = (v << 8) | c;
-        bits += 8;
-        while (bits >= 6) out += alphabet[(v >> (bits -= 6)) & 63];
-    }
-    if (bits > 0) out += alphabet[(v << (6 - bits)) & 63];
-    while (out.size() % 4) out += '=';
-    return out;
-}
-
 // Percent-encoding as most encoders do it: RFC 3986 unreserved characters stay.
 std::string percent(unsigned char c) {
     if (std::isalnum(c) || c == '-' || c == '.' || c == '_' || c == '~') return std::string(1, static_cast<char>(c));
@@ -285,13 +263,7 @@ std::string percent(unsigned char c) {
 // allowed and 127.0.0.2 stands for a refused network.
 class credential_outbound_test : public ::testing::Test, protected credential_world {
 protected:
-    void SetUp() override {
-        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
-            auto p = active_provider(ctx_, clock_.now());
-            provider_id_ = p.id();
-            return uow.providers().save(p);
-        }));
-    }
+    void SetUp() override { provider_id_ = save_active_provider(*store_, ctx_, clock_.now()); }
     credentials::integration_credential oauth2(std::string const& token_url) {
         return must(credentials_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials,
                                                .secret = secret_bytes(client_secret_),

@@ -78,6 +78,13 @@ inline providers::integration_provider active_provider(request_context const& ct
     return p;
 }
 
+/** Saves an Active provider in `ctx`'s tenant and returns its id. */
+inline std::string save_active_provider(storage::store& store, request_context const& ctx, time_point now) {
+    auto p = active_provider(ctx, now);
+    must(store.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> { return uow.providers().save(p); }));
+    return p.id();
+}
+
 inline connections::connection_spec connection_spec(std::string project = "proj-1") {
     connections::connection_spec s;
     s.project_id = std::move(project);

@@ -803,23 +803,6 @@ TEST_P(store_conformance, inbound_webhook_registrations_are_per_tenant_and_repla
     });
 }
 
-TEST_P(store_conformance, relay_thread_delivers_events_committed_later) {
-    recording_publisher pub;
-    events::in_process_dispatcher dispatcher;
-    std::atomic<int> established{0};
-    dispatcher.subscribe("IntegrationConnectionEstablished", [&](events::event_envelope const&) -> result<void> {
-        ++established;
-        return {};
-    });
-    events::outbox_relay relay(*store_, dispatcher, {.poll_interval = 5ms});
-    relay.start();
-    seed_graph(*store_, a_, clock_.now());
-    relay.notify();
-    for (int i = 0; i < 400 && established.load() == 0; ++i) std::this_thread::sleep_for(5ms);
-    relay.stop();
-    EXPECT_EQ(established.load(), 1);
-}
-
 TEST_P(store_conformance, concurrent_units_from_many_threads_all_commit_or_fail_alone) {
     auto g = seed_graph(*store_, a_, clock_.now());
     constexpr int threads = 8, per_thread = 25;

@@ -13,17 +13,13 @@
 
 #include <atomic>
 #include <chrono>
-#include <condition_variable>
 #include <cstdint>
-#include <mutex>
-#include <thread>
 
 namespace integration::events {
 
 /** Options of `outbox_relay`. */
 struct outbox_relay_options {
     std::size_t batch = 256;                               ///< Events fetched per pass.
-    std::chrono::milliseconds poll_interval{100};          ///< Idle wait between passes.
     integration::clock const* clock = nullptr;             ///< For `publishedAt`; system clock when null.
     /** Failed publications after which an event is parked as dead (with an IntegrationFailure);
      *  its aggregate's later events then wait behind it. */
@@ -37,11 +33,11 @@ struct outbox_relay_stats {
     std::uint64_t dead = 0;             ///< Events parked as dead.
 };
 
-/** Relays outbox rows to a publisher. `run_once` for manual control; `start` for a thread. */
+/** Relays outbox rows to a publisher, one batch per `run_once`. It has no thread of its own: the
+ *  platform's outbox worker calls `run_once` on its schedule (`worker_options::outbox`). */
 class outbox_relay {
 public:
     outbox_relay(storage::store& store, event_publisher& publisher, outbox_relay_options options = {});
-    ~outbox_relay();
     outbox_relay(outbox_relay const&) = delete;
     outbox_relay& operator=(outbox_relay const&) = delete;
 
@@ -52,25 +48,13 @@ public:
     result<std::size_t> run_once();
     /** The relay's counters (for metrics). */
     outbox_relay_stats stats() const noexcept;
-    /** Starts the background thread. */
-    void start();
-    /** Stops it after the current pass. */
-    void stop();
-    /** Wakes the thread now, e.g. right after a commit. */
-    void notify();
 
 private:
-    void loop();
     result<void> failed(storage::outbox_record const& rec, error const& why);
 
     storage::store& store_;
     event_publisher& publisher_;
     outbox_relay_options options_;
-    std::mutex mutex_;
-    std::condition_variable wake_;
-    bool stopping_ = false;
-    bool notified_ = false;
-    std::thread thread_;
     std::atomic<std::uint64_t> published_{0};
     std::atomic<std::uint64_t> failed_attempts_{0};
     std::atomic<std::uint64_t> dead_{0};
