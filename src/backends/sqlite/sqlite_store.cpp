@@ -1,7 +1,7 @@
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
+#include "../../detail/sql/mapping.hpp"
 #include "../../detail/sqlite/connection.hpp"
-#include "mapping.hpp"
 #include "schema.hpp"
 
 #include "../../detail/deferred_flush.hpp"
@@ -22,10 +22,12 @@
 // A run's attempts live in its row: recording a run is one row write, and listing runs needs no
 // query per run for its attempts.
 template <>
-struct integration::storage::sqlite::vectors_as_json<integration::runs::run_data> : std::true_type {};
+struct integration::storage::sql::vectors_as_json<integration::runs::run_data> : std::true_type {};
 
 namespace integration::storage {
 namespace {
+
+namespace mapping = sql;
 
 using sqlite::database;
 using sqlite::statement;
@@ -60,8 +62,8 @@ constexpr table_info table_of<webhooks::webhook_subscription>{"subscriptions", "
 template <>
 constexpr table_info table_of<webhooks::webhook_delivery>{"deliveries", "delivery_id", "WebhookDelivery", false};
 
-constexpr char const* meta_columns = "tenant_id, created_at, created_by, updated_at, updated_by, row_version";
-constexpr int meta_count = 6;
+using mapping::meta_columns;
+using mapping::meta_count;
 
 result<metadata> read_meta(statement const& s) {
     metadata m;
@@ -98,8 +100,8 @@ public:
     /** `where` is extra SQL over the main table (alias-free), `binds` its parameters. */
     result<std::vector<A>> select(std::string const& where, std::vector<value> binds, std::string const& order,
                                   std::size_t limit) {
-        static std::string const cols = std::string(meta_columns) + ", " + sqlite::join(sqlite::column_names<data_t>());
-        std::string sql = "SELECT " + cols + " FROM " + T.name + " WHERE " + scope_sql();
+        static std::string const head = mapping::select_sql<data_t>(T.name, scope_sql());
+        std::string sql = head;
         if (!where.empty()) sql += " AND (" + where + ")";
         sql += " ORDER BY " + order + " LIMIT " + std::to_string(limit);
         std::vector<value> all = scope_binds();
@@ -114,7 +116,7 @@ public:
             if (!*more) break;
             auto m = read_meta(**st);
             data_t d{};
-            auto next = sqlite::read_row(**st, meta_count, d);
+            auto next = mapping::read_row(**st, meta_count, d);
             if (!next) return next.error();
             rows.emplace_back(std::move(*m), std::move(d));
         }
@@ -208,14 +210,10 @@ private:
     std::vector<value> scope_binds() const { return {w_.ctx.tenant_id}; }
 
     result<void> insert(A const& a, time_point now) {
-        static std::string const sql = [] {
-            auto cols = sqlite::column_names<data_t>();
-            return std::string("INSERT INTO ") + T.name + " (" + meta_columns + ", " + sqlite::join(cols) +
-                   ") VALUES (" + sqlite::placeholders(cols.size() + meta_count) + ")";
-        }();
+        static std::string const sql = mapping::insert_sql<data_t>(T.name);
         auto const& m = a.meta();
         std::vector<value> v{m.tenant_id, to_unix_ms(now), w_.ctx.actor, to_unix_ms(now), w_.ctx.actor, std::int64_t{1}};
-        sqlite::append_values(a.data(), v);
+        mapping::append_values(a.data(), v);
         auto st = w_.db.prepare(sql);
         if (!st) return st.error();
         (*st)->bind_all(v);
@@ -227,15 +225,10 @@ private:
     }
 
     result<void> update(A const& a, time_point now) {
-        static std::string const sql = [] {
-            std::string set = "updated_at = ?, updated_by = ?, row_version = row_version + 1";
-            for (auto const& c : sqlite::column_names<data_t>()) set += ", " + c + " = ?";
-            return std::string("UPDATE ") + T.name + " SET " + set + " WHERE " + T.key +
-                   " = ? AND tenant_id = ? AND row_version = ?";
-        }();
+        static std::string const sql = mapping::update_sql<data_t>(T.name, T.key);
         auto const& m = a.meta();
         std::vector<value> v{to_unix_ms(now), w_.ctx.actor};
-        sqlite::append_values(a.data(), v);
+        mapping::append_values(a.data(), v);
         v.push_back(a.id());
         v.push_back(m.tenant_id);
         v.push_back(m.version);
@@ -254,24 +247,22 @@ private:
     // A new row has no children yet: nothing to delete first.
     result<void> save_children(data_t const& d, bool fresh) {
         result<void> status;
-        sqlite::for_each_child<data_t>(d, [&](std::string_view field, auto const& items) {
+        mapping::for_each_child<data_t>(d, [&](std::string_view field, auto const& items) {
             if (!status) return;
             using E = typename std::remove_cvref_t<decltype(items)>::value_type;
             if (!fresh) {
-                auto del = w_.db.prepare("DELETE FROM " + std::string(T.name) + "_" + sqlite::snake(field) + " WHERE owner_id = ?");
+                auto del = w_.db.prepare(mapping::child_delete_sql(T.name, field));
                 if (!del) return void(status = del.error());
                 (*del)->bind(1, value{std::string(d_id(d))});
                 if (status = (*del)->run(); !status) return;
             }
             if (items.empty()) return;
-            auto cols = sqlite::child_columns<E>();
-            auto ins = w_.db.prepare("INSERT INTO " + std::string(T.name) + "_" + sqlite::snake(field) + " (owner_id, position, " +
-                                     sqlite::join(cols) + ") VALUES (" + sqlite::placeholders(cols.size() + 2) + ")");
+            auto ins = w_.db.prepare(mapping::child_insert_sql<E>(T.name, field));
             if (!ins) return void(status = ins.error());
             std::int64_t pos = 0;
             for (auto const& e : items) {
                 std::vector<value> v{std::string(d_id(d)), pos++};
-                sqlite::append_child_values(e, v);
+                mapping::append_child_values(e, v);
                 (*ins)->reset();
                 (*ins)->bind_all(v);
                 if (status = (*ins)->run(); !status) return;
@@ -283,12 +274,10 @@ private:
     result<void> load_children(data_t& d) {
         result<void> status;
         std::string id(d_id(d));
-        sqlite::for_each_child<data_t>(d, [&](std::string_view field, auto& items) {
+        mapping::for_each_child<data_t>(d, [&](std::string_view field, auto& items) {
             if (!status) return;
             using E = typename std::remove_cvref_t<decltype(items)>::value_type;
-            std::string child = std::string(T.name) + "_" + sqlite::snake(field);
-            auto st = w_.db.prepare("SELECT " + sqlite::join(sqlite::child_columns<E>()) + " FROM " + child +
-                                    " WHERE owner_id = ? ORDER BY position");
+            auto st = w_.db.prepare(mapping::child_select_sql<E>(T.name, field));
             if (!st) return void(status = st.error());
             (*st)->bind(1, value{id});
             items.clear();
@@ -297,7 +286,7 @@ private:
                 if (!more) return void(status = more.error());
                 if (!*more) break;
                 E e{};
-                if (status = sqlite::read_child(**st, e); !status) return;
+                if (status = mapping::read_child(**st, e); !status) return;
                 items.push_back(std::move(e));
             }
             (*st)->reset();

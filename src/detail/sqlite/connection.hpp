@@ -3,6 +3,8 @@
 
 // RAII wrappers over sqlite3 and sqlite3_stmt with a per-connection statement cache.
 
+#include "../sql/value.hpp"
+
 #include <integration/core/error.hpp>
 
 #include <cstdint>
@@ -20,7 +22,7 @@ struct sqlite3_stmt;
 namespace integration::storage::sqlite {
 
 /** A value bound to a `?` parameter. */
-using value = std::variant<std::nullptr_t, std::int64_t, double, std::string, std::vector<unsigned char>>;
+using value = sql::value;
 
 class statement {
 public:

@@ -1,13 +1,19 @@
-#ifndef INTEGRATION_SRC_STORAGE_SQLITE_MAPPING_HPP
-#define INTEGRATION_SRC_STORAGE_SQLITE_MAPPING_HPP
+#ifndef INTEGRATION_SRC_DETAIL_SQL_MAPPING_HPP
+#define INTEGRATION_SRC_DETAIL_SQL_MAPPING_HPP
 
-// Maps the JSON field lists of the domain's data structs onto relational rows: scalar fields are
-// columns (snake_case of the JSON name), vectors are child tables, nested value objects and JSON
-// documents are JSON text columns. Written once, used by all eight repositories.
+// Maps the JSON field lists of the domain's data structs onto relational rows, for every SQL
+// backend: scalar fields are columns (snake_case of the JSON name), vectors are child tables,
+// nested value objects and JSON documents are JSON text columns. It writes the SQL text of each
+// aggregate table and turns values into `sql::value`s and back; binding and stepping are the
+// backend's. Statement parameters are written `?`; a backend with numbered parameters ($1, $2)
+// renumbers them when it prepares a statement.
+//
+// A backend's row type `Row` needs `text(c)`, `int64(c)`, `real(c)` and `is_null(c)`.
 
-#include "../../detail/sqlite/connection.hpp"
+#include "value.hpp"
 
 #include <integration/core/json.hpp>
+#include <integration/core/time.hpp>
 
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
@@ -15,7 +21,7 @@
 #include <string>
 #include <vector>
 
-namespace integration::storage::sqlite {
+namespace integration::storage::sql {
 
 template <class T>
 struct is_vector : std::false_type {};
@@ -68,71 +74,80 @@ value to_value(std::vector<E> const& v) {
     return boost::json::serialize(to_json(v));
 }
 
-inline result<void> read_column(statement const& s, int c, std::string& out) {
+template <class Row>
+result<void> read_column(Row const& s, int c, std::string& out) {
     out = s.text(c);
     return {};
 }
-inline result<void> read_column(statement const& s, int c, std::int64_t& out) {
+template <class Row>
+result<void> read_column(Row const& s, int c, std::int64_t& out) {
     out = s.int64(c);
     return {};
 }
-inline result<void> read_column(statement const& s, int c, int& out) {
+template <class Row>
+result<void> read_column(Row const& s, int c, int& out) {
     out = static_cast<int>(s.int64(c));
     return {};
 }
-inline result<void> read_column(statement const& s, int c, double& out) {
+template <class Row>
+result<void> read_column(Row const& s, int c, double& out) {
     out = s.real(c);
     return {};
 }
-inline result<void> read_column(statement const& s, int c, bool& out) {
+template <class Row>
+result<void> read_column(Row const& s, int c, bool& out) {
     out = s.int64(c) != 0;
     return {};
 }
-inline result<void> read_column(statement const& s, int c, time_point& out) {
+template <class Row>
+result<void> read_column(Row const& s, int c, time_point& out) {
     out = from_unix_ms(s.int64(c));
     return {};
 }
-inline result<boost::json::value> parse_column(statement const& s, int c) {
+template <class Row>
+result<boost::json::value> parse_column(Row const& s, int c) {
     boost::system::error_code ec;
     auto v = boost::json::parse(s.text(c), ec);
     if (ec) return error{errc::storage_failure, "a stored JSON column is corrupt: " + ec.message()};
     return v;
 }
-inline result<void> read_column(statement const& s, int c, boost::json::value& out) {
+template <class Row>
+result<void> read_column(Row const& s, int c, boost::json::value& out) {
     auto v = parse_column(s, c);
     if (!v) return v.error();
     out = std::move(*v);
     return {};
 }
-inline result<void> read_column(statement const& s, int c, boost::json::object& out) {
+template <class Row>
+result<void> read_column(Row const& s, int c, boost::json::object& out) {
     auto v = parse_column(s, c);
     if (!v) return v.error();
     if (!v->is_object()) return error{errc::storage_failure, "a stored JSON object column holds something else"};
     out = std::move(v->get_object());
     return {};
 }
-template <named_enum E>
-result<void> read_column(statement const& s, int c, E& out) {
+template <class Row, named_enum E>
+result<void> read_column(Row const& s, int c, E& out) {
     auto e = parse_enum<E>(s.text(c), "stored value");
     if (!e) return error{errc::storage_failure, e.error().detail()};
     out = *e;
     return {};
 }
-template <json_described T>
-result<void> read_column(statement const& s, int c, T& out) {
+template <class Row, json_described T>
+result<void> read_column(Row const& s, int c, T& out) {
     auto v = parse_column(s, c);
     if (!v) return v.error();
     return from_json(*v, out, "");
 }
-template <class E>
-result<void> read_column(statement const& s, int c, std::vector<E>& out) {
+template <class Row, class E>
+result<void> read_column(Row const& s, int c, std::vector<E>& out) {
     auto v = parse_column(s, c);
     if (!v) return v.error();
     if (auto r = from_json(*v, out, ""); !r) return error{errc::storage_failure, "a stored JSON array column is corrupt: " + r.error().detail()};
     return {};
 }
-template <class T>
-result<void> read_column(statement const& s, int c, std::optional<T>& out) {
+template <class Row, class T>
+result<void> read_column(Row const& s, int c, std::optional<T>& out) {
     if (s.is_null(c)) {
         out.reset();
         return {};
@@ -192,8 +207,8 @@ void append_values(T const& v, std::vector<value>& out) {
 }
 
 /** Reads `v`'s columns from `s` starting at column `first`; returns the next column index. */
-template <json_described T>
-result<int> read_row(statement const& s, int first, T& v) {
+template <json_described T, class Row>
+result<int> read_row(Row const& s, int first, T& v) {
     int c = first;
     result<void> status;
     for_each_column<T>(v, [&](std::string_view, auto& m) {
@@ -221,8 +236,8 @@ void append_child_values(E const& e, std::vector<value>& out) {
         out.push_back(to_value(e));
 }
 
-template <class E>
-result<void> read_child(statement const& s, E& e) {
+template <class E, class Row>
+result<void> read_child(Row const& s, E& e) {
     if constexpr (json_described<E>) {
         auto r = read_row(s, 0, e);
         if (!r) return r.error();
@@ -250,6 +265,62 @@ inline std::string placeholders(std::size_t n) {
     return out;
 }
 
-}  // namespace integration::storage::sqlite
+// ---- the SQL text of an aggregate table -------------------------------------------------------
+
+/** The metadata columns every aggregate table starts with (`metadata` of core/aggregate.hpp). */
+inline constexpr char const* meta_columns = "tenant_id, created_at, created_by, updated_at, updated_by, row_version";
+inline constexpr int meta_count = 6;
+
+/** `SELECT <meta>, <columns of D> FROM table WHERE scope`: the caller appends its filters. */
+template <json_described D>
+std::string select_sql(std::string_view table, std::string_view scope) {
+    return "SELECT " + std::string(meta_columns) + ", " + join(column_names<D>()) + " FROM " + std::string(table) +
+           " WHERE " + std::string(scope);
+}
+
+/** Inserts a row: the metadata values, then `D`'s columns (`append_values`). */
+template <json_described D>
+std::string insert_sql(std::string_view table) {
+    auto cols = column_names<D>();
+    return "INSERT INTO " + std::string(table) + " (" + meta_columns + ", " + join(cols) + ") VALUES (" +
+           placeholders(cols.size() + meta_count) + ")";
+}
+
+/** Updates a row if its version is unchanged: updated_at, updated_by, `D`'s columns, then the
+ *  key, the tenant and the expected row_version. */
+template <json_described D>
+std::string update_sql(std::string_view table, std::string_view key) {
+    std::string set = "updated_at = ?, updated_by = ?, row_version = row_version + 1";
+    for (auto const& c : column_names<D>()) set += ", " + c + " = ?";
+    return "UPDATE " + std::string(table) + " SET " + set + " WHERE " + std::string(key) +
+           " = ? AND tenant_id = ? AND row_version = ?";
+}
+
+/** The child table of vector field `field` of `table`'s rows. */
+inline std::string child_table(std::string_view table, std::string_view field) {
+    return std::string(table) + "_" + snake(field);
+}
+
+/** Inserts one child element: owner id, position, then its columns. */
+template <class E>
+std::string child_insert_sql(std::string_view table, std::string_view field) {
+    auto cols = child_columns<E>();
+    return "INSERT INTO " + child_table(table, field) + " (owner_id, position, " + join(cols) + ") VALUES (" +
+           placeholders(cols.size() + 2) + ")";
+}
+
+/** Reads the children of one owner in order. */
+template <class E>
+std::string child_select_sql(std::string_view table, std::string_view field) {
+    return "SELECT " + join(child_columns<E>()) + " FROM " + child_table(table, field) +
+           " WHERE owner_id = ? ORDER BY position";
+}
+
+/** Deletes the children of one owner. */
+inline std::string child_delete_sql(std::string_view table, std::string_view field) {
+    return "DELETE FROM " + child_table(table, field) + " WHERE owner_id = ?";
+}
+
+}  // namespace integration::storage::sql
 
 #endif
