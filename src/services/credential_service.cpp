@@ -353,13 +353,6 @@ private:
 }  // namespace
 
 result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
-                                                           http::request const& request, http::transport& transport) {
-    auto copy = request;
-    bool unresolved = false;
-    return authorized(ctx, credential_id, copy, [&](http::request& r) { return transport.send(r); }, unresolved);
-}
-
-result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
                                                            http::request& request, http::next_policy const& next,
                                                            http::call_context& call) {
     return authorized(ctx, credential_id, request, [&](http::request& r) { return next.send(r, call); },

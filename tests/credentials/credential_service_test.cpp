@@ -360,7 +360,7 @@ TEST_F(credential_outbound_test, an_added_auth_scheme_builds_the_material_of_its
     auto c = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("vendor-secret-1"), .scheme = "VendorSignature"}));
     EXPECT_EQ(credentials::scheme_of(c), "VendorSignature");
     http::request req{.url = "http://127.0.0.1:" + std::to_string(vendor.port()) + "/signed"};
-    auto res = must(credentials_.send_authorized(ctx_, c.id(), req, *transport_));
+    auto res = must(send_authorized(credentials_, *transport_, ctx_, c.id(), req));
     EXPECT_EQ(built, 1);
     ASSERT_EQ(vendor.requests().size(), 1u);
     EXPECT_EQ(vendor.requests()[0].header("X-Vendor-Signature").value_or(""), "Sig " + c.id() + ":vendor-secret-1");
@@ -387,7 +387,7 @@ TEST_F(credential_outbound_test, send_authorized_redacts_every_echo_of_the_key_o
     auto by_token = oauth2("http://127.0.0.1:" + std::to_string(idp_.port()) + "/token");
     http::request req{.method = "POST", .url = "http://127.0.0.1:" + std::to_string(mirror.port()) + "/echo", .body = "keep this"};
     for (auto const& [c, secret] : {std::pair{by_key.id(), key}, std::pair{by_token.id(), std::string("tok/R3D4CT+ed=")}}) {
-        auto res = must(credentials_.send_authorized(ctx_, c, req, *transport_));
+        auto res = must(send_authorized(credentials_, *transport_, ctx_, c, req));
         std::string all = res.body;
         for (auto const& [k, v] : res.headers) all += "\n" + k + ": " + v;
         EXPECT_NE(all.find("keep this"), std::string::npos);
@@ -415,9 +415,9 @@ TEST_F(credential_outbound_test, send_authorized_redacts_every_echo_of_the_key_o
     auto before = mirror.requests().size();
     auto shadowed = req;
     shadowed.headers = {{"x-api-key", "mine"}};
-    EXPECT_EQ(credentials_.send_authorized(ctx_, by_key.id(), shadowed, *transport_).error(), errc::invalid_argument);
+    EXPECT_EQ(send_authorized(credentials_, *transport_, ctx_, by_key.id(), shadowed).error(), errc::invalid_argument);
     shadowed.headers = {{"AUTHORIZATION", "Bearer mine"}};
-    EXPECT_EQ(credentials_.send_authorized(ctx_, by_token.id(), shadowed, *transport_).error(), errc::invalid_argument);
+    EXPECT_EQ(send_authorized(credentials_, *transport_, ctx_, by_token.id(), shadowed).error(), errc::invalid_argument);
     EXPECT_EQ(mirror.requests().size(), before);
 }
 

@@ -3,6 +3,7 @@
 
 #include "storage/fixtures.hpp"
 #include "support/child_process.hpp"
+#include "support/credential_doubles.hpp"
 #include "support/query_string.hpp"
 
 #include <integration/backends/local_vault/local_secret_store.hpp>
@@ -128,17 +129,17 @@ TEST_F(oauth2_peer_test, a_401_forces_exactly_one_token_refresh_before_it_counts
     ASSERT_EQ(line.rfind("PORT ", 0), 0u) << line;
     http::request req{.method = "GET", .url = "http://127.0.0.1:" + line.substr(5) + "/v1/things"};
     auto c = create("client-secret-1");
-    EXPECT_EQ(must(service_.send_authorized(ctx_, c.id(), req, *transport_)).status, 200);
+    EXPECT_EQ(must(send_authorized(service_, *transport_, ctx_, c.id(), req)).status, 200);
     EXPECT_EQ(count_lines(count_file_), 1u);
     // The provider revokes the cached token: the next call refreshes once and succeeds. (The
     // server's RS256 tokens are deterministic within one second, hence the pause.)
     std::ofstream(revoked, std::ios::app) << bearer(must(service_.resolve(ctx_, c.id()))).substr(7) << "\n";
     std::this_thread::sleep_for(std::chrono::milliseconds(1100));
-    EXPECT_EQ(must(service_.send_authorized(ctx_, c.id(), req, *transport_)).status, 200);
+    EXPECT_EQ(must(send_authorized(service_, *transport_, ctx_, c.id(), req)).status, 200);
     EXPECT_EQ(count_lines(count_file_), 2u);
     // When the fresh token is refused too, the 401 comes back after exactly one refresh.
     std::ofstream(revoked, std::ios::app) << "*\n";
-    auto refused = service_.send_authorized(ctx_, c.id(), req, *transport_);
+    auto refused = send_authorized(service_, *transport_, ctx_, c.id(), req);
     ASSERT_TRUE(refused);
     EXPECT_EQ(refused->status, 401);
     EXPECT_EQ(count_lines(count_file_), 3u);

@@ -6,6 +6,8 @@
 
 #include <integration/ports/secret_store.hpp>
 #include <integration/ports/transport.hpp>
+#include <integration/outbound/pipeline.hpp>
+#include <integration/services/credential_service.hpp>
 
 #include <gtest/gtest.h>
 
@@ -45,6 +47,17 @@ public:
         return error{errc::unavailable, "no network in this test"};
     }
 };
+
+/** Sends `req` with credential `id` applied, through a pipeline of the authentication policy
+ *  alone (as a service's pipeline applies it; no egress checks, for loopback peers). */
+inline result<http::response> send_authorized(credentials::credential_service& service, http::transport& transport,
+                                              request_context const& ctx, std::string const& id, http::request req) {
+    std::vector<std::unique_ptr<http::policy>> policies;
+    policies.push_back(std::make_unique<credentials::authentication_policy>(service));
+    http::pipeline pipeline(transport, std::move(policies));
+    http::call_context call{.ctx = &ctx, .credential_id = id};
+    return pipeline.send(req, call);
+}
 
 }  // namespace integration::testing
 

@@ -215,11 +215,11 @@ public:
      *  token never gets it recorded: raw (so also after its `Bearer` or API-key prefix), percent-
      *  or form-encoded, JSON-escaped, and in base64 or base64url at any alignment. Secrets shorter
      *  than 4 bytes are left alone (too short to tell from ordinary text). A request that already
-     *  carries one of the credential's header names is refused (`errc::invalid_argument`). */
-    result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
-                                            http::request const& request, http::transport& transport);
-    /** `send_authorized` as a step of an outbound pipeline: the material is added to `request`
-     *  for the call and removed (and wiped) after it, and the rest of the pipeline sends it.
+     *  carries one of the credential's header names is refused (`errc::invalid_argument`).
+     *
+     *  The material is added to `request` for the call and removed (and wiped) after it, and the
+     *  rest of the pipeline (`next`) sends it: this is the authentication step of an outbound
+     *  pipeline (`authentication_policy`), never a way around it.
      *  `call.credential_unresolved` is set when the material did not resolve (nothing was sent). */
     result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
                                             http::request& request, http::next_policy const& next,
