@@ -68,6 +68,9 @@ void add_oauth2_routes(router& r, services& s) {
                                                          "unsupported_response_type", "invalid_scope", "server_error",
                                                          "temporarily_unavailable"};
             bool standard = std::find(std::begin(known), std::end(known), *refused) != std::end(known);
+            // The refused flow is over: its state can never complete later.
+            if (auto abandoned = s.credentials->abandon_authorization(*state); !abandoned && abandoned.error() != errc::forbidden)
+                return abandoned.error();
             return authorization_refused("the provider refused the authorization" +
                                          (standard ? " (" + *refused + ")" : std::string()) +
                                          "; start it again with POST /integrations/oauth2/authorize");

@@ -695,8 +695,8 @@ void credential_service::forget_secret(std::string const& tenant, std::string co
     (void)secrets_.purge(tenant, ref->name);  // may be refused inside purge protection: soft-deleted is unreadable
 }
 
-result<integration_credential> credential_service::complete_authorization(std::string const& state,
-                                                                          std::string const& code) {
+result<std::pair<request_context, storage::pending_authorization>> credential_service::take_authorization(
+    std::string const& state) {
     // The state is "<random>.<tenant>": the callback carries no API key, and the pending flow
     // is looked up in its tenant only.
     auto dot = state.find('.');
@@ -721,7 +721,22 @@ result<integration_credential> credential_service::complete_authorization(std::s
         return error{errc::forbidden, was_expired ? "the authorization expired; start it again"
                                                   : "unknown or already used state; start the authorization again"};
     }
-    auto p = std::move(*taken);
+    return std::pair{std::move(ctx), std::move(*taken)};
+}
+
+result<void> credential_service::abandon_authorization(std::string const& state) {
+    auto taken = take_authorization(state);
+    if (!taken) return taken.error();
+    forget_secret(taken->first.tenant_id, taken->second.secret_ref);
+    return {};
+}
+
+result<integration_credential> credential_service::complete_authorization(std::string const& state,
+                                                                          std::string const& code) {
+    auto taken = take_authorization(state);
+    if (!taken) return taken.error();
+    auto& [ctx, p] = *taken;
+    auto const& tenant = ctx.tenant_id;
     ctx.actor = p.actor;
     auto doc = [&]() -> result<secret_bytes> {
         auto ref = secret_ref::parse(p.secret_ref);

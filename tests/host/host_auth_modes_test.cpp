@@ -208,10 +208,14 @@ TEST_F(host_auth_modes, the_callback_takes_a_state_once_and_refuses_a_wrong_or_m
     EXPECT_NE(problem_detail(denied).find("access_denied"), std::string::npos) << denied.body;
     EXPECT_EQ(denied.body.find("script"), std::string::npos) << "the provider's own text is not repeated";
     EXPECT_EQ(tokens(), tokens_before) << "no token was requested";
+    // The refusal used the state up: the same state with a code no longer completes.
+    refused(callback(port, "code=" + q["code"] + "&state=" + q["state"]), 403, "authorization-refused");
+    EXPECT_EQ(tokens(), tokens_before) << "no token was requested";
 
-    auto done = callback(port, "code=" + q["code"] + "&state=" + q["state"]);
+    auto again = query_of(authorize_in_browser(str(start_authorization(*a_, provider_).json(), "authorizationUrl")));
+    auto done = callback(port, "code=" + again["code"] + "&state=" + again["state"]);
     ASSERT_EQ(done.status, 201) << done.body;
-    refused(callback(port, "code=" + q["code"] + "&state=" + q["state"]), 403, "authorization-refused");  // replayed
+    refused(callback(port, "code=" + again["code"] + "&state=" + again["state"]), 403, "authorization-refused");  // replayed
 
     // The start is a tenant's: no key is 401, another tenant's provider is 404, and the secret
     // is never echoed.

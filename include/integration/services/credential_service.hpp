@@ -240,10 +240,16 @@ public:
      *  credential. An unknown, reused or expired state is refused (`errc::forbidden`); a state
      *  is used once, and expired flows are purged. */
     result<integration_credential> complete_authorization(std::string const& state, std::string const& code);
+    /** The callback of a flow the provider refused (`error=`): uses up `state` and deletes the
+     *  flow's secrets, so the state can never complete later. Errors as `complete_authorization`. */
+    result<void> abandon_authorization(std::string const& state);
     /** True when the credential's refresh token is exhausted (refreshes stopped until re-authorized). */
     bool refresh_exhausted(std::string const& credential_id);
 
 private:
+    /** Takes the pending flow of `state` out of the store (once), purging expired flows. */
+    result<std::pair<request_context, storage::pending_authorization>> take_authorization(std::string const& state);
+
     struct token {
         secret_bytes access;
         time_point expires_at{};
