@@ -1,0 +1,1 @@
+#include <integration/domain/webhook_filter.hpp>

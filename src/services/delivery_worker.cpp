@@ -1,0 +1,1 @@
+#include <integration/services/delivery_worker.hpp>

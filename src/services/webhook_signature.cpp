@@ -1,0 +1,1 @@
+#include <integration/services/webhook_signature.hpp>
