@@ -1,0 +1,3 @@
+#include <integration/services/delivery_worker.hpp>
+
+#include <gtest/gtest.h>
