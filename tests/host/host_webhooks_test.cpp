@@ -305,7 +305,9 @@ TEST_F(host_webhooks, another_tenants_subscriptions_and_deliveries_are_404_on_ev
     for (auto const& [method, path] : routes) {
         auto r = b().call(method, path, method == "POST" ? "{}" : "");
         EXPECT_EQ(r.status, 404) << method << " " << path << ": " << r.body;
-        if (r.status == 404) EXPECT_EQ(problem_type(r), "https://integration.dev/problems/not-found");
+        if (r.status == 404) {
+            EXPECT_EQ(problem_type(r), "https://integration.dev/problems/not-found");
+        }
     }
     auto recover = b().post("/webhooks/subscriptions/" + id + "/recover", json::object{{"since", "2000-01-01T00:00:00Z"}});
     EXPECT_EQ(recover.status, 404) << recover.body;
@@ -380,7 +382,9 @@ TEST(host_webhooks_egress, endpoints_resolving_to_refused_addresses_are_refused_
         auto r = a.post("/webhooks/subscriptions",
                         json::object{{"projectId", "p"}, {"eventType", "order.*"}, {"endpointUrl", endpoint}});
         EXPECT_EQ(r.status, 422) << endpoint << ": " << r.body;
-        if (r.status == 422) EXPECT_EQ(problem_type(r), "https://integration.dev/problems/egress-denied") << endpoint;
+        if (r.status == 422) {
+            EXPECT_EQ(problem_type(r), "https://integration.dev/problems/egress-denied") << endpoint;
+        }
     }
     EXPECT_EQ(a.get("/webhooks/subscriptions").json().at("items").as_array().size(), 0u);
 
