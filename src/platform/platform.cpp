@@ -87,8 +87,8 @@ void build_services(impl& p) {
 
     // Webhook endpoints pass the same egress policy, through the same resolver, as every other call.
     auto hops = http::egress_hop_check(o.egress, *p.resolver);
-    p.subscriptions = std::make_unique<webhooks::subscription_service>(*p.store, *p.secrets, hops, clock,
-                                                                       o.webhooks.subscriptions);
+    p.subscriptions =
+        std::make_unique<webhooks::subscription_service>(*p.store, *p.secrets, hops, clock, o.webhooks.subscriptions);
     p.publisher = std::make_unique<webhooks::publisher>(*p.store, *p.blobs, clock);
     p.delivery_limits.emplace(clock);
     p.delivery = std::make_unique<webhooks::delivery_worker>(*p.store, *p.secrets, *p.blobs, *p.transport, hops,

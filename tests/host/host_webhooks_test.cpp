@@ -97,7 +97,8 @@ protected:
 
     /** Subscribes `event_type` to the receiver's `/name/hooks`; writes the returned secret for it. */
     json::object subscribe(std::string const& name, std::string const& event_type, json::object extra = {}) {
-        json::object body{{"projectId", "shop"}, {"eventType", event_type}, {"endpointUrl", receiver_->url("/" + name + "/hooks")}};
+        json::object body{
+            {"projectId", "shop"}, {"eventType", event_type}, {"endpointUrl", receiver_->url("/" + name + "/hooks")}};
         for (auto const& [k, v] : extra) body[k] = v;
         auto r = a().post("/webhooks/subscriptions", body);
         EXPECT_EQ(r.status, 201) << r.body;
@@ -189,7 +190,9 @@ TEST_F(host_webhooks, a_subscription_receives_a_delivery_the_standardwebhooks_li
         ASSERT_EQ(page.json().at("items").as_array().size(), 1u) << query;
         EXPECT_EQ(str(page.json().at("items").at(0), "deliveryId"), delivery);
     }
-    EXPECT_EQ(a().get("/webhooks/deliveries?status=DeadLettered&subscriptionId=" + id).json().at("items").as_array().size(), 0u);
+    EXPECT_EQ(
+        a().get("/webhooks/deliveries?status=DeadLettered&subscriptionId=" + id).json().at("items").as_array().size(),
+        0u);
 
     // A replay is sent again with the same webhook-id.
     auto replay = a().post("/webhooks/deliveries/" + delivery + "/replay", json::object{});
@@ -209,9 +212,10 @@ TEST_F(host_webhooks, a_subscription_receives_a_delivery_the_standardwebhooks_li
 }
 
 TEST_F(host_webhooks, recover_sends_failed_deliveries_again_with_the_same_webhook_id) {
-    auto sub = subscribe("fail", "invoice.*",
-                         {{"attemptPolicy", json::object{{"maxAttempts", 1}, {"initialDelayMs", 1000},
-                                                         {"maxDelayMs", 1000}, {"timeoutMs", 5000}}}});
+    auto sub = subscribe(
+        "fail", "invoice.*",
+        {{"attemptPolicy",
+          json::object{{"maxAttempts", 1}, {"initialDelayMs", 1000}, {"maxDelayMs", 1000}, {"timeoutMs", 5000}}}});
     auto id = str(sub, "subscriptionId");
     auto ids = publish(a(), "invoice.due", json::object{{"invoice", 7}});
     ASSERT_EQ(ids.size(), 1u);
@@ -309,7 +313,8 @@ TEST_F(host_webhooks, another_tenants_subscriptions_and_deliveries_are_404_on_ev
             EXPECT_EQ(problem_type(r), "https://integration.dev/problems/not-found");
         }
     }
-    auto recover = b().post("/webhooks/subscriptions/" + id + "/recover", json::object{{"since", "2000-01-01T00:00:00Z"}});
+    auto recover =
+        b().post("/webhooks/subscriptions/" + id + "/recover", json::object{{"since", "2000-01-01T00:00:00Z"}});
     EXPECT_EQ(recover.status, 404) << recover.body;
     EXPECT_EQ(b().get("/webhooks/subscriptions").json().at("items").as_array().size(), 0u);
     EXPECT_EQ(b().get("/webhooks/deliveries?subscriptionId=" + id).json().at("items").as_array().size(), 0u);
@@ -332,10 +337,12 @@ TEST_F(host_webhooks, bad_input_is_a_problem_naming_what_to_fix) {
     std::vector<bad_case> cases{
         {"POST", "/webhooks/subscriptions", R"({"projectId":"p","endpointUrl":")" + url + R"("})", "eventType"},
         {"POST", "/webhooks/subscriptions", R"({"projectId":"p","eventType":"a.*"})", "endpointUrl"},
-        {"POST", "/webhooks/subscriptions", R"({"projectId":"p","eventType":"a.*","endpointUrl":")" + url +
-                                                R"(","filter":{"and":[{"equals":["$.a",1]},{"nonsense":true}]}})",
+        {"POST", "/webhooks/subscriptions",
+         R"({"projectId":"p","eventType":"a.*","endpointUrl":")" + url +
+             R"(","filter":{"and":[{"equals":["$.a",1]},{"nonsense":true}]}})",
          "filter"},
-        {"POST", "/webhooks/subscriptions", R"({"projectId":"p","eventType":"a.*","endpointUrl":"not a url"})", "endpointUrl"},
+        {"POST", "/webhooks/subscriptions", R"({"projectId":"p","eventType":"a.*","endpointUrl":"not a url"})",
+         "endpointUrl"},
         {"POST", "/webhooks/subscriptions", R"({"projectId":"p","eventType":"a.*","endpointUrl":")", "offset"},
         {"POST", "/webhooks/deliveries", R"({"payload":{}})", "eventType"},
         {"POST", "/webhooks/deliveries", R"({"eventType":"a.b"})", "payload"},
@@ -360,7 +367,9 @@ TEST_F(host_webhooks, bad_input_is_a_problem_naming_what_to_fix) {
 // 127.0.0.3 first and a refused address second (a check of the first answer only would accept it),
 // and the listeners on 127.0.0.1, 127.0.0.2 and 127.0.0.3 must receive nothing.
 TEST(host_webhooks_egress, endpoints_resolving_to_refused_addresses_are_refused_and_never_called) {
-    auto ok = [](received_request const&) { return std::string("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"); };
+    auto ok = [](received_request const&) {
+        return std::string("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n");
+    };
     keep_alive_server stand_in(ok, "127.0.0.3");
     keep_alive_server loopback(ok, "127.0.0.1", stand_in.port());
     keep_alive_server other_loopback(ok, "127.0.0.2", stand_in.port());
@@ -375,10 +384,10 @@ TEST(host_webhooks_egress, endpoints_resolving_to_refused_addresses_are_refused_
     api a(host.port(), create_key(data, "tenant-a"));
     auto port = std::to_string(stand_in.port());
 
-    for (auto const& endpoint :
-         {"http://ten.test:" + port + "/x", "http://meta.test:" + port + "/latest/meta-data/",
-          "http://mapped.test:" + port + "/x", "http://loop.test:" + port + "/x", "http://[::ffff:127.0.0.1]:" + port + "/x",
-          "http://127.0.0.1:" + port + "/x", "http://127.0.0.2:" + port + "/x"}) {
+    for (auto const& endpoint : {"http://ten.test:" + port + "/x", "http://meta.test:" + port + "/latest/meta-data/",
+                                 "http://mapped.test:" + port + "/x", "http://loop.test:" + port + "/x",
+                                 "http://[::ffff:127.0.0.1]:" + port + "/x", "http://127.0.0.1:" + port + "/x",
+                                 "http://127.0.0.2:" + port + "/x"}) {
         auto r = a.post("/webhooks/subscriptions",
                         json::object{{"projectId", "p"}, {"eventType", "order.*"}, {"endpointUrl", endpoint}});
         EXPECT_EQ(r.status, 422) << endpoint << ": " << r.body;
@@ -390,7 +399,8 @@ TEST(host_webhooks_egress, endpoints_resolving_to_refused_addresses_are_refused_
 
     // The control: an endpoint on the allowed address is accepted and delivered to.
     auto sub = a.post("/webhooks/subscriptions",
-                      json::object{{"projectId", "p"}, {"eventType", "order.*"},
+                      json::object{{"projectId", "p"},
+                                   {"eventType", "order.*"},
                                    {"endpointUrl", "http://safe.test:" + std::to_string(control.port()) + "/in"}});
     ASSERT_EQ(sub.status, 201) << sub.body;
     auto pub = a.post("/webhooks/deliveries", json::object{{"eventType", "order.paid"}, {"payload", json::object{}}});

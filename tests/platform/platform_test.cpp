@@ -372,12 +372,14 @@ TEST(platform_test, a_published_event_is_delivered_signed_to_a_loopback_receiver
         auto const& id = pub.delivery_ids[0];
         ASSERT_TRUE(eventually([&] { return receiver.requests().size() == static_cast<std::size_t>(i); }))
             << "delivery " << i << " did not reach the receiver";
-        ASSERT_TRUE(eventually([&] { return must(p->publisher().find(ctx, id)).status() == webhooks::delivery_status::delivered; }));
+        ASSERT_TRUE(eventually(
+            [&] { return must(p->publisher().find(ctx, id)).status() == webhooks::delivery_status::delivered; }));
         auto got = receiver.requests().back();
         EXPECT_EQ(got.method, "POST");
         EXPECT_EQ(got.target, "/hooks");
         EXPECT_EQ(got.header("webhook-id").value_or(""), id) << "webhook-id is the delivery id";
-        auto now = std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+        auto now =
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
         EXPECT_TRUE(webhooks::verify(*sub.signing_secret, id, got.header("webhook-timestamp").value_or(""), got.body,
                                      got.header("webhook-signature").value_or(""), now.count()))
             << "the signature does not verify with the secret subscribe returned";

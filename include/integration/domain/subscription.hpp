@@ -31,10 +31,10 @@ struct subscription_attempt_policy {
     std::optional<std::vector<std::int64_t>> schedule_ms;  ///< Delay after failed attempt i (0-based).
 
     static auto json_fields() {
-        return std::make_tuple(field("maxAttempts", &subscription_attempt_policy::max_attempts),
-                               field("initialDelayMs", &subscription_attempt_policy::initial_delay_ms),
-                               field("maxDelayMs", &subscription_attempt_policy::max_delay_ms),
-                               field("timeoutMs", &subscription_attempt_policy::timeout_ms),
+        return std::make_tuple(defaulted_field("maxAttempts", &subscription_attempt_policy::max_attempts),
+                               defaulted_field("initialDelayMs", &subscription_attempt_policy::initial_delay_ms),
+                               defaulted_field("maxDelayMs", &subscription_attempt_policy::max_delay_ms),
+                               defaulted_field("timeoutMs", &subscription_attempt_policy::timeout_ms),
                                field("scheduleMs", &subscription_attempt_policy::schedule_ms));
     }
 };
@@ -48,7 +48,7 @@ struct subscription_spec {
     std::string project_id;
     std::string event_type;        ///< Exact (`order.created`) or a prefix pattern (`order.*`, `*`).
     std::string endpoint_url;      ///< Absolute http(s) URL; the egress policy decides where deliveries may go.
-    std::string signing_secret_ref;  ///< KeyVaultRef of the signing secret; required.
+    std::string signing_secret_ref;  ///< KeyVaultRef of the signing secret; empty: the service generates one.
     std::optional<boost::json::value> filter;  ///< A payload predicate (`webhooks::payload_filter`).
     std::optional<subscription_attempt_policy> attempt_policy;
     bool ordered = false;  ///< FIFO: a delivery waits until the previous one is Delivered or DeadLettered.
@@ -58,10 +58,10 @@ struct subscription_spec {
         return std::make_tuple(field("projectId", &subscription_spec::project_id),
                                field("eventType", &subscription_spec::event_type),
                                field("endpointUrl", &subscription_spec::endpoint_url),
-                               field("signingSecretRef", &subscription_spec::signing_secret_ref),
+                               defaulted_field("signingSecretRef", &subscription_spec::signing_secret_ref),
                                field("filter", &subscription_spec::filter),
                                field("attemptPolicy", &subscription_spec::attempt_policy),
-                               field("ordered", &subscription_spec::ordered),
+                               defaulted_field("ordered", &subscription_spec::ordered),
                                field("maxPerSecond", &subscription_spec::max_per_second));
     }
 };
