@@ -339,8 +339,8 @@ TEST_F(host_webhooks, bad_input_is_a_problem_naming_what_to_fix) {
         {"POST", "/webhooks/subscriptions", R"({"projectId":"p","eventType":"a.*"})", "endpointUrl"},
         {"POST", "/webhooks/subscriptions",
          R"({"projectId":"p","eventType":"a.*","endpointUrl":")" + url +
-             R"(","filter":{"and":[{"equals":["$.a",1]},{"nonsense":true}]}})",
-         "filter"},
+             R"(","filter":{"and":[{"equals":{"path":"$.a","value":1}},{"nonsense":true}]}})",
+         "filter.and[1]"},
         {"POST", "/webhooks/subscriptions", R"({"projectId":"p","eventType":"a.*","endpointUrl":"not a url"})",
          "endpointUrl"},
         {"POST", "/webhooks/subscriptions", R"({"projectId":"p","eventType":"a.*","endpointUrl":")", "offset"},
