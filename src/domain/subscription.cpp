@@ -5,6 +5,8 @@
 
 #include "../detail/validate.hpp"
 
+#include <algorithm>
+
 namespace integration::webhooks {
 
 bool event_type_matches(std::string_view pattern, std::string_view event_type) noexcept {
@@ -74,9 +76,41 @@ bool webhook_subscription::accepts(std::string_view event_type) const noexcept {
 result<void> webhook_subscription::deactivate(std::string reason) {
     if (!d_.active) return error{errc::invalid_state, "subscription " + d_.subscription_id + " is already inactive"};
     d_.active = false;
+    d_.deactivation_reason = reason;
     raise(std::string(events::event_type::webhook_subscription_deactivated),
           {{"subscriptionId", d_.subscription_id}, {"reason", reason}});
     return {};
+}
+
+std::chrono::milliseconds webhook_subscription::delay_before(std::int64_t next_attempt) const {
+    using std::chrono::milliseconds;
+    if (next_attempt < 2) return milliseconds(0);
+    auto i = static_cast<std::size_t>(next_attempt - 2);
+    if (!d_.attempt_policy) return milliseconds(default_retry_schedule_ms[std::min(i, default_retry_schedule_ms.size() - 1)]);
+    auto const& p = *d_.attempt_policy;
+    if (p.schedule_ms && !p.schedule_ms->empty())
+        return milliseconds(std::min((*p.schedule_ms)[std::min(i, p.schedule_ms->size() - 1)], p.max_delay_ms));
+    auto delay = p.initial_delay_ms;
+    for (std::size_t k = 0; k < i && delay < p.max_delay_ms; ++k) delay *= 2;
+    return milliseconds(std::min(delay, p.max_delay_ms));
+}
+
+std::vector<std::string> webhook_subscription::signing_secret_refs(time_point now) const {
+    std::vector<std::string> refs{d_.signing_secret_ref};
+    if (d_.previous_signing_secret_ref && d_.previous_secret_until && now < *d_.previous_secret_until)
+        refs.push_back(*d_.previous_signing_secret_ref);
+    return refs;
+}
+
+bool webhook_subscription::record_outcome(bool delivered, std::int64_t disable_after) {
+    if (delivered) {
+        d_.consecutive_failures = 0;
+        return false;
+    }
+    ++d_.consecutive_failures;
+    if (disable_after <= 0 || !d_.active || d_.consecutive_failures < disable_after) return false;
+    (void)deactivate("auto-disabled after " + std::to_string(d_.consecutive_failures) + " consecutive failures");
+    return true;
 }
 
 }  // namespace integration::webhooks
