@@ -131,7 +131,8 @@ result<void> webhook_delivery::record_failure(delivery_attempt a, time_point nex
 }
 
 result<void> webhook_delivery::defer(time_point at) {
-    if (d_.direction != delivery_direction::outbound) return error{errc::invalid_state, "only outbound deliveries are deferred"};
+    if (d_.direction != delivery_direction::outbound)
+        return error{errc::invalid_state, "only outbound deliveries are deferred"};
     if (d_.status != delivery_status::pending && d_.status != delivery_status::failed)
         return detail::bad_transition("delivery", "defer", d_.status);
     d_.next_attempt_at = truncate_ms(at);
@@ -145,7 +146,7 @@ result<void> webhook_delivery::record_gone(delivery_attempt a) {
     raise(std::string(events::event_type::integration_failed),
           {{"source", "Delivery"}, {"deliveryId", d_.delivery_id}, {"direction", "Outbound"},
            {"subscriptionId", d_.subscription_id.value_or("")}, {"category", "Validation"},
-           {"message", "the endpoint answered 410 Gone"}});
+           {"message", "the receiver answered 410 Gone; the subscription is deactivated"}});
     return {};
 }
 

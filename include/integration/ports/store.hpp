@@ -190,7 +190,8 @@ public:
      *  delivery of a subscription and event that already has one is `errc::already_exists`
      *  (fan-out is idempotent per subscription and event). */
     virtual result<void> save(webhooks::webhook_delivery& d) = 0;
-    /** Delivered or DeadLettered deliveries last updated before `before`, oldest first (retention). */
+    /** Deliveries in a final state (Delivered, DeadLettered; inbound Accepted or Failed) last
+     *  updated before `before`, oldest first (retention). */
     virtual result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) = 0;
     /** Deliveries created before `before` that still reference a payload blob, oldest first. */
     virtual result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before,
@@ -218,6 +219,8 @@ public:
     virtual result<void> add(published_event const& e) = 0;
     virtual result<published_event> find(std::string const& event_id) = 0;
     virtual result<published_event> find_by_idempotency_key(std::string const& key) = 0;
+    /** Deletes up to `limit` events published before `before` (retention); returns how many. */
+    virtual result<std::size_t> remove_before(time_point before, std::size_t limit) = 0;
 };
 
 /** An OAuth2 authorization-code flow started and awaiting its callback. The state itself is

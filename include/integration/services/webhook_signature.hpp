@@ -39,9 +39,10 @@ result<std::string> sign(secret_bytes const& secret, std::string_view webhook_id
 result<std::string> signature_header(std::span<secret_bytes const> secrets, std::string_view webhook_id,
                                      std::int64_t timestamp, std::string_view body);
 
-/** Verifies a `webhook-signature` header against `secret` (`whsec_` only; constant-time compare,
- *  unknown versions skipped) and the timestamp against `now_unix` within `tolerance_s` both ways.
- *  `errc::integrity_failure` when nothing matches or the timestamp is outside the tolerance. */
+/** Verifies a `webhook-signature` header against `secret` (a `whsec_` secret checks the `v1`
+ *  entries in constant time, a `whpk_` public key the `v1a` ones; other entries are skipped) and
+ *  the timestamp against `now_unix` within `tolerance_s` both ways. `errc::integrity_failure` when
+ *  nothing matches or the timestamp is malformed or outside the tolerance. */
 result<void> verify(secret_bytes const& secret, std::string_view webhook_id, std::string_view timestamp,
                     std::string_view body, std::string_view signature_header, std::int64_t now_unix,
                     std::int64_t tolerance_s = 300);
