@@ -39,6 +39,7 @@ application::application(services& s) : services_(s) {
     add_oauth2_routes(router_, s);
     add_connection_routes(router_, s);
     add_run_routes(router_, s);
+    add_webhook_routes(router_, s);
 }
 
 bool application::answers_inline(http_request const& req) {

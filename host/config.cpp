@@ -128,7 +128,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
         "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
         "execution-threads", "tenant-executions", "run-deadline-ms", "attempt-timeout-ms", "idempotency-wait-ms",
-        "orphan-margin-ms", "max-redirects"};
+        "orphan-margin-ms", "max-redirects", "webhook-in-flight"};
     if (auto r = refuse_unknown(flags, known); !r) return r.error();
     flag_map file;
     layers no_file(flags, {});
@@ -184,7 +184,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                              numeric{"run-deadline-ms", &run_deadline_ms}, numeric{"attempt-timeout-ms", &attempt_timeout_ms},
                              numeric{"idempotency-wait-ms", &idempotency_wait_ms},
                              numeric{"orphan-margin-ms", &orphan_margin_ms},
-                             numeric{"max-redirects", &c.max_redirects}}) {
+                             numeric{"max-redirects", &c.max_redirects},
+                             numeric{"webhook-in-flight", &c.webhook_in_flight}}) {
         if (auto v = l.values(name, false); !v.empty()) {
             auto n = to_size(name, v.back());
             if (!n) return n.error();
@@ -204,6 +205,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     c.attempt_timeout = std::chrono::milliseconds(attempt_timeout_ms);
     c.idempotency_wait = std::chrono::milliseconds(idempotency_wait_ms);
     c.orphan_margin = std::chrono::milliseconds(orphan_margin_ms);
+    if (c.webhook_in_flight == 0)
+        return error{errc::invalid_argument, "--webhook-in-flight must be at least 1 (deliveries sent at once)"};
     if (c.tenant_executions >= c.execution_threads)
         return error{errc::invalid_argument, "--tenant-executions (" + std::to_string(c.tenant_executions) +
                                                  ") must be below --execution-threads (" + std::to_string(c.execution_threads) +
@@ -245,7 +248,7 @@ std::string usage() {
                          [--key-rate-limit N] [--key-burst N] [--recording immediate|deferred]
                          [--execution-threads N] [--tenant-executions N] [--run-deadline-ms N]
                          [--attempt-timeout-ms N] [--idempotency-wait-ms N] [--orphan-margin-ms N]
-                         [--max-redirects N]
+                         [--max-redirects N] [--webhook-in-flight N]
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW

@@ -46,6 +46,8 @@ struct serve_config {
     std::chrono::milliseconds orphan_margin{30'000};
     // Redirects a run follows (each hop passes the egress check again); 0 answers the 3xx as is.
     std::size_t max_redirects = 0;
+    // Outbound webhook deliveries sent at once by the delivery worker (a hanging endpoint holds one).
+    std::size_t webhook_in_flight = 256;
     // Background workers: how often each sweeps (host/workers.cpp).
     std::chrono::milliseconds outbox_interval{1'000};
     std::chrono::milliseconds retry_interval{5'000};

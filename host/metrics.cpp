@@ -1,6 +1,7 @@
 #include "metrics.hpp"
 
 #include <integration/platform.hpp>
+#include <integration/services/delivery_worker.hpp>
 
 #include <charconv>
 
@@ -74,6 +75,11 @@ void host_metrics::watch_worker(worker_stats const& stats) {
     workers_[stats.name] = &stats;
 }
 
+void host_metrics::watch_deliveries(webhooks::delivery_stats const& stats) {
+    std::lock_guard lock(mutex_);
+    deliveries_ = &stats;
+}
+
 std::string host_metrics::render(std::vector<std::pair<std::string, resilience::breaker_state>> const& breakers) const {
     std::string out;
     std::lock_guard lock(mutex_);
@@ -140,6 +146,26 @@ std::string host_metrics::render(std::vector<std::pair<std::string, resilience::
            "Items the worker handled: events relayed, failures retried, credentials rotated or escalated, connections probed.");
     for (auto const& [name, w] : workers_)
         out += "integration_worker_items_total{worker=\"" + escaped(name) + "\"} " + std::to_string(w->items_total.load()) + "\n";
+    if (deliveries_) {
+        auto const& d = *deliveries_;
+        header(out, "integration_webhook_delivery_lag_seconds", "gauge",
+               "How long the oldest due webhook delivery had waited at the worker's last claim.");
+        out += "integration_webhook_delivery_lag_seconds " + number(static_cast<double>(d.lag_ms.load()) / 1000.0) + "\n";
+        header(out, "integration_webhook_deliveries_in_flight", "gauge", "Webhook deliveries being sent now.");
+        out += "integration_webhook_deliveries_in_flight " + std::to_string(d.in_flight.load()) + "\n";
+        header(out, "integration_webhook_delivered_total", "counter", "Webhook deliveries answered 2xx.");
+        out += "integration_webhook_delivered_total " + std::to_string(d.delivered_total.load()) + "\n";
+        header(out, "integration_webhook_failed_attempts_total", "counter",
+               "Webhook delivery attempts that failed (each retry counts).");
+        out += "integration_webhook_failed_attempts_total " + std::to_string(d.failed_attempts_total.load()) + "\n";
+        header(out, "integration_webhook_dead_lettered_total", "counter",
+               "Webhook deliveries dead-lettered after their last attempt (or a 410 Gone).");
+        out += "integration_webhook_dead_lettered_total " + std::to_string(d.dead_lettered_total.load()) + "\n";
+        header(out, "integration_webhook_subscriptions_disabled_total", "counter",
+               "Webhook subscriptions the worker deactivated: consecutive failures or a 410 Gone.");
+        out += "integration_webhook_subscriptions_disabled_total " +
+               std::to_string(d.subscriptions_disabled_total.load()) + "\n";
+    }
     header(out, "integration_breaker_state", "gauge", "Circuit breaker of each connection that has run: 0 closed, 1 open, 2 half-open.");
     for (auto const& [connection, state] : breakers)
         out += "integration_breaker_state{connection=\"" + escaped(connection) + "\"} " + std::to_string(static_cast<int>(state)) + "\n";

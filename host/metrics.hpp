@@ -21,6 +21,9 @@
 namespace integration {
 struct worker_stats;  // <integration/platform.hpp>
 }
+namespace integration::webhooks {
+struct delivery_stats;  // <integration/services/delivery_worker.hpp>
+}
 
 namespace integration::host {
 
@@ -41,6 +44,8 @@ public:
     void count_event(std::string_view event_type);
     /** Renders a worker's stats under its name; `stats` must stay valid while `render` is called. */
     void watch_worker(worker_stats const& stats);
+    /** Renders the webhook delivery worker's figures; `stats` must stay valid while `render` is called. */
+    void watch_deliveries(webhooks::delivery_stats const& stats);
 
     /** The exposition, in Prometheus text format 0.0.4. */
     /** The exposition; `breakers` are the run service's circuit breakers by connection. */
@@ -59,6 +64,7 @@ private:
     std::map<std::string, std::uint64_t, std::less<>> runs_;
     std::map<std::string, std::uint64_t, std::less<>> events_;
     std::map<std::string, worker_stats const*, std::less<>> workers_;
+    webhooks::delivery_stats const* deliveries_ = nullptr;
     std::atomic<std::uint64_t> refused_connections_{0};
 };
 

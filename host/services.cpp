@@ -129,6 +129,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
                     .retry = c.retry_interval,
                     .rotation = c.rotation_interval,
                     .retention = c.retention_interval},
+        .webhooks = {.delivery = {.max_in_flight = c.webhook_in_flight}},
         .log = &log_event,
     });
     if (!platform) return platform.error();
@@ -148,11 +149,14 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     s->credentials = &p.credentials();
     s->prober = &p.prober();
     s->runs = &p.runs();
+    s->subscriptions = &p.subscriptions();
+    s->publisher = &p.publisher();
     p.events().subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {
         m->count_event(e.event_type);
         return {};
     });
     for (auto const* w : p.workers()) s->metrics.watch_worker(*w);
+    s->metrics.watch_deliveries(p.delivery_worker().stats());
     s->platform = std::move(*platform);
     s->config = std::move(config);
     return s;

@@ -55,6 +55,8 @@ struct services {
     connections::health_prober* prober = nullptr;
     runs::run_service* runs = nullptr;
     failures::failure_service* failures = nullptr;
+    webhooks::subscription_service* subscriptions = nullptr;
+    webhooks::publisher* publisher = nullptr;
 };
 
 /** Creates DIR if needed and opens its store (also for `keys create`). A `host.db` left by an

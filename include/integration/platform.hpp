@@ -4,8 +4,8 @@
 /** @file
  *  The whole library in one object: `open_platform` opens the backends its options name (or the
  *  embedded default under `data_dir`), builds every service, owns every lifetime, and runs the
- *  background workers (outbox relay, retry, credential rotation, retention, health probes) until
- *  it is stopped or destroyed.
+ *  background workers (outbox relay, retry, credential rotation, retention, health probes, webhook
+ *  delivery) until it is stopped or destroyed.
  */
 
 #include <integration/core/id.hpp>
@@ -17,12 +17,15 @@
 #include <integration/ports/transport.hpp>
 #include <integration/services/connection_service.hpp>
 #include <integration/services/credential_service.hpp>
+#include <integration/services/delivery_worker.hpp>
 #include <integration/services/failure_service.hpp>
 #include <integration/services/health_prober.hpp>
+#include <integration/services/publisher.hpp>
 #include <integration/services/registry.hpp>
 #include <integration/services/retention_worker.hpp>
 #include <integration/services/rotation_worker.hpp>
 #include <integration/services/run_service.hpp>
+#include <integration/services/subscription_service.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -43,6 +46,15 @@ struct worker_options {
     std::chrono::milliseconds retry{5'000};
     std::chrono::milliseconds rotation{60'000};
     std::chrono::milliseconds retention{3'600'000};
+};
+
+/** Outbound webhooks: the subscription service and the delivery worker. */
+struct webhook_options {
+    /** The delivery worker runs on its own thread, started and stopped with the other workers;
+     *  false: nothing sends (drive `platform::delivery_worker()` yourself, or run it elsewhere). */
+    bool deliver = true;
+    webhooks::subscription_service_options subscriptions{};
+    webhooks::delivery_worker_options delivery{};
 };
 
 /** Options of `open_platform`. Every member has a default: `open_platform({})` opens the embedded
@@ -68,6 +80,7 @@ struct platform_options {
     credentials::rotation_worker_options rotation{};
     retention::retention_options retention{};
     worker_options workers{};
+    webhook_options webhooks{};
 
     /** Where the workers report a failed sweep (`level` is "warning"); null: standard error. */
     std::function<void(std::string_view level, std::string_view message)> log;
@@ -112,8 +125,16 @@ public:
     runs::run_service& runs() noexcept;
     /** IntegrationFailures: list, escalate, resolve. */
     failures::failure_service& failures() noexcept;
-    /** The outbox relay publishes here: subscribe to receive every committed event. */
+    /** The outbox relay publishes here: subscribe to receive every committed event. Each event is
+     *  also fanned out to the webhook subscriptions of its tenant (`publisher().fan_out`). */
     events::in_process_dispatcher& events() noexcept;
+    /** Webhook subscriptions: subscribe, deactivate, rotate the signing secret, recover. */
+    webhooks::subscription_service& subscriptions() noexcept;
+    /** Publishes webhook events (and wakes the delivery worker); reads and replays deliveries. */
+    webhooks::publisher& publisher() noexcept;
+    /** Sends the deliveries; its `stats()` are the figures for metrics. Runs on its own thread
+     *  unless `webhooks.deliver` is false. */
+    webhooks::delivery_worker& delivery_worker() noexcept;
 
     storage::store& store() noexcept;
     credentials::secret_store& secrets() noexcept;
@@ -130,7 +151,8 @@ public:
     /** Stops and joins every worker by `deadline`; false when one was still sweeping then (it
      *  is then left running: end the process, or call `stop` again). */
     bool stop(std::chrono::steady_clock::time_point deadline = std::chrono::steady_clock::time_point::max());
-    /** Each worker's counters, for metrics; valid as long as the platform. */
+    /** Each periodic worker's counters, for metrics; valid as long as the platform. The delivery
+     *  worker, which runs continuously, reports in `delivery_worker().stats()`. */
     std::vector<worker_stats const*> workers() const;
 
 private:

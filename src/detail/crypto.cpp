@@ -107,9 +107,11 @@ result<secret_bytes> from_hex(std::string_view hex) {
     return out;
 }
 
-std::string base64url(unsigned char const* data, std::size_t n) {
-    static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+namespace {
+
+std::string encode_base64(unsigned char const* data, std::size_t n, char const* table, bool pad) {
     std::string out;
+    out.reserve((n + 2) / 3 * 4);
     std::size_t i = 0;
     for (; i + 2 < n; i += 3) {
         unsigned v = data[i] << 16 | data[i + 1] << 8 | data[i + 2];
@@ -122,13 +124,108 @@ std::string base64url(unsigned char const* data, std::size_t n) {
         unsigned v = data[i] << 16;
         out += table[v >> 18 & 63];
         out += table[v >> 12 & 63];
+        if (pad) out += "==";
     } else if (n - i == 2) {
         unsigned v = data[i] << 16 | data[i + 1] << 8;
         out += table[v >> 18 & 63];
         out += table[v >> 12 & 63];
         out += table[v >> 6 & 63];
+        if (pad) out += '=';
     }
     return out;
+}
+
+struct pkey_deleter {
+    void operator()(EVP_PKEY* k) const noexcept { EVP_PKEY_free(k); }
+};
+struct md_ctx_deleter {
+    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
+};
+using pkey = std::unique_ptr<EVP_PKEY, pkey_deleter>;
+using md_ctx = std::unique_ptr<EVP_MD_CTX, md_ctx_deleter>;
+
+pkey ed25519_private(secret_bytes const& seed) {
+    pkey k(seed.size() == ed25519_seed_size
+               ? EVP_PKEY_new_raw_private_key(EVP_PKEY_ED25519, nullptr, seed.data(), seed.size())
+               : nullptr);
+    if (!k) throw std::runtime_error("an Ed25519 private key needs a 32-byte seed");
+    return k;
+}
+
+}  // namespace
+
+std::string base64url(unsigned char const* data, std::size_t n) {
+    return encode_base64(data, n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_", false);
+}
+
+std::string base64(unsigned char const* data, std::size_t n) {
+    return encode_base64(data, n, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/", true);
+}
+
+result<secret_bytes> from_base64(std::string_view text) {
+    auto value = [](char c) -> int {
+        if (c >= 'A' && c <= 'Z') return c - 'A';
+        if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+        if (c >= '0' && c <= '9') return c - '0' + 52;
+        if (c == '+') return 62;
+        if (c == '/') return 63;
+        return -1;
+    };
+    if (text.size() % 4)
+        return error{errc::invalid_argument, "base64 text must be a multiple of 4 characters long (padded with '=')"};
+    std::size_t pad = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
+    auto out = secret_bytes::zeroed(text.size() / 4 * 3 - pad);
+    std::size_t o = 0;
+    for (std::size_t i = 0; i < text.size(); i += 4) {
+        unsigned v = 0;
+        for (std::size_t j = 0; j < 4; ++j) {
+            bool const padding = i + j >= text.size() - pad;
+            int d = padding ? 0 : value(text[i + j]);
+            if (d < 0) return error{errc::invalid_argument, "base64 text has a character outside A-Z a-z 0-9 + /"};
+            v = v << 6 | static_cast<unsigned>(d);
+        }
+        for (std::size_t j = 0; j < 3 && o < out.size(); ++j) out.data()[o++] = static_cast<unsigned char>(v >> (16 - 8 * j));
+    }
+    return out;
+}
+
+bool equal_constant_time(std::string_view a, std::string_view b) noexcept {
+    // Unequal lengths still cost one full comparison, of `a` with itself, so that the time says
+    // nothing about the contents.
+    bool const same_size = a.size() == b.size();
+    auto const* other = same_size ? b.data() : a.data();
+    return (CRYPTO_memcmp(a.data(), other, a.size()) == 0) & same_size;
+}
+
+std::vector<unsigned char> ed25519_public_key(secret_bytes const& seed) {
+    auto k = ed25519_private(seed);
+    std::vector<unsigned char> out(ed25519_public_key_size);
+    std::size_t n = out.size();
+    if (EVP_PKEY_get_raw_public_key(k.get(), out.data(), &n) != 1 || n != out.size())
+        throw std::runtime_error("OpenSSL could not derive an Ed25519 public key");
+    return out;
+}
+
+std::vector<unsigned char> ed25519_sign(secret_bytes const& seed, std::string_view message) {
+    auto k = ed25519_private(seed);
+    md_ctx c(EVP_MD_CTX_new());
+    std::vector<unsigned char> sig(ed25519_signature_size);
+    std::size_t n = sig.size();
+    if (!c || EVP_DigestSignInit(c.get(), nullptr, nullptr, nullptr, k.get()) != 1 ||
+        EVP_DigestSign(c.get(), sig.data(), &n, reinterpret_cast<unsigned char const*>(message.data()),
+                       message.size()) != 1)
+        throw std::runtime_error("Ed25519 signing failed in OpenSSL");
+    return sig;
+}
+
+bool ed25519_verify(unsigned char const* public_key, std::size_t public_key_size, std::string_view message,
+                    unsigned char const* signature, std::size_t signature_size) {
+    if (public_key_size != ed25519_public_key_size || signature_size != ed25519_signature_size) return false;
+    pkey k(EVP_PKEY_new_raw_public_key(EVP_PKEY_ED25519, nullptr, public_key, public_key_size));
+    md_ctx c(EVP_MD_CTX_new());
+    return k && c && EVP_DigestVerifyInit(c.get(), nullptr, nullptr, nullptr, k.get()) == 1 &&
+           EVP_DigestVerify(c.get(), signature, signature_size, reinterpret_cast<unsigned char const*>(message.data()),
+                            message.size()) == 1;
 }
 
 void wipe(std::string& s) noexcept {

@@ -33,6 +33,25 @@ std::string to_hex(unsigned char const* data, std::size_t n);
 result<secret_bytes> from_hex(std::string_view hex);
 /** base64url without padding. */
 std::string base64url(unsigned char const* data, std::size_t n);
+/** Standard base64 (RFC 4648 section 4) with padding. */
+std::string base64(unsigned char const* data, std::size_t n);
+/** Decodes standard base64 with padding; anything else (whitespace, base64url, a missing pad) is
+ *  `errc::invalid_argument`. The bytes may be a key, so they come back as secret bytes. */
+result<secret_bytes> from_base64(std::string_view text);
+/** Compares in time that depends only on the lengths, never on where the texts differ; texts of
+ *  different lengths are unequal. */
+bool equal_constant_time(std::string_view a, std::string_view b) noexcept;
+
+inline constexpr std::size_t ed25519_seed_size = 32;
+inline constexpr std::size_t ed25519_public_key_size = 32;
+inline constexpr std::size_t ed25519_signature_size = 64;
+/** The public key of an Ed25519 private key given as its 32-byte seed. */
+std::vector<unsigned char> ed25519_public_key(secret_bytes const& seed);
+/** An Ed25519 signature (64 bytes) of `message` with the private key `seed` (32 bytes). */
+std::vector<unsigned char> ed25519_sign(secret_bytes const& seed, std::string_view message);
+/** Whether `signature` is `public_key`'s Ed25519 signature of `message`. */
+bool ed25519_verify(unsigned char const* public_key, std::size_t public_key_size, std::string_view message,
+                    unsigned char const* signature, std::size_t signature_size);
 
 /** Overwrites a string's bytes (a request body that carried a secret) before it is freed. */
 void wipe(std::string& s) noexcept;

@@ -130,6 +130,26 @@ result<void> webhook_delivery::record_failure(delivery_attempt a, time_point nex
     return {};
 }
 
+result<void> webhook_delivery::defer(time_point at) {
+    if (d_.direction != delivery_direction::outbound)
+        return error{errc::invalid_state, "only outbound deliveries are deferred"};
+    if (d_.status != delivery_status::pending && d_.status != delivery_status::failed)
+        return detail::bad_transition("delivery", "defer", d_.status);
+    d_.next_attempt_at = truncate_ms(at);
+    return {};
+}
+
+result<void> webhook_delivery::record_gone(delivery_attempt a) {
+    if (auto r = append_attempt(a); !r) return r;
+    d_.status = delivery_status::dead_lettered;
+    d_.next_attempt_at.reset();
+    raise(std::string(events::event_type::integration_failed),
+          {{"source", "Delivery"}, {"deliveryId", d_.delivery_id}, {"direction", "Outbound"},
+           {"subscriptionId", d_.subscription_id.value_or("")}, {"category", "Validation"},
+           {"message", "the receiver answered 410 Gone; the subscription is deactivated"}});
+    return {};
+}
+
 result<void> webhook_delivery::replay(std::int64_t extra_attempts, time_point now) {
     if (d_.direction != delivery_direction::outbound)
         return error{errc::invalid_state, "only outbound deliveries are replayed"};

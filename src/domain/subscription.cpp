@@ -2,8 +2,12 @@
 #include <integration/domain/credential.hpp>
 #include <integration/domain/event.hpp>
 #include <integration/domain/subscription.hpp>
+#include <integration/domain/webhook_filter.hpp>
 
 #include "../detail/validate.hpp"
+
+#include <algorithm>
+#include <utility>
 
 namespace integration::webhooks {
 
@@ -49,7 +53,21 @@ result<webhook_subscription> webhook_subscription::create(request_context const&
             a.timeout_ms <= 0 || a.timeout_ms > 120'000)
             return error{errc::invalid_argument,
                          "attemptPolicy needs maxAttempts 1-50, 0 < initialDelayMs <= maxDelayMs, 0 < timeoutMs <= 120000"};
+        if (a.schedule_ms) {
+            if (static_cast<std::int64_t>(a.schedule_ms->size()) > a.max_attempts - 1)
+                return error{errc::invalid_argument, "attemptPolicy.scheduleMs lists the delays after each failed "
+                                                     "attempt, so it has at most maxAttempts - 1 (" +
+                                                         std::to_string(a.max_attempts - 1) + ") entries"};
+            for (std::size_t i = 0; i < a.schedule_ms->size(); ++i)
+                if ((*a.schedule_ms)[i] < 0)
+                    return error{errc::invalid_argument,
+                                 "attemptPolicy.scheduleMs[" + std::to_string(i) + "] must not be negative"};
+        }
     }
+    if (spec.max_per_second && (*spec.max_per_second < 1 || *spec.max_per_second > 10'000))
+        return error{errc::invalid_argument, "maxPerSecond must be 1-10000 deliveries per second"};
+    if (spec.filter)
+        if (auto f = payload_filter::parse(*spec.filter); !f) return f.error();
     subscription_data d;
     static_cast<subscription_spec&>(d) = std::move(spec);
     d.subscription_id = new_id(id_prefix::subscription, now);
@@ -71,12 +89,69 @@ bool webhook_subscription::accepts(std::string_view event_type) const noexcept {
     return d_.active && event_type_matches(d_.event_type, event_type);
 }
 
+std::chrono::milliseconds webhook_subscription::delay_before(std::int64_t next_attempt) const {
+    if (next_attempt < 2) return std::chrono::milliseconds(0);
+    auto const failed = static_cast<std::size_t>(next_attempt - 2);  // 0-based index of the failed attempt
+    if (!d_.attempt_policy)
+        return std::chrono::milliseconds(default_retry_schedule_ms[std::min(failed, default_retry_schedule_ms.size() - 1)]);
+    auto const& p = *d_.attempt_policy;
+    if (p.schedule_ms && !p.schedule_ms->empty())
+        return std::chrono::milliseconds((*p.schedule_ms)[std::min(failed, p.schedule_ms->size() - 1)]);
+    auto delay = p.initial_delay_ms;
+    for (std::size_t i = 0; i < failed && delay < p.max_delay_ms; ++i)
+        delay = delay > p.max_delay_ms / 2 ? p.max_delay_ms : delay * 2;
+    return std::chrono::milliseconds(std::min(delay, p.max_delay_ms));
+}
+
+std::vector<std::string> webhook_subscription::signing_secret_refs(time_point now) const {
+    std::vector<std::string> refs{d_.signing_secret_ref};
+    if (d_.previous_signing_secret_ref && d_.previous_secret_until && now < *d_.previous_secret_until)
+        refs.push_back(*d_.previous_signing_secret_ref);
+    return refs;
+}
+
 result<void> webhook_subscription::deactivate(std::string reason) {
     if (!d_.active) return error{errc::invalid_state, "subscription " + d_.subscription_id + " is already inactive"};
     d_.active = false;
+    d_.deactivation_reason = reason;
     raise(std::string(events::event_type::webhook_subscription_deactivated),
           {{"subscriptionId", d_.subscription_id}, {"reason", reason}});
     return {};
+}
+
+result<void> webhook_subscription::reactivate() {
+    if (d_.active) return error{errc::invalid_state, "subscription " + d_.subscription_id + " is already active"};
+    d_.active = true;
+    d_.consecutive_failures = 0;
+    d_.deactivation_reason.reset();
+    raise(std::string(events::event_type::webhook_subscription_reactivated), {{"subscriptionId", d_.subscription_id}});
+    return {};
+}
+
+result<void> webhook_subscription::rotate_signing_secret(std::string new_ref, time_point now,
+                                                         std::chrono::milliseconds overlap) {
+    if (overlap.count() < 0) return error{errc::invalid_argument, "the secret overlap must not be negative"};
+    if (auto r = credentials::validate_key_vault_ref(new_ref); !r)
+        return error{errc::invalid_argument, "signingSecretRef: " + r.error().detail()};
+    if (new_ref == d_.signing_secret_ref)
+        return error{errc::invalid_argument, "a rotation needs a signing secret other than the current one"};
+    auto const until = truncate_ms(now + overlap);
+    d_.previous_signing_secret_ref = std::exchange(d_.signing_secret_ref, std::move(new_ref));
+    d_.previous_secret_until = until;
+    raise(std::string(events::event_type::webhook_signing_secret_rotated),
+          {{"subscriptionId", d_.subscription_id}, {"previousSecretUntil", format_time(until)}});
+    return {};
+}
+
+bool webhook_subscription::record_outcome(bool delivered, std::int64_t disable_after) {
+    if (delivered) {
+        d_.consecutive_failures = 0;
+        return false;
+    }
+    ++d_.consecutive_failures;
+    if (disable_after <= 0 || d_.consecutive_failures < disable_after || !d_.active) return false;
+    return static_cast<bool>(
+        deactivate("auto-disabled after " + std::to_string(d_.consecutive_failures) + " consecutive failures"));
 }
 
 }  // namespace integration::webhooks

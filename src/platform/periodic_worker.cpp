@@ -26,6 +26,7 @@ void periodic_worker::start() {
         stopping_ = false;
         done_ = false;
     }
+    stop_flag_ = false;
     stats_.started_ns = now_ns();
     thread_ = std::thread([this] { loop(); });
 }
@@ -35,6 +36,8 @@ void periodic_worker::request_stop() {
         std::lock_guard lock(mutex_);
         stopping_ = true;
     }
+    stop_flag_ = true;
+    if (spec_.wake) spec_.wake();
     cv_.notify_all();
 }
 
@@ -71,6 +74,18 @@ void periodic_worker::sweep_once() {
 }
 
 void periodic_worker::loop() {
+    if (spec_.run) {
+        try {
+            spec_.run(stop_flag_);
+        } catch (std::exception const& e) {
+            ++stats_.failures_total;
+            log_("error", spec_.name + " ended: " + e.what());
+        }
+        std::lock_guard lock(mutex_);
+        done_ = true;
+        cv_.notify_all();
+        return;
+    }
     std::unique_lock lock(mutex_);
     while (!stopping_) {
         lock.unlock();

@@ -6,22 +6,28 @@
 
 #include <integration/platform.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <mutex>
 #include <thread>
 
 namespace integration::detail {
 
-/** One background job: how often it sweeps, and one sweep, which returns how many items it handled. */
+/** One background job: how often it sweeps, and one sweep, which returns how many items it handled.
+ *  A job with a loop of its own (the delivery worker) gives `run` and `wake` instead: `run` returns
+ *  once its flag is set, `wake` interrupts its wait. */
 struct worker_spec {
     std::string name;
-    std::chrono::milliseconds interval;
+    std::chrono::milliseconds interval{0};
     std::function<result<std::size_t>()> sweep;
+    std::function<void(std::atomic<bool> const& stop)> run;
+    std::function<void()> wake;
 };
 
 using log_function = std::function<void(std::string_view level, std::string_view message)>;
 
-/** Runs one `worker_spec` on its own thread: sweep, count, wait `interval` (or until stopped). */
+/** Runs one `worker_spec` on its own thread: sweep, count, wait `interval` (or until stopped); or
+ *  its `run` loop. */
 class periodic_worker {
 public:
     periodic_worker(worker_spec spec, log_function const& log);
@@ -47,6 +53,7 @@ private:
     std::mutex mutex_;
     std::condition_variable cv_;
     bool stopping_ = false;
+    std::atomic<bool> stop_flag_{false};  // what a `run` loop watches
     bool done_ = false;
     std::thread thread_;
 };

@@ -3,6 +3,7 @@
 #include "periodic_worker.hpp"
 
 #include <integration/backends/curl/curl_transport.hpp>
+#include <integration/outbound/token_bucket.hpp>
 #include <integration/services/fingerprint.hpp>
 #include <integration/services/outbox_relay.hpp>
 #include <integration/services/retry_worker.hpp>
@@ -45,7 +46,12 @@ struct platform::impl {
     std::unique_ptr<runs::retry_worker> retry;
     std::unique_ptr<credentials::rotation_worker> rotation;
     std::unique_ptr<retention::retention_worker> retention;
+    std::unique_ptr<webhooks::subscription_service> subscriptions;
+    std::unique_ptr<webhooks::publisher> publisher;
+    std::optional<resilience::rate_limiter> delivery_limits;  // the subscriptions' maxPerSecond
+    std::unique_ptr<webhooks::delivery_worker> delivery;
     std::vector<std::unique_ptr<detail::periodic_worker>> workers;
+    std::unique_ptr<detail::periodic_worker> delivery_runner;  // null when `webhooks.deliver` is false
     bool started = false;
 };
 
@@ -78,6 +84,24 @@ void build_services(impl& p) {
         };
     p.rotation = std::make_unique<credentials::rotation_worker>(*p.store, *p.credentials, clock, std::move(rotation));
     p.retention = std::make_unique<retention::retention_worker>(*p.store, *p.blobs, clock, o.retention);
+
+    // Webhook endpoints pass the same egress policy, through the same resolver, as every other call.
+    auto hops = http::egress_hop_check(o.egress, *p.resolver);
+    p.subscriptions =
+        std::make_unique<webhooks::subscription_service>(*p.store, *p.secrets, hops, clock, o.webhooks.subscriptions);
+    p.publisher = std::make_unique<webhooks::publisher>(*p.store, *p.blobs, clock);
+    p.delivery_limits.emplace(clock);
+    p.delivery = std::make_unique<webhooks::delivery_worker>(*p.store, *p.secrets, *p.blobs, *p.transport, hops,
+                                                             *p.delivery_limits, clock, o.webhooks.delivery);
+    // The library's own events are webhook event types too. The relay marks an event published only
+    // after every handler succeeded, and fan_out is idempotent per event, so an event is fanned out
+    // at least once and delivered once per subscription, across crashes.
+    p.events.subscribe("*", [&p](events::event_envelope const& e) -> result<void> {
+        auto fanned = p.publisher->fan_out(e);
+        if (!fanned) return fanned.error();
+        if (!fanned->delivery_ids.empty()) p.delivery->notify();
+        return {};
+    });
 }
 
 std::vector<detail::worker_spec> worker_specs(impl& p) {
@@ -186,6 +210,12 @@ result<std::unique_ptr<platform>> open_platform(platform_options options) {
     build_services(*p);
     for (auto& spec : worker_specs(*p))
         p->workers.push_back(std::make_unique<detail::periodic_worker>(std::move(spec), p->log));
+    if (p->options.webhooks.deliver)
+        p->delivery_runner = std::make_unique<detail::periodic_worker>(
+            detail::worker_spec{.name = "webhook-delivery",
+                                .run = [d = p->delivery.get()](std::atomic<bool> const& stop) { d->run(stop); },
+                                .wake = [d = p->delivery.get()] { d->notify(); }},
+            p->log);
     auto opened = std::make_unique<platform>(std::move(p));
     if (opened->options().workers.start) opened->start();
     return opened;
@@ -203,6 +233,9 @@ connections::health_prober& platform::prober() noexcept { return *impl_->prober;
 runs::run_service& platform::runs() noexcept { return *impl_->runs; }
 failures::failure_service& platform::failures() noexcept { return *impl_->failures; }
 events::in_process_dispatcher& platform::events() noexcept { return impl_->events; }
+webhooks::subscription_service& platform::subscriptions() noexcept { return *impl_->subscriptions; }
+webhooks::publisher& platform::publisher() noexcept { return *impl_->publisher; }
+webhooks::delivery_worker& platform::delivery_worker() noexcept { return *impl_->delivery; }
 storage::store& platform::store() noexcept { return *impl_->store; }
 credentials::secret_store& platform::secrets() noexcept { return *impl_->secrets; }
 blobs::blob_store& platform::blobs() noexcept { return *impl_->blobs; }
@@ -216,16 +249,21 @@ void platform::start() {
     if (impl_->started) return;
     impl_->started = true;
     for (auto& w : impl_->workers) w->start();
+    if (impl_->delivery_runner) impl_->delivery_runner->start();
 }
 
 void platform::request_stop() {
     for (auto& w : impl_->workers) w->request_stop();
+    if (impl_->delivery_runner) impl_->delivery_runner->request_stop();
 }
 
 bool platform::stop(std::chrono::steady_clock::time_point deadline) {
     request_stop();
     bool all = true;
-    for (auto& w : impl_->workers) {
+    std::vector<detail::periodic_worker*> running;
+    for (auto& w : impl_->workers) running.push_back(w.get());
+    if (impl_->delivery_runner) running.push_back(impl_->delivery_runner.get());
+    for (auto* w : running) {
         if (!w->join_until(deadline)) {
             impl_->log("error", w->stats().name + " did not finish its sweep before the stop deadline");
             all = false;

@@ -14,7 +14,7 @@ trap cleanup EXIT
 
 free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
 port=$(free_port)
-export ECHO_PORT=$(free_port) DATA="$work/data" BASE="http://127.0.0.1:$port"
+export ECHO_PORT=$(free_port) HOOK_PORT=$(free_port) DATA="$work/data" BASE="http://127.0.0.1:$port"
 
 "$host_bin" serve --data "$DATA" --listen "127.0.0.1:$port" --egress-allow 127.0.0.1/32 2>"$work/host.log" &
 host_pid=$!
@@ -43,4 +43,22 @@ for paste in 1 2; do
   if grep -q sk_test_walkthrough <<<"$out" || grep -q sk_test_walkthrough "$work/host.log"; then echo "the secret leaked"; exit 1; fi
 done
 [[ ${runs[0]} != "${runs[1]}" ]] || { echo "the second paste answered the first paste's run: ${runs[1]}"; exit 1; }
+
+# The outbound-webhooks block, pasted twice too: the receiver verifies its delivery each time.
+sed -n '/<!-- webhooks -->/,/^```$/p' "$src/README.md" | sed '1,2d;$d' > "$work/webhooks.sh"
+for paste in 1 2; do
+  (cd "$work" && mkdir -p tests && ln -sfn "$src/tests/peers" tests/peers &&
+   exec setsid bash -euo pipefail webhooks.sh >"$work/hooks-$paste.out" 2>"$work/hooks-$paste.err") &
+  paste_pid=$!
+  rc=0; wait "$paste_pid" || rc=$?
+  kill -- -"$paste_pid" 2>/dev/null || true
+  out=$(cat "$work/hooks-$paste.out")
+  echo "$out"
+  if [[ $rc != 0 ]]; then cat "$work/hooks-$paste.err"; echo "webhooks paste $paste failed (exit $rc)"; exit 1; fi
+  if [[ -s "$work/hooks-$paste.err" ]]; then cat "$work/hooks-$paste.err"; echo "webhooks paste $paste wrote errors"; exit 1; fi
+  grep -q '^verified ' <<<"$out" || { echo "webhooks paste $paste: the receiver verified nothing"; exit 1; }
+  last=$(echo "$out" | tail -n 1)
+  grep -q '"status":"Delivered"' <<<"$last" || { echo "webhooks paste $paste: not delivered: $last"; exit 1; }
+  grep -q '"httpStatus":204' <<<"$last" || { echo "webhooks paste $paste: the attempt has no 204: $last"; exit 1; }
+done
 echo "walkthrough ok"

@@ -8,6 +8,8 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
+#include <mutex>
 #include <cstdlib>
 #include <memory>
 #include <optional>
@@ -365,6 +367,160 @@ TEST(curl_transport, a_cancellation_flag_that_is_never_set_changes_nothing) {
     auto res = t->send({.url = url_of(server), .timeout = 5s, .cancel = std::make_shared<cancellation>()});
     ASSERT_TRUE(res) << res.error().message();
     EXPECT_EQ(res->body, "ok");
+}
+
+
+// --- start: many calls in flight on one event loop ---
+
+/** Collects the outcomes of started calls; waits for them with a bound. */
+class outcomes {
+public:
+    transport::completion slot(std::string name) {
+        return [this, name](result<response> r) {
+            std::lock_guard lock(mutex_);
+            done_.emplace_back(name, std::move(r));
+            cv_.notify_all();
+        };
+    }
+    bool wait_for(std::size_t n, std::chrono::seconds bound = 20s) {
+        std::unique_lock lock(mutex_);
+        return cv_.wait_for(lock, bound, [&] { return done_.size() >= n; });
+    }
+    std::vector<std::pair<std::string, result<response>>> take() {
+        std::lock_guard lock(mutex_);
+        return done_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<std::pair<std::string, result<response>>> done_;
+};
+
+std::string keep_alive_ok(testing::received_request const&) { return testing::http_answer_bytes(200, "ok"); }
+
+TEST(curl_transport_start, overlapping_calls_complete_while_one_endpoint_hangs) {
+    std::atomic<bool> release{false};
+    testing::loopback_server hanging([&](int, testing::loopback_server& self) {
+        while (!release && !self.stopping()) std::this_thread::sleep_for(10ms);
+    });
+    testing::keep_alive_server healthy(keep_alive_ok);
+    auto t = make_curl_transport();
+    outcomes got;
+    t->start({.url = url_of(hanging), .timeout = 60s}, got.slot("hang"));
+    for (int i = 0; i < 200; ++i)
+        t->start({.method = "POST", .url = "http://127.0.0.1:" + std::to_string(healthy.port()) + "/n" + std::to_string(i),
+                  .body = std::to_string(i), .timeout = 30s},
+                 got.slot("ok"));
+    ASSERT_TRUE(got.wait_for(200));
+    auto done = got.take();
+    for (auto const& [name, r] : done) {
+        EXPECT_EQ(name, "ok");  // the hanging call is still in flight
+        ASSERT_TRUE(r) << r.error().message();
+        EXPECT_EQ(r->status, 200);
+        EXPECT_EQ(r->body, "ok");
+    }
+    EXPECT_EQ(healthy.requests().size(), 200u);
+    EXPECT_LE(healthy.accepted(), 200);
+    release = true;
+    ASSERT_TRUE(got.wait_for(201));
+}
+
+TEST(curl_transport_start, consecutive_calls_reuse_one_keep_alive_connection) {
+    testing::keep_alive_server server(keep_alive_ok);
+    auto t = make_curl_transport();
+    outcomes got;
+    for (std::size_t i = 1; i <= 20; ++i) {
+        t->start({.url = "http://127.0.0.1:" + std::to_string(server.port()) + "/", .timeout = 5s}, got.slot("ok"));
+        ASSERT_TRUE(got.wait_for(i));
+    }
+    for (auto const& [name, r] : got.take()) ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(server.accepted(), 1);
+}
+
+TEST(curl_transport_start, a_pinned_call_connects_to_the_pinned_address_and_keeps_the_host_name) {
+    testing::keep_alive_server server(keep_alive_ok);
+    auto t = make_curl_transport();
+    outcomes got;
+    // The name does not resolve anywhere: only the pin can take the call to the server.
+    auto port = std::to_string(server.port());
+    t->start({.url = "http://hooks.receiver.invalid:" + port + "/in",
+              .timeout = 5s,
+              .pin = pinned_address{"hooks.receiver.invalid", server.port(), "127.0.0.1"}},
+             got.slot("pinned"));
+    ASSERT_TRUE(got.wait_for(1));
+    auto r = got.take().at(0).second;
+    ASSERT_TRUE(r) << r.error().message();
+    EXPECT_EQ(server.requests().at(0).header("Host"), "hooks.receiver.invalid:" + port);
+}
+
+TEST(curl_transport_start, a_call_that_gets_no_answer_times_out_alone) {
+    testing::loopback_server silent([](int, testing::loopback_server& self) {
+        while (!self.stopping()) std::this_thread::sleep_for(10ms);
+    });
+    testing::keep_alive_server healthy(keep_alive_ok);
+    auto t = make_curl_transport();
+    outcomes got;
+    t->start({.url = url_of(silent), .timeout = 300ms}, got.slot("silent"));
+    t->start({.url = "http://127.0.0.1:" + std::to_string(healthy.port()) + "/", .timeout = 10s}, got.slot("ok"));
+    ASSERT_TRUE(got.wait_for(2));
+    for (auto const& [name, r] : got.take()) {
+        if (name == "ok") {
+            EXPECT_TRUE(r);
+        } else {
+            ASSERT_FALSE(r);
+            EXPECT_EQ(r.error(), errc::timeout);
+        }
+    }
+}
+
+TEST(curl_transport_start, a_cancelled_call_ends_with_cancelled_and_a_bad_header_is_refused_before_sending) {
+    testing::loopback_server silent([](int, testing::loopback_server& self) {
+        while (!self.stopping()) std::this_thread::sleep_for(10ms);
+    });
+    auto t = make_curl_transport();
+    outcomes got;
+    auto stop = std::make_shared<cancellation>();
+    t->start({.url = url_of(silent), .timeout = 60s, .cancel = stop}, got.slot("cancelled"));
+    for (int i = 0; i < 500 && silent.accepted() == 0; ++i) std::this_thread::sleep_for(10ms);
+    stop->cancel();
+    ASSERT_TRUE(got.wait_for(1));
+    auto r = got.take().at(0).second;
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::cancelled);
+
+    t->start({.url = url_of(silent), .headers = {{"X-A", "a\r\nb"}}}, got.slot("bad"));
+    ASSERT_TRUE(got.wait_for(2));
+    EXPECT_EQ(got.take().at(1).second.error(), errc::invalid_argument);
+    EXPECT_EQ(silent.accepted(), 1);
+}
+
+TEST(curl_transport_start, a_body_over_the_cap_fails_the_call) {
+    testing::keep_alive_server big([](testing::received_request const&) { return testing::http_answer_bytes(200, std::string(5000, 'x')); });
+    auto t = make_curl_transport({.max_response_bytes = 1024});
+    outcomes got;
+    t->start({.url = "http://127.0.0.1:" + std::to_string(big.port()) + "/", .timeout = 5s}, got.slot("big"));
+    ASSERT_TRUE(got.wait_for(1));
+    auto r = got.take().at(0).second;
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+}
+
+TEST(curl_transport_start, closing_the_transport_completes_the_calls_in_flight_with_cancelled) {
+    testing::loopback_server silent([](int, testing::loopback_server& self) {
+        while (!self.stopping()) std::this_thread::sleep_for(10ms);
+    });
+    outcomes got;
+    {
+        auto t = make_curl_transport();
+        for (int i = 0; i < 3; ++i) t->start({.url = url_of(silent), .timeout = 60s}, got.slot("pending"));
+        for (int i = 0; i < 500 && silent.accepted() == 0; ++i) std::this_thread::sleep_for(10ms);
+    }
+    ASSERT_TRUE(got.wait_for(3, 1s));  // the destructor completed them before returning
+    for (auto const& [name, r] : got.take()) {
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error(), errc::cancelled);
+    }
 }
 
 }  // namespace

@@ -1,7 +1,10 @@
 #include <integration/platform.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
+
+#include <integration/services/webhook_signature.hpp>
 
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
@@ -12,6 +15,8 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
+#include <set>
+#include <thread>
 
 namespace integration::testing {
 namespace {
@@ -277,6 +282,112 @@ TEST(platform_test, a_governed_run_executes_through_the_platform) {
     ASSERT_EQ(requests.size(), 2u) << "the health check, then the run";
     EXPECT_EQ(requests[1].rfind("POST /v1/messages ", 0), 0u);  // not printed: the request carries the key
     EXPECT_NE(requests[1].find("X-Api-Key: run-s3cr3t"), std::string::npos) << "the credential was applied";
+}
+
+// Waits (bounded) until `done` holds, checking every 10 ms.
+template <class Predicate>
+bool eventually(Predicate done, std::chrono::seconds within = std::chrono::seconds(30)) {
+    auto until = std::chrono::steady_clock::now() + within;
+    while (!done()) {
+        if (std::chrono::steady_clock::now() > until) return false;
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    return true;
+}
+
+std::vector<webhooks::webhook_delivery> deliveries_of(platform& p, request_context const& ctx,
+                                                      std::string const& subscription_id) {
+    return must(p.publisher().list(ctx, {.subscription_id = subscription_id}, {})).items;
+}
+
+TEST(platform_test, the_librarys_own_events_fan_out_to_webhook_subscriptions_once_each) {
+    temp_dir tmp;
+    auto options = quiet((tmp.path() / "data").string());
+    options.egress.allow.push_back(net::cidr::parse("127.0.0.0/8").value());
+    options.workers.outbox = std::chrono::milliseconds(10);
+    options.webhooks.deliver = false;  // only the fan-out is looked at here
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1", "alice");
+    auto type = std::string(events::event_type::provider_registered);
+    auto sub = must(p->subscriptions().subscribe(
+        ctx, {.project_id = "p1", .event_type = type, .endpoint_url = "http://127.0.0.1:9/hooks"}));
+    std::mutex mutex;
+    std::vector<events::event_envelope> relayed;
+    p->events().subscribe(type, [&](events::event_envelope const& e) -> result<void> {
+        std::lock_guard lock(mutex);
+        relayed.push_back(e);
+        return {};
+    });
+    must(p->registry().register_provider(ctx, provider_spec("acme")));
+    must(p->registry().register_provider(ctx, provider_spec("beta")));
+    // Another tenant's event is not for this tenant's subscription.
+    must(p->registry().register_provider(request_context::for_tenant("t2"), provider_spec("acme")));
+
+    p->start();
+    ASSERT_TRUE(eventually([&] {
+        std::lock_guard lock(mutex);
+        return relayed.size() == 3;
+    })) << "the relay did not publish the three events";
+    ASSERT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+
+    auto listed = deliveries_of(*p, ctx, sub.subscription.id());
+    ASSERT_EQ(listed.size(), 2u) << "one delivery per event of the subscription's tenant";
+    std::set<std::string> events_delivered;
+    for (auto const& d : listed) {
+        EXPECT_EQ(d.data().event_type, type);
+        EXPECT_EQ(d.status(), webhooks::delivery_status::pending);
+        events_delivered.insert(d.data().event_id.value_or(""));
+    }
+    std::set<std::string> events_of_t1;
+    for (auto const& e : relayed)
+        if (e.tenant_id == "t1") events_of_t1.insert(e.event_id);
+    EXPECT_EQ(events_delivered, events_of_t1);
+    EXPECT_EQ(events_of_t1.size(), 2u);
+
+    // The relay publishes again what it could not mark (a crash between the two): no new deliveries.
+    for (auto const& e : relayed) must(p->events().publish(e));
+    EXPECT_EQ(deliveries_of(*p, ctx, sub.subscription.id()).size(), 2u);
+}
+
+TEST(platform_test, a_published_event_is_delivered_signed_to_a_loopback_receiver_by_the_running_worker) {
+    temp_dir tmp;
+    keep_alive_server receiver(
+        [](received_request const&) { return std::string("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"); });
+    auto options = quiet((tmp.path() / "data").string());
+    options.egress.allow.push_back(net::cidr::parse("127.0.0.0/8").value());
+    // The worker waits an hour between idle claims: only the publisher's wake-up can make it send in time.
+    options.webhooks.delivery.idle_poll = std::chrono::hours(1);
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1", "alice");
+    auto sub = must(p->subscriptions().subscribe(
+        ctx, {.project_id = "p1",
+              .event_type = "order.*",
+              .endpoint_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hooks"}));
+    ASSERT_TRUE(sub.signing_secret);
+    p->start();
+
+    for (int i = 1; i <= 2; ++i) {
+        auto pub = must(p->publisher().publish(ctx, "order.paid", boost::json::object{{"orderId", i}}));
+        ASSERT_EQ(pub.delivery_ids.size(), 1u);
+        auto const& id = pub.delivery_ids[0];
+        ASSERT_TRUE(eventually([&] { return receiver.requests().size() == static_cast<std::size_t>(i); }))
+            << "delivery " << i << " did not reach the receiver";
+        ASSERT_TRUE(eventually(
+            [&] { return must(p->publisher().find(ctx, id)).status() == webhooks::delivery_status::delivered; }));
+        auto got = receiver.requests().back();
+        EXPECT_EQ(got.method, "POST");
+        EXPECT_EQ(got.target, "/hooks");
+        EXPECT_EQ(got.header("webhook-id").value_or(""), id) << "webhook-id is the delivery id";
+        auto now =
+            std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch());
+        EXPECT_TRUE(webhooks::verify(*sub.signing_secret, id, got.header("webhook-timestamp").value_or(""), got.body,
+                                     got.header("webhook-signature").value_or(""), now.count()))
+            << "the signature does not verify with the secret subscribe returned";
+        EXPECT_NE(got.body.find("\"orderId\":" + std::to_string(i)), std::string::npos) << got.body;
+    }
+    EXPECT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)))
+        << "the delivery worker stops with the others";
+    EXPECT_GE(p->delivery_worker().stats().delivered_total.load(), 2u);
 }
 
 }  // namespace

@@ -93,10 +93,35 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     sqlite3_close(db);
 }
 
+/** Turns a current file back into schema 6: none of the webhook columns, indexes and tables of
+ *  migration 7. */
+void back_to_schema_6(std::string const& path) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+DROP INDEX deliveries_outbound_event;
+DROP INDEX deliveries_claim;
+DROP INDEX deliveries_by_update;
+DROP INDEX deliveries_with_payload;
+DROP TABLE published_events;
+ALTER TABLE deliveries DROP COLUMN lease_owner;
+ALTER TABLE deliveries DROP COLUMN lease_until;
+ALTER TABLE subscriptions DROP COLUMN ordered;
+ALTER TABLE subscriptions DROP COLUMN max_per_second;
+ALTER TABLE subscriptions DROP COLUMN previous_signing_secret_ref;
+ALTER TABLE subscriptions DROP COLUMN previous_secret_until;
+ALTER TABLE subscriptions DROP COLUMN consecutive_failures;
+ALTER TABLE subscriptions DROP COLUMN deactivation_reason;
+PRAGMA user_version = 6;
+)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+}
+
 /** Turns a current file back into schema 4: no connection environment or operation class
  *  (migration 5), no outbox attempts or dead rows, no event id on a failure, none of the tables
  *  migration 6 adds. */
 void back_to_schema_4(std::string const& path) {
+    back_to_schema_6(path);
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db, R"sql(
@@ -398,6 +423,11 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
         result<std::int64_t> count_failed_publication(std::int64_t) override { return 0; }
         result<void> park_dead(std::int64_t, time_point) override { return {}; }
         storage::api_key_repository& api_keys() override { return keys; }
+        result<std::vector<storage::claimed_delivery>> claim_deliveries(time_point, std::string const&, time_point,
+                                                                        std::size_t) override {
+            return std::vector<storage::claimed_delivery>{};
+        }
+        result<std::optional<time_point>> oldest_due_delivery() override { return std::optional<time_point>{}; }
         struct no_keys final : storage::api_key_repository {
             result<void> add(storage::api_key_record const&) override { return {}; }
             result<std::optional<storage::api_key_record>> find(std::string const&) override { return std::nullopt; }
@@ -550,6 +580,37 @@ TEST(sqlite_store, a_version_4_database_keeps_its_outbox_rows_pending) {
     EXPECT_EQ(must(s->count_failed_publication(pending[0].sequence)), 1);
     EXPECT_EQ(must(s->pending_events(10)).at(0).attempts, 1);
     EXPECT_FALSE(must(s->api_keys().find("nothing")));
+}
+
+TEST(sqlite_store, a_version_6_database_keeps_its_subscriptions_and_deliveries_with_the_new_defaults) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    std::string sub_id, delivery_id;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto now = system_clock::instance().now();
+            auto sub = must(webhooks::webhook_subscription::create(
+                ctx, now, {"proj-1", "order.*", "https://hooks.example.com", "vault://local/t1/s?version=1", {}, {}}));
+            auto d = must(webhooks::webhook_delivery::outbound(ctx, now, sub, "order.paid", "evt-1", {}));
+            sub_id = sub.id(), delivery_id = d.id();
+            must(uow.subscriptions().save(sub));
+            return uow.deliveries().save(d);
+        }));
+    }
+    back_to_schema_6(path);
+    auto s = open_sqlite(dir, nullptr);
+    must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto sub = must(uow.subscriptions().find(sub_id));
+        EXPECT_FALSE(sub.data().ordered);
+        EXPECT_EQ(sub.data().consecutive_failures, 0);
+        EXPECT_FALSE(sub.data().max_per_second);
+        return {};
+    }));
+    auto claimed = must(s->claim_deliveries(system_clock::instance().now(), "w", system_clock::instance().now(), 10));
+    ASSERT_EQ(claimed.size(), 1u);
+    EXPECT_EQ(claimed[0].delivery.id(), delivery_id);
 }
 
 /** A reference host's former host.db, as the host made it. */

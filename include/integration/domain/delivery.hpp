@@ -131,6 +131,12 @@ public:
     /** Outbound: a failed try. Retries at `next_attempt_at` until attempts reach maxAttempts, then
      *  DeadLettered (raises IntegrationFailed). */
     result<void> record_failure(delivery_attempt a, time_point next_attempt_at);
+    /** Outbound Pending or Failed: not sent now (the subscription's rate limit), due again at `at`;
+     *  no attempt is counted. */
+    result<void> defer(time_point at);
+    /** Outbound: the receiver answered 410 Gone. Dead-lettered at once (raises IntegrationFailed);
+     *  the caller deactivates the subscription. */
+    result<void> record_gone(delivery_attempt a);
     /** Outbound, terminal or failed → Pending, due now, with `extra_attempts` more allowed. */
     result<void> replay(std::int64_t extra_attempts, time_point now);
 

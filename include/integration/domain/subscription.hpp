@@ -9,42 +9,60 @@
 
 #include <boost/json/value.hpp>
 
+#include <array>
+#include <chrono>
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace integration::webhooks {
 
-/** SubscriptionAttemptPolicy: per-subscription retry and timeout overrides. */
+/** SubscriptionAttemptPolicy: per-subscription retry and timeout overrides.
+ *
+ *  Without a policy a delivery follows the default schedule: attempt 1 at once, then 5 s, 5 min,
+ *  30 min, 2 h, 5 h, 10 h and 10 h after each failure (8 attempts), every delay with jitter.
+ *  With one, `schedule_ms` (when given) lists the delays after each failed attempt; otherwise the
+ *  delay starts at `initial_delay_ms` and doubles up to `max_delay_ms`. */
 struct subscription_attempt_policy {
     std::int64_t max_attempts = 8;
     std::int64_t initial_delay_ms = 5'000;
     std::int64_t max_delay_ms = 36'000'000;
     std::int64_t timeout_ms = 15'000;
+    std::optional<std::vector<std::int64_t>> schedule_ms;  ///< Delay after failed attempt i (0-based).
 
     static auto json_fields() {
-        return std::make_tuple(field("maxAttempts", &subscription_attempt_policy::max_attempts),
-                               field("initialDelayMs", &subscription_attempt_policy::initial_delay_ms),
-                               field("maxDelayMs", &subscription_attempt_policy::max_delay_ms),
-                               field("timeoutMs", &subscription_attempt_policy::timeout_ms));
+        return std::make_tuple(defaulted_field("maxAttempts", &subscription_attempt_policy::max_attempts),
+                               defaulted_field("initialDelayMs", &subscription_attempt_policy::initial_delay_ms),
+                               defaulted_field("maxDelayMs", &subscription_attempt_policy::max_delay_ms),
+                               defaulted_field("timeoutMs", &subscription_attempt_policy::timeout_ms),
+                               field("scheduleMs", &subscription_attempt_policy::schedule_ms));
     }
 };
+
+/** The default schedule's delays after each failed attempt (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). */
+inline constexpr std::array<std::int64_t, 7> default_retry_schedule_ms{
+    5'000, 300'000, 1'800'000, 7'200'000, 18'000'000, 36'000'000, 36'000'000};
 
 /** What a caller supplies to subscribe. */
 struct subscription_spec {
     std::string project_id;
     std::string event_type;        ///< Exact (`order.created`) or a prefix pattern (`order.*`, `*`).
     std::string endpoint_url;      ///< Absolute http(s) URL; the egress policy decides where deliveries may go.
-    std::string signing_secret_ref;  ///< KeyVaultRef of the signing secret; required.
-    std::optional<boost::json::value> filter;
+    std::string signing_secret_ref;  ///< KeyVaultRef of the signing secret; empty: the service generates one.
+    std::optional<boost::json::value> filter;  ///< A payload predicate (`webhooks::payload_filter`).
     std::optional<subscription_attempt_policy> attempt_policy;
+    bool ordered = false;  ///< FIFO: a delivery waits until the previous one is Delivered or DeadLettered.
+    std::optional<std::int64_t> max_per_second;  ///< Deliveries per second to this endpoint (1-10000).
 
     static auto json_fields() {
         return std::make_tuple(field("projectId", &subscription_spec::project_id),
                                field("eventType", &subscription_spec::event_type),
                                field("endpointUrl", &subscription_spec::endpoint_url),
-                               field("signingSecretRef", &subscription_spec::signing_secret_ref),
+                               defaulted_field("signingSecretRef", &subscription_spec::signing_secret_ref),
                                field("filter", &subscription_spec::filter),
-                               field("attemptPolicy", &subscription_spec::attempt_policy));
+                               field("attemptPolicy", &subscription_spec::attempt_policy),
+                               defaulted_field("ordered", &subscription_spec::ordered),
+                               field("maxPerSecond", &subscription_spec::max_per_second));
     }
 };
 
@@ -52,11 +70,21 @@ struct subscription_spec {
 struct subscription_data : subscription_spec {
     std::string subscription_id;
     bool active = true;
+    /** During a secret rotation: the previous secret, still signing until `previous_secret_until`. */
+    std::optional<std::string> previous_signing_secret_ref;
+    std::optional<time_point> previous_secret_until;
+    std::int64_t consecutive_failures = 0;  ///< Failed attempts since the last Delivered one.
+    std::optional<std::string> deactivation_reason;
 
     static auto json_fields() {
         return std::tuple_cat(std::make_tuple(field("subscriptionId", &subscription_data::subscription_id)),
                               subscription_spec::json_fields(),
-                              std::make_tuple(field("active", &subscription_data::active)));
+                              std::make_tuple(field("active", &subscription_data::active),
+                                              field("previousSigningSecretRef",
+                                                    &subscription_data::previous_signing_secret_ref),
+                                              field("previousSecretUntil", &subscription_data::previous_secret_until),
+                                              field("consecutiveFailures", &subscription_data::consecutive_failures),
+                                              field("deactivationReason", &subscription_data::deactivation_reason)));
     }
 };
 
@@ -83,8 +111,23 @@ public:
     /** The effective attempt policy. */
     subscription_attempt_policy attempt_policy() const { return d_.attempt_policy.value_or(subscription_attempt_policy{}); }
 
-    /** Active → inactive (raises WebhookSubscriptionDeactivated). */
+    /** Delay before attempt `next_attempt` (2-based: the first retry is attempt 2), without jitter. */
+    std::chrono::milliseconds delay_before(std::int64_t next_attempt) const;
+    /** The secret refs that sign a delivery at `now`: the current one, then the previous one while
+     *  its overlap window lasts. */
+    std::vector<std::string> signing_secret_refs(time_point now) const;
+
+    /** Active → inactive (raises WebhookSubscriptionDeactivated with `reason`). */
     result<void> deactivate(std::string reason);
+    /** Inactive → active, its failure count reset (raises WebhookSubscriptionReactivated). */
+    result<void> reactivate();
+    /** Signs with `new_ref` from now on; the current secret keeps signing too until `now + overlap`
+     *  (raises WebhookSigningSecretRotated, naming no secret). */
+    result<void> rotate_signing_secret(std::string new_ref, time_point now, std::chrono::milliseconds overlap);
+    /** Counts a delivery outcome: a success resets the run of failures; a failure extends it, and
+     *  once it reaches `disable_after` (0: never) the subscription deactivates itself with reason
+     *  "auto-disabled after N consecutive failures". Returns true when that happened. */
+    bool record_outcome(bool delivered, std::int64_t disable_after);
 
 private:
     webhook_subscription(metadata m, subscription_data d) : aggregate(std::move(m)), d_(std::move(d)) {}

@@ -165,12 +165,14 @@ public:
     virtual result<void> save(webhooks::webhook_subscription& s) = 0;
 };
 
-/** Filters for listing deliveries. */
+/** Filters for listing deliveries; unset members match everything. */
 struct delivery_query {
     std::optional<webhooks::delivery_direction> direction;
     std::optional<std::string> subscription_id;
     std::optional<std::string> connection_id;
     std::optional<webhooks::delivery_status> status;
+    std::optional<std::string> event_id;
+    std::optional<time_point> since;  ///< Created at or after.
 };
 
 /** WebhookDeliveryRepository. */
@@ -184,7 +186,41 @@ public:
     virtual result<page<webhooks::webhook_delivery>> list(delivery_query const& q, page_request const& p) = 0;
     /** Outbound Pending or Failed deliveries with nextAttemptAt at or before `now`, earliest first. */
     virtual result<std::vector<webhooks::webhook_delivery>> due(time_point now, std::size_t limit) = 0;
+    /** Inserts or updates a delivery; saving also gives up any worker's lease on it. An outbound
+     *  delivery of a subscription and event that already has one is `errc::already_exists`
+     *  (fan-out is idempotent per subscription and event). */
     virtual result<void> save(webhooks::webhook_delivery& d) = 0;
+    /** Deliveries in a final state (Delivered, DeadLettered; inbound Accepted or Failed) last
+     *  updated before `before`, oldest first (retention). */
+    virtual result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) = 0;
+    /** Deliveries created before `before` that still reference a payload blob, oldest first. */
+    virtual result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before,
+                                                                               std::size_t limit) = 0;
+    /** Deletes a delivery with its attempts (retention, after archiving); a missing one is not an error. */
+    virtual result<void> remove(std::string const& delivery_id) = 0;
+};
+
+/** An event published to the tenant's webhook subscriptions. */
+struct published_event {
+    std::string event_id;
+    std::string event_type;
+    std::optional<std::string> idempotency_key;
+    std::string payload_ref;   ///< The payload blob, written once for every delivery.
+    std::string payload_hash;  ///< Hex SHA-256 of the payload, to spot a key reused with another payload.
+    std::vector<std::string> delivery_ids;
+    time_point published_at{};
+};
+
+/** Published webhook events, so that publishing is idempotent on its key. */
+class published_event_repository {
+public:
+    virtual ~published_event_repository() = default;
+    /** Records an event; `errc::already_exists` when its id or idempotency key is taken. */
+    virtual result<void> add(published_event const& e) = 0;
+    virtual result<published_event> find(std::string const& event_id) = 0;
+    virtual result<published_event> find_by_idempotency_key(std::string const& key) = 0;
+    /** Deletes up to `limit` events published before `before` (retention); returns how many. */
+    virtual result<std::size_t> remove_before(time_point before, std::size_t limit) = 0;
 };
 
 /** An OAuth2 authorization-code flow started and awaiting its callback. The state itself is
@@ -253,6 +289,7 @@ public:
     virtual integration_failure_repository& failures() = 0;
     virtual webhook_subscription_repository& subscriptions() = 0;
     virtual webhook_delivery_repository& deliveries() = 0;
+    virtual published_event_repository& published_events() = 0;
     virtual pending_authorization_repository& authorizations() = 0;
     virtual idempotency_repository& idempotency() = 0;
     virtual inbound_webhook_repository& inbound_webhooks() = 0;
@@ -273,6 +310,12 @@ public:
     virtual result<void> add(api_key_record const& k) = 0;
     /** The key with this hash, or nothing. */
     virtual result<std::optional<api_key_record>> find(std::string const& key_hash) = 0;
+};
+
+/** An outbound delivery leased to a delivery worker, with its tenant. */
+struct claimed_delivery {
+    std::string tenant_id;
+    webhooks::webhook_delivery delivery;
 };
 
 /** An outbox row awaiting publication. */
@@ -324,6 +367,16 @@ public:
     virtual result<void> park_dead(std::int64_t sequence, time_point at) = 0;
     /** The API keys of every tenant. */
     virtual api_key_repository& api_keys() = 0;
+    /** Leases up to `limit` outbound deliveries of every tenant to `owner` until `until`: Pending or
+     *  Failed, nextAttemptAt at or before `now`, of an active subscription, and not leased to
+     *  another owner (an expired lease counts as none), earliest due first. Of an `ordered`
+     *  subscription only its oldest delivery that is neither Delivered nor DeadLettered is
+     *  eligible. The returned deliveries carry the version the lease wrote: a worker whose lease
+     *  was taken over fails to save (`errc::conflict`). Two owners never hold one delivery. */
+    virtual result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner,
+                                                                   time_point until, std::size_t limit) = 0;
+    /** The earliest nextAttemptAt among outbound deliveries waiting to be sent (for the lag metric). */
+    virtual result<std::optional<time_point>> oldest_due_delivery() = 0;
 };
 
 namespace detail {

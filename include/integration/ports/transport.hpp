@@ -11,6 +11,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -91,6 +92,14 @@ public:
     virtual ~transport() = default;
     /** Sends `r`; a transport failure (no answer) is an error, any HTTP status is a response. */
     virtual result<response> send(request const& r) = 0;
+
+    /** Called once with the outcome of a `start`ed request. */
+    using completion = std::function<void(result<response>)>;
+    /** Starts `r` and returns; `done` runs once with the outcome, on a thread of the transport's
+     *  choosing. Many started requests overlap, so one slow peer delays no other. The default
+     *  sends on the calling thread and then calls `done` (no overlap); the curl transport
+     *  overrides it with one event loop for every request in flight. */
+    virtual void start(request r, completion done) { done(send(r)); }
 };
 
 /** `application/x-www-form-urlencoded` encoding of one component. */

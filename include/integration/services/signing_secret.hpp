@@ -16,7 +16,7 @@ namespace integration::webhooks {
 /** A new signing secret: its reference, and the secret itself to show the subscriber once. */
 struct new_signing_secret {
     std::string ref;       ///< The KeyVaultRef for `signingSecretRef`.
-    secret_bytes secret;   ///< `whsec_` + base64 of 24 random bytes.
+    secret_bytes secret;   ///< `whsec_` + base64 of 32 random bytes.
 };
 
 /** Generates a signing secret for `tenant` and stores it in `store`. */

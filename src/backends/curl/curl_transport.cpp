@@ -10,6 +10,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
+#include <unordered_map>
 #include <vector>
 
 namespace integration::http {
@@ -111,6 +113,65 @@ private:
     std::array<std::mutex, CURL_LOCK_DATA_LAST> mutexes_;
 };
 
+/** One call's buffers, alive until libcurl is done with the transfer (its options point into them). */
+struct call_state {
+    transfer t;
+    std::unique_ptr<curl_slist, slist_deleter> headers;
+    std::unique_ptr<curl_slist, slist_deleter> connect_to;
+    char detail[CURL_ERROR_SIZE] = {};
+};
+
+/** A started call: the request (owning the URL and body libcurl reads), its buffers and handle. */
+struct flight {
+    request req;
+    transport::completion done;
+    call_state state;
+    std::unique_ptr<CURL, easy_deleter> handle;
+};
+
+result<void> check_request(request const& r) {
+    if (r.cancel && r.cancel->cancelled()) return error{errc::cancelled, "the call was cancelled before it was sent"};
+    for (auto const& [name, value] : r.headers)
+        if (auto ok = check_header_field(name, value); !ok) return ok.error();
+    return {};
+}
+
+// A completion that throws must not end the event loop (or the destructor).
+void complete(flight& f, result<response> r) noexcept {
+    try {
+        f.done(std::move(r));
+    } catch (...) {
+    }
+}
+
+class curl_transport;
+
+/** The event loop of `start`: one thread driving a libcurl multi handle, whose connection cache
+ *  keeps connections alive across calls. Other threads only queue calls and wake it. */
+class event_loop {
+public:
+    explicit event_loop(curl_transport& owner);
+    ~event_loop();
+    event_loop(event_loop const&) = delete;
+    event_loop& operator=(event_loop const&) = delete;
+
+    void submit(std::unique_ptr<flight> f);
+
+private:
+    void run();
+    void add(std::unique_ptr<flight> f);
+    void finish(CURL* h, CURLcode rc);
+    void cancel(CURL* h, char const* why);
+
+    curl_transport& owner_;
+    CURLM* multi_;
+    std::mutex mutex_;
+    std::vector<std::unique_ptr<flight>> queue_;
+    bool stopping_ = false;
+    std::unordered_map<CURL*, std::unique_ptr<flight>> active_;  // the loop thread's own
+    std::thread thread_;
+};
+
 class curl_transport final : public transport {
 public:
     explicit curl_transport(curl_options o) : o_(std::move(o)) {
@@ -119,21 +180,30 @@ public:
     }
 
     result<response> send(request const& r) override {
-        if (r.cancel && r.cancel->cancelled()) return error{errc::cancelled, "the call was cancelled before it was sent"};
-        for (auto const& [name, value] : r.headers)
-            if (auto ok = check_header_field(name, value); !ok) return ok.error();
+        if (auto ok = check_request(r); !ok) return ok.error();
         // Handles are pooled: each keeps its live connections, DNS and TLS session caches across
         // curl_easy_reset, so consecutive calls to one host reuse a keep-alive connection.
         auto c = acquire();
         if (!c) return error{errc::unavailable, "libcurl could not start a transfer"};
-        auto res = perform(c.get(), r);
+        call_state state;
+        prepare(c.get(), r, state);
+        auto rc = curl_easy_perform(c.get());
+        auto res = outcome(c.get(), rc, r, state);
         // A failed call may have left its connection with an answer half-read (cut at the cap,
         // cancelled, timed out): the handle and its connections go, so nothing reuses them.
         if (res) release(std::move(c));
         return res;
     }
 
-private:
+    void start(request r, completion done) override {
+        if (auto ok = check_request(r); !ok) {
+            done(ok.error());
+            return;
+        }
+        std::call_once(loop_once_, [this] { loop_ = std::make_unique<event_loop>(*this); });
+        loop_->submit(std::make_unique<flight>(flight{std::move(r), std::move(done), {}, {}}));
+    }
+
     std::unique_ptr<CURL, easy_deleter> acquire() {
         {
             std::lock_guard lock(pool_mutex_);
@@ -155,25 +225,23 @@ private:
         if (pool_.size() < 64) pool_.push_back(std::move(c));
     }
 
-    result<response> perform(CURL* handle, request const& r) {
-        transfer t{{}, o_.max_response_bytes, false, r.cancel.get()};
-        std::unique_ptr<curl_slist, slist_deleter> list;
+    /** Sets every option of `r` on `h`; the options point into `r` and `s`, which must outlive the transfer. */
+    void prepare(CURL* h, request const& r, call_state& s) {
+        s.t = transfer{{}, o_.max_response_bytes, false, r.cancel.get()};
         for (auto const& [k, v] : r.headers) {
             auto line = k + ": " + v;
-            list.reset(curl_slist_append(list.release(), line.c_str()));
+            s.headers.reset(curl_slist_append(s.headers.release(), line.c_str()));
         }
         // "::ADDRESS:PORT" connects any host and port of this call to the checked address, so
         // curl never resolves the URL's name, whatever its spelling; Host, SNI and the
         // certificate check keep that name.
-        std::unique_ptr<curl_slist, slist_deleter> connect_to;
         if (r.pin) {
             auto const& a = r.pin->address;
             auto entry =
                 "::" + (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(r.pin->port);
-            connect_to.reset(curl_slist_append(nullptr, entry.c_str()));
+            s.connect_to.reset(curl_slist_append(nullptr, entry.c_str()));
+            curl_easy_setopt(h, CURLOPT_CONNECT_TO, s.connect_to.get());
         }
-        auto* h = handle;
-        if (connect_to) curl_easy_setopt(h, CURLOPT_CONNECT_TO, connect_to.get());
         curl_easy_setopt(h, CURLOPT_URL, r.url.c_str());
         curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method.c_str());
         if (r.method == "HEAD") curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
@@ -181,7 +249,7 @@ private:
             curl_easy_setopt(h, CURLOPT_POSTFIELDS, r.body.data());
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
         }
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, list.get());
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, s.headers.get());
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout.count()));
         curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o_.connect_timeout.count()));
         curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
@@ -190,9 +258,9 @@ private:
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o_.verify_tls ? 1L : 0L);
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o_.verify_tls ? 2L : 0L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
-        curl_easy_setopt(h, CURLOPT_WRITEDATA, &t);
+        curl_easy_setopt(h, CURLOPT_WRITEDATA, &s.t);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
-        curl_easy_setopt(h, CURLOPT_HEADERDATA, &t);
+        curl_easy_setopt(h, CURLOPT_HEADERDATA, &s.t);
         if (!o_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str());
         // An empty proxy disables the http_proxy/https_proxy/all_proxy environment variables, so
         // whether calls go through a proxy is decided here, not by the process environment.
@@ -200,32 +268,138 @@ private:
         if (!o_.proxy.empty() && !o_.no_proxy.empty()) curl_easy_setopt(h, CURLOPT_NOPROXY, o_.no_proxy.c_str());
         if (r.cancel) {
             curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-            curl_easy_setopt(h, CURLOPT_XFERINFODATA, &t);
+            curl_easy_setopt(h, CURLOPT_XFERINFODATA, &s.t);
             curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
         }
-        char detail[CURL_ERROR_SIZE] = {};
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, detail);
-        auto rc = curl_easy_perform(h);
-        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);  // the buffer dies with this frame
-        if (t.too_big)
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s.detail);
+    }
+
+    /** The outcome of a finished transfer on `h`. */
+    result<response> outcome(CURL* h, CURLcode rc, request const& r, call_state& s) {
+        curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);  // the buffer may die before the handle
+        if (s.t.too_big)
             return error{errc::invalid_argument, "the response body exceeded " + std::to_string(o_.max_response_bytes) + " bytes"};
         if (rc == CURLE_ABORTED_BY_CALLBACK && r.cancel && r.cancel->cancelled())
             return error{errc::cancelled, "the call was cancelled while in flight"};
         if (rc == CURLE_OPERATION_TIMEDOUT) return error{errc::timeout, "no complete answer within the deadline"};
-        std::string why = detail[0] != '\0' ? detail : curl_easy_strerror(rc);
+        std::string why = s.detail[0] != '\0' ? s.detail : curl_easy_strerror(rc);
         if (auto tls = tls_failure(rc, why)) return error{errc::unavailable, std::move(*tls)};
         if (rc != CURLE_OK) return error{errc::unavailable, "transport failure: " + why};
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
-        t.res.status = static_cast<int>(status);
-        return std::move(t.res);
+        s.t.res.status = static_cast<int>(status);
+        return std::move(s.t.res);
     }
 
+private:
     curl_options o_;
-    tls_session_share share_;  // before the pool: outlives every handle attached to it
+    tls_session_share share_;  // before the pool and the loop: outlives every handle attached to it
     std::mutex pool_mutex_;
     std::vector<std::unique_ptr<CURL, easy_deleter>> pool_;
+    std::once_flag loop_once_;
+    std::unique_ptr<event_loop> loop_;  // last: stopped (its calls cancelled) before anything above goes
 };
+
+event_loop::event_loop(curl_transport& owner) : owner_(owner), multi_(curl_multi_init()) {
+    thread_ = std::thread([this] { run(); });
+}
+
+event_loop::~event_loop() {
+    {
+        std::lock_guard lock(mutex_);
+        stopping_ = true;
+    }
+    if (multi_) curl_multi_wakeup(multi_);
+    thread_.join();
+    for (auto& [h, f] : active_) {
+        curl_multi_remove_handle(multi_, h);
+        complete(*f, error{errc::cancelled, "the transport closed with the call in flight"});
+    }
+    active_.clear();
+    for (auto& f : queue_) complete(*f, error{errc::cancelled, "the transport closed before the call was sent"});
+    if (multi_) curl_multi_cleanup(multi_);
+}
+
+void event_loop::submit(std::unique_ptr<flight> f) {
+    {
+        std::lock_guard lock(mutex_);
+        if (!stopping_) {
+            queue_.push_back(std::move(f));
+            f = nullptr;
+        }
+    }
+    if (f) complete(*f, error{errc::cancelled, "the transport is closing"});
+    else curl_multi_wakeup(multi_);
+}
+
+void event_loop::add(std::unique_ptr<flight> f) {
+    if (f->req.cancel && f->req.cancel->cancelled()) {
+        complete(*f, error{errc::cancelled, "the call was cancelled before it was sent"});
+        return;
+    }
+    f->handle = owner_.acquire();
+    if (!f->handle || !multi_) {
+        complete(*f, error{errc::unavailable, "libcurl could not start a transfer"});
+        return;
+    }
+    auto* h = f->handle.get();
+    owner_.prepare(h, f->req, f->state);
+    if (curl_multi_add_handle(multi_, h) != CURLM_OK) {
+        complete(*f, error{errc::unavailable, "libcurl could not start a transfer"});
+        return;
+    }
+    active_.emplace(h, std::move(f));
+}
+
+void event_loop::finish(CURL* h, CURLcode rc) {
+    auto it = active_.find(h);
+    if (it == active_.end()) return;
+    auto f = std::move(it->second);
+    active_.erase(it);
+    curl_multi_remove_handle(multi_, h);
+    auto res = owner_.outcome(h, rc, f->req, f->state);
+    // The multi handle owns the connections; a failed transfer's connection was closed by libcurl,
+    // so the easy handle itself can be pooled either way.
+    owner_.release(std::move(f->handle));
+    complete(*f, std::move(res));
+}
+
+void event_loop::cancel(CURL* h, char const* why) {
+    auto it = active_.find(h);
+    auto f = std::move(it->second);
+    active_.erase(it);
+    curl_multi_remove_handle(multi_, h);  // closes the connection mid-answer: it is never reused
+    complete(*f, error{errc::cancelled, why});
+}
+
+void event_loop::run() {
+    std::vector<std::unique_ptr<flight>> incoming;
+    std::vector<CURL*> cancelled;
+    for (;;) {
+        {
+            std::lock_guard lock(mutex_);
+            if (stopping_) return;
+            incoming.swap(queue_);
+        }
+        for (auto& f : incoming) add(std::move(f));
+        incoming.clear();
+        int running = 0;
+        curl_multi_perform(multi_, &running);
+        int left = 0;
+        while (CURLMsg* m = curl_multi_info_read(multi_, &left))
+            if (m->msg == CURLMSG_DONE) finish(m->easy_handle, m->data.result);  // read before the handle goes
+        // A cancelled call ends at once, not at libcurl's next progress callback.
+        bool watching = false;
+        for (auto const& [h, f] : active_) {
+            if (!f->req.cancel) continue;
+            watching = true;
+            if (f->req.cancel->cancelled()) cancelled.push_back(h);
+        }
+        for (auto* h : cancelled) cancel(h, "the call was cancelled while in flight");
+        cancelled.clear();
+        curl_multi_poll(multi_, nullptr, 0, watching ? 50 : 1000, nullptr);
+    }
+}
 
 }  // namespace
 

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 6> migrations{
+constexpr std::array<char const*, 7> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -172,6 +172,32 @@ CREATE TABLE idempotency_keys(tenant_id TEXT NOT NULL, key TEXT NOT NULL, reques
   created_at INTEGER NOT NULL, PRIMARY KEY(tenant_id, key));
 CREATE TABLE inbound_webhooks(tenant_id TEXT NOT NULL, connection_id TEXT NOT NULL, scheme TEXT NOT NULL,
   secret_name TEXT NOT NULL, PRIMARY KEY(tenant_id, connection_id));
+)sql",
+    // 7: outbound webhooks. A subscription may be ordered and rate limited, keeps its previous
+    // signing secret during a rotation and counts its consecutive failures. A delivery worker
+    // leases due deliveries (across tenants, earliest due first); fan-out is idempotent (one
+    // outbound delivery per tenant, subscription and event); published events remember their
+    // idempotency key and payload hash; retention finds old deliveries and payloads by time.
+    R"sql(
+ALTER TABLE subscriptions ADD COLUMN ordered INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN max_per_second INTEGER;
+ALTER TABLE subscriptions ADD COLUMN previous_signing_secret_ref TEXT;
+ALTER TABLE subscriptions ADD COLUMN previous_secret_until INTEGER;
+ALTER TABLE subscriptions ADD COLUMN consecutive_failures INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE subscriptions ADD COLUMN deactivation_reason TEXT;
+ALTER TABLE deliveries ADD COLUMN lease_owner TEXT;
+ALTER TABLE deliveries ADD COLUMN lease_until INTEGER;
+CREATE UNIQUE INDEX deliveries_outbound_event ON deliveries(tenant_id, subscription_id, event_id)
+  WHERE direction = 'Outbound' AND subscription_id IS NOT NULL AND event_id IS NOT NULL;
+CREATE INDEX deliveries_claim ON deliveries(next_attempt_at) WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
+CREATE INDEX deliveries_by_update ON deliveries(tenant_id, updated_at);
+CREATE INDEX deliveries_with_payload ON deliveries(tenant_id, created_at) WHERE payload_ref IS NOT NULL;
+CREATE TABLE published_events(event_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, event_type TEXT NOT NULL,
+  idempotency_key TEXT, payload_ref TEXT NOT NULL, payload_hash TEXT NOT NULL, delivery_ids TEXT NOT NULL,
+  published_at INTEGER NOT NULL);
+CREATE UNIQUE INDEX published_events_by_key ON published_events(tenant_id, idempotency_key)
+  WHERE idempotency_key IS NOT NULL;
+CREATE INDEX published_events_by_time ON published_events(tenant_id, published_at);
 )sql",
 };
 

@@ -225,7 +225,10 @@ private:
     }
 
     result<void> update(A const& a, time_point now) {
-        static std::string const sql = mapping::update_sql<data_t>(T.name, T.key);
+        // Saving a delivery ends any worker's lease on it: the attempt it leased is recorded.
+        static std::string const sql = mapping::update_sql<data_t>(
+            T.name, T.key,
+            std::is_same_v<A, webhooks::webhook_delivery> ? "lease_owner = NULL, lease_until = NULL" : "");
         auto const& m = a.meta();
         std::vector<value> v{to_unix_ms(now), w_.ctx.actor};
         mapping::append_values(a.data(), v);
@@ -552,6 +555,12 @@ public:
         add_filter(where, binds, "subscription_id", q.subscription_id);
         add_filter(where, binds, "connection_id", q.connection_id);
         add_filter(where, binds, "status", q.status);
+        add_filter(where, binds, "event_id", q.event_id);
+        if (q.since) {
+            if (!where.empty()) where += " AND ";
+            where += "created_at >= ?";
+            binds.push_back(to_unix_ms(*q.since));
+        }
         return r_.list(where, binds, p);
     }
     result<std::vector<webhooks::webhook_delivery>> due(time_point now, std::size_t limit) override {
@@ -559,6 +568,16 @@ public:
                          {to_unix_ms(now)}, "next_attempt_at, delivery_id", clamp_limit(limit));
     }
     result<void> save(webhooks::webhook_delivery& d) override { return r_.save(d); }
+    result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) override {
+        return r_.select("(status IN ('Delivered', 'DeadLettered', 'Accepted') OR "
+                         "(direction = 'Inbound' AND status = 'Failed')) AND updated_at < ?",
+                         {to_unix_ms(before)}, "updated_at, delivery_id", clamp_limit(limit));
+    }
+    result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before, std::size_t limit) override {
+        return r_.select("payload_ref IS NOT NULL AND created_at < ?", {to_unix_ms(before)}, "created_at, delivery_id",
+                         clamp_limit(limit));
+    }
+    result<void> remove(std::string const& id) override { return r_.remove(id); }
 
 private:
     repo<webhooks::webhook_delivery> r_;
@@ -576,6 +595,69 @@ result<void> writable(work_state const& w, std::string_view what) {
     if (w.read_only) return error{errc::invalid_state, std::string(what) + " called inside a read-only unit of work"};
     return {};
 }
+
+class published_event_repo final : public published_event_repository {
+public:
+    explicit published_event_repo(work_state& w) : w_(w) {}
+
+    result<void> add(published_event const& e) override {
+        if (auto r = writable(w_, "published_events().add"); !r) return r;
+        auto r = run_sql(w_.db,
+                         "INSERT INTO published_events (event_id, tenant_id, event_type, idempotency_key, payload_ref, "
+                         "payload_hash, delivery_ids, published_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                         {e.event_id, w_.ctx.tenant_id, e.event_type,
+                          e.idempotency_key ? value{*e.idempotency_key} : value{nullptr}, e.payload_ref, e.payload_hash,
+                          mapping::to_value(e.delivery_ids), to_unix_ms(e.published_at)});
+        if (!r && r.error() == errc::already_exists)
+            return error{errc::already_exists, "event " + e.event_id + " or its idempotency key was already published"};
+        return r;
+    }
+
+    result<published_event> find(std::string const& event_id) override {
+        return find_one("event_id = ?", event_id, "event " + event_id);
+    }
+
+    result<published_event> find_by_idempotency_key(std::string const& key) override {
+        return find_one("idempotency_key = ?", key, "event with this idempotency key");
+    }
+
+    result<std::size_t> remove_before(time_point before, std::size_t limit) override {
+        if (auto r = writable(w_, "published_events().remove_before"); !r) return r.error();
+        if (auto r = run_sql(w_.db,
+                             "DELETE FROM published_events WHERE rowid IN (SELECT rowid FROM published_events "
+                             "WHERE tenant_id = ? AND published_at < ? ORDER BY published_at LIMIT ?)",
+                             {w_.ctx.tenant_id, to_unix_ms(before), static_cast<std::int64_t>(clamp_limit(limit))});
+            !r)
+            return r.error();
+        return static_cast<std::size_t>(w_.db.changes());
+    }
+
+private:
+    result<published_event> find_one(char const* where, std::string const& arg, std::string const& what) {
+        auto st = w_.db.prepare(std::string("SELECT event_id, event_type, idempotency_key, payload_ref, payload_hash, "
+                                            "delivery_ids, published_at FROM published_events WHERE tenant_id = ? AND ") +
+                                where);
+        if (!st) return st.error();
+        (*st)->bind_all({w_.ctx.tenant_id, arg});
+        auto row = (*st)->step();
+        if (!row) return row.error();
+        if (!*row) return error{errc::not_found, what + " was not found in this tenant"};
+        auto& q = **st;
+        published_event e;
+        e.event_id = q.text(0);
+        e.event_type = q.text(1);
+        if (!q.is_null(2)) e.idempotency_key = q.text(2);
+        e.payload_ref = q.text(3);
+        e.payload_hash = q.text(4);
+        auto ids = sqlite::read_column(q, 5, e.delivery_ids);
+        e.published_at = from_unix_ms(q.int64(6));
+        q.reset();
+        if (!ids) return ids.error();
+        return e;
+    }
+
+    work_state& w_;
+};
 
 class authorization_repo final : public pending_authorization_repository {
 public:
@@ -705,7 +787,8 @@ class sqlite_unit_of_work final : public unit_of_work {
 public:
     explicit sqlite_unit_of_work(work_state w)
         : w_(w), providers_(w_), clients_(w_), connections_(w_), credentials_(w_), runs_(w_), failures_(w_),
-          subscriptions_(w_), deliveries_(w_), authorizations_(w_), idempotency_(w_), inbound_webhooks_(w_) {}
+          subscriptions_(w_), deliveries_(w_), published_events_(w_), authorizations_(w_), idempotency_(w_),
+          inbound_webhooks_(w_) {}
     request_context const& context() const noexcept override { return w_.ctx; }
     integration_provider_repository& providers() override { return providers_; }
     external_api_client_repository& api_clients() override { return clients_; }
@@ -715,6 +798,7 @@ public:
     integration_failure_repository& failures() override { return failures_; }
     webhook_subscription_repository& subscriptions() override { return subscriptions_; }
     webhook_delivery_repository& deliveries() override { return deliveries_; }
+    published_event_repository& published_events() override { return published_events_; }
     pending_authorization_repository& authorizations() override { return authorizations_; }
     idempotency_repository& idempotency() override { return idempotency_; }
     inbound_webhook_repository& inbound_webhooks() override { return inbound_webhooks_; }
@@ -729,6 +813,7 @@ private:
     failure_repo failures_;
     subscription_repo subscriptions_;
     delivery_repo deliveries_;
+    published_event_repo published_events_;
     authorization_repo authorizations_;
     idempotency_repo idempotency_;
     inbound_webhook_repo inbound_webhooks_;
@@ -879,6 +964,72 @@ public:
     }
 
     api_key_repository& api_keys() override { return keys_; }
+
+    result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner, time_point until,
+                                                           std::size_t limit) override {
+        if (owner.empty()) return error{errc::invalid_argument, "a delivery lease needs an owner"};
+        std::vector<claimed_delivery> out;
+        auto r = submit([&](database& db) -> result<void> {
+            // Runs under the write lock: selecting and leasing is one atomic step. Any unexpired
+            // lease excludes a delivery, also the caller's own (it may still be sending it).
+            // Of an ordered subscription only the oldest unfinished delivery may go, and only
+            // when it is due and free; insertion order (rowid) breaks ties within a millisecond.
+            auto st = db.prepare(
+                "SELECT d.tenant_id, d.delivery_id FROM deliveries d "
+                "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "
+                "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND d.next_attempt_at <= ?1 "
+                "AND s.active = 1 AND (d.lease_until IS NULL OR d.lease_until <= ?1) "
+                "AND (s.ordered = 0 OR d.rowid = (SELECT o.rowid FROM deliveries o WHERE o.tenant_id = d.tenant_id "
+                "AND o.subscription_id = d.subscription_id AND o.direction = 'Outbound' "
+                "AND o.status IN ('Pending', 'Failed') ORDER BY o.created_at, o.rowid LIMIT 1)) "
+                "ORDER BY d.next_attempt_at, d.created_at, d.rowid LIMIT ?2");
+            if (!st) return st.error();
+            (*st)->bind_all({to_unix_ms(now), static_cast<std::int64_t>(clamp_limit(limit))});
+            std::vector<std::pair<std::string, std::string>> picked;
+            while (true) {
+                auto more = (*st)->step();
+                if (!more) return more.error();
+                if (!*more) break;
+                picked.emplace_back((*st)->text(0), (*st)->text(1));
+            }
+            (*st)->reset();
+            // The version bump makes a save by a worker whose lease was taken over a conflict.
+            auto lease = db.prepare("UPDATE deliveries SET lease_owner = ?, lease_until = ?, row_version = row_version + 1 "
+                                    "WHERE delivery_id = ? AND tenant_id = ?");
+            if (!lease) return lease.error();
+            for (auto& [tenant, id] : picked) {
+                (*lease)->reset();
+                (*lease)->bind_all({owner, to_unix_ms(until), id, tenant});
+                if (auto u = (*lease)->run(); !u) return u;
+                auto ctx = request_context::for_tenant(tenant, owner);
+                work_state w{db, ctx, clock_, o_.source, true};
+                auto d = repo<webhooks::webhook_delivery>(w).find(id);
+                if (!d) return d.error();
+                out.push_back({tenant, std::move(*d)});
+            }
+            return {};
+        }, durability::deferred);  // a lease lost in a crash only means the delivery is claimed again
+        if (!r) return r.error();
+        return out;
+    }
+
+    result<std::optional<time_point>> oldest_due_delivery() override {
+        std::optional<time_point> out;
+        auto r = with_reader([&](database& db) -> result<void> {
+            auto st = db.prepare(
+                "SELECT MIN(d.next_attempt_at) FROM deliveries d "
+                "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "
+                "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND s.active = 1");
+            if (!st) return st.error();
+            auto row = (*st)->step();
+            if (!row) return row.error();
+            if (*row && !(*st)->is_null(0)) out = from_unix_ms((*st)->int64(0));
+            (*st)->reset();
+            return {};
+        });
+        if (!r) return r.error();
+        return out;
+    }
 
 private:
     class key_repo final : public api_key_repository {

@@ -287,10 +287,11 @@ std::string insert_sql(std::string_view table) {
 }
 
 /** Updates a row if its version is unchanged: updated_at, updated_by, `D`'s columns, then the
- *  key, the tenant and the expected row_version. */
+ *  key, the tenant and the expected row_version. `also_set` adds fixed assignments. */
 template <json_described D>
-std::string update_sql(std::string_view table, std::string_view key) {
+std::string update_sql(std::string_view table, std::string_view key, std::string_view also_set = "") {
     std::string set = "updated_at = ?, updated_by = ?, row_version = row_version + 1";
+    if (!also_set.empty()) set += ", " + std::string(also_set);
     for (auto const& c : column_names<D>()) set += ", " + c + " = ?";
     return "UPDATE " + std::string(table) + " SET " + set + " WHERE " + std::string(key) +
            " = ? AND tenant_id = ? AND row_version = ?";

@@ -1,0 +1,92 @@
+#ifndef INTEGRATION_SERVICES_DELIVERY_WORKER_HPP
+#define INTEGRATION_SERVICES_DELIVERY_WORKER_HPP
+
+/** @file
+ *  The webhook delivery worker: leases due outbound deliveries in the store, signs them (Standard
+ *  Webhooks), sends them through the egress guard (checked and pinned at every send) and the
+ *  transport's `start` (many in flight at once: a hanging endpoint delays no other), and records
+ *  each attempt: Delivered, a retry on the subscription's schedule (the receiver's Retry-After
+ *  wins), 410 Gone (the subscription deactivates), or DeadLettered after the last attempt.
+ */
+
+#include <integration/outbound/redirects.hpp>
+#include <integration/ports/blob_store.hpp>
+#include <integration/ports/clock.hpp>
+#include <integration/ports/rate_limit_store.hpp>
+#include <integration/ports/secret_store.hpp>
+#include <integration/ports/store.hpp>
+#include <integration/ports/transport.hpp>
+
+#include <atomic>
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+
+namespace integration::webhooks {
+
+/** Options of the delivery worker. */
+struct delivery_worker_options {
+    std::string owner;                     ///< Lease owner; empty: host name, process id and a random suffix.
+    std::size_t max_in_flight = 256;       ///< Deliveries sent at once.
+    std::size_t batch = 256;               ///< Deliveries leased per claim.
+    std::chrono::milliseconds idle_poll{250};       ///< Wait between claims while nothing is due.
+    std::chrono::milliseconds lease_margin{30'000};  ///< A lease lasts the send timeout plus this.
+    std::int64_t disable_after = 20;       ///< Consecutive failed attempts that disable a subscription; 0: never.
+    std::size_t response_excerpt = 4'096;  ///< Bytes of the receiver's answer kept per attempt.
+    double jitter = 0.2;                   ///< Each retry delay is scaled by a random factor in [1 - j, 1 + j].
+};
+
+/** What the worker has done since it started (for metrics). */
+struct delivery_stats {
+    std::atomic<std::uint64_t> in_flight{0};
+    std::atomic<std::uint64_t> delivered_total{0};
+    std::atomic<std::uint64_t> failed_attempts_total{0};
+    std::atomic<std::uint64_t> dead_lettered_total{0};
+    std::atomic<std::uint64_t> subscriptions_disabled_total{0};
+    std::atomic<std::int64_t> lag_ms{0};  ///< How long the oldest due delivery has waited, at the last claim.
+};
+
+/** Sends outbound webhook deliveries. `sweep` and `drain` are for tests and embedders driving it
+ *  with a manual clock; `run` is the loop the platform runs on its own thread.
+ *
+ *  @par Example
+ *  @code
+ *  // the platform runs it; a test drives it:
+ *  worker.sweep();  // leases what is due at the clock's now and starts sending
+ *  worker.drain();  // waits for every send in flight and records the outcomes
+ *  @endcode
+ */
+class delivery_worker {
+public:
+    /** `check` is the egress guard's hop check; every reference must outlive the worker. */
+    delivery_worker(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
+                    http::transport& transport, http::hop_check check, resilience::rate_limit_store& limits,
+                    clock const& clock, delivery_worker_options options = {});
+    ~delivery_worker();
+    delivery_worker(delivery_worker const&) = delete;
+    delivery_worker& operator=(delivery_worker const&) = delete;
+
+    /** Records the sends that finished, then leases due deliveries (up to the free in-flight
+     *  slots) and starts them. Returns how many it started. */
+    result<std::size_t> sweep();
+    /** Waits until nothing is in flight and records every outcome. Returns how many it recorded. */
+    result<std::size_t> drain();
+    /** Sweeps until `stop` is set, waiting `idle_poll` (or until `notify`) when nothing is due;
+     *  then drains. */
+    void run(std::atomic<bool> const& stop);
+    /** Wakes `run` (a delivery was published). */
+    void notify() noexcept;
+    delivery_stats const& stats() const noexcept;
+
+    struct state;
+
+private:
+    std::unique_ptr<state> s_;
+};
+
+}  // namespace integration::webhooks
+
+#endif

@@ -1,0 +1,69 @@
+#ifndef INTEGRATION_SERVICES_PUBLISHER_HPP
+#define INTEGRATION_SERVICES_PUBLISHER_HPP
+
+/** @file
+ *  The webhook publisher: publishes an event to the tenant's matching subscriptions (one
+ *  WebhookDelivery each, in the transaction that records the event), reads and replays deliveries,
+ *  and fans the library's own domain events out to their subscribers.
+ */
+
+#include <integration/domain/delivery.hpp>
+#include <integration/domain/event.hpp>
+#include <integration/ports/blob_store.hpp>
+#include <integration/ports/clock.hpp>
+#include <integration/ports/store.hpp>
+
+#include <boost/json/value.hpp>
+
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace integration::webhooks {
+
+/** What a publish created (or, for a repeated idempotency key, had created). */
+struct publication {
+    std::string event_id;
+    std::vector<std::string> delivery_ids;
+    bool repeated = false;  ///< The key was used before with the same payload; nothing new was created.
+};
+
+/** Publishes events and manages their deliveries.
+ *
+ *  @par Example
+ *  @code
+ *  auto pub = p->publisher().publish(ctx, "order.paid", {{"orderId", "o-1"}}, "order-o-1-paid").value();
+ *  // pub.delivery_ids: one per active subscription of "order.*", "order.paid" or "*" whose filter matches
+ *  @endcode
+ */
+class publisher {
+public:
+    publisher(storage::store& store, blobs::blob_store& blobs, clock const& clock);
+
+    /** Writes the payload once to the blob store and creates one Pending delivery per active
+     *  subscription whose event type and filter match, with the event, in one transaction.
+     *  Idempotent on `idempotency_key`: the same key and payload answer the first publication
+     *  (`repeated`), another payload is `errc::conflict`. */
+    result<publication> publish(request_context const& ctx, std::string const& event_type,
+                                boost::json::value const& payload,
+                                std::optional<std::string> idempotency_key = std::nullopt);
+    /** Fans a committed domain event (IntegrationRunCompleted, IntegrationFailed, ...) out to the
+     *  subscriptions of its tenant, with the envelope as payload. Idempotent per event id, so the
+     *  outbox relay may call it again after a crash. */
+    result<publication> fan_out(events::event_envelope const& event);
+    result<webhook_delivery> find(request_context const& ctx, std::string const& delivery_id);
+    result<storage::page<webhook_delivery>> list(request_context const& ctx, storage::delivery_query const& q,
+                                                 storage::page_request const& page);
+    /** Sends a Delivered, Failed or DeadLettered outbound delivery again, due now, with the same
+     *  `webhook-id`. */
+    result<webhook_delivery> replay(request_context const& ctx, std::string const& delivery_id);
+
+private:
+    storage::store& store_;
+    blobs::blob_store& blobs_;
+    clock const& clock_;
+};
+
+}  // namespace integration::webhooks
+
+#endif

@@ -1,0 +1,419 @@
+#include <integration/services/delivery_worker.hpp>
+
+#include <integration/core/id.hpp>
+#include <integration/domain/failure.hpp>
+#include <integration/outbound/retry.hpp>
+#include <integration/services/webhook_signature.hpp>
+
+#include <unistd.h>
+
+#include <algorithm>
+#include <cstdio>
+#include <condition_variable>
+#include <map>
+#include <mutex>
+#include <optional>
+#include <random>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+namespace integration::webhooks {
+
+namespace {
+
+using std::chrono::milliseconds;
+using steady = std::chrono::steady_clock;
+
+constexpr milliseconds longest_timeout{120'000};  // the bound subscription_attempt_policy::timeout_ms accepts
+constexpr char const* user_agent = "integration-webhooks/1";
+constexpr int max_record_tries = 3;  // a subscription saved by someone else meanwhile: reload and record again
+
+/** What happened to one leased delivery, waiting to be recorded by the worker's thread. */
+struct outcome {
+    std::string tenant_id;
+    webhook_delivery delivery;  // as leased: its version proves the lease at save time
+    time_point attempted_at;
+    std::optional<time_point> defer_until;  // the rate limit said "not now": no attempt
+    std::optional<int> status;
+    std::optional<std::string> error;  // no answer, or nothing was sent
+    std::string excerpt;
+    milliseconds latency{0};
+    std::optional<milliseconds> retry_after;
+};
+
+/** The first `cap` bytes of `body` as valid UTF-8 (the attempt is stored as JSON): a sequence cut
+ *  at the cap is dropped, and a byte that starts no valid sequence becomes U+FFFD. */
+std::string excerpt_of(std::string_view body, std::size_t cap) {
+    std::string out;
+    out.reserve(std::min(cap, body.size()));
+    for (std::size_t i = 0; i < body.size();) {
+        auto c = static_cast<unsigned char>(body[i]);
+        std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
+        bool ok = n > 0 && i + n <= body.size();
+        for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(body[i + k]) & 0xc0) == 0x80;
+        std::string_view piece = ok ? body.substr(i, n) : std::string_view("\xef\xbf\xbd");
+        if (out.size() + piece.size() > cap) break;
+        out += piece;
+        i += ok ? n : 1;
+    }
+    return out;
+}
+
+std::string default_owner() {
+    char host[256] = {};
+    if (::gethostname(host, sizeof host - 1) != 0 || host[0] == '\0') std::snprintf(host, sizeof host, "host");
+    std::random_device rd;
+    return std::string(host) + ":" + std::to_string(::getpid()) + ":" + std::to_string(rd() % 1'000'000);
+}
+
+}  // namespace
+
+struct delivery_worker::state {
+    storage::store& store;
+    credentials::secret_store& secrets;
+    blobs::blob_store& blobs;
+    http::transport& transport;
+    http::hop_check check;
+    resilience::rate_limit_store& limits;
+    integration::clock const& clock_;
+    delivery_worker_options options;
+
+    delivery_stats stats;
+    std::mt19937_64 rng{std::random_device{}()};  // the sweeping thread's only
+    std::shared_ptr<http::cancellation> closing = std::make_shared<http::cancellation>();
+
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::vector<outcome> finished;  // guarded by mutex
+    std::size_t in_flight = 0;      // guarded by mutex
+    bool woken = false;             // guarded by mutex
+
+    // Per-sweep caches: one event fanned out to many subscriptions shares its payload, and one
+    // subscription's deliveries share their secrets.
+    std::unordered_map<std::string, std::string> payloads;
+    std::unordered_map<std::string, secret_bytes> secret_cache;
+    std::unordered_map<std::string, std::int64_t> deferred;  // rate-limited deliveries per subscription
+
+    void hand_over(outcome o, bool was_in_flight) {
+        {
+            std::lock_guard lock(mutex);
+            finished.push_back(std::move(o));
+            if (was_in_flight) stats.in_flight.store(--in_flight);
+        }
+        cv.notify_all();
+    }
+
+    milliseconds jittered(milliseconds d) {
+        if (options.jitter <= 0 || d.count() == 0) return d;
+        std::uniform_real_distribution<double> factor(1.0 - options.jitter, 1.0 + options.jitter);
+        return milliseconds(static_cast<std::int64_t>(static_cast<double>(d.count()) * factor(rng)));
+    }
+
+    result<std::string const*> payload(std::string const& tenant, std::string const& ref) {
+        auto key = tenant + '\n' + ref;
+        if (auto it = payloads.find(key); it != payloads.end()) return &it->second;
+        auto got = blobs.get(tenant, ref);
+        if (!got) return got.error();
+        return &payloads.emplace(std::move(key), std::move(*got)).first->second;
+    }
+
+    result<secret_bytes const*> secret(std::string const& tenant, std::string const& uri) {
+        auto key = tenant + '\n' + uri;
+        if (auto it = secret_cache.find(key); it != secret_cache.end()) return &it->second;
+        auto ref = credentials::secret_ref::parse(uri);
+        if (!ref) return ref.error();
+        auto got = secrets.get(tenant, *ref);
+        if (!got) return got.error();
+        return &secret_cache.emplace(std::move(key), std::move(*got)).first->second;
+    }
+
+    void start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now);
+    result<std::size_t> record_finished();
+    result<void> record_tenant(std::string const& tenant, std::vector<outcome*> const& items);
+};
+
+void delivery_worker::state::start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now) {
+    outcome o{std::move(c.tenant_id), std::move(c.delivery), now, {}, {}, {}, {}, {}, {}};
+    auto const& tenant = o.tenant_id;
+    auto fail_now = [&](std::string why) {
+        o.error = std::move(why);
+        hand_over(std::move(o), false);
+    };
+    if (auto per_second = sub.data().max_per_second) {
+        rate_limit_profile limit{static_cast<double>(*per_second), std::max<std::int64_t>(*per_second, 1)};
+        auto token = limits.try_acquire("webhook/" + tenant + "/" + sub.id(), limit);
+        if (!token.granted) {
+            // The k-th delivery refused in this sweep waits k more token intervals, so a backlog
+            // comes back at the subscription's rate instead of all at the next refill.
+            auto k = deferred[sub.id()]++;
+            auto spread = std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(static_cast<double>(k) / static_cast<double>(*per_second)));
+            o.defer_until = now + std::max(milliseconds(1), std::chrono::ceil<milliseconds>(token.retry_after)) + spread;
+            hand_over(std::move(o), false);
+            return;
+        }
+    }
+    auto const& d = o.delivery.data();
+    if (!d.payload_ref) return fail_now("the delivery has no payload");
+    auto body = payload(tenant, *d.payload_ref);
+    if (!body) return fail_now("the payload could not be read");
+    std::vector<secret_bytes> keys;
+    for (auto const& uri : sub.signing_secret_refs(now)) {
+        auto k = secret(tenant, uri);
+        if (!k) return fail_now("the signing secret could not be read");
+        keys.push_back((*k)->clone());
+    }
+    auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
+    auto signature = signature_header(keys, d.delivery_id, timestamp, **body);
+    if (!signature) return fail_now("the delivery could not be signed");
+    // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
+    auto pin = check(sub.data().endpoint_url);
+    if (!pin) return fail_now("egress denied: " + pin.error().detail());
+
+    http::request r{.method = "POST",
+                    .url = sub.data().endpoint_url,
+                    .headers = {{"Content-Type", "application/json"},
+                                {"User-Agent", user_agent},
+                                {"webhook-id", d.delivery_id},
+                                {"webhook-timestamp", std::to_string(timestamp)},
+                                {"webhook-signature", std::move(*signature)}},
+                    .body = **body,
+                    .timeout = milliseconds(sub.attempt_policy().timeout_ms),
+                    .pin = std::move(*pin),
+                    .cancel = closing};
+    {
+        std::lock_guard lock(mutex);
+        stats.in_flight.store(++in_flight);
+    }
+    auto sent = steady::now();
+    auto cap = options.response_excerpt;
+    transport.start(std::move(r), [this, o = std::move(o), sent, cap](result<http::response> res) mutable {
+        o.latency = std::chrono::duration_cast<milliseconds>(steady::now() - sent);
+        if (res) {
+            o.status = res->status;
+            o.excerpt = excerpt_of(res->body, cap);
+            o.retry_after = resilience::server_requested_delay(res->headers, o.attempted_at);
+        } else if (res.error() == errc::cancelled && closing->cancelled()) {
+            // The worker is closing: nothing is recorded, the lease lapses and the delivery is sent again.
+            std::lock_guard lock(mutex);
+            stats.in_flight.store(--in_flight);
+            cv.notify_all();
+            return;
+        } else {
+            o.error = res.error().detail().empty() ? res.error().message() : res.error().detail();
+        }
+        hand_over(std::move(o), true);
+    });
+}
+
+result<void> delivery_worker::state::record_tenant(std::string const& tenant, std::vector<outcome*> const& items) {
+    auto ctx = request_context::for_tenant(tenant, "delivery-worker");
+    std::uint64_t delivered = 0, failed = 0, dead = 0, disabled = 0;
+    auto now = clock_.now();
+    auto work = [&](storage::unit_of_work& uow) -> result<void> {
+        delivered = failed = dead = disabled = 0;
+        // Each subscription is loaded once and saved once per batch, whatever its number of outcomes.
+        std::map<std::string, std::optional<webhook_subscription>> subs;
+        std::map<std::string, bool> changed;
+        auto sub_of = [&](webhook_delivery const& d) -> webhook_subscription* {
+            auto id = d.data().subscription_id.value_or("");
+            auto it = subs.find(id);
+            if (it == subs.end()) {
+                auto s = uow.subscriptions().find(id);
+                it = subs.emplace(id, s ? std::optional(std::move(*s)) : std::nullopt).first;
+            }
+            return it->second ? &*it->second : nullptr;
+        };
+        for (auto* o : items) {
+            auto d = o->delivery;  // a copy: a retried transaction starts again from the leased state
+            if (o->defer_until) {
+                if (!d.defer(*o->defer_until)) continue;
+                if (auto s = uow.deliveries().save(d); !s && s.error() != errc::conflict) return s;
+                continue;
+            }
+            auto* sub = sub_of(d);
+            auto policy = sub ? sub->attempt_policy() : subscription_attempt_policy{};
+            delivery_attempt a{.attempt = d.data().attempts + 1,
+                               .http_status = o->status,
+                               .latency_ms = o->latency.count(),
+                               .response_excerpt = o->status ? std::optional(o->excerpt) : std::nullopt,
+                               .error = o->error,
+                               .attempted_at = o->attempted_at};
+            bool ok = o->status && *o->status >= 200 && *o->status < 300;
+            bool gone = o->status == 410;
+            result<void> applied;
+            if (ok) {
+                applied = d.record_success(std::move(a));
+            } else if (gone) {
+                applied = d.record_gone(std::move(a));
+            } else {
+                auto next = d.data().attempts + 2;
+                auto delay = jittered(sub ? sub->delay_before(next) : milliseconds(policy.initial_delay_ms));
+                if (o->retry_after) delay = std::min(*o->retry_after, milliseconds(policy.max_delay_ms));
+                applied = d.record_failure(std::move(a), now + delay);
+            }
+            if (!applied) continue;  // no longer sendable (e.g. replayed meanwhile): nothing to record
+            // A save that conflicts means another worker took the lease over: its outcome wins.
+            if (auto s = uow.deliveries().save(d); !s) {
+                if (s.error() == errc::conflict) continue;
+                return s;
+            }
+            if (ok) ++delivered;
+            else ++failed;
+            if (d.status() == delivery_status::dead_lettered) {
+                ++dead;
+                auto last = d.data().delivery_attempts.back();
+                failures::classification c{
+                    gone ? failures::failure_category::validation : failures::failure_category::transient,
+                    last.http_status ? "http_" + std::to_string(*last.http_status) : "delivery_failed",
+                    gone ? "the endpoint answered 410 Gone; the subscription was deactivated"
+                         : "delivery dead-lettered after " + std::to_string(d.data().attempts) + " attempts; last: " +
+                               (last.http_status ? "HTTP " + std::to_string(*last.http_status) : last.error.value_or("no answer")),
+                    failures::next_action::dead_letter, std::nullopt};
+                auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
+                if (!f) return f.error();
+                if (auto s = uow.failures().save(*f); !s) return s;
+            }
+            if (!sub) continue;
+            if (gone) {
+                if (sub->active() && sub->deactivate("endpoint answered 410 Gone")) changed[sub->id()] = true;
+            } else {
+                auto before = sub->data().consecutive_failures;
+                if (sub->record_outcome(ok, options.disable_after)) ++disabled;
+                if (sub->data().consecutive_failures != before || !sub->active()) changed[sub->id()] = true;
+            }
+        }
+        for (auto& [id, s] : subs)
+            if (s && changed[id])
+                if (auto r = uow.subscriptions().save(*s); !r) return r;
+        return {};
+    };
+    result<void> r;
+    for (int i = 0; i < max_record_tries; ++i) {
+        // Deferred durability: a commit lost to a power cut only sends those deliveries again
+        // (the receiver deduplicates on webhook-id), and batches share one fsync.
+        r = store.transact(ctx, work, durability::deferred);
+        if (r || r.error() != errc::conflict) break;
+    }
+    if (!r) return r;
+    stats.delivered_total += delivered;
+    stats.failed_attempts_total += failed;
+    stats.dead_lettered_total += dead;
+    stats.subscriptions_disabled_total += disabled;
+    return {};
+}
+
+result<std::size_t> delivery_worker::state::record_finished() {
+    std::vector<outcome> batch;
+    {
+        std::lock_guard lock(mutex);
+        batch.swap(finished);
+    }
+    if (batch.empty()) return std::size_t{0};
+    std::map<std::string, std::vector<outcome*>> by_tenant;
+    for (auto& o : batch) by_tenant[o.tenant_id].push_back(&o);
+    result<void> failed;
+    for (auto const& [tenant, items] : by_tenant)
+        if (auto r = record_tenant(tenant, items); !r) failed = r;  // other tenants still record
+    if (!failed) return failed.error();  // the unrecorded leases lapse and those deliveries go again
+    return batch.size();
+}
+
+delivery_worker::delivery_worker(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
+                                 http::transport& transport, http::hop_check check, resilience::rate_limit_store& limits,
+                                 clock const& clock, delivery_worker_options options)
+    : s_(new state{store, secrets, blobs, transport, std::move(check), limits, clock, std::move(options)}) {
+    if (s_->options.owner.empty()) s_->options.owner = default_owner();
+    s_->options.max_in_flight = std::max<std::size_t>(s_->options.max_in_flight, 1);
+}
+
+delivery_worker::~delivery_worker() {
+    s_->closing->cancel();
+    std::unique_lock lock(s_->mutex);
+    s_->cv.wait(lock, [&] { return s_->in_flight == 0; });
+}
+
+result<std::size_t> delivery_worker::sweep() {
+    auto& s = *s_;
+    if (auto r = s.record_finished(); !r) return r.error();
+    std::size_t free;
+    {
+        std::lock_guard lock(s.mutex);
+        free = s.options.max_in_flight - std::min(s.in_flight, s.options.max_in_flight);
+    }
+    if (free == 0) return std::size_t{0};
+    auto now = s.clock_.now();
+    if (auto oldest = s.store.oldest_due_delivery(); oldest && *oldest)
+        s.stats.lag_ms.store(std::max<std::int64_t>(0, std::chrono::duration_cast<milliseconds>(now - **oldest).count()));
+    else if (oldest)
+        s.stats.lag_ms.store(0);
+    auto claimed = s.store.claim_deliveries(now, s.options.owner, now + longest_timeout + s.options.lease_margin,
+                                            std::min(free, std::max<std::size_t>(s.options.batch, 1)));
+    if (!claimed) return claimed.error();
+    if (claimed->empty()) return std::size_t{0};
+
+    std::map<std::string, std::vector<storage::claimed_delivery*>> by_tenant;
+    for (auto& c : *claimed) by_tenant[c.tenant_id].push_back(&c);
+    std::size_t started = 0;
+    for (auto& [tenant, items] : by_tenant) {
+        std::unordered_map<std::string, std::optional<webhook_subscription>> subs;
+        auto read = s.store.read(request_context::for_tenant(tenant, "delivery-worker"), [&](storage::unit_of_work& uow) -> result<void> {
+            for (auto* c : items) {
+                auto id = c->delivery.data().subscription_id.value_or("");
+                if (subs.contains(id)) continue;
+                auto sub = uow.subscriptions().find(id);
+                if (!sub && sub.error() != errc::not_found) return sub.error();
+                subs.emplace(id, sub ? std::optional(std::move(*sub)) : std::nullopt);
+            }
+            return {};
+        });
+        if (!read) continue;  // this tenant's leases lapse; its deliveries are claimed again later
+        for (auto* c : items) {
+            auto const& sub = subs[c->delivery.data().subscription_id.value_or("")];
+            if (!sub || !sub->active()) continue;  // deactivated since: no longer claimable once its lease lapses
+            s.start(*sub, std::move(*c), now);
+            ++started;
+        }
+    }
+    s.payloads.clear();
+    s.secret_cache.clear();
+    s.deferred.clear();
+    return started;
+}
+
+result<std::size_t> delivery_worker::drain() {
+    {
+        std::unique_lock lock(s_->mutex);
+        s_->cv.wait(lock, [&] { return s_->in_flight == 0; });
+    }
+    return s_->record_finished();
+}
+
+void delivery_worker::run(std::atomic<bool> const& stop) {
+    auto& s = *s_;
+    while (!stop.load()) {
+        auto started = sweep();
+        if (started && *started > 0) continue;
+        std::unique_lock lock(s.mutex);
+        s.cv.wait_for(lock, s.options.idle_poll, [&] { return s.woken || !s.finished.empty() || stop.load(); });
+        s.woken = false;
+    }
+    // Sends in flight are cancelled rather than waited for (an endpoint may hang until its
+    // timeout); their leases lapse and they are sent again. Finished ones are recorded.
+    s.closing->cancel();
+    (void)drain();
+    s.closing = std::make_shared<http::cancellation>();
+}
+
+void delivery_worker::notify() noexcept {
+    {
+        std::lock_guard lock(s_->mutex);
+        s_->woken = true;
+    }
+    s_->cv.notify_all();
+}
+
+delivery_stats const& delivery_worker::stats() const noexcept { return s_->stats; }
+
+}  // namespace integration::webhooks

@@ -1,0 +1,171 @@
+#include <integration/services/subscription_service.hpp>
+
+#include <integration/core/id.hpp>
+#include <integration/services/webhook_signature.hpp>
+
+namespace integration::webhooks {
+
+namespace {
+
+constexpr std::array recoverable{delivery_status::failed, delivery_status::dead_lettered};
+
+/** A secret the subscription service generated, taken back out of the store when the
+ *  subscription that would have used it was not saved. */
+class generated_secret {
+public:
+    generated_secret(credentials::secret_store& secrets, std::string tenant, time_point now)
+        : secrets_(secrets), tenant_(std::move(tenant)), name_(new_id("whsec", now)), secret_(generate_signing_secret()) {}
+    ~generated_secret() {
+        if (stored_ && !kept_) (void)secrets_.soft_delete(tenant_, name_);
+    }
+    generated_secret(generated_secret const&) = delete;
+    generated_secret& operator=(generated_secret const&) = delete;
+
+    /** The ref it will have once stored: its latest (only) version. */
+    std::string planned_ref() const { return credentials::secret_ref{secrets_.name(), tenant_, name_, 0}.uri(); }
+    result<void> store() {
+        auto ref = secrets_.put(tenant_, name_, secret_);
+        if (!ref) return ref.error();
+        stored_ = true;
+        return {};
+    }
+    /** The subscription was saved: keeps the stored secret and hands it over, to show once. */
+    secret_bytes keep() {
+        kept_ = true;
+        return std::move(secret_);
+    }
+
+private:
+    credentials::secret_store& secrets_;
+    std::string tenant_;
+    std::string name_;
+    secret_bytes secret_;
+    bool stored_ = false;
+    bool kept_ = false;
+};
+
+error at_field(std::string_view field, error const& e) { return error{e.code(), std::string(field) + ": " + e.detail()}; }
+
+}  // namespace
+
+subscription_service::subscription_service(storage::store& store, credentials::secret_store& secrets,
+                                           http::hop_check check, clock const& clock,
+                                           subscription_service_options options)
+    : store_(store), secrets_(secrets), check_(std::move(check)), clock_(clock), options_(options) {
+    if (!check_)  // no egress rules means no destination is known to be safe
+        check_ = [](std::string_view) -> result<std::optional<http::pinned_address>> {
+            return error{errc::egress_denied, "no egress check is configured for webhook endpoints"};
+        };
+}
+
+result<subscribed> subscription_service::subscribe(request_context const& ctx, subscription_spec spec) {
+    auto const now = clock_.now();
+    std::optional<generated_secret> generated;
+    if (spec.signing_secret_ref.empty()) {
+        generated.emplace(secrets_, ctx.tenant_id, now);
+        spec.signing_secret_ref = generated->planned_ref();
+    } else {
+        // The caller's own secret: it must be the tenant's, and a key deliveries can be signed with.
+        auto ref = credentials::secret_ref::parse(spec.signing_secret_ref);
+        if (!ref) return at_field("signingSecretRef", ref.error());
+        auto secret = secrets_.get(ctx.tenant_id, *ref);
+        if (!secret && secret.error() == errc::not_found)
+            return error{errc::invalid_argument, "signingSecretRef: no such secret in this tenant's secret store"};
+        if (!secret) return at_field("signingSecretRef", secret.error());
+        if (auto probe = sign(*secret, "probe", 0, {}); !probe) return at_field("signingSecretRef", probe.error());
+    }
+    // The domain checks the form (https or http URL, filter, policy); the egress check resolves the
+    // name and applies the operator's rules, plain http included (allowed only for allow-listed
+    // addresses). The delivery worker checks again at every send, since DNS may change.
+    auto s = webhook_subscription::create(ctx, now, std::move(spec));
+    if (!s) return s.error();
+    if (auto d = check_(s->data().endpoint_url); !d) return at_field("endpointUrl", d.error());
+    if (generated)
+        if (auto r = generated->store(); !r) return r.error();
+    auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.subscriptions().save(*s); });
+    if (!saved) return saved.error();
+    subscribed out{std::move(*s), std::nullopt};
+    if (generated) out.signing_secret = generated->keep();
+    return out;
+}
+
+result<webhook_subscription> subscription_service::find(request_context const& ctx, std::string const& subscription_id) {
+    return storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.subscriptions().find(subscription_id); });
+}
+
+result<storage::page<webhook_subscription>> subscription_service::list(request_context const& ctx,
+                                                                      storage::page_request const& page) {
+    return storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.subscriptions().list(page); });
+}
+
+result<webhook_subscription> subscription_service::deactivate(request_context const& ctx,
+                                                              std::string const& subscription_id, std::string reason) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_subscription> {
+        auto s = uow.subscriptions().find(subscription_id);
+        if (!s) return s.error();
+        if (auto r = s->deactivate(reason); !r) return r.error();
+        if (auto r = uow.subscriptions().save(*s); !r) return r.error();
+        return std::move(*s);
+    });
+}
+
+result<webhook_subscription> subscription_service::reactivate(request_context const& ctx,
+                                                              std::string const& subscription_id) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_subscription> {
+        auto s = uow.subscriptions().find(subscription_id);
+        if (!s) return s.error();
+        if (auto r = s->reactivate(); !r) return r.error();
+        if (auto r = uow.subscriptions().save(*s); !r) return r.error();
+        return std::move(*s);
+    });
+}
+
+result<rotated> subscription_service::rotate_secret(request_context const& ctx, std::string const& subscription_id) {
+    // Found first, so that nothing is written to the secret store for a subscription the caller cannot see.
+    if (auto s = find(ctx, subscription_id); !s) return s.error();
+    auto const now = clock_.now();
+    generated_secret secret(secrets_, ctx.tenant_id, now);
+    if (auto r = secret.store(); !r) return r.error();
+    auto s = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_subscription> {
+        auto s = uow.subscriptions().find(subscription_id);
+        if (!s) return s.error();
+        if (auto r = s->rotate_signing_secret(secret.planned_ref(), now, options_.secret_overlap); !r) return r.error();
+        if (auto r = uow.subscriptions().save(*s); !r) return r.error();
+        return std::move(*s);
+    });
+    if (!s) return s.error();
+    return rotated{std::move(*s), secret.keep()};
+}
+
+result<std::vector<std::string>> subscription_service::recover(request_context const& ctx,
+                                                               std::string const& subscription_id, time_point since) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::vector<std::string>> {
+        auto s = uow.subscriptions().find(subscription_id);
+        if (!s) return s.error();
+        auto const now = clock_.now();
+        // Each replay gets the subscription's whole schedule again; an inactive subscription's
+        // deliveries wait until it is reactivated.
+        auto const attempts = s->attempt_policy().max_attempts;
+        std::vector<std::string> replayed;
+        for (auto status : recoverable) {
+            storage::delivery_query q{.direction = delivery_direction::outbound,
+                                      .subscription_id = subscription_id,
+                                      .status = status,
+                                      .since = since};
+            storage::page_request page{.limit = 500};
+            do {
+                auto batch = uow.deliveries().list(q, page);
+                if (!batch) return batch.error();
+                for (auto& d : batch->items) {
+                    if (auto r = d.replay(attempts, now); !r) return r.error();
+                    if (auto r = uow.deliveries().save(d); !r) return r.error();
+                    replayed.push_back(d.id());
+                }
+                page.cursor = std::move(batch->next_cursor);
+            } while (!page.cursor.empty());
+        }
+        return replayed;
+    });
+}
+
+}  // namespace integration::webhooks

@@ -1,0 +1,282 @@
+// The storage conformance cases of outbound webhooks: delivery leases across tenants, ordered
+// subscriptions, idempotent fan-out, published events and the retention queries.
+
+#include "store_conformance.hpp"
+
+#include <algorithm>
+#include <set>
+
+namespace integration::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using storage::unit_of_work;
+using webhooks::delivery_status;
+using webhooks::webhook_delivery;
+using webhooks::webhook_subscription;
+
+webhooks::subscription_spec sub_spec(bool ordered = false) {
+    webhooks::subscription_spec s;
+    s.project_id = "proj-1";
+    s.event_type = "order.*";
+    s.endpoint_url = "https://hooks.example.com/in";
+    s.signing_secret_ref = "vault://local/t/whsec?version=1";
+    s.ordered = ordered;
+    return s;
+}
+
+struct published {
+    std::string subscription_id;
+    std::vector<std::string> delivery_ids;
+};
+
+/** Saves a subscription of `ctx` and one outbound delivery per event id, in that order. */
+published subscribe_and_publish(storage::store& s, request_context const& ctx, time_point now,
+                                std::vector<std::string> const& events, bool ordered = false) {
+    published out;
+    must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto sub = must(webhook_subscription::create(ctx, now, sub_spec(ordered)));
+        must(uow.subscriptions().save(sub));
+        out.subscription_id = sub.id();
+        for (auto const& e : events) {
+            auto d = must(webhook_delivery::outbound(ctx, now, sub, "order.paid", e, std::string("blob://p")));
+            must(uow.deliveries().save(d));
+            out.delivery_ids.push_back(d.id());
+        }
+        return {};
+    }));
+    return out;
+}
+
+std::vector<std::string> ids_of(std::vector<storage::claimed_delivery> const& claimed) {
+    std::vector<std::string> out;
+    for (auto const& c : claimed) out.push_back(c.delivery.id());
+    return out;
+}
+
+std::vector<std::string> ids_of_deliveries(std::vector<webhook_delivery> const& deliveries) {
+    std::vector<std::string> out;
+    for (auto const& d : deliveries) out.push_back(d.id());
+    return out;
+}
+
+std::vector<std::string> claim(storage::store& s, std::string const& owner, time_point at, std::size_t limit = 100) {
+    return ids_of(must(s.claim_deliveries(at, owner, at + 30s, limit)));
+}
+
+/** Loads, changes and saves one delivery of `ctx`. */
+void update(storage::store& s, request_context const& ctx, std::string const& id,
+            std::function<void(webhook_delivery&)> const& change) {
+    must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto d = must(uow.deliveries().find(id));
+        change(d);
+        return uow.deliveries().save(d);
+    }));
+}
+
+webhooks::delivery_attempt attempt(time_point at, std::int64_t status) { return {0, status, 5, {}, {}, at}; }
+
+std::set<std::string> as_set(std::vector<std::string> const& v) { return {v.begin(), v.end()}; }
+
+TEST_P(store_conformance, delivery_leases_give_each_due_delivery_of_every_tenant_to_one_owner_until_they_expire) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3"});
+    auto b = subscribe_and_publish(*store_, b_, now, {"evt-1"});
+    // One delivery of tenant a was deferred to earlier: it is due first.
+    update(*store_, a_, a.delivery_ids[2], [&](webhook_delivery& d) { must(d.defer(now - 1s)); });
+    // And one is not due yet.
+    auto later = subscribe_and_publish(*store_, a_, now, {"evt-9"});
+    update(*store_, a_, later.delivery_ids[0], [&](webhook_delivery& d) { must(d.defer(now + 1h)); });
+
+    auto first = must(store_->claim_deliveries(now, "worker-1", now + 30s, 2));
+    ASSERT_EQ(first.size(), 2u);
+    EXPECT_EQ(first[0].delivery.id(), a.delivery_ids[2]);  // earliest due first
+    EXPECT_EQ(first[0].tenant_id, "tenant-a");
+    auto second = claim(*store_, "worker-2", now);
+    EXPECT_EQ(second.size(), 2u);
+    std::set<std::string> all = as_set(ids_of(first));
+    for (auto const& id : second) EXPECT_TRUE(all.insert(id).second) << id << " was leased twice";
+    EXPECT_EQ(all, (std::set<std::string>{a.delivery_ids[0], a.delivery_ids[1], a.delivery_ids[2], b.delivery_ids[0]}));
+    // Every lease holds until it expires, also against its own owner (it may still be sending).
+    EXPECT_TRUE(claim(*store_, "worker-3", now + 29s).empty());
+    EXPECT_TRUE(claim(*store_, "worker-1", now + 29s).empty());
+    ASSERT_TRUE(must(store_->oldest_due_delivery()).has_value());
+    EXPECT_EQ(*must(store_->oldest_due_delivery()), now - 1s);
+    // Both workers die: at now + 30 s their leases have expired.
+    EXPECT_EQ(as_set(claim(*store_, "worker-4", now + 30s)), all);
+    EXPECT_EQ(claim(*store_, "worker-5", now + 1h).size(), 5u);  // with the deferred one, due by then
+}
+
+TEST_P(store_conformance, a_worker_whose_lease_was_taken_over_cannot_save_and_a_save_ends_the_lease) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1"});
+    auto slow = must(store_->claim_deliveries(now, "worker-1", now + 30s, 10));
+    ASSERT_EQ(slow.size(), 1u);
+    auto fast = must(store_->claim_deliveries(now + 31s, "worker-2", now + 61s, 10));
+    ASSERT_EQ(fast.size(), 1u);
+    EXPECT_GT(fast[0].delivery.meta().version, slow[0].delivery.meta().version);
+
+    must(slow[0].delivery.record_success(attempt(now, 200)));
+    auto stale = store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().save(slow[0].delivery); });
+    ASSERT_FALSE(stale);
+    EXPECT_EQ(stale.error(), errc::conflict);
+
+    must(fast[0].delivery.record_failure(attempt(now + 31s, 503), now + 31s));
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().save(fast[0].delivery); }));
+    // The save gave up worker-2's lease: the retry, due now, is claimable at once.
+    EXPECT_EQ(claim(*store_, "worker-3", now + 31s), a.delivery_ids);
+}
+
+TEST_P(store_conformance, an_ordered_subscription_releases_one_delivery_at_a_time_in_publication_order) {
+    auto now = clock_.now();
+    auto fifo = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3"}, true);
+    auto free = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2"});
+
+    auto got = claim(*store_, "worker-1", now);
+    EXPECT_EQ(as_set(got), (std::set<std::string>{fifo.delivery_ids[0], free.delivery_ids[0], free.delivery_ids[1]}));
+    EXPECT_TRUE(claim(*store_, "worker-2", now).empty());  // evt-2 waits behind the leased evt-1
+
+    // evt-1 fails and retries in 5 s: the later ones still wait for it.
+    update(*store_, a_, fifo.delivery_ids[0], [&](webhook_delivery& d) { must(d.record_failure(attempt(now, 500), now + 5s)); });
+    EXPECT_TRUE(claim(*store_, "worker-2", now + 1s).empty());
+    EXPECT_EQ(claim(*store_, "worker-2", now + 5s), std::vector<std::string>{fifo.delivery_ids[0]});
+    update(*store_, a_, fifo.delivery_ids[0], [&](webhook_delivery& d) { must(d.record_success(attempt(now + 5s, 200))); });
+    EXPECT_EQ(claim(*store_, "worker-3", now + 5s), std::vector<std::string>{fifo.delivery_ids[1]});
+    // A dead-lettered delivery releases the next one too.
+    update(*store_, a_, fifo.delivery_ids[1], [&](webhook_delivery& d) { must(d.record_gone(attempt(now + 5s, 410))); });
+    EXPECT_EQ(claim(*store_, "worker-4", now + 5s), std::vector<std::string>{fifo.delivery_ids[2]});
+}
+
+TEST_P(store_conformance, deliveries_of_an_inactive_subscription_are_never_claimed) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1"});
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto s = must(uow.subscriptions().find(a.subscription_id));
+        must(s.deactivate("paused by the operator"));
+        return uow.subscriptions().save(s);
+    });
+    EXPECT_TRUE(claim(*store_, "worker-1", now + 1h).empty());
+    EXPECT_FALSE(must(store_->oldest_due_delivery()).has_value());
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.deliveries().find(a.delivery_ids[0])).status(), delivery_status::pending);
+        return {};
+    });
+}
+
+TEST_P(store_conformance, fan_out_is_idempotent_per_tenant_subscription_and_event) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1"});
+    auto again = store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+        auto s = must(uow.subscriptions().find(a.subscription_id));
+        auto other = must(webhook_delivery::outbound(a_, now, s, "order.paid", "evt-2", {}));
+        must(uow.deliveries().save(other));  // another event of the subscription is fine
+        auto d = must(webhook_delivery::outbound(a_, now, s, "order.paid", "evt-1", {}));
+        return uow.deliveries().save(d);
+    });
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error(), errc::already_exists);
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        // The failed unit wrote nothing, not even the other event's delivery.
+        EXPECT_EQ(must(uow.deliveries().list({.subscription_id = a.subscription_id}, {})).items.size(), 1u);
+        EXPECT_EQ(must(uow.deliveries().list({.event_id = "evt-1"}, {})).items.size(), 1u);
+        EXPECT_TRUE(must(uow.deliveries().list({.event_id = "evt-2"}, {})).items.empty());
+        return {};
+    });
+    // The same event to another subscription, and in another tenant, is a new delivery.
+    subscribe_and_publish(*store_, a_, now, {"evt-1"});
+    subscribe_and_publish(*store_, b_, now, {"evt-1"});
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.deliveries().list({.event_id = "evt-1"}, {})).items.size(), 2u);
+        return {};
+    });
+}
+
+TEST_P(store_conformance, published_events_are_unique_by_id_and_key_within_their_tenant) {
+    auto now = clock_.now();
+    storage::published_event e{"evt-1", "order.paid", std::string("key-1"), "blob://tenant-a/p", "ab12",
+                               {"del-1", "del-2"}, now};
+    write(a_, [&](unit_of_work& uow) { return uow.published_events().add(e); });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto found = must(uow.published_events().find("evt-1"));
+        EXPECT_EQ(found.event_type, "order.paid");
+        EXPECT_EQ(found.idempotency_key, std::optional<std::string>("key-1"));
+        EXPECT_EQ(found.payload_ref, "blob://tenant-a/p");
+        EXPECT_EQ(found.payload_hash, "ab12");
+        EXPECT_EQ(found.delivery_ids, (std::vector<std::string>{"del-1", "del-2"}));
+        EXPECT_EQ(found.published_at, now);
+        EXPECT_EQ(must(uow.published_events().find_by_idempotency_key("key-1")).event_id, "evt-1");
+        EXPECT_EQ(uow.published_events().find("evt-2").error(), errc::not_found);
+        return {};
+    });
+    auto same_key = e;
+    same_key.event_id = "evt-2";
+    auto r = store_->transact(a_, [&](unit_of_work& uow) { return uow.published_events().add(same_key); });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::already_exists);
+    auto same_id = e;
+    same_id.idempotency_key.reset();
+    r = store_->transact(a_, [&](unit_of_work& uow) { return uow.published_events().add(same_id); });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::already_exists);
+    // Tenant b neither sees tenant a's event nor shares its keys.
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.published_events().find("evt-1").error(), errc::not_found);
+        EXPECT_EQ(uow.published_events().find_by_idempotency_key("key-1").error(), errc::not_found);
+        return {};
+    });
+    write(b_, [&](unit_of_work& uow) { return uow.published_events().add(same_key); });
+    // Retention removes old events of its own tenant only.
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.published_events().remove_before(now, 10)), 0u);
+        EXPECT_EQ(must(uow.published_events().remove_before(now + 1ms, 10)), 1u);
+        return {};
+    });
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.published_events().find("evt-2")).idempotency_key, std::optional<std::string>("key-1"));
+        return {};
+    });
+}
+
+TEST_P(store_conformance, retention_finds_ended_deliveries_and_old_payloads_and_removes_deliveries) {
+    auto t0 = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, t0, {"evt-1", "evt-2", "evt-3"});
+    clock_.advance(1h);
+    auto t1 = clock_.now();
+    auto young = subscribe_and_publish(*store_, a_, t1, {"evt-4"});
+    update(*store_, a_, a.delivery_ids[0], [&](webhook_delivery& d) { must(d.record_success(attempt(t1, 200))); });
+    update(*store_, a_, a.delivery_ids[1], [&](webhook_delivery& d) { must(d.record_gone(attempt(t1, 410))); });
+    clock_.advance(1h);
+    auto t2 = clock_.now();
+    update(*store_, a_, young.delivery_ids[0], [&](webhook_delivery& d) { must(d.record_success(attempt(t2, 200))); });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_TRUE(must(uow.deliveries().ended_before(t1, 10)).empty());
+        // Ended (updated) at t1; the Pending one never ends; the one ended at t2 is too young.
+        EXPECT_EQ(as_set(ids_of_deliveries(must(uow.deliveries().ended_before(t1 + 1ms, 10)))),
+                  (std::set<std::string>{a.delivery_ids[0], a.delivery_ids[1]}));
+        EXPECT_EQ(must(uow.deliveries().ended_before(t1 + 1ms, 1)).size(), 1u);
+        // Payloads go by creation time, whatever the status.
+        EXPECT_EQ(as_set(ids_of_deliveries(must(uow.deliveries().with_payload_before(t0 + 1ms, 10)))),
+                  as_set(a.delivery_ids));
+        EXPECT_EQ(must(uow.deliveries().list({.since = t1}, {})).items.size(), 1u);
+        EXPECT_EQ(must(uow.deliveries().list({.since = t0}, {})).items.size(), 4u);
+        return {};
+    });
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_TRUE(must(uow.deliveries().ended_before(t2, 10)).empty());
+        EXPECT_TRUE(must(uow.deliveries().with_payload_before(t2, 10)).empty());
+        return {};
+    });
+    write(b_, [&](unit_of_work& uow) { return uow.deliveries().remove(a.delivery_ids[0]); });  // not b's: no-op
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        must(uow.deliveries().remove(a.delivery_ids[0]));
+        return uow.deliveries().remove("del-missing");
+    });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.deliveries().find(a.delivery_ids[0]).error(), errc::not_found);
+        EXPECT_EQ(must(uow.deliveries().find(a.delivery_ids[1])).data().delivery_attempts.size(), 1u);
+        return {};
+    });
+}
+
+}  // namespace
+}  // namespace integration::testing

@@ -1,0 +1,340 @@
+#include <integration/services/delivery_worker.hpp>
+
+#include <integration/backends/curl/curl_transport.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_blob_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
+#include <integration/outbound/egress_policy.hpp>
+#include <integration/outbound/token_bucket.hpp>
+#include <integration/services/webhook_signature.hpp>
+
+#include "storage/fixtures.hpp"
+#include "support/base64.hpp"
+#include "support/keep_alive_server.hpp"
+#include "support/loopback_server.hpp"
+#include "webhooks/delivery_world.hpp"
+
+#include <gtest/gtest.h>
+
+#include <atomic>
+#include <chrono>
+#include <map>
+#include <mutex>
+#include <string>
+#include <thread>
+#include <vector>
+
+namespace integration::testing {
+namespace {
+
+using namespace std::chrono_literals;
+using webhooks::delivery_status;
+
+std::string answer(int status, std::string const& extra = "") { return http_answer_bytes(status, "{\"ok\":true}", extra); }
+
+class delivery_worker_test : public ::testing::Test {
+protected:
+    webhooks::delivery_worker make_worker(webhooks::delivery_worker_options o = {}) {
+        return webhooks::delivery_worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, w_.hop_check(), w_.limits, w_.clock,
+                                         std::move(o));
+    }
+
+    /** Sends what is due now and records every outcome. */
+    void pump(webhooks::delivery_worker& worker) {
+        must(worker.sweep());
+        must(worker.drain());
+    }
+
+    temp_dir dir_;
+    delivery_world w_{dir_};
+};
+
+TEST_F(delivery_worker_test, a_due_delivery_is_signed_sent_and_recorded_as_delivered) {
+    keep_alive_server receiver([](received_request const&) { return http_answer_bytes(200, "thanks"); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto id = w_.deliver(sub, R"({"orderId":"o-1"})");
+    auto worker = make_worker();
+    pump(worker);
+
+    auto seen = receiver.requests();
+    ASSERT_EQ(seen.size(), 1u);
+    auto const& r = seen[0];
+    EXPECT_EQ(r.method, "POST");
+    EXPECT_EQ(r.body, R"({"orderId":"o-1"})");
+    EXPECT_EQ(r.header("webhook-id"), id);
+    auto now_s = std::chrono::duration_cast<std::chrono::seconds>(w_.clock.now().time_since_epoch()).count();
+    EXPECT_EQ(r.header("webhook-timestamp"), std::to_string(now_s));
+    EXPECT_EQ(r.header("Content-Type"), "application/json");
+    EXPECT_TRUE(r.header("User-Agent"));
+    EXPECT_TRUE(webhooks::verify(secret_bytes(w_.secret), id, *r.header("webhook-timestamp"), r.body,
+                                 r.header("webhook-signature").value_or(""), now_s));
+    EXPECT_FALSE(webhooks::verify(secret_bytes(w_.secret), id, *r.header("webhook-timestamp"), r.body + " ",
+                                  r.header("webhook-signature").value_or(""), now_s));
+
+    auto d = w_.delivery(id);
+    EXPECT_EQ(d.status(), delivery_status::delivered);
+    ASSERT_EQ(d.data().delivery_attempts.size(), 1u);
+    EXPECT_EQ(d.data().delivery_attempts[0].http_status, 200);
+    EXPECT_EQ(d.data().delivery_attempts[0].response_excerpt, "thanks");
+    EXPECT_EQ(worker.stats().delivered_total.load(), 1u);
+    EXPECT_EQ(worker.stats().in_flight.load(), 0u);
+    pump(worker);  // nothing more is due
+    EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
+TEST_F(delivery_worker_test, failures_follow_the_default_schedule_with_jitter_then_dead_letter_with_a_failure) {
+    keep_alive_server receiver([](received_request const&) { return http_answer_bytes(500, std::string(10'000, 'e')); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto id = w_.deliver(sub);
+    auto worker = make_worker();
+    std::vector<std::chrono::milliseconds> const schedule{5s, 5min, 30min, 2h, 5h, 10h, 10h};
+    for (std::size_t attempt = 1; attempt <= 8; ++attempt) {
+        pump(worker);
+        ASSERT_EQ(receiver.requests().size(), attempt);
+        auto d = w_.delivery(id);
+        ASSERT_EQ(d.data().attempts, static_cast<std::int64_t>(attempt));
+        auto const& last = d.data().delivery_attempts.back();
+        EXPECT_EQ(last.http_status, 500);
+        EXPECT_EQ(last.response_excerpt->size(), 4096u);  // the excerpt is capped
+        if (attempt == 8) {
+            EXPECT_EQ(d.status(), delivery_status::dead_lettered);
+            break;
+        }
+        ASSERT_EQ(d.status(), delivery_status::failed);
+        auto wait = *d.data().next_attempt_at - w_.clock.now();
+        auto base = schedule[attempt - 1];
+        EXPECT_GE(wait, base * 8 / 10) << attempt;
+        EXPECT_LE(wait, base * 12 / 10) << attempt;
+        w_.clock.advance(wait - 1ms);
+        pump(worker);  // not due yet
+        ASSERT_EQ(receiver.requests().size(), attempt);
+        w_.clock.advance(1ms);
+    }
+    for (auto const& r : receiver.requests()) EXPECT_EQ(r.header("webhook-id"), id);
+    auto failures = w_.failures_of(id);
+    ASSERT_EQ(failures.size(), 1u);
+    EXPECT_EQ(failures[0].data().error_code, "http_500");
+    EXPECT_EQ(worker.stats().dead_lettered_total.load(), 1u);
+    EXPECT_EQ(worker.stats().failed_attempts_total.load(), 8u);
+}
+
+TEST_F(delivery_worker_test, the_receivers_retry_after_wins_in_seconds_or_as_a_date_capped_at_the_policy_maximum) {
+    std::atomic<int> n{0};
+    std::string date;
+    keep_alive_server receiver([&](received_request const&) {
+        switch (n++) {
+        case 0: return answer(503, "Retry-After: 120\r\n");
+        case 1: return answer(429, "Retry-After: " + date + "\r\n");
+        default: return answer(503, "Retry-After: 86400\r\n");
+        }
+    });
+    auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) {
+        s.attempt_policy = webhooks::subscription_attempt_policy{.max_attempts = 5, .max_delay_ms = 3'600'000};
+    });
+    auto id = w_.deliver(sub);
+    auto worker = make_worker();
+    pump(worker);
+    EXPECT_EQ(*w_.delivery(id).data().next_attempt_at, w_.clock.now() + 120s);
+
+    w_.clock.advance(120s);
+    date = http_date(w_.clock.now() + 900s);
+    pump(worker);
+    EXPECT_EQ(*w_.delivery(id).data().next_attempt_at, w_.clock.now() + 900s);
+
+    w_.clock.advance(900s);
+    pump(worker);
+    EXPECT_EQ(*w_.delivery(id).data().next_attempt_at, w_.clock.now() + 1h);  // 86400 s capped at maxDelayMs
+    EXPECT_EQ(receiver.requests().size(), 3u);
+}
+
+TEST_F(delivery_worker_test, a_410_dead_letters_the_delivery_and_deactivates_the_subscription) {
+    keep_alive_server receiver([](received_request const&) { return answer(410); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto first = w_.deliver(sub);
+    auto worker = make_worker();
+    pump(worker);
+    EXPECT_EQ(w_.delivery(first).status(), delivery_status::dead_lettered);
+    auto s = w_.subscription(sub.id());
+    EXPECT_FALSE(s.active());
+    EXPECT_EQ(s.data().deactivation_reason, "endpoint answered 410 Gone");
+    EXPECT_EQ(w_.failures_of(first).size(), 1u);
+
+    w_.deliver(sub);  // an inactive subscription's deliveries are not sent
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
+TEST_F(delivery_worker_test, a_run_of_failures_disables_the_subscription) {
+    keep_alive_server receiver([](received_request const&) { return answer(500); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    for (int i = 0; i < 3; ++i) w_.deliver(sub);
+    auto worker = make_worker({.disable_after = 3});
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 3u);
+    auto s = w_.subscription(sub.id());
+    EXPECT_FALSE(s.active());
+    EXPECT_EQ(s.data().consecutive_failures, 3);
+    EXPECT_NE(s.data().deactivation_reason.value_or("").find("3 consecutive failures"), std::string::npos);
+    EXPECT_EQ(worker.stats().subscriptions_disabled_total.load(), 1u);
+
+    w_.clock.advance(1h);  // their retries come due, but the subscription is off
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 3u);
+}
+
+TEST_F(delivery_worker_test, a_replay_sends_the_same_webhook_id_again) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto id = w_.deliver(sub);
+    auto worker = make_worker();
+    pump(worker);
+    w_.clock.advance(1min);
+    w_.replay(id);
+    pump(worker);
+    auto seen = receiver.requests();
+    ASSERT_EQ(seen.size(), 2u);
+    EXPECT_EQ(seen[0].header("webhook-id"), id);
+    EXPECT_EQ(seen[1].header("webhook-id"), id);
+    EXPECT_NE(seen[0].header("webhook-timestamp"), seen[1].header("webhook-timestamp"));
+    EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+}
+
+TEST_F(delivery_worker_test, an_ordered_subscription_sends_its_next_delivery_only_after_the_previous_one_ends) {
+    std::atomic<int> n{0};
+    keep_alive_server receiver([&](received_request const&) { return answer(n++ == 0 ? 500 : 200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) { s.ordered = true; });
+    auto first = w_.deliver(sub, R"({"n":1})");
+    w_.clock.advance(1ms);
+    auto second = w_.deliver(sub, R"({"n":2})");
+    auto worker = make_worker();
+    pump(worker);  // the first fails; the second waits behind it
+    ASSERT_EQ(receiver.requests().size(), 1u);
+    EXPECT_EQ(w_.delivery(second).data().attempts, 0);
+    w_.clock.advance(10s);
+    pump(worker);  // the first is retried and delivered
+    pump(worker);  // now the second goes
+    auto seen = receiver.requests();
+    ASSERT_EQ(seen.size(), 3u);
+    EXPECT_EQ(seen[0].header("webhook-id"), first);
+    EXPECT_EQ(seen[1].header("webhook-id"), first);
+    EXPECT_EQ(seen[2].header("webhook-id"), second);
+    EXPECT_EQ(w_.delivery(second).status(), delivery_status::delivered);
+}
+
+TEST_F(delivery_worker_test, the_per_subscription_rate_limit_defers_without_counting_an_attempt) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) { s.max_per_second = 2; });
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; ++i) ids.push_back(w_.deliver(sub));
+    auto worker = make_worker();
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 2u);
+    int deferred = 0;
+    for (auto const& id : ids) {
+        auto d = w_.delivery(id);
+        if (d.status() == delivery_status::delivered) continue;
+        ++deferred;
+        EXPECT_EQ(d.data().attempts, 0);
+        EXPECT_GT(*d.data().next_attempt_at, w_.clock.now());
+    }
+    EXPECT_EQ(deferred, 3);
+    pump(worker);  // still within the same second: nothing more
+    EXPECT_EQ(receiver.requests().size(), 2u);
+    w_.clock.advance(1s);
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 4u);
+    w_.clock.advance(1s);
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 5u);
+}
+
+TEST_F(delivery_worker_test, the_egress_guard_is_asked_again_at_every_send) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto url = w_.url(receiver.port(), "rebind.hooks.test");
+    auto sub = w_.subscribe(url);  // subscribed while the name pointed at the (allowed) receiver
+    auto worker = make_worker();
+    for (auto const* address : {"10.0.0.1", "169.254.169.254"}) {
+        w_.dns.set("rebind.hooks.test", address);
+        auto id = w_.deliver(sub);
+        pump(worker);
+        auto d = w_.delivery(id);
+        EXPECT_EQ(d.status(), delivery_status::failed) << address;
+        ASSERT_EQ(d.data().delivery_attempts.size(), 1u);
+        EXPECT_EQ(d.data().delivery_attempts[0].error.value_or("").rfind("egress denied", 0), 0u)
+            << d.data().delivery_attempts[0].error.value_or("");
+        EXPECT_FALSE(d.data().delivery_attempts[0].http_status);
+    }
+    EXPECT_EQ(receiver.accepted(), 0);
+    w_.dns.set("rebind.hooks.test", "127.0.0.1");
+    w_.deliver(sub);
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
+TEST_F(delivery_worker_test, a_hanging_endpoint_delays_no_other_subscription) {
+    std::atomic<bool> release{false};
+    loopback_server hanging([&](int, loopback_server& self) {
+        while (!release && !self.stopping()) std::this_thread::sleep_for(10ms);
+    });
+    keep_alive_server healthy([](received_request const&) { return answer(200); });
+    auto stuck = w_.subscribe(w_.url(hanging.port(), "stuck.hooks.test"), [](webhooks::subscription_spec& s) {
+        s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
+    });
+    auto fine = w_.subscribe(w_.url(healthy.port()));
+    auto stuck_id = w_.deliver(stuck);
+    w_.clock.advance(1ms);  // the hanging one is the oldest: it is leased and started first
+    w_.deliver_many(fine, 1000);
+    auto worker = make_worker({.max_in_flight = 64});
+    for (int i = 0; i < 30'000 && worker.stats().delivered_total.load() < 1000; ++i) {
+        must(worker.sweep());
+        std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_EQ(worker.stats().delivered_total.load(), 1000u);
+    EXPECT_EQ(healthy.requests().size(), 1000u);
+    EXPECT_EQ(w_.delivery(stuck_id).data().attempts, 0);  // still in flight
+    EXPECT_EQ(worker.stats().in_flight.load(), 1u);
+    release = true;  // the hanging endpoint now closes without an answer
+    must(worker.drain());
+    auto d = w_.delivery(stuck_id);
+    EXPECT_EQ(d.status(), delivery_status::failed);
+    EXPECT_TRUE(d.data().delivery_attempts.at(0).error);
+}
+
+TEST_F(delivery_worker_test, a_stale_lease_is_dropped_silently) {
+    std::atomic<bool> release{false};
+    keep_alive_server receiver([&](received_request const&) {
+        while (!release) std::this_thread::sleep_for(5ms);
+        return answer(200);
+    });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto id = w_.deliver(sub);
+    auto slow = make_worker({.owner = "slow"});
+    must(slow.sweep());  // leased and in flight
+    // The slow worker's lease expires and another worker takes the delivery over and records it.
+    w_.clock.advance(10min);
+    release = true;
+    auto other = make_worker({.owner = "other"});
+    pump(other);
+    EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+    EXPECT_EQ(w_.delivery(id).data().attempts, 1);
+    auto recorded = must(slow.drain());  // its save conflicts: dropped without an error
+    EXPECT_EQ(recorded, 1u);
+    EXPECT_EQ(w_.delivery(id).data().attempts, 1);
+}
+
+TEST_F(delivery_worker_test, run_sends_what_is_published_until_stopped) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto worker = make_worker({.idle_poll = 20ms});
+    std::atomic<bool> stop{false};
+    std::thread runner([&] { worker.run(stop); });
+    auto id = w_.deliver(sub);
+    worker.notify();
+    for (int i = 0; i < 1000 && worker.stats().delivered_total.load() < 1; ++i) std::this_thread::sleep_for(10ms);
+    stop = true;
+    runner.join();
+    EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+}
+
+}  // namespace
+}  // namespace integration::testing

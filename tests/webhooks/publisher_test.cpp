@@ -1,0 +1,3 @@
+#include <integration/services/publisher.hpp>
+
+#include <gtest/gtest.h>

@@ -1,0 +1,343 @@
+#include <integration/services/subscription_service.hpp>
+
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
+#include <integration/core/json.hpp>
+#include <integration/domain/delivery.hpp>
+#include <integration/domain/event.hpp>
+#include <integration/outbound/egress_policy.hpp>
+
+#include "storage/fixtures.hpp"
+#include "support/base64.hpp"
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <set>
+#include <sstream>
+#include <string>
+
+// The subscription service over a real SQLite file and a real local vault, with a manual clock.
+// Subscribing sends nothing, so the SSRF cases need no listener: the refusals are asserted, and
+// that nothing was stored.
+
+namespace {
+
+using namespace integration;
+using namespace integration::webhooks;
+using namespace std::chrono_literals;
+using integration::testing::must;
+namespace support = integration::testing;
+
+std::string slurp(std::string const& path) {
+    std::ifstream f(path, std::ios::binary);
+    std::stringstream s;
+    s << f.rdbuf();
+    return s.str();
+}
+
+net::ip_address ip(std::string_view text) { return net::ip_address::parse(text).value(); }
+
+class subscription_service_test : public ::testing::Test {
+protected:
+    subscription_service_test() {
+        dns_.add("hooks.customer.example", {ip("93.184.216.34")});
+        dns_.add("loopback.customer.example", {ip("127.0.0.1")});
+        dns_.add("metadata.customer.example", {ip("169.254.169.254")});
+        dns_.add("private.customer.example", {ip("10.1.2.3")});
+        dns_.add("mapped.customer.example", {ip("::ffff:127.0.0.1")});
+        dns_.add("mixed.customer.example", {ip("93.184.216.34"), ip("192.168.1.1")});
+        dns_.add("v6.customer.example", {ip("2606:2800:220:1:248:1893:25c8:1946")});
+        dns_.add("ula.customer.example", {ip("fd00::1")});
+    }
+
+    subscription_spec spec(std::string url = "https://hooks.customer.example/in") {
+        return {.project_id = "shop", .event_type = "order.*", .endpoint_url = std::move(url)};
+    }
+
+    std::string haystack() {
+        std::string all = slurp(dir_.file("i.db")) + slurp(dir_.file("i.db-wal"));
+        for (auto const& e : must(store_->pending_events(10'000))) all += boost::json::serialize(to_json(e.envelope));
+        return all;
+    }
+
+    std::vector<std::string> outbox_types() {
+        std::vector<std::string> out;
+        for (auto const& e : must(store_->pending_events(10'000))) out.push_back(e.envelope.event_type);
+        return out;
+    }
+
+    std::size_t stored_subscriptions(request_context const& ctx) {
+        return must(service_.list(ctx, {.limit = 500})).items.size();
+    }
+
+    support::temp_dir dir_;
+    manual_clock clock_;
+    std::unique_ptr<storage::store> store_ =
+        must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    std::unique_ptr<credentials::local_secret_store> vault_ = must(credentials::open_local_secret_store(
+        {.path = dir_.file("s.db"), .key_file = dir_.file("k"), .key_env = "", .clock = &clock_}));
+    net::static_resolver dns_;
+    subscription_service service_{*store_, *vault_, http::egress_hop_check({}, dns_), clock_};
+    request_context ctx_ = request_context::for_tenant("t1", "alice");
+    request_context other_ = request_context::for_tenant("t2", "mallory");
+};
+
+// ---- subscribe ---------------------------------------------------------------------------------
+
+TEST_F(subscription_service_test, subscribe_generates_a_whsec_secret_into_the_secret_store_and_returns_it_once) {
+    auto s = must(service_.subscribe(ctx_, spec()));
+    ASSERT_TRUE(s.signing_secret);
+    std::string const secret(s.signing_secret->view());
+    ASSERT_EQ(secret.rfind("whsec_", 0), 0u);
+    EXPECT_EQ(secret.size(), 6u + 44u);  // base64 of 32 bytes
+    EXPECT_TRUE(s.subscription.active());
+
+    auto ref = must(credentials::secret_ref::parse(s.subscription.data().signing_secret_ref));
+    EXPECT_EQ(ref.tenant, "t1");
+    EXPECT_EQ(must(vault_->get("t1", ref)).view(), secret);
+
+    auto found = must(service_.find(ctx_, s.subscription.id()));
+    EXPECT_EQ(found.data().signing_secret_ref, s.subscription.data().signing_secret_ref);
+    EXPECT_EQ(outbox_types(), std::vector<std::string>{std::string(events::event_type::webhook_subscribed)});
+
+    auto all = haystack();
+    EXPECT_NE(all.find(s.subscription.id()), std::string::npos) << "the search looks at the right files";
+    EXPECT_EQ(all.find(secret), std::string::npos) << "the secret reached the database or an event";
+    EXPECT_EQ(all.find(secret.substr(6)), std::string::npos) << "the secret's key reached the database";
+    EXPECT_EQ(all.find(boost::json::serialize(boost::json::string(secret.substr(6)))), std::string::npos);
+
+    // Each subscription gets its own secret.
+    auto t = must(service_.subscribe(ctx_, spec()));
+    EXPECT_FALSE(*t.signing_secret == *s.signing_secret);
+    EXPECT_NE(t.subscription.data().signing_secret_ref, s.subscription.data().signing_secret_ref);
+}
+
+TEST_F(subscription_service_test, a_given_signing_secret_ref_must_be_the_tenants_own_signing_key) {
+    auto mine = must(vault_->put("t1", "my-whsec", secret_bytes("whsec_" + support::base64(std::string(32, 'm')))));
+    auto s = spec();
+    s.signing_secret_ref = mine.uri();
+    auto sub = must(service_.subscribe(ctx_, s));
+    EXPECT_FALSE(sub.signing_secret) << "a caller's own secret is never echoed";
+    EXPECT_EQ(sub.subscription.data().signing_secret_ref, mine.uri());
+
+    // Another tenant's secret, addressed by its ref: not found in the caller's namespace.
+    auto theirs = must(vault_->put("t2", "their-whsec", secret_bytes("whsec_" + support::base64(std::string(32, 't')))));
+    s.signing_secret_ref = theirs.uri();
+    auto r = service_.subscribe(ctx_, s);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_NE(r.error().detail().find("signingSecretRef"), std::string::npos) << r.error().detail();
+
+    // A secret that is not a signing key.
+    auto password = must(vault_->put("t1", "password", secret_bytes("hunter2-canary")));
+    s.signing_secret_ref = password.uri();
+    r = service_.subscribe(ctx_, s);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_EQ(r.error().message().find("hunter2"), std::string::npos) << r.error().message();
+    EXPECT_EQ(stored_subscriptions(ctx_), 1u);
+}
+
+TEST_F(subscription_service_test, a_malformed_filter_is_refused_naming_its_position_and_nothing_is_stored) {
+    auto s = spec();
+    s.filter = boost::json::parse(R"({"or": [{"exists": {"path": "$.a"}}, {"in": {"path": "$.b", "values": []}}]})");
+    auto r = service_.subscribe(ctx_, s);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_EQ(r.error().detail().rfind("filter.or[1].in.values: ", 0), 0u) << r.error().detail();
+    EXPECT_EQ(stored_subscriptions(ctx_), 0u);
+    EXPECT_TRUE(outbox_types().empty());
+
+    s.filter = boost::json::parse(R"({"equals": {"path": "$.order.status", "value": "paid"}})");
+    auto ok = must(service_.subscribe(ctx_, s));
+    EXPECT_EQ(must(service_.find(ctx_, ok.subscription.id())).data().filter, s.filter);
+}
+
+// ---- SSRF: endpointUrl must be https and pass the egress policy ------------------------------------
+
+TEST_F(subscription_service_test, endpoints_that_resolve_or_point_to_internal_addresses_are_refused) {
+    for (std::string url : {
+             "https://loopback.customer.example/hook",   // name -> 127.0.0.1
+             "https://metadata.customer.example/latest",  // name -> 169.254.169.254
+             "https://private.customer.example/hook",    // name -> 10.1.2.3
+             "https://mapped.customer.example/hook",     // name -> ::ffff:127.0.0.1
+             "https://mixed.customer.example/hook",      // one answer public, one private
+             "https://ula.customer.example/hook",        // name -> fd00::1
+             "https://127.0.0.1/hook", "https://127.1/hook", "https://2130706433/hook", "https://0x7f000001/hook",
+             "https://0177.0.0.1/hook", "https://0251.254.169.254/latest", "https://[::ffff:127.0.0.1]/hook",
+             "https://[::ffff:7f00:1]/hook", "https://[0:0:0:0:0:0:0:1]/hook", "https://[::]/hook", "https://0/hook",
+             "https://169.254.169.254/latest/meta-data/", "https://localhost/hook", "https://LOCALHOST./hook",
+             "https://127.0.0.1#@hooks.customer.example/", "https://unknown.customer.example/hook"}) {
+        auto r = service_.subscribe(ctx_, spec(url));
+        ASSERT_FALSE(r) << url;
+        EXPECT_TRUE(r.error() == errc::egress_denied || r.error() == errc::invalid_argument || r.error() == errc::not_found ||
+                    r.error() == errc::unavailable)
+            << url << ": " << r.error().message();
+        EXPECT_NE(r.error().detail().find("endpointUrl"), std::string::npos) << url << ": " << r.error().detail();
+        // A refusal for a name never says which address it resolved to.
+        EXPECT_EQ(r.error().detail().find("10.1.2.3"), std::string::npos) << r.error().detail();
+    }
+    for (auto url : {"https://loopback.customer.example/hook", "https://metadata.customer.example/latest",
+                     "https://private.customer.example/hook", "https://mapped.customer.example/hook"})
+        EXPECT_EQ(service_.subscribe(ctx_, spec(url)).error(), errc::egress_denied) << url;
+    EXPECT_EQ(stored_subscriptions(ctx_), 0u);
+    EXPECT_TRUE(outbox_types().empty());
+}
+
+TEST_F(subscription_service_test, other_schemes_userinfo_and_plain_http_without_an_allow_list_are_refused) {
+    for (std::string url : {"http://hooks.customer.example/in", "http://93.184.216.34/in", "http://127.0.0.1:8080/in",
+                            "file:///etc/passwd", "gopher://hooks.customer.example/", "ftp://hooks.customer.example/",
+                            "https://evil.example@127.0.0.1/", "https://user:pw@hooks.customer.example/in",
+                            "hooks.customer.example/in", "https:///in"}) {
+        auto r = service_.subscribe(ctx_, spec(url));
+        ASSERT_FALSE(r) << url;
+        EXPECT_TRUE(r.error() == errc::egress_denied || r.error() == errc::invalid_argument) << url;
+    }
+    EXPECT_EQ(service_.subscribe(ctx_, spec("http://hooks.customer.example/in")).error(), errc::egress_denied);
+    EXPECT_EQ(stored_subscriptions(ctx_), 0u);
+}
+
+TEST_F(subscription_service_test, public_https_endpoints_and_allow_listed_http_are_accepted) {
+    EXPECT_TRUE(service_.subscribe(ctx_, spec("https://hooks.customer.example/in?tag=1")));
+    EXPECT_TRUE(service_.subscribe(ctx_, spec("https://HOOKS.customer.example./in")));
+    EXPECT_TRUE(service_.subscribe(ctx_, spec("https://v6.customer.example:8443/in")));
+    EXPECT_TRUE(service_.subscribe(ctx_, spec("https://93.184.216.34/in")));
+
+    // An operator allow-list lets http reach that address, by literal or by a name resolving to it,
+    // and nothing else.
+    net::egress_policy local{.allow = {net::cidr::parse("127.0.0.1/32").value()}};
+    subscription_service dev(*store_, *vault_, http::egress_hop_check(local, dns_), clock_);
+    EXPECT_TRUE(dev.subscribe(ctx_, spec("http://127.0.0.1:8080/in")));
+    EXPECT_TRUE(dev.subscribe(ctx_, spec("http://loopback.customer.example:8080/in")));
+    EXPECT_EQ(dev.subscribe(ctx_, spec("http://hooks.customer.example/in")).error(), errc::egress_denied);
+    EXPECT_EQ(dev.subscribe(ctx_, spec("http://127.0.0.2:8080/in")).error(), errc::egress_denied);
+    EXPECT_EQ(dev.subscribe(ctx_, spec("https://private.customer.example/in")).error(), errc::egress_denied);
+    EXPECT_EQ(stored_subscriptions(ctx_), 6u);
+}
+
+TEST_F(subscription_service_test, without_an_egress_check_nothing_is_subscribed) {
+    subscription_service unchecked(*store_, *vault_, http::hop_check{}, clock_);
+    EXPECT_EQ(unchecked.subscribe(ctx_, spec()).error(), errc::egress_denied);
+}
+
+// ---- tenant scoping ---------------------------------------------------------------------------
+
+TEST_F(subscription_service_test, another_tenant_sees_nothing_and_changes_nothing) {
+    auto s = must(service_.subscribe(ctx_, spec())).subscription;
+    auto const id = s.id();
+    EXPECT_EQ(service_.find(other_, id).error(), errc::not_found);
+    EXPECT_EQ(service_.deactivate(other_, id).error(), errc::not_found);
+    EXPECT_EQ(service_.reactivate(other_, id).error(), errc::not_found);
+    EXPECT_EQ(service_.rotate_secret(other_, id).error(), errc::not_found);
+    EXPECT_EQ(service_.recover(other_, id, clock_.now() - 1h).error(), errc::not_found);
+    EXPECT_TRUE(must(service_.list(other_, {})).items.empty());
+    auto still = must(service_.find(ctx_, id));
+    EXPECT_TRUE(still.active());
+    EXPECT_EQ(still.data().signing_secret_ref, s.data().signing_secret_ref);
+    EXPECT_EQ(service_.find(ctx_, "sub-does-not-exist").error(), errc::not_found);
+}
+
+// ---- deactivate, reactivate, rotate ---------------------------------------------------------------
+
+TEST_F(subscription_service_test, deactivate_and_reactivate_go_through_the_outbox) {
+    auto id = must(service_.subscribe(ctx_, spec())).subscription.id();
+    auto off = must(service_.deactivate(ctx_, id, "endpoint under maintenance"));
+    EXPECT_FALSE(off.active());
+    EXPECT_EQ(must(service_.find(ctx_, id)).data().deactivation_reason, "endpoint under maintenance");
+    EXPECT_EQ(service_.deactivate(ctx_, id).error(), errc::invalid_state);
+    auto on = must(service_.reactivate(ctx_, id));
+    EXPECT_TRUE(on.active());
+    EXPECT_EQ(service_.reactivate(ctx_, id).error(), errc::invalid_state);
+    EXPECT_EQ(outbox_types(), (std::vector<std::string>{std::string(events::event_type::webhook_subscribed),
+                                                        std::string(events::event_type::webhook_subscription_deactivated),
+                                                        std::string(events::event_type::webhook_subscription_reactivated)}));
+}
+
+TEST_F(subscription_service_test, rotate_secret_signs_with_both_secrets_for_the_overlap) {
+    auto first = must(service_.subscribe(ctx_, spec()));
+    auto const id = first.subscription.id();
+    auto const old_ref = first.subscription.data().signing_secret_ref;
+    clock_.advance(1h);
+    auto r = must(service_.rotate_secret(ctx_, id));
+    std::string const fresh(r.signing_secret.view());
+    ASSERT_EQ(fresh.rfind("whsec_", 0), 0u);
+    EXPECT_FALSE(r.signing_secret == *first.signing_secret);
+
+    auto s = must(service_.find(ctx_, id));
+    auto refs = s.signing_secret_refs(clock_.now());
+    ASSERT_EQ(refs.size(), 2u);
+    EXPECT_EQ(refs[1], old_ref);
+    EXPECT_EQ(must(vault_->get("t1", must(credentials::secret_ref::parse(refs[0])))).view(), fresh);
+    EXPECT_EQ(must(vault_->get("t1", must(credentials::secret_ref::parse(refs[1])))).view(), first.signing_secret->view());
+    clock_.advance(24h - 1ms);
+    EXPECT_EQ(must(service_.find(ctx_, id)).signing_secret_refs(clock_.now()).size(), 2u);
+    clock_.advance(1ms);
+    EXPECT_EQ(must(service_.find(ctx_, id)).signing_secret_refs(clock_.now()), std::vector<std::string>{refs[0]});
+
+    EXPECT_EQ(outbox_types().back(), events::event_type::webhook_signing_secret_rotated);
+    auto all = haystack();
+    EXPECT_EQ(all.find(fresh), std::string::npos);
+    EXPECT_EQ(all.find(fresh.substr(6)), std::string::npos);
+}
+
+TEST_F(subscription_service_test, the_overlap_is_an_option) {
+    subscription_service short_overlap(*store_, *vault_, http::egress_hop_check({}, dns_), clock_,
+                                       {.secret_overlap = 10min});
+    auto id = must(short_overlap.subscribe(ctx_, spec())).subscription.id();
+    must(short_overlap.rotate_secret(ctx_, id));
+    clock_.advance(10min);
+    EXPECT_EQ(must(short_overlap.find(ctx_, id)).signing_secret_refs(clock_.now()).size(), 1u);
+}
+
+// ---- recover ------------------------------------------------------------------------------------
+
+TEST_F(subscription_service_test, recover_replays_failed_and_dead_lettered_deliveries_since_a_time) {
+    auto s = spec();
+    s.attempt_policy = subscription_attempt_policy{.max_attempts = 2};
+    auto sub = must(service_.subscribe(ctx_, s)).subscription;
+    auto other_sub = must(service_.subscribe(ctx_, spec())).subscription;
+
+    int event = 0;
+    auto delivery = [&](webhook_subscription const& to, int failures, bool delivered = false) {
+        auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), to, "order.paid",
+                                                 "evt-" + std::to_string(++event), std::nullopt));
+        for (int i = 0; i < failures; ++i)
+            must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
+        if (delivered) must(d.record_success({.http_status = 200, .attempted_at = clock_.now()}));
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.deliveries().save(d); }));
+        clock_.advance(1min);
+        return d.id();
+    };
+    auto const too_old = delivery(sub, 1);  // Failed, but before `since`
+    auto const since = clock_.now();
+    auto const failed = delivery(sub, 1);
+    auto const dead = delivery(sub, 2);
+    auto const delivered = delivery(sub, 0, true);
+    auto const pending = delivery(sub, 0);
+    auto const elsewhere = delivery(other_sub, 1);
+
+    auto replayed = must(service_.recover(ctx_, sub.id(), since));
+    EXPECT_EQ(std::set<std::string>(replayed.begin(), replayed.end()), (std::set<std::string>{failed, dead}));
+
+    auto status = [&](std::string const& id) {
+        return must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); }));
+    };
+    for (auto const& id : {failed, dead}) {
+        auto d = status(id);
+        EXPECT_EQ(d.status(), delivery_status::pending) << id;
+        EXPECT_EQ(d.id(), id) << "a replay keeps its webhook-id";
+        EXPECT_EQ(d.data().next_attempt_at, truncate_ms(clock_.now()));
+        EXPECT_EQ(d.data().max_attempts, d.data().attempts + 2);
+    }
+    EXPECT_EQ(status(too_old).status(), delivery_status::failed);
+    EXPECT_EQ(status(delivered).status(), delivery_status::delivered);
+    EXPECT_EQ(status(pending).status(), delivery_status::pending);
+    EXPECT_EQ(status(elsewhere).status(), delivery_status::failed);
+
+    // Nothing left to recover: an empty list, not an error.
+    EXPECT_TRUE(must(service_.recover(ctx_, sub.id(), since)).empty());
+}
+
+}  // namespace
