@@ -649,7 +649,7 @@ private:
         if (!q.is_null(2)) e.idempotency_key = q.text(2);
         e.payload_ref = q.text(3);
         e.payload_hash = q.text(4);
-        auto ids = sqlite::read_column(q, 5, e.delivery_ids);
+        auto ids = mapping::read_column(q, 5, e.delivery_ids);
         e.published_at = from_unix_ms(q.int64(6));
         q.reset();
         if (!ids) return ids.error();
