@@ -3,6 +3,7 @@
 #include <integration/core/id.hpp>
 #include <integration/services/outbox_relay.hpp>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
