@@ -133,7 +133,8 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
          [&p]() -> result<std::size_t> {
              auto r = p.retention->sweep();
              if (!r) return r.error();
-             return r->runs_archived + r->failures_archived + r->blobs_purged;
+             return r->runs_archived + r->failures_archived + r->deliveries_archived + r->events_removed +
+                    r->payloads_purged + r->blobs_purged;
          }},
     };
 }

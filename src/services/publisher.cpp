@@ -1,1 +1,163 @@
 #include <integration/services/publisher.hpp>
+
+#include <integration/core/id.hpp>
+#include <integration/domain/webhook_filter.hpp>
+
+#include "../detail/crypto.hpp"
+#include "../detail/validate.hpp"
+
+#include <boost/json/serialize.hpp>
+
+namespace integration::webhooks {
+
+namespace {
+
+/** Where an event's payload lives in its tenant's blob partition (retention purges it). */
+std::string payload_key(std::string const& event_id) { return "webhooks/events/" + event_id + "/payload.json"; }
+
+publication answer(storage::published_event const& e, bool repeated) {
+    return {e.event_id, e.delivery_ids, repeated};
+}
+
+/** The earlier publication under the same key, or a conflict when its payload differed. */
+result<publication> repeat_of(storage::published_event const& earlier, std::string const& payload_hash) {
+    if (earlier.payload_hash != payload_hash)
+        return error{errc::conflict, "idempotency key '" + earlier.idempotency_key.value_or("") +
+                                         "' was already used with a different payload; use a new key"};
+    return answer(earlier, true);
+}
+
+/** Whether the subscription's payload filter lets `payload` through. A filter that no longer
+ *  parses (stored before filters were checked) lets nothing through rather than everything. */
+bool filter_matches(webhook_subscription const& s, boost::json::value const& payload) {
+    auto const& spec = s.data().filter;
+    if (!spec) return true;
+    auto f = payload_filter::parse(*spec);
+    return f && f->matches(payload);
+}
+
+/** Writes the payload once, then records the event with one delivery per matching subscription in
+ *  one transaction; a repeated event id or key answers what the first call did. */
+result<publication> record(storage::store& store, blobs::blob_store& blobs, clock const& clock,
+                           request_context const& ctx, storage::published_event event, boost::json::value const& payload,
+                           std::string const& payload_text) {
+    auto ref = blobs.put(ctx.tenant_id, payload_key(event.event_id), payload_text);
+    if (!ref) return ref.error();
+    event.payload_ref = *ref;
+    auto created = storage::transact_for(store, ctx, [&](storage::unit_of_work& uow) -> result<publication> {
+        auto subs = uow.subscriptions().active_for_event(event.event_type);
+        if (!subs) return subs.error();
+        auto now = clock.now();
+        event.delivery_ids.clear();
+        for (auto const& s : *subs) {
+            if (!filter_matches(s, payload)) continue;
+            auto d = webhook_delivery::outbound(ctx, now, s, event.event_type, event.event_id, event.payload_ref);
+            if (!d) return d.error();
+            // The unique (subscription, event) index makes a repeated fan-out create nothing.
+            if (auto r = uow.deliveries().save(*d); !r) {
+                if (r.error() != errc::already_exists) return r.error();
+                continue;
+            }
+            event.delivery_ids.push_back(d->id());
+        }
+        event.published_at = now;
+        if (auto r = uow.published_events().add(event); !r) return r.error();
+        return publication{event.event_id, event.delivery_ids, false};
+    });
+    if (created || created.error() != errc::already_exists) return created;
+    // Another call recorded the same event or key first: answer what it did.
+    (void)blobs.remove(ctx.tenant_id, *ref);
+    auto earlier = storage::read_for(store, ctx, [&](storage::unit_of_work& uow) {
+        return event.idempotency_key ? uow.published_events().find_by_idempotency_key(*event.idempotency_key)
+                                     : uow.published_events().find(event.event_id);
+    });
+    if (!earlier) return created.error();
+    return repeat_of(*earlier, event.payload_hash);
+}
+
+}  // namespace
+
+publisher::publisher(storage::store& store, blobs::blob_store& blobs, clock const& clock)
+    : store_(store), blobs_(blobs), clock_(clock) {}
+
+result<publication> publisher::publish(request_context const& ctx, std::string const& event_type,
+                                       boost::json::value const& payload, std::optional<std::string> idempotency_key) {
+    if (auto r = integration::detail::require_text(event_type, "eventType", 200); !r) return r.error();
+    if (event_type.find('*') != std::string::npos)
+        return error{errc::invalid_argument, "eventType names one event type; '*' is only for subscriptions"};
+    if (idempotency_key)
+        if (auto r = integration::detail::require_text(*idempotency_key, "idempotency key", 255); !r) return r.error();
+    auto text = boost::json::serialize(payload);
+    auto hash = crypto::sha256_hex(text);
+    if (idempotency_key) {
+        auto earlier = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return uow.published_events().find_by_idempotency_key(*idempotency_key);
+        });
+        if (earlier) return repeat_of(*earlier, hash);
+        if (earlier.error() != errc::not_found) return earlier.error();
+    }
+    storage::published_event e;
+    e.event_id = new_id(id_prefix::event, clock_.now());
+    e.event_type = event_type;
+    e.idempotency_key = std::move(idempotency_key);
+    e.payload_hash = std::move(hash);
+    return record(store_, blobs_, clock_, ctx, std::move(e), payload, text);
+}
+
+result<publication> publisher::fan_out(events::event_envelope const& event) {
+    publication none{event.event_id, {}, false};
+    // Events of global providers belong to no tenant, hence to no subscription. A delivery's own
+    // events (WebhookDelivered, its IntegrationFailed) are not fanned out: a `*` subscription
+    // would otherwise receive a delivery about each of its deliveries, without end.
+    if (event.tenant_id.empty() || event.aggregate_type == "WebhookDelivery") return none;
+    auto ctx = request_context::for_tenant(event.tenant_id, "webhook-publisher");
+    ctx.correlation_id = event.correlation_id;
+    ctx.causation_id = event.event_id;
+    // Most events have no subscriber: find that out before writing anything.
+    auto known = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<publication>> {
+        if (auto earlier = uow.published_events().find(event.event_id); earlier)
+            return std::optional<publication>(answer(*earlier, true));
+        else if (earlier.error() != errc::not_found) return earlier.error();
+        auto subs = uow.subscriptions().active_for_event(event.event_type);
+        if (!subs) return subs.error();
+        if (subs->empty()) return std::optional<publication>(none);
+        return std::optional<publication>();
+    });
+    if (!known) return known.error();
+    if (*known) return std::move(**known);
+    auto payload = to_json(event);
+    auto text = boost::json::serialize(payload);
+    storage::published_event e;
+    e.event_id = event.event_id;
+    e.event_type = event.event_type;
+    e.payload_hash = crypto::sha256_hex(text);
+    return record(store_, blobs_, clock_, ctx, std::move(e), payload, text);
+}
+
+result<webhook_delivery> publisher::find(request_context const& ctx, std::string const& delivery_id) {
+    return storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().find(delivery_id); });
+}
+
+result<storage::page<webhook_delivery>> publisher::list(request_context const& ctx, storage::delivery_query const& q,
+                                                        storage::page_request const& page) {
+    return storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().list(q, page); });
+}
+
+result<webhook_delivery> publisher::replay(request_context const& ctx, std::string const& delivery_id) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_delivery> {
+        auto d = uow.deliveries().find(delivery_id);
+        if (!d) return d.error();
+        if (d->data().direction != delivery_direction::outbound)
+            return error{errc::invalid_state, "delivery " + delivery_id + " is inbound; only outbound deliveries are replayed"};
+        if (!d->data().payload_ref)
+            return error{errc::invalid_state, "delivery " + delivery_id +
+                                                  " has no payload any more (payloads are kept 30 days); publish the event again"};
+        auto sub = uow.subscriptions().find(d->data().subscription_id.value_or(""));
+        if (!sub) return sub.error();
+        if (auto r = d->replay(sub->attempt_policy().max_attempts, clock_.now()); !r) return r.error();
+        if (auto r = uow.deliveries().save(*d); !r) return r.error();
+        return std::move(*d);
+    });
+}
+
+}  // namespace integration::webhooks

@@ -4,6 +4,8 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <utility>
+
 namespace integration::retention {
 
 retention_worker::retention_worker(storage::store& store, blobs::blob_store& blobs, clock const& clock,
@@ -32,6 +34,47 @@ result<std::size_t> retention_worker::archive(request_context const& ctx, std::s
     }
 }
 
+result<std::size_t> retention_worker::purge_payloads(request_context const& ctx, time_point before) {
+    std::size_t purged = 0;
+    while (true) {
+        auto rows = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return uow.deliveries().with_payload_before(before, options_.batch);
+        });
+        if (!rows) return rows.error();
+        if (rows->empty()) return purged;
+        // One event's deliveries share its payload; deleting a missing blob is not an error.
+        for (auto const& d : *rows)
+            if (auto r = blobs_.remove(ctx.tenant_id, *d.data().payload_ref); !r) return r.error();
+        auto cleared = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            for (auto const& old : *rows) {
+                auto d = uow.deliveries().find(old.id());  // current, so this save never conflicts
+                if (!d) {
+                    if (d.error() == errc::not_found) continue;
+                    return d.error();
+                }
+                d->forget_payload();
+                if (auto r = uow.deliveries().save(*d); !r) return r;
+            }
+            return {};
+        });
+        if (!cleared) return cleared.error();
+        purged += rows->size();
+        if (rows->size() < options_.batch) return purged;
+    }
+}
+
+result<std::size_t> retention_worker::forget_events(request_context const& ctx, time_point before) {
+    std::size_t removed = 0;
+    while (true) {
+        auto n = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return uow.published_events().remove_before(before, options_.batch);
+        });
+        if (!n) return n.error();
+        removed += *n;
+        if (*n < options_.batch) return removed;
+    }
+}
+
 result<retention_sweep> retention_worker::sweep() {
     retention_sweep out;
     auto now = clock_.now();
@@ -50,10 +93,26 @@ result<retention_sweep> retention_worker::sweep() {
             [](storage::unit_of_work& uow, std::string const& id) { return uow.failures().remove(id); });
         if (!failures) return failures.error();
         out.failures_archived += *failures;
+        auto deliveries = archive<webhooks::webhook_delivery>(
+            ctx, "deliveries",
+            [&](storage::unit_of_work& uow) { return uow.deliveries().ended_before(now - options_.deliveries, options_.batch); },
+            [](storage::unit_of_work& uow, std::string const& id) { return uow.deliveries().remove(id); });
+        if (!deliveries) return deliveries.error();
+        out.deliveries_archived += *deliveries;
+        auto events = forget_events(ctx, now - options_.deliveries);
+        if (!events) return events.error();
+        out.events_removed += *events;
+        auto payloads = purge_payloads(ctx, now - options_.payloads);
+        if (!payloads) return payloads.error();
+        out.payloads_purged += *payloads;
     }
-    auto purged = blobs_.purge_older_than(now - options_.bodies, "runs/");  // bodies, not the archive
-    if (!purged) return purged.error();
-    out.blobs_purged = *purged;
+    // Bodies and payloads, not the archive; the payloads no delivery references (an event that
+    // matched no subscription) go by their write time.
+    for (auto [prefix, age] : {std::pair{"runs/", options_.bodies}, std::pair{"webhooks/", options_.payloads}}) {
+        auto purged = blobs_.purge_older_than(now - age, prefix);
+        if (!purged) return purged.error();
+        out.blobs_purged += *purged;
+    }
     return out;
 }
 

@@ -1,6 +1,8 @@
 #include <integration/backends/sqlite/sqlite_blob_store.hpp>
 #include <integration/services/retention_worker.hpp>
 
+#include <integration/services/publisher.hpp>
+
 #include "storage/fixtures.hpp"
 
 #include <integration/core/id.hpp>
@@ -121,6 +123,94 @@ TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
     EXPECT_EQ(swept.failures_archived, 0u);
     EXPECT_EQ(swept.runs_archived, 0u);  // runs are kept 10,000 hours here
     EXPECT_EQ(must(storage::read_for(*store_, a_, [](storage::unit_of_work& uow) { return uow.failures().list({}, {}); })).items.size(), 1u);
+}
+
+TEST_F(retention_worker_test, webhook_payloads_are_purged_after_30_days_and_finished_deliveries_archived_after_90) {
+    webhooks::publisher pub(*store_, *blobs_, clock_);
+    // Subscriptions only: no connection makes these tenants known to the sweep.
+    for (auto const* ctx : {&a_, &b_})
+        must(store_->transact(*ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto s = must(webhooks::webhook_subscription::create(
+                *ctx, clock_.now(),
+                {.project_id = "shop", .event_type = "order.*", .endpoint_url = "https://hooks.customer.example/in",
+                 .signing_secret_ref = "vault://local/t/whsec?version=1"}));
+            return uow.subscriptions().save(s);
+        }));
+    auto delivered_early = must(pub.publish(a_, "order.paid", boost::json::value{{"n", 1}})).delivery_ids.at(0);
+    auto delivered_late = must(pub.publish(a_, "order.paid", boost::json::value{{"n", 2}})).delivery_ids.at(0);
+    auto unheard = must(pub.publish(a_, "invoice.paid", boost::json::value{{"n", 3}}));  // no subscriber
+    EXPECT_TRUE(unheard.delivery_ids.empty());
+    auto in_b = must(pub.publish(b_, "order.paid", boost::json::value{{"n", 4}})).delivery_ids.at(0);
+    auto deliver = [&](request_context const& ctx, std::string const& id) {
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto d = must(uow.deliveries().find(id));
+            must(d.record_success({0, 200, 4, {}, {}, clock_.now()}));
+            return uow.deliveries().save(d);
+        }));
+    };
+    auto find = [&](request_context const& ctx, std::string const& id) {
+        return storage::read_for(*store_, ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); });
+    };
+    deliver(a_, delivered_early);
+    deliver(b_, in_b);
+    auto payload = *must(find(a_, delivered_early)).data().payload_ref;
+    retention::retention_worker worker(*store_, *blobs_, clock_);
+
+    clock_.advance(29 * 24h);
+    auto young = must(worker.sweep());
+    EXPECT_EQ(young.payloads_purged, 0u);
+    EXPECT_EQ(young.blobs_purged, 0u);
+    EXPECT_TRUE(blobs_->get("tenant-a", payload));
+
+    clock_.advance(2 * 24h);  // day 31: every payload is past 30 days, whatever its delivery's status
+    auto day31 = must(worker.sweep());
+    EXPECT_EQ(day31.payloads_purged, 3u);  // two in tenant a, one in tenant b
+    EXPECT_EQ(day31.blobs_purged, 1u);     // the payload no delivery referenced
+    EXPECT_EQ(day31.deliveries_archived, 0u);
+    EXPECT_EQ(blobs_->get("tenant-a", payload).error(), errc::not_found);
+    EXPECT_FALSE(must(find(a_, delivered_late)).data().payload_ref);
+    EXPECT_FALSE(must(find(b_, in_b)).data().payload_ref);
+    EXPECT_EQ(pub.replay(a_, delivered_early).error(), errc::invalid_state);  // nothing left to send again
+
+    clock_.advance(29 * 24h);  // day 60: the second delivery finishes late
+    deliver(a_, delivered_late);
+    clock_.advance(31 * 24h);  // day 91
+    auto day91 = must(worker.sweep());
+    EXPECT_EQ(day91.deliveries_archived, 2u);  // tenant a's early one and tenant b's
+    EXPECT_EQ(day91.events_removed, 4u);
+    EXPECT_EQ(day91.payloads_purged, 0u);
+    EXPECT_EQ(find(a_, delivered_early).error(), errc::not_found);
+    EXPECT_EQ(find(b_, in_b).error(), errc::not_found);
+    EXPECT_TRUE(find(a_, delivered_late)) << "finished 31 days ago: kept";
+    auto lines = must(blobs_->get("tenant-a", "blob://tenant-a/archive/deliveries/" + delivered_early + "_" +
+                                                  delivered_early + ".jsonl"));
+    auto archived = boost::json::parse(lines.substr(0, lines.find('\n')));
+    EXPECT_EQ(archived.at("deliveryId").as_string(), delivered_early);
+    EXPECT_EQ(archived.at("status").as_string(), "Delivered");
+    EXPECT_EQ(archived.at("deliveryAttempts").as_array().size(), 1u);
+    EXPECT_TRUE(blobs_->get("tenant-b", "blob://tenant-b/archive/deliveries/" + in_b + "_" + in_b + ".jsonl"));
+
+    clock_.advance(60 * 24h);
+    EXPECT_EQ(must(worker.sweep()).deliveries_archived, 1u);
+    EXPECT_EQ(must(worker.sweep()).deliveries_archived, 0u);
+}
+
+TEST_F(retention_worker_test, webhook_retention_follows_its_options) {
+    webhooks::publisher pub(*store_, *blobs_, clock_);
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto s = must(webhooks::webhook_subscription::create(
+            a_, clock_.now(),
+            {.project_id = "shop", .event_type = "*", .endpoint_url = "https://hooks.customer.example/in",
+             .signing_secret_ref = "vault://local/t/whsec?version=1"}));
+        return uow.subscriptions().save(s);
+    }));
+    must(pub.publish(a_, "order.paid", boost::json::value{{"n", 1}}));
+    clock_.advance(2h);
+    retention::retention_worker worker(*store_, *blobs_, clock_, {.deliveries = 1h, .payloads = 1h});
+    auto swept = must(worker.sweep());
+    EXPECT_EQ(swept.payloads_purged, 1u);
+    EXPECT_EQ(swept.events_removed, 1u);
+    EXPECT_EQ(swept.deliveries_archived, 0u);  // still Pending
 }
 
 }  // namespace

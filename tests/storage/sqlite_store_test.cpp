@@ -101,7 +101,7 @@ void back_to_schema_6(std::string const& path) {
     ASSERT_EQ(sqlite3_exec(db, R"sql(
 DROP INDEX deliveries_outbound_event;
 DROP INDEX deliveries_claim;
-DROP INDEX deliveries_by_update;
+DROP INDEX deliveries_ended;
 DROP INDEX deliveries_with_payload;
 DROP TABLE published_events;
 ALTER TABLE deliveries DROP COLUMN lease_owner;

@@ -3,6 +3,7 @@
 #include <integration/core/id.hpp>
 #include <integration/services/outbox_relay.hpp>
 
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -68,7 +69,7 @@ TEST_P(store_conformance, every_aggregate_round_trips_with_children_and_metadata
         auto sub = must(webhooks::webhook_subscription::create(
             a_, now,
             {"proj-1", "order.*", "https://hooks.example.com/in", "vault://local/tenant-a/whsec?version=1",
-             boost::json::value{{"field", "amount"}}, webhooks::subscription_attempt_policy{.max_attempts = 3}}));
+             boost::json::parse(R"({"exists": {"path": "$.amount"}})"), webhooks::subscription_attempt_policy{.max_attempts = 3}}));
         auto out = must(webhooks::webhook_delivery::outbound(a_, now, sub, "order.created", "evt-1", std::string("blob://p")));
         must(out.record_failure({0, 500, 40, std::string("oops"), std::nullopt, now}, now + 5s));
         auto in = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, "gh-1", "push",

@@ -250,7 +250,7 @@ TEST_P(store_conformance, retention_finds_ended_deliveries_and_old_payloads_and_
     update(*store_, a_, young.delivery_ids[0], [&](webhook_delivery& d) { must(d.record_success(attempt(t2, 200))); });
     read(a_, [&](unit_of_work& uow) -> result<void> {
         EXPECT_TRUE(must(uow.deliveries().ended_before(t1, 10)).empty());
-        // Ended (updated) at t1; the Pending one never ends; the one ended at t2 is too young.
+        // Ended (last attempt) at t1; the Pending one never ends; the one ended at t2 is too young.
         EXPECT_EQ(as_set(ids_of_deliveries(must(uow.deliveries().ended_before(t1 + 1ms, 10)))),
                   (std::set<std::string>{a.delivery_ids[0], a.delivery_ids[1]}));
         EXPECT_EQ(must(uow.deliveries().ended_before(t1 + 1ms, 1)).size(), 1u);
@@ -276,6 +276,11 @@ TEST_P(store_conformance, retention_finds_ended_deliveries_and_old_payloads_and_
         EXPECT_EQ(must(uow.deliveries().find(a.delivery_ids[1])).data().delivery_attempts.size(), 1u);
         return {};
     });
+}
+
+TEST_P(store_conformance, tenants_include_a_tenant_with_webhook_subscriptions_only) {
+    subscribe_and_publish(*store_, b_, clock_.now(), {});
+    EXPECT_EQ(must(store_->tenants()), (std::vector<std::string>{"tenant-b"}));
 }
 
 }  // namespace

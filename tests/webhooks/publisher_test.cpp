@@ -1,3 +1,226 @@
 #include <integration/services/publisher.hpp>
 
+#include <integration/backends/sqlite/sqlite_blob_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
+#include <integration/core/id.hpp>
+#include <integration/core/json.hpp>
+
+#include "storage/fixtures.hpp"
+
+#include <boost/json.hpp>
 #include <gtest/gtest.h>
+
+#include <set>
+
+// The publisher over a real SQLite store and blob store, with a manual clock: fan-out to the
+// matching subscriptions of the tenant, payload filters, idempotency, replay and the fan-out of
+// the library's own domain events.
+
+namespace {
+
+using namespace integration;
+using namespace integration::webhooks;
+using namespace std::chrono_literals;
+using integration::testing::must;
+
+class publisher_test : public ::testing::Test {
+protected:
+    /** Saves a subscription of `ctx` directly (the subscription service is tested elsewhere). */
+    std::string subscribe(request_context const& ctx, std::string event_type,
+                          std::optional<boost::json::value> filter = std::nullopt, bool active = true) {
+        subscription_spec spec{.project_id = "shop",
+                               .event_type = std::move(event_type),
+                               .endpoint_url = "https://hooks.customer.example/in",
+                               .signing_secret_ref = "vault://local/" + ctx.tenant_id + "/whsec?version=1",
+                               .filter = std::move(filter)};
+        std::string id;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto s = must(webhook_subscription::create(ctx, clock_.now(), spec));
+            if (!active) must(s.deactivate("paused"));
+            id = s.id();
+            return uow.subscriptions().save(s);
+        }));
+        return id;
+    }
+
+    std::set<std::string> subscriptions_of(request_context const& ctx, std::vector<std::string> const& delivery_ids) {
+        std::set<std::string> out;
+        for (auto const& id : delivery_ids) out.insert(must(pub_.find(ctx, id)).data().subscription_id.value_or(""));
+        return out;
+    }
+
+    std::size_t deliveries_of(request_context const& ctx, std::string const& subscription_id) {
+        return must(pub_.list(ctx, {.subscription_id = subscription_id}, {.limit = 500})).items.size();
+    }
+
+    integration::testing::temp_dir dir_;
+    manual_clock clock_;
+    std::unique_ptr<storage::store> store_ =
+        must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    std::unique_ptr<blobs::blob_store> blobs_ =
+        must(blobs::open_sqlite_blob_store({.path = dir_.file("b.db"), .clock = &clock_}));
+    publisher pub_{*store_, *blobs_, clock_};
+    request_context a_ = request_context::for_tenant("tenant-a", "alice");
+    request_context b_ = request_context::for_tenant("tenant-b", "bob");
+};
+
+TEST_F(publisher_test, an_event_fans_out_to_each_matching_active_subscription_of_its_tenant_with_one_payload) {
+    auto exact = subscribe(a_, "order.paid");
+    auto prefix = subscribe(a_, "order.*");
+    auto all = subscribe(a_, "*");
+    auto other_type = subscribe(a_, "invoice.*");
+    auto inactive = subscribe(a_, "order.paid", std::nullopt, false);
+    auto other_tenant = subscribe(b_, "order.paid");
+
+    boost::json::value payload{{"orderId", "o-1"}, {"amount", 42}};
+    auto pub = must(pub_.publish(a_, "order.paid", payload));
+    EXPECT_FALSE(pub.repeated);
+    EXPECT_TRUE(is_valid_id(pub.event_id, id_prefix::event));
+    ASSERT_EQ(pub.delivery_ids.size(), 3u);
+    EXPECT_EQ(subscriptions_of(a_, pub.delivery_ids), (std::set<std::string>{exact, prefix, all}));
+    EXPECT_EQ(deliveries_of(a_, other_type), 0u);
+    EXPECT_EQ(deliveries_of(a_, inactive), 0u);
+    EXPECT_EQ(deliveries_of(b_, other_tenant), 0u);
+
+    std::set<std::string> refs;
+    for (auto const& id : pub.delivery_ids) {
+        auto d = must(pub_.find(a_, id));
+        EXPECT_EQ(d.status(), delivery_status::pending);
+        EXPECT_EQ(d.data().event_type, "order.paid");
+        EXPECT_EQ(d.data().event_id, pub.event_id);
+        EXPECT_EQ(d.data().next_attempt_at, clock_.now());
+        refs.insert(d.data().payload_ref.value_or(""));
+    }
+    ASSERT_EQ(refs.size(), 1u) << "the payload is written once for every delivery";
+    auto stored = must(blobs_->get("tenant-a", *refs.begin()));
+    EXPECT_EQ(boost::json::parse(stored), payload);
+    EXPECT_EQ(blobs_->get("tenant-b", *refs.begin()).error(), errc::not_found);
+    EXPECT_EQ(must(pub_.list(a_, {.event_id = pub.event_id}, {})).items.size(), 3u);
+}
+
+TEST_F(publisher_test, a_subscription_receives_only_payloads_its_filter_matches) {
+    auto paid_in_eu = subscribe(
+        a_, "order.*",
+        boost::json::parse(R"({"and": [{"equals": {"path": "$.status", "value": "paid"}},
+                                       {"in": {"path": "$.region", "values": ["eu", "uk"]}}]})"));
+    auto with_email = subscribe(a_, "order.*", boost::json::parse(R"({"exists": {"path": "$.customer.email"}})"));
+    auto unfiltered = subscribe(a_, "order.*");
+
+    auto p1 = must(pub_.publish(a_, "order.updated", boost::json::parse(R"({"status": "paid", "region": "eu"})")));
+    EXPECT_EQ(subscriptions_of(a_, p1.delivery_ids), (std::set<std::string>{paid_in_eu, unfiltered}));
+    auto p2 = must(pub_.publish(a_, "order.updated",
+                                boost::json::parse(R"({"status": "paid", "region": "us", "customer": {"email": "x"}})")));
+    EXPECT_EQ(subscriptions_of(a_, p2.delivery_ids), (std::set<std::string>{with_email, unfiltered}));
+    auto p3 = must(pub_.publish(a_, "order.updated", boost::json::value(nullptr)));
+    EXPECT_EQ(subscriptions_of(a_, p3.delivery_ids), (std::set<std::string>{unfiltered}));
+}
+
+TEST_F(publisher_test, a_repeated_idempotency_key_answers_the_first_publication_or_a_conflict) {
+    auto sub = subscribe(a_, "order.*");
+    boost::json::value payload{{"orderId", "o-1"}};
+    auto first = must(pub_.publish(a_, "order.paid", payload, "order-o-1-paid"));
+    clock_.advance(1min);
+    auto again = must(pub_.publish(a_, "order.paid", payload, "order-o-1-paid"));
+    EXPECT_TRUE(again.repeated);
+    EXPECT_EQ(again.event_id, first.event_id);
+    EXPECT_EQ(again.delivery_ids, first.delivery_ids);
+    EXPECT_EQ(deliveries_of(a_, sub), 1u);
+
+    auto other = pub_.publish(a_, "order.paid", boost::json::value{{"orderId", "o-2"}}, "order-o-1-paid");
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error(), errc::conflict);
+    EXPECT_EQ(deliveries_of(a_, sub), 1u);
+
+    // Keys are per tenant: tenant b's first use of the same key is a new event.
+    subscribe(b_, "order.*");
+    auto in_b = must(pub_.publish(b_, "order.paid", boost::json::value{{"orderId", "o-2"}}, "order-o-1-paid"));
+    EXPECT_FALSE(in_b.repeated);
+    EXPECT_NE(in_b.event_id, first.event_id);
+}
+
+TEST_F(publisher_test, bad_input_is_refused_with_a_clear_error) {
+    EXPECT_EQ(pub_.publish(a_, "", boost::json::value{}).error(), errc::invalid_argument);
+    EXPECT_EQ(pub_.publish(a_, "order.*", boost::json::value{}).error(), errc::invalid_argument);
+    EXPECT_EQ(pub_.publish(a_, std::string(201, 'x'), boost::json::value{}).error(), errc::invalid_argument);
+    EXPECT_EQ(pub_.publish(a_, "order.paid", boost::json::value{}, std::string()).error(), errc::invalid_argument);
+    EXPECT_EQ(pub_.publish(a_, "order.paid", boost::json::value{}, std::string(256, 'k')).error(), errc::invalid_argument);
+}
+
+TEST_F(publisher_test, replay_sends_a_delivery_again_with_the_same_id_and_stays_in_its_tenant) {
+    subscribe(a_, "order.*");
+    auto pub = must(pub_.publish(a_, "order.paid", boost::json::value{{"orderId", "o-1"}}));
+    auto id = pub.delivery_ids.at(0);
+    EXPECT_EQ(pub_.replay(a_, id).error(), errc::invalid_state) << "a Pending delivery is sent anyway";
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto d = must(uow.deliveries().find(id));
+        must(d.record_gone({0, 410, 3, {}, {}, clock_.now()}));
+        return uow.deliveries().save(d);
+    }));
+    clock_.advance(1h);
+    auto replayed = must(pub_.replay(a_, id));
+    EXPECT_EQ(replayed.id(), id) << "the webhook-id stays the same";
+    EXPECT_EQ(replayed.status(), delivery_status::pending);
+    EXPECT_EQ(replayed.data().next_attempt_at, clock_.now());
+    EXPECT_EQ(replayed.data().max_attempts, 1 + subscription_attempt_policy{}.max_attempts);
+    EXPECT_EQ(must(pub_.find(a_, id)).status(), delivery_status::pending);
+
+    EXPECT_EQ(pub_.find(b_, id).error(), errc::not_found);
+    EXPECT_EQ(pub_.replay(b_, id).error(), errc::not_found);
+    EXPECT_TRUE(must(pub_.list(b_, {}, {})).items.empty());
+    EXPECT_EQ(pub_.find(a_, "del-missing").error(), errc::not_found);
+}
+
+events::event_envelope run_completed(std::string tenant, std::string aggregate_type = "IntegrationRun") {
+    events::event_envelope e;
+    e.event_id = new_id(id_prefix::event, time_point{});
+    e.event_type = std::string(events::event_type::run_completed);
+    e.tenant_id = std::move(tenant);
+    e.aggregate_type = std::move(aggregate_type);
+    e.aggregate_id = "run-1";
+    e.aggregate_version = 3;
+    e.source = "integration";
+    e.data = {{"runId", "run-1"}, {"status", "Completed"}};
+    return e;
+}
+
+TEST_F(publisher_test, a_domain_event_fans_out_once_with_its_envelope_as_payload) {
+    auto sub = subscribe(a_, std::string(events::event_type::run_completed));
+    auto filtered = subscribe(a_, std::string(events::event_type::run_completed),
+                              boost::json::parse(R"({"equals": {"path": "$.data.status", "value": "Failed"}})"));
+    subscribe(b_, std::string(events::event_type::run_completed));
+    auto e = run_completed("tenant-a");
+
+    auto first = must(pub_.fan_out(e));
+    EXPECT_FALSE(first.repeated);
+    EXPECT_EQ(first.event_id, e.event_id);
+    ASSERT_EQ(first.delivery_ids.size(), 1u);
+    auto d = must(pub_.find(a_, first.delivery_ids[0]));
+    EXPECT_EQ(d.data().subscription_id, sub);
+    EXPECT_EQ(d.data().event_id, e.event_id);
+    EXPECT_EQ(boost::json::parse(must(blobs_->get("tenant-a", d.data().payload_ref.value()))), to_json(e));
+    EXPECT_EQ(deliveries_of(a_, filtered), 0u);
+
+    // The relay may hand the same event over again (a crash before it marked it): nothing new.
+    auto again = must(pub_.fan_out(e));
+    EXPECT_TRUE(again.repeated);
+    EXPECT_EQ(again.delivery_ids, first.delivery_ids);
+    EXPECT_EQ(deliveries_of(a_, sub), 1u);
+    EXPECT_TRUE(must(pub_.list(b_, {}, {})).items.empty()) << "tenant b's subscription got tenant a's event";
+}
+
+TEST_F(publisher_test, events_without_a_subscriber_a_tenant_or_of_a_delivery_itself_create_nothing) {
+    auto all = subscribe(a_, "*");
+    auto unheard = run_completed("tenant-b");
+    auto none = must(pub_.fan_out(unheard));
+    EXPECT_TRUE(none.delivery_ids.empty());
+    EXPECT_FALSE(none.repeated);
+    // A delivery's own events would feed a `*` subscription deliveries about its deliveries.
+    auto delivered = run_completed("tenant-a", "WebhookDelivery");
+    delivered.event_type = std::string(events::event_type::webhook_delivered);
+    EXPECT_TRUE(must(pub_.fan_out(delivered)).delivery_ids.empty());
+    EXPECT_TRUE(must(pub_.fan_out(run_completed(""))).delivery_ids.empty());  // a global provider's event
+    EXPECT_EQ(deliveries_of(a_, all), 0u);
+    EXPECT_EQ(must(blobs_->purge_older_than(clock_.now() + 1h)), 0u) << "no payload was written";
+}
+
+}  // namespace

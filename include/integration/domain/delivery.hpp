@@ -137,6 +137,8 @@ public:
     /** Outbound: the receiver answered 410 Gone. Dead-lettered at once (raises IntegrationFailed);
      *  the caller deactivates the subscription. */
     result<void> record_gone(delivery_attempt a);
+    /** Retention: the raw payload was purged from the blob store, so `payloadRef` is cleared. */
+    void forget_payload() noexcept { d_.payload_ref.reset(); }
     /** Outbound, terminal or failed → Pending, due now, with `extra_attempts` more allowed. */
     result<void> replay(std::int64_t extra_attempts, time_point now);
 

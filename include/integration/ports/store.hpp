@@ -190,8 +190,8 @@ public:
      *  delivery of a subscription and event that already has one is `errc::already_exists`
      *  (fan-out is idempotent per subscription and event). */
     virtual result<void> save(webhooks::webhook_delivery& d) = 0;
-    /** Deliveries in a final state (Delivered, DeadLettered; inbound Accepted or Failed) last
-     *  updated before `before`, oldest first (retention). */
+    /** Deliveries in a final state (Delivered, DeadLettered; inbound Accepted or Failed) whose
+     *  last attempt was before `before`, oldest first (retention). */
     virtual result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) = 0;
     /** Deliveries created before `before` that still reference a payload blob, oldest first. */
     virtual result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before,
@@ -352,8 +352,8 @@ public:
     /** Runs `fn` on a consistent read-only snapshot; `save` fails inside it. */
     virtual result<void> read(request_context const& ctx, work fn) = 0;
 
-    /** Every tenant that owns a connection or credential (for background workers that sweep
-     *  each tenant in turn). */
+    /** Every tenant that owns a connection, credential or webhook subscription (for background
+     *  workers that sweep each tenant in turn). */
     virtual result<std::vector<std::string>> tenants() = 0;
     /** Unpublished outbox rows in commit order (all tenants; for the relay), without dead rows and
      *  without the rows of an aggregate that come after one of its dead rows. */

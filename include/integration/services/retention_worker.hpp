@@ -3,8 +3,8 @@
 
 /** @file
  *  Retention per storage.md: finished runs and resolved failures leave the relational store after
- *  180 days, archived to the blob store as JSON lines first; request and response bodies are
- *  purged after 30 days.
+ *  180 days, finished webhook deliveries after 90, archived to the blob store as JSON lines first;
+ *  request and response bodies and raw webhook payloads are purged after 30 days.
  */
 
 #include <integration/ports/blob_store.hpp>
@@ -19,14 +19,22 @@ struct retention_options {
     std::chrono::hours runs{180 * 24};      ///< Completed and Failed runs, by completedAt.
     std::chrono::hours failures{180 * 24};  ///< Resolved failures, by resolvedAt.
     std::chrono::hours bodies{30 * 24};     ///< Run bodies (blob keys under `runs/`), by write time.
-    std::size_t batch = 500;                ///< Rows per archive file.
+    /** Delivered and DeadLettered outbound (Accepted and Failed inbound) deliveries, by their
+     *  last attempt; published events, by publication. */
+    std::chrono::hours deliveries{90 * 24};
+    /** Raw webhook payloads, by the delivery's creation (and blobs under `webhooks/` by write time). */
+    std::chrono::hours payloads{30 * 24};
+    std::size_t batch = 500;  ///< Rows per archive file.
 };
 
 /** What one sweep did. */
 struct retention_sweep {
     std::size_t runs_archived = 0;
     std::size_t failures_archived = 0;
-    std::size_t blobs_purged = 0;
+    std::size_t deliveries_archived = 0;
+    std::size_t events_removed = 0;    ///< Published webhook events forgotten.
+    std::size_t payloads_purged = 0;   ///< Deliveries whose payload blob was deleted and payloadRef cleared.
+    std::size_t blobs_purged = 0;      ///< Run bodies and unreferenced webhook payloads.
 };
 
 /** Applies retention; call `sweep` periodically (the host does, on its own thread). */
@@ -34,15 +42,20 @@ class retention_worker {
 public:
     retention_worker(storage::store& store, blobs::blob_store& blobs, clock const& clock, retention_options options = {});
 
-    /** For every tenant: writes expired runs and failures to `archive/runs/<first>_<last>.jsonl`
-     *  (and `archive/failures/...`) in the tenant's blob partition, then deletes them from the
-     *  store; then purges old blobs. An archive file is written before its rows are deleted and
-     *  is named by its rows, so a sweep cut short writes the same file again next time. */
+    /** For every tenant: writes expired runs, failures and deliveries to
+     *  `archive/runs/<first>_<last>.jsonl` (`archive/failures/...`, `archive/deliveries/...`) in
+     *  the tenant's blob partition, then deletes them from the store; forgets old published
+     *  events; deletes old webhook payloads and clears their deliveries' `payloadRef`; then purges
+     *  old blobs. An archive file is written before its rows are deleted and is named by its rows,
+     *  and a payload is deleted before its reference, so a sweep cut short does the same work
+     *  again next time. */
     result<retention_sweep> sweep();
 
 private:
     template <class A, class Select, class Remove>
     result<std::size_t> archive(request_context const& ctx, std::string const& kind, Select select, Remove remove);
+    result<std::size_t> purge_payloads(request_context const& ctx, time_point before);
+    result<std::size_t> forget_events(request_context const& ctx, time_point before);
 
     storage::store& store_;
     blobs::blob_store& blobs_;

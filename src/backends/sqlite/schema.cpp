@@ -190,7 +190,7 @@ ALTER TABLE deliveries ADD COLUMN lease_until INTEGER;
 CREATE UNIQUE INDEX deliveries_outbound_event ON deliveries(tenant_id, subscription_id, event_id)
   WHERE direction = 'Outbound' AND subscription_id IS NOT NULL AND event_id IS NOT NULL;
 CREATE INDEX deliveries_claim ON deliveries(next_attempt_at) WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
-CREATE INDEX deliveries_by_update ON deliveries(tenant_id, updated_at);
+CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at);
 CREATE INDEX deliveries_with_payload ON deliveries(tenant_id, created_at) WHERE payload_ref IS NOT NULL;
 CREATE TABLE published_events(event_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, event_type TEXT NOT NULL,
   idempotency_key TEXT, payload_ref TEXT NOT NULL, payload_hash TEXT NOT NULL, delivery_ids TEXT NOT NULL,

@@ -580,8 +580,8 @@ public:
     result<void> save(webhooks::webhook_delivery& d) override { return r_.save(d); }
     result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) override {
         return r_.select("(status IN ('Delivered', 'DeadLettered', 'Accepted') OR "
-                         "(direction = 'Inbound' AND status = 'Failed')) AND updated_at < ?",
-                         {to_unix_ms(before)}, "updated_at, delivery_id", clamp_limit(limit));
+                         "(direction = 'Inbound' AND status = 'Failed')) AND last_attempt_at < ?",
+                         {to_unix_ms(before)}, "last_attempt_at, delivery_id", clamp_limit(limit));
     }
     result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before, std::size_t limit) override {
         return r_.select("payload_ref IS NOT NULL AND created_at < ?", {to_unix_ms(before)}, "created_at, delivery_id",
@@ -885,7 +885,8 @@ public:
     result<std::vector<std::string>> tenants() override {
         std::vector<std::string> out;
         auto r = with_reader([&](database& db) -> result<void> {
-            auto st = db.prepare("SELECT tenant_id FROM connections UNION SELECT tenant_id FROM credentials ORDER BY 1");
+            auto st = db.prepare("SELECT tenant_id FROM connections UNION SELECT tenant_id FROM credentials "
+                                 "UNION SELECT tenant_id FROM subscriptions ORDER BY 1");
             if (!st) return st.error();
             while (true) {
                 auto more = (*st)->step();
