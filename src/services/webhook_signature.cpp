@@ -116,9 +116,10 @@ result<void> verify(secret_bytes const& secret, std::string_view webhook_id, std
 
     auto const s = secret.view();
     auto const content = signed_content(webhook_id, ts, body);
-    std::string expected;  // v1: the whole "v1,<base64>" entry
+    bool const symmetric = s.starts_with(symmetric_prefix);
+    std::string expected;                   // v1: the whole "v1,<base64>" entry
     std::vector<unsigned char> public_key;  // v1a
-    if (s.starts_with(symmetric_prefix)) {
+    if (symmetric) {
         auto key = decode_key(s, symmetric_prefix, 24, 64);
         if (!key) return key.error();
         expected = v1(*key, content);
@@ -137,7 +138,7 @@ result<void> verify(secret_bytes const& secret, std::string_view webhook_id, std
         auto const entry = signature_header.substr(0, space);
         signature_header.remove_prefix(space == std::string_view::npos ? signature_header.size() : space + 1);
         // Every entry is looked at, so the time does not say which one matched.
-        if (!expected.empty()) {
+        if (symmetric) {
             matched |= crypto::equal_constant_time(entry, expected);
         } else if (entry.starts_with("v1a,")) {
             if (auto sig = crypto::from_base64(entry.substr(4)))

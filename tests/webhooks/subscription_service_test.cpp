@@ -9,6 +9,7 @@
 
 #include "storage/fixtures.hpp"
 #include "support/base64.hpp"
+#include "support/loopback_server.hpp"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
@@ -184,6 +185,17 @@ TEST_F(subscription_service_test, endpoints_that_resolve_or_point_to_internal_ad
         EXPECT_EQ(service_.subscribe(ctx_, spec(url)).error(), errc::egress_denied) << url;
     EXPECT_EQ(stored_subscriptions(ctx_), 0u);
     EXPECT_TRUE(outbox_types().empty());
+}
+
+TEST_F(subscription_service_test, a_listener_standing_in_for_a_refused_endpoint_is_never_contacted) {
+    support::loopback_server listener;
+    auto const port = ":" + std::to_string(listener.port());
+    for (auto const& url : {"https://loopback.customer.example" + port + "/hook", "https://mapped.customer.example" + port + "/hook",
+                            "http://loopback.customer.example" + port + "/hook", "http://127.0.0.1" + port + "/hook",
+                            "https://[::ffff:127.0.0.1]" + port + "/hook"})
+        EXPECT_EQ(service_.subscribe(ctx_, spec(url)).error(), errc::egress_denied) << url;
+    EXPECT_EQ(listener.accepted(), 0);
+    EXPECT_TRUE(listener.requests().empty());
 }
 
 TEST_F(subscription_service_test, other_schemes_userinfo_and_plain_http_without_an_allow_list_are_refused) {
