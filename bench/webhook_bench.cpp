@@ -16,11 +16,11 @@
 
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
-#include <boost/json/parse.hpp>
 #include <curl/curl.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
+#include <boost/json/parse.hpp>
 
 #include <chrono>
 #include <filesystem>
@@ -89,7 +89,8 @@ receiver& server() {
     return r;
 }
 
-std::string const payload = R"({"type":"order.paid","data":{"orderId":"o-123456","amount":4200,"currency":"EUR","customer":"c-42"}})";
+std::string const payload =
+    R"({"type":"order.paid","data":{"orderId":"o-123456","amount":4200,"currency":"EUR","customer":"c-42"}})";
 
 struct world {
     std::filesystem::path dir = std::filesystem::temp_directory_path() / "integration-webhook-bench";
@@ -105,30 +106,38 @@ struct world {
     std::unique_ptr<webhooks::delivery_worker> worker;
     std::unique_ptr<webhooks::publisher> publisher;
 
-    explicit world(std::size_t subscriptions) {
+    explicit world(std::size_t subscriptions, durability recording = durability::deferred) {
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
         store = storage::open_sqlite_store({.path = (dir / "i.db").string()}).value();
         blobs = blobs::open_sqlite_blob_store({.path = (dir / "b.db").string()}).value();
-        vault = credentials::open_local_secret_store({.path = (dir / "s.db").string(), .key_file = (dir / "k").string(), .key_env = ""}).value();
+        vault = credentials::open_local_secret_store(
+                    {.path = (dir / "s.db").string(), .key_file = (dir / "k").string(), .key_env = ""})
+                    .value();
         dns.add("hooks.bench.test", {*net::ip_address::parse("127.0.0.1")});
         auto ref = vault->put(ctx.tenant_id, "whsec", secret_bytes("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")).value();
         auto now = system_clock::instance().now();
-        store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-                 for (std::size_t i = 0; i < subscriptions; ++i) {
-                     auto s = webhooks::webhook_subscription::create(
-                                  ctx, now,
-                                  {.project_id = "p", .event_type = "order.*",
-                                   .endpoint_url = "http://hooks.bench.test:" + std::to_string(server().port()) + "/hook",
-                                   .signing_secret_ref = ref.uri()})
-                                  .value();
-                     if (auto r = uow.subscriptions().save(s); !r) return r;
-                     subs.push_back(std::move(s));
-                 }
-                 return {};
-             }).value();
-        worker = std::make_unique<webhooks::delivery_worker>(*store, *vault, *blobs, *transport, http::egress_hop_check(policy, dns),
-                                                             limits, system_clock::instance());
+        store
+            ->transact(ctx,
+                       [&](storage::unit_of_work& uow) -> result<void> {
+                           for (std::size_t i = 0; i < subscriptions; ++i) {
+                               auto s = webhooks::webhook_subscription::create(
+                                            ctx, now,
+                                            {.project_id = "p",
+                                             .event_type = "order.*",
+                                             .endpoint_url =
+                                                 "http://hooks.bench.test:" + std::to_string(server().port()) + "/hook",
+                                             .signing_secret_ref = ref.uri()})
+                                            .value();
+                               if (auto r = uow.subscriptions().save(s); !r) return r;
+                               subs.push_back(std::move(s));
+                           }
+                           return {};
+                       })
+            .value();
+        worker = std::make_unique<webhooks::delivery_worker>(
+            *store, *vault, *blobs, *transport, http::egress_hop_check(policy, dns), limits, system_clock::instance(),
+            webhooks::delivery_worker_options{.recording = recording});
         publisher = std::make_unique<webhooks::publisher>(*store, *blobs, system_clock::instance());
     }
 
@@ -137,13 +146,18 @@ struct world {
         auto now = system_clock::instance().now();
         auto event = new_id("evt", now);
         auto ref = blobs->put(ctx.tenant_id, "webhooks/events/" + event, payload).value();
-        store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-                 for (std::size_t i = 0; i < n; ++i) {
-                     auto d = webhooks::webhook_delivery::outbound(ctx, now, subs.front(), "order.paid", event + "-" + std::to_string(i), ref).value();
-                     if (auto r = uow.deliveries().save(d); !r) return r;
-                 }
-                 return {};
-             }).value();
+        store
+            ->transact(ctx,
+                       [&](storage::unit_of_work& uow) -> result<void> {
+                           for (std::size_t i = 0; i < n; ++i) {
+                               auto d = webhooks::webhook_delivery::outbound(ctx, now, subs.front(), "order.paid",
+                                                                             event + "-" + std::to_string(i), ref)
+                                            .value();
+                               if (auto r = uow.deliveries().save(d); !r) return r;
+                           }
+                           return {};
+                       })
+            .value();
     }
 
     /** Runs the worker until `n` more deliveries were recorded as Delivered. */
@@ -160,19 +174,26 @@ struct world {
 
 constexpr std::size_t batch = 2'000;
 
-void worker_deliveries(benchmark::State& state) {
-    world w(1);
+void worker_deliveries(benchmark::State& state, durability recording) {
+    world w(1, recording);
+    double commits = 0;
     for (auto _ : state) {
         state.PauseTiming();
         w.enqueue(batch);
+        auto c0 = storage::sqlite_store_stats(*w.store).value().commits;
         state.ResumeTiming();
         if (!w.deliver(batch)) state.SkipWithError("deliveries failed");
+        commits += static_cast<double>(storage::sqlite_store_stats(*w.store).value().commits - c0);
     }
+    state.counters["commits"] = benchmark::Counter(commits, benchmark::Counter::kAvgIterations);
     state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
 }
-BENCHMARK(worker_deliveries)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(worker_deliveries, deferred, durability::deferred)->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK_CAPTURE(worker_deliveries, immediate, durability::immediate)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-std::size_t discard(char*, std::size_t size, std::size_t n, void*) { return size * n; }
+std::size_t discard(char*, std::size_t size, std::size_t n, void*) {
+    return size * n;
+}
 
 // The same bodies and headers (a precomputed signature) posted one after another on one
 // keep-alive connection: libcurl at its simplest, with nothing leased, signed or recorded.
@@ -198,8 +219,8 @@ void raw_curl(benchmark::State& state) {
 }
 BENCHMARK(raw_curl)->Unit(benchmark::kMillisecond)->UseRealTime();
 
-// One event published to 1,000 matching subscriptions (one transaction: the event, its payload
-// reference and 1,000 deliveries), then sent and recorded by the worker. The counters split the
+// One event published to 1,000 matching subscriptions (the payload blob, then one transaction
+// with the event and its 1,000 deliveries), then sent and recorded by the worker. The counters split the
 // time and the SQLite commits between the publish and the deliveries.
 void fan_out(benchmark::State& state) {
     world w(1'000);
@@ -209,7 +230,8 @@ void fan_out(benchmark::State& state) {
     for (auto _ : state) {
         auto c0 = commits();
         auto t0 = std::chrono::steady_clock::now();
-        auto pub = w.publisher->publish(w.ctx, "order.paid", boost::json::parse(payload), "bench-" + std::to_string(++n));
+        auto pub =
+            w.publisher->publish(w.ctx, "order.paid", boost::json::parse(payload), "bench-" + std::to_string(++n));
         if (!pub || pub->delivery_ids.size() != 1'000) state.SkipWithError("publish failed");
         auto c1 = commits();
         auto t1 = std::chrono::steady_clock::now();

@@ -8,8 +8,8 @@
 #include <unistd.h>
 
 #include <algorithm>
-#include <cstdio>
 #include <condition_variable>
+#include <cstdio>
 #include <map>
 #include <mutex>
 #include <optional>
@@ -28,7 +28,8 @@ using steady = std::chrono::steady_clock;
 
 constexpr milliseconds longest_timeout{120'000};  // the bound subscription_attempt_policy::timeout_ms accepts
 constexpr char const* user_agent = "integration-webhooks/1";
-constexpr int max_record_tries = 3;  // a subscription saved by someone else meanwhile: reload and record again
+constexpr int max_record_tries = 3;      // a subscription saved by someone else meanwhile: reload and record again
+constexpr milliseconds record_wait{50};  // the longest a finished send waits to be recorded with others
 
 /** What happened to one leased delivery, waiting to be recorded by the worker's thread. */
 struct outcome {
@@ -86,9 +87,23 @@ struct delivery_worker::state {
 
     std::mutex mutex;
     std::condition_variable cv;
-    std::vector<outcome> finished;  // guarded by mutex
-    std::size_t in_flight = 0;      // guarded by mutex
-    bool woken = false;             // guarded by mutex
+    std::vector<outcome> finished;      // guarded by mutex
+    steady::time_point finished_since;  // guarded by mutex: when the oldest unrecorded outcome came
+    std::size_t in_flight = 0;          // guarded by mutex
+    bool woken = false;                 // guarded by mutex
+    bool more_due = false;              // the last claim was full: more may be due once slots free up
+    std::size_t quarter = 1;            // claims and records wait for this many, so each is one batch
+
+    // Whether the finished outcomes are worth a transaction now (mutex held).
+    bool record_ready() const {
+        return !finished.empty() &&
+               (finished.size() >= quarter || in_flight == 0 || steady::now() - finished_since >= record_wait);
+    }
+    // Whether enough slots are free to lease another batch (mutex held).
+    bool claim_ready() const {
+        auto free = options.max_in_flight - std::min(in_flight, options.max_in_flight);
+        return free > 0 && (in_flight == 0 || free >= quarter);
+    }
 
     // Per-sweep caches: one event fanned out to many subscriptions shares its payload, and one
     // subscription's deliveries share their secrets.
@@ -99,6 +114,7 @@ struct delivery_worker::state {
     void hand_over(outcome o, bool was_in_flight) {
         {
             std::lock_guard lock(mutex);
+            if (finished.empty()) finished_since = steady::now();
             finished.push_back(std::move(o));
             if (was_in_flight) stats.in_flight.store(--in_flight);
         }
@@ -130,7 +146,7 @@ struct delivery_worker::state {
     }
 
     void start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now);
-    result<std::size_t> record_finished();
+    result<std::size_t> record_finished(bool all);
     result<void> record_tenant(std::string const& tenant, std::vector<outcome*> const& items);
 };
 
@@ -148,8 +164,10 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
             // The k-th delivery refused in this sweep waits k more token intervals, so a backlog
             // comes back at the subscription's rate instead of all at the next refill.
             auto k = deferred[sub.id()]++;
-            auto spread = std::chrono::duration_cast<milliseconds>(std::chrono::duration<double>(static_cast<double>(k) / static_cast<double>(*per_second)));
-            o.defer_until = now + std::max(milliseconds(1), std::chrono::ceil<milliseconds>(token.retry_after)) + spread;
+            auto spread = std::chrono::duration_cast<milliseconds>(
+                std::chrono::duration<double>(static_cast<double>(k) / static_cast<double>(*per_second)));
+            o.defer_until =
+                now + std::max(milliseconds(1), std::chrono::ceil<milliseconds>(token.retry_after)) + spread;
             hand_over(std::move(o), false);
             return;
         }
@@ -169,7 +187,10 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     if (!signature) return fail_now("the delivery could not be signed");
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
     auto pin = check(sub.data().endpoint_url);
-    if (!pin) return fail_now("egress denied: " + pin.error().detail());
+    if (!pin)
+        return fail_now(
+            (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
+            pin.error().detail());
 
     http::request r{.method = "POST",
                     .url = sub.data().endpoint_url,
@@ -259,8 +280,10 @@ result<void> delivery_worker::state::record_tenant(std::string const& tenant, st
                 if (s.error() == errc::conflict) continue;
                 return s;
             }
-            if (ok) ++delivered;
-            else ++failed;
+            if (ok)
+                ++delivered;
+            else
+                ++failed;
             if (d.status() == delivery_status::dead_lettered) {
                 ++dead;
                 auto last = d.data().delivery_attempts.back();
@@ -269,9 +292,11 @@ result<void> delivery_worker::state::record_tenant(std::string const& tenant, st
                     last.http_status ? "http_" + std::to_string(*last.http_status) : "delivery_failed",
                     gone ? "the endpoint answered 410 Gone; the subscription was deactivated"
                          : "delivery dead-lettered after " + std::to_string(d.data().attempts) + " attempts; last: " +
-                               (last.http_status ? "HTTP " + std::to_string(*last.http_status) : last.error.value_or("no answer")),
+                               (last.http_status ? "HTTP " + std::to_string(*last.http_status)
+                                                 : last.error.value_or("no answer")),
                     failures::next_action::dead_letter, std::nullopt};
-                auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
+                auto f =
+                    failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
                 if (!f) return f.error();
                 if (auto s = uow.failures().save(*f); !s) return s;
             }
@@ -291,9 +316,7 @@ result<void> delivery_worker::state::record_tenant(std::string const& tenant, st
     };
     result<void> r;
     for (int i = 0; i < max_record_tries; ++i) {
-        // Deferred durability: a commit lost to a power cut only sends those deliveries again
-        // (the receiver deduplicates on webhook-id), and batches share one fsync.
-        r = store.transact(ctx, work, durability::deferred);
+        r = store.transact(ctx, work, options.recording);
         if (r || r.error() != errc::conflict) break;
     }
     if (!r) return r;
@@ -304,11 +327,11 @@ result<void> delivery_worker::state::record_tenant(std::string const& tenant, st
     return {};
 }
 
-result<std::size_t> delivery_worker::state::record_finished() {
+result<std::size_t> delivery_worker::state::record_finished(bool all) {
     std::vector<outcome> batch;
     {
         std::lock_guard lock(mutex);
-        batch.swap(finished);
+        if (all || record_ready()) batch.swap(finished);
     }
     if (batch.empty()) return std::size_t{0};
     std::map<std::string, std::vector<outcome*>> by_tenant;
@@ -321,11 +344,14 @@ result<std::size_t> delivery_worker::state::record_finished() {
 }
 
 delivery_worker::delivery_worker(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
-                                 http::transport& transport, http::hop_check check, resilience::rate_limit_store& limits,
-                                 clock const& clock, delivery_worker_options options)
+                                 http::transport& transport, http::hop_check check,
+                                 resilience::rate_limit_store& limits, clock const& clock,
+                                 delivery_worker_options options)
     : s_(new state{store, secrets, blobs, transport, std::move(check), limits, clock, std::move(options)}) {
     if (s_->options.owner.empty()) s_->options.owner = default_owner();
     s_->options.max_in_flight = std::max<std::size_t>(s_->options.max_in_flight, 1);
+    s_->options.batch = std::max<std::size_t>(s_->options.batch, 1);
+    s_->quarter = std::max<std::size_t>(std::min(s_->options.batch, s_->options.max_in_flight) / 4, 1);
 }
 
 delivery_worker::~delivery_worker() {
@@ -336,21 +362,27 @@ delivery_worker::~delivery_worker() {
 
 result<std::size_t> delivery_worker::sweep() {
     auto& s = *s_;
-    if (auto r = s.record_finished(); !r) return r.error();
+    if (auto r = s.record_finished(false); !r) return r.error();
     std::size_t free;
     {
         std::lock_guard lock(s.mutex);
+        if (!s.claim_ready()) return std::size_t{0};
         free = s.options.max_in_flight - std::min(s.in_flight, s.options.max_in_flight);
     }
-    if (free == 0) return std::size_t{0};
     auto now = s.clock_.now();
     if (auto oldest = s.store.oldest_due_delivery(); oldest && *oldest)
-        s.stats.lag_ms.store(std::max<std::int64_t>(0, std::chrono::duration_cast<milliseconds>(now - **oldest).count()));
+        s.stats.lag_ms.store(
+            std::max<std::int64_t>(0, std::chrono::duration_cast<milliseconds>(now - **oldest).count()));
     else if (oldest)
         s.stats.lag_ms.store(0);
-    auto claimed = s.store.claim_deliveries(now, s.options.owner, now + longest_timeout + s.options.lease_margin,
-                                            std::min(free, std::max<std::size_t>(s.options.batch, 1)));
+    auto limit = std::min(free, s.options.batch);
+    auto claimed =
+        s.store.claim_deliveries(now, s.options.owner, now + longest_timeout + s.options.lease_margin, limit);
     if (!claimed) return claimed.error();
+    {
+        std::lock_guard lock(s.mutex);
+        s.more_due = claimed->size() == limit;
+    }
     if (claimed->empty()) return std::size_t{0};
 
     std::map<std::string, std::vector<storage::claimed_delivery*>> by_tenant;
@@ -358,16 +390,17 @@ result<std::size_t> delivery_worker::sweep() {
     std::size_t started = 0;
     for (auto& [tenant, items] : by_tenant) {
         std::unordered_map<std::string, std::optional<webhook_subscription>> subs;
-        auto read = s.store.read(request_context::for_tenant(tenant, "delivery-worker"), [&](storage::unit_of_work& uow) -> result<void> {
-            for (auto* c : items) {
-                auto id = c->delivery.data().subscription_id.value_or("");
-                if (subs.contains(id)) continue;
-                auto sub = uow.subscriptions().find(id);
-                if (!sub && sub.error() != errc::not_found) return sub.error();
-                subs.emplace(id, sub ? std::optional(std::move(*sub)) : std::nullopt);
-            }
-            return {};
-        });
+        auto read = s.store.read(request_context::for_tenant(tenant, "delivery-worker"),
+                                 [&](storage::unit_of_work& uow) -> result<void> {
+                                     for (auto* c : items) {
+                                         auto id = c->delivery.data().subscription_id.value_or("");
+                                         if (subs.contains(id)) continue;
+                                         auto sub = uow.subscriptions().find(id);
+                                         if (!sub && sub.error() != errc::not_found) return sub.error();
+                                         subs.emplace(id, sub ? std::optional(std::move(*sub)) : std::nullopt);
+                                     }
+                                     return {};
+                                 });
         if (!read) continue;  // this tenant's leases lapse; its deliveries are claimed again later
         for (auto* c : items) {
             auto const& sub = subs[c->delivery.data().subscription_id.value_or("")];
@@ -387,7 +420,7 @@ result<std::size_t> delivery_worker::drain() {
         std::unique_lock lock(s_->mutex);
         s_->cv.wait(lock, [&] { return s_->in_flight == 0; });
     }
-    return s_->record_finished();
+    return s_->record_finished(true);
 }
 
 void delivery_worker::run(std::atomic<bool> const& stop) {
@@ -396,7 +429,9 @@ void delivery_worker::run(std::atomic<bool> const& stop) {
         auto started = sweep();
         if (started && *started > 0) continue;
         std::unique_lock lock(s.mutex);
-        s.cv.wait_for(lock, s.options.idle_poll, [&] { return s.woken || !s.finished.empty() || stop.load(); });
+        auto wait = s.finished.empty() ? s.options.idle_poll : std::min(s.options.idle_poll, record_wait);
+        s.cv.wait_for(lock, wait,
+                      [&] { return s.woken || stop.load() || s.record_ready() || (s.more_due && s.claim_ready()); });
         s.woken = false;
     }
     // Sends in flight are cancelled rather than waited for (an endpoint may hang until its
@@ -414,6 +449,8 @@ void delivery_worker::notify() noexcept {
     s_->cv.notify_all();
 }
 
-delivery_stats const& delivery_worker::stats() const noexcept { return s_->stats; }
+delivery_stats const& delivery_worker::stats() const noexcept {
+    return s_->stats;
+}
 
 }  // namespace integration::webhooks

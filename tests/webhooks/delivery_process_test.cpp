@@ -49,7 +49,9 @@ int wait_probe(pid_t pid) {
     return -1;
 }
 
-std::string url_of(keep_alive_server const& s) { return "http://127.0.0.1:" + std::to_string(s.port()) + "/hook"; }
+std::string url_of(keep_alive_server const& s) {
+    return "http://127.0.0.1:" + std::to_string(s.port()) + "/hook";
+}
 
 TEST(delivery_process, a_worker_killed_after_the_answer_and_before_the_commit_sends_again_and_records_once) {
     temp_dir dir;

@@ -30,13 +30,15 @@ namespace {
 using namespace std::chrono_literals;
 using webhooks::delivery_status;
 
-std::string answer(int status, std::string const& extra = "") { return http_answer_bytes(status, "{\"ok\":true}", extra); }
+std::string answer(int status, std::string const& extra = "") {
+    return http_answer_bytes(status, "{\"ok\":true}", extra);
+}
 
 class delivery_worker_test : public ::testing::Test {
 protected:
     webhooks::delivery_worker make_worker(webhooks::delivery_worker_options o = {}) {
-        return webhooks::delivery_worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, w_.hop_check(), w_.limits, w_.clock,
-                                         std::move(o));
+        return webhooks::delivery_worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, w_.hop_check(), w_.limits,
+                                         w_.clock, std::move(o));
     }
 
     /** Sends what is due now and records every outcome. */
@@ -83,7 +85,8 @@ TEST_F(delivery_worker_test, a_due_delivery_is_signed_sent_and_recorded_as_deliv
 }
 
 TEST_F(delivery_worker_test, failures_follow_the_default_schedule_with_jitter_then_dead_letter_with_a_failure) {
-    keep_alive_server receiver([](received_request const&) { return http_answer_bytes(500, std::string(10'000, 'e')); });
+    keep_alive_server receiver(
+        [](received_request const&) { return http_answer_bytes(500, std::string(10'000, 'e')); });
     auto sub = w_.subscribe(w_.url(receiver.port()));
     auto id = w_.deliver(sub);
     auto worker = make_worker();
@@ -123,9 +126,12 @@ TEST_F(delivery_worker_test, the_receivers_retry_after_wins_in_seconds_or_as_a_d
     std::string date;
     keep_alive_server receiver([&](received_request const&) {
         switch (n++) {
-        case 0: return answer(503, "Retry-After: 120\r\n");
-        case 1: return answer(429, "Retry-After: " + date + "\r\n");
-        default: return answer(503, "Retry-After: 86400\r\n");
+            case 0:
+                return answer(503, "Retry-After: 120\r\n");
+            case 1:
+                return answer(429, "Retry-After: " + date + "\r\n");
+            default:
+                return answer(503, "Retry-After: 86400\r\n");
         }
     });
     auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) {

@@ -50,7 +50,8 @@ private:
 
 /** An IMF-fixdate, as a receiver writes in Retry-After. */
 inline std::string http_date(time_point t) {
-    auto secs = std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::system_clock::duration>(t));
+    auto secs =
+        std::chrono::system_clock::to_time_t(std::chrono::time_point_cast<std::chrono::system_clock::duration>(t));
     std::tm tm{};
     ::gmtime_r(&secs, &tm);
     char buf[64];
@@ -82,10 +83,8 @@ struct delivery_world {
     webhooks::webhook_subscription subscribe(std::string const& endpoint,
                                              std::function<void(webhooks::subscription_spec&)> const& adjust = {}) {
         auto ref = must(vault->put(ctx.tenant_id, "whsec-" + std::to_string(++n), secret_bytes(secret)));
-        webhooks::subscription_spec spec{.project_id = "proj-1",
-                                         .event_type = "order.*",
-                                         .endpoint_url = endpoint,
-                                         .signing_secret_ref = ref.uri()};
+        webhooks::subscription_spec spec{
+            .project_id = "proj-1", .event_type = "order.*", .endpoint_url = endpoint, .signing_secret_ref = ref.uri()};
         if (adjust) adjust(spec);
         auto s = must(webhooks::webhook_subscription::create(ctx, clock.now(), spec));
         must(store->transact(ctx, [&](storage::unit_of_work& uow) { return uow.subscriptions().save(s); }));
@@ -109,20 +108,25 @@ struct delivery_world {
         }));
         return ids;
     }
-    std::string deliver(webhooks::webhook_subscription const& sub, std::string const& payload = R"({"orderId":"o-1"})") {
+    std::string deliver(webhooks::webhook_subscription const& sub,
+                        std::string const& payload = R"({"orderId":"o-1"})") {
         return deliver_many(sub, 1, payload).at(0);
     }
 
     webhooks::webhook_delivery delivery(std::string const& id) {
-        return must(storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); }));
+        return must(
+            storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); }));
     }
     webhooks::webhook_subscription subscription(std::string const& id) {
-        return must(storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.subscriptions().find(id); }));
+        return must(
+            storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.subscriptions().find(id); }));
     }
     std::vector<failures::integration_failure> failures_of(std::string const& delivery_id) {
-        return must(storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) {
-                        return uow.failures().list({.delivery_id = delivery_id}, {});
-                    })).items;
+        return must(storage::read_for(*store, ctx,
+                                      [&](storage::unit_of_work& uow) {
+                                          return uow.failures().list({.delivery_id = delivery_id}, {});
+                                      }))
+            .items;
     }
     void replay(std::string const& id) {
         must(store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {

@@ -9,6 +9,7 @@
  *  wins), 410 Gone (the subscription deactivates), or DeadLettered after the last attempt.
  */
 
+#include <integration/core/durability.hpp>
 #include <integration/outbound/redirects.hpp>
 #include <integration/ports/blob_store.hpp>
 #include <integration/ports/clock.hpp>
@@ -37,6 +38,9 @@ struct delivery_worker_options {
     std::int64_t disable_after = 20;       ///< Consecutive failed attempts that disable a subscription; 0: never.
     std::size_t response_excerpt = 4'096;  ///< Bytes of the receiver's answer kept per attempt.
     double jitter = 0.2;                   ///< Each retry delay is scaled by a random factor in [1 - j, 1 + j].
+    /** How the outcomes are committed (one transaction per tenant per sweep). Deferred by default:
+     *  a commit lost to a power cut only sends those deliveries again, with the same webhook-id. */
+    durability recording = durability::deferred;
 };
 
 /** What the worker has done since it started (for metrics). */
@@ -70,7 +74,9 @@ public:
     delivery_worker& operator=(delivery_worker const&) = delete;
 
     /** Records the sends that finished, then leases due deliveries (up to the free in-flight
-     *  slots) and starts them. Returns how many it started. */
+     *  slots) and starts them. Returns how many it started. While sends are in flight, both wait
+     *  for a quarter of a batch (finished outcomes, free slots), so each transaction carries many
+     *  deliveries; an outcome waits at most 50 ms to be recorded. */
     result<std::size_t> sweep();
     /** Waits until nothing is in flight and records every outcome. Returns how many it recorded. */
     result<std::size_t> drain();

@@ -63,7 +63,8 @@ T must(result<T> r, char const* what) {
 
 int main(int argc, char** argv) {
     if (argc < 2) {
-        std::fprintf(stderr, "usage: delivery_probe DIR [--kill-after-answer] [--clock-offset-ms N] [--max-in-flight N]\n");
+        std::fprintf(stderr,
+                     "usage: delivery_probe DIR [--kill-after-answer] [--clock-offset-ms N] [--max-in-flight N]\n");
         return 2;
     }
     std::string dir = argv[1];
@@ -71,9 +72,12 @@ int main(int argc, char** argv) {
     std::chrono::milliseconds offset{0};
     std::size_t max_in_flight = 64;
     for (int i = 2; i < argc; ++i) {
-        if (std::strcmp(argv[i], "--kill-after-answer") == 0) kill_after_answer = true;
-        else if (std::strcmp(argv[i], "--clock-offset-ms") == 0 && i + 1 < argc) offset = std::chrono::milliseconds(std::stoll(argv[++i]));
-        else if (std::strcmp(argv[i], "--max-in-flight") == 0 && i + 1 < argc) max_in_flight = std::stoul(argv[++i]);
+        if (std::strcmp(argv[i], "--kill-after-answer") == 0)
+            kill_after_answer = true;
+        else if (std::strcmp(argv[i], "--clock-offset-ms") == 0 && i + 1 < argc)
+            offset = std::chrono::milliseconds(std::stoll(argv[++i]));
+        else if (std::strcmp(argv[i], "--max-in-flight") == 0 && i + 1 < argc)
+            max_in_flight = std::stoul(argv[++i]);
     }
     offset_clock clock(offset);
     auto store = must(storage::open_sqlite_store({.path = dir + "/i.db", .clock = &clock}), "store");
@@ -87,8 +91,8 @@ int main(int argc, char** argv) {
     net::system_resolver dns;
     net::egress_policy policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}};
     resilience::rate_limiter limits(clock);
-    webhooks::delivery_worker worker(*store, *vault, *blobs, transport, http::egress_hop_check(policy, dns), limits, clock,
-                                     {.max_in_flight = max_in_flight, .batch = max_in_flight});
+    webhooks::delivery_worker worker(*store, *vault, *blobs, transport, http::egress_hop_check(policy, dns), limits,
+                                     clock, {.max_in_flight = max_in_flight, .batch = max_in_flight});
     auto bound = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (std::chrono::steady_clock::now() < bound) {
         auto started = must(worker.sweep(), "sweep");
