@@ -89,7 +89,8 @@ void build_services(impl& p) {
     auto hops = http::egress_hop_check(o.egress, *p.resolver);
     p.subscriptions =
         std::make_unique<webhooks::subscription_service>(*p.store, *p.secrets, hops, clock, o.webhooks.subscriptions);
-    p.publisher = std::make_unique<webhooks::publisher>(*p.store, *p.blobs, clock);
+    // A publish wakes the delivery worker, which otherwise claims every `idle_poll`.
+    p.publisher = std::make_unique<webhooks::publisher>(*p.store, *p.blobs, clock, [&p] { p.delivery->notify(); });
     p.delivery_limits.emplace(clock);
     p.delivery = std::make_unique<webhooks::delivery_worker>(*p.store, *p.secrets, *p.blobs, *p.transport, hops,
                                                              *p.delivery_limits, clock, o.webhooks.delivery);
@@ -97,9 +98,7 @@ void build_services(impl& p) {
     // after every handler succeeded, and fan_out is idempotent per event, so an event is fanned out
     // at least once and delivered once per subscription, across crashes.
     p.events.subscribe("*", [&p](events::event_envelope const& e) -> result<void> {
-        auto fanned = p.publisher->fan_out(e);
-        if (!fanned) return fanned.error();
-        if (!fanned->delivery_ids.empty()) p.delivery->notify();
+        if (auto fanned = p.publisher->fan_out(e); !fanned) return fanned.error();
         return {};
     });
 }

@@ -75,10 +75,16 @@ result<publication> record(storage::store& store, blobs::blob_store& blobs, cloc
     return repeat_of(*earlier, event.payload_hash);
 }
 
+/** Calls `on_due` when `r` created deliveries, which are due now. */
+result<publication> due(result<publication> r, std::function<void()> const& on_due) {
+    if (r && !r->repeated && !r->delivery_ids.empty() && on_due) on_due();
+    return r;
+}
+
 }  // namespace
 
-publisher::publisher(storage::store& store, blobs::blob_store& blobs, clock const& clock)
-    : store_(store), blobs_(blobs), clock_(clock) {}
+publisher::publisher(storage::store& store, blobs::blob_store& blobs, clock const& clock, std::function<void()> on_due)
+    : store_(store), blobs_(blobs), clock_(clock), on_due_(std::move(on_due)) {}
 
 result<publication> publisher::publish(request_context const& ctx, std::string const& event_type,
                                        boost::json::value const& payload, std::optional<std::string> idempotency_key) {
@@ -101,7 +107,7 @@ result<publication> publisher::publish(request_context const& ctx, std::string c
     e.event_type = event_type;
     e.idempotency_key = std::move(idempotency_key);
     e.payload_hash = std::move(hash);
-    return record(store_, blobs_, clock_, ctx, std::move(e), payload, text);
+    return due(record(store_, blobs_, clock_, ctx, std::move(e), payload, text), on_due_);
 }
 
 result<publication> publisher::fan_out(events::event_envelope const& event) {
@@ -131,7 +137,7 @@ result<publication> publisher::fan_out(events::event_envelope const& event) {
     e.event_id = event.event_id;
     e.event_type = event.event_type;
     e.payload_hash = crypto::sha256_hex(text);
-    return record(store_, blobs_, clock_, ctx, std::move(e), payload, text);
+    return due(record(store_, blobs_, clock_, ctx, std::move(e), payload, text), on_due_);
 }
 
 result<webhook_delivery> publisher::find(request_context const& ctx, std::string const& delivery_id) {
@@ -144,7 +150,7 @@ result<storage::page<webhook_delivery>> publisher::list(request_context const& c
 }
 
 result<webhook_delivery> publisher::replay(request_context const& ctx, std::string const& delivery_id) {
-    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_delivery> {
+    auto replayed = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_delivery> {
         auto d = uow.deliveries().find(delivery_id);
         if (!d) return d.error();
         if (d->data().direction != delivery_direction::outbound)
@@ -158,6 +164,8 @@ result<webhook_delivery> publisher::replay(request_context const& ctx, std::stri
         if (auto r = uow.deliveries().save(*d); !r) return r.error();
         return std::move(*d);
     });
+    if (replayed && on_due_) on_due_();
+    return replayed;
 }
 
 }  // namespace integration::webhooks

@@ -28,8 +28,9 @@ const server = http.createServer((req, res) => {
   req.on('end', () => {
     const body = Buffer.concat(chunks).toString('utf8');
     if (req.method === 'GET' && req.url === '/_received') {
-      res.writeHead(200, { 'content-type': 'application/json' });
-      res.end(JSON.stringify(received));
+      const text = JSON.stringify(received);
+      res.writeHead(200, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+      res.end(text);
       return;
     }
     const name = req.url.split('/')[1] || '';

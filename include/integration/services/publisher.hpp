@@ -15,6 +15,7 @@
 
 #include <boost/json/value.hpp>
 
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -38,7 +39,9 @@ struct publication {
  */
 class publisher {
 public:
-    publisher(storage::store& store, blobs::blob_store& blobs, clock const& clock);
+    /** `on_due`, when set, is called after a publish, fan-out or replay made deliveries due (the
+     *  platform wakes its delivery worker with it). */
+    publisher(storage::store& store, blobs::blob_store& blobs, clock const& clock, std::function<void()> on_due = {});
 
     /** Writes the payload once to the blob store and creates one Pending delivery per active
      *  subscription whose event type and filter match, with the event, in one transaction.
@@ -62,6 +65,7 @@ private:
     storage::store& store_;
     blobs::blob_store& blobs_;
     clock const& clock_;
+    std::function<void()> on_due_;
 };
 
 }  // namespace integration::webhooks
