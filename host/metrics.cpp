@@ -75,6 +75,8 @@ void host_metrics::watch_worker(worker_stats const& stats) {
     workers_[stats.name] = &stats;
 }
 
+void host_metrics::watch_outbox(std::function<events::outbox_relay_stats()> stats) { outbox_ = std::move(stats); }
+
 void host_metrics::watch_deliveries(webhooks::delivery_stats const& stats) {
     std::lock_guard lock(mutex_);
     deliveries_ = &stats;
@@ -146,6 +148,15 @@ std::string host_metrics::render(std::vector<std::pair<std::string, resilience::
            "Items the worker handled: events relayed, failures retried, credentials rotated or escalated, connections probed.");
     for (auto const& [name, w] : workers_)
         out += "integration_worker_items_total{worker=\"" + escaped(name) + "\"} " + std::to_string(w->items_total.load()) + "\n";
+    if (outbox_) {
+        auto o = outbox_();
+        header(out, "integration_outbox_failed_publications_total", "counter",
+               "Publications of outbox events that failed (each retry counts).");
+        out += "integration_outbox_failed_publications_total " + std::to_string(o.failed_attempts) + "\n";
+        header(out, "integration_outbox_dead_events_total", "counter",
+               "Outbox events parked as dead after too many failed publications (each has an IntegrationFailure).");
+        out += "integration_outbox_dead_events_total " + std::to_string(o.dead) + "\n";
+    }
     if (deliveries_) {
         auto const& d = *deliveries_;
         header(out, "integration_webhook_delivery_lag_seconds", "gauge",

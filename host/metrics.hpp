@@ -6,11 +6,13 @@
 // run statuses, event types and worker names. No tenant, key or secret ever becomes a label.
 
 #include <integration/outbound/circuit_breaker.hpp>
+#include <integration/services/outbox_relay.hpp>
 
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -46,6 +48,8 @@ public:
     void watch_worker(worker_stats const& stats);
     /** Renders the webhook delivery worker's figures; `stats` must stay valid while `render` is called. */
     void watch_deliveries(webhooks::delivery_stats const& stats);
+    /** Renders the outbox relay's failed publications and dead events, read from `stats`. */
+    void watch_outbox(std::function<events::outbox_relay_stats()> stats);
 
     /** The exposition, in Prometheus text format 0.0.4. */
     /** The exposition; `breakers` are the run service's circuit breakers by connection. */
@@ -65,6 +69,7 @@ private:
     std::map<std::string, std::uint64_t, std::less<>> events_;
     std::map<std::string, worker_stats const*, std::less<>> workers_;
     webhooks::delivery_stats const* deliveries_ = nullptr;
+    std::function<events::outbox_relay_stats()> outbox_;
     std::atomic<std::uint64_t> refused_connections_{0};
 };
 

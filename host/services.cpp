@@ -157,6 +157,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     });
     for (auto const* w : p.workers()) s->metrics.watch_worker(*w);
     s->metrics.watch_deliveries(p.delivery_worker().stats());
+    s->metrics.watch_outbox([&p] { return p.outbox_stats(); });
     s->platform = std::move(*platform);
     s->config = std::move(config);
     return s;

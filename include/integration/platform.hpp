@@ -20,6 +20,7 @@
 #include <integration/services/delivery_worker.hpp>
 #include <integration/services/failure_service.hpp>
 #include <integration/services/health_prober.hpp>
+#include <integration/services/outbox_relay.hpp>
 #include <integration/services/publisher.hpp>
 #include <integration/services/registry.hpp>
 #include <integration/services/retention_worker.hpp>
@@ -135,6 +136,8 @@ public:
     /** Sends the deliveries; its `stats()` are the figures for metrics. Runs on its own thread
      *  unless `webhooks.deliver` is false. */
     webhooks::delivery_worker& delivery_worker() noexcept;
+    /** What the outbox relay has done: events published, failed publications, events parked as dead. */
+    events::outbox_relay_stats outbox_stats() const noexcept;
 
     storage::store& store() noexcept;
     credentials::secret_store& secrets() noexcept;

@@ -236,6 +236,7 @@ events::in_process_dispatcher& platform::events() noexcept { return impl_->event
 webhooks::subscription_service& platform::subscriptions() noexcept { return *impl_->subscriptions; }
 webhooks::publisher& platform::publisher() noexcept { return *impl_->publisher; }
 webhooks::delivery_worker& platform::delivery_worker() noexcept { return *impl_->delivery; }
+events::outbox_relay_stats platform::outbox_stats() const noexcept { return impl_->relay->stats(); }
 storage::store& platform::store() noexcept { return *impl_->store; }
 credentials::secret_store& platform::secrets() noexcept { return *impl_->secrets; }
 blobs::blob_store& platform::blobs() noexcept { return *impl_->blobs; }

@@ -877,6 +877,8 @@ TEST_F(host_e2e, metrics_count_requests_by_route_pattern_with_a_histogram) {
                                  "integration_worker_last_success_timestamp_seconds"})
             EXPECT_NE(m.find(std::string("\n") + name + label + " "), std::string::npos) << name << label;
     }
+    for (auto const* name : {"integration_outbox_failed_publications_total", "integration_outbox_dead_events_total"})
+        EXPECT_NE(m.find(std::string("\n") + name + " 0\n"), std::string::npos) << name;
 }
 
 TEST_F(host_e2e, metrics_count_runs_by_final_status_without_replays) {

@@ -295,6 +295,26 @@ bool eventually(Predicate done, std::chrono::seconds within = std::chrono::secon
     return true;
 }
 
+TEST(platform_test, an_event_no_handler_accepts_is_parked_as_dead_with_a_failure_and_counted) {
+    temp_dir tmp;
+    auto options = quiet((tmp.path() / "data").string());
+    options.workers.outbox = std::chrono::milliseconds(5);
+    auto p = must(open_platform(options));
+    p->events().subscribe(std::string(events::event_type::provider_registered),
+                          [](events::event_envelope const&) -> result<void> {
+                              return error{errc::unavailable, "the subscriber is down"};
+                          });
+    auto ctx = request_context::for_tenant("t1");
+    auto provider = must(p->registry().register_provider(ctx, provider_spec()));
+    p->start();
+    ASSERT_TRUE(eventually([&] { return p->outbox_stats().dead == 1; })) << "the poison event was never parked";
+    EXPECT_GE(p->outbox_stats().failed_attempts, 10u);
+    auto failures = must(p->failures().list(ctx, {}, {}));
+    ASSERT_EQ(failures.items.size(), 1u);
+    EXPECT_EQ(failures.items[0].data().error_code, "publish_failed");
+    EXPECT_NE(failures.items[0].data().message.find(provider.id()), std::string::npos) << failures.items[0].data().message;
+}
+
 std::vector<webhooks::webhook_delivery> deliveries_of(platform& p, request_context const& ctx,
                                                       std::string const& subscription_id) {
     return must(p.publisher().list(ctx, {.subscription_id = subscription_id}, {})).items;
