@@ -12,6 +12,8 @@
 #include <integration/services/run_service.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
+#include "keep_alive_receiver.hpp"
+
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
@@ -28,53 +30,8 @@ using namespace integration;
 
 namespace {
 
-/** A thread-per-connection HTTP/1.1 keep-alive server answering 200 "ok" on loopback. */
-class keep_alive_server {
-public:
-    keep_alive_server() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        int one = 1;
-        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-        ::listen(fd_, 128);
-        socklen_t len = sizeof a;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        std::thread([this] {
-            pthread_setname_np(pthread_self(), "bench-vendor");  // inherited by the connection threads
-            while (true) {
-                int c = ::accept(fd_, nullptr, nullptr);
-                if (c < 0) return;
-                std::thread([c] {
-                    static constexpr char ok[] = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
-                    std::string pending;
-                    char buf[8192];
-                    while (true) {
-                        auto n = ::read(c, buf, sizeof buf);
-                        if (n <= 0) break;
-                        pending.append(buf, static_cast<std::size_t>(n));
-                        for (auto e = pending.find("\r\n\r\n"); e != std::string::npos; e = pending.find("\r\n\r\n")) {
-                            pending.erase(0, e + 4);
-                            (void)::write(c, ok, sizeof ok - 1);
-                        }
-                    }
-                    ::close(c);
-                }).detach();
-            }
-        }).detach();
-    }
-    std::uint16_t port() const { return port_; }
-
-private:
-    int fd_;
-    std::uint16_t port_;
-};
-
-keep_alive_server& server() {
-    static keep_alive_server s;
+bench::keep_alive_receiver& server() {
+    static bench::keep_alive_receiver s("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
     return s;
 }
 

@@ -14,6 +14,8 @@
 #include <integration/services/delivery_worker.hpp>
 #include <integration/services/publisher.hpp>
 
+#include "keep_alive_receiver.hpp"
+
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
 #include <curl/curl.h>
@@ -32,60 +34,8 @@ using namespace integration;
 
 namespace {
 
-/** A thread-per-connection HTTP/1.1 keep-alive receiver on loopback: reads each request with its
- *  Content-Length body and answers 204. */
-class receiver {
-public:
-    receiver() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        int one = 1;
-        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        sockaddr_in a{};
-        a.sin_family = AF_INET;
-        a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
-        ::listen(fd_, 512);
-        socklen_t len = sizeof a;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
-        port_ = ntohs(a.sin_port);
-        std::thread([this] {
-            while (true) {
-                int c = ::accept(fd_, nullptr, nullptr);
-                if (c < 0) return;
-                std::thread([c] { serve(c); }).detach();
-            }
-        }).detach();
-    }
-    std::uint16_t port() const { return port_; }
-
-private:
-    static void serve(int c) {
-        static constexpr char ok[] = "HTTP/1.1 204 No Content\r\n\r\n";
-        std::string pending;
-        char buf[16384];
-        while (true) {
-            auto n = ::read(c, buf, sizeof buf);
-            if (n <= 0) break;
-            pending.append(buf, static_cast<std::size_t>(n));
-            for (;;) {
-                auto e = pending.find("\r\n\r\n");
-                if (e == std::string::npos) break;
-                std::size_t body = 0;
-                auto cl = pending.find("Content-Length: ");
-                if (cl != std::string::npos && cl < e) body = std::stoul(pending.substr(cl + 16));
-                if (pending.size() < e + 4 + body) break;
-                pending.erase(0, e + 4 + body);
-                (void)::write(c, ok, sizeof ok - 1);
-            }
-        }
-        ::close(c);
-    }
-    int fd_;
-    std::uint16_t port_;
-};
-
-receiver& server() {
-    static receiver r;
+bench::keep_alive_receiver& server() {
+    static bench::keep_alive_receiver r("HTTP/1.1 204 No Content\r\n\r\n");
     return r;
 }
 
