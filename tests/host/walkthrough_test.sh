@@ -23,18 +23,25 @@ for _ in $(seq 100); do curl -fsS "$BASE/healthz" >/dev/null 2>&1 && break; slee
 # The block between the marker and the closing fence, run from the checkout with the host's binary.
 sed -n '/<!-- walkthrough -->/,/^```$/p' "$src/README.md" | sed '1,2d;$d' > "$work/walkthrough.sh"
 mkdir -p "$work/build/host" && ln -s "$host_bin" "$work/build/host/integration-host"
+# Runs pasted script $1 as $2 in a session of its own (so that a server a paste started is
+# stopped too when it fails half way), prints its output, and stops the test when it exits
+# non-zero or writes to standard error.
+paste_block() {
+  local script=$1 name=$2 pid rc=0
+  (cd "$work" && exec setsid bash -euo pipefail "$script" >"$work/$name.out" 2>"$work/$name.err") &
+  pid=$!
+  wait "$pid" || rc=$?
+  kill -- -"$pid" 2>/dev/null || true
+  cat "$work/$name.out"
+  if [[ $rc != 0 ]]; then cat "$work/$name.err"; echo "$name failed (exit $rc)"; exit 1; fi
+  if [[ -s "$work/$name.err" ]]; then cat "$work/$name.err"; echo "$name wrote errors"; exit 1; fi
+}
+
 # Pasted twice on the same data directory, as people do: each paste must succeed on its own.
 runs=()
 for paste in 1 2; do
-  # In a session of its own, so that the echo server of a paste that failed half way is stopped too.
-  (cd "$work" && exec setsid bash -euo pipefail walkthrough.sh >"$work/paste-$paste.out" 2>"$work/paste-$paste.err") &
-  paste_pid=$!
-  rc=0; wait "$paste_pid" || rc=$?
-  kill -- -"$paste_pid" 2>/dev/null || true
+  paste_block walkthrough.sh "paste-$paste"
   out=$(cat "$work/paste-$paste.out")
-  echo "$out"
-  if [[ $rc != 0 ]]; then cat "$work/paste-$paste.err"; echo "paste $paste failed (exit $rc)"; exit 1; fi
-  if [[ -s "$work/paste-$paste.err" ]]; then cat "$work/paste-$paste.err"; echo "paste $paste wrote errors"; exit 1; fi
   last=$(echo "$out" | tail -n 1)
   grep -q '"status":"Completed"' <<<"$last" || { echo "paste $paste: the run did not complete: $last"; exit 1; }
   grep -q '"runAttempts":\[{' <<<"$last" || { echo "paste $paste: the run has no attempts: $last"; exit 1; }
@@ -46,16 +53,10 @@ done
 
 # The outbound-webhooks block, pasted twice too: the receiver verifies its delivery each time.
 sed -n '/<!-- webhooks -->/,/^```$/p' "$src/README.md" | sed '1,2d;$d' > "$work/webhooks.sh"
+mkdir -p "$work/tests" && ln -sfn "$src/tests/peers" "$work/tests/peers"
 for paste in 1 2; do
-  (cd "$work" && mkdir -p tests && ln -sfn "$src/tests/peers" tests/peers &&
-   exec setsid bash -euo pipefail webhooks.sh >"$work/hooks-$paste.out" 2>"$work/hooks-$paste.err") &
-  paste_pid=$!
-  rc=0; wait "$paste_pid" || rc=$?
-  kill -- -"$paste_pid" 2>/dev/null || true
+  paste_block webhooks.sh "hooks-$paste"
   out=$(cat "$work/hooks-$paste.out")
-  echo "$out"
-  if [[ $rc != 0 ]]; then cat "$work/hooks-$paste.err"; echo "webhooks paste $paste failed (exit $rc)"; exit 1; fi
-  if [[ -s "$work/hooks-$paste.err" ]]; then cat "$work/hooks-$paste.err"; echo "webhooks paste $paste wrote errors"; exit 1; fi
   grep -q '^verified ' <<<"$out" || { echo "webhooks paste $paste: the receiver verified nothing"; exit 1; }
   last=$(echo "$out" | tail -n 1)
   grep -q '"status":"Delivered"' <<<"$last" || { echo "webhooks paste $paste: not delivered: $last"; exit 1; }
