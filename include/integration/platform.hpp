@@ -20,6 +20,7 @@
 #include <integration/services/delivery_worker.hpp>
 #include <integration/services/failure_service.hpp>
 #include <integration/services/health_prober.hpp>
+#include <integration/services/inbound_gateway.hpp>
 #include <integration/services/outbox_relay.hpp>
 #include <integration/services/publisher.hpp>
 #include <integration/services/registry.hpp>
@@ -56,6 +57,7 @@ struct webhook_options {
     bool deliver = true;
     webhooks::subscription_service_options subscriptions{};
     webhooks::delivery_worker_options delivery{};
+    webhooks::inbound_gateway_options inbound{};
 };
 
 /** Options of `open_platform`. Every member has a default: `open_platform({})` opens the embedded
@@ -136,6 +138,8 @@ public:
     /** Sends the deliveries; its `stats()` are the figures for metrics. Runs on its own thread
      *  unless `webhooks.deliver` is false. */
     webhooks::delivery_worker& delivery_worker() noexcept;
+    /** Inbound webhooks: registers a connection's scheme and secret, receives what vendors send. */
+    webhooks::inbound_gateway& inbound() noexcept;
     /** What the outbox relay has done: events published, failed publications, events parked as dead. */
     events::outbox_relay_stats outbox_stats() const noexcept;
 

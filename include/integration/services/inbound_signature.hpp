@@ -1,0 +1,104 @@
+#ifndef INTEGRATION_SERVICES_INBOUND_SIGNATURE_HPP
+#define INTEGRATION_SERVICES_INBOUND_SIGNATURE_HPP
+
+/** @file
+ *  Verifying what vendors send: the six inbound signature schemes (Standard Webhooks `v1`/`v1a`,
+ *  GitHub, Stripe, Slack, Twilio, Shopify) over the raw bytes, and the delivery's identity (the
+ *  vendor's delivery id and the canonical event type). Pure functions: no I/O, no allocation of
+ *  secrets, safe on any input (every parser is fuzzed).
+ */
+
+#include <integration/core/error.hpp>
+#include <integration/core/secret_bytes.hpp>
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+
+namespace integration::webhooks {
+
+/** The signature scheme an inbound webhook registration names. */
+enum class inbound_scheme { standard, github, stripe, slack, twilio, shopify };
+
+/** "standard", "github", "stripe", "slack", "twilio", "shopify"; anything else is
+ *  `errc::invalid_argument`. */
+result<inbound_scheme> parse_inbound_scheme(std::string_view name);
+std::string_view to_string(inbound_scheme s) noexcept;
+
+/** One request header as received; names compare case-insensitively. */
+struct header_field {
+    std::string_view name;
+    std::string_view value;
+};
+
+/** What the vendor sent, exactly as received. */
+struct inbound_request {
+    std::span<header_field const> headers;
+    std::string_view body;  ///< The raw bytes; never a re-serialised form.
+    /** The full URL the vendor called, with its query string (Twilio signs it): the configured
+     *  public base URL + the request target. */
+    std::string_view url;
+    std::string_view content_type;  ///< Twilio: form parameters are signed only for form bodies.
+};
+
+/** Why a request is refused. Stable names (see `to_string`) for metrics and problem types. */
+enum class inbound_rejection {
+    missing_signature,      ///< The scheme's signature header (or timestamp / id header) is absent.
+    malformed_signature,    ///< A header is present but cannot be parsed (no `t=`, odd hex, bad base64, ...).
+    stale_timestamp,        ///< The timestamp is outside the tolerance (either direction).
+    signature_mismatch,     ///< Well-formed, but no secret's signature matches.
+    malformed_body,         ///< Verified, but the body does not give what the scheme needs (Stripe's `id`).
+    unknown_connection,     ///< No active connection with an inbound registration has this id.
+    body_too_large,         ///< Over the configured body limit.
+    delivery_id_conflict,   ///< The vendor's delivery id was seen before with a different body.
+};
+/** "missing-signature", "malformed-signature", "stale-timestamp", "signature-mismatch",
+ *  "malformed-body", "unknown-connection", "body-too-large", "delivery-id-conflict". */
+std::string_view to_string(inbound_rejection r) noexcept;
+
+/** A refusal: the reason and a detail for logs and the problem body (never a secret, never more
+ *  than a short excerpt of the unverified request). */
+struct inbound_refusal {
+    inbound_rejection reason;
+    std::string detail;
+};
+
+/** Who the delivery is, once verified. */
+struct inbound_identity {
+    /** Dedupe key: GitHub `X-GitHub-Delivery`, Standard `webhook-id`, Shopify
+     *  `X-Shopify-Webhook-Id`, Stripe the event `id` in the body, Slack and Twilio the hex SHA-256
+     *  of timestamp (Slack) or URL (Twilio) and body. */
+    std::string provider_delivery_id;
+    /** Canonical, provider-prefixed event type: `github.pull_request.opened`,
+     *  `stripe.charge.succeeded`, `shopify.orders.create`, `slack.event_callback`,
+     *  `twilio.sms.received`, `standard.<the body's "type">` (or `standard.event`). */
+    std::string event_type;
+    /** The timestamp the signature covered (unix seconds), when the scheme has one. */
+    std::optional<std::int64_t> timestamp;
+};
+
+/** The outcome of `verify_inbound`: an identity, or a refusal. */
+struct inbound_verdict {
+    std::optional<inbound_identity> identity;  ///< Set when the request verified.
+    std::optional<inbound_refusal> refusal;    ///< Set otherwise.
+    explicit operator bool() const noexcept { return identity.has_value(); }
+};
+
+/** The smallest and largest tolerance a verifier accepts: it can be tightened or widened, never
+ *  switched off. */
+inline constexpr std::int64_t min_tolerance_s = 1;
+inline constexpr std::int64_t max_tolerance_s = 3600;
+
+/** Verifies `req` under `scheme` with any of `secrets` (several while a secret rotates; each is
+ *  compared in constant time, whatever its length) and, for schemes with a timestamp, checks it
+ *  against `now_unix` within `tolerance_s` in both directions (clamped to
+ *  [`min_tolerance_s`, `max_tolerance_s`]); then derives the identity. Standard Webhooks accepts
+ *  `webhook-*` and `svix-*` header names; a `whpk_` secret checks `v1a` Ed25519 entries. */
+inbound_verdict verify_inbound(inbound_scheme scheme, std::span<secret_bytes const> secrets, inbound_request const& req,
+                               std::int64_t now_unix, std::int64_t tolerance_s = 300);
+
+}  // namespace integration::webhooks
+
+#endif
