@@ -24,8 +24,11 @@
 #include <unistd.h>
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <filesystem>
+#include <fstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -55,6 +58,7 @@ struct world {
     std::vector<webhooks::webhook_subscription> subs;
     std::unique_ptr<webhooks::delivery_worker> worker;
     std::unique_ptr<webhooks::publisher> publisher;
+    std::uint64_t asked = 0;  // deliveries `deliver` waited for so far
 
     explicit world(std::size_t subscriptions, durability recording = durability::deferred) {
         std::filesystem::remove_all(dir);
@@ -110,9 +114,10 @@ struct world {
             .value();
     }
 
-    /** Runs the worker until `n` more deliveries were recorded as Delivered. */
+    /** Runs the worker until `n` more of the enqueued deliveries were recorded as Delivered
+     *  (counted from what was asked before: a call may record a few more than its `n`). */
     bool deliver(std::uint64_t n) {
-        auto target = worker->stats().delivered_total.load() + n;
+        auto target = (asked += n);
         for (int i = 0; i < 1'000'000 && worker->stats().delivered_total.load() < target; ++i) {
             auto started = worker->sweep();
             if (!started) return false;
@@ -199,6 +204,53 @@ void fan_out(benchmark::State& state) {
     state.SetItemsProcessed(state.iterations() * 1'000);
 }
 BENCHMARK(fan_out)->Unit(benchmark::kMillisecond)->UseRealTime();
+
+/** The process's resident set in KiB (VmRSS), and its anonymous part (RssAnon). */
+std::pair<double, double> rss_kib() {
+    std::ifstream in("/proc/self/status");
+    double rss = 0, anon = 0;
+    for (std::string line; std::getline(in, line);) {
+        if (line.rfind("VmRSS:", 0) == 0) rss = std::stod(line.substr(6));
+        if (line.rfind("RssAnon:", 0) == 0) anon = std::stod(line.substr(8));
+    }
+    return {rss, anon};
+}
+
+// A backlog of 100,000 Pending deliveries (written untimed, 10,000 per transaction), drained by
+// the worker while the process's RSS is sampled every 5,000 recorded deliveries. The counters
+// give the first sample (taken once the worker has sent its first 5,000, so that its pools,
+// connections and caches exist) and the largest, and the growth between them; every sample
+// goes to stderr.
+void backlog_rss(benchmark::State& state) {
+    constexpr std::uint64_t backlog = 100'000, every = 5'000;
+    world w(1);
+    for (std::uint64_t i = 0; i < backlog / 10'000; ++i) w.enqueue(10'000);
+    std::vector<std::pair<double, double>> samples;
+    auto started = std::chrono::steady_clock::now();
+    for (auto _ : state) {
+        for (std::uint64_t done = 0; done < backlog; done += every) {
+            if (!w.deliver(every)) state.SkipWithError("deliveries failed");
+            samples.push_back(rss_kib());
+        }
+    }
+    auto seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
+    if (samples.empty()) return;
+    auto first = samples.front();
+    auto max_rss = std::max_element(samples.begin(), samples.end())->first;
+    auto max_anon = std::max_element(samples.begin(), samples.end(),
+                                     [](auto const& a, auto const& b) { return a.second < b.second; })
+                        ->second;
+    for (std::size_t i = 0; i < samples.size(); ++i)
+        std::fprintf(stderr, "backlog_rss: %6zu delivered  rss %8.1f MiB  anon %8.1f MiB\n", (i + 1) * every,
+                     samples[i].first / 1024, samples[i].second / 1024);
+    state.counters["rss_first_mib"] = first.first / 1024;
+    state.counters["rss_max_mib"] = max_rss / 1024;
+    state.counters["rss_growth_pct"] = 100 * (max_rss - first.first) / first.first;
+    state.counters["anon_first_mib"] = first.second / 1024;
+    state.counters["anon_growth_pct"] = 100 * (max_anon - first.second) / first.second;
+    state.counters["deliveries_per_s"] = static_cast<double>(backlog) / seconds;
+}
+BENCHMARK(backlog_rss)->Iterations(1)->Unit(benchmark::kSecond)->UseRealTime();
 
 }  // namespace
 

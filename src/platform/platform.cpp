@@ -87,10 +87,12 @@ void build_services(impl& p) {
 
     // Webhook endpoints pass the same egress policy, through the same resolver, as every other call.
     auto hops = http::egress_hop_check(o.egress, *p.resolver);
-    p.subscriptions =
-        std::make_unique<webhooks::subscription_service>(*p.store, *p.secrets, hops, clock, o.webhooks.subscriptions);
-    // A publish wakes the delivery worker, which otherwise claims every `idle_poll`.
-    p.publisher = std::make_unique<webhooks::publisher>(*p.store, *p.blobs, clock, [&p] { p.delivery->notify(); });
+    // Whatever makes deliveries due (a publish, a replay, a recover, a reactivation) wakes the
+    // delivery worker, which otherwise claims every `idle_poll`.
+    auto wake = [&p] { p.delivery->notify(); };
+    p.subscriptions = std::make_unique<webhooks::subscription_service>(*p.store, *p.secrets, hops, clock,
+                                                                       o.webhooks.subscriptions, wake);
+    p.publisher = std::make_unique<webhooks::publisher>(*p.store, *p.blobs, clock, wake);
     p.delivery_limits.emplace(clock);
     p.delivery = std::make_unique<webhooks::delivery_worker>(*p.store, *p.secrets, *p.blobs, *p.transport, hops,
                                                              *p.delivery_limits, clock, o.webhooks.delivery);

@@ -50,8 +50,9 @@ error at_field(std::string_view field, error const& e) { return error{e.code(), 
 
 subscription_service::subscription_service(storage::store& store, credentials::secret_store& secrets,
                                            http::hop_check check, clock const& clock,
-                                           subscription_service_options options)
-    : store_(store), secrets_(secrets), check_(std::move(check)), clock_(clock), options_(options) {
+                                           subscription_service_options options, std::function<void()> on_due)
+    : store_(store), secrets_(secrets), check_(std::move(check)), clock_(clock), options_(options),
+      on_due_(std::move(on_due)) {
     if (!check_)  // no egress rules means no destination is known to be safe
         check_ = [](std::string_view) -> result<std::optional<http::pinned_address>> {
             return error{errc::egress_denied, "no egress check is configured for webhook endpoints"};
@@ -111,13 +112,16 @@ result<webhook_subscription> subscription_service::deactivate(request_context co
 
 result<webhook_subscription> subscription_service::reactivate(request_context const& ctx,
                                                               std::string const& subscription_id) {
-    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_subscription> {
+    auto s = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_subscription> {
         auto s = uow.subscriptions().find(subscription_id);
         if (!s) return s.error();
         if (auto r = s->reactivate(); !r) return r.error();
         if (auto r = uow.subscriptions().save(*s); !r) return r.error();
         return std::move(*s);
     });
+    // Its deliveries that waited while it was inactive are claimable again.
+    if (s && on_due_) on_due_();
+    return s;
 }
 
 result<rotated> subscription_service::rotate_secret(request_context const& ctx, std::string const& subscription_id) {
@@ -139,7 +143,7 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
 
 result<std::vector<std::string>> subscription_service::recover(request_context const& ctx,
                                                                std::string const& subscription_id, time_point since) {
-    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::vector<std::string>> {
+    auto replayed = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::vector<std::string>> {
         auto s = uow.subscriptions().find(subscription_id);
         if (!s) return s.error();
         auto const now = clock_.now();
@@ -166,6 +170,8 @@ result<std::vector<std::string>> subscription_service::recover(request_context c
         }
         return replayed;
     });
+    if (replayed && !replayed->empty() && on_due_) on_due_();
+    return replayed;
 }
 
 }  // namespace integration::webhooks

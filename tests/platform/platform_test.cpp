@@ -12,6 +12,7 @@
 
 #include <sys/stat.h>
 
+#include <atomic>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -415,6 +416,49 @@ TEST(platform_test, a_published_event_is_delivered_signed_to_a_loopback_receiver
     EXPECT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)))
         << "the delivery worker stops with the others";
     EXPECT_GE(p->delivery_worker().stats().delivered_total.load(), 2u);
+}
+
+TEST(platform_test, a_reactivation_and_a_recover_wake_the_running_delivery_worker) {
+    temp_dir tmp;
+    std::atomic<int> status{500};
+    keep_alive_server receiver([&](received_request const&) {
+        return "HTTP/1.1 " + std::to_string(status.load()) + " X\r\nRetry-After: 0\r\nContent-Length: 0\r\n\r\n";
+    });
+    auto options = quiet((tmp.path() / "data").string());
+    options.egress.allow.push_back(net::cidr::parse("127.0.0.0/8").value());
+    // The worker waits an hour between idle claims: only a wake-up can make it send in time.
+    options.webhooks.delivery.idle_poll = std::chrono::hours(1);
+    options.webhooks.delivery.disable_after = 1;
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1", "alice");
+    auto sub = must(p->subscriptions().subscribe(
+                        ctx, {.project_id = "p1",
+                              .event_type = "order.*",
+                              .endpoint_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hooks",
+                              .attempt_policy = webhooks::subscription_attempt_policy{.max_attempts = 2}}))
+                   .subscription;
+    p->start();
+    auto delivery = [&](std::string const& id) { return must(p->publisher().find(ctx, id)); };
+    auto active = [&] { return must(p->subscriptions().find(ctx, sub.id())).active(); };
+
+    // The first attempt fails (due again at once: Retry-After 0) and disables the subscription.
+    auto id = must(p->publisher().publish(ctx, "order.paid", boost::json::object{{"orderId", 1}})).delivery_ids.at(0);
+    ASSERT_TRUE(eventually([&] { return delivery(id).status() == webhooks::delivery_status::failed && !active(); }));
+    // The reactivation makes it claimable: the second (last) attempt fails, it is dead-lettered.
+    must(p->subscriptions().reactivate(ctx, sub.id()));
+    ASSERT_TRUE(eventually([&] { return delivery(id).status() == webhooks::delivery_status::dead_lettered; }))
+        << "the delivery waited for the next idle claim: reactivate did not wake the worker";
+    ASSERT_TRUE(eventually([&] { return !active(); }));
+
+    status = 204;
+    must(p->subscriptions().reactivate(ctx, sub.id()));
+    ASSERT_EQ(must(p->subscriptions().recover(ctx, sub.id(), std::chrono::system_clock::now() - std::chrono::hours(1)))
+                  .size(),
+              1u);
+    EXPECT_TRUE(eventually([&] { return delivery(id).status() == webhooks::delivery_status::delivered; }))
+        << "the recovered delivery waited for the next idle claim: recover did not wake the worker";
+    EXPECT_EQ(receiver.requests().size(), 3u);
+    EXPECT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
 }
 
 }  // namespace

@@ -352,4 +352,28 @@ TEST_F(subscription_service_test, recover_replays_failed_and_dead_lettered_deliv
     EXPECT_TRUE(must(service_.recover(ctx_, sub.id(), since)).empty());
 }
 
+TEST_F(subscription_service_test, recover_and_reactivate_call_on_due_when_they_made_deliveries_due) {
+    int woken = 0;
+    subscription_service waking(*store_, *vault_, http::egress_hop_check({}, dns_), clock_, {}, [&] { ++woken; });
+    auto sub = must(waking.subscribe(ctx_, spec())).subscription;
+    auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-1", std::nullopt));
+    must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.deliveries().save(d); }));
+    EXPECT_EQ(woken, 0) << "subscribing makes nothing due";
+
+    EXPECT_EQ(must(waking.recover(ctx_, sub.id(), clock_.now() - 1h)).size(), 1u);
+    EXPECT_EQ(woken, 1) << "a recover that replayed a delivery wakes the worker";
+    EXPECT_TRUE(must(waking.recover(ctx_, sub.id(), clock_.now() - 1h)).empty());
+    EXPECT_EQ(woken, 1) << "a recover that replayed nothing does not";
+    EXPECT_EQ(waking.recover(other_, sub.id(), clock_.now() - 1h).error(), errc::not_found);
+    EXPECT_EQ(woken, 1);
+
+    must(waking.deactivate(ctx_, sub.id()));
+    EXPECT_EQ(woken, 1);
+    must(waking.reactivate(ctx_, sub.id()));
+    EXPECT_EQ(woken, 2) << "a reactivation makes the subscription's waiting deliveries claimable";
+    EXPECT_EQ(waking.reactivate(ctx_, sub.id()).error(), errc::invalid_state);
+    EXPECT_EQ(woken, 2);
+}
+
 }  // namespace

@@ -14,6 +14,7 @@
 #include <integration/ports/store.hpp>
 
 #include <chrono>
+#include <functional>
 #include <optional>
 #include <string>
 #include <vector>
@@ -51,9 +52,11 @@ struct rotated {
 class subscription_service {
 public:
     /** `check` is the egress guard's hop check: the endpoint must pass it on subscribe (and the
-     *  delivery worker checks again at every send). */
+     *  delivery worker checks again at every send). `on_due`, when set, is called after a
+     *  reactivation or a recover made deliveries due (the platform wakes its delivery worker). */
     subscription_service(storage::store& store, credentials::secret_store& secrets, http::hop_check check,
-                         clock const& clock, subscription_service_options options = {});
+                         clock const& clock, subscription_service_options options = {},
+                         std::function<void()> on_due = {});
 
     /** Subscribes. `endpointUrl` must be https (plain http only where the egress policy allows it)
      *  and pass the egress guard; a malformed `filter` is `errc::invalid_argument` naming its
@@ -77,6 +80,7 @@ private:
     http::hop_check check_;
     clock const& clock_;
     subscription_service_options options_;
+    std::function<void()> on_due_;
 };
 
 }  // namespace integration::webhooks

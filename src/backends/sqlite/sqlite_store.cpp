@@ -17,12 +17,26 @@
 #include <deque>
 #include <future>
 #include <mutex>
+#include <span>
 #include <thread>
+#include <tuple>
 
 // A run's attempts live in its row: recording a run is one row write, and listing runs needs no
 // query per run for its attempts.
 template <>
 struct integration::storage::sql::vectors_as_json<integration::runs::run_data> : std::true_type {};
+
+// Recording a delivery's attempt changes its state columns and appends one attempt row: its
+// identity columns (and so the unique and per-subscription indexes over them) stay untouched.
+template <>
+struct integration::storage::sql::fixed_columns<integration::webhooks::delivery_data> {
+    static constexpr std::array<std::string_view, 9> names{"deliveryId",         "direction", "subscriptionId",
+                                                           "providerId",         "connectionId",
+                                                           "providerDeliveryId", "eventType", "eventId",
+                                                           "payloadHash"};
+};
+template <>
+struct integration::storage::sql::append_only_children<integration::webhooks::delivery_data> : std::true_type {};
 
 namespace integration::storage {
 namespace {
@@ -109,22 +123,29 @@ public:
         auto st = w_.db.prepare(sql);
         if (!st) return st.error();
         (*st)->bind_all(all);
+        return read_rows(**st);
+    }
+
+    /** Steps `st` to its end, reading each row's metadata then its columns (`select_sql`'s
+     *  order), then loads the children of the rows `has_children` names (all when unset). */
+    result<std::vector<A>> read_rows(statement& st, bool (*has_children)(data_t const&) = nullptr) {
         std::vector<std::pair<metadata, data_t>> rows;
         while (true) {
-            auto more = (*st)->step();
+            auto more = st.step();
             if (!more) return more.error();
             if (!*more) break;
-            auto m = read_meta(**st);
+            auto m = read_meta(st);
             data_t d{};
-            auto next = mapping::read_row(**st, meta_count, d);
+            auto next = mapping::read_row(st, meta_count, d);
             if (!next) return next.error();
             rows.emplace_back(std::move(*m), std::move(d));
         }
-        (*st)->reset();
+        st.reset();
         std::vector<A> out;
         out.reserve(rows.size());
         for (auto& [m, d] : rows) {
-            if (auto r = load_children(d); !r) return r.error();
+            if (!has_children || has_children(d))
+                if (auto r = load_children(d); !r) return r.error();
             auto a = A::restore(std::move(m), std::move(d));
             if (!a) return error{errc::storage_failure, "stored row is invalid: " + a.error().detail()};
             out.push_back(std::move(*a));
@@ -231,7 +252,7 @@ private:
             std::is_same_v<A, webhooks::webhook_delivery> ? "lease_owner = NULL, lease_until = NULL" : "");
         auto const& m = a.meta();
         std::vector<value> v{to_unix_ms(now), w_.ctx.actor};
-        mapping::append_values(a.data(), v);
+        mapping::append_update_values(a.data(), v);
         v.push_back(a.id());
         v.push_back(m.tenant_id);
         v.push_back(m.version);
@@ -247,23 +268,37 @@ private:
                                          std::to_string(current->meta().version) + "); reload it and retry"};
     }
 
-    // A new row has no children yet: nothing to delete first.
+    // A new row has no children yet: nothing to delete first. Append-only lists keep the stored
+    // elements (the version check proves they are the first ones of `items`) and add the rest.
     result<void> save_children(data_t const& d, bool fresh) {
         result<void> status;
         mapping::for_each_child<data_t>(d, [&](std::string_view field, auto const& items) {
             if (!status) return;
             using E = typename std::remove_cvref_t<decltype(items)>::value_type;
-            if (!fresh) {
+            std::size_t kept = 0;
+            if (!fresh && mapping::append_only_children<data_t>::value) {
+                auto count = w_.db.prepare(mapping::child_count_sql(T.name, field));
+                if (!count) return void(status = count.error());
+                (*count)->bind(1, value{std::string(d_id(d))});
+                auto row = (*count)->step();
+                if (!row) return void(status = row.error());
+                kept = static_cast<std::size_t>((*count)->int64(0));
+                (*count)->reset();
+                if (kept > items.size())
+                    return void(status = error{errc::conflict, std::string(T.aggregate_type) + " " + d_id(d) +
+                                                                   " has fewer " + std::string(field) +
+                                                                   " than stored; reload it and retry"});
+            } else if (!fresh) {
                 auto del = w_.db.prepare(mapping::child_delete_sql(T.name, field));
                 if (!del) return void(status = del.error());
                 (*del)->bind(1, value{std::string(d_id(d))});
                 if (status = (*del)->run(); !status) return;
             }
-            if (items.empty()) return;
+            if (items.size() == kept) return;
             auto ins = w_.db.prepare(mapping::child_insert_sql<E>(T.name, field));
             if (!ins) return void(status = ins.error());
-            std::int64_t pos = 0;
-            for (auto const& e : items) {
+            auto pos = static_cast<std::int64_t>(kept);
+            for (auto const& e : std::span(items).subspan(kept)) {
                 std::vector<value> v{std::string(d_id(d)), pos++};
                 mapping::append_child_values(e, v);
                 (*ins)->reset();
@@ -971,43 +1006,43 @@ public:
         if (owner.empty()) return error{errc::invalid_argument, "a delivery lease needs an owner"};
         std::vector<claimed_delivery> out;
         auto r = submit([&](database& db) -> result<void> {
-            // Runs under the write lock: selecting and leasing is one atomic step. Any unexpired
-            // lease excludes a delivery, also the caller's own (it may still be sending it).
-            // Of an ordered subscription only the oldest unfinished delivery may go, and only
-            // when it is due and free; insertion order (rowid) breaks ties within a millisecond.
-            auto st = db.prepare(
-                "SELECT d.tenant_id, d.delivery_id FROM deliveries d "
+            // One statement selects and leases the batch under the write lock, and returns the
+            // leased rows. Any unexpired lease excludes a delivery, also the caller's own (it may
+            // still be sending it). Of an ordered subscription only the oldest unfinished
+            // delivery may go, and only when it is due and free; insertion order (rowid) breaks
+            // ties within a millisecond. `deliveries_claim` (next_attempt_at, rowid) gives the
+            // order, so a claim reads the due rows it takes, not the whole backlog. The version
+            // bump makes a save by a worker whose lease was taken over a conflict.
+            static std::string const sql =
+                "UPDATE deliveries SET lease_owner = ?3, lease_until = ?4, row_version = row_version + 1 "
+                "WHERE rowid IN (SELECT d.rowid FROM deliveries d INDEXED BY deliveries_claim "
                 "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "
                 "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND d.next_attempt_at <= ?1 "
                 "AND s.active = 1 AND (d.lease_until IS NULL OR d.lease_until <= ?1) "
                 "AND (s.ordered = 0 OR d.rowid = (SELECT o.rowid FROM deliveries o WHERE o.tenant_id = d.tenant_id "
                 "AND o.subscription_id = d.subscription_id AND o.direction = 'Outbound' "
                 "AND o.status IN ('Pending', 'Failed') ORDER BY o.created_at, o.rowid LIMIT 1)) "
-                "ORDER BY d.next_attempt_at, d.created_at, d.rowid LIMIT ?2");
+                "ORDER BY d.next_attempt_at, d.rowid LIMIT ?2) RETURNING " +
+                std::string(mapping::meta_columns) + ", " + mapping::join(mapping::column_names<webhooks::delivery_data>());
+            auto st = db.prepare(sql);
             if (!st) return st.error();
-            (*st)->bind_all({to_unix_ms(now), static_cast<std::int64_t>(clamp_limit(limit))});
-            std::vector<std::pair<std::string, std::string>> picked;
-            while (true) {
-                auto more = (*st)->step();
-                if (!more) return more.error();
-                if (!*more) break;
-                picked.emplace_back((*st)->text(0), (*st)->text(1));
-            }
-            (*st)->reset();
-            // The version bump makes a save by a worker whose lease was taken over a conflict.
-            auto lease = db.prepare("UPDATE deliveries SET lease_owner = ?, lease_until = ?, row_version = row_version + 1 "
-                                    "WHERE delivery_id = ? AND tenant_id = ?");
-            if (!lease) return lease.error();
-            for (auto& [tenant, id] : picked) {
-                (*lease)->reset();
-                (*lease)->bind_all({owner, to_unix_ms(until), id, tenant});
-                if (auto u = (*lease)->run(); !u) return u;
-                auto ctx = request_context::for_tenant(tenant, owner);
-                work_state w{db, ctx, clock_, o_.source, true};
-                auto d = repo<webhooks::webhook_delivery>(w).find(id);
-                if (!d) return d.error();
-                out.push_back({tenant, std::move(*d)});
-            }
+            (*st)->bind_all({to_unix_ms(now), static_cast<std::int64_t>(clamp_limit(limit)), owner, to_unix_ms(until)});
+            // The rows are read across tenants (the lease is the worker's, not a tenant's); only
+            // deliveries that were attempted before have attempt rows to load.
+            auto ctx = request_context::for_tenant("", owner);
+            work_state w{db, ctx, clock_, o_.source, true};
+            auto leased = repo<webhooks::webhook_delivery>(w).read_rows(
+                **st, [](webhooks::delivery_data const& d) { return d.attempts > 0; });
+            if (!leased) return leased.error();
+            // RETURNING gives the rows in no particular order: earliest due first, as selected.
+            std::sort(leased->begin(), leased->end(), [](auto const& a, auto const& b) {
+                auto key = [](webhooks::webhook_delivery const& d) {
+                    return std::tie(d.data().next_attempt_at, d.meta().created_at, d.id());
+                };
+                return key(a) < key(b);
+            });
+            out.reserve(leased->size());
+            for (auto& d : *leased) out.push_back({d.meta().tenant_id, std::move(d)});
             return {};
         }, durability::deferred);  // a lease lost in a crash only means the delivery is claimed again
         if (!r) return r.error();
@@ -1018,9 +1053,10 @@ public:
         std::optional<time_point> out;
         auto r = with_reader([&](database& db) -> result<void> {
             auto st = db.prepare(
-                "SELECT MIN(d.next_attempt_at) FROM deliveries d "
+                "SELECT d.next_attempt_at FROM deliveries d INDEXED BY deliveries_claim "
                 "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "
-                "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND s.active = 1");
+                "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND s.active = 1 "
+                "ORDER BY d.next_attempt_at LIMIT 1");
             if (!st) return st.error();
             auto row = (*st)->step();
             if (!row) return row.error();

@@ -18,7 +18,10 @@
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
+#include <array>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace integration::storage::sql {
@@ -32,6 +35,24 @@ struct is_vector<std::vector<T>> : std::true_type {};
  *  one row write and one row read per aggregate, for short lists always read whole. */
 template <class T>
 struct vectors_as_json : std::false_type {};
+
+/** The JSON names of `T`'s fields that no change after the insert touches. An update leaves
+ *  their columns out of its SET, so the database leaves the indexes over them alone. */
+template <class T>
+struct fixed_columns {
+    static constexpr std::array<std::string_view, 0> names{};
+};
+
+/** True for a type whose child lists only ever grow at the end: a save inserts the new elements
+ *  instead of deleting and inserting them all. */
+template <class T>
+struct append_only_children : std::false_type {};
+
+template <class T>
+bool is_fixed(std::string_view json_name) {
+    auto const& names = fixed_columns<T>::names;
+    return std::find(names.begin(), names.end(), json_name) != names.end();
+}
 
 /** `providerId` → `provider_id`. */
 inline std::string snake(std::string_view camel) {
@@ -206,6 +227,14 @@ void append_values(T const& v, std::vector<value>& out) {
     for_each_column<T>(v, [&](std::string_view, auto const& m) { out.push_back(to_value(m)); });
 }
 
+/** The values of `v`'s columns an update sets (all but `fixed_columns<T>`), in field order. */
+template <json_described T>
+void append_update_values(T const& v, std::vector<value>& out) {
+    for_each_column<T>(v, [&](std::string_view n, auto const& m) {
+        if (!is_fixed<T>(n)) out.push_back(to_value(m));
+    });
+}
+
 /** Reads `v`'s columns from `s` starting at column `first`; returns the next column index. */
 template <json_described T, class Row>
 result<int> read_row(Row const& s, int first, T& v) {
@@ -286,13 +315,17 @@ std::string insert_sql(std::string_view table) {
            placeholders(cols.size() + meta_count) + ")";
 }
 
-/** Updates a row if its version is unchanged: updated_at, updated_by, `D`'s columns, then the
- *  key, the tenant and the expected row_version. `also_set` adds fixed assignments. */
+/** Updates a row if its version is unchanged: updated_at, updated_by, `D`'s columns but the
+ *  fixed ones (`append_update_values`), then the key, the tenant and the expected row_version.
+ *  `also_set` adds fixed assignments. */
 template <json_described D>
 std::string update_sql(std::string_view table, std::string_view key, std::string_view also_set = "") {
     std::string set = "updated_at = ?, updated_by = ?, row_version = row_version + 1";
     if (!also_set.empty()) set += ", " + std::string(also_set);
-    for (auto const& c : column_names<D>()) set += ", " + c + " = ?";
+    D probe{};
+    for_each_column<D>(probe, [&](std::string_view n, auto const&) {
+        if (!is_fixed<D>(n)) set += ", " + snake(n) + " = ?";
+    });
     return "UPDATE " + std::string(table) + " SET " + set + " WHERE " + std::string(key) +
            " = ? AND tenant_id = ? AND row_version = ?";
 }
@@ -315,6 +348,11 @@ template <class E>
 std::string child_select_sql(std::string_view table, std::string_view field) {
     return "SELECT " + join(child_columns<E>()) + " FROM " + child_table(table, field) +
            " WHERE owner_id = ? ORDER BY position";
+}
+
+/** The number of children of one owner (their positions are 0..n-1). */
+inline std::string child_count_sql(std::string_view table, std::string_view field) {
+    return "SELECT COUNT(*) FROM " + child_table(table, field) + " WHERE owner_id = ?";
 }
 
 /** Deletes the children of one owner. */
