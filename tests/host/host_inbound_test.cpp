@@ -47,7 +47,8 @@ std::vector<json::object> sign_all(json::array const& requests) {
     auto out = run_and_capture("node " + std::string(INTEGRATION_PEERS_DIR) + "/sign_inbound.mjs < " + input.string());
     std::filesystem::remove(input);
     std::vector<json::object> headers;
-    for (auto const& h : json::parse(out).as_array()) headers.push_back(h.as_object());
+    auto parsed = json::parse(out);
+    for (auto const& h : parsed.as_array()) headers.push_back(h.as_object());
     if (headers.size() != requests.size()) throw std::runtime_error("sign_inbound.mjs said: " + out);
     return headers;
 }
