@@ -17,7 +17,6 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
-#include <optional>
 #include <set>
 #include <stdexcept>
 #include <string>
@@ -165,12 +164,10 @@ protected:
     }
 
     /** Signs `s` (and, for Twilio, the URL `target` is reached at) with the vendor's library. */
-    json::object signed_headers(scheme_case const& s, std::string const& tgt, std::string const& id,
-                                std::optional<std::int64_t> timestamp = std::nullopt) {
+    json::object signed_headers(scheme_case const& s, std::string const& tgt, std::string const& id) {
         auto req = to_sign(s.name, s.secret, s.body);
         req["url"] = std::string(public_url) + tgt;
         req["id"] = id;
-        if (timestamp) req["timestamp"] = *timestamp;
         return sign(std::move(req));
     }
 
@@ -264,21 +261,35 @@ TEST_F(host_inbound, a_one_byte_change_to_body_signature_timestamp_or_url_is_401
 }
 
 // egress-and-bad-input.md: timestamps 301 s too old or too new are refused; 299 s is accepted.
+// The four are signed at the start of a second and sent at once, so they arrive within it.
 TEST_F(host_inbound, timestamps_299_seconds_off_are_accepted_and_301_refused) {
+    std::vector<std::pair<int, bool>> const offsets{{-299, true}, {299, true}, {-301, false}, {301, false}};
     for (auto const& s : scheme_cases("303")) {
         if (s.name == "github" || s.name == "twilio") continue;  // no timestamp in these schemes
         SCOPED_TRACE(s.name);
         auto id = connection(s.scheme, s.secret);
-        int n = 0;
-        for (auto [offset, accepted] : {std::pair{-299, true}, {299, true}, {-301, false}, {301, false}}) {
-            auto c = case_of(s.name, "303" + std::to_string(++n));
-            auto headers = signed_headers(c, target(id), "ts-" + s.name + "-" + std::to_string(n), now_unix() + offset);
-            auto r = post(target(id), headers, c.body);
-            if (accepted) {
-                EXPECT_EQ(r.status, 202) << offset << ": " << r.body;
+        json::array requests;
+        std::vector<std::string> bodies;
+        for (std::size_t i = 0; i < offsets.size(); ++i) {
+            auto c = case_of(s.name, "303" + std::to_string(i));
+            auto req = to_sign(c.name, c.secret, c.body);
+            req["id"] = "ts-" + s.name + "-" + std::to_string(i);
+            req["offset"] = offsets[i].first;
+            requests.push_back(req);
+            bodies.push_back(c.body);
+        }
+        auto headers = sign_all(requests);
+        std::vector<http_answer> answers;
+        for (std::size_t i = 0; i < offsets.size(); ++i) answers.push_back(post(target(id), headers[i], bodies[i]));
+        for (std::size_t i = 0; i < offsets.size(); ++i) {
+            auto const& r = answers[i];
+            if (offsets[i].second) {
+                EXPECT_EQ(r.status, 202) << offsets[i].first << ": " << r.body;
             } else {
-                EXPECT_EQ(r.status, 401) << offset << ": " << r.body;
-                EXPECT_EQ(problem_type(r), std::string(problems) + "stale-timestamp") << offset << ": " << r.body;
+                EXPECT_EQ(r.status, 401) << offsets[i].first << ": " << r.body;
+                if (r.status == 401) {
+                    EXPECT_EQ(problem_type(r), std::string(problems) + "stale-timestamp") << r.body;
+                }
             }
         }
     }

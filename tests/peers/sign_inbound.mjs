@@ -5,7 +5,9 @@
 //   body: the raw body (for twilio a form: its parameters are what Twilio signs, with the url);
 //     or bodyBase64 for bytes that are not UTF-8 (github only: @octokit/webhooks-methods takes
 //     non-empty strings, so such bodies get the same HMAC from node:crypto)
-//   timestamp: unix seconds (default now); id: the delivery id (github, standard, svix)
+//   timestamp: unix seconds (default now), or offset: seconds from now; id: the delivery id
+//     (github, standard, svix). With an offset, signing waits for the start of the next second, so
+//     that a request sent at once arrives within the second its offset counts from.
 // Prints the header fields to send: one JSON object, or an array of them. Exit code 2 on unusable input.
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
@@ -65,9 +67,11 @@ const signOne = async (m) => {
     process.exit(2);
   }
   if (m.bodyBase64 !== undefined) m.body = Buffer.from(m.bodyBase64, 'base64');
-  const timestamp = m.timestamp ?? Math.floor(Date.now() / 1000);
+  const timestamp = m.timestamp ?? Math.floor(Date.now() / 1000) + (m.offset ?? 0);
   return signer(m, m.id ?? `msg_${timestamp}`, timestamp);
 };
 
+if ((Array.isArray(m) ? m : [m]).some((r) => r.offset !== undefined))
+  await new Promise((resolve) => setTimeout(resolve, 1005 - (Date.now() % 1000)));
 const out = Array.isArray(m) ? await Promise.all(m.map(signOne)) : await signOne(m);
 console.log(JSON.stringify(out));
