@@ -8,8 +8,9 @@
 #include <integration/domain/run.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
+#include "sqlite_baseline.hpp"
+
 #include <benchmark/benchmark.h>
-#include <sqlite3.h>
 
 #include <atomic>
 #include <filesystem>
@@ -29,24 +30,7 @@ std::filesystem::path bench_dir() {
 std::string const payload(1024, 'x');
 
 void raw_sqlite_single_row(benchmark::State& state) {
-    auto path = (bench_dir() / "raw.db").string();
-    std::filesystem::remove(path);
-    sqlite3* db = nullptr;
-    sqlite3_open(path.c_str(), &db);
-    sqlite3_exec(db, "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; CREATE TABLE t(id INTEGER PRIMARY KEY, body TEXT)",
-                 nullptr, nullptr, nullptr);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, "INSERT INTO t(body) VALUES (?)", -1, &st, nullptr);
-    for (auto _ : state) {
-        sqlite3_exec(db, "BEGIN", nullptr, nullptr, nullptr);
-        sqlite3_bind_text(st, 1, payload.data(), static_cast<int>(payload.size()), SQLITE_STATIC);
-        sqlite3_step(st);
-        sqlite3_reset(st);
-        sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
-    }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    state.SetItemsProcessed(state.iterations());
+    integration::bench::raw_sqlite_single_row(state, bench_dir() / "raw.db", payload);
 }
 BENCHMARK(raw_sqlite_single_row)->UseRealTime();
 

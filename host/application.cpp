@@ -40,6 +40,7 @@ application::application(services& s) : services_(s) {
     add_connection_routes(router_, s);
     add_run_routes(router_, s);
     add_webhook_routes(router_, s);
+    add_inbound_routes(router_, s);
 }
 
 bool application::answers_inline(http_request const& req) {
@@ -85,6 +86,9 @@ void application::observe(std::string_view method, std::string_view target, unsi
     if (auto url = boost::urls::parse_origin_form(target)) {
         auto m = router_.find(method, url->encoded_path());
         if (!m.pattern.empty()) route = m.pattern;
+        // The server refused the body before the gateway saw it: still a rejected inbound webhook.
+        if (m.h && m.options.vendor_webhook && status == 413)
+            services_.metrics.count_inbound_rejected(webhooks::to_string(webhooks::inbound_rejection::body_too_large));
     }
     services_.metrics.observe_request(route, method_label(method), status, latency);
 }
@@ -95,6 +99,7 @@ std::size_t application::body_limit(std::string_view method, std::string_view ta
     auto url = boost::urls::parse_origin_form(target);
     if (!url) return small;
     auto m = router_.find(method, url->encoded_path());
+    if (m.h && m.options.vendor_webhook) return c.inbound_body_limit;
     return m.h && m.options.large_body ? c.body_limit : small;
 }
 
@@ -158,7 +163,9 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
         ctx.admin = (*owner)->admin;
         tenant = ctx.tenant_id;
     }
-    if (!req.body().empty()) {
+    // A vendor's webhook is verified over its bytes as sent, whatever their media type (Slack
+    // and Twilio send forms).
+    if (!req.body().empty() && !m.options.vendor_webhook) {
         auto ct = req[beast_http::field::content_type];
         if (!is_json_media_type(std::string_view(ct.data(), ct.size())))
             return problem(415, "unsupported-media-type", "Unsupported media type",
@@ -173,6 +180,12 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
         auto v = req[boost::beast::string_view(name.data(), name.size())];
         return std::string_view(v.data(), v.size());
     };
+    if (m.options.vendor_webhook) {
+        for (auto const& f : req)
+            c.fields.emplace_back(std::string_view(f.name_string().data(), f.name_string().size()),
+                                  std::string_view(f.value().data(), f.value().size()));
+        c.target = std::string_view(target.data(), target.size());
+    }
     // One tenant's vendor calls take at most its share of the execution pool; the rest of the
     // pool stays free for other tenants however slow that tenant's vendors are.
     if (m.options.calls_vendors && !begin_execution(ctx.tenant_id)) {
@@ -191,6 +204,8 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
     } slot{m.options.calls_vendors ? this : nullptr, &ctx.tenant_id};
     try {
         auto r = (*m.h)(c);
+        // An open route may name the tenant it resolved (an inbound webhook's connection's).
+        if (tenant.empty()) tenant = c.ctx.tenant_id;
         if (!r) return problem_from(r.error());
         return std::move(*r);
     } catch (std::exception const& e) {

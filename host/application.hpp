@@ -38,8 +38,8 @@ public:
                  std::chrono::steady_clock::duration latency);
 
     /** The body limit of the route `method target` names, known once the header is parsed:
-     *  `--body-limit` for routes that carry vendor bodies, `--json-body-limit` for the others and
-     *  for unknown routes (whichever is smaller). */
+     *  `--inbound-body-limit` for inbound webhooks, `--body-limit` for routes that carry vendor
+     *  bodies, `--json-body-limit` for the others and for unknown routes (whichever is smaller). */
     std::size_t body_limit(std::string_view method, std::string_view target) const;
 
     /** Counts a connection the server refused (`why`: which limit), and logs the first refusal

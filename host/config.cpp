@@ -123,7 +123,7 @@ result<flag_map> parse_flags(std::vector<std::string> const& args, std::vector<s
 result<serve_config> load_serve_config(flag_map const& flags) {
     static std::set<std::string> const known{
         "data", "listen", "egress-allow", "hosts-file", "public-url", "config", "read-timeout-ms", "header-timeout-ms",
-        "idle-timeout-ms", "body-limit", "json-body-limit", "header-limit", "max-connections",
+        "idle-timeout-ms", "body-limit", "json-body-limit", "inbound-body-limit", "header-limit", "max-connections",
         "max-connections-per-address", "pipeline-limit", "io-threads", "workers",
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
         "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
@@ -168,6 +168,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     for (auto [name, out] : {numeric{"read-timeout-ms", &read_ms}, numeric{"header-timeout-ms", &header_ms},
                              numeric{"idle-timeout-ms", &idle_ms},
                              numeric{"body-limit", &c.body_limit}, numeric{"json-body-limit", &c.json_body_limit},
+                             numeric{"inbound-body-limit", &c.inbound_body_limit},
                              numeric{"header-limit", &c.header_limit},
                              numeric{"max-connections", &c.max_connections},
                              numeric{"max-connections-per-address", &c.max_connections_per_address},
@@ -205,6 +206,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     c.attempt_timeout = std::chrono::milliseconds(attempt_timeout_ms);
     c.idempotency_wait = std::chrono::milliseconds(idempotency_wait_ms);
     c.orphan_margin = std::chrono::milliseconds(orphan_margin_ms);
+    if (c.inbound_body_limit == 0)
+        return error{errc::invalid_argument, "--inbound-body-limit must be at least 1 byte (vendors' webhook bodies)"};
     if (c.webhook_in_flight == 0)
         return error{errc::invalid_argument, "--webhook-in-flight must be at least 1 (deliveries sent at once)"};
     if (c.tenant_executions >= c.execution_threads)
@@ -240,8 +243,8 @@ std::string usage() {
     return R"(usage:
   integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--hosts-file FILE] [--public-url URL]
                          [--config FILE] [--read-timeout-ms N] [--header-timeout-ms N] [--idle-timeout-ms N]
-                         [--body-limit BYTES] [--json-body-limit BYTES] [--header-limit BYTES] [--max-connections N]
-                         [--max-connections-per-address N] [--pipeline-limit N]
+                         [--body-limit BYTES] [--json-body-limit BYTES] [--inbound-body-limit BYTES] [--header-limit BYTES]
+                         [--max-connections N] [--max-connections-per-address N] [--pipeline-limit N]
                          [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
                          [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]

@@ -26,6 +26,7 @@ struct serve_config {
     std::chrono::milliseconds idle_timeout{60'000};   // keep-alive wait for the next request
     std::size_t body_limit = 1024 * 1024;     // routes that carry vendor bodies (POST /integrations/runs)
     std::size_t json_body_limit = 64 * 1024;  // every other route
+    std::size_t inbound_body_limit = 1024 * 1024;  // POST /webhooks/inbound/{connectionId} (what vendors send)
     std::size_t header_limit = 16 * 1024;
     std::size_t max_connections = 1024;
     std::size_t max_connections_per_address = 256;  // per client IPv4 address or IPv6 /64

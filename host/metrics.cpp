@@ -65,6 +65,13 @@ void host_metrics::count_run(std::string_view status) {
     ++runs_[std::string(status)];
 }
 
+void host_metrics::count_inbound_rejected(std::string_view reason) {
+    std::lock_guard lock(mutex_);
+    auto r = inbound_rejected_.find(reason);
+    if (r == inbound_rejected_.end()) r = inbound_rejected_.emplace(std::string(reason), 0).first;
+    ++r->second;
+}
+
 void host_metrics::count_event(std::string_view event_type) {
     std::lock_guard lock(mutex_);
     ++events_[std::string(event_type)];
@@ -115,6 +122,17 @@ std::string host_metrics::render(std::vector<std::pair<std::string, resilience::
     header(out, "integration_runs_total", "counter", "Runs this host executed, by final status (idempotent replays excluded).");
     for (auto const& [status, n] : runs_)
         out += "integration_runs_total{status=\"" + escaped(status) + "\"} " + std::to_string(n) + "\n";
+
+    header(out, "integration_inbound_webhooks_total", "counter",
+           "Inbound webhooks answered: accepted (a new delivery), duplicate (acknowledged again) or rejected.");
+    std::uint64_t rejected = 0;
+    for (auto const& [reason, n] : inbound_rejected_) rejected += n;
+    out += "integration_inbound_webhooks_total{outcome=\"accepted\"} " + std::to_string(inbound_accepted_.load()) + "\n";
+    out += "integration_inbound_webhooks_total{outcome=\"duplicate\"} " + std::to_string(inbound_duplicate_.load()) + "\n";
+    out += "integration_inbound_webhooks_total{outcome=\"rejected\"} " + std::to_string(rejected) + "\n";
+    header(out, "integration_inbound_webhooks_rejected_total", "counter", "Inbound webhooks rejected, by reason.");
+    for (auto const& [reason, n] : inbound_rejected_)
+        out += "integration_inbound_webhooks_rejected_total{reason=\"" + escaped(reason) + "\"} " + std::to_string(n) + "\n";
 
     header(out, "integration_events_published_total", "counter", "Outbox events the relay published, by event type.");
     for (auto const& [type, n] : events_)

@@ -42,6 +42,10 @@ public:
     void count_run(std::string_view status);
     /** A connection refused over `--max-connections`; returns how many were refused so far. */
     std::uint64_t count_refused_connection() { return ++refused_connections_; }
+    /** An inbound webhook accepted (a new delivery) or acknowledged as a duplicate. */
+    void count_inbound(bool duplicate) { ++(duplicate ? inbound_duplicate_ : inbound_accepted_); }
+    /** An inbound webhook refused, by its reason (`to_string(inbound_rejection)`). */
+    void count_inbound_rejected(std::string_view reason);
     /** An event the outbox relay published. */
     void count_event(std::string_view event_type);
     /** Renders a worker's stats under its name; `stats` must stay valid while `render` is called. */
@@ -71,6 +75,9 @@ private:
     webhooks::delivery_stats const* deliveries_ = nullptr;
     std::function<events::outbox_relay_stats()> outbox_;
     std::atomic<std::uint64_t> refused_connections_{0};
+    std::atomic<std::uint64_t> inbound_accepted_{0};
+    std::atomic<std::uint64_t> inbound_duplicate_{0};
+    std::map<std::string, std::uint64_t, std::less<>> inbound_rejected_;
 };
 
 /** The method as a label: the standard ones as sent, anything else "other" (bounded). */

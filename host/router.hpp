@@ -15,6 +15,7 @@
 #include <map>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace integration::host {
@@ -26,6 +27,10 @@ struct call {
     std::map<std::string, std::string, std::less<>> query;
     std::string body;
     std::function<std::string_view(std::string_view)> header;
+    /** Vendor webhook routes only (`route_options::vendor_webhook`): every header field as
+     *  received, in order, and the request target with its query (signatures cover them). */
+    std::vector<std::pair<std::string_view, std::string_view>> fields;
+    std::string_view target;
 
     /** The body as a JSON object. An empty body is refused (the route needs one), malformed JSON
      *  names the byte offset; invalid UTF-8 and nesting deeper than 32 are malformed. */
@@ -49,6 +54,9 @@ struct route_options {
     /** The body may be as large as `--body-limit` (vendor bodies); other routes take at most
      *  `--json-body-limit`. */
     bool large_body = false;
+    /** A vendor's webhook: the body may be as large as `--inbound-body-limit`, of any media type,
+     *  and reaches the handler byte for byte with every header field (`call::fields`). */
+    bool vendor_webhook = false;
     /** The handler calls vendors (runs, health probes): it runs on the execution pool, within the
      *  tenant's share of it (`--tenant-executions`), never on the workers that serve the rest. */
     bool calls_vendors = false;

@@ -165,7 +165,7 @@ private:
         parser_.emplace();
         parser_->header_limit(static_cast<std::uint32_t>(state_.config.header_limit));
         // The largest body any route takes; the route's own limit is applied once the header names it.
-        parser_->body_limit(state_.config.body_limit);
+        parser_->body_limit(largest_body_limit());
         // A request usually arrives whole in one read: parse what is buffered at once and go back
         // to the io_context only for bytes still to come.
         if (buffer_.size() > 0) {
@@ -265,11 +265,13 @@ private:
 
     // The body limit of the route the request line names (the largest when it names none yet).
     std::size_t route_body_limit() const {
-        if (!parser_ || parser_->get().target().empty()) return state_.config.body_limit;
+        if (!parser_ || parser_->get().target().empty()) return largest_body_limit();
         auto const& h = parser_->get();
         return state_.app.body_limit(std::string_view(h.method_string().data(), h.method_string().size()),
                                      std::string_view(h.target().data(), h.target().size()));
     }
+
+    std::size_t largest_body_limit() const { return std::max(state_.config.body_limit, state_.config.inbound_body_limit); }
 
     void answer_and_close(reply r) {
         reading_ = false;

@@ -129,7 +129,8 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
                     .retry = c.retry_interval,
                     .rotation = c.rotation_interval,
                     .retention = c.retention_interval},
-        .webhooks = {.delivery = {.max_in_flight = c.webhook_in_flight}},
+        .webhooks = {.delivery = {.max_in_flight = c.webhook_in_flight},
+                     .inbound = {.max_body_bytes = c.inbound_body_limit}},
         .log = &log_event,
     });
     if (!platform) return platform.error();
@@ -151,6 +152,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     s->runs = &p.runs();
     s->subscriptions = &p.subscriptions();
     s->publisher = &p.publisher();
+    s->inbound = &p.inbound();
     p.events().subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {
         m->count_event(e.event_type);
         return {};

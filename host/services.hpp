@@ -57,6 +57,7 @@ struct services {
     failures::failure_service* failures = nullptr;
     webhooks::subscription_service* subscriptions = nullptr;
     webhooks::publisher* publisher = nullptr;
+    webhooks::inbound_gateway* inbound = nullptr;
 };
 
 /** Creates DIR if needed and opens its store (also for `keys create`). A `host.db` left by an

@@ -1,8 +1,26 @@
 #include "handlers/handlers.hpp"
 
-#include <algorithm>
+#include <integration/services/inbound_gateway.hpp>
 
 namespace integration::host {
+namespace {
+
+result<secret_bytes> inbound_secret(boost::json::object const& body) {
+    auto const* secret = body.if_contains("secret");
+    if (!secret || !secret->is_string() || secret->get_string().empty())
+        return error{errc::invalid_argument, "secret is required (a non-empty string: the vendor's signing secret)"};
+    return secret_bytes(std::string_view(secret->get_string()));
+}
+
+boost::json::object endpoint_json(webhooks::inbound_endpoint const& e, serve_config const& config) {
+    boost::json::object o;
+    o["connectionId"] = e.connection_id;
+    o["scheme"] = webhooks::to_string(e.scheme);
+    o["inboundUrl"] = public_base_url(config) + "/webhooks/inbound/" + e.connection_id;
+    return o;
+}
+
+}  // namespace
 
 void add_connection_routes(router& r, services& s) {
     // Created Pending, then probed at once: Active only with a resolvable credential and a passing
@@ -60,35 +78,32 @@ void add_connection_routes(router& r, services& s) {
         return json_reply(200, render(*retired));
     });
 
-    // The scheme and the secret's name go to the store; the secret itself to the secret store. Verifying inbound deliveries comes with the inbound-webhooks milestone.
+    // The scheme goes to the store, the secret to the secret store only; the answer names the
+    // URL to give the vendor.
     r.add("POST", "/integrations/connections/{connectionId}/inbound-webhook", [&s](call& c) -> result<reply> {
         auto body = c.json();
         if (!body) return body.error();
-        auto scheme = optional_string(*body, "scheme");
-        if (!scheme) return scheme.error();
-        static constexpr std::string_view schemes[] = {"standard", "github", "stripe", "slack", "twilio", "shopify"};
-        if (!*scheme || std::find(std::begin(schemes), std::end(schemes), **scheme) == std::end(schemes))
-            return error{errc::invalid_argument, "scheme must be one of standard, github, stripe, slack, twilio, shopify"};
-        auto const* secret = body->if_contains("secret");
-        if (!secret || !secret->is_string() || secret->get_string().empty())
-            return error{errc::invalid_argument, "secret is required"};
-        auto const& id = c.params["connectionId"];
-        auto conn = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.connections().find(id); });
-        if (!conn) return conn.error();
-        if (conn->status() == connections::connection_status::retired)
-            return error{errc::invalid_state, "connection " + id + " is Retired"};
-        auto name = "inbound-webhook." + id;
-        auto ref = s.secrets->put(c.ctx.tenant_id, name, secret_bytes(std::string_view(secret->get_string())));
-        if (!ref) return ref.error();
-        auto stored = s.store->transact(c.ctx, [&](storage::unit_of_work& uow) {
-            return uow.inbound_webhooks().save({id, std::string(**scheme), name});
-        });
-        if (!stored) return stored.error();
-        boost::json::object o;
-        o["connectionId"] = id;
-        o["scheme"] = **scheme;
-        o["inboundUrl"] = public_base_url(s.config) + "/webhooks/inbound/" + id;
-        return json_reply(200, o);
+        auto scheme_name = optional_string(*body, "scheme");
+        if (!scheme_name) return scheme_name.error();
+        auto scheme = webhooks::parse_inbound_scheme(scheme_name->value_or(""));
+        if (!scheme) return error{errc::invalid_argument, "scheme must be one of standard, github, stripe, slack, twilio, shopify"};
+        auto secret = inbound_secret(*body);
+        if (!secret) return secret.error();
+        auto registered = s.inbound->register_endpoint(c.ctx, c.params["connectionId"], *scheme, std::move(*secret));
+        if (!registered) return registered.error();
+        return json_reply(200, endpoint_json(*registered, s.config));
+    });
+
+    // The new secret verifies at once; the previous one keeps verifying for the overlap, so the
+    // vendor can switch at any moment within it.
+    r.add("POST", "/integrations/connections/{connectionId}/inbound-webhook/rotate-secret", [&s](call& c) -> result<reply> {
+        auto body = c.json();
+        if (!body) return body.error();
+        auto secret = inbound_secret(*body);
+        if (!secret) return secret.error();
+        auto rotated = s.inbound->rotate_secret(c.ctx, c.params["connectionId"], std::move(*secret));
+        if (!rotated) return rotated.error();
+        return json_reply(200, endpoint_json(*rotated, s.config));
     });
 }
 

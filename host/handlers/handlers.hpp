@@ -23,6 +23,7 @@ void add_run_routes(router& r, services& s);
 void add_operation_routes(router& r, services& s);
 void add_oauth2_routes(router& r, services& s);
 void add_webhook_routes(router& r, services& s);
+void add_inbound_routes(router& r, services& s);
 
 inline reply json_reply(unsigned status, boost::json::value body) { return reply{status, std::move(body), "application/json", {}}; }
 

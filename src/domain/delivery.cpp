@@ -46,6 +46,22 @@ result<webhook_delivery> webhook_delivery::inbound(request_context const& ctx, t
     return webhook_delivery(new_metadata(ctx, now), std::move(d));
 }
 
+result<webhook_delivery> webhook_delivery::refused_inbound(request_context const& ctx, time_point now,
+                                                           std::string connection_id, std::string provider_id,
+                                                           std::string event_type, std::string reason) {
+    if (auto r = detail::require_text(event_type, "eventType", 200); !r) return r.error();
+    delivery_data d;
+    d.delivery_id = new_id(id_prefix::delivery, now);
+    d.direction = delivery_direction::inbound;
+    d.connection_id = std::move(connection_id);
+    d.provider_id = std::move(provider_id);
+    d.event_type = std::move(event_type);
+    d.max_attempts = 1;
+    webhook_delivery out(new_metadata(ctx, now), std::move(d));
+    if (auto r = out.reject(std::move(reason), now); !r) return r.error();
+    return out;
+}
+
 result<webhook_delivery> webhook_delivery::restore(metadata m, delivery_data d) {
     if (!is_valid_id(d.delivery_id, id_prefix::delivery))
         return error{errc::invalid_argument, "deliveryId \"" + d.delivery_id + "\" is not a delivery id"};
@@ -58,7 +74,7 @@ bool webhook_delivery::terminal() const noexcept {
            (d_.direction == delivery_direction::inbound && d_.status == delivery_status::failed);
 }
 
-result<void> webhook_delivery::accept(inbound_verification const& v, time_point now) {
+result<void> webhook_delivery::accept(inbound_verification const& v, time_point now, boost::json::value body) {
     if (d_.direction != delivery_direction::inbound)
         return error{errc::invalid_state, "only inbound deliveries are accepted; outbound ones are delivered"};
     if (d_.status != delivery_status::pending) return detail::bad_transition("delivery", "accept", d_.status);
@@ -72,6 +88,19 @@ result<void> webhook_delivery::accept(inbound_verification const& v, time_point 
     raise(std::string(events::event_type::webhook_delivered),
           {{"deliveryId", d_.delivery_id}, {"direction", "Inbound"}, {"eventType", d_.event_type},
            {"connectionId", d_.connection_id.value_or("")}, {"providerDeliveryId", d_.provider_delivery_id.value_or("")}});
+    raise(d_.event_type, {{"deliveryId", d_.delivery_id},
+                          {"connectionId", d_.connection_id.value_or("")},
+                          {"providerId", d_.provider_id.value_or("")},
+                          {"providerDeliveryId", d_.provider_delivery_id.value_or("")},
+                          {"body", std::move(body)}});
+    return {};
+}
+
+result<void> webhook_delivery::keep_payload(std::string payload_ref) {
+    if (d_.direction != delivery_direction::inbound || d_.status != delivery_status::pending)
+        return error{errc::invalid_state, "a payload is attached to an inbound delivery before it is accepted"};
+    if (auto r = detail::require_text(payload_ref, "payloadRef", 2048); !r) return r;
+    d_.payload_ref = std::move(payload_ref);
     return {};
 }
 
@@ -82,6 +111,7 @@ result<void> webhook_delivery::reject(std::string reason, time_point now) {
     d_.signature_status = signature_status::invalid;
     d_.status = delivery_status::failed;
     d_.last_attempt_at = truncate_ms(now);
+    d_.rejection_reason = reason;
     raise(std::string(events::event_type::integration_failed),
           {{"source", "Delivery"}, {"deliveryId", d_.delivery_id}, {"direction", "Inbound"},
            {"category", "Validation"}, {"message", reason}});

@@ -50,6 +50,7 @@ struct platform::impl {
     std::unique_ptr<webhooks::publisher> publisher;
     std::optional<resilience::rate_limiter> delivery_limits;  // the subscriptions' maxPerSecond
     std::unique_ptr<webhooks::delivery_worker> delivery;
+    std::unique_ptr<webhooks::inbound_gateway> inbound;
     std::vector<std::unique_ptr<detail::periodic_worker>> workers;
     std::unique_ptr<detail::periodic_worker> delivery_runner;  // null when `webhooks.deliver` is false
     bool started = false;
@@ -96,7 +97,9 @@ void build_services(impl& p) {
     p.delivery_limits.emplace(clock);
     p.delivery = std::make_unique<webhooks::delivery_worker>(*p.store, *p.secrets, *p.blobs, *p.transport, hops,
                                                              *p.delivery_limits, clock, o.webhooks.delivery);
-    // The library's own events are webhook event types too. The relay marks an event published only
+    p.inbound = std::make_unique<webhooks::inbound_gateway>(*p.store, *p.secrets, *p.blobs, clock, o.webhooks.inbound);
+    // The library's own events are webhook event types too, and so are the canonical events of
+    // accepted inbound webhooks (`github.pull_request.opened`, ...). The relay marks an event published only
     // after every handler succeeded, and fan_out is idempotent per event, so an event is fanned out
     // at least once and delivered once per subscription, across crashes.
     p.events.subscribe("*", [&p](events::event_envelope const& e) -> result<void> {
@@ -238,6 +241,7 @@ events::in_process_dispatcher& platform::events() noexcept { return impl_->event
 webhooks::subscription_service& platform::subscriptions() noexcept { return *impl_->subscriptions; }
 webhooks::publisher& platform::publisher() noexcept { return *impl_->publisher; }
 webhooks::delivery_worker& platform::delivery_worker() noexcept { return *impl_->delivery; }
+webhooks::inbound_gateway& platform::inbound() noexcept { return *impl_->inbound; }
 events::outbox_relay_stats platform::outbox_stats() const noexcept { return impl_->relay->stats(); }
 storage::store& platform::store() noexcept { return *impl_->store; }
 credentials::secret_store& platform::secrets() noexcept { return *impl_->secrets; }

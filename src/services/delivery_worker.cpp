@@ -5,6 +5,8 @@
 #include <integration/outbound/retry.hpp>
 #include <integration/services/webhook_signature.hpp>
 
+#include "../detail/utf8.hpp"
+
 #include <unistd.h>
 
 #include <algorithm>
@@ -43,24 +45,6 @@ struct outcome {
     milliseconds latency{0};
     std::optional<milliseconds> retry_after;
 };
-
-/** The first `cap` bytes of `body` as valid UTF-8 (the attempt is stored as JSON): a sequence cut
- *  at the cap is dropped, and a byte that starts no valid sequence becomes U+FFFD. */
-std::string excerpt_of(std::string_view body, std::size_t cap) {
-    std::string out;
-    out.reserve(std::min(cap, body.size()));
-    for (std::size_t i = 0; i < body.size();) {
-        auto c = static_cast<unsigned char>(body[i]);
-        std::size_t n = c < 0x80 ? 1 : (c >> 5) == 0x6 ? 2 : (c >> 4) == 0xe ? 3 : (c >> 3) == 0x1e ? 4 : 0;
-        bool ok = n > 0 && i + n <= body.size();
-        for (std::size_t k = 1; ok && k < n; ++k) ok = (static_cast<unsigned char>(body[i + k]) & 0xc0) == 0x80;
-        std::string_view piece = ok ? body.substr(i, n) : std::string_view("\xef\xbf\xbd");
-        if (out.size() + piece.size() > cap) break;
-        out += piece;
-        i += ok ? n : 1;
-    }
-    return out;
-}
 
 std::string default_owner() {
     char host[256] = {};
@@ -213,7 +197,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         o.latency = std::chrono::duration_cast<milliseconds>(steady::now() - sent);
         if (res) {
             o.status = res->status;
-            o.excerpt = excerpt_of(res->body, cap);
+            o.excerpt = integration::detail::utf8_excerpt(res->body, cap);
             o.retry_after = resilience::server_requested_delay(res->headers, o.attempted_at);
         } else if (res.error() == errc::cancelled && closing->cancelled()) {
             // The worker is closing: nothing is recorded, the lease lapses and the delivery is sent again.

@@ -114,8 +114,11 @@ result<publication> publisher::fan_out(events::event_envelope const& event) {
     publication none{event.event_id, {}, false};
     // Events of global providers belong to no tenant, hence to no subscription. A delivery's own
     // events (WebhookDelivered, its IntegrationFailed) are not fanned out: a `*` subscription
-    // would otherwise receive a delivery about each of its deliveries, without end.
-    if (event.tenant_id.empty() || event.aggregate_type == "WebhookDelivery") return none;
+    // would otherwise receive a delivery about each of its deliveries, without end. The canonical
+    // event of an accepted inbound delivery (`github.push`, ...) is, like any other event.
+    bool delivery_state = event.event_type == events::event_type::webhook_delivered ||
+                          event.event_type == events::event_type::integration_failed;
+    if (event.tenant_id.empty() || (event.aggregate_type == "WebhookDelivery" && delivery_state)) return none;
     auto ctx = request_context::for_tenant(event.tenant_id, "webhook-publisher");
     ctx.correlation_id = event.correlation_id;
     ctx.causation_id = event.event_id;

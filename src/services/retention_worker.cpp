@@ -42,9 +42,13 @@ result<std::size_t> retention_worker::purge_payloads(request_context const& ctx,
         });
         if (!rows) return rows.error();
         if (rows->empty()) return purged;
-        // One event's deliveries share its payload; deleting a missing blob is not an error.
-        for (auto const& d : *rows)
-            if (auto r = blobs_.remove(ctx.tenant_id, *d.data().payload_ref); !r) return r.error();
+        // One event's deliveries share its payload; deleting a missing blob is not an error. A
+        // small inbound payload lives in the store: it goes with its reference, below.
+        for (auto const& d : *rows) {
+            auto const& ref = *d.data().payload_ref;
+            if (storage::is_stored_payload_ref(ref)) continue;
+            if (auto r = blobs_.remove(ctx.tenant_id, ref); !r) return r.error();
+        }
         auto cleared = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             for (auto const& old : *rows) {
                 auto d = uow.deliveries().find(old.id());  // current, so this save never conflicts
@@ -52,6 +56,8 @@ result<std::size_t> retention_worker::purge_payloads(request_context const& ctx,
                     if (d.error() == errc::not_found) continue;
                     return d.error();
                 }
+                if (d->data().payload_ref && storage::is_stored_payload_ref(*d->data().payload_ref))
+                    if (auto r = uow.deliveries().remove_payload(d->id()); !r) return r;
                 d->forget_payload();
                 if (auto r = uow.deliveries().save(*d); !r) return r;
             }

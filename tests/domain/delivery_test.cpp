@@ -264,19 +264,39 @@ TEST_F(delivery_test, inbound_needs_the_vendors_delivery_id_and_an_event_type) {
                 errc::invalid_argument);
 }
 
-TEST_F(delivery_test, pending_to_accepted_after_signature_and_tenant_raises_delivered) {
+TEST_F(delivery_test, pending_to_accepted_after_signature_and_tenant_raises_delivered_and_the_canonical_event) {
     auto d = inbound();
-    ASSERT_TRUE(d.accept(verified, clock.now()));
+    ASSERT_TRUE(d.accept(verified, clock.now(), boost::json::value{{"id", "ch_1"}, {"amount", 100}}));
     EXPECT_EQ(d.status(), delivery_status::accepted);
     EXPECT_EQ(d.data().signature_status, signature_status::verified);
     EXPECT_EQ(d.data().last_attempt_at, clock.now());
     EXPECT_TRUE(d.terminal());
-    ASSERT_EQ(d.pending_events().size(), 1u);
+    ASSERT_EQ(d.pending_events().size(), 2u);
     auto const& e = d.pending_events()[0];
     EXPECT_EQ(e.event_type, delivered_event);
     EXPECT_EQ(e.data.at("direction").as_string(), "Inbound");
     EXPECT_EQ(e.data.at("providerDeliveryId").as_string(), "wh_001");
     EXPECT_EQ(e.data.at("connectionId").as_string(), connection_id);
+    auto const& canonical = d.pending_events()[1];
+    EXPECT_EQ(canonical.event_type, "charge.succeeded");
+    EXPECT_EQ(canonical.data.at("deliveryId").as_string(), d.id());
+    EXPECT_EQ(canonical.data.at("providerDeliveryId").as_string(), "wh_001");
+    EXPECT_EQ(canonical.data.at("providerId").as_string(), provider_id);
+    EXPECT_EQ(canonical.data.at("body").at("amount").as_int64(), 100);
+}
+
+TEST_F(delivery_test, a_refused_inbound_request_is_failed_at_once_without_a_vendor_delivery_id) {
+    auto d = webhook_delivery::refused_inbound(tenant_ctx(), clock.now(), connection_id, provider_id,
+                                               "github.unverified", "signature-mismatch")
+                 .value();
+    EXPECT_EQ(d.status(), delivery_status::failed);
+    EXPECT_EQ(d.data().direction, delivery_direction::inbound);
+    EXPECT_EQ(d.data().signature_status, signature_status::invalid);
+    EXPECT_EQ(d.data().rejection_reason, "signature-mismatch");
+    EXPECT_FALSE(d.data().provider_delivery_id);
+    EXPECT_TRUE(d.terminal());
+    ASSERT_EQ(d.pending_events().size(), 1u);
+    EXPECT_EQ(d.pending_events()[0].event_type, failed_event);
 }
 
 TEST_F(delivery_test, an_inbound_delivery_is_not_accepted_without_signature_verification) {

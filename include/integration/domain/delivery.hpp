@@ -8,6 +8,8 @@
 #include <integration/core/aggregate.hpp>
 #include <integration/domain/subscription.hpp>
 
+#include <boost/json/value.hpp>
+
 #include <optional>
 #include <string>
 #include <vector>
@@ -76,6 +78,7 @@ struct delivery_data {
     std::optional<time_point> last_attempt_at;
     std::optional<time_point> next_attempt_at;
     std::vector<delivery_attempt> delivery_attempts;
+    std::optional<std::string> rejection_reason;      ///< Inbound Failed: why it was refused.
 
     static auto json_fields() {
         return std::make_tuple(
@@ -89,7 +92,8 @@ struct delivery_data {
             field("attempts", &delivery_data::attempts), field("maxAttempts", &delivery_data::max_attempts),
             field("lastAttemptAt", &delivery_data::last_attempt_at),
             field("nextAttemptAt", &delivery_data::next_attempt_at),
-            field("deliveryAttempts", &delivery_data::delivery_attempts));
+            field("deliveryAttempts", &delivery_data::delivery_attempts),
+            field("rejectionReason", &delivery_data::rejection_reason));
     }
 };
 
@@ -113,6 +117,12 @@ public:
                                             std::string provider_id, std::string provider_delivery_id,
                                             std::string event_type, std::optional<std::string> payload_ref,
                                             std::optional<std::string> payload_hash);
+    /** An inbound request on `connection_id` that was refused before it had an identity (or
+     *  whose identity conflicts with an earlier delivery): Failed at once, with `reason` (raises
+     *  IntegrationFailed). It holds no vendor delivery id, so it never blocks a later valid one. */
+    static result<webhook_delivery> refused_inbound(request_context const& ctx, time_point now,
+                                                    std::string connection_id, std::string provider_id,
+                                                    std::string event_type, std::string reason);
     /** Rebuilds a stored delivery (stores only). */
     static result<webhook_delivery> restore(metadata m, delivery_data d);
 
@@ -121,10 +131,13 @@ public:
     delivery_status status() const noexcept { return d_.status; }
     bool terminal() const noexcept;
 
-    /** Inbound Pending → Accepted, only with a valid signature and a resolved tenant
-     *  (raises WebhookDelivered). */
-    result<void> accept(inbound_verification const& v, time_point now);
-    /** Inbound Pending → Failed with the signature marked Invalid (raises IntegrationFailed). */
+    /** Inbound Pending → Accepted, only with a valid signature and a resolved tenant. Raises
+     *  WebhookDelivered, then the canonical event: its `eventType` (e.g. `github.push`) with
+     *  `deliveryId`, `connectionId`, `providerId`, `providerDeliveryId` and `body`, the vendor's
+     *  payload as parsed (JSON, or the form fields as an object). */
+    result<void> accept(inbound_verification const& v, time_point now, boost::json::value body = nullptr);
+    /** Inbound Pending → Failed with the signature marked Invalid and `reason` kept (raises
+     *  IntegrationFailed). */
     result<void> reject(std::string reason, time_point now);
     /** Outbound: a 2xx answer → Delivered (raises WebhookDelivered). */
     result<void> record_success(delivery_attempt a);
@@ -137,6 +150,8 @@ public:
     /** Outbound: the receiver answered 410 Gone. Dead-lettered at once (raises IntegrationFailed);
      *  the caller deactivates the subscription. */
     result<void> record_gone(delivery_attempt a);
+    /** Inbound Pending: where the raw payload is kept (known once the delivery has its id). */
+    result<void> keep_payload(std::string payload_ref);
     /** Retention: the raw payload was purged from the blob store, so `payloadRef` is cleared. */
     void forget_payload() noexcept { d_.payload_ref.reset(); }
     /** Outbound, terminal or failed → Pending, due now, with `extra_attempts` more allowed. */

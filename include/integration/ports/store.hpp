@@ -23,6 +23,7 @@
 #include <optional>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 namespace integration::storage {
@@ -196,9 +197,25 @@ public:
     /** Deliveries created before `before` that still reference a payload blob, oldest first. */
     virtual result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before,
                                                                                std::size_t limit) = 0;
-    /** Deletes a delivery with its attempts (retention, after archiving); a missing one is not an error. */
+    /** Deletes a delivery with its attempts and stored payload (retention, after archiving); a
+     *  missing one is not an error. */
     virtual result<void> remove(std::string const& delivery_id) = 0;
+    /** Keeps a delivery's raw payload in the store, committed with the unit (small inbound
+     *  payloads: no file and no fsync of their own); its `payloadRef` is `stored_payload_ref`. */
+    virtual result<void> put_payload(std::string const& delivery_id, std::string_view bytes) = 0;
+    /** The payload `put_payload` kept (`errc::not_found` when there is none, e.g. after retention). */
+    virtual result<std::string> payload(std::string const& delivery_id) = 0;
+    /** Deletes the payload `put_payload` kept (retention); a missing one is not an error. */
+    virtual result<void> remove_payload(std::string const& delivery_id) = 0;
 };
+
+/** The `payloadRef` of a payload kept in the store with its delivery (`put_payload`), as opposed
+ *  to a `blob://` reference of the blob store: `store://<tenant>/deliveries/<delivery id>`. */
+inline std::string stored_payload_ref(std::string const& tenant, std::string const& delivery_id) {
+    return "store://" + tenant + "/deliveries/" + delivery_id;
+}
+/** True when `ref` was made by `stored_payload_ref`. */
+inline bool is_stored_payload_ref(std::string_view ref) noexcept { return ref.starts_with("store://"); }
 
 /** An event published to the tenant's webhook subscriptions. */
 struct published_event {
@@ -260,11 +277,22 @@ public:
 };
 
 /** Where an inbound webhook of a connection is verified: the signature scheme and the name of
- *  its secret in the secret store. */
+ *  its secret in the secret store; during a rotation also the previous secret, which verifies
+ *  until `previous_until`. */
 struct inbound_webhook_registration {
     std::string connection_id;
     std::string scheme;
     std::string secret_name;
+    std::optional<std::string> previous_secret_name;
+    std::optional<time_point> previous_until;
+};
+
+/** An inbound webhook endpoint resolved from its connection id alone (the inbound route is
+ *  unauthenticated: the connection names the tenant). */
+struct inbound_endpoint_record {
+    std::string tenant_id;
+    std::string provider_id;
+    inbound_webhook_registration registration;
 };
 
 /** Inbound webhook registrations, one per connection. */
@@ -377,6 +405,10 @@ public:
                                                                    time_point until, std::size_t limit) = 0;
     /** The earliest nextAttemptAt among outbound deliveries waiting to be sent (for the lag metric). */
     virtual result<std::optional<time_point>> oldest_due_delivery() = 0;
+    /** The inbound webhook registration of `connection_id` with its tenant, looked up without a
+     *  tenant (the inbound route has none). Nothing when no connection has this id, it has no
+     *  registration or it is Retired. */
+    virtual result<std::optional<inbound_endpoint_record>> find_inbound_endpoint(std::string const& connection_id) = 0;
 };
 
 namespace detail {

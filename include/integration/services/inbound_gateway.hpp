@@ -21,6 +21,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace integration::webhooks {
 
@@ -84,7 +85,19 @@ public:
      *  An error (not a refusal) is a store, vault or blob failure: nothing was accepted. */
     result<inbound_outcome> receive(std::string const& connection_id, inbound_request const& req);
 
+    /** The raw payload of an inbound delivery of `ctx`'s tenant, as received (kept in the store
+     *  or the blob store, per its `payloadRef`); `errc::not_found` once retention purged it. */
+    result<std::string> payload(request_context const& ctx, std::string const& delivery_id);
+
 private:
+    result<std::vector<secret_bytes>> secrets_of(storage::inbound_endpoint_record const& e, time_point now);
+    result<inbound_outcome> repeat(request_context const& ctx, storage::inbound_endpoint_record const& endpoint,
+                                   inbound_outcome out, webhook_delivery const& earlier, std::string const& hash,
+                                   std::string_view body);
+    result<inbound_outcome> refuse(request_context const& ctx, storage::inbound_endpoint_record const& endpoint,
+                                   inbound_outcome out, std::string const& event_type, inbound_refusal refusal,
+                                   std::string_view body);
+
     storage::store& store_;
     credentials::secret_store& secrets_;
     blobs::blob_store& blobs_;

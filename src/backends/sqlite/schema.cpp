@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 7> migrations{
+constexpr std::array<char const*, 8> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -198,6 +198,18 @@ CREATE TABLE published_events(event_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL
 CREATE UNIQUE INDEX published_events_by_key ON published_events(tenant_id, idempotency_key)
   WHERE idempotency_key IS NOT NULL;
 CREATE INDEX published_events_by_time ON published_events(tenant_id, published_at);
+)sql",
+    // 8: inbound webhooks. The inbound route has no tenant: a registration is found by its
+    // connection id alone. A rotated secret keeps verifying for a while, a refused delivery keeps
+    // its reason, and small raw payloads live here, committed with their delivery (no file and
+    // no fsync each); deleting a delivery deletes its payload.
+    R"sql(
+ALTER TABLE inbound_webhooks ADD COLUMN previous_secret_name TEXT;
+ALTER TABLE inbound_webhooks ADD COLUMN previous_until INTEGER;
+CREATE INDEX inbound_webhooks_by_connection ON inbound_webhooks(connection_id);
+ALTER TABLE deliveries ADD COLUMN rejection_reason TEXT;
+CREATE TABLE delivery_payloads(delivery_id TEXT PRIMARY KEY REFERENCES deliveries(delivery_id) ON DELETE CASCADE,
+  tenant_id TEXT NOT NULL, bytes BLOB NOT NULL);
 )sql",
 };
 

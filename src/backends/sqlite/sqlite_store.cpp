@@ -574,9 +574,22 @@ private:
     repo<webhooks::webhook_subscription> r_;
 };
 
+/** Prepares `sql`, binds `binds` and runs it to completion. */
+result<void> run_sql(database& db, std::string const& sql, std::vector<value> const& binds) {
+    auto st = db.prepare(sql);
+    if (!st) return st.error();
+    (*st)->bind_all(binds);
+    return (*st)->run();
+}
+
+result<void> writable(work_state const& w, std::string_view what) {
+    if (w.read_only) return error{errc::invalid_state, std::string(what) + " called inside a read-only unit of work"};
+    return {};
+}
+
 class delivery_repo final : public webhook_delivery_repository {
 public:
-    explicit delivery_repo(work_state& w) : r_(w) {}
+    explicit delivery_repo(work_state& w) : w_(w), r_(w) {}
     result<webhooks::webhook_delivery> find(std::string const& id) override { return r_.find(id); }
     result<webhooks::webhook_delivery> find_inbound(std::string const& connection_id,
                                                     std::string const& provider_delivery_id) override {
@@ -613,23 +626,38 @@ public:
                          clamp_limit(limit));
     }
     result<void> remove(std::string const& id) override { return r_.remove(id); }
+    result<void> put_payload(std::string const& id, std::string_view bytes) override {
+        if (auto r = writable(w_, "deliveries().put_payload"); !r) return r;
+        // The delivery must be this tenant's (and saved first: the payload row references it).
+        auto st = w_.db.prepare("INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) SELECT delivery_id, tenant_id, ? "
+                                "FROM deliveries WHERE delivery_id = ? AND tenant_id = ? "
+                                "ON CONFLICT (delivery_id) DO UPDATE SET bytes = excluded.bytes");
+        if (!st) return st.error();
+        (*st)->bind_all({std::vector<unsigned char>(bytes.begin(), bytes.end()), id, w_.ctx.tenant_id});
+        if (auto r = (*st)->run(); !r) return r;
+        if (w_.db.changes() != 1) return error{errc::not_found, "WebhookDelivery " + id + " was not found in this tenant"};
+        return {};
+    }
+    result<std::string> payload(std::string const& id) override {
+        auto st = w_.db.prepare("SELECT bytes FROM delivery_payloads WHERE delivery_id = ? AND tenant_id = ?");
+        if (!st) return st.error();
+        (*st)->bind_all({id, w_.ctx.tenant_id});
+        auto row = (*st)->step();
+        if (!row) return row.error();
+        if (!*row) return error{errc::not_found, "delivery " + id + " has no stored payload in this tenant"};
+        auto bytes = (*st)->blob(0);
+        (*st)->reset();
+        return std::string(bytes.begin(), bytes.end());
+    }
+    result<void> remove_payload(std::string const& id) override {
+        if (auto r = writable(w_, "deliveries().remove_payload"); !r) return r;
+        return run_sql(w_.db, "DELETE FROM delivery_payloads WHERE delivery_id = ? AND tenant_id = ?", {id, w_.ctx.tenant_id});
+    }
 
 private:
+    work_state& w_;
     repo<webhooks::webhook_delivery> r_;
 };
-
-/** Prepares `sql`, binds `binds` and runs it to completion. */
-result<void> run_sql(database& db, std::string const& sql, std::vector<value> const& binds) {
-    auto st = db.prepare(sql);
-    if (!st) return st.error();
-    (*st)->bind_all(binds);
-    return (*st)->run();
-}
-
-result<void> writable(work_state const& w, std::string_view what) {
-    if (w.read_only) return error{errc::invalid_state, std::string(what) + " called inside a read-only unit of work"};
-    return {};
-}
 
 class published_event_repo final : public published_event_repository {
 public:
@@ -789,18 +817,29 @@ private:
     work_state& w_;
 };
 
+// The columns of an inbound webhook registration, as `read_registration` reads them.
+constexpr std::string_view registration_columns = "connection_id, scheme, secret_name, previous_secret_name, previous_until";
+
+inbound_webhook_registration read_registration(statement const& s, int first) {
+    inbound_webhook_registration r{s.text(first), s.text(first + 1), s.text(first + 2), std::nullopt, std::nullopt};
+    if (!s.is_null(first + 3)) r.previous_secret_name = s.text(first + 3);
+    if (!s.is_null(first + 4)) r.previous_until = from_unix_ms(s.int64(first + 4));
+    return r;
+}
+
 class inbound_webhook_repo final : public inbound_webhook_repository {
 public:
     explicit inbound_webhook_repo(work_state& w) : w_(w) {}
 
     result<inbound_webhook_registration> find(std::string const& connection_id) override {
-        auto st = w_.db.prepare("SELECT scheme, secret_name FROM inbound_webhooks WHERE tenant_id = ? AND connection_id = ?");
+        auto st = w_.db.prepare("SELECT " + std::string(registration_columns) +
+                                " FROM inbound_webhooks WHERE tenant_id = ? AND connection_id = ?");
         if (!st) return st.error();
         (*st)->bind_all({w_.ctx.tenant_id, connection_id});
         auto row = (*st)->step();
         if (!row) return row.error();
         if (!*row) return error{errc::not_found, "connection " + connection_id + " has no inbound webhook in this tenant"};
-        inbound_webhook_registration out{connection_id, (*st)->text(0), (*st)->text(1)};
+        auto out = read_registration(**st, 0);
         (*st)->reset();
         return out;
     }
@@ -808,10 +847,14 @@ public:
     result<void> save(inbound_webhook_registration const& r) override {
         if (auto w = writable(w_, "inbound_webhooks().save"); !w) return w;
         return run_sql(w_.db,
-                       "INSERT INTO inbound_webhooks (tenant_id, connection_id, scheme, secret_name) VALUES (?, ?, ?, ?) "
+                       "INSERT INTO inbound_webhooks (tenant_id, connection_id, scheme, secret_name, previous_secret_name, "
+                       "previous_until) VALUES (?, ?, ?, ?, ?, ?) "
                        "ON CONFLICT (tenant_id, connection_id) DO UPDATE SET scheme = excluded.scheme, "
-                       "secret_name = excluded.secret_name",
-                       {w_.ctx.tenant_id, r.connection_id, r.scheme, r.secret_name});
+                       "secret_name = excluded.secret_name, previous_secret_name = excluded.previous_secret_name, "
+                       "previous_until = excluded.previous_until",
+                       {w_.ctx.tenant_id, r.connection_id, r.scheme, r.secret_name,
+                        r.previous_secret_name ? value{*r.previous_secret_name} : value{nullptr},
+                        r.previous_until ? value{to_unix_ms(*r.previous_until)} : value{nullptr}});
     }
 
 private:
@@ -1061,6 +1104,28 @@ public:
             auto row = (*st)->step();
             if (!row) return row.error();
             if (*row && !(*st)->is_null(0)) out = from_unix_ms((*st)->int64(0));
+            (*st)->reset();
+            return {};
+        });
+        if (!r) return r.error();
+        return out;
+    }
+
+    result<std::optional<inbound_endpoint_record>> find_inbound_endpoint(std::string const& connection_id) override {
+        std::optional<inbound_endpoint_record> out;
+        auto r = with_reader([&](database& db) -> result<void> {
+            // The registration and its connection must be the same tenant's; a Retired connection
+            // answers nothing, like an unknown one.
+            // (`registration_columns` starts with connection_id, the one name both tables have.)
+            static std::string const sql = "SELECT w.tenant_id, c.provider_id, w." + std::string(registration_columns) +
+                                           " FROM inbound_webhooks w JOIN connections c ON c.connection_id = w.connection_id "
+                                           "AND c.tenant_id = w.tenant_id WHERE w.connection_id = ? AND c.status <> 'Retired'";
+            auto st = db.prepare(sql);
+            if (!st) return st.error();
+            (*st)->bind(1, value{connection_id});
+            auto row = (*st)->step();
+            if (!row) return row.error();
+            if (*row) out = inbound_endpoint_record{(*st)->text(0), (*st)->text(1), read_registration(**st, 2)};
             (*st)->reset();
             return {};
         });

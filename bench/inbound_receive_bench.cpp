@@ -1,0 +1,147 @@
+// Durable inbound webhook receives on one SQLite file (WAL, synchronous=FULL):
+//   raw_sqlite_single_row      - baseline: raw sqlite3, one INSERT of the same body per transaction,
+//                                one fsync each
+//   inbound_receive/threads:N  - N callers of inbound_gateway::receive, each with its own signed
+//                                GitHub-style requests (unique X-GitHub-Delivery, ~1 KiB body):
+//                                verify, dedupe, record the delivery, its payload (in the store) and
+//                                its canonical event. Every receive answers only once its delivery is
+//                                durable; concurrent ones share the store's group commit.
+// Items are accepted deliveries. The counter `units_per_commit` is how many receives one fsync
+// carried. Run: inbound_receive_bench [--benchmark_min_time=3]
+
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_blob_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
+#include <integration/services/inbound_gateway.hpp>
+
+#include "sqlite_baseline.hpp"
+
+#include <benchmark/benchmark.h>
+#include <openssl/hmac.h>
+
+#include <atomic>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+using namespace integration;
+
+namespace {
+
+std::filesystem::path bench_dir() {
+    auto d = std::filesystem::temp_directory_path() / "integration-inbound-bench";
+    std::filesystem::create_directories(d);
+    return d;
+}
+
+std::string const secret = "bench-inbound-secret";
+
+/** A pull_request webhook of about 1 KiB, as GitHub sends it (abridged). */
+std::string body_of(std::string const& id) {
+    std::string body = R"({"action":"opened","number":42,"delivery":")" + id +
+                       R"(","pull_request":{"title":"Bench","state":"open","user":{"login":"octocat","id":1},"body":")";
+    body += std::string(1024 - body.size() - 40, 'b');
+    body += R"("},"repository":{"full_name":"o/r"}})";
+    return body;
+}
+
+std::string hex_hmac(std::string_view data) {
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<unsigned char const*>(data.data()),
+         data.size(), mac, &len);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+        out += hex[mac[i] >> 4];
+        out += hex[mac[i] & 0xf];
+    }
+    return out;
+}
+
+void raw_sqlite_single_row(benchmark::State& state) {
+    integration::bench::raw_sqlite_single_row(state, bench_dir() / "raw.db", body_of("baseline"));
+}
+BENCHMARK(raw_sqlite_single_row)->UseRealTime();
+
+struct world {
+    std::unique_ptr<storage::store> store;
+    std::unique_ptr<blobs::blob_store> blobs;
+    std::unique_ptr<credentials::secret_store> vault;
+    std::unique_ptr<webhooks::inbound_gateway> gateway;
+    std::string connection_id;
+    std::atomic<std::int64_t> refused{0};
+};
+
+std::unique_ptr<world> make_world() {
+    auto dir = bench_dir() / "receive";
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    auto w = std::make_unique<world>();
+    w->store = storage::open_sqlite_store({.path = (dir / "integration.db").string(), .synchronous_full = true}).value();
+    w->blobs = blobs::open_sqlite_blob_store({.path = (dir / "blobs.db").string()}).value();
+    w->vault = credentials::open_local_secret_store(
+                   {.path = (dir / "secrets.db").string(), .key_file = (dir / "master.key").string(), .key_env = ""})
+                   .value();
+    w->gateway = std::make_unique<webhooks::inbound_gateway>(*w->store, *w->vault, *w->blobs, system_clock::instance());
+    auto ctx = request_context::for_tenant("bench");
+    auto now = system_clock::instance().now();
+    w->store
+        ->transact(ctx,
+                   [&](storage::unit_of_work& uow) -> result<void> {
+                       providers::provider_spec spec;
+                       spec.key = "github";
+                       spec.display_name = "GitHub";
+                       spec.base_url = "https://api.github.com";
+                       auto p = providers::integration_provider::register_new(ctx, now, spec).value();
+                       p.activate(1).value();
+                       if (auto r = uow.providers().save(p); !r) return r;
+                       auto c = connections::integration_connection::create(ctx, now, p, {.project_id = "p", .display_name = "gh"})
+                                    .value();
+                       w->connection_id = c.id();
+                       return uow.connections().save(c);
+                   })
+        .value();
+    w->gateway->register_endpoint(ctx, w->connection_id, webhooks::inbound_scheme::github, secret_bytes(std::string_view(secret)))
+        .value();
+    return w;
+}
+
+std::unique_ptr<world> shared;
+std::atomic<std::uint64_t> commits_before{0}, units_before{0};
+
+void inbound_receive(benchmark::State& state) {
+    if (state.thread_index() == 0) {
+        shared = make_world();
+        auto s = storage::sqlite_store_stats(*shared->store).value();
+        commits_before = s.commits;
+        units_before = s.units;
+    }
+    std::int64_t n = 0;
+    for (auto _ : state) {
+        // What a vendor sends: a unique delivery id and a body signed with the shared secret.
+        auto id = std::to_string(state.thread_index()) + "-" + std::to_string(n++);
+        auto body = body_of(id);
+        auto signature = "sha256=" + hex_hmac(body);
+        webhooks::header_field headers[] = {{"X-GitHub-Delivery", id},
+                                            {"X-GitHub-Event", "pull_request"},
+                                            {"X-Hub-Signature-256", signature},
+                                            {"Content-Type", "application/json"}};
+        auto out = shared->gateway->receive(shared->connection_id,
+                                            {headers, body, "https://hooks.example/webhooks/inbound/c", "application/json"});
+        if (!out || out->outcome != webhooks::inbound_outcome::kind::accepted) ++shared->refused;
+    }
+    state.SetItemsProcessed(state.iterations());
+    if (state.thread_index() == 0) {
+        // Thread 0 reports for all (its counters are the ones shown after the threads' barrier).
+        auto s = storage::sqlite_store_stats(*shared->store).value();
+        auto commits = static_cast<double>(s.commits - commits_before);
+        state.counters["units_per_commit"] = commits > 0 ? static_cast<double>(s.units - units_before) / commits : 0;
+        if (shared->refused > 0) state.SkipWithError("some receives were not accepted");
+    }
+}
+BENCHMARK(inbound_receive)->Threads(1)->Threads(64)->UseRealTime();
+
+}  // namespace
+
+BENCHMARK_MAIN();

@@ -1,0 +1,491 @@
+#include <integration/services/inbound_gateway.hpp>
+
+#include <integration/backends/local_vault/local_secret_store.hpp>
+#include <integration/backends/sqlite/sqlite_blob_store.hpp>
+#include <integration/backends/sqlite/sqlite_store.hpp>
+#include <integration/platform.hpp>
+#include <integration/services/retention_worker.hpp>
+
+#include "storage/fixtures.hpp"
+
+#include <boost/json.hpp>
+#include <gtest/gtest.h>
+#include <openssl/hmac.h>
+#include <sqlite3.h>
+
+#include <atomic>
+#include <thread>
+
+// The inbound gateway over a real SQLite store, blob store and local vault with a manual clock:
+// what an accepted, duplicate or refused request writes (and what an unknown connection does
+// not), dedupe under concurrency, the canonical event and its fan-out through the platform,
+// secret rotation, tenant isolation and retention.
+
+namespace {
+
+using namespace integration;
+using namespace integration::webhooks;
+using namespace std::chrono_literals;
+using integration::testing::must;
+using integration::testing::temp_dir;
+
+std::string hmac_sha256_hex(std::string const& key, std::string_view data) {
+    unsigned char mac[EVP_MAX_MD_SIZE];
+    unsigned len = 0;
+    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<unsigned char const*>(data.data()),
+         data.size(), mac, &len);
+    static constexpr char hex[] = "0123456789abcdef";
+    std::string out;
+    for (unsigned i = 0; i < len; ++i) {
+        out += hex[mac[i] >> 4];
+        out += hex[mac[i] & 0xf];
+    }
+    return out;
+}
+
+/** A request as a vendor sends it; the header views point into this object. */
+struct vendor_request {
+    std::vector<std::pair<std::string, std::string>> fields;
+    std::vector<header_field> headers;
+    std::string body;
+    std::string url = "https://hooks.example/webhooks/inbound/con";
+    std::string content_type = "application/json";
+
+    vendor_request() = default;
+    vendor_request(vendor_request const&) = delete;
+
+    inbound_request view() {
+        headers.clear();
+        for (auto const& [n, v] : fields) headers.push_back({n, v});
+        return {headers, body, url, content_type};
+    }
+};
+
+/** A GitHub delivery signed with `secret`. */
+std::unique_ptr<vendor_request> github(std::string const& secret, std::string delivery_id, std::string body,
+                                       std::string event = "pull_request") {
+    auto r = std::make_unique<vendor_request>();
+    r->fields = {{"X-GitHub-Delivery", std::move(delivery_id)},
+                 {"X-GitHub-Event", std::move(event)},
+                 {"X-Hub-Signature-256", "sha256=" + hmac_sha256_hex(secret, body)},
+                 {"Content-Type", "application/json"}};
+    r->body = std::move(body);
+    return r;
+}
+
+std::string pr_opened(int number) {
+    return R"({"action":"opened","number":)" + std::to_string(number) + R"(,"pull_request":{"title":"Fix"}})";
+}
+
+/** Rows of `table` across every tenant, read straight from the database file. */
+std::int64_t rows_in(std::string const& db_path, std::string const& table) {
+    sqlite3* db = nullptr;
+    sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db, ("SELECT COUNT(*) FROM " + table).c_str(), -1, &st, nullptr);
+    std::int64_t n = -1;
+    if (st && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return n;
+}
+
+/** Saves a provider and a Pending connection in `ctx`'s tenant; returns the connection id. */
+std::string seed_connection(storage::store& store, request_context const& ctx, time_point now) {
+    std::string id;
+    must(store.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = integration::testing::active_provider(ctx, now, "github");
+        auto c = must(connections::integration_connection::create(ctx, now, p, integration::testing::connection_spec()));
+        id = c.id();
+        if (auto r = uow.providers().save(p); !r) return r;
+        return uow.connections().save(c);
+    }));
+    return id;
+}
+
+class inbound_gateway_test : public ::testing::Test {
+protected:
+    inbound_gateway_test() {
+        clock_.set(from_unix_ms(1'767'225'600'000));
+        conn_a_ = seed_connection(*store_, a_, clock_.now());
+        conn_b_ = seed_connection(*store_, b_, clock_.now());
+        must(gateway_.register_endpoint(a_, conn_a_, inbound_scheme::github, secret_bytes(std::string_view(secret_))));
+    }
+
+    std::vector<webhook_delivery> inbound_of(request_context const& ctx) {
+        return must(storage::read_for(*store_, ctx, [&](storage::unit_of_work& uow) {
+                        return uow.deliveries().list({.direction = delivery_direction::inbound}, {.limit = 500});
+                    })).items;
+    }
+    std::vector<failures::integration_failure> failures_of(request_context const& ctx, std::string const& delivery_id) {
+        return must(storage::read_for(*store_, ctx, [&](storage::unit_of_work& uow) {
+                        return uow.failures().list({.delivery_id = delivery_id}, {.limit = 500});
+                    })).items;
+    }
+    webhook_delivery find(request_context const& ctx, std::string const& id) {
+        return must(storage::read_for(*store_, ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); }));
+    }
+    std::vector<events::event_envelope> events_of(std::string const& delivery_id) {
+        std::vector<events::event_envelope> out;
+        for (auto& r : must(store_->pending_events(500)))
+            if (r.envelope.aggregate_id == delivery_id) out.push_back(std::move(r.envelope));
+        return out;
+    }
+    inbound_outcome receive(vendor_request& r, std::string const& connection_id = {}) {
+        return must(gateway_.receive(connection_id.empty() ? conn_a_ : connection_id, r.view()));
+    }
+    /** Every row that names a tenant's data, across tenants. */
+    std::int64_t written() {
+        std::int64_t n = 0;
+        for (auto t : {"deliveries", "failures", "outbox", "delivery_payloads"}) n += rows_in(dir_.file("i.db"), t);
+        return n;
+    }
+
+    temp_dir dir_;
+    manual_clock clock_;
+    std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    std::unique_ptr<blobs::blob_store> blobs_ =
+        must(blobs::open_sqlite_blob_store({.path = dir_.file("b.db"), .clock = &clock_}));
+    std::unique_ptr<credentials::secret_store> vault_ = must(credentials::open_local_secret_store(
+        {.path = dir_.file("s.db"), .key_file = dir_.file("master.key"), .key_env = "", .clock = &clock_}));
+    inbound_gateway_options options_{.inline_payload_bytes = 1024, .secret_overlap = 1h};
+    inbound_gateway gateway_{*store_, *vault_, *blobs_, clock_, options_};
+    request_context a_ = request_context::for_tenant("tenant-a", "alice");
+    request_context b_ = request_context::for_tenant("tenant-b", "bob");
+    std::string secret_ = "It's a Secret to Everybody";
+    std::string conn_a_, conn_b_;
+};
+
+TEST_F(inbound_gateway_test, an_accepted_delivery_commits_its_record_payload_and_canonical_event_in_one_unit) {
+    auto units_before = storage::sqlite_store_stats(*store_)->units;
+    auto req = github(secret_, "72d3162e-cc78-11e3-81ab-4c9367dc0958", pr_opened(7));
+    auto out = receive(*req);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted) << (out.refusal ? out.refusal->detail : "");
+    EXPECT_EQ(out.tenant_id, "tenant-a");
+    ASSERT_TRUE(out.identity);
+    EXPECT_EQ(out.identity->event_type, "github.pull_request.opened");
+    EXPECT_EQ(storage::sqlite_store_stats(*store_)->units - units_before, 1u)
+        << "the delivery, its payload and its events are one unit of work (one durable commit)";
+
+    auto d = find(a_, out.delivery_id);
+    EXPECT_EQ(d.data().direction, delivery_direction::inbound);
+    EXPECT_EQ(d.status(), delivery_status::accepted);
+    EXPECT_EQ(d.data().signature_status, signature_status::verified);
+    EXPECT_EQ(d.data().connection_id, conn_a_);
+    EXPECT_EQ(d.data().provider_delivery_id, "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    EXPECT_EQ(d.data().event_type, "github.pull_request.opened");
+    ASSERT_TRUE(d.data().payload_ref);
+    EXPECT_EQ(*d.data().payload_ref, storage::stored_payload_ref("tenant-a", d.id()));
+    EXPECT_EQ(must(gateway_.payload(a_, d.id())), req->body) << "the raw bytes, as received";
+    EXPECT_EQ(rows_in(dir_.file("b.db"), "blobs"), 0) << "a small payload writes no blob";
+
+    auto events = events_of(d.id());
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events[0].event_type, events::event_type::webhook_delivered);
+    auto const& canonical = events[1];
+    EXPECT_EQ(canonical.event_type, "github.pull_request.opened");
+    EXPECT_EQ(canonical.tenant_id, "tenant-a");
+    EXPECT_EQ(canonical.data.at("deliveryId").as_string(), d.id());
+    EXPECT_EQ(canonical.data.at("providerDeliveryId").as_string(), "72d3162e-cc78-11e3-81ab-4c9367dc0958");
+    EXPECT_EQ(canonical.data.at("body").at("number").as_int64(), 7);
+    EXPECT_EQ(canonical.data.at("body").at("pull_request").at("title").as_string(), "Fix");
+}
+
+TEST_F(inbound_gateway_test, a_large_payload_goes_to_the_blob_store_under_the_tenant) {
+    std::string big = R"({"action":"opened","filler":")" + std::string(4000, 'x') + "\"}";
+    auto req = github(secret_, "big-1", big);
+    auto out = receive(*req);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted);
+    auto d = find(a_, out.delivery_id);
+    ASSERT_TRUE(d.data().payload_ref);
+    EXPECT_TRUE(d.data().payload_ref->starts_with("blob://tenant-a/webhooks/inbound/")) << *d.data().payload_ref;
+    EXPECT_EQ(must(blobs_->get("tenant-a", *d.data().payload_ref)), big);
+    EXPECT_EQ(must(gateway_.payload(a_, d.id())), big);
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "delivery_payloads"), 0);
+}
+
+TEST_F(inbound_gateway_test, the_same_delivery_id_and_body_again_is_a_duplicate_that_writes_nothing) {
+    auto req = github(secret_, "dup-1", pr_opened(1));
+    auto first = receive(*req);
+    ASSERT_EQ(first.outcome, inbound_outcome::kind::accepted);
+    auto before = written();
+    auto again = github(secret_, "dup-1", pr_opened(1));
+    auto second = receive(*again);
+    EXPECT_EQ(second.outcome, inbound_outcome::kind::duplicate);
+    EXPECT_EQ(second.delivery_id, first.delivery_id);
+    EXPECT_EQ(written(), before);
+    EXPECT_EQ(inbound_of(a_).size(), 1u);
+}
+
+TEST_F(inbound_gateway_test, the_same_delivery_id_with_another_body_is_refused_and_recorded) {
+    auto req = github(secret_, "dup-2", pr_opened(1));
+    auto first = receive(*req);
+    ASSERT_EQ(first.outcome, inbound_outcome::kind::accepted);
+    auto other = github(secret_, "dup-2", pr_opened(2));
+    auto out = receive(*other);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    ASSERT_TRUE(out.refusal);
+    EXPECT_EQ(out.refusal->reason, inbound_rejection::delivery_id_conflict);
+    ASSERT_FALSE(out.delivery_id.empty());
+    EXPECT_NE(out.delivery_id, first.delivery_id);
+
+    auto d = find(a_, out.delivery_id);
+    EXPECT_EQ(d.status(), delivery_status::failed);
+    EXPECT_EQ(d.data().rejection_reason, "delivery-id-conflict");
+    EXPECT_FALSE(d.data().provider_delivery_id);
+    auto f = failures_of(a_, d.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().category, failures::failure_category::validation);
+    EXPECT_EQ(f[0].data().error_code, "delivery-id-conflict");
+    EXPECT_EQ(find(a_, first.delivery_id).status(), delivery_status::accepted) << "the first delivery stands";
+}
+
+TEST_F(inbound_gateway_test, a_hundred_concurrent_identical_receives_accept_exactly_one) {
+    constexpr int callers = 100;
+    std::vector<std::unique_ptr<vendor_request>> reqs;
+    for (int i = 0; i < callers; ++i) reqs.push_back(github(secret_, "race-1", pr_opened(9)));
+    std::atomic<int> accepted{0}, duplicates{0}, other{0};
+    std::atomic<bool> go{false};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < callers; ++i)
+        threads.emplace_back([&, i] {
+            while (!go.load()) std::this_thread::yield();
+            auto out = gateway_.receive(conn_a_, reqs[static_cast<std::size_t>(i)]->view());
+            if (!out) ++other;
+            else if (out->outcome == inbound_outcome::kind::accepted) ++accepted;
+            else if (out->outcome == inbound_outcome::kind::duplicate) ++duplicates;
+            else ++other;
+        });
+    go = true;
+    for (auto& t : threads) t.join();
+    EXPECT_EQ(accepted.load(), 1);
+    EXPECT_EQ(duplicates.load(), callers - 1);
+    EXPECT_EQ(other.load(), 0);
+    EXPECT_EQ(inbound_of(a_).size(), 1u);
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "delivery_payloads"), 1);
+}
+
+TEST_F(inbound_gateway_test, a_bad_signature_is_recorded_with_a_capped_excerpt_and_never_blocks_the_real_delivery) {
+    std::string body = R"({"action":"opened","note":")" + std::string(10'000, 'z') + "\"}";
+    auto forged = github("not-the-secret", "gh-7", body);
+    auto out = receive(*forged);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    EXPECT_EQ(out.refusal->reason, inbound_rejection::signature_mismatch);
+    EXPECT_EQ(out.tenant_id, "tenant-a");
+    auto d = find(a_, out.delivery_id);
+    EXPECT_EQ(d.status(), delivery_status::failed);
+    EXPECT_EQ(d.data().signature_status, signature_status::invalid);
+    EXPECT_EQ(d.data().rejection_reason, "signature-mismatch");
+    EXPECT_EQ(d.data().event_type, "github.unverified");
+    EXPECT_FALSE(d.data().payload_ref) << "an unverified body is not kept";
+    auto f = failures_of(a_, d.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().category, failures::failure_category::validation);
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
+    auto const& message = f[0].data().message;
+    EXPECT_NE(message.find(R"({"action":"opened")"), std::string::npos) << message;
+    EXPECT_LT(message.size(), 1024u) << "at most a capped excerpt of the body";
+    EXPECT_EQ(message.find(secret_), std::string::npos);
+
+    auto real = github(secret_, "gh-7", body);
+    EXPECT_EQ(receive(*real).outcome, inbound_outcome::kind::accepted);
+}
+
+TEST_F(inbound_gateway_test, a_verified_body_that_is_not_json_or_nests_too_deep_is_poison) {
+    for (auto const& body : {std::string("not json"), std::string(100'000, '[') + std::string(100'000, ']'),
+                             std::string(""), std::string("{\"a\":\"\xff\xfe\"}")}) {
+        auto req = github(secret_, "bad-" + std::to_string(body.size()) + std::to_string(body.empty() ? 0 : body[0]), body);
+        auto out = receive(*req);
+        ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected) << body.substr(0, 20);
+        EXPECT_EQ(out.refusal->reason, inbound_rejection::malformed_body);
+        auto f = failures_of(a_, out.delivery_id);
+        ASSERT_EQ(f.size(), 1u);
+        EXPECT_EQ(f[0].data().category, failures::failure_category::poison);
+        EXPECT_EQ(f[0].data().error_code, "malformed-body");
+    }
+}
+
+TEST_F(inbound_gateway_test, an_oversized_body_is_refused_and_recorded) {
+    inbound_gateway small{*store_, *vault_, *blobs_, clock_, {.max_body_bytes = 64}};
+    auto req = github(secret_, "large-1", pr_opened(1) + std::string(100, ' '));
+    auto out = must(small.receive(conn_a_, req->view()));
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    EXPECT_EQ(out.refusal->reason, inbound_rejection::body_too_large);
+    EXPECT_EQ(find(a_, out.delivery_id).data().rejection_reason, "body-too-large");
+}
+
+TEST_F(inbound_gateway_test, an_unknown_or_retired_connection_is_refused_without_writing_anything) {
+    auto req = github(secret_, "u-1", pr_opened(1));
+    auto before = written();
+    for (auto const& id : {std::string("con-01HZZZZZZZZZZZZZZZZZZZZZZZ"), conn_b_ /* no registration */}) {
+        auto out = receive(*req, id);
+        EXPECT_EQ(out.outcome, inbound_outcome::kind::rejected);
+        EXPECT_EQ(out.refusal->reason, inbound_rejection::unknown_connection);
+        EXPECT_TRUE(out.tenant_id.empty());
+        EXPECT_TRUE(out.delivery_id.empty());
+    }
+    EXPECT_EQ(written(), before);
+
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(conn_a_));
+        must(c.retire("customer left"));
+        return uow.connections().save(c);
+    }));
+    before = written();
+    auto out = receive(*req);
+    EXPECT_EQ(out.refusal->reason, inbound_rejection::unknown_connection);
+    EXPECT_EQ(written(), before);
+    EXPECT_EQ(gateway_.register_endpoint(a_, conn_a_, inbound_scheme::github, secret_bytes(std::string_view("x"))).error(),
+              errc::invalid_state);
+}
+
+TEST_F(inbound_gateway_test, a_connection_of_one_tenant_never_reaches_another_tenants_data) {
+    auto req = github(secret_, "iso-1", pr_opened(1));
+    auto out = receive(*req);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted);
+    EXPECT_EQ(out.tenant_id, "tenant-a");
+    EXPECT_TRUE(inbound_of(b_).empty());
+    EXPECT_EQ(storage::read_for(*store_, b_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(out.delivery_id); })
+                  .error(),
+              errc::not_found);
+    EXPECT_EQ(gateway_.payload(b_, out.delivery_id).error(), errc::not_found);
+    // Tenant B cannot register (or rotate) an endpoint on A's connection.
+    EXPECT_EQ(gateway_.register_endpoint(b_, conn_a_, inbound_scheme::github, secret_bytes(std::string_view("b"))).error(),
+              errc::not_found);
+    EXPECT_EQ(gateway_.rotate_secret(b_, conn_a_, secret_bytes(std::string_view("b"))).error(), errc::not_found);
+    // B's own registration with the same secret answers for B only.
+    must(gateway_.register_endpoint(b_, conn_b_, inbound_scheme::github, secret_bytes(std::string_view(secret_))));
+    auto same = github(secret_, "iso-1", pr_opened(1));
+    auto for_b = receive(*same, conn_b_);
+    EXPECT_EQ(for_b.outcome, inbound_outcome::kind::accepted) << "another tenant's id space";
+    EXPECT_EQ(for_b.tenant_id, "tenant-b");
+    EXPECT_EQ(inbound_of(a_).size(), 1u);
+    EXPECT_EQ(inbound_of(b_).size(), 1u);
+}
+
+TEST_F(inbound_gateway_test, after_a_rotation_the_old_secret_verifies_during_the_overlap_only) {
+    std::string next = "the-next-secret";
+    must(gateway_.rotate_secret(a_, conn_a_, secret_bytes(std::string_view(next))));
+    auto old1 = github(secret_, "rot-1", pr_opened(1));
+    EXPECT_EQ(receive(*old1).outcome, inbound_outcome::kind::accepted) << "the old secret during the overlap";
+    auto new1 = github(next, "rot-2", pr_opened(2));
+    EXPECT_EQ(receive(*new1).outcome, inbound_outcome::kind::accepted);
+
+    clock_.advance(1h + 1s);
+    auto old2 = github(secret_, "rot-3", pr_opened(3));
+    auto out = receive(*old2);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    EXPECT_EQ(out.refusal->reason, inbound_rejection::signature_mismatch);
+    auto new2 = github(next, "rot-4", pr_opened(4));
+    EXPECT_EQ(receive(*new2).outcome, inbound_outcome::kind::accepted);
+
+    auto reg = must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) {
+        return uow.inbound_webhooks().find(conn_a_);
+    }));
+    EXPECT_EQ(reg.previous_secret_name, "inbound-webhook." + conn_a_);
+    EXPECT_NE(reg.secret_name, "inbound-webhook." + conn_a_);
+}
+
+TEST_F(inbound_gateway_test, a_twilio_form_body_becomes_the_events_fields) {
+    must(gateway_.register_endpoint(b_, conn_b_, inbound_scheme::twilio, secret_bytes(std::string_view("12345"))));
+    vendor_request req;
+    req.url = "https://mycompany.com/myapp.php?foo=1&bar=2";
+    req.content_type = "application/x-www-form-urlencoded";
+    req.body = "To=%2B18005551212&From=%2B12349013030&Digits=1234&Caller=%2B12349013030&CallSid=CA1234567890ABCDE";
+    req.fields = {{"X-Twilio-Signature", "0/KCTR6DLpKmkAf8muzZqo1nDgQ="},
+                  {"Content-Type", "application/x-www-form-urlencoded"}};
+    auto out = receive(req, conn_b_);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted) << (out.refusal ? out.refusal->detail : "");
+    auto events = events_of(out.delivery_id);
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_EQ(events[1].event_type, out.identity->event_type);
+    EXPECT_EQ(events[1].data.at("body").at("From").as_string(), "+12349013030");
+    EXPECT_EQ(events[1].data.at("body").at("CallSid").as_string(), "CA1234567890ABCDE");
+}
+
+TEST_F(inbound_gateway_test, retention_purges_payloads_after_30_days_and_archives_deliveries_after_90) {
+    auto small_req = github(secret_, "ret-1", pr_opened(1));
+    auto small_out = receive(*small_req);
+    auto big_req = github(secret_, "ret-2", R"({"action":"opened","x":")" + std::string(3000, 'y') + "\"}");
+    auto big_out = receive(*big_req);
+    auto forged = github("wrong", "ret-3", pr_opened(3));
+    auto refused = receive(*forged);
+    ASSERT_EQ(small_out.outcome, inbound_outcome::kind::accepted);
+    ASSERT_EQ(big_out.outcome, inbound_outcome::kind::accepted);
+    ASSERT_EQ(refused.outcome, inbound_outcome::kind::rejected);
+    auto big_ref = *find(a_, big_out.delivery_id).data().payload_ref;
+    retention::retention_worker retention{*store_, *blobs_, clock_};
+
+    clock_.advance(29 * 24h);
+    auto early = must(retention.sweep());
+    EXPECT_EQ(early.payloads_purged, 0u);
+    EXPECT_EQ(must(gateway_.payload(a_, small_out.delivery_id)), small_req->body);
+
+    clock_.advance(2 * 24h);
+    auto purged = must(retention.sweep());
+    EXPECT_EQ(purged.payloads_purged, 2u);
+    EXPECT_EQ(purged.deliveries_archived, 0u);
+    for (auto const& id : {small_out.delivery_id, big_out.delivery_id}) {
+        EXPECT_FALSE(find(a_, id).data().payload_ref);
+        EXPECT_EQ(gateway_.payload(a_, id).error(), errc::not_found);
+    }
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "delivery_payloads"), 0);
+    EXPECT_EQ(blobs_->get("tenant-a", big_ref).error(), errc::not_found);
+
+    clock_.advance(60 * 24h);
+    auto archived = must(retention.sweep());
+    EXPECT_EQ(archived.deliveries_archived, 3u) << "accepted and refused inbound deliveries";
+    EXPECT_TRUE(inbound_of(a_).empty());
+}
+
+// ---- through the platform -------------------------------------------------------------------
+
+template <class Predicate>
+bool eventually(Predicate done, std::chrono::seconds within = 30s) {
+    auto until = std::chrono::steady_clock::now() + within;
+    while (std::chrono::steady_clock::now() < until) {
+        if (done()) return true;
+        std::this_thread::sleep_for(10ms);
+    }
+    return done();
+}
+
+TEST(inbound_gateway_platform_test, an_accepted_github_webhook_fans_out_to_a_github_subscription) {
+    temp_dir tmp;
+    platform_options options{.data_dir = (tmp.path() / "data").string()};
+    options.workers.start = false;
+    options.workers.outbox = 10ms;
+    options.webhooks.deliver = false;  // the fan-out is what is looked at
+    options.egress.allow.push_back(net::cidr::parse("127.0.0.0/8").value());
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1", "alice");
+    auto other = request_context::for_tenant("t2", "bob");
+    auto sub = must(p->subscriptions().subscribe(
+        ctx, {.project_id = "p1", .event_type = "github.*", .endpoint_url = "http://127.0.0.1:9/gh"}));
+    auto other_sub = must(p->subscriptions().subscribe(
+        other, {.project_id = "p1", .event_type = "*", .endpoint_url = "http://127.0.0.1:9/all"}));
+    auto conn = seed_connection(p->store(), ctx, p->clock().now());
+    std::string secret = "platform-secret";
+    must(p->inbound().register_endpoint(ctx, conn, inbound_scheme::github, secret_bytes(std::string_view(secret))));
+    auto req = github(secret, "pf-1", pr_opened(5));
+    auto out = must(p->inbound().receive(conn, req->view()));
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted);
+
+    p->start();
+    auto deliveries = [&](request_context const& c, std::string const& s) {
+        return must(p->publisher().list(c, {.subscription_id = s}, {})).items;
+    };
+    ASSERT_TRUE(eventually([&] { return deliveries(ctx, sub.subscription.id()).size() == 1; }))
+        << "the canonical event never reached the github.* subscription";
+    ASSERT_TRUE(p->stop(std::chrono::steady_clock::now() + 30s));
+    auto d = deliveries(ctx, sub.subscription.id()).front();
+    EXPECT_EQ(d.data().event_type, "github.pull_request.opened");
+    EXPECT_EQ(d.data().direction, delivery_direction::outbound);
+    auto payload = boost::json::parse(must(p->blobs().get("t1", *d.data().payload_ref)));
+    EXPECT_EQ(payload.at("data").at("deliveryId").as_string(), out.delivery_id);
+    EXPECT_EQ(payload.at("data").at("body").at("number").as_int64(), 5);
+    EXPECT_EQ(deliveries(ctx, sub.subscription.id()).size(), 1u) << "WebhookDelivered itself is not fanned out";
+    EXPECT_TRUE(deliveries(other, other_sub.subscription.id()).empty()) << "another tenant's subscription";
+}
+
+}  // namespace
