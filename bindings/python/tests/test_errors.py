@@ -48,7 +48,7 @@ def test_python_mistakes_are_python_errors(platform: integration.Platform, vendo
     with pytest.raises(TypeError, match="unexpected keyword argument 'displayname'"):
         t.register_provider(key="acme", displayname="Acme", base_url="https://api.acme.example")
     connection_id = connect(t, vendor.url)
-    with pytest.raises(TypeError, match="body must be JSON"):
+    with pytest.raises(TypeError, match="body.when must be JSON"):
         t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"},
                   body={"when": object()})
     with pytest.raises(TypeError, match="secret must be bytes or str"):
