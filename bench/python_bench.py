@@ -87,10 +87,16 @@ def main() -> int:
             # One run from each side in turn, so that load from elsewhere falls on both alike.
             # Wall-clock medians show the run; the calling thread's CPU time shows what the
             # binding adds without the waits (vendor, store writer) that other load stretches.
+            # Which side goes first alternates too: a run costs more right after another one (the
+            # store writer and the blob folders are busy with it).
             cpp, py = [], []
-            for _ in range(opts.iterations):
-                cpp.append(from_cpp())
-                py.append(from_python())
+            for i in range(opts.iterations):
+                if i % 2:
+                    cpp.append(from_cpp())
+                    py.append(from_python())
+                else:
+                    py.append(from_python())
+                    cpp.append(from_cpp())
     finally:
         vendor.kill()
         vendor.wait()
