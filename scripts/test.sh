@@ -11,13 +11,15 @@ npm ci --prefix "$root/tests/peers" --no-audit --no-fund --loglevel=error >/dev/
 echo "== build (warnings as errors)"
 # Every part is switched on explicitly: run.sh shares build/ and turns the tests off there.
 configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINTEGRATION_WERROR=ON \
-  -DINTEGRATION_BUILD_TESTS=ON -DINTEGRATION_BUILD_HOST=ON -DINTEGRATION_BUILD_BENCH=ON -DINTEGRATION_BUILD_EXAMPLES=ON
+  -DINTEGRATION_BUILD_TESTS=ON -DINTEGRATION_BUILD_HOST=ON -DINTEGRATION_BUILD_BENCH=ON -DINTEGRATION_BUILD_EXAMPLES=ON \
+  -DINTEGRATION_BUILD_PYTHON=ON
 echo "== tests"
 ctest --test-dir "$root/build" --output-on-failure -j "$jobs"
 
 echo "== build (address + undefined sanitizers)"
 configure_and_build "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DINTEGRATION_WERROR=ON -DINTEGRATION_SANITIZE=ON \
-  -DINTEGRATION_BUILD_TESTS=ON -DINTEGRATION_BUILD_HOST=ON -DINTEGRATION_BUILD_BENCH=OFF -DINTEGRATION_BUILD_EXAMPLES=OFF
+  -DINTEGRATION_BUILD_TESTS=ON -DINTEGRATION_BUILD_HOST=ON -DINTEGRATION_BUILD_BENCH=OFF -DINTEGRATION_BUILD_EXAMPLES=OFF \
+  -DINTEGRATION_BUILD_PYTHON=OFF
 echo "== tests under sanitizers"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"

@@ -1,0 +1,261 @@
+"""Type stubs of the integration module (checked with mypy --strict by the tests)."""
+
+from datetime import datetime
+from types import TracebackType
+from typing import Any, Callable, Mapping, Optional, Sequence, TypedDict, Union
+
+__version__: str
+
+#: A JSON value as Python has it.
+Json = Any
+#: One aggregate (provider, API client, credential, connection, run, failure, subscription,
+#: delivery): snake_case keys, ``datetime`` for times, ``metadata`` with its audit fields.
+Record = dict[str, Any]
+Secret = Union[bytes, bytearray, str]
+
+class Page(TypedDict):
+    items: list[Record]
+    next_cursor: Optional[str]
+
+class Response(TypedDict):
+    status: int
+    headers: dict[str, str]
+    body: bytes
+
+class Publication(TypedDict):
+    event_id: str
+    delivery_ids: list[str]
+    repeated: bool
+
+class Error(Exception):
+    """An error of the library; ``code`` names it (e.g. ``'not_found'``)."""
+
+    code: str
+    detail: str
+
+class InvalidArgument(Error, ValueError): ...
+class InvalidState(Error): ...
+class InvariantViolation(Error): ...
+class NotFound(Error, LookupError): ...
+class AlreadyExists(Error): ...
+class Conflict(Error): ...
+class Forbidden(Error, PermissionError): ...
+class StorageFailure(Error): ...
+class StorageBusy(Error): ...
+class SchemaTooNew(Error): ...
+class DatabaseMissing(Error): ...
+class Unavailable(Error): ...
+class SecretStoreFailure(Error): ...
+class IntegrityFailure(Error): ...
+class EgressDenied(Error): ...
+class Timeout(Error, TimeoutError): ...
+class Cancelled(Error): ...
+class VerificationFailed(Error): ...
+class InProgress(Error): ...
+class ScopeNotGranted(Error): ...
+
+def open(
+    *,
+    data_dir: str = "./data",
+    store: str = "",
+    secrets: str = "",
+    blobs: str = "",
+    source: str = "integration",
+    egress_allow: Sequence[str] = (),
+    start_workers: bool = True,
+    deliver_webhooks: bool = True,
+    max_attempts: Optional[int] = None,
+    attempt_timeout: Optional[float] = None,
+    deferred_retries: Optional[int] = None,
+    durable: bool = True,
+    write_behind: bool = False,
+    log: Optional[Callable[[str, str], None]] = None,
+) -> Platform: ...
+
+class Platform:
+    @property
+    def closed(self) -> bool: ...
+    @property
+    def data_dir(self) -> str: ...
+    def tenant(self, tenant_id: str, actor: str = "system", *, admin: bool = False) -> Tenant: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> Platform: ...
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None: ...
+
+class Tenant:
+    @property
+    def tenant_id(self) -> str: ...
+    @property
+    def actor(self) -> str: ...
+
+    # providers and API clients
+    def register_provider(
+        self,
+        *,
+        key: str,
+        display_name: str,
+        base_url: str,
+        category: Optional[str] = None,
+        auth_model: Optional[str] = None,
+        capabilities: Sequence[str] = (),
+        environments: Sequence[Mapping[str, str]] = (),
+        rate_limit_profile: Optional[Mapping[str, Json]] = None,
+        health_check: Optional[Mapping[str, Json]] = None,
+        scope: Optional[str] = None,
+    ) -> Record: ...
+    def get_provider(self, provider_id: str) -> Record: ...
+    def list_providers(self, *, limit: int = 50, cursor: Optional[str] = None) -> Page: ...
+    def activate_provider(self, provider_id: str) -> Record: ...
+    def deprecate_provider(self, provider_id: str, *, reason: str = "deprecated") -> Record: ...
+    def register_client(
+        self,
+        provider_id: str,
+        *,
+        assembly_name: str,
+        version: str,
+        capabilities: Sequence[str] = (),
+        auth_mode: Optional[str] = None,
+        rate_limit_profile: Optional[Mapping[str, Json]] = None,
+        operations: Sequence[Mapping[str, str]] = (),
+    ) -> Record: ...
+    def list_clients(self, provider_id: str, *, limit: int = 50, cursor: Optional[str] = None) -> Page: ...
+    def activate_client(self, api_client_id: str) -> Record: ...
+    def deprecate_client(self, api_client_id: str) -> Record: ...
+
+    # credentials: the secret goes in and never comes out
+    def create_credential(
+        self,
+        *,
+        provider_id: str,
+        secret: Optional[Secret] = None,
+        auth_mode: str = "ApiKey",
+        connection_id: Optional[str] = None,
+        api_key: Optional[Mapping[str, str]] = None,
+        oauth2: Optional[Mapping[str, Json]] = None,
+        managed_identity: Optional[Mapping[str, str]] = None,
+        rotation_policy: Optional[Mapping[str, int]] = None,
+        expires_at: Optional[datetime] = None,
+        scheme: Optional[str] = None,
+    ) -> Record: ...
+    def rotate_credential(
+        self, credential_id: str, *, secret: Secret, expires_at: Optional[datetime] = None
+    ) -> Record: ...
+    def revoke_credential(self, credential_id: str, *, reason: str = "revoked") -> Record: ...
+    def get_credential(self, credential_id: str) -> Record: ...
+    def list_credentials(
+        self,
+        *,
+        provider_id: Optional[str] = None,
+        connection_id: Optional[str] = None,
+        limit: int = 50,
+        cursor: Optional[str] = None,
+    ) -> Page: ...
+
+    # connections
+    def create_connection(
+        self,
+        *,
+        provider_id: str,
+        test: bool = True,
+        project_id: str,
+        display_name: str,
+        credential_id: Optional[str] = None,
+        configuration: Optional[Mapping[str, Json]] = None,
+        endpoints: Sequence[Mapping[str, str]] = (),
+        scopes: Sequence[str] = (),
+        rate_limit_budget: Optional[Mapping[str, Json]] = None,
+        retry_policy: Optional[Mapping[str, Json]] = None,
+        environment: Optional[str] = None,
+    ) -> Record: ...
+    def get_connection(self, connection_id: str) -> Record: ...
+    def list_connections(
+        self,
+        *,
+        project_id: Optional[str] = None,
+        provider_id: Optional[str] = None,
+        status: Optional[str] = None,
+        limit: int = 50,
+        cursor: Optional[str] = None,
+    ) -> Page: ...
+    def test_connection(self, connection_id: str) -> Record: ...
+    def retire_connection(self, connection_id: str, *, reason: str = "retired") -> Record: ...
+
+    # governed runs
+    def execute(
+        self,
+        *,
+        connection_id: str,
+        operation: str,
+        path_params: Optional[Mapping[str, str]] = None,
+        query: Optional[Mapping[str, str]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        body: Union[None, bytes, str, Mapping[str, Json], Sequence[Json]] = None,
+        idempotency_key: Optional[str] = None,
+        allow_degraded: bool = False,
+    ) -> Record:
+        """The run, with ``response`` (a :class:`Response` or None), ``failure_id`` and ``replayed``."""
+    def get_run(self, run_id: str) -> Record: ...
+    def list_runs(
+        self,
+        *,
+        connection_id: Optional[str] = None,
+        status: Optional[str] = None,
+        limit: int = 50,
+        cursor: Optional[str] = None,
+    ) -> Page: ...
+
+    # failures
+    def get_failure(self, failure_id: str) -> Record: ...
+    def list_failures(
+        self,
+        *,
+        run_id: Optional[str] = None,
+        delivery_id: Optional[str] = None,
+        unresolved_only: bool = False,
+        limit: int = 50,
+        cursor: Optional[str] = None,
+    ) -> Page: ...
+    def escalate_failure(self, failure_id: str, *, reason: str, ticket_ref: Optional[str] = None) -> Record: ...
+
+    # outbound webhooks
+    def subscribe(
+        self,
+        *,
+        project_id: str,
+        event_type: str,
+        endpoint_url: str,
+        signing_secret_ref: Optional[str] = None,
+        filter: Optional[Json] = None,
+        attempt_policy: Optional[Mapping[str, Json]] = None,
+        ordered: bool = False,
+        max_per_second: Optional[float] = None,
+    ) -> Record:
+        """The subscription, with its generated ``signing_secret`` (shown this once)."""
+    def get_subscription(self, subscription_id: str) -> Record: ...
+    def list_subscriptions(self, *, limit: int = 50, cursor: Optional[str] = None) -> Page: ...
+    def deactivate_subscription(self, subscription_id: str, *, reason: str = "deactivated by the caller") -> Record: ...
+    def reactivate_subscription(self, subscription_id: str) -> Record: ...
+    def rotate_subscription_secret(self, subscription_id: str) -> Record: ...
+    def recover_subscription(self, subscription_id: str, *, since: datetime) -> list[str]: ...
+    def publish(self, event_type: str, payload: Json, *, idempotency_key: Optional[str] = None) -> Publication: ...
+    def get_delivery(self, delivery_id: str) -> Record: ...
+    def list_deliveries(
+        self,
+        *,
+        direction: Optional[str] = None,
+        subscription_id: Optional[str] = None,
+        connection_id: Optional[str] = None,
+        status: Optional[str] = None,
+        event_id: Optional[str] = None,
+        since: Optional[datetime] = None,
+        limit: int = 50,
+        cursor: Optional[str] = None,
+    ) -> Page: ...
+    def replay_delivery(self, delivery_id: str) -> Record: ...
+
+def _execute_from_cpp(tenant: Tenant, connection_id: str, operation: str, iterations: int) -> tuple[int, int]: ...

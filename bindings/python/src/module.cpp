@@ -1,0 +1,709 @@
+// The `integration` Python module: `integration::platform` and nothing else. Every call that
+// touches a backend or a vendor runs with the GIL released; results are plain dicts (snake_case
+// keys, `datetime`s); library errors are `integration.Error` subclasses carrying the error code.
+
+#include "convert.hpp"
+
+#include <integration/core/aggregate.hpp>
+#include <integration/platform.hpp>
+
+#include <boost/algorithm/string/predicate.hpp>
+#include <boost/json/serialize.hpp>
+#include <pybind11/functional.h>
+#include <pybind11/stl.h>
+
+#include <array>
+#include <chrono>
+#include <ctime>
+#include <iostream>
+#include <mutex>
+#include <optional>
+#include <tuple>
+
+namespace integration::python {
+namespace {
+
+// ---- errors ----------------------------------------------------------------------------------
+
+/** A library error on its way to Python. */
+struct library_error {
+    error e;
+};
+
+template <class T>
+T unwrap(result<T> r) {
+    if (!r) throw library_error{r.error()};
+    return std::move(*r);
+}
+inline void unwrap(result<void> r) {
+    if (!r) throw library_error{r.error()};
+}
+
+// The exception class of each `errc`, in the enumeration's order (errc values start at 1).
+struct error_kind {
+    char const* code;
+    char const* class_name;
+    PyObject* extra_base;  // a built-in exception it also is, or null
+};
+
+std::array<error_kind, 20> error_kinds() {
+    return {{{"invalid_argument", "InvalidArgument", PyExc_ValueError},
+             {"invalid_state", "InvalidState", nullptr},
+             {"invariant_violation", "InvariantViolation", nullptr},
+             {"not_found", "NotFound", PyExc_LookupError},
+             {"already_exists", "AlreadyExists", nullptr},
+             {"conflict", "Conflict", nullptr},
+             {"forbidden", "Forbidden", PyExc_PermissionError},
+             {"storage_failure", "StorageFailure", nullptr},
+             {"storage_busy", "StorageBusy", nullptr},
+             {"schema_too_new", "SchemaTooNew", nullptr},
+             {"database_missing", "DatabaseMissing", nullptr},
+             {"unavailable", "Unavailable", nullptr},
+             {"secret_store_failure", "SecretStoreFailure", nullptr},
+             {"integrity_failure", "IntegrityFailure", nullptr},
+             {"egress_denied", "EgressDenied", nullptr},
+             {"timeout", "Timeout", PyExc_TimeoutError},
+             {"cancelled", "Cancelled", nullptr},
+             {"verification_failed", "VerificationFailed", nullptr},
+             {"in_progress", "InProgress", nullptr},
+             {"scope_not_granted", "ScopeNotGranted", nullptr}}};
+}
+
+// Created once at import and kept for the life of the process (never decref'd at exit).
+PyObject* error_base = nullptr;
+std::array<PyObject*, 20> error_classes{};
+
+void add_error_classes(py::module_& m) {
+    error_base = PyErr_NewExceptionWithDoc(
+        "integration.Error",
+        "An error of the library: `code` is its error code name (e.g. 'not_found'), `detail` says what "
+        "went wrong and what to do; str() is the category message and the detail.",
+        PyExc_Exception, nullptr);
+    if (!error_base) throw py::error_already_set();
+    PyObject_SetAttrString(error_base, "code", py::str("unknown").ptr());
+    m.attr("Error") = py::handle(error_base);
+    auto kinds = error_kinds();
+    for (std::size_t i = 0; i < kinds.size(); ++i) {
+        auto const& k = kinds[i];
+        py::tuple bases = k.extra_base ? py::make_tuple(py::handle(error_base), py::handle(k.extra_base))
+                                       : py::make_tuple(py::handle(error_base));
+        auto name = std::string("integration.") + k.class_name;
+        auto* cls = PyErr_NewException(name.c_str(), bases.ptr(), nullptr);
+        if (!cls) throw py::error_already_set();
+        PyObject_SetAttrString(cls, "code", py::str(k.code).ptr());
+        error_classes[i] = cls;
+        m.attr(k.class_name) = py::handle(cls);
+    }
+}
+
+void raise(error const& e) {
+    PyObject* cls = error_base;
+    std::string code = "unknown";
+    auto const value = static_cast<std::size_t>(e.code().value());
+    if (e.code().category() == integration_category() && value >= 1 && value <= error_classes.size()) {
+        cls = error_classes[value - 1];
+        code = error_kinds()[value - 1].code;
+    }
+    py::object instance = py::reinterpret_borrow<py::object>(cls)(e.message());
+    instance.attr("code") = code;
+    instance.attr("detail") = e.detail();
+    PyErr_SetObject(cls, instance.ptr());
+}
+
+// ---- the platform and a tenant's view of it --------------------------------------------------
+
+/** The `log` callable of `open`, called from the workers' threads; released with the GIL held. */
+struct python_log {
+    py::object fn;
+    ~python_log() {
+        py::gil_scoped_acquire gil;
+        fn = py::object();
+    }
+};
+
+class py_platform {
+public:
+    py_platform(std::unique_ptr<platform> p, std::string data_dir)
+        : p_(std::move(p)), data_dir_(std::move(data_dir)) {}
+    ~py_platform() { close(); }
+    py_platform(py_platform const&) = delete;
+    py_platform& operator=(py_platform const&) = delete;
+
+    /** The platform for one call; a call in flight keeps it open until it returns. */
+    std::shared_ptr<platform> get() const {
+        std::lock_guard lock(mutex_);
+        if (!p_) throw library_error{{errc::invalid_state, "the platform is closed; open another with integration.open"}};
+        return p_;
+    }
+    /** Stops the workers (waiting for their sweeps) and closes the backends, without the GIL
+     *  (a worker may be waiting for it to log). */
+    void close() {
+        std::shared_ptr<platform> p;
+        {
+            std::lock_guard lock(mutex_);
+            p = std::move(p_);
+        }
+        if (!p) return;
+        py::gil_scoped_release nogil;
+        p.reset();
+    }
+    bool closed() const {
+        std::lock_guard lock(mutex_);
+        return !p_;
+    }
+    std::string const& data_dir() const noexcept { return data_dir_; }
+
+private:
+    mutable std::mutex mutex_;
+    std::shared_ptr<platform> p_;
+    std::string data_dir_;
+};
+
+struct py_tenant {
+    std::shared_ptr<py_platform> owner;
+    request_context ctx;
+
+    /** The caller for one call: the tenant and actor, with a trace of its own. */
+    request_context call() const {
+        auto c = ctx;
+        c.trace = trace_context::generate();
+        return c;
+    }
+};
+
+/** Runs `f` (which must not touch Python objects) with the GIL released. */
+template <class F>
+auto nogil(F&& f) {
+    py::gil_scoped_release release;
+    return f();
+}
+
+// ---- arguments ---------------------------------------------------------------------------------
+
+/** The JSON names of a described struct's fields. */
+template <class T>
+std::vector<std::string_view> field_names() {
+    std::vector<std::string_view> names;
+    std::apply([&](auto const&... f) { (names.push_back(f.name), ...); }, T::json_fields());
+    return names;
+}
+
+/** Keyword arguments (snake_case) as a spec struct; an unknown keyword is a `TypeError` as for
+ *  any Python function, a bad value the library's `InvalidArgument`, `None` the default. */
+template <class T>
+T spec_from(py::dict const& kwargs, char const* function) {
+    static auto const names = field_names<T>();
+    // The struct's defaults fill what the caller leaves out, as its C++ initialisers do.
+    auto o = to_json(T{}).as_object();
+    for (auto [k, v] : kwargs) {
+        auto key = py::cast<std::string>(k);
+        auto wire = camel_case(key);
+        if (std::find(names.begin(), names.end(), wire) == names.end())
+            throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" + key + "'");
+        if (v.is_none()) continue;
+        o[wire] = to_json_value(v, wire != "configuration" && wire != "filter", key);
+    }
+    return unwrap(value_from_json<T>(o));
+}
+
+/** An optional dict argument as a spec struct. */
+template <class T>
+std::optional<T> optional_spec(py::object const& v, char const* function) {
+    if (v.is_none()) return std::nullopt;
+    if (!py::isinstance<py::dict>(v)) throw py::type_error(std::string(function) + " must be a dict");
+    return spec_from<T>(v.cast<py::dict>(), function);
+}
+
+/** Secret material from `bytes`, `bytearray` or `str`, copied straight into wiped memory. */
+secret_bytes secret_from(py::handle h, char const* what) {
+    auto* o = h.ptr();
+    if (PyBytes_Check(o))
+        return secret_bytes(reinterpret_cast<unsigned char const*>(PyBytes_AS_STRING(o)),
+                            static_cast<std::size_t>(PyBytes_GET_SIZE(o)));
+    if (PyByteArray_Check(o))
+        return secret_bytes(reinterpret_cast<unsigned char const*>(PyByteArray_AS_STRING(o)),
+                            static_cast<std::size_t>(PyByteArray_GET_SIZE(o)));
+    if (PyUnicode_Check(o)) {
+        Py_ssize_t n = 0;
+        char const* s = PyUnicode_AsUTF8AndSize(o, &n);
+        if (!s) throw py::error_already_set();
+        return secret_bytes(reinterpret_cast<unsigned char const*>(s), static_cast<std::size_t>(n));
+    }
+    throw py::type_error(std::string(what) + " must be bytes or str");
+}
+
+template <class E>
+std::optional<E> optional_enum(std::optional<std::string> const& text, char const* field) {
+    if (!text) return std::nullopt;
+    return unwrap(parse_enum<E>(*text, field));
+}
+
+storage::page_request page_of(std::size_t limit, std::optional<std::string> cursor) {
+    return {.limit = limit, .cursor = cursor.value_or("")};
+}
+
+// ---- results -----------------------------------------------------------------------------------
+
+template <class A>
+py::object render(A const& a) {
+    return to_python(aggregate_to_json(a));
+}
+
+py::object render_credential(credentials::integration_credential const& c) {
+    auto o = aggregate_to_json(c);
+    if (auto const* v = c.active_version()) o["activeVersion"] = v->version;
+    return to_python(o);
+}
+
+template <class T, class R>
+py::dict render_page(storage::page<T> const& p, R const& render_one) {
+    py::list items(p.items.size());
+    for (std::size_t i = 0; i < p.items.size(); ++i) items[i] = render_one(p.items[i]);
+    py::dict out;
+    out["items"] = std::move(items);
+    out["next_cursor"] = p.next_cursor.empty() ? py::object(py::none()) : py::object(py::str(p.next_cursor));
+    return out;
+}
+
+py::dict render_outcome(runs::run_outcome const& out) {
+    auto o = aggregate_to_json(out.run);
+    o.erase("response");
+    py::dict d = to_python(o);
+    if (out.response) {
+        py::dict headers;
+        for (auto const& [k, v] : out.response->headers) headers[py::str(k)] = py::str(v);
+        py::dict response;
+        response["status"] = out.response->status;
+        response["headers"] = std::move(headers);
+        response["body"] = py::bytes(out.response->body);
+        d["response"] = std::move(response);
+    } else {
+        d["response"] = py::none();
+    }
+    d["failure_id"] = out.failure_id ? py::object(py::str(*out.failure_id)) : py::object(py::none());
+    d["replayed"] = out.replayed;
+    return d;
+}
+
+// ---- the calls ---------------------------------------------------------------------------------
+
+template <class F>
+auto read(py_tenant const& t, F&& f) {
+    auto p = t.owner->get();
+    auto ctx = t.call();
+    return unwrap(nogil([&] { return storage::read_for(p->store(), ctx, f); }));
+}
+
+runs::execute_request execute_request_from(std::string connection_id, std::string operation,
+                                           std::optional<std::map<std::string, std::string>> path_params,
+                                           std::optional<std::map<std::string, std::string>> query,
+                                           std::optional<std::map<std::string, std::string>> headers,
+                                           py::object const& body, std::optional<std::string> idempotency_key,
+                                           bool allow_degraded) {
+    runs::execute_request r{.connection_id = std::move(connection_id), .operation = std::move(operation)};
+    if (path_params) r.input.path_params = std::move(*path_params);
+    if (query) r.input.query.assign(query->begin(), query->end());
+    if (headers) r.input.headers.assign(headers->begin(), headers->end());
+    if (PyBytes_Check(body.ptr())) {
+        r.input.body = body.cast<std::string>();
+    } else if (PyUnicode_Check(body.ptr())) {
+        r.input.body = body.cast<std::string>();
+    } else if (!body.is_none()) {
+        r.input.body = boost::json::serialize(to_json_value(body, false, "body"));
+        bool typed = false;
+        for (auto const& [k, v] : r.input.headers) typed = typed || boost::algorithm::iequals(k, "Content-Type");
+        if (!typed) r.input.headers.emplace_back("Content-Type", "application/json");
+    }
+    r.idempotency_key = std::move(idempotency_key);
+    r.allow_degraded = allow_degraded;
+    return r;
+}
+
+std::shared_ptr<py_platform> open_platform_for_python(std::string data_dir, std::string store, std::string secrets, std::string blobs,
+                                  std::string source, std::vector<std::string> const& egress_allow, bool start_workers,
+                                  bool deliver_webhooks, std::optional<int> max_attempts,
+                                  std::optional<double> attempt_timeout, std::optional<int> deferred_retries,
+                                  bool durable, bool write_behind, py::object const& log) {
+    platform_options o{.data_dir = data_dir, .store = std::move(store), .secrets = std::move(secrets),
+                       .blobs = std::move(blobs), .source = std::move(source)};
+    for (auto const& c : egress_allow) o.egress.allow.push_back(unwrap(net::cidr::parse(c)));
+    o.workers.start = start_workers;
+    o.webhooks.deliver = deliver_webhooks;
+    if (max_attempts) o.runs.retry.max_attempts = *max_attempts;
+    if (attempt_timeout) {
+        if (!(*attempt_timeout > 0)) throw py::value_error("attempt_timeout must be a positive number of seconds");
+        o.runs.attempt_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(*attempt_timeout * 1000.0));
+    }
+    if (deferred_retries) o.runs.deferred_retries = *deferred_retries;
+    o.runs.recording = durable ? durability::immediate : durability::deferred;
+    o.runs.write_behind = write_behind;
+    if (!log.is_none()) {
+        if (!PyCallable_Check(log.ptr())) throw py::type_error("log must be callable as log(level, message)");
+        auto fn = std::shared_ptr<python_log>(new python_log{log});
+        o.log = [fn](std::string_view level, std::string_view message) {
+            if (!Py_IsInitialized()) return;
+            py::gil_scoped_acquire gil;
+            try {
+                fn->fn(py::str(level.data(), level.size()), py::str(message.data(), message.size()));
+            } catch (py::error_already_set& e) {
+                e.discard_as_unraisable("integration log callback");
+            }
+        };
+    }
+    auto p = unwrap(nogil([&] { return open_platform(std::move(o)); }));
+    return std::make_shared<py_platform>(std::move(p), std::move(data_dir));
+}
+
+void define_module(py::module_& m) {
+    m.doc() = "The integration platform: providers, credentials, connections, governed runs, failures and webhooks.";
+    m.attr("__version__") = INTEGRATION_VERSION;
+    init_convert();
+    add_error_classes(m);
+    py::register_exception_translator([](std::exception_ptr p) {
+        try {
+            if (p) std::rethrow_exception(p);
+        } catch (library_error const& e) {
+            raise(e.e);
+        }
+    });
+
+    using namespace pybind11::literals;
+    constexpr std::size_t default_limit = 50;
+
+    py::class_<py_platform, std::shared_ptr<py_platform>>(m, "Platform",
+        "The opened library (integration.open). Close it with close() or a with-statement.")
+        .def("tenant", [](std::shared_ptr<py_platform> const& self, std::string tenant_id, std::string actor, bool admin) {
+            unwrap(validate_tenant_id(tenant_id));
+            auto ctx = request_context::for_tenant(std::move(tenant_id), std::move(actor));
+            ctx.admin = admin;
+            return py_tenant{self, std::move(ctx)};
+        }, "tenant_id"_a, "actor"_a = "system", py::kw_only(), "admin"_a = false,
+           "The platform as seen by one tenant: every call reads and writes only that tenant's data.")
+        .def("close", &py_platform::close, "Stops the workers and closes the backends; further calls raise InvalidState.")
+        .def_property_readonly("closed", &py_platform::closed)
+        .def_property_readonly("data_dir", &py_platform::data_dir)
+        .def("__enter__", [](std::shared_ptr<py_platform> const& self) { return self; })
+        .def("__exit__", [](py_platform& self, py::args const&) { self.close(); })
+        .def("__repr__", [](py_platform const& self) {
+            return "<integration.Platform data_dir=" + py::repr(py::str(self.data_dir())).cast<std::string>() +
+                   (self.closed() ? " closed>" : ">");
+        });
+
+    py::class_<py_tenant>(m, "Tenant", "One tenant's view of the platform (Platform.tenant).")
+        .def_property_readonly("tenant_id", [](py_tenant const& t) { return t.ctx.tenant_id; })
+        .def_property_readonly("actor", [](py_tenant const& t) { return t.ctx.actor; })
+        .def("__repr__", [](py_tenant const& t) {
+            return "<integration.Tenant " + py::repr(py::str(t.ctx.tenant_id)).cast<std::string>() +
+                   " actor=" + py::repr(py::str(t.ctx.actor)).cast<std::string>() + ">";
+        })
+
+        // providers and API clients
+        .def("register_provider", [](py_tenant const& t, py::kwargs const& kw) {
+            auto spec = spec_from<providers::provider_spec>(kw, "register_provider");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->registry().register_provider(ctx, std::move(spec)); })));
+        })
+        .def("get_provider", [](py_tenant const& t, std::string const& id) {
+            return render(read(t, [&](storage::unit_of_work& u) { return u.providers().find(id); }));
+        }, "provider_id"_a)
+        .def("list_providers", [](py_tenant const& t, std::size_t limit, std::optional<std::string> cursor) {
+            auto page = page_of(limit, std::move(cursor));
+            return render_page(read(t, [&](storage::unit_of_work& u) { return u.providers().list(page); }),
+                               render<providers::integration_provider>);
+        }, py::kw_only(), "limit"_a = default_limit, "cursor"_a = py::none())
+        .def("activate_provider", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->registry().activate_provider(ctx, id); })));
+        }, "provider_id"_a)
+        .def("deprecate_provider", [](py_tenant const& t, std::string const& id, std::string reason) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->registry().deprecate_provider(ctx, id, std::move(reason)); })));
+        }, "provider_id"_a, py::kw_only(), "reason"_a = "deprecated")
+        .def("register_client", [](py_tenant const& t, std::string const& provider_id, py::kwargs const& kw) {
+            auto spec = spec_from<providers::api_client_spec>(kw, "register_client");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->registry().register_client(ctx, provider_id, std::move(spec)); })));
+        }, "provider_id"_a)
+        .def("list_clients", [](py_tenant const& t, std::string const& provider_id, std::size_t limit,
+                                std::optional<std::string> cursor) {
+            auto page = page_of(limit, std::move(cursor));
+            return render_page(read(t, [&](storage::unit_of_work& u) { return u.api_clients().list_by_provider(provider_id, page); }),
+                               render<providers::external_api_client>);
+        }, "provider_id"_a, py::kw_only(), "limit"_a = default_limit, "cursor"_a = py::none())
+        .def("activate_client", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->registry().activate_client(ctx, id); })));
+        }, "api_client_id"_a)
+        .def("deprecate_client", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->registry().deprecate_client(ctx, id); })));
+        }, "api_client_id"_a)
+
+        // credentials: the secret goes in, only its reference and fingerprint come out
+        .def("create_credential", [](py_tenant const& t, std::string provider_id, py::object const& secret,
+                                     std::string const& auth_mode, std::optional<std::string> connection_id,
+                                     py::object const& api_key, py::object const& oauth2, py::object const& managed_identity,
+                                     py::object const& rotation_policy, py::object const& expires_at,
+                                     std::optional<std::string> scheme) {
+            credentials::new_credential spec{.provider_id = std::move(provider_id), .connection_id = std::move(connection_id)};
+            spec.auth_mode = unwrap(parse_enum<integration::auth_mode>(auth_mode, "auth_mode"));
+            if (!secret.is_none()) spec.secret = secret_from(secret, "secret");
+            spec.scheme = std::move(scheme);
+            spec.api_key = optional_spec<credentials::api_key_placement>(api_key, "api_key");
+            spec.oauth2 = optional_spec<credentials::oauth2_client_settings>(oauth2, "oauth2");
+            spec.managed_identity = optional_spec<credentials::managed_identity_settings>(managed_identity, "managed_identity");
+            spec.rotation_policy = optional_spec<credentials::rotation_policy>(rotation_policy, "rotation_policy");
+            if (!expires_at.is_none()) spec.expires_at = from_datetime(expires_at, "expires_at");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_credential(unwrap(nogil([&] { return p->credentials().create(ctx, std::move(spec)); })));
+        }, py::kw_only(), "provider_id"_a, "secret"_a = py::none(), "auth_mode"_a = "ApiKey",
+           "connection_id"_a = py::none(), "api_key"_a = py::none(), "oauth2"_a = py::none(),
+           "managed_identity"_a = py::none(), "rotation_policy"_a = py::none(), "expires_at"_a = py::none(),
+           "scheme"_a = py::none())
+        .def("rotate_credential", [](py_tenant const& t, std::string const& id, py::object const& secret,
+                                     py::object const& expires_at) {
+            auto material = secret_from(secret, "secret");
+            std::optional<time_point> expires;
+            if (!expires_at.is_none()) expires = from_datetime(expires_at, "expires_at");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_credential(unwrap(nogil([&] {
+                return p->credentials().rotate(ctx, id, std::move(material), p->prober().verifier_for(ctx, id), expires);
+            })));
+        }, "credential_id"_a, py::kw_only(), "secret"_a, "expires_at"_a = py::none())
+        .def("revoke_credential", [](py_tenant const& t, std::string const& id, std::string reason) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_credential(unwrap(nogil([&] { return p->credentials().revoke(ctx, id, std::move(reason)); })));
+        }, "credential_id"_a, py::kw_only(), "reason"_a = "revoked")
+        .def("get_credential", [](py_tenant const& t, std::string const& id) {
+            return render_credential(read(t, [&](storage::unit_of_work& u) { return u.credentials().find(id); }));
+        }, "credential_id"_a)
+        .def("list_credentials", [](py_tenant const& t, std::optional<std::string> provider_id,
+                                    std::optional<std::string> connection_id, std::size_t limit, std::optional<std::string> cursor) {
+            storage::credential_query q{std::move(provider_id), std::move(connection_id)};
+            auto page = page_of(limit, std::move(cursor));
+            return render_page(read(t, [&](storage::unit_of_work& u) { return u.credentials().list(q, page); }),
+                               render_credential);
+        }, py::kw_only(), "provider_id"_a = py::none(), "connection_id"_a = py::none(), "limit"_a = default_limit,
+           "cursor"_a = py::none())
+
+        // connections
+        .def("create_connection", [](py_tenant const& t, std::string const& provider_id, bool test, py::kwargs const& kw) {
+            auto spec = spec_from<connections::connection_spec>(kw, "create_connection");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&]() -> result<connections::integration_connection> {
+                auto created = p->connections().create(ctx, provider_id, std::move(spec));
+                if (!created || !test) return created;
+                // As the host does: probed at once, Active when the health check passes; a probe
+                // that cannot run leaves it Pending.
+                auto tested = p->prober().test(ctx, created->id());
+                return tested ? tested : created;
+            })));
+        }, py::kw_only(), "provider_id"_a, "test"_a = true)
+        .def("get_connection", [](py_tenant const& t, std::string const& id) {
+            return render(read(t, [&](storage::unit_of_work& u) { return u.connections().find(id); }));
+        }, "connection_id"_a)
+        .def("list_connections", [](py_tenant const& t, std::optional<std::string> project_id, std::optional<std::string> provider_id,
+                                    std::optional<std::string> status, std::size_t limit, std::optional<std::string> cursor) {
+            storage::connection_query q{std::move(project_id), std::move(provider_id),
+                                        optional_enum<connections::connection_status>(status, "status")};
+            auto page = page_of(limit, std::move(cursor));
+            return render_page(read(t, [&](storage::unit_of_work& u) { return u.connections().list(q, page); }),
+                               render<connections::integration_connection>);
+        }, py::kw_only(), "project_id"_a = py::none(), "provider_id"_a = py::none(), "status"_a = py::none(),
+           "limit"_a = default_limit, "cursor"_a = py::none())
+        .def("test_connection", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->prober().test(ctx, id); })));
+        }, "connection_id"_a)
+        .def("retire_connection", [](py_tenant const& t, std::string const& id, std::string reason) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->connections().retire(ctx, id, std::move(reason)); })));
+        }, "connection_id"_a, py::kw_only(), "reason"_a = "retired")
+
+        // runs
+        .def("execute", [](py_tenant const& t, std::string connection_id, std::string operation,
+                           std::optional<std::map<std::string, std::string>> path_params,
+                           std::optional<std::map<std::string, std::string>> query,
+                           std::optional<std::map<std::string, std::string>> headers, py::object const& body,
+                           std::optional<std::string> idempotency_key, bool allow_degraded) {
+            auto request = execute_request_from(std::move(connection_id), std::move(operation), std::move(path_params),
+                                                std::move(query), std::move(headers), body, std::move(idempotency_key),
+                                                allow_degraded);
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_outcome(unwrap(nogil([&] { return p->runs().execute(ctx, std::move(request)); })));
+        }, py::kw_only(), "connection_id"_a, "operation"_a, "path_params"_a = py::none(), "query"_a = py::none(),
+           "headers"_a = py::none(), "body"_a = py::none(), "idempotency_key"_a = py::none(), "allow_degraded"_a = false,
+           "Executes one governed run and returns it with the vendor's answer (`response`), or raises when the input "
+           "is bad (nothing is recorded then). A vendor failure is a Failed run with its `failure_id`.")
+        .def("get_run", [](py_tenant const& t, std::string const& id) {
+            return render(read(t, [&](storage::unit_of_work& u) { return u.runs().find(id); }));
+        }, "run_id"_a)
+        .def("list_runs", [](py_tenant const& t, std::optional<std::string> connection_id, std::optional<std::string> status,
+                             std::size_t limit, std::optional<std::string> cursor) {
+            storage::run_query q{std::move(connection_id), optional_enum<runs::run_status>(status, "status")};
+            auto page = page_of(limit, std::move(cursor));
+            return render_page(read(t, [&](storage::unit_of_work& u) { return u.runs().list(q, page); }),
+                               render<runs::integration_run>);
+        }, py::kw_only(), "connection_id"_a = py::none(), "status"_a = py::none(), "limit"_a = default_limit,
+           "cursor"_a = py::none())
+
+        // failures
+        .def("get_failure", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->failures().find(ctx, id); })));
+        }, "failure_id"_a)
+        .def("list_failures", [](py_tenant const& t, std::optional<std::string> run_id, std::optional<std::string> delivery_id,
+                                 bool unresolved_only, std::size_t limit, std::optional<std::string> cursor) {
+            storage::failure_query q{std::move(run_id), std::move(delivery_id), unresolved_only};
+            auto page = page_of(limit, std::move(cursor));
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_page(unwrap(nogil([&] { return p->failures().list(ctx, q, page); })),
+                               render<failures::integration_failure>);
+        }, py::kw_only(), "run_id"_a = py::none(), "delivery_id"_a = py::none(), "unresolved_only"_a = false,
+           "limit"_a = default_limit, "cursor"_a = py::none())
+        .def("escalate_failure", [](py_tenant const& t, std::string const& id, std::string const& reason,
+                                    std::optional<std::string> ticket_ref) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->failures().escalate(ctx, id, reason, std::move(ticket_ref)); })));
+        }, "failure_id"_a, py::kw_only(), "reason"_a, "ticket_ref"_a = py::none())
+
+        // outbound webhooks
+        .def("subscribe", [](py_tenant const& t, py::kwargs const& kw) {
+            auto spec = spec_from<webhooks::subscription_spec>(kw, "subscribe");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            auto s = unwrap(nogil([&] { return p->subscriptions().subscribe(ctx, std::move(spec)); }));
+            py::dict d = render(s.subscription);
+            // Shown this once, for the receiver; no call returns it again.
+            d["signing_secret"] = s.signing_secret ? py::object(py::str(std::string(s.signing_secret->view())))
+                                                   : py::object(py::none());
+            return d;
+        })
+        .def("get_subscription", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->subscriptions().find(ctx, id); })));
+        }, "subscription_id"_a)
+        .def("list_subscriptions", [](py_tenant const& t, std::size_t limit, std::optional<std::string> cursor) {
+            auto page = page_of(limit, std::move(cursor));
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_page(unwrap(nogil([&] { return p->subscriptions().list(ctx, page); })),
+                               render<webhooks::webhook_subscription>);
+        }, py::kw_only(), "limit"_a = default_limit, "cursor"_a = py::none())
+        .def("deactivate_subscription", [](py_tenant const& t, std::string const& id, std::string reason) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->subscriptions().deactivate(ctx, id, std::move(reason)); })));
+        }, "subscription_id"_a, py::kw_only(), "reason"_a = "deactivated by the caller")
+        .def("reactivate_subscription", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->subscriptions().reactivate(ctx, id); })));
+        }, "subscription_id"_a)
+        .def("rotate_subscription_secret", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            auto r = unwrap(nogil([&] { return p->subscriptions().rotate_secret(ctx, id); }));
+            py::dict d = render(r.subscription);
+            d["signing_secret"] = py::str(std::string(r.signing_secret.view()));
+            return d;
+        }, "subscription_id"_a)
+        .def("recover_subscription", [](py_tenant const& t, std::string const& id, py::object const& since) {
+            auto from = from_datetime(since, "since");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return unwrap(nogil([&] { return p->subscriptions().recover(ctx, id, from); }));
+        }, "subscription_id"_a, py::kw_only(), "since"_a)
+        .def("publish", [](py_tenant const& t, std::string const& event_type, py::object const& payload,
+                           std::optional<std::string> idempotency_key) {
+            auto json = to_json_value(payload, false, "payload");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            auto pub = unwrap(nogil([&] { return p->publisher().publish(ctx, event_type, json, std::move(idempotency_key)); }));
+            py::dict d;
+            d["event_id"] = pub.event_id;
+            d["delivery_ids"] = pub.delivery_ids;
+            d["repeated"] = pub.repeated;
+            return d;
+        }, "event_type"_a, "payload"_a, py::kw_only(), "idempotency_key"_a = py::none())
+        .def("get_delivery", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->publisher().find(ctx, id); })));
+        }, "delivery_id"_a)
+        .def("list_deliveries", [](py_tenant const& t, std::optional<std::string> direction,
+                                   std::optional<std::string> subscription_id, std::optional<std::string> connection_id,
+                                   std::optional<std::string> status, std::optional<std::string> event_id,
+                                   py::object const& since, std::size_t limit, std::optional<std::string> cursor) {
+            storage::delivery_query q;
+            q.direction = optional_enum<webhooks::delivery_direction>(direction, "direction");
+            q.subscription_id = std::move(subscription_id);
+            q.connection_id = std::move(connection_id);
+            q.status = optional_enum<webhooks::delivery_status>(status, "status");
+            q.event_id = std::move(event_id);
+            if (!since.is_none()) q.since = from_datetime(since, "since");
+            auto page = page_of(limit, std::move(cursor));
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_page(unwrap(nogil([&] { return p->publisher().list(ctx, q, page); })),
+                               render<webhooks::webhook_delivery>);
+        }, py::kw_only(), "direction"_a = py::none(), "subscription_id"_a = py::none(), "connection_id"_a = py::none(),
+           "status"_a = py::none(), "event_id"_a = py::none(), "since"_a = py::none(), "limit"_a = default_limit,
+           "cursor"_a = py::none())
+        .def("replay_delivery", [](py_tenant const& t, std::string const& id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render(unwrap(nogil([&] { return p->publisher().replay(ctx, id); })));
+        }, "delivery_id"_a);
+
+    m.def("open", &open_platform_for_python, py::kw_only(), "data_dir"_a = "./data", "store"_a = "", "secrets"_a = "", "blobs"_a = "",
+          "source"_a = "integration", "egress_allow"_a = std::vector<std::string>{}, "start_workers"_a = true,
+          "deliver_webhooks"_a = true, "max_attempts"_a = py::none(), "attempt_timeout"_a = py::none(),
+          "deferred_retries"_a = py::none(), "durable"_a = true, "write_behind"_a = false, "log"_a = py::none(),
+          "Opens the platform: the embedded default under data_dir (SQLite, local secret store, file blobs), or the "
+          "backends that store/secrets/blobs name by URL.");
+
+    // For bench/python_bench.py: the same run executed `iterations` times from C++, in this
+    // process and on this platform, so the difference to a Python loop is the binding's cost.
+    // Returns the wall-clock and the calling thread's CPU nanoseconds.
+    m.def("_execute_from_cpp", [](py_tenant const& t, std::string const& connection_id, std::string const& operation,
+                                  std::size_t iterations) {
+        auto p = t.owner->get();
+        auto ctx = t.call();
+        return nogil([&] {
+            auto cpu = [] {
+                timespec ts{};
+                ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+                return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
+            };
+            auto start = std::chrono::steady_clock::now();
+            auto start_cpu = cpu();
+            for (std::size_t i = 0; i < iterations; ++i)
+                unwrap(p->runs().execute(ctx, {.connection_id = connection_id, .operation = operation}));
+            auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
+            return std::make_pair(static_cast<std::int64_t>(wall.count()), cpu() - start_cpu);
+        });
+    }, "tenant"_a, "connection_id"_a, "operation"_a, "iterations"_a);
+}
+
+}  // namespace
+}  // namespace integration::python
+
+PYBIND11_MODULE(_native, m) { integration::python::define_module(m); }

@@ -1,0 +1,71 @@
+"""Library errors arrive as one exception hierarchy carrying the error code and its message."""
+
+import pytest
+
+import integration
+from conftest import Vendor, connect
+
+
+def test_not_found_carries_code_and_message(platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    with pytest.raises(integration.NotFound) as caught:
+        t.get_run("run-missing")
+    e = caught.value
+    assert isinstance(e, integration.Error) and isinstance(e, LookupError)
+    assert e.code == "not_found" and integration.NotFound.code == "not_found"
+    assert "run-missing" in e.detail
+    assert str(e).endswith(e.detail) and str(e) != e.detail  # the category message, then the detail
+
+
+def test_bad_input_is_invalid_argument(platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    with pytest.raises(integration.InvalidArgument) as caught:
+        t.register_provider(key="", display_name="Acme", base_url="https://api.acme.example")
+    assert caught.value.code == "invalid_argument" and isinstance(caught.value, ValueError)
+    with pytest.raises(integration.InvalidArgument):
+        t.list_runs(status="Sleeping")
+    with pytest.raises(integration.InvalidArgument):
+        platform.tenant("no spaces allowed")
+
+
+def test_a_second_registration_of_a_key_is_already_exists(platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    t.register_provider(key="acme", display_name="Acme", base_url="https://api.acme.example")
+    with pytest.raises(integration.AlreadyExists) as caught:
+        t.register_provider(key="acme", display_name="Acme again", base_url="https://api.acme.example")
+    assert caught.value.code == "already_exists" and "acme" in str(caught.value)
+
+
+def test_egress_is_denied_for_a_private_range(platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    with pytest.raises(integration.EgressDenied) as caught:
+        t.register_provider(key="intranet", display_name="Intranet", base_url="http://10.0.0.1")
+    assert caught.value.code == "egress_denied"
+
+
+def test_python_mistakes_are_python_errors(platform: integration.Platform, vendor: Vendor) -> None:
+    t = platform.tenant("acme-corp")
+    with pytest.raises(TypeError, match="unexpected keyword argument 'displayname'"):
+        t.register_provider(key="acme", displayname="Acme", base_url="https://api.acme.example")
+    connection_id = connect(t, vendor.url)
+    with pytest.raises(TypeError, match="body.when must be JSON"):
+        t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"},
+                  body={"when": object()})
+    with pytest.raises(TypeError, match="secret must be bytes or str"):
+        t.create_credential(provider_id="x", secret=42)  # type: ignore[arg-type]
+
+
+def test_a_closed_platform_refuses_calls(tmp_path: str) -> None:
+    p = integration.open(data_dir=f"{tmp_path}/data")
+    t = p.tenant("acme-corp")
+    p.close()
+    assert p.closed and "closed" in repr(p)
+    with pytest.raises(integration.InvalidState, match="closed"):
+        t.list_runs()
+    p.close()  # twice is fine
+
+
+def test_an_unopenable_store_names_the_problem(tmp_path: str) -> None:
+    with pytest.raises(integration.Error) as caught:
+        integration.open(data_dir=f"{tmp_path}/data", store="nosuch:///x")
+    assert "nosuch" in str(caught.value)

@@ -1,0 +1,88 @@
+"""The README walkthrough from Python: provider → credential → connection → run → read back."""
+
+import json
+from datetime import datetime, timezone
+
+import integration
+from conftest import Vendor, connect
+
+
+def test_walkthrough_run_reads_back_with_its_attempts(platform: integration.Platform, vendor: Vendor) -> None:
+    t = platform.tenant("acme-corp", "alice")
+    connection_id = connect(t, vendor.url)
+
+    out = t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"},
+                    body={"to": "+15550100"}, idempotency_key="order-42")
+    assert out["status"] == "Completed"
+    assert out["response"]["status"] == 200
+    assert json.loads(out["response"]["body"])["id"] == "SM-0001"
+    assert out["failure_id"] is None and out["replayed"] is False
+
+    seen = [r for r in vendor.requests if r["path"] == "/v1/accounts/AC1/messages"]
+    assert len(seen) == 1
+    assert seen[0]["method"] == "POST" and json.loads(seen[0]["body"]) == {"to": "+15550100"}
+    assert seen[0]["headers"]["Content-Type"] == "application/json"
+
+    run = t.get_run(out["run_id"])
+    assert run["status"] == "Completed" and run["operation"] == "sms.send"
+    assert run["connection_id"] == connection_id and run["idempotency_key"] == "order-42"
+    assert isinstance(run["started_at"], datetime) and run["started_at"].tzinfo == timezone.utc
+    assert run["started_at"] <= run["completed_at"] <= datetime.now(timezone.utc)
+    assert run["metadata"]["created_by"] == "alice"
+    attempts = run["run_attempts"]
+    assert [a["attempt"] for a in attempts] == [1]
+    assert attempts[0]["http_status"] == 200 and isinstance(attempts[0]["started_at"], datetime)
+
+    again = t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"},
+                      body={"to": "+15550100"}, idempotency_key="order-42")
+    assert again["replayed"] is True and again["run_id"] == out["run_id"]
+    assert len([r for r in vendor.requests if r["path"] == "/v1/accounts/AC1/messages"]) == 1
+
+    page = t.list_runs(connection_id=connection_id, status="Completed")
+    assert [r["run_id"] for r in page["items"]] == [out["run_id"]] and page["next_cursor"] is None
+    assert t.get_connection(connection_id)["status"] == "Active"
+    assert len(t.list_providers()["items"]) == 1
+
+
+def test_a_failed_run_has_a_failure_to_read_and_escalate(tmp_path: str, vendor: Vendor) -> None:
+    vendor.status = 400
+    with integration.open(data_dir=f"{tmp_path}/data", egress_allow=["127.0.0.0/8"], max_attempts=1,
+                          deferred_retries=0) as p:
+        t = p.tenant("acme-corp", "alice")
+        connection_id = connect(t, vendor.url)
+        out = t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"})
+        assert out["status"] == "Failed" and out["response"]["status"] == 400
+        failure = t.get_failure(out["failure_id"])
+        assert failure["run_id"] == out["run_id"]
+        assert [f["failure_id"] for f in t.list_failures(run_id=out["run_id"])["items"]] == [out["failure_id"]]
+        escalated = t.escalate_failure(out["failure_id"], reason="vendor refuses the account", ticket_ref="OPS-1")
+        assert escalated["failure_id"] == out["failure_id"]
+
+
+def test_credentials_rotate_and_revoke(platform: integration.Platform, vendor: Vendor) -> None:
+    t = platform.tenant("acme-corp", "alice")
+    connection_id = connect(t, vendor.url, secret=b"first-key-bytes")
+    credential_id = t.get_connection(connection_id)["credential_id"]
+    assert t.get_credential(credential_id)["active_version"] == 1
+
+    rotated = t.rotate_credential(credential_id, secret=b"second-key-bytes")
+    assert rotated["active_version"] == 2
+    t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"})
+    assert vendor.requests[-1]["headers"]["X-Api-Key"] == "second-key-bytes"
+
+    revoked = t.revoke_credential(credential_id, reason="leaked")
+    assert revoked["status"] == "Revoked"
+    assert [c["credential_id"] for c in t.list_credentials()["items"]] == [credential_id]
+
+
+def test_tenants_see_only_their_own_data(platform: integration.Platform, vendor: Vendor) -> None:
+    a = platform.tenant("tenant-a")
+    connection_id = connect(a, vendor.url)
+    b = platform.tenant("tenant-b")
+    assert b.list_connections()["items"] == []
+    try:
+        b.get_connection(connection_id)
+    except integration.NotFound:
+        pass
+    else:
+        raise AssertionError("another tenant's connection was visible")

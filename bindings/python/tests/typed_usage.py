@@ -1,0 +1,34 @@
+"""A small typed program over the module, checked with mypy --strict by test_typing.py."""
+
+from datetime import datetime, timedelta, timezone
+from typing import Optional
+
+import integration
+
+
+def governed_run(data_dir: str, vendor_url: str) -> Optional[int]:
+    with integration.open(data_dir=data_dir, egress_allow=["127.0.0.0/8"], max_attempts=2) as p:
+        t: integration.Tenant = p.tenant("acme-corp", "alice")
+        provider = t.register_provider(key="acme", display_name="Acme", base_url=vendor_url,
+                                       capabilities=["sms.send"])
+        client = t.register_client(str(provider["provider_id"]), assembly_name="Acme.Sms", version="1.0.0",
+                                   operations=[{"operation": "sms.send", "method": "POST", "path": "/v1/messages"}])
+        t.activate_client(str(client["api_client_id"]))
+        t.activate_provider(str(provider["provider_id"]))
+        key = t.create_credential(provider_id=str(provider["provider_id"]), secret=b"s3cr3t",
+                                  expires_at=datetime.now(timezone.utc) + timedelta(days=90))
+        conn = t.create_connection(provider_id=str(provider["provider_id"]), project_id="p1", display_name="Acme",
+                                   credential_id=str(key["credential_id"]))
+        try:
+            out = t.execute(connection_id=str(conn["connection_id"]), operation="sms.send", body={"to": "+1555"})
+        except integration.NotFound as e:
+            print(e.code, e.detail)
+            return None
+        page: integration.Page = t.list_runs(status="Completed", limit=10)
+        cursor: Optional[str] = page["next_cursor"]
+        print(cursor, len(page["items"]))
+        pub: integration.Publication = t.publish("order.paid", {"orderId": "o-1"})
+        delivery_ids: list[str] = pub["delivery_ids"]
+        print(delivery_ids, integration.__version__)
+        response: Optional[integration.Response] = out["response"]
+        return response["status"] if response else None
