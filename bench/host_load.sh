@@ -1,11 +1,15 @@
 #!/usr/bin/env bash
 # Load test of the reference host against nginx on the same machine, in the same run:
 #   GET /healthz                       vs nginx answering 200 from `return`
-#   POST /integrations/runs            a governed run against nginx as a keep-alive vendor
+#   POST /integrations/runs            a governed run against nginx as a keep-alive vendor, at 32
+#                                      and 256 connections, vs nginx reverse-proxying the same POST
+#                                      (proxy_pass, upstream keep-alive) to the same vendor; every
+#                                      answered run is then counted in the store after kill -9
 #   POST /webhooks/inbound/{id}        GitHub-signed webhooks, each a new delivery (a unique
 #                                      X-GitHub-Delivery), vs nginx answering the same requests 200;
 #                                      with the default --workers and with --workers 64
-# One tenant drives every run, so it may hold 32 executions (the default share is 8).
+# The host runs with its defaults (what ./scripts/run.sh starts) except that loopback is allowed,
+# the per-key rate limit is off and the one tenant may use every execution thread.
 # Prints requests/s, p99 latency and the host's peak RSS. Installs wrk and nginx-light if missing.
 # Usage: bench/host_load.sh [seconds per test, default 10] [connections, default 32]
 set -euo pipefail
@@ -36,6 +40,7 @@ trap cleanup EXIT
 free_port() { node -e 'const s = require("net").createServer().listen(0, "127.0.0.1", () => { console.log(s.address().port); s.close(); })'; }
 
 nginx_port=$(free_port)
+proxy_port=$(free_port)
 cat > "$work/nginx.conf" <<CONF
 worker_processes auto;
 pid $work/nginx.pid;
@@ -51,12 +56,18 @@ http {
     location /webhooks/ { return 200 'ok'; }
     location /v1/ { default_type application/json; return 200 '{"id":"msg-1"}'; }
   }
+  # The baseline for runs: a reverse proxy to the same vendor, keeping upstream connections alive.
+  upstream vendor { server 127.0.0.1:$nginx_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$proxy_port;
+    location / { proxy_pass http://vendor; proxy_http_version 1.1; proxy_set_header Connection ""; }
+  }
 }
 CONF
 /usr/sbin/nginx -c "$work/nginx.conf" -p "$work"
 
 host_port=$(free_port)
-"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 --execution-threads 64 --tenant-executions 32 \
+"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 --tenant-executions 64 \
   2>"$work/host.log" &
 host_pid=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$host_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -82,34 +93,52 @@ wrk.headers["Content-Type"] = "application/json"
 wrk.body = '{"connectionId": "$connection", "operation": "sms.send", "input": {"body": {"to": "+15550100"}}}'
 LUA
 
-measure() {  # name url [wrk args...]
+measure() {  # name url [wrk args...]; $c connections (default $connections); sets $rps and $answered
   local name=$1 url=$2
   shift 2
   local out
-  out=$(wrk -t 2 -c "$connections" -d "${seconds}s" --latency "$@" "$url")
-  local rps p99
+  out=$(wrk -t 2 -c "${c:-$connections}" -d "${seconds}s" --latency "$@" "$url")
+  local p99
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   # An answer that is not 2xx (a refused run, a 429) must not pass for throughput.
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
+  answered=$(( $(awk '/requests in/ {print $1}' <<<"$out") - ${non2xx:-0} ))
   printf '| %s | %s | %s | %s |\n' "$name" "$rps" "$p99" "${non2xx:-0}"
 }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
 echo "| test ($connections connections, ${seconds}s each, wrk -t 2) | requests/s | p99 | non-2xx answers |"
 echo "|---|---:|---:|---:|"
 measure "nginx: GET / (return 200)" "http://127.0.0.1:$nginx_port/"
 measure "host: GET /healthz" "http://127.0.0.1:$host_port/healthz"
 measure "nginx: POST /v1/messages (the vendor alone)" "http://127.0.0.1:$nginx_port/v1/messages" -s "$work/run.lua"
-measure "host: POST /integrations/runs (governed run against nginx)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
+declare -A proxy_rps run_rps
+runs_answered=0
+for c in 32 256; do
+  measure "nginx reverse proxy: POST /v1/messages to the vendor ($c connections)" "http://127.0.0.1:$proxy_port/v1/messages" -s "$work/run.lua"
+  proxy_rps[$c]=$rps
+  measure "host: POST /integrations/runs against the vendor ($c connections)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
+  run_rps[$c]=$rps
+  runs_answered=$((runs_answered + answered))
+done
+unset c
 rss=$(awk '/VmHWM/ {print $2, $3}' "/proc/$host_pid/status")
-# The same runs with --recording deferred: committed before each answer, fsynced within 10 ms.
-kill "$host_pid"
+echo
+echo "runs vs the nginx reverse proxy: $(ratio "${run_rps[32]}" "${proxy_rps[32]}") at 32 connections, $(ratio "${run_rps[256]}" "${proxy_rps[256]}") at 256 (target 0.3)"
+# Every 201 is durable: kill the host without a drain; the store holds at least every answered run.
+kill -9 "$host_pid"
 wait "$host_pid" 2>/dev/null || true
-"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 --execution-threads 64 --tenant-executions 32 \
+stored=$(sqlite3 "$work/data/integration.db" "SELECT count(*) FROM runs WHERE status = 'Completed'")
+echo "runs answered 2xx: $runs_answered; Completed runs in the store after kill -9: $stored"
+((stored >= runs_answered)) || { echo "answered runs are missing from the store"; exit 1; }
+# The same runs with --recording deferred: committed before each answer, fsynced within 10 ms.
+"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 --tenant-executions 64 \
   --recording deferred 2>>"$work/host.log" &
 host_pid=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$host_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
-measure "host --recording deferred: POST /integrations/runs" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
+echo
+measure "host --recording deferred: POST /integrations/runs ($connections connections)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
 
 # Inbound webhooks: GitHub-signed requests, pre-generated with unique X-GitHub-Delivery ids, so
 # every one is a new delivery the gateway commits (durability::immediate) before answering 202.

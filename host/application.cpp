@@ -8,6 +8,9 @@
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include <atomic>
+#include <memory>
+
 namespace integration::host {
 namespace {
 
@@ -110,7 +113,14 @@ void application::refused_connection(std::string_view why) {
                   "refused a connection: " + std::string(why) + "; " + std::to_string(n) + " refused so far");
 }
 
-reply application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route) {
+void application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route,
+                           std::function<void(reply)> answer) {
+    auto r = route_request(req, ctx, tenant, route, answer);
+    if (r) answer(std::move(*r));
+}
+
+std::optional<reply> application::route_request(http_request const& req, request_context& ctx, std::string& tenant,
+                                                std::string_view& route, std::function<void(reply)>& answer) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
     if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
@@ -187,7 +197,9 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
         c.target = std::string_view(target.data(), target.size());
     }
     // One tenant's vendor calls take at most its share of the execution pool; the rest of the
-    // pool stays free for other tenants however slow that tenant's vendors are.
+    // pool stays free for other tenants however slow that tenant's vendors are. The share is
+    // held while the handler runs on its thread (the vendor call), not while an answer waits for
+    // the commit that records it.
     if (m.options.calls_vendors && !begin_execution(ctx.tenant_id)) {
         auto p = problem(429, "tenant-busy", "Too many requests calling vendors",
                          "this tenant already has " + std::to_string(services_.config.tenant_executions) +
@@ -202,16 +214,21 @@ reply application::dispatch(http_request const& req, request_context& ctx, std::
             if (app) app->end_execution(*tenant);
         }
     } slot{m.options.calls_vendors ? this : nullptr, &ctx.tenant_id};
-    try {
-        auto r = (*m.h)(c);
+    auto answered = std::make_shared<std::atomic<bool>>(false);
+    // `tenant` belongs to the request's state, which `answer` keeps alive.
+    responder done = [answer, answered, &tenant](result<reply> r) {
+        if (answered->exchange(true)) return;
         // An open route may name the tenant it resolved (an inbound webhook's connection's).
-        if (tenant.empty()) tenant = c.ctx.tenant_id;
-        if (!r) return problem_from(r.error());
-        return std::move(*r);
+        if (r && tenant.empty()) tenant = r->tenant;
+        answer(r ? std::move(*r) : problem_from(r.error()));
+    };
+    try {
+        (*m.h)(c, done);
     } catch (std::exception const& e) {
         log_event("error", std::string("handler threw: ") + e.what());
-        return problem_from(error{errc::storage_failure, e.what()});
+        done(error{errc::storage_failure, e.what()});
     }
+    return std::nullopt;
 }
 
 trace_context trace_of(http_request const& req) {
@@ -220,27 +237,32 @@ trace_context trace_of(http_request const& req) {
     return parsed ? parsed->child() : trace_context::generate();
 }
 
-http_response application::handle(http_request const& req, std::chrono::steady_clock::time_point started) {
-    request_context ctx;
-    ctx.trace = trace_of(req);
-    std::string tenant;
-    std::string_view route;
-    auto r = dispatch(req, ctx, tenant, route);
-    r.headers.emplace_back("traceparent", ctx.trace.traceparent());
-    auto res = to_response(r, req.version(), req.keep_alive());
-    auto target = req.target();
-    auto method = std::string_view(req.method_string().data(), req.method_string().size());
-    auto latency = std::chrono::steady_clock::now() - started;
-    // The route pattern, never the raw path, so that the metric's cardinality stays bounded.
-    services_.metrics.observe_request(route.empty() ? std::string_view("unmatched") : route, method_label(method), r.status,
-                                      latency);
-    log_access({.method = method,
-                .target = std::string_view(target.data(), target.size()),
-                .status = r.status,
-                .latency = latency,
-                .trace_id = ctx.trace.trace_id,
-                .tenant = tenant});
-    return res;
+void application::handle(http_request const& req, std::chrono::steady_clock::time_point started,
+                         std::function<void(http_response)> done) {
+    struct request_state {
+        request_context ctx;
+        std::string tenant;
+        std::string_view route;
+    };
+    auto st = std::make_shared<request_state>();
+    st->ctx.trace = trace_of(req);
+    dispatch(req, st->ctx, st->tenant, st->route, [this, &req, started, st, done = std::move(done)](reply r) {
+        r.headers.emplace_back("traceparent", st->ctx.trace.traceparent());
+        auto res = to_response(r, req.version(), req.keep_alive());
+        auto target = req.target();
+        auto method = std::string_view(req.method_string().data(), req.method_string().size());
+        auto latency = std::chrono::steady_clock::now() - started;
+        // The route pattern, never the raw path, so that the metric's cardinality stays bounded.
+        services_.metrics.observe_request(st->route.empty() ? std::string_view("unmatched") : st->route,
+                                          method_label(method), r.status, latency);
+        log_access({.method = method,
+                    .target = std::string_view(target.data(), target.size()),
+                    .status = r.status,
+                    .latency = latency,
+                    .trace_id = st->ctx.trace.trace_id,
+                    .tenant = st->tenant});
+        done(std::move(res));
+    });
 }
 
 }  // namespace integration::host

@@ -11,6 +11,8 @@
 #include <integration/outbound/token_bucket.hpp>
 
 #include <chrono>
+#include <functional>
+#include <optional>
 #include <mutex>
 #include <string>
 #include <unordered_map>
@@ -29,8 +31,11 @@ public:
      *  hands them to the execution pool instead of the workers. */
     bool calls_vendors(http_request const& req) const;
 
-    /** Answers `req`; `started` is when its header arrived (for the logged latency). */
-    http_response handle(http_request const& req, std::chrono::steady_clock::time_point started);
+    /** Answers `req` through `done`, once, on this thread or later on another (a run answers once
+     *  its record is committed); `req` must live until then. `started` is when its header
+     *  arrived (for the logged latency). */
+    void handle(http_request const& req, std::chrono::steady_clock::time_point started,
+                std::function<void(http_response)> done);
 
     /** Counts an answer the server gave without the application (a malformed or oversized
      *  request) in the request metrics, under the route its target matches. */
@@ -50,7 +55,12 @@ public:
     router const& routes() const noexcept { return router_; }
 
 private:
-    reply dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route);
+    void dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route,
+                  std::function<void(reply)> answer);
+    /** Checks and routes `req`: the answer when it is refused, else none once the handler was
+     *  called with `answer` as its responder. */
+    std::optional<reply> route_request(http_request const& req, request_context& ctx, std::string& tenant,
+                                       std::string_view& route, std::function<void(reply)>& answer);
 
     /** Counts one more vendor-calling request of `tenant` in progress; false at --tenant-executions. */
     bool begin_execution(std::string const& tenant);

@@ -210,10 +210,11 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         return error{errc::invalid_argument, "--inbound-body-limit must be at least 1 byte (vendors' webhook bodies)"};
     if (c.webhook_in_flight == 0)
         return error{errc::invalid_argument, "--webhook-in-flight must be at least 1 (deliveries sent at once)"};
-    if (c.tenant_executions >= c.execution_threads)
+    // Equal is one tenant's deployment: that tenant may hold every execution thread.
+    if (c.tenant_executions > c.execution_threads || c.tenant_executions == 0)
         return error{errc::invalid_argument, "--tenant-executions (" + std::to_string(c.tenant_executions) +
-                                                 ") must be below --execution-threads (" + std::to_string(c.execution_threads) +
-                                                 "), so that one tenant never holds every execution thread"};
+                                                 ") must be from 1 to --execution-threads (" + std::to_string(c.execution_threads) +
+                                                 "); below it, one tenant never holds every execution thread"};
     return c;
 }
 

@@ -35,8 +35,8 @@ struct serve_config {
     std::size_t workers = 16;        // threads that run blocking library calls that touch only the stores
     // Threads for the requests that call vendors (runs, connection probes, rotation checks), and
     // how many of those one tenant may have in progress (over it: 429 tenant-busy).
-    std::size_t execution_threads = 32;
-    std::size_t tenant_executions = 8;
+    std::size_t execution_threads = 64;
+    std::size_t tenant_executions = 16;
     // Runs: no attempt starts later than run_deadline after the first (a longer wait answers 202
     // and the retry worker continues the run); each vendor call's timeout; how long a request waits
     // for a twin with its Idempotency-Key; and the margin of the lease after which a run a stopped

@@ -18,6 +18,7 @@ struct reply {
     std::string content_type = "application/json";
     std::vector<std::pair<std::string, std::string>> headers;
     std::optional<std::string> text;  // sent as is instead of `body` (e.g. the Prometheus exposition)
+    std::string tenant;  // an open route's resolved tenant, for the access log (never sent)
 };
 
 }  // namespace integration::host

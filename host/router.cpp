@@ -131,6 +131,11 @@ std::string_view access_name(access a) noexcept {
 }
 
 void router::add(std::string method, std::string pattern, handler h, route_options options) {
+    add(std::move(method), std::move(pattern), async_handler([h = std::move(h)](call& c, responder done) { done(h(c)); }),
+        options);
+}
+
+void router::add(std::string method, std::string pattern, async_handler h, route_options options) {
     auto views = split_path(pattern);
     std::vector<std::string> segments(views.begin(), views.end());
     routes_.push_back({std::move(method), std::move(pattern), std::move(segments), std::move(h), options});

@@ -44,6 +44,11 @@ struct call {
 };
 
 using handler = std::function<result<reply>(call&)>;
+/** How a handler that answers later gives its answer (once, from any thread). */
+using responder = std::function<void(result<reply>)>;
+/** A handler that answers through `responder`, possibly after it returned (a run whose record is
+ *  still being committed). It must not keep a reference to the `call`. */
+using async_handler = std::function<void(call&, responder)>;
 
 /** Who may call a route: anyone, any valid API key, or an admin key only. */
 enum class access { open, key, admin };
@@ -69,9 +74,11 @@ class router {
 public:
     /** `pattern` segments in braces bind path parameters. */
     void add(std::string method, std::string pattern, handler h, route_options options = {});
+    /** A route whose handler answers through its responder. */
+    void add(std::string method, std::string pattern, async_handler h, route_options options = {});
 
     struct match {
-        handler const* h = nullptr;
+        async_handler const* h = nullptr;
         route_options options;
         std::string_view pattern;  // of the route matched, or of the path when only the method differs
         bool path_known = false;  // some route has this path with another method
@@ -95,7 +102,7 @@ private:
         std::string method;
         std::string pattern;
         std::vector<std::string> segments;
-        handler h;
+        async_handler h;
         route_options options;
     };
     std::vector<route> routes_;

@@ -307,12 +307,17 @@ private:
         // after its answer is written.
         http_request const* req = &*front.req;
         auto started = front.started;
-        if (application::answers_inline(*req)) return write(state_.app.handle(*req, started));
+        if (application::answers_inline(*req))
+            return state_.app.handle(*req, started, [self = shared_from_this()](http_response res) { self->write(std::move(res)); });
         auto& pool = state_.app.calls_vendors(*req) ? state_.executions : state_.workers;
-        asio::post(pool, [self = shared_from_this(), guard = std::move(guard), req, started]() mutable {
-            auto res = self->state_.app.handle(*req, started);
-            asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
-            guard.reset();
+        // The answer may come from another thread once the thread that handled the request is
+        // free again (a run answers after the commit that records it).
+        auto work = std::make_shared<decltype(guard)>(std::move(guard));
+        asio::post(pool, [self = shared_from_this(), work, req, started]() mutable {
+            self->state_.app.handle(*req, started, [self, work](http_response res) mutable {
+                asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+                work->reset();
+            });
         });
     }
 

@@ -56,19 +56,22 @@ void add_inbound_routes(router& r, services& s) {
         auto out = s.inbound->receive(c.params["connectionId"],
                                       {.headers = headers, .body = c.body, .url = url, .content_type = c.header("Content-Type")});
         if (!out) return out.error();
-        c.ctx.tenant_id = out->tenant_id;
-        switch (out->outcome) {
-        case webhooks::inbound_outcome::kind::accepted:
-            s.metrics.count_inbound(false);
-            return json_reply(202, outcome_json(*out, "accepted"));
-        case webhooks::inbound_outcome::kind::duplicate:
-            s.metrics.count_inbound(true);
-            return json_reply(200, outcome_json(*out, "duplicate"));
-        case webhooks::inbound_outcome::kind::rejected: break;
-        }
-        auto refusal = out->refusal.value_or(webhooks::inbound_refusal{inbound_rejection::malformed_body, "refused"});
-        s.metrics.count_inbound_rejected(webhooks::to_string(refusal.reason));
-        return refusal_problem(refusal);
+        auto answer = [&]() -> reply {
+            switch (out->outcome) {
+            case webhooks::inbound_outcome::kind::accepted:
+                s.metrics.count_inbound(false);
+                return json_reply(202, outcome_json(*out, "accepted"));
+            case webhooks::inbound_outcome::kind::duplicate:
+                s.metrics.count_inbound(true);
+                return json_reply(200, outcome_json(*out, "duplicate"));
+            case webhooks::inbound_outcome::kind::rejected: break;
+            }
+            auto refusal = out->refusal.value_or(webhooks::inbound_refusal{inbound_rejection::malformed_body, "refused"});
+            s.metrics.count_inbound_rejected(webhooks::to_string(refusal.reason));
+            return refusal_problem(refusal);
+        }();
+        answer.tenant = out->tenant_id;
+        return answer;
     }, {.who = access::open, .vendor_webhook = true});
 }
 

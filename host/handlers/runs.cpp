@@ -77,44 +77,47 @@ boost::json::object render_outcome(runs::run_outcome const& out) {
 }  // namespace
 
 void add_run_routes(router& r, services& s) {
-    r.add("POST", "/integrations/runs", [&s](call& c) -> result<reply> {
+    r.add("POST", "/integrations/runs", async_handler([&s](call& c, responder done) {
         auto body = c.json();
-        if (!body) return body.error();
+        if (!body) return done(body.error());
         auto connection = optional_string(*body, "connectionId");
-        if (!connection) return connection.error();
-        if (!*connection) return error{errc::invalid_argument, "connectionId is required"};
+        if (!connection) return done(connection.error());
+        if (!*connection) return done(error{errc::invalid_argument, "connectionId is required"});
         auto operation = optional_string(*body, "operation");
-        if (!operation) return operation.error();
-        if (!*operation) return error{errc::invalid_argument, "operation is required"};
+        if (!operation) return done(operation.error());
+        if (!*operation) return done(error{errc::invalid_argument, "operation is required"});
         auto input = parse_input(*body);
-        if (!input) return input.error();
+        if (!input) return done(input.error());
         runs::execute_request req{.connection_id = **connection, .operation = **operation, .input = std::move(*input)};
         auto key = std::string(c.header("Idempotency-Key"));
         if (!key.empty()) {
-            if (key.size() > 255) return error{errc::invalid_argument, "Idempotency-Key must be at most 255 characters"};
-            if (auto claimed = s.idempotency->claim(c.ctx, key, c.body); !claimed)
-                return claimed.error();
+            if (key.size() > 255) return done(error{errc::invalid_argument, "Idempotency-Key must be at most 255 characters"});
+            if (auto claimed = s.idempotency->claim(c.ctx, key, c.body); !claimed) return done(claimed.error());
             req.idempotency_key = key;
         }
-        auto out = s.runs->execute(c.ctx, std::move(req));
-        if (!out && out.error() == errc::in_progress) {
-            // A twin with this key is still executing: its outcome is for a retry to collect.
-            auto p = problem_from(out.error());
-            p.headers.emplace_back("Retry-After", "1");
-            return p;
-        }
-        if (!out) {
-            // Bad input records no run, so the key is free again for a corrected request.
-            if (!key.empty() && out.error() != errc::already_exists) (void)s.idempotency->release(c.ctx, key);
-            return out.error();
-        }
-        if (!out->replayed) s.metrics.count_run(to_string(out->run.status()));
-        // Running: its next attempt would start past --run-deadline-ms, so the retry worker
-        // continues it; GET /integrations/runs/{runId} shows how it ends.
-        auto rep = json_reply(out->run.status() == runs::run_status::running ? 202 : 201, render_outcome(*out));
-        if (out->replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
-        return rep;
-    }, {.large_body = true, .calls_vendors = true});  // carries the vendor's request body
+        // Answered once the run is recorded (on disk with the default --recording immediate): this
+        // thread is free as soon as the vendor answered, and the run shares its commit with every
+        // run recorded meanwhile.
+        s.runs->execute(c.ctx, std::move(req), [&s, ctx = c.ctx, key = std::move(key), done = std::move(done)](result<runs::run_outcome> out) {
+            if (!out && out.error() == errc::in_progress) {
+                // A twin with this key is still executing: its outcome is for a retry to collect.
+                auto p = problem_from(out.error());
+                p.headers.emplace_back("Retry-After", "1");
+                return done(std::move(p));
+            }
+            if (!out) {
+                // Bad input records no run, so the key is free again for a corrected request.
+                if (!key.empty() && out.error() != errc::already_exists) (void)s.idempotency->release(ctx, key);
+                return done(out.error());
+            }
+            if (!out->replayed) s.metrics.count_run(to_string(out->run.status()));
+            // Running: its next attempt would start past --run-deadline-ms, so the retry worker
+            // continues it; GET /integrations/runs/{runId} shows how it ends.
+            auto rep = json_reply(out->run.status() == runs::run_status::running ? 202 : 201, render_outcome(*out));
+            if (out->replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
+            done(std::move(rep));
+        });
+    }), {.large_body = true, .calls_vendors = true});  // carries the vendor's request body
 
     r.add("GET", "/integrations/runs", [&s](call& c) -> result<reply> {
         auto page = c.page();

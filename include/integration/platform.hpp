@@ -60,6 +60,9 @@ struct webhook_options {
     webhooks::inbound_gateway_options inbound{};
 };
 
+/** The largest blob the embedded default keeps in its SQLite blob store (see `platform_options::blobs`). */
+inline constexpr std::size_t small_blob_limit = 64 * 1024;
+
 /** Options of `open_platform`. Every member has a default: `open_platform({})` opens the embedded
  *  default under `./data`. */
 struct platform_options {
@@ -68,7 +71,9 @@ struct platform_options {
     std::string data_dir = "./data";
     std::string store;    ///< Empty: `sqlite:///<data_dir>/integration.db`.
     std::string secrets;  ///< Empty: `local:///<data_dir>/secrets.db` (master key `<data_dir>/master.key`).
-    std::string blobs;    ///< Empty: `file:///<data_dir>/blobs`.
+    /** Empty: blobs of at most `small_blob_limit` bytes in `sqlite:///<data_dir>/blobs.db` (many
+     *  share one commit), larger ones in `file:///<data_dir>/blobs` (a file each). */
+    std::string blobs;
     std::string source = "integration";  ///< The envelope `source` of the events written.
 
     http::transport* transport = nullptr;       ///< Null: a libcurl transport. Must outlive the platform.

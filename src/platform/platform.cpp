@@ -1,6 +1,7 @@
 #include <integration/platform.hpp>
 
 #include "periodic_worker.hpp"
+#include "tiered_blob_store.hpp"
 
 #include <integration/backends/curl/curl_transport.hpp>
 #include <integration/outbound/token_bucket.hpp>
@@ -208,6 +209,13 @@ result<std::unique_ptr<platform>> open_platform(platform_options options) {
     auto blobs = schemes.open_blob_store(o.blobs.empty() ? file_url(dir / "blobs", "file") : o.blobs, env);
     if (!blobs) return blobs.error();
     p->blobs = std::move(*blobs);
+    if (o.blobs.empty()) {
+        // Most bodies are small: one SQLite commit carries many of them, where a file each costs an
+        // inode and an fsync. Large ones still stream to files.
+        auto small = schemes.open_blob_store(file_url(dir / "blobs.db", "sqlite"), env);
+        if (!small) return small.error();
+        p->blobs = detail::make_tiered_blob_store(std::move(*small), std::move(p->blobs), small_blob_limit);
+    }
     auto fingerprints = credentials::fingerprinter::load_or_create((dir / "fingerprint.key").string());
     if (!fingerprints) return fingerprints.error();
     p->fingerprints.emplace(std::move(*fingerprints));

@@ -93,17 +93,17 @@ run_service::run_service(storage::store& store, credentials::credential_service&
 
 run_service::~run_service() {
     {
-        std::lock_guard lock(jobs_mutex_);
-        stopping_ = true;
-    }
-    jobs_cv_.notify_all();
-    for (auto& t : threads_) t.join();
-    {
         std::lock_guard lock(recorder_mutex_);
         stopping_recorder_ = true;  // the recorder writes what is queued, then stops
     }
     recorder_cv_.notify_all();
     if (recorder_thread_.joinable()) recorder_thread_.join();
+    {
+        std::lock_guard lock(jobs_mutex_);
+        stopping_ = true;  // after the recorder: the workers run the completions it handed them
+    }
+    jobs_cv_.notify_all();
+    for (auto& t : threads_) t.join();
 }
 
 void run_service::worker() {
@@ -359,7 +359,16 @@ result<execute_request> run_service::stored_input(request_context const& ctx, in
 }
 
 result<run_outcome> run_service::execute(request_context const& ctx, execute_request r) {
-    if (!r.idempotency_key) return execute_once(ctx, r, {});
+    return execute_keyed(ctx, r, nullptr);
+}
+
+void run_service::execute(request_context const& ctx, execute_request request, outcome_handler done) {
+    auto out = execute_keyed(ctx, request, &done);
+    if (done) done(std::move(out));  // not taken by the recorder: the run is recorded already
+}
+
+result<run_outcome> run_service::execute_keyed(request_context const& ctx, execute_request& r, outcome_handler* done) {
+    if (!r.idempotency_key) return execute_once(ctx, r, {}, done);
     auto wait_until = steady_clock::now() + options_.idempotency_wait;
     auto key = ctx.tenant_id + '\n' + *r.idempotency_key;
     for (;;) {
@@ -375,7 +384,7 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
             f = slot;
         }
         if (owner) {
-            auto out = execute_once(ctx, r, wait_until);
+            auto out = execute_once(ctx, r, wait_until, done);
             {
                 std::lock_guard lock(flights_mutex_);
                 flights_.erase(key);
@@ -410,7 +419,13 @@ std::optional<integration_run> run_service::find_by_key(request_context const& c
     return found;
 }
 
-result<run_outcome> run_service::execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until) {
+result<run_outcome> run_service::execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until,
+                                              outcome_handler* done) {
+    // A twin of a keyed run waits for its outcome, which must be recorded when it gets it: a
+    // handler's keyed run is recorded here, not behind.
+    bool behind = options_.write_behind && !(done && *done && r.idempotency_key);
+    // Written with the run by the recorder when the run is not written before the call.
+    bool body_behind = behind && !r.idempotency_key;
     if (r.idempotency_key)
         if (auto existing = find_by_key(ctx, *r.idempotency_key)) return settle(ctx, std::move(*existing), wait_until);
     auto p = prepare(ctx, r);
@@ -420,7 +435,9 @@ result<run_outcome> run_service::execute_once(request_context const& ctx, execut
     if (!draft) return draft.error();
     if (auto s = draft->start(p->b->connection, r.allow_degraded, clock_.now()); !s) return s.error();
     if (!r.input.body.empty()) {
-        auto ref = blobs_.put(ctx.tenant_id, "runs/" + draft->id() + "/request", r.input.body, options_.recording);
+        auto key = "runs/" + draft->id() + "/request";
+        auto ref = body_behind ? result<std::string>(blobs::reference(ctx.tenant_id, key))
+                               : blobs_.put(ctx.tenant_id, key, r.input.body, options_.recording);
         if (!ref) return ref.error();
         if (auto s = draft->set_request_ref(*ref); !s) return s.error();
     }
@@ -440,7 +457,7 @@ result<run_outcome> run_service::execute_once(request_context const& ctx, execut
         }
     } executing{*this, {}};
     claim_fn claim;
-    if (options_.recording == durability::immediate || r.idempotency_key)
+    if (r.idempotency_key || (options_.recording == durability::immediate && !options_.write_behind))
         claim = [&](integration_run& current) -> result<void> {
             auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
                 auto copy = current;
@@ -463,14 +480,22 @@ result<run_outcome> run_service::execute_once(request_context const& ctx, execut
     bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r.input);
     if (wait_for_worker) defer(*failure, run, last, p->b->retry);
     ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
-    if (options_.write_behind) {
-        // The caller gets the outcome now; the recorder thread writes it with others in one commit.
+    if (behind) {
+        // The recorder thread writes the run with others in one commit; the caller gets the
+        // outcome now, or its handler once the commit is done.
         std::optional<std::string> response_ref;
         if (e.last && !e.last->body.empty()) response_ref = blobs::reference(ctx.tenant_id, "runs/" + e.run.id() + "/response");
         auto f = finalize(e, e.run, std::move(response_ref));
         if (!f) return f.error();
-        run_outcome out{e.run, std::move(e.last), false, *f ? std::optional((*f)->id()) : std::nullopt};
-        enqueue({ctx, std::move(e.run), std::move(*f), out.response ? out.response->body : std::string()});
+        run_outcome out{e.run, std::nullopt, false, *f ? std::optional((*f)->id()) : std::nullopt};
+        record rec{ctx, std::move(e.run), std::move(*f), std::move(e.last), body_behind ? r.input.body : std::string(), nullptr};
+        if (done && *done) {
+            rec.done = std::move(*done);
+            *done = nullptr;
+        } else {
+            out.response = rec.response;
+        }
+        enqueue(std::move(rec));
         return out;
     }
     auto response_ref = store_response(ctx, e.run, e.last);
@@ -625,17 +650,28 @@ void run_service::recorder() {
 
         std::size_t errors = 0;
         std::string last_error;
+        // Bodies first, all in one write: the commit below refers to them.
         std::vector<blobs::blob_write> bodies;
-        std::vector<std::size_t> owners;
-        for (std::size_t i = 0; i < batch.size(); ++i)
-            if (batch[i].run.data().response_ref) {
-                bodies.push_back({batch[i].ctx.tenant_id, "runs/" + batch[i].run.id() + "/response", batch[i].body});
-                owners.push_back(i);
+        std::vector<std::pair<std::size_t, bool /* request */>> owners;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            auto const& rec = batch[i];
+            if (!rec.request_body.empty() && rec.run.data().request_ref) {
+                bodies.push_back({rec.ctx.tenant_id, "runs/" + rec.run.id() + "/request", rec.request_body});
+                owners.emplace_back(i, true);
             }
+            if (rec.run.data().response_ref && rec.response) {
+                bodies.push_back({rec.ctx.tenant_id, "runs/" + rec.run.id() + "/response", rec.response->body});
+                owners.emplace_back(i, false);
+            }
+        }
         if (!bodies.empty() && !blobs_.put_many(bodies, options_.recording))
             for (std::size_t j = 0; j < bodies.size(); ++j)
-                if (!blobs_.put(bodies[j].tenant, bodies[j].key, bodies[j].data, options_.recording))
-                    batch[owners[j]].run.forget_response_ref();  // the outcome is still recorded; only the body is missing
+                if (!blobs_.put(bodies[j].tenant, bodies[j].key, bodies[j].data, options_.recording)) {
+                    // The outcome is still recorded; only the body is missing.
+                    auto& run = batch[owners[j].first].run;
+                    if (owners[j].second) run.forget_request_ref();
+                    else run.forget_response_ref();
+                }
 
         std::map<std::string, std::vector<std::size_t>> by_tenant;
         for (std::size_t i = 0; i < batch.size(); ++i) by_tenant[batch[i].ctx.tenant_id].push_back(i);
@@ -651,14 +687,35 @@ void run_service::recorder() {
                 return {};
             }, options_.recording);
         };
+        std::vector<std::optional<error>> failed(batch.size());
         for (auto const& [tenant, items] : by_tenant) {
             if (write(items)) continue;
             for (auto i : items)
                 if (auto r = write({i}); !r) {
                     ++errors;
                     last_error = r.error().detail();
+                    failed[i] = r.error();
                 }
         }
+        // Each handler is told once its run is committed, on the service's threads: the recorder
+        // goes on with the next batch.
+        std::size_t told = 0;
+        {
+            std::lock_guard jobs(jobs_mutex_);
+            for (std::size_t i = 0; i < batch.size(); ++i) {
+                auto& rec = batch[i];
+                if (!rec.done) continue;
+                ++told;
+                jobs_.emplace_back([done = std::move(rec.done), err = std::move(failed[i]),
+                                    out = run_outcome{std::move(rec.run), std::move(rec.response), false,
+                                                      rec.failure ? std::optional(rec.failure->id()) : std::nullopt}]() mutable {
+                    if (err) done(std::move(*err));
+                    else done(std::move(out));
+                });
+            }
+        }
+        if (told == 1) jobs_cv_.notify_one();
+        else if (told > 1) jobs_cv_.notify_all();
         lock.lock();
         record_errors_ += errors;
         if (errors) last_record_error_ = last_error;

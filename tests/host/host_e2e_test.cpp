@@ -7,6 +7,8 @@
 
 #include <gtest/gtest.h>
 
+#include <sqlite3.h>
+
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -18,6 +20,7 @@
 #include <fstream>
 #include <functional>
 #include <initializer_list>
+#include <map>
 #include <mutex>
 #include <optional>
 #include <set>
@@ -1973,6 +1976,156 @@ TEST_F(host_e2e, an_absurd_rate_limit_is_refused_at_registration_naming_its_boun
                                              {"credentialId", t.credential_id}, {"rateLimitBudget", limit}}),
                        bound);
     }
+}
+
+// ---- runs at the library's speed: answered once durable, fair between tenants ---------------
+
+/** Blob `key` of `tenant` in the host's SQLite blob store (`blobs.db`, where small bodies go). */
+std::optional<std::string> stored_blob(std::filesystem::path const& db, std::string const& tenant, std::string const& key) {
+    sqlite3* h = nullptr;
+    std::optional<std::string> out;
+    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
+        sqlite3_stmt* st = nullptr;
+        if (sqlite3_prepare_v2(h, "SELECT data FROM blobs WHERE tenant_id = ? AND key = ?", -1, &st, nullptr) == SQLITE_OK) {
+            sqlite3_bind_text(st, 1, tenant.c_str(), -1, SQLITE_TRANSIENT);
+            sqlite3_bind_text(st, 2, key.c_str(), -1, SQLITE_TRANSIENT);
+            if (sqlite3_step(st) == SQLITE_ROW)
+                out = std::string(static_cast<char const*>(sqlite3_column_blob(st, 0)), static_cast<std::size_t>(sqlite3_column_bytes(st, 0)));
+        }
+        sqlite3_finalize(st);
+    }
+    sqlite3_close(h);
+    return out;
+}
+
+/** A vendor that answers every call at once with `{"echo":"<last path segment>"}`. */
+std::optional<std::string> echo_last_segment(std::string const& head) {
+    if (head.starts_with("GET /health ")) return vendor_answer(200);
+    auto path = head.substr(head.find(' ') + 1);
+    path = path.substr(0, path.find(' '));
+    return vendor_answer(200, R"({"echo":")" + path.substr(path.rfind('/') + 1) + R"("})");
+}
+
+// Clients post runs, every other one with an Idempotency-Key, until the host is killed with
+// SIGKILL. A run is answered only after the commit that holds it (row, attempt, both bodies) is on
+// disk, so every run answered 201 is in the store after a restart, Completed with its attempt and
+// its request and response bodies. No run stays Running: a keyed run the kill caught after its
+// Running row was written ends Failed (interrupted) once its lease ends.
+TEST(host_recording, every_run_answered_201_survives_a_sigkill_under_load_and_none_stays_running) {
+    scratch_dir dir("crash");
+    std::string const tenant = "tenant-crash";
+    auto key = create_key(dir.string(), tenant);
+    threaded_vendor vendor(echo_last_segment);
+    std::vector<std::string> const flags{"--key-rate-limit",   "0",   "--run-deadline-ms",   "1000", "--attempt-timeout-ms", "2000",
+                                         "--orphan-margin-ms", "500", "--retry-interval-ms", "200"};
+    struct answered {
+        std::string run_id, id;
+    };
+    std::vector<answered> ok;
+    std::atomic<int> refused{0};
+    std::mutex mutex;
+    {
+        host_process host(dir.string(), flags);
+        api client(host.port(), key);
+        auto connection = set_up(client, vendor.port(), "-crash").connection_id;
+        std::atomic<bool> posting{true};
+        std::vector<std::thread> clients;
+        for (int c = 0; c < 8; ++c)
+            clients.emplace_back([&, c] {
+                for (int i = 0; posting; ++i) {
+                    auto id = "c" + std::to_string(c) + "-" + std::to_string(i);
+                    std::map<std::string, std::string> extra;
+                    if (i % 2) extra["Idempotency-Key"] = "key-" + id;
+                    try {
+                        auto got = client.post("/integrations/runs", run_with_id(connection, id), extra);
+                        if (got.status == 0) continue;  // cut off by the kill: no answer
+                        if (got.status != 201) {
+                            ++refused;
+                            continue;
+                        }
+                        auto run_id = str(got.json(), "runId");
+                        std::lock_guard lock(mutex);
+                        ok.push_back({run_id, id});
+                    } catch (std::exception const&) {  // the host is gone, or its answer was cut short
+                    }
+                }
+            });
+        EXPECT_TRUE(eventually([&] {
+            std::lock_guard lock(mutex);
+            return ok.size() >= 300;
+        }, 60s));
+        host.kill_now();
+        EXPECT_EQ(host.wait(), -SIGKILL);
+        posting = false;
+        for (auto& t : clients) t.join();
+    }
+    EXPECT_EQ(refused, 0) << "a run under load was answered other than 201";
+    host_process host(dir.string(), flags);
+    api client(host.port(), key);
+    auto running = [&] { return client.get("/integrations/runs?status=Running&limit=500").json().at("items").as_array().size(); };
+    EXPECT_TRUE(eventually([&] { return running() == 0; }, 30s)) << running() << " runs still Running";
+    auto const blobs_db = dir.path() / "blobs.db";
+    for (auto const& a : ok) {
+        auto run = client.get("/integrations/runs/" + a.run_id);
+        ASSERT_EQ(run.status, 200) << "run " << a.run_id << " (" << a.id << ") was answered 201 and lost: " << run.body;
+        EXPECT_EQ(str(run.json(), "status"), "Completed") << run.body;
+        EXPECT_EQ(run.json().at("runAttempts").as_array().size(), 1u) << run.body;
+        EXPECT_EQ(stored_blob(blobs_db, tenant, "runs/" + a.run_id + "/request"), R"({"msg":")" + a.id + R"("})") << a.id;
+        EXPECT_EQ(stored_blob(blobs_db, tenant, "runs/" + a.run_id + "/response"), R"({"echo":")" + a.id + R"("})") << a.id;
+    }
+    std::printf("[ crash    ] %zu runs answered 201 before SIGKILL, all found after the restart\n", ok.size());
+}
+
+// One tenant's runs hang on their vendor until --attempt-timeout-ms while another tenant runs
+// against a fast vendor. The hanging tenant holds at most its --tenant-executions share of the
+// execution threads (past it: 429 tenant-busy), and a run waiting for its commit holds no
+// thread, so the other tenant's median run takes less than twice as long as it did alone.
+TEST(host_fairness, runs_hanging_on_one_tenants_vendor_slow_another_tenants_runs_less_than_twice) {
+    scratch_dir dir("fair-runs");
+    auto key_a = create_key(dir.string(), "tenant-hang");
+    auto key_b = create_key(dir.string(), "tenant-fast");
+    threaded_vendor hanging([](std::string const& head) -> std::optional<std::string> {
+        if (head.starts_with("GET /health ")) return vendor_answer(200);
+        return std::nullopt;  // held until the host's attempt times out
+    });
+    threaded_vendor fast(echo_last_segment);
+    host_process host(dir.string(), {"--key-rate-limit", "0", "--attempt-timeout-ms", "3000", "--run-deadline-ms", "1000"});
+    api a(host.port(), key_a), b(host.port(), key_b);
+    auto hung = set_up(a, hanging.port(), "-hang").connection_id;
+    auto quick = set_up(b, fast.port(), "-fast").connection_id;
+    auto median_run_ms = [&] {
+        std::vector<double> ms;
+        for (int i = 0; i < 41; ++i) {
+            auto start = std::chrono::steady_clock::now();
+            auto got = b.post("/integrations/runs", run_with_id(quick, "b" + std::to_string(i)));
+            ms.push_back(std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - start).count());
+            EXPECT_EQ(got.status, 201) << got.body;
+        }
+        std::sort(ms.begin(), ms.end());
+        return ms[ms.size() / 2];
+    };
+    auto alone = median_run_ms();
+    std::atomic<bool> flooding{true};
+    std::atomic<int> busy{0};
+    std::vector<std::thread> flood;
+    for (int i = 0; i < 32; ++i)
+        flood.emplace_back([&, i] {
+            while (flooding) {
+                auto got = a.post("/integrations/runs", run_with_id(hung, "a" + std::to_string(i)));
+                if (got.status == 429) {
+                    ++busy;
+                    std::this_thread::sleep_for(50ms);
+                }
+            }
+        });
+    EXPECT_TRUE(eventually([&] { return hanging.count("POST /echo/") >= 16; }, 10s)) << hanging.count("POST /echo/");
+    EXPECT_TRUE(eventually([&] { return busy > 0; }, 10s)) << "the hanging tenant was never held to its share";
+    auto beside = median_run_ms();
+    flooding = false;
+    for (auto& t : flood) t.join();
+    std::printf("[ fairness ] tenant B's median run: %.2f ms alone, %.2f ms beside a tenant hanging on its vendor\n", alone,
+                beside);
+    EXPECT_LT(beside, 2 * alone);
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 
 #include <integration/services/webhook_signature.hpp>
 
+#include <integration/backends/filesystem/filesystem_blob_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <gtest/gtest.h>
@@ -54,6 +55,31 @@ TEST(platform_test, opening_the_embedded_default_creates_its_files_under_data_di
     ASSERT_EQ(::stat(dir.c_str(), &st), 0);
     EXPECT_EQ(st.st_mode & 0777, 0700u) << "a new data directory is private to the service account";
     EXPECT_TRUE(storage::sqlite_store_stats(p->store())) << "the default store is SQLite";
+}
+
+// Small bodies share SQLite commits; a large one is a file of its own. Both read back through the
+// one blob store, and a blob a former layout wrote as a file is still found.
+TEST(platform_test, the_default_blob_store_keeps_small_blobs_in_sqlite_and_large_ones_in_files) {
+    temp_dir tmp;
+    auto dir = tmp.path() / "data";
+    {
+        auto files = must(blobs::open_filesystem_blob_store((dir / "blobs").string()));
+        must(files->put("t1", "runs/old/response", "written by a former host"));
+    }
+    auto p = must(open_platform(quiet(dir.string())));
+    std::string large(small_blob_limit + 1, 'x');
+    auto refs = must(p->blobs().put_many({{"t1", "runs/r1/request", "small"}, {"t1", "runs/r1/response", large}}));
+    ASSERT_EQ(refs.size(), 2u);
+    EXPECT_EQ(must(p->blobs().get("t1", refs[0])), "small");
+    EXPECT_EQ(must(p->blobs().get("t1", refs[1])), large);
+    EXPECT_EQ(must(p->blobs().get("t1", "blob://t1/runs/old/response")), "written by a former host");
+    EXPECT_TRUE(fs::is_regular_file(dir / "blobs.db"));
+    EXPECT_TRUE(fs::is_regular_file(dir / "blobs" / "t1" / "runs" / "r1" / "response"));
+    EXPECT_FALSE(fs::exists(dir / "blobs" / "t1" / "runs" / "r1" / "request")) << "a small body is no file of its own";
+    // Replaced by a small body, the large one is gone: a read finds the new content only.
+    must(p->blobs().put("t1", "runs/r1/response", "now small"));
+    EXPECT_EQ(must(p->blobs().get("t1", refs[1])), "now small");
+    EXPECT_FALSE(fs::exists(dir / "blobs" / "t1" / "runs" / "r1" / "response"));
 }
 
 TEST(platform_test, url_schemes_choose_the_backends) {

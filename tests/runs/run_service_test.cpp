@@ -12,6 +12,7 @@
 
 #include <csignal>
 #include <deque>
+#include <future>
 #include <set>
 
 // A child forked from this multi-threaded test process may inherit the sanitizer allocator's lock
@@ -680,6 +681,33 @@ TEST_F(run_service_test, write_behind_records_every_run_after_flush_with_bodies_
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].id(), *outs[5].failure_id);
     EXPECT_EQ(f[0].data().error_code, "http_422");
+}
+
+// The handler form answers only once the run is committed: what the handler is told is in the
+// store with its attempts and both bodies, without a flush. A keyed run is recorded before its
+// handler runs too (its twins wait for that outcome).
+TEST_F(run_service_test, execute_with_a_handler_reports_a_write_behind_run_once_it_is_recorded_with_its_bodies) {
+    start({reply(200, "ok"), reply(200, "keyed")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true});
+    for (auto key : {std::optional<std::string>(), std::optional<std::string>("order-1")}) {
+        std::promise<void> checked;
+        runs_->execute(ctx_, send_sms(key), [&](result<runs::run_outcome> out) {
+            [&] {
+                ASSERT_TRUE(out) << out.error().message();
+                EXPECT_EQ(out->run.status(), runs::run_status::completed);
+                ASSERT_TRUE(out->response);
+                EXPECT_EQ(out->response->body, key ? "keyed" : "ok");
+                auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out->run.id()); }));
+                EXPECT_EQ(run.status(), runs::run_status::completed);
+                EXPECT_EQ(run.data().run_attempts.size(), 1u);
+                ASSERT_TRUE(run.data().request_ref);
+                ASSERT_TRUE(run.data().response_ref);
+                EXPECT_EQ(must(blobs_->get("t1", *run.data().request_ref)), R"({"to":"+100"})");
+                EXPECT_EQ(must(blobs_->get("t1", *run.data().response_ref)), key ? "keyed" : "ok");
+            }();
+            checked.set_value();
+        });
+        checked.get_future().wait();
+    }
 }
 
 TEST_F(run_service_test, write_behind_records_the_run_without_a_reference_when_its_body_cannot_be_written) {

@@ -113,6 +113,8 @@ public:
     /** For recorders that name the response blob before writing it: the write failed, so the run
      *  does not reference it. */
     void forget_response_ref() noexcept { d_.response_ref.reset(); }
+    /** The same for the request body. */
+    void forget_request_ref() noexcept { d_.request_ref.reset(); }
 
 private:
     integration_run(metadata m, run_data d) : aggregate(std::move(m)), d_(std::move(d)) {}

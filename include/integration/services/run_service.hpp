@@ -94,7 +94,10 @@ struct run_service_options {
     std::size_t async_threads = 4;
     /** Record finished runs from a background thread, many per commit: `execute` returns once the
      *  vendor answered, with the run as it will be recorded, and `flush()` waits for the records.
-     *  Runs still queued are lost if the process dies. */
+     *  Runs still queued are lost if the process dies; the form of `execute` that takes a handler
+     *  reports a run only once its record is committed. A run without an Idempotency-Key is then
+     *  written once, when it ends, with its request and response bodies in the same batch; one
+     *  with a key is written Running before its first call, as without write-behind. */
     bool write_behind = false;
     std::size_t write_behind_queue = 10'000;  ///< `execute` waits while this many are queued.
     /** How long the recorder lets queued runs gather before it writes them (sooner at 512): the
@@ -144,6 +147,19 @@ public:
      *  @endcode
      */
     result<run_outcome> execute(request_context const& ctx, execute_request request);
+
+    /** Called once with the outcome of a run. */
+    using outcome_handler = std::function<void(result<run_outcome>)>;
+
+    /** Executes `request` like `execute` and calls `done` with the outcome once the run is
+     *  recorded with `recording` durability (`durability::immediate`: on disk), so an answer built
+     *  in `done` is never lost with the process. With `write_behind`, the calling thread is free
+     *  once the vendor answered: the run joins the recorder's next commit (shared with every run
+     *  finished meanwhile) and `done` runs after it on one of the service's threads (keep it
+     *  short). A run with an Idempotency-Key, and any run without `write_behind`, is recorded on
+     *  the calling thread, which calls `done` before returning. A run that could not be recorded
+     *  is reported as the store's error. */
+    void execute(request_context const& ctx, execute_request request, outcome_handler done);
 
     /** Executes `request` on one of the service's own threads. */
     std::future<result<run_outcome>> execute_async(request_context ctx, execute_request request);
@@ -209,7 +225,9 @@ private:
         request_context ctx;
         integration_run run;
         std::optional<failures::integration_failure> failure;
-        std::string body;  ///< The response body, written under the run's responseRef.
+        std::optional<http::response> response;  ///< Its body is written under the run's responseRef.
+        std::string request_body;                ///< Written under the run's requestRef when not stored yet.
+        outcome_handler done;                    ///< Told the outcome once the run is committed.
     };
     struct attempts_result {
         std::optional<http::response> last;
@@ -226,7 +244,10 @@ private:
         std::optional<run_outcome> outcome;  ///< None when it recorded no run (bad input, a store error).
     };
     using steady_time = std::chrono::steady_clock::time_point;
-    result<run_outcome> execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until);
+    /** `done` (may be null): taken when the recorder will report the outcome, else left as is. */
+    result<run_outcome> execute_keyed(request_context const& ctx, execute_request& r, outcome_handler* done);
+    result<run_outcome> execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until,
+                                     outcome_handler* done);
     /** What a request gets for the earlier run of its Idempotency-Key: the run when it ended or waits
      *  for the retry worker; while it executes elsewhere, its outcome once there (or
      *  `errc::in_progress` at `wait_until`). */

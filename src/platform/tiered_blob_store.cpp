@@ -1,0 +1,67 @@
+#include "tiered_blob_store.hpp"
+
+namespace integration::detail {
+namespace {
+
+class tiered_blob_store final : public blobs::blob_store {
+public:
+    tiered_blob_store(std::unique_ptr<blobs::blob_store> small, std::unique_ptr<blobs::blob_store> large, std::size_t limit)
+        : small_(std::move(small)), large_(std::move(large)), limit_(limit) {}
+
+    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
+        auto& to = data.size() <= limit_ ? *small_ : *large_;
+        auto& other = data.size() <= limit_ ? *large_ : *small_;
+        auto ref = to.put(tenant, key, data, d);
+        // A replaced blob that changed tier must not be found under its old content.
+        if (ref) (void)other.remove(tenant, *ref);
+        return ref;
+    }
+
+    result<std::vector<std::string>> put_many(std::vector<blobs::blob_write> const& blobs, durability d) override {
+        std::vector<blobs::blob_write> small, large;
+        for (auto const& b : blobs) (b.data.size() <= limit_ ? small : large).push_back(b);
+        // The large ones first: whatever commit refers to a batch comes after all of it.
+        if (!large.empty())
+            if (auto r = large_->put_many(large, d); !r) return r.error();
+        if (!small.empty())
+            if (auto r = small_->put_many(small, d); !r) return r.error();
+        std::vector<std::string> refs;
+        refs.reserve(blobs.size());
+        for (auto const& b : blobs) refs.push_back(blobs::reference(b.tenant, b.key));
+        return refs;
+    }
+
+    result<std::string> get(std::string const& tenant, std::string const& ref) override {
+        auto found = small_->get(tenant, ref);
+        if (found || found.error() != errc::not_found) return found;
+        return large_->get(tenant, ref);
+    }
+
+    result<void> remove(std::string const& tenant, std::string const& ref) override {
+        if (auto r = small_->remove(tenant, ref); !r) return r;
+        return large_->remove(tenant, ref);
+    }
+
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view key_prefix) override {
+        auto a = small_->purge_older_than(cutoff, key_prefix);
+        if (!a) return a.error();
+        auto b = large_->purge_older_than(cutoff, key_prefix);
+        if (!b) return b.error();
+        return *a + *b;
+    }
+
+private:
+    std::unique_ptr<blobs::blob_store> small_;
+    std::unique_ptr<blobs::blob_store> large_;
+    std::size_t limit_;
+};
+
+}  // namespace
+
+std::unique_ptr<blobs::blob_store> make_tiered_blob_store(std::unique_ptr<blobs::blob_store> small,
+                                                          std::unique_ptr<blobs::blob_store> large,
+                                                          std::size_t small_limit) {
+    return std::make_unique<tiered_blob_store>(std::move(small), std::move(large), small_limit);
+}
+
+}  // namespace integration::detail
