@@ -2,9 +2,9 @@
 
 #include <integration/core/id.hpp>
 
+#include <openssl/core_names.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include <fcntl.h>
@@ -22,6 +22,10 @@ struct ctx_deleter {
     void operator()(EVP_CIPHER_CTX* c) const noexcept { EVP_CIPHER_CTX_free(c); }
 };
 using cipher_ctx = std::unique_ptr<EVP_CIPHER_CTX, ctx_deleter>;
+struct md_ctx_deleter {
+    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
+};
+using md_ctx = std::unique_ptr<EVP_MD_CTX, md_ctx_deleter>;
 
 }  // namespace
 
@@ -67,9 +71,37 @@ result<secret_bytes> open(secret_bytes const& key, std::vector<unsigned char> co
 }
 
 std::vector<unsigned char> hmac_sha256(secret_bytes const& key, unsigned char const* data, std::size_t n) {
-    std::vector<unsigned char> out(32);
-    unsigned len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), data, n, out.data(), &len);
+    return hmac(digest::sha256, key.view(), {{reinterpret_cast<char const*>(data), n}});
+}
+
+namespace {
+
+struct mac_ctx_deleter {
+    void operator()(EVP_MAC_CTX* c) const noexcept { EVP_MAC_CTX_free(c); }
+};
+
+}  // namespace
+
+std::vector<unsigned char> hmac(digest d, std::string_view key, std::initializer_list<std::string_view> parts) {
+    // Fetched once: a fetch per call costs more than the MAC of a small body.
+    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, OSSL_MAC_NAME_HMAC, nullptr);
+    static EVP_MD* const sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
+    static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
+    EVP_MD const* md = d == digest::sha1 ? sha1 : sha256;
+    std::vector<unsigned char> out(static_cast<std::size_t>(EVP_MD_get_size(md)));
+    std::unique_ptr<EVP_MAC_CTX, mac_ctx_deleter> c(mac ? EVP_MAC_CTX_new(mac) : nullptr);
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(EVP_MD_get0_name(md)), 0),
+        OSSL_PARAM_construct_end()};
+    // An empty key is a valid HMAC key; OpenSSL wants a non-null pointer for it.
+    static unsigned char const no_key = 0;
+    auto const* k = key.empty() ? &no_key : reinterpret_cast<unsigned char const*>(key.data());
+    bool ok = c && EVP_MAC_init(c.get(), k, key.size(), params) == 1;
+    for (auto part : parts)
+        ok = ok && EVP_MAC_update(c.get(), reinterpret_cast<unsigned char const*>(part.data()), part.size()) == 1;
+    std::size_t n = 0;
+    if (!ok || EVP_MAC_final(c.get(), out.data(), &n, out.size()) != 1 || n != out.size())
+        throw std::runtime_error("HMAC failed in OpenSSL");
     return out;
 }
 
@@ -77,6 +109,16 @@ std::string sha256_hex(std::string_view data) {
     unsigned char d[SHA256_DIGEST_LENGTH];
     SHA256(reinterpret_cast<unsigned char const*>(data.data()), data.size(), d);
     return to_hex(d, sizeof d);
+}
+
+std::string sha256_hex(std::initializer_list<std::string_view> parts) {
+    md_ctx c(EVP_MD_CTX_new());
+    unsigned char d[SHA256_DIGEST_LENGTH];
+    unsigned n = 0;
+    bool ok = c && EVP_DigestInit_ex(c.get(), EVP_sha256(), nullptr) == 1;
+    for (auto part : parts) ok = ok && EVP_DigestUpdate(c.get(), part.data(), part.size()) == 1;
+    if (!ok || EVP_DigestFinal_ex(c.get(), d, &n) != 1) throw std::runtime_error("SHA-256 failed in OpenSSL");
+    return to_hex(d, n);
 }
 
 std::string to_hex(unsigned char const* data, std::size_t n) {
@@ -138,11 +180,7 @@ std::string encode_base64(unsigned char const* data, std::size_t n, char const* 
 struct pkey_deleter {
     void operator()(EVP_PKEY* k) const noexcept { EVP_PKEY_free(k); }
 };
-struct md_ctx_deleter {
-    void operator()(EVP_MD_CTX* c) const noexcept { EVP_MD_CTX_free(c); }
-};
 using pkey = std::unique_ptr<EVP_PKEY, pkey_deleter>;
-using md_ctx = std::unique_ptr<EVP_MD_CTX, md_ctx_deleter>;
 
 pkey ed25519_private(secret_bytes const& seed) {
     pkey k(seed.size() == ed25519_seed_size

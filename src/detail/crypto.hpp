@@ -6,6 +6,7 @@
 #include <integration/core/error.hpp>
 #include <integration/core/secret_bytes.hpp>
 
+#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -25,8 +26,14 @@ std::vector<unsigned char> seal(secret_bytes const& key, unsigned char const* pl
 result<secret_bytes> open(secret_bytes const& key, std::vector<unsigned char> const& sealed, std::string_view aad);
 /** HMAC-SHA256. */
 std::vector<unsigned char> hmac_sha256(secret_bytes const& key, unsigned char const* data, std::size_t n);
+/** The digests `hmac` offers: SHA-1 only for vendors that still sign with it (Twilio). */
+enum class digest { sha1, sha256 };
+/** HMAC of the concatenation of `parts`, which are not copied: 20 bytes (SHA-1) or 32 (SHA-256). */
+std::vector<unsigned char> hmac(digest d, std::string_view key, std::initializer_list<std::string_view> parts);
 /** SHA-256 of text, lower-case hex. */
 std::string sha256_hex(std::string_view data);
+/** SHA-256 of the concatenation of `parts`, lower-case hex. */
+std::string sha256_hex(std::initializer_list<std::string_view> parts);
 /** Lower-case hex. */
 std::string to_hex(unsigned char const* data, std::size_t n);
 /** Parses hex into secret bytes. */
