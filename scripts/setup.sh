@@ -5,7 +5,8 @@ set -euo pipefail
 
 packages=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
           libssl-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev
-          curl openssl)
+          curl openssl
+          clang-16 libclang-rt-16-dev)  # libFuzzer (tests/fuzz/run.sh): g++ has none, clang 14 cannot build std::views
 
 missing=()
 for p in "${packages[@]}"; do
