@@ -34,7 +34,7 @@ struct world {
         auto const ctx = request_context::for_tenant("fuzz");
         auto provider = p->registry()
                             .register_provider(ctx, {.key = "vendor", .display_name = "Vendor",
-                                                     .base_url = "https://vendor.example"})
+                                                     .base_url = "https://vendor.example", .capabilities = {"hooks"}})
                             .value();
         auto client = p->registry()
                           .register_client(ctx, provider.id(),
