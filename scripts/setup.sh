@@ -7,7 +7,8 @@ packages=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-json
           libssl-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libgtest-dev libgmock-dev libbenchmark-dev
           curl openssl
           python3 python3-dev pybind11-dev python3-pybind11 python3-pytest python3-setuptools python3-wheel python3-pip
-          mypy)
+          mypy
+          clang-16 libclang-rt-16-dev)  # libFuzzer (tests/fuzz/run.sh): g++ has none, clang 14 cannot build std::views
 
 missing=()
 for p in "${packages[@]}"; do

@@ -23,3 +23,6 @@ configure_and_build "$root/build-asan" -DCMAKE_BUILD_TYPE=Debug -DINTEGRATION_WE
 echo "== tests under sanitizers"
 ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
   ctest --test-dir "$root/build-asan" --output-on-failure -j "$jobs"
+
+echo "== fuzz (libFuzzer, clang-16, about 60 s)"
+"$root/tests/fuzz/run.sh"

@@ -76,32 +76,43 @@ std::vector<unsigned char> hmac_sha256(secret_bytes const& key, unsigned char co
 
 namespace {
 
-struct mac_ctx_deleter {
-    void operator()(EVP_MAC_CTX* c) const noexcept { EVP_MAC_CTX_free(c); }
+// One HMAC context per thread and digest, keyed anew for every MAC: creating a context (and
+// fetching its digest) costs more than the MAC of a 1 KiB body.
+struct hmac_context {
+    EVP_MAC_CTX* ctx = nullptr;
+    explicit hmac_context(char const* digest_name) {
+        static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, OSSL_MAC_NAME_HMAC, nullptr);
+        ctx = mac ? EVP_MAC_CTX_new(mac) : nullptr;
+        OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest_name), 0),
+                               OSSL_PARAM_construct_end()};
+        if (ctx && EVP_MAC_CTX_set_params(ctx, params) != 1) {
+            EVP_MAC_CTX_free(ctx);
+            ctx = nullptr;
+        }
+    }
+    ~hmac_context() { EVP_MAC_CTX_free(ctx); }
+    hmac_context(hmac_context const&) = delete;
+    hmac_context& operator=(hmac_context const&) = delete;
 };
 
 }  // namespace
 
 std::vector<unsigned char> hmac(digest d, std::string_view key, std::initializer_list<std::string_view> parts) {
-    // Fetched once: a fetch per call costs more than the MAC of a small body.
-    static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, OSSL_MAC_NAME_HMAC, nullptr);
-    static EVP_MD* const sha1 = EVP_MD_fetch(nullptr, "SHA1", nullptr);
-    static EVP_MD* const sha256 = EVP_MD_fetch(nullptr, "SHA256", nullptr);
-    EVP_MD const* md = d == digest::sha1 ? sha1 : sha256;
-    std::vector<unsigned char> out(static_cast<std::size_t>(EVP_MD_get_size(md)));
-    std::unique_ptr<EVP_MAC_CTX, mac_ctx_deleter> c(mac ? EVP_MAC_CTX_new(mac) : nullptr);
-    OSSL_PARAM params[] = {
-        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(EVP_MD_get0_name(md)), 0),
-        OSSL_PARAM_construct_end()};
+    thread_local hmac_context sha1("SHA1"), sha256("SHA256");
+    auto* const c = (d == digest::sha1 ? sha1 : sha256).ctx;
+    std::vector<unsigned char> out(d == digest::sha1 ? 20 : 32);
     // An empty key is a valid HMAC key; OpenSSL wants a non-null pointer for it.
     static unsigned char const no_key = 0;
     auto const* k = key.empty() ? &no_key : reinterpret_cast<unsigned char const*>(key.data());
-    bool ok = c && EVP_MAC_init(c.get(), k, key.size(), params) == 1;
+    bool ok = c && EVP_MAC_init(c, k, key.size(), nullptr) == 1;
     for (auto part : parts)
-        ok = ok && EVP_MAC_update(c.get(), reinterpret_cast<unsigned char const*>(part.data()), part.size()) == 1;
+        ok = ok && EVP_MAC_update(c, reinterpret_cast<unsigned char const*>(part.data()), part.size()) == 1;
     std::size_t n = 0;
-    if (!ok || EVP_MAC_final(c.get(), out.data(), &n, out.size()) != 1 || n != out.size())
-        throw std::runtime_error("HMAC failed in OpenSSL");
+    ok = ok && EVP_MAC_final(c, out.data(), &n, out.size()) == 1 && n == out.size();
+    // The context keeps the key's pads until keyed again: key it with nothing so that no secret
+    // outlives the call in this thread's memory.
+    if (c) EVP_MAC_init(c, &no_key, 0, nullptr);
+    if (!ok) throw std::runtime_error("HMAC failed in OpenSSL");
     return out;
 }
 

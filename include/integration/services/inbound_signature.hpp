@@ -68,12 +68,17 @@ struct inbound_refusal {
 /** Who the delivery is, once verified. */
 struct inbound_identity {
     /** Dedupe key: GitHub `X-GitHub-Delivery`, Standard `webhook-id`, Shopify
-     *  `X-Shopify-Webhook-Id`, Stripe the event `id` in the body, Slack and Twilio the hex SHA-256
-     *  of timestamp (Slack) or URL (Twilio) and body. */
+     *  `X-Shopify-Webhook-Id`, Stripe the event `id` in the body, Slack the hex SHA-256 of
+     *  `{timestamp}:{body}`, Twilio the hex SHA-256 of `{url}\n{body}`. */
     std::string provider_delivery_id;
-    /** Canonical, provider-prefixed event type: `github.pull_request.opened`,
-     *  `stripe.charge.succeeded`, `shopify.orders.create`, `slack.event_callback`,
-     *  `twilio.sms.received`, `standard.<the body's "type">` (or `standard.event`). */
+    /** Canonical, provider-prefixed event type: `github.<X-GitHub-Event>[.<body "action">]`
+     *  (`github.pull_request.opened`), `stripe.<body "type">`, `shopify.<X-Shopify-Topic, / as .>`
+     *  (`shopify.orders.create`), `slack.<body "type">` for JSON (`slack.event_callback`) or a
+     *  form's `payload`, `slack.command` for a slash command, `twilio.sms.received` (the form has
+     *  MessageSid or SmsSid), `twilio.voice.call` (CallSid) or `twilio.event`,
+     *  `standard.<body "type">` (or `standard.event`). Bodies are JSON objects (GitHub's may be a
+     *  form with `payload`; Twilio's a form, or covered by `bodySHA256` in the URL); an empty or
+     *  unparseable body, or JSON nested deeper than 64, is `malformed_body`. */
     std::string event_type;
     /** The timestamp the signature covered (unix seconds), when the scheme has one. */
     std::optional<std::int64_t> timestamp;
