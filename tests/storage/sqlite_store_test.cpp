@@ -93,9 +93,26 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     sqlite3_close(db);
 }
 
+/** Turns a current file back into schema 7: none of the inbound webhook columns, index and
+ *  table of migration 8. */
+void back_to_schema_7(std::string const& path) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+DROP TABLE delivery_payloads;
+DROP INDEX inbound_webhooks_by_connection;
+ALTER TABLE inbound_webhooks DROP COLUMN previous_secret_name;
+ALTER TABLE inbound_webhooks DROP COLUMN previous_until;
+ALTER TABLE deliveries DROP COLUMN rejection_reason;
+PRAGMA user_version = 7;
+)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+}
+
 /** Turns a current file back into schema 6: none of the webhook columns, indexes and tables of
  *  migration 7. */
 void back_to_schema_6(std::string const& path) {
+    back_to_schema_7(path);
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db, R"sql(
@@ -428,6 +445,9 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
             return std::vector<storage::claimed_delivery>{};
         }
         result<std::optional<time_point>> oldest_due_delivery() override { return std::optional<time_point>{}; }
+        result<std::optional<storage::inbound_endpoint_record>> find_inbound_endpoint(std::string const&) override {
+            return std::optional<storage::inbound_endpoint_record>{};
+        }
         struct no_keys final : storage::api_key_repository {
             result<void> add(storage::api_key_record const&) override { return {}; }
             result<std::optional<storage::api_key_record>> find(std::string const&) override { return std::nullopt; }
@@ -580,6 +600,26 @@ TEST(sqlite_store, a_version_4_database_keeps_its_outbox_rows_pending) {
     EXPECT_EQ(must(s->count_failed_publication(pending[0].sequence)), 1);
     EXPECT_EQ(must(s->pending_events(10)).at(0).attempts, 1);
     EXPECT_FALSE(must(s->api_keys().find("nothing")));
+}
+
+TEST(sqlite_store, a_version_7_database_keeps_its_inbound_registrations_without_a_previous_secret) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) { return uow.inbound_webhooks().save({"conn-1", "github", "wh"}); }));
+    }
+    back_to_schema_7(path);
+    auto s = open_sqlite(dir, nullptr);
+    must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto r = must(uow.inbound_webhooks().find("conn-1"));
+        EXPECT_EQ(r.scheme, "github");
+        EXPECT_EQ(r.secret_name, "wh");
+        EXPECT_FALSE(r.previous_secret_name);
+        EXPECT_FALSE(r.previous_until);
+        return {};
+    }));
 }
 
 TEST(sqlite_store, a_version_6_database_keeps_its_subscriptions_and_deliveries_with_the_new_defaults) {

@@ -804,6 +804,67 @@ TEST_P(store_conformance, inbound_webhook_registrations_are_per_tenant_and_repla
     });
 }
 
+TEST_P(store_conformance, an_inbound_endpoint_is_found_by_connection_id_alone_unless_retired) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    auto until = now + std::chrono::hours(1);
+    write(a_, [&](unit_of_work& uow) {
+        return uow.inbound_webhooks().save({g.connection_id, "github", "inbound-webhook.new", "inbound-webhook.old", until});
+    });
+    auto found = must(store_->find_inbound_endpoint(g.connection_id));
+    ASSERT_TRUE(found);
+    EXPECT_EQ(found->tenant_id, "tenant-a");
+    EXPECT_EQ(found->provider_id, g.provider_id);
+    EXPECT_EQ(found->registration.scheme, "github");
+    EXPECT_EQ(found->registration.secret_name, "inbound-webhook.new");
+    EXPECT_EQ(found->registration.previous_secret_name, "inbound-webhook.old");
+    EXPECT_EQ(found->registration.previous_until, until);
+    EXPECT_FALSE(must(store_->find_inbound_endpoint("con-unknown")));
+    // A registration saved in another tenant under A's connection id names no connection of its own.
+    write(b_, [&](unit_of_work& uow) { return uow.inbound_webhooks().save({"con-b-only", "github", "x"}); });
+    EXPECT_FALSE(must(store_->find_inbound_endpoint("con-b-only")));
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(g.connection_id));
+        must(c.retire("gone"));
+        return uow.connections().save(c);
+    });
+    EXPECT_FALSE(must(store_->find_inbound_endpoint(g.connection_id))) << "a Retired connection is not an endpoint";
+}
+
+TEST_P(store_conformance, a_stored_payload_belongs_to_its_delivery_and_tenant) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    std::string id;
+    std::string const bytes("raw\0bytes\xff", 10);
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto d = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, "p-1", "github.push", {}, {}));
+        id = d.id();
+        if (auto r = uow.deliveries().save(d); !r) return r;
+        return uow.deliveries().put_payload(id, bytes);
+    });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.deliveries().payload(id)), bytes);
+        return {};
+    });
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.deliveries().payload(id).error(), errc::not_found);
+        return {};
+    });
+    EXPECT_EQ(store_->transact(b_, [&](unit_of_work& uow) { return uow.deliveries().put_payload(id, "other"); }).error(),
+              errc::not_found);
+    write(a_, [&](unit_of_work& uow) { return uow.deliveries().remove_payload(id); });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.deliveries().payload(id).error(), errc::not_found);
+        return {};
+    });
+    write(a_, [&](unit_of_work& uow) { return uow.deliveries().put_payload(id, bytes); });
+    write(a_, [&](unit_of_work& uow) { return uow.deliveries().remove(id); });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.deliveries().payload(id).error(), errc::not_found) << "deleting a delivery deletes its payload";
+        return {};
+    });
+}
+
 TEST_P(store_conformance, concurrent_units_from_many_threads_all_commit_or_fail_alone) {
     auto g = seed_graph(*store_, a_, clock_.now());
     constexpr int threads = 8, per_thread = 25;

@@ -283,8 +283,8 @@ struct inbound_webhook_registration {
     std::string connection_id;
     std::string scheme;
     std::string secret_name;
-    std::optional<std::string> previous_secret_name;
-    std::optional<time_point> previous_until;
+    std::optional<std::string> previous_secret_name{};
+    std::optional<time_point> previous_until{};
 };
 
 /** An inbound webhook endpoint resolved from its connection id alone (the inbound route is
