@@ -9,6 +9,7 @@
  */
 
 #include <integration/core/id.hpp>
+#include <integration/export.hpp>
 #include <integration/outbound/egress_policy.hpp>
 #include <integration/platform/schemes.hpp>
 #include <integration/ports/clock.hpp>
@@ -117,7 +118,7 @@ struct worker_stats {
  *                                                        .base_url = "https://api.acme.example"});
  *  @endcode
  */
-class platform {
+class INTEGRATION_EXPORT platform {
 public:
     struct impl;
     explicit platform(std::unique_ptr<impl> parts);
@@ -173,11 +174,11 @@ private:
 
 /** Opens the backends, builds the services and (unless `workers.start` is false) starts the
  *  workers. An error names what could not be opened and why. */
-result<std::unique_ptr<platform>> open_platform(platform_options options = {});
+INTEGRATION_EXPORT result<std::unique_ptr<platform>> open_platform(platform_options options = {});
 
 /** Creates `data_dir` (mode 0700) if missing, or checks that an existing one is a directory no
  *  group or other user may write (where secrets and keys live, another user must not swap files). */
-result<void> prepare_data_dir(std::string const& data_dir);
+INTEGRATION_EXPORT result<void> prepare_data_dir(std::string const& data_dir);
 
 }  // namespace integration
 

@@ -3,7 +3,9 @@
 #include "periodic_worker.hpp"
 #include "tiered_blob_store.hpp"
 
+#if INTEGRATION_HAS_CURL  // the optional curl backend (CMakeLists.txt)
 #include <integration/backends/curl/curl_transport.hpp>
+#endif
 #include <integration/outbound/token_bucket.hpp>
 #include <integration/services/fingerprint.hpp>
 #include <integration/services/outbox_relay.hpp>
@@ -190,7 +192,14 @@ result<std::unique_ptr<platform>> open_platform(platform_options options) {
     p->clock = o.clock ? o.clock : &system_clock::instance();
     if (!o.resolver) p->own_resolver = std::make_unique<net::system_resolver>();
     p->resolver = o.resolver ? o.resolver : p->own_resolver.get();
+#if INTEGRATION_HAS_CURL
     if (!o.transport) p->own_transport = http::make_curl_transport();
+#else
+    if (!o.transport)
+        return error{errc::invalid_argument,
+                     "this build of integration has no curl component (INTEGRATION_WITH_CURL=OFF); pass "
+                     "platform_options::transport"};
+#endif
     p->transport = o.transport ? o.transport : p->own_transport.get();
 
     if (auto r = prepare_data_dir(o.data_dir); !r) return r.error();

@@ -1,9 +1,16 @@
 #include <integration/platform/schemes.hpp>
 
+// INTEGRATION_HAS_<BACKEND>: which optional backends this build has (CMakeLists.txt).
+#if INTEGRATION_HAS_FILESYSTEM
 #include <integration/backends/filesystem/filesystem_blob_store.hpp>
+#endif
+#if INTEGRATION_HAS_LOCAL_VAULT
 #include <integration/backends/local_vault/local_secret_store.hpp>
+#endif
+#if INTEGRATION_HAS_SQLITE
 #include <integration/backends/sqlite/sqlite_blob_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
+#endif
 
 #include <boost/url/parse.hpp>
 
@@ -99,12 +106,22 @@ result<std::unique_ptr<blobs::blob_store>> scheme_registry::open_blob_store(std:
 
 scheme_registry builtin_schemes() {
     scheme_registry r;
+#if INTEGRATION_HAS_SQLITE
     r.add_store("sqlite",
                 [](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<storage::store>> {
                     auto path = url.local_path();
                     if (!path) return path.error();
                     return storage::open_sqlite_store({.path = *path, .clock = env.clock, .source = env.source});
                 });
+    r.add_blob_store(
+        "sqlite",
+        [](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<blobs::blob_store>> {
+            auto path = url.local_path();
+            if (!path) return path.error();
+            return blobs::open_sqlite_blob_store({.path = *path, .clock = env.clock});
+        });
+#endif
+#if INTEGRATION_HAS_LOCAL_VAULT
     r.add_secret_store("local",
                        [](backend_url const& url,
                           backend_environment const& env) -> result<std::unique_ptr<credentials::secret_store>> {
@@ -119,19 +136,15 @@ scheme_registry builtin_schemes() {
                            if (!vault) return vault.error();
                            return std::unique_ptr<credentials::secret_store>(std::move(*vault));
                        });
+#endif
+#if INTEGRATION_HAS_FILESYSTEM
     r.add_blob_store(
         "file", [](backend_url const& url, backend_environment const&) -> result<std::unique_ptr<blobs::blob_store>> {
             auto path = url.local_path();
             if (!path) return path.error();
             return blobs::open_filesystem_blob_store(*path);
         });
-    r.add_blob_store(
-        "sqlite",
-        [](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<blobs::blob_store>> {
-            auto path = url.local_path();
-            if (!path) return path.error();
-            return blobs::open_sqlite_blob_store({.path = *path, .clock = env.clock});
-        });
+#endif
     return r;
 }
 

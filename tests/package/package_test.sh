@@ -4,14 +4,10 @@
 # examples linked to integration::integration) and the reference host (host/ on its own) against
 # it, run the governed run it built, and serve /healthz from the host it built.
 # Usage: package_test.sh CMAKE BUILD_DIR SOURCE_DIR CXX LAUNCHER GENERATOR
-set -euo pipefail
 cmake=$1 build=$2 src=$3 cxx=$4 launcher=$5 generator=$6
+source "$(dirname "$0")/common.sh"
 
-work=$(mktemp -d "${TMPDIR:-/tmp}/integration-package.XXXXXX")
-trap 'rm -rf "$work"' EXIT
-
-"$cmake" --install "$build" --prefix "$work/prefix" >"$work/install.log" ||
-    { cat "$work/install.log"; echo "FAIL: cmake --install"; exit 1; }
+install_tree "$cmake" "$build" "$work/prefix"
 
 flags=()
 [[ -n "$launcher" ]] && flags+=("-DCMAKE_CXX_COMPILER_LAUNCHER=$launcher")
@@ -22,15 +18,7 @@ flags=()
 "$cmake" --build "$work/build" -j2 >"$work/build.log" 2>&1 ||
     { cat "$work/build.log"; echo "FAIL: the examples do not build against the installed package"; exit 1; }
 
-# Twice on the same data directory, as people paste things twice.
-for pass in 1 2; do
-    out=$("$work/build/governed_run" "$work/data" 2>&1) || { echo "$out"; echo "FAIL: governed_run, pass $pass"; exit 1; }
-    echo "governed_run (pass $pass): $out"
-    [[ "$out" == "run Completed, vendor answered 200" ]] ||
-        { echo "FAIL: expected 'run Completed, vendor answered 200'"; exit 1; }
-done
-out=$("$work/build/domain_tour" "$work/data" 2>&1) || { echo "$out"; echo "FAIL: domain_tour"; exit 1; }
-grep -q "event IntegrationRunCompleted" <<<"$out" || { echo "$out"; echo "FAIL: domain_tour relayed no run event"; exit 1; }
+run_examples "$work/build" "$work/data"
 # The reference host, configured on its own against the installed package only.
 "$cmake" -S "$src/host" -B "$work/host" -G "$generator" -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_PREFIX_PATH="$work/prefix" -DCMAKE_CXX_COMPILER="$cxx" "${flags[@]}" >"$work/host-configure.log" 2>&1 ||

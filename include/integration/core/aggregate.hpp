@@ -9,6 +9,7 @@
 #include <integration/core/time.hpp>
 #include <integration/core/context.hpp>
 #include <integration/core/json.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -20,7 +21,7 @@
 namespace integration {
 
 /** Standard metadata on every aggregate. `version` is 0 until first saved, then 1, 2, ... */
-struct metadata {
+struct INTEGRATION_EXPORT metadata {
     std::string tenant_id;  ///< Empty for global (shared) providers and clients.
     time_point created_at{};
     std::string created_by;
@@ -36,7 +37,7 @@ struct metadata {
 };
 
 /** Metadata for a new aggregate created by `ctx` at `now`; `global` leaves the tenant empty. */
-metadata new_metadata(request_context const& ctx, time_point now, bool global = false);
+INTEGRATION_EXPORT metadata new_metadata(request_context const& ctx, time_point now, bool global = false);
 
 /** A domain event as raised by an aggregate; the store wraps it in an `event_envelope`. */
 struct domain_event {
@@ -45,7 +46,7 @@ struct domain_event {
 };
 
 /** Base of the eight aggregate roots. */
-class aggregate {
+class INTEGRATION_EXPORT aggregate {
 public:
     /** Standard metadata. */
     metadata const& meta() const noexcept { return meta_; }

@@ -7,6 +7,7 @@
  */
 
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 
 #include <string>
 #include <string_view>
@@ -14,7 +15,7 @@
 namespace integration {
 
 /** W3C trace context (`traceparent`) identifiers, lower-case hex. */
-struct trace_context {
+struct INTEGRATION_EXPORT trace_context {
     std::string trace_id;  ///< 32 hex digits.
     std::string span_id;   ///< 16 hex digits.
 
@@ -29,7 +30,7 @@ struct trace_context {
 };
 
 /** The caller of an operation. */
-struct request_context {
+struct INTEGRATION_EXPORT request_context {
     std::string tenant_id;       ///< The tenant every read and write is scoped to.
     std::string actor;           ///< Recorded in createdBy / updatedBy.
     bool admin = false;          ///< May write global (shared) providers and clients.
@@ -42,7 +43,7 @@ struct request_context {
 };
 
 /** Checks a tenant id: 1-64 characters of `[A-Za-z0-9._-]`. */
-result<void> validate_tenant_id(std::string_view tenant);
+INTEGRATION_EXPORT result<void> validate_tenant_id(std::string_view tenant);
 
 }  // namespace integration
 

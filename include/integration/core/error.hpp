@@ -6,6 +6,8 @@
  *  message saying what to fix, and `result<T>` for every operation a caller can recover from.
  */
 
+#include <integration/export.hpp>
+
 #include <boost/system/error_code.hpp>
 #include <boost/system/result.hpp>
 
@@ -48,7 +50,7 @@ struct boost::system::is_error_code_enum<integration::errc> : std::true_type {};
 namespace integration {
 
 /** The category of `errc`; its name is "integration". */
-boost::system::error_category const& integration_category() noexcept;
+INTEGRATION_EXPORT boost::system::error_category const& integration_category() noexcept;
 
 /** Makes an `error_code` from an `errc`. */
 inline boost::system::error_code make_error_code(errc e) noexcept {
@@ -56,7 +58,7 @@ inline boost::system::error_code make_error_code(errc e) noexcept {
 }
 
 /** An error code plus a human-readable detail that says what went wrong and what to do. */
-class error {
+class INTEGRATION_EXPORT error {
 public:
     /** No error (what `result<T>::error()` returns when there is a value). */
     error() = default;
@@ -78,7 +80,7 @@ private:
 };
 
 /** Throws `boost::system::system_error` carrying the detail; found by `result<T>::value()`. */
-[[noreturn]] void throw_exception_from_error(error const& e, boost::source_location const& loc);
+[[noreturn]] INTEGRATION_EXPORT void throw_exception_from_error(error const& e, boost::source_location const& loc);
 
 /** The return type of every fallible operation: a value or an `error`. */
 template <class T>

@@ -8,6 +8,7 @@
  */
 
 #include <integration/core/time.hpp>
+#include <integration/export.hpp>
 
 #include <string>
 #include <string_view>
@@ -28,17 +29,17 @@ inline constexpr std::string_view event = "evt";
 }  // namespace id_prefix
 
 /** Makes `prefix-ULID` stamped with `now`. */
-std::string new_id(std::string_view prefix, time_point now);
+INTEGRATION_EXPORT std::string new_id(std::string_view prefix, time_point now);
 
 /** True when `id` is `prefix-` followed by a well-formed ULID. */
-bool is_valid_id(std::string_view id, std::string_view prefix) noexcept;
+INTEGRATION_EXPORT bool is_valid_id(std::string_view id, std::string_view prefix) noexcept;
 
 /** Fills `out` with `n` bytes from the operating system's CSPRNG. Use it for keys and secrets. */
-void random_bytes(unsigned char* out, std::size_t n);
+INTEGRATION_EXPORT void random_bytes(unsigned char* out, std::size_t n);
 
 /** Fills `out` with `n` unpredictable bytes for identifiers (ids, trace and span ids): CSPRNG
  *  output served from a per-thread pool, which is faster for small draws. Not for key material. */
-void id_bytes(unsigned char* out, std::size_t n);
+INTEGRATION_EXPORT void id_bytes(unsigned char* out, std::size_t n);
 
 }  // namespace integration
 

@@ -11,6 +11,7 @@
 #include <integration/core/enum.hpp>
 #include <integration/core/error.hpp>
 #include <integration/core/time.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/value.hpp>
 
@@ -55,9 +56,9 @@ struct is_optional : std::false_type {};
 template <class T>
 struct is_optional<std::optional<T>> : std::true_type {};
 
-std::string json_path(std::string_view parent, std::string_view name);
-std::string json_path(std::string_view parent, std::size_t index);
-error json_type_error(std::string_view path, std::string_view expected);
+INTEGRATION_EXPORT std::string json_path(std::string_view parent, std::string_view name);
+INTEGRATION_EXPORT std::string json_path(std::string_view parent, std::size_t index);
+INTEGRATION_EXPORT error json_type_error(std::string_view path, std::string_view expected);
 
 }  // namespace detail
 
@@ -117,14 +118,14 @@ boost::json::value to_json(T const& v) {
 
 // ---- reading -------------------------------------------------------------------------------
 
-result<void> from_json(boost::json::value const& j, std::string& out, std::string_view path);
-result<void> from_json(boost::json::value const& j, bool& out, std::string_view path);
-result<void> from_json(boost::json::value const& j, std::int64_t& out, std::string_view path);
-result<void> from_json(boost::json::value const& j, int& out, std::string_view path);
-result<void> from_json(boost::json::value const& j, double& out, std::string_view path);
-result<void> from_json(boost::json::value const& j, time_point& out, std::string_view path);
-result<void> from_json(boost::json::value const& j, boost::json::value& out, std::string_view path);
-result<void> from_json(boost::json::value const& j, boost::json::object& out, std::string_view path);
+INTEGRATION_EXPORT result<void> from_json(boost::json::value const& j, std::string& out, std::string_view path);
+INTEGRATION_EXPORT result<void> from_json(boost::json::value const& j, bool& out, std::string_view path);
+INTEGRATION_EXPORT result<void> from_json(boost::json::value const& j, std::int64_t& out, std::string_view path);
+INTEGRATION_EXPORT result<void> from_json(boost::json::value const& j, int& out, std::string_view path);
+INTEGRATION_EXPORT result<void> from_json(boost::json::value const& j, double& out, std::string_view path);
+INTEGRATION_EXPORT result<void> from_json(boost::json::value const& j, time_point& out, std::string_view path);
+INTEGRATION_EXPORT result<void> from_json(boost::json::value const& j, boost::json::value& out, std::string_view path);
+INTEGRATION_EXPORT result<void> from_json(boost::json::value const& j, boost::json::object& out, std::string_view path);
 template <named_enum E>
 result<void> from_json(boost::json::value const& j, E& out, std::string_view path) {
     if (!j.is_string()) return detail::json_type_error(path, "a string");

@@ -5,6 +5,8 @@
  *  A buffer for secret material that is wiped when released and never printed.
  */
 
+#include <integration/export.hpp>
+
 #include <cstddef>
 #include <string>
 #include <string_view>
@@ -14,7 +16,7 @@ namespace integration {
 
 /** Owns secret bytes; the memory is overwritten with zeros on destruction, move and `clear`.
  *  Copies are explicit (`clone`) so secrets are not duplicated by accident. */
-class secret_bytes {
+class INTEGRATION_EXPORT secret_bytes {
 public:
     secret_bytes() = default;
     /** Copies `text` in; the caller should wipe its own copy. */
@@ -55,7 +57,7 @@ public:
     /** Wipes and empties. */
     void clear() noexcept;
 
-    friend bool operator==(secret_bytes const& a, secret_bytes const& b) noexcept;
+    friend INTEGRATION_EXPORT bool operator==(secret_bytes const& a, secret_bytes const& b) noexcept;
 
 private:
     std::vector<unsigned char> bytes_;

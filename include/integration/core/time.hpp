@@ -6,6 +6,7 @@
  */
 
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -18,10 +19,10 @@ namespace integration {
 using time_point = std::chrono::system_clock::time_point;
 
 /** Formats as `2026-01-01T00:00:00.000Z` (UTC, milliseconds). */
-std::string format_time(time_point t);
+INTEGRATION_EXPORT std::string format_time(time_point t);
 
 /** Parses RFC 3339 (`Z` or `+hh:mm` offset, optional fraction). */
-result<time_point> parse_time(std::string_view text);
+INTEGRATION_EXPORT result<time_point> parse_time(std::string_view text);
 
 /** Milliseconds since the Unix epoch, the storage representation. */
 inline std::int64_t to_unix_ms(time_point t) noexcept {

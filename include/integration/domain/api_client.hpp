@@ -8,6 +8,7 @@
 
 #include <integration/domain/provider.hpp>
 #include <integration/domain/semantic_version.hpp>
+#include <integration/export.hpp>
 
 namespace integration::providers {
 
@@ -24,7 +25,7 @@ struct integration::enum_names<integration::providers::client_status> {
 namespace integration::providers {
 
 /** ClientOperation: an operation name bound to an HTTP method and a path template (`{name}` placeholders). */
-struct client_operation {
+struct INTEGRATION_EXPORT client_operation {
     std::string operation;  ///< e.g. "sms.send"; must be one of the client's capabilities.
     std::string method;     ///< GET, POST, PUT, PATCH or DELETE.
     std::string path;       ///< Starts with `/`.
@@ -40,7 +41,7 @@ struct client_operation {
 };
 
 /** ClientVersion: one entry of the semver history. */
-struct client_version {
+struct INTEGRATION_EXPORT client_version {
     std::string version;
     time_point registered_at{};
 
@@ -51,7 +52,7 @@ struct client_version {
 };
 
 /** What a caller supplies to register a client. */
-struct api_client_spec {
+struct INTEGRATION_EXPORT api_client_spec {
     std::string assembly_name;  ///< e.g. "Acme.Sms.ApiClient"; with `version`, unique in a tenant's view.
     std::string version;        ///< SemVer.
     std::vector<std::string> capabilities;
@@ -70,7 +71,7 @@ struct api_client_spec {
 };
 
 /** The stored state of a client. */
-struct api_client_data : api_client_spec {
+struct INTEGRATION_EXPORT api_client_data : api_client_spec {
     std::string api_client_id;
     std::string provider_id;
     client_status status = client_status::registered;
@@ -86,7 +87,7 @@ struct api_client_data : api_client_spec {
 };
 
 /** ExternalApiClient aggregate root. */
-class external_api_client : public aggregate {
+class INTEGRATION_EXPORT external_api_client : public aggregate {
 public:
     using data_type = api_client_data;
 

@@ -9,6 +9,7 @@
 #include <integration/domain/policies.hpp>
 #include <integration/domain/failure.hpp>
 #include <integration/domain/provider.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -31,7 +32,7 @@ struct integration::enum_names<integration::connections::connection_status> {
 namespace integration::connections {
 
 /** ConnectionEndpoint: the resolved base URL (and region) for one class of operations. */
-struct connection_endpoint {
+struct INTEGRATION_EXPORT connection_endpoint {
     std::string operation_class;  ///< e.g. "default", "upload".
     std::string base_url;
     std::optional<std::string> region;
@@ -51,7 +52,7 @@ struct health_probe_result {
 };
 
 /** What a caller supplies to create a connection. */
-struct connection_spec {
+struct INTEGRATION_EXPORT connection_spec {
     std::string project_id;
     std::string display_name;
     std::optional<std::string> credential_id;
@@ -80,7 +81,7 @@ struct connection_spec {
 };
 
 /** The stored state of a connection. */
-struct connection_data : connection_spec {
+struct INTEGRATION_EXPORT connection_data : connection_spec {
     std::string connection_id;
     std::string provider_id;
     integration::auth_mode auth_mode = integration::auth_mode::none;
@@ -104,7 +105,7 @@ struct connection_data : connection_spec {
 };
 
 /** IntegrationConnection aggregate root. */
-class integration_connection : public aggregate {
+class INTEGRATION_EXPORT integration_connection : public aggregate {
 public:
     using data_type = connection_data;
 

@@ -8,6 +8,7 @@
 
 #include <integration/core/aggregate.hpp>
 #include <integration/domain/policies.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -36,13 +37,13 @@ struct integration::enum_names<integration::credentials::version_state> {
 namespace integration::credentials {
 
 /** KeyVaultRef: an opaque URI naming secret store, secret and version (`scheme://...`). */
-result<void> validate_key_vault_ref(std::string_view ref);
+INTEGRATION_EXPORT result<void> validate_key_vault_ref(std::string_view ref);
 /** SecretFingerprint: `hmac-sha256:` and 64 lower-case hex digits; never the secret. */
-result<void> validate_fingerprint(std::string_view fingerprint);
+INTEGRATION_EXPORT result<void> validate_fingerprint(std::string_view fingerprint);
 
 /** RotationPolicy: rotate every `rotate_every_days` (0 = manual only), act `notify_before_days`
  *  before `expiresAt`. */
-struct rotation_policy {
+struct INTEGRATION_EXPORT rotation_policy {
     std::int64_t rotate_every_days = 0;
     std::int64_t notify_before_days = 7;
 
@@ -53,7 +54,7 @@ struct rotation_policy {
 };
 
 /** CredentialVersion: one secret-store version pointer with its activation history. */
-struct credential_version {
+struct INTEGRATION_EXPORT credential_version {
     std::int64_t version = 0;
     std::string key_vault_ref;
     std::string fingerprint;
@@ -74,7 +75,7 @@ struct credential_version {
 };
 
 /** What a caller supplies to create a credential; the secret itself went to the secret store. */
-struct credential_spec {
+struct INTEGRATION_EXPORT credential_spec {
     std::string provider_id;
     std::optional<std::string> connection_id;
     integration::auth_mode auth_mode = integration::auth_mode::api_key;
@@ -97,7 +98,7 @@ struct credential_spec {
 };
 
 /** The stored state of a credential. `key_vault_ref` and `fingerprint` are the active version's. */
-struct credential_data : credential_spec {
+struct INTEGRATION_EXPORT credential_data : credential_spec {
     std::string credential_id;
     std::int64_t current_version = 1;
     credential_status status = credential_status::active;
@@ -115,7 +116,7 @@ struct credential_data : credential_spec {
 };
 
 /** IntegrationCredential aggregate root. */
-class integration_credential : public aggregate {
+class INTEGRATION_EXPORT integration_credential : public aggregate {
 public:
     using data_type = credential_data;
 

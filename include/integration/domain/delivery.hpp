@@ -7,6 +7,7 @@
 
 #include <integration/core/aggregate.hpp>
 #include <integration/domain/subscription.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/value.hpp>
 
@@ -41,7 +42,7 @@ struct integration::enum_names<integration::webhooks::signature_status> {
 namespace integration::webhooks {
 
 /** DeliveryAttempt: one try, with the receiver's answer. */
-struct delivery_attempt {
+struct INTEGRATION_EXPORT delivery_attempt {
     std::int64_t attempt = 0;
     std::optional<std::int64_t> http_status;
     std::int64_t latency_ms = 0;
@@ -60,7 +61,7 @@ struct delivery_attempt {
 };
 
 /** The stored state of a delivery. */
-struct delivery_data {
+struct INTEGRATION_EXPORT delivery_data {
     std::string delivery_id;
     delivery_direction direction = delivery_direction::outbound;
     std::optional<std::string> subscription_id;       ///< Outbound.
@@ -104,7 +105,7 @@ struct inbound_verification {
 };
 
 /** WebhookDelivery aggregate root. */
-class webhook_delivery : public aggregate {
+class INTEGRATION_EXPORT webhook_delivery : public aggregate {
 public:
     using data_type = delivery_data;
 

@@ -6,6 +6,7 @@
  */
 
 #include <integration/core/aggregate.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -37,7 +38,7 @@ inline constexpr std::string_view failure_resolved = "IntegrationFailureResolved
 }  // namespace event_type
 
 /** The canonical envelope (schemaVersion 1). */
-struct event_envelope {
+struct INTEGRATION_EXPORT event_envelope {
     std::string event_id;  ///< `evt-` ULID.
     std::string event_type;
     std::int64_t schema_version = 1;
@@ -67,9 +68,9 @@ struct event_envelope {
 };
 
 /** Wraps `e`, raised by aggregate `aggregate_id` at `aggregate_version`, for `ctx` at `now`. */
-event_envelope make_envelope(domain_event e, request_context const& ctx, std::string_view aggregate_type,
-                             std::string aggregate_id, std::string tenant_id, std::int64_t aggregate_version,
-                             time_point now);
+INTEGRATION_EXPORT event_envelope make_envelope(domain_event e, request_context const& ctx,
+                                                std::string_view aggregate_type, std::string aggregate_id,
+                                                std::string tenant_id, std::int64_t aggregate_version, time_point now);
 
 }  // namespace integration::events
 

@@ -7,6 +7,7 @@
  */
 
 #include <integration/core/aggregate.hpp>
+#include <integration/export.hpp>
 
 #include <optional>
 #include <string>
@@ -52,7 +53,7 @@ struct classification {
 };
 
 /** FailureAttempt: one entry of the history across retries. */
-struct failure_attempt {
+struct INTEGRATION_EXPORT failure_attempt {
     std::int64_t attempt = 0;
     failure_category category = failure_category::transient;
     std::string error_code;
@@ -69,7 +70,7 @@ struct failure_attempt {
 };
 
 /** EscalationRecord: who escalated, why, when; required for audit. */
-struct escalation_record {
+struct INTEGRATION_EXPORT escalation_record {
     std::string escalated_by;
     std::string reason;
     time_point escalated_at{};
@@ -85,7 +86,7 @@ struct escalation_record {
 
 /** The stored state of a failure. Exactly one of run_id, delivery_id, connection_id, credential_id,
  *  event_id names the source, per `source`. */
-struct failure_data {
+struct INTEGRATION_EXPORT failure_data {
     std::string failure_id;
     failure_source source = failure_source::run;
     std::optional<std::string> run_id;
@@ -120,7 +121,7 @@ struct failure_data {
 };
 
 /** IntegrationFailure aggregate root. */
-class integration_failure : public aggregate {
+class INTEGRATION_EXPORT integration_failure : public aggregate {
 public:
     using data_type = failure_data;
 

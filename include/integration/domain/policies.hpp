@@ -7,6 +7,7 @@
  */
 
 #include <integration/core/json.hpp>
+#include <integration/export.hpp>
 
 #include <chrono>
 #include <cstdint>
@@ -29,7 +30,7 @@ struct enum_names<health_status> {
 };
 
 /** Retry with exponential backoff and full jitter. Delays in JSON are milliseconds. */
-struct retry_policy {
+struct INTEGRATION_EXPORT retry_policy {
     std::int64_t max_attempts = 3;          ///< Attempts in all, the first included.
     std::int64_t initial_delay_ms = 800;    ///< Base of the exponential backoff.
     std::int64_t max_delay_ms = 60'000;     ///< Cap on one delay.
@@ -46,7 +47,7 @@ struct retry_policy {
 /** Requests per second and burst: a provider's RateLimitProfile or a connection's RateLimitBudget.
  *  `requestsPerSecond` is 0.001 (one call in 1000 s) to 100000 and `burst` 1 to 100000: a rate
  *  below the floor would only ever turn runs away, and a burst above the cap would not limit. */
-struct rate_limit_profile {
+struct INTEGRATION_EXPORT rate_limit_profile {
     static constexpr double min_requests_per_second = 0.001;
     static constexpr double max_requests_per_second = 100'000;
     static constexpr std::int64_t max_burst = 100'000;

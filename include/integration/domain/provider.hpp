@@ -7,6 +7,7 @@
 
 #include <integration/core/aggregate.hpp>
 #include <integration/domain/policies.hpp>
+#include <integration/export.hpp>
 
 #include <optional>
 #include <string>
@@ -42,7 +43,7 @@ struct enum_names<providers::provider_scope> {
 namespace integration::providers {
 
 /** ProviderEnvironment: a named set of endpoints, e.g. sandbox vs production. */
-struct provider_environment {
+struct INTEGRATION_EXPORT provider_environment {
     std::string name;      ///< "sandbox", "production", ...
     std::string base_url;
 
@@ -53,7 +54,7 @@ struct provider_environment {
 };
 
 /** How to probe a connection's health: one request expected to answer `expect_status`. */
-struct health_check {
+struct INTEGRATION_EXPORT health_check {
     std::string method = "GET";
     std::string path = "/";
     std::int64_t expect_status = 200;
@@ -65,7 +66,7 @@ struct health_check {
 };
 
 /** What a caller supplies to register a provider. */
-struct provider_spec {
+struct INTEGRATION_EXPORT provider_spec {
     std::string key;  ///< Unique in its scope: `[a-z0-9][a-z0-9._-]*`, at most 64 characters.
     std::string display_name;
     provider_category category = provider_category::business_system;
@@ -91,7 +92,7 @@ struct provider_spec {
 };
 
 /** The stored state of a provider. */
-struct provider_data : provider_spec {
+struct INTEGRATION_EXPORT provider_data : provider_spec {
     std::string provider_id;
     provider_status status = provider_status::registered;
 
@@ -110,7 +111,7 @@ struct provider_data : provider_spec {
  *       .base_url = "https://api.twilio.com", .capabilities = {"sms.send"}});
  *  @endcode
  */
-class integration_provider : public aggregate {
+class INTEGRATION_EXPORT integration_provider : public aggregate {
 public:
     using data_type = provider_data;
 
@@ -140,7 +141,7 @@ private:
 };
 
 /** Checks a provider spec; the error names the first bad field. */
-result<void> validate(provider_spec const& spec);
+INTEGRATION_EXPORT result<void> validate(provider_spec const& spec);
 
 }  // namespace integration::providers
 

@@ -8,6 +8,7 @@
 #include <integration/domain/connection.hpp>
 #include <integration/core/aggregate.hpp>
 #include <integration/domain/failure.hpp>
+#include <integration/export.hpp>
 
 #include <optional>
 #include <string>
@@ -34,7 +35,7 @@ struct integration::enum_names<integration::runs::attempt_status> {
 namespace integration::runs {
 
 /** RunAttempt: one try at the vendor. */
-struct run_attempt {
+struct INTEGRATION_EXPORT run_attempt {
     std::int64_t attempt = 0;
     attempt_status status = attempt_status::failed;
     std::optional<failures::failure_category> error_class;
@@ -52,7 +53,7 @@ struct run_attempt {
 };
 
 /** The stored state of a run. */
-struct run_data {
+struct INTEGRATION_EXPORT run_data {
     std::string run_id;
     std::string project_id;
     std::string connection_id;
@@ -83,7 +84,7 @@ struct run_data {
 };
 
 /** IntegrationRun aggregate root. */
-class integration_run : public aggregate {
+class INTEGRATION_EXPORT integration_run : public aggregate {
 public:
     using data_type = run_data;
 

@@ -6,6 +6,7 @@
  */
 
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 
 #include <compare>
 #include <cstdint>
@@ -15,7 +16,7 @@
 namespace integration::providers {
 
 /** A parsed SemVer 2.0.0 version; build metadata is kept but ignored in comparisons. */
-struct semantic_version {
+struct INTEGRATION_EXPORT semantic_version {
     std::uint64_t major = 0, minor = 0, patch = 0;
     std::string prerelease;  ///< e.g. "beta.1"; empty for a release.
     std::string build;       ///< e.g. "sha.5114f85".
@@ -25,7 +26,7 @@ struct semantic_version {
     /** Canonical text. */
     std::string to_string() const;
     /** SemVer precedence (prerelease < release; identifiers compared per spec). */
-    friend std::strong_ordering operator<=>(semantic_version const& a, semantic_version const& b);
+    friend INTEGRATION_EXPORT std::strong_ordering operator<=>(semantic_version const& a, semantic_version const& b);
     friend bool operator==(semantic_version const& a, semantic_version const& b) { return (a <=> b) == 0; }
 };
 

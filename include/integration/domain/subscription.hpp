@@ -6,6 +6,7 @@
  */
 
 #include <integration/core/aggregate.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/value.hpp>
 
@@ -23,7 +24,7 @@ namespace integration::webhooks {
  *  30 min, 2 h, 5 h, 10 h and 10 h after each failure (8 attempts), every delay with jitter.
  *  With one, `schedule_ms` (when given) lists the delays after each failed attempt; otherwise the
  *  delay starts at `initial_delay_ms` and doubles up to `max_delay_ms`. */
-struct subscription_attempt_policy {
+struct INTEGRATION_EXPORT subscription_attempt_policy {
     std::int64_t max_attempts = 8;
     std::int64_t initial_delay_ms = 5'000;
     std::int64_t max_delay_ms = 36'000'000;
@@ -44,7 +45,7 @@ inline constexpr std::array<std::int64_t, 7> default_retry_schedule_ms{
     5'000, 300'000, 1'800'000, 7'200'000, 18'000'000, 36'000'000, 36'000'000};
 
 /** What a caller supplies to subscribe. */
-struct subscription_spec {
+struct INTEGRATION_EXPORT subscription_spec {
     std::string project_id;
     std::string event_type;        ///< Exact (`order.created`) or a prefix pattern (`order.*`, `*`).
     std::string endpoint_url;      ///< Absolute http(s) URL; the egress policy decides where deliveries may go.
@@ -67,7 +68,7 @@ struct subscription_spec {
 };
 
 /** The stored state of a subscription. */
-struct subscription_data : subscription_spec {
+struct INTEGRATION_EXPORT subscription_data : subscription_spec {
     std::string subscription_id;
     bool active = true;
     /** During a secret rotation: the previous secret, still signing until `previous_secret_until`. */
@@ -89,10 +90,10 @@ struct subscription_data : subscription_spec {
 };
 
 /** True when `event_type` matches `pattern` (exact, `prefix.*`, or `*`). */
-bool event_type_matches(std::string_view pattern, std::string_view event_type) noexcept;
+INTEGRATION_EXPORT bool event_type_matches(std::string_view pattern, std::string_view event_type) noexcept;
 
 /** WebhookSubscription aggregate root. */
-class webhook_subscription : public aggregate {
+class INTEGRATION_EXPORT webhook_subscription : public aggregate {
 public:
     using data_type = subscription_data;
 
@@ -109,7 +110,9 @@ public:
     /** True when active and subscribed to `event_type`; inactive subscriptions are skipped. */
     bool accepts(std::string_view event_type) const noexcept;
     /** The effective attempt policy. */
-    subscription_attempt_policy attempt_policy() const { return d_.attempt_policy.value_or(subscription_attempt_policy{}); }
+    subscription_attempt_policy attempt_policy() const {
+        return d_.attempt_policy.value_or(subscription_attempt_policy{});
+    }
 
     /** Delay before attempt `next_attempt` (2-based: the first retry is attempt 2), without jitter. */
     std::chrono::milliseconds delay_before(std::int64_t next_attempt) const;

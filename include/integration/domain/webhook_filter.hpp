@@ -15,6 +15,7 @@
  */
 
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/value.hpp>
 
@@ -24,7 +25,7 @@
 namespace integration::webhooks {
 
 /** A parsed, validated payload filter. Copyable; `matches` is thread-safe. */
-class payload_filter {
+class INTEGRATION_EXPORT payload_filter {
 public:
     /** Parses `spec`; a malformed filter is `errc::invalid_argument` whose message names the
      *  position of the fault as a JSON path into the filter (e.g. `filter.and[1].equals.path`). */

@@ -9,6 +9,7 @@
 
 #include <integration/ports/clock.hpp>
 #include <integration/core/enum.hpp>
+#include <integration/export.hpp>
 
 #include <chrono>
 #include <deque>
@@ -37,7 +38,7 @@ struct breaker_options {
 };
 
 /** One breaker; thread-safe. */
-class circuit_breaker {
+class INTEGRATION_EXPORT circuit_breaker {
 public:
     circuit_breaker(integration::clock const& clock, breaker_options options) : clock_(clock), o_(options) {}
 

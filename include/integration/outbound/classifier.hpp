@@ -9,6 +9,7 @@
 #include <integration/domain/failure.hpp>
 #include <integration/ports/transport.hpp>
 #include <integration/outbound/retry.hpp>
+#include <integration/export.hpp>
 
 namespace integration::failures {
 
@@ -22,7 +23,7 @@ struct attempt_outcome {
  *  `retry`. `unit` in [0, 1) draws the jitter. Returns nullopt for a success (2xx). Poison and
  *  Validation are never retried; Auth escalates (the caller has already refreshed once);
  *  RateLimited waits what the server asked. */
-std::optional<classification> classify(attempt_outcome const& outcome, int attempt,
+INTEGRATION_EXPORT std::optional<classification> classify(attempt_outcome const& outcome, int attempt,
                                        resilience::retry_options const& retry, time_point now,
                                        std::chrono::milliseconds elapsed, double unit);
 

@@ -6,6 +6,7 @@
  *  only to a destination the policy allows, connected to the address that was checked.
  */
 
+#include <integration/export.hpp>
 #include <integration/outbound/pipeline.hpp>
 
 #include <string_view>
@@ -30,7 +31,7 @@ namespace integration::net {
  *  auto res = outbound.send({.url = "https://api.vendor.example/v1/ping"});
  *  @endcode
  */
-class egress_guard final : public http::transport {
+class INTEGRATION_EXPORT egress_guard final : public http::transport {
 public:
     /** `inner` and `names` must outlive the guard. */
     egress_guard(http::transport& inner, egress_policy policy, resolver& names, http::redirect_options redirects = {});

@@ -7,6 +7,7 @@
  */
 
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 #include <integration/ports/resolver.hpp>
 
 #include <array>
@@ -19,7 +20,7 @@
 namespace integration::net {
 
 /** An address block such as `10.0.0.0/8` or `fd00::/8`. */
-struct cidr {
+struct INTEGRATION_EXPORT cidr {
     ip_address network;
     unsigned prefix = 0;
 
@@ -38,7 +39,7 @@ struct destination {
 
 /** The operator's egress rules. Defaults deny every private, loopback, link-local, multicast and
  *  documentation range, and allow only `https`. */
-struct egress_policy {
+struct INTEGRATION_EXPORT egress_policy {
     std::vector<cidr> allow;  ///< Reachable despite the deny list; `http://` is allowed for them too.
     std::vector<ip_address> own_addresses;  ///< The host's own listening addresses, always denied.
 
@@ -63,7 +64,7 @@ private:
 };
 
 /** Interprets a host the way `inet_aton` does (1-4 parts, decimal, octal or hex), if it is numeric. */
-std::optional<ip_address> parse_numeric_ipv4(std::string_view host);
+INTEGRATION_EXPORT std::optional<ip_address> parse_numeric_ipv4(std::string_view host);
 
 }  // namespace integration::net
 

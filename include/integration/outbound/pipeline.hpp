@@ -16,6 +16,7 @@
 #include <integration/core/context.hpp>
 #include <integration/domain/failure.hpp>
 #include <integration/domain/policies.hpp>
+#include <integration/export.hpp>
 #include <integration/outbound/circuit_breaker.hpp>
 #include <integration/outbound/egress_policy.hpp>
 #include <integration/outbound/redirects.hpp>
@@ -70,7 +71,7 @@ struct call_context {
 class policy;
 
 /** The rest of the pipeline after a policy: the policies behind it, then the transport. */
-class next_policy {
+class INTEGRATION_EXPORT next_policy {
 public:
     next_policy(std::span<std::unique_ptr<policy> const> rest, transport& t) noexcept : rest_(rest), transport_(t) {}
     /** Sends `r` through the rest of the pipeline. */
@@ -83,7 +84,7 @@ private:
 
 /** One concern of an outbound call. Implementations are thread-safe: one pipeline serves many
  *  calls at once, and per-call state lives in the `call_context`. */
-class policy {
+class INTEGRATION_EXPORT policy {
 public:
     virtual ~policy() = default;
     /** Handles `r` and passes it on with `next.send(r, call)` (zero, one or several times). */
@@ -103,7 +104,7 @@ public:
  *  auto res = outbound.send(req, call);
  *  @endcode
  */
-class pipeline {
+class INTEGRATION_EXPORT pipeline {
 public:
     /** `transport` must outlive the pipeline. */
     pipeline(transport& transport, std::vector<std::unique_ptr<policy>> policies);
@@ -119,7 +120,7 @@ private:
 };
 
 /** Adds a W3C `traceparent` (a child span of `call.ctx->trace`) unless the request has one. */
-class trace_context_policy final : public policy {
+class INTEGRATION_EXPORT trace_context_policy final : public policy {
 public:
     result<response> send(request& r, next_policy next, call_context& call) override;
 };
@@ -128,7 +129,7 @@ public:
  *  pins the checked address into `r.pin`, so that a second DNS answer cannot rebind the
  *  connection. A refused destination is `errc::egress_denied` and nothing behind this policy
  *  runs (no token, no breaker, no credential, no byte sent). */
-class egress_policy_step final : public policy {
+class INTEGRATION_EXPORT egress_policy_step final : public policy {
 public:
     explicit egress_policy_step(hop_check check) : check_(std::move(check)) {}
     result<response> send(request& r, next_policy next, call_context& call) override;
@@ -141,7 +142,7 @@ private:
 
 /** Follows redirects (`options.max_hops`, off by default), every hop checked and pinned again by
  *  the hop check; see `send_following_redirects`. */
-class redirect_policy final : public policy {
+class INTEGRATION_EXPORT redirect_policy final : public policy {
 public:
     redirect_policy(hop_check check, redirect_options options) : check_(std::move(check)), options_(options) {}
     result<response> send(request& r, next_policy next, call_context& call) override;
@@ -160,7 +161,7 @@ struct rate_limit_policy_options {
 /** Takes a token from `call.rate_limit_key`'s bucket sized by `call.rate_limit`, waiting up to
  *  `max_wait`. When the budget stays spent it answers for the vendor: a 429 with `Retry-After`
  *  (seconds until the next token), which the retry policy treats as the vendor's own. */
-class rate_limit_policy final : public policy {
+class INTEGRATION_EXPORT rate_limit_policy final : public policy {
 public:
     rate_limit_policy(resilience::rate_limit_store& limits, rate_limit_policy_options options = {});
     result<response> send(request& r, next_policy next, call_context& call) override;
@@ -172,7 +173,7 @@ private:
 
 /** Refuses the call (`errc::unavailable`) while `call.breaker` is open; records every allowed
  *  call (a transport error or a 5xx is a failure). */
-class circuit_breaker_policy final : public policy {
+class INTEGRATION_EXPORT circuit_breaker_policy final : public policy {
 public:
     result<response> send(request& r, next_policy next, call_context& call) override;
 };
@@ -188,7 +189,7 @@ struct retry_policy_options {
  *  or transport error, the server's `Retry-After` winning over backoff) and attempts and the
  *  total deadline allow. A call the caller cancelled is never retried (Validation, `cancelled`).
  *  `call.on_attempt` sees every attempt and `call.failure` holds the last verdict. */
-class retry_policy final : public policy {
+class INTEGRATION_EXPORT retry_policy final : public policy {
 public:
     retry_policy(integration::clock const& clock, retry_policy_options options = {});
     result<response> send(request& r, next_policy next, call_context& call) override;

@@ -10,6 +10,7 @@
 #include <integration/core/error.hpp>
 #include <integration/ports/transport.hpp>
 #include <integration/outbound/egress_policy.hpp>
+#include <integration/export.hpp>
 
 #include <functional>
 #include <optional>
@@ -30,7 +31,7 @@ using hop_check = std::function<result<std::optional<pinned_address>>(std::strin
 
 /** A `hop_check` that applies `policy.check_destination` with `names` and pins the checked
  *  address (a literal's too). `names` must outlive the returned function. */
-hop_check egress_hop_check(net::egress_policy policy, net::resolver& names);
+INTEGRATION_EXPORT hop_check egress_hop_check(net::egress_policy policy, net::resolver& names);
 
 /** Sends `r` and follows up to `options.max_hops` redirects (301, 302, 303, 307, 308).
  *
@@ -53,7 +54,7 @@ hop_check egress_hop_check(net::egress_policy policy, net::resolver& names);
  *                                            http::egress_hop_check(policy, dns));
  *  @endcode
  */
-result<response> send_following_redirects(transport& t, request r, redirect_options options,
+INTEGRATION_EXPORT result<response> send_following_redirects(transport& t, request r, redirect_options options,
                                           hop_check const& check_hop);
 
 }  // namespace integration::http

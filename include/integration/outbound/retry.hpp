@@ -7,6 +7,7 @@
  *  headers), and when to stop.
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/transport.hpp>
 
@@ -25,19 +26,21 @@ struct retry_options {
 };
 
 /** True for the statuses worth retrying: 408, 425, 429, 500, 502, 503, 504. */
-bool is_retryable_status(int status) noexcept;
+INTEGRATION_EXPORT bool is_retryable_status(int status) noexcept;
 
 /** The wait a server asked for: `Retry-After` (delta seconds or HTTP-date), then
  *  `RateLimit-Reset` / `X-RateLimit-Reset` / `X-Rate-Limit-Reset` (delta seconds, or a Unix
  *  time when larger than a year). Nothing when absent or unparseable; never negative. */
-std::optional<std::chrono::milliseconds> server_requested_delay(http::headers const& h, time_point now);
+INTEGRATION_EXPORT std::optional<std::chrono::milliseconds> server_requested_delay(http::headers const& h,
+                                                                                   time_point now);
 
 /** Parses an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`), the HTTP-date form servers send. */
-std::optional<time_point> parse_http_date(std::string_view text);
+INTEGRATION_EXPORT std::optional<time_point> parse_http_date(std::string_view text);
 
 /** The delay before attempt `next_attempt` (2, 3, ...): full jitter, `uniform(0, min(cap, base*2^(n-2)))`.
  *  `unit` is a random number in [0, 1). */
-std::chrono::milliseconds backoff_delay(retry_options const& o, int next_attempt, double unit) noexcept;
+INTEGRATION_EXPORT std::chrono::milliseconds backoff_delay(retry_options const& o, int next_attempt,
+                                                           double unit) noexcept;
 
 /** The decision after a failed attempt. */
 struct retry_decision {
@@ -48,8 +51,9 @@ struct retry_decision {
 /** Decides whether attempt `attempt` (1-based) that ended `started` after the first attempt's
  *  start should be followed by another: attempts left, a retryable outcome, the wait (the server's
  *  request wins over backoff, capped at `max_delay`), and the total deadline. */
-retry_decision decide_retry(retry_options const& o, int attempt, bool retryable, std::optional<std::chrono::milliseconds> requested,
-                            std::chrono::milliseconds elapsed, double unit) noexcept;
+INTEGRATION_EXPORT retry_decision decide_retry(retry_options const& o, int attempt, bool retryable,
+                                               std::optional<std::chrono::milliseconds> requested,
+                                               std::chrono::milliseconds elapsed, double unit) noexcept;
 
 }  // namespace integration::resilience
 

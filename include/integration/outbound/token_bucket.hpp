@@ -7,6 +7,7 @@
  *  port (`ports/rate_limit_store.hpp`); a store shared by several processes implements the same port.
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/rate_limit_store.hpp>
 
@@ -20,7 +21,7 @@
 namespace integration::resilience {
 
 /** Token buckets in this process; sharded to keep contention low. */
-class rate_limiter final : public rate_limit_store {
+class INTEGRATION_EXPORT rate_limiter final : public rate_limit_store {
 public:
     explicit rate_limiter(integration::clock const& clock) : clock_(clock) {}
 

@@ -8,6 +8,7 @@
  */
 
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 #include <integration/ports/blob_store.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/secret_store.hpp>
@@ -24,7 +25,7 @@ namespace integration {
 
 /** A backend URL taken apart: `sqlite:///var/lib/integration.db` has scheme `sqlite` and path
  *  `/var/lib/integration.db`; `sqlite:data/integration.db` a relative path. */
-struct backend_url {
+struct INTEGRATION_EXPORT backend_url {
     std::string text;                           ///< As given.
     std::string scheme;                         ///< Lower case.
     std::string host;                           ///< Empty for local files.
@@ -44,7 +45,7 @@ struct backend_environment {
 };
 
 /** Opens backends by URL scheme, one table per port. */
-class scheme_registry {
+class INTEGRATION_EXPORT scheme_registry {
 public:
     template <class Port>
     using opener = std::function<result<std::unique_ptr<Port>>(backend_url const&, backend_environment const&)>;
@@ -81,7 +82,7 @@ private:
  *  auto p = integration::open_platform({.store = "memory:", .schemes = &schemes}).value();
  *  @endcode
  */
-scheme_registry builtin_schemes();
+INTEGRATION_EXPORT scheme_registry builtin_schemes();
 
 }  // namespace integration
 

@@ -9,6 +9,7 @@
 #include <integration/ports/clock.hpp>
 #include <integration/core/durability.hpp>
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 
 #include <memory>
 #include <string>
@@ -18,7 +19,7 @@
 namespace integration::blobs {
 
 /** The reference `put` returns for `key` in `tenant`: `blob://<tenant>/<key>`. */
-std::string reference(std::string const& tenant, std::string const& key);
+INTEGRATION_EXPORT std::string reference(std::string const& tenant, std::string const& key);
 
 /** One blob of a `put_many`. */
 struct blob_write {
@@ -28,7 +29,7 @@ struct blob_write {
 };
 
 /** The blob-store port. Every call names the tenant; a reference of another tenant is not found. */
-class blob_store {
+class INTEGRATION_EXPORT blob_store {
 public:
     virtual ~blob_store() = default;
     /** Writes `data` under `key` (`[A-Za-z0-9._-]` segments separated by `/`), replacing any

@@ -7,6 +7,7 @@
  */
 
 #include <integration/core/time.hpp>
+#include <integration/export.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -14,7 +15,7 @@
 namespace integration {
 
 /** The clock port. Implementations must be safe to call from several threads. */
-class clock {
+class INTEGRATION_EXPORT clock {
 public:
     virtual ~clock() = default;
     /** The current instant. */
@@ -22,7 +23,7 @@ public:
 };
 
 /** The operating system's wall clock. */
-class system_clock final : public clock {
+class INTEGRATION_EXPORT system_clock final : public clock {
 public:
     time_point now() const override { return std::chrono::system_clock::now(); }
     /** A shared instance for defaults. */
@@ -30,7 +31,7 @@ public:
 };
 
 /** A clock that moves only when told to; for tests. */
-class manual_clock final : public clock {
+class INTEGRATION_EXPORT manual_clock final : public clock {
 public:
     explicit manual_clock(time_point start = time_point{std::chrono::milliseconds{1'767'225'600'000}})
         : now_(start.time_since_epoch().count()) {}

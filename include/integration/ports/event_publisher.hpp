@@ -6,6 +6,7 @@
  */
 
 #include <integration/domain/event.hpp>
+#include <integration/export.hpp>
 
 #include <functional>
 #include <mutex>
@@ -16,14 +17,14 @@ namespace integration::events {
 
 /** The event-publisher port: hands an envelope to a bus. Called by the outbox relay, at least
  *  once per event, in order per aggregate. A failure leaves the event in the outbox for a retry. */
-class event_publisher {
+class INTEGRATION_EXPORT event_publisher {
 public:
     virtual ~event_publisher() = default;
     virtual result<void> publish(event_envelope const& e) = 0;
 };
 
 /** Delivers envelopes to handlers in this process, synchronously, by event type or to all. */
-class in_process_dispatcher final : public event_publisher {
+class INTEGRATION_EXPORT in_process_dispatcher final : public event_publisher {
 public:
     using handler = std::function<result<void>(event_envelope const&)>;
 

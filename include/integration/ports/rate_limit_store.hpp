@@ -8,6 +8,7 @@
  */
 
 #include <integration/domain/policies.hpp>
+#include <integration/export.hpp>
 
 #include <chrono>
 #include <string_view>
@@ -21,7 +22,7 @@ struct acquire_result {
 };
 
 /** The rate-limit-store port: token buckets by key. Implementations are thread-safe. */
-class rate_limit_store {
+class INTEGRATION_EXPORT rate_limit_store {
 public:
     virtual ~rate_limit_store() = default;
     /** Takes one token from `key`'s bucket, creating it full with `limit` on first use. A changed

@@ -7,6 +7,7 @@
  */
 
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 
 #include <array>
 #include <cstdint>
@@ -19,7 +20,7 @@
 namespace integration::net {
 
 /** An IPv4 or IPv6 address in network byte order; IPv4 uses the first four bytes. */
-struct ip_address {
+struct INTEGRATION_EXPORT ip_address {
     std::array<std::uint8_t, 16> bytes{};
     bool v6 = false;
 
@@ -30,7 +31,7 @@ struct ip_address {
 };
 
 /** Resolves host names to addresses (the resolver port). */
-class resolver {
+class INTEGRATION_EXPORT resolver {
 public:
     virtual ~resolver() = default;
     /** Every A and AAAA answer for `host`. */
@@ -38,15 +39,17 @@ public:
 };
 
 /** The operating system's resolver (getaddrinfo). */
-class system_resolver final : public resolver {
+class INTEGRATION_EXPORT system_resolver final : public resolver {
 public:
     result<std::vector<ip_address>> resolve(std::string const& host) override;
 };
 
 /** Fixed answers, like an /etc/hosts file; for tests and pinned deployments. */
-class static_resolver final : public resolver {
+class INTEGRATION_EXPORT static_resolver final : public resolver {
 public:
-    void add(std::string host, std::vector<ip_address> addresses) { entries_.emplace_back(std::move(host), std::move(addresses)); }
+    void add(std::string host, std::vector<ip_address> addresses) {
+        entries_.emplace_back(std::move(host), std::move(addresses));
+    }
     result<std::vector<ip_address>> resolve(std::string const& host) override;
 
 private:

@@ -10,6 +10,7 @@
 #include <integration/ports/clock.hpp>
 #include <integration/core/error.hpp>
 #include <integration/core/secret_bytes.hpp>
+#include <integration/export.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -20,7 +21,7 @@
 namespace integration::credentials {
 
 /** A KeyVaultRef: `vault://<store>/<tenant>/<name>?version=<n>`, opaque to everyone but stores. */
-struct secret_ref {
+struct INTEGRATION_EXPORT secret_ref {
     std::string store;    ///< Which store holds it, e.g. "local".
     std::string tenant;   ///< The namespace.
     std::string name;     ///< `[A-Za-z0-9._-]`, 1-128 characters.
@@ -33,7 +34,7 @@ struct secret_ref {
 };
 
 /** Checks a secret name. */
-result<void> validate_secret_name(std::string_view name);
+INTEGRATION_EXPORT result<void> validate_secret_name(std::string_view name);
 
 /** One stored version of a secret. */
 struct secret_version_info {
@@ -43,7 +44,7 @@ struct secret_version_info {
 };
 
 /** The secret-store port. Every call names the tenant; a ref of another tenant is not found. */
-class secret_store {
+class INTEGRATION_EXPORT secret_store {
 public:
     virtual ~secret_store() = default;
     /** The store name used in refs. */

@@ -17,6 +17,7 @@
 #include <integration/domain/run.hpp>
 #include <integration/domain/delivery.hpp>
 #include <integration/domain/subscription.hpp>
+#include <integration/export.hpp>
 
 #include <cstdint>
 #include <functional>
@@ -42,7 +43,7 @@ struct page {
 };
 
 /** IntegrationProviderRepository. Lookups see the tenant's own providers and global ones. */
-class integration_provider_repository {
+class INTEGRATION_EXPORT integration_provider_repository {
 public:
     virtual ~integration_provider_repository() = default;
     virtual result<providers::integration_provider> find(std::string const& provider_id) = 0;
@@ -54,7 +55,7 @@ public:
 };
 
 /** ExternalApiClientRepository. */
-class external_api_client_repository {
+class INTEGRATION_EXPORT external_api_client_repository {
 public:
     virtual ~external_api_client_repository() = default;
     virtual result<providers::external_api_client> find(std::string const& api_client_id) = 0;
@@ -76,7 +77,7 @@ struct connection_query {
 };
 
 /** IntegrationConnectionRepository. */
-class integration_connection_repository {
+class INTEGRATION_EXPORT integration_connection_repository {
 public:
     virtual ~integration_connection_repository() = default;
     virtual result<connections::integration_connection> find(std::string const& connection_id) = 0;
@@ -92,7 +93,7 @@ struct credential_query {
 };
 
 /** IntegrationCredentialRepository. */
-class integration_credential_repository {
+class INTEGRATION_EXPORT integration_credential_repository {
 public:
     virtual ~integration_credential_repository() = default;
     virtual result<credentials::integration_credential> find(std::string const& credential_id) = 0;
@@ -111,7 +112,7 @@ struct run_query {
 };
 
 /** IntegrationRunRepository. */
-class integration_run_repository {
+class INTEGRATION_EXPORT integration_run_repository {
 public:
     virtual ~integration_run_repository() = default;
     virtual result<runs::integration_run> find(std::string const& run_id) = 0;
@@ -133,7 +134,7 @@ struct failure_query {
 };
 
 /** IntegrationFailureRepository. */
-class integration_failure_repository {
+class INTEGRATION_EXPORT integration_failure_repository {
 public:
     virtual ~integration_failure_repository() = default;
     virtual result<failures::integration_failure> find(std::string const& failure_id) = 0;
@@ -149,14 +150,15 @@ public:
     /** Gives up `owner`'s lease of a failure (after a retry was recorded). */
     virtual result<void> release(std::string const& failure_id, std::string const& owner) = 0;
     /** Failures resolved before `before`, oldest id first (for retention). */
-    virtual result<std::vector<failures::integration_failure>> resolved_before(time_point before, std::size_t limit) = 0;
+    virtual result<std::vector<failures::integration_failure>> resolved_before(time_point before,
+                                                                               std::size_t limit) = 0;
     /** Deletes a failure with its history (retention, after archiving). */
     virtual result<void> remove(std::string const& failure_id) = 0;
     virtual result<void> save(failures::integration_failure& f) = 0;
 };
 
 /** WebhookSubscriptionRepository. */
-class webhook_subscription_repository {
+class INTEGRATION_EXPORT webhook_subscription_repository {
 public:
     virtual ~webhook_subscription_repository() = default;
     virtual result<webhooks::webhook_subscription> find(std::string const& subscription_id) = 0;
@@ -177,7 +179,7 @@ struct delivery_query {
 };
 
 /** WebhookDeliveryRepository. */
-class webhook_delivery_repository {
+class INTEGRATION_EXPORT webhook_delivery_repository {
 public:
     virtual ~webhook_delivery_repository() = default;
     virtual result<webhooks::webhook_delivery> find(std::string const& delivery_id) = 0;
@@ -229,7 +231,7 @@ struct published_event {
 };
 
 /** Published webhook events, so that publishing is idempotent on its key. */
-class published_event_repository {
+class INTEGRATION_EXPORT published_event_repository {
 public:
     virtual ~published_event_repository() = default;
     /** Records an event; `errc::already_exists` when its id or idempotency key is taken. */
@@ -253,7 +255,7 @@ struct pending_authorization {
 };
 
 /** Pending authorization-code flows, so a callback may reach another process or a restarted one. */
-class pending_authorization_repository {
+class INTEGRATION_EXPORT pending_authorization_repository {
 public:
     virtual ~pending_authorization_repository() = default;
     /** Stores a started flow; `errc::already_exists` when its state hash is taken. */
@@ -266,7 +268,7 @@ public:
 };
 
 /** Idempotency-Key records: which request a key was first used with. */
-class idempotency_repository {
+class INTEGRATION_EXPORT idempotency_repository {
 public:
     virtual ~idempotency_repository() = default;
     /** Claims `key` for the request with `request_hash`; the same hash again succeeds, another
@@ -296,7 +298,7 @@ struct inbound_endpoint_record {
 };
 
 /** Inbound webhook registrations, one per connection. */
-class inbound_webhook_repository {
+class INTEGRATION_EXPORT inbound_webhook_repository {
 public:
     virtual ~inbound_webhook_repository() = default;
     virtual result<inbound_webhook_registration> find(std::string const& connection_id) = 0;
@@ -305,7 +307,7 @@ public:
 };
 
 /** One transaction over every repository, scoped to `context().tenant_id`. */
-class unit_of_work {
+class INTEGRATION_EXPORT unit_of_work {
 public:
     virtual ~unit_of_work() = default;
     virtual request_context const& context() const noexcept = 0;
@@ -332,7 +334,7 @@ struct api_key_record {
 
 /** API keys. A lookup comes before any tenant is known, so this repository is the store's, not a
  *  unit of work's. */
-class api_key_repository {
+class INTEGRATION_EXPORT api_key_repository {
 public:
     virtual ~api_key_repository() = default;
     virtual result<void> add(api_key_record const& k) = 0;
@@ -354,7 +356,7 @@ struct outbox_record {
 };
 
 /** The storage port. */
-class store {
+class INTEGRATION_EXPORT store {
 public:
     using work = std::function<result<void>(unit_of_work&)>;
 

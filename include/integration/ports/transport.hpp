@@ -7,6 +7,7 @@
  */
 
 #include <integration/core/error.hpp>
+#include <integration/export.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -25,7 +26,7 @@ namespace integration::http {
 using headers = std::vector<std::pair<std::string, std::string>>;
 
 /** The value of header `name`, or empty. */
-std::string_view find_header(headers const& h, std::string_view name) noexcept;
+INTEGRATION_EXPORT std::string_view find_header(headers const& h, std::string_view name) noexcept;
 
 /** Connect to `address`:`port` instead of resolving the URL's host (DNS pinning). The transport
  *  never looks the name up: whatever spelling the URL uses (`host.`, `HOST`), the connection goes
@@ -37,14 +38,14 @@ struct pinned_address {
 };
 
 /** Whether two header names are the same field (compared case-insensitively). */
-bool same_field_name(std::string_view a, std::string_view b) noexcept;
+INTEGRATION_EXPORT bool same_field_name(std::string_view a, std::string_view b) noexcept;
 
 /** Refuses a header field that must not be sent as given: a name that is not an RFC 9110 token,
  *  a value holding CR, LF, NUL or another control character (horizontal tab excepted), and the
  *  fields that frame or route a request, which only the transport sets: `Content-Length`,
  *  `Transfer-Encoding`, `Host`, `Connection`, `Keep-Alive`, `Upgrade`, `TE`, `Trailer` and
  *  `Proxy-*`. The error (`errc::invalid_argument`) names the field and never repeats its value. */
-result<void> check_header_field(std::string_view name, std::string_view value);
+INTEGRATION_EXPORT result<void> check_header_field(std::string_view name, std::string_view value);
 
 /** A flag that aborts calls in flight once set. The caller keeps a `std::shared_ptr` to it, puts a
  *  copy in `request::cancel`, and may call `cancel()` from any thread; the call then ends with
@@ -57,7 +58,7 @@ result<void> check_header_field(std::string_view name, std::string_view value);
  *  auto res = transport.send({.url = url, .cancel = stop});  // errc::cancelled after ~1s
  *  @endcode
  */
-class cancellation {
+class INTEGRATION_EXPORT cancellation {
 public:
     /** Requests cancellation of every call that carries this flag. */
     void cancel() noexcept { flag_.store(true, std::memory_order_release); }
@@ -87,7 +88,7 @@ struct response {
 };
 
 /** The transport port. Implementations are safe to call from several threads. */
-class transport {
+class INTEGRATION_EXPORT transport {
 public:
     virtual ~transport() = default;
     /** Sends `r`; a transport failure (no answer) is an error, any HTTP status is a response. */
@@ -103,7 +104,7 @@ public:
 };
 
 /** `application/x-www-form-urlencoded` encoding of one component. */
-std::string form_encode(std::string_view text);
+INTEGRATION_EXPORT std::string form_encode(std::string_view text);
 
 }  // namespace integration::http
 

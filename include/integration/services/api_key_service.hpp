@@ -6,6 +6,7 @@
  *  hashes are stored.
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/store.hpp>
 
 #include <optional>
@@ -30,7 +31,7 @@ struct api_key_owner {
  *  auto owner = keys.find(key).value();             // {"acme", false, ...}
  *  @endcode
  */
-class api_key_service {
+class INTEGRATION_EXPORT api_key_service {
 public:
     explicit api_key_service(storage::store& store) : store_(store) {}
 

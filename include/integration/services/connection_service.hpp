@@ -10,11 +10,12 @@
 #include <integration/ports/clock.hpp>
 #include <integration/outbound/egress_policy.hpp>
 #include <integration/ports/store.hpp>
+#include <integration/export.hpp>
 
 namespace integration::connections {
 
 /** Connection lifecycle operations over a store. */
-class connection_service {
+class INTEGRATION_EXPORT connection_service {
 public:
     connection_service(storage::store& store, clock const& clock, net::egress_policy egress)
         : store_(store), clock_(clock), egress_(std::move(egress)) {}

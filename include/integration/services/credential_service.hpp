@@ -14,6 +14,7 @@
 #include <integration/ports/transport.hpp>
 #include <integration/outbound/pipeline.hpp>
 #include <integration/ports/store.hpp>
+#include <integration/export.hpp>
 
 #include <chrono>
 #include <functional>
@@ -26,7 +27,7 @@
 namespace integration::credentials {
 
 /** Where an API key goes: a header or a query parameter, with an optional prefix ("Bearer "). */
-struct api_key_placement {
+struct INTEGRATION_EXPORT api_key_placement {
     std::string in = "header";  ///< "header" or "query".
     std::string name = "Authorization";
     std::string prefix;
@@ -38,7 +39,7 @@ struct api_key_placement {
 };
 
 /** OAuth2 client-credentials settings; the client secret itself is the credential's secret. */
-struct oauth2_client_settings {
+struct INTEGRATION_EXPORT oauth2_client_settings {
     std::string token_url;
     std::string client_id;
     std::vector<std::string> scopes;
@@ -51,7 +52,7 @@ struct oauth2_client_settings {
 };
 
 /** OAuth2 authorization-code settings (with PKCE S256 and `state`). */
-struct authorization_code_settings {
+struct INTEGRATION_EXPORT authorization_code_settings {
     std::string authorize_url;
     std::string token_url;
     std::string client_id;
@@ -69,7 +70,7 @@ struct authorization_code_settings {
 
 /** Managed identity: tokens from an IMDS-style endpoint (`GET <endpoint>?resource=...` with
  *  `Metadata: true`); the credential's secret is the identity's client id, if any. */
-struct managed_identity_settings {
+struct INTEGRATION_EXPORT managed_identity_settings {
     std::string endpoint_url;  ///< e.g. http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01
     std::string resource;      ///< The audience, e.g. https://management.azure.com/
 
@@ -103,7 +104,7 @@ struct new_credential {
 };
 
 /** Material for one request: headers and query parameters to add. Wiped when destroyed. */
-struct resolved_credential {
+struct INTEGRATION_EXPORT resolved_credential {
     integration::auth_mode auth_mode = integration::auth_mode::api_key;
     std::vector<std::pair<std::string, secret_bytes>> headers;
     std::vector<std::pair<std::string, secret_bytes>> query;
@@ -126,7 +127,7 @@ struct material_placement {
 /** Where `c` puts its material; reads only its auth parameters, no secret. A caller's request
  *  that already uses one of these names is refused, so a caller's value never precedes or
  *  replaces the credential's. */
-material_placement placement_of(integration_credential const& c);
+INTEGRATION_EXPORT material_placement placement_of(integration_credential const& c);
 
 /** What an auth scheme gets to build the material of one request. */
 struct auth_scheme_input {
@@ -146,7 +147,7 @@ using auth_scheme = std::function<result<resolved_credential>(auth_scheme_input 
 
 /** The name of the scheme that builds `c`'s material: the added scheme it was created with, else
  *  its `auth_mode`'s name. */
-std::string scheme_of(integration_credential const& c);
+INTEGRATION_EXPORT std::string scheme_of(integration_credential const& c);
 
 /** Checks candidate material (typically the connection's health check) before a rotation
  *  activates it. */
@@ -157,7 +158,8 @@ struct credential_service_options {
     std::chrono::seconds refresh_margin{120};  ///< Refresh cached tokens this long before expiry.
     std::chrono::milliseconds token_timeout{10'000};
     std::chrono::seconds refresh_cooldown{30};        ///< No new refresh attempt this soon after a failed one.
-    std::chrono::hours refresh_exhausted_after{96};   ///< Failing this long (or invalid_grant) exhausts the refresh token.
+    std::chrono::hours refresh_exhausted_after{
+        96};  ///< Failing this long (or invalid_grant) exhausts the refresh token.
     std::chrono::minutes authorization_ttl{10};       ///< How long a started authorization may be completed.
     /** How long resolved material is reused in memory. Rotation and revocation through this
      *  service drop it at once; this bounds how long another process's change takes to show. */
@@ -179,7 +181,7 @@ struct credential_service_options {
  *  auto material = creds.resolve(ctx, c.id()).value();  // headers to add to one request
  *  @endcode
  */
-class credential_service {
+class INTEGRATION_EXPORT credential_service {
 public:
     /** `transport` and `names` must outlive the service. */
     credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
@@ -306,7 +308,7 @@ private:
  *  that credential with `credential_service::send_authorized` (material added for the call only,
  *  one refresh on a 401 for bearer tokens, echoed secrets redacted from the answer). `call.ctx`
  *  names the tenant. */
-class authentication_policy final : public http::policy {
+class INTEGRATION_EXPORT authentication_policy final : public http::policy {
 public:
     /** `credentials` must outlive the policy. */
     explicit authentication_policy(credential_service& credentials) : credentials_(credentials) {}

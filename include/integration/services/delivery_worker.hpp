@@ -10,6 +10,7 @@
  */
 
 #include <integration/core/durability.hpp>
+#include <integration/export.hpp>
 #include <integration/outbound/redirects.hpp>
 #include <integration/ports/blob_store.hpp>
 #include <integration/ports/clock.hpp>
@@ -63,7 +64,7 @@ struct delivery_stats {
  *  worker.drain();  // waits for every send in flight and records the outcomes
  *  @endcode
  */
-class delivery_worker {
+class INTEGRATION_EXPORT delivery_worker {
 public:
     /** `check` is the egress guard's hop check; every reference must outlive the worker. */
     delivery_worker(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,

@@ -7,6 +7,7 @@
  */
 
 #include <integration/domain/failure.hpp>
+#include <integration/export.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/store.hpp>
 
@@ -24,7 +25,7 @@ namespace integration::failures {
  *  for (auto& f : open.items) failures.escalate(ctx, f.id(), "vendor down for a day", "OPS-42");
  *  @endcode
  */
-class failure_service {
+class INTEGRATION_EXPORT failure_service {
 public:
     failure_service(storage::store& store, clock const& clock);
 

@@ -9,13 +9,14 @@
 
 #include <integration/core/error.hpp>
 #include <integration/core/secret_bytes.hpp>
+#include <integration/export.hpp>
 
 #include <string>
 
 namespace integration::credentials {
 
 /** Computes fingerprints with an installation key. */
-class fingerprinter {
+class INTEGRATION_EXPORT fingerprinter {
 public:
     /** Loads the 32-byte key from `key_file`, creating it (mode 0600) when missing. */
     static result<fingerprinter> load_or_create(std::string const& key_file);

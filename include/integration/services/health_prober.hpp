@@ -10,6 +10,7 @@
 #include <integration/domain/connection.hpp>
 #include <integration/services/credential_service.hpp>
 #include <integration/outbound/pipeline.hpp>
+#include <integration/export.hpp>
 
 namespace integration::connections {
 
@@ -23,7 +24,7 @@ struct health_prober_options {
 /** Probes connections with their provider's `healthCheck` through an outbound pipeline (trace
  *  context, egress guard, authentication): the destination is checked before the credential is
  *  resolved, so a refused one fetches no token. */
-class health_prober {
+class INTEGRATION_EXPORT health_prober {
 public:
     health_prober(storage::store& store, credentials::credential_service& credentials, http::transport& transport,
                   net::egress_policy egress, net::resolver& resolver, clock const& clock,

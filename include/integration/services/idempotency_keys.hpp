@@ -7,6 +7,7 @@
  *  refused instead of replaying an answer to a different question.
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/store.hpp>
 
 #include <string>
@@ -15,7 +16,7 @@
 namespace integration::runs {
 
 /** Claims Idempotency-Keys per tenant, each for one request (kept as a SHA-256 of its bytes). */
-class idempotency_keys {
+class INTEGRATION_EXPORT idempotency_keys {
 public:
     explicit idempotency_keys(storage::store& store) : store_(store) {}
 

@@ -9,6 +9,7 @@
  */
 
 #include <integration/domain/delivery.hpp>
+#include <integration/export.hpp>
 #include <integration/ports/blob_store.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/secret_store.hpp>
@@ -26,7 +27,7 @@
 namespace integration::webhooks {
 
 /** Options of the gateway. */
-struct inbound_gateway_options {
+struct INTEGRATION_EXPORT inbound_gateway_options {
     std::int64_t tolerance_s = 300;      ///< Clamped to [`min_tolerance_s`, `max_tolerance_s`].
     std::size_t max_body_bytes = 1 << 20;  ///< Larger bodies are refused (`body_too_large`).
     /** Payloads up to this size are stored in the database with the delivery (one commit);
@@ -63,7 +64,7 @@ struct inbound_endpoint {
  *  auto out = p->inbound().receive("conn-1", {headers, body, url});  // from the HTTP server
  *  @endcode
  */
-class inbound_gateway {
+class INTEGRATION_EXPORT inbound_gateway {
 public:
     inbound_gateway(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
                     clock const& clock, inbound_gateway_options options = {});

@@ -10,6 +10,7 @@
 
 #include <integration/core/error.hpp>
 #include <integration/core/secret_bytes.hpp>
+#include <integration/export.hpp>
 
 #include <cstdint>
 #include <optional>
@@ -24,8 +25,8 @@ enum class inbound_scheme { standard, github, stripe, slack, twilio, shopify };
 
 /** "standard", "github", "stripe", "slack", "twilio", "shopify"; anything else is
  *  `errc::invalid_argument`. */
-result<inbound_scheme> parse_inbound_scheme(std::string_view name);
-std::string_view to_string(inbound_scheme s) noexcept;
+INTEGRATION_EXPORT result<inbound_scheme> parse_inbound_scheme(std::string_view name);
+INTEGRATION_EXPORT std::string_view to_string(inbound_scheme s) noexcept;
 
 /** One request header as received; names compare case-insensitively. */
 struct header_field {
@@ -56,7 +57,7 @@ enum class inbound_rejection {
 };
 /** "missing-signature", "malformed-signature", "stale-timestamp", "signature-mismatch",
  *  "malformed-body", "unknown-connection", "body-too-large", "delivery-id-conflict". */
-std::string_view to_string(inbound_rejection r) noexcept;
+INTEGRATION_EXPORT std::string_view to_string(inbound_rejection r) noexcept;
 
 /** A refusal: the reason and a detail for logs and the problem body (never a secret, never more
  *  than a short excerpt of the unverified request). */
@@ -101,8 +102,9 @@ inline constexpr std::int64_t max_tolerance_s = 3600;
  *  against `now_unix` within `tolerance_s` in both directions (clamped to
  *  [`min_tolerance_s`, `max_tolerance_s`]); then derives the identity. Standard Webhooks accepts
  *  `webhook-*` and `svix-*` header names; a `whpk_` secret checks `v1a` Ed25519 entries. */
-inbound_verdict verify_inbound(inbound_scheme scheme, std::span<secret_bytes const> secrets, inbound_request const& req,
-                               std::int64_t now_unix, std::int64_t tolerance_s = 300);
+INTEGRATION_EXPORT inbound_verdict verify_inbound(inbound_scheme scheme, std::span<secret_bytes const> secrets,
+                                                  inbound_request const& req, std::int64_t now_unix,
+                                                  std::int64_t tolerance_s = 300);
 
 /** The signature and timestamp checks of `verify_inbound` alone, without reading the body:
  *  nullopt when `req` verifies, else the refusal. For the vendors' test vectors (their bodies are

@@ -7,6 +7,7 @@
  *  holds back only its own aggregate, and is parked as dead after `max_attempts`.
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/event_publisher.hpp>
 #include <integration/ports/store.hpp>
@@ -18,7 +19,7 @@
 namespace integration::events {
 
 /** Options of `outbox_relay`. */
-struct outbox_relay_options {
+struct INTEGRATION_EXPORT outbox_relay_options {
     std::size_t batch = 256;                               ///< Events fetched per pass.
     integration::clock const* clock = nullptr;             ///< For `publishedAt`; system clock when null.
     /** Failed publications after which an event is parked as dead (with an IntegrationFailure);
@@ -35,7 +36,7 @@ struct outbox_relay_stats {
 
 /** Relays outbox rows to a publisher, one batch per `run_once`. It has no thread of its own: the
  *  platform's outbox worker calls `run_once` on its schedule (`worker_options::outbox`). */
-class outbox_relay {
+class INTEGRATION_EXPORT outbox_relay {
 public:
     outbox_relay(storage::store& store, event_publisher& publisher, outbox_relay_options options = {});
     outbox_relay(outbox_relay const&) = delete;

@@ -9,6 +9,7 @@
 
 #include <integration/domain/delivery.hpp>
 #include <integration/domain/event.hpp>
+#include <integration/export.hpp>
 #include <integration/ports/blob_store.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/store.hpp>
@@ -37,7 +38,7 @@ struct publication {
  *  // pub.delivery_ids: one per active subscription of "order.*", "order.paid" or "*" whose filter matches
  *  @endcode
  */
-class publisher {
+class INTEGRATION_EXPORT publisher {
 public:
     /** `on_due`, when set, is called after a publish, fan-out or replay made deliveries due (the
      *  platform wakes its delivery worker with it). */

@@ -11,6 +11,7 @@
 #include <integration/domain/api_client.hpp>
 #include <integration/domain/provider.hpp>
 #include <integration/ports/store.hpp>
+#include <integration/export.hpp>
 
 namespace integration::providers {
 
@@ -28,7 +29,7 @@ namespace integration::providers {
  *  reg.activate_provider(ctx, p.id()).value();
  *  @endcode
  */
-class registry {
+class INTEGRATION_EXPORT registry {
 public:
     registry(storage::store& store, clock const& clock, net::egress_policy egress)
         : store_(store), clock_(clock), egress_(std::move(egress)) {}

@@ -7,6 +7,7 @@
  *  request and response bodies and raw webhook payloads are purged after 30 days.
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/blob_store.hpp>
 #include <integration/ports/store.hpp>
 
@@ -38,9 +39,10 @@ struct retention_sweep {
 };
 
 /** Applies retention; call `sweep` periodically (the host does, on its own thread). */
-class retention_worker {
+class INTEGRATION_EXPORT retention_worker {
 public:
-    retention_worker(storage::store& store, blobs::blob_store& blobs, clock const& clock, retention_options options = {});
+    retention_worker(storage::store& store, blobs::blob_store& blobs, clock const& clock,
+                     retention_options options = {});
 
     /** For every tenant: writes expired runs, failures and deliveries to
      *  `archive/runs/<first>_<last>.jsonl` (`archive/failures/...`, `archive/deliveries/...`) in

@@ -8,6 +8,7 @@
  *  workers on one store survive restarts.
  */
 
+#include <integration/export.hpp>
 #include <integration/services/run_service.hpp>
 
 #include <chrono>
@@ -23,7 +24,7 @@ struct retry_worker_options {
 };
 
 /** Sweeps due failures of runs. Call `sweep` periodically (the host does, on its own thread). */
-class retry_worker {
+class INTEGRATION_EXPORT retry_worker {
 public:
     retry_worker(storage::store& store, run_service& runs, clock const& clock, retry_worker_options options = {});
 

@@ -6,6 +6,7 @@
  *  `rotationPolicy` schedule, or raises an IntegrationFailure when nothing can rotate them.
  */
 
+#include <integration/export.hpp>
 #include <integration/services/credential_service.hpp>
 
 #include <functional>
@@ -37,7 +38,7 @@ struct rotation_sweep {
 };
 
 /** Sweeps every tenant's due credentials; state lives in the store, so a restart loses nothing. */
-class rotation_worker {
+class INTEGRATION_EXPORT rotation_worker {
 public:
     rotation_worker(storage::store& store, credential_service& credentials, clock const& clock,
                     rotation_worker_options options);

@@ -13,6 +13,7 @@
 #include <integration/outbound/classifier.hpp>
 #include <integration/outbound/pipeline.hpp>
 #include <integration/domain/run.hpp>
+#include <integration/export.hpp>
 
 #include <boost/json/object.hpp>
 
@@ -117,7 +118,7 @@ struct run_service_options {
 };
 
 /** Executes governed runs. Thread-safe. */
-class run_service {
+class INTEGRATION_EXPORT run_service {
 public:
     run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
                 http::transport& transport, net::egress_policy egress, net::resolver& resolver, clock const& clock,
@@ -277,7 +278,8 @@ private:
     void enqueue(record r);
     void recorder();
     resilience::circuit_breaker& breaker(std::string const& connection_id);
-    result<run_outcome> replay(request_context const& ctx, integration_run run, std::optional<std::string> failure_id = {});
+    result<run_outcome> replay(request_context const& ctx, integration_run run,
+                               std::optional<std::string> failure_id = {});
 
     storage::store& store_;
     credentials::credential_service& credentials_;

@@ -6,6 +6,7 @@
  *  store; subscriptions hold only the reference.
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/secret_store.hpp>
 
@@ -20,8 +21,8 @@ struct new_signing_secret {
 };
 
 /** Generates a signing secret for `tenant` and stores it in `store`. */
-result<new_signing_secret> create_signing_secret(credentials::secret_store& store, std::string const& tenant,
-                                                 time_point now);
+INTEGRATION_EXPORT result<new_signing_secret> create_signing_secret(credentials::secret_store& store,
+                                                                    std::string const& tenant, time_point now);
 
 }  // namespace integration::webhooks
 

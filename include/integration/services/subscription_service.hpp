@@ -8,6 +8,7 @@
 
 #include <integration/core/secret_bytes.hpp>
 #include <integration/domain/subscription.hpp>
+#include <integration/export.hpp>
 #include <integration/outbound/redirects.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/secret_store.hpp>
@@ -49,7 +50,7 @@ struct rotated {
  *  std::string whsec = s.signing_secret->str();  // give it to the receiver; shown only now
  *  @endcode
  */
-class subscription_service {
+class INTEGRATION_EXPORT subscription_service {
 public:
     /** `check` is the egress guard's hop check: the endpoint must pass it on subscribe (and the
      *  delivery worker checks again at every send). `on_due`, when set, is called after a

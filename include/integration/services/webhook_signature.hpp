@@ -9,6 +9,7 @@
 
 #include <integration/core/error.hpp>
 #include <integration/core/secret_bytes.hpp>
+#include <integration/export.hpp>
 
 #include <cstdint>
 #include <span>
@@ -18,7 +19,7 @@
 namespace integration::webhooks {
 
 /** A new symmetric signing secret: `whsec_` + base64 of 32 random bytes. */
-secret_bytes generate_signing_secret();
+INTEGRATION_EXPORT secret_bytes generate_signing_secret();
 
 /** A new Ed25519 key pair for `v1a`: the private key as `whsk_` + base64 of its 32-byte seed,
  *  the public key as `whpk_` + base64 of its 32 bytes (give this one to receivers). */
@@ -26,26 +27,28 @@ struct ed25519_key_pair {
     secret_bytes private_key;
     std::string public_key;
 };
-ed25519_key_pair generate_ed25519_key();
+INTEGRATION_EXPORT ed25519_key_pair generate_ed25519_key();
 
 /** The signature of one message with one secret: `v1,<base64>` for a `whsec_` secret,
  *  `v1a,<base64>` for a `whsk_` private key. A secret of another form, or whose key is not 24-64
  *  bytes (v1) or 32 bytes (v1a), is `errc::invalid_argument` (the message never repeats it). */
-result<std::string> sign(secret_bytes const& secret, std::string_view webhook_id, std::int64_t timestamp,
-                         std::string_view body);
+INTEGRATION_EXPORT result<std::string> sign(secret_bytes const& secret, std::string_view webhook_id,
+                                            std::int64_t timestamp, std::string_view body);
 
 /** The `webhook-signature` header value: every secret's signature, space-separated (several
  *  while a secret rotates). */
-result<std::string> signature_header(std::span<secret_bytes const> secrets, std::string_view webhook_id,
-                                     std::int64_t timestamp, std::string_view body);
+INTEGRATION_EXPORT result<std::string> signature_header(std::span<secret_bytes const> secrets,
+                                                        std::string_view webhook_id, std::int64_t timestamp,
+                                                        std::string_view body);
 
 /** Verifies a `webhook-signature` header against `secret` (a `whsec_` secret checks the `v1`
  *  entries in constant time, a `whpk_` public key the `v1a` ones; other entries are skipped) and
  *  the timestamp against `now_unix` within `tolerance_s` both ways. `errc::integrity_failure` when
  *  nothing matches or the timestamp is malformed or outside the tolerance. */
-result<void> verify(secret_bytes const& secret, std::string_view webhook_id, std::string_view timestamp,
-                    std::string_view body, std::string_view signature_header, std::int64_t now_unix,
-                    std::int64_t tolerance_s = 300);
+INTEGRATION_EXPORT result<void> verify(secret_bytes const& secret, std::string_view webhook_id,
+                                       std::string_view timestamp, std::string_view body,
+                                       std::string_view signature_header, std::int64_t now_unix,
+                                       std::int64_t tolerance_s = 300);
 
 }  // namespace integration::webhooks
 

@@ -5,6 +5,7 @@
  *  The libcurl backend of the HTTP transport port (component `curl`).
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/transport.hpp>
 
 #include <chrono>
@@ -47,7 +48,7 @@ struct curl_options {
  *  before anything is sent. A transfer that fails certificate verification is an
  *  `errc::unavailable` error whose detail names the certificate problem; a cancelled call is
  *  `errc::cancelled`. */
-std::unique_ptr<transport> make_curl_transport(curl_options options = {});
+INTEGRATION_EXPORT std::unique_ptr<transport> make_curl_transport(curl_options options = {});
 
 }  // namespace integration::http
 

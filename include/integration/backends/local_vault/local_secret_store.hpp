@@ -9,6 +9,7 @@
  *  swapped or edited record fails to open.
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/secret_store.hpp>
 
@@ -30,7 +31,7 @@ struct local_secret_store_options {
 };
 
 /** The local store, with master-key rotation. */
-class local_secret_store : public secret_store {
+class INTEGRATION_EXPORT local_secret_store : public secret_store {
 public:
     /** Re-seals every data key under a fresh master key while the store stays usable; the old
      *  key is dropped from the key file once nothing needs it. Not available with `key_env`. */
@@ -53,7 +54,8 @@ public:
  *  auto ref = vault->put("tenant-1", "acme-api-key", secret_bytes("s3cr3t")).value();
  *  @endcode
  */
-result<std::unique_ptr<local_secret_store>> open_local_secret_store(local_secret_store_options options);
+INTEGRATION_EXPORT result<std::unique_ptr<local_secret_store>> open_local_secret_store(
+    local_secret_store_options options);
 
 }  // namespace integration::credentials
 

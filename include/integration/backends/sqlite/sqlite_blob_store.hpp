@@ -5,6 +5,7 @@
  *  A backend of the blob-store port (component `sqlite`).
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/blob_store.hpp>
 #include <integration/ports/clock.hpp>
 
@@ -24,7 +25,7 @@ struct sqlite_blob_options {
 
 /** A blob store in one SQLite file (WAL). For the small bodies most vendor calls exchange it
  *  writes several times faster than a file per blob, since it creates no inode per body. */
-result<std::unique_ptr<blob_store>> open_sqlite_blob_store(sqlite_blob_options options);
+INTEGRATION_EXPORT result<std::unique_ptr<blob_store>> open_sqlite_blob_store(sqlite_blob_options options);
 
 }  // namespace integration::blobs
 

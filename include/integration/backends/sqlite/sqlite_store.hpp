@@ -6,6 +6,7 @@
  *  that commits concurrent units of work together (group commit: one fsync for many).
  */
 
+#include <integration/export.hpp>
 #include <integration/ports/clock.hpp>
 #include <integration/ports/store.hpp>
 
@@ -41,13 +42,14 @@ inline constexpr int sqlite_schema_version = 8;
  *  auto store = integration::storage::open_sqlite_store({.path = "data/integration.db"}).value();
  *  @endcode
  */
-result<std::unique_ptr<store>> open_sqlite_store(sqlite_options options);
+INTEGRATION_EXPORT result<std::unique_ptr<store>> open_sqlite_store(sqlite_options options);
 
 /** Copies the API keys, Idempotency-Key records and inbound webhook registrations of a former
  *  reference-host `host.db` into the store database at `store_path` (opened, so migrated, before);
  *  rows the store has already are kept. Returns the number of rows copied. The host calls it once,
  *  on the first start after the upgrade, and then renames `host.db`. */
-result<std::size_t> import_host_database(std::string const& store_path, std::string const& host_db_path);
+INTEGRATION_EXPORT result<std::size_t> import_host_database(std::string const& store_path,
+                                                            std::string const& host_db_path);
 
 /** What a SQLite store's writer has committed since the store was opened. */
 struct sqlite_stats {
@@ -64,7 +66,7 @@ struct sqlite_stats {
  *  double units_per_fsync = double(stats.units) / double(stats.commits);
  *  @endcode
  */
-std::optional<sqlite_stats> sqlite_store_stats(store const& s);
+INTEGRATION_EXPORT std::optional<sqlite_stats> sqlite_store_stats(store const& s);
 
 }  // namespace integration::storage
 
