@@ -109,7 +109,7 @@ INTEGRATION_EXPORT inbound_verdict verify_inbound(inbound_scheme scheme, std::sp
 /** The signature and timestamp checks of `verify_inbound` alone, without reading the body:
  *  nullopt when `req` verifies, else the refusal. For the vendors' test vectors (their bodies are
  *  not whole events) and for measuring the cost of verification by itself. */
-std::optional<inbound_refusal> check_inbound_signature(inbound_scheme scheme, std::span<secret_bytes const> secrets,
+INTEGRATION_EXPORT std::optional<inbound_refusal> check_inbound_signature(inbound_scheme scheme, std::span<secret_bytes const> secrets,
                                                        inbound_request const& req, std::int64_t now_unix,
                                                        std::int64_t tolerance_s = 300);
 
