@@ -3,10 +3,10 @@
 #include <integration/domain/failure.hpp>
 
 #include "../detail/crypto.hpp"
+#include "../detail/form.hpp"
 #include "../detail/utf8.hpp"
 
 #include <boost/json/parse.hpp>
-#include <boost/url/parse_query.hpp>
 
 #include <algorithm>
 #include <cctype>
@@ -38,14 +38,10 @@ bool is_form(std::string_view content_type) {
  *  becomes an array), or the JSON value. Nothing for a body that is neither. */
 std::optional<boost::json::value> parse_body(std::string_view body, std::string_view content_type) {
     if (is_form(content_type)) {
-        auto params = boost::urls::parse_query(body);
+        auto params = detail::form_params(body);
         if (!params) return std::nullopt;
         boost::json::object fields;
-        boost::urls::encoding_opts opts;
-        opts.space_as_plus = true;
-        for (auto const& p : *params) {
-            auto key = p.key.decode(opts);
-            auto value = p.has_value ? p.value.decode(opts) : std::string();
+        for (auto& [key, value] : *params) {
             if (!integration::detail::is_valid_utf8(key) || !integration::detail::is_valid_utf8(value)) return std::nullopt;
             auto* seen = fields.if_contains(key);
             if (!seen) {
