@@ -25,6 +25,20 @@ result<webhook_delivery> webhook_delivery::outbound(request_context const& ctx, 
     return webhook_delivery(new_metadata(ctx, now), std::move(d));
 }
 
+namespace {
+// What every inbound delivery starts with: a new id, its connection and provider, one attempt.
+delivery_data inbound_data(time_point now, std::string connection_id, std::string provider_id, std::string event_type) {
+    delivery_data d;
+    d.delivery_id = new_id(id_prefix::delivery, now);
+    d.direction = delivery_direction::inbound;
+    d.connection_id = std::move(connection_id);
+    d.provider_id = std::move(provider_id);
+    d.event_type = std::move(event_type);
+    d.max_attempts = 1;
+    return d;
+}
+}  // namespace
+
 result<webhook_delivery> webhook_delivery::inbound(request_context const& ctx, time_point now,
                                                    std::string connection_id, std::string provider_id,
                                                    std::string provider_delivery_id, std::string event_type,
@@ -32,17 +46,11 @@ result<webhook_delivery> webhook_delivery::inbound(request_context const& ctx, t
                                                    std::optional<std::string> payload_hash) {
     if (auto r = detail::require_text(provider_delivery_id, "provider delivery id", 255); !r) return r.error();
     if (auto r = detail::require_text(event_type, "eventType", 200); !r) return r.error();
-    delivery_data d;
-    d.delivery_id = new_id(id_prefix::delivery, now);
-    d.direction = delivery_direction::inbound;
-    d.connection_id = std::move(connection_id);
-    d.provider_id = std::move(provider_id);
+    auto d = inbound_data(now, std::move(connection_id), std::move(provider_id), std::move(event_type));
     d.provider_delivery_id = std::move(provider_delivery_id);
-    d.event_type = std::move(event_type);
     d.payload_ref = std::move(payload_ref);
     d.payload_hash = std::move(payload_hash);
     d.signature_status = signature_status::unverified;
-    d.max_attempts = 1;
     return webhook_delivery(new_metadata(ctx, now), std::move(d));
 }
 
@@ -50,14 +58,8 @@ result<webhook_delivery> webhook_delivery::refused_inbound(request_context const
                                                            std::string connection_id, std::string provider_id,
                                                            std::string event_type, std::string reason) {
     if (auto r = detail::require_text(event_type, "eventType", 200); !r) return r.error();
-    delivery_data d;
-    d.delivery_id = new_id(id_prefix::delivery, now);
-    d.direction = delivery_direction::inbound;
-    d.connection_id = std::move(connection_id);
-    d.provider_id = std::move(provider_id);
-    d.event_type = std::move(event_type);
-    d.max_attempts = 1;
-    webhook_delivery out(new_metadata(ctx, now), std::move(d));
+    webhook_delivery out(new_metadata(ctx, now),
+                         inbound_data(now, std::move(connection_id), std::move(provider_id), std::move(event_type)));
     if (auto r = out.reject(std::move(reason), now); !r) return r.error();
     return out;
 }
