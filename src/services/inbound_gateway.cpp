@@ -312,4 +312,9 @@ result<inbound_outcome> inbound_gateway::refuse(request_context const& ctx, stor
     return out;
 }
 
+// TODO(session 9, helper B): commit through store::transact_async instead of waiting here.
+void inbound_gateway::receive(std::string const& connection_id, inbound_request const& req, outcome_handler done) {
+    done(receive(connection_id, req));
+}
+
 }  // namespace integration::webhooks

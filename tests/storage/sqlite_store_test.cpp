@@ -10,11 +10,13 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <condition_variable>
 #include <csignal>
 #include <cstdio>
 #include <filesystem>
 #include <cstdlib>
 #include <fstream>
+#include <mutex>
 #include <thread>
 
 namespace integration::testing {
@@ -412,6 +414,82 @@ TEST(sqlite_store, grouped_commits_keep_each_unit_atomic_under_load) {
                 static_cast<unsigned long long>(stats->commits));
 }
 
+// One thread queues every unit without waiting: the units share commits, each still commits or
+// rolls back alone, a throwing unit is reported as an error, and units queued when the store is
+// destroyed are committed and reported before the destructor returns.
+TEST(sqlite_store, async_units_from_one_thread_share_commits_and_are_each_reported_once) {
+    temp_dir dir;
+    auto path = dir.file("a.db");
+    constexpr int units = 400;
+    std::atomic<int> ok{0}, failed{0}, threw{0}, reported{0};
+    auto ctx = tenant("t1");
+    {
+        auto s = must(storage::open_sqlite_store({.path = path}));
+        for (int i = 0; i < units; ++i) {
+            s->transact_async(
+                ctx,
+                [i, ctx](unit_of_work& uow) -> result<void> {
+                    if (i == 7) throw std::runtime_error("boom");
+                    auto key = "k" + std::to_string(i);
+                    auto p1 = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec(key)));
+                    must(uow.providers().save(p1));
+                    if (i % 3 == 0) return error{errc::conflict, "rolled back"};  // takes p1 with it
+                    return {};
+                },
+                durability::immediate,
+                [i, &ok, &failed, &threw, &reported](result<void> r) {
+                    if (r)
+                        ++ok;
+                    else if (i == 7 && r.error() == errc::storage_failure)
+                        ++threw;
+                    else if (r.error() == errc::conflict)
+                        ++failed;
+                    ++reported;
+                });
+        }
+        // The destructor drains the queue: every unit is reported before it returns.
+    }
+    EXPECT_EQ(reported.load(), units);
+    EXPECT_EQ(threw.load(), 1);
+    EXPECT_EQ(failed.load(), (units + 2) / 3);
+    EXPECT_EQ(ok.load(), units - 1 - (units + 2) / 3);
+    auto s = must(storage::open_sqlite_store({.path = path}));
+    EXPECT_EQ(count_providers(*s, ctx), static_cast<std::size_t>(ok.load()));
+}
+
+TEST(sqlite_store, async_units_share_commits_while_no_caller_waits) {
+    temp_dir dir;
+    auto s = must(storage::open_sqlite_store({.path = dir.file("b.db")}));
+    constexpr int units = 300;
+    std::mutex m;
+    std::condition_variable cv;
+    int reported = 0;
+    auto ctx = tenant("t1");
+    for (int i = 0; i < units; ++i)
+        s->transact_async(
+            ctx,
+            [i, ctx](unit_of_work& uow) -> result<void> {
+                auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                            provider_spec("a" + std::to_string(i))));
+                return uow.providers().save(p);
+            },
+            durability::immediate,
+            [&](result<void> r) {
+                EXPECT_TRUE(r);
+                std::lock_guard lock(m);
+                if (++reported == units) cv.notify_all();
+            });
+    {
+        std::unique_lock lock(m);
+        ASSERT_TRUE(cv.wait_for(lock, std::chrono::seconds(60), [&] { return reported == units; }));
+    }
+    EXPECT_EQ(count_providers(*s, ctx), static_cast<std::size_t>(units));
+    auto stats = storage::sqlite_store_stats(*s);
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->units, static_cast<std::uint64_t>(units));
+    EXPECT_LT(stats->commits, stats->units);  // one caller thread, yet the units were grouped
+}
+
 TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none_for_another_store) {
     temp_dir dir;
     auto s = must(storage::open_sqlite_store({.path = dir.file("g.db"), .group_commit = false}));
@@ -431,6 +509,7 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
 
     struct other_store final : storage::store {
         result<void> transact(request_context const&, work, durability) override { return {}; }
+        void transact_async(request_context const&, work, durability, committed done) override { done({}); }
         result<void> read(request_context const&, work) override { return {}; }
         result<std::vector<std::string>> tenants() override { return std::vector<std::string>{}; }
         result<std::vector<storage::outbox_record>> pending_events(std::size_t) override {

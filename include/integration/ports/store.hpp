@@ -379,6 +379,15 @@ public:
      *  @endcode
      */
     virtual result<void> transact(request_context const& ctx, work fn, durability d = durability::immediate) = 0;
+    /** Called once a unit of `transact_async` committed (or failed), on the store's own thread:
+     *  keep it short, and never call back into the store from it. */
+    using committed = std::function<void(result<void>)>;
+    /** Like `transact`, but returns at once: `fn` runs on the store's writer, and `done` is told
+     *  the outcome once the commit holding the unit is as durable as `d` asks. No thread waits
+     *  meanwhile, so any number of callers share group commits (a server answers from `done`).
+     *  `fn` and `ctx` are copied; an exception thrown by `fn` becomes `errc::storage_failure`.
+     *  Units queued when the store is destroyed are still committed and reported. */
+    virtual void transact_async(request_context const& ctx, work fn, durability d, committed done) = 0;
     /** Runs `fn` on a consistent read-only snapshot; `save` fails inside it. */
     virtual result<void> read(request_context const& ctx, work fn) = 0;
 

@@ -19,6 +19,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -86,6 +87,12 @@ public:
      *  An error (not a refusal) is a store, vault or blob failure: nothing was accepted. */
     result<inbound_outcome> receive(std::string const& connection_id, inbound_request const& req);
 
+    using outcome_handler = std::function<void(result<inbound_outcome>)>;
+    /** The same as `receive` above, without a thread waiting for the commit: verification runs on
+     *  the calling thread, the delivery commits in a group commit shared with every concurrent
+     *  receive, and `done` is told the outcome once that commit is durable (per `commit`), on the
+     *  store's thread or the caller's (keep it short). `req` is read before this returns. */
+    void receive(std::string const& connection_id, inbound_request const& req, outcome_handler done);
     /** The raw payload of an inbound delivery of `ctx`'s tenant, as received (kept in the store
      *  or the blob store, per its `payloadRef`); `errc::not_found` once retention purged it. */
     result<std::string> payload(request_context const& ctx, std::string const& delivery_id);

@@ -943,6 +943,19 @@ public:
             d);
     }
 
+    void transact_async(request_context const& ctx, work fn, durability d, committed done) override {
+        auto* j = new job{[ctx, fn = std::move(fn), this](database& db) -> result<void> {
+                              sqlite_unit_of_work uow({db, ctx, clock_, o_.source, false});
+                              return fn(uow);
+                          },
+                          o_.synchronous_full ? d : durability::deferred,
+                          [done = std::move(done)](result<void> r, std::exception_ptr thrown) {
+                              done(thrown ? result<void>(error{errc::storage_failure, "unit of work threw"}) : std::move(r));
+                          },
+                          true};
+        enqueue(j);
+    }
+
     result<void> read(request_context const& ctx, work fn) override {
         return with_reader([&](database& db) -> result<void> {
             sqlite_unit_of_work uow({db, ctx, clock_, o_.source, true});
@@ -1168,7 +1181,8 @@ private:
     struct job {
         job_fn fn;
         durability d;
-        std::promise<result<void>> done;
+        std::function<void(result<void>, std::exception_ptr)> done;  // called once, on the writer thread
+        bool owned = false;                                          // an async job: deleted after `done`
     };
 
     result<void> check_file() {
@@ -1188,14 +1202,31 @@ private:
     }
 
     result<void> submit(job_fn fn, durability d) {
-        job j{std::move(fn), o_.synchronous_full ? d : durability::deferred, {}};
-        auto f = j.done.get_future();
+        std::promise<result<void>> p;
+        auto f = p.get_future();
+        job j{std::move(fn), o_.synchronous_full ? d : durability::deferred,
+              [&p](result<void> r, std::exception_ptr thrown) {
+                  if (thrown)
+                      p.set_exception(thrown);
+                  else
+                      p.set_value(std::move(r));
+              }};
+        enqueue(&j);
+        return f.get();
+    }
+
+    void enqueue(job* j) {
         {
             std::lock_guard lock(queue_mutex_);
-            queue_.push_back(&j);
+            queue_.push_back(j);
         }
         queue_cv_.notify_one();
-        return f.get();
+    }
+
+    static void finish(job* j, result<void> r, std::exception_ptr thrown = {}) {
+        bool owned = j->owned;
+        j->done(std::move(r), thrown);  // a synchronous job's frame may be gone once this returns
+        if (owned) delete j;
     }
 
     // Takes every queued job (up to max_batch), runs each in its own savepoint inside one
@@ -1234,7 +1265,7 @@ private:
         std::vector<result<void>> results(batch.size());
         std::vector<std::exception_ptr> thrown(batch.size());
         auto fail_all = [&](error const& e) {
-            for (auto* j : batch) j->done.set_value(e);
+            for (auto* j : batch) finish(j, e);
         };
         if (auto r = check_file(); !r) return fail_all(r.error());
         bool full = std::any_of(batch.begin(), batch.end(), [](job const* j) { return j->d == durability::immediate; });
@@ -1273,12 +1304,7 @@ private:
         ++commits_;
         units_ += static_cast<std::uint64_t>(
             std::count_if(results.begin(), results.end(), [](result<void> const& r) { return r.has_value(); }));
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            if (thrown[i])
-                batch[i]->done.set_exception(thrown[i]);
-            else
-                batch[i]->done.set_value(std::move(results[i]));
-        }
+        for (std::size_t i = 0; i < batch.size(); ++i) finish(batch[i], std::move(results[i]), thrown[i]);
     }
 
     result<std::unique_ptr<database>> open_reader() {
