@@ -9,6 +9,7 @@
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include "sqlite_baseline.hpp"
+#include "store_mmap.hpp"
 
 #include <benchmark/benchmark.h>
 
@@ -44,7 +45,7 @@ std::unique_ptr<fixture> make_fixture(bool grouped) {
     auto path = (bench_dir() / (grouped ? "grouped.db" : "single.db")).string();
     for (auto ext : {"", "-wal", "-shm"}) std::filesystem::remove(path + ext);
     auto f = std::make_unique<fixture>();
-    f->store = storage::open_sqlite_store({.path = path, .group_commit = grouped}).value();
+    f->store = storage::open_sqlite_store({.path = path, .mmap_bytes = bench::store_mmap_bytes(), .group_commit = grouped}).value();
     auto ctx = request_context::for_tenant("bench");
     auto now = system_clock::instance().now();
     f->store

@@ -13,6 +13,7 @@
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include "keep_alive_receiver.hpp"
+#include "store_mmap.hpp"
 
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
@@ -87,7 +88,7 @@ struct world {
         if (in_memory_vendor) transport = std::make_unique<instant_transport>();
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
-        store = storage::open_sqlite_store({.path = (dir / "i.db").string()}).value();
+        store = storage::open_sqlite_store({.path = (dir / "i.db").string(), .mmap_bytes = bench::store_mmap_bytes()}).value();
         vault = credentials::open_local_secret_store({.path = (dir / "s.db").string(), .key_file = (dir / "k").string(), .key_env = ""}).value();
         fp.emplace(credentials::fingerprinter::load_or_create((dir / "fp").string()).value());
         creds = std::make_unique<credentials::credential_service>(*store, *vault, *fp, system_clock::instance(), *transport,

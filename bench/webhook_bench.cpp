@@ -15,6 +15,7 @@
 #include <integration/services/publisher.hpp>
 
 #include "keep_alive_receiver.hpp"
+#include "store_mmap.hpp"
 
 #include <arpa/inet.h>
 #include <benchmark/benchmark.h>
@@ -63,7 +64,7 @@ struct world {
     explicit world(std::size_t subscriptions, durability recording = durability::deferred) {
         std::filesystem::remove_all(dir);
         std::filesystem::create_directories(dir);
-        store = storage::open_sqlite_store({.path = (dir / "i.db").string()}).value();
+        store = storage::open_sqlite_store({.path = (dir / "i.db").string(), .mmap_bytes = bench::store_mmap_bytes()}).value();
         blobs = blobs::open_sqlite_blob_store({.path = (dir / "b.db").string()}).value();
         vault = credentials::open_local_secret_store(
                     {.path = (dir / "s.db").string(), .key_file = (dir / "k").string(), .key_env = ""})

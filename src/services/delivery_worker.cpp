@@ -13,6 +13,7 @@
 #include <condition_variable>
 #include <cstdio>
 #include <map>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <random>
@@ -30,7 +31,7 @@ using steady = std::chrono::steady_clock;
 
 constexpr milliseconds longest_timeout{120'000};  // the bound subscription_attempt_policy::timeout_ms accepts
 constexpr char const* user_agent = "integration-webhooks/1";
-constexpr int max_record_tries = 3;      // a subscription saved by someone else meanwhile: reload and record again
+constexpr int max_record_tries = 3;      // units that conflict on a subscription saved by someone else meanwhile
 constexpr milliseconds record_wait{50};  // the longest a finished send waits to be recorded with others
 
 /** What happened to one leased delivery, waiting to be recorded by the worker's thread. */
@@ -44,6 +45,14 @@ struct outcome {
     std::string excerpt;
     milliseconds latency{0};
     std::optional<milliseconds> retry_after;
+    int record_tries = 0;  // transactions that conflicted on its subscription so far
+};
+
+/** One tenant's outcomes on their way through the store's writer, and what committing them did. */
+struct recording {
+    std::string tenant_id;
+    std::vector<outcome> items;
+    std::uint64_t delivered = 0, failed = 0, dead = 0, disabled = 0;
 };
 
 std::string default_owner() {
@@ -66,7 +75,8 @@ struct delivery_worker::state {
     delivery_worker_options options;
 
     delivery_stats stats;
-    std::mt19937_64 rng{std::random_device{}()};  // the sweeping thread's only
+    std::mutex rng_mutex;  // retry delays are drawn inside units of work, on the store's writer
+    std::mt19937_64 rng{std::random_device{}()};
     std::shared_ptr<http::cancellation> closing = std::make_shared<http::cancellation>();
 
     std::mutex mutex;
@@ -74,6 +84,8 @@ struct delivery_worker::state {
     std::vector<outcome> finished;      // guarded by mutex
     steady::time_point finished_since;  // guarded by mutex: when the oldest unrecorded outcome came
     std::size_t in_flight = 0;          // guarded by mutex
+    std::size_t recordings = 0;         // guarded by mutex: units handed to the store, not yet reported
+    std::optional<error> record_error;  // guarded by mutex: a failed recording, reported once by sweep or drain
     bool woken = false;                 // guarded by mutex
     bool more_due = false;              // the last claim was full: more may be due once slots free up
     std::size_t quarter = 1;            // claims and records wait for this many, so each is one batch
@@ -108,6 +120,7 @@ struct delivery_worker::state {
     milliseconds jittered(milliseconds d) {
         if (options.jitter <= 0 || d.count() == 0) return d;
         std::uniform_real_distribution<double> factor(1.0 - options.jitter, 1.0 + options.jitter);
+        std::lock_guard lock(rng_mutex);
         return milliseconds(static_cast<std::int64_t>(static_cast<double>(d.count()) * factor(rng)));
     }
 
@@ -130,8 +143,11 @@ struct delivery_worker::state {
     }
 
     void start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now);
-    result<std::size_t> record_finished(bool all);
-    result<void> record_tenant(std::string const& tenant, std::vector<outcome*> const& items);
+    std::size_t record_finished(bool all);
+    void record_tenant(std::shared_ptr<recording> batch);
+    result<void> apply(storage::unit_of_work& uow, recording& batch);
+    void recorded(std::shared_ptr<recording> batch, result<void> r);
+    result<std::size_t> settle();
 };
 
 void delivery_worker::state::start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now) {
@@ -212,119 +228,160 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     });
 }
 
-result<void> delivery_worker::state::record_tenant(std::string const& tenant, std::vector<outcome*> const& items) {
-    auto ctx = request_context::for_tenant(tenant, "delivery-worker");
-    std::uint64_t delivered = 0, failed = 0, dead = 0, disabled = 0;
+result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording& batch) {
+    auto const& ctx = uow.context();
     auto now = clock_.now();
-    auto work = [&](storage::unit_of_work& uow) -> result<void> {
-        delivered = failed = dead = disabled = 0;
-        // Each subscription is loaded once and saved once per batch, whatever its number of outcomes.
-        std::map<std::string, std::optional<webhook_subscription>> subs;
-        std::map<std::string, bool> changed;
-        auto sub_of = [&](webhook_delivery const& d) -> webhook_subscription* {
-            auto id = d.data().subscription_id.value_or("");
-            auto it = subs.find(id);
-            if (it == subs.end()) {
-                auto s = uow.subscriptions().find(id);
-                it = subs.emplace(id, s ? std::optional(std::move(*s)) : std::nullopt).first;
-            }
-            return it->second ? &*it->second : nullptr;
-        };
-        for (auto* o : items) {
-            auto d = o->delivery;  // a copy: a retried transaction starts again from the leased state
-            if (o->defer_until) {
-                if (!d.defer(*o->defer_until)) continue;
-                if (auto s = uow.deliveries().save(d); !s && s.error() != errc::conflict) return s;
-                continue;
-            }
-            auto* sub = sub_of(d);
-            auto policy = sub ? sub->attempt_policy() : subscription_attempt_policy{};
-            delivery_attempt a{.attempt = d.data().attempts + 1,
-                               .http_status = o->status,
-                               .latency_ms = o->latency.count(),
-                               .response_excerpt = o->status ? std::optional(o->excerpt) : std::nullopt,
-                               .error = o->error,
-                               .attempted_at = o->attempted_at};
-            bool ok = o->status && *o->status >= 200 && *o->status < 300;
-            bool gone = o->status == 410;
-            result<void> applied;
-            if (ok) {
-                applied = d.record_success(std::move(a));
-            } else if (gone) {
-                applied = d.record_gone(std::move(a));
-            } else {
-                auto next = d.data().attempts + 2;
-                auto delay = jittered(sub ? sub->delay_before(next) : milliseconds(policy.initial_delay_ms));
-                if (o->retry_after) delay = std::min(*o->retry_after, milliseconds(policy.max_delay_ms));
-                applied = d.record_failure(std::move(a), now + delay);
-            }
-            if (!applied) continue;  // no longer sendable (e.g. replayed meanwhile): nothing to record
-            // A save that conflicts means another worker took the lease over: its outcome wins.
-            if (auto s = uow.deliveries().save(d); !s) {
-                if (s.error() == errc::conflict) continue;
-                return s;
-            }
-            if (ok)
-                ++delivered;
-            else
-                ++failed;
-            if (d.status() == delivery_status::dead_lettered) {
-                ++dead;
-                auto last = d.data().delivery_attempts.back();
-                failures::classification c{
-                    gone ? failures::failure_category::validation : failures::failure_category::transient,
-                    last.http_status ? "http_" + std::to_string(*last.http_status) : "delivery_failed",
-                    gone ? "the endpoint answered 410 Gone; the subscription was deactivated"
-                         : "delivery dead-lettered after " + std::to_string(d.data().attempts) + " attempts; last: " +
-                               (last.http_status ? "HTTP " + std::to_string(*last.http_status)
-                                                 : last.error.value_or("no answer")),
-                    failures::next_action::dead_letter, std::nullopt};
-                auto f =
-                    failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
-                if (!f) return f.error();
-                if (auto s = uow.failures().save(*f); !s) return s;
-            }
-            if (!sub) continue;
-            if (gone) {
-                if (sub->active() && sub->deactivate("endpoint answered 410 Gone")) changed[sub->id()] = true;
-            } else {
-                auto before = sub->data().consecutive_failures;
-                if (sub->record_outcome(ok, options.disable_after)) ++disabled;
-                if (sub->data().consecutive_failures != before || !sub->active()) changed[sub->id()] = true;
-            }
+    batch.delivered = batch.failed = batch.dead = batch.disabled = 0;
+    // Each subscription is loaded once and saved once per batch, whatever its number of outcomes.
+    std::map<std::string, std::optional<webhook_subscription>> subs;
+    std::map<std::string, bool> changed;
+    auto sub_of = [&](webhook_delivery const& d) -> webhook_subscription* {
+        auto id = d.data().subscription_id.value_or("");
+        auto it = subs.find(id);
+        if (it == subs.end()) {
+            auto s = uow.subscriptions().find(id);
+            it = subs.emplace(id, s ? std::optional(std::move(*s)) : std::nullopt).first;
         }
-        for (auto& [id, s] : subs)
-            if (s && changed[id])
-                if (auto r = uow.subscriptions().save(*s); !r) return r;
-        return {};
+        return it->second ? &*it->second : nullptr;
     };
-    result<void> r;
-    for (int i = 0; i < max_record_tries; ++i) {
-        r = store.transact(ctx, work, options.recording);
-        if (r || r.error() != errc::conflict) break;
+    for (auto const& o : batch.items) {
+        auto d = o.delivery;  // a copy: a retried transaction starts again from the leased state
+        if (o.defer_until) {
+            if (!d.defer(*o.defer_until)) continue;
+            if (auto s = uow.deliveries().save(d); !s && s.error() != errc::conflict) return s;
+            continue;
+        }
+        auto* sub = sub_of(d);
+        auto policy = sub ? sub->attempt_policy() : subscription_attempt_policy{};
+        delivery_attempt a{.attempt = d.data().attempts + 1,
+                           .http_status = o.status,
+                           .latency_ms = o.latency.count(),
+                           .response_excerpt = o.status ? std::optional(o.excerpt) : std::nullopt,
+                           .error = o.error,
+                           .attempted_at = o.attempted_at};
+        bool ok = o.status && *o.status >= 200 && *o.status < 300;
+        bool gone = o.status == 410;
+        result<void> applied;
+        if (ok) {
+            applied = d.record_success(std::move(a));
+        } else if (gone) {
+            applied = d.record_gone(std::move(a));
+        } else {
+            auto next = d.data().attempts + 2;
+            auto delay = jittered(sub ? sub->delay_before(next) : milliseconds(policy.initial_delay_ms));
+            if (o.retry_after) delay = std::min(*o.retry_after, milliseconds(policy.max_delay_ms));
+            applied = d.record_failure(std::move(a), now + delay);
+        }
+        if (!applied) continue;  // no longer sendable (e.g. replayed meanwhile): nothing to record
+        // A save that conflicts means another worker took the lease over: its outcome wins.
+        if (auto s = uow.deliveries().save(d); !s) {
+            if (s.error() == errc::conflict) continue;
+            return s;
+        }
+        if (ok)
+            ++batch.delivered;
+        else
+            ++batch.failed;
+        if (d.status() == delivery_status::dead_lettered) {
+            ++batch.dead;
+            auto last = d.data().delivery_attempts.back();
+            failures::classification c{
+                gone ? failures::failure_category::validation : failures::failure_category::transient,
+                last.http_status ? "http_" + std::to_string(*last.http_status) : "delivery_failed",
+                gone ? "the endpoint answered 410 Gone; the subscription was deactivated"
+                     : "delivery dead-lettered after " + std::to_string(d.data().attempts) + " attempts; last: " +
+                           (last.http_status ? "HTTP " + std::to_string(*last.http_status)
+                                             : last.error.value_or("no answer")),
+                failures::next_action::dead_letter, std::nullopt};
+            auto f =
+                failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
+            if (!f) return f.error();
+            if (auto s = uow.failures().save(*f); !s) return s;
+        }
+        if (!sub) continue;
+        if (gone) {
+            if (sub->active() && sub->deactivate("endpoint answered 410 Gone")) changed[sub->id()] = true;
+        } else {
+            auto before = sub->data().consecutive_failures;
+            if (sub->record_outcome(ok, options.disable_after)) ++batch.disabled;
+            if (sub->data().consecutive_failures != before || !sub->active()) changed[sub->id()] = true;
+        }
     }
-    if (!r) return r;
-    stats.delivered_total += delivered;
-    stats.failed_attempts_total += failed;
-    stats.dead_lettered_total += dead;
-    stats.subscriptions_disabled_total += disabled;
+    for (auto& [id, s] : subs)
+        if (s && changed[id])
+            if (auto r = uow.subscriptions().save(*s); !r) return r;
     return {};
 }
 
-result<std::size_t> delivery_worker::state::record_finished(bool all) {
-    std::vector<outcome> batch;
+// The outcomes commit on the store's writer while this thread goes on leasing and sending: no
+// thread waits for the commit. Until it is durable the leases hold, so a worker that dies
+// meanwhile loses nothing: the leases lapse and those deliveries are sent again, same webhook-id.
+void delivery_worker::state::record_tenant(std::shared_ptr<recording> batch) {
     {
         std::lock_guard lock(mutex);
-        if (all || record_ready()) batch.swap(finished);
+        ++recordings;
     }
-    if (batch.empty()) return std::size_t{0};
-    std::map<std::string, std::vector<outcome*>> by_tenant;
-    for (auto& o : batch) by_tenant[o.tenant_id].push_back(&o);
-    result<void> failed;
-    for (auto const& [tenant, items] : by_tenant)
-        if (auto r = record_tenant(tenant, items); !r) failed = r;  // other tenants still record
-    if (!failed) return failed.error();  // the unrecorded leases lapse and those deliveries go again
-    return batch.size();
+    auto ctx = request_context::for_tenant(batch->tenant_id, "delivery-worker");
+    store.transact_async(
+        ctx, [this, batch](storage::unit_of_work& uow) { return apply(uow, *batch); }, options.recording,
+        [this, batch](result<void> r) mutable { recorded(std::move(batch), std::move(r)); });
+}
+
+// On the store's writer thread: counts what committed, or hands back the outcomes of a unit that
+// conflicted (a subscription saved by someone else meanwhile) to be recorded again.
+void delivery_worker::state::recorded(std::shared_ptr<recording> batch, result<void> r) {
+    if (r) {
+        stats.delivered_total += batch->delivered;
+        stats.failed_attempts_total += batch->failed;
+        stats.dead_lettered_total += batch->dead;
+        stats.subscriptions_disabled_total += batch->disabled;
+    }
+    {
+        std::lock_guard lock(mutex);
+        if (!r && r.error() == errc::conflict && batch->items.front().record_tries + 1 < max_record_tries) {
+            if (finished.empty()) finished_since = steady::now();
+            for (auto& o : batch->items) {
+                ++o.record_tries;
+                finished.push_back(std::move(o));
+            }
+        } else if (!r) {
+            record_error = r.error();  // the unrecorded leases lapse and those deliveries go again
+        }
+        --recordings;
+    }
+    cv.notify_all();
+}
+
+std::size_t delivery_worker::state::record_finished(bool all) {
+    std::vector<outcome> taken;
+    {
+        std::lock_guard lock(mutex);
+        if (all || record_ready()) taken.swap(finished);
+    }
+    std::map<std::string, std::shared_ptr<recording>> by_tenant;
+    for (auto& o : taken) {
+        auto& b = by_tenant[o.tenant_id];
+        if (!b) b = std::make_shared<recording>(recording{o.tenant_id, {}});
+        b->items.push_back(std::move(o));
+    }
+    for (auto& [tenant, batch] : by_tenant) record_tenant(std::move(batch));
+    return taken.size();
+}
+
+// Waits until nothing is in flight and every outcome is committed (or failed to commit).
+result<std::size_t> delivery_worker::state::settle() {
+    std::size_t handed = 0;
+    while (true) {
+        {
+            std::unique_lock lock(mutex);
+            cv.wait(lock, [&] { return in_flight == 0 && recordings == 0; });
+            if (finished.empty()) {
+                if (auto e = std::exchange(record_error, std::nullopt)) return *e;
+                return handed;
+            }
+        }
+        handed += record_finished(true);
+    }
 }
 
 delivery_worker::delivery_worker(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
@@ -339,17 +396,19 @@ delivery_worker::delivery_worker(storage::store& store, credentials::secret_stor
 }
 
 delivery_worker::~delivery_worker() {
+    // Sends in flight are cancelled; what finished is recorded, and the commits are waited for
+    // (their callbacks use this state).
     s_->closing->cancel();
-    std::unique_lock lock(s_->mutex);
-    s_->cv.wait(lock, [&] { return s_->in_flight == 0; });
+    (void)s_->settle();
 }
 
 result<std::size_t> delivery_worker::sweep() {
     auto& s = *s_;
-    if (auto r = s.record_finished(false); !r) return r.error();
+    s.record_finished(false);
     std::size_t free;
     {
         std::lock_guard lock(s.mutex);
+        if (auto e = std::exchange(s.record_error, std::nullopt)) return *e;
         if (!s.claim_ready()) return std::size_t{0};
         free = s.options.max_in_flight - std::min(s.in_flight, s.options.max_in_flight);
     }
@@ -400,11 +459,7 @@ result<std::size_t> delivery_worker::sweep() {
 }
 
 result<std::size_t> delivery_worker::drain() {
-    {
-        std::unique_lock lock(s_->mutex);
-        s_->cv.wait(lock, [&] { return s_->in_flight == 0; });
-    }
-    return s_->record_finished(true);
+    return s_->settle();
 }
 
 void delivery_worker::run(std::atomic<bool> const& stop) {

@@ -750,6 +750,36 @@ INSERT INTO inbound_webhooks VALUES ('t1', 'conn-1', 'github', 'inbound-webhook.
     sqlite3_close(db);
 }
 
+/** Whether this process maps `path` into memory (a line of /proc/self/maps names it). */
+bool mapped(std::string const& path) {
+    std::ifstream maps("/proc/self/maps");
+    for (std::string line; std::getline(maps, line);)
+        if (line.ends_with(" " + path)) return true;
+    return false;
+}
+
+TEST(sqlite_store, the_file_is_read_without_a_memory_map_unless_one_is_asked_for) {
+    temp_dir dir;
+    auto path = std::filesystem::canonical(dir.path()).string() + "/integration.db";
+    auto write_and_read = [&](storage::store& s, std::size_t providers) {
+        must(s.transact(tenant("t1"), [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(tenant("t1"), system_clock::instance().now(),
+                                                                         provider_spec("p" + std::to_string(providers))));
+            return uow.providers().save(p);
+        }));
+        EXPECT_EQ(count_providers(s, tenant("t1")), providers);
+    };
+    {
+        // By default mapped pages never count in the process's resident set.
+        auto s = must(storage::open_sqlite_store({.path = path}));
+        write_and_read(*s, 1);
+        EXPECT_FALSE(mapped(path));
+    }
+    auto s = must(storage::open_sqlite_store({.path = path, .mmap_bytes = 1 << 20}));
+    write_and_read(*s, 2);
+    EXPECT_TRUE(mapped(path));
+}
+
 TEST(sqlite_store, a_former_host_db_is_imported_and_the_store_keeps_its_own_rows) {
     temp_dir dir;
     legacy_host_db(dir.file("host.db"));

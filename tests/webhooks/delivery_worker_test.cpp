@@ -328,6 +328,28 @@ TEST_F(delivery_worker_test, a_stale_lease_is_dropped_silently) {
     EXPECT_EQ(w_.delivery(id).data().attempts, 1);
 }
 
+TEST_F(delivery_worker_test, answered_deliveries_are_recorded_when_the_worker_stops_without_draining) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto ids = w_.deliver_many(sub, 40);
+    {
+        auto worker = make_worker({.max_in_flight = 20, .batch = 20});
+        must(worker.sweep());
+        for (int i = 0; i < 2'000 && worker.stats().in_flight.load() > 0; ++i) std::this_thread::sleep_for(5ms);
+        // The first 20 go to the store's writer with the next sweep, which does not wait for their
+        // commit and starts the other 20; those are answered and never handed over by a sweep.
+        must(worker.sweep());
+        for (int i = 0; i < 2'000 && receiver.requests().size() < 40; ++i) std::this_thread::sleep_for(5ms);
+        for (int i = 0; i < 2'000 && worker.stats().in_flight.load() > 0; ++i) std::this_thread::sleep_for(5ms);
+    }  // destroyed: it records what was answered and waits for every commit it started
+    EXPECT_EQ(receiver.requests().size(), 40u);
+    for (auto const& id : ids) {
+        auto d = w_.delivery(id);
+        EXPECT_EQ(d.status(), delivery_status::delivered) << id;
+        EXPECT_EQ(d.data().attempts, 1) << id;
+    }
+}
+
 TEST_F(delivery_worker_test, run_sends_what_is_published_until_stopped) {
     keep_alive_server receiver([](received_request const&) { return answer(200); });
     auto sub = w_.subscribe(w_.url(receiver.port()));

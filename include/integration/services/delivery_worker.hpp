@@ -74,12 +74,15 @@ public:
     delivery_worker(delivery_worker const&) = delete;
     delivery_worker& operator=(delivery_worker const&) = delete;
 
-    /** Records the sends that finished, then leases due deliveries (up to the free in-flight
-     *  slots) and starts them. Returns how many it started. While sends are in flight, both wait
-     *  for a quarter of a batch (finished outcomes, free slots), so each transaction carries many
-     *  deliveries; an outcome waits at most 50 ms to be recorded. */
+    /** Hands the sends that finished to the store (`store::transact_async`: they commit on its
+     *  writer while this goes on), then leases due deliveries (up to the free in-flight slots) and
+     *  starts them. Returns how many it started, or the error of a recording that failed since the
+     *  last call (those leases lapse and the deliveries are sent again). While sends are in
+     *  flight, both wait for a quarter of a batch (finished outcomes, free slots), so each
+     *  transaction carries many deliveries; an outcome waits at most 50 ms to be recorded. */
     result<std::size_t> sweep();
-    /** Waits until nothing is in flight and records every outcome. Returns how many it recorded. */
+    /** Waits until nothing is in flight and every outcome is committed. Returns how many outcomes
+     *  it recorded itself. The destructor does the same after cancelling the sends in flight. */
     result<std::size_t> drain();
     /** Sweeps until `stop` is set, waiting `idle_poll` (or until `notify`) when nothing is due;
      *  then drains. */

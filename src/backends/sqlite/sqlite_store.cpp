@@ -910,9 +910,11 @@ std::optional<file_identity> identify(std::string const& path) {
     return file_identity{st.st_dev, st.st_ino};
 }
 
-// Pages are read through a memory map: a reader whose cache a commit invalidated then re-reads
-// pages without a pread system call per page.
-constexpr std::string_view mmap_pragma = "PRAGMA mmap_size = 268435456";
+// With a memory map, a reader whose cache a commit invalidated re-reads pages without a pread
+// system call per page; the mapped pages then count in the process's RSS.
+std::string mmap_pragma(sqlite_options const& o) {
+    return "PRAGMA mmap_size = " + std::to_string(o.mmap_bytes);
+}
 
 class sqlite_store final : public store {
 public:
@@ -1310,7 +1312,7 @@ private:
     result<std::unique_ptr<database>> open_reader() {
         auto db = database::open(o_.path, false, static_cast<int>(o_.busy_timeout.count()));
         if (!db) return db.error();
-        if (auto r = (*db)->exec(std::string("PRAGMA foreign_keys = ON; PRAGMA query_only = ON; ").append(mmap_pragma)); !r) return r.error();
+        if (auto r = (*db)->exec(std::string("PRAGMA foreign_keys = ON; PRAGMA query_only = ON; ").append(mmap_pragma(o_))); !r) return r.error();
         return db;
     }
 
@@ -1391,7 +1393,7 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
     // picks FULL or NORMAL per batch from the durability its units asked for.
     if (auto r = w.exec("PRAGMA journal_mode = WAL"); !r) return r.error();
     if (auto r = w.exec("PRAGMA synchronous = FULL"); !r) return r.error();
-    if (auto r = w.exec(std::string("PRAGMA foreign_keys = ON; ").append(mmap_pragma)); !r) return r.error();
+    if (auto r = w.exec(std::string("PRAGMA foreign_keys = ON; ").append(mmap_pragma(o))); !r) return r.error();
     if (auto r = sqlite::migrate(w); !r) return r.error();
     if (auto r = w.exec("PRAGMA synchronous = NORMAL"); !r) return r.error();
     auto id = identify(o.path);

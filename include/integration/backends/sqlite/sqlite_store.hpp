@@ -27,6 +27,11 @@ struct sqlite_options {
     std::chrono::milliseconds busy_timeout{5'000};  ///< How long to wait for another process's lock.
     std::size_t max_batch = 512;              ///< Most units of work committed together.
     std::size_t readers = 4;                  ///< Pooled read connections.
+    /** Bytes of the database file each connection reads through a memory map (`PRAGMA mmap_size`);
+     *  0 reads with `pread`. Mapped pages count in the process's resident set (`VmRSS`) once
+     *  read, up to this size per file, so the default keeps the RSS to what the page cache
+     *  does not hold; see bench/README.md for what a map gains. */
+    std::size_t mmap_bytes = 0;
     bool group_commit = true;                 ///< False commits each unit alone (for comparison).
     integration::clock const* clock = nullptr;  ///< Timestamps; the system clock when null.
     std::string source = "integration";       ///< The envelope `source` of events written here.
