@@ -2,16 +2,10 @@
 #include <integration/ports/transport.hpp>
 
 #include <curl/curl.h>
-#include <sys/epoll.h>
-#include <sys/eventfd.h>
-#include <unistd.h>
 
 #include <algorithm>
 #include <array>
 #include <cctype>
-#include <cerrno>
-#include <chrono>
-#include <cstdint>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -153,9 +147,7 @@ void complete(flight& f, result<response> r) noexcept {
 class curl_transport;
 
 /** The event loop of `start`: one thread driving a libcurl multi handle, whose connection cache
- *  keeps connections alive across calls. Other threads only queue calls and wake it. libcurl is
- *  driven with `curl_multi_socket_action` on epoll: a wake-up serves only the sockets that are
- *  ready, not every transfer in flight (`curl_multi_perform` visits them all, each with a read). */
+ *  keeps connections alive across calls. Other threads only queue calls and wake it. */
 class event_loop {
 public:
     explicit event_loop(curl_transport& owner);
@@ -170,20 +162,13 @@ private:
     void add(std::unique_ptr<flight> f);
     void finish(CURL* h, CURLcode rc);
     void cancel(CURL* h, char const* why);
-    void act(curl_socket_t s, int events);
-    void wake() noexcept;
-    static int on_socket(CURL*, curl_socket_t s, int what, void* self, void*);
-    static int on_timer(CURLM*, long timeout_ms, void* self);
 
     curl_transport& owner_;
     CURLM* multi_;
-    int epoll_ = -1;
-    int wakeup_ = -1;  // an eventfd: written by `submit` and the destructor
     std::mutex mutex_;
     std::vector<std::unique_ptr<flight>> queue_;
     bool stopping_ = false;
     std::unordered_map<CURL*, std::unique_ptr<flight>> active_;  // the loop thread's own
-    std::optional<std::chrono::steady_clock::time_point> timer_;   // libcurl's next timeout (loop thread)
     std::thread thread_;
 };
 
@@ -315,22 +300,7 @@ private:
     std::unique_ptr<event_loop> loop_;  // last: stopped (its calls cancelled) before anything above goes
 };
 
-event_loop::event_loop(curl_transport& owner)
-    : owner_(owner), multi_(curl_multi_init()), epoll_(::epoll_create1(EPOLL_CLOEXEC)),
-      wakeup_(::eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK)) {
-    if (multi_ && epoll_ >= 0 && wakeup_ >= 0) {
-        epoll_event ev{};
-        ev.events = EPOLLIN;
-        ev.data.fd = wakeup_;
-        ::epoll_ctl(epoll_, EPOLL_CTL_ADD, wakeup_, &ev);
-        curl_multi_setopt(multi_, CURLMOPT_SOCKETFUNCTION, on_socket);
-        curl_multi_setopt(multi_, CURLMOPT_SOCKETDATA, this);
-        curl_multi_setopt(multi_, CURLMOPT_TIMERFUNCTION, on_timer);
-        curl_multi_setopt(multi_, CURLMOPT_TIMERDATA, this);
-    } else if (multi_) {
-        curl_multi_cleanup(multi_);
-        multi_ = nullptr;  // every call then fails with "libcurl could not start a transfer"
-    }
+event_loop::event_loop(curl_transport& owner) : owner_(owner), multi_(curl_multi_init()) {
     thread_ = std::thread([this] { run(); });
 }
 
@@ -339,7 +309,7 @@ event_loop::~event_loop() {
         std::lock_guard lock(mutex_);
         stopping_ = true;
     }
-    wake();
+    if (multi_) curl_multi_wakeup(multi_);
     thread_.join();
     for (auto& [h, f] : active_) {
         curl_multi_remove_handle(multi_, h);
@@ -348,53 +318,18 @@ event_loop::~event_loop() {
     active_.clear();
     for (auto& f : queue_) complete(*f, error{errc::cancelled, "the transport closed before the call was sent"});
     if (multi_) curl_multi_cleanup(multi_);
-    if (wakeup_ >= 0) ::close(wakeup_);
-    if (epoll_ >= 0) ::close(epoll_);
-}
-
-void event_loop::wake() noexcept {
-    if (wakeup_ < 0) return;
-    std::uint64_t one = 1;
-    [[maybe_unused]] auto n = ::write(wakeup_, &one, sizeof one);  // a full counter is awake anyway
 }
 
 void event_loop::submit(std::unique_ptr<flight> f) {
-    bool first = false;
     {
         std::lock_guard lock(mutex_);
         if (!stopping_) {
-            first = queue_.empty();
             queue_.push_back(std::move(f));
             f = nullptr;
         }
     }
     if (f) complete(*f, error{errc::cancelled, "the transport is closing"});
-    else if (first) wake();  // a non-empty queue has woken the loop already
-}
-
-// libcurl says which events a socket waits for; the epoll set follows.
-int event_loop::on_socket(CURL*, curl_socket_t s, int what, void* self, void*) {
-    auto* loop = static_cast<event_loop*>(self);
-    if (what == CURL_POLL_REMOVE) {
-        ::epoll_ctl(loop->epoll_, EPOLL_CTL_DEL, s, nullptr);
-        return 0;
-    }
-    epoll_event ev{};
-    constexpr auto in = static_cast<std::uint32_t>(EPOLLIN), out = static_cast<std::uint32_t>(EPOLLOUT);
-    ev.events = (what & CURL_POLL_IN ? in : 0u) | (what & CURL_POLL_OUT ? out : 0u);
-    ev.data.fd = s;
-    if (::epoll_ctl(loop->epoll_, EPOLL_CTL_MOD, s, &ev) != 0 && errno == ENOENT)
-        ::epoll_ctl(loop->epoll_, EPOLL_CTL_ADD, s, &ev);
-    return 0;
-}
-
-int event_loop::on_timer(CURLM*, long timeout_ms, void* self) {
-    auto* loop = static_cast<event_loop*>(self);
-    if (timeout_ms < 0)
-        loop->timer_.reset();
-    else
-        loop->timer_ = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms);
-    return 0;
+    else curl_multi_wakeup(multi_);
 }
 
 void event_loop::add(std::unique_ptr<flight> f) {
@@ -437,19 +372,9 @@ void event_loop::cancel(CURL* h, char const* why) {
     complete(*f, error{errc::cancelled, why});
 }
 
-void event_loop::act(curl_socket_t s, int events) {
-    int running = 0;
-    curl_multi_socket_action(multi_, s, events, &running);
-    int left = 0;
-    while (CURLMsg* m = curl_multi_info_read(multi_, &left))
-        if (m->msg == CURLMSG_DONE) finish(m->easy_handle, m->data.result);  // read before the handle goes
-}
-
 void event_loop::run() {
     std::vector<std::unique_ptr<flight>> incoming;
     std::vector<CURL*> cancelled;
-    std::array<epoll_event, 64> events{};
-    using steady = std::chrono::steady_clock;
     for (;;) {
         {
             std::lock_guard lock(mutex_);
@@ -458,6 +383,11 @@ void event_loop::run() {
         }
         for (auto& f : incoming) add(std::move(f));
         incoming.clear();
+        int running = 0;
+        curl_multi_perform(multi_, &running);
+        int left = 0;
+        while (CURLMsg* m = curl_multi_info_read(multi_, &left))
+            if (m->msg == CURLMSG_DONE) finish(m->easy_handle, m->data.result);  // read before the handle goes
         // A cancelled call ends at once, not at libcurl's next progress callback.
         bool watching = false;
         for (auto const& [h, f] : active_) {
@@ -467,29 +397,7 @@ void event_loop::run() {
         }
         for (auto* h : cancelled) cancel(h, "the call was cancelled while in flight");
         cancelled.clear();
-        if (timer_ && *timer_ <= steady::now()) {
-            timer_.reset();
-            act(CURL_SOCKET_TIMEOUT, 0);
-            continue;  // the timeout may have started or ended transfers: look again before waiting
-        }
-        long wait_ms = watching ? 50 : 1000;
-        if (timer_)
-            wait_ms = std::min<long>(
-                wait_ms, std::chrono::ceil<std::chrono::milliseconds>(*timer_ - steady::now()).count());
-        int n = epoll_ >= 0 ? ::epoll_wait(epoll_, events.data(), static_cast<int>(events.size()),
-                                           static_cast<int>(std::max<long>(wait_ms, 0)))
-                            : 0;
-        for (int i = 0; i < n; ++i) {
-            auto const& e = events[static_cast<std::size_t>(i)];
-            if (e.data.fd == wakeup_) {
-                std::uint64_t count = 0;
-                [[maybe_unused]] auto r = ::read(wakeup_, &count, sizeof count);
-                continue;
-            }
-            int mask = (e.events & EPOLLIN ? CURL_CSELECT_IN : 0) | (e.events & EPOLLOUT ? CURL_CSELECT_OUT : 0) |
-                       (e.events & (EPOLLERR | EPOLLHUP) ? CURL_CSELECT_ERR : 0);
-            act(e.data.fd, mask);
-        }
+        curl_multi_poll(multi_, nullptr, 0, watching ? 50 : 1000, nullptr);
     }
 }
 
