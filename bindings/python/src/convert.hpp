@@ -5,6 +5,7 @@
 // keys, aware `datetime`s). Members whose keys belong to the caller (a connection's
 // `configuration`, a subscription's `filter`, an event's `data`, `headers`) are copied as they are.
 
+#include <integration/core/json.hpp>
 #include <integration/core/time.hpp>
 
 #include <boost/json/value.hpp>
@@ -12,6 +13,9 @@
 
 #include <string>
 #include <string_view>
+#include <tuple>
+#include <type_traits>
+#include <vector>
 
 namespace integration::python {
 
@@ -34,6 +38,76 @@ boost::json::value to_json_value(py::handle h, bool rename, std::string const& w
 
 py::object to_datetime(time_point t);
 time_point from_datetime(py::handle h, std::string const& what);
+
+/** The snake_case Python key of a field name (a literal of a `json_fields()` list), made and
+ *  interned once per name; borrowed. Call with the GIL held. */
+PyObject* field_key(std::string_view camel);
+/** A JSON member of a described struct as `to_python` renders it inside the library's JSON: the
+ *  keys of caller-keyed members (`configuration`, `filter`, `data`, `headers`) as they are. */
+py::object json_member_to_python(std::string_view name, boost::json::value const& v);
+
+// Described structs straight to Python, field by field, as `to_python(to_json(v))` would give
+// them, without building the JSON first (what each result of the module costs).
+inline py::object typed_to_python(std::string const& v) { return py::str(v); }
+inline py::object typed_to_python(bool v) { return py::bool_(v); }
+inline py::object typed_to_python(std::int64_t v) { return py::int_(v); }
+inline py::object typed_to_python(int v) { return py::int_(v); }
+inline py::object typed_to_python(double v) { return py::float_(v); }
+inline py::object typed_to_python(time_point v) { return to_datetime(v); }
+template <named_enum E>
+py::object typed_to_python(E e) {
+    auto s = to_string(e);
+    return py::str(s.data(), s.size());
+}
+template <class T>
+py::object typed_to_python(std::vector<T> const& v);
+template <json_described T>
+py::object typed_to_python(T const& v);
+
+/** The listed fields of `v` into `out` (an empty optional is left out, as `write_fields` does). */
+template <json_described T>
+void fields_to_python(py::dict& out, T const& v) {
+    std::apply(
+        [&](auto const&... f) {
+            (
+                [&] {
+                    auto const& m = v.*(f.member);
+                    using M = std::remove_cvref_t<decltype(m)>;
+                    auto put = [&](auto const& value) {
+                        using V = std::remove_cvref_t<decltype(value)>;
+                        py::object o;
+                        if constexpr (std::is_same_v<V, boost::json::value>)
+                            o = json_member_to_python(f.name, value);
+                        else if constexpr (std::is_same_v<V, boost::json::object>)
+                            o = json_member_to_python(f.name, boost::json::value(value));
+                        else
+                            o = typed_to_python(value);
+                        if (PyDict_SetItem(out.ptr(), field_key(f.name), o.ptr()) != 0) throw py::error_already_set();
+                    };
+                    if constexpr (detail::is_optional<M>::value) {
+                        if (m) put(*m);
+                    } else {
+                        put(m);
+                    }
+                }(),
+                ...);
+        },
+        T::json_fields());
+}
+
+template <class T>
+py::object typed_to_python(std::vector<T> const& v) {
+    py::list out(v.size());
+    for (std::size_t i = 0; i < v.size(); ++i) out[i] = typed_to_python(v[i]);
+    return out;
+}
+
+template <json_described T>
+py::object typed_to_python(T const& v) {
+    py::dict out;
+    fields_to_python(out, v);
+    return out;
+}
 
 }  // namespace integration::python
 

@@ -305,15 +305,19 @@ storage::page_request page_of(std::size_t limit, std::optional<std::string> curs
 
 // ---- results -----------------------------------------------------------------------------------
 
+/** An aggregate as a dict: its fields and, under `metadata`, its audit fields. */
 template <class A>
-py::object render(A const& a) {
-    return to_python(aggregate_to_json(a));
+py::dict render(A const& a) {
+    py::dict d;
+    fields_to_python(d, a.data());
+    d["metadata"] = typed_to_python(a.meta());
+    return d;
 }
 
 py::object render_credential(credentials::integration_credential const& c) {
-    auto o = aggregate_to_json(c);
-    if (auto const* v = c.active_version()) o["activeVersion"] = v->version;
-    return to_python(o);
+    auto d = render(c);
+    if (auto const* v = c.active_version()) d["active_version"] = v->version;
+    return d;
 }
 
 template <class T, class R>
@@ -327,9 +331,7 @@ py::dict render_page(storage::page<T> const& p, R const& render_one) {
 }
 
 py::dict render_outcome(runs::run_outcome const& out) {
-    auto o = aggregate_to_json(out.run);
-    o.erase("response");
-    py::dict d = to_python(o);
+    py::dict d = render(out.run);
     if (out.response) {
         py::dict headers;
         for (auto const& [k, v] : out.response->headers) headers[py::str(k)] = py::str(v);
