@@ -7,7 +7,6 @@
 #include <array>
 #include <chrono>
 #include <cmath>
-#include <unordered_map>
 
 namespace integration::python {
 namespace {
@@ -82,21 +81,11 @@ time_point from_datetime(py::handle h, std::string const& what) {
     return from_unix_ms(static_cast<std::int64_t>(std::llround(seconds * 1000.0)));
 }
 
-PyObject* field_key(std::string_view camel) {
-    // Keyed by the literal's address: a few dozen names, each made once and kept (never freed).
-    static std::unordered_map<char const*, PyObject*> keys;
-    auto [it, added] = keys.try_emplace(camel.data(), nullptr);
-    if (added) {
-        auto snake = snake_case(camel);
-        PyObject* key = PyUnicode_FromStringAndSize(snake.data(), static_cast<Py_ssize_t>(snake.size()));
-        if (!key) {
-            keys.erase(it);
-            throw py::error_already_set();
-        }
-        PyUnicode_InternInPlace(&key);
-        it->second = key;
-    }
-    return it->second;
+PyObject* interned(std::string_view text) {
+    PyObject* s = PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size()));
+    if (!s) throw py::error_already_set();
+    PyUnicode_InternInPlace(&s);
+    return s;
 }
 
 py::object json_member_to_python(std::string_view name, boost::json::value const& v) {
