@@ -1,21 +1,37 @@
 #!/usr/bin/env python3
-"""The same governed run executed from Python (Tenant.execute) and from C++ (a loop in the module,
-integration._execute_from_cpp), in one process, on one platform, against one keep-alive vendor on
-loopback (a separate process). The difference per call is what the binding adds: arguments in,
-the GIL released and taken back, the run and the vendor's answer out as a dict.
+"""What the Python binding adds to a call: the same calls made from Python and from C++ (loops in
+the module, integration._execute_from_cpp / _get_run_from_cpp), in one process, on one platform,
+timed the same way from Python, in interleaved blocks.
 
-Usage: PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py [--iterations N] [--rounds R]
+- execute: a governed run (API-key credential, egress check, breaker, pooled libcurl) against one
+  keep-alive vendor on loopback (a separate process), recorded write-behind with deferred
+  durability, so that no fsync sits in the timed path of either side.
+- get_run: a cheap read (one run by id from SQLite): the binding's conversions (arguments in, the
+  GIL released and taken back, the aggregate out as a dict with datetimes) against the read alone.
+- attribute: `Tenant.tenant_id`, the smallest call through pybind11 (the dispatch floor).
+
+Each round times one block of calls from each side (which side goes first alternates) and takes
+the difference per call; the figures are medians over the rounds, of the wall clock and of the
+calling thread's CPU time (the binding's work is all on that thread).
+
+Usage: PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py [--rounds R] [--runs N] [--reads N]
 (build with -DINTEGRATION_BUILD_PYTHON=ON; figures in bench/README.md, "Python binding")
 """
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
+from typing import Callable
 
 import integration
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
+from governed_run import connect  # noqa: E402  (the example's set-up: provider, client, credential, connection)
 
 # A keep-alive vendor: every request gets `200 ok`, on one socket per client, until it closes.
 VENDOR = r'''
@@ -48,71 +64,89 @@ while True:
     threading.Thread(target=serve, args=(c,), daemon=True).start()
 '''
 
+Block = Callable[[int], None]
+
+
+def timed(block: Block, n: int) -> tuple[float, float]:
+    """Microseconds per call of `block(n)`: wall clock and the calling thread's CPU."""
+    start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
+    block(n)
+    return (time.perf_counter_ns() - start) / n / 1000, (time.thread_time_ns() - start_cpu) / n / 1000
+
+
+def compare(name: str, python: Block, cpp: Block, n: int, rounds: int, baseline: str = "from C++") -> None:
+    python(max(1, n // 5))  # warm up both: pooled connection, caches, SQLite pages
+    cpp(max(1, n // 5))
+    py_side, cpp_side = [], []
+    for r in range(rounds):
+        if r % 2:
+            cpp_side.append(timed(cpp, n))
+            py_side.append(timed(python, n))
+        else:
+            py_side.append(timed(python, n))
+            cpp_side.append(timed(cpp, n))
+    median = statistics.median
+    print(f"{name}: {rounds} rounds of {n} calls from each side (us per call, medians over the rounds)")
+    for side, xs in ((baseline, cpp_side), ("from Python", py_side)):
+        walls = [w for w, _ in xs]
+        print(f"  {side:<12}: wall {median(walls):8.2f} (rounds {min(walls):.2f}-{max(walls):.2f})   "
+              f"calling thread's CPU {median([c for _, c in xs]):8.2f}")
+    wall = [p[0] - c[0] for p, c in zip(py_side, cpp_side)]
+    cpu = [p[1] - c[1] for p, c in zip(py_side, cpp_side)]
+    print(f"  binding adds: {median(cpu):.2f} us of CPU per call ({median(wall):.2f} us wall-clock; "
+          f"per-round CPU difference {min(cpu):.2f} to {max(cpu):.2f})")
+
 
 def main() -> int:
     args = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    args.add_argument("--iterations", type=int, default=5000, help="runs from each side")
-    args.add_argument("--durable", action="store_true", help="record each run with an fsync (default: deferred)")
+    args.add_argument("--rounds", type=int, default=20, help="blocks from each side, interleaved")
+    args.add_argument("--runs", type=int, default=500, help="governed runs per block")
+    args.add_argument("--reads", type=int, default=5000, help="reads (and attribute gets) per block")
     opts = args.parse_args()
 
     vendor = subprocess.Popen([sys.executable, "-c", VENDOR], stdout=subprocess.PIPE, text=True)
     try:
-        port = int(vendor.stdout.readline())
-        url = f"http://127.0.0.1:{port}"
+        assert vendor.stdout
+        url = f"http://127.0.0.1:{int(vendor.stdout.readline())}"
         with tempfile.TemporaryDirectory() as data, \
                 integration.open(data_dir=data, egress_allow=["127.0.0.0/8"], start_workers=False,
-                                 durable=opts.durable) as p:
+                                 durable=False, write_behind=True) as p:
             t = p.tenant("bench")
-            provider = t.register_provider(key="acme", display_name="Acme", base_url=url, capabilities=["sms.send"])
-            client = t.register_client(provider["provider_id"], assembly_name="Acme.Sms", version="1.0.0",
-                                       capabilities=["sms.send"],
-                                       operations=[{"operation": "sms.send", "method": "POST", "path": "/v1/messages"}])
-            t.activate_client(client["api_client_id"])
-            t.activate_provider(provider["provider_id"])
-            key = t.create_credential(provider_id=provider["provider_id"], secret=b"bench-key")
-            conn = t.create_connection(provider_id=provider["provider_id"], project_id="p1", display_name="Acme",
-                                       credential_id=key["credential_id"])["connection_id"]
+            conn = connect(t, url)["connection_id"]
+            run_id = t.execute(connection_id=conn, operation="sms.send")["run_id"]
+            for _ in range(1000):  # recorded behind the call: wait for it (get_run reads it)
+                try:
+                    t.get_run(run_id)
+                    break
+                except integration.NotFound:
+                    time.sleep(0.01)
+            print(f"load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
-            def from_python() -> tuple[float, float]:
-                start, start_cpu = time.perf_counter_ns(), time.thread_time_ns()
-                t.execute(connection_id=conn, operation="sms.send")
-                return (time.perf_counter_ns() - start) / 1000, (time.thread_time_ns() - start_cpu) / 1000
+            def execute_py(n: int) -> None:
+                for _ in range(n):
+                    t.execute(connection_id=conn, operation="sms.send")
 
-            def from_cpp() -> tuple[float, float]:  # timed inside C++, around the same call
-                wall, cpu = integration._execute_from_cpp(t, conn, "sms.send", 1)
-                return wall / 1000, cpu / 1000
+            def get_run_py(n: int) -> None:
+                for _ in range(n):
+                    t.get_run(run_id)
 
-            for _ in range(200):  # warm up: pooled connection, caches, SQLite pages
-                from_python()
-            # One run from each side in turn, so that load from elsewhere falls on both alike.
-            # Wall-clock medians show the run; the calling thread's CPU time shows what the
-            # binding adds without the waits (vendor, store writer) that other load stretches.
-            # Which side goes first alternates too: a run costs more right after another one (the
-            # store writer and the blob folders are busy with it).
-            cpp, py = [], []
-            for i in range(opts.iterations):
-                if i % 2:
-                    cpp.append(from_cpp())
-                    py.append(from_python())
-                else:
-                    py.append(from_python())
-                    cpp.append(from_cpp())
+            def attribute_py(n: int) -> None:
+                for _ in range(n):
+                    t.tenant_id
+
+            def loop_only(n: int) -> None:
+                for _ in range(n):
+                    pass
+
+            compare("execute", execute_py, lambda n: integration._execute_from_cpp(t, conn, "sms.send", n),
+                    opts.runs, opts.rounds)
+            compare("get_run", get_run_py, lambda n: integration._get_run_from_cpp(t, run_id, n),
+                    opts.reads, opts.rounds)
+            compare("attribute", attribute_py, loop_only, opts.reads, opts.rounds, baseline="empty loop")
+            print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     finally:
         vendor.kill()
         vendor.wait()
-
-    recording = "durable" if opts.durable else "deferred-durability"
-    print(f"{opts.iterations} runs from C++ and {opts.iterations} from Python, alternated, {recording} SQLite, "
-          f"keep-alive vendor on loopback (us per run)")
-    median = statistics.median
-    for name, xs in (("from C++", cpp), ("from Python", py)):
-        walls = [w for w, _ in xs]
-        q = statistics.quantiles(walls, n=10)
-        print(f"  {name:<12}: wall median {median(walls):7.1f}  p10 {q[0]:7.1f}  p90 {q[-1]:7.1f}   "
-              f"calling thread's CPU median {median([c for _, c in xs]):6.1f}")
-    wall = median([w for w, _ in py]) - median([w for w, _ in cpp])
-    cpu = median([c for _, c in py]) - median([c for _, c in cpp])
-    print(f"  binding adds: {cpu:.1f} us of CPU per run ({wall:.1f} us wall-clock, medians)")
     return 0
 
 

@@ -2,7 +2,7 @@
 
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Callable, Mapping, Optional, Sequence, TypedDict, Union
+from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Protocol, Sequence, TypedDict, Union
 
 __version__: str
 
@@ -12,6 +12,19 @@ Json = Any
 #: delivery): snake_case keys, ``datetime`` for times, ``metadata`` with its audit fields.
 Record = dict[str, Any]
 Secret = Union[bytes, bytearray, str]
+#: A raw request body, exactly as received.
+Body = Union[bytes, bytearray, memoryview]
+
+class SecretBytes(bytes):
+    """A secret the library generated (a subscription's signing secret), handed over once:
+    use it as any ``bytes``; ``repr()`` and ``str()`` never show it."""
+
+class _HeaderItems(Protocol):
+    def items(self) -> Iterable[tuple[str, str]]: ...
+
+#: Request headers as received: a mapping (``dict``, ``http.client.HTTPMessage``: repeated names
+#: are kept) or a sequence of ``(name, value)`` pairs.
+Headers = Union[_HeaderItems, Iterable[tuple[str, str]]]
 
 class Page(TypedDict):
     items: list[Record]
@@ -26,6 +39,23 @@ class Publication(TypedDict):
     event_id: str
     delivery_ids: list[str]
     repeated: bool
+
+class InboundEndpoint(TypedDict):
+    connection_id: str
+    scheme: str
+
+class InboundOutcome(TypedDict):
+    """What ``Platform.receive_webhook`` did: ``reason`` (e.g. ``'signature-mismatch'``) and
+    ``detail`` are set when it was rejected, the identity when accepted or a duplicate."""
+
+    outcome: Literal["accepted", "duplicate", "rejected"]
+    delivery_id: Optional[str]
+    tenant_id: Optional[str]
+    provider_delivery_id: Optional[str]
+    event_type: Optional[str]
+    signed_at: Optional[datetime]
+    reason: Optional[str]
+    detail: Optional[str]
 
 class Error(Exception):
     """An error of the library; ``code`` names it (e.g. ``'not_found'``)."""
@@ -78,6 +108,16 @@ class Platform:
     @property
     def data_dir(self) -> str: ...
     def tenant(self, tenant_id: str, actor: str = "system", *, admin: bool = False) -> Tenant: ...
+    def receive_webhook(
+        self,
+        connection_id: str,
+        *,
+        headers: Headers,
+        body: Body,
+        url: str = "",
+        content_type: Optional[str] = None,
+    ) -> InboundOutcome:
+        """Receives one vendor request (unauthenticated: the connection names the tenant)."""
     def close(self) -> None: ...
     def __enter__(self) -> Platform: ...
     def __exit__(
@@ -235,12 +275,13 @@ class Tenant:
         ordered: bool = False,
         max_per_second: Optional[float] = None,
     ) -> Record:
-        """The subscription, with its generated ``signing_secret`` (shown this once)."""
+        """The subscription, with its generated ``signing_secret`` (a :class:`SecretBytes`, shown this once)."""
     def get_subscription(self, subscription_id: str) -> Record: ...
     def list_subscriptions(self, *, limit: int = 50, cursor: Optional[str] = None) -> Page: ...
     def deactivate_subscription(self, subscription_id: str, *, reason: str = "deactivated by the caller") -> Record: ...
     def reactivate_subscription(self, subscription_id: str) -> Record: ...
-    def rotate_subscription_secret(self, subscription_id: str) -> Record: ...
+    def rotate_subscription_secret(self, subscription_id: str) -> Record:
+        """The subscription, with its new ``signing_secret`` (a :class:`SecretBytes`, shown this once)."""
     def recover_subscription(self, subscription_id: str, *, since: datetime) -> list[str]: ...
     def publish(self, event_type: str, payload: Json, *, idempotency_key: Optional[str] = None) -> Publication: ...
     def get_delivery(self, delivery_id: str) -> Record: ...
@@ -258,4 +299,10 @@ class Tenant:
     ) -> Page: ...
     def replay_delivery(self, delivery_id: str) -> Record: ...
 
-def _execute_from_cpp(tenant: Tenant, connection_id: str, operation: str, iterations: int) -> tuple[int, int]: ...
+    # inbound webhooks (Platform.receive_webhook receives them)
+    def register_inbound_endpoint(self, connection_id: str, *, scheme: str, secret: Secret) -> InboundEndpoint: ...
+    def rotate_inbound_secret(self, connection_id: str, *, secret: Secret) -> InboundEndpoint: ...
+    def get_inbound_payload(self, delivery_id: str) -> bytes: ...
+
+def _execute_from_cpp(tenant: Tenant, connection_id: str, operation: str, iterations: int) -> None: ...
+def _get_run_from_cpp(tenant: Tenant, run_id: str, iterations: int) -> None: ...

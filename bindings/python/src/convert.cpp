@@ -81,6 +81,17 @@ time_point from_datetime(py::handle h, std::string const& what) {
     return from_unix_ms(static_cast<std::int64_t>(std::llround(seconds * 1000.0)));
 }
 
+PyObject* interned(std::string_view text) {
+    PyObject* s = PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size()));
+    if (!s) throw py::error_already_set();
+    PyUnicode_InternInPlace(&s);
+    return s;
+}
+
+py::object json_member_to_python(std::string_view name, boost::json::value const& v) {
+    return to_python(v, !caller_keys(name));
+}
+
 py::object to_python(boost::json::value const& v, bool rename) {
     switch (v.kind()) {
     case boost::json::kind::null: return py::none();

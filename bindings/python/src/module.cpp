@@ -9,12 +9,12 @@
 
 #include <boost/algorithm/string/predicate.hpp>
 #include <boost/json/serialize.hpp>
+#include <pybind11/eval.h>
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
 #include <array>
 #include <chrono>
-#include <ctime>
 #include <iostream>
 #include <mutex>
 #include <optional>
@@ -232,6 +232,67 @@ secret_bytes secret_from(py::handle h, char const* what) {
     throw py::type_error(std::string(what) + " must be bytes or str");
 }
 
+// `integration.SecretBytes`: the secrets the library generates (a subscription's signing secret),
+// handed over once as `bytes` whose repr and str never show them.
+PyObject* secret_bytes_type = nullptr;  // kept for the life of the process, as error_base
+
+void add_secret_bytes_class(py::module_& m) {
+    py::dict ns;
+    ns["__builtins__"] = py::module_::import("builtins");
+    ns["__name__"] = "integration";
+    py::exec(R"(
+class SecretBytes(bytes):
+    """A secret the library generated, as bytes (use it as any bytes); repr() and str() never show it."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"<integration.SecretBytes: {len(self)} bytes, redacted>"
+
+    __str__ = __repr__
+)", ns);
+    py::object type = ns["SecretBytes"];
+    m.attr("SecretBytes") = type;
+    secret_bytes_type = type.release().ptr();
+}
+
+py::object secret_to_python(secret_bytes const& s) {
+    return py::handle(secret_bytes_type)(py::bytes(reinterpret_cast<char const*>(s.data()), s.size()));
+}
+
+/** A raw request body from a bytes-like object (`bytes`, `bytearray`, `memoryview`), as received. */
+std::string body_from(py::handle h) {
+    auto* o = h.ptr();
+    if (PyBytes_Check(o)) return std::string(PyBytes_AS_STRING(o), static_cast<std::size_t>(PyBytes_GET_SIZE(o)));
+    if (PyObject_CheckBuffer(o)) {
+        Py_buffer view{};
+        if (PyObject_GetBuffer(o, &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+        std::string out(static_cast<char const*>(view.buf), static_cast<std::size_t>(view.len));
+        PyBuffer_Release(&view);
+        return out;
+    }
+    throw py::type_error(std::string("body must be bytes (the raw request body as received), not ") + Py_TYPE(o)->tp_name);
+}
+
+/** Request headers from a mapping (`dict`, `http.client.HTTPMessage`: anything with `items()`,
+ *  repeated names kept) or a sequence of `(name, value)` pairs. */
+std::vector<std::pair<std::string, std::string>> headers_from(py::handle h) {
+    if (PyUnicode_Check(h.ptr()) || PyBytes_Check(h.ptr()))
+        throw py::type_error("headers must be a mapping or a sequence of (name, value) pairs");
+    py::object items = py::hasattr(h, "items") ? h.attr("items")() : py::reinterpret_borrow<py::object>(h);
+    std::vector<std::pair<std::string, std::string>> out;
+    for (auto item : py::iter(items)) {
+        if (!PySequence_Check(item.ptr()) || PySequence_Size(item.ptr()) != 2)
+            throw py::type_error("headers must be a mapping or a sequence of (name, value) pairs");
+        auto pair = py::reinterpret_borrow<py::sequence>(item);
+        py::object name = pair[0], value = pair[1];
+        if (!PyUnicode_Check(name.ptr()) || !PyUnicode_Check(value.ptr()))
+            throw py::type_error("header names and values must be str");
+        out.emplace_back(name.cast<std::string>(), value.cast<std::string>());
+    }
+    return out;
+}
+
 template <class E>
 std::optional<E> optional_enum(std::optional<std::string> const& text, char const* field) {
     if (!text) return std::nullopt;
@@ -244,15 +305,19 @@ storage::page_request page_of(std::size_t limit, std::optional<std::string> curs
 
 // ---- results -----------------------------------------------------------------------------------
 
+/** An aggregate as a dict: its fields and, under `metadata`, its audit fields. */
 template <class A>
-py::object render(A const& a) {
-    return to_python(aggregate_to_json(a));
+py::dict render(A const& a) {
+    py::dict d;
+    fields_to_python(d, a.data());
+    d["metadata"] = typed_to_python(a.meta());
+    return d;
 }
 
 py::object render_credential(credentials::integration_credential const& c) {
-    auto o = aggregate_to_json(c);
-    if (auto const* v = c.active_version()) o["activeVersion"] = v->version;
-    return to_python(o);
+    auto d = render(c);
+    if (auto const* v = c.active_version()) d["active_version"] = v->version;
+    return d;
 }
 
 template <class T, class R>
@@ -266,9 +331,7 @@ py::dict render_page(storage::page<T> const& p, R const& render_one) {
 }
 
 py::dict render_outcome(runs::run_outcome const& out) {
-    auto o = aggregate_to_json(out.run);
-    o.erase("response");
-    py::dict d = to_python(o);
+    py::dict d = render(out.run);
     if (out.response) {
         py::dict headers;
         for (auto const& [k, v] : out.response->headers) headers[py::str(k)] = py::str(v);
@@ -282,6 +345,33 @@ py::dict render_outcome(runs::run_outcome const& out) {
     }
     d["failure_id"] = out.failure_id ? py::object(py::str(*out.failure_id)) : py::object(py::none());
     d["replayed"] = out.replayed;
+    return d;
+}
+
+py::object optional_text(std::string const& s) {
+    return s.empty() ? py::object(py::none()) : py::object(py::str(s));
+}
+
+py::dict render_endpoint(webhooks::inbound_endpoint const& e) {
+    py::dict d;
+    d["connection_id"] = e.connection_id;
+    d["scheme"] = py::str(std::string(webhooks::to_string(e.scheme)));
+    return d;
+}
+
+py::dict render_inbound(webhooks::inbound_outcome const& out) {
+    using kind = webhooks::inbound_outcome::kind;
+    py::dict d;
+    d["outcome"] = out.outcome == kind::accepted ? "accepted" : out.outcome == kind::duplicate ? "duplicate" : "rejected";
+    d["delivery_id"] = optional_text(out.delivery_id);
+    d["tenant_id"] = optional_text(out.tenant_id);
+    auto const& id = out.identity;
+    d["provider_delivery_id"] = id ? optional_text(id->provider_delivery_id) : py::object(py::none());
+    d["event_type"] = id ? optional_text(id->event_type) : py::object(py::none());
+    d["signed_at"] = id && id->timestamp ? to_datetime(from_unix_ms(*id->timestamp * 1000)) : py::object(py::none());
+    auto const& refusal = out.refusal;
+    d["reason"] = refusal ? py::object(py::str(std::string(webhooks::to_string(refusal->reason)))) : py::object(py::none());
+    d["detail"] = refusal ? py::object(py::str(refusal->detail)) : py::object(py::none());
     return d;
 }
 
@@ -359,6 +449,7 @@ void define_module(py::module_& m) {
     m.attr("__version__") = INTEGRATION_VERSION;
     init_convert();
     add_error_classes(m);
+    add_secret_bytes_class(m);
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
@@ -379,6 +470,27 @@ void define_module(py::module_& m) {
             return py_tenant{self, std::move(ctx)};
         }, "tenant_id"_a, "actor"_a = "system", py::kw_only(), "admin"_a = false,
            "The platform as seen by one tenant: every call reads and writes only that tenant's data.")
+        .def("receive_webhook", [](std::shared_ptr<py_platform> const& self, std::string const& connection_id,
+                                   py::object const& headers, py::object const& body, std::string const& url,
+                                   std::optional<std::string> content_type) {
+            auto fields = headers_from(headers);
+            auto raw = body_from(body);
+            std::vector<webhooks::header_field> views;
+            views.reserve(fields.size());
+            for (auto const& [name, value] : fields) {
+                views.push_back({name, value});
+                if (!content_type && boost::algorithm::iequals(name, "Content-Type")) content_type = value;
+            }
+            auto p = self->get();
+            return render_inbound(unwrap(nogil([&] {
+                return p->inbound().receive(connection_id, {.headers = views, .body = raw, .url = url,
+                                                            .content_type = content_type.value_or("")});
+            })));
+        }, "connection_id"_a, py::kw_only(), "headers"_a, "body"_a, "url"_a = "", "content_type"_a = py::none(),
+           "Receives one vendor request on `connection_id` (unauthenticated: the connection names the tenant): "
+           "`headers` as received, `body` the raw bytes, `url` the full URL the vendor called (Twilio signs it). "
+           "Returns the outcome: accepted, duplicate, or rejected with its `reason`; raises only when the store "
+           "or the vault failed.")
         .def("close", &py_platform::close, "Stops the workers and closes the backends; further calls raise InvalidState.")
         .def_property_readonly("closed", &py_platform::closed)
         .def_property_readonly("data_dir", &py_platform::data_dir)
@@ -591,8 +703,7 @@ void define_module(py::module_& m) {
             auto s = unwrap(nogil([&] { return p->subscriptions().subscribe(ctx, std::move(spec)); }));
             py::dict d = render(s.subscription);
             // Shown this once, for the receiver; no call returns it again.
-            d["signing_secret"] = s.signing_secret ? py::object(py::str(std::string(s.signing_secret->view())))
-                                                   : py::object(py::none());
+            d["signing_secret"] = s.signing_secret ? secret_to_python(*s.signing_secret) : py::object(py::none());
             return d;
         })
         .def("get_subscription", [](py_tenant const& t, std::string const& id) {
@@ -622,7 +733,7 @@ void define_module(py::module_& m) {
             auto ctx = t.call();
             auto r = unwrap(nogil([&] { return p->subscriptions().rotate_secret(ctx, id); }));
             py::dict d = render(r.subscription);
-            d["signing_secret"] = py::str(std::string(r.signing_secret.view()));
+            d["signing_secret"] = secret_to_python(r.signing_secret);
             return d;
         }, "subscription_id"_a)
         .def("recover_subscription", [](py_tenant const& t, std::string const& id, py::object const& since) {
@@ -671,7 +782,36 @@ void define_module(py::module_& m) {
             auto p = t.owner->get();
             auto ctx = t.call();
             return render(unwrap(nogil([&] { return p->publisher().replay(ctx, id); })));
-        }, "delivery_id"_a);
+        }, "delivery_id"_a)
+
+        // inbound webhooks: the secret goes in and never comes out; Platform.receive_webhook receives
+        .def("register_inbound_endpoint", [](py_tenant const& t, std::string const& connection_id,
+                                             std::string const& scheme, py::object const& secret) {
+            auto s = unwrap(webhooks::parse_inbound_scheme(scheme));
+            auto material = secret_from(secret, "secret");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_endpoint(unwrap(nogil([&] {
+                return p->inbound().register_endpoint(ctx, connection_id, s, std::move(material));
+            })));
+        }, "connection_id"_a, py::kw_only(), "scheme"_a, "secret"_a,
+           "Lets the connection receive webhooks signed under `scheme` (standard, github, stripe, slack, twilio, "
+           "shopify) with `secret`; registering again replaces both.")
+        .def("rotate_inbound_secret", [](py_tenant const& t, std::string const& connection_id, py::object const& secret) {
+            auto material = secret_from(secret, "secret");
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            return render_endpoint(unwrap(nogil([&] {
+                return p->inbound().rotate_secret(ctx, connection_id, std::move(material));
+            })));
+        }, "connection_id"_a, py::kw_only(), "secret"_a,
+           "Replaces the connection's inbound secret; the previous one keeps verifying for a while (24 h by default).")
+        .def("get_inbound_payload", [](py_tenant const& t, std::string const& delivery_id) {
+            auto p = t.owner->get();
+            auto ctx = t.call();
+            auto body = unwrap(nogil([&] { return p->inbound().payload(ctx, delivery_id); }));
+            return py::bytes(body);
+        }, "delivery_id"_a, "The raw body of an inbound delivery, exactly as received.");
 
     m.def("open", &open_platform_for_python, py::kw_only(), "data_dir"_a = "./data", "store"_a = "", "secrets"_a = "", "blobs"_a = "",
           "source"_a = "integration", "egress_allow"_a = std::vector<std::string>{}, "start_workers"_a = true,
@@ -680,27 +820,25 @@ void define_module(py::module_& m) {
           "Opens the platform: the embedded default under data_dir (SQLite, local secret store, file blobs), or the "
           "backends that store/secrets/blobs name by URL.");
 
-    // For bench/python_bench.py: the same run executed `iterations` times from C++, in this
-    // process and on this platform, so the difference to a Python loop is the binding's cost.
-    // Returns the wall-clock and the calling thread's CPU nanoseconds.
+    // For bench/python_bench.py: the calls the binding makes, `iterations` times from C++ in this
+    // process, on this platform, each with a request context of its own as every call from Python
+    // has; the bench times them as it times the same calls from Python, so the difference is what
+    // the binding adds (arguments in, the GIL released and taken back, the result as a dict).
     m.def("_execute_from_cpp", [](py_tenant const& t, std::string const& connection_id, std::string const& operation,
                                   std::size_t iterations) {
         auto p = t.owner->get();
-        auto ctx = t.call();
-        return nogil([&] {
-            auto cpu = [] {
-                timespec ts{};
-                ::clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
-                return std::int64_t{ts.tv_sec} * 1'000'000'000 + ts.tv_nsec;
-            };
-            auto start = std::chrono::steady_clock::now();
-            auto start_cpu = cpu();
+        nogil([&] {
             for (std::size_t i = 0; i < iterations; ++i)
-                unwrap(p->runs().execute(ctx, {.connection_id = connection_id, .operation = operation}));
-            auto wall = std::chrono::duration_cast<std::chrono::nanoseconds>(std::chrono::steady_clock::now() - start);
-            return std::make_pair(static_cast<std::int64_t>(wall.count()), cpu() - start_cpu);
+                unwrap(p->runs().execute(t.call(), {.connection_id = connection_id, .operation = operation}));
         });
     }, "tenant"_a, "connection_id"_a, "operation"_a, "iterations"_a);
+    m.def("_get_run_from_cpp", [](py_tenant const& t, std::string const& run_id, std::size_t iterations) {
+        auto p = t.owner->get();
+        nogil([&] {
+            for (std::size_t i = 0; i < iterations; ++i)
+                unwrap(storage::read_for(p->store(), t.call(), [&](storage::unit_of_work& u) { return u.runs().find(run_id); }));
+        });
+    }, "tenant"_a, "run_id"_a, "iterations"_a);
 }
 
 }  // namespace

@@ -4,6 +4,9 @@ Run from a build with -DINTEGRATION_BUILD_PYTHON=ON: PYTHONPATH=<build>/python (
 or after installing the package.
 """
 
+import base64
+import hashlib
+import hmac
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -19,8 +22,8 @@ ROOT = Path(__file__).resolve().parents[3]
 
 class Vendor:
     """A vendor's API on 127.0.0.1: answers every request with `status` and a JSON echo of the
-    request (method, path, headers, body), after `before_answer` returns. Records each request and
-    the most requests it had in flight at once."""
+    request (method, path, headers, body), after `before_answer` returns. Records each request
+    (with its body as text and as the raw bytes) and the most requests it had in flight at once."""
 
     def __init__(self, status: int = 200, before_answer: Optional[Callable[[], None]] = None) -> None:
         self.status = status
@@ -36,8 +39,9 @@ class Vendor:
 
             def handle_one(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(length).decode() if length else ""
-                seen = {"method": self.command, "path": self.path, "headers": dict(self.headers), "body": body}
+                raw = self.rfile.read(length) if length else b""
+                seen = {"method": self.command, "path": self.path, "headers": dict(self.headers),
+                        "body": raw.decode(), "raw": raw}
                 with vendor.lock:
                     vendor.requests.append(seen)
                     vendor.in_flight += 1
@@ -48,7 +52,8 @@ class Vendor:
                 finally:
                     with vendor.lock:
                         vendor.in_flight -= 1
-                out = json.dumps({"id": "SM-0001", "echo": seen}).encode()
+                echo = {k: v for k, v in seen.items() if k != "raw"}
+                out = json.dumps({"id": "SM-0001", "echo": echo}).encode()
                 status = 200 if self.path == "/health" else vendor.status
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
@@ -119,3 +124,12 @@ def connect(tenant: integration.Tenant, url: str, secret: str = "s3cr3t-key", ke
                                           display_name="Acme", credential_id=credential["credential_id"])
     assert connection["status"] == "Active", connection
     return str(connection["connection_id"])
+
+
+def standard_signature(secret: bytes, webhook_id: str, timestamp: str, body: bytes) -> str:
+    """Standard Webhooks `v1`, computed here: base64 HMAC-SHA256 of `{id}.{timestamp}.{body}`
+    keyed with the base64-decoded part of the `whsec_` secret."""
+    assert secret.startswith(b"whsec_")
+    key = base64.b64decode(secret[len(b"whsec_"):])
+    mac = hmac.new(key, f"{webhook_id}.{timestamp}.".encode() + body, hashlib.sha256).digest()
+    return "v1," + base64.b64encode(mac).decode()

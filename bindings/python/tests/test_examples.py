@@ -32,6 +32,6 @@ def test_cpp_example_executes_a_governed_run(tmp_path: Path) -> None:
 
 
 def test_python_bench_runs(tmp_path: Path) -> None:
-    out = subprocess.run([sys.executable, str(ROOT / "bench" / "python_bench.py"), "--iterations", "20"], capture_output=True, text=True, timeout=300)
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "python_bench.py"), "--rounds", "2", "--runs", "10", "--reads", "10"], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "binding adds:" in out.stdout

@@ -1,5 +1,7 @@
 """A small typed program over the module, checked with mypy --strict by test_typing.py."""
 
+import hashlib
+import hmac
 from datetime import datetime, timedelta, timezone
 from typing import Optional
 
@@ -30,5 +32,22 @@ def governed_run(data_dir: str, vendor_url: str) -> Optional[int]:
         pub: integration.Publication = t.publish("order.paid", {"orderId": "o-1"})
         delivery_ids: list[str] = pub["delivery_ids"]
         print(delivery_ids, integration.__version__)
+        sub = t.subscribe(project_id="p1", event_type="order.*", endpoint_url=f"{vendor_url}/hooks")
+        signing: integration.SecretBytes = sub["signing_secret"]
+        deliveries: integration.Page = t.list_deliveries(direction="Outbound", since=datetime.now(timezone.utc))
+        print(len(signing), len(deliveries["items"]), t.recover_subscription(str(sub["subscription_id"]),
+                                                                            since=datetime.now(timezone.utc)))
+        endpoint: integration.InboundEndpoint = t.register_inbound_endpoint(
+            str(conn["connection_id"]), scheme="github", secret=b"gh-secret")
+        body = b'{"zen":"Keep it simple."}'
+        signature = "sha256=" + hmac.new(b"gh-secret", body, hashlib.sha256).hexdigest()
+        received: integration.InboundOutcome = p.receive_webhook(
+            endpoint["connection_id"], body=body, url="https://hooks.example.com/in",
+            headers={"X-GitHub-Event": "ping", "X-GitHub-Delivery": "d-1", "X-Hub-Signature-256": signature})
+        if received["outcome"] == "accepted" and received["delivery_id"] is not None:
+            payload: bytes = t.get_inbound_payload(received["delivery_id"])
+            print(len(payload), received["signed_at"])
+        else:
+            print(received["reason"], received["detail"])
         response: Optional[integration.Response] = out["response"]
         return response["status"] if response else None
