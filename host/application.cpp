@@ -50,12 +50,10 @@ bool application::answers_inline(http_request const& req) {
     return req.method() == beast_http::verb::get && req.target() == "/healthz";
 }
 
-bool application::calls_vendors(http_request const& req) const {
-    auto target = req.target();
-    auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
-    if (!url) return false;
-    auto m = router_.find(std::string_view(req.method_string().data(), req.method_string().size()), url->path());
-    return m.h && m.options.calls_vendors;
+router::match application::route(std::string_view method, std::string_view target) const {
+    auto url = boost::urls::parse_origin_form(target);
+    if (!url) return {};
+    return router_.find(method, url->encoded_path());
 }
 
 bool application::begin_execution(std::string const& tenant) {
@@ -96,14 +94,11 @@ void application::observe(std::string_view method, std::string_view target, unsi
     services_.metrics.observe_request(route, method_label(method), status, latency);
 }
 
-std::size_t application::body_limit(std::string_view method, std::string_view target) const {
+std::size_t application::body_limit(router::match const& route) const {
     auto const& c = services_.config;
+    if (route.h && route.options.vendor_webhook) return c.inbound_body_limit;
     auto small = std::min(c.json_body_limit, c.body_limit);
-    auto url = boost::urls::parse_origin_form(target);
-    if (!url) return small;
-    auto m = router_.find(method, url->encoded_path());
-    if (m.h && m.options.vendor_webhook) return c.inbound_body_limit;
-    return m.h && m.options.large_body ? c.body_limit : small;
+    return route.h && route.options.large_body ? c.body_limit : small;
 }
 
 void application::refused_connection(std::string_view why) {
@@ -113,14 +108,8 @@ void application::refused_connection(std::string_view why) {
                   "refused a connection: " + std::string(why) + "; " + std::to_string(n) + " refused so far");
 }
 
-void application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route,
-                           std::function<void(reply)> answer) {
-    auto r = route_request(req, ctx, tenant, route, answer);
-    if (r) answer(std::move(*r));
-}
-
-std::optional<reply> application::route_request(http_request const& req, request_context& ctx, std::string& tenant,
-                                                std::string_view& route, std::function<void(reply)>& answer) {
+std::optional<reply> application::dispatch(http_request const& req, router::match& m, request_context& ctx,
+                                           std::string& tenant, std::function<void(reply)>& answer) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
     if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
@@ -128,11 +117,9 @@ std::optional<reply> application::route_request(http_request const& req, request
     if (auto n = req.count(beast_http::field::authorization); n > 1)
         return problem(400, "bad-request", "More than one Authorization header",
                        "send one Authorization header, not " + std::to_string(n));
-    auto encoded = url->encoded_path();
-    std::string path(encoded.data(), encoded.size());
-    auto m = router_.find(std::string_view(req.method_string().data(), req.method_string().size()), path);
-    route = m.pattern;
     if (!m.h) {
+        auto encoded = url->encoded_path();
+        std::string path(encoded.data(), encoded.size());
         if (!m.path_known) return problem(404, "route-not-found", "No such route", "no route for " + path);
         std::string allow;
         for (auto const& a : m.allowed) allow += (allow.empty() ? "" : ", ") + a;
@@ -237,23 +224,24 @@ trace_context trace_of(http_request const& req) {
     return parsed ? parsed->child() : trace_context::generate();
 }
 
-void application::handle(http_request const& req, std::chrono::steady_clock::time_point started,
+void application::handle(http_request const& req, router::match route, std::chrono::steady_clock::time_point started,
                          std::function<void(http_response)> done) {
     struct request_state {
         request_context ctx;
         std::string tenant;
-        std::string_view route;
+        router::match route;
     };
     auto st = std::make_shared<request_state>();
     st->ctx.trace = trace_of(req);
-    dispatch(req, st->ctx, st->tenant, st->route, [this, &req, started, st, done = std::move(done)](reply r) {
+    st->route = std::move(route);
+    std::function<void(reply)> answer = [this, &req, started, st, done = std::move(done)](reply r) {
         r.headers.emplace_back("traceparent", st->ctx.trace.traceparent());
         auto res = to_response(r, req.version(), req.keep_alive());
         auto target = req.target();
         auto method = std::string_view(req.method_string().data(), req.method_string().size());
         auto latency = std::chrono::steady_clock::now() - started;
         // The route pattern, never the raw path, so that the metric's cardinality stays bounded.
-        services_.metrics.observe_request(st->route.empty() ? std::string_view("unmatched") : st->route,
+        services_.metrics.observe_request(st->route.pattern.empty() ? std::string_view("unmatched") : st->route.pattern,
                                           method_label(method), r.status, latency);
         log_access({.method = method,
                     .target = std::string_view(target.data(), target.size()),
@@ -262,7 +250,8 @@ void application::handle(http_request const& req, std::chrono::steady_clock::tim
                     .trace_id = st->ctx.trace.trace_id,
                     .tenant = st->tenant});
         done(std::move(res));
-    });
+    };
+    if (auto refused = dispatch(req, st->route, st->ctx, st->tenant, answer)) answer(std::move(*refused));
 }
 
 }  // namespace integration::host

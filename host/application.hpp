@@ -27,14 +27,14 @@ public:
      *  answers them on its own thread instead of handing them to a worker. */
     static bool answers_inline(http_request const& req);
 
-    /** True for requests whose handler calls vendors (`route_options::calls_vendors`): the server
-     *  hands them to the execution pool instead of the workers. */
-    bool calls_vendors(http_request const& req) const;
+    /** The route `method target` names, matched once per request when its header arrives: no
+     *  handler when no route has that path and method, or when the target is not origin-form. */
+    router::match route(std::string_view method, std::string_view target) const;
 
     /** Answers `req` through `done`, once, on this thread or later on another (a run answers once
-     *  its record is committed); `req` must live until then. `started` is when its header
-     *  arrived (for the logged latency). */
-    void handle(http_request const& req, std::chrono::steady_clock::time_point started,
+     *  its record is committed); `req` must live until then. `route` is `route(req)`'s match;
+     *  `started` is when its header arrived (for the logged latency). */
+    void handle(http_request const& req, router::match route, std::chrono::steady_clock::time_point started,
                 std::function<void(http_response)> done);
 
     /** Counts an answer the server gave without the application (a malformed or oversized
@@ -42,10 +42,10 @@ public:
     void observe(std::string_view method, std::string_view target, unsigned status,
                  std::chrono::steady_clock::duration latency);
 
-    /** The body limit of the route `method target` names, known once the header is parsed:
-     *  `--inbound-body-limit` for inbound webhooks, `--body-limit` for routes that carry vendor
-     *  bodies, `--json-body-limit` for the others and for unknown routes (whichever is smaller). */
-    std::size_t body_limit(std::string_view method, std::string_view target) const;
+    /** The body limit of a request to `route`: `--inbound-body-limit` for inbound webhooks,
+     *  `--body-limit` for routes that carry vendor bodies, `--json-body-limit` for the others and
+     *  for unknown routes (whichever is smaller). */
+    std::size_t body_limit(router::match const& route) const;
 
     /** Counts a connection the server refused (`why`: which limit), and logs the first refusal
      *  and every 100th (a flood must not flood the log too). */
@@ -55,12 +55,10 @@ public:
     router const& routes() const noexcept { return router_; }
 
 private:
-    void dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route,
-                  std::function<void(reply)> answer);
-    /** Checks and routes `req`: the answer when it is refused, else none once the handler was
-     *  called with `answer` as its responder. */
-    std::optional<reply> route_request(http_request const& req, request_context& ctx, std::string& tenant,
-                                       std::string_view& route, std::function<void(reply)>& answer);
+    /** Checks `req` and calls its route's handler: the answer when it is refused, else none once
+     *  the handler was called with `answer` as its responder. */
+    std::optional<reply> dispatch(http_request const& req, router::match& m, request_context& ctx, std::string& tenant,
+                                  std::function<void(reply)>& answer);
 
     /** Counts one more vendor-calling request of `tenant` in progress; false at --tenant-executions. */
     bool begin_execution(std::string const& tenant);

@@ -25,7 +25,7 @@ struct call {
     request_context ctx;
     std::map<std::string, std::string, std::less<>> params;  // from the path
     std::map<std::string, std::string, std::less<>> query;
-    std::string body;
+    std::string_view body;  // the request's, which lives until the request is answered
     std::function<std::string_view(std::string_view)> header;
     /** Vendor webhook routes only (`route_options::vendor_webhook`): every header field as
      *  received, in order, and the request target with its query (signatures cover them). */
