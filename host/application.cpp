@@ -8,6 +8,7 @@
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -56,17 +57,17 @@ router::match application::route(std::string_view method, std::string_view targe
     return router_.find(method, url->encoded_path());
 }
 
-bool application::begin_execution(std::string const& tenant) {
-    std::lock_guard lock(executions_mutex_);
-    auto& n = executions_[tenant];
-    if (n >= services_.config.tenant_executions) return false;
+bool application::tenant_counts::begin(std::string const& tenant, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    auto& n = counts_[tenant];
+    if (n >= limit) return false;
     ++n;
     return true;
 }
 
-void application::end_execution(std::string const& tenant) {
-    std::lock_guard lock(executions_mutex_);
-    if (auto it = executions_.find(tenant); it != executions_.end() && --it->second == 0) executions_.erase(it);
+void application::tenant_counts::end(std::string const& tenant) {
+    std::lock_guard lock(mutex_);
+    if (auto it = counts_.find(tenant); it != counts_.end() && --it->second == 0) counts_.erase(it);
 }
 
 http_response to_response(reply const& r, unsigned version, bool keep_alive) {
@@ -183,28 +184,37 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
                                   std::string_view(f.value().data(), f.value().size()));
         c.target = std::string_view(target.data(), target.size());
     }
-    // One tenant's vendor calls take at most its share of the execution pool; the rest of the
-    // pool stays free for other tenants however slow that tenant's vendors are. The share is
-    // held while the handler runs on its thread (the vendor call), not while an answer waits for
-    // the commit that records it.
-    if (m.options.calls_vendors && !begin_execution(ctx.tenant_id)) {
-        auto p = problem(429, "tenant-busy", "Too many requests calling vendors",
-                         "this tenant already has " + std::to_string(services_.config.tenant_executions) +
-                             " requests calling vendors in progress (--tenant-executions); retry after 1 s");
+    // One tenant has at most --tenant-executions vendor-calling requests in progress, counted
+    // until answered: a run waiting for its vendor holds no thread, but it holds a socket and
+    // memory. While its handler runs on an execution thread (a run until its vendor call starts;
+    // a probe or a token exchange for the whole call), a tenant holds at most half of those
+    // threads, so the others always find one however slow that tenant's vendors are.
+    auto busy = [this](std::string what) {
+        auto p = problem(429, "tenant-busy", "Too many requests calling vendors", std::move(what) + "; retry after 1 s");
         p.headers.emplace_back("Retry-After", "1");
         return p;
+    };
+    auto const& config = services_.config;
+    if (m.options.calls_vendors && !executions_.begin(ctx.tenant_id, config.tenant_executions))
+        return busy("this tenant already has " + std::to_string(config.tenant_executions) +
+                    " requests calling vendors in progress (--tenant-executions)");
+    if (m.options.calls_vendors && !on_threads_.begin(ctx.tenant_id, std::max<std::size_t>(config.execution_threads / 2, 1))) {
+        executions_.end(ctx.tenant_id);
+        return busy("this tenant already holds half the execution threads (--execution-threads)");
     }
     struct end_on_exit {
-        application* app;
+        tenant_counts* counts;
         std::string const* tenant;
         ~end_on_exit() {
-            if (app) app->end_execution(*tenant);
+            if (counts) counts->end(*tenant);
         }
-    } slot{m.options.calls_vendors ? this : nullptr, &ctx.tenant_id};
+    } slot{m.options.calls_vendors ? &on_threads_ : nullptr, &ctx.tenant_id};
     auto answered = std::make_shared<std::atomic<bool>>(false);
     // `tenant` belongs to the request's state, which `answer` keeps alive.
-    responder done = [answer, answered, &tenant](result<reply> r) {
+    responder done = [this, answer, answered, &tenant, counted = m.options.calls_vendors ? ctx.tenant_id : std::string(),
+                      vendors = m.options.calls_vendors](result<reply> r) {
         if (answered->exchange(true)) return;
+        if (vendors) executions_.end(counted);
         // An open route may name the tenant it resolved (an inbound webhook's connection's).
         if (r && tenant.empty()) tenant = r->tenant;
         answer(r ? std::move(*r) : problem_from(r.error()));

@@ -60,15 +60,23 @@ private:
     std::optional<reply> dispatch(http_request const& req, router::match& m, request_context& ctx, std::string& tenant,
                                   std::function<void(reply)>& answer);
 
-    /** Counts one more vendor-calling request of `tenant` in progress; false at --tenant-executions. */
-    bool begin_execution(std::string const& tenant);
-    void end_execution(std::string const& tenant);
+    /** Requests of each tenant counted against a limit. */
+    class tenant_counts {
+    public:
+        /** Counts one more of `tenant`'s; false (and not counted) at `limit`. */
+        bool begin(std::string const& tenant, std::size_t limit);
+        void end(std::string const& tenant);
+
+    private:
+        std::mutex mutex_;
+        std::unordered_map<std::string, std::size_t> counts_;
+    };
 
     services& services_;
     router router_;
     resilience::rate_limiter key_limits_{system_clock::instance()};  // per API key (its hash)
-    std::mutex executions_mutex_;
-    std::unordered_map<std::string, std::size_t> executions_;  // vendor-calling requests in progress, by tenant
+    tenant_counts executions_;  // vendor-calling requests in progress (until answered), by tenant
+    tenant_counts on_threads_;  // those of them running on an execution thread, by tenant
 };
 
 /** The trace of a request: a child of its `traceparent`, or a new trace without a valid one. */
