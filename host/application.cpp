@@ -4,6 +4,7 @@
 #include "handlers/handlers.hpp"
 #include "problem.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
@@ -110,7 +111,8 @@ void application::refused_connection(std::string_view why) {
 }
 
 std::optional<reply> application::dispatch(http_request const& req, router::match& m, request_context& ctx,
-                                           std::string& tenant, std::function<void(reply)>& answer) {
+                                           std::string& tenant, boost::asio::any_io_executor const& io,
+                                           std::function<void(reply)>& answer) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
     if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
@@ -210,14 +212,19 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
         }
     } slot{m.options.calls_vendors ? &on_threads_ : nullptr, &ctx.tenant_id};
     auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto returned = std::make_shared<std::atomic<bool>>(false);  // the handler returned
     // `tenant` belongs to the request's state, which `answer` keeps alive.
-    responder done = [this, answer, answered, &tenant, counted = m.options.calls_vendors ? ctx.tenant_id : std::string(),
+    responder done = [this, answer, answered, returned, io, &tenant, counted = m.options.calls_vendors ? ctx.tenant_id : std::string(),
                       vendors = m.options.calls_vendors](result<reply> r) {
         if (answered->exchange(true)) return;
         if (vendors) executions_.end(counted);
         // An open route may name the tenant it resolved (an inbound webhook's connection's).
         if (r && tenant.empty()) tenant = r->tenant;
-        answer(r ? std::move(*r) : problem_from(r.error()));
+        auto rep = r ? std::move(*r) : problem_from(r.error());
+        // Answered later, on a thread that finished the work (a store's writer, which other
+        // requests' commits wait on): render and write the answer on the connection's thread.
+        if (returned->load()) return boost::asio::post(io, [answer, rep = std::move(rep)]() mutable { answer(std::move(rep)); });
+        answer(std::move(rep));
     };
     try {
         (*m.h)(c, done);
@@ -225,6 +232,7 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
         log_event("error", std::string("handler threw: ") + e.what());
         done(error{errc::storage_failure, e.what()});
     }
+    returned->store(true);
     return std::nullopt;
 }
 
@@ -235,7 +243,7 @@ trace_context trace_of(http_request const& req) {
 }
 
 void application::handle(http_request const& req, router::match route, std::chrono::steady_clock::time_point started,
-                         std::function<void(http_response)> done) {
+                         boost::asio::any_io_executor io, std::function<void(http_response)> done) {
     struct request_state {
         request_context ctx;
         std::string tenant;
@@ -261,7 +269,7 @@ void application::handle(http_request const& req, router::match route, std::chro
                     .tenant = st->tenant});
         done(std::move(res));
     };
-    if (auto refused = dispatch(req, st->route, st->ctx, st->tenant, answer)) answer(std::move(*refused));
+    if (auto refused = dispatch(req, st->route, st->ctx, st->tenant, io, answer)) answer(std::move(*refused));
 }
 
 }  // namespace integration::host

@@ -10,6 +10,8 @@
 
 #include <integration/outbound/token_bucket.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -31,11 +33,13 @@ public:
      *  handler when no route has that path and method, or when the target is not origin-form. */
     router::match route(std::string_view method, std::string_view target) const;
 
-    /** Answers `req` through `done`, once, on this thread or later on another (a run answers once
-     *  its record is committed); `req` must live until then. `route` is `route(req)`'s match;
-     *  `started` is when its header arrived (for the logged latency). */
+    /** Answers `req` through `done`, once: on this thread when its handler answers before it
+     *  returns, else on `io` (a run answers once its record is committed, an inbound webhook once
+     *  its delivery is durable: the answer is rendered on `io`, not on the thread that finished
+     *  the work). `req` must live until then. `route` is `route(req)`'s match; `started` is when
+     *  its header arrived (for the logged latency). */
     void handle(http_request const& req, router::match route, std::chrono::steady_clock::time_point started,
-                std::function<void(http_response)> done);
+                boost::asio::any_io_executor io, std::function<void(http_response)> done);
 
     /** Counts an answer the server gave without the application (a malformed or oversized
      *  request) in the request metrics, under the route its target matches. */
@@ -58,7 +62,7 @@ private:
     /** Checks `req` and calls its route's handler: the answer when it is refused, else none once
      *  the handler was called with `answer` as its responder. */
     std::optional<reply> dispatch(http_request const& req, router::match& m, request_context& ctx, std::string& tenant,
-                                  std::function<void(reply)>& answer);
+                                  boost::asio::any_io_executor const& io, std::function<void(reply)>& answer);
 
     /** Requests of each tenant counted against a limit. */
     class tenant_counts {

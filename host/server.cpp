@@ -310,15 +310,16 @@ private:
         http_request const* req = &*front.req;
         auto started = front.started;
         if (application::answers_inline(*req))
-            return state_.app.handle(*req, std::move(front.route), started,
+            return state_.app.handle(*req, std::move(front.route), started, stream_.get_executor(),
                                      [self = shared_from_this()](http_response res) { self->write(std::move(res)); });
         auto& pool = front.route.h && front.route.options.calls_vendors ? state_.executions : state_.workers;
         // The answer may come from another thread once the thread that handled the request is
         // free again (a run answers after the commit that records it).
         auto work = std::make_shared<decltype(guard)>(std::move(guard));
         asio::post(pool, [self = shared_from_this(), work, req, route = std::move(front.route), started]() mutable {
-            self->state_.app.handle(*req, std::move(route), started, [self, work](http_response res) mutable {
-                asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+            self->state_.app.handle(*req, std::move(route), started, self->stream_.get_executor(), [self, work](http_response res) mutable {
+                // Inline when the answer was rendered on this connection's thread already.
+                asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
                 work->reset();
             });
         });
