@@ -213,8 +213,12 @@ inbound() {  # name url path: like measure, plus the answers by status
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p99" "${non2xx:-0}" "$(sed -n 's/^answers: //p' <<<"$out")"
+  answers=$(sed -n 's/^answers: //p' <<<"$out")
+  printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p99" "${non2xx:-0}" "$answers"
+  inbound_rps=$rps
+  answered_202=$((answered_202 + $(tr ' ' '\n' <<<"$answers" | awk -F= '$1 == "202" {n += $2} END {print n + 0}')))
 }
+answered_202=0
 accepted_in_db() {  # Accepted inbound deliveries on disk, read after the host was killed
   sqlite3 "$work/data/integration.db" "SELECT count(*) FROM deliveries WHERE direction = 'Inbound' AND status = 'Accepted'"
 }
@@ -229,8 +233,11 @@ echo
 echo "| inbound ($connections connections, ${seconds}s each, wrk -t 2) | requests/s | p99 | non-2xx answers | answers by status |"
 echo "|---|---:|---:|---:|---|"
 inbound "nginx: POST /webhooks/inbound/{id} (return 200)" "http://127.0.0.1:$nginx_port" "/webhooks/inbound/$connection"
+nginx_inbound_rps=$inbound_rps
+answered_202=0
 restart_host
 inbound "host: POST /webhooks/inbound/{id} (--workers 16, the default)" "http://127.0.0.1:$host_port" "/webhooks/inbound/$connection"
+host_inbound_rps=$inbound_rps
 # Unique ids again for the second run: the first run's would now be duplicates (200).
 sed -i 's/^bench-/bench2-/' "$work/inbound.tsv"
 restart_host --workers 64
@@ -239,8 +246,11 @@ inbound "host: POST /webhooks/inbound/{id} (--workers 64)" "http://127.0.0.1:$ho
 kill -9 "$host_pid"
 wait "$host_pid" 2>/dev/null || true
 host_pid=
+stored=$(accepted_in_db)
 echo
-echo "Accepted inbound deliveries in the store after kill -9: $(accepted_in_db)"
+echo "inbound vs nginx: $(ratio "$host_inbound_rps" "$nginx_inbound_rps") with the default --workers, $(ratio "$inbound_rps" "$nginx_inbound_rps") with --workers 64 (target 0.3)"
+echo "inbound answered 202: $answered_202; Accepted inbound deliveries in the store after kill -9: $stored"
+((stored >= answered_202)) || { echo "answered inbound deliveries are missing from the store"; exit 1; }
 echo
 echo "host peak RSS: $rss"
 grep -q -e bench-secret -e "$inbound_secret" "$work/host.log" && { echo "a secret appeared in the host log"; exit 1; }
