@@ -12,6 +12,7 @@
 # the per-key rate limit is off and the one tenant may use every execution thread.
 # Prints requests/s, p99 latency and the host's peak RSS. Installs wrk and nginx-light if missing.
 # Usage: bench/host_load.sh [seconds per test, default 10] [connections, default 32]
+# HOST_LOAD_PERF=FILE records a perf profile of the host's runs at 32 connections into FILE.
 # HOST_LOAD_RUNS_ONLY=1 stops after the runs at 32 and 256 connections and the kill -9 check.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -119,6 +120,10 @@ runs_answered=0
 for c in 32 256; do
   measure "nginx reverse proxy: POST /v1/messages to the vendor ($c connections)" "http://127.0.0.1:$proxy_port/v1/messages" -s "$work/run.lua"
   proxy_rps[$c]=$rps
+  # HOST_LOAD_PERF=FILE records a perf profile of the host during the runs at 32 connections.
+  if [[ -n ${HOST_LOAD_PERF:-} && $c == 32 ]]; then
+    (sleep 1; perf record -g -p "$host_pid" -o "$HOST_LOAD_PERF" -- sleep 3 >/dev/null 2>&1) &
+  fi
   measure "host: POST /integrations/runs against the vendor ($c connections)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
   run_rps[$c]=$rps
   runs_answered=$((runs_answered + answered))

@@ -188,9 +188,9 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     }
     // One tenant has at most --tenant-executions vendor-calling requests in progress, counted
     // until answered: a run waiting for its vendor holds no thread, but it holds a socket and
-    // memory. While its handler runs on an execution thread (a run until its vendor call starts;
-    // a probe or a token exchange for the whole call), a tenant holds at most half of those
-    // threads, so the others always find one however slow that tenant's vendors are.
+    // memory. A route whose vendor call holds its thread (a probe, a token exchange) may also
+    // hold at most half the execution threads per tenant, so other tenants always find one
+    // however slow that tenant's vendors are.
     auto busy = [this](std::string what) {
         auto p = problem(429, "tenant-busy", "Too many requests calling vendors", std::move(what) + "; retry after 1 s");
         p.headers.emplace_back("Retry-After", "1");
@@ -200,9 +200,10 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     if (m.options.calls_vendors && !executions_.begin(ctx.tenant_id, config.tenant_executions))
         return busy("this tenant already has " + std::to_string(config.tenant_executions) +
                     " requests calling vendors in progress (--tenant-executions)");
-    if (m.options.calls_vendors && !on_threads_.begin(ctx.tenant_id, std::max<std::size_t>(config.execution_threads / 2, 1))) {
+    bool holds_thread = m.options.calls_vendors && !m.options.async_vendor_calls;
+    if (holds_thread && !on_threads_.begin(ctx.tenant_id, std::max<std::size_t>(config.execution_threads / 2, 1))) {
         executions_.end(ctx.tenant_id);
-        return busy("this tenant already holds half the execution threads (--execution-threads)");
+        return busy("this tenant already holds half the execution threads (--execution-threads) with calls to vendors");
     }
     struct end_on_exit {
         tenant_counts* counts;
@@ -210,7 +211,7 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
         ~end_on_exit() {
             if (counts) counts->end(*tenant);
         }
-    } slot{m.options.calls_vendors ? &on_threads_ : nullptr, &ctx.tenant_id};
+    } slot{holds_thread ? &on_threads_ : nullptr, &ctx.tenant_id};
     auto answered = std::make_shared<std::atomic<bool>>(false);
     auto returned = std::make_shared<std::atomic<bool>>(false);  // the handler returned
     // `tenant` belongs to the request's state, which `answer` keeps alive.

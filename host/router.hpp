@@ -65,6 +65,9 @@ struct route_options {
     /** The handler calls vendors (runs, health probes): it runs on the execution pool, within the
      *  tenant's share of it (`--tenant-executions`), never on the workers that serve the rest. */
     bool calls_vendors = false;
+    /** With `calls_vendors`: the handler's vendor calls hold no thread (a run starts its call and
+     *  returns), so only `--tenant-executions` bounds them, not the tenant's share of the threads. */
+    bool async_vendor_calls = false;
 };
 
 /** `open`, `key` or `admin`, as the `routes` command prints it. */
