@@ -12,6 +12,8 @@
 # the per-key rate limit is off and the one tenant may use every execution thread.
 # Prints requests/s, p99 latency and the host's peak RSS. Installs wrk and nginx-light if missing.
 # Usage: bench/host_load.sh [seconds per test, default 10] [connections, default 32]
+# HOST_LOAD_PERF=FILE records a perf profile of the host's runs at 32 connections into FILE.
+# HOST_LOAD_RUNS_ONLY=1 stops after the runs at 32 and 256 connections and the kill -9 check.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-10}
@@ -67,7 +69,7 @@ CONF
 /usr/sbin/nginx -c "$work/nginx.conf" -p "$work"
 
 host_port=$(free_port)
-"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 --tenant-executions 64 \
+"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 --tenant-executions 1024 \
   2>"$work/host.log" &
 host_pid=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$host_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -118,6 +120,10 @@ runs_answered=0
 for c in 32 256; do
   measure "nginx reverse proxy: POST /v1/messages to the vendor ($c connections)" "http://127.0.0.1:$proxy_port/v1/messages" -s "$work/run.lua"
   proxy_rps[$c]=$rps
+  # HOST_LOAD_PERF=FILE records a perf profile of the host during the runs at 32 connections.
+  if [[ -n ${HOST_LOAD_PERF:-} && $c == 32 ]]; then
+    (sleep 1; perf record -g -p "$host_pid" -o "$HOST_LOAD_PERF" -- sleep 3 >/dev/null 2>&1) &
+  fi
   measure "host: POST /integrations/runs against the vendor ($c connections)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
   run_rps[$c]=$rps
   runs_answered=$((runs_answered + answered))
@@ -132,8 +138,13 @@ wait "$host_pid" 2>/dev/null || true
 stored=$(sqlite3 "$work/data/integration.db" "SELECT count(*) FROM runs WHERE status = 'Completed'")
 echo "runs answered 2xx: $runs_answered; Completed runs in the store after kill -9: $stored"
 ((stored >= runs_answered)) || { echo "answered runs are missing from the store"; exit 1; }
+if [[ ${HOST_LOAD_RUNS_ONLY:-0} == 1 ]]; then  # the runs section alone (a shorter measurement)
+  host_pid=
+  echo "host peak RSS: $rss"
+  exit 0
+fi
 # The same runs with --recording deferred: committed before each answer, fsynced within 10 ms.
-"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 --tenant-executions 64 \
+"$host_bin" serve --data "$work/data" --listen "127.0.0.1:$host_port" --egress-allow 127.0.0.1/32 --key-rate-limit 0 --tenant-executions 1024 \
   --recording deferred 2>>"$work/host.log" &
 host_pid=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$host_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
@@ -207,8 +218,12 @@ inbound() {  # name url path: like measure, plus the answers by status
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   non2xx=$(awk '/Non-2xx/ {print $NF}' <<<"$out")
-  printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p99" "${non2xx:-0}" "$(sed -n 's/^answers: //p' <<<"$out")"
+  answers=$(sed -n 's/^answers: //p' <<<"$out")
+  printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p99" "${non2xx:-0}" "$answers"
+  inbound_rps=$rps
+  answered_202=$((answered_202 + $(tr ' ' '\n' <<<"$answers" | awk -F= '$1 == "202" {n += $2} END {print n + 0}')))
 }
+answered_202=0
 accepted_in_db() {  # Accepted inbound deliveries on disk, read after the host was killed
   sqlite3 "$work/data/integration.db" "SELECT count(*) FROM deliveries WHERE direction = 'Inbound' AND status = 'Accepted'"
 }
@@ -223,8 +238,11 @@ echo
 echo "| inbound ($connections connections, ${seconds}s each, wrk -t 2) | requests/s | p99 | non-2xx answers | answers by status |"
 echo "|---|---:|---:|---:|---|"
 inbound "nginx: POST /webhooks/inbound/{id} (return 200)" "http://127.0.0.1:$nginx_port" "/webhooks/inbound/$connection"
+nginx_inbound_rps=$inbound_rps
+answered_202=0
 restart_host
 inbound "host: POST /webhooks/inbound/{id} (--workers 16, the default)" "http://127.0.0.1:$host_port" "/webhooks/inbound/$connection"
+host_inbound_rps=$inbound_rps
 # Unique ids again for the second run: the first run's would now be duplicates (200).
 sed -i 's/^bench-/bench2-/' "$work/inbound.tsv"
 restart_host --workers 64
@@ -233,8 +251,11 @@ inbound "host: POST /webhooks/inbound/{id} (--workers 64)" "http://127.0.0.1:$ho
 kill -9 "$host_pid"
 wait "$host_pid" 2>/dev/null || true
 host_pid=
+stored=$(accepted_in_db)
 echo
-echo "Accepted inbound deliveries in the store after kill -9: $(accepted_in_db)"
+echo "inbound vs nginx: $(ratio "$host_inbound_rps" "$nginx_inbound_rps") with the default --workers, $(ratio "$inbound_rps" "$nginx_inbound_rps") with --workers 64 (target 0.3)"
+echo "inbound answered 202: $answered_202; Accepted inbound deliveries in the store after kill -9: $stored"
+((stored >= answered_202)) || { echo "answered inbound deliveries are missing from the store"; exit 1; }
 echo
 echo "host peak RSS: $rss"
 grep -q -e bench-secret -e "$inbound_secret" "$work/host.log" && { echo "a secret appeared in the host log"; exit 1; }

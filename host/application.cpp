@@ -4,10 +4,12 @@
 #include "handlers/handlers.hpp"
 #include "problem.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/json/serialize.hpp>
 #include <boost/url/parse.hpp>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 
@@ -50,25 +52,23 @@ bool application::answers_inline(http_request const& req) {
     return req.method() == beast_http::verb::get && req.target() == "/healthz";
 }
 
-bool application::calls_vendors(http_request const& req) const {
-    auto target = req.target();
-    auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
-    if (!url) return false;
-    auto m = router_.find(std::string_view(req.method_string().data(), req.method_string().size()), url->path());
-    return m.h && m.options.calls_vendors;
+router::match application::route(std::string_view method, std::string_view target) const {
+    auto url = boost::urls::parse_origin_form(target);
+    if (!url) return {};
+    return router_.find(method, url->encoded_path());
 }
 
-bool application::begin_execution(std::string const& tenant) {
-    std::lock_guard lock(executions_mutex_);
-    auto& n = executions_[tenant];
-    if (n >= services_.config.tenant_executions) return false;
+bool application::tenant_counts::begin(std::string const& tenant, std::size_t limit) {
+    std::lock_guard lock(mutex_);
+    auto& n = counts_[tenant];
+    if (n >= limit) return false;
     ++n;
     return true;
 }
 
-void application::end_execution(std::string const& tenant) {
-    std::lock_guard lock(executions_mutex_);
-    if (auto it = executions_.find(tenant); it != executions_.end() && --it->second == 0) executions_.erase(it);
+void application::tenant_counts::end(std::string const& tenant) {
+    std::lock_guard lock(mutex_);
+    if (auto it = counts_.find(tenant); it != counts_.end() && --it->second == 0) counts_.erase(it);
 }
 
 http_response to_response(reply const& r, unsigned version, bool keep_alive) {
@@ -96,14 +96,11 @@ void application::observe(std::string_view method, std::string_view target, unsi
     services_.metrics.observe_request(route, method_label(method), status, latency);
 }
 
-std::size_t application::body_limit(std::string_view method, std::string_view target) const {
+std::size_t application::body_limit(router::match const& route) const {
     auto const& c = services_.config;
+    if (route.h && route.options.vendor_webhook) return c.inbound_body_limit;
     auto small = std::min(c.json_body_limit, c.body_limit);
-    auto url = boost::urls::parse_origin_form(target);
-    if (!url) return small;
-    auto m = router_.find(method, url->encoded_path());
-    if (m.h && m.options.vendor_webhook) return c.inbound_body_limit;
-    return m.h && m.options.large_body ? c.body_limit : small;
+    return route.h && route.options.large_body ? c.body_limit : small;
 }
 
 void application::refused_connection(std::string_view why) {
@@ -113,14 +110,9 @@ void application::refused_connection(std::string_view why) {
                   "refused a connection: " + std::string(why) + "; " + std::to_string(n) + " refused so far");
 }
 
-void application::dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route,
-                           std::function<void(reply)> answer) {
-    auto r = route_request(req, ctx, tenant, route, answer);
-    if (r) answer(std::move(*r));
-}
-
-std::optional<reply> application::route_request(http_request const& req, request_context& ctx, std::string& tenant,
-                                                std::string_view& route, std::function<void(reply)>& answer) {
+std::optional<reply> application::dispatch(http_request const& req, router::match& m, request_context& ctx,
+                                           std::string& tenant, boost::asio::any_io_executor const& io,
+                                           std::function<void(reply)>& answer) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
     if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
@@ -128,11 +120,9 @@ std::optional<reply> application::route_request(http_request const& req, request
     if (auto n = req.count(beast_http::field::authorization); n > 1)
         return problem(400, "bad-request", "More than one Authorization header",
                        "send one Authorization header, not " + std::to_string(n));
-    auto encoded = url->encoded_path();
-    std::string path(encoded.data(), encoded.size());
-    auto m = router_.find(std::string_view(req.method_string().data(), req.method_string().size()), path);
-    route = m.pattern;
     if (!m.h) {
+        auto encoded = url->encoded_path();
+        std::string path(encoded.data(), encoded.size());
         if (!m.path_known) return problem(404, "route-not-found", "No such route", "no route for " + path);
         std::string allow;
         for (auto const& a : m.allowed) allow += (allow.empty() ? "" : ", ") + a;
@@ -196,31 +186,46 @@ std::optional<reply> application::route_request(http_request const& req, request
                                   std::string_view(f.value().data(), f.value().size()));
         c.target = std::string_view(target.data(), target.size());
     }
-    // One tenant's vendor calls take at most its share of the execution pool; the rest of the
-    // pool stays free for other tenants however slow that tenant's vendors are. The share is
-    // held while the handler runs on its thread (the vendor call), not while an answer waits for
-    // the commit that records it.
-    if (m.options.calls_vendors && !begin_execution(ctx.tenant_id)) {
-        auto p = problem(429, "tenant-busy", "Too many requests calling vendors",
-                         "this tenant already has " + std::to_string(services_.config.tenant_executions) +
-                             " requests calling vendors in progress (--tenant-executions); retry after 1 s");
+    // One tenant has at most --tenant-executions vendor-calling requests in progress, counted
+    // until answered: a run waiting for its vendor holds no thread, but it holds a socket and
+    // memory. A route whose vendor call holds its thread (a probe, a token exchange) may also
+    // hold at most half the execution threads per tenant, so other tenants always find one
+    // however slow that tenant's vendors are.
+    auto busy = [this](std::string what) {
+        auto p = problem(429, "tenant-busy", "Too many requests calling vendors", std::move(what) + "; retry after 1 s");
         p.headers.emplace_back("Retry-After", "1");
         return p;
+    };
+    auto const& config = services_.config;
+    if (m.options.calls_vendors && !executions_.begin(ctx.tenant_id, config.tenant_executions))
+        return busy("this tenant already has " + std::to_string(config.tenant_executions) +
+                    " requests calling vendors in progress (--tenant-executions)");
+    bool holds_thread = m.options.calls_vendors && !m.options.async_vendor_calls;
+    if (holds_thread && !on_threads_.begin(ctx.tenant_id, std::max<std::size_t>(config.execution_threads / 2, 1))) {
+        executions_.end(ctx.tenant_id);
+        return busy("this tenant already holds half the execution threads (--execution-threads) with calls to vendors");
     }
     struct end_on_exit {
-        application* app;
+        tenant_counts* counts;
         std::string const* tenant;
         ~end_on_exit() {
-            if (app) app->end_execution(*tenant);
+            if (counts) counts->end(*tenant);
         }
-    } slot{m.options.calls_vendors ? this : nullptr, &ctx.tenant_id};
+    } slot{holds_thread ? &on_threads_ : nullptr, &ctx.tenant_id};
     auto answered = std::make_shared<std::atomic<bool>>(false);
+    auto returned = std::make_shared<std::atomic<bool>>(false);  // the handler returned
     // `tenant` belongs to the request's state, which `answer` keeps alive.
-    responder done = [answer, answered, &tenant](result<reply> r) {
+    responder done = [this, answer, answered, returned, io, &tenant, counted = m.options.calls_vendors ? ctx.tenant_id : std::string(),
+                      vendors = m.options.calls_vendors](result<reply> r) {
         if (answered->exchange(true)) return;
+        if (vendors) executions_.end(counted);
         // An open route may name the tenant it resolved (an inbound webhook's connection's).
         if (r && tenant.empty()) tenant = r->tenant;
-        answer(r ? std::move(*r) : problem_from(r.error()));
+        auto rep = r ? std::move(*r) : problem_from(r.error());
+        // Answered later, on a thread that finished the work (a store's writer, which other
+        // requests' commits wait on): render and write the answer on the connection's thread.
+        if (returned->load()) return boost::asio::post(io, [answer, rep = std::move(rep)]() mutable { answer(std::move(rep)); });
+        answer(std::move(rep));
     };
     try {
         (*m.h)(c, done);
@@ -228,6 +233,7 @@ std::optional<reply> application::route_request(http_request const& req, request
         log_event("error", std::string("handler threw: ") + e.what());
         done(error{errc::storage_failure, e.what()});
     }
+    returned->store(true);
     return std::nullopt;
 }
 
@@ -237,23 +243,24 @@ trace_context trace_of(http_request const& req) {
     return parsed ? parsed->child() : trace_context::generate();
 }
 
-void application::handle(http_request const& req, std::chrono::steady_clock::time_point started,
-                         std::function<void(http_response)> done) {
+void application::handle(http_request const& req, router::match route, std::chrono::steady_clock::time_point started,
+                         boost::asio::any_io_executor io, std::function<void(http_response)> done) {
     struct request_state {
         request_context ctx;
         std::string tenant;
-        std::string_view route;
+        router::match route;
     };
     auto st = std::make_shared<request_state>();
     st->ctx.trace = trace_of(req);
-    dispatch(req, st->ctx, st->tenant, st->route, [this, &req, started, st, done = std::move(done)](reply r) {
+    st->route = std::move(route);
+    std::function<void(reply)> answer = [this, &req, started, st, done = std::move(done)](reply r) {
         r.headers.emplace_back("traceparent", st->ctx.trace.traceparent());
         auto res = to_response(r, req.version(), req.keep_alive());
         auto target = req.target();
         auto method = std::string_view(req.method_string().data(), req.method_string().size());
         auto latency = std::chrono::steady_clock::now() - started;
         // The route pattern, never the raw path, so that the metric's cardinality stays bounded.
-        services_.metrics.observe_request(st->route.empty() ? std::string_view("unmatched") : st->route,
+        services_.metrics.observe_request(st->route.pattern.empty() ? std::string_view("unmatched") : st->route.pattern,
                                           method_label(method), r.status, latency);
         log_access({.method = method,
                     .target = std::string_view(target.data(), target.size()),
@@ -262,7 +269,8 @@ void application::handle(http_request const& req, std::chrono::steady_clock::tim
                     .trace_id = st->ctx.trace.trace_id,
                     .tenant = st->tenant});
         done(std::move(res));
-    });
+    };
+    if (auto refused = dispatch(req, st->route, st->ctx, st->tenant, io, answer)) answer(std::move(*refused));
 }
 
 }  // namespace integration::host

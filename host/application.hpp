@@ -10,6 +10,8 @@
 
 #include <integration/outbound/token_bucket.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
+
 #include <chrono>
 #include <functional>
 #include <optional>
@@ -27,25 +29,27 @@ public:
      *  answers them on its own thread instead of handing them to a worker. */
     static bool answers_inline(http_request const& req);
 
-    /** True for requests whose handler calls vendors (`route_options::calls_vendors`): the server
-     *  hands them to the execution pool instead of the workers. */
-    bool calls_vendors(http_request const& req) const;
+    /** The route `method target` names, matched once per request when its header arrives: no
+     *  handler when no route has that path and method, or when the target is not origin-form. */
+    router::match route(std::string_view method, std::string_view target) const;
 
-    /** Answers `req` through `done`, once, on this thread or later on another (a run answers once
-     *  its record is committed); `req` must live until then. `started` is when its header
-     *  arrived (for the logged latency). */
-    void handle(http_request const& req, std::chrono::steady_clock::time_point started,
-                std::function<void(http_response)> done);
+    /** Answers `req` through `done`, once: on this thread when its handler answers before it
+     *  returns, else on `io` (a run answers once its record is committed, an inbound webhook once
+     *  its delivery is durable: the answer is rendered on `io`, not on the thread that finished
+     *  the work). `req` must live until then. `route` is `route(req)`'s match; `started` is when
+     *  its header arrived (for the logged latency). */
+    void handle(http_request const& req, router::match route, std::chrono::steady_clock::time_point started,
+                boost::asio::any_io_executor io, std::function<void(http_response)> done);
 
     /** Counts an answer the server gave without the application (a malformed or oversized
      *  request) in the request metrics, under the route its target matches. */
     void observe(std::string_view method, std::string_view target, unsigned status,
                  std::chrono::steady_clock::duration latency);
 
-    /** The body limit of the route `method target` names, known once the header is parsed:
-     *  `--inbound-body-limit` for inbound webhooks, `--body-limit` for routes that carry vendor
-     *  bodies, `--json-body-limit` for the others and for unknown routes (whichever is smaller). */
-    std::size_t body_limit(std::string_view method, std::string_view target) const;
+    /** The body limit of a request to `route`: `--inbound-body-limit` for inbound webhooks,
+     *  `--body-limit` for routes that carry vendor bodies, `--json-body-limit` for the others and
+     *  for unknown routes (whichever is smaller). */
+    std::size_t body_limit(router::match const& route) const;
 
     /** Counts a connection the server refused (`why`: which limit), and logs the first refusal
      *  and every 100th (a flood must not flood the log too). */
@@ -55,22 +59,28 @@ public:
     router const& routes() const noexcept { return router_; }
 
 private:
-    void dispatch(http_request const& req, request_context& ctx, std::string& tenant, std::string_view& route,
-                  std::function<void(reply)> answer);
-    /** Checks and routes `req`: the answer when it is refused, else none once the handler was
-     *  called with `answer` as its responder. */
-    std::optional<reply> route_request(http_request const& req, request_context& ctx, std::string& tenant,
-                                       std::string_view& route, std::function<void(reply)>& answer);
+    /** Checks `req` and calls its route's handler: the answer when it is refused, else none once
+     *  the handler was called with `answer` as its responder. */
+    std::optional<reply> dispatch(http_request const& req, router::match& m, request_context& ctx, std::string& tenant,
+                                  boost::asio::any_io_executor const& io, std::function<void(reply)>& answer);
 
-    /** Counts one more vendor-calling request of `tenant` in progress; false at --tenant-executions. */
-    bool begin_execution(std::string const& tenant);
-    void end_execution(std::string const& tenant);
+    /** Requests of each tenant counted against a limit. */
+    class tenant_counts {
+    public:
+        /** Counts one more of `tenant`'s; false (and not counted) at `limit`. */
+        bool begin(std::string const& tenant, std::size_t limit);
+        void end(std::string const& tenant);
+
+    private:
+        std::mutex mutex_;
+        std::unordered_map<std::string, std::size_t> counts_;
+    };
 
     services& services_;
     router router_;
     resilience::rate_limiter key_limits_{system_clock::instance()};  // per API key (its hash)
-    std::mutex executions_mutex_;
-    std::unordered_map<std::string, std::size_t> executions_;  // vendor-calling requests in progress, by tenant
+    tenant_counts executions_;  // vendor-calling requests in progress (until answered), by tenant
+    tenant_counts on_threads_;  // those of them running on an execution thread, by tenant
 };
 
 /** The trace of a request: a child of its `traceparent`, or a new trace without a valid one. */

@@ -210,11 +210,10 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         return error{errc::invalid_argument, "--inbound-body-limit must be at least 1 byte (vendors' webhook bodies)"};
     if (c.webhook_in_flight == 0)
         return error{errc::invalid_argument, "--webhook-in-flight must be at least 1 (deliveries sent at once)"};
-    // Equal is one tenant's deployment: that tenant may hold every execution thread.
-    if (c.tenant_executions > c.execution_threads || c.tenant_executions == 0)
-        return error{errc::invalid_argument, "--tenant-executions (" + std::to_string(c.tenant_executions) +
-                                                 ") must be from 1 to --execution-threads (" + std::to_string(c.execution_threads) +
-                                                 "); below it, one tenant never holds every execution thread"};
+    if (c.tenant_executions == 0)
+        return error{errc::invalid_argument, "--tenant-executions must be at least 1 (vendor-calling requests of one tenant in progress)"};
+    if (c.execution_threads == 0)
+        return error{errc::invalid_argument, "--execution-threads must be at least 1"};
     return c;
 }
 

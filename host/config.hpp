@@ -33,9 +33,11 @@ struct serve_config {
     std::size_t pipeline_limit = 8;  // requests read ahead per connection
     std::size_t io_threads = 2;
     std::size_t workers = 16;        // threads that run blocking library calls that touch only the stores
-    // Threads for the requests that call vendors (runs, connection probes, rotation checks), and
-    // how many of those one tenant may have in progress (over it: 429 tenant-busy).
-    std::size_t execution_threads = 64;
+    // Threads for the synchronous part of the requests that call vendors (a run holds one until
+    // its vendor call starts; connection probes and rotation checks for their whole call), and how
+    // many of those requests one tenant may have in progress, answered or not (over it: 429
+    // tenant-busy). A tenant holds at most half the threads with calls that block on the vendor.
+    std::size_t execution_threads = 16;
     std::size_t tenant_executions = 16;
     // Runs: no attempt starts later than run_deadline after the first (a longer wait answers 202
     // and the retry worker continues the run); each vendor call's timeout; how long a request waits

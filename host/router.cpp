@@ -150,27 +150,22 @@ std::vector<router::route_info> router::routes() const {
 router::match router::find(std::string_view method, std::string_view path) const {
     match m;
     // Split first, then decode each segment: an encoded `/` (`%2F`) stays inside its segment.
+    // Only segments holding a `%` are decoded (into `decoded`, reserved so the views stay valid).
+    auto segments = split_path(path);
     std::vector<std::string> decoded;
-    for (auto segment : split_path(path)) {
+    decoded.reserve(segments.size());
+    for (auto& segment : segments) {
+        if (segment.find('%') == std::string_view::npos) continue;
         auto pct = boost::urls::make_pct_string_view(segment);
         if (!pct) return m;
-        decoded.push_back(pct->decode());
+        segment = decoded.emplace_back(pct->decode());
     }
+    auto is_param = [](std::string const& want) { return want.size() > 2 && want.front() == '{' && want.back() == '}'; };
     for (auto const& r : routes_) {
-        if (r.segments.size() != decoded.size()) continue;
-        std::map<std::string, std::string, std::less<>> params;
+        if (r.segments.size() != segments.size()) continue;
         bool ok = true;
-        for (std::size_t i = 0; ok && i < decoded.size(); ++i) {
-            auto const& want = r.segments[i];
-            if (want.size() > 2 && want.front() == '{' && want.back() == '}') {
-                if (decoded[i].empty())
-                    ok = false;
-                else
-                    params[want.substr(1, want.size() - 2)] = decoded[i];
-            } else {
-                ok = want == decoded[i];
-            }
-        }
+        for (std::size_t i = 0; ok && i < segments.size(); ++i)
+            ok = is_param(r.segments[i]) ? !segments[i].empty() : r.segments[i] == segments[i];
         if (!ok) continue;
         if (r.method != method) {
             m.path_known = true;
@@ -181,7 +176,8 @@ router::match router::find(std::string_view method, std::string_view path) const
         m.h = &r.h;
         m.options = r.options;
         m.pattern = r.pattern;
-        m.params = std::move(params);
+        for (std::size_t i = 0; i < segments.size(); ++i)
+            if (auto const& want = r.segments[i]; is_param(want)) m.params.emplace(want.substr(1, want.size() - 2), segments[i]);
         return m;
     }
     return m;

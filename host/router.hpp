@@ -25,7 +25,7 @@ struct call {
     request_context ctx;
     std::map<std::string, std::string, std::less<>> params;  // from the path
     std::map<std::string, std::string, std::less<>> query;
-    std::string body;
+    std::string_view body;  // the request's, which lives until the request is answered
     std::function<std::string_view(std::string_view)> header;
     /** Vendor webhook routes only (`route_options::vendor_webhook`): every header field as
      *  received, in order, and the request target with its query (signatures cover them). */
@@ -65,6 +65,9 @@ struct route_options {
     /** The handler calls vendors (runs, health probes): it runs on the execution pool, within the
      *  tenant's share of it (`--tenant-executions`), never on the workers that serve the rest. */
     bool calls_vendors = false;
+    /** With `calls_vendors`: the handler's vendor calls hold no thread (a run starts its call and
+     *  returns), so only `--tenant-executions` bounds them, not the tenant's share of the threads. */
+    bool async_vendor_calls = false;
 };
 
 /** `open`, `key` or `admin`, as the `routes` command prints it. */

@@ -111,6 +111,7 @@ private:
     // One request read ahead, or an answer decided by the session itself (a protocol error).
     struct item {
         std::optional<http_request> req;
+        router::match route;  // of `req`
         std::optional<http_response> ready;
         std::chrono::steady_clock::time_point started;
     };
@@ -163,6 +164,7 @@ private:
     void read_header() {
         started_ = std::chrono::steady_clock::now();
         parser_.emplace();
+        route_ = {};
         parser_->header_limit(static_cast<std::uint32_t>(state_.config.header_limit));
         // The largest body any route takes; the route's own limit is applied once the header names it.
         parser_->body_limit(largest_body_limit());
@@ -182,6 +184,8 @@ private:
         if (closed_) return;
         if (ec) return parse_failed(ec);
         auto const& h = parser_->get();
+        route_ = state_.app.route(std::string_view(h.method_string().data(), h.method_string().size()),
+                                  std::string_view(h.target().data(), h.target().size()));
         // A message framed two ways is how requests are smuggled past proxies: refuse it.
         if (h.count(beast_http::field::content_length) && h.count(beast_http::field::transfer_encoding))
             return answer_and_close(problem(400, "bad-request", "Ambiguous message framing",
@@ -235,7 +239,7 @@ private:
         reading_ = false;
         auto req = parser_->release();
         bool keep_alive = req.keep_alive();
-        queue_.push_back({std::move(req), std::nullopt, started_});
+        queue_.push_back({std::move(req), std::move(route_), std::nullopt, started_});
         if (!keep_alive) closing_ = true;  // no more requests will be read
         next();
         read(false);
@@ -265,10 +269,8 @@ private:
 
     // The body limit of the route the request line names (the largest when it names none yet).
     std::size_t route_body_limit() const {
-        if (!parser_ || parser_->get().target().empty()) return largest_body_limit();
-        auto const& h = parser_->get();
-        return state_.app.body_limit(std::string_view(h.method_string().data(), h.method_string().size()),
-                                     std::string_view(h.target().data(), h.target().size()));
+        if (!parser_ || !parser_->is_header_done()) return largest_body_limit();
+        return state_.app.body_limit(route_);
     }
 
     std::size_t largest_body_limit() const { return std::max(state_.config.body_limit, state_.config.inbound_body_limit); }
@@ -291,7 +293,7 @@ private:
         auto latency = std::chrono::steady_clock::now() - started_;
         log_access({.method = method, .target = target, .status = r.status, .latency = latency, .trace_id = trace.trace_id, .tenant = ""});
         state_.app.observe(method, target, r.status, latency);
-        queue_.push_back({std::nullopt, to_response(r, 11, false), started_});
+        queue_.push_back({std::nullopt, {}, to_response(r, 11, false), started_});
         next();
     }
 
@@ -308,14 +310,16 @@ private:
         http_request const* req = &*front.req;
         auto started = front.started;
         if (application::answers_inline(*req))
-            return state_.app.handle(*req, started, [self = shared_from_this()](http_response res) { self->write(std::move(res)); });
-        auto& pool = state_.app.calls_vendors(*req) ? state_.executions : state_.workers;
+            return state_.app.handle(*req, std::move(front.route), started, stream_.get_executor(),
+                                     [self = shared_from_this()](http_response res) { self->write(std::move(res)); });
+        auto& pool = front.route.h && front.route.options.calls_vendors ? state_.executions : state_.workers;
         // The answer may come from another thread once the thread that handled the request is
         // free again (a run answers after the commit that records it).
         auto work = std::make_shared<decltype(guard)>(std::move(guard));
-        asio::post(pool, [self = shared_from_this(), work, req, started]() mutable {
-            self->state_.app.handle(*req, started, [self, work](http_response res) mutable {
-                asio::post(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+        asio::post(pool, [self = shared_from_this(), work, req, route = std::move(front.route), started]() mutable {
+            self->state_.app.handle(*req, std::move(route), started, self->stream_.get_executor(), [self, work](http_response res) mutable {
+                // Inline when the answer was rendered on this connection's thread already.
+                asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
                 work->reset();
             });
         });
@@ -381,6 +385,7 @@ private:
     server_state& state_;
     std::uint64_t id_;
     std::optional<beast_http::request_parser<beast_http::string_body>> parser_;
+    router::match route_;  // of the request being read, once its header is parsed
     std::deque<item> queue_;
     std::chrono::steady_clock::time_point started_;
     std::chrono::steady_clock::time_point request_start_;  // what its read deadlines count from

@@ -43,36 +43,43 @@ boost::json::object outcome_json(webhooks::inbound_outcome const& out, std::stri
     return o;
 }
 
+result<reply> inbound_answer(services& s, result<webhooks::inbound_outcome> const& out) {
+    if (!out) return out.error();
+    auto answer = [&]() -> reply {
+        switch (out->outcome) {
+        case webhooks::inbound_outcome::kind::accepted:
+            s.metrics.count_inbound(false);
+            return json_reply(202, outcome_json(*out, "accepted"));
+        case webhooks::inbound_outcome::kind::duplicate:
+            s.metrics.count_inbound(true);
+            return json_reply(200, outcome_json(*out, "duplicate"));
+        case webhooks::inbound_outcome::kind::rejected: break;
+        }
+        auto refusal = out->refusal.value_or(webhooks::inbound_refusal{inbound_rejection::malformed_body, "refused"});
+        s.metrics.count_inbound_rejected(webhooks::to_string(refusal.reason));
+        return refusal_problem(refusal);
+    }();
+    answer.tenant = out->tenant_id;
+    return answer;
+}
+
 }  // namespace
 
 void add_inbound_routes(router& r, services& s) {
     // Vendors call this without an API key: the connection names the tenant, the signature proves
     // the sender. The URL is the one the vendor called (Twilio signs it): --public-url + target.
-    r.add("POST", "/webhooks/inbound/{connectionId}", [&s](call& c) -> result<reply> {
+    r.add("POST", "/webhooks/inbound/{connectionId}", async_handler([&s](call& c, responder done) {
         std::vector<webhooks::header_field> headers;
         headers.reserve(c.fields.size());
         for (auto const& [name, value] : c.fields) headers.push_back({name, value});
         auto url = public_base_url(s.config) + std::string(c.target);
-        auto out = s.inbound->receive(c.params["connectionId"],
-                                      {.headers = headers, .body = c.body, .url = url, .content_type = c.header("Content-Type")});
-        if (!out) return out.error();
-        auto answer = [&]() -> reply {
-            switch (out->outcome) {
-            case webhooks::inbound_outcome::kind::accepted:
-                s.metrics.count_inbound(false);
-                return json_reply(202, outcome_json(*out, "accepted"));
-            case webhooks::inbound_outcome::kind::duplicate:
-                s.metrics.count_inbound(true);
-                return json_reply(200, outcome_json(*out, "duplicate"));
-            case webhooks::inbound_outcome::kind::rejected: break;
-            }
-            auto refusal = out->refusal.value_or(webhooks::inbound_refusal{inbound_rejection::malformed_body, "refused"});
-            s.metrics.count_inbound_rejected(webhooks::to_string(refusal.reason));
-            return refusal_problem(refusal);
-        }();
-        answer.tenant = out->tenant_id;
-        return answer;
-    }, {.who = access::open, .vendor_webhook = true});
+        // No thread waits for the commit: the answer is given once the delivery is durable, on
+        // the store's thread, sharing the commit with every delivery received meanwhile.
+        // `receive` has read the request when it returns.
+        s.inbound->receive(c.params["connectionId"],
+                           {.headers = headers, .body = c.body, .url = url, .content_type = c.header("Content-Type")},
+                           [&s, done = std::move(done)](result<webhooks::inbound_outcome> out) { done(inbound_answer(s, out)); });
+    }), {.who = access::open, .vendor_webhook = true});
 }
 
 }  // namespace integration::host

@@ -117,7 +117,7 @@ void add_run_routes(router& r, services& s) {
             if (out->replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
             done(std::move(rep));
         });
-    }), {.large_body = true, .calls_vendors = true});  // carries the vendor's request body
+    }), {.large_body = true, .calls_vendors = true, .async_vendor_calls = true});  // carries the vendor's request body
 
     r.add("GET", "/integrations/runs", [&s](call& c) -> result<reply> {
         auto page = c.page();

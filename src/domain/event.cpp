@@ -1,6 +1,10 @@
 #include <integration/core/id.hpp>
 #include <integration/domain/event.hpp>
 
+#include <boost/json/serialize.hpp>
+
+#include <string>
+
 namespace integration::events {
 
 event_envelope make_envelope(domain_event e, request_context const& ctx, std::string_view aggregate_type,
@@ -22,5 +26,60 @@ event_envelope make_envelope(domain_event e, request_context const& ctx, std::st
     return env;
 }
 
+namespace {
+
+void append_quoted(std::string& out, std::string_view text) {
+    static constexpr char hex[] = "0123456789abcdef";
+    out += '"';
+    for (char ch : text) {
+        auto c = static_cast<unsigned char>(ch);
+        switch (c) {
+        case '"': out += "\\\""; break;
+        case '\\': out += "\\\\"; break;
+        case '\n': out += "\\n"; break;
+        case '\r': out += "\\r"; break;
+        case '\t': out += "\\t"; break;
+        case '\b': out += "\\b"; break;
+        case '\f': out += "\\f"; break;
+        default:
+            if (c < 0x20) {
+                out += "\\u00";
+                out += hex[c >> 4];
+                out += hex[c & 0xf];
+            } else {
+                out += ch;
+            }
+        }
+    }
+    out += '"';
+}
+
+}  // namespace
+
+std::string serialize_envelope(event_envelope const& e) {
+    std::string out;
+    out.reserve(512);
+    auto text = [&](char const* name, std::string_view value) {
+        out += name;
+        append_quoted(out, value);
+    };
+    text("{\"eventId\":", e.event_id);
+    text(",\"eventType\":", e.event_type);
+    out += ",\"schemaVersion\":" + std::to_string(e.schema_version);
+    text(",\"occurredAt\":", format_time(e.occurred_at));
+    text(",\"tenantId\":", e.tenant_id);
+    text(",\"aggregateType\":", e.aggregate_type);
+    text(",\"aggregateId\":", e.aggregate_id);
+    out += ",\"aggregateVersion\":" + std::to_string(e.aggregate_version);
+    text(",\"traceId\":", e.trace_id);
+    text(",\"spanId\":", e.span_id);
+    text(",\"correlationId\":", e.correlation_id);
+    text(",\"causationId\":", e.causation_id);
+    text(",\"source\":", e.source);
+    out += ",\"data\":";
+    out += boost::json::serialize(e.data);
+    out += '}';
+    return out;
+}
 
 }  // namespace integration::events

@@ -2,6 +2,9 @@
 
 #include <integration/outbound/classifier.hpp>
 
+#include <condition_variable>
+#include <map>
+#include <mutex>
 #include <random>
 #include <thread>
 #include <utility>
@@ -21,7 +24,87 @@ bool commit(call_context& call) {
     return false;
 }
 
+/** One thread for the process that runs each scheduled function when it is due. */
+class timer_thread {
+public:
+    timer_thread() : thread_([this] { run(); }) {}
+    ~timer_thread() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        cv_.notify_one();
+        thread_.join();
+    }
+    timer_thread(timer_thread const&) = delete;
+    timer_thread& operator=(timer_thread const&) = delete;
+
+    void after(milliseconds delay, std::function<void()> fn) {
+        bool first;
+        {
+            std::lock_guard lock(mutex_);
+            auto at = steady_clock::now() + std::max(delay, milliseconds(0));
+            first = due_.empty() || at < due_.begin()->first;
+            due_.emplace(at, std::move(fn));
+        }
+        if (first) cv_.notify_one();
+    }
+
+private:
+    void run() {
+        std::unique_lock lock(mutex_);
+        while (!stopping_) {
+            if (due_.empty()) {
+                cv_.wait(lock);
+                continue;
+            }
+            auto next = due_.begin();
+            if (next->first > steady_clock::now()) {
+                cv_.wait_until(lock, next->first);
+                continue;
+            }
+            auto fn = std::move(next->second);
+            due_.erase(next);
+            lock.unlock();
+            try {
+                fn();
+            } catch (...) {  // a throwing function must not end the timer for every other call
+            }
+            lock.lock();
+        }
+    }
+
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::multimap<steady_clock::time_point, std::function<void()>> due_;
+    bool stopping_ = false;
+    std::thread thread_;  // last: started once the rest exists
+};
+
 }  // namespace
+
+scheduler waits_on(std::function<void(milliseconds)> sleep) {
+    if (sleep)
+        return [sleep = std::move(sleep)](milliseconds d, std::function<void()> fn) {
+            sleep(d);
+            fn();
+        };
+    return [](milliseconds d, std::function<void()> fn) {
+        static timer_thread timer;
+        timer.after(d, std::move(fn));
+    };
+}
+
+void policy::start(request& r, next_policy next, call_context& call, transport::completion done) {
+    done(send(r, next, call));
+}
+
+void next_policy::start(request& r, call_context& call, transport::completion done) const {
+    if (!rest_.empty()) return rest_.front()->start(r, next_policy(rest_.subspan(1), transport_), call, std::move(done));
+    if (!commit(call)) return done(error{errc::cancelled, "the call was stopped before it was sent"});
+    call.sent = true;
+    transport_.start(r, std::move(done));
+}
 
 result<response> next_policy::send(request& r, call_context& call) const {
     if (!rest_.empty()) return rest_.front()->send(r, next_policy(rest_.subspan(1), transport_), call);
@@ -37,9 +120,26 @@ result<response> pipeline::send(request& r, call_context& call) const {
     return next_policy(policies_, *transport_).send(r, call);
 }
 
-result<response> trace_context_policy::send(request& r, next_policy next, call_context& call) {
+void pipeline::start(request& r, call_context& call, transport::completion done) const {
+    next_policy(policies_, *transport_).start(r, call, std::move(done));
+}
+
+namespace {
+
+void add_traceparent(request& r, call_context const& call) {
     if (call.ctx && find_header(r.headers, "traceparent").empty())
         r.headers.emplace_back("traceparent", call.ctx->trace.child().traceparent());
+}
+
+}  // namespace
+
+void trace_context_policy::start(request& r, next_policy next, call_context& call, transport::completion done) {
+    add_traceparent(r, call);
+    next.start(r, call, std::move(done));
+}
+
+result<response> trace_context_policy::send(request& r, next_policy next, call_context& call) {
+    add_traceparent(r, call);
     return next.send(r, call);
 }
 
@@ -54,6 +154,13 @@ result<response> egress_policy_step::send(request& r, next_policy next, call_con
     if (!pin) return pin.error();
     r.pin = std::move(*pin);
     return next.send(r, call);
+}
+
+void egress_policy_step::start(request& r, next_policy next, call_context& call, transport::completion done) {
+    auto pin = check(r.url);
+    if (!pin) return done(pin.error());
+    r.pin = std::move(*pin);
+    next.start(r, call, std::move(done));
 }
 
 namespace {
@@ -82,9 +189,36 @@ result<response> redirect_policy::send(request& r, next_policy next, call_contex
     return send_following_redirects(rest, r, options_, check_);
 }
 
+void redirect_policy::start(request& r, next_policy next, call_context& call, transport::completion done) {
+    if (options_.max_hops == 0) return next.start(r, call, std::move(done));
+    done(send(r, next, call));
+}
+
 rate_limit_policy::rate_limit_policy(resilience::rate_limit_store& limits, rate_limit_policy_options options)
     : limits_(limits), options_(std::move(options)) {
+    if (!options_.schedule) options_.schedule = waits_on(options_.sleep);
     if (!options_.sleep) options_.sleep = sleep_thread;
+}
+
+namespace {
+
+// Our own budget is spent: answer as the vendor would, with the time to the next token.
+response limited(resilience::acquire_result const& a) {
+    return response{429, {{"Retry-After", std::to_string(duration_cast<seconds>(a.retry_after).count() + 1)}}, ""};
+}
+
+}  // namespace
+
+void rate_limit_policy::start(request& r, next_policy next, call_context& call, transport::completion done) {
+    if (!call.rate_limit) return next.start(r, call, std::move(done));
+    auto a = limits_.try_acquire(call.rate_limit_key, *call.rate_limit);
+    if (a.granted) return next.start(r, call, std::move(done));
+    if (a.retry_after > options_.max_wait) return done(limited(a));
+    options_.schedule(ceil<milliseconds>(a.retry_after), [this, &r, next, &call, done = std::move(done)]() mutable {
+        auto again = limits_.try_acquire(call.rate_limit_key, *call.rate_limit);
+        if (again.granted) return next.start(r, call, std::move(done));
+        done(limited(again));
+    });
 }
 
 result<response> rate_limit_policy::send(request& r, next_policy next, call_context& call) {
@@ -95,8 +229,7 @@ result<response> rate_limit_policy::send(request& r, next_policy next, call_cont
         a = limits_.try_acquire(call.rate_limit_key, *call.rate_limit);
     }
     if (a.granted) return next.send(r, call);
-    // Our own budget is spent: answer as the vendor would, with the time to the next token.
-    return response{429, {{"Retry-After", std::to_string(duration_cast<seconds>(a.retry_after).count() + 1)}}, ""};
+    return limited(a);
 }
 
 result<response> circuit_breaker_policy::send(request& r, next_policy next, call_context& call) {
@@ -110,14 +243,47 @@ result<response> circuit_breaker_policy::send(request& r, next_policy next, call
     return res;
 }
 
+void circuit_breaker_policy::start(request& r, next_policy next, call_context& call, transport::completion done) {
+    if (!call.breaker) return next.start(r, call, std::move(done));
+    if (!commit(call)) return done(error{errc::cancelled, "the call was stopped before it was sent"});
+    if (!call.breaker->allow())
+        return done(error{errc::unavailable, "circuit open: the destination failed repeatedly; calls resume after the "
+                                             "breaker's break duration"});
+    next.start(r, call, [breaker = call.breaker, done = std::move(done)](result<response> res) {
+        breaker->record(res && res->status < 500);
+        done(std::move(res));
+    });
+}
+
 retry_policy::retry_policy(integration::clock const& clock, retry_policy_options options)
     : clock_(clock), options_(std::move(options)) {
+    if (!options_.schedule) options_.schedule = waits_on(options_.sleep);
     if (!options_.sleep) options_.sleep = sleep_thread;
     if (!options_.random)
         options_.random = [] {
             thread_local std::mt19937_64 rng{std::random_device{}()};
             return std::uniform_real_distribution<double>(0.0, 1.0)(rng);
         };
+}
+
+std::optional<milliseconds> retry_policy::judge(result<response>& res, int n, resilience::retry_options const& o,
+                                                time_point first_start, time_point attempt_start, call_context& call) {
+    failures::attempt_outcome outcome;
+    if (res) outcome.response = std::move(*res);
+    else outcome.transport_error = res.error();
+    auto const now = clock_.now();
+    auto const elapsed = duration_cast<milliseconds>(now - first_start);
+    call.failure = failures::classify(outcome, n, o, now, elapsed, options_.random());
+    if (res) *res = std::move(*outcome.response);  // classified without a copy of the body
+    if (!res && res.error() == errc::cancelled && call.failure) {
+        call.failure->category = failures::failure_category::validation;  // the caller gave up: never retried
+        call.failure->error_code = "cancelled";
+        call.failure->next_action = failures::next_action::dead_letter;
+        call.failure->next_attempt_at.reset();
+    }
+    if (call.on_attempt) call.on_attempt({n, &res, call.sent, call.failure, attempt_start, now});
+    if (!call.failure || call.failure->next_action != failures::next_action::retry || n >= o.max_attempts) return std::nullopt;
+    return duration_cast<milliseconds>(*call.failure->next_attempt_at - now);
 }
 
 result<response> retry_policy::send(request& r, next_policy next, call_context& call) {
@@ -128,23 +294,42 @@ result<response> retry_policy::send(request& r, next_policy next, call_context& 
         call.sent = false;
         auto res = next.send(r, call);
         if (call.stopped) return res;
-        failures::attempt_outcome outcome;
-        if (res) outcome.response = std::move(*res);
-        else outcome.transport_error = res.error();
-        auto const now = clock_.now();
-        auto const elapsed = duration_cast<milliseconds>(now - first_start);
-        call.failure = failures::classify(outcome, n, o, now, elapsed, options_.random());
-        if (res) *res = std::move(*outcome.response);  // classified without a copy of the body
-        if (!res && res.error() == errc::cancelled && call.failure) {
-            call.failure->category = failures::failure_category::validation;  // the caller gave up: never retried
-            call.failure->error_code = "cancelled";
-            call.failure->next_action = failures::next_action::dead_letter;
-            call.failure->next_attempt_at.reset();
-        }
-        if (call.on_attempt) call.on_attempt({n, &res, call.sent, call.failure, attempt_start, now});
-        if (!call.failure || call.failure->next_action != failures::next_action::retry || n >= o.max_attempts) return res;
-        options_.sleep(duration_cast<milliseconds>(*call.failure->next_attempt_at - now));
+        auto wait = judge(res, n, o, first_start, attempt_start, call);
+        if (!wait) return res;
+        options_.sleep(*wait);
     }
+}
+
+/** A started call between its attempts. */
+struct retry_policy::pending {
+    request& r;
+    next_policy next;
+    call_context& call;
+    transport::completion done;
+    resilience::retry_options const o;
+    time_point const first_start;
+    int n = 0;
+    time_point attempt_start{};
+};
+
+void retry_policy::start(request& r, next_policy next, call_context& call, transport::completion done) {
+    auto o = call.retry ? *call.retry : options_.retry;
+    attempt(std::make_shared<pending>(pending{r, next, call, std::move(done), o, clock_.now()}));
+}
+
+void retry_policy::attempt(std::shared_ptr<pending> p) {
+    ++p->n;
+    p->attempt_start = clock_.now();
+    p->call.sent = false;
+    auto const next = p->next;
+    auto& r = p->r;
+    auto& call = p->call;
+    next.start(r, call, [this, p = std::move(p)](result<response> res) mutable {
+        if (p->call.stopped) return p->done(std::move(res));
+        auto wait = judge(res, p->n, p->o, p->first_start, p->attempt_start, p->call);
+        if (!wait) return p->done(std::move(res));
+        options_.schedule(*wait, [this, p = std::move(p)]() mutable { attempt(std::move(p)); });
+    });
 }
 
 }  // namespace integration::http

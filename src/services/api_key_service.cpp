@@ -24,10 +24,22 @@ result<std::string> api_key_service::create(std::string const& tenant, bool admi
 result<std::optional<api_key_owner>> api_key_service::find(std::string_view key) {
     if (key.rfind("ik_", 0) != 0) return std::optional<api_key_owner>{};
     auto hash = crypto::sha256_hex(key);
+    auto now = clock_.now();
+    if (options_.cache_ttl.count() > 0) {
+        std::lock_guard lock(cache_mutex_);
+        if (auto it = cache_.find(hash); it != cache_.end() && it->second.expires > now) return std::optional(it->second.owner);
+    }
     auto found = store_.api_keys().find(hash);
     if (!found) return error{found.error().code(), "cannot look the key up: " + found.error().detail()};
     if (!*found) return std::optional<api_key_owner>{};
-    return std::optional<api_key_owner>(api_key_owner{(*found)->tenant_id, (*found)->admin, std::move(hash)});
+    api_key_owner owner{(*found)->tenant_id, (*found)->admin, std::move(hash)};
+    if (options_.cache_ttl.count() > 0) {
+        std::lock_guard lock(cache_mutex_);
+        if (cache_.size() >= 10'000) std::erase_if(cache_, [&](auto const& kv) { return kv.second.expires <= now; });
+        if (cache_.size() >= 10'000) cache_.clear();
+        cache_.insert_or_assign(owner.key_hash, cached{owner, now + options_.cache_ttl});
+    }
+    return std::optional(std::move(owner));
 }
 
 }  // namespace integration::keys

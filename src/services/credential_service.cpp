@@ -359,6 +359,65 @@ result<http::response> credential_service::send_authorized(request_context const
                       call.credential_unresolved);
 }
 
+namespace {
+
+/** `res` with every form of the material's secrets replaced by `[REDACTED]`. */
+result<http::response> redacted(result<http::response> res, resolved_credential const& material) {
+    echo_forms const echoes(material);
+    if (!res) {
+        auto detail = res.error().detail();
+        echoes.apply(detail);
+        return error{res.error().code(), std::move(detail)};
+    }
+    for (auto& [name, value] : res->headers) {
+        echoes.apply(name);
+        echoes.apply(value);
+    }
+    echoes.apply(res->body);
+    return res;
+}
+
+/** The material's header the request already sets, if any: the call is refused. */
+std::optional<error> conflicting_header(http::request const& request, resolved_credential const& material,
+                                        std::string const& credential_id) {
+    for (auto const& [name, value] : request.headers)
+        for (auto const& [own, secret] : material.headers)
+            if (http::same_field_name(name, own))
+                return error{errc::invalid_argument, "header \"" + own + "\" carries credential " + credential_id +
+                                                         "; the request must not set it"};
+    return std::nullopt;
+}
+
+}  // namespace
+
+void credential_service::start_authorized(request_context const& ctx, std::string credential_id, http::request& request,
+                                          http::next_policy next, http::call_context& call, http::transport::completion done,
+                                          bool refreshed) {
+    auto material = resolve(ctx, credential_id);
+    if (!material) {
+        call.credential_unresolved = true;
+        return done(material.error());
+    }
+    if (auto refused = conflicting_header(request, *material, credential_id)) return done(std::move(*refused));
+    auto m = std::make_shared<resolved_credential>(std::move(*material));
+    auto applied = std::make_shared<applied_material>(request, *m);
+    next.start(request, call, [this, &ctx, id = std::move(credential_id), &request, next, &call, done = std::move(done), m,
+                               applied, refreshed](result<http::response> res) mutable {
+        applied.reset();  // the material leaves the request (wiped) once the call ended
+        res = redacted(std::move(res), *m);
+        if (!res || res->status != 401 || m->auth_mode == auth_mode::api_key || refreshed) return done(std::move(res));
+        invalidate_token(id);  // one forced refresh, then the answer stands
+        start_authorized(ctx, std::move(id), request, next, call, std::move(done), true);
+    });
+}
+
+void authentication_policy::start(http::request& r, http::next_policy next, http::call_context& call,
+                                  http::transport::completion done) {
+    if (!call.credential_id) return next.start(r, call, std::move(done));
+    if (!call.ctx) return done(error{errc::invalid_argument, "an authenticated call needs the caller's request context"});
+    credentials_.start_authorized(*call.ctx, *call.credential_id, r, next, call, std::move(done));
+}
+
 result<http::response> authentication_policy::send(http::request& r, http::next_policy next, http::call_context& call) {
     if (!call.credential_id) return next.send(r, call);
     if (!call.ctx) return error{errc::invalid_argument, "an authenticated call needs the caller's request context"};
@@ -373,26 +432,13 @@ result<http::response> credential_service::authorized(request_context const& ctx
             unresolved = true;
             return material.error();
         }
-        for (auto const& [name, value] : request.headers)
-            for (auto const& [own, secret] : material->headers)
-                if (http::same_field_name(name, own))
-                    return error{errc::invalid_argument, "header \"" + own + "\" carries credential " + credential_id +
-                                                             "; the request must not set it"};
+        if (auto refused = conflicting_header(request, *material, credential_id)) return *refused;
         auto res = [&] {
             applied_material applied(request, *material);
             return send(request);
         }();
-        echo_forms const echoes(*material);
-        if (!res) {
-            auto detail = res.error().detail();
-            echoes.apply(detail);
-            return error{res.error().code(), std::move(detail)};
-        }
-        for (auto& [name, value] : res->headers) {
-            echoes.apply(name);
-            echoes.apply(value);
-        }
-        echoes.apply(res->body);
+        res = redacted(std::move(res), *material);
+        if (!res) return res;
         bool bearer_mode = material->auth_mode != auth_mode::api_key;
         if (res->status != 401 || !bearer_mode || attempt == 1) return res;
         invalidate_token(credential_id);  // one forced refresh, then the answer stands

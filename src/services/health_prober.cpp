@@ -21,7 +21,7 @@ std::vector<std::unique_ptr<http::policy>> probe_policies(credentials::credentia
 health_prober::health_prober(storage::store& store, credentials::credential_service& credentials,
                              http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                              clock const& clock, health_prober_options options)
-    : store_(store), credentials_(credentials), outbound_(transport, probe_policies(credentials, std::move(egress), resolver)),
+    : store_(store), outbound_(transport, probe_policies(credentials, std::move(egress), resolver)),
       clock_(clock), options_(options) {}
 
 result<health_probe_result> health_prober::probe(request_context const& ctx, integration_connection const& c,

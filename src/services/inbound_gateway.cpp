@@ -10,6 +10,10 @@
 
 #include <algorithm>
 #include <cctype>
+#include <future>
+#include <mutex>
+#include <span>
+#include <unordered_map>
 #include <vector>
 
 namespace integration::webhooks {
@@ -78,13 +82,78 @@ result<void> check_connection(storage::store& store, request_context const& ctx,
     return store.read(ctx, [&](storage::unit_of_work& uow) { return active_connection(uow, connection_id); });
 }
 
+/** What a refused request leaves: a Failed delivery and its IntegrationFailure. */
+struct refusal_record {
+    webhook_delivery delivery;
+    failures::integration_failure failure;
+};
+
+result<refusal_record> refusal_of(request_context const& ctx, time_point now, std::string const& connection_id,
+                                  std::string const& provider_id, std::string const& event_type,
+                                  inbound_refusal const& refusal, std::string_view body) {
+    auto code = std::string(to_string(refusal.reason));
+    auto d = webhook_delivery::refused_inbound(ctx, now, connection_id, provider_id, event_type, code);
+    if (!d) return d.error();
+    failures::classification c{
+        is_poison(refusal.reason) ? failures::failure_category::poison : failures::failure_category::validation,
+        code,
+        refusal.detail + "; the body began: " + integration::detail::utf8_excerpt(body, excerpt_bytes),
+        failures::next_action::dead_letter, std::nullopt};
+    auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d->id(), provider_id, c);
+    if (!f) return f.error();
+    return refusal_record{std::move(*d), std::move(*f)};
+}
+
+result<void> save(storage::unit_of_work& uow, refusal_record& r) {
+    if (auto s = uow.deliveries().save(r.delivery); !s) return s;
+    return uow.failures().save(r.failure);
+}
+
+/** An accepted delivery on its way to the writer, and what the writer found. */
+struct pending_delivery {
+    webhook_delivery delivery;
+    std::string body;  ///< The payload when it commits with the delivery, else its first bytes (for an excerpt).
+    std::optional<std::string> blob_ref;  ///< The payload, when it went to the blob store first.
+    std::string hash;
+    // Set by the writer when the vendor's delivery id is taken:
+    std::optional<std::string> earlier_id;  ///< ... by this body: a duplicate.
+    std::optional<inbound_refusal> conflict;  ///< ... by another body: refused (`refusal` recorded).
+    std::optional<refusal_record> refusal;
+};
+
 }  // namespace
+
+/** A connection's registration with its scheme parsed and its secrets decrypted. */
+struct inbound_gateway::endpoint {
+    storage::inbound_endpoint_record record;
+    inbound_scheme scheme{};
+    std::vector<secret_bytes> secrets;         ///< The current secret, then the previous one during an overlap.
+    std::optional<time_point> previous_until;  ///< When the previous secret stops verifying.
+    time_point expires{};                      ///< Read again from then on.
+
+    std::span<secret_bytes const> secrets_at(time_point now) const {
+        std::span<secret_bytes const> all = secrets;
+        return previous_until && now >= *previous_until ? all.first(1) : all;
+    }
+};
+
+struct inbound_gateway::endpoint_cache {
+    /** Bounds the map: past this many entries, expired ones are dropped when one is added. */
+    static constexpr std::size_t prune_above = 4096;
+    std::mutex mutex;
+    std::unordered_map<std::string, std::shared_ptr<endpoint const>> entries;
+    /** Bumped by `forget`: an entry read before a registration changed is not kept. */
+    std::uint64_t generation = 0;
+};
 
 inbound_gateway::inbound_gateway(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
                                  clock const& clock, inbound_gateway_options options)
-    : store_(store), secrets_(secrets), blobs_(blobs), clock_(clock), options_(options) {
+    : store_(store), secrets_(secrets), blobs_(blobs), clock_(clock), options_(options),
+      cache_(std::make_unique<endpoint_cache>()) {
     options_.tolerance_s = std::clamp(options_.tolerance_s, min_tolerance_s, max_tolerance_s);
 }
+
+inbound_gateway::~inbound_gateway() = default;
 
 result<inbound_endpoint> inbound_gateway::register_endpoint(request_context const& ctx, std::string const& connection_id,
                                                             inbound_scheme scheme, secret_bytes secret) {
@@ -92,10 +161,12 @@ result<inbound_endpoint> inbound_gateway::register_endpoint(request_context cons
     if (auto r = check_connection(store_, ctx, connection_id); !r) return r.error();
     auto name = secret_name_of(connection_id);
     if (auto put = secrets_.put(ctx.tenant_id, name, secret); !put) return put.error();
+    forget(connection_id);  // the secret under `name` changed, whether or not the commit below succeeds
     auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         if (auto r = active_connection(uow, connection_id); !r) return r;
         return uow.inbound_webhooks().save({connection_id, std::string(to_string(scheme)), name, std::nullopt, std::nullopt});
     });
+    forget(connection_id);
     if (!saved) return saved.error();
     return inbound_endpoint{connection_id, scheme};
 }
@@ -126,6 +197,7 @@ result<inbound_endpoint> inbound_gateway::rotate_secret(request_context const& c
         reg->secret_name = name;
         return uow.inbound_webhooks().save(*reg);
     });
+    forget(connection_id);
     if (!saved) return saved.error();
     return inbound_endpoint{connection_id, *scheme};
 }
@@ -148,173 +220,194 @@ result<std::string> inbound_gateway::payload(request_context const& ctx, std::st
     return blobs_.get(ctx.tenant_id, ref);
 }
 
-result<std::vector<secret_bytes>> inbound_gateway::secrets_of(storage::inbound_endpoint_record const& e, time_point now) {
-    std::vector<secret_bytes> out;
-    auto const& reg = e.registration;
-    auto current = secrets_.get(e.tenant_id, {secrets_.name(), e.tenant_id, reg.secret_name, 0});
+
+void inbound_gateway::forget(std::string const& connection_id) {
+    std::lock_guard lock(cache_->mutex);
+    cache_->entries.erase(connection_id);
+    ++cache_->generation;
+}
+
+result<std::shared_ptr<inbound_gateway::endpoint const>> inbound_gateway::endpoint_of(std::string const& connection_id,
+                                                                                      time_point now) {
+    bool const cached = options_.endpoint_cache_ttl.count() > 0;
+    std::uint64_t generation = 0;
+    if (cached) {
+        std::lock_guard lock(cache_->mutex);
+        auto it = cache_->entries.find(connection_id);
+        if (it != cache_->entries.end() && now < it->second->expires) return it->second;
+        generation = cache_->generation;
+    }
+    auto found = store_.find_inbound_endpoint(connection_id);
+    if (!found) return found.error();
+    if (!*found) return std::shared_ptr<endpoint const>();  // unknown ones are not kept: any id can be asked
+    auto e = std::make_shared<endpoint>();
+    e->record = std::move(**found);
+    auto const& reg = e->record.registration;
+    auto scheme = parse_inbound_scheme(reg.scheme);
+    if (!scheme) return error{errc::storage_failure, "the stored inbound scheme is invalid: " + scheme.error().detail()};
+    e->scheme = *scheme;
+    auto const& tenant = e->record.tenant_id;
+    auto current = secrets_.get(tenant, {secrets_.name(), tenant, reg.secret_name, 0});
     if (!current) return current.error();
-    out.push_back(std::move(*current));
+    e->secrets.push_back(std::move(*current));
+    e->expires = now + options_.endpoint_cache_ttl;
     if (reg.previous_secret_name && reg.previous_until && now < *reg.previous_until) {
         // A previous secret that is gone no longer verifies; that is not the sender's fault.
-        auto previous = secrets_.get(e.tenant_id, {secrets_.name(), e.tenant_id, *reg.previous_secret_name, 0});
-        if (previous) out.push_back(std::move(*previous));
-        else if (previous.error() != errc::not_found && previous.error() != errc::invalid_state)
+        auto previous = secrets_.get(tenant, {secrets_.name(), tenant, *reg.previous_secret_name, 0});
+        if (previous) {
+            e->secrets.push_back(std::move(*previous));
+            e->previous_until = reg.previous_until;
+            // The previous secret leaves memory when its overlap ends.
+            e->expires = std::min(e->expires, *reg.previous_until);
+        } else if (previous.error() != errc::not_found && previous.error() != errc::invalid_state) {
             return previous.error();
+        }
     }
-    return out;
+    if (cached) {
+        std::lock_guard lock(cache_->mutex);
+        if (generation == cache_->generation) {
+            if (cache_->entries.size() >= endpoint_cache::prune_above)
+                std::erase_if(cache_->entries, [&](auto const& kv) { return now >= kv.second->expires; });
+            cache_->entries[connection_id] = e;
+        }
+    }
+    return std::shared_ptr<endpoint const>(std::move(e));
 }
 
 result<inbound_outcome> inbound_gateway::receive(std::string const& connection_id, inbound_request const& req) {
+    std::promise<result<inbound_outcome>> answer;
+    auto outcome = answer.get_future();
+    receive(connection_id, req, [&answer](result<inbound_outcome> r) { answer.set_value(std::move(r)); });
+    return outcome.get();
+}
+
+void inbound_gateway::receive(std::string const& connection_id, inbound_request const& req, outcome_handler done) {
     inbound_outcome out;
-    auto found = store_.find_inbound_endpoint(connection_id);
-    if (!found) return found.error();
+    auto now = clock_.now();
+    auto found = endpoint_of(connection_id, now);
+    if (!found) return done(found.error());
     if (!*found) {
         out.refusal = inbound_refusal{inbound_rejection::unknown_connection,
                                       "no active connection with an inbound webhook has this id"};
-        return out;
+        return done(std::move(out));
     }
-    auto const& endpoint = **found;
-    out.tenant_id = endpoint.tenant_id;
-    auto ctx = request_context::for_tenant(endpoint.tenant_id, "inbound-webhook");
-    auto scheme = parse_inbound_scheme(endpoint.registration.scheme);
-    if (!scheme) return error{errc::storage_failure, "the stored inbound scheme is invalid: " + scheme.error().detail()};
-    auto unverified = std::string(to_string(*scheme)) + ".unverified";
+    auto endpoint = std::move(*found);
+    auto const& record = endpoint->record;
+    out.tenant_id = record.tenant_id;
+    auto ctx = request_context::for_tenant(record.tenant_id, "inbound-webhook");
+    auto unverified = std::string(to_string(endpoint->scheme)) + ".unverified";
 
     if (req.body.size() > options_.max_body_bytes)
-        return refuse(ctx, endpoint, std::move(out), unverified,
+        return refuse(ctx, *endpoint, std::move(out), unverified,
                       {inbound_rejection::body_too_large,
                        "the body has " + std::to_string(req.body.size()) + " bytes; at most " +
                            std::to_string(options_.max_body_bytes) + " are accepted"},
-                      req.body);
+                      req.body, std::move(done));
 
-    auto now = clock_.now();
-    auto secrets = secrets_of(endpoint, now);
-    if (!secrets) return secrets.error();
-    auto verdict = verify_inbound(*scheme, *secrets, req, to_unix_ms(now) / 1000, options_.tolerance_s);
-    secrets->clear();
-    if (!verdict) return refuse(ctx, endpoint, std::move(out), unverified, std::move(*verdict.refusal), req.body);
+    auto verdict = verify_inbound(endpoint->scheme, endpoint->secrets_at(now), req, to_unix_ms(now) / 1000,
+                                  options_.tolerance_s);
+    if (!verdict)
+        return refuse(ctx, *endpoint, std::move(out), unverified, std::move(*verdict.refusal), req.body, std::move(done));
     auto identity = std::move(*verdict.identity);
     auto body = parse_body(req.body, req.content_type);
     if (!body)
-        return refuse(ctx, endpoint, std::move(out), identity.event_type,
+        return refuse(ctx, *endpoint, std::move(out), identity.event_type,
                       {inbound_rejection::malformed_body,
                        "the body verified but is neither JSON (at most " + std::to_string(max_json_depth) +
                            " levels deep, valid UTF-8) nor form fields"},
-                      req.body);
+                      req.body, std::move(done));
     auto hash = crypto::sha256_hex(req.body);
-    auto delivery = webhook_delivery::inbound(ctx, now, connection_id, endpoint.provider_id,
-                                              identity.provider_delivery_id, identity.event_type, std::nullopt, hash);
+    auto delivery = webhook_delivery::inbound(ctx, now, connection_id, record.provider_id, identity.provider_delivery_id,
+                                              identity.event_type, std::nullopt, hash);
     if (!delivery)
-        return refuse(ctx, endpoint, std::move(out), unverified,
+        return refuse(ctx, *endpoint, std::move(out), unverified,
                       {inbound_rejection::malformed_signature,
                        "the vendor's delivery id or event type is unusable: " + delivery.error().detail()},
-                      req.body);
-    out.identity = identity;
+                      req.body, std::move(done));
 
-    // Most repeats are the vendor retrying: answer them from a snapshot without a write.
-    auto earlier = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<webhook_delivery>> {
-        auto d = uow.deliveries().find_inbound(connection_id, identity.provider_delivery_id);
-        if (d) return std::optional<webhook_delivery>(std::move(*d));
-        if (d.error() == errc::not_found) return std::optional<webhook_delivery>();
-        return d.error();
-    });
-    if (!earlier) return earlier.error();
-    if (*earlier) return repeat(ctx, endpoint, std::move(out), **earlier, hash, req.body);
-
+    auto p = std::make_shared<pending_delivery>(pending_delivery{std::move(*delivery), {}, {}, std::move(hash), {}, {}, {}});
     // Small payloads commit with the delivery; large ones are written (and synced) first.
-    bool in_store = req.body.size() <= options_.inline_payload_bytes;
-    std::optional<std::string> blob_ref;
-    if (in_store) {
-        if (auto r = delivery->keep_payload(storage::stored_payload_ref(ctx.tenant_id, delivery->id())); !r) return r.error();
+    if (req.body.size() <= options_.inline_payload_bytes) {
+        p->body = req.body;
+        if (auto r = p->delivery.keep_payload(storage::stored_payload_ref(ctx.tenant_id, p->delivery.id())); !r)
+            return done(r.error());
     } else {
-        auto put = blobs_.put(ctx.tenant_id, blob_key_of(delivery->id()), req.body);
-        if (!put) return put.error();
-        blob_ref = *put;
-        if (auto r = delivery->keep_payload(*put); !r) return r.error();
+        auto put = blobs_.put(ctx.tenant_id, blob_key_of(p->delivery.id()), req.body);
+        if (!put) return done(put.error());
+        p->body = req.body.substr(0, excerpt_bytes);
+        p->blob_ref = *put;
+        if (auto r = p->delivery.keep_payload(*put); !r) return done(r.error());
     }
-    if (auto r = delivery->accept({.signature_valid = true, .tenant_resolved = true}, now, std::move(*body)); !r)
-        return r.error();
+    if (auto r = p->delivery.accept({.signature_valid = true, .tenant_resolved = true}, now, std::move(*body)); !r)
+        return done(r.error());
+    out.identity = std::move(identity);
 
-    // The writer runs one unit at a time, so looking for the id and inserting it is atomic; the
-    // unique index catches another process that got there first.
-    std::optional<webhook_delivery> repeated;
-    auto accepted = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-        auto d = uow.deliveries().find_inbound(connection_id, identity.provider_delivery_id);
-        if (d) {
-            repeated = std::move(*d);
+    // The writer runs one unit at a time, in order, so looking the id up and inserting it is
+    // atomic, and a repeat queued behind the first delivery finds it (its answer waits for the
+    // commit that holds both). The unique index catches another process that got there first.
+    auto unit = [p, &clock = clock_](storage::unit_of_work& uow) -> result<void> {
+        auto const& d = p->delivery.data();
+        auto const& id = *d.provider_delivery_id;
+        auto earlier = uow.deliveries().find_inbound(*d.connection_id, id);
+        if (!earlier) {
+            if (earlier.error() != errc::not_found) return earlier.error();
+            if (auto r = uow.deliveries().save(p->delivery); !r) return r;
+            if (!p->blob_ref) return uow.deliveries().put_payload(p->delivery.id(), p->body);
             return {};
         }
-        if (d.error() != errc::not_found) return d.error();
-        if (auto r = uow.deliveries().save(*delivery); !r) return r;
-        if (in_store) return uow.deliveries().put_payload(delivery->id(), req.body);
-        return {};
-    }, options_.commit);
-    if (accepted && !repeated) {
-        out.outcome = inbound_outcome::kind::accepted;
-        out.delivery_id = delivery->id();
-        return out;
-    }
-    if (blob_ref) (void)blobs_.remove(ctx.tenant_id, *blob_ref);
-    if (!accepted && accepted.error() != errc::already_exists) return accepted.error();
-    if (!repeated) {
-        auto again = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
-            return uow.deliveries().find_inbound(connection_id, identity.provider_delivery_id);
-        });
-        if (!again) return again.error();
-        repeated = std::move(*again);
-    }
-    return repeat(ctx, endpoint, std::move(out), *repeated, hash, req.body);
+        if (earlier->data().payload_hash == p->hash) {
+            p->earlier_id = earlier->id();
+            return {};
+        }
+        p->conflict = inbound_refusal{inbound_rejection::delivery_id_conflict,
+                                      "delivery id " + integration::detail::utf8_excerpt(id, 128) +
+                                          " was received before (" + earlier->id() + ") with a different body"};
+        auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, p->body);
+        if (!rec) return rec.error();
+        p->refusal.emplace(std::move(*rec));
+        return save(uow, *p->refusal);
+    };
+    auto committed = [p, out = std::move(out), done = std::move(done), &blobs = blobs_](result<void> r) mutable {
+        if (r && !p->earlier_id && !p->conflict) {
+            out.outcome = inbound_outcome::kind::accepted;
+            out.delivery_id = p->delivery.id();
+            return done(std::move(out));
+        }
+        // The payload blob written for this delivery now belongs to nothing. (The blob store is
+        // not the store whose writer runs this; this path is rare.)
+        if (p->blob_ref) (void)blobs.remove(out.tenant_id, *p->blob_ref);
+        if (!r) return done(r.error());
+        if (p->earlier_id) {
+            out.outcome = inbound_outcome::kind::duplicate;
+            out.delivery_id = *p->earlier_id;
+            return done(std::move(out));
+        }
+        out.outcome = inbound_outcome::kind::rejected;
+        out.identity.reset();
+        out.delivery_id = p->refusal->delivery.id();
+        out.refusal = std::move(p->conflict);
+        done(std::move(out));
+    };
+    store_.transact_async(ctx, std::move(unit), options_.commit, std::move(committed));
 }
 
-result<inbound_outcome> inbound_gateway::repeat(request_context const& ctx, storage::inbound_endpoint_record const& endpoint,
-                                                inbound_outcome out, webhook_delivery const& earlier,
-                                                std::string const& hash, std::string_view body) {
-    if (earlier.data().payload_hash == hash) {
-        out.outcome = inbound_outcome::kind::duplicate;
-        out.delivery_id = earlier.id();
-        return out;
-    }
-    auto event_type = out.identity->event_type;
-    auto id = out.identity->provider_delivery_id;
-    out.identity.reset();
-    return refuse(ctx, endpoint, std::move(out), event_type,
-                  {inbound_rejection::delivery_id_conflict,
-                   "delivery id " + integration::detail::utf8_excerpt(id, 128) + " was received before (" + earlier.id() +
-                       ") with a different body"},
-                  body);
-}
-
-result<inbound_outcome> inbound_gateway::refuse(request_context const& ctx, storage::inbound_endpoint_record const& endpoint,
-                                                inbound_outcome out, std::string const& event_type,
-                                                inbound_refusal refusal, std::string_view body) {
-    auto now = clock_.now();
-    auto code = std::string(to_string(refusal.reason));
-    auto d = webhook_delivery::refused_inbound(ctx, now, endpoint.registration.connection_id, endpoint.provider_id,
-                                               event_type, code);
-    if (!d) return d.error();
-    failures::classification c{
-        is_poison(refusal.reason) ? failures::failure_category::poison : failures::failure_category::validation,
-        code,
-        refusal.detail + "; the body began: " + integration::detail::utf8_excerpt(body, excerpt_bytes),
-        failures::next_action::dead_letter, std::nullopt};
-    auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d->id(),
-                                                   endpoint.provider_id, c);
-    if (!f) return f.error();
-    // A refusal is a record, not a promise to the sender: it need not wait for its own fsync.
-    auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-        if (auto r = uow.deliveries().save(*d); !r) return r;
-        return uow.failures().save(*f);
-    }, durability::deferred);
-    if (!saved) return saved.error();
+void inbound_gateway::refuse(request_context const& ctx, endpoint const& e, inbound_outcome out,
+                             std::string const& event_type, inbound_refusal refusal, std::string_view body,
+                             outcome_handler done) {
+    auto rec = refusal_of(ctx, clock_.now(), e.record.registration.connection_id, e.record.provider_id, event_type, refusal,
+                          body);
+    if (!rec) return done(rec.error());
     out.outcome = inbound_outcome::kind::rejected;
-    out.delivery_id = d->id();
+    out.delivery_id = rec->delivery.id();
     out.refusal = std::move(refusal);
-    return out;
-}
-
-// TODO(session 9, helper B): commit through store::transact_async instead of waiting here.
-void inbound_gateway::receive(std::string const& connection_id, inbound_request const& req, outcome_handler done) {
-    done(receive(connection_id, req));
+    auto records = std::make_shared<refusal_record>(std::move(*rec));
+    // A refusal is a record, not a promise to the sender: it need not wait for its own fsync.
+    store_.transact_async(
+        ctx, [records](storage::unit_of_work& uow) { return save(uow, *records); }, durability::deferred,
+        [out = std::move(out), done = std::move(done)](result<void> r) mutable {
+            if (!r) return done(r.error());
+            done(std::move(out));
+        });
 }
 
 }  // namespace integration::webhooks

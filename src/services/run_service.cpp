@@ -77,7 +77,7 @@ std::vector<std::unique_ptr<http::policy>> run_policies(run_service_options cons
 run_service::run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
                          http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                          clock const& clock, run_service_options options)
-    : store_(store), credentials_(credentials), blobs_(blobs), clock_(clock), options_(with_defaults(std::move(options))),
+    : store_(store), blobs_(blobs), clock_(clock), options_(with_defaults(std::move(options))),
       own_limiter_(clock),
       outbound_(transport, run_policies(options_, credentials, std::move(egress), resolver, clock,
                                         options_.rate_limits ? *options_.rate_limits : own_limiter_)) {
@@ -92,6 +92,11 @@ run_service::run_service(storage::store& store, credentials::credential_service&
 }
 
 run_service::~run_service() {
+    {
+        // Started runs come back on the transport's thread: wait for them before anything goes.
+        std::unique_lock lock(jobs_mutex_);
+        idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
+    }
     {
         std::lock_guard lock(recorder_mutex_);
         stopping_recorder_ = true;  // the recorder writes what is queued, then stops
@@ -260,47 +265,51 @@ result<run_outcome> run_service::replay(request_context const& ctx, integration_
     return out;
 }
 
-// Up to retry.max_attempts attempts through the pipeline, each recorded on `run`.
-run_service::attempts_result run_service::attempt(request_context const& ctx, plan const& p, execute_request const& r,
-                                                  integration_run& run, claim_fn const& claim) {
-    auto const& b = *p.b;
-    http::request req{.method = b.op.method, .url = p.url, .headers = r.input.headers, .body = r.input.body,
-                      .timeout = options_.attempt_timeout, .cancel = r.cancel};
-    if (!r.input.body.empty() && http::find_header(req.headers, "Content-Type").empty())
-        req.headers.emplace_back("Content-Type", "application/json");
-    attempts_result out;
-    http::call_context call{.ctx = &ctx,
-                            .credential_id = b.connection.data().credential_id,
-                            .rate_limit_key = b.limit_key,
-                            .rate_limit = b.limit,
-                            .breaker = b.breaker,
-                            .retry = b.retry};
+// Points the execution's request and call at its run: each attempt is recorded on `e.run`.
+void run_service::arm(execution& e) {
+    auto const& b = *e.p.b;
+    e.req = http::request{.method = b.op.method, .url = e.p.url, .headers = e.r.input.headers, .body = e.r.input.body,
+                          .timeout = options_.attempt_timeout, .cancel = e.r.cancel};
+    if (!e.r.input.body.empty() && http::find_header(e.req.headers, "Content-Type").empty())
+        e.req.headers.emplace_back("Content-Type", "application/json");
+    e.call = http::call_context{.ctx = &e.ctx,
+                                .credential_id = b.connection.data().credential_id,
+                                .rate_limit_key = b.limit_key,
+                                .rate_limit = b.limit,
+                                .breaker = b.breaker,
+                                .retry = b.retry};
     // Written after the egress check and the wait for a token: a refused or limited call claims nothing.
-    struct claiming {
-        claim_fn const& claim;
-        integration_run& run;
-        attempts_result& out;
-    } claiming{claim, run, out};  // one pointer in the hook: no allocation per call
-    if (claim && run.meta().version == 0 /* not written yet */)
-        call.before_first_send = [c = &claiming] {
-            auto claimed = c->claim(c->run);
-            if (!claimed) c->out.claim_failed = claimed.error();
+    if (e.claim && e.run.meta().version == 0 /* not written yet */)
+        e.call.before_first_send = [&e] {
+            auto claimed = e.claim(e.run);
+            if (!claimed) e.out.claim_failed = claimed.error();
             return claimed.has_value();
         };
-    call.on_attempt = [&](http::attempt_report const& a) {
+    e.call.on_attempt = [&e](http::attempt_report const& a) {
         auto const& res = *a.outcome;
-        run_attempt ra{run.data().attempts + 1, a.failure ? attempt_status::failed : attempt_status::succeeded,
+        run_attempt ra{e.run.data().attempts + 1, a.failure ? attempt_status::failed : attempt_status::succeeded,
                        a.failure ? std::optional(a.failure->category) : std::nullopt,
                        res ? std::optional<std::int64_t>(res->status) : std::nullopt,
                        duration_cast<milliseconds>(a.ended - a.started).count(), a.started};
-        (void)run.record_attempt(ra);  // the number is the next one by construction
-        if (res && a.sent && a.failure) out.last = *res;  // a success ends the call: taken below without a copy
+        (void)e.run.record_attempt(ra);  // the number is the next one by construction
+        if (res && a.sent && a.failure) e.out.last = *res;  // a success ends the call: taken below without a copy
     };
-    auto res = outbound_.send(req, call);
-    if (call.stopped) return out;
-    if (res && call.sent) out.last = std::move(*res);
-    out.failure = std::move(call.failure);
-    return out;
+}
+
+void run_service::collect(execution& e, result<http::response> res) {
+    if (e.call.stopped) return;
+    if (res && e.call.sent) e.out.last = std::move(*res);
+    e.out.failure = std::move(e.call.failure);
+}
+
+// Up to retry.max_attempts attempts through the pipeline, each recorded on `run`.
+run_service::attempts_result run_service::attempt(request_context const& ctx, plan const& p, execute_request const& r,
+                                                  integration_run& run) {
+    execution e{ctx, r, p, std::move(run)};
+    arm(e);
+    collect(e, outbound_.send(e.req, e.call));
+    run = std::move(e.run);
+    return std::move(e.out);
 }
 
 bool run_service::retryable(failures::classification const& c) {
@@ -363,8 +372,40 @@ result<run_outcome> run_service::execute(request_context const& ctx, execute_req
 }
 
 void run_service::execute(request_context const& ctx, execute_request request, outcome_handler done) {
-    auto out = execute_keyed(ctx, request, &done);
-    if (done) done(std::move(out));  // not taken by the recorder: the run is recorded already
+    if (!request.idempotency_key) return start_once(ctx, std::move(request), {}, std::move(done));
+    auto wait_until = steady_clock::now() + options_.idempotency_wait;
+    auto key = ctx.tenant_id + '\n' + *request.idempotency_key;
+    std::shared_ptr<flight> f;
+    {
+        std::lock_guard lock(flights_mutex_);
+        auto& slot = flights_[key];
+        if (!slot) f = slot = std::make_shared<flight>();
+    }
+    if (!f) {
+        // A twin executes this key here: wait for its outcome on this thread (rare, bounded by
+        // idempotency_wait), as the synchronous form does.
+        auto out = execute_keyed(ctx, request, &done);
+        if (done) done(std::move(out));
+        return;
+    }
+    start_once(ctx, std::move(request), wait_until,
+               [this, key = std::move(key), f, done = std::move(done)](result<run_outcome> out) {
+                   land(key, *f, out);
+                   done(std::move(out));
+               });
+}
+
+void run_service::land(std::string const& key, flight& f, result<run_outcome> const& out) {
+    {
+        std::lock_guard lock(flights_mutex_);
+        flights_.erase(key);
+    }
+    {
+        std::lock_guard lock(f.mutex);
+        f.done = true;
+        if (out) f.outcome = *out;
+    }
+    f.done_cv.notify_all();
 }
 
 result<run_outcome> run_service::execute_keyed(request_context const& ctx, execute_request& r, outcome_handler* done) {
@@ -385,16 +426,7 @@ result<run_outcome> run_service::execute_keyed(request_context const& ctx, execu
         }
         if (owner) {
             auto out = execute_once(ctx, r, wait_until, done);
-            {
-                std::lock_guard lock(flights_mutex_);
-                flights_.erase(key);
-            }
-            {
-                std::lock_guard lock(f->mutex);
-                f->done = true;
-                if (out) f->outcome = *out;
-            }
-            f->done_cv.notify_all();
+            land(key, *f, out);
             return out;
         }
         std::unique_lock lock(f->mutex);
@@ -421,13 +453,83 @@ std::optional<integration_run> run_service::find_by_key(request_context const& c
 
 result<run_outcome> run_service::execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until,
                                               outcome_handler* done) {
+    std::optional<run_outcome> settled;
+    auto opened = open(ctx, r, wait_until, done != nullptr && *done, settled);
+    if (!opened) return opened.error();
+    if (settled) return std::move(*settled);
+    auto& e = **opened;
+    arm(e);
+    collect(e, outbound_.send(e.req, e.call));
+    if (done && *done && e.behind) {
+        e.done = std::move(*done);
+        *done = nullptr;
+    }
+    return close(e);
+}
+
+void run_service::start_once(request_context const& ctx, execute_request r, steady_time wait_until, outcome_handler done) {
+    std::optional<run_outcome> settled;
+    auto opened = open(ctx, std::move(r), wait_until, true, settled);
+    if (!opened) return done(opened.error());
+    if (settled) return done(std::move(*settled));
+    auto e = std::move(*opened);
+    e->done = std::move(done);
+    arm(*e);
+    {
+        std::lock_guard lock(jobs_mutex_);
+        ++in_flight_;
+    }
+    // The vendor call holds no thread: its outcome comes back on the transport's thread, which
+    // hands the run to the recorder; a run recorded here (an Idempotency-Key, no write-behind)
+    // waits for a commit, so it goes to the service's threads instead.
+    outbound_.start(e->req, e->call, [this, e](result<http::response> res) mutable {
+        collect(*e, std::move(res));
+        bool keeps_input = e->out.failure && retryable(*e->out.failure);  // a blob write: not on this thread
+        if (e->behind && !e->out.claim_failed && !keeps_input) {
+            report(*e, close(*e));
+            return landed();
+        }
+        post([this, e] {
+            report(*e, close(*e));
+            landed();
+        });
+    });
+}
+
+void run_service::landed() {
+    std::lock_guard lock(jobs_mutex_);
+    if (--in_flight_ == 0) idle_cv_.notify_all();
+}
+
+void run_service::report(execution& e, result<run_outcome> out) {
+    if (!e.done) return;  // the recorder reports it once committed
+    auto done = std::move(e.done);
+    done(std::move(out));
+}
+
+void run_service::post(std::function<void()> job) {
+    {
+        std::lock_guard lock(jobs_mutex_);
+        jobs_.push_back(std::move(job));
+    }
+    jobs_cv_.notify_one();
+}
+
+result<std::shared_ptr<run_service::execution>> run_service::open(request_context const& ctx, execute_request r,
+                                                                  steady_time wait_until, bool handler,
+                                                                  std::optional<run_outcome>& settled) {
     // A twin of a keyed run waits for its outcome, which must be recorded when it gets it: a
     // handler's keyed run is recorded here, not behind.
-    bool behind = options_.write_behind && !(done && *done && r.idempotency_key);
+    bool behind = options_.write_behind && !(handler && r.idempotency_key);
     // Written with the run by the recorder when the run is not written before the call.
     bool body_behind = behind && !r.idempotency_key;
     if (r.idempotency_key)
-        if (auto existing = find_by_key(ctx, *r.idempotency_key)) return settle(ctx, std::move(*existing), wait_until);
+        if (auto existing = find_by_key(ctx, *r.idempotency_key)) {
+            auto out = settle(ctx, std::move(*existing), wait_until);
+            if (!out) return out.error();
+            settled = std::move(*out);
+            return std::shared_ptr<execution>();
+        }
     auto p = prepare(ctx, r);
     if (!p) return p.error();
 
@@ -441,25 +543,18 @@ result<run_outcome> run_service::execute_once(request_context const& ctx, execut
         if (!ref) return ref.error();
         if (auto s = draft->set_request_ref(*ref); !s) return s.error();
     }
-    auto run = std::move(*draft);
+    auto e = std::make_shared<execution>(execution{ctx, std::move(r), std::move(*p), std::move(*draft)});
+    e->wait_until = wait_until;
+    e->behind = behind;
+    e->body_behind = body_behind;
 
     // Running is written right before the first call goes out, after the egress check and the wait
     // for a rate-limit token: a process that stops before then leaves no run, so the key stays
     // free, and a Running run in the store is one the vendor may have received. Deferred recording
     // writes a run without an idempotency key once, when it ends.
-    struct forget_on_exit {
-        run_service& s;
-        std::string id;
-        ~forget_on_exit() {
-            if (id.empty()) return;
-            std::lock_guard lock(s.flights_mutex_);
-            s.executing_.erase(id);
-        }
-    } executing{*this, {}};
-    claim_fn claim;
-    if (r.idempotency_key || (options_.recording == durability::immediate && !options_.write_behind))
-        claim = [&](integration_run& current) -> result<void> {
-            auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
+    if (e->r.idempotency_key || (options_.recording == durability::immediate && !options_.write_behind))
+        e->claim = [this, x = e.get()](integration_run& current) -> result<void> {
+            auto saved = storage::transact_for(store_, x->ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
                 auto copy = current;
                 if (auto s = uow.runs().save(copy); !s) return s.error();
                 return copy;
@@ -467,20 +562,35 @@ result<run_outcome> run_service::execute_once(request_context const& ctx, execut
             if (!saved) return saved.error();
             current = std::move(*saved);
             std::lock_guard lock(flights_mutex_);
-            executing_.insert(executing.id = current.id());
+            executing_.insert(x->executing = current.id());
             return {};
         };
+    return e;
+}
 
-    auto [last, failure, claim_failed] = attempt(ctx, *p, r, run, claim);
+result<run_outcome> run_service::close(execution& x) {
+    struct forget_on_exit {
+        run_service& s;
+        std::string const& id;
+        ~forget_on_exit() {
+            if (id.empty()) return;
+            std::lock_guard lock(s.flights_mutex_);
+            s.executing_.erase(id);
+        }
+    } executing{*this, x.executing};
+    auto const& ctx = x.ctx;
+    auto const& r = x.r;
+    auto& [last, failure, claim_failed] = x.out;
     if (claim_failed) {
         if (*claim_failed == errc::already_exists && r.idempotency_key)  // another process claimed the key first
-            if (auto existing = find_by_key(ctx, *r.idempotency_key)) return settle(ctx, std::move(*existing), wait_until);
+            if (auto existing = find_by_key(ctx, *r.idempotency_key)) return settle(ctx, std::move(*existing), x.wait_until);
         return *claim_failed;
     }
+    auto& run = x.run;
     bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r.input);
-    if (wait_for_worker) defer(*failure, run, last, p->b->retry);
+    if (wait_for_worker) defer(*failure, run, last, x.p.b->retry);
     ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
-    if (behind) {
+    if (x.behind) {
         // The recorder thread writes the run with others in one commit; the caller gets the
         // outcome now, or its handler once the commit is done.
         std::optional<std::string> response_ref;
@@ -488,13 +598,9 @@ result<run_outcome> run_service::execute_once(request_context const& ctx, execut
         auto f = finalize(e, e.run, std::move(response_ref));
         if (!f) return f.error();
         run_outcome out{e.run, std::nullopt, false, *f ? std::optional((*f)->id()) : std::nullopt};
-        record rec{ctx, std::move(e.run), std::move(*f), std::move(e.last), body_behind ? r.input.body : std::string(), nullptr};
-        if (done && *done) {
-            rec.done = std::move(*done);
-            *done = nullptr;
-        } else {
-            out.response = rec.response;
-        }
+        record rec{ctx, std::move(e.run), std::move(*f), std::move(e.last), x.body_behind ? r.input.body : std::string(), nullptr};
+        if (x.done) rec.done = std::move(x.done);
+        else out.response = rec.response;
         enqueue(std::move(rec));
         return out;
     }

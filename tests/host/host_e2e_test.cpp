@@ -2128,5 +2128,43 @@ TEST(host_fairness, runs_hanging_on_one_tenants_vendor_slow_another_tenants_runs
     EXPECT_LT(beside, 2 * alone);
 }
 
+// Runs waiting on their vendor hold no execution thread: with two execution threads (a tenant
+// may hold one), sixteen runs of one tenant wait on a vendor that hangs, all at once; the
+// seventeenth is refused by the tenant's in-flight bound (--tenant-executions), and another
+// tenant's run completes meanwhile.
+TEST(host_fairness, runs_waiting_on_a_vendor_hold_no_execution_thread_and_are_bounded_per_tenant) {
+    scratch_dir dir("in-flight");
+    auto key_a = create_key(dir.string(), "tenant-wait");
+    auto key_b = create_key(dir.string(), "tenant-other");
+    threaded_vendor hanging([](std::string const& head) -> std::optional<std::string> {
+        if (head.starts_with("GET /health ")) return vendor_answer(200);
+        return std::nullopt;  // held until the host's attempt times out
+    });
+    threaded_vendor fast(echo_last_segment);
+    host_process host(dir.string(), {"--key-rate-limit", "0", "--execution-threads", "2", "--tenant-executions", "16",
+                                     "--attempt-timeout-ms", "5000", "--run-deadline-ms", "1000"});
+    api a(host.port(), key_a), b(host.port(), key_b);
+    auto hung = set_up(a, hanging.port(), "-hang").connection_id;
+    auto quick = set_up(b, fast.port(), "-fast").connection_id;
+    std::atomic<int> answered{0};
+    std::vector<std::thread> waiting;
+    for (int i = 0; i < 16; ++i)
+        waiting.emplace_back([&, i] {
+            (void)a.post("/integrations/runs", run_with_id(hung, "w" + std::to_string(i)));
+            ++answered;
+        });
+    EXPECT_TRUE(eventually([&] { return hanging.count("POST /echo/") >= 16; }, 4s))
+        << "only " << hanging.count("POST /echo/") << " of 16 runs reached the vendor at once";
+    EXPECT_EQ(answered.load(), 0);
+    auto over = a.post("/integrations/runs", run_with_id(hung, "over"));
+    EXPECT_EQ(over.status, 429) << over.body;
+    if (over.status == 429) {
+        EXPECT_EQ(str(over.json(), "type"), "https://integration.dev/problems/tenant-busy") << over.body;
+    }
+    auto other = b.post("/integrations/runs", run_with_id(quick, "b"));
+    EXPECT_EQ(other.status, 201) << other.body;
+    for (auto& t : waiting) t.join();
+}
+
 }  // namespace
 }  // namespace integration::testing

@@ -158,5 +158,80 @@ TEST_F(pipeline_test, a_spent_budget_answers_429_without_sending_and_an_open_bre
     EXPECT_EQ(vendor_.requests().size(), 1u);
 }
 
+/** A transport whose started calls wait until the test answers them. */
+class held_transport final : public transport {
+public:
+    result<response> send(request const&) override { return error{errc::unavailable, "only start is used"}; }
+    void start(request r, completion done) override { held.emplace_back(std::move(r), std::move(done)); }
+    std::vector<std::pair<request, completion>> held;
+};
+
+// A started call returns at once: the transport holds it, the retry waits on the scheduler (never
+// on the calling thread), and every attempt is checked and pinned by the egress step, admitted by
+// the breaker and limited again before it goes out.
+TEST_F(pipeline_test, a_started_call_holds_no_thread_while_it_waits_for_the_vendor_or_between_attempts) {
+    held_transport held;
+    std::vector<std::pair<std::chrono::milliseconds, std::function<void()>>> scheduled;
+    auto later = [&](std::chrono::milliseconds d, std::function<void()> fn) { scheduled.emplace_back(d, std::move(fn)); };
+    resilience::rate_limiter limits(clock_);
+    dns_.add("vendor.test", {*net::ip_address::parse("127.0.0.1")});
+    std::vector<std::unique_ptr<policy>> policies;
+    policies.push_back(std::make_unique<retry_policy>(
+        clock_, retry_policy_options{.retry = {.max_attempts = 3, .base_delay = 2'000ms}, .random = [] { return 0.5; }, .schedule = later}));
+    policies.push_back(std::make_unique<egress_policy_step>(egress()));
+    policies.push_back(std::make_unique<rate_limit_policy>(limits, rate_limit_policy_options{.max_wait = 5'000ms, .schedule = later}));
+    policies.push_back(std::make_unique<circuit_breaker_policy>());
+    pipeline p(held, std::move(policies));
+    resilience::circuit_breaker breaker(clock_, {.consecutive_failures = 5, .break_duration = 60'000ms});
+    std::vector<int> reported;
+    call_context call{.rate_limit_key = "t1/p/c", .rate_limit = rate_limit_profile{.requests_per_second = 1, .burst = 1},
+                      .breaker = &breaker,
+                      .on_attempt = [&](attempt_report const& a) { reported.push_back(*a.outcome ? (*a.outcome)->status : 0); }};
+    request r{.url = url("vendor.test", vendor_.port())};
+    std::optional<result<response>> outcome;
+    p.start(r, call, [&](result<response> res) { outcome = std::move(res); });
+
+    ASSERT_EQ(held.held.size(), 1u);  // in flight, and start has returned
+    EXPECT_FALSE(outcome);
+    ASSERT_TRUE(held.held[0].first.pin);
+    EXPECT_EQ(held.held[0].first.pin->address, "127.0.0.1");
+    std::exchange(held.held, {})[0].second(response{503, {}, "busy"});
+    ASSERT_EQ(scheduled.size(), 1u);  // the backoff, on the scheduler
+    EXPECT_EQ(scheduled[0].first, 1'000ms);
+    EXPECT_TRUE(held.held.empty());
+    clock_.advance(scheduled[0].first);
+    std::exchange(scheduled, {})[0].second();
+    // The budget (1 a second) was spent by the first attempt, refilled by the wait: sent again.
+    ASSERT_EQ(held.held.size(), 1u);
+    EXPECT_EQ(counted_.lookups("vendor.test"), 2u);  // checked and pinned again on the second attempt
+    std::exchange(held.held, {})[0].second(response{200, {}, "ok"});
+    ASSERT_TRUE(outcome);
+    ASSERT_TRUE(*outcome);
+    EXPECT_EQ((*outcome)->status, 200);
+    EXPECT_EQ(reported, (std::vector<int>{503, 200}));
+    EXPECT_FALSE(call.failure);
+
+    // A second call right away finds the budget spent: it waits for the token on the scheduler.
+    request again{.url = url("vendor.test", vendor_.port())};
+    outcome.reset();
+    p.start(again, call, [&](result<response> res) { outcome = std::move(res); });
+    ASSERT_EQ(scheduled.size(), 1u);
+    EXPECT_TRUE(held.held.empty());
+    clock_.advance(scheduled[0].first);
+    std::exchange(scheduled, {})[0].second();
+    ASSERT_EQ(held.held.size(), 1u);
+    std::exchange(held.held, {})[0].second(response{200, {}, "ok"});
+    ASSERT_TRUE(outcome && *outcome);
+
+    // A refused destination ends a started call before the transport, as send does.
+    dns_.add("inside.test", {*net::ip_address::parse("127.0.0.2")});
+    request inside{.url = url("inside.test", inside_.port())};
+    outcome.reset();
+    p.start(inside, call, [&](result<response> res) { outcome = std::move(res); });
+    ASSERT_TRUE(outcome);
+    EXPECT_EQ(outcome->error(), errc::egress_denied);
+    EXPECT_TRUE(held.held.empty());
+}
+
 }  // namespace
 }  // namespace integration::http

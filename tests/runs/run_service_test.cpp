@@ -10,8 +10,12 @@
 
 #include <sys/wait.h>
 
+#include <poll.h>
+
+#include <condition_variable>
 #include <csignal>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <set>
 
@@ -100,6 +104,7 @@ struct run_service_options_override {
     std::vector<providers::provider_environment> environments;  ///< The provider's.
     std::optional<rate_limit_profile> provider_profile;
     std::optional<std::string> operation_class;   ///< Of sms.send.
+    std::optional<std::uint16_t> vendor_port;     ///< Another vendor than the scripted one.
 };
 
 class run_service_test : public ::testing::Test, protected credential_world {
@@ -110,7 +115,7 @@ protected:
         dns_.add("api.vendor.test", {*net::ip_address::parse("127.0.0.1")});
         must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
             auto spec = provider_spec("vendor");
-            spec.base_url = "http://api.vendor.test:" + std::to_string(vendor_->port());
+            spec.base_url = "http://api.vendor.test:" + std::to_string(o.vendor_port.value_or(vendor_->port()));
             spec.rate_limit_profile = o.provider_profile;
             spec.environments = o.environments;
             auto p = must(providers::integration_provider::register_new(ctx_, clock_.now(), spec));
@@ -552,6 +557,116 @@ TEST_F(run_service_test, runs_execute_asynchronously_on_the_services_threads) {
     for (int i = 0; i < 6; ++i) pending.push_back(runs_->execute_async(ctx_, send_sms()));
     for (auto& f : pending) EXPECT_EQ(must(f.get()).run.status(), runs::run_status::completed);
     EXPECT_EQ(vendor_->requests().size(), 6u);
+}
+
+/** A vendor on loopback that holds every request until `release()`, then answers each 200; one
+ *  thread for all its connections. */
+class holding_vendor {
+public:
+    holding_vendor() {
+        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
+        sockaddr_in addr{};
+        addr.sin_family = AF_INET;
+        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 256) != 0)
+            throw std::runtime_error("holding_vendor: bind/listen failed");
+        socklen_t len = sizeof addr;
+        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
+        port_ = ntohs(addr.sin_port);
+        thread_ = std::thread([this] { serve(); });
+    }
+    ~holding_vendor() {
+        stop_ = true;
+        thread_.join();
+        for (auto& c : conns_) ::close(c.fd);
+        ::close(fd_);
+    }
+    std::uint16_t port() const { return port_; }
+    int held() const { return held_.load(); }
+    void release() { release_ = true; }
+
+private:
+    struct conn {
+        int fd;
+        std::string in;
+        bool held = false;
+        bool answered = false;
+    };
+    void serve() {
+        while (!stop_) {
+            std::vector<pollfd> fds{{fd_, POLLIN, 0}};
+            for (auto const& c : conns_) fds.push_back({c.fd, static_cast<short>(c.answered ? 0 : POLLIN), 0});
+            ::poll(fds.data(), fds.size(), 10);
+            if (fds[0].revents & POLLIN) conns_.push_back({::accept(fd_, nullptr, nullptr), {}});
+            for (std::size_t i = 1; i < fds.size(); ++i) {
+                auto& c = conns_[i - 1];
+                if (!(fds[i].revents & POLLIN)) continue;
+                char buf[4096];
+                auto n = ::read(c.fd, buf, sizeof buf);
+                if (n > 0) c.in.append(buf, static_cast<std::size_t>(n));
+                if (!c.held && c.in.find("\r\n\r\n") != std::string::npos) {
+                    c.held = true;
+                    ++held_;
+                }
+            }
+            if (!release_) continue;
+            for (auto& c : conns_)
+                if (c.held && !c.answered) {
+                    static constexpr std::string_view ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                    (void)::write(c.fd, ok.data(), ok.size());
+                    c.answered = true;
+                }
+        }
+    }
+    int fd_ = -1;
+    std::uint16_t port_ = 0;
+    std::atomic<bool> stop_{false}, release_{false};
+    std::atomic<int> held_{0};
+    std::vector<conn> conns_;  // the serving thread's own
+    std::thread thread_;
+};
+
+std::size_t threads_of_this_process() {
+    std::size_t n = 0;
+    for ([[maybe_unused]] auto const& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
+    return n;
+}
+
+// execute with a handler returns once the vendor call has started: one calling thread puts 48
+// runs in flight at once against a vendor that holds them all, with fewer threads in the process
+// than runs, and each is reported once the vendor answers.
+TEST_F(run_service_test, runs_waiting_on_their_vendor_hold_no_thread_each) {
+    holding_vendor vendor;
+    start({reply(200, "unused")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.write_behind = true, .vendor_port = vendor.port()});
+    constexpr int runs = 48;
+    std::mutex mutex;
+    std::condition_variable cv;
+    int reported = 0, completed = 0;
+    for (int i = 0; i < runs; ++i)
+        runs_->execute(ctx_, send_sms(), [&](result<runs::run_outcome> out) {
+            std::lock_guard lock(mutex);
+            ++reported;
+            if (out && out->run.status() == runs::run_status::completed && out->response && out->response->body == "ok") ++completed;
+            cv.notify_all();
+        });
+    {
+        std::lock_guard lock(mutex);
+        EXPECT_EQ(reported, 0) << "no run can end before the vendor answers";
+    }
+    for (int i = 0; i < 1000 && vendor.held() < runs; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(vendor.held(), runs) << "every run's call is in flight at once";
+    EXPECT_LT(threads_of_this_process(), static_cast<std::size_t>(runs));
+    vendor.release();
+    std::unique_lock lock(mutex);
+    EXPECT_TRUE(cv.wait_for(lock, 30s, [&] { return reported == runs; })) << reported;
+    EXPECT_EQ(completed, runs);
+    lock.unlock();
+    must(runs_->flush());
+    auto stored = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) {
+        return uow.runs().list({.status = runs::run_status::completed}, {.limit = 500});
+    }));
+    EXPECT_EQ(stored.items.size(), static_cast<std::size_t>(runs));
 }
 
 TEST_F(run_service_test, a_cancelled_run_fails_without_a_later_retry) {

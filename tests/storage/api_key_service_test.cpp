@@ -4,6 +4,8 @@
 
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
+#include <sqlite3.h>
+
 #include <fstream>
 #include <iterator>
 
@@ -40,6 +42,29 @@ TEST(api_key_service, keys_are_random_found_by_their_owner_and_stored_hashed) {
     EXPECT_FALSE(must(keys.find(a + "x")));
     EXPECT_FALSE(must(keys.find("not-a-key")));
     EXPECT_FALSE(must(keys.find("")));
+}
+
+// A found key is kept for cache_ttl, so a lookup per request costs no store read; a key deleted
+// from the store (revoked) stops working once that passes, and an unknown key is never cached.
+TEST(api_key_service, a_cached_key_stops_working_within_the_ttl_once_revoked) {
+    temp_dir dir;
+    manual_clock clock;
+    auto store = must(storage::open_sqlite_store({.path = dir.file("i.db")}));
+    keys::api_key_service keys(*store, {.cache_ttl = std::chrono::seconds(1), .clock = &clock});
+    auto key = must(keys.create("tenant-a", false));
+    ASSERT_TRUE(must(keys.find(key)));
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(dir.file("i.db").c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "DELETE FROM api_keys", nullptr, nullptr, nullptr), SQLITE_OK);
+    sqlite3_close(db);
+    EXPECT_TRUE(must(keys.find(key))) << "served from the cache within its TTL";
+    clock.advance(std::chrono::milliseconds(1'001));
+    EXPECT_FALSE(must(keys.find(key))) << "a revoked key must stop working once the TTL passed";
+
+    auto late = must(keys.create("tenant-b", false));
+    EXPECT_TRUE(must(keys.find(late))) << "a new key works at once";
+    keys::api_key_service uncached(*store, {.cache_ttl = std::chrono::milliseconds(0), .clock = &clock});
+    EXPECT_TRUE(must(uncached.find(late)));
 }
 
 }  // namespace

@@ -14,6 +14,9 @@
 #include <sqlite3.h>
 
 #include <atomic>
+#include <condition_variable>
+#include <future>
+#include <mutex>
 #include <thread>
 
 // The inbound gateway over a real SQLite store, blob store and local vault with a manual clock:
@@ -263,6 +266,146 @@ TEST_F(inbound_gateway_test, a_hundred_concurrent_identical_receives_accept_exac
     EXPECT_EQ(other.load(), 0);
     EXPECT_EQ(inbound_of(a_).size(), 1u);
     EXPECT_EQ(rows_in(dir_.file("i.db"), "delivery_payloads"), 1);
+}
+
+/** Collects the outcomes of asynchronous receives, and on which thread each was told. */
+struct outcomes {
+    std::mutex mutex;
+    std::condition_variable changed;
+    std::vector<result<inbound_outcome>> told;
+    std::vector<std::thread::id> threads;
+
+    inbound_gateway::outcome_handler handler() {
+        return [this](result<inbound_outcome> r) {
+            std::lock_guard lock(mutex);
+            told.push_back(std::move(r));
+            threads.push_back(std::this_thread::get_id());
+            changed.notify_all();
+        };
+    }
+    /** Waits (bounded) until `n` outcomes were told. */
+    bool wait_for(std::size_t n) {
+        std::unique_lock lock(mutex);
+        return changed.wait_for(lock, 30s, [&] { return told.size() >= n; });
+    }
+};
+
+TEST_F(inbound_gateway_test, the_async_receive_answers_from_the_writer_once_committed_and_dedupes_what_is_still_queued) {
+    // Hold the store's writer, so that every receive below is still queued when the next arrives.
+    std::promise<void> writer_held, release;
+    auto released = release.get_future().share();
+    store_->transact_async(
+        a_,
+        [&, released](storage::unit_of_work&) -> result<void> {
+            writer_held.set_value();
+            released.wait();
+            return {};
+        },
+        durability::deferred, [](result<void>) {});
+    writer_held.get_future().wait();
+
+    constexpr int repeats = 100;
+    std::vector<std::unique_ptr<vendor_request>> reqs;
+    for (int i = 0; i < repeats; ++i) reqs.push_back(github(secret_, "queued-1", pr_opened(9)));
+    auto conflicting = github(secret_, "queued-1", pr_opened(10));
+    outcomes seen;
+    std::thread::id caller;
+    auto issued = std::async(std::launch::async, [&] {
+        caller = std::this_thread::get_id();
+        for (auto& r : reqs) gateway_.receive(conn_a_, r->view(), seen.handler());
+        gateway_.receive(conn_a_, conflicting->view(), seen.handler());
+    });
+    bool returned = issued.wait_for(30s) == std::future_status::ready;
+    {
+        std::lock_guard lock(seen.mutex);
+        EXPECT_TRUE(seen.told.empty()) << "nothing is answered before its commit";
+    }
+    release.set_value();
+    issued.wait();
+    EXPECT_TRUE(returned) << "a receive waited for the commit instead of returning";
+    ASSERT_TRUE(seen.wait_for(repeats + 1));
+
+    int accepted = 0, duplicates = 0;
+    std::string accepted_id;
+    std::optional<inbound_outcome> conflict;
+    for (std::size_t i = 0; i < seen.told.size(); ++i) {
+        ASSERT_TRUE(seen.told[i]) << seen.told[i].error().detail();
+        EXPECT_NE(seen.threads[i], caller) << "the answer comes from the store's writer, not the caller";
+        auto const& out = *seen.told[i];
+        if (out.outcome == inbound_outcome::kind::accepted) {
+            ++accepted;
+            accepted_id = out.delivery_id;
+        } else if (out.outcome == inbound_outcome::kind::duplicate) {
+            ++duplicates;
+        } else {
+            conflict = out;
+        }
+    }
+    EXPECT_EQ(accepted, 1);
+    EXPECT_EQ(duplicates, repeats - 1);
+    for (auto const& r : seen.told)
+        if (r->outcome == inbound_outcome::kind::duplicate) {
+            EXPECT_EQ(r->delivery_id, accepted_id);
+        }
+    ASSERT_TRUE(conflict);
+    ASSERT_TRUE(conflict->refusal);
+    EXPECT_EQ(conflict->refusal->reason, inbound_rejection::delivery_id_conflict);
+    EXPECT_EQ(failures_of(a_, conflict->delivery_id).size(), 1u) << "the conflict is recorded";
+    EXPECT_EQ(find(a_, conflict->delivery_id).data().rejection_reason, "delivery-id-conflict");
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "delivery_payloads"), 1);
+    EXPECT_EQ(find(a_, accepted_id).status(), delivery_status::accepted);
+}
+
+TEST_F(inbound_gateway_test, the_async_receive_records_a_refusal_and_answers_an_unknown_connection_at_once) {
+    outcomes seen;
+    auto forged = github("not-the-secret", "async-bad-1", pr_opened(1));
+    gateway_.receive(conn_a_, forged->view(), seen.handler());
+    auto unknown = github(secret_, "async-unknown-1", pr_opened(1));
+    gateway_.receive("con-01HZZZZZZZZZZZZZZZZZZZZZZZ", unknown->view(), seen.handler());
+    ASSERT_TRUE(seen.wait_for(2));
+    std::lock_guard lock(seen.mutex);
+    for (auto const& r : seen.told) {
+        ASSERT_TRUE(r);
+        ASSERT_EQ(r->outcome, inbound_outcome::kind::rejected);
+        if (r->refusal->reason == inbound_rejection::unknown_connection) {
+            EXPECT_TRUE(r->delivery_id.empty());
+            continue;
+        }
+        EXPECT_EQ(r->refusal->reason, inbound_rejection::signature_mismatch);
+        EXPECT_EQ(find(a_, r->delivery_id).data().rejection_reason, "signature-mismatch");
+    }
+}
+
+TEST_F(inbound_gateway_test, registering_a_new_secret_takes_effect_at_once_although_endpoints_are_cached) {
+    auto first = github(secret_, "cache-1", pr_opened(1));
+    ASSERT_EQ(receive(*first).outcome, inbound_outcome::kind::accepted);  // the endpoint and its secret are now cached
+    std::string replaced = "a-replacing-secret";
+    must(gateway_.register_endpoint(a_, conn_a_, inbound_scheme::github, secret_bytes(std::string_view(replaced))));
+    auto with_old = github(secret_, "cache-2", pr_opened(2));
+    auto out = receive(*with_old);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    EXPECT_EQ(out.refusal->reason, inbound_rejection::signature_mismatch);
+    EXPECT_EQ(out.refusal->detail.find(secret_), std::string::npos);
+    EXPECT_EQ(out.refusal->detail.find(replaced), std::string::npos);
+    auto with_new = github(replaced, "cache-3", pr_opened(3));
+    EXPECT_EQ(receive(*with_new).outcome, inbound_outcome::kind::accepted);
+}
+
+TEST_F(inbound_gateway_test, a_retirement_made_elsewhere_is_seen_once_the_cached_endpoint_expires) {
+    auto first = github(secret_, "ret-cache-1", pr_opened(1));
+    ASSERT_EQ(receive(*first).outcome, inbound_outcome::kind::accepted);
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(conn_a_));
+        must(c.retire("customer left"));
+        return uow.connections().save(c);
+    }));
+    clock_.advance(options_.endpoint_cache_ttl + 1ms);
+    auto before = written();
+    auto after = github(secret_, "ret-cache-2", pr_opened(2));
+    auto out = receive(*after);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    EXPECT_EQ(out.refusal->reason, inbound_rejection::unknown_connection);
+    EXPECT_EQ(written(), before);
 }
 
 TEST_F(inbound_gateway_test, a_bad_signature_is_recorded_with_a_capped_excerpt_and_never_blocks_the_real_delivery) {

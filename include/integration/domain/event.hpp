@@ -72,6 +72,10 @@ INTEGRATION_EXPORT event_envelope make_envelope(domain_event e, request_context 
                                                 std::string_view aggregate_type, std::string aggregate_id,
                                                 std::string tenant_id, std::int64_t aggregate_version, time_point now);
 
+/** The envelope as JSON text: the same document as `boost::json::serialize(to_json(e))`, written
+ *  field by field without building its DOM (each outbox row stores one). */
+INTEGRATION_EXPORT std::string serialize_envelope(event_envelope const& e);
+
 }  // namespace integration::events
 
 #endif

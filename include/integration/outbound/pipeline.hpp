@@ -11,6 +11,10 @@
  *  `circuit_breaker_policy`, authentication (`credentials::authentication_policy`),
  *  `redirect_policy`, then the transport. A policy whose per-call setting is absent in the
  *  `call_context` passes the request on untouched.
+ *
+ *  Each call can also be started (`pipeline::start`): the built-in policies then hold no thread
+ *  while the transport waits for the vendor (`transport::start`) or while a wait between attempts
+ *  or for a rate-limit token runs out (a `scheduler`), so many calls share a few threads.
  */
 
 #include <integration/core/context.hpp>
@@ -70,12 +74,23 @@ struct call_context {
 
 class policy;
 
+/** Runs `fn` once `delay` has passed, without holding the calling thread. */
+using scheduler = std::function<void(std::chrono::milliseconds delay, std::function<void()> fn)>;
+
+/** The scheduler of the policies' waits: `sleep`, when given (tests pass one that advances a
+ *  manual clock), sleeps on the calling thread and then runs the function; else one timer thread
+ *  shared by the process runs it when due. */
+INTEGRATION_EXPORT scheduler waits_on(std::function<void(std::chrono::milliseconds)> sleep);
+
 /** The rest of the pipeline after a policy: the policies behind it, then the transport. */
 class INTEGRATION_EXPORT next_policy {
 public:
     next_policy(std::span<std::unique_ptr<policy> const> rest, transport& t) noexcept : rest_(rest), transport_(t) {}
     /** Sends `r` through the rest of the pipeline. */
     result<response> send(request& r, call_context& call) const;
+    /** Starts `r` through the rest of the pipeline; `done` runs once with the outcome. `r` and
+     *  `call` must live until then. */
+    void start(request& r, call_context& call, transport::completion done) const;
 
 private:
     std::span<std::unique_ptr<policy> const> rest_;
@@ -89,6 +104,10 @@ public:
     virtual ~policy() = default;
     /** Handles `r` and passes it on with `next.send(r, call)` (zero, one or several times). */
     virtual result<response> send(request& r, next_policy next, call_context& call) = 0;
+    /** The asynchronous form of `send`: passes `r` on with `next.start` and calls `done` once.
+     *  The default runs `send` on the calling thread (the rest of the pipeline then waits on it);
+     *  a policy that waits overrides it. */
+    virtual void start(request& r, next_policy next, call_context& call, transport::completion done);
 };
 
 /** Ordered policies in front of a transport.
@@ -113,6 +132,10 @@ public:
     /** Sends `r` through every policy, then the transport. Policies may change `r` (a pin, a
      *  header); pass a copy to keep the original. */
     result<response> send(request& r, call_context& call) const;
+    /** Starts `r` through every policy, then `transport::start`, and returns; `done` runs once
+     *  with the outcome, on the transport's or the scheduler's thread (or this one when the call
+     *  ends before it is sent). `r` and `call` must live until `done` runs. */
+    void start(request& r, call_context& call, transport::completion done) const;
 
 private:
     transport* transport_;
@@ -123,6 +146,7 @@ private:
 class INTEGRATION_EXPORT trace_context_policy final : public policy {
 public:
     result<response> send(request& r, next_policy next, call_context& call) override;
+    void start(request& r, next_policy next, call_context& call, transport::completion done) override;
 };
 
 /** The egress guard: checks `r.url` with the hop check (egress policy and one resolution) and
@@ -133,6 +157,7 @@ class INTEGRATION_EXPORT egress_policy_step final : public policy {
 public:
     explicit egress_policy_step(hop_check check) : check_(std::move(check)) {}
     result<response> send(request& r, next_policy next, call_context& call) override;
+    void start(request& r, next_policy next, call_context& call, transport::completion done) override;
     /** Where a call to `url` would connect, or why it is refused; sends nothing. */
     result<pinned_address> check(std::string_view url) const;
 
@@ -146,6 +171,8 @@ class INTEGRATION_EXPORT redirect_policy final : public policy {
 public:
     redirect_policy(hop_check check, redirect_options options) : check_(std::move(check)), options_(options) {}
     result<response> send(request& r, next_policy next, call_context& call) override;
+    /** Without redirects the call passes on; following them holds the calling thread. */
+    void start(request& r, next_policy next, call_context& call, transport::completion done) override;
 
 private:
     hop_check check_;
@@ -156,6 +183,7 @@ private:
 struct rate_limit_policy_options {
     std::chrono::milliseconds max_wait{1'000};  ///< Wait this long for a token, else answer 429.
     std::function<void(std::chrono::milliseconds)> sleep;  ///< Defaults to sleeping the thread.
+    scheduler schedule;  ///< The wait of `start`; defaults to `waits_on(sleep)`.
 };
 
 /** Takes a token from `call.rate_limit_key`'s bucket sized by `call.rate_limit`, waiting up to
@@ -165,6 +193,7 @@ class INTEGRATION_EXPORT rate_limit_policy final : public policy {
 public:
     rate_limit_policy(resilience::rate_limit_store& limits, rate_limit_policy_options options = {});
     result<response> send(request& r, next_policy next, call_context& call) override;
+    void start(request& r, next_policy next, call_context& call, transport::completion done) override;
 
 private:
     resilience::rate_limit_store& limits_;
@@ -176,6 +205,7 @@ private:
 class INTEGRATION_EXPORT circuit_breaker_policy final : public policy {
 public:
     result<response> send(request& r, next_policy next, call_context& call) override;
+    void start(request& r, next_policy next, call_context& call, transport::completion done) override;
 };
 
 /** Options of the retry policy. */
@@ -183,6 +213,7 @@ struct retry_policy_options {
     resilience::retry_options retry{};                   ///< Defaults; `call.retry` replaces them.
     std::function<void(std::chrono::milliseconds)> sleep;  ///< Defaults to sleeping the thread.
     std::function<double()> random;                      ///< In [0, 1), for jitter; defaults to a PRNG.
+    scheduler schedule;  ///< The waits of `start`; defaults to `waits_on(sleep)`.
 };
 
 /** Sends the rest of the pipeline again while `failures::classify` says retry (retryable status
@@ -193,8 +224,16 @@ class INTEGRATION_EXPORT retry_policy final : public policy {
 public:
     retry_policy(integration::clock const& clock, retry_policy_options options = {});
     result<response> send(request& r, next_policy next, call_context& call) override;
+    void start(request& r, next_policy next, call_context& call, transport::completion done) override;
 
 private:
+    struct pending;
+    /** Judges attempt `n`'s outcome `res`: how long to wait before the next attempt, or none when
+     *  `res` is the call's outcome. */
+    std::optional<std::chrono::milliseconds> judge(result<response>& res, int n, resilience::retry_options const& o,
+                                                   time_point first_start, time_point attempt_start, call_context& call);
+    void attempt(std::shared_ptr<pending> p);
+
     integration::clock const& clock_;
     retry_policy_options options_;
 };

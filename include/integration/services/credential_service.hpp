@@ -226,6 +226,12 @@ public:
     result<http::response> send_authorized(request_context const& ctx, std::string const& credential_id,
                                             http::request& request, http::next_policy const& next,
                                             http::call_context& call);
+    /** The asynchronous form of `send_authorized`: the rest of the pipeline is started with
+     *  `next.start` and `done` runs once with the redacted answer (after one refresh and resend
+     *  on a 401 for bearer tokens). `ctx`, `request` and `call` must live until then. */
+    void start_authorized(request_context const& ctx, std::string credential_id, http::request& request,
+                          http::next_policy next, http::call_context& call, http::transport::completion done,
+                          bool refreshed = false);
     /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
     void invalidate_token(std::string const& credential_id);
 
@@ -313,6 +319,7 @@ public:
     /** `credentials` must outlive the policy. */
     explicit authentication_policy(credential_service& credentials) : credentials_(credentials) {}
     result<http::response> send(http::request& r, http::next_policy next, http::call_context& call) override;
+    void start(http::request& r, http::next_policy next, http::call_context& call, http::transport::completion done) override;
 
 private:
     credential_service& credentials_;

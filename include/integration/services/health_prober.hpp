@@ -46,7 +46,6 @@ private:
     result<health_probe_result> probe(request_context const& ctx, integration_connection const& c, bool& credential_ok);
 
     storage::store& store_;
-    credentials::credential_service& credentials_;
     http::pipeline outbound_;
     clock const& clock_;
     health_prober_options options_;

@@ -20,6 +20,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -39,6 +40,11 @@ struct INTEGRATION_EXPORT inbound_gateway_options {
     /** Durability of the commit that accepts a delivery: `immediate` (the default) means the
      *  answer is sent only once the delivery is on disk; concurrent receives share one fsync. */
     durability commit = durability::immediate;
+    /** How long a connection's registration and its decrypted secrets are reused in memory
+     *  before they are read again; zero reads them on every receive. `register_endpoint` and
+     *  `rotate_secret` through this gateway take effect at once, the end of a rotation's overlap
+     *  too; a retirement or a change made elsewhere (another process) is seen within this time. */
+    std::chrono::milliseconds endpoint_cache_ttl{std::chrono::seconds(1)};
 };
 
 /** What `receive` did. */
@@ -69,6 +75,9 @@ class INTEGRATION_EXPORT inbound_gateway {
 public:
     inbound_gateway(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
                     clock const& clock, inbound_gateway_options options = {});
+    ~inbound_gateway();
+    inbound_gateway(inbound_gateway const&) = delete;
+    inbound_gateway& operator=(inbound_gateway const&) = delete;
 
     /** Registers (or replaces) the connection's scheme and secret; the secret goes to the secret
      *  store only. The connection must exist in `ctx`'s tenant and not be retired. */
@@ -84,33 +93,40 @@ public:
      *  Rejected: an unknown or retired connection touches no tenant's data; any other refusal of
      *  a resolved connection is recorded as a Failed delivery with an IntegrationFailure
      *  (Validation; Poison for malformed input) holding at most a capped excerpt of the body.
-     *  An error (not a refusal) is a store, vault or blob failure: nothing was accepted. */
+     *  An error (not a refusal) is a store, vault or blob failure: nothing was accepted.
+     *  Waits for the asynchronous `receive` below. */
     result<inbound_outcome> receive(std::string const& connection_id, inbound_request const& req);
 
     using outcome_handler = std::function<void(result<inbound_outcome>)>;
     /** The same as `receive` above, without a thread waiting for the commit: verification runs on
      *  the calling thread, the delivery commits in a group commit shared with every concurrent
-     *  receive, and `done` is told the outcome once that commit is durable (per `commit`), on the
-     *  store's thread or the caller's (keep it short). `req` is read before this returns. */
+     *  receive, and `done` is told the outcome once that commit is durable (per `commit`; a
+     *  duplicate once the delivery it repeats is), on the store's writer thread, or on the
+     *  caller's before this returns when nothing is written (keep it short; never call the store
+     *  from it). `req` is read before this returns. Dedupe holds across both forms and while the
+     *  first delivery still waits for its commit: the writer looks the vendor's delivery id up in
+     *  the same unit that inserts it. A payload larger than `inline_payload_bytes` is written to
+     *  the blob store on the calling thread first. The store, the blob store and the clock must
+     *  outlive every pending receive. */
     void receive(std::string const& connection_id, inbound_request const& req, outcome_handler done);
     /** The raw payload of an inbound delivery of `ctx`'s tenant, as received (kept in the store
      *  or the blob store, per its `payloadRef`); `errc::not_found` once retention purged it. */
     result<std::string> payload(request_context const& ctx, std::string const& delivery_id);
 
 private:
-    result<std::vector<secret_bytes>> secrets_of(storage::inbound_endpoint_record const& e, time_point now);
-    result<inbound_outcome> repeat(request_context const& ctx, storage::inbound_endpoint_record const& endpoint,
-                                   inbound_outcome out, webhook_delivery const& earlier, std::string const& hash,
-                                   std::string_view body);
-    result<inbound_outcome> refuse(request_context const& ctx, storage::inbound_endpoint_record const& endpoint,
-                                   inbound_outcome out, std::string const& event_type, inbound_refusal refusal,
-                                   std::string_view body);
+    struct endpoint;        // a registration with its decrypted secrets, as receives use it
+    struct endpoint_cache;  // endpoints by connection id, for `endpoint_cache_ttl`
+    result<std::shared_ptr<endpoint const>> endpoint_of(std::string const& connection_id, time_point now);
+    void forget(std::string const& connection_id);
+    void refuse(request_context const& ctx, endpoint const& e, inbound_outcome out, std::string const& event_type,
+                inbound_refusal refusal, std::string_view body, outcome_handler done);
 
     storage::store& store_;
     credentials::secret_store& secrets_;
     blobs::blob_store& blobs_;
     clock const& clock_;
     inbound_gateway_options options_;
+    std::unique_ptr<endpoint_cache> cache_;
 };
 
 }  // namespace integration::webhooks

@@ -154,11 +154,15 @@ public:
 
     /** Executes `request` like `execute` and calls `done` with the outcome once the run is
      *  recorded with `recording` durability (`durability::immediate`: on disk), so an answer built
-     *  in `done` is never lost with the process. With `write_behind`, the calling thread is free
-     *  once the vendor answered: the run joins the recorder's next commit (shared with every run
-     *  finished meanwhile) and `done` runs after it on one of the service's threads (keep it
-     *  short). A run with an Idempotency-Key, and any run without `write_behind`, is recorded on
-     *  the calling thread, which calls `done` before returning. A run that could not be recorded
+     *  in `done` is never lost with the process. The calling thread checks the request, writes
+     *  what must be written before the call (a keyed run's Running row) and starts the vendor
+     *  call (`http::pipeline::start`), then returns: no thread waits for the vendor or between
+     *  attempts. With `write_behind` the run then joins the recorder's next commit (shared with
+     *  every run finished meanwhile); a run with an Idempotency-Key, and any run without
+     *  `write_behind`, is recorded by one of the service's threads. `done` runs on a thread of the
+     *  service or the transport (keep it short), or on the calling thread when the request ends
+     *  before its call (bad input, a replayed key). A second request with the Idempotency-Key of
+     *  a run executing here waits for it on the calling thread. A run that could not be recorded
      *  is reported as the store's error. */
     void execute(request_context const& ctx, execute_request request, outcome_handler done);
 
@@ -245,6 +249,38 @@ private:
         std::optional<run_outcome> outcome;  ///< None when it recorded no run (bad input, a store error).
     };
     using steady_time = std::chrono::steady_clock::time_point;
+    /** One execution from its start to its record: owns what its vendor call points into. */
+    struct execution {
+        request_context ctx;
+        execute_request r;
+        plan p;
+        integration_run run;
+        http::request req{};
+        http::call_context call{};
+        attempts_result out{};
+        claim_fn claim{};
+        steady_time wait_until{};
+        bool behind = false;       ///< Recorded by the recorder thread.
+        bool body_behind = false;  ///< Its request body too.
+        std::string executing{};   ///< The run id while it is in `executing_`.
+        outcome_handler done{};    ///< Told the outcome (by `report`, or by the recorder).
+    };
+    /** Checks and prepares `r`: an execution ready to `arm`, or none with `settled` set to the
+     *  outcome at once (a replay of its Idempotency-Key). `handler`: the outcome goes to a handler. */
+    result<std::shared_ptr<execution>> open(request_context const& ctx, execute_request r, steady_time wait_until,
+                                            bool handler, std::optional<run_outcome>& settled);
+    void arm(execution& e);
+    void collect(execution& e, result<http::response> res);
+    /** Records the execution's ending (or hands it to the recorder with `e.done`). */
+    result<run_outcome> close(execution& e);
+    /** `open`, then the vendor call started; `done` gets the outcome once recorded. */
+    void start_once(request_context const& ctx, execute_request r, steady_time wait_until, outcome_handler done);
+    void report(execution& e, result<run_outcome> out);
+    /** One started execution less in flight. */
+    void landed();
+    void post(std::function<void()> job);
+    /** Ends the flight of `key` with `out`: its twins take it. */
+    void land(std::string const& key, flight& f, result<run_outcome> const& out);
     /** `done` (may be null): taken when the recorder will report the outcome, else left as is. */
     result<run_outcome> execute_keyed(request_context const& ctx, execute_request& r, outcome_handler* done);
     result<run_outcome> execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until,
@@ -261,8 +297,7 @@ private:
     result<std::optional<integration_run>> fail_interrupted(request_context const& ctx, integration_run const& run);
     result<plan> prepare(request_context const& ctx, execute_request const& r);
     result<std::shared_ptr<bound const>> bind(request_context const& ctx, execute_request const& r);
-    attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run,
-                            claim_fn const& claim = {});
+    attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run);
     /** Keeps the input for the retry worker; false when the blob store refused it. */
     bool keep_input(request_context const& ctx, integration_run const& run, run_input const& input);
     static bool retryable(failures::classification const& c);
@@ -282,7 +317,6 @@ private:
                                std::optional<std::string> failure_id = {});
 
     storage::store& store_;
-    credentials::credential_service& credentials_;
     blobs::blob_store& blobs_;
     clock const& clock_;
     run_service_options options_;
@@ -298,6 +332,8 @@ private:
     std::mutex jobs_mutex_;
     std::condition_variable jobs_cv_;
     std::deque<std::function<void()>> jobs_;
+    std::size_t in_flight_ = 0;          // started executions not yet reported (under jobs_mutex_)
+    std::condition_variable idle_cv_;    // the destructor waits on it for in_flight_ == 0
     bool stopping_ = false;
     std::vector<std::thread> threads_;
     std::mutex recorder_mutex_;

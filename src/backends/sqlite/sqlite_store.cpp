@@ -382,7 +382,7 @@ private:
             env.source = w_.source;
             (*st)->reset();
             (*st)->bind_all({env.event_id, env.tenant_id, env.aggregate_type, env.aggregate_id, env.aggregate_version,
-                             env.event_type, to_unix_ms(env.occurred_at), boost::json::serialize(to_json(env))});
+                             env.event_type, to_unix_ms(env.occurred_at), events::serialize_envelope(env)});
             if (auto r = (*st)->run(); !r) return r;
         }
         return {};
