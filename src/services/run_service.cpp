@@ -46,7 +46,8 @@ std::optional<std::string> external_ref(std::optional<http::response> const& las
 }
 
 run_service_options with_defaults(run_service_options o) {
-    if (!o.sleep) o.sleep = [](milliseconds d) { std::this_thread::sleep_for(d); };
+    // No default sleep: without one, the policies wait on a timer (pipeline::start) or sleep the
+    // calling thread (send) themselves; a sleep given here would hold the transport's thread.
     if (!o.random)
         o.random = [] {
             thread_local std::mt19937_64 rng{std::random_device{}()};

@@ -105,6 +105,7 @@ struct run_service_options_override {
     std::optional<rate_limit_profile> provider_profile;
     std::optional<std::string> operation_class;   ///< Of sms.send.
     std::optional<std::uint16_t> vendor_port;     ///< Another vendor than the scripted one.
+    bool real_waits = false;                      ///< The service's own waits instead of the manual clock's.
 };
 
 class run_service_test : public ::testing::Test, protected credential_world {
@@ -153,7 +154,8 @@ protected:
                                       .rate_limits = o.rate_limits,
                                       .deferred_retries = o.deferred_retries,
                                       .write_behind = o.write_behind,
-                                      .sleep = [this](std::chrono::milliseconds d) { slept_.push_back(d); clock_.advance(d); },
+                                      .sleep = o.real_waits ? std::function<void(std::chrono::milliseconds)>()
+                                                            : [this](std::chrono::milliseconds d) { slept_.push_back(d); clock_.advance(d); },
                                       .random = [] { return 0.5; },
                                       .idempotency_wait = o.idempotency_wait});
     }
@@ -667,6 +669,31 @@ TEST_F(run_service_test, runs_waiting_on_their_vendor_hold_no_thread_each) {
         return uow.runs().list({.status = runs::run_status::completed}, {.limit = 500});
     }));
     EXPECT_EQ(stored.items.size(), static_cast<std::size_t>(runs));
+}
+
+// The wait before a run's next attempt is a timer, not a sleeping thread: while run A waits
+// 500 ms after its vendor's 503, run B's call goes out and is answered, and B is reported before
+// A's second call is sent (a sleep on the transport's thread would hold B's call behind it).
+TEST_F(run_service_test, a_run_waiting_between_attempts_delays_no_other_run) {
+    start({reply(503), reply(200, "b"), reply(200, "a")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.write_behind = true, .real_waits = true});
+    std::promise<result<runs::run_outcome>> a, b;
+    runs_->execute(ctx_, send_sms(), [&](result<runs::run_outcome> out) { a.set_value(std::move(out)); });
+    for (int i = 0; i < 500 && vendor_->requests().empty(); ++i) std::this_thread::sleep_for(10ms);
+    ASSERT_EQ(vendor_->requests().size(), 1u);
+    std::size_t seen_when_b_ended = 0;
+    runs_->execute(ctx_, send_sms(), [&](result<runs::run_outcome> out) {
+        seen_when_b_ended = vendor_->requests().size();
+        b.set_value(std::move(out));
+    });
+    auto b_out = must(b.get_future().get());
+    EXPECT_EQ(seen_when_b_ended, 2u) << "A's retry went out before B was answered";
+    ASSERT_TRUE(b_out.response);
+    EXPECT_EQ(b_out.response->body, "b");
+    auto a_out = must(a.get_future().get());
+    EXPECT_EQ(a_out.run.status(), runs::run_status::completed);
+    EXPECT_EQ(a_out.run.data().attempts, 2);
+    EXPECT_TRUE(slept_.empty());
 }
 
 TEST_F(run_service_test, a_cancelled_run_fails_without_a_later_retry) {

@@ -104,7 +104,9 @@ struct run_service_options {
     /** How long the recorder lets queued runs gather before it writes them (sooner at 512): the
      *  longer, the fewer commits and thread wake-ups per run. */
     std::chrono::milliseconds write_behind_linger{5};
-    /** Waits between attempts; tests pass one that advances a manual clock. */
+    /** Waits between attempts; tests pass one that advances a manual clock. None (the default):
+     *  `execute` sleeps its thread, and a run started with a handler waits on a timer, holding
+     *  no thread. */
     std::function<void(std::chrono::milliseconds)> sleep;
     /** Random numbers in [0, 1) for jitter. */
     std::function<double()> random;
