@@ -15,9 +15,9 @@
 #include <integration/services/inbound_gateway.hpp>
 
 #include "sqlite_baseline.hpp"
+#include "support/hmac.hpp"
 
 #include <benchmark/benchmark.h>
-#include <openssl/hmac.h>
 
 #include <atomic>
 #include <filesystem>
@@ -43,20 +43,6 @@ std::string body_of(std::string const& id) {
     body += std::string(1024 - body.size() - 40, 'b');
     body += R"("},"repository":{"full_name":"o/r"}})";
     return body;
-}
-
-std::string hex_hmac(std::string_view data) {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    HMAC(EVP_sha256(), secret.data(), static_cast<int>(secret.size()), reinterpret_cast<unsigned char const*>(data.data()),
-         data.size(), mac, &len);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out += hex[mac[i] >> 4];
-        out += hex[mac[i] & 0xf];
-    }
-    return out;
 }
 
 void raw_sqlite_single_row(benchmark::State& state) {
@@ -122,7 +108,7 @@ void inbound_receive(benchmark::State& state) {
         // What a vendor sends: a unique delivery id and a body signed with the shared secret.
         auto id = std::to_string(state.thread_index()) + "-" + std::to_string(n++);
         auto body = body_of(id);
-        auto signature = "sha256=" + hex_hmac(body);
+        auto signature = "sha256=" + integration::testing::hmac_sha256_hex(secret, body);
         webhooks::header_field headers[] = {{"X-GitHub-Delivery", id},
                                             {"X-GitHub-Event", "pull_request"},
                                             {"X-Hub-Signature-256", signature},

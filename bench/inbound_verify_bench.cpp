@@ -10,10 +10,12 @@
 #include <integration/services/inbound_signature.hpp>
 #include <integration/services/webhook_signature.hpp>
 
+#include "support/base64.hpp"
+#include "support/hmac.hpp"
+
 #include <benchmark/benchmark.h>
 #include <openssl/core_names.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 
 #include <algorithm>
 #include <string>
@@ -27,38 +29,9 @@ namespace {
 
 constexpr std::int64_t now = 1700000000;
 
-std::string mac(EVP_MD const* md, std::string_view key, std::string_view data) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    HMAC(md, key.data(), static_cast<int>(key.size()), reinterpret_cast<unsigned char const*>(data.data()), data.size(),
-         out, &n);
-    return {reinterpret_cast<char const*>(out), n};
-}
-std::string hex(std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : bytes) out.append(1, digits[c >> 4]).append(1, digits[c & 15]);
-    return out;
-}
-std::string base64(std::string_view bytes) {
-    static constexpr char table[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    std::string out;
-    std::size_t i = 0;
-    for (; i + 2 < bytes.size(); i += 3) {
-        unsigned v = static_cast<unsigned char>(bytes[i]) << 16 | static_cast<unsigned char>(bytes[i + 1]) << 8 |
-                     static_cast<unsigned char>(bytes[i + 2]);
-        for (int s = 18; s >= 0; s -= 6) out += table[v >> s & 63];
-    }
-    if (i < bytes.size()) {
-        unsigned v = static_cast<unsigned char>(bytes[i]) << 16 |
-                     (i + 1 < bytes.size() ? static_cast<unsigned char>(bytes[i + 1]) << 8 : 0);
-        out += table[v >> 18 & 63];
-        out += table[v >> 12 & 63];
-        out += i + 1 < bytes.size() ? table[v >> 6 & 63] : '=';
-        out += '=';
-    }
-    return out;
-}
+using integration::testing::base64;
+using integration::testing::hex;
+using integration::testing::raw_hmac;
 
 // A body of exactly `size` bytes: a JSON event, or a Twilio SMS form.
 std::string body_of(inbound_scheme scheme, std::size_t size) {
@@ -96,25 +69,25 @@ signed_request make(inbound_scheme scheme, std::size_t size) {
             break;
         case inbound_scheme::github:
             r.headers = {{"X-GitHub-Delivery", "d1"}, {"X-GitHub-Event", "issues"},
-                         {"X-Hub-Signature-256", "sha256=" + hex(mac(EVP_sha256(), key, r.body))}};
+                         {"X-Hub-Signature-256", "sha256=" + hex(raw_hmac(EVP_sha256(), key, r.body))}};
             break;
         case inbound_scheme::stripe:
-            r.headers = {{"Stripe-Signature", "t=" + t + ",v1=" + hex(mac(EVP_sha256(), key, t + "." + r.body))}};
+            r.headers = {{"Stripe-Signature", "t=" + t + ",v1=" + hex(raw_hmac(EVP_sha256(), key, t + "." + r.body))}};
             break;
         case inbound_scheme::slack:
             r.headers = {{"X-Slack-Request-Timestamp", t},
-                         {"X-Slack-Signature", "v0=" + hex(mac(EVP_sha256(), key, "v0:" + t + ":" + r.body))}};
+                         {"X-Slack-Signature", "v0=" + hex(raw_hmac(EVP_sha256(), key, "v0:" + t + ":" + r.body))}};
             break;
         case inbound_scheme::twilio: {
             r.url = "https://example.com/twilio/sms";
             r.content_type = "application/x-www-form-urlencoded";
             std::string signed_text = r.url + "Body" + std::string(size - 40, 'x') + "From+15005550006MessageSidSM1";
-            r.headers = {{"X-Twilio-Signature", base64(mac(EVP_sha1(), key, signed_text))}};
+            r.headers = {{"X-Twilio-Signature", base64(raw_hmac(EVP_sha1(), key, signed_text))}};
             break;
         }
         case inbound_scheme::shopify:
             r.headers = {{"X-Shopify-Webhook-Id", "w1"}, {"X-Shopify-Topic", "orders/create"},
-                         {"X-Shopify-Hmac-Sha256", base64(mac(EVP_sha256(), key, r.body))}};
+                         {"X-Shopify-Hmac-Sha256", base64(raw_hmac(EVP_sha256(), key, r.body))}};
             break;
     }
     return r;

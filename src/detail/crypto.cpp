@@ -11,9 +11,12 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
+#include <cstdint>
 #include <cstring>
 #include <memory>
+#include <stdexcept>
 
 namespace integration::crypto {
 namespace {
@@ -76,44 +79,86 @@ std::vector<unsigned char> hmac_sha256(secret_bytes const& key, unsigned char co
 
 namespace {
 
-// One HMAC context per thread and digest, keyed anew for every MAC: creating a context (and
-// fetching its digest) costs more than the MAC of a 1 KiB body.
-struct hmac_context {
+// HMAC contexts per thread and digest, each keeping its key: keying a context (two digest blocks
+// and OpenSSL's parameter handling) costs more than the MAC of a 1 KiB body, and a server checks
+// the same few secrets (a connection's, two during a rotation) again and again. A context that
+// already holds the key is only restarted. The keys stay in this thread's memory until another
+// key takes their slot, as verification secrets stay cached in memory anyway.
+struct keyed_context {
     EVP_MAC_CTX* ctx = nullptr;
-    explicit hmac_context(char const* digest_name) {
+    secret_bytes key;
+    bool keyed = false;
+    std::uint64_t used = 0;
+};
+
+struct hmac_contexts {
+    static constexpr std::size_t slots = 4;
+    std::array<keyed_context, slots> sha1, sha256;
+    std::uint64_t clock = 0;
+
+    hmac_contexts() {
         static EVP_MAC* const mac = EVP_MAC_fetch(nullptr, OSSL_MAC_NAME_HMAC, nullptr);
-        ctx = mac ? EVP_MAC_CTX_new(mac) : nullptr;
-        OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(digest_name), 0),
-                               OSSL_PARAM_construct_end()};
-        if (ctx && EVP_MAC_CTX_set_params(ctx, params) != 1) {
-            EVP_MAC_CTX_free(ctx);
-            ctx = nullptr;
+        for (auto* set : {&sha1, &sha256}) {
+            char const* name = set == &sha1 ? "SHA1" : "SHA256";
+            OSSL_PARAM params[] = {OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>(name), 0),
+                                   OSSL_PARAM_construct_end()};
+            for (auto& slot : *set) {
+                slot.ctx = mac ? EVP_MAC_CTX_new(mac) : nullptr;
+                if (slot.ctx && EVP_MAC_CTX_set_params(slot.ctx, params) != 1) {
+                    EVP_MAC_CTX_free(slot.ctx);
+                    slot.ctx = nullptr;
+                }
+            }
         }
     }
-    ~hmac_context() { EVP_MAC_CTX_free(ctx); }
-    hmac_context(hmac_context const&) = delete;
-    hmac_context& operator=(hmac_context const&) = delete;
+    ~hmac_contexts() {
+        for (auto* set : {&sha1, &sha256})
+            for (auto& slot : *set) EVP_MAC_CTX_free(slot.ctx);
+    }
+    hmac_contexts(hmac_contexts const&) = delete;
+    hmac_contexts& operator=(hmac_contexts const&) = delete;
+
+    /** A context of digest `d` ready to MAC with `key`, or null when OpenSSL failed. */
+    EVP_MAC_CTX* ready(digest d, std::string_view key) {
+        auto& set = d == digest::sha1 ? sha1 : sha256;
+        ++clock;
+        keyed_context* oldest = &set[0];
+        for (auto& slot : set) {
+            if (slot.keyed && slot.key.view() == key) {
+                slot.used = clock;
+                return slot.ctx && EVP_MAC_init(slot.ctx, nullptr, 0, nullptr) == 1 ? slot.ctx : nullptr;
+            }
+            if (slot.used < oldest->used) oldest = &slot;
+        }
+        // An empty key is a valid HMAC key; OpenSSL wants a non-null pointer for it.
+        static unsigned char const no_key = 0;
+        auto const* k = key.empty() ? &no_key : reinterpret_cast<unsigned char const*>(key.data());
+        oldest->keyed = false;
+        oldest->key = secret_bytes(key);
+        oldest->used = clock;
+        if (!oldest->ctx || EVP_MAC_init(oldest->ctx, k, key.size(), nullptr) != 1) return nullptr;
+        oldest->keyed = true;
+        return oldest->ctx;
+    }
 };
 
 }  // namespace
 
-std::vector<unsigned char> hmac(digest d, std::string_view key, std::initializer_list<std::string_view> parts) {
-    thread_local hmac_context sha1("SHA1"), sha256("SHA256");
-    auto* const c = (d == digest::sha1 ? sha1 : sha256).ctx;
+std::vector<unsigned char> hmac(digest d, std::string_view key, std::span<std::string_view const> parts) {
+    thread_local hmac_contexts contexts;
     std::vector<unsigned char> out(d == digest::sha1 ? 20 : 32);
-    // An empty key is a valid HMAC key; OpenSSL wants a non-null pointer for it.
-    static unsigned char const no_key = 0;
-    auto const* k = key.empty() ? &no_key : reinterpret_cast<unsigned char const*>(key.data());
-    bool ok = c && EVP_MAC_init(c, k, key.size(), nullptr) == 1;
+    auto* const c = contexts.ready(d, key);
+    bool ok = c != nullptr;
     for (auto part : parts)
         ok = ok && EVP_MAC_update(c, reinterpret_cast<unsigned char const*>(part.data()), part.size()) == 1;
     std::size_t n = 0;
     ok = ok && EVP_MAC_final(c, out.data(), &n, out.size()) == 1 && n == out.size();
-    // The context keeps the key's pads until keyed again: key it with nothing so that no secret
-    // outlives the call in this thread's memory.
-    if (c) EVP_MAC_init(c, &no_key, 0, nullptr);
     if (!ok) throw std::runtime_error("HMAC failed in OpenSSL");
     return out;
+}
+
+std::vector<unsigned char> hmac(digest d, std::string_view key, std::initializer_list<std::string_view> parts) {
+    return hmac(d, key, std::span<std::string_view const>(parts.begin(), parts.size()));
 }
 
 std::string sha256_hex(std::string_view data) {

@@ -7,6 +7,7 @@
 #include <integration/core/secret_bytes.hpp>
 
 #include <initializer_list>
+#include <span>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -28,8 +29,10 @@ result<secret_bytes> open(secret_bytes const& key, std::vector<unsigned char> co
 std::vector<unsigned char> hmac_sha256(secret_bytes const& key, unsigned char const* data, std::size_t n);
 /** The digests `hmac` offers: SHA-1 only for vendors that still sign with it (Twilio). */
 enum class digest { sha1, sha256 };
-/** HMAC of the concatenation of `parts`, which are not copied: 20 bytes (SHA-1) or 32 (SHA-256). */
+/** HMAC of the concatenation of `parts`, which are not copied: 20 bytes (SHA-1) or 32 (SHA-256).
+ *  Each thread keeps a few keyed contexts, so a key used again costs no key setup. */
 std::vector<unsigned char> hmac(digest d, std::string_view key, std::initializer_list<std::string_view> parts);
+std::vector<unsigned char> hmac(digest d, std::string_view key, std::span<std::string_view const> parts);
 /** SHA-256 of text, lower-case hex. */
 std::string sha256_hex(std::string_view data);
 /** SHA-256 of the concatenation of `parts`, lower-case hex. */

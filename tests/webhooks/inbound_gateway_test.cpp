@@ -7,10 +7,10 @@
 #include <integration/services/retention_worker.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/hmac.hpp"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
-#include <openssl/hmac.h>
 #include <sqlite3.h>
 
 #include <atomic>
@@ -32,19 +32,7 @@ using namespace std::chrono_literals;
 using integration::testing::must;
 using integration::testing::temp_dir;
 
-std::string hmac_sha256_hex(std::string const& key, std::string_view data) {
-    unsigned char mac[EVP_MAX_MD_SIZE];
-    unsigned len = 0;
-    HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), reinterpret_cast<unsigned char const*>(data.data()),
-         data.size(), mac, &len);
-    static constexpr char hex[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned i = 0; i < len; ++i) {
-        out += hex[mac[i] >> 4];
-        out += hex[mac[i] & 0xf];
-    }
-    return out;
-}
+using integration::testing::hmac_sha256_hex;
 
 /** A request as a vendor sends it; the header views point into this object. */
 struct vendor_request {

@@ -3,10 +3,10 @@
 #include <integration/services/webhook_signature.hpp>
 
 #include "support/base64.hpp"
+#include "support/hmac.hpp"
 
 #include <gtest/gtest.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <openssl/sha.h>
 
 #include <algorithm>
@@ -25,23 +25,8 @@ namespace support = integration::testing;
 
 // ---- The test's own signers (OpenSSL's one-shot HMAC, not the library's code path) ----
 
-std::string raw_hmac(EVP_MD const* md, std::string_view key, std::string_view data) {
-    unsigned char out[EVP_MAX_MD_SIZE];
-    unsigned n = 0;
-    HMAC(md, key.data(), static_cast<int>(key.size()), reinterpret_cast<unsigned char const*>(data.data()), data.size(),
-         out, &n);
-    return {reinterpret_cast<char const*>(out), n};
-}
-
-std::string hex(std::string_view bytes) {
-    static constexpr char digits[] = "0123456789abcdef";
-    std::string out;
-    for (unsigned char c : bytes) {
-        out += digits[c >> 4];
-        out += digits[c & 15];
-    }
-    return out;
-}
+using support::hex;
+using support::raw_hmac;
 
 std::string sha256_hex(std::string_view data) {
     unsigned char d[SHA256_DIGEST_LENGTH];
