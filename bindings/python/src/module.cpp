@@ -330,24 +330,6 @@ py::dict render_page(storage::page<T> const& p, R const& render_one) {
     return out;
 }
 
-py::dict render_outcome(runs::run_outcome const& out) {
-    py::dict d = render(out.run);
-    if (out.response) {
-        py::dict headers;
-        for (auto const& [k, v] : out.response->headers) headers[py::str(k)] = py::str(v);
-        py::dict response;
-        response["status"] = out.response->status;
-        response["headers"] = std::move(headers);
-        response["body"] = py::bytes(out.response->body);
-        d["response"] = std::move(response);
-    } else {
-        d["response"] = py::none();
-    }
-    d["failure_id"] = out.failure_id ? py::object(py::str(*out.failure_id)) : py::object(py::none());
-    d["replayed"] = out.replayed;
-    return d;
-}
-
 py::object optional_text(std::string const& s) {
     return s.empty() ? py::object(py::none()) : py::object(py::str(s));
 }
@@ -384,29 +366,194 @@ auto read(py_tenant const& t, F&& f) {
     return unwrap(nogil([&] { return storage::read_for(p->store(), ctx, f); }));
 }
 
-runs::execute_request execute_request_from(std::string connection_id, std::string operation,
-                                           std::optional<std::map<std::string, std::string>> path_params,
-                                           std::optional<std::map<std::string, std::string>> query,
-                                           std::optional<std::map<std::string, std::string>> headers,
-                                           py::object const& body, std::optional<std::string> idempotency_key,
-                                           bool allow_degraded) {
-    runs::execute_request r{.connection_id = std::move(connection_id), .operation = std::move(operation)};
-    if (path_params) r.input.path_params = std::move(*path_params);
-    if (query) r.input.query.assign(query->begin(), query->end());
-    if (headers) r.input.headers.assign(headers->begin(), headers->end());
-    if (PyBytes_Check(body.ptr())) {
-        r.input.body = body.cast<std::string>();
-    } else if (PyUnicode_Check(body.ptr())) {
-        r.input.body = body.cast<std::string>();
-    } else if (!body.is_none()) {
-        r.input.body = boost::json::serialize(to_json_value(body, false, "body"));
-        bool typed = false;
-        for (auto const& [k, v] : r.input.headers) typed = typed || boost::algorithm::iequals(k, "Content-Type");
-        if (!typed) r.input.headers.emplace_back("Content-Type", "application/json");
+// ---- execute: parsed and answered without pybind11's dispatch ------------------------------------
+//
+// `Tenant.execute` is the module's hot call; pybind11 would build a dict of its keyword arguments,
+// look each name up with a temporary str, convert the dicts to std::maps and the result keys
+// per call. Here the keywords are matched against names made once (interned: the interpreter
+// passes the same objects), the request is filled straight from the arguments, the result dict
+// uses interned keys, and the GIL is released once for the platform, the context and the run.
+
+enum execute_arg : std::size_t {
+    arg_connection_id, arg_operation, arg_path_params, arg_query, arg_headers, arg_body, arg_idempotency_key,
+    arg_allow_degraded, execute_arg_count
+};
+constexpr std::array<char const*, execute_arg_count> execute_arg_names{
+    "connection_id", "operation", "path_params", "query", "headers", "body", "idempotency_key", "allow_degraded"};
+
+/** A Python str as UTF-8 bytes; anything else a `TypeError` naming the argument. */
+std::string_view utf8_of(PyObject* o, char const* what) {
+    if (!PyUnicode_Check(o))
+        throw py::type_error(std::string("execute(): ") + what + " must be str, not " + Py_TYPE(o)->tp_name);
+    Py_ssize_t n = 0;
+    char const* s = PyUnicode_AsUTF8AndSize(o, &n);
+    if (!s) throw py::error_already_set();
+    return {s, static_cast<std::size_t>(n)};
+}
+
+/** A `Mapping[str, str]` argument (None: nothing), each pair handed to `add`. */
+template <class F>
+void for_each_str_pair(PyObject* o, char const* what, F&& add) {
+    if (o == nullptr || o == Py_None) return;
+    if (PyDict_Check(o)) {
+        Py_ssize_t pos = 0;
+        PyObject *k = nullptr, *v = nullptr;
+        while (PyDict_Next(o, &pos, &k, &v)) add(utf8_of(k, what), utf8_of(v, what));
+        return;
     }
-    r.idempotency_key = std::move(idempotency_key);
-    r.allow_degraded = allow_degraded;
+    if (!PyMapping_Check(o))
+        throw py::type_error(std::string("execute(): ") + what + " must be a mapping of str to str, not " + Py_TYPE(o)->tp_name);
+    auto items = py::reinterpret_steal<py::object>(PyMapping_Items(o));
+    if (!items) throw py::error_already_set();
+    for (auto item : items) {
+        auto pair = py::reinterpret_borrow<py::tuple>(item);
+        add(utf8_of(pair[0].ptr(), what), utf8_of(pair[1].ptr(), what));
+    }
+}
+
+runs::execute_request execute_request_from(std::array<PyObject*, execute_arg_count> const& a) {
+    runs::execute_request r;
+    r.connection_id = utf8_of(a[arg_connection_id], "connection_id");
+    r.operation = utf8_of(a[arg_operation], "operation");
+    for_each_str_pair(a[arg_path_params], "path_params", [&](std::string_view k, std::string_view v) {
+        r.input.path_params.insert_or_assign(std::string(k), std::string(v));
+    });
+    for_each_str_pair(a[arg_query], "query", [&](std::string_view k, std::string_view v) { r.input.query.emplace_back(k, v); });
+    for_each_str_pair(a[arg_headers], "headers", [&](std::string_view k, std::string_view v) { r.input.headers.emplace_back(k, v); });
+    if (PyObject* body = a[arg_body]; body && body != Py_None) {
+        if (PyBytes_Check(body)) {
+            r.input.body.assign(PyBytes_AS_STRING(body), static_cast<std::size_t>(PyBytes_GET_SIZE(body)));
+        } else if (PyUnicode_Check(body)) {
+            r.input.body = utf8_of(body, "body");
+        } else {
+            r.input.body = boost::json::serialize(to_json_value(body, false, "body"));
+            bool typed = false;
+            for (auto const& [k, v] : r.input.headers) typed = typed || boost::algorithm::iequals(k, "Content-Type");
+            if (!typed) r.input.headers.emplace_back("Content-Type", "application/json");
+        }
+    }
+    if (PyObject* key = a[arg_idempotency_key]; key && key != Py_None) r.idempotency_key = std::string(utf8_of(key, "idempotency_key"));
+    if (PyObject* degraded = a[arg_allow_degraded]; degraded) {
+        int truth = PyObject_IsTrue(degraded);
+        if (truth < 0) throw py::error_already_set();
+        r.allow_degraded = truth == 1;
+    }
     return r;
+}
+
+/** The keys of `execute`'s result beyond the run's own, made once (interned). */
+struct outcome_keys {
+    PyObject *response, *status, *headers, *body, *failure_id, *replayed, *metadata;
+};
+outcome_keys const& outcome_key() {
+    static outcome_keys const keys{interned("response"), interned("status"), interned("headers"), interned("body"),
+                                   interned("failure_id"), interned("replayed"), interned("metadata")};
+    return keys;
+}
+
+void set_item(PyObject* d, PyObject* key, PyObject* value_stolen) {
+    if (!value_stolen) throw py::error_already_set();
+    int rc = PyDict_SetItem(d, key, value_stolen);
+    Py_DECREF(value_stolen);
+    if (rc != 0) throw py::error_already_set();
+}
+
+PyObject* new_str(std::string_view s) {
+    return PyUnicode_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
+}
+
+PyObject* none_ref() {
+    Py_INCREF(Py_None);
+    return Py_None;
+}
+
+py::dict render_outcome(runs::run_outcome const& out) {
+    auto const& key = outcome_key();
+    py::dict d;
+    fields_to_python(d, out.run.data());
+    set_item(d.ptr(), key.metadata, typed_to_python(out.run.meta()).release().ptr());
+    if (out.response) {
+        auto const& response = *out.response;
+        py::dict headers;
+        for (auto const& [k, v] : response.headers) {
+            auto name = py::reinterpret_steal<py::object>(new_str(k));
+            if (!name) throw py::error_already_set();
+            set_item(headers.ptr(), name.ptr(), new_str(v));
+        }
+        py::dict r;
+        set_item(r.ptr(), key.status, PyLong_FromLong(response.status));
+        set_item(r.ptr(), key.headers, headers.release().ptr());
+        set_item(r.ptr(), key.body, PyBytes_FromStringAndSize(response.body.data(), static_cast<Py_ssize_t>(response.body.size())));
+        set_item(d.ptr(), key.response, r.release().ptr());
+    } else {
+        set_item(d.ptr(), key.response, none_ref());
+    }
+    set_item(d.ptr(), key.failure_id, out.failure_id ? new_str(*out.failure_id) : none_ref());
+    set_item(d.ptr(), key.replayed, PyBool_FromLong(out.replayed ? 1 : 0));
+    return d;
+}
+
+/** `Tenant.execute(*, connection_id, operation, ...)`, a METH_FASTCALL | METH_KEYWORDS method. */
+PyObject* tenant_execute(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
+    static auto const names = [] {
+        std::array<PyObject*, execute_arg_count> out{};
+        for (std::size_t i = 0; i < out.size(); ++i) out[i] = interned(execute_arg_names[i]);
+        return out;
+    }();
+    try {
+        if (nargs != 0)
+            throw py::type_error("execute() takes no positional arguments (" + std::to_string(nargs) +
+                                 " given); pass connection_id=..., operation=...");
+        std::array<PyObject*, execute_arg_count> a{};
+        Py_ssize_t const n = kwnames ? PyTuple_GET_SIZE(kwnames) : 0;
+        for (Py_ssize_t i = 0; i < n; ++i) {
+            PyObject* name = PyTuple_GET_ITEM(kwnames, i);
+            std::size_t at = execute_arg_count;
+            for (std::size_t j = 0; j < names.size() && at == execute_arg_count; ++j)
+                if (name == names[j]) at = j;
+            for (std::size_t j = 0; j < names.size() && at == execute_arg_count; ++j)  // a str made at run time
+                if (PyUnicode_Compare(name, names[j]) == 0) at = j;
+            if (at == execute_arg_count)
+                throw py::type_error("execute() got an unexpected keyword argument '" + py::str(name).cast<std::string>() + "'");
+            a[at] = args[i];
+        }
+        for (auto required : {arg_connection_id, arg_operation})
+            if (!a[required])
+                throw py::type_error(std::string("execute() missing required keyword argument '") +
+                                     execute_arg_names[required] + "'");
+        auto const& t = py::cast<py_tenant const&>(py::handle(self));
+        auto request = execute_request_from(a);
+        std::shared_ptr<platform> p;
+        auto outcome = nogil([&] {
+            p = t.owner->get();
+            return p->runs().execute(t.call(), std::move(request));
+        });
+        return render_outcome(unwrap(std::move(outcome))).release().ptr();
+    } catch (library_error const& e) {
+        raise(e.e);
+    } catch (py::error_already_set& e) {
+        e.restore();
+    } catch (py::builtin_exception const& e) {
+        e.set_error();
+    } catch (std::exception const& e) {
+        PyErr_SetString(PyExc_RuntimeError, e.what());
+    }
+    return nullptr;
+}
+
+PyMethodDef tenant_execute_def{
+    "execute", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&tenant_execute)), METH_FASTCALL | METH_KEYWORDS,
+    "execute($self, /, *, connection_id, operation, path_params=None, query=None, headers=None, body=None, "
+    "idempotency_key=None, allow_degraded=False)\n--\n\n"
+    "Executes one governed run and returns it with the vendor's answer (`response`), or raises when the input "
+    "is bad (nothing is recorded then). A vendor failure is a Failed run with its `failure_id`."};
+
+/** Installs `execute` on the Tenant class. */
+void add_tenant_execute(py::handle tenant_class) {
+    auto descriptor = py::reinterpret_steal<py::object>(
+        PyDescr_NewMethod(reinterpret_cast<PyTypeObject*>(tenant_class.ptr()), &tenant_execute_def));
+    if (!descriptor) throw py::error_already_set();
+    py::setattr(tenant_class, "execute", descriptor);
 }
 
 std::shared_ptr<py_platform> open_platform_for_python(std::string data_dir, std::string store, std::string secrets, std::string blobs,
@@ -645,21 +792,6 @@ void define_module(py::module_& m) {
         }, "connection_id"_a, py::kw_only(), "reason"_a = "retired")
 
         // runs
-        .def("execute", [](py_tenant const& t, std::string connection_id, std::string operation,
-                           std::optional<std::map<std::string, std::string>> path_params,
-                           std::optional<std::map<std::string, std::string>> query,
-                           std::optional<std::map<std::string, std::string>> headers, py::object const& body,
-                           std::optional<std::string> idempotency_key, bool allow_degraded) {
-            auto request = execute_request_from(std::move(connection_id), std::move(operation), std::move(path_params),
-                                                std::move(query), std::move(headers), body, std::move(idempotency_key),
-                                                allow_degraded);
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_outcome(unwrap(nogil([&] { return p->runs().execute(ctx, std::move(request)); })));
-        }, py::kw_only(), "connection_id"_a, "operation"_a, "path_params"_a = py::none(), "query"_a = py::none(),
-           "headers"_a = py::none(), "body"_a = py::none(), "idempotency_key"_a = py::none(), "allow_degraded"_a = false,
-           "Executes one governed run and returns it with the vendor's answer (`response`), or raises when the input "
-           "is bad (nothing is recorded then). A vendor failure is a Failed run with its `failure_id`.")
         .def("get_run", [](py_tenant const& t, std::string const& id) {
             return render(read(t, [&](storage::unit_of_work& u) { return u.runs().find(id); }));
         }, "run_id"_a)
@@ -812,6 +944,7 @@ void define_module(py::module_& m) {
             auto body = unwrap(nogil([&] { return p->inbound().payload(ctx, delivery_id); }));
             return py::bytes(body);
         }, "delivery_id"_a, "The raw body of an inbound delivery, exactly as received.");
+    add_tenant_execute(m.attr("Tenant"));
 
     m.def("open", &open_platform_for_python, py::kw_only(), "data_dir"_a = "./data", "store"_a = "", "secrets"_a = "", "blobs"_a = "",
           "source"_a = "integration", "egress_allow"_a = std::vector<std::string>{}, "start_workers"_a = true,

@@ -53,6 +53,19 @@ def test_python_mistakes_are_python_errors(platform: integration.Platform, vendo
                   body={"when": object()})
     with pytest.raises(TypeError, match="secret must be bytes or str"):
         t.create_credential(provider_id="x", secret=42)  # type: ignore[arg-type]
+    # execute parses its own arguments (no pybind11 dispatch): the same mistakes are TypeErrors.
+    with pytest.raises(TypeError, match="unexpected keyword argument 'operaton'"):
+        t.execute(connection_id=connection_id, operaton="sms.send")  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="missing required keyword argument 'operation'"):
+        t.execute(connection_id=connection_id)  # type: ignore[call-arg]
+    with pytest.raises(TypeError, match="no positional arguments"):
+        t.execute(connection_id, "sms.send")  # type: ignore[misc]
+    with pytest.raises(TypeError, match="path_params must be str"):
+        t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": 1})  # type: ignore[dict-item]
+    with pytest.raises(TypeError, match="operation must be str"):
+        t.execute(connection_id=connection_id, operation=None)  # type: ignore[arg-type]
+    kw = {"connection_id": connection_id, "operation": "sms.send", "path_params": {"account": "AC1"}}
+    assert t.execute(**{"".join(k): v for k, v in kw.items()})["status"] == "Completed"  # names made at run time
 
 
 def test_a_closed_platform_refuses_calls(tmp_path: str) -> None:
