@@ -109,14 +109,13 @@ result<void> save(storage::unit_of_work& uow, refusal_record& r) {
     return uow.failures().save(r.failure);
 }
 
-/** An accepted delivery on its way to the writer, and what the writer found. */
+/** An accepted delivery on its way to the writer (built in full before it), and what the writer found. */
 struct pending_delivery {
-    webhook_delivery delivery;
-    std::string body;  ///< The payload when it commits with the delivery, else its first bytes (for an excerpt).
+    storage::prepared_inbound prepared;
+    std::string excerpt;  ///< The body's first bytes when it is not in `prepared.payload` (for a failure record).
     std::optional<std::string> blob_ref;  ///< The payload, when it went to the blob store first.
-    std::string hash;
     // Set by the writer when the vendor's delivery id is taken:
-    std::optional<std::string> earlier_id;  ///< ... by this body: a duplicate.
+    std::optional<std::string> earlier_id;    ///< ... by this body: a duplicate.
     std::optional<inbound_refusal> conflict;  ///< ... by another body: refused (`refusal` recorded).
     std::optional<refusal_record> refusal;
 };
@@ -325,44 +324,45 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
                        "the vendor's delivery id or event type is unusable: " + delivery.error().detail()},
                       req.body, std::move(done));
 
-    auto p = std::make_shared<pending_delivery>(pending_delivery{std::move(*delivery), {}, {}, std::move(hash), {}, {}, {}});
-    // Small payloads commit with the delivery; large ones are written (and synced) first.
+    // Everything but the writes happens here, on the caller: the writer's unit only probes the
+    // unique index and inserts rows (it is the store's one thread, shared by every receive).
+    std::optional<std::string> blob_ref;
+    std::optional<std::string> inline_payload;
     if (req.body.size() <= options_.inline_payload_bytes) {
-        p->body = req.body;
-        if (auto r = p->delivery.keep_payload(storage::stored_payload_ref(ctx.tenant_id, p->delivery.id())); !r)
+        // Small payloads commit with the delivery; large ones are written (and synced) first.
+        inline_payload = std::string(req.body);
+        if (auto r = delivery->keep_payload(storage::stored_payload_ref(ctx.tenant_id, delivery->id())); !r)
             return done(r.error());
     } else {
-        auto put = blobs_.put(ctx.tenant_id, blob_key_of(p->delivery.id()), req.body);
+        auto put = blobs_.put(ctx.tenant_id, blob_key_of(delivery->id()), req.body);
         if (!put) return done(put.error());
-        p->body = req.body.substr(0, excerpt_bytes);
-        p->blob_ref = *put;
-        if (auto r = p->delivery.keep_payload(*put); !r) return done(r.error());
+        blob_ref = *put;
+        if (auto r = delivery->keep_payload(*put); !r) return done(r.error());
     }
-    if (auto r = p->delivery.accept({.signature_valid = true, .tenant_resolved = true}, now, std::move(*body)); !r)
+    if (auto r = delivery->accept({.signature_valid = true, .tenant_resolved = true}, now, std::move(*body)); !r)
         return done(r.error());
+    auto p = std::make_shared<pending_delivery>(pending_delivery{
+        storage::prepare_inbound(std::move(*delivery), ctx, now, store_.event_source(), std::move(inline_payload)),
+        blob_ref ? std::string(req.body.substr(0, excerpt_bytes)) : std::string(), std::move(blob_ref), {}, {}, {}});
     out.identity = std::move(identity);
 
-    // The writer runs one unit at a time, in order, so looking the id up and inserting it is
-    // atomic, and a repeat queued behind the first delivery finds it (its answer waits for the
-    // commit that holds both). The unique index catches another process that got there first.
-    auto unit = [p, &clock = clock_](storage::unit_of_work& uow) -> result<void> {
-        auto const& d = p->delivery.data();
-        auto const& id = *d.provider_delivery_id;
-        auto earlier = uow.deliveries().find_inbound(*d.connection_id, id);
-        if (!earlier) {
-            if (earlier.error() != errc::not_found) return earlier.error();
-            if (auto r = uow.deliveries().save(p->delivery); !r) return r;
-            if (!p->blob_ref) return uow.deliveries().put_payload(p->delivery.id(), p->body);
+    // The writer runs one unit at a time, in order, so probing the id and inserting it is atomic,
+    // and a repeat queued behind the first delivery finds it (its answer waits for the commit
+    // that holds both). The unique index catches another process that got there first.
+    auto unit = [p, hash = std::move(hash), &clock = clock_](storage::unit_of_work& uow) -> result<void> {
+        auto earlier = uow.deliveries().add_inbound(p->prepared);
+        if (!earlier) return earlier.error();
+        if (!*earlier) return {};
+        if ((*earlier)->payload_hash == hash) {
+            p->earlier_id = std::move((*earlier)->delivery_id);
             return {};
         }
-        if (earlier->data().payload_hash == p->hash) {
-            p->earlier_id = earlier->id();
-            return {};
-        }
+        auto const& d = p->prepared.delivery.data();
         p->conflict = inbound_refusal{inbound_rejection::delivery_id_conflict,
-                                      "delivery id " + integration::detail::utf8_excerpt(id, 128) +
-                                          " was received before (" + earlier->id() + ") with a different body"};
-        auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, p->body);
+                                      "delivery id " + integration::detail::utf8_excerpt(*d.provider_delivery_id, 128) +
+                                          " was received before (" + (*earlier)->delivery_id + ") with a different body"};
+        auto const& raw = p->prepared.payload ? *p->prepared.payload : p->excerpt;
+        auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, raw);
         if (!rec) return rec.error();
         p->refusal.emplace(std::move(*rec));
         return save(uow, *p->refusal);
@@ -370,7 +370,7 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
     auto committed = [p, out = std::move(out), done = std::move(done), &blobs = blobs_](result<void> r) mutable {
         if (r && !p->earlier_id && !p->conflict) {
             out.outcome = inbound_outcome::kind::accepted;
-            out.delivery_id = p->delivery.id();
+            out.delivery_id = p->prepared.delivery.id();
             return done(std::move(out));
         }
         // The payload blob written for this delivery now belongs to nothing. (The blob store is

@@ -109,6 +109,18 @@ std::optional<secret_bytes> base64_bytes(std::string_view text, std::size_t size
     return std::move(*bytes);
 }
 
+// Whether `text` (valid base64) is the one spelling of its bytes an encoder writes: the bits
+// after the last byte are zero. Comparing decoded bytes must not accept what comparing the
+// text would refuse.
+bool canonical_base64(std::string_view text) noexcept {
+    std::size_t const pad = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
+    if (pad == 0 || text.size() <= pad) return true;
+    auto const c = text[text.size() - 1 - pad];
+    int const v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
+                                                                                       : c == '+' ? 62 : 63;
+    return (v & (pad == 1 ? 0x3 : 0xf)) == 0;
+}
+
 // Whether any secret's MAC equals any of `signatures`. Every pair is compared in constant time
 // and none is skipped, so the time says nothing about which secret or signature matched.
 template <class Mac>
@@ -198,11 +210,17 @@ inbound_verdict verify_standard(std::span<secret_bytes const> secrets, inbound_r
                       std::string(names[1]) + " is not a unix time in seconds (1-12 digits)");
     // At least one entry must be one this library can check; unknown versions are skipped.
     bool well_formed = false;
+    std::vector<secret_bytes> v1;  // decoded once, compared as MAC bytes below
     for (std::size_t at = 0; at <= signature.size();) {
         auto const end = std::min(signature.find(' ', at), signature.size());
         auto const entry = signature.substr(at, end - at);
         at = end + 1;
-        if (entry.starts_with("v1,")) well_formed |= base64_bytes(entry.substr(3), 32).has_value();
+        if (entry.starts_with("v1,")) {
+            if (auto sig = base64_bytes(entry.substr(3), 32)) {
+                if (canonical_base64(entry.substr(3))) v1.push_back(std::move(*sig));
+                well_formed = true;
+            }
+        }
         if (entry.starts_with("v1a,")) well_formed |= base64_bytes(entry.substr(4), 64).has_value();
     }
     if (!well_formed)
@@ -211,9 +229,20 @@ inbound_verdict verify_standard(std::span<secret_bytes const> secrets, inbound_r
                           " has no well-formed entry (v1,<base64 of 32 bytes> or v1a,<base64 of 64 bytes>)");
     if (auto stale = check_fresh(*ts, c.now, c.tolerance, names[1])) return std::move(*stale);
 
+    // A whsec_ key MACs the message once and the MAC is compared with every v1 entry's bytes
+    // (nothing encoded again); a whpk_ public key checks the v1a entries through `verify`. The
+    // timestamp is signed as a number, as the vendors' libraries do.
+    auto const signed_ts = std::to_string(*ts);
     bool matched = false;
-    for (auto const& secret : secrets)
-        matched |= verify(secret, id, ts_text, req.body, signature, c.now, c.tolerance).has_value();
+    for (auto const& secret : secrets) {
+        if (auto key = hmac_key(secret)) {
+            matched |= any_matches({&*key, 1}, v1, [&](std::string_view k) {
+                return crypto::hmac(crypto::digest::sha256, k, {id, ".", signed_ts, ".", req.body});
+            });
+        } else if (secret.view().starts_with("whpk_")) {
+            matched |= verify(secret, id, ts_text, req.body, signature, c.now, c.tolerance).has_value();
+        }
+    }
     if (!matched) return mismatch(names[2]);
     if (!c.identity) return signature_ok(*ts);
 

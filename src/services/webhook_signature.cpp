@@ -69,11 +69,17 @@ ed25519_key_pair generate_ed25519_key() {
             std::string(public_key_prefix) + crypto::base64(pub.data(), pub.size())};
 }
 
+result<secret_bytes> hmac_key(secret_bytes const& secret) {
+    if (!secret.view().starts_with(symmetric_prefix))
+        return error{errc::invalid_argument, "an HMAC signing secret starts with whsec_"};
+    return decode_key(secret.view(), symmetric_prefix, 24, 64);
+}
+
 result<std::string> sign(secret_bytes const& secret, std::string_view webhook_id, std::int64_t timestamp,
                          std::string_view body) {
     auto const s = secret.view();
     if (s.starts_with(symmetric_prefix)) {
-        auto key = decode_key(s, symmetric_prefix, 24, 64);
+        auto key = hmac_key(secret);
         if (!key) return key.error();
         return v1(*key, webhook_id, std::to_string(timestamp), body);
     }
@@ -121,7 +127,7 @@ result<void> verify(secret_bytes const& secret, std::string_view webhook_id, std
     std::string content;                    // v1a: Ed25519 needs the message in one piece
     std::vector<unsigned char> public_key;  // v1a
     if (symmetric) {
-        auto key = decode_key(s, symmetric_prefix, 24, 64);
+        auto key = hmac_key(secret);
         if (!key) return key.error();
         expected = v1(*key, webhook_id, ts_text, body);
     } else if (s.starts_with(public_key_prefix)) {

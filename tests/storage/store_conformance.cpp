@@ -503,6 +503,90 @@ TEST_P(store_conformance, inbound_delivery_is_unique_per_provider_delivery_id) {
     });
 }
 
+TEST_P(store_conformance, add_inbound_records_a_prepared_delivery_once_per_vendor_id) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    auto events_before = must(store_->pending_events(500)).size();
+    auto prepared = [&](request_context const& ctx, std::string const& connection_id, std::string const& hash) {
+        auto d = must(webhooks::webhook_delivery::inbound(ctx, now, connection_id, g.provider_id, "gh-7",
+                                                          "github.push", {}, hash));
+        must(d.keep_payload(storage::stored_payload_ref(ctx.tenant_id, d.id())));
+        must(d.accept({.signature_valid = true, .tenant_resolved = true}, now, boost::json::object{{"n", 1}}));
+        return storage::prepare_inbound(std::move(d), ctx, now, store_->event_source(), std::string("raw\0body", 8));
+    };
+    auto first = prepared(a_, g.connection_id, "hash-1");
+    auto const id = first.delivery.id();
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto r = uow.deliveries().add_inbound(first);
+        if (!r) return r.error();
+        EXPECT_FALSE(*r) << "a new vendor id is recorded";
+        return {};
+    });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto d = must(uow.deliveries().find(id));
+        EXPECT_EQ(d.data().status, webhooks::delivery_status::accepted);
+        EXPECT_EQ(d.meta().version, 1);
+        EXPECT_EQ(must(uow.deliveries().payload(id)), std::string("raw\0body", 8));
+        return {};
+    });
+    auto events = must(store_->pending_events(500));
+    ASSERT_EQ(events.size(), events_before + 2);
+    std::vector<std::string> types;
+    for (auto i = events_before; i < events.size(); ++i) {
+        auto const& e = events[i].envelope;
+        types.push_back(e.event_type);
+        EXPECT_EQ(e.aggregate_type, "WebhookDelivery");
+        EXPECT_EQ(e.aggregate_id, id);
+        EXPECT_EQ(e.aggregate_version, 1);
+        EXPECT_EQ(e.tenant_id, "tenant-a");
+        EXPECT_EQ(e.source, store_->event_source());
+    }
+    EXPECT_EQ(types, (std::vector<std::string>{"WebhookDelivered", "github.push"}));
+    EXPECT_EQ(events.back().envelope.data.at("body").at("n").as_int64(), 1) << "the serialized data is what is stored";
+
+    // The same vendor id again: the earlier delivery comes back and nothing is written.
+    auto again = prepared(a_, g.connection_id, "hash-2");
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto r = uow.deliveries().add_inbound(again);
+        if (!r) return r.error();
+        EXPECT_TRUE(*r);
+        if (*r) {
+            EXPECT_EQ((*r)->delivery_id, id);
+            EXPECT_EQ((*r)->payload_hash, "hash-1");
+        }
+        return {};
+    });
+    EXPECT_EQ(must(store_->pending_events(500)).size(), events_before + 2);
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.deliveries().find(again.delivery.id()).error(), errc::not_found);
+        return {};
+    });
+
+    // Another tenant's delivery with the same connection and vendor id is its own; a unit of
+    // another tenant cannot add tenant A's delivery, and a read-only unit adds nothing.
+    auto other = prepared(b_, g.connection_id, "hash-1");
+    write(b_, [&](unit_of_work& uow) -> result<void> {
+        auto r = uow.deliveries().add_inbound(other);
+        if (!r) return r.error();
+        EXPECT_FALSE(*r) << "tenant A's delivery is not tenant B's duplicate";
+        return {};
+    });
+    auto stray = prepared(a_, g.connection_id, "hash-3");
+    EXPECT_FALSE(store_->transact(b_, [&](unit_of_work& uow) -> result<void> {
+        auto r = uow.deliveries().add_inbound(stray);
+        if (!r) return r.error();
+        return {};
+    }));
+    auto ro = prepared(a_, "con-other", "hash-4");
+    auto refused = store_->read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto r = uow.deliveries().add_inbound(ro);
+        if (!r) return r.error();
+        return {};
+    });
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_state);
+}
+
 TEST_P(store_conformance, idempotency_key_is_unique_per_tenant) {
     auto now = clock_.now();
     auto g = seed_graph(*store_, a_, now);

@@ -178,6 +178,32 @@ struct delivery_query {
     std::optional<time_point> since;  ///< Created at or after.
 };
 
+/** An event wrapped and serialized for the outbox before its unit of work runs. */
+struct serialized_event {
+    events::event_envelope envelope;  ///< Its columns; `data` is left empty (`json` holds it).
+    std::string json;                 ///< `events::serialize_envelope` of the whole envelope.
+};
+
+/** A new, accepted inbound delivery with everything its commit writes already built, so that
+ *  the store's writer only inserts rows (`webhook_delivery_repository::add_inbound`). */
+struct prepared_inbound {
+    webhooks::webhook_delivery delivery;   ///< Not yet saved; its events are in `events`.
+    std::vector<serialized_event> events;  ///< Its outbox rows (aggregate version 1).
+    std::optional<std::string> payload;    ///< The raw body, when it is kept in the store.
+};
+
+/** Makes `d` (a new inbound delivery, its events still pending) ready for `add_inbound`: its
+ *  events wrapped for `ctx` at `now` with `source` (the store's `event_source()`) and serialized. */
+INTEGRATION_EXPORT prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx,
+                                                   time_point now, std::string_view source,
+                                                   std::optional<std::string> payload);
+
+/** The inbound delivery that already holds a vendor delivery id (`add_inbound`). */
+struct inbound_match {
+    std::string delivery_id;
+    std::optional<std::string> payload_hash;
+};
+
 /** WebhookDeliveryRepository. */
 class INTEGRATION_EXPORT webhook_delivery_repository {
 public:
@@ -209,6 +235,10 @@ public:
     virtual result<std::string> payload(std::string const& delivery_id) = 0;
     /** Deletes the payload `put_payload` kept (retention); a missing one is not an error. */
     virtual result<void> remove_payload(std::string const& delivery_id) = 0;
+    /** Records `p` (its delivery row, payload and outbox rows) unless its connection already has
+     *  an inbound delivery with its vendor delivery id: then nothing is written and that one is
+     *  returned. The check reads the unique index only; the earlier delivery is not loaded. */
+    virtual result<std::optional<inbound_match>> add_inbound(prepared_inbound& p) = 0;
 };
 
 /** The `payloadRef` of a payload kept in the store with its delivery (`put_payload`), as opposed
@@ -420,6 +450,9 @@ public:
      *  tenant (the inbound route has none). Nothing when no connection has this id, it has no
      *  registration or it is Retired. */
     virtual result<std::optional<inbound_endpoint_record>> find_inbound_endpoint(std::string const& connection_id) = 0;
+    /** The `source` of the event envelopes this store writes (for `prepare_inbound`); by default
+     *  "integration". */
+    virtual std::string const& event_source() const noexcept;
 };
 
 namespace detail {

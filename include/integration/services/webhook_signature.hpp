@@ -41,6 +41,10 @@ INTEGRATION_EXPORT result<std::string> signature_header(std::span<secret_bytes c
                                                         std::string_view webhook_id, std::int64_t timestamp,
                                                         std::string_view body);
 
+/** The HMAC-SHA256 key of a `whsec_` secret: the 24-64 bytes its base64 encodes
+ *  (`errc::invalid_argument` for anything else; the error never repeats the secret). */
+INTEGRATION_EXPORT result<secret_bytes> hmac_key(secret_bytes const& secret);
+
 /** Verifies a `webhook-signature` header against `secret` (a `whsec_` secret checks the `v1`
  *  entries in constant time, a `whpk_` public key the `v1a` ones; other entries are skipped) and
  *  the timestamp against `now_unix` within `tolerance_s` both ways. `errc::integrity_failure` when

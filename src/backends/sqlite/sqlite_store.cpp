@@ -92,6 +92,10 @@ result<metadata> read_meta(statement const& s) {
 
 std::size_t clamp_limit(std::size_t limit) { return limit == 0 ? 1 : limit > 500 ? 500 : limit; }
 
+std::string const outbox_insert_sql =
+    "INSERT INTO outbox (event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
+    "occurred_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+
 // ---- shared state of one unit of work ----------------------------------------------------------
 
 struct work_state {
@@ -377,10 +381,7 @@ private:
     result<void> write_events(A& a) {
         auto events = a.take_events();
         if (events.empty()) return {};
-        static std::string const sql =
-            "INSERT INTO outbox (event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
-            "occurred_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
-        auto st = w_.db.prepare_static(sql);
+        auto st = w_.db.prepare_static(outbox_insert_sql);
         if (!st) return st.error();
         auto& s = **st;
         auto now = w_.clk.now();
@@ -684,6 +685,46 @@ public:
     result<void> remove_payload(std::string const& id) override {
         if (auto r = writable(w_, "deliveries().remove_payload"); !r) return r;
         return run_sql(w_.db, "DELETE FROM delivery_payloads WHERE delivery_id = ? AND tenant_id = ?", {id, w_.ctx.tenant_id});
+    }
+    result<std::optional<inbound_match>> add_inbound(prepared_inbound& p) override {
+        if (auto r = writable(w_, "deliveries().add_inbound"); !r) return r.error();
+        auto const& d = p.delivery.data();
+        if (d.direction != webhooks::delivery_direction::inbound || !d.connection_id || !d.provider_delivery_id ||
+            p.delivery.meta().version != 0)
+            return error{errc::invalid_argument, "add_inbound takes a new inbound delivery with a vendor delivery id"};
+        for (auto const& e : p.events)
+            if (e.envelope.tenant_id != w_.ctx.tenant_id || e.envelope.aggregate_id != p.delivery.id())
+                return error{errc::invalid_argument, "add_inbound's events must be its delivery's, in this tenant"};
+        // The unique index answers alone: nothing of the earlier delivery is read but its id and hash.
+        auto taken = w_.db.prepare("SELECT delivery_id, payload_hash FROM deliveries "
+                                   "WHERE tenant_id = ? AND connection_id = ? AND provider_delivery_id = ?");
+        if (!taken) return taken.error();
+        (*taken)->bind_all({w_.ctx.tenant_id, *d.connection_id, *d.provider_delivery_id});
+        auto row = (*taken)->step();
+        if (!row) return row.error();
+        if (*row) {
+            inbound_match m{(*taken)->text(0), std::nullopt};
+            if (!(*taken)->is_null(1)) m.payload_hash = (*taken)->text(1);
+            (*taken)->reset();
+            return std::optional<inbound_match>(std::move(m));
+        }
+        if (auto r = r_.save(p.delivery); !r) return r.error();  // no pending events: only its rows
+        if (p.payload) {
+            auto put = w_.db.prepare("INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) VALUES (?, ?, ?)");
+            if (!put) return put.error();
+            (*put)->bind_all({p.delivery.id(), w_.ctx.tenant_id, std::vector<unsigned char>(p.payload->begin(), p.payload->end())});
+            if (auto r = (*put)->run(); !r) return r.error();
+        }
+        auto ins = w_.db.prepare_static(outbox_insert_sql);
+        if (!ins) return ins.error();
+        for (auto const& e : p.events) {
+            auto const& env = e.envelope;
+            (*ins)->reset();
+            (*ins)->bind_all({env.event_id, env.tenant_id, env.aggregate_type, env.aggregate_id, env.aggregate_version,
+                              env.event_type, to_unix_ms(env.occurred_at), e.json});
+            if (auto r = (*ins)->run(); !r) return r.error();
+        }
+        return std::optional<inbound_match>();
     }
 
 private:
@@ -1157,6 +1198,8 @@ public:
         if (!r) return r.error();
         return out;
     }
+
+    std::string const& event_source() const noexcept override { return o_.source; }
 
     result<std::optional<inbound_endpoint_record>> find_inbound_endpoint(std::string const& connection_id) override {
         std::optional<inbound_endpoint_record> out;
