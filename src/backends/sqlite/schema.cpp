@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 8> migrations{
+constexpr std::array<char const*, 9> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -210,6 +210,13 @@ CREATE INDEX inbound_webhooks_by_connection ON inbound_webhooks(connection_id);
 ALTER TABLE deliveries ADD COLUMN rejection_reason TEXT;
 CREATE TABLE delivery_payloads(delivery_id TEXT PRIMARY KEY REFERENCES deliveries(delivery_id) ON DELETE CASCADE,
   tenant_id TEXT NOT NULL, bytes BLOB NOT NULL);
+)sql",
+    // 9: small run bodies live here, committed with their run (no blob write and no fsync of
+    // their own); deleting a run deletes its bodies; retention purges them by age.
+    R"sql(
+CREATE TABLE run_bodies(run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, part TEXT NOT NULL,
+  tenant_id TEXT NOT NULL, bytes BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY(run_id, part));
+CREATE INDEX run_bodies_by_time ON run_bodies(tenant_id, created_at);
 )sql",
 };
 
