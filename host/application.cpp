@@ -4,6 +4,7 @@
 #include "handlers/handlers.hpp"
 #include "problem.hpp"
 
+#include <boost/asio/dispatch.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/beast/http/field.hpp>
 #include <boost/json/serialize.hpp>
@@ -173,6 +174,7 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     }
     call c;
     c.ctx = ctx;
+    c.io = io;
     c.params = std::move(m.params);
     for (auto const& p : url->params()) c.query[p.key] = p.value;
     c.body = req.body();
@@ -224,7 +226,7 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
         auto rep = r ? std::move(*r) : problem_from(r.error());
         // Answered later, on a thread that finished the work (a store's writer, which other
         // requests' commits wait on): render and write the answer on the connection's thread.
-        if (returned->load()) return boost::asio::post(io, [answer, rep = std::move(rep)]() mutable { answer(std::move(rep)); });
+        if (returned->load()) return boost::asio::dispatch(io, [answer, rep = std::move(rep)]() mutable { answer(std::move(rep)); });
         answer(std::move(rep));
     };
     try {

@@ -9,6 +9,7 @@
 #include <integration/core/context.hpp>
 #include <integration/ports/store.hpp>
 
+#include <boost/asio/any_io_executor.hpp>
 #include <boost/json/object.hpp>
 
 #include <functional>
@@ -31,6 +32,9 @@ struct call {
      *  received, in order, and the request target with its query (signatures cover them). */
     std::vector<std::pair<std::string_view, std::string_view>> fields;
     std::string_view target;
+    /** The connection's thread: an asynchronous handler renders its answer there, not on the
+     *  thread that finished its work (a store's writer, which other requests' commits wait on). */
+    boost::asio::any_io_executor io;
 
     /** The body as a JSON object. An empty body is refused (the route needs one), malformed JSON
      *  names the byte offset; invalid UTF-8 and nesting deeper than 32 are malformed. */

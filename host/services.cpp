@@ -118,7 +118,6 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
                  .redirects = {.max_hops = static_cast<unsigned>(c.max_redirects)},
                  // Runs are answered once recorded, many to a commit (run_service::execute with a handler).
                  .write_behind = true,
-                 .write_behind_linger = std::chrono::milliseconds(1),
                  .idempotency_wait = c.idempotency_wait,
                  .orphan_margin = c.orphan_margin},
         // The host has no vendor-specific code that can mint new secrets, so a due credential

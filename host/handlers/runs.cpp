@@ -2,6 +2,7 @@
 
 #include "problem.hpp"
 
+#include <boost/asio/post.hpp>
 #include <boost/json/serialize.hpp>
 
 namespace integration::host {
@@ -98,7 +99,8 @@ void add_run_routes(router& r, services& s) {
         // Answered once the run is recorded (on disk with the default --recording immediate): this
         // thread is free as soon as the vendor answered, and the run shares its commit with every
         // run recorded meanwhile.
-        s.runs->execute(c.ctx, std::move(req), [&s, ctx = c.ctx, key = std::move(key), done = std::move(done)](result<runs::run_outcome> out) {
+        s.runs->execute(c.ctx, std::move(req), [&s, io = c.io, ctx = c.ctx, key = std::move(key),
+                                                done = std::move(done)](result<runs::run_outcome> out) mutable {
             if (!out && out.error() == errc::in_progress) {
                 // A twin with this key is still executing: its outcome is for a retry to collect.
                 auto p = problem_from(out.error());
@@ -110,12 +112,16 @@ void add_run_routes(router& r, services& s) {
                 if (!key.empty() && out.error() != errc::already_exists) (void)s.idempotency->release(ctx, key);
                 return done(out.error());
             }
-            if (!out->replayed) s.metrics.count_run(to_string(out->run.status()));
-            // Running: its next attempt would start past --run-deadline-ms, so the retry worker
-            // continues it; GET /integrations/runs/{runId} shows how it ends.
-            auto rep = json_reply(out->run.status() == runs::run_status::running ? 202 : 201, render_outcome(*out));
-            if (out->replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
-            done(std::move(rep));
+            // A recorded run is told on the store's writer, which every other commit waits for:
+            // render its answer on the connection's thread.
+            boost::asio::post(io, [&s, out = std::move(*out), done = std::move(done)]() mutable {
+                if (!out.replayed) s.metrics.count_run(to_string(out.run.status()));
+                // Running: its next attempt would start past --run-deadline-ms, so the retry
+                // worker continues it; GET /integrations/runs/{runId} shows how it ends.
+                auto rep = json_reply(out.run.status() == runs::run_status::running ? 202 : 201, render_outcome(out));
+                if (out.replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
+                done(std::move(rep));
+            });
         });
     }), {.large_body = true, .calls_vendors = true, .async_vendor_calls = true});  // carries the vendor's request body
 

@@ -4,6 +4,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <utility>
 
 namespace integration::retention {
@@ -111,6 +112,15 @@ result<retention_sweep> retention_worker::sweep() {
         auto payloads = purge_payloads(ctx, now - options_.payloads);
         if (!payloads) return payloads.error();
         out.payloads_purged += *payloads;
+        // Run bodies kept in the store (small ones) go by age like those in the blob store.
+        for (;;) {
+            auto n = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                return uow.runs().purge_bodies(now - options_.bodies, options_.batch);
+            });
+            if (!n) return n.error();
+            out.blobs_purged += *n;
+            if (*n < std::min<std::size_t>(options_.batch, 500)) break;
+        }
     }
     // Bodies and payloads, not the archive; the payloads no delivery references (an event that
     // matched no subscription) go by their write time.

@@ -86,10 +86,6 @@ run_service::run_service(storage::store& store, credentials::credential_service&
             detail::name_this_thread("integ-run-async");
             worker();
         });
-    if (options_.write_behind) recorder_thread_ = std::thread([this] {
-            detail::name_this_thread("integ-recorder");
-            recorder();
-        });
 }
 
 run_service::~run_service() {
@@ -99,14 +95,13 @@ run_service::~run_service() {
         idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
     }
     {
-        std::lock_guard lock(recorder_mutex_);
-        stopping_recorder_ = true;  // the recorder writes what is queued, then stops
+        // Records behind come back on the store's writer, which calls into this service.
+        std::unique_lock lock(records_mutex_);
+        records_cv_.wait(lock, [&] { return recording_ == 0; });
     }
-    recorder_cv_.notify_all();
-    if (recorder_thread_.joinable()) recorder_thread_.join();
     {
         std::lock_guard lock(jobs_mutex_);
-        stopping_ = true;  // after the recorder: the workers run the completions it handed them
+        stopping_ = true;
     }
     jobs_cv_.notify_all();
     for (auto& t : threads_) t.join();
@@ -260,7 +255,7 @@ result<run_outcome> run_service::replay(request_context const& ctx, integration_
     run_outcome out{std::move(run), std::nullopt, true, std::move(failure_id)};
     auto const& d = out.run.data();
     if (d.response_ref && !d.run_attempts.empty() && d.run_attempts.back().http_status) {
-        auto body = blobs_.get(ctx.tenant_id, *d.response_ref);
+        auto body = read_body(ctx, out.run, *d.response_ref, storage::run_body::response);
         out.response = http::response{static_cast<int>(*d.run_attempts.back().http_status), {}, body ? *body : std::string()};
     }
     return out;
@@ -338,6 +333,12 @@ std::optional<std::string> run_service::store_response(request_context const& ct
     return *ref;
 }
 
+result<std::string> run_service::read_body(request_context const& ctx, integration_run const& run, std::string const& ref,
+                                           storage::run_body part) {
+    if (!storage::is_stored_payload_ref(ref)) return blobs_.get(ctx.tenant_id, ref);
+    return storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.runs().body(run.id(), part); });
+}
+
 bool run_service::keep_input(request_context const& ctx, integration_run const& run, run_input const& input) {
     boost::json::object params;
     for (auto const& [k, v] : input.path_params) params[k] = v;
@@ -361,7 +362,7 @@ result<execute_request> run_service::stored_input(request_context const& ctx, in
     r.input.query = pairs_from_json(o.if_contains("query"));
     r.input.headers = pairs_from_json(o.if_contains("headers"));
     if (run.data().request_ref) {
-        auto body = blobs_.get(ctx.tenant_id, *run.data().request_ref);
+        auto body = read_body(ctx, run, *run.data().request_ref, storage::run_body::request);
         if (!body) return body.error();
         r.input.body = std::move(*body);
     }
@@ -377,16 +378,35 @@ void run_service::execute(request_context const& ctx, execute_request request, o
     auto wait_until = steady_clock::now() + options_.idempotency_wait;
     auto key = ctx.tenant_id + '\n' + *request.idempotency_key;
     std::shared_ptr<flight> f;
+    bool owner = false;
     {
         std::lock_guard lock(flights_mutex_);
         auto& slot = flights_[key];
-        if (!slot) f = slot = std::make_shared<flight>();
+        if (!slot) {
+            slot = std::make_shared<flight>();
+            owner = true;
+        }
+        f = slot;
     }
-    if (!f) {
-        // A twin executes this key here: wait for its outcome on this thread (rare, bounded by
-        // idempotency_wait), as the synchronous form does.
-        auto out = execute_keyed(ctx, request, &done);
-        if (done) done(std::move(out));
+    if (!owner) {
+        // A twin executes this key here: wait for its outcome without a thread, told when it
+        // lands or when the wait runs out.
+        auto t = std::make_shared<twin>();
+        t->ctx = ctx;
+        t->request = std::move(request);
+        t->done = std::move(done);
+        bool landed = false;
+        {
+            std::lock_guard lock(f->mutex);
+            landed = f->done;
+            if (!landed) f->twins.push_back(t);
+        }
+        if (landed) return retry_twin(std::move(t));  // it landed meanwhile: its run is in the store
+        twin_timer_(duration_cast<milliseconds>(wait_until - steady_clock::now()), [t] {
+            if (t->told.exchange(true)) return;
+            t->done(error{errc::in_progress, "the run of Idempotency-Key '" + *t->request.idempotency_key +
+                                                 "' is still executing; send the request again shortly to get its outcome"});
+        });
         return;
     }
     start_once(ctx, std::move(request), wait_until,
@@ -401,12 +421,31 @@ void run_service::land(std::string const& key, flight& f, result<run_outcome> co
         std::lock_guard lock(flights_mutex_);
         flights_.erase(key);
     }
+    std::vector<std::shared_ptr<twin>> twins;
     {
         std::lock_guard lock(f.mutex);
         f.done = true;
         if (out) f.outcome = *out;
+        twins.swap(f.twins);
     }
     f.done_cv.notify_all();
+    for (auto& t : twins) {
+        if (!out) {
+            retry_twin(std::move(t));
+            continue;
+        }
+        if (t->told.exchange(true)) continue;  // its wait ran out
+        auto copy = *out;
+        copy.replayed = true;
+        t->done(std::move(copy));
+    }
+}
+
+void run_service::retry_twin(std::shared_ptr<twin> t) {
+    if (t->told.exchange(true)) return;
+    // The run it waited for recorded nothing (bad input, a store error), or ended before it
+    // waited: it executes itself, as a request of its own.
+    post([this, t] { execute(t->ctx, std::move(t->request), std::move(t->done)); });
 }
 
 result<run_outcome> run_service::execute_keyed(request_context const& ctx, execute_request& r, outcome_handler* done) {
@@ -481,12 +520,14 @@ void run_service::start_once(request_context const& ctx, execute_request r, stea
         ++in_flight_;
     }
     // The vendor call holds no thread: its outcome comes back on the transport's thread, which
-    // hands the run to the recorder; a run recorded here (an Idempotency-Key, no write-behind)
-    // waits for a commit, so it goes to the service's threads instead.
+    // hands the run to the store's writer; a run recorded here (an Idempotency-Key, no
+    // write-behind) waits for a commit, and a blob write waits for its fsync, so those go to the
+    // service's threads instead.
     outbound_.start(e->req, e->call, [this, e](result<http::response> res) mutable {
         collect(*e, std::move(res));
-        bool keeps_input = e->out.failure && retryable(*e->out.failure);  // a blob write: not on this thread
-        if (e->behind && !e->out.claim_failed && !keeps_input) {
+        bool keeps_input = e->out.failure && retryable(*e->out.failure);
+        bool large = e->out.last && e->out.last->body.size() > options_.inline_body_bytes;
+        if (e->behind && !e->out.claim_failed && !keeps_input && !large) {
             report(*e, close(*e));
             return landed();
         }
@@ -503,7 +544,7 @@ void run_service::landed() {
 }
 
 void run_service::report(execution& e, result<run_outcome> out) {
-    if (!e.done) return;  // the recorder reports it once committed
+    if (!e.done) return;  // reported once its record behind committed
     auto done = std::move(e.done);
     done(std::move(out));
 }
@@ -522,8 +563,8 @@ result<std::shared_ptr<run_service::execution>> run_service::open(request_contex
     // A twin of a keyed run waits for its outcome, which must be recorded when it gets it: a
     // handler's keyed run is recorded here, not behind.
     bool behind = options_.write_behind && !(handler && r.idempotency_key);
-    // Written with the run by the recorder when the run is not written before the call.
-    bool body_behind = behind && !r.idempotency_key;
+    // Kept in the store with the run's record when the run is not written before the call.
+    bool body_behind = behind && !r.idempotency_key && r.input.body.size() <= options_.inline_body_bytes;
     if (r.idempotency_key)
         if (auto existing = find_by_key(ctx, *r.idempotency_key)) {
             auto out = settle(ctx, std::move(*existing), wait_until);
@@ -539,7 +580,7 @@ result<std::shared_ptr<run_service::execution>> run_service::open(request_contex
     if (auto s = draft->start(p->b->connection, r.allow_degraded, clock_.now()); !s) return s.error();
     if (!r.input.body.empty()) {
         auto key = "runs/" + draft->id() + "/request";
-        auto ref = body_behind ? result<std::string>(blobs::reference(ctx.tenant_id, key))
+        auto ref = body_behind ? result<std::string>(storage::stored_run_body_ref(ctx.tenant_id, draft->id(), storage::run_body::request))
                                : blobs_.put(ctx.tenant_id, key, r.input.body, options_.recording);
         if (!ref) return ref.error();
         if (auto s = draft->set_request_ref(*ref); !s) return s.error();
@@ -592,17 +633,22 @@ result<run_outcome> run_service::close(execution& x) {
     if (wait_for_worker) defer(*failure, run, last, x.p.b->retry);
     ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
     if (x.behind) {
-        // The recorder thread writes the run with others in one commit; the caller gets the
-        // outcome now, or its handler once the commit is done.
+        // Everything of the record is built here; the store's writer only saves it, in a commit
+        // shared with every concurrent unit. The caller gets the outcome now, or its handler once
+        // the commit is done.
         std::optional<std::string> response_ref;
-        if (e.last && !e.last->body.empty()) response_ref = blobs::reference(ctx.tenant_id, "runs/" + e.run.id() + "/response");
+        if (e.last && !e.last->body.empty())
+            response_ref = e.last->body.size() <= options_.inline_body_bytes
+                               ? std::optional(storage::stored_run_body_ref(ctx.tenant_id, e.run.id(), storage::run_body::response))
+                               : store_response(ctx, e.run, e.last);  // synced before the commit that refers to it
         auto f = finalize(e, e.run, std::move(response_ref));
         if (!f) return f.error();
         run_outcome out{e.run, std::nullopt, false, *f ? std::optional((*f)->id()) : std::nullopt};
-        record rec{ctx, std::move(e.run), std::move(*f), std::move(e.last), x.body_behind ? r.input.body : std::string(), nullptr};
-        if (x.done) rec.done = std::move(x.done);
-        else out.response = rec.response;
-        enqueue(std::move(rec));
+        auto rec = std::make_shared<record>(record{std::move(e.run), std::move(*f), std::move(e.last),
+                                                   x.body_behind ? std::move(x.r.input.body) : std::string(), nullptr});
+        if (x.done) rec->done = std::move(x.done);
+        else out.response = rec->response;
+        record_behind(ctx, std::move(rec));
         return out;
     }
     auto response_ref = store_response(ctx, e.run, e.last);
@@ -713,122 +759,45 @@ result<std::optional<failures::integration_failure>> run_service::finalize(endin
     return std::optional(std::move(*f));
 }
 
-void run_service::enqueue(record r) {
-    std::unique_lock lock(recorder_mutex_);
-    recorded_cv_.wait(lock, [&] { return pending_.size() < options_.write_behind_queue; });
-    pending_.push_back(std::move(r));
-    // Wake the recorder only to start a batch or when one is full: a wake-up per run would cost
-    // the caller a system call and the recorder a context switch.
-    auto n = pending_.size();
-    lock.unlock();
-    if (n == 1 || n == std::min(max_batch, options_.write_behind_queue)) recorder_cv_.notify_one();
+void run_service::record_behind(request_context const& ctx, std::shared_ptr<record> r) {
+    {
+        std::unique_lock lock(records_mutex_);
+        records_cv_.wait(lock, [&] { return recording_ < options_.write_behind_queue; });
+        ++recording_;
+    }
+    auto unit = [r](storage::unit_of_work& uow) -> result<void> {
+        if (r->failure)
+            if (auto s = uow.failures().save(*r->failure); !s) return s;
+        if (auto s = uow.runs().save(r->run); !s) return s;
+        auto const& d = r->run.data();
+        if (!r->request_body.empty())
+            if (auto s = uow.runs().put_body(r->run.id(), storage::run_body::request, r->request_body); !s) return s;
+        if (r->response && d.response_ref && storage::is_stored_payload_ref(*d.response_ref))
+            if (auto s = uow.runs().put_body(r->run.id(), storage::run_body::response, r->response->body); !s) return s;
+        return {};
+    };
+    store_.transact_async(ctx, std::move(unit), options_.recording, [this, r](result<void> saved) {
+        if (r->done) {
+            auto failure_id = r->failure ? std::optional(r->failure->id()) : std::nullopt;
+            if (saved) r->done(run_outcome{std::move(r->run), std::move(r->response), false, std::move(failure_id)});
+            else r->done(saved.error());
+        }
+        std::lock_guard lock(records_mutex_);
+        if (!saved) {
+            ++record_errors_;
+            last_record_error_ = saved.error().detail();
+        }
+        --recording_;
+        records_cv_.notify_all();  // under the lock: the destructor may be waiting for the last one
+    });
 }
 
 result<void> run_service::flush() {
-    std::unique_lock lock(recorder_mutex_);
-    ++flushing_;
-    recorder_cv_.notify_one();
-    recorded_cv_.wait(lock, [&] { return pending_.empty() && recording_ == 0; });
-    --flushing_;
+    std::unique_lock lock(records_mutex_);
+    records_cv_.wait(lock, [&] { return recording_ == 0; });
     if (record_errors_ == 0) return {};
     auto n = std::exchange(record_errors_, 0);
     return error{errc::storage_failure, std::to_string(n) + " runs could not be recorded: " + last_record_error_};
-}
-
-// Writes queued runs: their bodies in one blob write, then every run of a tenant in one unit. A
-// write that fails is retried item by item so that one bad record does not lose the others.
-void run_service::recorder() {
-    std::unique_lock lock(recorder_mutex_);
-    while (true) {
-        recorder_cv_.wait(lock, [&] { return stopping_recorder_ || !pending_.empty(); });
-        if (pending_.empty()) return;
-        recorder_cv_.wait_for(lock, options_.write_behind_linger,
-                              [&] {
-            return stopping_recorder_ || flushing_ > 0 || pending_.size() >= std::min(max_batch, options_.write_behind_queue);
-        });
-        std::vector<record> batch;
-        while (!pending_.empty() && batch.size() < max_batch) {
-            batch.push_back(std::move(pending_.front()));
-            pending_.pop_front();
-        }
-        recording_ = batch.size();
-        recorded_cv_.notify_all();
-        lock.unlock();
-
-        std::size_t errors = 0;
-        std::string last_error;
-        // Bodies first, all in one write: the commit below refers to them.
-        std::vector<blobs::blob_write> bodies;
-        std::vector<std::pair<std::size_t, bool /* request */>> owners;
-        for (std::size_t i = 0; i < batch.size(); ++i) {
-            auto const& rec = batch[i];
-            if (!rec.request_body.empty() && rec.run.data().request_ref) {
-                bodies.push_back({rec.ctx.tenant_id, "runs/" + rec.run.id() + "/request", rec.request_body});
-                owners.emplace_back(i, true);
-            }
-            if (rec.run.data().response_ref && rec.response) {
-                bodies.push_back({rec.ctx.tenant_id, "runs/" + rec.run.id() + "/response", rec.response->body});
-                owners.emplace_back(i, false);
-            }
-        }
-        if (!bodies.empty() && !blobs_.put_many(bodies, options_.recording))
-            for (std::size_t j = 0; j < bodies.size(); ++j)
-                if (!blobs_.put(bodies[j].tenant, bodies[j].key, bodies[j].data, options_.recording)) {
-                    // The outcome is still recorded; only the body is missing.
-                    auto& run = batch[owners[j].first].run;
-                    if (owners[j].second) run.forget_request_ref();
-                    else run.forget_response_ref();
-                }
-
-        std::map<std::string, std::vector<std::size_t>> by_tenant;
-        for (std::size_t i = 0; i < batch.size(); ++i) by_tenant[batch[i].ctx.tenant_id].push_back(i);
-        auto write = [&](std::vector<std::size_t> const& items) {
-            return store_.transact(batch[items.front()].ctx, [&](storage::unit_of_work& uow) -> result<void> {
-                for (auto i : items) {
-                    // Copies: a unit that fails is written again item by item.
-                    if (auto f = batch[i].failure; f)
-                        if (auto s = uow.failures().save(*f); !s) return s;
-                    auto run = batch[i].run;
-                    if (auto s = uow.runs().save(run); !s) return s;
-                }
-                return {};
-            }, options_.recording);
-        };
-        std::vector<std::optional<error>> failed(batch.size());
-        for (auto const& [tenant, items] : by_tenant) {
-            if (write(items)) continue;
-            for (auto i : items)
-                if (auto r = write({i}); !r) {
-                    ++errors;
-                    last_error = r.error().detail();
-                    failed[i] = r.error();
-                }
-        }
-        // Each handler is told once its run is committed, on the service's threads: the recorder
-        // goes on with the next batch.
-        std::size_t told = 0;
-        {
-            std::lock_guard jobs(jobs_mutex_);
-            for (std::size_t i = 0; i < batch.size(); ++i) {
-                auto& rec = batch[i];
-                if (!rec.done) continue;
-                ++told;
-                jobs_.emplace_back([done = std::move(rec.done), err = std::move(failed[i]),
-                                    out = run_outcome{std::move(rec.run), std::move(rec.response), false,
-                                                      rec.failure ? std::optional(rec.failure->id()) : std::nullopt}]() mutable {
-                    if (err) done(std::move(*err));
-                    else done(std::move(out));
-                });
-            }
-        }
-        if (told == 1) jobs_cv_.notify_one();
-        else if (told > 1) jobs_cv_.notify_all();
-        lock.lock();
-        record_errors_ += errors;
-        if (errors) last_record_error_ = last_error;
-        recording_ = 0;
-        recorded_cv_.notify_all();
-    }
 }
 
 result<run_outcome> run_service::resume(request_context const& ctx, std::string const& run_id) {

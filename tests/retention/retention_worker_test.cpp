@@ -109,6 +109,35 @@ TEST_F(retention_worker_test, runs_and_resolved_failures_are_archived_as_json_li
     EXPECT_TRUE(blobs_->get("tenant-a", "blob://tenant-a/archive/runs/" + first + "_" + last + ".jsonl"));
 }
 
+// Small run bodies live in the store with their run (run_service's write-behind): they go by age
+// like the bodies in the blob store, only in their own tenant, and with their run.
+TEST_F(retention_worker_test, run_bodies_kept_in_the_store_are_purged_after_30_days_and_deleted_with_their_run) {
+    auto put = [&](request_context const& ctx, std::string const& run, storage::run_body part, std::string_view bytes) {
+        return store_->transact(ctx, [&](storage::unit_of_work& uow) { return uow.runs().put_body(run, part, bytes); });
+    };
+    auto body = [&](std::string const& run, storage::run_body part) {
+        return storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.runs().body(run, part); });
+    };
+    auto old_run = finished_run(a_, false);
+    must(put(a_, old_run, storage::run_body::response, "old"));
+    clock_.advance(20 * 24h);
+    auto recent = finished_run(a_, false);
+    must(put(a_, recent, storage::run_body::request, "recent"));
+    EXPECT_EQ(put(b_, recent, storage::run_body::response, "other tenant").error(), errc::not_found);
+    clock_.advance(11 * 24h);  // 31 and 11 days old
+
+    retention::retention_worker worker(*store_, *blobs_, clock_);
+    auto swept = must(worker.sweep());
+    EXPECT_EQ(swept.blobs_purged, 1u);
+    EXPECT_EQ(swept.runs_archived, 0u);
+    EXPECT_EQ(body(old_run, storage::run_body::response).error(), errc::not_found);
+    EXPECT_EQ(must(body(recent, storage::run_body::request)), "recent");
+    EXPECT_EQ(body(recent, storage::run_body::response).error(), errc::not_found);
+
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) { return uow.runs().remove(recent); }));
+    EXPECT_EQ(body(recent, storage::run_body::request).error(), errc::not_found);
+}
+
 TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
     must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
         auto f = must(failures::integration_failure::record(

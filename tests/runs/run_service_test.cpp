@@ -95,6 +95,7 @@ struct run_service_options_override {
     resilience::breaker_options breaker{};
     int deferred_retries = 3;
     bool write_behind = false;
+    std::size_t inline_body_bytes = 64 * 1024;
     resilience::rate_limit_store* rate_limits = nullptr;
     std::chrono::milliseconds idempotency_wait{5'000};
     std::optional<retry_policy> retry;           ///< The connection's retryPolicy.
@@ -154,6 +155,7 @@ protected:
                                       .rate_limits = o.rate_limits,
                                       .deferred_retries = o.deferred_retries,
                                       .write_behind = o.write_behind,
+                                      .inline_body_bytes = o.inline_body_bytes,
                                       .sleep = o.real_waits ? std::function<void(std::chrono::milliseconds)>()
                                                             : [this](std::chrono::milliseconds d) { slept_.push_back(d); clock_.advance(d); },
                                       .random = [] { return 0.5; },
@@ -196,6 +198,13 @@ protected:
         auto run = storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find_by_idempotency_key(key); });
         if (!run) return std::nullopt;
         return std::move(*run);
+    }
+
+    /** A run's body by its reference: kept in the store with the run, or in the blob store. */
+    std::string body_of(runs::integration_run const& run, std::optional<std::string> const& ref, storage::run_body part) {
+        if (!ref) return "(no reference)";
+        if (!storage::is_stored_payload_ref(*ref)) return must(blobs_->get("t1", *ref));
+        return must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().body(run.id(), part); }));
     }
 
     std::vector<failures::integration_failure> failures_of(std::string const& run_id) {
@@ -817,7 +826,7 @@ TEST_F(run_service_test, write_behind_records_every_run_after_flush_with_bodies_
         auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(outs[i].run.id()); }));
         EXPECT_EQ(run.status(), i < 5 ? runs::run_status::completed : runs::run_status::failed);
         EXPECT_EQ(run.data().response_ref, outs[i].run.data().response_ref);
-        EXPECT_EQ(must(blobs_->get("t1", *run.data().response_ref)), i < 5 ? "ok" : "bad");
+        EXPECT_EQ(body_of(run, run.data().response_ref, storage::run_body::response), i < 5 ? "ok" : "bad");
     }
     auto f = failures_of(outs[5].run.id());
     ASSERT_EQ(f.size(), 1u);
@@ -843,8 +852,8 @@ TEST_F(run_service_test, execute_with_a_handler_reports_a_write_behind_run_once_
                 EXPECT_EQ(run.data().run_attempts.size(), 1u);
                 ASSERT_TRUE(run.data().request_ref);
                 ASSERT_TRUE(run.data().response_ref);
-                EXPECT_EQ(must(blobs_->get("t1", *run.data().request_ref)), R"({"to":"+100"})");
-                EXPECT_EQ(must(blobs_->get("t1", *run.data().response_ref)), key ? "keyed" : "ok");
+                EXPECT_EQ(body_of(run, run.data().request_ref, storage::run_body::request), R"({"to":"+100"})");
+                EXPECT_EQ(body_of(run, run.data().response_ref, storage::run_body::response), key ? "keyed" : "ok");
             }();
             checked.set_value();
         });
@@ -854,15 +863,60 @@ TEST_F(run_service_test, execute_with_a_handler_reports_a_write_behind_run_once_
 
 TEST_F(run_service_test, write_behind_records_the_run_without_a_reference_when_its_body_cannot_be_written) {
     blobs_ = std::make_unique<refusing_responses>(std::move(blobs_));
-    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true});
+    // Every body goes to the blob store (none is small enough to stay with the run).
+    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true, .inline_body_bytes = 0});
     auto out = must(runs_->execute(ctx_, send_sms()));
-    EXPECT_TRUE(out.run.data().response_ref);
+    EXPECT_FALSE(out.run.data().response_ref);
     must(runs_->flush());  // the run itself is recorded: only its body is missing
     auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
     EXPECT_EQ(run.status(), runs::run_status::completed);
     EXPECT_FALSE(run.data().response_ref) << "a reference to a body that was never written";
 }
 
+// Small bodies commit with their run (no blob write, no fsync of their own); larger ones are
+// written to the blob store before the commit that refers to them. A run waiting for the retry
+// worker is executed again with the request body kept in the store.
+TEST_F(run_service_test, write_behind_keeps_small_bodies_with_the_run_and_large_ones_in_the_blob_store) {
+    std::string large(100, 'x');
+    start({reply(200, "ok"), reply(200, large), reply(503), reply(503), reply(503), reply(503), reply(200, "done")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true, .inline_body_bytes = 64});
+    auto small_run = must(runs_->execute(ctx_, send_sms()));
+    auto big_request = send_sms();
+    big_request.input.body = R"({"to":")" + large + R"("})";
+    auto large_run = must(runs_->execute(ctx_, big_request));
+    auto waiting = must(runs_->execute(ctx_, send_sms()));
+    must(runs_->flush());
+    auto find = [&](std::string const& id) {
+        return must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(id); }));
+    };
+
+    auto small = find(small_run.run.id());
+    ASSERT_TRUE(small.data().request_ref && small.data().response_ref);
+    EXPECT_EQ(*small.data().request_ref, storage::stored_run_body_ref("t1", small.id(), storage::run_body::request));
+    EXPECT_EQ(*small.data().response_ref, storage::stored_run_body_ref("t1", small.id(), storage::run_body::response));
+    EXPECT_EQ(body_of(small, small.data().request_ref, storage::run_body::request), R"({"to":"+100"})");
+    EXPECT_EQ(body_of(small, small.data().response_ref, storage::run_body::response), "ok");
+    EXPECT_FALSE(blobs_->get("t1", blobs::reference("t1", "runs/" + small.id() + "/response"))) << "no blob for a small body";
+    // Another tenant does not see them.
+    auto other = request_context::for_tenant("t2", "mallory");
+    EXPECT_FALSE(storage::read_for(*store_, other, [&](storage::unit_of_work& uow) {
+        return uow.runs().body(small.id(), storage::run_body::response);
+    }));
+
+    auto big = find(large_run.run.id());
+    ASSERT_TRUE(big.data().request_ref && big.data().response_ref);
+    EXPECT_FALSE(storage::is_stored_payload_ref(*big.data().request_ref));
+    EXPECT_FALSE(storage::is_stored_payload_ref(*big.data().response_ref));
+    EXPECT_EQ(must(blobs_->get("t1", *big.data().request_ref)), big_request.input.body);
+    EXPECT_EQ(must(blobs_->get("t1", *big.data().response_ref)), large);
+
+    ASSERT_EQ(waiting.run.status(), runs::run_status::running);
+    clock_.advance(61s);
+    auto resumed = must(runs_->resume(ctx_, waiting.run.id()));
+    EXPECT_EQ(resumed.run.status(), runs::run_status::completed);
+    auto sent = vendor_->requests().back();
+    EXPECT_EQ(sent.substr(sent.size() - 13), R"({"to":"+100"})") << "the retry sends the request body kept with the run";
+}
 
 // A process killed while its run waits for the vendor leaves the run Running with no attempt and no
 // failure. Once the run is older than any execution can take (its lease), it cannot still be
@@ -978,6 +1032,59 @@ TEST_F(run_service_test, concurrent_executions_of_one_key_call_the_vendor_once_a
     EXPECT_EQ(ids.size(), 1u);
     EXPECT_EQ(executed, 1);
     EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
+/** A vendor that answers `body` only once the test opens its gate. */
+struct gated_vendor {
+    std::promise<void> gate;
+    std::shared_future<void> opened = gate.get_future().share();
+    loopback_server server{[opened = opened](int fd, loopback_server&) {
+        opened.wait();
+        auto r = reply(200, "once");
+        (void)::write(fd, r.data(), r.size());
+    }};
+};
+
+// With a handler, a second request with the Idempotency-Key of a run executing here returns at
+// once and is told that run (replayed) once it is recorded: no thread waits for it meanwhile.
+TEST_F(run_service_test, a_twin_with_a_handler_gets_the_keys_run_without_holding_its_thread) {
+    gated_vendor vendor;
+    start({reply(200, "unused")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.write_behind = true, .idempotency_wait = 10'000ms, .vendor_port = vendor.server.port()});
+    std::promise<result<runs::run_outcome>> first, second;
+    runs_->execute(ctx_, send_sms("k"), [&](result<runs::run_outcome> out) { first.set_value(std::move(out)); });
+    runs_->execute(ctx_, send_sms("k"), [&](result<runs::run_outcome> out) { second.set_value(std::move(out)); });
+    // Both returned while the vendor still holds its answer: the twin did not wait on this thread.
+    auto f1 = first.get_future(), f2 = second.get_future();
+    EXPECT_NE(f2.wait_for(0s), std::future_status::ready) << "the twin was answered before the run it waits for ended";
+    vendor.gate.set_value();
+    auto a = must(f1.get());
+    auto b = must(f2.get());
+    EXPECT_EQ(a.run.id(), b.run.id());
+    EXPECT_FALSE(a.replayed);
+    EXPECT_TRUE(b.replayed);
+    EXPECT_EQ(b.run.status(), runs::run_status::completed);
+    ASSERT_TRUE(b.response);
+    EXPECT_EQ(b.response->body, "once");
+    EXPECT_EQ(vendor.server.requests().size(), 1u);
+}
+
+// The twin's wait is bounded without a thread too: past `idempotency_wait` it is told
+// in_progress while the run goes on, and the run itself still ends normally.
+TEST_F(run_service_test, a_twin_with_a_handler_is_told_in_progress_when_its_wait_runs_out) {
+    gated_vendor vendor;
+    start({reply(200, "unused")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.write_behind = true, .idempotency_wait = 50ms, .vendor_port = vendor.server.port()});
+    std::promise<result<runs::run_outcome>> first, second;
+    runs_->execute(ctx_, send_sms("k"), [&](result<runs::run_outcome> out) { first.set_value(std::move(out)); });
+    runs_->execute(ctx_, send_sms("k"), [&](result<runs::run_outcome> out) { second.set_value(std::move(out)); });
+    auto twin = second.get_future().get();
+    vendor.gate.set_value();
+    ASSERT_FALSE(twin);
+    EXPECT_TRUE(twin.error() == errc::in_progress) << twin.error().message();
+    auto owner = must(first.get_future().get());
+    EXPECT_EQ(owner.run.status(), runs::run_status::completed);
+    EXPECT_EQ(vendor.server.requests().size(), 1u);
 }
 
 // A twin still executing past `idempotency_wait` answers in_progress, whether it runs in this

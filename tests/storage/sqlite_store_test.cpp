@@ -96,8 +96,18 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     sqlite3_close(db);
 }
 
+/** Turns a current file back into schema 9: no run bodies in the store (migration 10). */
+void back_to_schema_9(std::string const& path) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE run_bodies; PRAGMA user_version = 9;", nullptr, nullptr, nullptr), SQLITE_OK)
+        << sqlite3_errmsg(db);
+    sqlite3_close(db);
+}
+
 /** Turns a current file back into schema 8: the delivery indexes as migration 7 made them. */
 void back_to_schema_8(std::string const& path) {
+    back_to_schema_9(path);
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db, R"sql(
@@ -698,6 +708,38 @@ TEST(sqlite_store, a_version_4_database_keeps_its_outbox_rows_pending) {
     EXPECT_FALSE(must(s->api_keys().find("nothing")));
 }
 
+TEST(sqlite_store, a_version_9_database_keeps_its_runs_and_can_then_keep_their_bodies) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    std::string run_id;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto now = system_clock::instance().now();
+            auto p = must(providers::integration_provider::register_new(ctx, now, provider_spec()));
+            must(p.activate(1));
+            auto spec = connection_spec();
+            spec.credential_id = new_id(id_prefix::credential, now);
+            auto conn = must(connections::integration_connection::create(ctx, now, p, spec));
+            must(conn.record_health({health_status::healthy, "ok"}, now));
+            must(conn.activate(true, now));
+            auto run = must(runs::integration_run::create(ctx, now, conn, "sms.send"));
+            must(run.start(conn, false, now));
+            run_id = run.id();
+            return uow.runs().save(run);
+        }));
+    }
+    back_to_schema_9(path);
+    auto s = open_sqlite(dir, nullptr);
+    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.runs().find(run_id)).id(), run_id);
+        must(uow.runs().put_body(run_id, storage::run_body::request, "{}"));
+        EXPECT_EQ(must(uow.runs().body(run_id, storage::run_body::request)), "{}");
+        return {};
+    }));
+}
+
 TEST(sqlite_store, a_version_7_database_keeps_its_inbound_registrations_without_a_previous_secret) {
     temp_dir dir;
     auto path = dir.file("integration.db");
@@ -796,7 +838,7 @@ TEST(sqlite_store, a_version_8_database_keeps_its_deliveries_and_finds_them_thro
     }
     back_to_schema_8(path);
     auto s = open_sqlite(dir, nullptr);
-    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{"9"});
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
     EXPECT_TRUE(query_rows(path, "SELECT 1 FROM sqlite_master WHERE name = 'deliveries_due'").empty());
     auto ids = [](auto const& deliveries) {
         std::set<std::string> out;

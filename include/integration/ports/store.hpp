@@ -111,6 +111,9 @@ struct run_query {
     std::optional<runs::run_status> status;
 };
 
+/** Which body of a run: what was sent to the vendor, or its last answer. */
+enum class run_body { request, response };
+
 /** IntegrationRunRepository. */
 class INTEGRATION_EXPORT integration_run_repository {
 public:
@@ -122,8 +125,17 @@ public:
     virtual result<void> save(runs::integration_run& r) = 0;
     /** Completed or Failed runs that ended before `before`, oldest id first (for retention). */
     virtual result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) = 0;
-    /** Deletes a run with its attempts (retention, after archiving); a missing run is not an error. */
+    /** Deletes a run with its attempts and stored bodies (retention, after archiving); a missing run
+     *  is not an error. */
     virtual result<void> remove(std::string const& run_id) = 0;
+    /** Keeps one of a run's bodies in the store, committed with the unit (small bodies: no blob
+     *  write and no fsync of their own); the run must be saved first. Its reference is
+     *  `stored_run_body_ref`. */
+    virtual result<void> put_body(std::string const& run_id, run_body part, std::string_view bytes) = 0;
+    /** The body `put_body` kept (`errc::not_found` when there is none, e.g. after retention). */
+    virtual result<std::string> body(std::string const& run_id, run_body part) = 0;
+    /** Deletes up to `limit` bodies `put_body` kept before `before` (retention); returns how many. */
+    virtual result<std::size_t> purge_bodies(time_point before, std::size_t limit) = 0;
 };
 
 /** Filters for listing failures. */
@@ -246,7 +258,12 @@ public:
 inline std::string stored_payload_ref(std::string const& tenant, std::string const& delivery_id) {
     return "store://" + tenant + "/deliveries/" + delivery_id;
 }
-/** True when `ref` was made by `stored_payload_ref`. */
+/** The `requestRef` or `responseRef` of a body kept in the store with its run (`put_body`):
+ *  `store://<tenant>/runs/<run id>/request` or `.../response`. */
+inline std::string stored_run_body_ref(std::string const& tenant, std::string const& run_id, run_body part) {
+    return "store://" + tenant + "/runs/" + run_id + (part == run_body::request ? "/request" : "/response");
+}
+/** True when `ref` was made by `stored_payload_ref` or `stored_run_body_ref`. */
 inline bool is_stored_payload_ref(std::string_view ref) noexcept { return ref.starts_with("store://"); }
 
 /** An event published to the tenant's webhook subscriptions. */

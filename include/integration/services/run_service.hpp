@@ -17,6 +17,7 @@
 
 #include <boost/json/object.hpp>
 
+#include <atomic>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -93,17 +94,19 @@ struct run_service_options {
     http::redirect_options redirects{};
     /** Threads of `execute_async`. */
     std::size_t async_threads = 4;
-    /** Record finished runs from a background thread, many per commit: `execute` returns once the
-     *  vendor answered, with the run as it will be recorded, and `flush()` waits for the records.
-     *  Runs still queued are lost if the process dies; the form of `execute` that takes a handler
-     *  reports a run only once its record is committed. A run without an Idempotency-Key is then
-     *  written once, when it ends, with its request and response bodies in the same batch; one
-     *  with a key is written Running before its first call, as without write-behind. */
+    /** Record finished runs without waiting for the commit (`store::transact_async`, which shares
+     *  group commits with every concurrent writer): `execute` returns once the vendor answered,
+     *  with the run as it will be recorded, and `flush()` waits for the records. Runs not yet
+     *  committed are lost if the process dies; the form of `execute` that takes a handler reports
+     *  a run only once its record is committed. A run without an Idempotency-Key is then written
+     *  once, when it ends, with its bodies up to `inline_body_bytes` in the same unit; one with a
+     *  key is written Running before its first call, as without write-behind. */
     bool write_behind = false;
-    std::size_t write_behind_queue = 10'000;  ///< `execute` waits while this many are queued.
-    /** How long the recorder lets queued runs gather before it writes them (sooner at 512): the
-     *  longer, the fewer commits and thread wake-ups per run. */
-    std::chrono::milliseconds write_behind_linger{5};
+    std::size_t write_behind_queue = 10'000;  ///< `execute` waits while this many are not committed.
+    /** With `write_behind`, bodies up to this size are kept in the store with the run's record
+     *  (`storage::stored_run_body_ref`: no blob write and no fsync of their own); larger ones go to
+     *  the blob store, written before the commit that refers to them. */
+    std::size_t inline_body_bytes = 64 * 1024;
     /** Waits between attempts; tests pass one that advances a manual clock. None (the default):
      *  `execute` sleeps its thread, and a run started with a handler waits on a timer, holding
      *  no thread. */
@@ -159,13 +162,14 @@ public:
      *  in `done` is never lost with the process. The calling thread checks the request, writes
      *  what must be written before the call (a keyed run's Running row) and starts the vendor
      *  call (`http::pipeline::start`), then returns: no thread waits for the vendor or between
-     *  attempts. With `write_behind` the run then joins the recorder's next commit (shared with
-     *  every run finished meanwhile); a run with an Idempotency-Key, and any run without
-     *  `write_behind`, is recorded by one of the service's threads. `done` runs on a thread of the
-     *  service or the transport (keep it short), or on the calling thread when the request ends
+     *  attempts. With `write_behind` the run then goes to the store's writer
+     *  (`store::transact_async`: its commit is shared with every concurrent unit); a run with an Idempotency-Key, and any run without
+     *  `write_behind`, is recorded by one of the service's threads. `done` runs on the store's writer, a thread of
+     *  the service or the transport (keep it short: render an answer elsewhere), or on the calling thread when the request ends
      *  before its call (bad input, a replayed key). A second request with the Idempotency-Key of
-     *  a run executing here waits for it on the calling thread. A run that could not be recorded
-     *  is reported as the store's error. */
+     *  a run executing here holds no thread either: its `done` gets that run's outcome
+     *  (`replayed`) once it is recorded, or `errc::in_progress` after `idempotency_wait`. A run
+     *  that could not be recorded is reported as the store's error. */
     void execute(request_context const& ctx, execute_request request, outcome_handler done);
 
     /** Executes `request` on one of the service's own threads. */
@@ -227,13 +231,12 @@ private:
         bool wait_for_worker = false;
         time_point now;
     };
-    /** A finished run queued for the write-behind recorder. */
+    /** A finished run recorded behind (`write_behind`), built before it goes to the store's writer. */
     struct record {
-        request_context ctx;
         integration_run run;
         std::optional<failures::integration_failure> failure;
-        std::optional<http::response> response;  ///< Its body is written under the run's responseRef.
-        std::string request_body;                ///< Written under the run's requestRef when not stored yet.
+        std::optional<http::response> response;  ///< Its body is kept in the store when its responseRef says so.
+        std::string request_body;                ///< Kept in the store under the run's requestRef when not stored yet.
         outcome_handler done;                    ///< Told the outcome once the run is committed.
     };
     struct attempts_result {
@@ -243,12 +246,20 @@ private:
     };
     /** Writes a run right before its first call (and may replace it with the stored copy). */
     using claim_fn = std::function<result<void>(integration_run&)>;
+    /** A request with a handler waiting for the flight of its Idempotency-Key, holding no thread. */
+    struct twin {
+        request_context ctx;
+        execute_request request;
+        outcome_handler done;
+        std::atomic<bool> told = false;  ///< By the flight's landing or by the end of its wait, whichever is first.
+    };
     /** An execution of one Idempotency-Key in this service; executions of the same key wait for it. */
     struct flight {
         std::mutex mutex;
-        std::condition_variable done_cv;
+        std::condition_variable done_cv;  // synchronous twins wait on it
         bool done = false;
         std::optional<run_outcome> outcome;  ///< None when it recorded no run (bad input, a store error).
+        std::vector<std::shared_ptr<twin>> twins;
     };
     using steady_time = std::chrono::steady_clock::time_point;
     /** One execution from its start to its record: owns what its vendor call points into. */
@@ -262,10 +273,10 @@ private:
         attempts_result out{};
         claim_fn claim{};
         steady_time wait_until{};
-        bool behind = false;       ///< Recorded by the recorder thread.
+        bool behind = false;       ///< Recorded behind (`write_behind`).
         bool body_behind = false;  ///< Its request body too.
         std::string executing{};   ///< The run id while it is in `executing_`.
-        outcome_handler done{};    ///< Told the outcome (by `report`, or by the recorder).
+        outcome_handler done{};    ///< Told the outcome (by `report`, or once its record behind committed).
     };
     /** Checks and prepares `r`: an execution ready to `arm`, or none with `settled` set to the
      *  outcome at once (a replay of its Idempotency-Key). `handler`: the outcome goes to a handler. */
@@ -273,7 +284,7 @@ private:
                                             bool handler, std::optional<run_outcome>& settled);
     void arm(execution& e);
     void collect(execution& e, result<http::response> res);
-    /** Records the execution's ending (or hands it to the recorder with `e.done`). */
+    /** Records the execution's ending (behind, with `e.done`, when `e.behind`). */
     result<run_outcome> close(execution& e);
     /** `open`, then the vendor call started; `done` gets the outcome once recorded. */
     void start_once(request_context const& ctx, execute_request r, steady_time wait_until, outcome_handler done);
@@ -283,7 +294,9 @@ private:
     void post(std::function<void()> job);
     /** Ends the flight of `key` with `out`: its twins take it. */
     void land(std::string const& key, flight& f, result<run_outcome> const& out);
-    /** `done` (may be null): taken when the recorder will report the outcome, else left as is. */
+    /** A twin whose flight recorded no run executes itself, on the service's threads. */
+    void retry_twin(std::shared_ptr<twin> t);
+    /** `done` (may be null): taken when the record behind will report the outcome, else left as is. */
     result<run_outcome> execute_keyed(request_context const& ctx, execute_request& r, outcome_handler* done);
     result<run_outcome> execute_once(request_context const& ctx, execute_request const& r, steady_time wait_until,
                                      outcome_handler* done);
@@ -312,8 +325,11 @@ private:
     /** Completes or fails `run` as `e` says; returns the IntegrationFailure to save with it. */
     static result<std::optional<failures::integration_failure>> finalize(ending const& e, integration_run& run,
                                                                          std::optional<std::string> response_ref);
-    void enqueue(record r);
-    void recorder();
+    /** Queues `r`'s unit on the store's writer; its handler (if any) is told once it committed. */
+    void record_behind(request_context const& ctx, std::shared_ptr<record> r);
+    /** A body of `run`: from the store when its reference says it is kept there, else the blob store. */
+    result<std::string> read_body(request_context const& ctx, integration_run const& run, std::string const& ref,
+                                  storage::run_body part);
     resilience::circuit_breaker& breaker(std::string const& connection_id);
     result<run_outcome> replay(request_context const& ctx, integration_run run,
                                std::optional<std::string> failure_id = {});
@@ -323,6 +339,7 @@ private:
     clock const& clock_;
     run_service_options options_;
     resilience::rate_limiter own_limiter_;
+    http::scheduler twin_timer_ = http::waits_on({});  // ends a twin's wait (`idempotency_wait`)
     http::pipeline outbound_;  // every vendor call: trace, retry, egress, rate limit, breaker, auth, redirects
     std::mutex breakers_mutex_;
     std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
@@ -338,17 +355,11 @@ private:
     std::condition_variable idle_cv_;    // the destructor waits on it for in_flight_ == 0
     bool stopping_ = false;
     std::vector<std::thread> threads_;
-    std::mutex recorder_mutex_;
-    std::condition_variable recorder_cv_;  // the recorder waits on it
-    std::condition_variable recorded_cv_;  // callers wait on it for room in the queue, or for a flush
-    std::deque<record> pending_;
-    static constexpr std::size_t max_batch = 512;  // runs per recorder commit
-    std::size_t flushing_ = 0;
-    std::size_t recording_ = 0;
+    std::mutex records_mutex_;
+    std::condition_variable records_cv_;  // callers wait on it for room, for a flush, the destructor for none
+    std::size_t recording_ = 0;           // records submitted and not yet committed (or failed)
     std::size_t record_errors_ = 0;
     std::string last_record_error_;
-    bool stopping_recorder_ = false;
-    std::thread recorder_thread_;
 };
 
 }  // namespace integration::runs

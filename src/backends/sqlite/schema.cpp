@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 9> migrations{
+constexpr std::array<char const*, 10> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -222,6 +222,13 @@ CREATE INDEX deliveries_by_subscription ON deliveries(tenant_id, subscription_id
   WHERE subscription_id IS NOT NULL;
 DROP INDEX deliveries_ended;
 CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at) WHERE last_attempt_at IS NOT NULL;
+)sql",
+    // 10: small run bodies live here, committed with their run (no blob write and no fsync of
+    // their own); deleting a run deletes its bodies; retention purges them by age.
+    R"sql(
+CREATE TABLE run_bodies(run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, part TEXT NOT NULL,
+  tenant_id TEXT NOT NULL, bytes BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY(run_id, part));
+CREATE INDEX run_bodies_by_time ON run_bodies(tenant_id, created_at);
 )sql",
 };
 

@@ -495,9 +495,11 @@ private:
     repo<credentials::integration_credential> r_;
 };
 
+result<void> writable(work_state const& w, std::string_view what);
+
 class run_repo final : public integration_run_repository {
 public:
-    explicit run_repo(work_state& w) : r_(w) {}
+    explicit run_repo(work_state& w) : w_(w), r_(w) {}
     result<runs::integration_run> find(std::string const& id) override { return r_.find(id); }
     result<runs::integration_run> find_by_idempotency_key(std::string const& key) override {
         return r_.find_one("idempotency_key = ?", {key}, "run with this Idempotency-Key");
@@ -515,8 +517,43 @@ public:
                          clamp_limit(limit));
     }
     result<void> remove(std::string const& id) override { return r_.remove(id); }
+    result<void> put_body(std::string const& id, run_body part, std::string_view bytes) override {
+        if (auto r = writable(w_, "runs().put_body"); !r) return r;
+        // The run must be this tenant's (and saved first: the body row references it).
+        auto st = w_.db.prepare("INSERT INTO run_bodies (run_id, part, tenant_id, bytes, created_at) "
+                                "SELECT run_id, ?, tenant_id, ?, ? FROM runs WHERE run_id = ? AND tenant_id = ? "
+                                "ON CONFLICT (run_id, part) DO UPDATE SET bytes = excluded.bytes");
+        if (!st) return st.error();
+        (*st)->bind_all({std::string(part_name(part)), std::vector<unsigned char>(bytes.begin(), bytes.end()),
+                         to_unix_ms(w_.clk.now()), id, w_.ctx.tenant_id});
+        if (auto r = (*st)->run(); !r) return r;
+        if (w_.db.changes() != 1) return error{errc::not_found, "IntegrationRun " + id + " was not found in this tenant"};
+        return {};
+    }
+    result<std::string> body(std::string const& id, run_body part) override {
+        auto st = w_.db.prepare("SELECT bytes FROM run_bodies WHERE run_id = ? AND part = ? AND tenant_id = ?");
+        if (!st) return st.error();
+        (*st)->bind_all({id, std::string(part_name(part)), w_.ctx.tenant_id});
+        auto row = (*st)->step();
+        if (!row) return row.error();
+        if (!*row) return error{errc::not_found, "run " + id + " has no stored " + std::string(part_name(part)) + " body in this tenant"};
+        auto bytes = (*st)->blob(0);
+        (*st)->reset();
+        return std::string(bytes.begin(), bytes.end());
+    }
+    result<std::size_t> purge_bodies(time_point before, std::size_t limit) override {
+        if (auto r = writable(w_, "runs().purge_bodies"); !r) return r.error();
+        auto st = w_.db.prepare("DELETE FROM run_bodies WHERE rowid IN (SELECT rowid FROM run_bodies "
+                                "WHERE tenant_id = ? AND created_at < ? ORDER BY created_at LIMIT ?)");
+        if (!st) return st.error();
+        (*st)->bind_all({w_.ctx.tenant_id, to_unix_ms(before), static_cast<std::int64_t>(clamp_limit(limit))});
+        if (auto r = (*st)->run(); !r) return r.error();
+        return static_cast<std::size_t>(w_.db.changes());
+    }
 
 private:
+    static std::string_view part_name(run_body part) { return part == run_body::request ? "request" : "response"; }
+    work_state& w_;
     repo<runs::integration_run> r_;
 };
 

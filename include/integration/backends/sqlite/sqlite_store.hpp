@@ -38,7 +38,7 @@ struct sqlite_options {
 };
 
 /** The newest schema version this library writes. */
-inline constexpr int sqlite_schema_version = 9;
+inline constexpr int sqlite_schema_version = 10;
 
 /** Opens (creating and migrating) a SQLite store. A database from a newer schema is refused.
  *
