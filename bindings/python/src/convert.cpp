@@ -62,13 +62,6 @@ std::string camel_case(std::string_view snake) {
 py::object to_datetime(time_point t) {
     using namespace std::chrono;
     auto ms = floor<milliseconds>(t);
-    // A result repeats its times (a run's start is its creation and its first attempt's start), so
-    // the last two made are handed out again (datetimes are immutable): fewer objects to build.
-    // Kept for the life of the process, as the module's other statics; the GIL guards them.
-    static std::array<std::pair<milliseconds, PyObject*>, 2> recent{};
-    static std::size_t next = 0;
-    for (auto const& [when, dt] : recent)
-        if (dt && when == ms.time_since_epoch()) return py::reinterpret_borrow<py::object>(dt);
     auto day = floor<days>(ms);
     year_month_day ymd{day};
     hh_mm_ss<milliseconds> hms{ms - day};
@@ -78,11 +71,6 @@ py::object to_datetime(time_point t) {
         static_cast<int>(hms.minutes().count()), static_cast<int>(hms.seconds().count()),
         static_cast<int>(hms.subseconds().count() * 1000), PyDateTime_TimeZone_UTC, PyDateTimeAPI->DateTimeType);
     if (!dt) throw py::error_already_set();
-    auto& slot = recent[next];
-    next = (next + 1) % recent.size();
-    Py_XDECREF(slot.second);
-    Py_INCREF(dt);
-    slot = {ms.time_since_epoch(), dt};
     return py::reinterpret_steal<py::object>(dt);
 }
 
@@ -98,51 +86,6 @@ PyObject* interned(std::string_view text) {
     if (!s) throw py::error_already_set();
     PyUnicode_InternInPlace(&s);
     return s;
-}
-
-py::dict dict_for(std::size_t n) {
-#if PY_VERSION_HEX < 0x030D0000
-    PyObject* d = _PyDict_NewPresized(static_cast<Py_ssize_t>(n));
-#else
-    (void)n;  // no longer in the C API
-    PyObject* d = PyDict_New();
-#endif
-    if (!d) throw py::error_already_set();
-    return py::reinterpret_steal<py::dict>(d);
-}
-
-namespace {
-reusing_strings const* innermost = nullptr;
-}  // namespace
-
-reusing_strings::reusing_strings(std::initializer_list<PyObject*> known) : outer_(innermost) {
-    for (PyObject* o : known) {
-        if (size_ == capacity || !o || !PyUnicode_CheckExact(o)) continue;
-        Py_ssize_t n = 0;
-        char const* s = PyUnicode_AsUTF8AndSize(o, &n);
-        if (!s) {  // not UTF-8 (a lone surrogate): never equal to a field
-            PyErr_Clear();
-            continue;
-        }
-        known_[size_++] = {{s, static_cast<std::size_t>(n)}, o};
-    }
-    innermost = this;
-}
-
-reusing_strings::~reusing_strings() { innermost = outer_; }
-
-PyObject* reusing_strings::find(std::string_view text) noexcept {
-    for (auto const* scope = innermost; scope; scope = scope->outer_)
-        for (std::size_t i = 0; i < scope->size_; ++i)
-            if (scope->known_[i].first == text) return scope->known_[i].second;
-    return nullptr;
-}
-
-py::object str_to_python(std::string_view text) {
-    if (PyObject* known = reusing_strings::find(text)) return py::reinterpret_borrow<py::object>(known);
-    PyObject* s = PyUnicode_FromStringAndSize(text.data(), static_cast<Py_ssize_t>(text.size()));
-    if (!s) throw py::error_already_set();
-    return py::reinterpret_steal<py::object>(s);
 }
 
 py::object json_member_to_python(std::string_view name, boost::json::value const& v) {

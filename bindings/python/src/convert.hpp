@@ -12,12 +12,10 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
-#include <initializer_list>
 #include <string>
 #include <string_view>
 #include <tuple>
 #include <type_traits>
-#include <utility>
 #include <vector>
 
 namespace integration::python {
@@ -44,38 +42,13 @@ time_point from_datetime(py::handle h, std::string const& what);
 
 /** A new reference to the interned Python str of `text`. Call with the GIL held. */
 PyObject* interned(std::string_view text);
-
-/** A new dict with room for `n` items, so that adding them never resizes it. */
-py::dict dict_for(std::size_t n);
-
-/** While one is alive, a string field equal to one of `known` renders as that str object instead
- *  of a new one: a result repeats what its call was given (the ids, the tenant, the actor). Scopes
- *  nest; make them with the GIL held, on the stack. */
-class reusing_strings {
-public:
-    explicit reusing_strings(std::initializer_list<PyObject*> known);
-    ~reusing_strings();
-    reusing_strings(reusing_strings const&) = delete;
-    reusing_strings& operator=(reusing_strings const&) = delete;
-
-    /** The known str equal to `text`, or null. */
-    static PyObject* find(std::string_view text) noexcept;
-
-private:
-    static constexpr std::size_t capacity = 4;
-    std::array<std::pair<std::string_view, PyObject*>, capacity> known_{};
-    std::size_t size_ = 0;
-    reusing_strings const* outer_;
-};
-
-py::object str_to_python(std::string_view text);
 /** A JSON member of a described struct as `to_python` renders it inside the library's JSON: the
  *  keys of caller-keyed members (`configuration`, `filter`, `data`, `headers`) as they are. */
 py::object json_member_to_python(std::string_view name, boost::json::value const& v);
 
 // Described structs straight to Python, field by field, as `to_python(to_json(v))` would give
 // them, without building the JSON first (what each result of the module costs).
-inline py::object typed_to_python(std::string const& v) { return str_to_python(v); }
+inline py::object typed_to_python(std::string const& v) { return py::str(v); }
 inline py::object typed_to_python(bool v) { return py::bool_(v); }
 inline py::object typed_to_python(std::int64_t v) { return py::int_(v); }
 inline py::object typed_to_python(int v) { return py::int_(v); }
@@ -139,13 +112,9 @@ py::object typed_to_python(std::vector<T> const& v) {
     return out;
 }
 
-/** How many fields `fields_to_python` may add for a `T`. */
-template <json_described T>
-constexpr std::size_t field_count = std::tuple_size_v<decltype(T::json_fields())>;
-
 template <json_described T>
 py::object typed_to_python(T const& v) {
-    auto out = dict_for(field_count<T>);
+    py::dict out;
     fields_to_python(out, v);
     return out;
 }

@@ -162,8 +162,6 @@ private:
 struct py_tenant {
     std::shared_ptr<py_platform> owner;
     request_context ctx;
-    py::str tenant_id;  ///< ctx's tenant and actor as Python strs, for results that repeat them
-    py::str actor;
 
     /** The caller for one call: the tenant and actor, with a trace of its own. */
     request_context call() const {
@@ -310,7 +308,7 @@ storage::page_request page_of(std::size_t limit, std::optional<std::string> curs
 /** An aggregate as a dict: its fields and, under `metadata`, its audit fields. */
 template <class A>
 py::dict render(A const& a) {
-    auto d = dict_for(field_count<typename A::data_type> + 2);  // + metadata, + one a caller may add
+    py::dict d;
     fields_to_python(d, a.data());
     d["metadata"] = typed_to_python(a.meta());
     return d;
@@ -375,10 +373,6 @@ auto read(py_tenant const& t, F&& f) {
 // per call. Here the keywords are matched against names made once (interned: the interpreter
 // passes the same objects), the request is filled straight from the arguments, the result dict
 // uses interned keys, and the GIL is released once for the platform, the context and the run.
-// The result is built with as few new objects as it can (python_bench measured that what the
-// binding adds is mostly cache misses of the first Python work after the vendor's answer): dicts
-// made at their final size, the ids, tenant and actor the call already holds reused as they are,
-// equal times sharing one datetime.
 
 enum execute_arg : std::size_t {
     arg_connection_id, arg_operation, arg_path_params, arg_query, arg_headers, arg_body, arg_idempotency_key,
@@ -475,18 +469,18 @@ PyObject* none_ref() {
 
 py::dict render_outcome(runs::run_outcome const& out) {
     auto const& key = outcome_key();
-    auto d = dict_for(field_count<runs::run_data> + 4);
+    py::dict d;
     fields_to_python(d, out.run.data());
     set_item(d.ptr(), key.metadata, typed_to_python(out.run.meta()).release().ptr());
     if (out.response) {
         auto const& response = *out.response;
-        auto headers = dict_for(response.headers.size());
+        py::dict headers;
         for (auto const& [k, v] : response.headers) {
             auto name = py::reinterpret_steal<py::object>(new_str(k));
             if (!name) throw py::error_already_set();
             set_item(headers.ptr(), name.ptr(), new_str(v));
         }
-        auto r = dict_for(3);
+        py::dict r;
         set_item(r.ptr(), key.status, PyLong_FromLong(response.status));
         set_item(r.ptr(), key.headers, headers.release().ptr());
         set_item(r.ptr(), key.body, PyBytes_FromStringAndSize(response.body.data(), static_cast<Py_ssize_t>(response.body.size())));
@@ -497,14 +491,6 @@ py::dict render_outcome(runs::run_outcome const& out) {
     set_item(d.ptr(), key.failure_id, out.failure_id ? new_str(*out.failure_id) : none_ref());
     set_item(d.ptr(), key.replayed, PyBool_FromLong(out.replayed ? 1 : 0));
     return d;
-}
-
-/** The Tenant a method is called on (its descriptor has checked the type), without pybind11's
- *  lookup of the C++ type by name. */
-py_tenant const& tenant_of(PyObject* self) {
-    auto* inst = reinterpret_cast<py::detail::instance*>(self);
-    if (inst->simple_layout && inst->simple_value_holder[0]) return *static_cast<py_tenant const*>(inst->simple_value_holder[0]);
-    return py::cast<py_tenant const&>(py::handle(self));
 }
 
 /** `Tenant.execute(*, connection_id, operation, ...)`, a METH_FASTCALL | METH_KEYWORDS method. */
@@ -535,14 +521,13 @@ PyObject* tenant_execute(PyObject* self, PyObject* const* args, Py_ssize_t nargs
             if (!a[required])
                 throw py::type_error(std::string("execute() missing required keyword argument '") +
                                      execute_arg_names[required] + "'");
-        auto const& t = tenant_of(self);
+        auto const& t = py::cast<py_tenant const&>(py::handle(self));
         auto request = execute_request_from(a);
         std::shared_ptr<platform> p;
         auto outcome = nogil([&] {
             p = t.owner->get();
             return p->runs().execute(t.call(), std::move(request));
         });
-        reusing_strings given{a[arg_connection_id], a[arg_operation], t.tenant_id.ptr(), t.actor.ptr()};
         return render_outcome(unwrap(std::move(outcome))).release().ptr();
     } catch (library_error const& e) {
         raise(e.e);
@@ -629,8 +614,7 @@ void define_module(py::module_& m) {
             unwrap(validate_tenant_id(tenant_id));
             auto ctx = request_context::for_tenant(std::move(tenant_id), std::move(actor));
             ctx.admin = admin;
-            py::str id(ctx.tenant_id), by(ctx.actor);
-            return py_tenant{self, std::move(ctx), std::move(id), std::move(by)};
+            return py_tenant{self, std::move(ctx)};
         }, "tenant_id"_a, "actor"_a = "system", py::kw_only(), "admin"_a = false,
            "The platform as seen by one tenant: every call reads and writes only that tenant's data.")
         .def("receive_webhook", [](std::shared_ptr<py_platform> const& self, std::string const& connection_id,

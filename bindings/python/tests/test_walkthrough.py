@@ -89,8 +89,9 @@ def test_tenants_see_only_their_own_data(platform: integration.Platform, vendor:
 
 
 def test_execute_returns_the_run_as_get_run_reads_it(platform: integration.Platform, vendor: Vendor) -> None:
-    # execute builds its result its own way (reusing the strs it was given, sharing equal times):
-    # the same values and plain types as the stored run, whatever str type the caller passed.
+    # execute renders its result on its own path (module.cpp's render_outcome, the one a faster
+    # result would change): the same values and plain types as the stored run, whatever str type
+    # the caller passed.
     class Name(str):
         pass
 
