@@ -12,7 +12,9 @@ timed the same way from Python, in interleaved blocks.
 
 Each round times one block of calls from each side (which side goes first alternates) and takes
 the difference per call; the figures are medians over the rounds, of the wall clock and of the
-calling thread's CPU time (the binding's work is all on that thread).
+calling thread's CPU time (the binding's work is all on that thread), with the mean difference and
+its standard error. A run's CPU drifts over seconds (the store's state), so many short rounds
+(e.g. 1,000 of 20 runs) pin the difference down better than a few long ones.
 
 Usage: PYTHONPATH=build/python /usr/bin/python3 bench/python_bench.py [--rounds R] [--runs N] [--reads N]
 (build with -DINTEGRATION_BUILD_PYTHON=ON; figures in bench/README.md, "Python binding")
@@ -93,8 +95,10 @@ def compare(name: str, python: Block, cpp: Block, n: int, rounds: int, baseline:
               f"calling thread's CPU {median([c for _, c in xs]):8.2f}")
     wall = [p[0] - c[0] for p, c in zip(py_side, cpp_side)]
     cpu = [p[1] - c[1] for p, c in zip(py_side, cpp_side)]
+    # The standard error of the mean says how far the figure may be off from the rounds' noise.
+    se = statistics.stdev(cpu) / len(cpu) ** 0.5 if len(cpu) > 1 else float("nan")
     print(f"  binding adds: {median(cpu):.2f} us of CPU per call ({median(wall):.2f} us wall-clock; "
-          f"per-round CPU difference {min(cpu):.2f} to {max(cpu):.2f})")
+          f"per-round CPU difference {min(cpu):.2f} to {max(cpu):.2f}; mean {statistics.mean(cpu):.2f} +- {se:.2f})")
 
 
 def main() -> int:

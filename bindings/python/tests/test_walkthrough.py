@@ -86,3 +86,22 @@ def test_tenants_see_only_their_own_data(platform: integration.Platform, vendor:
         pass
     else:
         raise AssertionError("another tenant's connection was visible")
+
+
+def test_execute_returns_the_run_as_get_run_reads_it(platform: integration.Platform, vendor: Vendor) -> None:
+    # execute renders its result on its own path (module.cpp's render_outcome, the one a faster
+    # result would change): the same values and plain types as the stored run, whatever str type
+    # the caller passed.
+    class Name(str):
+        pass
+
+    t = platform.tenant("acme-corp", "bob")
+    connection_id = connect(t, vendor.url)
+    out = t.execute(connection_id=Name(connection_id), operation=Name("sms.send"), path_params={"account": "AC1"})
+    run = t.get_run(out["run_id"])
+    assert {k: v for k, v in out.items() if k not in ("response", "failure_id", "replayed")} == run
+    for key in ("connection_id", "operation", "run_id"):
+        assert type(out[key]) is str
+    assert out["metadata"]["tenant_id"] == "acme-corp" and out["metadata"]["created_by"] == "bob"
+    later = t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"})
+    assert later["started_at"] >= out["started_at"] and later["metadata"] == t.get_run(later["run_id"])["metadata"]
