@@ -8,6 +8,9 @@
 #include "../detail/utf8.hpp"
 
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <condition_variable>
@@ -33,6 +36,7 @@ constexpr milliseconds longest_timeout{120'000};  // the bound subscription_atte
 constexpr char const* user_agent = "integration-webhooks/1";
 constexpr int max_record_tries = 3;      // units that conflict on a subscription saved by someone else meanwhile
 constexpr milliseconds record_wait{50};  // the longest a finished send waits to be recorded with others
+constexpr std::size_t trim_every = 10'000;  // outcomes recorded between two returns of freed heap to the system
 
 /** What happened to one leased delivery, waiting to be recorded by the worker's thread. */
 struct outcome {
@@ -93,6 +97,7 @@ struct delivery_worker::state {
     std::optional<error> record_error;  // guarded by mutex: a failed recording, reported once by sweep or drain
     bool woken = false;                 // guarded by mutex
     bool more_due = false;              // the last claim was full: more may be due once slots free up
+    std::size_t untrimmed = 0;          // outcomes handed to the store since the last trim (worker's thread)
     std::size_t quarter = 1;            // claims and records wait for this many, so each is one batch
 
     // Whether the finished outcomes are worth a transaction now (mutex held).
@@ -387,6 +392,16 @@ std::size_t delivery_worker::state::record_finished(bool all) {
         b->items.push_back(std::move(o));
     }
     for (auto& [tenant, batch] : by_tenant) record_tenant(std::move(batch));
+    // An outcome's memory is allocated on one thread (the worker's, libcurl's loop) and freed on
+    // another (the store's writer): glibc's per-thread heaps fragment and keep the freed pages, so
+    // a draining backlog's resident heap creeps up (not with MALLOC_ARENA_MAX=1). Handing the free
+    // pages back now and then keeps it flat, for about a millisecond per 10,000 deliveries.
+    if ((untrimmed += taken.size()) >= trim_every) {
+        untrimmed = 0;
+#if defined(__GLIBC__)
+        ::malloc_trim(0);
+#endif
+    }
     return taken.size();
 }
 
