@@ -17,6 +17,7 @@
 #include <cstdlib>
 #include <fstream>
 #include <mutex>
+#include <set>
 #include <thread>
 
 namespace integration::testing {
@@ -95,9 +96,25 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     sqlite3_close(db);
 }
 
+/** Turns a current file back into schema 8: the delivery indexes as migration 7 made them. */
+void back_to_schema_8(std::string const& path) {
+    sqlite3* db = nullptr;
+    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
+    ASSERT_EQ(sqlite3_exec(db, R"sql(
+CREATE INDEX deliveries_due ON deliveries(tenant_id, next_attempt_at) WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
+DROP INDEX deliveries_by_subscription;
+CREATE INDEX deliveries_by_subscription ON deliveries(tenant_id, subscription_id, delivery_id);
+DROP INDEX deliveries_ended;
+CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at);
+PRAGMA user_version = 8;
+)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
+    sqlite3_close(db);
+}
+
 /** Turns a current file back into schema 7: none of the inbound webhook columns, index and
  *  table of migration 8. */
 void back_to_schema_7(std::string const& path) {
+    back_to_schema_8(path);
     sqlite3* db = nullptr;
     ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
     ASSERT_EQ(sqlite3_exec(db, R"sql(
@@ -730,6 +747,149 @@ TEST(sqlite_store, a_version_6_database_keeps_its_subscriptions_and_deliveries_w
     auto claimed = must(s->claim_deliveries(system_clock::instance().now(), "w", system_clock::instance().now(), 10));
     ASSERT_EQ(claimed.size(), 1u);
     EXPECT_EQ(claimed[0].delivery.id(), delivery_id);
+}
+
+/** Threads of this process with the given name. */
+int threads_named(std::string const& name) {
+    int n = 0;
+    for (auto const& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string line;
+        if (std::getline(comm, line) && line == name) ++n;
+    }
+    return n;
+}
+
+// The writer never checkpoints: a thread of the store's own does, on its own connection, and
+// keeps the write-ahead log bounded while units keep committing and a reader keeps reading.
+// (SQLite's automatic checkpoint would let this log grow to 1,000 pages; with no checkpoint at
+// all it grows with every commit.) The store stops that thread when it closes.
+TEST(sqlite_store, a_background_checkpoint_keeps_the_log_bounded_under_steady_writes_and_reads) {
+    temp_dir dir;
+    auto path = dir.file("w.db");
+    constexpr std::size_t pages = 64, units = 1'500;
+    auto ctx = tenant("t1");
+    {
+        auto s = must(storage::open_sqlite_store({.path = path, .wal_checkpoint_pages = pages}));
+        for (int i = 0; i < 500 && threads_named("integ-sql-ckpt") == 0; ++i)  // until it has named itself
+            std::this_thread::sleep_for(std::chrono::milliseconds(10));
+        EXPECT_EQ(threads_named("integ-sql-ckpt"), 1);
+        std::atomic<int> reads{0};
+        std::jthread reader([&](std::stop_token stop) {  // stopped and joined however the test ends
+            while (!stop.stop_requested()) {
+                EXPECT_TRUE(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+                    auto page = uow.providers().list({.limit = 5});
+                    if (!page) return page.error();
+                    return {};
+                }));
+                ++reads;
+            }
+        });
+        for (std::size_t i = 0; i < units; ++i) {
+            auto r = s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+                auto spec = provider_spec("k" + std::to_string(i));
+                for (int c = 0; c < 24; ++c)  // about 3 KiB, so a page or so per unit
+                    spec.capabilities.push_back(std::to_string(c) + std::string(120, 'x'));
+                auto p = providers::integration_provider::register_new(ctx, system_clock::instance().now(), spec);
+                if (!p) return p.error();
+                return uow.providers().save(*p);
+            }, durability::deferred);
+            ASSERT_TRUE(r) << r.error().message();
+        }
+        reader.request_stop();
+        reader.join();
+        EXPECT_GT(reads.load(), 0);
+        // The log file keeps the largest size it reached (a restarted log is overwritten from
+        // its start): at most about 4 * pages frames of 4 KiB, with room for a late checkpoint.
+        auto wal = std::filesystem::file_size(path + "-wal");
+        EXPECT_LT(wal, 8 * pages * 4'120) << "the write-ahead log grew to " << wal << " bytes";
+        EXPECT_EQ(count_providers(*s, ctx), units);
+    }
+    EXPECT_EQ(threads_named("integ-sql-ckpt"), 0);
+    EXPECT_FALSE(std::filesystem::exists(path + "-wal"));  // the last connection copied and removed it
+}
+
+/** The rows `sql` returns, as text joined by "|" per row. */
+std::vector<std::string> query_rows(std::string const& path, std::string const& sql) {
+    sqlite3* db = nullptr;
+    std::vector<std::string> out;
+    if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return out;
+    sqlite3_stmt* st = nullptr;
+    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK)
+        while (sqlite3_step(st) == SQLITE_ROW) {
+            std::string row;
+            for (int c = 0; c < sqlite3_column_count(st); ++c) {
+                auto const* t = sqlite3_column_text(st, c);
+                row += (c ? "|" : "") + std::string(t ? reinterpret_cast<char const*>(t) : "");
+            }
+            out.push_back(row);
+        }
+    sqlite3_finalize(st);
+    sqlite3_close(db);
+    return out;
+}
+
+// Migration 9 drops deliveries_due and narrows two delivery indexes: the rows stay, and every
+// query that used those indexes finds the same deliveries (through the narrower ones).
+TEST(sqlite_store, a_version_8_database_keeps_its_deliveries_and_finds_them_through_the_narrower_indexes) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    std::string sub_id, pending_id, delivered_id, inbound_id;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto sub = must(webhooks::webhook_subscription::create(
+                ctx, now, {"proj-1", "order.*", "https://hooks.example.com", "vault://local/t1/s?version=1", {}, {}}));
+            auto pending = must(webhooks::webhook_delivery::outbound(ctx, now, sub, "order.paid", "evt-1", {}));
+            auto delivered = must(webhooks::webhook_delivery::outbound(ctx, now, sub, "order.paid", "evt-2", {}));
+            must(delivered.record_success({0, 200, 5, {}, {}, now}));
+            auto inbound = must(webhooks::webhook_delivery::inbound(ctx, now, "conn-1", "prov-1", "gh-1", "github.push",
+                                                                    std::nullopt, std::string("hash")));
+            sub_id = sub.id(), pending_id = pending.id(), delivered_id = delivered.id(), inbound_id = inbound.id();
+            must(uow.subscriptions().save(sub));
+            must(uow.deliveries().save(pending));
+            must(uow.deliveries().save(delivered));
+            return uow.deliveries().save(inbound);
+        }));
+    }
+    back_to_schema_8(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{"9"});
+    EXPECT_TRUE(query_rows(path, "SELECT 1 FROM sqlite_master WHERE name = 'deliveries_due'").empty());
+    auto ids = [](auto const& deliveries) {
+        std::set<std::string> out;
+        for (auto const& d : deliveries) out.insert(d.id());
+        return out;
+    };
+    must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(ids(must(uow.deliveries().list({.subscription_id = sub_id}, {})).items),
+                  (std::set<std::string>{pending_id, delivered_id}));
+        EXPECT_EQ(ids(must(uow.deliveries().due(now + std::chrono::hours(1), 10))), std::set<std::string>{pending_id});
+        EXPECT_EQ(ids(must(uow.deliveries().ended_before(now + std::chrono::hours(1), 10))),
+                  std::set<std::string>{delivered_id});
+        EXPECT_EQ(must(uow.deliveries().find_inbound("conn-1", "gh-1")).id(), inbound_id);
+        EXPECT_EQ(ids(must(uow.deliveries().list({.direction = webhooks::delivery_direction::inbound}, {})).items),
+                  std::set<std::string>{inbound_id});
+        return {};
+    }));
+    auto claimed = must(s->claim_deliveries(now + std::chrono::hours(1), "w", now + std::chrono::hours(2), 10));
+    ASSERT_EQ(claimed.size(), 1u);
+    EXPECT_EQ(claimed[0].delivery.id(), pending_id);
+    // The narrowed indexes still serve the lookups by subscription and by last attempt.
+    auto plan = [&](std::string const& sql) {
+        std::string out;
+        for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
+        return out;
+    };
+    EXPECT_NE(plan("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND subscription_id = 's'")
+                  .find("deliveries_by_subscription"),
+              std::string::npos);
+    EXPECT_NE(plan("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND last_attempt_at < 5 "
+                   "ORDER BY last_attempt_at")
+                  .find("deliveries_ended"),
+              std::string::npos);
 }
 
 /** A reference host's former host.db, as the host made it. */

@@ -234,12 +234,17 @@ private:
     result<void> insert(A const& a, time_point now) {
         static std::string const sql = mapping::insert_sql<data_t>(T.name);
         auto const& m = a.meta();
-        std::vector<value> v{m.tenant_id, to_unix_ms(now), w_.ctx.actor, to_unix_ms(now), w_.ctx.actor, std::int64_t{1}};
-        mapping::append_values(a.data(), v);
-        auto st = w_.db.prepare(sql);
+        auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
-        (*st)->bind_all(v);
-        auto r = (*st)->run();
+        auto& s = **st;
+        s.bind_view(1, m.tenant_id);
+        s.bind_int(2, to_unix_ms(now));
+        s.bind_view(3, w_.ctx.actor);
+        s.bind_int(4, to_unix_ms(now));
+        s.bind_view(5, w_.ctx.actor);
+        s.bind_int(6, 1);
+        mapping::bind_columns(a.data(), s, meta_count + 1);
+        auto r = s.run();
         if (!r && r.error() == errc::already_exists)
             return error{errc::already_exists, std::string(T.aggregate_type) + " violates a uniqueness rule (" +
                                                    r.error().detail() + ")"};
@@ -252,15 +257,16 @@ private:
             T.name, T.key,
             std::is_same_v<A, webhooks::webhook_delivery> ? "lease_owner = NULL, lease_until = NULL" : "");
         auto const& m = a.meta();
-        std::vector<value> v{to_unix_ms(now), w_.ctx.actor};
-        mapping::append_update_values(a.data(), v);
-        v.push_back(a.id());
-        v.push_back(m.tenant_id);
-        v.push_back(m.version);
-        auto st = w_.db.prepare(sql);
+        auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
-        (*st)->bind_all(v);
-        if (auto r = (*st)->run(); !r) return r;
+        auto& s = **st;
+        s.bind_int(1, to_unix_ms(now));
+        s.bind_view(2, w_.ctx.actor);
+        int next = mapping::bind_update_columns(a.data(), s, 3);
+        s.bind_view(next, a.id());
+        s.bind_view(next + 1, m.tenant_id);
+        s.bind_int(next + 2, m.version);
+        if (auto r = s.run(); !r) return r;
         if (w_.db.changes() == 1) return {};
         auto current = find(a.id());
         if (!current) return current.error();
@@ -372,20 +378,30 @@ private:
     result<void> write_events(A& a) {
         auto events = a.take_events();
         if (events.empty()) return {};
-        auto st = w_.db.prepare(
+        static std::string const sql =
             "INSERT INTO outbox (event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
-            "occurred_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)");
+            "occurred_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+        auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
+        auto& s = **st;
         auto now = w_.clk.now();
         for (auto& e : events) {
             auto env = events::make_envelope(std::move(e), w_.ctx, T.aggregate_type, a.id(), a.meta().tenant_id,
                                              a.meta().version, now);
             env.source = w_.source;
-            (*st)->reset();
-            (*st)->bind_all({env.event_id, env.tenant_id, env.aggregate_type, env.aggregate_id, env.aggregate_version,
-                             env.event_type, to_unix_ms(env.occurred_at), events::serialize_envelope(env)});
-            if (auto r = (*st)->run(); !r) return r;
+            auto text = events::serialize_envelope(env);
+            s.reset();
+            s.bind_view(1, env.event_id);
+            s.bind_view(2, env.tenant_id);
+            s.bind_view(3, env.aggregate_type);
+            s.bind_view(4, env.aggregate_id);
+            s.bind_int(5, env.aggregate_version);
+            s.bind_view(6, env.event_type);
+            s.bind_int(7, to_unix_ms(env.occurred_at));
+            s.bind_view(8, text);
+            if (auto r = s.run(); !r) return r;
         }
+        s.reset();  // unbinds `env` and `text` before they go
         return {};
     }
 
@@ -628,10 +644,11 @@ public:
             x.delivery_attempts.empty() || static_cast<std::int64_t>(x.delivery_attempts.size()) != x.attempts)
             return r_.save(d);
         auto now = w_.clk.now();
-        auto update = w_.db.prepare(
+        static std::string const update_sql =
             "UPDATE deliveries SET updated_at = ?, updated_by = ?, row_version = row_version + 1, lease_owner = NULL, "
             "lease_until = NULL, status = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ? "
-            "WHERE delivery_id = ? AND tenant_id = ? AND row_version = ?");
+            "WHERE delivery_id = ? AND tenant_id = ? AND row_version = ?";
+        auto update = w_.db.prepare_static(update_sql);
         if (!update) return update.error();
         auto at = [](std::optional<time_point> const& t) { return t ? value{to_unix_ms(*t)} : value{nullptr}; };
         (*update)->bind_all({to_unix_ms(now), w_.ctx.actor, mapping::to_value(x.status), x.attempts,
@@ -643,7 +660,7 @@ public:
         static std::string const insert_sql =
             mapping::child_insert_sql<webhooks::delivery_attempt>(table_of<webhooks::webhook_delivery>.name,
                                                                   "deliveryAttempts");
-        auto insert = w_.db.prepare(insert_sql);
+        auto insert = w_.db.prepare_static(insert_sql);
         if (!insert) return insert.error();
         std::vector<value> v{x.delivery_id, x.attempts - 1};
         mapping::append_child_values(x.delivery_attempts.back(), v);
@@ -665,12 +682,18 @@ public:
     result<void> put_payload(std::string const& id, std::string_view bytes) override {
         if (auto r = writable(w_, "deliveries().put_payload"); !r) return r;
         // The delivery must be this tenant's (and saved first: the payload row references it).
-        auto st = w_.db.prepare("INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) SELECT delivery_id, tenant_id, ? "
-                                "FROM deliveries WHERE delivery_id = ? AND tenant_id = ? "
-                                "ON CONFLICT (delivery_id) DO UPDATE SET bytes = excluded.bytes");
+        static std::string const sql =
+            "INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) SELECT delivery_id, tenant_id, ? "
+            "FROM deliveries WHERE delivery_id = ? AND tenant_id = ? "
+            "ON CONFLICT (delivery_id) DO UPDATE SET bytes = excluded.bytes";
+        auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
-        (*st)->bind_all({std::vector<unsigned char>(bytes.begin(), bytes.end()), id, w_.ctx.tenant_id});
-        if (auto r = (*st)->run(); !r) return r;
+        (*st)->bind_blob_view(1, bytes);
+        (*st)->bind_view(2, id);
+        (*st)->bind_view(3, w_.ctx.tenant_id);
+        auto r = (*st)->run();
+        (*st)->reset();  // `bytes` is the caller's
+        if (!r) return r;
         if (w_.db.changes() != 1) return error{errc::not_found, "WebhookDelivery " + id + " was not found in this tenant"};
         return {};
     }
@@ -952,11 +975,81 @@ std::string mmap_pragma(sqlite_options const& o) {
     return "PRAGMA mmap_size = " + std::to_string(o.mmap_bytes);
 }
 
+// Keeps the write-ahead log bounded off the writer thread. The writer only reports the log's size
+// after each commit; this thread, on a connection of its own, copies committed frames into the
+// database without waiting for anyone (PASSIVE), so the writer's next transaction starts the log
+// afresh once everything is copied. A writer that keeps appending while a copy runs can outpace
+// that; past `4 * pages` frames a RESTART checkpoint waits for a gap between commits (and for
+// readers, briefly), copies the rest and lets the log restart: the log stays bounded.
+class wal_checkpointer {
+public:
+    wal_checkpointer(std::unique_ptr<database> db, int pages) : db_(std::move(db)), pages_(pages) {
+        thread_ = std::thread([this] {
+            integration::detail::name_this_thread("integ-sql-ckpt");
+            loop();
+        });
+    }
+
+    ~wal_checkpointer() {
+        {
+            std::lock_guard lock(mutex_);
+            stopping_ = true;
+        }
+        cv_.notify_all();
+        thread_.join();
+    }
+
+    /** Called by the writer after each commit (in SQLite's commit hook: it must not block). */
+    void log_size(int frames) noexcept {
+        if (frames < pages_ || requested_.exchange(true, std::memory_order_acq_rel)) return;
+        {
+            std::lock_guard lock(mutex_);
+            wanted_ = true;
+        }
+        cv_.notify_one();
+    }
+
+    std::uint64_t checkpoints() const noexcept { return checkpoints_.load(); }
+
+private:
+    void loop() {
+        std::unique_lock lock(mutex_);
+        while (true) {
+            cv_.wait(lock, [&] { return stopping_ || wanted_; });
+            if (stopping_) return;
+            wanted_ = false;
+            lock.unlock();
+            requested_.store(false, std::memory_order_release);  // commits from here on may ask again
+            // Errors (a busy or vanished file) are left to the next request: the writer reports a
+            // broken database on its own, and a log not copied yet loses nothing.
+            auto r = db_->checkpoint(false);
+            if (r && r->log_frames >= 4 * pages_) r = db_->checkpoint(true);
+            if (r) ++checkpoints_;
+            lock.lock();
+        }
+    }
+
+    std::unique_ptr<database> db_;
+    int pages_;
+    std::atomic<bool> requested_{false};
+    std::atomic<std::uint64_t> checkpoints_{0};
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool wanted_ = false;
+    bool stopping_ = false;
+    std::thread thread_;
+};
+
 class sqlite_store final : public store {
 public:
-    sqlite_store(sqlite_options o, std::unique_ptr<database> writer, file_identity id)
+    sqlite_store(sqlite_options o, std::unique_ptr<database> writer, std::unique_ptr<database> checkpointer,
+                 file_identity id)
         : o_(std::move(o)), clock_(o_.clock ? *o_.clock : system_clock::instance()), writer_(std::move(writer)),
           identity_(id) {
+        if (checkpointer) {
+            checkpointer_.emplace(std::move(checkpointer), static_cast<int>(o_.wal_checkpoint_pages));
+            writer_->on_wal_commit([this](int frames) { checkpointer_->log_size(frames); });
+        }
         thread_ = std::thread([this] {
             integration::detail::name_this_thread("integ-sql-write");
             writer_loop();
@@ -1398,6 +1491,7 @@ private:
     sqlite_options o_;
     clock const& clock_;
     std::unique_ptr<database> writer_;
+    std::optional<wal_checkpointer> checkpointer_;  // stopped before the writer's connection closes
     file_identity identity_;
     std::atomic<bool> broken_{false};
     std::atomic<std::uint64_t> commits_{0};
@@ -1436,9 +1530,17 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
     if (auto r = w.exec("PRAGMA temp_store = MEMORY"); !r) return r.error();
     if (auto r = sqlite::migrate(w); !r) return r.error();
     if (auto r = w.exec("PRAGMA synchronous = NORMAL"); !r) return r.error();
+    std::unique_ptr<database> checkpointer;
+    if (o.wal_checkpoint_pages > 0) {
+        // A RESTART checkpoint holds the write lock while it waits for readers: briefly, then
+        // it gives up and tries again at a later commit.
+        auto c = database::open(o.path, false, 100);
+        if (!c) return c.error();
+        checkpointer = std::move(*c);
+    }
     auto id = identify(o.path);
     if (!id) return error{errc::database_missing, "database file " + o.path + " disappeared while opening"};
-    return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id));
+    return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), std::move(checkpointer), *id));
 }
 
 result<std::size_t> import_host_database(std::string const& store_path, std::string const& host_db_path) {

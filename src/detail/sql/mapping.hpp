@@ -8,7 +8,10 @@
 // backend's. Statement parameters are written `?`; a backend with numbered parameters ($1, $2)
 // renumbers them when it prepares a statement.
 //
-// A backend's row type `Row` needs `text(c)`, `int64(c)`, `real(c)` and `is_null(c)`.
+// A backend's row type `Row` needs `text(c)`, `int64(c)`, `real(c)` and `is_null(c)`; its
+// statement type `Params`, for binding fields in place, `bind_null(i)`, `bind_int(i, int64)`,
+// `bind_real(i, double)`, `bind_view(i, string_view)` (text that stays valid until the statement
+// has run: a field of the object being written) and `bind_copy(i, string_view)`.
 
 #include "value.hpp"
 
@@ -233,6 +236,70 @@ void append_update_values(T const& v, std::vector<value>& out) {
     for_each_column<T>(v, [&](std::string_view n, auto const& m) {
         if (!is_fixed<T>(n)) out.push_back(to_value(m));
     });
+}
+
+// Binding fields in place (the write path: no `value` per column).
+template <class Params>
+void bind_column(Params& p, int i, std::string const& v) {
+    p.bind_view(i, v);
+}
+template <class Params>
+void bind_column(Params& p, int i, std::int64_t v) {
+    p.bind_int(i, v);
+}
+template <class Params>
+void bind_column(Params& p, int i, int v) {
+    p.bind_int(i, v);
+}
+template <class Params>
+void bind_column(Params& p, int i, double v) {
+    p.bind_real(i, v);
+}
+template <class Params>
+void bind_column(Params& p, int i, bool v) {
+    p.bind_int(i, v ? 1 : 0);
+}
+template <class Params>
+void bind_column(Params& p, int i, time_point v) {
+    p.bind_int(i, to_unix_ms(v));
+}
+template <class Params, named_enum E>
+void bind_column(Params& p, int i, E e) {
+    p.bind_view(i, to_string(e));  // a static name
+}
+// JSON columns: serialised for the bind, so copied.
+template <class Params, class T>
+void bind_column(Params& p, int i, T const& v)
+    requires(!std::is_arithmetic_v<T> && !std::is_enum_v<T>)
+{
+    auto text = std::get<std::string>(to_value(v));
+    p.bind_copy(i, text);
+}
+template <class Params, class T>
+void bind_column(Params& p, int i, std::optional<T> const& v) {
+    if (v)
+        bind_column(p, i, *v);
+    else
+        p.bind_null(i);
+}
+
+/** Binds `v`'s columns in field order to parameters `first`, `first + 1`, ...; returns the next
+ *  parameter index. `v` must outlive the statement's step (text fields are bound in place). */
+template <json_described T, class Params>
+int bind_columns(T const& v, Params& p, int first) {
+    int i = first;
+    for_each_column<T>(v, [&](std::string_view, auto const& m) { bind_column(p, i++, m); });
+    return i;
+}
+
+/** `bind_columns` for an update: every column but `fixed_columns<T>` (`append_update_values`). */
+template <json_described T, class Params>
+int bind_update_columns(T const& v, Params& p, int first) {
+    int i = first;
+    for_each_column<T>(v, [&](std::string_view n, auto const& m) {
+        if (!is_fixed<T>(n)) bind_column(p, i++, m);
+    });
+    return i;
 }
 
 /** Reads `v`'s columns from `s` starting at column `first`; returns the next column index. */

@@ -56,6 +56,19 @@ void statement::bind_all(std::vector<value> const& values) {
     for (std::size_t i = 0; i < values.size(); ++i) bind(static_cast<int>(i + 1), values[i]);
 }
 
+void statement::bind_null(int i) noexcept { sqlite3_bind_null(s_, i); }
+void statement::bind_int(int i, std::int64_t v) noexcept { sqlite3_bind_int64(s_, i, v); }
+void statement::bind_real(int i, double v) noexcept { sqlite3_bind_double(s_, i, v); }
+void statement::bind_view(int i, std::string_view v) noexcept {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC);
+}
+void statement::bind_copy(int i, std::string_view v) noexcept {
+    sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
+}
+void statement::bind_blob_view(int i, std::string_view bytes) noexcept {
+    sqlite3_bind_blob(s_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
+}
+
 result<bool> statement::step() {
     int rc = sqlite3_step(s_);
     if (rc == SQLITE_ROW) return true;
@@ -105,6 +118,8 @@ result<std::unique_ptr<database>> database::open(std::string const& path, bool r
 }
 
 database::~database() {
+    by_address_.clear();
+    savepoints_.clear();
     cache_.clear();
     sqlite3_close(db_);
 }
@@ -140,6 +155,49 @@ result<statement*> database::prepare(std::string const& sql) {
     return pos->second.get();
 }
 
+result<statement*> database::prepare_static(std::string const& sql) {
+    if (auto it = by_address_.find(&sql); it != by_address_.end()) {
+        it->second->reset();
+        return it->second;
+    }
+    auto st = prepare(sql);
+    if (st) by_address_.emplace(&sql, *st);
+    return st;
+}
+
+void database::on_wal_commit(std::function<void(int)> fn) {
+    on_wal_commit_ = std::move(fn);
+    sqlite3_wal_hook(
+        db_,
+        [](void* self, sqlite3*, char const*, int frames) {
+            static_cast<database*>(self)->on_wal_commit_(frames);
+            return SQLITE_OK;
+        },
+        this);
+}
+
+result<database::checkpoint_result> database::checkpoint(bool restart) {
+    checkpoint_result out;
+    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, restart ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE,
+                                       &out.log_frames, &out.checkpointed_frames);
+    // BUSY: a RESTART that could not get the writer or a reader out of the way in time; it
+    // still copied what it could, and the caller tries again later.
+    if (rc != SQLITE_OK && rc != SQLITE_BUSY) return last_error(rc, "checkpoint failed");
+    return out;
+}
+
+result<database::savepoint_sql const*> database::savepoint_statements(std::string const& name) {
+    if (auto it = savepoints_.find(name); it != savepoints_.end()) return &it->second;
+    savepoint_sql sql{};
+    for (auto [slot, text] : {std::pair{&sql.begin, "SAVEPOINT " + name}, std::pair{&sql.release, "RELEASE " + name},
+                              std::pair{&sql.rollback, "ROLLBACK TO " + name}}) {
+        auto st = prepare(text);
+        if (!st) return st.error();
+        *slot = *st;
+    }
+    return &savepoints_.emplace(name, sql).first->second;
+}
+
 bool database::in_transaction() const noexcept { return sqlite3_get_autocommit(db_) == 0; }
 
 std::int64_t database::changes() const noexcept { return sqlite3_changes64(db_); }
@@ -169,22 +227,32 @@ result<void> transaction::commit() {
     return r;
 }
 
-result<savepoint> savepoint::begin(database& db, std::string name) {
-    if (auto r = db.exec("SAVEPOINT " + name); !r) return r.error();
-    return savepoint(db, std::move(name));
+namespace {
+result<void> run_once(statement& st) {
+    st.reset();
+    auto r = st.run();
+    st.reset();
+    return r;
+}
+}  // namespace
+
+result<savepoint> savepoint::begin(database& db, std::string const& name) {
+    auto sql = db.savepoint_statements(name);
+    if (!sql) return sql.error();
+    if (auto r = run_once(*(*sql)->begin); !r) return r.error();
+    return savepoint(db, *sql);
 }
 
 savepoint::~savepoint() {
-    if (db_ && db_->in_transaction()) try {
-            (void)db_->exec("ROLLBACK TO " + name_);
-            (void)db_->exec("RELEASE " + name_);
-        } catch (...) {
-        }
+    if (db_ && db_->in_transaction()) {
+        (void)run_once(*sql_->rollback);
+        (void)run_once(*sql_->release);
+    }
 }
 
 result<void> savepoint::release() {
-    if (!db_) return error{errc::invalid_state, "savepoint " + name_ + " was already released"};
-    auto r = db_->exec("RELEASE " + name_);
+    if (!db_) return error{errc::invalid_state, "the savepoint was already released"};
+    auto r = run_once(*sql_->release);
     if (r) db_ = nullptr;
     return r;
 }

@@ -8,6 +8,7 @@
 #include <integration/core/error.hpp>
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -33,6 +34,17 @@ public:
 
     void bind(int index, value const& v);
     void bind_all(std::vector<value> const& values);
+    // Binding without a `value` in between (the hot write paths bind an aggregate's fields).
+    void bind_null(int index) noexcept;
+    void bind_int(int index, std::int64_t v) noexcept;
+    void bind_real(int index, double v) noexcept;
+    /** Binds text without copying it: `v` must stay valid and unchanged until the statement is
+     *  reset or rebound (a field of an object that outlives the step). */
+    void bind_view(int index, std::string_view v) noexcept;
+    /** Binds a copy of `v`. */
+    void bind_copy(int index, std::string_view v) noexcept;
+    /** Binds bytes as a BLOB without copying them (the same lifetime rule as `bind_view`). */
+    void bind_blob_view(int index, std::string_view bytes) noexcept;
     /** Steps once: true when a row is available, false when done. */
     result<bool> step();
     /** Steps to completion. */
@@ -59,6 +71,22 @@ public:
     result<void> exec(std::string_view sql);
     /** A cached prepared statement, reset and with bindings cleared. */
     result<statement*> prepare(std::string const& sql);
+    /** `prepare` for SQL text held in a `static` that outlives the connection: the cache is keyed
+     *  by the text's address, so a hot statement's (long) text is not hashed on every call. */
+    result<statement*> prepare_static(std::string const& sql);
+    /** Calls `fn(frames)` after each commit with the number of frames in the write-ahead log.
+     *  It replaces SQLite's automatic checkpoint (`wal_autocheckpoint`): whoever sets it keeps the
+     *  log bounded, with `checkpoint` on another connection. */
+    void on_wal_commit(std::function<void(int frames)> fn);
+    /** What a checkpoint saw: frames in the log, and how many of them are now in the database. */
+    struct checkpoint_result {
+        int log_frames = 0;
+        int checkpointed_frames = 0;
+    };
+    /** Copies committed frames of the write-ahead log into the database. `restart` waits for the
+     *  writer (up to the busy timeout) and for readers, so the next commit starts the log afresh;
+     *  otherwise (PASSIVE) it copies what it can without waiting for anyone. */
+    result<checkpoint_result> checkpoint(bool restart);
     /** False once the engine has ended the open transaction (e.g. after an I/O error). */
     bool in_transaction() const noexcept;
     /** Number of rows changed by the last statement. */
@@ -67,9 +95,20 @@ public:
     error last_error(int rc, std::string_view what) const;
 
 private:
+    friend class savepoint;
+    struct savepoint_sql {
+        statement* begin;
+        statement* release;
+        statement* rollback;
+    };
+    result<savepoint_sql const*> savepoint_statements(std::string const& name);
+
     explicit database(sqlite3* db) noexcept : db_(db) {}
     sqlite3* db_;
     std::unordered_map<std::string, std::unique_ptr<statement>> cache_;
+    std::unordered_map<std::string const*, statement*> by_address_;
+    std::unordered_map<std::string, savepoint_sql> savepoints_;
+    std::function<void(int)> on_wal_commit_;
 };
 
 /** A transaction on `db`: `commit()` ends it; the destructor rolls back whatever was not committed
@@ -97,8 +136,8 @@ private:
  *  back to it (and only it: an outer savepoint or transaction keeps its own writes). Nests. */
 class savepoint {
 public:
-    static result<savepoint> begin(database& db, std::string name = "sp");
-    savepoint(savepoint&& o) noexcept : db_(std::exchange(o.db_, nullptr)), name_(std::move(o.name_)) {}
+    static result<savepoint> begin(database& db, std::string const& name = "sp");
+    savepoint(savepoint&& o) noexcept : db_(std::exchange(o.db_, nullptr)), sql_(o.sql_) {}
     savepoint& operator=(savepoint&&) = delete;
     ~savepoint();
 
@@ -106,9 +145,9 @@ public:
     result<void> release();
 
 private:
-    savepoint(database& db, std::string name) noexcept : db_(&db), name_(std::move(name)) {}
+    savepoint(database& db, database::savepoint_sql const* sql) noexcept : db_(&db), sql_(sql) {}
     database* db_;
-    std::string name_;
+    database::savepoint_sql const* sql_;  // its three statements, prepared once per connection and name
 };
 
 /** Fsyncs the write-ahead log of the database at `path`: every commit made with
