@@ -749,66 +749,6 @@ TEST(sqlite_store, a_version_6_database_keeps_its_subscriptions_and_deliveries_w
     EXPECT_EQ(claimed[0].delivery.id(), delivery_id);
 }
 
-/** Threads of this process with the given name. */
-int threads_named(std::string const& name) {
-    int n = 0;
-    for (auto const& task : std::filesystem::directory_iterator("/proc/self/task")) {
-        std::ifstream comm(task.path() / "comm");
-        std::string line;
-        if (std::getline(comm, line) && line == name) ++n;
-    }
-    return n;
-}
-
-// The writer never checkpoints: a thread of the store's own does, on its own connection, and
-// keeps the write-ahead log bounded while units keep committing and a reader keeps reading.
-// (SQLite's automatic checkpoint would let this log grow to 1,000 pages; with no checkpoint at
-// all it grows with every commit.) The store stops that thread when it closes.
-TEST(sqlite_store, a_background_checkpoint_keeps_the_log_bounded_under_steady_writes_and_reads) {
-    temp_dir dir;
-    auto path = dir.file("w.db");
-    constexpr std::size_t pages = 64, units = 1'500;
-    auto ctx = tenant("t1");
-    {
-        auto s = must(storage::open_sqlite_store({.path = path, .wal_checkpoint_pages = pages}));
-        for (int i = 0; i < 500 && threads_named("integ-sql-ckpt") == 0; ++i)  // until it has named itself
-            std::this_thread::sleep_for(std::chrono::milliseconds(10));
-        EXPECT_EQ(threads_named("integ-sql-ckpt"), 1);
-        std::atomic<int> reads{0};
-        std::jthread reader([&](std::stop_token stop) {  // stopped and joined however the test ends
-            while (!stop.stop_requested()) {
-                EXPECT_TRUE(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
-                    auto page = uow.providers().list({.limit = 5});
-                    if (!page) return page.error();
-                    return {};
-                }));
-                ++reads;
-            }
-        });
-        for (std::size_t i = 0; i < units; ++i) {
-            auto r = s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
-                auto spec = provider_spec("k" + std::to_string(i));
-                for (int c = 0; c < 24; ++c)  // about 3 KiB, so a page or so per unit
-                    spec.capabilities.push_back(std::to_string(c) + std::string(120, 'x'));
-                auto p = providers::integration_provider::register_new(ctx, system_clock::instance().now(), spec);
-                if (!p) return p.error();
-                return uow.providers().save(*p);
-            }, durability::deferred);
-            ASSERT_TRUE(r) << r.error().message();
-        }
-        reader.request_stop();
-        reader.join();
-        EXPECT_GT(reads.load(), 0);
-        // The log file keeps the largest size it reached (a restarted log is overwritten from
-        // its start): at most about 4 * pages frames of 4 KiB, with room for a late checkpoint.
-        auto wal = std::filesystem::file_size(path + "-wal");
-        EXPECT_LT(wal, 8 * pages * 4'120) << "the write-ahead log grew to " << wal << " bytes";
-        EXPECT_EQ(count_providers(*s, ctx), units);
-    }
-    EXPECT_EQ(threads_named("integ-sql-ckpt"), 0);
-    EXPECT_FALSE(std::filesystem::exists(path + "-wal"));  // the last connection copied and removed it
-}
-
 /** The rows `sql` returns, as text joined by "|" per row. */
 std::vector<std::string> query_rows(std::string const& path, std::string const& sql) {
     sqlite3* db = nullptr;

@@ -610,8 +610,18 @@ public:
     result<webhooks::webhook_delivery> find(std::string const& id) override { return r_.find(id); }
     result<webhooks::webhook_delivery> find_inbound(std::string const& connection_id,
                                                     std::string const& provider_delivery_id) override {
-        return r_.find_one("connection_id = ? AND provider_delivery_id = ?", {connection_id, provider_delivery_id},
-                           "inbound delivery " + provider_delivery_id);
+        // Every inbound receive looks its id up on the writer: nothing built or copied per call.
+        static std::string const sql = mapping::select_sql<webhooks::delivery_data>("deliveries", "tenant_id = ?") +
+                                       " AND connection_id = ? AND provider_delivery_id = ? LIMIT 1";
+        auto st = w_.db.prepare_static(sql);
+        if (!st) return st.error();
+        (*st)->bind_view(1, w_.ctx.tenant_id);
+        (*st)->bind_view(2, connection_id);
+        (*st)->bind_view(3, provider_delivery_id);
+        auto rows = r_.read_rows(**st);
+        if (!rows) return rows.error();
+        if (rows->empty()) return error{errc::not_found, "inbound delivery " + provider_delivery_id + " was not found in this tenant"};
+        return std::move(rows->front());
     }
     result<page<webhooks::webhook_delivery>> list(delivery_query const& q, page_request const& p) override {
         std::string where;
@@ -975,81 +985,11 @@ std::string mmap_pragma(sqlite_options const& o) {
     return "PRAGMA mmap_size = " + std::to_string(o.mmap_bytes);
 }
 
-// Keeps the write-ahead log bounded off the writer thread. The writer only reports the log's size
-// after each commit; this thread, on a connection of its own, copies committed frames into the
-// database without waiting for anyone (PASSIVE), so the writer's next transaction starts the log
-// afresh once everything is copied. A writer that keeps appending while a copy runs can outpace
-// that; past `4 * pages` frames a RESTART checkpoint waits for a gap between commits (and for
-// readers, briefly), copies the rest and lets the log restart: the log stays bounded.
-class wal_checkpointer {
-public:
-    wal_checkpointer(std::unique_ptr<database> db, int pages) : db_(std::move(db)), pages_(pages) {
-        thread_ = std::thread([this] {
-            integration::detail::name_this_thread("integ-sql-ckpt");
-            loop();
-        });
-    }
-
-    ~wal_checkpointer() {
-        {
-            std::lock_guard lock(mutex_);
-            stopping_ = true;
-        }
-        cv_.notify_all();
-        thread_.join();
-    }
-
-    /** Called by the writer after each commit (in SQLite's commit hook: it must not block). */
-    void log_size(int frames) noexcept {
-        if (frames < pages_ || requested_.exchange(true, std::memory_order_acq_rel)) return;
-        {
-            std::lock_guard lock(mutex_);
-            wanted_ = true;
-        }
-        cv_.notify_one();
-    }
-
-    std::uint64_t checkpoints() const noexcept { return checkpoints_.load(); }
-
-private:
-    void loop() {
-        std::unique_lock lock(mutex_);
-        while (true) {
-            cv_.wait(lock, [&] { return stopping_ || wanted_; });
-            if (stopping_) return;
-            wanted_ = false;
-            lock.unlock();
-            requested_.store(false, std::memory_order_release);  // commits from here on may ask again
-            // Errors (a busy or vanished file) are left to the next request: the writer reports a
-            // broken database on its own, and a log not copied yet loses nothing.
-            auto r = db_->checkpoint(false);
-            if (r && r->log_frames >= 4 * pages_) r = db_->checkpoint(true);
-            if (r) ++checkpoints_;
-            lock.lock();
-        }
-    }
-
-    std::unique_ptr<database> db_;
-    int pages_;
-    std::atomic<bool> requested_{false};
-    std::atomic<std::uint64_t> checkpoints_{0};
-    std::mutex mutex_;
-    std::condition_variable cv_;
-    bool wanted_ = false;
-    bool stopping_ = false;
-    std::thread thread_;
-};
-
 class sqlite_store final : public store {
 public:
-    sqlite_store(sqlite_options o, std::unique_ptr<database> writer, std::unique_ptr<database> checkpointer,
-                 file_identity id)
+    sqlite_store(sqlite_options o, std::unique_ptr<database> writer, file_identity id)
         : o_(std::move(o)), clock_(o_.clock ? *o_.clock : system_clock::instance()), writer_(std::move(writer)),
           identity_(id) {
-        if (checkpointer) {
-            checkpointer_.emplace(std::move(checkpointer), static_cast<int>(o_.wal_checkpoint_pages));
-            writer_->on_wal_commit([this](int frames) { checkpointer_->log_size(frames); });
-        }
         thread_ = std::thread([this] {
             integration::detail::name_this_thread("integ-sql-write");
             writer_loop();
@@ -1491,7 +1431,6 @@ private:
     sqlite_options o_;
     clock const& clock_;
     std::unique_ptr<database> writer_;
-    std::optional<wal_checkpointer> checkpointer_;  // stopped before the writer's connection closes
     file_identity identity_;
     std::atomic<bool> broken_{false};
     std::atomic<std::uint64_t> commits_{0};
@@ -1530,17 +1469,9 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
     if (auto r = w.exec("PRAGMA temp_store = MEMORY"); !r) return r.error();
     if (auto r = sqlite::migrate(w); !r) return r.error();
     if (auto r = w.exec("PRAGMA synchronous = NORMAL"); !r) return r.error();
-    std::unique_ptr<database> checkpointer;
-    if (o.wal_checkpoint_pages > 0) {
-        // A RESTART checkpoint holds the write lock while it waits for readers: briefly, then
-        // it gives up and tries again at a later commit.
-        auto c = database::open(o.path, false, 100);
-        if (!c) return c.error();
-        checkpointer = std::move(*c);
-    }
     auto id = identify(o.path);
     if (!id) return error{errc::database_missing, "database file " + o.path + " disappeared while opening"};
-    return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), std::move(checkpointer), *id));
+    return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id));
 }
 
 result<std::size_t> import_host_database(std::string const& store_path, std::string const& host_db_path) {

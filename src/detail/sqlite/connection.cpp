@@ -165,27 +165,6 @@ result<statement*> database::prepare_static(std::string const& sql) {
     return st;
 }
 
-void database::on_wal_commit(std::function<void(int)> fn) {
-    on_wal_commit_ = std::move(fn);
-    sqlite3_wal_hook(
-        db_,
-        [](void* self, sqlite3*, char const*, int frames) {
-            static_cast<database*>(self)->on_wal_commit_(frames);
-            return SQLITE_OK;
-        },
-        this);
-}
-
-result<database::checkpoint_result> database::checkpoint(bool restart) {
-    checkpoint_result out;
-    int rc = sqlite3_wal_checkpoint_v2(db_, nullptr, restart ? SQLITE_CHECKPOINT_RESTART : SQLITE_CHECKPOINT_PASSIVE,
-                                       &out.log_frames, &out.checkpointed_frames);
-    // BUSY: a RESTART that could not get the writer or a reader out of the way in time; it
-    // still copied what it could, and the caller tries again later.
-    if (rc != SQLITE_OK && rc != SQLITE_BUSY) return last_error(rc, "checkpoint failed");
-    return out;
-}
-
 result<database::savepoint_sql const*> database::savepoint_statements(std::string const& name) {
     if (auto it = savepoints_.find(name); it != savepoints_.end()) return &it->second;
     savepoint_sql sql{};

@@ -8,7 +8,6 @@
 #include <integration/core/error.hpp>
 
 #include <cstdint>
-#include <functional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -74,19 +73,6 @@ public:
     /** `prepare` for SQL text held in a `static` that outlives the connection: the cache is keyed
      *  by the text's address, so a hot statement's (long) text is not hashed on every call. */
     result<statement*> prepare_static(std::string const& sql);
-    /** Calls `fn(frames)` after each commit with the number of frames in the write-ahead log.
-     *  It replaces SQLite's automatic checkpoint (`wal_autocheckpoint`): whoever sets it keeps the
-     *  log bounded, with `checkpoint` on another connection. */
-    void on_wal_commit(std::function<void(int frames)> fn);
-    /** What a checkpoint saw: frames in the log, and how many of them are now in the database. */
-    struct checkpoint_result {
-        int log_frames = 0;
-        int checkpointed_frames = 0;
-    };
-    /** Copies committed frames of the write-ahead log into the database. `restart` waits for the
-     *  writer (up to the busy timeout) and for readers, so the next commit starts the log afresh;
-     *  otherwise (PASSIVE) it copies what it can without waiting for anyone. */
-    result<checkpoint_result> checkpoint(bool restart);
     /** False once the engine has ended the open transaction (e.g. after an I/O error). */
     bool in_transaction() const noexcept;
     /** Number of rows changed by the last statement. */
@@ -108,7 +94,6 @@ private:
     std::unordered_map<std::string, std::unique_ptr<statement>> cache_;
     std::unordered_map<std::string const*, statement*> by_address_;
     std::unordered_map<std::string, savepoint_sql> savepoints_;
-    std::function<void(int)> on_wal_commit_;
 };
 
 /** A transaction on `db`: `commit()` ends it; the destructor rolls back whatever was not committed

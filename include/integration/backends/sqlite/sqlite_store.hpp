@@ -33,10 +33,6 @@ struct sqlite_options {
      *  does not hold; see bench/README.md for what a map gains. */
     std::size_t mmap_bytes = 0;
     bool group_commit = true;                 ///< False commits each unit alone (for comparison).
-    /** Write-ahead log pages after which a background thread copies the log into the database
-     *  (a checkpoint), off the writer thread; the log stays within about four times this. 0
-     *  checkpoints on the writer thread instead, at SQLite's default of 1,000 pages. */
-    std::size_t wal_checkpoint_pages = 1'000;
     integration::clock const* clock = nullptr;  ///< Timestamps; the system clock when null.
     std::string source = "integration";       ///< The envelope `source` of events written here.
 };
