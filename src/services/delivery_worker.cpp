@@ -8,6 +8,9 @@
 #include "../detail/utf8.hpp"
 
 #include <unistd.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #include <algorithm>
 #include <condition_variable>
@@ -33,6 +36,7 @@ constexpr milliseconds longest_timeout{120'000};  // the bound subscription_atte
 constexpr char const* user_agent = "integration-webhooks/1";
 constexpr int max_record_tries = 3;      // units that conflict on a subscription saved by someone else meanwhile
 constexpr milliseconds record_wait{50};  // the longest a finished send waits to be recorded with others
+constexpr std::size_t trim_every = 10'000;  // outcomes recorded between two returns of freed heap to the system
 
 /** What happened to one leased delivery, waiting to be recorded by the worker's thread. */
 struct outcome {
@@ -45,13 +49,18 @@ struct outcome {
     std::string excerpt;
     milliseconds latency{0};
     std::optional<milliseconds> retry_after;
-    int record_tries = 0;  // transactions that conflicted on its subscription so far
+    milliseconds retry_delay{0};  // before the next attempt after a failure, from the subscription's policy
+    milliseconds max_delay{0};    // the policy's cap on a Retry-After
+    int record_tries = 0;         // transactions that conflicted on its subscription so far
 };
 
 /** One tenant's outcomes on their way through the store's writer, and what committing them did. */
 struct recording {
     std::string tenant_id;
     std::vector<outcome> items;
+    // Each item's delivery with its outcome applied (by the worker, before the writer sees it);
+    // nullopt when the delivery is no longer sendable (e.g. replayed meanwhile).
+    std::vector<std::optional<webhook_delivery>> ready;
     std::uint64_t delivered = 0, failed = 0, dead = 0, disabled = 0;
 };
 
@@ -88,6 +97,7 @@ struct delivery_worker::state {
     std::optional<error> record_error;  // guarded by mutex: a failed recording, reported once by sweep or drain
     bool woken = false;                 // guarded by mutex
     bool more_due = false;              // the last claim was full: more may be due once slots free up
+    std::size_t untrimmed = 0;          // outcomes handed to the store since the last trim (worker's thread)
     std::size_t quarter = 1;            // claims and records wait for this many, so each is one batch
 
     // Whether the finished outcomes are worth a transaction now (mutex held).
@@ -143,6 +153,7 @@ struct delivery_worker::state {
     }
 
     void start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now);
+    void prepare(recording& batch);
     std::size_t record_finished(bool all);
     void record_tenant(std::shared_ptr<recording> batch);
     result<void> apply(storage::unit_of_work& uow, recording& batch);
@@ -153,6 +164,8 @@ struct delivery_worker::state {
 void delivery_worker::state::start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now) {
     outcome o{std::move(c.tenant_id), std::move(c.delivery), now, {}, {}, {}, {}, {}, {}};
     auto const& tenant = o.tenant_id;
+    o.retry_delay = jittered(sub.delay_before(o.delivery.data().attempts + 2));
+    o.max_delay = milliseconds(sub.attempt_policy().max_delay_ms);
     auto fail_now = [&](std::string why) {
         o.error = std::move(why);
         hand_over(std::move(o), false);
@@ -228,6 +241,37 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     });
 }
 
+// On the worker's thread: every outcome applied to a copy of its leased delivery, so that the
+// unit on the store's writer only writes (the leased copy stays, for a unit that conflicted and
+// is recorded again).
+void delivery_worker::state::prepare(recording& batch) {
+    auto now = clock_.now();
+    batch.ready.clear();
+    batch.ready.reserve(batch.items.size());
+    for (auto const& o : batch.items) {
+        auto d = o.delivery;
+        result<void> applied;
+        if (o.defer_until) {
+            applied = d.defer(*o.defer_until);
+        } else {
+            delivery_attempt a{.attempt = d.data().attempts + 1,
+                               .http_status = o.status,
+                               .latency_ms = o.latency.count(),
+                               .response_excerpt = o.status ? std::optional(o.excerpt) : std::nullopt,
+                               .error = o.error,
+                               .attempted_at = o.attempted_at};
+            if (o.status && *o.status >= 200 && *o.status < 300)
+                applied = d.record_success(std::move(a));
+            else if (o.status == 410)
+                applied = d.record_gone(std::move(a));
+            else
+                applied = d.record_failure(std::move(a),
+                                           now + (o.retry_after ? std::min(*o.retry_after, o.max_delay) : o.retry_delay));
+        }
+        batch.ready.push_back(applied ? std::optional(std::move(d)) : std::nullopt);
+    }
+}
+
 result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording& batch) {
     auto const& ctx = uow.context();
     auto now = clock_.now();
@@ -244,37 +288,18 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
         }
         return it->second ? &*it->second : nullptr;
     };
-    for (auto const& o : batch.items) {
-        auto d = o.delivery;  // a copy: a retried transaction starts again from the leased state
+    for (std::size_t i = 0; i < batch.items.size(); ++i) {
+        auto const& o = batch.items[i];
+        if (!batch.ready[i]) continue;  // no longer sendable (e.g. replayed meanwhile): nothing to record
+        auto& d = *batch.ready[i];
         if (o.defer_until) {
-            if (!d.defer(*o.defer_until)) continue;
             if (auto s = uow.deliveries().save(d); !s && s.error() != errc::conflict) return s;
             continue;
         }
-        auto* sub = sub_of(d);
-        auto policy = sub ? sub->attempt_policy() : subscription_attempt_policy{};
-        delivery_attempt a{.attempt = d.data().attempts + 1,
-                           .http_status = o.status,
-                           .latency_ms = o.latency.count(),
-                           .response_excerpt = o.status ? std::optional(o.excerpt) : std::nullopt,
-                           .error = o.error,
-                           .attempted_at = o.attempted_at};
         bool ok = o.status && *o.status >= 200 && *o.status < 300;
         bool gone = o.status == 410;
-        result<void> applied;
-        if (ok) {
-            applied = d.record_success(std::move(a));
-        } else if (gone) {
-            applied = d.record_gone(std::move(a));
-        } else {
-            auto next = d.data().attempts + 2;
-            auto delay = jittered(sub ? sub->delay_before(next) : milliseconds(policy.initial_delay_ms));
-            if (o.retry_after) delay = std::min(*o.retry_after, milliseconds(policy.max_delay_ms));
-            applied = d.record_failure(std::move(a), now + delay);
-        }
-        if (!applied) continue;  // no longer sendable (e.g. replayed meanwhile): nothing to record
         // A save that conflicts means another worker took the lease over: its outcome wins.
-        if (auto s = uow.deliveries().save(d); !s) {
+        if (auto s = uow.deliveries().record_attempt(d); !s) {
             if (s.error() == errc::conflict) continue;
             return s;
         }
@@ -298,6 +323,7 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
             if (!f) return f.error();
             if (auto s = uow.failures().save(*f); !s) return s;
         }
+        auto* sub = sub_of(d);
         if (!sub) continue;
         if (gone) {
             if (sub->active() && sub->deactivate("endpoint answered 410 Gone")) changed[sub->id()] = true;
@@ -321,6 +347,7 @@ void delivery_worker::state::record_tenant(std::shared_ptr<recording> batch) {
         std::lock_guard lock(mutex);
         ++recordings;
     }
+    prepare(*batch);
     auto ctx = request_context::for_tenant(batch->tenant_id, "delivery-worker");
     store.transact_async(
         ctx, [this, batch](storage::unit_of_work& uow) { return apply(uow, *batch); }, options.recording,
@@ -365,6 +392,16 @@ std::size_t delivery_worker::state::record_finished(bool all) {
         b->items.push_back(std::move(o));
     }
     for (auto& [tenant, batch] : by_tenant) record_tenant(std::move(batch));
+    // An outcome's memory is allocated on one thread (the worker's, libcurl's loop) and freed on
+    // another (the store's writer): glibc's per-thread heaps fragment and keep the freed pages, so
+    // a draining backlog's resident heap creeps up (not with MALLOC_ARENA_MAX=1). Handing the free
+    // pages back now and then keeps it flat, for about a millisecond per 10,000 deliveries.
+    if ((untrimmed += taken.size()) >= trim_every) {
+        untrimmed = 0;
+#if defined(__GLIBC__)
+        ::malloc_trim(0);
+#endif
+    }
     return taken.size();
 }
 

@@ -127,6 +127,57 @@ TEST_P(store_conformance, a_worker_whose_lease_was_taken_over_cannot_save_and_a_
     EXPECT_EQ(claim(*store_, "worker-3", now + 31s), a.delivery_ids);
 }
 
+// record_attempt writes only what an attempt changes; what it stores is what save would store.
+TEST_P(store_conformance, record_attempt_stores_the_attempt_the_state_and_the_events_and_ends_the_lease) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1"});
+    auto first = must(store_->claim_deliveries(now, "worker-1", now + 30s, 10));
+    ASSERT_EQ(first.size(), 1u);
+    auto& d = first[0].delivery;
+    auto leased = d.meta().version;
+    must(d.record_failure(attempt(now, 503), now + 5s));
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_attempt(d); }));
+    EXPECT_EQ(d.meta().version, leased + 1);
+    auto stored = must(storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.deliveries().find(a.delivery_ids[0]); }));
+    EXPECT_EQ(stored.status(), delivery_status::failed);
+    EXPECT_EQ(stored.data().attempts, 1);
+    EXPECT_EQ(stored.data().next_attempt_at, now + 5s);
+    EXPECT_EQ(stored.data().payload_ref, std::optional<std::string>("blob://p"));
+    ASSERT_EQ(stored.data().delivery_attempts.size(), 1u);
+    EXPECT_EQ(stored.data().delivery_attempts[0].http_status, 503);
+    EXPECT_EQ(stored.meta().version, d.meta().version);
+
+    // The save ended worker-1's lease: the retry is claimable once due, with its attempt.
+    EXPECT_TRUE(claim(*store_, "worker-2", now + 4s).empty());
+    auto second = must(store_->claim_deliveries(now + 5s, "worker-2", now + 35s, 10));
+    ASSERT_EQ(second.size(), 1u);
+    auto& again = second[0].delivery;
+    ASSERT_EQ(again.data().delivery_attempts.size(), 1u);
+    must(again.record_success(attempt(now + 5s, 204)));
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_attempt(again); }));
+    stored = must(storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.deliveries().find(a.delivery_ids[0]); }));
+    EXPECT_EQ(stored.status(), delivery_status::delivered);
+    EXPECT_EQ(stored.data().attempts, 2);
+    EXPECT_FALSE(stored.data().next_attempt_at.has_value());
+    ASSERT_EQ(stored.data().delivery_attempts.size(), 2u);
+    EXPECT_EQ(stored.data().delivery_attempts[0].http_status, 503);
+    EXPECT_EQ(stored.data().delivery_attempts[1].http_status, 204);
+    auto events = must(store_->pending_events(100));
+    EXPECT_TRUE(std::any_of(events.begin(), events.end(), [&](storage::outbox_record const& e) {
+        return e.envelope.event_type == "WebhookDelivered" && e.envelope.aggregate_id == a.delivery_ids[0];
+    }));
+
+    // A worker whose copy is stale (its lease was taken over) records nothing: a conflict.
+    must(d.record_success(attempt(now + 6s, 200)));
+    auto stale = store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_attempt(d); });
+    ASSERT_FALSE(stale);
+    EXPECT_EQ(stale.error(), errc::conflict);
+    // Another tenant's unit does not see the delivery.
+    auto& latest = again;
+    auto foreign = store_->transact(b_, [&](unit_of_work& uow) { return uow.deliveries().record_attempt(latest); });
+    EXPECT_FALSE(foreign);
+}
+
 TEST_P(store_conformance, an_ordered_subscription_releases_one_delivery_at_a_time_in_publication_order) {
     auto now = clock_.now();
     auto fifo = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3"}, true);

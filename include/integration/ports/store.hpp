@@ -231,6 +231,12 @@ public:
      *  delivery of a subscription and event that already has one is `errc::already_exists`
      *  (fan-out is idempotent per subscription and event). */
     virtual result<void> save(webhooks::webhook_delivery& d) = 0;
+    /** Saves an outbound delivery loaded (or leased) at its stored version, to which one attempt
+     *  was since recorded (`record_success`, `record_failure` or `record_gone`): the same outcome
+     *  as `save`, which it falls back to, but a store may write only what an attempt changes
+     *  (the state columns, the new attempt, the events). `errc::conflict` when the stored
+     *  delivery changed meanwhile (e.g. another worker took its lease over). */
+    virtual result<void> record_attempt(webhooks::webhook_delivery& d) { return save(d); }
     /** Deliveries in a final state (Delivered, DeadLettered; inbound Accepted or Failed) whose
      *  last attempt was before `before`, oldest first (retention). */
     virtual result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) = 0;

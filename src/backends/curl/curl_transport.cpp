@@ -222,7 +222,9 @@ public:
 
     void release(std::unique_ptr<CURL, easy_deleter> c) {
         std::lock_guard lock(pool_mutex_);
-        if (pool_.size() < 64) pool_.push_back(std::move(c));
+        // At least as many as a delivery worker keeps in flight (256 by default), so that a busy
+        // event loop reuses its handles instead of creating and destroying one per call.
+        if (pool_.size() < 1024) pool_.push_back(std::move(c));
     }
 
     /** Sets every option of `r` on `h`; the options point into `r` and `s`, which must outlive the transfer. */

@@ -114,6 +114,7 @@ public:
     static constexpr table_info T = table_of<A>;
 
     explicit repo(work_state& w) : w_(w) {}
+    friend class delivery_repo;  // record_attempt writes events as save does
 
     /** `where` is extra SQL over the main table (alias-free), `binds` its parameters. */
     result<std::vector<A>> select(std::string const& where, std::vector<value> binds, std::string const& order,
@@ -680,6 +681,42 @@ public:
                          {to_unix_ms(now)}, "next_attempt_at, delivery_id", clamp_limit(limit));
     }
     result<void> save(webhooks::webhook_delivery& d) override { return r_.save(d); }
+    // An attempt changes four state columns and appends one attempt row: the row's other
+    // columns, their indexes and the stored attempts stay as they are. The version check proves
+    // the stored row is the one `d` was leased as, whose attempts are `d`'s but the new last one.
+    result<void> record_attempt(webhooks::webhook_delivery& d) override {
+        if (auto r = writable(w_, "deliveries().record_attempt"); !r) return r;
+        auto const& m = d.meta();
+        auto const& x = d.data();
+        if (m.version == 0 || m.tenant_id != w_.ctx.tenant_id || x.direction != webhooks::delivery_direction::outbound ||
+            x.delivery_attempts.empty() || static_cast<std::int64_t>(x.delivery_attempts.size()) != x.attempts)
+            return r_.save(d);
+        auto now = w_.clk.now();
+        static std::string const update_sql =
+            "UPDATE deliveries SET updated_at = ?, updated_by = ?, row_version = row_version + 1, lease_owner = NULL, "
+            "lease_until = NULL, status = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ? "
+            "WHERE delivery_id = ? AND tenant_id = ? AND row_version = ?";
+        auto update = w_.db.prepare_static(update_sql);
+        if (!update) return update.error();
+        auto at = [](std::optional<time_point> const& t) { return t ? value{to_unix_ms(*t)} : value{nullptr}; };
+        (*update)->bind_all({to_unix_ms(now), w_.ctx.actor, mapping::to_value(x.status), x.attempts,
+                             at(x.next_attempt_at), at(x.last_attempt_at), x.delivery_id, m.tenant_id, m.version});
+        if (auto r = (*update)->run(); !r) return r;
+        if (w_.db.changes() != 1)
+            return error{errc::conflict, "WebhookDelivery " + x.delivery_id + " was changed concurrently (saved version " +
+                                             std::to_string(m.version) + "); reload it and retry"};
+        static std::string const insert_sql =
+            mapping::child_insert_sql<webhooks::delivery_attempt>(table_of<webhooks::webhook_delivery>.name,
+                                                                  "deliveryAttempts");
+        auto insert = w_.db.prepare_static(insert_sql);
+        if (!insert) return insert.error();
+        std::vector<value> v{x.delivery_id, x.attempts - 1};
+        mapping::append_child_values(x.delivery_attempts.back(), v);
+        (*insert)->bind_all(v);
+        if (auto r = (*insert)->run(); !r) return r;
+        d.mark_saved(w_.ctx.actor, now, m.version + 1);
+        return r_.write_events(d);
+    }
     result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) override {
         return r_.select("(status IN ('Delivered', 'DeadLettered', 'Accepted') OR "
                          "(direction = 'Inbound' AND status = 'Failed')) AND last_attempt_at < ?",
