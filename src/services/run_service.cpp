@@ -369,6 +369,14 @@ result<execute_request> run_service::stored_input(request_context const& ctx, in
     return r;
 }
 
+std::pair<std::shared_ptr<run_service::flight>, bool> run_service::join_flight(std::string const& key) {
+    std::lock_guard lock(flights_mutex_);
+    auto& slot = flights_[key];
+    if (slot) return {slot, false};
+    slot = std::make_shared<flight>();
+    return {slot, true};
+}
+
 result<run_outcome> run_service::execute(request_context const& ctx, execute_request r) {
     return execute_keyed(ctx, r, nullptr);
 }
@@ -377,17 +385,7 @@ void run_service::execute(request_context const& ctx, execute_request request, o
     if (!request.idempotency_key) return start_once(ctx, std::move(request), {}, std::move(done));
     auto wait_until = steady_clock::now() + options_.idempotency_wait;
     auto key = ctx.tenant_id + '\n' + *request.idempotency_key;
-    std::shared_ptr<flight> f;
-    bool owner = false;
-    {
-        std::lock_guard lock(flights_mutex_);
-        auto& slot = flights_[key];
-        if (!slot) {
-            slot = std::make_shared<flight>();
-            owner = true;
-        }
-        f = slot;
-    }
+    auto [f, owner] = join_flight(key);
     if (!owner) {
         // A twin executes this key here: wait for its outcome without a thread, told when it
         // lands or when the wait runs out.
@@ -453,17 +451,7 @@ result<run_outcome> run_service::execute_keyed(request_context const& ctx, execu
     auto wait_until = steady_clock::now() + options_.idempotency_wait;
     auto key = ctx.tenant_id + '\n' + *r.idempotency_key;
     for (;;) {
-        std::shared_ptr<flight> f;
-        bool owner = false;
-        {
-            std::lock_guard lock(flights_mutex_);
-            auto& slot = flights_[key];
-            if (!slot) {
-                slot = std::make_shared<flight>();
-                owner = true;
-            }
-            f = slot;
-        }
+        auto [f, owner] = join_flight(key);
         if (owner) {
             auto out = execute_once(ctx, r, wait_until, done);
             land(key, *f, out);

@@ -28,6 +28,7 @@
 #include <thread>
 #include <unordered_map>
 #include <unordered_set>
+#include <utility>
 
 namespace integration::runs {
 
@@ -292,6 +293,8 @@ private:
     /** One started execution less in flight. */
     void landed();
     void post(std::function<void()> job);
+    /** The flight of `key`, opened when there is none; true when this call opened it (its owner). */
+    std::pair<std::shared_ptr<flight>, bool> join_flight(std::string const& key);
     /** Ends the flight of `key` with `out`: its twins take it. */
     void land(std::string const& key, flight& f, result<run_outcome> const& out);
     /** A twin whose flight recorded no run executes itself, on the service's threads. */
