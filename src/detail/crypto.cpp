@@ -283,6 +283,15 @@ result<secret_bytes> from_base64(std::string_view text) {
     return out;
 }
 
+bool canonical_base64(std::string_view text) noexcept {
+    std::size_t const pad = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
+    if (pad == 0 || text.size() <= pad) return true;
+    auto const c = text[text.size() - 1 - pad];
+    int const v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
+                                                                                       : c == '+' ? 62 : 63;
+    return (v & (pad == 1 ? 0x3 : 0xf)) == 0;
+}
+
 bool equal_constant_time(std::string_view a, std::string_view b) noexcept {
     // Unequal lengths still cost one full comparison, of `a` with itself, so that the time says
     // nothing about the contents.

@@ -48,6 +48,10 @@ std::string base64(unsigned char const* data, std::size_t n);
 /** Decodes standard base64 with padding; anything else (whitespace, base64url, a missing pad) is
  *  `errc::invalid_argument`. The bytes may be a key, so they come back as secret bytes. */
 result<secret_bytes> from_base64(std::string_view text);
+/** Whether `text`, which `from_base64` decodes, is the one spelling of its bytes that `base64`
+ *  writes: the bits after the last byte are zero. A signature compared as decoded bytes must
+ *  also be spelled this way, or comparing bytes would accept what comparing the text refuses. */
+bool canonical_base64(std::string_view text) noexcept;
 /** Compares in time that depends only on the lengths, never on where the texts differ; texts of
  *  different lengths are unequal. */
 bool equal_constant_time(std::string_view a, std::string_view b) noexcept;

@@ -2,7 +2,12 @@
 
 #include <algorithm>
 #include <array>
+#include <bit>
 #include <cstring>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 namespace integration::detail {
 
@@ -20,19 +25,69 @@ constexpr auto raw_bytes = [] {
 
 unsigned is_raw(char c) noexcept { return raw_bytes[static_cast<unsigned char>(c)]; }
 
-// The length of the run of raw bytes at the start of `text`. Eight bytes are looked up per
-// step without a branch each: a value is mostly one long run (a message body).
+#if defined(__SSE2__)
+// 0xff in each byte of `x` that form encoding leaves raw, 0 in the others. The compares are
+// signed: bytes from 0x80 up are negative, below every bound, so never raw.
+__m128i raw_mask(__m128i x) noexcept {
+    auto const all = [](char c) { return _mm_set1_epi8(c); };
+    auto const between = [&](__m128i v, char lo, char hi) {
+        return _mm_and_si128(_mm_cmpgt_epi8(v, all(static_cast<char>(lo - 1))),
+                             _mm_cmplt_epi8(v, all(static_cast<char>(hi + 1))));
+    };
+    auto const is = [&](char c) { return _mm_cmpeq_epi8(x, all(c)); };
+    // Setting bit 5 maps A-Z onto a-z, and nothing else onto them.
+    __m128i const letters = between(_mm_or_si128(x, all(0x20)), 'a', 'z');
+    // ' ( ) * , - . / 0-9 : ; = ? @ are 0x27-0x40 without + < >.
+    __m128i const middle =
+        _mm_andnot_si128(_mm_or_si128(_mm_or_si128(is('+'), is('<')), is('>')), between(x, '\'', '@'));
+    __m128i const others = _mm_or_si128(_mm_or_si128(is('!'), is('$')), _mm_or_si128(is('_'), is('~')));
+    return _mm_or_si128(letters, _mm_or_si128(middle, others));
+}
+
+// Where the first byte of the 16 at `p` that is not raw is; 16 when they all are.
+std::size_t raw_prefix16(char const* p) noexcept {
+    auto const m = static_cast<unsigned>(_mm_movemask_epi8(raw_mask(_mm_loadu_si128(reinterpret_cast<__m128i const*>(p)))));
+    return static_cast<std::size_t>(std::countr_one(m));
+}
+#endif
+
+}  // namespace
+
+std::size_t raw_run_scalar(std::string_view text) noexcept {
+    std::size_t i = 0;
+    while (i < text.size() && is_raw(text[i]) != 0) ++i;
+    return i;
+}
+
+// A value is mostly one long run (a message body), so the bytes are checked 16 at a time (64 a
+// step while they are all raw). Elsewhere eight bytes are looked up per step without a branch each.
 std::size_t raw_run(std::string_view text) noexcept {
     std::size_t i = 0;
     auto const* p = text.data();
-    for (; i + 8 <= text.size(); i += 8) {
+    auto const n = text.size();
+#if defined(__SSE2__)
+    for (; i + 64 <= n; i += 64) {
+        auto const* q = reinterpret_cast<__m128i const*>(p + i);
+        auto const both = _mm_and_si128(_mm_and_si128(raw_mask(_mm_loadu_si128(q)), raw_mask(_mm_loadu_si128(q + 1))),
+                                        _mm_and_si128(raw_mask(_mm_loadu_si128(q + 2)), raw_mask(_mm_loadu_si128(q + 3))));
+        if (_mm_movemask_epi8(both) != 0xffff) break;
+    }
+    for (; i + 16 <= n; i += 16)
+        if (auto const k = raw_prefix16(p + i); k < 16) return i + k;
+    // The last bytes: the 16 that end the text, of which those before `i` are known to be raw.
+    if (n >= 16) return i == n ? n : n - 16 + raw_prefix16(p + n - 16);
+#else
+    for (; i + 8 <= n; i += 8) {
         unsigned all = 1;
         for (std::size_t k = 0; k < 8; ++k) all &= is_raw(p[i + k]);
         if (!all) break;
     }
-    while (i < text.size() && is_raw(p[i]) != 0) ++i;
+#endif
+    while (i < n && is_raw(p[i]) != 0) ++i;
     return i;
 }
+
+namespace {
 
 int nibble(char c) noexcept {
     return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
@@ -69,6 +124,7 @@ std::optional<std::size_t> decode_into(std::string_view text, std::size_t raw, c
 
 std::optional<form_fields> form_params(std::string_view body) {
     form_fields out;
+    out.pairs_.reserve(16);  // a webhook's form has a dozen or two fields: one allocation, mostly
     // One name or value: a view of the body when it has nothing to decode, else decoded into
     // the buffer (decoding never lengthens, so the body's size always suffices).
     auto part = [&](std::string_view text) -> std::optional<std::string_view> {

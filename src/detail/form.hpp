@@ -30,6 +30,12 @@ private:
     std::size_t used_ = 0;
 };
 
+/** The length of the run of bytes at the start of `text` that form encoding leaves raw (RFC
+ *  3986 query characters but `&`, `+`, `%`): vectorised where the target has SSE2. */
+std::size_t raw_run(std::string_view text) noexcept;
+/** `raw_run`, one byte at a time: the definition the fast one is tested against. */
+std::size_t raw_run_scalar(std::string_view text) noexcept;
+
 /** The decoded pairs of `body`, or nullopt when it is not form encoding (a broken escape, or a
  *  byte form encoding never leaves raw). */
 std::optional<form_fields> form_params(std::string_view body);

@@ -202,6 +202,7 @@ result<std::unique_ptr<platform>> open_platform(platform_options options) {
 #endif
     p->transport = o.transport ? o.transport : p->own_transport.get();
 
+    if (auto r = retention::validate(o.retention); !r) return r.error();
     if (auto r = prepare_data_dir(o.data_dir); !r) return r.error();
     auto dir = fs::path(o.data_dir);
     auto const builtin = o.schemes ? scheme_registry{} : builtin_schemes();

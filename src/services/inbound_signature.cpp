@@ -108,17 +108,12 @@ std::optional<secret_bytes> base64_bytes(std::string_view text, std::size_t size
     if (!bytes || bytes->size() != size) return std::nullopt;
     return std::move(*bytes);
 }
-
-// Whether `text` (valid base64) is the one spelling of its bytes an encoder writes: the bits
-// after the last byte are zero. Comparing decoded bytes must not accept what comparing the
-// text would refuse.
-bool canonical_base64(std::string_view text) noexcept {
-    std::size_t const pad = text.ends_with("==") ? 2 : text.ends_with('=') ? 1 : 0;
-    if (pad == 0 || text.size() <= pad) return true;
-    auto const c = text[text.size() - 1 - pad];
-    int const v = c >= 'A' && c <= 'Z' ? c - 'A' : c >= 'a' && c <= 'z' ? c - 'a' + 26 : c >= '0' && c <= '9' ? c - '0' + 52
-                                                                                       : c == '+' ? 62 : 63;
-    return (v & (pad == 1 ? 0x3 : 0xf)) == 0;
+// A base64 signature of `size` bytes, read as written: a spelling no encoder writes (bits set
+// after the last byte) decodes to no bytes, which match no MAC, as comparing the text would not.
+std::optional<secret_bytes> base64_signature(std::string_view text, std::size_t size) {
+    auto bytes = base64_bytes(text, size);
+    if (bytes && !crypto::canonical_base64(text)) bytes.emplace();
+    return bytes;
 }
 
 // Whether any secret's MAC equals any of `signatures`. Every pair is compared in constant time
@@ -216,8 +211,8 @@ inbound_verdict verify_standard(std::span<secret_bytes const> secrets, inbound_r
         auto const entry = signature.substr(at, end - at);
         at = end + 1;
         if (entry.starts_with("v1,")) {
-            if (auto sig = base64_bytes(entry.substr(3), 32)) {
-                if (canonical_base64(entry.substr(3))) v1.push_back(std::move(*sig));
+            if (auto sig = base64_signature(entry.substr(3), 32)) {
+                v1.push_back(std::move(*sig));
                 well_formed = true;
             }
         }
@@ -405,18 +400,29 @@ inbound_verdict verify_slack(std::span<secret_bytes const> secrets, inbound_requ
 
 // ---- Twilio ----
 
+// Whether `url` is an absolute URL. An endpoint is called at one URL, so the last one found
+// absolute on this thread is not parsed again: Boost.URL's parse costs as much as MACing a few
+// hundred bytes.
+bool absolute_url(std::string_view url) {
+    thread_local std::string last;
+    if (!last.empty() && url == last) return true;
+    if (!boost::urls::parse_absolute_uri(url)) return false;
+    last.assign(url);
+    return true;
+}
+
 inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_request const& req, checks const& c) {
     auto const signature = header(req, "X-Twilio-Signature");
     if (!signature) return refuse(inbound_rejection::missing_signature, "the X-Twilio-Signature header is missing");
-    auto sig = base64_bytes(*signature, 20);
+    auto sig = base64_signature(*signature, 20);
     if (!sig)
         return refuse(inbound_rejection::malformed_signature,
                       "X-Twilio-Signature is not standard base64 of 20 bytes (HMAC-SHA1)");
     if (req.url.empty())
         return refuse(inbound_rejection::signature_mismatch,
                       "Twilio signs the URL it called, and none is known here; configure the public base URL");
-    auto const url = boost::urls::parse_absolute_uri(req.url);
-    if (!url) return refuse(inbound_rejection::signature_mismatch, "the URL Twilio called is not an absolute URL");
+    if (!absolute_url(req.url))
+        return refuse(inbound_rejection::signature_mismatch, "the URL Twilio called is not an absolute URL");
 
     // Form bodies: the URL, then every parameter sorted by name (then value), name and value
     // with no separators. Other bodies: the URL alone, which carries the body's SHA-256.
@@ -439,6 +445,7 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
         }
     } else {
         std::optional<std::string> body_sha;
+        auto const url = boost::urls::parse_absolute_uri(req.url);  // absolute, as checked above
         for (auto const& p : url->params())
             if (p.key == "bodySHA256") body_sha = p.value;
         if (!body_sha)
@@ -479,7 +486,7 @@ inbound_verdict verify_shopify(std::span<secret_bytes const> secrets, inbound_re
     std::string type(*topic);
     std::replace(type.begin(), type.end(), '/', '.');
     if (!is_name(type)) return refuse(inbound_rejection::malformed_signature, "X-Shopify-Topic is not a topic name");
-    auto sig = base64_bytes(*signature, 32);
+    auto sig = base64_signature(*signature, 32);
     if (!sig)
         return refuse(inbound_rejection::malformed_signature,
                       "X-Shopify-Hmac-Sha256 is not standard base64 of 32 bytes (HMAC-SHA256)");

@@ -9,6 +9,14 @@
 
 namespace integration::retention {
 
+result<void> validate(retention_options const& options) {
+    if (options.batch == 0)
+        return error{errc::invalid_argument,
+                     "retention_options.batch is 0; set it to the rows archived per file and per step (1 or more, "
+                     "500 by default)"};
+    return {};
+}
+
 retention_worker::retention_worker(storage::store& store, blobs::blob_store& blobs, clock const& clock,
                                    retention_options options)
     : store_(store), blobs_(blobs), clock_(clock), options_(options) {}
@@ -83,6 +91,7 @@ result<std::size_t> retention_worker::forget_events(request_context const& ctx, 
 }
 
 result<retention_sweep> retention_worker::sweep() {
+    if (auto valid = validate(options_); !valid) return valid.error();
     retention_sweep out;
     auto now = clock_.now();
     auto tenants = store_.tenants();

@@ -149,7 +149,9 @@ result<void> verify(secret_bytes const& secret, std::string_view webhook_id, std
         if (symmetric) {
             matched |= crypto::equal_constant_time(entry, expected);
         } else if (entry.starts_with("v1a,")) {
-            if (auto sig = crypto::from_base64(entry.substr(4)))
+            // Read as written, like the v1 entries compared as text: one spelling per signature.
+            auto const text = entry.substr(4);
+            if (auto sig = crypto::from_base64(text); sig && crypto::canonical_base64(text))
                 matched |= crypto::ed25519_verify(public_key.data(), public_key.size(), content, sig->data(), sig->size());
         }
     }

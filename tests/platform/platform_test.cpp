@@ -194,6 +194,18 @@ TEST(platform_test, a_data_dir_others_may_write_is_refused) {
     EXPECT_FALSE(fs::exists(dir / "integration.db"));
 }
 
+// The retention worker's sweep would never end with a batch of 0: refused when the platform opens.
+TEST(platform_test, a_retention_batch_of_zero_is_refused_at_open) {
+    temp_dir tmp;
+    auto options = quiet((tmp.path() / "data").string());
+    options.retention.batch = 0;
+    auto r = open_platform(options);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_NE(r.error().message().find("retention_options.batch"), std::string::npos) << r.error().message();
+    EXPECT_FALSE(fs::exists(tmp.path() / "data"));
+}
+
 TEST(platform_test, the_workers_relay_an_outbox_event_and_stop) {
     temp_dir tmp;
     auto options = quiet((tmp.path() / "data").string());

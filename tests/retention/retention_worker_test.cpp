@@ -138,6 +138,21 @@ TEST_F(retention_worker_test, run_bodies_kept_in_the_store_are_purged_after_30_d
     EXPECT_EQ(body(recent, storage::run_body::request).error(), errc::not_found);
 }
 
+// A batch of 0 took no rows per step, so each step's loop never saw a short batch and the
+// sweep never returned; it is refused before anything is read.
+TEST_F(retention_worker_test, a_batch_of_zero_is_refused_with_what_to_set) {
+    finished_run(a_, true);
+    clock_.advance(400 * 24h);
+    retention::retention_worker worker(*store_, *blobs_, clock_, {.batch = 0});
+    auto swept = worker.sweep();
+    ASSERT_FALSE(swept);
+    EXPECT_EQ(swept.error(), errc::invalid_argument);
+    EXPECT_NE(swept.error().message().find("retention_options.batch"), std::string::npos) << swept.error().message();
+    EXPECT_EQ(count_runs(a_), 1u);
+    EXPECT_FALSE(retention::validate({.batch = 0}));
+    EXPECT_TRUE(retention::validate({.batch = 1}));
+}
+
 TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
     must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
         auto f = must(failures::integration_failure::record(

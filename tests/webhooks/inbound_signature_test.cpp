@@ -463,17 +463,31 @@ TEST_P(EveryScheme, OneByteChangeToSignatureIsRefused) {
     }
 }
 
-TEST(InboundSignatureVectors, StandardV1EntryMatchesAsWrittenNotOnlyAsDecoded) {
-    // v1 entries are compared as MAC bytes; a spelling that decodes to the same bytes but that no
-    // encoder writes (a bit set after the last byte) must still be refused, as the text is.
-    auto r = signed_request(inbound_scheme::standard, standard_secret, body_for(inbound_scheme::standard));
-    auto& sig = r.at("webhook-signature");
-    ASSERT_TRUE(sig.ends_with("="));
-    ASSERT_FALSE(sig.ends_with("=="));
-    auto& last = sig[sig.size() - 2];
+// Base64 signatures are compared as MAC bytes; a spelling that decodes to the same bytes but that
+// no encoder writes (a bit set after the last byte) must still be refused, as comparing the text
+// would, and for the same reason as a wrong signature.
+::testing::AssertionResult refused_when_respelled(inbound_scheme scheme, std::string const& verify_with,
+                                                  request r, std::string const& header) {
+    if (auto v = verify(scheme, verify_with, r, now); !accepted(v)) return accepted(v);
+    auto& sig = r.at(header);
+    std::size_t const pad = sig.ends_with("==") ? 2 : sig.ends_with("=") ? 1 : 0;
+    if (pad == 0) return ::testing::AssertionFailure() << "no padding to play with: " << sig;
+    auto& last = sig[sig.size() - 1 - pad];
     std::string_view const alphabet = support::b64_alphabet;
     last = alphabet[alphabet.find(last) ^ 1];
-    EXPECT_TRUE(refused(verify(inbound_scheme::standard, standard_secret, r, now), inbound_rejection::signature_mismatch));
+    return refused(verify(scheme, verify_with, r, now), inbound_rejection::signature_mismatch);
+}
+
+TEST(InboundSignatureVectors, Base64SignaturesMatchAsWrittenNotOnlyAsDecoded) {
+    for (auto scheme : {inbound_scheme::standard, inbound_scheme::twilio, inbound_scheme::shopify}) {
+        auto r = signed_request(scheme, secret_for(scheme), body_for(scheme));
+        EXPECT_TRUE(refused_when_respelled(scheme, secret_for(scheme), r, signature_header_of(scheme))) << to_string(scheme);
+    }
+    // Standard Webhooks v1a (Ed25519): 64 bytes, so two '=' and four bits after the last byte.
+    auto key = generate_ed25519_key();
+    auto v1a = signed_request(inbound_scheme::standard, std::string(key.private_key.view()), body_for(inbound_scheme::standard));
+    ASSERT_TRUE(v1a.at("webhook-signature").starts_with("v1a,"));
+    EXPECT_TRUE(refused_when_respelled(inbound_scheme::standard, key.public_key, v1a, "webhook-signature"));
 }
 
 TEST_P(EveryScheme, BodyVariantsAreRefused) {

@@ -25,8 +25,12 @@ struct retention_options {
     std::chrono::hours deliveries{90 * 24};
     /** Raw webhook payloads, by the delivery's creation (and blobs under `webhooks/` by write time). */
     std::chrono::hours payloads{30 * 24};
-    std::size_t batch = 500;  ///< Rows per archive file.
+    std::size_t batch = 500;  ///< Rows per archive file and per step; at least 1.
 };
+
+/** Refuses options no sweep can run with: a `batch` of 0 (every step would take no rows and
+ *  never finish). `open_platform` and `retention_worker::sweep` call it. */
+INTEGRATION_EXPORT result<void> validate(retention_options const& options);
 
 /** What one sweep did. */
 struct retention_sweep {
@@ -50,7 +54,7 @@ public:
      *  events; deletes old webhook payloads and clears their deliveries' `payloadRef`; then purges
      *  old blobs. An archive file is written before its rows are deleted and is named by its rows,
      *  and a payload is deleted before its reference, so a sweep cut short does the same work
-     *  again next time. */
+     *  again next time. Refuses options `validate` refuses, before touching anything. */
     result<retention_sweep> sweep();
 
 private:
