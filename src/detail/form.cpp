@@ -8,6 +8,10 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define INTEGRATION_FORM_AVX2 1  // compiled for every x86-64, used where the CPU has AVX2
+#endif
 
 namespace integration::detail {
 
@@ -27,8 +31,9 @@ unsigned is_raw(char c) noexcept { return raw_bytes[static_cast<unsigned char>(c
 
 #if defined(__SSE2__)
 // 0xff in each byte of `x` that form encoding leaves raw, 0 in the others. The compares are
-// signed: bytes from 0x80 up are negative, below every bound, so never raw.
-__m128i raw_mask(__m128i x) noexcept {
+// signed: bytes from 0x80 up are negative, below every bound, so never raw. Inlined, so that the
+// constants stay in registers across a loop (called as a function, it is half the scan's time).
+[[gnu::always_inline]] inline __m128i raw_mask(__m128i x) noexcept {
     auto const all = [](char c) { return _mm_set1_epi8(c); };
     auto const between = [&](__m128i v, char lo, char hi) {
         return _mm_and_si128(_mm_cmpgt_epi8(v, all(static_cast<char>(lo - 1))),
@@ -45,9 +50,39 @@ __m128i raw_mask(__m128i x) noexcept {
 }
 
 // Where the first byte of the 16 at `p` that is not raw is; 16 when they all are.
-std::size_t raw_prefix16(char const* p) noexcept {
+[[gnu::always_inline]] inline std::size_t raw_prefix16(char const* p) noexcept {
     auto const m = static_cast<unsigned>(_mm_movemask_epi8(raw_mask(_mm_loadu_si128(reinterpret_cast<__m128i const*>(p)))));
     return static_cast<std::size_t>(std::countr_one(m));
+}
+#endif
+
+#if defined(INTEGRATION_FORM_AVX2)
+// The raw bytes by nibbles, for a table lookup of 32 bytes at once: a byte is raw when its low
+// nibble's entry has the bit of its high nibble's row (rows 2-7 hold every raw byte; the others
+// have no bit). Built from `raw_bytes`, so the two cannot disagree.
+constexpr auto low_nibble_rows = [] {
+    std::array<unsigned char, 16> t{};
+    for (int hi = 2; hi < 8; ++hi)
+        for (int lo = 0; lo < 16; ++lo)
+            if (raw_bytes[static_cast<std::size_t>(hi * 16 + lo)]) t[static_cast<std::size_t>(lo)] |= 1u << (hi - 2);
+    return t;
+}();
+constexpr std::array<unsigned char, 16> high_nibble_row = {0, 0, 1, 2, 4, 8, 16, 32, 0, 0, 0, 0, 0, 0, 0, 0};
+
+// Where the first byte that is not raw is, or the end of the last whole 32 bytes when all are.
+[[gnu::target("avx2")]] std::size_t raw_run_avx2(char const* p, std::size_t n) noexcept {
+    __m256i const lows = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<__m128i const*>(low_nibble_rows.data())));
+    __m256i const highs = _mm256_broadcastsi128_si256(_mm_loadu_si128(reinterpret_cast<__m128i const*>(high_nibble_row.data())));
+    __m256i const nibble = _mm256_set1_epi8(0x0f);
+    std::size_t i = 0;
+    for (; i + 32 <= n; i += 32) {
+        __m256i const x = _mm256_loadu_si256(reinterpret_cast<__m256i const*>(p + i));
+        __m256i const lo = _mm256_shuffle_epi8(lows, _mm256_and_si256(x, nibble));
+        __m256i const hi = _mm256_shuffle_epi8(highs, _mm256_and_si256(_mm256_srli_epi16(x, 4), nibble));
+        __m256i const other = _mm256_cmpeq_epi8(_mm256_and_si256(lo, hi), _mm256_setzero_si256());
+        if (auto const m = static_cast<unsigned>(_mm256_movemask_epi8(other)); m != 0) return i + std::countr_zero(m);
+    }
+    return i;
 }
 #endif
 
@@ -59,12 +94,17 @@ std::size_t raw_run_scalar(std::string_view text) noexcept {
     return i;
 }
 
-// A value is mostly one long run (a message body), so the bytes are checked 16 at a time (64 a
-// step while they are all raw). Elsewhere eight bytes are looked up per step without a branch each.
+// A value is mostly one long run (a message body), so the bytes are checked 32 at a time where
+// the CPU has AVX2, else 16 at a time (64 a step while they are all raw); without SSE2, eight
+// bytes are looked up per step without a branch each.
 std::size_t raw_run(std::string_view text) noexcept {
     std::size_t i = 0;
     auto const* p = text.data();
     auto const n = text.size();
+#if defined(INTEGRATION_FORM_AVX2)
+    static bool const avx2 = __builtin_cpu_supports("avx2");
+    if (avx2 && n >= 32) i = raw_run_avx2(p, n);  // the 16-byte steps below finish (or find again) from i
+#endif
 #if defined(__SSE2__)
     for (; i + 64 <= n; i += 64) {
         auto const* q = reinterpret_cast<__m128i const*>(p + i);
