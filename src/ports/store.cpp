@@ -7,19 +7,38 @@ std::string const& store::event_source() const noexcept {
     return source;
 }
 
-prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx, time_point now,
-                                 std::string_view source, std::optional<std::string> payload) {
-    prepared_inbound p{std::move(d), {}, std::move(payload)};
-    auto events = p.delivery.take_events();
-    p.events.reserve(events.size());
+namespace {
+
+// The aggregate's pending events as its next save at `version` would write them to the outbox.
+std::vector<serialized_event> serialize_pending(webhooks::webhook_delivery& d, request_context const& ctx,
+                                                time_point now, std::string_view source, std::int64_t version) {
+    auto events = d.take_events();
+    std::vector<serialized_event> out;
+    out.reserve(events.size());
     for (auto& e : events) {
-        // The first save makes the delivery version 1, as `save` would have stamped these.
-        auto env = events::make_envelope(std::move(e), ctx, "WebhookDelivery", p.delivery.id(), ctx.tenant_id, 1, now);
+        auto env = events::make_envelope(std::move(e), ctx, "WebhookDelivery", d.id(), ctx.tenant_id, version, now);
         env.source = source;
         auto json = events::serialize_envelope(env);
         env.data = {};
-        p.events.push_back({std::move(env), std::move(json)});
+        out.push_back({std::move(env), std::move(json)});
     }
+    return out;
+}
+
+}  // namespace
+
+prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx, time_point now,
+                                 std::string_view source, std::optional<std::string> payload) {
+    prepared_inbound p{std::move(d), {}, std::move(payload)};
+    // The first save makes the delivery version 1, as `save` would have stamped these.
+    p.events = serialize_pending(p.delivery, ctx, now, source, 1);
+    return p;
+}
+
+prepared_attempt prepare_attempt(webhooks::webhook_delivery d, request_context const& ctx, time_point now,
+                                 std::string_view source) {
+    prepared_attempt p{std::move(d), {}};
+    p.events = serialize_pending(p.delivery, ctx, now, source, p.delivery.meta().version + 1);
     return p;
 }
 

@@ -58,9 +58,10 @@ struct outcome {
 struct recording {
     std::string tenant_id;
     std::vector<outcome> items;
-    // Each item's delivery with its outcome applied (by the worker, before the writer sees it);
-    // nullopt when the delivery is no longer sendable (e.g. replayed meanwhile).
-    std::vector<std::optional<webhook_delivery>> ready;
+    // Each item's delivery with its outcome applied and its events serialized (by the worker,
+    // before the writer sees it); nullopt when the delivery is no longer sendable (e.g. replayed
+    // meanwhile).
+    std::vector<std::optional<storage::prepared_attempt>> ready;
     std::uint64_t delivered = 0, failed = 0, dead = 0, disabled = 0;
 };
 
@@ -153,7 +154,7 @@ struct delivery_worker::state {
     }
 
     void start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now);
-    void prepare(recording& batch);
+    void prepare(recording& batch, request_context const& ctx);
     std::size_t record_finished(bool all);
     void record_tenant(std::shared_ptr<recording> batch);
     result<void> apply(storage::unit_of_work& uow, recording& batch);
@@ -241,10 +242,10 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     });
 }
 
-// On the worker's thread: every outcome applied to a copy of its leased delivery, so that the
-// unit on the store's writer only writes (the leased copy stays, for a unit that conflicted and
-// is recorded again).
-void delivery_worker::state::prepare(recording& batch) {
+// On the worker's thread: every outcome applied to a copy of its leased delivery and the events
+// it raised built, so that the unit on the store's writer only writes (the leased copy stays, for
+// a unit that conflicted and is recorded again).
+void delivery_worker::state::prepare(recording& batch, request_context const& ctx) {
     auto now = clock_.now();
     batch.ready.clear();
     batch.ready.reserve(batch.items.size());
@@ -268,7 +269,12 @@ void delivery_worker::state::prepare(recording& batch) {
                 applied = d.record_failure(std::move(a),
                                            now + (o.retry_after ? std::min(*o.retry_after, o.max_delay) : o.retry_delay));
         }
-        batch.ready.push_back(applied ? std::optional(std::move(d)) : std::nullopt);
+        if (!applied)
+            batch.ready.emplace_back();
+        else if (o.defer_until)
+            batch.ready.push_back(storage::prepared_attempt{std::move(d), {}});  // no attempt: `save`s it
+        else
+            batch.ready.push_back(storage::prepare_attempt(std::move(d), ctx, now, store.event_source()));
     }
 }
 
@@ -291,7 +297,7 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
     for (std::size_t i = 0; i < batch.items.size(); ++i) {
         auto const& o = batch.items[i];
         if (!batch.ready[i]) continue;  // no longer sendable (e.g. replayed meanwhile): nothing to record
-        auto& d = *batch.ready[i];
+        auto& d = batch.ready[i]->delivery;
         if (o.defer_until) {
             if (auto s = uow.deliveries().save(d); !s && s.error() != errc::conflict) return s;
             continue;
@@ -299,7 +305,7 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
         bool ok = o.status && *o.status >= 200 && *o.status < 300;
         bool gone = o.status == 410;
         // A save that conflicts means another worker took the lease over: its outcome wins.
-        if (auto s = uow.deliveries().record_attempt(d); !s) {
+        if (auto s = uow.deliveries().record_prepared_attempt(*batch.ready[i]); !s) {
             if (s.error() == errc::conflict) continue;
             return s;
         }
@@ -347,8 +353,8 @@ void delivery_worker::state::record_tenant(std::shared_ptr<recording> batch) {
         std::lock_guard lock(mutex);
         ++recordings;
     }
-    prepare(*batch);
     auto ctx = request_context::for_tenant(batch->tenant_id, "delivery-worker");
+    prepare(*batch, ctx);
     store.transact_async(
         ctx, [this, batch](storage::unit_of_work& uow) { return apply(uow, *batch); }, options.recording,
         [this, batch](result<void> r) mutable { recorded(std::move(batch), std::move(r)); });

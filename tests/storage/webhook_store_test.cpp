@@ -178,6 +178,60 @@ TEST_P(store_conformance, record_attempt_stores_the_attempt_the_state_and_the_ev
     EXPECT_FALSE(foreign);
 }
 
+// The delivery worker builds an attempt's events off the store's writer (prepare_attempt): the
+// store writes those rows as they are, as record_attempt would have written them.
+TEST_P(store_conformance, record_prepared_attempt_writes_the_events_built_before_the_unit) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1"});
+    auto leased = must(store_->claim_deliveries(now, "worker-1", now + 30s, 10));
+    ASSERT_EQ(leased.size(), 1u);
+    auto version = leased[0].delivery.meta().version;
+    must(leased[0].delivery.record_success(attempt(now, 204)));
+    auto p = storage::prepare_attempt(leased[0].delivery, a_, now, store_->event_source());
+    EXPECT_TRUE(p.delivery.pending_events().empty());
+    ASSERT_EQ(p.events.size(), 1u);
+    EXPECT_EQ(p.events[0].envelope.event_type, "WebhookDelivered");
+    EXPECT_EQ(p.events[0].envelope.aggregate_version, version + 1);
+
+    // Events that are not the delivery's, in this tenant, at its next version are refused.
+    auto wrong = p;
+    wrong.events[0].envelope.aggregate_version = version;
+    auto refused = store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_prepared_attempt(wrong); });
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument);
+    auto foreign = p;
+    refused = store_->transact(b_, [&](unit_of_work& uow) { return uow.deliveries().record_prepared_attempt(foreign); });
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument);
+
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_prepared_attempt(p); }));
+    EXPECT_EQ(p.delivery.meta().version, version + 1);
+    auto stored = must(storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.deliveries().find(a.delivery_ids[0]); }));
+    EXPECT_EQ(stored.status(), delivery_status::delivered);
+    ASSERT_EQ(stored.data().delivery_attempts.size(), 1u);
+    EXPECT_EQ(stored.data().delivery_attempts[0].http_status, 204);
+    auto events = must(store_->pending_events(100));
+    auto it = std::find_if(events.begin(), events.end(), [&](storage::outbox_record const& e) {
+        return e.envelope.event_id == p.events[0].envelope.event_id;
+    });
+    ASSERT_NE(it, events.end());
+    EXPECT_EQ(it->envelope.event_type, "WebhookDelivered");
+    EXPECT_EQ(it->envelope.tenant_id, a_.tenant_id);
+    EXPECT_EQ(it->envelope.aggregate_id, a.delivery_ids[0]);
+    EXPECT_EQ(it->envelope.aggregate_version, version + 1);
+    EXPECT_EQ(it->envelope.source, store_->event_source());
+    EXPECT_EQ(std::count_if(events.begin(), events.end(), [&](storage::outbox_record const& e) {
+                  return e.envelope.event_type == "WebhookDelivered";
+              }),
+              1);
+
+    // A stale copy (already recorded) conflicts and writes no second event.
+    auto stale = storage::prepare_attempt(leased[0].delivery, a_, now, store_->event_source());
+    auto again = store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_prepared_attempt(stale); });
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error(), errc::conflict);
+}
+
 TEST_P(store_conformance, an_ordered_subscription_releases_one_delivery_at_a_time_in_publication_order) {
     auto now = clock_.now();
     auto fifo = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3"}, true);

@@ -210,6 +210,19 @@ INTEGRATION_EXPORT prepared_inbound prepare_inbound(webhooks::webhook_delivery d
                                                    time_point now, std::string_view source,
                                                    std::optional<std::string> payload);
 
+/** An outbound delivery with one attempt recorded (`record_success`, `record_failure` or
+ *  `record_gone`) and that attempt's events already built, so that the store's writer only binds
+ *  them (`webhook_delivery_repository::record_prepared_attempt`). */
+struct prepared_attempt {
+    webhooks::webhook_delivery delivery;   ///< As loaded or leased, the attempt applied; no pending events.
+    std::vector<serialized_event> events;  ///< Its outbox rows, at the version its save makes.
+};
+
+/** Makes `d` ready for `record_prepared_attempt`: its pending events wrapped for `ctx` at `now`
+ *  with `source` (the store's `event_source()`) and the version after its save, and serialized. */
+INTEGRATION_EXPORT prepared_attempt prepare_attempt(webhooks::webhook_delivery d, request_context const& ctx,
+                                                   time_point now, std::string_view source);
+
 /** The inbound delivery that already holds a vendor delivery id (`add_inbound`). */
 struct inbound_match {
     std::string delivery_id;
@@ -237,6 +250,10 @@ public:
      *  (the state columns, the new attempt, the events). `errc::conflict` when the stored
      *  delivery changed meanwhile (e.g. another worker took its lease over). */
     virtual result<void> record_attempt(webhooks::webhook_delivery& d) { return save(d); }
+    /** `record_attempt` of `p.delivery`, whose events `prepare_attempt` built off the store's
+     *  writer: they are written as they are. `errc::invalid_argument` when they are not the
+     *  delivery's, in this tenant, at the version this save makes. */
+    virtual result<void> record_prepared_attempt(prepared_attempt& p) = 0;
     /** Deliveries in a final state (Delivered, DeadLettered; inbound Accepted or Failed) whose
      *  last attempt was before `before`, oldest first (retention). */
     virtual result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) = 0;

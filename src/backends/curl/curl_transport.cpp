@@ -186,7 +186,7 @@ public:
         auto c = acquire();
         if (!c) return error{errc::unavailable, "libcurl could not start a transfer"};
         call_state state;
-        prepare(c.get(), r, state);
+        prepare(c.get(), r, state, true);
         auto rc = curl_easy_perform(c.get());
         auto res = outcome(c.get(), rc, r, state);
         // A failed call may have left its connection with an answer half-read (cut at the cap,
@@ -227,11 +227,13 @@ public:
         if (pool_.size() < 1024) pool_.push_back(std::move(c));
     }
 
-    /** Sets every option of `r` on `h`; the options point into `r` and `s`, which must outlive the transfer. */
-    void prepare(CURL* h, request const& r, call_state& s) {
+    /** Sets every option of `r` on `h`; the options point into `r` and `s`, which must outlive the
+     *  transfer. `watch_cancel`: libcurl asks `r.cancel` as it goes (the event loop asks it itself). */
+    void prepare(CURL* h, request const& r, call_state& s, bool watch_cancel) {
         s.t = transfer{{}, o_.max_response_bytes, false, r.cancel.get()};
+        std::string line;  // one buffer for every header: curl_slist_append copies it
         for (auto const& [k, v] : r.headers) {
-            auto line = k + ": " + v;
+            line.assign(k).append(": ").append(v);
             s.headers.reset(curl_slist_append(s.headers.release(), line.c_str()));
         }
         // "::ADDRESS:PORT" connects any host and port of this call to the checked address, so
@@ -268,7 +270,7 @@ public:
         // whether calls go through a proxy is decided here, not by the process environment.
         curl_easy_setopt(h, CURLOPT_PROXY, o_.proxy.c_str());
         if (!o_.proxy.empty() && !o_.no_proxy.empty()) curl_easy_setopt(h, CURLOPT_NOPROXY, o_.no_proxy.c_str());
-        if (r.cancel) {
+        if (r.cancel && watch_cancel) {
             curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
             curl_easy_setopt(h, CURLOPT_XFERINFODATA, &s.t);
             curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
@@ -345,7 +347,9 @@ void event_loop::add(std::unique_ptr<flight> f) {
         return;
     }
     auto* h = f->handle.get();
-    owner_.prepare(h, f->req, f->state);
+    // No progress callback: `run` looks at every call's cancellation at each wake-up (50 ms apart
+    // at most while one can be cancelled), instead of libcurl calling back at every step of each.
+    owner_.prepare(h, f->req, f->state, false);
     if (curl_multi_add_handle(multi_, h) != CURLM_OK) {
         complete(*f, error{errc::unavailable, "libcurl could not start a transfer"});
         return;

@@ -681,41 +681,19 @@ public:
                          {to_unix_ms(now)}, "next_attempt_at, delivery_id", clamp_limit(limit));
     }
     result<void> save(webhooks::webhook_delivery& d) override { return r_.save(d); }
-    // An attempt changes four state columns and appends one attempt row: the row's other
-    // columns, their indexes and the stored attempts stay as they are. The version check proves
-    // the stored row is the one `d` was leased as, whose attempts are `d`'s but the new last one.
     result<void> record_attempt(webhooks::webhook_delivery& d) override {
-        if (auto r = writable(w_, "deliveries().record_attempt"); !r) return r;
-        auto const& m = d.meta();
-        auto const& x = d.data();
-        if (m.version == 0 || m.tenant_id != w_.ctx.tenant_id || x.direction != webhooks::delivery_direction::outbound ||
-            x.delivery_attempts.empty() || static_cast<std::int64_t>(x.delivery_attempts.size()) != x.attempts)
-            return r_.save(d);
-        auto now = w_.clk.now();
-        static std::string const update_sql =
-            "UPDATE deliveries SET updated_at = ?, updated_by = ?, row_version = row_version + 1, lease_owner = NULL, "
-            "lease_until = NULL, status = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ? "
-            "WHERE delivery_id = ? AND tenant_id = ? AND row_version = ?";
-        auto update = w_.db.prepare_static(update_sql);
-        if (!update) return update.error();
-        auto at = [](std::optional<time_point> const& t) { return t ? value{to_unix_ms(*t)} : value{nullptr}; };
-        (*update)->bind_all({to_unix_ms(now), w_.ctx.actor, mapping::to_value(x.status), x.attempts,
-                             at(x.next_attempt_at), at(x.last_attempt_at), x.delivery_id, m.tenant_id, m.version});
-        if (auto r = (*update)->run(); !r) return r;
-        if (w_.db.changes() != 1)
-            return error{errc::conflict, "WebhookDelivery " + x.delivery_id + " was changed concurrently (saved version " +
-                                             std::to_string(m.version) + "); reload it and retry"};
-        static std::string const insert_sql =
-            mapping::child_insert_sql<webhooks::delivery_attempt>(table_of<webhooks::webhook_delivery>.name,
-                                                                  "deliveryAttempts");
-        auto insert = w_.db.prepare_static(insert_sql);
-        if (!insert) return insert.error();
-        std::vector<value> v{x.delivery_id, x.attempts - 1};
-        mapping::append_child_values(x.delivery_attempts.back(), v);
-        (*insert)->bind_all(v);
-        if (auto r = (*insert)->run(); !r) return r;
-        d.mark_saved(w_.ctx.actor, now, m.version + 1);
+        if (auto r = write_attempt(d); !r) return r;
         return r_.write_events(d);
+    }
+    result<void> record_prepared_attempt(prepared_attempt& p) override {
+        auto const& d = p.delivery;
+        for (auto const& e : p.events)
+            if (e.envelope.tenant_id != w_.ctx.tenant_id || e.envelope.aggregate_id != d.id() ||
+                e.envelope.aggregate_version != d.meta().version + 1)
+                return error{errc::invalid_argument,
+                             "record_prepared_attempt's events must be its delivery's, in this tenant, at its next version"};
+        if (auto r = write_attempt(p.delivery); !r) return r;
+        return insert_events(p.events);
     }
     result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) override {
         return r_.select("(status IN ('Delivered', 'DeadLettered', 'Accepted') OR "
@@ -789,19 +767,70 @@ public:
             (*put)->bind_all({p.delivery.id(), w_.ctx.tenant_id, std::vector<unsigned char>(p.payload->begin(), p.payload->end())});
             if (auto r = (*put)->run(); !r) return r.error();
         }
-        auto ins = w_.db.prepare_static(outbox_insert_sql);
-        if (!ins) return ins.error();
-        for (auto const& e : p.events) {
-            auto const& env = e.envelope;
-            (*ins)->reset();
-            (*ins)->bind_all({env.event_id, env.tenant_id, env.aggregate_type, env.aggregate_id, env.aggregate_version,
-                              env.event_type, to_unix_ms(env.occurred_at), e.json});
-            if (auto r = (*ins)->run(); !r) return r.error();
-        }
+        if (auto r = insert_events(p.events); !r) return r.error();
         return std::optional<inbound_match>();
     }
 
 private:
+    // An attempt changes four state columns and appends one attempt row: the row's other
+    // columns, their indexes and the stored attempts stay as they are. The version check proves
+    // the stored row is the one `d` was leased as, whose attempts are `d`'s but the new last one.
+    // Its events are left to the caller.
+    result<void> write_attempt(webhooks::webhook_delivery& d) {
+        if (auto r = writable(w_, "deliveries().record_attempt"); !r) return r;
+        auto const& m = d.meta();
+        auto const& x = d.data();
+        if (m.version == 0 || m.tenant_id != w_.ctx.tenant_id || x.direction != webhooks::delivery_direction::outbound ||
+            x.delivery_attempts.empty() || static_cast<std::int64_t>(x.delivery_attempts.size()) != x.attempts)
+            return r_.save(d);
+        auto now = w_.clk.now();
+        static std::string const update_sql =
+            "UPDATE deliveries SET updated_at = ?, updated_by = ?, row_version = row_version + 1, lease_owner = NULL, "
+            "lease_until = NULL, status = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ? "
+            "WHERE delivery_id = ? AND tenant_id = ? AND row_version = ?";
+        auto update = w_.db.prepare_static(update_sql);
+        if (!update) return update.error();
+        auto at = [](std::optional<time_point> const& t) { return t ? value{to_unix_ms(*t)} : value{nullptr}; };
+        (*update)->bind_all({to_unix_ms(now), w_.ctx.actor, mapping::to_value(x.status), x.attempts,
+                             at(x.next_attempt_at), at(x.last_attempt_at), x.delivery_id, m.tenant_id, m.version});
+        if (auto r = (*update)->run(); !r) return r;
+        if (w_.db.changes() != 1)
+            return error{errc::conflict, "WebhookDelivery " + x.delivery_id + " was changed concurrently (saved version " +
+                                             std::to_string(m.version) + "); reload it and retry"};
+        static std::string const insert_sql =
+            mapping::child_insert_sql<webhooks::delivery_attempt>(table_of<webhooks::webhook_delivery>.name,
+                                                                  "deliveryAttempts");
+        auto insert = w_.db.prepare_static(insert_sql);
+        if (!insert) return insert.error();
+        std::vector<value> v{x.delivery_id, x.attempts - 1};
+        mapping::append_child_values(x.delivery_attempts.back(), v);
+        (*insert)->bind_all(v);
+        if (auto r = (*insert)->run(); !r) return r;
+        d.mark_saved(w_.ctx.actor, now, m.version + 1);
+        return {};
+    }
+    result<void> insert_events(std::span<serialized_event const> events) {
+        if (events.empty()) return {};
+        auto ins = w_.db.prepare_static(outbox_insert_sql);
+        if (!ins) return ins.error();
+        auto& s = **ins;
+        for (auto const& e : events) {
+            auto const& env = e.envelope;
+            s.reset();
+            s.bind_view(1, env.event_id);
+            s.bind_view(2, env.tenant_id);
+            s.bind_view(3, env.aggregate_type);
+            s.bind_view(4, env.aggregate_id);
+            s.bind_int(5, env.aggregate_version);
+            s.bind_view(6, env.event_type);
+            s.bind_int(7, to_unix_ms(env.occurred_at));
+            s.bind_view(8, e.json);
+            if (auto r = s.run(); !r) return r;
+        }
+        s.reset();  // unbinds the caller's strings
+        return {};
+    }
+
     work_state& w_;
     repo<webhooks::webhook_delivery> r_;
 };
@@ -1229,7 +1258,7 @@ public:
                 "AND o.status IN ('Pending', 'Failed') ORDER BY o.created_at, o.rowid LIMIT 1)) "
                 "ORDER BY d.next_attempt_at, d.rowid LIMIT ?2) RETURNING " +
                 std::string(mapping::meta_columns) + ", " + mapping::join(mapping::column_names<webhooks::delivery_data>());
-            auto st = db.prepare(sql);
+            auto st = db.prepare_static(sql);
             if (!st) return st.error();
             (*st)->bind_all({to_unix_ms(now), static_cast<std::int64_t>(clamp_limit(limit)), owner, to_unix_ms(until)});
             // The rows are read across tenants (the lease is the worker's, not a tenant's); only
