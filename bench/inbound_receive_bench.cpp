@@ -6,14 +6,16 @@
 //                                verify, dedupe, record the delivery, its payload (in the store) and
 //                                its canonical event. Every receive answers only once its delivery is
 //                                durable; concurrent ones share the store's group commit.
-// Items are accepted deliveries. The counter `units_per_commit` is how many receives one fsync
-// carried. Run: inbound_receive_bench [--benchmark_min_time=3]
+// Items are accepted deliveries. The counters: `units_per_commit`, how many receives one group
+// commit carried; `units_per_fsync`, how many one WAL sync made durable (the store's sync thread
+// syncs while the writer commits the next batch). Run: inbound_receive_bench [--benchmark_min_time=3]
 
 #include <integration/backends/local_vault/local_secret_store.hpp>
 #include <integration/backends/sqlite/sqlite_blob_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 #include <integration/services/inbound_gateway.hpp>
 
+#include "backends/sqlite/wal_sync.hpp"  // the store's WAL sync count (private to the backend)
 #include "sqlite_baseline.hpp"
 #include "support/hmac.hpp"
 
@@ -94,7 +96,7 @@ std::unique_ptr<world> make_world() {
 }
 
 std::unique_ptr<world> shared;
-std::atomic<std::uint64_t> commits_before{0}, units_before{0};
+std::atomic<std::uint64_t> commits_before{0}, units_before{0}, syncs_before{0};
 
 void inbound_receive(benchmark::State& state) {
     if (state.thread_index() == 0) {
@@ -102,6 +104,7 @@ void inbound_receive(benchmark::State& state) {
         auto s = storage::sqlite_store_stats(*shared->store).value();
         commits_before = s.commits;
         units_before = s.units;
+        syncs_before = storage::sqlite::wal_syncs(*shared->store);
     }
     std::int64_t n = 0;
     for (auto _ : state) {
@@ -123,6 +126,8 @@ void inbound_receive(benchmark::State& state) {
         auto s = storage::sqlite_store_stats(*shared->store).value();
         auto commits = static_cast<double>(s.commits - commits_before);
         state.counters["units_per_commit"] = commits > 0 ? static_cast<double>(s.units - units_before) / commits : 0;
+        auto syncs = static_cast<double>(storage::sqlite::wal_syncs(*shared->store) - syncs_before);
+        state.counters["units_per_fsync"] = syncs > 0 ? static_cast<double>(s.units - units_before) / syncs : 0;
         if (shared->refused > 0) state.SkipWithError("some receives were not accepted");
     }
 }

@@ -449,8 +449,15 @@ public:
      *  @endcode
      */
     virtual result<void> transact(request_context const& ctx, work fn, durability d = durability::immediate) = 0;
-    /** Called once a unit of `transact_async` committed (or failed), on the store's own thread:
-     *  keep it short, and never call back into the store from it. */
+    /** Called once a unit of `transact_async` committed (or failed) and is as durable as it
+     *  asked, on one of the store's own threads (the SQLite store: its writer, or for an
+     *  `immediate` unit its sync thread, after the WAL fsync that covers the unit). Keep it
+     *  short. It may read (`read`, `pending_events`, ...) and queue more work with
+     *  `transact_async`, but a synchronous write (`transact`, `mark_published`, ...) from it
+     *  would wait for the thread it runs on: the SQLite store refuses that at once with
+     *  `errc::invalid_argument` ("use transact_async"). Units of one durability are reported in
+     *  commit order; a unit that failed, or a `deferred` one, may be reported before an earlier
+     *  `immediate` unit that still waits for its fsync. */
     using committed = std::function<void(result<void>)>;
     /** Like `transact`, but returns at once: `fn` runs on the store's writer, and `done` is told
      *  the outcome once the commit holding the unit is as durable as `d` asks. No thread waits
@@ -465,7 +472,9 @@ public:
      *  workers that sweep each tenant in turn). */
     virtual result<std::vector<std::string>> tenants() = 0;
     /** Unpublished outbox rows in commit order (all tenants; for the relay), without dead rows and
-     *  without the rows of an aggregate that come after one of its dead rows. */
+     *  without the rows of an aggregate that come after one of its dead rows. Every row returned
+     *  is durable (a store that shows commits before their fsync syncs first), so nothing is
+     *  published that a power loss could take back. */
     virtual result<std::vector<outbox_record>> pending_events(std::size_t limit) = 0;
     /** Marks rows published at `at`. */
     virtual result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) = 0;

@@ -20,7 +20,7 @@ class sqlite_blobs final : public blob_store {
 public:
     sqlite_blobs(sqlite_blob_options o, std::unique_ptr<database> db)
         : o_(std::move(o)), clock_(o_.clock ? *o_.clock : system_clock::instance()), db_(std::move(db)),
-          flush_(o_.flush_interval, [this] { storage::sqlite::sync_wal(o_.path); }) {}
+          flush_(o_.flush_interval, [this] { (void)storage::sqlite::sync_wal(o_.path); }) {}
 
     result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data,
                             durability d) override {

@@ -3,8 +3,8 @@
 #include "../../detail/sql/mapping.hpp"
 #include "../../detail/sqlite/connection.hpp"
 #include "schema.hpp"
+#include "wal_sync.hpp"
 
-#include "../../detail/deferred_flush.hpp"
 #include "../../detail/thread_name.hpp"
 
 #include <integration/core/id.hpp>
@@ -17,6 +17,7 @@
 #include <deque>
 #include <future>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <thread>
 #include <tuple>
@@ -1092,24 +1093,45 @@ std::string mmap_pragma(sqlite_options const& o) {
     return "PRAGMA mmap_size = " + std::to_string(o.mmap_bytes);
 }
 
+// The store whose writer or sync thread the calling thread is. A synchronous write from there
+// (a `done` callback, a unit of work calling back) would wait for the very thread it runs on.
+thread_local void const* store_thread_of = nullptr;
+
+// Two threads of its own commit a store's writes. The writer runs queued units in group commits,
+// every commit with `synchronous=NORMAL` (no fsync inside COMMIT). The sync thread fdatasyncs the
+// WAL and then reports the `durability::immediate` units committed before that sync began, in
+// commit order; meanwhile the writer runs the next batch, so one batch's fsync overlaps the next
+// batch's CPU, and batches committed during a sync share the next one. The same thread syncs
+// `deferred` commits within `flush_interval`. In WAL mode a NORMAL commit followed by an fsync
+// of the WAL is as durable as a FULL commit: NORMAL still syncs the WAL before a checkpoint
+// copies it into the database file and the database file before the WAL is reused.
 class sqlite_store final : public store {
 public:
-    sqlite_store(sqlite_options o, std::unique_ptr<database> writer, file_identity id)
+    sqlite_store(sqlite_options o, std::unique_ptr<database> writer, file_identity id, sqlite::wal_sync sync)
         : o_(std::move(o)), clock_(o_.clock ? *o_.clock : system_clock::instance()), writer_(std::move(writer)),
-          identity_(id) {
+          identity_(id), sync_(std::move(sync)) {
         thread_ = std::thread([this] {
             integration::detail::name_this_thread("integ-sql-write");
+            store_thread_of = this;
             writer_loop();
+        });
+        sync_thread_ = std::thread([this] {
+            integration::detail::name_this_thread("integ-sql-sync");
+            store_thread_of = this;
+            sync_loop();
         });
     }
 
+    // Every queued unit is still committed, synced and reported; a `done` may queue more.
     ~sqlite_store() override {
         {
             std::lock_guard lock(queue_mutex_);
             stopping_ = true;
         }
         queue_cv_.notify_all();
+        sync_cv_.notify_all();
         thread_.join();
+        sync_thread_.join();
     }
 
     result<void> transact(request_context const& ctx, work fn, durability d) override {
@@ -1185,10 +1207,17 @@ public:
             return {};
         });
         if (!r) return r.error();
+        // A row is visible once committed, before the sync that makes it durable: publishing it
+        // then could announce a write that a power loss takes back. Every row read here was
+        // committed before the read's snapshot began, so one WAL sync now covers them all,
+        // whichever connection or process committed them.
+        if (!out.empty())
+            if (auto synced = sync_wal(); !synced) return synced.error();
         return out;
     }
 
     sqlite_stats stats() const noexcept { return {commits_.load(), units_.load()}; }
+    std::uint64_t syncs() const noexcept { return syncs_.load(); }
 
     result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) override {
         std::vector<std::int64_t> seqs(sequences.begin(), sequences.end());
@@ -1382,6 +1411,10 @@ private:
     }
 
     result<void> submit(job_fn fn, durability d) {
+        if (store_thread_of == this)
+            return error{errc::invalid_argument,
+                         "a synchronous store write cannot be made from a store callback (a transact_async `done`, "
+                         "or a unit of work): it would wait for the store thread it runs on; use transact_async"};
         std::promise<result<void>> p;
         auto f = p.get_future();
         job j{std::move(fn), o_.synchronous_full ? d : durability::deferred,
@@ -1411,13 +1444,18 @@ private:
 
     // Takes every queued job (up to max_batch), runs each in its own savepoint inside one
     // transaction, and commits once: concurrent callers share one fsync.
+    // On stop it drains the queue, then waits for the sync thread's reports, which may queue more.
     void writer_loop() {
         std::vector<job*> batch;
         while (true) {
             {
                 std::unique_lock lock(queue_mutex_);
-                queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
-                if (queue_.empty()) return;
+                queue_cv_.wait(lock, [&] { return !queue_.empty() || (stopping_ && !syncing_ && to_sync_.empty()); });
+                if (queue_.empty()) {
+                    writer_done_ = true;
+                    sync_cv_.notify_all();
+                    return;
+                }
                 std::size_t n = o_.group_commit ? std::min(queue_.size(), o_.max_batch) : 1;
                 batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
                 queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
@@ -1434,11 +1472,35 @@ private:
         }
     }
 
-    result<void> set_synchronous(bool full) {
-        if (full == synchronous_full_now_) return {};
-        auto r = writer_->exec(full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL");
-        if (r) synchronous_full_now_ = full;
-        return r;
+    // Syncs the WAL whenever an immediate unit waits (everything committed before the sync
+    // began), or `flush_interval` after a deferred commit; then reports the units it covered.
+    void sync_loop() {
+        std::unique_lock lock(queue_mutex_);
+        while (true) {
+            sync_cv_.wait(lock, [&] { return !to_sync_.empty() || dirty_since_ || writer_done_; });
+            if (to_sync_.empty() && !dirty_since_) return;  // the writer has stopped: nothing is left
+            if (to_sync_.empty())
+                sync_cv_.wait_until(lock, *dirty_since_ + o_.flush_interval,
+                                    [&] { return !to_sync_.empty() || stopping_; });
+            std::vector<job*> covered;
+            covered.swap(to_sync_);
+            dirty_since_.reset();
+            syncing_ = true;
+            lock.unlock();
+            auto synced = sync_wal();
+            for (auto* j : covered)
+                finish(j, synced ? result<void>() : result<void>(error{errc::storage_failure,
+                                                                      "the unit was committed but not made durable: " +
+                                                                          synced.error().detail()}));
+            lock.lock();
+            syncing_ = false;
+            queue_cv_.notify_all();  // a stopping writer waits for the last reports
+        }
+    }
+
+    result<void> sync_wal() {
+        ++syncs_;
+        return sync_(o_.path);
     }
 
     void run_batch(std::vector<job*>& batch) {
@@ -1448,8 +1510,6 @@ private:
             for (auto* j : batch) finish(j, e);
         };
         if (auto r = check_file(); !r) return fail_all(r.error());
-        bool full = std::any_of(batch.begin(), batch.end(), [](job const* j) { return j->d == durability::immediate; });
-        if (auto r = set_synchronous(full); !r) return fail_all(r.error());
         auto tx = begin_immediate();
         if (!tx) return fail_all(tx.error());
         for (std::size_t i = 0; i < batch.size(); ++i) {
@@ -1480,11 +1540,28 @@ private:
         if (!commit) return fail_all(commit.error());  // `tx` rolls back
         // A file swapped under us between the check and the commit must not look like success.
         if (auto r = check_file(); !r) return fail_all(r.error());
-        if (!full) flush_.mark();
         ++commits_;
         units_ += static_cast<std::uint64_t>(
             std::count_if(results.begin(), results.end(), [](result<void> const& r) { return r.has_value(); }));
-        for (std::size_t i = 0; i < batch.size(); ++i) finish(batch[i], std::move(results[i]), thrown[i]);
+        // Each unit is reported once it is as durable as it asked: a committed immediate unit
+        // after the sync thread's next WAL sync, every other one now.
+        std::vector<job*> wait_for_sync;
+        bool deferred = false;
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (results[i] && batch[i]->d == durability::immediate) {
+                wait_for_sync.push_back(batch[i]);
+                continue;
+            }
+            deferred = deferred || results[i].has_value();
+            finish(batch[i], std::move(results[i]), thrown[i]);
+        }
+        if (wait_for_sync.empty() && !deferred) return;
+        {
+            std::lock_guard lock(queue_mutex_);
+            to_sync_.insert(to_sync_.end(), wait_for_sync.begin(), wait_for_sync.end());
+            if (deferred && !dirty_since_) dirty_since_ = std::chrono::steady_clock::now();
+        }
+        sync_cv_.notify_one();
     }
 
     result<std::unique_ptr<database>> open_reader() {
@@ -1544,14 +1621,21 @@ private:
     std::atomic<bool> broken_{false};
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> units_{0};
+    std::atomic<std::uint64_t> syncs_{0};
+    sqlite::wal_sync sync_;
 
+    // The writer's queue and the sync thread's state, under one mutex.
     std::mutex queue_mutex_;
-    std::condition_variable queue_cv_;
+    std::condition_variable queue_cv_;  // the writer waits on it
+    std::condition_variable sync_cv_;   // the sync thread waits on it
     std::deque<job*> queue_;
+    std::vector<job*> to_sync_;  // committed immediate units, in commit order, awaiting a sync
+    std::optional<std::chrono::steady_clock::time_point> dirty_since_;  // first deferred commit not yet synced
+    bool syncing_ = false;       // the sync thread is syncing or reporting
     bool stopping_ = false;
+    bool writer_done_ = false;
     std::thread thread_;
-    bool synchronous_full_now_ = false;  // the writer connection's mode (writer thread only)
-    integration::detail::deferred_flush flush_{o_.flush_interval, [this] { sqlite::sync_wal(o_.path); }};
+    std::thread sync_thread_;
 
     std::mutex readers_mutex_;
     std::condition_variable readers_cv_;
@@ -1563,12 +1647,16 @@ private:
 }  // namespace
 
 result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
+    return sqlite::open_store(std::move(o), [](std::string const& path) { return sqlite::sync_wal(path); });
+}
+
+result<std::unique_ptr<store>> sqlite::open_store(sqlite_options o, wal_sync sync) {
     if (o.path.empty()) return error{errc::invalid_argument, "sqlite_options.path must name the database file"};
     auto db = database::open(o.path, false, static_cast<int>(o.busy_timeout.count()));
     if (!db) return db.error();
     auto& w = **db;
-    // WAL lets readers run beside the writer. Migrations commit with FULL; afterwards the writer
-    // picks FULL or NORMAL per batch from the durability its units asked for.
+    // WAL lets readers run beside the writer. Migrations commit with FULL; afterwards every commit
+    // is NORMAL, and the store's sync thread makes it durable (see `sqlite_store`).
     if (auto r = w.exec("PRAGMA journal_mode = WAL"); !r) return r.error();
     if (auto r = w.exec("PRAGMA synchronous = FULL"); !r) return r.error();
     if (auto r = w.exec(std::string("PRAGMA foreign_keys = ON; ").append(mmap_pragma(o))); !r) return r.error();
@@ -1580,7 +1668,7 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
     if (auto r = w.exec("PRAGMA synchronous = NORMAL"); !r) return r.error();
     auto id = identify(o.path);
     if (!id) return error{errc::database_missing, "database file " + o.path + " disappeared while opening"};
-    return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id));
+    return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id, std::move(sync)));
 }
 
 result<std::size_t> import_host_database(std::string const& store_path, std::string const& host_db_path) {
@@ -1616,6 +1704,11 @@ result<std::size_t> import_host_database(std::string const& store_path, std::str
 std::optional<sqlite_stats> sqlite_store_stats(store const& s) {
     if (auto const* sqlite = dynamic_cast<sqlite_store const*>(&s)) return sqlite->stats();
     return std::nullopt;
+}
+
+std::uint64_t sqlite::wal_syncs(store const& s) {
+    auto const* sqlite = dynamic_cast<sqlite_store const*>(&s);
+    return sqlite ? sqlite->syncs() : 0;
 }
 
 }  // namespace integration::storage

@@ -2,6 +2,9 @@
 
 #include <sqlite3.h>
 
+#include <cerrno>
+#include <cstring>
+
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -25,11 +28,20 @@ error sqlite_error(int rc, std::string_view what, char const* message) {
     }
 }
 
-void sync_wal(std::string const& path) {
-    if (int fd = ::open((path + "-wal").c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) {
-        (void)::fdatasync(fd);
-        ::close(fd);
+result<void> sync_wal(std::string const& path) {
+    int fd = ::open((path + "-wal").c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+        if (errno == ENOENT) return {};
+        return error{errc::storage_failure, "cannot open the write-ahead log of " + path + " to sync it: " + std::strerror(errno)};
     }
+    int rc = ::fdatasync(fd);
+    int saved = errno;
+    ::close(fd);
+    if (rc != 0)
+        return error{errc::storage_failure, "the write-ahead log of " + path +
+                                                " could not be synced to disk (" + std::strerror(saved) +
+                                                "): commits since the last sync may be lost on a power failure; check the device"};
+    return {};
 }
 
 statement::~statement() { sqlite3_finalize(s_); }

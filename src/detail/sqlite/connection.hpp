@@ -135,9 +135,11 @@ private:
     database::savepoint_sql const* sql_;  // its three statements, prepared once per connection and name
 };
 
-/** Fsyncs the write-ahead log of the database at `path`: every commit made with
- *  `synchronous=NORMAL` so far becomes durable, as `FULL` would have made it at commit. */
-void sync_wal(std::string const& path);
+/** Fsyncs (`fdatasync`) the write-ahead log of the database at `path`: every commit made with
+ *  `synchronous=NORMAL` so far, by any connection or process, becomes durable, as `FULL` would
+ *  have made it at commit. A missing log (nothing written since the last connection closed) is
+ *  success; a failed sync is `errc::storage_failure`. */
+result<void> sync_wal(std::string const& path);
 
 /** Maps an SQLite result code to an `error`. */
 error sqlite_error(int rc, std::string_view what, char const* message);
