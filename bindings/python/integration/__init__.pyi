@@ -48,10 +48,16 @@ class RunPage(TypedDict):
     items: list[Run]
     next_cursor: Optional[str]
 
-class Response(TypedDict):
-    status: int
-    headers: dict[str, str]
-    body: bytes
+class Response(Mapping[str, Any]):
+    """The vendor's answer to an executed run, as a read-only mapping: ``status`` (``int``),
+    ``headers`` (a ``dict[str, str]``) and ``body`` (``bytes``). It reads from the run it came from
+    and builds each value when it is read; ``dict(response)`` is a plain ``dict`` of it, and a
+    response equals a dict with the same content."""
+
+    def __getitem__(self, key: str) -> Any: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
 
 class Publication(TypedDict):
     event_id: str

@@ -1,6 +1,7 @@
 """A run is an `integration.Run`: a read-only mapping that owns the C++ run and builds each value
 when it is read, with the keys, values and types of the dict the module returned before."""
 
+import gc
 import json
 from collections.abc import ItemsView, KeysView, Mapping, ValuesView
 from datetime import datetime, timezone
@@ -49,11 +50,25 @@ def test_a_run_is_the_dict_the_old_code_rendered(platform: integration.Platform,
     assert list(executed) == list(old) + ["response", "failure_id", "replayed"]
     assert same({k: executed[k] for k in old}, old)
     response = executed["response"]
+    assert type(response) is integration.Response and isinstance(response, Mapping)
+    assert not isinstance(response, dict)
     assert list(response) == ["status", "headers", "body"] and type(response["status"]) is int
     assert response["status"] == 200 and type(response["body"]) is bytes
     assert json.loads(response["body"])["id"] == "SM-0001"
     assert type(response["headers"]) is dict and response["headers"]["Content-Type"] == "application/json"
     assert executed["failure_id"] is None and executed["replayed"] is False
+
+    # dict(response) is the dict render_outcome built: status an int, headers a dict of str (the
+    # vendor's, as sent), body the vendor's bytes.
+    body = response["body"]
+    headers = response["headers"]
+    assert headers["Content-Length"] == str(len(body)) and {"Server", "Date"} <= set(headers)
+    assert all(type(k) is str and type(v) is str for k, v in headers.items())
+    assert same(dict(response), {"status": 200, "headers": headers, "body": body})
+    # A run equals the plain dict it was before, its response a dict too, either way round.
+    plain = {**old, "response": {"status": 200, "headers": headers, "body": body}, "failure_id": None,
+             "replayed": False}
+    assert out == plain and plain == out and out["response"] == plain["response"] and executed == plain
 
 
 def test_a_failed_run_has_its_failure_and_response(tmp_path: Path, vendor: Vendor) -> None:
@@ -119,11 +134,50 @@ def test_a_run_reads_as_a_mapping(platform: integration.Platform, vendor: Vendor
     assert repr(out).startswith("integration.Run({'run_id': ") and repr(out) == f"integration.Run({d!r})"
 
 
+def test_a_response_reads_as_a_mapping(platform: integration.Platform, vendor: Vendor) -> None:
+    t = platform.tenant("acme-corp", "alice")
+    response = t.execute(connection_id=connect(t, vendor.url), operation="sms.send",
+                         path_params={"account": "AC1"})["response"]
+    d = dict(response)
+
+    assert len(response) == 3 and list(response) == list(d) == ["status", "headers", "body"]
+    assert response.keys() == d.keys() and isinstance(response.keys(), KeysView)
+    assert list(response.items()) == list(d.items()) and isinstance(response.items(), ItemsView)
+    assert list(response.values()) == list(d.values()) and isinstance(response.values(), ValuesView)
+    assert "body" in response and "run_id" not in response and "status" in response
+    assert response["".join(["hea", "ders"])] == d["headers"]  # a key made at run time
+    assert response.get("status") == 200 and response.get("run_id") is None and response.get("x", 5) == 5
+    with pytest.raises(KeyError) as caught:
+        response["run_id"]
+    assert caught.value.args == ("run_id",)
+    with pytest.raises(TypeError):
+        {} in response
+
+    assert response == d and d == response and response != {**d, "status": 500}
+    assert response != list(d.items())
+    match response:
+        case {"status": 200, "body": bytes()}:
+            pass
+        case _:
+            raise AssertionError("a Response matches a mapping pattern")
+
+    with pytest.raises(TypeError):
+        response["status"] = 500  # type: ignore[index]
+    with pytest.raises(TypeError):
+        hash(response)
+    with pytest.raises(TypeError):
+        integration.Response()
+    response["headers"].clear()
+    assert response["headers"] == d["headers"] and response["headers"]
+    assert repr(response) == f"integration.Response({d!r})"
+
+
 def test_a_run_owns_its_data_after_the_platform_is_closed(tmp_path: Path, vendor: Vendor) -> None:
     with integration.open(data_dir=str(tmp_path / "data"), egress_allow=["127.0.0.0/8"]) as p:
         t = p.tenant("acme-corp", "alice")
         out = t.execute(connection_id=connect(t, vendor.url), operation="sms.send", path_params={"account": "AC1"})
         run_id = out["run_id"]
+        response = out["response"]  # read before the platform closes, its values after
         run = t.get_run(run_id)
         listed = t.list_runs()["items"]
         old = integration._run_as_dict(t, run_id)
@@ -133,3 +187,9 @@ def test_a_run_owns_its_data_after_the_platform_is_closed(tmp_path: Path, vendor
     assert same(dict(run), old) and same(dict(listed[0]), old)
     assert same({k: out[k] for k in old}, old) and out["response"]["status"] == 200
     assert out["response"]["body"] and run["run_attempts"][0]["attempt"] == 1 and "Completed" in repr(listed[0])
+    # The response keeps the run it reads from alive: with the platform and the run gone, it reads
+    # the same as the run's.
+    expected = dict(out["response"])
+    del out
+    gc.collect()
+    assert same(dict(response), expected) and json.loads(response["body"])["id"] == "SM-0001"

@@ -55,4 +55,9 @@ def governed_run(data_dir: str, vendor_url: str) -> Optional[int]:
         else:
             print(received["reason"], received["detail"])
         response: Optional[integration.Response] = out["response"]
-        return response["status"] if response else None
+        if response is None:
+            return None
+        status: int = response["status"]
+        headers: dict[str, Any] = dict(response)
+        print(len(response), "body" in response, headers["headers"], response == headers)
+        return status
