@@ -2,14 +2,15 @@
 
 from datetime import datetime
 from types import TracebackType
-from typing import Any, Callable, Iterable, Literal, Mapping, Optional, Protocol, Sequence, TypedDict, Union
+from typing import Any, Callable, Iterable, Iterator, Literal, Mapping, Optional, Protocol, Sequence, TypedDict, Union
 
 __version__: str
 
 #: A JSON value as Python has it.
 Json = Any
-#: One aggregate (provider, API client, credential, connection, run, failure, subscription,
-#: delivery): snake_case keys, ``datetime`` for times, ``metadata`` with its audit fields.
+#: One aggregate (provider, API client, credential, connection, failure, subscription, delivery;
+#: a run is a :class:`Run`): snake_case keys, ``datetime`` for times, ``metadata`` with its audit
+#: fields.
 Record = dict[str, Any]
 Secret = Union[bytes, bytearray, str]
 #: A raw request body, exactly as received.
@@ -30,10 +31,33 @@ class Page(TypedDict):
     items: list[Record]
     next_cursor: Optional[str]
 
-class Response(TypedDict):
-    status: int
-    headers: dict[str, str]
-    body: bytes
+class Run(Mapping[str, Any]):
+    """A governed run, as a read-only mapping: the run's snake_case fields (``run_id``,
+    ``status``, ``started_at`` as a ``datetime``, ``run_attempts``, ...; an unset optional field is
+    no key), ``metadata``, and from :meth:`Tenant.execute` also ``response`` (a :class:`Response`
+    or None), ``failure_id`` and ``replayed``. It owns its data (readable after the platform is
+    closed) and builds each value when it is read; ``dict(run)`` is a plain ``dict`` of it, and a
+    run equals a dict with the same content."""
+
+    def __getitem__(self, key: str) -> Any: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
+
+class RunPage(TypedDict):
+    items: list[Run]
+    next_cursor: Optional[str]
+
+class Response(Mapping[str, Any]):
+    """The vendor's answer to an executed run, as a read-only mapping: ``status`` (``int``),
+    ``headers`` (a ``dict[str, str]``) and ``body`` (``bytes``). It reads from the run it came from
+    and builds each value when it is read; ``dict(response)`` is a plain ``dict`` of it, and a
+    response equals a dict with the same content."""
+
+    def __getitem__(self, key: str) -> Any: ...
+    def __iter__(self) -> Iterator[str]: ...
+    def __len__(self) -> int: ...
+    def __eq__(self, other: object) -> bool: ...
 
 class Publication(TypedDict):
     event_id: str
@@ -237,9 +261,9 @@ class Tenant:
         body: Union[None, bytes, str, Mapping[str, Json], Sequence[Json]] = None,
         idempotency_key: Optional[str] = None,
         allow_degraded: bool = False,
-    ) -> Record:
+    ) -> Run:
         """The run, with ``response`` (a :class:`Response` or None), ``failure_id`` and ``replayed``."""
-    def get_run(self, run_id: str) -> Record: ...
+    def get_run(self, run_id: str) -> Run: ...
     def list_runs(
         self,
         *,
@@ -247,7 +271,7 @@ class Tenant:
         status: Optional[str] = None,
         limit: int = 50,
         cursor: Optional[str] = None,
-    ) -> Page: ...
+    ) -> RunPage: ...
 
     # failures
     def get_failure(self, failure_id: str) -> Record: ...
@@ -304,5 +328,6 @@ class Tenant:
     def rotate_inbound_secret(self, connection_id: str, *, secret: Secret) -> InboundEndpoint: ...
     def get_inbound_payload(self, delivery_id: str) -> bytes: ...
 
-def _execute_from_cpp(tenant: Tenant, connection_id: str, operation: str, iterations: int) -> None: ...
-def _get_run_from_cpp(tenant: Tenant, run_id: str, iterations: int) -> None: ...
+def _execute_from_cpp(tenant: Tenant, connection_id: str, operation: str, iterations: int) -> int: ...
+def _get_run_from_cpp(tenant: Tenant, run_id: str, iterations: int) -> int: ...
+def _run_as_dict(tenant: Tenant, run_id: str) -> Record: ...

@@ -1,8 +1,10 @@
 // The `integration` Python module: `integration::platform` and nothing else. Every call that
 // touches a backend or a vendor runs with the GIL released; results are plain dicts (snake_case
-// keys, `datetime`s); library errors are `integration.Error` subclasses carrying the error code.
+// keys, `datetime`s), runs `integration.Run` mappings of the same (run.hpp); library errors are
+// `integration.Error` subclasses carrying the error code.
 
 #include "convert.hpp"
+#include "run.hpp"
 
 #include <integration/core/aggregate.hpp>
 #include <integration/platform.hpp>
@@ -321,9 +323,9 @@ py::object render_credential(credentials::integration_credential const& c) {
 }
 
 template <class T, class R>
-py::dict render_page(storage::page<T> const& p, R const& render_one) {
+py::dict render_page(storage::page<T> p, R const& render_one) {
     py::list items(p.items.size());
-    for (std::size_t i = 0; i < p.items.size(); ++i) items[i] = render_one(p.items[i]);
+    for (std::size_t i = 0; i < p.items.size(); ++i) items[i] = render_one(std::move(p.items[i]));
     py::dict out;
     out["items"] = std::move(items);
     out["next_cursor"] = p.next_cursor.empty() ? py::object(py::none()) : py::object(py::str(p.next_cursor));
@@ -371,8 +373,9 @@ auto read(py_tenant const& t, F&& f) {
 // `Tenant.execute` is the module's hot call; pybind11 would build a dict of its keyword arguments,
 // look each name up with a temporary str, convert the dicts to std::maps and the result keys
 // per call. Here the keywords are matched against names made once (interned: the interpreter
-// passes the same objects), the request is filled straight from the arguments, the result dict
-// uses interned keys, and the GIL is released once for the platform, the context and the run.
+// passes the same objects), the request is filled straight from the arguments, the result is an
+// `integration.Run` that builds only what the caller reads, and the GIL is released once for the
+// platform, the context and the run.
 
 enum execute_arg : std::size_t {
     arg_connection_id, arg_operation, arg_path_params, arg_query, arg_headers, arg_body, arg_idempotency_key,
@@ -441,58 +444,6 @@ runs::execute_request execute_request_from(std::array<PyObject*, execute_arg_cou
     return r;
 }
 
-/** The keys of `execute`'s result beyond the run's own, made once (interned). */
-struct outcome_keys {
-    PyObject *response, *status, *headers, *body, *failure_id, *replayed, *metadata;
-};
-outcome_keys const& outcome_key() {
-    static outcome_keys const keys{interned("response"), interned("status"), interned("headers"), interned("body"),
-                                   interned("failure_id"), interned("replayed"), interned("metadata")};
-    return keys;
-}
-
-void set_item(PyObject* d, PyObject* key, PyObject* value_stolen) {
-    if (!value_stolen) throw py::error_already_set();
-    int rc = PyDict_SetItem(d, key, value_stolen);
-    Py_DECREF(value_stolen);
-    if (rc != 0) throw py::error_already_set();
-}
-
-PyObject* new_str(std::string_view s) {
-    return PyUnicode_FromStringAndSize(s.data(), static_cast<Py_ssize_t>(s.size()));
-}
-
-PyObject* none_ref() {
-    Py_INCREF(Py_None);
-    return Py_None;
-}
-
-py::dict render_outcome(runs::run_outcome const& out) {
-    auto const& key = outcome_key();
-    py::dict d;
-    fields_to_python(d, out.run.data());
-    set_item(d.ptr(), key.metadata, typed_to_python(out.run.meta()).release().ptr());
-    if (out.response) {
-        auto const& response = *out.response;
-        py::dict headers;
-        for (auto const& [k, v] : response.headers) {
-            auto name = py::reinterpret_steal<py::object>(new_str(k));
-            if (!name) throw py::error_already_set();
-            set_item(headers.ptr(), name.ptr(), new_str(v));
-        }
-        py::dict r;
-        set_item(r.ptr(), key.status, PyLong_FromLong(response.status));
-        set_item(r.ptr(), key.headers, headers.release().ptr());
-        set_item(r.ptr(), key.body, PyBytes_FromStringAndSize(response.body.data(), static_cast<Py_ssize_t>(response.body.size())));
-        set_item(d.ptr(), key.response, r.release().ptr());
-    } else {
-        set_item(d.ptr(), key.response, none_ref());
-    }
-    set_item(d.ptr(), key.failure_id, out.failure_id ? new_str(*out.failure_id) : none_ref());
-    set_item(d.ptr(), key.replayed, PyBool_FromLong(out.replayed ? 1 : 0));
-    return d;
-}
-
 /** `Tenant.execute(*, connection_id, operation, ...)`, a METH_FASTCALL | METH_KEYWORDS method. */
 PyObject* tenant_execute(PyObject* self, PyObject* const* args, Py_ssize_t nargs, PyObject* kwnames) {
     static auto const names = [] {
@@ -528,7 +479,7 @@ PyObject* tenant_execute(PyObject* self, PyObject* const* args, Py_ssize_t nargs
             p = t.owner->get();
             return p->runs().execute(t.call(), std::move(request));
         });
-        return render_outcome(unwrap(std::move(outcome))).release().ptr();
+        return run_to_python(unwrap(std::move(outcome))).release().ptr();
     } catch (library_error const& e) {
         raise(e.e);
     } catch (py::error_already_set& e) {
@@ -597,6 +548,7 @@ void define_module(py::module_& m) {
     init_convert();
     add_error_classes(m);
     add_secret_bytes_class(m);
+    add_run_class(m);
     py::register_exception_translator([](std::exception_ptr p) {
         try {
             if (p) std::rethrow_exception(p);
@@ -793,14 +745,14 @@ void define_module(py::module_& m) {
 
         // runs
         .def("get_run", [](py_tenant const& t, std::string const& id) {
-            return render(read(t, [&](storage::unit_of_work& u) { return u.runs().find(id); }));
+            return run_to_python(read(t, [&](storage::unit_of_work& u) { return u.runs().find(id); }));
         }, "run_id"_a)
         .def("list_runs", [](py_tenant const& t, std::optional<std::string> connection_id, std::optional<std::string> status,
                              std::size_t limit, std::optional<std::string> cursor) {
             storage::run_query q{std::move(connection_id), optional_enum<runs::run_status>(status, "status")};
             auto page = page_of(limit, std::move(cursor));
             return render_page(read(t, [&](storage::unit_of_work& u) { return u.runs().list(q, page); }),
-                               render<runs::integration_run>);
+                               [](runs::integration_run run) { return run_to_python(std::move(run)); });
         }, py::kw_only(), "connection_id"_a = py::none(), "status"_a = py::none(), "limit"_a = default_limit,
            "cursor"_a = py::none())
 
@@ -955,23 +907,39 @@ void define_module(py::module_& m) {
 
     // For bench/python_bench.py: the calls the binding makes, `iterations` times from C++ in this
     // process, on this platform, each with a request context of its own as every call from Python
-    // has; the bench times them as it times the same calls from Python, so the difference is what
-    // the binding adds (arguments in, the GIL released and taken back, the result as a dict).
+    // has, reading from each result what the bench's Python side reads (so that work the binding
+    // defers to a read is still counted); the bench times them as it times the same calls from
+    // Python, so the difference is what the binding adds (arguments in, the GIL released and taken
+    // back, the result and the reads). Each returns how many results passed the check it reads.
     m.def("_execute_from_cpp", [](py_tenant const& t, std::string const& connection_id, std::string const& operation,
                                   std::size_t iterations) {
         auto p = t.owner->get();
-        nogil([&] {
-            for (std::size_t i = 0; i < iterations; ++i)
-                unwrap(p->runs().execute(t.call(), {.connection_id = connection_id, .operation = operation}));
+        return nogil([&] {
+            std::size_t ok = 0;
+            for (std::size_t i = 0; i < iterations; ++i) {
+                auto out = unwrap(p->runs().execute(t.call(), {.connection_id = connection_id, .operation = operation}));
+                ok += out.run.status() == runs::run_status::completed && out.response && out.response->status == 200;
+            }
+            return ok;
         });
     }, "tenant"_a, "connection_id"_a, "operation"_a, "iterations"_a);
     m.def("_get_run_from_cpp", [](py_tenant const& t, std::string const& run_id, std::size_t iterations) {
         auto p = t.owner->get();
-        nogil([&] {
-            for (std::size_t i = 0; i < iterations; ++i)
-                unwrap(storage::read_for(p->store(), t.call(), [&](storage::unit_of_work& u) { return u.runs().find(run_id); }));
+        return nogil([&] {
+            std::size_t ok = 0;
+            for (std::size_t i = 0; i < iterations; ++i) {
+                auto run = unwrap(storage::read_for(p->store(), t.call(), [&](storage::unit_of_work& u) { return u.runs().find(run_id); }));
+                ok += run.status() == runs::run_status::completed && !run.data().run_attempts.empty();
+            }
+            return ok;
         });
     }, "tenant"_a, "run_id"_a, "iterations"_a);
+
+    // For the tests: a stored run as a dict rendered as every other aggregate is (`render`), the
+    // way get_run returned it before integration.Run; tests/test_run.py compares Run with it.
+    m.def("_run_as_dict", [](py_tenant const& t, std::string const& run_id) {
+        return render(read(t, [&](storage::unit_of_work& u) { return u.runs().find(run_id); }));
+    }, "tenant"_a, "run_id"_a);
 }
 
 }  // namespace

@@ -3,7 +3,7 @@
 import hashlib
 import hmac
 from datetime import datetime, timedelta, timezone
-from typing import Optional
+from typing import Any, Optional
 
 import integration
 
@@ -26,9 +26,14 @@ def governed_run(data_dir: str, vendor_url: str) -> Optional[int]:
         except integration.NotFound as e:
             print(e.code, e.detail)
             return None
-        page: integration.Page = t.list_runs(status="Completed", limit=10)
-        cursor: Optional[str] = page["next_cursor"]
-        print(cursor, len(page["items"]))
+        runs: integration.RunPage = t.list_runs(status="Completed", limit=10)
+        cursor: Optional[str] = runs["next_cursor"]
+        run: integration.Run = t.get_run(str(out["run_id"]))
+        started: Optional[datetime] = run.get("started_at")
+        as_dict: dict[str, Any] = dict(run)
+        print(cursor, len(runs["items"]), started, run["status"], "idempotency_key" in run, run == as_dict)
+        for name, field in out.items():
+            print(name, field)
         pub: integration.Publication = t.publish("order.paid", {"orderId": "o-1"})
         delivery_ids: list[str] = pub["delivery_ids"]
         print(delivery_ids, integration.__version__)
@@ -50,4 +55,9 @@ def governed_run(data_dir: str, vendor_url: str) -> Optional[int]:
         else:
             print(received["reason"], received["detail"])
         response: Optional[integration.Response] = out["response"]
-        return response["status"] if response else None
+        if response is None:
+            return None
+        status: int = response["status"]
+        headers: dict[str, Any] = dict(response)
+        print(len(response), "body" in response, headers["headers"], response == headers)
+        return status
