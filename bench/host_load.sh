@@ -14,11 +14,12 @@
 # Usage: bench/host_load.sh [seconds per test, default 10] [connections, default 32]
 # HOST_LOAD_PERF=FILE records a perf profile of the host's runs at 32 connections into FILE.
 # HOST_LOAD_RUNS_ONLY=1 stops after the runs at 32 and 256 connections and the kill -9 check.
+# HOST_LOAD_BIN=PATH runs another build of the host (an allocator or a branch to compare, in the same session).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 seconds=${1:-10}
 connections=${2:-32}
-host_bin=$root/build/host/integration-host
+host_bin=${HOST_LOAD_BIN:-$root/build/host/integration-host}
 
 need=()
 command -v wrk >/dev/null || need+=(wrk)

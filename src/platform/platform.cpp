@@ -77,7 +77,12 @@ void build_services(impl& p) {
                                                  *p.resolver, clock, o.runs);
     p.failures = std::make_unique<failures::failure_service>(*p.store, clock);
     // The relay's own thread is not started: the scheduler sweeps it like the others, to count each pass.
-    p.relay = std::make_unique<events::outbox_relay>(*p.store, p.events, events::outbox_relay_options{.clock = &clock});
+    // A batch's events of a tenant and type nobody subscribed to cost the publisher one read in all.
+    p.relay = std::make_unique<events::outbox_relay>(
+        *p.store, p.events,
+        events::outbox_relay_options{.clock = &clock,
+                                     .on_batch_begin = [&p] { p.publisher->begin_batch(); },
+                                     .on_batch_end = [&p] { p.publisher->end_batch(); }});
     p.retry = std::make_unique<runs::retry_worker>(*p.store, *p.runs, clock);
     auto rotation = o.rotation;
     // Unless told otherwise, new material is verified with the health check of a connection using it.

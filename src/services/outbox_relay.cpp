@@ -13,6 +13,14 @@ outbox_relay::outbox_relay(storage::store& store, event_publisher& publisher, ou
 result<std::size_t> outbox_relay::run_once() {
     auto pending = store_.pending_events(options_.batch);
     if (!pending) return pending.error();
+    if (pending->empty()) return 0;
+    if (options_.on_batch_begin) options_.on_batch_begin();
+    struct batch_end {
+        std::function<void()> const& f;
+        ~batch_end() {
+            if (f) f();
+        }
+    } end{options_.on_batch_end};
     std::vector<std::int64_t> done;
     done.reserve(pending->size());
     // "tenant/type/id" of aggregates with a failed event in this pass: their later events wait.

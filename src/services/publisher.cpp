@@ -122,18 +122,30 @@ result<publication> publisher::fan_out(events::event_envelope const& event) {
     auto ctx = request_context::for_tenant(event.tenant_id, "webhook-publisher");
     ctx.correlation_id = event.correlation_id;
     ctx.causation_id = event.event_id;
-    // Most events have no subscriber: find that out before writing anything.
+    // Most events have no subscriber: find that out before writing anything, once per tenant and
+    // type in a relay batch.
+    auto key = event.tenant_id + '\0' + event.event_type;
+    {
+        std::lock_guard lock(batch_mutex_);
+        if (batch_thread_ == std::this_thread::get_id() && unheard_.contains(key)) return none;
+    }
     auto known = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<publication>> {
-        if (auto earlier = uow.published_events().find(event.event_id); earlier)
-            return std::optional<publication>(answer(*earlier, true));
-        else if (earlier.error() != errc::not_found) return earlier.error();
         auto subs = uow.subscriptions().active_for_event(event.event_type);
         if (!subs) return subs.error();
         if (subs->empty()) return std::optional<publication>(none);
+        if (auto earlier = uow.published_events().find(event.event_id); earlier)
+            return std::optional<publication>(answer(*earlier, true));
+        else if (earlier.error() != errc::not_found) return earlier.error();
         return std::optional<publication>();
     });
     if (!known) return known.error();
-    if (*known) return std::move(**known);
+    if (*known) {
+        if (known->value().delivery_ids.empty() && !known->value().repeated) {
+            std::lock_guard lock(batch_mutex_);
+            if (batch_thread_ == std::this_thread::get_id()) unheard_.insert(std::move(key));
+        }
+        return std::move(**known);
+    }
     auto payload = to_json(event);
     auto text = boost::json::serialize(payload);
     storage::published_event e;
@@ -141,6 +153,18 @@ result<publication> publisher::fan_out(events::event_envelope const& event) {
     e.event_type = event.event_type;
     e.payload_hash = crypto::sha256_hex(text);
     return due(record(store_, blobs_, clock_, ctx, std::move(e), payload, text), on_due_);
+}
+
+void publisher::begin_batch() {
+    std::lock_guard lock(batch_mutex_);
+    batch_thread_ = std::this_thread::get_id();
+    unheard_.clear();
+}
+
+void publisher::end_batch() {
+    std::lock_guard lock(batch_mutex_);
+    batch_thread_ = {};
+    unheard_.clear();
 }
 
 result<webhook_delivery> publisher::find(request_context const& ctx, std::string const& delivery_id) {

@@ -89,19 +89,23 @@ run_service::run_service(storage::store& store, credentials::credential_service&
 }
 
 run_service::~run_service() {
-    {
-        // Started runs come back on the transport's thread: wait for them before anything goes.
-        std::unique_lock lock(jobs_mutex_);
-        idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
-    }
-    {
-        // Records behind come back on the store's writer, which calls into this service.
-        std::unique_lock lock(records_mutex_);
-        records_cv_.wait(lock, [&] { return recording_ == 0; });
-    }
-    {
+    // Started runs come back on the transport's thread and records behind on the store's writer,
+    // both calling into this service; either may start another flight (a twin retried), so wait
+    // until both are idle at once.
+    for (;;) {
+        {
+            std::unique_lock lock(jobs_mutex_);
+            idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
+        }
+        {
+            std::unique_lock lock(records_mutex_);
+            records_cv_.wait(lock, [&] { return recording_ == 0; });
+        }
         std::lock_guard lock(jobs_mutex_);
-        stopping_ = true;
+        if (in_flight_ == 0) {
+            stopping_ = true;
+            break;
+        }
     }
     jobs_cv_.notify_all();
     for (auto& t : threads_) t.join();
@@ -442,8 +446,16 @@ void run_service::land(std::string const& key, flight& f, result<run_outcome> co
 void run_service::retry_twin(std::shared_ptr<twin> t) {
     if (t->told.exchange(true)) return;
     // The run it waited for recorded nothing (bad input, a store error), or ended before it
-    // waited: it executes itself, as a request of its own.
-    post([this, t] { execute(t->ctx, std::move(t->request), std::move(t->done)); });
+    // waited: it executes itself, as a request of its own. It counts as in flight from now, so
+    // that the destructor waits for the flight it starts.
+    {
+        std::lock_guard lock(jobs_mutex_);
+        ++in_flight_;
+    }
+    post([this, t] {
+        execute(t->ctx, std::move(t->request), std::move(t->done));
+        landed();
+    });
 }
 
 result<run_outcome> run_service::execute_keyed(request_context const& ctx, execute_request& r, outcome_handler* done) {

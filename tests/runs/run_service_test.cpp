@@ -11,7 +11,10 @@
 #include <sys/wait.h>
 
 #include <poll.h>
+#include <sqlite3.h>
 
+#include <array>
+#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <deque>
@@ -1116,6 +1119,53 @@ TEST_F(run_service_test, a_key_still_executing_past_the_wait_is_in_progress_here
     EXPECT_EQ(later.run.id(), done.run.id());
     EXPECT_EQ(later.run.status(), runs::run_status::failed);
     EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
+// A twin whose flight recorded no run executes itself on the service's threads. Destroying the
+// service right after must wait for the flight that retry starts (it used to start after the
+// destructor's wait for runs in flight, and its answer came back into a destroyed service).
+TEST_F(run_service_test, destruction_waits_for_the_flight_of_a_twin_whose_run_recorded_nothing) {
+    start({"SLOW " + reply(200, "late")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_wait = 10'000ms});
+    // A lock on the database holds the key's first claim until both requests joined; a trigger
+    // then refuses runs started before the clock moved, so the first flight records nothing and
+    // its twin runs again (a run started later).
+    auto refuse_before = std::chrono::duration_cast<std::chrono::milliseconds>(clock_.now().time_since_epoch()).count() + 1;
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.file("i.db").c_str(), &raw), SQLITE_OK);
+    auto sql = "BEGIN IMMEDIATE; CREATE TRIGGER refuse_early_runs BEFORE INSERT ON runs WHEN NEW.started_at < " +
+               std::to_string(refuse_before) + " BEGIN SELECT RAISE(ABORT, 'refused by the test'); END;";
+    ASSERT_EQ(sqlite3_exec(raw, sql.c_str(), nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+
+    std::array<std::promise<result<runs::run_outcome>>, 2> told;
+    std::array<std::future<result<runs::run_outcome>>, 2> outcomes{told[0].get_future(), told[1].get_future()};
+    std::atomic<int> returned = 0;
+    std::vector<std::thread> callers;
+    for (std::size_t i = 0; i < 2; ++i)
+        callers.emplace_back([&, i] {
+            runs_->execute(ctx_, send_sms("k"), [&, i](result<runs::run_outcome> out) { told[i].set_value(std::move(out)); });
+            ++returned;
+        });
+    // The twin returns at once; its owner waits for the lock in its claim.
+    while (returned == 0) std::this_thread::sleep_for(1ms);
+    clock_.advance(1'000ms);
+    ASSERT_EQ(sqlite3_exec(raw, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
+    for (auto& t : callers) t.join();
+
+    std::size_t owner = 2;
+    while (owner == 2)
+        for (std::size_t i = 0; i < 2 && owner == 2; ++i)
+            if (outcomes[i].wait_for(1ms) == std::future_status::ready) owner = i;
+    auto refused = outcomes[owner].get();
+    ASSERT_FALSE(refused) << "the first claim was expected to be refused";
+    runs_.reset();
+    auto& twin = outcomes[1 - owner];
+    ASSERT_EQ(twin.wait_for(0s), std::future_status::ready) << "the service was destroyed before the twin's own run ended";
+    auto late = must(twin.get());
+    EXPECT_EQ(late.run.status(), runs::run_status::completed);
+    ASSERT_TRUE(late.response);
+    EXPECT_EQ(late.response->body, "late");
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+    sqlite3_close(raw);
 }
 
 }  // namespace

@@ -4,6 +4,8 @@
 #include <integration/backends/sqlite/sqlite_store.hpp>
 #include <integration/core/id.hpp>
 #include <integration/core/json.hpp>
+#include <integration/ports/event_publisher.hpp>
+#include <integration/services/outbox_relay.hpp>
 
 #include "storage/fixtures.hpp"
 
@@ -27,14 +29,15 @@ class publisher_test : public ::testing::Test {
 protected:
     /** Saves a subscription of `ctx` directly (the subscription service is tested elsewhere). */
     std::string subscribe(request_context const& ctx, std::string event_type,
-                          std::optional<boost::json::value> filter = std::nullopt, bool active = true) {
+                          std::optional<boost::json::value> filter = std::nullopt, bool active = true,
+                          storage::store* via = nullptr) {
         subscription_spec spec{.project_id = "shop",
                                .event_type = std::move(event_type),
                                .endpoint_url = "https://hooks.customer.example/in",
                                .signing_secret_ref = "vault://local/" + ctx.tenant_id + "/whsec?version=1",
                                .filter = std::move(filter)};
         std::string id;
-        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        must((via ? via : store_.get())->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             auto s = must(webhook_subscription::create(ctx, clock_.now(), spec));
             if (!active) must(s.deactivate("paused"));
             id = s.id();
@@ -221,6 +224,56 @@ TEST_F(publisher_test, events_without_a_subscriber_a_tenant_or_of_a_delivery_its
     EXPECT_TRUE(must(pub_.fan_out(run_completed(""))).delivery_ids.empty());  // a global provider's event
     EXPECT_EQ(deliveries_of(a_, all), 0u);
     EXPECT_EQ(must(blobs_->purge_older_than(clock_.now() + 1h)), 0u) << "no payload was written";
+}
+
+/** The relay over the same store, fanning every event out as the platform wires it: each
+ *  subscription saved above is itself an event (WebhookSubscribed) of its tenant. */
+class relayed_publisher_test : public publisher_test {
+protected:
+    relayed_publisher_test() {
+        events_.subscribe("*", [this](events::event_envelope const& e) -> result<void> {
+            if (auto r = pub_.fan_out(e); !r) return r.error();
+            return {};
+        });
+    }
+
+    std::size_t pending() { return must(store_->pending_events(100)).size(); }
+
+    events::in_process_dispatcher events_;
+    events::outbox_relay relay_{*store_, events_,
+                                events::outbox_relay_options{.clock = &clock_,
+                                                             .on_batch_begin = [this] { pub_.begin_batch(); },
+                                                             .on_batch_end = [this] { pub_.end_batch(); }}};
+    std::string const subscribed_ = std::string(events::event_type::webhook_subscribed);
+};
+
+TEST_F(relayed_publisher_test, an_event_nobody_subscribed_to_is_marked_published_and_fans_out_to_nothing) {
+    auto orders = subscribe(a_, "order.*");
+    auto more_orders = subscribe(a_, "order.*");  // a second event of the same tenant and type in the batch
+    auto all_of_b = subscribe(b_, "*");           // hears its own WebhookSubscribed
+    EXPECT_EQ(must(relay_.run_once()), 3u);
+    EXPECT_EQ(pending(), 0u) << "every event is marked published, heard or not";
+    EXPECT_EQ(deliveries_of(a_, orders), 0u);
+    EXPECT_EQ(deliveries_of(a_, more_orders), 0u);
+    EXPECT_EQ(deliveries_of(b_, all_of_b), 1u);
+    EXPECT_EQ(must(blobs_->purge_older_than(clock_.now() + 1h)), 1u) << "only the heard event's payload was written";
+}
+
+TEST_F(relayed_publisher_test, a_subscription_made_between_two_batches_receives_the_next_event) {
+    subscribe(a_, "order.*");  // unheard: the batch remembers that tenant a has no WebhookSubscribed subscriber
+    EXPECT_EQ(must(relay_.run_once()), 1u);
+    auto listener = subscribe(a_, subscribed_);  // its own event is the next one
+    EXPECT_EQ(must(relay_.run_once()), 1u);
+    EXPECT_EQ(deliveries_of(a_, listener), 1u) << "the first batch's answer outlived it";
+}
+
+TEST_F(relayed_publisher_test, a_subscription_saved_by_another_process_is_seen_by_the_next_batch) {
+    auto other = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    subscribe(a_, "order.*");
+    EXPECT_EQ(must(relay_.run_once()), 1u);
+    auto listener = subscribe(a_, subscribed_, std::nullopt, true, other.get());
+    EXPECT_EQ(must(relay_.run_once()), 1u);
+    EXPECT_EQ(deliveries_of(a_, listener), 1u) << "the other store's subscription was not seen";
 }
 
 }  // namespace

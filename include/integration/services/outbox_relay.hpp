@@ -15,6 +15,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <functional>
 
 namespace integration::events {
 
@@ -25,6 +26,10 @@ struct INTEGRATION_EXPORT outbox_relay_options {
     /** Failed publications after which an event is parked as dead (with an IntegrationFailure);
      *  its aggregate's later events then wait behind it. */
     std::int64_t max_attempts = 10;
+    /** Called after a batch is read and before its first event is published, and after its last
+     *  (the platform scopes the webhook publisher's per-batch subscription lookups with them). */
+    std::function<void()> on_batch_begin;
+    std::function<void()> on_batch_end;
 };
 
 /** What the relay has done since it was made. */

@@ -17,8 +17,11 @@
 #include <boost/json/value.hpp>
 
 #include <functional>
+#include <mutex>
 #include <optional>
 #include <string>
+#include <thread>
+#include <unordered_set>
 #include <vector>
 
 namespace integration::webhooks {
@@ -55,6 +58,15 @@ public:
      *  subscriptions of its tenant, with the envelope as payload. Idempotent per event id, so the
      *  outbox relay may call it again after a crash. */
     result<publication> fan_out(events::event_envelope const& event);
+    /** Scopes the fan-outs of one outbox relay batch, up to `end_batch`: within it, that a tenant
+     *  has no active subscription matching an event type is read once and remembered, so the
+     *  batch's other events of that tenant and type cost no read at all. Call it after reading
+     *  the batch: every subscription committed before is seen, later ones from the next batch
+     *  (whichever process created them). Only the calling thread's fan-outs use what is
+     *  remembered; other callers read as before. */
+    void begin_batch();
+    /** Ends the scope `begin_batch` opened; `fan_out` then reads the subscriptions every time. */
+    void end_batch();
     result<webhook_delivery> find(request_context const& ctx, std::string const& delivery_id);
     result<storage::page<webhook_delivery>> list(request_context const& ctx, storage::delivery_query const& q,
                                                  storage::page_request const& page);
@@ -67,6 +79,9 @@ private:
     blobs::blob_store& blobs_;
     clock const& clock_;
     std::function<void()> on_due_;
+    std::mutex batch_mutex_;
+    std::thread::id batch_thread_;             ///< The relay's thread during a batch; no thread otherwise.
+    std::unordered_set<std::string> unheard_;  ///< "tenant\0event type" without a subscriber, this batch.
 };
 
 }  // namespace integration::webhooks
