@@ -45,7 +45,8 @@ TEST(FormScan, EveryByteValueIsClassifiedAsTheDefinitionSays) {
 
 TEST(FormScan, AnIllegalByteAtEveryPositionOfA64ByteBodyIsFound) {
     // A sample of what form encoding never leaves raw: controls, space, the escapes, DEL, UTF-8.
-    std::string const illegal = std::string("\0\t\n \"#%&+<>[\\]^`{|}\x7f", 22) + "\x80\xc3\xff";
+    static constexpr char ascii[] = "\0\t\n \"#%&+<>[\\]^`{|}\x7f";
+    std::string const illegal = std::string(ascii, sizeof ascii - 1) + "\x80\xc3\xff";
     for (char bad : illegal) {
         for (std::size_t at = 0; at < 64; ++at) {
             auto text = raw_text(64, at);
