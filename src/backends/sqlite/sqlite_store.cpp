@@ -97,6 +97,21 @@ std::string const outbox_insert_sql =
     "INSERT INTO outbox (event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
     "occurred_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
 
+// One outbox row: the envelope's columns and its serialized `json` (bound as views: the caller
+// resets `s` before they go).
+result<void> insert_outbox_row(statement& s, events::event_envelope const& env, std::string_view json) {
+    s.reset();
+    s.bind_view(1, env.event_id);
+    s.bind_view(2, env.tenant_id);
+    s.bind_view(3, env.aggregate_type);
+    s.bind_view(4, env.aggregate_id);
+    s.bind_int(5, env.aggregate_version);
+    s.bind_view(6, env.event_type);
+    s.bind_int(7, to_unix_ms(env.occurred_at));
+    s.bind_view(8, json);
+    return s.run();
+}
+
 // ---- shared state of one unit of work ----------------------------------------------------------
 
 struct work_state {
@@ -392,16 +407,7 @@ private:
                                              a.meta().version, now);
             env.source = w_.source;
             auto text = events::serialize_envelope(env);
-            s.reset();
-            s.bind_view(1, env.event_id);
-            s.bind_view(2, env.tenant_id);
-            s.bind_view(3, env.aggregate_type);
-            s.bind_view(4, env.aggregate_id);
-            s.bind_int(5, env.aggregate_version);
-            s.bind_view(6, env.event_type);
-            s.bind_int(7, to_unix_ms(env.occurred_at));
-            s.bind_view(8, text);
-            if (auto r = s.run(); !r) return r;
+            if (auto r = insert_outbox_row(s, env, text); !r) return r;
         }
         s.reset();  // unbinds `env` and `text` before they go
         return {};
@@ -815,19 +821,8 @@ private:
         auto ins = w_.db.prepare_static(outbox_insert_sql);
         if (!ins) return ins.error();
         auto& s = **ins;
-        for (auto const& e : events) {
-            auto const& env = e.envelope;
-            s.reset();
-            s.bind_view(1, env.event_id);
-            s.bind_view(2, env.tenant_id);
-            s.bind_view(3, env.aggregate_type);
-            s.bind_view(4, env.aggregate_id);
-            s.bind_int(5, env.aggregate_version);
-            s.bind_view(6, env.event_type);
-            s.bind_int(7, to_unix_ms(env.occurred_at));
-            s.bind_view(8, e.json);
-            if (auto r = s.run(); !r) return r;
-        }
+        for (auto const& e : events)
+            if (auto r = insert_outbox_row(s, e.envelope, e.json); !r) return r;
         s.reset();  // unbinds the caller's strings
         return {};
     }
