@@ -8,7 +8,7 @@
 #if defined(__SSE2__)
 #include <emmintrin.h>
 #endif
-#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#if defined(__SSE2__) && defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
 #define INTEGRATION_FORM_AVX2 1  // compiled for every x86-64, used where the CPU has AVX2
 #endif
@@ -86,26 +86,21 @@ constexpr std::array<unsigned char, 16> high_nibble_row = {0, 0, 1, 2, 4, 8, 16,
 }
 #endif
 
-}  // namespace
-
-std::size_t raw_run_scalar(std::string_view text) noexcept {
+// Eight bytes are looked up per step without a branch each, then one at a time.
+std::size_t raw_run_portable(char const* p, std::size_t n) noexcept {
     std::size_t i = 0;
-    while (i < text.size() && is_raw(text[i]) != 0) ++i;
+    for (; i + 8 <= n; i += 8) {
+        unsigned all = 1;
+        for (std::size_t k = 0; k < 8; ++k) all &= is_raw(p[i + k]);
+        if (!all) break;
+    }
+    while (i < n && is_raw(p[i]) != 0) ++i;
     return i;
 }
 
-// A value is mostly one long run (a message body), so the bytes are checked 32 at a time where
-// the CPU has AVX2, else 16 at a time (64 a step while they are all raw); without SSE2, eight
-// bytes are looked up per step without a branch each.
-std::size_t raw_run(std::string_view text) noexcept {
-    std::size_t i = 0;
-    auto const* p = text.data();
-    auto const n = text.size();
-#if defined(INTEGRATION_FORM_AVX2)
-    static bool const avx2 = __builtin_cpu_supports("avx2");
-    if (avx2 && n >= 32) i = raw_run_avx2(p, n);  // the 16-byte steps below finish (or find again) from i
-#endif
 #if defined(__SSE2__)
+// From `i`, the bytes before which are known to be raw: 64 a step while they are all raw, then 16.
+[[gnu::always_inline]] inline std::size_t raw_run_sse2(char const* p, std::size_t n, std::size_t i) noexcept {
     for (; i + 64 <= n; i += 64) {
         auto const* q = reinterpret_cast<__m128i const*>(p + i);
         auto const both = _mm_and_si128(_mm_and_si128(raw_mask(_mm_loadu_si128(q)), raw_mask(_mm_loadu_si128(q + 1))),
@@ -116,16 +111,62 @@ std::size_t raw_run(std::string_view text) noexcept {
         if (auto const k = raw_prefix16(p + i); k < 16) return i + k;
     // The last bytes: the 16 that end the text, of which those before `i` are known to be raw.
     if (n >= 16) return i == n ? n : n - 16 + raw_prefix16(p + n - 16);
-#else
-    for (; i + 8 <= n; i += 8) {
-        unsigned all = 1;
-        for (std::size_t k = 0; k < 8; ++k) all &= is_raw(p[i + k]);
-        if (!all) break;
-    }
-#endif
     while (i < n && is_raw(p[i]) != 0) ++i;
     return i;
 }
+#endif
+
+form_scan fastest_scan() noexcept {
+#if defined(INTEGRATION_FORM_AVX2)
+    __builtin_cpu_init();  // this runs among the static constructors, perhaps before libgcc's
+#endif
+    for (auto how : {form_scan::avx2, form_scan::sse2})
+        if (form_scan_supported(how)) return how;
+    return form_scan::portable;
+}
+
+// Zero (portable) until initialised, so a form read by another static constructor is still read.
+form_scan const best_scan = fastest_scan();
+
+}  // namespace
+
+bool form_scan_supported(form_scan how) noexcept {
+    switch (how) {
+    case form_scan::portable: return true;
+#if defined(__SSE2__)
+    case form_scan::sse2: return true;
+#endif
+#if defined(INTEGRATION_FORM_AVX2)
+    case form_scan::avx2: return __builtin_cpu_supports("avx2") != 0;
+#endif
+    default: return false;
+    }
+}
+
+std::size_t raw_run_scalar(std::string_view text) noexcept {
+    std::size_t i = 0;
+    while (i < text.size() && is_raw(text[i]) != 0) ++i;
+    return i;
+}
+
+// A value is mostly one long run (a message body), so the bytes are checked 32 at a time where
+// the CPU has AVX2, else 16 at a time (64 a step while they are all raw).
+std::size_t raw_run(std::string_view text, form_scan how) noexcept {
+    auto const* p = text.data();
+    auto const n = text.size();
+    switch (how) {
+#if defined(INTEGRATION_FORM_AVX2)
+    // The 16-byte steps finish (or find again) from where the 32-byte ones stopped.
+    case form_scan::avx2: return raw_run_sse2(p, n, n >= 32 ? raw_run_avx2(p, n) : 0);
+#endif
+#if defined(__SSE2__)
+    case form_scan::sse2: return raw_run_sse2(p, n, 0);
+#endif
+    default: return raw_run_portable(p, n);
+    }
+}
+
+std::size_t raw_run(std::string_view text) noexcept { return raw_run(text, best_scan); }
 
 namespace {
 
@@ -135,7 +176,7 @@ int nibble(char c) noexcept {
 
 // Percent-decodes `text` (`+` is a space) after its first `raw` bytes into `out`; returns the
 // bytes written, or nullopt on a broken escape or a byte form encoding never leaves raw.
-std::optional<std::size_t> decode_into(std::string_view text, std::size_t raw, char* out) {
+std::optional<std::size_t> decode_into(std::string_view text, std::size_t raw, char* out, form_scan how) {
     std::memcpy(out, text.data(), raw);
     std::size_t o = raw;
     for (std::size_t i = raw; i < text.size();) {
@@ -152,7 +193,7 @@ std::optional<std::size_t> decode_into(std::string_view text, std::size_t raw, c
         } else {
             return std::nullopt;
         }
-        auto const run = raw_run(text.substr(i));
+        auto const run = raw_run(text.substr(i), how);
         std::memcpy(out + o, text.data() + i, run);
         o += run;
         i += run;
@@ -162,17 +203,19 @@ std::optional<std::size_t> decode_into(std::string_view text, std::size_t raw, c
 
 }  // namespace
 
-std::optional<form_fields> form_params(std::string_view body) {
+std::optional<form_fields> form_params(std::string_view body) { return form_params(body, best_scan); }
+
+std::optional<form_fields> form_params(std::string_view body, form_scan how) {
     form_fields out;
     out.pairs_.reserve(16);  // a webhook's form has a dozen or two fields: one allocation, mostly
     // One name or value: a view of the body when it has nothing to decode, else decoded into
     // the buffer (decoding never lengthens, so the body's size always suffices).
     auto part = [&](std::string_view text) -> std::optional<std::string_view> {
-        auto const raw = raw_run(text);
+        auto const raw = raw_run(text, how);
         if (raw == text.size()) return text;
         if (!out.decoded_) out.decoded_ = std::make_unique_for_overwrite<char[]>(body.size());
         char* const at = out.decoded_.get() + out.used_;
-        auto const n = decode_into(text, raw, at);
+        auto const n = decode_into(text, raw, at, how);
         if (!n) return std::nullopt;
         out.used_ += *n;
         return std::string_view(at, *n);
