@@ -1,6 +1,7 @@
 #include <integration/backends/local_vault/local_secret_store.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/sqlite_file.hpp"
 
 #include <integration/services/fingerprint.hpp>
 
@@ -24,14 +25,7 @@ protected:
     }
     std::unique_ptr<credentials::local_secret_store> open() { return must(credentials::open_local_secret_store(options())); }
 
-    void raw_sql(std::string const& sql) {
-        sqlite3* db = nullptr;
-        ASSERT_EQ(sqlite3_open(dir_.file("secrets.db").c_str(), &db), SQLITE_OK);
-        char* msg = nullptr;
-        EXPECT_EQ(sqlite3_exec(db, sql.c_str(), nullptr, nullptr, &msg), SQLITE_OK) << (msg ? msg : "");
-        sqlite3_free(msg);
-        sqlite3_close(db);
-    }
+    void raw_sql(std::string const& sql) { exec_sql(dir_.file("secrets.db"), sql); }
 
     /** Flips one bit of the stored ciphertext of the first record. */
     void flip_sealed_byte(int index) {

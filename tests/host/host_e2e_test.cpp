@@ -4,10 +4,11 @@
 #include "host/host_process.hpp"
 #include "host/http_client.hpp"
 #include "support/loopback_server.hpp"
+#include "support/sqlite_file.hpp"
+#include "support/tcp_listener.hpp"
 
 #include <gtest/gtest.h>
 
-#include <sqlite3.h>
 
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
@@ -32,6 +33,13 @@ namespace {
 
 namespace json = boost::json;
 using namespace std::chrono_literals;
+
+/** The first row `sql` returns from the SQLite file `db` (columns joined by "|"), or nothing. */
+std::optional<std::string> first_row(std::filesystem::path const& db, std::string const& sql, std::vector<std::string> const& params = {}) {
+    auto rows = query_rows(db.string(), sql, params);
+    if (rows.empty()) return std::nullopt;
+    return rows.front();
+}
 
 constexpr char const* vendor_secret = "sk_live_SUPERSECRET_0123456789";
 
@@ -108,15 +116,9 @@ public:
     using answer_fn = std::function<std::optional<std::string>(std::string const& head)>;
 
     explicit threaded_vendor(answer_fn answer) : answer_(std::move(answer)) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 64) != 0)
-            throw std::runtime_error("threaded_vendor: bind/listen failed");
-        socklen_t len = sizeof addr;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-        port_ = ntohs(addr.sin_port);
+        auto const l = listen_tcp();
+        fd_ = l.fd;
+        port_ = l.port;
         acceptor_ = std::thread([this] { accept_calls(); });
     }
     ~threaded_vendor() {
@@ -319,8 +321,12 @@ TEST_F(host_e2e, keys_are_random_and_stored_hashed) {
     EXPECT_EQ(key_a_->rfind("ik_", 0), 0u);
     EXPECT_GE(key_a_->size(), 3u + 43u);
     EXPECT_NE(*key_a_, *key_b_);
-    auto db = run_and_capture("sqlite3 " + (*dir_ / "integration.db").string() + " 'SELECT key_hash FROM api_keys'");
-    EXPECT_EQ(db.find(*key_a_), std::string::npos);
+    auto const hashes = query_rows((*dir_ / "integration.db").string(), "SELECT key_hash FROM api_keys");
+    ASSERT_GE(hashes.size(), 2u);
+    for (auto const& hash : hashes) {
+        EXPECT_EQ(hash.find(*key_a_), std::string::npos);
+        EXPECT_EQ(hash.find(*key_b_), std::string::npos);
+    }
 }
 
 TEST_F(host_e2e, health_and_readiness_need_no_key) {
@@ -1290,12 +1296,11 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
         api ops(host.port(), admin_key);  // /metrics needs an admin key
         auto t = set_up(client, vendor.port(), "-workers");
         auto db = (dir.path() / "integration.db").string();
-        auto unpublished = [&] {
-            return run_and_capture("sqlite3 " + db + " 'SELECT count(*) FROM outbox WHERE published_at IS NULL'");
-        };
-        EXPECT_TRUE(eventually([&] { return unpublished() == "0\n"; })) << unpublished();
-        auto total = [&] { return run_and_capture("sqlite3 " + db + " 'SELECT count(*) FROM outbox'"); };
-        EXPECT_NE(total(), "0\n");
+        auto unpublished = [&] { return first_row(db, "SELECT count(*) FROM outbox WHERE published_at IS NULL").value_or("?"); };
+        EXPECT_TRUE(eventually([&] { return unpublished() == "0"; })) << unpublished();
+        auto const total = first_row(db, "SELECT count(*) FROM outbox");
+        ASSERT_TRUE(total);
+        EXPECT_NE(*total, "0");
         EXPECT_TRUE(eventually([&] {
             auto m = ops.get("/metrics").body;
             return metric(m, "integration_events_published_total{type=\"IntegrationProviderRegistered\"}") == 1 &&
@@ -1785,10 +1790,10 @@ TEST(host_recovery, a_run_killed_before_it_called_the_vendor_executes_anew_with_
         ASSERT_EQ(client.post("/integrations/runs", run_with_id(connection, "first")).status, 201);  // the only token
         std::thread waiting([&] { (void)client.post("/integrations/runs", run_with_id(connection, "second"), {{"Idempotency-Key", "unsent-1"}}); });
         auto claimed = [&] {
-            return run_and_capture("sqlite3 " + (dir.path() / "integration.db").string() +
-                                   " \"SELECT count(*) FROM idempotency_keys WHERE key = 'unsent-1'\"");
+            return first_row(dir.path() / "integration.db", "SELECT count(*) FROM idempotency_keys WHERE key = ?", {"unsent-1"})
+                .value_or("?");
         };
-        EXPECT_TRUE(eventually([&] { return claimed() == "1\n"; })) << claimed();
+        EXPECT_TRUE(eventually([&] { return claimed() == "1"; })) << claimed();
         std::this_thread::sleep_for(500ms);  // well into its wait for the token
         host.kill_now();
         EXPECT_EQ(host.wait(), -SIGKILL);
@@ -1982,20 +1987,7 @@ TEST_F(host_e2e, an_absurd_rate_limit_is_refused_at_registration_naming_its_boun
 
 /** Blob `key` of `tenant` in the host's SQLite blob store (`blobs.db`, where small bodies go). */
 std::optional<std::string> stored_blob(std::filesystem::path const& db, std::string const& tenant, std::string const& key) {
-    sqlite3* h = nullptr;
-    std::optional<std::string> out;
-    if (sqlite3_open_v2(db.c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(h, "SELECT data FROM blobs WHERE tenant_id = ? AND key = ?", -1, &st, nullptr) == SQLITE_OK) {
-            sqlite3_bind_text(st, 1, tenant.c_str(), -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 2, key.c_str(), -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(st) == SQLITE_ROW)
-                out = std::string(static_cast<char const*>(sqlite3_column_blob(st, 0)), static_cast<std::size_t>(sqlite3_column_bytes(st, 0)));
-        }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-    return out;
+    return first_row(db, "SELECT data FROM blobs WHERE tenant_id = ? AND key = ?", {tenant, key});
 }
 
 /** A run's body as the embedded default keeps it: small bodies of runs recorded behind in the
@@ -2003,22 +1995,8 @@ std::optional<std::string> stored_blob(std::filesystem::path const& db, std::str
 std::optional<std::string> stored_body(std::filesystem::path const& data, std::string const& tenant, std::string const& run_id,
                                        std::string const& part) {
     if (auto b = stored_blob(data / "blobs.db", tenant, "runs/" + run_id + "/" + part)) return b;
-    sqlite3* h = nullptr;
-    std::optional<std::string> out;
-    if (sqlite3_open_v2((data / "integration.db").c_str(), &h, SQLITE_OPEN_READONLY, nullptr) == SQLITE_OK) {
-        sqlite3_stmt* st = nullptr;
-        if (sqlite3_prepare_v2(h, "SELECT bytes FROM run_bodies WHERE tenant_id = ? AND run_id = ? AND part = ?", -1, &st, nullptr) ==
-            SQLITE_OK) {
-            sqlite3_bind_text(st, 1, tenant.c_str(), -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 2, run_id.c_str(), -1, SQLITE_TRANSIENT);
-            sqlite3_bind_text(st, 3, part.c_str(), -1, SQLITE_TRANSIENT);
-            if (sqlite3_step(st) == SQLITE_ROW)
-                out = std::string(static_cast<char const*>(sqlite3_column_blob(st, 0)), static_cast<std::size_t>(sqlite3_column_bytes(st, 0)));
-        }
-        sqlite3_finalize(st);
-    }
-    sqlite3_close(h);
-    return out;
+    return first_row(data / "integration.db", "SELECT bytes FROM run_bodies WHERE tenant_id = ? AND run_id = ? AND part = ?",
+                     {tenant, run_id, part});
 }
 
 /** A vendor that answers every call at once with `{"echo":"<last path segment>"}`. */

@@ -3,6 +3,7 @@
 
 #include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
+#include "support/tcp_listener.hpp"
 
 #include <gtest/gtest.h>
 
@@ -249,13 +250,7 @@ TEST(curl_transport, a_configured_proxy_receives_the_absolute_form_request_and_i
 TEST(curl_transport, with_a_proxy_a_pinned_call_is_tunnelled_to_the_pinned_address) {
     testing::loopback_server proxy([](int fd, testing::loopback_server&) {
         write_all(fd, "HTTP/1.1 200 Connection established\r\n\r\n");
-        std::string tunnelled;
-        char buf[4096];
-        while (tunnelled.find("\r\n\r\n") == std::string::npos) {
-            auto n = ::read(fd, buf, sizeof buf);
-            if (n <= 0) return;
-            tunnelled.append(buf, static_cast<std::size_t>(n));
-        }
+        if (testing::read_head(fd).find("\r\n\r\n") == std::string::npos) return;
         write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\nConnection: close\r\n\r\nvia tunnel");
     });
     testing::loopback_server pinned;  // where the pin points; only the proxy connects onward

@@ -5,6 +5,7 @@
 #include "support/credential_world.hpp"
 #include "support/credential_doubles.hpp"
 #include "support/loopback_server.hpp"
+#include "support/tcp_listener.hpp"
 
 #include <integration/services/retry_worker.hpp>
 
@@ -578,15 +579,9 @@ TEST_F(run_service_test, runs_execute_asynchronously_on_the_services_threads) {
 class holding_vendor {
 public:
     holding_vendor() {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 256) != 0)
-            throw std::runtime_error("holding_vendor: bind/listen failed");
-        socklen_t len = sizeof addr;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-        port_ = ntohs(addr.sin_port);
+        auto const l = listen_tcp("127.0.0.1", 0, 256);
+        fd_ = l.fd;
+        port_ = l.port;
         thread_ = std::thread([this] { serve(); });
     }
     ~holding_vendor() {

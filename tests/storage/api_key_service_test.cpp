@@ -4,7 +4,7 @@
 
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
-#include <sqlite3.h>
+#include "support/sqlite_file.hpp"
 
 #include <fstream>
 #include <iterator>
@@ -53,10 +53,7 @@ TEST(api_key_service, a_cached_key_stops_working_within_the_ttl_once_revoked) {
     keys::api_key_service keys(*store, {.cache_ttl = std::chrono::seconds(1), .clock = &clock});
     auto key = must(keys.create("tenant-a", false));
     ASSERT_TRUE(must(keys.find(key)));
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir.file("i.db").c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "DELETE FROM api_keys", nullptr, nullptr, nullptr), SQLITE_OK);
-    sqlite3_close(db);
+    exec_sql(dir.file("i.db"), "DELETE FROM api_keys");
     EXPECT_TRUE(must(keys.find(key))) << "served from the cache within its TTL";
     clock.advance(std::chrono::milliseconds(1'001));
     EXPECT_FALSE(must(keys.find(key))) << "a revoked key must stop working once the TTL passed";

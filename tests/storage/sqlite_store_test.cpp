@@ -1,11 +1,11 @@
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include "store_conformance.hpp"
+#include "support/sqlite_file.hpp"
 
 #include <integration/core/id.hpp>
 #include <integration/services/registry.hpp>
 
-#include <sqlite3.h>
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -69,10 +69,7 @@ TEST(sqlite_store, data_survives_closing_and_reopening_the_file) {
 TEST(sqlite_store, a_database_from_a_newer_schema_is_refused) {
     temp_dir dir;
     { auto s = open_sqlite(dir, nullptr); }
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir.file("integration.db").c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "PRAGMA user_version = 99", nullptr, nullptr, nullptr), SQLITE_OK);
-    sqlite3_close(db);
+    exec_sql(dir.file("integration.db"), "PRAGMA user_version = 99");
     auto r = storage::open_sqlite_store({.path = dir.file("integration.db")});
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error(), errc::schema_too_new);
@@ -82,69 +79,48 @@ TEST(sqlite_store, a_database_from_a_newer_schema_is_refused) {
 TEST(sqlite_store, migrations_create_the_current_schema_version) {
     temp_dir dir;
     { auto s = open_sqlite(dir, nullptr); }
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir.file("integration.db").c_str(), &db), SQLITE_OK);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, "PRAGMA user_version", -1, &st, nullptr);
-    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-    EXPECT_EQ(sqlite3_column_int(st, 0), storage::sqlite_schema_version);
-    sqlite3_finalize(st);
-    sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, nullptr);
-    ASSERT_EQ(sqlite3_step(st), SQLITE_ROW);
-    EXPECT_STREQ(reinterpret_cast<char const*>(sqlite3_column_text(st, 0)), "wal");
-    sqlite3_finalize(st);
-    sqlite3_close(db);
+    auto const path = dir.file("integration.db");
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
 /** Turns a current file back into schema 9: no run bodies in the store (migration 10). */
 void back_to_schema_9(std::string const& path) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, "DROP TABLE run_bodies; PRAGMA user_version = 9;", nullptr, nullptr, nullptr), SQLITE_OK)
-        << sqlite3_errmsg(db);
-    sqlite3_close(db);
+    exec_sql(path, "DROP TABLE run_bodies; PRAGMA user_version = 9;");
 }
 
 /** Turns a current file back into schema 8: the delivery indexes as migration 7 made them. */
 void back_to_schema_8(std::string const& path) {
     back_to_schema_9(path);
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, R"sql(
+    exec_sql(path, R"sql(
 CREATE INDEX deliveries_due ON deliveries(tenant_id, next_attempt_at) WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
 DROP INDEX deliveries_by_subscription;
 CREATE INDEX deliveries_by_subscription ON deliveries(tenant_id, subscription_id, delivery_id);
 DROP INDEX deliveries_ended;
 CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at);
 PRAGMA user_version = 8;
-)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    sqlite3_close(db);
+)sql");
 }
 
 /** Turns a current file back into schema 7: none of the inbound webhook columns, index and
  *  table of migration 8. */
 void back_to_schema_7(std::string const& path) {
     back_to_schema_8(path);
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, R"sql(
+    exec_sql(path, R"sql(
 DROP TABLE delivery_payloads;
 DROP INDEX inbound_webhooks_by_connection;
 ALTER TABLE inbound_webhooks DROP COLUMN previous_secret_name;
 ALTER TABLE inbound_webhooks DROP COLUMN previous_until;
 ALTER TABLE deliveries DROP COLUMN rejection_reason;
 PRAGMA user_version = 7;
-)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    sqlite3_close(db);
+)sql");
 }
 
 /** Turns a current file back into schema 6: none of the webhook columns, indexes and tables of
  *  migration 7. */
 void back_to_schema_6(std::string const& path) {
     back_to_schema_7(path);
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, R"sql(
+    exec_sql(path, R"sql(
 DROP INDEX deliveries_outbound_event;
 DROP INDEX deliveries_claim;
 DROP INDEX deliveries_ended;
@@ -159,8 +135,7 @@ ALTER TABLE subscriptions DROP COLUMN previous_secret_until;
 ALTER TABLE subscriptions DROP COLUMN consecutive_failures;
 ALTER TABLE subscriptions DROP COLUMN deactivation_reason;
 PRAGMA user_version = 6;
-)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    sqlite3_close(db);
+)sql");
 }
 
 /** Turns a current file back into schema 4: no connection environment or operation class
@@ -168,9 +143,7 @@ PRAGMA user_version = 6;
  *  migration 6 adds. */
 void back_to_schema_4(std::string const& path) {
     back_to_schema_6(path);
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, R"sql(
+    exec_sql(path, R"sql(
 DROP INDEX outbox_dead;
 ALTER TABLE outbox DROP COLUMN attempts;
 ALTER TABLE outbox DROP COLUMN dead_at;
@@ -182,17 +155,14 @@ DROP TABLE inbound_webhooks;
 ALTER TABLE connections DROP COLUMN environment;
 ALTER TABLE api_clients_operations DROP COLUMN operation_class;
 PRAGMA user_version = 4;
-)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    sqlite3_close(db);
+)sql");
 }
 
 /** Turns a current file back into schema 3: claims of assemblyName + version keyed without a
  *  tenant, connections without a health reason or environment, operations without a class. */
 void back_to_schema_3(std::string const& path) {
     back_to_schema_4(path);
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, R"sql(
+    exec_sql(path, R"sql(
 CREATE TABLE assembly_versions_3(assembly_name TEXT NOT NULL, version TEXT NOT NULL,
   api_client_id TEXT NOT NULL REFERENCES api_clients(api_client_id) ON DELETE CASCADE,
   PRIMARY KEY(assembly_name, version));
@@ -201,8 +171,7 @@ DROP TABLE assembly_versions;
 ALTER TABLE assembly_versions_3 RENAME TO assembly_versions;
 ALTER TABLE connections DROP COLUMN health_reason;
 PRAGMA user_version = 3;
-)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    sqlite3_close(db);
+)sql");
 }
 
 TEST(sqlite_store, a_version_1_database_is_migrated_in_place_and_keeps_its_rows) {
@@ -238,9 +207,7 @@ TEST(sqlite_store, a_version_1_database_is_migrated_in_place_and_keeps_its_rows)
     }
     // Turn the file back into schema 1: attempts in their child table, no lease columns.
     back_to_schema_3(path);
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, R"sql(
+    exec_sql(path, R"sql(
 CREATE TABLE runs_run_attempts(owner_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, position INTEGER NOT NULL,
   attempt INTEGER NOT NULL, status TEXT NOT NULL, error_class TEXT, http_status INTEGER, latency_ms INTEGER NOT NULL,
   started_at INTEGER NOT NULL, PRIMARY KEY(owner_id, position));
@@ -252,8 +219,7 @@ INSERT INTO runs_run_attempts
 ALTER TABLE runs DROP COLUMN run_attempts;
 ALTER TABLE failures DROP COLUMN lease_owner; ALTER TABLE failures DROP COLUMN lease_until;
 PRAGMA user_version = 1;
-)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    sqlite3_close(db);
+)sql");
     auto s = open_sqlite(dir, nullptr);
     must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
         auto migrated = must(uow.runs().find(run->id()));
@@ -645,14 +611,7 @@ TEST(sqlite_store, a_write_failing_mid_transaction_rolls_the_unit_back_with_a_cl
 
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(count_providers(*s, ctx), per_unit * (10u + static_cast<std::size_t>(committed_after)));
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(dir.file("integration.db").c_str(), &db), SQLITE_OK);
-    sqlite3_stmt* check = nullptr;
-    ASSERT_EQ(sqlite3_prepare_v2(db, "PRAGMA integrity_check", -1, &check, nullptr), SQLITE_OK);
-    ASSERT_EQ(sqlite3_step(check), SQLITE_ROW);
-    EXPECT_STREQ(reinterpret_cast<char const*>(sqlite3_column_text(check, 0)), "ok");
-    sqlite3_finalize(check);
-    sqlite3_close(db);
+    EXPECT_EQ(query_rows(dir.file("integration.db"), "PRAGMA integrity_check"), std::vector<std::string>{"ok"});
     // The store keeps working once writes fit again.
     must(s->transact(ctx, unit("later")));
 }
@@ -791,26 +750,6 @@ TEST(sqlite_store, a_version_6_database_keeps_its_subscriptions_and_deliveries_w
     EXPECT_EQ(claimed[0].delivery.id(), delivery_id);
 }
 
-/** The rows `sql` returns, as text joined by "|" per row. */
-std::vector<std::string> query_rows(std::string const& path, std::string const& sql) {
-    sqlite3* db = nullptr;
-    std::vector<std::string> out;
-    if (sqlite3_open(path.c_str(), &db) != SQLITE_OK) return out;
-    sqlite3_stmt* st = nullptr;
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &st, nullptr) == SQLITE_OK)
-        while (sqlite3_step(st) == SQLITE_ROW) {
-            std::string row;
-            for (int c = 0; c < sqlite3_column_count(st); ++c) {
-                auto const* t = sqlite3_column_text(st, c);
-                row += (c ? "|" : "") + std::string(t ? reinterpret_cast<char const*>(t) : "");
-            }
-            out.push_back(row);
-        }
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return out;
-}
-
 // Migration 9 drops deliveries_due and narrows two delivery indexes: the rows stay, and every
 // query that used those indexes finds the same deliveries (through the narrower ones).
 TEST(sqlite_store, a_version_8_database_keeps_its_deliveries_and_finds_them_through_the_narrower_indexes) {
@@ -876,9 +815,7 @@ TEST(sqlite_store, a_version_8_database_keeps_its_deliveries_and_finds_them_thro
 
 /** A reference host's former host.db, as the host made it. */
 void legacy_host_db(std::string const& path) {
-    sqlite3* db = nullptr;
-    ASSERT_EQ(sqlite3_open(path.c_str(), &db), SQLITE_OK);
-    ASSERT_EQ(sqlite3_exec(db, R"sql(
+    exec_sql(path, R"sql(
 CREATE TABLE api_keys (key_hash TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, admin INTEGER NOT NULL,
   created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')));
 CREATE TABLE idempotency_keys (tenant_id TEXT NOT NULL, key TEXT NOT NULL, request_hash TEXT NOT NULL,
@@ -888,8 +825,7 @@ CREATE TABLE inbound_webhooks (tenant_id TEXT NOT NULL, connection_id TEXT NOT N
 INSERT INTO api_keys (key_hash, tenant_id, admin) VALUES ('hash-old', 't1', 0), ('hash-admin', 'ops', 1);
 INSERT INTO idempotency_keys (tenant_id, key, request_hash) VALUES ('t1', 'key-1', 'body-hash');
 INSERT INTO inbound_webhooks VALUES ('t1', 'conn-1', 'github', 'inbound-webhook.conn-1');
-)sql", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(db);
-    sqlite3_close(db);
+)sql");
 }
 
 /** Whether this process maps `path` into memory (a line of /proc/self/maps names it). */

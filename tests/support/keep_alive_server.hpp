@@ -7,8 +7,8 @@
 // bytes a client sends are parsed as requests, so a body that holds a second request is answered
 // twice, as a real server would. Real sockets, no framework.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include "support/tcp_listener.hpp"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -21,7 +21,6 @@
 #include <functional>
 #include <mutex>
 #include <optional>
-#include <stdexcept>
 #include <string>
 #include <string_view>
 #include <thread>
@@ -65,21 +64,9 @@ public:
     explicit keep_alive_server(handler h, std::string const& address = "127.0.0.1", std::uint16_t port = 0,
                                std::chrono::milliseconds delay = std::chrono::milliseconds(0))
         : handler_(std::move(h)), delay_(delay) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        int one = 1;
-        ::setsockopt(fd_, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_port = htons(port);
-        if (::inet_pton(AF_INET, address.c_str(), &addr.sin_addr) != 1)
-            throw std::runtime_error("keep_alive_server: bad address " + address);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 64) != 0) {
-            ::close(fd_);
-            throw std::runtime_error("keep_alive_server: cannot listen on " + address + ":" + std::to_string(port));
-        }
-        socklen_t len = sizeof addr;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-        port_ = ntohs(addr.sin_port);
+        auto const l = listen_tcp(address, port, 64);
+        fd_ = l.fd;
+        port_ = l.port;
         acceptor_ = std::thread([this] { accept_loop(); });
     }
     ~keep_alive_server() {

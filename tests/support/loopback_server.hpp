@@ -4,8 +4,8 @@
 // A tiny HTTP/1.1 server on 127.0.0.1 for transport tests: answers every request with a fixed
 // response and records the request heads it saw. Real sockets, no framework.
 
-#include <arpa/inet.h>
-#include <netinet/in.h>
+#include "support/tcp_listener.hpp"
+
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -14,7 +14,6 @@
 #include <cstdint>
 #include <functional>
 #include <mutex>
-#include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
@@ -31,15 +30,9 @@ public:
         : loopback_server([response](int fd, loopback_server&) { (void)::write(fd, response.data(), response.size()); }) {}
 
     explicit loopback_server(handler h) : handler_(std::move(h)) {
-        fd_ = ::socket(AF_INET, SOCK_STREAM, 0);
-        sockaddr_in addr{};
-        addr.sin_family = AF_INET;
-        addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-        if (::bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0 || ::listen(fd_, 16) != 0)
-            throw std::runtime_error("loopback_server: bind/listen failed");
-        socklen_t len = sizeof addr;
-        ::getsockname(fd_, reinterpret_cast<sockaddr*>(&addr), &len);
-        port_ = ntohs(addr.sin_port);
+        auto const l = listen_tcp("127.0.0.1", 0, 16);
+        fd_ = l.fd;
+        port_ = l.port;
         thread_ = std::thread([this] { serve(); });
     }
     ~loopback_server() {
@@ -64,16 +57,9 @@ private:
             int c = ::accept(fd_, nullptr, nullptr);
             if (c < 0) continue;
             ++accepted_;
-            std::string head;
-            char buf[4096];
-            while (head.find("\r\n\r\n") == std::string::npos) {
-                auto n = ::read(c, buf, sizeof buf);
-                if (n <= 0) break;
-                head.append(buf, static_cast<std::size_t>(n));
-            }
             {
                 std::lock_guard lock(mutex_);
-                requests_.push_back(head);
+                requests_.push_back(read_head(c));
             }
             handler_(c, *this);
             ::close(c);

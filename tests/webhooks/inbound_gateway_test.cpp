@@ -8,10 +8,10 @@
 
 #include "storage/fixtures.hpp"
 #include "support/hmac.hpp"
+#include "support/sqlite_file.hpp"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
-#include <sqlite3.h>
 
 #include <atomic>
 #include <condition_variable>
@@ -70,15 +70,8 @@ std::string pr_opened(int number) {
 
 /** Rows of `table` across every tenant, read straight from the database file. */
 std::int64_t rows_in(std::string const& db_path, std::string const& table) {
-    sqlite3* db = nullptr;
-    sqlite3_open_v2(db_path.c_str(), &db, SQLITE_OPEN_READONLY, nullptr);
-    sqlite3_stmt* st = nullptr;
-    sqlite3_prepare_v2(db, ("SELECT COUNT(*) FROM " + table).c_str(), -1, &st, nullptr);
-    std::int64_t n = -1;
-    if (st && sqlite3_step(st) == SQLITE_ROW) n = sqlite3_column_int64(st, 0);
-    sqlite3_finalize(st);
-    sqlite3_close(db);
-    return n;
+    auto const rows = integration::testing::query_rows(db_path, "SELECT COUNT(*) FROM " + table);
+    return rows.empty() ? -1 : std::stoll(rows.front());
 }
 
 /** Saves a provider and a Pending connection in `ctx`'s tenant; returns the connection id. */
