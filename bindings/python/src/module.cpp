@@ -4,6 +4,7 @@
 // `integration.Error` subclasses carrying the error code.
 
 #include "convert.hpp"
+#include "errors.hpp"
 #include "run.hpp"
 
 #include <integration/core/aggregate.hpp>
@@ -24,93 +25,6 @@
 
 namespace integration::python {
 namespace {
-
-// ---- errors ----------------------------------------------------------------------------------
-
-/** A library error on its way to Python. */
-struct library_error {
-    error e;
-};
-
-template <class T>
-T unwrap(result<T> r) {
-    if (!r) throw library_error{r.error()};
-    return std::move(*r);
-}
-inline void unwrap(result<void> r) {
-    if (!r) throw library_error{r.error()};
-}
-
-// The exception class of each `errc`, in the enumeration's order (errc values start at 1).
-struct error_kind {
-    char const* code;
-    char const* class_name;
-    PyObject* extra_base;  // a built-in exception it also is, or null
-};
-
-std::array<error_kind, 20> error_kinds() {
-    return {{{"invalid_argument", "InvalidArgument", PyExc_ValueError},
-             {"invalid_state", "InvalidState", nullptr},
-             {"invariant_violation", "InvariantViolation", nullptr},
-             {"not_found", "NotFound", PyExc_LookupError},
-             {"already_exists", "AlreadyExists", nullptr},
-             {"conflict", "Conflict", nullptr},
-             {"forbidden", "Forbidden", PyExc_PermissionError},
-             {"storage_failure", "StorageFailure", nullptr},
-             {"storage_busy", "StorageBusy", nullptr},
-             {"schema_too_new", "SchemaTooNew", nullptr},
-             {"database_missing", "DatabaseMissing", nullptr},
-             {"unavailable", "Unavailable", nullptr},
-             {"secret_store_failure", "SecretStoreFailure", nullptr},
-             {"integrity_failure", "IntegrityFailure", nullptr},
-             {"egress_denied", "EgressDenied", nullptr},
-             {"timeout", "Timeout", PyExc_TimeoutError},
-             {"cancelled", "Cancelled", nullptr},
-             {"verification_failed", "VerificationFailed", nullptr},
-             {"in_progress", "InProgress", nullptr},
-             {"scope_not_granted", "ScopeNotGranted", nullptr}}};
-}
-
-// Created once at import and kept for the life of the process (never decref'd at exit).
-PyObject* error_base = nullptr;
-std::array<PyObject*, 20> error_classes{};
-
-void add_error_classes(py::module_& m) {
-    error_base = PyErr_NewExceptionWithDoc(
-        "integration.Error",
-        "An error of the library: `code` is its error code name (e.g. 'not_found'), `detail` says what "
-        "went wrong and what to do; str() is the category message and the detail.",
-        PyExc_Exception, nullptr);
-    if (!error_base) throw py::error_already_set();
-    PyObject_SetAttrString(error_base, "code", py::str("unknown").ptr());
-    m.attr("Error") = py::handle(error_base);
-    auto kinds = error_kinds();
-    for (std::size_t i = 0; i < kinds.size(); ++i) {
-        auto const& k = kinds[i];
-        py::tuple bases = k.extra_base ? py::make_tuple(py::handle(error_base), py::handle(k.extra_base))
-                                       : py::make_tuple(py::handle(error_base));
-        auto name = std::string("integration.") + k.class_name;
-        auto* cls = PyErr_NewException(name.c_str(), bases.ptr(), nullptr);
-        if (!cls) throw py::error_already_set();
-        PyObject_SetAttrString(cls, "code", py::str(k.code).ptr());
-        error_classes[i] = cls;
-        m.attr(k.class_name) = py::handle(cls);
-    }
-}
-
-void raise(error const& e) {
-    PyObject* cls = error_base;
-    std::string code = "unknown";
-    auto const value = static_cast<std::size_t>(e.code().value());
-    if (e.code().category() == integration_category() && value >= 1 && value <= error_classes.size()) {
-        cls = error_classes[value - 1];
-        code = error_kinds()[value - 1].code;
-    }
-    py::object instance = py::reinterpret_borrow<py::object>(cls)(e.message());
-    instance.attr("code") = code;
-    instance.attr("detail") = e.detail();
-    PyErr_SetObject(cls, instance.ptr());
-}
 
 // ---- the platform and a tenant's view of it --------------------------------------------------
 
@@ -236,7 +150,7 @@ secret_bytes secret_from(py::handle h, char const* what) {
 
 // `integration.SecretBytes`: the secrets the library generates (a subscription's signing secret),
 // handed over once as `bytes` whose repr and str never show them.
-PyObject* secret_bytes_type = nullptr;  // kept for the life of the process, as error_base
+PyObject* secret_bytes_type = nullptr;  // kept for the life of the process, as the error classes
 
 void add_secret_bytes_class(py::module_& m) {
     py::dict ns;
@@ -451,7 +365,7 @@ PyObject* tenant_execute(PyObject* self, PyObject* const* args, Py_ssize_t nargs
         for (std::size_t i = 0; i < out.size(); ++i) out[i] = interned(execute_arg_names[i]);
         return out;
     }();
-    try {
+    return guarded([&]() -> PyObject* {
         if (nargs != 0)
             throw py::type_error("execute() takes no positional arguments (" + std::to_string(nargs) +
                                  " given); pass connection_id=..., operation=...");
@@ -480,16 +394,7 @@ PyObject* tenant_execute(PyObject* self, PyObject* const* args, Py_ssize_t nargs
             return p->runs().execute(t.call(), std::move(request));
         });
         return run_to_python(unwrap(std::move(outcome))).release().ptr();
-    } catch (library_error const& e) {
-        raise(e.e);
-    } catch (py::error_already_set& e) {
-        e.restore();
-    } catch (py::builtin_exception const& e) {
-        e.set_error();
-    } catch (std::exception const& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-    return nullptr;
+    }, nullptr);
 }
 
 PyMethodDef tenant_execute_def{
@@ -549,13 +454,6 @@ void define_module(py::module_& m) {
     add_error_classes(m);
     add_secret_bytes_class(m);
     add_run_class(m);
-    py::register_exception_translator([](std::exception_ptr p) {
-        try {
-            if (p) std::rethrow_exception(p);
-        } catch (library_error const& e) {
-            raise(e.e);
-        }
-    });
 
     using namespace pybind11::literals;
     constexpr std::size_t default_limit = 50;

@@ -1,6 +1,7 @@
 #include "run.hpp"
 
 #include "convert.hpp"
+#include "errors.hpp"
 
 #include <array>
 #include <cstddef>
@@ -69,22 +70,6 @@ PyObject* values_view = nullptr;
 PyObject* mapping_abc = nullptr;
 
 bool is_lazy_mapping(PyObject* o) { return Py_TYPE(o) == run_type || Py_TYPE(o) == response_type; }
-
-/** Runs the body of one of the type's C slots: a C++ exception becomes the Python error it
- *  stands for, and the slot returns `failed`. */
-template <class F, class R = std::invoke_result_t<F>>
-R guarded(F&& f, R failed) noexcept {
-    try {
-        return f();
-    } catch (py::error_already_set& e) {
-        e.restore();
-    } catch (py::builtin_exception const& e) {
-        e.set_error();
-    } catch (std::exception const& e) {
-        PyErr_SetString(PyExc_RuntimeError, e.what());
-    }
-    return failed;
-}
 
 /** Calls `f(name, member)` with the `i`-th described field of `d`. */
 template <class F>
@@ -202,7 +187,7 @@ PyObject* mapping_getitem(PyObject* self, PyObject* key) {
             return nullptr;
         }
         return kind_of(self).value(self, i).release().ptr();
-    }, static_cast<PyObject*>(nullptr));
+    }, nullptr);
 }
 
 Py_ssize_t mapping_length(PyObject* self) {
@@ -223,7 +208,7 @@ PyObject* mapping_iter(PyObject* self) {
         for (std::size_t i = 0; i < kind.keys.size(); ++i)
             if (kind.present(self, i)) present_keys.append(py::handle(kind.keys[i]));
         return PyObject_GetIter(present_keys.ptr());
-    }, static_cast<PyObject*>(nullptr));
+    }, nullptr);
 }
 
 /** `==` and `!=` against another lazy mapping or any mapping (a dict with the same content is
@@ -243,12 +228,11 @@ PyObject* mapping_richcompare(PyObject* self, PyObject* other, int op) {
             theirs = py::dict(py::reinterpret_borrow<py::object>(other));
         }
         return PyObject_RichCompare(to_dict(self).ptr(), theirs.ptr(), op);
-    }, static_cast<PyObject*>(nullptr));
+    }, nullptr);
 }
 
 PyObject* mapping_repr(PyObject* self) {
-    return guarded([&] { return PyUnicode_FromFormat("%s%R)", kind_of(self).repr_prefix, to_dict(self).ptr()); },
-                   static_cast<PyObject*>(nullptr));
+    return guarded([&] { return PyUnicode_FromFormat("%s%R)", kind_of(self).repr_prefix, to_dict(self).ptr()); }, nullptr);
 }
 
 PyObject* mapping_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
@@ -260,7 +244,7 @@ PyObject* mapping_get(PyObject* self, PyObject* const* args, Py_ssize_t nargs) {
         PyObject* fallback = nargs == 2 ? args[1] : Py_None;
         Py_INCREF(fallback);
         return fallback;
-    }, static_cast<PyObject*>(nullptr));
+    }, nullptr);
 }
 
 PyObject* mapping_keys(PyObject* self, PyObject*) { return PyObject_CallOneArg(keys_view, self); }
