@@ -12,6 +12,7 @@
 import { createHmac } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { sign as githubSign } from '@octokit/webhooks-methods';
+import { readStdinJson } from './stdin_json.mjs';
 
 const require = createRequire(import.meta.url);
 const Stripe = require('stripe');
@@ -19,15 +20,7 @@ const twilio = require('twilio');
 const { Webhook: StandardWebhook } = require('standardwebhooks');
 const { Webhook: SvixWebhook } = require('svix');
 
-let input = '';
-for await (const chunk of process.stdin) input += chunk;
-let m;
-try {
-  m = JSON.parse(input);
-} catch (e) {
-  console.error(`stdin is not JSON: ${e.message}`);
-  process.exit(2);
-}
+const m = await readStdinJson(console.error);
 const signers = {
   github: async (m, id) => ({
     'X-GitHub-Delivery': id,

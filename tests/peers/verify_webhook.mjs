@@ -7,19 +7,12 @@
 import { createPublicKey, verify } from 'node:crypto';
 import { createRequire } from 'node:module';
 import { Webhook as SvixWebhook } from 'svix';
+import { readStdinJson } from './stdin_json.mjs';
 
 const require = createRequire(import.meta.url);
 const { Webhook: StandardWebhook } = require('standardwebhooks');
 
-let input = '';
-for await (const chunk of process.stdin) input += chunk;
-let m;
-try {
-  m = JSON.parse(input);
-} catch (e) {
-  console.log(JSON.stringify({ error: `stdin is not JSON: ${e.message}` }));
-  process.exit(2);
-}
+const m = await readStdinJson((message) => console.log(JSON.stringify({ error: message })));
 
 const verdicts = {};
 const attempt = (name, fn) => {
