@@ -2,8 +2,12 @@
 #define INTEGRATION_BACKENDS_SQLITE_SQLITE_STORE_HPP
 
 /** @file
- *  The embedded default store: one SQLite file in WAL mode, migrated at open, with a writer thread
- *  that commits concurrent units of work together (group commit: one fsync for many).
+ *  The embedded default store: one SQLite file in WAL mode, migrated at open, with two threads of
+ *  its own. The writer (`integ-sql-write`) commits concurrent units of work together (group
+ *  commit), every commit with `synchronous=NORMAL`; the sync thread (`integ-sql-sync`)
+ *  fdatasyncs the WAL and only then reports the `durability::immediate` units committed before
+ *  that sync began, while the writer commits the next batch, so the batches committed during one
+ *  sync share the next. See docs/architecture.md, "Durability".
  */
 
 #include <integration/export.hpp>
@@ -21,8 +25,11 @@ namespace integration::storage {
 /** Options of `sqlite_store`. */
 struct sqlite_options {
     std::string path;                         ///< Database file; created if missing.
-    bool synchronous_full = true;             ///< False makes every commit `durability::deferred`.
-    /** `durability::deferred` commits reach the disk within this interval (one fsync of the WAL). */
+    /** True: an immediate unit is reported once the WAL is synced after its commit. False makes
+     *  every commit `durability::deferred`. */
+    bool synchronous_full = true;
+    /** `durability::deferred` commits reach the disk within this interval (one fsync of the WAL
+     *  on the sync thread). */
     std::chrono::milliseconds flush_interval{10};
     std::chrono::milliseconds busy_timeout{5'000};  ///< How long to wait for another process's lock.
     std::size_t max_batch = 512;              ///< Most units of work committed together.
@@ -63,12 +70,13 @@ struct sqlite_stats {
 };
 
 /** The counters of a store made by `open_sqlite_store` (`std::nullopt` for any other store).
- *  With group commit, concurrent units share commits: fewer commits than units.
+ *  With group commit, concurrent units share commits: fewer commits than units (and the commits
+ *  made during one WAL sync share the next sync: fewer syncs than commits).
  *
  *  @par Example
  *  @code
  *  auto stats = integration::storage::sqlite_store_stats(*store).value();
- *  double units_per_fsync = double(stats.units) / double(stats.commits);
+ *  double units_per_commit = double(stats.units) / double(stats.commits);
  *  @endcode
  */
 INTEGRATION_EXPORT std::optional<sqlite_stats> sqlite_store_stats(store const& s);
