@@ -275,11 +275,19 @@ py::dict render_inbound(webhooks::inbound_outcome const& out) {
 
 // ---- the calls ---------------------------------------------------------------------------------
 
+/** `f(p, ctx)` for the tenant's call, without the GIL: `p` the platform (kept open until it
+ *  returns), `ctx` the tenant's context with a trace of its own; the result, unwrapped. */
 template <class F>
-auto read(py_tenant const& t, F&& f) {
+auto call(py_tenant const& t, F&& f) {
     auto p = t.owner->get();
     auto ctx = t.call();
-    return unwrap(nogil([&] { return storage::read_for(p->store(), ctx, f); }));
+    return unwrap(nogil([&] { return f(p, ctx); }));
+}
+
+/** `f(unit_of_work&)` in a read of the tenant's data. */
+template <class F>
+auto read(py_tenant const& t, F&& f) {
+    return call(t, [&](auto& p, auto& ctx) { return storage::read_for(p->store(), ctx, f); });
 }
 
 // ---- execute: parsed and answered without pybind11's dispatch ------------------------------------
@@ -509,9 +517,9 @@ void define_module(py::module_& m) {
         // providers and API clients
         .def("register_provider", [](py_tenant const& t, py::kwargs const& kw) {
             auto spec = spec_from<providers::provider_spec>(kw, "register_provider");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->registry().register_provider(ctx, std::move(spec)); })));
+            return render(call(t, [&](auto& p, auto& ctx) {
+                return p->registry().register_provider(ctx, std::move(spec));
+            }));
         })
         .def("get_provider", [](py_tenant const& t, std::string const& id) {
             return render(read(t, [&](storage::unit_of_work& u) { return u.providers().find(id); }));
@@ -522,20 +530,18 @@ void define_module(py::module_& m) {
                                render<providers::integration_provider>);
         }, py::kw_only(), "limit"_a = default_limit, "cursor"_a = py::none())
         .def("activate_provider", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->registry().activate_provider(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->registry().activate_provider(ctx, id); }));
         }, "provider_id"_a)
         .def("deprecate_provider", [](py_tenant const& t, std::string const& id, std::string reason) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->registry().deprecate_provider(ctx, id, std::move(reason)); })));
+            return render(call(t, [&](auto& p, auto& ctx) {
+                return p->registry().deprecate_provider(ctx, id, std::move(reason));
+            }));
         }, "provider_id"_a, py::kw_only(), "reason"_a = "deprecated")
         .def("register_client", [](py_tenant const& t, std::string const& provider_id, py::kwargs const& kw) {
             auto spec = spec_from<providers::api_client_spec>(kw, "register_client");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->registry().register_client(ctx, provider_id, std::move(spec)); })));
+            return render(call(t, [&](auto& p, auto& ctx) {
+                return p->registry().register_client(ctx, provider_id, std::move(spec));
+            }));
         }, "provider_id"_a)
         .def("list_clients", [](py_tenant const& t, std::string const& provider_id, std::size_t limit,
                                 std::optional<std::string> cursor) {
@@ -544,14 +550,10 @@ void define_module(py::module_& m) {
                                render<providers::external_api_client>);
         }, "provider_id"_a, py::kw_only(), "limit"_a = default_limit, "cursor"_a = py::none())
         .def("activate_client", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->registry().activate_client(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->registry().activate_client(ctx, id); }));
         }, "api_client_id"_a)
         .def("deprecate_client", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->registry().deprecate_client(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->registry().deprecate_client(ctx, id); }));
         }, "api_client_id"_a)
 
         // credentials: the secret goes in, only its reference and fingerprint come out
@@ -569,9 +571,9 @@ void define_module(py::module_& m) {
             spec.managed_identity = optional_spec<credentials::managed_identity_settings>(managed_identity, "managed_identity");
             spec.rotation_policy = optional_spec<credentials::rotation_policy>(rotation_policy, "rotation_policy");
             if (!expires_at.is_none()) spec.expires_at = from_datetime(expires_at, "expires_at");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_credential(unwrap(nogil([&] { return p->credentials().create(ctx, std::move(spec)); })));
+            return render_credential(call(t, [&](auto& p, auto& ctx) {
+                return p->credentials().create(ctx, std::move(spec));
+            }));
         }, py::kw_only(), "provider_id"_a, "secret"_a = py::none(), "auth_mode"_a = "ApiKey",
            "connection_id"_a = py::none(), "api_key"_a = py::none(), "oauth2"_a = py::none(),
            "managed_identity"_a = py::none(), "rotation_policy"_a = py::none(), "expires_at"_a = py::none(),
@@ -581,16 +583,14 @@ void define_module(py::module_& m) {
             auto material = secret_from(secret, "secret");
             std::optional<time_point> expires;
             if (!expires_at.is_none()) expires = from_datetime(expires_at, "expires_at");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_credential(unwrap(nogil([&] {
+            return render_credential(call(t, [&](auto& p, auto& ctx) {
                 return p->credentials().rotate(ctx, id, std::move(material), p->prober().verifier_for(ctx, id), expires);
-            })));
+            }));
         }, "credential_id"_a, py::kw_only(), "secret"_a, "expires_at"_a = py::none())
         .def("revoke_credential", [](py_tenant const& t, std::string const& id, std::string reason) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_credential(unwrap(nogil([&] { return p->credentials().revoke(ctx, id, std::move(reason)); })));
+            return render_credential(call(t, [&](auto& p, auto& ctx) {
+                return p->credentials().revoke(ctx, id, std::move(reason));
+            }));
         }, "credential_id"_a, py::kw_only(), "reason"_a = "revoked")
         .def("get_credential", [](py_tenant const& t, std::string const& id) {
             return render_credential(read(t, [&](storage::unit_of_work& u) { return u.credentials().find(id); }));
@@ -607,16 +607,14 @@ void define_module(py::module_& m) {
         // connections
         .def("create_connection", [](py_tenant const& t, std::string const& provider_id, bool test, py::kwargs const& kw) {
             auto spec = spec_from<connections::connection_spec>(kw, "create_connection");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&]() -> result<connections::integration_connection> {
+            return render(call(t, [&](auto& p, auto& ctx) -> result<connections::integration_connection> {
                 auto created = p->connections().create(ctx, provider_id, std::move(spec));
                 if (!created || !test) return created;
                 // As the host does: probed at once, Active when the health check passes; a probe
                 // that cannot run leaves it Pending.
                 auto tested = p->prober().test(ctx, created->id());
                 return tested ? tested : created;
-            })));
+            }));
         }, py::kw_only(), "provider_id"_a, "test"_a = true)
         .def("get_connection", [](py_tenant const& t, std::string const& id) {
             return render(read(t, [&](storage::unit_of_work& u) { return u.connections().find(id); }));
@@ -631,14 +629,12 @@ void define_module(py::module_& m) {
         }, py::kw_only(), "project_id"_a = py::none(), "provider_id"_a = py::none(), "status"_a = py::none(),
            "limit"_a = default_limit, "cursor"_a = py::none())
         .def("test_connection", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->prober().test(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->prober().test(ctx, id); }));
         }, "connection_id"_a)
         .def("retire_connection", [](py_tenant const& t, std::string const& id, std::string reason) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->connections().retire(ctx, id, std::move(reason)); })));
+            return render(call(t, [&](auto& p, auto& ctx) {
+                return p->connections().retire(ctx, id, std::move(reason));
+            }));
         }, "connection_id"_a, py::kw_only(), "reason"_a = "retired")
 
         // runs
@@ -656,80 +652,64 @@ void define_module(py::module_& m) {
 
         // failures
         .def("get_failure", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->failures().find(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->failures().find(ctx, id); }));
         }, "failure_id"_a)
         .def("list_failures", [](py_tenant const& t, std::optional<std::string> run_id, std::optional<std::string> delivery_id,
                                  bool unresolved_only, std::size_t limit, std::optional<std::string> cursor) {
             storage::failure_query q{std::move(run_id), std::move(delivery_id), unresolved_only};
             auto page = page_of(limit, std::move(cursor));
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_page(unwrap(nogil([&] { return p->failures().list(ctx, q, page); })),
+            return render_page(call(t, [&](auto& p, auto& ctx) { return p->failures().list(ctx, q, page); }),
                                render<failures::integration_failure>);
         }, py::kw_only(), "run_id"_a = py::none(), "delivery_id"_a = py::none(), "unresolved_only"_a = false,
            "limit"_a = default_limit, "cursor"_a = py::none())
         .def("escalate_failure", [](py_tenant const& t, std::string const& id, std::string const& reason,
                                     std::optional<std::string> ticket_ref) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->failures().escalate(ctx, id, reason, std::move(ticket_ref)); })));
+            return render(call(t, [&](auto& p, auto& ctx) {
+                return p->failures().escalate(ctx, id, reason, std::move(ticket_ref));
+            }));
         }, "failure_id"_a, py::kw_only(), "reason"_a, "ticket_ref"_a = py::none())
 
         // outbound webhooks
         .def("subscribe", [](py_tenant const& t, py::kwargs const& kw) {
             auto spec = spec_from<webhooks::subscription_spec>(kw, "subscribe");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            auto s = unwrap(nogil([&] { return p->subscriptions().subscribe(ctx, std::move(spec)); }));
+            auto s = call(t, [&](auto& p, auto& ctx) { return p->subscriptions().subscribe(ctx, std::move(spec)); });
             py::dict d = render(s.subscription);
             // Shown this once, for the receiver; no call returns it again.
             d["signing_secret"] = s.signing_secret ? secret_to_python(*s.signing_secret) : py::object(py::none());
             return d;
         })
         .def("get_subscription", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->subscriptions().find(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->subscriptions().find(ctx, id); }));
         }, "subscription_id"_a)
         .def("list_subscriptions", [](py_tenant const& t, std::size_t limit, std::optional<std::string> cursor) {
             auto page = page_of(limit, std::move(cursor));
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_page(unwrap(nogil([&] { return p->subscriptions().list(ctx, page); })),
+            return render_page(call(t, [&](auto& p, auto& ctx) { return p->subscriptions().list(ctx, page); }),
                                render<webhooks::webhook_subscription>);
         }, py::kw_only(), "limit"_a = default_limit, "cursor"_a = py::none())
         .def("deactivate_subscription", [](py_tenant const& t, std::string const& id, std::string reason) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->subscriptions().deactivate(ctx, id, std::move(reason)); })));
+            return render(call(t, [&](auto& p, auto& ctx) {
+                return p->subscriptions().deactivate(ctx, id, std::move(reason));
+            }));
         }, "subscription_id"_a, py::kw_only(), "reason"_a = "deactivated by the caller")
         .def("reactivate_subscription", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->subscriptions().reactivate(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->subscriptions().reactivate(ctx, id); }));
         }, "subscription_id"_a)
         .def("rotate_subscription_secret", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            auto r = unwrap(nogil([&] { return p->subscriptions().rotate_secret(ctx, id); }));
+            auto r = call(t, [&](auto& p, auto& ctx) { return p->subscriptions().rotate_secret(ctx, id); });
             py::dict d = render(r.subscription);
             d["signing_secret"] = secret_to_python(r.signing_secret);
             return d;
         }, "subscription_id"_a)
         .def("recover_subscription", [](py_tenant const& t, std::string const& id, py::object const& since) {
             auto from = from_datetime(since, "since");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return unwrap(nogil([&] { return p->subscriptions().recover(ctx, id, from); }));
+            return call(t, [&](auto& p, auto& ctx) { return p->subscriptions().recover(ctx, id, from); });
         }, "subscription_id"_a, py::kw_only(), "since"_a)
         .def("publish", [](py_tenant const& t, std::string const& event_type, py::object const& payload,
                            std::optional<std::string> idempotency_key) {
             auto json = to_json_value(payload, false, "payload");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            auto pub = unwrap(nogil([&] { return p->publisher().publish(ctx, event_type, json, std::move(idempotency_key)); }));
+            auto pub = call(t, [&](auto& p, auto& ctx) {
+                return p->publisher().publish(ctx, event_type, json, std::move(idempotency_key));
+            });
             py::dict d;
             d["event_id"] = pub.event_id;
             d["delivery_ids"] = pub.delivery_ids;
@@ -737,9 +717,7 @@ void define_module(py::module_& m) {
             return d;
         }, "event_type"_a, "payload"_a, py::kw_only(), "idempotency_key"_a = py::none())
         .def("get_delivery", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->publisher().find(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->publisher().find(ctx, id); }));
         }, "delivery_id"_a)
         .def("list_deliveries", [](py_tenant const& t, std::optional<std::string> direction,
                                    std::optional<std::string> subscription_id, std::optional<std::string> connection_id,
@@ -753,17 +731,13 @@ void define_module(py::module_& m) {
             q.event_id = std::move(event_id);
             if (!since.is_none()) q.since = from_datetime(since, "since");
             auto page = page_of(limit, std::move(cursor));
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_page(unwrap(nogil([&] { return p->publisher().list(ctx, q, page); })),
+            return render_page(call(t, [&](auto& p, auto& ctx) { return p->publisher().list(ctx, q, page); }),
                                render<webhooks::webhook_delivery>);
         }, py::kw_only(), "direction"_a = py::none(), "subscription_id"_a = py::none(), "connection_id"_a = py::none(),
            "status"_a = py::none(), "event_id"_a = py::none(), "since"_a = py::none(), "limit"_a = default_limit,
            "cursor"_a = py::none())
         .def("replay_delivery", [](py_tenant const& t, std::string const& id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render(unwrap(nogil([&] { return p->publisher().replay(ctx, id); })));
+            return render(call(t, [&](auto& p, auto& ctx) { return p->publisher().replay(ctx, id); }));
         }, "delivery_id"_a)
 
         // inbound webhooks: the secret goes in and never comes out; Platform.receive_webhook receives
@@ -771,27 +745,21 @@ void define_module(py::module_& m) {
                                              std::string const& scheme, py::object const& secret) {
             auto s = unwrap(webhooks::parse_inbound_scheme(scheme));
             auto material = secret_from(secret, "secret");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_endpoint(unwrap(nogil([&] {
+            return render_endpoint(call(t, [&](auto& p, auto& ctx) {
                 return p->inbound().register_endpoint(ctx, connection_id, s, std::move(material));
-            })));
+            }));
         }, "connection_id"_a, py::kw_only(), "scheme"_a, "secret"_a,
            "Lets the connection receive webhooks signed under `scheme` (standard, github, stripe, slack, twilio, "
            "shopify) with `secret`; registering again replaces both.")
         .def("rotate_inbound_secret", [](py_tenant const& t, std::string const& connection_id, py::object const& secret) {
             auto material = secret_from(secret, "secret");
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            return render_endpoint(unwrap(nogil([&] {
+            return render_endpoint(call(t, [&](auto& p, auto& ctx) {
                 return p->inbound().rotate_secret(ctx, connection_id, std::move(material));
-            })));
+            }));
         }, "connection_id"_a, py::kw_only(), "secret"_a,
            "Replaces the connection's inbound secret; the previous one keeps verifying for a while (24 h by default).")
         .def("get_inbound_payload", [](py_tenant const& t, std::string const& delivery_id) {
-            auto p = t.owner->get();
-            auto ctx = t.call();
-            auto body = unwrap(nogil([&] { return p->inbound().payload(ctx, delivery_id); }));
+            auto body = call(t, [&](auto& p, auto& ctx) { return p->inbound().payload(ctx, delivery_id); });
             return py::bytes(body);
         }, "delivery_id"_a, "The raw body of an inbound delivery, exactly as received.");
     add_tenant_execute(m.attr("Tenant"));
