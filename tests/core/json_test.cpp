@@ -13,6 +13,8 @@
 #include <integration/domain/delivery.hpp>
 #include <integration/domain/subscription.hpp>
 
+#include "support/expect_errc.hpp"
+
 #include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
@@ -22,14 +24,6 @@
 #include <functional>
 #include <string>
 #include <vector>
-
-/** Asserts that `expr` (a result) failed with `code`. */
-#define EXPECT_ERRC(expr, code)                                                                 \
-    do {                                                                                        \
-        auto const& r_ = (expr);                                                                \
-        ASSERT_FALSE(r_) << "expected " #code;                                                  \
-        EXPECT_TRUE(r_.error() == (code)) << "got: " << r_.error().message();                   \
-    } while (0)
 
 namespace {
 

@@ -13,6 +13,8 @@
 #include <integration/domain/provider.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
+#include "support/expect_errc.hpp"
+
 #include <boost/json/serialize.hpp>
 #include <gtest/gtest.h>
 
@@ -144,14 +146,6 @@ private:
 };
 
 }  // namespace fixtures
-
-/** Asserts that `expr` (a result) failed with `code`. */
-#define EXPECT_ERRC(expr, code)                                                                 \
-    do {                                                                                        \
-        auto const& r_ = (expr);                                                                \
-        ASSERT_FALSE(r_) << "expected " #code;                                                  \
-        EXPECT_TRUE(r_.error() == (code)) << "got: " << r_.error().message();                   \
-    } while (0)
 
 /** Asserts that `agg` still matches the snapshot `before`: same fields, no new event. */
 #define EXPECT_UNCHANGED(agg, before)                                                           \
