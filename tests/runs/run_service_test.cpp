@@ -1148,9 +1148,10 @@ TEST_F(run_service_test, destruction_waits_for_the_flight_of_a_twin_whose_run_re
     for (auto& t : callers) t.join();
 
     std::size_t owner = 2;
-    while (owner == 2)
+    for (auto const until = std::chrono::steady_clock::now() + 60s; owner == 2 && std::chrono::steady_clock::now() < until;)
         for (std::size_t i = 0; i < 2 && owner == 2; ++i)
             if (outcomes[i].wait_for(1ms) == std::future_status::ready) owner = i;
+    ASSERT_NE(owner, 2u) << "neither request was answered within 60 s";
     auto refused = outcomes[owner].get();
     if (refused) {
         // The owner stamped its run only after the clock moved (a slow machine, a sanitizer), so

@@ -96,7 +96,7 @@ TEST(sqlite_sync, an_immediate_unit_is_visible_at_commit_and_reported_only_after
     auto answer = reported.get_future();
     s->transact_async(ctx, save_provider(ctx, "a"), durability::immediate,
                       [&](result<void> r) { reported.set_value(std::move(r)); });
-    ASSERT_TRUE(sync.wait_entered(1));
+    or_exit(sync.wait_entered(1), "the first WAL sync");  // a failed ASSERT would leave the sync held: a hang
     // Committed (readers see it) but not yet synced: the caller has not been told.
     EXPECT_EQ(count_providers(*s, ctx), 1u);
     EXPECT_EQ(answer.wait_for(0s), std::future_status::timeout);
@@ -114,7 +114,7 @@ TEST(sqlite_sync, the_writer_commits_the_next_batch_while_a_sync_is_running) {
     auto ctx = tenant("t1");
     std::atomic<int> reported{0};
     s->transact_async(ctx, save_provider(ctx, "first"), durability::immediate, [&](result<void>) { ++reported; });
-    ASSERT_TRUE(sync.wait_entered(1));
+    or_exit(sync.wait_entered(1), "the first WAL sync");  // a failed ASSERT would leave the sync held: a hang
     // The first sync is held; a second unit still commits (visible) without waiting for it.
     std::promise<void> second_ran;
     s->transact_async(
@@ -169,7 +169,7 @@ TEST(sqlite_sync, immediate_units_are_reported_in_commit_order_and_all_of_them_a
 
 TEST(sqlite_sync, a_failed_sync_reports_the_committed_units_as_not_durable) {
     temp_dir dir;
-    bool fail = true;
+    std::atomic<bool> fail = true;  // read on the store's sync thread
     auto s = must(storage::sqlite::open_store({.path = dir.file("integration.db")}, [&](std::string const&) -> result<void> {
         if (fail) return error{errc::storage_failure, "fdatasync: Input/output error"};
         return {};
@@ -181,6 +181,7 @@ TEST(sqlite_sync, a_failed_sync_reports_the_committed_units_as_not_durable) {
     EXPECT_NE(r.error().detail().find("not made durable"), std::string::npos) << r.error().detail();
     fail = false;
     must(s->transact(ctx, save_provider(ctx, "b")));
+    EXPECT_EQ(count_providers(*s, ctx), 2u) << "the unit reported as not durable stays committed";
 }
 
 // The relay publishes what `pending_events` returns: a row read there must already be durable,
