@@ -175,6 +175,56 @@ void raw_curl(benchmark::State& state) {
 }
 BENCHMARK(raw_curl)->Unit(benchmark::kMillisecond)->UseRealTime();
 
+// The same requests with the worker's concurrency: `range(0)` easy handles (the worker keeps 256
+// in flight) on one libcurl multi handle driven by one thread, each re-added as soon as its answer
+// is in, so `range(0)` keep-alive connections to the same receiver. Not the baseline (`raw_curl`
+// is): it shows what libcurl and the receiver cost at that concurrency, without the worker.
+void raw_curl_multi(benchmark::State& state) {
+    auto const flights = static_cast<std::size_t>(state.range(0));
+    auto url = "http://127.0.0.1:" + std::to_string(server().port()) + "/hook";
+    curl_slist* headers = nullptr;
+    for (auto const* line : {"Content-Type: application/json", "User-Agent: integration-webhooks/1",
+                             "webhook-id: dlv-01JDX0000000000000000000", "webhook-timestamp: 1767225600",
+                             "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="})
+        headers = curl_slist_append(headers, line);
+    CURLM* multi = curl_multi_init();
+    std::vector<CURL*> handles;
+    for (std::size_t i = 0; i < flights; ++i) {
+        CURL* h = curl_easy_init();
+        curl_easy_setopt(h, CURLOPT_URL, url.c_str());
+        curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload.data());
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+        handles.push_back(h);
+    }
+    for (auto _ : state) {
+        std::size_t to_start = batch, done = 0;
+        for (std::size_t i = 0; i < flights && to_start > 0; ++i, --to_start) curl_multi_add_handle(multi, handles[i]);
+        while (done < batch) {
+            int running = 0, left = 0;
+            curl_multi_perform(multi, &running);
+            while (CURLMsg* m = curl_multi_info_read(multi, &left)) {
+                if (m->msg != CURLMSG_DONE) continue;
+                if (m->data.result != CURLE_OK) state.SkipWithError("curl failed");
+                CURL* h = m->easy_handle;
+                curl_multi_remove_handle(multi, h);
+                ++done;
+                if (to_start > 0) {
+                    --to_start;
+                    curl_multi_add_handle(multi, h);
+                }
+            }
+            if (done < batch) curl_multi_poll(multi, nullptr, 0, 1000, nullptr);
+        }
+    }
+    for (auto* h : handles) curl_easy_cleanup(h);
+    curl_multi_cleanup(multi);
+    curl_slist_free_all(headers);
+    state.SetItemsProcessed(static_cast<std::int64_t>(state.iterations() * batch));
+}
+BENCHMARK(raw_curl_multi)->Arg(256)->Unit(benchmark::kMillisecond)->UseRealTime();
+
 // One event published to 1,000 matching subscriptions (the payload blob, then one transaction
 // with the event and its 1,000 deliveries), then sent and recorded by the worker. The counters split the
 // time and the SQLite commits between the publish and the deliveries.

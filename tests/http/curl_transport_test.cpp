@@ -433,6 +433,55 @@ TEST(curl_transport_start, consecutive_calls_reuse_one_keep_alive_connection) {
     EXPECT_EQ(server.accepted(), 1);
 }
 
+// The event loop reuses a finished call's handle without curl_easy_reset: nothing of one call
+// (its pin, its body, its method, its headers) may reach the next one on that handle.
+TEST(curl_transport_start, a_reused_handle_carries_nothing_of_the_previous_call) {
+    auto answer = [](testing::received_request const& r) {
+        return r.method == "HEAD" ? std::string("HTTP/1.1 200 X\r\nContent-Length: 2\r\n\r\n")
+                                  : testing::http_answer_bytes(200, "ok");
+    };
+    testing::keep_alive_server pinned(answer), other(answer);
+    auto t = make_curl_transport();
+    outcomes got;
+    auto port = std::to_string(pinned.port());
+    auto other_url = "http://127.0.0.1:" + std::to_string(other.port());
+    std::vector<request> calls{
+        {.method = "POST",
+         .url = "http://hooks.receiver.invalid:" + port + "/a",
+         .headers = {{"X-Only-First", "1"}},
+         .body = "payload-1",
+         .timeout = 5s,
+         .pin = pinned_address{"hooks.receiver.invalid", pinned.port(), "127.0.0.1"}},
+        {.url = other_url + "/b", .timeout = 5s},
+        {.method = "HEAD", .url = other_url + "/c", .timeout = 5s},
+        {.url = other_url + "/d", .timeout = 5s},
+    };
+    // One call at a time, so each one after the first runs on the handle the one before used.
+    for (std::size_t i = 0; i < calls.size(); ++i) {
+        t->start(calls[i], got.slot(std::to_string(i)));
+        ASSERT_TRUE(got.wait_for(i + 1));
+    }
+    auto done = got.take();
+    for (auto const& [name, r] : done) ASSERT_TRUE(r) << name << ": " << r.error().message();
+    EXPECT_EQ(done.at(2).second->body, "");
+    EXPECT_EQ(done.at(3).second->body, "ok");  // the HEAD before it does not drop its body
+
+    auto first = pinned.requests();
+    ASSERT_EQ(first.size(), 1u);  // the pin stayed with its call
+    EXPECT_EQ(first.at(0).method, "POST");
+    EXPECT_EQ(first.at(0).body, "payload-1");
+    auto rest = other.requests();
+    ASSERT_EQ(rest.size(), 3u);
+    EXPECT_EQ(rest.at(0).method, "GET");
+    EXPECT_EQ(rest.at(0).target, "/b");
+    EXPECT_EQ(rest.at(0).body, "");
+    EXPECT_FALSE(rest.at(0).header("Content-Length"));
+    EXPECT_FALSE(rest.at(0).header("X-Only-First"));
+    EXPECT_EQ(rest.at(1).method, "HEAD");
+    EXPECT_EQ(rest.at(2).method, "GET");
+    EXPECT_EQ(rest.at(2).target, "/d");
+}
+
 TEST(curl_transport_start, a_pinned_call_connects_to_the_pinned_address_and_keeps_the_host_name) {
     testing::keep_alive_server server(keep_alive_ok);
     auto t = make_curl_transport();

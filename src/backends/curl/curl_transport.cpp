@@ -162,6 +162,7 @@ private:
     void add(std::unique_ptr<flight> f);
     void finish(CURL* h, CURLcode rc);
     void cancel(CURL* h, char const* why);
+    std::unique_ptr<CURL, easy_deleter> handle();
 
     curl_transport& owner_;
     CURLM* multi_;
@@ -169,6 +170,9 @@ private:
     std::vector<std::unique_ptr<flight>> queue_;
     bool stopping_ = false;
     std::unordered_map<CURL*, std::unique_ptr<flight>> active_;  // the loop thread's own
+    // Finished handles with the transport's constant options still set (the loop thread's own):
+    // a call sets only its own options on one, instead of curl_easy_reset and all of them.
+    std::vector<std::unique_ptr<CURL, easy_deleter>> idle_;
     std::thread thread_;
 };
 
@@ -186,7 +190,13 @@ public:
         auto c = acquire();
         if (!c) return error{errc::unavailable, "libcurl could not start a transfer"};
         call_state state;
-        prepare(c.get(), r, state, true);
+        set_constants(c.get());
+        set_call(c.get(), r, state);
+        if (r.cancel) {
+            curl_easy_setopt(c.get(), CURLOPT_XFERINFOFUNCTION, on_progress);
+            curl_easy_setopt(c.get(), CURLOPT_XFERINFODATA, &state.t);
+            curl_easy_setopt(c.get(), CURLOPT_NOPROGRESS, 0L);
+        }
         auto rc = curl_easy_perform(c.get());
         auto res = outcome(c.get(), rc, r, state);
         // A failed call may have left its connection with an answer half-read (cut at the cap,
@@ -204,6 +214,7 @@ public:
         loop_->submit(std::make_unique<flight>(flight{std::move(r), std::move(done), {}, {}}));
     }
 
+    /** A pooled handle of `send`, its options reset (`send` sets them all again). */
     std::unique_ptr<CURL, easy_deleter> acquire() {
         {
             std::lock_guard lock(pool_mutex_);
@@ -214,22 +225,42 @@ public:
                 return c;
             }
         }
-        std::unique_ptr<CURL, easy_deleter> c(curl_easy_init());
-        // curl_easy_reset keeps a handle's share, so it is attached once.
-        if (c && share_.get()) curl_easy_setopt(c.get(), CURLOPT_SHARE, share_.get());
-        return c;
+        return create();
     }
 
     void release(std::unique_ptr<CURL, easy_deleter> c) {
         std::lock_guard lock(pool_mutex_);
-        // At least as many as a delivery worker keeps in flight (256 by default), so that a busy
-        // event loop reuses its handles instead of creating and destroying one per call.
-        if (pool_.size() < 1024) pool_.push_back(std::move(c));
+        if (pool_.size() < 64) pool_.push_back(std::move(c));
     }
 
-    /** Sets every option of `r` on `h`; the options point into `r` and `s`, which must outlive the
-     *  transfer. `watch_cancel`: libcurl asks `r.cancel` as it goes (the event loop asks it itself). */
-    void prepare(CURL* h, request const& r, call_state& s, bool watch_cancel) {
+    /** A new handle attached to the TLS session share (curl_easy_reset keeps the share). */
+    std::unique_ptr<CURL, easy_deleter> create() {
+        std::unique_ptr<CURL, easy_deleter> c(curl_easy_init());
+        if (c && share_.get()) curl_easy_setopt(c.get(), CURLOPT_SHARE, share_.get());
+        return c;
+    }
+
+    /** The options that are the same for every call of this transport. */
+    void set_constants(CURL* h) {
+        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o_.connect_timeout.count()));
+        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
+        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
+        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o_.verify_tls ? 1L : 0L);
+        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o_.verify_tls ? 2L : 0L);
+        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
+        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        if (!o_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str());
+        // An empty proxy disables the http_proxy/https_proxy/all_proxy environment variables, so
+        // whether calls go through a proxy is decided here, not by the process environment.
+        curl_easy_setopt(h, CURLOPT_PROXY, o_.proxy.c_str());
+        if (!o_.proxy.empty() && !o_.no_proxy.empty()) curl_easy_setopt(h, CURLOPT_NOPROXY, o_.no_proxy.c_str());
+    }
+
+    /** Sets every option that belongs to call `r` on `h`, over whatever an earlier call on the
+     *  same handle set (the event loop reuses its handles without curl_easy_reset); the options
+     *  point into `r` and `s`, which must outlive the transfer. */
+    void set_call(CURL* h, request const& r, call_state& s) {
         s.t = transfer{{}, o_.max_response_bytes, false, r.cancel.get()};
         std::string line;  // one buffer for every header: curl_slist_append copies it
         for (auto const& [k, v] : r.headers) {
@@ -244,37 +275,24 @@ public:
             auto entry =
                 "::" + (a.find(':') != std::string::npos ? "[" + a + "]" : a) + ":" + std::to_string(r.pin->port);
             s.connect_to.reset(curl_slist_append(nullptr, entry.c_str()));
-            curl_easy_setopt(h, CURLOPT_CONNECT_TO, s.connect_to.get());
         }
+        curl_easy_setopt(h, CURLOPT_CONNECT_TO, s.connect_to.get());  // none: an earlier call's pin goes
         curl_easy_setopt(h, CURLOPT_URL, r.url.c_str());
-        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method.c_str());
+        // Back to a bodiless GET first (an earlier call's body pointer is dangling by now, its
+        // HEAD would drop this answer's body), then this call's method and body.
+        curl_easy_setopt(h, CURLOPT_POSTFIELDS, nullptr);
+        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(-1));
+        curl_easy_setopt(h, CURLOPT_HTTPGET, 1L);
         if (r.method == "HEAD") curl_easy_setopt(h, CURLOPT_NOBODY, 1L);
         if (!r.body.empty() || r.method == "POST" || r.method == "PUT" || r.method == "PATCH") {
             curl_easy_setopt(h, CURLOPT_POSTFIELDS, r.body.data());
             curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, static_cast<curl_off_t>(r.body.size()));
         }
+        curl_easy_setopt(h, CURLOPT_CUSTOMREQUEST, r.method.c_str());
         curl_easy_setopt(h, CURLOPT_HTTPHEADER, s.headers.get());
         curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, static_cast<long>(r.timeout.count()));
-        curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, static_cast<long>(o_.connect_timeout.count()));
-        curl_easy_setopt(h, CURLOPT_NOSIGNAL, 1L);
-        curl_easy_setopt(h, CURLOPT_FOLLOWLOCATION, 0L);
-        curl_easy_setopt(h, CURLOPT_PROTOCOLS_STR, "http,https");
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYPEER, o_.verify_tls ? 1L : 0L);
-        curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o_.verify_tls ? 2L : 0L);
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_WRITEDATA, &s.t);
-        curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         curl_easy_setopt(h, CURLOPT_HEADERDATA, &s.t);
-        if (!o_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str());
-        // An empty proxy disables the http_proxy/https_proxy/all_proxy environment variables, so
-        // whether calls go through a proxy is decided here, not by the process environment.
-        curl_easy_setopt(h, CURLOPT_PROXY, o_.proxy.c_str());
-        if (!o_.proxy.empty() && !o_.no_proxy.empty()) curl_easy_setopt(h, CURLOPT_NOPROXY, o_.no_proxy.c_str());
-        if (r.cancel && watch_cancel) {
-            curl_easy_setopt(h, CURLOPT_XFERINFOFUNCTION, on_progress);
-            curl_easy_setopt(h, CURLOPT_XFERINFODATA, &s.t);
-            curl_easy_setopt(h, CURLOPT_NOPROGRESS, 0L);
-        }
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, s.detail);
     }
 
@@ -341,7 +359,7 @@ void event_loop::add(std::unique_ptr<flight> f) {
         complete(*f, error{errc::cancelled, "the call was cancelled before it was sent"});
         return;
     }
-    f->handle = owner_.acquire();
+    f->handle = handle();
     if (!f->handle || !multi_) {
         complete(*f, error{errc::unavailable, "libcurl could not start a transfer"});
         return;
@@ -349,7 +367,7 @@ void event_loop::add(std::unique_ptr<flight> f) {
     auto* h = f->handle.get();
     // No progress callback: `run` looks at every call's cancellation at each wake-up (50 ms apart
     // at most while one can be cancelled), instead of libcurl calling back at every step of each.
-    owner_.prepare(h, f->req, f->state, false);
+    owner_.set_call(h, f->req, f->state);
     if (curl_multi_add_handle(multi_, h) != CURLM_OK) {
         complete(*f, error{errc::unavailable, "libcurl could not start a transfer"});
         return;
@@ -365,9 +383,21 @@ void event_loop::finish(CURL* h, CURLcode rc) {
     curl_multi_remove_handle(multi_, h);
     auto res = owner_.outcome(h, rc, f->req, f->state);
     // The multi handle owns the connections; a failed transfer's connection was closed by libcurl,
-    // so the easy handle itself can be pooled either way.
-    owner_.release(std::move(f->handle));
+    // so the easy handle itself can be kept either way. At least as many as a delivery worker
+    // keeps in flight (256 by default), so that a busy loop does not create one per call.
+    if (idle_.size() < 1024) idle_.push_back(std::move(f->handle));
     complete(*f, std::move(res));
+}
+
+std::unique_ptr<CURL, easy_deleter> event_loop::handle() {
+    if (!idle_.empty()) {
+        auto c = std::move(idle_.back());
+        idle_.pop_back();
+        return c;
+    }
+    auto c = owner_.create();
+    if (c) owner_.set_constants(c.get());
+    return c;
 }
 
 void event_loop::cancel(CURL* h, char const* why) {

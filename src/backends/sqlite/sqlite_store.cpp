@@ -147,10 +147,20 @@ public:
         return read_rows(**st);
     }
 
+    using row = std::pair<metadata, data_t>;
+
     /** Steps `st` to its end, reading each row's metadata then its columns (`select_sql`'s
      *  order), then loads the children of the rows `has_children` names (all when unset). */
     result<std::vector<A>> read_rows(statement& st, bool (*has_children)(data_t const&) = nullptr) {
-        std::vector<std::pair<metadata, data_t>> rows;
+        auto rows = read_data(st, has_children);
+        if (!rows) return rows.error();
+        return restore_all(std::move(*rows));
+    }
+
+    /** `read_rows` without the aggregates' validation, which needs no connection: `restore_all`
+     *  may run after the unit, on another thread. */
+    result<std::vector<row>> read_data(statement& st, bool (*has_children)(data_t const&) = nullptr) {
+        std::vector<row> rows;
         while (true) {
             auto more = st.step();
             if (!more) return more.error();
@@ -162,11 +172,16 @@ public:
             rows.emplace_back(std::move(*m), std::move(d));
         }
         st.reset();
+        for (auto& [m, d] : rows)
+            if (!has_children || has_children(d))
+                if (auto r = load_children(d); !r) return r.error();
+        return rows;
+    }
+
+    static result<std::vector<A>> restore_all(std::vector<row> rows) {
         std::vector<A> out;
         out.reserve(rows.size());
         for (auto& [m, d] : rows) {
-            if (!has_children || has_children(d))
-                if (auto r = load_children(d); !r) return r.error();
             auto a = A::restore(std::move(m), std::move(d));
             if (!a) return error{errc::storage_failure, "stored row is invalid: " + a.error().detail()};
             out.push_back(std::move(*a));
@@ -1262,7 +1277,8 @@ public:
     result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner, time_point until,
                                                            std::size_t limit) override {
         if (owner.empty()) return error{errc::invalid_argument, "a delivery lease needs an owner"};
-        std::vector<claimed_delivery> out;
+        using delivery_repo_t = repo<webhooks::webhook_delivery>;
+        std::vector<delivery_repo_t::row> rows;
         auto r = submit([&](database& db) -> result<void> {
             // One statement selects and leases the batch under the write lock, and returns the
             // leased rows. Any unexpired lease excludes a delivery, also the caller's own (it may
@@ -1289,21 +1305,26 @@ public:
             // deliveries that were attempted before have attempt rows to load.
             auto ctx = request_context::for_tenant("", owner);
             work_state w{db, ctx, clock_, o_.source, true};
-            auto leased = repo<webhooks::webhook_delivery>(w).read_rows(
+            auto leased = delivery_repo_t(w).read_data(
                 **st, [](webhooks::delivery_data const& d) { return d.attempts > 0; });
             if (!leased) return leased.error();
-            // RETURNING gives the rows in no particular order: earliest due first, as selected.
-            std::sort(leased->begin(), leased->end(), [](auto const& a, auto const& b) {
-                auto key = [](webhooks::webhook_delivery const& d) {
-                    return std::tie(d.data().next_attempt_at, d.meta().created_at, d.id());
-                };
-                return key(a) < key(b);
-            });
-            out.reserve(leased->size());
-            for (auto& d : *leased) out.push_back({d.meta().tenant_id, std::move(d)});
+            rows = std::move(*leased);
             return {};
         }, durability::deferred);  // a lease lost in a crash only means the delivery is claimed again
         if (!r) return r.error();
+        // Validated and ordered on the caller's thread: the writer only reads the columns.
+        auto leased = delivery_repo_t::restore_all(std::move(rows));
+        if (!leased) return leased.error();
+        // RETURNING gives the rows in no particular order: earliest due first, as selected.
+        std::sort(leased->begin(), leased->end(), [](auto const& a, auto const& b) {
+            auto key = [](webhooks::webhook_delivery const& d) {
+                return std::tie(d.data().next_attempt_at, d.meta().created_at, d.id());
+            };
+            return key(a) < key(b);
+        });
+        std::vector<claimed_delivery> out;
+        out.reserve(leased->size());
+        for (auto& d : *leased) out.push_back({d.meta().tenant_id, std::move(d)});
         return out;
     }
 
