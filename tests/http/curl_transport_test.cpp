@@ -12,6 +12,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <cstdlib>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -480,6 +481,47 @@ TEST(curl_transport_start, a_reused_handle_carries_nothing_of_the_previous_call)
     EXPECT_EQ(rest.at(1).method, "HEAD");
     EXPECT_EQ(rest.at(2).method, "GET");
     EXPECT_EQ(rest.at(2).target, "/d");
+}
+
+// libcurl alone keeps four connections per call in flight and closes one idle connection at the
+// end of each call beyond that: calls one at a time after a burst would close the burst's
+// connections, and the next burst would connect again.
+TEST(curl_transport_start, the_connections_of_a_burst_are_kept_for_the_next_burst) {
+    constexpr int burst = 16;
+    std::mutex m;
+    std::condition_variable cv;
+    std::map<std::string, int> arrived;
+    // A burst is answered once all of it arrived, so that it holds `burst` connections at once.
+    testing::keep_alive_server server([&](testing::received_request const& r) {
+        if (r.target != "/one") {
+            std::unique_lock lock(m);
+            ++arrived[r.target];
+            cv.notify_all();
+            cv.wait_for(lock, 10s, [&] { return arrived[r.target] >= burst; });
+        }
+        return testing::http_answer_bytes(200, "ok");
+    });
+    auto t = make_curl_transport();
+    auto base = "http://127.0.0.1:" + std::to_string(server.port());
+    outcomes got;
+    std::size_t expected = 0;
+    auto run_burst = [&](std::string const& path) {
+        for (int i = 0; i < burst; ++i) t->start({.url = base + path, .timeout = 20s}, got.slot(path));
+        expected += burst;
+        ASSERT_TRUE(got.wait_for(expected));
+    };
+    run_burst("/first");
+    EXPECT_EQ(server.accepted(), burst);
+    for (int i = 0; i < 2 * burst; ++i) {
+        t->start({.url = base + "/one", .timeout = 5s}, got.slot("/one"));
+        ASSERT_TRUE(got.wait_for(++expected));
+    }
+    run_burst("/second");
+    for (auto const& [name, r] : got.take()) {
+        ASSERT_TRUE(r) << name << ": " << r.error().message();
+        EXPECT_EQ(r->status, 200);
+    }
+    EXPECT_EQ(server.accepted(), burst);
 }
 
 TEST(curl_transport_start, a_pinned_call_connects_to_the_pinned_address_and_keeps_the_host_name) {

@@ -214,6 +214,8 @@ public:
         loop_->submit(std::make_unique<flight>(flight{std::move(r), std::move(done), {}, {}}));
     }
 
+    curl_options const& options() const noexcept { return o_; }
+
     /** A pooled handle of `send`, its options reset (`send` sets them all again). */
     std::unique_ptr<CURL, easy_deleter> acquire() {
         {
@@ -323,6 +325,8 @@ private:
 };
 
 event_loop::event_loop(curl_transport& owner) : owner_(owner), multi_(curl_multi_init()) {
+    if (multi_ && owner.options().connection_cache > 0)
+        curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(owner.options().connection_cache));
     thread_ = std::thread([this] { run(); });
 }
 

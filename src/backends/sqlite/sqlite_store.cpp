@@ -543,13 +543,21 @@ public:
     result<void> put_body(std::string const& id, run_body part, std::string_view bytes) override {
         if (auto r = writable(w_, "runs().put_body"); !r) return r;
         // The run must be this tenant's (and saved first: the body row references it).
-        auto st = w_.db.prepare("INSERT INTO run_bodies (run_id, part, tenant_id, bytes, created_at) "
-                                "SELECT run_id, ?, tenant_id, ?, ? FROM runs WHERE run_id = ? AND tenant_id = ? "
-                                "ON CONFLICT (run_id, part) DO UPDATE SET bytes = excluded.bytes");
+        // Every recorded run puts its bodies on the writer: bound in place, nothing copied.
+        static std::string const sql = "INSERT INTO run_bodies (run_id, part, tenant_id, bytes, created_at) "
+                                       "SELECT run_id, ?, tenant_id, ?, ? FROM runs WHERE run_id = ? AND tenant_id = ? "
+                                       "ON CONFLICT (run_id, part) DO UPDATE SET bytes = excluded.bytes";
+        auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
-        (*st)->bind_all({std::string(part_name(part)), std::vector<unsigned char>(bytes.begin(), bytes.end()),
-                         to_unix_ms(w_.clk.now()), id, w_.ctx.tenant_id});
-        if (auto r = (*st)->run(); !r) return r;
+        auto& s = **st;
+        s.bind_view(1, part_name(part));
+        s.bind_blob_view(2, bytes);
+        s.bind_int(3, to_unix_ms(w_.clk.now()));
+        s.bind_view(4, id);
+        s.bind_view(5, w_.ctx.tenant_id);
+        auto r = s.run();
+        s.reset();  // unbinds the caller's bytes before they go
+        if (!r) return r;
         if (w_.db.changes() != 1) return error{errc::not_found, "IntegrationRun " + id + " was not found in this tenant"};
         return {};
     }

@@ -37,6 +37,11 @@ struct curl_options {
     /** Comma-separated hosts, domains and CIDRs reached directly despite `proxy` (curl's
      *  `NO_PROXY` syntax, e.g. `"localhost,.internal,10.0.0.0/8"`); empty: none. */
     std::string no_proxy;
+    /** Connections `transport::start` keeps open for reuse, busy and idle together, over every
+     *  host (libcurl's `CURLMOPT_MAXCONNECTS`). Left to itself libcurl keeps four per call in
+     *  flight and closes one idle connection at each call's end beyond that, so a load that dips
+     *  and rises again reconnects to its vendors; a fixed size keeps them. 0: libcurl's rule. */
+    std::size_t connection_cache = 256;
 };
 
 /** A libcurl transport (TLS verification on, no redirects followed, no proxy unless configured).
