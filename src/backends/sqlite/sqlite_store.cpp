@@ -755,24 +755,37 @@ public:
             if (e.envelope.tenant_id != w_.ctx.tenant_id || e.envelope.aggregate_id != p.delivery.id())
                 return error{errc::invalid_argument, "add_inbound's events must be its delivery's, in this tenant"};
         // The unique index answers alone: nothing of the earlier delivery is read but its id and hash.
-        auto taken = w_.db.prepare("SELECT delivery_id, payload_hash FROM deliveries "
-                                   "WHERE tenant_id = ? AND connection_id = ? AND provider_delivery_id = ?");
+        // Every statement here binds `p`'s strings in place (no copy per unit) and is reset before
+        // returning, so that nothing stays bound to `p`.
+        static std::string const probe_sql = "SELECT delivery_id, payload_hash FROM deliveries "
+                                             "WHERE tenant_id = ? AND connection_id = ? AND provider_delivery_id = ?";
+        auto taken = w_.db.prepare_static(probe_sql);
         if (!taken) return taken.error();
-        (*taken)->bind_all({w_.ctx.tenant_id, *d.connection_id, *d.provider_delivery_id});
-        auto row = (*taken)->step();
+        auto& probe = **taken;
+        probe.bind_view(1, w_.ctx.tenant_id);
+        probe.bind_view(2, *d.connection_id);
+        probe.bind_view(3, *d.provider_delivery_id);
+        auto row = probe.step();
         if (!row) return row.error();
         if (*row) {
-            inbound_match m{(*taken)->text(0), std::nullopt};
-            if (!(*taken)->is_null(1)) m.payload_hash = (*taken)->text(1);
-            (*taken)->reset();
+            inbound_match m{probe.text(0), std::nullopt};
+            if (!probe.is_null(1)) m.payload_hash = probe.text(1);
+            probe.reset();
             return std::optional<inbound_match>(std::move(m));
         }
+        probe.reset();
         if (auto r = r_.save(p.delivery); !r) return r.error();  // no pending events: only its rows
         if (p.payload) {
-            auto put = w_.db.prepare("INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) VALUES (?, ?, ?)");
+            static std::string const put_sql = "INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) VALUES (?, ?, ?)";
+            auto put = w_.db.prepare_static(put_sql);
             if (!put) return put.error();
-            (*put)->bind_all({p.delivery.id(), w_.ctx.tenant_id, std::vector<unsigned char>(p.payload->begin(), p.payload->end())});
-            if (auto r = (*put)->run(); !r) return r.error();
+            auto& s = **put;
+            s.bind_view(1, p.delivery.id());
+            s.bind_view(2, w_.ctx.tenant_id);
+            s.bind_blob_view(3, *p.payload);
+            auto r = s.run();
+            s.reset();
+            if (!r) return r.error();
         }
         if (auto r = insert_events(p.events); !r) return r.error();
         return std::optional<inbound_match>();
