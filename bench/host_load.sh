@@ -14,6 +14,8 @@
 # Usage: bench/host_load.sh [seconds per test, default 10] [connections, default 32]
 # HOST_LOAD_PERF=FILE records a perf profile of the host's runs at 32 connections into FILE.
 # HOST_LOAD_RUNS_ONLY=1 stops after the runs at 32 and 256 connections and the kill -9 check.
+# HOST_LOAD_INBOUND_ONLY=1 skips everything but the inbound section (a shorter measurement);
+# with HOST_LOAD_PERF=FILE the profile is then of the default-workers inbound run.
 # HOST_LOAD_BIN=PATH runs another build of the host (an allocator or a branch to compare, in the same session).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -111,6 +113,8 @@ measure() {  # name url [wrk args...]; $c connections (default $connections); se
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
 
+rss=
+if [[ ${HOST_LOAD_INBOUND_ONLY:-0} != 1 ]]; then
 echo "| test ($connections connections, ${seconds}s each, wrk -t 2) | requests/s | p99 | non-2xx answers |"
 echo "|---|---:|---:|---:|"
 measure "nginx: GET / (return 200)" "http://127.0.0.1:$nginx_port/"
@@ -151,6 +155,7 @@ host_pid=$!
 for _ in $(seq 100); do curl -fsS "http://127.0.0.1:$host_port/healthz" >/dev/null 2>&1 && break; sleep 0.1; done
 echo
 measure "host --recording deferred: POST /integrations/runs ($connections connections)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
+fi
 
 # Inbound webhooks: GitHub-signed requests, pre-generated with unique X-GitHub-Delivery ids, so
 # every one is a new delivery the gateway commits (durability::immediate) before answering 202.
@@ -242,6 +247,9 @@ inbound "nginx: POST /webhooks/inbound/{id} (return 200)" "http://127.0.0.1:$ngi
 nginx_inbound_rps=$inbound_rps
 answered_202=0
 restart_host
+if [[ -n ${HOST_LOAD_PERF:-} && ${HOST_LOAD_INBOUND_ONLY:-0} == 1 ]]; then
+  (sleep 1; perf record -g -p "$host_pid" -o "$HOST_LOAD_PERF" -- sleep "$((seconds > 3 ? 3 : seconds - 1))" >/dev/null 2>&1) &
+fi
 inbound "host: POST /webhooks/inbound/{id} (--workers 16, the default)" "http://127.0.0.1:$host_port" "/webhooks/inbound/$connection"
 host_inbound_rps=$inbound_rps
 # Unique ids again for the second run: the first run's would now be duplicates (200).
@@ -258,6 +266,6 @@ echo "inbound vs nginx: $(ratio "$host_inbound_rps" "$nginx_inbound_rps") with t
 echo "inbound answered 202: $answered_202; Accepted inbound deliveries in the store after kill -9: $stored"
 ((stored >= answered_202)) || { echo "answered inbound deliveries are missing from the store"; exit 1; }
 echo
-echo "host peak RSS: $rss"
+[[ -n $rss ]] && echo "host peak RSS: $rss"
 grep -q -e bench-secret -e "$inbound_secret" "$work/host.log" && { echo "a secret appeared in the host log"; exit 1; }
 exit 0

@@ -10,6 +10,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <csignal>
 #include <cstdio>
@@ -878,6 +880,78 @@ TEST(sqlite_store, a_former_host_db_is_imported_and_the_store_keeps_its_own_rows
     }));
     // Importing again copies nothing twice.
     EXPECT_EQ(must(storage::import_host_database(dir.file("integration.db"), dir.file("host.db"))), 0u);
+}
+
+// Every commit writes each page it changes whole to the WAL: a new file takes the smaller page
+// size; an existing one keeps its own (WAL mode cannot change it) and works as before.
+TEST(sqlite_store, a_new_file_takes_the_configured_page_size_and_an_existing_file_keeps_its_own) {
+    temp_dir dir;
+    auto ctx = tenant("t1");
+    auto add_provider = [&](storage::store& s, std::string key) {
+        must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec(key)));
+            return uow.providers().save(p);
+        }));
+    };
+    auto page_size = [](std::string const& path) { return query_rows(path, "PRAGMA page_size"); };
+    auto fresh = dir.file("fresh.db");
+    add_provider(*must(storage::open_sqlite_store({.path = fresh})), "a");
+    EXPECT_LT(storage::sqlite_options{}.page_size, 4096u);
+    EXPECT_EQ(page_size(fresh), std::vector<std::string>{std::to_string(storage::sqlite_options{}.page_size)});
+
+    // A file made with 4096-byte pages (SQLite's default, which every earlier store used).
+    auto old = dir.file("old.db");
+    add_provider(*must(storage::open_sqlite_store({.path = old, .page_size = 4096})), "a");
+    {
+        auto s = must(storage::open_sqlite_store({.path = old}));
+        add_provider(*s, "b");
+        EXPECT_EQ(count_providers(*s, ctx), 2u);
+    }
+    EXPECT_EQ(page_size(old), std::vector<std::string>{"4096"});
+    EXPECT_EQ(query_rows(old, "PRAGMA integrity_check"), std::vector<std::string>{"ok"});
+
+    auto bad = storage::open_sqlite_store({.path = dir.file("bad.db"), .page_size = 1000});
+    ASSERT_FALSE(bad);
+    EXPECT_EQ(bad.error(), errc::invalid_argument);
+    EXPECT_NE(bad.error().detail().find("page_size"), std::string::npos);
+    EXPECT_FALSE(std::filesystem::exists(dir.file("bad.db")));
+}
+
+// A checkpoint copies only the frames no reader still needs, and the WAL starts over only when
+// no reader uses it: with a reader reading all the time (session 10's checkpointer failed
+// exactly here), the WAL must still stay near `checkpoint_bytes`, not grow with every commit.
+TEST(sqlite_store, the_wal_stays_near_checkpoint_bytes_while_a_reader_reads_all_the_time) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    constexpr std::size_t limit = 256 * 1024;
+    auto s = must(storage::open_sqlite_store({.path = path, .checkpoint_bytes = limit}));
+    auto ctx = tenant("t1");
+    std::atomic<bool> stop{false};
+    std::atomic<int> reads{0};
+    std::thread reader([&] {
+        while (!stop) {
+            count_providers(*s, ctx);
+            ++reads;
+        }
+    });
+    std::uintmax_t largest = 0;
+    constexpr int units = 3000;  // about 30 times `limit` of WAL frames in all
+    for (int i = 0; i < units; ++i) {
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                         provider_spec("p" + std::to_string(i))));
+            return uow.providers().save(p);
+        }, durability::deferred));
+        std::error_code ec;
+        auto size = std::filesystem::file_size(path + "-wal", ec);
+        if (!ec) largest = std::max(largest, size);
+    }
+    stop = true;
+    reader.join();
+    EXPECT_GT(reads.load(), 10);
+    EXPECT_EQ(count_providers(*s, ctx), static_cast<std::size_t>(units));
+    EXPECT_GT(largest, limit / 2);  // the writes did fill the WAL up to the limit
+    EXPECT_LE(largest, 4 * limit) << "the WAL grew to " << largest << " bytes";
 }
 
 }  // namespace

@@ -587,6 +587,76 @@ TEST_P(store_conformance, add_inbound_records_a_prepared_delivery_once_per_vendo
     EXPECT_EQ(refused.error(), errc::invalid_state);
 }
 
+// add_inbound writes its rows through its own statements: what it stores must read back, through
+// the generic repository, as every column of the delivery it was given, with the metadata and
+// outbox rows the generic save writes for the same delivery.
+TEST_P(store_conformance, add_inbound_stores_every_column_the_generic_save_stores) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    auto delivery = [&](std::string const& vendor_id) {
+        auto d = must(webhooks::webhook_delivery::inbound(a_, now, g.connection_id, g.provider_id, vendor_id,
+                                                          "github.pull_request", {}, std::string("hash-") + vendor_id));
+        must(d.keep_payload(storage::stored_payload_ref(a_.tenant_id, d.id())));
+        must(d.accept({.signature_valid = true, .tenant_resolved = true}, now,
+                      boost::json::object{{"action", "opened"}, {"n", 7}}));
+        return d;
+    };
+    char const raw[] = "{\"action\":\"opened\",\0\"n\":7}";
+    std::string const body(raw, sizeof raw - 1);
+    auto prepared = storage::prepare_inbound(delivery("gh-fast"), a_, now, store_->event_source(), body);
+    auto const fast_data = prepared.delivery.data();
+    auto generic = delivery("gh-generic");
+    auto const generic_data = generic.data();
+    auto events_before = must(store_->pending_events(500)).size();
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto r = uow.deliveries().add_inbound(prepared);
+        if (!r) return r.error();
+        EXPECT_FALSE(*r);
+        if (auto s = uow.deliveries().save(generic); !s) return s;
+        return uow.deliveries().put_payload(generic.id(), body);
+    });
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto fast = must(uow.deliveries().find(fast_data.delivery_id));
+        auto slow = must(uow.deliveries().find(generic_data.delivery_id));
+        EXPECT_EQ(to_json(fast.data()), to_json(fast_data)) << "every column as given";
+        EXPECT_EQ(to_json(slow.data()), to_json(generic_data));
+        EXPECT_EQ(fast.meta().tenant_id, "tenant-a");
+        EXPECT_EQ(fast.meta().tenant_id, slow.meta().tenant_id);
+        EXPECT_EQ(fast.meta().version, slow.meta().version);
+        EXPECT_EQ(fast.meta().created_at, slow.meta().created_at);
+        EXPECT_EQ(fast.meta().created_by, slow.meta().created_by);
+        EXPECT_EQ(fast.meta().updated_at, slow.meta().updated_at);
+        EXPECT_EQ(fast.meta().updated_by, slow.meta().updated_by);
+        EXPECT_EQ(must(uow.deliveries().payload(fast.id())), body) << "the payload's bytes, NUL included";
+        EXPECT_EQ(must(uow.deliveries().payload(slow.id())), body);
+        EXPECT_EQ(must(uow.deliveries().find_inbound(g.connection_id, "gh-fast")).id(), fast.id());
+        return {};
+    });
+    read(b_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.deliveries().find(fast_data.delivery_id).error(), errc::not_found) << "tenant A's only";
+        EXPECT_EQ(uow.deliveries().payload(fast_data.delivery_id).error(), errc::not_found);
+        return {};
+    });
+    // The same outbox rows: each delivery's events, in the same order, with the same columns.
+    auto events = must(store_->pending_events(500));
+    ASSERT_EQ(events.size(), events_before + 4);
+    for (std::size_t i = 0; i < 2; ++i) {
+        auto const& f = events[events_before + i].envelope;
+        auto const& s = events[events_before + 2 + i].envelope;
+        EXPECT_EQ(f.aggregate_id, fast_data.delivery_id);
+        EXPECT_EQ(s.aggregate_id, generic_data.delivery_id);
+        EXPECT_EQ(f.event_type, s.event_type);
+        EXPECT_EQ(f.aggregate_type, s.aggregate_type);
+        EXPECT_EQ(f.aggregate_version, s.aggregate_version);
+        EXPECT_EQ(f.tenant_id, s.tenant_id);
+        EXPECT_EQ(f.source, s.source);
+        EXPECT_EQ(f.occurred_at, s.occurred_at);
+        if (f.event_type != "WebhookDelivered") {
+            EXPECT_EQ(f.data.at("body"), s.data.at("body"));
+        }
+    }
+}
+
 TEST_P(store_conformance, idempotency_key_is_unique_per_tenant) {
     auto now = clock_.now();
     auto g = seed_graph(*store_, a_, now);

@@ -15,6 +15,7 @@
 #include <atomic>
 #include <condition_variable>
 #include <deque>
+#include <filesystem>
 #include <future>
 #include <mutex>
 #include <optional>
@@ -778,24 +779,37 @@ public:
             if (e.envelope.tenant_id != w_.ctx.tenant_id || e.envelope.aggregate_id != p.delivery.id())
                 return error{errc::invalid_argument, "add_inbound's events must be its delivery's, in this tenant"};
         // The unique index answers alone: nothing of the earlier delivery is read but its id and hash.
-        auto taken = w_.db.prepare("SELECT delivery_id, payload_hash FROM deliveries "
-                                   "WHERE tenant_id = ? AND connection_id = ? AND provider_delivery_id = ?");
+        // Every statement here binds `p`'s strings in place (no copy per unit) and is reset before
+        // returning, so that nothing stays bound to `p`.
+        static std::string const probe_sql = "SELECT delivery_id, payload_hash FROM deliveries "
+                                             "WHERE tenant_id = ? AND connection_id = ? AND provider_delivery_id = ?";
+        auto taken = w_.db.prepare_static(probe_sql);
         if (!taken) return taken.error();
-        (*taken)->bind_all({w_.ctx.tenant_id, *d.connection_id, *d.provider_delivery_id});
-        auto row = (*taken)->step();
+        auto& probe = **taken;
+        probe.bind_view(1, w_.ctx.tenant_id);
+        probe.bind_view(2, *d.connection_id);
+        probe.bind_view(3, *d.provider_delivery_id);
+        auto row = probe.step();
         if (!row) return row.error();
         if (*row) {
-            inbound_match m{(*taken)->text(0), std::nullopt};
-            if (!(*taken)->is_null(1)) m.payload_hash = (*taken)->text(1);
-            (*taken)->reset();
+            inbound_match m{probe.text(0), std::nullopt};
+            if (!probe.is_null(1)) m.payload_hash = probe.text(1);
+            probe.reset();
             return std::optional<inbound_match>(std::move(m));
         }
+        probe.reset();
         if (auto r = r_.save(p.delivery); !r) return r.error();  // no pending events: only its rows
         if (p.payload) {
-            auto put = w_.db.prepare("INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) VALUES (?, ?, ?)");
+            static std::string const put_sql = "INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) VALUES (?, ?, ?)";
+            auto put = w_.db.prepare_static(put_sql);
             if (!put) return put.error();
-            (*put)->bind_all({p.delivery.id(), w_.ctx.tenant_id, std::vector<unsigned char>(p.payload->begin(), p.payload->end())});
-            if (auto r = (*put)->run(); !r) return r.error();
+            auto& s = **put;
+            s.bind_view(1, p.delivery.id());
+            s.bind_view(2, w_.ctx.tenant_id);
+            s.bind_blob_view(3, *p.payload);
+            auto r = s.run();
+            s.reset();
+            if (!r) return r.error();
         }
         if (auto r = insert_events(p.events); !r) return r.error();
         return std::optional<inbound_match>();
@@ -1485,7 +1499,43 @@ private:
                 queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
             }
             run_batch(batch);
+            bound_wal();
         }
+    }
+
+    // The automatic checkpoint after a commit is PASSIVE: it copies only the frames no reader
+    // still needs, and the WAL starts over only when it copied them all and no reader uses it.
+    // With reads running all the time some read always holds an older snapshot, so the WAL
+    // would grow with every commit (and SQLite's own waiting checkpoint polls between sleeps,
+    // so it never finds the gap between two reads). Past twice `checkpoint_bytes` the writer
+    // holds this store's new reads back, waits (up to `busy_timeout`) for the running ones to
+    // end, and checkpoints with TRUNCATE, which empties the WAL. If that fails (another process
+    // reading, a read outlasting the wait), it tries again one `checkpoint_bytes` later, so a
+    // long read cannot stall every commit.
+    void bound_wal() {
+        std::error_code ec;
+        auto size = std::filesystem::file_size(o_.path + "-wal", ec);
+        if (ec || size <= force_checkpoint_at_) return;
+        bool idle = false;
+        {
+            std::unique_lock lock(readers_mutex_);
+            reads_held_ = true;
+            idle = readers_cv_.wait_for(lock, o_.busy_timeout, [&] { return idle_readers_.size() == open_readers_; });
+        }
+        bool done = false;
+        if (idle) {
+            if (auto st = writer_->prepare("PRAGMA wal_checkpoint(TRUNCATE)")) {
+                auto row = (*st)->step();
+                done = row && *row && (*st)->int64(0) == 0;  // the first column is 1 when it was blocked
+                (*st)->reset();
+            }
+        }
+        {
+            std::lock_guard lock(readers_mutex_);
+            reads_held_ = false;
+        }
+        readers_cv_.notify_all();
+        force_checkpoint_at_ = done ? 2 * o_.checkpoint_bytes : size + o_.checkpoint_bytes;
     }
 
     result<sqlite::transaction> begin_immediate() {
@@ -1600,7 +1650,7 @@ private:
         std::unique_ptr<database> db;
         {
             std::unique_lock lock(readers_mutex_);
-            readers_cv_.wait(lock, [&] { return !idle_readers_.empty() || open_readers_ < o_.readers; });
+            readers_cv_.wait(lock, [&] { return !reads_held_ && (!idle_readers_.empty() || open_readers_ < o_.readers); });
             if (!idle_readers_.empty()) {
                 db = std::move(idle_readers_.back());
                 idle_readers_.pop_back();
@@ -1613,7 +1663,7 @@ private:
             if (!opened) {
                 std::lock_guard lock(readers_mutex_);
                 --open_readers_;
-                readers_cv_.notify_one();
+                readers_cv_.notify_all();
                 return opened.error();
             }
             db = std::move(*opened);
@@ -1635,7 +1685,7 @@ private:
             std::lock_guard lock(readers_mutex_);
             idle_readers_.push_back(std::move(db));
         }
-        readers_cv_.notify_one();
+        readers_cv_.notify_all();  // a reader or the writer's forced checkpoint
     }
 
     sqlite_options o_;
@@ -1647,6 +1697,7 @@ private:
     std::atomic<std::uint64_t> units_{0};
     std::atomic<std::uint64_t> syncs_{0};
     sqlite::wal_sync sync_;
+    std::uintmax_t force_checkpoint_at_ = 2 * o_.checkpoint_bytes;  // WAL bytes; the writer's alone
 
     // The writer's queue and the sync thread's state, under one mutex.
     std::mutex queue_mutex_;
@@ -1665,6 +1716,7 @@ private:
     std::condition_variable readers_cv_;
     std::vector<std::unique_ptr<database>> idle_readers_;
     std::size_t open_readers_ = 0;
+    bool reads_held_ = false;  // the writer's forced checkpoint waits for the running reads
     key_repo keys_{*this};
 };
 
@@ -1676,9 +1728,15 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
 
 result<std::unique_ptr<store>> sqlite::open_store(sqlite_options o, wal_sync sync) {
     if (o.path.empty()) return error{errc::invalid_argument, "sqlite_options.path must name the database file"};
+    if (o.page_size < 512 || o.page_size > 65536 || (o.page_size & (o.page_size - 1)) != 0)
+        return error{errc::invalid_argument, "sqlite_options.page_size must be a power of two from 512 to 65536, not " +
+                                                 std::to_string(o.page_size)};
     auto db = database::open(o.path, false, static_cast<int>(o.busy_timeout.count()));
     if (!db) return db.error();
     auto& w = **db;
+    // A new file takes its page size from its first write (the WAL switch below); an existing
+    // one keeps its own, and SQLite ignores this.
+    if (auto r = w.exec("PRAGMA page_size = " + std::to_string(o.page_size)); !r) return r.error();
     // WAL lets readers run beside the writer. Migrations commit with FULL; afterwards every commit
     // is NORMAL, and the store's sync thread makes it durable (see `sqlite_store`).
     if (auto r = w.exec("PRAGMA journal_mode = WAL"); !r) return r.error();
@@ -1690,6 +1748,13 @@ result<std::unique_ptr<store>> sqlite::open_store(sqlite_options o, wal_sync syn
     if (auto r = w.exec("PRAGMA temp_store = MEMORY"); !r) return r.error();
     if (auto r = sqlite::migrate(w); !r) return r.error();
     if (auto r = w.exec("PRAGMA synchronous = NORMAL"); !r) return r.error();
+    // The automatic checkpoint counts pages of this file, whose size may not be `o.page_size`.
+    auto page = w.prepare("PRAGMA page_size");
+    if (!page) return page.error();
+    if (auto row = (*page)->step(); !row) return row.error();
+    auto pages = std::max<std::int64_t>(1, static_cast<std::int64_t>(o.checkpoint_bytes) / (*page)->int64(0));
+    (*page)->reset();
+    if (auto r = w.exec("PRAGMA wal_autocheckpoint = " + std::to_string(pages)); !r) return r.error();
     auto id = identify(o.path);
     if (!id) return error{errc::database_missing, "database file " + o.path + " disappeared while opening"};
     return std::unique_ptr<store>(new sqlite_store(std::move(o), std::move(*db), *id, std::move(sync)));

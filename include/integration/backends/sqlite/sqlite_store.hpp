@@ -39,6 +39,14 @@ struct sqlite_options {
      *  read, up to this size per file, so the default keeps the RSS to what the page cache
      *  does not hold; see bench/README.md for what a map gains. */
     std::size_t mmap_bytes = 0;
+    /** Page size of a database file this store creates (a power of two, 512 to 65536); an existing
+     *  file keeps its own. Every commit writes each page it changes whole to the WAL, so small pages
+     *  make a randomly placed index entry cheap to commit; see bench/README.md, "Store commits". */
+    std::size_t page_size = 1024;
+    /** The writer copies the WAL back into the database file (a checkpoint, with two fsyncs on
+     *  the writer's thread) once the WAL holds this many bytes; the WAL then starts over, so it
+     *  stays near this size while readers come and go. */
+    std::size_t checkpoint_bytes = 4u << 20;
     bool group_commit = true;                 ///< False commits each unit alone (for comparison).
     integration::clock const* clock = nullptr;  ///< Timestamps; the system clock when null.
     std::string source = "integration";       ///< The envelope `source` of events written here.
