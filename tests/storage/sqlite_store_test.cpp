@@ -882,8 +882,8 @@ TEST(sqlite_store, a_former_host_db_is_imported_and_the_store_keeps_its_own_rows
     EXPECT_EQ(must(storage::import_host_database(dir.file("integration.db"), dir.file("host.db"))), 0u);
 }
 
-// Every commit writes each page it changes whole to the WAL: a new file takes the smaller page
-// size; an existing one keeps its own (WAL mode cannot change it) and works as before.
+// A new file takes the page size asked for; an existing one keeps its own (WAL mode cannot
+// change it) and works as before.
 TEST(sqlite_store, a_new_file_takes_the_configured_page_size_and_an_existing_file_keeps_its_own) {
     temp_dir dir;
     auto ctx = tenant("t1");
@@ -895,15 +895,17 @@ TEST(sqlite_store, a_new_file_takes_the_configured_page_size_and_an_existing_fil
     };
     auto page_size = [](std::string const& path) { return query_rows(path, "PRAGMA page_size"); };
     auto fresh = dir.file("fresh.db");
-    add_provider(*must(storage::open_sqlite_store({.path = fresh})), "a");
-    EXPECT_LT(storage::sqlite_options{}.page_size, 4096u);
-    EXPECT_EQ(page_size(fresh), std::vector<std::string>{std::to_string(storage::sqlite_options{}.page_size)});
+    add_provider(*must(storage::open_sqlite_store({.path = fresh, .page_size = 1024})), "a");
+    EXPECT_EQ(page_size(fresh), std::vector<std::string>{"1024"});
+    auto by_default = dir.file("default.db");
+    add_provider(*must(storage::open_sqlite_store({.path = by_default})), "a");
+    EXPECT_EQ(page_size(by_default), std::vector<std::string>{std::to_string(storage::sqlite_options{}.page_size)});
 
     // A file made with 4096-byte pages (SQLite's default, which every earlier store used).
     auto old = dir.file("old.db");
     add_provider(*must(storage::open_sqlite_store({.path = old, .page_size = 4096})), "a");
     {
-        auto s = must(storage::open_sqlite_store({.path = old}));
+        auto s = must(storage::open_sqlite_store({.path = old, .page_size = 1024}));
         add_provider(*s, "b");
         EXPECT_EQ(count_providers(*s, ctx), 2u);
     }
