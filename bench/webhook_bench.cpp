@@ -151,21 +151,32 @@ std::size_t discard(char*, std::size_t size, std::size_t n, void*) {
     return size * n;
 }
 
-// The same bodies and headers (a precomputed signature) posted one after another on one
-// keep-alive connection: libcurl at its simplest, with nothing leased, signed or recorded.
-void raw_curl(benchmark::State& state) {
-    CURL* h = curl_easy_init();
-    auto url = "http://127.0.0.1:" + std::to_string(server().port()) + "/hook";
-    curl_slist* headers = nullptr;
-    for (auto const* line : {"Content-Type: application/json", "User-Agent: integration-webhooks/1",
-                             "webhook-id: dlv-01JDX0000000000000000000", "webhook-timestamp: 1767225600",
-                             "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="})
-        headers = curl_slist_append(headers, line);
+// The raw baselines' request: the receiver's URL, the worker's headers with a precomputed
+// signature, and the payload, set on `h` (`headers` must outlive it).
+void set_raw_request(CURL* h, std::string const& url, curl_slist* headers) {
     curl_easy_setopt(h, CURLOPT_URL, url.c_str());
     curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload.data());
     curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
     curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+}
+
+curl_slist* raw_headers() {
+    curl_slist* headers = nullptr;
+    for (auto const* line : {"Content-Type: application/json", "User-Agent: integration-webhooks/1",
+                             "webhook-id: dlv-01JDX0000000000000000000", "webhook-timestamp: 1767225600",
+                             "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="})
+        headers = curl_slist_append(headers, line);
+    return headers;
+}
+
+// The same bodies and headers (a precomputed signature) posted one after another on one
+// keep-alive connection: libcurl at its simplest, with nothing leased, signed or recorded.
+void raw_curl(benchmark::State& state) {
+    CURL* h = curl_easy_init();
+    auto url = "http://127.0.0.1:" + std::to_string(server().port()) + "/hook";
+    curl_slist* headers = raw_headers();
+    set_raw_request(h, url, headers);
     for (auto _ : state)
         for (std::size_t i = 0; i < batch; ++i)
             if (curl_easy_perform(h) != CURLE_OK) state.SkipWithError("curl failed");
@@ -182,20 +193,12 @@ BENCHMARK(raw_curl)->Unit(benchmark::kMillisecond)->UseRealTime();
 void raw_curl_multi(benchmark::State& state) {
     auto const flights = static_cast<std::size_t>(state.range(0));
     auto url = "http://127.0.0.1:" + std::to_string(server().port()) + "/hook";
-    curl_slist* headers = nullptr;
-    for (auto const* line : {"Content-Type: application/json", "User-Agent: integration-webhooks/1",
-                             "webhook-id: dlv-01JDX0000000000000000000", "webhook-timestamp: 1767225600",
-                             "webhook-signature: v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="})
-        headers = curl_slist_append(headers, line);
+    curl_slist* headers = raw_headers();
     CURLM* multi = curl_multi_init();
     std::vector<CURL*> handles;
     for (std::size_t i = 0; i < flights; ++i) {
         CURL* h = curl_easy_init();
-        curl_easy_setopt(h, CURLOPT_URL, url.c_str());
-        curl_easy_setopt(h, CURLOPT_HTTPHEADER, headers);
-        curl_easy_setopt(h, CURLOPT_POSTFIELDS, payload.data());
-        curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE, static_cast<long>(payload.size()));
-        curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, discard);
+        set_raw_request(h, url, headers);
         handles.push_back(h);
     }
     for (auto _ : state) {
