@@ -10,13 +10,14 @@ std::string const& store::event_source() const noexcept {
 namespace {
 
 // The aggregate's pending events as its next save at `version` would write them to the outbox.
-std::vector<serialized_event> serialize_pending(webhooks::webhook_delivery& d, request_context const& ctx,
+template <class A>
+std::vector<serialized_event> serialize_pending(A& a, std::string_view aggregate_type, request_context const& ctx,
                                                 time_point now, std::string_view source, std::int64_t version) {
-    auto events = d.take_events();
+    auto events = a.take_events();
     std::vector<serialized_event> out;
     out.reserve(events.size());
     for (auto& e : events) {
-        auto env = events::make_envelope(std::move(e), ctx, "WebhookDelivery", d.id(), ctx.tenant_id, version, now);
+        auto env = events::make_envelope(std::move(e), ctx, aggregate_type, a.id(), ctx.tenant_id, version, now);
         env.source = source;
         auto json = events::serialize_envelope(env);
         env.data = {};
@@ -31,14 +32,20 @@ prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context c
                                  std::string_view source, std::optional<std::string> payload) {
     prepared_inbound p{std::move(d), {}, std::move(payload)};
     // The first save makes the delivery version 1, as `save` would have stamped these.
-    p.events = serialize_pending(p.delivery, ctx, now, source, 1);
+    p.events = serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, 1);
     return p;
 }
 
 prepared_attempt prepare_attempt(webhooks::webhook_delivery d, request_context const& ctx, time_point now,
                                  std::string_view source) {
     prepared_attempt p{std::move(d), {}};
-    p.events = serialize_pending(p.delivery, ctx, now, source, p.delivery.meta().version + 1);
+    p.events = serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, p.delivery.meta().version + 1);
+    return p;
+}
+
+prepared_run prepare_run(runs::integration_run r, request_context const& ctx, time_point now, std::string_view source) {
+    prepared_run p{std::move(r), {}};
+    p.events = serialize_pending(p.run, "IntegrationRun", ctx, now, source, p.run.meta().version + 1);
     return p;
 }
 

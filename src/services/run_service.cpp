@@ -643,8 +643,9 @@ result<run_outcome> run_service::close(execution& x) {
                                : store_response(ctx, e.run, e.last);  // synced before the commit that refers to it
         auto f = finalize(e, e.run, std::move(response_ref));
         if (!f) return f.error();
-        run_outcome out{e.run, std::nullopt, false, *f ? std::optional((*f)->id()) : std::nullopt};
-        auto rec = std::make_shared<record>(record{std::move(e.run), std::move(*f), std::move(e.last),
+        auto prepared = storage::prepare_run(std::move(e.run), ctx, e.now, store_.event_source());
+        run_outcome out{prepared.run, std::nullopt, false, *f ? std::optional((*f)->id()) : std::nullopt};
+        auto rec = std::make_shared<record>(record{std::move(prepared), std::move(*f), std::move(e.last),
                                                    x.body_behind ? std::move(x.r.input.body) : std::string(), nullptr});
         if (x.done) rec->done = std::move(x.done);
         else out.response = rec->response;
@@ -768,18 +769,19 @@ void run_service::record_behind(request_context const& ctx, std::shared_ptr<reco
     auto unit = [r](storage::unit_of_work& uow) -> result<void> {
         if (r->failure)
             if (auto s = uow.failures().save(*r->failure); !s) return s;
-        if (auto s = uow.runs().save(r->run); !s) return s;
-        auto const& d = r->run.data();
+        auto& run = r->run.run;
+        if (auto s = uow.runs().save_prepared(r->run); !s) return s;
+        auto const& d = run.data();
         if (!r->request_body.empty())
-            if (auto s = uow.runs().put_body(r->run.id(), storage::run_body::request, r->request_body); !s) return s;
+            if (auto s = uow.runs().put_body(run.id(), storage::run_body::request, r->request_body); !s) return s;
         if (r->response && d.response_ref && storage::is_stored_payload_ref(*d.response_ref))
-            if (auto s = uow.runs().put_body(r->run.id(), storage::run_body::response, r->response->body); !s) return s;
+            if (auto s = uow.runs().put_body(run.id(), storage::run_body::response, r->response->body); !s) return s;
         return {};
     };
     store_.transact_async(ctx, std::move(unit), options_.recording, [this, r](result<void> saved) {
         if (r->done) {
             auto failure_id = r->failure ? std::optional(r->failure->id()) : std::nullopt;
-            if (saved) r->done(run_outcome{std::move(r->run), std::move(r->response), false, std::move(failure_id)});
+            if (saved) r->done(run_outcome{std::move(r->run.run), std::move(r->response), false, std::move(failure_id)});
             else r->done(saved.error());
         }
         std::lock_guard lock(records_mutex_);

@@ -1091,5 +1091,62 @@ TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until
     EXPECT_EQ(claim(a_, "worker-4", now + std::chrono::seconds(30), 10).size(), 3u);  // worker-3 still holds its own
 }
 
+
+// The run service builds a finished run's events off the store's writer (prepare_run): the store
+// writes those rows as they are, with the run, as save would have written them.
+TEST_P(store_conformance, save_prepared_writes_the_run_and_the_events_built_before_the_unit) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    auto conn = must(storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.connections().find(g.connection_id); }));
+    auto run = must(runs::integration_run::create(a_, now, conn, "sms.send", std::nullopt));
+    must(run.start(conn, false, now));
+    must(run.record_attempt({1, runs::attempt_status::succeeded, std::nullopt, 201, 30, now}));
+    must(run.complete(now + 5ms, std::string("SM1"), std::nullopt));
+    auto p = storage::prepare_run(run, a_, now, store_->event_source());
+    EXPECT_TRUE(p.run.pending_events().empty());
+    ASSERT_EQ(p.events.size(), 1u);
+    EXPECT_EQ(p.events[0].envelope.event_type, events::event_type::run_completed);
+    EXPECT_EQ(p.events[0].envelope.aggregate_type, "IntegrationRun");
+    EXPECT_EQ(p.events[0].envelope.aggregate_version, 1);
+
+    // Events that are not the run's, in this tenant, at its next version are refused, and
+    // nothing of the unit is written.
+    auto wrong = p;
+    wrong.events[0].envelope.aggregate_version = 2;
+    auto refused = store_->transact(a_, [&](unit_of_work& uow) { return uow.runs().save_prepared(wrong); });
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument);
+    auto foreign = p;
+    refused = store_->transact(b_, [&](unit_of_work& uow) { return uow.runs().save_prepared(foreign); });
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument);
+    auto missing = storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.runs().find(run.id()); });
+    ASSERT_FALSE(missing);
+    EXPECT_EQ(missing.error(), errc::not_found);
+
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.runs().save_prepared(p); }));
+    EXPECT_EQ(p.run.meta().version, 1);
+    auto stored = must(storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.runs().find(run.id()); }));
+    EXPECT_EQ(stored.status(), runs::run_status::completed);
+    ASSERT_EQ(stored.data().run_attempts.size(), 1u);
+    auto pending = must(store_->pending_events(100));
+    auto completed = std::count_if(pending.begin(), pending.end(), [&](storage::outbox_record const& e) {
+        return e.envelope.aggregate_id == run.id() && e.envelope.event_type == events::event_type::run_completed;
+    });
+    EXPECT_EQ(completed, 1);
+    auto it = std::find_if(pending.begin(), pending.end(), [&](storage::outbox_record const& e) {
+        return e.envelope.event_id == p.events[0].envelope.event_id;
+    });
+    ASSERT_NE(it, pending.end());
+    EXPECT_EQ(it->envelope.tenant_id, a_.tenant_id);
+    EXPECT_EQ(it->envelope.aggregate_version, 1);
+    EXPECT_EQ(it->envelope.source, store_->event_source());
+
+    // Saved again from the same copy: a conflict (another unit already inserted it), no second event.
+    auto again = storage::prepare_run(run, a_, now, store_->event_source());
+    auto twice = store_->transact(a_, [&](unit_of_work& uow) { return uow.runs().save_prepared(again); });
+    ASSERT_FALSE(twice);
+}
+
 }  // namespace
 }  // namespace integration::testing

@@ -114,6 +114,8 @@ struct run_query {
 /** Which body of a run: what was sent to the vendor, or its last answer. */
 enum class run_body { request, response };
 
+struct prepared_run;
+
 /** IntegrationRunRepository. */
 class INTEGRATION_EXPORT integration_run_repository {
 public:
@@ -123,6 +125,10 @@ public:
     virtual result<runs::integration_run> find_by_idempotency_key(std::string const& key) = 0;
     virtual result<page<runs::integration_run>> list(run_query const& q, page_request const& p) = 0;
     virtual result<void> save(runs::integration_run& r) = 0;
+    /** `save` of `p.run`, whose events `prepare_run` built off the store's writer: they are
+     *  written as they are. `errc::invalid_argument` when they are not the run's, in this tenant,
+     *  at the version this save makes. */
+    virtual result<void> save_prepared(prepared_run& p) = 0;
     /** Completed or Failed runs that ended before `before`, oldest id first (for retention). */
     virtual result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) = 0;
     /** Deletes a run with its attempts and stored bodies (retention, after archiving); a missing run
@@ -222,6 +228,18 @@ struct prepared_attempt {
  *  with `source` (the store's `event_source()`) and the version after its save, and serialized. */
 INTEGRATION_EXPORT prepared_attempt prepare_attempt(webhooks::webhook_delivery d, request_context const& ctx,
                                                    time_point now, std::string_view source);
+
+/** A run to save with its pending events already built, so that the store's writer only binds
+ *  them (`integration_run_repository::save_prepared`). */
+struct prepared_run {
+    runs::integration_run run;             ///< As it will be saved; no pending events.
+    std::vector<serialized_event> events;  ///< Its outbox rows, at the version its save makes.
+};
+
+/** Makes `r` ready for `save_prepared`: its pending events wrapped for `ctx` at `now` with
+ *  `source` (the store's `event_source()`) and the version after its save, and serialized. */
+INTEGRATION_EXPORT prepared_run prepare_run(runs::integration_run r, request_context const& ctx, time_point now,
+                                           std::string_view source);
 
 /** The inbound delivery that already holds a vendor delivery id (`add_inbound`). */
 struct inbound_match {

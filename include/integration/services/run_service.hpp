@@ -234,7 +234,7 @@ private:
     };
     /** A finished run recorded behind (`write_behind`), built before it goes to the store's writer. */
     struct record {
-        integration_run run;
+        storage::prepared_run run;  ///< The run and its outbox rows, built before the commit.
         std::optional<failures::integration_failure> failure;
         std::optional<http::response> response;  ///< Its body is kept in the store when its responseRef says so.
         std::string request_body;                ///< Kept in the store under the run's requestRef when not stored yet.

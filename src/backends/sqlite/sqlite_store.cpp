@@ -113,6 +113,18 @@ result<void> insert_outbox_row(statement& s, events::event_envelope const& env, 
     return s.run();
 }
 
+// Outbox rows built off the writer (`prepare_inbound`, `prepare_attempt`, `prepare_run`).
+result<void> insert_events(database& db, std::span<serialized_event const> events) {
+    if (events.empty()) return {};
+    auto ins = db.prepare_static(outbox_insert_sql);
+    if (!ins) return ins.error();
+    auto& s = **ins;
+    for (auto const& e : events)
+        if (auto r = insert_outbox_row(s, e.envelope, e.json); !r) return r;
+    s.reset();  // unbinds the caller's strings
+    return {};
+}
+
 // ---- shared state of one unit of work ----------------------------------------------------------
 
 struct work_state {
@@ -536,6 +548,16 @@ public:
         return r_.list(where, binds, p);
     }
     result<void> save(runs::integration_run& r) override { return r_.save(r); }
+    result<void> save_prepared(prepared_run& p) override {
+        auto const& m = p.run.meta();
+        for (auto const& e : p.events)
+            if (e.envelope.tenant_id != w_.ctx.tenant_id || e.envelope.aggregate_id != p.run.id() ||
+                e.envelope.aggregate_type != table_of<runs::integration_run>.aggregate_type ||
+                e.envelope.aggregate_version != m.version + 1)
+                return error{errc::invalid_argument, "save_prepared's events must be its run's, in this tenant, at its next version"};
+        if (auto r = r_.save(p.run); !r) return r;
+        return insert_events(w_.db, p.events);
+    }
     result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) override {
         return r_.select("status IN ('Completed', 'Failed') AND completed_at < ?", {to_unix_ms(before)}, "run_id",
                          clamp_limit(limit));
@@ -854,14 +876,7 @@ private:
         return {};
     }
     result<void> insert_events(std::span<serialized_event const> events) {
-        if (events.empty()) return {};
-        auto ins = w_.db.prepare_static(outbox_insert_sql);
-        if (!ins) return ins.error();
-        auto& s = **ins;
-        for (auto const& e : events)
-            if (auto r = insert_outbox_row(s, e.envelope, e.json); !r) return r;
-        s.reset();  // unbinds the caller's strings
-        return {};
+        return storage::insert_events(w_.db, events);
     }
 
     work_state& w_;
