@@ -155,10 +155,14 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     s->subscriptions = &p.subscriptions();
     s->publisher = &p.publisher();
     s->inbound = &p.inbound();
-    p.events().subscribe("*", [m = &s->metrics](events::event_envelope const& e) -> result<void> {
-        m->count_event(e.event_type);
-        return {};
-    });
+    // It counts event types: an event's columns are enough.
+    p.events().subscribe(
+        "*",
+        [m = &s->metrics](events::event_envelope const& e) -> result<void> {
+            m->count_event(e.event_type);
+            return {};
+        },
+        [](events::event_envelope const&) { return false; });
     for (auto const* w : p.workers()) s->metrics.watch_worker(*w);
     s->metrics.watch_deliveries(p.delivery_worker().stats());
     s->metrics.watch_outbox([&p] { return p.outbox_stats(); });

@@ -110,10 +110,13 @@ void build_services(impl& p) {
     // accepted inbound webhooks (`github.pull_request.opened`, ...). The relay marks an event published only
     // after every handler succeeded, and fan_out is idempotent per event, so an event is fanned out
     // at least once and delivered once per subscription, across crashes.
-    p.events.subscribe("*", [&p](events::event_envelope const& e) -> result<void> {
-        if (auto fanned = p.publisher->fan_out(e); !fanned) return fanned.error();
-        return {};
-    });
+    p.events.subscribe(
+        "*",
+        [&p](events::event_envelope const& e) -> result<void> {
+            if (auto fanned = p.publisher->fan_out(e); !fanned) return fanned.error();
+            return {};
+        },
+        [&p](events::event_envelope const& head) { return p.publisher->wants(head); });
 }
 
 std::vector<detail::worker_spec> worker_specs(impl& p) {

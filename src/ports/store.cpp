@@ -1,5 +1,7 @@
 #include <integration/ports/store.hpp>
 
+#include <boost/json/parse.hpp>
+
 namespace integration::storage {
 
 std::string const& store::event_source() const noexcept {
@@ -27,6 +29,15 @@ std::vector<serialized_event> serialize_pending(A& a, std::string_view aggregate
 }
 
 }  // namespace
+
+result<events::event_envelope> parse_outbox_envelope(std::string_view json) {
+    boost::system::error_code ec;
+    auto j = boost::json::parse(json, ec);
+    if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
+    auto env = value_from_json<events::event_envelope>(j);
+    if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
+    return env;
+}
 
 prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx, time_point now,
                                  std::string_view source, std::optional<std::string> payload) {

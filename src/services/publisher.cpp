@@ -110,25 +110,26 @@ result<publication> publisher::publish(request_context const& ctx, std::string c
     return due(record(store_, blobs_, clock_, ctx, std::move(e), payload, text), on_due_);
 }
 
-result<publication> publisher::fan_out(events::event_envelope const& event) {
-    publication none{event.event_id, {}, false};
+bool publisher::wants(events::event_envelope const& head) {
     // Events of global providers belong to no tenant, hence to no subscription. A delivery's own
     // events (WebhookDelivered, its IntegrationFailed) are not fanned out: a `*` subscription
     // would otherwise receive a delivery about each of its deliveries, without end. The canonical
     // event of an accepted inbound delivery (`github.push`, ...) is, like any other event.
-    bool delivery_state = event.event_type == events::event_type::webhook_delivered ||
-                          event.event_type == events::event_type::integration_failed;
-    if (event.tenant_id.empty() || (event.aggregate_type == "WebhookDelivery" && delivery_state)) return none;
+    bool delivery_state = head.event_type == events::event_type::webhook_delivered ||
+                          head.event_type == events::event_type::integration_failed;
+    if (head.tenant_id.empty() || (head.aggregate_type == "WebhookDelivery" && delivery_state)) return false;
+    // Most events have no subscriber: that is read once per tenant and type in a relay batch.
+    std::lock_guard lock(batch_mutex_);
+    return batch_thread_ != std::this_thread::get_id() || !unheard_.contains(head.tenant_id + '\0' + head.event_type);
+}
+
+result<publication> publisher::fan_out(events::event_envelope const& event) {
+    publication none{event.event_id, {}, false};
+    if (!wants(event)) return none;
     auto ctx = request_context::for_tenant(event.tenant_id, "webhook-publisher");
     ctx.correlation_id = event.correlation_id;
     ctx.causation_id = event.event_id;
-    // Most events have no subscriber: find that out before writing anything, once per tenant and
-    // type in a relay batch.
     auto key = event.tenant_id + '\0' + event.event_type;
-    {
-        std::lock_guard lock(batch_mutex_);
-        if (batch_thread_ == std::this_thread::get_id() && unheard_.contains(key)) return none;
-    }
     auto known = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<publication>> {
         auto subs = uow.subscriptions().active_for_event(event.event_type);
         if (!subs) return subs.error();

@@ -4,6 +4,7 @@
 #include "support/sqlite_file.hpp"
 
 #include <integration/core/id.hpp>
+#include <integration/services/outbox_relay.hpp>
 #include <integration/services/registry.hpp>
 
 #include <sys/resource.h>
@@ -638,6 +639,59 @@ TEST(sqlite_store, immediate_and_deferred_units_mix_in_one_group) {
         });
     for (auto& th : pool) th.join();
     EXPECT_EQ(count_providers(*s, tenant("t1")), static_cast<std::size_t>(threads * each));
+}
+
+
+/** Publishes whole only the events of one aggregate; every other event is taken as its columns. */
+class choosy_publisher final : public events::event_publisher {
+public:
+    explicit choosy_publisher(std::string aggregate_id) : wanted_(std::move(aggregate_id)) {}
+    result<void> publish(events::event_envelope const& e) override {
+        seen.push_back(e);
+        return {};
+    }
+    bool wants(events::event_envelope const& head) override { return head.aggregate_id == wanted_; }
+    std::vector<events::event_envelope> seen;
+
+private:
+    std::string wanted_;
+};
+
+// The relay reads an outbox row's columns first and parses its stored envelope only when a
+// listener wants it whole: an unwanted row is published from its columns (even one whose JSON
+// no longer parses), and a corrupt wanted row fails alone, as a publication, until it is parked.
+TEST(sqlite_store, the_relay_parses_only_the_events_a_listener_wants_whole) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto s = open_sqlite(dir, nullptr);
+    auto ctx = tenant("t1");
+    std::vector<std::string> ids;
+    for (auto key : {"acme", "globex", "initech"})
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec(key)));
+            ids.push_back(p.id());
+            return uow.providers().save(p);
+        }));
+    // The first two rows' stored envelopes are corrupt; the third is intact.
+    exec_sql(path, "UPDATE outbox SET envelope = 'not json' WHERE aggregate_id IN ('" + ids[0] + "', '" + ids[1] + "')");
+
+    choosy_publisher pub(ids[1]);
+    events::outbox_relay relay(*s, pub, {.batch = 10, .max_attempts = 2});
+    EXPECT_EQ(must(relay.run_once()), 2u);  // the first and the third, from their columns
+    EXPECT_EQ(must(relay.run_once()), 0u) << "the corrupt wanted row is parked after its second failure";
+    EXPECT_EQ(relay.stats().dead, 1u);
+    EXPECT_EQ(relay.stats().failed_attempts, 2u);
+    ASSERT_GE(pub.seen.size(), 1u);
+    auto const& first = pub.seen.front();
+    EXPECT_EQ(first.aggregate_id, ids[0]);
+    EXPECT_EQ(first.aggregate_type, "IntegrationProvider");
+    EXPECT_EQ(first.event_type, "IntegrationProviderRegistered");
+    EXPECT_EQ(first.tenant_id, "t1");
+    EXPECT_EQ(first.aggregate_version, 1);
+    EXPECT_FALSE(first.event_id.empty());
+    EXPECT_TRUE(first.data.empty()) << "an unwanted event is published from its columns";
+    auto published = query_rows(path, "SELECT aggregate_id FROM outbox WHERE published_at IS NOT NULL ORDER BY sequence");
+    EXPECT_EQ(published, (std::vector<std::string>{ids[0], ids[2]}));
 }
 
 }  // namespace

@@ -441,7 +441,14 @@ struct outbox_record {
     std::int64_t sequence = 0;  ///< Commit order; publication follows it.
     std::int64_t attempts = 0;  ///< Failed publications so far.
     events::event_envelope envelope;
+    /** The stored envelope, when `pending_event_rows` read only the row's columns into
+     *  `envelope`: `parse_outbox_envelope` makes it whole. Empty when `envelope` is whole. */
+    std::string json;
 };
+
+/** The envelope an outbox row stores (`outbox_record::json`); `errc::storage_failure` when it is
+ *  not one. */
+INTEGRATION_EXPORT result<events::event_envelope> parse_outbox_envelope(std::string_view json);
 
 /** The storage port. */
 class INTEGRATION_EXPORT store {
@@ -494,6 +501,10 @@ public:
      *  is durable (a store that shows commits before their fsync syncs first), so nothing is
      *  published that a power loss could take back. */
     virtual result<std::vector<outbox_record>> pending_events(std::size_t limit) = 0;
+    /** `pending_events`, but a store may read only each row's columns into `envelope` (event id
+     *  and type, tenant, aggregate and version, time; no data, trace or source) and leave the
+     *  stored envelope in `json`: the relay parses only the events a listener needs whole. */
+    virtual result<std::vector<outbox_record>> pending_event_rows(std::size_t limit) { return pending_events(limit); }
     /** Marks rows published at `at`. */
     virtual result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) = 0;
     /** Counts one failed publication of row `sequence`; returns its failed publications so far. */

@@ -58,6 +58,10 @@ public:
      *  subscriptions of its tenant, with the envelope as payload. Idempotent per event id, so the
      *  outbox relay may call it again after a crash. */
     result<publication> fan_out(events::event_envelope const& event);
+    /** False when `fan_out` of the event `head` describes (its columns only) would create
+     *  nothing without looking at the rest: no tenant, a delivery's own event, or a tenant and
+     *  type found unheard earlier in this thread's batch. The relay then never parses it. */
+    bool wants(events::event_envelope const& head);
     /** Scopes the fan-outs of one outbox relay batch, up to `end_batch`: within it, that a tenant
      *  has no active subscription matching an event type is read once and remembered, so the
      *  batch's other events of that tenant and type cost no read at all. Call it after reading

@@ -1229,26 +1229,43 @@ public:
         return out;
     }
 
-    result<std::vector<outbox_record>> pending_events(std::size_t limit) override {
+    result<std::vector<outbox_record>> pending_events(std::size_t limit) override { return pending(limit, true); }
+    result<std::vector<outbox_record>> pending_event_rows(std::size_t limit) override { return pending(limit, false); }
+
+    // The rows' envelopes parsed (`whole`), or their columns and stored text only.
+    result<std::vector<outbox_record>> pending(std::size_t limit, bool whole) {
         std::vector<outbox_record> out;
         auto r = with_reader([&](database& db) -> result<void> {
             auto st = db.prepare(
-                "SELECT sequence, envelope, attempts FROM outbox o WHERE published_at IS NULL AND dead_at IS NULL AND NOT EXISTS "
+                "SELECT sequence, envelope, attempts, event_id, event_type, tenant_id, aggregate_type, aggregate_id, "
+                "aggregate_version, occurred_at FROM outbox o WHERE published_at IS NULL AND dead_at IS NULL AND NOT EXISTS "
                 "(SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.tenant_id = o.tenant_id AND "
                 "d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id AND d.sequence < o.sequence) "
                 "ORDER BY sequence LIMIT ?");
             if (!st) return st.error();
-            (*st)->bind(1, value{static_cast<std::int64_t>(clamp_limit(limit))});
+            auto& s = **st;
+            s.bind(1, value{static_cast<std::int64_t>(clamp_limit(limit))});
             while (true) {
-                auto more = (*st)->step();
+                auto more = s.step();
                 if (!more) return more.error();
                 if (!*more) break;
-                boost::system::error_code ec;
-                auto j = boost::json::parse((*st)->text(1), ec);
-                if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
-                auto env = value_from_json<events::event_envelope>(j);
-                if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
-                out.push_back({(*st)->int64(0), (*st)->int64(2), std::move(*env)});
+                outbox_record rec{s.int64(0), s.int64(2), {}, {}};
+                if (whole) {
+                    auto env = parse_outbox_envelope(s.text(1));
+                    if (!env) return env.error();
+                    rec.envelope = std::move(*env);
+                } else {
+                    auto& e = rec.envelope;
+                    e.event_id = s.text(3);
+                    e.event_type = s.text(4);
+                    e.tenant_id = s.text(5);
+                    e.aggregate_type = s.text(6);
+                    e.aggregate_id = s.text(7);
+                    e.aggregate_version = s.int64(8);
+                    e.occurred_at = from_unix_ms(s.int64(9));
+                    rec.json = s.text(1);
+                }
+                out.push_back(std::move(rec));
             }
             (*st)->reset();
             return {};
