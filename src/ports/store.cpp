@@ -47,9 +47,18 @@ prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context c
     return p;
 }
 
+result<void> webhook_delivery_repository::record_prepared_attempts(std::span<prepared_attempt> batch) {
+    for (auto& p : batch) {
+        auto r = record_prepared_attempt(p);
+        if (!r && r.error() != errc::conflict) return r;
+        p.recorded = r.has_value();
+    }
+    return {};
+}
+
 prepared_attempt prepare_attempt(webhooks::webhook_delivery d, request_context const& ctx, time_point now,
                                  std::string_view source) {
-    prepared_attempt p{std::move(d), {}};
+    prepared_attempt p{std::move(d), {}, false};
     p.events = serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, p.delivery.meta().version + 1);
     return p;
 }

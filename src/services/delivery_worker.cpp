@@ -58,10 +58,13 @@ struct outcome {
 struct recording {
     std::string tenant_id;
     std::vector<outcome> items;
-    // Each item's delivery with its outcome applied and its events serialized (by the worker,
-    // before the writer sees it); nullopt when the delivery is no longer sendable (e.g. replayed
-    // meanwhile).
-    std::vector<std::optional<storage::prepared_attempt>> ready;
+    // Built by the worker before the writer sees them: each attempted item's delivery with its
+    // outcome applied and its events serialized (`attempts`, recorded in one call), each
+    // rate-limited one deferred (`deferrals`). `slot[i]` is item i's index in its vector, or -1
+    // when the delivery is no longer sendable (e.g. replayed meanwhile).
+    std::vector<storage::prepared_attempt> attempts;
+    std::vector<webhook_delivery> deferrals;
+    std::vector<std::ptrdiff_t> slot;
     std::uint64_t delivered = 0, failed = 0, dead = 0, disabled = 0;
 };
 
@@ -247,8 +250,10 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
 // a unit that conflicted and is recorded again).
 void delivery_worker::state::prepare(recording& batch, request_context const& ctx) {
     auto now = clock_.now();
-    batch.ready.clear();
-    batch.ready.reserve(batch.items.size());
+    batch.attempts.clear();
+    batch.deferrals.clear();
+    batch.slot.clear();
+    batch.attempts.reserve(batch.items.size());
     for (auto const& o : batch.items) {
         auto d = o.delivery;
         result<void> applied;
@@ -269,12 +274,15 @@ void delivery_worker::state::prepare(recording& batch, request_context const& ct
                 applied = d.record_failure(std::move(a),
                                            now + (o.retry_after ? std::min(*o.retry_after, o.max_delay) : o.retry_delay));
         }
-        if (!applied)
-            batch.ready.emplace_back();
-        else if (o.defer_until)
-            batch.ready.push_back(storage::prepared_attempt{std::move(d), {}});  // no attempt: `save`s it
-        else
-            batch.ready.push_back(storage::prepare_attempt(std::move(d), ctx, now, store.event_source()));
+        if (!applied) {
+            batch.slot.push_back(-1);
+        } else if (o.defer_until) {
+            batch.slot.push_back(static_cast<std::ptrdiff_t>(batch.deferrals.size()));
+            batch.deferrals.push_back(std::move(d));  // no attempt: `save`d
+        } else {
+            batch.slot.push_back(static_cast<std::ptrdiff_t>(batch.attempts.size()));
+            batch.attempts.push_back(storage::prepare_attempt(std::move(d), ctx, now, store.event_source()));
+        }
     }
 }
 
@@ -294,21 +302,19 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
         }
         return it->second ? &*it->second : nullptr;
     };
+    // A save that conflicts means another worker took the lease over: its outcome wins.
+    for (auto& d : batch.deferrals)
+        if (auto s = uow.deliveries().save(d); !s && s.error() != errc::conflict) return s;
+    if (auto s = uow.deliveries().record_prepared_attempts(batch.attempts); !s) return s;
     for (std::size_t i = 0; i < batch.items.size(); ++i) {
         auto const& o = batch.items[i];
-        if (!batch.ready[i]) continue;  // no longer sendable (e.g. replayed meanwhile): nothing to record
-        auto& d = batch.ready[i]->delivery;
-        if (o.defer_until) {
-            if (auto s = uow.deliveries().save(d); !s && s.error() != errc::conflict) return s;
-            continue;
-        }
+        // Not sendable any more (e.g. replayed meanwhile), deferred, or taken over: nothing more.
+        if (batch.slot[i] < 0 || o.defer_until) continue;
+        auto const& p = batch.attempts[static_cast<std::size_t>(batch.slot[i])];
+        if (!p.recorded) continue;
+        auto const& d = p.delivery;
         bool ok = o.status && *o.status >= 200 && *o.status < 300;
         bool gone = o.status == 410;
-        // A save that conflicts means another worker took the lease over: its outcome wins.
-        if (auto s = uow.deliveries().record_prepared_attempt(*batch.ready[i]); !s) {
-            if (s.error() == errc::conflict) continue;
-            return s;
-        }
         if (ok)
             ++batch.delivered;
         else

@@ -232,6 +232,80 @@ TEST_P(store_conformance, record_prepared_attempt_writes_the_events_built_before
     EXPECT_EQ(again.error(), errc::conflict);
 }
 
+// The worker records a whole batch of attempts in one call: each delivery gets its state, its
+// attempt and its events as record_prepared_attempt would write them, across the store's chunks
+// (70 deliveries: 64 + 4 + 2); a stale copy is skipped as a conflict without failing the others.
+TEST_P(store_conformance, record_prepared_attempts_records_a_batch_and_skips_the_stale_copies) {
+    auto now = clock_.now();
+    std::vector<std::string> events;
+    for (int i = 0; i < 71; ++i) events.push_back("evt-" + std::to_string(i));
+    auto a = subscribe_and_publish(*store_, a_, now, events);
+    auto leased = must(store_->claim_deliveries(now, "worker-1", now + 30s, 100));
+    ASSERT_EQ(leased.size(), 71u);
+    std::vector<storage::prepared_attempt> batch;
+    for (std::size_t i = 0; i < leased.size(); ++i) {
+        auto d = leased[i].delivery;
+        if (i % 2 == 0)
+            must(d.record_success(attempt(now, 204)));
+        else
+            must(d.record_failure(attempt(now, 503), now + 5s));
+        batch.push_back(storage::prepare_attempt(std::move(d), a_, now, store_->event_source()));
+    }
+    // The last one is recorded alone first: the batch's copy of it is stale.
+    auto first = batch.back();
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_prepared_attempt(first); }));
+    auto versions = [&] {
+        std::vector<std::int64_t> out;
+        for (auto const& p : batch) out.push_back(p.delivery.meta().version);
+        return out;
+    }();
+
+    // Events that are not a delivery's fail the whole call, and nothing of it is written.
+    auto wrong = batch;
+    wrong[2].events.at(0).envelope.aggregate_id = leased[4].delivery.id();
+    auto refused = store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_prepared_attempts(wrong); });
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument);
+
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_prepared_attempts(batch); }));
+    for (std::size_t i = 0; i < batch.size(); ++i) {
+        auto const& p = batch[i];
+        auto stored = must(storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.deliveries().find(p.delivery.id()); }));
+        ASSERT_EQ(stored.data().delivery_attempts.size(), 1u) << i;
+        if (i + 1 == batch.size()) {
+            EXPECT_FALSE(p.recorded);
+            EXPECT_EQ(p.delivery.meta().version, versions[i]);
+            EXPECT_EQ(stored.meta().version, first.delivery.meta().version);
+            continue;
+        }
+        EXPECT_TRUE(p.recorded) << i;
+        EXPECT_EQ(p.delivery.meta().version, versions[i] + 1) << i;
+        EXPECT_EQ(stored.meta().version, versions[i] + 1) << i;
+        EXPECT_EQ(stored.status(), i % 2 == 0 ? delivery_status::delivered : delivery_status::failed) << i;
+        EXPECT_EQ(stored.data().attempts, 1) << i;
+        EXPECT_EQ(stored.data().delivery_attempts[0].http_status, i % 2 == 0 ? 204 : 503) << i;
+        EXPECT_EQ(stored.data().last_attempt_at, now) << i;
+        if (i % 2 == 0)
+            EXPECT_FALSE(stored.data().next_attempt_at.has_value()) << i;
+        else
+            EXPECT_EQ(stored.data().next_attempt_at, now + 5s) << i;
+    }
+    // The lease ended with each recording: the failed ones are claimable again once due.
+    auto again = must(store_->claim_deliveries(now + 5s, "worker-2", now + 35s, 100));
+    EXPECT_EQ(again.size(), 35u);
+    // One WebhookDelivered per delivered delivery, the stale copy's not twice.
+    auto pending = must(store_->pending_events(500));
+    std::set<std::string> delivered;
+    std::size_t count = 0;
+    for (auto const& e : pending)
+        if (e.envelope.event_type == "WebhookDelivered") {
+            ++count;
+            delivered.insert(e.envelope.aggregate_id);
+        }
+    EXPECT_EQ(count, 36u);
+    EXPECT_EQ(delivered.size(), 36u);
+}
+
 TEST_P(store_conformance, an_ordered_subscription_releases_one_delivery_at_a_time_in_publication_order) {
     auto now = clock_.now();
     auto fifo = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3"}, true);

@@ -153,6 +153,60 @@ TEST_F(delivery_worker_test, the_receivers_retry_after_wins_in_seconds_or_as_a_d
     EXPECT_EQ(receiver.requests().size(), 3u);
 }
 
+// A batch reads each subscription's signing secret once, and never keeps it past the batch: a
+// new version of the secret (the subscription names its latest version) and a rotation of the
+// subscription to another secret both sign the very next batch.
+TEST_F(delivery_worker_test, a_rotated_signing_secret_signs_the_next_batch) {
+    keep_alive_server receiver([](received_request const&) { return answer(204); });
+    std::string latest;
+    auto sub = w_.subscribe(w_.url(receiver.port()), [&](webhooks::subscription_spec& s) {
+        auto ref = must(credentials::secret_ref::parse(s.signing_secret_ref));
+        ref.version = 0;
+        latest = s.signing_secret_ref = ref.uri();
+    });
+    auto worker = make_worker();
+    auto signed_with = [&](std::size_t from, std::string const& secret) {
+        auto seen = receiver.requests();
+        std::size_t ok = 0;
+        for (std::size_t i = from; i < seen.size(); ++i) {
+            auto const& r = seen[i];
+            auto now_s = std::stoll(r.header("webhook-timestamp").value_or("0"));
+            if (webhooks::verify(secret_bytes(secret), *r.header("webhook-id"), *r.header("webhook-timestamp"), r.body,
+                                 r.header("webhook-signature").value_or(""), now_s))
+                ++ok;
+        }
+        return ok;
+    };
+    w_.deliver_many(sub, 3);
+    pump(worker);
+    ASSERT_EQ(receiver.requests().size(), 3u);
+    EXPECT_EQ(signed_with(0, w_.secret), 3u);
+
+    // The vault's next version of the same secret.
+    std::string second = "whsec_" + base64(std::string(32, 'b'));
+    auto name = must(credentials::secret_ref::parse(latest)).name;
+    must(w_.vault->put(w_.ctx.tenant_id, name, secret_bytes(second)));
+    w_.deliver_many(sub, 3);
+    pump(worker);
+    ASSERT_EQ(receiver.requests().size(), 6u);
+    EXPECT_EQ(signed_with(3, second), 3u);
+    EXPECT_EQ(signed_with(3, w_.secret), 0u);
+
+    // The subscription rotated to another secret: both sign during the overlap.
+    std::string third = "whsec_" + base64(std::string(32, 'c'));
+    auto next = must(w_.vault->put(w_.ctx.tenant_id, "whsec-next", secret_bytes(third)));
+    must(w_.store->transact(w_.ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto s = must(uow.subscriptions().find(sub.id()));
+        must(s.rotate_signing_secret(next.uri(), w_.clock.now(), 24h));
+        return uow.subscriptions().save(s);
+    }));
+    w_.deliver_many(sub, 3);
+    pump(worker);
+    ASSERT_EQ(receiver.requests().size(), 9u);
+    EXPECT_EQ(signed_with(6, third), 3u);
+    EXPECT_EQ(signed_with(6, second), 3u);
+}
+
 TEST_F(delivery_worker_test, a_410_dead_letters_the_delivery_and_deactivates_the_subscription) {
     keep_alive_server receiver([](received_request const&) { return answer(410); });
     auto sub = w_.subscribe(w_.url(receiver.port()));

@@ -222,6 +222,7 @@ INTEGRATION_EXPORT prepared_inbound prepare_inbound(webhooks::webhook_delivery d
 struct prepared_attempt {
     webhooks::webhook_delivery delivery;   ///< As loaded or leased, the attempt applied; no pending events.
     std::vector<serialized_event> events;  ///< Its outbox rows, at the version its save makes.
+    bool recorded = false;                 ///< Set by `record_prepared_attempts`: false when it conflicted.
 };
 
 /** Makes `d` ready for `record_prepared_attempt`: its pending events wrapped for `ctx` at `now`
@@ -272,6 +273,10 @@ public:
      *  writer: they are written as they are. `errc::invalid_argument` when they are not the
      *  delivery's, in this tenant, at the version this save makes. */
     virtual result<void> record_prepared_attempt(prepared_attempt& p) = 0;
+    /** `record_prepared_attempt` of every element, in one go (a store may write the whole batch
+     *  with a few statements). An element whose delivery changed meanwhile is skipped with
+     *  `recorded` false, as a conflict; every other error fails the whole call. */
+    virtual result<void> record_prepared_attempts(std::span<prepared_attempt> batch);
     /** Deliveries in a final state (Delivered, DeadLettered; inbound Accepted or Failed) whose
      *  last attempt was before `before`, oldest first (retention). */
     virtual result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) = 0;

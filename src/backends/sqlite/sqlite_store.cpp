@@ -12,7 +12,9 @@
 #include <sys/stat.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
+#include <bit>
 #include <condition_variable>
 #include <deque>
 #include <filesystem>
@@ -739,14 +741,45 @@ public:
         return r_.write_events(d);
     }
     result<void> record_prepared_attempt(prepared_attempt& p) override {
-        auto const& d = p.delivery;
-        for (auto const& e : p.events)
-            if (e.envelope.tenant_id != w_.ctx.tenant_id || e.envelope.aggregate_id != d.id() ||
-                e.envelope.aggregate_version != d.meta().version + 1)
-                return error{errc::invalid_argument,
-                             "record_prepared_attempt's events must be its delivery's, in this tenant, at its next version"};
+        if (auto r = check_events(p); !r) return r;
         if (auto r = write_attempt(p.delivery); !r) return r;
         return insert_events(p.events);
+    }
+    // A batch of attempts is a few statements per chunk of up to 64 deliveries instead of two per
+    // delivery: one UPDATE of their state columns (its RETURNING names the ones whose version
+    // still matched), one INSERT of their attempt rows, then their outbox rows.
+    result<void> record_prepared_attempts(std::span<prepared_attempt> batch) override {
+        if (auto r = writable(w_, "deliveries().record_prepared_attempts"); !r) return r;
+        std::vector<prepared_attempt*> rows;
+        rows.reserve(batch.size());
+        for (auto& p : batch) {
+            p.recorded = false;
+            if (auto r = check_events(p); !r) return r;
+            if (attempt_only(p.delivery)) {
+                rows.push_back(&p);
+                continue;
+            }
+            auto r = record_prepared_attempt(p);  // `write_attempt` saves it whole
+            if (!r && r.error() != errc::conflict) return r;
+            p.recorded = r.has_value();
+        }
+        auto now = w_.clk.now();
+        for (std::size_t at = 0; at < rows.size();) {
+            auto n = chunk_of(rows.size() - at);
+            if (auto r = update_states(std::span(rows).subspan(at, n), now); !r) return r;
+            at += n;
+        }
+        std::erase_if(rows, [](prepared_attempt const* p) { return !p->recorded; });
+        for (std::size_t at = 0; at < rows.size();) {
+            auto n = chunk_of(rows.size() - at);
+            if (auto r = insert_attempt_rows(std::span(rows).subspan(at, n)); !r) return r;
+            at += n;
+        }
+        for (auto* p : rows) {
+            if (auto r = insert_events(p->events); !r) return r;
+            p->delivery.mark_saved(w_.ctx.actor, now, p->delivery.meta().version + 1);
+        }
+        return {};
     }
     result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) override {
         return r_.select("(status IN ('Delivered', 'DeadLettered', 'Accepted') OR "
@@ -838,6 +871,110 @@ public:
     }
 
 private:
+    result<void> check_events(prepared_attempt const& p) const {
+        auto const& d = p.delivery;
+        for (auto const& e : p.events)
+            if (e.envelope.tenant_id != w_.ctx.tenant_id || e.envelope.aggregate_id != d.id() ||
+                e.envelope.aggregate_version != d.meta().version + 1)
+                return error{errc::invalid_argument,
+                             "record_prepared_attempt's events must be its delivery's, in this tenant, at its next version"};
+        return {};
+    }
+    // Whether `d`'s save only has to write its state columns and its last attempt (see below).
+    bool attempt_only(webhooks::webhook_delivery const& d) const {
+        auto const& m = d.meta();
+        auto const& x = d.data();
+        return m.version != 0 && m.tenant_id == w_.ctx.tenant_id && x.direction == webhooks::delivery_direction::outbound &&
+               !x.delivery_attempts.empty() && static_cast<std::int64_t>(x.delivery_attempts.size()) == x.attempts;
+    }
+    static constexpr std::size_t max_chunk = 64;
+    // Statements are prepared for chunks of 64, 32, ..., 1 rows: a batch is a few of them.
+    static std::size_t chunk_of(std::size_t left) { return std::bit_floor(std::min(left, max_chunk)); }
+    static std::size_t chunk_index(std::size_t n) { return static_cast<std::size_t>(std::countr_zero(n)); }
+
+    // The state columns of `rows` (not yet written) as `write_attempt` writes them, for the rows
+    // whose stored version is still theirs; those are marked `recorded`.
+    result<void> update_states(std::span<prepared_attempt*> rows, time_point now) {
+        constexpr int per_row = 6;
+        static auto const sqls = [] {
+            std::array<std::string, std::bit_width(max_chunk)> out;
+            for (std::size_t k = 0; k < out.size(); ++k) {
+                std::string values;
+                for (std::size_t i = 0, p = 4; i < (std::size_t{1} << k); ++i) {
+                    values += i ? ", (" : "(";
+                    for (int c = 0; c < per_row; ++c, ++p) values += (c ? ", ?" : "?") + std::to_string(p);
+                    values += ")";
+                }
+                out[k] = "UPDATE deliveries SET updated_at = ?1, updated_by = ?2, row_version = row_version + 1, "
+                         "lease_owner = NULL, lease_until = NULL, status = v.column2, attempts = v.column3, "
+                         "next_attempt_at = v.column4, last_attempt_at = v.column5 FROM (VALUES " + values +
+                         ") AS v WHERE deliveries.delivery_id = v.column1 AND deliveries.tenant_id = ?3 "
+                         "AND deliveries.row_version = v.column6 RETURNING delivery_id";
+            }
+            return out;
+        }();
+        auto st = w_.db.prepare_static(sqls[chunk_index(rows.size())]);
+        if (!st) return st.error();
+        auto& s = **st;
+        s.bind_int(1, to_unix_ms(now));
+        s.bind_view(2, w_.ctx.actor);
+        s.bind_view(3, w_.ctx.tenant_id);
+        auto at = [&](int i, std::optional<time_point> const& t) { t ? s.bind_int(i, to_unix_ms(*t)) : s.bind_null(i); };
+        int i = 4;
+        for (auto* p : rows) {
+            auto const& x = p->delivery.data();
+            s.bind_view(i, x.delivery_id);
+            s.bind_view(i + 1, integration::to_string(x.status));
+            s.bind_int(i + 2, x.attempts);
+            at(i + 3, x.next_attempt_at);
+            at(i + 4, x.last_attempt_at);
+            s.bind_int(i + 5, p->delivery.meta().version);
+            i += per_row;
+        }
+        while (true) {
+            auto row = s.step();
+            if (!row) {
+                s.reset();
+                return row.error();
+            }
+            if (!*row) break;
+            auto id = s.text(0);
+            for (auto* p : rows)
+                if (p->delivery.id() == id) p->recorded = true;
+        }
+        s.reset();  // unbinds the deliveries' strings
+        return {};
+    }
+
+    // The last attempt of each of `rows`, at its position.
+    result<void> insert_attempt_rows(std::span<prepared_attempt*> rows) {
+        static auto const sqls = [] {
+            std::array<std::string, std::bit_width(max_chunk)> out;
+            auto columns = mapping::child_columns<webhooks::delivery_attempt>();
+            auto one = "(" + mapping::placeholders(columns.size() + 2) + ")";
+            for (std::size_t k = 0; k < out.size(); ++k) {
+                out[k] = "INSERT INTO " + mapping::child_table(table_of<webhooks::webhook_delivery>.name, "deliveryAttempts") +
+                         " (owner_id, position, " + mapping::join(columns) + ") VALUES " + one;
+                for (std::size_t i = 1; i < (std::size_t{1} << k); ++i) out[k] += ", " + one;
+            }
+            return out;
+        }();
+        auto st = w_.db.prepare_static(sqls[chunk_index(rows.size())]);
+        if (!st) return st.error();
+        auto& s = **st;
+        int i = 1;
+        std::vector<value> v;
+        for (auto* p : rows) {
+            auto const& x = p->delivery.data();
+            v.clear();
+            v.emplace_back(x.delivery_id);
+            v.emplace_back(x.attempts - 1);
+            mapping::append_child_values(x.delivery_attempts.back(), v);
+            for (auto const& one : v) s.bind(i++, one);
+        }
+        return s.run();
+    }
+
     // An attempt changes four state columns and appends one attempt row: the row's other
     // columns, their indexes and the stored attempts stay as they are. The version check proves
     // the stored row is the one `d` was leased as, whose attempts are `d`'s but the new last one.
@@ -846,9 +983,7 @@ private:
         if (auto r = writable(w_, "deliveries().record_attempt"); !r) return r;
         auto const& m = d.meta();
         auto const& x = d.data();
-        if (m.version == 0 || m.tenant_id != w_.ctx.tenant_id || x.direction != webhooks::delivery_direction::outbound ||
-            x.delivery_attempts.empty() || static_cast<std::int64_t>(x.delivery_attempts.size()) != x.attempts)
-            return r_.save(d);
+        if (!attempt_only(d)) return r_.save(d);
         auto now = w_.clk.now();
         static std::string const update_sql =
             "UPDATE deliveries SET updated_at = ?, updated_by = ?, row_version = row_version + 1, lease_owner = NULL, "
