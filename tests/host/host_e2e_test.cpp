@@ -1398,7 +1398,12 @@ TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {
         auto t = set_up(client, vendor.port(), "-term");
         http_answer slow;
         std::thread in_flight([&] { slow = client.post("/integrations/runs", run_body(t.connection_id, "echo.slow")); });
-        std::this_thread::sleep_for(300ms);
+        // The signal comes while the run is at its vendor (which answers a second later).
+        auto at_vendor = [&] {
+            auto heads = vendor.requests();
+            return std::any_of(heads.begin(), heads.end(), [](auto const& h) { return h.find(" /slow ") != std::string::npos; });
+        };
+        EXPECT_TRUE(eventually(at_vendor, 30s)) << "the run never reached its vendor";
         host.terminate();
         in_flight.join();
         EXPECT_EQ(slow.status, 201) << slow.body;

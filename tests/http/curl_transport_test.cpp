@@ -156,10 +156,15 @@ TEST(curl_transport, a_header_with_cr_lf_nul_or_a_name_that_is_not_a_token_never
 // A transfer cut short (body over the cap, cancelled, or more bytes than its framing) leaves its
 // connection closed: the next call opens a new one and reads its own answer, never the rest.
 TEST(curl_transport, a_call_cut_short_never_leaves_its_connection_for_the_next_call) {
-    testing::keep_alive_server server([](testing::received_request const& r) -> std::string {
+    auto stop = std::make_shared<cancellation>();
+    std::atomic<bool> late_returned{false};
+    testing::keep_alive_server server([&](testing::received_request const& r) -> std::string {
         if (r.target == "/big") return "HTTP/1.1 200 OK\r\nContent-Length: 1000\r\n\r\n" + std::string(1000, 'b');
         if (r.target == "/late") {
-            std::this_thread::sleep_for(300ms);
+            // Cancelled while it waits for this answer, which comes only once the call returned
+            // (however slow the machine, the answer never wins the race).
+            stop->cancel();
+            for (int i = 0; i < 1000 && !late_returned; ++i) std::this_thread::sleep_for(10ms);
             return "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nlate";
         }
         if (r.target == "/excess") return "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 200 OK\r\nContent-Length: 8\r\n\r\nsmuggled";
@@ -180,13 +185,8 @@ TEST(curl_transport, a_call_cut_short_never_leaves_its_connection_for_the_next_c
     own_answer("/after-big");
     EXPECT_EQ(server.accepted(), 2);
 
-    auto stop = std::make_shared<cancellation>();
-    std::thread canceller([stop] {
-        std::this_thread::sleep_for(100ms);
-        stop->cancel();
-    });
     EXPECT_EQ(t->send({.url = base + "/late", .timeout = 5s, .cancel = stop}).error(), errc::cancelled);
-    canceller.join();
+    late_returned = true;
     own_answer("/after-cancel");
     EXPECT_EQ(server.accepted(), 3);
 
@@ -538,6 +538,30 @@ TEST(curl_transport_start, a_pinned_call_connects_to_the_pinned_address_and_keep
     auto r = got.take().at(0).second;
     ASSERT_TRUE(r) << r.error().message();
     EXPECT_EQ(server.requests().at(0).header("Host"), "hooks.receiver.invalid:" + port);
+}
+
+// Connections are kept per host name, but a kept connection to one pinned address must never
+// carry a call pinned to another (the egress check vouched for the address, not the name): one
+// name, one port, two addresses, with each call of either transport path.
+TEST(curl_transport, a_connection_kept_for_one_pinned_address_never_carries_a_call_pinned_to_another) {
+    testing::keep_alive_server first(keep_alive_ok);
+    testing::keep_alive_server second(keep_alive_ok, "127.0.0.2", first.port());
+    auto t = make_curl_transport();
+    auto call = [&](std::string const& address) {
+        return request{.url = "http://vendor.receiver.invalid:" + std::to_string(first.port()) + "/in",
+                       .timeout = 5s,
+                       .pin = pinned_address{"vendor.receiver.invalid", first.port(), address}};
+    };
+    outcomes got;
+    for (auto const* address : {"127.0.0.1", "127.0.0.2", "127.0.0.1", "127.0.0.2"}) {
+        auto r = t->send(call(address));
+        ASSERT_TRUE(r) << r.error().message();
+        t->start(call(address), got.slot(address));
+        ASSERT_TRUE(got.wait_for(got.take().size() + 1));
+    }
+    for (auto const& [address, r] : got.take()) ASSERT_TRUE(r) << address << ": " << r.error().message();
+    EXPECT_EQ(first.requests().size(), 4u);
+    EXPECT_EQ(second.requests().size(), 4u);
 }
 
 TEST(curl_transport_start, a_call_that_gets_no_answer_times_out_alone) {

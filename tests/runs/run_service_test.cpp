@@ -9,6 +9,7 @@
 
 #include <integration/services/retry_worker.hpp>
 
+#include <sys/syscall.h>
 #include <sys/wait.h>
 
 #include <poll.h>
@@ -20,6 +21,7 @@
 #include <csignal>
 #include <deque>
 #include <filesystem>
+#include <fstream>
 #include <future>
 #include <set>
 
@@ -36,6 +38,22 @@ namespace integration::testing {
 namespace {
 
 using namespace std::chrono_literals;
+
+/** True while a thread of this process named `name` sleeps in nanosleep: SQLite's busy handler
+ *  sleeps between its tries at a lock another connection holds, while an idle store thread waits
+ *  on a futex. */
+bool a_thread_sleeps(std::string const& name) {
+    std::error_code ec;
+    for (auto const& task : std::filesystem::directory_iterator("/proc/self/task", ec)) {
+        std::ifstream comm(task.path() / "comm");
+        std::string line;
+        if (!std::getline(comm, line) || line != name) continue;
+        std::ifstream call(task.path() / "syscall");
+        long nr = -1;
+        if (call >> nr && (nr == SYS_nanosleep || nr == SYS_clock_nanosleep)) return true;
+    }
+    return false;
+}
 
 /** A vendor on loopback that answers from a script, then with its last line forever. "HANG" never
  *  answers; "SLOW " followed by an answer sends it after 300 ms. */
@@ -1142,7 +1160,11 @@ TEST_F(run_service_test, destruction_waits_for_the_flight_of_a_twin_whose_run_re
         });
     // The twin returns at once; its owner waits for the lock in its claim.
     while (returned == 0) std::this_thread::sleep_for(1ms);
-    std::this_thread::sleep_for(200ms);  // lets the owner stamp its run and reach the lock (see the skip below)
+    // The owner stamps its run before its claim reaches the store's writer, which then waits for
+    // the lock: the clock moves only after that (else nothing is refused; see the skip below).
+    for (auto const until = std::chrono::steady_clock::now() + 30s;
+         !a_thread_sleeps("integ-sql-write") && std::chrono::steady_clock::now() < until;)
+        std::this_thread::sleep_for(1ms);
     clock_.advance(1'000ms);
     ASSERT_EQ(sqlite3_exec(raw, "COMMIT", nullptr, nullptr, nullptr), SQLITE_OK) << sqlite3_errmsg(raw);
     for (auto& t : callers) t.join();

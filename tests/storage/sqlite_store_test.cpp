@@ -19,6 +19,8 @@
 #include <filesystem>
 #include <cstdlib>
 #include <fstream>
+#include <functional>
+#include <future>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -1008,6 +1010,70 @@ TEST(sqlite_store, the_wal_stays_near_checkpoint_bytes_while_a_reader_reads_all_
     EXPECT_EQ(count_providers(*s, ctx), static_cast<std::size_t>(units));
     EXPECT_GT(largest, limit / 2);  // the writes did fill the WAL up to the limit
     EXPECT_LE(largest, 4 * limit) << "the WAL grew to " << largest << " bytes";
+}
+
+/** Runs `inside` from a read that is running while the store holds new reads for a forced
+ *  checkpoint (the WAL past twice `checkpoint_bytes`, which that read's snapshot keeps from
+ *  starting over); true when `inside` returned within 30 s. The store waits up to a minute for
+ *  the running reads, so a wait for this one shows as a timeout here. */
+bool returns_while_reads_are_held(std::function<void(storage::store&, request_context const&)> const& inside) {
+    using namespace std::chrono_literals;
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    constexpr std::size_t limit = 64 * 1024;
+    auto s = must(storage::open_sqlite_store({.path = path, .busy_timeout = 60s, .checkpoint_bytes = limit}));
+    auto ctx = tenant("t1");
+    std::promise<void> reading, go, returned;
+    auto returned_f = returned.get_future();
+    std::thread reader([&] {
+        must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+            must(uow.providers().list({.limit = 1}));  // the read's snapshot starts here
+            reading.set_value();
+            go.get_future().wait();
+            inside(*s, ctx);
+            returned.set_value();
+            return {};
+        }));
+    });
+    reading.get_future().wait();
+    auto wal_bytes = [&] {
+        std::error_code ec;
+        auto size = std::filesystem::file_size(path + "-wal", ec);
+        return ec ? std::uintmax_t{0} : size;
+    };
+    // At least one commit: the writer checks the WAL's size after each (the file may still be
+    // as large as the migrations left it).
+    int i = 0;
+    do
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                         provider_spec("p" + std::to_string(i))));
+            return uow.providers().save(p);
+        }, durability::immediate));
+    while (++i < 1000 && wal_bytes() <= 2 * limit);
+    go.set_value();
+    bool const in_time = returned_f.wait_for(30s) == std::future_status::ready;
+    reader.join();
+    return in_time;
+}
+
+// The writer holds new reads back while it waits for the running ones (to empty the WAL): a read
+// nested in a running read would wait for the writer, which waits for the outer read.
+TEST(sqlite_store, a_read_nested_in_a_running_read_is_not_held_back_by_a_forced_checkpoint) {
+    EXPECT_TRUE(returns_while_reads_are_held([](storage::store& s, request_context const& ctx) {
+        EXPECT_GT(count_providers(s, ctx), 0u);
+    })) << "the nested read waited for the writer's forced checkpoint";
+}
+
+// A synchronous write from inside a read waits for the writer, which would wait for that read.
+TEST(sqlite_store, a_write_from_inside_a_running_read_is_not_held_by_a_forced_checkpoint) {
+    EXPECT_TRUE(returns_while_reads_are_held([](storage::store& s, request_context const& ctx) {
+        must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                         provider_spec("from-a-read")));
+            return uow.providers().save(p);
+        }, durability::immediate));
+    })) << "the write waited for the writer's forced checkpoint, which waited for its read";
 }
 
 }  // namespace

@@ -1278,6 +1278,9 @@ std::string mmap_pragma(sqlite_options const& o) {
 // The store whose writer or sync thread the calling thread is. A synchronous write from there
 // (a `done` callback, a unit of work calling back) would wait for the very thread it runs on.
 thread_local void const* store_thread_of = nullptr;
+// The stores whose read this thread is inside (nested reads push again): the writer's forced
+// checkpoint must not wait for a read whose thread is waiting for the store itself.
+thread_local std::vector<void const*> reading_in;
 
 // Two threads of its own commit a store's writes. The writer runs queued units in group commits,
 // every commit with `synchronous=NORMAL` (no fsync inside COMMIT). The sync thread fdatasyncs the
@@ -1620,6 +1623,22 @@ private:
             return error{errc::invalid_argument,
                          "a synchronous store write cannot be made from a store callback (a transact_async `done`, "
                          "or a unit of work): it would wait for the store thread it runs on; use transact_async"};
+        // A write from inside a read: the writer's forced checkpoint, if it is waiting for the
+        // running reads, would wait for this one until busy_timeout; it gives up at once instead.
+        struct awaited_by_reader {
+            sqlite_store* self;
+            explicit awaited_by_reader(sqlite_store* s) : self(s) {
+                if (!self) return;
+                std::lock_guard lock(self->readers_mutex_);
+                ++self->writes_from_reads_;
+                self->readers_cv_.notify_all();
+            }
+            ~awaited_by_reader() {
+                if (!self) return;
+                std::lock_guard lock(self->readers_mutex_);
+                --self->writes_from_reads_;
+            }
+        } awaited(reads_here() ? this : nullptr);
         std::promise<result<void>> p;
         auto f = p.get_future();
         job j{std::move(fn), o_.synchronous_full ? d : durability::deferred,
@@ -1687,7 +1706,9 @@ private:
         {
             std::unique_lock lock(readers_mutex_);
             reads_held_ = true;
-            idle = readers_cv_.wait_for(lock, o_.busy_timeout, [&] { return idle_readers_.size() == open_readers_; });
+            readers_cv_.wait_for(lock, o_.busy_timeout,
+                                 [&] { return idle_readers_.size() == open_readers_ || writes_from_reads_ > 0; });
+            idle = idle_readers_.size() == open_readers_;
         }
         bool done = false;
         if (idle) {
@@ -1815,9 +1836,14 @@ private:
     result<void> with_reader(std::function<result<void>(database&)> const& fn) {
         if (auto r = check_file(); !r) return r;
         std::unique_ptr<database> db;
+        // A read nested in a running read of this thread is not held back: the writer waits for
+        // the outer one, which would wait for it.
+        bool const nested = reads_here();
         {
             std::unique_lock lock(readers_mutex_);
-            readers_cv_.wait(lock, [&] { return !reads_held_ && (!idle_readers_.empty() || open_readers_ < o_.readers); });
+            readers_cv_.wait(lock, [&] {
+                return (nested || !reads_held_) && (!idle_readers_.empty() || open_readers_ < o_.readers);
+            });
             if (!idle_readers_.empty()) {
                 db = std::move(idle_readers_.back());
                 idle_readers_.pop_back();
@@ -1837,15 +1863,21 @@ private:
         }
         // A read transaction is never committed: it ends (rolls back) when `tx` does, also when
         // `fn` throws; then the reader goes back to the pool.
+        reading_in.push_back(this);
         struct give_back {
             sqlite_store* self;
             std::unique_ptr<database>& db;
-            ~give_back() { self->release_reader(std::move(db)); }
+            ~give_back() {
+                reading_in.pop_back();
+                self->release_reader(std::move(db));
+            }
         } returned{this, db};
         auto tx = sqlite::transaction::begin_read(*db);
         if (!tx) return tx.error();
         return fn(*db);
     }
+
+    bool reads_here() const { return std::find(reading_in.begin(), reading_in.end(), this) != reading_in.end(); }
 
     void release_reader(std::unique_ptr<database> db) {
         {
@@ -1884,6 +1916,7 @@ private:
     std::vector<std::unique_ptr<database>> idle_readers_;
     std::size_t open_readers_ = 0;
     bool reads_held_ = false;  // the writer's forced checkpoint waits for the running reads
+    std::size_t writes_from_reads_ = 0;  // threads inside a read waiting for a synchronous write
     key_repo keys_{*this};
 };
 
