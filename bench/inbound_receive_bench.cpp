@@ -8,7 +8,11 @@
 //                                durable; concurrent ones share the store's group commit.
 // Items are accepted deliveries. The counters: `units_per_commit`, how many receives one group
 // commit carried; `units_per_fsync`, how many one WAL sync made durable (the store's sync thread
-// syncs while the writer commits the next batch). Run: inbound_receive_bench [--benchmark_min_time=3]
+// syncs while the writer commits the next batch); `kib_written_per_unit`, the process's bytes
+// written to storage (`/proc/self/io` write_bytes: WAL frames, checkpoint copies) per receive;
+// `writer_us_per_unit` and `sync_us_per_unit`, the CPU time of the store's writer and sync
+// threads (`/proc/self/task/<tid>/schedstat`) per receive.
+// Run: inbound_receive_bench [--benchmark_min_time=3]
 
 #include <integration/backends/local_vault/local_secret_store.hpp>
 #include <integration/backends/sqlite/sqlite_blob_store.hpp>
@@ -23,6 +27,7 @@
 
 #include <atomic>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 
@@ -95,8 +100,34 @@ std::unique_ptr<world> make_world() {
     return w;
 }
 
+/** The process's `write_bytes` so far. */
+double bytes_written() {
+    std::ifstream io("/proc/self/io");
+    std::string key;
+    double value = 0;
+    while (io >> key >> value)
+        if (key == "write_bytes:") return value;
+    return 0;
+}
+
+/** The CPU seconds so far of the process's thread named `name` (0 when there is none). */
+double thread_cpu_s(std::string const& name) {
+    for (auto const& task : std::filesystem::directory_iterator("/proc/self/task")) {
+        std::ifstream comm(task.path() / "comm");
+        std::string n;
+        std::getline(comm, n);
+        if (n != name) continue;
+        std::ifstream stat(task.path() / "schedstat");
+        double ns = 0;
+        stat >> ns;
+        return ns / 1e9;
+    }
+    return 0;
+}
+
 std::unique_ptr<world> shared;
 std::atomic<std::uint64_t> commits_before{0}, units_before{0}, syncs_before{0};
+double written_before = 0, writer_before = 0, sync_before = 0;
 
 void inbound_receive(benchmark::State& state) {
     if (state.thread_index() == 0) {
@@ -105,6 +136,9 @@ void inbound_receive(benchmark::State& state) {
         commits_before = s.commits;
         units_before = s.units;
         syncs_before = storage::sqlite::wal_syncs(*shared->store);
+        written_before = bytes_written();
+        writer_before = thread_cpu_s("integ-sql-write");
+        sync_before = thread_cpu_s("integ-sql-sync");
     }
     std::int64_t n = 0;
     for (auto _ : state) {
@@ -128,6 +162,12 @@ void inbound_receive(benchmark::State& state) {
         state.counters["units_per_commit"] = commits > 0 ? static_cast<double>(s.units - units_before) / commits : 0;
         auto syncs = static_cast<double>(storage::sqlite::wal_syncs(*shared->store) - syncs_before);
         state.counters["units_per_fsync"] = syncs > 0 ? static_cast<double>(s.units - units_before) / syncs : 0;
+        auto units = static_cast<double>(s.units - units_before);
+        if (units > 0) {
+            state.counters["kib_written_per_unit"] = (bytes_written() - written_before) / 1024 / units;
+            state.counters["writer_us_per_unit"] = (thread_cpu_s("integ-sql-write") - writer_before) * 1e6 / units;
+            state.counters["sync_us_per_unit"] = (thread_cpu_s("integ-sql-sync") - sync_before) * 1e6 / units;
+        }
         if (shared->refused > 0) state.SkipWithError("some receives were not accepted");
     }
 }

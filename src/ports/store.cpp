@@ -2,6 +2,9 @@
 
 #include <boost/json/parse.hpp>
 
+#include <algorithm>
+#include <iterator>
+
 namespace integration::storage {
 
 std::string const& store::event_source() const noexcept {
@@ -11,19 +14,43 @@ std::string const& store::event_source() const noexcept {
 
 namespace {
 
+// Whether `v` holds a floating-point number anywhere.
+bool holds_double(boost::json::value const& v) {
+    switch (v.kind()) {
+    case boost::json::kind::double_: return true;
+    case boost::json::kind::array:
+        return std::any_of(v.get_array().begin(), v.get_array().end(), [](auto const& x) { return holds_double(x); });
+    case boost::json::kind::object:
+        return std::any_of(v.get_object().begin(), v.get_object().end(),
+                           [](auto const& kv) { return holds_double(kv.value()); });
+    default: return false;
+    }
+}
+
 // The aggregate's pending events as its next save at `version` would write them to the outbox.
+// With `body_format`, an event's `data.body` is left out when the store can put the very same
+// value back from the payload. Strings, integers, booleans and nulls read back from their text
+// exactly as they were; a double's text, read back, may not.
 template <class A>
 std::vector<serialized_event> serialize_pending(A& a, std::string_view aggregate_type, request_context const& ctx,
-                                                time_point now, std::string_view source, std::int64_t version) {
+                                                time_point now, std::string_view source, std::int64_t version,
+                                                std::optional<webhooks::body_format> body_format = std::nullopt) {
     auto events = a.take_events();
     std::vector<serialized_event> out;
     out.reserve(events.size());
     for (auto& e : events) {
         auto env = events::make_envelope(std::move(e), ctx, aggregate_type, a.id(), ctx.tenant_id, version, now);
         env.source = source;
+        std::optional<webhooks::body_format> from_payload;
+        // The body is `data`'s last member, so that putting it back at the end restores its order.
+        if (body_format && !env.data.empty() && std::prev(env.data.end())->key() == "body" &&
+            !holds_double(std::prev(env.data.end())->value())) {
+            env.data.erase(std::prev(env.data.end()));
+            from_payload = body_format;
+        }
         auto json = events::serialize_envelope(env);
         env.data = {};
-        out.push_back({std::move(env), std::move(json)});
+        out.push_back({std::move(env), std::move(json), from_payload});
     }
     return out;
 }
@@ -32,7 +59,10 @@ std::vector<serialized_event> serialize_pending(A& a, std::string_view aggregate
 
 result<events::event_envelope> parse_outbox_envelope(std::string_view json) {
     boost::system::error_code ec;
-    auto j = boost::json::parse(json, ec);
+    // An envelope is two levels around its data, which holds a body as deep as an inbound one may be.
+    boost::json::parse_options deep;
+    deep.max_depth = webhooks::max_body_depth + 4;
+    auto j = boost::json::parse(json, ec, {}, deep);
     if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
     auto env = value_from_json<events::event_envelope>(j);
     if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
@@ -40,10 +70,12 @@ result<events::event_envelope> parse_outbox_envelope(std::string_view json) {
 }
 
 prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx, time_point now,
-                                 std::string_view source, std::optional<std::string> payload) {
+                                 std::string_view source, std::optional<std::string> payload,
+                                 std::optional<webhooks::body_format> body_format) {
     prepared_inbound p{std::move(d), {}, std::move(payload)};
     // The first save makes the delivery version 1, as `save` would have stamped these.
-    p.events = serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, 1);
+    p.events = serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, 1,
+                                 p.payload ? body_format : std::nullopt);
     return p;
 }
 

@@ -1,15 +1,12 @@
 #include <integration/services/inbound_gateway.hpp>
 
 #include <integration/domain/failure.hpp>
+#include <integration/domain/inbound_body.hpp>
 
 #include "../detail/crypto.hpp"
-#include "../detail/form.hpp"
 #include "../detail/utf8.hpp"
 
-#include <boost/json/parse.hpp>
-
 #include <algorithm>
-#include <cctype>
 #include <future>
 #include <mutex>
 #include <span>
@@ -21,49 +18,10 @@ namespace {
 
 /** At most this much of an unverified body goes into a failure record. */
 constexpr std::size_t excerpt_bytes = 256;
-/** Deeper JSON is refused as malformed (a body nested 100,000 deep must not exhaust anything). */
-constexpr std::size_t max_json_depth = 64;
 
 std::string secret_name_of(std::string const& connection_id) { return "inbound-webhook." + connection_id; }
 
 std::string blob_key_of(std::string const& delivery_id) { return "webhooks/inbound/" + delivery_id + "/payload"; }
-
-bool is_form(std::string_view content_type) {
-    constexpr std::string_view form = "application/x-www-form-urlencoded";
-    if (content_type.size() < form.size()) return false;
-    if (!std::equal(form.begin(), form.end(), content_type.begin(), [](char a, char b) {
-            return a == std::tolower(static_cast<unsigned char>(b));
-        }))
-        return false;
-    return content_type.size() == form.size() || content_type[form.size()] == ';' || content_type[form.size()] == ' ';
-}
-
-/** The body as the canonical event carries it: the form fields as an object (a repeated name
- *  becomes an array), or the JSON value. Nothing for a body that is neither. */
-std::optional<boost::json::value> parse_body(std::string_view body, std::string_view content_type) {
-    if (is_form(content_type)) {
-        auto params = detail::form_params(body);
-        if (!params) return std::nullopt;
-        boost::json::object fields;
-        for (auto& [key, value] : *params) {
-            if (!integration::detail::is_valid_utf8(key) || !integration::detail::is_valid_utf8(value)) return std::nullopt;
-            auto* seen = fields.if_contains(key);
-            if (!seen) {
-                fields[key] = value;
-                continue;
-            }
-            if (!seen->is_array()) *seen = boost::json::array{*seen};
-            seen->get_array().emplace_back(value);
-        }
-        return boost::json::value(std::move(fields));
-    }
-    boost::json::parse_options opts;
-    opts.max_depth = max_json_depth;
-    boost::system::error_code ec;
-    auto v = boost::json::parse(body, ec, {}, opts);
-    if (ec) return std::nullopt;
-    return v;
-}
 
 bool is_poison(inbound_rejection r) {
     return r == inbound_rejection::malformed_signature || r == inbound_rejection::malformed_body;
@@ -308,11 +266,12 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
     if (!verdict)
         return refuse(ctx, *endpoint, std::move(out), unverified, std::move(*verdict.refusal), req.body, std::move(done));
     auto identity = std::move(*verdict.identity);
-    auto body = parse_body(req.body, req.content_type);
+    auto format = body_format_of(req.content_type);
+    auto body = parse_body(req.body, format);
     if (!body)
         return refuse(ctx, *endpoint, std::move(out), identity.event_type,
                       {inbound_rejection::malformed_body,
-                       "the body verified but is neither JSON (at most " + std::to_string(max_json_depth) +
+                       "the body verified but is neither JSON (at most " + std::to_string(max_body_depth) +
                            " levels deep, valid UTF-8) nor form fields"},
                       req.body, std::move(done));
     auto hash = crypto::sha256_hex(req.body);
@@ -342,7 +301,7 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
     if (auto r = delivery->accept({.signature_valid = true, .tenant_resolved = true}, now, std::move(*body)); !r)
         return done(r.error());
     auto p = std::make_shared<pending_delivery>(pending_delivery{
-        storage::prepare_inbound(std::move(*delivery), ctx, now, store_.event_source(), std::move(inline_payload)),
+        storage::prepare_inbound(std::move(*delivery), ctx, now, store_.event_source(), std::move(inline_payload), format),
         blob_ref ? std::string(req.body.substr(0, excerpt_bytes)) : std::string(), std::move(blob_ref), {}, {}, {}});
     out.identity = std::move(identity);
 

@@ -1,5 +1,6 @@
 #include <integration/services/inbound_signature.hpp>
 
+#include <integration/domain/inbound_body.hpp>
 #include <integration/services/webhook_signature.hpp>
 
 #include "../detail/crypto.hpp"
@@ -24,8 +25,6 @@ constexpr std::array<std::string_view, 6> scheme_names = {"standard", "github", 
 // Longest delivery id and event-type segment taken from a request; longer ones are refused.
 constexpr std::size_t max_id_size = 256;
 constexpr std::size_t max_name_size = 128;
-// Deeper JSON is refused before it costs anything (the parser does not recurse, but it allocates).
-constexpr std::size_t max_json_depth = 64;
 
 inbound_verdict refuse(inbound_rejection reason, std::string detail) {
     return {std::nullopt, inbound_refusal{reason, std::move(detail)}};
@@ -138,12 +137,12 @@ inbound_verdict mismatch(std::string_view header_name) {
 // The body as a JSON object (what every JSON webhook sends), or the refusal that says why not.
 std::variant<boost::json::object, inbound_verdict> json_body(std::string_view body) {
     boost::json::parse_options options;
-    options.max_depth = max_json_depth;
+    options.max_depth = max_body_depth;
     boost::system::error_code ec;
     auto value = boost::json::parse(body, ec, {}, options);
     if (ec == boost::json::error::too_deep)
         return refuse(inbound_rejection::malformed_body,
-                      "the body is JSON nested more than " + std::to_string(max_json_depth) + " deep");
+                      "the body is JSON nested more than " + std::to_string(max_body_depth) + " deep");
     if (ec) return refuse(inbound_rejection::malformed_body, "the body is not valid JSON (or not UTF-8): " + ec.message());
     if (!value.is_object()) return refuse(inbound_rejection::malformed_body, "the body is JSON but not an object");
     return std::move(value.as_object());

@@ -89,8 +89,14 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
+/** Turns a current file back into schema 10: every outbox envelope whole (migration 11). */
+void back_to_schema_10(std::string const& path) {
+    exec_sql(path, "ALTER TABLE outbox DROP COLUMN body_from_payload; PRAGMA user_version = 10;");
+}
+
 /** Turns a current file back into schema 9: no run bodies in the store (migration 10). */
 void back_to_schema_9(std::string const& path) {
+    back_to_schema_10(path);
     exec_sql(path, "DROP TABLE run_bodies; PRAGMA user_version = 9;");
 }
 
@@ -755,6 +761,69 @@ TEST(sqlite_store, a_version_9_database_keeps_its_runs_and_can_then_keep_their_b
         EXPECT_EQ(must(uow.runs().body(run_id, storage::run_body::request)), "{}");
         return {};
     }));
+}
+
+/** A new, accepted inbound delivery of `ctx` with its payload, ready for `add_inbound`; its
+ *  canonical event's body is kept once, as the payload, when `once`. */
+storage::prepared_inbound accepted_inbound(request_context const& ctx, time_point now, std::string const& vendor_id,
+                                           std::string const& raw, bool once) {
+    auto d = must(webhooks::webhook_delivery::inbound(ctx, now, "conn-1", "prov-1", vendor_id, "github.push",
+                                                      std::nullopt, std::string("hash")));
+    must(d.keep_payload(storage::stored_payload_ref(ctx.tenant_id, d.id())));
+    must(d.accept({.signature_valid = true, .tenant_resolved = true}, now,
+                  *webhooks::parse_body(raw, webhooks::body_format::json)));
+    return storage::prepare_inbound(std::move(d), ctx, now, "integration", raw,
+                                    once ? std::optional(webhooks::body_format::json) : std::nullopt);
+}
+
+void add_inbound(storage::store& s, request_context const& ctx, storage::prepared_inbound& p) {
+    must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto r = uow.deliveries().add_inbound(p);
+        if (!r) return r.error();
+        return {};
+    }));
+}
+
+// Migration 11: events written before it hold their body in their envelope, and are read,
+// published and retained as before.
+TEST(sqlite_store, a_version_10_database_keeps_its_events_whole_and_its_payloads_purgeable) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    auto whole = accepted_inbound(ctx, now, "gh-1", R"({"action":"opened","n":1})", false);
+    {
+        auto s = open_sqlite(dir, nullptr);
+        add_inbound(*s, ctx, whole);
+    }
+    back_to_schema_10(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM outbox WHERE body_from_payload IS NULL"), std::vector<std::string>{"2"});
+    auto once = accepted_inbound(ctx, now, "gh-2", R"({"action":"opened","n":2})", true);
+    add_inbound(*s, ctx, once);
+    auto events = must(s->pending_events(10));
+    ASSERT_EQ(events.size(), 4u);
+    EXPECT_EQ(events[1].envelope.data.at("body").at("n").as_int64(), 1);
+    EXPECT_EQ(events[3].envelope.data.at("body").at("n").as_int64(), 2);
+    auto purgeable = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) {
+        return uow.deliveries().with_payload_before(now + std::chrono::hours(1), 10);
+    }));
+    ASSERT_EQ(purgeable.size(), 1u) << "the old delivery's event holds its own body; the new one's is its payload";
+    EXPECT_EQ(purgeable.front().id(), whole.delivery.id());
+}
+
+TEST(sqlite_store, an_event_whose_kept_body_was_deleted_behind_the_stores_back_is_an_error_naming_its_delivery) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto s = open_sqlite(dir, nullptr);
+    auto p = accepted_inbound(ctx, system_clock::instance().now(), "gh-1", R"({"n":1})", true);
+    add_inbound(*s, ctx, p);
+    exec_sql(path, "DELETE FROM delivery_payloads");
+    auto events = s->pending_events(10);
+    ASSERT_FALSE(events);
+    EXPECT_EQ(events.error(), errc::storage_failure);
+    EXPECT_NE(events.error().detail().find(p.delivery.id()), std::string::npos) << events.error().detail();
 }
 
 TEST(sqlite_store, a_version_7_database_keeps_its_inbound_registrations_without_a_previous_secret) {

@@ -4,6 +4,7 @@
 #include <integration/backends/sqlite/sqlite_blob_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 #include <integration/platform.hpp>
+#include <integration/services/outbox_relay.hpp>
 #include <integration/services/retention_worker.hpp>
 
 #include "storage/fixtures.hpp"
@@ -118,6 +119,26 @@ protected:
     inbound_outcome receive(vendor_request& r, std::string const& connection_id = {}) {
         return must(gateway_.receive(connection_id.empty() ? conn_a_ : connection_id, r.view()));
     }
+    /** Each outbox row of `delivery_id` as stored, in order: its envelope's text, then "|" and
+     *  the format of the body it left out to its payload (nothing when it left none out). */
+    std::vector<std::string> stored_events(std::string const& delivery_id) {
+        return integration::testing::query_rows(
+            dir_.file("i.db"), "SELECT envelope, body_from_payload FROM outbox WHERE aggregate_id = ? ORDER BY sequence",
+            {delivery_id});
+    }
+    /** Publishes every pending event and returns those of deliveries (not the fixture's). */
+    std::vector<events::event_envelope> publish_all() {
+        std::vector<events::event_envelope> out;
+        events::in_process_dispatcher bus;
+        bus.subscribe("*", [&](events::event_envelope const& e) -> result<void> {
+            if (e.aggregate_type == "WebhookDelivery") out.push_back(e);
+            return {};
+        });
+        events::outbox_relay relay(*store_, bus, {.batch = 500, .clock = &clock_});
+        while (must(relay.run_once()) > 0) {
+        }
+        return out;
+    }
     /** Every row that names a tenant's data, across tenants. */
     std::int64_t written() {
         std::int64_t n = 0;
@@ -185,6 +206,71 @@ TEST_F(inbound_gateway_test, a_large_payload_goes_to_the_blob_store_under_the_te
     EXPECT_TRUE(d.data().payload_ref->starts_with("blob://tenant-a/webhooks/inbound/")) << *d.data().payload_ref;
     EXPECT_EQ(must(blobs_->get("tenant-a", *d.data().payload_ref)), big);
     EXPECT_EQ(must(gateway_.payload(a_, d.id())), big);
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "delivery_payloads"), 0);
+}
+
+TEST_F(inbound_gateway_test, an_accepted_body_is_stored_once_as_its_payload_and_published_as_received) {
+    auto req = github(secret_, "once-1", R"({"action":"opened","number":9,"pull_request":{"title":"Only once"}})");
+    auto out = receive(*req);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted);
+    EXPECT_EQ(must(gateway_.payload(a_, out.delivery_id)), req->body);
+    auto stored = stored_events(out.delivery_id);
+    ASSERT_EQ(stored.size(), 2u);
+    EXPECT_TRUE(stored[0].ends_with("|")) << "WebhookDelivered carries no body";
+    EXPECT_TRUE(stored[1].ends_with("|json")) << stored[1];
+    EXPECT_EQ(stored[1].find("Only once"), std::string::npos) << "the body is not in the stored envelope: " << stored[1];
+    EXPECT_EQ(stored[1].find("\"body\""), std::string::npos);
+
+    auto pending = events_of(out.delivery_id);
+    ASSERT_EQ(pending.size(), 2u);
+    EXPECT_EQ(boost::json::value(pending[1].data.at("body")), boost::json::parse(req->body));
+    EXPECT_EQ(std::prev(pending[1].data.end())->key(), "body") << "in its place, after providerDeliveryId";
+    auto published = publish_all();
+    ASSERT_EQ(published.size(), 2u);
+    EXPECT_EQ(events::serialize_envelope(published[1]), events::serialize_envelope(pending[1]));
+    EXPECT_EQ(boost::json::serialize(published[1].data.at("body")), boost::json::serialize(boost::json::parse(req->body)));
+}
+
+TEST_F(inbound_gateway_test, a_body_nested_as_deep_as_is_accepted_is_published_whether_kept_once_or_in_the_envelope) {
+    auto deep = [](std::string const& leaf) {
+        std::string body;
+        for (std::size_t i = 1; i < max_body_depth; ++i) body += R"({"a":)";
+        body += leaf;
+        body += std::string(max_body_depth - 1, '}');
+        return body;
+    };
+    // Integers only: kept once. With a double: the body stays in the envelope, 66 levels deep.
+    auto once = github(secret_, "deep-1", deep(R"({"n":1})"));
+    auto inside = github(secret_, "deep-2", deep(R"({"x":0.5})"));
+    for (auto* req : {once.get(), inside.get()}) {
+        auto out = receive(*req);
+        ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted) << (out.refusal ? out.refusal->detail : "");
+        auto events = events_of(out.delivery_id);
+        ASSERT_EQ(events.size(), 2u);
+        EXPECT_EQ(boost::json::value(events[1].data.at("body")), boost::json::parse(req->body, {}, {.max_depth = 64}));
+    }
+    EXPECT_EQ(publish_all().size(), 4u);
+}
+
+TEST_F(inbound_gateway_test, a_payload_that_is_still_an_unpublished_events_body_outlives_retention) {
+    auto req = github(secret_, "unpublished-1", pr_opened(11));
+    auto out = receive(*req);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted);
+    retention::retention_worker retention{*store_, *blobs_, clock_};
+    clock_.advance(31 * 24h);
+    auto swept = must(retention.sweep());
+    EXPECT_EQ(swept.payloads_purged, 0u) << "the canonical event's body is this payload";
+    clock_.advance(60 * 24h);
+    swept = must(retention.sweep());
+    EXPECT_EQ(swept.payloads_purged, 0u);
+    EXPECT_EQ(swept.deliveries_archived, 0u) << "archiving the delivery would delete its payload";
+    EXPECT_EQ(must(gateway_.payload(a_, out.delivery_id)), req->body);
+
+    auto published = publish_all();
+    ASSERT_EQ(published.size(), 2u);
+    EXPECT_EQ(published[1].data.at("body").at("number").as_int64(), 11);
+    swept = must(retention.sweep());
+    EXPECT_EQ(swept.deliveries_archived, 1u) << "published: the delivery and its payload go";
     EXPECT_EQ(rows_in(dir_.file("i.db"), "delivery_payloads"), 0);
 }
 
@@ -525,6 +611,7 @@ TEST_F(inbound_gateway_test, a_twilio_form_body_becomes_the_events_fields) {
     EXPECT_EQ(events[1].event_type, out.identity->event_type);
     EXPECT_EQ(events[1].data.at("body").at("From").as_string(), "+12349013030");
     EXPECT_EQ(events[1].data.at("body").at("CallSid").as_string(), "CA1234567890ABCDE");
+    EXPECT_TRUE(stored_events(out.delivery_id).back().ends_with("|form")) << "the body is kept once, as the payload";
 }
 
 TEST_F(inbound_gateway_test, retention_purges_payloads_after_30_days_and_archives_deliveries_after_90) {
@@ -538,6 +625,7 @@ TEST_F(inbound_gateway_test, retention_purges_payloads_after_30_days_and_archive
     ASSERT_EQ(big_out.outcome, inbound_outcome::kind::accepted);
     ASSERT_EQ(refused.outcome, inbound_outcome::kind::rejected);
     auto big_ref = *find(a_, big_out.delivery_id).data().payload_ref;
+    publish_all();
     retention::retention_worker retention{*store_, *blobs_, clock_};
 
     clock_.advance(29 * 24h);

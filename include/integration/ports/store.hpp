@@ -12,6 +12,7 @@
 #include <integration/domain/credential.hpp>
 #include <integration/domain/event.hpp>
 #include <integration/domain/failure.hpp>
+#include <integration/domain/inbound_body.hpp>
 #include <integration/domain/api_client.hpp>
 #include <integration/domain/provider.hpp>
 #include <integration/domain/run.hpp>
@@ -200,6 +201,10 @@ struct delivery_query {
 struct serialized_event {
     events::event_envelope envelope;  ///< Its columns; `data` is left empty (`json` holds it).
     std::string json;                 ///< `events::serialize_envelope` of the whole envelope.
+    /** Set when `json` leaves out `data.body`: the body is the payload the store keeps for the
+     *  event's delivery, read in this format (`webhooks::parse_body`), and the store puts it
+     *  back when the event is read (`store::pending_events`). */
+    std::optional<webhooks::body_format> body_from_payload{};
 };
 
 /** A new, accepted inbound delivery with everything its commit writes already built, so that
@@ -211,10 +216,16 @@ struct prepared_inbound {
 };
 
 /** Makes `d` (a new inbound delivery, its events still pending) ready for `add_inbound`: its
- *  events wrapped for `ctx` at `now` with `source` (the store's `event_source()`) and serialized. */
+ *  events wrapped for `ctx` at `now` with `source` (the store's `event_source()`) and serialized.
+ *  With `body_format`, the canonical event's `body` is `parse_body(*payload, *body_format)`
+ *  (the caller's promise), so it is stored once, as the payload: the event's envelope leaves it
+ *  out (`serialized_event::body_from_payload`). A body holding a floating-point number stays in
+ *  the envelope, whose text of that number, read back, may differ from the vendor's in the
+ *  last bit: the event read back is the same either way. */
 INTEGRATION_EXPORT prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx,
                                                    time_point now, std::string_view source,
-                                                   std::optional<std::string> payload);
+                                                   std::optional<std::string> payload,
+                                                   std::optional<webhooks::body_format> body_format = std::nullopt);
 
 /** An outbound delivery with one attempt recorded (`record_success`, `record_failure` or
  *  `record_gone`) and that attempt's events already built, so that the store's writer only binds
@@ -278,9 +289,11 @@ public:
      *  `recorded` false, as a conflict; every other error fails the whole call. */
     virtual result<void> record_prepared_attempts(std::span<prepared_attempt> batch);
     /** Deliveries in a final state (Delivered, DeadLettered; inbound Accepted or Failed) whose
-     *  last attempt was before `before`, oldest first (retention). */
+     *  last attempt was before `before`, oldest first (retention); not one whose stored payload
+     *  is still the body of an event not yet published (`serialized_event::body_from_payload`). */
     virtual result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) = 0;
-    /** Deliveries created before `before` that still reference a payload blob, oldest first. */
+    /** Deliveries created before `before` that still reference a payload blob, oldest first;
+     *  not one whose stored payload is still the body of an event not yet published. */
     virtual result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before,
                                                                                std::size_t limit) = 0;
     /** Deletes a delivery with its attempts and stored payload (retention, after archiving); a
@@ -502,8 +515,9 @@ public:
      *  workers that sweep each tenant in turn). */
     virtual result<std::vector<std::string>> tenants() = 0;
     /** Unpublished outbox rows in commit order (all tenants; for the relay), without dead rows and
-     *  without the rows of an aggregate that come after one of its dead rows. Every row returned
-     *  is durable (a store that shows commits before their fsync syncs first), so nothing is
+     *  without the rows of an aggregate that come after one of its dead rows; an event whose
+     *  body the store kept once, as its delivery's payload, has it back in `data.body`, where
+     *  it was when raised. Every row returned is durable (a store that shows commits before their fsync syncs first), so nothing is
      *  published that a power loss could take back. */
     virtual result<std::vector<outbox_record>> pending_events(std::size_t limit) = 0;
     /** `pending_events`, but a store may read only each row's columns into `envelope` (event id

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 10> migrations{
+constexpr std::array<char const*, 11> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -229,6 +229,12 @@ CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at) WHERE la
 CREATE TABLE run_bodies(run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, part TEXT NOT NULL,
   tenant_id TEXT NOT NULL, bytes BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY(run_id, part));
 CREATE INDEX run_bodies_by_time ON run_bodies(tenant_id, created_at);
+)sql",
+    // 11: an inbound canonical event's body is stored once, as its delivery's payload: the
+    // outbox row's envelope leaves `data.body` out and names the payload's format here
+    // ('json' or 'form'); reading the event puts the body back.
+    R"sql(
+ALTER TABLE outbox ADD COLUMN body_from_payload TEXT;
 )sql",
 };
 

@@ -98,11 +98,13 @@ std::size_t clamp_limit(std::size_t limit) { return limit == 0 ? 1 : limit > 500
 
 std::string const outbox_insert_sql =
     "INSERT INTO outbox (event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type, "
-    "occurred_at, envelope) VALUES (?, ?, ?, ?, ?, ?, ?, ?)";
+    "occurred_at, envelope, body_from_payload) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)";
 
 // One outbox row: the envelope's columns and its serialized `json` (bound as views: the caller
-// resets `s` before they go).
-result<void> insert_outbox_row(statement& s, events::event_envelope const& env, std::string_view json) {
+// resets `s` before they go). `body_from_payload`: `json` leaves out `data.body`, which is the
+// payload of delivery `aggregate_id` in this format.
+result<void> insert_outbox_row(statement& s, events::event_envelope const& env, std::string_view json,
+                               std::optional<webhooks::body_format> body_from_payload = std::nullopt) {
     s.reset();
     s.bind_view(1, env.event_id);
     s.bind_view(2, env.tenant_id);
@@ -112,6 +114,10 @@ result<void> insert_outbox_row(statement& s, events::event_envelope const& env, 
     s.bind_view(6, env.event_type);
     s.bind_int(7, to_unix_ms(env.occurred_at));
     s.bind_view(8, json);
+    if (body_from_payload)
+        s.bind_view(9, to_string(*body_from_payload));
+    else
+        s.bind_null(9);
     return s.run();
 }
 
@@ -122,10 +128,35 @@ result<void> insert_events(database& db, std::span<serialized_event const> event
     if (!ins) return ins.error();
     auto& s = **ins;
     for (auto const& e : events)
-        if (auto r = insert_outbox_row(s, e.envelope, e.json); !r) return r;
+        if (auto r = insert_outbox_row(s, e.envelope, e.json, e.body_from_payload); !r) return r;
     s.reset();  // unbinds the caller's strings
     return {};
 }
+
+// Puts back the `data.body` an outbox row's `envelope` left out: the payload (column 4 of `row`)
+// of its delivery, read in `format`.
+result<void> put_body_back(boost::json::value& envelope, std::string const& format, statement const& row) {
+    auto* data = envelope.is_object() ? envelope.get_object().if_contains("data") : nullptr;
+    if (!data || !data->is_object()) return error{errc::storage_failure, "outbox row is invalid: it has no data"};
+    auto const* id = envelope.get_object().if_contains("aggregateId");
+    auto what = [&] {
+        return "the body of an outbox event of delivery " + std::string(id && id->is_string() ? id->get_string() : "?");
+    };
+    if (row.is_null(4))
+        return error{errc::storage_failure, what() + " was its payload, which is gone (removed outside retention?)"};
+    auto f = parse_enum<webhooks::body_format>(format, "body_from_payload");
+    if (!f) return error{errc::storage_failure, "outbox row is invalid: " + f.error().detail()};
+    auto bytes = row.blob(4);
+    auto body = webhooks::parse_body(std::string_view(reinterpret_cast<char const*>(bytes.data()), bytes.size()), *f);
+    if (!body) return error{errc::storage_failure, what() + " is its payload, which no longer reads as " + format};
+    data->get_object().emplace("body", std::move(*body));
+    return {};
+}
+
+// A delivery whose payload is still the body of an event not yet published: retention keeps
+// the payload (and the delivery it cascades from) until the event is out.
+constexpr char const* payload_not_pending_sql =
+    "delivery_id NOT IN (SELECT aggregate_id FROM outbox WHERE published_at IS NULL AND body_from_payload IS NOT NULL)";
 
 // ---- shared state of one unit of work ----------------------------------------------------------
 
@@ -782,13 +813,15 @@ public:
         return {};
     }
     result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) override {
-        return r_.select("(status IN ('Delivered', 'DeadLettered', 'Accepted') OR "
-                         "(direction = 'Inbound' AND status = 'Failed')) AND last_attempt_at < ?",
-                         {to_unix_ms(before)}, "last_attempt_at, delivery_id", clamp_limit(limit));
+        static std::string const where = std::string("(status IN ('Delivered', 'DeadLettered', 'Accepted') OR "
+                                                     "(direction = 'Inbound' AND status = 'Failed')) AND "
+                                                     "last_attempt_at < ? AND ") +
+                                         payload_not_pending_sql;
+        return r_.select(where, {to_unix_ms(before)}, "last_attempt_at, delivery_id", clamp_limit(limit));
     }
     result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before, std::size_t limit) override {
-        return r_.select("payload_ref IS NOT NULL AND created_at < ?", {to_unix_ms(before)}, "created_at, delivery_id",
-                         clamp_limit(limit));
+        static std::string const where = std::string("payload_ref IS NOT NULL AND created_at < ? AND ") + payload_not_pending_sql;
+        return r_.select(where, {to_unix_ms(before)}, "created_at, delivery_id", clamp_limit(limit));
     }
     result<void> remove(std::string const& id) override { return r_.remove(id); }
     result<void> put_payload(std::string const& id, std::string_view bytes) override {
@@ -830,9 +863,12 @@ public:
         if (d.direction != webhooks::delivery_direction::inbound || !d.connection_id || !d.provider_delivery_id ||
             p.delivery.meta().version != 0)
             return error{errc::invalid_argument, "add_inbound takes a new inbound delivery with a vendor delivery id"};
-        for (auto const& e : p.events)
+        for (auto const& e : p.events) {
             if (e.envelope.tenant_id != w_.ctx.tenant_id || e.envelope.aggregate_id != p.delivery.id())
                 return error{errc::invalid_argument, "add_inbound's events must be its delivery's, in this tenant"};
+            if (e.body_from_payload && !p.payload)
+                return error{errc::invalid_argument, "an event's body comes from the payload only when the payload is kept in the store"};
+        }
         // The unique index answers alone: nothing of the earlier delivery is read but its id and hash.
         // Every statement here binds `p`'s strings in place (no copy per unit) and is reset before
         // returning, so that nothing stays bound to `p`.
@@ -1374,33 +1410,47 @@ public:
     result<std::vector<outbox_record>> pending(std::size_t limit, bool whole) {
         std::vector<outbox_record> out;
         auto r = with_reader([&](database& db) -> result<void> {
+            // An inbound event whose body is its delivery's payload gets it back here.
             auto st = db.prepare(
-                "SELECT sequence, envelope, attempts, event_id, event_type, tenant_id, aggregate_type, aggregate_id, "
-                "aggregate_version, occurred_at FROM outbox o WHERE published_at IS NULL AND dead_at IS NULL AND NOT EXISTS "
+                "SELECT o.sequence, o.envelope, o.attempts, o.body_from_payload, p.bytes, o.event_id, o.event_type, "
+                "o.tenant_id, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.occurred_at FROM outbox o "
+                "LEFT JOIN delivery_payloads p ON o.body_from_payload IS NOT NULL AND p.delivery_id = o.aggregate_id "
+                "AND p.tenant_id = o.tenant_id "
+                "WHERE o.published_at IS NULL AND o.dead_at IS NULL AND NOT EXISTS "
                 "(SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.tenant_id = o.tenant_id AND "
                 "d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id AND d.sequence < o.sequence) "
-                "ORDER BY sequence LIMIT ?");
+                "ORDER BY o.sequence LIMIT ?");
             if (!st) return st.error();
             auto& s = **st;
             s.bind(1, value{static_cast<std::int64_t>(clamp_limit(limit))});
+            // An envelope is two levels around its data, which holds a body as deep as an inbound one may be.
+            boost::json::parse_options deep;
+            deep.max_depth = webhooks::max_body_depth + 4;
             while (true) {
                 auto more = s.step();
                 if (!more) return more.error();
                 if (!*more) break;
                 outbox_record rec{s.int64(0), s.int64(2), {}, {}};
-                if (whole) {
-                    auto env = parse_outbox_envelope(s.text(1));
-                    if (!env) return env.error();
+                // A body kept once as its delivery's payload is put back here, so such a row is
+                // always read whole (its stored text alone is not the envelope).
+                if (whole || !s.is_null(3)) {
+                    boost::system::error_code ec;
+                    auto j = boost::json::parse(s.text(1), ec, {}, deep);
+                    if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
+                    if (!s.is_null(3))
+                        if (auto r = put_body_back(j, s.text(3), s); !r) return r;
+                    auto env = value_from_json<events::event_envelope>(j);
+                    if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
                     rec.envelope = std::move(*env);
                 } else {
                     auto& e = rec.envelope;
-                    e.event_id = s.text(3);
-                    e.event_type = s.text(4);
-                    e.tenant_id = s.text(5);
-                    e.aggregate_type = s.text(6);
-                    e.aggregate_id = s.text(7);
-                    e.aggregate_version = s.int64(8);
-                    e.occurred_at = from_unix_ms(s.int64(9));
+                    e.event_id = s.text(5);
+                    e.event_type = s.text(6);
+                    e.tenant_id = s.text(7);
+                    e.aggregate_type = s.text(8);
+                    e.aggregate_id = s.text(9);
+                    e.aggregate_version = s.int64(10);
+                    e.occurred_at = from_unix_ms(s.int64(11));
                     rec.json = s.text(1);
                 }
                 out.push_back(std::move(rec));
