@@ -400,9 +400,11 @@ void credential_service::start_authorized(request_context const& ctx, std::strin
     }
     if (auto refused = conflicting_header(request, *material, credential_id)) return done(std::move(*refused));
     auto m = std::make_shared<resolved_credential>(std::move(*material));
+    // Only the completion owns the applied material: the call may end on another thread and free
+    // the request before this function returns, so no reference may be left here to wipe it after.
     auto applied = std::make_shared<applied_material>(request, *m);
     next.start(request, call, [this, &ctx, id = std::move(credential_id), &request, next, &call, done = std::move(done), m,
-                               applied, refreshed](result<http::response> res) mutable {
+                               applied = std::move(applied), refreshed](result<http::response> res) mutable {
         applied.reset();  // the material leaves the request (wiped) once the call ended
         res = redacted(std::move(res), *m);
         if (!res || res->status != 401 || m->auth_mode == auth_mode::api_key || refreshed) return done(std::move(res));

@@ -285,6 +285,35 @@ protected:
     std::string provider_id_;
 };
 
+TEST_F(credential_outbound_test, a_call_whose_completion_frees_its_request_before_start_returns_leaves_no_write_behind) {
+    // The pipeline's contract lets the request die once `done` ran, and a call may end (here at
+    // once, in a real transport on its own thread) before `start` returns: the material's wipe
+    // must not run after that on the freed request (the sanitizer build catches it).
+    struct answers_at_once final : http::transport {
+        std::vector<std::string> seen;
+        result<http::response> send(http::request const& r) override {
+            for (auto const& [k, v] : r.headers)
+                if (k == "Authorization") seen.push_back(v);
+            return http::response{.status = 200, .headers = {}, .body = "ok"};
+        }
+    } vendor;
+    auto c = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("sk_at_once"),
+                                             .api_key = credentials::api_key_placement{.in = "header", .name = "Authorization", .prefix = "Bearer "}}));
+    std::vector<std::unique_ptr<http::policy>> policies;
+    policies.push_back(std::make_unique<credentials::authentication_policy>(credentials_));
+    http::pipeline pipeline(vendor, std::move(policies));
+    http::call_context call{.ctx = &ctx_, .credential_id = c.id()};
+    auto req = std::make_unique<http::request>(http::request{.url = "https://vendor.test/v1/x"});
+    int status = 0;
+    pipeline.start(*req, call, [&](result<http::response> res) {
+        status = res ? res->status : -1;
+        req.reset();
+    });
+    EXPECT_EQ(status, 200);
+    EXPECT_EQ(req, nullptr);
+    EXPECT_EQ(vendor.seen, std::vector<std::string>{"Bearer sk_at_once"});
+}
+
 TEST_F(credential_outbound_test, token_and_identity_endpoints_the_egress_policy_refuses_are_never_called) {
     dns_.add("inside.test", {*net::ip_address::parse("127.0.0.2")});
     auto port = std::to_string(inside_.port());
