@@ -20,6 +20,8 @@
 #include <integration/domain/subscription.hpp>
 #include <integration/export.hpp>
 
+#include <boost/json/value.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -467,6 +469,11 @@ struct outbox_record {
 /** The envelope an outbox row stores (`outbox_record::json`); `errc::storage_failure` when it is
  *  not one. */
 INTEGRATION_EXPORT result<events::event_envelope> parse_outbox_envelope(std::string_view json);
+/** `parse_outbox_envelope` in two steps, for a store that edits the JSON in between (puts back
+ *  a body it kept elsewhere): the stored text as JSON, as deep as an envelope around an inbound
+ *  body may be, then that JSON as an envelope. Both fail with `errc::storage_failure`. */
+INTEGRATION_EXPORT result<boost::json::value> parse_outbox_json(std::string_view json);
+INTEGRATION_EXPORT result<events::event_envelope> outbox_envelope_from_json(boost::json::value const& json);
 
 /** The storage port. */
 class INTEGRATION_EXPORT store {

@@ -1423,9 +1423,6 @@ public:
             if (!st) return st.error();
             auto& s = **st;
             s.bind(1, value{static_cast<std::int64_t>(clamp_limit(limit))});
-            // An envelope is two levels around its data, which holds a body as deep as an inbound one may be.
-            boost::json::parse_options deep;
-            deep.max_depth = webhooks::max_body_depth + 4;
             while (true) {
                 auto more = s.step();
                 if (!more) return more.error();
@@ -1434,13 +1431,12 @@ public:
                 // A body kept once as its delivery's payload is put back here, so such a row is
                 // always read whole (its stored text alone is not the envelope).
                 if (whole || !s.is_null(3)) {
-                    boost::system::error_code ec;
-                    auto j = boost::json::parse(s.text(1), ec, {}, deep);
-                    if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
+                    auto j = parse_outbox_json(s.text(1));
+                    if (!j) return j.error();
                     if (!s.is_null(3))
-                        if (auto r = put_body_back(j, s.text(3), s); !r) return r;
-                    auto env = value_from_json<events::event_envelope>(j);
-                    if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
+                        if (auto r = put_body_back(*j, s.text(3), s); !r) return r;
+                    auto env = outbox_envelope_from_json(*j);
+                    if (!env) return env.error();
                     rec.envelope = std::move(*env);
                 } else {
                     auto& e = rec.envelope;
