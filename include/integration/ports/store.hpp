@@ -533,6 +533,11 @@ public:
     virtual result<std::vector<outbox_record>> pending_event_rows(std::size_t limit) { return pending_events(limit); }
     /** Marks rows published at `at`. */
     virtual result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) = 0;
+    /** Deletes up to `limit` of `ctx`'s tenant's outbox rows published before `before`, in commit
+     *  order (retention); returns how many. Never a pending or dead row, nor the newest row of
+     *  the outbox. A store may stop at the first row (of any tenant) published at or after
+     *  `before`: an older row behind it goes once that one is old enough. */
+    virtual result<std::size_t> remove_published(request_context const& ctx, time_point before, std::size_t limit) = 0;
     /** Counts one failed publication of row `sequence`; returns its failed publications so far. */
     virtual result<std::int64_t> count_failed_publication(std::int64_t sequence) = 0;
     /** Parks row `sequence` as dead at `at`: it is no longer published, and its aggregate's later
