@@ -40,10 +40,10 @@ struct retention_sweep {
     std::size_t runs_archived = 0;
     std::size_t failures_archived = 0;
     std::size_t deliveries_archived = 0;
-    std::size_t events_removed = 0;    ///< Published webhook events forgotten.
-    std::size_t outbox_removed = 0;    ///< Published outbox rows deleted.
-    std::size_t payloads_purged = 0;   ///< Deliveries whose payload blob was deleted and payloadRef cleared.
-    std::size_t blobs_purged = 0;      ///< Run bodies and unreferenced webhook payloads.
+    std::size_t events_removed = 0;   ///< Published webhook events forgotten.
+    std::size_t outbox_removed = 0;   ///< Published outbox rows deleted.
+    std::size_t payloads_purged = 0;  ///< Deliveries whose payload blob was deleted and payloadRef cleared.
+    std::size_t blobs_purged = 0;     ///< Run bodies and unreferenced webhook payloads.
 };
 
 /** Applies retention; call `sweep` periodically (the host does, on its own thread). */
@@ -55,10 +55,11 @@ public:
     /** For every tenant: writes expired runs, failures and deliveries to
      *  `archive/runs/<first>_<last>.jsonl` (`archive/failures/...`, `archive/deliveries/...`) in
      *  the tenant's blob partition, then deletes them from the store; forgets old published
-     *  events and deletes old published outbox rows; deletes old webhook payloads and clears their deliveries' `payloadRef`; then purges
-     *  old blobs. An archive file is written before its rows are deleted and is named by its rows,
-     *  and a payload is deleted before its reference, so a sweep cut short does the same work
-     *  again next time. Refuses options `validate` refuses, before touching anything. */
+     *  events and deletes old published outbox rows; deletes old webhook payloads and clears
+     *  their deliveries' `payloadRef`; then purges old blobs. An archive file is written before
+     *  its rows are deleted and is named by its rows, and a payload is deleted before its
+     *  reference, so a sweep cut short does the same work again next time. Refuses options
+     *  `validate` refuses, before touching anything. */
     result<retention_sweep> sweep();
 
 private:

@@ -1483,18 +1483,19 @@ public:
 
     result<std::size_t> remove_published(request_context const& ctx, time_point before, std::size_t limit) override {
         std::size_t removed = 0;
+        auto const batch = static_cast<std::int64_t>(std::max<std::size_t>(limit, 1));
         auto r = submit([&](database& db) -> result<void> {
             // Rows go in sequence order up to the first row published at or after `before`: no
             // index on published_at (the relay's marking would write it for every row), yet a
-            // sweep reads only the rows it deletes, the dead and stuck ones, and that one row.
-            // The newest row stays, so its rowid is never reused (the outbox has no
-            // AUTOINCREMENT): a sequence always names one row, and a new row sorts last.
+            // sweep reads only the rows before that one (every tenant's expired rows, the dead
+            // and stuck ones). The newest row stays, so its rowid is never reused (the outbox has
+            // no AUTOINCREMENT): a sequence always names one row, and a new row sorts last.
             if (auto d = run_sql(db,
                                  "DELETE FROM outbox WHERE sequence IN (SELECT sequence FROM outbox WHERE "
                                  "sequence < (SELECT COALESCE((SELECT sequence FROM outbox WHERE published_at >= ?2 "
                                  "ORDER BY sequence LIMIT 1), (SELECT MAX(sequence) FROM outbox))) "
                                  "AND tenant_id = ?1 AND published_at < ?2 ORDER BY sequence LIMIT ?3)",
-                                 {ctx.tenant_id, to_unix_ms(before), static_cast<std::int64_t>(std::max<std::size_t>(limit, 1))});
+                                 {ctx.tenant_id, to_unix_ms(before), batch});
                 !d)
                 return d;
             removed = static_cast<std::size_t>(db.changes());
