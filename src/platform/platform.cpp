@@ -150,7 +150,7 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
              auto r = p.retention->sweep();
              if (!r) return r.error();
              return r->runs_archived + r->failures_archived + r->deliveries_archived + r->events_removed +
-                    r->payloads_purged + r->blobs_purged;
+                    r->outbox_removed + r->payloads_purged + r->blobs_purged;
          }},
     };
 }

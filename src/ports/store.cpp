@@ -57,16 +57,26 @@ std::vector<serialized_event> serialize_pending(A& a, std::string_view aggregate
 
 }  // namespace
 
-result<events::event_envelope> parse_outbox_envelope(std::string_view json) {
+result<boost::json::value> parse_outbox_json(std::string_view json) {
     boost::system::error_code ec;
     // An envelope is two levels around its data, which holds a body as deep as an inbound one may be.
     boost::json::parse_options deep;
     deep.max_depth = webhooks::max_body_depth + 4;
     auto j = boost::json::parse(json, ec, {}, deep);
     if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
-    auto env = value_from_json<events::event_envelope>(j);
+    return j;
+}
+
+result<events::event_envelope> outbox_envelope_from_json(boost::json::value const& json) {
+    auto env = value_from_json<events::event_envelope>(json);
     if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
     return env;
+}
+
+result<events::event_envelope> parse_outbox_envelope(std::string_view json) {
+    auto j = parse_outbox_json(json);
+    if (!j) return j.error();
+    return outbox_envelope_from_json(*j);
 }
 
 prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx, time_point now,

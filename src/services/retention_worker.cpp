@@ -90,6 +90,16 @@ result<std::size_t> retention_worker::forget_events(request_context const& ctx, 
     }
 }
 
+result<std::size_t> retention_worker::remove_outbox_rows(request_context const& ctx, time_point before) {
+    std::size_t removed = 0;
+    while (true) {
+        auto n = store_.remove_published(ctx, before, options_.batch);
+        if (!n) return n.error();
+        removed += *n;
+        if (*n < options_.batch) return removed;
+    }
+}
+
 result<retention_sweep> retention_worker::sweep() {
     if (auto valid = validate(options_); !valid) return valid.error();
     retention_sweep out;
@@ -118,6 +128,9 @@ result<retention_sweep> retention_worker::sweep() {
         auto events = forget_events(ctx, now - options_.deliveries);
         if (!events) return events.error();
         out.events_removed += *events;
+        auto outbox = remove_outbox_rows(ctx, now - options_.outbox);
+        if (!outbox) return outbox.error();
+        out.outbox_removed += *outbox;
         auto payloads = purge_payloads(ctx, now - options_.payloads);
         if (!payloads) return payloads.error();
         out.payloads_purged += *payloads;

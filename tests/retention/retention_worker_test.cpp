@@ -4,6 +4,7 @@
 #include <integration/services/publisher.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/sqlite_file.hpp"
 
 #include <integration/core/id.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
@@ -151,6 +152,69 @@ TEST_F(retention_worker_test, a_batch_of_zero_is_refused_with_what_to_set) {
     EXPECT_EQ(count_runs(a_), 1u);
     EXPECT_FALSE(retention::validate({.batch = 0}));
     EXPECT_TRUE(retention::validate({.batch = 1}));
+}
+
+// The outbox is not a store of record: a published row goes 7 days after its publication,
+// tenant by tenant and in bounded batches. A pending or dead row stays (the relay or an operator
+// still needs it), and so does the newest row, whose rowid a new row would otherwise reuse.
+TEST_F(retention_worker_test, published_outbox_rows_go_after_7_days_but_pending_dead_and_newest_rows_stay) {
+    auto const path = dir_.file("i.db");
+    auto rows_of = [&](std::string const& tenant) {
+        return query_rows(path, "SELECT aggregate_id FROM outbox WHERE tenant_id = ? ORDER BY sequence", {tenant});
+    };
+    auto provider = [&](request_context const& ctx) {
+        std::string id;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, clock_.now(), provider_spec("p" + std::to_string(++n_))));
+            id = p.id();
+            return uow.providers().save(p);
+        }));
+        return id;
+    };
+    // Marks the pending rows published now, but those of `keep_pending`.
+    auto publish = [&](std::string const& keep_pending = "") {
+        std::vector<std::int64_t> sequences;
+        for (auto const& r : must(store_->pending_events(500)))
+            if (r.envelope.aggregate_id != keep_pending) sequences.push_back(r.sequence);
+        must(store_->mark_published(sequences, clock_.now()));
+    };
+    finished_run(a_, false);
+    finished_run(b_, false);
+    publish();
+    auto const a_old = rows_of("tenant-a"), b_old = rows_of("tenant-b");
+    ASSERT_GT(b_old.size(), 2u);  // more than one batch
+    auto dead = provider(a_);
+    must(store_->park_dead(must(store_->pending_events(500)).at(0).sequence, clock_.now()));
+    auto waiting = provider(a_);
+    clock_.advance(6 * 24h);
+    auto recent = provider(b_);
+    publish(waiting);
+    clock_.advance(25h);  // the first rows were published 7 days and 1 hour ago, `recent` 25 hours ago
+
+    // Tenant by tenant: tenant-a's old rows go, tenant-b's stay.
+    EXPECT_EQ(must(store_->remove_published(a_, clock_.now() - 7 * 24h, 500)), a_old.size());
+    EXPECT_EQ(rows_of("tenant-a"), (std::vector<std::string>{dead, waiting}));
+    auto b_rows = b_old;
+    b_rows.push_back(recent);
+    EXPECT_EQ(rows_of("tenant-b"), b_rows);
+
+    retention::retention_worker worker(*store_, *blobs_, clock_, {.batch = 2});
+    EXPECT_EQ(must(worker.sweep()).outbox_removed, b_old.size());
+    EXPECT_EQ(rows_of("tenant-a"), (std::vector<std::string>{dead, waiting}));
+    EXPECT_EQ(rows_of("tenant-b"), std::vector<std::string>{recent});
+
+    // `recent` is old enough now, but it is the newest row: it stays until a newer one exists,
+    // which sorts after it and is published after the rows pending before it.
+    clock_.advance(7 * 24h);
+    EXPECT_EQ(must(worker.sweep()).outbox_removed, 0u);
+    EXPECT_EQ(rows_of("tenant-b"), std::vector<std::string>{recent});
+    auto next = provider(a_);
+    EXPECT_EQ(must(worker.sweep()).outbox_removed, 1u);
+    EXPECT_TRUE(rows_of("tenant-b").empty());
+    EXPECT_EQ(rows_of("tenant-a"), (std::vector<std::string>{dead, waiting, next}));
+    std::vector<std::string> order;
+    for (auto const& r : must(store_->pending_events(500))) order.push_back(r.envelope.aggregate_id);
+    EXPECT_EQ(order, (std::vector<std::string>{waiting, next}));
 }
 
 TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {

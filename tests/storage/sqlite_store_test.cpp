@@ -89,8 +89,26 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
+/** Turns a current file back into schema 11: the outbox with AUTOINCREMENT and a UNIQUE index
+ *  on event_id (migration 12), holding the same rows. */
+void back_to_schema_11(std::string const& path) {
+    exec_sql(path, R"sql(
+CREATE TABLE outbox_11(sequence INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
+  tenant_id TEXT NOT NULL, aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_version INTEGER NOT NULL,
+  event_type TEXT NOT NULL, occurred_at INTEGER NOT NULL, envelope TEXT NOT NULL, published_at INTEGER,
+  attempts INTEGER NOT NULL DEFAULT 0, dead_at INTEGER, body_from_payload TEXT);
+INSERT INTO outbox_11 SELECT * FROM outbox;
+DROP TABLE outbox;
+ALTER TABLE outbox_11 RENAME TO outbox;
+CREATE INDEX outbox_pending ON outbox(sequence) WHERE published_at IS NULL;
+CREATE INDEX outbox_dead ON outbox(tenant_id, aggregate_type, aggregate_id, sequence) WHERE dead_at IS NOT NULL;
+PRAGMA user_version = 11;
+)sql");
+}
+
 /** Turns a current file back into schema 10: every outbox envelope whole (migration 11). */
 void back_to_schema_10(std::string const& path) {
+    back_to_schema_11(path);
     exec_sql(path, "ALTER TABLE outbox DROP COLUMN body_from_payload; PRAGMA user_version = 10;");
 }
 
@@ -520,6 +538,7 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
             return std::vector<storage::outbox_record>{};
         }
         result<void> mark_published(std::span<std::int64_t const>, time_point) override { return {}; }
+        result<std::size_t> remove_published(request_context const&, time_point, std::size_t) override { return 0; }
         result<std::int64_t> count_failed_publication(std::int64_t) override { return 0; }
         result<void> park_dead(std::int64_t, time_point) override { return {}; }
         storage::api_key_repository& api_keys() override { return keys; }
@@ -761,6 +780,73 @@ TEST(sqlite_store, a_version_9_database_keeps_its_runs_and_can_then_keep_their_b
         EXPECT_EQ(must(uow.runs().body(run_id, storage::run_body::request)), "{}");
         return {};
     }));
+}
+
+// Migration 12: the outbox loses AUTOINCREMENT and its UNIQUE index on event_id, and keeps its
+// rows as they were: published, dead and pending, with their sequences. The pending ones are
+// still published in order, and a row written after the upgrade comes after them.
+TEST(sqlite_store, a_version_11_database_keeps_its_outbox_rows_and_publishes_the_pending_ones_in_order) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    // A provider registered and deprecated: two outbox rows of one aggregate.
+    auto provider = [&](storage::store& s, std::string const& key) {
+        std::string id;
+        must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, now, provider_spec(key)));
+            must(p.deprecate("replaced"));
+            id = p.id();
+            return uow.providers().save(p);
+        }));
+        return id;
+    };
+    std::string published, dead, pending;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        published = provider(*s, "p1");
+        dead = provider(*s, "p2");
+        pending = provider(*s, "p3");
+        auto rows = must(s->pending_events(10));
+        ASSERT_EQ(rows.size(), 6u);
+        std::vector<std::int64_t> first{rows[0].sequence, rows[1].sequence};
+        must(s->mark_published(first, now));
+        EXPECT_EQ(must(s->count_failed_publication(rows[2].sequence)), 1);
+        must(s->park_dead(rows[2].sequence, now));  // its aggregate's second row waits behind it
+    }
+    back_to_schema_11(path);
+    std::string const all_rows =
+        "SELECT sequence, event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type, occurred_at, "
+        "envelope, published_at, attempts, dead_at, body_from_payload FROM outbox ORDER BY sequence";
+    auto const before = query_rows(path, all_rows);
+    ASSERT_EQ(before.size(), 6u);
+    ASSERT_EQ(query_rows(path, "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'"), std::vector<std::string>{"6"});
+
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, all_rows), before);
+    EXPECT_EQ(query_rows(path, "SELECT instr(sql, 'AUTOINCREMENT') FROM sqlite_master WHERE name = 'outbox'"),
+              std::vector<std::string>{"0"});
+    EXPECT_EQ(query_rows(path, "SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = 'outbox' ORDER BY name"),
+              (std::vector<std::string>{"outbox_dead", "outbox_pending"}));
+    EXPECT_TRUE(query_rows(path, "SELECT seq FROM sqlite_sequence WHERE name = 'outbox'").empty());
+
+    auto later = provider(*s, "p4");
+    auto rows = must(s->pending_events(10));
+    std::vector<std::string> order;
+    for (auto const& r : rows) order.push_back(r.envelope.aggregate_id);
+    EXPECT_EQ(order, (std::vector<std::string>{pending, pending, later, later}));
+    ASSERT_EQ(rows.size(), 4u);
+    EXPECT_EQ(rows[2].sequence, 7);  // after every row written before the upgrade
+    EXPECT_LT(rows[0].sequence, rows[1].sequence);
+    std::vector<std::int64_t> sequences;
+    for (auto const& r : rows) sequences.push_back(r.sequence);
+    must(s->mark_published(sequences, now));
+    EXPECT_TRUE(must(s->pending_events(10)).empty());
+    EXPECT_EQ(query_rows(path, "SELECT aggregate_id FROM outbox WHERE dead_at IS NOT NULL OR published_at IS NULL"),
+              (std::vector<std::string>{dead, dead}));
+    EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = ? AND published_at IS NOT NULL",
+                         {published}),
+              std::vector<std::string>{"2"});
 }
 
 /** A new, accepted inbound delivery of `ctx` with its payload, ready for `add_inbound`; its

@@ -20,6 +20,8 @@
 #include <integration/domain/subscription.hpp>
 #include <integration/export.hpp>
 
+#include <boost/json/value.hpp>
+
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -467,6 +469,11 @@ struct outbox_record {
 /** The envelope an outbox row stores (`outbox_record::json`); `errc::storage_failure` when it is
  *  not one. */
 INTEGRATION_EXPORT result<events::event_envelope> parse_outbox_envelope(std::string_view json);
+/** `parse_outbox_envelope` in two steps, for a store that edits the JSON in between (puts back
+ *  a body it kept elsewhere): the stored text as JSON, as deep as an envelope around an inbound
+ *  body may be, then that JSON as an envelope. Both fail with `errc::storage_failure`. */
+INTEGRATION_EXPORT result<boost::json::value> parse_outbox_json(std::string_view json);
+INTEGRATION_EXPORT result<events::event_envelope> outbox_envelope_from_json(boost::json::value const& json);
 
 /** The storage port. */
 class INTEGRATION_EXPORT store {
@@ -526,6 +533,11 @@ public:
     virtual result<std::vector<outbox_record>> pending_event_rows(std::size_t limit) { return pending_events(limit); }
     /** Marks rows published at `at`. */
     virtual result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) = 0;
+    /** Deletes up to `limit` of `ctx`'s tenant's outbox rows published before `before`, in commit
+     *  order (retention); returns how many. Never a pending or dead row, nor the newest row of
+     *  the outbox. A store may stop at the first row (of any tenant) published at or after
+     *  `before`: an older row behind it goes once that one is old enough. */
+    virtual result<std::size_t> remove_published(request_context const& ctx, time_point before, std::size_t limit) = 0;
     /** Counts one failed publication of row `sequence`; returns its failed publications so far. */
     virtual result<std::int64_t> count_failed_publication(std::int64_t sequence) = 0;
     /** Parks row `sequence` as dead at `at`: it is no longer published, and its aggregate's later

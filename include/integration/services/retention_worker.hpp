@@ -4,7 +4,8 @@
 /** @file
  *  Retention per storage.md: finished runs and resolved failures leave the relational store after
  *  180 days, finished webhook deliveries after 90, archived to the blob store as JSON lines first;
- *  request and response bodies and raw webhook payloads are purged after 30 days.
+ *  request and response bodies and raw webhook payloads are purged after 30 days; the outbox
+ *  (not a store of record) forgets published events after 7 days.
  */
 
 #include <integration/export.hpp>
@@ -25,6 +26,8 @@ struct retention_options {
     std::chrono::hours deliveries{90 * 24};
     /** Raw webhook payloads, by the delivery's creation (and blobs under `webhooks/` by write time). */
     std::chrono::hours payloads{30 * 24};
+    /** Published outbox rows, by publication (pending and dead rows are kept). */
+    std::chrono::hours outbox{7 * 24};
     std::size_t batch = 500;  ///< Rows per archive file and per step; at least 1.
 };
 
@@ -37,9 +40,10 @@ struct retention_sweep {
     std::size_t runs_archived = 0;
     std::size_t failures_archived = 0;
     std::size_t deliveries_archived = 0;
-    std::size_t events_removed = 0;    ///< Published webhook events forgotten.
-    std::size_t payloads_purged = 0;   ///< Deliveries whose payload blob was deleted and payloadRef cleared.
-    std::size_t blobs_purged = 0;      ///< Run bodies and unreferenced webhook payloads.
+    std::size_t events_removed = 0;   ///< Published webhook events forgotten.
+    std::size_t outbox_removed = 0;   ///< Published outbox rows deleted.
+    std::size_t payloads_purged = 0;  ///< Deliveries whose payload blob was deleted and payloadRef cleared.
+    std::size_t blobs_purged = 0;     ///< Run bodies and unreferenced webhook payloads.
 };
 
 /** Applies retention; call `sweep` periodically (the host does, on its own thread). */
@@ -51,10 +55,11 @@ public:
     /** For every tenant: writes expired runs, failures and deliveries to
      *  `archive/runs/<first>_<last>.jsonl` (`archive/failures/...`, `archive/deliveries/...`) in
      *  the tenant's blob partition, then deletes them from the store; forgets old published
-     *  events; deletes old webhook payloads and clears their deliveries' `payloadRef`; then purges
-     *  old blobs. An archive file is written before its rows are deleted and is named by its rows,
-     *  and a payload is deleted before its reference, so a sweep cut short does the same work
-     *  again next time. Refuses options `validate` refuses, before touching anything. */
+     *  events and deletes old published outbox rows; deletes old webhook payloads and clears
+     *  their deliveries' `payloadRef`; then purges old blobs. An archive file is written before
+     *  its rows are deleted and is named by its rows, and a payload is deleted before its
+     *  reference, so a sweep cut short does the same work again next time. Refuses options
+     *  `validate` refuses, before touching anything. */
     result<retention_sweep> sweep();
 
 private:
@@ -62,6 +67,7 @@ private:
     result<std::size_t> archive(request_context const& ctx, std::string const& kind, Select select, Remove remove);
     result<std::size_t> purge_payloads(request_context const& ctx, time_point before);
     result<std::size_t> forget_events(request_context const& ctx, time_point before);
+    result<std::size_t> remove_outbox_rows(request_context const& ctx, time_point before);
 
     storage::store& store_;
     blobs::blob_store& blobs_;

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 11> migrations{
+constexpr std::array<char const*, 12> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -235,6 +235,25 @@ CREATE INDEX run_bodies_by_time ON run_bodies(tenant_id, created_at);
     // ('json' or 'form'); reading the event puts the body back.
     R"sql(
 ALTER TABLE outbox ADD COLUMN body_from_payload TEXT;
+)sql",
+    // 12: the outbox without AUTOINCREMENT and without the UNIQUE index on event_id, which no
+    // query reads: each row wrote them both (the sqlite_sequence row and a random-key B-tree
+    // insert). A rowid is reused only after the row with the largest one is deleted, and
+    // nothing deletes that one (retention keeps the newest row), so `sequence` still grows with
+    // commit order and never names two rows. The rows keep their sequences.
+    R"sql(
+CREATE TABLE outbox_12(sequence INTEGER PRIMARY KEY, event_id TEXT NOT NULL, tenant_id TEXT NOT NULL,
+  aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_version INTEGER NOT NULL,
+  event_type TEXT NOT NULL, occurred_at INTEGER NOT NULL, envelope TEXT NOT NULL, published_at INTEGER,
+  attempts INTEGER NOT NULL DEFAULT 0, dead_at INTEGER, body_from_payload TEXT);
+INSERT INTO outbox_12 (sequence, event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type,
+  occurred_at, envelope, published_at, attempts, dead_at, body_from_payload)
+  SELECT sequence, event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, event_type,
+  occurred_at, envelope, published_at, attempts, dead_at, body_from_payload FROM outbox ORDER BY sequence;
+DROP TABLE outbox;
+ALTER TABLE outbox_12 RENAME TO outbox;
+CREATE INDEX outbox_pending ON outbox(sequence) WHERE published_at IS NULL;
+CREATE INDEX outbox_dead ON outbox(tenant_id, aggregate_type, aggregate_id, sequence) WHERE dead_at IS NOT NULL;
 )sql",
 };
 

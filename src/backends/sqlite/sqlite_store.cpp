@@ -1423,9 +1423,6 @@ public:
             if (!st) return st.error();
             auto& s = **st;
             s.bind(1, value{static_cast<std::int64_t>(clamp_limit(limit))});
-            // An envelope is two levels around its data, which holds a body as deep as an inbound one may be.
-            boost::json::parse_options deep;
-            deep.max_depth = webhooks::max_body_depth + 4;
             while (true) {
                 auto more = s.step();
                 if (!more) return more.error();
@@ -1434,13 +1431,12 @@ public:
                 // A body kept once as its delivery's payload is put back here, so such a row is
                 // always read whole (its stored text alone is not the envelope).
                 if (whole || !s.is_null(3)) {
-                    boost::system::error_code ec;
-                    auto j = boost::json::parse(s.text(1), ec, {}, deep);
-                    if (ec) return error{errc::storage_failure, "outbox row is corrupt: " + ec.message()};
+                    auto j = parse_outbox_json(s.text(1));
+                    if (!j) return j.error();
                     if (!s.is_null(3))
-                        if (auto r = put_body_back(j, s.text(3), s); !r) return r;
-                    auto env = value_from_json<events::event_envelope>(j);
-                    if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
+                        if (auto r = put_body_back(*j, s.text(3), s); !r) return r;
+                    auto env = outbox_envelope_from_json(*j);
+                    if (!env) return env.error();
                     rec.envelope = std::move(*env);
                 } else {
                     auto& e = rec.envelope;
@@ -1483,6 +1479,30 @@ public:
             }
             return {};
         }, durability::deferred);  // lost marks only mean an event is published again (at least once)
+    }
+
+    result<std::size_t> remove_published(request_context const& ctx, time_point before, std::size_t limit) override {
+        std::size_t removed = 0;
+        auto const batch = static_cast<std::int64_t>(std::max<std::size_t>(limit, 1));
+        auto r = submit([&](database& db) -> result<void> {
+            // Rows go in sequence order up to the first row published at or after `before`: no
+            // index on published_at (the relay's marking would write it for every row), yet a
+            // sweep reads only the rows before that one (every tenant's expired rows, the dead
+            // and stuck ones). The newest row stays, so its rowid is never reused (the outbox has
+            // no AUTOINCREMENT): a sequence always names one row, and a new row sorts last.
+            if (auto d = run_sql(db,
+                                 "DELETE FROM outbox WHERE sequence IN (SELECT sequence FROM outbox WHERE "
+                                 "sequence < (SELECT COALESCE((SELECT sequence FROM outbox WHERE published_at >= ?2 "
+                                 "ORDER BY sequence LIMIT 1), (SELECT MAX(sequence) FROM outbox))) "
+                                 "AND tenant_id = ?1 AND published_at < ?2 ORDER BY sequence LIMIT ?3)",
+                                 {ctx.tenant_id, to_unix_ms(before), batch});
+                !d)
+                return d;
+            removed = static_cast<std::size_t>(db.changes());
+            return {};
+        }, durability::deferred);  // a lost delete only means the next sweep deletes the row
+        if (!r) return r.error();
+        return removed;
     }
 
     result<std::int64_t> count_failed_publication(std::int64_t sequence) override {
