@@ -1760,7 +1760,7 @@ private:
     // long read cannot stall every commit.
     void bound_wal() {
         std::error_code ec;
-        auto size = std::filesystem::file_size(o_.path + "-wal", ec);
+        auto size = std::filesystem::file_size(wal_path_, ec);
         if (ec || size <= force_checkpoint_at_) return;
         bool idle = false;
         {
@@ -1994,6 +1994,7 @@ private:
     std::atomic<std::uint64_t> syncs_{0};
     sqlite::wal_sync sync_;
     std::uintmax_t force_checkpoint_at_ = 2 * o_.checkpoint_bytes;  // WAL bytes; the writer's alone
+    std::filesystem::path const wal_path_{o_.path + "-wal"};  // parsed once, not at every commit
 
     // The writer's queue and the sync thread's state, under one mutex.
     std::mutex queue_mutex_;
