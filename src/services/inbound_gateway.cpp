@@ -347,7 +347,8 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
         out.refusal = std::move(p->conflict);
         done(std::move(out));
     };
-    store_.transact_async(ctx, std::move(unit), options_.commit, std::move(committed));
+    // The unit's checks (the probe) all come before its first write, and it only inserts new rows.
+    store_.transact_async_checks_first(ctx, std::move(unit), options_.commit, std::move(committed));
 }
 
 void inbound_gateway::refuse(request_context const& ctx, endpoint const& e, inbound_outcome out,

@@ -778,7 +778,11 @@ void run_service::record_behind(request_context const& ctx, std::shared_ptr<reco
             if (auto s = uow.runs().put_body(run.id(), storage::run_body::response, r->response->body); !s) return s;
         return {};
     };
-    store_.transact_async(ctx, std::move(unit), options_.recording, [this, r](result<void> saved) {
+    // A new run (no Idempotency-Key: not written before) with a new failure only inserts rows
+    // once it writes; a keyed run's update may find the run changed after the failure's insert.
+    bool checks_first = r->run.run.meta().version == 0 && (!r->failure || r->failure->meta().version == 0);
+    auto record = checks_first ? &storage::store::transact_async_checks_first : &storage::store::transact_async;
+    (store_.*record)(ctx, std::move(unit), options_.recording, [this, r](result<void> saved) {
         if (r->done) {
             auto failure_id = r->failure ? std::optional(r->failure->id()) : std::nullopt;
             if (saved) r->done(run_outcome{std::move(r->run.run), std::move(r->response), false, std::move(failure_id)});

@@ -21,6 +21,7 @@
 #include <fstream>
 #include <functional>
 #include <future>
+#include <map>
 #include <mutex>
 #include <set>
 #include <thread>
@@ -510,6 +511,121 @@ TEST(sqlite_store, async_units_share_commits_while_no_caller_waits) {
     ASSERT_TRUE(stats);
     EXPECT_EQ(stats->units, static_cast<std::uint64_t>(units));
     EXPECT_LT(stats->commits, stats->units);  // one caller thread, yet the units were grouped
+}
+
+// Units made with `transact_async_checks_first` share one rollback point per stretch of them in a
+// group commit. The writer is held by a first unit while the others queue, so they all land in
+// one batch: a checks-first unit failing before its first write fails alone; one failing after a
+// write (by an error or by throwing) commits nothing of itself and takes the earlier units of its
+// stretch with it, told so; units made with `transact_async`, and the stretches before and after,
+// commit.
+TEST(sqlite_store, a_checks_first_unit_failing_after_a_write_commits_none_of_it_and_only_its_stretch_is_rolled_back) {
+    temp_dir dir;
+    auto s = must(storage::open_sqlite_store({.path = dir.file("c.db")}));
+    auto ctx = tenant("t1");
+    std::promise<void> held, go;
+    auto released = go.get_future().share();
+    s->transact_async(
+        ctx,
+        [&held, released](unit_of_work&) -> result<void> {
+            held.set_value();
+            released.wait();
+            return {};
+        },
+        durability::deferred, [](result<void> r) { EXPECT_TRUE(r); });
+    held.get_future().wait();
+
+    enum class then { succeed, fail_first, fail_after_write, throw_after_write };
+    struct unit {
+        std::string key;
+        bool checks_first;
+        then how;
+    };
+    std::vector<unit> const units{
+        {"g", true, then::succeed},           {"d", true, then::fail_first},  {"h", true, then::succeed},
+        {"a", false, then::succeed},          {"b", true, then::succeed},     {"c", true, then::fail_after_write},
+        {"f", true, then::succeed},           {"e", false, then::succeed},    {"t", true, then::throw_after_write},
+        {"i", true, then::succeed},           {"x", false, then::fail_after_write},
+    };
+    std::vector<std::promise<result<void>>> outcomes(units.size());
+    for (std::size_t n = 0; n < units.size(); ++n) {
+        auto fn = [u = units[n], ctx](unit_of_work& uow) -> result<void> {
+            if (u.how == then::fail_first) return error{errc::invalid_argument, "refused before writing"};
+            auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec(u.key)));
+            if (auto r = uow.providers().save(p); !r) return r;
+            if (u.how == then::throw_after_write) throw std::runtime_error("boom");
+            if (u.how == then::fail_after_write) return error{errc::conflict, "refused after writing"};
+            return {};
+        };
+        auto done = [&outcomes, n](result<void> r) { outcomes[n].set_value(std::move(r)); };
+        if (units[n].checks_first)
+            s->transact_async_checks_first(ctx, std::move(fn), durability::immediate, std::move(done));
+        else
+            s->transact_async(ctx, std::move(fn), durability::immediate, std::move(done));
+    }
+    go.set_value();
+
+    std::map<std::string, result<void>> told;
+    for (std::size_t n = 0; n < units.size(); ++n) told.emplace(units[n].key, outcomes[n].get_future().get());
+    auto stats = storage::sqlite_store_stats(*s);
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->commits, 2u) << "the units did not share one batch: the test proves nothing";
+    std::set<std::string> stored;
+    must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+        for (auto const& p : must(uow.providers().list({.limit = 100})).items) stored.insert(p.data().key);
+        return {};
+    }));
+
+    EXPECT_EQ(stored, (std::set<std::string>{"g", "h", "a", "f", "e", "i"}));
+    for (auto const* key : {"g", "h", "a", "f", "e", "i"}) EXPECT_TRUE(told.at(key)) << key << ": " << told.at(key).error().detail();
+    EXPECT_EQ(told.at("d").error(), errc::invalid_argument);  // failed alone: g and h of its stretch committed
+    EXPECT_EQ(told.at("c").error(), errc::conflict);
+    EXPECT_EQ(told.at("t").error(), errc::storage_failure);
+    EXPECT_EQ(told.at("x").error(), errc::conflict);  // a `transact_async` unit rolls back alone
+    ASSERT_FALSE(told.at("b"));  // it succeeded, then was rolled back with c: it must not be told it committed
+    EXPECT_EQ(told.at("b").error(), errc::storage_failure);
+    EXPECT_NE(told.at("b").error().detail().find("run it again"), std::string::npos) << told.at("b").error().detail();
+    EXPECT_EQ(told.at("b").error().detail().find("refused after writing"), std::string::npos)
+        << "another unit's error (maybe another tenant's) was told";
+}
+
+// Many callers, every unit checks-first, some refused before their first write: each refusal
+// fails alone, every other unit commits, and nothing else is lost.
+TEST(sqlite_store, checks_first_units_refused_before_writing_fail_alone_under_load) {
+    temp_dir dir;
+    auto s = must(storage::open_sqlite_store({.path = dir.file("l.db")}));
+    auto ctx = tenant("t1");
+    constexpr int units = 600;
+    std::mutex m;
+    std::condition_variable cv;
+    int reported = 0, ok = 0, refused = 0;
+    for (int i = 0; i < units; ++i)
+        s->transact_async_checks_first(
+            ctx,
+            [i, ctx](unit_of_work& uow) -> result<void> {
+                if (i % 5 == 0) return error{errc::already_exists, "refused before writing"};
+                auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(),
+                                                                            provider_spec("l" + std::to_string(i))));
+                return uow.providers().save(p);
+            },
+            durability::immediate,
+            [&, i](result<void> r) {
+                std::lock_guard lock(m);
+                if (r) ++ok;
+                else if (i % 5 == 0 && r.error() == errc::already_exists) ++refused;
+                if (++reported == units) cv.notify_all();
+            });
+    {
+        std::unique_lock lock(m);
+        cv.wait(lock, [&] { return reported == units; });
+    }
+    EXPECT_EQ(refused, units / 5);
+    EXPECT_EQ(ok, units - units / 5);
+    EXPECT_EQ(count_providers(*s, ctx), static_cast<std::size_t>(ok));
+    auto stats = storage::sqlite_store_stats(*s);
+    ASSERT_TRUE(stats);
+    EXPECT_EQ(stats->units, static_cast<std::uint64_t>(ok));
+    EXPECT_LT(stats->commits, stats->units);
 }
 
 TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none_for_another_store) {

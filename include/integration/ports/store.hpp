@@ -28,6 +28,7 @@
 #include <span>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace integration::storage {
@@ -515,6 +516,17 @@ public:
      *  `fn` and `ctx` are copied; an exception thrown by `fn` becomes `errc::storage_failure`.
      *  Units queued when the store is destroyed are still committed and reported. */
     virtual void transact_async(request_context const& ctx, work fn, durability d, committed done) = 0;
+    /** `transact_async` for a unit that makes every read and check before its first write (it
+     *  only inserts new rows once it starts writing), so that after that write only the engine (a
+     *  full disk, an I/O error) can fail it. A backend that commits units together may run such
+     *  units without a rollback point each, which is cheaper. A failure before the unit's first
+     *  write still fails it alone. One after a write (which should not happen) commits none of it,
+     *  and may also fail the other such units grouped with it (`errc::storage_failure`, nothing
+     *  of them committed; run them again); a unit made with `transact_async` never shares that
+     *  fate. By default, `transact_async`. */
+    virtual void transact_async_checks_first(request_context const& ctx, work fn, durability d, committed done) {
+        transact_async(ctx, std::move(fn), d, std::move(done));
+    }
     /** Runs `fn` on a consistent read-only snapshot; `save` fails inside it. */
     virtual result<void> read(request_context const& ctx, work fn) = 0;
 

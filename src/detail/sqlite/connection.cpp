@@ -193,6 +193,8 @@ bool database::in_transaction() const noexcept { return sqlite3_get_autocommit(d
 
 std::int64_t database::changes() const noexcept { return sqlite3_changes64(db_); }
 
+std::int64_t database::total_changes() const noexcept { return sqlite3_total_changes64(db_); }
+
 result<transaction> transaction::begin(database& db) {
     if (auto r = db.exec("BEGIN IMMEDIATE"); !r) return r.error();
     return transaction(db);

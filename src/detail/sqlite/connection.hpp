@@ -77,6 +77,9 @@ public:
     bool in_transaction() const noexcept;
     /** Number of rows changed by the last statement. */
     std::int64_t changes() const noexcept;
+    /** Rows changed by every statement that completed on this connection since it opened (a
+     *  failed statement's changes, undone by the engine, are not counted). */
+    std::int64_t total_changes() const noexcept;
     /** Maps the connection's last error (or `rc`) to an `error`. */
     error last_error(int rc, std::string_view what) const;
 
