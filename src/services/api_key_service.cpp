@@ -42,4 +42,14 @@ result<std::optional<api_key_owner>> api_key_service::find(std::string_view key)
     return std::optional(std::move(owner));
 }
 
+bool api_key_service::found_without_store(std::string_view key) {
+    if (key.rfind("ik_", 0) != 0) return true;
+    if (options_.cache_ttl.count() <= 0) return false;
+    auto hash = crypto::sha256_hex(key);
+    auto now = clock_.now();
+    std::lock_guard lock(cache_mutex_);
+    auto it = cache_.find(hash);
+    return it != cache_.end() && it->second.expires > now;
+}
+
 }  // namespace integration::keys

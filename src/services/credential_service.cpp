@@ -455,6 +455,13 @@ void credential_service::forget_material(std::string const& credential_id) {
     });
 }
 
+bool credential_service::resolves_without_blocking(request_context const& ctx, std::string const& credential_id) {
+    auto now = clock_.now();
+    std::shared_lock lock(material_mutex_);
+    auto it = materials_.find(ctx.tenant_id + "/" + credential_id);
+    return it != materials_.end() && now < it->second.valid_until;
+}
+
 result<resolved_credential> credential_service::resolve(request_context const& ctx, std::string const& credential_id) {
     auto key = ctx.tenant_id + "/" + credential_id;
     auto now = clock_.now();
