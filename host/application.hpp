@@ -2,7 +2,8 @@
 #define INTEGRATION_HOST_APPLICATION_HPP
 
 // From an HTTP request to an HTTP response: trace, API key, route, content checks, handler,
-// problem+json, access log. Runs on a worker thread; the library calls block.
+// problem+json, access log. Runs on a worker thread, where the library calls may block, or on the
+// connection's I/O thread for a run that starts without blocking (`handle`'s `offload`).
 
 #include "http_types.hpp"
 #include "router.hpp"

@@ -168,7 +168,8 @@ bool run_service::starts_without_blocking(request_context const& ctx, execute_re
     if (r.idempotency_key || !options_.write_behind || options_.sleep || options_.rate_limits ||
         r.input.body.size() > options_.inline_body_bytes)
         return false;
-    auto b = cached_binding(binding_key(ctx, r), clock_.now());
+    // Still cached a moment from now: the `bind` that follows must not be the one that expires it.
+    auto b = cached_binding(binding_key(ctx, r), clock_.now() + 100ms);
     if (!b) return false;
     if (auto const& id = b->connection.data().credential_id; id && !credentials_.resolves_without_blocking(ctx, *id))
         return false;

@@ -176,7 +176,7 @@ public:
     /** True when `execute(ctx, request, done)` would start the vendor call without blocking the
      *  calling thread, so that a caller on an event loop may call it there: no Idempotency-Key,
      *  `write_behind` with a body kept with the record, the connection's binding and credential
-     *  material cached, a literal address to call (no name to resolve), this service's own
+     *  material cached (for at least 100 ms more), a literal address to call (no name to resolve), this service's own
      *  rate limiter and no `sleep`. False means only that it might block. */
     bool starts_without_blocking(request_context const& ctx, execute_request const& request);
 
