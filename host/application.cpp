@@ -285,7 +285,8 @@ void application::handle(http_request const& req, router::match route, std::chro
                     .tenant = st->tenant});
         done(std::move(res));
     };
-    if (auto refused = dispatch(req, st->route, st->ctx, st->tenant, io, answer, std::move(offload))) answer(std::move(*refused));
+    if (auto refused = dispatch(req, st->route, st->ctx, st->tenant, io, answer, std::move(offload)))
+        answer(std::move(*refused));
 }
 
 }  // namespace integration::host

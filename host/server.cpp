@@ -317,7 +317,8 @@ private:
         auto work = std::make_shared<decltype(guard)>(std::move(guard));
         auto answer = [self = shared_from_this(), work](http_response res) mutable {
             // Inline when the answer was rendered on this connection's thread already.
-            asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+            asio::dispatch(self->stream_.get_executor(),
+                           [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
             work->reset();
         };
         // A run starts on this thread: a hop to an execution thread and back costs more than
@@ -328,7 +329,8 @@ private:
                                          asio::post(executions, std::move(job));
                                      });
         auto& pool = front.route.h && front.route.options.calls_vendors ? state_.executions : state_.workers;
-        asio::post(pool, [self = shared_from_this(), req, route = std::move(front.route), started, answer = std::move(answer)]() mutable {
+        asio::post(pool, [self = shared_from_this(), req, route = std::move(front.route), started,
+                          answer = std::move(answer)]() mutable {
             self->state_.app.handle(*req, std::move(route), started, self->stream_.get_executor(), std::move(answer));
         });
     }

@@ -80,8 +80,8 @@ boost::json::object render_outcome(runs::run_outcome const& out) {
 // shares its commit with every run recorded meanwhile.
 void start_run(services& s, request_context const& ctx, boost::asio::any_io_executor io, std::string key,
                runs::execute_request req, responder done) {
-    s.runs->execute(ctx, std::move(req), [&s, io = std::move(io), ctx, key = std::move(key),
-                                          done = std::move(done)](result<runs::run_outcome> out) mutable {
+    auto told = [&s, io = std::move(io), ctx, key = std::move(key),
+                 done = std::move(done)](result<runs::run_outcome> out) mutable {
         if (!out && out.error() == errc::in_progress) {
             // A twin with this key is still executing: its outcome is for a retry to collect.
             auto p = problem_from(out.error());
@@ -103,7 +103,8 @@ void start_run(services& s, request_context const& ctx, boost::asio::any_io_exec
             if (out.replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
             done(std::move(rep));
         });
-    });
+    };
+    s.runs->execute(ctx, std::move(req), std::move(told));
 }
 
 }  // namespace

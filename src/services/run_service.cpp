@@ -78,8 +78,13 @@ std::vector<std::unique_ptr<http::policy>> run_policies(run_service_options cons
 run_service::run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
                          http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                          clock const& clock, run_service_options options)
-    : store_(store), credentials_(credentials), blobs_(blobs), egress_(egress), clock_(clock),
-      options_(with_defaults(std::move(options))), own_limiter_(clock),
+    : store_(store),
+      credentials_(credentials),
+      blobs_(blobs),
+      egress_(egress),
+      clock_(clock),
+      options_(with_defaults(std::move(options))),
+      own_limiter_(clock),
       outbound_(transport, run_policies(options_, credentials, std::move(egress), resolver, clock,
                                         options_.rate_limits ? *options_.rate_limits : own_limiter_)) {
     for (std::size_t i = 0; i < std::max<std::size_t>(options_.async_threads, 1); ++i) threads_.emplace_back([this] {
@@ -174,7 +179,8 @@ bool run_service::starts_without_blocking(request_context const& ctx, execute_re
     if (auto const& id = b->connection.data().credential_id; id && !credentials_.resolves_without_blocking(ctx, *id))
         return false;
     // A name would be resolved by the egress check (getaddrinfo): only a literal address is called at once.
-    auto d = egress_.check_static(b->connection.base_url(b->provider.data(), b->op.operation_class.value_or("default")));
+    auto d =
+        egress_.check_static(b->connection.base_url(b->provider.data(), b->op.operation_class.value_or("default")));
     return d && d->literal;
 }
 
@@ -549,19 +555,20 @@ void run_service::start_once(request_context const& ctx, execute_request r, stea
     // service's threads instead. So does a call that ended before it started (refused by the
     // egress policy, the breaker or the rate limit): the calling thread may be an event loop
     // (`starts_without_blocking`), and a record may wait for room in the write-behind queue.
-    outbound_.start(e->req, e->call, [this, e, caller = std::this_thread::get_id()](result<http::response> res) mutable {
-        collect(*e, std::move(res));
-        bool keeps_input = e->out.failure && retryable(*e->out.failure);
-        bool large = e->out.last && e->out.last->body.size() > options_.inline_body_bytes;
-        if (e->behind && !e->out.claim_failed && !keeps_input && !large && std::this_thread::get_id() != caller) {
-            report(*e, close(*e));
-            return landed();
-        }
-        post([this, e] {
-            report(*e, close(*e));
-            landed();
+    outbound_.start(
+        e->req, e->call, [this, e, caller = std::this_thread::get_id()](result<http::response> res) mutable {
+            collect(*e, std::move(res));
+            bool keeps_input = e->out.failure && retryable(*e->out.failure);
+            bool large = e->out.last && e->out.last->body.size() > options_.inline_body_bytes;
+            if (e->behind && !e->out.claim_failed && !keeps_input && !large && std::this_thread::get_id() != caller) {
+                report(*e, close(*e));
+                return landed();
+            }
+            post([this, e] {
+                report(*e, close(*e));
+                landed();
+            });
         });
-    });
 }
 
 void run_service::landed() {

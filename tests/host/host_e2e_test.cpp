@@ -2184,7 +2184,8 @@ TEST(host_fairness, a_run_whose_checks_are_cached_needs_no_execution_thread) {
         return vendor_answer(200);
     });
     threaded_vendor fast(echo_last_segment);
-    host_process host(dir.string(), {"--key-rate-limit", "0", "--execution-threads", "1", "--probe-interval-ms", "3600000"});
+    host_process host(dir.string(),
+                      {"--key-rate-limit", "0", "--execution-threads", "1", "--probe-interval-ms", "3600000"});
     api a(host.port(), key_a), b(host.port(), key_b);
     auto slow = set_up(a, probed.port(), "-probed").connection_id;
     auto quick = set_up(b, fast.port(), "-quick").connection_id;
@@ -2193,8 +2194,10 @@ TEST(host_fairness, a_run_whose_checks_are_cached_needs_no_execution_thread) {
     hang = true;
     auto probes = probed.count("GET /health ");
     std::thread probe([&] { (void)a.post("/integrations/connections/" + slow + "/test", json::object{}); });
-    EXPECT_TRUE(eventually([&] { return probed.count("GET /health ") > probes; }, 4s)) << "the probe never reached its vendor";
-    auto run = parse_answer(raw_exchange(host.port(), b.request("POST", "/integrations/runs", json::serialize(run_with_id(quick, "second"))), 3s));
+    EXPECT_TRUE(eventually([&] { return probed.count("GET /health ") > probes; }, 4s))
+        << "the probe never reached its vendor";
+    auto run = parse_answer(raw_exchange(
+        host.port(), b.request("POST", "/integrations/runs", json::serialize(run_with_id(quick, "second"))), 3s));
     EXPECT_EQ(run.status, 201) << "a run with its checks cached waited for the execution thread: " << run.body;
     probe.join();
 }

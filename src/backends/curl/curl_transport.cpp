@@ -358,8 +358,8 @@ void event_loop::submit(std::unique_ptr<flight> f) {
             f = nullptr;
         }
     }
-    if (f) complete(*f, error{errc::cancelled, "the transport is closing"});
-    else if (wake) curl_multi_wakeup(multi_);
+    if (f) return complete(*f, error{errc::cancelled, "the transport is closing"});
+    if (wake) curl_multi_wakeup(multi_);
 }
 
 void event_loop::add(std::unique_ptr<flight> f) {
