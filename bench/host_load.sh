@@ -10,7 +10,7 @@
 #                                      with the default --workers and with --workers 64
 # The host runs with its defaults (what ./scripts/run.sh starts) except that loopback is allowed,
 # the per-key rate limit is off and the one tenant may use every execution thread.
-# Prints requests/s, p99 latency and the host's peak RSS. Installs wrk and nginx-light if missing.
+# Prints requests/s, p99 latency, the host's context switches and CPU time per run and its peak RSS. Installs wrk and nginx-light if missing.
 # Usage: bench/host_load.sh [seconds per test, default 10] [connections, default 32]
 # HOST_LOAD_PERF=FILE records a perf profile of the host's runs at 32 connections into FILE.
 # HOST_LOAD_RUNS_ONLY=1 stops after the runs at 32 and 256 connections and the kill -9 check.
@@ -112,6 +112,16 @@ measure() {  # name url [wrk args...]; $c connections (default $connections); se
   printf '| %s | %s | %s | %s |\n' "$name" "$rps" "$p99" "${non2xx:-0}"
 }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", a / b }'; }
+# The host's context switches (every thread's, voluntary and not) and CPU time (user + system, in
+# clock ticks), read before and after a measurement: what a thread hop costs shows per run.
+host_counters() {
+  echo "$(cat /proc/"$host_pid"/task/*/status | awk '/ctxt_switches/ {n += $2} END {print n}') $(awk '{print $14 + $15}' /proc/"$host_pid"/stat)"
+}
+per_run() {  # before after runs
+  awk -v a="$1" -v b="$2" -v n="$3" -v hz="$(getconf CLK_TCK)" 'BEGIN {
+    split(a, x, " "); split(b, y, " ");
+    printf "  (host per run: %.2f context switches, %.0f us CPU)\n", (y[1] - x[1]) / n, (y[2] - x[2]) / hz / n * 1e6 }'
+}
 
 rss=
 if [[ ${HOST_LOAD_INBOUND_ONLY:-0} != 1 ]]; then
@@ -129,7 +139,9 @@ for c in 32 256; do
   if [[ -n ${HOST_LOAD_PERF:-} && $c == 32 ]]; then
     (sleep 1; perf record -g -p "$host_pid" -o "$HOST_LOAD_PERF" -- sleep 3 >/dev/null 2>&1) &
   fi
+  before=$(host_counters)
   measure "host: POST /integrations/runs against the vendor ($c connections)" "http://127.0.0.1:$host_port/integrations/runs" -s "$work/run.lua"
+  per_run "$before" "$(host_counters)" "$answered"
   run_rps[$c]=$rps
   runs_answered=$((runs_answered + answered))
 done

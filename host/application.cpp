@@ -113,7 +113,8 @@ void application::refused_connection(std::string_view why) {
 
 std::optional<reply> application::dispatch(http_request const& req, router::match& m, request_context& ctx,
                                            std::string& tenant, boost::asio::any_io_executor const& io,
-                                           std::function<void(reply)>& answer) {
+                                           std::function<void(reply)>& answer,
+                                           std::function<void(std::function<void()>)> offload) {
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
     if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
@@ -175,6 +176,7 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     call c;
     c.ctx = ctx;
     c.io = io;
+    c.offload = std::move(offload);
     c.params = std::move(m.params);
     for (auto const& p : url->params()) c.query[p.key] = p.value;
     c.body = req.body();
@@ -246,7 +248,18 @@ trace_context trace_of(http_request const& req) {
 }
 
 void application::handle(http_request const& req, router::match route, std::chrono::steady_clock::time_point started,
-                         boost::asio::any_io_executor io, std::function<void(http_response)> done) {
+                         boost::asio::any_io_executor io, std::function<void(http_response)> done,
+                         std::function<void(std::function<void()>)> offload) {
+    // On the connection's thread, a key not cached would be read from the store: the request
+    // goes to an execution thread before anything is counted or checked.
+    if (offload && route.h && route.options.who != access::open) {
+        auto auth = req[beast_http::field::authorization];
+        auto token = bearer_token(std::string_view(auth.data(), auth.size()));
+        if (!token.empty() && !services_.keys->found_without_store(token))
+            return offload([this, &req, route = std::move(route), started, io, done = std::move(done)]() mutable {
+                handle(req, std::move(route), started, std::move(io), std::move(done));
+            });
+    }
     struct request_state {
         request_context ctx;
         std::string tenant;
@@ -272,7 +285,8 @@ void application::handle(http_request const& req, router::match route, std::chro
                     .tenant = st->tenant});
         done(std::move(res));
     };
-    if (auto refused = dispatch(req, st->route, st->ctx, st->tenant, io, answer)) answer(std::move(*refused));
+    if (auto refused = dispatch(req, st->route, st->ctx, st->tenant, io, answer, std::move(offload)))
+        answer(std::move(*refused));
 }
 
 }  // namespace integration::host

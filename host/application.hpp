@@ -2,7 +2,8 @@
 #define INTEGRATION_HOST_APPLICATION_HPP
 
 // From an HTTP request to an HTTP response: trace, API key, route, content checks, handler,
-// problem+json, access log. Runs on a worker thread; the library calls block.
+// problem+json, access log. Runs on a worker thread, where the library calls may block, or on the
+// connection's I/O thread for a run that starts without blocking (`handle`'s `offload`).
 
 #include "http_types.hpp"
 #include "router.hpp"
@@ -37,9 +38,13 @@ public:
      *  returns, else on `io` (a run answers once its record is committed, an inbound webhook once
      *  its delivery is durable: the answer is rendered on `io`, not on the thread that finished
      *  the work). `req` must live until then. `route` is `route(req)`'s match; `started` is when
-     *  its header arrived (for the logged latency). */
+     *  its header arrived (for the logged latency). With `offload`, the caller is the connection's
+     *  thread, which must not block: a request whose API key is not cached, and whatever its
+     *  handler cannot do without blocking (`call::offload`), continues through `offload` on an
+     *  execution thread. */
     void handle(http_request const& req, router::match route, std::chrono::steady_clock::time_point started,
-                boost::asio::any_io_executor io, std::function<void(http_response)> done);
+                boost::asio::any_io_executor io, std::function<void(http_response)> done,
+                std::function<void(std::function<void()>)> offload = {});
 
     /** Counts an answer the server gave without the application (a malformed or oversized
      *  request) in the request metrics, under the route its target matches. */
@@ -62,7 +67,8 @@ private:
     /** Checks `req` and calls its route's handler: the answer when it is refused, else none once
      *  the handler was called with `answer` as its responder. */
     std::optional<reply> dispatch(http_request const& req, router::match& m, request_context& ctx, std::string& tenant,
-                                  boost::asio::any_io_executor const& io, std::function<void(reply)>& answer);
+                                  boost::asio::any_io_executor const& io, std::function<void(reply)>& answer,
+                                  std::function<void(std::function<void()>)> offload);
 
     /** Requests of each tenant counted against a limit. */
     class tenant_counts {

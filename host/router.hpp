@@ -35,6 +35,10 @@ struct call {
     /** The connection's thread: an asynchronous handler renders its answer there, not on the
      *  thread that finished its work (a store's writer, which other requests' commits wait on). */
     boost::asio::any_io_executor io;
+    /** Set when the handler runs on the connection's thread (a run's route): what may block (a
+     *  store read or write, a name lookup, a token request) goes to an execution thread through
+     *  it instead, and the handler answers from there. Empty on an execution thread. */
+    std::function<void(std::function<void()>)> offload;
 
     /** The body as a JSON object. An empty body is refused (the route needs one), malformed JSON
      *  names the byte offset; invalid UTF-8 and nesting deeper than 32 are malformed. */

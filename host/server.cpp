@@ -312,16 +312,26 @@ private:
         if (application::answers_inline(*req))
             return state_.app.handle(*req, std::move(front.route), started, stream_.get_executor(),
                                      [self = shared_from_this()](http_response res) { self->write(std::move(res)); });
-        auto& pool = front.route.h && front.route.options.calls_vendors ? state_.executions : state_.workers;
         // The answer may come from another thread once the thread that handled the request is
         // free again (a run answers after the commit that records it).
         auto work = std::make_shared<decltype(guard)>(std::move(guard));
-        asio::post(pool, [self = shared_from_this(), work, req, route = std::move(front.route), started]() mutable {
-            self->state_.app.handle(*req, std::move(route), started, self->stream_.get_executor(), [self, work](http_response res) mutable {
-                // Inline when the answer was rendered on this connection's thread already.
-                asio::dispatch(self->stream_.get_executor(), [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
-                work->reset();
-            });
+        auto answer = [self = shared_from_this(), work](http_response res) mutable {
+            // Inline when the answer was rendered on this connection's thread already.
+            asio::dispatch(self->stream_.get_executor(),
+                           [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
+            work->reset();
+        };
+        // A run starts on this thread: a hop to an execution thread and back costs more than
+        // checking it and starting its call. What could block moves there (`call::offload`).
+        if (front.route.h && front.route.options.async_vendor_calls)
+            return state_.app.handle(*req, std::move(front.route), started, stream_.get_executor(), std::move(answer),
+                                     [&executions = state_.executions](std::function<void()> job) {
+                                         asio::post(executions, std::move(job));
+                                     });
+        auto& pool = front.route.h && front.route.options.calls_vendors ? state_.executions : state_.workers;
+        asio::post(pool, [self = shared_from_this(), req, route = std::move(front.route), started,
+                          answer = std::move(answer)]() mutable {
+            self->state_.app.handle(*req, std::move(route), started, self->stream_.get_executor(), std::move(answer));
         });
     }
 

@@ -75,6 +75,38 @@ boost::json::object render_outcome(runs::run_outcome const& out) {
     return o;
 }
 
+// Executes a checked run request; answered once the run is recorded (on disk with the default
+// --recording immediate): the calling thread is free as soon as the call started, and the run
+// shares its commit with every run recorded meanwhile.
+void start_run(services& s, request_context const& ctx, boost::asio::any_io_executor io, std::string key,
+               runs::execute_request req, responder done) {
+    auto told = [&s, io = std::move(io), ctx, key = std::move(key),
+                 done = std::move(done)](result<runs::run_outcome> out) mutable {
+        if (!out && out.error() == errc::in_progress) {
+            // A twin with this key is still executing: its outcome is for a retry to collect.
+            auto p = problem_from(out.error());
+            p.headers.emplace_back("Retry-After", "1");
+            return done(std::move(p));
+        }
+        if (!out) {
+            // Bad input records no run, so the key is free again for a corrected request.
+            if (!key.empty() && out.error() != errc::already_exists) (void)s.idempotency->release(ctx, key);
+            return done(out.error());
+        }
+        // A recorded run is told on the store's writer, which every other commit waits for:
+        // render its answer on the connection's thread.
+        boost::asio::post(io, [&s, out = std::move(*out), done = std::move(done)]() mutable {
+            if (!out.replayed) s.metrics.count_run(to_string(out.run.status()));
+            // Running: its next attempt would start past --run-deadline-ms, so the retry
+            // worker continues it; GET /integrations/runs/{runId} shows how it ends.
+            auto rep = json_reply(out.run.status() == runs::run_status::running ? 202 : 201, render_outcome(out));
+            if (out.replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
+            done(std::move(rep));
+        });
+    };
+    s.runs->execute(ctx, std::move(req), std::move(told));
+}
+
 }  // namespace
 
 void add_run_routes(router& r, services& s) {
@@ -93,36 +125,19 @@ void add_run_routes(router& r, services& s) {
         auto key = std::string(c.header("Idempotency-Key"));
         if (!key.empty()) {
             if (key.size() > 255) return done(error{errc::invalid_argument, "Idempotency-Key must be at most 255 characters"});
-            if (auto claimed = s.idempotency->claim(c.ctx, key, c.body); !claimed) return done(claimed.error());
             req.idempotency_key = key;
         }
-        // Answered once the run is recorded (on disk with the default --recording immediate): this
-        // thread is free as soon as the vendor answered, and the run shares its commit with every
-        // run recorded meanwhile.
-        s.runs->execute(c.ctx, std::move(req), [&s, io = c.io, ctx = c.ctx, key = std::move(key),
-                                                done = std::move(done)](result<runs::run_outcome> out) mutable {
-            if (!out && out.error() == errc::in_progress) {
-                // A twin with this key is still executing: its outcome is for a retry to collect.
-                auto p = problem_from(out.error());
-                p.headers.emplace_back("Retry-After", "1");
-                return done(std::move(p));
-            }
-            if (!out) {
-                // Bad input records no run, so the key is free again for a corrected request.
-                if (!key.empty() && out.error() != errc::already_exists) (void)s.idempotency->release(ctx, key);
-                return done(out.error());
-            }
-            // A recorded run is told on the store's writer, which every other commit waits for:
-            // render its answer on the connection's thread.
-            boost::asio::post(io, [&s, out = std::move(*out), done = std::move(done)]() mutable {
-                if (!out.replayed) s.metrics.count_run(to_string(out.run.status()));
-                // Running: its next attempt would start past --run-deadline-ms, so the retry
-                // worker continues it; GET /integrations/runs/{runId} shows how it ends.
-                auto rep = json_reply(out.run.status() == runs::run_status::running ? 202 : 201, render_outcome(out));
-                if (out.replayed) rep.headers.emplace_back("Idempotent-Replayed", "true");
-                done(std::move(rep));
-            });
-        });
+        // On the connection's thread, a run starts there only when nothing before its vendor call
+        // can block (an Idempotency-Key's claim is a store write): no hop to an execution thread.
+        bool here = !c.offload || (key.empty() && s.runs->starts_without_blocking(c.ctx, req));
+        auto run = [&s, io = c.io, ctx = c.ctx, body = c.body, key = std::move(key), req = std::move(req),
+                    done = std::move(done)]() mutable {
+            if (!key.empty())
+                if (auto claimed = s.idempotency->claim(ctx, key, body); !claimed) return done(claimed.error());
+            start_run(s, ctx, io, std::move(key), std::move(req), std::move(done));
+        };
+        if (here) return run();
+        c.offload(std::move(run));
     }), {.large_body = true, .calls_vendors = true, .async_vendor_calls = true});  // carries the vendor's request body
 
     r.add("GET", "/integrations/runs", [&s](call& c) -> result<reply> {

@@ -42,4 +42,15 @@ result<std::optional<api_key_owner>> api_key_service::find(std::string_view key)
     return std::optional(std::move(owner));
 }
 
+bool api_key_service::found_without_store(std::string_view key) {
+    if (key.rfind("ik_", 0) != 0) return true;
+    if (options_.cache_ttl.count() <= 0) return false;
+    auto hash = crypto::sha256_hex(key);
+    // Still cached a moment from now: the `find` that follows must not be the one that expires it.
+    auto soon = clock_.now() + std::chrono::milliseconds(100);
+    std::lock_guard lock(cache_mutex_);
+    auto it = cache_.find(hash);
+    return it != cache_.end() && it->second.expires > soon;
+}
+
 }  // namespace integration::keys

@@ -455,6 +455,14 @@ void credential_service::forget_material(std::string const& credential_id) {
     });
 }
 
+bool credential_service::resolves_without_blocking(request_context const& ctx, std::string const& credential_id) {
+    // Still valid a moment from now: the `resolve` that follows must not be the one that expires it.
+    auto soon = clock_.now() + std::chrono::milliseconds(100);
+    std::shared_lock lock(material_mutex_);
+    auto it = materials_.find(ctx.tenant_id + "/" + credential_id);
+    return it != materials_.end() && soon < it->second.valid_until;
+}
+
 result<resolved_credential> credential_service::resolve(request_context const& ctx, std::string const& credential_id) {
     auto key = ctx.tenant_id + "/" + credential_id;
     auto now = clock_.now();

@@ -78,7 +78,12 @@ std::vector<std::unique_ptr<http::policy>> run_policies(run_service_options cons
 run_service::run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
                          http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                          clock const& clock, run_service_options options)
-    : store_(store), blobs_(blobs), clock_(clock), options_(with_defaults(std::move(options))),
+    : store_(store),
+      credentials_(credentials),
+      blobs_(blobs),
+      egress_(egress),
+      clock_(clock),
+      options_(with_defaults(std::move(options))),
       own_limiter_(clock),
       outbound_(transport, run_policies(options_, credentials, std::move(egress), resolver, clock,
                                         options_.rate_limits ? *options_.rate_limits : own_limiter_)) {
@@ -151,13 +156,38 @@ resilience::circuit_breaker& run_service::breaker(std::string const& connection_
     return *b;
 }
 
+std::string run_service::binding_key(request_context const& ctx, execute_request const& r) {
+    return ctx.tenant_id + '\n' + r.connection_id + '\n' + r.operation + (r.allow_degraded ? "\n1" : "\n0");
+}
+
+std::shared_ptr<run_service::bound const> run_service::cached_binding(std::string const& key, time_point now) {
+    if (options_.binding_cache_ttl.count() <= 0) return nullptr;
+    std::lock_guard lock(bindings_mutex_);
+    auto it = bindings_.find(key);
+    return it != bindings_.end() && it->second.expires > now ? it->second.b : nullptr;
+}
+
+bool run_service::starts_without_blocking(request_context const& ctx, execute_request const& r) {
+    // A keyed run reads and writes the store before its call; a body not kept with the record
+    // goes to the blob store (an fsync); a `sleep` or another rate-limit store may wait here.
+    if (r.idempotency_key || !options_.write_behind || options_.sleep || options_.rate_limits ||
+        r.input.body.size() > options_.inline_body_bytes)
+        return false;
+    // Still cached a moment from now: the `bind` that follows must not be the one that expires it.
+    auto b = cached_binding(binding_key(ctx, r), clock_.now() + 100ms);
+    if (!b) return false;
+    if (auto const& id = b->connection.data().credential_id; id && !credentials_.resolves_without_blocking(ctx, *id))
+        return false;
+    // A name would be resolved by the egress check (getaddrinfo): only a literal address is called at once.
+    auto d =
+        egress_.check_static(b->connection.base_url(b->provider.data(), b->op.operation_class.value_or("default")));
+    return d && d->literal;
+}
+
 result<std::shared_ptr<run_service::bound const>> run_service::bind(request_context const& ctx, execute_request const& r) {
-    auto key = ctx.tenant_id + '\n' + r.connection_id + '\n' + r.operation + (r.allow_degraded ? "\n1" : "\n0");
+    auto key = binding_key(ctx, r);
     auto now = clock_.now();
-    if (options_.binding_cache_ttl.count() > 0) {
-        std::lock_guard lock(bindings_mutex_);
-        if (auto it = bindings_.find(key); it != bindings_.end() && it->second.expires > now) return it->second.b;
-    }
+    if (auto b = cached_binding(key, now)) return b;
     std::shared_ptr<bound const> out;
     auto read = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         auto conn = uow.connections().find(r.connection_id);
@@ -522,20 +552,23 @@ void run_service::start_once(request_context const& ctx, execute_request r, stea
     // The vendor call holds no thread: its outcome comes back on the transport's thread, which
     // hands the run to the store's writer; a run recorded here (an Idempotency-Key, no
     // write-behind) waits for a commit, and a blob write waits for its fsync, so those go to the
-    // service's threads instead.
-    outbound_.start(e->req, e->call, [this, e](result<http::response> res) mutable {
-        collect(*e, std::move(res));
-        bool keeps_input = e->out.failure && retryable(*e->out.failure);
-        bool large = e->out.last && e->out.last->body.size() > options_.inline_body_bytes;
-        if (e->behind && !e->out.claim_failed && !keeps_input && !large) {
-            report(*e, close(*e));
-            return landed();
-        }
-        post([this, e] {
-            report(*e, close(*e));
-            landed();
+    // service's threads instead. So does a call that ended before it started (refused by the
+    // egress policy, the breaker or the rate limit): the calling thread may be an event loop
+    // (`starts_without_blocking`), and a record may wait for room in the write-behind queue.
+    outbound_.start(
+        e->req, e->call, [this, e, caller = std::this_thread::get_id()](result<http::response> res) mutable {
+            collect(*e, std::move(res));
+            bool keeps_input = e->out.failure && retryable(*e->out.failure);
+            bool large = e->out.last && e->out.last->body.size() > options_.inline_body_bytes;
+            if (e->behind && !e->out.claim_failed && !keeps_input && !large && std::this_thread::get_id() != caller) {
+                report(*e, close(*e));
+                return landed();
+            }
+            post([this, e] {
+                report(*e, close(*e));
+                landed();
+            });
         });
-    });
 }
 
 void run_service::landed() {

@@ -2171,5 +2171,36 @@ TEST(host_fairness, runs_waiting_on_a_vendor_hold_no_execution_thread_and_are_bo
     for (auto& t : waiting) t.join();
 }
 
+// A run whose checks are all cached (its API key, binding and credential, a literal address)
+// starts on the connection's thread: it is answered while the only execution thread is held by
+// another tenant's probe of a vendor that does not answer (5 s, the probe's deadline).
+TEST(host_fairness, a_run_whose_checks_are_cached_needs_no_execution_thread) {
+    scratch_dir dir("run-here");
+    auto key_a = create_key(dir.string(), "tenant-probe");
+    auto key_b = create_key(dir.string(), "tenant-run");
+    std::atomic<bool> hang{false};
+    threaded_vendor probed([&](std::string const& head) -> std::optional<std::string> {
+        if (head.starts_with("GET /health ") && hang) return std::nullopt;  // held until the probe gives up
+        return vendor_answer(200);
+    });
+    threaded_vendor fast(echo_last_segment);
+    host_process host(dir.string(),
+                      {"--key-rate-limit", "0", "--execution-threads", "1", "--probe-interval-ms", "3600000"});
+    api a(host.port(), key_a), b(host.port(), key_b);
+    auto slow = set_up(a, probed.port(), "-probed").connection_id;
+    auto quick = set_up(b, fast.port(), "-quick").connection_id;
+    auto warm = b.post("/integrations/runs", run_with_id(quick, "first"));  // fills the caches
+    ASSERT_EQ(warm.status, 201) << warm.body;
+    hang = true;
+    auto probes = probed.count("GET /health ");
+    std::thread probe([&] { (void)a.post("/integrations/connections/" + slow + "/test", json::object{}); });
+    EXPECT_TRUE(eventually([&] { return probed.count("GET /health ") > probes; }, 4s))
+        << "the probe never reached its vendor";
+    auto run = parse_answer(raw_exchange(
+        host.port(), b.request("POST", "/integrations/runs", json::serialize(run_with_id(quick, "second"))), 3s));
+    EXPECT_EQ(run.status, 201) << "a run with its checks cached waited for the execution thread: " << run.body;
+    probe.join();
+}
+
 }  // namespace
 }  // namespace integration::testing

@@ -53,6 +53,10 @@ public:
     result<std::string> create(std::string const& tenant, bool admin);
     /** The owner of `key`, or nothing when the key is unknown or malformed. Thread-safe. */
     result<std::optional<api_key_owner>> find(std::string_view key);
+    /** True when `find(key)` answers without reading the store (the key is cached for at least
+     *  100 ms more, or is not a key at all), so that a caller on an event loop may call it there.
+     *  Thread-safe. */
+    bool found_without_store(std::string_view key);
 
 private:
     struct cached {

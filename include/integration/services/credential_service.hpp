@@ -208,6 +208,10 @@ public:
                                           std::string reason);
     /** Material for one request with the active version (tokens cached and refreshed early). */
     result<resolved_credential> resolve(request_context const& ctx, std::string const& credential_id);
+    /** True when `resolve` answers from memory (the material is cached and valid for at least
+     *  100 ms more): no store or vault read and no token request, so a caller on an event loop
+     *  may resolve there. */
+    bool resolves_without_blocking(request_context const& ctx, std::string const& credential_id);
     /** Sends `request` with the credential's material applied. On a 401 with a bearer token
      *  (OAuth2 or managed identity) the token is refreshed once and the request sent again; a
      *  second 401 is returned for the caller to classify as Auth.

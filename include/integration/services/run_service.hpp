@@ -173,6 +173,13 @@ public:
      *  that could not be recorded is reported as the store's error. */
     void execute(request_context const& ctx, execute_request request, outcome_handler done);
 
+    /** True when `execute(ctx, request, done)` would start the vendor call without blocking the
+     *  calling thread, so that a caller on an event loop may call it there: no Idempotency-Key,
+     *  `write_behind` with a body kept with the record, the connection's binding and credential
+     *  material cached (for at least 100 ms more), a literal address to call (no name to resolve), this service's own
+     *  rate limiter and no `sleep`. False means only that it might block. */
+    bool starts_without_blocking(request_context const& ctx, execute_request const& request);
+
     /** Executes `request` on one of the service's own threads. */
     std::future<result<run_outcome>> execute_async(request_context ctx, execute_request request);
 
@@ -315,6 +322,9 @@ private:
     result<std::optional<integration_run>> fail_interrupted(request_context const& ctx, integration_run const& run);
     result<plan> prepare(request_context const& ctx, execute_request const& r);
     result<std::shared_ptr<bound const>> bind(request_context const& ctx, execute_request const& r);
+    static std::string binding_key(request_context const& ctx, execute_request const& r);
+    /** The cached binding of `key`, if still fresh at `now`. */
+    std::shared_ptr<bound const> cached_binding(std::string const& key, time_point now);
     attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run);
     /** Keeps the input for the retry worker; false when the blob store refused it. */
     bool keep_input(request_context const& ctx, integration_run const& run, run_input const& input);
@@ -338,7 +348,9 @@ private:
                                std::optional<std::string> failure_id = {});
 
     storage::store& store_;
+    credentials::credential_service& credentials_;
     blobs::blob_store& blobs_;
+    net::egress_policy egress_;  // what `starts_without_blocking` checks a URL's host with
     clock const& clock_;
     run_service_options options_;
     resilience::rate_limiter own_limiter_;

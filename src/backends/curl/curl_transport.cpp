@@ -347,15 +347,19 @@ event_loop::~event_loop() {
 }
 
 void event_loop::submit(std::unique_ptr<flight> f) {
+    bool wake = false;
     {
         std::lock_guard lock(mutex_);
         if (!stopping_) {
+            // Calls queued before this one have woken the loop already, and it takes the whole
+            // queue at once: one wake-up (a write, and a poll returning) per batch, not per call.
+            wake = queue_.empty();
             queue_.push_back(std::move(f));
             f = nullptr;
         }
     }
-    if (f) complete(*f, error{errc::cancelled, "the transport is closing"});
-    else curl_multi_wakeup(multi_);
+    if (f) return complete(*f, error{errc::cancelled, "the transport is closing"});
+    if (wake) curl_multi_wakeup(multi_);
 }
 
 void event_loop::add(std::unique_ptr<flight> f) {
