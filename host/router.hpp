@@ -35,9 +35,9 @@ struct call {
     /** The connection's thread: an asynchronous handler renders its answer there, not on the
      *  thread that finished its work (a store's writer, which other requests' commits wait on). */
     boost::asio::any_io_executor io;
-    /** Set when the handler runs on the connection's thread (a run's route): what may block (a
-     *  store read or write, a name lookup, a token request) goes to an execution thread through
-     *  it instead, and the handler answers from there. Empty on an execution thread. */
+    /** Set when the handler runs on the connection's thread (`route_options::starts_on_io_thread`):
+     *  what may block (a store read or write, a name lookup, a token request) goes to a pool
+     *  thread through it instead, and the handler answers from there. Empty on a pool thread. */
     std::function<void(std::function<void()>)> offload;
 
     /** The body as a JSON object. An empty body is refused (the route needs one), malformed JSON
@@ -76,6 +76,10 @@ struct route_options {
     /** With `calls_vendors`: the handler's vendor calls hold no thread (a run starts its call and
      *  returns), so only `--tenant-executions` bounds them, not the tenant's share of the threads. */
     bool async_vendor_calls = false;
+    /** The handler starts on the connection's I/O thread, and what could block there goes through
+     *  `call::offload` to the pool it would otherwise run on: a request that cannot block costs
+     *  no hop to another thread and back. */
+    bool starts_on_io_thread = false;
 };
 
 /** `open`, `key` or `admin`, as the `routes` command prints it. */

@@ -324,14 +324,12 @@ private:
                            [self, res = std::move(res)]() mutable { self->write(std::move(res)); });
             work->reset();
         };
-        // A run starts on this thread: a hop to an execution thread and back costs more than
-        // checking it and starting its call. What could block moves there (`call::offload`).
-        if (front.route.h && front.route.options.async_vendor_calls)
-            return state_.app.handle(*req, std::move(front.route), started, stream_.get_executor(), std::move(answer),
-                                     [&executions = state_.executions](std::function<void()> job) {
-                                         asio::post(executions, std::move(job));
-                                     });
         auto& pool = front.route.h && front.route.options.calls_vendors ? state_.executions : state_.workers;
+        // A run or an inbound webhook starts on this thread: a hop to a pool thread and back
+        // costs more than checking it and starting it. What could block moves there (`call::offload`).
+        if (front.route.h && front.route.options.starts_on_io_thread)
+            return state_.app.handle(*req, std::move(front.route), started, stream_.get_executor(), std::move(answer),
+                                     [&pool](std::function<void()> job) { asio::post(pool, std::move(job)); });
         asio::post(pool, [self = shared_from_this(), req, route = std::move(front.route), started,
                           answer = std::move(answer)]() mutable {
             self->state_.app.handle(*req, std::move(route), started, self->stream_.get_executor(), std::move(answer));

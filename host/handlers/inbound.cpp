@@ -69,17 +69,28 @@ void add_inbound_routes(router& r, services& s) {
     // Vendors call this without an API key: the connection names the tenant, the signature proves
     // the sender. The URL is the one the vendor called (Twilio signs it): --public-url + target.
     r.add("POST", "/webhooks/inbound/{connectionId}", async_handler([&s](call& c, responder done) {
-        std::vector<webhooks::header_field> headers;
-        headers.reserve(c.fields.size());
-        for (auto const& [name, value] : c.fields) headers.push_back({name, value});
-        auto url = public_base_url(s.config) + std::string(c.target);
-        // No thread waits for the commit: the answer is given once the delivery is durable, on
-        // the store's thread, sharing the commit with every delivery received meanwhile.
-        // `receive` has read the request when it returns.
-        s.inbound->receive(c.params["connectionId"],
-                           {.headers = headers, .body = c.body, .url = url, .content_type = c.header("Content-Type")},
-                           [&s, done = std::move(done)](result<webhooks::inbound_outcome> out) { done(inbound_answer(s, out)); });
-    }), {.who = access::open, .vendor_webhook = true});
+        // The header fields, the body and the target are views of the request, which lives until
+        // it is answered.
+        auto receive = [&s, connection = c.params["connectionId"], fields = std::move(c.fields), body = c.body,
+                        url = public_base_url(s.config) + std::string(c.target),
+                        content_type = c.header("Content-Type"), done = std::move(done)]() mutable {
+            std::vector<webhooks::header_field> headers;
+            headers.reserve(fields.size());
+            for (auto const& [name, value] : fields) headers.push_back({name, value});
+            // No thread waits for the commit: the answer is given once the delivery is durable,
+            // on the store's thread, sharing the commit with every delivery received meanwhile.
+            // `receive` has read the request when it returns.
+            s.inbound->receive(connection, {.headers = headers, .body = body, .url = url, .content_type = content_type},
+                               [&s, done = std::move(done)](result<webhooks::inbound_outcome> out) {
+                                   done(inbound_answer(s, out));
+                               });
+        };
+        // On the connection's thread, only when nothing before the commit can block (a
+        // registration not cached is read from the store and the vault; a large payload is
+        // written to the blob store).
+        if (!c.offload || s.inbound->receives_without_blocking(c.params["connectionId"], c.body.size())) return receive();
+        c.offload(std::move(receive));
+    }), {.who = access::open, .vendor_webhook = true, .starts_on_io_thread = true});
 }
 
 }  // namespace integration::host

@@ -138,7 +138,7 @@ void add_run_routes(router& r, services& s) {
         };
         if (here) return run();
         c.offload(std::move(run));
-    }), {.large_body = true, .calls_vendors = true, .async_vendor_calls = true});  // carries the vendor's request body
+    }), {.large_body = true, .calls_vendors = true, .async_vendor_calls = true, .starts_on_io_thread = true});  // carries the vendor's request body
 
     r.add("GET", "/integrations/runs", [&s](call& c) -> result<reply> {
         auto page = c.page();

@@ -1,5 +1,6 @@
 #include <integration/services/api_key_service.hpp>
 
+#include "../detail/cache_margin.hpp"
 #include "../detail/crypto.hpp"
 
 #include <integration/core/id.hpp>
@@ -47,7 +48,7 @@ bool api_key_service::found_without_store(std::string_view key) {
     if (options_.cache_ttl.count() <= 0) return false;
     auto hash = crypto::sha256_hex(key);
     // Still cached a moment from now: the `find` that follows must not be the one that expires it.
-    auto soon = clock_.now() + std::chrono::milliseconds(100);
+    auto soon = clock_.now() + integration::detail::cache_margin;
     std::lock_guard lock(cache_mutex_);
     auto it = cache_.find(hash);
     return it != cache_.end() && it->second.expires > soon;

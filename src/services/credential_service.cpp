@@ -1,5 +1,6 @@
 #include <integration/services/credential_service.hpp>
 
+#include "../detail/cache_margin.hpp"
 #include "../detail/crypto.hpp"
 #include "../detail/validate.hpp"
 
@@ -457,7 +458,7 @@ void credential_service::forget_material(std::string const& credential_id) {
 
 bool credential_service::resolves_without_blocking(request_context const& ctx, std::string const& credential_id) {
     // Still valid a moment from now: the `resolve` that follows must not be the one that expires it.
-    auto soon = clock_.now() + std::chrono::milliseconds(100);
+    auto soon = clock_.now() + integration::detail::cache_margin;
     std::shared_lock lock(material_mutex_);
     auto it = materials_.find(ctx.tenant_id + "/" + credential_id);
     return it != materials_.end() && soon < it->second.valid_until;

@@ -3,6 +3,7 @@
 #include <integration/domain/failure.hpp>
 #include <integration/domain/inbound_body.hpp>
 
+#include "../detail/cache_margin.hpp"
 #include "../detail/crypto.hpp"
 #include "../detail/utf8.hpp"
 
@@ -229,6 +230,14 @@ result<std::shared_ptr<inbound_gateway::endpoint const>> inbound_gateway::endpoi
         }
     }
     return std::shared_ptr<endpoint const>(std::move(e));
+}
+
+bool inbound_gateway::receives_without_blocking(std::string const& connection_id, std::size_t body_bytes) const {
+    if (body_bytes > options_.inline_payload_bytes) return false;
+    auto soon = clock_.now() + integration::detail::cache_margin;
+    std::lock_guard lock(cache_->mutex);
+    auto it = cache_->entries.find(connection_id);
+    return it != cache_->entries.end() && soon < it->second->expires;
 }
 
 result<inbound_outcome> inbound_gateway::receive(std::string const& connection_id, inbound_request const& req) {

@@ -1,5 +1,6 @@
 #include <integration/services/run_service.hpp>
 
+#include "../detail/cache_margin.hpp"
 #include "../detail/thread_name.hpp"
 #include "../detail/validate.hpp"
 
@@ -174,7 +175,7 @@ bool run_service::starts_without_blocking(request_context const& ctx, execute_re
         r.input.body.size() > options_.inline_body_bytes)
         return false;
     // Still cached a moment from now: the `bind` that follows must not be the one that expires it.
-    auto b = cached_binding(binding_key(ctx, r), clock_.now() + 100ms);
+    auto b = cached_binding(binding_key(ctx, r), clock_.now() + integration::detail::cache_margin);
     if (!b) return false;
     if (auto const& id = b->connection.data().credential_id; id && !credentials_.resolves_without_blocking(ctx, *id))
         return false;

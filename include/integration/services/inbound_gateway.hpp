@@ -109,6 +109,11 @@ public:
      *  the blob store on the calling thread first. The store, the blob store and the clock must
      *  outlive every pending receive. */
     void receive(std::string const& connection_id, inbound_request const& req, outcome_handler done);
+    /** Whether the asynchronous `receive` on `connection_id` of a body of `body_bytes` returns
+     *  without blocking: the registration and its secrets are cached (and stay so a moment
+     *  longer) and the payload commits with its delivery. A server calls it on an event-loop
+     *  thread to decide whether to `receive` there. */
+    bool receives_without_blocking(std::string const& connection_id, std::size_t body_bytes) const;
     /** The raw payload of an inbound delivery of `ctx`'s tenant, as received (kept in the store
      *  or the blob store, per its `payloadRef`); `errc::not_found` once retention purged it. */
     result<std::string> payload(request_context const& ctx, std::string const& delivery_id);

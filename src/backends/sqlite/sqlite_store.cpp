@@ -1321,8 +1321,10 @@ thread_local std::vector<void const*> reading_in;
 // Two threads of its own commit a store's writes. The writer runs queued units in group commits,
 // every commit with `synchronous=NORMAL` (no fsync inside COMMIT). The sync thread fdatasyncs the
 // WAL and then reports the `durability::immediate` units committed before that sync began, in
-// commit order; meanwhile the writer runs the next batch, so one batch's fsync overlaps the next
-// batch's CPU, and batches committed during a sync share the next one. The same thread syncs
+// commit order; meanwhile the writer runs the next units in one open transaction, which commits
+// when that sync returns, so one batch's fsync overlaps the next batch's CPU and each sync covers
+// one commit (units arriving during a sync become visible to readers when it ends; the write lock
+// is held meanwhile, for one fsync at most). The same thread syncs
 // `deferred` commits within `flush_interval`. In WAL mode a NORMAL commit followed by an fsync
 // of the WAL is as durable as a FULL commit: NORMAL still syncs the WAL before a checkpoint
 // copies it into the database file and the database file before the WAL is reused.
@@ -1760,7 +1762,8 @@ private:
             {
                 std::unique_lock lock(queue_mutex_);
                 auto keep_open = [&] {
-                    return o_.group_commit && b.only_immediate && b.jobs.size() < o_.max_batch && syncing_ && !stopping_;
+                    return o_.group_commit && b.only_immediate && b.jobs.size() < o_.max_batch && sync_in_flight_ &&
+                           !stopping_;
                 };
                 queue_cv_.wait(lock, [&] {
                     return !queue_.empty() || (b.tx && !keep_open()) || (!b.tx && stopping_ && !syncing_ && to_sync_.empty());
@@ -1768,7 +1771,7 @@ private:
                 if (b.tx && !keep_open()) {
                     commit_now = true;
                 } else if (!queue_.empty()) {
-                    std::size_t room = o_.group_commit ? o_.max_batch - b.jobs.size() : 1;
+                    std::size_t room = o_.group_commit ? std::max<std::size_t>(o_.max_batch, 1) - b.jobs.size() : 1;
                     std::size_t n = std::min(queue_.size(), room);
                     taken.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
                     queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
@@ -1846,8 +1849,14 @@ private:
             covered.swap(to_sync_);
             dirty_since_.reset();
             syncing_ = true;
+            sync_in_flight_ = true;
             lock.unlock();
             auto synced = sync_wal();
+            // The writer's open transaction commits now, while the units covered are reported.
+            lock.lock();
+            sync_in_flight_ = false;
+            lock.unlock();
+            queue_cv_.notify_all();
             for (auto* j : covered)
                 finish(j, synced ? result<void>() : result<void>(error{errc::storage_failure,
                                                                       "the unit was committed but not made durable: " +
@@ -1965,6 +1974,21 @@ private:
         if (writer_->in_transaction()) end_shared(b.jobs.size(), false);
         shared.reset();
         if (!writer_->in_transaction()) return aborted();
+        // A failed unit stays failed whatever the others do: it is told now, not at the commit.
+        std::size_t kept = first;
+        for (std::size_t i = first; i < b.jobs.size(); ++i) {
+            if (!b.results[i]) {
+                finish(b.jobs[i], std::move(b.results[i]), b.thrown[i]);
+                continue;
+            }
+            b.jobs[kept] = b.jobs[i];
+            b.results[kept] = std::move(b.results[i]);
+            b.thrown[kept] = std::move(b.thrown[i]);
+            ++kept;
+        }
+        b.jobs.resize(kept);
+        b.results.resize(kept, result<void>());
+        b.thrown.resize(kept);
     }
 
     // Commits `b` and reports each unit once it is as durable as it asked.
@@ -2083,6 +2107,7 @@ private:
     std::vector<job*> to_sync_;  // committed immediate units, in commit order, awaiting a sync
     std::optional<std::chrono::steady_clock::time_point> dirty_since_;  // first deferred commit not yet synced
     bool syncing_ = false;       // the sync thread is syncing or reporting
+    bool sync_in_flight_ = false;  // the sync thread is in its WAL sync (not yet reporting)
     bool stopping_ = false;
     bool writer_done_ = false;
     std::thread thread_;
