@@ -458,6 +458,31 @@ TEST_F(inbound_gateway_test, registering_a_new_secret_takes_effect_at_once_altho
     EXPECT_EQ(receive(*with_new).outcome, inbound_outcome::kind::accepted);
 }
 
+// A server asks this on its event-loop thread: true only when `receive` cannot block there (no
+// store or vault read for the registration, no blob write for the payload).
+TEST_F(inbound_gateway_test, a_receive_is_said_not_to_block_only_while_its_registration_is_cached_and_its_payload_inline) {
+    std::size_t small = 200, large = options_.inline_payload_bytes + 1;
+    EXPECT_FALSE(gateway_.receives_without_blocking(conn_a_, small)) << "nothing is cached yet";
+    auto first = github(secret_, "nb-1", pr_opened(1));
+    ASSERT_EQ(receive(*first).outcome, inbound_outcome::kind::accepted);
+    EXPECT_TRUE(gateway_.receives_without_blocking(conn_a_, small));
+    EXPECT_FALSE(gateway_.receives_without_blocking(conn_a_, large)) << "a large payload is written to the blob store";
+    EXPECT_FALSE(gateway_.receives_without_blocking(conn_b_, small)) << "another connection is not cached";
+    EXPECT_FALSE(gateway_.receives_without_blocking("conn-unknown", small));
+    // Within the margin before the entry expires, the receive that follows could be the one that
+    // reads the store again.
+    clock_.advance(options_.endpoint_cache_ttl - 50ms);
+    EXPECT_FALSE(gateway_.receives_without_blocking(conn_a_, small));
+    clock_.advance(100ms);
+    EXPECT_FALSE(gateway_.receives_without_blocking(conn_a_, small));
+    auto again = github(secret_, "nb-2", pr_opened(2));
+    ASSERT_EQ(receive(*again).outcome, inbound_outcome::kind::accepted);
+    EXPECT_TRUE(gateway_.receives_without_blocking(conn_a_, small));
+    // A new registration drops the cached one.
+    must(gateway_.register_endpoint(a_, conn_a_, inbound_scheme::github, secret_bytes(std::string_view(secret_))));
+    EXPECT_FALSE(gateway_.receives_without_blocking(conn_a_, small));
+}
+
 TEST_F(inbound_gateway_test, a_retirement_made_elsewhere_is_seen_once_the_cached_endpoint_expires) {
     auto first = github(secret_, "ret-cache-1", pr_opened(1));
     ASSERT_EQ(receive(*first).outcome, inbound_outcome::kind::accepted);
