@@ -14,7 +14,6 @@
 #include <cstdlib>
 #include <future>
 #include <mutex>
-#include <thread>
 #include <vector>
 
 namespace integration::testing {
@@ -107,22 +106,7 @@ TEST(sqlite_sync, an_immediate_unit_is_visible_at_commit_and_reported_only_after
     EXPECT_GE(sync.synced(), 1);
 }
 
-std::uint64_t commits(storage::store const& s) { return storage::sqlite_store_stats(s).value().commits; }
-
-/** A unit saving provider `key` that says when it has run. */
-storage::store::work noting(request_context ctx, std::string key, std::promise<void>& ran) {
-    return [&ran, unit = save_provider(ctx, std::move(key))](unit_of_work& uow) {
-        auto r = unit(uow);
-        ran.set_value();
-        return r;
-    };
-}
-
-bool ready(std::future<void>& f) { return f.wait_for(60s) == std::future_status::ready; }
-
-// While a sync runs, the units that arrive run at once in one open transaction, which commits
-// when the sync returns: the next sync covers one commit, not one per batch.
-TEST(sqlite_sync, units_arriving_during_a_sync_run_at_once_and_commit_together_when_it_returns) {
+TEST(sqlite_sync, the_writer_commits_the_next_batch_while_a_sync_is_running) {
     temp_dir dir;
     gated_sync sync;
     sync.set_open(false);
@@ -131,69 +115,21 @@ TEST(sqlite_sync, units_arriving_during_a_sync_run_at_once_and_commit_together_w
     std::atomic<int> reported{0};
     s->transact_async(ctx, save_provider(ctx, "first"), durability::immediate, [&](result<void>) { ++reported; });
     or_exit(sync.wait_entered(1), "the first WAL sync");  // a failed ASSERT would leave the sync held: a hang
-    std::promise<void> second, third;
-    auto second_ran = second.get_future(), third_ran = third.get_future();
-    s->transact_async(ctx, noting(ctx, "second", second), durability::immediate, [&](result<void>) { ++reported; });
-    or_exit(ready(second_ran), "the second unit");
-    s->transact_async(ctx, noting(ctx, "third", third), durability::immediate, [&](result<void>) { ++reported; });
-    or_exit(ready(third_ran), "the third unit");
-    // Both ran, neither is committed yet: readers see the first unit only.
-    EXPECT_EQ(count_providers(*s, ctx), 1u);
-    EXPECT_EQ(commits(*s), 1u);
+    // The first sync is held; a second unit still commits (visible) without waiting for it.
+    std::promise<void> second_ran;
+    s->transact_async(
+        ctx,
+        [&, unit = save_provider(ctx, "second")](unit_of_work& uow) {
+            auto r = unit(uow);
+            second_ran.set_value();
+            return r;
+        },
+        durability::immediate, [&](result<void>) { ++reported; });
+    or_exit(second_ran.get_future().wait_for(60s) == std::future_status::ready, "the second unit's commit");
     EXPECT_EQ(reported.load(), 0);
     sync.set_open(true);
-    or_exit(sync.wait_entered(2), "the second WAL sync");
-    EXPECT_EQ(count_providers(*s, ctx), 3u);
-    EXPECT_EQ(commits(*s), 2u);  // the second and the third together
     s.reset();
-    EXPECT_EQ(reported.load(), 3);
-}
-
-// What must not wait for a sync is not held back by one: a deferred unit commits the open
-// transaction at once, a full batch commits, and a failed unit is told at once.
-TEST(sqlite_sync, an_open_transaction_commits_at_once_for_a_deferred_unit_or_a_full_batch) {
-    for (bool deferred : {true, false}) {
-        SCOPED_TRACE(deferred ? "a deferred unit" : "a full batch");
-        temp_dir dir;
-        gated_sync sync;
-        sync.set_open(false);
-        auto s = must(storage::sqlite::open_store({.path = dir.file("integration.db"), .max_batch = 2}, sync.fn()));
-        auto ctx = tenant("t1");
-        std::atomic<int> reported{0};
-        s->transact_async(ctx, save_provider(ctx, "first"), durability::immediate, [&](result<void>) { ++reported; });
-        or_exit(sync.wait_entered(1), "the first WAL sync");
-        std::promise<void> second;
-        auto second_ran = second.get_future();
-        s->transact_async(ctx, noting(ctx, "second", second), durability::immediate, [&](result<void>) { ++reported; });
-        or_exit(ready(second_ran), "the second unit");
-        std::promise<result<void>> failed;
-        auto failed_told = failed.get_future();
-        s->transact_async(
-            ctx, [](unit_of_work&) -> result<void> { return error{errc::conflict, "refused"}; }, durability::immediate,
-            [&](result<void> r) { failed.set_value(std::move(r)); });
-        // Told while the sync is still held, with its own error.
-        or_exit(failed_told.wait_for(60s) == std::future_status::ready, "the failed unit's answer");
-        EXPECT_EQ(failed_told.get().error(), errc::conflict);
-        std::promise<result<void>> third;
-        auto third_told = third.get_future();
-        s->transact_async(ctx, save_provider(ctx, "third"), deferred ? durability::deferred : durability::immediate,
-                          [&](result<void> r) { third.set_value(std::move(r)); });
-        // The sync is still held, yet the open transaction commits.
-        bool committed = false;
-        for (int i = 0; i < 6000 && !committed; ++i) {
-            committed = count_providers(*s, ctx) == 3u;
-            if (!committed) std::this_thread::sleep_for(10ms);
-        }
-        EXPECT_TRUE(committed);
-        EXPECT_EQ(commits(*s), 2u);  // the second and the third, the failed unit not among them
-        if (deferred) {
-            EXPECT_EQ(third_told.wait_for(60s), std::future_status::ready);  // needs no sync
-        }
-        EXPECT_EQ(reported.load(), 0);
-        sync.set_open(true);
-        s.reset();
-        EXPECT_EQ(reported.load(), 2);
-    }
+    EXPECT_EQ(reported.load(), 2);
 }
 
 TEST(sqlite_sync, immediate_units_are_reported_in_commit_order_and_all_of_them_at_destruction) {

@@ -1321,10 +1321,8 @@ thread_local std::vector<void const*> reading_in;
 // Two threads of its own commit a store's writes. The writer runs queued units in group commits,
 // every commit with `synchronous=NORMAL` (no fsync inside COMMIT). The sync thread fdatasyncs the
 // WAL and then reports the `durability::immediate` units committed before that sync began, in
-// commit order; meanwhile the writer runs the next units in one open transaction, which commits
-// when that sync returns, so one batch's fsync overlaps the next batch's CPU and each sync covers
-// one commit (units arriving during a sync become visible to readers when it ends; the write lock
-// is held meanwhile, for one fsync at most). The same thread syncs
+// commit order; meanwhile the writer runs the next batch, so one batch's fsync overlaps the next
+// batch's CPU, and batches committed during a sync share the next one. The same thread syncs
 // `deferred` commits within `flush_interval`. In WAL mode a NORMAL commit followed by an fsync
 // of the WAL is as durable as a FULL commit: NORMAL still syncs the WAL before a checkpoint
 // copies it into the database file and the database file before the WAL is reused.
@@ -1680,7 +1678,7 @@ private:
         durability d;
         std::function<void(result<void>, std::exception_ptr)> done;  // called once, on the writer thread
         bool owned = false;                                          // an async job: deleted after `done`
-        bool checks_first = false;  // `transact_async_checks_first`: no savepoint of its own (see `apply`)
+        bool checks_first = false;  // `transact_async_checks_first`: no savepoint of its own (see `run_batch`)
     };
 
     result<void> check_file() {
@@ -1748,45 +1746,26 @@ private:
     }
 
     // Takes every queued job (up to max_batch), runs each in its own savepoint (or a stretch of
-    // checks-first ones in one, see `apply`) inside one transaction, and commits once:
-    // concurrent callers share one fsync. While the sync thread is syncing an earlier commit, a
-    // transaction whose units all wait for a sync stays open and takes the units that arrive
-    // meanwhile: committed now, they would wait for the next sync anyway, and one commit per
-    // sync writes the B-trees' last pages (and page 1) once instead of once per commit.
+    // checks-first ones in one, see `run_batch`) inside one transaction, and commits once:
+    // concurrent callers share one fsync.
     // On stop it drains the queue, then waits for the sync thread's reports, which may queue more.
     void writer_loop() {
-        open_batch b;
-        std::vector<job*> taken;
+        std::vector<job*> batch;
         while (true) {
-            bool commit_now = false;
             {
                 std::unique_lock lock(queue_mutex_);
-                auto keep_open = [&] {
-                    return o_.group_commit && b.only_immediate && b.jobs.size() < o_.max_batch && sync_in_flight_ &&
-                           !stopping_;
-                };
-                queue_cv_.wait(lock, [&] {
-                    return !queue_.empty() || (b.tx && !keep_open()) || (!b.tx && stopping_ && !syncing_ && to_sync_.empty());
-                });
-                if (b.tx && !keep_open()) {
-                    commit_now = true;
-                } else if (!queue_.empty()) {
-                    std::size_t room = o_.group_commit ? std::max<std::size_t>(o_.max_batch, 1) - b.jobs.size() : 1;
-                    std::size_t n = std::min(queue_.size(), room);
-                    taken.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-                    queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
-                } else {
+                queue_cv_.wait(lock, [&] { return !queue_.empty() || (stopping_ && !syncing_ && to_sync_.empty()); });
+                if (queue_.empty()) {
                     writer_done_ = true;
                     sync_cv_.notify_all();
                     return;
                 }
+                std::size_t n = o_.group_commit ? std::min(queue_.size(), o_.max_batch) : 1;
+                batch.assign(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
+                queue_.erase(queue_.begin(), queue_.begin() + static_cast<std::ptrdiff_t>(n));
             }
-            if (commit_now) {
-                commit(b);
-                bound_wal();
-                continue;
-            }
-            apply(b, taken);
+            run_batch(batch);
+            bound_wal();
         }
     }
 
@@ -1849,14 +1828,8 @@ private:
             covered.swap(to_sync_);
             dirty_since_.reset();
             syncing_ = true;
-            sync_in_flight_ = true;
             lock.unlock();
             auto synced = sync_wal();
-            // The writer's open transaction commits now, while the units covered are reported.
-            lock.lock();
-            sync_in_flight_ = false;
-            lock.unlock();
-            queue_cv_.notify_all();
             for (auto* j : covered)
                 finish(j, synced ? result<void>() : result<void>(error{errc::storage_failure,
                                                                       "the unit was committed but not made durable: " +
@@ -1872,86 +1845,50 @@ private:
         return sync_(o_.path);
     }
 
-    // The writer's open transaction and the units run in it, in order.
-    struct open_batch {
-        std::optional<sqlite::transaction> tx;
-        std::vector<job*> jobs;
-        std::vector<result<void>> results;
-        std::vector<std::exception_ptr> thrown;
-        bool only_immediate = true;  // every unit waits for a sync: the commit may wait for one too
-
-        void clear() {
-            tx.reset();
-            jobs.clear();
-            results.clear();
-            thrown.clear();
-            only_immediate = true;
-        }
-    };
-
-    // Fails every unit of `b` and the `taken` ones with `e`; `b.tx`, if open, rolls back.
-    void fail_open(open_batch& b, std::vector<job*> const& taken, error const& e) {
-        b.tx.reset();  // rolls back
-        for (auto* j : b.jobs) finish(j, e);
-        for (auto* j : taken) finish(j, e);
-        b.clear();
-    }
-
-    // Runs the `taken` units in `b`'s transaction, beginning it first if none is open.
-    void apply(open_batch& b, std::vector<job*> const& taken) {
-        if (!b.tx) {
-            if (auto r = check_file(); !r) return fail_open(b, taken, r.error());
-            auto tx = begin_immediate();
-            if (!tx) return fail_open(b, taken, tx.error());
-            b.tx.emplace(std::move(*tx));
-        }
-        std::size_t const first = b.jobs.size();
-        for (auto* j : taken) {
-            b.jobs.push_back(j);
-            b.only_immediate = b.only_immediate && j->d == durability::immediate;
-        }
-        b.results.resize(b.jobs.size());
-        b.thrown.resize(b.jobs.size());
+    void run_batch(std::vector<job*>& batch) {
+        std::vector<result<void>> results(batch.size());
+        std::vector<std::exception_ptr> thrown(batch.size());
+        auto fail_all = [&](error const& e) {
+            for (auto* j : batch) finish(j, e);
+        };
+        if (auto r = check_file(); !r) return fail_all(r.error());
+        auto tx = begin_immediate();
+        if (!tx) return fail_all(tx.error());
         auto run = [&](std::size_t i) {
             try {
-                b.results[i] = b.jobs[i]->fn(*writer_);
+                results[i] = batch[i]->fn(*writer_);
             } catch (...) {
-                b.thrown[i] = std::current_exception();
-                b.results[i] = error{errc::storage_failure, "unit of work threw"};
+                thrown[i] = std::current_exception();
+                results[i] = error{errc::storage_failure, "unit of work threw"};
             }
-        };
-        auto aborted = [&] {
-            fail_open(b, {}, error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
         };
         // A savepoint per unit copies every page the unit changes into its sub-journal, which is
         // a tenth of the writer's CPU per inbound receive. Consecutive `checks_first` units share
         // one instead: one that fails before its first write (the engine counted no change) just
         // fails; one that fails after a write takes the units of its stretch down with it.
-        std::optional<sqlite::savepoint> shared;  // declared after `b.tx`: rolls back before it
+        std::optional<sqlite::savepoint> shared;  // declared after `tx`: rolls back before it
         std::size_t shared_from = 0;
         auto end_shared = [&](std::size_t end, bool undo) {
             if (!shared) return;
             if (!undo && !shared->release()) undo = true;
             if (undo)
                 for (std::size_t k = shared_from; k < end; ++k)
-                    if (b.results[k])  // another tenant's unit may have failed: its error is not told
-                        b.results[k] = error{errc::storage_failure,
-                                             "the unit was rolled back with another unit of its group commit that failed "
-                                             "after writing; nothing of it was committed: run it again"};
+                    if (results[k])  // another tenant's unit may have failed: its error is not told
+                        results[k] = error{errc::storage_failure,
+                                           "the unit was rolled back with another unit of its group commit that failed "
+                                           "after writing; nothing of it was committed: run it again"};
             shared.reset();  // rolls back to it unless released
         };
-        for (std::size_t i = first; i < b.jobs.size(); ++i) {
+        for (std::size_t i = 0; i < batch.size(); ++i) {
             // An engine error (I/O, disk full) can end the whole transaction: then every unit of
             // the batch is lost, and running the rest in autocommit would break atomicity.
-            if (!writer_->in_transaction()) {
-                shared.reset();
-                return aborted();
-            }
-            if (b.jobs[i]->checks_first) {
+            if (!writer_->in_transaction())
+                return fail_all(error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
+            if (batch[i]->checks_first) {
                 if (!shared) {
                     auto sp = sqlite::savepoint::begin(*writer_, "units");
                     if (!sp) {
-                        b.results[i] = sp.error();
+                        results[i] = sp.error();
                         continue;
                     }
                     shared.emplace(std::move(*sp));
@@ -1959,64 +1896,44 @@ private:
                 }
                 auto before = writer_->total_changes();
                 run(i);
-                if (!b.results[i] && writer_->total_changes() != before) end_shared(i + 1, true);
+                if (!results[i] && writer_->total_changes() != before) end_shared(i + 1, true);
                 continue;
             }
             end_shared(i, false);
             auto unit = sqlite::savepoint::begin(*writer_, "unit");
             if (!unit) {
-                b.results[i] = unit.error();
+                results[i] = unit.error();
                 continue;
             }
             run(i);
-            if (b.results[i]) (void)unit->release();  // a failed unit rolls back alone when `unit` ends
+            if (results[i]) (void)unit->release();  // a failed unit rolls back alone when `unit` ends
         }
-        if (writer_->in_transaction()) end_shared(b.jobs.size(), false);
-        shared.reset();
-        if (!writer_->in_transaction()) return aborted();
-        // A failed unit stays failed whatever the others do: it is told now, not at the commit.
-        std::size_t kept = first;
-        for (std::size_t i = first; i < b.jobs.size(); ++i) {
-            if (!b.results[i]) {
-                finish(b.jobs[i], std::move(b.results[i]), b.thrown[i]);
-                continue;
-            }
-            b.jobs[kept] = b.jobs[i];
-            b.results[kept] = std::move(b.results[i]);
-            b.thrown[kept] = std::move(b.thrown[i]);
-            ++kept;
-        }
-        b.jobs.resize(kept);
-        b.results.resize(kept, result<void>());
-        b.thrown.resize(kept);
-    }
-
-    // Commits `b` and reports each unit once it is as durable as it asked.
-    void commit(open_batch& b) {
-        result<void> commit = b.tx->commit();
+        if (writer_->in_transaction()) end_shared(batch.size(), false);
+        if (!writer_->in_transaction())
+            return fail_all(error{errc::storage_failure, "the database engine aborted the transaction; nothing was committed"});
+        result<void> commit = tx->commit();
         for (int attempt = 0; !commit && commit.error() == errc::storage_busy && attempt < 50; ++attempt) {
             std::this_thread::sleep_for(std::chrono::milliseconds(1 + attempt * 2));
-            commit = b.tx->commit();
+            commit = tx->commit();
         }
-        if (!commit) return fail_open(b, {}, commit.error());  // `b.tx` rolls back
+        if (!commit) return fail_all(commit.error());  // `tx` rolls back
         // A file swapped under us between the check and the commit must not look like success.
-        if (auto r = check_file(); !r) return fail_open(b, {}, r.error());
+        if (auto r = check_file(); !r) return fail_all(r.error());
         ++commits_;
         units_ += static_cast<std::uint64_t>(
-            std::count_if(b.results.begin(), b.results.end(), [](result<void> const& r) { return r.has_value(); }));
-        // A committed immediate unit is reported after the sync thread's next WAL sync, every
-        // other one now.
+            std::count_if(results.begin(), results.end(), [](result<void> const& r) { return r.has_value(); }));
+        // Each unit is reported once it is as durable as it asked: a committed immediate unit
+        // after the sync thread's next WAL sync, every other one now.
         std::vector<job*> wait_for_sync;
         bool deferred = false;
-        for (std::size_t i = 0; i < b.jobs.size(); ++i) {
-            if (b.results[i] && b.jobs[i]->d == durability::immediate) {
-                wait_for_sync.push_back(b.jobs[i]);
+        for (std::size_t i = 0; i < batch.size(); ++i) {
+            if (results[i] && batch[i]->d == durability::immediate) {
+                wait_for_sync.push_back(batch[i]);
                 continue;
             }
-            deferred = deferred || b.results[i].has_value();
-            finish(b.jobs[i], std::move(b.results[i]), b.thrown[i]);
+            deferred = deferred || results[i].has_value();
+            finish(batch[i], std::move(results[i]), thrown[i]);
         }
-        b.clear();
         if (wait_for_sync.empty() && !deferred) return;
         {
             std::lock_guard lock(queue_mutex_);
@@ -2107,7 +2024,6 @@ private:
     std::vector<job*> to_sync_;  // committed immediate units, in commit order, awaiting a sync
     std::optional<std::chrono::steady_clock::time_point> dirty_since_;  // first deferred commit not yet synced
     bool syncing_ = false;       // the sync thread is syncing or reporting
-    bool sync_in_flight_ = false;  // the sync thread is in its WAL sync (not yet reporting)
     bool stopping_ = false;
     bool writer_done_ = false;
     std::thread thread_;
