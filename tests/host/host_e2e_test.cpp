@@ -2189,17 +2189,28 @@ TEST(host_fairness, a_run_whose_checks_are_cached_needs_no_execution_thread) {
     api a(host.port(), key_a), b(host.port(), key_b);
     auto slow = set_up(a, probed.port(), "-probed").connection_id;
     auto quick = set_up(b, fast.port(), "-quick").connection_id;
-    auto warm = b.post("/integrations/runs", run_with_id(quick, "first"));  // fills the caches
-    ASSERT_EQ(warm.status, 201) << warm.body;
-    hang = true;
-    auto probes = probed.count("GET /health ");
-    std::thread probe([&] { (void)a.post("/integrations/connections/" + slow + "/test", json::object{}); });
-    EXPECT_TRUE(eventually([&] { return probed.count("GET /health ") > probes; }, 4s))
-        << "the probe never reached its vendor";
-    auto run = parse_answer(raw_exchange(
-        host.port(), b.request("POST", "/integrations/runs", json::serialize(run_with_id(quick, "second"))), 3s));
-    EXPECT_EQ(run.status, 201) << "a run with its checks cached waited for the execution thread: " << run.body;
-    probe.join();
+    // The key and the binding stay cached for 1 s after the warming run: on a machine so loaded
+    // that the probe took most of that to reach its vendor, the caches may be gone by the second
+    // run, so that attempt is made again (after the probe's 5 s) rather than judged.
+    for (int attempt = 1;; ++attempt) {
+        auto warmed = std::chrono::steady_clock::now();
+        auto warm = b.post("/integrations/runs", run_with_id(quick, "warm-" + std::to_string(attempt)));  // fills the caches
+        ASSERT_EQ(warm.status, 201) << warm.body;
+        hang = true;
+        auto probes = probed.count("GET /health ");
+        std::thread probe([&] { (void)a.post("/integrations/connections/" + slow + "/test", json::object{}); });
+        bool reached = eventually([&] { return probed.count("GET /health ") > probes; }, 4s);
+        if (std::chrono::steady_clock::now() - warmed > 600ms && attempt < 3) {
+            probe.join();
+            continue;
+        }
+        EXPECT_TRUE(reached) << "the probe never reached its vendor";
+        auto run = parse_answer(raw_exchange(
+            host.port(), b.request("POST", "/integrations/runs", json::serialize(run_with_id(quick, "second"))), 3s));
+        EXPECT_EQ(run.status, 201) << "a run with its checks cached waited for the execution thread: " << run.body;
+        probe.join();
+        break;
+    }
 }
 
 }  // namespace
