@@ -3,6 +3,8 @@
 #include "access_log.hpp"
 #include "problem.hpp"
 
+#include <pthread.h>
+
 #include <boost/asio/dispatch.hpp>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
@@ -426,7 +428,12 @@ server::server(serve_config const& config, application& app, asio::thread_pool& 
 
 void server::run() {
     std::vector<std::thread> threads;
-    for (std::size_t i = 1; i < contexts_.size(); ++i) threads.emplace_back([c = contexts_[i].get()] { c->run(); });
+    // The first I/O thread is the process's main thread, whose name is the process's.
+    for (std::size_t i = 1; i < contexts_.size(); ++i)
+        threads.emplace_back([c = contexts_[i].get()] {
+            (void)pthread_setname_np(pthread_self(), "host-io");
+            c->run();
+        });
     contexts_.front()->run();
     for (auto& t : threads) t.join();
 }

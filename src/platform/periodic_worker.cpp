@@ -1,5 +1,7 @@
 #include "periodic_worker.hpp"
 
+#include "../detail/thread_name.hpp"
+
 namespace integration::detail {
 namespace {
 
@@ -28,7 +30,10 @@ void periodic_worker::start() {
     }
     stop_flag_ = false;
     stats_.started_ns = now_ns();
-    thread_ = std::thread([this] { loop(); });
+    thread_ = std::thread([this] {
+        name_this_thread(spec_.name);  // `outbox-relay`, `retry`, ...: told apart in `top -H` and profiles
+        loop();
+    });
 }
 
 void periodic_worker::request_stop() {

@@ -1,6 +1,8 @@
 #include <integration/backends/curl/curl_transport.hpp>
 #include <integration/ports/transport.hpp>
 
+#include "../../detail/thread_name.hpp"
+
 #include <curl/curl.h>
 
 #include <algorithm>
@@ -327,7 +329,10 @@ private:
 event_loop::event_loop(curl_transport& owner) : owner_(owner), multi_(curl_multi_init()) {
     if (multi_ && owner.options().connection_cache > 0)
         curl_multi_setopt(multi_, CURLMOPT_MAXCONNECTS, static_cast<long>(owner.options().connection_cache));
-    thread_ = std::thread([this] { run(); });
+    thread_ = std::thread([this] {
+        integration::detail::name_this_thread("integ-curl");
+        run();
+    });
 }
 
 event_loop::~event_loop() {
