@@ -17,12 +17,29 @@ result<void> validate(retention_options const& options) {
     return {};
 }
 
+namespace {
+
+/** Runs `step` (which deletes at most `batch` rows) until a step deletes fewer; the rows deleted. */
+template <class Step>
+result<std::size_t> in_batches(std::size_t batch, Step step) {
+    std::size_t removed = 0;
+    while (true) {
+        result<std::size_t> n = step();
+        if (!n) return n.error();
+        removed += *n;
+        if (*n < batch) return removed;
+    }
+}
+
+}  // namespace
+
 retention_worker::retention_worker(storage::store& store, blobs::blob_store& blobs, clock const& clock,
                                    retention_options options)
     : store_(store), blobs_(blobs), clock_(clock), options_(options) {}
 
 template <class A, class Select, class Remove>
-result<std::size_t> retention_worker::archive(request_context const& ctx, std::string const& kind, Select select, Remove remove) {
+result<std::size_t> retention_worker::archive(request_context const& ctx, std::string const& kind, Select select,
+                                              Remove remove) {
     std::size_t archived = 0;
     while (true) {
         auto rows = storage::read_for(store_, ctx, select);
@@ -78,28 +95,6 @@ result<std::size_t> retention_worker::purge_payloads(request_context const& ctx,
     }
 }
 
-result<std::size_t> retention_worker::forget_events(request_context const& ctx, time_point before) {
-    std::size_t removed = 0;
-    while (true) {
-        auto n = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
-            return uow.published_events().remove_before(before, options_.batch);
-        });
-        if (!n) return n.error();
-        removed += *n;
-        if (*n < options_.batch) return removed;
-    }
-}
-
-result<std::size_t> retention_worker::remove_outbox_rows(request_context const& ctx, time_point before) {
-    std::size_t removed = 0;
-    while (true) {
-        auto n = store_.remove_published(ctx, before, options_.batch);
-        if (!n) return n.error();
-        removed += *n;
-        if (*n < options_.batch) return removed;
-    }
-}
-
 result<retention_sweep> retention_worker::sweep() {
     if (auto valid = validate(options_); !valid) return valid.error();
     retention_sweep out;
@@ -109,26 +104,36 @@ result<retention_sweep> retention_worker::sweep() {
     for (auto const& tenant : *tenants) {
         auto ctx = request_context::for_tenant(tenant, "retention-worker");
         auto runs = archive<runs::integration_run>(
-            ctx, "runs", [&](storage::unit_of_work& uow) { return uow.runs().ended_before(now - options_.runs, options_.batch); },
+            ctx, "runs",
+            [&](storage::unit_of_work& uow) { return uow.runs().ended_before(now - options_.runs, options_.batch); },
             [](storage::unit_of_work& uow, std::string const& id) { return uow.runs().remove(id); });
         if (!runs) return runs.error();
         out.runs_archived += *runs;
         auto failures = archive<failures::integration_failure>(
             ctx, "failures",
-            [&](storage::unit_of_work& uow) { return uow.failures().resolved_before(now - options_.failures, options_.batch); },
+            [&](storage::unit_of_work& uow) {
+                return uow.failures().resolved_before(now - options_.failures, options_.batch);
+            },
             [](storage::unit_of_work& uow, std::string const& id) { return uow.failures().remove(id); });
         if (!failures) return failures.error();
         out.failures_archived += *failures;
         auto deliveries = archive<webhooks::webhook_delivery>(
             ctx, "deliveries",
-            [&](storage::unit_of_work& uow) { return uow.deliveries().ended_before(now - options_.deliveries, options_.batch); },
+            [&](storage::unit_of_work& uow) {
+                return uow.deliveries().ended_before(now - options_.deliveries, options_.batch);
+            },
             [](storage::unit_of_work& uow, std::string const& id) { return uow.deliveries().remove(id); });
         if (!deliveries) return deliveries.error();
         out.deliveries_archived += *deliveries;
-        auto events = forget_events(ctx, now - options_.deliveries);
+        auto events = in_batches(options_.batch, [&] {
+            return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                return uow.published_events().remove_before(now - options_.deliveries, options_.batch);
+            });
+        });
         if (!events) return events.error();
         out.events_removed += *events;
-        auto outbox = remove_outbox_rows(ctx, now - options_.outbox);
+        auto outbox = in_batches(options_.batch,
+                                 [&] { return store_.remove_published(ctx, now - options_.outbox, options_.batch); });
         if (!outbox) return outbox.error();
         out.outbox_removed += *outbox;
         auto payloads = purge_payloads(ctx, now - options_.payloads);

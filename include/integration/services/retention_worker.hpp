@@ -66,8 +66,6 @@ private:
     template <class A, class Select, class Remove>
     result<std::size_t> archive(request_context const& ctx, std::string const& kind, Select select, Remove remove);
     result<std::size_t> purge_payloads(request_context const& ctx, time_point before);
-    result<std::size_t> forget_events(request_context const& ctx, time_point before);
-    result<std::size_t> remove_outbox_rows(request_context const& ctx, time_point before);
 
     storage::store& store_;
     blobs::blob_store& blobs_;
