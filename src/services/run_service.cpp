@@ -803,14 +803,11 @@ void run_service::record_behind(request_context const& ctx, std::shared_ptr<reco
     auto unit = [r](storage::unit_of_work& uow) -> result<void> {
         if (r->failure)
             if (auto s = uow.failures().save(*r->failure); !s) return s;
-        auto& run = r->run.run;
-        if (auto s = uow.runs().save_prepared(r->run); !s) return s;
-        auto const& d = run.data();
-        if (!r->request_body.empty())
-            if (auto s = uow.runs().put_body(run.id(), storage::run_body::request, r->request_body); !s) return s;
+        auto const& d = r->run.run.data();
+        if (!r->request_body.empty()) r->run.request_body = r->request_body;
         if (r->response && d.response_ref && storage::is_stored_payload_ref(*d.response_ref))
-            if (auto s = uow.runs().put_body(run.id(), storage::run_body::response, r->response->body); !s) return s;
-        return {};
+            r->run.response_body = r->response->body;
+        return uow.runs().save_prepared(r->run);
     };
     // A new run (no Idempotency-Key: not written before) with a new failure only inserts rows
     // once it writes; a keyed run's update may find the run changed after the failure's insert.

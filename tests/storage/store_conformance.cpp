@@ -1213,5 +1213,52 @@ TEST_P(store_conformance, save_prepared_writes_the_run_and_the_events_built_befo
     ASSERT_FALSE(twice);
 }
 
+// A run recorded behind carries its small bodies into save_prepared, which writes them with the
+// run: readable as put_body's in its tenant only, an empty body kept as empty, and removed with
+// the run.
+TEST_P(store_conformance, save_prepared_keeps_the_bodies_it_carries_with_the_run) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    auto conn = must(storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.connections().find(g.connection_id); }));
+    auto finished = [&] {
+        auto run = must(runs::integration_run::create(a_, now, conn, "sms.send", std::nullopt));
+        must(run.start(conn, false, now));
+        must(run.record_attempt({1, runs::attempt_status::succeeded, std::nullopt, 200, 3, now}));
+        must(run.complete(now + 3ms, std::nullopt, std::nullopt));
+        return storage::prepare_run(run, a_, now, store_->event_source());
+    };
+    auto body = [&](request_context const& ctx, std::string const& id, storage::run_body part) {
+        return storage::read_for(*store_, ctx, [&](unit_of_work& uow) { return uow.runs().body(id, part); });
+    };
+    std::string const request = "{\"to\":\"+15550100\"}", response = std::string("bin\0ary", 7);
+
+    auto both = finished();
+    both.request_body = request;
+    both.response_body = response;
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.runs().save_prepared(both); }));
+    EXPECT_EQ(must(body(a_, both.run.id(), storage::run_body::request)), request);
+    EXPECT_EQ(must(body(a_, both.run.id(), storage::run_body::response)), response);
+    auto other = body(b_, both.run.id(), storage::run_body::request);
+    ASSERT_FALSE(other);
+    EXPECT_EQ(other.error(), errc::not_found);
+
+    auto request_only = finished();
+    request_only.request_body = request;
+    auto empty_response = finished();
+    empty_response.response_body = std::string_view();
+    must(store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+        if (auto r = uow.runs().save_prepared(request_only); !r) return r;
+        return uow.runs().save_prepared(empty_response);
+    }));
+    EXPECT_EQ(must(body(a_, request_only.run.id(), storage::run_body::request)), request);
+    EXPECT_EQ(body(a_, request_only.run.id(), storage::run_body::response).error(), errc::not_found);
+    EXPECT_EQ(must(body(a_, empty_response.run.id(), storage::run_body::response)), "");
+    EXPECT_EQ(body(a_, empty_response.run.id(), storage::run_body::request).error(), errc::not_found);
+
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.runs().remove(both.run.id()); }));
+    EXPECT_EQ(body(a_, both.run.id(), storage::run_body::request).error(), errc::not_found);
+    EXPECT_EQ(body(a_, both.run.id(), storage::run_body::response).error(), errc::not_found);
+}
+
 }  // namespace
 }  // namespace integration::testing

@@ -589,7 +589,8 @@ public:
                 e.envelope.aggregate_version != m.version + 1)
                 return error{errc::invalid_argument, "save_prepared's events must be its run's, in this tenant, at its next version"};
         if (auto r = r_.save(p.run); !r) return r;
-        return insert_events(w_.db, p.events);
+        if (auto r = insert_events(w_.db, p.events); !r) return r;
+        return put_bodies(p);
     }
     result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) override {
         return r_.select("status IN ('Completed', 'Failed') AND completed_at < ?", {to_unix_ms(before)}, "run_id",
@@ -640,6 +641,35 @@ public:
 
 private:
     static std::string_view part_name(run_body part) { return part == run_body::request ? "request" : "response"; }
+
+    // The bodies of a run this unit has just saved in this tenant: one statement, and no lookup
+    // of the run (`put_body` looks it up for its tenant).
+    result<void> put_bodies(prepared_run const& p) {
+        if (!p.request_body && !p.response_body) return {};
+        static std::string const both = "INSERT INTO run_bodies (run_id, part, tenant_id, bytes, created_at) "
+                                        "VALUES (?1, 'request', ?2, ?3, ?5), (?1, 'response', ?2, ?4, ?5) "
+                                        "ON CONFLICT (run_id, part) DO UPDATE SET bytes = excluded.bytes";
+        static std::string const one = "INSERT INTO run_bodies (run_id, part, tenant_id, bytes, created_at) "
+                                       "VALUES (?1, ?4, ?2, ?3, ?5) "
+                                       "ON CONFLICT (run_id, part) DO UPDATE SET bytes = excluded.bytes";
+        auto st = w_.db.prepare_static(p.request_body && p.response_body ? both : one);
+        if (!st) return st.error();
+        auto& s = **st;
+        s.bind_view(1, p.run.id());
+        s.bind_view(2, w_.ctx.tenant_id);
+        if (p.request_body && p.response_body) {
+            s.bind_blob_view(3, *p.request_body);
+            s.bind_blob_view(4, *p.response_body);
+        } else {
+            s.bind_blob_view(3, p.request_body ? *p.request_body : *p.response_body);
+            s.bind_view(4, part_name(p.request_body ? run_body::request : run_body::response));
+        }
+        s.bind_int(5, to_unix_ms(w_.clk.now()));
+        auto r = s.run();
+        s.reset();  // unbinds the caller's bytes before they go
+        return r;
+    }
+
     work_state& w_;
     repo<runs::integration_run> r_;
 };

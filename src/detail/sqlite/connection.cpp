@@ -78,7 +78,8 @@ void statement::bind_copy(int i, std::string_view v) noexcept {
     sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT);
 }
 void statement::bind_blob_view(int i, std::string_view bytes) noexcept {
-    sqlite3_bind_blob(s_, i, bytes.data(), static_cast<int>(bytes.size()), SQLITE_STATIC);
+    // SQLite binds a null pointer as NULL: an empty view without storage is still an empty blob.
+    sqlite3_bind_blob(s_, i, bytes.data() ? bytes.data() : "", static_cast<int>(bytes.size()), SQLITE_STATIC);
 }
 
 result<bool> statement::step() {
