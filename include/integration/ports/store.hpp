@@ -250,8 +250,8 @@ struct prepared_run {
     runs::integration_run run;             ///< As it will be saved; no pending events.
     std::vector<serialized_event> events;  ///< Its outbox rows, at the version its save makes.
     /** Bodies kept with the run as `put_body` keeps them, written by the same `save_prepared`
-     *  (which needs no lookup of the run it has just written); none when empty. They view the
-     *  caller's bytes, which must live until the unit is done. */
+     *  (which needs no lookup of the run it has just written); unset: none (an empty view keeps
+     *  an empty body). They view the caller's bytes, which must live until the unit is done. */
     std::optional<std::string_view> request_body, response_body;
 };
 
