@@ -2089,14 +2089,19 @@ TEST(host_fairness, runs_hanging_on_one_tenants_vendor_slow_another_tenants_runs
     scratch_dir dir("fair-runs");
     auto key_a = create_key(dir.string(), "tenant-hang");
     auto key_b = create_key(dir.string(), "tenant-fast");
-    threaded_vendor hanging([](std::string const& head) -> std::optional<std::string> {
-        if (head.starts_with("GET /health ")) return vendor_answer(200);
-        return std::nullopt;  // held until the host's attempt times out
-    });
+    // One hanging vendor per attempt (below): the timeouts of one attempt open the circuit
+    // breaker of its vendor, and the next attempt's flood must hang again, not fail fast.
+    std::vector<std::unique_ptr<threaded_vendor>> hanging;
+    for (int i = 0; i < 3; ++i)
+        hanging.push_back(std::make_unique<threaded_vendor>([](std::string const& head) -> std::optional<std::string> {
+            if (head.starts_with("GET /health ")) return vendor_answer(200);
+            return std::nullopt;  // held until the host's attempt times out
+        }));
     threaded_vendor fast(echo_last_segment);
     host_process host(dir.string(), {"--key-rate-limit", "0", "--attempt-timeout-ms", "3000", "--run-deadline-ms", "1000"});
     api a(host.port(), key_a), b(host.port(), key_b);
-    auto hung = set_up(a, hanging.port(), "-hang").connection_id;
+    std::vector<std::string> hung;
+    for (int i = 0; i < 3; ++i) hung.push_back(set_up(a, hanging[i]->port(), "-hang" + std::to_string(i)).connection_id);
     auto quick = set_up(b, fast.port(), "-fast").connection_id;
     auto median_run_ms = [&] {
         std::vector<double> ms;
@@ -2109,27 +2114,36 @@ TEST(host_fairness, runs_hanging_on_one_tenants_vendor_slow_another_tenants_runs
         std::sort(ms.begin(), ms.end());
         return ms[ms.size() / 2];
     };
-    auto alone = median_run_ms();
-    std::atomic<bool> flooding{true};
-    std::atomic<int> busy{0};
-    std::vector<std::thread> flood;
-    for (int i = 0; i < 32; ++i)
-        flood.emplace_back([&, i] {
-            while (flooding) {
-                auto got = a.post("/integrations/runs", run_with_id(hung, "a" + std::to_string(i)));
-                if (got.status == 429) {
-                    ++busy;
-                    std::this_thread::sleep_for(50ms);
+    // Alone, then beside the flood, up to three times: a machine busy with other tests during one
+    // measurement can double a median of 41 runs of a few ms, while a host that let the hanging
+    // tenant hold tenant B's runs would make them wait the run deadline (1 s) every time.
+    double alone = 0, beside = 0;
+    for (int attempt = 1; attempt <= 3; ++attempt) {
+        alone = median_run_ms();
+        auto& vendor = *hanging[attempt - 1];
+        std::atomic<bool> flooding{true};
+        std::atomic<int> busy{0};
+        std::vector<std::thread> flood;
+        for (int i = 0; i < 32; ++i)
+            flood.emplace_back([&, i] {
+                for (int n = 0; flooding; ++n) {
+                    auto id = "a" + std::to_string(attempt) + "-" + std::to_string(i) + "-" + std::to_string(n);
+                    auto got = a.post("/integrations/runs", run_with_id(hung[attempt - 1], id));
+                    if (got.status == 429) {
+                        ++busy;
+                        std::this_thread::sleep_for(50ms);
+                    }
                 }
-            }
-        });
-    EXPECT_TRUE(eventually([&] { return hanging.count("POST /echo/") >= 16; }, 10s)) << hanging.count("POST /echo/");
-    EXPECT_TRUE(eventually([&] { return busy > 0; }, 10s)) << "the hanging tenant was never held to its share";
-    auto beside = median_run_ms();
-    flooding = false;
-    for (auto& t : flood) t.join();
-    std::printf("[ fairness ] tenant B's median run: %.2f ms alone, %.2f ms beside a tenant hanging on its vendor\n", alone,
-                beside);
+            });
+        EXPECT_TRUE(eventually([&] { return vendor.count("POST /echo/") >= 16; }, 10s)) << vendor.count("POST /echo/");
+        EXPECT_TRUE(eventually([&] { return busy > 0; }, 10s)) << "the hanging tenant was never held to its share";
+        beside = median_run_ms();
+        flooding = false;
+        for (auto& t : flood) t.join();
+        std::printf("[ fairness ] tenant B's median run: %.2f ms alone, %.2f ms beside a tenant hanging on its vendor\n",
+                    alone, beside);
+        if (beside < 2 * alone) break;
+    }
     EXPECT_LT(beside, 2 * alone);
 }
 
