@@ -2,6 +2,9 @@
 //   raw_sqlite_single_row   - baseline: raw sqlite3, one INSERT per transaction, one fsync each
 //   store_single_row        - the store with group commit off: one unit of work per fsync
 //   store_grouped/threads:N - N threads committing concurrently; the writer shares one fsync
+//   store_recorded_runs     - what the host's run route records: a finished run, its two small
+//                             bodies and its outbox event per unit, 32 callers, a relay marking
+//                             the events published; `cpu_us` is the whole process's CPU per run
 // Each row carries a ~1 KiB payload. Run: commit_bench [--benchmark_min_time=2]
 
 #include <integration/core/id.hpp>
@@ -13,8 +16,12 @@
 
 #include <benchmark/benchmark.h>
 
+#include <sys/resource.h>
+
 #include <atomic>
 #include <filesystem>
+#include <future>
+#include <thread>
 #include <memory>
 #include <string>
 
@@ -139,6 +146,69 @@ void store_grouped(benchmark::State& state) {
     }
 }
 BENCHMARK(store_grouped)->Threads(1)->Threads(8)->Threads(32)->Threads(128)->UseRealTime();
+
+double process_cpu_seconds() {
+    rusage u{};
+    getrusage(RUSAGE_SELF, &u);
+    auto s = [](timeval t) { return static_cast<double>(t.tv_sec) + static_cast<double>(t.tv_usec) / 1e6; };
+    return s(u.ru_utime) + s(u.ru_stime);
+}
+
+std::unique_ptr<fixture> recorded;
+std::atomic<bool> relay_stop;
+std::thread relay;
+double cpu_at_start = 0;
+
+// Each caller records what the host's run route records for one governed run, the way it does:
+// built off the writer (`prepare_run`), saved by `save_prepared` in a shared group commit,
+// answered once the commit is durable. A relay thread marks the outbox rows published.
+void store_recorded_runs(benchmark::State& state) {
+    if (state.thread_index() == 0) {
+        recorded = make_fixture(true);
+        auto& c = *recorded->connection;
+        auto now = system_clock::instance().now();
+        c.record_health({health_status::healthy, "ok"}, now).value();
+        c.activate(true, now).value();
+        relay_stop = false;
+        relay = std::thread([] {
+            while (!relay_stop) {
+                auto rows = recorded->store->pending_event_rows(256);
+                if (!rows) throw std::runtime_error(rows.error().message());
+                std::vector<std::int64_t> done;
+                for (auto const& r : *rows) done.push_back(r.sequence);
+                if (!done.empty()) recorded->store->mark_published(done, system_clock::instance().now()).value();
+                else std::this_thread::sleep_for(std::chrono::milliseconds(1));
+            }
+        });
+        cpu_at_start = process_cpu_seconds();
+    }
+    auto ctx = request_context::for_tenant("bench");
+    std::string const request = R"({"to":"+15550001","body":"hello"})", response = R"({"id":"msg-1"})";
+    for (auto _ : state) {
+        auto now = system_clock::instance().now();
+        auto run = runs::integration_run::create(ctx, now, *recorded->connection, "sms.send").value();
+        run.start(*recorded->connection, false, now).value();
+        run.set_request_ref(storage::stored_run_body_ref(ctx.tenant_id, run.id(), storage::run_body::request)).value();
+        run.record_attempt({1, runs::attempt_status::succeeded, std::nullopt, 200, 1, now}).value();
+        run.complete(now, std::nullopt, storage::stored_run_body_ref(ctx.tenant_id, run.id(), storage::run_body::response)).value();
+        auto p = std::make_shared<storage::prepared_run>(storage::prepare_run(std::move(run), ctx, now, recorded->store->event_source()));
+        p->request_body = request;
+        p->response_body = response;
+        std::promise<result<void>> saved;
+        recorded->store->transact_async_checks_first(
+            ctx, [p](storage::unit_of_work& uow) { return uow.runs().save_prepared(*p); }, durability::immediate,
+            [&saved](result<void> r) { saved.set_value(std::move(r)); });
+        if (auto r = saved.get_future().get(); !r) state.SkipWithError(r.error().message().c_str());
+    }
+    state.SetItemsProcessed(state.iterations());
+    if (state.thread_index() == 0) {
+        // The other callers may still be in their last unit; the figure is per run all the same.
+        state.counters["cpu_us"] = benchmark::Counter((process_cpu_seconds() - cpu_at_start) * 1e6 / static_cast<double>(state.iterations() * static_cast<std::uint64_t>(state.threads())));
+        relay_stop = true;
+        relay.join();
+    }
+}
+BENCHMARK(store_recorded_runs)->Threads(32)->UseRealTime();
 
 }  // namespace
 

@@ -1995,13 +1995,15 @@ std::optional<std::string> stored_blob(std::filesystem::path const& db, std::str
     return first_row(db, "SELECT data FROM blobs WHERE tenant_id = ? AND key = ?", {tenant, key});
 }
 
-/** A run's body as the embedded default keeps it: small bodies of runs recorded behind in the
- *  store's run_bodies table (integration.db), others in blobs.db. */
+/** A run's body as the embedded default keeps it: small bodies of runs recorded behind in their
+ *  run's row (integration.db), others in blobs.db. */
 std::optional<std::string> stored_body(std::filesystem::path const& data, std::string const& tenant, std::string const& run_id,
                                        std::string const& part) {
     if (auto b = stored_blob(data / "blobs.db", tenant, "runs/" + run_id + "/" + part)) return b;
-    return first_row(data / "integration.db", "SELECT bytes FROM run_bodies WHERE tenant_id = ? AND run_id = ? AND part = ?",
-                     {tenant, run_id, part});
+    std::string column = part == "request" ? "request_body" : "response_body";
+    return first_row(data / "integration.db",
+                     "SELECT " + column + " FROM runs WHERE tenant_id = ? AND run_id = ? AND " + column + " IS NOT NULL",
+                     {tenant, run_id});
 }
 
 /** A vendor that answers every call at once with `{"echo":"<last path segment>"}`. */

@@ -90,9 +90,26 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
+/** Turns a current file back into schema 12: run bodies as rows of their own table, timed by
+ *  their run (migration 13). */
+void back_to_schema_12(std::string const& path) {
+    exec_sql(path, R"sql(
+CREATE TABLE run_bodies(run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, part TEXT NOT NULL,
+  tenant_id TEXT NOT NULL, bytes BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY(run_id, part));
+CREATE INDEX run_bodies_by_time ON run_bodies(tenant_id, created_at);
+INSERT INTO run_bodies SELECT run_id, 'request', tenant_id, request_body, created_at FROM runs WHERE request_body IS NOT NULL;
+INSERT INTO run_bodies SELECT run_id, 'response', tenant_id, response_body, created_at FROM runs WHERE response_body IS NOT NULL;
+DROP INDEX runs_with_bodies;
+ALTER TABLE runs DROP COLUMN request_body;
+ALTER TABLE runs DROP COLUMN response_body;
+PRAGMA user_version = 12;
+)sql");
+}
+
 /** Turns a current file back into schema 11: the outbox with AUTOINCREMENT and a UNIQUE index
  *  on event_id (migration 12), holding the same rows. */
 void back_to_schema_11(std::string const& path) {
+    back_to_schema_12(path);
     exec_sql(path, R"sql(
 CREATE TABLE outbox_11(sequence INTEGER PRIMARY KEY AUTOINCREMENT, event_id TEXT NOT NULL UNIQUE,
   tenant_id TEXT NOT NULL, aggregate_type TEXT NOT NULL, aggregate_id TEXT NOT NULL, aggregate_version INTEGER NOT NULL,
@@ -963,6 +980,77 @@ TEST(sqlite_store, a_version_11_database_keeps_its_outbox_rows_and_publishes_the
     EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM outbox WHERE aggregate_id = ? AND published_at IS NOT NULL",
                          {published}),
               std::vector<std::string>{"2"});
+}
+
+// Migration 13: run bodies move from their own table into their run's row, byte for byte (an
+// empty body stays empty, a missing one missing), and are read, purged by age and deleted with
+// their run as before; the table is gone.
+TEST(sqlite_store, a_version_12_database_keeps_its_run_bodies_in_their_runs) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    std::string const request = "{\"to\":\"+15550100\"}", binary("bin\0ary", 7);
+    std::vector<std::string> ids;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, now, provider_spec()));
+            must(p.activate(1));
+            auto spec = connection_spec();
+            spec.credential_id = new_id(id_prefix::credential, now);
+            auto conn = must(connections::integration_connection::create(ctx, now, p, spec));
+            must(conn.record_health({health_status::healthy, "ok"}, now));
+            must(conn.activate(true, now));
+            if (auto r = uow.providers().save(p); !r) return r;
+            if (auto r = uow.connections().save(conn); !r) return r;
+            // Both bodies, the request alone, an empty response, none.
+            std::vector<std::pair<std::optional<std::string_view>, std::optional<std::string_view>>> bodies{
+                {request, binary}, {request, std::nullopt}, {std::nullopt, std::string_view()}, {std::nullopt, std::nullopt}};
+            for (auto const& [req, resp] : bodies) {
+                auto run = must(runs::integration_run::create(ctx, now, conn, "sms.send"));
+                must(run.start(conn, false, now));
+                must(run.record_attempt({1, runs::attempt_status::succeeded, std::nullopt, 200, 3, now}));
+                must(run.complete(now, std::nullopt, std::nullopt));
+                auto prepared = storage::prepare_run(std::move(run), ctx, now, s->event_source());
+                prepared.request_body = req;
+                prepared.response_body = resp;
+                ids.push_back(prepared.run.id());
+                if (auto r = uow.runs().save_prepared(prepared); !r) return r;
+            }
+            return {};
+        }));
+    }
+    back_to_schema_12(path);
+    ASSERT_EQ(query_rows(path, "SELECT COUNT(*) FROM run_bodies"), std::vector<std::string>{"4"});
+
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    EXPECT_TRUE(query_rows(path, "SELECT name FROM sqlite_master WHERE name = 'run_bodies'").empty());
+    auto body = [&](request_context const& c, std::string const& id, storage::run_body part) {
+        return storage::read_for(*s, c, [&](unit_of_work& uow) { return uow.runs().body(id, part); });
+    };
+    using storage::run_body;
+    EXPECT_EQ(must(body(ctx, ids[0], run_body::request)), request);
+    EXPECT_EQ(must(body(ctx, ids[0], run_body::response)), binary);
+    EXPECT_EQ(must(body(ctx, ids[1], run_body::request)), request);
+    EXPECT_EQ(body(ctx, ids[1], run_body::response).error(), errc::not_found);
+    EXPECT_EQ(body(ctx, ids[2], run_body::request).error(), errc::not_found);
+    EXPECT_EQ(must(body(ctx, ids[2], run_body::response)), "");
+    EXPECT_EQ(body(ctx, ids[3], run_body::request).error(), errc::not_found);
+    EXPECT_EQ(body(tenant("t2"), ids[0], run_body::request).error(), errc::not_found);
+
+    // Deleted with their run; the rest go by age: bodies older than the cut, not younger ones.
+    must(s->transact(ctx, [&](unit_of_work& uow) { return uow.runs().remove(ids[1]); }));
+    EXPECT_EQ(body(ctx, ids[1], run_body::request).error(), errc::not_found);
+    auto purge = [&](time_point before) {
+        return storage::transact_for(*s, ctx, [&](unit_of_work& uow) { return uow.runs().purge_bodies(before, 100); });
+    };
+    EXPECT_EQ(must(purge(now - std::chrono::hours(1))), 0u);
+    EXPECT_EQ(must(purge(now + std::chrono::hours(1))), 2u);  // the two runs left that hold a body
+    EXPECT_EQ(body(ctx, ids[0], run_body::request).error(), errc::not_found);
+    EXPECT_EQ(body(ctx, ids[2], run_body::response).error(), errc::not_found);
+    EXPECT_EQ(must(purge(now + std::chrono::hours(1))), 0u);
 }
 
 /** A new, accepted inbound delivery of `ctx` with its payload, ready for `add_inbound`; its

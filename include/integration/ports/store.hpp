@@ -144,7 +144,8 @@ public:
     virtual result<void> put_body(std::string const& run_id, run_body part, std::string_view bytes) = 0;
     /** The body `put_body` kept (`errc::not_found` when there is none, e.g. after retention). */
     virtual result<std::string> body(std::string const& run_id, run_body part) = 0;
-    /** Deletes up to `limit` bodies `put_body` kept before `before` (retention); returns how many. */
+    /** Deletes the bodies `put_body` kept of up to `limit` runs created before `before` (retention;
+     *  a body is as old as its run); returns how many runs lost theirs. */
     virtual result<std::size_t> purge_bodies(time_point before, std::size_t limit) = 0;
 };
 

@@ -277,7 +277,9 @@ public:
         return n;
     }
 
-    result<void> save(A& a) {
+    /** Inserts or updates `a`. A new run's row also gets `bodies`' bodies: a run's small bodies
+     *  are columns of its row (`run_repo::put_body`). */
+    result<void> save(A& a, prepared_run const* bodies = nullptr) {
         if (w_.read_only) return error{errc::invalid_state, "save called inside a read-only unit of work"};
         auto const& m = a.meta();
         bool global = m.tenant_id.empty();
@@ -287,7 +289,7 @@ public:
             return error{errc::not_found, std::string(T.aggregate_type) + " " + a.id() + " was not found in this tenant"};
         auto now = w_.clk.now();
         std::int64_t next_version = m.version + 1;
-        if (auto r = m.version == 0 ? insert(a, now) : update(a, now); !r) return r;
+        if (auto r = m.version == 0 ? insert(a, now, bodies) : update(a, now); !r) return r;
         if (auto r = save_children(a.data(), m.version == 0); !r) return r;
         if constexpr (std::is_same_v<A, providers::external_api_client>)
             if (auto r = claim_assembly_versions(a); !r) return r;
@@ -312,8 +314,15 @@ private:
     }
     std::vector<value> scope_binds() const { return {w_.ctx.tenant_id}; }
 
-    result<void> insert(A const& a, time_point now) {
-        static std::string const sql = mapping::insert_sql<data_t>(T.name);
+    result<void> insert(A const& a, time_point now, prepared_run const* bodies) {
+        static std::string const sql = [] {
+            auto q = mapping::insert_sql<data_t>(T.name);
+            if constexpr (std::is_same_v<A, runs::integration_run>) {
+                q.insert(q.find(") VALUES"), ", request_body, response_body");
+                q.insert(q.size() - 1, ", ?, ?");
+            }
+            return q;
+        }();
         auto const& m = a.meta();
         auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
@@ -324,8 +333,13 @@ private:
         s.bind_int(4, to_unix_ms(now));
         s.bind_view(5, w_.ctx.actor);
         s.bind_int(6, 1);
-        mapping::bind_columns(a.data(), s, meta_count + 1);
+        int next = mapping::bind_columns(a.data(), s, meta_count + 1);
+        if constexpr (std::is_same_v<A, runs::integration_run>) {
+            if (bodies && bodies->request_body) s.bind_blob_view(next, *bodies->request_body);
+            if (bodies && bodies->response_body) s.bind_blob_view(next + 1, *bodies->response_body);
+        }
         auto r = s.run();
+        s.reset();  // unbinds the caller's bytes before they go
         if (!r && r.error() == errc::already_exists)
             return error{errc::already_exists, std::string(T.aggregate_type) + " violates a uniqueness rule (" +
                                                    r.error().detail() + ")"};
@@ -588,9 +602,10 @@ public:
                 e.envelope.aggregate_type != table_of<runs::integration_run>.aggregate_type ||
                 e.envelope.aggregate_version != m.version + 1)
                 return error{errc::invalid_argument, "save_prepared's events must be its run's, in this tenant, at its next version"};
-        if (auto r = r_.save(p.run); !r) return r;
+        bool fresh = m.version == 0;  // read before the save counts it
+        if (auto r = r_.save(p.run, &p); !r) return r;
         if (auto r = insert_events(w_.db, p.events); !r) return r;
-        return put_bodies(p);
+        return fresh ? result<void>() : put_bodies(p);
     }
     result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) override {
         return r_.select("status IN ('Completed', 'Failed') AND completed_at < ?", {to_unix_ms(before)}, "run_id",
@@ -599,19 +614,14 @@ public:
     result<void> remove(std::string const& id) override { return r_.remove(id); }
     result<void> put_body(std::string const& id, run_body part, std::string_view bytes) override {
         if (auto r = writable(w_, "runs().put_body"); !r) return r;
-        // The run must be this tenant's (and saved first: the body row references it).
-        // Every recorded run puts its bodies on the writer: bound in place, nothing copied.
-        static std::string const sql = "INSERT INTO run_bodies (run_id, part, tenant_id, bytes, created_at) "
-                                       "SELECT run_id, ?, tenant_id, ?, ? FROM runs WHERE run_id = ? AND tenant_id = ? "
-                                       "ON CONFLICT (run_id, part) DO UPDATE SET bytes = excluded.bytes";
-        auto st = w_.db.prepare_static(sql);
+        static std::string const request = "UPDATE runs SET request_body = ? WHERE run_id = ? AND tenant_id = ?";
+        static std::string const response = "UPDATE runs SET response_body = ? WHERE run_id = ? AND tenant_id = ?";
+        auto st = w_.db.prepare_static(part == run_body::request ? request : response);
         if (!st) return st.error();
         auto& s = **st;
-        s.bind_view(1, part_name(part));
-        s.bind_blob_view(2, bytes);
-        s.bind_int(3, to_unix_ms(w_.clk.now()));
-        s.bind_view(4, id);
-        s.bind_view(5, w_.ctx.tenant_id);
+        s.bind_blob_view(1, bytes);
+        s.bind_view(2, id);
+        s.bind_view(3, w_.ctx.tenant_id);
         auto r = s.run();
         s.reset();  // unbinds the caller's bytes before they go
         if (!r) return r;
@@ -619,20 +629,27 @@ public:
         return {};
     }
     result<std::string> body(std::string const& id, run_body part) override {
-        auto st = w_.db.prepare("SELECT bytes FROM run_bodies WHERE run_id = ? AND part = ? AND tenant_id = ?");
+        auto st = w_.db.prepare(part == run_body::request ? "SELECT request_body FROM runs WHERE run_id = ? AND tenant_id = ?"
+                                                          : "SELECT response_body FROM runs WHERE run_id = ? AND tenant_id = ?");
         if (!st) return st.error();
-        (*st)->bind_all({id, std::string(part_name(part)), w_.ctx.tenant_id});
+        (*st)->bind_all({id, w_.ctx.tenant_id});
         auto row = (*st)->step();
         if (!row) return row.error();
-        if (!*row) return error{errc::not_found, "run " + id + " has no stored " + std::string(part_name(part)) + " body in this tenant"};
+        if (!*row || (*st)->is_null(0)) {
+            (*st)->reset();
+            return error{errc::not_found, "run " + id + " has no stored " + std::string(part_name(part)) + " body in this tenant"};
+        }
         auto bytes = (*st)->blob(0);
+        std::string out(bytes.begin(), bytes.end());
         (*st)->reset();
-        return std::string(bytes.begin(), bytes.end());
+        return out;
     }
     result<std::size_t> purge_bodies(time_point before, std::size_t limit) override {
         if (auto r = writable(w_, "runs().purge_bodies"); !r) return r.error();
-        auto st = w_.db.prepare("DELETE FROM run_bodies WHERE rowid IN (SELECT rowid FROM run_bodies "
-                                "WHERE tenant_id = ? AND created_at < ? ORDER BY created_at LIMIT ?)");
+        // The inner WHERE repeats runs_with_bodies' condition, so that the index answers it.
+        auto st = w_.db.prepare("UPDATE runs SET request_body = NULL, response_body = NULL WHERE rowid IN (SELECT rowid FROM runs "
+                                "WHERE tenant_id = ? AND created_at < ? AND (request_body IS NOT NULL OR response_body IS NOT NULL) "
+                                "ORDER BY created_at LIMIT ?)");
         if (!st) return st.error();
         (*st)->bind_all({w_.ctx.tenant_id, to_unix_ms(before), static_cast<std::int64_t>(clamp_limit(limit))});
         if (auto r = (*st)->run(); !r) return r.error();
@@ -642,29 +659,20 @@ public:
 private:
     static std::string_view part_name(run_body part) { return part == run_body::request ? "request" : "response"; }
 
-    // The bodies of a run this unit has just saved in this tenant: one statement, and no lookup
-    // of the run (`put_body` looks it up for its tenant).
+    // The bodies of a stored run this unit has just saved again in this tenant (a new run's
+    // insert writes them itself).
     result<void> put_bodies(prepared_run const& p) {
         if (!p.request_body && !p.response_body) return {};
-        static std::string const both = "INSERT INTO run_bodies (run_id, part, tenant_id, bytes, created_at) "
-                                        "VALUES (?1, 'request', ?2, ?3, ?5), (?1, 'response', ?2, ?4, ?5) "
-                                        "ON CONFLICT (run_id, part) DO UPDATE SET bytes = excluded.bytes";
-        static std::string const one = "INSERT INTO run_bodies (run_id, part, tenant_id, bytes, created_at) "
-                                       "VALUES (?1, ?4, ?2, ?3, ?5) "
-                                       "ON CONFLICT (run_id, part) DO UPDATE SET bytes = excluded.bytes";
-        auto st = w_.db.prepare_static(p.request_body && p.response_body ? both : one);
+        static std::string const both = "UPDATE runs SET request_body = ?1, response_body = ?2 WHERE run_id = ?3 AND tenant_id = ?4";
+        static std::string const request = "UPDATE runs SET request_body = ?1 WHERE run_id = ?3 AND tenant_id = ?4";
+        static std::string const response = "UPDATE runs SET response_body = ?2 WHERE run_id = ?3 AND tenant_id = ?4";
+        auto st = w_.db.prepare_static(p.request_body && p.response_body ? both : p.request_body ? request : response);
         if (!st) return st.error();
         auto& s = **st;
-        s.bind_view(1, p.run.id());
-        s.bind_view(2, w_.ctx.tenant_id);
-        if (p.request_body && p.response_body) {
-            s.bind_blob_view(3, *p.request_body);
-            s.bind_blob_view(4, *p.response_body);
-        } else {
-            s.bind_blob_view(3, p.request_body ? *p.request_body : *p.response_body);
-            s.bind_view(4, part_name(p.request_body ? run_body::request : run_body::response));
-        }
-        s.bind_int(5, to_unix_ms(w_.clk.now()));
+        if (p.request_body) s.bind_blob_view(1, *p.request_body);
+        if (p.response_body) s.bind_blob_view(2, *p.response_body);
+        s.bind_view(3, p.run.id());
+        s.bind_view(4, w_.ctx.tenant_id);
         auto r = s.run();
         s.reset();  // unbinds the caller's bytes before they go
         return r;
