@@ -3,6 +3,7 @@
 
 // Builders of valid aggregates and a temporary directory, shared by the storage tests.
 
+#include <integration/core/id.hpp>
 #include <integration/ports/store.hpp>
 #include <integration/ports/clock.hpp>
 
@@ -95,6 +96,17 @@ inline connections::connection_spec connection_spec(std::string project = "proj-
     s.rate_limit_budget = rate_limit_budget{.requests_per_second = 2, .burst = 4};
     s.retry_policy = retry_policy{.max_attempts = 4, .initial_delay_ms = 100, .max_delay_ms = 1000};
     return s;
+}
+
+/** An Active, Healthy connection of `p` naming a credential id that is not saved; not yet saved. */
+inline connections::integration_connection active_connection(request_context const& ctx, time_point now,
+                                                             providers::integration_provider const& p) {
+    auto spec = connection_spec();
+    spec.credential_id = new_id(id_prefix::credential, now);
+    auto conn = must(connections::integration_connection::create(ctx, now, p, spec));
+    must(conn.record_health({health_status::healthy, "ok"}, now));
+    must(conn.activate(true, now));
+    return conn;
 }
 
 inline credentials::credential_spec credential_spec(std::string provider_id) {

@@ -236,13 +236,8 @@ TEST(sqlite_store, a_version_1_database_is_migrated_in_place_and_keeps_its_rows)
                 ctx, now, failures::failure_source::run, "run-1", "prov-1",
                 {failures::failure_category::transient, "http_503", "busy", failures::next_action::retry, now}));
             id = f.id();
-            auto p = must(providers::integration_provider::register_new(ctx, now, provider_spec()));
-            must(p.activate(1));
-            auto spec = connection_spec();
-            spec.credential_id = new_id(id_prefix::credential, now);
-            auto conn = must(connections::integration_connection::create(ctx, now, p, spec));
-            must(conn.record_health({health_status::healthy, "ok"}, now));
-            must(conn.activate(true, now));
+            auto p = active_provider(ctx, now);
+            auto conn = active_connection(ctx, now, p);
             run = must(runs::integration_run::create(ctx, now, conn, "sms.send"));
             must(run->start(conn, false, now));
             must(run->record_attempt({1, runs::attempt_status::failed, failures::failure_category::transient, 503, 12, now + 7ms}));
@@ -892,13 +887,8 @@ TEST(sqlite_store, a_version_9_database_keeps_its_runs_and_can_then_keep_their_b
         auto s = open_sqlite(dir, nullptr);
         must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
             auto now = system_clock::instance().now();
-            auto p = must(providers::integration_provider::register_new(ctx, now, provider_spec()));
-            must(p.activate(1));
-            auto spec = connection_spec();
-            spec.credential_id = new_id(id_prefix::credential, now);
-            auto conn = must(connections::integration_connection::create(ctx, now, p, spec));
-            must(conn.record_health({health_status::healthy, "ok"}, now));
-            must(conn.activate(true, now));
+            auto p = active_provider(ctx, now);
+            auto conn = active_connection(ctx, now, p);
             auto run = must(runs::integration_run::create(ctx, now, conn, "sms.send"));
             must(run.start(conn, false, now));
             run_id = run.id();
@@ -995,13 +985,8 @@ TEST(sqlite_store, a_version_12_database_keeps_its_run_bodies_in_their_runs) {
     {
         auto s = open_sqlite(dir, nullptr);
         must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
-            auto p = must(providers::integration_provider::register_new(ctx, now, provider_spec()));
-            must(p.activate(1));
-            auto spec = connection_spec();
-            spec.credential_id = new_id(id_prefix::credential, now);
-            auto conn = must(connections::integration_connection::create(ctx, now, p, spec));
-            must(conn.record_health({health_status::healthy, "ok"}, now));
-            must(conn.activate(true, now));
+            auto p = active_provider(ctx, now);
+            auto conn = active_connection(ctx, now, p);
             if (auto r = uow.providers().save(p); !r) return r;
             if (auto r = uow.connections().save(conn); !r) return r;
             // Both bodies, the request alone, an empty response, none.
