@@ -662,20 +662,10 @@ private:
     // The bodies of a stored run this unit has just saved again in this tenant (a new run's
     // insert writes them itself).
     result<void> put_bodies(prepared_run const& p) {
-        if (!p.request_body && !p.response_body) return {};
-        static std::string const both = "UPDATE runs SET request_body = ?1, response_body = ?2 WHERE run_id = ?3 AND tenant_id = ?4";
-        static std::string const request = "UPDATE runs SET request_body = ?1 WHERE run_id = ?3 AND tenant_id = ?4";
-        static std::string const response = "UPDATE runs SET response_body = ?2 WHERE run_id = ?3 AND tenant_id = ?4";
-        auto st = w_.db.prepare_static(p.request_body && p.response_body ? both : p.request_body ? request : response);
-        if (!st) return st.error();
-        auto& s = **st;
-        if (p.request_body) s.bind_blob_view(1, *p.request_body);
-        if (p.response_body) s.bind_blob_view(2, *p.response_body);
-        s.bind_view(3, p.run.id());
-        s.bind_view(4, w_.ctx.tenant_id);
-        auto r = s.run();
-        s.reset();  // unbinds the caller's bytes before they go
-        return r;
+        if (p.request_body)
+            if (auto r = put_body(p.run.id(), run_body::request, *p.request_body); !r) return r;
+        if (p.response_body) return put_body(p.run.id(), run_body::response, *p.response_body);
+        return {};
     }
 
     work_state& w_;
