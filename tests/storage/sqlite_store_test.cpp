@@ -90,9 +90,33 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
+/** Turns a current file back into schema 13: runs keyed by run_id alone, every run in the
+ *  status index (migration 14), holding the same rows. */
+void back_to_schema_13(std::string const& path) {
+    exec_sql(path, R"sql(
+CREATE TABLE runs_13(run_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
+  updated_at INTEGER NOT NULL, updated_by TEXT NOT NULL, row_version INTEGER NOT NULL,
+  project_id TEXT NOT NULL, connection_id TEXT NOT NULL, provider_id TEXT NOT NULL, operation TEXT NOT NULL,
+  idempotency_key TEXT, request_ref TEXT, response_ref TEXT, status TEXT NOT NULL, attempts INTEGER NOT NULL,
+  external_ref TEXT, started_at INTEGER, completed_at INTEGER, latency_ms INTEGER, run_attempts TEXT NOT NULL DEFAULT '[]',
+  request_body BLOB, response_body BLOB);
+INSERT INTO runs_13 SELECT run_id, tenant_id, created_at, created_by, updated_at, updated_by, row_version, project_id,
+  connection_id, provider_id, operation, idempotency_key, request_ref, response_ref, status, attempts, external_ref,
+  started_at, completed_at, latency_ms, run_attempts, request_body, response_body FROM runs;
+DROP TABLE runs;
+ALTER TABLE runs_13 RENAME TO runs;
+CREATE INDEX runs_by_connection ON runs(tenant_id, connection_id, status, run_id);
+CREATE INDEX runs_by_status ON runs(tenant_id, status, run_id);
+CREATE UNIQUE INDEX runs_by_idempotency_key ON runs(tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
+CREATE INDEX runs_with_bodies ON runs(tenant_id, created_at) WHERE request_body IS NOT NULL OR response_body IS NOT NULL;
+PRAGMA user_version = 13;
+)sql");
+}
+
 /** Turns a current file back into schema 12: run bodies as rows of their own table, timed by
  *  their run (migration 13). */
 void back_to_schema_12(std::string const& path) {
+    back_to_schema_13(path);
     exec_sql(path, R"sql(
 CREATE TABLE run_bodies(run_id TEXT NOT NULL REFERENCES runs(run_id) ON DELETE CASCADE, part TEXT NOT NULL,
   tenant_id TEXT NOT NULL, bytes BLOB NOT NULL, created_at INTEGER NOT NULL, PRIMARY KEY(run_id, part));
@@ -1036,6 +1060,86 @@ TEST(sqlite_store, a_version_12_database_keeps_its_run_bodies_in_their_runs) {
     EXPECT_EQ(body(ctx, ids[0], run_body::request).error(), errc::not_found);
     EXPECT_EQ(body(ctx, ids[2], run_body::response).error(), errc::not_found);
     EXPECT_EQ(must(purge(now + std::chrono::hours(1))), 0u);
+}
+
+// Migration 14: runs keyed by (tenant_id, run_id); only runs that are not Completed in the
+// status index. A tenant's runs list in key order without sorting them all, and each status
+// filter finds its runs.
+TEST(sqlite_store, a_version_13_database_lists_its_runs_in_key_order_and_by_status) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto a = tenant("t1"), b = tenant("t2");
+    auto now = system_clock::instance().now();
+    std::vector<std::string> completed, running, failed, other;
+    int providers = 0;
+    auto record = [&](storage::store& s, request_context const& ctx, runs::run_status status, std::vector<std::string>& ids) {
+        must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto p = active_provider(ctx, now, "acme-" + std::to_string(++providers));
+            auto conn = active_connection(ctx, now, p);
+            if (auto r = uow.providers().save(p); !r) return r;
+            if (auto r = uow.connections().save(conn); !r) return r;
+            auto run = must(runs::integration_run::create(ctx, now, conn, "sms.send"));
+            must(run.start(conn, false, now));
+            if (status != runs::run_status::running) {
+                must(run.record_attempt({1, runs::attempt_status::succeeded, std::nullopt, 200, 3, now}));
+                if (status == runs::run_status::completed) must(run.complete(now, std::nullopt, std::nullopt));
+                else must(run.fail(now, {failures::failure_category::poison, "bad_request", "the vendor refused it",
+                                          failures::next_action::dead_letter, std::nullopt}, std::nullopt));
+            }
+            ids.push_back(run.id());
+            return uow.runs().save(run);
+        }));
+    };
+    {
+        auto s = open_sqlite(dir, nullptr);
+        for (int i = 0; i < 3; ++i) record(*s, a, runs::run_status::completed, completed);
+        record(*s, a, runs::run_status::running, running);
+        record(*s, a, runs::run_status::failed, failed);
+        record(*s, b, runs::run_status::completed, other);
+    }
+    back_to_schema_13(path);
+    ASSERT_EQ(query_rows(path, "SELECT COUNT(*) FROM runs INDEXED BY runs_by_status"), std::vector<std::string>{"6"});
+
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto ids = [&](request_context const& ctx, storage::run_query q, std::size_t limit = 100) {
+        std::vector<std::string> out;
+        storage::page_request p{.limit = limit};
+        for (;;) {
+            auto page = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.runs().list(q, p); }));
+            for (auto const& r : page.items) out.push_back(r.id());
+            if (page.next_cursor.empty()) return out;
+            p.cursor = page.next_cursor;
+        }
+    };
+    std::sort(completed.begin(), completed.end());  // ids made within one millisecond are not ordered
+    auto all = completed;
+    all.insert(all.end(), {running[0], failed[0]});
+    std::sort(all.begin(), all.end());
+    EXPECT_EQ(ids(a, {}), all);
+    EXPECT_EQ(ids(a, {}, 2), all);  // page by page
+    EXPECT_EQ(ids(a, {.status = runs::run_status::running}), running);
+    EXPECT_EQ(ids(a, {.status = runs::run_status::failed}), failed);
+    EXPECT_EQ(ids(a, {.status = runs::run_status::completed}), completed);
+    EXPECT_EQ(ids(b, {}), other);
+    EXPECT_EQ(must(storage::read_for(*s, a, [&](unit_of_work& uow) { return uow.runs().find(running[0]); })).status(),
+              runs::run_status::running);
+    EXPECT_EQ(storage::read_for(*s, b, [&](unit_of_work& uow) { return uow.runs().find(running[0]); }).error(), errc::not_found);
+
+    // Completed runs stay out of the status index; a page of a tenant's runs reads them in key
+    // order instead of sorting every run of the tenant.
+    EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM runs INDEXED BY runs_unfinished WHERE status <> 'Completed'"),
+              std::vector<std::string>{"2"});
+    auto plan = [&](std::string const& sql) {
+        std::string out;
+        for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
+        return out;
+    };
+    auto page = plan("SELECT run_id FROM runs WHERE tenant_id = 't1' AND run_id > '' ORDER BY run_id LIMIT 51");
+    EXPECT_EQ(page.find("TEMP B-TREE"), std::string::npos) << page;
+    auto unfinished = plan("SELECT run_id FROM runs WHERE tenant_id = 't1' AND (status = 'Running' AND status <> 'Completed') "
+                           "ORDER BY run_id LIMIT 51");
+    EXPECT_NE(unfinished.find("runs_unfinished"), std::string::npos) << unfinished;
 }
 
 /** A new, accepted inbound delivery of `ctx` with its payload, ready for `add_inbound`; its

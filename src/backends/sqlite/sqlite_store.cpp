@@ -592,6 +592,8 @@ public:
         std::vector<value> binds;
         add_filter(where, binds, "connection_id", q.connection_id);
         add_filter(where, binds, "status", q.status);
+        // The literal lets SQLite use runs_unfinished, whose condition a bound value cannot imply.
+        if (q.status && *q.status != runs::run_status::completed) where += " AND status <> 'Completed'";
         return r_.list(where, binds, p);
     }
     result<void> save(runs::integration_run& r) override { return r_.save(r); }
