@@ -1072,6 +1072,7 @@ TEST(sqlite_store, a_version_13_database_lists_its_runs_in_key_order_and_by_stat
     auto now = system_clock::instance().now();
     std::vector<std::string> completed, running, failed, other;
     int providers = 0;
+    std::map<std::string, std::string> connection_of;
     auto record = [&](storage::store& s, request_context const& ctx, runs::run_status status, std::vector<std::string>& ids) {
         must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
             auto p = active_provider(ctx, now, "acme-" + std::to_string(++providers));
@@ -1087,6 +1088,7 @@ TEST(sqlite_store, a_version_13_database_lists_its_runs_in_key_order_and_by_stat
                                           failures::next_action::dead_letter, std::nullopt}, std::nullopt));
             }
             ids.push_back(run.id());
+            connection_of[run.id()] = conn.id();
             return uow.runs().save(run);
         }));
     };
@@ -1122,12 +1124,16 @@ TEST(sqlite_store, a_version_13_database_lists_its_runs_in_key_order_and_by_stat
     EXPECT_EQ(ids(a, {.status = runs::run_status::failed}), failed);
     EXPECT_EQ(ids(a, {.status = runs::run_status::completed}), completed);
     EXPECT_EQ(ids(b, {}), other);
+    EXPECT_EQ(ids(a, {.connection_id = connection_of[running[0]]}), running);
+    EXPECT_EQ(ids(a, {.connection_id = connection_of[failed[0]], .status = runs::run_status::failed}), failed);
+    EXPECT_TRUE(ids(a, {.connection_id = connection_of[failed[0]], .status = runs::run_status::completed}).empty());
+    EXPECT_TRUE(ids(b, {.connection_id = connection_of[completed[0]]}).empty());
     EXPECT_EQ(must(storage::read_for(*s, a, [&](unit_of_work& uow) { return uow.runs().find(running[0]); })).status(),
               runs::run_status::running);
     EXPECT_EQ(storage::read_for(*s, b, [&](unit_of_work& uow) { return uow.runs().find(running[0]); }).error(), errc::not_found);
 
-    // Completed runs stay out of the status index; a page of a tenant's runs reads them in key
-    // order instead of sorting every run of the tenant.
+    // Completed runs stay out of the status index; a page of a tenant's or a connection's runs
+    // reads them in key order instead of sorting every run of the tenant or connection.
     EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM runs INDEXED BY runs_unfinished WHERE status <> 'Completed'"),
               std::vector<std::string>{"2"});
     auto plan = [&](std::string const& sql) {
@@ -1137,6 +1143,9 @@ TEST(sqlite_store, a_version_13_database_lists_its_runs_in_key_order_and_by_stat
     };
     auto page = plan("SELECT run_id FROM runs WHERE tenant_id = 't1' AND run_id > '' ORDER BY run_id LIMIT 51");
     EXPECT_EQ(page.find("TEMP B-TREE"), std::string::npos) << page;
+    auto by_connection = plan("SELECT run_id FROM runs WHERE tenant_id = 't1' AND connection_id = 'c' AND run_id > '' "
+                              "ORDER BY run_id LIMIT 51");
+    EXPECT_EQ(by_connection.find("TEMP B-TREE"), std::string::npos) << by_connection;
     auto unfinished = plan("SELECT run_id FROM runs WHERE tenant_id = 't1' AND (status = 'Running' AND status <> 'Completed') "
                            "ORDER BY run_id LIMIT 51");
     EXPECT_NE(unfinished.find("runs_unfinished"), std::string::npos) << unfinished;

@@ -272,9 +272,10 @@ CREATE INDEX runs_with_bodies ON runs(tenant_id, created_at) WHERE request_body 
 )sql",
     // 14: runs keyed by (tenant_id, run_id), which every read of a run is scoped by: listing a
     // tenant's runs walks that key in order, where it read and sorted all of them through the
-    // status index; and the status index holds only the runs that are not Completed (the ones
-    // recovery and a status filter look for), so recording a completed run writes one B-tree
-    // fewer. Listing Completed runs walks the key; a run keeps its columns and values.
+    // status index; a connection's runs likewise walk (tenant_id, connection_id, run_id), where
+    // the status between them sorted every run of the connection. The status index holds only the
+    // runs that are not Completed (the ones recovery and a status filter look for), so recording
+    // a completed run writes one B-tree fewer. A run keeps its columns and values.
     R"sql(
 CREATE TABLE runs_14(run_id TEXT NOT NULL, )sql" INTEGRATION_META R"sql(,
   project_id TEXT NOT NULL, connection_id TEXT NOT NULL, provider_id TEXT NOT NULL, operation TEXT NOT NULL,
@@ -289,7 +290,7 @@ INSERT INTO runs_14 (run_id, tenant_id, created_at, created_by, updated_at, upda
   completed_at, latency_ms, run_attempts, request_body, response_body FROM runs ORDER BY tenant_id, run_id;
 DROP TABLE runs;
 ALTER TABLE runs_14 RENAME TO runs;
-CREATE INDEX runs_by_connection ON runs(tenant_id, connection_id, status, run_id);
+CREATE INDEX runs_by_connection ON runs(tenant_id, connection_id, run_id);
 CREATE INDEX runs_unfinished ON runs(tenant_id, status, run_id) WHERE status <> 'Completed';
 CREATE UNIQUE INDEX runs_by_idempotency_key ON runs(tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX runs_with_bodies ON runs(tenant_id, created_at) WHERE request_body IS NOT NULL OR response_body IS NOT NULL;
