@@ -90,9 +90,22 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
+/** Turns a current file back into schema 14: kept payloads as rows of their own table
+ *  (migration 15). */
+void back_to_schema_14(std::string const& path) {
+    exec_sql(path, R"sql(
+CREATE TABLE delivery_payloads(delivery_id TEXT PRIMARY KEY REFERENCES deliveries(delivery_id) ON DELETE CASCADE,
+  tenant_id TEXT NOT NULL, bytes BLOB NOT NULL);
+INSERT INTO delivery_payloads SELECT delivery_id, tenant_id, payload FROM deliveries WHERE payload IS NOT NULL;
+ALTER TABLE deliveries DROP COLUMN payload;
+PRAGMA user_version = 14;
+)sql");
+}
+
 /** Turns a current file back into schema 13: runs keyed by run_id alone, every run in the
  *  status index (migration 14), holding the same rows. */
 void back_to_schema_13(std::string const& path) {
+    back_to_schema_14(path);
     exec_sql(path, R"sql(
 CREATE TABLE runs_13(run_id TEXT PRIMARY KEY, tenant_id TEXT NOT NULL, created_at INTEGER NOT NULL, created_by TEXT NOT NULL,
   updated_at INTEGER NOT NULL, updated_by TEXT NOT NULL, row_version INTEGER NOT NULL,
@@ -1172,6 +1185,50 @@ void add_inbound(storage::store& s, request_context const& ctx, storage::prepare
     }));
 }
 
+// Migration 15: payloads kept in their own table move into their deliveries' rows, byte for
+// byte, and are read, put back into their events and removed as before.
+TEST(sqlite_store, a_version_14_database_keeps_its_inbound_payloads_in_their_deliveries) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    std::string const raw1 = R"({"action":"opened","n":1})", raw2 = std::string("{\"n\":2,\"z\":\"\0\"}", 15);
+    auto once = accepted_inbound(ctx, now, "gh-1", raw1, true);
+    auto kept = accepted_inbound(ctx, now, "gh-2", raw2, false);
+    {
+        auto s = open_sqlite(dir, nullptr);
+        add_inbound(*s, ctx, once);
+        add_inbound(*s, ctx, kept);
+    }
+    back_to_schema_14(path);
+    ASSERT_EQ(query_rows(path, "SELECT COUNT(*) FROM delivery_payloads"), std::vector<std::string>{"2"});
+
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    EXPECT_TRUE(query_rows(path, "SELECT name FROM sqlite_master WHERE name = 'delivery_payloads'").empty());
+    auto payload = [&](request_context const& c, std::string const& id) {
+        return storage::read_for(*s, c, [&](unit_of_work& uow) { return uow.deliveries().payload(id); });
+    };
+    EXPECT_EQ(must(payload(ctx, once.delivery.id())), raw1);
+    EXPECT_EQ(must(payload(ctx, kept.delivery.id())), raw2);
+    EXPECT_EQ(payload(tenant("t2"), kept.delivery.id()).error(), errc::not_found);
+    auto events = must(s->pending_events(10));
+    ASSERT_EQ(events.size(), 4u);
+    EXPECT_EQ(events[1].envelope.data.at("body").at("n").as_int64(), 1);  // its body is the moved payload
+
+    must(s->transact(ctx, [&](unit_of_work& uow) { return uow.deliveries().remove_payload(kept.delivery.id()); }));
+    EXPECT_EQ(payload(ctx, kept.delivery.id()).error(), errc::not_found);
+    must(s->transact(ctx, [&](unit_of_work& uow) { return uow.deliveries().remove_payload(kept.delivery.id()); }));
+    must(s->transact(ctx, [&](unit_of_work& uow) { return uow.deliveries().put_payload(kept.delivery.id(), "again"); }));
+    EXPECT_EQ(must(payload(ctx, kept.delivery.id())), "again");
+    EXPECT_EQ(s->transact(tenant("t2"), [&](unit_of_work& uow) { return uow.deliveries().put_payload(kept.delivery.id(), "theirs"); })
+                  .error(),
+              errc::not_found);
+    must(s->transact(ctx, [&](unit_of_work& uow) { return uow.deliveries().remove(kept.delivery.id()); }));
+    EXPECT_EQ(payload(ctx, kept.delivery.id()).error(), errc::not_found);
+    EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM deliveries WHERE payload IS NOT NULL"), std::vector<std::string>{"1"});
+}
+
 // Migration 11: events written before it hold their body in their envelope, and are read,
 // published and retained as before.
 TEST(sqlite_store, a_version_10_database_keeps_its_events_whole_and_its_payloads_purgeable) {
@@ -1207,7 +1264,7 @@ TEST(sqlite_store, an_event_whose_kept_body_was_deleted_behind_the_stores_back_i
     auto s = open_sqlite(dir, nullptr);
     auto p = accepted_inbound(ctx, system_clock::instance().now(), "gh-1", R"({"n":1})", true);
     add_inbound(*s, ctx, p);
-    exec_sql(path, "DELETE FROM delivery_payloads");
+    exec_sql(path, "UPDATE deliveries SET payload = NULL");
     auto events = s->pending_events(10);
     ASSERT_FALSE(events);
     EXPECT_EQ(events.error(), errc::storage_failure);

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 14> migrations{
+constexpr std::array<char const*, 15> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -294,6 +294,15 @@ CREATE INDEX runs_by_connection ON runs(tenant_id, connection_id, run_id);
 CREATE INDEX runs_unfinished ON runs(tenant_id, status, run_id) WHERE status <> 'Completed';
 CREATE UNIQUE INDEX runs_by_idempotency_key ON runs(tenant_id, idempotency_key) WHERE idempotency_key IS NOT NULL;
 CREATE INDEX runs_with_bodies ON runs(tenant_id, created_at) WHERE request_body IS NOT NULL OR response_body IS NOT NULL;
+)sql",
+    // 15: an inbound delivery's payload kept in the store is a column of its row, as a run's
+    // bodies are (13): receiving one wrote a second row into two B-trees (the payload table and
+    // its key). Deleting the delivery deletes it; the payloads move byte for byte.
+    R"sql(
+ALTER TABLE deliveries ADD COLUMN payload BLOB;
+UPDATE deliveries SET payload = (SELECT bytes FROM delivery_payloads p WHERE p.delivery_id = deliveries.delivery_id)
+  WHERE delivery_id IN (SELECT delivery_id FROM delivery_payloads);
+DROP TABLE delivery_payloads;
 )sql",
 };
 

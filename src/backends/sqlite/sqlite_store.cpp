@@ -53,6 +53,16 @@ using sqlite::value;
 
 // ---- per-aggregate table facts ----------------------------------------------------------------
 
+/** Columns of `A`'s table outside its data that only its insert writes (`repo::save`), read
+ *  and changed on their own: a run's small bodies, an inbound delivery's payload kept in the
+ *  store. In the row, not a table of their own, so that recording one writes one row. */
+template <class A>
+constexpr std::array<char const*, 0> blob_columns{};
+template <>
+constexpr std::array<char const*, 2> blob_columns<runs::integration_run>{"request_body", "response_body"};
+template <>
+constexpr std::array<char const*, 1> blob_columns<webhooks::webhook_delivery>{"payload"};
+
 /** Where an aggregate lives; `shared` tables also hold global rows (tenant_id '') that every
  *  tenant may read. */
 struct table_info {
@@ -277,9 +287,10 @@ public:
         return n;
     }
 
-    /** Inserts or updates `a`. A new run's row also gets `bodies`' bodies: a run's small bodies
-     *  are columns of its row (`run_repo::put_body`). */
-    result<void> save(A& a, prepared_run const* bodies = nullptr) {
+    /** Inserts or updates `a`. A new row also gets `blobs`, the values of `blob_columns<A>` (a
+     *  run's small bodies, an inbound delivery's payload), unset ones NULL; they view the
+     *  caller's bytes. */
+    result<void> save(A& a, std::span<std::optional<std::string_view> const> blobs = {}) {
         if (w_.read_only) return error{errc::invalid_state, "save called inside a read-only unit of work"};
         auto const& m = a.meta();
         bool global = m.tenant_id.empty();
@@ -289,7 +300,7 @@ public:
             return error{errc::not_found, std::string(T.aggregate_type) + " " + a.id() + " was not found in this tenant"};
         auto now = w_.clk.now();
         std::int64_t next_version = m.version + 1;
-        if (auto r = m.version == 0 ? insert(a, now, bodies) : update(a, now); !r) return r;
+        if (auto r = m.version == 0 ? insert(a, now, blobs) : update(a, now); !r) return r;
         if (auto r = save_children(a.data(), m.version == 0); !r) return r;
         if constexpr (std::is_same_v<A, providers::external_api_client>)
             if (auto r = claim_assembly_versions(a); !r) return r;
@@ -314,15 +325,17 @@ private:
     }
     std::vector<value> scope_binds() const { return {w_.ctx.tenant_id}; }
 
-    result<void> insert(A const& a, time_point now, prepared_run const* bodies) {
+    result<void> insert(A const& a, time_point now, std::span<std::optional<std::string_view> const> blobs) {
         static std::string const sql = [] {
             auto q = mapping::insert_sql<data_t>(T.name);
-            if constexpr (std::is_same_v<A, runs::integration_run>) {
-                q.insert(q.find(") VALUES"), ", request_body, response_body");
-                q.insert(q.size() - 1, ", ?, ?");
+            for (auto const* column : blob_columns<A>) {
+                q.insert(q.find(") VALUES"), std::string(", ") + column);
+                q.insert(q.size() - 1, ", ?");
             }
             return q;
         }();
+        if (blobs.size() > blob_columns<A>.size())
+            return error{errc::invalid_argument, std::string(T.aggregate_type) + " rows have no such column"};
         auto const& m = a.meta();
         auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
@@ -334,10 +347,8 @@ private:
         s.bind_view(5, w_.ctx.actor);
         s.bind_int(6, 1);
         int next = mapping::bind_columns(a.data(), s, meta_count + 1);
-        if constexpr (std::is_same_v<A, runs::integration_run>) {
-            if (bodies && bodies->request_body) s.bind_blob_view(next, *bodies->request_body);
-            if (bodies && bodies->response_body) s.bind_blob_view(next + 1, *bodies->response_body);
-        }
+        for (std::size_t i = 0; i < blobs.size(); ++i)
+            if (blobs[i]) s.bind_blob_view(next + static_cast<int>(i), *blobs[i]);
         auto r = s.run();
         s.reset();  // unbinds the caller's bytes before they go
         if (!r && r.error() == errc::already_exists)
@@ -605,7 +616,8 @@ public:
                 e.envelope.aggregate_version != m.version + 1)
                 return error{errc::invalid_argument, "save_prepared's events must be its run's, in this tenant, at its next version"};
         bool fresh = m.version == 0;  // read before the save counts it
-        if (auto r = r_.save(p.run, &p); !r) return r;
+        std::array<std::optional<std::string_view>, 2> const bodies{p.request_body, p.response_body};
+        if (auto r = r_.save(p.run, bodies); !r) return r;
         if (auto r = insert_events(w_.db, p.events); !r) return r;
         return fresh ? result<void>() : put_bodies(p);
     }
@@ -856,11 +868,8 @@ public:
     result<void> remove(std::string const& id) override { return r_.remove(id); }
     result<void> put_payload(std::string const& id, std::string_view bytes) override {
         if (auto r = writable(w_, "deliveries().put_payload"); !r) return r;
-        // The delivery must be this tenant's (and saved first: the payload row references it).
-        static std::string const sql =
-            "INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) SELECT delivery_id, tenant_id, ? "
-            "FROM deliveries WHERE delivery_id = ? AND tenant_id = ? "
-            "ON CONFLICT (delivery_id) DO UPDATE SET bytes = excluded.bytes";
+        // The delivery must be this tenant's, and saved first.
+        static std::string const sql = "UPDATE deliveries SET payload = ? WHERE delivery_id = ? AND tenant_id = ?";
         auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
         (*st)->bind_blob_view(1, bytes);
@@ -873,7 +882,7 @@ public:
         return {};
     }
     result<std::string> payload(std::string const& id) override {
-        auto st = w_.db.prepare("SELECT bytes FROM delivery_payloads WHERE delivery_id = ? AND tenant_id = ?");
+        auto st = w_.db.prepare("SELECT payload FROM deliveries WHERE delivery_id = ? AND tenant_id = ? AND payload IS NOT NULL");
         if (!st) return st.error();
         (*st)->bind_all({id, w_.ctx.tenant_id});
         auto row = (*st)->step();
@@ -885,7 +894,8 @@ public:
     }
     result<void> remove_payload(std::string const& id) override {
         if (auto r = writable(w_, "deliveries().remove_payload"); !r) return r;
-        return run_sql(w_.db, "DELETE FROM delivery_payloads WHERE delivery_id = ? AND tenant_id = ?", {id, w_.ctx.tenant_id});
+        return run_sql(w_.db, "UPDATE deliveries SET payload = NULL WHERE delivery_id = ? AND tenant_id = ? AND payload IS NOT NULL",
+                       {id, w_.ctx.tenant_id});
     }
     result<std::optional<inbound_match>> add_inbound(prepared_inbound& p) override {
         if (auto r = writable(w_, "deliveries().add_inbound"); !r) return r.error();
@@ -919,19 +929,9 @@ public:
             return std::optional<inbound_match>(std::move(m));
         }
         probe.reset();
-        if (auto r = r_.save(p.delivery); !r) return r.error();  // no pending events: only its rows
-        if (p.payload) {
-            static std::string const put_sql = "INSERT INTO delivery_payloads (delivery_id, tenant_id, bytes) VALUES (?, ?, ?)";
-            auto put = w_.db.prepare_static(put_sql);
-            if (!put) return put.error();
-            auto& s = **put;
-            s.bind_view(1, p.delivery.id());
-            s.bind_view(2, w_.ctx.tenant_id);
-            s.bind_blob_view(3, *p.payload);
-            auto r = s.run();
-            s.reset();
-            if (!r) return r.error();
-        }
+        // No pending events: only its row, with the payload when the store keeps it.
+        std::array<std::optional<std::string_view>, 1> const payload{p.payload};
+        if (auto r = r_.save(p.delivery, payload); !r) return r.error();
         if (auto r = insert_events(p.events); !r) return r.error();
         return std::optional<inbound_match>();
     }
@@ -1450,9 +1450,9 @@ public:
         auto r = with_reader([&](database& db) -> result<void> {
             // An inbound event whose body is its delivery's payload gets it back here.
             auto st = db.prepare(
-                "SELECT o.sequence, o.envelope, o.attempts, o.body_from_payload, p.bytes, o.event_id, o.event_type, "
+                "SELECT o.sequence, o.envelope, o.attempts, o.body_from_payload, p.payload, o.event_id, o.event_type, "
                 "o.tenant_id, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.occurred_at FROM outbox o "
-                "LEFT JOIN delivery_payloads p ON o.body_from_payload IS NOT NULL AND p.delivery_id = o.aggregate_id "
+                "LEFT JOIN deliveries p ON o.body_from_payload IS NOT NULL AND p.delivery_id = o.aggregate_id "
                 "AND p.tenant_id = o.tenant_id "
                 "WHERE o.published_at IS NULL AND o.dead_at IS NULL AND NOT EXISTS "
                 "(SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.tenant_id = o.tenant_id AND "
