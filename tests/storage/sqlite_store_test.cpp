@@ -90,9 +90,21 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
+/** Turns a current file back into schema 15: every delivery in the status index, which leads
+ *  with direction and status (migration 16). */
+void back_to_schema_15(std::string const& path) {
+    exec_sql(path, R"sql(
+DROP INDEX deliveries_by_direction;
+DROP INDEX deliveries_unsettled;
+CREATE INDEX deliveries_by_status ON deliveries(tenant_id, direction, status, delivery_id);
+PRAGMA user_version = 15;
+)sql");
+}
+
 /** Turns a current file back into schema 14: kept payloads as rows of their own table
  *  (migration 15). */
 void back_to_schema_14(std::string const& path) {
+    back_to_schema_15(path);
     exec_sql(path, R"sql(
 CREATE TABLE delivery_payloads(delivery_id TEXT PRIMARY KEY REFERENCES deliveries(delivery_id) ON DELETE CASCADE,
   tenant_id TEXT NOT NULL, bytes BLOB NOT NULL);
@@ -1167,8 +1179,8 @@ TEST(sqlite_store, a_version_13_database_lists_its_runs_in_key_order_and_by_stat
 /** A new, accepted inbound delivery of `ctx` with its payload, ready for `add_inbound`; its
  *  canonical event's body is kept once, as the payload, when `once`. */
 storage::prepared_inbound accepted_inbound(request_context const& ctx, time_point now, std::string const& vendor_id,
-                                           std::string const& raw, bool once) {
-    auto d = must(webhooks::webhook_delivery::inbound(ctx, now, "conn-1", "prov-1", vendor_id, "github.push",
+                                           std::string const& raw, bool once, std::string const& connection = "conn-1") {
+    auto d = must(webhooks::webhook_delivery::inbound(ctx, now, connection, "prov-1", vendor_id, "github.push",
                                                       std::nullopt, std::string("hash")));
     must(d.keep_payload(storage::stored_payload_ref(ctx.tenant_id, d.id())));
     must(d.accept({.signature_valid = true, .tenant_resolved = true}, now,
@@ -1183,6 +1195,71 @@ void add_inbound(storage::store& s, request_context const& ctx, storage::prepare
         if (!r) return r.error();
         return {};
     }));
+}
+
+// Migration 16: a page of a direction's deliveries walks its key instead of sorting them all;
+// settled deliveries stay out of the status index, and each filter still finds its deliveries.
+TEST(sqlite_store, a_version_15_database_lists_its_deliveries_in_key_order) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto a = tenant("t1"), b = tenant("t2");
+    auto now = system_clock::instance().now();
+    std::vector<std::string> first, second, theirs;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        for (int i = 0; i < 5; ++i) {
+            auto p = accepted_inbound(a, now, "gh-" + std::to_string(i), R"({"n":1})", false, i % 2 ? "conn-2" : "conn-1");
+            add_inbound(*s, a, p);
+            (i % 2 ? second : first).push_back(p.delivery.id());
+        }
+        auto p = accepted_inbound(b, now, "gh-0", R"({"n":1})", false);
+        add_inbound(*s, b, p);
+        theirs.push_back(p.delivery.id());
+    }
+    back_to_schema_15(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto ids = [&](request_context const& ctx, storage::delivery_query q) {
+        std::vector<std::string> out;
+        storage::page_request p{.limit = 2};
+        for (;;) {
+            auto page = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.deliveries().list(q, p); }));
+            for (auto const& d : page.items) out.push_back(d.id());
+            if (page.next_cursor.empty()) return out;
+            p.cursor = page.next_cursor;
+        }
+    };
+    auto sorted = [](std::vector<std::string> v) {
+        std::sort(v.begin(), v.end());  // ids made within one millisecond are not ordered
+        return v;
+    };
+    auto all = first;
+    all.insert(all.end(), second.begin(), second.end());
+    using webhooks::delivery_direction;
+    using webhooks::delivery_status;
+    EXPECT_EQ(ids(a, {.direction = delivery_direction::inbound}), sorted(all));
+    EXPECT_EQ(ids(a, {}), sorted(all));
+    EXPECT_EQ(ids(a, {.direction = delivery_direction::inbound, .connection_id = "conn-2"}), sorted(second));
+    EXPECT_EQ(ids(a, {.direction = delivery_direction::inbound, .status = delivery_status::accepted}), sorted(all));
+    EXPECT_TRUE(ids(a, {.direction = delivery_direction::inbound, .status = delivery_status::failed}).empty());
+    EXPECT_TRUE(ids(a, {.direction = delivery_direction::outbound}).empty());
+    EXPECT_EQ(ids(b, {.direction = delivery_direction::inbound}), theirs);
+
+    EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_unsettled WHERE status NOT IN ('Accepted', 'Delivered')"),
+              std::vector<std::string>{"0"});
+    auto plan = [&](std::string const& sql) {
+        std::string out;
+        for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
+        return out;
+    };
+    for (auto const* where : {"direction = 'Inbound'", "direction = 'Inbound' AND connection_id = 'conn-2'"}) {
+        auto page = plan(std::string("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND ") + where +
+                         " AND delivery_id > '' ORDER BY delivery_id LIMIT 51");
+        EXPECT_EQ(page.find("TEMP B-TREE"), std::string::npos) << page;
+    }
+    auto dead = plan("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND direction = 'Outbound' AND "
+                     "status = 'DeadLettered' AND status NOT IN ('Accepted', 'Delivered') ORDER BY delivery_id LIMIT 51");
+    EXPECT_NE(dead.find("deliveries_unsettled"), std::string::npos) << dead;
 }
 
 // Migration 15: payloads kept in their own table move into their deliveries' rows, byte for

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 15> migrations{
+constexpr std::array<char const*, 16> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -303,6 +303,17 @@ ALTER TABLE deliveries ADD COLUMN payload BLOB;
 UPDATE deliveries SET payload = (SELECT bytes FROM delivery_payloads p WHERE p.delivery_id = deliveries.delivery_id)
   WHERE delivery_id IN (SELECT delivery_id FROM delivery_payloads);
 DROP TABLE delivery_payloads;
+)sql",
+    // 16: a page of a tenant's deliveries of one direction (the inbound list, with or without a
+    // connection) walks (tenant_id, direction, delivery_id) in order, where the status between
+    // them sorted every delivery of that direction. The status index keeps only the deliveries
+    // that are not settled (Pending, Failed, DeadLettered: what a status filter looks for);
+    // Accepted and Delivered ones, most of them, walk the direction's key.
+    R"sql(
+DROP INDEX deliveries_by_status;
+CREATE INDEX deliveries_by_direction ON deliveries(tenant_id, direction, delivery_id);
+CREATE INDEX deliveries_unsettled ON deliveries(tenant_id, direction, status, delivery_id)
+  WHERE status NOT IN ('Accepted', 'Delivered');
 )sql",
 };
 

@@ -796,6 +796,9 @@ public:
         add_filter(where, binds, "subscription_id", q.subscription_id);
         add_filter(where, binds, "connection_id", q.connection_id);
         add_filter(where, binds, "status", q.status);
+        // The literal lets SQLite use deliveries_unsettled, whose condition a bound value cannot imply.
+        if (q.status && *q.status != webhooks::delivery_status::accepted && *q.status != webhooks::delivery_status::delivered)
+            where += " AND status NOT IN ('Accepted', 'Delivered')";
         add_filter(where, binds, "event_id", q.event_id);
         if (q.since) {
             if (!where.empty()) where += " AND ";
