@@ -90,9 +90,23 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
+/** Turns a current file back into schema 16: no tenant index of failures, every failure in the
+ *  run and delivery indexes (migration 17). */
+void back_to_schema_16(std::string const& path) {
+    exec_sql(path, R"sql(
+DROP INDEX failures_by_tenant;
+DROP INDEX failures_by_run;
+DROP INDEX failures_by_delivery;
+CREATE INDEX failures_by_run ON failures(tenant_id, run_id, failure_id);
+CREATE INDEX failures_by_delivery ON failures(tenant_id, delivery_id, failure_id);
+PRAGMA user_version = 16;
+)sql");
+}
+
 /** Turns a current file back into schema 15: every delivery in the status index, which leads
  *  with direction and status (migration 16). */
 void back_to_schema_15(std::string const& path) {
+    back_to_schema_16(path);
     exec_sql(path, R"sql(
 DROP INDEX deliveries_by_direction;
 DROP INDEX deliveries_unsettled;
@@ -1195,6 +1209,79 @@ void add_inbound(storage::store& s, request_context const& ctx, storage::prepare
         if (!r) return r.error();
         return {};
     }));
+}
+
+// Migration 17: a page of a tenant's failures walks its key instead of sorting them all; the
+// run and delivery filters still find theirs.
+TEST(sqlite_store, a_version_16_database_lists_its_failures_in_key_order) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto a = tenant("t1"), b = tenant("t2");
+    auto now = system_clock::instance().now();
+    failures::classification const c{failures::failure_category::poison, "bad_request", "the vendor refused it",
+                                     failures::next_action::dead_letter, std::nullopt};
+    std::map<std::string, std::vector<std::string>> of;  // tenant/source id -> its failures' ids
+    std::vector<std::string> all, theirs, resolved;
+    auto record = [&](storage::store& s, request_context const& ctx, failures::failure_source source, std::string const& id,
+                      bool resolve) {
+        must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto f = must(failures::integration_failure::record(ctx, now, source, id, "prov-1", c));
+            if (resolve) must(f.resolve(failures::source_outcome::succeeded, now));
+            (ctx.tenant_id == "t1" ? all : theirs).push_back(f.id());
+            if (resolve) resolved.push_back(f.id());
+            of[ctx.tenant_id + "/" + id].push_back(f.id());
+            return uow.failures().save(f);
+        }));
+    };
+    {
+        auto s = open_sqlite(dir, nullptr);
+        record(*s, a, failures::failure_source::run, "run-1", false);
+        record(*s, a, failures::failure_source::run, "run-1", true);
+        record(*s, a, failures::failure_source::run, "run-2", false);
+        record(*s, a, failures::failure_source::delivery, "dlv-1", false);
+        record(*s, a, failures::failure_source::outbox_event, "evt-1", false);
+        record(*s, b, failures::failure_source::run, "run-1", false);
+    }
+    back_to_schema_16(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto ids = [&](request_context const& ctx, storage::failure_query q) {
+        std::vector<std::string> out;
+        storage::page_request p{.limit = 2};
+        for (;;) {
+            auto page = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.failures().list(q, p); }));
+            for (auto const& f : page.items) out.push_back(f.id());
+            if (page.next_cursor.empty()) return out;
+            p.cursor = page.next_cursor;
+        }
+    };
+    auto sorted = [](std::vector<std::string> v) {
+        std::sort(v.begin(), v.end());  // ids made within one millisecond are not ordered
+        return v;
+    };
+    EXPECT_EQ(ids(a, {}), sorted(all));
+    EXPECT_EQ(ids(a, {.run_id = "run-1"}), sorted(of["t1/run-1"]));  // t2 has a run-1 too
+    EXPECT_EQ(ids(a, {.run_id = "run-1", .unresolved_only = true}), std::vector<std::string>{of["t1/run-1"][0]});
+    EXPECT_EQ(ids(a, {.delivery_id = "dlv-1"}), of["t1/dlv-1"]);
+    auto unresolved = all;
+    std::erase(unresolved, resolved[0]);
+    EXPECT_EQ(ids(a, {.unresolved_only = true}), sorted(unresolved));
+    EXPECT_EQ(ids(b, {}), theirs);
+
+    EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM failures INDEXED BY failures_by_run WHERE run_id IS NOT NULL"),
+              std::vector<std::string>{"4"});
+    auto plan = [&](std::string const& sql) {
+        std::string out;
+        for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
+        return out;
+    };
+    for (auto const* where : {"", " AND (resolved_at IS NULL)"}) {
+        auto page = plan(std::string("SELECT failure_id FROM failures WHERE tenant_id = 't1'") + where +
+                         " AND failure_id > '' ORDER BY failure_id LIMIT 51");
+        EXPECT_EQ(page.find("TEMP B-TREE"), std::string::npos) << page;
+    }
+    auto by_run = plan("SELECT failure_id FROM failures WHERE tenant_id = 't1' AND (run_id = 'run-1') ORDER BY failure_id LIMIT 51");
+    EXPECT_NE(by_run.find("failures_by_run"), std::string::npos) << by_run;
 }
 
 // Migration 16: a page of a direction's deliveries walks its key instead of sorting them all;

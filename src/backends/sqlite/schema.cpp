@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 16> migrations{
+constexpr std::array<char const*, 17> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -314,6 +314,17 @@ DROP INDEX deliveries_by_status;
 CREATE INDEX deliveries_by_direction ON deliveries(tenant_id, direction, delivery_id);
 CREATE INDEX deliveries_unsettled ON deliveries(tenant_id, direction, status, delivery_id)
   WHERE status NOT IN ('Accepted', 'Delivered');
+)sql",
+    // 17: a page of a tenant's failures walks (tenant_id, failure_id) in order, where it read every
+    // failure of the tenant through the delivery index and sorted them. A failure has a run or a
+    // delivery (or neither), so those two indexes hold only the failures that have one: recording
+    // a failure writes as many B-trees as before.
+    R"sql(
+DROP INDEX failures_by_run;
+DROP INDEX failures_by_delivery;
+CREATE INDEX failures_by_tenant ON failures(tenant_id, failure_id);
+CREATE INDEX failures_by_run ON failures(tenant_id, run_id, failure_id) WHERE run_id IS NOT NULL;
+CREATE INDEX failures_by_delivery ON failures(tenant_id, delivery_id, failure_id) WHERE delivery_id IS NOT NULL;
 )sql",
 };
 
