@@ -90,6 +90,32 @@ TEST(sqlite_store, migrations_create_the_current_schema_version) {
     EXPECT_EQ(query_rows(path, "PRAGMA journal_mode"), std::vector<std::string>{"wal"});
 }
 
+/** SQLite's plan for `sql` on the file at `path`, one step per line. */
+std::string query_plan(std::string const& path, std::string const& sql) {
+    std::string out;
+    for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
+    return out;
+}
+
+/** The ids of every item `list(uow, page)` lists in `ctx`'s tenant, page by page. */
+template <class List>
+std::vector<std::string> listed_ids(storage::store& s, request_context const& ctx, std::size_t limit, List list) {
+    std::vector<std::string> out;
+    storage::page_request p{.limit = limit};
+    for (;;) {
+        auto page = must(storage::read_for(s, ctx, [&](unit_of_work& uow) { return list(uow, p); }));
+        for (auto const& item : page.items) out.push_back(item.id());
+        if (page.next_cursor.empty()) return out;
+        p.cursor = page.next_cursor;
+    }
+}
+
+/** `ids` in order: ids made within one millisecond are not. */
+std::vector<std::string> sorted(std::vector<std::string> ids) {
+    std::sort(ids.begin(), ids.end());
+    return ids;
+}
+
 /** Turns a current file back into schema 16: no tenant index of failures, every failure in the
  *  run and delivery indexes (migration 17). */
 void back_to_schema_16(std::string const& path) {
@@ -1144,19 +1170,12 @@ TEST(sqlite_store, a_version_13_database_lists_its_runs_in_key_order_and_by_stat
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
     auto ids = [&](request_context const& ctx, storage::run_query q, std::size_t limit = 100) {
-        std::vector<std::string> out;
-        storage::page_request p{.limit = limit};
-        for (;;) {
-            auto page = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.runs().list(q, p); }));
-            for (auto const& r : page.items) out.push_back(r.id());
-            if (page.next_cursor.empty()) return out;
-            p.cursor = page.next_cursor;
-        }
+        return listed_ids(*s, ctx, limit, [&](unit_of_work& uow, storage::page_request const& p) { return uow.runs().list(q, p); });
     };
-    std::sort(completed.begin(), completed.end());  // ids made within one millisecond are not ordered
+    completed = sorted(completed);
     auto all = completed;
     all.insert(all.end(), {running[0], failed[0]});
-    std::sort(all.begin(), all.end());
+    all = sorted(all);
     EXPECT_EQ(ids(a, {}), all);
     EXPECT_EQ(ids(a, {}, 2), all);  // page by page
     EXPECT_EQ(ids(a, {.status = runs::run_status::running}), running);
@@ -1175,11 +1194,7 @@ TEST(sqlite_store, a_version_13_database_lists_its_runs_in_key_order_and_by_stat
     // reads them in key order instead of sorting every run of the tenant or connection.
     EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM runs INDEXED BY runs_unfinished WHERE status <> 'Completed'"),
               std::vector<std::string>{"2"});
-    auto plan = [&](std::string const& sql) {
-        std::string out;
-        for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
-        return out;
-    };
+    auto plan = [&](std::string const& sql) { return query_plan(path, sql); };
     auto page = plan("SELECT run_id FROM runs WHERE tenant_id = 't1' AND run_id > '' ORDER BY run_id LIMIT 51");
     EXPECT_EQ(page.find("TEMP B-TREE"), std::string::npos) << page;
     auto by_connection = plan("SELECT run_id FROM runs WHERE tenant_id = 't1' AND connection_id = 'c' AND run_id > '' "
@@ -1246,18 +1261,7 @@ TEST(sqlite_store, a_version_16_database_lists_its_failures_in_key_order) {
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
     auto ids = [&](request_context const& ctx, storage::failure_query q) {
-        std::vector<std::string> out;
-        storage::page_request p{.limit = 2};
-        for (;;) {
-            auto page = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.failures().list(q, p); }));
-            for (auto const& f : page.items) out.push_back(f.id());
-            if (page.next_cursor.empty()) return out;
-            p.cursor = page.next_cursor;
-        }
-    };
-    auto sorted = [](std::vector<std::string> v) {
-        std::sort(v.begin(), v.end());  // ids made within one millisecond are not ordered
-        return v;
+        return listed_ids(*s, ctx, 2, [&](unit_of_work& uow, storage::page_request const& p) { return uow.failures().list(q, p); });
     };
     EXPECT_EQ(ids(a, {}), sorted(all));
     EXPECT_EQ(ids(a, {.run_id = "run-1"}), sorted(of["t1/run-1"]));  // t2 has a run-1 too
@@ -1270,11 +1274,7 @@ TEST(sqlite_store, a_version_16_database_lists_its_failures_in_key_order) {
 
     EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM failures INDEXED BY failures_by_run WHERE run_id IS NOT NULL"),
               std::vector<std::string>{"4"});
-    auto plan = [&](std::string const& sql) {
-        std::string out;
-        for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
-        return out;
-    };
+    auto plan = [&](std::string const& sql) { return query_plan(path, sql); };
     for (auto const* where : {"", " AND (resolved_at IS NULL)"}) {
         auto page = plan(std::string("SELECT failure_id FROM failures WHERE tenant_id = 't1'") + where +
                          " AND failure_id > '' ORDER BY failure_id LIMIT 51");
@@ -1307,18 +1307,7 @@ TEST(sqlite_store, a_version_15_database_lists_its_deliveries_in_key_order) {
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
     auto ids = [&](request_context const& ctx, storage::delivery_query q) {
-        std::vector<std::string> out;
-        storage::page_request p{.limit = 2};
-        for (;;) {
-            auto page = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.deliveries().list(q, p); }));
-            for (auto const& d : page.items) out.push_back(d.id());
-            if (page.next_cursor.empty()) return out;
-            p.cursor = page.next_cursor;
-        }
-    };
-    auto sorted = [](std::vector<std::string> v) {
-        std::sort(v.begin(), v.end());  // ids made within one millisecond are not ordered
-        return v;
+        return listed_ids(*s, ctx, 2, [&](unit_of_work& uow, storage::page_request const& p) { return uow.deliveries().list(q, p); });
     };
     auto all = first;
     all.insert(all.end(), second.begin(), second.end());
@@ -1334,11 +1323,7 @@ TEST(sqlite_store, a_version_15_database_lists_its_deliveries_in_key_order) {
 
     EXPECT_EQ(query_rows(path, "SELECT COUNT(*) FROM deliveries INDEXED BY deliveries_unsettled WHERE status NOT IN ('Accepted', 'Delivered')"),
               std::vector<std::string>{"0"});
-    auto plan = [&](std::string const& sql) {
-        std::string out;
-        for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
-        return out;
-    };
+    auto plan = [&](std::string const& sql) { return query_plan(path, sql); };
     for (auto const* where : {"direction = 'Inbound'", "direction = 'Inbound' AND connection_id = 'conn-2'"}) {
         auto page = plan(std::string("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND ") + where +
                          " AND delivery_id > '' ORDER BY delivery_id LIMIT 51");
@@ -1535,11 +1520,7 @@ TEST(sqlite_store, a_version_8_database_keeps_its_deliveries_and_finds_them_thro
     ASSERT_EQ(claimed.size(), 1u);
     EXPECT_EQ(claimed[0].delivery.id(), pending_id);
     // The narrowed indexes still serve the lookups by subscription and by last attempt.
-    auto plan = [&](std::string const& sql) {
-        std::string out;
-        for (auto const& row : query_rows(path, "EXPLAIN QUERY PLAN " + sql)) out += row + "\n";
-        return out;
-    };
+    auto plan = [&](std::string const& sql) { return query_plan(path, sql); };
     EXPECT_NE(plan("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND subscription_id = 's'")
                   .find("deliveries_by_subscription"),
               std::string::npos);
