@@ -6,6 +6,7 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstring>
 
@@ -63,12 +64,14 @@ void id_bytes(unsigned char* out, std::size_t n) {
     p.used += n;
 }
 
-std::string new_id(std::string_view prefix, time_point now) {
+namespace {
+
+// `prefix-` and the ULID of millisecond `ms` with `random` as its 80 low bits (10 bytes).
+std::string make_id(std::string_view prefix, std::uint64_t ms, unsigned char const* random) {
     // ULID: 48-bit big-endian millisecond time then 80 random bits, 26 base32 characters.
     unsigned char bytes[16];
-    auto ms = static_cast<std::uint64_t>(to_unix_ms(now));
     for (int i = 0; i < 6; ++i) bytes[i] = static_cast<unsigned char>(ms >> (8 * (5 - i)));
-    id_bytes(bytes + 6, 10);
+    std::memcpy(bytes + 6, random, 10);
     std::string out(prefix);
     out += '-';
     // 128 bits as 26 groups of 5 bits, the first group holding the top 3 bits.
@@ -86,6 +89,19 @@ std::string new_id(std::string_view prefix, time_point now) {
     }
     out.append(text, 26);
     return out;
+}
+
+}  // namespace
+
+std::string new_id(std::string_view prefix, time_point now) {
+    unsigned char random[10];
+    id_bytes(random, sizeof random);
+    return make_id(prefix, static_cast<std::uint64_t>(to_unix_ms(now)), random);
+}
+
+std::string first_id_at(std::string_view prefix, time_point at) {
+    unsigned char const none[10] = {};
+    return make_id(prefix, static_cast<std::uint64_t>(std::max<std::int64_t>(to_unix_ms(at), 0)), none);
 }
 
 bool is_valid_id(std::string_view id, std::string_view prefix) noexcept {

@@ -81,6 +81,22 @@ TEST(id_test, ids_sort_by_creation_time_across_milliseconds) {
     EXPECT_LT(new_id("conn", from_unix_ms(1'767'225'600'000)), new_id("conn", from_unix_ms(7'258'118'400'000)));
 }
 
+// A store walking ids in order stops at first_id_at(cutoff): nothing made at or after the
+// cutoff may sort below it, nothing made before it may sort above it.
+TEST(id_test, first_id_at_bounds_the_ids_made_before_and_after_an_instant) {
+    auto at = from_unix_ms(1'767'225'600'123);
+    auto bound = first_id_at("run", at);
+    EXPECT_TRUE(is_valid_id(bound, "run")) << bound;
+    EXPECT_EQ(bound.substr(4, 10), new_id("run", at).substr(4, 10));  // the same instant
+    EXPECT_EQ(bound.substr(14), std::string(16, '0'));                 // no random bits
+    for (int i = 0; i < 1000; ++i) {
+        EXPECT_LE(bound, new_id("run", at));
+        EXPECT_LT(bound, new_id("run", at + std::chrono::milliseconds(1 + i)));
+        EXPECT_LT(new_id("run", at - std::chrono::milliseconds(1 + i)), bound);
+    }
+    EXPECT_EQ(first_id_at("fail", from_unix_ms(-5)), "fail-" + std::string(26, '0'));  // before the epoch: the least
+}
+
 TEST(id_test, ten_thousand_ids_in_one_millisecond_are_unique_and_not_sequential) {
     manual_clock clock;
     std::unordered_set<std::string> seen;

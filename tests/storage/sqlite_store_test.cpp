@@ -1735,5 +1735,73 @@ TEST(sqlite_store, a_write_from_inside_a_running_read_is_not_held_by_a_forced_ch
     })) << "the write waited for the writer's forced checkpoint, which waited for its read";
 }
 
+// Retention looks only at what was made before its cutoff: a run ends, and a failure is resolved,
+// after its id was made, so the walk in key order stops at the cutoff's first id instead of
+// reading every younger run or failure of the tenant. A row whose end is stamped before its own
+// id (a clock set back meanwhile) waits until the cutoff passes its id.
+TEST(sqlite_store, retention_finds_the_runs_and_failures_made_and_ended_before_the_cutoff) {
+    using namespace std::chrono_literals;
+    temp_dir dir;
+    auto s = open_sqlite(dir, nullptr);
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    auto old = now - 10 * 24h, cutoff = now - 5 * 24h;
+    std::map<std::string, std::string> runs, failures;  // name -> id
+    auto run = [&](request_context const& c, std::string const& name, time_point made, std::optional<time_point> ended,
+                   bool failed = false, std::optional<time_point> resolved = std::nullopt) {
+        must(s->transact(c, [&](unit_of_work& uow) -> result<void> {
+            auto p = active_provider(c, made);
+            auto conn = active_connection(c, made, p);
+            auto r = must(runs::integration_run::create(c, made, conn, "sms.send"));
+            must(r.start(conn, false, made));
+            failures::classification cls{failures::failure_category::validation, "http_422", "bad",
+                                         failures::next_action::dead_letter, std::nullopt};
+            if (ended) {
+                must(r.record_attempt({1, failed ? runs::attempt_status::failed : runs::attempt_status::succeeded,
+                                       std::nullopt, std::int64_t{failed ? 422 : 200}, 5, *ended}));
+                if (failed)
+                    must(r.fail(*ended, cls, std::nullopt));
+                else
+                    must(r.complete(*ended, std::nullopt, std::nullopt));
+            }
+            if (failed) {
+                auto f = must(failures::integration_failure::record(c, made, failures::failure_source::run, r.id(), p.id(), cls));
+                if (resolved) must(f.resolve(failures::source_outcome::dead_lettered, *resolved));
+                failures[name] = f.id();
+                must(uow.failures().save(f));
+            }
+            runs[name] = r.id();
+            return uow.runs().save(r);
+        }));
+    };
+    run(ctx, "old done", old, old + 1s);
+    run(ctx, "old failed", old + 1ms, old + 2s, true, old + 3s);
+    run(ctx, "old failure unresolved", old + 2ms, old + 2s, true);
+    run(ctx, "old running", old + 3ms, std::nullopt);
+    run(ctx, "old, ended after the cutoff", old + 4ms, cutoff + 1h, true, cutoff + 2h);
+    run(ctx, "young", now, now, true, now);
+    run(ctx, "young, stamped as ended long ago", now + 1ms, old + 5s, true, old + 6s);
+    run(tenant("t2"), "other tenant", old, old + 1s, true, old + 1s);
+
+    auto ended = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.runs().ended_before(cutoff, 10); }));
+    std::vector<std::string> ids;
+    for (auto const& r : ended) ids.push_back(r.id());
+    EXPECT_EQ(ids, (std::vector<std::string>{runs["old done"], runs["old failed"], runs["old failure unresolved"]}));
+    auto first = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.runs().ended_before(cutoff, 1); }));
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_EQ(first[0].id(), runs["old done"]);
+
+    auto resolved = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.failures().resolved_before(cutoff, 10); }));
+    ASSERT_EQ(resolved.size(), 1u);
+    EXPECT_EQ(resolved[0].id(), failures["old failed"]);
+
+    // Once the cutoff passes their ids, the rows stamped back in time go too.
+    auto later = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.runs().ended_before(now + 1h, 10); }));
+    EXPECT_EQ(later.size(), 6u);  // all but the running one
+    auto later_failures =
+        must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.failures().resolved_before(now + 1h, 10); }));
+    EXPECT_EQ(later_failures.size(), 4u);  // all but the unresolved one
+}
+
 }  // namespace
 }  // namespace integration::testing

@@ -31,6 +31,11 @@ inline constexpr std::string_view event = "evt";
 /** Makes `prefix-ULID` stamped with `now`. */
 INTEGRATION_EXPORT std::string new_id(std::string_view prefix, time_point now);
 
+/** The smallest id `new_id(prefix, t)` can make for any `t` at or after `at` (the ULID of `at`
+ *  with no random bits): every id below it was made before `at`, so a store that walks ids in
+ *  order can stop there. */
+INTEGRATION_EXPORT std::string first_id_at(std::string_view prefix, time_point at);
+
 /** True when `id` is `prefix-` followed by a well-formed ULID. */
 INTEGRATION_EXPORT bool is_valid_id(std::string_view id, std::string_view prefix) noexcept;
 

@@ -133,7 +133,9 @@ public:
      *  written as they are. `errc::invalid_argument` when they are not the run's, in this tenant,
      *  at the version this save makes. */
     virtual result<void> save_prepared(prepared_run& p) = 0;
-    /** Completed or Failed runs that ended before `before`, oldest id first (for retention). */
+    /** Completed or Failed runs that ended before `before`, oldest id first (for retention). A
+     *  run ends after it is made, so only runs whose id was made before `before` are looked at:
+     *  a sweep costs what is old, not what the tenant holds. */
     virtual result<std::vector<runs::integration_run>> ended_before(time_point before, std::size_t limit) = 0;
     /** Deletes a run with its attempts and stored bodies (retention, after archiving); a missing run
      *  is not an error. */
@@ -172,7 +174,8 @@ public:
                                                                         time_point until, std::size_t limit) = 0;
     /** Gives up `owner`'s lease of a failure (after a retry was recorded). */
     virtual result<void> release(std::string const& failure_id, std::string const& owner) = 0;
-    /** Failures resolved before `before`, oldest id first (for retention). */
+    /** Failures resolved before `before`, oldest id first (for retention); like
+     *  `run_repository::ended_before`, only failures whose id was made before `before`. */
     virtual result<std::vector<failures::integration_failure>> resolved_before(time_point before,
                                                                                std::size_t limit) = 0;
     /** Deletes a failure with its history (retention, after archiving). */
