@@ -1334,6 +1334,69 @@ TEST(sqlite_store, a_version_15_database_lists_its_deliveries_in_key_order) {
     EXPECT_NE(dead.find("deliveries_unsettled"), std::string::npos) << dead;
 }
 
+// A page of a tenant's deliveries of both directions merges the two directions' ranges of
+// deliveries_by_direction in key order instead of sorting every delivery of the tenant; every
+// filter and every page boundary still finds exactly its deliveries.
+TEST(sqlite_store, deliveries_of_both_directions_list_in_key_order) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto a = tenant("t1"), b = tenant("t2");
+    auto now = system_clock::instance().now();
+    std::vector<std::string> all, pending, delivered, inbound, on_conn2, of_evt3, theirs;
+    auto s = open_sqlite(dir, nullptr);
+    for (auto const& ctx : {a, b}) {
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto sub = must(webhooks::webhook_subscription::create(
+                ctx, now, {"proj-1", "order.*", "https://hooks.example.com", "vault://local/t1/s?version=1", {}, {}}));
+            must(uow.subscriptions().save(sub));
+            for (int i = 0; i < 9; ++i) {
+                auto at = now + std::chrono::milliseconds(i);  // directions interleaved in key order
+                auto evt = "evt-" + std::to_string(i);  // one delivery per subscription and event
+                std::optional<webhooks::webhook_delivery> d;
+                if (i % 3 == 1) {
+                    d = must(webhooks::webhook_delivery::inbound(ctx, at, i % 2 ? "conn-2" : "conn-1", "prov-1",
+                                                                 "gh-" + std::to_string(i), "github.push", std::nullopt,
+                                                                 std::string("hash")));
+                    must(d->accept({.signature_valid = true, .tenant_resolved = true}, at));
+                } else {
+                    d = must(webhooks::webhook_delivery::outbound(ctx, at, sub, "order.paid", evt, {}));
+                    if (i % 3 == 2) must(d->record_success({0, 200, 5, {}, {}, at}));
+                }
+                if (ctx.tenant_id == "t2") {
+                    theirs.push_back(d->id());
+                } else {
+                    all.push_back(d->id());
+                    (i % 3 == 0 ? pending : i % 3 == 2 ? delivered : inbound).push_back(d->id());
+                    if (i % 3 == 1 && i % 2) on_conn2.push_back(d->id());
+                    if (evt == "evt-3") of_evt3.push_back(d->id());
+                }
+                must(uow.deliveries().save(*d));
+            }
+            return result<void>{};
+        }));
+    }
+    using webhooks::delivery_status;
+    for (std::size_t limit : {1u, 2u, 3u, 100u}) {
+        auto ids = [&](request_context const& ctx, storage::delivery_query q) {
+            return listed_ids(*s, ctx, limit, [&](unit_of_work& uow, storage::page_request const& p) { return uow.deliveries().list(q, p); });
+        };
+        EXPECT_EQ(ids(a, {}), sorted(all)) << limit;
+        EXPECT_EQ(ids(a, {.status = delivery_status::pending}), sorted(pending)) << limit;
+        EXPECT_EQ(ids(a, {.status = delivery_status::delivered}), sorted(delivered)) << limit;
+        EXPECT_EQ(ids(a, {.status = delivery_status::accepted}), sorted(inbound)) << limit;
+        EXPECT_TRUE(ids(a, {.status = delivery_status::dead_lettered}).empty()) << limit;
+        EXPECT_EQ(ids(a, {.connection_id = "conn-2"}), sorted(on_conn2)) << limit;
+        EXPECT_EQ(ids(a, {.event_id = "evt-3"}), of_evt3) << limit;
+        EXPECT_EQ(ids(b, {}), sorted(theirs)) << limit;
+    }
+
+    auto plan = query_plan(path, "SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND (direction = 'Inbound') "
+                                 "AND delivery_id > '' UNION ALL SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' "
+                                 "AND (direction = 'Outbound') AND delivery_id > '' ORDER BY delivery_id LIMIT 51");
+    EXPECT_NE(plan.find("MERGE"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+}
+
 // Migration 15: payloads kept in their own table move into their deliveries' rows, byte for
 // byte, and are read, put back into their events and removed as before.
 TEST(sqlite_store, a_version_14_database_keeps_its_inbound_payloads_in_their_deliveries) {

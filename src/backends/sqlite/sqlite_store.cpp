@@ -273,6 +273,41 @@ public:
         return out;
     }
 
+    /** `list` of the rows matching `where` and any one of `arms`, each a range of an index in key
+     *  order: SQLite merges the arms' ranges and stops at the page's end, where one condition
+     *  joining them with OR reads and sorts every matching row of the tenant for each page. */
+    result<page<A>> list_merged(std::span<std::string const> arms, std::string const& where, std::vector<value> const& binds,
+                                page_request const& p) {
+        auto limit = clamp_limit(p.limit);
+        static std::string const head = mapping::select_sql<data_t>(T.name, scope_sql());
+        std::string sql;
+        std::vector<value> all;
+        for (auto const& arm : arms) {
+            if (!sql.empty()) sql += " UNION ALL ";
+            sql += head + " AND (" + arm + ")";
+            if (!where.empty()) sql += " AND (" + where + ")";
+            for (auto& b : scope_binds()) all.push_back(std::move(b));
+            all.insert(all.end(), binds.begin(), binds.end());
+            if (!p.cursor.empty()) {
+                sql += std::string(" AND ") + T.key + " > ?";
+                all.push_back(p.cursor);
+            }
+        }
+        sql += std::string(" ORDER BY ") + T.key + " LIMIT " + std::to_string(limit + 1);
+        auto st = w_.db.prepare(sql);
+        if (!st) return st.error();
+        (*st)->bind_all(all);
+        auto rows = read_rows(**st);
+        if (!rows) return rows.error();
+        page<A> out;
+        if (rows->size() > limit) {
+            rows->pop_back();
+            out.next_cursor = rows->back().id();
+        }
+        out.items = std::move(*rows);
+        return out;
+    }
+
     result<std::int64_t> count(std::string const& where, std::vector<value> binds) {
         std::string sql = std::string("SELECT COUNT(*) FROM ") + T.name + " WHERE " + scope_sql() + " AND (" + where + ")";
         std::vector<value> all = scope_binds();
@@ -774,6 +809,16 @@ result<void> writable(work_state const& w, std::string_view what) {
     return {};
 }
 
+// One condition per delivery direction, literal so that each selects its own index range.
+std::span<std::string const> direction_arms() {
+    static auto const arms = [] {
+        std::vector<std::string> out;
+        for (auto name : enum_names<webhooks::delivery_direction>::values) out.push_back("direction = '" + std::string(name) + "'");
+        return out;
+    }();
+    return arms;
+}
+
 class delivery_repo final : public webhook_delivery_repository {
 public:
     explicit delivery_repo(work_state& w) : w_(w), r_(w) {}
@@ -809,6 +854,9 @@ public:
             where += "created_at >= ?";
             binds.push_back(to_unix_ms(*q.since));
         }
+        // Without a direction or a subscription (whose index is in key order), each direction's
+        // range of deliveries_by_direction, merged.
+        if (!q.direction && !q.subscription_id) return r_.list_merged(direction_arms(), where, binds, p);
         return r_.list(where, binds, p);
     }
     result<std::vector<webhooks::webhook_delivery>> due(time_point now, std::size_t limit) override {
