@@ -10,7 +10,8 @@
 #                                      with the default --workers and with --workers 64
 # The host runs with its defaults (what ./scripts/run.sh starts) except that loopback is allowed,
 # the per-key rate limit is off and the one tenant may use every execution thread.
-# Prints requests/s, p99 latency, the host's context switches and CPU time per run and its peak RSS. Installs wrk and nginx-light if missing.
+# Prints requests/s, p99 latency, the host's context switches and CPU time per run (and per accepted
+# webhook) and its peak RSS. Installs wrk and nginx-light if missing.
 # Usage: bench/host_load.sh [seconds per test, default 10] [connections, default 32]
 # HOST_LOAD_PERF=FILE records a perf profile of the host's runs at 32 connections into FILE.
 # HOST_LOAD_RUNS_ONLY=1 stops after the runs at 32 and 256 connections and the kill -9 check.
@@ -231,7 +232,8 @@ LUA
 export INBOUND_FILE=$work/inbound.tsv INBOUND_THREADS=2
 inbound() {  # name url path: like measure, plus the answers by status
   local name=$1 url=$2
-  local out rps p99
+  local out rps p99 before accepted
+  [[ $name == host* ]] && before=$(host_counters)
   out=$(INBOUND_PATH=$3 wrk -t 2 -c "$connections" -d "${seconds}s" --latency -s "$work/inbound.lua" "$url")
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
@@ -239,7 +241,11 @@ inbound() {  # name url path: like measure, plus the answers by status
   answers=$(sed -n 's/^answers: //p' <<<"$out")
   printf '| %s | %s | %s | %s | %s |\n' "$name" "$rps" "$p99" "${non2xx:-0}" "$answers"
   inbound_rps=$rps
-  answered_202=$((answered_202 + $(tr ' ' '\n' <<<"$answers" | awk -F= '$1 == "202" {n += $2} END {print n + 0}')))
+  accepted=$(tr ' ' '\n' <<<"$answers" | awk -F= '$1 == "202" {n += $2} END {print n + 0}')
+  answered_202=$((answered_202 + accepted))
+  # The host's CPU and context switches per accepted webhook (its 202s).
+  [[ -n ${before:-} ]] && ((accepted > 0)) && per_run "$before" "$(host_counters)" "$accepted" | sed 's/per run/per 202/'
+  return 0
 }
 answered_202=0
 accepted_in_db() {  # Accepted inbound deliveries on disk, read after the host was killed
