@@ -262,15 +262,7 @@ public:
             where = where.empty() ? std::string(T.key) + " > ?" : "(" + where + ") AND " + T.key + " > ?";
             binds.push_back(p.cursor);
         }
-        auto rows = select(where, std::move(binds), T.key, limit + 1);
-        if (!rows) return rows.error();
-        page<A> out;
-        if (rows->size() > limit) {
-            rows->pop_back();
-            out.next_cursor = rows->back().id();
-        }
-        out.items = std::move(*rows);
-        return out;
+        return page_of(select(where, std::move(binds), T.key, limit + 1), limit);
     }
 
     /** `list` of the rows matching `where` and any one of `arms`, each a range of an index in key
@@ -297,7 +289,11 @@ public:
         auto st = w_.db.prepare(sql);
         if (!st) return st.error();
         (*st)->bind_all(all);
-        auto rows = read_rows(**st);
+        return page_of(read_rows(**st), limit);
+    }
+
+    /** A page of at most `limit` of `rows` (read with one more, which only says there is a next page). */
+    static result<page<A>> page_of(result<std::vector<A>> rows, std::size_t limit) {
         if (!rows) return rows.error();
         page<A> out;
         if (rows->size() > limit) {
