@@ -1397,6 +1397,49 @@ TEST(sqlite_store, deliveries_of_both_directions_list_in_key_order) {
     EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
 }
 
+// A page reads its rows' child lists in a few queries (up to 32 owners each), not one per row:
+// each delivery still gets exactly its own attempts, in order, across chunk boundaries and for
+// rows with none.
+TEST(sqlite_store, a_page_of_deliveries_carries_each_ones_own_attempts_in_order) {
+    temp_dir dir;
+    auto s = open_sqlite(dir, nullptr);
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    std::map<std::string, std::vector<int>> expected;  // delivery id -> its attempts' http statuses
+    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto sub = must(webhooks::webhook_subscription::create(
+            ctx, now, {"proj-1", "order.*", "https://hooks.example.com", "vault://local/t1/s?version=1", {}, {}}));
+        must(uow.subscriptions().save(sub));
+        for (int i = 0; i < 70; ++i) {
+            auto d = must(webhooks::webhook_delivery::outbound(ctx, now, sub, "order.paid", "evt-" + std::to_string(i), {}));
+            auto& statuses = expected[d.id()];
+            for (int a = 0; a < i % 4; ++a) {
+                int status = 500 + i * 4 + a;  // unique per delivery and attempt
+                must(d.record_failure({a, status, 5, {}, {}, now}, now + std::chrono::hours(1)));
+                statuses.push_back(status);
+            }
+            must(uow.deliveries().save(d));
+        }
+        return {};
+    }));
+    for (std::size_t limit : {7u, 50u, 100u}) {
+        std::size_t seen = 0;
+        storage::page_request p{.limit = limit};
+        for (;;) {
+            auto page = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.deliveries().list({}, p); }));
+            for (auto const& d : page.items) {
+                std::vector<int> statuses;
+                for (auto const& a : d.data().delivery_attempts) statuses.push_back(static_cast<int>(a.http_status.value_or(0)));
+                EXPECT_EQ(statuses, expected[d.id()]) << d.id() << " in pages of " << limit;
+                ++seen;
+            }
+            if (page.next_cursor.empty()) break;
+            p.cursor = page.next_cursor;
+        }
+        EXPECT_EQ(seen, expected.size()) << limit;
+    }
+}
+
 // Migration 15: payloads kept in their own table move into their deliveries' rows, byte for
 // byte, and are read, put back into their events and removed as before.
 TEST(sqlite_store, a_version_14_database_keeps_its_inbound_payloads_in_their_deliveries) {

@@ -22,6 +22,7 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <unordered_map>
 #include <thread>
 #include <tuple>
 
@@ -228,9 +229,10 @@ public:
             rows.emplace_back(std::move(*m), std::move(d));
         }
         st.reset();
+        std::vector<data_t*> owners;
         for (auto& [m, d] : rows)
-            if (!has_children || has_children(d))
-                if (auto r = load_children(d); !r) return r.error();
+            if (!has_children || has_children(d)) owners.push_back(&d);
+        if (auto r = load_children(owners); !r) return r.error();
         return rows;
     }
 
@@ -453,25 +455,45 @@ private:
         return status;
     }
 
-    result<void> load_children(data_t& d) {
+    // The children of `owners` (rows just read, whose child lists are empty): one query per child
+    // list for up to `chunk` owners, instead of one per owner and list (a page of deliveries read
+    // its 51 rows' attempts with 51 queries).
+    result<void> load_children(std::span<data_t* const> owners) {
+        constexpr std::size_t chunk = 32;
         result<void> status;
-        std::string id(d_id(d));
-        mapping::for_each_child<data_t>(d, [&](std::string_view field, auto& items) {
+        if (owners.empty()) return status;
+        std::unordered_map<std::string_view, data_t*> by_id;
+        for (auto* d : owners) by_id.emplace(d_id(*d), d);
+        mapping::for_each_child<data_t>(*owners.front(), [&](std::string_view field, auto& first) {
+            using E = typename std::remove_cvref_t<decltype(first)>::value_type;
+            // This list of `owner`: the same field of another object of the same type.
+            auto list_of = [&](data_t& owner) -> std::vector<E>* {
+                std::vector<E>* out = nullptr;
+                mapping::for_each_child<data_t>(owner, [&](std::string_view f, auto& items) {
+                    if constexpr (std::is_same_v<std::remove_cvref_t<decltype(items)>, std::vector<E>>)
+                        if (f == field) out = &items;
+                });
+                return out;
+            };
             if (!status) return;
-            using E = typename std::remove_cvref_t<decltype(items)>::value_type;
-            auto st = w_.db.prepare(mapping::child_select_sql<E>(T.name, field));
+            auto st = w_.db.prepare(mapping::child_select_many_sql<E>(T.name, field, chunk));
             if (!st) return void(status = st.error());
-            (*st)->bind(1, value{id});
-            items.clear();
-            while (true) {
-                auto more = (*st)->step();
-                if (!more) return void(status = more.error());
-                if (!*more) break;
-                E e{};
-                if (status = mapping::read_child(**st, e); !status) return;
-                items.push_back(std::move(e));
+            for (std::size_t at = 0; at < owners.size(); at += chunk) {
+                // A short last chunk repeats its last owner: one statement for every chunk.
+                for (std::size_t i = 0; i < chunk; ++i)
+                    (*st)->bind(static_cast<int>(i + 1), value{d_id(*owners[std::min(at + i, owners.size() - 1)])});
+                while (true) {
+                    auto more = (*st)->step();
+                    if (!more) return void(status = more.error());
+                    if (!*more) break;
+                    auto owner = by_id.find((*st)->text(0));
+                    if (owner == by_id.end()) continue;
+                    E e{};
+                    if (status = mapping::read_child(**st, e, 1); !status) return;
+                    if (auto* items = list_of(*owner->second)) items->push_back(std::move(e));
+                }
+                (*st)->reset();
             }
-            (*st)->reset();
         });
         return status;
     }

@@ -332,14 +332,15 @@ void append_child_values(E const& e, std::vector<value>& out) {
         out.push_back(to_value(e));
 }
 
+/** Reads one child element from `s`, its columns starting at column `first`. */
 template <class E, class Row>
-result<void> read_child(Row const& s, E& e) {
+result<void> read_child(Row const& s, E& e, int first = 0) {
     if constexpr (json_described<E>) {
-        auto r = read_row(s, 0, e);
+        auto r = read_row(s, first, e);
         if (!r) return r.error();
         return {};
     } else {
-        return read_column(s, 0, e);
+        return read_column(s, first, e);
     }
 }
 
@@ -410,11 +411,12 @@ std::string child_insert_sql(std::string_view table, std::string_view field) {
            placeholders(cols.size() + 2) + ")";
 }
 
-/** Reads the children of one owner in order. */
+/** The children of `owners` owners (`owner_id IN` that many parameters), each owner's in order,
+ *  after their `owner_id`. */
 template <class E>
-std::string child_select_sql(std::string_view table, std::string_view field) {
-    return "SELECT " + join(child_columns<E>()) + " FROM " + child_table(table, field) +
-           " WHERE owner_id = ? ORDER BY position";
+std::string child_select_many_sql(std::string_view table, std::string_view field, std::size_t owners) {
+    return "SELECT owner_id, " + join(child_columns<E>()) + " FROM " + child_table(table, field) + " WHERE owner_id IN (" +
+           placeholders(owners) + ") ORDER BY owner_id, position";
 }
 
 /** The number of children of one owner (their positions are 0..n-1). */
