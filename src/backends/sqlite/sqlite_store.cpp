@@ -461,7 +461,9 @@ private:
     result<void> load_children(std::span<data_t* const> owners) {
         constexpr std::size_t chunk = 32;
         result<void> status;
-        if (owners.empty()) return status;
+        bool lists = false;
+        if (!owners.empty()) mapping::for_each_child<data_t>(*owners.front(), [&](std::string_view, auto&) { lists = true; });
+        if (!lists) return status;
         std::unordered_map<std::string_view, data_t*> by_id;
         for (auto* d : owners) by_id.emplace(d_id(*d), d);
         mapping::for_each_child<data_t>(*owners.front(), [&](std::string_view field, auto& first) {
