@@ -478,11 +478,13 @@ private:
                 return out;
             };
             if (!status) return;
-            auto st = w_.db.prepare(mapping::child_select_many_sql<E>(T.name, field, chunk));
+            // One owner (a find) binds one id; a page binds `chunk`, a short last chunk repeating
+            // its last owner, so that every chunk shares one statement.
+            auto const n = owners.size() == 1 ? std::size_t{1} : chunk;
+            auto st = w_.db.prepare(mapping::child_select_many_sql<E>(T.name, field, n));
             if (!st) return void(status = st.error());
-            for (std::size_t at = 0; at < owners.size(); at += chunk) {
-                // A short last chunk repeats its last owner: one statement for every chunk.
-                for (std::size_t i = 0; i < chunk; ++i)
+            for (std::size_t at = 0; at < owners.size(); at += n) {
+                for (std::size_t i = 0; i < n; ++i)
                     (*st)->bind(static_cast<int>(i + 1), value{d_id(*owners[std::min(at + i, owners.size() - 1)])});
                 while (true) {
                     auto more = (*st)->step();
