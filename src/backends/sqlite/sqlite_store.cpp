@@ -189,11 +189,16 @@ public:
     explicit repo(work_state& w) : w_(w) {}
     friend class delivery_repo;  // record_attempt writes events as save does
 
+    /** The main table's select of every column, scoped to the tenant: `select`'s and `list_merged`'s head. */
+    std::string const& select_head() {
+        static std::string const head = mapping::select_sql<data_t>(T.name, scope_sql());
+        return head;
+    }
+
     /** `where` is extra SQL over the main table (alias-free), `binds` its parameters. */
     result<std::vector<A>> select(std::string const& where, std::vector<value> binds, std::string const& order,
                                   std::size_t limit) {
-        static std::string const head = mapping::select_sql<data_t>(T.name, scope_sql());
-        std::string sql = head;
+        std::string sql = select_head();
         if (!where.empty()) sql += " AND (" + where + ")";
         sql += " ORDER BY " + order + " LIMIT " + std::to_string(limit);
         std::vector<value> all = scope_binds();
@@ -273,12 +278,11 @@ public:
     result<page<A>> list_merged(std::span<std::string const> arms, std::string const& where, std::vector<value> const& binds,
                                 page_request const& p) {
         auto limit = clamp_limit(p.limit);
-        static std::string const head = mapping::select_sql<data_t>(T.name, scope_sql());
         std::string sql;
         std::vector<value> all;
         for (auto const& arm : arms) {
             if (!sql.empty()) sql += " UNION ALL ";
-            sql += head + " AND (" + arm + ")";
+            sql += select_head() + " AND (" + arm + ")";
             if (!where.empty()) sql += " AND (" + where + ")";
             for (auto& b : scope_binds()) all.push_back(std::move(b));
             all.insert(all.end(), binds.begin(), binds.end());

@@ -334,7 +334,7 @@ void append_child_values(E const& e, std::vector<value>& out) {
 
 /** Reads one child element from `s`, its columns starting at column `first`. */
 template <class E, class Row>
-result<void> read_child(Row const& s, E& e, int first = 0) {
+result<void> read_child(Row const& s, E& e, int first) {
     if constexpr (json_described<E>) {
         auto r = read_row(s, first, e);
         if (!r) return r.error();
