@@ -1,5 +1,7 @@
 #include "connection.hpp"
 
+#include "batched_wal.hpp"
+
 #include <sqlite3.h>
 
 #include <cerrno>
@@ -119,7 +121,7 @@ std::vector<unsigned char> statement::blob(int c) const {
 result<std::unique_ptr<database>> database::open(std::string const& path, bool read_only, int busy_timeout_ms) {
     sqlite3* db = nullptr;
     int flags = (read_only ? SQLITE_OPEN_READONLY : SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE) | SQLITE_OPEN_NOMUTEX;
-    int rc = sqlite3_open_v2(path.c_str(), &db, flags, nullptr);
+    int rc = sqlite3_open_v2(path.c_str(), &db, flags, batched_wal_vfs());
     if (rc != SQLITE_OK) {
         auto e = sqlite_error(rc, "cannot open database " + path, db ? sqlite3_errmsg(db) : nullptr);
         sqlite3_close(db);
