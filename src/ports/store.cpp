@@ -17,13 +17,16 @@ namespace {
 // Whether `v` holds a floating-point number anywhere.
 bool holds_double(boost::json::value const& v) {
     switch (v.kind()) {
-    case boost::json::kind::double_: return true;
-    case boost::json::kind::array:
-        return std::any_of(v.get_array().begin(), v.get_array().end(), [](auto const& x) { return holds_double(x); });
-    case boost::json::kind::object:
-        return std::any_of(v.get_object().begin(), v.get_object().end(),
-                           [](auto const& kv) { return holds_double(kv.value()); });
-    default: return false;
+        case boost::json::kind::double_:
+            return true;
+        case boost::json::kind::array:
+            return std::any_of(v.get_array().begin(), v.get_array().end(),
+                               [](auto const& x) { return holds_double(x); });
+        case boost::json::kind::object:
+            return std::any_of(v.get_object().begin(), v.get_object().end(),
+                               [](auto const& kv) { return holds_double(kv.value()); });
+        default:
+            return false;
     }
 }
 
@@ -57,6 +60,8 @@ std::vector<serialized_event> serialize_pending(A& a, std::string_view aggregate
 
 }  // namespace
 
+namespace {
+
 result<boost::json::value> parse_outbox_json(std::string_view json) {
     boost::system::error_code ec;
     // An envelope is two levels around its data, which holds a body as deep as an inbound one may be.
@@ -67,16 +72,35 @@ result<boost::json::value> parse_outbox_json(std::string_view json) {
     return j;
 }
 
-result<events::event_envelope> outbox_envelope_from_json(boost::json::value const& json) {
-    auto env = value_from_json<events::event_envelope>(json);
-    if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
-    return env;
+// Puts back the `data.body` an outbox row's stored envelope left out: its delivery's payload.
+result<void> put_body_back(boost::json::value& envelope, outbox_record const& row) {
+    auto* data = envelope.is_object() ? envelope.get_object().if_contains("data") : nullptr;
+    if (!data || !data->is_object()) return error{errc::storage_failure, "outbox row is invalid: it has no data"};
+    auto const* id = envelope.get_object().if_contains("aggregateId");
+    auto what = [&] {
+        return "the body of an outbox event of delivery " + std::string(id && id->is_string() ? id->get_string() : "?");
+    };
+    if (!row.body)
+        return error{errc::storage_failure, what() + " was its payload, which is gone (removed outside retention?)"};
+    auto f = parse_enum<webhooks::body_format>(row.body_format, "body_from_payload");
+    if (!f) return error{errc::storage_failure, "outbox row is invalid: " + f.error().detail()};
+    auto body = webhooks::parse_body(*row.body, *f);
+    if (!body)
+        return error{errc::storage_failure, what() + " is its payload, which no longer reads as " + row.body_format};
+    data->get_object().emplace("body", std::move(*body));
+    return {};
 }
 
-result<events::event_envelope> parse_outbox_envelope(std::string_view json) {
-    auto j = parse_outbox_json(json);
+}  // namespace
+
+result<events::event_envelope> parse_outbox_envelope(outbox_record const& row) {
+    auto j = parse_outbox_json(row.json);
     if (!j) return j.error();
-    return outbox_envelope_from_json(*j);
+    if (!row.body_format.empty())
+        if (auto r = put_body_back(*j, row); !r) return r.error();
+    auto env = value_from_json<events::event_envelope>(*j);
+    if (!env) return error{errc::storage_failure, "outbox row is invalid: " + env.error().detail()};
+    return env;
 }
 
 prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx, time_point now,
@@ -84,8 +108,8 @@ prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context c
                                  std::optional<webhooks::body_format> body_format) {
     prepared_inbound p{std::move(d), {}, std::move(payload)};
     // The first save makes the delivery version 1, as `save` would have stamped these.
-    p.events = serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, 1,
-                                 p.payload ? body_format : std::nullopt);
+    p.events =
+        serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, 1, p.payload ? body_format : std::nullopt);
     return p;
 }
 

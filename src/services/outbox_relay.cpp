@@ -33,7 +33,7 @@ result<std::size_t> outbox_relay::run_once() {
         // Most events are heard by nobody (no subscription of their tenant and type): their
         // columns say so, and their stored JSON is never parsed.
         if (!rec.json.empty() && publisher_.wants(e)) {
-            auto whole = storage::parse_outbox_envelope(rec.json);
+            auto whole = storage::parse_outbox_envelope(rec);
             if (!whole) {
                 held.insert(std::move(aggregate));
                 if (auto f = failed(rec, whole.error()); !f && status) status = f;

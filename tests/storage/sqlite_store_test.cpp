@@ -7,6 +7,8 @@
 #include <integration/services/outbox_relay.hpp>
 #include <integration/services/registry.hpp>
 
+#include <boost/json/serialize.hpp>
+
 #include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -1224,6 +1226,67 @@ void add_inbound(storage::store& s, request_context const& ctx, storage::prepare
         if (!r) return r.error();
         return {};
     }));
+}
+
+// An inbound event's body kept once, as its delivery's payload, is read back only for a listener
+// that wants the event whole: one whose payload no longer reads fails that event alone, and
+// holds nothing back when nobody wants it whole.
+TEST(sqlite_store, an_inbound_body_that_no_longer_reads_fails_only_an_event_wanted_whole) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto s = open_sqlite(dir, nullptr);
+    auto a = tenant("t1");
+    auto now = system_clock::instance().now();
+    auto good = accepted_inbound(a, now, "vendor-1", R"({"n":1})", true);
+    auto bad = accepted_inbound(a, now, "vendor-2", R"({"n":2})", true);
+    add_inbound(*s, a, good);
+    add_inbound(*s, a, bad);
+    exec_sql(path, "UPDATE deliveries SET payload = CAST('{{' AS BLOB) WHERE delivery_id = '" + bad.delivery.id() + "'");
+
+    auto rows = must(s->pending_event_rows(100));
+    ASSERT_EQ(rows.size(), 4u);
+    EXPECT_EQ(rows[1].body_format, "json");
+    EXPECT_EQ(rows[1].body, std::optional<std::string>(R"({"n":1})"));
+    EXPECT_EQ(rows[3].body, std::optional<std::string>("{{"));
+    auto whole = must(storage::parse_outbox_envelope(rows[1]));
+    EXPECT_EQ(boost::json::serialize(whole.data.at("body")), R"({"n":1})");
+    auto broken = storage::parse_outbox_envelope(rows[3]);
+    ASSERT_FALSE(broken);
+    EXPECT_EQ(broken.error(), errc::storage_failure);
+    EXPECT_NE(broken.error().detail().find("no longer reads as json"), std::string::npos) << broken.error().detail();
+    EXPECT_FALSE(s->pending_events(100)) << "read whole, the broken body fails the read";
+
+    // Nobody wants an event whole: all four are published from their columns.
+    {
+        choosy_publisher pub("");
+        events::outbox_relay relay(*s, pub, {.batch = 100});
+        EXPECT_EQ(must(relay.run_once()), 4u);
+        ASSERT_EQ(pub.seen.size(), 4u);
+        EXPECT_EQ(pub.seen[1].event_type, "github.push");
+        EXPECT_TRUE(pub.seen[1].data.empty()) << "published from its columns";
+        EXPECT_EQ(relay.stats().failed_attempts, 0u);
+    }
+    // Wanted whole, a good body is put back, and a broken one fails alone, as a publication.
+    auto wanted = accepted_inbound(a, now, "vendor-3", R"({"n":3})", true);
+    add_inbound(*s, a, wanted);
+    {
+        choosy_publisher pub(wanted.delivery.id());
+        events::outbox_relay relay(*s, pub, {.batch = 100});
+        EXPECT_EQ(must(relay.run_once()), 2u);
+        ASSERT_EQ(pub.seen.size(), 2u);
+        EXPECT_EQ(boost::json::serialize(pub.seen[1].data.at("body")), R"({"n":3})");
+    }
+    auto bad_again = accepted_inbound(a, now, "vendor-4", R"({"n":4})", true);
+    add_inbound(*s, a, bad_again);
+    exec_sql(path, "UPDATE deliveries SET payload = CAST('{{' AS BLOB) WHERE delivery_id = '" + bad_again.delivery.id() + "'");
+    choosy_publisher pub(bad_again.delivery.id());
+    events::outbox_relay relay(*s, pub, {.batch = 100});
+    EXPECT_EQ(must(relay.run_once()), 1u) << "its WebhookDelivered";
+    EXPECT_EQ(relay.stats().failed_attempts, 1u);
+    auto left = must(s->pending_event_rows(100));
+    ASSERT_EQ(left.size(), 1u);
+    EXPECT_EQ(left[0].envelope.event_type, "github.push");
+    EXPECT_EQ(left[0].attempts, 1);
 }
 
 // Migration 17: a page of a tenant's failures walks its key instead of sorting them all; the

@@ -144,26 +144,6 @@ result<void> insert_events(database& db, std::span<serialized_event const> event
     return {};
 }
 
-// Puts back the `data.body` an outbox row's `envelope` left out: the payload (column 4 of `row`)
-// of its delivery, read in `format`.
-result<void> put_body_back(boost::json::value& envelope, std::string const& format, statement const& row) {
-    auto* data = envelope.is_object() ? envelope.get_object().if_contains("data") : nullptr;
-    if (!data || !data->is_object()) return error{errc::storage_failure, "outbox row is invalid: it has no data"};
-    auto const* id = envelope.get_object().if_contains("aggregateId");
-    auto what = [&] {
-        return "the body of an outbox event of delivery " + std::string(id && id->is_string() ? id->get_string() : "?");
-    };
-    if (row.is_null(4))
-        return error{errc::storage_failure, what() + " was its payload, which is gone (removed outside retention?)"};
-    auto f = parse_enum<webhooks::body_format>(format, "body_from_payload");
-    if (!f) return error{errc::storage_failure, "outbox row is invalid: " + f.error().detail()};
-    auto bytes = row.blob(4);
-    auto body = webhooks::parse_body(std::string_view(reinterpret_cast<char const*>(bytes.data()), bytes.size()), *f);
-    if (!body) return error{errc::storage_failure, what() + " is its payload, which no longer reads as " + format};
-    data->get_object().emplace("body", std::move(*body));
-    return {};
-}
-
 // A delivery whose payload is still the body of an event not yet published: retention keeps
 // the payload (and the delivery it cascades from) until the event is out.
 constexpr char const* payload_not_pending_sql =
@@ -1546,17 +1526,16 @@ public:
                 auto more = s.step();
                 if (!more) return more.error();
                 if (!*more) break;
-                outbox_record rec{s.int64(0), s.int64(2), {}, {}};
-                // A body kept once as its delivery's payload is put back here, so such a row is
-                // always read whole (its stored text alone is not the envelope).
-                if (whole || !s.is_null(3)) {
-                    auto j = parse_outbox_json(s.text(1));
-                    if (!j) return j.error();
-                    if (!s.is_null(3))
-                        if (auto r = put_body_back(*j, s.text(3), s); !r) return r;
-                    auto env = outbox_envelope_from_json(*j);
+                outbox_record rec{s.int64(0), s.int64(2), {}, s.text(1), {}, {}};
+                // An inbound event's body, kept once as its delivery's payload, comes with it.
+                if (!s.is_null(3)) {
+                    rec.body_format = s.text(3);
+                    if (!s.is_null(4)) rec.body = s.text(4);  // the BLOB's bytes
+                }
+                if (whole) {
+                    auto env = parse_outbox_envelope(rec);
                     if (!env) return env.error();
-                    rec.envelope = std::move(*env);
+                    rec = {rec.sequence, rec.attempts, std::move(*env), {}, {}, {}};
                 } else {
                     auto& e = rec.envelope;
                     e.event_id = s.text(5);
@@ -1566,7 +1545,6 @@ public:
                     e.aggregate_id = s.text(9);
                     e.aggregate_version = s.int64(10);
                     e.occurred_at = from_unix_ms(s.int64(11));
-                    rec.json = s.text(1);
                 }
                 out.push_back(std::move(rec));
             }
