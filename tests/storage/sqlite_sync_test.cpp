@@ -214,6 +214,38 @@ TEST(sqlite_sync, pending_events_syncs_the_wal_before_returning_rows_written_by_
     EXPECT_EQ(storage::sqlite::wal_syncs(*reader), 1u);
 }
 
+// Reads that must return durable rows do not each sync the WAL: they wait for the sync thread's
+// next sync, which the commits waiting at the same time share.
+TEST(sqlite_sync, concurrent_reads_of_pending_events_share_the_sync_threads_next_sync) {
+    temp_dir dir;
+    gated_sync sync;
+    auto s = must(storage::sqlite::open_store({.path = dir.file("integration.db"), .flush_interval = std::chrono::hours(1)},
+                                              sync.fn()));
+    auto ctx = tenant("t1");
+    must(s->transact(ctx, save_provider(ctx, "a"), durability::deferred));
+    sync.set_open(false);
+    constexpr int readers = 8;
+    std::vector<std::future<std::size_t>> reads;
+    reads.push_back(std::async(std::launch::async, [&] { return must(s->pending_events(10)).size(); }));
+    or_exit(sync.wait_entered(1), "the sync the first read asked for");
+    std::atomic<int> started{0};
+    for (int i = 1; i < readers; ++i)
+        reads.push_back(std::async(std::launch::async, [&] {
+            ++started;
+            return must(s->pending_events(10)).size();
+        }));
+    // Each later read has its row and waits for a sync begun after it: the one after the held one.
+    while (started.load() < readers - 1) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(200ms);
+    EXPECT_EQ(reads.back().wait_for(0s), std::future_status::timeout) << "a read returned before its row was synced";
+    sync.set_open(true);
+    for (auto& r : reads) {
+        ASSERT_EQ(r.wait_for(60s), std::future_status::ready);
+        EXPECT_EQ(r.get(), 1u);
+    }
+    EXPECT_EQ(sync.synced(), 2) << readers << " reads, one sync held and the one after it";
+}
+
 TEST(sqlite_sync, pending_events_fails_rather_than_return_rows_it_could_not_make_durable) {
     temp_dir dir;
     auto s = must(storage::sqlite::open_store({.path = dir.file("integration.db"), .flush_interval = std::chrono::hours(1)},

@@ -1554,10 +1554,10 @@ public:
         if (!r) return r.error();
         // A row is visible once committed, before the sync that makes it durable: publishing it
         // then could announce a write that a power loss takes back. Every row read here was
-        // committed before the read's snapshot began, so one WAL sync now covers them all,
+        // committed before the read's snapshot began, so one WAL sync begun now covers them all,
         // whichever connection or process committed them.
         if (!out.empty())
-            if (auto synced = sync_wal(); !synced) return synced.error();
+            if (auto synced = sync_begun_now(); !synced) return synced.error();
         return out;
     }
 
@@ -1903,20 +1903,48 @@ private:
         }
     }
 
-    // Syncs the WAL whenever an immediate unit waits (everything committed before the sync
-    // began), or `flush_interval` after a deferred commit; then reports the units it covered.
+    // Waits for a WAL sync that begins after this call (the sync thread's, shared with the
+    // commits it syncs and with other reads waiting at the same time), instead of a sync of its
+    // own; from the store's own threads, or once the sync thread has stopped, syncs here.
+    result<void> sync_begun_now() {
+        if (store_thread_of == this) return sync_wal();
+        std::unique_lock lock(queue_mutex_);
+        if (sync_stopped_) {
+            lock.unlock();
+            return sync_wal();
+        }
+        auto const needed = syncs_begun_ + 1;
+        sync_wanted_ = std::max(sync_wanted_, needed);
+        sync_cv_.notify_one();
+        synced_cv_.wait(lock, [&] { return syncs_done_ >= needed || sync_stopped_; });
+        if (syncs_done_ < needed) {
+            lock.unlock();
+            return sync_wal();
+        }
+        if (failed_sync_ >= needed) return error{errc::storage_failure, failed_sync_error_};
+        return {};
+    }
+
+    // Syncs the WAL whenever an immediate unit or a read waits (everything committed before the
+    // sync began), or `flush_interval` after a deferred commit; then reports the units it covered.
     void sync_loop() {
         std::unique_lock lock(queue_mutex_);
+        auto read_waits = [&] { return sync_wanted_ > syncs_begun_; };
         while (true) {
-            sync_cv_.wait(lock, [&] { return !to_sync_.empty() || dirty_since_ || writer_done_; });
-            if (to_sync_.empty() && !dirty_since_) return;  // the writer has stopped: nothing is left
-            if (to_sync_.empty())
+            sync_cv_.wait(lock, [&] { return !to_sync_.empty() || dirty_since_ || read_waits() || writer_done_; });
+            if (to_sync_.empty() && !dirty_since_ && !read_waits()) {  // the writer has stopped: nothing is left
+                sync_stopped_ = true;
+                synced_cv_.notify_all();
+                return;
+            }
+            if (to_sync_.empty() && !read_waits())
                 sync_cv_.wait_until(lock, *dirty_since_ + o_.flush_interval,
-                                    [&] { return !to_sync_.empty() || stopping_; });
+                                    [&] { return !to_sync_.empty() || read_waits() || stopping_; });
             std::vector<job*> covered;
             covered.swap(to_sync_);
             dirty_since_.reset();
             syncing_ = true;
+            auto const number = ++syncs_begun_;
             lock.unlock();
             auto synced = sync_wal();
             for (auto* j : covered)
@@ -1924,8 +1952,14 @@ private:
                                                                       "the unit was committed but not made durable: " +
                                                                           synced.error().detail()}));
             lock.lock();
+            syncs_done_ = number;
+            if (!synced) {
+                failed_sync_ = number;
+                failed_sync_error_ = synced.error().detail();
+            }
             syncing_ = false;
             queue_cv_.notify_all();  // a stopping writer waits for the last reports
+            synced_cv_.notify_all();
         }
     }
 
@@ -2113,6 +2147,13 @@ private:
     std::vector<job*> to_sync_;  // committed immediate units, in commit order, awaiting a sync
     std::optional<std::chrono::steady_clock::time_point> dirty_since_;  // first deferred commit not yet synced
     bool syncing_ = false;       // the sync thread is syncing or reporting
+    std::condition_variable synced_cv_;  // reads waiting for a sync (`sync_begun_now`) wait on it
+    std::uint64_t syncs_begun_ = 0;      // by the sync thread, numbered from 1
+    std::uint64_t syncs_done_ = 0;       // the number of the last one that ended
+    std::uint64_t sync_wanted_ = 0;      // a read waits for the sync of this number
+    std::uint64_t failed_sync_ = 0;      // the number of the last one that failed
+    std::string failed_sync_error_;
+    bool sync_stopped_ = false;
     bool stopping_ = false;
     bool writer_done_ = false;
     std::thread thread_;
