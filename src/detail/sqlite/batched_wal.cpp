@@ -2,8 +2,8 @@
 
 #include <sqlite3.h>
 
-#include <cstring>
 #include <mutex>
+#include <new>
 #include <string>
 
 // SQLite writes each WAL frame with two system calls (its 24-byte header, then the page), and the
@@ -75,7 +75,11 @@ int x_write(sqlite3_file* file, void const* data, int amount, sqlite3_int64 offs
                               w->bytes.size() + static_cast<std::size_t>(amount) > most_held))
         if (int rc = write_held(f); rc != SQLITE_OK) return rc;
     if (w->bytes.empty()) w->offset = offset;
-    w->bytes.append(static_cast<char const*>(data), static_cast<std::size_t>(amount));
+    try {
+        w->bytes.append(static_cast<char const*>(data), static_cast<std::size_t>(amount));
+    } catch (std::bad_alloc const&) {  // nothing may be thrown through SQLite
+        return SQLITE_NOMEM;
+    }
     bool frame_header = amount == frame_header_bytes;
     if (frame_header) {
         // Bytes 4-7 of a frame header: the database size after the commit, or 0 if the frame does
