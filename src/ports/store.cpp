@@ -17,16 +17,13 @@ namespace {
 // Whether `v` holds a floating-point number anywhere.
 bool holds_double(boost::json::value const& v) {
     switch (v.kind()) {
-        case boost::json::kind::double_:
-            return true;
-        case boost::json::kind::array:
-            return std::any_of(v.get_array().begin(), v.get_array().end(),
-                               [](auto const& x) { return holds_double(x); });
-        case boost::json::kind::object:
-            return std::any_of(v.get_object().begin(), v.get_object().end(),
-                               [](auto const& kv) { return holds_double(kv.value()); });
-        default:
-            return false;
+    case boost::json::kind::double_: return true;
+    case boost::json::kind::array:
+        return std::any_of(v.get_array().begin(), v.get_array().end(), [](auto const& x) { return holds_double(x); });
+    case boost::json::kind::object:
+        return std::any_of(v.get_object().begin(), v.get_object().end(),
+                           [](auto const& kv) { return holds_double(kv.value()); });
+    default: return false;
     }
 }
 
@@ -57,10 +54,6 @@ std::vector<serialized_event> serialize_pending(A& a, std::string_view aggregate
     }
     return out;
 }
-
-}  // namespace
-
-namespace {
 
 result<boost::json::value> parse_outbox_json(std::string_view json) {
     boost::system::error_code ec;
@@ -108,8 +101,8 @@ prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context c
                                  std::optional<webhooks::body_format> body_format) {
     prepared_inbound p{std::move(d), {}, std::move(payload)};
     // The first save makes the delivery version 1, as `save` would have stamped these.
-    p.events =
-        serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, 1, p.payload ? body_format : std::nullopt);
+    p.events = serialize_pending(p.delivery, "WebhookDelivery", ctx, now, source, 1,
+                                 p.payload ? body_format : std::nullopt);
     return p;
 }
 

@@ -7,16 +7,16 @@
  *  events to the transactional outbox in the same transaction.
  */
 
-#include <integration/core/durability.hpp>
-#include <integration/domain/api_client.hpp>
 #include <integration/domain/connection.hpp>
+#include <integration/core/durability.hpp>
 #include <integration/domain/credential.hpp>
-#include <integration/domain/delivery.hpp>
 #include <integration/domain/event.hpp>
 #include <integration/domain/failure.hpp>
 #include <integration/domain/inbound_body.hpp>
+#include <integration/domain/api_client.hpp>
 #include <integration/domain/provider.hpp>
 #include <integration/domain/run.hpp>
+#include <integration/domain/delivery.hpp>
 #include <integration/domain/subscription.hpp>
 #include <integration/export.hpp>
 
@@ -164,11 +164,12 @@ public:
     virtual result<page<failures::integration_failure>> list(failure_query const& q, page_request const& p) = 0;
     /** Unresolved failures whose next action is Retry and whose nextAttemptAt is at or before `now`,
      *  earliest first. */
-    virtual result<std::vector<failures::integration_failure>> due_for_retry(time_point now, std::size_t limit) = 0;
+    virtual result<std::vector<failures::integration_failure>> due_for_retry(time_point now,
+                                                                            std::size_t limit) = 0;
     /** Leases up to `limit` of the failures `due_for_retry` would return that no other worker holds
      *  (or whose lease expired) to `owner` until `until`. Two workers never hold the same failure. */
     virtual result<std::vector<failures::integration_failure>> claim_due(time_point now, std::string const& owner,
-                                                                         time_point until, std::size_t limit) = 0;
+                                                                        time_point until, std::size_t limit) = 0;
     /** Gives up `owner`'s lease of a failure (after a retry was recorded). */
     virtual result<void> release(std::string const& failure_id, std::string const& owner) = 0;
     /** Failures resolved before `before`, oldest id first (for retention); like
@@ -227,9 +228,9 @@ struct prepared_inbound {
  *  the envelope, whose text of that number, read back, may differ from the vendor's in the
  *  last bit: the event read back is the same either way. */
 INTEGRATION_EXPORT prepared_inbound prepare_inbound(webhooks::webhook_delivery d, request_context const& ctx,
-                                                    time_point now, std::string_view source,
-                                                    std::optional<std::string> payload,
-                                                    std::optional<webhooks::body_format> body_format = std::nullopt);
+                                                   time_point now, std::string_view source,
+                                                   std::optional<std::string> payload,
+                                                   std::optional<webhooks::body_format> body_format = std::nullopt);
 
 /** An outbound delivery with one attempt recorded (`record_success`, `record_failure` or
  *  `record_gone`) and that attempt's events already built, so that the store's writer only binds
@@ -243,7 +244,7 @@ struct prepared_attempt {
 /** Makes `d` ready for `record_prepared_attempt`: its pending events wrapped for `ctx` at `now`
  *  with `source` (the store's `event_source()`) and the version after its save, and serialized. */
 INTEGRATION_EXPORT prepared_attempt prepare_attempt(webhooks::webhook_delivery d, request_context const& ctx,
-                                                    time_point now, std::string_view source);
+                                                   time_point now, std::string_view source);
 
 /** A run to save with its pending events already built, so that the store's writer only binds
  *  them (`integration_run_repository::save_prepared`). */
@@ -259,7 +260,7 @@ struct prepared_run {
 /** Makes `r` ready for `save_prepared`: its pending events wrapped for `ctx` at `now` with
  *  `source` (the store's `event_source()`) and the version after its save, and serialized. */
 INTEGRATION_EXPORT prepared_run prepare_run(runs::integration_run r, request_context const& ctx, time_point now,
-                                            std::string_view source);
+                                           std::string_view source);
 
 /** The inbound delivery that already holds a vendor delivery id (`add_inbound`). */
 struct inbound_match {
@@ -303,7 +304,7 @@ public:
     /** Deliveries created before `before` that still reference a payload blob, oldest first;
      *  not one whose stored payload is still the body of an event not yet published. */
     virtual result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before,
-                                                                                std::size_t limit) = 0;
+                                                                               std::size_t limit) = 0;
     /** Deletes a delivery with its attempts and stored payload (retention, after archiving); a
      *  missing one is not an error. */
     virtual result<void> remove(std::string const& delivery_id) = 0;
@@ -331,9 +332,7 @@ inline std::string stored_run_body_ref(std::string const& tenant, std::string co
     return "store://" + tenant + "/runs/" + run_id + (part == run_body::request ? "/request" : "/response");
 }
 /** True when `ref` was made by `stored_payload_ref` or `stored_run_body_ref`. */
-inline bool is_stored_payload_ref(std::string_view ref) noexcept {
-    return ref.starts_with("store://");
-}
+inline bool is_stored_payload_ref(std::string_view ref) noexcept { return ref.starts_with("store://"); }
 
 /** An event published to the tenant's webhook subscriptions. */
 struct published_event {
@@ -544,8 +543,8 @@ public:
     /** Unpublished outbox rows in commit order (all tenants; for the relay), without dead rows and
      *  without the rows of an aggregate that come after one of its dead rows; an event whose
      *  body the store kept once, as its delivery's payload, has it back in `data.body`, where
-     *  it was when raised. Every row returned is durable (a store that shows commits before their fsync syncs first),
-     * so nothing is published that a power loss could take back. */
+     *  it was when raised. Every row returned is durable (a store that shows commits before their fsync syncs first), so nothing is
+     *  published that a power loss could take back. */
     virtual result<std::vector<outbox_record>> pending_events(std::size_t limit) = 0;
     /** `pending_events`, but a store may read only each row's columns into `envelope` (event id
      *  and type, tenant, aggregate and version, time; no data, trace or source) and leave the
