@@ -56,21 +56,25 @@ void append_quoted(std::string& out, std::string_view text) {
 
 }  // namespace
 
-std::string serialize_envelope(event_envelope const& e) {
+std::string serialize_envelope(event_envelope const& e, envelope_fields fields) {
     std::string out;
     out.reserve(512);
     auto text = [&](char const* name, std::string_view value) {
         out += name;
         append_quoted(out, value);
     };
-    text("{\"eventId\":", e.event_id);
-    text(",\"eventType\":", e.event_type);
-    out += ",\"schemaVersion\":" + std::to_string(e.schema_version);
-    text(",\"occurredAt\":", format_time(e.occurred_at));
-    text(",\"tenantId\":", e.tenant_id);
-    text(",\"aggregateType\":", e.aggregate_type);
-    text(",\"aggregateId\":", e.aggregate_id);
-    out += ",\"aggregateVersion\":" + std::to_string(e.aggregate_version);
+    if (fields == envelope_fields::all) {
+        text("{\"eventId\":", e.event_id);
+        text(",\"eventType\":", e.event_type);
+        out += ",\"schemaVersion\":" + std::to_string(e.schema_version);
+        text(",\"occurredAt\":", format_time(e.occurred_at));
+        text(",\"tenantId\":", e.tenant_id);
+        text(",\"aggregateType\":", e.aggregate_type);
+        text(",\"aggregateId\":", e.aggregate_id);
+        out += ",\"aggregateVersion\":" + std::to_string(e.aggregate_version);
+    } else {
+        out += "{\"schemaVersion\":" + std::to_string(e.schema_version);
+    }
     text(",\"traceId\":", e.trace_id);
     text(",\"spanId\":", e.span_id);
     text(",\"correlationId\":", e.correlation_id);

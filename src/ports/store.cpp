@@ -48,7 +48,7 @@ std::vector<serialized_event> serialize_pending(A& a, std::string_view aggregate
             env.data.erase(std::prev(env.data.end()));
             from_payload = body_format;
         }
-        auto json = events::serialize_envelope(env);
+        auto json = events::serialize_envelope(env, events::envelope_fields::without_identity);
         env.data = {};
         out.push_back({std::move(env), std::move(json), from_payload});
     }
@@ -89,6 +89,18 @@ result<void> put_body_back(boost::json::value& envelope, outbox_record const& ro
 result<events::event_envelope> parse_outbox_envelope(outbox_record const& row) {
     auto j = parse_outbox_json(row.json);
     if (!j) return j.error();
+    // The fields that identify the event are the row's columns (a row written before schema 18
+    // has them in its text too, and they read the same).
+    if (auto* o = j->if_object()) {
+        auto const& e = row.envelope;
+        o->emplace("eventId", e.event_id);
+        o->emplace("eventType", e.event_type);
+        o->emplace("occurredAt", format_time(e.occurred_at));
+        o->emplace("tenantId", e.tenant_id);
+        o->emplace("aggregateType", e.aggregate_type);
+        o->emplace("aggregateId", e.aggregate_id);
+        o->emplace("aggregateVersion", e.aggregate_version);
+    }
     if (!row.body_format.empty())
         if (auto r = put_body_back(*j, row); !r) return r.error();
     auto env = value_from_json<events::event_envelope>(*j);

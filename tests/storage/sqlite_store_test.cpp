@@ -1228,6 +1228,49 @@ void add_inbound(storage::store& s, request_context const& ctx, storage::prepare
     }));
 }
 
+// Schema 18: an outbox row's text leaves out its event's identity (id, type, time, tenant,
+// aggregate and version), which the row's columns hold; read back, the event is whole, and a row
+// written before, with the identity in its text too, reads the same.
+TEST(sqlite_store, an_outbox_row_keeps_its_events_identity_in_its_columns_only) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto s = open_sqlite(dir, nullptr);
+    auto ctx = tenant("t1");
+    std::string id;
+    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec("acme")));
+        id = p.id();
+        return uow.providers().save(p);
+    }));
+    auto stored = query_rows(path, "SELECT envelope FROM outbox");
+    ASSERT_EQ(stored.size(), 1u);
+    for (auto key : {"eventId", "eventType", "occurredAt", "tenantId", "aggregateType", "aggregateId", "aggregateVersion"})
+        EXPECT_EQ(stored[0].find(std::string("\"") + key + "\""), std::string::npos) << key << " in " << stored[0];
+    EXPECT_NE(stored[0].find("\"source\""), std::string::npos) << stored[0];
+
+    auto pending = must(s->pending_events(10));
+    ASSERT_EQ(pending.size(), 1u);
+    auto const whole = pending[0].envelope;
+    EXPECT_EQ(whole.event_id, query_rows(path, "SELECT event_id FROM outbox")[0]);
+    EXPECT_EQ(whole.event_type, "IntegrationProviderRegistered");
+    EXPECT_EQ(whole.tenant_id, "t1");
+    EXPECT_EQ(whole.aggregate_type, "IntegrationProvider");
+    EXPECT_EQ(whole.aggregate_id, id);
+    EXPECT_EQ(whole.aggregate_version, 1);
+    EXPECT_EQ(to_unix_ms(whole.occurred_at), std::stoll(query_rows(path, "SELECT occurred_at FROM outbox")[0]));
+    EXPECT_FALSE(whole.data.empty());
+    auto const full = events::serialize_envelope(whole);
+    EXPECT_GT(full.size(), stored[0].size() + 150) << "the identity is written once";
+
+    // As a row of schema 17 stored it: the whole envelope in its text.
+    std::string literal;
+    for (char c : full) literal += c == '\'' ? std::string("''") : std::string(1, c);
+    exec_sql(path, "UPDATE outbox SET envelope = '" + literal + "'");
+    EXPECT_EQ(events::serialize_envelope(must(s->pending_events(10)).at(0).envelope), full);
+    auto rows = must(s->pending_event_rows(10));
+    EXPECT_EQ(events::serialize_envelope(must(storage::parse_outbox_envelope(rows.at(0)))), full);
+}
+
 // An inbound event's body kept once, as its delivery's payload, is read back only for a listener
 // that wants the event whole: one whose payload no longer reads fails that event alone, and
 // holds nothing back when nobody wants it whole.

@@ -784,9 +784,17 @@ TEST_P(store_conformance, an_inbound_body_kept_once_reads_back_as_the_envelope_t
             if (rec.envelope.aggregate_id == prepared.delivery.id()) read_back.push_back(std::move(rec.envelope));
         ASSERT_EQ(read_back.size(), 2u);
         for (std::size_t i = 0; i < 2; ++i) {
-            // The old way's envelope as it was stored, with the event id this wrapping drew.
+            // The old way's envelope as it was stored (its text, then the identity its columns
+            // hold), with the event id this wrapping drew.
             auto old_envelope = boost::json::parse(old_way.events[i].json).as_object();
+            auto const& columns = old_way.events[i].envelope;
             old_envelope["eventId"] = prepared.events[i].envelope.event_id;
+            old_envelope["eventType"] = columns.event_type;
+            old_envelope["occurredAt"] = format_time(columns.occurred_at);
+            old_envelope["tenantId"] = columns.tenant_id;
+            old_envelope["aggregateType"] = columns.aggregate_type;
+            old_envelope["aggregateId"] = columns.aggregate_id;
+            old_envelope["aggregateVersion"] = columns.aggregate_version;
             auto expected = events::serialize_envelope(must(value_from_json<events::event_envelope>(old_envelope)));
             EXPECT_EQ(events::serialize_envelope(read_back[i]), expected);
         }

@@ -72,9 +72,19 @@ INTEGRATION_EXPORT event_envelope make_envelope(domain_event e, request_context 
                                                 std::string_view aggregate_type, std::string aggregate_id,
                                                 std::string tenant_id, std::int64_t aggregate_version, time_point now);
 
-/** The envelope as JSON text: the same document as `boost::json::serialize(to_json(e))`, written
- *  field by field without building its DOM (each outbox row stores one). */
-INTEGRATION_EXPORT std::string serialize_envelope(event_envelope const& e);
+/** Which of an envelope's fields `serialize_envelope` writes. */
+enum class envelope_fields {
+    all,
+    /** All but those that identify the event (`eventId`, `eventType`, `occurredAt`, `tenantId`,
+     *  `aggregateType`, `aggregateId`, `aggregateVersion`): for a store that keeps them beside
+     *  the text, as the outbox's columns. */
+    without_identity,
+};
+
+/** The envelope as JSON text: with every field, the same document as
+ *  `boost::json::serialize(to_json(e))`, written field by field without building its DOM (each
+ *  outbox row stores one). */
+INTEGRATION_EXPORT std::string serialize_envelope(event_envelope const& e, envelope_fields fields = envelope_fields::all);
 
 }  // namespace integration::events
 

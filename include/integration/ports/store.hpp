@@ -205,7 +205,9 @@ struct delivery_query {
 /** An event wrapped and serialized for the outbox before its unit of work runs. */
 struct serialized_event {
     events::event_envelope envelope;  ///< Its columns; `data` is left empty (`json` holds it).
-    std::string json;                 ///< `events::serialize_envelope` of the whole envelope.
+    /** `events::serialize_envelope` of the envelope without its identity fields
+     *  (`envelope_fields::without_identity`), which the outbox keeps as the row's columns. */
+    std::string json;
     /** Set when `json` leaves out `data.body`: the body is the payload the store keeps for the
      *  event's delivery, read in this format (`webhooks::parse_body`), and the store puts it
      *  back when the event is read (`store::pending_events`). */
@@ -468,8 +470,9 @@ struct outbox_record {
     std::int64_t sequence = 0;  ///< Commit order; publication follows it.
     std::int64_t attempts = 0;  ///< Failed publications so far.
     events::event_envelope envelope;
-    /** The stored envelope, when `pending_event_rows` read only the row's columns into
-     *  `envelope`: `parse_outbox_envelope` makes it whole. Empty when `envelope` is whole. */
+    /** The stored envelope text (without the identity fields its columns hold), when
+     *  `pending_event_rows` read only the row's columns into `envelope`: `parse_outbox_envelope`
+     *  makes it whole. Empty when `envelope` is whole. */
     std::string json;
     /** Not empty when `json` leaves out the event's `data.body` because the store kept it once,
      *  as its inbound delivery's payload: then `body` is that payload (none if it is gone), read
@@ -478,9 +481,9 @@ struct outbox_record {
     std::optional<std::string> body;
 };
 
-/** The whole envelope of a row read as columns (`outbox_record::json`, with its `body` put back
- *  into `data.body`); `errc::storage_failure` when the stored text is not an envelope, or its
- *  body is gone or no longer reads in its format. */
+/** The whole envelope of a row read as columns: `outbox_record::json` with the identity fields of
+ *  `envelope` and its `body` (into `data.body`) put back; `errc::storage_failure` when the stored
+ *  text is not an envelope, or its body is gone or no longer reads in its format. */
 INTEGRATION_EXPORT result<events::event_envelope> parse_outbox_envelope(outbox_record const& row);
 
 /** The storage port. */

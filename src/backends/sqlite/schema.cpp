@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 17> migrations{
+constexpr std::array<char const*, 18> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -325,6 +325,13 @@ DROP INDEX failures_by_delivery;
 CREATE INDEX failures_by_tenant ON failures(tenant_id, failure_id);
 CREATE INDEX failures_by_run ON failures(tenant_id, run_id, failure_id) WHERE run_id IS NOT NULL;
 CREATE INDEX failures_by_delivery ON failures(tenant_id, delivery_id, failure_id) WHERE delivery_id IS NOT NULL;
+)sql",
+    // 18: an outbox row's text leaves out the fields that identify its event (id, type, time,
+    // tenant, aggregate and its version), which are the row's columns; a row written before keeps
+    // them in its text and reads the same. The tables do not change: the version keeps an older
+    // library, which would not read the new rows whole, from opening the file.
+    R"sql(
+SELECT 1;
 )sql",
 };
 

@@ -533,7 +533,7 @@ private:
             auto env = events::make_envelope(std::move(e), w_.ctx, T.aggregate_type, a.id(), a.meta().tenant_id,
                                              a.meta().version, now);
             env.source = w_.source;
-            auto text = events::serialize_envelope(env);
+            auto text = events::serialize_envelope(env, events::envelope_fields::without_identity);
             if (auto r = insert_outbox_row(s, env, text); !r) return r;
         }
         s.reset();  // unbinds `env` and `text` before they go
@@ -1532,19 +1532,18 @@ public:
                     rec.body_format = s.text(3);
                     if (!s.is_null(4)) rec.body = s.text(4);  // the BLOB's bytes
                 }
+                auto& e = rec.envelope;
+                e.event_id = s.text(5);
+                e.event_type = s.text(6);
+                e.tenant_id = s.text(7);
+                e.aggregate_type = s.text(8);
+                e.aggregate_id = s.text(9);
+                e.aggregate_version = s.int64(10);
+                e.occurred_at = from_unix_ms(s.int64(11));
                 if (whole) {
                     auto env = parse_outbox_envelope(rec);
                     if (!env) return env.error();
                     rec = {rec.sequence, rec.attempts, std::move(*env), {}, {}, {}};
-                } else {
-                    auto& e = rec.envelope;
-                    e.event_id = s.text(5);
-                    e.event_type = s.text(6);
-                    e.tenant_id = s.text(7);
-                    e.aggregate_type = s.text(8);
-                    e.aggregate_id = s.text(9);
-                    e.aggregate_version = s.int64(10);
-                    e.occurred_at = from_unix_ms(s.int64(11));
                 }
                 out.push_back(std::move(rec));
             }
