@@ -118,9 +118,20 @@ std::vector<std::string> sorted(std::vector<std::string> ids) {
     return ids;
 }
 
+/** Turns a current file back into schema 18: every ended delivery in the time index, inbound
+ *  ones too (migration 19). */
+void back_to_schema_18(std::string const& path) {
+    exec_sql(path, R"sql(
+DROP INDEX deliveries_ended;
+CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at) WHERE last_attempt_at IS NOT NULL;
+PRAGMA user_version = 18;
+)sql");
+}
+
 /** Turns a current file back into schema 16: no tenant index of failures, every failure in the
  *  run and delivery indexes (migration 17). */
 void back_to_schema_16(std::string const& path) {
+    back_to_schema_18(path);
     exec_sql(path, R"sql(
 DROP INDEX failures_by_tenant;
 DROP INDEX failures_by_run;
@@ -1736,10 +1747,78 @@ TEST(sqlite_store, a_version_8_database_keeps_its_deliveries_and_finds_them_thro
     EXPECT_NE(plan("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND subscription_id = 's'")
                   .find("deliveries_by_subscription"),
               std::string::npos);
-    EXPECT_NE(plan("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND last_attempt_at < 5 "
-                   "ORDER BY last_attempt_at")
+    EXPECT_NE(plan("SELECT delivery_id FROM deliveries WHERE tenant_id = 't1' AND direction = 'Outbound' "
+                   "AND last_attempt_at < 5 ORDER BY last_attempt_at")
                   .find("deliveries_ended"),
               std::string::npos);
+}
+
+// An inbound delivery ends (accepted or refused) in the unit that makes it, so retention finds it
+// by its id, a ULID of that moment, and the time index holds only outbound deliveries (schema
+// 19): receiving a webhook writes one B-tree fewer. Retention still sees every ended delivery,
+// oldest first, before and after the upgrade of a version-18 file.
+TEST(sqlite_store, ended_inbound_deliveries_are_found_by_their_ids_and_kept_out_of_the_time_index) {
+    using namespace std::chrono_literals;
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto const now = system_clock::instance().now();
+    auto const t0 = now - 3h, t1 = now - 2h, t2 = now - 1h;
+    std::string early, refused, delivered, late;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto accepted = [&](time_point at, std::string vendor_id) {
+                auto d = must(webhooks::webhook_delivery::inbound(ctx, at, "conn-1", "prov-1", std::move(vendor_id),
+                                                                  "github.push", std::nullopt, std::string("hash")));
+                must(d.accept({.signature_valid = true, .tenant_resolved = true}, at, boost::json::object{}));
+                must(uow.deliveries().save(d));
+                return d.id();
+            };
+            early = accepted(t0, "gh-1");
+            auto r = must(webhooks::webhook_delivery::refused_inbound(ctx, t0 + 1ms, "conn-1", "prov-1", "github.push",
+                                                                      "signature_mismatch"));
+            refused = r.id();
+            must(uow.deliveries().save(r));
+            auto sub = must(webhooks::webhook_subscription::create(
+                ctx, t0, {"proj-1", "order.*", "https://hooks.example.com", "vault://local/t1/s?version=1", {}, {}}));
+            must(uow.subscriptions().save(sub));
+            auto out = must(webhooks::webhook_delivery::outbound(ctx, t0, sub, "order.paid", "evt-1", {}));
+            must(out.record_success({0, 200, 5, {}, {}, t1}));
+            delivered = out.id();
+            must(uow.deliveries().save(out));
+            late = accepted(t2, "gh-2");
+            return {};
+        }));
+    }
+    auto ended = [&](storage::store& s, time_point before, std::size_t limit) {
+        std::vector<std::string> ids;
+        must(s.read(ctx, [&](unit_of_work& uow) -> result<void> {
+            for (auto const& d : must(uow.deliveries().ended_before(before, limit))) ids.push_back(d.id());
+            return {};
+        }));
+        return ids;
+    };
+    auto index_entries = [&] {
+        return query_rows(path, "SELECT sum(ncell) FROM dbstat WHERE name = 'deliveries_ended'");
+    };
+    auto check = [&](storage::store& s) {
+        EXPECT_EQ(ended(s, t2 + 1ms, 10), (std::vector<std::string>{early, refused, delivered, late}));
+        EXPECT_EQ(ended(s, t2, 10), (std::vector<std::string>{early, refused, delivered}));
+        EXPECT_EQ(ended(s, t2 + 1ms, 3), (std::vector<std::string>{early, refused, delivered}));
+        EXPECT_EQ(ended(s, t1 + 1ms, 2), (std::vector<std::string>{early, refused}));
+        EXPECT_TRUE(ended(s, t0, 10).empty());
+        EXPECT_EQ(index_entries(), std::vector<std::string>{"1"});  // the outbound one only
+    };
+    {
+        auto s = open_sqlite(dir, nullptr);
+        check(*s);
+    }
+    back_to_schema_18(path);
+    EXPECT_EQ(index_entries(), std::vector<std::string>{"4"});
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    check(*s);
 }
 
 /** A reference host's former host.db, as the host made it. */

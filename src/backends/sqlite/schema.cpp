@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 18> migrations{
+constexpr std::array<char const*, 19> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -332,6 +332,15 @@ CREATE INDEX failures_by_delivery ON failures(tenant_id, delivery_id, failure_id
     // library, which would not read the new rows whole, from opening the file.
     R"sql(
 SELECT 1;
+)sql",
+    // 19: an inbound delivery is accepted or refused in the unit that makes it, so its id (a ULID
+    // of that moment) orders it by the time it ended: retention walks the direction's key up to
+    // the first id of its cutoff. The time index keeps only outbound deliveries, whose last
+    // attempt comes later: receiving a webhook writes one B-tree fewer.
+    R"sql(
+DROP INDEX deliveries_ended;
+CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at)
+  WHERE last_attempt_at IS NOT NULL AND direction = 'Outbound';
 )sql",
 };
 

@@ -19,6 +19,7 @@
 #include <deque>
 #include <filesystem>
 #include <future>
+#include <iterator>
 #include <mutex>
 #include <optional>
 #include <span>
@@ -916,11 +917,27 @@ public:
         return {};
     }
     result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) override {
-        static std::string const where = std::string("(status IN ('Delivered', 'DeadLettered', 'Accepted') OR "
-                                                     "(direction = 'Inbound' AND status = 'Failed')) AND "
-                                                     "last_attempt_at < ? AND ") +
-                                         payload_not_pending_sql;
-        return r_.select(where, {to_unix_ms(before)}, "last_attempt_at, delivery_id", clamp_limit(limit));
+        // Outbound ones by their last attempt (`deliveries_ended`); inbound ones, which end in
+        // the unit that makes them (schema 19), by their id, which is not later than their end:
+        // the walk of the direction's key stops at the first id of `before`.
+        static std::string const outbound =
+            std::string("direction = 'Outbound' AND status IN ('Delivered', 'DeadLettered') AND last_attempt_at < ? AND ") +
+            payload_not_pending_sql;
+        static std::string const inbound = std::string("direction = 'Inbound' AND delivery_id < ? AND "
+                                                       "status IN ('Accepted', 'Failed') AND last_attempt_at < ? AND ") +
+                                           payload_not_pending_sql;
+        auto const n = clamp_limit(limit);
+        auto out = r_.select(outbound, {to_unix_ms(before)}, "last_attempt_at, delivery_id", n);
+        if (!out) return out;
+        auto in = r_.select(inbound, {first_id_at(id_prefix::delivery, before), to_unix_ms(before)}, "delivery_id", n);
+        if (!in) return in.error();
+        // Oldest first, as one list.
+        std::move(in->begin(), in->end(), std::back_inserter(*out));
+        std::sort(out->begin(), out->end(), [](auto const& a, auto const& b) {
+            return std::tie(a.data().last_attempt_at, a.id()) < std::tie(b.data().last_attempt_at, b.id());
+        });
+        if (out->size() > n) out->erase(out->begin() + static_cast<std::ptrdiff_t>(n), out->end());
+        return out;
     }
     result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before, std::size_t limit) override {
         static std::string const where = std::string("payload_ref IS NOT NULL AND created_at < ? AND ") + payload_not_pending_sql;
