@@ -180,9 +180,7 @@ bool run_service::starts_without_blocking(request_context const& ctx, execute_re
     if (auto const& id = b->connection.data().credential_id; id && !credentials_.resolves_without_blocking(ctx, *id))
         return false;
     // A name would be resolved by the egress check (getaddrinfo): only a literal address is called at once.
-    auto d =
-        egress_.check_static(b->connection.base_url(b->provider.data(), b->op.operation_class.value_or("default")));
-    return d && d->literal;
+    return b->literal_address;
 }
 
 result<std::shared_ptr<run_service::bound const>> run_service::bind(request_context const& ctx, execute_request const& r) {
@@ -216,8 +214,11 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
                     retry.base_delay = milliseconds(own->initial_delay_ms);
                     retry.max_delay = milliseconds(own->max_delay_ms);
                 }
-                out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op,
-                                                          std::move(placement), limit, std::move(limit_key), cb, retry});
+                auto base = conn->base_url(provider->data(), op->operation_class.value_or("default"));
+                auto static_check = egress_.check_static(base);
+                bool literal = static_check && static_check->literal;
+                out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op, std::move(placement),
+                                                          limit, std::move(limit_key), cb, retry, std::move(base), literal});
                 return {};
             }
         }
@@ -277,7 +278,7 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
     if (detail::has_dot_segment(path, false))
         return error{errc::invalid_argument, "the path " + path + " of " + r.operation +
                                                  " has a '.' or '..' segment; fix the operation's path template"};
-    out.url = out.b->connection.base_url(out.b->provider.data(), out.b->op.operation_class.value_or("default")) + path;
+    out.url = out.b->base_url + path;
     char sep = out.url.find('?') == std::string::npos ? '?' : '&';
     for (auto const& [k, v] : r.input.query) {
         out.url += sep + http::form_encode(k) + "=" + http::form_encode(v);

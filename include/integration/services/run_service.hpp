@@ -221,6 +221,8 @@ private:
         std::string limit_key;  ///< The rate-limit partition: tenant/provider/connection.
         resilience::circuit_breaker* breaker;
         resilience::retry_options retry;  ///< The service's, or the connection's retryPolicy.
+        std::string base_url;             ///< The connection's base URL for the operation's class.
+        bool literal_address = false;     ///< `base_url` names an allowed literal address (no lookup to call it).
     };
     struct plan {
         std::shared_ptr<bound const> b;
