@@ -9,7 +9,9 @@
 
 #include <integration/core/id.hpp>
 
+#include <fcntl.h>
 #include <sys/stat.h>
+#include <sys/sysmacros.h>
 
 #include <algorithm>
 #include <array>
@@ -1407,10 +1409,21 @@ struct file_identity {
     ino_t ino = 0;
 };
 
+// The writer looks at the database file and its WAL at every commit with `statx`, asking only
+// for what it reads. A stat that asks for the file's times makes the kernel give the file's next
+// write a fine-grained time (multigrain timestamps), so every commit would change the WAL's time
+// and every fdatasync of the WAL would write its inode too: on ext4 without a journal, a second
+// synchronous write per sync (bench/README, "Reference host under load", Session 21).
 std::optional<file_identity> identify(std::string const& path) {
-    struct stat st {};
-    if (::stat(path.c_str(), &st) != 0) return std::nullopt;
-    return file_identity{st.st_dev, st.st_ino};
+    struct statx sx {};
+    if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO, &sx) != 0 || !(sx.stx_mask & STATX_INO)) return std::nullopt;
+    return file_identity{makedev(sx.stx_dev_major, sx.stx_dev_minor), static_cast<ino_t>(sx.stx_ino)};
+}
+
+std::optional<std::uint64_t> size_of(char const* path) {
+    struct statx sx {};
+    if (::statx(AT_FDCWD, path, 0, STATX_SIZE, &sx) != 0 || !(sx.stx_mask & STATX_SIZE)) return std::nullopt;
+    return sx.stx_size;
 }
 
 // With a memory map, a reader whose cache a commit invalidated re-reads pages without a pread
@@ -1884,9 +1897,9 @@ private:
     // reading, a read outlasting the wait), it tries again one `checkpoint_bytes` later, so a
     // long read cannot stall every commit.
     void bound_wal() {
-        std::error_code ec;
-        auto size = std::filesystem::file_size(wal_path_, ec);
-        if (ec || size <= force_checkpoint_at_) return;
+        auto wal_size = size_of(wal_path_.c_str());
+        if (!wal_size || *wal_size <= force_checkpoint_at_) return;
+        auto const size = *wal_size;
         bool idle = false;
         {
             std::unique_lock lock(readers_mutex_);
