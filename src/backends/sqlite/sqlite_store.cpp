@@ -19,7 +19,6 @@
 #include <bit>
 #include <condition_variable>
 #include <deque>
-#include <filesystem>
 #include <future>
 #include <iterator>
 #include <mutex>
@@ -1414,16 +1413,16 @@ struct file_identity {
 // write a fine-grained time (multigrain timestamps), so every commit would change the WAL's time
 // and every fdatasync of the WAL would write its inode too: on ext4 without a journal, a second
 // synchronous write per sync (bench/README, "Reference host under load", Session 21).
-std::optional<file_identity> identify(std::string const& path) {
+std::optional<struct statx> statx_of(std::string const& path, unsigned mask) {
     struct statx sx {};
-    if (::statx(AT_FDCWD, path.c_str(), 0, STATX_INO, &sx) != 0 || !(sx.stx_mask & STATX_INO)) return std::nullopt;
-    return file_identity{makedev(sx.stx_dev_major, sx.stx_dev_minor), static_cast<ino_t>(sx.stx_ino)};
+    if (::statx(AT_FDCWD, path.c_str(), 0, mask, &sx) != 0 || (sx.stx_mask & mask) != mask) return std::nullopt;
+    return sx;
 }
 
-std::optional<std::uint64_t> size_of(char const* path) {
-    struct statx sx {};
-    if (::statx(AT_FDCWD, path, 0, STATX_SIZE, &sx) != 0 || !(sx.stx_mask & STATX_SIZE)) return std::nullopt;
-    return sx.stx_size;
+std::optional<file_identity> identify(std::string const& path) {
+    auto sx = statx_of(path, STATX_INO);
+    if (!sx) return std::nullopt;
+    return file_identity{makedev(sx->stx_dev_major, sx->stx_dev_minor), static_cast<ino_t>(sx->stx_ino)};
 }
 
 // With a memory map, a reader whose cache a commit invalidated re-reads pages without a pread
@@ -1897,9 +1896,9 @@ private:
     // reading, a read outlasting the wait), it tries again one `checkpoint_bytes` later, so a
     // long read cannot stall every commit.
     void bound_wal() {
-        auto wal_size = size_of(wal_path_.c_str());
-        if (!wal_size || *wal_size <= force_checkpoint_at_) return;
-        auto const size = *wal_size;
+        auto wal = statx_of(wal_path_, STATX_SIZE);
+        if (!wal || wal->stx_size <= force_checkpoint_at_) return;
+        auto const size = wal->stx_size;
         bool idle = false;
         {
             std::unique_lock lock(readers_mutex_);
@@ -2166,7 +2165,7 @@ private:
     std::atomic<std::uint64_t> syncs_{0};
     sqlite::wal_sync sync_;
     std::uintmax_t force_checkpoint_at_ = 2 * o_.checkpoint_bytes;  // WAL bytes; the writer's alone
-    std::filesystem::path const wal_path_{o_.path + "-wal"};  // parsed once, not at every commit
+    std::string const wal_path_{o_.path + "-wal"};  // made once, not at every commit
 
     // The writer's queue and the sync thread's state, under one mutex.
     std::mutex queue_mutex_;
