@@ -68,8 +68,19 @@ protected:
         writer_.exec("COMMIT");
     }
 
+    /** Opens a copy of the database and its WAL as the operating system has them now: what a
+     *  `kill -9` of the writer's process would leave (its memory lost, the files recovered). */
+    connection crash_copy() {
+        std::filesystem::copy_file(path_, copy_path_, std::filesystem::copy_options::overwrite_existing);
+        std::filesystem::copy_file(path_ + "-wal", copy_path_ + "-wal", std::filesystem::copy_options::overwrite_existing);
+        std::filesystem::remove(copy_path_ + "-shm");
+        return connection{copy_path_, nullptr};
+    }
+
     temp_dir dir_;
+    temp_dir copy_dir_;
     std::string path_ = dir_.file("w.db");
+    std::string copy_path_ = copy_dir_.file("w.db");
     connection writer_{path_, batched_wal_vfs()};
     int next_ = 0;
 };
@@ -119,6 +130,45 @@ TEST_F(sqlite_batched_wal, a_transaction_larger_than_the_cache_and_a_checkpoint_
     EXPECT_EQ(reader.scalar("SELECT count(*) FROM t WHERE v LIKE '%x'"), changed);
     EXPECT_EQ(reader.scalar("SELECT count(*) FROM t INDEXED BY t_by_key WHERE key >= ''"), kept);
     EXPECT_EQ(reader.text("PRAGMA integrity_check"), "ok");
+}
+
+TEST_F(sqlite_batched_wal, a_commit_that_rewrites_frames_it_spilled_is_whole_in_the_file_when_it_returns) {
+    // Larger than the cache: pages are spilled to the WAL before the commit. Changing the first
+    // rows again rewrites spilled pages in place, and SQLite then rewrites the checksums of every
+    // frame from there to the commit, the commit's own header last, with no page after it.
+    writer_.exec("PRAGMA cache_size = 10");
+    writer_.exec("BEGIN");
+    for (int i = 0; i < 600; ++i)
+        writer_.exec("INSERT INTO t (key, v) VALUES (printf('%.8d', " + std::to_string(next_++) + "), hex(randomblob(512)))");
+    writer_.exec("UPDATE t SET v = 'changed' WHERE k <= 40");
+    writer_.exec("COMMIT");
+    auto copy = crash_copy();
+    EXPECT_EQ(copy.scalar("SELECT count(*) FROM t"), 600);
+    EXPECT_EQ(copy.scalar("SELECT count(*) FROM t WHERE v = 'changed'"), 40);
+    EXPECT_EQ(copy.text("PRAGMA integrity_check"), "ok");
+}
+
+TEST_F(sqlite_batched_wal, frames_of_a_rolled_back_transaction_never_land_on_another_connections_commits) {
+    commit_rows(1);
+    // An empty WAL: the rollback reads the pages it restores from the database file, not the WAL.
+    writer_.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+    writer_.exec("PRAGMA cache_size = 10");
+    writer_.exec("BEGIN");
+    for (int i = 0; i < 300; ++i) writer_.exec("INSERT INTO t (key, v) VALUES ('r', hex(randomblob(512)))");
+    writer_.exec("ROLLBACK");
+    // Another connection starts the WAL over and commits into the space those frames were meant for.
+    {
+        connection other{path_, batched_wal_vfs()};
+        other.exec("PRAGMA wal_checkpoint(TRUNCATE)");
+        for (int i = 0; i < 200; ++i) other.exec("INSERT INTO t (key, v) VALUES ('o', hex(randomblob(512)))");
+    }
+    // The writer's next reads and writes of the WAL.
+    EXPECT_EQ(writer_.scalar("SELECT count(*) FROM t"), 201);
+    commit_rows(1);
+    auto copy = crash_copy();
+    EXPECT_EQ(copy.scalar("SELECT count(*) FROM t WHERE key = 'o'"), 200);
+    EXPECT_EQ(copy.scalar("SELECT count(*) FROM t"), 202);
+    EXPECT_EQ(copy.text("PRAGMA integrity_check"), "ok");
 }
 
 }  // namespace

@@ -2,18 +2,26 @@
 
 #include <sqlite3.h>
 
+#include <algorithm>
 #include <mutex>
 #include <new>
 #include <string>
 
 // SQLite writes each WAL frame with two system calls (its 24-byte header, then the page), and the
 // frames of a commit one after another. This VFS sits over the default one and gathers a WAL's
-// consecutive writes in memory, handing them to the file in one write when the commit's last
-// frame is complete, before anything can see the commit: SQLite publishes a commit to readers
-// (the wal-index header) only after its last frame was written, and it reads, syncs, truncates or
+// appended writes in memory, handing them to the file in one write when the commit's last frame
+// is complete, before anything can see the commit: SQLite publishes a commit to readers (the
+// wal-index header) only after its last frame was written, and it reads, syncs, truncates or
 // sizes the WAL only through this file, which writes what it holds first. An error of that write
 // fails the commit, as a failed frame write would. Every other file, and every other method,
 // goes straight to the default VFS.
+//
+// Only appends are held. A write below the end of what this file wrote goes straight to the file
+// after what is held: SQLite rewrites a spilled page in place, and after such a rewrite it
+// rewrites the headers of the frames from there to the commit (new checksums) without a page
+// after the last one, so a held commit header would stay in memory past its commit. Frames held
+// when the write transaction ends (a spilled transaction rolled back) are dropped: they are not
+// part of any commit, and written later they could land on frames another connection wrote since.
 
 namespace integration::storage::sqlite {
 namespace {
@@ -26,6 +34,7 @@ constexpr std::size_t most_held = 0x1f000;
 struct held_writes {
     std::string bytes;
     sqlite3_int64 offset = 0;   // of bytes[0] in the file
+    sqlite3_int64 end = 0;      // past the last byte written or held since the WAL (re)started
     bool commit_frame = false;  // the header just held is a commit's last frame: write once its page is
     sqlite3_int64 os_writes = 0;
 };
@@ -34,6 +43,8 @@ struct batched_file {
     sqlite3_file base;    // its methods are `methods` below
     sqlite3_file* under;  // the default VFS's file, in the memory after this struct
     held_writes* wal;     // a WAL's gathered writes; null for every other file
+    batched_file* own_wal;   // a database file's open WAL (both are one connection's)
+    batched_file* database;  // a WAL's database file
 };
 
 sqlite3_vfs* under_vfs(sqlite3_vfs* vfs) {
@@ -54,11 +65,12 @@ int write_held(batched_file* f) {
 
 int x_close(sqlite3_file* file) {
     auto* f = self(file);
-    int rc = write_held(f);
+    // Anything still held belongs to no commit (a commit writes what it holds at its last frame).
     delete f->wal;
     f->wal = nullptr;
-    int closed = f->under->pMethods->xClose(f->under);
-    return rc != SQLITE_OK ? rc : closed;
+    if (f->database) f->database->own_wal = nullptr;
+    if (f->own_wal) f->own_wal->database = nullptr;
+    return f->under->pMethods->xClose(f->under);
 }
 
 int x_read(sqlite3_file* file, void* out, int amount, sqlite3_int64 offset) {
@@ -71,9 +83,17 @@ int x_write(sqlite3_file* file, void const* data, int amount, sqlite3_int64 offs
     auto* f = self(file);
     auto* w = f->wal;
     if (!w) return f->under->pMethods->xWrite(f->under, data, amount, offset);
-    if (!w->bytes.empty() && (offset != w->offset + static_cast<sqlite3_int64>(w->bytes.size()) ||
+    if (offset == 0) w->end = 0;  // the WAL's header: the log starts over
+    auto const held_end = w->offset + static_cast<sqlite3_int64>(w->bytes.size());
+    if (!w->bytes.empty() && (offset != held_end || offset < w->end ||
                               w->bytes.size() + static_cast<std::size_t>(amount) > most_held))
         if (int rc = write_held(f); rc != SQLITE_OK) return rc;
+    if (offset < w->end) {  // in place: after what was held, straight to the file
+        w->commit_frame = false;
+        w->end = std::max(w->end, offset + amount);
+        return f->under->pMethods->xWrite(f->under, data, amount, offset);
+    }
+    w->end = offset + amount;
     if (w->bytes.empty()) w->offset = offset;
     try {
         w->bytes.append(static_cast<char const*>(data), static_cast<std::size_t>(amount));
@@ -98,6 +118,7 @@ int x_write(sqlite3_file* file, void const* data, int amount, sqlite3_int64 offs
 int x_truncate(sqlite3_file* file, sqlite3_int64 size) {
     auto* f = self(file);
     if (int rc = write_held(f); rc != SQLITE_OK) return rc;
+    if (f->wal) f->wal->end = std::min(f->wal->end, size);
     return f->under->pMethods->xTruncate(f->under, size);
 }
 
@@ -143,7 +164,16 @@ int x_shm_map(sqlite3_file* file, int page, int size, int extend, void volatile*
     return self(file)->under->pMethods->xShmMap(self(file)->under, page, size, extend, out);
 }
 int x_shm_lock(sqlite3_file* file, int offset, int n, int flags) {
-    return self(file)->under->pMethods->xShmLock(self(file)->under, offset, n, flags);
+    auto* f = self(file);
+    // SQLite's WAL write lock is the first lock slot; it is released when a write transaction
+    // ends. What its WAL still holds then was written by no commit: drop it.
+    constexpr int write_lock = 0;
+    if (offset == write_lock && (flags & SQLITE_SHM_UNLOCK) && f->own_wal && f->own_wal->wal) {
+        auto* w = f->own_wal->wal;
+        w->bytes.clear();
+        w->commit_frame = false;
+    }
+    return f->under->pMethods->xShmLock(f->under, offset, n, flags);
 }
 void x_shm_barrier(sqlite3_file* file) {
     self(file)->under->pMethods->xShmBarrier(self(file)->under);
@@ -191,6 +221,8 @@ int x_open(sqlite3_vfs* vfs, char const* name, sqlite3_file* file, int flags, in
     f->base.pMethods = nullptr;
     f->under = reinterpret_cast<sqlite3_file*>(f + 1);
     f->wal = nullptr;
+    f->own_wal = nullptr;
+    f->database = nullptr;
     auto* u = under_vfs(vfs);
     if (int rc = u->xOpen(u, name, f->under, flags, out_flags); rc != SQLITE_OK) {
         if (f->under->pMethods) f->under->pMethods->xClose(f->under);
@@ -207,6 +239,13 @@ int x_open(sqlite3_vfs* vfs, char const* name, sqlite3_file* file, int flags, in
         return SQLITE_NOMEM;
     }
     f->base.pMethods = &methods;
+    if (f->wal) {
+        // The database file this WAL belongs to (its write lock ends what the WAL holds).
+        if (auto* db = sqlite3_database_file_object(name); db && db->pMethods == &methods) {
+            f->database = self(db);
+            f->database->own_wal = f;
+        }
+    }
     return SQLITE_OK;
 }
 
