@@ -173,6 +173,10 @@ EVP_MD const* sha256_md() {
 std::string sha256_hex(std::string_view data) { return sha256_hex({data}); }
 
 std::string sha256_hex(std::initializer_list<std::string_view> parts) {
+    return sha256_hex(std::span<std::string_view const>(parts.begin(), parts.size()));
+}
+
+std::string sha256_hex(std::span<std::string_view const> parts) {
     md_ctx c(EVP_MD_CTX_new());
     unsigned char d[SHA256_DIGEST_LENGTH];
     unsigned n = 0;

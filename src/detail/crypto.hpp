@@ -37,6 +37,7 @@ std::vector<unsigned char> hmac(digest d, std::string_view key, std::span<std::s
 std::string sha256_hex(std::string_view data);
 /** SHA-256 of the concatenation of `parts`, lower-case hex. */
 std::string sha256_hex(std::initializer_list<std::string_view> parts);
+std::string sha256_hex(std::span<std::string_view const> parts);
 /** Lower-case hex. */
 std::string to_hex(unsigned char const* data, std::size_t n);
 /** Parses hex into secret bytes. */

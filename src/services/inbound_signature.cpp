@@ -399,17 +399,6 @@ inbound_verdict verify_slack(std::span<secret_bytes const> secrets, inbound_requ
 
 // ---- Twilio ----
 
-// Whether `url` is an absolute URL. An endpoint is called at one URL, so the last one found
-// absolute on this thread is not parsed again: Boost.URL's parse costs as much as MACing a few
-// hundred bytes.
-bool absolute_url(std::string_view url) {
-    thread_local std::string last;
-    if (!last.empty() && url == last) return true;
-    if (!boost::urls::parse_absolute_uri(url)) return false;
-    last.assign(url);
-    return true;
-}
-
 inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_request const& req, checks const& c) {
     auto const signature = header(req, "X-Twilio-Signature");
     if (!signature) return refuse(inbound_rejection::missing_signature, "the X-Twilio-Signature header is missing");
@@ -420,16 +409,23 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
     if (req.url.empty())
         return refuse(inbound_rejection::signature_mismatch,
                       "Twilio signs the URL it called, and none is known here; configure the public base URL");
-    if (!absolute_url(req.url))
-        return refuse(inbound_rejection::signature_mismatch, "the URL Twilio called is not an absolute URL");
+    auto const url = boost::urls::parse_absolute_uri(req.url);
+    if (!url) return refuse(inbound_rejection::signature_mismatch, "the URL Twilio called is not an absolute URL");
 
-    // Form bodies: the URL, then every parameter sorted by name (then value), name and value
-    // with no separators. Other bodies: the URL alone, which carries the body's SHA-256.
-    bool const form_body = is_form(req);
+    // A URL that carries bodySHA256 signs a body that is not a form: the URL alone is MACed and
+    // the body must hash to it, whatever its Content-Type says (a form body there would be
+    // verified by the URL's signature alone, its own bytes unsigned). Form bodies: the URL, then
+    // every parameter sorted by name (then value), name and value with no separators.
+    std::optional<std::string> body_sha;
+    for (auto const& p : url->params())
+        if (p.key == "bodySHA256") body_sha = p.value;
     std::optional<form> params;
     std::vector<form::value_type const*> sorted;
-    std::vector<std::string_view> signed_parts;
-    if (form_body) {
+    std::vector<std::string_view> signed_parts{req.url};
+    if (body_sha) {
+        if (!crypto::equal_constant_time(crypto::sha256_hex(req.body), *body_sha))
+            return refuse(inbound_rejection::signature_mismatch, "the body's SHA-256 is not the URL's bodySHA256");
+    } else if (is_form(req)) {
         params = form_params(req.body);
         if (!params) return refuse(inbound_rejection::malformed_body, "the body is not form encoding");
         // Sorted in place by pointer, then MACed part by part: nothing is copied.
@@ -437,23 +433,14 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
         for (auto const& kv : *params) sorted.push_back(&kv);
         std::sort(sorted.begin(), sorted.end(), [](auto const* a, auto const* b) { return *a < *b; });
         signed_parts.reserve(2 * sorted.size() + 1);
-        signed_parts.push_back(req.url);
         for (auto const* kv : sorted) {
             signed_parts.push_back(kv->first);
             signed_parts.push_back(kv->second);
         }
     } else {
-        std::optional<std::string> body_sha;
-        auto const url = boost::urls::parse_absolute_uri(req.url);  // absolute, as checked above
-        for (auto const& p : url->params())
-            if (p.key == "bodySHA256") body_sha = p.value;
-        if (!body_sha)
-            return refuse(inbound_rejection::malformed_signature,
-                          "a Twilio request that is not a form must carry bodySHA256 in its URL");
-        if (!crypto::equal_constant_time(crypto::sha256_hex(req.body), *body_sha))
-            return refuse(inbound_rejection::signature_mismatch, "the body's SHA-256 is not the URL's bodySHA256");
+        return refuse(inbound_rejection::malformed_signature,
+                      "a Twilio request that is not a form must carry bodySHA256 in its URL");
     }
-    if (signed_parts.empty()) signed_parts.push_back(req.url);
     if (!any_matches(secrets, {&*sig, 1}, [&](std::string_view key) {
             return crypto::hmac(crypto::digest::sha1, key, std::span<std::string_view const>(signed_parts));
         }))
@@ -467,7 +454,10 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
         type = "twilio.sms.received";
     else if (params && form_value(*params, "CallSid"))
         type = "twilio.voice.call";
-    return accept(crypto::sha256_hex({req.url, "\n", req.body}), std::move(type), std::nullopt);
+    // Twilio sends no id: the delivery is what it signed. Bodies that spell the same parameters
+    // differently (order, encoding, empty pairs) carry the same signature, so they are one
+    // delivery, never a new one for each spelling.
+    return accept(crypto::sha256_hex(std::span<std::string_view const>(signed_parts)), std::move(type), std::nullopt);
 }
 
 // ---- Shopify ----

@@ -274,7 +274,9 @@ TEST(InboundSignatureVectors, Twilio) {
     auto v = verify(inbound_scheme::twilio, "12345", r, now);
     ASSERT_TRUE(accepted(v));
     EXPECT_EQ(v.identity->event_type, "twilio.voice.call");
-    EXPECT_EQ(v.identity->provider_delivery_id, sha256_hex(r.url + "\n" + r.body));
+    // What Twilio signed: the URL, then the decoded parameters sorted by name.
+    EXPECT_EQ(v.identity->provider_delivery_id,
+              sha256_hex(r.url + "CallSidCA1234567890ABCDECaller+12349013030Digits1234From+12349013030To+18005551212"));
     EXPECT_EQ(v.identity->timestamp, std::nullopt);
     // Twilio signs the sorted parameters, so their order in the body does not matter.
     r.body = "To=%2B18005551212&From=%2B12349013030&Digits=1234&Caller=%2B12349013030&CallSid=CA1234567890ABCDE";
@@ -372,6 +374,41 @@ TEST(InboundIdentity, TwilioJsonBodyIsCoveredByBodySha256) {
     r.url = "https://example.com/hook";  // a JSON body with nothing covering it
     r.set("X-Twilio-Signature", support::base64(raw_hmac(EVP_sha1(), plain_secret, r.url)));
     EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, r, now), inbound_rejection::malformed_signature));
+}
+
+TEST(InboundIdentity, TwilioSpellingsOfOneSignedFormAreOneDelivery) {
+    // Twilio sends no id and no timestamp: the delivery id is the only replay defence, so every
+    // body that carries the same signature (same parameters, spelled differently) is one delivery.
+    auto r = signed_request(inbound_scheme::twilio, plain_secret, "MessageSid=SM1&From=%2B1555&Body=hi");
+    auto first = verify(inbound_scheme::twilio, plain_secret, r, now);
+    ASSERT_TRUE(accepted(first));
+    for (std::string body : {"MessageSid=SM1&From=%2B1555&Body=hi&", "&&MessageSid=SM1&From=%2B1555&Body=hi",
+                             "Body=hi&From=%2B1555&MessageSid=SM1", "%4DessageSid=SM1&From=%2B1555&Body=h%69",
+                             "MessageSid=SM1&=&From=%2B1555&Body=hi"}) {
+        auto copy = r;
+        copy.body = body;
+        auto v = verify(inbound_scheme::twilio, plain_secret, copy, now);
+        ASSERT_TRUE(accepted(v)) << body;
+        EXPECT_EQ(v.identity->provider_delivery_id, first.identity->provider_delivery_id) << body;
+    }
+    auto other = signed_request(inbound_scheme::twilio, plain_secret, "MessageSid=SM2&From=%2B1555&Body=hi");
+    EXPECT_NE(verify(inbound_scheme::twilio, plain_secret, other, now).identity->provider_delivery_id, first.identity->provider_delivery_id);
+}
+
+TEST(InboundIdentity, TwilioUrlWithBodySha256IsNeverVerifiedAsAForm) {
+    // The URL alone is signed for a JSON body; sent again as a form whose parameters sign nothing
+    // (an empty pair), the body must still hash to the URL's bodySHA256.
+    request r;
+    r.body = R"({"MessageSid":"SM1"})";
+    r.url = "https://example.com/hook?bodySHA256=" + sha256_hex(r.body);
+    r.set("X-Twilio-Signature", support::base64(raw_hmac(EVP_sha1(), plain_secret, r.url)));
+    ASSERT_TRUE(accepted(verify(inbound_scheme::twilio, plain_secret, r, now)));
+    r.content_type = "application/x-www-form-urlencoded";
+    for (std::string body : {"&", "=", "MessageSid=SM9"}) {
+        r.body = body;
+        EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, r, now), inbound_rejection::signature_mismatch))
+            << body;
+    }
 }
 
 TEST(InboundIdentity, StandardTypeOrEvent) {

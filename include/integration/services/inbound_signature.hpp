@@ -70,7 +70,8 @@ struct inbound_refusal {
 struct inbound_identity {
     /** Dedupe key: GitHub `X-GitHub-Delivery`, Standard `webhook-id`, Shopify
      *  `X-Shopify-Webhook-Id`, Stripe the event `id` in the body, Slack the hex SHA-256 of
-     *  `{timestamp}:{body}`, Twilio the hex SHA-256 of `{url}\n{body}`. */
+     *  `{timestamp}:{body}`, Twilio the hex SHA-256 of what it signed (the URL, then the sorted
+     *  decoded parameters of a form), so that every spelling of one signed form is one delivery. */
     std::string provider_delivery_id;
     /** Canonical, provider-prefixed event type: `github.<X-GitHub-Event>[.<body "action">]`
      *  (`github.pull_request.opened`), `stripe.<body "type">`, `shopify.<X-Shopify-Topic, / as .>`
