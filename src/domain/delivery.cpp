@@ -44,7 +44,8 @@ result<webhook_delivery> webhook_delivery::inbound(request_context const& ctx, t
                                                    std::string provider_delivery_id, std::string event_type,
                                                    std::optional<std::string> payload_ref,
                                                    std::optional<std::string> payload_hash) {
-    if (auto r = detail::require_text(provider_delivery_id, "provider delivery id", 255); !r) return r.error();
+    // As long as the schemes' delivery ids may be (1-256 printable characters).
+    if (auto r = detail::require_text(provider_delivery_id, "provider delivery id", 256); !r) return r.error();
     if (auto r = detail::require_text(event_type, "eventType", 200); !r) return r.error();
     auto d = inbound_data(now, std::move(connection_id), std::move(provider_id), std::move(event_type));
     d.provider_delivery_id = std::move(provider_delivery_id);
@@ -56,11 +57,12 @@ result<webhook_delivery> webhook_delivery::inbound(request_context const& ctx, t
 
 result<webhook_delivery> webhook_delivery::refused_inbound(request_context const& ctx, time_point now,
                                                            std::string connection_id, std::string provider_id,
-                                                           std::string event_type, std::string reason) {
+                                                           std::string event_type, std::string reason,
+                                                           signature_status signature) {
     if (auto r = detail::require_text(event_type, "eventType", 200); !r) return r.error();
     webhook_delivery out(new_metadata(ctx, now),
                          inbound_data(now, std::move(connection_id), std::move(provider_id), std::move(event_type)));
-    if (auto r = out.reject(std::move(reason), now); !r) return r.error();
+    if (auto r = out.reject(std::move(reason), now, signature); !r) return r.error();
     return out;
 }
 
@@ -106,11 +108,13 @@ result<void> webhook_delivery::keep_payload(std::string payload_ref) {
     return {};
 }
 
-result<void> webhook_delivery::reject(std::string reason, time_point now) {
+result<void> webhook_delivery::reject(std::string reason, time_point now, signature_status signature) {
     if (d_.direction != delivery_direction::inbound)
         return error{errc::invalid_state, "only inbound deliveries are rejected"};
     if (d_.status != delivery_status::pending) return detail::bad_transition("delivery", "reject", d_.status);
-    d_.signature_status = signature_status::invalid;
+    if (signature == signature_status::signed_outbound)
+        return error{errc::invalid_argument, "a refused inbound request's signature is Unverified, Verified or Invalid"};
+    d_.signature_status = signature;
     d_.status = delivery_status::failed;
     d_.last_attempt_at = truncate_ms(now);
     d_.rejection_reason = reason;

@@ -68,7 +68,12 @@ void build_services(impl& p) {
     auto const& o = p.options;
     auto& clock = *p.clock;
     p.registry = std::make_unique<providers::registry>(*p.store, clock, o.egress);
-    p.connections = std::make_unique<connections::connection_service>(*p.store, clock, o.egress);
+    // A retired connection runs nothing and receives nothing from the moment its retirement commits.
+    p.connections = std::make_unique<connections::connection_service>(*p.store, clock, o.egress,
+                                                                      [&p](std::string const& connection_id) {
+                                                                          p.runs->forget(connection_id);
+                                                                          p.inbound->forget(connection_id);
+                                                                      });
     p.credentials = std::make_unique<credentials::credential_service>(
         *p.store, *p.secrets, *p.fingerprints, clock, *p.transport, o.egress, *p.resolver, o.credentials);
     p.prober = std::make_unique<connections::health_prober>(*p.store, *p.credentials, *p.transport, o.egress,

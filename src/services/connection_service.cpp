@@ -38,13 +38,15 @@ result<integration_connection> connection_service::record_health(request_context
 
 result<integration_connection> connection_service::retire(request_context const& ctx, std::string const& connection_id,
                                                           std::string reason) {
-    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {
+    auto retired = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {
         auto c = uow.connections().find(connection_id);
         if (!c) return c.error();
         if (auto h = c->retire(reason); !h) return h.error();
         if (auto s = uow.connections().save(*c); !s) return s.error();
         return std::move(*c);
     });
+    if (retired && retired_) retired_(connection_id);
+    return retired;
 }
 
 }  // namespace integration::connections

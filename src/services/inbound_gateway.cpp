@@ -2,6 +2,7 @@
 
 #include <integration/domain/failure.hpp>
 #include <integration/domain/inbound_body.hpp>
+#include <integration/services/webhook_signature.hpp>
 
 #include "../detail/cache_margin.hpp"
 #include "../detail/crypto.hpp"
@@ -41,6 +42,14 @@ result<void> check_connection(storage::store& store, request_context const& ctx,
     return store.read(ctx, [&](storage::unit_of_work& uow) { return active_connection(uow, connection_id); });
 }
 
+/** The secret to keep for `scheme`: Standard Webhooks takes only a key its verifier can use (a
+ *  secret that could never verify would turn every correctly signed delivery into a 401). */
+result<secret_bytes> inbound_secret(inbound_scheme scheme, secret_bytes const& secret) {
+    if (secret.empty()) return error{errc::invalid_argument, "an inbound webhook secret must not be empty"};
+    if (scheme == inbound_scheme::standard) return verification_key(secret);
+    return secret.clone();
+}
+
 /** What a refused request leaves: a Failed delivery and its IntegrationFailure. */
 struct refusal_record {
     webhook_delivery delivery;
@@ -49,9 +58,9 @@ struct refusal_record {
 
 result<refusal_record> refusal_of(request_context const& ctx, time_point now, std::string const& connection_id,
                                   std::string const& provider_id, std::string const& event_type,
-                                  inbound_refusal const& refusal, std::string_view body) {
+                                  inbound_refusal const& refusal, std::string_view body, signature_status signature) {
     auto code = std::string(to_string(refusal.reason));
-    auto d = webhook_delivery::refused_inbound(ctx, now, connection_id, provider_id, event_type, code);
+    auto d = webhook_delivery::refused_inbound(ctx, now, connection_id, provider_id, event_type, code, signature);
     if (!d) return d.error();
     failures::classification c{
         is_poison(refusal.reason) ? failures::failure_category::poison : failures::failure_category::validation,
@@ -60,6 +69,10 @@ result<refusal_record> refusal_of(request_context const& ctx, time_point now, st
         failures::next_action::dead_letter, std::nullopt};
     auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d->id(), provider_id, c);
     if (!f) return f.error();
+    // A refused request is never received again (the sender's retry is a new request), so its
+    // delivery is dead-lettered as it is recorded and the failure resolved with it: retention
+    // then removes both, the unverified excerpt with them, as it does every ended record.
+    if (auto r = f->resolve(failures::source_outcome::dead_lettered, now); !r) return r.error();
     return refusal_record{std::move(*d), std::move(*f)};
 }
 
@@ -115,10 +128,11 @@ inbound_gateway::~inbound_gateway() = default;
 
 result<inbound_endpoint> inbound_gateway::register_endpoint(request_context const& ctx, std::string const& connection_id,
                                                             inbound_scheme scheme, secret_bytes secret) {
-    if (secret.empty()) return error{errc::invalid_argument, "an inbound webhook secret must not be empty"};
+    auto kept = inbound_secret(scheme, secret);
+    if (!kept) return kept.error();
     if (auto r = check_connection(store_, ctx, connection_id); !r) return r.error();
     auto name = secret_name_of(connection_id);
-    if (auto put = secrets_.put(ctx.tenant_id, name, secret); !put) return put.error();
+    if (auto put = secrets_.put(ctx.tenant_id, name, *kept); !put) return put.error();
     forget(connection_id);  // the secret under `name` changed, whether or not the commit below succeeds
     auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         if (auto r = active_connection(uow, connection_id); !r) return r;
@@ -131,15 +145,11 @@ result<inbound_endpoint> inbound_gateway::register_endpoint(request_context cons
 
 result<inbound_endpoint> inbound_gateway::rotate_secret(request_context const& ctx, std::string const& connection_id,
                                                         secret_bytes secret) {
-    if (secret.empty()) return error{errc::invalid_argument, "an inbound webhook secret must not be empty"};
-    if (auto r = check_connection(store_, ctx, connection_id); !r) return r.error();
-    auto now = clock_.now();
-    // A new name per rotation: the registration names both secrets, each at its latest version.
-    auto name = secret_name_of(connection_id) + ".r" + std::to_string(to_unix_ms(now));
-    if (auto put = secrets_.put(ctx.tenant_id, name, secret); !put) return put.error();
+    // The registration as it is (its scheme says what a secret must be), read before the new
+    // secret is stored, and again in the transaction that changes it.
     std::optional<inbound_scheme> scheme;
-    auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-        if (auto r = active_connection(uow, connection_id); !r) return r;
+    auto registration = [&](storage::unit_of_work& uow) -> result<storage::inbound_webhook_registration> {
+        if (auto r = active_connection(uow, connection_id); !r) return r.error();
         auto reg = uow.inbound_webhooks().find(connection_id);
         if (!reg) {
             if (reg.error() == errc::not_found)
@@ -150,6 +160,23 @@ result<inbound_endpoint> inbound_gateway::rotate_secret(request_context const& c
         auto parsed = parse_inbound_scheme(reg->scheme);
         if (!parsed) return error{errc::storage_failure, "the stored inbound scheme is invalid: " + parsed.error().detail()};
         scheme = *parsed;
+        return reg;
+    };
+    auto read = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto reg = registration(uow);
+        if (!reg) return reg.error();
+        return {};
+    });
+    if (!read) return read.error();
+    auto kept = inbound_secret(*scheme, secret);
+    if (!kept) return kept.error();
+    auto now = clock_.now();
+    // A new name per rotation: the registration names both secrets, each at its latest version.
+    auto name = secret_name_of(connection_id) + ".r" + std::to_string(to_unix_ms(now));
+    if (auto put = secrets_.put(ctx.tenant_id, name, *kept); !put) return put.error();
+    auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto reg = registration(uow);
+        if (!reg) return reg.error();
         reg->previous_secret_name = reg->secret_name;
         reg->previous_until = now + options_.secret_overlap;
         reg->secret_name = name;
@@ -268,12 +295,22 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
                       {inbound_rejection::body_too_large,
                        "the body has " + std::to_string(req.body.size()) + " bytes; at most " +
                            std::to_string(options_.max_body_bytes) + " are accepted"},
-                      req.body, std::move(done));
+                      req.body, signature_status::unverified, std::move(done));
 
     auto verdict = verify_inbound(endpoint->scheme, endpoint->secrets_at(now), req, to_unix_ms(now) / 1000,
                                   options_.tolerance_s);
-    if (!verdict)
-        return refuse(ctx, *endpoint, std::move(out), unverified, std::move(*verdict.refusal), req.body, std::move(done));
+    if (!verdict) {
+        // A body refused for what it lacks may still carry a valid signature (the audit record
+        // says which); this second look costs one more MAC, on this rare path only.
+        auto signature = signature_status::invalid;
+        if (verdict.refusal->reason == inbound_rejection::malformed_body)
+            signature = check_inbound_signature(endpoint->scheme, endpoint->secrets_at(now), req, to_unix_ms(now) / 1000,
+                                                options_.tolerance_s)
+                            ? signature_status::unverified
+                            : signature_status::verified;
+        return refuse(ctx, *endpoint, std::move(out), unverified, std::move(*verdict.refusal), req.body, signature,
+                      std::move(done));
+    }
     auto identity = std::move(*verdict.identity);
     auto format = body_format_of(req.content_type);
     auto body = parse_body(req.body, format);
@@ -282,15 +319,15 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
                       {inbound_rejection::malformed_body,
                        "the body verified but is neither JSON (at most " + std::to_string(max_body_depth) +
                            " levels deep, valid UTF-8) nor form fields"},
-                      req.body, std::move(done));
+                      req.body, signature_status::verified, std::move(done));
     auto hash = crypto::sha256_hex(req.body);
     auto delivery = webhook_delivery::inbound(ctx, now, connection_id, record.provider_id, identity.provider_delivery_id,
                                               identity.event_type, std::nullopt, hash);
     if (!delivery)
         return refuse(ctx, *endpoint, std::move(out), unverified,
-                      {inbound_rejection::malformed_signature,
+                      {inbound_rejection::malformed_body,
                        "the vendor's delivery id or event type is unusable: " + delivery.error().detail()},
-                      req.body, std::move(done));
+                      req.body, signature_status::verified, std::move(done));
 
     // Everything but the writes happens here, on the caller: the writer's unit only probes the
     // unique index and inserts rows (it is the store's one thread, shared by every receive).
@@ -330,7 +367,8 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
                                       "delivery id " + integration::detail::utf8_excerpt(*d.provider_delivery_id, 128) +
                                           " was received before (" + (*earlier)->delivery_id + ") with a different body"};
         auto const& raw = p->prepared.payload ? *p->prepared.payload : p->excerpt;
-        auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, raw);
+        auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, raw,
+                              signature_status::verified);
         if (!rec) return rec.error();
         p->refusal.emplace(std::move(*rec));
         return save(uow, *p->refusal);
@@ -362,9 +400,9 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
 
 void inbound_gateway::refuse(request_context const& ctx, endpoint const& e, inbound_outcome out,
                              std::string const& event_type, inbound_refusal refusal, std::string_view body,
-                             outcome_handler done) {
+                             signature_status signature, outcome_handler done) {
     auto rec = refusal_of(ctx, clock_.now(), e.record.registration.connection_id, e.record.provider_id, event_type, refusal,
-                          body);
+                          body, signature);
     if (!rec) return done(rec.error());
     out.outcome = inbound_outcome::kind::rejected;
     out.delivery_id = rec->delivery.id();

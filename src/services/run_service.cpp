@@ -168,6 +168,12 @@ std::shared_ptr<run_service::bound const> run_service::cached_binding(std::strin
     return it != bindings_.end() && it->second.expires > now ? it->second.b : nullptr;
 }
 
+void run_service::forget(std::string const& connection_id) {
+    auto const part = '\n' + connection_id + '\n';  // binding keys are tenant, connection, operation, flag
+    std::lock_guard lock(bindings_mutex_);
+    std::erase_if(bindings_, [&](auto const& kv) { return kv.first.find(part) != std::string::npos; });
+}
+
 bool run_service::starts_without_blocking(request_context const& ctx, execute_request const& r) {
     // A keyed run reads and writes the store before its call; a body not kept with the record
     // goes to the blob store (an fsync); a `sleep` or another rate-limit store may wait here.

@@ -4,6 +4,7 @@
 
 #include "../detail/crypto.hpp"
 
+#include <algorithm>
 #include <charconv>
 
 namespace integration::webhooks {
@@ -73,6 +74,27 @@ result<secret_bytes> hmac_key(secret_bytes const& secret) {
     if (!secret.view().starts_with(symmetric_prefix))
         return error{errc::invalid_argument, "an HMAC signing secret starts with whsec_"};
     return decode_key(secret.view(), symmetric_prefix, 24, 64);
+}
+
+result<secret_bytes> verification_key(secret_bytes const& secret) {
+    auto const s = secret.view();
+    if (s.starts_with(public_key_prefix)) {
+        auto key = decode_key(s, public_key_prefix, crypto::ed25519_public_key_size, crypto::ed25519_public_key_size);
+        if (!key) return key.error();
+        return secret.clone();
+    }
+    if (s.starts_with(symmetric_prefix)) {
+        if (auto key = hmac_key(secret); !key) return key.error();
+        return secret.clone();
+    }
+    auto prefixed = secret_bytes::zeroed(symmetric_prefix.size() + s.size());
+    std::copy(symmetric_prefix.begin(), symmetric_prefix.end(), prefixed.data());
+    std::copy(s.begin(), s.end(), prefixed.data() + symmetric_prefix.size());
+    if (!hmac_key(prefixed))
+        return error{errc::invalid_argument,
+                     "a Standard Webhooks secret is whsec_ followed by the standard base64 of 24-64 bytes "
+                     "(or that base64 alone), or a whpk_ Ed25519 public key"};
+    return prefixed;
 }
 
 result<std::string> sign(secret_bytes const& secret, std::string_view webhook_id, std::int64_t timestamp,

@@ -359,6 +359,20 @@ TEST_F(run_service_test, bad_input_and_retired_connections_record_nothing) {
     EXPECT_TRUE(vendor_->requests().empty());
 }
 
+TEST_F(run_service_test, a_forgotten_connection_is_read_again_at_its_next_run) {
+    start({reply(200), reply(200)});
+    EXPECT_EQ(must(runs_->execute(ctx_, send_sms())).run.status(), runs::run_status::completed);
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(connection_id_));
+        must(c.retire("done"));
+        return uow.connections().save(c);
+    }));
+    // What a platform does when a connection is retired through it: no binding_cache_ttl to wait.
+    runs_->forget(connection_id_);
+    EXPECT_EQ(runs_->execute(ctx_, send_sms()).error(), errc::invalid_state);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
 TEST_F(run_service_test, an_open_breaker_stops_calls_to_a_failing_vendor) {
     start({reply(500)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
           {.breaker = {.consecutive_failures = 2, .break_duration = 3'600'000ms}});

@@ -6,6 +6,7 @@
 #include <integration/platform.hpp>
 #include <integration/services/outbox_relay.hpp>
 #include <integration/services/retention_worker.hpp>
+#include <integration/services/webhook_signature.hpp>
 
 #include "storage/fixtures.hpp"
 #include "support/hmac.hpp"
@@ -678,6 +679,76 @@ TEST_F(inbound_gateway_test, retention_purges_payloads_after_30_days_and_archive
     EXPECT_TRUE(inbound_of(a_).empty());
 }
 
+TEST_F(inbound_gateway_test, a_refused_requests_failure_is_resolved_with_it_and_archived_after_180_days) {
+    // Anyone who knows the URL can be refused: what that records (an unverified excerpt) must
+    // not outlive the retention of failures.
+    auto forged = github("wrong", "f-1", R"({"password":"canary-7f3"})");
+    auto out = receive(*forged);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    auto f = failures_of(a_, out.delivery_id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_TRUE(f[0].resolved()) << "a refused request is dead-lettered as it is recorded";
+    retention::retention_worker retention{*store_, *blobs_, clock_};
+    clock_.advance(179 * 24h);
+    EXPECT_EQ(must(retention.sweep()).failures_archived, 0u);
+    EXPECT_EQ(failures_of(a_, out.delivery_id).size(), 1u);
+    clock_.advance(2 * 24h);
+    EXPECT_EQ(must(retention.sweep()).failures_archived, 1u);
+    EXPECT_TRUE(failures_of(a_, out.delivery_id).empty());
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "failures WHERE message LIKE '%canary-7f3%'"), 0);
+}
+
+TEST_F(inbound_gateway_test, a_request_refused_after_its_signature_verified_is_recorded_verified) {
+    ASSERT_EQ(receive(*github(secret_, "v-1", pr_opened(1))).outcome, inbound_outcome::kind::accepted);
+    auto conflict = receive(*github(secret_, "v-1", pr_opened(2)));
+    ASSERT_EQ(conflict.refusal->reason, inbound_rejection::delivery_id_conflict);
+    EXPECT_EQ(find(a_, conflict.delivery_id).data().signature_status, signature_status::verified);
+    auto not_json = receive(*github(secret_, "v-2", "not json"));
+    ASSERT_EQ(not_json.refusal->reason, inbound_rejection::malformed_body);
+    EXPECT_EQ(find(a_, not_json.delivery_id).data().signature_status, signature_status::verified);
+    auto no_action = receive(*github("wrong", "v-3", "not json"));
+    ASSERT_EQ(no_action.refusal->reason, inbound_rejection::signature_mismatch);
+    EXPECT_EQ(find(a_, no_action.delivery_id).data().signature_status, signature_status::invalid);
+    inbound_gateway small{*store_, *vault_, *blobs_, clock_, {.max_body_bytes = 64}};
+    auto large = must(small.receive(conn_a_, github(secret_, "v-4", pr_opened(4) + std::string(100, ' '))->view()));
+    ASSERT_EQ(large.refusal->reason, inbound_rejection::body_too_large);
+    EXPECT_EQ(find(a_, large.delivery_id).data().signature_status, signature_status::unverified) << "never checked";
+}
+
+TEST_F(inbound_gateway_test, a_delivery_id_as_long_as_the_schemes_allow_is_accepted) {
+    auto req = github(secret_, std::string(256, 'd'), pr_opened(1));
+    auto out = receive(*req);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted) << (out.refusal ? out.refusal->detail : "");
+    EXPECT_EQ(find(a_, out.delivery_id).data().provider_delivery_id, std::string(256, 'd'));
+}
+
+TEST_F(inbound_gateway_test, a_standard_webhooks_secret_is_kept_in_the_form_its_verifier_takes) {
+    auto standard = [&](std::string const& id) {
+        auto r = std::make_unique<vendor_request>();
+        r->body = R"({"type":"user.created"})";
+        auto ts = to_unix_ms(clock_.now()) / 1000;
+        auto sig = must(sign(secret_bytes(std::string_view("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")), id, ts, r->body));
+        r->fields = {{"webhook-id", id}, {"webhook-timestamp", std::to_string(ts)}, {"webhook-signature", sig}};
+        return r;
+    };
+    // The bare base64, as the vendors' libraries also take it.
+    must(gateway_.register_endpoint(b_, conn_b_, inbound_scheme::standard,
+                                    secret_bytes(std::string_view("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))));
+    EXPECT_EQ(receive(*standard("msg_1"), conn_b_).outcome, inbound_outcome::kind::accepted);
+    // A secret no Standard Webhooks signature could ever match is refused when it is given.
+    for (std::string bad : {"not-a-valid-secret", "whsec_c2hvcnQ=", "whpk_AAAA"}) {
+        auto r = gateway_.register_endpoint(b_, conn_b_, inbound_scheme::standard, secret_bytes(std::string_view(bad)));
+        ASSERT_FALSE(r) << bad;
+        EXPECT_EQ(r.error(), errc::invalid_argument);
+        EXPECT_EQ(r.error().detail().find(bad), std::string::npos) << "the error never repeats the secret";
+        auto rotated = gateway_.rotate_secret(b_, conn_b_, secret_bytes(std::string_view(bad)));
+        ASSERT_FALSE(rotated) << bad;
+        EXPECT_EQ(rotated.error(), errc::invalid_argument);
+    }
+    EXPECT_EQ(receive(*standard("msg_2"), conn_b_).outcome, inbound_outcome::kind::accepted)
+        << "the registration kept its secret";
+}
+
 // ---- through the platform -------------------------------------------------------------------
 
 template <class Predicate>
@@ -688,6 +759,23 @@ bool eventually(Predicate done, std::chrono::seconds within = 30s) {
         std::this_thread::sleep_for(10ms);
     }
     return done();
+}
+
+TEST(inbound_gateway_platform_test, a_connection_retired_through_the_platform_receives_nothing_from_then_on) {
+    temp_dir tmp;
+    platform_options options{.data_dir = (tmp.path() / "data").string()};
+    options.workers.start = false;
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1", "alice");
+    auto conn = seed_connection(p->store(), ctx, p->clock().now());
+    std::string secret = "platform-secret";
+    must(p->inbound().register_endpoint(ctx, conn, inbound_scheme::github, secret_bytes(std::string_view(secret))));
+    ASSERT_EQ(must(p->inbound().receive(conn, github(secret, "r-1", pr_opened(1))->view())).outcome,
+              inbound_outcome::kind::accepted);  // the endpoint is cached now
+    must(p->connections().retire(ctx, conn, "customer left"));
+    auto out = must(p->inbound().receive(conn, github(secret, "r-2", pr_opened(2))->view()));
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    EXPECT_EQ(out.refusal->reason, inbound_rejection::unknown_connection);
 }
 
 TEST(inbound_gateway_platform_test, an_accepted_github_webhook_fans_out_to_a_github_subscription) {

@@ -119,11 +119,13 @@ public:
                                             std::string event_type, std::optional<std::string> payload_ref,
                                             std::optional<std::string> payload_hash);
     /** An inbound request on `connection_id` that was refused before it had an identity (or
-     *  whose identity conflicts with an earlier delivery): Failed at once, with `reason` (raises
-     *  IntegrationFailed). It holds no vendor delivery id, so it never blocks a later valid one. */
+     *  whose identity conflicts with an earlier delivery): Failed at once, with `reason` and the
+     *  signature as far as it was checked (`reject`) (raises IntegrationFailed). It holds no
+     *  vendor delivery id, so it never blocks a later valid one. */
     static result<webhook_delivery> refused_inbound(request_context const& ctx, time_point now,
                                                     std::string connection_id, std::string provider_id,
-                                                    std::string event_type, std::string reason);
+                                                    std::string event_type, std::string reason,
+                                                    signature_status signature = signature_status::invalid);
     /** Rebuilds a stored delivery (stores only). */
     static result<webhook_delivery> restore(metadata m, delivery_data d);
 
@@ -137,9 +139,10 @@ public:
      *  `deliveryId`, `connectionId`, `providerId`, `providerDeliveryId` and `body`, the vendor's
      *  payload as parsed (JSON, or the form fields as an object). */
     result<void> accept(inbound_verification const& v, time_point now, boost::json::value body = nullptr);
-    /** Inbound Pending → Failed with the signature marked Invalid and `reason` kept (raises
-     *  IntegrationFailed). */
-    result<void> reject(std::string reason, time_point now);
+    /** Inbound Pending → Failed with `reason` kept and the signature marked `signature` (Invalid
+     *  by default; Verified when the request verified and was refused for what it carried)
+     *  (raises IntegrationFailed). */
+    result<void> reject(std::string reason, time_point now, signature_status signature = signature_status::invalid);
     /** Outbound: a 2xx answer → Delivered (raises WebhookDelivered). */
     result<void> record_success(delivery_attempt a);
     /** Outbound: a failed try. Retries at `next_attempt_at` until attempts reach maxAttempts, then

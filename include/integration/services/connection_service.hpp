@@ -12,13 +12,19 @@
 #include <integration/ports/store.hpp>
 #include <integration/export.hpp>
 
+#include <functional>
+#include <string>
+
 namespace integration::connections {
 
 /** Connection lifecycle operations over a store. */
 class INTEGRATION_EXPORT connection_service {
 public:
-    connection_service(storage::store& store, clock const& clock, net::egress_policy egress)
-        : store_(store), clock_(clock), egress_(std::move(egress)) {}
+    /** `retired`, if given, is called with a connection's id once its retirement committed, for
+     *  what keeps the connection in memory (a platform drops its bindings and inbound endpoint). */
+    connection_service(storage::store& store, clock const& clock, net::egress_policy egress,
+                       std::function<void(std::string const&)> retired = {})
+        : store_(store), clock_(clock), egress_(std::move(egress)), retired_(std::move(retired)) {}
 
     /** Creates a Pending connection to `provider_id`, which must be Active and visible to the
      *  tenant; `spec.credential_id` must name a credential of the tenant. The base URL calls will
@@ -37,6 +43,7 @@ private:
     storage::store& store_;
     clock const& clock_;
     net::egress_policy egress_;
+    std::function<void(std::string const&)> retired_;
 };
 
 }  // namespace integration::connections

@@ -118,13 +118,16 @@ public:
      *  or the blob store, per its `payloadRef`); `errc::not_found` once retention purged it. */
     result<std::string> payload(request_context const& ctx, std::string const& delivery_id);
 
+    /** Drops what this gateway keeps in memory of a connection (its registration and secrets):
+     *  the next receive reads them again, so a change made elsewhere (a retirement) counts at once. */
+    void forget(std::string const& connection_id);
+
 private:
     struct endpoint;        // a registration with its decrypted secrets, as receives use it
     struct endpoint_cache;  // endpoints by connection id, for `endpoint_cache_ttl`
     result<std::shared_ptr<endpoint const>> endpoint_of(std::string const& connection_id, time_point now);
-    void forget(std::string const& connection_id);
     void refuse(request_context const& ctx, endpoint const& e, inbound_outcome out, std::string const& event_type,
-                inbound_refusal refusal, std::string_view body, outcome_handler done);
+                inbound_refusal refusal, std::string_view body, signature_status signature, outcome_handler done);
 
     storage::store& store_;
     credentials::secret_store& secrets_;

@@ -180,6 +180,10 @@ public:
      *  rate limiter and no `sleep`. False means only that it might block. */
     bool starts_without_blocking(request_context const& ctx, execute_request const& request);
 
+    /** Drops the cached bindings of a connection: the next run reads it again, so a change made
+     *  elsewhere (a retirement) counts at once instead of within `binding_cache_ttl`. */
+    void forget(std::string const& connection_id);
+
     /** Executes `request` on one of the service's own threads. */
     std::future<result<run_outcome>> execute_async(request_context ctx, execute_request request);
 

@@ -45,6 +45,11 @@ INTEGRATION_EXPORT result<std::string> signature_header(std::span<secret_bytes c
  *  (`errc::invalid_argument` for anything else; the error never repeats the secret). */
 INTEGRATION_EXPORT result<secret_bytes> hmac_key(secret_bytes const& secret);
 
+/** The form of `secret` that `verify` takes: a `whsec_` secret of 24-64 bytes or a `whpk_` Ed25519
+ *  public key as given, or the bare base64 of 24-64 bytes (which the vendors' libraries also take)
+ *  with `whsec_` put in front. `errc::invalid_argument` for anything else, never repeating it. */
+INTEGRATION_EXPORT result<secret_bytes> verification_key(secret_bytes const& secret);
+
 /** Verifies a `webhook-signature` header against `secret` (a `whsec_` secret checks the `v1`
  *  entries in constant time, a `whpk_` public key the `v1a` ones; other entries are skipped) and
  *  the timestamp against `now_unix` within `tolerance_s` both ways. `errc::integrity_failure` when
