@@ -246,6 +246,61 @@ TEST(sqlite_sync, concurrent_reads_of_pending_events_share_the_sync_threads_next
     EXPECT_EQ(sync.synced(), 2) << readers << " reads, one sync held and the one after it";
 }
 
+TEST(sqlite_sync, a_read_whose_sync_succeeded_returns_its_rows_though_the_next_sync_fails) {
+    // Syncs 1 and 2 wait for the test and succeed; every later one fails at once.
+    std::mutex m;
+    std::condition_variable cv;
+    int calls = 0, let_through = 0;
+    auto sync = [&](std::string const& path) -> result<void> {
+        std::unique_lock lock(m);
+        int const n = ++calls;
+        cv.notify_all();
+        if (n > 2) return error{errc::storage_failure, "fdatasync: Input/output error"};
+        cv.wait(lock, [&] { return let_through >= n; });
+        lock.unlock();
+        return storage::sqlite::sync_wal(path);
+    };
+    auto entered = [&](int n) {
+        std::unique_lock lock(m);
+        return cv.wait_for(lock, 60s, [&] { return calls >= n; });
+    };
+    auto let = [&](int n) {
+        std::lock_guard lock(m);
+        let_through = n;
+        cv.notify_all();
+    };
+    temp_dir dir;
+    auto s = must(storage::sqlite::open_store({.path = dir.file("integration.db"), .flush_interval = std::chrono::hours(1)}, sync));
+    auto ctx = tenant("t1");
+    must(s->transact(ctx, save_provider(ctx, "a"), durability::deferred));
+    auto first = std::async(std::launch::async, [&] { return s->pending_events(10).has_value(); });
+    or_exit(entered(1), "the sync the first read asked for");
+    // These reads wait for sync 2, which begins after them and succeeds.
+    constexpr int readers = 8;
+    std::atomic<int> started{0};
+    std::vector<std::future<bool>> reads;
+    for (int i = 0; i < readers; ++i)
+        reads.push_back(std::async(std::launch::async, [&] {
+            ++started;
+            auto rows = s->pending_events(10);
+            return rows && rows->size() == 1;
+        }));
+    while (started.load() < readers) std::this_thread::sleep_for(1ms);
+    std::this_thread::sleep_for(100ms);
+    let(1);
+    or_exit(entered(2), "the sync the later reads asked for");
+    // A commit made during sync 2 is synced by sync 3, which fails just as sync 2 ends.
+    auto late = std::async(std::launch::async, [&] { return s->transact(ctx, save_provider(ctx, "b")).has_value(); });
+    std::this_thread::sleep_for(100ms);
+    let(2);
+    EXPECT_TRUE(first.get());
+    for (auto& r : reads) {
+        or_exit(r.wait_for(60s) == std::future_status::ready, "a read");
+        EXPECT_TRUE(r.get()) << "its rows were made durable by sync 2";
+    }
+    EXPECT_FALSE(late.get()) << "sync 3 failed";
+}
+
 TEST(sqlite_sync, pending_events_fails_rather_than_return_rows_it_could_not_make_durable) {
     temp_dir dir;
     auto s = must(storage::sqlite::open_store({.path = dir.file("integration.db"), .flush_interval = std::chrono::hours(1)},

@@ -1949,7 +1949,9 @@ private:
             lock.unlock();
             return sync_wal();
         }
-        if (failed_sync_ >= needed) return error{errc::storage_failure, failed_sync_error_};
+        // A sync that began after this call and succeeded makes what it read durable, whichever
+        // one it was: a later one failing says nothing about it.
+        if (good_sync_ < needed) return error{errc::storage_failure, failed_sync_error_};
         return {};
     }
 
@@ -1981,10 +1983,10 @@ private:
                                                                           synced.error().detail()}));
             lock.lock();
             syncs_done_ = number;
-            if (!synced) {
-                failed_sync_ = number;
+            if (synced)
+                good_sync_ = number;
+            else
                 failed_sync_error_ = synced.error().detail();
-            }
             syncing_ = false;
             queue_cv_.notify_all();  // a stopping writer waits for the last reports
             synced_cv_.notify_all();
@@ -2179,7 +2181,7 @@ private:
     std::uint64_t syncs_begun_ = 0;      // by the sync thread, numbered from 1
     std::uint64_t syncs_done_ = 0;       // the number of the last one that ended
     std::uint64_t sync_wanted_ = 0;      // a read waits for the sync of this number
-    std::uint64_t failed_sync_ = 0;      // the number of the last one that failed
+    std::uint64_t good_sync_ = 0;        // the number of the last one that succeeded
     std::string failed_sync_error_;
     bool sync_stopped_ = false;
     bool stopping_ = false;
