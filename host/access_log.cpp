@@ -1,5 +1,7 @@
 #include "access_log.hpp"
 
+#include <integration/core/utf8.hpp>
+
 #include <integration/core/time.hpp>
 
 #include <chrono>
@@ -87,7 +89,16 @@ sink& out() {
 void append_string(std::string& line, std::string_view text) {
     static constexpr char hex[] = "0123456789abcdef";
     line += '"';
-    for (unsigned char c : text) {
+    for (std::size_t i = 0; i < text.size();) {
+        auto const c = static_cast<unsigned char>(text[i]);
+        if (c >= 0x80) {
+            // A line is JSON, so UTF-8: a byte that starts no well-formed sequence (a raw byte in a
+            // request target) is written as U+FFFD.
+            auto n = utf8_sequence(text, i);
+            line += n ? text.substr(i, n) : std::string_view("\xef\xbf\xbd");
+            i += n ? n : 1;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             line += '\\';
             line += static_cast<char>(c);
@@ -98,6 +109,7 @@ void append_string(std::string& line, std::string_view text) {
         } else {
             line += static_cast<char>(c);
         }
+        ++i;
     }
     line += '"';
 }

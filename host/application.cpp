@@ -1,5 +1,7 @@
 #include "application.hpp"
 
+#include <integration/core/utf8.hpp>
+
 #include "access_log.hpp"
 #include "handlers/handlers.hpp"
 #include "problem.hpp"
@@ -179,6 +181,12 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     c.offload = std::move(offload);
     c.params = std::move(m.params);
     for (auto const& p : url->params()) c.query[p.key] = p.value;
+    // Decoded path and query values end up in stored records, listings and errors, all JSON.
+    for (auto const* values : {&c.params, &c.query})
+        for (auto const& [name, value] : *values)
+            if (!is_valid_utf8(name) || !is_valid_utf8(value))
+                return problem_from(error{errc::invalid_argument, "a path segment or query parameter is not UTF-8 "
+                                                                  "once its percent-encoding is decoded"});
     c.body = req.body();
     c.header = [&req](std::string_view name) {
         auto v = req[boost::beast::string_view(name.data(), name.size())];

@@ -1,5 +1,7 @@
 #include "problem.hpp"
 
+#include <integration/core/utf8.hpp>
+
 #include <boost/json/object.hpp>
 
 namespace integration::host {
@@ -41,7 +43,8 @@ reply problem(unsigned status, std::string_view slug, std::string_view title, st
     o["type"] = std::string(problem_base) + std::string(slug);
     o["title"] = title;
     o["status"] = status;
-    o["detail"] = std::move(detail);
+    // A detail may repeat what the caller sent (a path, a query value): JSON text is UTF-8 only.
+    o["detail"] = is_valid_utf8(detail) ? std::move(detail) : utf8_excerpt(detail, detail.size() * 3);
     return reply{status, std::move(o), "application/problem+json", {}};
 }
 

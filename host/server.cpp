@@ -88,8 +88,11 @@ bool out_of_resources(beast::error_code ec) {
 
 class session : public std::enable_shared_from_this<session> {
 public:
+    // The read buffer holds bytes the parser has not taken yet: a header, or a chunk's size line,
+    // extensions and trailer fields, which no body or header limit counts. Bounded, a request that
+    // never ends such a line is refused instead of growing the buffer until the read timeout.
     session(tcp::socket&& socket, server_state& state, std::uint64_t id)
-        : stream_(std::move(socket)), state_(state), id_(id) {}
+        : stream_(std::move(socket)), buffer_(state.config.header_limit + 64 * 1024), state_(state), id_(id) {}
 
     ~session() {
         std::lock_guard lock(state_.mutex);
@@ -203,6 +206,9 @@ private:
                                                 "Transfer-Encoding must be exactly `chunked`, once, on HTTP/1.1; "
                                                 "or send the body with Content-Length"));
         }
+        // Trailer fields would land among the header's (Beast keeps one list): counted now, so that
+        // a field that arrives after the body (an Authorization) is refused, never acted on.
+        header_fields_ = h.chunked() ? static_cast<std::size_t>(std::distance(h.begin(), h.end())) : 0;
         stream_.expires_at(request_start_ + state_.config.read_timeout);  // the header is in time
         // The header limit is global (it is read before routing); the body limit is the route's.
         if (!parser_->is_done()) {
@@ -241,6 +247,10 @@ private:
     void on_body(beast::error_code ec) {
         if (closed_) return;
         if (ec) return parse_failed(ec);
+        if (auto const& h = parser_->get();
+            h.chunked() && static_cast<std::size_t>(std::distance(h.begin(), h.end())) != header_fields_)
+            return answer_and_close(problem(400, "bad-request", "Trailer fields are not accepted",
+                                            "send every field in the header section, before the body"));
         reading_ = false;
         auto req = parser_->release();
         bool keep_alive = req.keep_alive();
@@ -266,6 +276,10 @@ private:
         if (ec == beast_http::error::header_limit)
             return answer_and_close(problem(431, "header-too-large", "Request header fields too large",
                                             "the header limit is " + std::to_string(state_.config.header_limit) + " bytes"));
+        if (ec == beast_http::error::buffer_overflow)
+            return answer_and_close(problem(400, "bad-request", "Malformed HTTP request",
+                                            "a chunk-size line, its extensions or a trailer field is longer than " +
+                                                std::to_string(buffer_.max_size()) + " bytes"));
         if (ec == beast::error::timeout || ec == beast_http::error::end_of_stream || ec == asio::error::eof ||
             ec == asio::error::connection_reset || ec == asio::error::operation_aborted)
             return read_failed(ec);
@@ -398,6 +412,7 @@ private:
     server_state& state_;
     std::uint64_t id_;
     std::optional<beast_http::request_parser<beast_http::string_body>> parser_;
+    std::size_t header_fields_ = 0;  // fields of a chunked request's header section
     router::match route_;  // of the request being read, once its header is parsed
     std::deque<item> queue_;
     std::chrono::steady_clock::time_point started_;

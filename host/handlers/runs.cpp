@@ -1,4 +1,5 @@
 #include "handlers/handlers.hpp"
+#include <integration/core/utf8.hpp>
 
 #include "problem.hpp"
 
@@ -125,6 +126,8 @@ void add_run_routes(router& r, services& s) {
         auto key = std::string(c.header("Idempotency-Key"));
         if (!key.empty()) {
             if (key.size() > 255) return done(error{errc::invalid_argument, "Idempotency-Key must be at most 255 characters"});
+            // Kept with the run and shown in its JSON: UTF-8 text only.
+            if (!is_valid_utf8(key)) return done(error{errc::invalid_argument, "Idempotency-Key must be UTF-8 text"});
             req.idempotency_key = key;
         }
         // On the connection's thread, a run starts there only when nothing before its vendor call

@@ -1,7 +1,7 @@
 #include <integration/domain/inbound_body.hpp>
+#include <integration/core/utf8.hpp>
 
 #include "../detail/form.hpp"
-#include "../detail/utf8.hpp"
 
 #include <boost/json/object.hpp>
 #include <boost/json/parse.hpp>
@@ -29,7 +29,7 @@ std::optional<boost::json::value> parse_body(std::string_view raw, body_format f
         if (!params) return std::nullopt;
         boost::json::object fields;
         for (auto& [key, value] : *params) {
-            if (!integration::detail::is_valid_utf8(key) || !integration::detail::is_valid_utf8(value)) return std::nullopt;
+            if (!integration::is_valid_utf8(key) || !integration::is_valid_utf8(value)) return std::nullopt;
             auto* seen = fields.if_contains(key);
             if (!seen) {
                 fields[key] = value;

@@ -1,11 +1,11 @@
 #include <integration/services/delivery_worker.hpp>
+#include <integration/core/utf8.hpp>
 
 #include <integration/core/id.hpp>
 #include <integration/domain/failure.hpp>
 #include <integration/outbound/retry.hpp>
 #include <integration/services/webhook_signature.hpp>
 
-#include "../detail/utf8.hpp"
 
 #include <unistd.h>
 #if defined(__GLIBC__)
@@ -230,7 +230,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         o.latency = std::chrono::duration_cast<milliseconds>(steady::now() - sent);
         if (res) {
             o.status = res->status;
-            o.excerpt = integration::detail::utf8_excerpt(res->body, cap);
+            o.excerpt = integration::utf8_excerpt(res->body, cap);
             o.retry_after = resilience::server_requested_delay(res->headers, o.attempted_at);
         } else if (res.error() == errc::cancelled && closing->cancelled()) {
             // The worker is closing: nothing is recorded, the lease lapses and the delivery is sent again.

@@ -1,4 +1,5 @@
 #include <integration/services/inbound_gateway.hpp>
+#include <integration/core/utf8.hpp>
 
 #include <integration/domain/failure.hpp>
 #include <integration/domain/inbound_body.hpp>
@@ -6,7 +7,6 @@
 
 #include "../detail/cache_margin.hpp"
 #include "../detail/crypto.hpp"
-#include "../detail/utf8.hpp"
 
 #include <algorithm>
 #include <future>
@@ -65,7 +65,7 @@ result<refusal_record> refusal_of(request_context const& ctx, time_point now, st
     failures::classification c{
         is_poison(refusal.reason) ? failures::failure_category::poison : failures::failure_category::validation,
         code,
-        refusal.detail + "; the body began: " + integration::detail::utf8_excerpt(body, excerpt_bytes),
+        refusal.detail + "; the body began: " + integration::utf8_excerpt(body, excerpt_bytes),
         failures::next_action::dead_letter, std::nullopt};
     auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d->id(), provider_id, c);
     if (!f) return f.error();
@@ -364,7 +364,7 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
         }
         auto const& d = p->prepared.delivery.data();
         p->conflict = inbound_refusal{inbound_rejection::delivery_id_conflict,
-                                      "delivery id " + integration::detail::utf8_excerpt(*d.provider_delivery_id, 128) +
+                                      "delivery id " + integration::utf8_excerpt(*d.provider_delivery_id, 128) +
                                           " was received before (" + (*earlier)->delivery_id + ") with a different body"};
         auto const& raw = p->prepared.payload ? *p->prepared.payload : p->excerpt;
         auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, raw,

@@ -8,7 +8,10 @@
 #include <gtest/gtest.h>
 
 #include <boost/json/object.hpp>
+#include <boost/json/parse.hpp>
 #include <boost/json/serialize.hpp>
+
+#include <sstream>
 
 namespace integration::testing {
 namespace {
@@ -104,6 +107,68 @@ TEST_F(host_input, transfer_encoding_other_than_exactly_chunked_is_400_and_the_s
                            "Connection: close\r\n\r\n2\r\n{}\r\n0\r\n\r\n"));
     EXPECT_EQ(ok.status, 400) << ok.body;  // framed and parsed: the object lacks its fields
     EXPECT_EQ(str(ok.json(), "type"), "https://integration.dev/problems/validation") << ok.body;
+}
+
+// A chunk-size line, its extensions and trailer fields count against no body or header limit:
+// one that never ends is refused once it outgrows the read buffer, instead of being buffered
+// until the read timeout (11 GiB at loopback speed).
+TEST_F(host_input, an_endless_chunk_extension_or_trailer_field_is_refused_without_being_buffered) {
+    std::string const head = "POST /webhooks/inbound/conn-x HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n";
+    for (std::string const start : {"1;a=", "0\r\nX-T: ", "00000000"}) {
+        auto answer = parse_answer(raw_exchange(host_->port(), head + start + std::string(1 << 20, start[0] == '0' && start.size() == 8 ? '0' : 'b'),
+                                                std::chrono::seconds(5)));
+        EXPECT_EQ(answer.status, 400) << start;
+        if (answer.status == 400) {
+            EXPECT_EQ(str(answer.json(), "type"), "https://integration.dev/problems/bad-request");
+        }
+    }
+    EXPECT_EQ(client().get("/integrations/providers").status, 200);
+}
+
+// Trailer fields would join the header's (RFC 9110 6.5.1 forbids merging them): a request that
+// sends any, here its only Authorization, is refused and never acted on.
+TEST_F(host_input, a_field_sent_after_a_chunked_body_is_refused) {
+    std::string body = R"({"key":"trailer-smuggled","displayName":"T","category":"BusinessSystem","authModel":"ApiKey",)"
+                       R"("baseUrl":"http://127.0.0.1:9","capabilities":["x.send"]})";
+    std::ostringstream size;
+    size << std::hex << body.size();
+    for (std::string const& header_auth : {std::string(), "Authorization: Bearer " + key_ + "\r\n"}) {
+        auto answer = parse_answer(raw_exchange(
+            host_->port(), "POST /integrations/providers HTTP/1.1\r\nHost: x\r\n" + header_auth +
+                               "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n" +
+                               size.str() + "\r\n" + body + "\r\n0\r\nAuthorization: Bearer " + key_ + "\r\n\r\n"));
+        EXPECT_EQ(answer.status, 400) << answer.body;
+    }
+    auto listed = client().get("/integrations/providers");
+    EXPECT_EQ(listed.body.find("trailer-smuggled"), std::string::npos) << "the request never ran";
+}
+
+// JSON text is UTF-8: a caller's bytes that are not are refused (a key kept with a run would
+// break every later listing) and never repeated raw in an answer or the access log.
+TEST_F(host_input, text_that_is_not_utf8_is_refused_and_never_repeated_raw) {
+    auto keyed = parse_answer(raw_exchange(
+        host_->port(), client().request("POST", "/integrations/runs", R"({"connectionId":"conn-x","operation":"x.send"})",
+                                        {{"Idempotency-Key", "k\xff\xfe"}})));
+    EXPECT_EQ(keyed.status, 400) << keyed.body;
+    EXPECT_NO_THROW((void)keyed.json()) << "an answer is UTF-8 JSON";
+    for (std::string const target : {"/integrations/runs/%ff%fe", "/integrations/runs?status=%ff",
+                                     "/integrations/connections?status=%c3%28", "/integrations/runs?%ff=1"}) {
+        auto answer = client().get(target);
+        EXPECT_EQ(answer.status, 400) << target << answer.body;
+        EXPECT_NO_THROW((void)answer.json()) << target;
+    }
+    auto raw = parse_answer(raw_exchange(host_->port(), "GET /nowhere/\xff\xfe HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    EXPECT_GE(raw.status, 400);
+    EXPECT_NO_THROW((void)raw.json());
+    auto log = host_->log_with("/nowhere/");
+    std::istringstream lines(log);
+    int parsed = 0;
+    for (std::string line; std::getline(lines, line);) {
+        if (line.find("/nowhere/") == std::string::npos) continue;
+        EXPECT_NO_THROW((void)json::parse(line)) << "an access log line is JSON";
+        ++parsed;
+    }
+    EXPECT_EQ(parsed, 1);
 }
 
 // Finding 18: two Authorization headers (any spelling) are 400, whichever of them is valid.

@@ -1,13 +1,17 @@
-#ifndef INTEGRATION_SRC_DETAIL_UTF8_HPP
-#define INTEGRATION_SRC_DETAIL_UTF8_HPP
+#ifndef INTEGRATION_CORE_UTF8_HPP
+#define INTEGRATION_CORE_UTF8_HPP
 
-// UTF-8 checks for text that ends up in JSON (excerpts of bodies, decoded form fields).
+/** @file
+ *  UTF-8 checks for text that ends up in JSON (excerpts of bodies, decoded form fields, what a
+ *  caller sent that an error or a log line repeats): JSON text is UTF-8, and a byte that is not
+ *  would make the whole document unreadable to a strict parser.
+ */
 
 #include <cstddef>
 #include <string>
 #include <string_view>
 
-namespace integration::detail {
+namespace integration {
 
 /** The length of the well-formed UTF-8 sequence starting at `s[i]` (no overlong forms, no
  *  surrogates, nothing above U+10FFFF), or 0 when none starts there. */
@@ -25,6 +29,7 @@ inline std::size_t utf8_sequence(std::string_view s, std::size_t i) noexcept {
     return n;
 }
 
+/** Whether `s` is well-formed UTF-8 throughout. */
 inline bool is_valid_utf8(std::string_view s) noexcept {
     for (std::size_t i = 0; i < s.size();) {
         auto n = utf8_sequence(s, i);
@@ -49,6 +54,6 @@ inline std::string utf8_excerpt(std::string_view body, std::size_t cap) {
     return out;
 }
 
-}  // namespace integration::detail
+}  // namespace integration
 
 #endif
