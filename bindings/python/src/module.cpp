@@ -20,6 +20,7 @@
 #include <chrono>
 #include <iostream>
 #include <mutex>
+#include <thread>
 #include <optional>
 #include <tuple>
 
@@ -51,8 +52,10 @@ public:
         if (!p_) throw library_error{{errc::invalid_state, "the platform is closed; open another with integration.open"}};
         return p_;
     }
-    /** Stops the workers (waiting for their sweeps) and closes the backends, without the GIL
-     *  (a worker may be waiting for it to log). */
+    /** Refuses new calls, waits for the calls in flight (each holds the platform until it
+     *  returns), then stops the workers (waiting for their sweeps) and closes the backends, all
+     *  without the GIL: a worker may be waiting for it to log, and the platform must not stop
+     *  with it held when a call in flight would otherwise drop the last reference. */
     void close() {
         std::shared_ptr<platform> p;
         {
@@ -61,6 +64,7 @@ public:
         }
         if (!p) return;
         py::gil_scoped_release nogil;
+        while (p.use_count() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         p.reset();
     }
     bool closed() const {

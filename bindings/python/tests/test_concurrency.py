@@ -35,3 +35,38 @@ def test_sixteen_threads_execute_runs_concurrently(tmp_path: Path) -> None:
     finally:
         vendor.close()
 
+
+
+def test_close_waits_for_a_call_in_flight_and_returns_with_the_platform_stopped(tmp_path: Path) -> None:
+    # A call in flight holds the platform: closed under it, the platform stopped when that call
+    # returned, on its thread and with the GIL held (a worker waiting to log could then never get
+    # it). close() now waits for the call, so the platform stops inside close(), without the GIL.
+    release = threading.Event()
+    vendor = Vendor(before_answer=lambda: release.wait(30))
+    try:
+        p = integration.open(data_dir=str(tmp_path / "data"), egress_allow=["127.0.0.0/8"], max_attempts=1,
+                             deferred_retries=0, attempt_timeout=60)
+        t = p.tenant("acme-corp")
+        connection_id = connect(t, vendor.url)
+        outcome: dict = {}
+        call = threading.Thread(target=lambda: outcome.update(run=t.execute(
+            connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"})))
+        call.start()
+        for _ in range(3000):
+            if vendor.in_flight:
+                break
+            threading.Event().wait(0.01)
+        assert vendor.in_flight == 1
+        closer = threading.Thread(target=p.close)
+        closer.start()
+        closer.join(0.5)
+        assert closer.is_alive(), "close() returned while a call was still in flight"
+        assert p.closed
+        release.set()
+        call.join(30)
+        closer.join(30)
+        assert not call.is_alive() and not closer.is_alive()
+        assert outcome["run"]["status"] == "Completed"
+    finally:
+        release.set()
+        vendor.close()
