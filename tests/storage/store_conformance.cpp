@@ -680,6 +680,13 @@ TEST_P(store_conformance, tenants_lists_every_tenant_with_connections_or_credent
     seed_graph(*store_, a_, clock_.now());
     seed_graph(*store_, b_, clock_.now(), "acme", "B.Assembly");
     EXPECT_EQ(must(store_->tenants()), (std::vector<std::string>{"tenant-a", "tenant-b"}));
+    // A tenant with nothing but a provider has data (its events) that retention must reach.
+    auto c = request_context::for_tenant("tenant-c", "carol");
+    must(store_->transact(c, [&](unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(c, clock_.now(), provider_spec("only")));
+        return uow.providers().save(p);
+    }));
+    EXPECT_EQ(must(store_->tenants()), (std::vector<std::string>{"tenant-a", "tenant-b", "tenant-c"}));
 }
 
 TEST_P(store_conformance, read_only_units_refuse_to_save) {

@@ -540,8 +540,8 @@ public:
     /** Runs `fn` on a consistent read-only snapshot; `save` fails inside it. */
     virtual result<void> read(request_context const& ctx, work fn) = 0;
 
-    /** Every tenant that owns a connection, credential or webhook subscription (for background
-     *  workers that sweep each tenant in turn). */
+    /** Every tenant that owns a provider, connection, credential or webhook subscription (for
+     *  background workers that sweep each tenant in turn, retention among them). */
     virtual result<std::vector<std::string>> tenants() = 0;
     /** Unpublished outbox rows in commit order (all tenants; for the relay), without dead rows and
      *  without the rows of an aggregate that come after one of its dead rows; an event whose

@@ -1515,8 +1515,10 @@ public:
     result<std::vector<std::string>> tenants() override {
         std::vector<std::string> out;
         auto r = with_reader([&](database& db) -> result<void> {
+            // Global providers (tenant '') are no tenant's: retention sweeps tenants only.
             auto st = db.prepare("SELECT tenant_id FROM connections UNION SELECT tenant_id FROM credentials "
-                                 "UNION SELECT tenant_id FROM subscriptions ORDER BY 1");
+                                 "UNION SELECT tenant_id FROM subscriptions "
+                                 "UNION SELECT tenant_id FROM providers WHERE tenant_id <> '' ORDER BY 1");
             if (!st) return st.error();
             while (true) {
                 auto more = (*st)->step();
