@@ -73,20 +73,25 @@ struct wrapper {
     cidr block;
     std::string_view name;
     v4_position where;
+    // Whether the packet goes to the wrapped IPv4 address itself (this host's stack, or a NAT64
+    // gateway), so that allowing that address allows this form too. 6to4 and Teredo go to a relay
+    // elsewhere: their IPv4 part is checked against the denied ranges, never allowed by it.
+    bool reaches_inner;
 };
 
 // Each of these carries an IPv4 address that the packet ends up at, so the IPv4 rules apply to it.
 constexpr std::array v4_wrappers{
-    wrapper{v6_block({0, 0, 0, 0, 0, 0xffff}, 96), "IPv4-mapped, ::ffff:0:0/96", v4_position::tail},
-    wrapper{v6_block({}, 96), "IPv4-compatible, ::/96", v4_position::tail},
-    wrapper{v6_block({0x64, 0xff9b}, 96), "NAT64, 64:ff9b::/96", v4_position::tail},
-    wrapper{v6_block({0x2002}, 16), "6to4, 2002::/16", v4_position::after_first_group},
-    wrapper{v6_block({0x2001, 0}, 32), "Teredo, 2001::/32", v4_position::tail_inverted},
+    wrapper{v6_block({0, 0, 0, 0, 0, 0xffff}, 96), "IPv4-mapped, ::ffff:0:0/96", v4_position::tail, true},
+    wrapper{v6_block({}, 96), "IPv4-compatible, ::/96", v4_position::tail, true},
+    wrapper{v6_block({0x64, 0xff9b}, 96), "NAT64, 64:ff9b::/96", v4_position::tail, true},
+    wrapper{v6_block({0x2002}, 16), "6to4, 2002::/16", v4_position::after_first_group, false},
+    wrapper{v6_block({0x2001, 0}, 32), "Teredo, 2001::/32", v4_position::tail_inverted, false},
 };
 
 struct unwrapped {
     ip_address inner;
     std::string_view form;
+    bool reaches_inner;
 };
 
 std::optional<unwrapped> unwrap_v4(ip_address const& a) {
@@ -101,7 +106,7 @@ std::optional<unwrapped> unwrap_v4(ip_address const& a) {
             auto b = a.bytes[first + i];
             inner.bytes[i] = w.where == v4_position::tail_inverted ? static_cast<std::uint8_t>(b ^ 0xff) : b;
         }
-        return unwrapped{inner, w.name};
+        return unwrapped{inner, w.name, w.reaches_inner};
     }
     return std::nullopt;
 }
@@ -124,7 +129,8 @@ error denied(ip_address const& a, std::string const& why) {
 }
 
 bool allow_listed(std::vector<cidr> const& allow, ip_address const& a) {
-    auto const inner = unwrap_v4(a);
+    auto inner = unwrap_v4(a);
+    if (inner && !inner->reaches_inner) inner.reset();
     return std::any_of(allow.begin(), allow.end(),
                        [&](cidr const& c) { return c.contains(a) || (inner && c.contains(inner->inner)); });
 }

@@ -7,6 +7,7 @@
 #include <cctype>
 #include <chrono>
 #include <initializer_list>
+#include <iterator>
 #include <string>
 #include <utility>
 
@@ -33,6 +34,10 @@ bool same_origin(boost::urls::url_view a, boost::urls::url_view b) {
     return a.scheme_id() == b.scheme_id() && same_name(a.encoded_host(), b.encoded_host()) &&
            effective_port(a) == effective_port(b);
 }
+
+// The header fields a hop to another origin keeps.
+constexpr std::string_view cross_origin_fields[] = {"Accept",       "Accept-Language", "Content-Language", "Content-Type",
+                                                    "User-Agent",   "traceparent",     "tracestate"};
 
 void drop_headers(headers& h, std::initializer_list<std::string_view> names) {
     std::erase_if(h, [&](auto const& field) {
@@ -99,7 +104,13 @@ result<response> send_following_redirects(transport& t, request r, redirect_opti
             return error{pin.error().code(),
                          "redirect to " + std::string(target) + " refused: " + pin.error().detail()};
 
-        if (!same_origin(*current, *next)) drop_headers(r.headers, {"Authorization", "Cookie", "Proxy-Authorization"});
+        // Another origin gets no header that could hold a credential: an API key goes under any
+        // name the vendor chose (`X-Api-Key`), so only fields that never carry one go along.
+        if (!same_origin(*current, *next))
+            std::erase_if(r.headers, [](auto const& field) {
+                return std::none_of(std::begin(cross_origin_fields), std::end(cross_origin_fields),
+                                    [&](std::string_view n) { return same_name(field.first, n); });
+            });
         if (res->status == 303 ? r.method != "HEAD"
                                : (res->status == 301 || res->status == 302) && r.method == "POST") {
             r.method = "GET";

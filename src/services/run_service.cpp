@@ -176,9 +176,10 @@ void run_service::forget(std::string const& connection_id) {
 
 bool run_service::starts_without_blocking(request_context const& ctx, execute_request const& r) {
     // A keyed run reads and writes the store before its call; a body not kept with the record
-    // goes to the blob store (an fsync); a `sleep` or another rate-limit store may wait here.
+    // goes to the blob store (an fsync); a `sleep` or another rate-limit store may wait here;
+    // redirects are followed with blocking sends.
     if (r.idempotency_key || !options_.write_behind || options_.sleep || options_.rate_limits ||
-        r.input.body.size() > options_.inline_body_bytes)
+        options_.redirects.max_hops > 0 || r.input.body.size() > options_.inline_body_bytes)
         return false;
     // Still cached a moment from now: the `bind` that follows must not be the one that expires it.
     auto b = cached_binding(binding_key(ctx, r), clock_.now() + integration::detail::cache_margin);

@@ -185,6 +185,8 @@ TEST_F(redirects, credentials_are_kept_on_the_same_origin_and_dropped_when_it_ch
                                         {.url = origin(first) + "/start",
                                          .headers = {{"Authorization", "Bearer secret"},
                                                      {"Cookie", "session=1"},
+                                                     {"X-Api-Key", "key-1"},
+                                                     {"Accept", "application/json"},
                                                      {"X-Trace", "t-1"}},
                                          .timeout = 5s},
                                         {.max_hops = 3}, check());
@@ -194,10 +196,14 @@ TEST_F(redirects, credentials_are_kept_on_the_same_origin_and_dropped_when_it_ch
     EXPECT_EQ(same.rfind("GET /same HTTP/1.1", 0), 0u);
     EXPECT_TRUE(has_line(same, "Authorization: Bearer secret")) << same;
     EXPECT_TRUE(has_line(same, "Cookie: session=1")) << same;
+    EXPECT_TRUE(has_line(same, "X-Api-Key: key-1")) << same;
     auto const cross = second.requests().at(0);  // another port is another origin
     EXPECT_FALSE(has_field(cross, "Authorization")) << cross;
     EXPECT_FALSE(has_field(cross, "Cookie")) << cross;
-    EXPECT_TRUE(has_line(cross, "X-Trace: t-1")) << cross;
+    // An API key travels under whatever name its vendor chose: only fields that never carry one go.
+    EXPECT_FALSE(has_field(cross, "X-Api-Key")) << cross;
+    EXPECT_FALSE(has_field(cross, "X-Trace")) << cross;
+    EXPECT_TRUE(has_line(cross, "Accept: application/json")) << cross;
 }
 
 TEST_F(redirects, a_refusal_by_the_hop_check_keeps_its_code) {

@@ -274,6 +274,19 @@ TEST(allow_list_test, lets_a_private_block_through) {
     EXPECT_TRUE(policy.check_address(ip("fd00:2::5")).error() == errc::egress_denied);
 }
 
+TEST(allow_list_test, only_forms_that_reach_an_allowed_ipv4_address_are_allowed_with_it) {
+    egress_policy const policy{.allow = {block("127.0.0.1/32"), block("10.20.0.0/16")}, .own_addresses = {}};
+    // Mapped, compatible and NAT64 forms reach the IPv4 address itself.
+    for (auto a : {"::ffff:127.0.0.1", "::ffff:10.20.1.2", "64:ff9b::a14:102"}) EXPECT_TRUE(policy.check_address(ip(a))) << a;
+    // 6to4 and Teredo go to a relay elsewhere, never to the address they carry: allowing 127.0.0.1
+    // allows neither (and the loopback they wrap is denied as ever).
+    for (auto a : {"2002:7f00:1::1", "2002:a14:102::1", "2001:0:4136:e378:8000:63bf:80ff:fffe"}) {
+        auto const r = policy.check_address(ip(a));
+        ASSERT_FALSE(r) << a;
+        EXPECT_TRUE(r.error() == errc::egress_denied) << a;
+    }
+}
+
 TEST(allow_list_test, http_is_allowed_only_for_allow_listed_literals) {
     egress_policy const policy{.allow = {block("10.20.0.0/16"), block("fd00:1::/32")}, .own_addresses = {}};
     EXPECT_TRUE(policy.check_url("http://10.20.1.2:8080/hook"));

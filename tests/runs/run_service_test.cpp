@@ -129,6 +129,8 @@ struct run_service_options_override {
     std::optional<std::string> operation_class;   ///< Of sms.send.
     std::optional<std::uint16_t> vendor_port;     ///< Another vendor than the scripted one.
     bool real_waits = false;                      ///< The service's own waits instead of the manual clock's.
+    bool literal_base = false;                    ///< The provider's base URL names 127.0.0.1, not a name.
+    unsigned redirect_hops = 0;                   ///< The service's redirect_options::max_hops.
 };
 
 class run_service_test : public ::testing::Test, protected credential_world {
@@ -139,7 +141,8 @@ protected:
         dns_.add("api.vendor.test", {*net::ip_address::parse("127.0.0.1")});
         must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
             auto spec = provider_spec("vendor");
-            spec.base_url = "http://api.vendor.test:" + std::to_string(o.vendor_port.value_or(vendor_->port()));
+            spec.base_url = std::string(o.literal_base ? "http://127.0.0.1:" : "http://api.vendor.test:") +
+                            std::to_string(o.vendor_port.value_or(vendor_->port()));
             spec.rate_limit_profile = o.provider_profile;
             spec.environments = o.environments;
             auto p = must(providers::integration_provider::register_new(ctx_, clock_.now(), spec));
@@ -176,6 +179,7 @@ protected:
                                       .breaker = o.breaker,
                                       .rate_limits = o.rate_limits,
                                       .deferred_retries = o.deferred_retries,
+                                      .redirects = {.max_hops = o.redirect_hops},
                                       .write_behind = o.write_behind,
                                       .inline_body_bytes = o.inline_body_bytes,
                                       .sleep = o.real_waits ? std::function<void(std::chrono::milliseconds)>()
@@ -371,6 +375,22 @@ TEST_F(run_service_test, a_forgotten_connection_is_read_again_at_its_next_run) {
     runs_->forget(connection_id_);
     EXPECT_EQ(runs_->execute(ctx_, send_sms()).error(), errc::invalid_state);
     EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
+TEST_F(run_service_test, a_run_starts_on_the_callers_thread_once_its_binding_and_credential_are_cached) {
+    start({reply(200)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true, .real_waits = true, .literal_base = true});
+    EXPECT_FALSE(runs_->starts_without_blocking(ctx_, send_sms())) << "nothing cached yet";
+    must(runs_->execute(ctx_, send_sms()));
+    EXPECT_TRUE(runs_->starts_without_blocking(ctx_, send_sms()));
+}
+
+TEST_F(run_service_test, a_run_that_may_follow_redirects_never_starts_on_the_callers_thread) {
+    // Redirects are followed with blocking sends (each hop checked and resolved): a caller on an
+    // event loop must hand such a run to a thread that may block.
+    start({reply(200)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.write_behind = true, .real_waits = true, .literal_base = true, .redirect_hops = 3});
+    must(runs_->execute(ctx_, send_sms()));
+    EXPECT_FALSE(runs_->starts_without_blocking(ctx_, send_sms()));
 }
 
 TEST_F(run_service_test, an_open_breaker_stops_calls_to_a_failing_vendor) {

@@ -40,8 +40,10 @@ INTEGRATION_EXPORT hop_check egress_hop_check(net::egress_policy policy, net::re
  *  downgrade is refused, `check_hop` approves the new URL and its answer replaces `r.pin`; only
  *  then is the hop sent. A 303, and a 301 or 302 answering a POST, turn the next request into a
  *  GET without a body; 307 and 308 keep the method and body. When a hop leaves the origin
- *  (scheme, host or port), `Authorization`, `Cookie` and `Proxy-Authorization` are dropped for
- *  the rest of the chain. `r.timeout` bounds the whole chain and `r.cancel` applies to every hop.
+ *  (scheme, host or port), every header but `Accept`, `Accept-Language`, `Content-Language`,
+ *  `Content-Type`, `User-Agent`, `traceparent` and `tracestate` is dropped for the rest of the
+ *  chain: any other may carry a credential (`Authorization`, a cookie, an API key under a
+ *  vendor's own name). `r.timeout` bounds the whole chain and `r.cancel` applies to every hop.
  *
  *  Errors: a refused hop or downgrade is `errc::egress_denied`; a redirect without a usable
  *  `Location`, or more than `max_hops` redirects, is `errc::invalid_argument`; transport errors

@@ -177,7 +177,7 @@ public:
      *  calling thread, so that a caller on an event loop may call it there: no Idempotency-Key,
      *  `write_behind` with a body kept with the record, the connection's binding and credential
      *  material cached (for at least 100 ms more), a literal address to call (no name to resolve), this service's own
-     *  rate limiter and no `sleep`. False means only that it might block. */
+     *  rate limiter, no `sleep` and no redirects to follow. False means only that it might block. */
     bool starts_without_blocking(request_context const& ctx, execute_request const& request);
 
     /** Drops the cached bindings of a connection: the next run reads it again, so a change made
