@@ -363,11 +363,17 @@ TEST(InboundIdentity, TwilioSmsVoiceAndOther) {
     EXPECT_EQ(verify(inbound_scheme::twilio, plain_secret, other, now).identity->event_type, "twilio.event");
 }
 
-TEST(InboundIdentity, TwilioJsonBodyIsCoveredByBodySha256) {
+/** A Twilio request with a JSON body: the URL carries the body's SHA-256 and alone is signed. */
+request twilio_json_request(std::string body) {
     request r;
-    r.body = R"({"MessageSid":"SM1"})";
+    r.body = std::move(body);
     r.url = "https://example.com/hook?bodySHA256=" + sha256_hex(r.body);
     r.set("X-Twilio-Signature", support::base64(raw_hmac(EVP_sha1(), plain_secret, r.url)));
+    return r;
+}
+
+TEST(InboundIdentity, TwilioJsonBodyIsCoveredByBodySha256) {
+    auto r = twilio_json_request(R"({"MessageSid":"SM1"})");
     ASSERT_TRUE(accepted(verify(inbound_scheme::twilio, plain_secret, r, now)));
     r.body += " ";
     EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, r, now), inbound_rejection::signature_mismatch));
@@ -398,10 +404,7 @@ TEST(InboundIdentity, TwilioSpellingsOfOneSignedFormAreOneDelivery) {
 TEST(InboundIdentity, TwilioUrlWithBodySha256IsNeverVerifiedAsAForm) {
     // The URL alone is signed for a JSON body; sent again as a form whose parameters sign nothing
     // (an empty pair), the body must still hash to the URL's bodySHA256.
-    request r;
-    r.body = R"({"MessageSid":"SM1"})";
-    r.url = "https://example.com/hook?bodySHA256=" + sha256_hex(r.body);
-    r.set("X-Twilio-Signature", support::base64(raw_hmac(EVP_sha1(), plain_secret, r.url)));
+    auto r = twilio_json_request(R"({"MessageSid":"SM1"})");
     ASSERT_TRUE(accepted(verify(inbound_scheme::twilio, plain_secret, r, now)));
     r.content_type = "application/x-www-form-urlencoded";
     for (std::string body : {"&", "=", "MessageSid=SM9"}) {
