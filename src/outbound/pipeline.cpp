@@ -83,6 +83,11 @@ private:
 
 }  // namespace
 
+void go_on(call_context& call, std::function<void()> step) {
+    if (call.offload) return call.offload(std::move(step));
+    step();
+}
+
 scheduler waits_on(std::function<void(milliseconds)> sleep) {
     if (sleep)
         return [sleep = std::move(sleep)](milliseconds d, std::function<void()> fn) {
@@ -215,9 +220,11 @@ void rate_limit_policy::start(request& r, next_policy next, call_context& call, 
     if (a.granted) return next.start(r, call, std::move(done));
     if (a.retry_after > options_.max_wait) return done(limited(a));
     options_.schedule(ceil<milliseconds>(a.retry_after), [this, &r, next, &call, done = std::move(done)]() mutable {
-        auto again = limits_.try_acquire(call.rate_limit_key, *call.rate_limit);
-        if (again.granted) return next.start(r, call, std::move(done));
-        done(limited(again));
+        go_on(call, [this, &r, next, &call, done = std::move(done)]() mutable {
+            auto again = limits_.try_acquire(call.rate_limit_key, *call.rate_limit);
+            if (again.granted) return next.start(r, call, std::move(done));
+            done(limited(again));
+        });
     });
 }
 
@@ -328,7 +335,10 @@ void retry_policy::attempt(std::shared_ptr<pending> p) {
         if (p->call.stopped) return p->done(std::move(res));
         auto wait = judge(res, p->n, p->o, p->first_start, p->attempt_start, p->call);
         if (!wait) return p->done(std::move(res));
-        options_.schedule(*wait, [this, p = std::move(p)]() mutable { attempt(std::move(p)); });
+        options_.schedule(*wait, [this, p = std::move(p)]() mutable {
+            auto& call = p->call;
+            go_on(call, [this, p = std::move(p)]() mutable { attempt(std::move(p)); });
+        });
     });
 }
 

@@ -410,7 +410,10 @@ void credential_service::start_authorized(request_context const& ctx, std::strin
         res = redacted(std::move(res), *m);
         if (!res || res->status != 401 || m->auth_mode == auth_mode::api_key || refreshed) return done(std::move(res));
         invalidate_token(id);  // one forced refresh, then the answer stands
-        start_authorized(ctx, std::move(id), request, next, call, std::move(done), true);
+        // The refresh is a blocking token request: never on the transport's thread.
+        http::go_on(call, [this, &ctx, id = std::move(id), &request, next, &call, done = std::move(done)]() mutable {
+            start_authorized(ctx, std::move(id), request, next, call, std::move(done), true);
+        });
     });
 }
 

@@ -316,7 +316,8 @@ void run_service::arm(execution& e) {
                                 .rate_limit_key = b.limit_key,
                                 .rate_limit = b.limit,
                                 .breaker = b.breaker,
-                                .retry = b.retry};
+                                .retry = b.retry,
+                                .offload = [this](std::function<void()> step) { post(std::move(step)); }};
     // Written after the egress check and the wait for a token: a refused or limited call claims nothing.
     if (e.claim && e.run.meta().version == 0 /* not written yet */)
         e.call.before_first_send = [&e] {

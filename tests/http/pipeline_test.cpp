@@ -233,5 +233,52 @@ TEST_F(pipeline_test, a_started_call_holds_no_thread_while_it_waits_for_the_vend
     EXPECT_TRUE(held.held.empty());
 }
 
+// After a wait the call goes on through `call.offload`, not on the thread that ended the wait
+// (the process's one timer thread): the next attempt's steps may block (a token fetched again, a
+// DNS lookup) and would hold every other call's wait behind them.
+TEST_F(pipeline_test, a_started_call_goes_on_through_its_offload_after_a_retrys_or_a_rate_limits_wait) {
+    held_transport held;
+    std::vector<std::function<void()>> scheduled, offloaded;
+    auto later = [&](std::chrono::milliseconds, std::function<void()> fn) { scheduled.push_back(std::move(fn)); };
+    resilience::rate_limiter limits(clock_);
+    std::vector<std::unique_ptr<policy>> policies;
+    policies.push_back(std::make_unique<retry_policy>(
+        clock_, retry_policy_options{.retry = {.max_attempts = 2, .base_delay = 2'000ms}, .random = [] { return 0.5; }, .schedule = later}));
+    policies.push_back(std::make_unique<rate_limit_policy>(limits, rate_limit_policy_options{.max_wait = 5'000ms, .schedule = later}));
+    pipeline p(held, std::move(policies));
+    call_context call{.rate_limit_key = "t1/p/c", .rate_limit = rate_limit_profile{.requests_per_second = 1, .burst = 1},
+                      .offload = [&](std::function<void()> step) { offloaded.push_back(std::move(step)); }};
+    request r{.url = url("127.0.0.1", vendor_.port())};
+    std::optional<result<response>> outcome;
+    p.start(r, call, [&](result<response> res) { outcome = std::move(res); });
+    ASSERT_EQ(held.held.size(), 1u);
+    EXPECT_TRUE(offloaded.empty()) << "the first attempt goes out on the caller's thread";
+    std::exchange(held.held, {})[0].second(response{503, {}, "busy"});
+    ASSERT_EQ(scheduled.size(), 1u);
+    clock_.advance(2'000ms);
+    std::exchange(scheduled, {})[0]();  // the retry's wait ends
+    EXPECT_TRUE(held.held.empty()) << "the next attempt was started on the timer's thread";
+    ASSERT_EQ(offloaded.size(), 1u);
+    std::exchange(offloaded, {})[0]();
+    ASSERT_EQ(held.held.size(), 1u);
+    std::exchange(held.held, {})[0].second(response{200, {}, "ok"});
+    ASSERT_TRUE(outcome && *outcome);
+    EXPECT_EQ((*outcome)->status, 200);
+
+    // A call waiting for a rate-limit token goes on through the offload as well.
+    request again{.url = url("127.0.0.1", vendor_.port())};
+    outcome.reset();
+    p.start(again, call, [&](result<response> res) { outcome = std::move(res); });
+    ASSERT_EQ(scheduled.size(), 1u);
+    clock_.advance(1'000ms);
+    std::exchange(scheduled, {})[0]();
+    EXPECT_TRUE(held.held.empty());
+    ASSERT_EQ(offloaded.size(), 1u);
+    std::exchange(offloaded, {})[0]();
+    ASSERT_EQ(held.held.size(), 1u);
+    std::exchange(held.held, {})[0].second(response{200, {}, "ok"});
+    ASSERT_TRUE(outcome && *outcome);
+}
+
 }  // namespace
 }  // namespace integration::http

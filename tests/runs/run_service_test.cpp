@@ -4,6 +4,7 @@
 
 #include "support/credential_world.hpp"
 #include "support/credential_doubles.hpp"
+#include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
 #include "support/tcp_listener.hpp"
 
@@ -753,6 +754,78 @@ TEST_F(run_service_test, a_run_waiting_between_attempts_delays_no_other_run) {
     EXPECT_EQ(a_out.run.status(), runs::run_status::completed);
     EXPECT_EQ(a_out.run.data().attempts, 2);
     EXPECT_TRUE(slept_.empty());
+}
+
+// A 401 on a bearer token refreshes the token once and sends again. The refresh is a blocking
+// token request, so it never runs on the transport's thread: while run A's refresh is held by
+// its token endpoint, run B's call goes out and is answered.
+TEST_F(run_service_test, a_token_refresh_after_a_401_delays_no_other_run) {
+    start({reply(401), reply(200, "b"), reply(200, "a")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.write_behind = true, .real_waits = true});
+    std::mutex mutex;
+    std::condition_variable cv;
+    int token_requests = 0;
+    bool released = false;
+    keep_alive_server idp([&](received_request const&) {
+        std::unique_lock lock(mutex);
+        int const n = ++token_requests;
+        cv.notify_all();
+        if (n == 2) cv.wait_for(lock, 30s, [&] { return released; });
+        return http_answer_bytes(200, R"({"access_token":"tok-)" + std::to_string(n) + R"(","token_type":"Bearer","expires_in":3600})");
+    });
+    auto cred = must(credentials_.create(
+        ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials, .secret = secret_bytes("cs-client-secret"),
+               .oauth2 = credentials::oauth2_client_settings{"http://127.0.0.1:" + std::to_string(idp.port()) + "/token", "client-1", {}}}));
+    std::string bearer_connection;
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto spec = connection_spec("proj-2");
+        spec.endpoints.clear();
+        spec.rate_limit_budget.reset();
+        spec.retry_policy.reset();
+        spec.credential_id = cred.id();
+        auto c = must(connections::integration_connection::create(ctx_, clock_.now(), must(uow.providers().find(provider_id_)), spec));
+        must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
+        must(c.activate(true, clock_.now()));
+        bearer_connection = c.id();
+        return uow.connections().save(c);
+    }));
+
+    std::promise<result<runs::run_outcome>> a, b;
+    auto a_request = send_sms();
+    a_request.connection_id = bearer_connection;
+    runs_->execute(ctx_, std::move(a_request), [&](result<runs::run_outcome> out) { a.set_value(std::move(out)); });
+    {
+        std::unique_lock lock(mutex);
+        ASSERT_TRUE(cv.wait_for(lock, 20s, [&] { return token_requests == 2; })) << "A's 401 never refreshed its token";
+    }
+    bool held_when_b_ended = false;
+    runs_->execute(ctx_, send_sms(), [&](result<runs::run_outcome> out) {
+        {
+            std::lock_guard lock(mutex);
+            held_when_b_ended = !released;
+        }
+        b.set_value(std::move(out));
+    });
+    auto b_future = b.get_future();
+    bool b_ended = b_future.wait_for(10s) == std::future_status::ready;
+    {
+        std::lock_guard lock(mutex);
+        released = true;
+    }
+    cv.notify_all();
+    EXPECT_TRUE(b_ended) << "B waited for A's token request";
+    auto b_out = must(b_future.get());
+    EXPECT_TRUE(held_when_b_ended) << "B was answered only after A's token request";
+    ASSERT_TRUE(b_out.response);
+    EXPECT_EQ(b_out.response->body, "b");
+    auto a_out = must(a.get_future().get());
+    EXPECT_EQ(a_out.run.status(), runs::run_status::completed);
+    ASSERT_TRUE(a_out.response);
+    EXPECT_EQ(a_out.response->body, "a");
+    auto calls = vendor_->requests();
+    ASSERT_EQ(calls.size(), 3u);
+    EXPECT_NE(calls[0].find("Bearer tok-1"), std::string::npos) << calls[0];
+    EXPECT_NE(calls[2].find("Bearer tok-2"), std::string::npos) << calls[2];
 }
 
 TEST_F(run_service_test, a_cancelled_run_fails_without_a_later_retry) {

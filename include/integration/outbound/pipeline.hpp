@@ -64,6 +64,11 @@ struct call_context {
     std::function<bool()> before_first_send;
     /** Called after every attempt of the retry policy. */
     std::function<void(attempt_report const&)> on_attempt;
+    /** Where a started call goes on when its next step may block (a token fetched again, a DNS
+     *  lookup, a remote rate-limit store, a redirect): after a retry's or a rate limit's wait,
+     *  which ends on the timer's thread, and after a 401's token refresh, which begins on the
+     *  transport's. Unset: on that thread, which every other started call then waits for. */
+    std::function<void(std::function<void()> step)> offload;
 
     // Reported by the policies.
     bool sent = false;                                ///< The last attempt reached the transport.
@@ -76,6 +81,9 @@ class policy;
 
 /** Runs `fn` once `delay` has passed, without holding the calling thread. */
 using scheduler = std::function<void(std::chrono::milliseconds delay, std::function<void()> fn)>;
+
+/** Runs `step` through `call.offload`, or at once when the call has none. */
+INTEGRATION_EXPORT void go_on(call_context& call, std::function<void()> step);
 
 /** The scheduler of the policies' waits: `sleep`, when given (tests pass one that advances a
  *  manual clock), sleeps on the calling thread and then runs the function; else one timer thread
