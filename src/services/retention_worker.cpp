@@ -149,6 +149,12 @@ result<retention_sweep> retention_worker::sweep() {
             if (*n < std::min<std::size_t>(options_.batch, 500)) break;
         }
     }
+    // The events of global providers and clients belong to no tenant: their outbox rows go too.
+    auto global = in_batches(options_.batch, [&] {
+        return store_.remove_published(request_context::for_tenant("", "retention-worker"), now - options_.outbox, options_.batch);
+    });
+    if (!global) return global.error();
+    out.outbox_removed += *global;
     // Bodies and payloads, not the archive; the payloads no delivery references (an event that
     // matched no subscription) go by their write time.
     for (auto [prefix, age] : {std::pair{"runs/", options_.bodies}, std::pair{"webhooks/", options_.payloads}}) {

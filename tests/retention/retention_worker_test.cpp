@@ -217,6 +217,34 @@ TEST_F(retention_worker_test, published_outbox_rows_go_after_7_days_but_pending_
     EXPECT_EQ(order, (std::vector<std::string>{waiting, next}));
 }
 
+// A global provider's events belong to no tenant (tenant_id ''), which no tenant's sweep
+// reaches: their published rows go after 7 days like every tenant's.
+TEST_F(retention_worker_test, published_outbox_rows_of_global_providers_go_after_7_days) {
+    auto admin = a_;
+    admin.admin = true;
+    auto global_rows = [&] { return query_rows(dir_.file("i.db"), "SELECT aggregate_id FROM outbox WHERE tenant_id = ''", {}); };
+    auto spec = provider_spec("shared");
+    spec.scope = providers::provider_scope::global;
+    must(store_->transact(admin, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(admin, clock_.now(), spec));
+        must(p.activate(1));
+        return uow.providers().save(p);
+    }));
+    auto const rows = global_rows();
+    ASSERT_FALSE(rows.empty());
+    std::vector<std::int64_t> sequences;
+    for (auto const& r : must(store_->pending_events(500))) sequences.push_back(r.sequence);
+    must(store_->mark_published(sequences, clock_.now()));
+    finished_run(b_, false);  // newer rows: the newest row of the outbox always stays
+    retention::retention_worker worker(*store_, *blobs_, clock_, {.batch = 2});
+    clock_.advance(6 * 24h);
+    must(worker.sweep());
+    EXPECT_EQ(global_rows(), rows) << "published 6 days ago: kept";
+    clock_.advance(2 * 24h);
+    EXPECT_EQ(must(worker.sweep()).outbox_removed, rows.size());
+    EXPECT_TRUE(global_rows().empty());
+}
+
 TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
     must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
         auto f = must(failures::integration_failure::record(
