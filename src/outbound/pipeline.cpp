@@ -191,7 +191,7 @@ void sleep_thread(milliseconds d) { std::this_thread::sleep_for(d); }
 result<response> redirect_policy::send(request& r, next_policy next, call_context& call) {
     if (options_.max_hops == 0) return next.send(r, call);
     rest_as_transport rest(next, call);
-    return send_following_redirects(rest, r, options_, check_);
+    return send_following_redirects(rest, r, options_, check_, call.carries_credential);
 }
 
 void redirect_policy::start(request& r, next_policy next, call_context& call, transport::completion done) {

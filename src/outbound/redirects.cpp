@@ -78,7 +78,8 @@ hop_check egress_hop_check(net::egress_policy policy, net::resolver& names) {
 }
 
 result<response> send_following_redirects(transport& t, request r, redirect_options options,
-                                          hop_check const& check_hop) {
+                                          hop_check const& check_hop,
+                                          std::function<bool(std::string_view url)> const& carries_credential) {
     using clock = std::chrono::steady_clock;
     auto const deadline = clock::now() + r.timeout;
     for (unsigned hops = 0;; ++hops) {
@@ -106,11 +107,18 @@ result<response> send_following_redirects(transport& t, request r, redirect_opti
 
         // Another origin gets no header that could hold a credential: an API key goes under any
         // name the vendor chose (`X-Api-Key`), so only fields that never carry one go along.
-        if (!same_origin(*current, *next))
+        if (!same_origin(*current, *next)) {
+            // Named by its origin only: the rest of the URL is what carries the secret.
+            if (carries_credential && carries_credential(target))
+                return error{errc::egress_denied, "redirect to " + std::string(next->scheme()) + "://" +
+                                                      std::string(next->encoded_host_and_port()) +
+                                                      " refused: its URL carries the call's credential, which goes to no "
+                                                      "other origin"};
             std::erase_if(r.headers, [](auto const& field) {
                 return std::none_of(std::begin(cross_origin_fields), std::end(cross_origin_fields),
                                     [&](std::string_view n) { return same_name(field.first, n); });
             });
+        }
         if (res->status == 303 ? r.method != "HEAD"
                                : (res->status == 301 || res->status == 302) && r.method == "POST") {
             r.method = "GET";

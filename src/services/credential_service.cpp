@@ -301,6 +301,11 @@ public:
     echo_forms(echo_forms const&) = delete;
     echo_forms& operator=(echo_forms const&) = delete;
 
+    /** True when `text` holds one of the forms. */
+    bool found(std::string_view text) const {
+        return std::any_of(forms_.begin(), forms_.end(), [&](auto const& f) { return text.find(f) != std::string_view::npos; });
+    }
+
     void apply(std::string& text) const {
         for (auto const& f : forms_)
             for (auto at = text.find(f); at != std::string::npos; at = text.find(f, at + redacted_marker.size()))
@@ -323,10 +328,14 @@ private:
 
 namespace {
 
-/** Adds the material to `r` for one call; `remove` takes it out again and wipes it. */
+/** Adds the material to `r` for one call and tells `call` how to find it in a URL (a redirect
+ *  that echoes a query-placed key must not take it to another origin); the destructor takes it
+ *  out of both and wipes it. `m` must outlive it. */
 class applied_material {
 public:
-    applied_material(http::request& r, resolved_credential const& m) : r_(r), headers_(r.headers.size()) {
+    applied_material(http::request& r, resolved_credential const& m, http::call_context& call)
+        : r_(r), call_(call), headers_(r.headers.size()) {
+        call.carries_credential = [&m](std::string_view text) { return echo_forms(m).found(text); };
         for (auto const& [k, v] : m.headers) r.headers.emplace_back(k, std::string(v.view()));
         if (m.query.empty()) return;
         url_ = r.url;
@@ -336,6 +345,7 @@ public:
         }
     }
     ~applied_material() {
+        call_.carries_credential = nullptr;
         for (auto i = headers_; i < r_.headers.size(); ++i) crypto::wipe(r_.headers[i].second);
         r_.headers.resize(headers_);
         if (!url_) return;
@@ -347,18 +357,12 @@ public:
 
 private:
     http::request& r_;
+    http::call_context& call_;
     std::size_t headers_;
     std::optional<std::string> url_;
 };
 
 }  // namespace
-
-result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
-                                                           http::request& request, http::next_policy const& next,
-                                                           http::call_context& call) {
-    return authorized(ctx, credential_id, request, [&](http::request& r) { return next.send(r, call); },
-                      call.credential_unresolved);
-}
 
 namespace {
 
@@ -391,6 +395,28 @@ std::optional<error> conflicting_header(http::request const& request, resolved_c
 
 }  // namespace
 
+result<http::response> credential_service::send_authorized(request_context const& ctx, std::string const& credential_id,
+                                                           http::request& request, http::next_policy const& next,
+                                                           http::call_context& call) {
+    for (int attempt = 0;; ++attempt) {
+        auto material = resolve(ctx, credential_id);
+        if (!material) {
+            call.credential_unresolved = true;
+            return material.error();
+        }
+        if (auto refused = conflicting_header(request, *material, credential_id)) return *refused;
+        auto res = [&] {
+            applied_material applied(request, *material, call);
+            return next.send(request, call);
+        }();
+        res = redacted(std::move(res), *material);
+        if (!res) return res;
+        bool bearer_mode = material->auth_mode != auth_mode::api_key;
+        if (res->status != 401 || !bearer_mode || attempt == 1) return res;
+        invalidate_token(credential_id);  // one forced refresh, then the answer stands
+    }
+}
+
 void credential_service::start_authorized(request_context const& ctx, std::string credential_id, http::request& request,
                                           http::next_policy next, http::call_context& call, http::transport::completion done,
                                           bool refreshed) {
@@ -403,7 +429,7 @@ void credential_service::start_authorized(request_context const& ctx, std::strin
     auto m = std::make_shared<resolved_credential>(std::move(*material));
     // Only the completion owns the applied material: the call may end on another thread and free
     // the request before this function returns, so no reference may be left here to wipe it after.
-    auto applied = std::make_shared<applied_material>(request, *m);
+    auto applied = std::make_shared<applied_material>(request, *m, call);
     next.start(request, call, [this, &ctx, id = std::move(credential_id), &request, next, &call, done = std::move(done), m,
                                applied = std::move(applied), refreshed](result<http::response> res) mutable {
         applied.reset();  // the material leaves the request (wiped) once the call ended
@@ -428,27 +454,6 @@ result<http::response> authentication_policy::send(http::request& r, http::next_
     if (!call.credential_id) return next.send(r, call);
     if (!call.ctx) return error{errc::invalid_argument, "an authenticated call needs the caller's request context"};
     return credentials_.send_authorized(*call.ctx, *call.credential_id, r, next, call);
-}
-
-result<http::response> credential_service::authorized(request_context const& ctx, std::string const& credential_id,
-                                                      http::request& request, sender const& send, bool& unresolved) {
-    for (int attempt = 0;; ++attempt) {
-        auto material = resolve(ctx, credential_id);
-        if (!material) {
-            unresolved = true;
-            return material.error();
-        }
-        if (auto refused = conflicting_header(request, *material, credential_id)) return *refused;
-        auto res = [&] {
-            applied_material applied(request, *material);
-            return send(request);
-        }();
-        res = redacted(std::move(res), *material);
-        if (!res) return res;
-        bool bearer_mode = material->auth_mode != auth_mode::api_key;
-        if (res->status != 401 || !bearer_mode || attempt == 1) return res;
-        invalidate_token(credential_id);  // one forced refresh, then the answer stands
-    }
 }
 
 void credential_service::forget_material(std::string const& credential_id) {

@@ -189,6 +189,24 @@ protected:
                                       .idempotency_wait = o.idempotency_wait});
     }
 
+    /** Another Active connection of the provider, in `project`, using `credential_id`. */
+    std::string connection_with(std::string const& credential_id, std::string const& project) {
+        std::string id;
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto spec = connection_spec(project);
+            spec.endpoints.clear();
+            spec.rate_limit_budget.reset();
+            spec.retry_policy.reset();
+            spec.credential_id = credential_id;
+            auto c = must(connections::integration_connection::create(ctx_, clock_.now(), must(uow.providers().find(provider_id_)), spec));
+            must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
+            must(c.activate(true, clock_.now()));
+            id = c.id();
+            return uow.connections().save(c);
+        }));
+        return id;
+    }
+
     runs::execute_request send_sms(std::optional<std::string> key = {}) {
         return {connection_id_, "sms.send", {.path_params = {{"account", "AC 1"}}, .query = {{"dry", "no"}}, .body = R"({"to":"+100"})"}, key};
     }
@@ -392,6 +410,35 @@ TEST_F(run_service_test, a_run_that_may_follow_redirects_never_starts_on_the_cal
           {.write_behind = true, .real_waits = true, .literal_base = true, .redirect_hops = 3});
     must(runs_->execute(ctx_, send_sms()));
     EXPECT_FALSE(runs_->starts_without_blocking(ctx_, send_sms()));
+}
+
+// A redirect to another origin carries no header, and a vendor that echoes a query-placed API
+// key into `Location` does not get it carried there either: that hop is refused (the run fails
+// as Poison) and the other origin is never contacted. A hop whose URL holds no secret goes on.
+TEST_F(run_service_test, a_redirect_echoing_a_query_placed_key_is_never_followed_to_another_origin) {
+    std::string const key = "qk-5ecret-2b7e";
+    loopback_server elsewhere;
+    auto const other = "http://127.0.0.1:" + std::to_string(elsewhere.port());
+    start({reply(302, "", "Location: " + other + "/landing?api_key=" + key + "&page=2\r\n"),
+           reply(302, "", "Location: " + other + "/landing?page=2\r\n")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.redirect_hops = 3});
+    auto cred = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes(key),
+                                                .api_key = credentials::api_key_placement{.in = "query", .name = "api_key"}}));
+    auto request = send_sms();
+    request.connection_id = connection_with(cred.id(), "proj-2");
+    auto echoed = must(runs_->execute(ctx_, request));
+    EXPECT_EQ(echoed.run.status(), runs::run_status::failed);
+    ASSERT_EQ(echoed.run.data().run_attempts.size(), 1u);
+    EXPECT_EQ(echoed.run.data().run_attempts.at(0).error_class, failures::failure_category::poison);
+    EXPECT_EQ(elsewhere.accepted(), 0) << "the key was taken to another origin";
+    ASSERT_EQ(vendor_->requests().size(), 1u);
+    EXPECT_NE(vendor_->requests()[0].find("api_key=" + key), std::string::npos) << "the vendor itself gets the key";
+    for (auto const& f : failures_of(echoed.run.id())) EXPECT_EQ(f.data().message.find(key), std::string::npos) << f.data().message;
+
+    auto plain = must(runs_->execute(ctx_, request));
+    EXPECT_EQ(plain.run.status(), runs::run_status::completed);
+    ASSERT_EQ(elsewhere.requests().size(), 1u);
+    EXPECT_TRUE(elsewhere.requests()[0].starts_with("GET /landing?page=2 ")) << elsewhere.requests()[0];
 }
 
 TEST_F(run_service_test, an_open_breaker_stops_calls_to_a_failing_vendor) {
@@ -776,19 +823,7 @@ TEST_F(run_service_test, a_token_refresh_after_a_401_delays_no_other_run) {
     auto cred = must(credentials_.create(
         ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials, .secret = secret_bytes("cs-client-secret"),
                .oauth2 = credentials::oauth2_client_settings{"http://127.0.0.1:" + std::to_string(idp.port()) + "/token", "client-1", {}}}));
-    std::string bearer_connection;
-    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
-        auto spec = connection_spec("proj-2");
-        spec.endpoints.clear();
-        spec.rate_limit_budget.reset();
-        spec.retry_policy.reset();
-        spec.credential_id = cred.id();
-        auto c = must(connections::integration_connection::create(ctx_, clock_.now(), must(uow.providers().find(provider_id_)), spec));
-        must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
-        must(c.activate(true, clock_.now()));
-        bearer_connection = c.id();
-        return uow.connections().save(c);
-    }));
+    auto const bearer_connection = connection_with(cred.id(), "proj-2");
 
     std::promise<result<runs::run_outcome>> a, b;
     auto a_request = send_sms();

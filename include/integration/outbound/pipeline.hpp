@@ -69,6 +69,10 @@ struct call_context {
      *  which ends on the timer's thread, and after a 401's token refresh, which begins on the
      *  transport's. Unset: on that thread, which every other started call then waits for. */
     std::function<void(std::function<void()> step)> offload;
+    /** Set by the authentication step while its material is applied: true when a text holds one
+     *  of the credential's secrets (in any form the answer is redacted in). A redirect to another
+     *  origin whose URL carries one is refused. */
+    std::function<bool(std::string_view text)> carries_credential;
 
     // Reported by the policies.
     bool sent = false;                                ///< The last attempt reached the transport.

@@ -43,7 +43,9 @@ INTEGRATION_EXPORT hop_check egress_hop_check(net::egress_policy policy, net::re
  *  (scheme, host or port), every header but `Accept`, `Accept-Language`, `Content-Language`,
  *  `Content-Type`, `User-Agent`, `traceparent` and `tracestate` is dropped for the rest of the
  *  chain: any other may carry a credential (`Authorization`, a cookie, an API key under a
- *  vendor's own name). `r.timeout` bounds the whole chain and `r.cancel` applies to every hop.
+ *  vendor's own name), and a hop to another origin whose URL `carries_credential` (a vendor that
+ *  echoed a query-placed API key into `Location`) is refused. `r.timeout` bounds the whole chain
+ *  and `r.cancel` applies to every hop.
  *
  *  Errors: a refused hop or downgrade is `errc::egress_denied`; a redirect without a usable
  *  `Location`, or more than `max_hops` redirects, is `errc::invalid_argument`; transport errors
@@ -57,7 +59,8 @@ INTEGRATION_EXPORT hop_check egress_hop_check(net::egress_policy policy, net::re
  *  @endcode
  */
 INTEGRATION_EXPORT result<response> send_following_redirects(transport& t, request r, redirect_options options,
-                                          hop_check const& check_hop);
+                                          hop_check const& check_hop,
+                                          std::function<bool(std::string_view url)> const& carries_credential = {});
 
 }  // namespace integration::http
 

@@ -283,9 +283,6 @@ private:
     result<resolved_credential> bearer(integration_credential const& c, std::int64_t version, bool use_cache,
                                        token_fetch const& fetch);
     result<token> token_request(std::string const& url, std::string body);
-    using sender = std::function<result<http::response>(http::request&)>;
-    result<http::response> authorized(request_context const& ctx, std::string const& credential_id,
-                                      http::request& request, sender const& send, bool& unresolved);
     void add_builtin_schemes();
     result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
                                         secret_bytes const& document, cached_token& entry);
