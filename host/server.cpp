@@ -37,8 +37,10 @@ void fail(beast::error_code ec, char const* what) {
 }
 
 // The answer as one buffer: every answer has a Content-Length (prepare_payload), and one
-// contiguous write costs far less CPU than walking Beast's serializer buffer sequences.
-std::string wire_format(http_response const& res) {
+// contiguous write costs far less CPU than walking Beast's serializer buffer sequences. The
+// answer to HEAD has the Content-Length of its body but not the body, which the client does
+// not read: sent, it would be taken for the start of the next answer.
+std::string wire_format(http_response const& res, bool head = false) {
     auto reason = res.reason();
     std::string out;
     out.reserve(256 + res.body().size());
@@ -54,7 +56,7 @@ std::string wire_format(http_response const& res) {
         out += "\r\n";
     }
     out += "\r\n";
-    out += res.body();
+    if (!head) out += res.body();
     return out;
 }
 
@@ -357,7 +359,8 @@ private:
         // further back only stops reading. Shutting down closes after this answer.
         if (state_.stopping) res.keep_alive(false);
         bool keep_alive = res.keep_alive();
-        auto wire = std::make_shared<std::string>(wire_format(res));
+        auto const& req = queue_.front().req;
+        auto wire = std::make_shared<std::string>(wire_format(res, req && req->method() == beast_http::verb::head));
         stream_.expires_after(state_.config.read_timeout);
         asio::async_write(stream_, asio::buffer(*wire), [self = shared_from_this(), wire, keep_alive](beast::error_code ec, std::size_t) {
             self->on_write(ec, keep_alive);

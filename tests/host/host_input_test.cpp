@@ -109,6 +109,37 @@ TEST_F(host_input, transfer_encoding_other_than_exactly_chunked_is_400_and_the_s
     EXPECT_EQ(str(ok.json(), "type"), "https://integration.dev/problems/validation") << ok.body;
 }
 
+// HEAD is answered as GET without the body (RFC 9110 9.3.2), and so is a refusal of HEAD: on a
+// keep-alive connection a body after a HEAD answer would be read as the start of the next one.
+TEST_F(host_input, head_is_answered_like_get_without_a_body_and_the_connection_stays_in_step) {
+    auto const auth = "Authorization: Bearer " + key_ + "\r\n";
+    provider_with_client("head-p");
+    auto raw = raw_exchange(host_->port(), "HEAD /integrations/providers HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n" +
+                                               "HEAD /integrations/nowhere HTTP/1.1\r\nHost: x\r\n" + auth + "\r\n" +
+                                               "GET /integrations/providers HTTP/1.1\r\nHost: x\r\n" + auth +
+                                               "Connection: close\r\n\r\n");
+    auto const first = raw.find("\r\n\r\n");
+    ASSERT_NE(first, std::string::npos) << raw;
+    auto head = parse_answer(raw.substr(0, first + 4));
+    EXPECT_EQ(head.status, 200) << raw;
+    auto rest = raw.substr(first + 4);
+    ASSERT_TRUE(rest.starts_with("HTTP/1.1 404 ")) << "a body followed the HEAD answer: " << raw;
+    auto const second = rest.find("\r\n\r\n");
+    ASSERT_NE(second, std::string::npos) << raw;
+    EXPECT_GT(std::stoul(parse_answer(rest.substr(0, second + 4)).headers["content-length"]), 0u);
+    auto get = parse_answer(rest.substr(second + 4));
+    ASSERT_EQ(get.status, 200) << "the GET after two HEADs was not read in step: " << raw;
+    EXPECT_NE(get.body.find("head-p"), std::string::npos) << get.body;
+    EXPECT_EQ(head.headers["content-length"], std::to_string(get.body.size()));
+    EXPECT_EQ(head.headers["content-type"], get.headers["content-type"]);
+
+    // A method the path lacks is 405, and Allow names HEAD with GET.
+    auto listed = parse_answer(raw_exchange(host_->port(), "DELETE /integrations/providers HTTP/1.1\r\nHost: x\r\n" + auth +
+                                                               "Connection: close\r\n\r\n"));
+    EXPECT_EQ(listed.status, 405) << listed.body;
+    EXPECT_NE(listed.headers["allow"].find("GET, HEAD"), std::string::npos) << listed.headers["allow"];
+}
+
 // A chunk-size line, its extensions and trailer fields count against no body or header limit:
 // one that never ends is refused once it outgrows the read buffer, instead of being buffered
 // until the read timeout (11 GiB at loopback speed).
