@@ -288,10 +288,14 @@ private:
         answer_and_close(problem(400, "bad-request", "Malformed HTTP request", ec.message()));
     }
 
-    // The body limit of the route the request line names (the largest when it names none yet).
+    // The body limit of the route the request line names (the largest when it names none yet):
+    // a Content-Length over the largest is refused while the header is still being read.
     std::size_t route_body_limit() const {
-        if (!parser_ || !parser_->is_header_done()) return largest_body_limit();
-        return state_.app.body_limit(route_);
+        if (!parser_ || parser_->get().target().empty()) return largest_body_limit();
+        if (parser_->is_header_done()) return state_.app.body_limit(route_);
+        auto const& h = parser_->get();
+        return state_.app.body_limit(state_.app.route(std::string_view(h.method_string().data(), h.method_string().size()),
+                                                      std::string_view(h.target().data(), h.target().size())));
     }
 
     std::size_t largest_body_limit() const { return std::max(state_.config.body_limit, state_.config.inbound_body_limit); }

@@ -748,6 +748,8 @@ TEST_F(host_e2e, errors_are_problem_details) {
         "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
         "\r\nContent-Type: application/json\r\nContent-Length: 2000000\r\n\r\n{"));
     EXPECT_EQ(too_big.status, 413);
+    // The route's own limit, though the length was refused before the header ended.
+    EXPECT_NE(too_big.body.find("the body limit of this route is 65536 bytes"), std::string::npos) << too_big.body;
 
     auto smuggled = parse_answer(raw_exchange(host_->port(),
         "POST /integrations/providers HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
