@@ -128,6 +128,17 @@ result<std::int64_t> integration_credential::begin_rotation(std::string key_vaul
     return next;
 }
 
+result<void> integration_credential::restage(std::string key_vault_ref, std::string fingerprint) {
+    auto* staged = find_state(version_state::staged);
+    if (d_.status != credential_status::rotating || !staged)
+        return detail::bad_transition("credential", "replace the staged version of", d_.status);
+    if (auto r = validate_key_vault_ref(key_vault_ref); !r) return r.error();
+    if (auto r = validate_fingerprint(fingerprint); !r) return r.error();
+    staged->key_vault_ref = std::move(key_vault_ref);
+    staged->fingerprint = std::move(fingerprint);
+    return {};
+}
+
 result<void> integration_credential::complete_rotation(time_point now, std::optional<time_point> new_expires_at) {
     if (d_.status != credential_status::rotating)
         return detail::bad_transition("credential", "complete a rotation of", d_.status);

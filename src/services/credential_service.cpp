@@ -13,6 +13,8 @@
 
 #include <algorithm>
 #include <cctype>
+#include <charconv>
+#include <cmath>
 
 namespace integration::credentials {
 namespace {
@@ -458,6 +460,7 @@ result<http::response> authentication_policy::send(http::request& r, http::next_
 
 void credential_service::forget_material(std::string const& credential_id) {
     std::unique_lock lock(material_mutex_);
+    ++material_generation_;
     std::erase_if(materials_, [&](auto const& kv) {
         auto slash = kv.first.find('/');
         return std::string_view(kv.first).substr(slash + 1) == credential_id;
@@ -475,10 +478,12 @@ bool credential_service::resolves_without_blocking(request_context const& ctx, s
 result<resolved_credential> credential_service::resolve(request_context const& ctx, std::string const& credential_id) {
     auto key = ctx.tenant_id + "/" + credential_id;
     auto now = clock_.now();
+    std::uint64_t generation;
     {
         std::shared_lock lock(material_mutex_);
         if (auto it = materials_.find(key); it != materials_.end() && now < it->second.valid_until)
             return it->second.material.clone();
+        generation = material_generation_;
     }
     auto c = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
         return uow.credentials().find(credential_id);
@@ -493,7 +498,8 @@ result<resolved_credential> credential_service::resolve(request_context const& c
     auto valid_until = now + options_.material_ttl;
     if (material->expires_at) valid_until = std::min(valid_until, *material->expires_at - options_.refresh_margin);
     std::unique_lock lock(material_mutex_);
-    materials_[key] = {material->clone(), valid_until};
+    // A revocation or rotation forgot the material while this was read: it is not cached again.
+    if (generation == material_generation_) materials_[key] = {material->clone(), valid_until};
     return material;
 }
 
@@ -555,8 +561,9 @@ void credential_service::add_builtin_schemes() {
         });
     });
     schemes_.emplace(to_string(auth_mode::oauth2_authorization_code), [this](auth_scheme_input const& in) {
-        return bearer(in.credential, in.version, in.use_cache,
-                      [&](cached_token& entry) { return refresh_authorization(in.ctx, in.credential, in.secret, entry); });
+        return bearer(in.credential, in.version, in.use_cache, [&](cached_token& entry) {
+            return refresh_authorization(in.ctx, in.credential, in.secret, !in.use_cache, entry);
+        });
     });
 }
 
@@ -601,17 +608,50 @@ result<resolved_credential> credential_service::bearer(integration_credential co
     auto entry = cache_entry(c.id());
     // Single flight: callers queue on the entry and re-check after acquiring it.
     std::lock_guard lock(entry->refresh);
-    if (entry->token.empty() || entry->version != version || clock_.now() + options_.refresh_margin >= entry->expires_at) {
+    if (entry->version < version) {
+        // Newer material (a rotation): nothing the entry learnt of the older one holds for it.
+        entry->token.clear();
+        entry->document.clear();
+        entry->failing_since.reset();
+        entry->last_failure.reset();
+        entry->exhausted = false;
+        entry->version = version;
+    }
+    // An entry newer than the caller's version was refreshed by another caller since this one
+    // read its material: its token serves (a refresh with the caller's spent token would not).
+    if (entry->token.empty() || clock_.now() + options_.refresh_margin >= entry->expires_at) {
         auto t = fetch(*entry);
         if (!t) return t.error();
         entry->token = std::move(t->access);
         entry->expires_at = t->expires_at;
-        if (entry->version < version) entry->version = version;
     }
     add(entry->token);
     out.expires_at = entry->expires_at;
     return out;
 }
+
+namespace {
+
+/** A token's `expires_in`: whole seconds between 0 and a year. A fraction is rounded down, a
+ *  number out of that range bounded, and anything else (text that is not a whole number, another
+ *  type) read as absent: an hour. IMDS sends the number as a string. */
+std::chrono::seconds lifetime(boost::json::value const* v) {
+    constexpr double year = 365.0 * 24 * 3600;
+    double s = 3600;
+    if (v && v->is_int64()) s = static_cast<double>(v->get_int64());
+    else if (v && v->is_uint64()) s = static_cast<double>(v->get_uint64());
+    else if (v && v->is_double() && std::isfinite(v->get_double())) s = v->get_double();
+    else if (v && v->is_string()) {
+        std::int64_t n = 0;
+        auto const& text = v->get_string();
+        auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), n);
+        if (ec == std::errc() && end == text.data() + text.size()) s = static_cast<double>(n);
+        else if (ec == std::errc::result_out_of_range) s = text.starts_with("-") ? 0 : year;
+    }
+    return std::chrono::seconds(static_cast<std::int64_t>(std::clamp(s, 0.0, year)));
+}
+
+}  // namespace
 
 result<credential_service::token> credential_service::token_request(std::string const& url, std::string body) {
     http::request req;
@@ -653,12 +693,7 @@ result<credential_service::token> credential_service::token_request(std::string 
     auto* access = obj ? obj->if_contains("access_token") : nullptr;
     if (!access || !access->is_string() || access->get_string().empty())
         return error{errc::unavailable, "token endpoint " + url + " returned no access_token"};
-    std::int64_t expires_in = 3600;
-    if (auto const* e = obj->if_contains("expires_in")) {
-        if (e->is_number()) expires_in = e->to_number<std::int64_t>();
-        else if (e->is_string()) expires_in = std::atoll(e->get_string().c_str());  // IMDS sends a string
-    }
-    token t{secret_bytes(std::string_view(access->get_string())), now + std::chrono::seconds(expires_in), {}};
+    token t{secret_bytes(std::string_view(access->get_string())), now + lifetime(obj->if_contains("expires_in")), {}};
     if (auto* r = obj->if_contains("refresh_token"); r && r->is_string()) t.refresh = secret_bytes(std::string_view(r->get_string()));
     // The parsed document held the tokens too.
     for (auto* v : {access, obj->if_contains("refresh_token"), obj->if_contains("id_token")})
@@ -852,14 +887,16 @@ result<integration_credential> credential_service::complete_authorization(std::s
     std::lock_guard lock(entry->refresh);
     entry->token = std::move(t->access);
     entry->expires_at = t->expires_at;
-    entry->version = created->data().current_version;
+    entry->version = ref->version;
     return created;
 }
 
 result<credential_service::token> credential_service::refresh_authorization(request_context const& ctx,
                                                                             integration_credential const& c,
-                                                                            secret_bytes const& document,
+                                                                            secret_bytes const& stored, bool staged,
                                                                             cached_token& entry) {
+    // After a rotation the entry holds the newest refresh token; the caller's may be spent.
+    auto const& document = entry.document.empty() ? stored : entry.document;
     auto now = clock_.now();
     if (entry.exhausted)
         return error{errc::forbidden, "the refresh token of credential " + c.id() + " is exhausted; authorize again"};
@@ -889,24 +926,35 @@ result<credential_service::token> credential_service::refresh_authorization(requ
     entry.last_failure.reset();
     entry.failing_since.reset();
     if (!t->refresh.empty() && !(t->refresh == parts->second)) {
-        // Refresh-token rotation: the old token is now invalid, so the new one must be stored
-        // before the access token is used.
+        // Refresh-token rotation: the old token is now invalid, so the new one is kept (in the
+        // entry at once, in the secret store before the access token is used) and the
+        // credential's version moves to it. A staged version being verified is replaced in place.
         auto doc = auth_document(parts->first.view(), t->refresh.view());
-        auto name = secret_ref::parse(c.data().key_vault_ref);
+        auto name = secret_ref::parse(staged && c.staged_version() ? c.staged_version()->key_vault_ref : c.data().key_vault_ref);
         if (!name) return name.error();
         auto ref = secrets_.put(ctx.tenant_id, name->name, doc);
         if (!ref) return ref.error();
+        if (!staged) {
+            entry.document = doc.clone();
+            entry.version = ref->version;
+        }
         auto fp = fingerprints_.fingerprint(doc);
-        auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
+        auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             auto fresh = uow.credentials().find(c.id());
             if (!fresh) return fresh.error();
-            if (auto b = fresh->begin_rotation(ref->uri(), fp, now); !b) return b.error();
-            if (auto d = fresh->complete_rotation(now); !d) return d.error();
-            if (auto sv = uow.credentials().save(*fresh); !sv) return sv.error();
-            return std::move(*fresh);
+            if (staged) {
+                if (auto r = fresh->restage(ref->uri(), fp); !r) return r;
+            } else {
+                if (auto b = fresh->begin_rotation(ref->uri(), fp, now); !b) return b.error();
+                if (auto d = fresh->complete_rotation(now); !d) return d;
+            }
+            return uow.credentials().save(*fresh);
         });
-        if (!saved) return saved.error();
-        entry.version = saved->data().current_version;
+        // The access token is good either way. Unsaved, the new refresh token still serves this
+        // process from the entry, and its next refresh saves the one after it; a verification's
+        // goes with its staged version.
+        if (!saved && staged) return saved.error();
+        if (saved && !staged) entry.document.clear();  // the stored document is the newest again
     }
     return t;
 }

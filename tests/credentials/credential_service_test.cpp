@@ -366,6 +366,75 @@ TEST_F(credential_outbound_test, a_token_endpoints_own_error_text_is_not_repeate
     EXPECT_NE(r.error().detail().find("invalid_client"), std::string::npos) << r.error().detail();
 }
 
+// A token's `expires_in` comes from the token endpoint, which a tenant chooses: a fraction, a
+// number far out of range, a negative one or text never throws or overflows. Whole seconds
+// between 0 and a year are kept, a fraction rounded down, anything else is an hour.
+TEST_F(credential_outbound_test, any_expires_in_a_token_endpoint_sends_gives_a_bounded_lifetime) {
+    std::mutex mutex;
+    std::string expires_in;
+    keep_alive_server idp([&](received_request const&) {
+        std::lock_guard lock(mutex);
+        return http_answer_bytes(200, R"({"access_token":"tok-1","token_type":"Bearer","expires_in":)" + expires_in + "}");
+    });
+    auto c = oauth2("http://127.0.0.1:" + std::to_string(idp.port()) + "/token");
+    using std::chrono::seconds;
+    auto const year = seconds(365LL * 24 * 3600);
+    for (auto const& [sent, lifetime] : std::vector<std::pair<std::string, seconds>>{
+             {"3600.5", seconds(3600)},          {"1e300", year},  {"9223372036854775807", year}, {"18446744073709551615", year},
+             {"-5", seconds(0)},                 {"-1e300", seconds(0)}, {"\"120\"", seconds(120)}, {"\"abc\"", seconds(3600)},
+             {"\"99999999999999999999\"", year}, {"null", seconds(3600)}, {"[1]", seconds(3600)},   {"7200", seconds(7200)}}) {
+        {
+            std::lock_guard lock(mutex);
+            expires_in = sent;
+        }
+        credentials_.invalidate_token(c.id());
+        auto m = credentials_.resolve(ctx_, c.id());
+        ASSERT_TRUE(m) << sent << ": " << m.error().detail();
+        ASSERT_TRUE(m->expires_at) << sent;
+        EXPECT_EQ(*m->expires_at - clock_.now(), lifetime) << "expires_in " << sent;
+    }
+}
+
+/** A secret store that runs a hook once, right after a `get` read its secret. */
+class hooked_store final : public credentials::secret_store {
+public:
+    explicit hooked_store(credentials::secret_store& inner) : inner_(inner) {}
+    std::function<void()> after_get;
+    std::string const& name() const noexcept override { return inner_.name(); }
+    result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
+        return inner_.put(t, n, v);
+    }
+    result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override {
+        auto out = inner_.get(t, r);
+        if (auto hook = std::exchange(after_get, nullptr)) hook();
+        return out;
+    }
+    result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
+        return inner_.versions(t, n);
+    }
+    result<void> disable(std::string const& t, credentials::secret_ref const& r) override { return inner_.disable(t, r); }
+    result<void> soft_delete(std::string const& t, std::string const& n) override { return inner_.soft_delete(t, n); }
+    result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
+    result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
+
+private:
+    credentials::secret_store& inner_;
+};
+
+// A credential revoked while a resolve was reading it: that resolve may still use what it read,
+// but its material is not cached, so no later call uses the revoked credential.
+TEST_F(credential_outbound_test, material_read_while_its_credential_is_revoked_is_not_cached) {
+    hooked_store vault(*vault_);
+    credentials::credential_service service(*store_, vault, fp_, clock_, *transport_, loopback_, dns_);
+    auto c = must(service.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("sk_revoked_midway"),
+                                        .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}));
+    vault.after_get = [&] { must(service.revoke(ctx_, c.id(), "leaked")); };
+    must(service.resolve(ctx_, c.id()));
+    auto after = service.resolve(ctx_, c.id());
+    ASSERT_FALSE(after) << "the revoked credential's material came from the cache";
+    EXPECT_EQ(after.error(), errc::invalid_state);
+}
+
 // Issue 12: authentication is a registry of schemes; a vendor adapter adds one and its
 // credentials are sent the way it says, through the same redaction as the built-in schemes.
 TEST_F(credential_outbound_test, an_added_auth_scheme_builds_the_material_of_its_credentials) {

@@ -335,6 +335,68 @@ TEST_F(authorization_code_test, the_refresh_token_and_client_secret_stay_in_the_
     }
 }
 
+// Callers that read the stored refresh token before another caller's refresh rotated it hold a
+// spent token (the peer refuses a refresh token used twice, as providers that rotate them do):
+// they take the token that refresh fetched, so one refresh serves them all and nothing is
+// marked exhausted.
+TEST_F(authorization_code_test, concurrent_callers_of_an_expiring_token_refresh_once) {
+    auto c = authorized();
+    auto const before = count_lines(count_file_);
+    clock_.advance(std::chrono::seconds(3600));  // the exchange's token has expired
+    constexpr int callers = 16;
+    std::atomic<int> ready{0}, ok{0};
+    std::vector<std::string> errors(callers);
+    std::vector<std::thread> threads;
+    for (int i = 0; i < callers; ++i)
+        threads.emplace_back([&, i] {
+            ++ready;
+            while (ready < callers) std::this_thread::yield();
+            if (auto r = service_.resolve(ctx_, c.id())) ++ok;
+            else errors[i] = r.error().detail();
+        });
+    for (auto& t : threads) t.join();
+    for (auto const& e : errors) EXPECT_TRUE(e.empty()) << e;
+    EXPECT_EQ(ok.load(), callers);
+    EXPECT_FALSE(service_.refresh_exhausted(c.id()));
+    EXPECT_EQ(count_lines(count_file_), before + 1);
+    service_.invalidate_token(c.id());
+    must(service_.resolve(ctx_, c.id()));  // the rotated token is the one stored
+}
+
+// Rotating an authorization-code credential verifies the new refresh token by using it; the
+// provider then rotates it, and the rotation keeps the token it returned, not the spent one.
+TEST_F(authorization_code_test, a_rotation_keeps_the_refresh_token_its_verification_was_given) {
+    auto c = authorized();
+    auto verify = [](credentials::resolved_credential const& m) -> result<void> {
+        return m.headers.empty() ? result<void>(error{errc::forbidden, "no token"}) : result<void>{};
+    };
+    auto rotated = must(service_.rotate(ctx_, c.id(), secret_bytes(R"({"clientSecret":"client-secret-1","refreshToken":"rt-from-the-operator"})"),
+                                        verify));
+    EXPECT_EQ(rotated.status(), credentials::credential_status::active);
+    auto doc = must(vault_->get("t1", must(credentials::secret_ref::parse(rotated.data().key_vault_ref))));
+    EXPECT_EQ(doc.view().find("rt-from-the-operator"), std::string::npos) << "the spent token was kept";
+    service_.invalidate_token(c.id());
+    must(service_.resolve(ctx_, c.id()));  // refreshes with the token the verification got back
+    EXPECT_FALSE(service_.refresh_exhausted(c.id()));
+}
+
+// An exhausted refresh token stops refreshes until new material arrives: a rotation to a fresh
+// refresh token lets the credential refresh again, without a restart.
+TEST_F(authorization_code_test, a_rotation_ends_an_exhausted_refresh_token) {
+    auto c = authorized();
+    std::ofstream(allowed_file_ + ".revoked") << "revoked\n";
+    service_.invalidate_token(c.id());
+    EXPECT_FALSE(service_.resolve(ctx_, c.id()));
+    ASSERT_TRUE(service_.refresh_exhausted(c.id()));
+    std::filesystem::remove(allowed_file_ + ".revoked");
+    must(service_.rotate(ctx_, c.id(), secret_bytes(R"({"clientSecret":"client-secret-1","refreshToken":"rt-reauthorized"})"),
+                         [](credentials::resolved_credential const&) -> result<void> { return {}; }));
+    clock_.advance(std::chrono::seconds(31));  // past the cooldown of the failed refresh
+    service_.invalidate_token(c.id());
+    must(service_.resolve(ctx_, c.id()));
+    EXPECT_FALSE(service_.refresh_exhausted(c.id()));
+}
+
 TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
     temp_dir dir;
     auto count = dir.file("imds.count");

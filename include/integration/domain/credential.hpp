@@ -136,6 +136,9 @@ public:
 
     /** Active → Rotating: stages a new version; the current one stays active. Returns its number. */
     result<std::int64_t> begin_rotation(std::string key_vault_ref, std::string fingerprint, time_point now);
+    /** Rotating: the staged version's material is replaced while it is verified (an OAuth2
+     *  provider rotated the refresh token that the verification used). */
+    result<void> restage(std::string key_vault_ref, std::string fingerprint);
     /** Rotating → Active on the staged version, which passed verification; the prior one retires
      *  (raises CredentialRotated). */
     result<void> complete_rotation(time_point now, std::optional<time_point> new_expires_at = std::nullopt);

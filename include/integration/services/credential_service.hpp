@@ -271,7 +271,10 @@ private:
         std::mutex refresh;  // single flight: one fetch per credential at a time
         secret_bytes token;
         time_point expires_at{};
-        std::int64_t version = 0;
+        std::int64_t version = 0;  // the secret store version the entry holds what it learnt of
+        /** The authorization document after the refresh token rotated: callers that read the
+         *  stored one before hold the spent token, and the store may not have it yet. */
+        secret_bytes document;
         std::optional<time_point> failing_since;
         std::optional<time_point> last_failure;
         bool exhausted = false;
@@ -285,7 +288,7 @@ private:
     result<token> token_request(std::string const& url, std::string body);
     void add_builtin_schemes();
     result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
-                                        secret_bytes const& document, cached_token& entry);
+                                        secret_bytes const& document, bool staged, cached_token& entry);
     void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
     std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
     void forget_material(std::string const& credential_id);
@@ -309,6 +312,7 @@ private:
     std::map<std::string, std::shared_ptr<cached_token>> cache_;
     std::shared_mutex material_mutex_;
     std::map<std::string, cached_material, std::less<>> materials_;  // "tenant/credentialId"
+    std::uint64_t material_generation_ = 0;  // under material_mutex_; one more at each forget_material
 };
 
 /** The authentication step of an outbound pipeline: when `call.credential_id` is set, applies
