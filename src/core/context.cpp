@@ -49,10 +49,11 @@ request_context request_context::for_tenant(std::string tenant, std::string acto
 }
 
 result<void> validate_tenant_id(std::string_view t) {
-    if (t.empty() || t.size() > 64 ||
+    // "." and ".." would name another folder in a store that keeps a folder per tenant.
+    if (t.empty() || t.size() > 64 || t == "." || t == ".." ||
         t.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") !=
             std::string_view::npos)
-        return error{errc::invalid_argument, "tenantId must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-'"};
+        return error{errc::invalid_argument, "tenantId must be 1-64 characters of A-Z, a-z, 0-9, '.', '_' or '-', and not '.' or '..'"};
     return {};
 }
 

@@ -17,20 +17,6 @@ public:
         return ref;
     }
 
-    result<std::vector<std::string>> put_many(std::vector<blobs::blob_write> const& blobs, durability d) override {
-        std::vector<blobs::blob_write> small, large;
-        for (auto const& b : blobs) (b.data.size() <= limit_ ? small : large).push_back(b);
-        // The large ones first: whatever commit refers to a batch comes after all of it.
-        if (!large.empty())
-            if (auto r = large_->put_many(large, d); !r) return r.error();
-        if (!small.empty())
-            if (auto r = small_->put_many(small, d); !r) return r.error();
-        std::vector<std::string> refs;
-        refs.reserve(blobs.size());
-        for (auto const& b : blobs) refs.push_back(blobs::reference(b.tenant, b.key));
-        return refs;
-    }
-
     result<std::string> get(std::string const& tenant, std::string const& ref) override {
         auto found = small_->get(tenant, ref);
         if (found || found.error() != errc::not_found) return found;

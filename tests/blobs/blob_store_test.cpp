@@ -4,13 +4,37 @@
 
 #include "storage/fixtures.hpp"
 
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
+#include <set>
+#include <atomic>
 #include <functional>
+#include <mutex>
 
 // The same cases over every blob-store backend.
+
+namespace {
+
+// fsync as the library calls it, recorded by path while a test asks: this test binary's own
+// definition is the one its statically linked library calls.
+std::mutex synced_mutex;
+std::vector<std::string> synced_paths;
+std::atomic<bool> recording_syncs{false};
+
+}  // namespace
+
+extern "C" int fsync(int fd) {
+    if (recording_syncs) {
+        char target[4096];
+        auto n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), target, sizeof target);
+        std::lock_guard lock(synced_mutex);
+        synced_paths.emplace_back(target, n > 0 ? static_cast<std::size_t>(n) : 0);
+    }
+    return static_cast<int>(::syscall(SYS_fsync, fd));
+}
 
 namespace integration::testing {
 namespace {
@@ -78,6 +102,23 @@ TEST_P(blob_store_conformance, keys_cannot_escape_the_tenant_partition) {
         EXPECT_EQ(blobs->put("t1", key, "x").error(), errc::invalid_argument) << key;
     EXPECT_EQ(blobs->get("t1", "blob://t1/../t2/x").error(), errc::invalid_argument);
     EXPECT_EQ(blobs->put("../t2", "x", "x").error(), errc::invalid_argument);
+    // Tenants "." and ".." would be the store's own folder and its parent.
+    for (auto tenant : {".", ".."}) {
+        EXPECT_EQ(blobs->put(tenant, "runs/r1/response", "x").error(), errc::invalid_argument) << tenant;
+        EXPECT_EQ(blobs->get(tenant, std::string("blob://") + tenant + "/t1/x").error(), errc::invalid_argument) << tenant;
+    }
+}
+
+// A key and the same key with a suffix are two blobs; writing one never replaces the other.
+TEST_P(blob_store_conformance, a_key_and_a_longer_key_beginning_with_it_are_two_blobs) {
+    auto blobs = open();
+    for (auto suffix : {".tmp", "-tmp", ".1"}) {
+        auto twin = std::string("runs/r1/x") + suffix;
+        must(blobs->put("t1", twin, "twin"));
+        must(blobs->put("t1", "runs/r1/x", "one"));
+        must(blobs->put("t1", "runs/r1/x", "two"));
+        EXPECT_EQ(must(blobs->get("t1", blobs::reference("t1", twin))), "twin") << suffix;
+    }
 }
 
 TEST_P(blob_store_conformance, purge_removes_only_blobs_older_than_the_cutoff) {
@@ -147,6 +188,34 @@ TEST_P(blob_store_conformance, deferred_puts_are_readable_at_once_and_survive_th
     EXPECT_EQ(must(blobs->get("t1", ref)), "deferred body");
     for (int i = 0; i < 50; ++i)
         EXPECT_EQ(must(blobs->get("t1", "blob://t1/runs/k" + std::to_string(i) + "/response")), "body " + std::to_string(i));
+}
+
+// A durable put is durable by name as well: the new file's entry in its folder, and each folder
+// it created in its parent, are synced before the put returns (a power loss could otherwise keep
+// the commit that refers to the blob and lose the blob).
+TEST(filesystem_blob_store, a_durable_put_syncs_the_names_it_created) {
+    temp_dir dir;
+    auto const root = std::filesystem::canonical(dir.path()) / "blobs";
+    auto blobs = must(blobs::open_filesystem_blob_store(root.string()));
+    auto record = [&](std::function<void()> const& put) {
+        {
+            std::lock_guard lock(synced_mutex);
+            synced_paths.clear();
+        }
+        recording_syncs = true;
+        put();
+        recording_syncs = false;
+        std::lock_guard lock(synced_mutex);
+        return std::set<std::string>(synced_paths.begin(), synced_paths.end());
+    };
+    auto first = record([&] { must(blobs->put("t1", "runs/r1/response", "body")); });
+    for (auto const& folder : {root, root / "t1", root / "t1" / "runs", root / "t1" / "runs" / "r1"})
+        EXPECT_TRUE(first.contains(folder.string())) << folder << " was not synced";
+    auto second = record([&] { must(blobs->put("t1", "runs/r1/request", "body")); });
+    EXPECT_TRUE(second.contains((root / "t1" / "runs" / "r1").string()));
+    EXPECT_FALSE(second.contains((root / "t1" / "runs").string())) << "no folder was created";
+    auto deferred = record([&] { must(blobs->put("t1", "runs/r2/response", "body", durability::deferred)); });
+    EXPECT_TRUE(deferred.empty()) << "a deferred put waits for the store's flush";
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, blob_store_conformance, ::testing::ValuesIn(backends()),

@@ -77,7 +77,7 @@ TEST(request_context_test, tenant_ids_are_short_and_url_safe) {
          {std::string("t1"), std::string("acme-corp"), std::string("Acme_Corp.eu"), std::string(64, 'a')})
         EXPECT_TRUE(validate_tenant_id(ok)) << ok;
     for (std::string bad : {std::string(), std::string(65, 'a'), std::string("acme corp"), std::string("acme/corp"),
-                            std::string("t1\n"), std::string("t\xc3\xa9")}) {
+                            std::string("t1\n"), std::string("t\xc3\xa9"), std::string("."), std::string("..")}) {
         auto r = validate_tenant_id(bad);
         ASSERT_FALSE(r) << bad;
         EXPECT_TRUE(r.error() == errc::invalid_argument);

@@ -80,6 +80,12 @@ TEST(platform_test, the_default_blob_store_keeps_small_blobs_in_sqlite_and_large
     must(p->blobs().put("t1", "runs/r1/response", "now small"));
     EXPECT_EQ(must(p->blobs().get("t1", refs[1])), "now small");
     EXPECT_FALSE(fs::exists(dir / "blobs" / "t1" / "runs" / "r1" / "response"));
+    // So through put_many, both ways across the limit.
+    must(p->blobs().put_many({{"t1", "runs/r1/response", large}}));
+    EXPECT_EQ(must(p->blobs().get("t1", refs[1])), large);
+    must(p->blobs().put_many({{"t1", "runs/r1/response", "small again"}}));
+    EXPECT_EQ(must(p->blobs().get("t1", refs[1])), "small again");
+    EXPECT_FALSE(fs::exists(dir / "blobs" / "t1" / "runs" / "r1" / "response"));
 }
 
 TEST(platform_test, url_schemes_choose_the_backends) {

@@ -26,11 +26,14 @@ public:
                             durability d) override {
         if (auto r = detail::validate_put(tenant, key); !r) return r.error();
         auto path = root_ / tenant / key;
+        auto const parent = path.parent_path();
         std::error_code ec;
-        fs::create_directories(path.parent_path(), ec);
-        if (ec) return error{errc::unavailable, "blob store: cannot create " + path.parent_path().string() + ": " + ec.message()};
+        fs::path first_new;  // the highest directory this put creates
+        for (auto p = parent; p != root_ && !fs::exists(p, ec); p = p.parent_path()) first_new = p;
+        fs::create_directories(parent, ec);
+        if (ec) return error{errc::unavailable, "blob store: cannot create " + parent.string() + ": " + ec.message()};
         auto tmp = path;
-        tmp += ".tmp";
+        tmp += "~tmp";  // '~' is in no key: no blob is ever named like another's temporary file
         int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
         if (fd < 0) return error{errc::unavailable, "blob store: cannot write " + tmp.string() + ": " + std::strerror(errno)};
         std::size_t written = 0;
@@ -45,7 +48,19 @@ public:
             ::unlink(tmp.c_str());
             return error{errc::unavailable, "blob store: writing " + path.string() + " failed: " + std::strerror(errno)};
         }
-        if (d == durability::deferred) flush_.mark();
+        if (d == durability::deferred) {
+            flush_.mark();
+            return reference(tenant, key);
+        }
+        // Durable means the names too: the file's entry in its folder, and each new folder's in
+        // its parent, or a power loss may keep the commit that refers to the blob and lose it.
+        bool synced = sync_dir(parent);
+        if (!first_new.empty())
+            for (auto p = parent; synced; p = p.parent_path()) {
+                synced = sync_dir(p.parent_path());
+                if (p == first_new) break;
+            }
+        if (!synced) return error{errc::unavailable, "blob store: syncing the folders of " + path.string() + " failed: " + std::strerror(errno)};
         return reference(tenant, key);
     }
 
@@ -88,6 +103,14 @@ private:
         auto key = detail::key_of(tenant, ref);
         if (!key) return key.error();
         return root_ / tenant / *key;
+    }
+
+    static bool sync_dir(fs::path const& dir) {
+        int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0) return false;
+        bool ok = ::fsync(fd) == 0;
+        ::close(fd);
+        return ok;
     }
 
     // One syncfs makes every deferred file (data, rename and new directories) durable at once.
