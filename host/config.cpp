@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <set>
 
 namespace integration::host {
@@ -81,17 +82,25 @@ private:
     flag_map file_;
 };
 
-// Only --key-rate-limit takes 0 (off); every other number must be positive.
+// Only --key-rate-limit takes 0 (off); every other number must be positive. Durations and
+// thread counts have a ceiling: past it a wait overflows (a worker then spins) or the threads
+// cannot be made.
 result<std::size_t> to_size(std::string const& name, std::string const& v) {
     bool zero_ok = name == "key-rate-limit";
+    std::size_t most = std::numeric_limits<std::size_t>::max();
+    std::string unit;
+    if (name.ends_with("-ms")) most = 604'800'000, unit = " (7 days)";
+    else if (name.ends_with("-days")) most = 36'525, unit = " (100 years)";
+    else if (name == "io-threads" || name == "workers" || name == "execution-threads") most = 1'024;
     try {
         std::size_t pos = 0;
         auto n = std::stoull(v, &pos);
-        if (pos == v.size() && (n > 0 || zero_ok)) return static_cast<std::size_t>(n);
+        if (pos == v.size() && (n > 0 || zero_ok) && n <= most) return static_cast<std::size_t>(n);
     } catch (...) {
     }
+    auto range = most == std::numeric_limits<std::size_t>::max() ? std::string() : " of at most " + std::to_string(most) + unit;
     return error{errc::invalid_argument, "--" + name + (zero_ok ? " must be a whole number (0 turns it off)" : " must be a positive integer") +
-                                             ", got '" + v + "'"};
+                                             range + ", got '" + v + "'"};
 }
 
 result<void> refuse_unknown(flag_map const& flags, std::set<std::string> const& known) {
@@ -206,6 +215,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     c.attempt_timeout = std::chrono::milliseconds(attempt_timeout_ms);
     c.idempotency_wait = std::chrono::milliseconds(idempotency_wait_ms);
     c.orphan_margin = std::chrono::milliseconds(orphan_margin_ms);
+    if (c.probe_interval < std::chrono::seconds(1))
+        return error{errc::invalid_argument, "--probe-interval-ms must be at least 1000: connections are probed at most once a second"};
     if (c.inbound_body_limit == 0)
         return error{errc::invalid_argument, "--inbound-body-limit must be at least 1 byte (vendors' webhook bodies)"};
     if (c.webhook_in_flight == 0)

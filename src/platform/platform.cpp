@@ -160,6 +160,22 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
     };
 }
 
+// Each worker waits its interval between sweeps: 0 would spin, and past a week the wait's
+// deadline may overflow (a negative wait spins too).
+result<void> validate_intervals(platform_options const& o) {
+    using std::chrono::milliseconds;
+    constexpr milliseconds week{7LL * 24 * 3600 * 1000};
+    auto const& w = o.workers;
+    for (auto [name, every] : {std::pair{"workers.outbox", w.outbox}, std::pair{"workers.retry", w.retry},
+                               std::pair{"workers.rotation", w.rotation}, std::pair{"workers.retention", w.retention},
+                               std::pair{"probes.interval", std::chrono::duration_cast<milliseconds>(o.probes.interval)}})
+        if (every.count() <= 0 || every > week)
+            return error{errc::invalid_argument, std::string("platform_options.") + name + " is " + std::to_string(every.count()) +
+                                                     " ms; a worker sweeps between every millisecond (every second for "
+                                                     "probes) and once a week"};
+    return {};
+}
+
 // The URL of a file under the data directory, for the scheme registry: `sqlite:///abs/path`.
 std::string file_url(fs::path const& path, std::string_view scheme) {
     return std::string(scheme) + "://" +
@@ -216,6 +232,7 @@ result<std::unique_ptr<platform>> open_platform(platform_options options) {
     p->transport = o.transport ? o.transport : p->own_transport.get();
 
     if (auto r = retention::validate(o.retention); !r) return r.error();
+    if (auto r = validate_intervals(o); !r) return r.error();
     if (auto r = prepare_data_dir(o.data_dir); !r) return r.error();
     auto dir = fs::path(o.data_dir);
     auto const builtin = o.schemes ? scheme_registry{} : builtin_schemes();

@@ -14,6 +14,16 @@ result<void> validate(retention_options const& options) {
         return error{errc::invalid_argument,
                      "retention_options.batch is 0; set it to the rows archived per file and per step (1 or more, "
                      "500 by default)"};
+    // A cut-off is now minus the age, in the clock's nanoseconds: an age past a century would
+    // overflow it into the future and make every row old enough.
+    constexpr std::chrono::hours century{876'600};  // 36,525 days
+    for (auto [name, age] : {std::pair{"runs", options.runs}, std::pair{"failures", options.failures},
+                             std::pair{"bodies", options.bodies}, std::pair{"deliveries", options.deliveries},
+                             std::pair{"payloads", options.payloads}, std::pair{"outbox", options.outbox}})
+        if (age.count() <= 0 || age > century)
+            return error{errc::invalid_argument, std::string("retention_options.") + name + " is " +
+                                                     std::to_string(age.count()) +
+                                                     " hours; keep rows between 1 hour and 100 years (876600 hours)"};
     return {};
 }
 

@@ -1292,7 +1292,7 @@ TEST(host_workers, sweep_in_the_background_and_stop_on_sigterm) {
     int code = -100;
     std::string log;
     {
-        host_process host(dir.string(), {"--key-rate-limit", "0", "--outbox-interval-ms", "100", "--probe-interval-ms", "200",
+        host_process host(dir.string(), {"--key-rate-limit", "0", "--outbox-interval-ms", "100", "--probe-interval-ms", "1000",
                                          "--rotation-interval-ms", "200", "--retry-interval-ms", "200"});
         api client(host.port(), key);
         api ops(host.port(), admin_key);  // /metrics needs an admin key
@@ -1692,6 +1692,25 @@ TEST(host_config, an_unknown_key_in_the_config_file_is_refused_with_its_line) {
     } catch (std::runtime_error const& e) {
         std::string what = e.what();
         EXPECT_NE(what.find(file + ":3: unknown key 'body-limt'"), std::string::npos) << what;
+    }
+}
+
+// Numbers a host cannot live with are refused at start, naming the flag and its range: a
+// retention of centuries (its cut-off overflowed and every run was deleted), a probe interval
+// under a second (it rounded to 0 and the prober spun), a wait that overflows.
+TEST(host_config, durations_out_of_range_are_refused_at_start) {
+    scratch_dir dir("ranges");
+    for (auto const& [flag, value, says] : std::vector<std::tuple<std::string, std::string, std::string>>{
+             {"--run-retention-days", "200000", "--run-retention-days must be a positive integer of at most 36525 (100 years)"},
+             {"--probe-interval-ms", "999", "--probe-interval-ms must be at least 1000"},
+             {"--retry-interval-ms", "10000000000000", "--retry-interval-ms must be a positive integer of at most 604800000 (7 days)"},
+             {"--io-threads", "100000", "--io-threads must be a positive integer of at most 1024"}}) {
+        try {
+            host_process h(dir.string(), {flag, value});
+            ADD_FAILURE() << "the host started with " << flag << " " << value;
+        } catch (std::runtime_error const& e) {
+            EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
+        }
     }
 }
 

@@ -88,6 +88,27 @@ TEST(platform_test, the_default_blob_store_keeps_small_blobs_in_sqlite_and_large
     EXPECT_FALSE(fs::exists(dir / "blobs" / "t1" / "runs" / "r1" / "response"));
 }
 
+// A worker's interval of 0 made it spin, and a huge one overflowed its wait (and spun too):
+// both are refused when the platform opens, naming the option.
+TEST(platform_test, worker_intervals_of_nothing_or_past_a_week_are_refused) {
+    temp_dir tmp;
+    auto dir = (tmp.path() / "data").string();
+    auto with = [&](auto change) {
+        auto o = quiet(dir);
+        change(o);
+        return open_platform(o);
+    };
+    using std::chrono::milliseconds;
+    EXPECT_NE(error_of(with([](platform_options& o) { o.workers.retry = milliseconds(0); })).find("workers.retry"), std::string::npos);
+    EXPECT_NE(error_of(with([](platform_options& o) { o.workers.outbox = milliseconds(10'000'000'000'000); })).find("workers.outbox"),
+              std::string::npos);
+    EXPECT_NE(error_of(with([](platform_options& o) { o.workers.retention = milliseconds(-1); })).find("workers.retention"),
+              std::string::npos);
+    EXPECT_NE(error_of(with([](platform_options& o) { o.probes.interval = std::chrono::seconds(0); })).find("probes.interval"),
+              std::string::npos);
+    must(with([](platform_options& o) { o.workers.rotation = std::chrono::hours(24 * 7); }));
+}
+
 TEST(platform_test, url_schemes_choose_the_backends) {
     temp_dir tmp;
     auto elsewhere = tmp.path() / "elsewhere";

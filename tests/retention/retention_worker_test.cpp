@@ -154,6 +154,21 @@ TEST_F(retention_worker_test, a_batch_of_zero_is_refused_with_what_to_set) {
     EXPECT_TRUE(retention::validate({.batch = 1}));
 }
 
+// "Keep for ever" spelt as a huge age overflowed the cut-off into the future, and the sweep
+// then archived and deleted every run: an age past 100 years (or none) is refused, and nothing goes.
+TEST_F(retention_worker_test, an_age_past_a_century_or_of_nothing_is_refused_and_deletes_nothing) {
+    finished_run(a_, false);
+    clock_.advance(24h);
+    retention::retention_worker worker(*store_, *blobs_, clock_, {.runs = 200'000 * 24h, .bodies = 200'000 * 24h});
+    auto swept = worker.sweep();
+    ASSERT_FALSE(swept);
+    EXPECT_NE(swept.error().message().find("retention_options.runs"), std::string::npos) << swept.error().message();
+    EXPECT_EQ(count_runs(a_), 1u);
+    EXPECT_TRUE(retention::validate({.runs = 36'525 * 24h}));
+    EXPECT_FALSE(retention::validate({.outbox = 0h}));
+    EXPECT_FALSE(retention::validate({.payloads = -24h}));
+}
+
 // The outbox is not a store of record: a published row goes 7 days after its publication,
 // tenant by tenant and in bounded batches. A pending or dead row stays (the relay or an operator
 // still needs it), and so does the newest row, whose rowid a new row would otherwise reuse.
