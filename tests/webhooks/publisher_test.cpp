@@ -222,8 +222,19 @@ TEST_F(publisher_test, events_without_a_subscriber_a_tenant_or_of_a_delivery_its
     delivered.event_type = std::string(events::event_type::webhook_delivered);
     EXPECT_TRUE(must(pub_.fan_out(delivered)).delivery_ids.empty());
     EXPECT_TRUE(must(pub_.fan_out(run_completed(""))).delivery_ids.empty());  // a global provider's event
+    // Nor the failure a dead-lettered delivery records: a `*` subscription whose endpoint
+    // refused it would get a delivery about it, fail that one too, and so on without end.
+    auto failed_delivery = run_completed("tenant-a", "IntegrationFailure");
+    failed_delivery.event_type = std::string(events::event_type::integration_failed);
+    failed_delivery.data = {{"failureId", "fail-1"}, {"source", "Delivery"}, {"sourceId", "del-1"}};
+    EXPECT_TRUE(must(pub_.fan_out(failed_delivery)).delivery_ids.empty());
     EXPECT_EQ(deliveries_of(a_, all), 0u);
     EXPECT_EQ(must(blobs_->purge_older_than(clock_.now() + 1h)), 0u) << "no payload was written";
+    // A run's failure is fanned out like any event.
+    auto failed_run = run_completed("tenant-a", "IntegrationFailure");
+    failed_run.event_type = std::string(events::event_type::integration_failed);
+    failed_run.data = {{"failureId", "fail-2"}, {"source", "Run"}, {"sourceId", "run-1"}};
+    EXPECT_EQ(must(pub_.fan_out(failed_run)).delivery_ids.size(), 1u);
 }
 
 /** The relay over the same store, fanning every event out as the platform wires it: each
