@@ -21,6 +21,17 @@ result<integration_failure> failure_service::escalate(request_context const& ctx
         if (!f) return f.error();
         if (auto e = f->escalate({ctx.actor, reason, clock_.now(), ticket_ref}); !e) return e.error();
         if (auto sv = uow.failures().save(*f); !sv) return sv.error();
+        // The retry worker resumes only failures to retry: a run this one kept Running (waiting for
+        // its next attempt) ends now, with this failure's classification, or it never would.
+        if (auto const& run_id = f->data().run_id) {
+            auto run = uow.runs().find(*run_id);
+            if (!run && run.error() != errc::not_found) return run.error();
+            if (run && run->status() == runs::run_status::running) {
+                classification c{f->data().category, f->data().error_code, f->data().message, next_action::escalate, std::nullopt};
+                if (auto s = run->fail(clock_.now(), c, run->data().response_ref); !s) return s.error();
+                if (auto sv = uow.runs().save(*run); !sv) return sv.error();
+            }
+        }
         return std::move(*f);
     });
 }

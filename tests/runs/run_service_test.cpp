@@ -8,6 +8,7 @@
 #include "support/loopback_server.hpp"
 #include "support/tcp_listener.hpp"
 
+#include <integration/services/failure_service.hpp>
 #include <integration/services/retry_worker.hpp>
 
 #include <sys/syscall.h>
@@ -588,6 +589,28 @@ TEST_F(run_service_test, exhausted_attempts_leave_the_run_running_for_the_retry_
     auto input = must(blobs_->get("t1", "blob://t1/runs/" + out.run.id() + "/input"));
     EXPECT_NE(input.find("keep me"), std::string::npos);
     EXPECT_EQ(input.find("user-secret"), std::string::npos);  // credential headers are never kept
+}
+
+// Escalating a failure takes it from the retry worker, which resumes only failures to retry: the
+// run it kept Running ends Failed then, or nothing would ever end it. The escalation and the end
+// commit together.
+TEST_F(run_service_test, escalating_the_failure_of_a_run_waiting_for_the_retry_worker_fails_the_run) {
+    start({reply(503, "", "Retry-After: 90\r\n")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    ASSERT_EQ(out.run.status(), runs::run_status::running);
+    ASSERT_TRUE(out.failure_id);
+    failures::failure_service failures(*store_, clock_);
+    auto escalated = must(failures.escalate(ctx_, *out.failure_id, "the vendor is down for the weekend", "OPS-7"));
+    EXPECT_EQ(escalated.data().next_action, failures::next_action::escalate);
+    auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
+    EXPECT_EQ(run.status(), runs::run_status::failed);
+    EXPECT_EQ(run.data().attempts, 4);
+    // Nothing is left for a worker: the retry sweep and the orphan sweep find nothing to do.
+    clock_.advance(24h);
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    must(worker.sweep());
+    EXPECT_EQ(vendor_->requests().size(), 4u);
+    EXPECT_EQ(failures_of(out.run.id()).size(), 1u);
 }
 
 TEST_F(run_service_test, caller_headers_that_frame_route_or_take_the_credentials_place_are_refused_before_recording) {

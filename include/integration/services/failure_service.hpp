@@ -34,7 +34,8 @@ public:
     result<storage::page<integration_failure>> list(request_context const& ctx, storage::failure_query const& q,
                                                     storage::page_request const& page);
     /** Escalates with an audit record naming `ctx.actor`, `reason` (required) and an optional
-     *  ticket (raises IntegrationFailureEscalated). */
+     *  ticket (raises IntegrationFailureEscalated). A run the failure kept Running for the retry
+     *  worker ends Failed in the same transaction: an escalated failure is never retried. */
     result<integration_failure> escalate(request_context const& ctx, std::string const& failure_id,
                                          std::string const& reason, std::optional<std::string> ticket_ref = {});
     /** Resolves a failure whose source succeeded or was dead-lettered (raises
