@@ -110,12 +110,16 @@ result<integration_connection> health_prober::test(request_context const& ctx, s
     bool credential_ok = false;
     auto outcome = probe(ctx, *current, credential_ok);
     if (!outcome) return outcome.error();
-    // One failed probe degrades; several in a row make the connection Unhealthy.
+    // A connection that was working (Healthy or Degraded) is Degraded by a failed probe and
+    // Unhealthy after `unhealthy_after` in a row; one that never passed, or is Unhealthy, is
+    // Unhealthy at once. The count is this process's: a restart starts it again.
     {
         std::lock_guard lock(failures_mutex_);
         auto& n = consecutive_failures_[ctx.tenant_id + "/" + connection_id];
         n = outcome->status == health_status::healthy ? 0 : n + 1;
-        if (outcome->status != health_status::healthy && n < options_.unhealthy_after && current->data().health == health_status::healthy)
+        auto const was = current->data().health;
+        if (outcome->status != health_status::healthy && n < options_.unhealthy_after &&
+            (was == health_status::healthy || was == health_status::degraded))
             outcome->status = health_status::degraded;
     }
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {

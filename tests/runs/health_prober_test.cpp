@@ -135,10 +135,16 @@ TEST_F(health_prober_test, health_moves_between_healthy_degraded_and_unhealthy) 
     auto c = must(prober_.test(ctx_, id));
     EXPECT_EQ(c.status(), connection_status::degraded);
     EXPECT_EQ(c.data().health, health_status::degraded);
-    must(prober_.test(ctx_, id));
+    c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.data().health, health_status::degraded) << "the second failure in a row of unhealthy_after = 3";
     c = must(prober_.test(ctx_, id));
     EXPECT_EQ(c.data().health, health_status::unhealthy);  // the third failure in a row
     EXPECT_EQ(c.status(), connection_status::degraded);
+    // Another prober (a restart) counts afresh, but a failure never makes health better.
+    connections::health_prober restarted{*store_, credentials_, *transport_,
+                                         net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_, clock_};
+    c = must(restarted.test(ctx_, id));
+    EXPECT_EQ(c.data().health, health_status::unhealthy);
     status_ = 200;
     c = must(prober_.test(ctx_, id));
     EXPECT_EQ(c.status(), connection_status::active);
