@@ -199,15 +199,16 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         if (!k) return fail_now("the signing secret could not be read");
         keys.push_back((*k)->clone());
     }
-    auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(now.time_since_epoch()).count();
-    auto signature = signature_header(keys, d.delivery_id, timestamp, **body);
-    if (!signature) return fail_now("the delivery could not be signed");
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
     auto pin = check(sub.data().endpoint_url);
     if (!pin)
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
             pin.error().detail());
+    // Signed as it leaves, after the check's lookup: the receiver judges the timestamp's age.
+    auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
+    auto signature = signature_header(keys, d.delivery_id, timestamp, **body);
+    if (!signature) return fail_now("the delivery could not be signed");
 
     http::request r{.method = "POST",
                     .url = sub.data().endpoint_url,
@@ -219,7 +220,9 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
                     .body = **body,
                     .timeout = milliseconds(sub.attempt_policy().timeout_ms),
                     .pin = std::move(*pin),
-                    .cancel = closing};
+                    .cancel = closing,
+                    // Only an excerpt is recorded: a receiver's large answer is never held whole.
+                    .body_excerpt = std::max<std::size_t>(options.response_excerpt, 1)};
     {
         std::lock_guard lock(mutex);
         stats.in_flight.store(++in_flight);

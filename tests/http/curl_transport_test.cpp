@@ -617,6 +617,31 @@ TEST(curl_transport_start, a_body_over_the_cap_fails_the_call) {
     EXPECT_EQ(r.error(), errc::invalid_argument);
 }
 
+// A caller that wants only an excerpt of the answer gets its status, headers and the excerpt,
+// however large the body and even past the transport's cap, and the transport stops reading
+// there: a peer sending an endless body is not read to its end.
+TEST(curl_transport_start, an_excerpt_of_the_body_is_kept_and_the_call_succeeds_past_the_cap) {
+    testing::loopback_server endless([](int fd, testing::loopback_server& self) {
+        write_all(fd, "HTTP/1.1 200 OK\r\nX-Seen: yes\r\nTransfer-Encoding: chunked\r\n\r\n");
+        std::string chunk = "4000\r\n" + std::string(0x4000, 'z') + "\r\n";
+        while (!self.stopping())  // until the client goes away
+            if (::write(fd, chunk.data(), chunk.size()) <= 0) break;
+    });
+    auto t = make_curl_transport({.max_response_bytes = 1024});
+    outcomes got;
+    t->start({.url = url_of(endless), .timeout = 5s, .body_excerpt = 100}, got.slot("excerpt"));
+    ASSERT_TRUE(got.wait_for(1));
+    auto r = got.take().at(0).second;
+    ASSERT_TRUE(r) << r.error().detail();
+    EXPECT_EQ(r->status, 200);
+    EXPECT_EQ(r->body, std::string(100, 'z'));
+    EXPECT_EQ(find_header(r->headers, "X-Seen"), "yes");
+    // Without an excerpt the same body is over the cap: an error, as before.
+    auto whole = t->send({.url = url_of(endless), .timeout = 5s});
+    ASSERT_FALSE(whole);
+    EXPECT_EQ(whole.error(), errc::invalid_argument);
+}
+
 TEST(curl_transport_start, closing_the_transport_completes_the_calls_in_flight_with_cancelled) {
     testing::loopback_server silent([](int, testing::loopback_server& self) {
         while (!self.stopping()) std::this_thread::sleep_for(10ms);

@@ -84,6 +84,22 @@ TEST_F(delivery_worker_test, a_due_delivery_is_signed_sent_and_recorded_as_deliv
     EXPECT_EQ(receiver.requests().size(), 1u);
 }
 
+// Only an excerpt of the receiver's answer is kept, so only that much is read: a 200 with a body
+// past the transport's cap (16 MiB) is a delivered webhook, not a failed attempt.
+TEST_F(delivery_worker_test, a_receiver_answering_200_with_a_huge_body_has_the_delivery_delivered) {
+    keep_alive_server receiver([](received_request const&) { return http_answer_bytes(200, std::string(17 << 20, 'k')); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto id = w_.deliver(sub, R"({"orderId":"o-big"})");
+    auto worker = make_worker({.response_excerpt = 64});
+    pump(worker);
+    auto d = w_.delivery(id);
+    EXPECT_EQ(d.status(), delivery_status::delivered);
+    ASSERT_EQ(d.data().delivery_attempts.size(), 1u);
+    EXPECT_EQ(d.data().delivery_attempts[0].http_status, 200);
+    EXPECT_EQ(d.data().delivery_attempts[0].response_excerpt, std::string(64, 'k'));
+    EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
 TEST_F(delivery_worker_test, failures_follow_the_default_schedule_with_jitter_then_dead_letter_with_a_failure) {
     keep_alive_server receiver(
         [](received_request const&) { return http_answer_bytes(500, std::string(10'000, 'e')); });

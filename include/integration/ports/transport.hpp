@@ -78,6 +78,10 @@ struct request {
     std::chrono::milliseconds timeout{30'000};  ///< Overall deadline, connect included.
     std::optional<pinned_address> pin;           ///< Where to connect, when egress checks chose it.
     std::shared_ptr<http::cancellation const> cancel;  ///< Aborts the call when set; none by default.
+    /** Non-zero: only the first this many bytes of the answer's body are wanted. A transport may
+     *  stop reading there (the call still succeeds, with the status and headers as answered and
+     *  the body cut); zero: the whole body, up to the transport's own limit (an error past it). */
+    std::size_t body_excerpt = 0;
 };
 
 /** What the peer answered. */

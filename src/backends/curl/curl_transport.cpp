@@ -32,6 +32,8 @@ struct transfer {
     std::size_t cap;
     bool too_big = false;
     cancellation const* cancel = nullptr;
+    std::size_t excerpt = 0;  // non-zero: keep this much of the body and stop reading there
+    bool cut = false;         // the body was cut at `excerpt`: the transfer stopped on purpose
 };
 
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
@@ -61,6 +63,11 @@ std::optional<std::string> tls_failure(CURLcode rc, std::string const& why) {
 
 std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
     auto* t = static_cast<transfer*>(user);
+    if (t->excerpt > 0 && t->res.body.size() + size * n >= t->excerpt) {
+        t->res.body.append(data, t->excerpt - t->res.body.size());
+        t->cut = true;
+        return 0;  // stops the transfer: the rest is not wanted
+    }
     if (t->res.body.size() + size * n > t->cap) {
         t->too_big = true;
         return 0;  // aborts the transfer
@@ -265,7 +272,7 @@ public:
      *  same handle set (the event loop reuses its handles without curl_easy_reset); the options
      *  point into `r` and `s`, which must outlive the transfer. */
     void set_call(CURL* h, request const& r, call_state& s) {
-        s.t = transfer{{}, o_.max_response_bytes, false, r.cancel.get()};
+        s.t = transfer{{}, o_.max_response_bytes, false, r.cancel.get(), std::min(r.body_excerpt, o_.max_response_bytes)};
         std::string line;  // one buffer for every header: curl_slist_append copies it
         for (auto const& [k, v] : r.headers) {
             line.assign(k).append(": ").append(v);
@@ -305,6 +312,7 @@ public:
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);  // the buffer may die before the handle
         if (s.t.too_big)
             return error{errc::invalid_argument, "the response body exceeded " + std::to_string(o_.max_response_bytes) + " bytes"};
+        if (s.t.cut) rc = CURLE_OK;  // the answer is here up to the excerpt wanted
         if (rc == CURLE_ABORTED_BY_CALLBACK && r.cancel && r.cancel->cancelled())
             return error{errc::cancelled, "the call was cancelled while in flight"};
         if (rc == CURLE_OPERATION_TIMEDOUT) return error{errc::timeout, "no complete answer within the deadline"};
