@@ -6,6 +6,7 @@
 #include "support/credential_doubles.hpp"
 #include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
+#include "support/sqlite_file.hpp"
 #include "support/tcp_listener.hpp"
 
 #include <integration/services/failure_service.hpp>
@@ -965,6 +966,29 @@ TEST_F(run_service_test, two_retry_workers_on_one_database_never_take_the_same_f
     EXPECT_EQ(handled_a + handled_b, 6u);
     for (auto const& id : waiting) EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::completed);
     EXPECT_EQ(vendor_->requests().size(), 24u + 6u);  // each waiting run was executed again exactly once
+}
+
+// A retry worker leases each failure as it resumes its run, not all of a batch at once: a lease
+// taken for the batch could lapse before its last run, which another worker would resume too.
+TEST_F(run_service_test, a_retry_worker_leases_one_failure_at_a_time) {
+    std::atomic<int> calls{0};
+    std::vector<std::string> leased_at_resume;
+    loopback_server vendor([&](int fd, loopback_server&) {
+        std::string r = reply(503);
+        if (++calls > 8) {  // two runs, four attempts each, then the resumes
+            leased_at_resume.push_back(
+                query_rows(dir_.file("i.db"), "SELECT count(*) FROM failures WHERE lease_owner IS NOT NULL", {}).at(0));
+            r = reply(200, "ok");
+        }
+        (void)::write(fd, r.data(), r.size());
+    });
+    start({reply(200)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.breaker = {.consecutive_failures = 1'000}, .vendor_port = vendor.port()});
+    for (int i = 0; i < 2; ++i) ASSERT_EQ(must(runs_->execute(ctx_, send_sms())).run.status(), runs::run_status::running);
+    clock_.advance(61s);
+    runs::retry_worker worker(*store_, *runs_, clock_, {.batch = 50});
+    EXPECT_EQ(must(worker.sweep()), 2u);
+    EXPECT_EQ(leased_at_resume, (std::vector<std::string>{"1", "1"})) << "more than the failure being resumed was leased";
 }
 
 TEST_F(run_service_test, a_retry_worker_killed_mid_sweep_leaves_a_lease_that_expires_for_the_next_one) {

@@ -20,7 +20,7 @@ namespace integration::runs {
 struct retry_worker_options {
     std::string owner;                     ///< This worker's lease name; a random one when empty.
     std::chrono::milliseconds lease{120'000};  ///< Longer than one run's attempts can take.
-    std::size_t batch = 50;                ///< Failures claimed per tenant per sweep.
+    std::size_t batch = 50;                ///< Failures resumed per tenant per sweep, each leased as it is taken.
 };
 
 /** Sweeps due failures of runs. Call `sweep` periodically (the host does, on its own thread). */
