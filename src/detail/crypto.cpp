@@ -347,7 +347,11 @@ void wipe(std::string& s) noexcept {
 
 result<void> write_private_file(std::string const& path, std::string_view content) {
     std::string tmp = path + ".tmp";
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    // A fresh file of our own: never one that is there already (a leftover, or a link planted in
+    // a shared folder to have the key written elsewhere).
+    if (::unlink(tmp.c_str()) != 0 && errno != ENOENT)
+        return error{errc::secret_store_failure, "cannot replace " + tmp + ": " + std::strerror(errno)};
+    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
     if (fd < 0) return error{errc::secret_store_failure, "cannot create " + tmp + ": " + std::strerror(errno)};
     ::fchmod(fd, 0600);
     bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
@@ -356,6 +360,14 @@ result<void> write_private_file(std::string const& path, std::string_view conten
         ::unlink(tmp.c_str());
         return error{errc::secret_store_failure, "cannot write " + path + ": " + std::strerror(errno)};
     }
+    // The new name is durable too: a power loss must not keep the secrets sealed under a key
+    // and lose the key file.
+    auto slash = path.find_last_of('/');
+    auto dir = slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : path.substr(0, slash);
+    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    bool synced = dfd >= 0 && ::fsync(dfd) == 0;
+    if (dfd >= 0) ::close(dfd);
+    if (!synced) return error{errc::secret_store_failure, "cannot sync the folder of " + path + ": " + std::strerror(errno)};
     return {};
 }
 

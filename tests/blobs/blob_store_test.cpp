@@ -3,38 +3,16 @@
 #include <integration/ports/blob_store.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/fsync_recorder.hpp"
 
-#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <filesystem>
-#include <set>
-#include <atomic>
 #include <functional>
-#include <mutex>
+#include <set>
 
 // The same cases over every blob-store backend.
-
-namespace {
-
-// fsync as the library calls it, recorded by path while a test asks: this test binary's own
-// definition is the one its statically linked library calls.
-std::mutex synced_mutex;
-std::vector<std::string> synced_paths;
-std::atomic<bool> recording_syncs{false};
-
-}  // namespace
-
-extern "C" int fsync(int fd) {
-    if (recording_syncs) {
-        char target[4096];
-        auto n = ::readlink(("/proc/self/fd/" + std::to_string(fd)).c_str(), target, sizeof target);
-        std::lock_guard lock(synced_mutex);
-        synced_paths.emplace_back(target, n > 0 ? static_cast<std::size_t>(n) : 0);
-    }
-    return static_cast<int>(::syscall(SYS_fsync, fd));
-}
 
 namespace integration::testing {
 namespace {
@@ -197,17 +175,7 @@ TEST(filesystem_blob_store, a_durable_put_syncs_the_names_it_created) {
     temp_dir dir;
     auto const root = std::filesystem::canonical(dir.path()) / "blobs";
     auto blobs = must(blobs::open_filesystem_blob_store(root.string()));
-    auto record = [&](std::function<void()> const& put) {
-        {
-            std::lock_guard lock(synced_mutex);
-            synced_paths.clear();
-        }
-        recording_syncs = true;
-        put();
-        recording_syncs = false;
-        std::lock_guard lock(synced_mutex);
-        return std::set<std::string>(synced_paths.begin(), synced_paths.end());
-    };
+    auto const& record = fsynced_during;
     auto first = record([&] { must(blobs->put("t1", "runs/r1/response", "body")); });
     for (auto const& folder : {root, root / "t1", root / "t1" / "runs", root / "t1" / "runs" / "r1"})
         EXPECT_TRUE(first.contains(folder.string())) << folder << " was not synced";

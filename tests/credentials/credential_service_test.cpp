@@ -4,6 +4,7 @@
 #include "support/credential_doubles.hpp"
 #include "support/base64.hpp"
 #include "support/credential_world.hpp"
+#include "support/fsync_recorder.hpp"
 #include "support/keep_alive_server.hpp"
 
 #include <integration/core/id.hpp>
@@ -15,6 +16,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 
@@ -433,6 +435,26 @@ TEST_F(credential_outbound_test, material_read_while_its_credential_is_revoked_i
     auto after = service.resolve(ctx_, c.id());
     ASSERT_FALSE(after) << "the revoked credential's material came from the cache";
     EXPECT_EQ(after.error(), errc::invalid_state);
+}
+
+// A key file is written as a new file of its own and its name made durable: a link planted at
+// its temporary name is replaced, not followed (the key never lands elsewhere), and the folder
+// is synced after the rename (a power loss must not keep secrets sealed under a lost key).
+TEST(key_files, are_written_fresh_and_their_folder_synced) {
+    temp_dir dir;
+    auto const folder = std::filesystem::canonical(dir.path());
+    auto const key_file = (folder / "fp.key").string();
+    auto const elsewhere = (folder / "elsewhere.txt").string();
+    std::ofstream(elsewhere) << "untouched\n";
+    std::filesystem::create_symlink(elsewhere, key_file + ".tmp");
+    auto synced = fsynced_during([&] { must(credentials::fingerprinter::load_or_create(key_file)); });
+    EXPECT_TRUE(synced.contains(folder.string())) << "the key file's folder was not synced";
+    std::ifstream in(elsewhere);
+    std::string line;
+    std::getline(in, line);
+    EXPECT_EQ(line, "untouched") << "the key was written through the link";
+    EXPECT_TRUE(std::filesystem::is_regular_file(std::filesystem::symlink_status(key_file)));
+    EXPECT_EQ(std::filesystem::status(key_file).permissions() & std::filesystem::perms::all, std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
 }
 
 // Issue 12: authentication is a registry of schemes; a vendor adapter adds one and its
