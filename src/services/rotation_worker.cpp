@@ -23,7 +23,7 @@ bool rotation_worker::due(integration_credential const& c, time_point now) const
 result<void> rotation_worker::escalate(request_context const& ctx, integration_credential const& c, time_point now) {
     return store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         // One open failure per credential: later sweeps do not pile up duplicates.
-        auto open = uow.failures().list({.unresolved_only = true}, {.limit = 500});
+        auto open = uow.failures().list({.unresolved_only = true, .credential_id = c.id()}, {.limit = 500});
         if (!open) return open.error();
         for (auto const& f : open->items)
             if (f.data().credential_id == c.id() && f.data().source == failures::failure_source::credential_rotation)
@@ -47,22 +47,21 @@ result<rotation_sweep> rotation_worker::sweep() {
     for (auto const& tenant : *tenants) {
         auto ctx = request_context::for_tenant(tenant, "credential-rotation-worker");
         std::vector<integration_credential> candidates;
-        auto horizon = now + std::chrono::hours(24 * 366);
         auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            // Expiring ones first, then anything with a rotation schedule.
-            auto expiring = uow.credentials().expiring_before(horizon, options_.batch);
-            if (!expiring) return expiring.error();
-            candidates = std::move(*expiring);
+            // Every page: a due credential is not only among the first of a tenant (nor among the
+            // first to expire, which stay due while no minter can rotate them).
             storage::page_request page{.limit = options_.batch};
-            auto all = uow.credentials().list({}, page);
-            if (!all) return all.error();
-            for (auto& c : all->items)
-                if (!c.data().expires_at && c.data().rotation_policy) candidates.push_back(std::move(c));
+            do {
+                auto all = uow.credentials().list({}, page);
+                if (!all) return all.error();
+                for (auto& c : all->items)
+                    if (due(c, now)) candidates.push_back(std::move(c));
+                page.cursor = std::move(all->next_cursor);
+            } while (!page.cursor.empty());
             return {};
         });
         if (!r) return r.error();
         for (auto const& c : candidates) {
-            if (!due(c, now)) continue;
             auto minted = options_.mint ? options_.mint(c) : std::nullopt;
             if (!minted) {
                 if (auto e = escalate(ctx, c, now); !e) return e.error();

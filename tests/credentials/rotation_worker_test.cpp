@@ -111,6 +111,43 @@ TEST_F(rotation_worker_test, without_a_minter_one_failure_is_raised_and_not_repe
     }));
 }
 
+// Every due credential of a tenant is found, past the first page and past credentials that stay
+// due because nothing can rotate them; and each raises its one failure however many other
+// failures the tenant has open.
+TEST_F(rotation_worker_test, every_due_credential_is_escalated_once_past_the_first_page_and_other_open_failures) {
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        for (int i = 0; i < 501; ++i) {
+            auto f = must(failures::integration_failure::record(
+                a_, clock_.now(), failures::failure_source::run, "run-" + std::to_string(i), "prov-1",
+                {failures::failure_category::validation, "http_422", "bad", failures::next_action::escalate, {}}));
+            if (auto r = uow.failures().save(f); !r) return r;
+        }
+        return {};
+    }));
+    auto p = provider(a_);
+    std::vector<std::string> ids;
+    for (int i = 0; i < 5; ++i)
+        ids.push_back(must(service_.create(a_, {.provider_id = p, .secret = secret_bytes("k" + std::to_string(i)),
+                                                .expires_at = clock_.now() + 24h * (i + 1)}))
+                          .id());
+    credentials::rotation_worker worker(*store_, service_, clock_, {.batch = 2});
+    EXPECT_EQ(must(worker.sweep()).escalated, 5u);
+    EXPECT_EQ(must(worker.sweep()).escalated, 5u);
+    must(store_->read(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        std::size_t open = 0;
+        storage::page_request page{.limit = 500};
+        do {
+            auto batch = must(uow.failures().list({.unresolved_only = true}, page));
+            open += batch.items.size();
+            page.cursor = batch.next_cursor;
+        } while (!page.cursor.empty());
+        EXPECT_EQ(open, 501u + 5u) << "a credential's failure was raised twice";
+        for (auto const& id : ids)
+            EXPECT_EQ(must(uow.failures().list({.credential_id = id}, {})).items.size(), 1u) << id;
+        return {};
+    }));
+}
+
 TEST_F(rotation_worker_test, a_vault_outage_keeps_the_old_version_and_the_next_sweep_retries) {
     auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old"),
                                        .expires_at = clock_.now() + 24h}));

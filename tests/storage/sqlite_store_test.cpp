@@ -118,9 +118,18 @@ std::vector<std::string> sorted(std::vector<std::string> ids) {
     return ids;
 }
 
+/** Turns a current file back into schema 19: no credential index of failures (migration 20). */
+void back_to_schema_19(std::string const& path) {
+    exec_sql(path, R"sql(
+DROP INDEX failures_by_credential;
+PRAGMA user_version = 19;
+)sql");
+}
+
 /** Turns a current file back into schema 18: every ended delivery in the time index, inbound
  *  ones too (migration 19). */
 void back_to_schema_18(std::string const& path) {
+    back_to_schema_19(path);
     exec_sql(path, R"sql(
 DROP INDEX deliveries_ended;
 CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at) WHERE last_attempt_at IS NOT NULL;
@@ -1819,6 +1828,37 @@ TEST(sqlite_store, ended_inbound_deliveries_are_found_by_their_ids_and_kept_out_
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
     check(*s);
+}
+
+// Migration 20: a credential's failures are found through their own index, so the rotation
+// worker's check for an open one reads that credential's failures, not the tenant's.
+TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_index) {
+    temp_dir dir;
+    auto const path = dir.file("integration.db");
+    auto ctx = request_context::for_tenant("t1");
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            for (auto const* cred : {"cred-a", "cred-b", "cred-a"}) {
+                auto f = must(failures::integration_failure::record(
+                    ctx, system_clock::instance().now(), failures::failure_source::credential_rotation, cred, "prov-1",
+                    {failures::failure_category::auth, "rotation_required", "rotate it", failures::next_action::escalate, {}}));
+                if (auto r = uow.failures().save(f); !r) return r;
+            }
+            return {};
+        }));
+    }
+    back_to_schema_19(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.failures().list({.credential_id = "cred-a"}, {})).items.size(), 2u);
+        EXPECT_EQ(must(uow.failures().list({.unresolved_only = true, .credential_id = "cred-b"}, {})).items.size(), 1u);
+        return {};
+    }));
+    EXPECT_NE(query_plan(path, "SELECT failure_id FROM failures WHERE tenant_id = 't1' AND credential_id = 'cred-a'")
+                  .find("failures_by_credential"),
+              std::string::npos);
 }
 
 /** A reference host's former host.db, as the host made it. */

@@ -154,6 +154,7 @@ struct failure_query {
     std::optional<std::string> run_id;
     std::optional<std::string> delivery_id;
     bool unresolved_only = false;
+    std::optional<std::string> credential_id;  ///< A credential's rotation and refresh failures.
 };
 
 /** IntegrationFailureRepository. */

@@ -27,7 +27,7 @@ struct rotation_worker_options {
     /** Builds the verifier (usually the connection's health check) for a credential. */
     std::function<verifier(request_context const&, integration_credential const&)> verifier_for;
     std::chrono::hours default_notice{24 * 7};  ///< Notice when a credential has no rotationPolicy.
-    std::size_t batch = 100;                    ///< Credentials examined per tenant per sweep.
+    std::size_t batch = 100;                    ///< Credentials read per page; a sweep reads every page of each tenant.
 };
 
 /** What one sweep did. */

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 19> migrations{
+constexpr std::array<char const*, 20> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -341,6 +341,11 @@ SELECT 1;
 DROP INDEX deliveries_ended;
 CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at)
   WHERE last_attempt_at IS NOT NULL AND direction = 'Outbound';
+)sql",
+    // 20: a credential's failures (the rotation worker raises one per credential and looks for it
+    // first) are found by the credential, where a tenant with many open failures hid it.
+    R"sql(
+CREATE INDEX failures_by_credential ON failures(tenant_id, credential_id, failure_id) WHERE credential_id IS NOT NULL;
 )sql",
 };
 

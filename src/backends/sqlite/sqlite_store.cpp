@@ -740,6 +740,7 @@ public:
         std::vector<value> binds;
         add_filter(where, binds, "run_id", q.run_id);
         add_filter(where, binds, "delivery_id", q.delivery_id);
+        add_filter(where, binds, "credential_id", q.credential_id);
         if (q.unresolved_only) where += where.empty() ? "resolved_at IS NULL" : " AND resolved_at IS NULL";
         return r_.list(where, binds, p);
     }
