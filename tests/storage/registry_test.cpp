@@ -92,6 +92,41 @@ TEST_F(registry_test, a_connection_naming_an_unknown_credential_is_refused) {
     EXPECT_EQ(r.error(), errc::not_found);
 }
 
+// A credential goes only to its own provider's vendor: a connection of another provider, a
+// credential bound to another connection and a revoked one are refused, naming why.
+TEST_F(registry_test, a_connection_may_use_only_a_live_credential_of_its_own_provider) {
+    auto active = [&](std::string key) {
+        auto p = must(registry_.register_provider(ctx_, provider_spec(key)));
+        must(registry_.activate_client(ctx_, must(registry_.register_client(ctx_, p.id(), client_spec("C." + key))).id()));
+        return must(registry_.activate_provider(ctx_, p.id()));
+    };
+    auto mine = active("mine"), other = active("other");
+    auto save = [&](std::string const& provider_id, std::optional<std::string> connection_id, bool revoked) {
+        auto spec = credential_spec(provider_id);
+        spec.connection_id = std::move(connection_id);
+        auto c = must(credentials::integration_credential::create(ctx_, clock_.now(), spec));
+        if (revoked) must(c.revoke("leaked", clock_.now()));
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().save(c); }));
+        return c.id();
+    };
+    auto with = [&](std::string const& credential_id) {
+        auto spec = connection_spec();
+        spec.credential_id = credential_id;
+        return connections_.create(ctx_, mine.id(), spec);
+    };
+    auto foreign = with(save(other.id(), std::nullopt, false));
+    ASSERT_FALSE(foreign);
+    EXPECT_EQ(foreign.error(), errc::invalid_argument);
+    EXPECT_NE(foreign.error().detail().find("belongs to provider " + other.id()), std::string::npos) << foreign.error().detail();
+    auto bound = with(save(mine.id(), "conn-01JD3Q8V6X4T2M9R5B7N1K0FZC", false));
+    ASSERT_FALSE(bound);
+    EXPECT_NE(bound.error().detail().find("belongs to connection conn-01JD3Q8V6X4T2M9R5B7N1K0FZC"), std::string::npos);
+    auto revoked = with(save(mine.id(), std::nullopt, true));
+    ASSERT_FALSE(revoked);
+    EXPECT_EQ(revoked.error(), errc::invalid_state);
+    must(with(save(mine.id(), std::nullopt, false)));
+}
+
 TEST_F(registry_test, key_and_assembly_uniqueness_give_clear_errors) {
     must(registry_.register_provider(ctx_, provider_spec("dup")));
     auto again = registry_.register_provider(ctx_, provider_spec("dup"));
