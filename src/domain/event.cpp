@@ -1,4 +1,5 @@
 #include <integration/core/id.hpp>
+#include <integration/core/utf8.hpp>
 #include <integration/domain/event.hpp>
 
 #include <boost/json/serialize.hpp>
@@ -83,6 +84,10 @@ std::string serialize_envelope(event_envelope const& e, envelope_fields fields) 
     out += ",\"data\":";
     out += boost::json::serialize(e.data);
     out += '}';
+    // Text from outside (a vendor's header, an inbound payload's field) may not be UTF-8, which
+    // no JSON reader takes back: the stored event could then never be published. Every byte
+    // outside ASCII is inside a string here, so replacing what is not UTF-8 keeps the JSON whole.
+    if (!is_valid_utf8(out)) out = utf8_excerpt(out, std::string::npos);
     return out;
 }
 

@@ -4,6 +4,8 @@
 #include "../detail/thread_name.hpp"
 #include "../detail/validate.hpp"
 
+#include <integration/core/utf8.hpp>
+
 #include <boost/json.hpp>
 
 #include <algorithm>
@@ -43,7 +45,8 @@ std::vector<std::pair<std::string, std::string>> pairs_from_json(boost::json::va
 std::optional<std::string> external_ref(std::optional<http::response> const& last) {
     if (!last) return std::nullopt;
     auto id = http::find_header(last->headers, "X-Resource-Id");
-    return id.empty() ? std::nullopt : std::optional<std::string>(id);
+    // The vendor's text, shown in answers and events: valid UTF-8, and bounded.
+    return id.empty() ? std::nullopt : std::optional<std::string>(utf8_excerpt(id, 256));
 }
 
 run_service_options with_defaults(run_service_options o) {

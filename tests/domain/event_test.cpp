@@ -21,5 +21,23 @@ TEST(event_envelope, serialize_envelope_writes_the_same_document_as_the_dom) {
     EXPECT_EQ(text, boost::json::serialize(to_json(env)));
 }
 
+// Text from outside that is not UTF-8 (a vendor's header copied into an event) is stored as
+// U+FFFD: the stored envelope is always JSON that a reader takes back, so the event can be
+// published instead of being parked as corrupt.
+TEST(event_envelope, text_that_is_not_utf8_is_stored_as_replacement_characters) {
+    auto ctx = request_context::for_tenant("t-1", "alice");
+    ctx.correlation_id = "corr\xff";
+    boost::json::object data{{"externalRef", "ab\xff\xfe" "cd"}, {"ok", "caf\xc3\xa9"}};
+    auto env = events::make_envelope({std::string(events::event_type::run_completed), data}, ctx, "IntegrationRun", "run-1",
+                                     "t-1", 7, std::chrono::system_clock::now());
+    auto text = events::serialize_envelope(env);
+    boost::system::error_code ec;
+    auto back = boost::json::parse(text, ec);
+    ASSERT_FALSE(ec) << ec.message() << ": " << text;
+    EXPECT_EQ(back.at("data").at("externalRef").as_string(), "ab\xef\xbf\xbd\xef\xbf\xbd" "cd");
+    EXPECT_EQ(back.at("data").at("ok").as_string(), "caf\xc3\xa9");
+    EXPECT_EQ(back.at("correlationId").as_string(), "corr\xef\xbf\xbd");
+}
+
 }  // namespace
 }  // namespace integration::testing

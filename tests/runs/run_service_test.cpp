@@ -1,6 +1,7 @@
 #include <integration/backends/filesystem/filesystem_blob_store.hpp>
 #include <integration/backends/curl/curl_transport.hpp>
 #include <integration/services/run_service.hpp>
+#include <integration/core/utf8.hpp>
 
 #include "support/credential_world.hpp"
 #include "support/credential_doubles.hpp"
@@ -293,6 +294,19 @@ TEST_F(run_service_test, a_run_calls_the_vendor_with_credentials_and_records_eve
         return {};
     }));
     EXPECT_EQ(must(store_->pending_events(100)).back().envelope.event_type, "IntegrationRunCompleted");
+}
+
+// A vendor's X-Resource-Id that is not UTF-8 (or is huge) becomes the run's externalRef as valid,
+// bounded text: the run's answer and its IntegrationRunCompleted event stay readable.
+TEST_F(run_service_test, a_vendor_resource_id_that_is_not_utf8_is_kept_as_valid_text) {
+    start({reply(201, "{}", "X-Resource-Id: ab\xff" "cd" + std::string(1000, 'x') + "\r\n")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    ASSERT_TRUE(out.run.data().external_ref);
+    EXPECT_TRUE(is_valid_utf8(*out.run.data().external_ref));
+    EXPECT_TRUE(out.run.data().external_ref->starts_with("ab\xef\xbf\xbd" "cd")) << *out.run.data().external_ref;
+    EXPECT_LE(out.run.data().external_ref->size(), 256u);
+    auto pending = must(store_->pending_events(100));
+    EXPECT_FALSE(pending.empty());
 }
 
 TEST_F(run_service_test, transient_failures_are_retried_on_the_backoff_schedule) {
