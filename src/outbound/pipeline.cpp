@@ -287,6 +287,14 @@ std::optional<milliseconds> retry_policy::judge(result<response>& res, int n, re
         call.failure->error_code = "cancelled";
         call.failure->next_action = failures::next_action::dead_letter;
         call.failure->next_attempt_at.reset();
+    } else if (!res && call.credential_unresolved && call.failure && res.error() != errc::unavailable &&
+               res.error() != errc::timeout) {
+        // Revoked, gone, or refused by its token endpoint: the credential fails the same way at
+        // every attempt until someone mends it.
+        call.failure->category = failures::failure_category::auth;
+        call.failure->error_code = "credential_unusable";
+        call.failure->next_action = failures::next_action::escalate;
+        call.failure->next_attempt_at.reset();
     }
     if (call.on_attempt) call.on_attempt({n, &res, call.sent, call.failure, attempt_start, now});
     if (!call.failure || call.failure->next_action != failures::next_action::retry || n >= o.max_attempts) return std::nullopt;
@@ -299,6 +307,7 @@ result<response> retry_policy::send(request& r, next_policy next, call_context& 
     for (int n = 1;; ++n) {
         auto const attempt_start = clock_.now();
         call.sent = false;
+        call.credential_unresolved = false;
         auto res = next.send(r, call);
         if (call.stopped) return res;
         auto wait = judge(res, n, o, first_start, attempt_start, call);
@@ -328,6 +337,7 @@ void retry_policy::attempt(std::shared_ptr<pending> p) {
     ++p->n;
     p->attempt_start = clock_.now();
     p->call.sent = false;
+    p->call.credential_unresolved = false;
     auto const next = p->next;
     auto& r = p->r;
     auto& call = p->call;

@@ -309,6 +309,24 @@ TEST_F(run_service_test, a_vendor_resource_id_that_is_not_utf8_is_kept_as_valid_
     EXPECT_FALSE(pending.empty());
 }
 
+// A revoked credential fails every attempt the same way: the run fails at once as Auth, for a
+// human to mend (escalate), and is neither retried nor left Running for the retry worker.
+TEST_F(run_service_test, a_revoked_credential_fails_the_run_at_once_for_a_human) {
+    start({reply(200, "ok")});
+    auto conn = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.connections().find(connection_id_); }));
+    must(credentials_.revoke(ctx_, *conn.data().credential_id, "leaked"));
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(out.run.data().attempts, 1);
+    EXPECT_TRUE(vendor_->requests().empty());
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().category, failures::failure_category::auth);
+    EXPECT_EQ(f[0].data().error_code, "credential_unusable");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+    EXPECT_TRUE(slept_.empty()) << "a revoked credential was retried";
+}
+
 TEST_F(run_service_test, transient_failures_are_retried_on_the_backoff_schedule) {
     start({reply(503), reply(502), reply(200, "ok")});
     auto out = must(runs_->execute(ctx_, send_sms()));
