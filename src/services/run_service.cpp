@@ -276,6 +276,9 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
         auto it = r.input.path_params.find(name);
         if (close == std::string::npos || it == r.input.path_params.end())
             return error{errc::invalid_argument, "input.pathParams." + name + " is required by " + r.operation + " (" + tpl + ")"};
+        if (it->second.empty())
+            return error{errc::invalid_argument, "input.pathParams." + name + " is empty: a path parameter is one segment of " +
+                                                     tpl + ", and an empty one would call another resource"};
         if (it->second == "." || it->second == "..")
             return error{errc::invalid_argument, "input.pathParams." + name + " must not be \"" + it->second +
                                                      "\": a path parameter is one segment of " + tpl +

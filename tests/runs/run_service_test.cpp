@@ -703,7 +703,8 @@ TEST_F(run_service_test, a_query_parameter_named_like_a_query_placed_key_is_refu
 
 TEST_F(run_service_test, a_path_parameter_is_one_encoded_segment_and_dot_segments_are_refused) {
     start({reply(200, "ok")});
-    for (std::string value : {".", ".."}) {
+    // An empty one is refused too: /accounts//messages (or /contacts/ for /contacts/{id}) is another resource.
+    for (std::string value : {".", "..", ""}) {
         auto request = send_sms();
         request.input.path_params["account"] = value;
         auto out = runs_->execute(ctx_, request);
