@@ -30,6 +30,10 @@ result<void> validate_request(new_credential const& s) {
             if (s.api_key->in != "header" && s.api_key->in != "query")
                 return error{errc::invalid_argument, "apiKey.in must be \"header\" or \"query\""};
             if (auto r = detail::require_text(s.api_key->name, "apiKey.name", 128); !r) return r;
+            // Refused now, not at the first call: a header the transport would refuse to send.
+            if (s.api_key->in == "header")
+                if (auto r = http::check_header_field(s.api_key->name, s.api_key->prefix); !r)
+                    return error{errc::invalid_argument, "apiKey: " + r.error().detail()};
         }
         return {};
     case auth_mode::oauth2_client_credentials:
@@ -95,6 +99,8 @@ std::string scheme_of(integration_credential const& c) {
 
 result<integration_credential> credential_service::create(request_context const& ctx, new_credential spec) {
     if (auto r = validate_request(spec); !r) return r.error();
+    if (spec.expires_at && *spec.expires_at <= clock_.now())
+        return error{errc::invalid_argument, "expiresAt " + format_time(*spec.expires_at) + " has passed; a credential must expire later"};
     if (spec.scheme) {
         std::shared_lock lock(schemes_mutex_);
         if (!schemes_.contains(*spec.scheme))
@@ -140,6 +146,8 @@ result<integration_credential> credential_service::rotate(request_context const&
                                                           secret_bytes new_secret, verifier const& verify,
                                                           std::optional<time_point> new_expires_at) {
     if (new_secret.empty()) return error{errc::invalid_argument, "the new secret must not be empty"};
+    if (new_expires_at && *new_expires_at <= clock_.now())
+        return error{errc::invalid_argument, "expiresAt " + format_time(*new_expires_at) + " has passed; the new version must expire later"};
     auto current = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
         return uow.credentials().find(credential_id);
     });

@@ -88,6 +88,18 @@ TEST_F(credential_service_test, bad_requests_are_refused_and_leave_nothing_behin
               errc::invalid_argument);
     auto unknown = service_.create(ctx_, {.provider_id = "prov-01JD3Q8V6X4T2M9R5B7N1K0FZC", .secret = secret_bytes("x")});
     EXPECT_EQ(unknown.error(), errc::not_found);
+    // A header the transport would never send, and an expiry that has passed, are refused now
+    // rather than at the first call.
+    for (auto const& placement : {credentials::api_key_placement{.name = "Bad Name"}, credentials::api_key_placement{.name = "Host"},
+                                  credentials::api_key_placement{.name = "Content-Length"},
+                                  credentials::api_key_placement{.name = "X-Api-Key", .prefix = "Key\r\nX-Injected: 1 "}}) {
+        auto bad = service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("x"), .api_key = placement});
+        ASSERT_FALSE(bad) << placement.name;
+        EXPECT_EQ(bad.error(), errc::invalid_argument) << placement.name;
+    }
+    auto expired = service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("x"), .expires_at = clock_.now() - std::chrono::seconds(1)});
+    ASSERT_FALSE(expired);
+    EXPECT_NE(expired.error().detail().find("has passed"), std::string::npos) << expired.error().detail();
     auto other = request_context::for_tenant("t2", "mallory");
     EXPECT_EQ(service_.create(other, {.provider_id = provider_id_, .secret = secret_bytes("x")}).error(), errc::not_found);
     std::size_t stored = 0;
