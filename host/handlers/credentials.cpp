@@ -104,6 +104,15 @@ void add_credential_routes(router& r, services& s) {
         auto id = optional_string(*body, "credentialId");
         if (!id) return id.error();
         if (!*id) return error{errc::invalid_argument, "credentialId is required"};
+        // A rotation changes the secret only: any other setting would be ignored, so it is refused.
+        if (auto* o = body->if_contains("oauth2"); o && !o->is_null()) {
+            if (!o->is_object()) return error{errc::invalid_argument, "oauth2 must be an object"};
+            for (auto const& kv : o->as_object())
+                if (kv.key() != "clientSecret")
+                    return error{errc::invalid_argument, "oauth2." + std::string(kv.key()) +
+                                                             " cannot be rotated: a rotation replaces the secret only; "
+                                                             "create a new credential for other settings"};
+        }
         auto secret = take_secret(*body, true);
         if (!secret) return secret.error();
         std::optional<time_point> expires;

@@ -406,6 +406,14 @@ TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
     // Rotation: the vendor's health check checks the key, so the new key is verified against it
     // before it is activated, and runs use it from then on.
     vendor_->accept("sk_live_ROTATED_987654321");
+    // A rotation replaces the secret only: another setting it would ignore is refused, naming it.
+    for (auto const& oauth2 : {json::value(json::object{{"tokenUrl", "http://127.0.0.1:1/token2"}, {"clientSecret", "x"}}),
+                               json::value("garbage")}) {
+        auto ignored = a().post("/integrations/credentials/rotate",
+                                json::object{{"credentialId", t.credential_id}, {"secret", "sk_live_ROTATED_987654321"}, {"oauth2", oauth2}});
+        EXPECT_EQ(ignored.status, 400) << ignored.body;
+        EXPECT_NE(ignored.body.find("oauth2"), std::string::npos) << ignored.body;
+    }
     auto checks_before = vendor_->requests_for("GET /health").size();
     auto rotated = a().post("/integrations/credentials/rotate", json::object{{"credentialId", t.credential_id}, {"secret", "sk_live_ROTATED_987654321"}});
     ASSERT_EQ(rotated.status, 200) << rotated.body;
