@@ -409,36 +409,10 @@ TEST_F(credential_outbound_test, any_expires_in_a_token_endpoint_sends_gives_a_b
     }
 }
 
-/** A secret store that runs a hook once, right after a `get` read its secret. */
-class hooked_store final : public credentials::secret_store {
-public:
-    explicit hooked_store(credentials::secret_store& inner) : inner_(inner) {}
-    std::function<void()> after_get;
-    std::string const& name() const noexcept override { return inner_.name(); }
-    result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
-        return inner_.put(t, n, v);
-    }
-    result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override {
-        auto out = inner_.get(t, r);
-        if (auto hook = std::exchange(after_get, nullptr)) hook();
-        return out;
-    }
-    result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
-        return inner_.versions(t, n);
-    }
-    result<void> disable(std::string const& t, credentials::secret_ref const& r) override { return inner_.disable(t, r); }
-    result<void> soft_delete(std::string const& t, std::string const& n) override { return inner_.soft_delete(t, n); }
-    result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
-    result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
-
-private:
-    credentials::secret_store& inner_;
-};
-
 // A credential revoked while a resolve was reading it: that resolve may still use what it read,
 // but its material is not cached, so no later call uses the revoked credential.
 TEST_F(credential_outbound_test, material_read_while_its_credential_is_revoked_is_not_cached) {
-    hooked_store vault(*vault_);
+    switchable_vault vault(*vault_);
     credentials::credential_service service(*store_, vault, fp_, clock_, *transport_, loopback_, dns_);
     auto c = must(service.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("sk_revoked_midway"),
                                         .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}));

@@ -11,13 +11,18 @@
 
 #include <gtest/gtest.h>
 
+#include <functional>
+#include <utility>
+
 namespace integration::testing {
 
-/** Wraps a real secret store; while `down`, reads and writes fail as if it were unreachable. */
+/** Wraps a real secret store; while `down`, reads and writes fail as if it were unreachable.
+ *  `after_get` runs once, right after the next `get` read its secret. */
 class switchable_vault final : public credentials::secret_store {
 public:
     explicit switchable_vault(credentials::secret_store& inner) : inner_(inner) {}
     bool down = false;
+    std::function<void()> after_get;
     std::string const& name() const noexcept override { return inner_.name(); }
     result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
         if (down) return error{errc::unavailable, "vault unreachable"};
@@ -25,7 +30,9 @@ public:
     }
     result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override {
         if (down) return error{errc::unavailable, "vault unreachable"};
-        return inner_.get(t, r);
+        auto out = inner_.get(t, r);
+        if (auto hook = std::exchange(after_get, nullptr)) hook();
+        return out;
     }
     result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
         return inner_.versions(t, n);
