@@ -287,10 +287,11 @@ std::optional<milliseconds> retry_policy::judge(result<response>& res, int n, re
         call.failure->error_code = "cancelled";
         call.failure->next_action = failures::next_action::dead_letter;
         call.failure->next_attempt_at.reset();
-    } else if (!res && call.credential_unresolved && call.failure && res.error() != errc::unavailable &&
-               res.error() != errc::timeout) {
+    } else if (!res && call.credential_unresolved && call.failure &&
+               (res.error() == errc::invalid_state || res.error() == errc::not_found || res.error() == errc::forbidden)) {
         // Revoked, gone, or refused by its token endpoint: the credential fails the same way at
-        // every attempt until someone mends it.
+        // every attempt until someone mends it. (A refused destination stays Poison, and an
+        // endpoint that is down or slow stays Transient.)
         call.failure->category = failures::failure_category::auth;
         call.failure->error_code = "credential_unusable";
         call.failure->next_action = failures::next_action::escalate;
