@@ -1,4 +1,5 @@
 #include "crypto.hpp"
+#include "sync_folder.hpp"
 
 #include <integration/core/id.hpp>
 
@@ -364,10 +365,7 @@ result<void> write_private_file(std::string const& path, std::string_view conten
     // and lose the key file.
     auto slash = path.find_last_of('/');
     auto dir = slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : path.substr(0, slash);
-    int dfd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    bool synced = dfd >= 0 && ::fsync(dfd) == 0;
-    if (dfd >= 0) ::close(dfd);
-    if (!synced) return error{errc::secret_store_failure, "cannot sync the folder of " + path + ": " + std::strerror(errno)};
+    if (!detail::sync_folder(dir.c_str())) return error{errc::secret_store_failure, "cannot sync the folder of " + path + ": " + std::strerror(errno)};
     return {};
 }
 

@@ -35,15 +35,13 @@ result<std::size_t> retry_worker::sweep() {
             }
             if (claimed->empty()) break;
             auto const& f = claimed->front();
-            if (!taken.insert(f.id()).second) {  // still due after its resume: the next sweep tries again
-                (void)store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.failures().release(f.id(), options_.owner); });
-                break;
-            }
+            bool again = !taken.insert(f.id()).second;  // still due after its resume: the next sweep tries again
             // Deliveries, connections and credentials have their own workers; a run is ours.
-            if (f.data().source == failures::failure_source::run && f.data().run_id) {
+            if (!again && f.data().source == failures::failure_source::run && f.data().run_id) {
                 if (auto r = runs_.resume(ctx, *f.data().run_id); r) ++handled;
             }
             (void)store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.failures().release(f.id(), options_.owner); });
+            if (again) break;
         }
     }
     if (first_error) return *first_error;

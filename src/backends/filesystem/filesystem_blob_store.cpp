@@ -3,6 +3,7 @@
 
 #include "../../detail/deferred_flush.hpp"
 #include "../../detail/blob_keys.hpp"
+#include "../../detail/sync_folder.hpp"
 
 #include <fcntl.h>
 #include <unistd.h>
@@ -54,10 +55,10 @@ public:
         }
         // Durable means the names too: the file's entry in its folder, and each new folder's in
         // its parent, or a power loss may keep the commit that refers to the blob and lose it.
-        bool synced = sync_dir(parent);
+        bool synced = integration::detail::sync_folder(parent.c_str());
         if (!first_new.empty())
             for (auto p = parent; synced; p = p.parent_path()) {
-                synced = sync_dir(p.parent_path());
+                synced = integration::detail::sync_folder(p.parent_path().c_str());
                 if (p == first_new) break;
             }
         if (!synced) return error{errc::unavailable, "blob store: syncing the folders of " + path.string() + " failed: " + std::strerror(errno)};
@@ -103,14 +104,6 @@ private:
         auto key = detail::key_of(tenant, ref);
         if (!key) return key.error();
         return root_ / tenant / *key;
-    }
-
-    static bool sync_dir(fs::path const& dir) {
-        int fd = ::open(dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0) return false;
-        bool ok = ::fsync(fd) == 0;
-        ::close(fd);
-        return ok;
     }
 
     // One syncfs makes every deferred file (data, rename and new directories) durable at once.
