@@ -180,13 +180,18 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     c.io = io;
     c.offload = std::move(offload);
     c.params = std::move(m.params);
-    for (auto const& p : url->params()) c.query[p.key] = p.value;
+    std::optional<std::string> repeated;
+    for (auto const& p : url->params())
+        if (!c.query.emplace(p.key, p.value).second && !repeated) repeated = p.key;
     // Decoded path and query values end up in stored records, listings and errors, all JSON.
     for (auto const* values : {&c.params, &c.query})
         for (auto const& [name, value] : *values)
             if (!is_valid_utf8(name) || !is_valid_utf8(value))
                 return problem_from(error{errc::invalid_argument, "a path segment or query parameter is not UTF-8 "
                                                                   "once its percent-encoding is decoded"});
+    // `?status=Failed&status=Running` has no one meaning; a vendor's webhook URL is its own.
+    if (repeated && !m.options.vendor_webhook)
+        return problem_from(error{errc::invalid_argument, "query parameter `" + *repeated + "` is given more than once"});
     c.body = req.body();
     c.header = [&req](std::string_view name) {
         auto v = req[boost::beast::string_view(name.data(), name.size())];

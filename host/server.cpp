@@ -17,6 +17,7 @@
 #include <boost/beast/http/read.hpp>
 
 #include <algorithm>
+#include <cctype>
 #include <deque>
 #include <optional>
 #include <thread>
@@ -80,6 +81,31 @@ asio::ip::address client_of(asio::ip::address const& a) {
 }
 
 // Out of descriptors, buffers or memory: accepting again at once fails again at once.
+// A Host value as RFC 9110 7.2 defines it: uri-host [":" port], where uri-host is a reg-name
+// (unreserved, pct-encoded, sub-delims), a dotted IPv4 address (a reg-name's characters) or a
+// bracketed IP literal. Empty is allowed: a target without an authority has one.
+bool valid_host(std::string_view v) {
+    auto port_ok = [](std::string_view p) {
+        return p.size() <= 5 && std::all_of(p.begin(), p.end(), [](char c) { return c >= '0' && c <= '9'; });
+    };
+    if (!v.empty() && v.front() == '[') {
+        auto close = v.find(']');
+        if (close == std::string_view::npos || close < 3) return false;
+        auto literal = v.substr(1, close - 1);
+        if (!std::all_of(literal.begin(), literal.end(), [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) || c == ':' || c == '.'; }))
+            return false;
+        auto rest = v.substr(close + 1);
+        return rest.empty() || (rest.front() == ':' && port_ok(rest.substr(1)));
+    }
+    auto colon = v.rfind(':');
+    auto name = v.substr(0, colon);
+    if (colon != std::string_view::npos && !port_ok(v.substr(colon + 1))) return false;
+    static constexpr std::string_view extra = "-._~%!$&'()*+,;=";
+    return std::all_of(name.begin(), name.end(), [](char c) {
+        return std::isalnum(static_cast<unsigned char>(c)) || extra.find(c) != std::string_view::npos;
+    });
+}
+
 bool out_of_resources(beast::error_code ec) {
     namespace errc = boost::system::errc;
     return ec == errc::too_many_files_open || ec == errc::too_many_files_open_in_system ||
@@ -200,6 +226,13 @@ private:
         if (h.count(beast_http::field::content_length) && h.count(beast_http::field::transfer_encoding))
             return answer_and_close(problem(400, "bad-request", "Ambiguous message framing",
                                             "send either Content-Length or Transfer-Encoding, not both"));
+        // RFC 9112 3.2: an HTTP/1.1 request without Host, any request with two, or one whose
+        // value is not a host[:port] is answered 400; a proxy in front may route on it.
+        if (auto host = h.equal_range(beast_http::field::host);
+            (host.first == host.second && h.version() == 11) ||
+            (host.first != host.second && (std::next(host.first) != host.second || !valid_host(host.first->value()))))
+            return answer_and_close(problem(400, "bad-request", "Missing or invalid Host",
+                                            "send one Host header naming the host (and port) the request is for"));
         // The only transfer coding read is one `chunked` (RFC 9112 6.1, 6.3): any other list,
         // spelling or HTTP/1.0 would be framed another way by a server in front of this one.
         if (auto te = h.equal_range(beast_http::field::transfer_encoding); te.first != te.second) {

@@ -388,6 +388,14 @@ TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
     ASSERT_EQ(page2.status, 200);
     ASSERT_EQ(page2.json().at("items").as_array().size(), 1u);
     EXPECT_NE(str(page1.json().at("items").at(0), "runId"), str(page2.json().at("items").at(0), "runId"));
+    // A cursor no list handed out, or a filter given twice, has no one meaning: 400, not a guess.
+    auto bad_cursor = a().get("/integrations/runs?limit=1&cursor=zzz");
+    EXPECT_EQ(bad_cursor.status, 400) << bad_cursor.body;
+    EXPECT_NE(bad_cursor.body.find("cursor"), std::string::npos) << bad_cursor.body;
+    EXPECT_EQ(a().get("/integrations/runs?limit=1&cursor=" + t.connection_id).status, 400);
+    auto twice = a().get("/integrations/runs?status=Completed&status=Failed");
+    EXPECT_EQ(twice.status, 400) << twice.body;
+    EXPECT_NE(twice.body.find("`status` is given more than once"), std::string::npos) << twice.body;
     auto providers = a().get("/integrations/providers?limit=1");
     ASSERT_EQ(providers.status, 200);
     EXPECT_EQ(providers.json().at("items").as_array().size(), 1u);
@@ -770,6 +778,25 @@ TEST_F(host_e2e, errors_are_problem_details) {
     auto huge = parse_answer(raw_exchange(host_->port(),
         "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Big: " + std::string(20000, 'a') + "\r\n\r\n"));
     EXPECT_TRUE(huge.status == 431 || huge.status == 400) << huge.status;
+}
+
+// RFC 9112 3.2: a proxy in front may route on Host, so a request whose Host is missing, doubled
+// or not a host[:port] is refused rather than answered for whichever host the proxy guessed.
+TEST_F(host_e2e, a_missing_doubled_or_malformed_host_is_400) {
+    for (std::string const& fields : {std::string(""), std::string("Host: a\r\nHost: b\r\n"),
+                                      std::string("Host: a b\r\n"), std::string("Host: evil.test/path\r\n"),
+                                      std::string("Host: user@evil.test\r\n"), std::string("Host: x:99999999\r\n"),
+                                      std::string("Host: [::1\r\n")}) {
+        auto answer = parse_answer(raw_exchange(host_->port(), "GET /healthz HTTP/1.1\r\n" + fields + "\r\n"));
+        EXPECT_EQ(answer.status, 400) << fields;
+        EXPECT_NE(answer.body.find("Host"), std::string::npos) << answer.body;
+    }
+    for (std::string host : {"127.0.0.1:8080", "[::1]:80", "api.example.test", "", "xn--bcher-kva.example"}) {
+        auto answer = parse_answer(raw_exchange(host_->port(), "GET /healthz HTTP/1.1\r\nHost: " + host + "\r\nConnection: close\r\n\r\n"));
+        EXPECT_EQ(answer.status, 200) << host;
+    }
+    // HTTP/1.0 has no Host requirement.
+    EXPECT_EQ(parse_answer(raw_exchange(host_->port(), "GET /healthz HTTP/1.0\r\n\r\n")).status, 200);
 }
 
 TEST_F(host_e2e, keep_alive_and_pipelined_requests_answer_in_order) {

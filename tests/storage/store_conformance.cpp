@@ -420,6 +420,33 @@ TEST_P(store_conformance, keyset_pagination_walks_every_row_once_in_creation_ord
     });
 }
 
+// A cursor that no list handed out would page from wherever it sorts ("zzz" after every id,
+// "" before them): it is refused instead, so a caller's typo never reads as an empty last page.
+TEST_P(store_conformance, a_cursor_that_is_not_an_id_of_the_listed_kind_is_invalid_argument) {
+    auto g = seed_graph(*store_, a_, clock_.now());
+    read(a_, [&](unit_of_work& uow) -> result<void> {
+        for (std::string cursor : {std::string("zzz"), std::string("conn-"), g.provider_id, g.connection_id + "x"}) {
+            auto page = uow.connections().list({}, {.limit = 10, .cursor = cursor});
+            EXPECT_FALSE(page) << cursor;
+            if (!page) {
+                EXPECT_EQ(page.error(), errc::invalid_argument) << cursor;
+            }
+        }
+        auto runs = uow.runs().list({}, {.limit = 10, .cursor = g.connection_id});
+        EXPECT_FALSE(runs);
+        if (!runs) {
+            EXPECT_EQ(runs.error(), errc::invalid_argument);
+        }
+        // The id of a row of the listed kind is a cursor, whether or not it is still there.
+        auto ok = uow.connections().list({}, {.limit = 10, .cursor = new_id(id_prefix::connection, clock_.now() - std::chrono::hours(1))});
+        EXPECT_TRUE(ok) << (ok ? "" : ok.error().detail());
+        if (ok) {
+            EXPECT_EQ(ok->items.size(), 1u);
+        }
+        return {};
+    });
+}
+
 TEST_P(store_conformance, access_patterns_answer_the_seed_queries) {
     auto now = clock_.now();
     auto g = seed_graph(*store_, a_, now);

@@ -31,7 +31,8 @@
 
 namespace integration::storage {
 
-/** Keyset pagination: at most `limit` items after `cursor` (opaque; empty for the first page). */
+/** Keyset pagination: at most `limit` items after `cursor` (empty for the first page, else a
+ *  `next_cursor` of the same list; any other value is `errc::invalid_argument`). */
 struct page_request {
     std::size_t limit = 50;  ///< 1-500.
     std::string cursor;

@@ -73,25 +73,26 @@ struct table_info {
     char const* key;
     char const* aggregate_type;
     bool shared;
+    std::string_view id_prefix;
 };
 template <class A>
 constexpr table_info table_of{};
 template <>
-constexpr table_info table_of<providers::integration_provider>{"providers", "provider_id", "IntegrationProvider", true};
+constexpr table_info table_of<providers::integration_provider>{"providers", "provider_id", "IntegrationProvider", true, id_prefix::provider};
 template <>
-constexpr table_info table_of<providers::external_api_client>{"api_clients", "api_client_id", "ExternalApiClient", true};
+constexpr table_info table_of<providers::external_api_client>{"api_clients", "api_client_id", "ExternalApiClient", true, id_prefix::api_client};
 template <>
-constexpr table_info table_of<connections::integration_connection>{"connections", "connection_id", "IntegrationConnection", false};
+constexpr table_info table_of<connections::integration_connection>{"connections", "connection_id", "IntegrationConnection", false, id_prefix::connection};
 template <>
-constexpr table_info table_of<credentials::integration_credential>{"credentials", "credential_id", "IntegrationCredential", false};
+constexpr table_info table_of<credentials::integration_credential>{"credentials", "credential_id", "IntegrationCredential", false, id_prefix::credential};
 template <>
-constexpr table_info table_of<runs::integration_run>{"runs", "run_id", "IntegrationRun", false};
+constexpr table_info table_of<runs::integration_run>{"runs", "run_id", "IntegrationRun", false, id_prefix::run};
 template <>
-constexpr table_info table_of<failures::integration_failure>{"failures", "failure_id", "IntegrationFailure", false};
+constexpr table_info table_of<failures::integration_failure>{"failures", "failure_id", "IntegrationFailure", false, id_prefix::failure};
 template <>
-constexpr table_info table_of<webhooks::webhook_subscription>{"subscriptions", "subscription_id", "WebhookSubscription", false};
+constexpr table_info table_of<webhooks::webhook_subscription>{"subscriptions", "subscription_id", "WebhookSubscription", false, id_prefix::subscription};
 template <>
-constexpr table_info table_of<webhooks::webhook_delivery>{"deliveries", "delivery_id", "WebhookDelivery", false};
+constexpr table_info table_of<webhooks::webhook_delivery>{"deliveries", "delivery_id", "WebhookDelivery", false, id_prefix::delivery};
 
 using mapping::meta_columns;
 using mapping::meta_count;
@@ -245,7 +246,17 @@ public:
         return find_one(std::string(T.key) + " = ?", {id}, std::string(T.aggregate_type) + " " + id);
     }
 
+    /** A cursor is the last id of the page before: anything else would silently page from
+     *  wherever it sorts. */
+    static result<void> check_cursor(page_request const& p) {
+        if (!p.cursor.empty() && !is_valid_id(p.cursor, T.id_prefix))
+            return error{errc::invalid_argument, "cursor must be a nextCursor of this list, an id starting `" +
+                                                     std::string(T.id_prefix) + "-`"};
+        return {};
+    }
+
     result<page<A>> list(std::string where, std::vector<value> binds, page_request const& p) {
+        if (auto c = check_cursor(p); !c) return c.error();
         auto limit = clamp_limit(p.limit);
         if (!p.cursor.empty()) {
             where = where.empty() ? std::string(T.key) + " > ?" : "(" + where + ") AND " + T.key + " > ?";
@@ -259,6 +270,7 @@ public:
      *  joining them with OR reads and sorts every matching row of the tenant for each page. */
     result<page<A>> list_merged(std::span<std::string const> arms, std::string const& where, std::vector<value> const& binds,
                                 page_request const& p) {
+        if (auto c = check_cursor(p); !c) return c.error();
         auto limit = clamp_limit(p.limit);
         std::string sql;
         std::vector<value> all;
