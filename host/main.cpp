@@ -28,6 +28,14 @@ int serve(std::vector<std::string> const& args) {
         std::cerr << config.error().detail() << "\n";
         return 2;
     }
+    auto listening = host::listen_on(config->listen);
+    if (!listening) {
+        std::cerr << "cannot start: " << listening.error().message() << "\n";
+        return 1;
+    }
+    // With port 0, URLs the host hands out (inboundUrl, the OpenAPI servers) and the egress
+    // policy's own endpoint need the real one.
+    config->listen = listening->address();
     auto services = host::open_services(*config);
     if (!services) {
         std::cerr << "cannot start: " << services.error().message() << "\n";
@@ -38,11 +46,7 @@ int serve(std::vector<std::string> const& args) {
     boost::asio::thread_pool workers(s.config.workers);
     boost::asio::thread_pool executions(s.config.execution_threads);
     host::server server(s.config, app, workers, executions);
-    auto bound = server.start();
-    if (!bound) {
-        std::cerr << "cannot start: " << bound.error().message() << "\n";
-        return 1;
-    }
+    server.start(*listening);
     s.platform->start();
 
     // SIGTERM / SIGINT: stop accepting, let answers in progress be written, then return from run().
@@ -55,14 +59,8 @@ int serve(std::vector<std::string> const& args) {
     });
     std::signal(SIGPIPE, SIG_IGN);
 
-    auto address = bound->address().to_string();
-    if (bound->address().is_v6()) address = "[" + address + "]";
-    // With port 0, URLs the host hands out (inboundUrl, the OpenAPI servers) need the real one.
-    // No handler runs before ioc.run() below, so this write races with nothing.
-    s.config.listen = address + ":" + std::to_string(bound->port());
-    std::cout << "listening on http://" << address << ":" << bound->port() << std::endl;
-    host::log_event("info", "listening on http://" + address + ":" + std::to_string(bound->port()) + " with data in " +
-                                s.config.data);
+    std::cout << "listening on http://" << s.config.listen << std::endl;
+    host::log_event("info", "listening on http://" + s.config.listen + " with data in " + s.config.data);
 
     server.run();
     workers.join();

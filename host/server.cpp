@@ -493,8 +493,7 @@ void server::run() {
     for (auto& t : threads) t.join();
 }
 
-result<tcp::endpoint> server::start() {
-    auto const& listen = state_.config.listen;
+result<listener> listen_on(std::string const& listen) {
     auto colon = listen.rfind(':');
     if (colon == std::string::npos) return error{errc::invalid_argument, "--listen must be HOST:PORT, got '" + listen + "'"};
     auto host = listen.substr(0, colon);
@@ -510,14 +509,27 @@ result<tcp::endpoint> server::start() {
     }
     if (port > 65535) return error{errc::invalid_argument, "--listen port must be 0-65535"};
     tcp::endpoint endpoint{address, static_cast<unsigned short>(port)};
-    acceptor_.open(endpoint.protocol(), ec);
-    if (!ec) acceptor_.set_option(asio::socket_base::reuse_address(true), ec);
-    if (!ec) acceptor_.bind(endpoint, ec);
-    if (!ec) acceptor_.listen(asio::socket_base::max_listen_connections, ec);
+    asio::io_context ioc;
+    tcp::acceptor acceptor(ioc);
+    acceptor.open(endpoint.protocol(), ec);
+    if (!ec) acceptor.set_option(asio::socket_base::reuse_address(true), ec);
+    if (!ec) acceptor.bind(endpoint, ec);
+    if (!ec) acceptor.listen(asio::socket_base::max_listen_connections, ec);
     if (ec) return error{errc::unavailable, "cannot listen on " + listen + ": " + ec.message()};
-    auto bound = acceptor_.local_endpoint(ec);
+    auto bound = acceptor.local_endpoint(ec);
+    if (ec) return error{errc::unavailable, "cannot listen on " + listen + ": " + ec.message()};
+    return listener{acceptor.release(), bound};
+}
+
+std::string listener::address() const {
+    auto a = endpoint.address().to_string();
+    if (endpoint.address().is_v6()) a = "[" + a + "]";
+    return a + ":" + std::to_string(endpoint.port());
+}
+
+void server::start(listener l) {
+    acceptor_.assign(l.endpoint.protocol(), l.fd);
     accept();
-    return bound;
 }
 
 void server::accept() {

@@ -57,13 +57,24 @@ struct server_state {
     std::size_t evicted = 0;
 };
 
+/** A bound, listening socket. The host binds before it opens its services, so that the egress
+ *  policy knows the port to deny (`egress_policy::own_endpoints`) even when it was 0. */
+struct listener {
+    int fd = -1;
+    boost::asio::ip::tcp::endpoint endpoint;
+    /** `address:port` (IPv6 in brackets), as URLs and `--listen` spell it. */
+    std::string address() const;
+};
+/** Binds `listen` (`HOST:PORT`, port 0 picks one) and listens. */
+result<listener> listen_on(std::string const& listen);
+
 class server {
 public:
     server(serve_config const& config, application& app, boost::asio::thread_pool& workers,
            boost::asio::thread_pool& executions);
 
-    /** Binds and starts accepting; returns the bound endpoint (port 0 picks one). */
-    result<boost::asio::ip::tcp::endpoint> start();
+    /** Starts accepting on `l`, which the server then owns. */
+    void start(listener l);
     /** Runs the I/O threads, the calling one included, until `stop()` and every connection closed. */
     void run();
     /** Stops accepting; idle connections close, busy ones close after their current answer. */

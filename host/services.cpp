@@ -5,6 +5,10 @@
 
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netinet/in.h>
+
 #include <algorithm>
 #include <cctype>
 #include <filesystem>
@@ -82,6 +86,47 @@ result<std::unique_ptr<storage::store>> open_store(std::string const& data_dir) 
     return store;
 }
 
+namespace {
+
+// The sockets that reach this host's listener, which its own outbound calls must never reach,
+// even where the operator allow-listed their addresses (a loopback vendor beside the host).
+// `listen` carries the bound port. A wildcard listener is reached at every local address:
+// all of loopback and each interface's (an IPv6 one takes IPv4 too, being dual-stack).
+result<std::vector<net::own_endpoint>> own_endpoints(std::string const& listen) {
+    auto colon = listen.rfind(':');
+    auto host = listen.substr(0, colon);
+    if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+    auto port = static_cast<std::uint16_t>(std::stoul(listen.substr(colon + 1)));
+    auto own = net::ip_address::parse(host);
+    if (!own) return error{errc::invalid_argument, "--listen host must be an IP address, got '" + host + "'"};
+    std::vector<net::own_endpoint> out;
+    auto add = [&](std::string const& block) {
+        if (auto c = net::cidr::parse(block)) out.push_back({*c, port});
+    };
+    bool wildcard = std::all_of(own->bytes.begin(), own->bytes.begin() + (own->v6 ? 16 : 4), [](auto b) { return b == 0; });
+    if (!wildcard) {
+        add(host);
+        return out;
+    }
+    add("127.0.0.0/8");
+    if (own->v6) add("::1");
+    ifaddrs* list = nullptr;
+    if (::getifaddrs(&list) != 0) return error{errc::unavailable, "cannot list this machine's addresses (getifaddrs)"};
+    for (auto* i = list; i; i = i->ifa_next) {
+        if (!i->ifa_addr) continue;
+        char text[INET6_ADDRSTRLEN] = {};
+        if (i->ifa_addr->sa_family == AF_INET)
+            ::inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(i->ifa_addr)->sin_addr, text, sizeof text);
+        else if (i->ifa_addr->sa_family == AF_INET6 && own->v6)
+            ::inet_ntop(AF_INET6, &reinterpret_cast<sockaddr_in6*>(i->ifa_addr)->sin6_addr, text, sizeof text);
+        if (text[0] && (own->v6 || i->ifa_addr->sa_family == AF_INET)) add(text);
+    }
+    ::freeifaddrs(list);
+    return out;
+}
+
+}  // namespace
+
 result<std::unique_ptr<services>> open_services(serve_config config) {
     auto s = std::make_unique<services>();
 
@@ -92,14 +137,8 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
         if (!c) return error{errc::invalid_argument, "--egress-allow " + text + ": " + c.error().detail()};
         s->egress.allow.push_back(*c);
     }
-    // The host must not call itself, unless the operator allowed its address on purpose.
-    auto host_part = config.listen.substr(0, config.listen.rfind(':'));
-    if (host_part.size() > 2 && host_part.front() == '[') host_part = host_part.substr(1, host_part.size() - 2);
-    if (auto own = net::ip_address::parse(host_part)) {
-        bool allowed = false;
-        for (auto const& c : s->egress.allow) allowed = allowed || c.contains(*own);
-        if (!allowed) s->egress.own_addresses.push_back(*own);
-    }
+    if (auto own = own_endpoints(config.listen); !own) return own.error();
+    else s->egress.own_endpoints = std::move(*own);
 
     // A run ends Completed or Failed within the request unless its next attempt would start past
     // --run-deadline-ms: then it stays Running (202) and the retry worker continues it, so no

@@ -135,16 +135,6 @@ bool allow_listed(std::vector<cidr> const& allow, ip_address const& a) {
                        [&](cidr const& c) { return c.contains(a) || (inner && c.contains(inner->inner)); });
 }
 
-bool same_destination(ip_address const& x, ip_address const& y) {
-    if (x == y)
-        return true;
-    auto const ux = unwrap_v4(x);
-    auto const uy = unwrap_v4(y);
-    auto const& ex = ux ? ux->inner : x;
-    auto const& ey = uy ? uy->inner : y;
-    return ex == ey;
-}
-
 bool is_digit(char c) { return c >= '0' && c <= '9'; }
 bool is_hex_digit(char c) { return is_digit(c) || (c >= 'a' && c <= 'f') || (c >= 'A' && c <= 'F'); }
 
@@ -308,15 +298,19 @@ std::optional<ip_address> parse_numeric_ipv4(std::string_view host) {
     return a;
 }
 
-result<void> egress_policy::check_address(ip_address const& a) const {
-    for (auto const& own : own_addresses)
-        if (same_destination(a, own))
+result<void> egress_policy::check_endpoint(ip_address const& a, std::uint16_t port) const {
+    auto inner = unwrap_v4(a);
+    for (auto const& own : own_endpoints)
+        if (own.port == port && (own.addresses.contains(a) || (inner && own.addresses.contains(inner->inner))))
             return error{errc::egress_denied,
-                         "egress to " + a.to_string() +
-                             " is denied: it is one of this host's own listening addresses, which the "
-                             "egress allow-list (--egress-allow) cannot override; call the service directly "
+                         "egress to " + a.to_string() + ":" + std::to_string(port) +
+                             " is denied: it is this host's own listening socket, which the egress "
+                             "allow-list (--egress-allow) cannot override; call the service directly "
                              "instead of through an outbound request"};
+    return check_address(a);
+}
 
+result<void> egress_policy::check_address(ip_address const& a) const {
     if (allow_listed(allow, a))
         return {};
 
@@ -428,7 +422,7 @@ result<destination> egress_policy::parse_destination(std::string_view url) const
     }
 
     if (literal) {
-        if (auto r = check_address(*literal); !r)
+        if (auto r = check_endpoint(*literal, port_of(port_text, http)); !r)
             return r.error();
         if (http && !allow_listed(allow, *literal))
             return error{errc::egress_denied,
@@ -468,7 +462,7 @@ result<destination> egress_policy::check_destination(std::string_view url, resol
     // get the loopback one used later. The error never names the answer: a caller who chose the
     // name must not learn which internal address it leads to.
     for (auto const& a : *answers) {
-        if (!check_address(a))
+        if (!check_endpoint(a, d->port))
             return error{errc::egress_denied,
                          "egress to " + d->host +
                              " is refused by the egress policy: the name resolves to an address in a "

@@ -649,6 +649,47 @@ TEST(host_outbound, literal_address_tricks_reach_nothing_on_any_outbound_path) {
     for (auto const& text : answers) EXPECT_EQ(text.find(client_secret), std::string::npos) << text;
 }
 
+// The walkthrough's set-up: the operator allow-lists 127.0.0.1 for a vendor beside the host, and
+// the host listens on 127.0.0.1 too. Its own listener stays refused (a tenant must not make it
+// call its own API with a key it was given), while the vendor on another port is reachable.
+TEST(host_outbound, the_host_never_calls_its_own_listener_even_when_its_address_is_allow_listed) {
+    scratch_dir dir("self");
+    auto key = create_key(dir.string(), "tenant-a");
+    std::string redirect_to;
+    std::mutex redirect_mutex;
+    keep_alive_server vendor([&](received_request const& r) {
+        if (r.target != "/go") return http_answer_bytes(200, "{}");
+        std::lock_guard lock(redirect_mutex);
+        return http_answer_bytes(302, "{}", "Location: " + redirect_to + "\r\n");
+    });
+    host_process host(dir.string(), {"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3"});
+    api a(host.port(), key);
+    auto self = "http://127.0.0.1:" + std::to_string(host.port());
+    auto own = a.post("/integrations/providers",
+                      json::object{{"key", "self"}, {"displayName", "t"}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+                                   {"baseUrl", self}, {"capabilities", json::array{"go"}}});
+    EXPECT_TRUE(own.status == 400 || own.status == 422) << own.body;
+    EXPECT_NE(own.body.find("own listening socket"), std::string::npos) << own.body;
+    auto sub = a.post("/webhooks/subscriptions", json::object{{"projectId", "p"}, {"eventType", "order.*"},
+                                                             {"endpointUrl", self + "/integrations/providers"}});
+    EXPECT_TRUE(sub.status == 400 || sub.status == 422) << sub.body;
+
+    auto beside = provider_with(a, "beside", "http://127.0.0.1:" + std::to_string(vendor.port()), {op("go", "POST", "/go")});
+    auto connection = active_connection(a, beside, api_key_credential(a, beside, "api-key-self"));
+    for (auto const& target : {self + "/integrations/providers", "http://127.1:" + std::to_string(host.port()) + "/healthz"}) {
+        {
+            std::lock_guard lock(redirect_mutex);
+            redirect_to = target;
+        }
+        auto r = run(a, connection, "go", {{"body", "{}"}});
+        ASSERT_EQ(r.status, 201) << r.body;
+        EXPECT_EQ(str(r.json(), "status"), "Failed") << r.body;
+        EXPECT_EQ(str(failure_of(a, r), "errorCode"), "egress_denied") << target;
+    }
+    // Nothing reached the host but the test's own requests: no run called /healthz or the API.
+    EXPECT_EQ(host.log().find("\"path\":\"/healthz\""), std::string::npos);
+}
+
 TEST(host_outbound, a_malformed_hosts_file_stops_the_host_with_its_line) {
     scratch_dir dir("hosts-file");
     auto path = (dir.path() / "hosts").string();

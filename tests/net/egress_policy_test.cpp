@@ -265,7 +265,7 @@ INSTANTIATE_TEST_SUITE_P(reference, bracketed_trick,
 // Operator allow-list and the host's own addresses
 
 TEST(allow_list_test, lets_a_private_block_through) {
-    egress_policy const policy{.allow = {block("10.20.0.0/16"), block("fd00:1::/32")}, .own_addresses = {}};
+    egress_policy const policy{.allow = {block("10.20.0.0/16"), block("fd00:1::/32")}};
     EXPECT_TRUE(policy.check_address(ip("10.20.1.2")));
     EXPECT_TRUE(policy.check_address(ip("::ffff:10.20.1.2")));
     EXPECT_TRUE(policy.check_address(ip("fd00:1::5")));
@@ -275,7 +275,7 @@ TEST(allow_list_test, lets_a_private_block_through) {
 }
 
 TEST(allow_list_test, only_forms_that_reach_an_allowed_ipv4_address_are_allowed_with_it) {
-    egress_policy const policy{.allow = {block("127.0.0.1/32"), block("10.20.0.0/16")}, .own_addresses = {}};
+    egress_policy const policy{.allow = {block("127.0.0.1/32"), block("10.20.0.0/16")}};
     // Mapped, compatible and NAT64 forms reach the IPv4 address itself.
     for (auto a : {"::ffff:127.0.0.1", "::ffff:10.20.1.2", "64:ff9b::a14:102"}) EXPECT_TRUE(policy.check_address(ip(a))) << a;
     // 6to4 and Teredo go to a relay elsewhere, never to the address they carry: allowing 127.0.0.1
@@ -288,7 +288,7 @@ TEST(allow_list_test, only_forms_that_reach_an_allowed_ipv4_address_are_allowed_
 }
 
 TEST(allow_list_test, http_is_allowed_only_for_allow_listed_literals) {
-    egress_policy const policy{.allow = {block("10.20.0.0/16"), block("fd00:1::/32")}, .own_addresses = {}};
+    egress_policy const policy{.allow = {block("10.20.0.0/16"), block("fd00:1::/32")}};
     EXPECT_TRUE(policy.check_url("http://10.20.1.2:8080/hook"));
     EXPECT_TRUE(policy.check_url("http://10.20.258/hook"));  // 10.20.1.2 in inet_aton form
     EXPECT_TRUE(policy.check_url("http://[fd00:1::5]/hook"));
@@ -310,25 +310,36 @@ TEST(allow_list_test, without_an_allow_list_http_is_refused) {
     EXPECT_TRUE(r.error() == errc::egress_denied);
 }
 
-TEST(own_addresses_test, are_denied_even_when_allow_listed) {
-    egress_policy const policy{.allow = {block("10.0.0.0/8"), block("0.0.0.0/0")},
-                               .own_addresses = {ip("10.0.0.5"), ip("93.184.216.34"), ip("2606:4700::5")}};
-    for (auto text : {"10.0.0.5", "::ffff:10.0.0.5", "93.184.216.34", "2606:4700::5", "64:ff9b::a00:5"}) {
-        auto const r = policy.check_address(ip(text));
+TEST(own_endpoints_test, are_denied_even_when_allow_listed) {
+    egress_policy const policy{.allow = {block("10.0.0.0/8"), block("0.0.0.0/0"), block("2606:4700::/32")},
+                               .own_endpoints = {{block("10.0.0.5"), 8080}, {block("93.184.216.34"), 443},
+                                                 {block("2606:4700::5"), 443}}};
+    for (auto [text, port] : std::initializer_list<std::pair<char const*, std::uint16_t>>{
+             {"10.0.0.5", 8080}, {"::ffff:10.0.0.5", 8080}, {"93.184.216.34", 443}, {"2606:4700::5", 443}, {"64:ff9b::a00:5", 8080}}) {
+        auto const r = policy.check_endpoint(ip(text), port);
         ASSERT_FALSE(r) << text;
         EXPECT_TRUE(r.error() == errc::egress_denied);
         EXPECT_NE(r.error().detail().find("own"), std::string::npos) << r.error().detail();
     }
-    EXPECT_TRUE(policy.check_address(ip("10.0.0.6")));
-    EXPECT_TRUE(policy.check_url("http://10.0.0.6/"));
-    EXPECT_TRUE(policy.check_url("http://10.0.0.5/").error() == errc::egress_denied);
-    EXPECT_TRUE(policy.check_url("https://[::ffff:a00:5]/").error() == errc::egress_denied);
-    EXPECT_TRUE(policy.check_url("https://0xa000005/").error() == errc::egress_denied);
+    // Another port on the same allow-listed address is another service.
+    EXPECT_TRUE(policy.check_endpoint(ip("10.0.0.5"), 8081));
+    EXPECT_TRUE(policy.check_endpoint(ip("10.0.0.6"), 8080));
+    EXPECT_TRUE(policy.check_url("http://10.0.0.6:8080/"));
+    EXPECT_TRUE(policy.check_url("http://10.0.0.5:9090/"));
+    EXPECT_TRUE(policy.check_url("http://10.0.0.5:8080/").error() == errc::egress_denied);
+    EXPECT_TRUE(policy.check_url("http://[::ffff:a00:5]:8080/").error() == errc::egress_denied);
+    EXPECT_TRUE(policy.check_url("http://0xa000005:8080/").error() == errc::egress_denied);
+    EXPECT_TRUE(policy.check_url("https://93.184.216.34/").error() == errc::egress_denied);  // the default port
 }
 
-TEST(own_addresses_test, a_mapped_own_address_matches_its_ipv4_form) {
-    egress_policy const policy{.allow = {}, .own_addresses = {ip("::ffff:93.184.216.34")}};
-    EXPECT_TRUE(policy.check_address(ip("93.184.216.34")).error() == errc::egress_denied);
+TEST(own_endpoints_test, a_name_resolving_to_the_own_endpoint_is_denied) {
+    egress_policy const policy{.allow = {block("127.0.0.0/8")}, .own_endpoints = {{block("127.0.0.0/8"), 8080}}};
+    integration::net::static_resolver names;
+    names.add("me.test", {ip("127.0.0.9")});
+    auto const r = policy.check_destination("http://me.test:8080/x", names);
+    ASSERT_FALSE(r);
+    EXPECT_TRUE(r.error() == errc::egress_denied);
+    EXPECT_TRUE(policy.check_destination("http://me.test:8081/x", names));
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -37,14 +37,25 @@ struct destination {
     std::optional<ip_address> literal;
 };
 
+/** A socket this process listens on (`addresses` is one address, or every address that reaches
+ *  a wildcard listener): egress to it is denied even when the address is allow-listed, so a
+ *  tenant cannot make the platform call its own API. */
+struct INTEGRATION_EXPORT own_endpoint {
+    cidr addresses;
+    std::uint16_t port = 0;
+};
+
 /** The operator's egress rules. Defaults deny every private, loopback, link-local, multicast and
  *  documentation range, and allow only `https`. */
 struct INTEGRATION_EXPORT egress_policy {
     std::vector<cidr> allow;  ///< Reachable despite the deny list; `http://` is allowed for them too.
-    std::vector<ip_address> own_addresses;  ///< The host's own listening addresses, always denied.
+    std::vector<own_endpoint> own_endpoints;  ///< The host's own listening sockets, always denied.
 
-    /** Checks one resolved or literal address; IPv4 wrapped in IPv6 is unwrapped first. */
+    /** Checks one resolved or literal address against the ranges and the allow-list; IPv4
+     *  wrapped in IPv6 is unwrapped first. */
     result<void> check_address(ip_address const& a) const;
+    /** `check_address`, after refusing the process's own listening sockets (`own_endpoints`). */
+    result<void> check_endpoint(ip_address const& a, std::uint16_t port) const;
     /** Checks a URL without resolving it: scheme, userinfo, and a literal host in any numeric
      *  form (`127.1`, `0x7f000001`, `[::ffff:127.0.0.1]`, ...). */
     result<destination> check_url(std::string_view url) const;
