@@ -2,6 +2,7 @@
 
 #include <boost/json/array.hpp>
 #include <boost/json/object.hpp>
+#include <boost/json/parse_options.hpp>
 #include <datetime.h>
 
 #include <array>
@@ -78,6 +79,8 @@ time_point from_datetime(py::handle h, std::string const& what) {
     if (!PyDateTime_Check(h.ptr())) throw py::type_error(what + " must be a datetime");
     // timestamp() reads a naive datetime as local time, as everywhere in Python.
     double seconds = h.attr("timestamp")().cast<double>();
+    // The library keeps nanoseconds since 1970 in 64 bits (1677-2262): a datetime past that would wrap.
+    if (!(seconds > -9.2e9 && seconds < 9.2e9)) throw py::value_error(what + " must be between the years 1678 and 2261");
     return from_unix_ms(static_cast<std::int64_t>(std::llround(seconds * 1000.0)));
 }
 
@@ -128,8 +131,13 @@ py::object to_python(boost::json::value const& v, bool rename) {
     return out;
 }
 
-boost::json::value to_json_value(py::handle h, bool rename, std::string const& what) {
+boost::json::value to_json_value(py::handle h, bool rename, std::string const& what, std::size_t depth) {
     auto* o = h.ptr();
+    // The host's JSON parser stops at the same depth; a list that holds itself would otherwise
+    // recurse until the stack runs out.
+    if (depth > boost::json::parse_options{}.max_depth)
+        throw py::value_error(what + " is nested deeper than " + std::to_string(boost::json::parse_options{}.max_depth) +
+                              " levels (or contains itself)");
     if (o == Py_None) return nullptr;
     if (PyBool_Check(o)) return o == Py_True;
     if (PyLong_Check(o)) {
@@ -138,7 +146,11 @@ boost::json::value to_json_value(py::handle h, bool rename, std::string const& w
         if (overflow) throw py::value_error(what + " is too large an integer");
         return static_cast<std::int64_t>(n);
     }
-    if (PyFloat_Check(o)) return PyFloat_AS_DOUBLE(o);
+    if (PyFloat_Check(o)) {
+        double d = PyFloat_AS_DOUBLE(o);
+        if (!std::isfinite(d)) throw py::value_error(what + " is not finite: JSON has no NaN or Infinity");
+        return d;
+    }
     if (PyUnicode_Check(o)) {
         Py_ssize_t n = 0;
         char const* s = PyUnicode_AsUTF8AndSize(o, &n);
@@ -152,7 +164,7 @@ boost::json::value to_json_value(py::handle h, bool rename, std::string const& w
             if (!PyUnicode_Check(k.ptr())) throw py::type_error(what + " keys must be str");
             auto key = k.cast<std::string>();
             auto wire = rename ? camel_case(key) : key;
-            out[wire] = to_json_value(child, rename && !caller_keys(wire), what + "." + key);
+            out[wire] = to_json_value(child, rename && !caller_keys(wire), what + "." + key, depth + 1);
         }
         return out;
     }
@@ -160,7 +172,7 @@ boost::json::value to_json_value(py::handle h, bool rename, std::string const& w
         boost::json::array out;
         std::size_t i = 0;
         for (auto child : py::reinterpret_borrow<py::sequence>(h))
-            out.push_back(to_json_value(child, rename, what + "[" + std::to_string(i++) + "]"));
+            out.push_back(to_json_value(child, rename, what + "[" + std::to_string(i++) + "]", depth + 1));
         return out;
     }
     throw py::type_error(what + " must be JSON (None, bool, int, float, str, dict, list or datetime), not " +

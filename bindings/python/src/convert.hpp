@@ -34,8 +34,9 @@ std::string camel_case(std::string_view snake);
  *  ending in `At` become `datetime`s. */
 py::object to_python(boost::json::value const& v, bool rename = true);
 /** Python to JSON (`None`, bool, int, float, str, dict with str keys, list, tuple, datetime);
- *  with `rename`, dict keys become camelCase. Anything else is a `TypeError` naming `what`. */
-boost::json::value to_json_value(py::handle h, bool rename, std::string const& what);
+ *  with `rename`, dict keys become camelCase. Anything else is a `TypeError` naming `what`; NaN,
+ *  infinities and nesting past the host's parser depth (a list holding itself) are `ValueError`s. */
+boost::json::value to_json_value(py::handle h, bool rename, std::string const& what, std::size_t depth = 0);
 
 py::object to_datetime(time_point t);
 time_point from_datetime(py::handle h, std::string const& what);

@@ -16,6 +16,8 @@
 #include <pybind11/functional.h>
 #include <pybind11/stl.h>
 
+#include <unistd.h>
+
 #include <array>
 #include <chrono>
 #include <iostream>
@@ -38,11 +40,23 @@ struct python_log {
     }
 };
 
+/** True on a thread while it runs the `log` callable: closing the platform there would wait for
+ *  that thread itself to stop. */
+thread_local bool in_log_callback = false;
+
 class py_platform {
 public:
     py_platform(std::unique_ptr<platform> p, std::string data_dir)
-        : p_(std::move(p)), data_dir_(std::move(data_dir)) {}
-    ~py_platform() { close(); }
+        : p_(std::move(p)), data_dir_(std::move(data_dir)), pid_(::getpid()) {}
+    ~py_platform() {
+        if (in_log_callback) {
+            // The last reference went in the log callback, on a worker the platform would join.
+            std::lock_guard lock(mutex_);
+            if (p_) static_cast<void>(new std::shared_ptr<platform>(std::move(p_)));
+            return;
+        }
+        close();
+    }
     py_platform(py_platform const&) = delete;
     py_platform& operator=(py_platform const&) = delete;
 
@@ -50,20 +64,36 @@ public:
     std::shared_ptr<platform> get() const {
         std::lock_guard lock(mutex_);
         if (!p_) throw library_error{{errc::invalid_state, "the platform is closed; open another with integration.open"}};
+        if (forked())
+            throw library_error{{errc::invalid_state, "the platform was opened by the parent of this forked process, whose "
+                                                      "threads did not come along; open it again in this process"}};
         return p_;
     }
     /** Refuses new calls, waits for the calls in flight (each holds the platform until it
      *  returns), then stops the workers (waiting for their sweeps) and closes the backends, all
      *  without the GIL: a worker may be waiting for it to log, and the platform must not stop
-     *  with it held when a call in flight would otherwise drop the last reference. */
+     *  with it held when a call in flight would otherwise drop the last reference. A second
+     *  close() returns when the first has finished. */
     void close() {
+        if (in_log_callback)
+            throw library_error{{errc::invalid_state, "close() cannot be called from the log callback, which runs on one "
+                                                      "of the threads it stops"}};
+        std::optional<py::gil_scoped_release> nogil;
+        if (PyGILState_Check()) nogil.emplace();
+        std::lock_guard closing(closing_);
         std::shared_ptr<platform> p;
         {
             std::lock_guard lock(mutex_);
             p = std::move(p_);
         }
         if (!p) return;
-        py::gil_scoped_release nogil;
+        if (forked()) {
+            // A forked child has the parent's memory but none of its threads: stopping would
+            // wait for workers that are not there, and the backends' files belong to the parent.
+            // The copy is left as it is, to go with the process.
+            static_cast<void>(new std::shared_ptr<platform>(std::move(p)));
+            return;
+        }
         while (p.use_count() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         p.reset();
     }
@@ -74,10 +104,30 @@ public:
     std::string const& data_dir() const noexcept { return data_dir_; }
 
 private:
+    bool forked() const noexcept { return ::getpid() != pid_; }
+
     mutable std::mutex mutex_;
+    std::mutex closing_;
     std::shared_ptr<platform> p_;
     std::string data_dir_;
+    pid_t pid_;
 };
+
+/** Every platform opened and not yet collected: closed at interpreter exit, before Python
+ *  finalizes, so that no worker thread calls a `log` callable while Python is torn down. */
+std::mutex open_platforms_mutex;
+std::vector<std::weak_ptr<py_platform>> open_platforms;
+
+void close_open_platforms() {
+    std::vector<std::shared_ptr<py_platform>> live;
+    {
+        std::lock_guard lock(open_platforms_mutex);
+        for (auto& w : open_platforms)
+            if (auto p = w.lock()) live.push_back(std::move(p));
+        open_platforms.clear();
+    }
+    for (auto& p : live) p->close();
+}
 
 struct py_tenant {
     std::shared_ptr<py_platform> owner;
@@ -118,7 +168,8 @@ T spec_from(py::dict const& kwargs, char const* function) {
     for (auto [k, v] : kwargs) {
         auto key = py::cast<std::string>(k);
         auto wire = camel_case(key);
-        if (std::find(names.begin(), names.end(), wire) == names.end())
+        // Only the snake_case spelling: `displayName` beside `display_name` would silently win.
+        if (std::find(names.begin(), names.end(), wire) == names.end() || snake_case(wire) != key)
             throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" + key + "'");
         if (v.is_none()) continue;
         o[wire] = to_json_value(v, wire != "configuration" && wire != "filter", key);
@@ -146,10 +197,33 @@ secret_bytes secret_from(py::handle h, char const* what) {
     if (PyUnicode_Check(o)) {
         Py_ssize_t n = 0;
         char const* s = PyUnicode_AsUTF8AndSize(o, &n);
-        if (!s) throw py::error_already_set();
+        if (!s) {
+            // The UnicodeEncodeError would carry the whole secret.
+            PyErr_Clear();
+            throw py::value_error(std::string(what) + " is a str that cannot be UTF-8 (it holds a lone surrogate)");
+        }
         return secret_bytes(reinterpret_cast<unsigned char const*>(s), static_cast<std::size_t>(n));
     }
     throw py::type_error(std::string(what) + " must be bytes or str");
+}
+
+/** A `str` argument of a function that also takes a secret. Such functions take every argument
+ *  as an object and convert it here: when pybind11 converts and fails, its TypeError lists every
+ *  argument's repr, the secret's among them. */
+std::string text_from(py::handle h, char const* what) {
+    if (!PyUnicode_Check(h.ptr())) throw py::type_error(std::string(what) + " must be str, not " + Py_TYPE(h.ptr())->tp_name);
+    Py_ssize_t n = 0;
+    char const* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
+    if (!s) {
+        PyErr_Clear();
+        throw py::value_error(std::string(what) + " is a str that cannot be UTF-8 (it holds a lone surrogate)");
+    }
+    return std::string(s, static_cast<std::size_t>(n));
+}
+
+std::optional<std::string> optional_text_from(py::handle h, char const* what) {
+    if (h.is_none()) return std::nullopt;
+    return text_from(h, what);
 }
 
 // `integration.SecretBytes`: the secrets the library generates (a subscription's signing secret),
@@ -434,12 +508,20 @@ std::shared_ptr<py_platform> open_platform_for_python(std::string data_dir, std:
     for (auto const& c : egress_allow) o.egress.allow.push_back(unwrap(net::cidr::parse(c)));
     o.workers.start = start_workers;
     o.webhooks.deliver = deliver_webhooks;
-    if (max_attempts) o.runs.retry.max_attempts = *max_attempts;
-    if (attempt_timeout) {
-        if (!(*attempt_timeout > 0)) throw py::value_error("attempt_timeout must be a positive number of seconds");
-        o.runs.attempt_timeout = std::chrono::milliseconds(static_cast<std::int64_t>(*attempt_timeout * 1000.0));
+    if (max_attempts) {
+        if (*max_attempts < 1 || *max_attempts > 100) throw py::value_error("max_attempts must be from 1 to 100");
+        o.runs.retry.max_attempts = *max_attempts;
     }
-    if (deferred_retries) o.runs.deferred_retries = *deferred_retries;
+    if (attempt_timeout) {
+        // Below a millisecond would round to 0, which the transport reads as no timeout at all.
+        if (!(*attempt_timeout >= 0.001 && *attempt_timeout <= 604800))
+            throw py::value_error("attempt_timeout must be from 0.001 to 604800 seconds (7 days)");
+        o.runs.attempt_timeout = std::chrono::milliseconds(std::llround(*attempt_timeout * 1000.0));
+    }
+    if (deferred_retries) {
+        if (*deferred_retries < 0) throw py::value_error("deferred_retries must not be negative");
+        o.runs.deferred_retries = *deferred_retries;
+    }
     o.runs.recording = durable ? durability::immediate : durability::deferred;
     o.runs.write_behind = write_behind;
     if (!log.is_none()) {
@@ -448,21 +530,28 @@ std::shared_ptr<py_platform> open_platform_for_python(std::string data_dir, std:
         o.log = [fn](std::string_view level, std::string_view message) {
             if (!Py_IsInitialized()) return;
             py::gil_scoped_acquire gil;
+            in_log_callback = true;
             try {
                 fn->fn(py::str(level.data(), level.size()), py::str(message.data(), message.size()));
             } catch (py::error_already_set& e) {
                 e.discard_as_unraisable("integration log callback");
             }
+            in_log_callback = false;
         };
     }
     auto p = unwrap(nogil([&] { return open_platform(std::move(o)); }));
-    return std::make_shared<py_platform>(std::move(p), std::move(data_dir));
+    auto opened = std::make_shared<py_platform>(std::move(p), std::move(data_dir));
+    std::lock_guard lock(open_platforms_mutex);
+    std::erase_if(open_platforms, [](auto const& w) { return w.expired(); });
+    open_platforms.push_back(opened);
+    return opened;
 }
 
 void define_module(py::module_& m) {
     m.doc() = "The integration platform: providers, credentials, connections, governed runs, failures and webhooks.";
     m.attr("__version__") = INTEGRATION_VERSION;
     init_convert();
+    py::module_::import("atexit").attr("register")(py::cpp_function(&close_open_platforms));
     add_error_classes(m);
     add_secret_bytes_class(m);
     add_run_class(m);
@@ -561,15 +650,16 @@ void define_module(py::module_& m) {
         }, "api_client_id"_a)
 
         // credentials: the secret goes in, only its reference and fingerprint come out
-        .def("create_credential", [](py_tenant const& t, std::string provider_id, py::object const& secret,
-                                     std::string const& auth_mode, std::optional<std::string> connection_id,
+        .def("create_credential", [](py_tenant const& t, py::object const& provider_id, py::object const& secret,
+                                     py::object const& auth_mode, py::object const& connection_id,
                                      py::object const& api_key, py::object const& oauth2, py::object const& managed_identity,
                                      py::object const& rotation_policy, py::object const& expires_at,
-                                     std::optional<std::string> scheme) {
-            credentials::new_credential spec{.provider_id = std::move(provider_id), .connection_id = std::move(connection_id)};
-            spec.auth_mode = unwrap(parse_enum<integration::auth_mode>(auth_mode, "auth_mode"));
+                                     py::object const& scheme) {
+            credentials::new_credential spec{.provider_id = text_from(provider_id, "provider_id"),
+                                             .connection_id = optional_text_from(connection_id, "connection_id")};
+            spec.auth_mode = unwrap(parse_enum<integration::auth_mode>(text_from(auth_mode, "auth_mode"), "auth_mode"));
             if (!secret.is_none()) spec.secret = secret_from(secret, "secret");
-            spec.scheme = std::move(scheme);
+            spec.scheme = optional_text_from(scheme, "scheme");
             spec.api_key = optional_spec<credentials::api_key_placement>(api_key, "api_key");
             spec.oauth2 = optional_spec<credentials::oauth2_client_settings>(oauth2, "oauth2");
             spec.managed_identity = optional_spec<credentials::managed_identity_settings>(managed_identity, "managed_identity");
@@ -582,8 +672,9 @@ void define_module(py::module_& m) {
            "connection_id"_a = py::none(), "api_key"_a = py::none(), "oauth2"_a = py::none(),
            "managed_identity"_a = py::none(), "rotation_policy"_a = py::none(), "expires_at"_a = py::none(),
            "scheme"_a = py::none())
-        .def("rotate_credential", [](py_tenant const& t, std::string const& id, py::object const& secret,
+        .def("rotate_credential", [](py_tenant const& t, py::object const& credential_id, py::object const& secret,
                                      py::object const& expires_at) {
+            auto id = text_from(credential_id, "credential_id");
             auto material = secret_from(secret, "secret");
             std::optional<time_point> expires;
             if (!expires_at.is_none()) expires = from_datetime(expires_at, "expires_at");
@@ -745,9 +836,10 @@ void define_module(py::module_& m) {
         }, "delivery_id"_a)
 
         // inbound webhooks: the secret goes in and never comes out; Platform.receive_webhook receives
-        .def("register_inbound_endpoint", [](py_tenant const& t, std::string const& connection_id,
-                                             std::string const& scheme, py::object const& secret) {
-            auto s = unwrap(webhooks::parse_inbound_scheme(scheme));
+        .def("register_inbound_endpoint", [](py_tenant const& t, py::object const& connection, py::object const& scheme,
+                                             py::object const& secret) {
+            auto connection_id = text_from(connection, "connection_id");
+            auto s = unwrap(webhooks::parse_inbound_scheme(text_from(scheme, "scheme")));
             auto material = secret_from(secret, "secret");
             return render_endpoint(call(t, [&](auto& p, auto& ctx) {
                 return p->inbound().register_endpoint(ctx, connection_id, s, std::move(material));
@@ -755,7 +847,8 @@ void define_module(py::module_& m) {
         }, "connection_id"_a, py::kw_only(), "scheme"_a, "secret"_a,
            "Lets the connection receive webhooks signed under `scheme` (standard, github, stripe, slack, twilio, "
            "shopify) with `secret`; registering again replaces both.")
-        .def("rotate_inbound_secret", [](py_tenant const& t, std::string const& connection_id, py::object const& secret) {
+        .def("rotate_inbound_secret", [](py_tenant const& t, py::object const& connection, py::object const& secret) {
+            auto connection_id = text_from(connection, "connection_id");
             auto material = secret_from(secret, "secret");
             return render_endpoint(call(t, [&](auto& p, auto& ctx) {
                 return p->inbound().rotate_secret(ctx, connection_id, std::move(material));

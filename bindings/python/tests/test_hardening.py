@@ -1,0 +1,207 @@
+"""What a Python caller can hand the binding by mistake, and the process events around it (fork,
+interpreter exit, a second close): each is a clear Python error or a clean stop, never a crash,
+a hang, a wrapped value or a secret in a message."""
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+import integration
+from conftest import Vendor, connect
+
+TESTS = Path(__file__).resolve().parent
+
+
+def run_python(code: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """`code` in a fresh interpreter with this one's module path; a hang fails the test."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(TESTS)] + sys.path))
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_json_that_holds_itself_or_nests_too_deep_is_a_value_error(platform: integration.Platform,
+                                                                    vendor: Vendor) -> None:
+    t = platform.tenant("acme-corp")
+    looped: list = []
+    looped.append(looped)
+    deep: list = []
+    for _ in range(100_000):
+        deep = [deep]
+    for payload in (looped, deep, {"a": looped}):
+        with pytest.raises(ValueError, match="nested deeper"):
+            t.publish("order.created", payload)
+    connection_id = connect(t, vendor.url)
+    with pytest.raises(ValueError, match="nested deeper"):
+        t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"}, body=looped)
+    # NaN and infinities have no JSON spelling: sent, they would be a body no vendor can parse.
+    for bad in (math.nan, math.inf, -math.inf):
+        with pytest.raises(ValueError, match="not finite"):
+            t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"},
+                      body={"x": bad})
+    assert len(vendor.requests) == 1  # the connection's health check only
+    # 32 levels, as the host's parser takes, still go through.
+    fine: dict = {}
+    for _ in range(30):
+        fine = {"k": fine}
+    assert t.publish("order.created", fine)["event_id"]
+
+
+def test_a_secret_never_appears_in_an_argument_error(platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    canary = "TOPSECRET-canary-9f8e"
+    calls = [
+        lambda: t.create_credential(provider_id=None, secret=canary.encode()),  # type: ignore[arg-type]
+        lambda: t.create_credential(provider_id="prov-\udcff", secret=canary.encode()),
+        lambda: t.create_credential(provider_id="p", secret=canary.encode(), auth_mode=1),  # type: ignore[arg-type]
+        lambda: t.rotate_credential(None, secret=canary.encode()),  # type: ignore[arg-type]
+        lambda: t.register_inbound_endpoint(1, scheme="github", secret=canary.encode()),  # type: ignore[arg-type]
+        lambda: t.rotate_inbound_secret(b"conn-1", secret=canary.encode()),  # type: ignore[arg-type]
+        lambda: t.create_credential(provider_id="p", secret=canary + "\udcff"),
+    ]
+    for call in calls:
+        with pytest.raises((TypeError, ValueError)) as caught:
+            call()
+        text = f"{caught.value!s} {caught.value!r} {caught.value.args!r}"
+        assert "TOPSECRET" not in text, text
+    with pytest.raises(TypeError, match="provider_id must be str"):
+        t.create_credential(provider_id=b"prov-1", secret=canary)  # type: ignore[arg-type]
+
+
+def test_only_the_snake_case_spelling_of_a_keyword_is_taken(platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    for kwargs in ({"displayName": "X"}, {"display_name_": "X"}, {"display_name": "A", "displayName": "B"}):
+        with pytest.raises(TypeError, match="unexpected keyword argument"):
+            t.register_provider(key="acme", base_url="https://api.acme.example", **kwargs)
+    assert all(p["key"] != "acme" for p in t.list_providers(limit=500)["items"])
+
+
+def test_times_and_durations_out_of_range_are_value_errors(tmp_path: Path, platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    for year in (1600, 2300, 9999):
+        with pytest.raises(ValueError, match="between the years 1678 and 2261"):
+            t.list_deliveries(since=datetime(year, 1, 1, tzinfo=timezone.utc))
+    assert t.list_deliveries(since=datetime(2200, 1, 1, tzinfo=timezone.utc))["items"] == []
+    for timeout in (0.0001, 0.0, -1.0, math.inf, math.nan, 1e300):
+        with pytest.raises(ValueError, match="attempt_timeout"):
+            integration.open(data_dir=str(tmp_path / "t"), attempt_timeout=timeout)
+    for attempts in (0, -1, 101):
+        with pytest.raises(ValueError, match="max_attempts"):
+            integration.open(data_dir=str(tmp_path / "t"), max_attempts=attempts)
+    with pytest.raises(ValueError, match="deferred_retries"):
+        integration.open(data_dir=str(tmp_path / "t"), deferred_retries=-1)
+
+
+def test_a_forked_child_is_refused_the_parents_platform_and_exits_without_hanging(tmp_path: Path) -> None:
+    out = run_python(f"""
+        import os, sys
+        import integration
+        p = integration.open(data_dir={str(tmp_path / "data")!r})
+        t = p.tenant("acme-corp")
+        t.list_providers()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                t.list_providers()
+                code = 3
+            except integration.InvalidState as e:
+                code = 0 if "fork" in str(e) else 4
+            p.close()
+            sys.exit(code)  # interpreter exit: the atexit close, then teardown
+        _, status = os.waitpid(pid, 0)
+        print("child", os.waitstatus_to_exitcode(status))
+        t.list_providers()  # the parent's platform is untouched
+        p.close()
+        print("parent ok")
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "child 0" in out.stdout and "parent ok" in out.stdout, out.stdout + out.stderr
+
+
+def test_an_unclosed_platform_is_closed_at_exit_while_its_log_callback_runs(tmp_path: Path) -> None:
+    # A worker logs (its store's files removed under it) and is still inside the callable when the
+    # interpreter exits: the platform must stop before Python is torn down, not crash under it.
+    out = run_python(f"""
+        import glob, os, threading, time
+        import integration
+        entered = threading.Event()
+        def log(level, message):
+            entered.set()
+            end = time.time() + 1.5
+            while time.time() < end:
+                sum(range(1000))
+        data = {str(tmp_path / "data")!r}
+        p = integration.open(data_dir=data, log=log)
+        for f in glob.glob(data + "/*.db*"):
+            os.remove(f)
+        print("logged", entered.wait(30), flush=True)
+    """)
+    assert "logged True" in out.stdout, out.stdout + out.stderr
+    assert out.returncode == 0, out.stderr
+
+
+def test_close_from_the_log_callback_is_refused_and_a_second_close_waits_for_the_first(tmp_path: Path) -> None:
+    out = run_python(f"""
+        import glob, os, threading
+        import integration
+        seen = []
+        done = threading.Event()
+        def log(level, message):
+            if done.is_set():
+                return
+            try:
+                p.close()
+                seen.append("closed")
+            except integration.InvalidState as e:
+                seen.append("refused" if "log callback" in str(e) else str(e))
+            done.set()
+        data = {str(tmp_path / "data")!r}
+        p = integration.open(data_dir=data, log=log)
+        for f in glob.glob(data + "/*.db*"):
+            os.remove(f)
+        done.wait(30)
+        print(seen, p.closed, flush=True)
+        p.close()
+        print("closed", p.closed, flush=True)
+    """)
+    assert "['refused'] False" in out.stdout, out.stdout + out.stderr
+    assert "closed True" in out.stdout and out.returncode == 0, out.stdout + out.stderr
+
+
+def test_a_second_close_returns_only_when_the_platform_has_stopped(tmp_path: Path) -> None:
+    release = threading.Event()
+    vendor = Vendor(before_answer=lambda: release.wait(30))
+    try:
+        p = integration.open(data_dir=str(tmp_path / "data"), egress_allow=["127.0.0.0/8"], max_attempts=1,
+                             deferred_retries=0, attempt_timeout=60)
+        t = p.tenant("acme-corp")
+        connection_id = connect(t, vendor.url)
+        call = threading.Thread(target=lambda: t.execute(connection_id=connection_id, operation="sms.send",
+                                                         path_params={"account": "AC1"}))
+        call.start()
+        for _ in range(3000):
+            if vendor.in_flight:
+                break
+            threading.Event().wait(0.01)
+        first = threading.Thread(target=p.close)
+        first.start()
+        first.join(0.3)
+        second = threading.Thread(target=p.close)
+        second.start()
+        second.join(0.5)
+        assert second.is_alive(), "a second close() returned while the platform was still running"
+        release.set()
+        for thread in (call, first, second):
+            thread.join(30)
+            assert not thread.is_alive()
+        # Stopped for real: the same data directory opens again.
+        integration.open(data_dir=str(tmp_path / "data")).close()
+    finally:
+        release.set()
+        vendor.close()
