@@ -312,7 +312,7 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
                       std::move(done));
     }
     auto identity = std::move(*verdict.identity);
-    auto format = body_format_of(req.content_type);
+    auto format = body_format_of(req.media_type());
     auto body = parse_body(req.body, format);
     if (!body)
         return refuse(ctx, *endpoint, std::move(out), identity.event_type,

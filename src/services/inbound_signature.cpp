@@ -49,12 +49,7 @@ std::optional<std::string_view> header(inbound_request const& req, std::string_v
     return std::nullopt;
 }
 
-// Whether the body is `application/x-www-form-urlencoded` (from `content_type`, else the header).
-bool is_form(inbound_request const& req) {
-    auto type = req.content_type.empty() ? header(req, "Content-Type").value_or("") : req.content_type;
-    type = trim(type.substr(0, type.find(';')));
-    return iequals(type, "application/x-www-form-urlencoded");
-}
+bool is_form(inbound_request const& req) { return body_format_of(req.media_type()) == body_format::form; }
 
 // Unix seconds: digits only, at most 12 of them (year 33658), so that arithmetic on it never
 // overflows and a millisecond timestamp is told apart from a stale one.
@@ -492,6 +487,11 @@ inbound_verdict verify_shopify(std::span<secret_bytes const> secrets, inbound_re
 }
 
 }  // namespace
+
+std::string_view inbound_request::media_type() const noexcept {
+    if (!content_type.empty()) return content_type;
+    return header(*this, "Content-Type").value_or("");
+}
 
 result<inbound_scheme> parse_inbound_scheme(std::string_view name) {
     for (std::size_t i = 0; i < scheme_names.size(); ++i)

@@ -8,7 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
+#include <thread>
 #include <functional>
 #include <set>
 
@@ -184,6 +186,57 @@ TEST(filesystem_blob_store, a_durable_put_syncs_the_names_it_created) {
     EXPECT_FALSE(second.contains((root / "t1" / "runs").string())) << "no folder was created";
     auto deferred = record([&] { must(blobs->put("t1", "runs/r2/response", "body", durability::deferred)); });
     EXPECT_TRUE(deferred.empty()) << "a deferred put waits for the store's flush";
+}
+
+// Keys such as `runs/<id>/response` make a folder per run: retention that removed only files
+// left one empty folder (an inode) behind per run or delivery, forever.
+TEST(filesystem_blob_store, removing_or_purging_the_last_blob_of_a_folder_removes_the_empty_folders) {
+    temp_dir dir;
+    auto const root = std::filesystem::canonical(dir.path()) / "blobs";
+    auto blobs = must(blobs::open_filesystem_blob_store(root.string()));
+    auto r1 = must(blobs->put("t1", "runs/r1/response", "a"));
+    auto r1_request = must(blobs->put("t1", "runs/r1/request", "b"));
+    must(blobs->put("t1", "runs/r2/response", "c"));
+    must(blobs->put("t1", "webhooks/inbound/del-1/payload", "d"));
+    must(blobs->remove("t1", r1));
+    EXPECT_TRUE(std::filesystem::exists(root / "t1" / "runs" / "r1")) << "its other blob is still there";
+    must(blobs->remove("t1", r1_request));
+    EXPECT_FALSE(std::filesystem::exists(root / "t1" / "runs" / "r1"));
+    EXPECT_TRUE(std::filesystem::exists(root / "t1" / "runs" / "r2" / "response"));
+
+    for (auto const& key : {"runs/r2/response", "webhooks/inbound/del-1/payload"})
+        std::filesystem::last_write_time(root / "t1" / key, std::filesystem::file_time_type::clock::now() - 48h);
+    EXPECT_EQ(must(blobs->purge_older_than(system_clock::instance().now() - 24h)), 2u);
+    EXPECT_FALSE(std::filesystem::exists(root / "t1" / "runs"));
+    EXPECT_FALSE(std::filesystem::exists(root / "t1" / "webhooks"));
+    EXPECT_TRUE(std::filesystem::exists(root / "t1")) << "the tenant's folder stays";
+    // A folder removed is made again by the next put under it.
+    auto again = must(blobs->put("t1", "runs/r1/response", "e"));
+    EXPECT_EQ(must(blobs->get("t1", again)), "e");
+}
+
+// `put` creates a folder and then its file; `remove` takes a folder away once it is empty. Run
+// together on keys that share folders, no put fails and every blob put is there.
+TEST(filesystem_blob_store, puts_and_removes_of_neighbouring_blobs_race_without_a_failed_put) {
+    temp_dir dir;
+    auto blobs = must(blobs::open_filesystem_blob_store((dir.path() / "blobs").string()));
+    std::atomic<bool> stop{false};
+    std::thread remover([&] {
+        for (int i = 0; !stop; ++i) {
+            auto key = "runs/r" + std::to_string(i % 2) + "/response";
+            if (auto ref = blobs->put("t1", key, "x", durability::deferred)) (void)blobs->remove("t1", *ref);
+        }
+    });
+    std::string failed;
+    for (int i = 0; i < 5000 && failed.empty(); ++i) {
+        auto key = "runs/r" + std::to_string(i % 2) + "/request";
+        auto ref = blobs->put("t1", key, "y", durability::deferred);
+        if (!ref) failed = ref.error().detail();
+        else if (auto gone = blobs->remove("t1", *ref); !gone) failed = gone.error().detail();
+    }
+    stop = true;
+    remover.join();
+    EXPECT_EQ(failed, "");
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, blob_store_conformance, ::testing::ValuesIn(backends()),

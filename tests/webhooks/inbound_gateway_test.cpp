@@ -641,6 +641,13 @@ TEST_F(inbound_gateway_test, a_twilio_form_body_becomes_the_events_fields) {
     EXPECT_EQ(events[1].data.at("body").at("From").as_string(), "+12349013030");
     EXPECT_EQ(events[1].data.at("body").at("CallSid").as_string(), "CA1234567890ABCDE");
     EXPECT_TRUE(stored_events(out.delivery_id).back().ends_with("|form")) << "the body is kept once, as the payload";
+
+    // A caller that leaves `content_type` to the header: verification read the header, and so
+    // does parsing (it was read as JSON and refused after the signature passed). The same body
+    // is then the same delivery.
+    req.content_type = "";
+    auto again = receive(req, conn_b_);
+    EXPECT_EQ(again.outcome, inbound_outcome::kind::duplicate) << (again.refusal ? again.refusal->detail : "");
 }
 
 TEST_F(inbound_gateway_test, retention_purges_payloads_after_30_days_and_archives_deliveries_after_90) {

@@ -42,6 +42,9 @@ struct inbound_request {
      *  public base URL + the request target. */
     std::string_view url;
     std::string_view content_type;  ///< Twilio: form parameters are signed only for form bodies.
+
+    /** `content_type`, else the `Content-Type` header: what verification and parsing both read. */
+    std::string_view media_type() const noexcept;
 };
 
 /** Why a request is refused. Stable names (see `to_string`) for metrics and problem types. */

@@ -12,6 +12,8 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <utility>
+#include <vector>
 
 namespace integration::blobs {
 namespace {
@@ -28,14 +30,21 @@ public:
         if (auto r = detail::validate_put(tenant, key); !r) return r.error();
         auto path = root_ / tenant / key;
         auto const parent = path.parent_path();
-        std::error_code ec;
-        fs::path first_new;  // the highest directory this put creates
-        for (auto p = parent; p != root_ && !fs::exists(p, ec); p = p.parent_path()) first_new = p;
-        fs::create_directories(parent, ec);
-        if (ec) return error{errc::unavailable, "blob store: cannot create " + parent.string() + ": " + ec.message()};
         auto tmp = path;
         tmp += "~tmp";  // '~' is in no key: no blob is ever named like another's temporary file
-        int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+        fs::path first_new;  // the highest directory this put creates
+        int fd = -1;
+        // A concurrent `remove` may take a folder away once it is empty, between its creation
+        // here and the file's: then create it again (the file, once open, keeps it non-empty).
+        for (int tries = 0; fd < 0 && tries < 100; ++tries) {
+            std::error_code ec;
+            for (auto p = parent; p != root_ && !fs::exists(p, ec); p = p.parent_path()) first_new = p;
+            fs::create_directories(parent, ec);
+            if (ec == std::errc::no_such_file_or_directory) continue;  // a parent went meanwhile
+            if (ec) return error{errc::unavailable, "blob store: cannot create " + parent.string() + ": " + ec.message()};
+            fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            if (fd < 0 && errno != ENOENT) break;
+        }
         if (fd < 0) return error{errc::unavailable, "blob store: cannot write " + tmp.string() + ": " + std::strerror(errno)};
         std::size_t written = 0;
         while (written < data.size()) {
@@ -79,12 +88,14 @@ public:
         std::error_code ec;
         fs::remove(*path, ec);
         if (ec) return error{errc::unavailable, "blob store: cannot delete " + ref + ": " + ec.message()};
+        remove_empty_folders(tenant, path->parent_path());
         return {};
     }
 
     result<std::size_t> purge_older_than(time_point cutoff, std::string_view key_prefix) override {
         std::size_t n = 0;
         std::error_code ec;
+        std::vector<std::pair<std::string, fs::path>> emptied;
         for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
             if (!it->is_regular_file()) continue;
             // <root>/<tenant>/<key>: the key is the path below the tenant's folder.
@@ -93,13 +104,27 @@ public:
             if (slash == std::string::npos || !std::string_view(relative).substr(slash + 1).starts_with(key_prefix)) continue;
             auto written = it->last_write_time();
             auto as_system = std::chrono::file_clock::to_sys(written);
-            if (as_system < cutoff && fs::remove(it->path(), ec)) ++n;
+            if (as_system < cutoff && fs::remove(it->path(), ec)) {
+                ++n;
+                emptied.emplace_back(relative.substr(0, slash), it->path().parent_path());
+            }
         }
         if (ec) return error{errc::unavailable, "blob store: purge stopped: " + ec.message()};
+        // After the walk, which must not see its folders go.
+        for (auto const& [tenant, folder] : emptied) remove_empty_folders(tenant, folder);
         return n;
     }
 
 private:
+    // Keys such as `runs/<id>/response` give each blob a folder of its own: once its last blob
+    // is gone, the folder goes too, and each parent left empty, up to the tenant's folder. A
+    // folder that is not empty (or is being filled: see `put`) stays.
+    void remove_empty_folders(std::string const& tenant, fs::path folder) const {
+        auto const top = root_ / tenant;
+        for (; folder != top && folder.native().starts_with(top.native()); folder = folder.parent_path())
+            if (::rmdir(folder.c_str()) != 0) break;
+    }
+
     result<fs::path> locate(std::string const& tenant, std::string const& ref) const {
         auto key = detail::key_of(tenant, ref);
         if (!key) return key.error();
