@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <boost/url/parse.hpp>
+
 #include <algorithm>
 #include <cstdlib>
 #include <fstream>
@@ -82,20 +84,22 @@ private:
     flag_map file_;
 };
 
-// Only --key-rate-limit takes 0 (off); every other number must be positive. Durations and
+// Only --key-rate-limit (off) and --max-redirects (none followed) take 0; every other number must be positive. Durations and
 // thread counts have a ceiling: past it a wait overflows (a worker then spins) or the threads
 // cannot be made.
 result<std::size_t> to_size(std::string const& name, std::string const& v) {
-    bool zero_ok = name == "key-rate-limit";
+    bool zero_ok = name == "key-rate-limit" || name == "max-redirects";
     std::size_t most = std::numeric_limits<std::size_t>::max();
     std::string unit;
     if (name.ends_with("-ms")) most = 604'800'000, unit = " (7 days)";
     else if (name.ends_with("-days")) most = 36'525, unit = " (100 years)";
     else if (name == "io-threads" || name == "workers" || name == "execution-threads") most = 1'024;
+    else if (name == "max-redirects") most = 20;
+    // Digits only: stoull reads "-1" as the largest number and skips leading spaces.
+    bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
     try {
-        std::size_t pos = 0;
-        auto n = std::stoull(v, &pos);
-        if (pos == v.size() && (n > 0 || zero_ok) && n <= most) return static_cast<std::size_t>(n);
+        auto n = digits ? std::stoull(v) : 0;
+        if (digits && (n > 0 || zero_ok) && n <= most) return static_cast<std::size_t>(n);
     } catch (...) {
     }
     auto range = most == std::numeric_limits<std::size_t>::max() ? std::string() : " of at most " + std::to_string(most) + unit;
@@ -225,6 +229,15 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         return error{errc::invalid_argument, "--tenant-executions must be at least 1 (vendor-calling requests of one tenant in progress)"};
     if (c.execution_threads == 0)
         return error{errc::invalid_argument, "--execution-threads must be at least 1"};
+    // Vendors are handed URLs made from it (inboundUrl), and Twilio's signature covers the URL
+    // it called: anything but an absolute http(s) origin and path would fail every delivery.
+    if (!c.public_url.empty()) {
+        auto u = boost::urls::parse_absolute_uri(c.public_url);
+        if (!u || (u->scheme() != "https" && u->scheme() != "http") || u->host().empty() || u->has_userinfo() ||
+            u->has_query() || u->has_fragment())
+            return error{errc::invalid_argument, "--public-url must be an absolute http(s) URL without user, query or fragment "
+                                                 "(e.g. https://hooks.example.com), got '" + c.public_url + "'"};
+    }
     return c;
 }
 

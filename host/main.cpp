@@ -124,6 +124,11 @@ int main(int argc, char** argv) {
         return args.empty() ? 2 : 0;
     }
     try {
+        auto help = [](std::string const& a) { return a == "--help" || a == "-h"; };
+        if (args.size() > 1 && help(args[1])) {
+            std::cout << host::usage();
+            return 0;
+        }
         if (args[0] == "serve") return serve({args.begin() + 1, args.end()});
         if (args[0] == "routes") return routes();
         if (args[0] == "keys" && args.size() > 1 && args[1] == "create") return keys_create({args.begin() + 2, args.end()});

@@ -6,4 +6,9 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 configure_and_build "$root/build" -DCMAKE_BUILD_TYPE=RelWithDebInfo -DINTEGRATION_BUILD_TESTS=OFF -DINTEGRATION_BUILD_BENCH=OFF \
   -DINTEGRATION_BUILD_HOST=ON
-exec "$root/build/host/integration-host" serve --data "${1:-$root/data}"
+# The data directory: $1, else INTEGRATION_DATA or a config file's `data` (INTEGRATION_CONFIG),
+# else ./data beside this script's checkout. A --data flag would override the last two.
+data=()
+if [[ -n ${1:-} ]]; then data=(--data "$1")
+elif [[ -z ${INTEGRATION_DATA:-} && -z ${INTEGRATION_CONFIG:-} ]]; then data=(--data "$root/data"); fi
+exec "$root/build/host/integration-host" serve "${data[@]}"

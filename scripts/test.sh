@@ -5,6 +5,15 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 
 jobs=$(nproc)
+# The peers' own packages need Node 20.19 or later (svix ships only an ES module, which require()
+# loads from 20.19 on); Debian 12's nodejs is 18. Say so now rather than as a peer test's failure.
+node_version=$(node -p 'process.versions.node' 2>/dev/null || echo 0)
+IFS=. read -r node_major node_minor _ <<<"$node_version"
+if ((node_major < 20 || (node_major == 20 && node_minor < 19))); then
+  echo "Node.js 20.19 or later is needed for the test peers (found $node_version): install it, e.g. from" \
+       "https://github.com/nodesource/distributions, and run again" >&2
+  exit 1
+fi
 echo "== test peers (npm registry)"
 npm ci --prefix "$root/tests/peers" --no-audit --no-fund --loglevel=error >/dev/null
 

@@ -1739,7 +1739,12 @@ TEST(host_config, durations_out_of_range_are_refused_at_start) {
              {"--run-retention-days", "200000", "--run-retention-days must be a positive integer of at most 36525 (100 years)"},
              {"--probe-interval-ms", "999", "--probe-interval-ms must be at least 1000"},
              {"--retry-interval-ms", "10000000000000", "--retry-interval-ms must be a positive integer of at most 604800000 (7 days)"},
-             {"--io-threads", "100000", "--io-threads must be a positive integer of at most 1024"}}) {
+             {"--io-threads", "100000", "--io-threads must be a positive integer of at most 1024"},
+             {"--public-url", "hooks.example.test", "--public-url must be an absolute http(s) URL"},
+             {"--public-url", "https://hooks.example.test/x?y=1", "--public-url must be an absolute http(s) URL"},
+             {"--max-redirects", "-1", "--max-redirects must be a whole number"},
+             {"--body-limit", "-1", "--body-limit must be a positive integer"},
+             {"--workers", " 4", "--workers must be a positive integer"}}) {
         try {
             host_process h(dir.string(), {flag, value});
             ADD_FAILURE() << "the host started with " << flag << " " << value;
@@ -1747,6 +1752,17 @@ TEST(host_config, durations_out_of_range_are_refused_at_start) {
             EXPECT_NE(std::string(e.what()).find(says), std::string::npos) << e.what();
         }
     }
+}
+
+// 0 is --max-redirects' documented default (answer a 3xx as is), so it can be said explicitly;
+// `serve --help` is help, not a flag missing its value.
+TEST(host_config, max_redirects_takes_its_default_of_0_and_serve_help_prints_the_usage) {
+    scratch_dir dir("zero");
+    host_process h(dir.string(), {"--max-redirects", "0"});
+    EXPECT_GT(h.port(), 0);
+    auto help = run_and_capture(std::string(INTEGRATION_HOST_BIN) + " serve --help 2>&1");
+    EXPECT_NE(help.find("usage:"), std::string::npos) << help;
+    EXPECT_NE(help.find("--max-redirects"), std::string::npos) << help;
 }
 
 // keys create reads INTEGRATION_DATA, INTEGRATION_TENANT and INTEGRATION_ADMIN like its flags.
