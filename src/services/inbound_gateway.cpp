@@ -1,4 +1,5 @@
 #include <integration/services/inbound_gateway.hpp>
+#include <integration/core/id.hpp>
 #include <integration/core/utf8.hpp>
 
 #include <integration/domain/failure.hpp>
@@ -21,7 +22,14 @@ namespace {
 /** At most this much of an unverified body goes into a failure record. */
 constexpr std::size_t excerpt_bytes = 256;
 
-std::string secret_name_of(std::string const& connection_id) { return "inbound-webhook." + connection_id; }
+/** A new vault name for a connection's secret: each registration and rotation stores its
+ *  secret under a name of its own, which only the commit that saves it puts in use. Random, so
+ *  two at once (or within a millisecond) never share one. */
+std::string new_secret_name(std::string const& connection_id) {
+    unsigned char r[8];
+    id_bytes(r, sizeof r);
+    return "inbound-webhook." + connection_id + "." + crypto::to_hex(r, sizeof r);
+}
 
 std::string blob_key_of(std::string const& delivery_id) { return "webhooks/inbound/" + delivery_id + "/payload"; }
 
@@ -131,15 +139,26 @@ result<inbound_endpoint> inbound_gateway::register_endpoint(request_context cons
     auto kept = inbound_secret(scheme, secret);
     if (!kept) return kept.error();
     if (auto r = check_connection(store_, ctx, connection_id); !r) return r.error();
-    auto name = secret_name_of(connection_id);
+    // A name of its own, as for a rotation: the secrets in use change only with the commit that
+    // names the new one, so a registration that fails leaves the one before it verifying.
+    auto name = new_secret_name(connection_id);
     if (auto put = secrets_.put(ctx.tenant_id, name, *kept); !put) return put.error();
-    forget(connection_id);  // the secret under `name` changed, whether or not the commit below succeeds
+    std::optional<storage::inbound_webhook_registration> replaced;
     auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         if (auto r = active_connection(uow, connection_id); !r) return r;
+        if (auto before = uow.inbound_webhooks().find(connection_id)) replaced = std::move(*before);
+        else if (before.error() != errc::not_found) return before.error();
         return uow.inbound_webhooks().save({connection_id, std::string(to_string(scheme)), name, std::nullopt, std::nullopt});
     });
     forget(connection_id);
-    if (!saved) return saved.error();
+    if (!saved) {
+        (void)secrets_.soft_delete(ctx.tenant_id, name);
+        return saved.error();
+    }
+    // Registering again replaces both secrets at once (unlike a rotation): those it replaced go.
+    if (replaced)
+        for (auto const& old : {std::optional(replaced->secret_name), replaced->previous_secret_name})
+            if (old && *old != name) (void)secrets_.soft_delete(ctx.tenant_id, *old);
     return inbound_endpoint{connection_id, scheme};
 }
 
@@ -171,19 +190,25 @@ result<inbound_endpoint> inbound_gateway::rotate_secret(request_context const& c
     auto kept = inbound_secret(*scheme, secret);
     if (!kept) return kept.error();
     auto now = clock_.now();
-    // A new name per rotation: the registration names both secrets, each at its latest version.
-    auto name = secret_name_of(connection_id) + ".r" + std::to_string(to_unix_ms(now));
+    // The registration names both secrets, each at its latest version.
+    auto name = new_secret_name(connection_id);
     if (auto put = secrets_.put(ctx.tenant_id, name, *kept); !put) return put.error();
+    std::optional<std::string> dropped;  // the secret before the previous one, out of use now
     auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         auto reg = registration(uow);
         if (!reg) return reg.error();
+        dropped = reg->previous_secret_name;
         reg->previous_secret_name = reg->secret_name;
         reg->previous_until = now + options_.secret_overlap;
         reg->secret_name = name;
         return uow.inbound_webhooks().save(*reg);
     });
     forget(connection_id);
-    if (!saved) return saved.error();
+    if (!saved) {
+        (void)secrets_.soft_delete(ctx.tenant_id, name);
+        return saved.error();
+    }
+    if (dropped && *dropped != name) (void)secrets_.soft_delete(ctx.tenant_id, *dropped);
     return inbound_endpoint{connection_id, *scheme};
 }
 

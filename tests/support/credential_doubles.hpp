@@ -17,16 +17,20 @@
 namespace integration::testing {
 
 /** Wraps a real secret store; while `down`, reads and writes fail as if it were unreachable.
- *  `after_get` runs once, right after the next `get` read its secret. */
+ *  `after_get` runs once, right after the next `get` read its secret; `after_put` once, right
+ *  after the next `put` stored one. */
 class switchable_vault final : public credentials::secret_store {
 public:
     explicit switchable_vault(credentials::secret_store& inner) : inner_(inner) {}
     bool down = false;
     std::function<void()> after_get;
+    std::function<void()> after_put;
     std::string const& name() const noexcept override { return inner_.name(); }
     result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
         if (down) return error{errc::unavailable, "vault unreachable"};
-        return inner_.put(t, n, v);
+        auto out = inner_.put(t, n, v);
+        if (auto hook = std::exchange(after_put, nullptr)) hook();
+        return out;
     }
     result<secret_bytes> get(std::string const& t, credentials::secret_ref const& r) override {
         if (down) return error{errc::unavailable, "vault unreachable"};

@@ -9,6 +9,7 @@
 #include <integration/services/webhook_signature.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/credential_doubles.hpp"
 #include "support/hmac.hpp"
 #include "support/sqlite_file.hpp"
 
@@ -603,6 +604,9 @@ TEST_F(inbound_gateway_test, a_connection_of_one_tenant_never_reaches_another_te
 }
 
 TEST_F(inbound_gateway_test, after_a_rotation_the_old_secret_verifies_during_the_overlap_only) {
+    auto before = must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) {
+        return uow.inbound_webhooks().find(conn_a_);
+    }));
     std::string next = "the-next-secret";
     must(gateway_.rotate_secret(a_, conn_a_, secret_bytes(std::string_view(next))));
     auto old1 = github(secret_, "rot-1", pr_opened(1));
@@ -621,8 +625,40 @@ TEST_F(inbound_gateway_test, after_a_rotation_the_old_secret_verifies_during_the
     auto reg = must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) {
         return uow.inbound_webhooks().find(conn_a_);
     }));
-    EXPECT_EQ(reg.previous_secret_name, "inbound-webhook." + conn_a_);
-    EXPECT_NE(reg.secret_name, "inbound-webhook." + conn_a_);
+    EXPECT_EQ(reg.previous_secret_name, before.secret_name);
+    EXPECT_NE(reg.secret_name, before.secret_name);
+}
+
+// Registering again stores the new secret before the commit that names it: until that commit the
+// secret in use is the one before, and a registration whose commit fails (the connection retired
+// meanwhile) leaves it in use. With one secret name per connection, the put alone switched it.
+TEST_F(inbound_gateway_test, registering_again_switches_the_secret_only_with_its_commit) {
+    integration::testing::switchable_vault vault(*vault_);
+    inbound_gateway gateway{*store_, vault, *blobs_, clock_, options_};
+    must(gateway.register_endpoint(a_, conn_a_, inbound_scheme::github, secret_bytes(std::string_view(secret_))));
+    auto before = must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) {
+        return uow.inbound_webhooks().find(conn_a_);
+    }));
+    std::optional<inbound_outcome::kind> during;
+    vault.after_put = [&] {
+        clock_.advance(options_.endpoint_cache_ttl + 1ms);  // nothing cached: the registration is read
+        auto old = github(secret_, "rereg-1", pr_opened(1));
+        during = must(gateway.receive(conn_a_, old->view())).outcome;
+        must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto c = must(uow.connections().find(conn_a_));
+            must(c.retire("customer left"));
+            return uow.connections().save(c);
+        }));
+    };
+    auto r = gateway.register_endpoint(a_, conn_a_, inbound_scheme::github, secret_bytes(std::string_view("replacement")));
+    ASSERT_EQ(during, inbound_outcome::kind::accepted) << "the secret before stays in use until the commit";
+    EXPECT_FALSE(r) << "the connection was retired before the commit";
+    auto after = must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) {
+        return uow.inbound_webhooks().find(conn_a_);
+    }));
+    EXPECT_EQ(after.secret_name, before.secret_name);
+    EXPECT_TRUE(must(vault_->get("tenant-a", credentials::secret_ref{vault_->name(), "tenant-a", after.secret_name, 0})) ==
+                secret_bytes(std::string_view(secret_)));
 }
 
 TEST_F(inbound_gateway_test, a_twilio_form_body_becomes_the_events_fields) {

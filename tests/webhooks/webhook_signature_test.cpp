@@ -196,6 +196,27 @@ TEST(webhook_signature_test, ed25519_v1a_round_trip) {
     EXPECT_FALSE(verify(pub, vector_id, ts, vector_body, vector_signature, vector_ts));
 }
 
+// An unauthenticated request could fill the header with v1a entries, each an Ed25519
+// verification; only the first 8 well-formed ones are verified (senders sign with a few keys).
+TEST(webhook_signature_test, at_most_8_v1a_entries_are_verified) {
+    auto key = generate_ed25519_key();
+    auto other = generate_ed25519_key();
+    secret_bytes pub(key.public_key);
+    std::string const ts = std::to_string(vector_ts);
+    auto sig = must(sign(key.private_key, vector_id, vector_ts, vector_body));
+    auto wrong = must(sign(other.private_key, vector_id, vector_ts, vector_body));
+    auto header = [&](int wrong_before) {
+        std::string h;
+        for (int i = 0; i < wrong_before; ++i) h += wrong + " ";
+        return h + sig;
+    };
+    EXPECT_TRUE(verify(pub, vector_id, ts, vector_body, header(7), vector_ts));
+    EXPECT_FALSE(verify(pub, vector_id, ts, vector_body, header(8), vector_ts));
+    EXPECT_FALSE(verify(pub, vector_id, ts, vector_body, header(170), vector_ts));
+    // Entries that are not v1a or not base64 are not verifications and do not count.
+    EXPECT_TRUE(verify(pub, vector_id, ts, vector_body, "v1,AAAA v1a,!!! v2,x " + header(7), vector_ts));
+}
+
 TEST(webhook_signature_test, a_v1a_entry_is_read_as_written_not_only_as_decoded) {
     // Ed25519 checks decoded bytes; a spelling of them that no encoder writes (a bit set in the
     // four bits after the 64th byte) is refused, as a v1 entry compared as text is.

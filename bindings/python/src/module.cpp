@@ -561,7 +561,12 @@ void define_module(py::module_& m) {
 
     py::class_<py_platform, std::shared_ptr<py_platform>>(m, "Platform",
         "The opened library (integration.open). Close it with close() or a with-statement.")
-        .def("tenant", [](std::shared_ptr<py_platform> const& self, std::string tenant_id, std::string actor, bool admin) {
+        // str only: pybind11 would take bytes too, and an actor that is not UTF-8 is written into
+        // every record the tenant makes, each then unreadable.
+        .def("tenant", [](std::shared_ptr<py_platform> const& self, py::object const& tenant, py::object const& actor_name,
+                          bool admin) {
+            auto tenant_id = text_from(tenant, "tenant_id");
+            auto actor = text_from(actor_name, "actor");
             unwrap(validate_tenant_id(tenant_id));
             auto ctx = request_context::for_tenant(std::move(tenant_id), std::move(actor));
             ctx.admin = admin;

@@ -74,6 +74,18 @@ def test_a_secret_never_appears_in_an_argument_error(platform: integration.Platf
         t.create_credential(provider_id=b"prov-1", secret=canary)  # type: ignore[arg-type]
 
 
+def test_a_tenant_and_actor_must_be_str(platform: integration.Platform) -> None:
+    # bytes that are not UTF-8 were taken, written into every record the tenant made, and made
+    # each of them unreadable.
+    with pytest.raises(TypeError, match="actor must be str"):
+        platform.tenant("acme-corp", b"mallory\xff")  # type: ignore[arg-type]
+    with pytest.raises(TypeError, match="tenant_id must be str"):
+        platform.tenant(b"acme-corp")  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="cannot be UTF-8"):
+        platform.tenant("acme-corp", "mallory\udcff")
+    assert platform.tenant("acme-corp", "alice").list_providers()["items"] is not None
+
+
 def test_only_the_snake_case_spelling_of_a_keyword_is_taken(platform: integration.Platform) -> None:
     t = platform.tenant("acme-corp")
     for kwargs in ({"displayName": "X"}, {"display_name_": "X"}, {"display_name": "A", "displayName": "B"}):
