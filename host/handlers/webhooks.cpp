@@ -33,7 +33,7 @@ void add_webhook_routes(router& r, services& s) {
         if (!subscribed) return subscribed.error();
         if (!subscribed->signing_secret) return json_reply(201, render(subscribed->subscription));
         return json_reply(201, with_secret(subscribed->subscription, *subscribed->signing_secret));
-    });
+    }, {.calls_vendors = true});  // resolves the endpoint's name: a tenant's DNS may be slow
 
     r.add("GET", "/webhooks/subscriptions", [&s](call& c) -> result<reply> {
         auto page = c.page();

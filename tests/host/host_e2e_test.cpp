@@ -2254,6 +2254,11 @@ TEST(host_fairness, runs_waiting_on_a_vendor_hold_no_execution_thread_and_are_bo
     if (over.status == 429) {
         EXPECT_EQ(str(over.json(), "type"), "https://integration.dev/problems/tenant-busy") << over.body;
     }
+    // Subscribing resolves the endpoint's name (DNS, which a tenant chooses and can make slow): it
+    // is held to the same bound, not to the threads every tenant's store-only routes share.
+    auto subscribe = a.post("/webhooks/subscriptions", json::object{{"projectId", "p"}, {"eventType", "order.*"},
+                                                                    {"endpointUrl", "http://127.0.0.1:9/hook"}});
+    EXPECT_EQ(subscribe.status, 429) << subscribe.body;
     auto other = b.post("/integrations/runs", run_with_id(quick, "b"));
     EXPECT_EQ(other.status, 201) << other.body;
     for (auto& t : waiting) t.join();
