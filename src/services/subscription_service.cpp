@@ -143,34 +143,40 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
 
 result<std::vector<std::string>> subscription_service::recover(request_context const& ctx,
                                                                std::string const& subscription_id, time_point since) {
-    auto replayed = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::vector<std::string>> {
-        auto s = uow.subscriptions().find(subscription_id);
-        if (!s) return s.error();
-        auto const now = clock_.now();
-        // Each replay gets the subscription's whole schedule again; an inactive subscription's
-        // deliveries wait until it is reactivated.
-        auto const attempts = s->attempt_policy().max_attempts;
-        std::vector<std::string> replayed;
-        for (auto status : recoverable) {
-            storage::delivery_query q{.direction = delivery_direction::outbound,
-                                      .subscription_id = subscription_id,
-                                      .status = status,
-                                      .since = since};
-            storage::page_request page{.limit = 500};
-            do {
+    // A page of deliveries per transaction: the store has one writer, and replaying a long
+    // outage's deliveries in one transaction would hold every tenant's commits behind it. A
+    // failure part way leaves the pages before it replayed; recovering again replays the rest.
+    std::vector<std::string> replayed;
+    auto const now = clock_.now();
+    result<void> outcome;
+    for (auto status : recoverable) {
+        storage::delivery_query q{.direction = delivery_direction::outbound,
+                                  .subscription_id = subscription_id,
+                                  .status = status,
+                                  .since = since};
+        storage::page_request page{.limit = 500};
+        do {
+            outcome = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+                auto s = uow.subscriptions().find(subscription_id);
+                if (!s) return s.error();
+                // Each replay gets the subscription's whole schedule again; an inactive
+                // subscription's deliveries wait until it is reactivated.
+                auto const attempts = s->attempt_policy().max_attempts;
                 auto batch = uow.deliveries().list(q, page);
                 if (!batch) return batch.error();
                 for (auto& d : batch->items) {
                     if (auto r = d.replay(attempts, now); !r) return r.error();
                     if (auto r = uow.deliveries().save(d); !r) return r.error();
-                    replayed.push_back(d.id());
                 }
+                for (auto const& d : batch->items) replayed.push_back(d.id());
                 page.cursor = std::move(batch->next_cursor);
-            } while (!page.cursor.empty());
-        }
-        return replayed;
-    });
-    if (replayed && !replayed->empty() && on_due_) on_due_();
+                return {};
+            });
+        } while (outcome && !page.cursor.empty());
+        if (!outcome) break;
+    }
+    if (!replayed.empty() && on_due_) on_due_();
+    if (!outcome) return outcome.error();
     return replayed;
 }
 

@@ -352,6 +352,29 @@ TEST_F(subscription_service_test, recover_replays_failed_and_dead_lettered_deliv
     EXPECT_TRUE(must(service_.recover(ctx_, sub.id(), since)).empty());
 }
 
+// The store has one writer: a recover of a long outage's deliveries in one transaction held every
+// tenant's commits behind it. It replays a page (500) per unit of work.
+TEST_F(subscription_service_test, recover_replays_a_long_outage_in_units_of_at_most_500_deliveries) {
+    auto sub = must(service_.subscribe(ctx_, spec())).subscription;
+    auto const since = clock_.now();
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        for (int i = 0; i < 1200; ++i) {
+            auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-" + std::to_string(i), std::nullopt));
+            must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
+            if (auto r = uow.deliveries().save(d); !r) return r;
+        }
+        return {};
+    }));
+    auto const before = storage::sqlite_store_stats(*store_).value().units;
+    auto replayed = must(service_.recover(ctx_, sub.id(), since));
+    EXPECT_EQ(std::set<std::string>(replayed.begin(), replayed.end()).size(), 1200u);
+    EXPECT_GE(storage::sqlite_store_stats(*store_).value().units - before, 3u);
+    auto still_failed = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) {
+        return uow.deliveries().list({.subscription_id = sub.id(), .status = delivery_status::failed}, {.limit = 10});
+    }));
+    EXPECT_TRUE(still_failed.items.empty());
+}
+
 TEST_F(subscription_service_test, recover_and_reactivate_call_on_due_when_they_made_deliveries_due) {
     int woken = 0;
     subscription_service waking(*store_, *vault_, http::egress_hop_check({}, dns_), clock_, {}, [&] { ++woken; });
