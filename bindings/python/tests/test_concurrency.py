@@ -62,10 +62,15 @@ def test_close_waits_for_a_call_in_flight_and_returns_with_the_platform_stopped(
         closer.join(0.5)
         assert closer.is_alive(), "close() returned while a call was still in flight"
         assert p.closed
+        # A second close() returns when the platform has stopped, not when the first began.
+        second = threading.Thread(target=p.close)
+        second.start()
+        second.join(0.5)
+        assert second.is_alive(), "a second close() returned while the platform was still running"
         release.set()
-        call.join(30)
-        closer.join(30)
-        assert not call.is_alive() and not closer.is_alive()
+        for thread in (call, closer, second):
+            thread.join(30)
+            assert not thread.is_alive()
         assert outcome["run"]["status"] == "Completed"
     finally:
         release.set()

@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import threading
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -184,36 +183,3 @@ def test_close_from_the_log_callback_is_refused_and_a_second_close_waits_for_the
     """)
     assert "['refused'] False" in out.stdout, out.stdout + out.stderr
     assert "closed True" in out.stdout and out.returncode == 0, out.stdout + out.stderr
-
-
-def test_a_second_close_returns_only_when_the_platform_has_stopped(tmp_path: Path) -> None:
-    release = threading.Event()
-    vendor = Vendor(before_answer=lambda: release.wait(30))
-    try:
-        p = integration.open(data_dir=str(tmp_path / "data"), egress_allow=["127.0.0.0/8"], max_attempts=1,
-                             deferred_retries=0, attempt_timeout=60)
-        t = p.tenant("acme-corp")
-        connection_id = connect(t, vendor.url)
-        call = threading.Thread(target=lambda: t.execute(connection_id=connection_id, operation="sms.send",
-                                                         path_params={"account": "AC1"}))
-        call.start()
-        for _ in range(3000):
-            if vendor.in_flight:
-                break
-            threading.Event().wait(0.01)
-        first = threading.Thread(target=p.close)
-        first.start()
-        first.join(0.3)
-        second = threading.Thread(target=p.close)
-        second.start()
-        second.join(0.5)
-        assert second.is_alive(), "a second close() returned while the platform was still running"
-        release.set()
-        for thread in (call, first, second):
-            thread.join(30)
-            assert not thread.is_alive()
-        # Stopped for real: the same data directory opens again.
-        integration.open(data_dir=str(tmp_path / "data")).close()
-    finally:
-        release.set()
-        vendor.close()
