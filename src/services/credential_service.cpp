@@ -316,13 +316,70 @@ public:
         return std::any_of(forms_.begin(), forms_.end(), [&](auto const& f) { return text.find(f) != std::string_view::npos; });
     }
 
+    /** True when `url` holds one of the forms, as it is or percent-decoded up to three times (a
+     *  vendor's login redirect carries the original URL, query key included, encoded once more
+     *  in its own query: `return_to=...%3Fkey%3Dabc%252F...`). */
+    bool found_in_url(std::string_view url) const {
+        std::string text(url);
+        bool hit = false;
+        for (int round = 0; round < 4 && !hit; ++round) {
+            hit = found(text);
+            auto decoded = percent_decoded(text);
+            bool const same = decoded == text;
+            crypto::wipe(text);
+            text = std::move(decoded);
+            if (same) break;
+        }
+        crypto::wipe(text);
+        return hit;
+    }
+
+    /** Replaces every form in `text` with the marker, in one pass: replacing in place shifted
+     *  the rest of the text at each match, quadratic in a body that echoes a key many times
+     *  (a vendor's answer of 16 MiB held the transport's thread for minutes). */
     void apply(std::string& text) const {
+        std::vector<std::pair<std::size_t, std::size_t>> hits;  // where, how long
         for (auto const& f : forms_)
-            for (auto at = text.find(f); at != std::string::npos; at = text.find(f, at + redacted_marker.size()))
-                text.replace(at, f.size(), redacted_marker);
+            for (auto at = text.find(f); at != std::string::npos; at = text.find(f, at + f.size())) hits.emplace_back(at, f.size());
+        if (hits.empty()) return;
+        // By position, the longest first where two start together; one inside another is skipped.
+        std::sort(hits.begin(), hits.end(), [](auto a, auto b) { return a.first != b.first ? a.first < b.first : a.second > b.second; });
+        std::string out;
+        out.reserve(text.size());
+        std::size_t copied = 0;
+        for (auto [at, n] : hits) {
+            if (at < copied) continue;
+            out.append(text, copied, at - copied);
+            out += redacted_marker;
+            copied = at + n;
+        }
+        out.append(text, copied);
+        crypto::wipe(text);
+        text = std::move(out);
     }
 
 private:
+    // `%XX` decoded (a broken escape is kept as it is); `+` stays, as URLs have it.
+    static std::string percent_decoded(std::string_view text) {
+        auto hex = [](char c) -> int {
+            if (c >= '0' && c <= '9') return c - '0';
+            c = static_cast<char>(c | 0x20);
+            return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+        };
+        std::string out;
+        out.reserve(text.size());
+        for (std::size_t i = 0; i < text.size(); ++i) {
+            int hi = 0, lo = 0;
+            if (text[i] == '%' && i + 2 < text.size() && (hi = hex(text[i + 1])) >= 0 && (lo = hex(text[i + 2])) >= 0) {
+                out += static_cast<char>(hi * 16 + lo);
+                i += 2;
+            } else {
+                out += text[i];
+            }
+        }
+        return out;
+    }
+
     void add(std::string form) {
         if (form.size() < 4 || std::find(forms_.begin(), forms_.end(), form) != forms_.end()) {
             crypto::wipe(form);
@@ -345,7 +402,7 @@ class applied_material {
 public:
     applied_material(http::request& r, resolved_credential const& m, http::call_context& call)
         : r_(r), call_(call), headers_(r.headers.size()) {
-        call.carries_credential = [&m](std::string_view text) { return echo_forms(m).found(text); };
+        call.carries_credential = [&m](std::string_view url) { return echo_forms(m).found_in_url(url); };
         for (auto const& [k, v] : m.headers) r.headers.emplace_back(k, std::string(v.view()));
         if (m.query.empty()) return;
         url_ = r.url;

@@ -232,6 +232,23 @@ private:
 
 std::string proxy_url(testing::loopback_server const& s) { return "http://127.0.0.1:" + std::to_string(s.port()); }
 
+// libcurl caps a header section but not the trailers after a chunked body, which it and the
+// answer's header list kept without end: a vendor sending trailers for the attempt's whole
+// timeout took the process to gigabytes. Past 256 KiB of fields the call fails.
+TEST(curl_transport, endless_trailer_fields_fail_the_call_instead_of_filling_memory) {
+    testing::loopback_server vendor([](int fd, testing::loopback_server&) {
+        write_all(fd, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n");
+        std::string const field = "X-T: " + std::string(4000, 't') + "\r\n";
+        for (int i = 0; i < 100'000; ++i)  // 400 MB, unless the client stops reading first
+            if (::send(fd, field.data(), field.size(), MSG_NOSIGNAL) <= 0) return;
+    });
+    auto t = make_curl_transport({});
+    auto res = t->send({.url = "http://127.0.0.1:" + std::to_string(vendor.port()) + "/x", .timeout = 30s});
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::invalid_argument) << res.error().message();
+    EXPECT_NE(res.error().detail().find("trailer"), std::string::npos) << res.error().detail();
+}
+
 TEST(curl_transport, a_configured_proxy_receives_the_absolute_form_request_and_its_answer_is_returned) {
     testing::loopback_server proxy("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy");
     auto t = make_curl_transport({.proxy = proxy_url(proxy)});
@@ -244,6 +261,19 @@ TEST(curl_transport, a_configured_proxy_receives_the_absolute_form_request_and_i
     EXPECT_EQ(seen.rfind("GET http://upstream.test:8080/v1/items?page=2 HTTP/1.1\r\n", 0), 0u) << seen;
     EXPECT_NE(seen.find("Host: upstream.test:8080"), std::string::npos);
     EXPECT_NE(seen.find("X-Api-Key: k"), std::string::npos);
+}
+
+// libcurl reads no_proxy/NO_PROXY from the environment unless told a list: a process
+// environment naming `*` sent every call around the proxy that enforces the egress policy.
+TEST(curl_transport, the_no_proxy_environment_variables_do_not_bypass_the_configured_proxy) {
+    scoped_env upper("NO_PROXY", "*"), lower("no_proxy", "*");
+    testing::loopback_server proxy("HTTP/1.1 200 OK\r\nContent-Length: 9\r\nConnection: close\r\n\r\nvia proxy");
+    testing::loopback_server direct;
+    auto t = make_curl_transport({.proxy = proxy_url(proxy)});
+    auto res = t->send({.url = "http://127.0.0.1:" + std::to_string(direct.port()) + "/x", .timeout = 5s});
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->body, "via proxy");
+    EXPECT_EQ(direct.accepted(), 0);
 }
 
 // A pinned call through a proxy is a CONNECT tunnel to the checked address: the proxy is handed

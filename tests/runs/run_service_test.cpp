@@ -475,6 +475,24 @@ TEST_F(run_service_test, a_redirect_echoing_a_query_placed_key_is_never_followed
     EXPECT_TRUE(elsewhere.requests()[0].starts_with("GET /landing?page=2 ")) << elsewhere.requests()[0];
 }
 
+// A login redirect carries the original URL in its own query, encoded once more: a key with
+// characters that need escaping is then in `Location` encoded twice (`%252F`), and still refused.
+TEST_F(run_service_test, a_redirect_carrying_a_query_placed_key_encoded_twice_is_never_followed_to_another_origin) {
+    std::string const key = "qk/5ecret+2b=7e";
+    loopback_server elsewhere;
+    auto const other = "http://127.0.0.1:" + std::to_string(elsewhere.port());
+    auto const original = "http://127.0.0.1:1/v1/messages?api_key=" + http::form_encode(key);
+    start({reply(302, "", "Location: " + other + "/login?return_to=" + http::form_encode(original) + "\r\n")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.redirect_hops = 3});
+    auto cred = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes(key),
+                                                .api_key = credentials::api_key_placement{.in = "query", .name = "api_key"}}));
+    auto request = send_sms();
+    request.connection_id = connection_with(cred.id(), "proj-2");
+    auto echoed = must(runs_->execute(ctx_, request));
+    EXPECT_EQ(echoed.run.status(), runs::run_status::failed);
+    EXPECT_EQ(elsewhere.accepted(), 0) << "the key was taken to another origin";
+}
+
 TEST_F(run_service_test, an_open_breaker_stops_calls_to_a_failing_vendor) {
     start({reply(500)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
           {.breaker = {.consecutive_failures = 2, .break_duration = 3'600'000ms}});
@@ -652,7 +670,9 @@ TEST_F(run_service_test, caller_headers_that_frame_route_or_take_the_credentials
         {"Content-Length", "0"}, {"transfer-encoding", "chunked"}, {"Host", "internal.example"}, {"Connection", "close"},
         {"Keep-Alive", "timeout=5"}, {"Upgrade", "h2c"}, {"TE", "trailers"}, {"Trailer", "X"}, {"Proxy-Authorization", "x"},
         {"Proxy-Anything", "x"}, {"X-Note", "a\r\nContent-Length: 0"}, {"X-Note", "a\nb"}, {"X-Note", std::string("a\0b", 3)},
-        {"X-Note\r\nHost", "x"}, {"X Note", "x"}, {"X:Note", "x"}, {"", "x"}, {"X-Api-Key", "mine"}, {"x-api-key", "mine"}};
+        {"X-Note\r\nHost", "x"}, {"X Note", "x"}, {"X:Note", "x"}, {"", "x"}, {"X-Api-Key", "mine"}, {"x-api-key", "mine"},
+        // A compressed answer would carry an echoed credential past redaction.
+        {"Accept-Encoding", "gzip"}, {"accept-encoding", "br"}};
     for (std::size_t i = 0; i < refused.size(); ++i) {
         auto const& [name, value] = refused[i];
         auto request = send_sms("key-" + std::to_string(i));

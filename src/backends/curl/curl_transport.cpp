@@ -27,6 +27,10 @@ struct slist_deleter {
     void operator()(curl_slist* l) const noexcept { curl_slist_free_all(l); }
 };
 
+/** The most header and trailer bytes an answer may carry (libcurl caps a header section, not
+ *  the trailers after a chunked body, which it and `res.headers` would keep without end). */
+constexpr std::size_t max_header_bytes = 256 * 1024;
+
 struct transfer {
     response res;
     std::size_t cap;
@@ -34,6 +38,8 @@ struct transfer {
     cancellation const* cancel = nullptr;
     std::size_t excerpt = 0;  // non-zero: keep this much of the body and stop reading there
     bool cut = false;         // the body was cut at `excerpt`: the transfer stopped on purpose
+    std::size_t header_bytes = 0;
+    bool headers_too_big = false;
 };
 
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
@@ -79,6 +85,11 @@ std::size_t on_body(char* data, std::size_t size, std::size_t n, void* user) {
 std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
     auto* t = static_cast<transfer*>(user);
     std::string_view line(data, size * n);
+    t->header_bytes += line.size();  // every section's, interim answers' included: none is free
+    if (t->header_bytes > max_header_bytes) {
+        t->headers_too_big = true;
+        return 0;  // aborts the transfer
+    }
     if (line.starts_with("HTTP/")) t->res.headers.clear();  // a new response (e.g. after 100 Continue)
     auto colon = line.find(':');
     if (colon != std::string_view::npos) {
@@ -262,10 +273,11 @@ public:
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
         if (!o_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str());
-        // An empty proxy disables the http_proxy/https_proxy/all_proxy environment variables, so
-        // whether calls go through a proxy is decided here, not by the process environment.
+        // An empty proxy disables the http_proxy/https_proxy/all_proxy environment variables, and
+        // an explicit no-proxy list (empty: none) the no_proxy/NO_PROXY ones, so whether calls go
+        // through a proxy is decided here, not by the process environment.
         curl_easy_setopt(h, CURLOPT_PROXY, o_.proxy.c_str());
-        if (!o_.proxy.empty() && !o_.no_proxy.empty()) curl_easy_setopt(h, CURLOPT_NOPROXY, o_.no_proxy.c_str());
+        curl_easy_setopt(h, CURLOPT_NOPROXY, o_.no_proxy.c_str());
     }
 
     /** Sets every option that belongs to call `r` on `h`, over whatever an earlier call on the
@@ -312,6 +324,9 @@ public:
         curl_easy_setopt(h, CURLOPT_ERRORBUFFER, nullptr);  // the buffer may die before the handle
         if (s.t.too_big)
             return error{errc::invalid_argument, "the response body exceeded " + std::to_string(o_.max_response_bytes) + " bytes"};
+        if (s.t.headers_too_big)
+            return error{errc::invalid_argument,
+                         "the response's header and trailer fields exceeded " + std::to_string(max_header_bytes) + " bytes"};
         if (s.t.cut) rc = CURLE_OK;  // the answer is here up to the excerpt wanted
         if (rc == CURLE_ABORTED_BY_CALLBACK && r.cancel && r.cancel->cancelled())
             return error{errc::cancelled, "the call was cancelled while in flight"};
