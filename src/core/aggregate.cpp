@@ -30,6 +30,9 @@ result<void> retry_policy::validate() const {
     if (initial_delay_ms <= 0 || max_delay_ms <= 0 || initial_delay_ms > max_delay_ms)
         return error{errc::invalid_argument,
                      "retryPolicy delays must be positive and initialDelayMs must not exceed maxDelayMs"};
+    // A day at most: longer waits are an outage to escalate, and a time this far out overflows.
+    if (max_delay_ms > 86'400'000)
+        return error{errc::invalid_argument, "retryPolicy.maxDelayMs must be at most 86400000 (one day)"};
     return {};
 }
 

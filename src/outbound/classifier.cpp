@@ -34,7 +34,7 @@ std::optional<classification> classify(attempt_outcome const& outcome, int attem
         } else if (s >= 400 && s <= 499) {
             c.category = failure_category::validation;
         } else {
-            c.category = failure_category::poison;  // 501, 505, 3xx we do not follow, ...
+            c.category = failure_category::poison;  // 501, 505, 3xx we do not follow, 1xx, 6xx ...
         }
     }
     auto decision = resilience::decide_retry(retry, attempt, retryable, requested, elapsed, unit);

@@ -9,7 +9,9 @@
 namespace integration::resilience {
 
 bool is_retryable_status(int s) noexcept {
-    return s == 408 || s == 425 || s == 429 || s == 500 || s == 502 || s == 503 || s == 504;
+    // Every 5xx but the two that say the request will never work here (501 Not Implemented, 505
+    // HTTP Version Not Supported): 529 Overloaded, a CDN's 522/524 and the like pass.
+    return s == 408 || s == 425 || s == 429 || (s >= 500 && s <= 599 && s != 501 && s != 505);
 }
 
 std::optional<time_point> parse_http_date(std::string_view t) {
@@ -46,8 +48,11 @@ std::optional<double> number(std::string_view v) {
     return d;
 }
 
+// At most a year: a larger value in milliseconds could overflow (1e17 s became a negative
+// delay, so "retry now"), and any wait that long exceeds every deadline anyway.
 std::chrono::milliseconds non_negative(double seconds) {
-    return std::chrono::milliseconds(static_cast<std::int64_t>(std::max(0.0, seconds) * 1000.0));
+    constexpr double year_seconds = 366.0 * 24 * 3600;
+    return std::chrono::milliseconds(static_cast<std::int64_t>(std::clamp(seconds, 0.0, year_seconds) * 1000.0));
 }
 
 }  // namespace
@@ -55,7 +60,8 @@ std::chrono::milliseconds non_negative(double seconds) {
 std::optional<std::chrono::milliseconds> server_requested_delay(http::headers const& h, time_point now) {
     using namespace std::chrono;
     if (auto v = http::find_header(h, "Retry-After"); !v.empty()) {
-        if (auto n = number(v)) return non_negative(*n);
+        // delta-seconds is never negative (RFC 9110 10.2.3): a negative one is not a delay.
+        if (auto n = number(v)) return *n >= 0 ? std::optional(non_negative(*n)) : std::nullopt;
         if (auto d = parse_http_date(v)) return duration_cast<milliseconds>(std::max(*d - now, time_point::duration::zero()));
         return std::nullopt;
     }

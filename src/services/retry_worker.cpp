@@ -1,5 +1,7 @@
 #include <integration/services/retry_worker.hpp>
 
+#include <algorithm>
+
 #include <integration/core/id.hpp>
 
 #include <set>
@@ -9,6 +11,9 @@ namespace integration::runs {
 retry_worker::retry_worker(storage::store& store, run_service& runs, clock const& clock, retry_worker_options options)
     : store_(store), runs_(runs), clock_(clock), options_(std::move(options)) {
     if (options_.owner.empty()) options_.owner = new_id("wrk", clock_.now());
+    // A lease that lapsed while its run's call was still in flight would let another worker
+    // resume the run and call the vendor a second time.
+    options_.lease = std::max(options_.lease, runs_.run_lease());
 }
 
 result<std::size_t> retry_worker::sweep() {

@@ -125,6 +125,10 @@ INSTANTIATE_TEST_SUITE_P(
                             [](connection_spec& s) { s.retry_policy = retry_policy{.max_attempts = 0}; }},
         bad_connection_spec{"initial_delay_above_max", [](connection_spec& s) {
                                 s.retry_policy = retry_policy{.initial_delay_ms = 10'000, .max_delay_ms = 1'000};
+                            }},
+        // 9e18 ms passed and made the next attempt's time overflow into the past: retried at once.
+        bad_connection_spec{"max_delay_over_a_day", [](connection_spec& s) {
+                                s.retry_policy = retry_policy{.initial_delay_ms = 1'000, .max_delay_ms = 9'000'000'000'000'000'000};
                             }}),
     [](auto const& info) { return info.param.name; });
 

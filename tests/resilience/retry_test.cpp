@@ -11,8 +11,10 @@ using namespace std::chrono_literals;
 using ms = std::chrono::milliseconds;
 
 TEST(retry, retryable_statuses_include_429_and_425_but_not_client_errors) {
-    for (int s : {408, 425, 429, 500, 502, 503, 504}) EXPECT_TRUE(is_retryable_status(s)) << s;
-    for (int s : {200, 201, 400, 401, 403, 404, 409, 422, 501, 505}) EXPECT_FALSE(is_retryable_status(s)) << s;
+    // Every 5xx is worth another try (529 Overloaded, a CDN's 522 and 524) but the two that say
+    // the request cannot work here.
+    for (int s : {408, 425, 429, 500, 502, 503, 504, 507, 511, 522, 524, 529, 599}) EXPECT_TRUE(is_retryable_status(s)) << s;
+    for (int s : {200, 201, 301, 400, 401, 403, 404, 409, 422, 501, 505, 600}) EXPECT_FALSE(is_retryable_status(s)) << s;
 }
 
 TEST(retry, retry_after_in_seconds_and_as_an_http_date) {
@@ -22,7 +24,11 @@ TEST(retry, retry_after_in_seconds_and_as_an_http_date) {
     EXPECT_EQ(server_requested_delay({{"Retry-After", "Tue, 24 Nov 2026 10:00:30 GMT"}}, now), ms(30'000));
     // A date in the past means "now", never a negative wait.
     EXPECT_EQ(server_requested_delay({{"Retry-After", "Tue, 24 Nov 2026 09:00:00 GMT"}}, now), ms(0));
-    EXPECT_EQ(server_requested_delay({{"Retry-After", "-5"}}, now), ms(0));
+    // delta-seconds is never negative: "-5" is no delay (the backoff applies), not "retry now";
+    // a huge one is a year at most instead of overflowing into a negative delay.
+    EXPECT_FALSE(server_requested_delay({{"Retry-After", "-5"}}, now));
+    for (auto huge : {"1e17", "9300000000000000", "1e300"})
+        EXPECT_EQ(server_requested_delay({{"Retry-After", huge}}, now), ms(366LL * 24 * 3600 * 1000)) << huge;
     EXPECT_FALSE(server_requested_delay({{"Retry-After", "soon"}}, now));
     EXPECT_FALSE(server_requested_delay({{"Retry-After", "Tue, 24 Nov 2026 10:00:30 UTC"}}, now));
     EXPECT_FALSE(server_requested_delay({}, now));

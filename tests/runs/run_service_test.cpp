@@ -1061,7 +1061,11 @@ TEST_F(run_service_test, a_retry_worker_killed_mid_sweep_leaves_a_lease_that_exp
     runs::retry_worker restarted(*store_, *runs_, clock_, {.owner = "restarted"});
     clock_.set(due + 30s);
     EXPECT_EQ(must(restarted.sweep()), 0u);  // the dead worker's lease still holds
+    // The 60 s it asked for were raised to the longest its run can take (a 600 s attempt): a
+    // call still in flight at 61 s would otherwise be made a second time.
     clock_.set(due + 61s);
+    EXPECT_EQ(must(restarted.sweep()), 0u);
+    clock_.set(due + 3600s);
     EXPECT_EQ(must(restarted.sweep()), 1u);  // expired: taken over
     EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::completed);
     EXPECT_TRUE(failures_of(id).at(0).resolved());

@@ -25,7 +25,7 @@ struct retry_options {
     std::chrono::milliseconds total_deadline{120'000};  ///< No attempt starts after this much time.
 };
 
-/** True for the statuses worth retrying: 408, 425, 429, 500, 502, 503, 504. */
+/** True for the statuses worth retrying: 408, 425, 429 and every 5xx but 501 and 505. */
 INTEGRATION_EXPORT bool is_retryable_status(int status) noexcept;
 
 /** The wait a server asked for: `Retry-After` (delta seconds or HTTP-date), then

@@ -19,7 +19,9 @@ namespace integration::runs {
 /** Options of the retry worker. */
 struct retry_worker_options {
     std::string owner;                     ///< This worker's lease name; a random one when empty.
-    std::chrono::milliseconds lease{120'000};  ///< Longer than one run's attempts can take.
+    /** How long a resumed run's failure stays this worker's; at least `run_service::run_lease()`
+     *  (the longest one execution can take), to which a shorter one is raised. */
+    std::chrono::milliseconds lease{120'000};
     std::size_t batch = 50;                ///< Failures resumed per tenant per sweep, each leased as it is taken.
 };
 
