@@ -475,7 +475,7 @@ TEST_F(credential_outbound_test, an_added_auth_scheme_builds_the_material_of_its
 
 // A body that is nothing but echoes of the key: every one is replaced, side by side, in one pass
 // (replacing in place moved the rest of the body at each echo: minutes for 16 MiB, on the
-// transport's one thread; bench/credential_bench.cpp measures the pass).
+// transport's one thread).
 TEST_F(credential_outbound_test, a_body_full_of_echoes_is_redacted_echo_by_echo) {
     std::string const key = "sk-live/CANARY+1";
     std::string encoded = http::form_encode(key);
