@@ -1123,17 +1123,28 @@ TEST_F(run_service_test, execute_with_a_handler_reports_a_write_behind_run_once_
     }
 }
 
-TEST_F(run_service_test, write_behind_records_the_run_without_a_reference_when_its_body_cannot_be_written) {
-    blobs_ = std::make_unique<refusing_responses>(std::move(blobs_));
-    // Every body goes to the blob store (none is small enough to stay with the run).
-    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.write_behind = true, .inline_body_bytes = 0});
-    auto out = must(runs_->execute(ctx_, send_sms()));
-    EXPECT_FALSE(out.run.data().response_ref);
-    must(runs_->flush());  // the run itself is recorded: only its body is missing
-    auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
-    EXPECT_EQ(run.status(), runs::run_status::completed);
-    EXPECT_FALSE(run.data().response_ref) << "a reference to a body that was never written";
-}
+// A Completed run whose vendor answer the blob store refused lost that answer (a run without
+// `responseRef`, silently): the body commits with its run instead, with or without write-behind.
+class run_body_fallback : public run_service_test {
+protected:
+    void check(bool behind) {
+        blobs_ = std::make_unique<refusing_responses>(std::move(blobs_));
+        // Every body goes to the blob store first (none is small enough to stay with the run).
+        start({reply(200, "the vendor's answer")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+              {.write_behind = behind, .inline_body_bytes = 0});
+        auto out = must(runs_->execute(ctx_, send_sms()));
+        ASSERT_TRUE(out.run.data().response_ref);
+        EXPECT_TRUE(storage::is_stored_payload_ref(*out.run.data().response_ref));
+        must(runs_->flush());
+        auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
+        EXPECT_EQ(run.status(), runs::run_status::completed);
+        ASSERT_TRUE(run.data().response_ref);
+        EXPECT_EQ(body_of(run, run.data().response_ref, storage::run_body::response), "the vendor's answer");
+    }
+};
+
+TEST_F(run_body_fallback, a_response_body_the_blob_store_refuses_is_kept_with_its_write_behind_run) { check(true); }
+TEST_F(run_body_fallback, a_response_body_the_blob_store_refuses_is_kept_with_its_run) { check(false); }
 
 // Small bodies commit with their run (no blob write, no fsync of their own); larger ones are
 // written to the blob store before the commit that refers to them. A run waiting for the retry
