@@ -1,5 +1,7 @@
 #include <integration/services/retention_worker.hpp>
 
+#include <map>
+
 #include <integration/core/aggregate.hpp>
 
 #include <boost/json/serialize.hpp>
@@ -10,10 +12,12 @@
 namespace integration::retention {
 
 result<void> validate(retention_options const& options) {
-    if (options.batch == 0)
+    // The store reads and deletes at most 500 rows a step: a larger batch would end each step
+    // after its first (fewer rows than asked read as "the last ones").
+    if (options.batch == 0 || options.batch > 500)
         return error{errc::invalid_argument,
-                     "retention_options.batch is 0; set it to the rows archived per file and per step (1 or more, "
-                     "500 by default)"};
+                     "retention_options.batch is " + std::to_string(options.batch) +
+                         "; set it to the rows archived per file and per step (1 to 500, 500 by default)"};
     // A cut-off is now minus the age, in the clock's nanoseconds: an age past a century would
     // overflow it into the future and make every row old enough.
     constexpr std::chrono::hours century{876'600};  // 36,525 days
@@ -60,8 +64,15 @@ result<std::size_t> retention_worker::archive(request_context const& ctx, std::s
         auto key = "archive/" + kind + "/" + rows->front().id() + "_" + rows->back().id() + ".jsonl";
         if (auto put = blobs_.put(ctx.tenant_id, key, lines); !put) return put.error();
         auto removed = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            // Only rows still as archived: one changed since it was read (a delivery replayed,
+            // Pending again) stays, and a later sweep archives it as it is then.
+            auto now_eligible = select(uow);
+            if (!now_eligible) return now_eligible.error();
+            std::map<std::string, std::int64_t> current;
+            for (auto const& a : *now_eligible) current.emplace(a.id(), a.meta().version);
             for (auto const& a : *rows)
-                if (auto r = remove(uow, a.id()); !r) return r;
+                if (auto c = current.find(a.id()); c != current.end() && c->second == a.meta().version)
+                    if (auto r = remove(uow, a.id()); !r) return r;
             return {};
         });
         if (!removed) return removed.error();

@@ -12,6 +12,7 @@
 #include <boost/json/parse.hpp>
 
 #include <filesystem>
+#include <functional>
 
 namespace integration::testing {
 namespace {
@@ -152,6 +153,71 @@ TEST_F(retention_worker_test, a_batch_of_zero_is_refused_with_what_to_set) {
     EXPECT_EQ(count_runs(a_), 1u);
     EXPECT_FALSE(retention::validate({.batch = 0}));
     EXPECT_TRUE(retention::validate({.batch = 1}));
+    // The store takes at most 500 rows a step: 501 would stop each step after its first.
+    EXPECT_TRUE(retention::validate({.batch = 500}));
+    EXPECT_FALSE(retention::validate({.batch = 501}));
+}
+
+/** Runs `on_archive` once, right after the next archive file is written. */
+class hooked_blobs final : public blobs::blob_store {
+public:
+    explicit hooked_blobs(blobs::blob_store& inner) : inner_(inner) {}
+    std::function<void()> on_archive;
+    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
+        auto out = inner_.put(tenant, key, data, d);
+        if (key.starts_with("archive/"))
+            if (auto hook = std::exchange(on_archive, nullptr)) hook();
+        return out;
+    }
+    result<std::string> get(std::string const& tenant, std::string const& ref) override { return inner_.get(tenant, ref); }
+    result<void> remove(std::string const& tenant, std::string const& ref) override { return inner_.remove(tenant, ref); }
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view prefix) override {
+        return inner_.purge_older_than(cutoff, prefix);
+    }
+
+private:
+    blobs::blob_store& inner_;
+};
+
+// Archiving reads a batch, writes its file, then deletes the rows: a delivery replayed between
+// the file and the delete (Pending again, to be sent) was deleted, its new state nowhere. Only
+// rows still as they were archived go; the replayed one stays, to be archived once it ends.
+TEST_F(retention_worker_test, a_row_that_changes_after_it_was_archived_is_not_deleted) {
+    webhooks::publisher pub(*store_, *blobs_, clock_);
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto s = must(webhooks::webhook_subscription::create(
+            a_, clock_.now(),
+            {.project_id = "shop", .event_type = "order.*", .endpoint_url = "https://hooks.customer.example/in",
+             .signing_secret_ref = "vault://local/t/whsec?version=1"}));
+        return uow.subscriptions().save(s);
+    }));
+    std::vector<std::string> ids;
+    for (int i = 0; i < 2; ++i) ids.push_back(must(pub.publish(a_, "order.paid", boost::json::value{{"n", i}})).delivery_ids.at(0));
+    for (auto const& id : ids)
+        must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto d = must(uow.deliveries().find(id));
+            must(d.record_success({0, 200, 4, {}, {}, clock_.now()}));
+            return uow.deliveries().save(d);
+        }));
+    clock_.advance(91 * 24h);
+    hooked_blobs hooked(*blobs_);
+    hooked.on_archive = [&] {
+        must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto d = must(uow.deliveries().find(ids[1]));
+            must(d.replay(3, clock_.now()));
+            return uow.deliveries().save(d);
+        }));
+    };
+    retention::retention_worker worker(*store_, hooked, clock_);
+    auto swept = must(worker.sweep());
+    auto find = [&](std::string const& id) {
+        return storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); });
+    };
+    EXPECT_EQ(find(ids[0]).error(), errc::not_found);
+    auto replayed = find(ids[1]);
+    ASSERT_TRUE(replayed) << "a delivery replayed after its archive was written was deleted";
+    EXPECT_EQ(replayed->status(), webhooks::delivery_status::pending);
+    EXPECT_EQ(swept.deliveries_archived, 2u);  // both were written to the file
 }
 
 // "Keep for ever" spelt as a huge age overflowed the cut-off into the future, and the sweep

@@ -28,11 +28,11 @@ struct retention_options {
     std::chrono::hours payloads{30 * 24};
     /** Published outbox rows, by publication (pending and dead rows are kept). */
     std::chrono::hours outbox{7 * 24};
-    std::size_t batch = 500;  ///< Rows per archive file and per step; at least 1.
+    std::size_t batch = 500;  ///< Rows per archive file and per step: 1 to 500.
 };
 
 /** Refuses options no sweep can run with: a `batch` of 0 (every step would take no rows and
- *  never finish), and an age under an hour or over 100 years (its cut-off would overflow into
+ *  never finish) or over 500 (the store's most per step), and an age under an hour or over 100 years (its cut-off would overflow into
  *  the future and take every row). `open_platform` and `retention_worker::sweep` call it. */
 INTEGRATION_EXPORT result<void> validate(retention_options const& options);
 
