@@ -55,6 +55,17 @@ protected:
         return id;
     }
 
+    /** An active subscription of `ctx`'s tenant to `event_type`. */
+    void subscribe(request_context const& ctx, std::string event_type) {
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto s = must(webhooks::webhook_subscription::create(
+                ctx, clock_.now(),
+                {.project_id = "shop", .event_type = std::move(event_type), .endpoint_url = "https://hooks.customer.example/in",
+                 .signing_secret_ref = "vault://local/t/whsec?version=1"}));
+            return uow.subscriptions().save(s);
+        }));
+    }
+
     std::size_t count_runs(request_context const& ctx) {
         return must(storage::read_for(*store_, ctx, [](storage::unit_of_work& uow) { return uow.runs().list({}, {.limit = 500}); }))
             .items.size();
@@ -184,13 +195,7 @@ private:
 // rows still as they were archived go; the replayed one stays, to be archived once it ends.
 TEST_F(retention_worker_test, a_row_that_changes_after_it_was_archived_is_not_deleted) {
     webhooks::publisher pub(*store_, *blobs_, clock_);
-    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
-        auto s = must(webhooks::webhook_subscription::create(
-            a_, clock_.now(),
-            {.project_id = "shop", .event_type = "order.*", .endpoint_url = "https://hooks.customer.example/in",
-             .signing_secret_ref = "vault://local/t/whsec?version=1"}));
-        return uow.subscriptions().save(s);
-    }));
+    subscribe(a_, "order.*");
     std::vector<std::string> ids;
     for (int i = 0; i < 2; ++i) ids.push_back(must(pub.publish(a_, "order.paid", boost::json::value{{"n", i}})).delivery_ids.at(0));
     for (auto const& id : ids)
@@ -345,14 +350,7 @@ TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
 TEST_F(retention_worker_test, webhook_payloads_are_purged_after_30_days_and_finished_deliveries_archived_after_90) {
     webhooks::publisher pub(*store_, *blobs_, clock_);
     // Subscriptions only: no connection makes these tenants known to the sweep.
-    for (auto const* ctx : {&a_, &b_})
-        must(store_->transact(*ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            auto s = must(webhooks::webhook_subscription::create(
-                *ctx, clock_.now(),
-                {.project_id = "shop", .event_type = "order.*", .endpoint_url = "https://hooks.customer.example/in",
-                 .signing_secret_ref = "vault://local/t/whsec?version=1"}));
-            return uow.subscriptions().save(s);
-        }));
+    for (auto const* ctx : {&a_, &b_}) subscribe(*ctx, "order.*");
     auto delivered_early = must(pub.publish(a_, "order.paid", boost::json::value{{"n", 1}})).delivery_ids.at(0);
     auto delivered_late = must(pub.publish(a_, "order.paid", boost::json::value{{"n", 2}})).delivery_ids.at(0);
     auto unheard = must(pub.publish(a_, "invoice.paid", boost::json::value{{"n", 3}}));  // no subscriber
@@ -414,13 +412,7 @@ TEST_F(retention_worker_test, webhook_payloads_are_purged_after_30_days_and_fini
 
 TEST_F(retention_worker_test, webhook_retention_follows_its_options) {
     webhooks::publisher pub(*store_, *blobs_, clock_);
-    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
-        auto s = must(webhooks::webhook_subscription::create(
-            a_, clock_.now(),
-            {.project_id = "shop", .event_type = "*", .endpoint_url = "https://hooks.customer.example/in",
-             .signing_secret_ref = "vault://local/t/whsec?version=1"}));
-        return uow.subscriptions().save(s);
-    }));
+    subscribe(a_, "*");
     must(pub.publish(a_, "order.paid", boost::json::value{{"n", 1}}));
     clock_.advance(2h);
     retention::retention_worker worker(*store_, *blobs_, clock_, {.deliveries = 1h, .payloads = 1h});
