@@ -84,9 +84,9 @@ private:
     flag_map file_;
 };
 
-// Only --key-rate-limit (off) and --max-redirects (none followed) take 0; every other number must be positive. Durations and
-// thread counts have a ceiling: past it a wait overflows (a worker then spins) or the threads
-// cannot be made.
+// Only --key-rate-limit (off) and --max-redirects (none followed) take 0; every other number
+// must be positive. Durations and thread counts have a ceiling: past it a wait overflows (a
+// worker then spins) or the threads cannot be made.
 result<std::size_t> to_size(std::string const& name, std::string const& v) {
     bool zero_ok = name == "key-rate-limit" || name == "max-redirects";
     std::size_t most = std::numeric_limits<std::size_t>::max();

@@ -385,8 +385,16 @@ std::optional<std::string> run_service::store_response(request_context const& ct
                                                        std::optional<http::response> const& last) {
     if (!last || last->body.empty()) return std::nullopt;
     auto ref = blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/response", last->body, options_.recording);
-    if (!ref) return std::nullopt;  // the callers keep it with the run instead
-    return *ref;
+    if (ref) return *ref;
+    // The blob store refused it: the body commits with its run instead of being lost (a stored
+    // body's reference, which the unit that saves the run fills: `keep_stored_response`).
+    return storage::stored_run_body_ref(ctx.tenant_id, run.id(), storage::run_body::response);
+}
+
+result<void> run_service::keep_stored_response(storage::unit_of_work& uow, integration_run const& run,
+                                               std::optional<std::string> const& ref, std::optional<http::response> const& last) {
+    if (!ref || !storage::is_stored_payload_ref(*ref) || !last) return {};
+    return uow.runs().put_body(run.id(), storage::run_body::response, last->body);
 }
 
 result<std::string> run_service::read_body(request_context const& ctx, integration_run const& run, std::string const& ref,
@@ -692,12 +700,10 @@ result<run_outcome> run_service::close(execution& x) {
         // shared with every concurrent unit. The caller gets the outcome now, or its handler once
         // the commit is done.
         std::optional<std::string> response_ref;
-        if (e.last && !e.last->body.empty()) {
-            if (e.last->body.size() > options_.inline_body_bytes)
-                response_ref = store_response(ctx, e.run, e.last);  // synced before the commit that refers to it
-            // Small, or the blob store refused it: the body commits with its run.
-            if (!response_ref) response_ref = storage::stored_run_body_ref(ctx.tenant_id, e.run.id(), storage::run_body::response);
-        }
+        if (e.last && !e.last->body.empty())
+            response_ref = e.last->body.size() <= options_.inline_body_bytes
+                               ? std::optional(storage::stored_run_body_ref(ctx.tenant_id, e.run.id(), storage::run_body::response))
+                               : store_response(ctx, e.run, e.last);  // synced before the commit that refers to it
         auto f = finalize(e, e.run, std::move(response_ref));
         if (!f) return f.error();
         auto prepared = storage::prepare_run(std::move(e.run), ctx, e.now, store_.event_source());
@@ -710,14 +716,10 @@ result<run_outcome> run_service::close(execution& x) {
         return out;
     }
     auto response_ref = store_response(ctx, e.run, e.last);
-    // The blob store refused the body: it commits with its run instead of being lost.
-    bool const keep_here = !response_ref && e.last && !e.last->body.empty();
-    if (keep_here) response_ref = storage::stored_run_body_ref(ctx.tenant_id, e.run.id(), storage::run_body::response);
     std::optional<std::string> failure_id;
     auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
         auto fresh = e.run;  // the in-memory copy carries every attempt
-        if (keep_here)
-            if (auto s = uow.runs().put_body(fresh.id(), storage::run_body::response, e.last->body); !s) return s.error();
+        if (auto s = keep_stored_response(uow, fresh, response_ref, e.last); !s) return s.error();
         auto f = finalize(e, fresh, response_ref);
         if (!f) return f.error();
         if (*f) {
@@ -884,14 +886,11 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
     auto save = [&](std::optional<failures::classification> const& c, std::optional<http::response> const& last,
                     bool keep_waiting) -> result<run_outcome> {
         auto response_ref = store_response(ctx, run, last);
-        bool const keep_here = !response_ref && last && !last->body.empty();  // as `execute` does
-        if (keep_here) response_ref = storage::stored_run_body_ref(ctx.tenant_id, run.id(), storage::run_body::response);
         now = clock_.now();
         auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
             auto fresh = run;
             auto f = failure;
-            if (keep_here)
-                if (auto s = uow.runs().put_body(fresh.id(), storage::run_body::response, last->body); !s) return s.error();
+            if (auto s = keep_stored_response(uow, fresh, response_ref, last); !s) return s.error();
             if (fresh.status() == run_status::running && !c) {
                 if (auto s = fresh.complete(now, external_ref(last), response_ref); !s) return s.error();
             } else if (fresh.status() == run_status::running && !keep_waiting) {

@@ -32,8 +32,9 @@ struct retention_options {
 };
 
 /** Refuses options no sweep can run with: a `batch` of 0 (every step would take no rows and
- *  never finish) or over 500 (the store's most per step), and an age under an hour or over 100 years (its cut-off would overflow into
- *  the future and take every row). `open_platform` and `retention_worker::sweep` call it. */
+ *  never finish) or over 500 (the store's most per step), and an age under an hour or over 100
+ *  years (its cut-off would overflow into the future and take every row). `open_platform` and
+ *  `retention_worker::sweep` call it. */
 INTEGRATION_EXPORT result<void> validate(retention_options const& options);
 
 /** What one sweep did. */

@@ -340,6 +340,10 @@ private:
     result<execute_request> stored_input(request_context const& ctx, integration_run const& run);
     std::optional<std::string> store_response(request_context const& ctx, integration_run const& run,
                                               std::optional<http::response> const& last);
+    /** Puts `last`'s body in the run's row when `ref` says it is kept there (a body the blob
+     *  store refused), in the unit that saves the run. */
+    static result<void> keep_stored_response(storage::unit_of_work& uow, integration_run const& run,
+                                             std::optional<std::string> const& ref, std::optional<http::response> const& last);
     void worker();
     /** Completes or fails `run` as `e` says; returns the IntegrationFailure to save with it. */
     static result<std::optional<failures::integration_failure>> finalize(ending const& e, integration_run& run,

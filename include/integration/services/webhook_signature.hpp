@@ -52,9 +52,9 @@ INTEGRATION_EXPORT result<secret_bytes> verification_key(secret_bytes const& sec
 
 /** Verifies a `webhook-signature` header against `secret` (a `whsec_` secret checks the `v1`
  *  entries in constant time, a `whpk_` public key the first 8 well-formed `v1a` ones; other
- *  entries are skipped) and
- *  the timestamp against `now_unix` within `tolerance_s` both ways. `errc::integrity_failure` when
- *  nothing matches or the timestamp is malformed or outside the tolerance. */
+ *  entries are skipped) and the timestamp against `now_unix` within `tolerance_s` both ways.
+ *  `errc::integrity_failure` when nothing matches or the timestamp is malformed or outside the
+ *  tolerance. */
 INTEGRATION_EXPORT result<void> verify(secret_bytes const& secret, std::string_view webhook_id,
                                        std::string_view timestamp, std::string_view body,
                                        std::string_view signature_header, std::int64_t now_unix,
