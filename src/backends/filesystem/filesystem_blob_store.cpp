@@ -40,7 +40,9 @@ public:
             std::error_code ec;
             for (auto p = parent; p != root_ && !fs::exists(p, ec); p = p.parent_path()) first_new = p;
             fs::create_directories(parent, ec);
-            if (ec == std::errc::no_such_file_or_directory) continue;  // a parent went meanwhile
+            // A folder went meanwhile: gone under the creation (ENOENT), or between its mkdir's
+            // EEXIST and the check that it is a folder.
+            if (ec == std::errc::no_such_file_or_directory || ec == std::errc::file_exists) continue;
             if (ec) return error{errc::unavailable, "blob store: cannot create " + parent.string() + ": " + ec.message()};
             fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
             if (fd < 0 && errno != ENOENT) break;
