@@ -185,6 +185,18 @@ std::optional<T> optional_spec(py::object const& v, char const* function) {
     return spec_from<T>(v.cast<py::dict>(), function);
 }
 
+/** The UTF-8 of the `str` `h` (owned by it). A lone surrogate is a ValueError that does not
+ *  repeat the text, which Python's UnicodeEncodeError would (a secret, for `secret_from`). */
+std::string_view utf8_of(py::handle h, char const* what) {
+    Py_ssize_t n = 0;
+    char const* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
+    if (!s) {
+        PyErr_Clear();
+        throw py::value_error(std::string(what) + " is a str that cannot be UTF-8 (it holds a lone surrogate)");
+    }
+    return {s, static_cast<std::size_t>(n)};
+}
+
 /** Secret material from `bytes`, `bytearray` or `str`, copied straight into wiped memory. */
 secret_bytes secret_from(py::handle h, char const* what) {
     auto* o = h.ptr();
@@ -195,30 +207,18 @@ secret_bytes secret_from(py::handle h, char const* what) {
         return secret_bytes(reinterpret_cast<unsigned char const*>(PyByteArray_AS_STRING(o)),
                             static_cast<std::size_t>(PyByteArray_GET_SIZE(o)));
     if (PyUnicode_Check(o)) {
-        Py_ssize_t n = 0;
-        char const* s = PyUnicode_AsUTF8AndSize(o, &n);
-        if (!s) {
-            // The UnicodeEncodeError would carry the whole secret.
-            PyErr_Clear();
-            throw py::value_error(std::string(what) + " is a str that cannot be UTF-8 (it holds a lone surrogate)");
-        }
-        return secret_bytes(reinterpret_cast<unsigned char const*>(s), static_cast<std::size_t>(n));
+        auto s = utf8_of(h, what);
+        return secret_bytes(reinterpret_cast<unsigned char const*>(s.data()), s.size());
     }
     throw py::type_error(std::string(what) + " must be bytes or str");
 }
 
-/** A `str` argument of a function that also takes a secret. Such functions take every argument
- *  as an object and convert it here: when pybind11 converts and fails, its TypeError lists every
- *  argument's repr, the secret's among them. */
+/** A `str` argument taken as an object and converted here: where pybind11 converts and fails,
+ *  its TypeError lists every argument's repr (a secret's among them), and it takes `bytes` for
+ *  `str` too. */
 std::string text_from(py::handle h, char const* what) {
     if (!PyUnicode_Check(h.ptr())) throw py::type_error(std::string(what) + " must be str, not " + Py_TYPE(h.ptr())->tp_name);
-    Py_ssize_t n = 0;
-    char const* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
-    if (!s) {
-        PyErr_Clear();
-        throw py::value_error(std::string(what) + " is a str that cannot be UTF-8 (it holds a lone surrogate)");
-    }
-    return std::string(s, static_cast<std::size_t>(n));
+    return std::string(utf8_of(h, what));
 }
 
 std::optional<std::string> optional_text_from(py::handle h, char const* what) {
@@ -530,13 +530,15 @@ std::shared_ptr<py_platform> open_platform_for_python(std::string data_dir, std:
         o.log = [fn](std::string_view level, std::string_view message) {
             if (!Py_IsInitialized()) return;
             py::gil_scoped_acquire gil;
-            in_log_callback = true;
+            struct in_callback {
+                in_callback() { in_log_callback = true; }
+                ~in_callback() { in_log_callback = false; }  // whatever the call throws
+            } scope;
             try {
                 fn->fn(py::str(level.data(), level.size()), py::str(message.data(), message.size()));
             } catch (py::error_already_set& e) {
                 e.discard_as_unraisable("integration log callback");
             }
-            in_log_callback = false;
         };
     }
     auto p = unwrap(nogil([&] { return open_platform(std::move(o)); }));
