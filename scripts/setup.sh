@@ -4,7 +4,7 @@
 set -euo pipefail
 
 packages=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-json1.81-dev libboost-url1.81-dev
-          libssl-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
+          libssl-dev libsqlite3-dev sqlite3 libcurl4-openssl-dev zlib1g-dev libjemalloc-dev libgtest-dev libgmock-dev libbenchmark-dev
           curl openssl
           python3 python3-dev pybind11-dev python3-pybind11 python3-pytest python3-setuptools python3-wheel python3-pip
           mypy

@@ -252,12 +252,12 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
     for (auto const& [name, value] : r.input.headers) {
         if (auto ok = http::check_header_field(name, value); !ok)
             return error{errc::invalid_argument, "input.headers: " + ok.error().detail()};
-        // A compressed answer is bytes the library cannot search for an echoed credential
-        // (redaction), and it is not decoded either: the vendor answers in plain text.
+        // The transport asks for the answer in plain text (and decodes one compressed anyway), so
+        // that what is kept and searched for an echoed credential is the text itself.
         if (http::same_field_name(name, "Accept-Encoding"))
             return error{errc::invalid_argument, "input.headers: header \"" + name +
-                                                     "\" would have the vendor compress its answer, which is then kept "
-                                                     "and redacted as it comes; remove it"};
+                                                     "\" is set by the library, which asks vendors for uncompressed "
+                                                     "answers; remove it"};
         for (auto const& own : placement.headers)
             if (http::same_field_name(name, own))
                 return error{errc::invalid_argument,

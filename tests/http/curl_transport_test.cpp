@@ -1,6 +1,7 @@
 #include <integration/backends/curl/curl_transport.hpp>
 #include <integration/ports/transport.hpp>
 
+#include "support/gzip.hpp"
 #include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
 #include "support/tcp_listener.hpp"
@@ -12,6 +13,7 @@
 #include <condition_variable>
 #include <mutex>
 #include <cstdlib>
+#include <future>
 #include <map>
 #include <memory>
 #include <optional>
@@ -68,6 +70,41 @@ TEST(curl_transport, a_peer_that_never_answers_times_out) {
     auto res = t->send({.url = url_of(server), .timeout = 400ms});
     ASSERT_FALSE(res);
     EXPECT_EQ(res.error(), errc::timeout);
+}
+
+// The library keeps answers and searches them for echoed credentials: a vendor that compresses
+// without being asked is decoded, and the kept headers describe the decoded body. A coding
+// libcurl cannot decode fails the call as the vendor's answer, not as a passing network fault.
+TEST(curl_transport, a_compressed_answer_nobody_asked_for_is_decoded) {
+    std::string const plain = R"({"echo":")" + std::string(2000, 'e') + R"("})";
+    auto const packed = testing::gzip(plain);
+    ASSERT_LT(packed.size(), plain.size() / 4);
+    testing::loopback_server server("HTTP/1.1 200 OK\r\nContent-Encoding: gzip\r\nContent-Length: " +
+                                    std::to_string(packed.size()) + "\r\nX-Kept: yes\r\nConnection: close\r\n\r\n" + packed);
+    auto t = make_curl_transport();
+    for (bool started : {false, true}) {
+        result<response> res = error{errc::cancelled, "not run"};
+        if (started) {
+            std::promise<result<response>> done;
+            t->start({.url = url_of(server)}, [&](result<response> r) { done.set_value(std::move(r)); });
+            res = done.get_future().get();
+        } else {
+            res = t->send({.url = url_of(server)});
+        }
+        ASSERT_TRUE(res) << res.error().message();
+        EXPECT_EQ(res->body, plain);
+        EXPECT_EQ(find_header(res->headers, "content-encoding"), "");
+        EXPECT_EQ(find_header(res->headers, "content-length"), "");
+        EXPECT_EQ(find_header(res->headers, "x-kept"), "yes");
+    }
+    for (auto const& seen : server.requests()) EXPECT_NE(seen.find("Accept-Encoding: identity\r\n"), std::string::npos) << seen;
+
+    testing::loopback_server unknown("HTTP/1.1 200 OK\r\nContent-Encoding: x-unheard-of\r\nContent-Length: 4\r\n"
+                                     "Connection: close\r\n\r\nabcd");
+    auto res = t->send({.url = url_of(unknown)});
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::invalid_argument) << res.error().message();
+    EXPECT_NE(res.error().detail().find("Content-Encoding"), std::string::npos) << res.error().detail();
 }
 
 TEST(curl_transport, an_endless_chunked_body_is_cut_at_the_size_cap) {

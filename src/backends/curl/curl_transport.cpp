@@ -101,6 +101,18 @@ std::size_t on_header(char* data, std::size_t size, std::size_t n, void* user) {
     return size * n;
 }
 
+/** Once libcurl has decoded a compressed body, its `Content-Encoding` and `Content-Length`
+ *  describe bytes nobody holds: both go, so a kept answer describes the body kept with it. */
+void drop_decoded_framing(headers& fields) {
+    auto encoded = std::any_of(fields.begin(), fields.end(), [](auto const& h) {
+        return same_field_name(h.first, "Content-Encoding") && !same_field_name(h.second, "identity");
+    });
+    if (!encoded) return;
+    std::erase_if(fields, [](auto const& h) {
+        return same_field_name(h.first, "Content-Encoding") || same_field_name(h.first, "Content-Length");
+    });
+}
+
 /** TLS sessions shared by every pooled handle: a handle that opens a new connection resumes a
  *  session another handle negotiated instead of a full handshake. DNS is not shared: a pinned
  *  call's address comes from `request::pin` (checked by the egress policy), never from a lookup
@@ -272,6 +284,9 @@ public:
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o_.verify_tls ? 2L : 0L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        // Asks for an uncompressed answer, and has libcurl decode one compressed anyway: what the
+        // library keeps, returns and searches for an echoed credential is the plain text.
+        curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "identity");
         if (!o_.ca_file.empty()) curl_easy_setopt(h, CURLOPT_CAINFO, o_.ca_file.c_str());
         // An empty proxy disables the http_proxy/https_proxy/all_proxy environment variables, and
         // an explicit no-proxy list (empty: none) the no_proxy/NO_PROXY ones, so whether calls go
@@ -332,11 +347,14 @@ public:
             return error{errc::cancelled, "the call was cancelled while in flight"};
         if (rc == CURLE_OPERATION_TIMEDOUT) return error{errc::timeout, "no complete answer within the deadline"};
         std::string why = s.detail[0] != '\0' ? s.detail : curl_easy_strerror(rc);
+        if (rc == CURLE_BAD_CONTENT_ENCODING)  // answered, in a coding libcurl cannot decode: asking again will not help
+            return error{errc::invalid_argument, "the answer's Content-Encoding cannot be decoded: " + why};
         if (auto tls = tls_failure(rc, why)) return error{errc::unavailable, std::move(*tls)};
         if (rc != CURLE_OK) return error{errc::unavailable, "transport failure: " + why};
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         s.t.res.status = static_cast<int>(status);
+        drop_decoded_framing(s.t.res.headers);
         return std::move(s.t.res);
     }
 
