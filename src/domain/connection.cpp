@@ -127,8 +127,8 @@ result<void> integration_connection::ensure_scope_granted(std::string_view capab
 
 result<void> integration_connection::ensure_can_execute(bool allow_degraded) const {
     if (d_.status == connection_status::active && d_.health == health_status::healthy) return {};
-    if (d_.status == connection_status::degraded && allow_degraded) return {};
-    std::string why = d_.status == connection_status::degraded
+    if (d_.status == connection_status::degraded && allow_degraded && d_.health != health_status::unhealthy) return {};
+    std::string why = d_.status == connection_status::degraded && d_.health != health_status::unhealthy
                           ? "Degraded and this call does not permit degraded connections"
                           : std::string(to_string(d_.status)) + " (health " + std::string(to_string(d_.health)) + ")";
     return error{errc::invalid_state, "runs cannot execute on connection " + d_.connection_id + ": it is " + why};

@@ -190,6 +190,17 @@ result<void> integration_credential::revoke(std::string reason, time_point now) 
     return {};
 }
 
+result<void> integration_credential::ensure_usable_by(std::string const& provider_id, std::string const& connection_id) const {
+    if (d_.provider_id != provider_id)
+        return error{errc::invalid_argument, "credential " + d_.credential_id + " belongs to provider " + d_.provider_id +
+                                                 ", not " + provider_id + "; create a credential for this provider"};
+    if (d_.connection_id && *d_.connection_id != connection_id)
+        return error{errc::invalid_argument, "credential " + d_.credential_id + " belongs to connection " +
+                                                 *d_.connection_id + "; create a credential for this connection"};
+    if (d_.status == credential_status::revoked) return error{errc::invalid_state, "credential " + d_.credential_id + " is Revoked"};
+    return {};
+}
+
 result<void> integration_credential::attach_connection(std::string connection_id) {
     if (d_.status == credential_status::revoked)
         return detail::bad_transition("credential", "attach", d_.status);

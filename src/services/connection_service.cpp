@@ -20,16 +20,7 @@ result<integration_connection> connection_service::create(request_context const&
         if (auto const& id = c->data().credential_id) {
             auto cred = uow.credentials().find(*id);
             if (!cred) return cred.error();
-            // A credential is its provider's (and its connection's, when it names one): used by
-            // another provider's connection it would be sent to another vendor.
-            if (cred->data().provider_id != provider_id)
-                return error{errc::invalid_argument, "credential " + *id + " belongs to provider " + cred->data().provider_id +
-                                                         ", not " + provider_id + "; create a credential for this provider"};
-            if (cred->data().connection_id)
-                return error{errc::invalid_argument, "credential " + *id + " belongs to connection " + *cred->data().connection_id +
-                                                         "; create a credential for this connection"};
-            if (cred->status() == credentials::credential_status::revoked)
-                return error{errc::invalid_state, "credential " + *id + " is Revoked"};
+            if (auto ok = cred->ensure_usable_by(provider_id, c->id()); !ok) return ok.error();
         }
         if (auto s = uow.connections().save(*c); !s) return s.error();
         return std::move(*c);

@@ -51,13 +51,17 @@ result<void> validate_request(new_credential const& s) {
 }
 
 /** The provider and the connection a new credential names, each looked up in the caller's tenant
- *  (another tenant's is not found, as on every route). */
+ *  (another tenant's is not found, as on every route); the connection must be the provider's. */
 result<void> find_references(storage::store& store, request_context const& ctx, std::string const& provider_id,
                              std::optional<std::string> const& connection_id) {
     return store.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         if (auto p = uow.providers().find(provider_id); !p) return p.error();
-        if (connection_id)
-            if (auto c = uow.connections().find(*connection_id); !c) return c.error();
+        if (!connection_id) return {};
+        auto c = uow.connections().find(*connection_id);
+        if (!c) return c.error();
+        if (c->data().provider_id != provider_id)
+            return error{errc::invalid_argument, "connection " + *connection_id + " is provider " + c->data().provider_id +
+                                                     "'s, not " + provider_id + "'s"};
         return {};
     });
 }
@@ -207,8 +211,26 @@ result<integration_credential> credential_service::revoke(request_context const&
     auto revoked = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
         auto c = uow.credentials().find(credential_id);
         if (!c) return c.error();
-        if (auto r = c->revoke(reason, clock_.now()); !r) return r.error();
+        auto const now = clock_.now();
+        if (auto r = c->revoke(reason, now); !r) return r.error();
         if (auto s = uow.credentials().save(*c); !s) return s.error();
+        // "A connection cannot be Active without a resolvable credentialId": every connection
+        // sending this credential is Unhealthy (an Active one Degraded) in the same commit.
+        connections::health_probe_result const gone{health_status::unhealthy,
+                                                    "credential " + credential_id + " was revoked",
+                                                    failures::failure_category::auth};
+        storage::page_request page{.limit = 500};
+        do {
+            auto list = uow.connections().list({}, page);
+            if (!list) return list.error();
+            for (auto& conn : list->items) {
+                if (conn.data().credential_id != credential_id || conn.status() == connections::connection_status::retired)
+                    continue;
+                if (auto r = conn.record_health(gone, now); !r) return r.error();
+                if (auto s = uow.connections().save(conn); !s) return s.error();
+            }
+            page.cursor = list->next_cursor;
+        } while (!page.cursor.empty());
         return std::move(*c);
     });
     if (!revoked) return revoked;

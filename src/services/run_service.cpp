@@ -205,8 +205,15 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
         auto provider = uow.providers().find(conn->data().provider_id);
         if (!provider) return provider.error();
         credentials::material_placement placement;
-        if (auto const& id = conn->data().credential_id)
-            if (auto cred = uow.credentials().find(*id)) placement = credentials::placement_of(*cred);
+        if (auto const& id = conn->data().credential_id) {
+            // Checked at every binding, not only when the connection was made: a store written
+            // before that check, or a credential revoked since, must not send its secret.
+            auto cred = uow.credentials().find(*id);
+            if (!cred) return error{errc::invalid_state, "connection " + conn->id() + "'s credential " + *id + " is gone"};
+            if (auto ok = cred->ensure_usable_by(conn->data().provider_id, conn->id()); !ok)
+                return error{ok.error().code(), "runs cannot execute on connection " + conn->id() + ": " + ok.error().detail()};
+            placement = credentials::placement_of(*cred);
+        }
         storage::page_request page{.limit = 500};
         auto clients = uow.api_clients().list_by_provider(provider->id(), page);
         if (!clients) return clients.error();

@@ -143,11 +143,24 @@ TEST_F(credential_service_test, another_tenants_connection_is_not_found_and_noth
         EXPECT_TRUE(must(uow.credentials().list({}, {})).items.empty());
         return {};
     }));
-    // The caller's own connection is fine.
+    // The caller's own connection is fine when it is the credential's provider's: the secret
+    // would otherwise be named for a connection that sends another vendor's requests.
     flaky_.down = false;
+    auto foreign =
+        service_.create(ctx_, {.provider_id = provider_id_, .connection_id = mine, .secret = secret_bytes("sk_x")});
+    ASSERT_FALSE(foreign);
+    EXPECT_EQ(foreign.error(), errc::invalid_argument);
+    EXPECT_NE(foreign.error().detail().find("is provider "), std::string::npos) << foreign.error().detail();
+    std::string own;
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = must(uow.providers().find(provider_id_));
+        auto c = must(connections::integration_connection::create(ctx_, clock_.now(), p, connection_spec()));
+        own = c.id();
+        return uow.connections().save(c);
+    }));
     auto created = must(
-        service_.create(ctx_, {.provider_id = provider_id_, .connection_id = mine, .secret = secret_bytes("sk_x")}));
-    EXPECT_EQ(created.data().connection_id, mine);
+        service_.create(ctx_, {.provider_id = provider_id_, .connection_id = own, .secret = secret_bytes("sk_x")}));
+    EXPECT_EQ(created.data().connection_id, own);
 }
 
 TEST_F(credential_service_test, rotation_activates_a_verified_version_and_keeps_history) {

@@ -307,11 +307,22 @@ TEST_F(connection_test, runs_execute_on_active_healthy_or_permitted_degraded_con
     EXPECT_TRUE(a.ensure_can_execute(false));
     EXPECT_TRUE(a.ensure_can_execute(true));
 
-    auto d = degraded();
+    auto d = active();
+    d.record_health(degraded_probe, clock.now()).value();
+    ASSERT_EQ(d.status(), connection_status::degraded);
     EXPECT_TRUE(d.ensure_can_execute(true));
     auto r = d.ensure_can_execute(false);
     EXPECT_ERRC(r, errc::invalid_state);
     EXPECT_NE(r.error().detail().find("Degraded"), std::string::npos) << r.error().detail();
+
+    // "Degraded-permitted" is a degraded service, not a failing one: Unhealthy runs nothing.
+    auto u = degraded();
+    ASSERT_EQ(u.data().health, health_status::unhealthy);
+    for (bool permitted : {false, true}) {
+        auto refused = u.ensure_can_execute(permitted);
+        EXPECT_ERRC(refused, errc::invalid_state);
+        EXPECT_NE(refused.error().detail().find("Unhealthy"), std::string::npos) << refused.error().detail();
+    }
 
     for (auto c : {pending(), retired()}) {
         EXPECT_ERRC(c.ensure_can_execute(false), errc::invalid_state);

@@ -310,16 +310,63 @@ TEST_F(run_service_test, a_vendor_resource_id_that_is_not_utf8_is_kept_as_valid_
     EXPECT_FALSE(pending.empty());
 }
 
-// A revoked credential fails every attempt the same way: the run fails at once as Auth, for a
-// human to mend (escalate), and is neither retried nor left Running for the retry worker.
-TEST_F(run_service_test, a_revoked_credential_fails_the_run_at_once_for_a_human) {
+// "A connection cannot be Active without a resolvable credentialId": revoking the credential
+// makes its connection Unhealthy in the same commit, and runs are refused before anything is
+// recorded or sent, allow_degraded or not.
+TEST_F(run_service_test, a_revoked_credential_stops_its_connections_runs) {
     start({reply(200, "ok")});
+    auto conn = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.connections().find(connection_id_); }));
+    ASSERT_EQ(conn.status(), connections::connection_status::active);
+    must(credentials_.revoke(ctx_, *conn.data().credential_id, "leaked"));
+    conn = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.connections().find(connection_id_); }));
+    EXPECT_EQ(conn.status(), connections::connection_status::degraded);
+    EXPECT_EQ(conn.data().health, health_status::unhealthy);
+    ASSERT_TRUE(conn.data().health_reason);
+    EXPECT_NE(conn.data().health_reason->find("revoked"), std::string::npos) << *conn.data().health_reason;
+    for (bool permitted : {false, true}) {
+        auto request = send_sms();
+        request.allow_degraded = permitted;
+        auto refused = runs_->execute(ctx_, request);
+        ASSERT_FALSE(refused);
+        EXPECT_EQ(refused.error(), errc::invalid_state) << refused.error().message();
+    }
+    EXPECT_TRUE(vendor_->requests().empty());
+    auto recorded = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().list({}, {}); }));
+    EXPECT_TRUE(recorded.items.empty());
+}
+
+// A connection written before connections were checked against their credential's provider (or
+// changed in the store by hand) never sends another provider's secret: the binding checks it.
+TEST_F(run_service_test, a_connection_holding_another_providers_credential_sends_nothing) {
+    start({reply(200, "ok")});
+    auto other = must(storage::transact_for(*store_, ctx_, [&](storage::unit_of_work& uow) -> result<providers::integration_provider> {
+        auto spec = provider_spec("other-vendor");
+        auto p = providers::integration_provider::register_new(ctx_, clock_.now(), spec);
+        if (!p) return p.error();
+        if (auto s = uow.providers().save(*p); !s) return s.error();
+        return std::move(*p);
+    }));
+    auto foreign = must(credentials_.create(ctx_, {.provider_id = other.id(), .secret = secret_bytes("other-vendors-secret"),
+                                                   .api_key = credentials::api_key_placement{.in = "header", .name = "X-Api-Key"}}));
+    exec_sql(dir_.file("i.db"), "UPDATE connections SET credential_id = '" + foreign.id() + "' WHERE connection_id = '" + connection_id_ + "'");
+    auto refused = runs_->execute(ctx_, send_sms());
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument) << refused.error().message();
+    EXPECT_NE(refused.error().detail().find("belongs to provider " + other.id()), std::string::npos) << refused.error().detail();
+    EXPECT_TRUE(vendor_->requests().empty());
+}
+
+// Between the binding and the call (another process revoked it), the run fails at once as Auth,
+// for a human to mend (escalate), and is neither retried nor left Running for the retry worker.
+TEST_F(run_service_test, a_credential_revoked_after_binding_fails_the_run_at_once_for_a_human) {
+    start({reply(200, "ok"), reply(200, "ok")});
+    must(runs_->execute(ctx_, send_sms()));  // the binding is cached for binding_cache_ttl
     auto conn = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.connections().find(connection_id_); }));
     must(credentials_.revoke(ctx_, *conn.data().credential_id, "leaked"));
     auto out = must(runs_->execute(ctx_, send_sms()));
     EXPECT_EQ(out.run.status(), runs::run_status::failed);
     EXPECT_EQ(out.run.data().attempts, 1);
-    EXPECT_TRUE(vendor_->requests().empty());
+    EXPECT_EQ(vendor_->requests().size(), 1u) << "only the run before the revocation reached the vendor";
     auto f = failures_of(out.run.id());
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].data().category, failures::failure_category::auth);

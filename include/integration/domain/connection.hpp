@@ -138,7 +138,8 @@ public:
     /** Fails (`errc::scope_not_granted`, naming the capability) unless `capability` is among the
      *  granted scopes, or no scope is listed. */
     result<void> ensure_scope_granted(std::string_view capability) const;
-    /** Fails unless runs may execute now: Active and Healthy, or Degraded when `allow_degraded`. */
+    /** Fails unless runs may execute now: Active and Healthy, or Degraded (but not Unhealthy) when
+     *  `allow_degraded`. */
     result<void> ensure_can_execute(bool allow_degraded) const;
 
 private:

@@ -148,6 +148,10 @@ public:
     result<void> revoke(std::string reason, time_point now);
     /** Binds the credential to a connection. */
     result<void> attach_connection(std::string connection_id);
+    /** Fails unless connection `connection_id` of provider `provider_id` may send this credential:
+     *  it is that provider's, names no other connection, and is not Revoked (sent by another
+     *  provider's connection, it would go to another vendor). */
+    result<void> ensure_usable_by(std::string const& provider_id, std::string const& connection_id) const;
 
 private:
     integration_credential(metadata m, credential_data d) : aggregate(std::move(m)), d_(std::move(d)) {}

@@ -203,7 +203,8 @@ public:
     result<integration_credential> rotate(request_context const& ctx, std::string const& credential_id,
                                           secret_bytes new_secret, verifier const& verify,
                                           std::optional<time_point> new_expires_at = std::nullopt);
-    /** Revokes the credential and disables its versions in the secret store. */
+    /** Revokes the credential and disables its versions in the secret store; every connection
+     *  using it is Unhealthy (an Active one Degraded) in the same commit, so it runs nothing. */
     result<integration_credential> revoke(request_context const& ctx, std::string const& credential_id,
                                           std::string reason);
     /** Material for one request with the active version (tokens cached and refreshed early). */

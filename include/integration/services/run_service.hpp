@@ -89,7 +89,8 @@ struct run_service_options {
      *  failure is escalated. 0 fails the run at once (dead letter). */
     int deferred_retries = 3;
     /** How long the connection → API client binding of an operation is reused without reading
-     *  the store. A connection retired or a client deprecated takes effect within this time. */
+     *  the store. A connection retired or made Degraded, its credential revoked, or a client
+     *  deprecated takes effect within this time. */
     std::chrono::milliseconds binding_cache_ttl{1'000};
     /** Redirects of the vendor's answers, each hop re-checked by the egress policy; off by default. */
     http::redirect_options redirects{};
