@@ -6,6 +6,9 @@
 #include <integration/outbound/retry.hpp>
 #include <integration/services/webhook_signature.hpp>
 
+#include "../detail/fair_pool.hpp"
+
+#include <boost/url/parse.hpp>
 
 #include <unistd.h>
 #if defined(__GLIBC__)
@@ -156,7 +159,22 @@ struct delivery_worker::state {
         return &secret_cache.emplace(std::move(key), std::move(*got)).first->second;
     }
 
+    /** What `send` needs of a started delivery besides its outcome: copies, since the sweep's
+     *  caches go when it ends and a send may wait for a lookup thread. */
+    struct sending {
+        std::vector<secret_bytes> keys;
+        std::string url;
+        std::string body;
+        milliseconds timeout;
+        std::shared_ptr<http::cancellation> closing;
+    };
+    std::unique_ptr<detail::fair_pool> lookups;  // made at the first name; last: stopped first
+
     void start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now);
+    /** Checks the endpoint (resolving its name), signs and sends; counted in `in_flight`. */
+    void send(outcome o, sending next);
+    /** A counted delivery that is neither sent nor recorded: its lease lapses. */
+    void gone();
     void prepare(recording& batch, request_context const& ctx);
     std::size_t record_finished(bool all);
     void record_tenant(std::shared_ptr<recording> batch);
@@ -193,40 +211,69 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     if (!d.payload_ref) return fail_now("the delivery has no payload");
     auto body = payload(tenant, *d.payload_ref);
     if (!body) return fail_now("the payload could not be read");
-    std::vector<secret_bytes> keys;
+    sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing};
     for (auto const& uri : sub.signing_secret_refs(now)) {
         auto k = secret(tenant, uri);
         if (!k) return fail_now("the signing secret could not be read");
-        keys.push_back((*k)->clone());
+        next.keys.push_back((*k)->clone());
     }
+    {
+        std::lock_guard lock(mutex);
+        stats.in_flight.store(++in_flight);
+    }
+    // A name is resolved by the egress check, which may take as long as the tenant's DNS does:
+    // that happens on the lookup threads, where one tenant's slow names hold at most half of them,
+    // never on this thread, which starts every tenant's deliveries.
+    auto host = boost::urls::parse_uri(next.url);
+    if (host && (host->host_type() == boost::urls::host_type::ipv4 || host->host_type() == boost::urls::host_type::ipv6))
+        return send(std::move(o), std::move(next));
+    if (!lookups) lookups = std::make_unique<detail::fair_pool>(options.lookup_threads, 0, "integ-dlv-dns");
+    // Shared: a job is a std::function, which copies, and the keys do not.
+    auto job = std::make_shared<std::pair<outcome, sending>>(std::move(o), std::move(next));
+    lookups->post(job->first.tenant_id, [this, job] {
+        if (job->second.closing->cancelled()) return gone();  // the worker is closing: the lease lapses
+        send(std::move(job->first), std::move(job->second));
+    });
+}
+
+void delivery_worker::state::gone() {
+    {
+        std::lock_guard lock(mutex);
+        stats.in_flight.store(--in_flight);
+    }
+    cv.notify_all();
+}
+
+void delivery_worker::state::send(outcome o, sending next) {
+    auto const& d = o.delivery.data();
+    auto fail_now = [&](std::string why) {
+        o.error = std::move(why);
+        hand_over(std::move(o), true);
+    };
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
-    auto pin = check(sub.data().endpoint_url);
+    auto pin = check(next.url);
     if (!pin)
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
             pin.error().detail());
     // Signed as it leaves, after the check's lookup: the receiver judges the timestamp's age.
     auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
-    auto signature = signature_header(keys, d.delivery_id, timestamp, **body);
+    auto signature = signature_header(next.keys, d.delivery_id, timestamp, next.body);
     if (!signature) return fail_now("the delivery could not be signed");
 
     http::request r{.method = "POST",
-                    .url = sub.data().endpoint_url,
+                    .url = std::move(next.url),
                     .headers = {{"Content-Type", "application/json"},
                                 {"User-Agent", user_agent},
                                 {"webhook-id", d.delivery_id},
                                 {"webhook-timestamp", std::to_string(timestamp)},
                                 {"webhook-signature", std::move(*signature)}},
-                    .body = **body,
-                    .timeout = milliseconds(sub.attempt_policy().timeout_ms),
+                    .body = std::move(next.body),
+                    .timeout = next.timeout,
                     .pin = std::move(*pin),
-                    .cancel = closing,
+                    .cancel = next.closing,
                     // Only an excerpt is recorded: a receiver's large answer is never held whole.
                     .body_excerpt = std::max<std::size_t>(options.response_excerpt, 1)};
-    {
-        std::lock_guard lock(mutex);
-        stats.in_flight.store(++in_flight);
-    }
     auto sent = steady::now();
     auto cap = options.response_excerpt;
     transport.start(std::move(r), [this, o = std::move(o), sent, cap](result<http::response> res) mutable {
@@ -237,10 +284,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
             o.retry_after = resilience::server_requested_delay(res->headers, o.attempted_at);
         } else if (res.error() == errc::cancelled && closing->cancelled()) {
             // The worker is closing: nothing is recorded, the lease lapses and the delivery is sent again.
-            std::lock_guard lock(mutex);
-            stats.in_flight.store(--in_flight);
-            cv.notify_all();
-            return;
+            return gone();
         } else {
             o.error = res.error().detail().empty() ? res.error().message() : res.error().detail();
         }

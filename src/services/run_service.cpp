@@ -1,5 +1,6 @@
 #include <integration/services/run_service.hpp>
 
+#include "../detail/fair_pool.hpp"
 #include "../detail/cache_margin.hpp"
 #include "../detail/thread_name.hpp"
 #include "../detail/validate.hpp"
@@ -91,10 +92,9 @@ run_service::run_service(storage::store& store, credentials::credential_service&
       own_limiter_(clock),
       outbound_(transport, run_policies(options_, credentials, std::move(egress), resolver, clock,
                                         options_.rate_limits ? *options_.rate_limits : own_limiter_)) {
-    for (std::size_t i = 0; i < std::max<std::size_t>(options_.async_threads, 1); ++i) threads_.emplace_back([this] {
-            detail::name_this_thread("integ-run-async");
-            worker();
-        });
+    // One tenant's jobs (a retry's next attempt, which may resolve a slow name or fetch a token)
+    // take at most half of the threads.
+    pool_ = std::make_unique<detail::fair_pool>(options_.async_threads, 0, "integ-run-async");
 }
 
 run_service::~run_service() {
@@ -111,38 +111,17 @@ run_service::~run_service() {
             records_cv_.wait(lock, [&] { return recording_ == 0; });
         }
         std::lock_guard lock(jobs_mutex_);
-        if (in_flight_ == 0) {
-            stopping_ = true;
-            break;
-        }
+        if (in_flight_ == 0) break;
     }
-    jobs_cv_.notify_all();
-    for (auto& t : threads_) t.join();
-}
-
-void run_service::worker() {
-    while (true) {
-        std::function<void()> job;
-        {
-            std::unique_lock lock(jobs_mutex_);
-            jobs_cv_.wait(lock, [&] { return stopping_ || !jobs_.empty(); });
-            if (jobs_.empty()) return;  // stopping, and every queued run has been executed
-            job = std::move(jobs_.front());
-            jobs_.pop_front();
-        }
-        job();
-    }
+    pool_.reset();  // every queued run is executed first
 }
 
 std::future<result<run_outcome>> run_service::execute_async(request_context ctx, execute_request request) {
+    auto tenant = ctx.tenant_id;
     auto task = std::make_shared<std::packaged_task<result<run_outcome>()>>(
         [this, ctx = std::move(ctx), request = std::move(request)]() mutable { return execute(ctx, std::move(request)); });
     auto f = task->get_future();
-    {
-        std::lock_guard lock(jobs_mutex_);
-        jobs_.emplace_back([task] { (*task)(); });
-    }
-    jobs_cv_.notify_one();
+    pool_->post(tenant, [task] { (*task)(); });
     return f;
 }
 
@@ -336,7 +315,9 @@ void run_service::arm(execution& e) {
                                 .rate_limit = b.limit,
                                 .breaker = b.breaker,
                                 .retry = b.retry,
-                                .offload = [this](std::function<void()> step) { post(std::move(step)); }};
+                                .offload = [this, tenant = e.ctx.tenant_id](std::function<void()> step) {
+                                    post(tenant, std::move(step));
+                                }};
     // Written after the egress check and the wait for a token: a refused or limited call claims nothing.
     if (e.claim && e.run.meta().version == 0 /* not written yet */)
         e.call.before_first_send = [&e] {
@@ -519,7 +500,7 @@ void run_service::retry_twin(std::shared_ptr<twin> t) {
         std::lock_guard lock(jobs_mutex_);
         ++in_flight_;
     }
-    post([this, t] {
+    post(t->ctx.tenant_id, [this, t] {
         execute(t->ctx, std::move(t->request), std::move(t->done));
         landed();
     });
@@ -601,7 +582,7 @@ void run_service::start_once(request_context const& ctx, execute_request r, stea
                 report(*e, close(*e));
                 return landed();
             }
-            post([this, e] {
+            post(e->ctx.tenant_id, [this, e] {
                 report(*e, close(*e));
                 landed();
             });
@@ -619,13 +600,7 @@ void run_service::report(execution& e, result<run_outcome> out) {
     done(std::move(out));
 }
 
-void run_service::post(std::function<void()> job) {
-    {
-        std::lock_guard lock(jobs_mutex_);
-        jobs_.push_back(std::move(job));
-    }
-    jobs_cv_.notify_one();
-}
+void run_service::post(std::string const& tenant, std::function<void()> job) { pool_->post(tenant, std::move(job)); }
 
 result<std::shared_ptr<run_service::execution>> run_service::open(request_context const& ctx, execute_request r,
                                                                   steady_time wait_until, bool handler,

@@ -193,6 +193,38 @@ protected:
                                       .idempotency_wait = o.idempotency_wait});
     }
 
+    /** An Active connection of tenant `ctx` to a vendor of its own at 127.0.0.1:`port`, with an
+     *  API key, offering sms.send. */
+    std::string tenant_connection(request_context const& ctx, std::uint16_t port) {
+        std::string provider;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto spec = provider_spec("vendor");
+            spec.base_url = "http://127.0.0.1:" + std::to_string(port);
+            auto p = must(providers::integration_provider::register_new(ctx, clock_.now(), spec));
+            must(p.activate(1));
+            auto c = must(providers::external_api_client::register_new(ctx, clock_.now(), p, client_spec()));
+            must(c.activate());
+            must(uow.providers().save(p));
+            provider = p.id();
+            return uow.api_clients().save(c);
+        }));
+        auto cred = must(credentials_.create(ctx, {.provider_id = provider, .secret = secret_bytes("other-tenants-key"),
+                                                   .api_key = credentials::api_key_placement{.in = "header", .name = "X-Api-Key"}}));
+        std::string id;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = must(uow.providers().find(provider));
+            auto spec = connection_spec();
+            spec.endpoints = {};  // the provider's base URL
+            spec.credential_id = cred.id();
+            auto c = must(connections::integration_connection::create(ctx, clock_.now(), p, spec));
+            must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
+            must(c.activate(true, clock_.now()));
+            id = c.id();
+            return uow.connections().save(c);
+        }));
+        return id;
+    }
+
     /** Another Active connection of the provider, in `project`, using `credential_id`. */
     std::string connection_with(std::string const& credential_id, std::string const& project) {
         std::string id;
@@ -828,19 +860,20 @@ private:
         int fd;
         std::string in;
         bool held = false;
-        bool answered = false;
+        bool closed = false;  // the client went away: no longer polled
     };
     void serve() {
         while (!stop_) {
             std::vector<pollfd> fds{{fd_, POLLIN, 0}};
-            for (auto const& c : conns_) fds.push_back({c.fd, static_cast<short>(c.answered ? 0 : POLLIN), 0});
+            for (auto const& c : conns_) fds.push_back({c.fd, static_cast<short>(c.closed ? 0 : POLLIN), 0});
             ::poll(fds.data(), fds.size(), 10);
             if (fds[0].revents & POLLIN) conns_.push_back({::accept(fd_, nullptr, nullptr), {}});
             for (std::size_t i = 1; i < fds.size(); ++i) {
                 auto& c = conns_[i - 1];
-                if (!(fds[i].revents & POLLIN)) continue;
+                if (!(fds[i].revents & (POLLIN | POLLHUP))) continue;
                 char buf[4096];
                 auto n = ::read(c.fd, buf, sizeof buf);
+                if (n <= 0) c.closed = true;
                 if (n > 0) c.in.append(buf, static_cast<std::size_t>(n));
                 if (!c.held && c.in.find("\r\n\r\n") != std::string::npos) {
                     c.held = true;
@@ -849,10 +882,11 @@ private:
             }
             if (!release_) continue;
             for (auto& c : conns_)
-                if (c.held && !c.answered) {
+                if (c.held) {  // answered; a kept-alive connection's next request is read afresh
                     static constexpr std::string_view ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
                     (void)::write(c.fd, ok.data(), ok.size());
-                    c.answered = true;
+                    c.held = false;
+                    c.in.clear();
                 }
         }
     }
@@ -868,6 +902,32 @@ std::size_t threads_of_this_process() {
     std::size_t n = 0;
     for ([[maybe_unused]] auto const& e : std::filesystem::directory_iterator("/proc/self/task")) ++n;
     return n;
+}
+
+// The service's threads are shared by every tenant: one tenant's runs blocked on their vendor (or
+// on a slow name lookup, or a token endpoint) hold at most half of them, and another tenant's run
+// is executed meanwhile instead of queueing behind them.
+TEST_F(run_service_test, one_tenants_blocked_runs_hold_at_most_half_of_the_threads) {
+    holding_vendor stuck;
+    start({reply(200, "b")});
+    auto const other = request_context::for_tenant("t2", "bob");
+    auto stuck_connection = tenant_connection(other, stuck.port());
+    std::vector<std::future<result<runs::run_outcome>>> held;
+    for (int i = 0; i < 8; ++i) {
+        auto r = send_sms();
+        r.connection_id = stuck_connection;
+        held.push_back(runs_->execute_async(other, std::move(r)));
+    }
+    for (int i = 0; i < 500 && stuck.held() < 2; ++i) std::this_thread::sleep_for(10ms);
+    auto mine = runs_->execute_async(ctx_, send_sms());
+    auto ready = mine.wait_for(10s);
+    EXPECT_EQ(ready, std::future_status::ready) << "t1's run waited behind t2's blocked runs";
+    EXPECT_EQ(stuck.held(), 2) << "t2's runs hold half of the 4 threads, no more";
+    stuck.release();
+    if (ready == std::future_status::ready) {
+        EXPECT_EQ(must(mine.get()).response->body, "b");
+    }
+    for (auto& f : held) EXPECT_EQ(must(f.get()).run.status(), runs::run_status::completed);
 }
 
 // execute with a handler returns once the vendor call has started: one calling thread puts 48

@@ -18,6 +18,7 @@
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <map>
 #include <mutex>
 #include <string>
@@ -374,6 +375,83 @@ TEST_F(delivery_worker_test, a_hanging_endpoint_delays_no_other_subscription) {
     auto d = w_.delivery(stuck_id);
     EXPECT_EQ(d.status(), delivery_status::failed);
     EXPECT_TRUE(d.data().delivery_attempts.at(0).error);
+}
+
+/** Names under `.slow.test` answer only once released, as a tenant's DNS that takes its time. */
+class slow_resolver final : public net::resolver {
+public:
+    explicit slow_resolver(net::resolver& inner) : inner_(inner) {}
+    result<std::vector<net::ip_address>> resolve(std::string const& host) override {
+        if (host.ends_with(".slow.test")) {
+            std::unique_lock lock(mutex_);
+            most_ = std::max(most_, ++waiting_);
+            cv_.wait(lock, [&] { return released_; });
+            --waiting_;
+        }
+        return inner_.resolve(host);
+    }
+    void release() {
+        {
+            std::lock_guard lock(mutex_);
+            released_ = true;
+        }
+        cv_.notify_all();
+    }
+    int most() {
+        std::lock_guard lock(mutex_);
+        return most_;
+    }
+    bool released() {
+        std::lock_guard lock(mutex_);
+        return released_;
+    }
+
+private:
+    net::resolver& inner_;
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    bool released_ = false;
+    int waiting_ = 0, most_ = 0;
+};
+
+// The egress check resolves each endpoint's name at every send. One tenant's names that take
+// long to resolve hold at most half of the lookup threads, and never the thread that starts
+// every tenant's deliveries: another tenant's delivery goes out meanwhile.
+TEST_F(delivery_worker_test, a_tenants_slow_dns_delays_no_other_tenants_delivery) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    slow_resolver dns(w_.dns);
+    std::thread watchdog;  // without the lookup threads the sweep itself would wait: end the wait, fail
+    std::atomic<bool> done{false};
+    watchdog = std::thread([&] {
+        for (int i = 0; i < 1000 && !done; ++i) std::this_thread::sleep_for(10ms);
+        dns.release();
+    });
+    auto slow = w_.subscribe(w_.url(receiver.port(), "a.slow.test"));
+    auto slow_ids = w_.deliver_many(slow, 6);
+    w_.clock.advance(1ms);
+    w_.ctx = request_context::for_tenant("tenant-b");
+    auto fast = w_.subscribe(w_.url(receiver.port(), "b.hooks.test"));
+    auto fast_id = w_.deliver(fast);
+    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
+                                     http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock,
+                                     {.lookup_threads = 4});
+    auto start = std::chrono::steady_clock::now();
+    while (worker.stats().delivered_total.load() < 1 && std::chrono::steady_clock::now() - start < 20s) {
+        must(worker.sweep());
+        std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_FALSE(dns.released()) << "tenant-b's delivery waited for tenant-a's lookups";
+    EXPECT_EQ(receiver.requests().size(), 1u);
+    EXPECT_EQ(w_.delivery(fast_id).status(), delivery_status::delivered);
+    for (int i = 0; i < 500 && dns.most() < 2; ++i) std::this_thread::sleep_for(10ms);
+    std::this_thread::sleep_for(50ms);
+    EXPECT_EQ(dns.most(), 2) << "tenant-a's lookups hold half of the 4 lookup threads, no more";
+    done = true;
+    watchdog.join();
+    must(worker.drain());
+    w_.ctx = request_context::for_tenant("tenant-a");
+    for (auto const& id : slow_ids) EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+    EXPECT_EQ(receiver.requests().size(), 7u);
 }
 
 TEST_F(delivery_worker_test, a_stale_lease_is_dropped_silently) {

@@ -34,6 +34,9 @@ struct delivery_worker_options {
     std::string owner;                     ///< Lease owner; empty: host name, process id and a random suffix.
     std::size_t max_in_flight = 256;       ///< Deliveries sent at once.
     std::size_t batch = 256;               ///< Deliveries leased per claim.
+    /** Threads that resolve endpoint names (an address in the URL needs none); one tenant's
+     *  lookups use at most half of them, so its slow DNS delays no other tenant's deliveries. */
+    std::size_t lookup_threads = 8;
     std::chrono::milliseconds idle_poll{250};       ///< Wait between claims while nothing is due.
     std::chrono::milliseconds lease_margin{30'000};  ///< A lease lasts the send timeout plus this.
     std::int64_t disable_after = 20;       ///< Consecutive failed attempts that disable a subscription; 0: never.

@@ -30,6 +30,10 @@
 #include <unordered_set>
 #include <utility>
 
+namespace integration::detail {
+class fair_pool;
+}
+
 namespace integration::runs {
 
 /** The caller's input: `{name}` values for the path template, query parameters, extra headers, body.
@@ -94,7 +98,9 @@ struct run_service_options {
     std::chrono::milliseconds binding_cache_ttl{1'000};
     /** Redirects of the vendor's answers, each hop re-checked by the egress policy; off by default. */
     http::redirect_options redirects{};
-    /** Threads of `execute_async`. */
+    /** Threads of `execute_async` and of the steps a call hands off (the attempt after a retry's
+     *  wait); one tenant's jobs take at most half of them, so its slow lookups or token
+     *  endpoint hold no other tenant's runs. */
     std::size_t async_threads = 4;
     /** Record finished runs without waiting for the commit (`store::transact_async`, which shares
      *  group commits with every concurrent writer): `execute` returns once the vendor answered,
@@ -306,7 +312,8 @@ private:
     void report(execution& e, result<run_outcome> out);
     /** One started execution less in flight. */
     void landed();
-    void post(std::function<void()> job);
+    /** Runs `job` on the async threads behind `tenant`'s earlier jobs. */
+    void post(std::string const& tenant, std::function<void()> job);
     /** The flight of `key`, opened when there is none; true when this call opened it (its owner). */
     std::pair<std::shared_ptr<flight>, bool> join_flight(std::string const& key);
     /** Ends the flight of `key` with `out`: its twins take it. */
@@ -345,7 +352,6 @@ private:
      *  store refused), in the unit that saves the run. */
     static result<void> keep_stored_response(storage::unit_of_work& uow, integration_run const& run,
                                              std::optional<std::string> const& ref, std::optional<http::response> const& last);
-    void worker();
     /** Completes or fails `run` as `e` says; returns the IntegrationFailure to save with it. */
     static result<std::optional<failures::integration_failure>> finalize(ending const& e, integration_run& run,
                                                                          std::optional<std::string> response_ref);
@@ -375,12 +381,9 @@ private:
     std::unordered_map<std::string, std::shared_ptr<flight>> flights_;  // by tenant + '\n' + key
     std::unordered_set<std::string> executing_;                         // run ids written and not yet ended here
     std::mutex jobs_mutex_;
-    std::condition_variable jobs_cv_;
-    std::deque<std::function<void()>> jobs_;
     std::size_t in_flight_ = 0;          // started executions not yet reported (under jobs_mutex_)
     std::condition_variable idle_cv_;    // the destructor waits on it for in_flight_ == 0
-    bool stopping_ = false;
-    std::vector<std::thread> threads_;
+    std::unique_ptr<detail::fair_pool> pool_;  // the async threads, taken by tenants in turn
     std::mutex records_mutex_;
     std::condition_variable records_cv_;  // callers wait on it for room, for a flush, the destructor for none
     std::size_t recording_ = 0;           // records submitted and not yet committed (or failed)
