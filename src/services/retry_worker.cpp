@@ -1,9 +1,12 @@
 #include <integration/services/retry_worker.hpp>
 
-#include <algorithm>
+#include "../detail/fair_pool.hpp"
 
 #include <integration/core/id.hpp>
 
+#include <algorithm>
+#include <condition_variable>
+#include <mutex>
 #include <set>
 
 namespace integration::runs {
@@ -14,43 +17,65 @@ retry_worker::retry_worker(storage::store& store, run_service& runs, clock const
     // A lease that lapsed while its run's call was still in flight would let another worker
     // resume the run and call the vendor a second time.
     options_.lease = std::max(options_.lease, runs_.run_lease());
+    pool_ = std::make_unique<detail::fair_pool>(options_.threads, 1, "integ-retry");
 }
+
+retry_worker::~retry_worker() = default;
 
 result<std::size_t> retry_worker::sweep() {
     auto tenants = store_.tenants();
     if (!tenants) return tenants.error();
-    std::size_t handled = 0;
+    auto const budget_end = std::chrono::steady_clock::now() + options_.sweep_budget;
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::size_t pending = tenants->size(), handled = 0;
     std::optional<error> first_error;  // one tenant's trouble stops no other tenant's retries
-    for (auto const& tenant : *tenants) {
-        auto ctx = request_context::for_tenant(tenant, "retry-worker");
-        auto recovered = runs_.recover_interrupted(ctx);
-        if (recovered) handled += *recovered;
-        else if (!first_error) first_error = recovered.error();
-        // One failure at a time, each leased when its run is resumed: a lease taken for a whole
-        // batch could lapse before the batch's last run, which another worker would then resume too.
-        std::set<std::string> taken;
-        for (std::size_t n = 0; n < options_.batch; ++n) {
-            auto now = clock_.now();
-            auto claimed = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
-                return uow.failures().claim_due(now, options_.owner, now + options_.lease, 1);
-            });
-            if (!claimed) {
-                if (!first_error) first_error = claimed.error();
-                break;
-            }
-            if (claimed->empty()) break;
-            auto const& f = claimed->front();
-            bool again = !taken.insert(f.id()).second;  // still due after its resume: the next sweep tries again
-            // Deliveries, connections and credentials have their own workers; a run is ours.
-            if (!again && f.data().source == failures::failure_source::run && f.data().run_id) {
-                if (auto r = runs_.resume(ctx, *f.data().run_id); r) ++handled;
-            }
-            (void)store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.failures().release(f.id(), options_.owner); });
-            if (again) break;
-        }
-    }
+    for (auto const& tenant : *tenants)
+        pool_->post(tenant, [&, tenant] {
+            auto [n, e] = sweep_tenant(tenant, budget_end);
+            std::lock_guard lock(mutex);
+            handled += n;
+            if (e && !first_error) first_error = std::move(e);
+            if (--pending == 0) cv.notify_all();
+        });
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return pending == 0; });
     if (first_error) return *first_error;
     return handled;
+}
+
+std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::string const& tenant,
+                                                                        std::chrono::steady_clock::time_point budget_end) {
+    std::size_t handled = 0;
+    std::optional<error> first_error;
+    auto ctx = request_context::for_tenant(tenant, "retry-worker");
+    auto recovered = runs_.recover_interrupted(ctx);
+    if (recovered) handled += *recovered;
+    else first_error = recovered.error();
+    // One failure at a time, each leased when its run is resumed: a lease taken for a whole
+    // batch could lapse before the batch's last run, which another worker would then resume too.
+    std::set<std::string> taken;
+    for (std::size_t n = 0; n < options_.batch; ++n) {
+        if (n > 0 && std::chrono::steady_clock::now() >= budget_end) break;
+        auto now = clock_.now();
+        auto claimed = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return uow.failures().claim_due(now, options_.owner, now + options_.lease, 1);
+        });
+        if (!claimed) {
+            if (!first_error) first_error = claimed.error();
+            break;
+        }
+        if (claimed->empty()) break;
+        auto const& f = claimed->front();
+        bool again = !taken.insert(f.id()).second;  // still due after its resume: the next sweep tries again
+        // Deliveries, connections and credentials have their own workers; a run is ours.
+        if (!again && f.data().source == failures::failure_source::run && f.data().run_id) {
+            if (auto r = runs_.resume(ctx, *f.data().run_id); r) ++handled;
+        }
+        (void)store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.failures().release(f.id(), options_.owner); });
+        if (again) break;
+    }
+    return {handled, std::move(first_error)};
 }
 
 }  // namespace integration::runs

@@ -839,7 +839,8 @@ TEST_F(run_service_test, runs_execute_asynchronously_on_the_services_threads) {
  *  thread for all its connections. */
 class holding_vendor {
 public:
-    holding_vendor() {
+    /** The first `fail_first` requests are answered 503 at once instead of held. */
+    explicit holding_vendor(int fail_first = 0) : fail_first_(fail_first) {
         auto const l = listen_tcp("127.0.0.1", 0, 256);
         fd_ = l.fd;
         port_ = l.port;
@@ -876,6 +877,13 @@ private:
                 if (n <= 0) c.closed = true;
                 if (n > 0) c.in.append(buf, static_cast<std::size_t>(n));
                 if (!c.held && c.in.find("\r\n\r\n") != std::string::npos) {
+                    if (fail_first_ > 0) {
+                        --fail_first_;
+                        static constexpr std::string_view busy = "HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n";
+                        (void)::write(c.fd, busy.data(), busy.size());
+                        c.in.clear();
+                        continue;
+                    }
                     c.held = true;
                     ++held_;
                 }
@@ -892,6 +900,7 @@ private:
     }
     int fd_ = -1;
     std::uint16_t port_ = 0;
+    int fail_first_;  // the serving thread's own
     std::atomic<bool> stop_{false}, release_{false};
     std::atomic<int> held_{0};
     std::vector<conn> conns_;  // the serving thread's own
@@ -1109,6 +1118,35 @@ TEST_F(run_service_test, the_retry_worker_fails_the_run_and_escalates_when_retri
     clock_.advance(3600s);
     EXPECT_EQ(must(worker.sweep()), 0u);  // escalated: never retried automatically again
     EXPECT_EQ(vendor_->requests().size(), 8u);
+}
+
+// Tenants are swept side by side: tenant a-slow (swept first, by name) has runs whose resumed
+// calls hang at their vendor, and t1's due run is resumed and completed meanwhile.
+TEST_F(run_service_test, the_retry_worker_resumes_one_tenants_runs_while_anothers_hang) {
+    holding_vendor stuck(3 * 4);  // each of a-slow's 3 runs fails its 4 attempts, then its resume is held
+    start({reply(503), reply(503), reply(503), reply(503), reply(200, "done")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.breaker = {.consecutive_failures = 1'000}});
+    auto const slow = request_context::for_tenant("a-slow", "bob");
+    auto slow_connection = tenant_connection(slow, stuck.port());
+    for (int i = 0; i < 3; ++i) {
+        auto r = send_sms();
+        r.connection_id = slow_connection;
+        ASSERT_EQ(must(runs_->execute(slow, std::move(r))).run.status(), runs::run_status::running);
+    }
+    auto mine = must(runs_->execute(ctx_, send_sms()));
+    ASSERT_EQ(mine.run.status(), runs::run_status::running);
+    clock_.advance(61s);
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    std::size_t handled = 0;
+    std::thread sweeping([&] { handled = must(worker.sweep()); });
+    for (int i = 0; i < 1000 && status_of(*store_, ctx_, mine.run.id()) != runs::run_status::completed; ++i)
+        std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(status_of(*store_, ctx_, mine.run.id()), runs::run_status::completed) << "t1 waited for a-slow's vendor";
+    for (int i = 0; i < 500 && stuck.held() < 1; ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_EQ(stuck.held(), 1) << "a-slow's first resume is held, and its others wait for it";
+    stuck.release();
+    sweeping.join();
+    EXPECT_GE(handled, 2u);
 }
 
 TEST_F(run_service_test, two_retry_workers_on_one_database_never_take_the_same_failure) {

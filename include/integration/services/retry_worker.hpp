@@ -12,7 +12,14 @@
 #include <integration/services/run_service.hpp>
 
 #include <chrono>
+#include <memory>
+#include <optional>
 #include <string>
+#include <utility>
+
+namespace integration::detail {
+class fair_pool;
+}
 
 namespace integration::runs {
 
@@ -23,26 +30,40 @@ struct retry_worker_options {
      *  (the longest one execution can take), to which a shorter one is raised. */
     std::chrono::milliseconds lease{120'000};
     std::size_t batch = 50;                ///< Failures resumed per tenant per sweep, each leased as it is taken.
+    /** Threads that sweep tenants side by side, one per tenant at a time: a tenant whose resumed
+     *  runs wait on a hanging vendor holds one of them, not the others' retries. */
+    std::size_t threads = 4;
+    /** A tenant takes no further failure in a sweep once the sweep has run this long (one is
+     *  always taken): the next sweep, and every other tenant's retries in it, come soon. */
+    std::chrono::milliseconds sweep_budget{1'000};
 };
 
 /** Sweeps due failures of runs. Call `sweep` periodically (the host does, on its own thread). */
 class INTEGRATION_EXPORT retry_worker {
 public:
     retry_worker(storage::store& store, run_service& runs, clock const& clock, retry_worker_options options = {});
+    ~retry_worker();
+    retry_worker(retry_worker const&) = delete;
+    retry_worker& operator=(retry_worker const&) = delete;
 
-    /** For every tenant: ends the runs a stopped process left Running
+    /** For every tenant, tenants side by side: ends the runs a stopped process left Running
      *  (`run_service::recover_interrupted`), then leases the failures due now, resumes each failed
      *  run (more attempts, then complete and resolve, wait again, or fail and escalate) and gives
-     *  the lease back. Returns how many runs were ended or resumed. */
+     *  the lease back. Returns, once every tenant is done, how many runs were ended or resumed. */
     result<std::size_t> sweep();
 
     std::string const& owner() const noexcept { return options_.owner; }
 
 private:
+    /** One tenant's part of a sweep: how many runs it ended or resumed, and its first error. */
+    std::pair<std::size_t, std::optional<error>> sweep_tenant(std::string const& tenant,
+                                                              std::chrono::steady_clock::time_point budget_end);
+
     storage::store& store_;
     run_service& runs_;
     clock const& clock_;
     retry_worker_options options_;
+    std::unique_ptr<detail::fair_pool> pool_;
 };
 
 }  // namespace integration::runs
