@@ -366,6 +366,17 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
             ++batch.delivered;
         else
             ++batch.failed;
+        // A delivery dead-lettered, then replayed and delivered: its failure is resolved. (Only
+        // a dead letter records a failure, and a delivery sent once had none.)
+        if (ok && d.data().attempts > 1) {
+            storage::page_request page{.limit = 100};
+            auto open = uow.failures().list({.delivery_id = d.id(), .unresolved_only = true}, page);
+            if (!open) return open.error();
+            for (auto& f : open->items) {
+                if (auto r = f.resolve(failures::source_outcome::succeeded, now); !r) return r;
+                if (auto r = uow.failures().save(f); !r) return r;
+            }
+        }
         if (d.status() == delivery_status::dead_lettered) {
             ++batch.dead;
             auto last = d.data().delivery_attempts.back();

@@ -276,6 +276,34 @@ TEST_F(delivery_worker_test, a_replay_sends_the_same_webhook_id_again) {
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
 }
 
+// "A failure is resolved when its source reaches a terminal success": a dead-lettered delivery
+// replayed and then delivered has its failure resolved in the same commit, with its event.
+TEST_F(delivery_worker_test, a_dead_letter_replayed_and_delivered_resolves_its_failure) {
+    std::atomic<int> n{0};
+    keep_alive_server receiver([&](received_request const&) { return answer(n++ == 0 ? 500 : 200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) {
+        s.attempt_policy = webhooks::subscription_attempt_policy{.max_attempts = 1};
+    });
+    auto id = w_.deliver(sub);
+    auto worker = make_worker();
+    pump(worker);
+    ASSERT_EQ(w_.delivery(id).status(), delivery_status::dead_lettered);
+    auto open = w_.failures_of(id);
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_FALSE(open[0].resolved());
+    w_.clock.advance(1min);
+    w_.replay(id);
+    pump(worker);
+    EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+    auto after = w_.failures_of(id);
+    ASSERT_EQ(after.size(), 1u);
+    EXPECT_TRUE(after[0].resolved());
+    bool resolved_event = false;
+    for (auto const& e : must(w_.store->pending_events(1000)))
+        resolved_event |= e.envelope.event_type == "IntegrationFailureResolved" && e.envelope.aggregate_id == after[0].id();
+    EXPECT_TRUE(resolved_event);
+}
+
 TEST_F(delivery_worker_test, an_ordered_subscription_sends_its_next_delivery_only_after_the_previous_one_ends) {
     std::atomic<int> n{0};
     keep_alive_server receiver([&](received_request const&) { return answer(n++ == 0 ? 500 : 200); });
