@@ -1,4 +1,5 @@
 #include <integration/core/id.hpp>
+#include <integration/core/utf8.hpp>
 #include <integration/domain/event.hpp>
 #include <integration/domain/failure.hpp>
 
@@ -48,6 +49,14 @@ result<integration_failure> integration_failure::record(request_context const& c
             {{"failureId", f.d_.failure_id}, {"source", to_string(source)}, {"sourceId", source_id},
              {"providerId", f.d_.provider_id}, {"category", to_string(c.category)}, {"errorCode", c.error_code},
              {"nextAction", to_string(c.next_action)}});
+    // "Escalation requires a recorded EscalationRecord": a failure that goes to a human from the
+    // start (an Auth failure, an interrupted run) is escalated now, by whoever hit it, so that
+    // IntegrationFailureEscalated reaches whoever is paged on it.
+    if (c.next_action == next_action::escalate)
+        if (auto r = f.escalate({utf8_excerpt(ctx.actor.empty() ? "integration" : ctx.actor, 128),
+                                 utf8_excerpt(c.message.empty() ? c.error_code : c.message, 2000), now, std::nullopt});
+            !r)
+            return r.error();
     return f;
 }
 

@@ -225,6 +225,25 @@ TEST_F(failure_test, escalation_records_who_and_why_and_raises_escalated) {
     EXPECT_EQ(e.data.at("reason").as_string(), "vendor ticket needed");
 }
 
+// A failure recorded to Escalate (Auth, an interrupted run) goes to a human at once: it carries
+// its audit record (who hit it, and why) and raises IntegrationFailureEscalated, which is what
+// an operator is paged on.
+TEST_F(failure_test, a_failure_recorded_to_escalate_is_escalated_with_its_audit_record) {
+    auto f = integration_failure::record(tenant_ctx(), clock.now(), failure_source::run, run_id, provider_id,
+                                         poison(next_action::escalate))
+                 .value();
+    EXPECT_EQ(f.data().next_action, next_action::escalate);
+    ASSERT_EQ(f.data().escalations.size(), 1u);
+    EXPECT_EQ(f.data().escalations[0].escalated_by, "alice");
+    EXPECT_EQ(f.data().escalations[0].reason, "the vendor rejects this body every time");
+    EXPECT_EQ(f.data().escalations[0].escalated_at, clock.now());
+    EXPECT_EQ(fixtures::event_types(f), (std::vector<std::string>{std::string(failed_event), std::string(escalated_event)}));
+    auto dead = integration_failure::record(tenant_ctx(), clock.now(), failure_source::run, run_id, provider_id,
+                                            poison(next_action::dead_letter))
+                    .value();
+    EXPECT_TRUE(dead.data().escalations.empty());
+}
+
 TEST_F(failure_test, escalation_without_an_audit_record_is_refused) {
     auto f = open();
     auto before = snap(f);
