@@ -391,12 +391,15 @@ result<std::string> run_service::read_body(request_context const& ctx, integrati
     return storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.runs().body(run.id(), part); });
 }
 
-bool run_service::keep_input(request_context const& ctx, integration_run const& run, run_input const& input) {
+bool run_service::keep_input(request_context const& ctx, integration_run const& run, execute_request const& r) {
+    auto const& input = r.input;
     boost::json::object params;
     for (auto const& [k, v] : input.path_params) params[k] = v;
     boost::json::object j{{"pathParams", std::move(params)},
                           {"query", pairs_to_json(input.query, false)},
                           {"headers", pairs_to_json(input.headers, true)}};
+    // A retry runs under the same terms: permitted on a Degraded connection if the caller permitted it.
+    if (r.allow_degraded) j["allowDegraded"] = true;
     return blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/input", boost::json::serialize(j), options_.recording).has_value();
 }
 
@@ -413,6 +416,7 @@ result<execute_request> run_service::stored_input(request_context const& ctx, in
             if (v.is_string()) r.input.path_params[std::string(k)] = std::string(v.as_string());
     r.input.query = pairs_from_json(o.if_contains("query"));
     r.input.headers = pairs_from_json(o.if_contains("headers"));
+    if (auto const* d = o.if_contains("allowDegraded"); d && d->is_bool()) r.allow_degraded = d->as_bool();
     if (run.data().request_ref) {
         auto body = read_body(ctx, run, *run.data().request_ref, storage::run_body::request);
         if (!body) return body.error();
@@ -674,7 +678,7 @@ result<run_outcome> run_service::close(execution& x) {
         return *claim_failed;
     }
     auto& run = x.run;
-    bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r.input);
+    bool wait_for_worker = failure && retryable(*failure) && options_.deferred_retries > 0 && keep_input(ctx, run, r);
     if (wait_for_worker) defer(*failure, run, last, x.p.b->retry);
     ending e{ctx, std::move(run), std::move(failure), std::move(last), wait_for_worker, clock_.now()};
     if (x.behind) {

@@ -1101,6 +1101,25 @@ TEST_F(run_service_test, the_retry_worker_completes_a_waiting_run_when_it_is_due
     EXPECT_EQ(must(worker.sweep()), 0u);
 }
 
+// A run its caller permitted on a Degraded connection is retried under the same terms.
+TEST_F(run_service_test, a_run_permitted_on_a_degraded_connection_is_retried_on_it) {
+    start({reply(503), reply(503), reply(503), reply(503), reply(200, "done")});
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(connection_id_));
+        must(c.record_health({health_status::degraded, "slow answers"}, clock_.now()));
+        return uow.connections().save(c);
+    }));
+    auto request = send_sms();
+    request.allow_degraded = true;
+    auto out = must(runs_->execute(ctx_, request));
+    ASSERT_EQ(out.run.status(), runs::run_status::running);
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 1u);
+    EXPECT_EQ(status_of(*store_, ctx_, out.run.id()), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 5u);
+}
+
 TEST_F(run_service_test, the_retry_worker_fails_the_run_and_escalates_when_retries_are_exhausted) {
     start({reply(503)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.deferred_retries = 1});
     auto out = must(runs_->execute(ctx_, send_sms()));

@@ -341,7 +341,7 @@ private:
     std::shared_ptr<bound const> cached_binding(std::string const& key, time_point now);
     attempts_result attempt(request_context const& ctx, plan const& p, execute_request const& r, integration_run& run);
     /** Keeps the input for the retry worker; false when the blob store refused it. */
-    bool keep_input(request_context const& ctx, integration_run const& run, run_input const& input);
+    bool keep_input(request_context const& ctx, integration_run const& run, execute_request const& r);
     static bool retryable(failures::classification const& c);
     void defer(failures::classification& c, integration_run const& run, std::optional<http::response> const& last,
                resilience::retry_options const& retry);
