@@ -41,6 +41,24 @@ result<integration_failure> failure_service::resolve(request_context const& ctx,
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_failure> {
         auto f = uow.failures().find(failure_id);
         if (!f) return f.error();
+        // "Resolved only when its source reaches a terminal success or dead-letter state": a run
+        // or delivery still under way (one the retry worker or the delivery worker will try
+        // again) keeps its failure open, whatever the caller says. A source archived since is
+        // taken at the caller's word.
+        if (auto const& run_id = f->data().run_id) {
+            auto run = uow.runs().find(*run_id);
+            if (!run && run.error() != errc::not_found) return run.error();
+            if (run && (run->status() == runs::run_status::pending || run->status() == runs::run_status::running))
+                return error{errc::invalid_state, "run " + *run_id + " is still " + std::string(to_string(run->status())) +
+                                                      "; its failure is resolved when the run ends"};
+        } else if (auto const& delivery_id = f->data().delivery_id) {
+            auto d = uow.deliveries().find(*delivery_id);
+            if (!d && d.error() != errc::not_found) return d.error();
+            if (d && (d->status() == webhooks::delivery_status::pending || d->status() == webhooks::delivery_status::failed))
+                return error{errc::invalid_state, "delivery " + *delivery_id + " is still " +
+                                                      std::string(to_string(d->status())) +
+                                                      " and will be sent again; its failure is resolved when it ends"};
+        }
         if (auto r = f->resolve(outcome, clock_.now()); !r) return r.error();
         if (auto sv = uow.failures().save(*f); !sv) return sv.error();
         return std::move(*f);

@@ -1,4 +1,5 @@
 #include <integration/services/failure_service.hpp>
+#include <integration/domain/run.hpp>
 
 #include "storage/fixtures.hpp"
 
@@ -54,6 +55,25 @@ TEST_F(failure_service_test, resolves_only_a_failure_whose_source_succeeded_or_w
     EXPECT_TRUE(f.resolved());
     EXPECT_EQ(failures_.resolve(a_, id, source_outcome::succeeded).error(), errc::invalid_state);
     EXPECT_EQ(failures_.escalate(a_, id, "too late").error(), errc::invalid_state);
+}
+
+// A run still Running (waiting for the retry worker) keeps its failure open: resolving it would
+// close the record of a run that may yet fail for good.
+TEST_F(failure_service_test, a_failure_of_a_run_still_under_way_stays_open) {
+    auto provider = active_provider(a_, clock_.now(), "acme");
+    auto conn = must(connections::integration_connection::create(a_, clock_.now(), provider, connection_spec()));
+    auto run = must(runs::integration_run::create(a_, clock_.now(), conn, "sms.send"));
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        must(uow.providers().save(provider));
+        must(uow.connections().save(conn));
+        return uow.runs().save(run);
+    }));
+    auto id = record(a_, run.id());
+    auto refused = failures_.resolve(a_, id, source_outcome::succeeded);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_state);
+    EXPECT_NE(refused.error().detail().find("still"), std::string::npos) << refused.error().detail();
+    EXPECT_FALSE(must(failures_.find(a_, id)).resolved());
 }
 
 TEST_F(failure_service_test, lists_by_run_and_unresolved_in_the_callers_tenant) {

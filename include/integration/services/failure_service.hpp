@@ -39,7 +39,8 @@ public:
     result<integration_failure> escalate(request_context const& ctx, std::string const& failure_id,
                                          std::string const& reason, std::optional<std::string> ticket_ref = {});
     /** Resolves a failure whose source succeeded or was dead-lettered (raises
-     *  IntegrationFailureResolved). */
+     *  IntegrationFailureResolved); `errc::invalid_state` while its run or delivery is still
+     *  under way. */
     result<integration_failure> resolve(request_context const& ctx, std::string const& failure_id,
                                         source_outcome outcome);
 
