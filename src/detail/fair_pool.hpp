@@ -33,14 +33,21 @@ public:
             });
     }
 
-    /** Runs every job still queued, then joins the threads. */
-    ~fair_pool() {
+    /** `join`s unless it was. A job must not destroy its own pool. */
+    ~fair_pool() { join(); }
+
+    /** Runs every job still queued (and every job they post), then joins the threads; a job
+     *  posted afterwards runs at once on the posting thread. The pool stays usable. */
+    void join() {
         {
             std::lock_guard lock(mutex_);
+            if (joined_) return;
             stopping_ = true;
         }
         cv_.notify_all();
         for (auto& t : threads_) t.join();
+        std::lock_guard lock(mutex_);
+        joined_ = true;
     }
 
     fair_pool(fair_pool const&) = delete;
@@ -48,12 +55,32 @@ public:
 
     /** Queues `job` behind the other jobs of `key`. */
     void post(std::string const& key, std::function<void()> job) {
+        bool queued = false;
         {
             std::lock_guard lock(mutex_);
-            auto& l = lanes_[key];
-            l.jobs.push_back(std::move(job));
-            make_ready(key, l);
+            if (!joined_) {
+                auto& l = lanes_[key];
+                l.jobs.push_back(std::move(job));
+                make_ready(key, l);
+                queued = true;
+            }
         }
+        if (!queued) return run(job);  // joined: nothing else would run it
+        cv_.notify_one();
+    }
+
+    /** Queues `job` ahead of every key's jobs and outside their caps: for a short continuation
+     *  that jobs of its key may be waiting for (a finished call's record and report). */
+    void post_first(std::function<void()> job) {
+        bool queued = false;
+        {
+            std::lock_guard lock(mutex_);
+            if (!joined_) {
+                first_.push_back(std::move(job));
+                queued = true;
+            }
+        }
+        if (!queued) return run(job);
         cv_.notify_one();
     }
 
@@ -78,10 +105,27 @@ private:
         ready_.push_back(key);
     }
 
+    // A job that throws ends neither its thread nor the process; its owner reports its own errors.
+    static void run(std::function<void()>& job) noexcept {
+        try {
+            job();
+        } catch (...) {
+        }
+        job = nullptr;  // what it holds goes before the next job, outside the lock
+    }
+
     void work() {
         std::unique_lock lock(mutex_);
         for (;;) {
-            cv_.wait(lock, [&] { return !ready_.empty() || (stopping_ && lanes_.empty()); });
+            cv_.wait(lock, [&] { return !first_.empty() || !ready_.empty() || (stopping_ && lanes_.empty()); });
+            if (!first_.empty()) {
+                auto job = std::move(first_.front());
+                first_.pop_front();
+                lock.unlock();
+                run(job);
+                lock.lock();
+                continue;
+            }
             if (ready_.empty()) return;
             auto key = std::move(ready_.front());
             ready_.pop_front();
@@ -93,8 +137,7 @@ private:
             make_ready(key, l);  // its next job waits for the other keys' turns
             if (l.ready) cv_.notify_one();
             lock.unlock();
-            job();
-            job = nullptr;  // what it holds goes before the next job, outside the lock
+            run(job);
             lock.lock();
             --l.running;  // the lane stays while it runs a job: only an idle, empty one is erased
             auto const was_ready = l.ready;
@@ -112,7 +155,9 @@ private:
     std::condition_variable cv_;
     std::unordered_map<std::string, lane> lanes_;
     std::deque<std::string> ready_;
+    std::deque<std::function<void()>> first_;
     bool stopping_ = false;
+    bool joined_ = false;
     std::vector<std::thread> threads_;
 };
 

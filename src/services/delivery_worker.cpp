@@ -125,12 +125,12 @@ struct delivery_worker::state {
     std::unordered_map<std::string, std::int64_t> deferred;  // rate-limited deliveries per subscription
 
     void hand_over(outcome o, bool was_in_flight) {
-        {
-            std::lock_guard lock(mutex);
-            if (finished.empty()) finished_since = steady::now();
-            finished.push_back(std::move(o));
-            if (was_in_flight) stats.in_flight.store(--in_flight);
-        }
+        // Notified under the lock: once the count is zero, `settle` in the destructor may return
+        // and `state` go before a notification made after unlocking.
+        std::lock_guard lock(mutex);
+        if (finished.empty()) finished_since = steady::now();
+        finished.push_back(std::move(o));
+        if (was_in_flight) stats.in_flight.store(--in_flight);
         cv.notify_all();
     }
 
@@ -167,6 +167,7 @@ struct delivery_worker::state {
         std::string body;
         milliseconds timeout;
         std::shared_ptr<http::cancellation> closing;
+        time_point lease_until;  // a send that could outlast the lease is not made: it is claimed again
     };
     std::unique_ptr<detail::fair_pool> lookups;  // made at the first name; last: stopped first
 
@@ -211,7 +212,8 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     if (!d.payload_ref) return fail_now("the delivery has no payload");
     auto body = payload(tenant, *d.payload_ref);
     if (!body) return fail_now("the payload could not be read");
-    sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing};
+    sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing,
+                 now + longest_timeout + options.lease_margin};
     for (auto const& uri : sub.signing_secret_refs(now)) {
         auto k = secret(tenant, uri);
         if (!k) return fail_now("the signing secret could not be read");
@@ -237,10 +239,10 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
 }
 
 void delivery_worker::state::gone() {
-    {
-        std::lock_guard lock(mutex);
-        stats.in_flight.store(--in_flight);
-    }
+    // Notified under the lock: `settle` in the destructor may return, and `state` go, the moment
+    // the count reaches zero.
+    std::lock_guard lock(mutex);
+    stats.in_flight.store(--in_flight);
     cv.notify_all();
 }
 
@@ -252,6 +254,9 @@ void delivery_worker::state::send(outcome o, sending next) {
     };
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
     auto pin = check(next.url);
+    // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
+    // go out beside the one a worker makes after claiming it again.
+    if (clock_.now() + next.timeout > next.lease_until) return gone();
     if (!pin)
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
@@ -445,8 +450,8 @@ void delivery_worker::state::recorded(std::shared_ptr<recording> batch, result<v
             record_error = r.error();  // the unrecorded leases lapse and those deliveries go again
         }
         --recordings;
+        cv.notify_all();  // under the lock, as in hand_over
     }
-    cv.notify_all();
 }
 
 std::size_t delivery_worker::state::record_finished(bool all) {

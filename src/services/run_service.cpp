@@ -101,19 +101,25 @@ run_service::~run_service() {
     // Started runs come back on the transport's thread and records behind on the store's writer,
     // both calling into this service; either may start another flight (a twin retried), so wait
     // until both are idle at once.
-    for (;;) {
-        {
-            std::unique_lock lock(jobs_mutex_);
-            idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
+    auto idle = [this] {
+        for (;;) {
+            {
+                std::unique_lock lock(jobs_mutex_);
+                idle_cv_.wait(lock, [&] { return in_flight_ == 0; });
+            }
+            {
+                std::unique_lock lock(records_mutex_);
+                records_cv_.wait(lock, [&] { return recording_ == 0; });
+            }
+            std::lock_guard lock(jobs_mutex_);
+            if (in_flight_ == 0) return;
         }
-        {
-            std::unique_lock lock(records_mutex_);
-            records_cv_.wait(lock, [&] { return recording_ == 0; });
-        }
-        std::lock_guard lock(jobs_mutex_);
-        if (in_flight_ == 0) break;
-    }
-    pool_.reset();  // every queued run is executed first
+    };
+    idle();
+    // Every queued job runs first (an execute_async run, a twin executing itself); what they
+    // start ends before the pool goes, their own posts running where they are made.
+    pool_->join();
+    idle();
 }
 
 std::future<result<run_outcome>> run_service::execute_async(request_context ctx, execute_request request) {
@@ -586,7 +592,9 @@ void run_service::start_once(request_context const& ctx, execute_request r, stea
                 report(*e, close(*e));
                 return landed();
             }
-            post(e->ctx.tenant_id, [this, e] {
+            // Ahead of every tenant's turn and cap: twins of this run (execute_async jobs) may
+            // hold its tenant's threads waiting for this very report.
+            pool_->post_first([this, e] {
                 report(*e, close(*e));
                 landed();
             });

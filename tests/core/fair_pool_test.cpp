@@ -7,6 +7,8 @@
 #include <condition_variable>
 #include <future>
 #include <mutex>
+#include <stdexcept>
+#include <thread>
 #include <string>
 #include <vector>
 
@@ -76,6 +78,35 @@ TEST(fair_pool, keys_take_turns) {
         gate.set_value();
     }
     EXPECT_EQ(order, (std::vector<std::string>{"a1", "b1", "a2", "b2", "a3"}));
+}
+
+// A job that throws ends neither its thread nor the process, and the jobs after it run.
+TEST(fair_pool, a_job_that_throws_stops_nothing) {
+    std::atomic<int> ran{0};
+    {
+        fair_pool pool(1, 1, "test-fair");
+        pool.post("a", [] { throw std::runtime_error("boom"); });
+        pool.post("a", [&] { ++ran; });
+    }
+    EXPECT_EQ(ran.load(), 1);
+}
+
+// A continuation posted first runs even while its key's cap is taken by jobs waiting for it;
+// after `join`, a post runs on the posting thread.
+TEST(fair_pool, a_job_posted_first_runs_past_its_keys_cap_and_after_join_at_once) {
+    fair_pool pool(2, 1, "test-fair");
+    std::promise<void> continued;
+    auto waited = continued.get_future().share();
+    std::atomic<bool> ok{false};
+    pool.post("a", [&, waited] { ok = waited.wait_for(5s) == std::future_status::ready; });
+    for (int i = 0; i < 100 && pool.running("a") < 1; ++i) std::this_thread::sleep_for(5ms);
+    pool.post_first([&] { continued.set_value(); });
+    pool.join();
+    EXPECT_TRUE(ok.load()) << "the continuation waited behind the job waiting for it";
+    auto const caller = std::this_thread::get_id();
+    std::thread::id ran_on;
+    pool.post("b", [&] { ran_on = std::this_thread::get_id(); });
+    EXPECT_EQ(ran_on, caller);
 }
 
 }  // namespace

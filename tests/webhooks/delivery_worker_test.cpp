@@ -482,16 +482,41 @@ TEST_F(delivery_worker_test, a_tenants_slow_dns_delays_no_other_tenants_delivery
     EXPECT_EQ(receiver.requests().size(), 7u);
 }
 
+// A send that waited for its name's lookup past its lease is not made: a worker claims the
+// delivery again, and it is sent once.
+TEST_F(delivery_worker_test, a_send_whose_lookup_outlasted_its_lease_is_not_made) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    slow_resolver dns(w_.dns);
+    auto id = w_.deliver(w_.subscribe(w_.url(receiver.port(), "late.slow.test")));
+    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
+                                     http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock);
+    must(worker.sweep());
+    for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    w_.clock.advance(10min);  // the lease lapses while the lookup is still under way
+    dns.release();
+    must(worker.drain());
+    EXPECT_TRUE(receiver.requests().empty());
+    EXPECT_EQ(w_.delivery(id).data().attempts, 0);
+    EXPECT_EQ(worker.stats().in_flight.load(), 0u);
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 1u);
+    EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+}
+
 TEST_F(delivery_worker_test, a_stale_lease_is_dropped_silently) {
     std::atomic<bool> release{false};
+    std::atomic<int> arrived{0};
     keep_alive_server receiver([&](received_request const&) {
+        ++arrived;
         while (!release) std::this_thread::sleep_for(5ms);
         return answer(200);
     });
     auto sub = w_.subscribe(w_.url(receiver.port()));
     auto id = w_.deliver(sub);
     auto slow = make_worker({.owner = "slow"});
-    must(slow.sweep());  // leased and in flight
+    must(slow.sweep());  // leased, and sent once its name is resolved
+    for (int i = 0; i < 1000 && arrived.load() < 1; ++i) std::this_thread::sleep_for(5ms);
+    ASSERT_EQ(arrived.load(), 1);
     // The slow worker's lease expires and another worker takes the delivery over and records it.
     w_.clock.advance(10min);
     release = true;
