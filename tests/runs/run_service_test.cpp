@@ -939,6 +939,58 @@ TEST_F(run_service_test, one_tenants_blocked_runs_hold_at_most_half_of_the_threa
     for (auto& f : held) EXPECT_EQ(must(f.get()).run.status(), runs::run_status::completed);
 }
 
+// Twins of a keyed run that are execute_async jobs hold their tenant's share of the threads while
+// they wait for the run: its record and report do not queue behind them.
+TEST_F(run_service_test, execute_async_twins_waiting_for_their_run_do_not_hold_its_report_back) {
+    start({"SLOW " + reply(200, "once")}, {.allow = {net::cidr::parse("127.0.0.1/32").value()}},
+          {.idempotency_wait = 3'000ms});
+    std::promise<result<runs::run_outcome>> owner;
+    auto const began = std::chrono::steady_clock::now();
+    runs_->execute(ctx_, send_sms("k"), [&](result<runs::run_outcome> out) { owner.set_value(std::move(out)); });
+    auto a = runs_->execute_async(ctx_, send_sms("k"));
+    auto b = runs_->execute_async(ctx_, send_sms("k"));
+    auto first = owner.get_future().get();
+    auto const took = std::chrono::steady_clock::now() - began;
+    EXPECT_LT(took, 2s) << "the run's report waited for its twins' idempotency wait";
+    ASSERT_TRUE(first);
+    for (auto* twin : {&a, &b}) {
+        auto out = twin->get();
+        ASSERT_TRUE(out) << out.error().message();
+        EXPECT_TRUE(out->replayed);
+        EXPECT_EQ(out->run.id(), first->run.id());
+    }
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
+// The service destroyed while an execute_async run owns a key that a handler twin waits for, and
+// that run records nothing: the twin executes itself while the service stops, and nothing is
+// left to crash on.
+TEST_F(run_service_test, a_twin_that_executes_itself_while_the_service_stops_is_run_and_reported) {
+    start({reply(200, "late")}, {.allow = {net::cidr::parse("127.0.0.1/32").value()}}, {.idempotency_wait = 10'000ms});
+    sqlite3* raw = nullptr;
+    ASSERT_EQ(sqlite3_open(dir_.file("i.db").c_str(), &raw), SQLITE_OK);
+    // The owner's claim waits for this lock, then the trigger refuses it: it records nothing.
+    ASSERT_EQ(sqlite3_exec(raw, "BEGIN IMMEDIATE; CREATE TRIGGER refuse_runs BEFORE INSERT ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;",
+                           nullptr, nullptr, nullptr),
+              SQLITE_OK);
+    auto owner = runs_->execute_async(ctx_, send_sms("k"));
+    for (auto const until = std::chrono::steady_clock::now() + 30s;
+         !a_thread_sleeps("integ-sql-write") && std::chrono::steady_clock::now() < until;)
+        std::this_thread::sleep_for(1ms);
+    std::promise<result<runs::run_outcome>> told;
+    auto twin = told.get_future();
+    runs_->execute(ctx_, send_sms("k"), [&](result<runs::run_outcome> out) { told.set_value(std::move(out)); });
+    std::thread committer([&] {
+        std::this_thread::sleep_for(300ms);
+        sqlite3_exec(raw, "COMMIT", nullptr, nullptr, nullptr);
+    });
+    runs_.reset();
+    committer.join();
+    EXPECT_FALSE(owner.get());
+    ASSERT_EQ(twin.wait_for(0s), std::future_status::ready) << "the twin was never told";
+    sqlite3_close(raw);
+}
+
 // execute with a handler returns once the vendor call has started: one calling thread puts 48
 // runs in flight at once against a vendor that holds them all, with fewer threads in the process
 // than runs, and each is reported once the vendor answers.
