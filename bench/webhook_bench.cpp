@@ -92,8 +92,7 @@ struct world {
             .value();
         worker = std::make_unique<webhooks::delivery_worker>(
             *store, *vault, *blobs, *transport, http::egress_hop_check(policy, dns), limits, system_clock::instance(),
-            // One tenant with every slot, as measured before tenants had shares of them.
-            webhooks::delivery_worker_options{.max_in_flight_per_tenant = 256, .recording = recording});
+            webhooks::delivery_worker_options{.recording = recording});
         publisher = std::make_unique<webhooks::publisher>(*store, *blobs, system_clock::instance());
     }
 

@@ -100,7 +100,6 @@ struct delivery_worker::state {
     std::vector<outcome> finished;      // guarded by mutex
     steady::time_point finished_since;  // guarded by mutex: when the oldest unrecorded outcome came
     std::size_t in_flight = 0;          // guarded by mutex
-    std::unordered_map<std::string, std::size_t> tenant_in_flight;  // guarded by mutex: each tenant's share
     std::size_t recordings = 0;         // guarded by mutex: units handed to the store, not yet reported
     std::optional<error> record_error;  // guarded by mutex: a failed recording, reported once by sweep or drain
     bool woken = false;                 // guarded by mutex
@@ -129,25 +128,10 @@ struct delivery_worker::state {
         // Notified under the lock: once the count is zero, `settle` in the destructor may return
         // and `state` go before a notification made after unlocking.
         std::lock_guard lock(mutex);
-        if (was_in_flight) leave(o.tenant_id);
         if (finished.empty()) finished_since = steady::now();
         finished.push_back(std::move(o));
+        if (was_in_flight) stats.in_flight.store(--in_flight);
         cv.notify_all();
-    }
-
-    // Mutex held: one delivery of `tenant` less in flight.
-    void leave(std::string const& tenant) {
-        stats.in_flight.store(--in_flight);
-        if (auto it = tenant_in_flight.find(tenant); it != tenant_in_flight.end() && --it->second == 0)
-            tenant_in_flight.erase(it);
-    }
-
-    // Mutex held: the tenants holding their share of the slots, left out of the next claim.
-    std::vector<std::string> saturated() const {
-        std::vector<std::string> out;
-        for (auto const& [tenant, n] : tenant_in_flight)
-            if (n >= options.max_in_flight_per_tenant) out.push_back(tenant);
-        return out;
     }
 
     milliseconds jittered(milliseconds d) {
@@ -190,8 +174,8 @@ struct delivery_worker::state {
     void start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now);
     /** Checks the endpoint (resolving its name), signs and sends; counted in `in_flight`. */
     void send(outcome o, sending next);
-    /** A counted delivery of `tenant` that is neither sent nor recorded: its lease lapses. */
-    void gone(std::string const& tenant);
+    /** A counted delivery that is neither sent nor recorded: its lease lapses. */
+    void gone();
     void prepare(recording& batch, request_context const& ctx);
     std::size_t record_finished(bool all);
     void record_tenant(std::shared_ptr<recording> batch);
@@ -205,27 +189,9 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     auto const& tenant = o.tenant_id;
     o.retry_delay = jittered(sub.delay_before(o.delivery.data().attempts + 2));
     o.max_delay = milliseconds(sub.attempt_policy().max_delay_ms);
-    bool over_share = false;
-    {
-        std::lock_guard lock(mutex);
-        // A tenant's share of the slots is bounded: its endpoints that hang until their timeout
-        // leave the rest to the other tenants. From here on the delivery counts as in flight.
-        auto& mine = tenant_in_flight[tenant];
-        over_share = mine >= options.max_in_flight_per_tenant;
-        if (!over_share) {
-            ++mine;
-            stats.in_flight.store(++in_flight);
-        }
-    }
-    // Leased beyond its tenant's share (one claim took more than the share had left): given back,
-    // due as it was and without an attempt; claims skip the tenant until a slot of its share frees.
-    if (over_share) {
-        o.defer_until = o.delivery.data().next_attempt_at.value_or(now);
-        return hand_over(std::move(o), false);
-    }
     auto fail_now = [&](std::string why) {
         o.error = std::move(why);
-        hand_over(std::move(o), true);
+        hand_over(std::move(o), false);
     };
     if (auto per_second = sub.data().max_per_second) {
         rate_limit_profile limit{static_cast<double>(*per_second), std::max<std::int64_t>(*per_second, 1)};
@@ -238,7 +204,8 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
                 std::chrono::duration<double>(static_cast<double>(k) / static_cast<double>(*per_second)));
             o.defer_until =
                 now + std::max(milliseconds(1), std::chrono::ceil<milliseconds>(token.retry_after)) + spread;
-            return hand_over(std::move(o), true);
+            hand_over(std::move(o), false);
+            return;
         }
     }
     auto const& d = o.delivery.data();
@@ -252,6 +219,10 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         if (!k) return fail_now("the signing secret could not be read");
         next.keys.push_back((*k)->clone());
     }
+    {
+        std::lock_guard lock(mutex);
+        stats.in_flight.store(++in_flight);
+    }
     // A name is resolved by the egress check, which may take as long as the tenant's DNS does:
     // that happens on the lookup threads, where one tenant's slow names hold at most half of them,
     // never on this thread, which starts every tenant's deliveries.
@@ -262,16 +233,16 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     // Shared: a job is a std::function, which copies, and the keys do not.
     auto job = std::make_shared<std::pair<outcome, sending>>(std::move(o), std::move(next));
     lookups->post(job->first.tenant_id, [this, job] {
-        if (job->second.closing->cancelled()) return gone(job->first.tenant_id);  // closing: the lease lapses
+        if (job->second.closing->cancelled()) return gone();  // the worker is closing: the lease lapses
         send(std::move(job->first), std::move(job->second));
     });
 }
 
-void delivery_worker::state::gone(std::string const& tenant) {
+void delivery_worker::state::gone() {
     // Notified under the lock: `settle` in the destructor may return, and `state` go, the moment
     // the count reaches zero.
     std::lock_guard lock(mutex);
-    leave(tenant);
+    stats.in_flight.store(--in_flight);
     cv.notify_all();
 }
 
@@ -285,7 +256,7 @@ void delivery_worker::state::send(outcome o, sending next) {
     auto pin = check(next.url);
     // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
     // go out beside the one a worker makes after claiming it again.
-    if (clock_.now() + next.timeout > next.lease_until) return gone(o.tenant_id);
+    if (clock_.now() + next.timeout > next.lease_until) return gone();
     if (!pin)
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
@@ -318,7 +289,7 @@ void delivery_worker::state::send(outcome o, sending next) {
             o.retry_after = resilience::server_requested_delay(res->headers, o.attempted_at);
         } else if (res.error() == errc::cancelled && closing->cancelled()) {
             // The worker is closing: nothing is recorded, the lease lapses and the delivery is sent again.
-            return gone(o.tenant_id);
+            return gone();
         } else {
             o.error = res.error().detail().empty() ? res.error().message() : res.error().detail();
         }
@@ -532,8 +503,6 @@ delivery_worker::delivery_worker(storage::store& store, credentials::secret_stor
     : s_(new state{store, secrets, blobs, transport, std::move(check), limits, clock, std::move(options)}) {
     if (s_->options.owner.empty()) s_->options.owner = default_owner();
     s_->options.max_in_flight = std::max<std::size_t>(s_->options.max_in_flight, 1);
-    auto& share = s_->options.max_in_flight_per_tenant;
-    share = std::clamp<std::size_t>(share == 0 ? s_->options.max_in_flight / 2 : share, 1, s_->options.max_in_flight);
     s_->options.batch = std::max<std::size_t>(s_->options.batch, 1);
     s_->quarter = std::max<std::size_t>(std::min(s_->options.batch, s_->options.max_in_flight) / 4, 1);
 }
@@ -549,13 +518,11 @@ result<std::size_t> delivery_worker::sweep() {
     auto& s = *s_;
     s.record_finished(false);
     std::size_t free;
-    std::vector<std::string> skip;
     {
         std::lock_guard lock(s.mutex);
         if (auto e = std::exchange(s.record_error, std::nullopt)) return *e;
         if (!s.claim_ready()) return std::size_t{0};
         free = s.options.max_in_flight - std::min(s.in_flight, s.options.max_in_flight);
-        skip = s.saturated();
     }
     auto now = s.clock_.now();
     if (auto oldest = s.store.oldest_due_delivery(); oldest && *oldest)
@@ -565,7 +532,7 @@ result<std::size_t> delivery_worker::sweep() {
         s.stats.lag_ms.store(0);
     auto limit = std::min(free, s.options.batch);
     auto claimed =
-        s.store.claim_deliveries(now, s.options.owner, now + longest_timeout + s.options.lease_margin, limit, skip);
+        s.store.claim_deliveries(now, s.options.owner, now + longest_timeout + s.options.lease_margin, limit);
     if (!claimed) return claimed.error();
     {
         std::lock_guard lock(s.mutex);

@@ -782,7 +782,7 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
         result<void> park_dead(std::int64_t, time_point) override { return {}; }
         storage::api_key_repository& api_keys() override { return keys; }
         result<std::vector<storage::claimed_delivery>> claim_deliveries(time_point, std::string const&, time_point,
-                                                                        std::size_t, std::vector<std::string> const&) override {
+                                                                        std::size_t) override {
             return std::vector<storage::claimed_delivery>{};
         }
         result<std::optional<time_point>> oldest_due_delivery() override { return std::optional<time_point>{}; }

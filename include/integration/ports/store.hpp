@@ -574,12 +574,9 @@ public:
      *  another owner (an expired lease counts as none), earliest due first. Of an `ordered`
      *  subscription only its oldest delivery that is neither Delivered nor DeadLettered is
      *  eligible. The returned deliveries carry the version the lease wrote: a worker whose lease
-     *  was taken over fails to save (`errc::conflict`). Two owners never hold one delivery.
-     *  Deliveries of the tenants in `skip_tenants` (those holding their share of the sender's
-     *  slots) are left for a later claim. */
+     *  was taken over fails to save (`errc::conflict`). Two owners never hold one delivery. */
     virtual result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner,
-                                                                   time_point until, std::size_t limit,
-                                                                   std::vector<std::string> const& skip_tenants = {}) = 0;
+                                                                   time_point until, std::size_t limit) = 0;
     /** The earliest nextAttemptAt among outbound deliveries waiting to be sent (for the lag metric). */
     virtual result<std::optional<time_point>> oldest_due_delivery() = 0;
     /** The inbound webhook registration of `connection_id` with its tenant, looked up without a

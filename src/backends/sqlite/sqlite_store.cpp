@@ -1677,8 +1677,7 @@ public:
     api_key_repository& api_keys() override { return keys_; }
 
     result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner, time_point until,
-                                                           std::size_t limit,
-                                                           std::vector<std::string> const& skip_tenants) override {
+                                                           std::size_t limit) override {
         if (owner.empty()) return error{errc::invalid_argument, "a delivery lease needs an owner"};
         using delivery_repo_t = repo<webhooks::webhook_delivery>;
         std::vector<delivery_repo_t::row> rows;
@@ -1696,7 +1695,6 @@ public:
                 "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "
                 "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND d.next_attempt_at <= ?1 "
                 "AND s.active = 1 AND (d.lease_until IS NULL OR d.lease_until <= ?1) "
-                "AND d.tenant_id NOT IN (SELECT value FROM json_each(?5)) "
                 "AND (s.ordered = 0 OR d.rowid = (SELECT o.rowid FROM deliveries o WHERE o.tenant_id = d.tenant_id "
                 "AND o.subscription_id = d.subscription_id AND o.direction = 'Outbound' "
                 "AND o.status IN ('Pending', 'Failed') ORDER BY o.created_at, o.rowid LIMIT 1)) "
@@ -1704,10 +1702,7 @@ public:
                 std::string(mapping::meta_columns) + ", " + mapping::join(mapping::column_names<webhooks::delivery_data>());
             auto st = db.prepare_static(sql);
             if (!st) return st.error();
-            boost::json::array skip;
-            for (auto const& t : skip_tenants) skip.emplace_back(t);
-            (*st)->bind_all({to_unix_ms(now), static_cast<std::int64_t>(clamp_limit(limit)), owner, to_unix_ms(until),
-                             boost::json::serialize(skip)});
+            (*st)->bind_all({to_unix_ms(now), static_cast<std::int64_t>(clamp_limit(limit)), owner, to_unix_ms(until)});
             // The rows are read across tenants (the lease is the worker's, not a tenant's); only
             // deliveries that were attempted before have attempt rows to load.
             auto ctx = request_context::for_tenant("", owner);
