@@ -25,8 +25,9 @@ class fair_pool {
 public:
     /** `threads` threads named `name`; `per_key` 0 means half of them (at least one). */
     fair_pool(std::size_t threads, std::size_t per_key, char const* name)
-        : per_key_(per_key > 0 ? per_key : std::max<std::size_t>(threads / 2, 1)) {
-        for (std::size_t i = 0; i < std::max<std::size_t>(threads, 1); ++i)
+        : per_key_(per_key > 0 ? per_key : std::max<std::size_t>(threads / 2, 1)),
+          alive_(std::max<std::size_t>(threads, 1)) {
+        for (std::size_t i = 0; i < alive_; ++i)
             threads_.emplace_back([this, name] {
                 name_this_thread(name);
                 work();
@@ -37,17 +38,16 @@ public:
     ~fair_pool() { join(); }
 
     /** Runs every job still queued (and every job they post), then joins the threads; a job
-     *  posted afterwards runs at once on the posting thread. The pool stays usable. */
+     *  posted once the last thread has left runs at once on the posting thread. The pool stays
+     *  usable. */
     void join() {
         {
             std::lock_guard lock(mutex_);
-            if (joined_) return;
+            if (stopping_) return;
             stopping_ = true;
         }
         cv_.notify_all();
         for (auto& t : threads_) t.join();
-        std::lock_guard lock(mutex_);
-        joined_ = true;
     }
 
     fair_pool(fair_pool const&) = delete;
@@ -58,14 +58,14 @@ public:
         bool queued = false;
         {
             std::lock_guard lock(mutex_);
-            if (!joined_) {
+            if (!drained_) {
                 auto& l = lanes_[key];
                 l.jobs.push_back(std::move(job));
                 make_ready(key, l);
                 queued = true;
             }
         }
-        if (!queued) return run(job);  // joined: nothing else would run it
+        if (!queued) return job();  // no thread is left to run it
         cv_.notify_one();
     }
 
@@ -75,12 +75,12 @@ public:
         bool queued = false;
         {
             std::lock_guard lock(mutex_);
-            if (!joined_) {
+            if (!drained_) {
                 first_.push_back(std::move(job));
                 queued = true;
             }
         }
-        if (!queued) return run(job);
+        if (!queued) return job();
         cv_.notify_one();
     }
 
@@ -105,12 +105,9 @@ private:
         ready_.push_back(key);
     }
 
-    // A job that throws ends neither its thread nor the process; its owner reports its own errors.
-    static void run(std::function<void()>& job) noexcept {
-        try {
-            job();
-        } catch (...) {
-        }
+    // A job that throws ends the process, as on any thread: its owner's counts would be wrong.
+    static void run(std::function<void()>& job) {
+        job();
         job = nullptr;  // what it holds goes before the next job, outside the lock
     }
 
@@ -126,7 +123,10 @@ private:
                 lock.lock();
                 continue;
             }
-            if (ready_.empty()) return;
+            if (ready_.empty()) {  // stopping, and nothing is left: a post from now on runs where it is made
+                if (--alive_ == 0) drained_ = true;
+                return;
+            }
             auto key = std::move(ready_.front());
             ready_.pop_front();
             auto& l = lanes_[key];
@@ -157,7 +157,8 @@ private:
     std::deque<std::string> ready_;
     std::deque<std::function<void()>> first_;
     bool stopping_ = false;
-    bool joined_ = false;
+    bool drained_ = false;    // stopping, and every thread has left
+    std::size_t alive_ = 0;   // threads still in `work`
     std::vector<std::thread> threads_;
 };
 

@@ -18,6 +18,7 @@
 #include <algorithm>
 #include <condition_variable>
 #include <cstdio>
+#include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -253,7 +254,13 @@ void delivery_worker::state::send(outcome o, sending next) {
         hand_over(std::move(o), true);
     };
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
-    auto pin = check(next.url);
+    // The check runs the embedder's resolver: what it throws is this attempt's failure.
+    result<std::optional<http::pinned_address>> pin = error{errc::unavailable, "not checked"};
+    try {
+        pin = check(next.url);
+    } catch (std::exception const& e) {
+        pin = error{errc::unavailable, std::string("the resolver threw: ") + e.what()};
+    }
     // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
     // go out beside the one a worker makes after claiming it again.
     if (clock_.now() + next.timeout > next.lease_until) return gone();

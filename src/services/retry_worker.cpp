@@ -26,53 +26,31 @@ retry_worker::~retry_worker() = default;
 result<std::size_t> retry_worker::sweep() {
     auto tenants = store_.tenants();
     if (!tenants) return tenants.error();
-    // What one sweep waits for; jobs still running when it returns report to the next one.
-    struct progress {
-        std::mutex mutex;
-        std::condition_variable cv;
-        std::size_t pending = 0, handled = 0;
-        std::optional<error> first_error;  // one tenant's trouble stops no other tenant's retries
-        bool returned = false;
-    };
-    auto p = std::make_shared<progress>();
-    for (auto const& tenant : *tenants) {
-        {
-            std::lock_guard lock(busy_mutex_);
-            if (!busy_.insert(tenant).second) continue;  // still sweeping it since an earlier sweep
-        }
-        {
-            std::lock_guard lock(p->mutex);
-            ++p->pending;
-        }
-        pool_->post(tenant, [this, p, tenant] {
+    // Waited for whole, as one sweep: a stop waits for it (bounded by the platform's deadline),
+    // and what it resumes runs before the worker goes.
+    std::mutex mutex;
+    std::condition_variable cv;
+    std::size_t pending = tenants->size(), handled = 0;
+    std::optional<error> first_error;  // one tenant's trouble stops no other tenant's retries
+    for (auto const& tenant : *tenants)
+        pool_->post(tenant, [&, tenant] {
             std::pair<std::size_t, std::optional<error>> out;
             try {
                 out = sweep_tenant(tenant, std::chrono::steady_clock::now() + options_.sweep_budget);
             } catch (std::exception const& e) {
-                out.second = error{errc::storage_failure, std::string("sweeping tenant ") + tenant + " threw: " + e.what()};
+                out.second = error{errc::storage_failure, "sweeping tenant " + tenant + " threw: " + e.what()};
+            } catch (...) {
+                out.second = error{errc::storage_failure, "sweeping tenant " + tenant + " threw"};
             }
-            {
-                std::lock_guard lock(busy_mutex_);
-                busy_.erase(tenant);
-            }
-            std::lock_guard lock(p->mutex);
-            if (p->returned) {
-                late_handled_ += out.first;
-            } else {
-                p->handled += out.first;
-                if (out.second && !p->first_error) p->first_error = std::move(out.second);
-            }
-            --p->pending;
-            p->cv.notify_all();
+            std::lock_guard lock(mutex);
+            handled += out.first;
+            if (out.second && !first_error) first_error = std::move(out.second);
+            if (--pending == 0) cv.notify_all();
         });
-    }
-    // A tenant whose resumed runs hang at their vendor is not waited for past the budget: the
-    // next sweep (the others' newly due retries) comes, and skips it while it is still busy.
-    std::unique_lock lock(p->mutex);
-    p->cv.wait_until(lock, std::chrono::steady_clock::now() + options_.sweep_budget, [&] { return p->pending == 0; });
-    p->returned = true;
-    if (p->first_error) return *p->first_error;
-    return p->handled + late_handled_.exchange(0);
+    std::unique_lock lock(mutex);
+    cv.wait(lock, [&] { return pending == 0; });
+    if (first_error) return *first_error;
+    return handled;
 }
 
 std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::string const& tenant,

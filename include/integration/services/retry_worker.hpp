@@ -11,12 +11,9 @@
 #include <integration/export.hpp>
 #include <integration/services/run_service.hpp>
 
-#include <atomic>
 #include <chrono>
 #include <memory>
-#include <mutex>
 #include <optional>
-#include <set>
 #include <string>
 #include <utility>
 
@@ -37,8 +34,7 @@ struct retry_worker_options {
      *  runs wait on a hanging vendor holds one of them, not the others' retries. */
     std::size_t threads = 4;
     /** A tenant takes no further failure once its part of a sweep has run this long (one is
-     *  always taken), and `sweep` returns after it even while a tenant's resumed run still
-     *  waits for its vendor: the next sweep skips that tenant until it is done. */
+     *  always taken), so that the next sweep comes soon. */
     std::chrono::milliseconds sweep_budget{1'000};
 };
 
@@ -50,12 +46,10 @@ public:
     retry_worker(retry_worker const&) = delete;
     retry_worker& operator=(retry_worker const&) = delete;
 
-    /** For every tenant not still being swept, tenants side by side: ends the runs a stopped
-     *  process left Running (`run_service::recover_interrupted`), then leases the failures due
-     *  now, resumes each failed run (more attempts, then complete and resolve, wait again, or
-     *  fail and escalate) and gives the lease back. Returns once every tenant is done, or after
-     *  `sweep_budget`, how many runs were ended or resumed (by tenants that finished since the
-     *  last sweep returned, too). */
+    /** For every tenant, tenants side by side: ends the runs a stopped process left Running
+     *  (`run_service::recover_interrupted`), then leases the failures due now, resumes each failed
+     *  run (more attempts, then complete and resolve, wait again, or fail and escalate) and gives
+     *  the lease back. Returns, once every tenant is done, how many runs were ended or resumed. */
     result<std::size_t> sweep();
 
     std::string const& owner() const noexcept { return options_.owner; }
@@ -69,10 +63,7 @@ private:
     run_service& runs_;
     clock const& clock_;
     retry_worker_options options_;
-    std::mutex busy_mutex_;
-    std::set<std::string> busy_;               // tenants being swept (under busy_mutex_)
-    std::atomic<std::size_t> late_handled_{0};  // by tenants still busy when their sweep returned
-    std::unique_ptr<detail::fair_pool> pool_;   // last: its queued sweeps run before the rest goes
+    std::unique_ptr<detail::fair_pool> pool_;
 };
 
 }  // namespace integration::runs
