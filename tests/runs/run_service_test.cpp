@@ -140,6 +140,16 @@ struct run_service_options_override {
 
 class run_service_test : public ::testing::Test, protected credential_world {
 protected:
+    /** Saves a connection of `spec` to `p` that passed its health test and is Active; its id. */
+    std::string save_active(storage::unit_of_work& uow, request_context const& ctx, providers::integration_provider const& p,
+                            connections::connection_spec const& spec) {
+        auto c = must(connections::integration_connection::create(ctx, clock_.now(), p, spec));
+        must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
+        must(c.activate(true, clock_.now()));
+        must(uow.connections().save(c));
+        return c.id();
+    }
+
     void start(std::deque<std::string> script, net::egress_policy egress = {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
                run_service_options_override o = {}) {
         vendor_ = std::make_unique<scripted_vendor>(std::move(script));
@@ -172,11 +182,8 @@ protected:
             spec.scopes = o.scopes;
             spec.environment = o.environment;
             spec.credential_id = cred.id();
-            auto c = must(connections::integration_connection::create(ctx_, clock_.now(), p, spec));
-            must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
-            must(c.activate(true, clock_.now()));
-            connection_id_ = c.id();
-            return uow.connections().save(c);
+            connection_id_ = save_active(uow, ctx_, p, spec);
+            return {};
         }));
         runs_ = std::make_unique<runs::run_service>(
             *store_, credentials_, *blobs_, *transport_, std::move(egress), dns_, clock_,
@@ -216,11 +223,8 @@ protected:
             auto spec = connection_spec();
             spec.endpoints = {};  // the provider's base URL
             spec.credential_id = cred.id();
-            auto c = must(connections::integration_connection::create(ctx, clock_.now(), p, spec));
-            must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
-            must(c.activate(true, clock_.now()));
-            id = c.id();
-            return uow.connections().save(c);
+            id = save_active(uow, ctx, p, spec);
+            return {};
         }));
         return id;
     }
@@ -234,11 +238,8 @@ protected:
             spec.rate_limit_budget.reset();
             spec.retry_policy.reset();
             spec.credential_id = credential_id;
-            auto c = must(connections::integration_connection::create(ctx_, clock_.now(), must(uow.providers().find(provider_id_)), spec));
-            must(c.record_health({health_status::healthy, "ok"}, clock_.now()));
-            must(c.activate(true, clock_.now()));
-            id = c.id();
-            return uow.connections().save(c);
+            id = save_active(uow, ctx_, must(uow.providers().find(provider_id_)), spec);
+            return {};
         }));
         return id;
     }
