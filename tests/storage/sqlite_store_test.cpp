@@ -528,11 +528,21 @@ TEST(sqlite_store, grouped_commits_keep_each_unit_atomic_under_load) {
     auto s = must(storage::open_sqlite_store({.path = dir.file("g.db"), .max_batch = 64}));
     constexpr int threads = 16, each = 20;
     std::vector<std::thread> pool;
-    std::atomic<int> committed{0};
+    std::atomic<int> committed{0}, started{0};
+    // The writer is held by a first unit until every thread has queued its first unit, so that
+    // they share commits however the machine schedules them.
+    std::promise<void> gate;
+    std::thread holder([&, opened = gate.get_future().share()] {
+        must(s->transact(tenant("t0"), [&](unit_of_work&) -> result<void> {
+            opened.wait();
+            return {};
+        }));
+    });
     for (int t = 0; t < threads; ++t)
         pool.emplace_back([&, t] {
             auto ctx = tenant("t" + std::to_string(t % 2));
             for (int i = 0; i < each; ++i) {
+                if (i == 0) ++started;
                 auto r = s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
                     auto key = "k" + std::to_string(t) + "-" + std::to_string(i);
                     auto p1 = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec(key)));
@@ -545,6 +555,10 @@ TEST(sqlite_store, grouped_commits_keep_each_unit_atomic_under_load) {
                 if (r) ++committed;
             }
         });
+    while (started.load() < threads) std::this_thread::yield();
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));  // from started to queued
+    gate.set_value();
+    holder.join();
     for (auto& th : pool) th.join();
     EXPECT_EQ(committed.load(), threads * each / 2);
     EXPECT_EQ(count_providers(*s, tenant("t0")) + count_providers(*s, tenant("t1")),
@@ -553,7 +567,7 @@ TEST(sqlite_store, grouped_commits_keep_each_unit_atomic_under_load) {
     // commits (one commit per unit would mean the writer never grouped them).
     auto stats = storage::sqlite_store_stats(*s);
     ASSERT_TRUE(stats);
-    EXPECT_EQ(stats->units, static_cast<std::uint64_t>(committed.load()));
+    EXPECT_EQ(stats->units, static_cast<std::uint64_t>(committed.load()) + 1);  // and the holder's
     EXPECT_GE(stats->commits, 1u);
     EXPECT_LT(stats->commits, stats->units);
     std::printf("[ grouped  ] %llu units in %llu commits\n", static_cast<unsigned long long>(stats->units),
