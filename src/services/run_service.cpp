@@ -321,8 +321,10 @@ void run_service::arm(execution& e) {
                                 .rate_limit = b.limit,
                                 .breaker = b.breaker,
                                 .retry = b.retry,
-                                .offload = [this, tenant = e.ctx.tenant_id](std::function<void()> step) {
-                                    post(tenant, std::move(step));
+                                // The execution outlives its call's steps; a pointer keeps the
+                                // function in std::function's own buffer (no allocation per run).
+                                .offload = [this, tenant = &e.ctx.tenant_id](std::function<void()> step) {
+                                    post(*tenant, std::move(step));
                                 }};
     // Written after the egress check and the wait for a token: a refused or limited call claims nothing.
     if (e.claim && e.run.meta().version == 0 /* not written yet */)
