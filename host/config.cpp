@@ -141,7 +141,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
         "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
         "execution-threads", "tenant-executions", "run-deadline-ms", "attempt-timeout-ms", "idempotency-wait-ms",
-        "orphan-margin-ms", "max-redirects", "webhook-in-flight"};
+        "orphan-margin-ms", "max-redirects", "webhook-in-flight", "webhook-tenant-in-flight"};
     if (auto r = refuse_unknown(flags, known); !r) return r.error();
     flag_map file;
     layers no_file(flags, {});
@@ -199,7 +199,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                              numeric{"idempotency-wait-ms", &idempotency_wait_ms},
                              numeric{"orphan-margin-ms", &orphan_margin_ms},
                              numeric{"max-redirects", &c.max_redirects},
-                             numeric{"webhook-in-flight", &c.webhook_in_flight}}) {
+                             numeric{"webhook-in-flight", &c.webhook_in_flight},
+                             numeric{"webhook-tenant-in-flight", &c.webhook_tenant_in_flight}}) {
         if (auto v = l.values(name, false); !v.empty()) {
             auto n = to_size(name, v.back());
             if (!n) return n.error();
@@ -225,6 +226,9 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         return error{errc::invalid_argument, "--inbound-body-limit must be at least 1 byte (vendors' webhook bodies)"};
     if (c.webhook_in_flight == 0)
         return error{errc::invalid_argument, "--webhook-in-flight must be at least 1 (deliveries sent at once)"};
+    if (c.webhook_tenant_in_flight > c.webhook_in_flight)
+        return error{errc::invalid_argument,
+                     "--webhook-tenant-in-flight must be at most --webhook-in-flight (one tenant's share of its slots)"};
     if (c.tenant_executions == 0)
         return error{errc::invalid_argument, "--tenant-executions must be at least 1 (vendor-calling requests of one tenant in progress)"};
     if (c.execution_threads == 0)
@@ -275,7 +279,7 @@ std::string usage() {
                          [--key-rate-limit N] [--key-burst N] [--recording immediate|deferred]
                          [--execution-threads N] [--tenant-executions N] [--run-deadline-ms N]
                          [--attempt-timeout-ms N] [--idempotency-wait-ms N] [--orphan-margin-ms N]
-                         [--max-redirects N] [--webhook-in-flight N]
+                         [--max-redirects N] [--webhook-in-flight N] [--webhook-tenant-in-flight N]
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW

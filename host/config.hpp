@@ -51,6 +51,8 @@ struct serve_config {
     std::size_t max_redirects = 0;
     // Outbound webhook deliveries sent at once by the delivery worker (a hanging endpoint holds one).
     std::size_t webhook_in_flight = 256;
+    // Of those, one tenant's at most (0: half): its endpoints that hang leave the rest to the others.
+    std::size_t webhook_tenant_in_flight = 0;
     // Background workers: how often each sweeps (host/workers.cpp).
     std::chrono::milliseconds outbox_interval{1'000};
     std::chrono::milliseconds retry_interval{5'000};

@@ -170,7 +170,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
                     .retry = c.retry_interval,
                     .rotation = c.rotation_interval,
                     .retention = c.retention_interval},
-        .webhooks = {.delivery = {.max_in_flight = c.webhook_in_flight},
+        .webhooks = {.delivery = {.max_in_flight = c.webhook_in_flight, .max_in_flight_per_tenant = c.webhook_tenant_in_flight},
                      .inbound = {.max_body_bytes = c.inbound_body_limit}},
         .log = &log_event,
     });

@@ -101,12 +101,21 @@ struct delivery_worker::state {
     std::vector<outcome> finished;      // guarded by mutex
     steady::time_point finished_since;  // guarded by mutex: when the oldest unrecorded outcome came
     std::size_t in_flight = 0;          // guarded by mutex
+    std::unordered_map<std::string, std::size_t> tenant_in_flight;  // guarded by mutex: of each tenant
     std::size_t recordings = 0;         // guarded by mutex: units handed to the store, not yet reported
     std::optional<error> record_error;  // guarded by mutex: a failed recording, reported once by sweep or drain
     bool woken = false;                 // guarded by mutex
     bool more_due = false;              // the last claim was full: more may be due once slots free up
+    // The last claim left due deliveries only of tenants holding their whole share (mutex held):
+    // the next is worth it once a quarter of a share has finished, a publish came, or retries may
+    // have come due (`idle_poll`), not at every free slot.
+    bool share_bound = false;
+    std::size_t left_since_claim = 0;
+    bool published = false;
+    steady::time_point last_claim;
     std::size_t untrimmed = 0;          // outcomes handed to the store since the last trim (worker's thread)
     std::size_t quarter = 1;            // claims and records wait for this many, so each is one batch
+    std::size_t share_quarter = 1;      // the same of one tenant's share
 
     // Whether the finished outcomes are worth a transaction now (mutex held).
     bool record_ready() const {
@@ -116,7 +125,9 @@ struct delivery_worker::state {
     // Whether enough slots are free to lease another batch (mutex held).
     bool claim_ready() const {
         auto free = options.max_in_flight - std::min(in_flight, options.max_in_flight);
-        return free > 0 && (in_flight == 0 || free >= quarter);
+        return free > 0 && (in_flight == 0 || free >= quarter) &&
+               (!share_bound || left_since_claim >= share_quarter || published ||
+                steady::now() - last_claim >= options.idle_poll);
     }
 
     // Per-sweep caches: one event fanned out to many subscriptions shares its payload, and one
@@ -129,10 +140,18 @@ struct delivery_worker::state {
         // Notified under the lock: once the count is zero, `settle` in the destructor may return
         // and `state` go before a notification made after unlocking.
         std::lock_guard lock(mutex);
+        if (was_in_flight) leave(o.tenant_id);
         if (finished.empty()) finished_since = steady::now();
         finished.push_back(std::move(o));
-        if (was_in_flight) stats.in_flight.store(--in_flight);
         cv.notify_all();
+    }
+
+    // Mutex held: one delivery of `tenant` less in flight.
+    void leave(std::string const& tenant) {
+        stats.in_flight.store(--in_flight);
+        ++left_since_claim;
+        if (auto it = tenant_in_flight.find(tenant); it != tenant_in_flight.end() && --it->second == 0)
+            tenant_in_flight.erase(it);
     }
 
     milliseconds jittered(milliseconds d) {
@@ -175,8 +194,8 @@ struct delivery_worker::state {
     void start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now);
     /** Checks the endpoint (resolving its name), signs and sends; counted in `in_flight`. */
     void send(outcome o, sending next);
-    /** A counted delivery that is neither sent nor recorded: its lease lapses. */
-    void gone();
+    /** A counted delivery of `tenant` that is neither sent nor recorded: its lease lapses. */
+    void gone(std::string const& tenant);
     void prepare(recording& batch, request_context const& ctx);
     std::size_t record_finished(bool all);
     void record_tenant(std::shared_ptr<recording> batch);
@@ -223,6 +242,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     {
         std::lock_guard lock(mutex);
         stats.in_flight.store(++in_flight);
+        ++tenant_in_flight[tenant];
     }
     // A name is resolved by the egress check, which may take as long as the tenant's DNS does:
     // that happens on the lookup threads, where one tenant's slow names hold at most half of them,
@@ -234,16 +254,16 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     // Shared: a job is a std::function, which copies, and the keys do not.
     auto job = std::make_shared<std::pair<outcome, sending>>(std::move(o), std::move(next));
     lookups->post(job->first.tenant_id, [this, job] {
-        if (job->second.closing->cancelled()) return gone();  // the worker is closing: the lease lapses
+        if (job->second.closing->cancelled()) return gone(job->first.tenant_id);  // closing: the lease lapses
         send(std::move(job->first), std::move(job->second));
     });
 }
 
-void delivery_worker::state::gone() {
+void delivery_worker::state::gone(std::string const& tenant) {
     // Notified under the lock: `settle` in the destructor may return, and `state` go, the moment
     // the count reaches zero.
     std::lock_guard lock(mutex);
-    stats.in_flight.store(--in_flight);
+    leave(tenant);
     cv.notify_all();
 }
 
@@ -263,7 +283,7 @@ void delivery_worker::state::send(outcome o, sending next) {
     }
     // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
     // go out beside the one a worker makes after claiming it again.
-    if (clock_.now() + next.timeout > next.lease_until) return gone();
+    if (clock_.now() + next.timeout > next.lease_until) return gone(o.tenant_id);
     if (!pin)
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
@@ -296,7 +316,7 @@ void delivery_worker::state::send(outcome o, sending next) {
             o.retry_after = resilience::server_requested_delay(res->headers, o.attempted_at);
         } else if (res.error() == errc::cancelled && closing->cancelled()) {
             // The worker is closing: nothing is recorded, the lease lapses and the delivery is sent again.
-            return gone();
+            return gone(o.tenant_id);
         } else {
             o.error = res.error().detail().empty() ? res.error().message() : res.error().detail();
         }
@@ -510,8 +530,11 @@ delivery_worker::delivery_worker(storage::store& store, credentials::secret_stor
     : s_(new state{store, secrets, blobs, transport, std::move(check), limits, clock, std::move(options)}) {
     if (s_->options.owner.empty()) s_->options.owner = default_owner();
     s_->options.max_in_flight = std::max<std::size_t>(s_->options.max_in_flight, 1);
+    auto& share = s_->options.max_in_flight_per_tenant;
+    share = std::clamp<std::size_t>(share == 0 ? s_->options.max_in_flight / 2 : share, 1, s_->options.max_in_flight);
     s_->options.batch = std::max<std::size_t>(s_->options.batch, 1);
     s_->quarter = std::max<std::size_t>(std::min(s_->options.batch, s_->options.max_in_flight) / 4, 1);
+    s_->share_quarter = std::max<std::size_t>(std::min(s_->quarter, share / 4), 1);
 }
 
 delivery_worker::~delivery_worker() {
@@ -525,11 +548,15 @@ result<std::size_t> delivery_worker::sweep() {
     auto& s = *s_;
     s.record_finished(false);
     std::size_t free;
+    storage::delivery_share share{.per_tenant = s.options.max_in_flight_per_tenant, .held = {}};
     {
         std::lock_guard lock(s.mutex);
         if (auto e = std::exchange(s.record_error, std::nullopt)) return *e;
         if (!s.claim_ready()) return std::size_t{0};
         free = s.options.max_in_flight - std::min(s.in_flight, s.options.max_in_flight);
+        share.held.assign(s.tenant_in_flight.begin(), s.tenant_in_flight.end());
+        s.left_since_claim = 0;
+        s.published = false;
     }
     auto now = s.clock_.now();
     if (auto oldest = s.store.oldest_due_delivery(); oldest && *oldest)
@@ -539,11 +566,19 @@ result<std::size_t> delivery_worker::sweep() {
         s.stats.lag_ms.store(0);
     auto limit = std::min(free, s.options.batch);
     auto claimed =
-        s.store.claim_deliveries(now, s.options.owner, now + longest_timeout + s.options.lease_margin, limit);
+        s.store.claim_deliveries(now, s.options.owner, now + longest_timeout + s.options.lease_margin, limit, share);
     if (!claimed) return claimed.error();
     {
+        // Short of its limit, a claim took every due delivery but those of tenants it left at
+        // their share.
+        std::unordered_map<std::string_view, std::size_t> held(share.held.begin(), share.held.end());
+        bool at_share = false;
+        for (auto const& c : *claimed) at_share = ++held[c.tenant_id] >= share.per_tenant || at_share;
+        for (auto const& [tenant, n] : share.held) at_share = at_share || n >= share.per_tenant;
         std::lock_guard lock(s.mutex);
         s.more_due = claimed->size() == limit;
+        s.share_bound = !s.more_due && at_share;
+        s.last_claim = steady::now();
     }
     if (claimed->empty()) return std::size_t{0};
 
@@ -603,6 +638,7 @@ void delivery_worker::notify() noexcept {
     {
         std::lock_guard lock(s_->mutex);
         s_->woken = true;
+        s_->published = true;
     }
     s_->cv.notify_all();
 }

@@ -1744,7 +1744,8 @@ TEST(host_config, durations_out_of_range_are_refused_at_start) {
              {"--public-url", "https://hooks.example.test/x?y=1", "--public-url must be an absolute http(s) URL"},
              {"--max-redirects", "-1", "--max-redirects must be a whole number"},
              {"--body-limit", "-1", "--body-limit must be a positive integer"},
-             {"--workers", " 4", "--workers must be a positive integer"}}) {
+             {"--workers", " 4", "--workers must be a positive integer"},
+             {"--webhook-tenant-in-flight", "257", "--webhook-tenant-in-flight must be at most --webhook-in-flight"}}) {
         try {
             host_process h(dir.string(), {flag, value});
             ADD_FAILURE() << "the host started with " << flag << " " << value;

@@ -118,8 +118,17 @@ std::vector<std::string> sorted(std::vector<std::string> ids) {
     return ids;
 }
 
+/** Turns a current file back into schema 20: no per-tenant claim index of deliveries (migration 21). */
+void back_to_schema_20(std::string const& path) {
+    exec_sql(path, R"sql(
+DROP INDEX deliveries_claim_by_tenant;
+PRAGMA user_version = 20;
+)sql");
+}
+
 /** Turns a current file back into schema 19: no credential index of failures (migration 20). */
 void back_to_schema_19(std::string const& path) {
+    back_to_schema_20(path);
     exec_sql(path, R"sql(
 DROP INDEX failures_by_credential;
 PRAGMA user_version = 19;
@@ -796,7 +805,7 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
         result<void> park_dead(std::int64_t, time_point) override { return {}; }
         storage::api_key_repository& api_keys() override { return keys; }
         result<std::vector<storage::claimed_delivery>> claim_deliveries(time_point, std::string const&, time_point,
-                                                                        std::size_t) override {
+                                                                        std::size_t, storage::delivery_share const&) override {
             return std::vector<storage::claimed_delivery>{};
         }
         result<std::optional<time_point>> oldest_due_delivery() override { return std::optional<time_point>{}; }
@@ -1873,6 +1882,19 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
     EXPECT_NE(query_plan(path, "SELECT failure_id FROM failures WHERE tenant_id = 't1' AND credential_id = 'cred-a'")
                   .find("failures_by_credential"),
               std::string::npos);
+}
+
+TEST(sqlite_store, a_version_20_database_steps_from_tenant_to_tenant_through_the_claim_index) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    { auto s = open_sqlite(dir, nullptr); }
+    back_to_schema_20(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    // The step past a tenant holding its share is one search of the index, not a walk of its rows.
+    auto plan = query_plan(path, "SELECT tenant_id FROM deliveries WHERE status IN ('Pending', 'Failed') "
+                                 "AND direction = 'Outbound' AND tenant_id > 't1' ORDER BY tenant_id LIMIT 1");
+    EXPECT_NE(plan.find("deliveries_claim_by_tenant (tenant_id>?)"), std::string::npos) << plan;
 }
 
 /** A reference host's former host.db, as the host made it. */

@@ -4,6 +4,7 @@
 #include "store_conformance.hpp"
 
 #include <algorithm>
+#include <map>
 #include <set>
 
 namespace integration::testing {
@@ -324,6 +325,69 @@ TEST_P(store_conformance, an_ordered_subscription_releases_one_delivery_at_a_tim
     // A dead-lettered delivery releases the next one too.
     update(*store_, a_, fifo.delivery_ids[1], [&](webhook_delivery& d) { must(d.record_gone(attempt(now + 5s, 410))); });
     EXPECT_EQ(claim(*store_, "worker-4", now + 5s), std::vector<std::string>{fifo.delivery_ids[2]});
+}
+
+TEST_P(store_conformance, a_claim_leases_no_tenant_more_than_its_share_allows) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3", "evt-4", "evt-5"});
+    auto b = subscribe_and_publish(*store_, b_, now + 1ms, {"evt-1", "evt-2", "evt-3"});
+    // tenant-a's are the earliest due; it holds one delivery of its share of two already.
+    auto got = must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 10, {.per_tenant = 2, .held = {{"tenant-a", 1}}}));
+    EXPECT_EQ(as_set(ids_of(got)), (std::set<std::string>{a.delivery_ids[0], b.delivery_ids[0], b.delivery_ids[1]}));
+    // Both hold their whole share: nothing is leased, however much is due.
+    EXPECT_TRUE(must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 10,
+                                              {.per_tenant = 2, .held = {{"tenant-a", 2}, {"tenant-b", 2}}}))
+                    .empty());
+    EXPECT_EQ(claim(*store_, "worker-2", now + 1s).size(), 5u) << "what is not leased stays due";
+}
+
+// The first rows due are one tenant's, more than its share: the claim takes its share, then steps
+// past the rest of its backlog to another tenant's later rows.
+TEST_P(store_conformance, a_claim_that_fills_a_tenants_share_goes_on_with_the_other_tenants) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3", "evt-4", "evt-5"});
+    auto b = subscribe_and_publish(*store_, b_, now + 1ms, {"evt-1"});
+    auto got = must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 3, {.per_tenant = 2, .held = {}}));
+    ASSERT_EQ(got.size(), 3u);
+    std::map<std::string, int> per_tenant;
+    for (auto const& c : got) ++per_tenant[c.tenant_id];
+    EXPECT_EQ(per_tenant, (std::map<std::string, int>{{"tenant-a", 2}, {"tenant-b", 1}}));
+    EXPECT_EQ(got.back().delivery.id(), b.delivery_ids[0]);
+}
+
+// While tenant-a holds its whole share, its backlog (the earliest due) is stepped over, and each
+// claim starts after the tenant the previous one ended with, so that the others take turns.
+TEST_P(store_conformance, while_a_tenant_holds_its_share_the_other_tenants_take_turns) {
+    auto now = clock_.now();
+    std::vector<std::string> events;
+    for (int i = 0; i < 50; ++i) events.push_back("evt-" + std::to_string(i));
+    auto a = subscribe_and_publish(*store_, a_, now, events);
+    auto c_ = request_context::for_tenant("tenant-c", "carol");
+    auto d_ = request_context::for_tenant("tenant-d", "dave");
+    auto b = subscribe_and_publish(*store_, b_, now + 1ms, {"evt-1", "evt-2"});
+    auto c = subscribe_and_publish(*store_, c_, now + 1ms, {"evt-1", "evt-2"}, true);  // ordered: one at a time
+    auto d = subscribe_and_publish(*store_, d_, now + 1ms, {"evt-1", "evt-2"});
+    auto paused = subscribe_and_publish(*store_, d_, now, {"evt-3"});
+    write(d_, [&](unit_of_work& uow) -> result<void> {
+        auto s = must(uow.subscriptions().find(paused.subscription_id));
+        must(s.deactivate("paused by the operator"));
+        return uow.subscriptions().save(s);
+    });
+    storage::delivery_share share{.per_tenant = 4, .held = {{"tenant-a", 4}}};
+    std::vector<std::string> order;
+    for (int i = 0; i < 6; ++i) {
+        auto got = must(store_->claim_deliveries(now + 1s, "worker-" + std::to_string(i), now + 30s, 1, share));
+        ASSERT_LE(got.size(), 1u);
+        if (got.empty()) break;
+        order.push_back(got[0].tenant_id + " " + got[0].delivery.id());
+    }
+    EXPECT_EQ(order, (std::vector<std::string>{"tenant-b " + b.delivery_ids[0], "tenant-c " + c.delivery_ids[0],
+                                               "tenant-d " + d.delivery_ids[0], "tenant-b " + b.delivery_ids[1],
+                                               "tenant-d " + d.delivery_ids[1]}));
+    // Nothing of tenant-a's was leased: all of it is still claimable once it has room again.
+    EXPECT_EQ(as_set(ids_of(must(store_->claim_deliveries(now + 1s, "worker-9", now + 30s, 100,
+                                                          {.per_tenant = 100, .held = {}})))),
+              as_set(a.delivery_ids));
 }
 
 TEST_P(store_conformance, deliveries_of_an_inactive_subscription_are_never_claimed) {

@@ -503,6 +503,42 @@ TEST_F(delivery_worker_test, a_send_whose_lookup_outlasted_its_lease_is_not_made
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
 }
 
+// A tenant's endpoints that hang until their timeout fill at most its share of the slots: the
+// claim leaves its other due deliveries where they are (no lease, no attempt), and another
+// tenant's later delivery is sent meanwhile.
+TEST_F(delivery_worker_test, a_tenants_hanging_endpoints_fill_only_its_share_of_the_slots) {
+    std::atomic<bool> release{false};
+    loopback_server hanging([&](int, loopback_server& self) {
+        while (!release && !self.stopping()) std::this_thread::sleep_for(10ms);
+    });
+    keep_alive_server healthy([](received_request const&) { return answer(200); });
+    auto slow = [](webhooks::subscription_spec& s) {
+        s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
+    };
+    auto stuck = w_.subscribe(w_.url(hanging.port(), "stuck.hooks.test"), slow);
+    auto stuck_ids = w_.deliver_many(stuck, 6);
+    w_.clock.advance(1ms);  // tenant-a's are due first
+    w_.ctx = request_context::for_tenant("tenant-b");
+    auto fine = w_.deliver(w_.subscribe(w_.url(healthy.port())));
+    auto worker = make_worker({.max_in_flight = 4, .max_in_flight_per_tenant = 2, .batch = 4});
+    for (int i = 0; i < 3'000 && worker.stats().delivered_total.load() < 1; ++i) {
+        must(worker.sweep());
+        std::this_thread::sleep_for(1ms);
+    }
+    EXPECT_EQ(w_.delivery(fine).status(), delivery_status::delivered);
+    EXPECT_EQ(worker.stats().in_flight.load(), 2u) << "tenant-a's hanging sends hold its share, no more";
+    release = true;
+    must(worker.drain());
+    w_.ctx = request_context::for_tenant("tenant-a");
+    std::size_t attempted = 0;
+    for (auto const& id : stuck_ids) {
+        auto d = w_.delivery(id);
+        EXPECT_LE(d.data().attempts, 1);
+        attempted += static_cast<std::size_t>(d.data().attempts);
+    }
+    EXPECT_EQ(attempted, 2u) << "only the deliveries its share let go out were attempted";
+}
+
 TEST_F(delivery_worker_test, a_stale_lease_is_dropped_silently) {
     std::atomic<bool> release{false};
     std::atomic<int> arrived{0};
@@ -534,7 +570,7 @@ TEST_F(delivery_worker_test, answered_deliveries_are_recorded_when_the_worker_st
     auto sub = w_.subscribe(w_.url(receiver.port()));
     auto ids = w_.deliver_many(sub, 40);
     {
-        auto worker = make_worker({.max_in_flight = 20, .batch = 20});
+        auto worker = make_worker({.max_in_flight = 20, .max_in_flight_per_tenant = 20, .batch = 20});
         must(worker.sweep());
         for (int i = 0; i < 2'000 && worker.stats().in_flight.load() > 0; ++i) std::this_thread::sleep_for(5ms);
         // The first 20 go to the store's writer with the next sweep, which does not wait for their

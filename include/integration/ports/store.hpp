@@ -20,6 +20,7 @@
 #include <integration/domain/subscription.hpp>
 #include <integration/export.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <functional>
 #include <optional>
@@ -467,6 +468,14 @@ struct claimed_delivery {
     webhooks::webhook_delivery delivery;
 };
 
+/** How many deliveries of each tenant one claim may lease: a tenant has at most `per_tenant`
+ *  in flight, counting the ones it already holds (`held`, by tenant; a tenant not named holds
+ *  none). */
+struct delivery_share {
+    std::size_t per_tenant = static_cast<std::size_t>(-1);
+    std::vector<std::pair<std::string, std::size_t>> held;
+};
+
 /** An outbox row awaiting publication. */
 struct outbox_record {
     std::int64_t sequence = 0;  ///< Commit order; publication follows it.
@@ -574,9 +583,13 @@ public:
      *  another owner (an expired lease counts as none), earliest due first. Of an `ordered`
      *  subscription only its oldest delivery that is neither Delivered nor DeadLettered is
      *  eligible. The returned deliveries carry the version the lease wrote: a worker whose lease
-     *  was taken over fails to save (`errc::conflict`). Two owners never hold one delivery. */
+     *  was taken over fails to save (`errc::conflict`). Two owners never hold one delivery.
+     *  No tenant is leased more than its `share` allows. While a tenant holds its whole share, the
+     *  claim leaves its due deliveries where they are (without reading them) and the other
+     *  tenants take turns: each claim starts after the tenant the previous one ended with. */
     virtual result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner,
-                                                                   time_point until, std::size_t limit) = 0;
+                                                                   time_point until, std::size_t limit,
+                                                                   delivery_share const& share = {}) = 0;
     /** The earliest nextAttemptAt among outbound deliveries waiting to be sent (for the lag metric). */
     virtual result<std::optional<time_point>> oldest_due_delivery() = 0;
     /** The inbound webhook registration of `connection_id` with its tenant, looked up without a

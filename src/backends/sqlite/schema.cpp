@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 20> migrations{
+constexpr std::array<char const*, 21> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -346,6 +346,13 @@ CREATE INDEX deliveries_ended ON deliveries(tenant_id, last_attempt_at)
     // first) are found by the credential, where a tenant with many open failures hid it.
     R"sql(
 CREATE INDEX failures_by_credential ON failures(tenant_id, credential_id, failure_id) WHERE credential_id IS NOT NULL;
+)sql",
+    // 21: a tenant's deliveries waiting to be sent, earliest due first: while one tenant holds its
+    // share of a worker's slots, a claim steps from tenant to tenant past it instead of reading
+    // its whole backlog in `deliveries_claim` (every tenant's, in due order).
+    R"sql(
+CREATE INDEX deliveries_claim_by_tenant ON deliveries(tenant_id, next_attempt_at)
+  WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
 )sql",
 };
 

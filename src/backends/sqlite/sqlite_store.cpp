@@ -1677,41 +1677,141 @@ public:
     api_key_repository& api_keys() override { return keys_; }
 
     result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner, time_point until,
-                                                           std::size_t limit) override {
+                                                           std::size_t limit, delivery_share const& share) override {
         if (owner.empty()) return error{errc::invalid_argument, "a delivery lease needs an owner"};
         using delivery_repo_t = repo<webhooks::webhook_delivery>;
+        limit = clamp_limit(limit);
+        std::unordered_map<std::string, std::size_t> left;  // what each tenant's share has left
+        bool full = false;  // a tenant holds its whole share
+        for (auto const& [tenant, n] : share.held) {
+            left[tenant] = share.per_tenant - std::min(n, share.per_tenant);
+            full = full || n >= share.per_tenant;
+        }
+        auto take = [&](std::string tenant) -> std::size_t& {
+            return left.try_emplace(std::move(tenant), share.per_tenant).first->second;
+        };
         std::vector<delivery_repo_t::row> rows;
         auto r = submit([&](database& db) -> result<void> {
-            // One statement selects and leases the batch under the write lock, and returns the
-            // leased rows. Any unexpired lease excludes a delivery, also the caller's own (it may
-            // still be sending it). Of an ordered subscription only the oldest unfinished
-            // delivery may go, and only when it is due and free; insertion order (rowid) breaks
-            // ties within a millisecond. `deliveries_claim` (next_attempt_at, rowid) gives the
-            // order, so a claim reads the due rows it takes, not the whole backlog. The version
-            // bump makes a save by a worker whose lease was taken over a conflict.
-            static std::string const sql =
-                "UPDATE deliveries SET lease_owner = ?3, lease_until = ?4, row_version = row_version + 1 "
-                "WHERE rowid IN (SELECT d.rowid FROM deliveries d INDEXED BY deliveries_claim "
-                "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "
-                "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND d.next_attempt_at <= ?1 "
-                "AND s.active = 1 AND (d.lease_until IS NULL OR d.lease_until <= ?1) "
-                "AND (s.ordered = 0 OR d.rowid = (SELECT o.rowid FROM deliveries o WHERE o.tenant_id = d.tenant_id "
-                "AND o.subscription_id = d.subscription_id AND o.direction = 'Outbound' "
-                "AND o.status IN ('Pending', 'Failed') ORDER BY o.created_at, o.rowid LIMIT 1)) "
-                "ORDER BY d.next_attempt_at, d.rowid LIMIT ?2) RETURNING " +
+            // Selected, then leased in one statement that returns the leased rows, all under the
+            // write lock. Any unexpired lease excludes a delivery, also the caller's own (it may
+            // still be sending it). Of an ordered subscription only the oldest unfinished delivery
+            // may go, and only when it is due and free; insertion order (rowid) breaks ties within a
+            // millisecond.
+#define INTEGRATION_CLAIMABLE                                                                                      \
+    "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "                \
+    "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND d.next_attempt_at <= ?1 "           \
+    "AND s.active = 1 AND (d.lease_until IS NULL OR d.lease_until <= ?1) "                                        \
+    "AND (s.ordered = 0 OR d.rowid = (SELECT o.rowid FROM deliveries o WHERE o.tenant_id = d.tenant_id "          \
+    "AND o.subscription_id = d.subscription_id AND o.direction = 'Outbound' "                                     \
+    "AND o.status IN ('Pending', 'Failed') ORDER BY o.created_at, o.rowid LIMIT 1)) "
+            // Every tenant's, earliest due first: `deliveries_claim` (next_attempt_at, rowid) gives
+            // the order, so this reads the due rows it takes, not the whole backlog.
+            static std::string const due_sql = "SELECT d.rowid, d.tenant_id FROM deliveries d INDEXED BY deliveries_claim "
+                                               INTEGRATION_CLAIMABLE "ORDER BY d.next_attempt_at, d.rowid LIMIT ?2";
+            // One tenant's, earliest due first, and the next tenant with deliveries to send.
+            static std::string const tenant_sql = "SELECT d.rowid FROM deliveries d INDEXED BY deliveries_claim_by_tenant "
+                                                  INTEGRATION_CLAIMABLE "AND d.tenant_id = ?3 "
+                                                  "ORDER BY d.next_attempt_at, d.rowid LIMIT ?2";
+#undef INTEGRATION_CLAIMABLE
+            static std::string const next_sql =
+                "SELECT tenant_id FROM deliveries INDEXED BY deliveries_claim_by_tenant "
+                "WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound' AND tenant_id > ?1 "
+                "ORDER BY tenant_id LIMIT 1";
+            static std::string const lease_sql =
+                "UPDATE deliveries SET lease_owner = ?1, lease_until = ?2, row_version = row_version + 1 "
+                "WHERE rowid IN (SELECT value FROM json_each(?3)) RETURNING " +
                 std::string(mapping::meta_columns) + ", " + mapping::join(mapping::column_names<webhooks::delivery_data>());
-            auto st = db.prepare_static(sql);
-            if (!st) return st.error();
-            (*st)->bind_all({to_unix_ms(now), static_cast<std::int64_t>(clamp_limit(limit)), owner, to_unix_ms(until)});
-            // The rows are read across tenants (the lease is the worker's, not a tenant's); only
-            // deliveries that were attempted before have attempt rows to load.
+            std::string picked;
+            std::size_t count = 0;
+            auto pick = [&](std::int64_t rowid) {
+                picked += (picked.empty() ? "[" : ",") + std::to_string(rowid);
+                ++count;
+            };
+            // Leases what was picked: leased, it is no longer claimable in this unit either.
             auto ctx = request_context::for_tenant("", owner);
             work_state w{db, ctx, clock_, o_.source, true};
-            auto leased = delivery_repo_t(w).read_data(
-                **st, [](webhooks::delivery_data const& d) { return d.attempts > 0; });
-            if (!leased) return leased.error();
-            rows = std::move(*leased);
-            return {};
+            auto lease = [&]() -> result<void> {
+                if (picked.empty()) return {};
+                auto st = db.prepare_static(lease_sql);
+                if (!st) return st.error();
+                (*st)->bind_all({owner, to_unix_ms(until), picked + "]"});
+                picked.clear();
+                // The rows are read across tenants (the lease is the worker's, not a tenant's);
+                // only deliveries that were attempted before have attempt rows to load.
+                auto leased = delivery_repo_t(w).read_data(
+                    **st, [](webhooks::delivery_data const& d) { return d.attempts > 0; });
+                if (!leased) return leased.error();
+                rows.insert(rows.end(), std::make_move_iterator(leased->begin()), std::make_move_iterator(leased->end()));
+                return {};
+            };
+            bool turns = full;
+            if (!full) {
+                auto st = db.prepare_static(due_sql);
+                if (!st) return st.error();
+                (*st)->bind_int(1, to_unix_ms(now));
+                (*st)->bind_int(2, static_cast<std::int64_t>(limit));
+                std::size_t seen = 0;
+                bool filled = false;
+                while (true) {
+                    auto row = (*st)->step();
+                    if (!row) return row.error();
+                    if (!*row) break;
+                    ++seen;
+                    auto& n = take((*st)->text(1));
+                    if (n == 0) continue;
+                    filled = --n == 0 || filled;
+                    pick((*st)->int64(0));
+                }
+                (*st)->reset();
+                // A tenant's share filled within a full page of due rows: other tenants' due rows
+                // may be behind its, so the rest of the claim steps past it.
+                turns = filled && seen == limit && count < limit;
+                if (turns)
+                    if (auto l = lease(); !l) return l;
+            }
+            if (turns) {
+                // Tenants in turn from where the last such claim ended, each up to what its share
+                // has left; a tenant holding its whole share costs one step of the tenant index.
+                auto next = db.prepare_static(next_sql);
+                if (!next) return next.error();
+                auto one = db.prepare_static(tenant_sql);
+                if (!one) return one.error();
+                std::string cursor = claim_turn_, last;
+                bool wrapped = false;
+                while (count < limit) {
+                    (*next)->reset();
+                    (*next)->bind_copy(1, cursor);
+                    auto row = (*next)->step();
+                    if (!row) return row.error();
+                    if (!*row) {
+                        if (wrapped || claim_turn_.empty()) break;
+                        wrapped = true;
+                        cursor.clear();
+                        continue;
+                    }
+                    cursor = (*next)->text(0);
+                    if (wrapped && cursor > claim_turn_) break;
+                    auto& n = take(cursor);
+                    if (n == 0) continue;
+                    (*one)->reset();
+                    (*one)->bind_int(1, to_unix_ms(now));
+                    (*one)->bind_int(2, static_cast<std::int64_t>(std::min(n, limit - count)));
+                    (*one)->bind_copy(3, cursor);
+                    while (true) {
+                        auto got = (*one)->step();
+                        if (!got) return got.error();
+                        if (!*got) break;
+                        --n;
+                        pick((*one)->int64(0));
+                        last = cursor;
+                    }
+                    if (wrapped && cursor == claim_turn_) break;
+                }
+                if (!last.empty()) claim_turn_ = last;
+                (*next)->reset();
+                (*one)->reset();
+            }
+            return lease();
         }, durability::deferred);  // a lease lost in a crash only means the delivery is claimed again
         if (!r) return r.error();
         // Validated and ordered on the caller's thread: the writer only reads the columns.
@@ -2175,6 +2275,7 @@ private:
     sqlite_options o_;
     clock const& clock_;
     std::unique_ptr<database> writer_;
+    std::string claim_turn_;  // the writer's alone: the tenant the last claim in turns ended with
     file_identity identity_;
     std::atomic<bool> broken_{false};
     std::atomic<std::uint64_t> commits_{0};

@@ -92,7 +92,7 @@ int main(int argc, char** argv) {
     net::egress_policy policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}};
     resilience::rate_limiter limits(clock);
     webhooks::delivery_worker worker(*store, *vault, *blobs, transport, http::egress_hop_check(policy, dns), limits,
-                                     clock, {.max_in_flight = max_in_flight, .batch = max_in_flight});
+                                     clock, {.max_in_flight = max_in_flight, .max_in_flight_per_tenant = max_in_flight, .batch = max_in_flight});
     auto bound = std::chrono::steady_clock::now() + std::chrono::seconds(120);
     while (std::chrono::steady_clock::now() < bound) {
         auto started = must(worker.sweep(), "sweep");
