@@ -166,7 +166,11 @@ void add_run_routes(router& r, services& s) {
     r.add("GET", "/integrations/failures", [&s](call& c) -> result<reply> {
         auto page = c.page();
         if (!page) return page.error();
-        storage::failure_query q{c.query_param("runId"), c.query_param("deliveryId"), c.query_param("unresolved") == "true"};
+        storage::failure_query q{.run_id = c.query_param("runId"),
+                                 .delivery_id = c.query_param("deliveryId"),
+                                 .unresolved_only = c.query_param("unresolved") == "true",
+                                 .credential_id = c.query_param("credentialId"),
+                                 .connection_id = c.query_param("connectionId")};
         auto list = s.failures->list(c.ctx, q, *page);
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<failures::integration_failure>));

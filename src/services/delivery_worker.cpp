@@ -568,19 +568,19 @@ result<std::size_t> delivery_worker::sweep() {
     auto claimed =
         s.store.claim_deliveries(now, s.options.owner, now + longest_timeout + s.options.lease_margin, limit, share);
     if (!claimed) return claimed.error();
-    {
-        // Short of its limit, a claim took every due delivery but those of tenants it left at
-        // their share.
-        std::unordered_map<std::string_view, std::size_t> held(share.held.begin(), share.held.end());
-        bool at_share = false;
-        for (auto const& c : *claimed) at_share = ++held[c.tenant_id] >= share.per_tenant || at_share;
-        for (auto const& [tenant, n] : share.held) at_share = at_share || n >= share.per_tenant;
+    // Short of its limit, a claim took every due delivery but those of the tenants that hold their
+    // share: known once what it took is started (what is deferred or fails at once holds no slot).
+    auto claimed_all = [&, full = claimed->size() == limit] {
         std::lock_guard lock(s.mutex);
-        s.more_due = claimed->size() == limit;
-        s.share_bound = !s.more_due && at_share;
+        s.more_due = full;
+        s.share_bound = !full && std::any_of(s.tenant_in_flight.begin(), s.tenant_in_flight.end(),
+                                             [&](auto const& t) { return t.second >= share.per_tenant; });
         s.last_claim = steady::now();
+    };
+    if (claimed->empty()) {
+        claimed_all();
+        return std::size_t{0};
     }
-    if (claimed->empty()) return std::size_t{0};
 
     std::map<std::string, std::vector<storage::claimed_delivery*>> by_tenant;
     for (auto& c : *claimed) by_tenant[c.tenant_id].push_back(&c);
@@ -609,6 +609,7 @@ result<std::size_t> delivery_worker::sweep() {
     s.payloads.clear();
     s.secret_cache.clear();
     s.deferred.clear();
+    claimed_all();
     return started;
 }
 

@@ -126,12 +126,57 @@ result<integration_connection> health_prober::test(request_context const& ctx, s
         auto c = uow.connections().find(connection_id);
         if (!c) return c.error();
         auto now = clock_.now();
+        bool working = c->status() == connection_status::active || c->status() == connection_status::degraded;
         if (auto h = c->record_health(*outcome, now); !h) return h.error();
         if (c->status() == connection_status::pending && outcome->status == health_status::healthy && c->data().credential_id)
             if (auto a = c->activate(credential_ok, now); !a) return a.error();
         if (auto s = uow.connections().save(*c); !s) return s.error();
+        if (auto f = record_failure(uow, *c, *outcome, working, now); !f) return f.error();
         return std::move(*c);
     });
+}
+
+result<void> health_prober::record_failure(storage::unit_of_work& uow, integration_connection const& c,
+                                           health_probe_result const& outcome, bool working, time_point now) {
+    // One open failure per connection: a connection that keeps failing adds attempts to it, and
+    // the probe that passes again resolves it (its source succeeded).
+    std::optional<failures::integration_failure> open;
+    storage::page_request page{.limit = 100};
+    do {
+        auto list = uow.failures().list({.unresolved_only = true, .connection_id = c.id()}, page);
+        if (!list) return list.error();
+        for (auto& f : list->items)
+            if (f.data().source == failures::failure_source::health_probe && !open) open = std::move(f);
+        page.cursor = list->next_cursor;
+    } while (!open && !page.cursor.empty());
+    if (outcome.status == health_status::healthy) {
+        if (!open) return {};
+        if (auto r = open->resolve(failures::source_outcome::succeeded, now); !r) return r;
+        return uow.failures().save(*open);
+    }
+    // A connection that never worked (its initial test) failed its creator's call, who was told;
+    // one that worked is probed again by the periodic sweep, which is this failure's retry. What a
+    // later probe cannot mend (a refused destination, a credential the vendor refuses) goes to a
+    // human.
+    if (!open && !working) return {};
+    bool transient = outcome.category == failures::failure_category::transient ||
+                     outcome.category == failures::failure_category::rate_limited;
+    failures::classification cls{outcome.category, transient ? "health_check_failed" : "health_check_refused",
+                                  outcome.detail,
+                                  transient ? failures::next_action::retry : failures::next_action::escalate,
+                                  transient ? std::optional(now + options_.interval) : std::nullopt};
+    if (!open) {
+        auto f = failures::integration_failure::record(uow.context(), now, failures::failure_source::health_probe,
+                                                       c.id(), c.data().provider_id, cls);
+        if (!f) return f.error();
+        return uow.failures().save(*f);
+    }
+    if (auto r = open->record_attempt(cls, now); !r) return r;
+    // "Escalation requires a recorded EscalationRecord", once.
+    if (!transient && open->data().escalations.empty())
+        if (auto r = open->escalate({"health-prober", outcome.detail.empty() ? cls.error_code : outcome.detail, now, std::nullopt}); !r)
+            return r;
+    return uow.failures().save(*open);
 }
 
 result<std::size_t> health_prober::sweep() {

@@ -82,6 +82,11 @@ public:
         std::lock_guard lock(keys_mutex_);
         keys_.insert(std::move(key));
     }
+    /** From now on /health refuses `key`. */
+    void refuse(std::string const& key) {
+        std::lock_guard lock(keys_mutex_);
+        keys_.erase(key);
+    }
     /** The `X-Api-Key` of a raw request, empty without one. */
     static std::string api_key_of(std::string const& request) {
         auto at = request.find("\r\nX-Api-Key: ");
@@ -732,6 +737,55 @@ TEST_F(host_e2e, a_pending_connection_shows_the_reason_of_its_last_health_check)
     EXPECT_EQ(str(tested.json(), "status"), "Active") << tested.body;
     EXPECT_EQ(str(tested.json(), "healthReason"), "HTTP 200 from /health") << tested.body;
     EXPECT_EQ(str(a().get("/integrations/connections/" + id).json(), "healthReason"), "HTTP 200 from /health");
+}
+
+// A connection that worked and fails its health check has one open failure, listed by
+// `connectionId`; the vendor refusing its key escalates it, and the check that passes resolves it.
+TEST_F(host_e2e, a_connections_failed_health_checks_are_one_failure_listed_by_the_connection) {
+    auto t = set_up(a(), vendor_->port(), "-probe");
+    vendor_->accept("sk_live_FLAKY_4242");
+    auto cred = a().post("/integrations/credentials",
+                         json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "sk_live_FLAKY_4242"},
+                                      {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
+    ASSERT_EQ(cred.status, 201) << cred.body;
+    auto conn = a().post("/integrations/connections", json::object{{"projectId", "proj-probe"}, {"providerId", t.provider_id},
+                                                                  {"displayName", "Flaky"}, {"credentialId", str(cred.json(), "credentialId")}});
+    ASSERT_EQ(conn.status, 201) << conn.body;
+    ASSERT_EQ(str(conn.json(), "status"), "Active") << conn.body;
+    auto id = str(conn.json(), "connectionId");
+    auto listed = [&](std::string const& query) {
+        auto page = a().get("/integrations/failures?connectionId=" + id + query);
+        EXPECT_EQ(page.status, 200) << page.body;
+        return page.json().at("items").as_array();
+    };
+    EXPECT_TRUE(listed("").empty());
+
+    vendor_->refuse("sk_live_FLAKY_4242");
+    for (int i = 0; i < 2; ++i) {
+        auto tested = a().post("/integrations/connections/" + id + "/test", json::object{});
+        ASSERT_EQ(tested.status, 200) << tested.body;
+        EXPECT_EQ(str(tested.json(), "status"), "Degraded") << tested.body;
+    }
+    auto open = listed("&unresolved=true");
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_EQ(str(open.at(0), "source"), "HealthProbe");
+    EXPECT_EQ(str(open.at(0), "connectionId"), id);
+    EXPECT_EQ(str(open.at(0), "category"), "Auth");
+    EXPECT_EQ(str(open.at(0), "nextAction"), "Escalate");
+    EXPECT_EQ(open.at(0).at("attempt").as_int64(), 2);
+    EXPECT_EQ(open.at(0).at("escalations").as_array().size(), 1u);
+    EXPECT_TRUE(listed("").size() == 1u);
+    EXPECT_TRUE(a().get("/integrations/failures?connectionId=" + t.connection_id).json().at("items").as_array().empty())
+        << "another connection's failures are not listed";
+
+    vendor_->accept("sk_live_FLAKY_4242");
+    auto tested = a().post("/integrations/connections/" + id + "/test", json::object{});
+    ASSERT_EQ(tested.status, 200) << tested.body;
+    EXPECT_EQ(str(tested.json(), "status"), "Active") << tested.body;
+    EXPECT_TRUE(listed("&unresolved=true").empty());
+    auto all = listed("");
+    ASSERT_EQ(all.size(), 1u);
+    EXPECT_TRUE(all.at(0).at("resolvedAt").is_string());
 }
 
 TEST_F(host_e2e, errors_are_problem_details) {

@@ -6,6 +6,7 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <atomic>
 
 namespace integration::testing {
@@ -149,6 +150,74 @@ TEST_F(health_prober_test, health_moves_between_healthy_degraded_and_unhealthy) 
     c = must(prober_.test(ctx_, id));
     EXPECT_EQ(c.status(), connection_status::active);
     EXPECT_EQ(c.data().health, health_status::healthy);
+}
+
+// The seed's IntegrationFailure records a failed health probe: a working connection that fails
+// has one open failure (each further failed probe an attempt of it) until a probe passes.
+TEST_F(health_prober_test, a_working_connection_that_fails_its_probes_has_one_open_failure_until_one_passes) {
+    auto id = pending_connection();
+    must(prober_.test(ctx_, id));
+    auto failures_of = [&](std::string const& connection) {
+        return must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) {
+                        return uow.failures().list({.connection_id = connection}, {});
+                    }))
+            .items;
+    };
+    EXPECT_TRUE(failures_of(id).empty()) << "a passing probe records nothing";
+    status_ = 503;
+    auto probed_at = clock_.now();
+    must(prober_.test(ctx_, id));
+    clock_.advance(1s);
+    must(prober_.test(ctx_, id));
+    auto open = failures_of(id);
+    ASSERT_EQ(open.size(), 1u);
+    auto const& f = open[0].data();
+    EXPECT_EQ(f.source, failures::failure_source::health_probe);
+    EXPECT_EQ(f.connection_id, id);
+    EXPECT_EQ(f.provider_id, provider_id_);
+    EXPECT_EQ(f.category, failures::failure_category::transient);
+    EXPECT_EQ(f.error_code, "health_check_failed");
+    EXPECT_NE(f.message.find("got 503"), std::string::npos) << f.message;
+    EXPECT_EQ(f.attempt, 2);
+    EXPECT_EQ(f.next_action, failures::next_action::retry);
+    EXPECT_EQ(f.next_attempt_at, truncate_ms(probed_at + 1s + 300s)) << "retried by the next periodic probe";
+    EXPECT_FALSE(f.resolved_at);
+    status_ = 200;
+    must(prober_.test(ctx_, id));
+    open = failures_of(id);
+    ASSERT_EQ(open.size(), 1u);
+    EXPECT_TRUE(open[0].resolved());
+    EXPECT_EQ(event_types().back(), "IntegrationFailureResolved");
+    status_ = 500;
+    must(prober_.test(ctx_, id));
+    EXPECT_EQ(failures_of(id).size(), 2u) << "a new outage is a new failure";
+    EXPECT_TRUE(failures_of(pending_connection()).empty());
+}
+
+// What another probe cannot mend (the vendor refusing the credential) goes to a human once, with
+// its EscalationRecord; the probes after it only add attempts.
+TEST_F(health_prober_test, a_probe_the_vendor_refuses_escalates_the_connections_failure_once) {
+    auto id = pending_connection();
+    must(prober_.test(ctx_, id));
+    status_ = 503;
+    must(prober_.test(ctx_, id));
+    status_ = 401;
+    must(prober_.test(ctx_, id));
+    must(prober_.test(ctx_, id));
+    auto open = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) {
+                         return uow.failures().list({.unresolved_only = true, .connection_id = id}, {});
+                     })).items;
+    ASSERT_EQ(open.size(), 1u);
+    auto const& f = open[0].data();
+    EXPECT_EQ(f.attempt, 3);
+    EXPECT_EQ(f.category, failures::failure_category::auth);
+    EXPECT_EQ(f.error_code, "health_check_refused");
+    EXPECT_EQ(f.next_action, failures::next_action::escalate);
+    EXPECT_FALSE(f.next_attempt_at);
+    ASSERT_EQ(f.escalations.size(), 1u);
+    EXPECT_EQ(f.escalations[0].escalated_by, "health-prober");
+    auto types = event_types();
+    EXPECT_EQ(std::count(types.begin(), types.end(), "IntegrationFailureEscalated"), 1);
 }
 
 TEST_F(health_prober_test, the_sweep_probes_only_connections_that_are_due) {

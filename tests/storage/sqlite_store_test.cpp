@@ -118,8 +118,17 @@ std::vector<std::string> sorted(std::vector<std::string> ids) {
     return ids;
 }
 
+/** Turns a current file back into schema 21: no connection index of failures (migration 22). */
+void back_to_schema_21(std::string const& path) {
+    exec_sql(path, R"sql(
+DROP INDEX failures_by_connection;
+PRAGMA user_version = 21;
+)sql");
+}
+
 /** Turns a current file back into schema 20: no per-tenant claim index of deliveries (migration 21). */
 void back_to_schema_20(std::string const& path) {
+    back_to_schema_21(path);
     exec_sql(path, R"sql(
 DROP INDEX deliveries_claim_by_tenant;
 PRAGMA user_version = 20;
@@ -1721,7 +1730,8 @@ TEST(sqlite_store, a_version_6_database_keeps_its_subscriptions_and_deliveries_w
         EXPECT_FALSE(sub.data().max_per_second);
         return {};
     }));
-    auto claimed = must(s->claim_deliveries(system_clock::instance().now(), "w", system_clock::instance().now(), 10));
+    auto now = system_clock::instance().now();
+    auto claimed = must(s->claim_deliveries(now, "w", now + std::chrono::seconds(30), 10));
     ASSERT_EQ(claimed.size(), 1u);
     EXPECT_EQ(claimed[0].delivery.id(), delivery_id);
 }
@@ -1881,6 +1891,36 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
     }));
     EXPECT_NE(query_plan(path, "SELECT failure_id FROM failures WHERE tenant_id = 't1' AND credential_id = 'cred-a'")
                   .find("failures_by_credential"),
+              std::string::npos);
+}
+
+TEST(sqlite_store, a_version_21_database_finds_a_connections_failures_by_the_connection) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            for (auto const* conn : {"conn-a", "conn-b", "conn-a"}) {
+                auto f = must(failures::integration_failure::record(
+                    ctx, system_clock::instance().now(), failures::failure_source::health_probe, conn, "prov-1",
+                    {failures::failure_category::transient, "health_check_failed", "got 503", failures::next_action::retry,
+                     system_clock::instance().now()}));
+                if (auto r = uow.failures().save(f); !r) return r;
+            }
+            return {};
+        }));
+    }
+    back_to_schema_21(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.failures().list({.connection_id = "conn-a"}, {})).items.size(), 2u);
+        EXPECT_EQ(must(uow.failures().list({.unresolved_only = true, .connection_id = "conn-b"}, {})).items.size(), 1u);
+        return {};
+    }));
+    EXPECT_NE(query_plan(path, "SELECT failure_id FROM failures WHERE tenant_id = 't1' AND connection_id = 'conn-a'")
+                  .find("failures_by_connection"),
               std::string::npos);
 }
 

@@ -4,6 +4,7 @@
 #include "store_conformance.hpp"
 
 #include <algorithm>
+#include <cstdio>
 #include <map>
 #include <set>
 
@@ -388,6 +389,30 @@ TEST_P(store_conformance, while_a_tenant_holds_its_share_the_other_tenants_take_
     EXPECT_EQ(as_set(ids_of(must(store_->claim_deliveries(now + 1s, "worker-9", now + 30s, 100,
                                                           {.per_tenant = 100, .held = {}})))),
               as_set(a.delivery_ids));
+}
+
+// A claim in turns steps through at most 256 tenants (each one search of the tenant index), so
+// that thousands of tenants with retries due later cost no claim more than that; the next claim
+// goes on from the last tenant the previous one looked at.
+TEST_P(store_conformance, a_claim_in_turns_looks_at_a_bounded_number_of_tenants_and_the_next_goes_on) {
+    auto now = clock_.now();
+    subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2"});
+    for (int i = 0; i < 260; ++i) {
+        char name[32];
+        std::snprintf(name, sizeof name, "tenant-m%03d", i);
+        auto ctx = request_context::for_tenant(name, "m");
+        write(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto sub = must(webhook_subscription::create(ctx, now, sub_spec()));
+            must(uow.subscriptions().save(sub));
+            auto d = must(webhook_delivery::outbound(ctx, now, sub, "order.paid", "evt-1", std::string("blob://p")));
+            must(d.defer(now + 1h));  // a retry due later
+            return uow.deliveries().save(d);
+        });
+    }
+    auto z = subscribe_and_publish(*store_, request_context::for_tenant("tenant-z", "zed"), now, {"evt-1"});
+    storage::delivery_share share{.per_tenant = 2, .held = {{"tenant-a", 2}}};
+    EXPECT_TRUE(must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 10, share)).empty());
+    EXPECT_EQ(ids_of(must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 10, share))), z.delivery_ids);
 }
 
 TEST_P(store_conformance, deliveries_of_an_inactive_subscription_are_never_claimed) {

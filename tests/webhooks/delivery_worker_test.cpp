@@ -539,6 +539,27 @@ TEST_F(delivery_worker_test, a_tenants_hanging_endpoints_fill_only_its_share_of_
     EXPECT_EQ(attempted, 2u) << "only the deliveries its share let go out were attempted";
 }
 
+// A claimed delivery that holds no slot (deferred by its subscription's rate limit) does not count
+// towards its tenant's share: the next sweep claims another tenant's delivery at once instead of
+// waiting as if the only due deliveries left were those of a tenant holding its share.
+TEST_F(delivery_worker_test, a_delivery_deferred_by_its_rate_limit_holds_no_share_of_the_slots) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto limited = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) { s.max_per_second = 1; });
+    (void)w_.limits.try_acquire("webhook/" + w_.ctx.tenant_id + "/" + limited.id(), {1.0, 1});  // its one token
+    auto deferred = w_.deliver(limited);
+    auto worker = make_worker({.max_in_flight = 4, .max_in_flight_per_tenant = 1, .idle_poll = 1min});
+    EXPECT_EQ(must(worker.sweep()), 1u);  // claimed and deferred: nothing sent
+    EXPECT_EQ(worker.stats().in_flight.load(), 0u);
+    w_.ctx = request_context::for_tenant("tenant-b");
+    auto other = w_.deliver(w_.subscribe(w_.url(receiver.port())));  // written without a publish's notify
+    EXPECT_EQ(must(worker.sweep()), 1u) << "tenant-b's delivery waited for a slot of tenant-a's share";
+    must(worker.drain());
+    EXPECT_EQ(w_.delivery(other).status(), delivery_status::delivered);
+    EXPECT_EQ(receiver.requests().size(), 1u);
+    w_.ctx = request_context::for_tenant("tenant-a");
+    EXPECT_EQ(w_.delivery(deferred).data().attempts, 0);
+}
+
 TEST_F(delivery_worker_test, a_stale_lease_is_dropped_silently) {
     std::atomic<bool> release{false};
     std::atomic<int> arrived{0};

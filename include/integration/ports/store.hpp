@@ -157,6 +157,7 @@ struct failure_query {
     std::optional<std::string> delivery_id;
     bool unresolved_only = false;
     std::optional<std::string> credential_id;  ///< A credential's rotation and refresh failures.
+    std::optional<std::string> connection_id;  ///< A connection's health-probe failures.
 };
 
 /** IntegrationFailureRepository. */

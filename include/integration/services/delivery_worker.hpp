@@ -34,7 +34,8 @@ struct delivery_worker_options {
     std::string owner;                     ///< Lease owner; empty: host name, process id and a random suffix.
     std::size_t max_in_flight = 256;       ///< Deliveries sent at once.
     /** Deliveries of one tenant sent at once; 0: half of `max_in_flight`. A tenant whose
-     *  endpoints hang until their timeout holds no more, and the other tenants' deliveries go on. */
+     *  endpoints hang until their timeout holds no more, and the other tenants' deliveries go on.
+     *  A single-tenant embedder gives it `max_in_flight`. */
     std::size_t max_in_flight_per_tenant = 0;
     std::size_t batch = 256;               ///< Deliveries leased per claim.
     /** Threads that resolve endpoint names (an address in the URL needs none); one tenant's

@@ -4,7 +4,9 @@
 /** @file
  *  Health probes: the initial test that lets a Pending connection become Active (a resolvable
  *  credential and a passing probe), and periodic probes that move health between Healthy,
- *  Degraded and Unhealthy, raising IntegrationFailed when a probe fails.
+ *  Degraded and Unhealthy, raising IntegrationFailed when a probe fails. A connection that was
+ *  working and fails a probe has one open IntegrationFailure (source HealthProbe) until a probe
+ *  passes again and resolves it.
  */
 
 #include <integration/domain/connection.hpp>
@@ -44,6 +46,11 @@ public:
 
 private:
     result<health_probe_result> probe(request_context const& ctx, integration_connection const& c, bool& credential_ok);
+    /** Records a failed probe of `c` as its open IntegrationFailure (a new one, or an attempt of
+     *  the open one), or resolves that failure when the probe passed. `working`: `c` was Active or
+     *  Degraded before the probe. */
+    result<void> record_failure(storage::unit_of_work& uow, integration_connection const& c,
+                                health_probe_result const& outcome, bool working, time_point now);
 
     storage::store& store_;
     http::pipeline outbound_;

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 21> migrations{
+constexpr std::array<char const*, 22> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -353,6 +353,11 @@ CREATE INDEX failures_by_credential ON failures(tenant_id, credential_id, failur
     R"sql(
 CREATE INDEX deliveries_claim_by_tenant ON deliveries(tenant_id, next_attempt_at)
   WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
+)sql",
+    // 22: a connection's failures (the health prober records one per failing connection and looks
+    // for it first) are found by the connection.
+    R"sql(
+CREATE INDEX failures_by_connection ON failures(tenant_id, connection_id, failure_id) WHERE connection_id IS NOT NULL;
 )sql",
 };
 

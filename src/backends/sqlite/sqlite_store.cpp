@@ -753,6 +753,7 @@ public:
         add_filter(where, binds, "run_id", q.run_id);
         add_filter(where, binds, "delivery_id", q.delivery_id);
         add_filter(where, binds, "credential_id", q.credential_id);
+        add_filter(where, binds, "connection_id", q.connection_id);
         if (q.unresolved_only) where += where.empty() ? "resolved_at IS NULL" : " AND resolved_at IS NULL";
         return r_.list(where, binds, p);
     }
@@ -1679,6 +1680,8 @@ public:
     result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner, time_point until,
                                                            std::size_t limit, delivery_share const& share) override {
         if (owner.empty()) return error{errc::invalid_argument, "a delivery lease needs an owner"};
+        // A lease over before it starts would leave what one claim took claimable by the same claim.
+        if (until <= now) return error{errc::invalid_argument, "a delivery lease must end after now"};
         using delivery_repo_t = repo<webhooks::webhook_delivery>;
         limit = clamp_limit(limit);
         std::unordered_map<std::string, std::size_t> left;  // what each tenant's share has left
@@ -1713,6 +1716,9 @@ public:
                                                   INTEGRATION_CLAIMABLE "AND d.tenant_id = ?3 "
                                                   "ORDER BY d.next_attempt_at, d.rowid LIMIT ?2";
 #undef INTEGRATION_CLAIMABLE
+            static std::string const first_sql =
+                "SELECT tenant_id FROM deliveries INDEXED BY deliveries_claim_by_tenant "
+                "WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound' ORDER BY tenant_id LIMIT 1";
             static std::string const next_sql =
                 "SELECT tenant_id FROM deliveries INDEXED BY deliveries_claim_by_tenant "
                 "WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound' AND tenant_id > ?1 "
@@ -1771,45 +1777,51 @@ public:
             }
             if (turns) {
                 // Tenants in turn from where the last such claim ended, each up to what its share
-                // has left; a tenant holding its whole share costs one step of the tenant index.
+                // has left; a tenant holding its whole share, or with nothing due, costs one step of
+                // the tenant index. At most `claim_turn_visits` steps per claim: the next claim goes
+                // on from the last tenant this one looked at.
+                auto first = db.prepare_static(first_sql);
+                if (!first) return first.error();
                 auto next = db.prepare_static(next_sql);
                 if (!next) return next.error();
                 auto one = db.prepare_static(tenant_sql);
                 if (!one) return one.error();
-                std::string cursor = claim_turn_, last;
+                std::optional<std::string> cursor = claim_turn_, last;  // none: from the first tenant
                 bool wrapped = false;
-                while (count < limit) {
-                    (*next)->reset();
-                    (*next)->bind_copy(1, cursor);
-                    auto row = (*next)->step();
+                for (std::size_t visits = 0; count < limit && visits < claim_turn_visits;) {
+                    auto* st = cursor ? *next : *first;
+                    st->reset();
+                    if (cursor) st->bind_copy(1, *cursor);
+                    auto row = st->step();
                     if (!row) return row.error();
                     if (!*row) {
-                        if (wrapped || claim_turn_.empty()) break;
+                        if (wrapped || !claim_turn_) break;
                         wrapped = true;
-                        cursor.clear();
+                        cursor.reset();
                         continue;
                     }
-                    cursor = (*next)->text(0);
-                    if (wrapped && cursor > claim_turn_) break;
-                    auto& n = take(cursor);
-                    if (n == 0) continue;
-                    (*one)->reset();
-                    (*one)->bind_int(1, to_unix_ms(now));
-                    (*one)->bind_int(2, static_cast<std::int64_t>(std::min(n, limit - count)));
-                    (*one)->bind_copy(3, cursor);
-                    while (true) {
-                        auto got = (*one)->step();
-                        if (!got) return got.error();
-                        if (!*got) break;
-                        --n;
-                        pick((*one)->int64(0));
-                        last = cursor;
+                    auto tenant = st->text(0);
+                    st->reset();
+                    if (wrapped && tenant > *claim_turn_) break;  // back where it began: every tenant was seen
+                    cursor = last = tenant;
+                    ++visits;
+                    if (auto& n = take(tenant); n > 0) {
+                        (*one)->reset();
+                        (*one)->bind_int(1, to_unix_ms(now));
+                        (*one)->bind_int(2, static_cast<std::int64_t>(std::min(n, limit - count)));
+                        (*one)->bind_copy(3, tenant);
+                        while (true) {
+                            auto got = (*one)->step();
+                            if (!got) return got.error();
+                            if (!*got) break;
+                            --n;
+                            pick((*one)->int64(0));
+                        }
+                        (*one)->reset();
                     }
-                    if (wrapped && cursor == claim_turn_) break;
+                    if (wrapped && tenant == *claim_turn_) break;
                 }
-                if (!last.empty()) claim_turn_ = last;
-                (*next)->reset();
-                (*one)->reset();
+                if (last) claim_turn_ = std::move(last);
             }
             return lease();
         }, durability::deferred);  // a lease lost in a crash only means the delivery is claimed again
@@ -2275,7 +2287,9 @@ private:
     sqlite_options o_;
     clock const& clock_;
     std::unique_ptr<database> writer_;
-    std::string claim_turn_;  // the writer's alone: the tenant the last claim in turns ended with
+    // The writer's alone: the tenant the last claim in turns looked at last (none: start at the first).
+    std::optional<std::string> claim_turn_;
+    static constexpr std::size_t claim_turn_visits = 256;  // tenants one claim in turns steps through at most
     file_identity identity_;
     std::atomic<bool> broken_{false};
     std::atomic<std::uint64_t> commits_{0};
