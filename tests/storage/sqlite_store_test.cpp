@@ -118,8 +118,17 @@ std::vector<std::string> sorted(std::vector<std::string> ids) {
     return ids;
 }
 
+/** Turns a current file back into schema 22: no index of ordered subscriptions' heads (migration 23). */
+void back_to_schema_22(std::string const& path) {
+    exec_sql(path, R"sql(
+DROP INDEX deliveries_ordered_head;
+PRAGMA user_version = 22;
+)sql");
+}
+
 /** Turns a current file back into schema 21: no connection index of failures (migration 22). */
 void back_to_schema_21(std::string const& path) {
+    back_to_schema_22(path);
     exec_sql(path, R"sql(
 DROP INDEX failures_by_connection;
 PRAGMA user_version = 21;
@@ -1894,6 +1903,43 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
               std::string::npos);
 }
 
+// An ordered subscription's head is found by one search of its index, not by sorting the
+// subscription's deliveries for each due delivery a claim reads.
+TEST(sqlite_store, a_version_22_database_finds_an_ordered_subscriptions_head_by_index) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    std::vector<std::string> ids;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            webhooks::subscription_spec spec{"proj-1", "order.*", "https://hooks.example.com", "vault://local/t1/s?version=1", {}, {}};
+            spec.ordered = true;
+            auto sub = must(webhooks::webhook_subscription::create(ctx, now, spec));
+            must(uow.subscriptions().save(sub));
+            for (auto const* e : {"evt-1", "evt-2", "evt-3"}) {
+                auto d = must(webhooks::webhook_delivery::outbound(ctx, now, sub, "order.paid", e, std::string("blob://p")));
+                must(uow.deliveries().save(d));
+                ids.push_back(d.id());
+            }
+            return {};
+        }));
+    }
+    back_to_schema_22(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto first = must(s->claim_deliveries(now + std::chrono::seconds(1), "w", now + std::chrono::seconds(30), 10));
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_EQ(first[0].delivery.id(), ids[0]);
+    EXPECT_TRUE(must(s->claim_deliveries(now + std::chrono::seconds(1), "w", now + std::chrono::seconds(30), 10)).empty());
+    auto plan = query_plan(path, "SELECT o.rowid FROM deliveries o WHERE o.tenant_id = 't1' AND o.subscription_id = 's' "
+                                 "AND o.direction = 'Outbound' AND o.status IN ('Pending', 'Failed') "
+                                 "ORDER BY o.created_at, o.rowid LIMIT 1");
+    EXPECT_NE(plan.find("deliveries_ordered_head (tenant_id=? AND subscription_id=?)"), std::string::npos) << plan;
+    EXPECT_EQ(plan.find("TEMP B-TREE"), std::string::npos) << plan;
+}
+
 TEST(sqlite_store, a_version_21_database_finds_a_connections_failures_by_the_connection) {
     temp_dir dir;
     auto path = dir.file("integration.db");
@@ -1932,8 +1978,9 @@ TEST(sqlite_store, a_version_20_database_steps_from_tenant_to_tenant_through_the
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
     // The step past a tenant holding its share is one search of the index, not a walk of its rows.
-    auto plan = query_plan(path, "SELECT tenant_id FROM deliveries WHERE status IN ('Pending', 'Failed') "
-                                 "AND direction = 'Outbound' AND tenant_id > 't1' ORDER BY tenant_id LIMIT 1");
+    auto plan = query_plan(path, "SELECT tenant_id FROM deliveries INDEXED BY deliveries_claim_by_tenant "
+                                 "WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound' AND tenant_id > 't1' "
+                                 "ORDER BY tenant_id LIMIT 1");
     EXPECT_NE(plan.find("deliveries_claim_by_tenant (tenant_id>?)"), std::string::npos) << plan;
 }
 

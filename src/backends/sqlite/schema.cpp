@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 22> migrations{
+constexpr std::array<char const*, 23> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -358,6 +358,14 @@ CREATE INDEX deliveries_claim_by_tenant ON deliveries(tenant_id, next_attempt_at
     // for it first) are found by the connection.
     R"sql(
 CREATE INDEX failures_by_connection ON failures(tenant_id, connection_id, failure_id) WHERE connection_id IS NOT NULL;
+)sql",
+    // 23: the head of an ordered subscription (its oldest delivery still to send) is one search:
+    // a claim looked for it by sorting the subscription's deliveries once per due delivery it
+    // read, so a backlog behind a head in flight cost its square (5,000 deliveries: 5.5 s of the
+    // writer per claim).
+    R"sql(
+CREATE INDEX deliveries_ordered_head ON deliveries(tenant_id, subscription_id, created_at)
+  WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
 )sql",
 };
 

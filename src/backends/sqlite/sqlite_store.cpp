@@ -1704,7 +1704,8 @@ public:
     "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "                \
     "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND d.next_attempt_at <= ?1 "           \
     "AND s.active = 1 AND (d.lease_until IS NULL OR d.lease_until <= ?1) "                                        \
-    "AND (s.ordered = 0 OR d.rowid = (SELECT o.rowid FROM deliveries o WHERE o.tenant_id = d.tenant_id "          \
+    "AND (s.ordered = 0 OR d.rowid = (SELECT o.rowid FROM deliveries o INDEXED BY deliveries_ordered_head "        \
+    "WHERE o.tenant_id = d.tenant_id "                                                                             \
     "AND o.subscription_id = d.subscription_id AND o.direction = 'Outbound' "                                     \
     "AND o.status IN ('Pending', 'Failed') ORDER BY o.created_at, o.rowid LIMIT 1)) "
             // Every tenant's, earliest due first: `deliveries_claim` (next_attempt_at, rowid) gives
