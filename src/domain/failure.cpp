@@ -83,6 +83,7 @@ result<void> integration_failure::record_attempt(classification const& c, time_p
     d_.next_action = c.next_action;
     d_.next_attempt_at = c.next_action == next_action::retry ? std::optional(truncate_ms(*c.next_attempt_at)) : std::nullopt;
     d_.failure_attempts.push_back({d_.attempt, c.category, c.error_code, c.message, truncate_ms(now)});
+    if (d_.failure_attempts.size() > max_attempt_history) d_.failure_attempts.erase(d_.failure_attempts.begin() + 1);
     return {};
 }
 

@@ -46,6 +46,18 @@ result<integration_connection> connection_service::retire(request_context const&
         if (!c) return c.error();
         if (auto h = c->retire(reason); !h) return h.error();
         if (auto s = uow.connections().save(*c); !s) return s.error();
+        // A Retired connection is probed no more: its open health failure ends with it.
+        storage::page_request page{.limit = 100};
+        do {
+            auto open = uow.failures().list({.unresolved_only = true, .connection_id = connection_id}, page);
+            if (!open) return open.error();
+            for (auto& f : open->items) {
+                if (f.data().source != failures::failure_source::health_probe) continue;
+                if (auto r = f.resolve(failures::source_outcome::dead_lettered, clock_.now()); !r) return r.error();
+                if (auto r = uow.failures().save(f); !r) return r.error();
+            }
+            page.cursor = open->next_cursor;
+        } while (!page.cursor.empty());
         return std::move(*c);
     });
     if (retired && retired_) retired_(connection_id);

@@ -105,7 +105,7 @@ struct delivery_worker::state {
     std::size_t recordings = 0;         // guarded by mutex: units handed to the store, not yet reported
     std::optional<error> record_error;  // guarded by mutex: a failed recording, reported once by sweep or drain
     bool woken = false;                 // guarded by mutex
-    bool more_due = false;              // the last claim was full: more may be due once slots free up
+    bool more_due = false;              // the last claim stopped early: more may be due once slots free up
     // The last claim left due deliveries only of tenants holding their whole share (mutex held):
     // the next is worth it once a quarter of a share has finished, a publish came, or retries may
     // have come due (`idle_poll`), not at every free slot.
@@ -570,20 +570,20 @@ result<std::size_t> delivery_worker::sweep() {
     if (!claimed) return claimed.error();
     // Short of its limit, a claim took every due delivery but those of the tenants that hold their
     // share: known once what it took is started (what is deferred or fails at once holds no slot).
-    auto claimed_all = [&, full = claimed->size() == limit] {
+    auto claimed_all = [&, more = claimed->more] {
         std::lock_guard lock(s.mutex);
-        s.more_due = full;
-        s.share_bound = !full && std::any_of(s.tenant_in_flight.begin(), s.tenant_in_flight.end(),
+        s.more_due = more;
+        s.share_bound = !more && std::any_of(s.tenant_in_flight.begin(), s.tenant_in_flight.end(),
                                              [&](auto const& t) { return t.second >= share.per_tenant; });
         s.last_claim = steady::now();
     };
-    if (claimed->empty()) {
+    if (claimed->deliveries.empty()) {
         claimed_all();
         return std::size_t{0};
     }
 
     std::map<std::string, std::vector<storage::claimed_delivery*>> by_tenant;
-    for (auto& c : *claimed) by_tenant[c.tenant_id].push_back(&c);
+    for (auto& c : claimed->deliveries) by_tenant[c.tenant_id].push_back(&c);
     std::size_t started = 0;
     for (auto& [tenant, items] : by_tenant) {
         std::unordered_map<std::string, std::optional<webhook_subscription>> subs;

@@ -43,7 +43,8 @@ result<integration_failure> failure_service::resolve(request_context const& ctx,
         if (!f) return f.error();
         // "Resolved only when its source reaches a terminal success or dead-letter state": a run
         // or delivery still under way (one the retry worker or the delivery worker will try
-        // again) keeps its failure open, whatever the caller says. A source archived since is
+        // again), or a connection whose probes still fail, keeps its failure open, whatever the
+        // caller says. A source archived since is
         // taken at the caller's word.
         if (auto const& run_id = f->data().run_id) {
             auto run = uow.runs().find(*run_id);
@@ -51,6 +52,14 @@ result<integration_failure> failure_service::resolve(request_context const& ctx,
             if (run && (run->status() == runs::run_status::pending || run->status() == runs::run_status::running))
                 return error{errc::invalid_state, "run " + *run_id + " is still " + std::string(to_string(run->status())) +
                                                       "; its failure is resolved when the run ends"};
+        } else if (auto const& connection_id = f->data().connection_id) {
+            auto c = uow.connections().find(*connection_id);
+            if (!c && c.error() != errc::not_found) return c.error();
+            if (c && c->status() != connections::connection_status::retired &&
+                c->data().health != health_status::healthy)
+                return error{errc::invalid_state, "connection " + *connection_id + " is still " +
+                                                      std::string(to_string(c->data().health)) +
+                                                      "; its failure is resolved when a health probe passes"};
         } else if (auto const& delivery_id = f->data().delivery_id) {
             auto d = uow.deliveries().find(*delivery_id);
             if (!d && d.error() != errc::not_found) return d.error();

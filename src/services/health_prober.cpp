@@ -1,5 +1,7 @@
 #include <integration/services/health_prober.hpp>
 
+#include <integration/core/utf8.hpp>
+
 #include <boost/url/encode.hpp>
 #include <boost/url/rfc/unreserved_chars.hpp>
 
@@ -171,10 +173,17 @@ result<void> health_prober::record_failure(storage::unit_of_work& uow, integrati
         if (!f) return f.error();
         return uow.failures().save(*f);
     }
+    // Once escalated (by this prober or by a person), it stays with a human until it is resolved.
+    if (open->data().next_action == failures::next_action::escalate) {
+        cls.next_action = failures::next_action::escalate;
+        cls.next_attempt_at.reset();
+    }
     if (auto r = open->record_attempt(cls, now); !r) return r;
     // "Escalation requires a recorded EscalationRecord", once.
     if (!transient && open->data().escalations.empty())
-        if (auto r = open->escalate({"health-prober", outcome.detail.empty() ? cls.error_code : outcome.detail, now, std::nullopt}); !r)
+        if (auto r = open->escalate({"health-prober", utf8_excerpt(outcome.detail.empty() ? cls.error_code : outcome.detail, 2000),
+                                     now, std::nullopt});
+            !r)
             return r;
     return uow.failures().save(*open);
 }

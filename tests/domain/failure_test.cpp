@@ -154,6 +154,23 @@ TEST_F(failure_test, record_attempt_appends_history_and_reclassifies) {
     EXPECT_FALSE(f.data().next_attempt_at) << "a DeadLetter decision clears the retry time";
 }
 
+// A source that keeps failing (a connection down for weeks, probed every 5 minutes) keeps its
+// count, but its history keeps the first attempt and the latest ones.
+TEST_F(failure_test, the_attempt_history_keeps_the_first_and_the_latest_attempts) {
+    auto f = open();
+    for (int i = 0; i < 150; ++i) {
+        clock.advance(std::chrono::seconds{300});
+        ASSERT_TRUE(f.record_attempt(retry_in(std::chrono::seconds{300}), clock.now()));
+    }
+    EXPECT_EQ(f.data().attempt, 151);
+    auto const& h = f.data().failure_attempts;
+    ASSERT_EQ(h.size(), integration_failure::max_attempt_history);
+    EXPECT_EQ(h.front().attempt, 1);
+    EXPECT_EQ(h[1].attempt, 53);
+    EXPECT_EQ(h.back().attempt, 151);
+    EXPECT_EQ(h.back().occurred_at, clock.now());
+}
+
 TEST_F(failure_test, record_attempt_refuses_a_poison_retry) {
     auto f = open();
     auto before = snap(f);

@@ -1,4 +1,6 @@
 #include <integration/services/health_prober.hpp>
+#include <integration/services/connection_service.hpp>
+#include <integration/services/failure_service.hpp>
 
 #include "support/credential_world.hpp"
 #include "support/keep_alive_server.hpp"
@@ -218,6 +220,37 @@ TEST_F(health_prober_test, a_probe_the_vendor_refuses_escalates_the_connections_
     EXPECT_EQ(f.escalations[0].escalated_by, "health-prober");
     auto types = event_types();
     EXPECT_EQ(std::count(types.begin(), types.end(), "IntegrationFailureEscalated"), 1);
+    // Escalated, it stays with a human: a transient failure after it does not put it back to Retry.
+    status_ = 503;
+    must(prober_.test(ctx_, id));
+    auto after = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) {
+        return uow.failures().find(open[0].id());
+    }));
+    EXPECT_EQ(after.data().attempt, 4);
+    EXPECT_EQ(after.data().next_action, failures::next_action::escalate);
+    EXPECT_EQ(after.data().escalations.size(), 1u);
+}
+
+// The failure of a connection that still fails its probes is not resolved by hand; retiring the
+// connection (it is probed no more) ends it as dead-lettered.
+TEST_F(health_prober_test, a_connections_failure_is_resolved_only_by_a_passing_probe_or_its_retirement) {
+    auto id = pending_connection();
+    must(prober_.test(ctx_, id));
+    status_ = 503;
+    must(prober_.test(ctx_, id));
+    auto failure_id = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) {
+                           return uow.failures().list({.unresolved_only = true, .connection_id = id}, {});
+                       })).items.at(0).id();
+    failures::failure_service failures(*store_, clock_);
+    auto early = failures.resolve(ctx_, failure_id, failures::source_outcome::succeeded);
+    ASSERT_FALSE(early);
+    EXPECT_EQ(early.error(), errc::invalid_state);
+    EXPECT_NE(early.error().detail().find("still Degraded"), std::string::npos) << early.error().detail();
+    connections::connection_service connections(*store_, clock_, net::egress_policy{});
+    must(connections.retire(ctx_, id, "moved to another vendor"));
+    auto ended = must(failures.find(ctx_, failure_id));
+    EXPECT_TRUE(ended.resolved());
+    EXPECT_EQ(event_types().back(), "IntegrationFailureResolved");
 }
 
 TEST_F(health_prober_test, the_sweep_probes_only_connections_that_are_due) {

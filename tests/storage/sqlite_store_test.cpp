@@ -822,9 +822,9 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
         result<std::int64_t> count_failed_publication(std::int64_t) override { return 0; }
         result<void> park_dead(std::int64_t, time_point) override { return {}; }
         storage::api_key_repository& api_keys() override { return keys; }
-        result<std::vector<storage::claimed_delivery>> claim_deliveries(time_point, std::string const&, time_point,
-                                                                        std::size_t, storage::delivery_share const&) override {
-            return std::vector<storage::claimed_delivery>{};
+        result<storage::delivery_claim> claim_deliveries(time_point, std::string const&, time_point, std::size_t,
+                                                         storage::delivery_share const&) override {
+            return storage::delivery_claim{};
         }
         result<std::optional<time_point>> oldest_due_delivery() override { return std::optional<time_point>{}; }
         result<std::optional<storage::inbound_endpoint_record>> find_inbound_endpoint(std::string const&) override {
@@ -1740,7 +1740,7 @@ TEST(sqlite_store, a_version_6_database_keeps_its_subscriptions_and_deliveries_w
         return {};
     }));
     auto now = system_clock::instance().now();
-    auto claimed = must(s->claim_deliveries(now, "w", now + std::chrono::seconds(30), 10));
+    auto claimed = must(s->claim_deliveries(now, "w", now + std::chrono::seconds(30), 10)).deliveries;
     ASSERT_EQ(claimed.size(), 1u);
     EXPECT_EQ(claimed[0].delivery.id(), delivery_id);
 }
@@ -1790,7 +1790,7 @@ TEST(sqlite_store, a_version_8_database_keeps_its_deliveries_and_finds_them_thro
                   std::set<std::string>{inbound_id});
         return {};
     }));
-    auto claimed = must(s->claim_deliveries(now + std::chrono::hours(1), "w", now + std::chrono::hours(2), 10));
+    auto claimed = must(s->claim_deliveries(now + std::chrono::hours(1), "w", now + std::chrono::hours(2), 10)).deliveries;
     ASSERT_EQ(claimed.size(), 1u);
     EXPECT_EQ(claimed[0].delivery.id(), pending_id);
     // The narrowed indexes still serve the lookups by subscription and by last attempt.
@@ -1929,10 +1929,10 @@ TEST(sqlite_store, a_version_22_database_finds_an_ordered_subscriptions_head_by_
     back_to_schema_22(path);
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
-    auto first = must(s->claim_deliveries(now + std::chrono::seconds(1), "w", now + std::chrono::seconds(30), 10));
+    auto first = must(s->claim_deliveries(now + std::chrono::seconds(1), "w", now + std::chrono::seconds(30), 10)).deliveries;
     ASSERT_EQ(first.size(), 1u);
     EXPECT_EQ(first[0].delivery.id(), ids[0]);
-    EXPECT_TRUE(must(s->claim_deliveries(now + std::chrono::seconds(1), "w", now + std::chrono::seconds(30), 10)).empty());
+    EXPECT_TRUE(must(s->claim_deliveries(now + std::chrono::seconds(1), "w", now + std::chrono::seconds(30), 10)).deliveries.empty());
     auto plan = query_plan(path, "SELECT o.rowid FROM deliveries o WHERE o.tenant_id = 't1' AND o.subscription_id = 's' "
                                  "AND o.direction = 'Outbound' AND o.status IN ('Pending', 'Failed') "
                                  "ORDER BY o.created_at, o.rowid LIMIT 1");

@@ -1171,6 +1171,13 @@ TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until
             ids.push_back(f.id());
             must(uow.failures().save(f));
         }
+        // Due earlier, but not a run's: the delivery worker and the health prober retry their own.
+        for (auto source : {failures::failure_source::delivery, failures::failure_source::health_probe}) {
+            auto f = must(failures::integration_failure::record(
+                a_, now, source, "src-1", "prov-1",
+                {failures::failure_category::transient, "http_503", "busy", failures::next_action::retry, now - std::chrono::seconds(1)}));
+            must(uow.failures().save(f));
+        }
         return {};
     });
     auto claim = [&](request_context const& ctx, std::string const& owner, time_point at, std::size_t limit) {

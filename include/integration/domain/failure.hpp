@@ -139,7 +139,12 @@ public:
     /** The id of the run, delivery, connection, credential or event that failed. */
     std::string const& source_id() const noexcept;
 
-    /** Records another failed attempt of the same source; attempt grows by one. */
+    /** Entries kept in `failure_attempts`: the first attempt and the latest ones (a connection
+     *  that stays down adds one at every probe, and each save writes them all). */
+    static constexpr std::size_t max_attempt_history = 100;
+
+    /** Records another failed attempt of the same source; attempt grows by one, and the history
+     *  keeps the first attempt and the latest `max_attempt_history - 1`. */
     result<void> record_attempt(classification const& c, time_point now);
     /** Resolves the failure; only when the source succeeded or was dead-lettered (raises
      *  IntegrationFailureResolved). */

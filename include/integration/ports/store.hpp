@@ -170,7 +170,8 @@ public:
      *  earliest first. */
     virtual result<std::vector<failures::integration_failure>> due_for_retry(time_point now,
                                                                             std::size_t limit) = 0;
-    /** Leases up to `limit` of the failures `due_for_retry` would return that no other worker holds
+    /** Leases up to `limit` of the run failures `due_for_retry` would return (the ones a retry
+     *  resumes: deliveries and connections have workers of their own) that no other worker holds
      *  (or whose lease expired) to `owner` until `until`. Two workers never hold the same failure. */
     virtual result<std::vector<failures::integration_failure>> claim_due(time_point now, std::string const& owner,
                                                                         time_point until, std::size_t limit) = 0;
@@ -469,6 +470,13 @@ struct claimed_delivery {
     webhooks::webhook_delivery delivery;
 };
 
+/** What one claim leased. */
+struct delivery_claim {
+    std::vector<claimed_delivery> deliveries;
+    /** More may be due: the claim stopped at its limit, or before it had looked at every tenant. */
+    bool more = false;
+};
+
 /** How many deliveries of each tenant one claim may lease: a tenant has at most `per_tenant`
  *  in flight, counting the ones it already holds (`held`, by tenant; a tenant not named holds
  *  none). */
@@ -587,10 +595,10 @@ public:
      *  was taken over fails to save (`errc::conflict`). Two owners never hold one delivery.
      *  No tenant is leased more than its `share` allows. While a tenant holds its whole share, the
      *  claim leaves its due deliveries where they are (without reading them) and the other
-     *  tenants take turns: each claim starts after the tenant the previous one ended with. */
-    virtual result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner,
-                                                                   time_point until, std::size_t limit,
-                                                                   delivery_share const& share = {}) = 0;
+     *  tenants take turns: each claim starts after the tenant the previous one ended with, and
+     *  looks at a bounded number of tenants (`delivery_claim::more` says it stopped early). */
+    virtual result<delivery_claim> claim_deliveries(time_point now, std::string const& owner, time_point until,
+                                                    std::size_t limit, delivery_share const& share = {}) = 0;
     /** The earliest nextAttemptAt among outbound deliveries waiting to be sent (for the lag metric). */
     virtual result<std::optional<time_point>> oldest_due_delivery() = 0;
     /** The inbound webhook registration of `connection_id` with its tenant, looked up without a

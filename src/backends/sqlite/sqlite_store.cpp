@@ -766,7 +766,7 @@ public:
         if (w_.read_only) return error{errc::invalid_state, "claim_due called inside a read-only unit of work"};
         // The unit runs under the database's write lock, so select-then-update is atomic.
         auto due = r_.select("resolved_at IS NULL AND next_action = 'Retry' AND next_attempt_at <= ? AND "
-                             "(lease_until IS NULL OR lease_until <= ?)",
+                             "source = 'Run' AND (lease_until IS NULL OR lease_until <= ?)",
                              {to_unix_ms(now), to_unix_ms(now)}, "next_attempt_at, failure_id", clamp_limit(limit));
         if (!due) return due.error();
         auto st = w_.db.prepare("UPDATE failures SET lease_owner = ?, lease_until = ? WHERE failure_id = ? AND tenant_id = ?");
@@ -1677,8 +1677,8 @@ public:
 
     api_key_repository& api_keys() override { return keys_; }
 
-    result<std::vector<claimed_delivery>> claim_deliveries(time_point now, std::string const& owner, time_point until,
-                                                           std::size_t limit, delivery_share const& share) override {
+    result<delivery_claim> claim_deliveries(time_point now, std::string const& owner, time_point until,
+                                            std::size_t limit, delivery_share const& share) override {
         if (owner.empty()) return error{errc::invalid_argument, "a delivery lease needs an owner"};
         // A lease over before it starts would leave what one claim took claimable by the same claim.
         if (until <= now) return error{errc::invalid_argument, "a delivery lease must end after now"};
@@ -1694,7 +1694,10 @@ public:
             return left.try_emplace(std::move(tenant), share.per_tenant).first->second;
         };
         std::vector<delivery_repo_t::row> rows;
+        bool more = false;
         auto r = submit([&](database& db) -> result<void> {
+            rows.clear();  // of a unit run again
+            more = false;
             // Selected, then leased in one statement that returns the leased rows, all under the
             // write lock. Any unexpired lease excludes a delivery, also the caller's own (it may
             // still be sending it). Of an ordered subscription only the oldest unfinished delivery
@@ -1780,15 +1783,25 @@ public:
                 // Tenants in turn from where the last such claim ended, each up to what its share
                 // has left; a tenant holding its whole share, or with nothing due, costs one step of
                 // the tenant index. At most `claim_turn_visits` steps per claim: the next claim goes
-                // on from the last tenant this one looked at.
+                // on from the last tenant this one looked at, in the same round of every tenant,
+                // and only a claim that ends a round can say nothing more is due.
                 auto first = db.prepare_static(first_sql);
                 if (!first) return first.error();
                 auto next = db.prepare_static(next_sql);
                 if (!next) return next.error();
                 auto one = db.prepare_static(tenant_sql);
                 if (!one) return one.error();
+                auto& round = turn_round_;
+                if (!round.active) round = {true, claim_turn_, false, false};
                 std::optional<std::string> cursor = claim_turn_, last;  // none: from the first tenant
-                bool wrapped = false;
+                bool round_over = false;
+                // A round that took deliveries is followed by another at once (more may be due where
+                // it began); one that took none has seen that nothing else is due.
+                auto end_round = [&] {
+                    round_over = !round.took;
+                    round = {!round_over, cursor, false, false};
+                    return round_over;
+                };
                 for (std::size_t visits = 0; count < limit && visits < claim_turn_visits;) {
                     auto* st = cursor ? *next : *first;
                     st->reset();
@@ -1796,14 +1809,21 @@ public:
                     auto row = st->step();
                     if (!row) return row.error();
                     if (!*row) {
-                        if (wrapped || !claim_turn_) break;
-                        wrapped = true;
+                        if (round.wrapped || !round.start) {
+                            if (end_round()) break;
+                            if (!round.start) continue;  // the new round begins at the first tenant
+                        }
+                        round.wrapped = true;
                         cursor.reset();
                         continue;
                     }
                     auto tenant = st->text(0);
                     st->reset();
-                    if (wrapped && tenant > *claim_turn_) break;  // back where it began: every tenant was seen
+                    if (round.wrapped && tenant > *round.start) {  // back where it began
+                        cursor = *round.start;
+                        if (end_round()) break;
+                        continue;
+                    }
                     cursor = last = tenant;
                     ++visits;
                     if (auto& n = take(tenant); n > 0) {
@@ -1817,13 +1837,16 @@ public:
                             if (!*got) break;
                             --n;
                             pick((*one)->int64(0));
+                            round.took = true;
                         }
                         (*one)->reset();
                     }
-                    if (wrapped && tenant == *claim_turn_) break;
+                    if (round.wrapped && tenant == *round.start && end_round()) break;
                 }
                 if (last) claim_turn_ = std::move(last);
+                more = !round_over;
             }
+            more = more || count == limit;
             return lease();
         }, durability::deferred);  // a lease lost in a crash only means the delivery is claimed again
         if (!r) return r.error();
@@ -1837,9 +1860,9 @@ public:
             };
             return key(a) < key(b);
         });
-        std::vector<claimed_delivery> out;
-        out.reserve(leased->size());
-        for (auto& d : *leased) out.push_back({d.meta().tenant_id, std::move(d)});
+        delivery_claim out{.deliveries = {}, .more = more};
+        out.deliveries.reserve(leased->size());
+        for (auto& d : *leased) out.deliveries.push_back({d.meta().tenant_id, std::move(d)});
         return out;
     }
 
@@ -2288,8 +2311,15 @@ private:
     sqlite_options o_;
     clock const& clock_;
     std::unique_ptr<database> writer_;
-    // The writer's alone: the tenant the last claim in turns looked at last (none: start at the first).
+    // The writer's alone: the tenant the last claim in turns looked at last (none: start at the
+    // first), and the round of every tenant those claims are going through.
     std::optional<std::string> claim_turn_;
+    struct {
+        bool active = false;
+        std::optional<std::string> start;  // where it began (exclusive; none: at the first tenant)
+        bool wrapped = false;              // it went past the last tenant to the first
+        bool took = false;                 // it leased deliveries
+    } turn_round_;
     static constexpr std::size_t claim_turn_visits = 256;  // tenants one claim in turns steps through at most
     file_identity identity_;
     std::atomic<bool> broken_{false};
