@@ -394,21 +394,44 @@ TEST_P(store_conformance, while_a_tenant_holds_its_share_the_other_tenants_take_
 // A claim in turns steps through at most 256 tenants (each one search of the tenant index), so
 // that thousands of tenants with retries due later cost no claim more than that; the next claim
 // goes on from the last tenant the previous one looked at.
-TEST_P(store_conformance, a_claim_in_turns_looks_at_a_bounded_number_of_tenants_and_the_next_goes_on) {
-    auto now = clock_.now();
-    subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2"});
-    for (int i = 0; i < 260; ++i) {
+/** Tenants tenant-m000... with one delivery each, a retry due in an hour. */
+void waiting_tenants(storage::store& s, time_point now, int count) {
+    for (int i = 0; i < count; ++i) {
         char name[32];
         std::snprintf(name, sizeof name, "tenant-m%03d", i);
         auto ctx = request_context::for_tenant(name, "m");
-        write(ctx, [&](unit_of_work& uow) -> result<void> {
+        must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
             auto sub = must(webhook_subscription::create(ctx, now, sub_spec()));
             must(uow.subscriptions().save(sub));
             auto d = must(webhook_delivery::outbound(ctx, now, sub, "order.paid", "evt-1", std::string("blob://p")));
-            must(d.defer(now + 1h));  // a retry due later
+            must(d.defer(now + 1h));
             return uow.deliveries().save(d);
-        });
+        }));
     }
+}
+
+// Claims in due order between two claims in turns: the second turns begin a round of their own,
+// so a tenant the earlier round had passed is looked at again.
+TEST_P(store_conformance, claims_in_turns_after_claims_in_due_order_begin_a_new_round) {
+    auto now = clock_.now();
+    subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3"});
+    waiting_tenants(*store_, now, 260);
+    storage::delivery_share full{.per_tenant = 2, .held = {{"tenant-a", 2}}};
+    auto first = must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 10, full));
+    EXPECT_TRUE(first.deliveries.empty());
+    ASSERT_TRUE(first.more);  // the round stopped at tenant-m254
+    // tenant-a has room again: a claim in due order takes one of its deliveries.
+    EXPECT_EQ(must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 1, {.per_tenant = 2, .held = {}})).deliveries.size(), 1u);
+    // Meanwhile tenant-m003, which the round had passed, has a delivery due now.
+    auto m3 = subscribe_and_publish(*store_, request_context::for_tenant("tenant-m003", "m"), now, {"evt-9"});
+    auto again = must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 10, full));
+    EXPECT_EQ(ids_of(again.deliveries), m3.delivery_ids);
+}
+
+TEST_P(store_conformance, a_claim_in_turns_looks_at_a_bounded_number_of_tenants_and_the_next_goes_on) {
+    auto now = clock_.now();
+    subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2"});
+    waiting_tenants(*store_, now, 260);
     auto z = subscribe_and_publish(*store_, request_context::for_tenant("tenant-z", "zed"), now, {"evt-1"});
     storage::delivery_share share{.per_tenant = 2, .held = {{"tenant-a", 2}}};
     auto first = must(store_->claim_deliveries(now + 1s, "worker-1", now + 30s, 10, share));

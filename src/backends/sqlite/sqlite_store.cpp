@@ -1696,8 +1696,6 @@ public:
         std::vector<delivery_repo_t::row> rows;
         bool more = false;
         auto r = submit([&](database& db) -> result<void> {
-            rows.clear();  // of a unit run again
-            more = false;
             // Selected, then leased in one statement that returns the leased rows, all under the
             // write lock. Any unexpired lease excludes a delivery, also the caller's own (it may
             // still be sending it). Of an ordered subscription only the oldest unfinished delivery
@@ -1791,7 +1789,8 @@ public:
                 if (!next) return next.error();
                 auto one = db.prepare_static(tenant_sql);
                 if (!one) return one.error();
-                auto& round = turn_round_;
+                // A copy, kept only if the claim succeeds: a failed one leaves the turns as they were.
+                auto round = turn_round_;
                 if (!round.active) round = {true, claim_turn_, false, false};
                 std::optional<std::string> cursor = claim_turn_, last;  // none: from the first tenant
                 bool round_over = false;
@@ -1843,8 +1842,13 @@ public:
                     }
                     if (round.wrapped && tenant == *round.start && end_round()) break;
                 }
+                turn_round_ = std::move(round);
                 if (last) claim_turn_ = std::move(last);
                 more = !round_over;
+            } else {
+                // Claims in due order between turns: the next turns begin a round of their own
+                // instead of ending one that saw the tenants before them.
+                turn_round_.active = false;
             }
             more = more || count == limit;
             return lease();
