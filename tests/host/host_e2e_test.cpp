@@ -205,6 +205,18 @@ struct tenant_setup {
     std::string provider_id, client_id, credential_id, connection_id;
 };
 
+/** An ApiKey credential of `secret` (sent as `X-Api-Key`) for `provider_id`, and a connection
+ *  of `project` using it: the connection's answer. */
+http_answer connect_with_key(api const& a, std::string const& provider_id, std::string const& secret,
+                             std::string const& project, std::string const& name) {
+    auto cred = a.post("/integrations/credentials",
+                       json::object{{"providerId", provider_id}, {"authMode", "ApiKey"}, {"secret", secret},
+                                    {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
+    EXPECT_EQ(cred.status, 201) << cred.body;
+    return a.post("/integrations/connections", json::object{{"projectId", project}, {"providerId", provider_id},
+                                                            {"displayName", name}, {"credentialId", str(cred.json(), "credentialId")}});
+}
+
 /** `provider_extra` adds fields to the provider's registration (e.g. a rateLimitProfile). */
 tenant_setup set_up(api const& a, std::uint16_t vendor_port, std::string const& suffix, json::object const& provider_extra = {}) {
     tenant_setup t;
@@ -710,12 +722,7 @@ TEST_F(host_e2e, refused_destinations_and_unusable_paths_are_refused_at_registra
 // the connection and shown by every route that returns it.
 TEST_F(host_e2e, a_pending_connection_shows_the_reason_of_its_last_health_check) {
     auto t = set_up(a(), vendor_->port(), "-reason");
-    auto cred = a().post("/integrations/credentials",
-                         json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "sk_live_NOT_YET_7777"},
-                                      {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
-    ASSERT_EQ(cred.status, 201) << cred.body;
-    auto conn = a().post("/integrations/connections", json::object{{"projectId", "proj-reason"}, {"providerId", t.provider_id},
-                                                                  {"displayName", "Not yet"}, {"credentialId", str(cred.json(), "credentialId")}});
+    auto conn = connect_with_key(a(), t.provider_id, "sk_live_NOT_YET_7777", "proj-reason", "Not yet");
     ASSERT_EQ(conn.status, 201) << conn.body;
     EXPECT_EQ(str(conn.json(), "status"), "Pending") << conn.body;
     ASSERT_TRUE(conn.json().as_object().contains("healthReason")) << conn.body;
@@ -744,12 +751,7 @@ TEST_F(host_e2e, a_pending_connection_shows_the_reason_of_its_last_health_check)
 TEST_F(host_e2e, a_connections_failed_health_checks_are_one_failure_listed_by_the_connection) {
     auto t = set_up(a(), vendor_->port(), "-probe");
     vendor_->accept("sk_live_FLAKY_4242");
-    auto cred = a().post("/integrations/credentials",
-                         json::object{{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "sk_live_FLAKY_4242"},
-                                      {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}}}});
-    ASSERT_EQ(cred.status, 201) << cred.body;
-    auto conn = a().post("/integrations/connections", json::object{{"projectId", "proj-probe"}, {"providerId", t.provider_id},
-                                                                  {"displayName", "Flaky"}, {"credentialId", str(cred.json(), "credentialId")}});
+    auto conn = connect_with_key(a(), t.provider_id, "sk_live_FLAKY_4242", "proj-probe", "Flaky");
     ASSERT_EQ(conn.status, 201) << conn.body;
     ASSERT_EQ(str(conn.json(), "status"), "Active") << conn.body;
     auto id = str(conn.json(), "connectionId");

@@ -118,39 +118,32 @@ std::vector<std::string> sorted(std::vector<std::string> ids) {
     return ids;
 }
 
+/** Undoes a migration that only added `index`: drops it and sets the file's version to `version`. */
+void without_index(std::string const& path, std::string const& index, int version) {
+    exec_sql(path, "DROP INDEX " + index + "; PRAGMA user_version = " + std::to_string(version) + ";");
+}
+
 /** Turns a current file back into schema 22: no index of ordered subscriptions' heads (migration 23). */
 void back_to_schema_22(std::string const& path) {
-    exec_sql(path, R"sql(
-DROP INDEX deliveries_ordered_head;
-PRAGMA user_version = 22;
-)sql");
+    without_index(path, "deliveries_ordered_head", 22);
 }
 
 /** Turns a current file back into schema 21: no connection index of failures (migration 22). */
 void back_to_schema_21(std::string const& path) {
     back_to_schema_22(path);
-    exec_sql(path, R"sql(
-DROP INDEX failures_by_connection;
-PRAGMA user_version = 21;
-)sql");
+    without_index(path, "failures_by_connection", 21);
 }
 
 /** Turns a current file back into schema 20: no per-tenant claim index of deliveries (migration 21). */
 void back_to_schema_20(std::string const& path) {
     back_to_schema_21(path);
-    exec_sql(path, R"sql(
-DROP INDEX deliveries_claim_by_tenant;
-PRAGMA user_version = 20;
-)sql");
+    without_index(path, "deliveries_claim_by_tenant", 20);
 }
 
 /** Turns a current file back into schema 19: no credential index of failures (migration 20). */
 void back_to_schema_19(std::string const& path) {
     back_to_schema_20(path);
-    exec_sql(path, R"sql(
-DROP INDEX failures_by_credential;
-PRAGMA user_version = 19;
-)sql");
+    without_index(path, "failures_by_credential", 19);
 }
 
 /** Turns a current file back into schema 18: every ended delivery in the time index, inbound
