@@ -72,6 +72,24 @@ TEST(curl_transport, a_peer_that_never_answers_times_out) {
     EXPECT_EQ(res.error(), errc::timeout);
 }
 
+// libcurl reads a timeout of 0 as no deadline at all: an embedder's option of 0 (an attempt,
+// probe or token timeout) must not make calls that can hang for ever. Nothing connects.
+TEST(curl_transport, a_call_without_a_positive_deadline_is_refused_before_it_connects) {
+    testing::loopback_server server;
+    auto t = make_curl_transport();
+    for (auto timeout : {0ms, -5ms}) {
+        auto sent = t->send({.url = url_of(server), .timeout = timeout});
+        ASSERT_FALSE(sent);
+        EXPECT_EQ(sent.error(), errc::invalid_argument);
+        std::promise<result<response>> done;
+        t->start({.url = url_of(server), .timeout = timeout}, [&](result<response> r) { done.set_value(std::move(r)); });
+        auto started = done.get_future().get();
+        ASSERT_FALSE(started);
+        EXPECT_EQ(started.error(), errc::invalid_argument);
+    }
+    EXPECT_EQ(server.accepted(), 0);
+}
+
 // The library keeps answers and searches them for echoed credentials: a vendor that compresses
 // without being asked is decoded, and the kept headers describe the decoded body. A coding
 // libcurl cannot decode fails the call as the vendor's answer, not as a passing network fault.

@@ -163,6 +163,9 @@ struct flight {
 
 result<void> check_request(request const& r) {
     if (r.cancel && r.cancel->cancelled()) return error{errc::cancelled, "the call was cancelled before it was sent"};
+    // libcurl reads a deadline of 0 as none: a call that could hang for ever is refused instead.
+    if (r.timeout <= std::chrono::milliseconds::zero())
+        return error{errc::invalid_argument, "a call needs a deadline: its timeout must be at least 1 ms"};
     for (auto const& [name, value] : r.headers)
         if (auto ok = check_header_field(name, value); !ok) return ok.error();
     return {};
