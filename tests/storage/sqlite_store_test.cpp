@@ -1865,35 +1865,48 @@ TEST(sqlite_store, ended_inbound_deliveries_are_found_by_their_ids_and_kept_out_
     check(*s);
 }
 
-// Migration 20: a credential's failures are found through their own index, so the rotation
-// worker's check for an open one reads that credential's failures, not the tenant's.
-TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_index) {
+/** A file turned back by `back_to` before the migration that indexed `column`, with three
+ *  failures of `source` (of sources "src-a", "src-b", "src-a"): after the migration, a query by
+ *  `field` finds each source's failures, through `index`. */
+void failures_are_found_by_their_source_after_migration(void (*back_to)(std::string const&), failures::failure_source source,
+                                                        failures::classification const& c,
+                                                        std::optional<std::string> storage::failure_query::*field,
+                                                        std::string const& column, std::string const& index) {
     temp_dir dir;
-    auto const path = dir.file("integration.db");
-    auto ctx = request_context::for_tenant("t1");
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
     {
         auto s = open_sqlite(dir, nullptr);
         must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
-            for (auto const* cred : {"cred-a", "cred-b", "cred-a"}) {
-                auto f = must(failures::integration_failure::record(
-                    ctx, system_clock::instance().now(), failures::failure_source::credential_rotation, cred, "prov-1",
-                    {failures::failure_category::auth, "rotation_required", "rotate it", failures::next_action::escalate, {}}));
+            for (auto const* id : {"src-a", "src-b", "src-a"}) {
+                auto f = must(failures::integration_failure::record(ctx, system_clock::instance().now(), source, id, "prov-1", c));
                 if (auto r = uow.failures().save(f); !r) return r;
             }
             return {};
         }));
     }
-    back_to_schema_19(path);
+    back_to(path);
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
     must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
-        EXPECT_EQ(must(uow.failures().list({.credential_id = "cred-a"}, {})).items.size(), 2u);
-        EXPECT_EQ(must(uow.failures().list({.unresolved_only = true, .credential_id = "cred-b"}, {})).items.size(), 1u);
+        storage::failure_query a, b{.unresolved_only = true};
+        a.*field = "src-a";
+        b.*field = "src-b";
+        EXPECT_EQ(must(uow.failures().list(a, {})).items.size(), 2u);
+        EXPECT_EQ(must(uow.failures().list(b, {})).items.size(), 1u);
         return {};
     }));
-    EXPECT_NE(query_plan(path, "SELECT failure_id FROM failures WHERE tenant_id = 't1' AND credential_id = 'cred-a'")
-                  .find("failures_by_credential"),
+    EXPECT_NE(query_plan(path, "SELECT failure_id FROM failures WHERE tenant_id = 't1' AND " + column + " = 'src-a'").find(index),
               std::string::npos);
+}
+
+// Migration 20: a credential's failures are found through their own index, so the rotation
+// worker's check for an open one reads that credential's failures, not the tenant's.
+TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_index) {
+    failures_are_found_by_their_source_after_migration(
+        back_to_schema_19, failures::failure_source::credential_rotation,
+        {failures::failure_category::auth, "rotation_required", "rotate it", failures::next_action::escalate, {}},
+        &storage::failure_query::credential_id, "credential_id", "failures_by_credential");
 }
 
 // An ordered subscription's head is found by one search of its index, not by sorting the
@@ -1934,33 +1947,11 @@ TEST(sqlite_store, a_version_22_database_finds_an_ordered_subscriptions_head_by_
 }
 
 TEST(sqlite_store, a_version_21_database_finds_a_connections_failures_by_the_connection) {
-    temp_dir dir;
-    auto path = dir.file("integration.db");
-    auto ctx = tenant("t1");
-    {
-        auto s = open_sqlite(dir, nullptr);
-        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
-            for (auto const* conn : {"conn-a", "conn-b", "conn-a"}) {
-                auto f = must(failures::integration_failure::record(
-                    ctx, system_clock::instance().now(), failures::failure_source::health_probe, conn, "prov-1",
-                    {failures::failure_category::transient, "health_check_failed", "got 503", failures::next_action::retry,
-                     system_clock::instance().now()}));
-                if (auto r = uow.failures().save(f); !r) return r;
-            }
-            return {};
-        }));
-    }
-    back_to_schema_21(path);
-    auto s = open_sqlite(dir, nullptr);
-    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
-    must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
-        EXPECT_EQ(must(uow.failures().list({.connection_id = "conn-a"}, {})).items.size(), 2u);
-        EXPECT_EQ(must(uow.failures().list({.unresolved_only = true, .connection_id = "conn-b"}, {})).items.size(), 1u);
-        return {};
-    }));
-    EXPECT_NE(query_plan(path, "SELECT failure_id FROM failures WHERE tenant_id = 't1' AND connection_id = 'conn-a'")
-                  .find("failures_by_connection"),
-              std::string::npos);
+    failures_are_found_by_their_source_after_migration(
+        back_to_schema_21, failures::failure_source::health_probe,
+        {failures::failure_category::transient, "health_check_failed", "got 503", failures::next_action::retry,
+         system_clock::instance().now()},
+        &storage::failure_query::connection_id, "connection_id", "failures_by_connection");
 }
 
 TEST(sqlite_store, a_version_20_database_steps_from_tenant_to_tenant_through_the_claim_index) {
