@@ -34,6 +34,7 @@ constexpr mapping table[] = {
     {errc::timeout, 504, "timeout", "A deadline passed"},
     {errc::in_progress, 409, "idempotency-in-progress", "A request with this Idempotency-Key is still executing"},
     {errc::scope_not_granted, 403, "scope-not-granted", "The connection is not granted this capability"},
+    {errc::connection_lost, 502, "connection-lost", "The vendor closed the connection without an answer"},
 };
 
 }  // namespace

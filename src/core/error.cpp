@@ -31,6 +31,7 @@ public:
         case errc::verification_failed: return "verification failed";
         case errc::in_progress: return "still in progress";
         case errc::scope_not_granted: return "capability not granted to the connection";
+        case errc::connection_lost: return "connection lost without an answer";
         }
         return "unknown integration error";
     }

@@ -32,6 +32,9 @@ result<void> validate(api_client_spec const& s, integration_provider const& prov
         if (auto r = detail::require_path(op.path, "operations[].path"); !r) return r;
         if (op.operation_class)
             if (auto r = detail::require_text(*op.operation_class, "operations[].operationClass", 64); !r) return r;
+        // Whether it is a header a request may carry is the registry's check (HTTP is not the domain's).
+        if (op.idempotency_header)
+            if (auto r = detail::require_text(*op.idempotency_header, "operations[].idempotencyHeader", 64); !r) return r;
         if (detail::has_dot_segment(op.path))
             return error{errc::invalid_argument,
                          "operations[].path \"" + op.path +

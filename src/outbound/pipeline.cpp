@@ -275,7 +275,8 @@ retry_policy::retry_policy(integration::clock const& clock, retry_policy_options
 
 std::optional<milliseconds> retry_policy::judge(result<response>& res, int n, resilience::retry_options const& o,
                                                 time_point first_start, time_point attempt_start, call_context& call) {
-    failures::attempt_outcome outcome;
+    // A request that never reached the transport cannot have been acted on, whatever it is.
+    failures::attempt_outcome outcome{.repeatable = call.repeatable || !call.sent};
     if (res) outcome.response = std::move(*res);
     else outcome.transport_error = res.error();
     auto const now = clock_.now();

@@ -1,5 +1,7 @@
 #include <integration/services/registry.hpp>
 
+#include <integration/ports/transport.hpp>
+
 #include "../detail/validate.hpp"
 
 namespace integration::providers {
@@ -24,6 +26,10 @@ result<integration_provider> registry::register_provider(request_context const& 
 
 result<external_api_client> registry::register_client(request_context const& ctx, std::string const& provider_id,
                                                       api_client_spec spec) {
+    for (auto const& op : spec.operations)
+        if (op.idempotency_header)
+            if (auto ok = http::check_header_field(*op.idempotency_header, ""); !ok)
+                return error{errc::invalid_argument, "operations[].idempotencyHeader: " + ok.error().detail()};
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<external_api_client> {
         auto p = uow.providers().find(provider_id);
         if (!p) return p.error();

@@ -18,6 +18,16 @@ using namespace std::chrono;
 
 namespace {
 
+bool has_header(http::headers const& h, std::string_view name) {
+    return std::any_of(h.begin(), h.end(), [&](auto const& f) { return http::same_field_name(f.first, name); });
+}
+
+/** Whether sending the request twice acts once: an idempotent method (RFC 9110 9.2.2), or a key
+ *  the vendor dedupes by (the operation's header, or an `Idempotency-Key` the caller put in). */
+bool repeatable(providers::client_operation const& op, http::headers const& h) {
+    return (op.method != "POST" && op.method != "PATCH") || op.idempotency_header || has_header(h, "Idempotency-Key");
+}
+
 /** Headers that carry credentials: never written to the blob store with a run's input. */
 bool is_credential_header(std::string_view name) {
     static constexpr std::string_view names[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"};
@@ -257,6 +267,12 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
                                  "\" is where the connection's credential goes, and the credential "
                                  "is added on each call; remove it"};
     }
+    if (auto const& key = out.b->op.idempotency_header)
+        for (auto const& own : placement.headers)
+            if (http::same_field_name(*key, own))
+                return error{errc::invalid_state, "the idempotencyHeader \"" + *key + "\" of operation " + r.operation +
+                                                      " is where the connection's credential goes; register the "
+                                                      "operation with the header its vendor reads the key from"};
     for (auto const& [name, value] : r.input.query)
         if (std::find(placement.query.begin(), placement.query.end(), name) != placement.query.end())
             return error{errc::invalid_argument, "input.query: parameter \"" + name +
@@ -315,12 +331,16 @@ void run_service::arm(execution& e) {
                           .timeout = options_.attempt_timeout, .cancel = e.r.cancel};
     if (!e.r.input.body.empty() && http::find_header(e.req.headers, "Content-Type").empty())
         e.req.headers.emplace_back("Content-Type", "application/json");
+    // The run's id is the same at each attempt and each execution, so the vendor sees one request.
+    if (auto const& key = b.op.idempotency_header; key && !has_header(e.req.headers, *key))
+        e.req.headers.emplace_back(*key, e.run.id());
     e.call = http::call_context{.ctx = &e.ctx,
                                 .credential_id = b.connection.data().credential_id,
                                 .rate_limit_key = b.limit_key,
                                 .rate_limit = b.limit,
                                 .breaker = b.breaker,
                                 .retry = b.retry,
+                                .repeatable = repeatable(b.op, e.req.headers),
                                 // The execution outlives its call's steps; a pointer keeps the
                                 // function in std::function's own buffer (no allocation per run).
                                 .offload = [this, tenant = &e.ctx.tenant_id](std::function<void()> step) {
@@ -361,7 +381,10 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
 }
 
 bool run_service::retryable(failures::classification const& c) {
-    return c.category == failures::failure_category::transient || c.category == failures::failure_category::rate_limited;
+    // A Transient failure escalated (the vendor may have acted on a request that must not be
+    // repeated) waits for a person, not for the retry worker.
+    return (c.category == failures::failure_category::transient && c.next_action != failures::next_action::escalate) ||
+           c.category == failures::failure_category::rate_limited;
 }
 
 // The next execution continues the backoff where this one's attempts stopped; a server's

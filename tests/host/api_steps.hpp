@@ -24,6 +24,13 @@ inline boost::json::object op(std::string const& name, std::string const& method
     return {{"operation", name}, {"method", method}, {"path", path}};
 }
 
+/** An operation whose vendor dedupes repeated requests by `Idempotency-Key`: retried like a GET. */
+inline boost::json::object keyed_op(std::string const& name, std::string const& method, std::string const& path) {
+    auto o = op(name, method, path);
+    o["idempotencyHeader"] = "Idempotency-Key";
+    return o;
+}
+
 /** A provider with one Active client of `operations` (capabilities are their names) and a
  *  `GET /health` check expecting 200; `extra` adds fields to the provider. */
 inline std::string provider_with(api const& a, std::string const& key, std::string const& base_url,

@@ -232,7 +232,9 @@ tenant_setup set_up(api const& a, std::uint16_t vendor_port, std::string const& 
     auto c = a.post("/integrations/providers/" + t.provider_id + "/clients",
                     json::object{{"assemblyName", "Echo.ApiClient" + suffix}, {"version", "1.0.0"},
                                  {"capabilities", json::array{"echo.send", "echo.bad", "echo.slow"}}, {"authMode", "ApiKey"},
-                                 {"operations", json::array{json::object{{"operation", "echo.send"}, {"method", "POST"}, {"path", "/echo/{id}"}},
+                                 // echo.send's retries after a 5xx are safe: every run sends its id as the key.
+                                 {"operations", json::array{json::object{{"operation", "echo.send"}, {"method", "POST"}, {"path", "/echo/{id}"},
+                                                                         {"idempotencyHeader", "Idempotency-Key"}},
                                                             json::object{{"operation", "echo.bad"}, {"method", "POST"}, {"path", "/bad"}},
                                                             json::object{{"operation", "echo.slow"}, {"method", "GET"}, {"path", "/slow"}}}}});
     EXPECT_EQ(c.status, 201) << c.body;

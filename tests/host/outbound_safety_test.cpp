@@ -10,6 +10,8 @@
 
 #include <gtest/gtest.h>
 
+#include <set>
+
 #include <boost/json/object.hpp>
 #include <boost/json/serialize.hpp>
 
@@ -168,7 +170,7 @@ TEST(host_outbound, a_connections_retry_policy_environment_and_scopes_govern_its
     };
     auto provider = provider_with(
         a, "fields", "http://127.0.0.1:" + std::to_string(production.port()),
-        {op("echo.send", "POST", "/echo/{id}"), op("echo.other", "POST", "/other")},
+        {keyed_op("echo.send", "POST", "/echo/{id}"), op("echo.other", "POST", "/other")},
         {{"environments", json::array{json::object{{"name", "sandbox"}, {"baseUrl", "http://127.0.0.1:" + std::to_string(sandbox.port())}}}}});
     auto connection = [&](json::object fields) {
         json::object body{{"projectId", "p"}, {"providerId", provider}, {"displayName", "c"},
@@ -193,6 +195,28 @@ TEST(host_outbound, a_connections_retry_policy_environment_and_scopes_govern_its
     auto r2 = run(a, by_default, "echo.send", input);
     EXPECT_TRUE(r2.status == 201 || r2.status == 202) << r2.body;
     EXPECT_GT(calls(production), 2u);  // the default retried
+    for (auto const& r : production.requests())  // the operation's idempotencyHeader: the run's id, every attempt
+        if (r.target != "/health" && r.target != "/echo/1") ADD_FAILURE() << r.target;
+    auto sent_keys = std::set<std::string>();
+    for (auto const& r : production.requests())
+        if (r.target != "/health") sent_keys.insert(r.header("Idempotency-Key").value_or("(none)"));
+    EXPECT_EQ(sent_keys, (std::set<std::string>{str(r1.json(), "runId"), str(r2.json(), "runId")}));
+
+    // A POST without an idempotencyHeader or the caller's Idempotency-Key: the vendor may have
+    // acted on it, so its 503 is escalated, not sent again.
+    auto unkeyed_before = calls(production);
+    auto unkeyed = run(a, by_default, "echo.other", {{"body", "{}"}});
+    ASSERT_EQ(unkeyed.status, 201) << unkeyed.body;
+    EXPECT_EQ(str(unkeyed.json(), "status"), "Failed");
+    EXPECT_EQ(calls(production), unkeyed_before + 1);
+    auto failure = a.get("/integrations/failures?runId=" + str(unkeyed.json(), "runId"));
+    ASSERT_EQ(failure.json().at("items").as_array().size(), 1u) << failure.body;
+    EXPECT_EQ(str(failure.json().at("items").at(0), "nextAction"), "Escalate") << failure.body;
+    EXPECT_EQ(str(failure.json().at("items").at(0), "category"), "Transient") << failure.body;
+    auto caller_keyed = run(a, by_default, "echo.other",
+                            {{"body", "{}"}, {"headers", json::object{{"Idempotency-Key", "order-7"}}}});
+    EXPECT_TRUE(caller_keyed.status == 201 || caller_keyed.status == 202) << caller_keyed.body;
+    EXPECT_GT(calls(production), unkeyed_before + 2);  // the caller's own key: retried
 
     // The sandbox environment: probed and called there, never in production.
     auto before = calls(production);

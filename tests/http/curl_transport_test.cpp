@@ -148,6 +148,28 @@ TEST(curl_transport, a_refused_connection_is_a_transport_error) {
     EXPECT_EQ(res.error(), errc::unavailable);
 }
 
+// Whether the vendor may have seen the request decides whether a POST may be sent again.
+TEST(curl_transport, a_call_that_ends_without_an_answer_says_whether_the_request_went_out) {
+    auto t = make_curl_transport();
+    testing::loopback_server silent([](int, testing::loopback_server&) {});  // reads the request, closes
+    auto res = t->send({.method = "POST", .url = url_of(silent), .body = "charge", .timeout = 5s});
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::connection_lost) << res.error().detail();
+    EXPECT_EQ(silent.requests().size(), 1u);
+    testing::loopback_server cut([](int fd, testing::loopback_server&) {
+        write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc");
+    });
+    res = t->send({.method = "POST", .url = url_of(cut), .body = "charge", .timeout = 5s});
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::connection_lost) << res.error().detail();
+    std::uint16_t port;
+    { testing::loopback_server gone; port = gone.port(); }
+    res = t->send({.method = "POST", .url = "http://127.0.0.1:" + std::to_string(port) + "/", .body = "charge", .timeout = 2s});
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::unavailable);
+    EXPECT_NE(res.error().detail().find("nothing sent"), std::string::npos) << res.error().detail();
+}
+
 TEST(curl_transport, consecutive_calls_reuse_one_keep_alive_connection) {
     std::string const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     testing::loopback_server server([&](int fd, testing::loopback_server& self) {

@@ -25,7 +25,8 @@ TEST_F(classifier, success_is_not_a_failure) {
 }
 
 TEST_F(classifier, server_errors_and_timeouts_are_transient_and_retried_with_backoff) {
-    for (auto const& o : {answer(500), answer(502), answer(503), answer(504), answer(408), broken(errc::timeout), broken(errc::unavailable)}) {
+    for (auto const& o : {answer(500), answer(502), answer(503), answer(504), answer(408), broken(errc::timeout),
+                          broken(errc::unavailable), broken(errc::connection_lost)}) {
         auto c = run(o);
         ASSERT_TRUE(c);
         EXPECT_EQ(c->category, failure_category::transient);
@@ -33,6 +34,7 @@ TEST_F(classifier, server_errors_and_timeouts_are_transient_and_retried_with_bac
         EXPECT_EQ(c->next_attempt_at, now_ + 500ms);  // full jitter: 0.5 of the 1 s base
     }
     EXPECT_EQ(run(broken(errc::timeout))->error_code, "timeout");
+    EXPECT_EQ(run(broken(errc::connection_lost))->error_code, "connection_lost");
     EXPECT_EQ(run(answer(503))->error_code, "http_503");
 }
 
@@ -61,6 +63,33 @@ TEST_F(classifier, auth_escalates_validation_and_poison_dead_letter_and_none_ret
         EXPECT_EQ(p->category, failure_category::poison);
         EXPECT_EQ(p->next_action, next_action::dead_letter);
     }
+}
+
+// A POST without an idempotency key: sent again only when the vendor provably did not act on it.
+TEST_F(classifier, a_request_that_must_not_be_repeated_escalates_once_the_vendor_may_have_acted_on_it) {
+    auto once = [](attempt_outcome o) {
+        o.repeatable = false;
+        return o;
+    };
+    for (auto const& o : {answer(500), answer(502), answer(503), answer(504), broken(errc::timeout), broken(errc::connection_lost)}) {
+        auto c = run(once(o));
+        ASSERT_TRUE(c);
+        EXPECT_EQ(c->category, failure_category::transient) << c->error_code;
+        EXPECT_EQ(c->next_action, next_action::escalate) << c->error_code;
+        EXPECT_FALSE(c->next_attempt_at) << c->error_code;
+        EXPECT_NE(c->message.find("not sent again"), std::string::npos) << c->message;
+    }
+    // Nothing went out, or the vendor refused it before reading it: as for any request.
+    for (auto const& o : {broken(errc::unavailable), answer(408), answer(425), answer(429)}) {
+        auto c = run(once(o));
+        ASSERT_TRUE(c);
+        EXPECT_EQ(c->next_action, next_action::retry) << c->error_code;
+        EXPECT_EQ(c->message.find("not sent again"), std::string::npos) << c->message;
+    }
+    // Failures that are never retried end as they would anyway.
+    EXPECT_EQ(run(once(answer(422)))->next_action, next_action::dead_letter);
+    EXPECT_EQ(run(once(answer(401)))->next_action, next_action::escalate);
+    EXPECT_EQ(run(once(answer(501)))->next_action, next_action::dead_letter);
 }
 
 TEST_F(classifier, retries_stop_when_attempts_or_the_deadline_run_out) {

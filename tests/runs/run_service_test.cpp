@@ -132,6 +132,8 @@ struct run_service_options_override {
     std::vector<providers::provider_environment> environments;  ///< The provider's.
     std::optional<rate_limit_profile> provider_profile;
     std::optional<std::string> operation_class;   ///< Of sms.send.
+    /** Of sms.send (a POST): with one, its retries after a timeout or a 5xx are safe. */
+    std::optional<std::string> idempotency_header = "Idempotency-Key";
     std::optional<std::uint16_t> vendor_port;     ///< Another vendor than the scripted one.
     bool real_waits = false;                      ///< The service's own waits instead of the manual clock's.
     bool literal_base = false;                    ///< The provider's base URL names 127.0.0.1, not a name.
@@ -164,6 +166,7 @@ protected:
             must(p.activate(1));
             auto client = client_spec();
             client.operations.at(0).operation_class = o.operation_class;
+            client.operations.at(0).idempotency_header = o.idempotency_header;
             auto c = must(providers::external_api_client::register_new(ctx_, clock_.now(), p, client));
             must(c.activate());
             must(uow.providers().save(p));
@@ -209,7 +212,9 @@ protected:
             spec.base_url = "http://127.0.0.1:" + std::to_string(port);
             auto p = must(providers::integration_provider::register_new(ctx, clock_.now(), spec));
             must(p.activate(1));
-            auto c = must(providers::external_api_client::register_new(ctx, clock_.now(), p, client_spec()));
+            auto client = client_spec();
+            client.operations.at(0).idempotency_header = "Idempotency-Key";  // retried as the fixture's own
+            auto c = must(providers::external_api_client::register_new(ctx, clock_.now(), p, client));
             must(c.activate());
             must(uow.providers().save(p));
             provider = p.id();
@@ -419,6 +424,66 @@ TEST_F(run_service_test, transient_failures_are_retried_on_the_backoff_schedule)
     // Full jitter at 0.5: half of 1 s, then half of 2 s.
     EXPECT_EQ(slept_, (std::vector<std::chrono::milliseconds>{500ms, 1'000ms}));
     EXPECT_EQ(vendor_->requests().size(), 3u);
+}
+
+// Sending a POST again after the vendor may have acted on it could charge twice: a person decides.
+class unkeyed_post : public run_service_test, public ::testing::WithParamInterface<std::string> {};
+
+TEST_P(unkeyed_post, the_vendor_may_have_acted_on_is_not_sent_again_and_waits_for_a_person) {
+    start({GetParam(), reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_header = std::nullopt});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(out.run.data().attempts, 1);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+    EXPECT_TRUE(slept_.empty());
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().category, failures::failure_category::transient);
+    EXPECT_EQ(f[0].data().error_code, GetParam().empty() ? "connection_lost" : "http_502");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+    EXPECT_NE(f[0].data().message.find("not sent again"), std::string::npos) << f[0].data().message;
+}
+
+INSTANTIATE_TEST_SUITE_P(run_service_test, unkeyed_post,
+                         ::testing::Values(reply(502), std::string() /* read, closed without an answer */));
+
+// A request the vendor dedupes, or one it provably never acted on, is retried as any other.
+TEST_F(run_service_test, an_operations_idempotency_header_carries_the_runs_id_at_every_attempt) {
+    start({reply(503), std::string(), reply(200, "ok")});  // sms.send names Idempotency-Key
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    auto requests = vendor_->requests();
+    ASSERT_EQ(requests.size(), 3u);
+    for (auto const& r : requests)  // one request to the vendor, however often sent
+        EXPECT_NE(r.find("Idempotency-Key: " + out.run.id() + "\r\n"), std::string::npos) << r;
+}
+
+TEST_F(run_service_test, a_post_with_the_callers_idempotency_key_is_sent_again) {
+    start({reply(503), reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_header = std::nullopt});
+    auto keyed = send_sms();
+    keyed.input.headers = {{"idempotency-key", "order-42"}};
+    auto out = must(runs_->execute(ctx_, keyed));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 2u);
+}
+
+TEST_F(run_service_test, an_unkeyed_post_the_vendor_refused_unread_is_sent_again) {
+    start({reply(429, "", "Retry-After: 1\r\n"), reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.idempotency_header = std::nullopt});
+    EXPECT_EQ(must(runs_->execute(ctx_, send_sms())).run.status(), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 2u);
+}
+
+TEST_F(run_service_test, an_unkeyed_post_that_never_reached_the_vendor_is_sent_again) {
+    std::uint16_t closed;
+    { loopback_server gone; closed = gone.port(); }
+    start({reply(200)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.deferred_retries = 0, .idempotency_header = std::nullopt, .vendor_port = closed});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.data().attempts, 4);  // refused connections: nothing was sent
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
 }
 
 TEST_F(run_service_test, retry_after_is_honoured_for_429) {

@@ -45,6 +45,22 @@ TEST_F(registry_test, a_provider_becomes_active_only_with_an_active_client) {
     EXPECT_EQ(reload(p.id()).status(), provider_status::active);
 }
 
+TEST_F(registry_test, an_operations_idempotency_header_must_be_one_a_request_may_carry) {
+    auto p = must(registry_.register_provider(ctx_, provider_spec()));
+    for (std::string const bad : {"Content-Length", "Host", "Proxy-Authorization", "Idempotency Key", "Key\r\nX-Evil", ""}) {
+        auto spec = client_spec();
+        spec.operations[0].idempotency_header = bad;
+        auto r = registry_.register_client(ctx_, p.id(), spec);
+        ASSERT_FALSE(r) << bad;
+        EXPECT_EQ(r.error(), errc::invalid_argument) << bad;
+        EXPECT_NE(r.error().detail().find("idempotencyHeader"), std::string::npos) << r.error().detail();
+    }
+    auto spec = client_spec();
+    spec.operations[0].idempotency_header = "Idempotency-Key";
+    auto c = must(registry_.register_client(ctx_, p.id(), spec));
+    EXPECT_EQ(c.data().operations[0].idempotency_header, std::optional<std::string>("Idempotency-Key"));
+}
+
 TEST_F(registry_test, deprecating_the_last_active_client_deprecates_the_provider) {
     auto p = must(registry_.register_provider(ctx_, provider_spec()));
     auto c1 = must(registry_.register_client(ctx_, p.id(), client_spec("A.Client", "1.0.0")));

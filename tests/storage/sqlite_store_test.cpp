@@ -123,8 +123,14 @@ void without_index(std::string const& path, std::string const& index, int versio
     exec_sql(path, "DROP INDEX " + index + "; PRAGMA user_version = " + std::to_string(version) + ";");
 }
 
+/** Turns a current file back into schema 23: operations name no idempotency header (migration 24). */
+void back_to_schema_23(std::string const& path) {
+    exec_sql(path, "ALTER TABLE api_clients_operations DROP COLUMN idempotency_header; PRAGMA user_version = 23;");
+}
+
 /** Turns a current file back into schema 22: no index of ordered subscriptions' heads (migration 23). */
 void back_to_schema_22(std::string const& path) {
+    back_to_schema_23(path);
     without_index(path, "deliveries_ordered_head", 22);
 }
 
@@ -1911,6 +1917,40 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
 
 // An ordered subscription's head is found by one search of its index, not by sorting the
 // subscription's deliveries for each due delivery a claim reads.
+TEST(sqlite_store, a_version_23_database_keeps_its_operations_and_takes_their_idempotency_headers) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    std::string provider, old_client;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        provider = save_active_provider(*s, ctx, now);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto c = must(providers::external_api_client::register_new(ctx, now, must(uow.providers().find(provider)), client_spec()));
+            old_client = c.id();
+            return uow.api_clients().save(c);
+        }));
+    }
+    back_to_schema_23(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto kept = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.api_clients().find(old_client); }));
+    ASSERT_EQ(kept.data().operations.size(), 1u);
+    EXPECT_EQ(kept.data().operations[0].path, "/v1/accounts/{account}/messages");
+    EXPECT_FALSE(kept.data().operations[0].idempotency_header);
+    auto spec = client_spec("Acme.Sms.ApiClient", "1.1.0");
+    spec.operations[0].idempotency_header = "Idempotency-Key";
+    std::string keyed;
+    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto c = must(providers::external_api_client::register_new(ctx, now, must(uow.providers().find(provider)), spec));
+        keyed = c.id();
+        return uow.api_clients().save(c);
+    }));
+    auto read = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.api_clients().find(keyed); }));
+    EXPECT_EQ(read.data().operations.at(0).idempotency_header, std::optional<std::string>("Idempotency-Key"));
+}
+
 TEST(sqlite_store, a_version_22_database_finds_an_ordered_subscriptions_head_by_index) {
     temp_dir dir;
     auto path = dir.file("integration.db");

@@ -13,7 +13,7 @@ struct error_kind {
     PyObject* extra_base;  // a built-in exception it also is, or null
 };
 
-std::array<error_kind, 20> error_kinds() {
+std::array<error_kind, 21> error_kinds() {
     return {{{"invalid_argument", "InvalidArgument", PyExc_ValueError},
              {"invalid_state", "InvalidState", nullptr},
              {"invariant_violation", "InvariantViolation", nullptr},
@@ -33,12 +33,13 @@ std::array<error_kind, 20> error_kinds() {
              {"cancelled", "Cancelled", nullptr},
              {"verification_failed", "VerificationFailed", nullptr},
              {"in_progress", "InProgress", nullptr},
-             {"scope_not_granted", "ScopeNotGranted", nullptr}}};
+             {"scope_not_granted", "ScopeNotGranted", nullptr},
+             {"connection_lost", "ConnectionLost", PyExc_ConnectionError}}};
 }
 
 // Created once at import and kept for the life of the process (never decref'd at exit).
 PyObject* error_base = nullptr;
-std::array<PyObject*, 20> error_classes{};
+std::array<PyObject*, 21> error_classes{};
 
 }  // namespace
 

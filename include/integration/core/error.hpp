@@ -40,6 +40,9 @@ enum class errc {
     verification_failed,   ///< New material did not pass verification; the prior version stays active.
     in_progress,           ///< The same request (an Idempotency-Key's run) is still executing; retry later.
     scope_not_granted,     ///< The operation's capability is outside the connection's granted scopes.
+    /** A request went out (or may have) and the connection ended without a complete answer: the
+     *  other side may have acted on it. */
+    connection_lost,
 };
 
 }  // namespace integration

@@ -32,11 +32,18 @@ struct INTEGRATION_EXPORT client_operation {
     /** The class of operations it belongs to (e.g. "upload"): a connection's ConnectionEndpoint of
      *  that class gives its base URL. None is the `default` class. */
     std::optional<std::string> operation_class;
+    /** The request header by which the vendor recognises a repeated request (e.g.
+     *  `Idempotency-Key`). Every run of the operation sends it: the caller's value from
+     *  `input.headers`, else the run's id, the same at every attempt. So a POST or PATCH is retried
+     *  after a timeout, a lost connection or a 5xx, which without it escalate instead (the vendor
+     *  may have acted on the request). */
+    std::optional<std::string> idempotency_header;
 
     static auto json_fields() {
         return std::make_tuple(field("operation", &client_operation::operation),
                                field("method", &client_operation::method), field("path", &client_operation::path),
-                               field("operationClass", &client_operation::operation_class));
+                               field("operationClass", &client_operation::operation_class),
+                               field("idempotencyHeader", &client_operation::idempotency_header));
     }
 };
 

@@ -58,6 +58,10 @@ struct call_context {
     std::optional<rate_limit_profile> rate_limit;     ///< Rate limit: the budget of that bucket.
     resilience::circuit_breaker* breaker = nullptr;   ///< Circuit breaker of the destination.
     std::optional<resilience::retry_options> retry;   ///< Replaces the retry policy's defaults for this call.
+    /** Whether the retry policy may send the request again after the vendor may have acted on it
+     *  (a timeout, a lost connection, a 5xx): true for an idempotent request or one carrying an
+     *  idempotency key. False escalates such a failure (`failures::attempt_outcome::repeatable`). */
+    bool repeatable = true;
     /** Called once, right before the request first goes out: after the egress check and the
      *  rate-limit token, before the circuit breaker is asked. False ends the call unsent and not
      *  retried (`stopped`); the hook keeps its own reason. */

@@ -95,7 +95,11 @@ struct response {
 class INTEGRATION_EXPORT transport {
 public:
     virtual ~transport() = default;
-    /** Sends `r`; a transport failure (no answer) is an error, any HTTP status is a response. */
+    /** Sends `r`; a transport failure (no answer) is an error, any HTTP status is a response. The
+     *  error's code says whether the vendor may have seen the request, which decides whether a
+     *  request that is not idempotent may be sent again: `errc::unavailable` when not one byte of
+     *  it went out (no connection, TLS refused); `errc::timeout` (the deadline passed) and
+     *  `errc::connection_lost` (the connection ended first) once some of it may have. */
     virtual result<response> send(request const& r) = 0;
 
     /** Called once with the outcome of a `start`ed request. */

@@ -348,12 +348,22 @@ public:
         if (s.t.cut) rc = CURLE_OK;  // the answer is here up to the excerpt wanted
         if (rc == CURLE_ABORTED_BY_CALLBACK && r.cancel && r.cancel->cancelled())
             return error{errc::cancelled, "the call was cancelled while in flight"};
-        if (rc == CURLE_OPERATION_TIMEDOUT) return error{errc::timeout, "no complete answer within the deadline"};
-        std::string why = s.detail[0] != '\0' ? s.detail : curl_easy_strerror(rc);
+        if (rc != CURLE_OK && rc != CURLE_BAD_CONTENT_ENCODING) {
+            // Whether the vendor may have seen the request (the port's rule): libcurl counts the
+            // bytes of a request once it hands them to the socket, even if the peer never reads them.
+            long sent = 0;
+            curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
+            std::string why = s.detail[0] != '\0' ? s.detail : curl_easy_strerror(rc);
+            if (auto tls = tls_failure(rc, why)) return error{errc::unavailable, std::move(*tls)};
+            if (sent == 0)
+                return error{errc::unavailable, rc == CURLE_OPERATION_TIMEDOUT ? "no connection within the deadline"
+                                                                               : "transport failure, nothing sent: " + why};
+            if (rc == CURLE_OPERATION_TIMEDOUT) return error{errc::timeout, "no complete answer within the deadline"};
+            return error{errc::connection_lost, "the connection ended without a complete answer: " + why};
+        }
         if (rc == CURLE_BAD_CONTENT_ENCODING)  // answered, in a coding libcurl cannot decode: asking again will not help
-            return error{errc::invalid_argument, "the answer's Content-Encoding cannot be decoded: " + why};
-        if (auto tls = tls_failure(rc, why)) return error{errc::unavailable, std::move(*tls)};
-        if (rc != CURLE_OK) return error{errc::unavailable, "transport failure: " + why};
+            return error{errc::invalid_argument, "the answer's Content-Encoding cannot be decoded: " +
+                                                     std::string(s.detail[0] != '\0' ? s.detail : curl_easy_strerror(rc))};
         long status = 0;
         curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &status);
         s.t.res.status = static_cast<int>(status);

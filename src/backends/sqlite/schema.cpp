@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 23> migrations{
+constexpr std::array<char const*, 24> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -366,6 +366,10 @@ CREATE INDEX failures_by_connection ON failures(tenant_id, connection_id, failur
     R"sql(
 CREATE INDEX deliveries_ordered_head ON deliveries(tenant_id, subscription_id, created_at)
   WHERE status IN ('Pending', 'Failed') AND direction = 'Outbound';
+)sql",
+    // 24: an operation may name the header its vendor dedupes repeated requests by.
+    R"sql(
+ALTER TABLE api_clients_operations ADD COLUMN idempotency_header TEXT;
 )sql",
 };
 
