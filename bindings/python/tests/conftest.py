@@ -108,14 +108,17 @@ def platform(tmp_path: Path, logs: Logs) -> Iterator[integration.Platform]:
         yield p
 
 
-def connect(tenant: integration.Tenant, url: str, secret: str = "s3cr3t-key", key: str = "acme") -> str:
-    """Provider, API client, credential and an Active connection to `url`: the README walkthrough."""
+def connect(tenant: integration.Tenant, url: str, secret: str = "s3cr3t-key", key: str = "acme",
+            idempotency_header: Optional[str] = None) -> str:
+    """Provider, API client, credential and an Active connection to `url`: the README walkthrough.
+    `idempotency_header`: the header by which the vendor dedupes sms.send (a POST)."""
     provider = tenant.register_provider(key=key, display_name="Acme", base_url=url, capabilities=["sms.send"],
                                         health_check={"method": "GET", "path": "/health"})
-    client = tenant.register_client(provider["provider_id"], assembly_name="Acme.Sms", version="1.0.0",
-                                    capabilities=["sms.send"],
-                                    operations=[{"operation": "sms.send", "method": "POST",
-                                                 "path": "/v1/accounts/{account}/messages"}])
+    operation = {"operation": "sms.send", "method": "POST", "path": "/v1/accounts/{account}/messages"}
+    if idempotency_header:
+        operation["idempotency_header"] = idempotency_header
+    client = tenant.register_client(provider["provider_id"], assembly_name="Acme.Sms" if key == "acme" else f"Acme.Sms.{key}",
+                                    version="1.0.0", capabilities=["sms.send"], operations=[operation])
     tenant.activate_client(client["api_client_id"])
     tenant.activate_provider(provider["provider_id"])
     credential = tenant.create_credential(provider_id=provider["provider_id"], secret=secret,

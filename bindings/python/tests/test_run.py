@@ -83,6 +83,29 @@ def test_a_failed_run_has_its_failure_and_response(tmp_path: Path, vendor: Vendo
                     integration._run_as_dict(t, out["run_id"]))
 
 
+def test_a_post_is_sent_again_only_when_that_cannot_act_twice(tmp_path: Path, vendor: Vendor) -> None:
+    """A vendor answering 503 may have acted on the POST: without an idempotency key it is not sent
+    again and its failure escalates; with the operation's idempotency header each attempt carries
+    the run's id, and the run is retried."""
+    vendor.status = 503
+    calls = lambda: [r for r in vendor.requests if r["path"] != "/health"]  # noqa: E731
+    with integration.open(data_dir=str(tmp_path / "data"), egress_allow=["127.0.0.0/8"], max_attempts=2,
+                          deferred_retries=0) as p:
+        t = p.tenant("acme-corp")
+        once = t.execute(connection_id=connect(t, vendor.url), operation="sms.send", path_params={"account": "AC1"})
+        assert once["status"] == "Failed" and len(calls()) == 1
+        failure = t.get_failure(once["failure_id"])
+        assert failure["next_action"] == "Escalate" and "not sent again" in failure["message"], failure
+
+        keyed = connect(t, vendor.url, key="acme-keyed", idempotency_header="Idempotency-Key")
+        twice = t.execute(connection_id=keyed, operation="sms.send", path_params={"account": "AC1"})
+        assert twice["status"] == "Failed" and len(calls()) == 3
+        assert [r["headers"].get("Idempotency-Key") for r in calls()[1:]] == [twice["run_id"]] * 2
+        assert t.get_failure(twice["failure_id"])["next_action"] == "DeadLetter"
+    assert issubclass(integration.ConnectionLost, integration.Error)
+    assert issubclass(integration.ConnectionLost, ConnectionError)
+
+
 def test_a_run_reads_as_a_mapping(platform: integration.Platform, vendor: Vendor) -> None:
     t = platform.tenant("acme-corp", "alice")
     out = t.execute(connection_id=connect(t, vendor.url), operation="sms.send", path_params={"account": "AC1"})
