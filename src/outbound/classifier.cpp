@@ -43,7 +43,7 @@ std::optional<classification> classify(attempt_outcome const& outcome, int attem
             c.category = failure_category::poison;  // 501, 505, 3xx we do not follow, 1xx, 6xx ...
         }
     }
-    bool const unknown = retryable && acted_on && !outcome.repeatable;
+    bool const unknown = retryable && (acted_on || outcome.redirected) && !outcome.repeatable;
     if (unknown) {
         retryable = false;
         c.message += "; the vendor may have acted on the request, which is not idempotent and has no idempotency key, "

@@ -175,6 +175,7 @@ class rest_as_transport final : public transport {
 public:
     rest_as_transport(next_policy next, call_context& call) : next_(next), call_(call) {}
     result<response> send(request const& r) override {
+        if (sends_++ > 0) call_.redirected = true;
         auto hop = r;
         return next_.send(hop, call_);
     }
@@ -182,6 +183,7 @@ public:
 private:
     next_policy next_;
     call_context& call_;
+    int sends_ = 0;
 };
 
 void sleep_thread(milliseconds d) { std::this_thread::sleep_for(d); }
@@ -273,10 +275,15 @@ retry_policy::retry_policy(integration::clock const& clock, retry_policy_options
         };
 }
 
-std::optional<milliseconds> retry_policy::judge(result<response>& res, int n, resilience::retry_options const& o,
+std::optional<milliseconds> retry_policy::judge(request const& r, result<response>& res, int n, resilience::retry_options const& o,
                                                 time_point first_start, time_point attempt_start, call_context& call) {
-    // A request that never reached the transport cannot have been acted on, whatever it is.
-    failures::attempt_outcome outcome{.repeatable = call.repeatable || !call.sent};
+    // Whether it may be sent again once the vendor may have acted on it: whatever it is when it
+    // never reached the transport, or when the last thing sent was answered 401 and the refresh
+    // of the credential failed; after a redirect, only when its method is idempotent (another
+    // origin gets no idempotency key).
+    bool const repeatable = !call.sent || (!res && call.credential_unresolved) ||
+                            (call.redirected ? is_idempotent_method(r.method) : r.repeatable);
+    failures::attempt_outcome outcome{.repeatable = repeatable, .redirected = call.redirected};
     if (res) outcome.response = std::move(*res);
     else outcome.transport_error = res.error();
     auto const now = clock_.now();
@@ -310,9 +317,10 @@ result<response> retry_policy::send(request& r, next_policy next, call_context& 
         auto const attempt_start = clock_.now();
         call.sent = false;
         call.credential_unresolved = false;
+        call.redirected = false;
         auto res = next.send(r, call);
         if (call.stopped) return res;
-        auto wait = judge(res, n, o, first_start, attempt_start, call);
+        auto wait = judge(r, res, n, o, first_start, attempt_start, call);
         if (!wait) return res;
         options_.sleep(*wait);
     }
@@ -340,12 +348,13 @@ void retry_policy::attempt(std::shared_ptr<pending> p) {
     p->attempt_start = clock_.now();
     p->call.sent = false;
     p->call.credential_unresolved = false;
+    p->call.redirected = false;
     auto const next = p->next;
     auto& r = p->r;
     auto& call = p->call;
     next.start(r, call, [this, p = std::move(p)](result<response> res) mutable {
         if (p->call.stopped) return p->done(std::move(res));
-        auto wait = judge(res, p->n, p->o, p->first_start, p->attempt_start, p->call);
+        auto wait = judge(p->r, res, p->n, p->o, p->first_start, p->attempt_start, p->call);
         if (!wait) return p->done(std::move(res));
         options_.schedule(*wait, [this, p = std::move(p)]() mutable {
             auto& call = p->call;

@@ -13,6 +13,10 @@ bool same_field_name(std::string_view a, std::string_view b) noexcept {
            });
 }
 
+bool is_idempotent_method(std::string_view m) noexcept {
+    return m == "GET" || m == "HEAD" || m == "OPTIONS" || m == "TRACE" || m == "PUT" || m == "DELETE";
+}
+
 std::string_view find_header(headers const& h, std::string_view name) noexcept {
     for (auto const& [k, v] : h)
         if (same_field_name(k, name)) return v;

@@ -23,9 +23,10 @@ bool has_header(http::headers const& h, std::string_view name) {
 }
 
 /** Whether sending the request twice acts once: an idempotent method (RFC 9110 9.2.2), or a key
- *  the vendor dedupes by (the operation's header, or an `Idempotency-Key` the caller put in). */
+ *  the vendor dedupes by (the operation's header, or an `Idempotency-Key` the caller put in;
+ *  `prepare` refused a blank one). */
 bool repeatable(providers::client_operation const& op, http::headers const& h) {
-    return (op.method != "POST" && op.method != "PATCH") || op.idempotency_header || has_header(h, "Idempotency-Key");
+    return http::is_idempotent_method(op.method) || op.idempotency_header || has_header(h, "Idempotency-Key");
 }
 
 /** Headers that carry credentials: never written to the blob store with a run's input. */
@@ -251,9 +252,19 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
     if (!b) return b.error();
     plan out{std::move(*b), {}};
     auto const& placement = out.b->credential;
+    // RFC 9110 9.3.1: a GET's content has no meaning, and servers and proxies on the way may
+    // frame it differently (request smuggling); it is refused rather than sent.
+    if (out.b->op.method == "GET" && !r.input.body.empty())
+        return error{errc::invalid_argument, "input.body: " + r.operation + " is a GET, which carries no body; remove it"};
     for (auto const& [name, value] : r.input.headers) {
         if (auto ok = http::check_header_field(name, value); !ok)
             return error{errc::invalid_argument, "input.headers: " + ok.error().detail()};
+        // An empty key would count as one (the request retried) but not go out as one.
+        if ((http::same_field_name(name, "Idempotency-Key") ||
+             (out.b->op.idempotency_header && http::same_field_name(name, *out.b->op.idempotency_header))) &&
+            value.find_first_not_of(" \t") == std::string::npos)
+            return error{errc::invalid_argument, "input.headers: header \"" + name +
+                                                     "\" is an idempotency key and is empty; give it a value or leave it out"};
         // The transport asks for the answer in plain text (and decodes one compressed anyway), so
         // that what is kept and searched for an echoed credential is the text itself.
         if (http::same_field_name(name, "Accept-Encoding"))
@@ -334,13 +345,13 @@ void run_service::arm(execution& e) {
     // The run's id is the same at each attempt and each execution, so the vendor sees one request.
     if (auto const& key = b.op.idempotency_header; key && !has_header(e.req.headers, *key))
         e.req.headers.emplace_back(*key, e.run.id());
+    e.req.repeatable = repeatable(b.op, e.req.headers);
     e.call = http::call_context{.ctx = &e.ctx,
                                 .credential_id = b.connection.data().credential_id,
                                 .rate_limit_key = b.limit_key,
                                 .rate_limit = b.limit,
                                 .breaker = b.breaker,
                                 .retry = b.retry,
-                                .repeatable = repeatable(b.op, e.req.headers),
                                 // The execution outlives its call's steps; a pointer keeps the
                                 // function in std::function's own buffer (no allocation per run).
                                 .offload = [this, tenant = &e.ctx.tenant_id](std::function<void()> step) {
@@ -381,10 +392,10 @@ run_service::attempts_result run_service::attempt(request_context const& ctx, pl
 }
 
 bool run_service::retryable(failures::classification const& c) {
-    // A Transient failure escalated (the vendor may have acted on a request that must not be
-    // repeated) waits for a person, not for the retry worker.
-    return (c.category == failures::failure_category::transient && c.next_action != failures::next_action::escalate) ||
-           c.category == failures::failure_category::rate_limited;
+    // One escalated (the vendor may have acted on a request that must not be repeated) waits for
+    // a person, not for the retry worker.
+    return (c.category == failures::failure_category::transient || c.category == failures::failure_category::rate_limited) &&
+           c.next_action != failures::next_action::escalate;
 }
 
 // The next execution continues the backoff where this one's attempts stopped; a server's

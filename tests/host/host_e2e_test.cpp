@@ -264,8 +264,9 @@ bool checked_with(echo_vendor& vendor, std::size_t skip, std::string const& key)
 }
 
 json::object run_body(std::string const& connection, std::string const& op = "echo.send", std::string const& msg = "hello") {
-    return {{"connectionId", connection}, {"operation", op},
-            {"input", json::object{{"pathParams", json::object{{"id", "42"}}}, {"body", json::object{{"msg", msg}}}}}};
+    json::object input{{"pathParams", json::object{{"id", "42"}}}};
+    if (op != "echo.slow") input["body"] = json::object{{"msg", msg}};  // a GET carries none
+    return {{"connectionId", connection}, {"operation", op}, {"input", std::move(input)}};
 }
 
 /** The value of one series (`name{labels}`) in a Prometheus exposition; 0 when absent. */

@@ -8,6 +8,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -169,6 +170,42 @@ TEST(curl_transport, a_call_that_ends_without_an_answer_says_whether_the_request
     EXPECT_EQ(res.error(), errc::unavailable);
     EXPECT_NE(res.error().detail().find("nothing sent"), std::string::npos) << res.error().detail();
 }
+
+// libcurl sends a request again by itself when the reused connection it went out on dies before
+// any answer (a vendor that read it, acted and dropped the connection). Not one that must not be
+// repeated: that call ends as a lost connection, and the vendor sees the request once.
+class a_reused_connection_that_dies : public ::testing::TestWithParam<bool> {};
+
+TEST_P(a_reused_connection_that_dies, is_retried_by_libcurl_only_for_a_repeatable_request) {
+    bool const repeatable = GetParam();
+    testing::loopback_server server([](int fd, testing::loopback_server& self) {
+        if (self.accepted() > 1) {  // libcurl's own second try
+            if (!self.requests().back().empty()) write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nretry");
+            return;
+        }
+        write_all(fd, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");  // kept alive
+        pollfd p{fd, POLLIN, 0};
+        char buf[4096];
+        if (::poll(&p, 1, 5'000) > 0) (void)::read(fd, buf, sizeof buf);  // the second request: read, then closed
+    });
+    auto t = make_curl_transport();
+    auto first = t->send({.method = "POST", .url = url_of(server), .body = "one", .timeout = 5s, .repeatable = repeatable});
+    ASSERT_TRUE(first) << first.error().detail();
+    auto second = t->send({.method = "POST", .url = url_of(server), .body = "two", .timeout = 5s, .repeatable = repeatable});
+    auto heads = server.requests();
+    auto sent_again = std::count_if(heads.begin() + 1, heads.end(), [](auto const& h) { return !h.empty(); });
+    if (repeatable) {
+        ASSERT_TRUE(second) << second.error().detail();
+        EXPECT_EQ(second->body, "retry");
+        EXPECT_EQ(sent_again, 1);
+    } else {
+        ASSERT_FALSE(second);
+        EXPECT_EQ(second.error(), errc::connection_lost) << second.error().detail();
+        EXPECT_EQ(sent_again, 0);
+    }
+}
+
+INSTANTIATE_TEST_SUITE_P(curl_transport, a_reused_connection_that_dies, ::testing::Bool());
 
 TEST(curl_transport, consecutive_calls_reuse_one_keep_alive_connection) {
     std::string const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";

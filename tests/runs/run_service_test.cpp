@@ -132,6 +132,7 @@ struct run_service_options_override {
     std::vector<providers::provider_environment> environments;  ///< The provider's.
     std::optional<rate_limit_profile> provider_profile;
     std::optional<std::string> operation_class;   ///< Of sms.send.
+    std::string method = "POST";                  ///< Of sms.send.
     /** Of sms.send (a POST): with one, its retries after a timeout or a 5xx are safe. */
     std::optional<std::string> idempotency_header = "Idempotency-Key";
     std::optional<std::uint16_t> vendor_port;     ///< Another vendor than the scripted one.
@@ -167,6 +168,7 @@ protected:
             auto client = client_spec();
             client.operations.at(0).operation_class = o.operation_class;
             client.operations.at(0).idempotency_header = o.idempotency_header;
+            client.operations.at(0).method = o.method;
             auto c = must(providers::external_api_client::register_new(ctx_, clock_.now(), p, client));
             must(c.activate());
             must(uow.providers().save(p));
@@ -484,6 +486,86 @@ TEST_F(run_service_test, an_unkeyed_post_that_never_reached_the_vendor_is_sent_a
     auto f = failures_of(out.run.id());
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
+}
+
+// The vendor answered the POST with a redirect, so it may have acted on it, whatever the next hop
+// answers: a 429 there does not send the POST again.
+TEST_F(run_service_test, an_unkeyed_post_that_was_redirected_is_not_sent_again) {
+    start({reply(303, "", "Location: /receipt\r\n"), reply(429, "", "Retry-After: 1\r\n"), reply(200, "ok")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_header = std::nullopt, .redirect_hops = 3});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    auto requests = vendor_->requests();
+    ASSERT_EQ(requests.size(), 2u);
+    EXPECT_TRUE(requests[1].starts_with("GET /receipt ")) << requests[1];
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+}
+
+// The call that holds no thread (write-behind, a handler) decides as the blocking one.
+TEST_F(run_service_test, an_unkeyed_post_started_without_blocking_is_not_sent_again) {
+    start({reply(502), reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.write_behind = true, .idempotency_header = std::nullopt});
+    std::promise<result<runs::run_outcome>> reported;
+    runs_->execute(ctx_, send_sms(), [&](result<runs::run_outcome> out) { reported.set_value(std::move(out)); });
+    auto out = reported.get_future().get();
+    ASSERT_TRUE(out) << out.error().message();
+    EXPECT_EQ(out->run.status(), runs::run_status::failed);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+    ASSERT_TRUE(out->failure_id);
+    EXPECT_EQ(failures_of(out->run.id()).at(0).data().next_action, failures::next_action::escalate);
+}
+
+// A run the vendor refused unread (429) waits for the retry worker; the resumed call's 502 may
+// have been acted on, so the worker does not send it again either.
+TEST_F(run_service_test, the_retry_worker_escalates_an_unkeyed_post_the_vendor_may_have_acted_on) {
+    auto const limited = reply(429, "", "Retry-After: 1\r\n");
+    start({limited, limited, limited, limited, reply(502), reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.idempotency_header = std::nullopt});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    ASSERT_EQ(out.run.status(), runs::run_status::running);  // the attempts ran out: the worker's
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 1u);
+    auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
+    EXPECT_EQ(run.status(), runs::run_status::failed);
+    EXPECT_EQ(vendor_->requests().size(), 5u);
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+    clock_.advance(3600s);
+    EXPECT_EQ(must(worker.sweep()), 0u);
+    EXPECT_EQ(vendor_->requests().size(), 5u);
+}
+
+TEST_F(run_service_test, an_empty_idempotency_key_is_refused_before_anything_is_sent) {
+    start({reply(200, "ok")});  // sms.send names Idempotency-Key
+    for (std::string const name : {"Idempotency-Key", "idempotency-key"}) {
+        auto r = send_sms();
+        r.input.headers = {{name, " "}};
+        auto refused = runs_->execute(ctx_, r);
+        ASSERT_FALSE(refused);
+        EXPECT_EQ(refused.error(), errc::invalid_argument);
+        EXPECT_NE(refused.error().detail().find("empty"), std::string::npos) << refused.error().detail();
+    }
+    EXPECT_TRUE(vendor_->requests().empty());
+}
+
+TEST_F(run_service_test, a_body_for_a_get_is_refused_before_anything_is_recorded_or_sent) {
+    start({reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.method = "GET"});
+    auto refused = runs_->execute(ctx_, send_sms());
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument);
+    EXPECT_NE(refused.error().detail().find("GET"), std::string::npos) << refused.error().detail();
+    EXPECT_TRUE(vendor_->requests().empty());
+    auto bodiless = send_sms();
+    bodiless.input.body.clear();
+    EXPECT_EQ(must(runs_->execute(ctx_, bodiless)).run.status(), runs::run_status::completed);
+    ASSERT_EQ(vendor_->requests().size(), 1u);
+    EXPECT_TRUE(vendor_->requests()[0].starts_with("GET ")) << vendor_->requests()[0];
+    auto listed = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().list({}, {}); }));
+    EXPECT_EQ(listed.items.size(), 1u);  // the refused run left nothing behind
 }
 
 TEST_F(run_service_test, retry_after_is_honoured_for_429) {

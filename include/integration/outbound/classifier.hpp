@@ -22,6 +22,9 @@ struct attempt_outcome {
      *  not acted on: nothing was sent (`errc::unavailable`), or the answer was 408, 425 or 429;
      *  after a timeout, a lost connection or a 5xx its failure is escalated instead. */
     bool repeatable = true;
+    /** A redirect was followed: the vendor may have acted on the request whatever the last hop
+     *  answered. */
+    bool redirected = false;
 };
 
 /** Classifies a failed attempt `attempt` (1-based), begun `elapsed` after the first, under

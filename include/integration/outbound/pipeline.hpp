@@ -58,10 +58,6 @@ struct call_context {
     std::optional<rate_limit_profile> rate_limit;     ///< Rate limit: the budget of that bucket.
     resilience::circuit_breaker* breaker = nullptr;   ///< Circuit breaker of the destination.
     std::optional<resilience::retry_options> retry;   ///< Replaces the retry policy's defaults for this call.
-    /** Whether the retry policy may send the request again after the vendor may have acted on it
-     *  (a timeout, a lost connection, a 5xx): true for an idempotent request or one carrying an
-     *  idempotency key. False escalates such a failure (`failures::attempt_outcome::repeatable`). */
-    bool repeatable = true;
     /** Called once, right before the request first goes out: after the egress check and the
      *  rate-limit token, before the circuit breaker is asked. False ends the call unsent and not
      *  retried (`stopped`); the hook keeps its own reason. */
@@ -82,6 +78,9 @@ struct call_context {
     bool sent = false;                                ///< The last attempt reached the transport.
     bool stopped = false;                             ///< `before_first_send` refused the call.
     bool credential_unresolved = false;               ///< The credential's material did not resolve.
+    /** The last attempt followed a redirect: the vendor may have acted on the request whatever
+     *  its last hop answered, and the hops may have dropped its idempotency key. */
+    bool redirected = false;
     std::optional<failures::classification> failure; ///< The retry policy's verdict on the last attempt.
 };
 
@@ -244,9 +243,9 @@ public:
 
 private:
     struct pending;
-    /** Judges attempt `n`'s outcome `res`: how long to wait before the next attempt, or none when
-     *  `res` is the call's outcome. */
-    std::optional<std::chrono::milliseconds> judge(result<response>& res, int n, resilience::retry_options const& o,
+    /** Judges attempt `n` of `r`, whose outcome is `res`: how long to wait before the next
+     *  attempt, or none when `res` is the call's outcome. */
+    std::optional<std::chrono::milliseconds> judge(request const& r, result<response>& res, int n, resilience::retry_options const& o,
                                                    time_point first_start, time_point attempt_start, call_context& call);
     void attempt(std::shared_ptr<pending> p);
 

@@ -82,7 +82,16 @@ struct request {
      *  stop reading there (the call still succeeds, with the status and headers as answered and
      *  the body cut); zero: the whole body, up to the transport's own limit (an error past it). */
     std::size_t body_excerpt = 0;
+    /** Whether sending it twice acts once (an idempotent method, or a key the vendor dedupes by).
+     *  False: the vendor may act on each copy, so the transport never sends it again by itself
+     *  (libcurl would, when the reused connection it went out on dies before an answer: that
+     *  ends the call with `errc::connection_lost` instead), and no retry policy sends it again
+     *  once the vendor may have acted on it. */
+    bool repeatable = true;
 };
+
+/** Whether `method` is idempotent (RFC 9110 9.2.2: GET, HEAD, OPTIONS, TRACE, PUT, DELETE). */
+INTEGRATION_EXPORT bool is_idempotent_method(std::string_view method) noexcept;
 
 /** What the peer answered. */
 struct response {

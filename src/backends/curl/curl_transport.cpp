@@ -40,7 +40,21 @@ struct transfer {
     bool cut = false;         // the body was cut at `excerpt`: the transfer stopped on purpose
     std::size_t header_bytes = 0;
     bool headers_too_big = false;
+    bool once = false;            // not repeatable: libcurl must not send it a second time
+    int sends = 0;                // requests libcurl began for this call
+    bool resend_refused = false;  // libcurl wanted to send it again, and was stopped
 };
+
+// Called before each request libcurl sends for a call, its own re-sends included: when the reused
+// connection a request went out on dies before any answer, libcurl sends it again on a new one.
+int on_request(void* user, char*, char*, int, int) {
+    auto* t = static_cast<transfer*>(user);
+    if (++t->sends > 1 && t->once) {
+        t->resend_refused = true;
+        return CURL_PREREQFUNC_ABORT;
+    }
+    return CURL_PREREQFUNC_OK;
+}
 
 int on_progress(void* user, curl_off_t, curl_off_t, curl_off_t, curl_off_t) {
     auto const* t = static_cast<transfer const*>(user);
@@ -287,6 +301,7 @@ public:
         curl_easy_setopt(h, CURLOPT_SSL_VERIFYHOST, o_.verify_tls ? 2L : 0L);
         curl_easy_setopt(h, CURLOPT_WRITEFUNCTION, on_body);
         curl_easy_setopt(h, CURLOPT_HEADERFUNCTION, on_header);
+        curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_request);
         // Asks for an uncompressed answer, and has libcurl decode one compressed anyway: what the
         // library keeps, returns and searches for an echoed credential is the plain text.
         curl_easy_setopt(h, CURLOPT_ACCEPT_ENCODING, "identity");
@@ -303,6 +318,8 @@ public:
      *  point into `r` and `s`, which must outlive the transfer. */
     void set_call(CURL* h, request const& r, call_state& s) {
         s.t = transfer{{}, o_.max_response_bytes, false, r.cancel.get(), std::min(r.body_excerpt, o_.max_response_bytes)};
+        s.t.once = !r.repeatable;
+        curl_easy_setopt(h, CURLOPT_PREREQDATA, &s.t);
         std::string line;  // one buffer for every header: curl_slist_append copies it
         for (auto const& [k, v] : r.headers) {
             line.assign(k).append(": ").append(v);
@@ -348,6 +365,8 @@ public:
         if (s.t.cut) rc = CURLE_OK;  // the answer is here up to the excerpt wanted
         if (rc == CURLE_ABORTED_BY_CALLBACK && r.cancel && r.cancel->cancelled())
             return error{errc::cancelled, "the call was cancelled while in flight"};
+        if (s.t.resend_refused)
+            return error{errc::connection_lost, "the connection the request went out on ended without an answer"};
         if (rc != CURLE_OK && rc != CURLE_BAD_CONTENT_ENCODING) {
             // Whether the vendor may have seen the request (the port's rule): libcurl counts the
             // bytes of a request once it hands them to the socket, even if the peer never reads them.
