@@ -107,7 +107,8 @@ result<response> send_following_redirects(transport& t, request r, redirect_opti
 
         // Another origin gets no header that could hold a credential: an API key goes under any
         // name the vendor chose (`X-Api-Key`), so only fields that never carry one go along.
-        if (!same_origin(*current, *next)) {
+        bool const cross_origin = !same_origin(*current, *next);
+        if (cross_origin) {
             // Named by its origin only: the rest of the URL is what carries the secret.
             if (carries_credential && carries_credential(target))
                 return error{errc::egress_denied, "redirect to " + std::string(next->scheme()) + "://" +
@@ -125,6 +126,8 @@ result<response> send_following_redirects(transport& t, request r, redirect_opti
             r.body.clear();
             drop_headers(r.headers, {"Content-Type", "Content-Length", "Content-Encoding", "Transfer-Encoding"});
         }
+        // Another origin got no idempotency key: there only an idempotent method may go out twice.
+        r.repeatable = is_idempotent_method(r.method) || (r.repeatable && !cross_origin);
         r.url = std::string(target);
         r.pin = std::move(*pin);
 

@@ -68,7 +68,7 @@ result<void> check_header_field(std::string_view name, std::string_view value) {
         return error{errc::invalid_argument, "header name \"" + printable(name) +
                                                  "\" is not a token: use letters, digits and !#$%&'*+-.^_`|~ only"};
     for (auto framing :
-         {"Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer"})
+         {"Content-Length", "Transfer-Encoding", "Host", "Connection", "Keep-Alive", "Upgrade", "TE", "Trailer", "Expect"})
         if (same_field_name(name, framing))
             return error{errc::invalid_argument,
                          "header \"" + std::string(name) +

@@ -108,6 +108,7 @@ TEST(host_outbound, caller_headers_cannot_frame_or_route_and_every_run_keeps_its
         {"Upgrade", "h2c", "Upgrade", ""},
         {"TE", "trailers", "TE", ""},
         {"Trailer", "X-Smuggled", "Trailer", ""},
+        {"Expect", "100-continue", "Expect", ""},
         {"Proxy-Authorization", "Basic eDp5", "Proxy-Authorization", ""},
         {"Proxy-Connection", "keep-alive", "Proxy-Connection", ""},
         {"X-Api-Key", "chosen-by-the-caller", "X-Api-Key", ""},  // the credential's own header

@@ -207,6 +207,23 @@ TEST_P(a_reused_connection_that_dies, is_retried_by_libcurl_only_for_a_repeatabl
 
 INSTANTIATE_TEST_SUITE_P(curl_transport, a_reused_connection_that_dies, ::testing::Bool());
 
+// libcurl would ask a large body to wait for `100 Continue`, and send the request again after a
+// 417: never for a request that must not go out twice, so never at all.
+TEST(curl_transport, a_large_body_goes_out_without_waiting_for_100_continue) {
+    testing::keep_alive_server server([](testing::received_request const& r) {
+        return r.header("Expect") ? testing::http_answer_bytes(417, "") : testing::http_answer_bytes(200, "ok");
+    });
+    auto t = make_curl_transport();
+    std::string const body(2 * 1024 * 1024, 'x');
+    auto res = t->send({.method = "POST", .url = "http://127.0.0.1:" + std::to_string(server.port()) + "/x", .body = body,
+                        .timeout = 10s, .repeatable = false});
+    ASSERT_TRUE(res) << res.error().detail();
+    EXPECT_EQ(res->status, 200);
+    ASSERT_EQ(server.requests().size(), 1u);
+    EXPECT_FALSE(server.requests()[0].header("Expect"));
+    EXPECT_EQ(server.requests()[0].body.size(), body.size());
+}
+
 TEST(curl_transport, consecutive_calls_reuse_one_keep_alive_connection) {
     std::string const ok = "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
     testing::loopback_server server([&](int fd, testing::loopback_server& self) {

@@ -178,6 +178,46 @@ TEST_F(redirects, temporary_redirect_keeps_the_method_and_body) {
     EXPECT_TRUE(has_line(seen[1], "Content-Length: 3")) << seen[1];
 }
 
+// Notes whether each request it is given may go out twice, then sends it.
+class noting final : public transport {
+public:
+    explicit noting(transport& t) : t_(t) {}
+    result<response> send(request const& r) override {
+        repeatable.push_back(r.repeatable);
+        return t_.send(r);
+    }
+    std::vector<bool> repeatable;
+
+private:
+    transport& t_;
+};
+
+// A POST that may go out twice because the vendor dedupes it by its key: not at another origin,
+// which gets no key, unless a 303 made it a GET.
+TEST_F(redirects, a_keyed_post_may_go_out_twice_only_where_its_key_goes) {
+    auto second = routed({{"/other", ok("other")}, {"/receipt", ok("receipt")}});
+    auto first = routed({{"/start", redirect(307, "/same")},
+                         {"/same", redirect(307, origin(second) + "/other")},
+                         {"/see", redirect(303, origin(second) + "/receipt")}});
+    request const keyed{.method = "POST", .url = origin(first) + "/start", .headers = {{"Idempotency-Key", "run-1"}},
+                        .body = "charge", .timeout = 5s, .repeatable = true};
+    noting t(*transport_);
+    auto res = send_following_redirects(t, keyed, {.max_hops = 3}, check());
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->body, "other");
+    EXPECT_EQ(t.repeatable, (std::vector<bool>{true, true, false}));
+    EXPECT_FALSE(has_field(second.requests().at(0), "Idempotency-Key")) << second.requests().at(0);
+
+    noting see(*transport_);
+    auto to_get = keyed;
+    to_get.url = origin(first) + "/see";
+    to_get.repeatable = false;  // an unkeyed POST
+    res = send_following_redirects(see, to_get, {.max_hops = 3}, check());
+    ASSERT_TRUE(res) << res.error().message();
+    EXPECT_EQ(res->body, "receipt");
+    EXPECT_EQ(see.repeatable, (std::vector<bool>{false, true}));
+}
+
 TEST_F(redirects, credentials_are_kept_on_the_same_origin_and_dropped_when_it_changes) {
     auto second = routed({{"/other", ok("other")}});
     auto first = routed({{"/start", redirect(302, "/same")}, {"/same", redirect(302, origin(second) + "/other")}});

@@ -43,8 +43,8 @@ INTEGRATION_EXPORT bool same_field_name(std::string_view a, std::string_view b) 
 /** Refuses a header field that must not be sent as given: a name that is not an RFC 9110 token,
  *  a value holding CR, LF, NUL or another control character (horizontal tab excepted), and the
  *  fields that frame or route a request, which only the transport sets: `Content-Length`,
- *  `Transfer-Encoding`, `Host`, `Connection`, `Keep-Alive`, `Upgrade`, `TE`, `Trailer` and
- *  `Proxy-*`. The error (`errc::invalid_argument`) names the field and never repeats its value. */
+ *  `Transfer-Encoding`, `Host`, `Connection`, `Keep-Alive`, `Upgrade`, `TE`, `Trailer`,
+ *  `Expect` and `Proxy-*`. The error (`errc::invalid_argument`) names the field and never repeats its value. */
 INTEGRATION_EXPORT result<void> check_header_field(std::string_view name, std::string_view value);
 
 /** A flag that aborts calls in flight once set. The caller keeps a `std::shared_ptr` to it, puts a

@@ -325,6 +325,9 @@ public:
             line.assign(k).append(": ").append(v);
             s.headers.reset(curl_slist_append(s.headers.release(), line.c_str()));
         }
+        // No `Expect: 100-continue` for a large body: a server's 417 would have libcurl send the
+        // request a second time (and each body goes out whole at once anyway).
+        if (r.body.size() > 1024) s.headers.reset(curl_slist_append(s.headers.release(), "Expect:"));
         // "::ADDRESS:PORT" connects any host and port of this call to the checked address, so
         // curl never resolves the URL's name, whatever its spelling; Host, SNI and the
         // certificate check keep that name.
@@ -368,15 +371,14 @@ public:
         if (s.t.resend_refused)
             return error{errc::connection_lost, "the connection the request went out on ended without an answer"};
         if (rc != CURLE_OK && rc != CURLE_BAD_CONTENT_ENCODING) {
-            // Whether the vendor may have seen the request (the port's rule): libcurl counts the
-            // bytes of a request once it hands them to the socket, even if the peer never reads them.
-            long sent = 0;
-            curl_easy_getinfo(h, CURLINFO_REQUEST_SIZE, &sent);
+            // Whether the vendor may have seen the request (the port's rule): libcurl began none
+            // while it had no connection to the vendor (refused, DNS, TLS, a proxy's CONNECT).
             std::string why = s.detail[0] != '\0' ? s.detail : curl_easy_strerror(rc);
-            if (auto tls = tls_failure(rc, why)) return error{errc::unavailable, std::move(*tls)};
-            if (sent == 0)
+            if (s.t.sends == 0) {
+                if (auto tls = tls_failure(rc, why)) return error{errc::unavailable, std::move(*tls)};
                 return error{errc::unavailable, rc == CURLE_OPERATION_TIMEDOUT ? "no connection within the deadline"
                                                                                : "transport failure, nothing sent: " + why};
+            }
             if (rc == CURLE_OPERATION_TIMEDOUT) return error{errc::timeout, "no complete answer within the deadline"};
             return error{errc::connection_lost, "the connection ended without a complete answer: " + why};
         }
