@@ -18,15 +18,11 @@ using namespace std::chrono;
 
 namespace {
 
-bool has_header(http::headers const& h, std::string_view name) {
-    return std::any_of(h.begin(), h.end(), [&](auto const& f) { return http::same_field_name(f.first, name); });
-}
-
 /** Whether sending the request twice acts once: an idempotent method (RFC 9110 9.2.2), or a key
  *  the vendor dedupes by (the operation's header, or an `Idempotency-Key` the caller put in;
  *  `prepare` refused a blank one). */
 bool repeatable(providers::client_operation const& op, http::headers const& h) {
-    return http::is_idempotent_method(op.method) || op.idempotency_header || has_header(h, "Idempotency-Key");
+    return http::is_idempotent_method(op.method) || op.idempotency_header || !http::find_header(h, "Idempotency-Key").empty();
 }
 
 /** Headers that carry credentials: never written to the blob store with a run's input. */
@@ -343,7 +339,7 @@ void run_service::arm(execution& e) {
     if (!e.r.input.body.empty() && http::find_header(e.req.headers, "Content-Type").empty())
         e.req.headers.emplace_back("Content-Type", "application/json");
     // The run's id is the same at each attempt and each execution, so the vendor sees one request.
-    if (auto const& key = b.op.idempotency_header; key && !has_header(e.req.headers, *key))
+    if (auto const& key = b.op.idempotency_header; key && http::find_header(e.req.headers, *key).empty())
         e.req.headers.emplace_back(*key, e.run.id());
     e.req.repeatable = repeatable(b.op, e.req.headers);
     e.call = http::call_context{.ctx = &e.ctx,
