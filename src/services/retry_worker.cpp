@@ -75,11 +75,12 @@ std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::str
             break;
         }
         if (claimed->empty()) break;
-        auto const& f = claimed->front();
+        auto const& f = claimed->front().failure;
         bool again = !taken.insert(f.id()).second;  // still due after its resume: the next sweep tries again
         // Deliveries, connections and credentials have their own workers; a run is ours.
         if (!again && f.data().source == failures::failure_source::run && f.data().run_id) {
-            if (auto r = runs_.resume(ctx, *f.data().run_id); r) ++handled;
+            auto why = claimed->front().lease_lapsed ? resume_reason::interrupted : resume_reason::due;
+            if (auto r = runs_.resume(ctx, *f.data().run_id, why); r) ++handled;
         }
         (void)store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.failures().release(f.id(), options_.owner); });
         if (again) break;

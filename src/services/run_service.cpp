@@ -18,6 +18,9 @@ using namespace std::chrono;
 
 namespace {
 
+/** The error code of a run whose process stopped while it may have been calling the vendor. */
+constexpr std::string_view interrupted = "interrupted";
+
 /** Whether sending the request twice acts once: an idempotent method (RFC 9110 9.2.2), or a key
  *  the vendor dedupes by (the operation's header, or an `Idempotency-Key` the caller put in;
  *  `prepare` refused a blank one). */
@@ -796,7 +799,7 @@ std::chrono::milliseconds run_service::run_lease() const noexcept {
 }
 
 result<std::optional<integration_run>> run_service::fail_interrupted(request_context const& ctx, integration_run const& run) {
-    failures::classification c{failures::failure_category::transient, "interrupted",
+    failures::classification c{failures::failure_category::transient, std::string(interrupted),
                                "the process executing this run stopped after calling the vendor, which may or may not have "
                                "acted on the call: check with the vendor before running it again",
                                failures::next_action::escalate, std::nullopt};
@@ -893,7 +896,7 @@ result<void> run_service::flush() {
     return error{errc::storage_failure, std::to_string(n) + " runs could not be recorded: " + last_record_error_};
 }
 
-result<run_outcome> run_service::resume(request_context const& ctx, std::string const& run_id) {
+result<run_outcome> run_service::resume(request_context const& ctx, std::string const& run_id, resume_reason why) {
     struct loaded {
         integration_run run;
         std::optional<failures::integration_failure> failure;
@@ -929,9 +932,11 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
                     if (auto s = f->resolve(failures::source_outcome::succeeded, now); !s) return s.error();
                 } else if (fresh.status() == run_status::failed) {
                     if (f->data().next_action == failures::next_action::escalate) {
-                        auto why = c ? "retries exhausted after " + std::to_string(fresh.data().attempts) + " attempts: " + c->error_code
-                                     : std::string("the run failed");
-                        if (auto s = f->escalate({"retry-worker", why, now, std::nullopt}); !s) return s.error();
+                        auto reason = !c                         ? std::string("the run failed")
+                                      : c->error_code == interrupted ? c->message
+                                                                     : "retries exhausted after " + std::to_string(fresh.data().attempts) +
+                                                                           " attempts: " + c->error_code;
+                        if (auto s = f->escalate({"retry-worker", reason, now, std::nullopt}); !s) return s.error();
                     } else if (auto s = f->resolve(failures::source_outcome::dead_lettered, now); !s) {
                         return s.error();
                     }
@@ -960,6 +965,13 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
                                            failures::next_action::dead_letter, std::nullopt};
     }
     if (blocked) return save(blocked, std::nullopt, false);
+    if (why == resume_reason::interrupted && !repeatable(p->b->op, request->input.headers))
+        return save(failures::classification{failures::failure_category::transient, std::string(interrupted),
+                                             "the process resuming this run stopped during its call to the vendor, which may or may "
+                                             "not have acted on it; a request that could act twice is not sent again: check with the "
+                                             "vendor before running it again",
+                                             failures::next_action::escalate, std::nullopt},
+                    std::nullopt, false);
 
     auto tried = attempt(ctx, *p, *request, run);  // no claim: the run is stored already
     auto& last = tried.last;

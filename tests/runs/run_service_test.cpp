@@ -1440,6 +1440,38 @@ TEST_F(run_service_test, a_retry_worker_killed_mid_sweep_leaves_a_lease_that_exp
     EXPECT_TRUE(failures_of(id).at(0).resolved());
 }
 
+// The vendor refused the POST unread (429), so the worker may send it again; the worker that did
+// died in the call, which the vendor may have acted on: the next worker does not send it a third time.
+TEST_F(run_service_test, an_unkeyed_post_whose_resume_was_killed_in_the_call_is_not_sent_again) {
+    SKIP_FORK_UNDER_ASAN();
+    auto const limited = reply(429, "", "Retry-After: 1\r\n");
+    start({limited, limited, limited, limited, "HANG", reply(200, "charged twice")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_header = std::nullopt});
+    auto id = must(runs_->execute(ctx_, send_sms())).run.id();
+    auto due = clock_.now() + 61s;
+    pid_t child = fork_service(due, {.attempt_timeout = 600'000ms}, [](storage::store& store, runs::run_service& service, clock const& clk) {
+        runs::retry_worker worker(store, service, clk, {.owner = "doomed"});
+        (void)worker.sweep();
+    });
+    ASSERT_GE(child, 0);
+    while (vendor_->requests().size() < 5) std::this_thread::sleep_for(5ms);  // the child is in the call
+    kill_process(child);
+    runs::retry_worker restarted(*store_, *runs_, clock_, {.owner = "restarted"});
+    clock_.set(due + 3600s);  // the dead worker's lease ran out
+    EXPECT_EQ(must(restarted.sweep()), 1u);
+    EXPECT_EQ(vendor_->requests().size(), 5u);
+    EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::failed);
+    auto f = failures_of(id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().error_code, "interrupted");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+    ASSERT_FALSE(f[0].data().escalations.empty());
+    EXPECT_NE(f[0].data().escalations.back().reason.find("not sent again"), std::string::npos) << f[0].data().escalations.back().reason;
+    clock_.advance(3600s);
+    EXPECT_EQ(must(restarted.sweep()), 0u);
+    EXPECT_EQ(vendor_->requests().size(), 5u);
+}
+
 TEST_F(run_service_test, write_behind_records_every_run_after_flush_with_bodies_and_failures) {
     std::deque<std::string> script(5, reply(200, "ok"));
     script.push_back(reply(422, "bad"));

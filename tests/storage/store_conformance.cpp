@@ -1160,7 +1160,7 @@ TEST_P(store_conformance, concurrent_units_from_many_threads_all_commit_or_fail_
     EXPECT_EQ(stored, static_cast<std::size_t>(ok.load()));
 }
 
-TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until_they_expire_or_are_released) {
+TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until_they_expire_or_are_released_and_tell_which_lapsed) {
     auto now = clock_.now();
     std::vector<std::string> ids;
     write(a_, [&](unit_of_work& uow) -> result<void> {
@@ -1180,11 +1180,14 @@ TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until
         }
         return {};
     });
+    std::set<std::string> lapsed;  // the failures a claim reported leased before, the lease not given back
     auto claim = [&](request_context const& ctx, std::string const& owner, time_point at, std::size_t limit) {
         std::vector<std::string> got;
         write(ctx, [&](unit_of_work& uow) -> result<void> {
-            for (auto const& f : must(uow.failures().claim_due(at, owner, at + std::chrono::seconds(30), limit)))
-                got.push_back(f.id());
+            for (auto const& l : must(uow.failures().claim_due(at, owner, at + std::chrono::seconds(30), limit))) {
+                got.push_back(l.failure.id());
+                if (l.lease_lapsed) lapsed.insert(l.failure.id());
+            }
             return {};
         });
         return got;
@@ -1196,13 +1199,18 @@ TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until
     for (auto const& id : first) EXPECT_NE(id, second[0]);
     EXPECT_TRUE(claim(b_, "worker-b", now, 10).empty());  // another tenant sees none of them
     EXPECT_TRUE(claim(a_, "worker-3", now + std::chrono::seconds(29), 10).empty());
+    EXPECT_TRUE(lapsed.empty());
     // worker-2 finishes and releases; worker-1 dies: its leases expire.
     write(a_, [&](unit_of_work& uow) -> result<void> {
         EXPECT_TRUE(uow.failures().release(second[0], "worker-1"));  // not its lease: a no-op
         return uow.failures().release(second[0], "worker-2");
     });
     EXPECT_EQ(claim(a_, "worker-3", now + std::chrono::seconds(1), 10), second);
-    EXPECT_EQ(claim(a_, "worker-4", now + std::chrono::seconds(30), 10).size(), 3u);  // worker-3 still holds its own
+    EXPECT_TRUE(lapsed.empty());  // given back by worker-2
+    auto after_death = claim(a_, "worker-4", now + std::chrono::seconds(30), 10);
+    EXPECT_EQ(after_death.size(), 3u);  // worker-3 still holds its own
+    // A retry worker resumes these knowing an earlier resume may have called the vendor.
+    EXPECT_EQ(lapsed, std::set<std::string>(first.begin(), first.end()));
 }
 
 

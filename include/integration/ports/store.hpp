@@ -160,6 +160,14 @@ struct failure_query {
     std::optional<std::string> connection_id;  ///< A connection's health-probe failures.
 };
 
+/** A run failure leased to a retry worker by `claim_due`. */
+struct leased_failure {
+    failures::integration_failure failure;
+    /** An earlier lease of it ran out without being given back: the worker that held it stopped,
+     *  perhaps while its resume was calling the vendor. */
+    bool lease_lapsed = false;
+};
+
 /** IntegrationFailureRepository. */
 class INTEGRATION_EXPORT integration_failure_repository {
 public:
@@ -173,8 +181,8 @@ public:
     /** Leases up to `limit` of the run failures `due_for_retry` would return (the ones a retry
      *  resumes: deliveries and connections have workers of their own) that no other worker holds
      *  (or whose lease expired) to `owner` until `until`. Two workers never hold the same failure. */
-    virtual result<std::vector<failures::integration_failure>> claim_due(time_point now, std::string const& owner,
-                                                                        time_point until, std::size_t limit) = 0;
+    virtual result<std::vector<leased_failure>> claim_due(time_point now, std::string const& owner, time_point until,
+                                                          std::size_t limit) = 0;
     /** Gives up `owner`'s lease of a failure (after a retry was recorded). */
     virtual result<void> release(std::string const& failure_id, std::string const& owner) = 0;
     /** Failures resolved before `before`, oldest id first (for retention); like

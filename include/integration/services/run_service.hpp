@@ -71,6 +71,14 @@ struct run_outcome {
     std::optional<std::string> failure_id;
 };
 
+/** Why `run_service::resume` executes a run again. */
+enum class resume_reason {
+    due,          ///< Its failure's next attempt came due.
+    /** An earlier resume of it stopped unfinished (its worker's lease ran out): that resume may
+     *  have called the vendor. */
+    interrupted,
+};
+
 /** Options of the run service. */
 struct run_service_options {
     /** Attempts of one execution and the waits between them. `retry.total_deadline` bounds how
@@ -197,8 +205,11 @@ public:
     /** Executes a Running run again after a retryable failure (what the retry worker calls): more
      *  attempts on the same run, then the run completes (the failure is resolved), waits for the
      *  next retry, or fails (the failure is escalated, or resolved as dead-lettered). A run that
-     *  already ended only resolves its open failure. */
-    result<run_outcome> resume(request_context const& ctx, std::string const& run_id);
+     *  already ended only resolves its open failure. After `resume_reason::interrupted` a request
+     *  that could act twice (a `POST` or `PATCH` with neither the operation's idempotency header
+     *  nor a caller's `Idempotency-Key`) is not sent: the run fails and its failure escalates
+     *  (`interrupted`), for a person to check with the vendor. */
+    result<run_outcome> resume(request_context const& ctx, std::string const& run_id, resume_reason why = resume_reason::due);
 
     /** Ends the runs of `ctx`'s tenant that a stopped process left Running: a run with no retry
      *  pending that started longer than `run_lease()` ago, and that this service is not executing,

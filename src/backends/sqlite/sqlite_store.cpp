@@ -761,22 +761,34 @@ public:
         return r_.select("resolved_at IS NULL AND next_action = 'Retry' AND next_attempt_at <= ?", {to_unix_ms(now)},
                          "next_attempt_at, failure_id", clamp_limit(limit));
     }
-    result<std::vector<failures::integration_failure>> claim_due(time_point now, std::string const& owner,
-                                                                time_point until, std::size_t limit) override {
+    result<std::vector<leased_failure>> claim_due(time_point now, std::string const& owner, time_point until,
+                                                  std::size_t limit) override {
         if (w_.read_only) return error{errc::invalid_state, "claim_due called inside a read-only unit of work"};
         // The unit runs under the database's write lock, so select-then-update is atomic.
         auto due = r_.select("resolved_at IS NULL AND next_action = 'Retry' AND next_attempt_at <= ? AND "
                              "source = 'Run' AND (lease_until IS NULL OR lease_until <= ?)",
                              {to_unix_ms(now), to_unix_ms(now)}, "next_attempt_at, failure_id", clamp_limit(limit));
         if (!due) return due.error();
+        // `release` clears the lease: one still set here ran out in a worker that stopped.
+        auto held = w_.db.prepare("SELECT lease_until IS NOT NULL FROM failures WHERE failure_id = ? AND tenant_id = ?");
+        if (!held) return held.error();
         auto st = w_.db.prepare("UPDATE failures SET lease_owner = ?, lease_until = ? WHERE failure_id = ? AND tenant_id = ?");
         if (!st) return st.error();
-        for (auto const& f : *due) {
+        std::vector<leased_failure> out;
+        out.reserve(due->size());
+        for (auto& f : *due) {
+            (*held)->reset();
+            (*held)->bind_all({f.id(), w_.ctx.tenant_id});
+            auto row = (*held)->step();
+            if (!row) return row.error();
+            bool lapsed = *row && (*held)->int64(0) != 0;
+            (*held)->reset();  // a cached statement left on its row would keep a read open after the commit
             (*st)->reset();
             (*st)->bind_all({owner, to_unix_ms(until), f.id(), w_.ctx.tenant_id});
             if (auto r = (*st)->run(); !r) return r.error();
+            out.push_back({std::move(f), lapsed});
         }
-        return due;
+        return out;
     }
     result<void> release(std::string const& failure_id, std::string const& owner) override {
         if (w_.read_only) return error{errc::invalid_state, "release called inside a read-only unit of work"};
