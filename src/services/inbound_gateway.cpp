@@ -106,13 +106,16 @@ struct pending_delivery {
 struct inbound_gateway::endpoint {
     storage::inbound_endpoint_record record;
     inbound_scheme scheme{};
-    std::vector<secret_bytes> secrets;         ///< The current secret, then the previous one during an overlap.
-    std::optional<time_point> previous_until;  ///< When the previous secret stops verifying.
-    time_point expires{};                      ///< Read again from then on.
+    /** The current secret, then those rotations replaced whose overlap has not ended, the
+     *  longest-lived first. */
+    std::vector<secret_bytes> secrets;
+    std::vector<time_point> until;  ///< When each secret after the first stops verifying.
+    time_point expires{};           ///< Read again from then on.
 
     std::span<secret_bytes const> secrets_at(time_point now) const {
-        std::span<secret_bytes const> all = secrets;
-        return previous_until && now >= *previous_until ? all.first(1) : all;
+        std::size_t n = 1;
+        while (n < secrets.size() && now < until[n - 1]) ++n;
+        return std::span<secret_bytes const>(secrets).first(n);
     }
 };
 
@@ -148,17 +151,18 @@ result<inbound_endpoint> inbound_gateway::register_endpoint(request_context cons
         if (auto r = active_connection(uow, connection_id); !r) return r;
         if (auto before = uow.inbound_webhooks().find(connection_id)) replaced = std::move(*before);
         else if (before.error() != errc::not_found) return before.error();
-        return uow.inbound_webhooks().save({connection_id, std::string(to_string(scheme)), name, std::nullopt, std::nullopt});
+        return uow.inbound_webhooks().save({connection_id, std::string(to_string(scheme)), name});
     });
     forget(connection_id);
     if (!saved) {
         (void)secrets_.soft_delete(ctx.tenant_id, name);
         return saved.error();
     }
-    // Registering again replaces both secrets at once (unlike a rotation): those it replaced go.
-    if (replaced)
-        for (auto const& old : {std::optional(replaced->secret_name), replaced->previous_secret_name})
-            if (old && *old != name) (void)secrets_.soft_delete(ctx.tenant_id, *old);
+    // Registering again replaces every secret at once (unlike a rotation): those it replaced go.
+    if (replaced) {
+        (void)secrets_.soft_delete(ctx.tenant_id, replaced->secret_name);
+        for (auto const& old : replaced->previous) (void)secrets_.soft_delete(ctx.tenant_id, old.name);
+    }
     return inbound_endpoint{connection_id, scheme};
 }
 
@@ -193,13 +197,23 @@ result<inbound_endpoint> inbound_gateway::rotate_secret(request_context const& c
     // The registration names both secrets, each at its latest version.
     auto name = new_secret_name(connection_id);
     if (auto put = secrets_.put(ctx.tenant_id, name, *kept); !put) return put.error();
-    std::optional<std::string> dropped;  // the secret before the previous one, out of use now
+    std::vector<std::string> dropped;  // secrets whose overlap has ended, out of use now
     auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        dropped.clear();
         auto reg = registration(uow);
         if (!reg) return reg.error();
-        dropped = reg->previous_secret_name;
-        reg->previous_secret_name = reg->secret_name;
-        reg->previous_until = now + options_.secret_overlap;
+        // Each replaced secret keeps its own overlap: a second rotation within one does not cut
+        // short the first's, which a vendor may still be signing with.
+        std::erase_if(reg->previous, [&](storage::replaced_secret const& old) {
+            if (now < old.until) return false;
+            dropped.push_back(old.name);
+            return true;
+        });
+        if (reg->previous.size() >= max_replaced_secrets)
+            return error{errc::conflict, "connection " + connection_id + " already has " + std::to_string(reg->previous.size()) +
+                                             " replaced secrets still verifying; rotate again once the oldest's overlap ends, "
+                                             "or register the webhook again to replace every secret at once"};
+        reg->previous.insert(reg->previous.begin(), {reg->secret_name, now + options_.secret_overlap});
         reg->secret_name = name;
         return uow.inbound_webhooks().save(*reg);
     });
@@ -208,7 +222,8 @@ result<inbound_endpoint> inbound_gateway::rotate_secret(request_context const& c
         (void)secrets_.soft_delete(ctx.tenant_id, name);
         return saved.error();
     }
-    if (dropped && *dropped != name) (void)secrets_.soft_delete(ctx.tenant_id, *dropped);
+    for (auto const& old : dropped)
+        if (old != name) (void)secrets_.soft_delete(ctx.tenant_id, old);
     return inbound_endpoint{connection_id, *scheme};
 }
 
@@ -261,16 +276,19 @@ result<std::shared_ptr<inbound_gateway::endpoint const>> inbound_gateway::endpoi
     if (!current) return current.error();
     e->secrets.push_back(std::move(*current));
     e->expires = now + options_.endpoint_cache_ttl;
-    if (reg.previous_secret_name && reg.previous_until && now < *reg.previous_until) {
-        // A previous secret that is gone no longer verifies; that is not the sender's fault.
-        auto previous = secrets_.get(tenant, {secrets_.name(), tenant, *reg.previous_secret_name, 0});
-        if (previous) {
-            e->secrets.push_back(std::move(*previous));
-            e->previous_until = reg.previous_until;
-            // The previous secret leaves memory when its overlap ends.
-            e->expires = std::min(e->expires, *reg.previous_until);
-        } else if (previous.error() != errc::not_found && previous.error() != errc::invalid_state) {
-            return previous.error();
+    auto previous = reg.previous;
+    std::stable_sort(previous.begin(), previous.end(), [](auto const& a, auto const& b) { return a.until > b.until; });
+    for (auto const& old : previous) {
+        if (now >= old.until) break;
+        // A replaced secret that is gone no longer verifies; that is not the sender's fault.
+        auto secret = secrets_.get(tenant, {secrets_.name(), tenant, old.name, 0});
+        if (secret) {
+            e->secrets.push_back(std::move(*secret));
+            e->until.push_back(old.until);
+            // A replaced secret leaves memory when its overlap ends.
+            e->expires = std::min(e->expires, old.until);
+        } else if (secret.error() != errc::not_found && secret.error() != errc::invalid_state) {
+            return secret.error();
         }
     }
     if (cached) {

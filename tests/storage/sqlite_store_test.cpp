@@ -123,8 +123,14 @@ void without_index(std::string const& path, std::string const& index, int versio
     exec_sql(path, "DROP INDEX " + index + "; PRAGMA user_version = " + std::to_string(version) + ";");
 }
 
+/** Turns a current file back into schema 24: an inbound webhook keeps one replaced secret (migration 25). */
+void back_to_schema_24(std::string const& path) {
+    exec_sql(path, "ALTER TABLE inbound_webhooks DROP COLUMN earlier_secrets; PRAGMA user_version = 24;");
+}
+
 /** Turns a current file back into schema 23: operations name no idempotency header (migration 24). */
 void back_to_schema_23(std::string const& path) {
+    back_to_schema_24(path);
     exec_sql(path, "ALTER TABLE api_clients_operations DROP COLUMN idempotency_header; PRAGMA user_version = 23;");
 }
 
@@ -1706,8 +1712,7 @@ TEST(sqlite_store, a_version_7_database_keeps_its_inbound_registrations_without_
         auto r = must(uow.inbound_webhooks().find("conn-1"));
         EXPECT_EQ(r.scheme, "github");
         EXPECT_EQ(r.secret_name, "wh");
-        EXPECT_FALSE(r.previous_secret_name);
-        EXPECT_FALSE(r.previous_until);
+        EXPECT_TRUE(r.previous.empty());
         return {};
     }));
 }
@@ -1915,8 +1920,29 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
         &storage::failure_query::credential_id, "credential_id", "failures_by_credential");
 }
 
-// An ordered subscription's head is found by one search of its index, not by sorting the
-// subscription's deliveries for each due delivery a claim reads.
+TEST(sqlite_store, a_version_24_database_keeps_its_replaced_inbound_secret_and_takes_older_ones) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto until = time_point(std::chrono::milliseconds(1'900'000'000'123));  // stored to the millisecond
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) { return uow.inbound_webhooks().save({"conn-1", "github", "wh-2", {{"wh-1", until}}}); }));
+    }
+    back_to_schema_24(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto find = [&] {
+        return must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.inbound_webhooks().find("conn-1"); }));
+    };
+    EXPECT_EQ(find().previous, (std::vector<storage::replaced_secret>{{"wh-1", until}}));
+    auto reg = find();
+    reg.previous.insert(reg.previous.begin(), {reg.secret_name, until + std::chrono::hours(1)});
+    reg.secret_name = "wh-3";
+    must(s->transact(ctx, [&](unit_of_work& uow) { return uow.inbound_webhooks().save(reg); }));
+    EXPECT_EQ(find().previous, (std::vector<storage::replaced_secret>{{"wh-2", until + std::chrono::hours(1)}, {"wh-1", until}}));
+}
+
 TEST(sqlite_store, a_version_23_database_keeps_its_operations_and_takes_their_idempotency_headers) {
     temp_dir dir;
     auto path = dir.file("integration.db");
@@ -1951,6 +1977,8 @@ TEST(sqlite_store, a_version_23_database_keeps_its_operations_and_takes_their_id
     EXPECT_EQ(read.data().operations.at(0).idempotency_header, std::optional<std::string>("Idempotency-Key"));
 }
 
+// An ordered subscription's head is found by one search of its index, not by sorting the
+// subscription's deliveries for each due delivery a claim reads.
 TEST(sqlite_store, a_version_22_database_finds_an_ordered_subscriptions_head_by_index) {
     temp_dir dir;
     auto path = dir.file("integration.db");

@@ -1070,7 +1070,8 @@ TEST_P(store_conformance, an_inbound_endpoint_is_found_by_connection_id_alone_un
     auto g = seed_graph(*store_, a_, now);
     auto until = now + std::chrono::hours(1);
     write(a_, [&](unit_of_work& uow) {
-        return uow.inbound_webhooks().save({g.connection_id, "github", "inbound-webhook.new", "inbound-webhook.old", until});
+        return uow.inbound_webhooks().save({g.connection_id, "github", "inbound-webhook.new",
+                                            {{"inbound-webhook.old", until}, {"inbound-webhook.older", until - std::chrono::minutes(30)}}});
     });
     auto found = must(store_->find_inbound_endpoint(g.connection_id));
     ASSERT_TRUE(found);
@@ -1078,8 +1079,14 @@ TEST_P(store_conformance, an_inbound_endpoint_is_found_by_connection_id_alone_un
     EXPECT_EQ(found->provider_id, g.provider_id);
     EXPECT_EQ(found->registration.scheme, "github");
     EXPECT_EQ(found->registration.secret_name, "inbound-webhook.new");
-    EXPECT_EQ(found->registration.previous_secret_name, "inbound-webhook.old");
-    EXPECT_EQ(found->registration.previous_until, until);
+    EXPECT_EQ(found->registration.previous,
+              (std::vector<storage::replaced_secret>{{"inbound-webhook.old", until},
+                                                     {"inbound-webhook.older", until - std::chrono::minutes(30)}}));
+    write(a_, [&](unit_of_work& uow) {  // a registration saved again names only what it names
+        return uow.inbound_webhooks().save({g.connection_id, "github", "inbound-webhook.newer", {{"inbound-webhook.new", until}}});
+    });
+    EXPECT_EQ(must(store_->find_inbound_endpoint(g.connection_id))->registration.previous,
+              (std::vector<storage::replaced_secret>{{"inbound-webhook.new", until}}));
     EXPECT_FALSE(must(store_->find_inbound_endpoint("con-unknown")));
     // A registration saved in another tenant under A's connection id names no connection of its own.
     write(b_, [&](unit_of_work& uow) { return uow.inbound_webhooks().save({"con-b-only", "github", "x"}); });

@@ -625,8 +625,54 @@ TEST_F(inbound_gateway_test, after_a_rotation_the_old_secret_verifies_during_the
     auto reg = must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) {
         return uow.inbound_webhooks().find(conn_a_);
     }));
-    EXPECT_EQ(reg.previous_secret_name, before.secret_name);
+    ASSERT_EQ(reg.previous.size(), 1u);
+    EXPECT_EQ(reg.previous[0].name, before.secret_name);
     EXPECT_NE(reg.secret_name, before.secret_name);
+}
+
+// A vendor may still sign with the first secret when a second rotation follows within the
+// overlap (the new secret was mistyped, or leaked): each replaced secret keeps its own overlap.
+TEST_F(inbound_gateway_test, a_second_rotation_within_the_overlap_keeps_the_first_secret_verifying_until_its_own_end) {
+    auto signed_with = [&](std::string const& secret, std::string const& id, int n) { return receive(*github(secret, id, pr_opened(n))).outcome; };
+    auto const first = secret_;
+    std::string const second = "the-second-secret", third = "the-third-secret";
+    must(gateway_.rotate_secret(a_, conn_a_, secret_bytes(std::string_view(second))));
+    clock_.advance(30min);
+    must(gateway_.rotate_secret(a_, conn_a_, secret_bytes(std::string_view(third))));
+    clock_.advance(15min);
+    EXPECT_EQ(signed_with(first, "two-1", 1), inbound_outcome::kind::accepted) << "45 min after its rotation";
+    EXPECT_EQ(signed_with(second, "two-2", 2), inbound_outcome::kind::accepted);
+    EXPECT_EQ(signed_with(third, "two-3", 3), inbound_outcome::kind::accepted);
+    clock_.advance(15min + 1s);  // the first rotation's overlap (1 h) has ended, the second's not
+    EXPECT_EQ(signed_with(first, "two-4", 4), inbound_outcome::kind::rejected);
+    EXPECT_EQ(signed_with(second, "two-5", 5), inbound_outcome::kind::accepted);
+    EXPECT_EQ(signed_with(third, "two-6", 6), inbound_outcome::kind::accepted);
+    clock_.advance(30min);
+    EXPECT_EQ(signed_with(second, "two-7", 7), inbound_outcome::kind::rejected);
+    EXPECT_EQ(signed_with(third, "two-8", 8), inbound_outcome::kind::accepted);
+}
+
+// Every failing verification tries each secret still verifying: their number is bounded, and a
+// rotation past it is refused whole rather than cutting the oldest's overlap short.
+TEST_F(inbound_gateway_test, rotations_past_the_bound_of_replaced_secrets_are_refused_until_the_oldest_ends) {
+    std::vector<std::string> secrets{secret_};
+    for (std::size_t i = 0; i < max_replaced_secrets; ++i) {
+        secrets.push_back("rotated-secret-" + std::to_string(i));
+        must(gateway_.rotate_secret(a_, conn_a_, secret_bytes(std::string_view(secrets.back()))));
+        clock_.advance(1min);
+    }
+    auto refused = gateway_.rotate_secret(a_, conn_a_, secret_bytes(std::string_view("one-too-many")));
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::conflict);
+    EXPECT_NE(refused.error().detail().find("register"), std::string::npos) << refused.error().detail();
+    for (std::size_t i = 0; i < secrets.size(); ++i)  // nothing changed: every secret still verifies
+        EXPECT_EQ(receive(*github(secrets[i], "bound-" + std::to_string(i), pr_opened(static_cast<int>(i)))).outcome,
+                  inbound_outcome::kind::accepted) << i;
+    EXPECT_EQ(receive(*github("one-too-many", "bound-x", pr_opened(99))).outcome, inbound_outcome::kind::rejected);
+    clock_.advance(1h - std::chrono::minutes(max_replaced_secrets) + 1s);  // the first overlap has ended
+    must(gateway_.rotate_secret(a_, conn_a_, secret_bytes(std::string_view("one-more"))));
+    EXPECT_EQ(receive(*github(secret_, "bound-y", pr_opened(100))).outcome, inbound_outcome::kind::rejected);
+    EXPECT_EQ(receive(*github(secrets[1], "bound-z", pr_opened(101))).outcome, inbound_outcome::kind::accepted);
 }
 
 // Registering again stores the new secret before the commit that names it: until that commit the

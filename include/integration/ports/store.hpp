@@ -408,15 +408,21 @@ public:
     virtual result<void> release(std::string const& key) = 0;
 };
 
+/** A secret a rotation replaced, which still verifies until `until`. */
+struct replaced_secret {
+    std::string name;  ///< In the secret store.
+    time_point until{};
+    bool operator==(replaced_secret const&) const = default;
+};
+
 /** Where an inbound webhook of a connection is verified: the signature scheme and the name of
- *  its secret in the secret store; during a rotation also the previous secret, which verifies
- *  until `previous_until`. */
+ *  its secret in the secret store; after rotations also the secrets they replaced, newest first,
+ *  each verifying until its overlap ends. */
 struct inbound_webhook_registration {
     std::string connection_id;
     std::string scheme;
     std::string secret_name;
-    std::optional<std::string> previous_secret_name{};
-    std::optional<time_point> previous_until{};
+    std::vector<replaced_secret> previous{};
 };
 
 /** An inbound webhook endpoint resolved from its connection id alone (the inbound route is

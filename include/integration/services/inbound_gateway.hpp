@@ -28,6 +28,10 @@
 
 namespace integration::webhooks {
 
+/** At most this many secrets replaced by rotations verify beside the current one: every
+ *  verification of a signature that fails tries each. */
+inline constexpr std::size_t max_replaced_secrets = 8;
+
 /** Options of the gateway. */
 struct INTEGRATION_EXPORT inbound_gateway_options {
     std::int64_t tolerance_s = 300;      ///< Clamped to [`min_tolerance_s`, `max_tolerance_s`].
@@ -35,7 +39,7 @@ struct INTEGRATION_EXPORT inbound_gateway_options {
     /** Payloads up to this size are stored in the database with the delivery (one commit);
      *  larger ones go to the blob store before the commit that references them. */
     std::size_t inline_payload_bytes = 64 * 1024;
-    /** How long the previous secret still verifies after `rotate_secret`. */
+    /** How long a secret replaced by `rotate_secret` still verifies. */
     std::chrono::milliseconds secret_overlap{std::chrono::hours(24)};
     /** Durability of the commit that accepts a delivery: `immediate` (the default) means the
      *  answer is sent only once the delivery is on disk; concurrent receives share one fsync. */
@@ -83,7 +87,9 @@ public:
      *  store only. The connection must exist in `ctx`'s tenant and not be retired. */
     result<inbound_endpoint> register_endpoint(request_context const& ctx, std::string const& connection_id,
                                                inbound_scheme scheme, secret_bytes secret);
-    /** Replaces the secret; the previous one keeps verifying for `secret_overlap`. */
+    /** Replaces the secret; the one replaced keeps verifying for `secret_overlap`, and so does
+     *  each secret an earlier rotation replaced until its own overlap ends. `errc::conflict` when
+     *  `max_replaced_secrets` are still verifying (registering again replaces them all). */
     result<inbound_endpoint> rotate_secret(request_context const& ctx, std::string const& connection_id,
                                            secret_bytes secret);
 

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 24> migrations{
+constexpr std::array<char const*, 25> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -370,6 +370,12 @@ CREATE INDEX deliveries_ordered_head ON deliveries(tenant_id, subscription_id, c
     // 24: an operation may name the header its vendor dedupes repeated requests by.
     R"sql(
 ALTER TABLE api_clients_operations ADD COLUMN idempotency_header TEXT;
+)sql",
+    // 25: an inbound webhook keeps every secret a rotation replaced until its overlap ends (a
+    // second rotation dropped the first one's at once): the newest stays in previous_secret_name
+    // and previous_until, the older ones are a JSON array of {"name", "until"}.
+    R"sql(
+ALTER TABLE inbound_webhooks ADD COLUMN earlier_secrets TEXT;
 )sql",
 };
 

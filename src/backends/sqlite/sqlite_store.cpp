@@ -9,6 +9,8 @@
 
 #include <integration/core/id.hpp>
 
+#include <boost/json.hpp>
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
@@ -1347,13 +1349,28 @@ private:
     work_state& w_;
 };
 
-// The columns of an inbound webhook registration, as `read_registration` reads them.
-constexpr std::string_view registration_columns = "connection_id, scheme, secret_name, previous_secret_name, previous_until";
+// The columns of an inbound webhook registration, as `read_registration` reads them: the newest
+// replaced secret in two columns (schema 4), any older ones as JSON (schema 25).
+constexpr std::string_view registration_columns =
+    "connection_id, scheme, secret_name, previous_secret_name, previous_until, earlier_secrets";
 
-inbound_webhook_registration read_registration(statement const& s, int first) {
-    inbound_webhook_registration r{s.text(first), s.text(first + 1), s.text(first + 2), std::nullopt, std::nullopt};
-    if (!s.is_null(first + 3)) r.previous_secret_name = s.text(first + 3);
-    if (!s.is_null(first + 4)) r.previous_until = from_unix_ms(s.int64(first + 4));
+result<inbound_webhook_registration> read_registration(statement const& s, int first) {
+    inbound_webhook_registration r{s.text(first), s.text(first + 1), s.text(first + 2)};
+    if (!s.is_null(first + 3) && !s.is_null(first + 4))
+        r.previous.push_back({s.text(first + 3), from_unix_ms(s.int64(first + 4))});
+    if (!s.is_null(first + 5)) {
+        boost::system::error_code ec;
+        auto earlier = boost::json::parse(s.text(first + 5), ec);
+        if (ec || !earlier.is_array()) return error{errc::storage_failure, "the earlier secrets of connection " + r.connection_id + " are not a JSON array"};
+        for (auto const& e : earlier.get_array()) {
+            auto const* o = e.if_object();
+            auto const* name = o ? o->if_contains("name") : nullptr;
+            auto const* until = o ? o->if_contains("until") : nullptr;
+            if (!name || !name->is_string() || !until || !until->is_int64())
+                return error{errc::storage_failure, "an earlier secret of connection " + r.connection_id + " is malformed"};
+            r.previous.push_back({std::string(name->get_string()), from_unix_ms(until->get_int64())});
+        }
+    }
     return r;
 }
 
@@ -1376,15 +1393,24 @@ public:
 
     result<void> save(inbound_webhook_registration const& r) override {
         if (auto w = writable(w_, "inbound_webhooks().save"); !w) return w;
+        value newest_name = nullptr, newest_until = nullptr, earlier = nullptr;
+        if (!r.previous.empty()) {
+            newest_name = r.previous.front().name;
+            newest_until = to_unix_ms(r.previous.front().until);
+        }
+        if (r.previous.size() > 1) {
+            boost::json::array a;
+            for (auto it = r.previous.begin() + 1; it != r.previous.end(); ++it)
+                a.push_back(boost::json::object{{"name", it->name}, {"until", to_unix_ms(it->until)}});
+            earlier = boost::json::serialize(a);
+        }
         return run_sql(w_.db,
                        "INSERT INTO inbound_webhooks (tenant_id, connection_id, scheme, secret_name, previous_secret_name, "
-                       "previous_until) VALUES (?, ?, ?, ?, ?, ?) "
+                       "previous_until, earlier_secrets) VALUES (?, ?, ?, ?, ?, ?, ?) "
                        "ON CONFLICT (tenant_id, connection_id) DO UPDATE SET scheme = excluded.scheme, "
                        "secret_name = excluded.secret_name, previous_secret_name = excluded.previous_secret_name, "
-                       "previous_until = excluded.previous_until",
-                       {w_.ctx.tenant_id, r.connection_id, r.scheme, r.secret_name,
-                        r.previous_secret_name ? value{*r.previous_secret_name} : value{nullptr},
-                        r.previous_until ? value{to_unix_ms(*r.previous_until)} : value{nullptr}});
+                       "previous_until = excluded.previous_until, earlier_secrets = excluded.earlier_secrets",
+                       {w_.ctx.tenant_id, r.connection_id, r.scheme, r.secret_name, newest_name, newest_until, earlier});
     }
 
 private:
@@ -1917,8 +1943,11 @@ public:
             (*st)->bind(1, value{connection_id});
             auto row = (*st)->step();
             if (!row) return row.error();
-            if (*row) out = inbound_endpoint_record{(*st)->text(0), (*st)->text(1), read_registration(**st, 2)};
+            if (!*row) return {};
+            auto reg = read_registration(**st, 2);
+            if (reg) out = inbound_endpoint_record{(*st)->text(0), (*st)->text(1), std::move(*reg)};
             (*st)->reset();
+            if (!reg) return reg.error();
             return {};
         });
         if (!r) return r.error();
