@@ -61,8 +61,8 @@ result<std::size_t> retention_worker::archive(request_context const& ctx, std::s
         if (rows->empty()) return archived;
         std::string lines;
         for (auto const& a : *rows) lines += boost::json::serialize(aggregate_to_json(a)) + "\n";
-        auto key = "archive/" + kind + "/" + rows->front().id() + "_" + rows->back().id() + ".jsonl";
-        if (auto put = blobs_.put(ctx.tenant_id, key, lines); !put) return put.error();
+        if (auto put = put_archive(ctx, "archive/" + kind + "/" + rows->front().id() + "_" + rows->back().id(), lines); !put)
+            return put.error();
         auto removed = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             // Only rows still as archived: one changed since it was read (a delivery replayed,
             // Pending again) stays, and a later sweep archives it as it is then.
@@ -78,6 +78,25 @@ result<std::size_t> retention_worker::archive(request_context const& ctx, std::s
         if (!removed) return removed.error();
         archived += rows->size();
         if (rows->size() < options_.batch) return archived;
+    }
+}
+
+// An archive is never written over: rows a batch kept (changed after they were read) can be the
+// first and last of a later batch, whose name would then be this one's, and the rows this one
+// holds are deleted. The same rows again (a crash came between the file and the delete) are
+// already there.
+result<void> retention_worker::put_archive(request_context const& ctx, std::string const& name, std::string const& lines) {
+    auto key = name + ".jsonl";
+    for (int n = 2;; ++n) {
+        auto existing = blobs_.get(ctx.tenant_id, blobs::reference(ctx.tenant_id, key));
+        if (existing && *existing == lines) return {};
+        if (!existing && existing.error() != errc::not_found) return existing.error();
+        if (!existing) {
+            auto put = blobs_.put(ctx.tenant_id, key, lines);
+            if (!put) return put.error();
+            return {};
+        }
+        key = name + "." + std::to_string(n) + ".jsonl";
     }
 }
 

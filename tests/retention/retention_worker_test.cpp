@@ -6,11 +6,14 @@
 #include "storage/fixtures.hpp"
 #include "support/sqlite_file.hpp"
 
+#include <integration/core/aggregate.hpp>
 #include <integration/core/id.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
 
+#include <algorithm>
 #include <filesystem>
 #include <functional>
 
@@ -223,6 +226,63 @@ TEST_F(retention_worker_test, a_row_that_changes_after_it_was_archived_is_not_de
     ASSERT_TRUE(replayed) << "a delivery replayed after its archive was written was deleted";
     EXPECT_EQ(replayed->status(), webhooks::delivery_status::pending);
     EXPECT_EQ(swept.deliveries_archived, 2u);  // both were written to the file
+}
+
+// Rows a batch kept can be the first and last of a later one, whose archive then had the first
+// one's name: written over, it lost the rows the first batch deleted.
+TEST_F(retention_worker_test, an_archive_is_never_written_over_by_a_later_batch_of_the_same_name) {
+    webhooks::publisher pub(*store_, *blobs_, clock_);
+    subscribe(a_, "order.*");
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(must(pub.publish(a_, "order.paid", boost::json::value{{"n", i}})).delivery_ids.at(0));
+    std::sort(ids.begin(), ids.end());  // a batch's order (ids made within a millisecond are not in it)
+    auto update = [&](std::string const& id, auto change) {
+        must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto d = must(uow.deliveries().find(id));
+            change(d);
+            return uow.deliveries().save(d);
+        }));
+    };
+    auto deliver = [&](webhooks::webhook_delivery& d) { must(d.record_success({0, 200, 4, {}, {}, clock_.now()})); };
+    for (auto const& id : ids) update(id, deliver);
+    clock_.advance(91 * 24h);
+    hooked_blobs hooked(*blobs_);
+    hooked.on_archive = [&] {  // the first and the last are replayed after the file is written
+        for (auto const& id : {ids[0], ids[2]}) update(id, [&](webhooks::webhook_delivery& d) { must(d.replay(3, clock_.now())); });
+    };
+    retention::retention_worker worker(*store_, hooked, clock_);
+    EXPECT_EQ(must(worker.sweep()).deliveries_archived, 3u);
+    for (auto const& id : {ids[0], ids[2]}) update(id, deliver);
+    clock_.advance(91 * 24h);
+    EXPECT_EQ(must(worker.sweep()).deliveries_archived, 2u);
+    auto archived_ids = [&](std::string const& file) {
+        auto lines = must(blobs_->get("tenant-a", "blob://tenant-a/archive/deliveries/" + file));
+        std::vector<std::string> out;
+        for (std::size_t start = 0, end; (end = lines.find('\n', start)) != std::string::npos; start = end + 1)
+            out.push_back(std::string(boost::json::parse(lines.substr(start, end - start)).at("deliveryId").as_string()));
+        return out;
+    };
+    auto name = ids[0] + "_" + ids[2];
+    EXPECT_EQ(archived_ids(name + ".jsonl"), ids) << "the first batch's file keeps the row it alone holds";
+    EXPECT_EQ(archived_ids(name + ".2.jsonl"), (std::vector<std::string>{ids[0], ids[2]}));
+    EXPECT_EQ(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(ids[1]); }).error(),
+              errc::not_found);
+}
+
+// A sweep cut short between an archive and the delete writes the same file again, not a copy.
+TEST_F(retention_worker_test, archiving_the_same_rows_again_leaves_one_file) {
+    auto id = finished_run(a_, false);
+    clock_.advance(181 * 24h);
+    auto lines = std::string();
+    must(store_->read(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        lines = boost::json::serialize(integration::aggregate_to_json(must(uow.runs().find(id)))) + "\n";
+        return {};
+    }));
+    must(blobs_->put("tenant-a", "archive/runs/" + id + "_" + id + ".jsonl", lines));  // the file of a sweep that stopped
+    retention::retention_worker worker(*store_, *blobs_, clock_);
+    EXPECT_EQ(must(worker.sweep()).runs_archived, 1u);
+    EXPECT_EQ(must(blobs_->get("tenant-a", "blob://tenant-a/archive/runs/" + id + "_" + id + ".jsonl")), lines);
+    EXPECT_EQ(blobs_->get("tenant-a", "blob://tenant-a/archive/runs/" + id + "_" + id + ".2.jsonl").error(), errc::not_found);
 }
 
 // "Keep for ever" spelt as a huge age overflowed the cut-off into the future, and the sweep
