@@ -232,6 +232,7 @@ result<std::unique_ptr<platform>> open_platform(platform_options options) {
     p->transport = o.transport ? o.transport : p->own_transport.get();
 
     if (auto r = retention::validate(o.retention); !r) return r.error();
+    if (auto r = runs::validate(o.runs); !r) return r.error();
     if (auto r = validate_intervals(o); !r) return r.error();
     if (auto r = prepare_data_dir(o.data_dir); !r) return r.error();
     auto dir = fs::path(o.data_dir);

@@ -90,6 +90,30 @@ std::vector<std::unique_ptr<http::policy>> run_policies(run_service_options cons
 
 }  // namespace
 
+result<void> validate(run_service_options const& o) {
+    auto refuse = [](std::string_view name, std::string const& is, std::string_view want) -> result<void> {
+        return error{errc::invalid_argument, "run_service_options." + std::string(name) + " is " + is + "; " + std::string(want)};
+    };
+    auto ms = [](milliseconds d) { return std::to_string(d.count()) + " ms"; };
+    // A call's deadline: the transport refuses none, and a day is longer than any vendor call.
+    if (o.attempt_timeout <= 0ms || o.attempt_timeout > hours(24))
+        return refuse("attempt_timeout", ms(o.attempt_timeout), "each attempt needs a deadline between 1 ms and 24 hours");
+    if (o.retry.max_attempts < 1 || o.retry.max_attempts > 100)
+        return refuse("retry.max_attempts", std::to_string(o.retry.max_attempts), "count the first attempt too: 1 to 100");
+    for (auto [name, d] : {std::pair{"retry.base_delay", o.retry.base_delay}, std::pair{"retry.max_delay", o.retry.max_delay},
+                           std::pair{"retry.total_deadline", o.retry.total_deadline},
+                           std::pair{"max_rate_limit_wait", o.max_rate_limit_wait},
+                           std::pair{"binding_cache_ttl", o.binding_cache_ttl}, std::pair{"idempotency_wait", o.idempotency_wait},
+                           std::pair{"orphan_margin", o.orphan_margin}})
+        // A shorter orphan margin would let another process end a run still executing here.
+        if (d < 0ms || d > hours(24 * 7)) return refuse(name, ms(d), "a wait is between 0 and a week");
+    if (o.deferred_retries < 0 || o.deferred_retries > 100)
+        return refuse("deferred_retries", std::to_string(o.deferred_retries), "the retry worker's executions: 0 to 100");
+    if (o.write_behind_queue == 0)  // `execute` would wait for room for ever
+        return refuse("write_behind_queue", "0", "let at least one run wait for its record");
+    return {};
+}
+
 run_service::run_service(storage::store& store, credentials::credential_service& credentials, blobs::blob_store& blobs,
                          http::transport& transport, net::egress_policy egress, net::resolver& resolver,
                          clock const& clock, run_service_options options)
@@ -105,6 +129,7 @@ run_service::run_service(storage::store& store, credentials::credential_service&
     // One tenant's jobs (a retry's next attempt, which may resolve a slow name or fetch a token)
     // take at most half of the threads.
     pool_ = std::make_unique<detail::fair_pool>(options_.async_threads, 0, "integ-run-async");
+    if (auto valid = validate(options_); !valid) invalid_ = valid.error();
 }
 
 run_service::~run_service() {
@@ -247,6 +272,7 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
 }
 
 result<run_service::plan> run_service::prepare(request_context const& ctx, execute_request const& r) {
+    if (invalid_) return *invalid_;
     auto b = bind(ctx, r);
     if (!b) return b.error();
     plan out{std::move(*b), {}};

@@ -233,6 +233,17 @@ TEST(platform_test, a_retention_batch_of_zero_is_refused_at_open) {
     EXPECT_FALSE(fs::exists(tmp.path() / "data"));
 }
 
+TEST(platform_test, run_options_the_run_service_cannot_work_with_are_refused_at_open) {
+    temp_dir tmp;
+    auto options = quiet((tmp.path() / "data").string());
+    options.runs.attempt_timeout = std::chrono::milliseconds(0);
+    auto r = open_platform(options);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_NE(r.error().message().find("run_service_options.attempt_timeout"), std::string::npos) << r.error().message();
+    EXPECT_FALSE(fs::exists(tmp.path() / "data"));
+}
+
 TEST(platform_test, the_workers_relay_an_outbox_event_and_stop) {
     temp_dir tmp;
     auto options = quiet((tmp.path() / "data").string());

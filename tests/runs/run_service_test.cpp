@@ -539,6 +539,31 @@ TEST_F(run_service_test, the_retry_worker_escalates_an_unkeyed_post_the_vendor_m
     EXPECT_EQ(vendor_->requests().size(), 5u);
 }
 
+// A timeout of 0 is no deadline (the transport refused every call, each then a Failed run), no
+// attempt runs nothing, and an empty write-behind queue waited for ever: refused, naming the option.
+TEST_F(run_service_test, options_a_run_service_cannot_work_with_refuse_every_run_before_anything_is_recorded_or_sent) {
+    start({reply(200, "ok")});
+    std::vector<std::pair<runs::run_service_options, std::string>> cases{
+        {{.attempt_timeout = 0ms}, "run_service_options.attempt_timeout is 0 ms"},
+        {{.retry = {.max_attempts = 0}}, "run_service_options.retry.max_attempts is 0"},
+        {{.write_behind = true, .write_behind_queue = 0}, "run_service_options.write_behind_queue is 0"},
+        {{.orphan_margin = -1ms}, "run_service_options.orphan_margin is -1 ms"},
+        {{.deferred_retries = -1}, "run_service_options.deferred_retries is -1"},
+    };
+    for (auto& [options, says] : cases) {
+        EXPECT_EQ(runs::validate(options).error().message().find(says) != std::string::npos, true) << says;
+        runs::run_service service(*store_, credentials_, *blobs_, *transport_,
+                                  net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_, clock_, options);
+        auto out = service.execute(ctx_, send_sms());
+        ASSERT_FALSE(out) << says;
+        EXPECT_EQ(out.error(), errc::invalid_argument) << says;
+        EXPECT_NE(out.error().message().find(says), std::string::npos) << out.error().message();
+    }
+    EXPECT_TRUE(runs::validate({}));
+    EXPECT_TRUE(vendor_->requests().empty());
+    EXPECT_TRUE(must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().list({}, {}); })).items.empty());
+}
+
 TEST_F(run_service_test, an_empty_idempotency_key_is_refused_before_anything_is_sent) {
     start({reply(200, "ok")});  // sms.send names Idempotency-Key
     for (std::string const name : {"Idempotency-Key", "idempotency-key"}) {

@@ -138,6 +138,11 @@ struct run_service_options {
     std::chrono::milliseconds orphan_margin{30'000};
 };
 
+/** Checks options a run service cannot work with: no attempt, a timeout that is not a deadline,
+ *  a negative wait or count, an empty write-behind queue. `open_platform` refuses them; a run
+ *  service built with them refuses every run, naming the option. */
+INTEGRATION_EXPORT result<void> validate(run_service_options const& options);
+
 /** Executes governed runs. Thread-safe. */
 class INTEGRATION_EXPORT run_service {
 public:
@@ -381,6 +386,7 @@ private:
     net::egress_policy egress_;  // what `starts_without_blocking` checks a URL's host with
     clock const& clock_;
     run_service_options options_;
+    std::optional<error> invalid_;  // what `validate` refused in options_: every run is refused with it
     resilience::rate_limiter own_limiter_;
     http::scheduler twin_timer_ = http::waits_on({});  // ends a twin's wait (`idempotency_wait`)
     http::pipeline outbound_;  // every vendor call: trace, retry, egress, rate limit, breaker, auth, redirects
