@@ -4,6 +4,8 @@
 
 #include <integration/core/aggregate.hpp>
 
+#include "../detail/crypto.hpp"
+
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
@@ -81,23 +83,15 @@ result<std::size_t> retention_worker::archive(request_context const& ctx, std::s
     }
 }
 
-// An archive is never written over: rows a batch kept (changed after they were read) can be the
-// first and last of a later batch, whose name would then be this one's, and the rows this one
-// holds are deleted. The same rows again (a crash came between the file and the delete) are
-// already there.
+// An archive is named by its rows and its content, so it is never written over: rows a batch
+// kept (changed after they were read) can be the first and last of a later batch, and another
+// process's sweep may read a different batch with the same first and last; under the same name,
+// the later file lost the rows the earlier one's batch deleted. The same rows again (a crash came
+// between the file and the delete) are the same file.
 result<void> retention_worker::put_archive(request_context const& ctx, std::string const& name, std::string const& lines) {
-    auto key = name + ".jsonl";
-    for (int n = 2;; ++n) {
-        auto existing = blobs_.get(ctx.tenant_id, blobs::reference(ctx.tenant_id, key));
-        if (existing && *existing == lines) return {};
-        if (!existing && existing.error() != errc::not_found) return existing.error();
-        if (!existing) {
-            auto put = blobs_.put(ctx.tenant_id, key, lines);
-            if (!put) return put.error();
-            return {};
-        }
-        key = name + "." + std::to_string(n) + ".jsonl";
-    }
+    auto put = blobs_.put(ctx.tenant_id, name + "." + crypto::sha256_hex(lines).substr(0, 16) + ".jsonl", lines);
+    if (!put) return put.error();
+    return {};
 }
 
 result<std::size_t> retention_worker::purge_payloads(request_context const& ctx, time_point before) {

@@ -990,14 +990,19 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
         blocked = failures::classification{failures::failure_category::poison, "input_missing", request.error().detail(),
                                            failures::next_action::dead_letter, std::nullopt};
     }
+    // After an interruption the vendor may have acted on the last call: a run that is not sent
+    // again, for whatever reason, is for a person to check, not to dead-letter.
+    auto const after_interruption = [&](std::string why_not) {
+        return failures::classification{failures::failure_category::transient, std::string(interrupted),
+                                        "the process resuming this run stopped before it recorded the outcome, perhaps during "
+                                        "its call to the vendor, which may have acted on it; " + why_not +
+                                            ": check with the vendor before running it again",
+                                        failures::next_action::escalate, std::nullopt};
+    };
+    if (blocked && why == resume_reason::interrupted) blocked = after_interruption("it cannot run again (" + blocked->message + ")");
     if (blocked) return save(blocked, std::nullopt, false);
     if (why == resume_reason::interrupted && !repeatable(p->b->op, request->input.headers))
-        return save(failures::classification{failures::failure_category::transient, std::string(interrupted),
-                                             "the process resuming this run stopped during its call to the vendor, which may or may "
-                                             "not have acted on it; a request that could act twice is not sent again: check with the "
-                                             "vendor before running it again",
-                                             failures::next_action::escalate, std::nullopt},
-                    std::nullopt, false);
+        return save(after_interruption("a request that could act twice is not sent again"), std::nullopt, false);
 
     auto tried = attempt(ctx, *p, *request, run);  // no claim: the run is stored already
     auto& last = tried.last;

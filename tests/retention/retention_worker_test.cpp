@@ -69,6 +69,20 @@ protected:
         }));
     }
 
+    /** The keys of `tenant`'s archives of `kind` whose rows run from `first` to `last`. */
+    std::vector<std::string> archive_keys(std::string const& tenant, std::string const& kind, std::string const& first,
+                                          std::string const& last) {
+        return query_rows(dir_.file("b.db"), "SELECT key FROM blobs WHERE tenant_id = ? AND instr(key, ?) = 1 ORDER BY key",
+                          {tenant, "archive/" + kind + "/" + first + "_" + last + "."});
+    }
+
+    /** The reference of the one archive `archive_keys` finds. */
+    std::string archive_ref(std::string const& tenant, std::string const& kind, std::string const& first, std::string const& last) {
+        auto keys = archive_keys(tenant, kind, first, last);
+        EXPECT_EQ(keys.size(), 1u) << kind << " " << first << "_" << last;
+        return keys.empty() ? std::string() : blobs::reference(tenant, keys.front());
+    }
+
     std::size_t count_runs(request_context const& ctx) {
         return must(storage::read_for(*store_, ctx, [](storage::unit_of_work& uow) { return uow.runs().list({}, {.limit = 500}); }))
             .items.size();
@@ -110,19 +124,19 @@ TEST_F(retention_worker_test, runs_and_resolved_failures_are_archived_as_json_li
 
     // The archive holds every deleted row, as JSON lines, in its own tenant's partition.
     auto first = std::min(old_completed, old_failed), last = std::max(old_completed, old_failed);
-    auto lines = must(blobs_->get("tenant-a", "blob://tenant-a/archive/runs/" + first + "_" + last + ".jsonl"));
+    auto lines = must(blobs_->get("tenant-a", archive_ref("tenant-a", "runs", first, last)));
     std::vector<std::string> ids;
     for (std::size_t start = 0, end; (end = lines.find('\n', start)) != std::string::npos; start = end + 1)
         ids.push_back(std::string(boost::json::parse(lines.substr(start, end - start)).at("runId").as_string()));
     EXPECT_EQ(ids, (std::vector<std::string>{first, last}));
-    EXPECT_TRUE(blobs_->get("tenant-b", "blob://tenant-b/archive/runs/" + other_tenant + "_" + other_tenant + ".jsonl"));
-    EXPECT_EQ(blobs_->get("tenant-b", "blob://tenant-a/archive/runs/" + first + "_" + last + ".jsonl").error(), errc::not_found);
+    EXPECT_TRUE(blobs_->get("tenant-b", archive_ref("tenant-b", "runs", other_tenant, other_tenant)));
+    EXPECT_EQ(blobs_->get("tenant-b", archive_ref("tenant-a", "runs", first, last)).error(), errc::not_found);
 
     // A second sweep finds nothing more, and the archives outlive the body purge.
     clock_.advance(100 * 24h);
     auto again = must(worker.sweep());
     EXPECT_EQ(again.runs_archived, 1u);  // the recent run has now passed 180 days too
-    EXPECT_TRUE(blobs_->get("tenant-a", "blob://tenant-a/archive/runs/" + first + "_" + last + ".jsonl"));
+    EXPECT_TRUE(blobs_->get("tenant-a", archive_ref("tenant-a", "runs", first, last)));
 }
 
 // Small run bodies live in the store with their run (run_service's write-behind): they go by age
@@ -255,16 +269,19 @@ TEST_F(retention_worker_test, an_archive_is_never_written_over_by_a_later_batch_
     for (auto const& id : {ids[0], ids[2]}) update(id, deliver);
     clock_.advance(91 * 24h);
     EXPECT_EQ(must(worker.sweep()).deliveries_archived, 2u);
-    auto archived_ids = [&](std::string const& file) {
-        auto lines = must(blobs_->get("tenant-a", "blob://tenant-a/archive/deliveries/" + file));
+    auto archived_ids = [&](std::string const& key) {
+        auto lines = must(blobs_->get("tenant-a", blobs::reference("tenant-a", key)));
         std::vector<std::string> out;
         for (std::size_t start = 0, end; (end = lines.find('\n', start)) != std::string::npos; start = end + 1)
             out.push_back(std::string(boost::json::parse(lines.substr(start, end - start)).at("deliveryId").as_string()));
         return out;
     };
-    auto name = ids[0] + "_" + ids[2];
-    EXPECT_EQ(archived_ids(name + ".jsonl"), ids) << "the first batch's file keeps the row it alone holds";
-    EXPECT_EQ(archived_ids(name + ".2.jsonl"), (std::vector<std::string>{ids[0], ids[2]}));
+    auto keys = archive_keys("tenant-a", "deliveries", ids[0], ids[2]);
+    ASSERT_EQ(keys.size(), 2u);
+    std::vector<std::vector<std::string>> files{archived_ids(keys[0]), archived_ids(keys[1])};
+    std::sort(files.begin(), files.end(), [](auto const& a, auto const& b) { return a.size() > b.size(); });
+    EXPECT_EQ(files[0], ids) << "the first batch's file keeps the row it alone holds";
+    EXPECT_EQ(files[1], (std::vector<std::string>{ids[0], ids[2]}));
     EXPECT_EQ(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(ids[1]); }).error(),
               errc::not_found);
 }
@@ -273,16 +290,14 @@ TEST_F(retention_worker_test, an_archive_is_never_written_over_by_a_later_batch_
 TEST_F(retention_worker_test, archiving_the_same_rows_again_leaves_one_file) {
     auto id = finished_run(a_, false);
     clock_.advance(181 * 24h);
-    auto lines = std::string();
-    must(store_->read(a_, [&](storage::unit_of_work& uow) -> result<void> {
-        lines = boost::json::serialize(integration::aggregate_to_json(must(uow.runs().find(id)))) + "\n";
-        return {};
-    }));
-    must(blobs_->put("tenant-a", "archive/runs/" + id + "_" + id + ".jsonl", lines));  // the file of a sweep that stopped
+    exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_deletes BEFORE DELETE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
     retention::retention_worker worker(*store_, *blobs_, clock_);
+    EXPECT_FALSE(worker.sweep());  // the file is written, the delete refused
+    ASSERT_EQ(archive_keys("tenant-a", "runs", id, id).size(), 1u);
+    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_deletes;");
     EXPECT_EQ(must(worker.sweep()).runs_archived, 1u);
-    EXPECT_EQ(must(blobs_->get("tenant-a", "blob://tenant-a/archive/runs/" + id + "_" + id + ".jsonl")), lines);
-    EXPECT_EQ(blobs_->get("tenant-a", "blob://tenant-a/archive/runs/" + id + "_" + id + ".2.jsonl").error(), errc::not_found);
+    EXPECT_EQ(archive_keys("tenant-a", "runs", id, id).size(), 1u);
+    EXPECT_EQ(count_runs(a_), 0u);
 }
 
 // "Keep for ever" spelt as a huge age overflowed the cut-off into the future, and the sweep
@@ -457,13 +472,12 @@ TEST_F(retention_worker_test, webhook_payloads_are_purged_after_30_days_and_fini
     EXPECT_EQ(find(a_, delivered_early).error(), errc::not_found);
     EXPECT_EQ(find(b_, in_b).error(), errc::not_found);
     EXPECT_TRUE(find(a_, delivered_late)) << "finished 31 days ago: kept";
-    auto lines = must(blobs_->get("tenant-a", "blob://tenant-a/archive/deliveries/" + delivered_early + "_" +
-                                                  delivered_early + ".jsonl"));
+    auto lines = must(blobs_->get("tenant-a", archive_ref("tenant-a", "deliveries", delivered_early, delivered_early)));
     auto archived = boost::json::parse(lines.substr(0, lines.find('\n')));
     EXPECT_EQ(archived.at("deliveryId").as_string(), delivered_early);
     EXPECT_EQ(archived.at("status").as_string(), "Delivered");
     EXPECT_EQ(archived.at("deliveryAttempts").as_array().size(), 1u);
-    EXPECT_TRUE(blobs_->get("tenant-b", "blob://tenant-b/archive/deliveries/" + in_b + "_" + in_b + ".jsonl"));
+    EXPECT_TRUE(blobs_->get("tenant-b", archive_ref("tenant-b", "deliveries", in_b, in_b)));
 
     clock_.advance(60 * 24h);
     EXPECT_EQ(must(worker.sweep()).deliveries_archived, 1u);

@@ -1497,6 +1497,59 @@ TEST_F(run_service_test, an_unkeyed_post_whose_resume_was_killed_in_the_call_is_
     EXPECT_EQ(vendor_->requests().size(), 5u);
 }
 
+// A resume that called the vendor but could not record the outcome keeps its lease: the next
+// worker, once it lapses, does not send the POST again (before, it was released and due again).
+TEST_F(run_service_test, an_unkeyed_post_whose_resume_could_not_record_its_outcome_is_not_sent_again) {
+    auto const limited = reply(429, "", "Retry-After: 1\r\n");
+    start({limited, limited, limited, limited, reply(200, "charged"), reply(200, "charged twice")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_header = std::nullopt});
+    auto id = must(runs_->execute(ctx_, send_sms())).run.id();
+    exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 0u);  // the vendor was called; its outcome was not recorded
+    ASSERT_EQ(vendor_->requests().size(), 5u);
+    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_run_updates;");
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 0u);  // still this worker's
+    clock_.advance(3600s);
+    EXPECT_EQ(must(worker.sweep()), 1u);
+    EXPECT_EQ(vendor_->requests().size(), 5u);
+    EXPECT_EQ(status_of(*store_, ctx_, id), runs::run_status::failed);
+    auto f = failures_of(id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().error_code, "interrupted");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+}
+
+// An interrupted resume that cannot run the request again (its connection retired meanwhile)
+// escalates for a person to check with the vendor, instead of dead-lettering in silence.
+TEST_F(run_service_test, an_interrupted_run_that_cannot_run_again_escalates_instead_of_dead_lettering) {
+    auto const limited = reply(429, "", "Retry-After: 1\r\n");
+    start({limited, limited, limited, limited, reply(200, "charged")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.idempotency_header = std::nullopt});
+    auto id = must(runs_->execute(ctx_, send_sms())).run.id();
+    exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 0u);
+    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_run_updates;");
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(connection_id_));
+        must(c.retire("customer left"));
+        return uow.connections().save(c);
+    }));
+    runs_->forget(connection_id_);
+    clock_.advance(3600s);
+    EXPECT_EQ(must(worker.sweep()), 1u);
+    EXPECT_EQ(vendor_->requests().size(), 5u);
+    auto f = failures_of(id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().error_code, "interrupted");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+    EXPECT_NE(f[0].data().message.find("cannot run again"), std::string::npos) << f[0].data().message;
+}
+
 TEST_F(run_service_test, write_behind_records_every_run_after_flush_with_bodies_and_failures) {
     std::deque<std::string> script(5, reply(200, "ok"));
     script.push_back(reply(422, "bad"));

@@ -55,12 +55,12 @@ public:
                      retention_options options = {});
 
     /** For every tenant: writes expired runs, failures and deliveries to
-     *  `archive/runs/<first>_<last>.jsonl` (`archive/failures/...`, `archive/deliveries/...`) in
+     *  `archive/runs/<first>_<last>.<digest>.jsonl` (`archive/failures/...`, `archive/deliveries/...`) in
      *  the tenant's blob partition, then deletes them from the store; forgets old published
      *  events and deletes old published outbox rows; deletes old webhook payloads and clears
      *  their deliveries' `payloadRef`; then purges old blobs. An archive file is written before
-     *  its rows are deleted and is named by its rows (`<first>_<last>.2.jsonl` and so on when
-     *  other rows had that name: none is written over), and a payload is deleted before its
+     *  its rows are deleted and is named by its first and last ids and the first 16 hex digits
+     *  of its content's SHA-256 (none is written over by other rows), and a payload is deleted before its
      *  reference, so a sweep cut short does the same work again next time. Refuses options
      *  `validate` refuses, before touching anything. */
     result<retention_sweep> sweep();
@@ -69,7 +69,7 @@ private:
     template <class A, class Select, class Remove>
     result<std::size_t> archive(request_context const& ctx, std::string const& kind, Select select, Remove remove);
     result<std::size_t> purge_payloads(request_context const& ctx, time_point before);
-    /** Writes `lines` to `<name>.jsonl`, or the first of `<name>.N.jsonl` free or holding them. */
+    /** Writes `lines` to `<name>.<digest of lines>.jsonl`. */
     result<void> put_archive(request_context const& ctx, std::string const& name, std::string const& lines);
 
     storage::store& store_;
