@@ -194,6 +194,11 @@ result<webhook_delivery> publisher::replay(request_context const& ctx, std::stri
                                                   " has no payload any more (payloads are kept 30 days); publish the event again"};
         auto sub = uow.subscriptions().find(d->data().subscription_id.value_or(""));
         if (!sub) return sub.error();
+        auto held = uow.deliveries().leased(delivery_id, clock_.now());
+        if (!held) return held.error();
+        if (*held)
+            return error{errc::conflict, "delivery " + delivery_id +
+                                             " is being sent now; replay it once this attempt is recorded (its status changes)"};
         if (auto r = d->replay(sub->attempt_policy().max_attempts, clock_.now()); !r) return r.error();
         if (auto r = uow.deliveries().save(*d); !r) return r.error();
         return std::move(*d);

@@ -156,7 +156,9 @@ result<std::vector<std::string>> subscription_service::recover(request_context c
                                   .since = since};
         storage::page_request page{.limit = 500};
         do {
+            std::vector<std::string> page_ids;  // this page's, once its commit holds them
             outcome = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+                page_ids.clear();
                 auto s = uow.subscriptions().find(subscription_id);
                 if (!s) return s.error();
                 // Each replay gets the subscription's whole schedule again; an inactive
@@ -165,13 +167,19 @@ result<std::vector<std::string>> subscription_service::recover(request_context c
                 auto batch = uow.deliveries().list(q, page);
                 if (!batch) return batch.error();
                 for (auto& d : batch->items) {
+                    // One a worker is sending now is left to that attempt: replaying it would
+                    // take the lease away and send it a second time beside the first.
+                    auto held = uow.deliveries().leased(d.id(), now);
+                    if (!held) return held.error();
+                    if (*held) continue;
                     if (auto r = d.replay(attempts, now); !r) return r.error();
                     if (auto r = uow.deliveries().save(d); !r) return r.error();
+                    page_ids.push_back(d.id());
                 }
-                for (auto const& d : batch->items) replayed.push_back(d.id());
                 page.cursor = std::move(batch->next_cursor);
                 return {};
             });
+            if (outcome) replayed.insert(replayed.end(), page_ids.begin(), page_ids.end());
         } while (outcome && !page.cursor.empty());
         if (!outcome) break;
     }

@@ -173,6 +173,29 @@ TEST_F(publisher_test, replay_sends_a_delivery_again_with_the_same_id_and_stays_
     EXPECT_EQ(pub_.find(a_, "del-missing").error(), errc::not_found);
 }
 
+// A Failed delivery due again is leased to the worker that sends it: a replay then took the lease
+// away (saving gives it up), and the next claim sent it a second time beside the first.
+TEST_F(publisher_test, a_delivery_a_worker_is_sending_is_not_replayed_until_its_attempt_is_recorded) {
+    subscribe(a_, "order.*");
+    auto id = must(pub_.publish(a_, "order.paid", boost::json::value{{"orderId", "o-1"}})).delivery_ids.at(0);
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto d = must(uow.deliveries().find(id));
+        must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
+        return uow.deliveries().save(d);
+    }));
+    clock_.advance(6s);
+    auto claimed = must(store_->claim_deliveries(clock_.now(), "worker-1", clock_.now() + 60s, 10));
+    ASSERT_EQ(claimed.deliveries.size(), 1u);
+    auto replay = pub_.replay(a_, id);
+    ASSERT_FALSE(replay);
+    EXPECT_EQ(replay.error(), errc::conflict);
+    EXPECT_NE(replay.error().message().find("being sent now"), std::string::npos) << replay.error().message();
+    EXPECT_TRUE(must(store_->claim_deliveries(clock_.now(), "worker-2", clock_.now() + 60s, 10)).deliveries.empty())
+        << "still worker-1's: nobody else sends it";
+    clock_.advance(61s);  // the lease ran out (its worker stopped): a replay is allowed again
+    EXPECT_EQ(must(pub_.replay(a_, id)).status(), delivery_status::pending);
+}
+
 events::event_envelope run_completed(std::string tenant, std::string aggregate_type = "IntegrationRun") {
     events::event_envelope e;
     e.event_id = new_id(id_prefix::event, time_point{});

@@ -352,6 +352,28 @@ TEST_F(subscription_service_test, recover_replays_failed_and_dead_lettered_deliv
     EXPECT_TRUE(must(service_.recover(ctx_, sub.id(), since)).empty());
 }
 
+// A recover during an outage meets deliveries a worker is sending: those are left to their
+// attempt (replaying one took its lease away, and the next claim sent it beside the first).
+TEST_F(subscription_service_test, recover_leaves_a_delivery_a_worker_is_sending_to_that_attempt) {
+    auto sub = must(service_.subscribe(ctx_, spec())).subscription;
+    auto const since = clock_.now();
+    std::vector<std::string> ids;
+    for (int i = 0; i < 2; ++i) {
+        auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-" + std::to_string(i), std::nullopt));
+        must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.deliveries().save(d); }));
+        ids.push_back(d.id());
+    }
+    clock_.advance(6s);
+    auto claimed = must(store_->claim_deliveries(clock_.now(), "worker-1", clock_.now() + 60s, 1));
+    ASSERT_EQ(claimed.deliveries.size(), 1u);
+    auto const sending = claimed.deliveries[0].delivery.id();
+    auto const other = sending == ids[0] ? ids[1] : ids[0];
+    EXPECT_EQ(must(service_.recover(ctx_, sub.id(), since)), std::vector<std::string>{other});
+    EXPECT_TRUE(must(store_->claim_deliveries(clock_.now(), "worker-2", clock_.now() + 60s, 10)).deliveries.size() == 1u)
+        << "the replayed one only: the one in flight stays worker-1's";
+}
+
 // The store has one writer: a recover of a long outage's deliveries in one transaction held every
 // tenant's commits behind it. It replays a page (500) per unit of work.
 TEST_F(subscription_service_test, recover_replays_a_long_outage_in_units_of_at_most_500_deliveries) {

@@ -323,6 +323,9 @@ public:
     /** Deletes a delivery with its attempts and stored payload (retention, after archiving); a
      *  missing one is not an error. */
     virtual result<void> remove(std::string const& delivery_id) = 0;
+    /** Whether a delivery worker holds the delivery's lease at `now` (it may be sending it):
+     *  saving it then would take the lease away and send it twice. */
+    virtual result<bool> leased(std::string const& delivery_id, time_point now) = 0;
     /** Keeps a delivery's raw payload in the store, committed with the unit (small inbound
      *  payloads: no file and no fsync of their own); its `payloadRef` is `stored_payload_ref`. */
     virtual result<void> put_payload(std::string const& delivery_id, std::string_view bytes) = 0;

@@ -973,6 +973,16 @@ public:
         return r_.select(where, {to_unix_ms(before)}, "created_at, delivery_id", clamp_limit(limit));
     }
     result<void> remove(std::string const& id) override { return r_.remove(id); }
+    result<bool> leased(std::string const& id, time_point now) override {
+        auto st = w_.db.prepare("SELECT lease_until > ? FROM deliveries WHERE delivery_id = ? AND tenant_id = ?");
+        if (!st) return st.error();
+        (*st)->bind_all({to_unix_ms(now), id, w_.ctx.tenant_id});
+        auto row = (*st)->step();
+        if (!row) return row.error();
+        bool held = *row && !(*st)->is_null(0) && (*st)->int64(0) != 0;
+        (*st)->reset();
+        return held;
+    }
     result<void> put_payload(std::string const& id, std::string_view bytes) override {
         if (auto r = writable(w_, "deliveries().put_payload"); !r) return r;
         // The delivery must be this tenant's, and saved first.
