@@ -981,7 +981,7 @@ result<integration_credential> credential_service::complete_authorization(std::s
 result<credential_service::token> credential_service::refresh_authorization(request_context const& ctx,
                                                                             integration_credential const& c,
                                                                             secret_bytes const& stored, bool staged,
-                                                                            cached_token& entry) {
+                                                                            cached_token& entry, bool retried) {
     // After a rotation the entry holds the newest refresh token; the caller's may be spent.
     auto const& document = entry.document.empty() ? stored : entry.document;
     auto now = clock_.now();
@@ -1000,9 +1000,25 @@ result<credential_service::token> credential_service::refresh_authorization(requ
                        "&client_secret=" + http::form_encode(parts->first.view());
     auto t = token_request(s.token_url, std::move(body));
     if (!t) {
+        bool revoked = t.error().detail().find("invalid_grant") != std::string::npos;
+        if (revoked && !staged && !retried) {
+            // Another process may have used this refresh token and stored the one the provider
+            // rotated it to since this caller read the credential: that one is tried once before
+            // the credential counts as exhausted.
+            auto used = entry.document.empty() ? secret_ref::parse(c.data().key_vault_ref) : result<secret_ref>(error{errc::not_found, ""});
+            auto fresh = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); });
+            auto newest = fresh ? secret_ref::parse(fresh->data().key_vault_ref) : result<secret_ref>(fresh.error());
+            auto used_version = used ? used->version : entry.version;
+            if (newest && newest->version > used_version) {
+                if (auto doc = secrets_.get(ctx.tenant_id, *newest)) {
+                    entry.document = doc->clone();
+                    entry.version = newest->version;
+                    return refresh_authorization(ctx, *fresh, *doc, staged, entry, true);
+                }
+            }
+        }
         entry.last_failure = now;
         if (!entry.failing_since) entry.failing_since = now;
-        bool revoked = t.error().detail().find("invalid_grant") != std::string::npos;
         if (revoked || now - *entry.failing_since >= options_.refresh_exhausted_after) {
             entry.exhausted = true;
             mark_exhausted(ctx, c, revoked ? "the provider refused the refresh token (invalid_grant)"
@@ -1039,9 +1055,9 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         });
         // The access token is good either way. Unsaved, the new refresh token still serves this
         // process from the entry, and its next refresh saves the one after it; a verification's
-        // goes with its staged version.
+        // goes with its staged version. Saved, the entry keeps it too: a caller that read the
+        // credential before this refresh holds the spent token, and refreshes with the entry's.
         if (!saved && staged) return saved.error();
-        if (saved && !staged) entry.document.clear();  // the stored document is the newest again
     }
     return t;
 }

@@ -363,6 +363,56 @@ TEST_F(authorization_code_test, concurrent_callers_of_an_expiring_token_refresh_
     must(service_.resolve(ctx_, c.id()));  // the rotated token is the one stored
 }
 
+// A token that lives no longer than the refresh margin is refreshed at every use, and the provider
+// rotates the refresh token each time: a caller that read the credential before another caller's
+// refresh must use the rotated token the entry holds, not its spent copy (invalid_grant exhausted
+// the credential and degraded its connection, for a person to authorize again).
+TEST_F(authorization_code_test, callers_of_a_short_lived_token_never_send_a_spent_refresh_token) {
+    auto c = authorized();
+    credentials::credential_service short_lived{*store_, *vault_, fingerprints_, clock_, *transport_,
+                                               net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_,
+                                               {.refresh_margin = std::chrono::hours(2)}};  // longer than the tokens live
+    constexpr int callers = 8;
+    for (int round = 0; round < 3; ++round) {
+        std::atomic<int> ready{0};
+        std::vector<std::string> errors(callers);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < callers; ++i)
+            threads.emplace_back([&, i] {
+                ++ready;
+                while (ready < callers) std::this_thread::yield();
+                if (auto r = short_lived.resolve(ctx_, c.id()); !r) errors[i] = r.error().detail();
+            });
+        for (auto& t : threads) t.join();
+        for (auto const& e : errors) EXPECT_TRUE(e.empty()) << e;
+        for (int i = 0; i < 3; ++i) {
+            auto r = short_lived.resolve(ctx_, c.id());
+            EXPECT_TRUE(r) << (r ? "" : r.error().detail());
+        }
+    }
+    EXPECT_FALSE(short_lived.refresh_exhausted(c.id()));
+}
+
+// Two processes share the credential: the other one refreshed (the provider rotated the token)
+// between this one's read of the credential and its refresh, so this one's refresh token is
+// spent. It tries the one the other stored before counting the credential exhausted.
+TEST_F(authorization_code_test, a_refresh_token_another_process_spent_is_replaced_by_the_one_it_stored) {
+    auto c = authorized();
+    switchable_vault vault(*vault_);
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_,
+                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    vault.after_get = [&] {  // this process has read its refresh token; the other one refreshes now
+        service_.invalidate_token(c.id());
+        must(service_.resolve(ctx_, c.id()));
+    };
+    auto r = here.resolve(ctx_, c.id());
+    ASSERT_TRUE(r) << r.error().detail();
+    EXPECT_FALSE(here.refresh_exhausted(c.id()));
+    EXPECT_EQ(count_lines(count_file_), 3u) << "the exchange, the other process's refresh, the retry (the spent one was refused)";
+    here.invalidate_token(c.id());
+    must(here.resolve(ctx_, c.id()));
+}
+
 // Rotating an authorization-code credential verifies the new refresh token by using it; the
 // provider then rotates it, and the rotation keeps the token it returned, not the spent one.
 TEST_F(authorization_code_test, a_rotation_keeps_the_refresh_token_its_verification_was_given) {

@@ -288,8 +288,9 @@ private:
                                        token_fetch const& fetch);
     result<token> token_request(std::string const& url, std::string body);
     void add_builtin_schemes();
+    /** `retried`: this is the second try, with a document another process stored meanwhile. */
     result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
-                                        secret_bytes const& document, bool staged, cached_token& entry);
+                                        secret_bytes const& document, bool staged, cached_token& entry, bool retried = false);
     void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
     std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
     void forget_material(std::string const& credential_id);
