@@ -146,7 +146,7 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
              if (r->failed > 0)
                  p.log("warning", "credential-rotation: " + std::to_string(r->failed) +
                                       " rotations failed and are retried next sweep");
-             return r->rotated + r->escalated + r->failed;
+             return r->rotated + r->escalated + r->failed + r->abandoned;
          }},
         {"health-probe", std::chrono::duration_cast<std::chrono::milliseconds>(p.options.probes.interval),
          [&p] { return p.prober->sweep(); }},

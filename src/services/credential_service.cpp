@@ -206,6 +206,32 @@ result<integration_credential> credential_service::rotate(request_context const&
     return finished;
 }
 
+result<std::optional<integration_credential>> credential_service::abandon_rotation(request_context const& ctx,
+                                                                                   std::string const& credential_id,
+                                                                                   time_point started_before) {
+    std::optional<std::string> staged_uri;
+    auto ended = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<std::optional<integration_credential>> {
+        staged_uri.reset();
+        auto c = uow.credentials().find(credential_id);
+        if (!c) return c.error();
+        auto const* staged = c->staged_version();
+        if (c->status() != credential_status::rotating || !staged || staged->created_at >= started_before)
+            return std::optional<integration_credential>();
+        staged_uri = staged->key_vault_ref;
+        if (auto r = c->fail_rotation("the rotation to version " + std::to_string(staged->version) +
+                                          " never ended (the process rotating it stopped); the prior version stays active",
+                                      clock_.now());
+            !r)
+            return r.error();
+        if (auto r = uow.credentials().save(*c); !r) return r.error();
+        return std::optional(std::move(*c));
+    });
+    if (!ended || !*ended) return ended;
+    invalidate_token(credential_id);
+    if (auto ref = secret_ref::parse(*staged_uri)) (void)secrets_.disable(ctx.tenant_id, *ref);
+    return ended;
+}
+
 result<integration_credential> credential_service::revoke(request_context const& ctx, std::string const& credential_id,
                                                           std::string reason) {
     auto revoked = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {

@@ -46,7 +46,7 @@ result<rotation_sweep> rotation_worker::sweep() {
     auto now = clock_.now();
     for (auto const& tenant : *tenants) {
         auto ctx = request_context::for_tenant(tenant, "credential-rotation-worker");
-        std::vector<integration_credential> candidates;
+        std::vector<integration_credential> candidates, stuck;
         auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             // Every page: a due credential is not only among the first of a tenant (nor among the
             // first to expire, which stay due while no minter can rotate them).
@@ -54,13 +54,20 @@ result<rotation_sweep> rotation_worker::sweep() {
             do {
                 auto all = uow.credentials().list({}, page);
                 if (!all) return all.error();
-                for (auto& c : all->items)
+                for (auto& c : all->items) {
                     if (due(c, now)) candidates.push_back(std::move(c));
+                    else if (c.status() == credential_status::rotating) stuck.push_back(std::move(c));
+                }
                 page.cursor = std::move(all->next_cursor);
             } while (!page.cursor.empty());
             return {};
         });
         if (!r) return r.error();
+        for (auto const& c : stuck) {
+            auto ended = credentials_.abandon_rotation(ctx, c.id(), now - options_.abandoned_after);
+            if (!ended) return ended.error();
+            if (*ended) ++out.abandoned;
+        }
         for (auto const& c : candidates) {
             auto minted = options_.mint ? options_.mint(c) : std::nullopt;
             if (!minted) {

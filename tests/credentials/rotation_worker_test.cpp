@@ -2,6 +2,7 @@
 
 #include "storage/fixtures.hpp"
 #include "support/credential_doubles.hpp"
+#include "support/sqlite_file.hpp"
 
 #include <integration/backends/local_vault/local_secret_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
@@ -146,6 +147,33 @@ TEST_F(rotation_worker_test, every_due_credential_is_escalated_once_past_the_fir
             EXPECT_EQ(must(uow.failures().list({.credential_id = id}, {})).items.size(), 1u) << id;
         return {};
     }));
+}
+
+// A rotation whose end was never recorded (its process stopped, or its last commit failed) left
+// the credential Rotating for ever: neither rotated again nor refreshed. The sweep ends it.
+TEST_F(rotation_worker_test, a_rotation_left_unfinished_is_ended_on_the_prior_version) {
+    auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old")}));
+    auto refused = service_.rotate(a_, c.id(), secret_bytes("new"), [&](credentials::resolved_credential const&) -> result<void> {
+        exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_credentials BEFORE UPDATE ON credentials BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+        return {};
+    });
+    ASSERT_FALSE(refused);  // verified, but the commit that activates it failed
+    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_credentials;");
+    auto stuck = find(a_, c.id());
+    ASSERT_EQ(stuck.status(), credentials::credential_status::rotating);
+    auto staged_ref = must(credentials::secret_ref::parse(stuck.staged_version()->key_vault_ref));
+    credentials::rotation_worker worker(*store_, service_, clock_, {});
+    EXPECT_EQ(must(worker.sweep()).abandoned, 0u);  // it may still be under way
+    clock_.advance(std::chrono::minutes(11));
+    EXPECT_EQ(must(worker.sweep()).abandoned, 1u);
+    auto ended = find(a_, c.id());
+    EXPECT_EQ(ended.status(), credentials::credential_status::active);
+    EXPECT_EQ(ended.data().current_version, 1);
+    EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "old");
+    EXPECT_FALSE(real_vault_->get("tenant-a", staged_ref)) << "the staged secret is disabled";
+    auto again = must(service_.rotate(a_, c.id(), secret_bytes("newer"), [](auto const&) -> result<void> { return {}; }));
+    EXPECT_EQ(again.status(), credentials::credential_status::active);
+    EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "newer");
 }
 
 TEST_F(rotation_worker_test, a_vault_outage_keeps_the_old_version_and_the_next_sweep_retries) {

@@ -203,6 +203,13 @@ public:
     result<integration_credential> rotate(request_context const& ctx, std::string const& credential_id,
                                           secret_bytes new_secret, verifier const& verify,
                                           std::optional<time_point> new_expires_at = std::nullopt);
+    /** Ends a rotation that began (its version staged) before `started_before` and never ended:
+     *  the process rotating it stopped, and a Rotating credential can be neither rotated nor
+     *  refreshed. The prior version stays active, the staged one is Failed and disabled in the
+     *  secret store. Nothing happens (nullopt) when the credential is not Rotating or its
+     *  rotation is younger. The rotation worker calls it on every sweep. */
+    result<std::optional<integration_credential>> abandon_rotation(request_context const& ctx, std::string const& credential_id,
+                                                                   time_point started_before);
     /** Revokes the credential and disables its versions in the secret store; every connection
      *  using it is Unhealthy (an Active one Degraded) in the same commit, so it runs nothing. */
     result<integration_credential> revoke(request_context const& ctx, std::string const& credential_id,

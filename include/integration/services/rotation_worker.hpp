@@ -28,6 +28,9 @@ struct rotation_worker_options {
     std::function<verifier(request_context const&, integration_credential const&)> verifier_for;
     std::chrono::hours default_notice{24 * 7};  ///< Notice when a credential has no rotationPolicy.
     std::size_t batch = 100;                    ///< Credentials read per page; a sweep reads every page of each tenant.
+    /** A rotation still unfinished this long after it began was left by a process that stopped:
+     *  the sweep ends it (`credential_service::abandon_rotation`), and the credential is due again. */
+    std::chrono::minutes abandoned_after{10};
 };
 
 /** What one sweep did. */
@@ -35,6 +38,7 @@ struct rotation_sweep {
     std::size_t rotated = 0;
     std::size_t escalated = 0;   ///< Failures raised for credentials nothing could rotate.
     std::size_t failed = 0;      ///< Rotations that failed (verification or an outage); retried next sweep.
+    std::size_t abandoned = 0;   ///< Rotations a stopped process left unfinished, ended.
 };
 
 /** Sweeps every tenant's due credentials; state lives in the store, so a restart loses nothing. */
