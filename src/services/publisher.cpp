@@ -65,13 +65,15 @@ result<publication> record(storage::store& store, blobs::blob_store& blobs, cloc
         return publication{event.event_id, event.delivery_ids, false};
     });
     if (created || created.error() != errc::already_exists) return created;
-    // Another call recorded the same event or key first: answer what it did.
-    (void)blobs.remove(ctx.tenant_id, *ref);
+    // Another call recorded the same event or key first: answer what it did. The payload written
+    // here goes, unless it is the one that call's deliveries read (the same event fanned out
+    // twice writes one key: removing it lost the payload of every delivery the first made).
     auto earlier = storage::read_for(store, ctx, [&](storage::unit_of_work& uow) {
         return event.idempotency_key ? uow.published_events().find_by_idempotency_key(*event.idempotency_key)
                                      : uow.published_events().find(event.event_id);
     });
-    if (!earlier) return created.error();
+    if (!earlier) return created.error();  // left for retention, which purges it by age
+    if (earlier->payload_ref != event.payload_ref) (void)blobs.remove(ctx.tenant_id, *ref);
     return repeat_of(*earlier, event.payload_hash);
 }
 

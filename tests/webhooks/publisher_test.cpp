@@ -209,6 +209,43 @@ events::event_envelope run_completed(std::string tenant, std::string aggregate_t
     return e;
 }
 
+/** Runs `on_put` once, right after the next blob is written. */
+class hooked_put final : public blobs::blob_store {
+public:
+    explicit hooked_put(blobs::blob_store& inner) : inner_(inner) {}
+    std::function<void()> on_put;
+    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
+        auto out = inner_.put(tenant, key, data, d);
+        if (auto hook = std::exchange(on_put, nullptr)) hook();
+        return out;
+    }
+    result<std::string> get(std::string const& tenant, std::string const& ref) override { return inner_.get(tenant, ref); }
+    result<void> remove(std::string const& tenant, std::string const& ref) override { return inner_.remove(tenant, ref); }
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view prefix) override {
+        return inner_.purge_older_than(cutoff, prefix);
+    }
+
+private:
+    blobs::blob_store& inner_;
+};
+
+// Two relays (two processes) fan one outbox event out at once: the one that lost the race wrote
+// the same payload key and then removed it, and every delivery the winner made lost its payload.
+TEST_F(publisher_test, a_fan_out_that_loses_the_race_for_its_event_keeps_the_winners_payload) {
+    subscribe(a_, std::string(events::event_type::run_completed));
+    auto event = run_completed("tenant-a");
+    hooked_put racing(*blobs_);
+    publisher loser{*store_, racing, clock_};
+    racing.on_put = [&] { EXPECT_FALSE(must(pub_.fan_out(event)).repeated); };  // the winner commits first
+    auto lost = must(loser.fan_out(event));
+    EXPECT_TRUE(lost.repeated);
+    ASSERT_EQ(lost.delivery_ids.size(), 1u);
+    auto d = must(pub_.find(a_, lost.delivery_ids[0]));
+    auto body = blobs_->get("tenant-a", d.data().payload_ref.value_or(""));
+    ASSERT_TRUE(body) << "the delivery's payload was removed: " << body.error().message();
+    EXPECT_EQ(boost::json::parse(*body).at("eventId").as_string(), event.event_id);
+}
+
 TEST_F(publisher_test, a_domain_event_fans_out_once_with_its_envelope_as_payload) {
     auto sub = subscribe(a_, std::string(events::event_type::run_completed));
     auto filtered = subscribe(a_, std::string(events::event_type::run_completed),
