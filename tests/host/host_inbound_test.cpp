@@ -20,6 +20,7 @@
 #include <set>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 namespace integration::testing {
@@ -650,6 +651,25 @@ TEST_F(host_inbound, metrics_count_accepted_duplicate_and_rejected_by_reason) {
     // No connection id, tenant or secret becomes a label.
     EXPECT_EQ(m.body.find(id), std::string::npos);
     EXPECT_EQ(m.body.find(github_secret), std::string::npos);
+}
+
+// A canonical event's type comes from the vendor's body: a sender choosing a new one per request
+// grew the relayed-events metric by a series each. They count under their scheme.
+TEST_F(host_inbound, relayed_inbound_events_count_under_their_scheme_not_the_senders_type) {
+    auto id = connection("github", github_secret);
+    for (int i = 0; i < 3; ++i) {
+        auto body = R"({"action":"sender-chosen-)" + std::to_string(i) + R"(","number":1,"pull_request":{"title":"x"}})";
+        auto req = to_sign("github", github_secret, body);
+        req["id"] = "types-" + std::to_string(i);
+        EXPECT_EQ(post(target(id), sign(req), body).status, 202);
+    }
+    std::string body;
+    for (int i = 0; i < 300 && metric(body, "integration_events_published_total{type=\"github.*\"}") < 3; ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        body = ops().get("/metrics").body;
+    }
+    EXPECT_EQ(metric(body, "integration_events_published_total{type=\"github.*\"}"), 3) << body;
+    EXPECT_EQ(body.find("sender-chosen"), std::string::npos) << body;
 }
 
 }  // namespace
