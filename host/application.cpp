@@ -28,6 +28,15 @@ bool is_json_media_type(std::string_view ct) {
     return lower == "application/json" || (lower.starts_with("application/") && lower.ends_with("+json"));
 }
 
+constexpr std::string_view no_key_detail = "send `Authorization: Bearer <key>`; create a key with `integration-host keys create`";
+constexpr std::string_view unknown_key_detail = "the API key is not known";
+
+reply unauthorized(std::string_view detail) {
+    auto p = problem(401, "unauthorized", "Missing or unknown API key", std::string(detail));
+    p.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"integration\"");
+    return p;
+}
+
 std::string_view bearer_token(std::string_view auth) {
     if (auth.size() < 7) return {};
     std::string scheme(auth.substr(0, 7));
@@ -99,6 +108,16 @@ void application::observe(std::string_view method, std::string_view target, unsi
     services_.metrics.observe_request(route, method_label(method), status, latency);
 }
 
+std::optional<reply> application::refuse_before_body(router::match const& route, std::string_view authorization) const {
+    if (!route.h || route.options.who == access::open) return std::nullopt;
+    auto token = bearer_token(authorization);
+    if (token.empty()) return unauthorized(no_key_detail);
+    if (!services_.keys->found_without_store(token)) return std::nullopt;
+    auto owner = services_.keys->find(token);
+    if (owner && !*owner) return unauthorized(unknown_key_detail);
+    return std::nullopt;
+}
+
 std::size_t application::body_limit(router::match const& route) const {
     auto const& c = services_.config;
     if (route.h && route.options.vendor_webhook) return c.inbound_body_limit;
@@ -137,15 +156,10 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     if (m.options.who != access::open) {
         auto auth = req[beast_http::field::authorization];
         auto token = bearer_token(std::string_view(auth.data(), auth.size()));
-        auto unauthorized = [](std::string detail) {
-            auto p = problem(401, "unauthorized", "Missing or unknown API key", std::move(detail));
-            p.headers.emplace_back("WWW-Authenticate", "Bearer realm=\"integration\"");
-            return p;
-        };
-        if (token.empty()) return unauthorized("send `Authorization: Bearer <key>`; create a key with `integration-host keys create`");
+        if (token.empty()) return unauthorized(no_key_detail);
         auto owner = services_.keys->find(token);
         if (!owner) return problem_from(owner.error());
-        if (!*owner) return unauthorized("the API key is not known");
+        if (!*owner) return unauthorized(unknown_key_detail);
         if (auto const& c = services_.config; c.key_rate_limit > 0) {
             auto got = key_limits_.try_acquire((*owner)->key_hash, {static_cast<double>(c.key_rate_limit),
                                                                    static_cast<std::int64_t>(std::max(c.key_burst, std::size_t{1}))});

@@ -56,6 +56,13 @@ public:
      *  for unknown routes (whichever is smaller). */
     std::size_t body_limit(router::match const& route) const;
 
+    /** The 401 a request to `route` gets from its header alone, before its body is read: the
+     *  route needs an API key and `authorization` carries none, or one that is no key at all
+     *  (known without reading the store). None when the key must be looked up: the request is
+     *  then read and checked as usual. A client without a key cannot make the server buffer a
+     *  large body. */
+    std::optional<reply> refuse_before_body(router::match const& route, std::string_view authorization) const;
+
     /** Counts a connection the server refused (`why`: which limit), and logs the first refusal
      *  and every 100th (a flood must not flood the log too). */
     void refused_connection(std::string_view why);

@@ -248,8 +248,16 @@ private:
         // The header limit is global (it is read before routing); the body limit is the route's.
         if (!parser_->is_done()) {
             auto limit = route_body_limit();
-            if (auto length = parser_->content_length(); length && *length > limit) return parse_failed(beast_http::error::body_limit);
+            auto length = parser_->content_length();
+            if (length && *length > limit) return parse_failed(beast_http::error::body_limit);
             parser_->body_limit(limit);
+            // A large body is read only for a client that may send it: without a key (or with no
+            // key at all) the answer is 401 before it, and the connection closes.
+            if (!length || *length > state_.config.json_body_limit) {
+                auto auth = h[beast_http::field::authorization];
+                if (auto refused = state_.app.refuse_before_body(route_, std::string_view(auth.data(), auth.size())))
+                    return answer_and_close(std::move(*refused));
+            }
         }
         if (!parser_->is_done() && buffer_.size() > 0) {
             parser_->eager(true);
