@@ -108,14 +108,16 @@ void application::observe(std::string_view method, std::string_view target, unsi
     services_.metrics.observe_request(route, method_label(method), status, latency);
 }
 
-std::optional<reply> application::refuse_before_body(router::match const& route, std::string_view authorization) const {
-    if (!route.h || route.options.who == access::open) return std::nullopt;
+application::body_verdict application::check_before_body(router::match const& route, std::string_view authorization,
+                                                          bool may_read_store) const {
+    if (!route.h || route.options.who == access::open) return {};
     auto token = bearer_token(authorization);
-    if (token.empty()) return unauthorized(no_key_detail);
-    if (!services_.keys->found_without_store(token)) return std::nullopt;
+    if (token.empty()) return {unauthorized(no_key_detail)};
+    if (!may_read_store && !services_.keys->found_without_store(token)) return {std::nullopt, true};
     auto owner = services_.keys->find(token);
-    if (owner && !*owner) return unauthorized(unknown_key_detail);
-    return std::nullopt;
+    if (!owner) return {problem_from(owner.error())};
+    if (!*owner) return {unauthorized(unknown_key_detail)};
+    return {};
 }
 
 std::size_t application::body_limit(router::match const& route) const {

@@ -56,12 +56,16 @@ public:
      *  for unknown routes (whichever is smaller). */
     std::size_t body_limit(router::match const& route) const;
 
-    /** The 401 a request to `route` gets from its header alone, before its body is read: the
-     *  route needs an API key and `authorization` carries none, or one that is no key at all
-     *  (known without reading the store). None when the key must be looked up: the request is
-     *  then read and checked as usual. A client without a key cannot make the server buffer a
-     *  large body. */
-    std::optional<reply> refuse_before_body(router::match const& route, std::string_view authorization) const;
+    /** What the header of a request to `route` says before its body is read. */
+    struct body_verdict {
+        std::optional<reply> refusal;  ///< 401: the route needs a key and `authorization` has no known one.
+        bool undecided = false;        ///< The key is not cached: ask again with `may_read_store`.
+    };
+    /** Checks the API key of a request whose (large) body is still to come, so that a client
+     *  without a known key never makes the server read and hold its body. With `may_read_store`
+     *  false it answers at once (on the connection's thread), undecided when the key must be read
+     *  from the store. */
+    body_verdict check_before_body(router::match const& route, std::string_view authorization, bool may_read_store) const;
 
     /** Counts a connection the server refused (`why`: which limit), and logs the first refusal
      *  and every 100th (a flood must not flood the log too). */

@@ -80,13 +80,7 @@ namespace {
 // event name a tenant's sender chooses): as a label it would grow the series without bound, so
 // such types count under their scheme. The library's own event types are a fixed set.
 std::string event_label(std::string_view event_type) {
-    namespace t = events::event_type;
-    static constexpr std::string_view own[] = {
-        t::connection_established, t::connection_retired, t::integration_failed, t::provider_registered,
-        t::provider_deprecated, t::credential_rotated, t::credential_revoked, t::webhook_subscribed,
-        t::webhook_subscription_deactivated, t::webhook_subscription_reactivated, t::webhook_signing_secret_rotated,
-        t::webhook_delivered, t::api_client_registered, t::api_client_deprecated, t::run_completed,
-        t::failure_escalated, t::failure_resolved};
+    auto const& own = events::event_type::all;
     if (std::find(std::begin(own), std::end(own), event_type) != std::end(own)) return std::string(event_type);
     auto scheme = event_type.substr(0, event_type.find('.'));
     if (scheme.size() < event_type.size() && webhooks::parse_inbound_scheme(scheme)) return std::string(scheme) + ".*";

@@ -251,14 +251,31 @@ private:
             auto length = parser_->content_length();
             if (length && *length > limit) return parse_failed(beast_http::error::body_limit);
             parser_->body_limit(limit);
-            // A large body is read only for a client that may send it: without a key (or with no
-            // key at all) the answer is 401 before it, and the connection closes.
+            // A large body is read only for a client whose key is known: without one, or with
+            // one the store does not know, the answer is 401 before the body and the connection
+            // closes. A key not cached is looked up on a worker first (it may read the store).
             if (!length || *length > state_.config.json_body_limit) {
                 auto auth = h[beast_http::field::authorization];
-                if (auto refused = state_.app.refuse_before_body(route_, std::string_view(auth.data(), auth.size())))
-                    return answer_and_close(std::move(*refused));
+                std::string authorization(auth.data(), auth.size());
+                auto verdict = state_.app.check_before_body(route_, authorization, false);
+                if (verdict.refusal) return answer_and_close(std::move(*verdict.refusal));
+                if (verdict.undecided)
+                    return asio::post(state_.workers, [self = shared_from_this(), route = route_, authorization = std::move(authorization)] {
+                        auto looked_up = self->state_.app.check_before_body(route, authorization, true);
+                        asio::dispatch(self->stream_.get_executor(), [self, looked_up = std::move(looked_up)]() mutable {
+                            if (self->closed_) return;
+                            if (looked_up.refusal) return self->answer_and_close(std::move(*looked_up.refusal));
+                            self->start_body();
+                        });
+                    });
             }
         }
+        start_body();
+    }
+
+    // The body of a request whose header passed every check: what is buffered, then the rest.
+    void start_body() {
+        auto const& h = parser_->get();
         if (!parser_->is_done() && buffer_.size() > 0) {
             parser_->eager(true);
             beast::error_code body_ec;

@@ -189,6 +189,11 @@ result<integration_credential> credential_service::rotate(request_context const&
     auto finished = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
         auto c = uow.credentials().find(credential_id);
         if (!c) return c.error();
+        // The rotation worker may have ended this rotation (it ran past `abandoned_after`), and
+        // another may have staged its own since: only the version this call staged is ended here.
+        if (auto const* now_staged = c->staged_version(); !now_staged || now_staged->key_vault_ref != staged_ref->uri())
+            return error{errc::conflict, "the rotation to version " + std::to_string(staged_ref->version) +
+                                             " was ended meanwhile (it ran longer than the rotation worker waits); rotate again"};
         auto r = verdict ? c->complete_rotation(clock_.now(), new_expires_at)
                          : c->fail_rotation(verdict.error().detail(), clock_.now());
         if (!r) return r.error();

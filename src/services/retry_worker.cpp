@@ -80,10 +80,16 @@ std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::str
         // Deliveries, connections and credentials have their own workers; a run is ours.
         if (!again && f.data().source == failures::failure_source::run && f.data().run_id) {
             auto why = claimed->front().lease_lapsed ? resume_reason::interrupted : resume_reason::due;
-            // A resume that recorded no outcome (its save failed, perhaps after its call) keeps
-            // the lease: when it lapses, the next worker knows that the vendor may have acted.
-            if (auto r = runs_.resume(ctx, *f.data().run_id, why); r) ++handled;
-            else continue;
+            bool called = false;
+            auto r = runs_.resume(ctx, *f.data().run_id, why, &called);
+            if (r) {
+                ++handled;
+            } else {
+                if (!first_error) first_error = r.error();
+                // Its call's outcome unrecorded, the resume keeps the lease: when it lapses, the
+                // next worker knows that the vendor may have acted.
+                if (called) continue;
+            }
         }
         (void)store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.failures().release(f.id(), options_.owner); });
         if (again) break;

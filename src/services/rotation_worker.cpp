@@ -63,10 +63,10 @@ result<rotation_sweep> rotation_worker::sweep() {
             return {};
         });
         if (!r) return r.error();
-        for (auto const& c : stuck) {
+        for (auto const& c : stuck) {  // one credential's trouble ends no other's rotation
             auto ended = credentials_.abandon_rotation(ctx, c.id(), now - options_.abandoned_after);
-            if (!ended) return ended.error();
-            if (*ended) ++out.abandoned;
+            if (!ended) ++out.failed;
+            else if (*ended) ++out.abandoned;
         }
         for (auto const& c : candidates) {
             auto minted = options_.mint ? options_.mint(c) : std::nullopt;

@@ -922,7 +922,8 @@ result<void> run_service::flush() {
     return error{errc::storage_failure, std::to_string(n) + " runs could not be recorded: " + last_record_error_};
 }
 
-result<run_outcome> run_service::resume(request_context const& ctx, std::string const& run_id, resume_reason why) {
+result<run_outcome> run_service::resume(request_context const& ctx, std::string const& run_id, resume_reason why,
+                                        bool* called_vendor) {
     struct loaded {
         integration_run run;
         std::optional<failures::integration_failure> failure;
@@ -1004,6 +1005,7 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
     if (why == resume_reason::interrupted && !repeatable(p->b->op, request->input.headers))
         return save(after_interruption("a request that could act twice is not sent again"), std::nullopt, false);
 
+    if (called_vendor) *called_vendor = true;
     auto tried = attempt(ctx, *p, *request, run);  // no claim: the run is stored already
     auto& last = tried.last;
     auto& c = tried.failure;

@@ -7,6 +7,10 @@
 #include <integration/backends/local_vault/local_secret_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
+#include <thread>
+
+#include <future>
+
 namespace integration::testing {
 namespace {
 
@@ -174,6 +178,40 @@ TEST_F(rotation_worker_test, a_rotation_left_unfinished_is_ended_on_the_prior_ve
     auto again = must(service_.rotate(a_, c.id(), secret_bytes("newer"), [](auto const&) -> result<void> { return {}; }));
     EXPECT_EQ(again.status(), credentials::credential_status::active);
     EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "newer");
+}
+
+// A rotation that ran past `abandoned_after` was ended by the worker, and another was staged
+// meanwhile: the slow one's end must not activate the other's version, which nothing verified.
+TEST_F(rotation_worker_test, a_rotation_ended_by_the_worker_does_not_end_the_next_one) {
+    auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old")}));
+    credentials::rotation_worker worker(*store_, service_, clock_, {});
+    std::promise<void> staged, release;
+    std::thread other;
+    auto slow = service_.rotate(a_, c.id(), secret_bytes("slow"), [&](credentials::resolved_credential const&) -> result<void> {
+        clock_.advance(std::chrono::minutes(11));
+        EXPECT_EQ(must(worker.sweep()).abandoned, 1u);
+        other = std::thread([&] {
+            auto r = service_.rotate(a_, c.id(), secret_bytes("unverified"), [&](credentials::resolved_credential const&) -> result<void> {
+                staged.set_value();
+                release.get_future().wait();
+                return error{errc::forbidden, "the vendor refused it"};
+            });
+            EXPECT_FALSE(r);
+        });
+        staged.get_future().wait();  // the other rotation is staged and being verified
+        return {};
+    });
+    EXPECT_FALSE(slow);
+    if (!slow) {
+        EXPECT_EQ(slow.error(), errc::conflict);
+    }
+    EXPECT_EQ(find(a_, c.id()).status(), credentials::credential_status::rotating) << "the other rotation is still under way";
+    release.set_value();
+    other.join();
+    auto ended = find(a_, c.id());
+    EXPECT_EQ(ended.status(), credentials::credential_status::active);
+    EXPECT_EQ(ended.data().current_version, 1);
+    EXPECT_EQ(std::string(must(service_.resolve(a_, c.id())).headers.at(0).second.view()), "old");
 }
 
 TEST_F(rotation_worker_test, a_vault_outage_keeps_the_old_version_and_the_next_sweep_retries) {

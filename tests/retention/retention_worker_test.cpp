@@ -484,6 +484,26 @@ TEST_F(retention_worker_test, webhook_payloads_are_purged_after_30_days_and_fini
     EXPECT_EQ(must(worker.sweep()).deliveries_archived, 0u);
 }
 
+// Purging a payload saves its delivery, which gave up a worker's lease on it: the next claim sent
+// the delivery again beside the attempt in flight. One being sent keeps its payload this sweep.
+TEST_F(retention_worker_test, the_payload_of_a_delivery_being_sent_is_left_to_a_later_sweep) {
+    webhooks::publisher pub(*store_, *blobs_, clock_);
+    subscribe(a_, "order.*");
+    auto id = must(pub.publish(a_, "order.paid", boost::json::value{{"n", 1}})).delivery_ids.at(0);
+    clock_.advance(31 * 24h);
+    auto claimed = must(store_->claim_deliveries(clock_.now(), "worker-1", clock_.now() + 60s, 10));
+    ASSERT_EQ(claimed.deliveries.size(), 1u);
+    retention::retention_worker worker(*store_, *blobs_, clock_);
+    EXPECT_EQ(must(worker.sweep()).payloads_purged, 0u);
+    EXPECT_TRUE(must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); }))
+                    .data()
+                    .payload_ref);
+    EXPECT_TRUE(must(store_->claim_deliveries(clock_.now(), "worker-2", clock_.now() + 60s, 10)).deliveries.empty())
+        << "still worker-1's";
+    clock_.advance(61s);  // worker-1 stopped: its lease ran out
+    EXPECT_EQ(must(worker.sweep()).payloads_purged, 1u);
+}
+
 TEST_F(retention_worker_test, webhook_retention_follows_its_options) {
     webhooks::publisher pub(*store_, *blobs_, clock_);
     subscribe(a_, "*");

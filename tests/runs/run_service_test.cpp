@@ -1507,7 +1507,7 @@ TEST_F(run_service_test, an_unkeyed_post_whose_resume_could_not_record_its_outco
     exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
     runs::retry_worker worker(*store_, *runs_, clock_);
     clock_.advance(61s);
-    EXPECT_EQ(must(worker.sweep()), 0u);  // the vendor was called; its outcome was not recorded
+    EXPECT_FALSE(worker.sweep());  // the vendor was called; its outcome was not recorded
     ASSERT_EQ(vendor_->requests().size(), 5u);
     exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_run_updates;");
     clock_.advance(61s);
@@ -1522,6 +1522,32 @@ TEST_F(run_service_test, an_unkeyed_post_whose_resume_could_not_record_its_outco
     EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
 }
 
+// A resume that failed before it could call the vendor gives the lease back: the next sweep
+// resumes the run at once, as due (not as interrupted, a lease later).
+TEST_F(run_service_test, a_resume_that_failed_before_its_call_gives_its_lease_back) {
+    auto const limited = reply(429, "", "Retry-After: 1\r\n");
+    start({limited, limited, limited, limited, reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.idempotency_header = std::nullopt});
+    auto id = must(runs_->execute(ctx_, send_sms())).run.id();
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(connection_id_));
+        must(c.retire("customer left"));
+        return uow.connections().save(c);
+    }));
+    runs_->forget(connection_id_);
+    exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    clock_.advance(61s);
+    EXPECT_FALSE(worker.sweep());  // not executable, and that could not be recorded
+    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_run_updates;");
+    EXPECT_EQ(must(worker.sweep()), 1u);  // the lease was given back
+    EXPECT_EQ(vendor_->requests().size(), 4u);
+    auto f = failures_of(id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().error_code, "not_executable");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
+}
+
 // An interrupted resume that cannot run the request again (its connection retired meanwhile)
 // escalates for a person to check with the vendor, instead of dead-lettering in silence.
 TEST_F(run_service_test, an_interrupted_run_that_cannot_run_again_escalates_instead_of_dead_lettering) {
@@ -1532,7 +1558,7 @@ TEST_F(run_service_test, an_interrupted_run_that_cannot_run_again_escalates_inst
     exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
     runs::retry_worker worker(*store_, *runs_, clock_);
     clock_.advance(61s);
-    EXPECT_EQ(must(worker.sweep()), 0u);
+    EXPECT_FALSE(worker.sweep());
     exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_run_updates;");
     must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
         auto c = must(uow.connections().find(connection_id_));

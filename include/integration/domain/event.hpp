@@ -35,6 +35,12 @@ inline constexpr std::string_view api_client_deprecated = "ExternalApiClientDepr
 inline constexpr std::string_view run_completed = "IntegrationRunCompleted";
 inline constexpr std::string_view failure_escalated = "IntegrationFailureEscalated";
 inline constexpr std::string_view failure_resolved = "IntegrationFailureResolved";
+/** Every event type the library raises (a canonical inbound event's type is the vendor's). */
+inline constexpr std::string_view all[] = {
+    connection_established, connection_retired, integration_failed, provider_registered, provider_deprecated,
+    credential_rotated, credential_revoked, webhook_subscribed, webhook_subscription_deactivated,
+    webhook_subscription_reactivated, webhook_signing_secret_rotated, webhook_delivered, api_client_registered,
+    api_client_deprecated, run_completed, failure_escalated, failure_resolved};
 }  // namespace event_type
 
 /** The canonical envelope (schemaVersion 1). */

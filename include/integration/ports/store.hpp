@@ -317,7 +317,8 @@ public:
      *  is still the body of an event not yet published (`serialized_event::body_from_payload`). */
     virtual result<std::vector<webhooks::webhook_delivery>> ended_before(time_point before, std::size_t limit) = 0;
     /** Deliveries created before `before` that still reference a payload blob, oldest first;
-     *  not one whose stored payload is still the body of an event not yet published. */
+     *  not one whose stored payload is still the body of an event not yet published, nor one a
+     *  delivery worker holds the lease of (it may be sending it). */
     virtual result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before,
                                                                                std::size_t limit) = 0;
     /** Deletes a delivery with its attempts and stored payload (retention, after archiving); a

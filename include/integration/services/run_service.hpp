@@ -213,8 +213,10 @@ public:
      *  already ended only resolves its open failure. After `resume_reason::interrupted` a request
      *  that could act twice (a `POST` or `PATCH` with neither the operation's idempotency header
      *  nor a caller's `Idempotency-Key`) is not sent: the run fails and its failure escalates
-     *  (`interrupted`), for a person to check with the vendor. */
-    result<run_outcome> resume(request_context const& ctx, std::string const& run_id, resume_reason why = resume_reason::due);
+     *  (`interrupted`), for a person to check with the vendor. `called_vendor`, when given, is
+     *  set once the vendor may have been called: an error after that left the outcome unrecorded. */
+    result<run_outcome> resume(request_context const& ctx, std::string const& run_id, resume_reason why = resume_reason::due,
+                               bool* called_vendor = nullptr);
 
     /** Ends the runs of `ctx`'s tenant that a stopped process left Running: a run with no retry
      *  pending that started longer than `run_lease()` ago, and that this service is not executing,

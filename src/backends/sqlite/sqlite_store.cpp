@@ -969,8 +969,11 @@ public:
         return out;
     }
     result<std::vector<webhooks::webhook_delivery>> with_payload_before(time_point before, std::size_t limit) override {
-        static std::string const where = std::string("payload_ref IS NOT NULL AND created_at < ? AND ") + payload_not_pending_sql;
-        return r_.select(where, {to_unix_ms(before)}, "created_at, delivery_id", clamp_limit(limit));
+        // Not one a worker is sending: saving it would take the lease away, and the next claim
+        // would send it again beside the attempt in flight.
+        static std::string const where = std::string("payload_ref IS NOT NULL AND created_at < ? AND ") + payload_not_pending_sql +
+                                         " AND (lease_until IS NULL OR lease_until <= ?)";
+        return r_.select(where, {to_unix_ms(before), to_unix_ms(w_.clk.now())}, "created_at, delivery_id", clamp_limit(limit));
     }
     result<void> remove(std::string const& id) override { return r_.remove(id); }
     result<bool> leased(std::string const& id, time_point now) override {
