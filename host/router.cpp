@@ -168,11 +168,11 @@ router::match router::find(std::string_view method, std::string_view path) const
             ok = is_param(r.segments[i]) ? !segments[i].empty() : r.segments[i] == segments[i];
         if (!ok) continue;
         // HEAD is answered by the GET route (RFC 9110 9.3.2); the server sends no body.
-        if (r.method != method && !(method == "HEAD" && r.method == "GET")) {
+        if (r.method != method && !(method == "HEAD" && r.method == "GET" && !r.options.no_head)) {
             m.path_known = true;
             m.pattern = r.pattern;
             m.allowed.push_back(r.method);
-            if (r.method == "GET") m.allowed.emplace_back("HEAD");
+            if (r.method == "GET" && !r.options.no_head) m.allowed.emplace_back("HEAD");
             continue;
         }
         m.h = &r.h;

@@ -80,6 +80,9 @@ struct route_options {
      *  `call::offload` to the pool it would otherwise run on: a request that cannot block costs
      *  no hop to another thread and back. */
     bool starts_on_io_thread = false;
+    /** A GET that acts (the OAuth2 callback completes an exchange): HEAD is 405, not the GET run
+     *  without its body (a link checker's HEAD would use the code up). */
+    bool no_head = false;
 };
 
 /** `open`, `key` or `admin`, as the `routes` command prints it. */

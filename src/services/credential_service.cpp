@@ -179,6 +179,7 @@ result<integration_credential> credential_service::rotate(request_context const&
         (void)secrets_.disable(ctx.tenant_id, *staged_ref);
         return staged.error();
     }
+    auto const staged_version = staged->staged_version()->version;
     // 3. Verify the staged material.
     result<void> verdict;
     if (auto material = materialize(ctx, *staged, *staged_ref, false); !material)
@@ -190,8 +191,9 @@ result<integration_credential> credential_service::rotate(request_context const&
         auto c = uow.credentials().find(credential_id);
         if (!c) return c.error();
         // The rotation worker may have ended this rotation (it ran past `abandoned_after`), and
-        // another may have staged its own since: only the version this call staged is ended here.
-        if (auto const* now_staged = c->staged_version(); !now_staged || now_staged->key_vault_ref != staged_ref->uri())
+        // another may have staged its own since: only the version this call staged is ended here
+        // (its material may have been restaged meanwhile: a verification's refresh token rotated).
+        if (auto const* now_staged = c->staged_version(); !now_staged || now_staged->version != staged_version)
             return error{errc::conflict, "the rotation to version " + std::to_string(staged_ref->version) +
                                              " was ended meanwhile (it ran longer than the rotation worker waits); rotate again"};
         auto r = verdict ? c->complete_rotation(clock_.now(), new_expires_at)

@@ -196,6 +196,21 @@ protected:
         }));
         return id;
     }
+    /** The errors of `callers` threads resolving credential `id` through `service` at once. */
+    std::vector<std::string> resolve_at_once(credentials::credential_service& service, std::string const& id, int callers) {
+        std::atomic<int> ready{0};
+        std::vector<std::string> errors(static_cast<std::size_t>(callers));
+        std::vector<std::thread> threads;
+        for (int i = 0; i < callers; ++i)
+            threads.emplace_back([&, i] {
+                ++ready;
+                while (ready < callers) std::this_thread::yield();
+                if (auto r = service.resolve(ctx_, id); !r) errors[static_cast<std::size_t>(i)] = r.error().detail();
+            });
+        for (auto& t : threads) t.join();
+        std::erase(errors, std::string());
+        return errors;
+    }
     credentials::integration_credential authorized(std::optional<std::string> connection_id = {}) {
         auto start = must(service_.begin_authorization(ctx_, provider_id_, connection_id, settings(), secret_bytes("client-secret-1")));
         auto q = authorize(*transport_, start.url);
@@ -343,20 +358,7 @@ TEST_F(authorization_code_test, concurrent_callers_of_an_expiring_token_refresh_
     auto c = authorized();
     auto const before = count_lines(count_file_);
     clock_.advance(std::chrono::seconds(3600));  // the exchange's token has expired
-    constexpr int callers = 16;
-    std::atomic<int> ready{0}, ok{0};
-    std::vector<std::string> errors(callers);
-    std::vector<std::thread> threads;
-    for (int i = 0; i < callers; ++i)
-        threads.emplace_back([&, i] {
-            ++ready;
-            while (ready < callers) std::this_thread::yield();
-            if (auto r = service_.resolve(ctx_, c.id())) ++ok;
-            else errors[i] = r.error().detail();
-        });
-    for (auto& t : threads) t.join();
-    for (auto const& e : errors) EXPECT_TRUE(e.empty()) << e;
-    EXPECT_EQ(ok.load(), callers);
+    EXPECT_EQ(resolve_at_once(service_, c.id(), 16), std::vector<std::string>{});
     EXPECT_FALSE(service_.refresh_exhausted(c.id()));
     EXPECT_EQ(count_lines(count_file_), before + 1);
     service_.invalidate_token(c.id());
@@ -372,19 +374,8 @@ TEST_F(authorization_code_test, callers_of_a_short_lived_token_never_send_a_spen
     credentials::credential_service short_lived{*store_, *vault_, fingerprints_, clock_, *transport_,
                                                net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_,
                                                {.refresh_margin = std::chrono::hours(2)}};  // longer than the tokens live
-    constexpr int callers = 8;
     for (int round = 0; round < 3; ++round) {
-        std::atomic<int> ready{0};
-        std::vector<std::string> errors(callers);
-        std::vector<std::thread> threads;
-        for (int i = 0; i < callers; ++i)
-            threads.emplace_back([&, i] {
-                ++ready;
-                while (ready < callers) std::this_thread::yield();
-                if (auto r = short_lived.resolve(ctx_, c.id()); !r) errors[i] = r.error().detail();
-            });
-        for (auto& t : threads) t.join();
-        for (auto const& e : errors) EXPECT_TRUE(e.empty()) << e;
+        EXPECT_EQ(resolve_at_once(short_lived, c.id(), 8), std::vector<std::string>{});
         for (int i = 0; i < 3; ++i) {
             auto r = short_lived.resolve(ctx_, c.id());
             EXPECT_TRUE(r) << (r ? "" : r.error().detail());

@@ -213,6 +213,11 @@ TEST_F(host_auth_modes, the_callback_takes_a_state_once_and_refuses_a_wrong_or_m
     EXPECT_EQ(tokens(), tokens_before) << "no token was requested";
 
     auto again = query_of(authorize_in_browser(str(start_authorization(*a_, provider_).json(), "authorizationUrl")));
+    // A link checker's HEAD must not use the code up: 405, and the GET that follows completes.
+    auto head = api(port, "").call("HEAD", "/integrations/oauth2/callback?code=" + again["code"] + "&state=" + again["state"]);
+    EXPECT_EQ(head.status, 405);
+    EXPECT_EQ(head.headers["allow"], "GET");
+    EXPECT_EQ(tokens(), tokens_before) << "no token was requested";
     auto done = callback(port, "code=" + again["code"] + "&state=" + again["state"]);
     ASSERT_EQ(done.status, 201) << done.body;
     refused(callback(port, "code=" + again["code"] + "&state=" + again["state"]), 403, "authorization-refused");  // replayed

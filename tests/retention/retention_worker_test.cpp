@@ -4,6 +4,7 @@
 #include <integration/services/publisher.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/hooked_blobs.hpp"
 #include "support/sqlite_file.hpp"
 
 #include <integration/core/aggregate.hpp>
@@ -186,27 +187,6 @@ TEST_F(retention_worker_test, a_batch_of_zero_is_refused_with_what_to_set) {
     EXPECT_FALSE(retention::validate({.batch = 501}));
 }
 
-/** Runs `on_archive` once, right after the next archive file is written. */
-class hooked_blobs final : public blobs::blob_store {
-public:
-    explicit hooked_blobs(blobs::blob_store& inner) : inner_(inner) {}
-    std::function<void()> on_archive;
-    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
-        auto out = inner_.put(tenant, key, data, d);
-        if (key.starts_with("archive/"))
-            if (auto hook = std::exchange(on_archive, nullptr)) hook();
-        return out;
-    }
-    result<std::string> get(std::string const& tenant, std::string const& ref) override { return inner_.get(tenant, ref); }
-    result<void> remove(std::string const& tenant, std::string const& ref) override { return inner_.remove(tenant, ref); }
-    result<std::size_t> purge_older_than(time_point cutoff, std::string_view prefix) override {
-        return inner_.purge_older_than(cutoff, prefix);
-    }
-
-private:
-    blobs::blob_store& inner_;
-};
-
 // Archiving reads a batch, writes its file, then deletes the rows: a delivery replayed between
 // the file and the delete (Pending again, to be sent) was deleted, its new state nowhere. Only
 // rows still as they were archived go; the replayed one stays, to be archived once it ends.
@@ -222,8 +202,8 @@ TEST_F(retention_worker_test, a_row_that_changes_after_it_was_archived_is_not_de
             return uow.deliveries().save(d);
         }));
     clock_.advance(91 * 24h);
-    hooked_blobs hooked(*blobs_);
-    hooked.on_archive = [&] {
+    hooked_blobs hooked(*blobs_, "archive/");
+    hooked.after_put = [&] {
         must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
             auto d = must(uow.deliveries().find(ids[1]));
             must(d.replay(3, clock_.now()));
@@ -260,8 +240,8 @@ TEST_F(retention_worker_test, an_archive_is_never_written_over_by_a_later_batch_
     auto deliver = [&](webhooks::webhook_delivery& d) { must(d.record_success({0, 200, 4, {}, {}, clock_.now()})); };
     for (auto const& id : ids) update(id, deliver);
     clock_.advance(91 * 24h);
-    hooked_blobs hooked(*blobs_);
-    hooked.on_archive = [&] {  // the first and the last are replayed after the file is written
+    hooked_blobs hooked(*blobs_, "archive/");
+    hooked.after_put = [&] {  // the first and the last are replayed after the file is written
         for (auto const& id : {ids[0], ids[2]}) update(id, [&](webhooks::webhook_delivery& d) { must(d.replay(3, clock_.now())); });
     };
     retention::retention_worker worker(*store_, hooked, clock_);

@@ -283,6 +283,31 @@ protected:
         EXPECT_TRUE(WIFSIGNALED(status));
     }
 
+    /** An unkeyed POST the vendor refused unread (429) at all four attempts: Running, for the retry
+     *  worker, whose resume gets `then`. Returns the run's id. */
+    std::string unkeyed_post_waiting_for_the_worker(std::string then) {
+        auto const limited = reply(429, "", "Retry-After: 1\r\n");
+        start({limited, limited, limited, limited, std::move(then)}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+              {.idempotency_header = std::nullopt});
+        return must(runs_->execute(ctx_, send_sms())).run.id();
+    }
+
+    /** Makes every update of a run fail (a commit that records an outcome), or stops that. */
+    void refuse_run_updates(bool refuse) {
+        exec_sql(dir_.file("i.db"), refuse ? "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;"
+                                           : "DROP TRIGGER refuse_run_updates;");
+    }
+
+    /** Retires the fixture's connection, as a platform does (its bindings forgotten at once). */
+    void retire_connection() {
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto c = must(uow.connections().find(connection_id_));
+            must(c.retire("customer left"));
+            return uow.connections().save(c);
+        }));
+        runs_->forget(connection_id_);
+    }
+
     std::optional<runs::integration_run> run_with_key(std::string const& key) {
         auto run = storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find_by_idempotency_key(key); });
         if (!run) return std::nullopt;
@@ -1500,16 +1525,13 @@ TEST_F(run_service_test, an_unkeyed_post_whose_resume_was_killed_in_the_call_is_
 // A resume that called the vendor but could not record the outcome keeps its lease: the next
 // worker, once it lapses, does not send the POST again (before, it was released and due again).
 TEST_F(run_service_test, an_unkeyed_post_whose_resume_could_not_record_its_outcome_is_not_sent_again) {
-    auto const limited = reply(429, "", "Retry-After: 1\r\n");
-    start({limited, limited, limited, limited, reply(200, "charged"), reply(200, "charged twice")},
-          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_header = std::nullopt});
-    auto id = must(runs_->execute(ctx_, send_sms())).run.id();
-    exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    auto id = unkeyed_post_waiting_for_the_worker(reply(200, "charged"));
+    refuse_run_updates(true);
     runs::retry_worker worker(*store_, *runs_, clock_);
     clock_.advance(61s);
     EXPECT_FALSE(worker.sweep());  // the vendor was called; its outcome was not recorded
     ASSERT_EQ(vendor_->requests().size(), 5u);
-    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_run_updates;");
+    refuse_run_updates(false);
     clock_.advance(61s);
     EXPECT_EQ(must(worker.sweep()), 0u);  // still this worker's
     clock_.advance(3600s);
@@ -1525,21 +1547,13 @@ TEST_F(run_service_test, an_unkeyed_post_whose_resume_could_not_record_its_outco
 // A resume that failed before it could call the vendor gives the lease back: the next sweep
 // resumes the run at once, as due (not as interrupted, a lease later).
 TEST_F(run_service_test, a_resume_that_failed_before_its_call_gives_its_lease_back) {
-    auto const limited = reply(429, "", "Retry-After: 1\r\n");
-    start({limited, limited, limited, limited, reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
-          {.idempotency_header = std::nullopt});
-    auto id = must(runs_->execute(ctx_, send_sms())).run.id();
-    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
-        auto c = must(uow.connections().find(connection_id_));
-        must(c.retire("customer left"));
-        return uow.connections().save(c);
-    }));
-    runs_->forget(connection_id_);
-    exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    auto id = unkeyed_post_waiting_for_the_worker(reply(200, "ok"));
+    retire_connection();
+    refuse_run_updates(true);
     runs::retry_worker worker(*store_, *runs_, clock_);
     clock_.advance(61s);
     EXPECT_FALSE(worker.sweep());  // not executable, and that could not be recorded
-    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_run_updates;");
+    refuse_run_updates(false);
     EXPECT_EQ(must(worker.sweep()), 1u);  // the lease was given back
     EXPECT_EQ(vendor_->requests().size(), 4u);
     auto f = failures_of(id);
@@ -1551,21 +1565,13 @@ TEST_F(run_service_test, a_resume_that_failed_before_its_call_gives_its_lease_ba
 // An interrupted resume that cannot run the request again (its connection retired meanwhile)
 // escalates for a person to check with the vendor, instead of dead-lettering in silence.
 TEST_F(run_service_test, an_interrupted_run_that_cannot_run_again_escalates_instead_of_dead_lettering) {
-    auto const limited = reply(429, "", "Retry-After: 1\r\n");
-    start({limited, limited, limited, limited, reply(200, "charged")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
-          {.idempotency_header = std::nullopt});
-    auto id = must(runs_->execute(ctx_, send_sms())).run.id();
-    exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_run_updates BEFORE UPDATE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    auto id = unkeyed_post_waiting_for_the_worker(reply(200, "charged"));
+    refuse_run_updates(true);
     runs::retry_worker worker(*store_, *runs_, clock_);
     clock_.advance(61s);
     EXPECT_FALSE(worker.sweep());
-    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_run_updates;");
-    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
-        auto c = must(uow.connections().find(connection_id_));
-        must(c.retire("customer left"));
-        return uow.connections().save(c);
-    }));
-    runs_->forget(connection_id_);
+    refuse_run_updates(false);
+    retire_connection();
     clock_.advance(3600s);
     EXPECT_EQ(must(worker.sweep()), 1u);
     EXPECT_EQ(vendor_->requests().size(), 5u);

@@ -8,6 +8,7 @@
 #include <integration/services/outbox_relay.hpp>
 
 #include "storage/fixtures.hpp"
+#include "support/hooked_blobs.hpp"
 
 #include <boost/json.hpp>
 #include <gtest/gtest.h>
@@ -23,6 +24,7 @@ namespace {
 using namespace integration;
 using namespace integration::webhooks;
 using namespace std::chrono_literals;
+using integration::testing::hooked_blobs;
 using integration::testing::must;
 
 class publisher_test : public ::testing::Test {
@@ -209,34 +211,14 @@ events::event_envelope run_completed(std::string tenant, std::string aggregate_t
     return e;
 }
 
-/** Runs `on_put` once, right after the next blob is written. */
-class hooked_put final : public blobs::blob_store {
-public:
-    explicit hooked_put(blobs::blob_store& inner) : inner_(inner) {}
-    std::function<void()> on_put;
-    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
-        auto out = inner_.put(tenant, key, data, d);
-        if (auto hook = std::exchange(on_put, nullptr)) hook();
-        return out;
-    }
-    result<std::string> get(std::string const& tenant, std::string const& ref) override { return inner_.get(tenant, ref); }
-    result<void> remove(std::string const& tenant, std::string const& ref) override { return inner_.remove(tenant, ref); }
-    result<std::size_t> purge_older_than(time_point cutoff, std::string_view prefix) override {
-        return inner_.purge_older_than(cutoff, prefix);
-    }
-
-private:
-    blobs::blob_store& inner_;
-};
-
 // Two relays (two processes) fan one outbox event out at once: the one that lost the race wrote
 // the same payload key and then removed it, and every delivery the winner made lost its payload.
 TEST_F(publisher_test, a_fan_out_that_loses_the_race_for_its_event_keeps_the_winners_payload) {
     subscribe(a_, std::string(events::event_type::run_completed));
     auto event = run_completed("tenant-a");
-    hooked_put racing(*blobs_);
+    hooked_blobs racing(*blobs_);
     publisher loser{*store_, racing, clock_};
-    racing.on_put = [&] { EXPECT_FALSE(must(pub_.fan_out(event)).repeated); };  // the winner commits first
+    racing.after_put = [&] { EXPECT_FALSE(must(pub_.fan_out(event)).repeated); };  // the winner commits first
     auto lost = must(loser.fan_out(event));
     EXPECT_TRUE(lost.repeated);
     ASSERT_EQ(lost.delivery_ids.size(), 1u);
