@@ -63,8 +63,14 @@ result<std::size_t> retention_worker::archive(request_context const& ctx, std::s
         if (rows->empty()) return archived;
         std::string lines;
         for (auto const& a : *rows) lines += boost::json::serialize(aggregate_to_json(a)) + "\n";
-        if (auto put = put_archive(ctx, "archive/" + kind + "/" + rows->front().id() + "_" + rows->back().id(), lines); !put)
-            return put.error();
+        // Named by its rows and its content, so that no archive is ever written over: rows a
+        // batch kept (changed after they were read) can be the first and last of a later batch,
+        // and another process's sweep may read a different batch with the same first and last;
+        // under one name the later file lost the rows the earlier one's batch deleted. The same
+        // rows again (a crash came between the file and the delete) are the same file.
+        auto key = "archive/" + kind + "/" + rows->front().id() + "_" + rows->back().id() + "." +
+                   crypto::sha256_hex(lines).substr(0, 16) + ".jsonl";
+        if (auto put = blobs_.put(ctx.tenant_id, key, lines); !put) return put.error();
         auto removed = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             // Only rows still as archived: one changed since it was read (a delivery replayed,
             // Pending again) stays, and a later sweep archives it as it is then.
@@ -81,17 +87,6 @@ result<std::size_t> retention_worker::archive(request_context const& ctx, std::s
         archived += rows->size();
         if (rows->size() < options_.batch) return archived;
     }
-}
-
-// An archive is named by its rows and its content, so it is never written over: rows a batch
-// kept (changed after they were read) can be the first and last of a later batch, and another
-// process's sweep may read a different batch with the same first and last; under the same name,
-// the later file lost the rows the earlier one's batch deleted. The same rows again (a crash came
-// between the file and the delete) are the same file.
-result<void> retention_worker::put_archive(request_context const& ctx, std::string const& name, std::string const& lines) {
-    auto put = blobs_.put(ctx.tenant_id, name + "." + crypto::sha256_hex(lines).substr(0, 16) + ".jsonl", lines);
-    if (!put) return put.error();
-    return {};
 }
 
 result<std::size_t> retention_worker::purge_payloads(request_context const& ctx, time_point before) {

@@ -56,7 +56,8 @@ result<rotation_sweep> rotation_worker::sweep() {
                 if (!all) return all.error();
                 for (auto& c : all->items) {
                     if (due(c, now)) candidates.push_back(std::move(c));
-                    else if (c.status() == credential_status::rotating) stuck.push_back(std::move(c));
+                    else if (auto const* v = c.staged_version(); v && v->created_at < now - options_.abandoned_after)
+                        stuck.push_back(std::move(c));  // a rotation that should have ended long ago
                 }
                 page.cursor = std::move(all->next_cursor);
             } while (!page.cursor.empty());

@@ -69,8 +69,6 @@ private:
     template <class A, class Select, class Remove>
     result<std::size_t> archive(request_context const& ctx, std::string const& kind, Select select, Remove remove);
     result<std::size_t> purge_payloads(request_context const& ctx, time_point before);
-    /** Writes `lines` to `<name>.<digest of lines>.jsonl`. */
-    result<void> put_archive(request_context const& ctx, std::string const& name, std::string const& lines);
 
     storage::store& store_;
     blobs::blob_store& blobs_;
