@@ -1038,17 +1038,16 @@ result<credential_service::token> credential_service::refresh_authorization(requ
             // Another process may have used this refresh token and stored the one the provider
             // rotated it to since this caller read the credential: that one is tried once before
             // the credential counts as exhausted.
-            auto used = entry.document.empty() ? secret_ref::parse(c.data().key_vault_ref) : result<secret_ref>(error{errc::not_found, ""});
+            auto used_version = entry.version;  // the entry's document, else the caller's
+            if (auto used = secret_ref::parse(c.data().key_vault_ref); entry.document.empty() && used) used_version = used->version;
             auto fresh = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); });
             auto newest = fresh ? secret_ref::parse(fresh->data().key_vault_ref) : result<secret_ref>(fresh.error());
-            auto used_version = used ? used->version : entry.version;
-            if (newest && newest->version > used_version) {
+            if (newest && newest->version > used_version)
                 if (auto doc = secrets_.get(ctx.tenant_id, *newest)) {
                     entry.document = doc->clone();
                     entry.version = newest->version;
                     return refresh_authorization(ctx, *fresh, *doc, staged, entry, true);
                 }
-            }
         }
         entry.last_failure = now;
         if (!entry.failing_since) entry.failing_since = now;
