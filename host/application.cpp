@@ -141,10 +141,12 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     auto target = req.target();
     auto url = boost::urls::parse_origin_form(std::string_view(target.data(), target.size()));
     if (!url) return problem(400, "bad-request", "Malformed request target", "the request target is not a valid origin-form URL");
-    // Two credentials: which one would act is a guess, so neither does.
-    if (auto n = req.count(beast_http::field::authorization); n > 1)
-        return problem(400, "bad-request", "More than one Authorization header",
-                       "send one Authorization header, not " + std::to_string(n));
+    // Two credentials, two media types or two idempotency keys: which one would act is a guess
+    // (and a proxy in front may have guessed the other), so none does.
+    for (std::string_view name : {"Authorization", "Content-Type", "Idempotency-Key"})
+        if (auto n = req.count(boost::beast::string_view(name.data(), name.size())); n > 1)
+            return problem(400, "bad-request", "More than one " + std::string(name) + " header",
+                           "send one " + std::string(name) + " header, not " + std::to_string(n));
     if (!m.h) {
         auto encoded = url->encoded_path();
         std::string path(encoded.data(), encoded.size());
@@ -208,6 +210,16 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     // `?status=Failed&status=Running` has no one meaning; a vendor's webhook URL is its own.
     if (repeated && !m.options.vendor_webhook)
         return problem_from(error{errc::invalid_argument, "query parameter `" + *repeated + "` is given more than once"});
+    // A misspelt filter (`?stauts=Failed`) would otherwise list everything as if it had matched.
+    if (!m.options.vendor_webhook && !m.options.any_query)
+        for (auto const& [name, value] : c.query)
+            if (std::ranges::find(m.options.query, name) == m.options.query.end()) {
+                std::string takes;
+                for (auto q : m.options.query) takes += (takes.empty() ? "" : ", ") + std::string(q);
+                return problem_from(error{errc::invalid_argument,
+                                          "query parameter `" + name + "` is not one " + std::string(m.pattern) +
+                                              (takes.empty() ? " takes: it takes none" : " takes; it takes " + takes)});
+            }
     c.body = req.body();
     c.header = [&req](std::string_view name) {
         auto v = req[boost::beast::string_view(name.data(), name.size())];

@@ -77,13 +77,18 @@ int serve(std::vector<std::string> const& args) {
     return 0;
 }
 
-// Hidden: prints `METHOD PATTERN open|key|admin` per route, so tests can compare the router with
-// host/openapi.json. The handlers are registered on unopened services and never called.
+// Hidden: prints `METHOD PATTERN open|key|admin QUERY` per route (QUERY: the query parameters it
+// takes, comma-separated, or `-`), so tests can compare the router with host/openapi.json. The
+// handlers are registered on unopened services and never called.
 int routes() {
     host::services none;
     host::application app(none);
-    for (auto const& r : app.routes().routes())
-        std::cout << r.method << " " << r.pattern << " " << host::access_name(r.options.who) << "\n";
+    for (auto const& r : app.routes().routes()) {
+        std::string query;
+        for (auto q : r.options.query) query += (query.empty() ? "" : ",") + std::string(q);
+        std::cout << r.method << " " << r.pattern << " " << host::access_name(r.options.who) << " "
+                  << (query.empty() ? "-" : query) << "\n";
+    }
     return 0;
 }
 

@@ -229,4 +229,11 @@ result<storage::page_request> call::page() const {
     return p;
 }
 
+result<bool> call::query_flag(std::string_view name) const {
+    auto v = query_param(name);
+    if (!v || *v == "false") return false;
+    if (*v == "true") return true;
+    return error{errc::invalid_argument, std::string(name) + " must be true or false"};
+}
+
 }  // namespace integration::host

@@ -49,6 +49,8 @@ struct call {
     std::optional<std::string> query_param(std::string_view name) const;
     /** `limit` (1-500, default 50) and `cursor`. */
     result<storage::page_request> page() const;
+    /** A query parameter that is `true` or `false`; absent is `false`, anything else is refused. */
+    result<bool> query_flag(std::string_view name) const;
 };
 
 using handler = std::function<result<reply>(call&)>;
@@ -83,6 +85,11 @@ struct route_options {
     /** A GET that acts (the OAuth2 callback completes an exchange): HEAD is 405, not the GET run
      *  without its body (a link checker's HEAD would use the code up). */
     bool no_head = false;
+    /** The query parameters the route reads; any other is refused (400), unless `any_query`. */
+    std::vector<std::string_view> query;
+    /** A vendor calls the route (the OAuth2 callback): parameters beyond `query` are its own and
+     *  ignored. `vendor_webhook` implies it. */
+    bool any_query = false;
 };
 
 /** `open`, `key` or `admin`, as the `routes` command prints it. */

@@ -52,7 +52,7 @@ void add_connection_routes(router& r, services& s) {
         auto list = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.connections().list(q, *page); });
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<connections::integration_connection>));
-    });
+    }, {.query = {"projectId", "providerId", "status", "limit", "cursor"}});
 
     r.add("GET", "/integrations/connections/{connectionId}", [&s](call& c) -> result<reply> {
         auto found = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) {

@@ -88,7 +88,7 @@ void add_credential_routes(router& r, services& s) {
         auto list = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.credentials().list(q, *page); });
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render_credential));
-    });
+    }, {.query = {"providerId", "connectionId", "limit", "cursor"}});
 
     r.add("GET", "/integrations/credentials/{credentialId}", [&s](call& c) -> result<reply> {
         auto found = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) {

@@ -28,7 +28,7 @@ void add_provider_routes(router& r, services& s) {
         auto list = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.providers().list(*page); });
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<providers::integration_provider>));
-    });
+    }, {.query = {"limit", "cursor"}});
 
     r.add("GET", "/integrations/providers/{providerId}", [&s](call& c) -> result<reply> {
         auto p = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) {
@@ -59,7 +59,7 @@ void add_provider_routes(router& r, services& s) {
         });
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<providers::external_api_client>));
-    });
+    }, {.query = {"limit", "cursor"}});
 
     // Activating a provider activates its Registered clients first: the contract's 409 is for a
     // provider with no client at all.

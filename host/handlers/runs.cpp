@@ -155,7 +155,7 @@ void add_run_routes(router& r, services& s) {
         auto list = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.runs().list(q, *page); });
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<runs::integration_run>));
-    });
+    }, {.query = {"connectionId", "status", "limit", "cursor"}});
 
     r.add("GET", "/integrations/runs/{runId}", [&s](call& c) -> result<reply> {
         auto found = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow) { return uow.runs().find(c.params["runId"]); });
@@ -166,15 +166,17 @@ void add_run_routes(router& r, services& s) {
     r.add("GET", "/integrations/failures", [&s](call& c) -> result<reply> {
         auto page = c.page();
         if (!page) return page.error();
+        auto unresolved = c.query_flag("unresolved");
+        if (!unresolved) return unresolved.error();
         storage::failure_query q{.run_id = c.query_param("runId"),
                                  .delivery_id = c.query_param("deliveryId"),
-                                 .unresolved_only = c.query_param("unresolved") == "true",
+                                 .unresolved_only = *unresolved,
                                  .credential_id = c.query_param("credentialId"),
                                  .connection_id = c.query_param("connectionId")};
         auto list = s.failures->list(c.ctx, q, *page);
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<failures::integration_failure>));
-    });
+    }, {.query = {"runId", "deliveryId", "connectionId", "credentialId", "unresolved", "limit", "cursor"}});
 
     r.add("GET", "/integrations/failures/{failureId}", [&s](call& c) -> result<reply> {
         auto found = s.failures->find(c.ctx, c.params["failureId"]);

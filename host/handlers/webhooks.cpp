@@ -41,7 +41,7 @@ void add_webhook_routes(router& r, services& s) {
         auto list = s.subscriptions->list(c.ctx, *page);
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<webhooks::webhook_subscription>));
-    });
+    }, {.query = {"limit", "cursor"}});
 
     r.add("GET", "/webhooks/subscriptions/{subscriptionId}", [&s](call& c) -> result<reply> {
         auto found = s.subscriptions->find(c.ctx, c.params["subscriptionId"]);
@@ -128,7 +128,7 @@ void add_webhook_routes(router& r, services& s) {
         auto list = s.publisher->list(c.ctx, q, *page);
         if (!list) return list.error();
         return json_reply(200, page_json(*list, render<webhooks::webhook_delivery>));
-    });
+    }, {.query = {"direction", "subscriptionId", "connectionId", "status", "eventId", "limit", "cursor"}});
 
     r.add("GET", "/webhooks/deliveries/{deliveryId}", [&s](call& c) -> result<reply> {
         auto found = s.publisher->find(c.ctx, c.params["deliveryId"]);

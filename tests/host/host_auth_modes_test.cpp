@@ -218,7 +218,8 @@ TEST_F(host_auth_modes, the_callback_takes_a_state_once_and_refuses_a_wrong_or_m
     EXPECT_EQ(head.status, 405);
     EXPECT_EQ(head.headers["allow"], "GET");
     EXPECT_EQ(tokens(), tokens_before) << "no token was requested";
-    auto done = callback(port, "code=" + again["code"] + "&state=" + again["state"]);
+    // Parameters the provider adds (RFC 9207's `iss`, `scope`) are its own, not refused.
+    auto done = callback(port, "code=" + again["code"] + "&state=" + again["state"] + "&iss=http%3A%2F%2F127.0.0.1&scope=read");
     ASSERT_EQ(done.status, 201) << done.body;
     refused(callback(port, "code=" + again["code"] + "&state=" + again["state"]), 403, "authorization-refused");  // replayed
 

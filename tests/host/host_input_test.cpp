@@ -242,6 +242,54 @@ TEST_F(host_input, duplicate_authorization_headers_are_refused) {
     EXPECT_EQ(client().get("/integrations/providers").status, 200);
 }
 
+// Two Content-Type or Idempotency-Key headers are 400 like two Authorization headers: the host
+// would act on the first, a proxy in front may have read the last (the key that dedupes the run).
+TEST_F(host_input, duplicate_content_type_or_idempotency_key_headers_are_refused) {
+    std::string const body = R"({"connectionId": "conn-x", "operation": "x.send"})";
+    auto post = [&](std::string const& fields) {
+        return parse_answer(raw_exchange(host_->port(), "POST /integrations/runs HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer " +
+                                                            key_ + "\r\n" + fields + "Content-Length: " +
+                                                            std::to_string(body.size()) + "\r\nConnection: close\r\n\r\n" + body));
+    };
+    for (auto const& [fields, name] :
+         {std::pair{std::string("Content-Type: application/json\r\nContent-Type: text/plain\r\n"), "Content-Type"},
+          std::pair{std::string("Content-Type: application/json\r\nIdempotency-Key: a\r\nidempotency-key: b\r\n"),
+                    "Idempotency-Key"}}) {
+        auto answer = post(fields);
+        EXPECT_EQ(answer.status, 400) << answer.body;
+        EXPECT_EQ(str(answer.json(), "type"), "https://integration.dev/problems/bad-request") << answer.body;
+        EXPECT_NE(str(answer.json(), "detail").find(name), std::string::npos) << answer.body;
+    }
+    // One of each passes on to the route (whose connection does not exist).
+    auto one = post("Content-Type: application/json\r\nIdempotency-Key: a\r\n");
+    EXPECT_EQ(one.status, 404) << one.body;
+}
+
+// A query parameter the route does not take is 400 naming it, instead of being ignored: a
+// misspelt filter (`stauts`) listed every run as if it had matched. A flag is `true` or `false`.
+TEST_F(host_input, a_query_parameter_the_route_does_not_take_is_refused) {
+    auto misspelt = client().get("/integrations/runs?stauts=Failed");
+    EXPECT_EQ(misspelt.status, 400) << misspelt.body;
+    EXPECT_EQ(str(misspelt.json(), "type"), "https://integration.dev/problems/validation") << misspelt.body;
+    EXPECT_NE(str(misspelt.json(), "detail").find("`stauts`"), std::string::npos) << misspelt.body;
+    EXPECT_NE(str(misspelt.json(), "detail").find("status"), std::string::npos) << misspelt.body;  // what it takes
+    for (auto const* target : {"/integrations/providers?dryRun=true", "/integrations/providers/prov-1?expand=clients",
+                               "/webhooks/deliveries?tenant=other"}) {
+        auto answer = client().get(target);
+        EXPECT_EQ(answer.status, 400) << target << answer.body;
+    }
+    auto on_post = client().post("/integrations/providers?force=1", json::object{});
+    EXPECT_EQ(on_post.status, 400) << on_post.body;
+    EXPECT_NE(str(on_post.json(), "detail").find("takes none"), std::string::npos) << on_post.body;
+
+    auto yes = client().get("/integrations/failures?unresolved=yes");
+    EXPECT_EQ(yes.status, 400) << yes.body;
+    EXPECT_NE(str(yes.json(), "detail").find("unresolved must be true or false"), std::string::npos) << yes.body;
+    EXPECT_EQ(client().get("/integrations/failures?unresolved=true").status, 200);
+    EXPECT_EQ(client().get("/integrations/failures?unresolved=false&limit=5").status, 200);
+    EXPECT_EQ(client().get("/integrations/runs?status=Failed&limit=1").status, 200);
+}
+
 // Finding 18: a JSON object with a key twice is 400 naming the key, at any depth and on every
 // route that reads a body, instead of the last one silently winning.
 TEST_F(host_input, duplicate_json_keys_are_refused_naming_the_key) {
