@@ -96,7 +96,7 @@ result<void> integration_failure::resolve(source_outcome outcome, time_point now
     d_.resolved_at = truncate_ms(now);
     d_.next_attempt_at.reset();
     raise(std::string(events::event_type::failure_resolved),
-          {{"failureId", d_.failure_id}, {"sourceId", source_id()},
+          {{"failureId", d_.failure_id}, {"source", to_string(d_.source)}, {"sourceId", source_id()},
            {"outcome", outcome == source_outcome::succeeded ? "Succeeded" : "DeadLettered"}});
     return {};
 }

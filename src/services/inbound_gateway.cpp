@@ -4,6 +4,7 @@
 
 #include <integration/domain/failure.hpp>
 #include <integration/domain/inbound_body.hpp>
+#include <integration/outbound/token_bucket.hpp>
 #include <integration/services/webhook_signature.hpp>
 
 #include "../detail/cache_margin.hpp"
@@ -64,17 +65,21 @@ struct refusal_record {
     failures::integration_failure failure;
 };
 
+/** `unrecorded`: refusals of the connection before this one that `refusal_record_burst` left out. */
 result<refusal_record> refusal_of(request_context const& ctx, time_point now, std::string const& connection_id,
                                   std::string const& provider_id, std::string const& event_type,
-                                  inbound_refusal const& refusal, std::string_view body, signature_status signature) {
+                                  inbound_refusal const& refusal, std::string_view body, signature_status signature,
+                                  std::uint64_t unrecorded = 0) {
     auto code = std::string(to_string(refusal.reason));
     auto d = webhook_delivery::refused_inbound(ctx, now, connection_id, provider_id, event_type, code, signature);
     if (!d) return d.error();
+    auto message = refusal.detail + "; the body began: " + integration::utf8_excerpt(body, excerpt_bytes);
+    if (unrecorded > 0)
+        message += "; " + std::to_string(unrecorded) +
+                   " refusals on this connection before this one were not recorded (refusal_record_burst)";
     failures::classification c{
         is_poison(refusal.reason) ? failures::failure_category::poison : failures::failure_category::validation,
-        code,
-        refusal.detail + "; the body began: " + integration::utf8_excerpt(body, excerpt_bytes),
-        failures::next_action::dead_letter, std::nullopt};
+        code, std::move(message), failures::next_action::dead_letter, std::nullopt};
     auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d->id(), provider_id, c);
     if (!f) return f.error();
     // A refused request is never received again (the sender's retry is a new request), so its
@@ -128,10 +133,38 @@ struct inbound_gateway::endpoint_cache {
     std::uint64_t generation = 0;
 };
 
+// Only connections that exist and take webhooks reach it, so it holds at most one entry each.
+struct inbound_gateway::refusal_budget {
+    explicit refusal_budget(clock const& c, inbound_gateway_options const& o)
+        : limiter(c),
+          profile{.requests_per_second = 1000.0 / static_cast<double>(std::max<std::int64_t>(o.refusal_record_interval.count(), 1)),
+                  .burst = static_cast<std::int64_t>(std::max<std::size_t>(o.refusal_record_burst, 1))} {}
+
+    /** Whether a refusal on `connection_id` is recorded; if so, how many before it were not. */
+    std::optional<std::uint64_t> take(std::string const& connection_id) {
+        auto got = limiter.try_acquire(connection_id, profile);
+        std::lock_guard lock(mutex);
+        if (!got.granted) {
+            ++unrecorded[connection_id];
+            return std::nullopt;
+        }
+        auto it = unrecorded.find(connection_id);
+        if (it == unrecorded.end()) return 0;
+        auto n = it->second;
+        unrecorded.erase(it);
+        return n;
+    }
+
+    resilience::rate_limiter limiter;
+    integration::rate_limit_profile profile;
+    std::mutex mutex;
+    std::unordered_map<std::string, std::uint64_t> unrecorded;
+};
+
 inbound_gateway::inbound_gateway(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
                                  clock const& clock, inbound_gateway_options options)
     : store_(store), secrets_(secrets), blobs_(blobs), clock_(clock), options_(options),
-      cache_(std::make_unique<endpoint_cache>()) {
+      cache_(std::make_unique<endpoint_cache>()), budget_(std::make_unique<refusal_budget>(clock, options)) {
     options_.tolerance_s = std::clamp(options_.tolerance_s, min_tolerance_s, max_tolerance_s);
 }
 
@@ -444,8 +477,19 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
 void inbound_gateway::refuse(request_context const& ctx, endpoint const& e, inbound_outcome out,
                              std::string const& event_type, inbound_refusal refusal, std::string_view body,
                              signature_status signature, outcome_handler done) {
-    auto rec = refusal_of(ctx, clock_.now(), e.record.registration.connection_id, e.record.provider_id, event_type, refusal,
-                          body, signature);
+    auto const& connection_id = e.record.registration.connection_id;
+    std::uint64_t unrecorded = 0;
+    if (signature != signature_status::verified) {
+        auto taken = budget_->take(connection_id);
+        if (!taken) {
+            out.outcome = inbound_outcome::kind::rejected;
+            out.refusal = std::move(refusal);
+            return done(std::move(out));
+        }
+        unrecorded = *taken;
+    }
+    auto rec = refusal_of(ctx, clock_.now(), connection_id, e.record.provider_id, event_type, refusal, body, signature,
+                          unrecorded);
     if (!rec) return done(rec.error());
     out.outcome = inbound_outcome::kind::rejected;
     out.delivery_id = rec->delivery.id();

@@ -130,8 +130,11 @@ result<publication> publisher::fan_out(events::event_envelope const& event) {
     if (!wants(event)) return none;
     // The failure a dead-lettered delivery records is a delivery's state as well (see `wants`,
     // which sees no event's data): fanned out, a `*` subscription whose endpoint refused the
-    // delivery would get one about that failure, fail it too, and so on.
-    if (event.event_type == events::event_type::integration_failed && event.aggregate_type == "IntegrationFailure")
+    // delivery would get one about that failure, fail it too, and so on. Its resolution likewise
+    // (every refused inbound request records one resolved at once: one sent out per forged request).
+    if ((event.event_type == events::event_type::integration_failed ||
+         event.event_type == events::event_type::failure_resolved) &&
+        event.aggregate_type == "IntegrationFailure")
         if (auto const* source = event.data.if_contains("source"); source && source->is_string() && source->get_string() == "Delivery")
             return none;
     auto ctx = request_context::for_tenant(event.tenant_id, "webhook-publisher");

@@ -195,6 +195,7 @@ TEST_F(failure_test, resolves_when_the_source_succeeded_or_was_dead_lettered) {
         auto const& e = f.pending_events().back();
         EXPECT_EQ(e.event_type, resolved_event);
         EXPECT_EQ(e.data.at("failureId").as_string(), f.id());
+        EXPECT_EQ(e.data.at("source").as_string(), "Run");  // what the publisher leaves a delivery's out by
         EXPECT_EQ(e.data.at("sourceId").as_string(), run_id);
         EXPECT_EQ(e.data.at("outcome").as_string(), text);
     }

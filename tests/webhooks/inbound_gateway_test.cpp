@@ -531,6 +531,82 @@ TEST_F(inbound_gateway_test, a_bad_signature_is_recorded_with_a_capped_excerpt_a
     EXPECT_EQ(receive(*real).outcome, inbound_outcome::kind::accepted);
 }
 
+// Anyone who knows a connection's URL can send forged requests; each recorded refusal is kept
+// for months. Past `refusal_record_burst` per connection they are answered the same but written
+// nowhere, and genuine deliveries are still accepted meanwhile.
+TEST_F(inbound_gateway_test, forged_requests_past_the_burst_are_refused_without_being_recorded) {
+    auto failed_deliveries = [&] { return rows_in(dir_.file("i.db"), "deliveries WHERE status = 'Failed'"); };
+    auto recorded = 0;
+    for (int i = 0; i < 1000; ++i) {
+        auto forged = github("not-the-secret", "forged-" + std::to_string(i), pr_opened(i));
+        auto out = receive(*forged);
+        ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+        ASSERT_EQ(out.refusal->reason, inbound_rejection::signature_mismatch);
+        EXPECT_EQ(out.tenant_id, "tenant-a");
+        if (!out.delivery_id.empty()) ++recorded;
+        if (i % 100 == 99) {
+            auto real = github(secret_, "real-" + std::to_string(i), pr_opened(i));
+            EXPECT_EQ(receive(*real).outcome, inbound_outcome::kind::accepted);
+        }
+    }
+    EXPECT_EQ(recorded, 20);  // the default burst; the clock stood still
+    EXPECT_EQ(failed_deliveries(), 20);
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "failures"), 20);
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "deliveries WHERE status = 'Accepted'"), 10);
+
+    // Another connection's budget is its own; a refusal whose signature verified is always recorded.
+    must(gateway_.register_endpoint(b_, conn_b_, inbound_scheme::github, secret_bytes(std::string_view(secret_))));
+    auto other = github("not-the-secret", "forged-b", pr_opened(1));
+    EXPECT_FALSE(receive(*other, conn_b_).delivery_id.empty());
+    auto poison = github(secret_, "poison-1", "not json");
+    auto poisoned = receive(*poison);
+    EXPECT_EQ(poisoned.refusal->reason, inbound_rejection::malformed_body);
+    EXPECT_FALSE(poisoned.delivery_id.empty());
+
+    // Refilled at one per refusal_record_interval (6 s): the next recorded one says how many were not.
+    clock_.advance(6s);
+    auto later = github("not-the-secret", "forged-later", pr_opened(1));
+    auto out = receive(*later);
+    ASSERT_FALSE(out.delivery_id.empty());
+    auto f = failures_of(a_, out.delivery_id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_NE(f[0].data().message.find("980 refusals on this connection before this one were not recorded"),
+              std::string::npos)
+        << f[0].data().message;
+    auto next = github("not-the-secret", "forged-next", pr_opened(1));
+    EXPECT_TRUE(receive(*next).delivery_id.empty());
+}
+
+// The budget holds under concurrency, and a refusal past it is answered on the caller's thread
+// without a unit on the store's writer.
+TEST_F(inbound_gateway_test, refusals_past_the_burst_from_many_threads_write_nothing) {
+    inbound_gateway tight{*store_, *vault_, *blobs_, clock_, {.refusal_record_burst = 5}};
+    must(tight.register_endpoint(a_, conn_a_, inbound_scheme::github, secret_bytes(std::string_view(secret_))));
+    auto units_before = storage::sqlite_store_stats(*store_)->units;
+    std::atomic<int> recorded{0}, on_caller{0};
+    std::vector<std::thread> threads;
+    for (int t = 0; t < 8; ++t)
+        threads.emplace_back([&, t] {
+            for (int i = 0; i < 125; ++i) {
+                auto forged = github("not-the-secret", "f-" + std::to_string(t) + "-" + std::to_string(i), pr_opened(i));
+                auto const caller = std::this_thread::get_id();
+                std::promise<void> told;
+                tight.receive(conn_a_, forged->view(), [&](result<inbound_outcome> r) {
+                    EXPECT_TRUE(r && r->outcome == inbound_outcome::kind::rejected);
+                    if (r && !r->delivery_id.empty()) ++recorded;
+                    else if (std::this_thread::get_id() == caller) ++on_caller;
+                    told.set_value();
+                });
+                told.get_future().wait();
+            }
+        });
+    for (auto& th : threads) th.join();
+    EXPECT_EQ(recorded.load(), 5);
+    EXPECT_EQ(on_caller.load(), 995);
+    EXPECT_LE(storage::sqlite_store_stats(*store_)->units - units_before, 5u);
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "failures"), 5);
+}
+
 TEST_F(inbound_gateway_test, a_verified_body_that_is_not_json_or_nests_too_deep_is_poison) {
     for (auto const& body : {std::string("not json"), std::string(100'000, '[') + std::string(100'000, ']'),
                              std::string(""), std::string("{\"a\":\"\xff\xfe\"}")}) {

@@ -270,6 +270,12 @@ TEST_F(publisher_test, events_without_a_subscriber_a_tenant_or_of_a_delivery_its
     failed_delivery.event_type = std::string(events::event_type::integration_failed);
     failed_delivery.data = {{"failureId", "fail-1"}, {"source", "Delivery"}, {"sourceId", "del-1"}};
     EXPECT_TRUE(must(pub_.fan_out(failed_delivery)).delivery_ids.empty());
+    // Nor its resolution: every refused inbound request records a failure resolved at once, and
+    // a forged request would otherwise cost an outbound delivery to every `*` subscription.
+    auto resolved_delivery = failed_delivery;
+    resolved_delivery.event_type = std::string(events::event_type::failure_resolved);
+    resolved_delivery.data = {{"failureId", "fail-1"}, {"source", "Delivery"}, {"sourceId", "del-1"}, {"outcome", "DeadLettered"}};
+    EXPECT_TRUE(must(pub_.fan_out(resolved_delivery)).delivery_ids.empty());
     EXPECT_EQ(deliveries_of(a_, all), 0u);
     EXPECT_EQ(must(blobs_->purge_older_than(clock_.now() + 1h)), 0u) << "no payload was written";
     // A run's failure is fanned out like any event.
@@ -277,6 +283,10 @@ TEST_F(publisher_test, events_without_a_subscriber_a_tenant_or_of_a_delivery_its
     failed_run.event_type = std::string(events::event_type::integration_failed);
     failed_run.data = {{"failureId", "fail-2"}, {"source", "Run"}, {"sourceId", "run-1"}};
     EXPECT_EQ(must(pub_.fan_out(failed_run)).delivery_ids.size(), 1u);
+    auto resolved_run = failed_run;
+    resolved_run.event_id = new_id(id_prefix::event, time_point{});
+    resolved_run.event_type = std::string(events::event_type::failure_resolved);
+    EXPECT_EQ(must(pub_.fan_out(resolved_run)).delivery_ids.size(), 1u);
 }
 
 /** The relay over the same store, fanning every event out as the platform wires it: each
