@@ -212,6 +212,9 @@ std::string host_metrics::render(std::vector<std::pair<std::string, resilience::
                "Webhook subscriptions the worker deactivated: consecutive failures or a 410 Gone.");
         out += "integration_webhook_subscriptions_disabled_total " +
                std::to_string(d.subscriptions_disabled_total.load()) + "\n";
+        header(out, "integration_webhook_local_failures_total", "counter",
+               "Webhook deliveries put off because their payload or signing secret could not be read (not counted against the endpoint).");
+        out += "integration_webhook_local_failures_total " + std::to_string(d.local_failures_total.load()) + "\n";
     }
     header(out, "integration_breaker_state", "gauge", "Circuit breaker of each connection that has run: 0 closed, 1 open, 2 half-open.");
     for (auto const& [connection, state] : breakers)

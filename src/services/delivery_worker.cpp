@@ -47,7 +47,8 @@ struct outcome {
     std::string tenant_id;
     webhook_delivery delivery;  // as leased: its version proves the lease at save time
     time_point attempted_at;
-    std::optional<time_point> defer_until;  // the rate limit said "not now": no attempt
+    std::optional<time_point> defer_until;  // the rate limit said "not now", or a local failure: no attempt
+    bool payload_gone = false;              // retention purged the payload: dead-lettered, no attempt
     std::optional<int> status;
     std::optional<std::string> error;  // no answer, or nothing was sent
     std::string excerpt;
@@ -64,10 +65,11 @@ struct recording {
     std::vector<outcome> items;
     // Built by the worker before the writer sees them: each attempted item's delivery with its
     // outcome applied and its events serialized (`attempts`, recorded in one call), each
-    // rate-limited one deferred (`deferrals`). `slot[i]` is item i's index in its vector, or -1
+    // rate-limited or locally failed one deferred, each without a payload abandoned (`unsent`).
+    // `slot[i]` is item i's index in its vector, or -1
     // when the delivery is no longer sendable (e.g. replayed meanwhile).
     std::vector<storage::prepared_attempt> attempts;
-    std::vector<webhook_delivery> deferrals;
+    std::vector<webhook_delivery> unsent;  // deferred or abandoned
     std::vector<std::ptrdiff_t> slot;
     std::uint64_t delivered = 0, failed = 0, dead = 0, disabled = 0;
 };
@@ -205,12 +207,20 @@ struct delivery_worker::state {
 };
 
 void delivery_worker::state::start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now) {
-    outcome o{std::move(c.tenant_id), std::move(c.delivery), now, {}, {}, {}, {}, {}, {}};
+    outcome o{std::move(c.tenant_id), std::move(c.delivery), now, {}, false, {}, {}, {}, {}, {}, {}};
     auto const& tenant = o.tenant_id;
     o.retry_delay = jittered(sub.delay_before(o.delivery.data().attempts + 2));
     o.max_delay = milliseconds(sub.attempt_policy().max_delay_ms);
-    auto fail_now = [&](std::string why) {
-        o.error = std::move(why);
+    // What the worker cannot read is its own failure, not the endpoint's: no attempt is counted
+    // (a vault outage would otherwise disable every subscription). A payload retention purged
+    // never comes back: that delivery ends.
+    auto unreadable = [&] {
+        o.defer_until = now + options.local_retry;
+        stats.local_failures_total.fetch_add(1);
+        hand_over(std::move(o), false);
+    };
+    auto purged = [&] {
+        o.payload_gone = true;
         hand_over(std::move(o), false);
     };
     if (auto per_second = sub.data().max_per_second) {
@@ -229,14 +239,14 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         }
     }
     auto const& d = o.delivery.data();
-    if (!d.payload_ref) return fail_now("the delivery has no payload");
+    if (!d.payload_ref) return purged();
     auto body = payload(tenant, *d.payload_ref);
-    if (!body) return fail_now("the payload could not be read");
+    if (!body) return body.error() == errc::not_found ? purged() : unreadable();
     sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing,
                  now + longest_timeout + options.lease_margin};
     for (auto const& uri : sub.signing_secret_refs(now)) {
         auto k = secret(tenant, uri);
-        if (!k) return fail_now("the signing secret could not be read");
+        if (!k) return unreadable();
         next.keys.push_back((*k)->clone());
     }
     {
@@ -283,7 +293,9 @@ void delivery_worker::state::send(outcome o, sending next) {
     }
     // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
     // go out beside the one a worker makes after claiming it again.
-    if (clock_.now() + next.timeout > next.lease_until) return gone(o.tenant_id);
+    // Half the margin is kept for recording the outcome: a send that ends as its lease does could
+    // be claimed and sent again before its outcome commits.
+    if (clock_.now() + next.timeout + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);
     if (!pin)
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
@@ -330,7 +342,7 @@ void delivery_worker::state::send(outcome o, sending next) {
 void delivery_worker::state::prepare(recording& batch, request_context const& ctx) {
     auto now = clock_.now();
     batch.attempts.clear();
-    batch.deferrals.clear();
+    batch.unsent.clear();
     batch.slot.clear();
     batch.attempts.reserve(batch.items.size());
     for (auto const& o : batch.items) {
@@ -338,6 +350,8 @@ void delivery_worker::state::prepare(recording& batch, request_context const& ct
         result<void> applied;
         if (o.defer_until) {
             applied = d.defer(*o.defer_until);
+        } else if (o.payload_gone) {
+            applied = d.abandon("its payload was purged by retention (kept 30 days) before it could be delivered");
         } else {
             delivery_attempt a{.attempt = d.data().attempts + 1,
                                .http_status = o.status,
@@ -355,9 +369,9 @@ void delivery_worker::state::prepare(recording& batch, request_context const& ct
         }
         if (!applied) {
             batch.slot.push_back(-1);
-        } else if (o.defer_until) {
-            batch.slot.push_back(static_cast<std::ptrdiff_t>(batch.deferrals.size()));
-            batch.deferrals.push_back(std::move(d));  // no attempt: `save`d
+        } else if (o.defer_until || o.payload_gone) {
+            batch.slot.push_back(static_cast<std::ptrdiff_t>(batch.unsent.size()));
+            batch.unsent.push_back(std::move(d));  // no attempt: `save`d
         } else {
             batch.slot.push_back(static_cast<std::ptrdiff_t>(batch.attempts.size()));
             batch.attempts.push_back(storage::prepare_attempt(std::move(d), ctx, now, store.event_source()));
@@ -381,14 +395,29 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
         }
         return it->second ? &*it->second : nullptr;
     };
-    // A save that conflicts means another worker took the lease over: its outcome wins.
-    for (auto& d : batch.deferrals)
-        if (auto s = uow.deliveries().save(d); !s && s.error() != errc::conflict) return s;
     if (auto s = uow.deliveries().record_prepared_attempts(batch.attempts); !s) return s;
     for (std::size_t i = 0; i < batch.items.size(); ++i) {
         auto const& o = batch.items[i];
-        // Not sendable any more (e.g. replayed meanwhile), deferred, or taken over: nothing more.
-        if (batch.slot[i] < 0 || o.defer_until) continue;
+        if (batch.slot[i] < 0) continue;  // not sendable any more (e.g. replayed meanwhile)
+        if (o.defer_until || o.payload_gone) {
+            auto& d = batch.unsent[static_cast<std::size_t>(batch.slot[i])];
+            // A save that conflicts means another worker took the lease over: its outcome wins.
+            if (auto s = uow.deliveries().save(d); !s) {
+                if (s.error() == errc::conflict) continue;
+                return s;
+            }
+            if (!o.payload_gone) continue;
+            // Not the endpoint's doing: the subscription's count of failures is left alone.
+            ++batch.dead;
+            failures::classification c{failures::failure_category::validation, "payload_expired",
+                                       "delivery dead-lettered unsent: its payload was purged by retention (kept 30 days) "
+                                       "before it could be delivered; publish the event again",
+                                       failures::next_action::dead_letter, std::nullopt};
+            auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
+            if (!f) return f.error();
+            if (auto r = uow.failures().save(*f); !r) return r;
+            continue;
+        }
         auto const& p = batch.attempts[static_cast<std::size_t>(batch.slot[i])];
         if (!p.recorded) continue;
         auto const& d = p.delivery;

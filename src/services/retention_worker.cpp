@@ -97,29 +97,45 @@ result<std::size_t> retention_worker::purge_payloads(request_context const& ctx,
         });
         if (!rows) return rows.error();
         if (rows->empty()) return purged;
-        // One event's deliveries share its payload; deleting a missing blob is not an error. A
-        // small inbound payload lives in the store: it goes with its reference, below.
-        for (auto const& d : *rows) {
-            auto const& ref = *d.data().payload_ref;
-            if (storage::is_stored_payload_ref(ref)) continue;
-            if (auto r = blobs_.remove(ctx.tenant_id, ref); !r) return r.error();
-        }
+        // References first, blobs after their commit: a delivery a worker claimed since the read
+        // keeps its payload (saving it would end the lease, and the next claim send it twice).
+        // A crash between the two leaves blobs nobody references, which the purge by write time
+        // below removes. One event's deliveries share its payload; deleting a missing blob is
+        // not an error. A small inbound payload lives in the store: it goes with its reference.
+        std::vector<std::string> unreferenced;
+        std::size_t forgotten = 0;
         auto cleared = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            unreferenced.clear();
+            forgotten = 0;
+            auto now = clock_.now();
             for (auto const& old : *rows) {
                 auto d = uow.deliveries().find(old.id());  // current, so this save never conflicts
                 if (!d) {
                     if (d.error() == errc::not_found) continue;
                     return d.error();
                 }
-                if (d->data().payload_ref && storage::is_stored_payload_ref(*d->data().payload_ref))
+                auto held = uow.deliveries().leased(d->id(), now);
+                if (!held) return held.error();
+                if (*held || !d->data().payload_ref) continue;
+                auto const& ref = *d->data().payload_ref;
+                if (storage::is_stored_payload_ref(ref)) {
                     if (auto r = uow.deliveries().remove_payload(d->id()); !r) return r;
+                } else {
+                    unreferenced.push_back(ref);
+                }
                 d->forget_payload();
                 if (auto r = uow.deliveries().save(*d); !r) return r;
+                ++forgotten;
             }
             return {};
         });
         if (!cleared) return cleared.error();
-        purged += rows->size();
+        std::ranges::sort(unreferenced);
+        auto const repeats = std::ranges::unique(unreferenced);
+        unreferenced.erase(repeats.begin(), repeats.end());
+        for (auto const& ref : unreferenced)
+            if (auto r = blobs_.remove(ctx.tenant_id, ref); !r) return r.error();
+        purged += forgotten;
         if (rows->size() < options_.batch) return purged;
     }
 }

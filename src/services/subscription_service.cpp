@@ -172,6 +172,8 @@ result<std::vector<std::string>> subscription_service::recover(request_context c
                     auto held = uow.deliveries().leased(d.id(), now);
                     if (!held) return held.error();
                     if (*held) continue;
+                    // Retention purged its payload: it can never be sent again.
+                    if (!d.data().payload_ref) continue;
                     if (auto r = d.replay(attempts, now); !r) return r.error();
                     if (auto r = uow.deliveries().save(d); !r) return r.error();
                     page_ids.push_back(d.id());

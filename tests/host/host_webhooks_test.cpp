@@ -207,7 +207,7 @@ TEST_F(host_webhooks, a_subscription_receives_a_delivery_the_standardwebhooks_li
     EXPECT_GE(metric(m.body, "integration_webhook_delivered_total"), 2) << m.body;
     for (auto const* series : {"integration_webhook_deliveries_in_flight", "integration_webhook_delivery_lag_seconds",
                                "integration_webhook_failed_attempts_total", "integration_webhook_dead_lettered_total",
-                               "integration_webhook_subscriptions_disabled_total"})
+                               "integration_webhook_subscriptions_disabled_total", "integration_webhook_local_failures_total"})
         EXPECT_GE(metric(m.body, series), 0) << series << " is missing";
     EXPECT_EQ(host_->log().find(secret.substr(6)), std::string::npos) << "the secret reached the log";
 }

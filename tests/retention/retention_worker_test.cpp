@@ -484,6 +484,40 @@ TEST_F(retention_worker_test, the_payload_of_a_delivery_being_sent_is_left_to_a_
     EXPECT_EQ(must(worker.sweep()).payloads_purged, 1u);
 }
 
+// A worker may claim a delivery while the purge works through the batch it read: the purge
+// forgets references in one transaction that leaves claimed deliveries alone, and deletes blobs
+// only after it (before, it deleted the blobs, then saved the claimed delivery, which ended the
+// lease: the next claim sent it beside the attempt in flight).
+TEST_F(retention_worker_test, a_delivery_claimed_while_its_payload_is_purged_keeps_its_lease) {
+    webhooks::publisher pub(*store_, *blobs_, clock_);
+    subscribe(a_, "order.*");
+    must(pub.publish(a_, "order.paid", boost::json::value{{"n", 1}}));
+    must(pub.publish(a_, "order.paid", boost::json::value{{"n", 2}}));
+    clock_.advance(31 * 24h);
+    hooked_blobs blobs(*blobs_);
+    std::string claimed;
+    blobs.before_remove = [&] {
+        // Another worker's claim, after the purge read its batch: both deliveries are due.
+        auto got = must(store_->claim_deliveries(clock_.now(), "worker-1", clock_.now() + 60s, 1)).deliveries;
+        if (!got.empty()) claimed = got[0].delivery.id();
+    };
+    retention::retention_worker worker(*store_, blobs, clock_);
+    must(worker.sweep());
+    ASSERT_FALSE(claimed.empty());
+    auto held = [&](std::string const& id) {
+        return must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.deliveries().leased(id, clock_.now()); }));
+    };
+    std::size_t leased = 0;
+    for (auto const& d : must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) {
+             return uow.deliveries().list({}, {.limit = 10});
+         })).items)
+        if (held(d.id())) ++leased;
+    EXPECT_EQ(leased, 1u) << "worker-1's claim survived the purge";
+    EXPECT_TRUE(held(claimed));
+    for (auto const& c : must(store_->claim_deliveries(clock_.now(), "worker-2", clock_.now() + 60s, 10)).deliveries)
+        EXPECT_NE(c.delivery.id(), claimed) << "worker-1's delivery is handed out a second time";
+}
+
 TEST_F(retention_worker_test, webhook_retention_follows_its_options) {
     webhooks::publisher pub(*store_, *blobs_, clock_);
     subscribe(a_, "*");

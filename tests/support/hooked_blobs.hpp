@@ -12,12 +12,13 @@
 
 namespace integration::testing {
 
-/** Wraps a real blob store; `after_put` runs once, right after the next blob whose key starts
- *  with `prefix` is written. */
+/** Wraps a real blob store; `after_put` (`before_remove`) runs once, right after the next blob
+ *  whose key starts with `prefix` is written (right before the next blob is removed). */
 class hooked_blobs final : public blobs::blob_store {
 public:
     explicit hooked_blobs(blobs::blob_store& inner, std::string prefix = {}) : inner_(inner), prefix_(std::move(prefix)) {}
     std::function<void()> after_put;
+    std::function<void()> before_remove;
     result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
         auto out = inner_.put(tenant, key, data, d);
         if (key.starts_with(prefix_))
@@ -25,7 +26,10 @@ public:
         return out;
     }
     result<std::string> get(std::string const& tenant, std::string const& ref) override { return inner_.get(tenant, ref); }
-    result<void> remove(std::string const& tenant, std::string const& ref) override { return inner_.remove(tenant, ref); }
+    result<void> remove(std::string const& tenant, std::string const& ref) override {
+        if (auto hook = std::exchange(before_remove, nullptr)) hook();
+        return inner_.remove(tenant, ref);
+    }
     result<std::size_t> purge_older_than(time_point cutoff, std::string_view prefix) override {
         return inner_.purge_older_than(cutoff, prefix);
     }

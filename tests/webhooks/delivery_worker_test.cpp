@@ -10,6 +10,7 @@
 
 #include "storage/fixtures.hpp"
 #include "support/base64.hpp"
+#include "support/credential_doubles.hpp"
 #include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
 #include "webhooks/delivery_world.hpp"
@@ -501,6 +502,96 @@ TEST_F(delivery_worker_test, a_send_whose_lookup_outlasted_its_lease_is_not_made
     pump(worker);
     EXPECT_EQ(receiver.requests().size(), 1u);
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+}
+
+// A send that would end just as its lease does is not made either: its outcome still has to
+// reach the store, and another worker may claim the delivery the moment the lease ends.
+TEST_F(delivery_worker_test, a_send_that_would_end_as_its_lease_does_is_not_made) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    slow_resolver dns(w_.dns);
+    auto id = w_.deliver(w_.subscribe(w_.url(receiver.port(), "edge.slow.test"), [](webhooks::subscription_spec& s) {
+        s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
+    }));
+    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
+                                     http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock);
+    must(worker.sweep());  // leased for the longest timeout (120 s) plus the margin (30 s)
+    for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    w_.clock.advance(30s);  // the send's 120 s would now end exactly when the lease does
+    dns.release();
+    must(worker.drain());
+    EXPECT_TRUE(receiver.requests().empty());
+    EXPECT_EQ(w_.delivery(id).data().attempts, 0);
+    w_.clock.advance(121s);  // the lease lapsed: a claim takes it again
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 1u);
+    EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+}
+
+// The worker's own stores failing is not the endpoint failing: a vault outage costs no attempt
+// and counts nothing toward the subscription's auto-disable; the deliveries go once it is back.
+TEST_F(delivery_worker_test, a_vault_outage_costs_no_attempt_and_disables_no_subscription) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    switchable_vault vault(*w_.vault);
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto ids = w_.deliver_many(sub, 3);
+    webhooks::delivery_worker worker(*w_.store, vault, *w_.blobs, *w_.transport, w_.hop_check(), w_.limits, w_.clock,
+                                     {.local_retry = 45s, .disable_after = 3});
+    vault.down = true;
+    pump(worker);
+    for (auto const& id : ids) {
+        auto d = w_.delivery(id);
+        EXPECT_EQ(d.status(), delivery_status::pending);
+        EXPECT_EQ(d.data().attempts, 0);
+        EXPECT_EQ(*d.data().next_attempt_at, w_.clock.now() + 45s);
+    }
+    EXPECT_TRUE(w_.subscription(sub.id()).active());
+    EXPECT_EQ(w_.subscription(sub.id()).data().consecutive_failures, 0);
+    EXPECT_EQ(worker.stats().local_failures_total.load(), 3u);
+    EXPECT_EQ(worker.stats().failed_attempts_total.load(), 0u);
+    EXPECT_TRUE(receiver.requests().empty());
+
+    vault.down = false;
+    w_.clock.advance(45s);
+    pump(worker);
+    for (auto const& id : ids) EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+    EXPECT_EQ(receiver.requests().size(), 3u);
+}
+
+// A payload retention purged (its blob, or the reference to it) never comes back: the delivery
+// is dead-lettered unsent with a `payload_expired` failure, and the endpoint, which never saw
+// it, keeps its record (a subscription reactivated after 30 days is not disabled again by it).
+TEST_F(delivery_worker_test, a_purged_payload_dead_letters_its_delivery_unsent_without_counting_against_the_endpoint) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto blob_gone = w_.deliver_many(sub, 3);
+    must(w_.blobs->remove(w_.ctx.tenant_id, *w_.delivery(blob_gone[0]).data().payload_ref));
+    auto ref_gone = w_.deliver(sub);
+    must(w_.store->transact(w_.ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto d = must(uow.deliveries().find(ref_gone));
+        d.forget_payload();  // what the payload purge does
+        return uow.deliveries().save(d);
+    }));
+    auto worker = make_worker({.disable_after = 3});
+    pump(worker);
+    auto ended = blob_gone;
+    ended.push_back(ref_gone);
+    for (auto const& id : ended) {
+        auto d = w_.delivery(id);
+        EXPECT_EQ(d.status(), delivery_status::dead_lettered);
+        EXPECT_EQ(d.data().attempts, 0);
+        auto f = w_.failures_of(id);
+        ASSERT_EQ(f.size(), 1u);
+        EXPECT_EQ(f[0].data().error_code, "payload_expired");
+        EXPECT_EQ(f[0].data().category, failures::failure_category::validation);
+    }
+    EXPECT_TRUE(w_.subscription(sub.id()).active());
+    EXPECT_EQ(w_.subscription(sub.id()).data().consecutive_failures, 0);
+    EXPECT_EQ(worker.stats().dead_lettered_total.load(), 4u);
+    EXPECT_TRUE(receiver.requests().empty());
+    // A new event to the same endpoint goes out as usual.
+    auto fresh = w_.deliver(sub);
+    pump(worker);
+    EXPECT_EQ(w_.delivery(fresh).status(), delivery_status::delivered);
 }
 
 // A tenant's endpoints that hang until their timeout fill at most its share of the slots: the

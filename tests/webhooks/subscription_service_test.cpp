@@ -312,9 +312,9 @@ TEST_F(subscription_service_test, recover_replays_failed_and_dead_lettered_deliv
     auto other_sub = must(service_.subscribe(ctx_, spec())).subscription;
 
     int event = 0;
-    auto delivery = [&](webhook_subscription const& to, int failures, bool delivered = false) {
-        auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), to, "order.paid",
-                                                 "evt-" + std::to_string(++event), std::nullopt));
+    auto delivery = [&](webhook_subscription const& to, int failures, bool delivered = false, bool payload = true) {
+        auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), to, "order.paid", "evt-" + std::to_string(++event),
+                                                 payload ? std::optional<std::string>("webhooks/events/p") : std::nullopt));
         for (int i = 0; i < failures; ++i)
             must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
         if (delivered) must(d.record_success({.http_status = 200, .attempted_at = clock_.now()}));
@@ -329,6 +329,7 @@ TEST_F(subscription_service_test, recover_replays_failed_and_dead_lettered_deliv
     auto const delivered = delivery(sub, 0, true);
     auto const pending = delivery(sub, 0);
     auto const elsewhere = delivery(other_sub, 1);
+    auto const purged = delivery(sub, 2, false, false);  // retention purged its payload: it cannot go again
 
     auto replayed = must(service_.recover(ctx_, sub.id(), since));
     EXPECT_EQ(std::set<std::string>(replayed.begin(), replayed.end()), (std::set<std::string>{failed, dead}));
@@ -347,6 +348,7 @@ TEST_F(subscription_service_test, recover_replays_failed_and_dead_lettered_deliv
     EXPECT_EQ(status(delivered).status(), delivery_status::delivered);
     EXPECT_EQ(status(pending).status(), delivery_status::pending);
     EXPECT_EQ(status(elsewhere).status(), delivery_status::failed);
+    EXPECT_EQ(status(purged).status(), delivery_status::dead_lettered);
 
     // Nothing left to recover: an empty list, not an error.
     EXPECT_TRUE(must(service_.recover(ctx_, sub.id(), since)).empty());
@@ -359,7 +361,7 @@ TEST_F(subscription_service_test, recover_leaves_a_delivery_a_worker_is_sending_
     auto const since = clock_.now();
     std::vector<std::string> ids;
     for (int i = 0; i < 2; ++i) {
-        auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-" + std::to_string(i), std::nullopt));
+        auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-" + std::to_string(i), "webhooks/events/p"));
         must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
         must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.deliveries().save(d); }));
         ids.push_back(d.id());
@@ -381,7 +383,7 @@ TEST_F(subscription_service_test, recover_replays_a_long_outage_in_units_of_at_m
     auto const since = clock_.now();
     must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
         for (int i = 0; i < 1200; ++i) {
-            auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-" + std::to_string(i), std::nullopt));
+            auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-" + std::to_string(i), "webhooks/events/p"));
             must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
             if (auto r = uow.deliveries().save(d); !r) return r;
         }
@@ -401,7 +403,7 @@ TEST_F(subscription_service_test, recover_and_reactivate_call_on_due_when_they_m
     int woken = 0;
     subscription_service waking(*store_, *vault_, http::egress_hop_check({}, dns_), clock_, {}, [&] { ++woken; });
     auto sub = must(waking.subscribe(ctx_, spec())).subscription;
-    auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-1", std::nullopt));
+    auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-1", "webhooks/events/p"));
     must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
     must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.deliveries().save(d); }));
     EXPECT_EQ(woken, 0) << "subscribing makes nothing due";

@@ -42,7 +42,12 @@ struct delivery_worker_options {
      *  lookups use at most half of them, so its slow DNS delays no other tenant's deliveries. */
     std::size_t lookup_threads = 8;
     std::chrono::milliseconds idle_poll{250};       ///< Wait between claims while nothing is due.
-    std::chrono::milliseconds lease_margin{30'000};  ///< A lease lasts the send timeout plus this.
+    /** A lease lasts the send timeout plus this; a send starts only while at least half of it
+     *  is left after its timeout, for its outcome to be recorded before another worker may claim. */
+    std::chrono::milliseconds lease_margin{30'000};
+    /** A delivery whose payload or signing secret the worker could not read (its own stores
+     *  failing, not the endpoint) is tried again after this, with no attempt counted. */
+    std::chrono::milliseconds local_retry{30'000};
     std::int64_t disable_after = 20;       ///< Consecutive failed attempts that disable a subscription; 0: never.
     std::size_t response_excerpt = 4'096;  ///< Bytes of the receiver's answer kept per attempt.
     double jitter = 0.2;                   ///< Each retry delay is scaled by a random factor in [1 - j, 1 + j].
@@ -58,6 +63,8 @@ struct delivery_stats {
     std::atomic<std::uint64_t> failed_attempts_total{0};
     std::atomic<std::uint64_t> dead_lettered_total{0};
     std::atomic<std::uint64_t> subscriptions_disabled_total{0};
+    /** Deliveries put off because their payload or signing secret could not be read. */
+    std::atomic<std::uint64_t> local_failures_total{0};
     std::atomic<std::int64_t> lag_ms{0};  ///< How long the oldest due delivery has waited, at the last claim.
 };
 

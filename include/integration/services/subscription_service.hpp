@@ -71,7 +71,7 @@ public:
     /** Generates a new secret; the previous one keeps signing for `secret_overlap`. */
     result<rotated> rotate_secret(request_context const& ctx, std::string const& subscription_id);
     /** Replays every Failed or DeadLettered delivery of the subscription created at or after
-     *  `since` (same `webhook-id`); returns their ids. Each page of 500 commits on its own, so a
+     *  `since` (same `webhook-id`) whose payload is still kept; returns their ids. Each page of 500 commits on its own, so a
      *  long outage does not hold the store's writer: after an error, the pages before it stay
      *  replayed and recovering again replays the rest. */
     result<std::vector<std::string>> recover(request_context const& ctx, std::string const& subscription_id,
