@@ -103,10 +103,23 @@ std::chrono::milliseconds webhook_subscription::delay_before(std::int64_t next_a
     return std::chrono::milliseconds(std::min(delay, p.max_delay_ms));
 }
 
+namespace {
+
+/** Every secret a rotation replaced, newest first. */
+std::vector<replaced_signing_secret> replaced_of(subscription_data const& d) {
+    std::vector<replaced_signing_secret> out;
+    if (d.previous_signing_secret_ref && d.previous_secret_until)
+        out.push_back({*d.previous_signing_secret_ref, *d.previous_secret_until});
+    if (d.earlier_signing_secrets) out.insert(out.end(), d.earlier_signing_secrets->begin(), d.earlier_signing_secrets->end());
+    return out;
+}
+
+}  // namespace
+
 std::vector<std::string> webhook_subscription::signing_secret_refs(time_point now) const {
     std::vector<std::string> refs{d_.signing_secret_ref};
-    if (d_.previous_signing_secret_ref && d_.previous_secret_until && now < *d_.previous_secret_until)
-        refs.push_back(*d_.previous_signing_secret_ref);
+    for (auto const& r : replaced_of(d_))
+        if (now < r.until) refs.push_back(r.ref);
     return refs;
 }
 
@@ -128,19 +141,31 @@ result<void> webhook_subscription::reactivate() {
     return {};
 }
 
-result<void> webhook_subscription::rotate_signing_secret(std::string new_ref, time_point now,
-                                                         std::chrono::milliseconds overlap) {
+result<std::vector<std::string>> webhook_subscription::rotate_signing_secret(std::string new_ref, time_point now,
+                                                                              std::chrono::milliseconds overlap) {
     if (overlap.count() < 0) return error{errc::invalid_argument, "the secret overlap must not be negative"};
     if (auto r = credentials::validate_key_vault_ref(new_ref); !r)
         return error{errc::invalid_argument, "signingSecretRef: " + r.error().detail()};
     if (new_ref == d_.signing_secret_ref)
         return error{errc::invalid_argument, "a rotation needs a signing secret other than the current one"};
+    std::vector<replaced_signing_secret> live;
+    std::vector<std::string> ended;
+    for (auto& r : replaced_of(d_)) {
+        if (now < r.until) live.push_back(std::move(r));
+        else ended.push_back(std::move(r.ref));
+    }
+    if (live.size() >= max_replaced_signing_secrets)
+        return error{errc::conflict, std::to_string(live.size()) + " replaced signing secrets of subscription " +
+                                         d_.subscription_id + " still sign; rotate again once the oldest one's overlap ends (" +
+                                         format_time(live.back().until) + ")"};
     auto const until = truncate_ms(now + overlap);
     d_.previous_signing_secret_ref = std::exchange(d_.signing_secret_ref, std::move(new_ref));
     d_.previous_secret_until = until;
+    if (live.empty()) d_.earlier_signing_secrets.reset();
+    else d_.earlier_signing_secrets = std::move(live);
     raise(std::string(events::event_type::webhook_signing_secret_rotated),
           {{"subscriptionId", d_.subscription_id}, {"previousSecretUntil", format_time(until)}});
-    return {};
+    return ended;
 }
 
 bool webhook_subscription::record_outcome(bool delivered, std::int64_t disable_after) {

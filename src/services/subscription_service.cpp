@@ -130,14 +130,24 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
     auto const now = clock_.now();
     generated_secret secret(secrets_, ctx.tenant_id, now);
     if (auto r = secret.store(); !r) return r.error();
+    std::vector<std::string> ended;
     auto s = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_subscription> {
         auto s = uow.subscriptions().find(subscription_id);
         if (!s) return s.error();
-        if (auto r = s->rotate_signing_secret(secret.planned_ref(), now, options_.secret_overlap); !r) return r.error();
+        auto replaced = s->rotate_signing_secret(secret.planned_ref(), now, options_.secret_overlap);
+        if (!replaced) return replaced.error();
         if (auto r = uow.subscriptions().save(*s); !r) return r.error();
+        ended = std::move(*replaced);
         return std::move(*s);
     });
     if (!s) return s.error();
+    // Secrets whose overlap ended sign nothing any more: those this service generated leave the
+    // secret store (a tenant's own `signingSecretRef` may be in use elsewhere, so it stays).
+    // Best effort: the rotation has committed.
+    for (auto const& uri : ended)
+        if (auto ref = credentials::secret_ref::parse(uri);
+            ref && ref->store == secrets_.name() && ref->tenant == ctx.tenant_id && is_valid_id(ref->name, "whsec"))
+            (void)secrets_.soft_delete(ctx.tenant_id, ref->name);
     return rotated{std::move(*s), secret.keep()};
 }
 

@@ -123,8 +123,14 @@ void without_index(std::string const& path, std::string const& index, int versio
     exec_sql(path, "DROP INDEX " + index + "; PRAGMA user_version = " + std::to_string(version) + ";");
 }
 
+/** Turns a current file back into schema 25: a subscription keeps one replaced signing secret (migration 26). */
+void back_to_schema_25(std::string const& path) {
+    exec_sql(path, "ALTER TABLE subscriptions DROP COLUMN earlier_signing_secrets; PRAGMA user_version = 25;");
+}
+
 /** Turns a current file back into schema 24: an inbound webhook keeps one replaced secret (migration 25). */
 void back_to_schema_24(std::string const& path) {
+    back_to_schema_25(path);
     exec_sql(path, "ALTER TABLE inbound_webhooks DROP COLUMN earlier_secrets; PRAGMA user_version = 24;");
 }
 
@@ -1918,6 +1924,41 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
         back_to_schema_19, failures::failure_source::credential_rotation,
         {failures::failure_category::auth, "rotation_required", "rotate it", failures::next_action::escalate, {}},
         &storage::failure_query::credential_id, "credential_id", "failures_by_credential");
+}
+
+TEST(sqlite_store, a_version_25_database_keeps_its_replaced_signing_secret_and_takes_older_ones) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = time_point(std::chrono::milliseconds(1'900'000'000'123));  // stored to the millisecond
+    std::string id;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto sub = must(webhooks::webhook_subscription::create(
+                ctx, now, {"proj-1", "order.*", "https://hooks.example.com", "vault://local/t1/s1", {}, {}}));
+            must(sub.rotate_signing_secret("vault://local/t1/s2", now, std::chrono::hours(24)));
+            id = sub.id();
+            return uow.subscriptions().save(sub);
+        }));
+    }
+    back_to_schema_25(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto find = [&] { return must(storage::read_for(*s, ctx, [&](unit_of_work& uow) { return uow.subscriptions().find(id); })); };
+    EXPECT_EQ(find().signing_secret_refs(now), (std::vector<std::string>{"vault://local/t1/s2", "vault://local/t1/s1"}));
+    EXPECT_FALSE(find().data().earlier_signing_secrets);
+    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto sub = must(uow.subscriptions().find(id));
+        must(sub.rotate_signing_secret("vault://local/t1/s3", now + std::chrono::hours(1), std::chrono::hours(24)));
+        return uow.subscriptions().save(sub);
+    }));
+    auto rotated = find();
+    EXPECT_EQ(rotated.signing_secret_refs(now + std::chrono::hours(1)),
+              (std::vector<std::string>{"vault://local/t1/s3", "vault://local/t1/s2", "vault://local/t1/s1"}));
+    ASSERT_TRUE(rotated.data().earlier_signing_secrets);
+    EXPECT_EQ(rotated.data().earlier_signing_secrets->at(0).until, now + std::chrono::hours(24));
+    EXPECT_EQ(*rotated.data().previous_secret_until, now + std::chrono::hours(25));
 }
 
 TEST(sqlite_store, a_version_24_database_keeps_its_replaced_inbound_secret_and_takes_older_ones) {

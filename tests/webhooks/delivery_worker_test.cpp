@@ -17,6 +17,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
@@ -223,6 +224,32 @@ TEST_F(delivery_worker_test, a_rotated_signing_secret_signs_the_next_batch) {
     ASSERT_EQ(receiver.requests().size(), 9u);
     EXPECT_EQ(signed_with(6, third), 3u);
     EXPECT_EQ(signed_with(6, second), 3u);
+
+    // A second rotation within the overlap: the three secrets sign, one signature each.
+    std::string fourth = "whsec_" + base64(std::string(32, 'd'));
+    auto last = must(w_.vault->put(w_.ctx.tenant_id, "whsec-last", secret_bytes(fourth)));
+    must(w_.store->transact(w_.ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto s = must(uow.subscriptions().find(sub.id()));
+        must(s.rotate_signing_secret(last.uri(), w_.clock.now(), 24h));
+        return uow.subscriptions().save(s);
+    }));
+    w_.deliver_many(sub, 2);
+    pump(worker);
+    ASSERT_EQ(receiver.requests().size(), 11u);
+    for (auto const* secret : {&fourth, &third, &second}) EXPECT_EQ(signed_with(9, *secret), 2u);
+    auto const requests = receiver.requests();
+    std::string const header(requests.back().header("webhook-signature").value_or(""));
+    EXPECT_EQ(std::count(header.begin(), header.end(), ' '), 2) << header;
+
+    // A replaced secret deleted from the vault (its overlap ended, a rotation elsewhere deleted
+    // it) signs nothing; the others still sign.
+    must(w_.vault->soft_delete(w_.ctx.tenant_id, "whsec-next"));
+    w_.deliver(sub);
+    pump(worker);
+    ASSERT_EQ(receiver.requests().size(), 12u);
+    EXPECT_EQ(signed_with(11, fourth), 1u);
+    EXPECT_EQ(signed_with(11, second), 1u);
+    EXPECT_EQ(signed_with(11, third), 0u);
 }
 
 TEST_F(delivery_worker_test, a_410_dead_letters_the_delivery_and_deactivates_the_subscription) {

@@ -152,16 +152,40 @@ TEST_F(subscription_policy_test, the_previous_secret_signs_too_until_the_overlap
     EXPECT_EQ(text.find("whsec"), std::string::npos) << text;
 }
 
-TEST_F(subscription_policy_test, a_second_rotation_replaces_the_previous_secret) {
+// A second rotation within the overlap keeps the first one's secret signing until its own end
+// (it replaced it at once before: receivers still holding it refused every delivery).
+TEST_F(subscription_policy_test, each_replaced_secret_signs_until_its_own_overlap_ends) {
     auto s = create(spec()).value();
-    s.rotate_signing_secret(next_ref, clock.now(), 1h).value();
+    std::string const third = "vault://local/t1/whsec-third", fourth = "vault://local/t1/whsec-fourth";
+    EXPECT_TRUE(s.rotate_signing_secret(next_ref, clock.now(), 1h).value().empty());
     clock.advance(10min);
-    s.rotate_signing_secret("vault://local/t1/whsec-third", clock.now(), 1h).value();
-    EXPECT_EQ(s.signing_secret_refs(clock.now()),
-              (std::vector<std::string>{"vault://local/t1/whsec-third", next_ref}));
-    // Without an overlap the previous secret stops signing at once.
-    s.rotate_signing_secret("vault://local/t1/whsec-fourth", clock.now(), 0ms).value();
-    EXPECT_EQ(s.signing_secret_refs(clock.now()), std::vector<std::string>{"vault://local/t1/whsec-fourth"});
+    EXPECT_TRUE(s.rotate_signing_secret(third, clock.now(), 1h).value().empty());
+    EXPECT_EQ(s.signing_secret_refs(clock.now()), (std::vector<std::string>{third, next_ref, current_ref}));
+    clock.advance(50min);  // the first rotation's overlap ends
+    EXPECT_EQ(s.signing_secret_refs(clock.now()), (std::vector<std::string>{third, next_ref}));
+    clock.advance(10min);
+    EXPECT_EQ(s.signing_secret_refs(clock.now()), std::vector<std::string>{third});
+    // Without an overlap the replaced secret stops signing at once; the rotation hands back the
+    // refs whose overlap had ended, for their secrets to be deleted.
+    EXPECT_EQ(s.rotate_signing_secret(fourth, clock.now(), 0ms).value(), (std::vector<std::string>{next_ref, current_ref}));
+    EXPECT_EQ(s.signing_secret_refs(clock.now()), std::vector<std::string>{fourth});
+    EXPECT_FALSE(s.data().earlier_signing_secrets);
+}
+
+TEST_F(subscription_policy_test, rotations_past_the_bound_of_replaced_secrets_are_refused_until_the_oldest_ends) {
+    auto s = create(spec()).value();
+    for (std::size_t i = 0; i < webhooks::max_replaced_signing_secrets; ++i) {
+        ASSERT_TRUE(s.rotate_signing_secret("vault://local/t1/whsec-r" + std::to_string(i), clock.now(), 1h));
+        clock.advance(1min);
+    }
+    EXPECT_EQ(s.signing_secret_refs(clock.now()).size(), webhooks::max_replaced_signing_secrets + 1);
+    auto before = snap(s);
+    EXPECT_ERRC(s.rotate_signing_secret("vault://local/t1/whsec-over", clock.now(), 1h), errc::conflict);
+    EXPECT_UNCHANGED(s, before);
+    clock.advance(1h - 8min);  // the first replaced secret (the original) stops signing
+    EXPECT_EQ(s.rotate_signing_secret("vault://local/t1/whsec-over", clock.now(), 1h).value(),
+              std::vector<std::string>{current_ref});
+    EXPECT_EQ(s.signing_secret_refs(clock.now()).size(), webhooks::max_replaced_signing_secrets + 1);
 }
 
 TEST_F(subscription_policy_test, a_rotation_needs_another_valid_ref_and_a_non_negative_overlap) {

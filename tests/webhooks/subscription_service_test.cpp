@@ -294,6 +294,35 @@ TEST_F(subscription_service_test, rotate_secret_signs_with_both_secrets_for_the_
     EXPECT_EQ(all.find(fresh.substr(6)), std::string::npos);
 }
 
+// Two rotations within the overlap: all three secrets sign until each one's own overlap ends.
+// The next rotation after that deletes the generated secrets whose overlap ended from the secret
+// store; a secret the tenant named itself (`signingSecretRef`) is left there.
+TEST_F(subscription_service_test, each_replaced_secret_signs_until_its_own_end_and_then_leaves_the_secret_store) {
+    auto own = must(vault_->put("t1", "my-own-secret", secret_bytes(std::string_view("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"))));
+    auto with_own = spec();
+    with_own.signing_secret_ref = own.uri();
+    auto const id = must(service_.subscribe(ctx_, with_own)).subscription.id();
+    auto second = must(service_.rotate_secret(ctx_, id));
+    clock_.advance(1h);
+    auto third = must(service_.rotate_secret(ctx_, id));
+    auto refs = must(service_.find(ctx_, id)).signing_secret_refs(clock_.now());
+    ASSERT_EQ(refs.size(), 3u);
+    EXPECT_EQ(refs[2], own.uri());
+    EXPECT_EQ(must(vault_->get("t1", must(credentials::secret_ref::parse(refs[1])))).view(), second.signing_secret.view());
+    EXPECT_EQ(must(vault_->get("t1", must(credentials::secret_ref::parse(refs[0])))).view(), third.signing_secret.view());
+    auto const second_ref = refs[1];
+
+    clock_.advance(23h);  // the first rotation's overlap ends
+    EXPECT_EQ(must(service_.find(ctx_, id)).signing_secret_refs(clock_.now()), (std::vector<std::string>{refs[0], second_ref}));
+    clock_.advance(1h);  // and the second's
+    EXPECT_EQ(must(service_.find(ctx_, id)).signing_secret_refs(clock_.now()), std::vector<std::string>{refs[0]});
+    must(service_.rotate_secret(ctx_, id));
+    EXPECT_EQ(vault_->get("t1", must(credentials::secret_ref::parse(second_ref))).error(), errc::not_found)
+        << "a generated secret that signs nothing stays in the secret store";
+    EXPECT_TRUE(vault_->get("t1", own)) << "the tenant's own secret was deleted";
+    EXPECT_TRUE(vault_->get("t1", must(credentials::secret_ref::parse(refs[0])))) << "the previous secret still signs";
+}
+
 TEST_F(subscription_service_test, the_overlap_is_an_option) {
     subscription_service short_overlap(*store_, *vault_, http::egress_hop_check({}, dns_), clock_,
                                        {.secret_overlap = 10min});

@@ -67,6 +67,20 @@ struct INTEGRATION_EXPORT subscription_spec {
     }
 };
 
+/** A signing secret a rotation replaced: it still signs until `until`. */
+struct INTEGRATION_EXPORT replaced_signing_secret {
+    std::string ref;
+    time_point until{};
+
+    static auto json_fields() {
+        return std::make_tuple(field("ref", &replaced_signing_secret::ref), field("until", &replaced_signing_secret::until));
+    }
+};
+
+/** At most this many replaced secrets sign beside the current one (each adds a signature to
+ *  every delivery and a verification to every receiver's check). */
+inline constexpr std::size_t max_replaced_signing_secrets = 8;
+
 /** The stored state of a subscription. */
 struct INTEGRATION_EXPORT subscription_data : subscription_spec {
     std::string subscription_id;
@@ -74,6 +88,9 @@ struct INTEGRATION_EXPORT subscription_data : subscription_spec {
     /** During a secret rotation: the previous secret, still signing until `previous_secret_until`. */
     std::optional<std::string> previous_signing_secret_ref;
     std::optional<time_point> previous_secret_until;
+    /** Secrets replaced before the previous one, newest first, each signing until its own `until`
+     *  (a second rotation within the overlap keeps the first one's secret signing). */
+    std::optional<std::vector<replaced_signing_secret>> earlier_signing_secrets;
     std::int64_t consecutive_failures = 0;  ///< Failed attempts since the last Delivered one.
     std::optional<std::string> deactivation_reason;
 
@@ -84,6 +101,7 @@ struct INTEGRATION_EXPORT subscription_data : subscription_spec {
                                               field("previousSigningSecretRef",
                                                     &subscription_data::previous_signing_secret_ref),
                                               field("previousSecretUntil", &subscription_data::previous_secret_until),
+                                              field("earlierSigningSecrets", &subscription_data::earlier_signing_secrets),
                                               field("consecutiveFailures", &subscription_data::consecutive_failures),
                                               field("deactivationReason", &subscription_data::deactivation_reason)));
     }
@@ -116,17 +134,20 @@ public:
 
     /** Delay before attempt `next_attempt` (2-based: the first retry is attempt 2), without jitter. */
     std::chrono::milliseconds delay_before(std::int64_t next_attempt) const;
-    /** The secret refs that sign a delivery at `now`: the current one, then the previous one while
-     *  its overlap window lasts. */
+    /** The secret refs that sign a delivery at `now`: the current one, then each replaced one
+     *  whose overlap window lasts, newest first. */
     std::vector<std::string> signing_secret_refs(time_point now) const;
 
     /** Active → inactive (raises WebhookSubscriptionDeactivated with `reason`). */
     result<void> deactivate(std::string reason);
     /** Inactive → active, its failure count reset (raises WebhookSubscriptionReactivated). */
     result<void> reactivate();
-    /** Signs with `new_ref` from now on; the current secret keeps signing too until `now + overlap`
-     *  (raises WebhookSigningSecretRotated, naming no secret). */
-    result<void> rotate_signing_secret(std::string new_ref, time_point now, std::chrono::milliseconds overlap);
+    /** Signs with `new_ref` from now on; the current secret keeps signing too until `now + overlap`,
+     *  and each secret an earlier rotation replaced until its own end (raises
+     *  WebhookSigningSecretRotated, naming no secret). Returns the refs whose overlap had ended,
+     *  now unused. `errc::conflict` while `max_replaced_signing_secrets` still sign. */
+    result<std::vector<std::string>> rotate_signing_secret(std::string new_ref, time_point now,
+                                                           std::chrono::milliseconds overlap);
     /** Counts a delivery outcome: a success resets the run of failures; a failure extends it, and
      *  once it reaches `disable_after` (0: never) the subscription deactivates itself with reason
      *  "auto-disabled after N consecutive failures". Returns true when that happened. */

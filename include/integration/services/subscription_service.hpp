@@ -24,7 +24,7 @@ namespace integration::webhooks {
 
 /** Options of the subscription service. */
 struct subscription_service_options {
-    /** How long the previous secret keeps signing after a rotation. */
+    /** How long a secret replaced by a rotation keeps signing (each for its own overlap). */
     std::chrono::milliseconds secret_overlap{std::chrono::hours(24)};
 };
 
@@ -68,7 +68,10 @@ public:
     result<webhook_subscription> deactivate(request_context const& ctx, std::string const& subscription_id,
                                             std::string reason = "deactivated by the caller");
     result<webhook_subscription> reactivate(request_context const& ctx, std::string const& subscription_id);
-    /** Generates a new secret; the previous one keeps signing for `secret_overlap`. */
+    /** Generates a new secret; the replaced one keeps signing for `secret_overlap`, as does each
+     *  one an earlier rotation replaced until its own overlap ends. `errc::conflict` while
+     *  `max_replaced_signing_secrets` still sign. Generated secrets whose overlap ended leave
+     *  the secret store. */
     result<rotated> rotate_secret(request_context const& ctx, std::string const& subscription_id);
     /** Replays every Failed or DeadLettered delivery of the subscription created at or after
      *  `since` (same `webhook-id`) whose payload is still kept; returns their ids. Each page of 500 commits on its own, so a

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 25> migrations{
+constexpr std::array<char const*, 26> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -376,6 +376,12 @@ ALTER TABLE api_clients_operations ADD COLUMN idempotency_header TEXT;
     // and previous_until, the older ones are a JSON array of {"name", "until"}.
     R"sql(
 ALTER TABLE inbound_webhooks ADD COLUMN earlier_secrets TEXT;
+)sql",
+    // 26: likewise a subscription's signing secrets: the newest replaced one stays in
+    // previous_signing_secret_ref and previous_secret_until, older ones are a JSON array of
+    // {"ref", "until"}.
+    R"sql(
+ALTER TABLE subscriptions ADD COLUMN earlier_signing_secrets TEXT;
 )sql",
 };
 
