@@ -186,13 +186,14 @@ result<void> webhook_delivery::record_gone(delivery_attempt a) {
     return {};
 }
 
-result<void> webhook_delivery::abandon(std::string const& reason) {
+result<void> webhook_delivery::abandon(std::string const& reason, time_point now) {
     if (d_.direction != delivery_direction::outbound)
         return error{errc::invalid_state, "only outbound deliveries are abandoned"};
     if (d_.status != delivery_status::pending && d_.status != delivery_status::failed)
         return detail::bad_transition("delivery", "abandon", d_.status);
     d_.status = delivery_status::dead_lettered;
     d_.next_attempt_at.reset();
+    d_.last_attempt_at = truncate_ms(now);
     raise(std::string(events::event_type::integration_failed),
           {{"source", "Delivery"}, {"deliveryId", d_.delivery_id}, {"direction", "Outbound"},
            {"subscriptionId", d_.subscription_id.value_or("")}, {"category", "Validation"}, {"message", reason}});

@@ -48,7 +48,9 @@ struct outcome {
     webhook_delivery delivery;  // as leased: its version proves the lease at save time
     time_point attempted_at;
     std::optional<time_point> defer_until;  // the rate limit said "not now", or a local failure: no attempt
-    bool payload_gone = false;              // retention purged the payload: dead-lettered, no attempt
+    /** Why it can never be sent (its payload purged, its secret deleted): dead-lettered with a
+     *  failure of this code and message, no attempt. */
+    std::optional<std::pair<std::string, std::string>> unsendable;
     std::optional<int> status;
     std::optional<std::string> error;  // no answer, or nothing was sent
     std::string excerpt;
@@ -207,20 +209,21 @@ struct delivery_worker::state {
 };
 
 void delivery_worker::state::start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now) {
-    outcome o{std::move(c.tenant_id), std::move(c.delivery), now, {}, false, {}, {}, {}, {}, {}, {}};
+    outcome o{std::move(c.tenant_id), std::move(c.delivery), now, {}, {}, {}, {}, {}, {}, {}, {}};
     auto const& tenant = o.tenant_id;
     o.retry_delay = jittered(sub.delay_before(o.delivery.data().attempts + 2));
     o.max_delay = milliseconds(sub.attempt_policy().max_delay_ms);
     // What the worker cannot read is its own failure, not the endpoint's: no attempt is counted
-    // (a vault outage would otherwise disable every subscription). A payload retention purged
-    // never comes back: that delivery ends.
-    auto unreadable = [&] {
-        o.defer_until = now + options.local_retry;
-        stats.local_failures_total.fetch_add(1);
-        hand_over(std::move(o), false);
-    };
-    auto purged = [&] {
-        o.payload_gone = true;
+    // (a vault outage would otherwise disable every subscription). An outage is waited out; what
+    // never comes back (a payload retention purged, a secret deleted or tampered with) ends the
+    // delivery with a failure that says so, instead of putting it off for ever.
+    auto unreadable = [&](error const& e, char const* code, std::string why) {
+        if (e == errc::not_found || e == errc::invalid_state || e == errc::invalid_argument || e == errc::integrity_failure) {
+            o.unsendable.emplace(code, std::move(why) + ": " + (e.detail().empty() ? e.message() : e.detail()));
+        } else {
+            o.defer_until = now + options.local_retry;
+            stats.local_failures_total.fetch_add(1);
+        }
         hand_over(std::move(o), false);
     };
     if (auto per_second = sub.data().max_per_second) {
@@ -239,9 +242,12 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         }
     }
     auto const& d = o.delivery.data();
-    if (!d.payload_ref) return purged();
+    auto constexpr expired = "payload_expired";
+    auto const purged = "its payload was purged by retention (kept 30 days) before it could be delivered; publish the event again";
+    if (!d.payload_ref) return unreadable(error{errc::not_found, "it has no payload reference"}, expired, purged);
     auto body = payload(tenant, *d.payload_ref);
-    if (!body) return body.error() == errc::not_found ? purged() : unreadable();
+    if (!body) return unreadable(body.error(), body.error() == errc::not_found ? expired : "payload_unreadable",
+                                 body.error() == errc::not_found ? purged : "its payload cannot be read");
     sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing,
                  now + longest_timeout + options.lease_margin};
     auto const refs = sub.signing_secret_refs(now);
@@ -249,7 +255,9 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         auto k = secret(tenant, uri);
         // A replaced secret deleted as its overlap ended (a rotation meanwhile) signs nothing more.
         if (!k && uri != refs.front() && k.error() == errc::not_found) continue;
-        if (!k) return unreadable();
+        if (!k)
+            return unreadable(k.error(), "signing_secret_unusable",
+                              "its subscription's signing secret cannot be used; rotate the secret, then replay it");
         next.keys.push_back((*k)->clone());
     }
     {
@@ -353,8 +361,8 @@ void delivery_worker::state::prepare(recording& batch, request_context const& ct
         result<void> applied;
         if (o.defer_until) {
             applied = d.defer(*o.defer_until);
-        } else if (o.payload_gone) {
-            applied = d.abandon("its payload was purged by retention (kept 30 days) before it could be delivered");
+        } else if (o.unsendable) {
+            applied = d.abandon(o.unsendable->second, now);
         } else {
             delivery_attempt a{.attempt = d.data().attempts + 1,
                                .http_status = o.status,
@@ -372,7 +380,7 @@ void delivery_worker::state::prepare(recording& batch, request_context const& ct
         }
         if (!applied) {
             batch.slot.push_back(-1);
-        } else if (o.defer_until || o.payload_gone) {
+        } else if (o.defer_until || o.unsendable) {
             batch.slot.push_back(static_cast<std::ptrdiff_t>(batch.unsent.size()));
             batch.unsent.push_back(std::move(d));  // no attempt: `save`d
         } else {
@@ -402,19 +410,18 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
     for (std::size_t i = 0; i < batch.items.size(); ++i) {
         auto const& o = batch.items[i];
         if (batch.slot[i] < 0) continue;  // not sendable any more (e.g. replayed meanwhile)
-        if (o.defer_until || o.payload_gone) {
+        if (o.defer_until || o.unsendable) {
             auto& d = batch.unsent[static_cast<std::size_t>(batch.slot[i])];
             // A save that conflicts means another worker took the lease over: its outcome wins.
             if (auto s = uow.deliveries().save(d); !s) {
                 if (s.error() == errc::conflict) continue;
                 return s;
             }
-            if (!o.payload_gone) continue;
+            if (!o.unsendable) continue;
             // Not the endpoint's doing: the subscription's count of failures is left alone.
             ++batch.dead;
-            failures::classification c{failures::failure_category::validation, "payload_expired",
-                                       "delivery dead-lettered unsent: its payload was purged by retention (kept 30 days) "
-                                       "before it could be delivered; publish the event again",
+            failures::classification c{failures::failure_category::validation, o.unsendable->first,
+                                       "delivery dead-lettered unsent: " + o.unsendable->second,
                                        failures::next_action::dead_letter, std::nullopt};
             auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
             if (!f) return f.error();

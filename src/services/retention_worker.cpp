@@ -102,10 +102,11 @@ result<std::size_t> retention_worker::purge_payloads(request_context const& ctx,
         // A crash between the two leaves blobs nobody references, which the purge by write time
         // below removes. One event's deliveries share its payload; deleting a missing blob is
         // not an error. A small inbound payload lives in the store: it goes with its reference.
-        std::vector<std::string> unreferenced;
+        std::vector<std::string> unreferenced, still_used;
         std::size_t forgotten = 0;
         auto cleared = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             unreferenced.clear();
+            still_used.clear();
             forgotten = 0;
             auto now = clock_.now();
             for (auto const& old : *rows) {
@@ -116,8 +117,12 @@ result<std::size_t> retention_worker::purge_payloads(request_context const& ctx,
                 }
                 auto held = uow.deliveries().leased(d->id(), now);
                 if (!held) return held.error();
-                if (*held || !d->data().payload_ref) continue;
+                if (!d->data().payload_ref) continue;
                 auto const& ref = *d->data().payload_ref;
+                if (*held) {
+                    still_used.push_back(ref);  // one event's deliveries share a payload
+                    continue;
+                }
                 if (storage::is_stored_payload_ref(ref)) {
                     if (auto r = uow.deliveries().remove_payload(d->id()); !r) return r;
                 } else {
@@ -134,7 +139,8 @@ result<std::size_t> retention_worker::purge_payloads(request_context const& ctx,
         auto const repeats = std::ranges::unique(unreferenced);
         unreferenced.erase(repeats.begin(), repeats.end());
         for (auto const& ref : unreferenced)
-            if (auto r = blobs_.remove(ctx.tenant_id, ref); !r) return r.error();
+            if (std::ranges::find(still_used, ref) == still_used.end())
+                if (auto r = blobs_.remove(ctx.tenant_id, ref); !r) return r.error();
         purged += forgotten;
         if (rows->size() < options_.batch) return purged;
     }

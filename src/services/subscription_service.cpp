@@ -9,6 +9,21 @@ namespace {
 
 constexpr std::array recoverable{delivery_status::failed, delivery_status::dead_lettered};
 
+/** The refs of `ended` that no subscription of the unit's tenant signs with any more: a ref is
+ *  visible in every subscription, so another may have named it as its `signingSecretRef`. */
+result<std::vector<std::string>> unused(storage::unit_of_work& uow, std::vector<std::string> ended, time_point now) {
+    storage::page_request page{.limit = 500};
+    while (!ended.empty()) {
+        auto subs = uow.subscriptions().list(page);
+        if (!subs) return subs.error();
+        for (auto const& s : subs->items)
+            for (auto const& ref : s.signing_secret_refs(now)) std::erase(ended, ref);
+        if (subs->next_cursor.empty()) break;
+        page.cursor = std::move(subs->next_cursor);
+    }
+    return ended;
+}
+
 /** A secret the subscription service generated, taken back out of the store when the
  *  subscription that would have used it was not saved. */
 class generated_secret {
@@ -137,13 +152,15 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
         auto replaced = s->rotate_signing_secret(secret.planned_ref(), now, options_.secret_overlap);
         if (!replaced) return replaced.error();
         if (auto r = uow.subscriptions().save(*s); !r) return r.error();
-        ended = std::move(*replaced);
+        auto free = unused(uow, std::move(*replaced), now);
+        if (!free) return free.error();
+        ended = std::move(*free);
         return std::move(*s);
     });
     if (!s) return s.error();
-    // Secrets whose overlap ended sign nothing any more: those this service generated leave the
-    // secret store (a tenant's own `signingSecretRef` may be in use elsewhere, so it stays).
-    // Best effort: the rotation has committed.
+    // Secrets whose overlap ended and that no subscription signs with any more: those this
+    // service generated leave the secret store (a tenant's own `signingSecretRef` may serve
+    // something else, so it stays). Best effort: the rotation has committed.
     for (auto const& uri : ended)
         if (auto ref = credentials::secret_ref::parse(uri);
             ref && ref->store == secrets_.name() && ref->tenant == ctx.tenant_id && is_valid_id(ref->name, "whsec"))

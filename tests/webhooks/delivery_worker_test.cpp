@@ -6,6 +6,7 @@
 #include <integration/backends/sqlite/sqlite_store.hpp>
 #include <integration/outbound/egress_policy.hpp>
 #include <integration/outbound/token_bucket.hpp>
+#include <integration/services/retention_worker.hpp>
 #include <integration/services/webhook_signature.hpp>
 
 #include "storage/fixtures.hpp"
@@ -619,6 +620,32 @@ TEST_F(delivery_worker_test, a_purged_payload_dead_letters_its_delivery_unsent_w
     auto fresh = w_.deliver(sub);
     pump(worker);
     EXPECT_EQ(w_.delivery(fresh).status(), delivery_status::delivered);
+    // Ended, they are archived with the rest after 90 days (retention goes by the end's time).
+    w_.clock.advance(91 * 24h);
+    EXPECT_EQ(must(retention::retention_worker(*w_.store, *w_.blobs, w_.clock).sweep()).deliveries_archived, 5u);
+    auto archived = storage::read_for(*w_.store, w_.ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().find(ref_gone); });
+    ASSERT_FALSE(archived);
+    EXPECT_EQ(archived.error(), errc::not_found);
+}
+
+// A signing secret that is gone for good (deleted, not an outage) is not waited for: the delivery
+// ends unsent with a failure that says what to do, and the endpoint is not blamed.
+TEST_F(delivery_worker_test, a_signing_secret_deleted_for_good_dead_letters_the_delivery_unsent) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto id = w_.deliver(sub);
+    must(w_.vault->soft_delete(w_.ctx.tenant_id, must(credentials::secret_ref::parse(sub.data().signing_secret_ref)).name));
+    auto worker = make_worker({.disable_after = 1});
+    pump(worker);
+    auto d = w_.delivery(id);
+    EXPECT_EQ(d.status(), delivery_status::dead_lettered);
+    EXPECT_EQ(d.data().attempts, 0);
+    auto f = w_.failures_of(id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().error_code, "signing_secret_unusable");
+    EXPECT_TRUE(w_.subscription(sub.id()).active());
+    EXPECT_EQ(worker.stats().local_failures_total.load(), 0u) << "not an outage to wait out";
+    EXPECT_TRUE(receiver.requests().empty());
 }
 
 // A tenant's endpoints that hang until their timeout fill at most its share of the slots: the

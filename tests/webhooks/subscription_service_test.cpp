@@ -323,6 +323,21 @@ TEST_F(subscription_service_test, each_replaced_secret_signs_until_its_own_end_a
     EXPECT_TRUE(vault_->get("t1", must(credentials::secret_ref::parse(refs[0])))) << "the previous secret still signs";
 }
 
+// A ref is visible in every subscription, so another one may sign with it (`signingSecretRef`):
+// a rotation deletes a generated secret only once no subscription of the tenant signs with it.
+TEST_F(subscription_service_test, a_replaced_secret_another_subscription_signs_with_stays_in_the_secret_store) {
+    auto first = must(service_.subscribe(ctx_, spec())).subscription;
+    auto shared = spec();
+    shared.signing_secret_ref = first.data().signing_secret_ref;
+    auto second = must(service_.subscribe(ctx_, shared)).subscription;
+    must(service_.rotate_secret(ctx_, first.id()));
+    clock_.advance(25h);
+    must(service_.rotate_secret(ctx_, first.id()));
+    auto const refs = must(service_.find(ctx_, second.id())).signing_secret_refs(clock_.now());
+    ASSERT_EQ(refs, std::vector<std::string>{first.data().signing_secret_ref});
+    EXPECT_TRUE(vault_->get("t1", must(credentials::secret_ref::parse(refs[0])))) << "the other subscription's secret was deleted";
+}
+
 TEST_F(subscription_service_test, the_overlap_is_an_option) {
     subscription_service short_overlap(*store_, *vault_, http::egress_hop_check({}, dns_), clock_,
                                        {.secret_overlap = 10min});
