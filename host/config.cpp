@@ -58,7 +58,7 @@ result<flag_map> read_config_file(std::string const& path, std::set<std::string>
         if (!known.contains(key) || key == "config")
             return error{errc::invalid_argument, path + ":" + std::to_string(n) + ": unknown key '" + key +
                                                      "' (keys are the serve flags without --, see --help)"};
-        if (key == "egress-allow")
+        if (key == "egress-allow" || key == "managed-identity-tenant")
             for (auto& v : split_commas(value)) out[key].push_back(v);
         else
             out[key] = {value};
@@ -141,7 +141,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
         "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
         "execution-threads", "tenant-executions", "run-deadline-ms", "attempt-timeout-ms", "idempotency-wait-ms",
-        "orphan-margin-ms", "max-redirects", "webhook-in-flight", "webhook-tenant-in-flight"};
+        "orphan-margin-ms", "max-redirects", "webhook-in-flight", "webhook-tenant-in-flight", "managed-identity-tenant"};
     if (auto r = refuse_unknown(flags, known); !r) return r.error();
     flag_map file;
     layers no_file(flags, {});
@@ -160,6 +160,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     one("public-url", c.public_url);
     one("hosts-file", c.hosts_file);
     c.egress_allow = l.values("egress-allow", true);
+    c.managed_identity_tenants = l.values("managed-identity-tenant", true);
     if (auto v = l.values("recording", false); !v.empty()) {
         if (v.back() == "immediate") c.recording = durability::immediate;
         else if (v.back() == "deferred") c.recording = durability::deferred;
@@ -280,13 +281,15 @@ std::string usage() {
                          [--execution-threads N] [--tenant-executions N] [--run-deadline-ms N]
                          [--attempt-timeout-ms N] [--idempotency-wait-ms N] [--orphan-margin-ms N]
                          [--max-redirects N] [--webhook-in-flight N] [--webhook-tenant-in-flight N]
+                         [--managed-identity-tenant T]...
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW
-is comma-separated) or from a config file of `flag = value` lines; a flag wins over the environment,
+and INTEGRATION_MANAGED_IDENTITY_TENANT are comma-separated) or from a config file of `flag = value` lines; a flag wins over the environment,
 which wins over the file. Defaults: --data ./data, --listen 127.0.0.1:8080. --hosts-file FILE answers the
 names it lists (`ADDRESS NAME...` lines, like /etc/hosts) before the system resolver; every answer still
-passes the egress policy. `keys create` reads
+passes the egress policy. --managed-identity-tenant T lets tenant T create and use ManagedIdentity
+credentials (tokens of this machine's identity); no tenant may by default. `keys create` reads
 INTEGRATION_DATA, INTEGRATION_TENANT and INTEGRATION_ADMIN (true|false) the same way.
 )";
 }

@@ -149,6 +149,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
         .source = "integration-host",
         .resolver = &s->resolver,
         .egress = s->egress,
+        .credentials = {.managed_identity_tenants = c.managed_identity_tenants},
         // A periodic sweep probes the connections not checked within one probe interval.
         .probes = {.interval = std::chrono::duration_cast<std::chrono::seconds>(c.probe_interval)},
         .runs = {.retry = {.total_deadline = c.run_deadline},

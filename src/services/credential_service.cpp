@@ -101,8 +101,17 @@ std::string scheme_of(integration_credential const& c) {
     return std::string(to_string(c.data().auth_mode));
 }
 
+result<void> credential_service::may_use_managed_identity(std::string const& tenant) const {
+    if (std::ranges::find(options_.managed_identity_tenants, tenant) != options_.managed_identity_tenants.end()) return {};
+    return error{errc::forbidden, "a managed identity is the operator's own identity, and tenant " + tenant +
+                                      " is not one the operator lets use it (credential_service_options::"
+                                      "managed_identity_tenants; the host's --managed-identity-tenant)"};
+}
+
 result<integration_credential> credential_service::create(request_context const& ctx, new_credential spec) {
     if (auto r = validate_request(spec); !r) return r.error();
+    if (!spec.scheme && spec.auth_mode == auth_mode::managed_identity)
+        if (auto r = may_use_managed_identity(ctx.tenant_id); !r) return r.error();
     if (spec.expires_at && *spec.expires_at <= clock_.now())
         return error{errc::invalid_argument, "expiresAt " + format_time(*spec.expires_at) + " has passed; a credential must expire later"};
     if (spec.scheme) {
@@ -670,6 +679,8 @@ void credential_service::add_builtin_schemes() {
         });
     });
     schemes_.emplace(to_string(auth_mode::managed_identity), [this](auth_scheme_input const& in) -> result<resolved_credential> {
+        // Checked at every use too: the operator may have taken the tenant off the list since.
+        if (auto r = may_use_managed_identity(in.ctx.tenant_id); !r) return r.error();
         managed_identity_settings s;
         if (auto const* p = in.credential.data().auth_parameters.if_contains("managedIdentity"))
             if (auto r = from_json(*p, s, "managedIdentity"); !r) return r.error();

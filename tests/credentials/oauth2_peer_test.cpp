@@ -450,7 +450,8 @@ TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
     auto fp = must(credentials::fingerprinter::load_or_create(dir.file("fp")));
     auto transport = http::make_curl_transport();
     net::static_resolver dns;
-    credentials::credential_service service(*store, *vault, fp, clock, *transport, net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns);
+    auto const loopback = net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}};
+    credentials::credential_service service(*store, *vault, fp, clock, *transport, loopback, dns, {.managed_identity_tenants = {"t1"}});
     auto ctx = request_context::for_tenant("t1");
     std::string provider_id;
     must(store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
@@ -474,6 +475,29 @@ TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
     ASSERT_EQ(lines.size(), 2u);  // the second resolve of the first identity hit the cache
     EXPECT_EQ(lines[0], "https://vault.example/ identity-client-7");
     EXPECT_EQ(lines[1], "https://mgmt.example/ -");
+
+    // The identity is the machine's: a tenant the operator did not list may not create such a
+    // credential, and one taken off the list may no longer use it. Neither reaches the endpoint.
+    auto other = request_context::for_tenant("t2");
+    std::string other_provider;
+    must(store->transact(other, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = active_provider(other, clock.now());
+        other_provider = p.id();
+        return uow.providers().save(p);
+    }));
+    auto refused = service.create(other, {.provider_id = other_provider, .auth_mode = auth_mode::managed_identity,
+                                          .managed_identity = credentials::managed_identity_settings{endpoint, "https://mgmt.example/"}});
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::forbidden);
+    EXPECT_NE(refused.error().detail().find("managed_identity_tenants"), std::string::npos) << refused.error().detail();
+    credentials::credential_service unlisted(*store, *vault, fp, clock, *transport, loopback, dns);
+    auto used = unlisted.resolve(ctx, system_assigned.id());
+    ASSERT_FALSE(used);
+    EXPECT_EQ(used.error(), errc::forbidden);
+    std::ifstream again(count);
+    std::size_t calls = 0;
+    for (std::string l; std::getline(again, l);) ++calls;
+    EXPECT_EQ(calls, 2u) << "the identity endpoint was called for a tenant not allowed to use it";
 }
 
 }  // namespace

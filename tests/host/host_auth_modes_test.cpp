@@ -48,7 +48,7 @@ protected:
         line = imds_.read_line();
         ASSERT_EQ(line.rfind("PORT ", 0), 0u) << "imds peer said: " << line;
         imds_url_ = "http://127.0.0.1:" + line.substr(5) + "/metadata/identity/oauth2/token?api-version=2018-02-01";
-        host_ = std::make_unique<host_process>(dir_.string(), std::vector<std::string>{"--key-rate-limit", "0"});
+        host_ = std::make_unique<host_process>(dir_.string(), std::vector<std::string>{"--key-rate-limit", "0", "--managed-identity-tenant", "tenant-a"});
         a_ = std::make_unique<api>(host_->port(), key_a_);
         provider_ = provider_with(*a_, "auth-modes", "http://127.0.0.1:" + std::to_string(vendor_.port()),
                                   {op("whoami.get", "GET", "/whoami")});
@@ -156,6 +156,22 @@ TEST_F(host_auth_modes, a_managed_identity_credential_connects_and_runs) {
     EXPECT_EQ(line, "https://vendor.example/ -");  // system-assigned: no client id sent
 }
 
+// The managed identity is the machine's: only a tenant the operator lists (--managed-identity-tenant)
+// may create a credential of it. Another tenant gets 403 and the identity endpoint is never called.
+TEST_F(host_auth_modes, a_tenant_the_operator_did_not_list_may_not_use_the_managed_identity) {
+    api b(host_->port(), key_b_);
+    auto theirs = provider_with(b, "auth-modes-b", "http://127.0.0.1:" + std::to_string(vendor_.port()), {op("whoami.get", "GET", "/whoami")});
+    auto refused = b.post("/integrations/credentials", json::object{{"providerId", theirs}, {"authMode", "ManagedIdentity"},
+                                                                   {"managedIdentity", json::object{{"endpointUrl", imds_url_},
+                                                                                                    {"resource", "https://vendor.example/"}}}});
+    EXPECT_EQ(refused.status, 403) << refused.body;
+    EXPECT_EQ(str(refused.json(), "type"), "https://integration.dev/problems/forbidden") << refused.body;
+    EXPECT_NE(str(refused.json(), "detail").find("--managed-identity-tenant"), std::string::npos) << refused.body;
+    std::ifstream served(imds_count_);
+    std::string line;
+    EXPECT_FALSE(std::getline(served, line)) << "the identity endpoint was called: " << line;
+}
+
 TEST_F(host_auth_modes, an_authorization_code_credential_is_authorized_in_the_browser_then_connects_and_runs) {
     auto started = start_authorization(*a_, provider_);
     ASSERT_EQ(started.status, 201) << started.body;
@@ -240,7 +256,7 @@ TEST_F(host_auth_modes, the_authorization_code_flow_survives_a_host_restart_betw
     ASSERT_EQ(started.status, 201) << started.body;
     auto back = authorize_in_browser(str(started.json(), "authorizationUrl"));
     host_.reset();  // SIGTERM, then a new host on the same data directory
-    host_ = std::make_unique<host_process>(dir_.string(), std::vector<std::string>{"--key-rate-limit", "0"});
+    host_ = std::make_unique<host_process>(dir_.string(), std::vector<std::string>{"--key-rate-limit", "0", "--managed-identity-tenant", "tenant-a"});
     a_ = std::make_unique<api>(host_->port(), key_a_);
     auto done = callback(host_->port(), back.substr(back.find('?') + 1));
     ASSERT_EQ(done.status, 201) << done.body;

@@ -445,7 +445,8 @@ TEST(host_outbound, every_outbound_path_refuses_every_refused_address_a_name_res
     auto imds_url = [&](std::size_t n, std::string const& scheme = "http") {
         return scheme + "://" + case_host(n) + ":" + port(imds) + "/metadata/identity/oauth2/token?api-version=2018-02-01";
     };
-    std::vector<std::string> const allow{"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3"};
+    std::vector<std::string> const allow{"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3",
+                                         "--managed-identity-tenant", "tenant-a"};
 
     struct per_case {
         std::string by_key, key_credential, by_token, by_identity, redirected;
@@ -613,7 +614,8 @@ TEST(host_outbound, literal_address_tricks_reach_nothing_on_any_outbound_path) {
         std::lock_guard lock(redirect_mutex);
         return http_answer_bytes(302, "{}", "Location: " + redirect_to + "\r\n");
     });
-    host_process host(dir.string(), {"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3"});
+    host_process host(dir.string(), {"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3",
+                                     "--managed-identity-tenant", "tenant-a"});
     api a(host.port(), key);
     auto literal = provider_with(a, "literal", "http://127.0.0.1:" + std::to_string(redirector.port()), {op("go", "POST", "/go")});
     auto refused_status = [](http_answer const& r) { return r.status == 400 || r.status == 422; };
@@ -687,7 +689,8 @@ TEST(host_outbound, the_host_never_calls_its_own_listener_even_when_its_address_
         std::lock_guard lock(redirect_mutex);
         return http_answer_bytes(302, "{}", "Location: " + redirect_to + "\r\n");
     });
-    host_process host(dir.string(), {"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3"});
+    host_process host(dir.string(), {"--egress-allow", "127.0.0.1/32", "--key-rate-limit", "0", "--max-redirects", "3",
+                                     "--managed-identity-tenant", "tenant-a"});
     api a(host.port(), key);
     auto self = "http://127.0.0.1:" + std::to_string(host.port());
     auto own = a.post("/integrations/providers",

@@ -28,7 +28,9 @@ struct credential_world {
     net::static_resolver dns_;
     /** 127.0.0.1 only: the rest of 127/8 stands for the networks the policy refuses. */
     net::egress_policy loopback_ = {.allow = {net::cidr::parse("127.0.0.1/32").value()}};
-    credentials::credential_service credentials_{*store_, *vault_, fp_, clock_, *transport_, loopback_, dns_};
+    /** Tenant t1 may use the machine's managed identity. */
+    credentials::credential_service credentials_{*store_, *vault_, fp_, clock_, *transport_, loopback_, dns_,
+                                                 {.managed_identity_tenants = {"t1"}}};
 };
 
 }  // namespace integration::testing

@@ -125,6 +125,7 @@ def open(
     durable: bool = True,
     write_behind: bool = False,
     log: Optional[Callable[[str, str], None]] = None,
+    managed_identity_tenants: Sequence[str] = (),
 ) -> Platform: ...
 
 class Platform:

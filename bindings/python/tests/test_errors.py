@@ -82,3 +82,20 @@ def test_an_unopenable_store_names_the_problem(tmp_path: str) -> None:
     with pytest.raises(integration.Error) as caught:
         integration.open(data_dir=f"{tmp_path}/data", store="nosuch:///x")
     assert "nosuch" in str(caught.value)
+
+
+def test_only_tenants_the_operator_lists_may_use_the_managed_identity(tmp_path: str) -> None:
+    identity = {"endpoint_url": "http://127.0.0.1:9/metadata/identity/oauth2/token", "resource": "https://vault.example/"}
+    with integration.open(data_dir=f"{tmp_path}/data", egress_allow=["127.0.0.0/8"],
+                          managed_identity_tenants=["ops"]) as p:
+        for name in ("ops", "acme-corp"):
+            t = p.tenant(name)
+            provider = t.register_provider(key="vault", display_name="Vault", base_url="http://127.0.0.1:9")
+            if name == "ops":
+                created = t.create_credential(provider_id=provider["provider_id"], auth_mode="ManagedIdentity",
+                                              managed_identity=identity)
+                assert created["auth_mode"] == "ManagedIdentity"
+            else:
+                with pytest.raises(integration.Forbidden, match="managed_identity_tenants"):
+                    t.create_credential(provider_id=provider["provider_id"], auth_mode="ManagedIdentity",
+                                        managed_identity=identity)

@@ -164,6 +164,11 @@ struct credential_service_options {
     /** How long resolved material is reused in memory. Rotation and revocation through this
      *  service drop it at once; this bounds how long another process's change takes to show. */
     std::chrono::milliseconds material_ttl{30'000};
+    /** The tenants that may create and use ManagedIdentity credentials. A managed identity is
+     *  the operator's own (the machine's), and its tokens go to whatever provider the credential
+     *  serves: a tenant not listed is refused (`errc::forbidden`), at creation and at every use.
+     *  Empty: none. */
+    std::vector<std::string> managed_identity_tenants;
 };
 
 /** Creates, rotates, revokes and resolves credentials.
@@ -294,6 +299,7 @@ private:
     result<resolved_credential> bearer(integration_credential const& c, std::int64_t version, bool use_cache,
                                        token_fetch const& fetch);
     result<token> token_request(std::string const& url, std::string body);
+    result<void> may_use_managed_identity(std::string const& tenant) const;
     void add_builtin_schemes();
     /** `retried`: this is the second try, with a document another process stored meanwhile. */
     result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
