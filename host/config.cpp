@@ -1,5 +1,7 @@
 #include "config.hpp"
 
+#include <integration/core/context.hpp>
+
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
@@ -160,7 +162,12 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     one("public-url", c.public_url);
     one("hosts-file", c.hosts_file);
     c.egress_allow = l.values("egress-allow", true);
-    c.managed_identity_tenants = l.values("managed-identity-tenant", true);
+    for (auto const& v : l.values("managed-identity-tenant", true))
+        for (auto& tenant : split_commas(v)) {
+            if (auto ok = validate_tenant_id(tenant); !ok)
+                return error{errc::invalid_argument, "--managed-identity-tenant " + tenant + ": " + ok.error().detail()};
+            c.managed_identity_tenants.push_back(std::move(tenant));
+        }
     if (auto v = l.values("recording", false); !v.empty()) {
         if (v.back() == "immediate") c.recording = durability::immediate;
         else if (v.back() == "deferred") c.recording = durability::deferred;

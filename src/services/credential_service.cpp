@@ -109,9 +109,10 @@ result<void> credential_service::may_use_managed_identity(std::string const& ten
 }
 
 result<integration_credential> credential_service::create(request_context const& ctx, new_credential spec) {
-    if (auto r = validate_request(spec); !r) return r.error();
-    if (!spec.scheme && spec.auth_mode == auth_mode::managed_identity)
+    // First: whatever else is wrong with it, a tenant not listed is told it may not.
+    if (spec.scheme.value_or(std::string(to_string(spec.auth_mode))) == to_string(auth_mode::managed_identity))
         if (auto r = may_use_managed_identity(ctx.tenant_id); !r) return r.error();
+    if (auto r = validate_request(spec); !r) return r.error();
     if (spec.expires_at && *spec.expires_at <= clock_.now())
         return error{errc::invalid_argument, "expiresAt " + format_time(*spec.expires_at) + " has passed; a credential must expire later"};
     if (spec.scheme) {
@@ -1078,12 +1079,16 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         auto doc = auth_document(parts->first.view(), t->refresh.view());
         auto name = secret_ref::parse(staged && c.staged_version() ? c.staged_version()->key_vault_ref : c.data().key_vault_ref);
         if (!name) return name.error();
+        // Kept in the entry before the secret store is asked: the provider has spent the old
+        // token, so if the store fails the new one is the only one left, and this process goes
+        // on refreshing with it (and storing its successor) instead of being refused.
+        if (!staged) entry.document = doc.clone();
         auto ref = secrets_.put(ctx.tenant_id, name->name, doc);
-        if (!ref) return ref.error();
-        if (!staged) {
-            entry.document = doc.clone();
-            entry.version = ref->version;
+        if (!ref) {
+            if (staged) return ref.error();
+            return t;  // the access token is good; the next refresh stores the token after this one
         }
+        if (!staged) entry.version = ref->version;
         auto fp = fingerprints_.fingerprint(doc);
         auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             auto fresh = uow.credentials().find(c.id());

@@ -48,8 +48,8 @@ struct outcome {
     webhook_delivery delivery;  // as leased: its version proves the lease at save time
     time_point attempted_at;
     std::optional<time_point> defer_until;  // the rate limit said "not now", or a local failure: no attempt
-    /** Why it can never be sent (its payload purged, its secret deleted): dead-lettered with a
-     *  failure of this code and message, no attempt. */
+    /** Why it can never be sent (its payload purged): dead-lettered with a failure of this code
+     *  and message, no attempt. */
     std::optional<std::pair<std::string, std::string>> unsendable;
     std::optional<int> status;
     std::optional<std::string> error;  // no answer, or nothing was sent
@@ -214,16 +214,17 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     o.retry_delay = jittered(sub.delay_before(o.delivery.data().attempts + 2));
     o.max_delay = milliseconds(sub.attempt_policy().max_delay_ms);
     // What the worker cannot read is its own failure, not the endpoint's: no attempt is counted
-    // (a vault outage would otherwise disable every subscription). An outage is waited out; what
-    // never comes back (a payload retention purged, a secret deleted or tampered with) ends the
-    // delivery with a failure that says so, instead of putting it off for ever.
-    auto unreadable = [&](error const& e, char const* code, std::string why) {
-        if (e == errc::not_found || e == errc::invalid_state || e == errc::invalid_argument || e == errc::integrity_failure) {
-            o.unsendable.emplace(code, std::move(why) + ": " + (e.detail().empty() ? e.message() : e.detail()));
-        } else {
-            o.defer_until = now + options.local_retry;
-            stats.local_failures_total.fetch_add(1);
-        }
+    // (a vault outage would otherwise disable every subscription), and it is waited out, whatever
+    // it is (a master key restored, a store renamed back, a deleted secret rotated away). Only a
+    // payload that is gone ends the delivery: retention purged it, and it never comes back.
+    auto unreadable = [&] {
+        o.defer_until = now + options.local_retry;
+        stats.local_failures_total.fetch_add(1);
+        hand_over(std::move(o), false);
+    };
+    auto purged = [&](std::string const& detail) {
+        o.unsendable.emplace("payload_expired", "its payload was purged by retention (kept 30 days) before it could be "
+                                                "delivered (" + detail + "); publish the event again");
         hand_over(std::move(o), false);
     };
     if (auto per_second = sub.data().max_per_second) {
@@ -242,12 +243,9 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         }
     }
     auto const& d = o.delivery.data();
-    auto constexpr expired = "payload_expired";
-    auto const purged = "its payload was purged by retention (kept 30 days) before it could be delivered; publish the event again";
-    if (!d.payload_ref) return unreadable(error{errc::not_found, "it has no payload reference"}, expired, purged);
+    if (!d.payload_ref) return purged("no payload reference");
     auto body = payload(tenant, *d.payload_ref);
-    if (!body) return unreadable(body.error(), body.error() == errc::not_found ? expired : "payload_unreadable",
-                                 body.error() == errc::not_found ? purged : "its payload cannot be read");
+    if (!body) return body.error() == errc::not_found ? purged(body.error().detail()) : unreadable();
     sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing,
                  now + longest_timeout + options.lease_margin};
     auto const refs = sub.signing_secret_refs(now);
@@ -255,9 +253,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         auto k = secret(tenant, uri);
         // A replaced secret deleted as its overlap ended (a rotation meanwhile) signs nothing more.
         if (!k && uri != refs.front() && k.error() == errc::not_found) continue;
-        if (!k)
-            return unreadable(k.error(), "signing_secret_unusable",
-                              "its subscription's signing secret cannot be used; rotate the secret, then replay it");
+        if (!k) return unreadable();
         next.keys.push_back((*k)->clone());
     }
     {

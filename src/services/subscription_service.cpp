@@ -9,19 +9,32 @@ namespace {
 
 constexpr std::array recoverable{delivery_status::failed, delivery_status::dead_lettered};
 
-/** The refs of `ended` that no subscription of the unit's tenant signs with any more: a ref is
- *  visible in every subscription, so another may have named it as its `signingSecretRef`. */
-result<std::vector<std::string>> unused(storage::unit_of_work& uow, std::vector<std::string> ended, time_point now) {
+/** The names of the secrets of `ended` (refs whose overlap ended) that this service generated
+ *  in `store` and that no subscription of the unit's tenant signs with any more: a ref is
+ *  visible in every subscription, so another may name it (any version of it) as its own
+ *  `signingSecretRef`. A tenant's own secret is never among them. */
+result<std::vector<std::string>> deletable(storage::unit_of_work& uow, std::vector<std::string> const& ended,
+                                          std::string const& store, time_point now) {
+    auto const& tenant = uow.context().tenant_id;
+    auto generated = [&](std::string const& uri) -> std::optional<std::string> {
+        auto ref = credentials::secret_ref::parse(uri);
+        if (ref && ref->store == store && ref->tenant == tenant && is_valid_id(ref->name, "whsec")) return ref->name;
+        return std::nullopt;
+    };
+    std::vector<std::string> names;
+    for (auto const& uri : ended)
+        if (auto name = generated(uri)) names.push_back(std::move(*name));
     storage::page_request page{.limit = 500};
-    while (!ended.empty()) {
+    while (!names.empty()) {  // rare: once per generated secret, when its overlap has ended
         auto subs = uow.subscriptions().list(page);
         if (!subs) return subs.error();
         for (auto const& s : subs->items)
-            for (auto const& ref : s.signing_secret_refs(now)) std::erase(ended, ref);
+            for (auto const& uri : s.signing_secret_refs(now))
+                if (auto name = generated(uri)) std::erase(names, *name);
         if (subs->next_cursor.empty()) break;
         page.cursor = std::move(subs->next_cursor);
     }
-    return ended;
+    return names;
 }
 
 /** A secret the subscription service generated, taken back out of the store when the
@@ -152,19 +165,15 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
         auto replaced = s->rotate_signing_secret(secret.planned_ref(), now, options_.secret_overlap);
         if (!replaced) return replaced.error();
         if (auto r = uow.subscriptions().save(*s); !r) return r.error();
-        auto free = unused(uow, std::move(*replaced), now);
+        auto free = deletable(uow, *replaced, secrets_.name(), now);
         if (!free) return free.error();
         ended = std::move(*free);
         return std::move(*s);
     });
     if (!s) return s.error();
-    // Secrets whose overlap ended and that no subscription signs with any more: those this
-    // service generated leave the secret store (a tenant's own `signingSecretRef` may serve
-    // something else, so it stays). Best effort: the rotation has committed.
-    for (auto const& uri : ended)
-        if (auto ref = credentials::secret_ref::parse(uri);
-            ref && ref->store == secrets_.name() && ref->tenant == ctx.tenant_id && is_valid_id(ref->name, "whsec"))
-            (void)secrets_.soft_delete(ctx.tenant_id, ref->name);
+    // Generated secrets whose overlap ended and that no subscription signs with any more leave
+    // the secret store. Best effort: the rotation has committed.
+    for (auto const& name : ended) (void)secrets_.soft_delete(ctx.tenant_id, name);
     return rotated{std::move(*s), secret.keep()};
 }
 

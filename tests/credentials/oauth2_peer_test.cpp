@@ -404,6 +404,30 @@ TEST_F(authorization_code_test, a_refresh_token_another_process_spent_is_replace
     must(here.resolve(ctx_, c.id()));
 }
 
+// The provider rotated the refresh token and the secret store failed to store the new one: the
+// old one is spent, so the new one stays in memory and serves this process (the access token it
+// came with too), and the next refresh, with the store back, stores that refresh's successor.
+TEST_F(authorization_code_test, a_rotated_refresh_token_the_secret_store_could_not_keep_serves_from_memory) {
+    auto c = authorized();
+    switchable_vault vault(*vault_);
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_,
+                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    vault.after_get = [&] { vault.down = true; };  // its refresh token read, the store fails
+    auto r = here.resolve(ctx_, c.id());
+    ASSERT_TRUE(r) << r.error().detail();
+    vault.down = false;
+    here.invalidate_token(c.id());
+    auto again = here.resolve(ctx_, c.id());
+    ASSERT_TRUE(again) << again.error().detail();
+    EXPECT_FALSE(here.refresh_exhausted(c.id())) << "it refreshed with the spent token";
+    // Stored this time: another process (a restart) refreshes with what the store holds.
+    credentials::credential_service restarted{*store_, *vault_, fingerprints_, clock_, *transport_,
+                                             net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    auto after_restart = restarted.resolve(ctx_, c.id());
+    ASSERT_TRUE(after_restart) << after_restart.error().detail();
+    EXPECT_FALSE(restarted.refresh_exhausted(c.id()));
+}
+
 // Rotating an authorization-code credential verifies the new refresh token by using it; the
 // provider then rotates it, and the rotation keeps the token it returned, not the spent one.
 TEST_F(authorization_code_test, a_rotation_keeps_the_refresh_token_its_verification_was_given) {
@@ -490,6 +514,10 @@ TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
     ASSERT_FALSE(refused);
     EXPECT_EQ(refused.error(), errc::forbidden);
     EXPECT_NE(refused.error().detail().find("managed_identity_tenants"), std::string::npos) << refused.error().detail();
+    auto by_scheme = service.create(other, {.provider_id = other_provider, .secret = secret_bytes("identity-9"), .scheme = "ManagedIdentity",
+                                            .managed_identity = credentials::managed_identity_settings{endpoint, "https://mgmt.example/"}});
+    ASSERT_FALSE(by_scheme) << "the built-in scheme named as an added one";
+    EXPECT_EQ(by_scheme.error(), errc::forbidden);
     credentials::credential_service unlisted(*store, *vault, fp, clock, *transport, loopback, dns);
     auto used = unlisted.resolve(ctx, system_assigned.id());
     ASSERT_FALSE(used);

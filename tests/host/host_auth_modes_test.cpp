@@ -48,7 +48,7 @@ protected:
         line = imds_.read_line();
         ASSERT_EQ(line.rfind("PORT ", 0), 0u) << "imds peer said: " << line;
         imds_url_ = "http://127.0.0.1:" + line.substr(5) + "/metadata/identity/oauth2/token?api-version=2018-02-01";
-        host_ = std::make_unique<host_process>(dir_.string(), std::vector<std::string>{"--key-rate-limit", "0", "--managed-identity-tenant", "tenant-a"});
+        host_ = std::make_unique<host_process>(dir_.string(), std::vector<std::string>{"--key-rate-limit", "0", "--managed-identity-tenant", "tenant-x, tenant-a"});
         a_ = std::make_unique<api>(host_->port(), key_a_);
         provider_ = provider_with(*a_, "auth-modes", "http://127.0.0.1:" + std::to_string(vendor_.port()),
                                   {op("whoami.get", "GET", "/whoami")});

@@ -1822,7 +1822,8 @@ TEST(host_config, durations_out_of_range_are_refused_at_start) {
              {"--max-redirects", "-1", "--max-redirects must be a whole number"},
              {"--body-limit", "-1", "--body-limit must be a positive integer"},
              {"--workers", " 4", "--workers must be a positive integer"},
-             {"--webhook-tenant-in-flight", "257", "--webhook-tenant-in-flight must be at most --webhook-in-flight"}}) {
+             {"--webhook-tenant-in-flight", "257", "--webhook-tenant-in-flight must be at most --webhook-in-flight"},
+             {"--managed-identity-tenant", "acme corp", "--managed-identity-tenant acme corp: tenantId must be"}}) {
         try {
             host_process h(dir.string(), {flag, value});
             ADD_FAILURE() << "the host started with " << flag << " " << value;

@@ -628,9 +628,10 @@ TEST_F(delivery_worker_test, a_purged_payload_dead_letters_its_delivery_unsent_w
     EXPECT_EQ(archived.error(), errc::not_found);
 }
 
-// A signing secret that is gone for good (deleted, not an outage) is not waited for: the delivery
-// ends unsent with a failure that says what to do, and the endpoint is not blamed.
-TEST_F(delivery_worker_test, a_signing_secret_deleted_for_good_dead_letters_the_delivery_unsent) {
+// A signing secret the vault cannot give (deleted, a master key not restored yet, a store
+// renamed) is the worker's problem, never the endpoint's: the delivery waits, no attempt counted,
+// and goes once the subscription signs with a secret the vault has.
+TEST_F(delivery_worker_test, a_signing_secret_the_vault_cannot_give_is_waited_for_not_blamed_on_the_endpoint) {
     keep_alive_server receiver([](received_request const&) { return answer(200); });
     auto sub = w_.subscribe(w_.url(receiver.port()));
     auto id = w_.deliver(sub);
@@ -638,14 +639,23 @@ TEST_F(delivery_worker_test, a_signing_secret_deleted_for_good_dead_letters_the_
     auto worker = make_worker({.disable_after = 1});
     pump(worker);
     auto d = w_.delivery(id);
-    EXPECT_EQ(d.status(), delivery_status::dead_lettered);
+    EXPECT_EQ(d.status(), delivery_status::pending);
     EXPECT_EQ(d.data().attempts, 0);
-    auto f = w_.failures_of(id);
-    ASSERT_EQ(f.size(), 1u);
-    EXPECT_EQ(f[0].data().error_code, "signing_secret_unusable");
+    EXPECT_TRUE(w_.failures_of(id).empty());
     EXPECT_TRUE(w_.subscription(sub.id()).active());
-    EXPECT_EQ(worker.stats().local_failures_total.load(), 0u) << "not an outage to wait out";
+    EXPECT_EQ(worker.stats().local_failures_total.load(), 1u);
     EXPECT_TRUE(receiver.requests().empty());
+
+    auto fresh = must(w_.vault->put(w_.ctx.tenant_id, "whsec-fresh", secret_bytes("whsec_" + base64(std::string(32, 'f')))));
+    must(w_.store->transact(w_.ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        auto s = must(uow.subscriptions().find(sub.id()));
+        must(s.rotate_signing_secret(fresh.uri(), w_.clock.now(), 24h));  // the deleted one: skipped while it overlaps
+        return uow.subscriptions().save(s);
+    }));
+    w_.clock.advance(30s);
+    pump(worker);
+    EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+    EXPECT_EQ(receiver.requests().size(), 1u);
 }
 
 // A tenant's endpoints that hang until their timeout fill at most its share of the slots: the

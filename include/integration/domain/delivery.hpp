@@ -154,8 +154,8 @@ public:
     /** Outbound: the receiver answered 410 Gone. Dead-lettered at once (raises IntegrationFailed);
      *  the caller deactivates the subscription. */
     result<void> record_gone(delivery_attempt a);
-    /** Outbound Pending or Failed that can never be sent (retention purged its payload, its
-     *  signing secret is gone): dead-lettered at `now` without an attempt, which would count
+    /** Outbound Pending or Failed that can never be sent (retention purged its payload):
+     *  dead-lettered at `now` without an attempt, which would count
      *  against the endpoint (raises IntegrationFailed, Validation, with `reason`). `now` is
      *  kept as its last attempt's time, which retention ends deliveries by. */
     result<void> abandon(std::string const& reason, time_point now);

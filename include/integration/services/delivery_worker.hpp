@@ -47,7 +47,7 @@ struct delivery_worker_options {
     std::chrono::milliseconds lease_margin{30'000};
     /** A delivery whose payload or signing secret the worker could not read (its own stores
      *  failing, not the endpoint) is tried again after this, with no attempt counted. One whose
-     *  payload or secret is gone for good (not found, tampered with) is dead-lettered unsent. */
+     *  payload retention purged is dead-lettered unsent (`payload_expired`). */
     std::chrono::milliseconds local_retry{30'000};
     std::int64_t disable_after = 20;       ///< Consecutive failed attempts that disable a subscription; 0: never.
     std::size_t response_excerpt = 4'096;  ///< Bytes of the receiver's answer kept per attempt.

@@ -79,9 +79,15 @@ public:
     result<std::string> get(std::string const& tenant, std::string const& ref) override {
         auto path = locate(tenant, ref);
         if (!path) return path.error();
+        errno = 0;
         std::ifstream f(*path, std::ios::binary);
-        if (!f) return error{errc::not_found, "blob " + ref + " does not exist"};
-        return std::string(std::istreambuf_iterator<char>(f), {});
+        // Only a file that is not there is "not found" (a reader takes that as gone for good); a
+        // file it cannot open now (no descriptors left, permissions, I/O) is an outage.
+        if (!f && (errno == ENOENT || errno == ENOTDIR)) return error{errc::not_found, "blob " + ref + " does not exist"};
+        if (!f) return error{errc::unavailable, "blob store: cannot open " + ref + ": " + std::strerror(errno)};
+        std::string out(std::istreambuf_iterator<char>(f), {});
+        if (f.bad()) return error{errc::unavailable, "blob store: cannot read " + ref};
+        return out;
     }
 
     result<void> remove(std::string const& tenant, std::string const& ref) override {
