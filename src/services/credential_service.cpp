@@ -113,6 +113,9 @@ result<integration_credential> credential_service::create(request_context const&
     if (spec.scheme.value_or(std::string(to_string(spec.auth_mode))) == to_string(auth_mode::managed_identity))
         if (auto r = may_use_managed_identity(ctx.tenant_id); !r) return r.error();
     if (auto r = validate_request(spec); !r) return r.error();
+    if (spec.scheme && parse_enum<auth_mode>(*spec.scheme, "scheme"))
+        return error{errc::invalid_argument, "scheme \"" + *spec.scheme +
+                                                 "\" is a built-in auth mode: give it as authMode, with its settings"};
     if (spec.expires_at && *spec.expires_at <= clock_.now())
         return error{errc::invalid_argument, "expiresAt " + format_time(*spec.expires_at) + " has passed; a credential must expire later"};
     if (spec.scheme) {

@@ -252,7 +252,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     for (auto const& uri : refs) {
         auto k = secret(tenant, uri);
         // A replaced secret deleted as its overlap ended (a rotation meanwhile) signs nothing more.
-        if (!k && uri != refs.front() && k.error() == errc::not_found) continue;
+        if (!k && uri != refs.front() && (k.error() == errc::not_found || k.error() == errc::invalid_state)) continue;
         if (!k) return unreadable();
         next.keys.push_back((*k)->clone());
     }

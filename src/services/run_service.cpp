@@ -473,10 +473,11 @@ bool run_service::keep_input(request_context const& ctx, integration_run const& 
 result<execute_request> run_service::stored_input(request_context const& ctx, integration_run const& run) {
     execute_request r{run.data().connection_id, run.data().operation, {}, std::nullopt, false, nullptr};
     auto text = blobs_.get(ctx.tenant_id, "blob://" + ctx.tenant_id + "/runs/" + run.id() + "/input");
+    if (!text && text.error() != errc::not_found) return text.error();  // an outage: the resume is tried again
     if (!text) return error{errc::not_found, "run " + run.id() + " has no stored input to execute again: " + text.error().detail()};
     boost::system::error_code ec;
     auto j = boost::json::parse(*text, ec);
-    if (ec || !j.is_object()) return error{errc::storage_failure, "the stored input of run " + run.id() + " is corrupt"};
+    if (ec || !j.is_object()) return error{errc::integrity_failure, "the stored input of run " + run.id() + " is corrupt"};
     auto const& o = j.as_object();
     if (auto const* p = o.if_contains("pathParams"); p && p->is_object())
         for (auto const& [k, v] : p->as_object())
@@ -980,6 +981,9 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
     if (run.status() != run_status::running) return save(std::nullopt, std::nullopt, false);  // only resolves
 
     auto request = stored_input(ctx, run);
+    // The blob store cannot be read now: nothing is decided (the lease goes back, and the next
+    // sweep resumes the run again); only an input that is missing or corrupt ends it.
+    if (!request && request.error() != errc::not_found && request.error() != errc::integrity_failure) return request.error();
     std::optional<plan> p;
     std::optional<failures::classification> blocked;
     if (request) {

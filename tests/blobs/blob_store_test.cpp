@@ -5,7 +5,6 @@
 #include "storage/fixtures.hpp"
 #include "support/fsync_recorder.hpp"
 
-#include <sys/resource.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -171,28 +170,38 @@ TEST_P(blob_store_conformance, deferred_puts_are_readable_at_once_and_survive_th
         EXPECT_EQ(must(blobs->get("t1", "blob://t1/runs/k" + std::to_string(i) + "/response")), "body " + std::to_string(i));
 }
 
-// A durable put is durable by name as well: the new file's entry in its folder, and each folder
-// it created in its parent, are synced before the put returns (a power loss could otherwise keep
-// the commit that refers to the blob and lose the blob).
 // "Not found" means gone for good to a reader (the delivery worker ends a delivery whose payload
-// is not found): a blob the process cannot open now (no descriptor left) is an outage instead.
+// is not found): a blob the process cannot open now (no descriptor left, a link loop, I/O) is an
+// outage instead.
 TEST(filesystem_blob_store, a_blob_that_cannot_be_opened_now_is_unavailable_not_missing) {
     temp_dir dir;
     auto store = must(blobs::open_filesystem_blob_store(dir.file("blobs")));
     auto ref = must(store->put("t1", "webhooks/events/e1", "{}"));
     EXPECT_EQ(store->get("t1", "webhooks/events/none").error(), errc::not_found);
-    rlimit before{};
-    ASSERT_EQ(getrlimit(RLIMIT_NOFILE, &before), 0);
-    rlimit none = before;
-    none.rlim_cur = 3;  // every descriptor above stdin, stdout and stderr is taken
-    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &none), 0);
+    // Its file replaced by a link to itself: the open fails (ELOOP), and the blob is not gone.
+    std::filesystem::path file;
+    for (auto const& e : std::filesystem::recursive_directory_iterator(dir.file("blobs")))
+        if (e.is_regular_file() && e.path().filename() == "e1") file = e.path();
+    ASSERT_FALSE(file.empty());
+    auto kept = file.string() + ".kept";
+    std::filesystem::rename(file, kept);
+    std::filesystem::create_symlink(file.filename(), file);
     auto got = store->get("t1", ref);
-    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &before), 0);
     ASSERT_FALSE(got);
     EXPECT_EQ(got.error(), errc::unavailable) << got.error().detail();
+    std::filesystem::remove(file);
+    std::filesystem::rename(kept, file);
     EXPECT_EQ(must(store->get("t1", ref)), "{}");
+    // A folder is no blob (its read fails with EISDIR; a stream threw there).
+    auto folder = ref.substr(0, ref.rfind('/'));
+    auto read = store->get("t1", folder);
+    ASSERT_FALSE(read);
+    EXPECT_EQ(read.error(), errc::not_found) << read.error().detail();
 }
 
+// A durable put is durable by name as well: the new file's entry in its folder, and each folder
+// it created in its parent, are synced before the put returns (a power loss could otherwise keep
+// the commit that refers to the blob and lose the blob).
 TEST(filesystem_blob_store, a_durable_put_syncs_the_names_it_created) {
     temp_dir dir;
     auto const root = std::filesystem::canonical(dir.path()) / "blobs";

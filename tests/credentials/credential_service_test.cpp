@@ -474,6 +474,14 @@ TEST_F(credential_outbound_test, an_added_auth_scheme_builds_the_material_of_its
               errc::already_exists);
     EXPECT_EQ(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("s"), .scheme = "Unregistered"}).error(),
               errc::invalid_argument);
+    // A built-in auth mode named as a scheme would skip its settings' checks (a ManagedIdentity
+    // without an endpoint): it is given as the auth mode instead.
+    for (auto const* builtin : {"ManagedIdentity", "ApiKey", "OAuth2ClientCredentials"}) {
+        auto named = credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("s"), .scheme = builtin});
+        ASSERT_FALSE(named) << builtin;
+        EXPECT_EQ(named.error(), errc::invalid_argument) << builtin;
+        EXPECT_NE(named.error().detail().find("authMode"), std::string::npos) << named.error().detail();
+    }
 
     keep_alive_server vendor([](received_request const& r) { return http_answer_bytes(200, "echo " + r.header("X-Vendor-Signature").value_or("")); });
     auto c = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("vendor-secret-1"), .scheme = "VendorSignature"}));

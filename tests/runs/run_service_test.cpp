@@ -3,6 +3,7 @@
 #include <integration/services/run_service.hpp>
 #include <integration/core/utf8.hpp>
 
+#include "support/hooked_blobs.hpp"
 #include "support/credential_world.hpp"
 #include "support/credential_doubles.hpp"
 #include "support/gzip.hpp"
@@ -1657,6 +1658,27 @@ protected:
 
 TEST_F(run_body_fallback, a_response_body_the_blob_store_refuses_is_kept_with_its_write_behind_run) { check(true); }
 TEST_F(run_body_fallback, a_response_body_the_blob_store_refuses_is_kept_with_its_run) { check(false); }
+
+// A blob store that cannot be read at the moment is not a missing input: the resume fails with
+// the outage and the run waits for the next sweep (it was dead-lettered as `input_missing`).
+TEST_F(run_service_test, a_resume_that_cannot_read_the_stored_input_now_leaves_the_run_for_the_next_sweep) {
+    start({reply(503), reply(503), reply(503), reply(503), reply(200, "done")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    ASSERT_EQ(out.run.status(), runs::run_status::running);
+    hooked_blobs down(*blobs_);
+    down.get_error = error{errc::unavailable, "blob store unreachable"};
+    runs::run_service other(*store_, credentials_, down, *transport_, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_,
+                            clock_, {.sleep = [](std::chrono::milliseconds) {}});
+    clock_.advance(61s);
+    auto resumed = other.resume(ctx_, out.run.id());
+    ASSERT_FALSE(resumed);
+    EXPECT_EQ(resumed.error(), errc::unavailable) << resumed.error().detail();
+    auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
+    EXPECT_EQ(run.status(), runs::run_status::running);
+    EXPECT_EQ(failures_of(out.run.id()).at(0).data().next_action, failures::next_action::retry);
+    EXPECT_EQ(vendor_->requests().size(), 4u) << "nothing was sent";
+    EXPECT_EQ(must(runs_->resume(ctx_, out.run.id())).run.status(), runs::run_status::completed);
+}
 
 // Small bodies commit with their run (no blob write, no fsync of their own); larger ones are
 // written to the blob store before the commit that refers to them. A run waiting for the retry

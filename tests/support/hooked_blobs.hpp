@@ -7,6 +7,7 @@
 #include <integration/ports/blob_store.hpp>
 
 #include <functional>
+#include <optional>
 #include <string>
 #include <utility>
 
@@ -19,13 +20,17 @@ public:
     explicit hooked_blobs(blobs::blob_store& inner, std::string prefix = {}) : inner_(inner), prefix_(std::move(prefix)) {}
     std::function<void()> after_put;
     std::function<void()> before_remove;
+    std::optional<error> get_error;  ///< What every get answers while set.
     result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
         auto out = inner_.put(tenant, key, data, d);
         if (key.starts_with(prefix_))
             if (auto hook = std::exchange(after_put, nullptr)) hook();
         return out;
     }
-    result<std::string> get(std::string const& tenant, std::string const& ref) override { return inner_.get(tenant, ref); }
+    result<std::string> get(std::string const& tenant, std::string const& ref) override {
+        if (get_error) return *get_error;
+        return inner_.get(tenant, ref);
+    }
     result<void> remove(std::string const& tenant, std::string const& ref) override {
         if (auto hook = std::exchange(before_remove, nullptr)) hook();
         return inner_.remove(tenant, ref);

@@ -79,14 +79,29 @@ public:
     result<std::string> get(std::string const& tenant, std::string const& ref) override {
         auto path = locate(tenant, ref);
         if (!path) return path.error();
-        errno = 0;
-        std::ifstream f(*path, std::ios::binary);
         // Only a file that is not there is "not found" (a reader takes that as gone for good); a
-        // file it cannot open now (no descriptors left, permissions, I/O) is an outage.
-        if (!f && (errno == ENOENT || errno == ENOTDIR)) return error{errc::not_found, "blob " + ref + " does not exist"};
-        if (!f) return error{errc::unavailable, "blob store: cannot open " + ref + ": " + std::strerror(errno)};
-        std::string out(std::istreambuf_iterator<char>(f), {});
-        if (f.bad()) return error{errc::unavailable, "blob store: cannot read " + ref};
+        // file it cannot open or read now (no descriptors left, permissions, I/O) is an outage.
+        // System calls, not a stream: libstdc++'s file buffer throws on a read error.
+        auto missing = [&] { return error{errc::not_found, "blob " + ref + " does not exist"}; };
+        auto outage = [&](char const* what) {
+            return error{errc::unavailable, std::string("blob store: cannot ") + what + " " + ref + ": " + std::strerror(errno)};
+        };
+        int fd = ::open(path->c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0) return errno == ENOENT || errno == ENOTDIR ? missing() : outage("open");
+        std::string out;
+        char buf[64 * 1024];
+        for (;;) {
+            auto n = ::read(fd, buf, sizeof buf);
+            if (n < 0 && errno == EINTR) continue;
+            if (n < 0) {
+                auto failed = errno == EISDIR ? missing() : outage("read");
+                ::close(fd);
+                return failed;
+            }
+            if (n == 0) break;
+            out.append(buf, static_cast<std::size_t>(n));
+        }
+        ::close(fd);
         return out;
     }
 
