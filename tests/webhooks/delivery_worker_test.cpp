@@ -215,11 +215,7 @@ TEST_F(delivery_worker_test, a_rotated_signing_secret_signs_the_next_batch) {
     // The subscription rotated to another secret: both sign during the overlap.
     std::string third = "whsec_" + base64(std::string(32, 'c'));
     auto next = must(w_.vault->put(w_.ctx.tenant_id, "whsec-next", secret_bytes(third)));
-    must(w_.store->transact(w_.ctx, [&](storage::unit_of_work& uow) -> result<void> {
-        auto s = must(uow.subscriptions().find(sub.id()));
-        must(s.rotate_signing_secret(next.uri(), w_.clock.now(), 24h));
-        return uow.subscriptions().save(s);
-    }));
+    w_.rotate(sub.id(), next.uri(), 24h);
     w_.deliver_many(sub, 3);
     pump(worker);
     ASSERT_EQ(receiver.requests().size(), 9u);
@@ -229,11 +225,7 @@ TEST_F(delivery_worker_test, a_rotated_signing_secret_signs_the_next_batch) {
     // A second rotation within the overlap: the three secrets sign, one signature each.
     std::string fourth = "whsec_" + base64(std::string(32, 'd'));
     auto last = must(w_.vault->put(w_.ctx.tenant_id, "whsec-last", secret_bytes(fourth)));
-    must(w_.store->transact(w_.ctx, [&](storage::unit_of_work& uow) -> result<void> {
-        auto s = must(uow.subscriptions().find(sub.id()));
-        must(s.rotate_signing_secret(last.uri(), w_.clock.now(), 24h));
-        return uow.subscriptions().save(s);
-    }));
+    w_.rotate(sub.id(), last.uri(), 24h);
     w_.deliver_many(sub, 2);
     pump(worker);
     ASSERT_EQ(receiver.requests().size(), 11u);
@@ -647,11 +639,7 @@ TEST_F(delivery_worker_test, a_signing_secret_the_vault_cannot_give_is_waited_fo
     EXPECT_TRUE(receiver.requests().empty());
 
     auto fresh = must(w_.vault->put(w_.ctx.tenant_id, "whsec-fresh", secret_bytes("whsec_" + base64(std::string(32, 'f')))));
-    must(w_.store->transact(w_.ctx, [&](storage::unit_of_work& uow) -> result<void> {
-        auto s = must(uow.subscriptions().find(sub.id()));
-        must(s.rotate_signing_secret(fresh.uri(), w_.clock.now(), 24h));  // the deleted one: skipped while it overlaps
-        return uow.subscriptions().save(s);
-    }));
+    w_.rotate(sub.id(), fresh.uri(), 24h);  // the deleted one: skipped while it overlaps
     w_.clock.advance(30s);
     pump(worker);
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);

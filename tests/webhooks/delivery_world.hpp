@@ -113,6 +113,14 @@ struct delivery_world {
         return deliver_many(sub, 1, payload).at(0);
     }
 
+    /** Rotates `subscription_id` to sign with `ref`; the replaced secret signs for `overlap` more. */
+    void rotate(std::string const& subscription_id, std::string const& ref, std::chrono::milliseconds overlap) {
+        must(store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto s = must(uow.subscriptions().find(subscription_id));
+            must(s.rotate_signing_secret(ref, clock.now(), overlap));
+            return uow.subscriptions().save(s);
+        }));
+    }
     webhooks::webhook_delivery delivery(std::string const& id) {
         return must(
             storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); }));
