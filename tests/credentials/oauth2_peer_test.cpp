@@ -477,16 +477,7 @@ TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
     auto const loopback = net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}};
     credentials::credential_service service(*store, *vault, fp, clock, *transport, loopback, dns, {.managed_identity_tenants = {"t1"}});
     auto ctx = request_context::for_tenant("t1");
-    auto provider_of = [&](request_context const& tenant) {
-        std::string id;
-        must(store->transact(tenant, [&](storage::unit_of_work& uow) -> result<void> {
-            auto p = active_provider(tenant, clock.now());
-            id = p.id();
-            return uow.providers().save(p);
-        }));
-        return id;
-    };
-    auto const provider_id = provider_of(ctx);
+    auto const provider_id = save_active_provider(*store, ctx, clock.now());
     auto endpoint = "http://127.0.0.1:" + line.substr(5) + "/metadata/identity/oauth2/token?api-version=2018-02-01";
     auto user_assigned = must(service.create(ctx, {.provider_id = provider_id, .auth_mode = auth_mode::managed_identity,
                                                    .secret = secret_bytes("identity-client-7"),
@@ -507,7 +498,7 @@ TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
     // The identity is the machine's: a tenant the operator did not list may not create such a
     // credential, and one taken off the list may no longer use it. Neither reaches the endpoint.
     auto other = request_context::for_tenant("t2");
-    auto const other_provider = provider_of(other);
+    auto const other_provider = save_active_provider(*store, other, clock.now());
     auto refused = service.create(other, {.provider_id = other_provider, .auth_mode = auth_mode::managed_identity,
                                           .managed_identity = credentials::managed_identity_settings{endpoint, "https://mgmt.example/"}});
     ASSERT_FALSE(refused);
