@@ -15,6 +15,7 @@
 #include <cctype>
 #include <charconv>
 #include <cmath>
+#include <thread>
 
 namespace integration::credentials {
 namespace {
@@ -82,7 +83,8 @@ credential_service::credential_service(storage::store& store, secret_store& secr
                                        clock const& clock, http::transport& transport, net::egress_policy egress,
                                        net::resolver& names, credential_service_options options)
     : store_(store), secrets_(secrets), fingerprints_(fingerprints), clock_(clock),
-      outbound_(transport, token_policies(std::move(egress), names)), options_(options) {
+      outbound_(transport, token_policies(std::move(egress), names)), options_(options),
+      lease_owner_(new_id("refresher", clock.now())) {
     add_builtin_schemes();
 }
 
@@ -1031,13 +1033,26 @@ result<credential_service::token> credential_service::refresh_authorization(requ
                                                                             secret_bytes const& stored, bool staged,
                                                                             cached_token& entry, bool retried) {
     // After a rotation the entry holds the newest refresh token; the caller's may be spent.
-    auto const& document = entry.document.empty() ? stored : entry.document;
     auto now = clock_.now();
     if (entry.exhausted)
         return error{errc::forbidden, "the refresh token of credential " + c.id() + " is exhausted; authorize again"};
     if (entry.last_failure && now < *entry.last_failure + options_.refresh_cooldown)
         return error{errc::unavailable, "the last refresh of credential " + c.id() + " failed; cooling down until " +
                                             format_time(*entry.last_failure + options_.refresh_cooldown)};
+    std::shared_ptr<void> lease;
+    if (!staged) {
+        // A verification (staged) refreshes a version no other process uses yet; the active one
+        // is refreshed by one process at a time, and what another stored meanwhile serves here.
+        auto held = take_refresh_lease(ctx, c.id());
+        if (!held) return held.error();
+        lease = std::move(*held);
+        if (!retried) {
+            auto used = entry.version;
+            if (auto ref = secret_ref::parse(c.data().key_vault_ref); entry.document.empty() && ref) used = ref->version;
+            adopt_newer_document(ctx, c, used, entry, false);
+        }
+    }
+    auto const& document = entry.document.empty() ? stored : entry.document;
     auto parts = parse_auth_document(document);
     if (!parts) return parts.error();
     authorization_code_settings s;
@@ -1051,18 +1066,13 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         bool revoked = t.error().detail().find("invalid_grant") != std::string::npos;
         if (revoked && !staged && !retried) {
             // Another process may have used this refresh token and stored the one the provider
-            // rotated it to since this caller read the credential: that one is tried once before
+            // rotated it to (a process that predates refresh leases, or one whose update of the
+            // row failed after the secret store kept the token): that one is tried once before
             // the credential counts as exhausted.
-            auto used_version = entry.version;  // the entry's document, else the caller's
-            if (auto used = secret_ref::parse(c.data().key_vault_ref); entry.document.empty() && used) used_version = used->version;
-            auto fresh = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); });
-            auto newest = fresh ? secret_ref::parse(fresh->data().key_vault_ref) : result<secret_ref>(fresh.error());
-            if (newest && newest->version > used_version)
-                if (auto doc = secrets_.get(ctx.tenant_id, *newest)) {
-                    entry.document = doc->clone();
-                    entry.version = newest->version;
-                    return refresh_authorization(ctx, *fresh, *doc, staged, entry, true);
-                }
+            auto used = entry.version;  // the entry's document, else the caller's
+            if (auto ref = secret_ref::parse(c.data().key_vault_ref); entry.document.empty() && ref) used = ref->version;
+            if (adopt_newer_document(ctx, c, used, entry, true))
+                return refresh_authorization(ctx, c, entry.document, staged, entry, true);
         }
         entry.last_failure = now;
         if (!entry.failing_since) entry.failing_since = now;
@@ -1111,6 +1121,61 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         if (!saved && staged) return saved.error();
     }
     return t;
+}
+
+result<std::shared_ptr<void>> credential_service::take_refresh_lease(request_context const& ctx, std::string const& id) {
+    // The wait is measured on the steady clock: a lease left by a stopped process lapses on the
+    // service's clock, and a caller gives up (for now) rather than wait longer than a lease lives.
+    auto give_up = std::chrono::steady_clock::now() + options_.refresh_lease;
+    for (;;) {
+        auto now = clock_.now();
+        bool taken = false;
+        // Not fsynced: a lease lost to a power cut only lets the next refresh start sooner.
+        auto r = store_.transact(
+            ctx,
+            [&](storage::unit_of_work& uow) -> result<void> {
+                auto t = uow.credentials().lease_refresh(id, lease_owner_, now, now + options_.refresh_lease);
+                if (!t) return t.error();
+                taken = *t;
+                return {};
+            },
+            durability::deferred);
+        if (!r) return r.error();
+        if (taken)
+            return std::shared_ptr<void>(nullptr, [this, ctx, id](void*) {
+                (void)store_.transact(
+                    ctx, [&](storage::unit_of_work& uow) { return uow.credentials().end_refresh_lease(id, lease_owner_); },
+                    durability::deferred);
+            });
+        if (std::chrono::steady_clock::now() >= give_up)
+            return error{errc::unavailable, "another process has been refreshing the token of credential " + id +
+                                                " for longer than the refresh lease; try again"};
+        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+}
+
+bool credential_service::adopt_newer_document(request_context const& ctx, integration_credential const& c,
+                                              std::int64_t used, cached_token& entry, bool any_stored) {
+    auto name = secret_ref::parse(c.data().key_vault_ref);
+    if (!name) return false;
+    auto fresh = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); });
+    auto newest = fresh ? secret_ref::parse(fresh->data().key_vault_ref) : result<secret_ref>(fresh.error());
+    if (!newest || newest->name != name->name) return false;  // another secret: a rotation's business
+    if (any_stored) {
+        // Not a rotation's staged version: that one is its verification's until it completes.
+        std::int64_t staged = 0;
+        if (auto const* v = fresh->staged_version())
+            if (auto r = secret_ref::parse(v->key_vault_ref); r && r->name == name->name) staged = r->version;
+        if (auto versions = secrets_.versions(ctx.tenant_id, name->name))
+            for (auto const& v : *versions)
+                if (v.enabled && v.version > newest->version && v.version != staged) newest->version = v.version;
+    }
+    if (newest->version <= used) return false;
+    auto doc = secrets_.get(ctx.tenant_id, *newest);
+    if (!doc) return false;
+    entry.document = std::move(*doc);
+    entry.version = newest->version;
+    return true;
 }
 
 void credential_service::mark_exhausted(request_context const& ctx, integration_credential const& c,

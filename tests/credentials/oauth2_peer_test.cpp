@@ -14,6 +14,7 @@
 #include <boost/json/serialize.hpp>
 #include <map>
 #include <fstream>
+#include <future>
 #include <thread>
 
 // OAuth2 client credentials against a real token server (oauth2-mock-server from the npm
@@ -402,6 +403,90 @@ TEST_F(authorization_code_test, a_refresh_token_another_process_spent_is_replace
     EXPECT_EQ(count_lines(count_file_), 3u) << "the exchange, the other process's refresh, the retry (the spent one was refused)";
     here.invalidate_token(c.id());
     must(here.resolve(ctx_, c.id()));
+}
+
+// Two processes share the credential and find its token expired at once. The provider takes a
+// refresh token once: refreshing together, one was refused (invalid_grant) while the other had
+// not stored the token it was given yet, and the credential counted as exhausted, for a person to
+// authorize again. With the store's refresh lease the second waits for the first, then refreshes
+// with the token the first stored, and the row names the newest token.
+TEST_F(authorization_code_test, processes_refreshing_at_once_take_turns_and_the_row_names_the_newest_token) {
+    auto c = authorized();
+    auto egress = net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}};
+    auto their_store = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    credentials::credential_service theirs{*their_store, *vault_, fingerprints_, clock_, *transport_, egress, dns_};
+    switchable_vault vault(*vault_);
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, egress, dns_};
+    clock_.advance(std::chrono::seconds(3600));  // both processes' tokens have expired
+    std::future<result<credentials::resolved_credential>> their_answer;
+    vault.after_put = [&] {  // this process was given a new refresh token and has not recorded it in the row yet
+        their_answer = std::async(std::launch::async, [&] { return theirs.resolve(ctx_, c.id()); });
+        their_answer.wait_for(std::chrono::seconds(1));  // it waits for this process's lease
+    };
+    auto mine = here.resolve(ctx_, c.id());
+    ASSERT_TRUE(mine) << mine.error().detail();
+    ASSERT_TRUE(their_answer.valid());
+    auto their = their_answer.get();
+    ASSERT_TRUE(their) << their.error().detail();
+    EXPECT_FALSE(theirs.refresh_exhausted(c.id()));
+    EXPECT_EQ(count_lines(count_file_), 3u) << "the exchange, then one refresh each";
+    auto row = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); }));
+    auto named = must(credentials::secret_ref::parse(row.data().key_vault_ref));
+    std::int64_t newest = 0;
+    for (auto const& v : must(vault_->versions(ctx_.tenant_id, named.name))) newest = std::max(newest, v.version);
+    EXPECT_EQ(named.version, newest) << "the row names a refresh token the provider has spent";
+}
+
+// A refresh stored the provider's new refresh token in the secret store, but could not record it
+// in the credential's row (a person had begun a rotation meanwhile): the row still names the
+// spent token. Another process refused with it uses the newest token the secret store holds
+// (not the rotation's staged one) before counting the credential exhausted.
+TEST_F(authorization_code_test, a_refresh_token_stored_but_not_recorded_in_the_row_serves_other_processes) {
+    auto c = authorized();
+    auto name = must(credentials::secret_ref::parse(c.data().key_vault_ref)).name;
+    switchable_vault vault(*vault_);
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_,
+                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    clock_.advance(std::chrono::seconds(3600));
+    vault.after_put = [&] {
+        auto doc = secret_bytes(std::string_view(R"({"clientSecret":"client-secret-2","refreshToken":"never-issued"})"));
+        auto staged = must(vault_->put(ctx_.tenant_id, name, doc));
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto fresh = must(uow.credentials().find(c.id()));
+            must(fresh.begin_rotation(staged.uri(), fingerprints_.fingerprint(doc), clock_.now()));
+            return uow.credentials().save(fresh);
+        }));
+    };
+    auto mine = here.resolve(ctx_, c.id());
+    ASSERT_TRUE(mine) << mine.error().detail();
+    auto theirs = service_.resolve(ctx_, c.id());  // its token expired too; the row names the spent one
+    ASSERT_TRUE(theirs) << theirs.error().detail();
+    EXPECT_FALSE(service_.refresh_exhausted(c.id()));
+    EXPECT_EQ(count_lines(count_file_), 3u) << "the exchange, this process's refresh, the other's with the stored token";
+}
+
+// A lease left by a process that stopped mid-refresh lapses: the next refresh waits no longer
+// than the lease lives, and a caller meanwhile is told to try again (nothing is exhausted).
+TEST_F(authorization_code_test, a_refresh_lease_left_by_a_stopped_process_lapses) {
+    auto c = authorized();
+    credentials::credential_service here{*store_, *vault_, fingerprints_, clock_, *transport_,
+                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_,
+                                        {.refresh_lease = std::chrono::milliseconds(300)}};
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        return must(uow.credentials().lease_refresh(c.id(), "stopped", clock_.now(), clock_.now() + std::chrono::seconds(3601)))
+                   ? result<void>()
+                   : result<void>(error{errc::conflict, "not taken"});
+    }));
+    clock_.advance(std::chrono::seconds(3600));
+    auto waited = here.resolve(ctx_, c.id());
+    ASSERT_FALSE(waited);
+    EXPECT_EQ(waited.error(), errc::unavailable) << waited.error().detail();
+    EXPECT_FALSE(here.refresh_exhausted(c.id()));
+    EXPECT_EQ(count_lines(count_file_), 1u) << "no refresh while another process holds the lease";
+    clock_.advance(std::chrono::seconds(2));  // the stopped process's lease has lapsed
+    auto r = here.resolve(ctx_, c.id());
+    ASSERT_TRUE(r) << r.error().detail();
+    EXPECT_EQ(count_lines(count_file_), 2u);
 }
 
 // The provider rotated the refresh token and the secret store failed to store the new one: the

@@ -123,8 +123,14 @@ void without_index(std::string const& path, std::string const& index, int versio
     exec_sql(path, "DROP INDEX " + index + "; PRAGMA user_version = " + std::to_string(version) + ";");
 }
 
+/** Turns a current file back into schema 26: no refresh leases (migration 27). */
+void back_to_schema_26(std::string const& path) {
+    exec_sql(path, "DROP TABLE credential_refresh_leases; PRAGMA user_version = 26;");
+}
+
 /** Turns a current file back into schema 25: a subscription keeps one replaced signing secret (migration 26). */
 void back_to_schema_25(std::string const& path) {
+    back_to_schema_26(path);
     exec_sql(path, "ALTER TABLE subscriptions DROP COLUMN earlier_signing_secrets; PRAGMA user_version = 25;");
 }
 
@@ -1924,6 +1930,27 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
         back_to_schema_19, failures::failure_source::credential_rotation,
         {failures::failure_category::auth, "rotation_required", "rotate it", failures::next_action::escalate, {}},
         &storage::failure_query::credential_id, "credential_id", "failures_by_credential");
+}
+
+TEST(sqlite_store, a_version_26_database_gains_refresh_leases) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    { auto s = open_sqlite(dir, nullptr); }
+    back_to_schema_26(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto now = time_point(std::chrono::milliseconds(1'900'000'000'123));
+    auto lease = [&](std::string const& owner) {
+        bool taken = false;
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            taken = must(uow.credentials().lease_refresh("cred-1", owner, now, now + std::chrono::seconds(30)));
+            return {};
+        }));
+        return taken;
+    };
+    EXPECT_TRUE(lease("p1"));
+    EXPECT_FALSE(lease("p2"));
 }
 
 TEST(sqlite_store, a_version_25_database_keeps_its_replaced_signing_secret_and_takes_older_ones) {

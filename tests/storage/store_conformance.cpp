@@ -702,6 +702,42 @@ TEST_P(store_conformance, idempotency_key_is_unique_per_tenant) {
     must(save_run(b_, gb.connection_id));
 }
 
+// Processes sharing the store refresh a credential's OAuth2 token one at a time: a lease is held
+// by one owner until it ends or lapses, and only in its tenant.
+TEST_P(store_conformance, a_refresh_lease_has_one_owner_until_it_ends_or_lapses) {
+    auto now = clock_.now();
+    auto const id = std::string("cred-01JD3Q8V6X4T2M9R5B7N1K0FZC");
+    auto lease = [&](request_context const& ctx, std::string const& owner, time_point at) {
+        bool taken = false;
+        write(ctx, [&](unit_of_work& uow) -> result<void> {
+            taken = must(uow.credentials().lease_refresh(id, owner, at, at + 30s));
+            return {};
+        });
+        return taken;
+    };
+    auto end = [&](request_context const& ctx, std::string const& owner) {
+        write(ctx, [&](unit_of_work& uow) { return uow.credentials().end_refresh_lease(id, owner); });
+    };
+    EXPECT_TRUE(lease(a_, "p1", now));
+    EXPECT_FALSE(lease(a_, "p2", now + 10s)) << "p1 holds it";
+    EXPECT_TRUE(lease(b_, "p2", now)) << "another tenant's credential of the same id is another lease";
+    EXPECT_TRUE(lease(a_, "p1", now + 20s)) << "the owner extends its own lease (to 50 s)";
+    EXPECT_FALSE(lease(a_, "p2", now + 40s)) << "the extension holds";
+    end(a_, "p2");  // not p2's to end
+    EXPECT_FALSE(lease(a_, "p2", now + 41s));
+    EXPECT_TRUE(lease(a_, "p2", now + 50s)) << "a lease past its end is free (its owner stopped)";
+    end(a_, "p2");
+    EXPECT_TRUE(lease(a_, "p1", now + 51s)) << "ended";
+    end(a_, "p1");
+    end(a_, "p1");  // none held: not an error
+    auto r = store_->read(a_, [&](unit_of_work& uow) -> result<void> {
+        auto t = uow.credentials().lease_refresh(id, "p3", now, now + 30s);
+        return t ? result<void>() : result<void>(t.error());
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_state) << "a read-only unit takes no lease";
+}
+
 TEST_P(store_conformance, tenants_lists_every_tenant_with_connections_or_credentials) {
     EXPECT_TRUE(must(store_->tenants()).empty());
     seed_graph(*store_, a_, clock_.now());

@@ -107,6 +107,14 @@ public:
     virtual result<std::vector<credentials::integration_credential>> expiring_before(time_point before,
                                                                                      std::size_t limit) = 0;
     virtual result<void> save(credentials::integration_credential& c) = 0;
+    /** Takes the lease on refreshing credential `credential_id` for `owner` until `until`: true
+     *  when no other owner holds it at `now` (a lease past its `until` counts as none; `owner`'s
+     *  own is extended). A provider takes a refresh token once, so the processes sharing a store
+     *  refresh a credential one at a time. */
+    virtual result<bool> lease_refresh(std::string const& credential_id, std::string const& owner, time_point now,
+                                       time_point until) = 0;
+    /** Gives up `owner`'s refresh lease of the credential; none held is not an error. */
+    virtual result<void> end_refresh_lease(std::string const& credential_id, std::string const& owner) = 0;
 };
 
 /** Filters for listing runs. */

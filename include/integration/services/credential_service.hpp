@@ -157,6 +157,11 @@ using verifier = std::function<result<void>(resolved_credential const&)>;
 struct credential_service_options {
     std::chrono::seconds refresh_margin{120};  ///< Refresh cached tokens this long before expiry.
     std::chrono::milliseconds token_timeout{10'000};
+    /** How long a refresh of an authorization-code token holds the credential's refresh lease in
+     *  the store, and at most how long another caller (in any process on the store) waits for it:
+     *  the provider takes a refresh token once, so refreshes of one credential take turns. A
+     *  lease left by a process that stopped lapses after this. */
+    std::chrono::milliseconds refresh_lease{30'000};
     std::chrono::seconds refresh_cooldown{30};        ///< No new refresh attempt this soon after a failed one.
     std::chrono::hours refresh_exhausted_after{
         96};  ///< Failing this long (or invalid_grant) exhausts the refresh token.
@@ -305,6 +310,14 @@ private:
     result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
                                         secret_bytes const& document, bool staged, cached_token& entry, bool retried = false);
     void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
+    /** Waits (at most `refresh_lease`) for credential `id`'s refresh lease and takes it; the
+     *  returned guard gives it up. */
+    result<std::shared_ptr<void>> take_refresh_lease(request_context const& ctx, std::string const& id);
+    /** Puts in `entry` the authorization document of a version newer than `used` of `c`'s
+     *  secret: the one its row names now, else (with `any_stored`) the newest enabled one the
+     *  secret store holds (stored by a refresh whose row update failed). False when there is none. */
+    bool adopt_newer_document(request_context const& ctx, integration_credential const& c, std::int64_t used,
+                              cached_token& entry, bool any_stored);
     std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
     void forget_material(std::string const& credential_id);
     /** Deletes a secret that is no longer needed (a pending authorization's). */
@@ -328,6 +341,7 @@ private:
     std::shared_mutex material_mutex_;
     std::map<std::string, cached_material, std::less<>> materials_;  // "tenant/credentialId"
     std::uint64_t material_generation_ = 0;  // under material_mutex_; one more at each forget_material
+    std::string lease_owner_;  // this service's name on refresh leases in the store
 };
 
 /** The authentication step of an outbound pipeline: when `call.credential_id` is set, applies

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 26> migrations{
+constexpr std::array<char const*, 27> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -382,6 +382,12 @@ ALTER TABLE inbound_webhooks ADD COLUMN earlier_secrets TEXT;
     // {"ref", "until"}.
     R"sql(
 ALTER TABLE subscriptions ADD COLUMN earlier_signing_secrets TEXT;
+)sql",
+    // 27: who is refreshing a credential's OAuth2 token: processes sharing the store take turns,
+    // since the provider takes each refresh token once.
+    R"sql(
+CREATE TABLE credential_refresh_leases(tenant_id TEXT NOT NULL, credential_id TEXT NOT NULL, owner TEXT NOT NULL,
+  until INTEGER NOT NULL, PRIMARY KEY (tenant_id, credential_id)) WITHOUT ROWID;
 )sql",
 };
 

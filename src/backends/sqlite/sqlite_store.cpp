@@ -625,9 +625,12 @@ private:
     repo<connections::integration_connection> r_;
 };
 
+result<void> writable(work_state const& w, std::string_view what);
+result<void> run_sql(database& db, std::string const& sql, std::vector<value> const& binds);
+
 class credential_repo final : public integration_credential_repository {
 public:
-    explicit credential_repo(work_state& w) : r_(w) {}
+    explicit credential_repo(work_state& w) : w_(w), r_(w) {}
     result<credentials::integration_credential> find(std::string const& id) override { return r_.find(id); }
     result<page<credentials::integration_credential>> list(credential_query const& q, page_request const& p) override {
         std::string where;
@@ -641,12 +644,31 @@ public:
                          "expires_at, credential_id", clamp_limit(limit));
     }
     result<void> save(credentials::integration_credential& c) override { return r_.save(c); }
+    result<bool> lease_refresh(std::string const& id, std::string const& owner, time_point now, time_point until) override {
+        if (auto r = writable(w_, "credentials().lease_refresh"); !r) return r.error();
+        // The upsert changes (and returns) the row only when it is free, lapsed or the owner's.
+        auto st = w_.db.prepare(
+            "INSERT INTO credential_refresh_leases (tenant_id, credential_id, owner, until) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (tenant_id, credential_id) DO UPDATE SET owner = excluded.owner, until = excluded.until "
+            "WHERE credential_refresh_leases.until <= ? OR credential_refresh_leases.owner = excluded.owner "
+            "RETURNING owner");
+        if (!st) return st.error();
+        (*st)->bind_all({w_.ctx.tenant_id, id, owner, to_unix_ms(until), to_unix_ms(now)});
+        auto row = (*st)->step();
+        (*st)->reset();
+        if (!row) return row.error();
+        return *row;
+    }
+    result<void> end_refresh_lease(std::string const& id, std::string const& owner) override {
+        if (auto r = writable(w_, "credentials().end_refresh_lease"); !r) return r;
+        return run_sql(w_.db, "DELETE FROM credential_refresh_leases WHERE tenant_id = ? AND credential_id = ? AND owner = ?",
+                       {w_.ctx.tenant_id, id, owner});
+    }
 
 private:
+    work_state& w_;
     repo<credentials::integration_credential> r_;
 };
-
-result<void> writable(work_state const& w, std::string_view what);
 
 class run_repo final : public integration_run_repository {
 public:
