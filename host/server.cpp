@@ -119,8 +119,9 @@ public:
     // The read buffer holds bytes the parser has not taken yet: a header, or a chunk's size line,
     // extensions and trailer fields, which no body or header limit counts. Bounded, a request that
     // never ends such a line is refused instead of growing the buffer until the read timeout.
-    session(tcp::socket&& socket, server_state& state, std::uint64_t id)
-        : stream_(std::move(socket)), buffer_(state.config.header_limit + 64 * 1024), state_(state), id_(id) {}
+    session(tcp::socket&& socket, server_state& state, std::uint64_t id, std::atomic<std::int64_t>& header_since)
+        : stream_(std::move(socket)), buffer_(state.config.header_limit + 64 * 1024), state_(state), id_(id),
+          header_since_(header_since) {}
 
     ~session() {
         std::lock_guard lock(state_.mutex);
@@ -132,6 +133,18 @@ public:
 
     void run() {
         asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(true); });
+    }
+
+    /** To make room at the connection limit: close now when nothing of this connection is
+     *  being answered and it waits for a next request or for a request's header (the listener
+     *  picks a stalled one), else after answering, as `stop`. */
+    void shed() {
+        asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+            self->closing_ = true;
+            if (!self->busy_ && self->queue_.empty() &&
+                (!self->reading_ || self->idle_ || self->header_since_.load(std::memory_order_relaxed) != 0))
+                self->close();
+        });
     }
 
     /** On shutdown: close now when idle (waiting for a next request), else after answering the
@@ -186,6 +199,7 @@ private:
 
     void begin_request() {
         request_start_ = std::chrono::steady_clock::now();
+        header_since_.store(request_start_.time_since_epoch().count(), std::memory_order_relaxed);
         stream_.expires_at(request_start_ + std::min(state_.config.header_timeout, state_.config.read_timeout));
     }
 
@@ -217,6 +231,7 @@ private:
     }
 
     void on_header(beast::error_code ec) {
+        header_since_.store(0, std::memory_order_relaxed);
         if (closed_) return;
         if (ec) return parse_failed(ec);
         auto const& h = parser_->get();
@@ -445,6 +460,7 @@ private:
     void close() {
         closing_ = true;
         closed_ = true;
+        header_since_.store(0, std::memory_order_relaxed);
         beast::error_code ec;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
         stream_.close();
@@ -476,6 +492,7 @@ private:
     beast::flat_buffer buffer_;
     server_state& state_;
     std::uint64_t id_;
+    std::atomic<std::int64_t>& header_since_;  // its entry's in state_.sessions, which outlives it
     std::optional<beast_http::request_parser<beast_http::string_body>> parser_;
     std::size_t header_fields_ = 0;  // fields of a chunked request's header section
     router::match route_;  // of the request being read, once its header is parsed
@@ -594,10 +611,17 @@ void server::pause_accepting(beast::error_code ec) {
     });
 }
 
+// At the connection limit a connection that has waited this long for its request's header (a
+// silent client, or one sending its header byte by byte) gives its slot to a new one. A client
+// sends its header as it connects; clients that send nothing must not hold every slot until
+// --header-timeout-ms, whatever number of addresses they come from.
+constexpr auto stalled_header_after = std::chrono::seconds(1);
+
 // Admits a connection, or answers why not and closes it: past --max-connections-per-address from
-// its client, or past --max-connections when no idle keep-alive connection can make room. From
+// its client, or past --max-connections when no idle or stalled connection can make room. From
 // 15/16 of --max-connections on, each new connection closes the connection idle on keep-alive the
-// longest, so idle clients cannot hold every slot until their idle timeout.
+// longest, else the one stalled in its header the longest, so idle clients cannot hold every slot
+// until their idle timeout, nor silent ones until their header deadline.
 void server::admit(tcp::socket socket) {
     auto const& c = state_.config;
     beast::error_code ec;
@@ -619,6 +643,17 @@ void server::admit(tcp::socket socket) {
                 for (auto& [id, conn] : state_.sessions)
                     if (conn.idle_since && !conn.evicted && (!oldest || *conn.idle_since < *oldest->idle_since))
                         oldest = &conn;
+                if (!oldest) {
+                    auto stalled = (std::chrono::steady_clock::now() - stalled_header_after).time_since_epoch().count();
+                    std::int64_t since = 0;
+                    for (auto& [id, conn] : state_.sessions) {
+                        auto t = conn.header_since.load(std::memory_order_relaxed);
+                        if (t != 0 && t <= stalled && !conn.evicted && (!oldest || t < since)) {
+                            oldest = &conn;
+                            since = t;
+                        }
+                    }
+                }
                 if (oldest && (evict = oldest->s.lock())) {
                     oldest->evicted = true;
                     ++state_.evicted;
@@ -630,13 +665,15 @@ void server::admit(tcp::socket socket) {
                     "the host serves at most " + std::to_string(c.max_connections) + " connections; retry shortly");
             } else {
                 auto id = state_.next_id++;
-                s = std::make_shared<session>(std::move(socket), state_, id);
-                state_.sessions[id] = {s, client, std::nullopt, false};
+                auto& conn = state_.sessions[id];
+                s = std::make_shared<session>(std::move(socket), state_, id, conn.header_since);
+                conn.s = s;
+                conn.client = client;
                 ++state_.per_client[client];
             }
         }
     }
-    if (evict) evict->stop();
+    if (evict) evict->shed();
     if (s) return s->run();
     auto answer = to_response(*refusal, 11, false);
     answer.set("Retry-After", "1");

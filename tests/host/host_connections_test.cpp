@@ -97,6 +97,36 @@ TEST(host_connections, at_the_limit_the_longest_idle_keep_alive_connection_makes
     }
 }
 
+// At the limit, a connection that has sent nothing, or stopped mid-header, for a second gives its
+// slot to a new client, the one stalled the longest first: clients from four addresses (each
+// within --max-connections-per-address) no longer hold every slot until the header deadline.
+TEST(host_connections, at_the_limit_the_connection_stalled_longest_in_its_header_makes_room) {
+    scratch_dir dir("stalled");
+    host_process host(dir.string(), {"--max-connections", "8", "--max-connections-per-address", "2",
+                                     "--header-timeout-ms", "60000", "--read-timeout-ms", "60000"});
+    std::vector<int> stalled;
+    for (int a = 2; a <= 5; ++a) {
+        auto from = "127.0.0." + std::to_string(a);
+        stalled.push_back(connect_loopback(host.port(), from.c_str()));  // silent
+        stalled.push_back(connect_loopback(host.port(), from.c_str()));
+        ASSERT_TRUE(send_all(stalled.back(), "GET /healthz HTTP/1.1\r\nHost: x\r\n"));  // half a header
+        std::this_thread::sleep_for(20ms);  // so that the first ones have waited the longest
+    }
+    std::this_thread::sleep_for(1500ms);  // past the second a stalled header may hold a slot at the limit
+    int fresh = connect_loopback(host.port(), "127.0.0.6");
+    ASSERT_TRUE(send_all(fresh, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+    auto served = parse_answer(read_all(fresh, 5s));
+    EXPECT_EQ(served.status, 200) << served.body;
+    ::close(fresh);
+    for (std::size_t i = 0; i < stalled.size(); ++i) {
+        bool closed = false;
+        auto got = read_all(stalled[i], i == 0 ? 5s : 0ms, &closed);
+        EXPECT_EQ(closed, i == 0) << i << " (the one stalled the longest makes room, the others keep their slots)";
+        EXPECT_EQ(got.find("200"), std::string::npos) << got;
+        ::close(stalled[i]);
+    }
+}
+
 // Finding 8: a connection that has not sent a full header gets --header-timeout-ms, far shorter
 // than --read-timeout-ms: a silent one and one that stops mid-header are both closed at it.
 TEST(host_connections, a_connection_without_a_full_header_is_closed_at_the_header_deadline) {
