@@ -713,9 +713,9 @@ std::shared_ptr<credential_service::cached_token> credential_service::cache_entr
 
 void credential_service::invalidate_token(std::string const& credential_id) {
     forget_material(credential_id);
-    auto e = cache_entry(credential_id);
-    std::lock_guard lock(e->refresh);
-    e->token.clear();
+    // Not under the entry's lock, which a refresh holds while it waits for the store's lease and
+    // the token endpoint: this is called on the transport's event loop after a 401.
+    cache_entry(credential_id)->invalidated = true;
 }
 
 bool credential_service::refresh_exhausted(std::string const& credential_id) {
@@ -754,6 +754,7 @@ result<resolved_credential> credential_service::bearer(integration_credential co
         entry->exhausted = false;
         entry->version = version;
     }
+    if (entry->invalidated.exchange(false)) entry->token.clear();
     // An entry newer than the caller's version was refreshed by another caller since this one
     // read its material: its token serves (a refresh with the caller's spent token would not).
     if (entry->token.empty() || clock_.now() + options_.refresh_margin >= entry->expires_at) {
@@ -1044,13 +1045,13 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         // A verification (staged) refreshes a version no other process uses yet; the active one
         // is refreshed by one process at a time, and what another stored meanwhile serves here.
         auto held = take_refresh_lease(ctx, c.id());
-        if (!held) return held.error();
-        lease = std::move(*held);
-        if (!retried) {
-            auto used = entry.version;
-            if (auto ref = secret_ref::parse(c.data().key_vault_ref); entry.document.empty() && ref) used = ref->version;
-            adopt_newer_document(ctx, c, used, entry, false);
+        if (!held) {
+            entry.last_failure = clock_.now();  // callers queued behind this one do not wait again
+            return held.error();
         }
+        lease = std::move(*held);
+        now = clock_.now();  // the wait may have been long
+        if (!retried) adopt_newer_document(ctx, c, entry);
     }
     auto const& document = entry.document.empty() ? stored : entry.document;
     auto parts = parse_auth_document(document);
@@ -1066,13 +1067,9 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         bool revoked = t.error().detail().find("invalid_grant") != std::string::npos;
         if (revoked && !staged && !retried) {
             // Another process may have used this refresh token and stored the one the provider
-            // rotated it to (a process that predates refresh leases, or one whose update of the
-            // row failed after the secret store kept the token): that one is tried once before
-            // the credential counts as exhausted.
-            auto used = entry.version;  // the entry's document, else the caller's
-            if (auto ref = secret_ref::parse(c.data().key_vault_ref); entry.document.empty() && ref) used = ref->version;
-            if (adopt_newer_document(ctx, c, used, entry, true))
-                return refresh_authorization(ctx, c, entry.document, staged, entry, true);
+            // rotated it to (without the lease: the store was unavailable to it, or its lease
+            // lapsed): that one is tried once before the credential counts as exhausted.
+            if (adopt_newer_document(ctx, c, entry)) return refresh_authorization(ctx, c, entry.document, staged, entry, true);
         }
         entry.last_failure = now;
         if (!entry.failing_since) entry.failing_since = now;
@@ -1124,9 +1121,12 @@ result<credential_service::token> credential_service::refresh_authorization(requ
 }
 
 result<std::shared_ptr<void>> credential_service::take_refresh_lease(request_context const& ctx, std::string const& id) {
+    // A lease outlives the token request it covers; a shorter setting would let refreshes overlap.
+    auto lasts = std::max<std::chrono::milliseconds>(options_.refresh_lease, 2 * options_.token_timeout);
     // The wait is measured on the steady clock: a lease left by a stopped process lapses on the
     // service's clock, and a caller gives up (for now) rather than wait longer than a lease lives.
-    auto give_up = std::chrono::steady_clock::now() + options_.refresh_lease;
+    auto give_up = std::chrono::steady_clock::now() + lasts;
+    auto pause = std::chrono::milliseconds(10);
     for (;;) {
         auto now = clock_.now();
         bool taken = false;
@@ -1134,43 +1134,41 @@ result<std::shared_ptr<void>> credential_service::take_refresh_lease(request_con
         auto r = store_.transact(
             ctx,
             [&](storage::unit_of_work& uow) -> result<void> {
-                auto t = uow.credentials().lease_refresh(id, lease_owner_, now, now + options_.refresh_lease);
+                auto t = uow.credentials().lease_refresh(id, lease_owner_, now, now + lasts);
                 if (!t) return t.error();
                 taken = *t;
                 return {};
             },
             durability::deferred);
-        if (!r) return r.error();
+        // A store that cannot take the lease (full, read-only, gone) does not stop the refresh
+        // that keeps the vendor calls going: it goes ahead as it did before leases.
+        if (!r) return std::shared_ptr<void>();
         if (taken)
-            return std::shared_ptr<void>(nullptr, [this, ctx, id](void*) {
-                (void)store_.transact(
-                    ctx, [&](storage::unit_of_work& uow) { return uow.credentials().end_refresh_lease(id, lease_owner_); },
-                    durability::deferred);
+            return std::shared_ptr<void>(nullptr, [this, ctx, id](void*) noexcept {
+                try {
+                    (void)store_.transact(
+                        ctx, [&](storage::unit_of_work& uow) { return uow.credentials().end_refresh_lease(id, lease_owner_); },
+                        durability::deferred);
+                } catch (...) {  // the lease lapses on its own
+                }
             });
         if (std::chrono::steady_clock::now() >= give_up)
             return error{errc::unavailable, "another process has been refreshing the token of credential " + id +
                                                 " for longer than the refresh lease; try again"};
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        std::this_thread::sleep_for(pause);
+        pause = std::min(pause * 2, std::chrono::milliseconds(200));
     }
 }
 
 bool credential_service::adopt_newer_document(request_context const& ctx, integration_credential const& c,
-                                              std::int64_t used, cached_token& entry, bool any_stored) {
-    auto name = secret_ref::parse(c.data().key_vault_ref);
-    if (!name) return false;
+                                              cached_token& entry) {
+    auto used = secret_ref::parse(c.data().key_vault_ref);  // the caller's version, unless the entry has one
+    if (!used) return false;
+    auto version = entry.document.empty() ? used->version : entry.version;
     auto fresh = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); });
     auto newest = fresh ? secret_ref::parse(fresh->data().key_vault_ref) : result<secret_ref>(fresh.error());
-    if (!newest || newest->name != name->name) return false;  // another secret: a rotation's business
-    if (any_stored) {
-        // Not a rotation's staged version: that one is its verification's until it completes.
-        std::int64_t staged = 0;
-        if (auto const* v = fresh->staged_version())
-            if (auto r = secret_ref::parse(v->key_vault_ref); r && r->name == name->name) staged = r->version;
-        if (auto versions = secrets_.versions(ctx.tenant_id, name->name))
-            for (auto const& v : *versions)
-                if (v.enabled && v.version > newest->version && v.version != staged) newest->version = v.version;
-    }
-    if (newest->version <= used) return false;
+    // Another secret's version is a rotation's business, not a refresh token's successor.
+    if (!newest || newest->name != used->name || newest->version <= version) return false;
     auto doc = secrets_.get(ctx.tenant_id, *newest);
     if (!doc) return false;
     entry.document = std::move(*doc);

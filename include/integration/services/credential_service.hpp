@@ -16,6 +16,7 @@
 #include <integration/ports/store.hpp>
 #include <integration/export.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <functional>
 #include <map>
@@ -160,7 +161,8 @@ struct credential_service_options {
     /** How long a refresh of an authorization-code token holds the credential's refresh lease in
      *  the store, and at most how long another caller (in any process on the store) waits for it:
      *  the provider takes a refresh token once, so refreshes of one credential take turns. A
-     *  lease left by a process that stopped lapses after this. */
+     *  lease left by a process that stopped lapses after this. At least twice `token_timeout`
+     *  (a shorter value is raised to that). */
     std::chrono::milliseconds refresh_lease{30'000};
     std::chrono::seconds refresh_cooldown{30};        ///< No new refresh attempt this soon after a failed one.
     std::chrono::hours refresh_exhausted_after{
@@ -287,6 +289,7 @@ private:
     };
     struct cached_token {
         std::mutex refresh;  // single flight: one fetch per credential at a time
+        std::atomic<bool> invalidated{false};  // the token got a 401: the next use fetches another
         secret_bytes token;
         time_point expires_at{};
         std::int64_t version = 0;  // the secret store version the entry holds what it learnt of
@@ -310,14 +313,12 @@ private:
     result<token> refresh_authorization(request_context const& ctx, integration_credential const& c,
                                         secret_bytes const& document, bool staged, cached_token& entry, bool retried = false);
     void mark_exhausted(request_context const& ctx, integration_credential const& c, std::string const& reason);
-    /** Waits (at most `refresh_lease`) for credential `id`'s refresh lease and takes it; the
-     *  returned guard gives it up. */
+    /** Waits (at most as long as a lease lasts) for credential `id`'s refresh lease and takes
+     *  it; the returned guard gives it up. When the store cannot take it the guard is empty. */
     result<std::shared_ptr<void>> take_refresh_lease(request_context const& ctx, std::string const& id);
-    /** Puts in `entry` the authorization document of a version newer than `used` of `c`'s
-     *  secret: the one its row names now, else (with `any_stored`) the newest enabled one the
-     *  secret store holds (stored by a refresh whose row update failed). False when there is none. */
-    bool adopt_newer_document(request_context const& ctx, integration_credential const& c, std::int64_t used,
-                              cached_token& entry, bool any_stored);
+    /** Puts in `entry` the authorization document `c`'s row names now, when it is a newer
+     *  version than the one a refresh would use (the entry's, else `c`'s); false when not. */
+    bool adopt_newer_document(request_context const& ctx, integration_credential const& c, cached_token& entry);
     std::shared_ptr<cached_token> cache_entry(std::string const& credential_id);
     void forget_material(std::string const& credential_id);
     /** Deletes a secret that is no longer needed (a pending authorization's). */
