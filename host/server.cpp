@@ -135,15 +135,13 @@ public:
         asio::dispatch(stream_.get_executor(), [self = shared_from_this()] { self->read(true); });
     }
 
-    /** To make room at the connection limit: close now when nothing of this connection is
-     *  being answered and it waits for a next request or for a request's header (the listener
-     *  picks a stalled one), else after answering, as `stop`. */
-    void shed() {
-        asio::dispatch(stream_.get_executor(), [self = shared_from_this()] {
+    /** To make room at the connection limit for a connection stalled in a request's header
+     *  since `since` (as it published): close now if it still is, else after answering, as `stop`. */
+    void shed(std::int64_t since) {
+        asio::dispatch(stream_.get_executor(), [self = shared_from_this(), since] {
+            if (self->header_since_.load(std::memory_order_relaxed) != since) return self->stop();
             self->closing_ = true;
-            if (!self->busy_ && self->queue_.empty() &&
-                (!self->reading_ || self->idle_ || self->header_since_.load(std::memory_order_relaxed) != 0))
-                self->close();
+            self->close();
         });
     }
 
@@ -199,7 +197,10 @@ private:
 
     void begin_request() {
         request_start_ = std::chrono::steady_clock::now();
-        header_since_.store(request_start_.time_since_epoch().count(), std::memory_order_relaxed);
+        // Published only while nothing else of this connection is being answered: a pipelined
+        // request's header is never a reason to close the connection.
+        if (!busy_ && queue_.empty())
+            header_since_.store(request_start_.time_since_epoch().count(), std::memory_order_relaxed);
         stream_.expires_at(request_start_ + std::min(state_.config.header_timeout, state_.config.read_timeout));
     }
 
@@ -620,14 +621,17 @@ constexpr auto stalled_header_after = std::chrono::seconds(1);
 // Admits a connection, or answers why not and closes it: past --max-connections-per-address from
 // its client, or past --max-connections when no idle or stalled connection can make room. From
 // 15/16 of --max-connections on, each new connection closes the connection idle on keep-alive the
-// longest, else the one stalled in its header the longest, so idle clients cannot hold every slot
-// until their idle timeout, nor silent ones until their header deadline.
+// longest, and at the limit, when none is idle, the one stalled in its header the longest, so
+// idle clients cannot hold every slot until their idle timeout, nor silent ones until their
+// header deadline. (A stalled pick may be a client whose header this host was slow to read; it
+// is closed without an answer, so it knows its request did not run.)
 void server::admit(tcp::socket socket) {
     auto const& c = state_.config;
     beast::error_code ec;
     auto client = client_of(socket.remote_endpoint(ec).address());
     if (ec) return;  // already gone
     std::shared_ptr<session> s, evict;
+    std::int64_t stalled_since = 0;  // of `evict`, when it is stalled in a header rather than idle
     std::optional<reply> refusal;
     {
         std::lock_guard lock(state_.mutex);
@@ -643,14 +647,13 @@ void server::admit(tcp::socket socket) {
                 for (auto& [id, conn] : state_.sessions)
                     if (conn.idle_since && !conn.evicted && (!oldest || *conn.idle_since < *oldest->idle_since))
                         oldest = &conn;
-                if (!oldest) {
+                if (!oldest && open() >= c.max_connections) {
                     auto stalled = (std::chrono::steady_clock::now() - stalled_header_after).time_since_epoch().count();
-                    std::int64_t since = 0;
                     for (auto& [id, conn] : state_.sessions) {
                         auto t = conn.header_since.load(std::memory_order_relaxed);
-                        if (t != 0 && t <= stalled && !conn.evicted && (!oldest || t < since)) {
+                        if (t != 0 && t <= stalled && !conn.evicted && (!oldest || t < stalled_since)) {
                             oldest = &conn;
-                            since = t;
+                            stalled_since = t;
                         }
                     }
                 }
@@ -666,14 +669,19 @@ void server::admit(tcp::socket socket) {
             } else {
                 auto id = state_.next_id++;
                 auto& conn = state_.sessions[id];
-                s = std::make_shared<session>(std::move(socket), state_, id, conn.header_since);
+                try {
+                    s = std::make_shared<session>(std::move(socket), state_, id, conn.header_since);
+                } catch (...) {
+                    state_.sessions.erase(id);
+                    throw;
+                }
                 conn.s = s;
                 conn.client = client;
                 ++state_.per_client[client];
             }
         }
     }
-    if (evict) evict->shed();
+    if (evict) stalled_since ? evict->shed(stalled_since) : evict->stop();
     if (s) return s->run();
     auto answer = to_response(*refusal, 11, false);
     answer.set("Retry-After", "1");

@@ -100,24 +100,36 @@ TEST(host_connections, at_the_limit_the_longest_idle_keep_alive_connection_makes
 // At the limit, a connection that has sent nothing, or stopped mid-header, for a second gives its
 // slot to a new client, the one stalled the longest first: clients from four addresses (each
 // within --max-connections-per-address) no longer hold every slot until the header deadline.
+// Below the limit none is closed.
 TEST(host_connections, at_the_limit_the_connection_stalled_longest_in_its_header_makes_room) {
     scratch_dir dir("stalled");
-    host_process host(dir.string(), {"--max-connections", "8", "--max-connections-per-address", "2",
+    host_process host(dir.string(), {"--max-connections", "16", "--max-connections-per-address", "4",
                                      "--header-timeout-ms", "60000", "--read-timeout-ms", "60000"});
     std::vector<int> stalled;
     for (int a = 2; a <= 5; ++a) {
         auto from = "127.0.0." + std::to_string(a);
-        stalled.push_back(connect_loopback(host.port(), from.c_str()));  // silent
-        stalled.push_back(connect_loopback(host.port(), from.c_str()));
-        ASSERT_TRUE(send_all(stalled.back(), "GET /healthz HTTP/1.1\r\nHost: x\r\n"));  // half a header
-        std::this_thread::sleep_for(20ms);  // so that the first ones have waited the longest
+        for (int i = 0; i < (a == 5 ? 3 : 4); ++i) {  // 15 of the 16 slots
+            stalled.push_back(connect_loopback(host.port(), from.c_str()));
+            if (i % 2) {
+                ASSERT_TRUE(send_all(stalled.back(), "GET /healthz HTTP/1.1\r\nHost: x\r\n"));  // half a header
+            }
+            std::this_thread::sleep_for(10ms);  // so that the first ones have waited the longest
+        }
     }
-    std::this_thread::sleep_for(1500ms);  // past the second a stalled header may hold a slot at the limit
-    int fresh = connect_loopback(host.port(), "127.0.0.6");
-    ASSERT_TRUE(send_all(fresh, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
-    auto served = parse_answer(read_all(fresh, 5s));
-    EXPECT_EQ(served.status, 200) << served.body;
-    ::close(fresh);
+    std::this_thread::sleep_for(2s);  // past the second a stalled header may hold a slot at the limit
+    auto healthz_from = [&](char const* from) {
+        int fresh = connect_loopback(host.port(), from);
+        EXPECT_TRUE(send_all(fresh, "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"));
+        auto served = parse_answer(read_all(fresh, 5s));
+        ::close(fresh);
+        return served;
+    };
+    auto below = healthz_from("127.0.0.6");  // one slot free: nobody makes room
+    EXPECT_EQ(below.status, 200) << below.body;
+    stalled.push_back(connect_loopback(host.port(), "127.0.0.5"));  // the 16th: now at the limit
+    auto at = healthz_from("127.0.0.6");
+    EXPECT_EQ(at.status, 200) << at.body;
+    std::this_thread::sleep_for(300ms);  // a connection told to make room is closed by its own thread
     for (std::size_t i = 0; i < stalled.size(); ++i) {
         bool closed = false;
         auto got = read_all(stalled[i], i == 0 ? 5s : 0ms, &closed);

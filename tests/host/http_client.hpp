@@ -5,6 +5,7 @@
 // connection that reads each answer by its length. Raw bytes go out as written, so tests can send
 // what a well-behaved client library would refuse to.
 
+#include <algorithm>
 #include <arpa/inet.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -52,10 +53,10 @@ inline std::string read_all(int fd, std::chrono::milliseconds timeout, bool* clo
     auto deadline = std::chrono::steady_clock::now() + timeout;
     if (closed) *closed = false;
     for (;;) {
+        // A timeout that has passed (or 0) still looks once at what is there already.
         auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-        if (left.count() <= 0) break;
         pollfd p{fd, POLLIN, 0};
-        if (::poll(&p, 1, static_cast<int>(left.count())) <= 0) break;
+        if (::poll(&p, 1, static_cast<int>(std::max<std::int64_t>(left.count(), 0))) <= 0) break;
         char buf[8192];
         auto n = ::read(fd, buf, sizeof buf);
         if (n <= 0) {
