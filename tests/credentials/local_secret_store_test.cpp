@@ -8,8 +8,10 @@
 #include <sqlite3.h>
 #include <sys/stat.h>
 
+#include <algorithm>
 #include <atomic>
 #include <fstream>
+#include <optional>
 #include <sstream>
 #include <thread>
 
@@ -325,6 +327,103 @@ TEST_F(local_secret_store_test, master_key_rotation_under_concurrent_reads_loses
     for (int i = 0; i < secrets; ++i)
         EXPECT_EQ(must(reopened->get("t1", refs[static_cast<std::size_t>(i)])).view(), "value-" + std::to_string(i));
     EXPECT_EQ(must(reopened->get("t1", {"local", "t1", "during-49", 1})).view(), "d");
+}
+
+/** The lines of a key file: one per master key it holds. */
+std::size_t keys_in(std::string const& path) {
+    auto text = slurp(path);
+    return static_cast<std::size_t>(std::count(text.begin(), text.end(), '\n'));
+}
+
+// Two processes share the store's files (two stores opened on them here). One rotates the master
+// key; the other, which held only the old key, goes on writing and reading: what it writes is
+// sealed under the key file's current key (not the one the rotation dropped), what the first
+// writes opens for it, and everything opens after both restart.
+TEST_F(local_secret_store_test, a_master_key_another_process_rotated_is_taken_up) {
+    auto a = open();
+    auto b = open();
+    auto before = must(b->put("t1", "before", secret_bytes("v0")));
+    must(a->rotate_master_key());
+    auto from_b = must(b->put("t1", "from-b", secret_bytes("v1")));
+    auto from_a = must(a->put("t1", "from-a", secret_bytes("v2")));
+    EXPECT_EQ(must(b->get("t1", from_a)).view(), "v2") << "sealed under a key b did not hold yet";
+    EXPECT_EQ(must(b->get("t1", before)).view(), "v0");
+    EXPECT_EQ(b->current_key_id(), a->current_key_id());
+    a.reset();
+    b.reset();
+    auto reopened = open();
+    EXPECT_TRUE(reopened->verify_master_key());
+    EXPECT_EQ(must(reopened->get("t1", before)).view(), "v0");
+    EXPECT_EQ(must(reopened->get("t1", from_b)).view(), "v1") << "sealed under the key the rotation dropped";
+    EXPECT_EQ(must(reopened->get("t1", from_a)).view(), "v2");
+    EXPECT_EQ(keys_in(dir_.file("master.key")), 1u);
+}
+
+// Two processes rotating the master key at the same time, while secrets are written, lose
+// nothing: each rotation ends on the key file's current key, whichever process made it.
+TEST_F(local_secret_store_test, rotations_by_two_processes_at_once_lose_nothing) {
+    auto a = open();
+    auto b = open();
+    std::vector<std::pair<secret_ref, std::string>> kept;
+    for (int i = 0; i < 100; ++i)
+        kept.emplace_back(must(a->put("t1", "s" + std::to_string(i), secret_bytes("v" + std::to_string(i)))), "v" + std::to_string(i));
+    std::vector<std::pair<secret_ref, std::string>> written;
+    std::atomic<int> failed{0};
+    std::thread ra([&] { for (int i = 0; i < 5; ++i) if (!a->rotate_master_key()) ++failed; });
+    std::thread rb([&] { for (int i = 0; i < 5; ++i) if (!b->rotate_master_key()) ++failed; });
+    std::thread writer([&] {
+        for (int i = 0; i < 100; ++i) {
+            auto& store = i % 2 ? *a : *b;
+            if (auto r = store.put("t1", "w" + std::to_string(i), secret_bytes("w" + std::to_string(i))))
+                written.emplace_back(*r, "w" + std::to_string(i));
+            else
+                ++failed;
+        }
+    });
+    ra.join();
+    rb.join();
+    writer.join();
+    EXPECT_EQ(failed.load(), 0);
+    a.reset();
+    b.reset();
+    auto reopened = open();
+    for (auto const* list : {&kept, &written})
+        for (auto const& [ref, value] : *list) {
+            auto v = reopened->get("t1", ref);
+            ASSERT_TRUE(v) << ref.uri() << ": " << v.error().detail();
+            EXPECT_EQ(v->view(), value);
+        }
+    EXPECT_EQ(keys_in(dir_.file("master.key")), 1u);
+}
+
+// Two processes opening a new store at the same moment share one key file: before, each could
+// write its own, and what the first sealed no longer opened.
+TEST_F(local_secret_store_test, two_processes_opening_a_new_store_at_once_share_one_master_key) {
+    for (int round = 0; round < 20; ++round) {
+        auto o = options();
+        o.path = dir_.file("new-" + std::to_string(round) + ".db");
+        o.key_file = dir_.file("new-" + std::to_string(round) + ".key");
+        std::optional<result<std::unique_ptr<credentials::local_secret_store>>> opened[2];
+        std::atomic<int> ready{0};
+        auto opener = [&](int i) {
+            ++ready;
+            while (ready < 2) std::this_thread::yield();
+            opened[i] = credentials::open_local_secret_store(o);
+        };
+        std::thread ta(opener, 0), tb(opener, 1);
+        ta.join();
+        tb.join();
+        for (auto& r : opened) ASSERT_TRUE(*r) << "round " << round << ": " << r->error().detail();
+        auto a = std::move(**opened[0]);
+        auto b = std::move(**opened[1]);
+        auto x = must(a->put("t1", "x", secret_bytes("from-a")));
+        auto y = must(b->put("t1", "y", secret_bytes("from-b")));
+        a.reset();
+        b.reset();
+        auto reopened = must(credentials::open_local_secret_store(o));
+        ASSERT_TRUE(reopened->get("t1", x)) << "round " << round;
+        ASSERT_TRUE(reopened->get("t1", y)) << "round " << round;
+    }
 }
 
 TEST(fingerprinter, is_keyed_stable_and_never_the_secret) {

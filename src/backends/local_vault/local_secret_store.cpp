@@ -10,6 +10,7 @@
 #include <cstdlib>
 #include <map>
 #include <mutex>
+#include <thread>
 
 namespace integration::credentials {
 namespace {
@@ -97,6 +98,10 @@ public:
         auto next = scalar("SELECT COALESCE(MAX(version), 0) + 1 FROM secret_versions WHERE tenant = ? AND name = ?",
                            {tenant, name});
         if (!next) return wrap(next.error());
+        // Sealed under the key file's current key, read inside this write transaction: another
+        // process's rotation writes the file only inside one too, so it cannot drop this key
+        // between the read and the commit.
+        if (auto r = reload_ring(); !r) return r.error();
         auto const& [key_id, master] = ring_.keys.front();
         auto dek = crypto::random_key();
         auto sealed = crypto::seal(dek, value.data(), value.size(), payload_aad(tenant, name, *next));
@@ -134,7 +139,7 @@ public:
         auto sealed = (*st)->blob(4);
         (*st)->reset();
         if (!enabled) return error{errc::invalid_state, "version " + std::to_string(version) + " of secret " + ref.name + " is disabled"};
-        auto const* master = ring_.find(key_id);
+        auto const* master = known_key(key_id);
         if (!master)
             return error{errc::integrity_failure, "secret " + ref.name + " is sealed under master key " + key_id +
                                                       ", which this store does not hold; restore the key file that has it"};
@@ -197,24 +202,33 @@ public:
         if (from_env_)
             return error{errc::invalid_state, "the master key comes from " + o_.key_env +
                                                   "; rotate by switching to a key file, or change the variable and re-seal"};
-        std::string new_id;
+        // The key file is written only inside a write transaction of the store: processes on the
+        // same files take turns, and none seals a record under a key a rotation is dropping.
         {
             std::lock_guard lock(mutex_);
-            new_id = new_id_for_key();
+            auto tx = storage::sqlite::transaction::begin(*db_);
+            if (!tx) return wrap(tx.error());
+            if (auto r = reload_ring(); !r) return r.error();
             keyring next;
-            next.keys.emplace_back(new_id, crypto::random_key());
+            next.keys.emplace_back(new_id_for_key(), crypto::random_key());
             for (auto const& [id, k] : ring_.keys) next.keys.emplace_back(id, k.clone());
             // The file gains the new key before any record uses it, so a crash never strands a record.
             if (auto w = crypto::write_private_file(o_.key_file, next.serialize()); !w) return w.error();
             ring_ = std::move(next);
+            if (auto c = tx->commit(); !c) return wrap(c.error());
         }
         std::size_t resealed = 0;
         while (true) {
-            // Small batches under the lock: reads and writes go on between them.
+            // Small batches under the lock: reads and writes go on between them. Each reseals
+            // under the file's current key, which is another process's if it rotated since.
             std::lock_guard lock(mutex_);
+            auto tx = storage::sqlite::transaction::begin(*db_);
+            if (!tx) return wrap(tx.error());
+            if (auto r = reload_ring(); !r) return r.error();
+            auto const current = ring_.keys.front().first;
             auto st = db_->prepare("SELECT tenant, name, version, key_id, wrapped_key FROM secret_versions WHERE key_id <> ? LIMIT 64");
             if (!st) return wrap(st.error());
-            (*st)->bind(1, value{new_id});
+            (*st)->bind(1, value{current});
             struct row { std::string tenant, name; std::int64_t version; std::string key_id; blob wrapped; };
             std::vector<row> rows;
             while (true) {
@@ -224,29 +238,29 @@ public:
                 rows.push_back({(*st)->text(0), (*st)->text(1), (*st)->int64(2), (*st)->text(3), (*st)->blob(4)});
             }
             (*st)->reset();
-            if (rows.empty()) break;
-            auto tx = storage::sqlite::transaction::begin(*db_);
-            if (!tx) return wrap(tx.error());
+            if (rows.empty()) {
+                // Every record is under the current key: the others leave the file.
+                keyring only;
+                only.keys.emplace_back(current, ring_.keys.front().second.clone());
+                if (auto w = crypto::write_private_file(o_.key_file, only.serialize()); !w) return w.error();
+                ring_ = std::move(only);
+                if (auto c = tx->commit(); !c) return wrap(c.error());
+                return resealed;
+            }
             for (auto& r : rows) {
                 auto const* old_key = ring_.find(r.key_id);
                 if (!old_key) return error{errc::integrity_failure, "a record is sealed under unknown master key " + r.key_id};
                 auto dek = crypto::open(*old_key, r.wrapped, key_aad(r.tenant, r.name, r.version, r.key_id));
                 if (!dek) return dek.error();
                 auto rewrapped = crypto::seal(ring_.keys.front().second, dek->data(), dek->size(),
-                                              key_aad(r.tenant, r.name, r.version, new_id));
+                                              key_aad(r.tenant, r.name, r.version, current));
                 auto u = exec("UPDATE secret_versions SET key_id = ?, wrapped_key = ? WHERE tenant = ? AND name = ? AND version = ?",
-                              {new_id, std::move(rewrapped), r.tenant, r.name, r.version});
+                              {current, std::move(rewrapped), r.tenant, r.name, r.version});
                 if (!u) return wrap(u.error());
             }
             if (auto c = tx->commit(); !c) return wrap(c.error());
             resealed += rows.size();
         }
-        std::lock_guard lock(mutex_);
-        keyring only;
-        only.keys.emplace_back(new_id, ring_.keys.front().second.clone());
-        if (auto w = crypto::write_private_file(o_.key_file, only.serialize()); !w) return w.error();
-        ring_ = std::move(only);
-        return resealed;
     }
 
     result<void> verify_master_key() override {
@@ -261,7 +275,7 @@ public:
         auto version = (*st)->int64(2);
         auto wrapped = (*st)->blob(4);
         (*st)->reset();
-        auto const* master = ring_.find(key_id);
+        auto const* master = known_key(key_id);
         if (!master || !crypto::open(*master, wrapped, key_aad(tenant, name, version, key_id)))
             return error{errc::integrity_failure, "the master key (" + key_source() +
                                                       ") does not open the records in " + o_.path +
@@ -272,6 +286,26 @@ public:
 
 private:
     std::string new_id_for_key() const { return new_id("mk", clock_.now()); }
+
+    // The key file as it is now (another process on the same files may have rotated the key).
+    // Under mutex_.
+    result<void> reload_ring() {
+        if (from_env_) return {};
+        auto text = crypto::read_private_file(o_.key_file);
+        if (!text) return text.error();
+        auto ring = keyring::parse(*text, o_.key_file);
+        if (!ring) return ring.error();
+        ring_ = std::move(*ring);
+        return {};
+    }
+
+    // The master key `id`, looked up again in the key file when this process does not hold it
+    // (a record another process sealed after it rotated). Under mutex_.
+    secret_bytes const* known_key(std::string const& id) {
+        if (auto const* k = ring_.find(id)) return k;
+        if (!reload_ring()) return nullptr;
+        return ring_.find(id);
+    }
     std::string key_source() const { return from_env_ ? o_.key_env : o_.key_file; }
 
     result<void> check_names(std::string const& tenant, std::string const& name) const {
@@ -383,8 +417,24 @@ result<std::unique_ptr<local_secret_store>> open_local_secret_store(local_secret
     auto& clk = o.clock ? *o.clock : system_clock::instance();
     auto db = database::open(o.path, false, 5000);
     if (!db) return error{errc::secret_store_failure, "cannot open secret store: " + db.error().detail()};
-    for (auto sql : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON", schema})
-        if (auto r = (*db)->exec(sql); !r) return error{errc::secret_store_failure, "secret store: " + r.error().detail()};
+    auto setup = [&]() -> result<void> {
+        for (auto sql : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON", schema})
+            if (auto r = (*db)->exec(sql); !r) return r.error();
+        return {};
+    };
+    // Two processes opening a new file at once can meet while one switches it to WAL; SQLite then
+    // answers busy at once instead of waiting (a wait could deadlock them): try again shortly.
+    for (int attempt = 1;; ++attempt) {
+        auto r = setup();
+        if (r) break;
+        if (r.error() != errc::storage_busy || attempt == 200)
+            return error{errc::secret_store_failure, "secret store: " + r.error().detail()};
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+    // Under the store's write lock: two processes opening a new store at once must not each
+    // write a key file of their own (the second would strand what the first seals).
+    auto tx = storage::sqlite::transaction::begin(**db);
+    if (!tx) return error{errc::secret_store_failure, "secret store: " + tx.error().detail()};
     auto count = (*db)->prepare("SELECT count(*) FROM secret_versions");
     if (!count) return error{errc::secret_store_failure, "secret store: " + count.error().detail()};
     if (auto row = (*count)->step(); !row)
@@ -394,6 +444,7 @@ result<std::unique_ptr<local_secret_store>> open_local_secret_store(local_secret
     bool from_env = false;
     auto ring = load_keyring(o, from_env, clk, sealed);
     if (!ring) return ring.error();
+    if (auto c = tx->commit(); !c) return error{errc::secret_store_failure, "secret store: " + c.error().detail()};
     return std::unique_ptr<local_secret_store>(new local_store(std::move(o), std::move(*db), std::move(*ring), from_env));
 }
 
