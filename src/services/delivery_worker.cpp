@@ -290,13 +290,20 @@ void delivery_worker::state::send(outcome o, sending next) {
         o.error = std::move(why);
         hand_over(std::move(o), true);
     };
+    // As in `start`: what fails on this side (the embedder's resolver throwing, a signing secret
+    // that signs nothing) is put off, neither an attempt nor a failure of the endpoint's.
+    auto local_failure = [&] {
+        o.defer_until = clock_.now() + options.local_retry;
+        stats.local_failures_total.fetch_add(1);
+        hand_over(std::move(o), true);
+    };
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
-    // The check runs the embedder's resolver: what it throws is this attempt's failure.
+    // A name that does not resolve, or resolves where egress is denied, is the endpoint's failure.
     result<std::optional<http::pinned_address>> pin = error{errc::unavailable, "not checked"};
     try {
         pin = check(next.url);
-    } catch (std::exception const& e) {
-        pin = error{errc::unavailable, std::string("the resolver threw: ") + e.what()};
+    } catch (std::exception const&) {
+        return local_failure();
     }
     // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
     // go out beside the one a worker makes after claiming it again.
@@ -310,7 +317,7 @@ void delivery_worker::state::send(outcome o, sending next) {
     // Signed as it leaves, after the check's lookup: the receiver judges the timestamp's age.
     auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
     auto signature = signature_header(next.keys, d.delivery_id, timestamp, next.body);
-    if (!signature) return fail_now("the delivery could not be signed");
+    if (!signature) return local_failure();
 
     http::request r{.method = "POST",
                     .url = std::move(next.url),

@@ -45,6 +45,19 @@ protected:
                                          w_.clock, std::move(o));
     }
 
+    /** Delivery `id` was put off once for the worker's own failure: no attempt and no failure
+     *  recorded, its subscription still active, nothing sent to `receiver`. */
+    void expect_put_off_once(webhooks::delivery_worker& worker, std::string const& id, std::string const& subscription_id,
+                             keep_alive_server& receiver) {
+        auto d = w_.delivery(id);
+        EXPECT_EQ(d.status(), delivery_status::pending);
+        EXPECT_EQ(d.data().attempts, 0);
+        EXPECT_TRUE(w_.failures_of(id).empty());
+        EXPECT_TRUE(w_.subscription(subscription_id).active());
+        EXPECT_EQ(worker.stats().local_failures_total.load(), 1u);
+        EXPECT_TRUE(receiver.requests().empty());
+    }
+
     /** Sends what is due now and records every outcome. */
     void pump(webhooks::delivery_worker& worker) {
         must(worker.sweep());
@@ -630,13 +643,7 @@ TEST_F(delivery_worker_test, a_signing_secret_the_vault_cannot_give_is_waited_fo
     must(w_.vault->soft_delete(w_.ctx.tenant_id, must(credentials::secret_ref::parse(sub.data().signing_secret_ref)).name));
     auto worker = make_worker({.disable_after = 1});
     pump(worker);
-    auto d = w_.delivery(id);
-    EXPECT_EQ(d.status(), delivery_status::pending);
-    EXPECT_EQ(d.data().attempts, 0);
-    EXPECT_TRUE(w_.failures_of(id).empty());
-    EXPECT_TRUE(w_.subscription(sub.id()).active());
-    EXPECT_EQ(worker.stats().local_failures_total.load(), 1u);
-    EXPECT_TRUE(receiver.requests().empty());
+    expect_put_off_once(worker, id, sub.id(), receiver);
 
     auto fresh = must(w_.vault->put(w_.ctx.tenant_id, "whsec-fresh", secret_bytes("whsec_" + base64(std::string(32, 'f')))));
     w_.rotate(sub.id(), fresh.uri(), 24h);  // the deleted one: skipped while it overlaps
@@ -644,6 +651,53 @@ TEST_F(delivery_worker_test, a_signing_secret_the_vault_cannot_give_is_waited_fo
     pump(worker);
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
     EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
+/** Throws for names under `.throws.test` until fixed, as an embedder's resolver with a bug may. */
+class throwing_resolver final : public net::resolver {
+public:
+    explicit throwing_resolver(net::resolver& inner) : inner_(inner) {}
+    std::atomic<bool> fixed{false};
+    result<std::vector<net::ip_address>> resolve(std::string const& host) override {
+        if (host.ends_with(".throws.test") && !fixed) throw std::runtime_error("the embedder's resolver failed");
+        return inner_.resolve(host);
+    }
+
+private:
+    net::resolver& inner_;
+};
+
+// What the embedder's resolver throws is the worker's own failure, like an unreadable secret: the
+// delivery is put off with no attempt and nothing toward the subscription's auto-disable, then
+// sent once the resolver works.
+TEST_F(delivery_worker_test, a_resolver_that_throws_is_waited_out_not_blamed_on_the_endpoint) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    throwing_resolver dns(w_.dns);
+    auto sub = w_.subscribe(w_.url(receiver.port(), "x.throws.test"));
+    auto id = w_.deliver(sub);
+    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
+                                     http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock, {.disable_after = 1});
+    pump(worker);
+    expect_put_off_once(worker, id, sub.id(), receiver);
+    dns.fixed = true;
+    w_.clock.advance(30s);
+    pump(worker);
+    EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+    EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
+// A signing secret the vault gives but that signs nothing (not a webhook secret: stored by hand,
+// or damaged) is the worker's own failure too: nothing is sent unsigned, and the endpoint is not
+// blamed.
+TEST_F(delivery_worker_test, a_signing_secret_that_signs_nothing_is_not_blamed_on_the_endpoint) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto id = w_.deliver(sub);
+    auto bad = must(w_.vault->put(w_.ctx.tenant_id, "whsec-bad", secret_bytes("not-a-webhook-secret")));
+    w_.rotate(sub.id(), bad.uri(), 24h);
+    auto worker = make_worker({.disable_after = 1});
+    pump(worker);
+    expect_put_off_once(worker, id, sub.id(), receiver);
 }
 
 // A tenant's endpoints that hang until their timeout fill at most its share of the slots: the
