@@ -359,6 +359,31 @@ TEST_F(local_secret_store_test, a_master_key_another_process_rotated_is_taken_up
     EXPECT_EQ(keys_in(dir_.file("master.key")), 1u);
 }
 
+// An operator restores an older copy of the key file, without the current key, while the store
+// runs: the store keeps the key it holds (it reads and re-seals with it), seals new versions under
+// the file's key, and its next rotation writes every key back before re-sealing, so nothing
+// sealed under the dropped key is lost.
+TEST_F(local_secret_store_test, a_key_file_restored_from_an_older_copy_loses_no_key_the_store_holds) {
+    auto vault = open();
+    auto older = slurp(dir_.file("master.key"));
+    auto first = must(vault->put("t1", "first", secret_bytes("v1")));
+    must(vault->rotate_master_key());  // the file now holds only the new key, which seals `first`
+    auto second = must(vault->put("t1", "second", secret_bytes("v2")));
+    std::filesystem::remove(dir_.file("master.key"));
+    std::ofstream(dir_.file("master.key")) << older;
+    std::filesystem::permissions(dir_.file("master.key"), std::filesystem::perms::owner_read | std::filesystem::perms::owner_write);
+    auto third = must(vault->put("t1", "third", secret_bytes("v3")));  // under the restored file's key
+    EXPECT_EQ(must(vault->get("t1", first)).view(), "v1");
+    EXPECT_EQ(must(vault->get("t1", second)).view(), "v2");
+    must(vault->rotate_master_key());
+    vault.reset();
+    auto reopened = open();
+    EXPECT_EQ(must(reopened->get("t1", first)).view(), "v1");
+    EXPECT_EQ(must(reopened->get("t1", second)).view(), "v2");
+    EXPECT_EQ(must(reopened->get("t1", third)).view(), "v3");
+    EXPECT_EQ(keys_in(dir_.file("master.key")), 1u);
+}
+
 // Two processes rotating the master key at the same time, while secrets are written, lose
 // nothing: each rotation ends on the key file's current key, whichever process made it.
 TEST_F(local_secret_store_test, rotations_by_two_processes_at_once_lose_nothing) {

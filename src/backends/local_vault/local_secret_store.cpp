@@ -139,11 +139,12 @@ public:
         auto sealed = (*st)->blob(4);
         (*st)->reset();
         if (!enabled) return error{errc::invalid_state, "version " + std::to_string(version) + " of secret " + ref.name + " is disabled"};
-        auto const* master = known_key(key_id);
-        if (!master)
+        auto master = known_key(key_id);
+        if (!master) return master.error();
+        if (!*master)
             return error{errc::integrity_failure, "secret " + ref.name + " is sealed under master key " + key_id +
                                                       ", which this store does not hold; restore the key file that has it"};
-        auto dek = crypto::open(*master, wrapped, key_aad(tenant, ref.name, version, key_id));
+        auto dek = crypto::open(**master, wrapped, key_aad(tenant, ref.name, version, key_id));
         if (!dek) return dek.error();
         return crypto::open(*dek, sealed, payload_aad(tenant, ref.name, version));
     }
@@ -218,17 +219,28 @@ public:
             if (auto c = tx->commit(); !c) return wrap(c.error());
         }
         std::size_t resealed = 0;
+        std::string walked_for;   // the key the walk re-seals under
+        std::int64_t after = 0;   // the walk's last row: records sealed since are under the current key
+        bool checked = false;     // the walk ended and one look over every row follows
         while (true) {
             // Small batches under the lock: reads and writes go on between them. Each reseals
-            // under the file's current key, which is another process's if it rotated since.
+            // under the file's current key, which is another process's if it rotated since (the
+            // walk then starts over).
             std::lock_guard lock(mutex_);
             auto tx = storage::sqlite::transaction::begin(*db_);
             if (!tx) return wrap(tx.error());
             if (auto r = reload_ring(); !r) return r.error();
             auto const current = ring_.keys.front().first;
-            auto st = db_->prepare("SELECT tenant, name, version, key_id, wrapped_key FROM secret_versions WHERE key_id <> ? LIMIT 64");
+            if (current != walked_for) {
+                walked_for = current;
+                after = 0;
+                checked = false;
+            }
+            auto st = db_->prepare("SELECT tenant, name, version, key_id, wrapped_key, rowid FROM secret_versions "
+                                   "WHERE rowid > ? AND key_id <> ? ORDER BY rowid LIMIT 64");
             if (!st) return wrap(st.error());
-            (*st)->bind(1, value{current});
+            (*st)->bind(1, value{checked ? std::int64_t{0} : after});
+            (*st)->bind(2, value{current});
             struct row { std::string tenant, name; std::int64_t version; std::string key_id; blob wrapped; };
             std::vector<row> rows;
             while (true) {
@@ -236,8 +248,13 @@ public:
                 if (!more) return wrap(more.error());
                 if (!*more) break;
                 rows.push_back({(*st)->text(0), (*st)->text(1), (*st)->int64(2), (*st)->text(3), (*st)->blob(4)});
+                after = (*st)->int64(5);
             }
             (*st)->reset();
+            if (rows.empty() && !checked) {
+                checked = true;  // the walk ended: one more look, over every row
+                continue;
+            }
             if (rows.empty()) {
                 // Every record is under the current key: the others leave the file.
                 keyring only;
@@ -247,6 +264,7 @@ public:
                 if (auto c = tx->commit(); !c) return wrap(c.error());
                 return resealed;
             }
+            checked = false;
             for (auto& r : rows) {
                 auto const* old_key = ring_.find(r.key_id);
                 if (!old_key) return error{errc::integrity_failure, "a record is sealed under unknown master key " + r.key_id};
@@ -275,8 +293,9 @@ public:
         auto version = (*st)->int64(2);
         auto wrapped = (*st)->blob(4);
         (*st)->reset();
-        auto const* master = known_key(key_id);
-        if (!master || !crypto::open(*master, wrapped, key_aad(tenant, name, version, key_id)))
+        auto master = known_key(key_id);
+        if (!master) return master.error();
+        if (!*master || !crypto::open(**master, wrapped, key_aad(tenant, name, version, key_id)))
             return error{errc::integrity_failure, "the master key (" + key_source() +
                                                       ") does not open the records in " + o_.path +
                                                       ", which are sealed under key " + key_id +
@@ -287,23 +306,28 @@ public:
 private:
     std::string new_id_for_key() const { return new_id("mk", clock_.now()); }
 
-    // The key file as it is now (another process on the same files may have rotated the key).
-    // Under mutex_.
+    // The key file as it is now (another process on the same files may have rotated the key):
+    // its first key seals from now on. Keys this process holds that the file lacks (an older
+    // copy of the file restored meanwhile) are kept after the file's, to open and re-seal what
+    // they sealed; a rotation writes them back. Under mutex_.
     result<void> reload_ring() {
         if (from_env_) return {};
         auto text = crypto::read_private_file(o_.key_file);
-        if (!text) return text.error();
+        if (!text)
+            return error{errc::secret_store_failure, "the master key file cannot be read: " + text.error().detail()};
         auto ring = keyring::parse(*text, o_.key_file);
         if (!ring) return ring.error();
+        for (auto& [id, key] : ring_.keys)
+            if (!ring->find(id)) ring->keys.emplace_back(id, std::move(key));
         ring_ = std::move(*ring);
         return {};
     }
 
     // The master key `id`, looked up again in the key file when this process does not hold it
-    // (a record another process sealed after it rotated). Under mutex_.
-    secret_bytes const* known_key(std::string const& id) {
+    // (a record another process sealed after it rotated); null when neither has it. Under mutex_.
+    result<secret_bytes const*> known_key(std::string const& id) {
         if (auto const* k = ring_.find(id)) return k;
-        if (!reload_ring()) return nullptr;
+        if (auto r = reload_ring(); !r) return r.error();
         return ring_.find(id);
     }
     std::string key_source() const { return from_env_ ? o_.key_env : o_.key_file; }
@@ -378,9 +402,10 @@ private:
     bool from_env_;
 };
 
-// `sealed`: how many records the store holds, which only the key that sealed them can open.
-result<keyring> load_keyring(local_secret_store_options const& o, bool& from_env, clock const& clk,
-                             std::int64_t sealed) {
+// The master key: from the environment, else the key file, which is created (under the store's
+// write lock, so that two processes opening a new store at once do not each write their own and
+// strand what the other seals) only while the store holds no record.
+result<keyring> load_keyring(local_secret_store_options const& o, bool& from_env, clock const& clk, database& db) {
     if (char const* env = o.key_env.empty() ? nullptr : std::getenv(o.key_env.c_str()); env && *env) {
         from_env = true;
         auto key = crypto::from_hex(env);
@@ -394,20 +419,30 @@ result<keyring> load_keyring(local_secret_store_options const& o, bool& from_env
     if (o.key_file.empty())
         return error{errc::invalid_argument, "local_secret_store_options.key_file (or " + o.key_env + ") is required"};
     auto text = crypto::read_private_file(o.key_file);
-    if (!text && text.error() == errc::not_found) {
-        // A new key would open none of the records, and each secret would fail only when read.
-        if (sealed > 0)
-            return error{errc::secret_store_failure, "the master key file " + o.key_file + " is missing, but " +
-                                                         o.path + " holds " + std::to_string(sealed) +
-                                                         " secret versions sealed under it; restore it from a backup "
-                                                         "(a new key cannot open them)"};
-        keyring ring;
-        ring.keys.emplace_back(new_id("mk", clk.now()), crypto::random_key());
-        if (auto w = crypto::write_private_file(o.key_file, ring.serialize()); !w) return w.error();
-        return ring;
-    }
-    if (!text) return text.error();
-    return keyring::parse(*text, o.key_file);
+    if (text) return keyring::parse(*text, o.key_file);
+    if (text.error() != errc::not_found) return text.error();
+    auto tx = storage::sqlite::transaction::begin(db);
+    if (!tx) return error{errc::secret_store_failure, "secret store: " + tx.error().detail()};
+    text = crypto::read_private_file(o.key_file);  // another process may have made it meanwhile
+    if (text) return keyring::parse(*text, o.key_file);
+    if (text.error() != errc::not_found) return text.error();
+    auto count = db.prepare("SELECT count(*) FROM secret_versions");
+    if (!count) return error{errc::secret_store_failure, "secret store: " + count.error().detail()};
+    auto row = (*count)->step();
+    if (!row) return error{errc::secret_store_failure, "secret store: " + row.error().detail()};
+    auto sealed = (*count)->int64(0);
+    (*count)->reset();
+    // A new key would open none of the records, and each secret would fail only when read.
+    if (sealed > 0)
+        return error{errc::secret_store_failure, "the master key file " + o.key_file + " is missing, but " + o.path +
+                                                     " holds " + std::to_string(sealed) +
+                                                     " secret versions sealed under it; restore it from a backup "
+                                                     "(a new key cannot open them)"};
+    keyring ring;
+    ring.keys.emplace_back(new_id("mk", clk.now()), crypto::random_key());
+    if (auto w = crypto::write_private_file(o.key_file, ring.serialize()); !w) return w.error();
+    if (auto c = tx->commit(); !c) return error{errc::secret_store_failure, "secret store: " + c.error().detail()};
+    return ring;
 }
 
 }  // namespace
@@ -424,27 +459,17 @@ result<std::unique_ptr<local_secret_store>> open_local_secret_store(local_secret
     };
     // Two processes opening a new file at once can meet while one switches it to WAL; SQLite then
     // answers busy at once instead of waiting (a wait could deadlock them): try again shortly.
-    for (int attempt = 1;; ++attempt) {
+    auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    for (;;) {
         auto r = setup();
         if (r) break;
-        if (r.error() != errc::storage_busy || attempt == 200)
+        if (r.error() != errc::storage_busy || std::chrono::steady_clock::now() >= give_up)
             return error{errc::secret_store_failure, "secret store: " + r.error().detail()};
         std::this_thread::sleep_for(std::chrono::milliseconds(10));
     }
-    // Under the store's write lock: two processes opening a new store at once must not each
-    // write a key file of their own (the second would strand what the first seals).
-    auto tx = storage::sqlite::transaction::begin(**db);
-    if (!tx) return error{errc::secret_store_failure, "secret store: " + tx.error().detail()};
-    auto count = (*db)->prepare("SELECT count(*) FROM secret_versions");
-    if (!count) return error{errc::secret_store_failure, "secret store: " + count.error().detail()};
-    if (auto row = (*count)->step(); !row)
-        return error{errc::secret_store_failure, "secret store: " + row.error().detail()};
-    auto sealed = (*count)->int64(0);
-    (*count)->reset();
     bool from_env = false;
-    auto ring = load_keyring(o, from_env, clk, sealed);
+    auto ring = load_keyring(o, from_env, clk, **db);
     if (!ring) return ring.error();
-    if (auto c = tx->commit(); !c) return error{errc::secret_store_failure, "secret store: " + c.error().detail()};
     return std::unique_ptr<local_secret_store>(new local_store(std::move(o), std::move(*db), std::move(*ring), from_env));
 }
 
