@@ -34,7 +34,8 @@ struct INTEGRATION_EXPORT ip_address {
 class INTEGRATION_EXPORT resolver {
 public:
     virtual ~resolver() = default;
-    /** Every A and AAAA answer for `host`. */
+    /** Every A and AAAA answer for `host`; a name that does not resolve is an error, not an
+     *  exception (the delivery worker waits out what a resolver throws as its own failure). */
     virtual result<std::vector<ip_address>> resolve(std::string const& host) = 0;
 };
 
