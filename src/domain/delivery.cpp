@@ -137,6 +137,7 @@ result<void> webhook_delivery::append_attempt(delivery_attempt& a) {
     d_.attempts = a.attempt;
     d_.last_attempt_at = a.attempted_at;
     d_.delivery_attempts.push_back(a);
+    d_.deferred_reason.reset();  // it was sent: what put it off before is over
     return {};
 }
 
@@ -166,12 +167,13 @@ result<void> webhook_delivery::record_failure(delivery_attempt a, time_point nex
     return {};
 }
 
-result<void> webhook_delivery::defer(time_point at) {
+result<void> webhook_delivery::defer(time_point at, std::optional<std::string> reason) {
     if (d_.direction != delivery_direction::outbound)
         return error{errc::invalid_state, "only outbound deliveries are deferred"};
     if (d_.status != delivery_status::pending && d_.status != delivery_status::failed)
         return detail::bad_transition("delivery", "defer", d_.status);
     d_.next_attempt_at = truncate_ms(at);
+    d_.deferred_reason = std::move(reason);
     return {};
 }
 

@@ -52,7 +52,7 @@ struct outcome {
      *  and message, no attempt. */
     std::optional<std::pair<std::string, std::string>> unsendable;
     std::optional<int> status;
-    std::optional<std::string> error;  // no answer, or nothing was sent
+    std::optional<std::string> error;  // no answer, or nothing was sent; deferred: why, if its own failure
     std::string excerpt;
     milliseconds latency{0};
     std::optional<milliseconds> retry_after;
@@ -217,8 +217,9 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     // (a vault outage would otherwise disable every subscription), and it is waited out, whatever
     // it is (a master key restored, a store renamed back, a deleted secret rotated away). Only a
     // payload that is gone ends the delivery: retention purged it, and it never comes back.
-    auto unreadable = [&] {
+    auto unreadable = [&](std::string why) {
         o.defer_until = now + options.local_retry;
+        o.error = std::move(why);  // no attempt: kept on the delivery as why it waits
         stats.local_failures_total.fetch_add(1);
         hand_over(std::move(o), false);
     };
@@ -245,7 +246,9 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     auto const& d = o.delivery.data();
     if (!d.payload_ref) return purged("no payload reference");
     auto body = payload(tenant, *d.payload_ref);
-    if (!body) return body.error() == errc::not_found ? purged(body.error().detail()) : unreadable();
+    if (!body)
+        return body.error() == errc::not_found ? purged(body.error().detail())
+                                               : unreadable("its payload could not be read: " + body.error().detail());
     sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing,
                  now + longest_timeout + options.lease_margin};
     auto const refs = sub.signing_secret_refs(now);
@@ -253,7 +256,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         auto k = secret(tenant, uri);
         // A replaced secret deleted as its overlap ended (a rotation meanwhile) signs nothing more.
         if (!k && uri != refs.front() && (k.error() == errc::not_found || k.error() == errc::invalid_state)) continue;
-        if (!k) return unreadable();
+        if (!k) return unreadable("a signing secret could not be read: " + k.error().detail());
         next.keys.push_back((*k)->clone());
     }
     {
@@ -292,8 +295,9 @@ void delivery_worker::state::send(outcome o, sending next) {
     };
     // As in `start`: what fails on this side (the embedder's resolver throwing, a signing secret
     // that signs nothing) is put off, neither an attempt nor a failure of the endpoint's.
-    auto local_failure = [&] {
+    auto local_failure = [&](std::string why) {
         o.defer_until = clock_.now() + options.local_retry;
+        o.error = std::move(why);
         stats.local_failures_total.fetch_add(1);
         hand_over(std::move(o), true);
     };
@@ -302,8 +306,8 @@ void delivery_worker::state::send(outcome o, sending next) {
     result<std::optional<http::pinned_address>> pin = error{errc::unavailable, "not checked"};
     try {
         pin = check(next.url);
-    } catch (std::exception const&) {
-        return local_failure();
+    } catch (std::exception const& e) {
+        return local_failure(std::string("the resolver threw: ") + e.what());
     }
     // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
     // go out beside the one a worker makes after claiming it again.
@@ -317,7 +321,7 @@ void delivery_worker::state::send(outcome o, sending next) {
     // Signed as it leaves, after the check's lookup: the receiver judges the timestamp's age.
     auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
     auto signature = signature_header(next.keys, d.delivery_id, timestamp, next.body);
-    if (!signature) return local_failure();
+    if (!signature) return local_failure("it could not be signed: " + signature.error().detail());
 
     http::request r{.method = "POST",
                     .url = std::move(next.url),
@@ -363,7 +367,7 @@ void delivery_worker::state::prepare(recording& batch, request_context const& ct
         auto d = o.delivery;
         result<void> applied;
         if (o.defer_until) {
-            applied = d.defer(*o.defer_until);
+            applied = d.defer(*o.defer_until, o.error);
         } else if (o.unsendable) {
             applied = d.abandon(o.unsendable->second, now);
         } else {

@@ -123,8 +123,14 @@ void without_index(std::string const& path, std::string const& index, int versio
     exec_sql(path, "DROP INDEX " + index + "; PRAGMA user_version = " + std::to_string(version) + ";");
 }
 
+/** Turns a current file back into schema 27: deliveries keep no deferral reason (migration 28). */
+void back_to_schema_27(std::string const& path) {
+    exec_sql(path, "ALTER TABLE deliveries DROP COLUMN deferred_reason; PRAGMA user_version = 27;");
+}
+
 /** Turns a current file back into schema 26: no refresh leases (migration 27). */
 void back_to_schema_26(std::string const& path) {
+    back_to_schema_27(path);
     exec_sql(path, "DROP TABLE credential_refresh_leases; PRAGMA user_version = 26;");
 }
 

@@ -45,12 +45,14 @@ protected:
                                          w_.clock, std::move(o));
     }
 
-    /** Delivery `id` was put off once for the worker's own failure: no attempt and no failure
-     *  recorded, its subscription still active, nothing sent to `receiver`. */
+    /** Delivery `id` was put off once for the worker's own failure, which its `deferredReason`
+     *  names (`why`): no attempt and no failure recorded, its subscription still active, nothing
+     *  sent to `receiver`. */
     void expect_put_off_once(webhooks::delivery_worker& worker, std::string const& id, std::string const& subscription_id,
-                             keep_alive_server& receiver) {
+                             keep_alive_server& receiver, std::string const& why) {
         auto d = w_.delivery(id);
         EXPECT_EQ(d.status(), delivery_status::pending);
+        EXPECT_NE(d.data().deferred_reason.value_or("").find(why), std::string::npos) << d.data().deferred_reason.value_or("(none)");
         EXPECT_EQ(d.data().attempts, 0);
         EXPECT_TRUE(w_.failures_of(id).empty());
         EXPECT_TRUE(w_.subscription(subscription_id).active());
@@ -643,7 +645,7 @@ TEST_F(delivery_worker_test, a_signing_secret_the_vault_cannot_give_is_waited_fo
     must(w_.vault->soft_delete(w_.ctx.tenant_id, must(credentials::secret_ref::parse(sub.data().signing_secret_ref)).name));
     auto worker = make_worker({.disable_after = 1});
     pump(worker);
-    expect_put_off_once(worker, id, sub.id(), receiver);
+    expect_put_off_once(worker, id, sub.id(), receiver, "a signing secret could not be read");
 
     auto fresh = must(w_.vault->put(w_.ctx.tenant_id, "whsec-fresh", secret_bytes("whsec_" + base64(std::string(32, 'f')))));
     w_.rotate(sub.id(), fresh.uri(), 24h);  // the deleted one: skipped while it overlaps
@@ -678,11 +680,12 @@ TEST_F(delivery_worker_test, a_resolver_that_throws_is_waited_out_not_blamed_on_
     webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
                                      http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock, {.disable_after = 1});
     pump(worker);
-    expect_put_off_once(worker, id, sub.id(), receiver);
+    expect_put_off_once(worker, id, sub.id(), receiver, "the resolver threw: the embedder's resolver failed");
     dns.fixed = true;
     w_.clock.advance(30s);
     pump(worker);
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+    EXPECT_FALSE(w_.delivery(id).data().deferred_reason) << "sent: nothing puts it off any more";
     EXPECT_EQ(receiver.requests().size(), 1u);
 }
 
@@ -697,7 +700,7 @@ TEST_F(delivery_worker_test, a_signing_secret_that_signs_nothing_is_not_blamed_o
     w_.rotate(sub.id(), bad.uri(), 24h);
     auto worker = make_worker({.disable_after = 1});
     pump(worker);
-    expect_put_off_once(worker, id, sub.id(), receiver);
+    expect_put_off_once(worker, id, sub.id(), receiver, "it could not be signed");
 }
 
 // A tenant's endpoints that hang until their timeout fill at most its share of the slots: the

@@ -80,6 +80,9 @@ struct INTEGRATION_EXPORT delivery_data {
     std::optional<time_point> next_attempt_at;
     std::vector<delivery_attempt> delivery_attempts;
     std::optional<std::string> rejection_reason;      ///< Inbound Failed: why it was refused.
+    /** Outbound, put off without an attempt by the sender's own failure (a secret or payload it
+     *  could not read): why; cleared by the next attempt. */
+    std::optional<std::string> deferred_reason;
 
     static auto json_fields() {
         return std::make_tuple(
@@ -94,7 +97,8 @@ struct INTEGRATION_EXPORT delivery_data {
             field("lastAttemptAt", &delivery_data::last_attempt_at),
             field("nextAttemptAt", &delivery_data::next_attempt_at),
             field("deliveryAttempts", &delivery_data::delivery_attempts),
-            field("rejectionReason", &delivery_data::rejection_reason));
+            field("rejectionReason", &delivery_data::rejection_reason),
+            field("deferredReason", &delivery_data::deferred_reason));
     }
 };
 
@@ -148,9 +152,9 @@ public:
     /** Outbound: a failed try. Retries at `next_attempt_at` until attempts reach maxAttempts, then
      *  DeadLettered (raises IntegrationFailed). */
     result<void> record_failure(delivery_attempt a, time_point next_attempt_at);
-    /** Outbound Pending or Failed: not sent now (the subscription's rate limit), due again at `at`;
-     *  no attempt is counted. */
-    result<void> defer(time_point at);
+    /** Outbound Pending or Failed: not sent now, due again at `at`; no attempt is counted.
+     *  `reason` says why when it is the sender's own failure (none: the subscription's rate limit). */
+    result<void> defer(time_point at, std::optional<std::string> reason = std::nullopt);
     /** Outbound: the receiver answered 410 Gone. Dead-lettered at once (raises IntegrationFailed);
      *  the caller deactivates the subscription. */
     result<void> record_gone(delivery_attempt a);

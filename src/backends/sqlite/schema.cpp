@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 27> migrations{
+constexpr std::array<char const*, 28> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -388,6 +388,10 @@ ALTER TABLE subscriptions ADD COLUMN earlier_signing_secrets TEXT;
     R"sql(
 CREATE TABLE credential_refresh_leases(tenant_id TEXT NOT NULL, credential_id TEXT NOT NULL, owner TEXT NOT NULL,
   until INTEGER NOT NULL, PRIMARY KEY (tenant_id, credential_id)) WITHOUT ROWID;
+)sql",
+    // 28: why an outbound delivery was put off without an attempt (the sender's own failure).
+    R"sql(
+ALTER TABLE deliveries ADD COLUMN deferred_reason TEXT;
 )sql",
 };
 

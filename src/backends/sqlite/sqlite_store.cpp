@@ -1114,7 +1114,7 @@ private:
                     values += ")";
                 }
                 out[k] = "UPDATE deliveries SET updated_at = ?1, updated_by = ?2, row_version = row_version + 1, "
-                         "lease_owner = NULL, lease_until = NULL, status = v.column2, attempts = v.column3, "
+                         "lease_owner = NULL, lease_until = NULL, deferred_reason = NULL, status = v.column2, attempts = v.column3, "
                          "next_attempt_at = v.column4, last_attempt_at = v.column5 FROM (VALUES " + values +
                          ") AS v WHERE deliveries.delivery_id = v.column1 AND deliveries.tenant_id = ?3 "
                          "AND deliveries.row_version = v.column6 RETURNING delivery_id";

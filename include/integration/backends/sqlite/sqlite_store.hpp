@@ -54,7 +54,7 @@ struct sqlite_options {
 };
 
 /** The newest schema version this library writes. */
-inline constexpr int sqlite_schema_version = 27;
+inline constexpr int sqlite_schema_version = 28;
 
 /** Opens (creating and migrating) a SQLite store. A database from a newer schema is refused.
  *
