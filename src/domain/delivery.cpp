@@ -1,4 +1,5 @@
 #include <integration/core/id.hpp>
+#include <integration/core/utf8.hpp>
 #include <integration/domain/event.hpp>
 #include <integration/domain/delivery.hpp>
 
@@ -173,7 +174,7 @@ result<void> webhook_delivery::defer(time_point at, std::optional<std::string> r
     if (d_.status != delivery_status::pending && d_.status != delivery_status::failed)
         return detail::bad_transition("delivery", "defer", d_.status);
     d_.next_attempt_at = truncate_ms(at);
-    d_.deferred_reason = std::move(reason);
+    if (reason) d_.deferred_reason = utf8_excerpt(*reason, 512);  // a rate limit leaves an earlier reason
     return {};
 }
 
@@ -195,6 +196,7 @@ result<void> webhook_delivery::abandon(std::string const& reason, time_point now
         return detail::bad_transition("delivery", "abandon", d_.status);
     d_.status = delivery_status::dead_lettered;
     d_.next_attempt_at.reset();
+    d_.deferred_reason.reset();  // the failure it raises says why
     d_.last_attempt_at = truncate_ms(now);
     raise(std::string(events::event_type::integration_failed),
           {{"source", "Delivery"}, {"deliveryId", d_.delivery_id}, {"direction", "Outbound"},

@@ -219,7 +219,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     // payload that is gone ends the delivery: retention purged it, and it never comes back.
     auto unreadable = [&](std::string why) {
         o.defer_until = now + options.local_retry;
-        o.error = std::move(why);  // no attempt: kept on the delivery as why it waits
+        o.error = std::move(why);  // no attempt: kept on the delivery as why it waits (the tenant reads it: no detail of the host's)
         stats.local_failures_total.fetch_add(1);
         hand_over(std::move(o), false);
     };
@@ -248,7 +248,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     auto body = payload(tenant, *d.payload_ref);
     if (!body)
         return body.error() == errc::not_found ? purged(body.error().detail())
-                                               : unreadable("its payload could not be read: " + body.error().detail());
+                                               : unreadable("its payload could not be read from the blob store");
     sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing,
                  now + longest_timeout + options.lease_margin};
     auto const refs = sub.signing_secret_refs(now);
@@ -256,7 +256,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         auto k = secret(tenant, uri);
         // A replaced secret deleted as its overlap ended (a rotation meanwhile) signs nothing more.
         if (!k && uri != refs.front() && (k.error() == errc::not_found || k.error() == errc::invalid_state)) continue;
-        if (!k) return unreadable("a signing secret could not be read: " + k.error().detail());
+        if (!k) return unreadable("its signing secret could not be read from the secret store");
         next.keys.push_back((*k)->clone());
     }
     {
@@ -306,8 +306,8 @@ void delivery_worker::state::send(outcome o, sending next) {
     result<std::optional<http::pinned_address>> pin = error{errc::unavailable, "not checked"};
     try {
         pin = check(next.url);
-    } catch (std::exception const& e) {
-        return local_failure(std::string("the resolver threw: ") + e.what());
+    } catch (std::exception const&) {
+        return local_failure("the host's name resolver failed");
     }
     // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
     // go out beside the one a worker makes after claiming it again.
@@ -321,7 +321,7 @@ void delivery_worker::state::send(outcome o, sending next) {
     // Signed as it leaves, after the check's lookup: the receiver judges the timestamp's age.
     auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
     auto signature = signature_header(next.keys, d.delivery_id, timestamp, next.body);
-    if (!signature) return local_failure("it could not be signed: " + signature.error().detail());
+    if (!signature) return local_failure("its signing secret signs nothing (not a webhook signing secret)");
 
     http::request r{.method = "POST",
                     .url = std::move(next.url),

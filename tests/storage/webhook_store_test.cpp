@@ -180,6 +180,30 @@ TEST_P(store_conformance, record_attempt_stores_the_attempt_the_state_and_the_ev
     EXPECT_FALSE(foreign);
 }
 
+// Why a delivery was put off stays with it until its next attempt, whichever way that attempt is
+// written (record_attempt's update of the state columns, here).
+TEST_P(store_conformance, a_deferral_reason_is_kept_until_the_next_attempt) {
+    auto now = clock_.now();
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1"});
+    update(*store_, a_, a.delivery_ids[0], [&](webhook_delivery& d) {
+        must(d.defer(now + 1s, std::string("its signing secret could not be read from the secret store")));
+    });
+    auto find = [&] {
+        return must(storage::read_for(*store_, a_, [&](unit_of_work& uow) { return uow.deliveries().find(a.delivery_ids[0]); }));
+    };
+    auto const reason = std::optional<std::string>("its signing secret could not be read from the secret store");
+    EXPECT_EQ(find().data().deferred_reason, reason);
+    auto second = must(store_->claim_deliveries(now + 1s, "worker-2", now + 31s, 10)).deliveries;
+    ASSERT_EQ(second.size(), 1u);
+    auto& again = second[0].delivery;
+    EXPECT_EQ(again.data().deferred_reason, reason);
+    must(again.defer(now + 2s));  // a rate limit says nothing of its own
+    EXPECT_EQ(again.data().deferred_reason, reason);
+    must(again.record_failure(attempt(now + 1s, 503), now + 5s));
+    must(store_->transact(a_, [&](unit_of_work& uow) { return uow.deliveries().record_attempt(again); }));
+    EXPECT_FALSE(find().data().deferred_reason);
+}
+
 // The delivery worker builds an attempt's events off the store's writer (prepare_attempt): the
 // store writes those rows as they are, as record_attempt would have written them.
 TEST_P(store_conformance, record_prepared_attempt_writes_the_events_built_before_the_unit) {

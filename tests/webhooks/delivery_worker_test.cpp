@@ -645,7 +645,7 @@ TEST_F(delivery_worker_test, a_signing_secret_the_vault_cannot_give_is_waited_fo
     must(w_.vault->soft_delete(w_.ctx.tenant_id, must(credentials::secret_ref::parse(sub.data().signing_secret_ref)).name));
     auto worker = make_worker({.disable_after = 1});
     pump(worker);
-    expect_put_off_once(worker, id, sub.id(), receiver, "a signing secret could not be read");
+    expect_put_off_once(worker, id, sub.id(), receiver, "its signing secret could not be read from the secret store");
 
     auto fresh = must(w_.vault->put(w_.ctx.tenant_id, "whsec-fresh", secret_bytes("whsec_" + base64(std::string(32, 'f')))));
     w_.rotate(sub.id(), fresh.uri(), 24h);  // the deleted one: skipped while it overlaps
@@ -680,7 +680,7 @@ TEST_F(delivery_worker_test, a_resolver_that_throws_is_waited_out_not_blamed_on_
     webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
                                      http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock, {.disable_after = 1});
     pump(worker);
-    expect_put_off_once(worker, id, sub.id(), receiver, "the resolver threw: the embedder's resolver failed");
+    expect_put_off_once(worker, id, sub.id(), receiver, "the host's name resolver failed");
     dns.fixed = true;
     w_.clock.advance(30s);
     pump(worker);
@@ -700,7 +700,7 @@ TEST_F(delivery_worker_test, a_signing_secret_that_signs_nothing_is_not_blamed_o
     w_.rotate(sub.id(), bad.uri(), 24h);
     auto worker = make_worker({.disable_after = 1});
     pump(worker);
-    expect_put_off_once(worker, id, sub.id(), receiver, "it could not be signed");
+    expect_put_off_once(worker, id, sub.id(), receiver, "its signing secret signs nothing");
 }
 
 // A tenant's endpoints that hang until their timeout fill at most its share of the slots: the

@@ -1195,7 +1195,7 @@ private:
         auto now = w_.clk.now();
         static std::string const update_sql =
             "UPDATE deliveries SET updated_at = ?, updated_by = ?, row_version = row_version + 1, lease_owner = NULL, "
-            "lease_until = NULL, status = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ? "
+            "lease_until = NULL, deferred_reason = NULL, status = ?, attempts = ?, next_attempt_at = ?, last_attempt_at = ? "
             "WHERE delivery_id = ? AND tenant_id = ? AND row_version = ?";
         auto update = w_.db.prepare_static(update_sql);
         if (!update) return update.error();
