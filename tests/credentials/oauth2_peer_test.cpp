@@ -33,6 +33,9 @@ std::size_t count_lines(std::string const& path) {
 
 class oauth2_peer_test : public ::testing::Test {
 protected:
+    /** What every service here may reach: the peers on loopback. */
+    static net::egress_policy loopback() { return {.allow = {net::cidr::parse("127.0.0.0/8").value()}}; }
+
     void SetUp() override {
         std::string script = std::string(INTEGRATION_PEERS_DIR) + "/oauth2_peer.mjs";
         ASSERT_TRUE(std::filesystem::exists(std::string(INTEGRATION_PEERS_DIR) + "/node_modules/oauth2-mock-server"))
@@ -74,7 +77,7 @@ protected:
     credentials::fingerprinter fingerprints_ = must(credentials::fingerprinter::load_or_create(dir_.file("fp.key")));
     std::unique_ptr<http::transport> transport_ = http::make_curl_transport();
     net::static_resolver dns_;
-    credentials::credential_service service_{*store_, *vault_, fingerprints_, clock_, *transport_, net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    credentials::credential_service service_{*store_, *vault_, fingerprints_, clock_, *transport_, loopback(), dns_};
     request_context ctx_ = request_context::for_tenant("t1", "alice");
     std::string provider_id_;
 };
@@ -374,7 +377,7 @@ TEST_F(authorization_code_test, concurrent_callers_of_an_expiring_token_refresh_
 TEST_F(authorization_code_test, callers_of_a_short_lived_token_never_send_a_spent_refresh_token) {
     auto c = authorized();
     credentials::credential_service short_lived{*store_, *vault_, fingerprints_, clock_, *transport_,
-                                               net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_,
+                                               loopback(), dns_,
                                                {.refresh_margin = std::chrono::hours(2)}};  // longer than the tokens live
     for (int round = 0; round < 3; ++round) {
         EXPECT_EQ(resolve_at_once(short_lived, c.id(), 8), std::vector<std::string>{});
@@ -392,8 +395,7 @@ TEST_F(authorization_code_test, callers_of_a_short_lived_token_never_send_a_spen
 TEST_F(authorization_code_test, a_refresh_token_another_process_spent_is_replaced_by_the_one_it_stored) {
     auto c = authorized();
     switchable_vault vault(*vault_);
-    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_,
-                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
     vault.after_get = [&] {  // this process has read its refresh token; the other one refreshes now
         service_.invalidate_token(c.id());
         must(service_.resolve(ctx_, c.id()));
@@ -413,11 +415,10 @@ TEST_F(authorization_code_test, a_refresh_token_another_process_spent_is_replace
 // with the token the first stored, and the row names the newest token.
 TEST_F(authorization_code_test, processes_refreshing_at_once_take_turns_and_the_row_names_the_newest_token) {
     auto c = authorized();
-    auto egress = net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}};
     auto their_store = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
-    credentials::credential_service theirs{*their_store, *vault_, fingerprints_, clock_, *transport_, egress, dns_};
+    credentials::credential_service theirs{*their_store, *vault_, fingerprints_, clock_, *transport_, loopback(), dns_};
     switchable_vault vault(*vault_);
-    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, egress, dns_};
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
     clock_.advance(std::chrono::seconds(3600));  // both processes' tokens have expired
     std::future<result<credentials::resolved_credential>> their_answer;
     vault.after_put = [&] {  // this process was given a new refresh token and has not recorded it in the row yet
@@ -454,8 +455,7 @@ TEST_F(authorization_code_test, a_refresh_goes_ahead_when_the_store_cannot_take_
 TEST_F(authorization_code_test, dropping_a_token_after_a_401_does_not_wait_for_a_refresh_in_progress) {
     auto c = authorized();
     switchable_vault vault(*vault_);
-    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_,
-                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
     std::future_status dropped = std::future_status::deferred;
     std::future<void> drop;  // outlives the hook: a drop that waits for the refresh must not hold the refresh up
     vault.after_put = [&] {  // in the middle of a refresh
@@ -475,7 +475,7 @@ TEST_F(authorization_code_test, dropping_a_token_after_a_401_does_not_wait_for_a
 TEST_F(authorization_code_test, a_refresh_lease_left_by_a_stopped_process_lapses) {
     auto c = authorized();
     credentials::credential_service here{*store_, *vault_, fingerprints_, clock_, *transport_,
-                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_,
+                                        loopback(), dns_,
                                         {.token_timeout = std::chrono::milliseconds(500),
                                          .refresh_lease = std::chrono::milliseconds(1000)}};
     must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
@@ -504,8 +504,7 @@ TEST_F(authorization_code_test, a_refresh_lease_left_by_a_stopped_process_lapses
 TEST_F(authorization_code_test, a_rotated_refresh_token_the_secret_store_could_not_keep_serves_from_memory) {
     auto c = authorized();
     switchable_vault vault(*vault_);
-    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_,
-                                        net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
     vault.after_get = [&] { vault.down = true; };  // its refresh token read, the store fails
     auto r = here.resolve(ctx_, c.id());
     ASSERT_TRUE(r) << r.error().detail();
@@ -515,8 +514,7 @@ TEST_F(authorization_code_test, a_rotated_refresh_token_the_secret_store_could_n
     ASSERT_TRUE(again) << again.error().detail();
     EXPECT_FALSE(here.refresh_exhausted(c.id())) << "it refreshed with the spent token";
     // Stored this time: another process (a restart) refreshes with what the store holds.
-    credentials::credential_service restarted{*store_, *vault_, fingerprints_, clock_, *transport_,
-                                             net::egress_policy{.allow = {net::cidr::parse("127.0.0.0/8").value()}}, dns_};
+    credentials::credential_service restarted{*store_, *vault_, fingerprints_, clock_, *transport_, loopback(), dns_};
     auto after_restart = restarted.resolve(ctx_, c.id());
     ASSERT_TRUE(after_restart) << after_restart.error().detail();
     EXPECT_FALSE(restarted.refresh_exhausted(c.id()));
