@@ -3,6 +3,8 @@
 #include <integration/core/id.hpp>
 #include <integration/services/webhook_signature.hpp>
 
+#include <algorithm>
+
 namespace integration::webhooks {
 
 namespace {
@@ -74,6 +76,15 @@ private:
 
 error at_field(std::string_view field, error const& e) { return error{e.code(), std::string(field) + ": " + e.detail()}; }
 
+void keep_named_secret(credentials::secret_store& secrets, std::string const& tenant, std::string const& uri) {
+    // A rotation that scanned the subscriptions before this one's commit may have deleted the
+    // secret after `subscribe` read it: a generated secret this subscription now signs with comes
+    // back (the rotation's own check after its deletes covers a delete after this read).
+    auto ref = credentials::secret_ref::parse(uri);
+    if (!ref || ref->store != secrets.name() || !is_valid_id(ref->name, "whsec")) return;
+    if (auto got = secrets.get(tenant, *ref); !got && got.error() == errc::not_found) (void)secrets.recover(tenant, ref->name);
+}
+
 }  // namespace
 
 subscription_service::subscription_service(storage::store& store, credentials::secret_store& secrets,
@@ -113,6 +124,7 @@ result<subscribed> subscription_service::subscribe(request_context const& ctx, s
         if (auto r = generated->store(); !r) return r.error();
     auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.subscriptions().save(*s); });
     if (!saved) return saved.error();
+    if (!generated) keep_named_secret(secrets_, ctx.tenant_id, s->data().signing_secret_ref);
     subscribed out{std::move(*s), std::nullopt};
     if (generated) out.signing_secret = generated->keep();
     return out;
@@ -158,7 +170,7 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
     auto const now = clock_.now();
     generated_secret secret(secrets_, ctx.tenant_id, now);
     if (auto r = secret.store(); !r) return r.error();
-    std::vector<std::string> ended;
+    std::vector<std::string> replaced_refs, ended;
     auto s = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_subscription> {
         auto s = uow.subscriptions().find(subscription_id);
         if (!s) return s.error();
@@ -167,6 +179,7 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
         if (auto r = uow.subscriptions().save(*s); !r) return r.error();
         auto free = deletable(uow, *replaced, secrets_.name(), now);
         if (!free) return free.error();
+        replaced_refs = std::move(*replaced);
         ended = std::move(*free);
         return std::move(*s);
     });
@@ -174,6 +187,17 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
     // Generated secrets whose overlap ended and that no subscription signs with any more leave
     // the secret store. Best effort: the rotation has committed.
     for (auto const& name : ended) (void)secrets_.soft_delete(ctx.tenant_id, name);
+    if (!ended.empty()) {
+        // A subscription saved since the scan may name one of them: it read the secret before
+        // the delete and committed after the scan. A read begun after the deletes sees every such
+        // save (a later one reads the secret again: `keep_named_secret`); those come back.
+        auto still_free = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+            return deletable(uow, replaced_refs, secrets_.name(), now);
+        });
+        if (still_free)
+            for (auto const& name : ended)
+                if (std::ranges::find(*still_free, name) == still_free->end()) (void)secrets_.recover(ctx.tenant_id, name);
+    }
     return rotated{std::move(*s), secret.keep()};
 }
 

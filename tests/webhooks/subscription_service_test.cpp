@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
 #include <set>
 #include <sstream>
 #include <string>
@@ -336,6 +337,83 @@ TEST_F(subscription_service_test, a_replaced_secret_another_subscription_signs_w
     auto const refs = must(service_.find(ctx_, second.id())).signing_secret_refs(clock_.now());
     ASSERT_EQ(refs, std::vector<std::string>{first.data().signing_secret_ref});
     EXPECT_TRUE(vault_->get("t1", must(credentials::secret_ref::parse(refs[0])))) << "the other subscription's secret was deleted";
+}
+
+// The vault, with a hook run (once) after a `get` or before a `soft_delete` of one secret: a
+// rotation's or a subscription's request run at that point of another's.
+class hooked_vault final : public credentials::secret_store {
+public:
+    explicit hooked_vault(credentials::secret_store& inner) : inner_(inner) {}
+    std::string name_of_hook;
+    std::function<void()> after_get, before_delete;
+
+    std::string const& name() const noexcept override { return inner_.name(); }
+    result<credentials::secret_ref> put(std::string const& t, std::string const& n, secret_bytes const& v) override {
+        return inner_.put(t, n, v);
+    }
+    result<secret_bytes> get(std::string const& t, credentials::secret_ref const& ref) override {
+        auto got = inner_.get(t, ref);
+        if (ref.name == name_of_hook && after_get) std::exchange(after_get, nullptr)();
+        return got;
+    }
+    result<std::vector<credentials::secret_version_info>> versions(std::string const& t, std::string const& n) override {
+        return inner_.versions(t, n);
+    }
+    result<void> disable(std::string const& t, credentials::secret_ref const& ref) override { return inner_.disable(t, ref); }
+    result<void> soft_delete(std::string const& t, std::string const& n) override {
+        if (n == name_of_hook && before_delete) std::exchange(before_delete, nullptr)();
+        return inner_.soft_delete(t, n);
+    }
+    result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
+    result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
+
+private:
+    credentials::secret_store& inner_;
+};
+
+// A rotation that ends a generated secret scans the subscriptions in its commit and deletes the
+// secret after it. A subscription naming that secret, read before the delete and saved after the
+// scan, still signs with it: whichever of the two checks comes later brings it back.
+class named_during_a_rotation : public subscription_service_test {
+protected:
+    named_during_a_rotation() {
+        shared_ = must(credentials::secret_ref::parse(first_.data().signing_secret_ref));
+        must(service_.rotate_secret(ctx_, first_.id()));
+        clock_.advance(25h);  // the first secret's overlap has ended: the next rotation deletes it
+        hooked_.name_of_hook = shared_.name;
+    }
+    subscription_spec naming_it() {
+        auto s = spec();
+        s.signing_secret_ref = first_.data().signing_secret_ref;
+        return s;
+    }
+
+    hooked_vault hooked_{*vault_};
+    subscription_service racing_{*store_, hooked_, http::egress_hop_check({}, dns_), clock_};
+    webhook_subscription first_ = must(service_.subscribe(ctx_, spec())).subscription;
+    credentials::secret_ref shared_;
+};
+
+TEST_F(named_during_a_rotation, a_delete_between_the_subscriptions_read_and_its_commit) {
+    hooked_.after_get = [&] { must(racing_.rotate_secret(ctx_, first_.id())); };
+    auto second = must(racing_.subscribe(ctx_, naming_it())).subscription;
+    EXPECT_FALSE(hooked_.after_get) << "the rotation did not run inside the subscription's request";
+    EXPECT_EQ(must(service_.find(ctx_, second.id())).signing_secret_refs(clock_.now()),
+              std::vector<std::string>{first_.data().signing_secret_ref});
+    EXPECT_TRUE(vault_->get("t1", shared_)) << "the secret the new subscription signs with was deleted";
+}
+
+TEST_F(named_during_a_rotation, a_delete_after_the_subscriptions_commit) {
+    std::string second;
+    hooked_.before_delete = [&] { second = must(racing_.subscribe(ctx_, naming_it())).subscription.id(); };
+    must(racing_.rotate_secret(ctx_, first_.id()));
+    ASSERT_FALSE(second.empty()) << "the rotation did not delete the ended secret";
+    EXPECT_TRUE(vault_->get("t1", shared_)) << "the secret the new subscription signs with was deleted";
+}
+
+TEST_F(named_during_a_rotation, with_no_subscription_naming_it_the_secret_is_still_deleted) {
+    must(racing_.rotate_secret(ctx_, first_.id()));
+    EXPECT_EQ(vault_->get("t1", shared_).error(), errc::not_found);
 }
 
 TEST_F(subscription_service_test, the_overlap_is_an_option) {
