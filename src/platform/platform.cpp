@@ -108,8 +108,10 @@ void build_services(impl& p) {
                                                                        o.webhooks.subscriptions, wake);
     p.publisher = std::make_unique<webhooks::publisher>(*p.store, *p.blobs, clock, wake);
     p.delivery_limits.emplace(clock);
+    auto delivery_options = o.webhooks.delivery;
+    if (!delivery_options.log) delivery_options.log = p.log;
     p.delivery = std::make_unique<webhooks::delivery_worker>(*p.store, *p.secrets, *p.blobs, *p.transport, hops,
-                                                             *p.delivery_limits, clock, o.webhooks.delivery);
+                                                             *p.delivery_limits, clock, std::move(delivery_options));
     p.inbound = std::make_unique<webhooks::inbound_gateway>(*p.store, *p.secrets, *p.blobs, clock, o.webhooks.inbound);
     // The library's own events are webhook event types too, and so are the canonical events of
     // accepted inbound webhooks (`github.pull_request.opened`, ...). The relay marks an event published only

@@ -140,6 +140,41 @@ struct delivery_worker::state {
     std::unordered_map<std::string, secret_bytes> secret_cache;
     std::unordered_map<std::string, std::int64_t> deferred;  // rate-limited deliveries per subscription
 
+    // The operator's log of local failures: a cause (a vault outage, a full disk) defers every
+    // delivery it touches, so each tenant's cause is told once per `local_retry`, and the next
+    // message counts the deliveries it deferred meanwhile.
+    struct told {
+        steady::time_point at;
+        std::size_t since = 0;  // deferred by the same cause since `at`, not told
+    };
+    std::mutex log_mutex;
+    std::map<std::pair<std::string, std::string>, told> log_told;  // guarded by log_mutex: by tenant and cause
+
+    void tell(std::string const& tenant, std::string const& delivery_id, std::string const& why, std::string_view detail) {
+        if (!options.log) return;
+        auto const now = steady::now();
+        std::size_t untold = 0;
+        {
+            std::lock_guard lock(log_mutex);
+            auto [it, fresh] = log_told.try_emplace({tenant, why}, told{now});
+            if (!fresh) {
+                if (now - it->second.at < options.local_retry) {
+                    ++it->second.since;
+                    return;
+                }
+                untold = std::exchange(it->second, told{now}).since;
+            }
+            // Causes quiet for two `local_retry`s are forgotten, with any count not told yet.
+            if (log_told.size() > 1'024)
+                std::erase_if(log_told, [&](auto const& kv) { return now - kv.second.at >= 2 * options.local_retry; });
+        }
+        auto seconds = std::chrono::duration_cast<std::chrono::seconds>(options.local_retry).count();
+        options.log("warning", "delivery-worker: delivery " + delivery_id + " of tenant " + tenant + " waits " +
+                                   std::to_string(seconds) + " s: " + why + ": " + std::string(detail) +
+                                   (untold ? " (and " + std::to_string(untold) + " more of this tenant's deliveries for the same cause since the last message)"
+                                           : ""));
+    }
+
     void hand_over(outcome o, bool was_in_flight) {
         // Notified under the lock: once the count is zero, `settle` in the destructor may return
         // and `state` go before a notification made after unlocking.
@@ -217,7 +252,8 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     // (a vault outage would otherwise disable every subscription), and it is waited out, whatever
     // it is (a master key restored, a store renamed back, a deleted secret rotated away). Only a
     // payload that is gone ends the delivery: retention purged it, and it never comes back.
-    auto unreadable = [&](std::string why) {
+    auto unreadable = [&](std::string why, std::string_view detail) {
+        tell(tenant, o.delivery.id(), why, detail);
         o.defer_until = now + options.local_retry;
         o.error = std::move(why);  // no attempt: kept on the delivery as why it waits (the tenant reads it: no detail of the host's)
         stats.local_failures_total.fetch_add(1);
@@ -248,7 +284,8 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     auto body = payload(tenant, *d.payload_ref);
     if (!body)
         return body.error() == errc::not_found ? purged(body.error().detail())
-                                               : unreadable("its payload could not be read from the blob store");
+                                               : unreadable("its payload could not be read from the blob store",
+                                                            body.error().detail());
     sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing,
                  now + longest_timeout + options.lease_margin};
     auto const refs = sub.signing_secret_refs(now);
@@ -256,7 +293,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         auto k = secret(tenant, uri);
         // A replaced secret deleted as its overlap ended (a rotation meanwhile) signs nothing more.
         if (!k && uri != refs.front() && (k.error() == errc::not_found || k.error() == errc::invalid_state)) continue;
-        if (!k) return unreadable("its signing secret could not be read from the secret store");
+        if (!k) return unreadable("its signing secret could not be read from the secret store", k.error().detail());
         next.keys.push_back((*k)->clone());
     }
     {
@@ -295,7 +332,8 @@ void delivery_worker::state::send(outcome o, sending next) {
     };
     // As in `start`: what fails on this side (the embedder's resolver throwing, a signing secret
     // that signs nothing) is put off, neither an attempt nor a failure of the endpoint's.
-    auto local_failure = [&](std::string why) {
+    auto local_failure = [&](std::string why, std::string_view detail) {
+        tell(o.tenant_id, o.delivery.id(), why, detail);
         o.defer_until = clock_.now() + options.local_retry;
         o.error = std::move(why);
         stats.local_failures_total.fetch_add(1);
@@ -306,8 +344,8 @@ void delivery_worker::state::send(outcome o, sending next) {
     result<std::optional<http::pinned_address>> pin = error{errc::unavailable, "not checked"};
     try {
         pin = check(next.url);
-    } catch (std::exception const&) {
-        return local_failure("the host's name resolver failed");
+    } catch (std::exception const& e) {
+        return local_failure("the host's name resolver failed", e.what());
     }
     // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
     // go out beside the one a worker makes after claiming it again.
@@ -321,7 +359,8 @@ void delivery_worker::state::send(outcome o, sending next) {
     // Signed as it leaves, after the check's lookup: the receiver judges the timestamp's age.
     auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
     auto signature = signature_header(next.keys, d.delivery_id, timestamp, next.body);
-    if (!signature) return local_failure("its signing secret signs nothing (not a webhook signing secret)");
+    if (!signature)
+        return local_failure("its signing secret signs nothing (not a webhook signing secret)", signature.error().detail());
 
     http::request r{.method = "POST",
                     .url = std::move(next.url),

@@ -19,6 +19,7 @@
 #include <mutex>
 #include <set>
 #include <thread>
+#include <vector>
 
 namespace integration::testing {
 namespace {
@@ -492,6 +493,38 @@ TEST(platform_test, a_published_event_is_delivered_signed_to_a_loopback_receiver
     EXPECT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)))
         << "the delivery worker stops with the others";
     EXPECT_GE(p->delivery_worker().stats().delivered_total.load(), 2u);
+}
+
+// What keeps a delivery from going on this side (here its signing secret, gone from the vault)
+// reaches the platform's log, which the delivery worker is given.
+TEST(platform_test, the_delivery_workers_local_failures_reach_the_platforms_log) {
+    temp_dir tmp;
+    keep_alive_server receiver(
+        [](received_request const&) { return std::string("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"); });
+    std::mutex mutex;
+    std::vector<std::string> logged;
+    auto options = quiet((tmp.path() / "data").string());
+    options.egress.allow.push_back(net::cidr::parse("127.0.0.0/8").value());
+    options.log = [&](std::string_view level, std::string_view message) {
+        std::lock_guard lock(mutex);
+        logged.push_back(std::string(level) + ": " + std::string(message));
+    };
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1", "alice");
+    auto sub = must(p->subscriptions().subscribe(
+        ctx, {.project_id = "p1",
+              .event_type = "order.*",
+              .endpoint_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hooks"}));
+    auto ref = must(credentials::secret_ref::parse(sub.subscription.data().signing_secret_ref));
+    must(p->secrets().soft_delete("t1", ref.name));
+    must(p->publisher().publish(ctx, "order.paid", boost::json::object{{"orderId", 1}}));
+    must(p->delivery_worker().sweep());
+    must(p->delivery_worker().drain());
+    EXPECT_TRUE(receiver.requests().empty());
+    std::lock_guard lock(mutex);
+    ASSERT_EQ(logged.size(), 1u);
+    EXPECT_NE(logged[0].find("warning: delivery-worker: delivery "), std::string::npos) << logged[0];
+    EXPECT_NE(logged[0].find("its signing secret could not be read from the secret store"), std::string::npos) << logged[0];
 }
 
 TEST(platform_test, a_reactivation_and_a_recover_wake_the_running_delivery_worker) {

@@ -22,6 +22,7 @@
 #include <atomic>
 #include <chrono>
 #include <condition_variable>
+#include <functional>
 #include <map>
 #include <mutex>
 #include <string>
@@ -590,6 +591,68 @@ TEST_F(delivery_worker_test, a_vault_outage_costs_no_attempt_and_disables_no_sub
     pump(worker);
     for (auto const& id : ids) EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
     EXPECT_EQ(receiver.requests().size(), 3u);
+}
+
+/** What a worker tells the operator's log. */
+struct log_lines {
+    std::mutex mutex;
+    std::vector<std::string> lines;
+    std::function<void(std::string_view, std::string_view)> sink() {
+        return [this](std::string_view level, std::string_view message) {
+            std::lock_guard lock(mutex);
+            lines.push_back(std::string(level) + " " + std::string(message));
+        };
+    }
+    std::vector<std::string> taken() {
+        std::lock_guard lock(mutex);
+        return std::exchange(lines, {});
+    }
+};
+
+// The tenant reads only the cause (`deferredReason`); the operator's log gets what the store
+// said, once per tenant and cause per `local_retry`, then how many more it deferred meanwhile.
+TEST_F(delivery_worker_test, the_operator_is_told_what_a_local_failure_was_once_per_cause_and_tenant) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    switchable_vault vault(*w_.vault);
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    auto ids = w_.deliver_many(sub, 3);
+    log_lines log;
+    webhooks::delivery_worker worker(*w_.store, vault, *w_.blobs, *w_.transport, w_.hop_check(), w_.limits, w_.clock,
+                                     {.local_retry = 45s, .log = log.sink()});
+    vault.down = true;
+    pump(worker);
+    auto first = log.taken();
+    ASSERT_EQ(first.size(), 1u);
+    EXPECT_EQ(first[0].rfind("warning delivery-worker: delivery ", 0), 0u) << first[0];
+    EXPECT_NE(first[0].find("of tenant " + w_.ctx.tenant_id + " waits 45 s: its signing secret could not be read from "
+                            "the secret store: vault unreachable"),
+              std::string::npos)
+        << first[0];
+    for (auto const& id : ids) {
+        auto reason = w_.delivery(id).data().deferred_reason.value_or("");
+        EXPECT_EQ(reason.find("vault unreachable"), std::string::npos) << "the tenant reads the host's detail: " << reason;
+    }
+
+    w_.clock.advance(45s);  // due again, the vault still down
+    pump(worker);
+    EXPECT_TRUE(log.taken().empty()) << "told again before local_retry passed";
+
+    // A worker whose local_retry is short tells the cause again once it has passed.
+    webhooks::delivery_worker later(*w_.store, vault, *w_.blobs, *w_.transport, w_.hop_check(), w_.limits, w_.clock,
+                                    {.local_retry = 10ms, .log = log.sink()});
+    w_.clock.advance(45s);
+    pump(later);
+    EXPECT_EQ(later.stats().local_failures_total.load(), 3u);
+    auto second = log.taken();
+    ASSERT_EQ(second.size(), 1u) << "one message per cause and tenant, whatever the number of deliveries";
+    std::this_thread::sleep_for(20ms);  // local_retry passed: the next message counts those not told
+    w_.clock.advance(1s);
+    pump(later);
+    auto third = log.taken();
+    ASSERT_EQ(third.size(), 1u);
+    EXPECT_NE(third[0].find("(and 2 more of this tenant's deliveries for the same cause since the last message)"),
+              std::string::npos)
+        << third[0];
 }
 
 // A payload retention purged (its blob, or the reference to it) never comes back: the delivery

@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 
 namespace integration::webhooks {
 
@@ -49,6 +50,11 @@ struct delivery_worker_options {
      *  failing, not the endpoint) is tried again after this, with no attempt counted. One whose
      *  payload retention purged is dead-lettered unsent (`payload_expired`). */
     std::chrono::milliseconds local_retry{30'000};
+    /** Where the detail of such a local failure goes (what the store or the resolver said), at
+     *  most once per tenant and cause per `local_retry`, with a count of those not told; the
+     *  delivery keeps only the cause (`deferredReason`), which its tenant reads. The platform
+     *  gives its `platform_options::log`. Null: not told. */
+    std::function<void(std::string_view level, std::string_view message)> log;
     std::int64_t disable_after = 20;       ///< Consecutive failed attempts that disable a subscription; 0: never.
     std::size_t response_excerpt = 4'096;  ///< Bytes of the receiver's answer kept per attempt.
     double jitter = 0.2;                   ///< Each retry delay is scaled by a random factor in [1 - j, 1 + j].
