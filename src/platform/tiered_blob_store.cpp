@@ -12,8 +12,15 @@ public:
         auto& to = data.size() <= limit_ ? *small_ : *large_;
         auto& other = data.size() <= limit_ ? *large_ : *small_;
         auto ref = to.put(tenant, key, data, d);
-        // A replaced blob that changed tier must not be found under its old content.
-        if (ref) (void)other.remove(tenant, *ref);
+        if (!ref) return ref;
+        // A replaced blob that changed tier must not be found under its old content, which a
+        // read of the small tier first would give: if that copy stays, the put is undone and
+        // refused, and reads go on giving the old content (a failed put changed nothing).
+        if (auto gone = other.remove(tenant, *ref); !gone) {
+            (void)to.remove(tenant, *ref);
+            return error{gone.error().code(), "blob store: " + key + " was not replaced: its earlier content could not "
+                                              "be removed (" + gone.error().detail() + ")"};
+        }
         return ref;
     }
 

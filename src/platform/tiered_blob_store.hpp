@@ -12,8 +12,8 @@
 namespace integration::detail {
 
 /** Puts blobs of at most `small_limit` bytes into `small` and larger ones into `large`; reads
- *  and removes look in both (a blob written by an older layout is found where it is). In a
- *  `put_many` the large blobs are written first, then the small ones in one write. */
+ *  and removes look in both (a blob written by an older layout is found where it is). A put
+ *  that replaces a blob of the other tier removes that copy, or is undone and refused. */
 std::unique_ptr<blobs::blob_store> make_tiered_blob_store(std::unique_ptr<blobs::blob_store> small,
                                                           std::unique_ptr<blobs::blob_store> large,
                                                           std::size_t small_limit);

@@ -2,6 +2,7 @@
 #include <integration/backends/filesystem/filesystem_blob_store.hpp>
 #include <integration/ports/blob_store.hpp>
 
+#include "platform/tiered_blob_store.hpp"
 #include "storage/fixtures.hpp"
 #include "support/fsync_recorder.hpp"
 
@@ -266,6 +267,50 @@ TEST(filesystem_blob_store, puts_and_removes_of_neighbouring_blobs_race_without_
     stop = true;
     remover.join();
     EXPECT_EQ(failed, "");
+}
+
+/** A real blob store whose removals fail while `failing` is set. */
+class failing_removals final : public blobs::blob_store {
+public:
+    explicit failing_removals(std::unique_ptr<blobs::blob_store> inner) : inner_(std::move(inner)) {}
+    std::atomic<bool> failing{false};
+    result<std::string> put(std::string const& t, std::string const& key, std::string_view data, durability d) override {
+        return inner_->put(t, key, data, d);
+    }
+    result<std::string> get(std::string const& t, std::string const& ref) override { return inner_->get(t, ref); }
+    result<void> remove(std::string const& t, std::string const& ref) override {
+        if (failing) return error{errc::unavailable, "disk I/O error"};
+        return inner_->remove(t, ref);
+    }
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view prefix) override {
+        return inner_->purge_older_than(cutoff, prefix);
+    }
+
+private:
+    std::unique_ptr<blobs::blob_store> inner_;
+};
+
+// The embedded default keeps small blobs in SQLite and large ones in files, and reads the small
+// tier first. A blob replaced by one of the other size must not be read under its old content:
+// when the old copy cannot be removed, the put is undone and refused, and the old content stays.
+TEST(tiered_blob_store, a_replacement_of_the_other_size_whose_old_copy_stays_is_refused_not_half_done) {
+    temp_dir dir;
+    manual_clock clock{system_clock::instance().now()};
+    auto small_owned = std::make_unique<failing_removals>(must(blobs::open_sqlite_blob_store({.path = dir.file("blobs.db"), .clock = &clock})));
+    auto& small = *small_owned;
+    auto tiered = detail::make_tiered_blob_store(std::move(small_owned),
+                                                 must(blobs::open_filesystem_blob_store(dir.file("blobs"))), 16);
+    auto ref = must(tiered->put("t1", "runs/r1/response", "short"));
+    std::string const large(64, 'L');
+    small.failing = true;
+    auto replaced = tiered->put("t1", "runs/r1/response", large);
+    ASSERT_FALSE(replaced) << "a put whose old copy stays was reported done";
+    EXPECT_EQ(replaced.error(), errc::unavailable);
+    EXPECT_NE(replaced.error().detail().find("was not replaced"), std::string::npos) << replaced.error().detail();
+    EXPECT_EQ(must(tiered->get("t1", ref)), "short");
+    small.failing = false;
+    EXPECT_EQ(must(tiered->put("t1", "runs/r1/response", large)), ref);
+    EXPECT_EQ(must(tiered->get("t1", ref)), large);
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, blob_store_conformance, ::testing::ValuesIn(backends()),
