@@ -141,18 +141,19 @@ struct delivery_worker::state {
     std::unordered_map<std::string, std::int64_t> deferred;  // rate-limited deliveries per subscription
 
     // The operator's log of local failures: a cause (a vault outage, a full disk) defers every
-    // delivery it touches, so each tenant's cause is told once per `local_retry`, and the next
-    // message counts the deliveries it deferred meanwhile.
+    // delivery it touches, so each tenant's cause is told once per `local_retry` (on the worker's
+    // clock, as the deferrals are), and the next message counts the deferrals meanwhile.
     struct told {
-        steady::time_point at;
-        std::size_t since = 0;  // deferred by the same cause since `at`, not told
+        time_point at;
+        std::size_t since = 0;  // deferrals by the same cause since `at`, not told
     };
     std::mutex log_mutex;
     std::map<std::pair<std::string, std::string>, told> log_told;  // guarded by log_mutex: by tenant and cause
+    time_point log_swept{};                                          // guarded by log_mutex
 
     void tell(std::string const& tenant, std::string const& delivery_id, std::string const& why, std::string_view detail) {
         if (!options.log) return;
-        auto const now = steady::now();
+        auto const now = clock_.now();
         std::size_t untold = 0;
         {
             std::lock_guard lock(log_mutex);
@@ -164,15 +165,24 @@ struct delivery_worker::state {
                 }
                 untold = std::exchange(it->second, told{now}).since;
             }
-            // Causes quiet for two `local_retry`s are forgotten, with any count not told yet.
-            if (log_told.size() > 1'024)
+            // Causes quiet for two `local_retry`s are forgotten (with a count not told yet), at
+            // most once per `local_retry`: an outage of every tenant's vault is one entry each.
+            if (log_told.size() > 1'024 && now - log_swept >= options.local_retry) {
+                log_swept = now;
                 std::erase_if(log_told, [&](auto const& kv) { return now - kv.second.at >= 2 * options.local_retry; });
+            }
         }
         auto seconds = std::chrono::duration_cast<std::chrono::seconds>(options.local_retry).count();
-        options.log("warning", "delivery-worker: delivery " + delivery_id + " of tenant " + tenant + " waits " +
-                                   std::to_string(seconds) + " s: " + why + ": " + std::string(detail) +
-                                   (untold ? " (and " + std::to_string(untold) + " more of this tenant's deliveries for the same cause since the last message)"
-                                           : ""));
+        try {
+            options.log("warning", "delivery-worker: delivery " + delivery_id + " of tenant " + tenant + " waits " +
+                                       std::to_string(seconds) + " s: " + why + ": " + std::string(detail) +
+                                       (untold ? " (and " + std::to_string(untold) +
+                                                     " more deferrals of this tenant's deliveries for the same cause "
+                                                     "since the last message)"
+                                               : ""));
+        } catch (...) {
+            // The operator's log failing must not stop the deliveries of every tenant.
+        }
     }
 
     void hand_over(outcome o, bool was_in_flight) {

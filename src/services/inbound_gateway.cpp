@@ -140,15 +140,18 @@ struct inbound_gateway::refusal_budget {
           profile{.requests_per_second = 1000.0 / static_cast<double>(std::max<std::int64_t>(o.refusal_record_interval.count(), 1)),
                   .burst = static_cast<std::int64_t>(std::max<std::size_t>(o.refusal_record_burst, 1))} {}
 
-    /** Whether a refusal on `connection_id` is recorded; if so, how many before it were not. */
-    std::optional<std::uint64_t> take(std::string const& connection_id) {
-        auto got = limiter.try_acquire(connection_id, profile);
+    /** Whether a refusal on `connection_id` is recorded; if so, how many before it were not.
+     *  Refusals whose signature verified have a budget of their own, so that a flood of forged
+     *  ones does not leave the vendor's own (a malformed body it signed) unrecorded. */
+    std::optional<std::uint64_t> take(std::string const& connection_id, bool verified) {
+        auto key = connection_id + (verified ? "\n1" : "\n0");
+        auto got = limiter.try_acquire(key, profile);
         std::lock_guard lock(mutex);
         if (!got.granted) {
-            ++unrecorded[connection_id];
+            ++unrecorded[key];
             return std::nullopt;
         }
-        auto it = unrecorded.find(connection_id);
+        auto it = unrecorded.find(key);
         if (it == unrecorded.end()) return 0;
         auto n = it->second;
         unrecorded.erase(it);
@@ -164,7 +167,7 @@ struct inbound_gateway::refusal_budget {
 inbound_gateway::inbound_gateway(storage::store& store, credentials::secret_store& secrets, blobs::blob_store& blobs,
                                  clock const& clock, inbound_gateway_options options)
     : store_(store), secrets_(secrets), blobs_(blobs), clock_(clock), options_(options),
-      cache_(std::make_unique<endpoint_cache>()), budget_(std::make_unique<refusal_budget>(clock, options)) {
+      cache_(std::make_unique<endpoint_cache>()), budget_(std::make_shared<refusal_budget>(clock, options)) {
     options_.tolerance_s = std::clamp(options_.tolerance_s, min_tolerance_s, max_tolerance_s);
 }
 
@@ -430,11 +433,15 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
     // The writer runs one unit at a time, in order, so probing the id and inserting it is atomic,
     // and a repeat queued behind the first delivery finds it (its answer waits for the commit
     // that holds both). The unique index catches another process that got there first.
-    auto unit = [p, hash = std::move(hash), &clock = clock_](storage::unit_of_work& uow) -> result<void> {
+    // Twilio's delivery id is the digest of what it signed, so the same id is the same delivery
+    // whatever the spelling of its form (order, encoding), which the body's own hash is not.
+    bool const same_id_same_delivery = endpoint->scheme == inbound_scheme::twilio;
+    auto unit = [p, hash = std::move(hash), same_id_same_delivery, budget = budget_,
+                 &clock = clock_](storage::unit_of_work& uow) -> result<void> {
         auto earlier = uow.deliveries().add_inbound(p->prepared);
         if (!earlier) return earlier.error();
         if (!*earlier) return {};
-        if ((*earlier)->payload_hash == hash) {
+        if (same_id_same_delivery || (*earlier)->payload_hash == hash) {
             p->earlier_id = std::move((*earlier)->delivery_id);
             return {};
         }
@@ -442,9 +449,13 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
         p->conflict = inbound_refusal{inbound_rejection::delivery_id_conflict,
                                       "delivery id " + integration::utf8_excerpt(*d.provider_delivery_id, 128) +
                                           " was received before (" + (*earlier)->delivery_id + ") with a different body"};
+        // A vendor's id in an unsigned header (GitHub, Shopify) can be put on any other signed
+        // body held: conflicts are recorded within the budget of verified refusals.
+        auto taken = budget->take(*d.connection_id, true);
+        if (!taken) return {};
         auto const& raw = p->prepared.payload ? *p->prepared.payload : p->excerpt;
         auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, raw,
-                              signature_status::verified);
+                              signature_status::verified, *taken);
         if (!rec) return rec.error();
         p->refusal.emplace(std::move(*rec));
         return save(uow, *p->refusal);
@@ -466,7 +477,7 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
         }
         out.outcome = inbound_outcome::kind::rejected;
         out.identity.reset();
-        out.delivery_id = p->refusal->delivery.id();
+        if (p->refusal) out.delivery_id = p->refusal->delivery.id();
         out.refusal = std::move(p->conflict);
         done(std::move(out));
     };
@@ -478,16 +489,15 @@ void inbound_gateway::refuse(request_context const& ctx, endpoint const& e, inbo
                              std::string const& event_type, inbound_refusal refusal, std::string_view body,
                              signature_status signature, outcome_handler done) {
     auto const& connection_id = e.record.registration.connection_id;
-    std::uint64_t unrecorded = 0;
-    if (signature != signature_status::verified) {
-        auto taken = budget_->take(connection_id);
-        if (!taken) {
-            out.outcome = inbound_outcome::kind::rejected;
-            out.refusal = std::move(refusal);
-            return done(std::move(out));
-        }
-        unrecorded = *taken;
+    // A signed request replayed with another Content-Type, or a signed body the vendor got
+    // wrong, verifies too: whoever holds one such request could send it again and again.
+    auto taken = budget_->take(connection_id, signature == signature_status::verified);
+    if (!taken) {
+        out.outcome = inbound_outcome::kind::rejected;
+        out.refusal = std::move(refusal);
+        return done(std::move(out));
     }
+    auto unrecorded = *taken;
     auto rec = refusal_of(ctx, clock_.now(), connection_id, e.record.provider_id, event_type, refusal, body, signature,
                           unrecorded);
     if (!rec) return done(rec.error());

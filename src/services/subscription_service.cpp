@@ -81,7 +81,7 @@ void keep_named_secret(credentials::secret_store& secrets, std::string const& te
     // secret after `subscribe` read it: a generated secret this subscription now signs with comes
     // back (the rotation's own check after its deletes covers a delete after this read).
     auto ref = credentials::secret_ref::parse(uri);
-    if (!ref || ref->store != secrets.name() || !is_valid_id(ref->name, "whsec")) return;
+    if (!ref || ref->store != secrets.name() || ref->tenant != tenant || !is_valid_id(ref->name, "whsec")) return;
     if (auto got = secrets.get(tenant, *ref); !got && got.error() == errc::not_found) (void)secrets.recover(tenant, ref->name);
 }
 
@@ -186,17 +186,20 @@ result<rotated> subscription_service::rotate_secret(request_context const& ctx, 
     if (!s) return s.error();
     // Generated secrets whose overlap ended and that no subscription signs with any more leave
     // the secret store. Best effort: the rotation has committed.
-    for (auto const& name : ended) (void)secrets_.soft_delete(ctx.tenant_id, name);
-    if (!ended.empty()) {
+    std::vector<std::string> deleted;
+    for (auto const& name : ended)
+        if (secrets_.soft_delete(ctx.tenant_id, name)) deleted.push_back(name);
+    if (!deleted.empty()) {
         // A subscription saved since the scan may name one of them: it read the secret before
         // the delete and committed after the scan. A read begun after the deletes sees every such
-        // save (a later one reads the secret again: `keep_named_secret`); those come back.
+        // save (a later one reads the secret again: `keep_named_secret`); those come back, and
+        // all of them if the read fails (a secret kept too long beats a subscription without one).
         auto still_free = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
             return deletable(uow, replaced_refs, secrets_.name(), now);
         });
-        if (still_free)
-            for (auto const& name : ended)
-                if (std::ranges::find(*still_free, name) == still_free->end()) (void)secrets_.recover(ctx.tenant_id, name);
+        for (auto const& name : deleted)
+            if (!still_free || std::ranges::find(*still_free, name) == still_free->end())
+                (void)secrets_.recover(ctx.tenant_id, name);
     }
     return rotated{std::move(*s), secret.keep()};
 }

@@ -554,7 +554,7 @@ TEST_F(inbound_gateway_test, forged_requests_past_the_burst_are_refused_without_
     EXPECT_EQ(rows_in(dir_.file("i.db"), "failures"), 20);
     EXPECT_EQ(rows_in(dir_.file("i.db"), "deliveries WHERE status = 'Accepted'"), 10);
 
-    // Another connection's budget is its own; a refusal whose signature verified is always recorded.
+    // Another connection's budget is its own, and so is that of refusals whose signature verified.
     must(gateway_.register_endpoint(b_, conn_b_, inbound_scheme::github, secret_bytes(std::string_view(secret_))));
     auto other = github("not-the-secret", "forged-b", pr_opened(1));
     EXPECT_FALSE(receive(*other, conn_b_).delivery_id.empty());
@@ -806,6 +806,55 @@ TEST_F(inbound_gateway_test, a_twilio_form_body_becomes_the_events_fields) {
     req.content_type = "";
     auto again = receive(req, conn_b_);
     EXPECT_EQ(again.outcome, inbound_outcome::kind::duplicate) << (again.refusal ? again.refusal->detail : "");
+
+    // Twilio signs the sorted decoded parameters: the same form spelled otherwise (another order,
+    // an empty pair, an escaped letter) carries the same signature and is the same delivery, not
+    // a conflict recorded each time it is sent.
+    auto const before = written();
+    for (auto spelling : {"CallSid=CA1234567890ABCDE&To=%2B18005551212&From=%2B12349013030&Digits=1234&Caller=%2B12349013030",
+                          "To=%2B18005551212&&From=%2B12349013030&Digits=1234&Caller=%2B12349013030&CallSid=CA1234567890ABCDE",
+                          "To=%2B18005551212&From=%2B12349013030&Digits=1234&Caller=%2B12349013030&CallSid=%43A1234567890ABCDE"}) {
+        req.body = spelling;
+        auto respelled = receive(req, conn_b_);
+        EXPECT_EQ(respelled.outcome, inbound_outcome::kind::duplicate)
+            << spelling << ": " << (respelled.refusal ? respelled.refusal->detail : "");
+        EXPECT_EQ(respelled.delivery_id, out.delivery_id) << spelling;
+    }
+    EXPECT_EQ(written(), before);
+}
+
+// Whoever holds one signed request can send it again with another Content-Type (a JSON body
+// read as a form: malformed, yet its signature verifies) or put an unsigned delivery id (GitHub's
+// header) on it that an earlier delivery has (a conflict): those refusals are recorded within
+// a budget of their own, not without bound, and forged ones keep theirs.
+TEST_F(inbound_gateway_test, signed_requests_replayed_as_poison_or_conflicts_are_recorded_within_a_budget) {
+    ASSERT_EQ(receive(*github(secret_, "c-1", pr_opened(1))).outcome, inbound_outcome::kind::accepted);
+    int recorded = 0;
+    for (int i = 0; i < 100; ++i) {
+        auto conflict = receive(*github(secret_, "c-1", pr_opened(2)));
+        ASSERT_EQ(conflict.outcome, inbound_outcome::kind::rejected);
+        ASSERT_EQ(conflict.refusal->reason, inbound_rejection::delivery_id_conflict);
+        if (!conflict.delivery_id.empty()) ++recorded;
+        auto relabelled = github(secret_, "p-" + std::to_string(i), pr_opened(3));
+        relabelled->fields.back().second = relabelled->content_type = "application/x-www-form-urlencoded";
+        auto poison = receive(*relabelled);
+        ASSERT_EQ(poison.outcome, inbound_outcome::kind::rejected);
+        ASSERT_EQ(poison.refusal->reason, inbound_rejection::malformed_body) << poison.refusal->detail;
+        if (!poison.delivery_id.empty()) ++recorded;
+    }
+    EXPECT_EQ(recorded, 20);  // the default burst; the clock stood still
+    EXPECT_EQ(rows_in(dir_.file("i.db"), "failures"), 20);
+    EXPECT_FALSE(receive(*github("not-the-secret", "forged", pr_opened(4))).delivery_id.empty())
+        << "forged requests have a budget of their own";
+
+    clock_.advance(6s);  // one more each refusal_record_interval, saying how many were not recorded
+    auto later = receive(*github(secret_, "c-1", pr_opened(5)));
+    ASSERT_FALSE(later.delivery_id.empty());
+    auto f = failures_of(a_, later.delivery_id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_NE(f[0].data().message.find("180 refusals on this connection before this one were not recorded"),
+              std::string::npos)
+        << f[0].data().message;
 }
 
 TEST_F(inbound_gateway_test, retention_purges_payloads_after_30_days_and_archives_deliveries_after_90) {

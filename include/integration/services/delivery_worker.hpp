@@ -52,8 +52,9 @@ struct delivery_worker_options {
     std::chrono::milliseconds local_retry{30'000};
     /** Where the detail of such a local failure goes (what the store or the resolver said), at
      *  most once per tenant and cause per `local_retry`, with a count of those not told; the
-     *  delivery keeps only the cause (`deferredReason`), which its tenant reads. The platform
-     *  gives its `platform_options::log`. Null: not told. */
+     *  delivery keeps only the cause (`deferredReason`), which its tenant reads. Called on the
+     *  worker's threads: it should not block, and what it throws is ignored. The platform gives
+     *  its `platform_options::log`. Null: not told. */
     std::function<void(std::string_view level, std::string_view message)> log;
     std::int64_t disable_after = 20;       ///< Consecutive failed attempts that disable a subscription; 0: never.
     std::size_t response_excerpt = 4'096;  ///< Bytes of the receiver's answer kept per attempt.

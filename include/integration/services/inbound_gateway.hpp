@@ -49,12 +49,13 @@ struct INTEGRATION_EXPORT inbound_gateway_options {
      *  `rotate_secret` through this gateway take effect at once, the end of a rotation's overlap
      *  too; a retirement or a change made elsewhere (another process) is seen within this time. */
     std::chrono::milliseconds endpoint_cache_ttl{std::chrono::seconds(1)};
-    /** Refusals of one connection whose signature did not verify are recorded (a Failed
-     *  delivery and its IntegrationFailure) at most this many at once, then one per
-     *  `refusal_record_interval`: anyone who knows a connection's URL can send them, and each
-     *  record is kept for months. One beyond is answered the same but writes nothing; the next
-     *  one recorded says how many were not. Per process (kept in memory). A refusal whose
-     *  signature verified (a conflicting delivery id, a malformed body) is always recorded. */
+    /** Refusals of one connection are recorded (a Failed delivery and its IntegrationFailure)
+     *  at most this many at once, then one per `refusal_record_interval`: anyone who knows a
+     *  connection's URL can send them, anyone holding one signed request can send it again with
+     *  another Content-Type or delivery id, and each record is kept for months. One beyond is
+     *  answered the same but writes nothing; the next one recorded says how many were not.
+     *  Those whose signature verified (a malformed body, a conflicting delivery id) have a
+     *  budget of their own. Per process (kept in memory). */
     std::size_t refusal_record_burst = 20;
     std::chrono::milliseconds refusal_record_interval{std::chrono::seconds(6)};  ///< Positive.
 };
@@ -109,7 +110,7 @@ public:
      *  Rejected: an unknown or retired connection touches no tenant's data; any other refusal of
      *  a resolved connection is recorded as a Failed delivery with an IntegrationFailure
      *  (Validation; Poison for malformed input) holding at most a capped excerpt of the body,
-     *  within `refusal_record_burst` for those whose signature did not verify.
+     *  within `refusal_record_burst`.
      *  An error (not a refusal) is a store, vault or blob failure: nothing was accepted.
      *  Waits for the asynchronous `receive` below. */
     result<inbound_outcome> receive(std::string const& connection_id, inbound_request const& req);
@@ -142,7 +143,7 @@ public:
 private:
     struct endpoint;        // a registration with its decrypted secrets, as receives use it
     struct endpoint_cache;  // endpoints by connection id, for `endpoint_cache_ttl`
-    struct refusal_budget;  // unverified refusals recorded per connection
+    struct refusal_budget;  // refusals recorded per connection (the writer's units share it)
     result<std::shared_ptr<endpoint const>> endpoint_of(std::string const& connection_id, time_point now);
     void refuse(request_context const& ctx, endpoint const& e, inbound_outcome out, std::string const& event_type,
                 inbound_refusal refusal, std::string_view body, signature_status signature, outcome_handler done);
@@ -153,7 +154,7 @@ private:
     clock const& clock_;
     inbound_gateway_options options_;
     std::unique_ptr<endpoint_cache> cache_;
-    std::unique_ptr<refusal_budget> budget_;
+    std::shared_ptr<refusal_budget> budget_;
 };
 
 }  // namespace integration::webhooks
