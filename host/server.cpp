@@ -165,6 +165,10 @@ private:
 
     void read(bool first) {
         if (closing_ || reading_ || queue_.size() >= state_.config.pipeline_limit) return;
+        // While a request is being answered, only a pipelined request already buffered is read
+        // on: waiting for a next one is the idle wait, and its deadline (the idle timeout) would
+        // close the connection under an answer slower than it. `on_write` reads again.
+        if (!first && buffer_.size() == 0 && (busy_ || !queue_.empty())) return;
         reading_ = true;
         // Two deadlines per request, set once and never extended: its header within
         // --header-timeout-ms, header and body within --read-timeout-ms. They count on a new
@@ -276,7 +280,10 @@ private:
                 auto verdict = state_.app.check_before_body(route_, authorization, false);
                 if (verdict.refusal) return answer_and_close(std::move(*verdict.refusal));
                 if (verdict.undecided)
-                    return asio::post(state_.workers, [self = shared_from_this(), route = route_, authorization = std::move(authorization)] {
+                    // The work guard keeps this connection's io_context running until the lookup
+                    // is back, so that a shutdown meanwhile still answers it.
+                    return asio::post(state_.workers, [self = shared_from_this(), route = route_, authorization = std::move(authorization),
+                                                       work = asio::make_work_guard(stream_.get_executor())] {
                         auto looked_up = self->state_.app.check_before_body(route, authorization, true);
                         asio::dispatch(self->stream_.get_executor(), [self, looked_up = std::move(looked_up)]() mutable {
                             if (self->closed_) return;
@@ -435,7 +442,9 @@ private:
     void write(http_response res) {
         // Each answer keeps the keep-alive of its own request; a pipelined `Connection: close`
         // further back only stops reading. Shutting down closes after this answer.
-        if (state_.stopping) res.keep_alive(false);
+        // Nor does a connection told to close (made room for another, or its reader ended): its
+        // last answer says so, rather than the client finding out on its next request.
+        if (state_.stopping || (closing_ && queue_.size() == 1 && !reading_)) res.keep_alive(false);
         bool keep_alive = res.keep_alive();
         auto const& req = queue_.front().req;
         auto wire = std::make_shared<std::string>(wire_format(res, req && req->method() == beast_http::verb::head));
@@ -517,10 +526,10 @@ std::vector<std::unique_ptr<asio::io_context>> make_contexts(std::size_t n) {
 }  // namespace
 
 server::server(serve_config const& config, application& app, asio::thread_pool& workers, asio::thread_pool& executions)
-    : contexts_(make_contexts(config.io_threads)),
+    : state_{config, app, workers, executions},
+      contexts_(make_contexts(config.io_threads)),
       acceptor_(*contexts_.front()),
-      accept_pause_(*contexts_.front()),
-      state_{config, app, workers, executions} {
+      accept_pause_(*contexts_.front()) {
     for (auto& c : contexts_) guards_.push_back(asio::make_work_guard(*c));
 }
 

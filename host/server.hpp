@@ -91,6 +91,9 @@ private:
     void admit(boost::asio::ip::tcp::socket socket);
     void pause_accepting(boost::system::error_code ec);
 
+    // First, so that it goes last: a handler still queued on a context when the server ends
+    // holds a connection, whose end updates the state.
+    server_state state_;
     std::vector<std::unique_ptr<boost::asio::io_context>> contexts_;
     std::vector<guard> guards_;  // keep idle contexts running until stop()
     std::size_t next_context_ = 0;
@@ -100,7 +103,6 @@ private:
     std::chrono::milliseconds accept_delay_{0};
     std::size_t failed_accepts_ = 0;
     std::chrono::steady_clock::time_point failure_logged_;
-    server_state state_;
 };
 
 }  // namespace integration::host

@@ -1501,6 +1501,65 @@ TEST(host_dependencies, a_store_whose_file_vanished_answers_503_and_readyz_says_
     }
 }
 
+// A keep-alive connection waits --idle-timeout-ms for its next request only once its answer is
+// written: a run slower than that (here 1 s against 300 ms) is answered on it, and the connection
+// then takes the next request.
+TEST(host_keep_alive, an_answer_slower_than_the_idle_timeout_reaches_its_keep_alive_client) {
+    scratch_dir dir("slowidle");
+    auto key = create_key(dir.string(), "tenant-t");
+    echo_vendor vendor;
+    host_process host(dir.string(), {"--idle-timeout-ms", "300"});
+    api client(host.port(), key);
+    auto t = set_up(client, vendor.port(), "-idle");
+    keep_alive_connection kept(host.port());
+    auto slow = kept.exchange(
+        client.request("POST", "/integrations/runs", json::serialize(run_body(t.connection_id, "echo.slow")), {}, true), 30s);
+    ASSERT_TRUE(slow.complete) << "the connection closed under its answer: " << slow.raw;
+    auto answer = parse_answer(slow.raw);
+    EXPECT_EQ(answer.status, 201) << slow.raw;
+    EXPECT_NE(answer.headers["connection"], "close");
+    auto next = kept.exchange(client.request("GET", "/healthz", "", {}, true), 5s);
+    ASSERT_TRUE(next.complete) << next.raw;
+    EXPECT_EQ(parse_answer(next.raw).status, 200);
+}
+
+// At --max-connections, the connection that makes room is the one idle the longest, never one
+// whose request is still being answered (however long ago that request came).
+TEST(host_keep_alive, at_the_limit_a_connection_still_answering_is_not_the_one_closed) {
+    scratch_dir dir("busyevict");
+    auto key = create_key(dir.string(), "tenant-t");
+    echo_vendor vendor;
+    host_process host(dir.string(), {"--max-connections", "3"});
+    api client(host.port(), key);
+    auto t = set_up(client, vendor.port(), "-busy");
+    keep_alive_connection busy(host.port());
+    exchange_result slow;
+    std::thread in_flight([&] {
+        slow = busy.exchange(
+            client.request("POST", "/integrations/runs", json::serialize(run_body(t.connection_id, "echo.slow")), {}, true), 30s);
+    });
+    auto at_vendor = [&] {
+        auto heads = vendor.requests();
+        return std::any_of(heads.begin(), heads.end(), [](auto const& h) { return h.find(" /slow ") != std::string::npos; });
+    };
+    EXPECT_TRUE(eventually(at_vendor, 30s)) << "the run never reached its vendor";
+    keep_alive_connection idle_first(host.port()), idle_second(host.port());
+    std::string const healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
+    ASSERT_TRUE(idle_first.exchange(healthz, 5s).complete);
+    ASSERT_TRUE(idle_second.exchange(healthz, 5s).complete);
+    keep_alive_connection fresh(host.port());  // the fourth: one of the three makes room
+    auto admitted = fresh.exchange(healthz, 5s);
+    ASSERT_TRUE(admitted.complete) << admitted.raw;
+    EXPECT_EQ(parse_answer(admitted.raw).status, 200);
+    in_flight.join();
+    ASSERT_TRUE(slow.complete) << slow.raw;
+    EXPECT_EQ(parse_answer(slow.raw).status, 201) << slow.raw;
+    EXPECT_FALSE(idle_first.exchange(healthz, 5s).complete) << "the connection idle the longest was kept";
+    auto still = busy.exchange(healthz, 5s);
+    EXPECT_TRUE(still.complete) << "the connection that was answering was the one closed: " << still.raw;
+    EXPECT_TRUE(idle_second.exchange(healthz, 5s).complete);
+}
+
 TEST(host_shutdown, sigterm_lets_the_request_in_flight_finish_and_exits_zero) {
     scratch_dir dir("term");
     auto key = create_key(dir.string(), "tenant-t");
