@@ -309,7 +309,9 @@ private:
         // A client that sent `Expect: 100-continue` holds the body back until this interim answer
         // (curl waits a second for it). A body the route refuses was answered 413 above instead.
         // Sent only when nothing else is being written: it must not overtake earlier answers.
-        if (buffer_.size() == 0 && !busy_ && queue_.empty() && beast::iequals(h[beast_http::field::expect], "100-continue")) {
+        // Never to an HTTP/1.0 client, which has no interim answers (RFC 9110 10.1.1).
+        if (buffer_.size() == 0 && !busy_ && queue_.empty() && h.version() == 11 &&
+            beast::iequals(h[beast_http::field::expect], "100-continue")) {
             static constexpr std::string_view interim = "HTTP/1.1 100 Continue\r\n\r\n";
             return asio::async_write(stream_, asio::buffer(interim.data(), interim.size()),
                                      [self = shared_from_this()](beast::error_code ec, std::size_t) {

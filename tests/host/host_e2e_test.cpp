@@ -1155,6 +1155,20 @@ TEST_F(host_e2e, expect_100_continue_gets_the_interim_answer_or_the_refusal_befo
                                                                 *key_a_ + "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\n"
                                                                 "Content-Length: 1000000\r\n\r\n"));
     EXPECT_EQ(refused.status, 413) << refused.body;
+
+    // An HTTP/1.0 client gets no interim answer (RFC 9110 10.1.1): it sends its body unasked.
+    int old_client = connect_loopback(host_->port());
+    ASSERT_GE(old_client, 0);
+    auto old_head = "POST /integrations/runs HTTP/1.0\r\nHost: x\r\nAuthorization: Bearer " + *key_a_ +
+                    "\r\nContent-Type: application/json\r\nExpect: 100-continue\r\nContent-Length: " +
+                    std::to_string(body.size()) + "\r\n\r\n";
+    ASSERT_EQ(::write(old_client, old_head.data(), old_head.size()), static_cast<ssize_t>(old_head.size()));
+    EXPECT_EQ(read_all(old_client, std::chrono::milliseconds(300)), "") << "a 1.0 client was sent 100 Continue";
+    ASSERT_EQ(::write(old_client, body.data(), body.size()), static_cast<ssize_t>(body.size()));
+    auto old_answer = read_all(old_client, std::chrono::milliseconds(3000));
+    ::close(old_client);
+    EXPECT_EQ(old_answer.find("100 Continue"), std::string::npos) << old_answer;
+    EXPECT_EQ(parse_answer(old_answer).status, 404) << old_answer;
 }
 
 // Bad input from egress-and-bad-input.md: each gets a clear 4xx problem, and the host stays up.
