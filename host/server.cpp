@@ -165,10 +165,17 @@ private:
 
     void read(bool first) {
         if (closing_ || reading_ || queue_.size() >= state_.config.pipeline_limit) return;
-        // While a request is being answered, only a pipelined request already buffered is read
-        // on: waiting for a next one is the idle wait, and its deadline (the idle timeout) would
-        // close the connection under an answer slower than it. `on_write` reads again.
-        if (!first && buffer_.size() == 0 && (busy_ || !queue_.empty())) return;
+        // Requests are taken one at a time: the next (even one already buffered, pipelined) is
+        // read once the answers before it are written. A read meanwhile would carry a deadline
+        // (the idle timeout, or the header's) that closes the socket under an answer slower than
+        // it, and a 100-continue it could not send. `on_write` reads again.
+        if (!first && (busy_ || !queue_.empty())) return;
+        // RFC 9112 2.2: empty lines before a request line are ignored (a client may end a body
+        // with one).
+        std::size_t blank = 0;
+        for (auto const* c = static_cast<char const*>(buffer_.data().data()); blank < buffer_.size() && (c[blank] == '\r' || c[blank] == '\n');)
+            ++blank;
+        buffer_.consume(blank);
         reading_ = true;
         // Two deadlines per request, set once and never extended: its header within
         // --header-timeout-ms, header and body within --read-timeout-ms. They count on a new

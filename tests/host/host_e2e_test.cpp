@@ -1537,6 +1537,29 @@ TEST(host_keep_alive, an_answer_slower_than_the_idle_timeout_reaches_its_keep_al
     EXPECT_EQ(parse_answer(next.raw).status, 200);
 }
 
+// A client that ends a body with an empty line (RFC 9112 2.2 lets servers ignore it) and then
+// waits for a slow answer keeps its connection: nothing is read, and no header deadline (here
+// 300 ms) runs, while the answer is owed; the next request on it is answered too.
+TEST(host_keep_alive, an_empty_line_after_a_body_neither_closes_the_connection_nor_breaks_the_next_request) {
+    scratch_dir dir("crlf");
+    auto key = create_key(dir.string(), "tenant-t");
+    echo_vendor vendor;
+    host_process host(dir.string(), {"--header-timeout-ms", "300"});
+    api client(host.port(), key);
+    auto t = set_up(client, vendor.port(), "-crlf");
+    keep_alive_connection kept(host.port());
+    for (auto op : {"echo.slow", "echo.send"}) {
+        auto slow = kept.exchange(
+            client.request("POST", "/integrations/runs", json::serialize(run_body(t.connection_id, op)), {}, true) + "\r\n",
+            30s);
+        ASSERT_TRUE(slow.complete) << op << ": the connection closed under its answer: " << slow.raw;
+        EXPECT_EQ(parse_answer(slow.raw).status, 201) << slow.raw;
+    }
+    auto next = kept.exchange(client.request("GET", "/healthz", "", {}, true), 5s);
+    ASSERT_TRUE(next.complete) << next.raw;
+    EXPECT_EQ(parse_answer(next.raw).status, 200) << next.raw;
+}
+
 // At --max-connections, the connection that makes room is the one idle the longest, never one
 // whose request is still being answered (however long ago that request came).
 TEST(host_keep_alive, at_the_limit_a_connection_still_answering_is_not_the_one_closed) {
