@@ -139,7 +139,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     static std::set<std::string> const known{
         "data", "listen", "egress-allow", "hosts-file", "public-url", "config", "read-timeout-ms", "header-timeout-ms",
         "idle-timeout-ms", "body-limit", "json-body-limit", "inbound-body-limit", "header-limit", "max-connections",
-        "max-connections-per-address", "pipeline-limit", "io-threads", "workers",
+        "max-connections-per-address", "io-threads", "workers",
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
         "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
         "execution-threads", "tenant-executions", "run-deadline-ms", "attempt-timeout-ms", "idempotency-wait-ms",
@@ -193,7 +193,6 @@ result<serve_config> load_serve_config(flag_map const& flags) {
                              numeric{"header-limit", &c.header_limit},
                              numeric{"max-connections", &c.max_connections},
                              numeric{"max-connections-per-address", &c.max_connections_per_address},
-                             numeric{"pipeline-limit", &c.pipeline_limit},
                              numeric{"io-threads", &c.io_threads}, numeric{"workers", &c.workers},
                              numeric{"outbox-interval-ms", &outbox_ms}, numeric{"retry-interval-ms", &retry_ms},
                              numeric{"rotation-interval-ms", &rotation_ms}, numeric{"probe-interval-ms", &probe_ms},
@@ -280,7 +279,7 @@ std::string usage() {
   integration-host serve [--data DIR] [--listen HOST:PORT] [--egress-allow CIDR]... [--hosts-file FILE] [--public-url URL]
                          [--config FILE] [--read-timeout-ms N] [--header-timeout-ms N] [--idle-timeout-ms N]
                          [--body-limit BYTES] [--json-body-limit BYTES] [--inbound-body-limit BYTES] [--header-limit BYTES]
-                         [--max-connections N] [--max-connections-per-address N] [--pipeline-limit N]
+                         [--max-connections N] [--max-connections-per-address N]
                          [--io-threads N] [--workers N] [--outbox-interval-ms N] [--retry-interval-ms N]
                          [--rotation-interval-ms N] [--probe-interval-ms N] [--shutdown-timeout-ms N]
                          [--retention-interval-ms N] [--run-retention-days N] [--body-retention-days N]

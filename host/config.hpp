@@ -31,7 +31,6 @@ struct serve_config {
     std::size_t header_limit = 16 * 1024;
     std::size_t max_connections = 1024;
     std::size_t max_connections_per_address = 256;  // per client IPv4 address or IPv6 /64
-    std::size_t pipeline_limit = 8;  // requests read ahead per connection
     std::size_t io_threads = 2;
     std::size_t workers = 16;        // threads that run blocking library calls that touch only the stores
     // Threads for the synchronous part of the requests that call vendors (a run holds one until

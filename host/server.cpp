@@ -164,7 +164,7 @@ private:
     };
 
     void read(bool first) {
-        if (closing_ || reading_ || queue_.size() >= state_.config.pipeline_limit) return;
+        if (closing_ || reading_) return;
         // Requests are taken one at a time: the next (even one already buffered, pipelined) is
         // read once the answers before it are written. A read meanwhile would carry a deadline
         // (the idle timeout, or the header's) that closes the socket under an answer slower than
