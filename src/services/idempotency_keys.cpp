@@ -11,7 +11,14 @@ result<void> idempotency_keys::claim(request_context const& ctx, std::string con
 }
 
 result<void> idempotency_keys::release(request_context const& ctx, std::string const& key) {
-    return store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.idempotency().release(key); });
+    return store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+        // A run that holds the key (its request failed after the run was written, or a twin of
+        // it is still executing) keeps it: freed, the key would hand that run to another request.
+        auto held = uow.runs().find_by_idempotency_key(key);
+        if (held) return {};
+        if (held.error() != errc::not_found) return held.error();
+        return uow.idempotency().release(key);
+    });
 }
 
 }  // namespace integration::runs

@@ -394,7 +394,8 @@ void run_service::arm(execution& e) {
         run_attempt ra{e.run.data().attempts + 1, a.failure ? attempt_status::failed : attempt_status::succeeded,
                        a.failure ? std::optional(a.failure->category) : std::nullopt,
                        res ? std::optional<std::int64_t>(res->status) : std::nullopt,
-                       duration_cast<milliseconds>(a.ended - a.started).count(), a.started};
+                       // On the wall clock, which may step back during the call (NTP): never below 0.
+                       std::max<std::int64_t>(0, duration_cast<milliseconds>(a.ended - a.started).count()), a.started};
         (void)e.run.record_attempt(ra);  // the number is the next one by construction
         if (res && a.sent && a.failure) e.out.last = *res;  // a success ends the call: taken below without a copy
     };

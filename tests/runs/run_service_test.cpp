@@ -140,6 +140,25 @@ struct run_service_options_override {
     bool real_waits = false;                      ///< The service's own waits instead of the manual clock's.
     bool literal_base = false;                    ///< The provider's base URL names 127.0.0.1, not a name.
     unsigned redirect_hops = 0;                   ///< The service's redirect_options::max_hops.
+    http::transport* transport = nullptr;         ///< Another transport than the world's.
+};
+
+/** Sets the clock back while each request is on its way, as an NTP step may. */
+class clock_stepping_back final : public http::transport {
+public:
+    clock_stepping_back(http::transport& inner, manual_clock& clock) : inner_(inner), clock_(clock) {}
+    result<http::response> send(http::request const& r) override {
+        clock_.advance(-std::chrono::seconds(5));
+        return inner_.send(r);
+    }
+    void start(http::request r, completion done) override {
+        clock_.advance(-std::chrono::seconds(5));
+        inner_.start(std::move(r), std::move(done));
+    }
+
+private:
+    http::transport& inner_;
+    manual_clock& clock_;
 };
 
 class run_service_test : public ::testing::Test, protected credential_world {
@@ -192,7 +211,7 @@ protected:
             return {};
         }));
         runs_ = std::make_unique<runs::run_service>(
-            *store_, credentials_, *blobs_, *transport_, std::move(egress), dns_, clock_,
+            *store_, credentials_, *blobs_, o.transport ? *o.transport : *transport_, std::move(egress), dns_, clock_,
             runs::run_service_options{.retry = {.max_attempts = 4, .base_delay = 1'000ms, .max_delay = 60'000ms, .total_deadline = 600'000ms},
                                       .breaker = o.breaker,
                                       .rate_limits = o.rate_limits,
@@ -371,6 +390,18 @@ TEST_F(run_service_test, a_run_calls_the_vendor_with_credentials_and_records_eve
         return {};
     }));
     EXPECT_EQ(must(store_->pending_events(100)).back().envelope.event_type, "IntegrationRunCompleted");
+}
+
+// The wall clock may step back (NTP) while an attempt is on its way: the attempt is still
+// recorded (its latency never below zero), and the run completes with it.
+TEST_F(run_service_test, an_attempt_during_which_the_clock_stepped_back_is_still_recorded) {
+    clock_stepping_back stepping(*transport_, clock_);
+    start({reply(201, R"({"sid":"SM1"})")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.transport = &stepping});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    ASSERT_EQ(out.run.data().run_attempts.size(), 1u);
+    EXPECT_EQ(out.run.data().run_attempts[0].latency_ms, 0);
+    EXPECT_EQ(out.run.data().run_attempts[0].http_status, 201);
 }
 
 // A vendor's X-Resource-Id that is not UTF-8 (or is huge) becomes the run's externalRef as valid,
