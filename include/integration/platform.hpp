@@ -89,6 +89,9 @@ struct platform_options {
     credentials::rotation_worker_options rotation{};
     retention::retention_options retention{};
     worker_options workers{};
+    /** The outbox relay's attempts and backoff (`max_attempts`, `retry_base`, `retry_cap`); its
+     *  clock and batch hooks are the platform's. */
+    events::outbox_relay_options outbox{};
     webhook_options webhooks{};
 
     /** Where the workers report a failed sweep (`level` is "warning"); null: standard error. */

@@ -83,11 +83,11 @@ void build_services(impl& p) {
     p.failures = std::make_unique<failures::failure_service>(*p.store, clock);
     // The relay's own thread is not started: the scheduler sweeps it like the others, to count each pass.
     // A batch's events of a tenant and type nobody subscribed to cost the publisher one read in all.
-    p.relay = std::make_unique<events::outbox_relay>(
-        *p.store, p.events,
-        events::outbox_relay_options{.clock = &clock,
-                                     .on_batch_begin = [&p] { p.publisher->begin_batch(); },
-                                     .on_batch_end = [&p] { p.publisher->end_batch(); }});
+    auto relaying = o.outbox;
+    relaying.clock = &clock;
+    relaying.on_batch_begin = [&p] { p.publisher->begin_batch(); };
+    relaying.on_batch_end = [&p] { p.publisher->end_batch(); };
+    p.relay = std::make_unique<events::outbox_relay>(*p.store, p.events, std::move(relaying));
     p.retry = std::make_unique<runs::retry_worker>(*p.store, *p.runs, clock);
     auto rotation = o.rotation;
     // Unless told otherwise, new material is verified with the health check of a connection using it.
@@ -137,7 +137,7 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
                  auto n = p.relay->run_once();
                  if (!n) return n.error();
                  total += *n;
-                 if (*n < events::outbox_relay_options{}.batch) return total;
+                 if (*n < p.options.outbox.batch) return total;
              }
          }},
         {"retry", w.retry, [&p] { return p.retry->sweep(); }},
@@ -175,6 +175,11 @@ result<void> validate_intervals(platform_options const& o) {
             return error{errc::invalid_argument, std::string("platform_options.") + name + " is " + std::to_string(every.count()) +
                                                      " ms; a worker sweeps between every millisecond (every second for "
                                                      "probes) and once a week"};
+    auto const& r = o.outbox;
+    if (r.batch == 0 || r.max_attempts < 1 || r.retry_base.count() <= 0 || r.retry_cap < r.retry_base || r.retry_cap > week)
+        return error{errc::invalid_argument,
+                     "platform_options.outbox: batch and max_attempts must be at least 1, and 0 < retry_base <= "
+                     "retry_cap <= a week"};
     return {};
 }
 

@@ -1,5 +1,6 @@
 #include <integration/services/outbox_relay.hpp>
 
+#include <algorithm>
 #include <set>
 #include <string>
 
@@ -36,14 +37,14 @@ result<std::size_t> outbox_relay::run_once() {
             auto whole = storage::parse_outbox_envelope(rec);
             if (!whole) {
                 held.insert(std::move(aggregate));
-                if (auto f = failed(rec, whole.error()); !f && status) status = f;
+                if (auto f = failed(rec, whole.error(), true); !f && status) status = f;
                 continue;
             }
             e = std::move(*whole);
         }
         if (auto r = publisher_.publish(e); !r) {
             held.insert(std::move(aggregate));
-            if (auto f = failed(rec, r.error()); !f && status) status = f;
+            if (auto f = failed(rec, r.error(), false); !f && status) status = f;
             continue;
         }
         done.push_back(rec.sequence);
@@ -56,12 +57,19 @@ result<std::size_t> outbox_relay::run_once() {
     return done.size();
 }
 
-result<void> outbox_relay::failed(storage::outbox_record const& rec, error const& why) {
+result<void> outbox_relay::failed(storage::outbox_record const& rec, error const& why, bool poison) {
     ++failed_attempts_;
-    auto attempts = store_.count_failed_publication(rec.sequence);
-    if (!attempts) return attempts.error();
-    if (*attempts < options_.max_attempts) return {};
     auto now = options_.clock->now();
+    // A consumer or a store that is down for a while fails every try meanwhile: the tries
+    // spread out (doubling up to the cap) rather than spend `max_attempts` within seconds and
+    // park events that would have gone once it was back.
+    auto wait = std::max(options_.retry_base, std::chrono::milliseconds(1));
+    for (std::int64_t i = 0; i < rec.attempts && wait < options_.retry_cap; ++i) wait *= 2;
+    wait = std::min(wait, std::max(options_.retry_cap, std::chrono::milliseconds(1)));
+    auto attempts = store_.count_failed_publication(rec.sequence, now + wait);
+    if (!attempts) return attempts.error();
+    // An envelope that cannot be parsed fails the same way every time.
+    if (!poison && *attempts < options_.max_attempts) return {};
     if (auto r = store_.park_dead(rec.sequence, now); !r) return r;
     ++dead_;
     auto const& e = rec.envelope;

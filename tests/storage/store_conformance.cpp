@@ -893,6 +893,9 @@ TEST_P(store_conformance, relay_publishes_at_least_once_in_order_and_marks_publi
     // The failing event holds back its own aggregate only: the connection's events go on.
     EXPECT_EQ(must(relay.run_once()), 3u);
     EXPECT_EQ(pub.seen.size(), 3u);
+    EXPECT_TRUE(must(store_->pending_events(100)).empty()) << "offered again before its retry (1 s after the failure)";
+    EXPECT_EQ(must(relay.run_once()), 0u);
+    clock_.advance(std::chrono::seconds(1));
     EXPECT_EQ(must(store_->pending_events(100)).size(), 1u);
     EXPECT_EQ(must(relay.run_once()), 1u);
     std::vector<std::string> types;
@@ -935,6 +938,65 @@ private:
     std::string poisoned_;
 };
 
+/** Fails every event of one aggregate while `down`. */
+class outage_publisher final : public events::event_publisher {
+public:
+    explicit outage_publisher(std::string aggregate_id) : aggregate_(std::move(aggregate_id)) {}
+    bool down = true;
+    int refused = 0;
+    std::vector<events::event_envelope> seen;
+    result<void> publish(events::event_envelope const& e) override {
+        if (down && e.aggregate_id == aggregate_) {
+            ++refused;
+            return error{errc::unavailable, "the message bus is down"};
+        }
+        seen.push_back(e);
+        return {};
+    }
+
+private:
+    std::string aggregate_;
+};
+
+// A consumer down for 20 s, the relay passing every second: the failed event is tried again 1, 2,
+// 4, 8 and 16 s after its failures, not at every pass, so the outage does not spend its attempts
+// (6 here) and nothing is parked; its aggregate waits whole meanwhile, even where its events would
+// fill the batch (2 here), while other tenants' events go; once the consumer is back the waiting
+// events go, in order.
+TEST_P(store_conformance, relay_waits_out_a_consumer_outage_with_backoff_and_lets_other_aggregates_by) {
+    auto g = seed_graph(*store_, a_, clock_.now());
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto c = must(uow.connections().find(g.connection_id));
+        must(c.retire("done"));
+        return uow.connections().save(c);
+    });
+    outage_publisher pub(g.connection_id);
+    events::outbox_relay relay(*store_, pub, {.batch = 2, .clock = &clock_, .max_attempts = 6});
+    auto of = [&](std::string const& aggregate) {
+        std::vector<std::string> types;
+        for (auto const& e : pub.seen)
+            if (e.aggregate_id == aggregate) types.push_back(e.event_type);
+        return types;
+    };
+    std::string other_connection;
+    for (int second = 0; second < 40; ++second) {
+        if (second == 2) other_connection = seed_graph(*store_, b_, clock_.now(), "other").connection_id;
+        if (second == 20) {
+            pub.down = false;
+            EXPECT_EQ(of(other_connection), std::vector<std::string>{"IntegrationConnectionEstablished"})
+                << "another tenant's events waited behind the failing aggregate";
+            EXPECT_TRUE(of(g.connection_id).empty());
+        }
+        must(relay.run_once());
+        clock_.advance(1s);
+    }
+    EXPECT_EQ(pub.refused, 5) << "tried at 0, 1, 3, 7 and 15 s";
+    EXPECT_EQ(relay.stats().dead, 0u);
+    EXPECT_EQ(of(g.connection_id),
+              (std::vector<std::string>{"IntegrationConnectionEstablished", "IntegrationConnectionRetired"}));
+    EXPECT_TRUE(must(store_->pending_events(100)).empty());
+}
+
 TEST_P(store_conformance, relay_parks_a_poison_event_as_dead_and_keeps_other_aggregates_flowing) {
     auto g = seed_graph(*store_, a_, clock_.now());
     write(a_, [&](unit_of_work& uow) -> result<void> {
@@ -951,9 +1013,14 @@ TEST_P(store_conformance, relay_parks_a_poison_event_as_dead_and_keeps_other_agg
     events::outbox_relay relay(*store_, pub, {.batch = 10, .clock = &clock_, .max_attempts = 3});
 
     EXPECT_EQ(must(relay.run_once()), 2u);  // the provider's and the client's events
+    EXPECT_EQ(must(relay.run_once()), 0u);  // the establishment waits for its retry, the retirement behind it
+    EXPECT_EQ(pub.refused, 1);
+    clock_.advance(std::chrono::seconds(1));
     EXPECT_EQ(must(relay.run_once()), 0u);
     EXPECT_EQ(pub.refused, 2);               // the retirement waited behind the establishment each time
     EXPECT_EQ(relay.stats().dead, 0u);
+    EXPECT_TRUE(must(store_->pending_events(100)).empty()) << "the second retry is 2 s after the second failure";
+    clock_.advance(std::chrono::seconds(2));
     EXPECT_EQ(must(store_->pending_events(100)).size(), 2u);
 
     EXPECT_EQ(must(relay.run_once()), 0u);  // the third failure parks it

@@ -3,8 +3,9 @@
 
 /** @file
  *  The outbox relay: moves committed events from the store's outbox to an event publisher, at
- *  least once, in order per aggregate, and marks them published. An event that keeps failing
- *  holds back only its own aggregate, and is parked as dead after `max_attempts`.
+ *  least once, in order per aggregate, and marks them published. An event that fails is tried
+ *  again after a backoff, holding back only its own aggregate meanwhile, and is parked as dead
+ *  after `max_attempts` (at once when its stored envelope cannot be read).
  */
 
 #include <integration/export.hpp>
@@ -24,8 +25,13 @@ struct INTEGRATION_EXPORT outbox_relay_options {
     std::size_t batch = 256;                               ///< Events fetched per pass.
     integration::clock const* clock = nullptr;             ///< For `publishedAt`; system clock when null.
     /** Failed publications after which an event is parked as dead (with an IntegrationFailure);
-     *  its aggregate's later events then wait behind it. */
-    std::int64_t max_attempts = 10;
+     *  its aggregate's later events then wait behind it. With the backoff below, 20 attempts
+     *  outlast an outage of about an hour (a consumer, a bus, a blob store down). */
+    std::int64_t max_attempts = 20;
+    /** The wait after an event's first failed publication, doubled after each one up to
+     *  `retry_cap`; its aggregate's later events wait with it, other aggregates go on. */
+    std::chrono::milliseconds retry_base{1'000};
+    std::chrono::milliseconds retry_cap{std::chrono::minutes(5)};
     /** Called after a batch is read and before its first event is published, and after its last
      *  (the platform scopes the webhook publisher's per-batch subscription lookups with them). */
     std::function<void()> on_batch_begin;
@@ -47,16 +53,17 @@ public:
     outbox_relay(outbox_relay const&) = delete;
     outbox_relay& operator=(outbox_relay const&) = delete;
 
-    /** Publishes one batch in commit order. After a failed event, the later events of its
-     *  aggregate wait for the next pass; other aggregates go on. An event failing for the
-     *  `max_attempts`th time is parked as dead and recorded as an IntegrationFailure (source
-     *  OutboxEvent, in the event's tenant). Returns how many events were published and marked. */
+    /** Publishes one batch in commit order. A failed event, and the later events of its
+     *  aggregate, wait for its backoff; other aggregates go on. An event failing for the
+     *  `max_attempts`th time, or whose stored envelope cannot be parsed, is parked as dead and
+     *  recorded as an IntegrationFailure (source OutboxEvent, in the event's tenant). Returns how
+     *  many events were published and marked. */
     result<std::size_t> run_once();
     /** The relay's counters (for metrics). */
     outbox_relay_stats stats() const noexcept;
 
 private:
-    result<void> failed(storage::outbox_record const& rec, error const& why);
+    result<void> failed(storage::outbox_record const& rec, error const& why, bool poison);
 
     storage::store& store_;
     event_publisher& publisher_;

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 28> migrations{
+constexpr std::array<char const*, 29> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -392,6 +392,13 @@ CREATE TABLE credential_refresh_leases(tenant_id TEXT NOT NULL, credential_id TE
     // 28: why an outbound delivery was put off without an attempt (the sender's own failure).
     R"sql(
 ALTER TABLE deliveries ADD COLUMN deferred_reason TEXT;
+)sql",
+    // 29: a failed publication waits before the next one (the relay's backoff), and its
+    // aggregate's later events wait with it.
+    R"sql(
+ALTER TABLE outbox ADD COLUMN retry_at INTEGER;
+CREATE INDEX outbox_waiting ON outbox(tenant_id, aggregate_type, aggregate_id, sequence)
+  WHERE retry_at IS NOT NULL AND published_at IS NULL;
 )sql",
 };
 

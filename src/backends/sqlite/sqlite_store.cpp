@@ -1633,13 +1633,19 @@ public:
                 "o.tenant_id, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.occurred_at FROM outbox o "
                 "LEFT JOIN deliveries p ON o.body_from_payload IS NOT NULL AND p.delivery_id = o.aggregate_id "
                 "AND p.tenant_id = o.tenant_id "
-                "WHERE o.published_at IS NULL AND o.dead_at IS NULL AND NOT EXISTS "
-                "(SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.tenant_id = o.tenant_id AND "
+                "WHERE o.published_at IS NULL AND o.dead_at IS NULL AND (o.retry_at IS NULL OR o.retry_at <= ?2) "
+                "AND NOT EXISTS (SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.tenant_id = o.tenant_id AND "
                 "d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id AND d.sequence < o.sequence) "
-                "ORDER BY o.sequence LIMIT ?");
+                // An aggregate whose earlier event waits for its retry waits whole: its later
+                // events neither overtake it nor fill the batch while other aggregates wait.
+                "AND NOT EXISTS (SELECT 1 FROM outbox w WHERE w.retry_at > ?2 AND w.published_at IS NULL AND "
+                "w.tenant_id = o.tenant_id AND w.aggregate_type = o.aggregate_type AND w.aggregate_id = o.aggregate_id "
+                "AND w.sequence < o.sequence) "
+                "ORDER BY o.sequence LIMIT ?1");
             if (!st) return st.error();
             auto& s = **st;
             s.bind(1, value{static_cast<std::int64_t>(clamp_limit(limit))});
+            s.bind(2, value{to_unix_ms(clock_.now())});
             while (true) {
                 auto more = s.step();
                 if (!more) return more.error();
@@ -1719,12 +1725,12 @@ public:
         return removed;
     }
 
-    result<std::int64_t> count_failed_publication(std::int64_t sequence) override {
+    result<std::int64_t> count_failed_publication(std::int64_t sequence, time_point retry_at) override {
         std::int64_t attempts = 0;
         auto r = submit([&](database& db) -> result<void> {
-            auto st = db.prepare("UPDATE outbox SET attempts = attempts + 1 WHERE sequence = ? RETURNING attempts");
+            auto st = db.prepare("UPDATE outbox SET attempts = attempts + 1, retry_at = ? WHERE sequence = ? RETURNING attempts");
             if (!st) return st.error();
-            (*st)->bind(1, value{sequence});
+            (*st)->bind_all({to_unix_ms(retry_at), sequence});
             auto row = (*st)->step();
             if (!row) return row.error();
             if (!*row) return error{errc::not_found, "outbox row " + std::to_string(sequence) + " does not exist"};
