@@ -176,9 +176,12 @@ result<void> validate_intervals(platform_options const& o) {
                                                      " ms; a worker sweeps between every millisecond (every second for "
                                                      "probes) and once a week"};
     auto const& r = o.outbox;
-    if (r.batch == 0 || r.max_attempts < 1 || r.retry_base.count() <= 0 || r.retry_cap < r.retry_base || r.retry_cap > week)
+    // A batch is one page of the store's (at most 500 rows): a larger one would never look full,
+    // and the relay would stop draining after each.
+    if (r.batch == 0 || r.batch > 500 || r.max_attempts < 1 || r.retry_base.count() <= 0 || r.retry_cap < r.retry_base ||
+        r.retry_cap > week)
         return error{errc::invalid_argument,
-                     "platform_options.outbox: batch and max_attempts must be at least 1, and 0 < retry_base <= "
+                     "platform_options.outbox: batch must be 1-500, max_attempts at least 1, and 0 < retry_base <= "
                      "retry_cap <= a week"};
     return {};
 }

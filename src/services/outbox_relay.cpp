@@ -59,17 +59,18 @@ result<std::size_t> outbox_relay::run_once() {
 
 result<void> outbox_relay::failed(storage::outbox_record const& rec, error const& why, bool poison) {
     ++failed_attempts_;
-    auto now = options_.clock->now();
     // A consumer or a store that is down for a while fails every try meanwhile: the tries
-    // spread out (doubling up to the cap) rather than spend `max_attempts` within seconds and
-    // park events that would have gone once it was back.
-    auto wait = std::max(options_.retry_base, std::chrono::milliseconds(1));
-    for (std::int64_t i = 0; i < rec.attempts && wait < options_.retry_cap; ++i) wait *= 2;
-    wait = std::min(wait, std::max(options_.retry_cap, std::chrono::milliseconds(1)));
-    auto attempts = store_.count_failed_publication(rec.sequence, now + wait);
+    // spread out (doubling up to the cap, a week at most) rather than spend `max_attempts`
+    // within seconds and park events that would have gone once it was back.
+    constexpr std::chrono::milliseconds week{7LL * 24 * 3600 * 1000};
+    auto const cap = std::clamp(options_.retry_cap, std::chrono::milliseconds(1), week);
+    auto wait = std::clamp(options_.retry_base, std::chrono::milliseconds(1), cap);
+    for (std::int64_t i = 0; i < rec.attempts && wait < cap; ++i) wait = wait > cap / 2 ? cap : wait * 2;
+    auto attempts = store_.count_failed_publication(rec.sequence, wait);
     if (!attempts) return attempts.error();
     // An envelope that cannot be parsed fails the same way every time.
     if (!poison && *attempts < options_.max_attempts) return {};
+    auto now = options_.clock->now();
     if (auto r = store_.park_dead(rec.sequence, now); !r) return r;
     ++dead_;
     auto const& e = rec.envelope;

@@ -113,7 +113,9 @@ TEST(host_connections, at_the_limit_the_connection_stalled_longest_in_its_header
             if (i % 2) {
                 ASSERT_TRUE(send_all(stalled.back(), "GET /healthz HTTP/1.1\r\nHost: x\r\n"));  // half a header
             }
-            std::this_thread::sleep_for(10ms);  // so that the first ones have waited the longest
+            // So that the first ones have waited the longest: the first by far, since a session's
+            // wait starts on its own I/O thread, which a loaded machine may run late.
+            std::this_thread::sleep_for(stalled.size() == 1 ? 300ms : 10ms);
         }
     }
     std::this_thread::sleep_for(2s);  // past the second a stalled header may hold a slot at the limit

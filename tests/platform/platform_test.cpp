@@ -110,7 +110,8 @@ TEST(platform_test, worker_intervals_of_nothing_or_past_a_week_are_refused) {
               std::string::npos);
     must(with([](platform_options& o) { o.workers.rotation = std::chrono::hours(24 * 7); }));
     for (auto bad : std::initializer_list<void (*)(platform_options&)>{
-             [](platform_options& o) { o.outbox.batch = 0; }, [](platform_options& o) { o.outbox.max_attempts = 0; },
+             [](platform_options& o) { o.outbox.batch = 0; }, [](platform_options& o) { o.outbox.batch = 501; },
+             [](platform_options& o) { o.outbox.max_attempts = 0; },
              [](platform_options& o) { o.outbox.retry_base = milliseconds(0); },
              [](platform_options& o) { o.outbox.retry_cap = milliseconds(10); }})
         EXPECT_NE(error_of(with(bad)).find("platform_options.outbox"), std::string::npos);

@@ -848,7 +848,7 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
         }
         result<void> mark_published(std::span<std::int64_t const>, time_point) override { return {}; }
         result<std::size_t> remove_published(request_context const&, time_point, std::size_t) override { return 0; }
-        result<std::int64_t> count_failed_publication(std::int64_t, time_point) override { return 0; }
+        result<std::int64_t> count_failed_publication(std::int64_t, std::chrono::milliseconds) override { return 0; }
         result<void> park_dead(std::int64_t, time_point) override { return {}; }
         storage::api_key_repository& api_keys() override { return keys; }
         result<storage::delivery_claim> claim_deliveries(time_point, std::string const&, time_point, std::size_t,
@@ -995,7 +995,7 @@ private:
 
 // The relay reads an outbox row's columns first and parses its stored envelope only when a
 // listener wants it whole: an unwanted row is published from its columns (even one whose JSON
-// no longer parses), and a corrupt wanted row fails alone, as a publication, until it is parked.
+// no longer parses), and a corrupt wanted row fails alone, and is parked at once.
 TEST(sqlite_store, the_relay_parses_only_the_events_a_listener_wants_whole) {
     temp_dir dir;
     auto path = dir.file("integration.db");
@@ -1012,7 +1012,7 @@ TEST(sqlite_store, the_relay_parses_only_the_events_a_listener_wants_whole) {
     exec_sql(path, "UPDATE outbox SET envelope = 'not json' WHERE aggregate_id IN ('" + ids[0] + "', '" + ids[1] + "')");
 
     choosy_publisher pub(ids[1]);
-    events::outbox_relay relay(*s, pub, {.batch = 10, .max_attempts = 2});
+    events::outbox_relay relay(*s, pub, {.batch = 10});
     // The first and the third, from their columns; the corrupt wanted row fails the same way
     // every time, so it is parked at its first failure (the next pass publishes the failure's event).
     EXPECT_EQ(must(relay.run_once()), 2u);
@@ -1059,7 +1059,7 @@ TEST(sqlite_store, a_version_4_database_keeps_its_outbox_rows_pending) {
     auto pending = must(s->pending_events(10));
     ASSERT_EQ(pending.size(), 1u);
     EXPECT_EQ(pending[0].attempts, 0);
-    EXPECT_EQ(must(s->count_failed_publication(pending[0].sequence, system_clock::instance().now())), 1);
+    EXPECT_EQ(must(s->count_failed_publication(pending[0].sequence, std::chrono::milliseconds(0))), 1);
     EXPECT_EQ(must(s->pending_events(10)).at(0).attempts, 1);
     EXPECT_FALSE(must(s->api_keys().find("nothing")));
 }
@@ -1120,7 +1120,7 @@ TEST(sqlite_store, a_version_11_database_keeps_its_outbox_rows_and_publishes_the
         ASSERT_EQ(rows.size(), 6u);
         std::vector<std::int64_t> first{rows[0].sequence, rows[1].sequence};
         must(s->mark_published(first, now));
-        EXPECT_EQ(must(s->count_failed_publication(rows[2].sequence, now)), 1);
+        EXPECT_EQ(must(s->count_failed_publication(rows[2].sequence, std::chrono::milliseconds(0))), 1);
         must(s->park_dead(rows[2].sequence, now));  // its aggregate's second row waits behind it
     }
     back_to_schema_11(path);

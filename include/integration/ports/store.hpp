@@ -590,8 +590,8 @@ public:
      *  background workers that sweep each tenant in turn, retention among them). */
     virtual result<std::vector<std::string>> tenants() = 0;
     /** Unpublished outbox rows in commit order (all tenants; for the relay), without dead rows,
-     *  rows held back until later (`count_failed_publication`, on the store's clock), and the
-     *  rows of an aggregate that come after one of those; an event whose
+     *  rows held back until later (`count_failed_publication`), and the rows of an aggregate that
+     *  come after a dead row or a row that failed; an event whose
      *  body the store kept once, as its delivery's payload, has it back in `data.body`, where
      *  it was when raised. Every row returned is durable (a store that shows commits before their fsync syncs first), so nothing is
      *  published that a power loss could take back. */
@@ -607,9 +607,10 @@ public:
      *  the outbox. A store may stop at the first row (of any tenant) published at or after
      *  `before`: an older row behind it goes once that one is old enough. */
     virtual result<std::size_t> remove_published(request_context const& ctx, time_point before, std::size_t limit) = 0;
-    /** Counts one failed publication of row `sequence` and holds it back from `pending_events`,
-     *  with its aggregate's later rows, until `retry_at`; returns its failed publications so far. */
-    virtual result<std::int64_t> count_failed_publication(std::int64_t sequence, time_point retry_at) = 0;
+    /** Counts one failed publication of row `sequence` and holds it back from `pending_events`
+     *  for `wait` (on the store's clock); its aggregate's later rows wait until it is published
+     *  or parked. Returns its failed publications so far. */
+    virtual result<std::int64_t> count_failed_publication(std::int64_t sequence, std::chrono::milliseconds wait) = 0;
     /** Parks row `sequence` as dead at `at`: it is no longer published, and its aggregate's later
      *  rows wait behind it (per-aggregate order is kept). */
     virtual result<void> park_dead(std::int64_t sequence, time_point at) = 0;

@@ -1636,9 +1636,10 @@ public:
                 "WHERE o.published_at IS NULL AND o.dead_at IS NULL AND (o.retry_at IS NULL OR o.retry_at <= ?2) "
                 "AND NOT EXISTS (SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.tenant_id = o.tenant_id AND "
                 "d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id AND d.sequence < o.sequence) "
-                // An aggregate whose earlier event waits for its retry waits whole: its later
-                // events neither overtake it nor fill the batch while other aggregates wait.
-                "AND NOT EXISTS (SELECT 1 FROM outbox w WHERE w.retry_at > ?2 AND w.published_at IS NULL AND "
+                // An aggregate whose earlier event failed waits whole, also once its retry is due
+                // (only that event is offered then): its later events neither overtake it nor
+                // fill the batch while other aggregates wait.
+                "AND NOT EXISTS (SELECT 1 FROM outbox w WHERE w.retry_at IS NOT NULL AND w.published_at IS NULL AND "
                 "w.tenant_id = o.tenant_id AND w.aggregate_type = o.aggregate_type AND w.aggregate_id = o.aggregate_id "
                 "AND w.sequence < o.sequence) "
                 "ORDER BY o.sequence LIMIT ?1");
@@ -1725,12 +1726,13 @@ public:
         return removed;
     }
 
-    result<std::int64_t> count_failed_publication(std::int64_t sequence, time_point retry_at) override {
+    result<std::int64_t> count_failed_publication(std::int64_t sequence, std::chrono::milliseconds wait) override {
         std::int64_t attempts = 0;
         auto r = submit([&](database& db) -> result<void> {
             auto st = db.prepare("UPDATE outbox SET attempts = attempts + 1, retry_at = ? WHERE sequence = ? RETURNING attempts");
             if (!st) return st.error();
-            (*st)->bind_all({to_unix_ms(retry_at), sequence});
+            // On the clock `pending` compares it with.
+            (*st)->bind_all({to_unix_ms(clock_.now()) + std::max<std::int64_t>(wait.count(), 0), sequence});
             auto row = (*st)->step();
             if (!row) return row.error();
             if (!*row) return error{errc::not_found, "outbox row " + std::to_string(sequence) + " does not exist"};
