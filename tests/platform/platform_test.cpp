@@ -462,6 +462,12 @@ TEST(platform_test, the_librarys_own_events_fan_out_to_webhook_subscriptions_onc
     EXPECT_EQ(deliveries_of(*p, ctx, sub.subscription.id()).size(), 2u);
 }
 
+/** Subscribes `ctx`'s tenant to order.* events, sent to `port` on loopback. */
+webhooks::subscribed subscribe_loopback(platform& p, request_context const& ctx, std::uint16_t port) {
+    return must(p.subscriptions().subscribe(
+        ctx, {.project_id = "p1", .event_type = "order.*", .endpoint_url = "http://127.0.0.1:" + std::to_string(port) + "/hooks"}));
+}
+
 TEST(platform_test, a_published_event_is_delivered_signed_to_a_loopback_receiver_by_the_running_worker) {
     temp_dir tmp;
     keep_alive_server receiver(
@@ -472,10 +478,7 @@ TEST(platform_test, a_published_event_is_delivered_signed_to_a_loopback_receiver
     options.webhooks.delivery.idle_poll = std::chrono::hours(1);
     auto p = must(open_platform(options));
     auto ctx = request_context::for_tenant("t1", "alice");
-    auto sub = must(p->subscriptions().subscribe(
-        ctx, {.project_id = "p1",
-              .event_type = "order.*",
-              .endpoint_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hooks"}));
+    auto sub = subscribe_loopback(*p, ctx, receiver.port());
     ASSERT_TRUE(sub.signing_secret);
     p->start();
 
@@ -519,10 +522,7 @@ TEST(platform_test, the_delivery_workers_local_failures_reach_the_platforms_log)
     };
     auto p = must(open_platform(options));
     auto ctx = request_context::for_tenant("t1", "alice");
-    auto sub = must(p->subscriptions().subscribe(
-        ctx, {.project_id = "p1",
-              .event_type = "order.*",
-              .endpoint_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hooks"}));
+    auto sub = subscribe_loopback(*p, ctx, receiver.port());
     auto ref = must(credentials::secret_ref::parse(sub.subscription.data().signing_secret_ref));
     must(p->secrets().soft_delete("t1", ref.name));
     must(p->publisher().publish(ctx, "order.paid", boost::json::object{{"orderId", 1}}));
