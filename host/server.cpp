@@ -161,6 +161,7 @@ private:
         router::match route;  // of `req`
         std::optional<http_response> ready;
         std::chrono::steady_clock::time_point started;
+        bool head = false;  // answers a HEAD: its body is not sent
     };
 
     void read(bool first) {
@@ -346,7 +347,8 @@ private:
         reading_ = false;
         auto req = parser_->release();
         bool keep_alive = req.keep_alive();
-        queue_.push_back({std::move(req), std::move(route_), std::nullopt, started_});
+        bool head = req.method() == beast_http::verb::head;
+        queue_.push_back({std::move(req), std::move(route_), std::nullopt, started_, head});
         if (!keep_alive) closing_ = true;  // no more requests will be read
         next();
         read(false);
@@ -408,7 +410,7 @@ private:
         auto latency = std::chrono::steady_clock::now() - started_;
         log_access({.method = method, .target = target, .status = r.status, .latency = latency, .trace_id = trace.trace_id, .tenant = ""});
         state_.app.observe(method, target, r.status, latency);
-        queue_.push_back({std::nullopt, {}, to_response(r, 11, false), started_});
+        queue_.push_back({std::nullopt, {}, to_response(r, 11, false), started_, method == "HEAD"});
         next();
     }
 
@@ -455,8 +457,7 @@ private:
         // last answer says so, rather than the client finding out on its next request.
         if (state_.stopping || (closing_ && queue_.size() == 1 && !reading_)) res.keep_alive(false);
         bool keep_alive = res.keep_alive();
-        auto const& req = queue_.front().req;
-        auto wire = std::make_shared<std::string>(wire_format(res, req && req->method() == beast_http::verb::head));
+        auto wire = std::make_shared<std::string>(wire_format(res, queue_.front().head));
         stream_.expires_after(state_.config.read_timeout);
         asio::async_write(stream_, asio::buffer(*wire), [self = shared_from_this(), wire, keep_alive](beast::error_code ec, std::size_t) {
             self->on_write(ec, keep_alive);

@@ -140,6 +140,22 @@ TEST_F(host_input, head_is_answered_like_get_without_a_body_and_the_connection_s
     EXPECT_NE(listed.headers["allow"].find("GET, HEAD"), std::string::npos) << listed.headers["allow"];
 }
 
+// A HEAD the connection itself refuses (a header over the limit, no Host) is answered without
+// the problem's body too: the answer's Content-Length is the body's, and nothing follows it.
+TEST_F(host_input, a_head_refused_before_routing_is_answered_without_a_body) {
+    for (std::string const& request : {"HEAD /integrations/providers HTTP/1.1\r\nHost: x\r\nX-Big: " +
+                                          std::string(64 * 1024, 'a') + "\r\n\r\n",
+                                      std::string("HEAD /integrations/providers HTTP/1.1\r\n\r\n")}) {
+        auto raw = raw_exchange(host_->port(), request);
+        auto const end = raw.find("\r\n\r\n");
+        ASSERT_NE(end, std::string::npos) << raw;
+        auto answer = parse_answer(raw.substr(0, end + 4));
+        EXPECT_TRUE(answer.status == 431 || answer.status == 400) << raw;
+        EXPECT_GT(std::stoul(answer.headers["content-length"]), 0u) << raw;
+        EXPECT_EQ(raw.substr(end + 4), "") << "a body followed the HEAD answer";
+    }
+}
+
 // A chunk-size line, its extensions and trailer fields count against no body or header limit:
 // one that never ends is refused once it outgrows the read buffer, instead of being buffered
 // until the read timeout (11 GiB at loopback speed).
