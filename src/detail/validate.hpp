@@ -31,6 +31,15 @@ inline result<void> require_http_url(std::string_view value, std::string_view fi
     return {};
 }
 
+/** Whether an absolute URL's authority carries user information (`user:password@`): a password
+ *  in a stored URL would be kept outside the secret store, and repeated where the URL is named. */
+inline bool has_userinfo(std::string_view url) {
+    auto at = url.find("//");
+    if (at == std::string_view::npos) return false;
+    auto authority = url.substr(at + 2);
+    return authority.substr(0, authority.find_first_of("/?#")).find('@') != std::string_view::npos;
+}
+
 /** Whether `path` (up to its query) has a `.` or `..` segment; percent-encoded dots (`%2e`)
  *  count. With `encoded_separators`, `\`, `%2f` and `%5c` separate segments too, as many
  *  servers read them (for templates); without, only `/` does, as curl reads a URL (for a path

@@ -40,8 +40,7 @@ result<webhook_subscription> webhook_subscription::create(request_context const&
     if (auto r = detail::require_text(spec.project_id, "projectId", 128); !r) return r.error();
     if (auto r = validate_event_pattern(spec.event_type); !r) return r.error();
     if (auto r = detail::require_http_url(spec.endpoint_url, "endpointUrl"); !r) return r.error();
-    if (auto authority = spec.endpoint_url.substr(spec.endpoint_url.find("//") + 2);
-        authority.substr(0, authority.find_first_of("/?#")).find('@') != std::string::npos)
+    if (detail::has_userinfo(spec.endpoint_url))
         return error{errc::invalid_argument, "endpointUrl must not carry user information"};
     if (spec.signing_secret_ref.empty())
         return error{errc::invariant_violation, "a signingSecretRef is required so deliveries can be signed"};

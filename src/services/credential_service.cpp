@@ -20,10 +20,31 @@
 namespace integration::credentials {
 namespace {
 
+constexpr std::size_t max_secret_bytes = 64 * 1024;
+
+/** An absolute http(s) URL a credential keeps (a token or identity endpoint): one with a
+ *  password in it is refused, since the URL is stored and named in errors. */
+result<void> require_endpoint_url(std::string_view value, std::string_view field) {
+    if (auto r = detail::require_http_url(value, field); !r) return r;
+    if (detail::has_userinfo(value))
+        return error{errc::invalid_argument, std::string(field) + " must not carry user information; the credential holds the secret"};
+    return {};
+}
+
+/** A token endpoint as errors name it: without its query (a managed identity's client id) or
+ *  user information. */
+std::string endpoint_name(std::string_view url) {
+    url = url.substr(0, url.find_first_of("?#"));
+    if (auto at = url.find("//"); at != std::string_view::npos)
+        if (auto user = url.find('@', at + 2); user != std::string_view::npos && url.find('/', at + 2) > user)
+            return std::string(url.substr(0, at + 2)) + std::string(url.substr(user + 1));
+    return std::string(url);
+}
+
 result<void> validate_request(new_credential const& s) {
     if (s.secret.empty() && s.auth_mode != auth_mode::managed_identity)
         return error{errc::invalid_argument, "secret must not be empty"};
-    if (s.secret.size() > 64 * 1024) return error{errc::invalid_argument, "secret must be at most 64 KiB"};
+    if (s.secret.size() > max_secret_bytes) return error{errc::invalid_argument, "secret must be at most 64 KiB"};
     if (s.scheme) return {};  // the added scheme reads its own settings
     switch (s.auth_mode) {
     case auth_mode::api_key:
@@ -39,11 +60,11 @@ result<void> validate_request(new_credential const& s) {
         return {};
     case auth_mode::oauth2_client_credentials:
         if (!s.oauth2) return error{errc::invalid_argument, "oauth2 {tokenUrl, clientId, scopes} is required for OAuth2ClientCredentials"};
-        if (auto r = detail::require_http_url(s.oauth2->token_url, "oauth2.tokenUrl"); !r) return r;
+        if (auto r = require_endpoint_url(s.oauth2->token_url, "oauth2.tokenUrl"); !r) return r;
         return detail::require_text(s.oauth2->client_id, "oauth2.clientId");
     case auth_mode::managed_identity:
         if (!s.managed_identity) return error{errc::invalid_argument, "managedIdentity {endpointUrl, resource} is required for ManagedIdentity"};
-        if (auto r = detail::require_http_url(s.managed_identity->endpoint_url, "managedIdentity.endpointUrl"); !r) return r;
+        if (auto r = require_endpoint_url(s.managed_identity->endpoint_url, "managedIdentity.endpointUrl"); !r) return r;
         return detail::require_text(s.managed_identity->resource, "managedIdentity.resource", 1024);
     default:
         return error{errc::invalid_argument, "authMode " + std::string(to_string(s.auth_mode)) +
@@ -165,6 +186,7 @@ result<integration_credential> credential_service::rotate(request_context const&
                                                           secret_bytes new_secret, verifier const& verify,
                                                           std::optional<time_point> new_expires_at) {
     if (new_secret.empty()) return error{errc::invalid_argument, "the new secret must not be empty"};
+    if (new_secret.size() > max_secret_bytes) return error{errc::invalid_argument, "the new secret must be at most 64 KiB"};
     if (new_expires_at && *new_expires_at <= clock_.now())
         return error{errc::invalid_argument, "expiresAt " + format_time(*new_expires_at) + " has passed; the new version must expire later"};
     auto current = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
@@ -220,7 +242,12 @@ result<integration_credential> credential_service::rotate(request_context const&
     invalidate_token(credential_id);
     if (!finished) return finished.error();
     if (!verdict) {
+        // The version as staged, and as restaged if its verification was given a new refresh
+        // token: neither is used again.
         (void)secrets_.disable(ctx.tenant_id, *staged_ref);
+        for (auto const& v : finished->data().versions)
+            if (v.version == staged_version && v.key_vault_ref != staged_ref->uri())
+                if (auto restaged = secret_ref::parse(v.key_vault_ref)) (void)secrets_.disable(ctx.tenant_id, *restaged);
         return error{errc::verification_failed, "version " + std::to_string(staged_ref->version) +
                                                     " failed verification (" + verdict.error().detail() + "); version " +
                                                     std::to_string(finished->data().current_version) + " stays active"};
@@ -808,7 +835,7 @@ result<credential_service::token> credential_service::token_request(std::string 
     http::call_context call;
     auto res = outbound_.send(req, call);
     crypto::wipe(req.body);
-    if (!res) return error{res.error().code(), "token endpoint " + url + ": " + res.error().detail()};
+    if (!res) return error{res.error().code(), "token endpoint " + endpoint_name(url) + ": " + res.error().detail()};
     boost::system::error_code ec;
     auto j = boost::json::parse(res->body, ec);
     crypto::wipe(res->body);
@@ -823,14 +850,14 @@ result<credential_service::token> credential_service::token_request(std::string 
             if (auto const* e = obj->if_contains("error"); e && e->is_string())
                 if (std::find(std::begin(known), std::end(known), std::string_view(e->get_string())) != std::end(known))
                     code = e->get_string();
-        return error{errc::forbidden, "token endpoint " + url + " refused the request (HTTP " + std::to_string(res->status) +
+        return error{errc::forbidden, "token endpoint " + endpoint_name(url) + " refused the request (HTTP " + std::to_string(res->status) +
                                           (code.empty() ? "" : ", " + code) + "); check the client id and secret"};
     }
     if (res->status < 200 || res->status > 299)
-        return error{errc::unavailable, "token endpoint " + url + " answered HTTP " + std::to_string(res->status)};
+        return error{errc::unavailable, "token endpoint " + endpoint_name(url) + " answered HTTP " + std::to_string(res->status)};
     auto* access = obj ? obj->if_contains("access_token") : nullptr;
     if (!access || !access->is_string() || access->get_string().empty())
-        return error{errc::unavailable, "token endpoint " + url + " returned no access_token"};
+        return error{errc::unavailable, "token endpoint " + endpoint_name(url) + " returned no access_token"};
     token t{secret_bytes(std::string_view(access->get_string())), now + lifetime(obj->if_contains("expires_in")), {}};
     if (auto* r = obj->if_contains("refresh_token"); r && r->is_string()) t.refresh = secret_bytes(std::string_view(r->get_string()));
     // The parsed document held the tokens too.
@@ -883,9 +910,9 @@ result<authorization_request> credential_service::begin_authorization(request_co
                                                                        std::optional<std::string> connection_id,
                                                                        authorization_code_settings settings,
                                                                        secret_bytes client_secret) {
-    if (auto r = detail::require_http_url(settings.authorize_url, "authorizeUrl"); !r) return r.error();
-    if (auto r = detail::require_http_url(settings.token_url, "tokenUrl"); !r) return r.error();
-    if (auto r = detail::require_http_url(settings.redirect_uri, "redirectUri"); !r) return r.error();
+    if (auto r = require_endpoint_url(settings.authorize_url, "authorizeUrl"); !r) return r.error();
+    if (auto r = require_endpoint_url(settings.token_url, "tokenUrl"); !r) return r.error();
+    if (auto r = require_endpoint_url(settings.redirect_uri, "redirectUri"); !r) return r.error();
     if (auto r = detail::require_text(settings.client_id, "clientId"); !r) return r.error();
     if (client_secret.empty()) return error{errc::invalid_argument, "clientSecret must not be empty"};
     if (auto r = find_references(store_, ctx, provider_id, connection_id); !r) return r.error();
@@ -1064,8 +1091,11 @@ result<credential_service::token> credential_service::refresh_authorization(requ
                        "&client_secret=" + http::form_encode(parts->first.view());
     auto t = token_request(s.token_url, std::move(body));
     if (!t) {
+        // A version being verified that the provider refuses fails its verification only: the
+        // active version, and the connections using it, are as they were.
+        if (staged) return t.error();
         bool revoked = t.error().detail().find("invalid_grant") != std::string::npos;
-        if (revoked && !staged && !retried) {
+        if (revoked && !retried) {
             // Another process may have used this refresh token and stored the one the provider
             // rotated it to (without the lease: the store was unavailable to it, or its lease
             // lapsed): that one is tried once before the credential counts as exhausted.

@@ -181,6 +181,24 @@ TEST_F(credential_service_test, rotation_activates_a_verified_version_and_keeps_
     EXPECT_EQ(events.back().envelope.event_type, "CredentialRotated");
 }
 
+// A rotation is held to the size a new credential is: over 64 KiB is refused before anything is
+// stored or verified.
+TEST_F(credential_service_test, a_rotation_to_a_secret_over_64_kib_is_refused) {
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("good-key")}));
+    bool verified = false;
+    auto r = service_.rotate(ctx_, c.id(), secret_bytes(std::string(64 * 1024 + 1, 'a')), [&](auto const&) -> result<void> {
+        verified = true;
+        return {};
+    });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument) << r.error().detail();
+    EXPECT_FALSE(verified);
+    auto stored = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); }));
+    EXPECT_EQ(stored.status(), credential_status::active);
+    EXPECT_EQ(stored.data().versions.size(), 1u);
+    must(service_.rotate(ctx_, c.id(), secret_bytes(std::string(64 * 1024, 'a')), [](auto const&) -> result<void> { return {}; }));
+}
+
 TEST_F(credential_service_test, a_failed_verification_keeps_the_prior_version_active) {
     auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("good-key")}));
     auto r = service_.rotate(ctx_, c.id(), secret_bytes("bad-key"), [&](credentials::resolved_credential const&) -> result<void> {
@@ -354,6 +372,8 @@ TEST_F(credential_outbound_test, token_and_identity_endpoints_the_egress_policy_
         ASSERT_FALSE(r) << c.id();
         EXPECT_EQ(r.error(), errc::egress_denied) << r.error().detail();
         EXPECT_EQ(r.error().detail().find(client_secret_), std::string::npos);
+        // A managed identity's secret is its client id, sent in the endpoint's query.
+        EXPECT_EQ(r.error().detail().find("identity-7"), std::string::npos) << r.error().detail();
     }
     // The authorization-code exchange goes through the same check.
     auto begun = must(credentials_.begin_authorization(ctx_, provider_id_, std::nullopt,
@@ -372,6 +392,41 @@ TEST_F(credential_outbound_test, token_and_identity_endpoints_the_egress_policy_
     EXPECT_EQ(std::string(allowed.headers.at(0).second.view()), "Bearer tok/R3D4CT+ed=");
     ASSERT_EQ(idp_.requests().size(), 1u);
     EXPECT_EQ(idp_.requests()[0].header("Host"), "idp.test:" + std::to_string(idp_.port()));
+}
+
+// A URL the credential keeps is stored and named in errors: a password in it is refused when it
+// is stored, and a managed identity's client id (its secret, in the endpoint's query) is never
+// repeated when the endpoint fails.
+TEST_F(credential_outbound_test, token_endpoint_urls_never_carry_or_repeat_a_secret) {
+    for (auto const* url : {"https://client-1:pa55w0rd@idp.example/token", "https://pa55w0rd@idp.example/token"}) {
+        auto c = credentials_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials,
+                                            .secret = secret_bytes(client_secret_),
+                                            .oauth2 = credentials::oauth2_client_settings{url, "client-1", {}}});
+        ASSERT_FALSE(c) << url;
+        EXPECT_EQ(c.error(), errc::invalid_argument);
+        EXPECT_EQ(c.error().detail().find("pa55w0rd"), std::string::npos) << c.error().detail();
+        auto mi = credentials_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::managed_identity,
+                                             .secret = secret_bytes("identity-7"),
+                                             .managed_identity = credentials::managed_identity_settings{url, "https://x.test/"}});
+        EXPECT_EQ(mi.error(), errc::invalid_argument) << url;
+        auto begun = credentials_.begin_authorization(ctx_, provider_id_, std::nullopt,
+                                                      {"https://idp.example/authorize", url, "client-1", {}, "https://app.example/callback"},
+                                                      secret_bytes(client_secret_));
+        EXPECT_EQ(begun.error(), errc::invalid_argument) << url;
+    }
+    // A user name before '@' in the path or the query is not user information.
+    must(credentials_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials,
+                                    .secret = secret_bytes(client_secret_),
+                                    .oauth2 = credentials::oauth2_client_settings{"https://idp.example/t@x?a=b@c", "client-1", {}}}));
+    keep_alive_server failing([](received_request const&) { return http_answer_bytes(503, "{}"); });
+    auto down = credentials_.resolve(
+        ctx_, identity("http://127.0.0.1:" + std::to_string(failing.port()) + "/metadata/identity/oauth2/token?api-version=1").id());
+    ASSERT_FALSE(down);
+    EXPECT_EQ(down.error(), errc::unavailable) << down.error().detail();
+    EXPECT_NE(down.error().detail().find("/metadata/identity/oauth2/token"), std::string::npos) << down.error().detail();
+    EXPECT_EQ(down.error().detail().find("identity-7"), std::string::npos) << down.error().detail();
+    ASSERT_EQ(failing.requests().size(), 1u);
+    EXPECT_NE(failing.requests()[0].target.find("client_id=identity-7"), std::string::npos);  // it was sent
 }
 
 TEST_F(credential_outbound_test, a_token_endpoints_own_error_text_is_not_repeated) {

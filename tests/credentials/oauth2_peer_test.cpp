@@ -537,6 +537,49 @@ TEST_F(authorization_code_test, a_rotation_keeps_the_refresh_token_its_verificat
     EXPECT_FALSE(service_.refresh_exhausted(c.id()));
 }
 
+// A rotation to a refresh token the provider refuses fails its verification, and nothing else:
+// the active version's connection stays Active, and no refresh_exhausted failure is raised.
+TEST_F(authorization_code_test, a_rotation_to_a_refused_refresh_token_leaves_the_active_version_alone) {
+    auto conn_id = connection_for_credentials();
+    auto c = authorized(conn_id);
+    std::ofstream(allowed_file_ + ".revoked") << "revoked\n";
+    auto r = service_.rotate(ctx_, c.id(), secret_bytes(R"({"clientSecret":"client-secret-1","refreshToken":"rt-refused"})"),
+                             [](credentials::resolved_credential const&) -> result<void> { return {}; });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::verification_failed) << r.error().detail();
+    EXPECT_FALSE(service_.refresh_exhausted(c.id()));
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.connections().find(conn_id)).status(), connections::connection_status::active);
+        EXPECT_TRUE(must(uow.failures().list({}, {})).items.empty());
+        EXPECT_EQ(must(uow.credentials().find(c.id())).status(), credentials::credential_status::active);
+        return {};
+    }));
+    std::filesystem::remove(allowed_file_ + ".revoked");
+    service_.invalidate_token(c.id());
+    must(service_.resolve(ctx_, c.id()));  // the active version refreshes as before
+}
+
+// A rotation whose verification was given a new refresh token and then failed (the health check
+// said no) disables the version as restaged too: it holds the client secret and the one refresh
+// token the provider still honours for it, and no version of the credential names it any more.
+TEST_F(authorization_code_test, a_failed_rotation_disables_its_restaged_version) {
+    auto c = authorized();
+    auto r = service_.rotate(ctx_, c.id(), secret_bytes(R"({"clientSecret":"client-secret-1","refreshToken":"rt-from-the-operator"})"),
+                             [](credentials::resolved_credential const&) -> result<void> { return error{errc::unavailable, "503"}; });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::verification_failed) << r.error().detail();
+    auto stored = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); }));
+    int failed = 0;
+    for (auto const& v : stored.data().versions) {
+        if (v.state != credentials::version_state::failed) continue;
+        ++failed;
+        auto held = vault_->get("t1", must(credentials::secret_ref::parse(v.key_vault_ref)));
+        EXPECT_FALSE(held) << "the failed version's material is still readable: " << v.key_vault_ref;
+    }
+    EXPECT_EQ(failed, 1);
+    must(service_.resolve(ctx_, c.id()));
+}
+
 // An exhausted refresh token stops refreshes until new material arrives: a rotation to a fresh
 // refresh token lets the credential refresh again, without a restart.
 TEST_F(authorization_code_test, a_rotation_ends_an_exhausted_refresh_token) {
