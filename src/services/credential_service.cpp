@@ -1128,7 +1128,6 @@ result<credential_service::token> credential_service::refresh_authorization(requ
             if (staged) return ref.error();
             return t;  // the access token is good; the next refresh stores the token after this one
         }
-        if (!staged) entry.version = ref->version;
         auto fp = fingerprints_.fingerprint(doc);
         auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             auto fresh = uow.credentials().find(c.id());
@@ -1145,7 +1144,11 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         // process from the entry, and its next refresh saves the one after it; a verification's
         // goes with its staged version. Saved, the entry keeps it too: a caller that read the
         // credential before this refresh holds the spent token, and refreshes with the entry's.
+        // The entry takes the version only once the row names it: unsaved (the store failed, or
+        // a rotation under way refused the change), the row's next version is newer material
+        // that replaces what the entry holds.
         if (!saved && staged) return saved.error();
+        if (saved && !staged) entry.version = ref->version;
     }
     return t;
 }

@@ -580,6 +580,34 @@ TEST_F(authorization_code_test, a_failed_rotation_disables_its_restaged_version)
     must(service_.resolve(ctx_, c.id()));
 }
 
+// The active version refreshed while a rotation's verification is under way: that refresh
+// cannot move the row (the credential is Rotating), and once the rotation ends its version is
+// the one refreshed from, not the document the earlier refresh kept in memory.
+TEST_F(authorization_code_test, a_refresh_during_a_rotation_does_not_undo_the_rotation) {
+    auto c = authorized();
+    allow("client-secret-2");
+    switchable_vault vault(*vault_);
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
+    must(here.resolve(ctx_, c.id()));
+    // The rotation stages its version (the first put), and its verification restages it with the
+    // refresh token it was given (the second); then the active version is refreshed here.
+    vault.after_put = [&] {
+        vault.after_put = [&] {
+            here.invalidate_token(c.id());
+            must(here.resolve(ctx_, c.id()));
+        };
+    };
+    must(here.rotate(ctx_, c.id(), secret_bytes(R"({"clientSecret":"client-secret-2","refreshToken":"rt-operator"})"),
+                     [](credentials::resolved_credential const& m) -> result<void> {
+                         return m.headers.empty() ? result<void>(error{errc::forbidden, "no token"}) : result<void>{};
+                     }));
+    here.invalidate_token(c.id());
+    must(here.resolve(ctx_, c.id()));
+    auto row = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); }));
+    auto doc = must(vault_->get("t1", must(credentials::secret_ref::parse(row.data().key_vault_ref))));
+    EXPECT_NE(doc.view().find("client-secret-2"), std::string::npos) << "the rotation was undone";
+}
+
 // An exhausted refresh token stops refreshes until new material arrives: a rotation to a fresh
 // refresh token lets the credential refresh again, without a restart.
 TEST_F(authorization_code_test, a_rotation_ends_an_exhausted_refresh_token) {
