@@ -103,6 +103,30 @@ TEST_F(publisher_test, an_event_fans_out_to_each_matching_active_subscription_of
     EXPECT_EQ(must(pub_.list(a_, {.event_id = pub.event_id}, {})).items.size(), 3u);
 }
 
+// A tenant's prefixes that do not match an event, however many, never crowd out the ones that
+// do: a fan-out once read a bounded page of every prefix subscription and matched after.
+TEST_F(publisher_test, an_event_reaches_its_subscriptions_past_thousands_of_other_prefixes) {
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        for (int i = 0; i < 10'050; ++i) {
+            auto s = must(webhook_subscription::create(a_, clock_.now(), {.project_id = "shop",
+                                                                          .event_type = "customer-" + std::to_string(i) + ".*",
+                                                                          .endpoint_url = "https://hooks.customer.example/in",
+                                                                          .signing_secret_ref = "vault://local/tenant-a/whsec?version=1"}));
+            if (auto r = uow.subscriptions().save(s); !r) return r;
+        }
+        return {};
+    }));
+    clock_.advance(std::chrono::milliseconds(1));  // the matching subscriptions sort after the others
+    auto exact = subscribe(a_, "order.created");
+    auto deep = subscribe(a_, "order.*");
+    subscribe(a_, "order.created.*");  // a prefix of more than the name: no match
+    subscribe(a_, "orders.*");
+    auto pub = must(pub_.publish(a_, "order.created", boost::json::value{{"orderId", "o-1"}}));
+    EXPECT_EQ(subscriptions_of(a_, pub.delivery_ids), (std::set<std::string>{exact, deep}));
+    auto nested = must(pub_.publish(a_, "customer-10049.profile.updated", boost::json::value{{"id", 1}}));
+    EXPECT_EQ(nested.delivery_ids.size(), 1u);
+}
+
 TEST_F(publisher_test, a_subscription_receives_only_payloads_its_filter_matches) {
     auto paid_in_eu = subscribe(
         a_, "order.*",

@@ -841,12 +841,30 @@ public:
     result<webhooks::webhook_subscription> find(std::string const& id) override { return r_.find(id); }
     result<page<webhooks::webhook_subscription>> list(page_request const& p) override { return r_.list("", {}, p); }
     result<std::vector<webhooks::webhook_subscription>> active_for_event(std::string const& event_type) override {
-        // Patterns are exact names, "prefix.*" or "*": narrow in SQL, match exactly in C++.
-        auto rows = r_.select("active = 1 AND (event_type = ? OR event_type = '*' OR event_type LIKE '%.*')", {event_type},
-                              "subscription_id", 10'000);
-        if (!rows) return rows.error();
-        std::erase_if(*rows, [&](auto const& s) { return !s.accepts(event_type); });
-        return rows;
+        // Patterns are exact names, "prefix.*" or "*": the ones that match `event_type` are its
+        // name, "*" and "prefix.*" for each dot with more after it, so only matching rows are
+        // read (a tenant's other prefixes, however many, cannot crowd a match out of a page).
+        std::string in = "?, ?";
+        std::vector<value> binds{value{event_type}, value{std::string("*")}};
+        for (auto dot = event_type.find('.'); dot != std::string::npos && dot + 1 < event_type.size();
+             dot = event_type.find('.', dot + 1)) {
+            in += ", ?";
+            binds.push_back(value{event_type.substr(0, dot + 1) + "*"});
+        }
+        std::vector<webhooks::webhook_subscription> out;
+        std::string after;
+        constexpr std::size_t page = 1'000;
+        while (true) {
+            auto b = binds;
+            b.push_back(value{after});
+            auto rows = r_.select("active = 1 AND event_type IN (" + in + ") AND subscription_id > ?", std::move(b),
+                                  "subscription_id", page);
+            if (!rows) return rows.error();
+            if (!rows->empty()) after = rows->back().id();
+            for (auto& s : *rows)
+                if (s.accepts(event_type)) out.push_back(std::move(s));
+            if (rows->size() < page) return out;
+        }
     }
     result<void> save(webhooks::webhook_subscription& s) override { return r_.save(s); }
 
