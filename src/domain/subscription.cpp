@@ -49,18 +49,18 @@ result<webhook_subscription> webhook_subscription::create(request_context const&
     if (spec.attempt_policy) {
         auto const& a = *spec.attempt_policy;
         if (a.max_attempts < 1 || a.max_attempts > 50 || a.initial_delay_ms <= 0 || a.max_delay_ms < a.initial_delay_ms ||
-            a.timeout_ms <= 0 || a.timeout_ms > 120'000)
-            return error{errc::invalid_argument,
-                         "attemptPolicy needs maxAttempts 1-50, 0 < initialDelayMs <= maxDelayMs, 0 < timeoutMs <= 120000"};
+            a.max_delay_ms > max_retry_delay_ms || a.timeout_ms <= 0 || a.timeout_ms > 120'000)
+            return error{errc::invalid_argument, "attemptPolicy needs maxAttempts 1-50, 0 < initialDelayMs <= maxDelayMs <= " +
+                                                     std::to_string(max_retry_delay_ms) + " (7 days), 0 < timeoutMs <= 120000"};
         if (a.schedule_ms) {
             if (static_cast<std::int64_t>(a.schedule_ms->size()) > a.max_attempts - 1)
                 return error{errc::invalid_argument, "attemptPolicy.scheduleMs lists the delays after each failed "
                                                      "attempt, so it has at most maxAttempts - 1 (" +
                                                          std::to_string(a.max_attempts - 1) + ") entries"};
             for (std::size_t i = 0; i < a.schedule_ms->size(); ++i)
-                if ((*a.schedule_ms)[i] < 0)
-                    return error{errc::invalid_argument,
-                                 "attemptPolicy.scheduleMs[" + std::to_string(i) + "] must not be negative"};
+                if ((*a.schedule_ms)[i] < 0 || (*a.schedule_ms)[i] > max_retry_delay_ms)
+                    return error{errc::invalid_argument, "attemptPolicy.scheduleMs[" + std::to_string(i) +
+                                                             "] must be 0 to " + std::to_string(max_retry_delay_ms) + " (7 days)"};
         }
     }
     if (spec.max_per_second && (*spec.max_per_second < 1 || *spec.max_per_second > 10'000))
@@ -94,12 +94,13 @@ std::chrono::milliseconds webhook_subscription::delay_before(std::int64_t next_a
     if (!d_.attempt_policy)
         return std::chrono::milliseconds(default_retry_schedule_ms[std::min(failed, default_retry_schedule_ms.size() - 1)]);
     auto const& p = *d_.attempt_policy;
-    if (p.schedule_ms && !p.schedule_ms->empty())
-        return std::chrono::milliseconds((*p.schedule_ms)[std::min(failed, p.schedule_ms->size() - 1)]);
+    // Bounded again here: a policy stored before the bound was checked may hold more.
+    auto const bounded = [](std::int64_t ms) { return std::chrono::milliseconds(std::clamp<std::int64_t>(ms, 0, max_retry_delay_ms)); };
+    if (p.schedule_ms && !p.schedule_ms->empty()) return bounded((*p.schedule_ms)[std::min(failed, p.schedule_ms->size() - 1)]);
     auto delay = p.initial_delay_ms;
     for (std::size_t i = 0; i < failed && delay < p.max_delay_ms; ++i)
         delay = delay > p.max_delay_ms / 2 ? p.max_delay_ms : delay * 2;
-    return std::chrono::milliseconds(std::min(delay, p.max_delay_ms));
+    return bounded(std::min(delay, p.max_delay_ms));
 }
 
 namespace {

@@ -257,7 +257,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     outcome o{std::move(c.tenant_id), std::move(c.delivery), now, {}, {}, {}, {}, {}, {}, {}, {}};
     auto const& tenant = o.tenant_id;
     o.retry_delay = jittered(sub.delay_before(o.delivery.data().attempts + 2));
-    o.max_delay = milliseconds(sub.attempt_policy().max_delay_ms);
+    o.max_delay = milliseconds(std::min(sub.attempt_policy().max_delay_ms, webhooks::max_retry_delay_ms));
     // What the worker cannot read is its own failure, not the endpoint's: no attempt is counted
     // (a vault outage would otherwise disable every subscription), and it is waited out, whatever
     // it is (a master key restored, a store renamed back, a deleted secret rotated away). Only a

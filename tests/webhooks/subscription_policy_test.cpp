@@ -80,8 +80,33 @@ TEST_F(subscription_policy_test, without_a_schedule_the_policy_doubles_from_init
     auto empty = with_policy({.max_attempts = 3, .initial_delay_ms = 7, .max_delay_ms = 7,
                               .schedule_ms = std::vector<std::int64_t>{}});
     EXPECT_EQ(empty.delay_before(3), 7ms);
-    auto huge = with_policy({.max_attempts = 50, .initial_delay_ms = 1, .max_delay_ms = std::int64_t{1} << 62});
-    EXPECT_EQ(huge.delay_before(50), std::chrono::milliseconds(std::int64_t{1} << 48));
+    auto longest = with_policy({.max_attempts = 50, .initial_delay_ms = 1, .max_delay_ms = max_retry_delay_ms});
+    EXPECT_EQ(longest.delay_before(50), std::chrono::milliseconds(max_retry_delay_ms));
+}
+
+// A delay past the bound is refused; one stored before the bound was checked is read as the
+// bound: added to the clock far beyond it, it overflowed into the past and the retry went at once.
+TEST_F(subscription_policy_test, delays_are_bounded_at_seven_days) {
+    for (auto p : {subscription_attempt_policy{.max_attempts = 3, .max_delay_ms = max_retry_delay_ms + 1},
+                   subscription_attempt_policy{.max_attempts = 3, .schedule_ms = std::vector<std::int64_t>{0, 8'000'000'000'000}}}) {
+        auto s = spec();
+        s.attempt_policy = p;
+        auto r = create(std::move(s));
+        ASSERT_FALSE(r);
+        EXPECT_EQ(r.error(), errc::invalid_argument);
+        EXPECT_NE(r.error().detail().find("7 days"), std::string::npos) << r.error().detail();
+    }
+    auto made = with_policy({.max_attempts = 3});
+    auto data = made.data();
+    data.attempt_policy->schedule_ms = std::vector<std::int64_t>{std::numeric_limits<std::int64_t>::max()};
+    auto stored = webhook_subscription::restore(made.meta(), data).value();
+    EXPECT_EQ(stored.delay_before(2), std::chrono::milliseconds(max_retry_delay_ms));
+    data.attempt_policy->schedule_ms.reset();
+    data.attempt_policy->initial_delay_ms = data.attempt_policy->max_delay_ms = std::numeric_limits<std::int64_t>::max();
+    stored = webhook_subscription::restore(made.meta(), data).value();
+    EXPECT_EQ(stored.delay_before(3), std::chrono::milliseconds(max_retry_delay_ms));
+    auto const now = std::chrono::system_clock::now();
+    EXPECT_GT(now + stored.delay_before(3), now);
 }
 
 // ---- validation of the new fields -------------------------------------------------------------------

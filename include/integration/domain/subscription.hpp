@@ -40,6 +40,10 @@ struct INTEGRATION_EXPORT subscription_attempt_policy {
     }
 };
 
+/** The longest delay a policy may set between attempts (7 days): a longer one would outlast the
+ *  payload it retries, and far beyond it a time point overflows. */
+inline constexpr std::int64_t max_retry_delay_ms = 7LL * 24 * 3600 * 1000;
+
 /** The default schedule's delays after each failed attempt (5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h). */
 inline constexpr std::array<std::int64_t, 7> default_retry_schedule_ms{
     5'000, 300'000, 1'800'000, 7'200'000, 18'000'000, 36'000'000, 36'000'000};
