@@ -138,7 +138,10 @@ struct delivery_worker::state {
     // subscription's deliveries share their secrets.
     std::unordered_map<std::string, std::string> payloads;
     std::unordered_map<std::string, secret_bytes> secret_cache;
-    std::unordered_map<std::string, std::int64_t> deferred;  // rate-limited deliveries per subscription
+    // Of each rate-limited subscription, when its next deferred delivery is due: kept across
+    // sweeps (a backlog larger than one claim is spread over every claim it takes), dropped
+    // once past.
+    std::unordered_map<std::string, time_point> next_slot;
 
     // The operator's log of local failures: a cause (a vault outage, a full disk) defers every
     // delivery it touches, so each tenant's cause is told once per `local_retry` (on the worker's
@@ -278,13 +281,13 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
         rate_limit_profile limit{static_cast<double>(*per_second), std::max<std::int64_t>(*per_second, 1)};
         auto token = limits.try_acquire("webhook/" + tenant + "/" + sub.id(), limit);
         if (!token.granted) {
-            // The k-th delivery refused in this sweep waits k more token intervals, so a backlog
-            // comes back at the subscription's rate instead of all at the next refill.
-            auto k = deferred[sub.id()]++;
-            auto spread = std::chrono::duration_cast<milliseconds>(
-                std::chrono::duration<double>(static_cast<double>(k) / static_cast<double>(*per_second)));
-            o.defer_until =
-                now + std::max(milliseconds(1), std::chrono::ceil<milliseconds>(token.retry_after)) + spread;
+            // Each refused delivery takes the subscription's next free slot, one token interval
+            // after the one before, so a backlog comes back at the subscription's rate instead
+            // of all at the next refill.
+            auto& slot = next_slot[sub.id()];
+            slot = std::max(slot, now + std::max(milliseconds(1), std::chrono::ceil<milliseconds>(token.retry_after)));
+            o.defer_until = slot;
+            slot += std::chrono::duration_cast<time_point::duration>(std::chrono::duration<double>(1.0 / static_cast<double>(*per_second)));
             hand_over(std::move(o), false);
             return;
         }
@@ -703,7 +706,7 @@ result<std::size_t> delivery_worker::sweep() {
     }
     s.payloads.clear();
     s.secret_cache.clear();
-    s.deferred.clear();
+    std::erase_if(s.next_slot, [&](auto const& e) { return e.second <= now; });
     claimed_all();
     return started;
 }

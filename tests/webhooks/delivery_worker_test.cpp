@@ -390,6 +390,34 @@ TEST_F(delivery_worker_test, the_per_subscription_rate_limit_defers_without_coun
     EXPECT_EQ(receiver.requests().size(), 5u);
 }
 
+// A backlog larger than one claim: each claim's refused deliveries take the slots after the
+// previous claim's, so they come due at the subscription's rate, one a second here, instead of
+// every claim's starting again at the next second (and being claimed and deferred again).
+TEST_F(delivery_worker_test, a_rate_limited_backlog_larger_than_a_claim_is_spread_at_the_subscriptions_rate) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) { s.max_per_second = 1; });
+    std::vector<std::string> ids;
+    for (int i = 0; i < 20; ++i) ids.push_back(w_.deliver(sub));
+    auto worker = make_worker({.batch = 8});
+    for (int claim = 0; claim < 3; ++claim) pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 1u);
+    std::map<std::int64_t, int> due_per_second;
+    for (auto const& id : ids) {
+        auto d = w_.delivery(id);
+        if (d.status() == delivery_status::delivered) continue;
+        EXPECT_EQ(d.data().attempts, 0);
+        ++due_per_second[std::chrono::duration_cast<std::chrono::seconds>(*d.data().next_attempt_at - w_.clock.now()).count()];
+    }
+    EXPECT_EQ(due_per_second.size(), 19u) << "deferred deliveries share a second";
+    for (auto const& [second, n] : due_per_second) EXPECT_EQ(n, 1) << "second " << second;
+    // They go out one a second.
+    for (int s = 0; s < 19; ++s) {
+        w_.clock.advance(1s);
+        pump(worker);
+    }
+    EXPECT_EQ(receiver.requests().size(), 20u);
+}
+
 TEST_F(delivery_worker_test, the_egress_guard_is_asked_again_at_every_send) {
     keep_alive_server receiver([](received_request const&) { return answer(200); });
     auto url = w_.url(receiver.port(), "rebind.hooks.test");
