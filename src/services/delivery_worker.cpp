@@ -355,6 +355,7 @@ void delivery_worker::state::send(outcome o, sending next) {
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
     // A name that does not resolve, or resolves where egress is denied, is the endpoint's failure.
     result<std::optional<http::pinned_address>> pin = error{errc::unavailable, "not checked"};
+    auto const asked = clock_.now();
     try {
         pin = check(next.url);
     } catch (std::exception const& e) {
@@ -364,7 +365,17 @@ void delivery_worker::state::send(outcome o, sending next) {
     // go out beside the one a worker makes after claiming it again.
     // Half the margin is kept for recording the outcome: a send that ends as its lease does could
     // be claimed and sent again before its outcome commits.
-    if (clock_.now() + next.timeout + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);
+    if (auto const now = clock_.now(); now + next.timeout + options.lease_margin / 2 > next.lease_until) {
+        if (now + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);  // no time left to record it
+        // A name that took as long as the lease spares to resolve is the endpoint's failure, as
+        // one that does not resolve is (else it would be claimed and looked up again forever);
+        // a wait for a lookup thread is this side's, and is put off.
+        auto const took = std::chrono::duration_cast<std::chrono::seconds>(now - asked);
+        if (now - asked >= options.lease_margin / 2)
+            return fail_now("the endpoint's name took " + std::to_string(took.count()) + " s to resolve");
+        return local_failure("a name lookup thread was free too late to send within the lease",
+                             "the delivery waited for one of the worker's lookup threads");
+    }
     if (!pin)
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +

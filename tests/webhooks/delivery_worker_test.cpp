@@ -569,26 +569,42 @@ TEST_F(delivery_worker_test, a_send_whose_lookup_outlasted_its_lease_is_not_made
 }
 
 // A send that would end just as its lease does is not made either: its outcome still has to
-// reach the store, and another worker may claim the delivery the moment the lease ends.
+// reach the store, and another worker may claim the delivery the moment the lease ends. A name
+// that took that long to resolve is the endpoint's failed attempt (claimed again, it would be
+// looked up as slowly again, forever); a delivery that only waited that long for a lookup thread
+// is put off without an attempt.
 TEST_F(delivery_worker_test, a_send_that_would_end_as_its_lease_does_is_not_made) {
     keep_alive_server receiver([](received_request const&) { return answer(200); });
     slow_resolver dns(w_.dns);
-    auto id = w_.deliver(w_.subscribe(w_.url(receiver.port(), "edge.slow.test"), [](webhooks::subscription_spec& s) {
+    auto slow_policy = [](webhooks::subscription_spec& s) {
         s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
-    }));
-    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
-                                     http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock);
+    };
+    auto id = w_.deliver(w_.subscribe(w_.url(receiver.port(), "edge.slow.test"), slow_policy));
+    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, http::egress_hop_check(w_.policy, dns),
+                                     w_.limits, w_.clock, {.lookup_threads = 1, .local_retry = 45s});
     must(worker.sweep());  // leased for the longest timeout (120 s) plus the margin (30 s)
     for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    // Claimed while the one lookup thread waits for the slow name: it waits for the thread.
+    auto queued = w_.deliver(w_.subscribe(w_.url(receiver.port(), "queued.hooks.test"), slow_policy));
+    must(worker.sweep());
     w_.clock.advance(30s);  // the send's 120 s would now end exactly when the lease does
     dns.release();
     must(worker.drain());
     EXPECT_TRUE(receiver.requests().empty());
-    EXPECT_EQ(w_.delivery(id).data().attempts, 0);
-    w_.clock.advance(121s);  // the lease lapsed: a claim takes it again
+    auto slow = w_.delivery(id);
+    EXPECT_EQ(slow.data().attempts, 1);
+    ASSERT_EQ(slow.data().delivery_attempts.size(), 1u);
+    auto const said = slow.data().delivery_attempts[0].error.value_or("");
+    EXPECT_NE(said.find("took 30 s to resolve"), std::string::npos) << said;
+    auto waited = w_.delivery(queued);
+    EXPECT_TRUE(waited.data().deferred_reason) << "put off without saying why";
+    EXPECT_EQ(waited.data().attempts, 0);
+    EXPECT_EQ(*waited.data().next_attempt_at, w_.clock.now() + 45s);
+    w_.clock.advance(121s);  // past the retry and the deferral: claimed again, and sent
     pump(worker);
-    EXPECT_EQ(receiver.requests().size(), 1u);
+    EXPECT_EQ(receiver.requests().size(), 2u);
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
+    EXPECT_EQ(w_.delivery(queued).status(), delivery_status::delivered);
 }
 
 // The worker's own stores failing is not the endpoint failing: a vault outage costs no attempt
