@@ -1147,7 +1147,10 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         // The entry takes the version only once the row names it: unsaved (the store failed, or
         // a rotation under way refused the change), the row's next version is newer material
         // that replaces what the entry holds.
-        if (!saved && staged) return saved.error();
+        if (!saved && staged) {
+            (void)secrets_.disable(ctx.tenant_id, *ref);  // named by no version: the rotation fails
+            return saved.error();
+        }
         if (saved && !staged) entry.version = ref->version;
     }
     return t;

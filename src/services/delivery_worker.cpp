@@ -240,6 +240,7 @@ struct delivery_worker::state {
         milliseconds timeout;
         std::shared_ptr<http::cancellation> closing;
         time_point lease_until;  // a send that could outlast the lease is not made: it is claimed again
+        time_point claimed;
     };
     std::unique_ptr<detail::fair_pool> lookups;  // made at the first name; last: stopped first
 
@@ -300,7 +301,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
                                                : unreadable("its payload could not be read from the blob store",
                                                             body.error().detail());
     sending next{{}, sub.data().endpoint_url, **body, milliseconds(sub.attempt_policy().timeout_ms), closing,
-                 now + longest_timeout + options.lease_margin};
+                 now + longest_timeout + options.lease_margin, now};
     auto const refs = sub.signing_secret_refs(now);
     for (auto const& uri : refs) {
         auto k = secret(tenant, uri);
@@ -361,25 +362,33 @@ void delivery_worker::state::send(outcome o, sending next) {
     } catch (std::exception const& e) {
         return local_failure("the host's name resolver failed", e.what());
     }
-    // A send that waited for a lookup thread, or a lookup, long enough to outlast its lease would
-    // go out beside the one a worker makes after claiming it again.
     // Half the margin is kept for recording the outcome: a send that ends as its lease does could
-    // be claimed and sent again before its outcome commits.
-    if (auto const now = clock_.now(); now + next.timeout + options.lease_margin / 2 > next.lease_until) {
-        if (now + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);  // no time left to record it
-        // A name that took as long as the lease spares to resolve is the endpoint's failure, as
-        // one that does not resolve is (else it would be claimed and looked up again forever);
-        // a wait for a lookup thread is this side's, and is put off.
-        auto const took = std::chrono::duration_cast<std::chrono::seconds>(now - asked);
-        if (now - asked >= options.lease_margin / 2)
-            return fail_now("the endpoint's name took " + std::to_string(took.count()) + " s to resolve");
-        return local_failure("a name lookup thread was free too late to send within the lease",
-                             "the delivery waited for one of the worker's lookup threads");
-    }
+    // be claimed and sent again before its outcome commits. Past that, not even a failure can be
+    // recorded: the lease lapses, and the delivery is claimed again.
+    auto const now = clock_.now();
+    if (now + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);
     if (!pin)
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
             pin.error().detail());
+    // A send that waited for a lookup thread, or a lookup, gets what is left of its lease for its
+    // timeout: in full it could outlast the lease, and go out beside the one a worker makes after
+    // claiming it again.
+    auto const left = std::chrono::duration_cast<milliseconds>(next.lease_until - options.lease_margin / 2 - now);
+    if (left < next.timeout) {
+        if (left < milliseconds(1'000)) {
+            // A name that took most of the lease to resolve is the endpoint's failure, as one that
+            // does not resolve is (claimed again, it would be looked up as slowly again); a wait
+            // for a lookup thread is this side's, and is put off.
+            if (now - asked >= asked - next.claimed)
+                return fail_now("the endpoint's name took " +
+                                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - asked).count()) +
+                                " s to resolve");
+            return local_failure("a name lookup thread was free too late to send within the lease",
+                                 "the delivery waited for one of the worker's lookup threads");
+        }
+        next.timeout = left;
+    }
     // Signed as it leaves, after the check's lookup: the receiver judges the timestamp's age.
     auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
     auto signature = signature_header(next.keys, d.delivery_id, timestamp, next.body);

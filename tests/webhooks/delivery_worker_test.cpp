@@ -568,41 +568,62 @@ TEST_F(delivery_worker_test, a_send_whose_lookup_outlasted_its_lease_is_not_made
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
 }
 
-// A send that would end just as its lease does is not made either: its outcome still has to
-// reach the store, and another worker may claim the delivery the moment the lease ends. A name
-// that took that long to resolve is the endpoint's failed attempt (claimed again, it would be
-// looked up as slowly again, forever); a delivery that only waited that long for a lookup thread
-// is put off without an attempt.
-TEST_F(delivery_worker_test, a_send_that_would_end_as_its_lease_does_is_not_made) {
-    keep_alive_server receiver([](received_request const&) { return answer(200); });
+// A send after a slow lookup gets what is left of its lease for its timeout: in full it could
+// end after the lease does, with its outcome still to be recorded while another worker claims the
+// delivery again. With less than a second left it is not made: a name that took that long to
+// resolve is the endpoint's failed attempt (claimed again, it would be looked up as slowly again),
+// a delivery that only waited that long for a lookup thread is put off without an attempt.
+TEST_F(delivery_worker_test, a_send_after_a_slow_lookup_gets_what_is_left_of_its_lease) {
+    std::atomic<bool> slow_answer{true};
+    keep_alive_server receiver([&](received_request const&) {
+        if (slow_answer) std::this_thread::sleep_for(4s);
+        return answer(200);
+    });
     slow_resolver dns(w_.dns);
     auto slow_policy = [](webhooks::subscription_spec& s) {
         s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
     };
-    auto id = w_.deliver(w_.subscribe(w_.url(receiver.port(), "edge.slow.test"), slow_policy));
     webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, http::egress_hop_check(w_.policy, dns),
                                      w_.limits, w_.clock, {.lookup_threads = 1, .local_retry = 45s});
-    must(worker.sweep());  // leased for the longest timeout (120 s) plus the margin (30 s)
-    for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
-    // Claimed while the one lookup thread waits for the slow name: it waits for the thread.
-    auto queued = w_.deliver(w_.subscribe(w_.url(receiver.port(), "queued.hooks.test"), slow_policy));
+    // Leased for the longest timeout (120 s) plus the margin (30 s), half of which is kept for
+    // recording: 2 s of the send's 120 s are left after the lookup.
+    auto clipped = w_.deliver(w_.subscribe(w_.url(receiver.port(), "clip.slow.test"), slow_policy));
     must(worker.sweep());
-    w_.clock.advance(30s);  // the send's 120 s would now end exactly when the lease does
+    for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    w_.clock.advance(133s);
     dns.release();
     must(worker.drain());
-    EXPECT_TRUE(receiver.requests().empty());
+    ASSERT_EQ(receiver.requests().size(), 1u);
+    auto timed_out = w_.delivery(clipped);
+    EXPECT_EQ(timed_out.data().attempts, 1) << "the send took its full 120 s, past the lease";
+    EXPECT_NE(timed_out.status(), delivery_status::delivered);
+
+    // Less than a second left: not sent.
+    slow_answer = false;
+    slow_resolver later(w_.dns);
+    webhooks::delivery_worker again(*w_.store, *w_.vault, *w_.blobs, *w_.transport, http::egress_hop_check(w_.policy, later),
+                                    w_.limits, w_.clock, {.lookup_threads = 1, .local_retry = 45s});
+    auto id = w_.deliver(w_.subscribe(w_.url(receiver.port(), "edge.slow.test"), slow_policy));
+    must(again.sweep());
+    for (int i = 0; i < 1000 && later.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    // Claimed while the one lookup thread waits for the slow name: it waits for the thread.
+    auto queued = w_.deliver(w_.subscribe(w_.url(receiver.port(), "queued.hooks.test"), slow_policy));
+    must(again.sweep());
+    w_.clock.advance(134'500ms);
+    later.release();
+    must(again.drain());
+    EXPECT_EQ(receiver.requests().size(), 1u);
     auto slow = w_.delivery(id);
     EXPECT_EQ(slow.data().attempts, 1);
     ASSERT_EQ(slow.data().delivery_attempts.size(), 1u);
     auto const said = slow.data().delivery_attempts[0].error.value_or("");
-    EXPECT_NE(said.find("took 30 s to resolve"), std::string::npos) << said;
+    EXPECT_NE(said.find("took 134 s to resolve"), std::string::npos) << said;
     auto waited = w_.delivery(queued);
-    EXPECT_TRUE(waited.data().deferred_reason) << "put off without saying why";
     EXPECT_EQ(waited.data().attempts, 0);
+    EXPECT_TRUE(waited.data().deferred_reason) << "put off without saying why";
     EXPECT_EQ(*waited.data().next_attempt_at, w_.clock.now() + 45s);
     w_.clock.advance(121s);  // past the retry and the deferral: claimed again, and sent
-    pump(worker);
-    EXPECT_EQ(receiver.requests().size(), 2u);
+    pump(again);
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
     EXPECT_EQ(w_.delivery(queued).status(), delivery_status::delivered);
 }
