@@ -580,6 +580,31 @@ TEST_F(authorization_code_test, a_failed_rotation_disables_its_restaged_version)
     must(service_.resolve(ctx_, c.id()));
 }
 
+// A verification given a new refresh token keeps it in a new vault version, then records that
+// version in the row; when the store refuses the record, the rotation fails and that version,
+// which no row names, is disabled rather than left holding a live refresh token.
+TEST_F(authorization_code_test, a_restaged_version_the_store_could_not_record_is_disabled) {
+    auto c = authorized();
+    switchable_vault vault(*vault_);
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
+    vault.after_put = [&] {  // the rotation's version is staged; the verification's put comes next
+        vault.after_put = [&] {
+            exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse BEFORE UPDATE ON credentials BEGIN SELECT RAISE(ABORT, 'refused'); END");
+        };
+    };
+    auto r = here.rotate(ctx_, c.id(), secret_bytes(R"({"clientSecret":"client-secret-1","refreshToken":"rt-from-the-operator"})"),
+                         [](credentials::resolved_credential const&) -> result<void> { return {}; });
+    exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse");
+    ASSERT_FALSE(r);
+    auto named = must(credentials::secret_ref::parse(c.data().key_vault_ref));
+    std::int64_t newest = 0;
+    for (auto const& v : must(vault_->versions(ctx_.tenant_id, named.name))) newest = std::max(newest, v.version);
+    ASSERT_GE(newest, 3) << "the verification's version was not put";
+    auto unrecorded = named;
+    unrecorded.version = newest;
+    EXPECT_FALSE(vault_->get("t1", unrecorded)) << "the unrecorded version is still readable";
+}
+
 // The active version refreshed while a rotation's verification is under way: that refresh
 // cannot move the row (the credential is Rotating), and once the rotation ends its version is
 // the one refreshed from, not the document the earlier refresh kept in memory.
