@@ -2,26 +2,28 @@
 
 namespace integration::resilience {
 
-bool circuit_breaker::allow() {
+std::optional<circuit_breaker::permit> circuit_breaker::allow() {
     std::lock_guard lock(mutex_);
     auto now = clock_.now();
     if (state_ == breaker_state::open && now >= open_until_) {
         state_ = breaker_state::half_open;
+        ++generation_;
         probe_in_flight_ = false;
     }
     switch (state_) {
-    case breaker_state::closed: return true;
-    case breaker_state::open: return false;
+    case breaker_state::closed: return generation_;
+    case breaker_state::open: return std::nullopt;
     case breaker_state::half_open:
-        if (probe_in_flight_) return false;
+        if (probe_in_flight_) return std::nullopt;
         probe_in_flight_ = true;
-        return true;
+        return generation_;
     }
-    return false;
+    return std::nullopt;
 }
 
 void circuit_breaker::trip(time_point now) {
     state_ = breaker_state::open;
+    ++generation_;
     open_until_ = now + o_.break_duration;
     probe_in_flight_ = false;
     samples_.clear();
@@ -29,12 +31,14 @@ void circuit_breaker::trip(time_point now) {
     consecutive_ = 0;
 }
 
-void circuit_breaker::record(bool success) {
+void circuit_breaker::record(permit p, bool success) {
     std::lock_guard lock(mutex_);
+    if (p != generation_) return;  // let through in an earlier state
     auto now = clock_.now();
     if (state_ == breaker_state::half_open) {
         if (success) {
             state_ = breaker_state::closed;
+            ++generation_;
             samples_.clear();
             failures_ = 0;
             consecutive_ = 0;
@@ -44,7 +48,6 @@ void circuit_breaker::record(bool success) {
         probe_in_flight_ = false;
         return;
     }
-    if (state_ == breaker_state::open) return;  // a late answer from before the break
     if (o_.consecutive_failures > 0) {
         consecutive_ = success ? 0 : consecutive_ + 1;
         if (consecutive_ >= o_.consecutive_failures) trip(now);

@@ -1,5 +1,7 @@
 #include <integration/outbound/egress_policy.hpp>
 
+#include "../detail/url_destination.hpp"
+
 #include <boost/url.hpp>
 
 #include <arpa/inet.h>
@@ -335,7 +337,12 @@ std::uint16_t port_of(std::string_view text, bool http) {
 
 }  // namespace
 
-result<destination> egress_policy::parse_destination(std::string_view url) const {
+}  // namespace integration::net
+
+namespace integration::detail {
+
+result<net::destination> read_destination(std::string_view url) {
+    using namespace net;
     // parse_uri rather than parse_absolute_uri: the latter rejects fragments, and a URL such as
     // https://127.0.0.1#@evil.example/ must be judged by its real host, not refused as malformed.
     auto const parsed = boost::urls::parse_uri(url);
@@ -421,15 +428,28 @@ result<destination> egress_policy::parse_destination(std::string_view url) const
                                                  "; use a DNS name, an IPv4 address or an [IPv6] address"};
     }
 
-    if (literal) {
-        if (auto r = check_endpoint(*literal, port_of(port_text, http)); !r)
+    if (literal) return destination{http ? "http" : "https", literal->to_string(), port_of(port_text, http), literal};
+    return destination{http ? "http" : "https", std::move(host), port_of(port_text, http), std::nullopt};
+}
+
+}  // namespace integration::detail
+
+namespace integration::net {
+
+result<destination> egress_policy::parse_destination(std::string_view url) const {
+    auto d = detail::read_destination(url);
+    if (!d) return d;
+    auto const& host = d->host;
+    bool const http = d->scheme == "http";
+    if (auto const& literal = d->literal) {
+        if (auto r = check_endpoint(*literal, d->port); !r)
             return r.error();
         if (http && !allow_listed(allow, *literal))
             return error{errc::egress_denied,
                          "http is allowed only for addresses on the egress allow-list (--egress-allow); "
                          "use https for " +
                              literal->to_string()};
-        return destination{http ? "http" : "https", literal->to_string(), port_of(port_text, http), literal};
+        return d;
     }
 
     if (auto r = check_host_name(host); !r)
@@ -438,7 +458,7 @@ result<destination> egress_policy::parse_destination(std::string_view url) const
         return error{errc::egress_denied,
                      "host \"" + host + "\" always means this machine (RFC 6761), so egress to it is denied; "
                                         "the egress allow-list (--egress-allow) takes addresses, not names"};
-    return destination{http ? "http" : "https", host, port_of(port_text, http), std::nullopt};
+    return d;
 }
 
 result<destination> egress_policy::check_url(std::string_view url) const {

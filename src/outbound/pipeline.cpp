@@ -151,7 +151,10 @@ result<response> trace_context_policy::send(request& r, next_policy next, call_c
 result<pinned_address> egress_policy_step::check(std::string_view url) const {
     auto pin = check_(url);
     if (!pin) return pin.error();
-    return pin->value();  // egress_hop_check pins every destination it approves
+    // egress_hop_check pins every destination it approves; a hop check of the embedder's may
+    // approve one without an address, which the guard, whose calls all go pinned, refuses.
+    if (!*pin) return error{errc::egress_denied, "the egress check approved the destination without an address to pin it to"};
+    return std::move(**pin);
 }
 
 result<response> egress_policy_step::send(request& r, next_policy next, call_context& call) {
@@ -245,21 +248,23 @@ result<response> circuit_breaker_policy::send(request& r, next_policy next, call
     if (!call.breaker) return next.send(r, call);
     // Committed before the breaker is asked: a call stopped then leaves no half-open probe behind.
     if (!commit(call)) return error{errc::cancelled, "the call was stopped before it was sent"};
-    if (!call.breaker->allow()) return error{errc::unavailable, "circuit open: the destination failed repeatedly; calls resume after the "
-                                        "breaker's break duration"};
+    auto const permit = call.breaker->allow();
+    if (!permit) return error{errc::unavailable, "circuit open: the destination failed repeatedly; calls resume after the "
+                                                 "breaker's break duration"};
     auto res = next.send(r, call);
-    call.breaker->record(res && res->status < 500);
+    call.breaker->record(*permit, res && res->status < 500);
     return res;
 }
 
 void circuit_breaker_policy::start(request& r, next_policy next, call_context& call, transport::completion done) {
     if (!call.breaker) return next.start(r, call, std::move(done));
     if (!commit(call)) return done(error{errc::cancelled, "the call was stopped before it was sent"});
-    if (!call.breaker->allow())
+    auto const permit = call.breaker->allow();
+    if (!permit)
         return done(error{errc::unavailable, "circuit open: the destination failed repeatedly; calls resume after the "
                                              "breaker's break duration"});
-    next.start(r, call, [breaker = call.breaker, done = std::move(done)](result<response> res) {
-        breaker->record(res && res->status < 500);
+    next.start(r, call, [breaker = call.breaker, permit = *permit, done = std::move(done)](result<response> res) {
+        breaker->record(permit, res && res->status < 500);
         done(std::move(res));
     });
 }

@@ -1,5 +1,7 @@
 #include <integration/outbound/redirects.hpp>
 
+#include "../detail/url_destination.hpp"
+
 #include <boost/url/parse.hpp>
 #include <boost/url/url.hpp>
 
@@ -25,14 +27,11 @@ bool same_name(std::string_view a, std::string_view b) {
            });
 }
 
-std::uint16_t effective_port(boost::urls::url_view u) {
-    if (u.has_port()) return u.port_number();
-    return u.scheme_id() == boost::urls::scheme::http ? 80 : 443;
-}
-
-bool same_origin(boost::urls::url_view a, boost::urls::url_view b) {
-    return a.scheme_id() == b.scheme_id() && same_name(a.encoded_host(), b.encoded_host()) &&
-           effective_port(a) == effective_port(b);
+// Compared as the egress check reads each URL: Boost.URL 1.81 ends a host that begins with a
+// dotted quad there, so that 1.2.3.4.attacker.example would pass for 1.2.3.4.
+bool same_origin(std::string_view a, std::string_view b) {
+    auto const x = detail::read_destination(a), y = detail::read_destination(b);
+    return x && y && x->scheme == y->scheme && x->host == y->host && x->port == y->port;
 }
 
 // The header fields a hop to another origin keeps.
@@ -57,6 +56,12 @@ result<boost::urls::url> next_url(std::string const& current, response const& re
     if (!ref)
         return error{errc::invalid_argument, "the redirect Location \"" + std::string(location) +
                                                  "\" is not a valid URI reference (" + ref.error().message() + ")"};
+    // Boost.URL 1.81 reads the rest of a host that begins with a dotted quad as the path: a
+    // reference without its own authority would be resolved against the quad alone.
+    if (auto const path = base->encoded_path(); !ref->has_authority() && !path.empty() && !path.starts_with('/'))
+        return error{errc::invalid_argument, "the redirect Location \"" + std::string(location) +
+                                                 "\" is relative to a host that begins with an IPv4 address, which "
+                                                 "cannot be resolved here; the peer should send an absolute URL"};
     boost::urls::url next;
     if (auto ok = boost::urls::resolve(*base, *ref, next); !ok)
         return error{errc::invalid_argument,
@@ -107,7 +112,7 @@ result<response> send_following_redirects(transport& t, request r, redirect_opti
 
         // Another origin gets no header that could hold a credential: an API key goes under any
         // name the vendor chose (`X-Api-Key`), so only fields that never carry one go along.
-        bool const cross_origin = !same_origin(*current, *next);
+        bool const cross_origin = !same_origin(r.url, target);
         if (cross_origin) {
             // Named by its origin only: the rest of the URL is what carries the secret.
             if (carries_credential && carries_credential(target))

@@ -33,7 +33,11 @@ std::optional<time_point> parse_http_date(std::string_view t) {
     year_month_day ymd{std::chrono::year{year}, month{static_cast<unsigned>(mon - std::begin(months) + 1)},
                        std::chrono::day{static_cast<unsigned>(day)}};
     if (!ymd.ok() || h > 23 || m > 59 || s > 60) return std::nullopt;
-    return time_point{duration_cast<time_point::duration>((sys_days{ymd} + hours{h} + minutes{m} + seconds{s}).time_since_epoch())};
+    // A date past what the clock can hold (2262, in nanoseconds) is its last moment: converted, it
+    // would wrap around into the past.
+    auto const since_epoch = (sys_days{ymd} + hours{h} + minutes{m} + seconds{s}).time_since_epoch();
+    if (since_epoch >= duration_cast<seconds>(time_point::max().time_since_epoch())) return time_point::max();
+    return time_point{duration_cast<time_point::duration>(since_epoch)};
 }
 
 namespace {
@@ -62,7 +66,8 @@ std::optional<std::chrono::milliseconds> server_requested_delay(http::headers co
     if (auto v = http::find_header(h, "Retry-After"); !v.empty()) {
         // delta-seconds is never negative (RFC 9110 10.2.3): a negative one is not a delay.
         if (auto n = number(v)) return *n >= 0 ? std::optional(non_negative(*n)) : std::nullopt;
-        if (auto d = parse_http_date(v)) return duration_cast<milliseconds>(std::max(*d - now, time_point::duration::zero()));
+        if (auto d = parse_http_date(v))
+            return non_negative(duration<double>(std::max(*d - now, time_point::duration::zero())).count());
         return std::nullopt;
     }
     for (auto name : {"RateLimit-Reset", "X-RateLimit-Reset", "X-Rate-Limit-Reset"}) {

@@ -111,6 +111,24 @@ TEST_F(pipeline_test, a_refused_destination_stops_the_call_before_every_later_po
     EXPECT_EQ(counted_.lookups("vendor.test"), 1u);  // one resolution per hop
 }
 
+// A hop check may approve a destination without an address (its contract allows it for a
+// literal); the guard, whose calls all go pinned, refuses the call then instead of throwing.
+TEST_F(pipeline_test, a_hop_check_that_pins_nothing_is_refused_not_thrown) {
+    std::vector<std::unique_ptr<policy>> policies;
+    policies.push_back(std::make_unique<egress_policy_step>(
+        [](std::string_view) -> result<std::optional<pinned_address>> { return std::optional<pinned_address>{}; }));
+    policies.push_back(std::make_unique<marker>("behind", seen_));
+    auto p = build(std::move(policies));
+    request r{.url = url("127.0.0.1", vendor_.port())};
+    call_context call;
+    result<response> res = error{errc::unavailable, "not sent"};
+    EXPECT_NO_THROW(res = p.send(r, call));
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::egress_denied);
+    EXPECT_TRUE(seen_.empty());
+    EXPECT_TRUE(vendor_.requests().empty());
+}
+
 TEST_F(pipeline_test, retry_follows_the_calls_own_options_and_reports_every_attempt) {
     statuses_ = {503, 503, 503, 200};
     std::vector<std::chrono::milliseconds> slept;

@@ -246,6 +246,60 @@ TEST_F(redirects, credentials_are_kept_on_the_same_origin_and_dropped_when_it_ch
     EXPECT_TRUE(has_line(cross, "Accept: application/json")) << cross;
 }
 
+// Answers from a list and keeps every request it is given; connects nowhere.
+class scripted final : public transport {
+public:
+    explicit scripted(std::vector<response> answers) : answers_(std::move(answers)) {}
+    result<response> send(request const& r) override {
+        sent.push_back(r);
+        if (answers_.empty()) return error{errc::unavailable, "no answer scripted"};
+        auto a = answers_.front();
+        answers_.erase(answers_.begin());
+        return a;
+    }
+    std::vector<request> sent;
+
+private:
+    std::vector<response> answers_;
+};
+
+// Boost.URL 1.81 reads https://93.184.216.34.evil.test as host 93.184.216.34 and a path: judged by
+// that, a hop there looked like the same origin and took the call's credentials along. Origins are
+// compared as the egress check reads them, and a relative Location against such a host (which
+// would be resolved against the quad alone) is refused.
+TEST_F(redirects, a_host_that_begins_with_the_same_ipv4_address_is_another_origin) {
+    dns_.add("93.184.216.34.evil.test", {ip_address::parse("127.0.0.1").value()});
+    scripted t({{.status = 302, .headers = {{"Location", "https://93.184.216.34.evil.test/steal"}}}, {.status = 200, .body = "x"}});
+    auto res = send_following_redirects(
+        t, {.url = "https://93.184.216.34/start", .headers = {{"Authorization", "Bearer secret"}, {"X-Api-Key", "k"}}, .timeout = 5s},
+        {.max_hops = 3}, check());
+    ASSERT_TRUE(res) << res.error().message();
+    ASSERT_EQ(t.sent.size(), 2u);
+    EXPECT_EQ(t.sent[1].url, "https://93.184.216.34.evil.test/steal");
+    ASSERT_TRUE(t.sent[1].pin);
+    EXPECT_EQ(t.sent[1].pin->host, "93.184.216.34.evil.test");
+    EXPECT_TRUE(find_header(t.sent[1].headers, "Authorization").empty()) << "the credential went to another origin";
+    EXPECT_TRUE(find_header(t.sent[1].headers, "X-Api-Key").empty());
+
+    // The same origin still keeps them, spelled either way.
+    dns_.add("127.0.0.1.vendor.test", {ip_address::parse("127.0.0.1").value()});
+    scripted same({{.status = 302, .headers = {{"Location", "https://127.0.0.1.VENDOR.test:443/b"}}}, {.status = 200}});
+    res = send_following_redirects(
+        same, {.url = "https://127.0.0.1.vendor.test/a", .headers = {{"Authorization", "Bearer secret"}}, .timeout = 5s},
+        {.max_hops = 3}, check());
+    ASSERT_TRUE(res) << res.error().message();
+    ASSERT_EQ(same.sent.size(), 2u);
+    EXPECT_EQ(find_header(same.sent[1].headers, "Authorization"), "Bearer secret");
+
+    scripted relative({{.status = 302, .headers = {{"Location", "/b"}}}, {.status = 200}});
+    res = send_following_redirects(
+        relative, {.url = "https://127.0.0.1.vendor.test/a", .headers = {{"Authorization", "Bearer secret"}}, .timeout = 5s},
+        {.max_hops = 3}, check());
+    ASSERT_FALSE(res);
+    EXPECT_EQ(res.error(), errc::invalid_argument) << res.error().detail();
+    EXPECT_EQ(relative.sent.size(), 1u) << "sent to " << relative.sent.back().url;
+}
+
 TEST_F(redirects, a_refusal_by_the_hop_check_keeps_its_code) {
     testing::loopback_server second;
     auto first = routed({{"/start", redirect(308, origin(second) + "/")}});

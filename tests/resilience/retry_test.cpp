@@ -29,6 +29,11 @@ TEST(retry, retry_after_in_seconds_and_as_an_http_date) {
     EXPECT_FALSE(server_requested_delay({{"Retry-After", "-5"}}, now));
     for (auto huge : {"1e17", "9300000000000000", "1e300"})
         EXPECT_EQ(server_requested_delay({{"Retry-After", huge}}, now), ms(366LL * 24 * 3600 * 1000)) << huge;
+    // So is a date far ahead, even one past what the clock holds (2262): converted, it wrapped
+    // into the past and meant "retry now".
+    for (auto far : {"Sat, 01 Jan 2300 00:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", "Wed, 24 Nov 2032 10:00:00 GMT"})
+        EXPECT_EQ(server_requested_delay({{"Retry-After", far}}, now), ms(366LL * 24 * 3600 * 1000)) << far;
+    EXPECT_EQ(parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"), time_point::max());
     EXPECT_FALSE(server_requested_delay({{"Retry-After", "soon"}}, now));
     EXPECT_FALSE(server_requested_delay({{"Retry-After", "Tue, 24 Nov 2026 10:00:30 UTC"}}, now));
     EXPECT_FALSE(server_requested_delay({}, now));

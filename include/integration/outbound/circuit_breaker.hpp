@@ -12,8 +12,10 @@
 #include <integration/export.hpp>
 
 #include <chrono>
+#include <cstdint>
 #include <deque>
 #include <mutex>
+#include <optional>
 
 namespace integration::resilience {
 
@@ -42,10 +44,16 @@ class INTEGRATION_EXPORT circuit_breaker {
 public:
     circuit_breaker(integration::clock const& clock, breaker_options options) : clock_(clock), o_(options) {}
 
-    /** May a call go through now? In half-open state exactly one caller gets true (the probe). */
-    bool allow();
-    /** Reports the outcome of an allowed call. */
-    void record(bool success);
+    /** What `allow` gives a call it lets through, for `record`. */
+    using permit = std::uint64_t;
+
+    /** May a call go through now? Its permit, or nothing while open. In half-open state exactly
+     *  one caller gets one (the probe). */
+    std::optional<permit> allow();
+    /** Reports the outcome of the call `allow` let through with `p`. The outcome of a call let
+     *  through before the breaker last changed state counts for nothing: a late answer from before
+     *  a break, or from before the probe, neither closes the breaker nor opens it again. */
+    void record(permit p, bool success);
     breaker_state state();
     /** When an open breaker lets the next probe through. */
     time_point open_until();
@@ -59,6 +67,7 @@ private:
     breaker_state state_ = breaker_state::closed;
     time_point open_until_{};
     bool probe_in_flight_ = false;
+    permit generation_ = 0;  // of the current state: every change of state makes a new one
     int consecutive_ = 0;
     std::deque<std::pair<time_point, bool>> samples_;
     std::size_t failures_ = 0;  // failed samples in samples_
