@@ -8,6 +8,12 @@
 //   store_deliveries_page            - deliveries().list({}, 50): the first page of both directions
 //   raw_sqlite_deliveries_sorted     - raw sqlite3, one condition, sorted (the store before)
 //   raw_sqlite_deliveries_merged     - raw sqlite3, the two directions merged: the floor
+// and, on another file, a retention sweep of an outbox holding 100 tenants' published events
+// (1,000 each, in the order they were committed, interleaved):
+//   store_outbox_trim                - remove_published until done, as the retention worker calls it
+//   raw_sqlite_outbox_trim_per_tenant - raw sqlite3, the statement the store ran before session 32,
+//                                       500 rows at a time, tenant by tenant
+//   raw_sqlite_outbox_delete_all     - raw sqlite3, one DELETE of every old row: the floor
 // Run: listing_bench [--benchmark_min_time=1]
 
 #include <integration/backends/sqlite/sqlite_store.hpp>
@@ -172,6 +178,123 @@ void raw_sqlite_deliveries_merged(benchmark::State& state) {
                      "SELECT * FROM deliveries WHERE tenant_id = ?1 AND (direction = 'Outbound') ORDER BY delivery_id LIMIT 51");
 }
 BENCHMARK(raw_sqlite_deliveries_merged)->UseRealTime();
+
+// ---- the outbox's retention -----------------------------------------------------------------------
+
+constexpr int outbox_tenants = 100;
+constexpr int outbox_rows_per_tenant = 1'000;
+
+std::string const& outbox_path() {
+    static std::string const path = [] {
+        auto d = std::filesystem::temp_directory_path() / "integration-listing-bench";
+        std::filesystem::create_directories(d);
+        return (d / "outbox.db").string();
+    }();
+    return path;
+}
+
+// The store's file (schema and all), its outbox filled through raw sqlite3 with rows published a
+// year ago, tenants interleaved as their events commit, and one pending row last.
+void fill_outbox() {
+    sqlite3* db = nullptr;
+    sqlite3_open(outbox_path().c_str(), &db);
+    sqlite3_exec(db, "PRAGMA busy_timeout = 5000; DELETE FROM outbox; BEGIN", nullptr, nullptr, nullptr);
+    sqlite3_stmt* st = nullptr;
+    sqlite3_prepare_v2(db,
+                       "INSERT INTO outbox (event_id, tenant_id, aggregate_type, aggregate_id, aggregate_version, "
+                       "event_type, occurred_at, envelope, published_at) VALUES (?1, ?2, 'Run', ?1, 1, 'RunCompleted', ?3, "
+                       "'{\"data\":{\"status\":\"Completed\",\"attempts\":1}}', ?4)",
+                       -1, &st, nullptr);
+    auto const old = to_unix_ms(system_clock::instance().now() - std::chrono::hours(24 * 365));
+    for (int i = 0; i <= outbox_tenants * outbox_rows_per_tenant; ++i) {
+        auto id = "evt-" + std::to_string(i);
+        auto tenant = "t" + std::to_string(i % outbox_tenants);
+        sqlite3_bind_text(st, 1, id.c_str(), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_text(st, 2, tenant.c_str(), -1, SQLITE_TRANSIENT);
+        sqlite3_bind_int64(st, 3, old);
+        if (i < outbox_tenants * outbox_rows_per_tenant) sqlite3_bind_int64(st, 4, old + i);
+        else sqlite3_bind_null(st, 4);  // the newest row, pending
+        sqlite3_step(st);
+        sqlite3_reset(st);
+    }
+    sqlite3_finalize(st);
+    sqlite3_exec(db, "COMMIT", nullptr, nullptr, nullptr);
+    sqlite3_close(db);
+}
+
+storage::store& outbox_store() {
+    static std::unique_ptr<storage::store> store = [] {
+        for (auto ext : {"", "-wal", "-shm"}) std::filesystem::remove(outbox_path() + ext);
+        return must(storage::open_sqlite_store({.path = outbox_path()}));
+    }();
+    return *store;
+}
+
+auto const outbox_cutoff = [] { return system_clock::instance().now() - std::chrono::hours(24 * 7); };
+
+void store_outbox_trim(benchmark::State& state) {
+    auto& s = outbox_store();
+    for (auto _ : state) {
+        state.PauseTiming();
+        fill_outbox();
+        state.ResumeTiming();
+        std::size_t removed = 0;
+        for (std::int64_t after = 0;;) {
+            auto t = must(s.remove_published(outbox_cutoff(), 500, after));
+            removed += t.removed;
+            if (t.done) break;
+            after = t.next;
+        }
+        if (removed != outbox_tenants * outbox_rows_per_tenant) state.SkipWithError("not every old row went");
+    }
+    state.SetItemsProcessed(state.iterations() * outbox_tenants * outbox_rows_per_tenant);
+}
+BENCHMARK(store_outbox_trim)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(3);
+
+// Runs `sql` with ?1 a tenant (each in turn when `per_tenant`), ?2 the cutoff, ?3 500, until it
+// deletes fewer than 500 rows.
+void raw_outbox_delete(benchmark::State& state, char const* sql, bool per_tenant) {
+    outbox_store();
+    for (auto _ : state) {
+        state.PauseTiming();
+        fill_outbox();
+        state.ResumeTiming();
+        sqlite3* db = nullptr;
+        sqlite3_open(outbox_path().c_str(), &db);
+        sqlite3_exec(db, "PRAGMA busy_timeout = 5000", nullptr, nullptr, nullptr);
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(db, sql, -1, &st, nullptr);
+        for (int t = 0; t < (per_tenant ? outbox_tenants : 1); ++t) {
+            auto tenant = "t" + std::to_string(t);
+            while (true) {
+                sqlite3_bind_text(st, 1, tenant.c_str(), -1, SQLITE_TRANSIENT);
+                sqlite3_bind_int64(st, 2, to_unix_ms(outbox_cutoff()));
+                sqlite3_bind_int64(st, 3, 500);
+                sqlite3_step(st);
+                sqlite3_reset(st);
+                if (sqlite3_changes(db) < 500) break;
+            }
+        }
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+    state.SetItemsProcessed(state.iterations() * outbox_tenants * outbox_rows_per_tenant);
+}
+
+void raw_sqlite_outbox_trim_per_tenant(benchmark::State& state) {
+    raw_outbox_delete(state,
+                      "DELETE FROM outbox WHERE sequence IN (SELECT sequence FROM outbox WHERE sequence < (SELECT COALESCE("
+                      "(SELECT sequence FROM outbox WHERE published_at >= ?2 ORDER BY sequence LIMIT 1), (SELECT MAX(sequence) "
+                      "FROM outbox))) AND tenant_id = ?1 AND published_at < ?2 ORDER BY sequence LIMIT ?3)",
+                      true);
+}
+BENCHMARK(raw_sqlite_outbox_trim_per_tenant)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(1);
+
+void raw_sqlite_outbox_delete_all(benchmark::State& state) {
+    raw_outbox_delete(state, "DELETE FROM outbox WHERE ?1 <> '' AND published_at < ?2 AND ?3 > 0 AND sequence < (SELECT MAX(sequence) FROM outbox)",
+                      false);
+}
+BENCHMARK(raw_sqlite_outbox_delete_all)->UseRealTime()->Unit(benchmark::kMillisecond)->Iterations(3);
 
 }  // namespace
 

@@ -183,10 +183,6 @@ result<retention_sweep> retention_worker::sweep() {
         });
         if (!events) return events.error();
         out.events_removed += *events;
-        auto outbox = in_batches(options_.batch,
-                                 [&] { return store_.remove_published(ctx, now - options_.outbox, options_.batch); });
-        if (!outbox) return outbox.error();
-        out.outbox_removed += *outbox;
         auto payloads = purge_payloads(ctx, now - options_.payloads);
         if (!payloads) return payloads.error();
         out.payloads_purged += *payloads;
@@ -200,12 +196,15 @@ result<retention_sweep> retention_worker::sweep() {
             if (*n < std::min<std::size_t>(options_.batch, 500)) break;
         }
     }
-    // The events of global providers and clients belong to no tenant: their outbox rows go too.
-    auto global = in_batches(options_.batch, [&] {
-        return store_.remove_published(request_context::for_tenant("", "retention-worker"), now - options_.outbox, options_.batch);
-    });
-    if (!global) return global.error();
-    out.outbox_removed += *global;
+    // Published outbox rows go by age in one pass over every tenant's (and the global providers'
+    // and clients', which belong to none), in commit order.
+    for (std::int64_t after = 0;;) {
+        auto trimmed = store_.remove_published(now - options_.outbox, options_.batch, after);
+        if (!trimmed) return trimmed.error();
+        out.outbox_removed += trimmed->removed;
+        if (trimmed->done) break;
+        after = trimmed->next;
+    }
     // Bodies and payloads, not the archive; the payloads no delivery references (an event that
     // matched no subscription) go by their write time.
     for (auto [prefix, age] : {std::pair{"runs/", options_.bodies}, std::pair{"webhooks/", options_.payloads}}) {

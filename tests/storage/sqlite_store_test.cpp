@@ -847,7 +847,7 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
             return std::vector<storage::outbox_record>{};
         }
         result<void> mark_published(std::span<std::int64_t const>, time_point) override { return {}; }
-        result<std::size_t> remove_published(request_context const&, time_point, std::size_t) override { return 0; }
+        result<storage::outbox_trim> remove_published(time_point, std::size_t, std::int64_t) override { return storage::outbox_trim{}; }
         result<std::int64_t> count_failed_publication(std::int64_t, std::chrono::milliseconds) override { return 0; }
         result<void> park_dead(std::int64_t, time_point) override { return {}; }
         storage::api_key_repository& api_keys() override { return keys; }

@@ -511,6 +511,13 @@ struct delivery_share {
     std::vector<std::pair<std::string, std::size_t>> held;
 };
 
+/** What one `store::remove_published` call did. */
+struct outbox_trim {
+    std::size_t removed = 0;  ///< Rows deleted.
+    std::int64_t next = 0;    ///< Where the next call starts (its `after`).
+    bool done = true;         ///< Nothing more is old enough now.
+};
+
 /** An outbox row awaiting publication. */
 struct outbox_record {
     std::int64_t sequence = 0;  ///< Commit order; publication follows it.
@@ -602,11 +609,13 @@ public:
     virtual result<std::vector<outbox_record>> pending_event_rows(std::size_t limit) { return pending_events(limit); }
     /** Marks rows published at `at`. */
     virtual result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) = 0;
-    /** Deletes up to `limit` of `ctx`'s tenant's outbox rows published before `before`, in commit
-     *  order (retention); returns how many. Never a pending or dead row, nor the newest row of
-     *  the outbox. A store may stop at the first row (of any tenant) published at or after
-     *  `before`: an older row behind it goes once that one is old enough. */
-    virtual result<std::size_t> remove_published(request_context const& ctx, time_point before, std::size_t limit) = 0;
+    /** Deletes outbox rows published before `before`, every tenant's (retention), in commit order
+     *  from the row after sequence `after`: at most `limit`, and looking at a bounded number of
+     *  rows, so that a sweep reads each row once whatever the number of tenants. Never a pending
+     *  or dead row, nor the newest row of the outbox (its sequence is never reused). A store may
+     *  stop at the first row published at or after `before`: an older row behind it goes once
+     *  that one is old enough. */
+    virtual result<outbox_trim> remove_published(time_point before, std::size_t limit, std::int64_t after = 0) = 0;
     /** Counts one failed publication of row `sequence` and holds it back from `pending_events`
      *  for `wait` (on the store's clock); its aggregate's later rows wait until it is published
      *  or parked. Returns its failed publications so far. */

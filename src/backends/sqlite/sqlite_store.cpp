@@ -1720,28 +1720,53 @@ public:
         }, durability::deferred);  // lost marks only mean an event is published again (at least once)
     }
 
-    result<std::size_t> remove_published(request_context const& ctx, time_point before, std::size_t limit) override {
-        std::size_t removed = 0;
-        auto const batch = static_cast<std::int64_t>(std::max<std::size_t>(limit, 1));
+    result<outbox_trim> remove_published(time_point before, std::size_t limit, std::int64_t after) override {
+        outbox_trim out;
+        auto const batch = std::max<std::size_t>(limit, 1);
+        auto const window = static_cast<std::int64_t>(4 * batch);
         auto r = submit([&](database& db) -> result<void> {
-            // Rows go in sequence order up to the first row published at or after `before`: no
-            // index on published_at (the relay's marking would write it for every row), yet a
-            // sweep reads only the rows before that one (every tenant's expired rows, the dead
-            // and stuck ones). The newest row stays, so its rowid is never reused (the outbox has
-            // no AUTOINCREMENT): a sequence always names one row, and a new row sorts last.
-            if (auto d = run_sql(db,
-                                 "DELETE FROM outbox WHERE sequence IN (SELECT sequence FROM outbox WHERE "
-                                 "sequence < (SELECT COALESCE((SELECT sequence FROM outbox WHERE published_at >= ?2 "
-                                 "ORDER BY sequence LIMIT 1), (SELECT MAX(sequence) FROM outbox))) "
-                                 "AND tenant_id = ?1 AND published_at < ?2 ORDER BY sequence LIMIT ?3)",
-                                 {ctx.tenant_id, to_unix_ms(before), batch});
-                !d)
-                return d;
-            removed = static_cast<std::size_t>(db.changes());
+            // Walked in sequence order from `after`, a window at a time: a sweep reads each
+            // expired row once (and each row kept before the first one not yet old enough), where
+            // one pass per tenant read every other tenant's expired rows again. No index on
+            // published_at: the relay's marking would write it for every row. The newest row
+            // stays, so its rowid is never reused (the outbox has no AUTOINCREMENT): a sequence
+            // always names one row, and a new row sorts last.
+            auto st = db.prepare("SELECT sequence, published_at FROM outbox WHERE sequence > ?1 AND "
+                                 "sequence < (SELECT MAX(sequence) FROM outbox) ORDER BY sequence LIMIT ?2");
+            if (!st) return st.error();
+            (*st)->bind_all({after, window});
+            auto const cutoff = to_unix_ms(before);
+            std::vector<std::int64_t> gone;
+            std::int64_t seen = 0;
+            out = {0, after, false};
+            while (true) {
+                auto more = (*st)->step();
+                if (!more) return more.error();
+                if (!*more) break;
+                ++seen;
+                out.next = (*st)->int64(0);
+                if ((*st)->is_null(1)) continue;  // pending or dead
+                if ((*st)->int64(1) >= cutoff) {
+                    out.done = true;
+                    break;
+                }
+                gone.push_back(out.next);
+                if (gone.size() == batch) break;
+            }
+            (*st)->reset();
+            if (!out.done && gone.size() < batch && seen < window) out.done = true;  // the end of the outbox
+            auto del = db.prepare("DELETE FROM outbox WHERE sequence = ?");
+            if (!del) return del.error();
+            for (auto seq : gone) {
+                (*del)->reset();
+                (*del)->bind_all({seq});
+                if (auto d = (*del)->run(); !d) return d;
+            }
+            out.removed = gone.size();
             return {};
         }, durability::deferred);  // a lost delete only means the next sweep deletes the row
         if (!r) return r.error();
-        return removed;
+        return out;
     }
 
     result<std::int64_t> count_failed_publication(std::int64_t sequence, std::chrono::milliseconds wait) override {
