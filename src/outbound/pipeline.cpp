@@ -1,5 +1,7 @@
 #include <integration/outbound/pipeline.hpp>
 
+#include "../detail/url_destination.hpp"
+
 #include <integration/outbound/classifier.hpp>
 
 #include <condition_variable>
@@ -151,10 +153,13 @@ result<response> trace_context_policy::send(request& r, next_policy next, call_c
 result<pinned_address> egress_policy_step::check(std::string_view url) const {
     auto pin = check_(url);
     if (!pin) return pin.error();
-    // egress_hop_check pins every destination it approves; a hop check of the embedder's may
-    // approve one without an address, which the guard, whose calls all go pinned, refuses.
-    if (!*pin) return error{errc::egress_denied, "the egress check approved the destination without an address to pin it to"};
-    return std::move(**pin);
+    if (*pin) return std::move(**pin);
+    // A hop check may approve an address literal without a pin (`hop_check`): the literal, read
+    // as the egress check reads it, is the pin. Anything else goes out pinned or not at all.
+    auto d = detail::read_destination(url);
+    if (!d) return d.error();
+    if (!d->literal) return error{errc::egress_denied, "the egress check approved " + d->host + " without an address to pin it to"};
+    return pinned_address{d->host, d->port, d->literal->to_string()};
 }
 
 result<response> egress_policy_step::send(request& r, next_policy next, call_context& call) {
@@ -251,7 +256,13 @@ result<response> circuit_breaker_policy::send(request& r, next_policy next, call
     auto const permit = call.breaker->allow();
     if (!permit) return error{errc::unavailable, "circuit open: the destination failed repeatedly; calls resume after the "
                                                  "breaker's break duration"};
-    auto res = next.send(r, call);
+    result<response> res = error{errc::unavailable, "not sent"};
+    try {
+        res = next.send(r, call);
+    } catch (...) {
+        call.breaker->record(*permit, false);  // a probe that throws must not hold the breaker half-open for good
+        throw;
+    }
     call.breaker->record(*permit, res && res->status < 500);
     return res;
 }
@@ -263,10 +274,15 @@ void circuit_breaker_policy::start(request& r, next_policy next, call_context& c
     if (!permit)
         return done(error{errc::unavailable, "circuit open: the destination failed repeatedly; calls resume after the "
                                              "breaker's break duration"});
-    next.start(r, call, [breaker = call.breaker, permit = *permit, done = std::move(done)](result<response> res) {
-        breaker->record(permit, res && res->status < 500);
-        done(std::move(res));
-    });
+    try {
+        next.start(r, call, [breaker = call.breaker, permit = *permit, done = std::move(done)](result<response> res) {
+            breaker->record(permit, res && res->status < 500);
+            done(std::move(res));
+        });
+    } catch (...) {
+        call.breaker->record(*permit, false);
+        throw;
+    }
 }
 
 retry_policy::retry_policy(integration::clock const& clock, retry_policy_options options)

@@ -37,6 +37,7 @@ std::optional<time_point> parse_http_date(std::string_view t) {
     // would wrap around into the past.
     auto const since_epoch = (sys_days{ymd} + hours{h} + minutes{m} + seconds{s}).time_since_epoch();
     if (since_epoch >= duration_cast<seconds>(time_point::max().time_since_epoch())) return time_point::max();
+    if (since_epoch <= duration_cast<seconds>(time_point::min().time_since_epoch())) return time_point::min();
     return time_point{duration_cast<time_point::duration>(since_epoch)};
 }
 
@@ -66,8 +67,7 @@ std::optional<std::chrono::milliseconds> server_requested_delay(http::headers co
     if (auto v = http::find_header(h, "Retry-After"); !v.empty()) {
         // delta-seconds is never negative (RFC 9110 10.2.3): a negative one is not a delay.
         if (auto n = number(v)) return *n >= 0 ? std::optional(non_negative(*n)) : std::nullopt;
-        if (auto d = parse_http_date(v))
-            return non_negative(duration<double>(std::max(*d - now, time_point::duration::zero())).count());
+        if (auto d = parse_http_date(v)) return *d <= now ? milliseconds(0) : non_negative(duration<double>(*d - now).count());
         return std::nullopt;
     }
     for (auto name : {"RateLimit-Reset", "X-RateLimit-Reset", "X-Rate-Limit-Reset"}) {

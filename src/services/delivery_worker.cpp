@@ -356,15 +356,22 @@ void delivery_worker::state::send(outcome o, sending next) {
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
     // A name that does not resolve, or resolves where egress is denied, is the endpoint's failure.
     result<std::optional<http::pinned_address>> pin = error{errc::unavailable, "not checked"};
+    // Half the margin is kept for recording the outcome: a send that ends as its lease does could
+    // be claimed and sent again before its outcome commits. Past that, not even a failure can be
+    // recorded: the lease lapses, and the delivery is claimed again. A send is at least a second.
+    constexpr milliseconds shortest_send{1'000};
     auto const asked = clock_.now();
+    if (asked + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);
+    auto const queued_too_long = [&] {
+        return local_failure("a name lookup thread was free too late to send within the lease",
+                             "the delivery waited for one of the worker's lookup threads");
+    };
+    if (asked + options.lease_margin / 2 + shortest_send > next.lease_until) return queued_too_long();  // no lookup spent on it
     try {
         pin = check(next.url);
     } catch (std::exception const& e) {
         return local_failure("the host's name resolver failed", e.what());
     }
-    // Half the margin is kept for recording the outcome: a send that ends as its lease does could
-    // be claimed and sent again before its outcome commits. Past that, not even a failure can be
-    // recorded: the lease lapses, and the delivery is claimed again.
     auto const now = clock_.now();
     if (now + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);
     if (!pin)
@@ -374,20 +381,21 @@ void delivery_worker::state::send(outcome o, sending next) {
     // A send that waited for a lookup thread, or a lookup, gets what is left of its lease for its
     // timeout: in full it could outlast the lease, and go out beside the one a worker makes after
     // claiming it again.
+    // A name that took most of the lease to resolve is the endpoint's failure, as one that does
+    // not resolve is (claimed again, it would be looked up as slowly again); a wait for a lookup
+    // thread is this side's: it is put off, and a send it cut short that times out is too.
+    bool const waited_for_a_thread = asked - next.claimed > now - asked;
     auto const left = std::chrono::duration_cast<milliseconds>(next.lease_until - options.lease_margin / 2 - now);
+    bool shortened = false;
     if (left < next.timeout) {
-        if (left < milliseconds(1'000)) {
-            // A name that took most of the lease to resolve is the endpoint's failure, as one that
-            // does not resolve is (claimed again, it would be looked up as slowly again); a wait
-            // for a lookup thread is this side's, and is put off.
-            if (now - asked >= asked - next.claimed)
-                return fail_now("the endpoint's name took " +
-                                std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - asked).count()) +
-                                " s to resolve");
-            return local_failure("a name lookup thread was free too late to send within the lease",
-                                 "the delivery waited for one of the worker's lookup threads");
+        if (left < shortest_send) {
+            if (waited_for_a_thread) return queued_too_long();
+            return fail_now("the endpoint's name took " +
+                            std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - asked).count()) +
+                            " s to resolve");
         }
         next.timeout = left;
+        shortened = waited_for_a_thread;
     }
     // Signed as it leaves, after the check's lookup: the receiver judges the timestamp's age.
     auto timestamp = std::chrono::duration_cast<std::chrono::seconds>(clock_.now().time_since_epoch()).count();
@@ -410,8 +418,16 @@ void delivery_worker::state::send(outcome o, sending next) {
                     .body_excerpt = std::max<std::size_t>(options.response_excerpt, 1)};
     auto sent = steady::now();
     auto cap = options.response_excerpt;
-    transport.start(std::move(r), [this, o = std::move(o), sent, cap](result<http::response> res) mutable {
+    transport.start(std::move(r), [this, o = std::move(o), sent, cap, shortened](result<http::response> res) mutable {
         o.latency = std::chrono::duration_cast<milliseconds>(steady::now() - sent);
+        if (!res && res.error() == errc::timeout && shortened) {
+            // Cut short by this side's wait for a lookup thread, not the endpoint's doing.
+            tell(o.tenant_id, o.delivery.id(), "a send shortened by the wait for a lookup thread timed out", res.error().detail());
+            o.defer_until = clock_.now() + options.local_retry;
+            o.error = "a send shortened by the wait for a lookup thread timed out";
+            stats.local_failures_total.fetch_add(1);
+            return hand_over(std::move(o), true);
+        }
         if (res) {
             o.status = res->status;
             o.excerpt = integration::utf8_excerpt(res->body, cap);

@@ -111,22 +111,63 @@ TEST_F(pipeline_test, a_refused_destination_stops_the_call_before_every_later_po
     EXPECT_EQ(counted_.lookups("vendor.test"), 1u);  // one resolution per hop
 }
 
-// A hop check may approve a destination without an address (its contract allows it for a
-// literal); the guard, whose calls all go pinned, refuses the call then instead of throwing.
-TEST_F(pipeline_test, a_hop_check_that_pins_nothing_is_refused_not_thrown) {
+// A hop check may approve an address literal without a pin (its contract allows it): the guard
+// pins the literal itself. A name approved without a pin is refused, not sent unpinned (and not
+// thrown as bad_optional_access, as it once was).
+TEST_F(pipeline_test, a_hop_check_that_pins_nothing_gets_the_literal_pinned_and_a_name_refused) {
     std::vector<std::unique_ptr<policy>> policies;
     policies.push_back(std::make_unique<egress_policy_step>(
         [](std::string_view) -> result<std::optional<pinned_address>> { return std::optional<pinned_address>{}; }));
     policies.push_back(std::make_unique<marker>("behind", seen_));
     auto p = build(std::move(policies));
-    request r{.url = url("127.0.0.1", vendor_.port())};
+    request literal{.url = url("127.0.0.1", vendor_.port())};
     call_context call;
+    auto sent = p.send(literal, call);
+    ASSERT_TRUE(sent) << sent.error().detail();
+    ASSERT_TRUE(literal.pin);
+    EXPECT_EQ(literal.pin->address, "127.0.0.1");
+    EXPECT_EQ(vendor_.requests().size(), 1u);
+    dns_.add("vendor.test", {*net::ip_address::parse("127.0.0.1")});
+    request named{.url = url("vendor.test", vendor_.port())};
+    call_context again;
     result<response> res = error{errc::unavailable, "not sent"};
-    EXPECT_NO_THROW(res = p.send(r, call));
+    EXPECT_NO_THROW(res = p.send(named, again));
     ASSERT_FALSE(res);
     EXPECT_EQ(res.error(), errc::egress_denied);
-    EXPECT_TRUE(seen_.empty());
-    EXPECT_TRUE(vendor_.requests().empty());
+    EXPECT_EQ(vendor_.requests().size(), 1u);
+}
+
+/** Throws instead of passing the request on. */
+class throwing final : public policy {
+public:
+    result<response> send(request&, next_policy, call_context&) override { throw std::runtime_error("an embedder's resolver threw"); }
+};
+
+// A half-open breaker's probe that throws (an embedder's resolver behind it) is recorded as failed:
+// the breaker opens again for a break, then lets the next probe through, where it once refused
+// every call for as long as the process ran.
+TEST_F(pipeline_test, a_probe_that_throws_does_not_hold_the_breaker_half_open) {
+    resilience::circuit_breaker breaker(clock_, {.consecutive_failures = 1, .break_duration = 1'000ms});
+    auto opened = breaker.allow();
+    ASSERT_TRUE(opened);
+    breaker.record(*opened, false);
+    clock_.advance(1'000ms);
+    std::vector<std::unique_ptr<policy>> failing;
+    failing.push_back(std::make_unique<circuit_breaker_policy>());
+    failing.push_back(std::make_unique<throwing>());
+    auto probe = build(std::move(failing));
+    request r{.url = url("127.0.0.1", vendor_.port())};
+    call_context call{.breaker = &breaker};
+    EXPECT_THROW(probe.send(r, call), std::runtime_error);
+    EXPECT_EQ(breaker.state(), resilience::breaker_state::open);
+    clock_.advance(1'000ms);
+    std::vector<std::unique_ptr<policy>> working;
+    working.push_back(std::make_unique<circuit_breaker_policy>());
+    auto p = build(std::move(working));
+    call_context next{.breaker = &breaker};
+    auto res = p.send(r, next);
+    ASSERT_TRUE(res) << res.error().detail();
+    EXPECT_EQ(breaker.state(), resilience::breaker_state::closed);
 }
 
 TEST_F(pipeline_test, retry_follows_the_calls_own_options_and_reports_every_attempt) {

@@ -34,6 +34,9 @@ TEST(retry, retry_after_in_seconds_and_as_an_http_date) {
     for (auto far : {"Sat, 01 Jan 2300 00:00:00 GMT", "Fri, 31 Dec 9999 23:59:59 GMT", "Wed, 24 Nov 2032 10:00:00 GMT"})
         EXPECT_EQ(server_requested_delay({{"Retry-After", far}}, now), ms(366LL * 24 * 3600 * 1000)) << far;
     EXPECT_EQ(parse_http_date("Fri, 31 Dec 9999 23:59:59 GMT"), time_point::max());
+    // And one long past, before what the clock holds (1678): "now", not a wait.
+    EXPECT_EQ(server_requested_delay({{"Retry-After", "Mon, 01 Jan 1000 00:00:00 GMT"}}, now), ms(0));
+    EXPECT_EQ(parse_http_date("Mon, 01 Jan 1000 00:00:00 GMT"), time_point::min());
     EXPECT_FALSE(server_requested_delay({{"Retry-After", "soon"}}, now));
     EXPECT_FALSE(server_requested_delay({{"Retry-After", "Tue, 24 Nov 2026 10:00:30 UTC"}}, now));
     EXPECT_FALSE(server_requested_delay({}, now));

@@ -628,6 +628,35 @@ TEST_F(delivery_worker_test, a_send_after_a_slow_lookup_gets_what_is_left_of_its
     EXPECT_EQ(w_.delivery(queued).status(), delivery_status::delivered);
 }
 
+// A send cut short by this side's wait for a lookup thread that then times out is put off, not
+// counted against the endpoint: with its own timeout it might well have been answered.
+TEST_F(delivery_worker_test, a_send_cut_short_by_the_wait_for_a_lookup_thread_is_not_the_endpoints_failure) {
+    keep_alive_server receiver([](received_request const& r) {
+        if (r.header("Host").value_or("").starts_with("queued.")) std::this_thread::sleep_for(4s);
+        return answer(200);
+    });
+    slow_resolver dns(w_.dns);
+    auto slow_policy = [](webhooks::subscription_spec& s) {
+        s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
+    };
+    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, http::egress_hop_check(w_.policy, dns),
+                                     w_.limits, w_.clock, {.lookup_threads = 1, .local_retry = 45s});
+    auto slow = w_.deliver(w_.subscribe(w_.url(receiver.port(), "first.slow.test"), slow_policy));
+    must(worker.sweep());
+    for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    auto queued = w_.deliver(w_.subscribe(w_.url(receiver.port(), "queued.hooks.test"), slow_policy));
+    must(worker.sweep());
+    w_.clock.advance(133s);  // both have 2 s of their leases left for the send
+    dns.release();
+    must(worker.drain());
+    EXPECT_EQ(w_.delivery(slow).status(), delivery_status::delivered);
+    auto waited = w_.delivery(queued);
+    EXPECT_EQ(waited.data().attempts, 0) << "the endpoint was blamed for this side's wait";
+    EXPECT_TRUE(waited.data().deferred_reason);
+    EXPECT_EQ(*waited.data().next_attempt_at, w_.clock.now() + 45s);
+    EXPECT_EQ(w_.subscription(waited.data().subscription_id.value()).data().consecutive_failures, 0);
+}
+
 // The worker's own stores failing is not the endpoint failing: a vault outage costs no attempt
 // and counts nothing toward the subscription's auto-disable; the deliveries go once it is back.
 TEST_F(delivery_worker_test, a_vault_outage_costs_no_attempt_and_disables_no_subscription) {

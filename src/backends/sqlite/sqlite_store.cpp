@@ -1722,7 +1722,7 @@ public:
 
     result<outbox_trim> remove_published(time_point before, std::size_t limit, std::int64_t after) override {
         outbox_trim out;
-        auto const batch = std::max<std::size_t>(limit, 1);
+        auto const batch = std::clamp<std::size_t>(limit, 1, 100'000);
         auto const window = static_cast<std::int64_t>(4 * batch);
         auto r = submit([&](database& db) -> result<void> {
             // Walked in sequence order from `after`, a window at a time: a sweep reads each
