@@ -127,6 +127,24 @@ TEST_F(publisher_test, an_event_reaches_its_subscriptions_past_thousands_of_othe
     EXPECT_EQ(nested.delivery_ids.size(), 1u);
 }
 
+// Matching subscriptions are read a page at a time: more than a page of them all get a delivery.
+TEST_F(publisher_test, an_event_reaches_more_matching_subscriptions_than_one_page_holds) {
+    std::set<std::string> ids;
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        for (int i = 0; i < 2'345; ++i) {
+            auto s = must(webhook_subscription::create(a_, clock_.now(), {.project_id = "shop",
+                                                                          .event_type = i % 2 ? "order.*" : "order.created",
+                                                                          .endpoint_url = "https://hooks.customer.example/in",
+                                                                          .signing_secret_ref = "vault://local/tenant-a/whsec?version=1"}));
+            ids.insert(s.id());
+            if (auto r = uow.subscriptions().save(s); !r) return r;
+        }
+        return {};
+    }));
+    auto pub = must(pub_.publish(a_, "order.created", boost::json::value{{"orderId", "o-1"}}));
+    EXPECT_EQ(subscriptions_of(a_, pub.delivery_ids), ids);
+}
+
 TEST_F(publisher_test, a_subscription_receives_only_payloads_its_filter_matches) {
     auto paid_in_eu = subscribe(
         a_, "order.*",
