@@ -45,6 +45,18 @@ protected:
         return webhooks::delivery_worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, w_.hop_check(), w_.limits,
                                          w_.clock, std::move(o));
     }
+    /** A worker whose egress check resolves names with `dns`. */
+    webhooks::delivery_worker make_worker(net::resolver& dns, webhooks::delivery_worker_options o = {}) {
+        return webhooks::delivery_worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, http::egress_hop_check(w_.policy, dns),
+                                         w_.limits, w_.clock, std::move(o));
+    }
+    /** A delivery to `host` on `port` for a subscription with the longest timeout (120 s), whose
+     *  send leaves the least of its lease to spare. */
+    std::string deliver_with_longest_timeout(std::uint16_t port, std::string const& host) {
+        return w_.deliver(w_.subscribe(w_.url(port, host), [](webhooks::subscription_spec& s) {
+            s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
+        }));
+    }
 
     /** Delivery `id` was put off once for the worker's own failure, which its `deferredReason`
      *  names (`why`): no attempt and no failure recorded, its subscription still active, nothing
@@ -498,6 +510,10 @@ public:
         std::lock_guard lock(mutex_);
         return released_;
     }
+    /** Waits (up to 5 s) until a lookup is held. */
+    void wait_for_lookup() {
+        for (int i = 0; i < 1000 && most() < 1; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    }
 
 private:
     net::resolver& inner_;
@@ -525,9 +541,7 @@ TEST_F(delivery_worker_test, a_tenants_slow_dns_delays_no_other_tenants_delivery
     w_.ctx = request_context::for_tenant("tenant-b");
     auto fast = w_.subscribe(w_.url(receiver.port(), "b.hooks.test"));
     auto fast_id = w_.deliver(fast);
-    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
-                                     http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock,
-                                     {.lookup_threads = 4});
+    auto worker = make_worker(dns, {.lookup_threads = 4});
     auto start = std::chrono::steady_clock::now();
     while (worker.stats().delivered_total.load() < 1 && std::chrono::steady_clock::now() - start < 20s) {
         must(worker.sweep());
@@ -553,10 +567,9 @@ TEST_F(delivery_worker_test, a_send_whose_lookup_outlasted_its_lease_is_not_made
     keep_alive_server receiver([](received_request const&) { return answer(200); });
     slow_resolver dns(w_.dns);
     auto id = w_.deliver(w_.subscribe(w_.url(receiver.port(), "late.slow.test")));
-    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
-                                     http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock);
+    auto worker = make_worker(dns);
     must(worker.sweep());
-    for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    dns.wait_for_lookup();
     w_.clock.advance(10min);  // the lease lapses while the lookup is still under way
     dns.release();
     must(worker.drain());
@@ -580,16 +593,12 @@ TEST_F(delivery_worker_test, a_send_after_a_slow_lookup_gets_what_is_left_of_its
         return answer(200);
     });
     slow_resolver dns(w_.dns);
-    auto slow_policy = [](webhooks::subscription_spec& s) {
-        s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
-    };
-    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, http::egress_hop_check(w_.policy, dns),
-                                     w_.limits, w_.clock, {.lookup_threads = 1, .local_retry = 45s});
+    auto worker = make_worker(dns, {.lookup_threads = 1, .local_retry = 45s});
     // Leased for the longest timeout (120 s) plus the margin (30 s), half of which is kept for
     // recording: 2 s of the send's 120 s are left after the lookup.
-    auto clipped = w_.deliver(w_.subscribe(w_.url(receiver.port(), "clip.slow.test"), slow_policy));
+    auto clipped = deliver_with_longest_timeout(receiver.port(), "clip.slow.test");
     must(worker.sweep());
-    for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    dns.wait_for_lookup();
     w_.clock.advance(133s);
     dns.release();
     must(worker.drain());
@@ -601,13 +610,12 @@ TEST_F(delivery_worker_test, a_send_after_a_slow_lookup_gets_what_is_left_of_its
     // Less than a second left: not sent.
     slow_answer = false;
     slow_resolver later(w_.dns);
-    webhooks::delivery_worker again(*w_.store, *w_.vault, *w_.blobs, *w_.transport, http::egress_hop_check(w_.policy, later),
-                                    w_.limits, w_.clock, {.lookup_threads = 1, .local_retry = 45s});
-    auto id = w_.deliver(w_.subscribe(w_.url(receiver.port(), "edge.slow.test"), slow_policy));
+    auto again = make_worker(later, {.lookup_threads = 1, .local_retry = 45s});
+    auto id = deliver_with_longest_timeout(receiver.port(), "edge.slow.test");
     must(again.sweep());
-    for (int i = 0; i < 1000 && later.most() < 1; ++i) std::this_thread::sleep_for(5ms);
+    later.wait_for_lookup();
     // Claimed while the one lookup thread waits for the slow name: it waits for the thread.
-    auto queued = w_.deliver(w_.subscribe(w_.url(receiver.port(), "queued.hooks.test"), slow_policy));
+    auto queued = deliver_with_longest_timeout(receiver.port(), "queued.hooks.test");
     must(again.sweep());
     w_.clock.advance(134'500ms);
     later.release();
@@ -636,15 +644,11 @@ TEST_F(delivery_worker_test, a_send_cut_short_by_the_wait_for_a_lookup_thread_is
         return answer(200);
     });
     slow_resolver dns(w_.dns);
-    auto slow_policy = [](webhooks::subscription_spec& s) {
-        s.attempt_policy = webhooks::subscription_attempt_policy{.timeout_ms = 120'000};
-    };
-    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport, http::egress_hop_check(w_.policy, dns),
-                                     w_.limits, w_.clock, {.lookup_threads = 1, .local_retry = 45s});
-    auto slow = w_.deliver(w_.subscribe(w_.url(receiver.port(), "first.slow.test"), slow_policy));
+    auto worker = make_worker(dns, {.lookup_threads = 1, .local_retry = 45s});
+    auto slow = deliver_with_longest_timeout(receiver.port(), "first.slow.test");
     must(worker.sweep());
-    for (int i = 0; i < 1000 && dns.most() < 1; ++i) std::this_thread::sleep_for(5ms);
-    auto queued = w_.deliver(w_.subscribe(w_.url(receiver.port(), "queued.hooks.test"), slow_policy));
+    dns.wait_for_lookup();
+    auto queued = deliver_with_longest_timeout(receiver.port(), "queued.hooks.test");
     must(worker.sweep());
     w_.clock.advance(133s);  // both have 2 s of their leases left for the send
     dns.release();
@@ -839,8 +843,7 @@ TEST_F(delivery_worker_test, a_resolver_that_throws_is_waited_out_not_blamed_on_
     throwing_resolver dns(w_.dns);
     auto sub = w_.subscribe(w_.url(receiver.port(), "x.throws.test"));
     auto id = w_.deliver(sub);
-    webhooks::delivery_worker worker(*w_.store, *w_.vault, *w_.blobs, *w_.transport,
-                                     http::egress_hop_check(w_.policy, dns), w_.limits, w_.clock, {.disable_after = 1});
+    auto worker = make_worker(dns, {.disable_after = 1});
     pump(worker);
     expect_put_off_once(worker, id, sub.id(), receiver, "the host's name resolver failed");
     dns.fixed = true;

@@ -861,8 +861,7 @@ public:
                                   "subscription_id", page);
             if (!rows) return rows.error();
             if (!rows->empty()) after = rows->back().id();
-            for (auto& s : *rows)
-                if (s.accepts(event_type)) out.push_back(std::move(s));
+            std::move(rows->begin(), rows->end(), std::back_inserter(out));
             if (rows->size() < page) return out;
         }
     }
@@ -1736,7 +1735,7 @@ public:
             if (!st) return st.error();
             (*st)->bind_all({after, window});
             auto const cutoff = to_unix_ms(before);
-            std::vector<std::int64_t> gone;
+            std::size_t old_enough = 0;
             std::int64_t seen = 0;
             out = {0, after, false};
             while (true) {
@@ -1750,19 +1749,16 @@ public:
                     out.done = true;
                     break;
                 }
-                gone.push_back(out.next);
-                if (gone.size() == batch) break;
+                if (++old_enough == batch) break;
             }
             (*st)->reset();
-            if (!out.done && gone.size() < batch && seen < window) out.done = true;  // the end of the outbox
-            auto del = db.prepare("DELETE FROM outbox WHERE sequence = ?");
-            if (!del) return del.error();
-            for (auto seq : gone) {
-                (*del)->reset();
-                (*del)->bind_all({seq});
-                if (auto d = (*del)->run(); !d) return d;
-            }
-            out.removed = gone.size();
+            if (!out.done && old_enough < batch && seen < window) out.done = true;  // the end of the outbox
+            // The rows walked that are old enough: the rest of the range is pending, dead or young.
+            if (auto d = run_sql(db, "DELETE FROM outbox WHERE sequence > ?1 AND sequence <= ?2 AND published_at < ?3",
+                                 {after, out.next, cutoff});
+                !d)
+                return d;
+            out.removed = static_cast<std::size_t>(db.changes());
             return {};
         }, durability::deferred);  // a lost delete only means the next sweep deletes the row
         if (!r) return r.error();
