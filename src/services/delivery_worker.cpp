@@ -188,6 +188,18 @@ struct delivery_worker::state {
         }
     }
 
+    /** What fails on this side (a secret or payload it cannot read, its resolver throwing, its own
+     *  wait for a lookup thread) is put off for `local_retry`: neither an attempt nor a failure of
+     *  the endpoint's. `why` is kept on the delivery (the tenant reads it: no detail of the
+     *  host's); the operator's log gets `detail`. */
+    void put_off(outcome o, std::string why, std::string_view detail, bool was_in_flight) {
+        tell(o.tenant_id, o.delivery.id(), why, detail);
+        o.defer_until = clock_.now() + options.local_retry;
+        o.error = std::move(why);
+        stats.local_failures_total.fetch_add(1);
+        hand_over(std::move(o), was_in_flight);
+    }
+
     void hand_over(outcome o, bool was_in_flight) {
         // Notified under the lock: once the count is zero, `settle` in the destructor may return
         // and `state` go before a notification made after unlocking.
@@ -266,13 +278,7 @@ void delivery_worker::state::start(webhook_subscription const& sub, storage::cla
     // (a vault outage would otherwise disable every subscription), and it is waited out, whatever
     // it is (a master key restored, a store renamed back, a deleted secret rotated away). Only a
     // payload that is gone ends the delivery: retention purged it, and it never comes back.
-    auto unreadable = [&](std::string why, std::string_view detail) {
-        tell(tenant, o.delivery.id(), why, detail);
-        o.defer_until = now + options.local_retry;
-        o.error = std::move(why);  // no attempt: kept on the delivery as why it waits (the tenant reads it: no detail of the host's)
-        stats.local_failures_total.fetch_add(1);
-        hand_over(std::move(o), false);
-    };
+    auto unreadable = [&](std::string why, std::string_view detail) { put_off(std::move(o), std::move(why), detail, false); };
     auto purged = [&](std::string const& detail) {
         o.unsendable.emplace("payload_expired", "its payload was purged by retention (kept 30 days) before it could be "
                                                 "delivered (" + detail + "); publish the event again");
@@ -346,13 +352,7 @@ void delivery_worker::state::send(outcome o, sending next) {
     };
     // As in `start`: what fails on this side (the embedder's resolver throwing, a signing secret
     // that signs nothing) is put off, neither an attempt nor a failure of the endpoint's.
-    auto local_failure = [&](std::string why, std::string_view detail) {
-        tell(o.tenant_id, o.delivery.id(), why, detail);
-        o.defer_until = clock_.now() + options.local_retry;
-        o.error = std::move(why);
-        stats.local_failures_total.fetch_add(1);
-        hand_over(std::move(o), true);
-    };
+    auto local_failure = [&](std::string why, std::string_view detail) { put_off(std::move(o), std::move(why), detail, true); };
     // The endpoint's name is checked again at every send: it may resolve elsewhere since subscribe.
     // A name that does not resolve, or resolves where egress is denied, is the endpoint's failure.
     result<std::optional<http::pinned_address>> pin = error{errc::unavailable, "not checked"};
@@ -422,11 +422,7 @@ void delivery_worker::state::send(outcome o, sending next) {
         o.latency = std::chrono::duration_cast<milliseconds>(steady::now() - sent);
         if (!res && res.error() == errc::timeout && shortened) {
             // Cut short by this side's wait for a lookup thread, not the endpoint's doing.
-            tell(o.tenant_id, o.delivery.id(), "a send shortened by the wait for a lookup thread timed out", res.error().detail());
-            o.defer_until = clock_.now() + options.local_retry;
-            o.error = "a send shortened by the wait for a lookup thread timed out";
-            stats.local_failures_total.fetch_add(1);
-            return hand_over(std::move(o), true);
+            return put_off(std::move(o), "a send shortened by the wait for a lookup thread timed out", res.error().detail(), true);
         }
         if (res) {
             o.status = res->status;
