@@ -1583,6 +1583,9 @@ TEST(host_keep_alive, at_the_limit_a_connection_still_answering_is_not_the_one_c
     keep_alive_connection idle_first(host.port()), idle_second(host.port());
     std::string const healthz = "GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n";
     ASSERT_TRUE(idle_first.exchange(healthz, 5s).complete);
+    // The host marks a connection idle just after its answer is written, which the client may see
+    // first: a pause orders the two marks, so that `idle_first` is the one idle the longest.
+    std::this_thread::sleep_for(200ms);
     ASSERT_TRUE(idle_second.exchange(healthz, 5s).complete);
     keep_alive_connection fresh(host.port());  // the fourth: one of the three makes room
     auto admitted = fresh.exchange(healthz, 5s);
