@@ -11,15 +11,17 @@ result<void> validate_key(std::string_view key) {
     for (std::size_t start = 0; ok && start <= key.size();) {
         auto slash = key.find('/', start);
         auto seg = key.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
-        ok = !seg.empty() && seg != "." && seg != ".." &&
+        // A segment is a file or folder name: at most 200 characters leave room, under the
+        // usual 255, for the suffix of a temporary file.
+        ok = !seg.empty() && seg.size() <= 200 && seg != "." && seg != ".." &&
              seg.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == std::string_view::npos;
         if (slash == std::string_view::npos) break;
         start = slash + 1;
     }
     if (!ok)
         return error{errc::invalid_argument,
-                     "a blob key is 1-512 characters of segments of A-Z, a-z, 0-9, '.', '_' or '-' separated by '/', "
-                     "without '.' or '..' segments"};
+                     "a blob key is 1-512 characters of segments of 1-200 characters of A-Z, a-z, 0-9, '.', '_' or '-' "
+                     "separated by '/', without '.' or '..' segments"};
     return {};
 }
 

@@ -10,7 +10,7 @@
 
 namespace integration::blobs::detail {
 
-/** Checks a key: 1-512 characters of `[A-Za-z0-9._-]` segments separated by `/`, no `.`/`..`. */
+/** Checks a key: 1-512 characters of `[A-Za-z0-9._-]` segments (1-200 each) separated by `/`, no `.`/`..`. */
 result<void> validate_key(std::string_view key);
 
 /** Checks `tenant` and `key` for a put. */

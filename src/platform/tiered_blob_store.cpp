@@ -9,19 +9,21 @@ public:
         : small_(std::move(small)), large_(std::move(large)), limit_(limit) {}
 
     result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
-        auto& to = data.size() <= limit_ ? *small_ : *large_;
-        auto& other = data.size() <= limit_ ? *large_ : *small_;
+        bool const small = data.size() <= limit_;
+        auto& to = small ? *small_ : *large_;
+        auto& other = small ? *large_ : *small_;
         auto ref = to.put(tenant, key, data, d);
         if (!ref) return ref;
-        // A replaced blob that changed tier must not be found under its old content, which a
-        // read of the small tier first would give: if that copy stays, the put is undone and
-        // refused, and reads go on giving the old content (a failed put changed nothing).
-        if (auto gone = other.remove(tenant, *ref); !gone) {
-            (void)to.remove(tenant, *ref);
-            return error{gone.error().code(), "blob store: " + key + " was not replaced: its earlier content could not "
-                                              "be removed (" + gone.error().detail() + ")"};
-        }
-        return ref;
+        // The new copy is never undone: `to` may have held the only earlier one, which the put
+        // replaced. Reads take the small tier first, so a large copy left behind is never read,
+        // while a small one left behind hides the new large copy: that put is refused, and reads
+        // go on giving the old content.
+        auto gone = other.remove(tenant, *ref);
+        if (gone || small) return ref;
+        auto left = other.get(tenant, *ref);
+        if (!left && left.error() == errc::not_found) return ref;
+        return error{gone.error().code(), "blob store: " + key + " was not replaced: its earlier content could not "
+                                          "be removed (" + gone.error().detail() + ")"};
     }
 
     result<std::string> get(std::string const& tenant, std::string const& ref) override {

@@ -102,6 +102,17 @@ TEST_P(blob_store_conformance, a_key_and_a_longer_key_beginning_with_it_are_two_
     }
 }
 
+// A segment is a file name in a backend of files: a longer one would fail there as an outage
+// (ENAMETOOLONG) while another backend took it. Every backend refuses it as a bad key.
+TEST_P(blob_store_conformance, a_key_segment_over_200_characters_is_a_bad_key) {
+    auto blobs = open();
+    must(blobs->put("t1", "runs/" + std::string(200, 'a'), "x"));
+    auto refused = blobs->put("t1", "runs/" + std::string(201, 'a'), "x");
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_argument) << refused.error().detail();
+    EXPECT_NE(refused.error().detail().find("1-200 characters"), std::string::npos) << refused.error().detail();
+}
+
 TEST_P(blob_store_conformance, purge_removes_only_blobs_older_than_the_cutoff) {
     auto blobs = open();
     auto const& backend = GetParam();
@@ -269,6 +280,78 @@ TEST(filesystem_blob_store, puts_and_removes_of_neighbouring_blobs_race_without_
     EXPECT_EQ(failed, "");
 }
 
+// Two puts of one key at once (two threads here; two relays of one event in the library) each
+// write a file of their own: a reader sees one content or the other, whole, and neither put fails.
+TEST(filesystem_blob_store, concurrent_puts_of_one_key_never_mix_their_contents) {
+    temp_dir dir;
+    auto blobs = must(blobs::open_filesystem_blob_store(dir.file("blobs")));
+    std::string const a(64 * 1024, 'A'), b(16, 'B');
+    auto ref = must(blobs->put("t1", "webhooks/events/e1/payload.json", a, durability::deferred));
+    std::atomic<bool> stop{false};
+    std::string failed;
+    std::thread other([&] {
+        while (!stop)
+            if (auto r = blobs->put("t1", "webhooks/events/e1/payload.json", b, durability::deferred); !r) {
+                failed = r.error().detail();
+                return;
+            }
+    });
+    std::string seen;
+    for (int i = 0; i < 2000 && seen.empty() && failed.empty(); ++i) {
+        if (auto r = blobs->put("t1", "webhooks/events/e1/payload.json", a, durability::deferred); !r) failed = r.error().detail();
+        auto got = blobs->get("t1", ref);
+        if (got && *got != a && *got != b) seen = got->substr(0, 40) + "... (" + std::to_string(got->size()) + " bytes)";
+    }
+    stop = true;
+    other.join();
+    EXPECT_EQ(failed, "") << "a put failed";
+    EXPECT_EQ(seen, "") << "a read saw a mix of two puts";
+}
+
+// Retention's purge walks the folders while blobs come and go: a file removed between the walk
+// reading its folder and the purge looking at its age is skipped, not an exception.
+TEST(filesystem_blob_store, a_purge_racing_removals_neither_throws_nor_fails) {
+    temp_dir dir;
+    auto blobs = must(blobs::open_filesystem_blob_store(dir.file("blobs")));
+    std::atomic<bool> stop{false};
+    std::thread churn([&] {
+        for (int i = 0; !stop; ++i) {
+            auto key = "runs/r" + std::to_string(i % 64) + "/response";
+            if (auto ref = blobs->put("t1", key, "x", durability::deferred)) (void)blobs->remove("t1", *ref);
+        }
+    });
+    std::string failed;
+    for (int i = 0; i < 3000 && failed.empty(); ++i) {
+        try {
+            if (auto r = blobs->purge_older_than(time_point{}, "runs/"); !r) failed = r.error().detail();
+        } catch (std::exception const& e) {
+            failed = std::string("threw: ") + e.what();
+        }
+    }
+    stop = true;
+    churn.join();
+    EXPECT_EQ(failed, "");
+}
+
+// A blob is a file here, so `a` and `a/b` cannot both be blobs: the second is refused as a bad
+// key (an outage would be retried for ever), and the first is kept.
+TEST(filesystem_blob_store, a_key_that_is_another_blobs_folder_or_below_a_blob_is_a_bad_key) {
+    temp_dir dir;
+    auto blobs = must(blobs::open_filesystem_blob_store(dir.file("blobs")));
+    auto folder = must(blobs->put("t1", "a/b", "below"));
+    auto over = blobs->put("t1", "a", "over");
+    ASSERT_FALSE(over);
+    EXPECT_EQ(over.error(), errc::invalid_argument) << over.error().detail();
+    auto file = must(blobs->put("t1", "c", "file"));
+    for (auto key : {"c/d", "c/d/e"}) {
+        auto under = blobs->put("t1", key, "under");
+        ASSERT_FALSE(under) << key;
+        EXPECT_EQ(under.error(), errc::invalid_argument) << key << ": " << under.error().detail();
+    }
+    EXPECT_EQ(must(blobs->get("t1", folder)), "below");
+    EXPECT_EQ(must(blobs->get("t1", file)), "file");
+}
+
 /** A real blob store whose removals fail while `failing` is set. */
 class failing_removals final : public blobs::blob_store {
 public:
@@ -311,6 +394,31 @@ TEST(tiered_blob_store, a_replacement_of_the_other_size_whose_old_copy_stays_is_
     small.failing = false;
     EXPECT_EQ(must(tiered->put("t1", "runs/r1/response", large)), ref);
     EXPECT_EQ(must(tiered->get("t1", ref)), large);
+}
+
+// A replacement in the tier that held the blob overwrites the only copy: when the other tier
+// cannot be cleared (an outage there, holding no copy), the new content is what stays, never
+// nothing. A small blob replacing a large one is read first, so a large copy left behind does
+// not make the put fail.
+TEST(tiered_blob_store, a_replacement_whose_other_tier_cannot_be_cleared_keeps_the_new_content) {
+    temp_dir dir;
+    manual_clock clock{system_clock::instance().now()};
+    auto small_owned = std::make_unique<failing_removals>(must(blobs::open_sqlite_blob_store({.path = dir.file("blobs.db"), .clock = &clock})));
+    auto large_owned = std::make_unique<failing_removals>(must(blobs::open_filesystem_blob_store(dir.file("blobs"))));
+    auto &small = *small_owned, &large = *large_owned;
+    auto tiered = detail::make_tiered_blob_store(std::move(small_owned), std::move(large_owned), 16);
+    std::string const first(64, '1'), second(64, '2');
+    auto ref = must(tiered->put("t1", "runs/r1/response", first));
+    small.failing = true;
+    auto replaced = tiered->put("t1", "runs/r1/response", second);
+    EXPECT_TRUE(replaced) << replaced.error().detail();
+    auto read = tiered->get("t1", ref);
+    ASSERT_TRUE(read) << "the replacement removed the only copy: " << read.error().detail();
+    EXPECT_EQ(*read, second);
+    small.failing = false;
+    large.failing = true;
+    EXPECT_EQ(must(tiered->put("t1", "runs/r1/response", "short")), ref);
+    EXPECT_EQ(must(tiered->get("t1", ref)), "short");
 }
 
 INSTANTIATE_TEST_SUITE_P(backends, blob_store_conformance, ::testing::ValuesIn(backends()),

@@ -32,9 +32,10 @@ struct blob_write {
 class INTEGRATION_EXPORT blob_store {
 public:
     virtual ~blob_store() = default;
-    /** Writes `data` under `key` (`[A-Za-z0-9._-]` segments separated by `/`), replacing any
-     *  previous content, and returns its reference. The write is atomic; `d` says whether it is on
-     *  disk on return or within the backend's flush interval. */
+    /** Writes `data` under `key` (`[A-Za-z0-9._-]` segments of at most 200 characters separated
+     *  by `/`), replacing any previous content, and returns its reference. The write is atomic; `d`
+     *  says whether it is on disk on return or within the backend's flush interval. A key cannot
+     *  be both a blob and the folder of another (`a` and `a/b`) in a backend of files. */
     virtual result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data,
                                     durability d = durability::immediate) = 0;
     /** Writes several blobs as `put` would and returns their references in order. A backend may

@@ -8,6 +8,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
@@ -30,8 +31,10 @@ public:
         if (auto r = detail::validate_put(tenant, key); !r) return r.error();
         auto path = root_ / tenant / key;
         auto const parent = path.parent_path();
+        // A temporary file of this put's own ('~' is in no key: no blob is ever named like one),
+        // so that two puts of one key, from two threads or processes, never write one file.
         auto tmp = path;
-        tmp += "~tmp";  // '~' is in no key: no blob is ever named like another's temporary file
+        tmp += "~" + std::to_string(::getpid()) + "." + std::to_string(next_temporary_.fetch_add(1)) + "tmp";
         fs::path first_new;  // the highest directory this put creates
         int fd = -1;
         // A concurrent `remove` may take a folder away once it is empty, between its creation
@@ -42,11 +45,16 @@ public:
             fs::create_directories(parent, ec);
             // A folder went meanwhile: gone under the creation (ENOENT), or between its mkdir's
             // EEXIST and the check that it is a folder.
-            if (ec == std::errc::no_such_file_or_directory || ec == std::errc::file_exists) continue;
+            if (ec == std::errc::no_such_file_or_directory || ec == std::errc::file_exists) {
+                if (is_blob_above(tenant, parent)) return folder_clash(key);
+                continue;
+            }
+            if (ec == std::errc::not_a_directory) return folder_clash(key);
             if (ec) return error{errc::unavailable, "blob store: cannot create " + parent.string() + ": " + ec.message()};
-            fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+            fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
             if (fd < 0 && errno != ENOENT) break;
         }
+        if (fd < 0 && errno == ENOTDIR) return folder_clash(key);
         if (fd < 0) return error{errc::unavailable, "blob store: cannot write " + tmp.string() + ": " + std::strerror(errno)};
         std::size_t written = 0;
         while (written < data.size()) {
@@ -57,8 +65,10 @@ public:
         bool ok = written == data.size() && (d == durability::deferred || ::fsync(fd) == 0);
         ::close(fd);
         if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+            int const why = errno;
             ::unlink(tmp.c_str());
-            return error{errc::unavailable, "blob store: writing " + path.string() + " failed: " + std::strerror(errno)};
+            if (ok && (why == EISDIR || why == ENOTEMPTY || why == EEXIST)) return folder_clash(key);
+            return error{errc::unavailable, "blob store: writing " + path.string() + " failed: " + std::strerror(why)};
         }
         if (d == durability::deferred) {
             flush_.mark();
@@ -117,21 +127,21 @@ public:
 
     result<std::size_t> purge_older_than(time_point cutoff, std::string_view key_prefix) override {
         std::size_t n = 0;
-        std::error_code ec;
         std::vector<std::pair<std::string, fs::path>> emptied;
-        for (auto it = fs::recursive_directory_iterator(root_, ec); !ec && it != fs::recursive_directory_iterator(); it.increment(ec)) {
-            if (!it->is_regular_file()) continue;
+        auto ec = walk(root_, [&](fs::directory_entry const& file, std::error_code& failed) {
             // <root>/<tenant>/<key>: the key is the path below the tenant's folder.
-            auto relative = it->path().lexically_relative(root_).generic_string();
+            auto relative = file.path().lexically_relative(root_).generic_string();
             auto slash = relative.find('/');
-            if (slash == std::string::npos || !std::string_view(relative).substr(slash + 1).starts_with(key_prefix)) continue;
-            auto written = it->last_write_time();
-            auto as_system = std::chrono::file_clock::to_sys(written);
-            if (as_system < cutoff && fs::remove(it->path(), ec)) {
+            if (slash == std::string::npos || !std::string_view(relative).substr(slash + 1).starts_with(key_prefix)) return;
+            // A blob removed or replaced since its folder was read is no longer this purge's.
+            std::error_code gone;
+            auto written = file.last_write_time(gone);
+            if (gone) return;
+            if (std::chrono::file_clock::to_sys(written) < cutoff && fs::remove(file.path(), failed)) {
                 ++n;
-                emptied.emplace_back(relative.substr(0, slash), it->path().parent_path());
+                emptied.emplace_back(relative.substr(0, slash), file.path().parent_path());
             }
-        }
+        });
         if (ec) return error{errc::unavailable, "blob store: purge stopped: " + ec.message()};
         // After the walk, which must not see its folders go.
         for (auto const& [tenant, folder] : emptied) remove_empty_folders(tenant, folder);
@@ -139,6 +149,42 @@ public:
     }
 
 private:
+    // A blob is a file, so `a` and `a/b` cannot both be blobs here (the SQLite store could hold
+    // both, but a key must mean the same in every backend).
+    static error folder_clash(std::string const& key) {
+        return error{errc::invalid_argument, "blob key " + key + " names a folder of other blobs, or lies below a blob: "
+                                             "a key cannot be both a blob and a prefix of another key's folder"};
+    }
+
+    // Whether a file (a blob) stands where `folder`, or a folder above it, should be.
+    bool is_blob_above(std::string const& tenant, fs::path folder) const {
+        std::error_code ec;
+        for (auto const top = root_ / tenant; folder != top && folder.native().starts_with(top.native()); folder = folder.parent_path())
+            if (fs::is_regular_file(fs::symlink_status(folder, ec))) return true;
+        return false;
+    }
+
+    // Calls `on_file` for each regular file below `folder`, which may set the error that stops
+    // the walk. A folder that a concurrent `remove` takes away meanwhile is skipped.
+    template <class F>
+    static std::error_code walk(fs::path const& folder, F&& on_file) {
+        std::error_code ec;
+        fs::directory_iterator it(folder, ec);
+        if (ec) return ec == std::errc::no_such_file_or_directory ? std::error_code{} : ec;
+        for (; it != fs::directory_iterator(); it.increment(ec)) {
+            if (ec) return ec;
+            std::error_code kind;
+            auto const type = it->symlink_status(kind).type();  // a link is not followed
+            if (type == fs::file_type::directory) {
+                if (auto failed = walk(it->path(), on_file)) return failed;
+            } else if (type == fs::file_type::regular) {
+                on_file(*it, ec);
+                if (ec) return ec;
+            }
+        }
+        return ec;
+    }
+
     // Keys such as `runs/<id>/response` give each blob a folder of its own: once its last blob
     // is gone, the folder goes too, and each parent left empty, up to the tenant's folder. A
     // folder that is not empty (or is being filled: see `put`) stays.
@@ -163,6 +209,7 @@ private:
     }
 
     fs::path root_;
+    std::atomic<std::uint64_t> next_temporary_{0};
     integration::detail::deferred_flush flush_;  // last: flushes before the members above go away
 };
 
