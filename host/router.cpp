@@ -1,5 +1,7 @@
 #include "router.hpp"
 
+#include <algorithm>
+
 #include <boost/json/basic_parser_impl.hpp>
 #include <boost/json/stream_parser.hpp>
 #include <boost/url/pct_string_view.hpp>
@@ -185,12 +187,23 @@ router::match router::find(std::string_view method, std::string_view path) const
     return m;
 }
 
-result<boost::json::object> call::optional_json() const {
-    if (body.empty()) return boost::json::object{};
-    return json();
+result<void> only_members(boost::json::object const& o, std::string_view path, std::initializer_list<std::string_view> members) {
+    for (auto const& kv : o) {
+        if (std::find(members.begin(), members.end(), std::string_view(kv.key())) != members.end()) continue;
+        std::string known;
+        for (auto m : members) known.append(known.empty() ? "" : ", ").append(m);
+        return error{errc::invalid_argument, (path.empty() ? "" : std::string(path) + ".") + std::string(kv.key()) +
+                                                 " is not a field here; check its spelling (the fields are " + known + ")"};
+    }
+    return {};
 }
 
-result<boost::json::object> call::json() const {
+result<boost::json::object> call::optional_json(std::initializer_list<std::string_view> members) const {
+    if (body.empty()) return boost::json::object{};
+    return json(members);
+}
+
+result<boost::json::object> call::json(std::initializer_list<std::string_view> members) const {
     if (body.empty())
         return error{errc::invalid_argument, "the request body is missing: send a JSON object (Content-Type: application/json)"};
     boost::json::stream_parser p;
@@ -205,6 +218,8 @@ result<boost::json::object> call::json() const {
     boost::json::basic_parser<strict_json> strict(boost::json::parse_options{});
     strict.write_some(false, body.data(), body.size(), ec);
     if (ec) return error{errc::invalid_argument, strict.handler().problem};
+    if (members.size() != 0)
+        if (auto r = only_members(v.as_object(), "", members); !r) return r.error();
     return std::move(v.as_object());
 }
 

@@ -17,6 +17,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <initializer_list>
 #include <vector>
 
 namespace integration::host {
@@ -41,10 +42,12 @@ struct call {
     std::function<void(std::function<void()>)> offload;
 
     /** The body as a JSON object. An empty body is refused (the route needs one), malformed JSON
-     *  names the byte offset; invalid UTF-8 and nesting deeper than 32 are malformed. */
-    result<boost::json::object> json() const;
+     *  names the byte offset; invalid UTF-8 and nesting deeper than 32 are malformed. A member
+     *  not among `members` is refused (a misspelt field would otherwise be dropped in silence);
+     *  with none listed, the route checks the body's members itself (`unknown_members::refuse`). */
+    result<boost::json::object> json(std::initializer_list<std::string_view> members = {}) const;
     /** Like `json()`, but an empty body is an empty object: for routes whose fields are all optional. */
-    result<boost::json::object> optional_json() const;
+    result<boost::json::object> optional_json(std::initializer_list<std::string_view> members) const;
     /** A query parameter, if present. */
     std::optional<std::string> query_param(std::string_view name) const;
     /** `limit` (1-500, default 50) and `cursor`. */
@@ -52,6 +55,9 @@ struct call {
     /** A query parameter that is `true` or `false`; absent is `false`, anything else is refused. */
     result<bool> query_flag(std::string_view name) const;
 };
+
+/** Refuses a member of `o` (at `path`, empty for the body) that is not among `members`. */
+result<void> only_members(boost::json::object const& o, std::string_view path, std::initializer_list<std::string_view> members);
 
 using handler = std::function<result<reply>(call&)>;
 /** How a handler that answers later gives its answer (once, from any thread). */

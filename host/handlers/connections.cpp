@@ -32,7 +32,7 @@ void add_connection_routes(router& r, services& s) {
         if (!provider) return provider.error();
         if (!*provider) return error{errc::invalid_argument, "providerId is required"};
         body->erase("providerId");
-        auto spec = value_from_json<connections::connection_spec>(*body);
+        auto spec = value_from_json<connections::connection_spec>(*body, unknown_members::refuse);
         if (!spec) return spec.error();
         auto created = s.connections->create(c.ctx, **provider, std::move(*spec));
         if (!created) return created.error();
@@ -69,7 +69,7 @@ void add_connection_routes(router& r, services& s) {
     }, {.calls_vendors = true});
 
     r.add("POST", "/integrations/connections/{connectionId}/retire", [&s](call& c) -> result<reply> {
-        auto body = c.optional_json();
+        auto body = c.optional_json({"reason"});
         if (!body) return body.error();
         auto reason = optional_string(*body, "reason");
         if (!reason) return reason.error();
@@ -81,7 +81,7 @@ void add_connection_routes(router& r, services& s) {
     // The scheme goes to the store, the secret to the secret store only; the answer names the
     // URL to give the vendor.
     r.add("POST", "/integrations/connections/{connectionId}/inbound-webhook", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.json({"scheme", "secret"});
         if (!body) return body.error();
         auto scheme_name = optional_string(*body, "scheme");
         if (!scheme_name) return scheme_name.error();
@@ -97,7 +97,7 @@ void add_connection_routes(router& r, services& s) {
     // The new secret verifies at once; the previous one keeps verifying for the overlap, so the
     // vendor can switch at any moment within it.
     r.add("POST", "/integrations/connections/{connectionId}/inbound-webhook/rotate-secret", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.json({"secret"});
         if (!body) return body.error();
         auto secret = inbound_secret(*body);
         if (!secret) return secret.error();

@@ -30,7 +30,8 @@ boost::json::object render_credential(credentials::integration_credential const&
 
 void add_credential_routes(router& r, services& s) {
     r.add("POST", "/integrations/credentials", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.json({"providerId", "connectionId", "authMode", "secret", "apiKey", "oauth2", "managedIdentity",
+                            "rotationPolicy", "expiresAt"});
         if (!body) return body.error();
         credentials::new_credential spec;
         auto provider = optional_string(*body, "providerId");
@@ -48,7 +49,7 @@ void add_credential_routes(router& r, services& s) {
         spec.secret = std::move(*secret);
         if (auto* a = body->if_contains("apiKey"); a && !a->is_null()) {
             if (!a->is_object()) return error{errc::invalid_argument, "apiKey must be an object"};
-            auto placement = value_from_json<credentials::api_key_placement>(*a);
+            auto placement = value_from_json<credentials::api_key_placement>(*a, unknown_members::refuse);
             if (!placement) return error{errc::invalid_argument, "apiKey." + placement.error().detail()};
             spec.api_key = std::move(*placement);
         }
@@ -56,20 +57,21 @@ void add_credential_routes(router& r, services& s) {
             if (!a->is_object()) return error{errc::invalid_argument, "oauth2 must be an object"};
             auto o = a->as_object();
             o.erase("clientSecret");
-            auto settings = value_from_json<credentials::oauth2_client_settings>(o);
+            auto settings = value_from_json<credentials::oauth2_client_settings>(o, unknown_members::refuse);
             if (!settings) return error{errc::invalid_argument, "oauth2." + settings.error().detail()};
             spec.oauth2 = std::move(*settings);
         }
         if (auto* a = body->if_contains("managedIdentity"); a && !a->is_null()) {
             if (!a->is_object()) return error{errc::invalid_argument, "managedIdentity must be an object"};
-            auto settings = value_from_json<credentials::managed_identity_settings>(*a);
+            auto settings = value_from_json<credentials::managed_identity_settings>(*a, unknown_members::refuse);
             if (!settings) return error{errc::invalid_argument, "managedIdentity." + settings.error().detail()};
             spec.managed_identity = std::move(*settings);
         }
         if (auto* a = body->if_contains("rotationPolicy"); a && !a->is_null()) {
-            credentials::rotation_policy policy;
-            if (auto p = from_json(*a, policy, "rotationPolicy"); !p) return p.error();
-            spec.rotation_policy = policy;
+            if (!a->is_object()) return error{errc::invalid_argument, "rotationPolicy must be an object"};
+            auto policy = value_from_json<credentials::rotation_policy>(*a, unknown_members::refuse);
+            if (!policy) return error{errc::invalid_argument, "rotationPolicy." + policy.error().detail()};
+            spec.rotation_policy = *policy;
         }
         if (auto* a = body->if_contains("expiresAt"); a && !a->is_null()) {
             time_point at{};
@@ -99,7 +101,7 @@ void add_credential_routes(router& r, services& s) {
     });
 
     r.add("POST", "/integrations/credentials/rotate", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.json({"credentialId", "secret", "oauth2", "expiresAt"});
         if (!body) return body.error();
         auto id = optional_string(*body, "credentialId");
         if (!id) return id.error();
@@ -127,7 +129,7 @@ void add_credential_routes(router& r, services& s) {
     }, {.calls_vendors = true});  // verifies the new material with the vendor
 
     r.add("POST", "/integrations/credentials/{credentialId}/revoke", [&s](call& c) -> result<reply> {
-        auto body = c.optional_json();
+        auto body = c.optional_json({"reason"});
         if (!body) return body.error();
         auto reason = optional_string(*body, "reason");
         if (!reason) return reason.error();

@@ -24,7 +24,7 @@ void add_oauth2_routes(router& r, services& s) {
     // Start: keeps the client secret, a state and a PKCE verifier for a while, and answers the URL
     // to send the user to. The credential is created by the callback.
     r.add("POST", "/integrations/oauth2/authorize", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.json({"providerId", "connectionId", "oauth2"});
         if (!body) return body.error();
         auto provider = optional_string(*body, "providerId");
         if (!provider) return provider.error();
@@ -44,7 +44,7 @@ void add_oauth2_routes(router& r, services& s) {
         // The host's own callback unless the caller names another (a proxy in front of the host).
         if (auto const* u = settings_json.if_contains("redirectUri"); !u || u->is_null())
             settings_json["redirectUri"] = public_base_url(s.config) + std::string(callback_path);
-        auto settings = value_from_json<credentials::authorization_code_settings>(settings_json);
+        auto settings = value_from_json<credentials::authorization_code_settings>(settings_json, unknown_members::refuse);
         if (!settings) return error{errc::invalid_argument, "oauth2." + settings.error().detail()};
         auto redirect_uri = settings->redirect_uri;
         auto started = s.credentials->begin_authorization(c.ctx, **provider, *connection, std::move(*settings),

@@ -15,7 +15,7 @@ void add_provider_routes(router& r, services& s) {
     r.add("POST", "/integrations/providers", [&s](call& c) -> result<reply> {
         auto body = c.json();
         if (!body) return body.error();
-        auto spec = value_from_json<providers::provider_spec>(*body);
+        auto spec = value_from_json<providers::provider_spec>(*body, unknown_members::refuse);
         if (!spec) return spec.error();
         auto p = s.registry->register_provider(c.ctx, std::move(*spec));
         if (!p) return p.error();
@@ -41,7 +41,7 @@ void add_provider_routes(router& r, services& s) {
     r.add("POST", "/integrations/providers/{providerId}/clients", [&s](call& c) -> result<reply> {
         auto body = c.json();
         if (!body) return body.error();
-        auto spec = value_from_json<providers::api_client_spec>(*body);
+        auto spec = value_from_json<providers::api_client_spec>(*body, unknown_members::refuse);
         if (!spec) return spec.error();
         auto client = s.registry->register_client(c.ctx, c.params["providerId"], std::move(*spec));
         if (!client) return client.error();
@@ -89,7 +89,7 @@ void add_provider_routes(router& r, services& s) {
     });
 
     r.add("POST", "/integrations/providers/{providerId}/deprecate", [&s](call& c) -> result<reply> {
-        auto body = c.optional_json();
+        auto body = c.optional_json({"reason"});
         if (!body) return body.error();
         auto reason = optional_string(*body, "reason");
         if (!reason) return reason.error();

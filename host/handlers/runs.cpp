@@ -25,6 +25,7 @@ result<runs::run_input> parse_input(boost::json::object const& body) {
     if (!j || j->is_null()) return in;
     if (!j->is_object()) return error{errc::invalid_argument, "input must be an object"};
     auto const& o = j->get_object();
+    if (auto r = only_members(o, "input", {"pathParams", "query", "headers", "body"}); !r) return r.error();
     auto object_member = [&](char const* name) -> result<boost::json::object const*> {
         auto const* v = o.if_contains(name);
         if (!v || v->is_null()) return static_cast<boost::json::object const*>(nullptr);
@@ -112,7 +113,7 @@ void start_run(services& s, request_context const& ctx, boost::asio::any_io_exec
 
 void add_run_routes(router& r, services& s) {
     r.add("POST", "/integrations/runs", async_handler([&s](call& c, responder done) {
-        auto body = c.json();
+        auto body = c.json({"connectionId", "operation", "input"});
         if (!body) return done(body.error());
         auto connection = optional_string(*body, "connectionId");
         if (!connection) return done(connection.error());
@@ -185,7 +186,7 @@ void add_run_routes(router& r, services& s) {
     });
 
     r.add("POST", "/integrations/failures/{failureId}/escalate", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.json({"reason", "ticketRef"});
         if (!body) return body.error();
         auto reason = optional_string(*body, "reason");
         if (!reason) return reason.error();

@@ -27,7 +27,7 @@ void add_webhook_routes(router& r, services& s) {
     r.add("POST", "/webhooks/subscriptions", [&s](call& c) -> result<reply> {
         auto body = c.json();
         if (!body) return body.error();
-        auto spec = value_from_json<webhooks::subscription_spec>(*body);
+        auto spec = value_from_json<webhooks::subscription_spec>(*body, unknown_members::refuse);
         if (!spec) return spec.error();
         auto subscribed = s.subscriptions->subscribe(c.ctx, std::move(*spec));
         if (!subscribed) return subscribed.error();
@@ -69,7 +69,7 @@ void add_webhook_routes(router& r, services& s) {
     });
 
     r.add("POST", "/webhooks/subscriptions/{subscriptionId}/recover", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.json({"since"});
         if (!body) return body.error();
         auto since_text = optional_string(*body, "since");
         if (!since_text) return since_text.error();
@@ -88,7 +88,7 @@ void add_webhook_routes(router& r, services& s) {
     });
 
     r.add("POST", "/webhooks/deliveries", [&s](call& c) -> result<reply> {
-        auto body = c.json();
+        auto body = c.json({"eventType", "payload", "idempotencyKey"});
         if (!body) return body.error();
         auto type = optional_string(*body, "eventType");
         if (!type) return type.error();

@@ -113,6 +113,27 @@ TEST_F(json_test, provider_round_trips_with_environments_limits_and_health_check
     EXPECT_TRUE(back.pending_events().empty()) << "events are not part of the stored state";
 }
 
+// Stored data written by a later version still reads (members ignored); a caller's request is read
+// with `refuse`, which names the first member no field takes, at any depth.
+TEST_F(json_test, unknown_members_are_ignored_or_refused_by_path) {
+    auto j = boost::json::parse(R"({"key":"k","displayName":"d","category":"Model","authModel":"ApiKey",
+        "baseUrl":"https://a.example","environments":[{"name":"sandbox","baseUrl":"https://s.example"},
+        {"name":"production","baseUrl":"https://p.example","region":"eu"}]})");
+    auto lenient = value_from_json<providers::provider_spec>(j);
+    ASSERT_TRUE(lenient) << lenient.error().detail();
+    EXPECT_EQ(lenient->environments.at(1).name, "production");
+    auto strict = value_from_json<providers::provider_spec>(j, unknown_members::refuse);
+    ASSERT_FALSE(strict);
+    EXPECT_EQ(strict.error(), errc::invalid_argument);
+    EXPECT_EQ(strict.error().detail().rfind("environments[1].region is not a field here", 0), 0u) << strict.error().detail();
+    j.as_object()["environments"].as_array().pop_back();
+    EXPECT_TRUE(value_from_json<providers::provider_spec>(j, unknown_members::refuse));
+    j.as_object()["capability"] = boost::json::array{"x"};
+    auto top = value_from_json<providers::provider_spec>(j, unknown_members::refuse);
+    ASSERT_FALSE(top);
+    EXPECT_EQ(top.error().detail().rfind("capability is not a field here", 0), 0u) << top.error().detail();
+}
+
 TEST_F(json_test, provider_json_uses_the_seed_names) {
     auto j = aggregate_to_json(provider(providers::provider_scope::global));
     EXPECT_TRUE(j.contains("providerId"));

@@ -1210,6 +1210,55 @@ TEST_F(host_e2e, bad_input_gets_a_clear_4xx_and_the_host_stays_up) {
     EXPECT_EQ(a().get("/integrations/providers?limit=1").status, 200);
 }
 
+// A misspelt field is refused, naming it, at any depth: dropped in silence, `scope` (for `scopes`)
+// made a connection that may use every capability of its provider, and `filters` (for `filter`) a
+// subscription to every event. Nothing is created by a refused request.
+TEST_F(host_e2e, a_field_a_route_does_not_take_is_refused_and_named_at_any_depth) {
+    auto t = set_up(a(), vendor_->port(), "-typo");
+    auto refused = [&](std::string const& path, json::object body, std::string const& field) {
+        auto r = a().post(path, body);
+        EXPECT_EQ(r.status, 400) << path << ": " << r.body;
+        if (r.status != 400) return;
+        EXPECT_EQ(str(r.json(), "type"), "https://integration.dev/problems/validation") << r.body;
+        EXPECT_EQ(str(r.json(), "detail").rfind(field + " is not a field here", 0), 0u) << r.body;
+    };
+    auto connections_before = a().get("/integrations/connections?providerId=" + t.provider_id).json().at("items").as_array().size();
+    refused("/integrations/connections",
+            {{"projectId", "p"}, {"providerId", t.provider_id}, {"displayName", "typo"}, {"credentialId", t.credential_id},
+             {"scope", json::array{"echo.send"}}},
+            "scope");
+    EXPECT_EQ(a().get("/integrations/connections?providerId=" + t.provider_id).json().at("items").as_array().size(),
+              connections_before);
+    refused("/integrations/providers",
+            {{"key", "typo-provider"}, {"displayName", "x"}, {"category", "BusinessSystem"}, {"authModel", "ApiKey"},
+             {"baseUrl", "http://127.0.0.1:1"}, {"healthCheck", json::object{{"method", "GET"}, {"path", "/"}, {"expectedStatus", 200}}}},
+            "healthCheck.expectedStatus");
+    refused("/integrations/providers/" + t.provider_id + "/clients",
+            {{"assemblyName", "Typo"}, {"version", "1.0.0"}, {"capabilities", json::array{"echo.send"}}, {"authMode", "ApiKey"},
+             {"operations", json::array{json::object{{"operation", "echo.send"}, {"method", "POST"}, {"path", "/x"}, {"idempotency", "K"}}}}},
+            "operations[0].idempotency");
+    refused("/integrations/credentials",
+            {{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "s"},
+             {"apiKey", json::object{{"in", "header"}, {"name", "X-Api-Key"}, {"header", "X-Api-Key"}}}},
+            "apiKey.header");
+    refused("/integrations/credentials", {{"providerId", t.provider_id}, {"authMode", "ApiKey"}, {"secret", "s"}, {"expires", "2030-01-01T00:00:00Z"}},
+            "expires");
+    refused("/webhooks/subscriptions",
+            {{"projectId", "p"}, {"eventType", "IntegrationRunCompleted"}, {"endpointUrl", "http://127.0.0.1:1/hook"},
+             {"filters", json::object{}}},
+            "filters");
+    auto body = run_body(t.connection_id);
+    body["input"].as_object()["header"] = json::object{{"X-Trace", "1"}};
+    refused("/integrations/runs", body, "input.header");
+    auto runs_before = a().get("/integrations/runs?connectionId=" + t.connection_id).json().at("items").as_array().size();
+    refused("/integrations/runs", {{"connectionId", t.connection_id}, {"operation", "echo.send"}, {"inputs", json::object{}}}, "inputs");
+    EXPECT_EQ(a().get("/integrations/runs?connectionId=" + t.connection_id).json().at("items").as_array().size(), runs_before);
+    auto retire = a().post("/integrations/connections/" + t.connection_id + "/retire", json::object{{"reasons", "x"}});
+    EXPECT_EQ(retire.status, 400) << retire.body;
+    EXPECT_NE(str(retire.json(), "detail").find("the fields are reason"), std::string::npos) << retire.body;
+    EXPECT_EQ(str(a().get("/integrations/connections/" + t.connection_id).json(), "status"), "Active");
+}
+
 // An endless chunked body is cut at the route's limit with 413, not buffered.
 TEST_F(host_e2e, an_endless_chunked_body_is_cut_with_413) {
     int fd = connect_loopback(host_->port());

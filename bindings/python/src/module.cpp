@@ -174,7 +174,7 @@ T spec_from(py::dict const& kwargs, char const* function) {
         if (v.is_none()) continue;
         o[wire] = to_json_value(v, wire != "configuration" && wire != "filter", key);
     }
-    return unwrap(value_from_json<T>(o));
+    return unwrap(value_from_json<T>(o, unknown_members::refuse));
 }
 
 /** An optional dict argument as a spec struct. */

@@ -43,6 +43,14 @@ def test_egress_is_denied_for_a_private_range(platform: integration.Platform) ->
     assert caught.value.code == "egress_denied"
 
 
+def test_a_misspelt_key_in_a_nested_dict_is_refused_by_name(platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    with pytest.raises(integration.InvalidArgument, match="healthCheck.expectedStatus is not a field here"):
+        t.register_provider(key="typo", display_name="Typo", base_url="https://api.typo.example",
+                            health_check={"method": "GET", "path": "/", "expected_status": 200})
+    assert all(p["key"] != "typo" for p in t.list_providers()["items"])
+
+
 def test_python_mistakes_are_python_errors(platform: integration.Platform, vendor: Vendor) -> None:
     t = platform.tenant("acme-corp")
     with pytest.raises(TypeError, match="unexpected keyword argument 'displayname'"):

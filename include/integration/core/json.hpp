@@ -193,11 +193,61 @@ result<void> from_json(boost::json::value const& j, T& out, std::string_view pat
     return read_fields(j.get_object(), out, path);
 }
 
+/** What `value_from_json` does with a member no field of the struct names. */
+enum class unknown_members {
+    ignore,  ///< Skipped: stored data written by a later version still reads.
+    refuse,  ///< An error naming it: a caller's misspelt field (`scope` for `scopes`) is not silently dropped.
+};
+
+namespace detail {
+
+template <class T>
+struct is_vector : std::false_type {};
+template <class T, class A>
+struct is_vector<std::vector<T, A>> : std::true_type {};
+
+/** The path of the first member of `j`, at any depth, that no field of `T` names; empty if none.
+ *  Only shapes `from_json` reads are walked: a value of another type is refused there. */
+template <class T>
+std::string unknown_member(boost::json::value const& j, std::string_view path) {
+    if constexpr (is_optional<T>::value || is_vector<T>::value) {
+        using E = typename T::value_type;
+        if constexpr (is_optional<T>::value) return unknown_member<E>(j, path);
+        else if (j.is_array())
+            for (std::size_t i = 0; i < j.get_array().size(); ++i)
+                if (auto p = unknown_member<E>(j.get_array()[i], json_path(path, i)); !p.empty()) return p;
+    } else if constexpr (json_described<T>) {
+        if (!j.is_object()) return {};
+        for (auto const& [name, v] : j.get_object()) {
+            auto p = json_path(path, name);
+            bool known = false;
+            std::apply(
+                [&](auto const&... f) {
+                    (
+                        [&] {
+                            if (known || f.name != std::string_view(name)) return;
+                            known = true;
+                            p = unknown_member<std::remove_cvref_t<decltype(std::declval<T&>().*(f.member))>>(v, p);
+                        }(),
+                        ...);
+                },
+                T::json_fields());
+            if (!known || !p.empty()) return p;
+        }
+    }
+    return {};
+}
+
+}  // namespace detail
+
 /** Parses a described struct from JSON; errors name the offending field path. */
 template <json_described T>
-result<T> value_from_json(boost::json::value const& j) {
+result<T> value_from_json(boost::json::value const& j, unknown_members unknown = unknown_members::ignore) {
     T out{};
     if (auto r = from_json(j, out, ""); !r) return r.error();
+    if (unknown == unknown_members::refuse)
+        if (auto p = detail::unknown_member<T>(j, ""); !p.empty())
+            return error{errc::invalid_argument, p + " is not a field here; check its spelling"};
     return out;
 }
 
