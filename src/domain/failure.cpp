@@ -105,6 +105,12 @@ result<void> integration_failure::escalate(escalation_record record) {
     if (resolved()) return error{errc::invalid_state, "failure " + d_.failure_id + " is already resolved"};
     if (auto r = detail::require_text(record.escalated_by, "escalatedBy", 128); !r) return r;
     if (auto r = detail::require_text(record.reason, "reason", 2000); !r) return r;
+    if (record.ticket_ref)
+        if (auto r = detail::require_text(*record.ticket_ref, "ticketRef", 256); !r) return r;
+    // Each escalation is kept, rendered and saved with the failure: a loop of escalations must not grow it for ever.
+    if (d_.escalations.size() >= max_escalations)
+        return error{errc::invalid_state, "failure " + d_.failure_id + " has been escalated " + std::to_string(max_escalations) +
+                                              " times already; resolve it, or follow the earlier escalations"};
     record.escalated_at = truncate_ms(record.escalated_at);
     d_.next_action = next_action::escalate;
     d_.next_attempt_at.reset();

@@ -19,6 +19,13 @@ result<integration_failure> failure_service::escalate(request_context const& ctx
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_failure> {
         auto f = uow.failures().find(failure_id);
         if (!f) return f.error();
+        // A retry worker resuming its run now may be calling the vendor: escalated meanwhile, the
+        // run would be sent after a person was told it never is, and its outcome lost.
+        auto held = uow.failures().leased(failure_id, clock_.now());
+        if (!held) return held.error();
+        if (*held)
+            return error{errc::invalid_state, "failure " + failure_id + " is being retried right now; escalate it once "
+                                              "that attempt is recorded (in a few seconds)"};
         if (auto e = f->escalate({ctx.actor, reason, clock_.now(), ticket_ref}); !e) return e.error();
         if (auto sv = uow.failures().save(*f); !sv) return sv.error();
         // The retry worker resumes only failures to retry: a run this one kept Running (waiting for

@@ -89,9 +89,17 @@ std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::str
                 // Its call's outcome unrecorded, the resume keeps the lease: when it lapses, the
                 // next worker knows that the vendor may have acted.
                 if (called) continue;
+                // It could not start (its input unreadable now): tried again after a lease's
+                // time, while the failures due behind it, which it would hold up, go first.
+                (void)store_.transact(ctx, [&](storage::unit_of_work& uow) {
+                    return uow.failures().release(f.id(), options_.owner, clock_.now() + options_.lease);
+                });
+                continue;
             }
         }
-        (void)store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.failures().release(f.id(), options_.owner); });
+        (void)store_.transact(ctx, [&](storage::unit_of_work& uow) {
+            return uow.failures().release(f.id(), options_.owner, std::nullopt);
+        });
         if (again) break;
     }
     return {handled, std::move(first_error)};

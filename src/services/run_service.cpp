@@ -43,6 +43,16 @@ boost::json::array pairs_to_json(std::vector<std::pair<std::string, std::string>
     return out;
 }
 
+// The worker's escalation reason, made of a vendor's or a store's words: an escalation takes
+// at most 2,000 characters of text without control characters, and refused, the run would be
+// resumed again at every sweep.
+std::string escalation_reason(std::string const& why) {
+    auto out = utf8_excerpt(why, 2000);
+    for (auto& c : out)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) c = ' ';
+    return out;
+}
+
 std::vector<std::pair<std::string, std::string>> pairs_from_json(boost::json::value const* v) {
     std::vector<std::pair<std::string, std::string>> out;
     if (v == nullptr || !v->is_array()) return out;
@@ -960,14 +970,17 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
                 if (fresh.status() == run_status::completed) {
                     if (auto s = f->resolve(failures::source_outcome::succeeded, now); !s) return s.error();
                 } else if (fresh.status() == run_status::failed) {
-                    if (f->data().next_action == failures::next_action::escalate) {
+                    // A run already Failed when loaded, its failure escalated (by a person, since
+                    // the worker claimed it): escalated once is enough.
+                    bool escalated = run.status() == run_status::failed && !f->data().escalations.empty();
+                    if (f->data().next_action != failures::next_action::escalate) {
+                        if (auto s = f->resolve(failures::source_outcome::dead_lettered, now); !s) return s.error();
+                    } else if (!escalated) {
                         auto reason = !c                         ? std::string("the run failed")
                                       : c->error_code == interrupted ? c->message
                                                                      : "retries exhausted after " + std::to_string(fresh.data().attempts) +
                                                                            " attempts: " + c->error_code;
-                        if (auto s = f->escalate({"retry-worker", reason, now, std::nullopt}); !s) return s.error();
-                    } else if (auto s = f->resolve(failures::source_outcome::dead_lettered, now); !s) {
-                        return s.error();
+                        if (auto s = f->escalate({"retry-worker", escalation_reason(reason), now, std::nullopt}); !s) return s.error();
                     }
                 }
                 if (auto s = uow.failures().save(*f); !s) return s.error();

@@ -282,6 +282,24 @@ TEST_F(failure_test, an_escalated_failure_may_escalate_again_and_later_resolve) 
                                         std::string(escalated_event), std::string(resolved_event)}));
 }
 
+// A ticket reference is text like a reason; and escalations stop at `max_escalations`: each is
+// kept, saved and rendered with the failure, which a loop of escalations would grow without end.
+TEST_F(failure_test, a_ticket_reference_is_checked_and_escalations_are_bounded) {
+    auto f = open();
+    auto before = snap(f);
+    auto bad_ticket = escalation();
+    bad_ticket.ticket_ref = "INC-1\r\nX: y";
+    EXPECT_ERRC(f.escalate(bad_ticket), errc::invalid_argument);
+    bad_ticket.ticket_ref = std::string(257, 't');
+    EXPECT_ERRC(f.escalate(bad_ticket), errc::invalid_argument);
+    EXPECT_UNCHANGED(f, before);
+    for (std::size_t i = 0; i < integration_failure::max_escalations; ++i) ASSERT_TRUE(f.escalate(escalation())) << i;
+    auto full = snap(f);
+    EXPECT_ERRC(f.escalate(escalation()), errc::invalid_state);
+    EXPECT_UNCHANGED(f, full);
+    EXPECT_EQ(f.data().escalations.size(), integration_failure::max_escalations);
+}
+
 TEST_F(failure_test, restore_refuses_an_id_without_the_failure_prefix) {
     auto f = open();
     auto d = f.data();

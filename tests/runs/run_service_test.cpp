@@ -972,6 +972,66 @@ TEST_F(run_service_test, escalating_the_failure_of_a_run_waiting_for_the_retry_w
     EXPECT_EQ(failures_of(out.run.id()).size(), 1u);
 }
 
+// While a retry worker holds a failure (its resume may be calling the vendor), an escalation is
+// refused: accepted, the vendor would be called after a person was told the run never is again.
+// Once the worker let go, the escalation ends the run, and a resume of it afterwards (a worker that
+// claimed it just before) does not escalate it a second time.
+TEST_F(run_service_test, an_escalation_waits_for_the_retry_workers_lease_and_is_not_repeated_by_a_later_resume) {
+    start({reply(503, "", "Retry-After: 90\r\n"), reply(503), reply(503), reply(503)});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    ASSERT_EQ(out.run.status(), runs::run_status::running);
+    ASSERT_TRUE(out.failure_id);
+    clock_.advance(2h);
+    auto leased = must(storage::transact_for(*store_, ctx_, [&](storage::unit_of_work& uow) {
+        return uow.failures().claim_due(clock_.now(), "worker-1", clock_.now() + 2min, 1);
+    }));
+    ASSERT_EQ(leased.size(), 1u);
+    failures::failure_service failures(*store_, clock_);
+    auto refused = failures.escalate(ctx_, *out.failure_id, "the vendor is down", std::nullopt);
+    ASSERT_FALSE(refused) << "escalated while a worker may be calling the vendor";
+    EXPECT_EQ(refused.error(), errc::invalid_state);
+    EXPECT_NE(refused.error().detail().find("being retried right now"), std::string::npos) << refused.error().detail();
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) {
+        return uow.failures().release(*out.failure_id, "worker-1", std::nullopt);
+    }));
+    must(failures.escalate(ctx_, *out.failure_id, "the vendor is down", "OPS-9"));
+    must(runs_->resume(ctx_, out.run.id(), runs::resume_reason::due));
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().escalations.size(), 1u) << "escalated again by the resume";
+    EXPECT_FALSE(f[0].resolved());
+    EXPECT_EQ(vendor_->requests().size(), 4u);
+}
+
+// A run whose resume cannot start (its stored input unreadable now: an outage, not a loss) waits
+// a lease's time and lets the runs due behind it go first: it held up every retry of its tenant.
+TEST_F(run_service_test, a_resume_that_cannot_start_does_not_hold_up_the_runs_due_behind_it) {
+    std::deque<std::string> script;
+    for (int i = 0; i < 8; ++i) script.push_back(reply(503, "", "Retry-After: 90\r\n"));
+    script.push_back(reply(200, R"({"sid":"SM2"})"));
+    start(std::move(script));
+    auto first = must(runs_->execute(ctx_, send_sms("first")));
+    clock_.advance(1s);
+    auto second = must(runs_->execute(ctx_, send_sms("second")));
+    ASSERT_EQ(first.run.status(), runs::run_status::running);
+    ASSERT_EQ(second.run.status(), runs::run_status::running);
+    // The first run's input replaced by a link to itself: its read fails (ELOOP), and it is not gone.
+    auto input = dir_.path() / "blobs" / "t1" / "runs" / first.run.id() / "input";
+    ASSERT_TRUE(std::filesystem::exists(input));
+    std::filesystem::remove(input);
+    std::filesystem::create_symlink(input.filename(), input);
+    clock_.advance(2h);
+    runs::retry_worker worker(*store_, *runs_, clock_, {.threads = 1});
+    (void)worker.sweep();
+    auto resumed = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(second.run.id()); }));
+    EXPECT_EQ(resumed.status(), runs::run_status::completed) << "the run due behind the unreadable one was not resumed";
+    auto waiting = failures_of(first.run.id());
+    ASSERT_EQ(waiting.size(), 1u);
+    EXPECT_FALSE(waiting[0].resolved());
+    ASSERT_TRUE(waiting[0].data().next_attempt_at);
+    EXPECT_GT(*waiting[0].data().next_attempt_at, clock_.now()) << "tried first again at the next sweep";
+}
+
 // A vendor that compresses unasked and echoes the credential: the echo is found in the decoded
 // text and redacted in what the caller gets and in what is kept.
 TEST_F(run_service_test, a_credential_echoed_in_a_compressed_answer_is_redacted) {
@@ -1579,8 +1639,9 @@ TEST_F(run_service_test, an_unkeyed_post_whose_resume_could_not_record_its_outco
     expect_failed_as_interrupted(id);
 }
 
-// A resume that failed before it could call the vendor gives the lease back: the next sweep
-// resumes the run at once, as due (not as interrupted, a lease later).
+// A resume that failed before it could call the vendor gives the lease back: the run is due
+// again a lease later (the runs due behind it go first meanwhile), and is resumed as due, not as
+// interrupted.
 TEST_F(run_service_test, a_resume_that_failed_before_its_call_gives_its_lease_back) {
     auto id = unkeyed_post_waiting_for_the_worker(reply(200, "ok"));
     retire_connection();
@@ -1589,6 +1650,8 @@ TEST_F(run_service_test, a_resume_that_failed_before_its_call_gives_its_lease_ba
     clock_.advance(61s);
     EXPECT_FALSE(worker.sweep());  // not executable, and that could not be recorded
     refuse_run_updates(false);
+    EXPECT_EQ(must(worker.sweep()), 0u);  // not yet due again
+    clock_.advance(1h);  // past the worker's lease (at least the run's longest execution)
     EXPECT_EQ(must(worker.sweep()), 1u);  // the lease was given back
     EXPECT_EQ(vendor_->requests().size(), 4u);
     auto f = failures_of(id);

@@ -1340,8 +1340,8 @@ TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until
     EXPECT_TRUE(lapsed.empty());
     // worker-2 finishes and releases; worker-1 dies: its leases expire.
     write(a_, [&](unit_of_work& uow) -> result<void> {
-        EXPECT_TRUE(uow.failures().release(second[0], "worker-1"));  // not its lease: a no-op
-        return uow.failures().release(second[0], "worker-2");
+        EXPECT_TRUE(uow.failures().release(second[0], "worker-1", std::nullopt));  // not its lease: a no-op
+        return uow.failures().release(second[0], "worker-2", std::nullopt);
     });
     EXPECT_EQ(claim(a_, "worker-3", now + std::chrono::seconds(1), 10), second);
     EXPECT_TRUE(lapsed.empty());  // given back by worker-2
@@ -1349,6 +1349,30 @@ TEST_P(store_conformance, retry_leases_give_each_due_failure_to_one_worker_until
     EXPECT_EQ(after_death.size(), 3u);  // worker-3 still holds its own
     // A retry worker resumes these knowing an earlier resume may have called the vendor.
     EXPECT_EQ(lapsed, std::set<std::string>(first.begin(), first.end()));
+    // While leased, `leased` says so; saving the failure (its attempt recorded) ends the lease,
+    // so a worker that stopped after that commit is not taken for one interrupted mid-call.
+    auto const at = now + std::chrono::seconds(31);
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_TRUE(must(uow.failures().leased(after_death[0], at)));
+        EXPECT_FALSE(must(uow.failures().leased(after_death[0], now + std::chrono::seconds(61))));
+        auto f = must(uow.failures().find(after_death[0]));
+        must(f.record_attempt({failures::failure_category::transient, "http_503", "busy", failures::next_action::retry, at}, at));
+        must(uow.failures().save(f));
+        EXPECT_FALSE(must(uow.failures().leased(after_death[0], at)));
+        return {};
+    });
+    lapsed.clear();
+    auto again = claim(a_, "worker-5", at, 10);
+    EXPECT_NE(std::find(again.begin(), again.end(), after_death[0]), again.end());
+    EXPECT_FALSE(lapsed.contains(after_death[0])) << "a saved failure's lease read as lapsed";
+    // Released with `not_before`, a failure is due no earlier than that.
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        return uow.failures().release(after_death[0], "worker-5", at + std::chrono::minutes(10));
+    });
+    auto early = claim(a_, "worker-6", at + std::chrono::minutes(9), 10);
+    EXPECT_EQ(std::find(early.begin(), early.end(), after_death[0]), early.end());
+    auto due = claim(a_, "worker-7", at + std::chrono::minutes(10), 10);
+    EXPECT_NE(std::find(due.begin(), due.end(), after_death[0]), due.end());
 }
 
 

@@ -149,7 +149,10 @@ public:
     /** Resolves the failure; only when the source succeeded or was dead-lettered (raises
      *  IntegrationFailureResolved). */
     result<void> resolve(source_outcome outcome, time_point now);
-    /** Escalates with an audit record naming who and why (raises IntegrationFailureEscalated). */
+    /** How many escalations a failure keeps at most: past them, `escalate` is refused. */
+    static constexpr std::size_t max_escalations = 50;
+    /** Escalates with an audit record naming who and why (raises IntegrationFailureEscalated); a
+     *  `ticket_ref` is text of at most 256 characters. */
     result<void> escalate(escalation_record record);
 
 private:

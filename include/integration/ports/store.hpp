@@ -191,8 +191,14 @@ public:
      *  (or whose lease expired) to `owner` until `until`. Two workers never hold the same failure. */
     virtual result<std::vector<leased_failure>> claim_due(time_point now, std::string const& owner, time_point until,
                                                           std::size_t limit) = 0;
-    /** Gives up `owner`'s lease of a failure (after a retry was recorded). */
-    virtual result<void> release(std::string const& failure_id, std::string const& owner) = 0;
+    /** Gives up `owner`'s lease of a failure (after a retry was recorded). With `not_before`, the
+     *  failure is due no earlier than that: a resume that could not start (its input unreadable
+     *  now) lets the failures behind it go first. Saving a failure ends any lease on it too. */
+    virtual result<void> release(std::string const& failure_id, std::string const& owner,
+                                 std::optional<time_point> not_before) = 0;
+    /** Whether a retry worker holds the failure's lease at `now` (its resume may be calling the
+     *  vendor): an escalation then would be followed by that call. */
+    virtual result<bool> leased(std::string const& failure_id, time_point now) = 0;
     /** Failures resolved before `before`, oldest id first (for retention); like
      *  `run_repository::ended_before`, only failures whose id was made before `before`. */
     virtual result<std::vector<failures::integration_failure>> resolved_before(time_point before,

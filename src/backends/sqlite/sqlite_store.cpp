@@ -391,10 +391,13 @@ private:
     }
 
     result<void> update(A const& a, time_point now) {
-        // Saving a delivery ends any worker's lease on it: the attempt it leased is recorded.
+        // Saving a delivery or a failure ends any worker's lease on it: what it leased is recorded
+        // (a lease left by a worker that stopped after its commit would read as an interruption).
         static std::string const sql = mapping::update_sql<data_t>(
             T.name, T.key,
-            std::is_same_v<A, webhooks::webhook_delivery> ? "lease_owner = NULL, lease_until = NULL" : "");
+            std::is_same_v<A, webhooks::webhook_delivery> || std::is_same_v<A, failures::integration_failure>
+                ? "lease_owner = NULL, lease_until = NULL"
+                : "");
         auto const& m = a.meta();
         auto st = w_.db.prepare_static(sql);
         if (!st) return st.error();
@@ -814,13 +817,24 @@ public:
         }
         return out;
     }
-    result<void> release(std::string const& failure_id, std::string const& owner) override {
+    result<void> release(std::string const& failure_id, std::string const& owner, std::optional<time_point> not_before) override {
         if (w_.read_only) return error{errc::invalid_state, "release called inside a read-only unit of work"};
-        auto st = w_.db.prepare("UPDATE failures SET lease_owner = NULL, lease_until = NULL "
+        auto st = w_.db.prepare("UPDATE failures SET lease_owner = NULL, lease_until = NULL, "
+                                "next_attempt_at = max(next_attempt_at, coalesce(?, 0)) "
                                 "WHERE failure_id = ? AND tenant_id = ? AND lease_owner = ?");
         if (!st) return st.error();
-        (*st)->bind_all({failure_id, w_.ctx.tenant_id, owner});
+        (*st)->bind_all({not_before ? sql::value(to_unix_ms(*not_before)) : sql::value(), failure_id, w_.ctx.tenant_id, owner});
         return (*st)->run();
+    }
+    result<bool> leased(std::string const& failure_id, time_point now) override {
+        auto st = w_.db.prepare("SELECT lease_until > ? FROM failures WHERE failure_id = ? AND tenant_id = ?");
+        if (!st) return st.error();
+        (*st)->bind_all({to_unix_ms(now), failure_id, w_.ctx.tenant_id});
+        auto row = (*st)->step();
+        if (!row) return row.error();
+        bool held = *row && !(*st)->is_null(0) && (*st)->int64(0) != 0;
+        (*st)->reset();
+        return held;
     }
     result<void> save(failures::integration_failure& f) override { return r_.save(f); }
     result<std::vector<failures::integration_failure>> resolved_before(time_point before, std::size_t limit) override {
