@@ -61,29 +61,10 @@ void add_provider_routes(router& r, services& s) {
         return json_reply(200, page_json(*list, render<providers::external_api_client>));
     }, {.query = {"limit", "cursor"}});
 
-    // Activating a provider activates its Registered clients first: the contract's 409 is for a
+    // Activating a provider activates its Registered clients with it: the contract's 409 is for a
     // provider with no client at all.
     r.add("POST", "/integrations/providers/{providerId}/activate", [&s](call& c) -> result<reply> {
-        auto const& id = c.params["providerId"];
-        auto clients = storage::read_for(*s.store, c.ctx, [&](storage::unit_of_work& uow)
-                                                              -> result<std::vector<std::string>> {
-            auto p = uow.providers().find(id);
-            if (!p) return p.error();
-            std::vector<std::string> ids;
-            storage::page_request page{.limit = 500};
-            do {
-                auto list = uow.api_clients().list_by_provider(id, page);
-                if (!list) return list.error();
-                for (auto const& cl : list->items)
-                    if (cl.status() == providers::client_status::registered) ids.push_back(cl.id());
-                page.cursor = list->next_cursor;
-            } while (!page.cursor.empty());
-            return ids;
-        });
-        if (!clients) return clients.error();
-        for (auto const& client_id : *clients)
-            if (auto a = s.registry->activate_client(c.ctx, client_id); !a) return a.error();
-        auto p = s.registry->activate_provider(c.ctx, id);
+        auto p = s.registry->activate_provider(c.ctx, c.params["providerId"]);
         if (!p) return p.error();
         return json_reply(200, render(*p));
     });

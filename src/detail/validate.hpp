@@ -68,6 +68,19 @@ inline bool has_dot_segment(std::string_view path, bool encoded_separators = tru
     return false;
 }
 
+/** A base URL, to which operation paths are appended: an http(s) URL without a query or a
+ *  fragment (which would swallow every path after it) or a `.`/`..` segment. */
+inline result<void> require_base_url(std::string_view value, std::string_view field) {
+    if (auto r = require_http_url(value, field); !r) return r;
+    if (value.find_first_of("?#") != std::string_view::npos)
+        return error{errc::invalid_argument, std::string(field) + " must not have a query or a fragment: "
+                                             "operation paths are appended to it"};
+    auto rest = value.substr(value.find("//") + 2);
+    if (auto slash = rest.find('/'); slash != std::string_view::npos && has_dot_segment(rest.substr(slash)))
+        return error{errc::invalid_argument, std::string(field) + " must not have a '.' or '..' segment"};
+    return {};
+}
+
 /** A URL path: starts with '/', at most 2048 bytes, no control characters and no spaces (a request
  *  line cannot carry them, so such a path could never be called). */
 inline result<void> require_path(std::string_view value, std::string_view field) {

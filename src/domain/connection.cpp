@@ -18,7 +18,7 @@ result<integration_connection> integration_connection::create(request_context co
         return error{errc::invalid_argument, "credentialId \"" + *spec.credential_id + "\" is not a credential id"};
     for (auto const& e : spec.endpoints) {
         if (auto r = detail::require_text(e.operation_class, "endpoints[].operationClass", 64); !r) return r.error();
-        if (auto r = detail::require_http_url(e.base_url, "endpoints[].baseUrl"); !r) return r.error();
+        if (auto r = detail::require_base_url(e.base_url, "endpoints[].baseUrl"); !r) return r.error();
     }
     for (auto const& s : spec.scopes)
         if (auto r = detail::require_text(s, "scopes[]", 128); !r) return r.error();

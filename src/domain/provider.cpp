@@ -17,7 +17,7 @@ result<void> validate(provider_spec const& s) {
         return error{errc::invalid_argument,
                      "key must be 1-64 characters of a-z, 0-9, '.', '_' or '-', starting with a letter or digit"};
     if (auto r = detail::require_text(s.display_name, "displayName"); !r) return r;
-    if (auto r = detail::require_http_url(s.base_url, "baseUrl"); !r) return r;
+    if (auto r = detail::require_base_url(s.base_url, "baseUrl"); !r) return r;
     for (auto const& c : s.capabilities)
         if (auto r = detail::require_text(c, "capabilities[]", 128); !r) return r;
     for (std::size_t i = 0; i < s.capabilities.size(); ++i)
@@ -26,7 +26,7 @@ result<void> validate(provider_spec const& s) {
             return error{errc::invalid_argument, "capabilities lists \"" + s.capabilities[i] + "\" twice"};
     for (auto const& e : s.environments) {
         if (auto r = detail::require_text(e.name, "environments[].name", 64); !r) return r;
-        if (auto r = detail::require_http_url(e.base_url, "environments[].baseUrl"); !r) return r;
+        if (auto r = detail::require_base_url(e.base_url, "environments[].baseUrl"); !r) return r;
     }
     if (s.rate_limit_profile)
         if (auto r = s.rate_limit_profile->validate(); !r) return r;
@@ -35,6 +35,8 @@ result<void> validate(provider_spec const& s) {
         if (h.method != "GET" && h.method != "HEAD" && h.method != "POST")
             return error{errc::invalid_argument, "healthCheck.method must be GET, HEAD or POST"};
         if (auto r = detail::require_path(h.path, "healthCheck.path"); !r) return r;
+        if (detail::has_dot_segment(h.path))
+            return error{errc::invalid_argument, "healthCheck.path must not have a '.' or '..' segment"};
         if (h.expect_status < 100 || h.expect_status > 599)
             return error{errc::invalid_argument, "healthCheck.expectStatus must be an HTTP status (100-599)"};
     }

@@ -130,8 +130,14 @@ result<integration_connection> health_prober::test(request_context const& ctx, s
         auto now = clock_.now();
         bool working = c->status() == connection_status::active || c->status() == connection_status::degraded;
         if (auto h = c->record_health(*outcome, now); !h) return h.error();
-        if (c->status() == connection_status::pending && outcome->status == health_status::healthy && c->data().credential_id)
-            if (auto a = c->activate(credential_ok, now); !a) return a.error();
+        // A Pending connection becomes Active only while its provider still takes connections:
+        // one deprecated since it was created stays Pending, its health recorded.
+        if (c->status() == connection_status::pending && outcome->status == health_status::healthy && c->data().credential_id) {
+            auto p = uow.providers().find(c->data().provider_id);
+            if (!p && p.error() != errc::not_found) return p.error();
+            if (p && p->ensure_accepts_connections())
+                if (auto a = c->activate(credential_ok, now); !a) return a.error();
+        }
         if (auto s = uow.connections().save(*c); !s) return s.error();
         if (auto f = record_failure(uow, *c, *outcome, working, now); !f) return f.error();
         return std::move(*c);

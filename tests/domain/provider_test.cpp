@@ -309,14 +309,13 @@ TEST_F(provider_registry_test, provider_becomes_active_only_after_one_of_its_cli
     auto p = reg.register_provider(ctx, sms_provider_spec()).value();
     EXPECT_ERRC(reg.activate_provider(ctx, p.id()), errc::invariant_violation);
 
+    // A Registered client is activated with it, in the same commit: the provider is Active only
+    // with an Active client.
     auto c = reg.register_client(ctx, p.id(), fixtures::sms_client_spec()).value();
-    // A Registered (not yet Active) client does not count.
-    EXPECT_ERRC(reg.activate_provider(ctx, p.id()), errc::invariant_violation);
-
-    ASSERT_TRUE(reg.activate_client(ctx, c.id()));
     auto active = reg.activate_provider(ctx, p.id());
     ASSERT_TRUE(active) << active.error().message();
     EXPECT_EQ(active->status(), provider_status::active);
+    EXPECT_ERRC(reg.activate_client(ctx, c.id()), errc::invalid_state);  // Active already
 }
 
 TEST_F(provider_registry_test, deprecated_provider_takes_no_new_clients) {

@@ -86,6 +86,23 @@ TEST_F(health_prober_test, a_failing_initial_probe_keeps_the_connection_pending)
     EXPECT_EQ(event_types().back(), "IntegrationFailed");
 }
 
+// A connection to a provider must reference an Active provider: one deprecated while the
+// connection waited Pending keeps it Pending when a probe passes (its health recorded), and no
+// IntegrationConnectionEstablished is raised.
+TEST_F(health_prober_test, a_passing_probe_does_not_activate_a_connection_whose_provider_was_deprecated) {
+    auto id = pending_connection();
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = must(uow.providers().find(provider_id_));
+        must(p.deprecate("the vendor retired this API"));
+        return uow.providers().save(p);
+    }));
+    auto c = must(prober_.test(ctx_, id));
+    EXPECT_EQ(c.status(), connection_status::pending);
+    EXPECT_EQ(c.data().health, health_status::healthy);
+    auto types = event_types();
+    EXPECT_EQ(std::count(types.begin(), types.end(), "IntegrationConnectionEstablished"), 0);
+}
+
 TEST_F(health_prober_test, an_unresolvable_credential_keeps_the_connection_pending_without_calling) {
     auto id = pending_connection();
     must(credentials_.revoke(ctx_, credential_id_, "gone"));

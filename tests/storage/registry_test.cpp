@@ -30,19 +30,32 @@ protected:
     }
 };
 
-TEST_F(registry_test, a_provider_becomes_active_only_with_an_active_client) {
+// A provider is activated with its Registered clients, in one commit; one without a client is
+// refused. Activated again, it activates the clients registered since; a Deprecated one is
+// refused and its clients stay as they are.
+TEST_F(registry_test, a_provider_is_activated_with_its_registered_clients_in_one_commit) {
+    auto client_status_of = [&](std::string const& id) {
+        return must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.api_clients().find(id); })).status();
+    };
     auto p = must(registry_.register_provider(ctx_, provider_spec()));
     auto none = registry_.activate_provider(ctx_, p.id());
     ASSERT_FALSE(none);
     EXPECT_EQ(none.error(), errc::invariant_violation);
     auto c = must(registry_.register_client(ctx_, p.id(), client_spec()));
-    auto registered_only = registry_.activate_provider(ctx_, p.id());
-    ASSERT_FALSE(registered_only);
-    EXPECT_EQ(registered_only.error(), errc::invariant_violation);
-    EXPECT_EQ(reload(p.id()).status(), provider_status::registered);
-    must(registry_.activate_client(ctx_, c.id()));
     EXPECT_EQ(must(registry_.activate_provider(ctx_, p.id())).status(), provider_status::active);
     EXPECT_EQ(reload(p.id()).status(), provider_status::active);
+    EXPECT_EQ(client_status_of(c.id()), client_status::active);
+    auto later = must(registry_.register_client(ctx_, p.id(), client_spec("Later.Client")));
+    EXPECT_EQ(must(registry_.activate_provider(ctx_, p.id())).status(), provider_status::active);
+    EXPECT_EQ(client_status_of(later.id()), client_status::active) << "a client registered since stays Registered";
+
+    auto q = must(registry_.register_provider(ctx_, provider_spec("other")));
+    auto waiting = must(registry_.register_client(ctx_, q.id(), client_spec("Other.Client")));
+    must(registry_.deprecate_provider(ctx_, q.id(), "gone"));
+    auto refused = registry_.activate_provider(ctx_, q.id());
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_state);
+    EXPECT_EQ(client_status_of(waiting.id()), client_status::registered) << "a refused activation changed a client";
 }
 
 TEST_F(registry_test, an_operations_idempotency_header_must_be_one_a_request_may_carry) {
@@ -222,6 +235,29 @@ TEST_F(registry_test, clients_of_a_deprecated_provider_cannot_be_added_or_activa
     auto act = registry_.activate_client(ctx_, c.id());
     ASSERT_FALSE(act);
     EXPECT_EQ(act.error(), errc::invariant_violation);
+}
+
+// A base URL is a prefix of every operation's path: a query or a fragment would swallow the
+// path (and any credential put in the query), and a dot segment would climb out of it; a health
+// check's path is held to the same as an operation's.
+TEST_F(registry_test, a_base_url_with_a_query_fragment_or_dot_segment_and_a_climbing_health_path_are_refused) {
+    for (std::string const url : {"https://api.example.com/v1#", "https://api.example.com/v1?x=1", "https://api.example.com/v1/../admin",
+                                  "https://api.example.com/%2e%2e/admin"}) {
+        auto spec = provider_spec("bad-url");
+        spec.base_url = url;
+        auto r = registry_.register_provider(ctx_, spec);
+        ASSERT_FALSE(r) << url;
+        EXPECT_EQ(r.error(), errc::invalid_argument) << url;
+        auto env = provider_spec("bad-env");
+        env.environments = {{"sandbox", url}};
+        EXPECT_FALSE(registry_.register_provider(ctx_, env)) << url;
+    }
+    auto spec = provider_spec("bad-health");
+    spec.health_check = providers::health_check{.method = "POST", .path = "/../../admin"};
+    auto r = registry_.register_provider(ctx_, spec);
+    ASSERT_FALSE(r);
+    EXPECT_NE(r.error().detail().find("healthCheck.path"), std::string::npos) << r.error().detail();
+    must(registry_.register_provider(ctx_, provider_spec("fine")));
 }
 
 TEST_F(registry_test, global_providers_need_an_admin_and_are_visible_to_every_tenant) {

@@ -44,7 +44,9 @@ public:
                                                 api_client_spec spec);
     /** Registered → Active for a client of a non-deprecated provider. */
     result<external_api_client> activate_client(request_context const& ctx, std::string const& api_client_id);
-    /** Activates a provider that has at least one Active client. */
+    /** Activates a provider and, in the same commit, its Registered clients; refused, changing
+     *  nothing, for a Deprecated provider or one that would have no Active client. On an Active
+     *  provider, activates the clients registered since. */
     result<integration_provider> activate_provider(request_context const& ctx, std::string const& provider_id);
     /** Deprecates a client; deprecating the provider's last Active client deprecates the provider too. */
     result<external_api_client> deprecate_client(request_context const& ctx, std::string const& api_client_id);
