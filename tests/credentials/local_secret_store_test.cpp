@@ -138,6 +138,34 @@ TEST_F(local_secret_store_test, purge_without_protection_is_immediate_but_needs_
     must(vault->purge("t1", "k"));
 }
 
+// A purge destroys the sealed value for good: with the database file and the master key, an
+// attacker must not find it in the file's free pages or in the WAL.
+TEST_F(local_secret_store_test, a_purged_secret_leaves_no_sealed_bytes_in_the_files) {
+    auto o = options();
+    o.purge_protection = false;
+    auto vault = must(credentials::open_local_secret_store(o));
+    must(vault->put("t1", "k", secret_bytes(std::string(600, 'v'))));
+    must(vault->put("t1", "k", secret_bytes(std::string(600, 'w'))));  // a second version
+    std::vector<std::string> sealed;
+    {
+        sqlite3* db = nullptr;
+        ASSERT_EQ(sqlite3_open(dir_.file("secrets.db").c_str(), &db), SQLITE_OK);
+        sqlite3_stmt* st = nullptr;
+        sqlite3_prepare_v2(db, "SELECT sealed FROM secret_versions", -1, &st, nullptr);
+        while (sqlite3_step(st) == SQLITE_ROW)
+            sealed.emplace_back(static_cast<char const*>(sqlite3_column_blob(st, 0)), static_cast<std::size_t>(sqlite3_column_bytes(st, 0)));
+        sqlite3_finalize(st);
+        sqlite3_close(db);
+    }
+    ASSERT_EQ(sealed.size(), 2u);
+    auto files = [&] { return slurp(dir_.file("secrets.db")) + slurp(dir_.file("secrets.db-wal")); };
+    ASSERT_NE(files().find(sealed[0]), std::string::npos) << "the test reads the files wrong";
+    must(vault->soft_delete("t1", "k"));
+    must(vault->purge("t1", "k"));
+    auto after = files();
+    for (auto const& bytes : sealed) EXPECT_EQ(after.find(bytes), std::string::npos) << "a purged secret's ciphertext is still in the files";
+}
+
 TEST_F(local_secret_store_test, the_key_file_is_private_and_separate_from_the_data) {
     auto vault = open();
     must(vault->put("t1", "k", secret_bytes("canary-7f3a9c")));

@@ -46,10 +46,26 @@ struct keyring {
             if (k == id) return &v;
         return nullptr;
     }
-    std::string serialize() const {
+    /** The key file's text, wiped when it goes (a freed copy of the master keys would stay in memory). */
+    struct text {
         std::string s;
-        for (auto const& [id, key] : keys) s += id + " " + crypto::to_hex(key.data(), key.size()) + "\n";
-        return s;
+        text() = default;
+        text(text&& o) noexcept : s(std::move(o.s)) {}  // the buffer moves: no copy is left
+        text& operator=(text&&) = delete;
+        ~text() { crypto::wipe(s); }
+        std::string_view view() const { return s; }
+    };
+    text serialize() const {
+        text t;
+        std::size_t size = 0;
+        for (auto const& [id, key] : keys) size += id.size() + 2 + 2 * key.size();
+        t.s.reserve(size);  // no reallocation leaves a copy behind
+        for (auto const& [id, key] : keys) {
+            auto hex = crypto::to_hex(key.data(), key.size());
+            t.s.append(id).append(" ").append(hex).append("\n");
+            crypto::wipe(hex);
+        }
+        return t;
     }
     static result<keyring> parse(secret_bytes const& text, std::string const& source) {
         keyring ring;
@@ -196,6 +212,10 @@ public:
             return error{errc::forbidden, "purge protection keeps secret " + name + " recoverable until " + format_time(until)};
         auto r = exec("DELETE FROM secrets WHERE tenant = ? AND name = ?", {tenant, name});
         if (!r) return wrap(r.error());
+        // secure_delete zeroed the rows in the database's pages; the WAL still holds the frames
+        // that wrote them until it is copied back and emptied. (A reader in another process may
+        // hold it: then the frames go at a later purge or checkpoint.)
+        (void)db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");
         return {};
     }
 
@@ -214,7 +234,7 @@ public:
             next.keys.emplace_back(new_id_for_key(), crypto::random_key());
             for (auto const& [id, k] : ring_.keys) next.keys.emplace_back(id, k.clone());
             // The file gains the new key before any record uses it, so a crash never strands a record.
-            if (auto w = crypto::write_private_file(o_.key_file, next.serialize()); !w) return w.error();
+            if (auto w = crypto::write_private_file(o_.key_file, next.serialize().view()); !w) return w.error();
             ring_ = std::move(next);
             if (auto c = tx->commit(); !c) return wrap(c.error());
         }
@@ -259,7 +279,7 @@ public:
                 // Every record is under the current key: the others leave the file.
                 keyring only;
                 only.keys.emplace_back(current, ring_.keys.front().second.clone());
-                if (auto w = crypto::write_private_file(o_.key_file, only.serialize()); !w) return w.error();
+                if (auto w = crypto::write_private_file(o_.key_file, only.serialize().view()); !w) return w.error();
                 ring_ = std::move(only);
                 if (auto c = tx->commit(); !c) return wrap(c.error());
                 return resealed;
@@ -440,7 +460,7 @@ result<keyring> load_keyring(local_secret_store_options const& o, bool& from_env
                                                      "(a new key cannot open them)"};
     keyring ring;
     ring.keys.emplace_back(new_id("mk", clk.now()), crypto::random_key());
-    if (auto w = crypto::write_private_file(o.key_file, ring.serialize()); !w) return w.error();
+    if (auto w = crypto::write_private_file(o.key_file, ring.serialize().view()); !w) return w.error();
     if (auto c = tx->commit(); !c) return error{errc::secret_store_failure, "secret store: " + c.error().detail()};
     return ring;
 }
@@ -453,7 +473,9 @@ result<std::unique_ptr<local_secret_store>> open_local_secret_store(local_secret
     auto db = database::open(o.path, false, 5000);
     if (!db) return error{errc::secret_store_failure, "cannot open secret store: " + db.error().detail()};
     auto setup = [&]() -> result<void> {
-        for (auto sql : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON", schema})
+        // secure_delete: a purged or re-sealed record's bytes are overwritten, not left in free pages.
+        for (auto sql : {"PRAGMA journal_mode = WAL", "PRAGMA synchronous = FULL", "PRAGMA foreign_keys = ON",
+                         "PRAGMA secure_delete = ON", schema})
             if (auto r = (*db)->exec(sql); !r) return r.error();
         return {};
     };
