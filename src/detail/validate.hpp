@@ -3,6 +3,7 @@
 
 #include <integration/core/enum.hpp>
 #include <integration/core/error.hpp>
+#include <integration/core/utf8.hpp>
 #include <integration/outbound/egress_policy.hpp>
 
 #include <string>
@@ -10,7 +11,7 @@
 
 namespace integration::detail {
 
-/** Non-empty, at most `max` bytes, no control characters. */
+/** Non-empty, at most `max` bytes, UTF-8, no control characters. */
 inline result<void> require_text(std::string_view value, std::string_view field, std::size_t max = 256) {
     if (value.empty()) return error{errc::invalid_argument, std::string(field) + " must not be empty"};
     if (value.size() > max)
@@ -19,6 +20,8 @@ inline result<void> require_text(std::string_view value, std::string_view field,
     for (unsigned char c : value)
         if (c < 0x20 || c == 0x7f)
             return error{errc::invalid_argument, std::string(field) + " must not contain control characters"};
+    // Stored and shown as JSON text: bytes that are not UTF-8 would make the record unreadable.
+    if (!is_valid_utf8(value)) return error{errc::invalid_argument, std::string(field) + " must be UTF-8 text"};
     return {};
 }
 

@@ -41,6 +41,7 @@ result<integration_connection> connection_service::record_health(request_context
 
 result<integration_connection> connection_service::retire(request_context const& ctx, std::string const& connection_id,
                                                           std::string reason) {
+    if (auto r = detail::require_text(reason, "reason", 2000); !r) return r.error();  // a caller's words, kept and sent in events
     auto retired = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {
         auto c = uow.connections().find(connection_id);
         if (!c) return c.error();

@@ -283,6 +283,7 @@ result<std::optional<integration_credential>> credential_service::abandon_rotati
 
 result<integration_credential> credential_service::revoke(request_context const& ctx, std::string const& credential_id,
                                                           std::string reason) {
+    if (auto r = detail::require_text(reason, "reason", 2000); !r) return r.error();  // a caller's words, kept and sent in events
     auto revoked = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_credential> {
         auto c = uow.credentials().find(credential_id);
         if (!c) return c.error();

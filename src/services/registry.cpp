@@ -111,6 +111,7 @@ result<external_api_client> registry::deprecate_client(request_context const& ct
 
 result<integration_provider> registry::deprecate_provider(request_context const& ctx, std::string const& provider_id,
                                                           std::string reason) {
+    if (auto r = detail::require_text(reason, "reason", 2000); !r) return r.error();  // a caller's words, kept and sent in events
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
         auto p = uow.providers().find(provider_id);
         if (!p) return p.error();

@@ -3,6 +3,8 @@
 #include <integration/core/id.hpp>
 #include <integration/services/webhook_signature.hpp>
 
+#include "../detail/validate.hpp"
+
 #include <algorithm>
 
 namespace integration::webhooks {
@@ -141,6 +143,7 @@ result<storage::page<webhook_subscription>> subscription_service::list(request_c
 
 result<webhook_subscription> subscription_service::deactivate(request_context const& ctx,
                                                               std::string const& subscription_id, std::string reason) {
+    if (auto r = integration::detail::require_text(reason, "reason", 2000); !r) return r.error();  // a caller's words, kept and sent in events
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<webhook_subscription> {
         auto s = uow.subscriptions().find(subscription_id);
         if (!s) return s.error();

@@ -81,9 +81,14 @@ void raise(error const& e) {
         cls = error_classes[value - 1];
         code = error_kinds()[value - 1].code;
     }
-    py::object instance = py::reinterpret_borrow<py::object>(cls)(e.message());
+    // A message may repeat a caller's bytes (an id given as bytes): not UTF-8, it would raise
+    // UnicodeDecodeError here instead of the error, or end the process where raising must not throw.
+    auto text = [](std::string const& s) {
+        return py::reinterpret_steal<py::object>(PyUnicode_DecodeUTF8(s.data(), static_cast<Py_ssize_t>(s.size()), "replace"));
+    };
+    py::object instance = py::reinterpret_borrow<py::object>(cls)(text(e.message()));
     instance.attr("code") = code;
-    instance.attr("detail") = e.detail();
+    instance.attr("detail") = text(e.detail());
     PyErr_SetObject(cls, instance.ptr());
 }
 

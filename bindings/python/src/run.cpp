@@ -128,7 +128,12 @@ py::object response_value(PyObject* self, std::size_t i) {
     case 0: return py::int_(response.status);
     case 1: {
         py::dict headers;
-        for (auto const& [k, v] : response.headers) headers[py::str(k)] = py::str(v);
+        // Header fields are bytes on the wire, often not UTF-8 (a Latin-1 file name): read as
+        // Latin-1, as Python's http.client does, so that every one can be read.
+        auto latin1 = [](std::string const& s) {
+            return py::reinterpret_steal<py::str>(PyUnicode_DecodeLatin1(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr));
+        };
+        for (auto const& [k, v] : response.headers) headers[latin1(k)] = latin1(v);
         return headers;
     }
     default: return py::bytes(response.body);

@@ -28,6 +28,7 @@ class Vendor:
     def __init__(self, status: int = 200, before_answer: Optional[Callable[[], None]] = None) -> None:
         self.status = status
         self.before_answer = before_answer
+        self.extra_headers: dict[str, str] = {}  # sent with every answer (as Latin-1, as http.server does)
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -58,6 +59,8 @@ class Vendor:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
+                for name, value in vendor.extra_headers.items():
+                    self.send_header(name, value)
                 self.end_headers()
                 self.wfile.write(out)
 

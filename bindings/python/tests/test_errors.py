@@ -51,6 +51,30 @@ def test_a_misspelt_key_in_a_nested_dict_is_refused_by_name(platform: integratio
     assert all(p["key"] != "typo" for p in t.list_providers()["items"])
 
 
+def test_bytes_that_are_not_utf8_are_refused_and_every_record_stays_readable(platform: integration.Platform,
+                                                                            vendor: Vendor) -> None:
+    t = platform.tenant("acme-corp")
+    connection_id = connect(t, vendor.url)
+    with pytest.raises(integration.InvalidArgument, match="reason must be UTF-8 text"):
+        t.retire_connection(connection_id, reason=b"caf\xe9")
+    assert t.get_connection(connection_id)["status"] == "Active"
+    assert t.list_connections()["items"]
+    # An id given as bytes that are not UTF-8: the library's error, not a UnicodeDecodeError.
+    with pytest.raises(integration.NotFound):
+        t.get_provider(b"prov-\xff")
+
+
+def test_a_vendors_header_that_is_not_utf8_is_read_as_latin1(platform: integration.Platform, vendor: Vendor) -> None:
+    t = platform.tenant("acme-corp")
+    connection_id = connect(t, vendor.url)
+    vendor.extra_headers = {"X-Note": "caf\xe9"}  # sent as the byte 0xE9
+    run = t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"})
+    assert run["status"] == "Completed"
+    headers = dict(run["response"])["headers"]
+    assert {k.lower(): v for k, v in headers.items()}["x-note"] == "caf\xe9"
+    assert "Run(" in repr(run)
+
+
 def test_python_mistakes_are_python_errors(platform: integration.Platform, vendor: Vendor) -> None:
     t = platform.tenant("acme-corp")
     with pytest.raises(TypeError, match="unexpected keyword argument 'displayname'"):
