@@ -62,11 +62,11 @@ public:
 
     /** The platform for one call; a call in flight keeps it open until it returns. */
     std::shared_ptr<platform> get() const {
-        std::lock_guard lock(mutex_);
-        if (!p_) throw library_error{{errc::invalid_state, "the platform is closed; open another with integration.open"}};
-        if (forked())
+        if (forked())  // before the lock, which a parent's thread may have held at the fork
             throw library_error{{errc::invalid_state, "the platform was opened by the parent of this forked process, whose "
                                                       "threads did not come along; open it again in this process"}};
+        std::lock_guard lock(mutex_);
+        if (!p_) throw library_error{{errc::invalid_state, "the platform is closed; open another with integration.open"}};
         return p_;
     }
     /** Refuses new calls, waits for the calls in flight (each holds the platform until it
@@ -78,6 +78,15 @@ public:
         if (in_log_callback)
             throw library_error{{errc::invalid_state, "close() cannot be called from the log callback, which runs on one "
                                                       "of the threads it stops"}};
+        // A forked child has the parent's memory but none of its threads: stopping would wait
+        // for workers that are not there, the backends' files belong to the parent, and a lock
+        // below may be held by a parent's thread (its own close()) that will never let it go.
+        // The copy is left as it is, to go with the process; the lock is not taken (no other
+        // thread of this process can hold it now but one of the parent's, gone for good).
+        if (forked()) {
+            if (p_) static_cast<void>(new std::shared_ptr<platform>(std::move(p_)));
+            return;
+        }
         std::optional<py::gil_scoped_release> nogil;
         if (PyGILState_Check()) nogil.emplace();
         std::lock_guard closing(closing_);
@@ -87,13 +96,6 @@ public:
             p = std::move(p_);
         }
         if (!p) return;
-        if (forked()) {
-            // A forked child has the parent's memory but none of its threads: stopping would
-            // wait for workers that are not there, and the backends' files belong to the parent.
-            // The copy is left as it is, to go with the process.
-            static_cast<void>(new std::shared_ptr<platform>(std::move(p)));
-            return;
-        }
         while (p.use_count() > 1) std::this_thread::sleep_for(std::chrono::milliseconds(1));
         p.reset();
     }

@@ -135,6 +135,50 @@ def test_a_forked_child_is_refused_the_parents_platform_and_exits_without_hangin
     assert "child 0" in out.stdout and "parent ok" in out.stdout, out.stdout + out.stderr
 
 
+def test_a_child_forked_while_the_parent_is_closing_closes_without_hanging(tmp_path: Path) -> None:
+    # The parent's close() waits for a call in flight, holding its lock, when the process forks:
+    # in the child no thread will ever let that lock go, so close() must not wait for it there.
+    out = run_python(f"""
+        import os, sys, threading, time
+        import integration
+        from conftest import Vendor, connect
+        release = threading.Event()
+        vendor = Vendor(before_answer=release.wait)
+        p = integration.open(data_dir={str(tmp_path / "data")!r}, egress_allow=["127.0.0.0/8"])
+        t = p.tenant("acme-corp")
+        connection_id = connect(t, vendor.url)
+        call = threading.Thread(target=lambda: t.execute(connection_id=connection_id, operation="sms.send",
+                                                         path_params={{"account": "AC1"}}))
+        call.start()
+        while vendor.in_flight == 0:
+            time.sleep(0.01)
+        closing = threading.Thread(target=p.close)
+        closing.start()
+        time.sleep(0.5)  # close() now waits for the call, holding its lock
+        pid = os.fork()
+        if pid == 0:
+            p.close()
+            os._exit(0)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                print("child", os.waitstatus_to_exitcode(status))
+                break
+            time.sleep(0.05)
+        else:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            print("child hung")
+        release.set()
+        call.join()
+        closing.join()
+        print("parent closed", p.closed)
+    """)
+    assert out.returncode == 0, out.stderr
+    assert "child 0" in out.stdout and "parent closed True" in out.stdout, out.stdout + out.stderr
+
+
 def test_an_unclosed_platform_is_closed_at_exit_while_its_log_callback_runs(tmp_path: Path) -> None:
     # A worker logs (its store's files removed under it) and is still inside the callable when the
     # interpreter exits: the platform must stop before Python is torn down, not crash under it.
