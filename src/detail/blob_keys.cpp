@@ -4,6 +4,8 @@
 
 #include <integration/core/context.hpp>
 
+#include <algorithm>
+
 namespace integration::blobs::detail {
 
 result<void> validate_key(std::string_view key) {
@@ -11,23 +13,31 @@ result<void> validate_key(std::string_view key) {
     for (std::size_t start = 0; ok && start <= key.size();) {
         auto slash = key.find('/', start);
         auto seg = key.substr(start, slash == std::string_view::npos ? std::string_view::npos : slash - start);
-        // A segment is a file or folder name: at most 200 characters leave room, under the
-        // usual 255, for the suffix of a temporary file.
-        ok = !seg.empty() && seg.size() <= 200 && seg != "." && seg != ".." &&
+        ok = !seg.empty() && seg != "." && seg != ".." &&
              seg.find_first_not_of("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == std::string_view::npos;
         if (slash == std::string_view::npos) break;
         start = slash + 1;
     }
     if (!ok)
         return error{errc::invalid_argument,
-                     "a blob key is 1-512 characters of segments of 1-200 characters of A-Z, a-z, 0-9, '.', '_' or '-' "
-                     "separated by '/', without '.' or '..' segments"};
+                     "a blob key is 1-512 characters of segments of A-Z, a-z, 0-9, '.', '_' or '-' separated by '/', "
+                     "without '.' or '..' segments"};
     return {};
 }
 
 result<void> validate_put(std::string const& tenant, std::string_view key) {
     if (auto r = validate_tenant_id(tenant); !r) return r;
-    return validate_key(key);
+    if (auto r = validate_key(key); !r) return r;
+    // A segment is a file or folder name: at most 200 characters leave room, under the usual
+    // 255, for the suffix of a temporary file. Written keys only: a blob stored before the
+    // limit is still read and removed.
+    for (std::size_t start = 0; start < key.size();) {
+        auto slash = std::min(key.find('/', start), key.size());
+        if (slash - start > 200)
+            return error{errc::invalid_argument, "a blob key's segments are at most 200 characters each"};
+        start = slash + 1;
+    }
+    return {};
 }
 
 result<std::string> key_of(std::string const& tenant, std::string const& ref) {

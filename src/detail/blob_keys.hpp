@@ -10,10 +10,10 @@
 
 namespace integration::blobs::detail {
 
-/** Checks a key: 1-512 characters of `[A-Za-z0-9._-]` segments (1-200 each) separated by `/`, no `.`/`..`. */
+/** Checks a key: 1-512 characters of `[A-Za-z0-9._-]` segments separated by `/`, no `.`/`..`. */
 result<void> validate_key(std::string_view key);
 
-/** Checks `tenant` and `key` for a put. */
+/** Checks `tenant` and `key` for a put, whose key segments are also at most 200 characters. */
 result<void> validate_put(std::string const& tenant, std::string_view key);
 
 /** The key that `ref` names in `tenant`; a reference of another tenant is not found. */

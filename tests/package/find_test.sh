@@ -47,6 +47,11 @@ quietly "$work/core-configure.log" "$cmake" -S "$src" -B "$core_build" -G "$gene
     fail "a build without sqlite, local_vault and curl does not configure"
 quietly "$work/core-build.log" "$cmake" --build "$core_build" -j2 || fail "a build without sqlite, local_vault and curl"
 install_tree "$cmake" "$core_build" "$work/core"
+# A backend that was not built installs no header: one would compile, then fail to link.
+for backend in curl sqlite local_vault; do
+  [[ ! -e "$work/core/include/integration/backends/$backend" ]] || fail "the headers of $backend, which was not built, were installed"
+done
+[[ -e "$work/core/include/integration/backends/filesystem" ]] || fail "the filesystem backend's headers were not installed"
 nodeps=(-DCMAKE_DISABLE_FIND_PACKAGE_CURL=ON -DCMAKE_DISABLE_FIND_PACKAGE_SQLite3=ON)
 expect ok   "$work/core" "what was built, without CURL or SQLite3 on the machine" \
     "-DINTEGRATION_COMPONENTS=core;filesystem" "${nodeps[@]}"

@@ -3,6 +3,8 @@
 #include "convert.hpp"
 #include "errors.hpp"
 
+#include <integration/core/utf8.hpp>
+
 #include <array>
 #include <cstddef>
 #include <new>
@@ -128,12 +130,15 @@ py::object response_value(PyObject* self, std::size_t i) {
     case 0: return py::int_(response.status);
     case 1: {
         py::dict headers;
-        // Header fields are bytes on the wire, often not UTF-8 (a Latin-1 file name): read as
-        // Latin-1, as Python's http.client does, so that every one can be read.
-        auto latin1 = [](std::string const& s) {
-            return py::reinterpret_steal<py::str>(PyUnicode_DecodeLatin1(s.data(), static_cast<Py_ssize_t>(s.size()), nullptr));
+        // Header fields are bytes on the wire: UTF-8 text as it is, and bytes that are not UTF-8
+        // (a Latin-1 file name) as Latin-1, as Python's http.client reads them, so that every
+        // one can be read.
+        auto text = [](std::string const& s) {
+            auto const n = static_cast<Py_ssize_t>(s.size());
+            return py::reinterpret_steal<py::str>(is_valid_utf8(s) ? PyUnicode_DecodeUTF8(s.data(), n, nullptr)
+                                                                   : PyUnicode_DecodeLatin1(s.data(), n, nullptr));
         };
-        for (auto const& [k, v] : response.headers) headers[latin1(k)] = latin1(v);
+        for (auto const& [k, v] : response.headers) headers[text(k)] = text(v);
         return headers;
     }
     default: return py::bytes(response.body);

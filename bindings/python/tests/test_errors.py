@@ -64,14 +64,15 @@ def test_bytes_that_are_not_utf8_are_refused_and_every_record_stays_readable(pla
         t.get_provider(b"prov-\xff")
 
 
-def test_a_vendors_header_that_is_not_utf8_is_read_as_latin1(platform: integration.Platform, vendor: Vendor) -> None:
+def test_a_vendors_header_is_read_as_utf8_or_else_as_latin1(platform: integration.Platform, vendor: Vendor) -> None:
     t = platform.tenant("acme-corp")
     connection_id = connect(t, vendor.url)
-    vendor.extra_headers = {"X-Note": "caf\xe9"}  # sent as the byte 0xE9
+    vendor.extra_headers = {"X-Note": "caf\xe9", "X-Name": "h\xc3\xa9llo"}  # the byte 0xE9; UTF-8's two for é
     run = t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"})
     assert run["status"] == "Completed"
-    headers = dict(run["response"])["headers"]
-    assert {k.lower(): v for k, v in headers.items()}["x-note"] == "caf\xe9"
+    headers = {k.lower(): v for k, v in dict(run["response"])["headers"].items()}
+    assert headers["x-note"] == "caf\xe9"  # not UTF-8: read as Latin-1
+    assert headers["x-name"] == "h\xe9llo"  # UTF-8: read as UTF-8
     assert "Run(" in repr(run)
 
 

@@ -21,6 +21,20 @@ namespace {
 
 namespace fs = std::filesystem;
 
+// Numbers the temporary files of this process's puts (every store of it: two stores on one root
+// must not pick the same name).
+std::atomic<std::uint64_t> next_temporary{0};
+
+// Whether `name` is a put's temporary file (`<name>~<pid>.<n>tmp`), which a crash may leave.
+bool is_temporary(std::string_view name) {
+    auto tilde = name.rfind('~');
+    if (tilde == std::string_view::npos || !name.ends_with("tmp")) return false;
+    auto digits = name.substr(tilde + 1, name.size() - tilde - 4);
+    auto dot = digits.find('.');
+    return dot != std::string_view::npos && dot > 0 && dot + 1 < digits.size() &&
+           digits.find_first_not_of("0123456789.") == std::string_view::npos && digits.find('.', dot + 1) == std::string_view::npos;
+}
+
 class filesystem_store final : public blob_store {
 public:
     filesystem_store(fs::path root, std::chrono::milliseconds flush_interval)
@@ -32,9 +46,9 @@ public:
         auto path = root_ / tenant / key;
         auto const parent = path.parent_path();
         // A temporary file of this put's own ('~' is in no key: no blob is ever named like one),
-        // so that two puts of one key, from two threads or processes, never write one file.
-        auto tmp = path;
-        tmp += "~" + std::to_string(::getpid()) + "." + std::to_string(next_temporary_.fetch_add(1)) + "tmp";
+        // so that two puts of one key, from two threads or processes, never write one file. A
+        // name taken already (left by a crash of a process that had this pid) is skipped.
+        fs::path tmp;
         fs::path first_new;  // the highest directory this put creates
         int fd = -1;
         // A concurrent `remove` may take a folder away once it is empty, between its creation
@@ -45,16 +59,18 @@ public:
             fs::create_directories(parent, ec);
             // A folder went meanwhile: gone under the creation (ENOENT), or between its mkdir's
             // EEXIST and the check that it is a folder.
-            if (ec == std::errc::no_such_file_or_directory || ec == std::errc::file_exists) {
+            // Or a blob stands where a folder should (`a` for `a/b`): no retry makes room.
+            if (ec == std::errc::no_such_file_or_directory || ec == std::errc::file_exists || ec == std::errc::not_a_directory) {
                 if (is_blob_above(tenant, parent)) return folder_clash(key);
                 continue;
             }
-            if (ec == std::errc::not_a_directory) return folder_clash(key);
             if (ec) return error{errc::unavailable, "blob store: cannot create " + parent.string() + ": " + ec.message()};
+            tmp = path;
+            tmp += "~" + std::to_string(::getpid()) + "." + std::to_string(next_temporary.fetch_add(1)) + "tmp";
             fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-            if (fd < 0 && errno != ENOENT) break;
+            if (fd < 0 && errno != ENOENT && errno != EEXIST) break;
         }
-        if (fd < 0 && errno == ENOTDIR) return folder_clash(key);
+        if (fd < 0 && errno == ENOTDIR && is_blob_above(tenant, parent)) return folder_clash(key);
         if (fd < 0) return error{errc::unavailable, "blob store: cannot write " + tmp.string() + ": " + std::strerror(errno)};
         std::size_t written = 0;
         while (written < data.size()) {
@@ -132,13 +148,17 @@ public:
             // <root>/<tenant>/<key>: the key is the path below the tenant's folder.
             auto relative = file.path().lexically_relative(root_).generic_string();
             auto slash = relative.find('/');
-            if (slash == std::string::npos || !std::string_view(relative).substr(slash + 1).starts_with(key_prefix)) return;
+            if (slash == std::string::npos) return;
+            // A temporary file that old was left by a put that crashed: whatever its key, it goes
+            // (uncounted: it was no blob).
+            bool const left_over = is_temporary(file.path().filename().native());
+            if (!left_over && !std::string_view(relative).substr(slash + 1).starts_with(key_prefix)) return;
             // A blob removed or replaced since its folder was read is no longer this purge's.
             std::error_code gone;
             auto written = file.last_write_time(gone);
             if (gone) return;
             if (std::chrono::file_clock::to_sys(written) < cutoff && fs::remove(file.path(), failed)) {
-                ++n;
+                if (!left_over) ++n;
                 emptied.emplace_back(relative.substr(0, slash), file.path().parent_path());
             }
         });
@@ -209,7 +229,6 @@ private:
     }
 
     fs::path root_;
-    std::atomic<std::uint64_t> next_temporary_{0};
     integration::detail::deferred_flush flush_;  // last: flushes before the members above go away
 };
 
