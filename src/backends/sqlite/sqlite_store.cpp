@@ -164,6 +164,18 @@ struct work_state {
     bool read_only;
 };
 
+/** Whether the row `sql` selects (`lease_until > ?` of one id in the unit's tenant) is leased at `now`. */
+result<bool> lease_held(work_state& w, char const* sql, std::string const& id, time_point now) {
+    auto st = w.db.prepare(sql);
+    if (!st) return st.error();
+    (*st)->bind_all({to_unix_ms(now), id, w.ctx.tenant_id});
+    auto row = (*st)->step();
+    if (!row) return row.error();
+    bool held = *row && !(*st)->is_null(0) && (*st)->int64(0) != 0;
+    (*st)->reset();
+    return held;
+}
+
 /** A repository of aggregate A over one connection; every query is scoped to the unit's tenant. */
 template <class A>
 class repo {
@@ -827,14 +839,7 @@ public:
         return (*st)->run();
     }
     result<bool> leased(std::string const& failure_id, time_point now) override {
-        auto st = w_.db.prepare("SELECT lease_until > ? FROM failures WHERE failure_id = ? AND tenant_id = ?");
-        if (!st) return st.error();
-        (*st)->bind_all({to_unix_ms(now), failure_id, w_.ctx.tenant_id});
-        auto row = (*st)->step();
-        if (!row) return row.error();
-        bool held = *row && !(*st)->is_null(0) && (*st)->int64(0) != 0;
-        (*st)->reset();
-        return held;
+        return lease_held(w_, "SELECT lease_until > ? FROM failures WHERE failure_id = ? AND tenant_id = ?", failure_id, now);
     }
     result<void> save(failures::integration_failure& f) override { return r_.save(f); }
     result<std::vector<failures::integration_failure>> resolved_before(time_point before, std::size_t limit) override {
@@ -1030,14 +1035,7 @@ public:
     }
     result<void> remove(std::string const& id) override { return r_.remove(id); }
     result<bool> leased(std::string const& id, time_point now) override {
-        auto st = w_.db.prepare("SELECT lease_until > ? FROM deliveries WHERE delivery_id = ? AND tenant_id = ?");
-        if (!st) return st.error();
-        (*st)->bind_all({to_unix_ms(now), id, w_.ctx.tenant_id});
-        auto row = (*st)->step();
-        if (!row) return row.error();
-        bool held = *row && !(*st)->is_null(0) && (*st)->int64(0) != 0;
-        (*st)->reset();
-        return held;
+        return lease_held(w_, "SELECT lease_until > ? FROM deliveries WHERE delivery_id = ? AND tenant_id = ?", id, now);
     }
     result<void> put_payload(std::string const& id, std::string_view bytes) override {
         if (auto r = writable(w_, "deliveries().put_payload"); !r) return r;
