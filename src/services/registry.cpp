@@ -65,12 +65,15 @@ result<integration_provider> registry::activate_provider(request_context const& 
             return error{errc::invalid_state, "provider " + provider_id + " is Deprecated and cannot be activated"};
         // Its Registered clients first, in the same commit: a refusal changes nothing.
         std::vector<external_api_client> registered;
+        std::size_t active = 0;
         storage::page_request page{.limit = 500};
         do {
             auto list = uow.api_clients().list_by_provider(provider_id, page);
             if (!list) return list.error();
-            for (auto& c : list->items)
+            for (auto& c : list->items) {
                 if (c.status() == client_status::registered) registered.push_back(std::move(c));
+                else if (c.status() == client_status::active) ++active;
+            }
             page.cursor = list->next_cursor;
         } while (!page.cursor.empty());
         for (auto& c : registered) {
@@ -78,9 +81,7 @@ result<integration_provider> registry::activate_provider(request_context const& 
             if (auto s = uow.api_clients().save(c); !s) return s.error();
         }
         if (p->status() == provider_status::active) return std::move(*p);  // its clients registered since
-        auto n = uow.api_clients().count_active(provider_id);
-        if (!n) return n.error();
-        if (auto a = p->activate(*n); !a) return a.error();
+        if (auto a = p->activate(active + registered.size()); !a) return a.error();
         if (auto s = uow.providers().save(*p); !s) return s.error();
         return std::move(*p);
     });

@@ -76,6 +76,7 @@ std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::str
         }
         if (claimed->empty()) break;
         auto const& f = claimed->front().failure;
+        std::optional<time_point> not_before;  // when its resume could not start
         bool again = !taken.insert(f.id()).second;  // still due after its resume: the next sweep tries again
         // Deliveries, connections and credentials have their own workers; a run is ours.
         if (!again && f.data().source == failures::failure_source::run && f.data().run_id) {
@@ -91,14 +92,11 @@ std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::str
                 if (called) continue;
                 // It could not start (its input unreadable now): tried again after a lease's
                 // time, while the failures due behind it, which it would hold up, go first.
-                (void)store_.transact(ctx, [&](storage::unit_of_work& uow) {
-                    return uow.failures().release(f.id(), options_.owner, clock_.now() + options_.lease);
-                });
-                continue;
+                not_before = clock_.now() + options_.lease;
             }
         }
         (void)store_.transact(ctx, [&](storage::unit_of_work& uow) {
-            return uow.failures().release(f.id(), options_.owner, std::nullopt);
+            return uow.failures().release(f.id(), options_.owner, not_before);
         });
         if (again) break;
     }

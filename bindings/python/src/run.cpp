@@ -3,8 +3,6 @@
 #include "convert.hpp"
 #include "errors.hpp"
 
-#include <integration/core/utf8.hpp>
-
 #include <array>
 #include <cstddef>
 #include <new>
@@ -135,8 +133,12 @@ py::object response_value(PyObject* self, std::size_t i) {
         // one can be read.
         auto text = [](std::string const& s) {
             auto const n = static_cast<Py_ssize_t>(s.size());
-            return py::reinterpret_steal<py::str>(is_valid_utf8(s) ? PyUnicode_DecodeUTF8(s.data(), n, nullptr)
-                                                                   : PyUnicode_DecodeLatin1(s.data(), n, nullptr));
+            auto* o = PyUnicode_DecodeUTF8(s.data(), n, "strict");
+            if (!o) {
+                PyErr_Clear();
+                o = PyUnicode_DecodeLatin1(s.data(), n, nullptr);
+            }
+            return py::reinterpret_steal<py::str>(o);
         };
         for (auto const& [k, v] : response.headers) headers[text(k)] = text(v);
         return headers;

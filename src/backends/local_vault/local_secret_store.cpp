@@ -7,6 +7,7 @@
 #include <integration/core/id.hpp>
 #include <integration/core/time.hpp>
 
+#include <algorithm>
 #include <cstdlib>
 #include <map>
 #include <mutex>
@@ -46,26 +47,21 @@ struct keyring {
             if (k == id) return &v;
         return nullptr;
     }
-    /** The key file's text, wiped when it goes (a freed copy of the master keys would stay in memory). */
-    struct text {
-        std::string s;
-        text() = default;
-        text(text&& o) noexcept : s(std::move(o.s)) {}  // the buffer moves: no copy is left
-        text& operator=(text&&) = delete;
-        ~text() { crypto::wipe(s); }
-        std::string_view view() const { return s; }
-    };
-    text serialize() const {
-        text t;
+    /** The key file's text, in memory that is wiped when it goes. */
+    secret_bytes serialize() const {
         std::size_t size = 0;
         for (auto const& [id, key] : keys) size += id.size() + 2 + 2 * key.size();
-        t.s.reserve(size);  // no reallocation leaves a copy behind
+        auto text = secret_bytes::zeroed(size);
+        auto* at = reinterpret_cast<char*>(text.data());
         for (auto const& [id, key] : keys) {
             auto hex = crypto::to_hex(key.data(), key.size());
-            t.s.append(id).append(" ").append(hex).append("\n");
+            at = std::copy(id.begin(), id.end(), at);
+            *at++ = ' ';
+            at = std::copy(hex.begin(), hex.end(), at);
+            *at++ = '\n';
             crypto::wipe(hex);
         }
-        return t;
+        return text;
     }
     static result<keyring> parse(secret_bytes const& text, std::string const& source) {
         keyring ring;
