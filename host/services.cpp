@@ -139,6 +139,11 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     }
     if (auto own = own_endpoints(config.listen); !own) return own.error();
     else s->egress.own_endpoints = std::move(*own);
+    // Behind a load balancer the public URL reaches this host at an address it does not listen
+    // on: a webhook delivered there would come back in as an inbound one, and fan out again.
+    if (!config.public_url.empty())
+        if (auto r = s->egress.deny_own_url(config.public_url); !r)
+            return error{r.error().code(), "--public-url: " + r.error().detail()};
 
     // A run ends Completed or Failed within the request unless its next attempt would start past
     // --run-deadline-ms: then it stays Running (202) and the retry worker continues it, so no

@@ -53,6 +53,12 @@ result<reply> inbound_answer(services& s, result<webhooks::inbound_outcome> cons
         case webhooks::inbound_outcome::kind::duplicate:
             s.metrics.count_inbound(true);
             return json_reply(200, outcome_json(*out, "duplicate"));
+        case webhooks::inbound_outcome::kind::challenge: {
+            // Slack saves an Events API request URL only when the answer echoes its challenge.
+            boost::json::object o;
+            o["challenge"] = *out->identity->challenge;
+            return json_reply(200, o);
+        }
         case webhooks::inbound_outcome::kind::rejected: break;
         }
         auto refusal = out->refusal.value_or(webhooks::inbound_refusal{inbound_rejection::malformed_body, "refused"});

@@ -14,14 +14,27 @@ result<integration_connection> integration_connection::create(request_context co
     if (auto r = provider.ensure_accepts_connections(); !r) return r.error();
     if (auto r = detail::require_text(spec.project_id, "projectId", 128); !r) return r.error();
     if (auto r = detail::require_text(spec.display_name, "displayName"); !r) return r.error();
-    if (spec.credential_id && !is_valid_id(*spec.credential_id, id_prefix::credential))
+    // Never Active without one (and nothing attaches one later): a connection made without it
+    // would stay Pending for good.
+    if (!spec.credential_id)
+        return error{errc::invalid_argument, "credentialId is required: a connection is Active only with a resolvable credential"};
+    if (!is_valid_id(*spec.credential_id, id_prefix::credential))
         return error{errc::invalid_argument, "credentialId \"" + *spec.credential_id + "\" is not a credential id"};
     for (auto const& e : spec.endpoints) {
         if (auto r = detail::require_text(e.operation_class, "endpoints[].operationClass", 64); !r) return r.error();
         if (auto r = detail::require_base_url(e.base_url, "endpoints[].baseUrl"); !r) return r.error();
     }
-    for (auto const& s : spec.scopes)
+    for (auto const& s : spec.scopes) {
         if (auto r = detail::require_text(s, "scopes[]", 128); !r) return r.error();
+        // A scope grants one of the provider's capabilities; any other name matches no operation
+        // and would only refuse runs later.
+        if (!provider.supports(s)) {
+            std::string names;
+            for (auto const& c : provider.data().capabilities) names += (names.empty() ? "" : ", ") + c;
+            return error{errc::invalid_argument, "scopes[]: \"" + s + "\" is not a capability of provider " + provider.id() +
+                                                     (names.empty() ? " (it declares none)" : " (" + names + ")")};
+        }
+    }
     if (spec.rate_limit_budget)
         if (auto r = spec.rate_limit_budget->validate(); !r) return r.error();
     if (spec.retry_policy)

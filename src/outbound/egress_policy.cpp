@@ -454,11 +454,31 @@ result<destination> egress_policy::parse_destination(std::string_view url) const
 
     if (auto r = check_host_name(host); !r)
         return r.error();
+    for (auto const& own : own_names)
+        if (own.host == host && own.port == d->port)
+            return error{errc::egress_denied,
+                         "egress to " + host + ":" + std::to_string(d->port) +
+                             " is denied: it is this host's own public address, which the egress allow-list "
+                             "(--egress-allow) cannot override; call the service directly instead of through an "
+                             "outbound request"};
     if (host == "localhost" || host.ends_with(".localhost"))
         return error{errc::egress_denied,
                      "host \"" + host + "\" always means this machine (RFC 6761), so egress to it is denied; "
                                         "the egress allow-list (--egress-allow) takes addresses, not names"};
     return d;
+}
+
+result<void> egress_policy::deny_own_url(std::string_view url) {
+    auto d = detail::read_destination(url);
+    if (!d) return d.error();
+    if (d->literal) {
+        auto block = cidr::parse(d->literal->to_string());
+        if (!block) return block.error();
+        own_endpoints.push_back({*block, d->port});
+    } else {
+        own_names.push_back({d->host, d->port});
+    }
+    return {};
 }
 
 result<destination> egress_policy::check_url(std::string_view url) const {

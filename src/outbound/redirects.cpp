@@ -34,6 +34,15 @@ bool same_origin(std::string_view a, std::string_view b) {
     return x && y && x->scheme == y->scheme && x->host == y->host && x->port == y->port;
 }
 
+// How an error names a URL: by its origin only. The rest of it (a query) may carry the call's
+// credential in a spelling the redaction of error text does not know (encoded twice).
+std::string origin_of(std::string_view url) {
+    auto const d = detail::read_destination(url);
+    if (!d) return "an unreadable URL";
+    auto const host = d->host.find(':') != std::string::npos ? "[" + d->host + "]" : d->host;
+    return d->scheme + "://" + host + ":" + std::to_string(d->port);
+}
+
 // The header fields a hop to another origin keeps.
 constexpr std::string_view cross_origin_fields[] = {"Accept",       "Accept-Language", "Content-Language", "Content-Type",
                                                     "User-Agent",   "traceparent",     "tracestate"};
@@ -51,21 +60,20 @@ result<boost::urls::url> next_url(std::string const& current, response const& re
         return error{errc::invalid_argument,
                      "the peer answered " + std::to_string(res.status) + " without a Location header to follow"};
     auto const base = boost::urls::parse_uri(current);
-    if (!base) return error{errc::invalid_argument, "the current URL " + current + " is not absolute"};
+    if (!base) return error{errc::invalid_argument, "the current URL is not absolute"};
     auto const ref = boost::urls::parse_uri_reference(location);
     if (!ref)
-        return error{errc::invalid_argument, "the redirect Location \"" + std::string(location) +
-                                                 "\" is not a valid URI reference (" + ref.error().message() + ")"};
+        return error{errc::invalid_argument, "the redirect Location from " + origin_of(current) +
+                                                 " is not a valid URI reference (" + ref.error().message() + ")"};
     // Boost.URL 1.81 reads the rest of a host that begins with a dotted quad as the path: a
     // reference without its own authority would be resolved against the quad alone.
     if (auto const path = base->encoded_path(); !ref->has_authority() && !path.empty() && !path.starts_with('/'))
-        return error{errc::invalid_argument, "the redirect Location \"" + std::string(location) +
-                                                 "\" is relative to a host that begins with an IPv4 address, which "
+        return error{errc::invalid_argument, "the redirect Location from " + origin_of(current) +
+                                                 " is relative to a host that begins with an IPv4 address, which "
                                                  "cannot be resolved here; the peer should send an absolute URL"};
     boost::urls::url next;
     if (auto ok = boost::urls::resolve(*base, *ref, next); !ok)
-        return error{errc::invalid_argument,
-                     "the redirect Location \"" + std::string(location) + "\" cannot be resolved against " + current};
+        return error{errc::invalid_argument, "the redirect Location from " + origin_of(current) + " cannot be resolved against it"};
     next.remove_fragment();  // never sent on the wire
     return next;
 }
@@ -92,7 +100,7 @@ result<response> send_following_redirects(transport& t, request r, redirect_opti
         if (!res || !is_redirect(res->status) || options.max_hops == 0) return res;
         if (hops == options.max_hops)
             return error{errc::invalid_argument, "more than " + std::to_string(options.max_hops) +
-                                                     " redirects, last from " + r.url +
+                                                     " redirects, last from " + origin_of(r.url) +
                                                      "; raise redirect_options::max_hops if the chain is expected"};
 
         auto next = next_url(r.url, *res);
@@ -101,14 +109,14 @@ result<response> send_following_redirects(transport& t, request r, redirect_opti
         auto const target = next->buffer();
         if (next->scheme_id() != boost::urls::scheme::http && next->scheme_id() != boost::urls::scheme::https)
             return error{errc::egress_denied,
-                         "redirect to " + std::string(target) + " refused: only http and https are followed"};
+                         "redirect to a " + std::string(next->scheme()) + " URL refused: only http and https are followed"};
         if (current->scheme_id() == boost::urls::scheme::https && next->scheme_id() == boost::urls::scheme::http)
-            return error{errc::egress_denied, "redirect from " + r.url + " to " + std::string(target) +
+            return error{errc::egress_denied, "redirect from " + origin_of(r.url) + " to " + origin_of(target) +
                                                   " refused: it downgrades https to http"};
         auto pin = check_hop(target);
         if (!pin)
             return error{pin.error().code(),
-                         "redirect to " + std::string(target) + " refused: " + pin.error().detail()};
+                         "redirect to " + origin_of(target) + " refused: " + pin.error().detail()};
 
         // Another origin gets no header that could hold a credential: an API key goes under any
         // name the vendor chose (`X-Api-Key`), so only fields that never carry one go along.
@@ -116,8 +124,7 @@ result<response> send_following_redirects(transport& t, request r, redirect_opti
         if (cross_origin) {
             // Named by its origin only: the rest of the URL is what carries the secret.
             if (carries_credential && carries_credential(target))
-                return error{errc::egress_denied, "redirect to " + std::string(next->scheme()) + "://" +
-                                                      std::string(next->encoded_host_and_port()) +
+                return error{errc::egress_denied, "redirect to " + origin_of(target) +
                                                       " refused: its URL carries the call's credential, which goes to no "
                                                       "other origin"};
             std::erase_if(r.headers, [](auto const& field) {

@@ -819,10 +819,14 @@ std::chrono::seconds lifetime(boost::json::value const* v) {
 
 }  // namespace
 
-result<credential_service::token> credential_service::token_request(std::string const& url, std::string body) {
+result<credential_service::token> credential_service::token_request(std::string const& url, std::string body,
+                                                                    bool spends_grant) {
     http::request req;
     req.url = url;
     req.timeout = options_.token_timeout;
+    // libcurl re-sends a request whose reused connection dies before the answer: the provider may
+    // have spent the grant on the first copy and would refuse the second as invalid_grant.
+    req.repeatable = !spends_grant;
     req.headers = {{"Accept", "application/json"}};
     if (body.empty()) {
         req.method = "GET";
@@ -1025,7 +1029,7 @@ result<integration_credential> credential_service::complete_authorization(std::s
                        "&redirect_uri=" + http::form_encode(s.redirect_uri) + "&client_id=" + http::form_encode(s.client_id) +
                        "&client_secret=" + http::form_encode(secrets->first.view()) +
                        "&code_verifier=" + http::form_encode(secrets->second.view());
-    auto t = token_request(s.token_url, std::move(body));
+    auto t = token_request(s.token_url, std::move(body), true);
     if (!t) return t.error();
     if (t->refresh.empty()) return error{errc::unavailable, "the token endpoint returned no refresh_token; request offline access"};
     auto vault_doc = auth_document(secrets->first.view(), t->refresh.view());
@@ -1090,7 +1094,7 @@ result<credential_service::token> credential_service::refresh_authorization(requ
     std::string body = "grant_type=refresh_token&refresh_token=" + http::form_encode(parts->second.view()) +
                        "&client_id=" + http::form_encode(s.client_id) +
                        "&client_secret=" + http::form_encode(parts->first.view());
-    auto t = token_request(s.token_url, std::move(body));
+    auto t = token_request(s.token_url, std::move(body), true);
     if (!t) {
         // A version being verified that the provider refuses fails its verification only: the
         // active version, and the connections using it, are as they were.

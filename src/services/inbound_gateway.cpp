@@ -391,6 +391,11 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
                       std::move(done));
     }
     auto identity = std::move(*verdict.identity);
+    if (identity.challenge) {
+        out.outcome = inbound_outcome::kind::challenge;
+        out.identity = std::move(identity);
+        return done(std::move(out));
+    }
     auto format = body_format_of(req.media_type());
     auto body = parse_body(req.body, format);
     if (!body)

@@ -8,6 +8,7 @@
 
 #include <boost/json.hpp>
 #include <boost/url/parse.hpp>
+#include <boost/url/url.hpp>
 
 #include <algorithm>
 #include <array>
@@ -384,9 +385,30 @@ inbound_verdict verify_slack(std::span<secret_bytes const> secrets, inbound_requ
     } else {
         auto body = json_body(req.body);
         if (auto* refused = std::get_if<inbound_verdict>(&body)) return std::move(*refused);
-        auto const t = string_field(std::get<boost::json::object>(body), "type");
+        auto const& event = std::get<boost::json::object>(body);
+        auto const t = string_field(event, "type");
         if (!t || !is_name(*t))
             return refuse(inbound_rejection::malformed_body, "the body has no \"type\" that is an event name");
+        // Saving an Events API request URL: Slack sends a signed challenge and takes the URL only
+        // when the answer echoes it.
+        if (*t == "url_verification") {
+            auto const challenge = string_field(event, "challenge");
+            if (!challenge || !is_delivery_id(*challenge))
+                return refuse(inbound_rejection::malformed_body,
+                              "a url_verification has no \"challenge\" (1-256 printable characters)");
+            auto out = accept({}, "slack.url_verification", *ts);
+            out.identity->challenge = std::string(*challenge);
+            return out;
+        }
+        // A retry of an Events API event (X-Slack-Retry-Num) is signed anew, with a new
+        // timestamp, and carries the same signed event_id: that is the delivery.
+        if (*t == "event_callback") {
+            auto const id = string_field(event, "event_id");
+            if (!id || !is_delivery_id(*id))
+                return refuse(inbound_rejection::malformed_body,
+                              "an event_callback has no \"event_id\" (1-256 printable characters)");
+            return accept(std::string(*id), "slack.event_callback", *ts);
+        }
         type = *t;
     }
     return accept(crypto::sha256_hex({*ts_text, ":", req.body}), "slack." + type, *ts);
@@ -436,10 +458,27 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
         return refuse(inbound_rejection::malformed_signature,
                       "a Twilio request that is not a form must carry bodySHA256 in its URL");
     }
-    if (!any_matches(secrets, {&*sig, 1}, [&](std::string_view key) {
+    auto matches = [&] {
+        return any_matches(secrets, {&*sig, 1}, [&](std::string_view key) {
             return crypto::hmac(crypto::digest::sha1, key, std::span<std::string_view const>(signed_parts));
-        }))
-        return mismatch("X-Twilio-Signature");
+        });
+    };
+    bool matched = matches();
+    if (!matched) {
+        // Twilio signs the URL as configured there, which may spell the scheme's default port
+        // where the public URL does not, or the other way round; its own validator tries both.
+        boost::urls::url other(*url);
+        auto const default_port = url->scheme_id() == boost::urls::scheme::https ? "443" : "80";
+        if (!other.has_port()) other.set_port(default_port);
+        else if (other.port() == default_port) other.remove_port();
+        if (other.buffer() != req.url) {
+            auto const spelled = std::string(other.buffer());
+            signed_parts[0] = spelled;
+            matched = matches();
+            signed_parts[0] = req.url;  // the delivery id is made from the URL as received
+        }
+    }
+    if (!matched) return mismatch("X-Twilio-Signature");
     if (!c.identity) return signature_ok(std::nullopt);
 
     if (req.body.empty()) return empty_body();

@@ -19,8 +19,13 @@ publication answer(storage::published_event const& e, bool repeated) {
     return {e.event_id, e.delivery_ids, repeated};
 }
 
-/** The earlier publication under the same key, or a conflict when its payload differed. */
-result<publication> repeat_of(storage::published_event const& earlier, std::string const& payload_hash) {
+/** The earlier publication under the same key, or a conflict when its event type or payload
+ *  differed: an `order.cancelled` under the key of an `order.created` is another event. */
+result<publication> repeat_of(storage::published_event const& earlier, std::string_view event_type,
+                              std::string const& payload_hash) {
+    if (earlier.event_type != event_type)
+        return error{errc::conflict, "idempotency key '" + earlier.idempotency_key.value_or("") +
+                                         "' was already used for event type " + earlier.event_type + "; use a new key"};
     if (earlier.payload_hash != payload_hash)
         return error{errc::conflict, "idempotency key '" + earlier.idempotency_key.value_or("") +
                                          "' was already used with a different payload; use a new key"};
@@ -74,7 +79,7 @@ result<publication> record(storage::store& store, blobs::blob_store& blobs, cloc
     });
     if (!earlier) return created.error();  // left for retention, which purges it by age
     if (earlier->payload_ref != event.payload_ref) (void)blobs.remove(ctx.tenant_id, *ref);
-    return repeat_of(*earlier, event.payload_hash);
+    return repeat_of(*earlier, event.event_type, event.payload_hash);
 }
 
 /** Calls `on_due` when `r` created deliveries, which are due now. */
@@ -101,7 +106,7 @@ result<publication> publisher::publish(request_context const& ctx, std::string c
         auto earlier = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
             return uow.published_events().find_by_idempotency_key(*idempotency_key);
         });
-        if (earlier) return repeat_of(*earlier, hash);
+        if (earlier) return repeat_of(*earlier, event_type, hash);
         if (earlier.error() != errc::not_found) return earlier.error();
     }
     storage::published_event e;

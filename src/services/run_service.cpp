@@ -339,10 +339,11 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
         if (it->second.empty())
             return error{errc::invalid_argument, "input.pathParams." + name + " is empty: a path parameter is one segment of " +
                                                      tpl + ", and an empty one would call another resource"};
-        if (it->second == "." || it->second == "..")
-            return error{errc::invalid_argument, "input.pathParams." + name + " must not be \"" + it->second +
-                                                     "\": a path parameter is one segment of " + tpl +
-                                                     ", never a step out of it"};
+        // Encoded into one segment below, but a vendor's server (or a proxy before it) may read
+        // `%2F` or `\` as a separator: no piece of the value between them is a dot segment.
+        if (detail::has_dot_segment("/" + it->second, true))
+            return error{errc::invalid_argument, "input.pathParams." + name + " has a '.' or '..' segment (between '/' or '\\'" +
+                                                     "): a path parameter is one segment of " + tpl + ", never a step out of it"};
         path += http::form_encode(it->second);  // one segment: '/', '\' and '%' are encoded too
         i = close + 1;
     }
@@ -1002,6 +1003,12 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
     std::optional<failures::classification> blocked;
     if (request) {
         auto prepared = prepare(ctx, *request);
+        // The store or the vault failing a moment decides nothing either: only a refusal (the
+        // connection retired, the operation gone, the credential unusable) ends the run.
+        if (!prepared)
+            for (auto outage : {errc::storage_failure, errc::storage_busy, errc::database_missing, errc::unavailable,
+                                errc::secret_store_failure, errc::timeout})
+                if (prepared.error() == outage) return prepared.error();
         if (prepared) p = std::move(*prepared);
         else blocked = failures::classification{failures::failure_category::validation, "not_executable",
                                                 prepared.error().detail(), failures::next_action::dead_letter, std::nullopt};

@@ -110,6 +110,11 @@ result<subscribed> subscription_service::subscribe(request_context const& ctx, s
         // The caller's own secret: it must be the tenant's, and a key deliveries can be signed with.
         auto ref = credentials::secret_ref::parse(spec.signing_secret_ref);
         if (!ref) return at_field("signingSecretRef", ref.error());
+        // A credential's secret is sent to its vendor and to no one else: signing deliveries with
+        // it would hand any endpoint MACs made with it.
+        if (is_valid_id(ref->name, "secret"))
+            return error{errc::invalid_argument, "signingSecretRef names a credential's secret, which signs nothing; "
+                                                 "leave signingSecretRef out to have a signing secret made"};
         auto secret = secrets_.get(ctx.tenant_id, *ref);
         if (!secret && secret.error() == errc::not_found)
             return error{errc::invalid_argument, "signingSecretRef: no such secret in this tenant's secret store"};

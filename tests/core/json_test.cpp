@@ -199,10 +199,15 @@ TEST_F(json_test, connection_round_trips_with_configuration_endpoints_and_polici
     EXPECT_EQ(back.data().rate_limit_budget->burst, 2);
 }
 
+// One stored before creation required a credential.
 TEST_F(json_test, connection_without_credential_reads_back_without_one) {
-    auto c = connections::integration_connection::create(ctx(), clock.now(), provider(),
-                                                         {.project_id = "proj-1", .display_name = "Acme"})
-                 .value();
+    auto made = connections::integration_connection::create(
+                    ctx(), clock.now(), provider(),
+                    {.project_id = "proj-1", .display_name = "Acme", .credential_id = new_id(id_prefix::credential, clock.now())})
+                    .value();
+    auto data = made.data();
+    data.credential_id.reset();
+    auto c = connections::integration_connection::restore(made.meta(), data).value();
     auto j = aggregate_to_json(c);
     EXPECT_FALSE(j.contains("credentialId"));
     EXPECT_FALSE(j.contains("lastCheckedAt"));

@@ -4,6 +4,7 @@
 #include "storage/fixtures.hpp"
 #include "support/child_process.hpp"
 #include "support/credential_doubles.hpp"
+#include "support/keep_alive_server.hpp"
 #include "support/query_string.hpp"
 #include "support/sqlite_file.hpp"
 
@@ -282,6 +283,29 @@ TEST_F(authorization_code_test, refresh_uses_the_stored_refresh_token_and_stores
     EXPECT_EQ(stored.data().versions[0].state, credentials::version_state::retired);
     service_.invalidate_token(c.id());
     must(service_.resolve(ctx_, c.id()));  // the rotated token works
+}
+
+// The request that carries a refresh token spends it: libcurl's own re-send of it (its reused
+// connection died before the answer) would be refused as invalid_grant by a provider that
+// rotates refresh tokens, and taken for a revoked grant. It goes out once.
+TEST_F(authorization_code_test, a_refresh_whose_connection_dies_is_not_sent_again) {
+    std::atomic<int> refreshes{0};
+    keep_alive_server token([&](received_request const& r) -> std::string {
+        bool const refresh = r.body.find("grant_type=refresh_token") != std::string::npos;
+        if (refresh && ++refreshes == 2) return std::string(keep_alive_server::hang_up);
+        return http_answer_bytes(200, R"({"access_token":"at","token_type":"Bearer","expires_in":3600,"refresh_token":"rt-)" +
+                                          std::to_string(refreshes.load()) + R"("})");
+    });
+    auto s = settings();
+    s.token_url = "http://127.0.0.1:" + std::to_string(token.port()) + "/token";
+    auto start = must(service_.begin_authorization(ctx_, provider_id_, {}, s, secret_bytes("client-secret-1")));
+    auto c = must(service_.complete_authorization(start.state, "code-1"));
+    service_.invalidate_token(c.id());
+    must(service_.resolve(ctx_, c.id()));  // the first refresh, answered on a kept-alive connection
+    service_.invalidate_token(c.id());
+    auto refreshed = service_.resolve(ctx_, c.id());  // the second goes out on it, and it dies
+    EXPECT_FALSE(refreshed);
+    EXPECT_EQ(refreshes.load(), 2) << "the second refresh token went out twice";
 }
 
 TEST_F(authorization_code_test, failed_refreshes_cool_down_then_exhaust_and_degrade_the_connection) {

@@ -115,6 +115,8 @@ INSTANTIATE_TEST_SUITE_P(
         bad_connection_spec{"endpoint_without_class",
                             [](connection_spec& s) { s.endpoints = {{"", "https://api.acme.example", {}}}; }},
         bad_connection_spec{"empty_scope", [](connection_spec& s) { s.scopes = {""}; }},
+        bad_connection_spec{"scope_the_provider_does_not_offer", [](connection_spec& s) { s.scopes = {"sms.sned"}; }},
+        bad_connection_spec{"no_credential", [](connection_spec& s) { s.credential_id.reset(); }},
         bad_connection_spec{"zero_budget",
                             [](connection_spec& s) { s.rate_limit_budget = rate_limit_budget{.burst = 0}; }},
         bad_connection_spec{"budget_below_the_rate_floor",
@@ -152,10 +154,18 @@ TEST_F(connection_test, pending_to_active_with_resolvable_credential_and_passing
     EXPECT_EQ(e.data.at("credentialId").as_string(), *c.data().credential_id);
 }
 
-TEST_F(connection_test, activation_needs_a_credential_id) {
+TEST_F(connection_test, a_connection_needs_a_credential_id_to_be_made_and_to_be_active) {
     auto spec = fixtures::connection_spec(clock.now());
     spec.credential_id.reset();
-    auto c = integration_connection::create(tenant_ctx(), clock.now(), provider, spec).value();
+    auto made = integration_connection::create(tenant_ctx(), clock.now(), provider, spec);
+    EXPECT_ERRC(made, errc::invalid_argument);
+    EXPECT_NE(made.error().detail().find("credentialId is required"), std::string::npos) << made.error().detail();
+
+    // One stored without it (before creation required it) stays Pending until one is attached.
+    auto stored = pending();
+    auto data = stored.data();
+    data.credential_id.reset();
+    auto c = integration_connection::restore(stored.meta(), data).value();
     c.record_health(healthy, clock.now()).value();
     auto before = snap(c);
     auto r = c.activate(true, clock.now());

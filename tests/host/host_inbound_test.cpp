@@ -6,6 +6,7 @@
 #include "host/api_steps.hpp"
 #include "host/host_process.hpp"
 #include "support/base64.hpp"
+#include "support/hmac.hpp"
 
 #include <gtest/gtest.h>
 
@@ -205,6 +206,41 @@ TEST_F(host_inbound, requests_signed_by_the_vendors_libraries_are_accepted_once_
         EXPECT_TRUE(deliveries(id, b()).empty());
         EXPECT_EQ(b().get("/webhooks/deliveries/" + str(first.json(), "deliveryId")).status, 404);
     }
+}
+
+// Slack's Events API: saving the request URL sends a signed url_verification whose challenge the
+// answer must echo (Slack refuses the URL otherwise), and a retry is signed anew with a later
+// timestamp but carries the same event_id, so it is the same delivery. (Slack's scheme is
+// HMAC-SHA256 over "v0:{timestamp}:{body}"; no npm peer signs it, so the test does.)
+TEST_F(host_inbound, slack_gets_its_challenge_echoed_and_a_retried_event_is_one_delivery) {
+    std::string const secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    auto id = connection("slack", secret);
+    auto slack = [&](std::string const& body, std::int64_t ts, std::string const& extra = "") {
+        auto t = std::to_string(ts);
+        json::object h{{"X-Slack-Request-Timestamp", t}, {"X-Slack-Signature", "v0=" + hmac_sha256_hex(secret, "v0:" + t + ":" + body)}};
+        return post(target(id), h, body, extra);
+    };
+    std::string const challenge = "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P";
+    auto handshake = slack(R"({"token":"Jhj5dZrVaK7ZwHHjRyZWjbDl","challenge":")" + challenge + R"(","type":"url_verification"})",
+                           now_unix());
+    ASSERT_EQ(handshake.status, 200) << handshake.body;
+    EXPECT_EQ(handshake.json(), (json::value{{"challenge", challenge}})) << handshake.body;
+    EXPECT_TRUE(deliveries(id).empty()) << "a handshake is stored nowhere";
+    // Unsigned, it is refused like any other request.
+    auto unsigned_handshake = post(target(id), json::object{{"X-Slack-Request-Timestamp", std::to_string(now_unix())},
+                                                            {"X-Slack-Signature", "v0=" + std::string(64, 'a')}},
+                                   R"({"challenge":"x","type":"url_verification"})");
+    EXPECT_EQ(unsigned_handshake.status, 401) << unsigned_handshake.body;
+
+    std::string const event = R"({"type":"event_callback","event_id":"Ev08MFMKH6","event":{"type":"app_mention","text":"hi"}})";
+    auto first = slack(event, now_unix() - 5);
+    ASSERT_EQ(first.status, 202) << first.body;
+    EXPECT_EQ(str(first.json(), "providerDeliveryId"), "Ev08MFMKH6");
+    auto retry = slack(event, now_unix(), "X-Slack-Retry-Num: 1\r\nX-Slack-Retry-Reason: http_timeout\r\n");
+    ASSERT_EQ(retry.status, 200) << retry.body;
+    EXPECT_EQ(str(retry.json(), "outcome"), "duplicate");
+    EXPECT_EQ(str(retry.json(), "deliveryId"), str(first.json(), "deliveryId"));
+    EXPECT_EQ(accepted(id), 1u);
 }
 
 // Done means: a one-byte change to body, signature, timestamp or URL (where the scheme signs it)

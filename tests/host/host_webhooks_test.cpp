@@ -413,5 +413,40 @@ TEST(host_webhooks_egress, endpoints_resolving_to_refused_addresses_are_refused_
     EXPECT_TRUE(other_loopback.requests().empty());
 }
 
+// Behind a load balancer the host's public URL reaches it at an address it does not listen on:
+// a subscription to it would deliver every event back in as an inbound webhook, which raises an
+// event that is delivered again. The name (any spelling) and port of --public-url are refused
+// wherever they resolve; the same name at another port is another service.
+TEST(host_webhooks_egress, the_hosts_own_public_url_is_never_a_destination) {
+    auto ok = [](received_request const&) { return std::string("HTTP/1.1 204 No Content\r\nContent-Length: 0\r\n\r\n"); };
+    keep_alive_server balancer(ok, "127.0.0.3");  // stands in for the load balancer before the host
+    keep_alive_server other(ok, "127.0.0.3");
+    scratch_dir dir("webhooks-own-url");
+    auto hosts = dir.path() / "hosts";
+    std::ofstream(hosts) << "127.0.0.3 hooks.test\n";
+    auto data = dir.string();
+    auto port = std::to_string(balancer.port());
+    host_process host(data, {"--egress-allow", "127.0.0.3/32", "--hosts-file", hosts.string(), "--public-url",
+                             "http://hooks.test:" + port + "/"});
+    api a(host.port(), create_key(data, "tenant-a"));
+    for (auto const& endpoint : {"http://hooks.test:" + port + "/webhooks/inbound/conn-01JD3Q8V6X4T2M9R5B7N1K0FZC",
+                                 "http://HOOKS.test.:" + port + "/x"}) {
+        auto r = a.post("/webhooks/subscriptions", json::object{{"projectId", "p"}, {"eventType", "*"}, {"endpointUrl", endpoint}});
+        EXPECT_EQ(r.status, 422) << endpoint << ": " << r.body;
+        if (r.status == 422) {
+            EXPECT_EQ(problem_type(r), "https://integration.dev/problems/egress-denied") << endpoint;
+            EXPECT_NE(problem_detail(r).find("own public address"), std::string::npos) << r.body;
+        }
+    }
+    auto elsewhere = a.post("/webhooks/subscriptions", json::object{{"projectId", "p"},
+                                                                    {"eventType", "*"},
+                                                                    {"endpointUrl", "http://hooks.test:" + std::to_string(other.port()) + "/in"}});
+    ASSERT_EQ(elsewhere.status, 201) << elsewhere.body;
+    auto pub = a.post("/webhooks/deliveries", json::object{{"eventType", "order.paid"}, {"payload", json::object{}}});
+    ASSERT_EQ(pub.status, 202) << pub.body;
+    ASSERT_TRUE(eventually([&] { return other.requests().size() == 1; })) << host.log();
+    EXPECT_TRUE(balancer.requests().empty());
+}
+
 }  // namespace
 }  // namespace integration::testing

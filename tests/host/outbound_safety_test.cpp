@@ -255,15 +255,17 @@ TEST(host_outbound, path_parameters_never_leave_the_operations_path) {
                                   {op("files.get", "GET", "/files/{name}/content")});
     auto conn = active_connection(a, provider, api_key_credential(a, provider, "files-key"));
 
-    for (std::string value : {".", ".."}) {
+    // Each is sent as one encoded segment, but a server or proxy that decodes %2F (nginx normalising
+    // before proxy_pass) or reads '\\' as a separator would step out of /files/: refused, nothing sent.
+    for (std::string value : {".", "..", "%2e%2e", "%2E%2E", ".%2e", "%2e.", "..%2f..", "../secret", "..\\secret",
+                              "%5c..%5csecret", "a/../../secret", "a/./b"}) {
         auto r = run(a, conn, "files.get", {{"pathParams", json::object{{"name", value}}}});
         EXPECT_EQ(r.status, 400) << value << ": " << r.body;
         if (r.status == 400) {
             EXPECT_NE(problem_detail(r).find("pathParams.name"), std::string::npos) << r.body;
         }
     }
-    std::vector<std::string> const accepted{"%2e%2e", "%2E%2E", ".%2e", "%2e.", "..%2f..", "../secret", "..\\secret",
-                                            "%5c..%5csecret", "a/../../secret", "/", "%2f", "...", "..;", " ..", "?x=1#y"};
+    std::vector<std::string> const accepted{"/", "%2f", "a/b", "...", "..;", " ..", "?x=1#y", "..a/b.."};
     for (auto const& value : accepted) {
         auto r = run(a, conn, "files.get", {{"pathParams", json::object{{"name", value}}}});
         ASSERT_EQ(r.status, 201) << value << ": " << r.body;

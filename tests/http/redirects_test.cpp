@@ -118,6 +118,26 @@ TEST_F(redirects, a_hop_to_a_name_with_a_denied_answer_is_never_connected_to) {
     EXPECT_EQ(second.accepted(), 0);
 }
 
+// A vendor may echo the call's URL, credential and all, into its Location in a spelling no
+// redaction knows (encoded twice): a refusal names each URL by its origin only, so the error (kept
+// in the run's failure and shown to callers) never holds the rest.
+TEST_F(redirects, a_refusal_names_urls_by_their_origin_only) {
+    std::string const echoed = "key%253Dsk_live%252B51Hx";
+    dns_.add("login.vendor.test", {*ip_address::parse("10.0.0.7")});
+    auto first = routed({{"/denied", redirect(302, "http://login.vendor.test/?return_to=%2Fstart%3F" + echoed)},
+                         {"/gopher", redirect(302, "gopher://login.vendor.test/?" + echoed)},
+                         {"/loop?" + echoed, redirect(302, "/loop?" + echoed)},
+                         {"/bad", redirect(302, "http://[::1/?" + echoed)}});
+    for (std::string path : {std::string("/denied"), std::string("/gopher"), "/loop?" + echoed, std::string("/bad")}) {
+        auto res = send_following_redirects(*transport_, {.url = origin(first) + path, .timeout = 5s}, {.max_hops = 2}, check());
+        ASSERT_FALSE(res) << path;
+        EXPECT_EQ(res.error().detail().find("sk_live"), std::string::npos) << res.error().detail();
+        EXPECT_EQ(res.error().detail().find("return_to"), std::string::npos) << res.error().detail();
+    }
+    auto denied = send_following_redirects(*transport_, {.url = origin(first) + "/denied", .timeout = 5s}, {.max_hops = 2}, check());
+    EXPECT_NE(denied.error().detail().find("http://login.vendor.test:80"), std::string::npos) << denied.error().detail();
+}
+
 TEST_F(redirects, more_hops_than_allowed_fail) {
     auto server = routed({{"/a", redirect(302, "/b")}, {"/b", redirect(302, "/a")}});
     auto res =

@@ -342,6 +342,27 @@ TEST(own_endpoints_test, a_name_resolving_to_the_own_endpoint_is_denied) {
     EXPECT_TRUE(policy.check_destination("http://me.test:8081/x", names));
 }
 
+// The URL the process is reached at from outside (a load balancer's name or address) is denied
+// like its own sockets, whatever the name resolves to; the same name at another port is not.
+TEST(own_endpoints_test, the_own_public_url_is_denied_by_name_or_address) {
+    egress_policy policy{.allow = {block("0.0.0.0/0")}};
+    ASSERT_TRUE(policy.deny_own_url("https://Hooks.Example.com./integration"));
+    ASSERT_TRUE(policy.deny_own_url("http://93.184.216.34:8080"));
+    EXPECT_FALSE(policy.deny_own_url("not a url"));
+    integration::net::static_resolver names;
+    names.add("hooks.example.com", {ip("93.184.216.40")});
+    for (auto url : {"https://hooks.example.com/webhooks/inbound/x", "https://HOOKS.example.com.:443/", "http://93.184.216.34:8080/x",
+                     "http://0x5db8d822:8080/"}) {
+        auto const r = policy.check_destination(url, names);
+        ASSERT_FALSE(r) << url;
+        EXPECT_TRUE(r.error() == errc::egress_denied) << url;
+        EXPECT_NE(r.error().detail().find("own"), std::string::npos) << r.error().detail();
+        EXPECT_FALSE(policy.check_static(url)) << url << ": registration refuses it too";
+    }
+    EXPECT_TRUE(policy.check_destination("https://hooks.example.com:8443/x", names));
+    EXPECT_TRUE(policy.check_destination("http://93.184.216.34:8081/x", names));
+}
+
 // ---------------------------------------------------------------------------------------------
 // URLs
 

@@ -1108,7 +1108,9 @@ TEST_F(run_service_test, a_query_parameter_named_like_a_query_placed_key_is_refu
 TEST_F(run_service_test, a_path_parameter_is_one_encoded_segment_and_dot_segments_are_refused) {
     start({reply(200, "ok")});
     // An empty one is refused too: /accounts//messages (or /contacts/ for /contacts/{id}) is another resource.
-    for (std::string value : {".", "..", ""}) {
+    // Nor may any piece of it between '/' or '\\' (encoded or not) be one: it is sent as one
+    // encoded segment, but a server that decodes %2F before routing would step out of the path.
+    for (std::string value : {".", "..", "", "../admin", "%2e%2e", "..\\x", "a/%2E./b", "..%2fx"}) {
         auto request = send_sms();
         request.input.path_params["account"] = value;
         auto out = runs_->execute(ctx_, request);
@@ -1117,7 +1119,7 @@ TEST_F(run_service_test, a_path_parameter_is_one_encoded_segment_and_dot_segment
         EXPECT_NE(out.error().detail().find("pathParams.account"), std::string::npos) << out.error().detail();
     }
     std::vector<std::pair<std::string, std::string>> const sent{
-        {"../admin", "..%2Fadmin"}, {"%2e%2e", "%252e%252e"}, {"..\\x", "..%5Cx"}, {"a/b", "a%2Fb"}, {"...", "..."}};
+        {"a/b", "a%2Fb"}, {"...", "..."}, {"..a\\b..", "..a%5Cb.."}, {"%41", "%2541"}};
     for (auto const& [value, encoded] : sent) {
         auto request = send_sms();
         request.input.path_params["account"] = value;
@@ -1767,6 +1769,26 @@ TEST_F(run_service_test, a_resume_that_cannot_read_the_stored_input_now_leaves_t
     auto resumed = other.resume(ctx_, out.run.id());
     ASSERT_FALSE(resumed);
     EXPECT_EQ(resumed.error(), errc::unavailable) << resumed.error().detail();
+    auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
+    EXPECT_EQ(run.status(), runs::run_status::running);
+    EXPECT_EQ(failures_of(out.run.id()).at(0).data().next_action, failures::next_action::retry);
+    EXPECT_EQ(vendor_->requests().size(), 4u) << "nothing was sent";
+    EXPECT_EQ(must(runs_->resume(ctx_, out.run.id())).run.status(), runs::run_status::completed);
+}
+
+// Nor is a store that fails the resume's read of the run's binding a refusal: the run waits for
+// the next sweep (it was dead-lettered as `not_executable`, and nobody was told).
+TEST_F(run_service_test, a_resume_whose_binding_cannot_be_read_now_leaves_the_run_for_the_next_sweep) {
+    start({reply(503), reply(503), reply(503), reply(503), reply(200, "done")});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    ASSERT_EQ(out.run.status(), runs::run_status::running);
+    runs_->forget(connection_id_);  // the binding is read from the store again
+    exec_sql(dir_.file("i.db"), "ALTER TABLE api_clients_operations RENAME TO api_clients_operations_away;");
+    clock_.advance(61s);
+    auto resumed = runs_->resume(ctx_, out.run.id());
+    exec_sql(dir_.file("i.db"), "ALTER TABLE api_clients_operations_away RENAME TO api_clients_operations;");
+    ASSERT_FALSE(resumed);
+    EXPECT_EQ(resumed.error(), errc::storage_failure) << resumed.error().detail();
     auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(out.run.id()); }));
     EXPECT_EQ(run.status(), runs::run_status::running);
     EXPECT_EQ(failures_of(out.run.id()).at(0).data().next_action, failures::next_action::retry);

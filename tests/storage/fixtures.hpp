@@ -90,6 +90,7 @@ inline connections::connection_spec connection_spec(std::string project = "proj-
     connections::connection_spec s;
     s.project_id = std::move(project);
     s.display_name = "Acme for project";
+    s.credential_id = "cred-01JD3Q8V6X4T2M9R5B7N1K0FZC";  // a connection needs one; tests that resolve it set their own
     s.configuration = {{"account", "AC123"}, {"region", "eu"}};
     s.endpoints = {{"default", "https://eu.api.acme.example", std::string("eu-west")}};
     s.scopes = {"sms.send"};

@@ -20,6 +20,15 @@ protected:
     connections::connection_service connections_{*store_, clock_, net::egress_policy{}};
     request_context ctx_ = request_context::for_tenant("t1", "alice");
 
+    /** `connection_spec()` naming a credential of provider `provider_id`, saved in `ctx`'s tenant. */
+    connections::connection_spec spec_for(std::string const& provider_id, request_context const& ctx) {
+        auto c = must(credentials::integration_credential::create(ctx, clock_.now(), credential_spec(provider_id)));
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) { return uow.credentials().save(c); }));
+        auto spec = connection_spec();
+        spec.credential_id = c.id();
+        return spec;
+    }
+
     providers::integration_provider reload(std::string const& id) {
         std::optional<providers::integration_provider> p;
         must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
@@ -99,7 +108,7 @@ TEST_F(registry_test, a_connection_needs_an_active_provider) {
     auto c = must(registry_.register_client(ctx_, p.id(), client_spec()));
     must(registry_.activate_client(ctx_, c.id()));
     must(registry_.activate_provider(ctx_, p.id()));
-    auto conn = must(connections_.create(ctx_, p.id(), connection_spec()));
+    auto conn = must(connections_.create(ctx_, p.id(), spec_for(p.id(), ctx_)));
     EXPECT_EQ(conn.status(), connections::connection_status::pending);
     must(registry_.deprecate_provider(ctx_, p.id(), "vendor sunset"));
     auto after = connections_.create(ctx_, p.id(), connection_spec());
@@ -197,7 +206,7 @@ TEST_F(registry_test, destinations_the_egress_policy_refuses_are_refused_when_re
     must(registry.activate_client(ctx_, must(registry.register_client(ctx_, p.id(), client_spec())).id()));
     must(registry.activate_provider(ctx_, p.id()));
 
-    auto endpoint = connection_spec();
+    auto endpoint = spec_for(p.id(), ctx_);
     endpoint.endpoints = {{"upload", "https://[::ffff:192.168.0.1]", std::nullopt}};
     expect_denied(connections.create(ctx_, p.id(), endpoint), "endpoints[].baseUrl");
     endpoint.endpoints = {{"default", "http://127.0.0.1:9000", std::nullopt}};
@@ -272,7 +281,7 @@ TEST_F(registry_test, global_providers_need_an_admin_and_are_visible_to_every_te
     must(registry_.activate_client(admin, must(registry_.register_client(admin, p.id(), client_spec("Gh.Client"))).id()));
     must(registry_.activate_provider(admin, p.id()));
     auto other = request_context::for_tenant("t2", "bob");
-    auto conn = must(connections_.create(other, p.id(), connection_spec()));
+    auto conn = must(connections_.create(other, p.id(), spec_for(p.id(), other)));
     EXPECT_EQ(conn.meta().tenant_id, "t2");
     auto client_by_tenant = registry_.register_client(other, p.id(), client_spec("Sneaky.Client"));
     ASSERT_FALSE(client_by_tenant);

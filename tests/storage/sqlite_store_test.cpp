@@ -620,12 +620,14 @@ TEST(sqlite_store, grouped_commits_keep_each_unit_atomic_under_load) {
     EXPECT_EQ(count_providers(*s, tenant("t0")) + count_providers(*s, tenant("t1")),
               static_cast<std::size_t>(committed.load()) * 2);
     // The store's own counters: every committed unit is counted once, and concurrent units shared
-    // commits (one commit per unit would mean the writer never grouped them).
+    // commits (one commit per unit queued would mean the writer never grouped them; the units
+    // queued behind the holder share one at least). A refused unit is no unit but may end a
+    // commit of its own, so on a busy machine commits can outnumber the committed units.
     auto stats = storage::sqlite_store_stats(*s);
     ASSERT_TRUE(stats);
     EXPECT_EQ(stats->units, static_cast<std::uint64_t>(committed.load()) + 1);  // and the holder's
     EXPECT_GE(stats->commits, 1u);
-    EXPECT_LT(stats->commits, stats->units);
+    EXPECT_LT(stats->commits, static_cast<std::uint64_t>(threads * each + 1));
     std::printf("[ grouped  ] %llu units in %llu commits\n", static_cast<unsigned long long>(stats->units),
                 static_cast<unsigned long long>(stats->commits));
 }

@@ -57,8 +57,10 @@ inline std::string http_answer_bytes(int status, std::string const& body, std::s
 
 class keep_alive_server {
 public:
-    /** Returns the bytes of the answer to one request. */
+    /** Returns the bytes of the answer to one request, or `hang_up`. */
     using handler = std::function<std::string(received_request const&)>;
+    /** An answer that closes the connection instead (a server that read the request and died). */
+    static constexpr std::string_view hang_up = "<hang up>";
 
     /** Listens on `address`:`port` (0: any free port); `delay` passes before each answer. */
     explicit keep_alive_server(handler h, std::string const& address = "127.0.0.1", std::uint16_t port = 0,
@@ -188,6 +190,7 @@ private:
             }
             if (delay_.count() > 0) std::this_thread::sleep_for(delay_);
             auto answer = handler_(*r);
+            if (answer == hang_up) return;
             for (std::size_t sent = 0; sent < answer.size();) {
                 auto n = ::send(c, answer.data() + sent, answer.size() - sent, MSG_NOSIGNAL);
                 if (n <= 0) return;

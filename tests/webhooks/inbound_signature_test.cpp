@@ -183,7 +183,7 @@ std::string secret_for(inbound_scheme s) { return s == inbound_scheme::standard 
 std::string body_for(inbound_scheme s) {
     if (s == inbound_scheme::twilio) return "MessageSid=SM123&From=%2B12349013030&Body=hello";
     if (s == inbound_scheme::stripe) return R"({"id":"evt_1","type":"charge.succeeded","data":{"object":{}}})";
-    return R"({"type":"event_callback","action":"opened","id":1})";
+    return R"({"type":"event_callback","event_id":"Ev1","action":"opened","id":1})";
 }
 
 constexpr inbound_scheme all_schemes[] = {inbound_scheme::standard, inbound_scheme::github, inbound_scheme::stripe,
@@ -334,7 +334,28 @@ TEST(InboundIdentity, SlackJsonInteractiveAndCommand) {
     auto v = verify(inbound_scheme::slack, plain_secret, r, now);
     ASSERT_TRUE(accepted(v));
     EXPECT_EQ(v.identity->event_type, "slack.event_callback");
-    EXPECT_EQ(v.identity->provider_delivery_id, sha256_hex(std::to_string(now) + ":" + r.body));
+    EXPECT_EQ(v.identity->provider_delivery_id, "Ev1");
+    EXPECT_FALSE(v.identity->challenge);
+    // Slack signs each retry anew (a later timestamp): it is the same delivery, its event_id.
+    auto retry = signed_request(inbound_scheme::slack, plain_secret, r.body, now + 60);
+    retry.set("X-Slack-Retry-Num", "1");
+    auto rv = verify(inbound_scheme::slack, plain_secret, retry, now + 61);
+    ASSERT_TRUE(accepted(rv));
+    EXPECT_EQ(rv.identity->provider_delivery_id, "Ev1");
+    auto no_id = signed_request(inbound_scheme::slack, plain_secret, R"({"type":"event_callback"})");
+    EXPECT_TRUE(refused(verify(inbound_scheme::slack, plain_secret, no_id, now), inbound_rejection::malformed_body));
+
+    // Saving an Events API request URL: the verified challenge is handed back to be echoed.
+    auto handshake = signed_request(inbound_scheme::slack, plain_secret,
+                                    R"({"token":"t","challenge":"3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P","type":"url_verification"})");
+    auto h = verify(inbound_scheme::slack, plain_secret, handshake, now);
+    ASSERT_TRUE(accepted(h));
+    EXPECT_EQ(h.identity->challenge, "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
+    auto forged = handshake;
+    forged.body.replace(forged.body.find("3eZ"), 3, "XeZ");
+    EXPECT_TRUE(refused(verify(inbound_scheme::slack, plain_secret, forged, now), inbound_rejection::signature_mismatch));
+    auto without = signed_request(inbound_scheme::slack, plain_secret, R"({"type":"url_verification"})");
+    EXPECT_TRUE(refused(verify(inbound_scheme::slack, plain_secret, without, now), inbound_rejection::malformed_body));
 
     auto interactive = signed_request(inbound_scheme::slack, plain_secret, "payload=%7B%22type%22%3A%22block_actions%22%7D");
     interactive.content_type = "application/x-www-form-urlencoded; charset=utf-8";
@@ -399,6 +420,33 @@ TEST(InboundIdentity, TwilioSpellingsOfOneSignedFormAreOneDelivery) {
     }
     auto other = signed_request(inbound_scheme::twilio, plain_secret, "MessageSid=SM2&From=%2B1555&Body=hi");
     EXPECT_NE(verify(inbound_scheme::twilio, plain_secret, other, now).identity->provider_delivery_id, first.identity->provider_delivery_id);
+}
+
+// Twilio signs the URL as it is configured there; its own validator accepts the default port
+// spelled or left out, so the public URL and Twilio's console may differ in just that.
+TEST(InboundIdentity, TwilioUrlWithOrWithoutTheDefaultPortVerifies) {
+    std::vector<std::pair<std::string, std::string>> params{{"MessageSid", "SM1"}, {"Body", "hi"}};
+    for (auto [configured, received] : std::initializer_list<std::pair<char const*, char const*>>{
+             {"https://mycompany.com:443/sms?x=1", "https://mycompany.com/sms?x=1"},
+             {"https://mycompany.com/sms", "https://mycompany.com:443/sms"},
+             {"http://mycompany.com:80/sms", "http://mycompany.com/sms"}}) {
+        request r;
+        r.body = "MessageSid=SM1&Body=hi";
+        r.content_type = "application/x-www-form-urlencoded";
+        r.url = received;
+        r.set("X-Twilio-Signature", twilio_signature(plain_secret, configured, params));
+        auto v = verify(inbound_scheme::twilio, plain_secret, r, now);
+        ASSERT_TRUE(accepted(v)) << configured << " received as " << received;
+        // Another port, or another path, is another URL.
+        r.url = std::string(received) + "&y";
+        EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, r, now), inbound_rejection::signature_mismatch));
+    }
+    request r;
+    r.body = "MessageSid=SM1&Body=hi";
+    r.content_type = "application/x-www-form-urlencoded";
+    r.url = "https://mycompany.com/sms";
+    r.set("X-Twilio-Signature", twilio_signature(plain_secret, "https://mycompany.com:8443/sms", params));
+    EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, r, now), inbound_rejection::signature_mismatch));
 }
 
 TEST(InboundIdentity, TwilioUrlWithBodySha256IsNeverVerifiedAsAForm) {

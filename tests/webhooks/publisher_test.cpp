@@ -177,6 +177,13 @@ TEST_F(publisher_test, a_repeated_idempotency_key_answers_the_first_publication_
     ASSERT_FALSE(other);
     EXPECT_EQ(other.error(), errc::conflict);
     EXPECT_EQ(deliveries_of(a_, sub), 1u);
+    // The same payload as another event under the key is another event, not a repeat: answering
+    // the first would drop the cancellation without a word.
+    auto cancelled = pub_.publish(a_, "order.cancelled", payload, "order-o-1-paid");
+    ASSERT_FALSE(cancelled);
+    EXPECT_EQ(cancelled.error(), errc::conflict);
+    EXPECT_NE(cancelled.error().detail().find("order.paid"), std::string::npos) << cancelled.error().detail();
+    EXPECT_EQ(deliveries_of(a_, sub), 1u);
 
     // Keys are per tenant: tenant b's first use of the same key is a new event.
     subscribe(b_, "order.*");

@@ -139,6 +139,15 @@ TEST_F(subscription_service_test, a_given_signing_secret_ref_must_be_the_tenants
     ASSERT_FALSE(r);
     EXPECT_EQ(r.error(), errc::invalid_argument);
     EXPECT_EQ(r.error().message().find("hunter2"), std::string::npos) << r.error().message();
+
+    // A credential's secret (stored under the name the credential service gives it), even one
+    // that has the form of a signing key: it goes to its vendor only.
+    auto api_key = must(vault_->put("t1", new_id("secret", clock_.now()), secret_bytes("whsec_" + support::base64(std::string(32, 'k')))));
+    s.signing_secret_ref = api_key.uri();
+    r = service_.subscribe(ctx_, s);
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_NE(r.error().detail().find("credential's secret"), std::string::npos) << r.error().detail();
     EXPECT_EQ(stored_subscriptions(ctx_), 1u);
 }
 

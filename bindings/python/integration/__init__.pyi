@@ -70,14 +70,16 @@ class InboundEndpoint(TypedDict):
 
 class InboundOutcome(TypedDict):
     """What ``Platform.receive_webhook`` did: ``reason`` (e.g. ``'signature-mismatch'``) and
-    ``detail`` are set when it was rejected, the identity when accepted or a duplicate."""
+    ``detail`` are set when it was rejected, the identity when accepted or a duplicate;
+    ``challenge`` is what to echo for a handshake (Slack's ``url_verification``), stored nowhere."""
 
-    outcome: Literal["accepted", "duplicate", "rejected"]
+    outcome: Literal["accepted", "duplicate", "rejected", "challenge"]
     delivery_id: Optional[str]
     tenant_id: Optional[str]
     provider_delivery_id: Optional[str]
     event_type: Optional[str]
     signed_at: Optional[datetime]
+    challenge: Optional[str]
     reason: Optional[str]
     detail: Optional[str]
 

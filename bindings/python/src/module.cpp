@@ -340,13 +340,17 @@ py::dict render_endpoint(webhooks::inbound_endpoint const& e) {
 py::dict render_inbound(webhooks::inbound_outcome const& out) {
     using kind = webhooks::inbound_outcome::kind;
     py::dict d;
-    d["outcome"] = out.outcome == kind::accepted ? "accepted" : out.outcome == kind::duplicate ? "duplicate" : "rejected";
+    d["outcome"] = out.outcome == kind::accepted    ? "accepted"
+                   : out.outcome == kind::duplicate ? "duplicate"
+                   : out.outcome == kind::challenge ? "challenge"
+                                                    : "rejected";
     d["delivery_id"] = optional_text(out.delivery_id);
     d["tenant_id"] = optional_text(out.tenant_id);
     auto const& id = out.identity;
     d["provider_delivery_id"] = id ? optional_text(id->provider_delivery_id) : py::object(py::none());
     d["event_type"] = id ? optional_text(id->event_type) : py::object(py::none());
     d["signed_at"] = id && id->timestamp ? to_datetime(from_unix_ms(*id->timestamp * 1000)) : py::object(py::none());
+    d["challenge"] = id && id->challenge ? py::object(py::str(*id->challenge)) : py::object(py::none());
     auto const& refusal = out.refusal;
     d["reason"] = refusal ? py::object(py::str(std::string(webhooks::to_string(refusal->reason)))) : py::object(py::none());
     d["detail"] = refusal ? py::object(py::str(refusal->detail)) : py::object(py::none());

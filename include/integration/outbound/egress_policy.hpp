@@ -45,12 +45,24 @@ struct INTEGRATION_EXPORT own_endpoint {
     std::uint16_t port = 0;
 };
 
+/** A name and port that reach this process from outside (the host of its public URL, behind a
+ *  load balancer): egress to it is denied whatever the name resolves to, so a tenant cannot have
+ *  the platform deliver webhooks to its own inbound route, each delivery raising more. */
+struct INTEGRATION_EXPORT own_name {
+    std::string host;  ///< Lower case, without a trailing dot.
+    std::uint16_t port = 443;
+};
+
 /** The operator's egress rules. Defaults deny every private, loopback, link-local, multicast and
  *  documentation range, and allow only `https`. */
 struct INTEGRATION_EXPORT egress_policy {
     std::vector<cidr> allow;  ///< Reachable despite the deny list; `http://` is allowed for them too.
     std::vector<own_endpoint> own_endpoints;  ///< The host's own listening sockets, always denied.
+    std::vector<own_name> own_names;          ///< The host's own public names, always denied.
 
+    /** Denies `url`'s host and port from now on, as `own_names` (or `own_endpoints` for a literal
+     *  address): the URL this process is reached at from outside, such as a host's public URL. */
+    result<void> deny_own_url(std::string_view url);
     /** Checks one resolved or literal address against the ranges and the allow-list; IPv4
      *  wrapped in IPv6 is unwrapped first. */
     result<void> check_address(ip_address const& a) const;

@@ -306,7 +306,9 @@ private:
                                             secret_ref const& ref, bool use_cache);
     result<resolved_credential> bearer(integration_credential const& c, std::int64_t version, bool use_cache,
                                        token_fetch const& fetch);
-    result<token> token_request(std::string const& url, std::string body);
+    /** `spends_grant`: the body carries a one-time grant (an authorization code, a refresh token
+     *  the provider may rotate), so it is never sent twice. */
+    result<token> token_request(std::string const& url, std::string body, bool spends_grant = false);
     result<void> may_use_managed_identity(std::string const& tenant) const;
     void add_builtin_schemes();
     /** `retried`: this is the second try, with a document another process stored meanwhile. */

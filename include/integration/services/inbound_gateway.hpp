@@ -62,13 +62,15 @@ struct INTEGRATION_EXPORT inbound_gateway_options {
 
 /** What `receive` did. */
 struct inbound_outcome {
-    enum class kind { accepted, duplicate, rejected };
+    /** `challenge`: a verified handshake (Slack's `url_verification`), stored nowhere; the
+     *  answer echoes `identity->challenge`. */
+    enum class kind { accepted, duplicate, rejected, challenge };
     kind outcome = kind::rejected;
     /** Accepted / duplicate: the delivery; rejected: its record, empty when none was written (an
      *  unknown connection, or past `refusal_record_burst`). */
     std::string delivery_id;
     std::string tenant_id;                    ///< Empty when the connection was not resolved.
-    std::optional<inbound_identity> identity;  ///< Accepted / duplicate.
+    std::optional<inbound_identity> identity;  ///< Accepted / duplicate / challenge.
     std::optional<inbound_refusal> refusal;    ///< Rejected.
 };
 

@@ -72,7 +72,8 @@ struct inbound_refusal {
 /** Who the delivery is, once verified. */
 struct inbound_identity {
     /** Dedupe key: GitHub `X-GitHub-Delivery`, Standard `webhook-id`, Shopify
-     *  `X-Shopify-Webhook-Id`, Stripe the event `id` in the body, Slack the hex SHA-256 of
+     *  `X-Shopify-Webhook-Id`, Stripe the event `id` in the body, Slack the body's `event_id` for
+     *  an `event_callback` (its retries are signed anew) and otherwise the hex SHA-256 of
      *  `{timestamp}:{body}`, Twilio the hex SHA-256 of what it signed (the URL, then the sorted
      *  decoded parameters of a form), so that every spelling of one signed form is one delivery. */
     std::string provider_delivery_id;
@@ -87,6 +88,9 @@ struct inbound_identity {
     std::string event_type;
     /** The timestamp the signature covered (unix seconds), when the scheme has one. */
     std::optional<std::int64_t> timestamp;
+    /** Set for a handshake that is answered and never stored: Slack's `url_verification`, whose
+     *  `challenge` the answer echoes (the delivery id is then empty). */
+    std::optional<std::string> challenge;
 };
 
 /** The outcome of `verify_inbound`: an identity, or a refusal. */
