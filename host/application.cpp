@@ -199,8 +199,11 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     c.offload = std::move(offload);
     c.params = std::move(m.params);
     std::optional<std::string> repeated;
-    for (auto const& p : url->params())
+    for (auto const& p : url->params()) {
+        // A bare `?` or a trailing `&` is an empty parameter (Boost.URL): nothing was asked.
+        if (p.key.empty() && !p.has_value) continue;
         if (!c.query.emplace(p.key, p.value).second && !repeated) repeated = p.key;
+    }
     // Decoded path and query values end up in stored records, listings and errors, all JSON.
     for (auto const* values : {&c.params, &c.query})
         for (auto const& [name, value] : *values)

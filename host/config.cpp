@@ -97,6 +97,11 @@ result<std::size_t> to_size(std::string const& name, std::string const& v) {
     else if (name.ends_with("-days")) most = 36'525, unit = " (100 years)";
     else if (name == "io-threads" || name == "workers" || name == "execution-threads") most = 1'024;
     else if (name == "max-redirects") most = 20;
+    // Beast takes the header limit as 32 bits, and a body is held in memory; a rate or burst past
+    // 2^63 would turn negative in the token bucket (every request refused).
+    else if (name == "header-limit") most = 1 << 20, unit = " (1 MiB)";
+    else if (name.ends_with("body-limit")) most = std::size_t{1} << 30, unit = " (1 GiB)";
+    else if (name == "key-rate-limit" || name == "key-burst" || name.starts_with("max-connections")) most = 1'000'000;
     // Digits only: stoull reads "-1" as the largest number and skips leading spaces.
     bool digits = !v.empty() && std::all_of(v.begin(), v.end(), [](char c) { return c >= '0' && c <= '9'; });
     try {

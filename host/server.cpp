@@ -119,9 +119,9 @@ public:
     // The read buffer holds bytes the parser has not taken yet: a header, or a chunk's size line,
     // extensions and trailer fields, which no body or header limit counts. Bounded, a request that
     // never ends such a line is refused instead of growing the buffer until the read timeout.
-    session(tcp::socket&& socket, server_state& state, std::uint64_t id, std::atomic<std::int64_t>& header_since)
+    session(tcp::socket&& socket, server_state& state, std::uint64_t id, std::atomic<std::int64_t>& request_since)
         : stream_(std::move(socket)), buffer_(state.config.header_limit + 64 * 1024), state_(state), id_(id),
-          header_since_(header_since) {}
+          request_since_(request_since) {}
 
     ~session() {
         std::lock_guard lock(state_.mutex);
@@ -139,7 +139,7 @@ public:
      *  since `since` (as it published): close now if it still is, else after answering, as `stop`. */
     void shed(std::int64_t since) {
         asio::dispatch(stream_.get_executor(), [self = shared_from_this(), since] {
-            if (self->header_since_.load(std::memory_order_relaxed) != since) return self->stop();
+            if (self->request_since_.load(std::memory_order_relaxed) != since) return self->stop();
             self->closing_ = true;
             self->close();
         });
@@ -212,7 +212,7 @@ private:
         // Published only while nothing else of this connection is being answered: a pipelined
         // request's header is never a reason to close the connection.
         if (!busy_ && queue_.empty())
-            header_since_.store(request_start_.time_since_epoch().count(), std::memory_order_relaxed);
+            request_since_.store(request_start_.time_since_epoch().count(), std::memory_order_relaxed);
         stream_.expires_at(request_start_ + std::min(state_.config.header_timeout, state_.config.read_timeout));
     }
 
@@ -244,7 +244,9 @@ private:
     }
 
     void on_header(beast::error_code ec) {
-        header_since_.store(0, std::memory_order_relaxed);
+        // A body still to come keeps the request's start published: a trickled body stalls a
+        // slot as a trickled header does.
+        if (ec || parser_->is_done()) request_since_.store(0, std::memory_order_relaxed);
         if (closed_) return;
         if (ec) return parse_failed(ec);
         auto const& h = parser_->get();
@@ -338,6 +340,7 @@ private:
     }
 
     void on_body(beast::error_code ec) {
+        request_since_.store(0, std::memory_order_relaxed);
         if (closed_) return;
         if (ec) return parse_failed(ec);
         if (auto const& h = parser_->get();
@@ -480,7 +483,7 @@ private:
     void close() {
         closing_ = true;
         closed_ = true;
-        header_since_.store(0, std::memory_order_relaxed);
+        request_since_.store(0, std::memory_order_relaxed);
         beast::error_code ec;
         stream_.socket().shutdown(tcp::socket::shutdown_send, ec);
         stream_.close();
@@ -512,7 +515,7 @@ private:
     beast::flat_buffer buffer_;
     server_state& state_;
     std::uint64_t id_;
-    std::atomic<std::int64_t>& header_since_;  // its entry's in state_.sessions, which outlives it
+    std::atomic<std::int64_t>& request_since_;  // its entry's in state_.sessions, which outlives it
     std::optional<beast_http::request_parser<beast_http::string_body>> parser_;
     std::size_t header_fields_ = 0;  // fields of a chunked request's header section
     router::match route_;  // of the request being read, once its header is parsed
@@ -631,11 +634,12 @@ void server::pause_accepting(beast::error_code ec) {
     });
 }
 
-// At the connection limit a connection that has waited this long for its request's header (a
-// silent client, or one sending its header byte by byte) gives its slot to a new one. A client
-// sends its header as it connects; clients that send nothing must not hold every slot until
-// --header-timeout-ms, whatever number of addresses they come from.
-constexpr auto stalled_header_after = std::chrono::seconds(1);
+// At the connection limit a connection that has waited this long for its request's header or
+// body (a silent client, or one sending its request byte by byte) gives its slot to a new one. A
+// client sends its request as it connects; clients that send nothing, or a small body a byte at
+// a time (read before any key is checked), must not hold every slot until --header-timeout-ms or
+// --read-timeout-ms, whatever number of addresses they come from.
+constexpr auto stalled_request_after = std::chrono::seconds(1);
 
 // Admits a connection, or answers why not and closes it: past --max-connections-per-address from
 // its client, or past --max-connections when no idle or stalled connection can make room. From
@@ -667,9 +671,9 @@ void server::admit(tcp::socket socket) {
                     if (conn.idle_since && !conn.evicted && (!oldest || *conn.idle_since < *oldest->idle_since))
                         oldest = &conn;
                 if (!oldest && open() >= c.max_connections) {
-                    auto stalled = (std::chrono::steady_clock::now() - stalled_header_after).time_since_epoch().count();
+                    auto stalled = (std::chrono::steady_clock::now() - stalled_request_after).time_since_epoch().count();
                     for (auto& [id, conn] : state_.sessions) {
-                        auto t = conn.header_since.load(std::memory_order_relaxed);
+                        auto t = conn.request_since.load(std::memory_order_relaxed);
                         if (t != 0 && t <= stalled && !conn.evicted && (!oldest || t < stalled_since)) {
                             oldest = &conn;
                             stalled_since = t;
@@ -689,7 +693,7 @@ void server::admit(tcp::socket socket) {
                 auto id = state_.next_id++;
                 auto& conn = state_.sessions[id];
                 try {
-                    s = std::make_shared<session>(std::move(socket), state_, id, conn.header_since);
+                    s = std::make_shared<session>(std::move(socket), state_, id, conn.request_since);
                 } catch (...) {
                     state_.sessions.erase(id);
                     throw;

@@ -42,9 +42,9 @@ struct server_state {
         boost::asio::ip::address client;  // the client's address (an IPv6 client's /64)
         /** Set while it waits on keep-alive for its next request. */
         std::optional<std::chrono::steady_clock::time_point> idle_since;
-        /** While the host waits for a request's header: since when, in steady-clock ticks (the
-         *  session's own store, so no lock per request); 0 otherwise. */
-        std::atomic<std::int64_t> header_since{0};
+        /** While the host waits for a request's header or body: since when, in steady-clock ticks
+         *  (the session's own store, so no lock per request); 0 otherwise. */
+        std::atomic<std::int64_t> request_since{0};
         bool evicted = false;  // told to close to make room; no longer counted as open
     };
 

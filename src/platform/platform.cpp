@@ -156,7 +156,7 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
          [&p]() -> result<std::size_t> {
              auto r = p.retention->sweep();
              if (!r) return r.error();
-             return r->runs_archived + r->failures_archived + r->deliveries_archived + r->events_removed +
+             return r->runs_archived + r->failures_archived + r->deliveries_archived + r->events_removed + r->keys_removed +
                     r->outbox_removed + r->payloads_purged + r->blobs_purged;
          }},
     };

@@ -71,25 +71,30 @@ result<void> outbox_relay::failed(storage::outbox_record const& rec, error const
     // An envelope that cannot be parsed fails the same way every time.
     if (!poison && *attempts < options_.max_attempts) return {};
     auto now = options_.clock->now();
-    if (auto r = store_.park_dead(rec.sequence, now); !r) return r;
-    ++dead_;
     auto const& e = rec.envelope;
-    // A failure belongs to a tenant; an event of a global provider has none to show it to (the
-    // counter still counts it).
-    if (e.tenant_id.empty()) return {};
-    auto ctx = request_context::for_tenant(e.tenant_id, "outbox-relay");
-    ctx.correlation_id = e.correlation_id;
-    ctx.causation_id = e.event_id;
-    failures::classification c{failures::failure_category::poison, "publish_failed",
-                               "event " + e.event_type + " of " + e.aggregate_type + " " + e.aggregate_id + " failed " +
-                                   std::to_string(*attempts) + " publications and was parked as dead; last error: " +
-                                   why.message(),
-                               failures::next_action::dead_letter, std::nullopt};
-    return store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-        auto f = failures::integration_failure::record(ctx, now, failures::failure_source::outbox_event, e.event_id, "", c);
-        if (!f) return f.error();
-        return uow.failures().save(*f);
-    });
+    // Parked with the failure that tells of it, in one commit: never a dead event nobody hears
+    // of. A failure belongs to a tenant; an event of a global provider has none to show it to
+    // (the counter still counts it).
+    request_context ctx;
+    storage::store::work tell;
+    if (!e.tenant_id.empty()) {
+        ctx = request_context::for_tenant(e.tenant_id, "outbox-relay");
+        ctx.correlation_id = e.correlation_id;
+        ctx.causation_id = e.event_id;
+        tell = [&](storage::unit_of_work& uow) -> result<void> {
+            failures::classification c{failures::failure_category::poison, "publish_failed",
+                                       "event " + e.event_type + " of " + e.aggregate_type + " " + e.aggregate_id +
+                                           " failed " + std::to_string(*attempts) +
+                                           " publications and was parked as dead; last error: " + why.message(),
+                                       failures::next_action::dead_letter, std::nullopt};
+            auto f = failures::integration_failure::record(ctx, now, failures::failure_source::outbox_event, e.event_id, "", c);
+            if (!f) return f.error();
+            return uow.failures().save(*f);
+        };
+    }
+    if (auto r = store_.park_dead(rec.sequence, now, ctx, tell); !r) return r;
+    ++dead_;
+    return {};
 }
 
 outbox_relay_stats outbox_relay::stats() const noexcept {

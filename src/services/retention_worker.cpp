@@ -160,6 +160,14 @@ result<retention_sweep> retention_worker::sweep() {
             [](storage::unit_of_work& uow, std::string const& id) { return uow.runs().remove(id); });
         if (!runs) return runs.error();
         out.runs_archived += *runs;
+        // A key outlives nothing it names: it goes with the runs of its age.
+        auto keys = in_batches(options_.batch, [&] {
+            return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                return uow.idempotency().remove_before(now - options_.runs, options_.batch);
+            });
+        });
+        if (!keys) return keys.error();
+        out.keys_removed += *keys;
         auto failures = archive<failures::integration_failure>(
             ctx, "failures",
             [&](storage::unit_of_work& uow) {

@@ -97,11 +97,12 @@ TEST(host_connections, at_the_limit_the_longest_idle_keep_alive_connection_makes
     }
 }
 
-// At the limit, a connection that has sent nothing, or stopped mid-header, for a second gives its
-// slot to a new client, the one stalled the longest first: clients from four addresses (each
-// within --max-connections-per-address) no longer hold every slot until the header deadline.
+// At the limit, a connection that has sent nothing, or stopped mid-header, or mid-body (a small
+// body is read before any key is checked), for a second gives its slot to a new client, the one
+// stalled the longest first: clients from four addresses (each within
+// --max-connections-per-address) no longer hold every slot until the header or read deadline.
 // Below the limit none is closed.
-TEST(host_connections, at_the_limit_the_connection_stalled_longest_in_its_header_makes_room) {
+TEST(host_connections, at_the_limit_the_connection_stalled_longest_in_its_request_makes_room) {
     scratch_dir dir("stalled");
     host_process host(dir.string(), {"--max-connections", "16", "--max-connections-per-address", "4",
                                      "--header-timeout-ms", "60000", "--read-timeout-ms", "60000"});
@@ -110,7 +111,10 @@ TEST(host_connections, at_the_limit_the_connection_stalled_longest_in_its_header
         auto from = "127.0.0." + std::to_string(a);
         for (int i = 0; i < (a == 5 ? 3 : 4); ++i) {  // 15 of the 16 slots
             stalled.push_back(connect_loopback(host.port(), from.c_str()));
-            if (i % 2) {
+            if (stalled.size() == 1) {  // the oldest: a whole header, then one byte of its body
+                ASSERT_TRUE(send_all(stalled.back(), "POST /integrations/providers HTTP/1.1\r\nHost: x\r\n"
+                                                     "Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"));
+            } else if (i % 2) {
                 ASSERT_TRUE(send_all(stalled.back(), "GET /healthz HTTP/1.1\r\nHost: x\r\n"));  // half a header
             }
             // So that the first ones have waited the longest: the first by far, since a session's

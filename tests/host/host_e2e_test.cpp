@@ -1970,6 +1970,11 @@ TEST(host_config, durations_out_of_range_are_refused_at_start) {
              {"--max-redirects", "-1", "--max-redirects must be a whole number"},
              {"--body-limit", "-1", "--body-limit must be a positive integer"},
              {"--workers", " 4", "--workers must be a positive integer"},
+             // 2^32 was read as a header limit of 0 (every request 431); 2^64-1 as a key burst
+             // of -1 (every request 429).
+             {"--header-limit", "4294967296", "--header-limit must be a positive integer of at most 1048576 (1 MiB)"},
+             {"--key-burst", "18446744073709551615", "--key-burst must be a positive integer of at most 1000000"},
+             {"--json-body-limit", "2000000000", "--json-body-limit must be a positive integer of at most 1073741824 (1 GiB)"},
              {"--webhook-tenant-in-flight", "257", "--webhook-tenant-in-flight must be at most --webhook-in-flight"},
              {"--managed-identity-tenant", "acme corp", "--managed-identity-tenant acme corp: tenantId must be"}}) {
         try {

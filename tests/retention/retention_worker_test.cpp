@@ -386,6 +386,23 @@ TEST_F(retention_worker_test, published_outbox_rows_of_global_providers_go_after
     EXPECT_TRUE(global_rows().empty());
 }
 
+// An Idempotency-Key outlives nothing it names: it goes with the runs of its age, oldest first
+// (every key stayed for good).
+TEST_F(retention_worker_test, idempotency_keys_go_with_the_runs_of_their_age) {
+    finished_run(a_, false);  // the tenant has data to sweep
+    auto claim = [&](std::string const& key, std::string const& hash) {
+        return store_->transact(a_, [&](storage::unit_of_work& uow) { return uow.idempotency().claim(key, hash); });
+    };
+    must(claim("order-1", "first"));
+    clock_.advance(100 * 24h);
+    must(claim("order-2", "first"));
+    clock_.advance(81 * 24h);  // order-1 is 181 days old, order-2 81
+    retention::retention_worker worker(*store_, *blobs_, clock_);
+    EXPECT_EQ(must(worker.sweep()).keys_removed, 1u);
+    EXPECT_TRUE(claim("order-1", "another")) << "forgotten, the key is free for a new request";
+    EXPECT_EQ(claim("order-2", "another").error(), errc::conflict);
+}
+
 TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
     must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
         auto f = must(failures::integration_failure::record(

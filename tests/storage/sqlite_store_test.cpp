@@ -112,6 +112,17 @@ std::vector<std::string> listed_ids(storage::store& s, request_context const& ct
     }
 }
 
+/** Registers provider `key` in `ctx`'s tenant; its id. */
+std::string registered_provider(storage::store& s, request_context const& ctx, std::string const& key) {
+    std::string id;
+    must(s.transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec(key)));
+        id = p.id();
+        return uow.providers().save(p);
+    }));
+    return id;
+}
+
 /** `ids` in order: ids made within one millisecond are not. */
 std::vector<std::string> sorted(std::vector<std::string> ids) {
     std::sort(ids.begin(), ids.end());
@@ -123,8 +134,12 @@ void without_index(std::string const& path, std::string const& index, int versio
     exec_sql(path, "DROP INDEX " + index + "; PRAGMA user_version = " + std::to_string(version) + ";");
 }
 
+/** Turns a current file back into schema 29: Idempotency-Keys have no index by age (migration 30). */
+void back_to_schema_29(std::string const& path) { without_index(path, "idempotency_keys_by_time", 29); }
+
 /** Turns a current file back into schema 28: outbox rows have no retry time (migration 29). */
 void back_to_schema_28(std::string const& path) {
+    back_to_schema_29(path);
     exec_sql(path, "DROP INDEX outbox_waiting; ALTER TABLE outbox DROP COLUMN retry_at; PRAGMA user_version = 28;");
 }
 
@@ -851,7 +866,7 @@ TEST(sqlite_store, stats_count_one_commit_per_unit_without_group_commit_and_none
         result<void> mark_published(std::span<std::int64_t const>, time_point) override { return {}; }
         result<storage::outbox_trim> remove_published(time_point, std::size_t, std::int64_t) override { return storage::outbox_trim{}; }
         result<std::int64_t> count_failed_publication(std::int64_t, std::chrono::milliseconds) override { return 0; }
-        result<void> park_dead(std::int64_t, time_point) override { return {}; }
+        result<void> park_dead(std::int64_t, time_point, request_context const&, work const&) override { return {}; }
         storage::api_key_repository& api_keys() override { return keys; }
         result<storage::delivery_claim> claim_deliveries(time_point, std::string const&, time_point, std::size_t,
                                                          storage::delivery_share const&) override {
@@ -1035,6 +1050,56 @@ TEST(sqlite_store, the_relay_parses_only_the_events_a_listener_wants_whole) {
     auto published = query_rows(path, "SELECT aggregate_id FROM outbox WHERE published_at IS NOT NULL AND "
                                       "aggregate_type = 'IntegrationProvider' ORDER BY sequence");
     EXPECT_EQ(published, (std::vector<std::string>{ids[0], ids[2]}));
+}
+
+// A page's size is the caller's (1-500 on the host's routes): it is bound, never written into the
+// SQL text, since every text is kept prepared for the connection's life. Written in, each size
+// asked for kept another statement on the connection for good (a tenant looping over sizes
+// grew the process without bound).
+TEST(sqlite_store, page_sizes_share_one_prepared_statement) {
+    temp_dir dir;
+    auto s = open_sqlite(dir, nullptr);
+    auto ctx = tenant("t1");
+    auto list = [&](std::size_t limit) {
+        must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+            must(uow.deliveries().list({.direction = webhooks::delivery_direction::outbound}, {.limit = limit}));
+            must(uow.providers().list({.limit = limit}));
+            return {};
+        }));
+    };
+    for (std::size_t limit = 1; limit <= 20; ++limit) list(limit);  // every reader connection has prepared them
+    auto const before = sqlite3_memory_used();
+    for (std::size_t limit = 21; limit <= 500; ++limit) list(limit);
+    auto const grown = sqlite3_memory_used() - before;
+    EXPECT_LT(grown, 256 * 1024) << "SQLite's memory grew by " << grown << " bytes over 480 page sizes";
+}
+
+// A parked event and the failure that tells of it commit together: when the failure cannot be
+// recorded, the event is not parked either (it was: a dead event nobody would ever hear of), and
+// the next try parks it with its failure.
+TEST(sqlite_store, the_relay_parks_an_event_only_with_its_failure) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto s = open_sqlite(dir, nullptr);
+    auto ctx = tenant("t1");
+    auto id = registered_provider(*s, ctx, "acme");
+    exec_sql(path, "UPDATE outbox SET envelope = 'not json' WHERE aggregate_id = '" + id + "'");  // poison: parked at once
+    exec_sql(path, "CREATE TRIGGER no_failures BEFORE INSERT ON failures BEGIN SELECT RAISE(ABORT, 'refused'); END;");
+    choosy_publisher pub(id);
+    events::outbox_relay relay(*s, pub, {.batch = 10, .retry_base = std::chrono::milliseconds(1)});
+    EXPECT_FALSE(relay.run_once());
+    EXPECT_EQ(relay.stats().dead, 0u);
+    auto const dead = "SELECT count(*) FROM outbox WHERE dead_at IS NOT NULL";
+    EXPECT_EQ(query_rows(path, dead), (std::vector<std::string>{"0"})) << "parked without its failure";
+    EXPECT_EQ(query_rows(path, "SELECT count(*) FROM failures"), (std::vector<std::string>{"0"}));
+
+    exec_sql(path, "DROP TRIGGER no_failures;");
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));  // past the held-back try
+    EXPECT_TRUE(relay.run_once());
+    EXPECT_EQ(relay.stats().dead, 1u);
+    EXPECT_EQ(query_rows(path, dead), (std::vector<std::string>{"1"}));
+    EXPECT_EQ(query_rows(path, "SELECT event_id FROM failures"), (std::vector<std::string>{
+                                                                       query_rows(path, "SELECT event_id FROM outbox WHERE aggregate_id = ?", {id}).at(0)}));
 }
 
 }  // namespace
@@ -1333,12 +1398,7 @@ TEST(sqlite_store, an_outbox_row_keeps_its_events_identity_in_its_columns_only) 
     auto path = dir.file("integration.db");
     auto s = open_sqlite(dir, nullptr);
     auto ctx = tenant("t1");
-    std::string id;
-    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
-        auto p = must(providers::integration_provider::register_new(ctx, system_clock::instance().now(), provider_spec("acme")));
-        id = p.id();
-        return uow.providers().save(p);
-    }));
+    auto id = registered_provider(*s, ctx, "acme");
     auto stored = query_rows(path, "SELECT envelope FROM outbox");
     ASSERT_EQ(stored.size(), 1u);
     for (auto key : {"eventId", "eventType", "occurredAt", "tenantId", "aggregateType", "aggregateId", "aggregateVersion"})
@@ -1953,6 +2013,31 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
         back_to_schema_19, failures::failure_source::credential_rotation,
         {failures::failure_category::auth, "rotation_required", "rotate it", failures::next_action::escalate, {}},
         &storage::failure_query::credential_id, "credential_id", "failures_by_credential");
+}
+
+// Migration 30: Idempotency-Keys claimed before it keep their claims and gain the index by age
+// retention removes them by.
+TEST(sqlite_store, a_version_29_database_keeps_its_idempotency_keys_and_can_then_let_them_go) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto claim = [&](storage::store& s, std::string const& hash) {
+        return s.transact(ctx, [&](unit_of_work& uow) { return uow.idempotency().claim("order-1", hash); });
+    };
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(claim(*s, "first"));
+    }
+    back_to_schema_29(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    EXPECT_EQ(query_rows(path, "SELECT name FROM sqlite_master WHERE name = 'idempotency_keys_by_time'").size(), 1u);
+    EXPECT_EQ(claim(*s, "another").error(), errc::conflict);
+    auto removed = must(storage::transact_for(*s, ctx, [&](unit_of_work& uow) {
+        return uow.idempotency().remove_before(system_clock::instance().now() + std::chrono::hours(1), 10);
+    }));
+    EXPECT_EQ(removed, 1u);
+    must(claim(*s, "another"));
 }
 
 TEST(sqlite_store, a_version_26_database_gains_refresh_leases) {

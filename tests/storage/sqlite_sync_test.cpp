@@ -77,6 +77,14 @@ struct gated_sync {
     }
 };
 
+/** A WAL sync that counts itself in `n`. */
+storage::sqlite::wal_sync counting(std::atomic<int>& n) {
+    return [&n](std::string const& p) {
+        ++n;
+        return storage::sqlite::sync_wal(p);
+    };
+}
+
 // A test that fails by hanging would hang the whole binary (the store's destructor waits for its
 // threads): end the process instead, with the reason.
 void or_exit(bool ready, char const* what) {
@@ -192,12 +200,6 @@ TEST(sqlite_sync, pending_events_syncs_the_wal_before_returning_rows_written_by_
     temp_dir dir;
     auto path = dir.file("integration.db");
     std::atomic<int> writer_syncs{0}, reader_syncs{0};
-    auto counting = [](std::atomic<int>& n) {
-        return [&n](std::string const& p) {
-            ++n;
-            return storage::sqlite::sync_wal(p);
-        };
-    };
     // Deferred commits, with a flush interval no test waits for: only the read can sync them.
     auto writer = must(storage::sqlite::open_store({.path = path, .flush_interval = std::chrono::hours(1)},
                                                    counting(writer_syncs)));
@@ -212,6 +214,38 @@ TEST(sqlite_sync, pending_events_syncs_the_wal_before_returning_rows_written_by_
     ASSERT_EQ(rows.size(), 1u);
     EXPECT_EQ(reader_syncs.load(), 1);
     EXPECT_EQ(storage::sqlite::wal_syncs(*reader), 1u);
+}
+
+// The delivery worker sends what a claim leases: a delivery leased there must already be
+// durable too, or a power loss could take back the event a receiver was sent (and its caller,
+// never answered, would publish it again under another id).
+TEST(sqlite_sync, a_claim_syncs_the_wal_before_returning_deliveries_written_by_any_store_on_the_file) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    std::atomic<int> writer_syncs{0}, claimer_syncs{0};
+    auto writer = must(storage::sqlite::open_store({.path = path, .flush_interval = std::chrono::hours(1)},
+                                                   counting(writer_syncs)));
+    auto claimer = must(storage::sqlite::open_store({.path = path, .flush_interval = std::chrono::hours(1)},
+                                                    counting(claimer_syncs)));
+    auto const now = system_clock::instance().now();
+    EXPECT_TRUE(must(claimer->claim_deliveries(now, "worker-1", now + 30s, 10)).deliveries.empty());
+    EXPECT_EQ(claimer_syncs.load(), 0);  // nothing to send: no sync
+    auto ctx = tenant("t1");
+    must(writer->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        webhooks::subscription_spec spec;
+        spec.project_id = "proj-1";
+        spec.event_type = "order.*";
+        spec.endpoint_url = "https://hooks.example.com/in";
+        spec.signing_secret_ref = "vault://local/t1/whsec?version=1";
+        auto sub = must(webhooks::webhook_subscription::create(ctx, now, spec));
+        must(uow.subscriptions().save(sub));
+        auto d = must(webhooks::webhook_delivery::outbound(ctx, now, sub, "order.paid", "evt-1", std::string("blob://p")));
+        return uow.deliveries().save(d);
+    }, durability::deferred));
+    EXPECT_EQ(writer_syncs.load(), 0);
+    auto claimed = must(claimer->claim_deliveries(now + 1s, "worker-1", now + 31s, 10)).deliveries;
+    ASSERT_EQ(claimed.size(), 1u);
+    EXPECT_EQ(claimer_syncs.load(), 1) << "leased before the commit that made it was durable";
 }
 
 // Reads that must return durable rows do not each sync the WAL: they wait for the sync thread's

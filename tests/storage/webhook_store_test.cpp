@@ -473,20 +473,51 @@ TEST_P(store_conformance, a_claim_in_turns_looks_at_a_bounded_number_of_tenants_
     EXPECT_EQ(claims, 3) << "a round of every tenant that takes nothing says nothing more is due";
 }
 
-TEST_P(store_conformance, deliveries_of_an_inactive_subscription_are_never_claimed) {
+// An inactive subscription's waiting deliveries are held: out of the claims' due order (no
+// nextAttemptAt), where every claim walked past them for as long as the subscription stayed off.
+// Reactivated, they are due at once; one a worker holds keeps its time.
+TEST_P(store_conformance, deliveries_of_an_inactive_subscription_are_held_and_due_again_when_it_is_reactivated) {
     auto now = clock_.now();
-    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1"});
-    write(a_, [&](unit_of_work& uow) -> result<void> {
-        auto s = must(uow.subscriptions().find(a.subscription_id));
-        must(s.deactivate("paused by the operator"));
-        return uow.subscriptions().save(s);
+    auto a = subscribe_and_publish(*store_, a_, now, {"evt-1", "evt-2", "evt-3"});
+    auto in_flight = claim(*store_, "worker-0", now, 1);
+    ASSERT_EQ(in_flight.size(), 1u);
+    write(a_, [&](unit_of_work& uow) -> result<void> {  // a retry due in a day
+        auto d = must(uow.deliveries().find(a.delivery_ids[1] == in_flight[0] ? a.delivery_ids[2] : a.delivery_ids[1]));
+        must(d.defer(now + 24h));
+        return uow.deliveries().save(d);
     });
-    EXPECT_TRUE(claim(*store_, "worker-1", now + 1h).empty());
+    auto active = [&](bool on) {
+        write(a_, [&](unit_of_work& uow) -> result<void> {
+            auto s = must(uow.subscriptions().find(a.subscription_id));
+            must(on ? s.reactivate() : s.deactivate("paused by the operator"));
+            return uow.subscriptions().save(s);
+        });
+    };
+    auto due = [&](std::string const& id) {
+        std::optional<time_point> at;
+        read(a_, [&](unit_of_work& uow) -> result<void> {
+            auto d = must(uow.deliveries().find(id));
+            EXPECT_EQ(d.status(), delivery_status::pending);
+            at = d.data().next_attempt_at;
+            return {};
+        });
+        return at;
+    };
+    active(false);
+    EXPECT_TRUE(claim(*store_, "worker-1", now + 48h).empty());
     EXPECT_FALSE(must(store_->oldest_due_delivery()).has_value());
-    read(a_, [&](unit_of_work& uow) -> result<void> {
-        EXPECT_EQ(must(uow.deliveries().find(a.delivery_ids[0])).status(), delivery_status::pending);
-        return {};
-    });
+    for (auto const& id : a.delivery_ids)
+        EXPECT_EQ(due(id).has_value(), id == in_flight[0]) << id;
+
+    clock_.advance(1h);
+    active(true);
+    for (auto const& id : a.delivery_ids) {
+        if (id != in_flight[0]) {
+            EXPECT_EQ(due(id), truncate_ms(clock_.now())) << id;
+        }
+    }
+    // All three: the one held in flight (its lease lapsed) and the retry that was due in a day.
+    EXPECT_EQ(claim(*store_, "worker-1", clock_.now()).size(), 3u);
 }
 
 TEST_P(store_conformance, fan_out_is_idempotent_per_tenant_subscription_and_event) {

@@ -424,6 +424,8 @@ public:
     virtual result<void> claim(std::string const& key, std::string const& request_hash) = 0;
     /** Forgets a claim (its request recorded nothing); a missing key is not an error. */
     virtual result<void> release(std::string const& key) = 0;
+    /** Deletes at most `limit` claims made before `before` (retention), oldest first; how many. */
+    virtual result<std::size_t> remove_before(time_point before, std::size_t limit) = 0;
 };
 
 /** A secret a rotation replaced, which still verifies until `until`. */
@@ -627,8 +629,11 @@ public:
      *  or parked. Returns its failed publications so far. */
     virtual result<std::int64_t> count_failed_publication(std::int64_t sequence, std::chrono::milliseconds wait) = 0;
     /** Parks row `sequence` as dead at `at`: it is no longer published, and its aggregate's later
-     *  rows wait behind it (per-aggregate order is kept). */
-    virtual result<void> park_dead(std::int64_t sequence, time_point at) = 0;
+     *  rows wait behind it (per-aggregate order is kept). `also`, when given, runs in the same
+     *  transaction as a unit of work of `ctx`, so that what tells of the parked row (the relay's
+     *  failure record) commits with it or not at all. */
+    virtual result<void> park_dead(std::int64_t sequence, time_point at, request_context const& ctx = {},
+                                   work const& also = {}) = 0;
     /** The API keys of every tenant. */
     virtual api_key_repository& api_keys() = 0;
     /** Leases up to `limit` outbound deliveries of every tenant to `owner` until `until`: Pending or

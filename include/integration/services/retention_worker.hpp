@@ -43,6 +43,7 @@ struct retention_sweep {
     std::size_t failures_archived = 0;
     std::size_t deliveries_archived = 0;
     std::size_t events_removed = 0;   ///< Published webhook events forgotten.
+    std::size_t keys_removed = 0;     ///< Idempotency-Keys forgotten (kept as long as runs).
     std::size_t outbox_removed = 0;   ///< Published outbox rows deleted.
     std::size_t payloads_purged = 0;  ///< Deliveries whose payload blob was deleted and payloadRef cleared.
     std::size_t blobs_purged = 0;     ///< Run bodies and unreferenced webhook payloads.

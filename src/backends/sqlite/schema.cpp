@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 29> migrations{
+constexpr std::array<char const*, 30> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -399,6 +399,10 @@ ALTER TABLE deliveries ADD COLUMN deferred_reason TEXT;
 ALTER TABLE outbox ADD COLUMN retry_at INTEGER;
 CREATE INDEX outbox_waiting ON outbox(tenant_id, aggregate_type, aggregate_id, sequence)
   WHERE retry_at IS NOT NULL AND published_at IS NULL;
+)sql",
+    // 30: Idempotency-Keys go by age (retention), oldest first.
+    R"sql(
+CREATE INDEX idempotency_keys_by_time ON idempotency_keys(tenant_id, created_at);
 )sql",
 };
 

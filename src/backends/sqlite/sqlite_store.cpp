@@ -197,9 +197,12 @@ public:
                                   std::size_t limit) {
         std::string sql = select_head();
         if (!where.empty()) sql += " AND (" + where + ")";
-        sql += " ORDER BY " + order + " LIMIT " + std::to_string(limit);
+        // The limit is bound, never written in: every SQL text is kept prepared for the
+        // connection's life, and a caller's page sizes would each add one.
+        sql += " ORDER BY " + order + " LIMIT ?";
         std::vector<value> all = scope_binds();
         for (auto& b : binds) all.push_back(std::move(b));
+        all.push_back(value{static_cast<std::int64_t>(limit)});
         auto st = w_.db.prepare(sql);
         if (!st) return st.error();
         (*st)->bind_all(all);
@@ -299,7 +302,8 @@ public:
                 all.push_back(p.cursor);
             }
         }
-        sql += std::string(" ORDER BY ") + T.key + " LIMIT " + std::to_string(limit + 1);
+        sql += std::string(" ORDER BY ") + T.key + " LIMIT ?";  // bound, as in `select`
+        all.push_back(value{static_cast<std::int64_t>(limit + 1)});
         auto st = w_.db.prepare(sql);
         if (!st) return st.error();
         (*st)->bind_all(all);
@@ -856,7 +860,7 @@ private:
 
 class subscription_repo final : public webhook_subscription_repository {
 public:
-    explicit subscription_repo(work_state& w) : r_(w) {}
+    explicit subscription_repo(work_state& w) : w_(w), r_(w) {}
     result<webhooks::webhook_subscription> find(std::string const& id) override { return r_.find(id); }
     result<page<webhooks::webhook_subscription>> list(page_request const& p) override { return r_.list("", {}, p); }
     result<std::vector<webhooks::webhook_subscription>> active_for_event(std::string const& event_type) override {
@@ -884,9 +888,42 @@ public:
             if (rows->size() < page) return out;
         }
     }
-    result<void> save(webhooks::webhook_subscription& s) override { return r_.save(s); }
+    result<void> save(webhooks::webhook_subscription& s) override {
+        std::optional<bool> was_active;
+        if (!w_.read_only) {
+            auto st = w_.db.prepare_static("SELECT active FROM subscriptions WHERE subscription_id = ? AND tenant_id = ?");
+            if (!st) return st.error();
+            (*st)->bind_all({s.id(), w_.ctx.tenant_id});
+            auto row = (*st)->step();
+            if (!row) return row.error();
+            if (*row) was_active = (*st)->int64(0) != 0;
+            (*st)->reset();
+        }
+        if (auto r = r_.save(s); !r) return r;
+        if (!was_active || *was_active == s.active()) return {};
+        // A deactivated subscription's waiting deliveries leave the claims' order (nextAttemptAt
+        // cleared): every claim of every worker walked past them, oldest due first, for as long
+        // as they stayed. Reactivated, they are due at once. One a worker holds keeps its time.
+        auto const now = to_unix_ms(w_.clk.now());
+        static std::string const hold =
+            "UPDATE deliveries SET next_attempt_at = NULL, row_version = row_version + 1 "
+            "WHERE tenant_id = ?1 AND subscription_id = ?2 AND direction = 'Outbound' AND status IN ('Pending', 'Failed') "
+            "AND next_attempt_at IS NOT NULL AND (lease_until IS NULL OR lease_until <= ?3)";
+        static std::string const resume =
+            "UPDATE deliveries SET next_attempt_at = ?3, row_version = row_version + 1 "
+            "WHERE tenant_id = ?1 AND subscription_id = ?2 AND direction = 'Outbound' AND status IN ('Pending', 'Failed') "
+            "AND next_attempt_at IS NULL";
+        auto st = w_.db.prepare_static(s.active() ? resume : hold);
+        if (!st) return st.error();
+        (*st)->bind_all({w_.ctx.tenant_id, s.id(), now});
+        auto done = (*st)->step();
+        (*st)->reset();
+        if (!done) return done.error();
+        return {};
+    }
 
 private:
+    work_state& w_;
     repo<webhooks::webhook_subscription> r_;
 };
 
@@ -1409,6 +1446,17 @@ public:
         return run_sql(w_.db, "DELETE FROM idempotency_keys WHERE tenant_id = ? AND key = ?", {w_.ctx.tenant_id, key});
     }
 
+    result<std::size_t> remove_before(time_point before, std::size_t limit) override {
+        if (auto r = writable(w_, "idempotency().remove_before"); !r) return r.error();
+        if (auto r = run_sql(w_.db,
+                             "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys "
+                             "WHERE tenant_id = ? AND created_at < ? ORDER BY created_at LIMIT ?)",
+                             {w_.ctx.tenant_id, to_unix_ms(before), static_cast<std::int64_t>(clamp_limit(limit))});
+            !r)
+            return r.error();
+        return static_cast<std::size_t>(w_.db.changes());
+    }
+
 private:
     work_state& w_;
 };
@@ -1795,7 +1843,7 @@ public:
         return attempts;
     }
 
-    result<void> park_dead(std::int64_t sequence, time_point at) override {
+    result<void> park_dead(std::int64_t sequence, time_point at, request_context const& ctx, work const& also) override {
         return submit([&](database& db) -> result<void> {
             if (auto r = run_sql(db, "UPDATE outbox SET dead_at = ? WHERE sequence = ? AND published_at IS NULL",
                                  {to_unix_ms(at), sequence});
@@ -1803,7 +1851,9 @@ public:
                 return r;
             if (db.changes() != 1)
                 return error{errc::not_found, "outbox row " + std::to_string(sequence) + " is not pending"};
-            return {};
+            if (!also) return {};
+            sqlite_unit_of_work uow({db, ctx, clock_, o_.source, false});
+            return also(uow);  // a failure rolls the unit back, the parking with it
         }, durability::immediate);
     }
 
@@ -1986,6 +2036,11 @@ public:
             return lease();
         }, durability::deferred);  // a lease lost in a crash only means the delivery is claimed again
         if (!r) return r.error();
+        // A delivery is visible once committed, before the sync that makes it durable: sent
+        // then, a power loss could take back the event it announces (as for the outbox's rows,
+        // `pending_events`). One WAL sync begun now covers every row leased.
+        if (!rows.empty())
+            if (auto synced = sync_begun_now(); !synced) return synced.error();
         // Validated and ordered on the caller's thread: the writer only reads the columns.
         auto leased = delivery_repo_t::restore_all(std::move(rows));
         if (!leased) return leased.error();
@@ -2009,7 +2064,7 @@ public:
                 "SELECT d.next_attempt_at FROM deliveries d INDEXED BY deliveries_claim "
                 "JOIN subscriptions s ON s.subscription_id = d.subscription_id AND s.tenant_id = d.tenant_id "
                 "WHERE d.status IN ('Pending', 'Failed') AND d.direction = 'Outbound' AND s.active = 1 "
-                "ORDER BY d.next_attempt_at LIMIT 1");
+                "AND d.next_attempt_at IS NOT NULL ORDER BY d.next_attempt_at LIMIT 1");
             if (!st) return st.error();
             auto row = (*st)->step();
             if (!row) return row.error();

@@ -54,7 +54,7 @@ struct sqlite_options {
 };
 
 /** The newest schema version this library writes. */
-inline constexpr int sqlite_schema_version = 29;
+inline constexpr int sqlite_schema_version = 30;
 
 /** Opens (creating and migrating) a SQLite store. A database from a newer schema is refused.
  *
