@@ -244,9 +244,12 @@ private:
     }
 
     void on_header(beast::error_code ec) {
-        // A body still to come keeps the request's start published: a trickled body stalls a
-        // slot as a trickled header does.
-        if (ec || parser_->is_done()) request_since_.store(0, std::memory_order_relaxed);
+        // A small body still to come, read before any key is checked, keeps the request's start
+        // published: trickled, it stalls a slot as a trickled header does. (A larger one is read
+        // only for a known key, and a refusal answered now is not a stall.)
+        auto const length = parser_->content_length();
+        if (ec || parser_->is_done() || !length || *length > state_.config.json_body_limit)
+            request_since_.store(0, std::memory_order_relaxed);
         if (closed_) return;
         if (ec) return parse_failed(ec);
         auto const& h = parser_->get();
@@ -396,6 +399,7 @@ private:
     std::size_t largest_body_limit() const { return std::max(state_.config.body_limit, state_.config.inbound_body_limit); }
 
     void answer_and_close(reply r) {
+        request_since_.store(0, std::memory_order_relaxed);  // being answered: not a stall to shed
         reading_ = false;
         closing_ = true;
         linger_ = true;  // the rest of the request may still be on its way

@@ -1110,7 +1110,7 @@ TEST_F(run_service_test, a_path_parameter_is_one_encoded_segment_and_dot_segment
     // An empty one is refused too: /accounts//messages (or /contacts/ for /contacts/{id}) is another resource.
     // Nor may any piece of it between '/' or '\\' (encoded or not) be one: it is sent as one
     // encoded segment, but a server that decodes %2F before routing would step out of the path.
-    for (std::string value : {".", "..", "", "../admin", "%2e%2e", "..\\x", "a/%2E./b", "..%2fx"}) {
+    for (std::string value : {".", "..", "", "../admin", "%2e%2e", "..\\x", "a/%2E./b", "..%2fx", "x?/../admin", "x#/.."}) {
         auto request = send_sms();
         request.input.path_params["account"] = value;
         auto out = runs_->execute(ctx_, request);

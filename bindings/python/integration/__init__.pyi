@@ -236,7 +236,7 @@ class Tenant:
         test: bool = True,
         project_id: str,
         display_name: str,
-        credential_id: Optional[str] = None,
+        credential_id: str,
         configuration: Optional[Mapping[str, Json]] = None,
         endpoints: Sequence[Mapping[str, str]] = (),
         scopes: Sequence[str] = (),

@@ -891,7 +891,8 @@ public:
     result<void> save(webhooks::webhook_subscription& s) override {
         std::optional<bool> was_active;
         if (!w_.read_only) {
-            auto st = w_.db.prepare_static("SELECT active FROM subscriptions WHERE subscription_id = ? AND tenant_id = ?");
+            static std::string const was_sql = "SELECT active FROM subscriptions WHERE subscription_id = ? AND tenant_id = ?";
+            auto st = w_.db.prepare_static(was_sql);
             if (!st) return st.error();
             (*st)->bind_all({s.id(), w_.ctx.tenant_id});
             auto row = (*st)->step();
