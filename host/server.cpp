@@ -247,9 +247,10 @@ private:
         // A small body still to come, read before any key is checked, keeps the request's start
         // published: trickled, it stalls a slot as a trickled header does. (A larger one is read
         // only for a known key, and a refusal answered now is not a stall.)
-        auto const length = parser_->content_length();
-        if (ec || parser_->is_done() || !length || *length > state_.config.json_body_limit)
-            request_since_.store(0, std::memory_order_relaxed);
+        // (Beast knows a length only of a header it parsed whole.)
+        auto const length = ec ? boost::optional<std::uint64_t>() : parser_->content_length();
+        bool const key_first = !length || *length > state_.config.json_body_limit;  // see below
+        if (ec || parser_->is_done() || key_first) request_since_.store(0, std::memory_order_relaxed);
         if (closed_) return;
         if (ec) return parse_failed(ec);
         auto const& h = parser_->get();
@@ -281,13 +282,12 @@ private:
         // The header limit is global (it is read before routing); the body limit is the route's.
         if (!parser_->is_done()) {
             auto limit = route_body_limit();
-            auto length = parser_->content_length();
             if (length && *length > limit) return parse_failed(beast_http::error::body_limit);
             parser_->body_limit(limit);
             // A large body is read only for a client whose key is known: without one, or with
             // one the store does not know, the answer is 401 before the body and the connection
             // closes. A key not cached is looked up on a worker first (it may read the store).
-            if (!length || *length > state_.config.json_body_limit) {
+            if (key_first) {
                 auto auth = h[beast_http::field::authorization];
                 std::string authorization(auth.data(), auth.size());
                 auto verdict = state_.app.check_before_body(route_, authorization, false);

@@ -43,12 +43,10 @@ inline bool has_userinfo(std::string_view url) {
     return authority.substr(0, authority.find_first_of("/?#")).find('@') != std::string_view::npos;
 }
 
-/** Whether `path` (up to its query) has a `.` or `..` segment; percent-encoded dots (`%2e`)
- *  count. With `encoded_separators`, `\`, `%2f` and `%5c` separate segments too, as many
- *  servers read them (for templates); without, only `/` does, as curl reads a URL (for a path
- *  whose parameters were encoded into single segments). */
-inline bool has_dot_segment(std::string_view path, bool encoded_separators = true) {
-    path = path.substr(0, path.find_first_of("?#"));
+/** Whether any piece of `path` between separators is `.` or `..`; percent-encoded dots (`%2e`)
+ *  count. With `encoded_separators`, `\`, `%2f` and `%5c` separate pieces too, as many servers
+ *  read them; without, only `/` does. `?` and `#` are ordinary characters here. */
+inline bool has_dot_piece(std::string_view path, bool encoded_separators) {
     auto encodes = [&](std::size_t i, char c) {
         return path[i] == '%' && i + 2 < path.size() && path[i + 1] == c / 16 + '0' &&
                (path[i + 2] | 0x20) == "0123456789abcdef"[c % 16];
@@ -69,6 +67,13 @@ inline bool has_dot_segment(std::string_view path, bool encoded_separators = tru
         }
     }
     return false;
+}
+
+/** Whether `path` (up to its query) has a `.` or `..` segment (`has_dot_piece`): with
+ *  `encoded_separators` as many servers read a path (for templates), without as curl reads a URL
+ *  (for a path whose parameters were encoded into single segments). */
+inline bool has_dot_segment(std::string_view path, bool encoded_separators = true) {
+    return has_dot_piece(path.substr(0, path.find_first_of("?#")), encoded_separators);
 }
 
 /** A base URL, to which operation paths are appended: an http(s) URL without a query or a

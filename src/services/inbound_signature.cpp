@@ -472,8 +472,7 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
         if (!other.has_port()) other.set_port(default_port);
         else if (other.port() == default_port) other.remove_port();
         if (other.buffer() != req.url) {
-            auto const spelled = std::string(other.buffer());
-            signed_parts[0] = spelled;
+            signed_parts[0] = other.buffer();
             matched = matches();
             signed_parts[0] = req.url;  // the delivery id is made from the URL as received
         }

@@ -340,11 +340,9 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
             return error{errc::invalid_argument, "input.pathParams." + name + " is empty: a path parameter is one segment of " +
                                                      tpl + ", and an empty one would call another resource"};
         // Encoded into one segment below, but a vendor's server (or a proxy before it) may read
-        // `%2F` or `\` as a separator: no piece of the value between them is a dot segment. (A
-        // `?` or `#` in the value is data, sent encoded: it must not end the check early.)
-        auto pieces = "/" + it->second;
-        std::replace_if(pieces.begin(), pieces.end(), [](char ch) { return ch == '?' || ch == '#'; }, '_');
-        if (detail::has_dot_segment(pieces, true))
+        // `%2F` or `\` as a separator: no piece of the value between them is a dot segment (a `?`
+        // or `#` in it is data, sent encoded).
+        if (detail::has_dot_piece(it->second, true))
             return error{errc::invalid_argument, "input.pathParams." + name + " has a '.' or '..' segment (between '/' or '\\'" +
                                                      "): a path parameter is one segment of " + tpl + ", never a step out of it"};
         path += http::form_encode(it->second);  // one segment: '/', '\' and '%' are encoded too

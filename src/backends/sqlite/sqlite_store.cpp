@@ -889,19 +889,15 @@ public:
         }
     }
     result<void> save(webhooks::webhook_subscription& s) override {
-        std::optional<bool> was_active;
-        if (!w_.read_only) {
-            static std::string const was_sql = "SELECT active FROM subscriptions WHERE subscription_id = ? AND tenant_id = ?";
-            auto st = w_.db.prepare_static(was_sql);
-            if (!st) return st.error();
-            (*st)->bind_all({s.id(), w_.ctx.tenant_id});
-            auto row = (*st)->step();
-            if (!row) return row.error();
-            if (*row) was_active = (*st)->int64(0) != 0;
-            (*st)->reset();
-        }
+        // Whether this save deactivates or reactivates it: the last of its unsaved events says
+        // (the save takes them into the outbox).
+        bool switched = false;
+        for (auto const& e : s.pending_events())
+            if (e.event_type == events::event_type::webhook_subscription_deactivated ||
+                e.event_type == events::event_type::webhook_subscription_reactivated)
+                switched = true;
         if (auto r = r_.save(s); !r) return r;
-        if (!was_active || *was_active == s.active()) return {};
+        if (!switched) return {};
         // A deactivated subscription's waiting deliveries leave the claims' order (nextAttemptAt
         // cleared): every claim of every worker walked past them, oldest due first, for as long
         // as they stayed. Reactivated, they are due at once. One a worker holds keeps its time.
@@ -2069,7 +2065,7 @@ public:
             if (!st) return st.error();
             auto row = (*st)->step();
             if (!row) return row.error();
-            if (*row && !(*st)->is_null(0)) out = from_unix_ms((*st)->int64(0));
+            if (*row) out = from_unix_ms((*st)->int64(0));
             (*st)->reset();
             return {};
         });
