@@ -52,9 +52,10 @@ struct world {
             {inbound_scheme::twilio, "12345"},
             {inbound_scheme::shopify, "shop-secret"}};
         for (auto const& [scheme, secret] : secrets) {
+            auto key = p->credentials().create(ctx, {.provider_id = provider.id(), .secret = secret_bytes("vendor-key")}).value();
             auto conn = p->connections()
                             .create(ctx, provider.id(),
-                                    {.project_id = "p1", .display_name = std::string(to_string(scheme))})
+                                    {.project_id = "p1", .display_name = std::string(to_string(scheme)), .credential_id = key.id()})
                             .value();
             p->inbound().register_endpoint(ctx, conn.id(), scheme, secret_bytes(secret)).value();
             connection_of.emplace(std::string(to_string(scheme)), conn.id());
