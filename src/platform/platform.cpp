@@ -97,7 +97,7 @@ void build_services(impl& p) {
             return prober->verifier_for(ctx, cred.id());
         };
     p.rotation = std::make_unique<credentials::rotation_worker>(*p.store, *p.credentials, clock, std::move(rotation));
-    p.retention = std::make_unique<retention::retention_worker>(*p.store, *p.blobs, clock, o.retention);
+    p.retention = std::make_unique<retention::retention_worker>(*p.store, *p.blobs, *p.secrets, clock, o.retention);
 
     // Webhook endpoints pass the same egress policy, through the same resolver, as every other call.
     auto hops = http::egress_hop_check(o.egress, *p.resolver);
@@ -157,7 +157,8 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
              auto r = p.retention->sweep();
              if (!r) return r.error();
              return r->runs_archived + r->failures_archived + r->deliveries_archived + r->events_removed + r->keys_removed +
-                    r->outbox_removed + r->payloads_purged + r->blobs_purged;
+                    r->outbox_removed + r->payloads_purged + r->blobs_purged + r->connections_archived +
+                    r->credentials_archived + r->secrets_purged;
          }},
     };
 }

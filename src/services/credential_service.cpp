@@ -311,8 +311,12 @@ result<integration_credential> credential_service::revoke(request_context const&
     });
     if (!revoked) return revoked;
     invalidate_token(credential_id);
+    // Unreadable at once; destroyed when the store's recovery window ends (the retention sweep).
     for (auto const& v : revoked->data().versions)
-        if (auto ref = secret_ref::parse(v.key_vault_ref); ref) (void)secrets_.disable(ctx.tenant_id, *ref);
+        if (auto ref = secret_ref::parse(v.key_vault_ref); ref) {
+            (void)secrets_.disable(ctx.tenant_id, *ref);
+            (void)secrets_.soft_delete(ctx.tenant_id, ref->name);
+        }
     return revoked;
 }
 

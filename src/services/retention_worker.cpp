@@ -25,7 +25,8 @@ result<void> validate(retention_options const& options) {
     constexpr std::chrono::hours century{876'600};  // 36,525 days
     for (auto [name, age] : {std::pair{"runs", options.runs}, std::pair{"failures", options.failures},
                              std::pair{"bodies", options.bodies}, std::pair{"deliveries", options.deliveries},
-                             std::pair{"payloads", options.payloads}, std::pair{"outbox", options.outbox}})
+                             std::pair{"payloads", options.payloads}, std::pair{"outbox", options.outbox},
+                             std::pair{"connections", options.connections}, std::pair{"credentials", options.credentials}})
         if (age.count() <= 0 || age > century)
             return error{errc::invalid_argument, std::string("retention_options.") + name + " is " +
                                                      std::to_string(age.count()) +
@@ -47,15 +48,23 @@ result<std::size_t> in_batches(std::size_t batch, Step step) {
     }
 }
 
+/** Soft-deletes secret `name` of `tenant`: one already deleted or never stored is no error. */
+result<void> release_secret(credentials::secret_store& secrets, std::string const& tenant, std::string const& name) {
+    if (auto r = secrets.soft_delete(tenant, name); !r && r.error() != errc::not_found) return r.error();
+    return {};
+}
+
+constexpr auto holds_no_secret = [](auto const&) -> result<void> { return {}; };
+
 }  // namespace
 
-retention_worker::retention_worker(storage::store& store, blobs::blob_store& blobs, clock const& clock,
-                                   retention_options options)
-    : store_(store), blobs_(blobs), clock_(clock), options_(options) {}
+retention_worker::retention_worker(storage::store& store, blobs::blob_store& blobs, credentials::secret_store& secrets,
+                                   clock const& clock, retention_options options)
+    : store_(store), blobs_(blobs), secrets_(secrets), clock_(clock), options_(options) {}
 
-template <class A, class Select, class Remove>
+template <class A, class Select, class Remove, class Release>
 result<std::size_t> retention_worker::archive(request_context const& ctx, std::string const& kind, Select select,
-                                              Remove remove) {
+                                              Remove remove, Release release) {
     std::size_t archived = 0;
     while (true) {
         auto rows = storage::read_for(store_, ctx, select);
@@ -71,6 +80,10 @@ result<std::size_t> retention_worker::archive(request_context const& ctx, std::s
         auto key = "archive/" + kind + "/" + rows->front().id() + "_" + rows->back().id() + "." +
                    crypto::sha256_hex(lines).substr(0, 16) + ".jsonl";
         if (auto put = blobs_.put(ctx.tenant_id, key, lines); !put) return put.error();
+        // The secrets a row names go before the row: a crash between the two leaves the row to
+        // the next sweep, never a secret nothing names.
+        for (auto const& a : *rows)
+            if (auto r = release(a); !r) return r.error();
         auto removed = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             // Only rows still as archived: one changed since it was read (a delivery replayed,
             // Pending again) stays, and a later sweep archives it as it is then.
@@ -157,7 +170,7 @@ result<retention_sweep> retention_worker::sweep() {
         auto runs = archive<runs::integration_run>(
             ctx, "runs",
             [&](storage::unit_of_work& uow) { return uow.runs().ended_before(now - options_.runs, options_.batch); },
-            [](storage::unit_of_work& uow, std::string const& id) { return uow.runs().remove(id); });
+            [](storage::unit_of_work& uow, std::string const& id) { return uow.runs().remove(id); }, holds_no_secret);
         if (!runs) return runs.error();
         out.runs_archived += *runs;
         // A key outlives nothing it names: it goes with the runs of its age.
@@ -173,7 +186,7 @@ result<retention_sweep> retention_worker::sweep() {
             [&](storage::unit_of_work& uow) {
                 return uow.failures().resolved_before(now - options_.failures, options_.batch);
             },
-            [](storage::unit_of_work& uow, std::string const& id) { return uow.failures().remove(id); });
+            [](storage::unit_of_work& uow, std::string const& id) { return uow.failures().remove(id); }, holds_no_secret);
         if (!failures) return failures.error();
         out.failures_archived += *failures;
         auto deliveries = archive<webhooks::webhook_delivery>(
@@ -181,9 +194,42 @@ result<retention_sweep> retention_worker::sweep() {
             [&](storage::unit_of_work& uow) {
                 return uow.deliveries().ended_before(now - options_.deliveries, options_.batch);
             },
-            [](storage::unit_of_work& uow, std::string const& id) { return uow.deliveries().remove(id); });
+            [](storage::unit_of_work& uow, std::string const& id) { return uow.deliveries().remove(id); }, holds_no_secret);
         if (!deliveries) return deliveries.error();
         out.deliveries_archived += *deliveries;
+        auto connections = archive<connections::integration_connection>(
+            ctx, "connections",
+            [&](storage::unit_of_work& uow) {
+                return uow.connections().retired_before(now - options_.connections, options_.batch);
+            },
+            [](storage::unit_of_work& uow, std::string const& id) { return uow.connections().remove(id); },
+            [&](connections::integration_connection const& c) -> result<void> {
+                auto reg = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                    return uow.inbound_webhooks().find(c.id());
+                });
+                if (!reg) return reg.error() == errc::not_found ? result<void>() : result<void>(reg.error());
+                if (auto r = release_secret(secrets_, tenant, reg->secret_name); !r) return r;
+                for (auto const& old : reg->previous)
+                    if (auto r = release_secret(secrets_, tenant, old.name); !r) return r;
+                return {};
+            });
+        if (!connections) return connections.error();
+        out.connections_archived += *connections;
+        auto credentials = archive<credentials::integration_credential>(
+            ctx, "credentials",
+            [&](storage::unit_of_work& uow) {
+                return uow.credentials().revoked_before(now - options_.credentials, options_.batch);
+            },
+            [](storage::unit_of_work& uow, std::string const& id) { return uow.credentials().remove(id); },
+            [&](credentials::integration_credential const& c) -> result<void> {
+                // Revoking soft-deleted them already, unless it was cut short.
+                for (auto const& v : c.data().versions)
+                    if (auto ref = credentials::secret_ref::parse(v.key_vault_ref); ref)
+                        if (auto r = release_secret(secrets_, tenant, ref->name); !r) return r;
+                return {};
+            });
+        if (!credentials) return credentials.error();
+        out.credentials_archived += *credentials;
         auto events = in_batches(options_.batch, [&] {
             return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
                 return uow.published_events().remove_before(now - options_.deliveries, options_.batch);
@@ -220,6 +266,9 @@ result<retention_sweep> retention_worker::sweep() {
         if (!purged) return purged.error();
         out.blobs_purged += *purged;
     }
+    auto secrets = secrets_.purge_expired();
+    if (!secrets) return secrets.error();
+    out.secrets_purged = *secrets;
     return out;
 }
 

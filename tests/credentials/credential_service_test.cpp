@@ -244,13 +244,21 @@ TEST_F(credential_service_test, a_vault_outage_during_rotation_changes_nothing_a
     EXPECT_EQ(retried.data().current_version, 2);
 }
 
-TEST_F(credential_service_test, revoke_disables_every_version_in_the_vault) {
+// Revoked material is unreadable at once, stays recoverable (disabled) for the vault's window,
+// and is destroyed when that window ends.
+TEST_F(credential_service_test, revoke_disables_every_version_and_deletes_the_secret_for_the_vault_to_purge) {
     auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("key")}));
     auto revoked = must(service_.revoke(ctx_, c.id(), "leaked"));
     EXPECT_EQ(revoked.status(), credential_status::revoked);
     EXPECT_EQ(service_.resolve(ctx_, c.id()).error(), errc::invalid_state);
     auto ref = must(credentials::secret_ref::parse(c.data().key_vault_ref));
-    EXPECT_EQ(vault_->get("t1", ref).error(), errc::invalid_state);
+    EXPECT_EQ(vault_->get("t1", ref).error(), errc::not_found);  // soft-deleted
+    auto versions = must(vault_->versions("t1", ref.name));
+    ASSERT_EQ(versions.size(), 1u);
+    EXPECT_FALSE(versions.front().enabled);
+    clock_.advance(std::chrono::hours(24 * 90));
+    EXPECT_EQ(must(vault_->purge_expired()), 1u);
+    EXPECT_EQ(vault_->versions("t1", ref.name).error(), errc::not_found);
     EXPECT_EQ(service_.revoke(ctx_, c.id(), "again").error(), errc::invalid_state);
     auto other = request_context::for_tenant("t2", "mallory");
     EXPECT_EQ(service_.resolve(other, c.id()).error(), errc::not_found);

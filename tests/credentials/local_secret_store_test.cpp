@@ -128,6 +128,35 @@ TEST_F(local_secret_store_test, soft_delete_recover_and_purge_with_protection) {
     EXPECT_EQ(vault->versions("t1", "k").error(), errc::not_found);
 }
 
+// Soft-deleted secrets are destroyed once their recovery window ends, in every tenant, and no
+// sooner; a secret in use is never touched, nor one recovered and deleted again later.
+TEST_F(local_secret_store_test, purge_expired_destroys_only_secrets_deleted_longer_ago_than_the_window) {
+    auto vault = open();
+    auto in_use = must(vault->put("t1", "in-use", secret_bytes("kept")));
+    must(vault->put("t1", "old", secret_bytes("gone")));
+    must(vault->put("t2", "old", secret_bytes("gone too")));
+    must(vault->put("t1", "again", secret_bytes("deleted twice")));
+    must(vault->soft_delete("t1", "old"));
+    must(vault->soft_delete("t2", "old"));
+    must(vault->soft_delete("t1", "again"));
+    clock_.advance(std::chrono::hours(24 * 30));
+    must(vault->recover("t1", "again"));
+    must(vault->soft_delete("t1", "again"));  // its window starts over
+    clock_.advance(std::chrono::hours(24 * 60) - std::chrono::minutes(1));
+    EXPECT_EQ(must(vault->purge_expired()), 0u);
+    EXPECT_EQ(must(vault->versions("t1", "old")).size(), 1u) << "purged inside its recovery window";
+    clock_.advance(std::chrono::minutes(1));
+    EXPECT_EQ(must(vault->purge_expired()), 2u);
+    EXPECT_EQ(vault->versions("t1", "old").error(), errc::not_found);
+    EXPECT_EQ(vault->versions("t2", "old").error(), errc::not_found);
+    EXPECT_EQ(vault->recover("t1", "old").error(), errc::not_found);
+    EXPECT_EQ(must(vault->versions("t1", "again")).size(), 1u);
+    EXPECT_EQ(must(vault->get("t1", in_use)).view(), "kept");
+    clock_.advance(std::chrono::hours(24 * 30));
+    EXPECT_EQ(must(vault->purge_expired()), 1u);
+    EXPECT_EQ(must(vault->get("t1", in_use)).view(), "kept");
+}
+
 TEST_F(local_secret_store_test, purge_without_protection_is_immediate_but_needs_a_soft_delete) {
     auto o = options();
     o.purge_protection = false;

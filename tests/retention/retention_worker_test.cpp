@@ -1,4 +1,5 @@
 #include <integration/backends/sqlite/sqlite_blob_store.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
 #include <integration/services/retention_worker.hpp>
 
 #include <integration/services/publisher.hpp>
@@ -84,6 +85,47 @@ protected:
         return keys.empty() ? std::string() : blobs::reference(tenant, keys.front());
     }
 
+    /** A connection of `ctx`'s tenant, Retired now when `retired`; with an inbound webhook whose
+     *  current and replaced secrets are `secrets` in the vault, when any. */
+    std::string connection(request_context const& ctx, bool retired, std::vector<std::string> const& secrets = {}) {
+        std::string id;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = active_provider(ctx, clock_.now(), "p" + std::to_string(++n_));
+            must(uow.providers().save(p));
+            auto c = active_connection(ctx, clock_.now(), p);
+            if (retired) must(c.retire("gone"));
+            id = c.id();
+            if (!secrets.empty()) {
+                storage::inbound_webhook_registration reg{id, "github", secrets.front()};
+                for (auto it = secrets.begin() + 1; it != secrets.end(); ++it) reg.previous.push_back({*it, clock_.now()});
+                must(uow.inbound_webhooks().save(reg));
+            }
+            return uow.connections().save(c);
+        }));
+        for (auto const& name : secrets) must(vault_->put(ctx.tenant_id, name, secret_bytes("whsec-" + name)));
+        return id;
+    }
+
+    /** A credential of `ctx`'s tenant whose secret `name` is in the vault; revoked now when `revoked`. */
+    std::string credential(request_context const& ctx, std::string const& name, bool revoked) {
+        auto ref = must(vault_->put(ctx.tenant_id, name, secret_bytes("sk-" + name)));
+        std::string id;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = active_provider(ctx, clock_.now(), "p" + std::to_string(++n_));
+            must(uow.providers().save(p));
+            auto spec = credential_spec(p.id());
+            spec.key_vault_ref = ref.uri();
+            auto c = must(credentials::integration_credential::create(ctx, clock_.now(), spec));
+            if (revoked) must(c.revoke("leaked", clock_.now()));
+            id = c.id();
+            return uow.credentials().save(c);
+        }));
+        return id;
+    }
+
+    /** Whether `tenant`'s secret `name` still has versions in the vault (soft-deleted or not). */
+    bool in_vault(std::string const& tenant, std::string const& name) { return vault_->versions(tenant, name).has_value(); }
+
     std::size_t count_runs(request_context const& ctx) {
         return must(storage::read_for(*store_, ctx, [](storage::unit_of_work& uow) { return uow.runs().list({}, {.limit = 500}); }))
             .items.size();
@@ -93,6 +135,8 @@ protected:
     manual_clock clock_;
     std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
     std::unique_ptr<blobs::blob_store> blobs_ = must(blobs::open_sqlite_blob_store({.path = dir_.file("b.db"), .clock = &clock_}));
+    std::unique_ptr<credentials::local_secret_store> vault_ = must(credentials::open_local_secret_store(
+        {.path = dir_.file("secrets.db"), .key_file = dir_.file("master.key"), .key_env = "", .clock = &clock_}));
     request_context a_ = request_context::for_tenant("tenant-a");
     request_context b_ = request_context::for_tenant("tenant-b");
     int n_ = 0;
@@ -108,7 +152,7 @@ TEST_F(retention_worker_test, runs_and_resolved_failures_are_archived_as_json_li
     auto recent_body = must(blobs_->put("tenant-a", "runs/" + recent + "/response", "recent body"));
     clock_.advance(81 * 24h);  // the first runs are 181 days old, the recent one 81
 
-    retention::retention_worker worker(*store_, *blobs_, clock_);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
     auto swept = must(worker.sweep());
     EXPECT_EQ(swept.runs_archived, 3u);
     EXPECT_EQ(swept.failures_archived, 1u);
@@ -157,7 +201,7 @@ TEST_F(retention_worker_test, run_bodies_kept_in_the_store_are_purged_after_30_d
     EXPECT_EQ(put(b_, recent, storage::run_body::response, "other tenant").error(), errc::not_found);
     clock_.advance(11 * 24h);  // 31 and 11 days old
 
-    retention::retention_worker worker(*store_, *blobs_, clock_);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
     auto swept = must(worker.sweep());
     EXPECT_EQ(swept.blobs_purged, 1u);
     EXPECT_EQ(swept.runs_archived, 0u);
@@ -174,7 +218,7 @@ TEST_F(retention_worker_test, run_bodies_kept_in_the_store_are_purged_after_30_d
 TEST_F(retention_worker_test, a_batch_of_zero_is_refused_with_what_to_set) {
     finished_run(a_, true);
     clock_.advance(400 * 24h);
-    retention::retention_worker worker(*store_, *blobs_, clock_, {.batch = 0});
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_, {.batch = 0});
     auto swept = worker.sweep();
     ASSERT_FALSE(swept);
     EXPECT_EQ(swept.error(), errc::invalid_argument);
@@ -210,7 +254,7 @@ TEST_F(retention_worker_test, a_row_that_changes_after_it_was_archived_is_not_de
             return uow.deliveries().save(d);
         }));
     };
-    retention::retention_worker worker(*store_, hooked, clock_);
+    retention::retention_worker worker(*store_, hooked, *vault_, clock_);
     auto swept = must(worker.sweep());
     auto find = [&](std::string const& id) {
         return storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); });
@@ -244,7 +288,7 @@ TEST_F(retention_worker_test, an_archive_is_never_written_over_by_a_later_batch_
     hooked.after_put = [&] {  // the first and the last are replayed after the file is written
         for (auto const& id : {ids[0], ids[2]}) update(id, [&](webhooks::webhook_delivery& d) { must(d.replay(3, clock_.now())); });
     };
-    retention::retention_worker worker(*store_, hooked, clock_);
+    retention::retention_worker worker(*store_, hooked, *vault_, clock_);
     EXPECT_EQ(must(worker.sweep()).deliveries_archived, 3u);
     for (auto const& id : {ids[0], ids[2]}) update(id, deliver);
     clock_.advance(91 * 24h);
@@ -271,7 +315,7 @@ TEST_F(retention_worker_test, archiving_the_same_rows_again_leaves_one_file) {
     auto id = finished_run(a_, false);
     clock_.advance(181 * 24h);
     exec_sql(dir_.file("i.db"), "CREATE TRIGGER refuse_deletes BEFORE DELETE ON runs BEGIN SELECT RAISE(ABORT, 'refused'); END;");
-    retention::retention_worker worker(*store_, *blobs_, clock_);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
     EXPECT_FALSE(worker.sweep());  // the file is written, the delete refused
     ASSERT_EQ(archive_keys("tenant-a", "runs", id, id).size(), 1u);
     exec_sql(dir_.file("i.db"), "DROP TRIGGER refuse_deletes;");
@@ -285,7 +329,7 @@ TEST_F(retention_worker_test, archiving_the_same_rows_again_leaves_one_file) {
 TEST_F(retention_worker_test, an_age_past_a_century_or_of_nothing_is_refused_and_deletes_nothing) {
     finished_run(a_, false);
     clock_.advance(24h);
-    retention::retention_worker worker(*store_, *blobs_, clock_, {.runs = 200'000 * 24h, .bodies = 200'000 * 24h});
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_, {.runs = 200'000 * 24h, .bodies = 200'000 * 24h});
     auto swept = worker.sweep();
     ASSERT_FALSE(swept);
     EXPECT_NE(swept.error().message().find("retention_options.runs"), std::string::npos) << swept.error().message();
@@ -339,7 +383,7 @@ TEST_F(retention_worker_test, published_outbox_rows_go_after_7_days_but_pending_
     EXPECT_FALSE(first.done);
     EXPECT_EQ(rows_of("tenant-a").size() + rows_of("tenant-b").size(), a_old.size() + b_old.size() + 2);
 
-    retention::retention_worker worker(*store_, *blobs_, clock_, {.batch = 2});
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_, {.batch = 2});
     EXPECT_EQ(must(worker.sweep()).outbox_removed, a_old.size() + b_old.size() - 1);
     EXPECT_EQ(rows_of("tenant-a"), (std::vector<std::string>{dead, waiting}));
     EXPECT_EQ(rows_of("tenant-b"), std::vector<std::string>{recent});
@@ -377,7 +421,7 @@ TEST_F(retention_worker_test, published_outbox_rows_of_global_providers_go_after
     for (auto const& r : must(store_->pending_events(500))) sequences.push_back(r.sequence);
     must(store_->mark_published(sequences, clock_.now()));
     finished_run(b_, false);  // newer rows: the newest row of the outbox always stays
-    retention::retention_worker worker(*store_, *blobs_, clock_, {.batch = 2});
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_, {.batch = 2});
     clock_.advance(6 * 24h);
     must(worker.sweep());
     EXPECT_EQ(global_rows(), rows) << "published 6 days ago: kept";
@@ -397,7 +441,7 @@ TEST_F(retention_worker_test, idempotency_keys_go_with_the_runs_of_their_age) {
     clock_.advance(100 * 24h);
     must(claim("order-2", "first"));
     clock_.advance(81 * 24h);  // order-1 is 181 days old, order-2 81
-    retention::retention_worker worker(*store_, *blobs_, clock_);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
     EXPECT_EQ(must(worker.sweep()).keys_removed, 1u);
     EXPECT_TRUE(claim("order-1", "another")) << "forgotten, the key is free for a new request";
     EXPECT_EQ(claim("order-2", "another").error(), errc::conflict);
@@ -412,7 +456,7 @@ TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
     }));
     finished_run(a_, false);
     clock_.advance(400 * 24h);
-    retention::retention_worker worker(*store_, *blobs_, clock_, {.runs = 10'000h});
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_, {.runs = 10'000h});
     auto swept = must(worker.sweep());
     EXPECT_EQ(swept.failures_archived, 0u);
     EXPECT_EQ(swept.runs_archived, 0u);  // runs are kept 10,000 hours here
@@ -441,7 +485,7 @@ TEST_F(retention_worker_test, webhook_payloads_are_purged_after_30_days_and_fini
     deliver(a_, delivered_early);
     deliver(b_, in_b);
     auto payload = *must(find(a_, delivered_early)).data().payload_ref;
-    retention::retention_worker worker(*store_, *blobs_, clock_);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
 
     clock_.advance(29 * 24h);
     auto young = must(worker.sweep());
@@ -490,7 +534,7 @@ TEST_F(retention_worker_test, the_payload_of_a_delivery_being_sent_is_left_to_a_
     clock_.advance(31 * 24h);
     auto claimed = must(store_->claim_deliveries(clock_.now(), "worker-1", clock_.now() + 60s, 10));
     ASSERT_EQ(claimed.deliveries.size(), 1u);
-    retention::retention_worker worker(*store_, *blobs_, clock_);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
     EXPECT_EQ(must(worker.sweep()).payloads_purged, 0u);
     EXPECT_TRUE(must(storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(id); }))
                     .data()
@@ -518,7 +562,7 @@ TEST_F(retention_worker_test, a_delivery_claimed_while_its_payload_is_purged_kee
         auto got = must(store_->claim_deliveries(clock_.now(), "worker-1", clock_.now() + 60s, 1)).deliveries;
         if (!got.empty()) claimed = got[0].delivery.id();
     };
-    retention::retention_worker worker(*store_, blobs, clock_);
+    retention::retention_worker worker(*store_, blobs, *vault_, clock_);
     must(worker.sweep());
     ASSERT_FALSE(claimed.empty());
     auto held = [&](std::string const& id) {
@@ -540,11 +584,94 @@ TEST_F(retention_worker_test, webhook_retention_follows_its_options) {
     subscribe(a_, "*");
     must(pub.publish(a_, "order.paid", boost::json::value{{"n", 1}}));
     clock_.advance(2h);
-    retention::retention_worker worker(*store_, *blobs_, clock_, {.deliveries = 1h, .payloads = 1h});
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_, {.deliveries = 1h, .payloads = 1h});
     auto swept = must(worker.sweep());
     EXPECT_EQ(swept.payloads_purged, 1u);
     EXPECT_EQ(swept.events_removed, 1u);
     EXPECT_EQ(swept.deliveries_archived, 0u);  // still Pending
+}
+
+// storage.md: connections are kept for their lifetime and 90 days. A Retired one goes 90 days
+// after its retirement, archived first, with its inbound webhook; that webhook's secrets are
+// soft-deleted before the rows go, and destroyed when the vault's recovery window ends.
+TEST_F(retention_worker_test, retired_connections_go_90_days_after_retirement_and_their_inbound_secrets_with_them) {
+    auto live = connection(a_, false, {"inbound-live"});
+    auto old = connection(a_, true, {"inbound-old", "inbound-old-replaced"});
+    auto other_tenant = connection(b_, true);
+    clock_.advance(50 * 24h);
+    auto recent = connection(a_, true);
+    clock_.advance(41 * 24h);  // the first are 91 days retired, `recent` 41
+
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
+    auto swept = must(worker.sweep());
+    EXPECT_EQ(swept.connections_archived, 2u);
+    EXPECT_EQ(swept.secrets_purged, 0u);
+    must(store_->read(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.connections().find(old).error(), errc::not_found);
+        EXPECT_EQ(uow.inbound_webhooks().find(old).error(), errc::not_found);
+        EXPECT_TRUE(uow.connections().find(live).has_value());
+        EXPECT_TRUE(uow.inbound_webhooks().find(live).has_value());
+        EXPECT_TRUE(uow.connections().find(recent).has_value());
+        return {};
+    }));
+    must(store_->read(b_, [&](storage::unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.connections().find(other_tenant).error(), errc::not_found);
+        return {};
+    }));
+    auto archived = must(blobs_->get("tenant-a", archive_ref("tenant-a", "connections", old, old)));
+    EXPECT_EQ(boost::json::parse(archived).at("connectionId").as_string(), old);
+    EXPECT_EQ(archived.find("whsec-"), std::string::npos);
+    // Unreadable now, recoverable until the window ends; the live connection's is untouched.
+    EXPECT_EQ(vault_->get("tenant-a", {vault_->name(), "tenant-a", "inbound-old", 0}).error(), errc::not_found);
+    EXPECT_TRUE(in_vault("tenant-a", "inbound-old-replaced"));
+    EXPECT_EQ(must(vault_->get("tenant-a", {vault_->name(), "tenant-a", "inbound-live", 0})).view(), "whsec-inbound-live");
+
+    clock_.advance(90 * 24h);
+    swept = must(worker.sweep());
+    EXPECT_EQ(swept.connections_archived, 1u);  // `recent`
+    EXPECT_EQ(swept.secrets_purged, 2u);
+    EXPECT_FALSE(in_vault("tenant-a", "inbound-old"));
+    EXPECT_FALSE(in_vault("tenant-a", "inbound-old-replaced"));
+    EXPECT_TRUE(in_vault("tenant-a", "inbound-live"));
+}
+
+// storage.md: credential metadata is kept for its lifetime and an audit window (180 days here,
+// as long as the failures that name it). One a live connection still names stays.
+TEST_F(retention_worker_test, revoked_credentials_go_after_the_audit_window_unless_a_live_connection_names_them) {
+    auto active = credential(a_, "key-active", false);
+    auto revoked = credential(a_, "key-revoked", true);
+    auto named = credential(a_, "key-named", true);
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = active_provider(a_, clock_.now(), "named-by");
+        must(uow.providers().save(p));
+        auto spec = connection_spec();
+        spec.credential_id = named;
+        auto naming = must(connections::integration_connection::create(a_, clock_.now(), p, spec));
+        return uow.connections().save(naming);
+    }));
+    clock_.advance(179 * 24h);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
+    EXPECT_EQ(must(worker.sweep()).credentials_archived, 0u);
+    clock_.advance(2 * 24h);
+    auto swept = must(worker.sweep());
+    EXPECT_EQ(swept.credentials_archived, 1u);
+    must(store_->read(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.credentials().find(revoked).error(), errc::not_found);
+        EXPECT_TRUE(uow.credentials().find(named).has_value());
+        EXPECT_TRUE(uow.credentials().find(active).has_value());
+        return {};
+    }));
+    auto archived = must(blobs_->get("tenant-a", archive_ref("tenant-a", "credentials", revoked, revoked)));
+    EXPECT_EQ(boost::json::parse(archived).at("credentialId").as_string(), revoked);
+    EXPECT_EQ(archived.find("sk-key"), std::string::npos);
+    // Revoking here did not go through the service, which deletes the secret itself: the sweep
+    // does it before the row goes, and the vault destroys it 90 days later.
+    EXPECT_EQ(vault_->get("tenant-a", {vault_->name(), "tenant-a", "key-revoked", 0}).error(), errc::not_found);
+    EXPECT_EQ(must(vault_->get("tenant-a", {vault_->name(), "tenant-a", "key-active", 0})).view(), "sk-key-active");
+    clock_.advance(90 * 24h);
+    EXPECT_EQ(must(worker.sweep()).secrets_purged, 1u);
+    EXPECT_FALSE(in_vault("tenant-a", "key-revoked"));
+    EXPECT_TRUE(in_vault("tenant-a", "key-named"));
 }
 
 }  // namespace

@@ -45,6 +45,7 @@ public:
     result<void> soft_delete(std::string const& t, std::string const& n) override { return inner_.soft_delete(t, n); }
     result<void> recover(std::string const& t, std::string const& n) override { return inner_.recover(t, n); }
     result<void> purge(std::string const& t, std::string const& n) override { return inner_.purge(t, n); }
+    result<std::size_t> purge_expired() override { return inner_.purge_expired(); }
 
 private:
     credentials::secret_store& inner_;

@@ -795,7 +795,7 @@ TEST_F(delivery_worker_test, a_purged_payload_dead_letters_its_delivery_unsent_w
     EXPECT_EQ(w_.delivery(fresh).status(), delivery_status::delivered);
     // Ended, they are archived with the rest after 90 days (retention goes by the end's time).
     w_.clock.advance(91 * 24h);
-    EXPECT_EQ(must(retention::retention_worker(*w_.store, *w_.blobs, w_.clock).sweep()).deliveries_archived, 5u);
+    EXPECT_EQ(must(retention::retention_worker(*w_.store, *w_.blobs, *w_.vault, w_.clock).sweep()).deliveries_archived, 5u);
     auto archived = storage::read_for(*w_.store, w_.ctx, [&](storage::unit_of_work& uow) { return uow.deliveries().find(ref_gone); });
     ASSERT_FALSE(archived);
     EXPECT_EQ(archived.error(), errc::not_found);

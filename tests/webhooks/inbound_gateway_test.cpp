@@ -261,7 +261,7 @@ TEST_F(inbound_gateway_test, a_payload_that_is_still_an_unpublished_events_body_
     auto req = github(secret_, "unpublished-1", pr_opened(11));
     auto out = receive(*req);
     ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted);
-    retention::retention_worker retention{*store_, *blobs_, clock_};
+    retention::retention_worker retention{*store_, *blobs_, *vault_, clock_};
     clock_.advance(31 * 24h);
     auto swept = must(retention.sweep());
     EXPECT_EQ(swept.payloads_purged, 0u) << "the canonical event's body is this payload";
@@ -869,7 +869,7 @@ TEST_F(inbound_gateway_test, retention_purges_payloads_after_30_days_and_archive
     ASSERT_EQ(refused.outcome, inbound_outcome::kind::rejected);
     auto big_ref = *find(a_, big_out.delivery_id).data().payload_ref;
     publish_all();
-    retention::retention_worker retention{*store_, *blobs_, clock_};
+    retention::retention_worker retention{*store_, *blobs_, *vault_, clock_};
 
     clock_.advance(29 * 24h);
     auto early = must(retention.sweep());
@@ -902,7 +902,7 @@ TEST_F(inbound_gateway_test, a_refused_requests_failure_is_resolved_with_it_and_
     auto f = failures_of(a_, out.delivery_id);
     ASSERT_EQ(f.size(), 1u);
     EXPECT_TRUE(f[0].resolved()) << "a refused request is dead-lettered as it is recorded";
-    retention::retention_worker retention{*store_, *blobs_, clock_};
+    retention::retention_worker retention{*store_, *blobs_, *vault_, clock_};
     clock_.advance(179 * 24h);
     EXPECT_EQ(must(retention.sweep()).failures_archived, 0u);
     EXPECT_EQ(failures_of(a_, out.delivery_id).size(), 1u);

@@ -12,6 +12,7 @@
 #include <integration/core/secret_bytes.hpp>
 #include <integration/export.hpp>
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <string>
@@ -63,6 +64,11 @@ public:
     virtual result<void> recover(std::string const& tenant, std::string const& name) = 0;
     /** Destroys a soft-deleted secret for good (refused inside the purge-protection window). */
     virtual result<void> purge(std::string const& tenant, std::string const& name) = 0;
+    /** Destroys, in every tenant, each secret soft-deleted longer ago than the store keeps
+     *  deleted secrets recoverable; the number destroyed. A store that purges on its own
+     *  schedule (a cloud vault's scheduled purge) destroys nothing here. The platform's
+     *  retention sweep calls it. */
+    virtual result<std::size_t> purge_expired() = 0;
 };
 
 }  // namespace integration::credentials

@@ -88,6 +88,11 @@ public:
     virtual result<page<connections::integration_connection>> list(connection_query const& q,
                                                                    page_request const& p) = 0;
     virtual result<void> save(connections::integration_connection& c) = 0;
+    /** Retired connections last changed (retired) before `before`, oldest first. */
+    virtual result<std::vector<connections::integration_connection>> retired_before(time_point before,
+                                                                                    std::size_t limit) = 0;
+    /** Deletes the connection with its inbound webhook registration; not found is not an error. */
+    virtual result<void> remove(std::string const& connection_id) = 0;
 };
 
 /** Filters for listing credentials. */
@@ -107,6 +112,12 @@ public:
     virtual result<std::vector<credentials::integration_credential>> expiring_before(time_point before,
                                                                                      std::size_t limit) = 0;
     virtual result<void> save(credentials::integration_credential& c) = 0;
+    /** Revoked credentials last changed (revoked) before `before` that no connection but a
+     *  Retired one names, oldest first. */
+    virtual result<std::vector<credentials::integration_credential>> revoked_before(time_point before,
+                                                                                    std::size_t limit) = 0;
+    /** Deletes the credential and its refresh lease; not found is not an error. */
+    virtual result<void> remove(std::string const& credential_id) = 0;
     /** Takes the lease on refreshing credential `credential_id` for `owner` until `until`: true
      *  when no other owner holds it at `now` (a lease past its `until` counts as none; `owner`'s
      *  own is extended). A provider takes a refresh token once, so the processes sharing a store

@@ -3,13 +3,16 @@
 
 /** @file
  *  Retention per storage.md: finished runs and resolved failures leave the relational store after
- *  180 days, finished webhook deliveries after 90, archived to the blob store as JSON lines first;
- *  request and response bodies and raw webhook payloads are purged after 30 days; the outbox
- *  (not a store of record) forgets published events after 7 days.
+ *  180 days, finished webhook deliveries after 90, Retired connections 90 days after their
+ *  retirement and Revoked credentials after an audit window, archived to the blob store as JSON
+ *  lines first; request and response bodies and raw webhook payloads are purged after 30 days;
+ *  the outbox (not a store of record) forgets published events after 7 days; secrets soft-deleted
+ *  longer ago than the secret store keeps them recoverable are destroyed.
  */
 
 #include <integration/export.hpp>
 #include <integration/ports/blob_store.hpp>
+#include <integration/ports/secret_store.hpp>
 #include <integration/ports/store.hpp>
 
 #include <chrono>
@@ -28,6 +31,12 @@ struct retention_options {
     std::chrono::hours payloads{30 * 24};
     /** Published outbox rows, by publication (pending and dead rows are kept). */
     std::chrono::hours outbox{7 * 24};
+    /** Retired connections, by retirement ("lifetime + 90 days"), with their inbound webhook
+     *  registration, whose secrets are soft-deleted first. */
+    std::chrono::hours connections{90 * 24};
+    /** Revoked credentials, by revocation: the audit window ("lifetime + audit window"), as long
+     *  as the failures that name them. One a connection other than a Retired one names stays. */
+    std::chrono::hours credentials{180 * 24};
     std::size_t batch = 500;  ///< Rows per archive file and per step: 1 to 500.
 };
 
@@ -47,19 +56,23 @@ struct retention_sweep {
     std::size_t outbox_removed = 0;   ///< Published outbox rows deleted.
     std::size_t payloads_purged = 0;  ///< Deliveries whose payload blob was deleted and payloadRef cleared.
     std::size_t blobs_purged = 0;     ///< Run bodies and unreferenced webhook payloads.
+    std::size_t connections_archived = 0;
+    std::size_t credentials_archived = 0;
+    std::size_t secrets_purged = 0;  ///< Soft-deleted secrets destroyed (`secret_store::purge_expired`).
 };
 
 /** Applies retention; call `sweep` periodically (the host does, on its own thread). */
 class INTEGRATION_EXPORT retention_worker {
 public:
-    retention_worker(storage::store& store, blobs::blob_store& blobs, clock const& clock,
-                     retention_options options = {});
+    retention_worker(storage::store& store, blobs::blob_store& blobs, credentials::secret_store& secrets,
+                     clock const& clock, retention_options options = {});
 
-    /** For every tenant: writes expired runs, failures and deliveries to
-     *  `archive/runs/<first>_<last>.<digest>.jsonl` (`archive/failures/...`, `archive/deliveries/...`) in
-     *  the tenant's blob partition, then deletes them from the store; forgets old published
-     *  events and deletes old published outbox rows; deletes old webhook payloads and clears
-     *  their deliveries' `payloadRef`; then purges old blobs. An archive file is written before
+    /** For every tenant: writes expired runs, failures, deliveries, connections and credentials
+     *  to `archive/runs/<first>_<last>.<digest>.jsonl` (`archive/failures/...`, ...) in the
+     *  tenant's blob partition, then deletes them from the store (the secrets of a connection's
+     *  inbound webhook and of a credential are soft-deleted before); forgets old published events
+     *  and deletes old published outbox rows; deletes old webhook payloads and clears their
+     *  deliveries' `payloadRef`; then purges old blobs and destroys expired soft-deleted secrets. An archive file is written before
      *  its rows are deleted and is named by its first and last ids and the first 16 hex digits
      *  of its content's SHA-256 (none is written over by other rows), and a payload is deleted before its
      *  reference, so a sweep cut short does the same work again next time. Refuses options
@@ -67,12 +80,14 @@ public:
     result<retention_sweep> sweep();
 
 private:
-    template <class A, class Select, class Remove>
-    result<std::size_t> archive(request_context const& ctx, std::string const& kind, Select select, Remove remove);
+    template <class A, class Select, class Remove, class Release>
+    result<std::size_t> archive(request_context const& ctx, std::string const& kind, Select select, Remove remove,
+                                Release release);
     result<std::size_t> purge_payloads(request_context const& ctx, time_point before);
 
     storage::store& store_;
     blobs::blob_store& blobs_;
+    credentials::secret_store& secrets_;
     clock const& clock_;
     retention_options options_;
 };

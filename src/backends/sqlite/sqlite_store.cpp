@@ -628,7 +628,7 @@ private:
 
 class connection_repo final : public integration_connection_repository {
 public:
-    explicit connection_repo(work_state& w) : r_(w) {}
+    explicit connection_repo(work_state& w) : w_(w), r_(w) {}
     result<connections::integration_connection> find(std::string const& id) override { return r_.find(id); }
     result<page<connections::integration_connection>> list(connection_query const& q, page_request const& p) override {
         std::string where;
@@ -639,13 +639,27 @@ public:
         return r_.list(where, binds, p);
     }
     result<void> save(connections::integration_connection& c) override { return r_.save(c); }
+    result<std::vector<connections::integration_connection>> retired_before(time_point before, std::size_t limit) override {
+        // Retired is terminal: nothing saves the connection after its retirement.
+        return r_.select("status = 'Retired' AND updated_at < ?", {to_unix_ms(before)}, "updated_at, connection_id",
+                         clamp_limit(limit));
+    }
+    result<void> remove(std::string const& id) override;
 
 private:
+    work_state& w_;
     repo<connections::integration_connection> r_;
 };
 
 result<void> writable(work_state const& w, std::string_view what);
 result<void> run_sql(database& db, std::string const& sql, std::vector<value> const& binds);
+
+result<void> connection_repo::remove(std::string const& id) {
+    if (auto r = writable(w_, "connections().remove"); !r) return r;
+    if (auto r = run_sql(w_.db, "DELETE FROM inbound_webhooks WHERE tenant_id = ? AND connection_id = ?", {w_.ctx.tenant_id, id}); !r)
+        return r;
+    return r_.remove(id);
+}
 
 class credential_repo final : public integration_credential_repository {
 public:
@@ -663,6 +677,22 @@ public:
                          "expires_at, credential_id", clamp_limit(limit));
     }
     result<void> save(credentials::integration_credential& c) override { return r_.save(c); }
+    result<std::vector<credentials::integration_credential>> revoked_before(time_point before, std::size_t limit) override {
+        // Revoked is terminal; a connection still naming it (Unhealthy, waiting for another
+        // credential) keeps it, so that what it names can be read.
+        return r_.select("status = 'Revoked' AND updated_at < ? AND NOT EXISTS (SELECT 1 FROM connections c WHERE "
+                         "c.tenant_id = credentials.tenant_id AND c.credential_id = credentials.credential_id AND "
+                         "c.status <> 'Retired')",
+                         {to_unix_ms(before)}, "updated_at, credential_id", clamp_limit(limit));
+    }
+    result<void> remove(std::string const& id) override {
+        if (auto r = writable(w_, "credentials().remove"); !r) return r;
+        if (auto r = run_sql(w_.db, "DELETE FROM credential_refresh_leases WHERE tenant_id = ? AND credential_id = ?",
+                             {w_.ctx.tenant_id, id});
+            !r)
+            return r;
+        return r_.remove(id);
+    }
     result<bool> lease_refresh(std::string const& id, std::string const& owner, time_point now, time_point until) override {
         if (auto r = writable(w_, "credentials().lease_refresh"); !r) return r.error();
         // The upsert changes (and returns) the row only when it is free, lapsed or the owner's.
