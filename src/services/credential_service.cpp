@@ -98,6 +98,10 @@ std::vector<std::unique_ptr<http::policy>> token_policies(net::egress_policy egr
     return policies;
 }
 
+/** The client secret and the refresh token (or code verifier) of an authorization document. */
+result<std::pair<secret_bytes, secret_bytes>> parse_auth_document(secret_bytes const& doc,
+                                                                   char const* second_name = "refreshToken");
+
 }  // namespace
 
 credential_service::credential_service(storage::store& store, secret_store& secrets, fingerprinter const& fingerprints,
@@ -196,6 +200,12 @@ result<integration_credential> credential_service::rotate(request_context const&
     if (current->status() != credential_status::active)
         return error{errc::invalid_state, "credential " + credential_id + " is " + std::string(to_string(current->status())) +
                                               "; only an Active credential can be rotated"};
+    // Its secret is a document: the client secret with the refresh token the provider issued for it.
+    if (current->data().auth_mode == auth_mode::oauth2_authorization_code && !parse_auth_document(new_secret))
+        return error{errc::invalid_argument,
+                     "an OAuth2AuthorizationCode credential rotates to the JSON document {\"clientSecret\": ..., "
+                     "\"refreshToken\": ...} as its secret (a client secret alone has no refresh token to go with "
+                     "it); to change only the client secret, authorize again"};
     auto active_ref = secret_ref::parse(current->active_version()->key_vault_ref);
     if (!active_ref) return active_ref.error();
     // 1. The new version goes to the secret store; if that fails nothing has changed.
@@ -891,8 +901,7 @@ secret_bytes auth_document(std::string_view client_secret, std::string_view seco
     return out;
 }
 
-result<std::pair<secret_bytes, secret_bytes>> parse_auth_document(secret_bytes const& doc,
-                                                                   char const* second_name = "refreshToken") {
+result<std::pair<secret_bytes, secret_bytes>> parse_auth_document(secret_bytes const& doc, char const* second_name) {
     boost::system::error_code ec;
     auto j = boost::json::parse(doc.view(), ec);
     auto* o = ec ? nullptr : j.if_object();
@@ -1090,6 +1099,11 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         if (!retried) adopt_newer_document(ctx, c, entry);
     }
     auto const& document = entry.document.empty() ? stored : entry.document;
+    // The version that document is: a rotation that ends while this refresh waits moves the row
+    // past it, and the refresh then must not put the old client secret back.
+    auto const refreshed = secret_ref::parse(c.data().key_vault_ref);
+    if (!refreshed) return refreshed.error();
+    auto const refreshed_version = entry.document.empty() ? refreshed->version : entry.version;
     auto parts = parse_auth_document(document);
     if (!parts) return parts.error();
     authorization_code_settings s;
@@ -1138,17 +1152,32 @@ result<credential_service::token> credential_service::refresh_authorization(requ
             return t;  // the access token is good; the next refresh stores the token after this one
         }
         auto fp = fingerprints_.fingerprint(doc);
+        bool superseded = false, revoked = false;
         auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            superseded = revoked = false;
             auto fresh = uow.credentials().find(c.id());
             if (!fresh) return fresh.error();
             if (staged) {
                 if (auto r = fresh->restage(ref->uri(), fp); !r) return r;
             } else {
+                revoked = fresh->status() == credential_status::revoked;
+                if (revoked) return error{errc::invalid_state, "credential " + c.id() + " was revoked during its refresh"};
+                auto row = secret_ref::parse(fresh->data().key_vault_ref);
+                superseded = !row || row->name != refreshed->name || row->version != refreshed_version;
+                if (superseded) return {};
                 if (auto b = fresh->begin_rotation(ref->uri(), fp, now); !b) return b.error();
                 if (auto d = fresh->complete_rotation(now); !d) return d;
             }
             return uow.credentials().save(*fresh);
         });
+        if (superseded || revoked) {
+            // Newer material (a rotation) or none (a revocation) replaced what was refreshed: the
+            // version put here is named by nothing, and the entry forgets the document.
+            (void)secrets_.disable(ctx.tenant_id, *ref);
+            entry.document = secret_bytes();
+            if (revoked) return saved.error();
+            return t;
+        }
         // The access token is good either way. Unsaved, the new refresh token still serves this
         // process from the entry, and its next refresh saves the one after it; a verification's
         // goes with its staged version. Saved, the entry keeps it too: a caller that read the

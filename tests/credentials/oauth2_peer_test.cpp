@@ -657,6 +657,63 @@ TEST_F(authorization_code_test, a_refresh_during_a_rotation_does_not_undo_the_ro
     EXPECT_NE(doc.view().find("client-secret-2"), std::string::npos) << "the rotation was undone";
 }
 
+// An authorization-code credential's secret is its {clientSecret, refreshToken} document: a bare
+// client secret is refused up front, naming what to send, and nothing is staged.
+TEST_F(authorization_code_test, a_rotation_to_a_bare_client_secret_is_refused_with_what_to_send) {
+    auto c = authorized();
+    auto r = service_.rotate(ctx_, c.id(), secret_bytes("client-secret-2"),
+                             [](credentials::resolved_credential const&) -> result<void> { return {}; });
+    ASSERT_FALSE(r);
+    EXPECT_EQ(r.error(), errc::invalid_argument);
+    EXPECT_NE(r.error().detail().find("refreshToken"), std::string::npos) << r.error().detail();
+    EXPECT_EQ(r.error().detail().find("client-secret-2"), std::string::npos);
+    auto row = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); }));
+    EXPECT_EQ(row.status(), credentials::credential_status::active);
+    EXPECT_EQ(row.data().versions.size(), c.data().versions.size());
+}
+
+// A rotation that ends while a refresh of the version it replaces waits for the token endpoint:
+// the refresh's rotated refresh token belongs to the replaced client secret, and saving it would
+// make that secret (perhaps leaked, the reason for the rotation) the active version again.
+TEST_F(authorization_code_test, a_rotation_that_ends_during_a_refresh_is_not_undone_by_it) {
+    auto c = authorized();
+    allow("client-secret-2");
+    switchable_vault vault(*vault_);
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
+    // The refresh below has its answer and has put the new refresh token in the vault; before it
+    // records that version, the rotation runs from start to end.
+    vault.after_put = [&] {
+        must(here.rotate(ctx_, c.id(), secret_bytes(R"({"clientSecret":"client-secret-2","refreshToken":"rt-operator"})"),
+                         [](credentials::resolved_credential const& m) -> result<void> {
+                             return m.headers.empty() ? result<void>(error{errc::forbidden, "no token"}) : result<void>{};
+                         }));
+    };
+    here.invalidate_token(c.id());
+    must(here.resolve(ctx_, c.id()));  // the access token it got is good
+    auto row = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); }));
+    auto doc = must(vault_->get("t1", must(credentials::secret_ref::parse(row.data().key_vault_ref))));
+    EXPECT_NE(doc.view().find("client-secret-2"), std::string::npos) << "the refresh put the replaced client secret back";
+    here.invalidate_token(c.id());
+    must(here.resolve(ctx_, c.id()));  // later refreshes start from the rotation's version
+    row = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); }));
+    doc = must(vault_->get("t1", must(credentials::secret_ref::parse(row.data().key_vault_ref))));
+    EXPECT_NE(doc.view().find("client-secret-2"), std::string::npos);
+}
+
+// A credential revoked while its refresh waits for the token endpoint: the token minted after
+// the revocation committed is not handed out, and nothing keeps the rotated refresh token.
+TEST_F(authorization_code_test, a_token_refreshed_across_a_revocation_is_not_handed_out) {
+    auto c = authorized();
+    switchable_vault vault(*vault_);
+    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
+    vault.after_put = [&] { must(here.revoke(ctx_, c.id(), "leaked")); };
+    here.invalidate_token(c.id());
+    auto refreshed = here.resolve(ctx_, c.id());
+    ASSERT_FALSE(refreshed) << "a token minted across the revocation was handed out";
+    EXPECT_EQ(refreshed.error(), errc::invalid_state) << refreshed.error().detail();
+    EXPECT_FALSE(here.resolve(ctx_, c.id()));
+}
+
 // An exhausted refresh token stops refreshes until new material arrives: a rotation to a fresh
 // refresh token lets the credential refresh again, without a restart.
 TEST_F(authorization_code_test, a_rotation_ends_an_exhausted_refresh_token) {

@@ -279,6 +279,21 @@ TEST_F(inbound_gateway_test, a_payload_that_is_still_an_unpublished_events_body_
     EXPECT_EQ(rows_in(dir_.file("i.db"), kept_payloads), 0);
 }
 
+// The relay parked the canonical event as dead (it will never be published): its body no longer
+// holds the payload back, which is purged after 30 days and its delivery archived after 90.
+TEST_F(inbound_gateway_test, a_payload_whose_event_was_parked_as_dead_goes_by_age) {
+    auto req = github(secret_, "dead-1", pr_opened(12));
+    auto out = receive(*req);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted);
+    integration::testing::exec_sql(dir_.file("i.db"), "UPDATE outbox SET dead_at = 1, attempts = 20 WHERE aggregate_id = '" + out.delivery_id + "'");
+    retention::retention_worker retention{*store_, *blobs_, *vault_, clock_};
+    clock_.advance(31 * 24h);
+    EXPECT_EQ(must(retention.sweep()).payloads_purged, 1u) << "a dead event kept its body's payload past 30 days";
+    clock_.advance(60 * 24h);
+    EXPECT_EQ(must(retention.sweep()).deliveries_archived, 1u);
+    EXPECT_EQ(rows_in(dir_.file("i.db"), kept_payloads), 0);
+}
+
 TEST_F(inbound_gateway_test, the_same_delivery_id_and_body_again_is_a_duplicate_that_writes_nothing) {
     auto req = github(secret_, "dup-1", pr_opened(1));
     auto first = receive(*req);

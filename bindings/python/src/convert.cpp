@@ -60,6 +60,22 @@ std::string camel_case(std::string_view snake) {
     return out;
 }
 
+std::optional<std::string> wire_name(std::string_view key) {
+    auto wire = camel_case(key);
+    if (snake_case(wire) != key) return std::nullopt;
+    return wire;
+}
+
+std::string_view utf8_of(py::handle h, std::string_view what) {
+    Py_ssize_t n = 0;
+    char const* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
+    if (!s) {
+        PyErr_Clear();
+        throw py::value_error(std::string(what) + " is a str that cannot be UTF-8 (it holds a lone surrogate)");
+    }
+    return {s, static_cast<std::size_t>(n)};
+}
+
 py::object to_datetime(time_point t) {
     using namespace std::chrono;
     auto ms = floor<milliseconds>(t);
@@ -152,19 +168,20 @@ boost::json::value to_json_value(py::handle h, bool rename, std::string const& w
         return d;
     }
     if (PyUnicode_Check(o)) {
-        Py_ssize_t n = 0;
-        char const* s = PyUnicode_AsUTF8AndSize(o, &n);
-        if (!s) throw py::error_already_set();
-        return boost::json::string(s, static_cast<std::size_t>(n));
+        auto s = utf8_of(h, what);
+        return boost::json::string(s.data(), s.size());
     }
     if (PyDateTime_Check(o)) return boost::json::string(format_time(from_datetime(h, what)));
     if (PyDict_Check(o)) {
         boost::json::object out;
         for (auto [k, child] : py::reinterpret_borrow<py::dict>(h)) {
             if (!PyUnicode_Check(k.ptr())) throw py::type_error(what + " keys must be str");
-            auto key = k.cast<std::string>();
-            auto wire = rename ? camel_case(key) : key;
-            out[wire] = to_json_value(child, rename && !caller_keys(wire), what + "." + key, depth + 1);
+            std::string key(utf8_of(k, what + " key"));
+            auto wire = rename ? wire_name(key) : std::optional<std::string>(key);
+            if (!wire)
+                throw py::type_error(what + ": the key '" + key + "' is not snake_case; spell it '" +
+                                     snake_case(camel_case(key)) + "'");
+            out[*wire] = to_json_value(child, rename && !caller_keys(*wire), what + "." + key, depth + 1);
         }
         return out;
     }

@@ -12,6 +12,7 @@
 #include <pybind11/pybind11.h>
 
 #include <array>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <tuple>
@@ -29,13 +30,22 @@ void init_convert();
 std::string snake_case(std::string_view camel);
 /** `display_name` → `displayName`. */
 std::string camel_case(std::string_view snake);
+/** The camelCase wire name of the snake_case `key`; none when `key` is not how `snake_case`
+ *  spells it (`displayName`, `display_name_`), which beside its twin (`display_name`) would
+ *  silently win. */
+std::optional<std::string> wire_name(std::string_view key);
+
+/** The UTF-8 of the `str` `h` (owned by it). A lone surrogate is a ValueError naming `what` that
+ *  does not repeat the text, which Python's UnicodeEncodeError would (a token, a secret). */
+std::string_view utf8_of(py::handle h, std::string_view what);
 
 /** Library JSON to Python; with `rename`, object keys become snake_case and strings under keys
  *  ending in `At` become `datetime`s. */
 py::object to_python(boost::json::value const& v, bool rename = true);
 /** Python to JSON (`None`, bool, int, float, str, dict with str keys, list, tuple, datetime);
- *  with `rename`, dict keys become camelCase. Anything else is a `TypeError` naming `what`; NaN,
- *  infinities and nesting past the host's parser depth (a list holding itself) are `ValueError`s. */
+ *  with `rename`, dict keys become camelCase, and a key `wire_name` refuses is a `TypeError`.
+ *  Anything else is a `TypeError` naming `what`; NaN, infinities, a str that cannot be UTF-8
+ *  and nesting past the host's parser depth (a list holding itself) are `ValueError`s. */
 boost::json::value to_json_value(py::handle h, bool rename, std::string const& what, std::size_t depth = 0);
 
 py::object to_datetime(time_point t);

@@ -168,13 +168,12 @@ T spec_from(py::dict const& kwargs, char const* function) {
     // The struct's defaults fill what the caller leaves out, as its C++ initialisers do.
     auto o = to_json(T{}).as_object();
     for (auto [k, v] : kwargs) {
-        auto key = py::cast<std::string>(k);
-        auto wire = camel_case(key);
-        // Only the snake_case spelling: `displayName` beside `display_name` would silently win.
-        if (std::find(names.begin(), names.end(), wire) == names.end() || snake_case(wire) != key)
+        std::string key(utf8_of(k, "a keyword argument's name"));
+        auto wire = wire_name(key);
+        if (!wire || std::find(names.begin(), names.end(), *wire) == names.end())
             throw py::type_error(std::string(function) + "() got an unexpected keyword argument '" + key + "'");
         if (v.is_none()) continue;
-        o[wire] = to_json_value(v, wire != "configuration" && wire != "filter", key);
+        o[*wire] = to_json_value(v, *wire != "configuration" && *wire != "filter", key);
     }
     return unwrap(value_from_json<T>(o, unknown_members::refuse));
 }
@@ -185,18 +184,6 @@ std::optional<T> optional_spec(py::object const& v, char const* function) {
     if (v.is_none()) return std::nullopt;
     if (!py::isinstance<py::dict>(v)) throw py::type_error(std::string(function) + " must be a dict");
     return spec_from<T>(v.cast<py::dict>(), function);
-}
-
-/** The UTF-8 of the `str` `h` (owned by it). A lone surrogate is a ValueError that does not
- *  repeat the text, which Python's UnicodeEncodeError would (a secret, for `secret_from`). */
-std::string_view utf8_of(py::handle h, char const* what) {
-    Py_ssize_t n = 0;
-    char const* s = PyUnicode_AsUTF8AndSize(h.ptr(), &n);
-    if (!s) {
-        PyErr_Clear();
-        throw py::value_error(std::string(what) + " is a str that cannot be UTF-8 (it holds a lone surrogate)");
-    }
-    return {s, static_cast<std::size_t>(n)};
 }
 
 /** Secret material from `bytes`, `bytearray` or `str`, copied straight into wiped memory. */
@@ -284,7 +271,7 @@ std::vector<std::pair<std::string, std::string>> headers_from(py::handle h) {
         py::object name = pair[0], value = pair[1];
         if (!PyUnicode_Check(name.ptr()) || !PyUnicode_Check(value.ptr()))
             throw py::type_error("header names and values must be str");
-        out.emplace_back(name.cast<std::string>(), value.cast<std::string>());
+        out.emplace_back(utf8_of(name, "header name"), utf8_of(value, "header value"));
     }
     return out;
 }
@@ -390,14 +377,11 @@ enum execute_arg : std::size_t {
 constexpr std::array<char const*, execute_arg_count> execute_arg_names{
     "connection_id", "operation", "path_params", "query", "headers", "body", "idempotency_key", "allow_degraded"};
 
-/** A Python str as UTF-8 bytes; anything else a `TypeError` naming the argument. */
-std::string_view utf8_of(PyObject* o, char const* what) {
+/** A str argument of execute as UTF-8 (owned by it); anything else a `TypeError` naming it. */
+std::string_view execute_text(PyObject* o, char const* what) {
     if (!PyUnicode_Check(o))
         throw py::type_error(std::string("execute(): ") + what + " must be str, not " + Py_TYPE(o)->tp_name);
-    Py_ssize_t n = 0;
-    char const* s = PyUnicode_AsUTF8AndSize(o, &n);
-    if (!s) throw py::error_already_set();
-    return {s, static_cast<std::size_t>(n)};
+    return utf8_of(o, what);
 }
 
 /** A `Mapping[str, str]` argument (None: nothing), each pair handed to `add`. */
@@ -407,7 +391,7 @@ void for_each_str_pair(PyObject* o, char const* what, F&& add) {
     if (PyDict_Check(o)) {
         Py_ssize_t pos = 0;
         PyObject *k = nullptr, *v = nullptr;
-        while (PyDict_Next(o, &pos, &k, &v)) add(utf8_of(k, what), utf8_of(v, what));
+        while (PyDict_Next(o, &pos, &k, &v)) add(execute_text(k, what), execute_text(v, what));
         return;
     }
     if (!PyMapping_Check(o))
@@ -416,14 +400,14 @@ void for_each_str_pair(PyObject* o, char const* what, F&& add) {
     if (!items) throw py::error_already_set();
     for (auto item : items) {
         auto pair = py::reinterpret_borrow<py::tuple>(item);
-        add(utf8_of(pair[0].ptr(), what), utf8_of(pair[1].ptr(), what));
+        add(execute_text(pair[0].ptr(), what), execute_text(pair[1].ptr(), what));
     }
 }
 
 runs::execute_request execute_request_from(std::array<PyObject*, execute_arg_count> const& a) {
     runs::execute_request r;
-    r.connection_id = utf8_of(a[arg_connection_id], "connection_id");
-    r.operation = utf8_of(a[arg_operation], "operation");
+    r.connection_id = execute_text(a[arg_connection_id], "connection_id");
+    r.operation = execute_text(a[arg_operation], "operation");
     for_each_str_pair(a[arg_path_params], "path_params", [&](std::string_view k, std::string_view v) {
         r.input.path_params.insert_or_assign(std::string(k), std::string(v));
     });
@@ -441,7 +425,8 @@ runs::execute_request execute_request_from(std::array<PyObject*, execute_arg_cou
             if (!typed) r.input.headers.emplace_back("Content-Type", "application/json");
         }
     }
-    if (PyObject* key = a[arg_idempotency_key]; key && key != Py_None) r.idempotency_key = std::string(utf8_of(key, "idempotency_key"));
+    if (PyObject* key = a[arg_idempotency_key]; key && key != Py_None)
+        r.idempotency_key = std::string(execute_text(key, "idempotency_key"));
     if (PyObject* degraded = a[arg_allow_degraded]; degraded) {
         int truth = PyObject_IsTrue(degraded);
         if (truth < 0) throw py::error_already_set();

@@ -9,6 +9,7 @@ import sys
 import textwrap
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
@@ -52,6 +53,15 @@ def test_json_that_holds_itself_or_nests_too_deep_is_a_value_error(platform: int
     assert t.publish("order.created", fine)["event_id"]
 
 
+def refused_without_showing(secret: str, call: Callable[[], object]) -> BaseException:
+    """The TypeError or ValueError `call` raises, checked not to show `secret` in its str, repr or args."""
+    with pytest.raises((TypeError, ValueError)) as caught:
+        call()
+    text = f"{caught.value!s} {caught.value!r} {caught.value.args!r}"
+    assert secret not in text, text
+    return caught.value
+
+
 def test_a_secret_never_appears_in_an_argument_error(platform: integration.Platform) -> None:
     t = platform.tenant("acme-corp")
     canary = "TOPSECRET-canary-9f8e"
@@ -65,12 +75,36 @@ def test_a_secret_never_appears_in_an_argument_error(platform: integration.Platf
         lambda: t.create_credential(provider_id="p", secret=canary + "\udcff"),
     ]
     for call in calls:
-        with pytest.raises((TypeError, ValueError)) as caught:
-            call()
-        text = f"{caught.value!s} {caught.value!r} {caught.value.args!r}"
-        assert "TOPSECRET" not in text, text
+        refused_without_showing("TOPSECRET", call)
     with pytest.raises(TypeError, match="provider_id must be str"):
         t.create_credential(provider_id=b"prov-1", secret=canary)  # type: ignore[arg-type]
+
+
+def test_a_str_that_cannot_be_utf8_is_a_value_error_naming_where_it_was(platform: integration.Platform) -> None:
+    # Python's own UnicodeEncodeError would carry the whole str (a bearer token, a password) in its
+    # args and repr; a key was a RuntimeError ("Unable to cast") that named nothing.
+    t = platform.tenant("acme-corp")
+    bad = "TOPSECRET-canary-9f8e\udcff"
+    execute = {"connection_id": "conn-1", "operation": "sms.send"}
+    connection = {"provider_id": "p", "project_id": "p1", "display_name": "Acme", "credential_id": "c"}
+    cases: list[tuple[str, Callable[[], object]]] = [
+        ("headers", lambda: t.execute(**execute, headers={"Authorization": "Bearer " + bad})),
+        ("headers", lambda: t.execute(**execute, headers={bad: "v"})),
+        ("body", lambda: t.execute(**execute, body=bad)),
+        ("body.token", lambda: t.execute(**execute, body={"token": bad})),
+        ("payload.order.token", lambda: t.publish("order.created", {"order": {"token": bad}})),
+        ("payload[0]", lambda: t.publish("order.created", [bad])),
+        ("payload key", lambda: t.publish("order.created", {bad: 1})),
+        ("configuration.password", lambda: t.create_connection(**connection, configuration={"password": bad})),
+        ("configuration key", lambda: t.create_connection(**connection, configuration={bad: "x"})),
+        ("header value", lambda: platform.receive_webhook("conn-1", headers={"Authorization": "Bearer " + bad},
+                                                          body=b"")),
+        ("header name", lambda: platform.receive_webhook("conn-1", headers=[(bad, "v")], body=b"")),
+    ]
+    for where, call in cases:
+        error = refused_without_showing("TOPSECRET", call)
+        assert isinstance(error, ValueError), repr(error)
+        assert str(error) == f"{where} is a str that cannot be UTF-8 (it holds a lone surrogate)"
 
 
 def test_a_tenant_and_actor_must_be_str(platform: integration.Platform) -> None:
@@ -91,6 +125,26 @@ def test_only_the_snake_case_spelling_of_a_keyword_is_taken(platform: integratio
         with pytest.raises(TypeError, match="unexpected keyword argument"):
             t.register_provider(key="acme", base_url="https://api.acme.example", **kwargs)
     assert all(p["key"] != "acme" for p in t.list_providers(limit=500)["items"])
+
+
+def test_only_the_snake_case_spelling_of_a_nested_key_is_taken(platform: integration.Platform) -> None:
+    # Both spellings of one field were renamed to the same wire key and the later silently won.
+    t = platform.tenant("acme-corp")
+    probe = {"method": "GET", "path": "/health"}
+    refused = "health_check: the key 'expectStatus' is not snake_case; spell it 'expect_status'"
+    for check in ({**probe, "expect_status": 200, "expectStatus": 500},
+                  {**probe, "expectStatus": 500, "expect_status": 200}, {**probe, "expectStatus": 500}):
+        with pytest.raises(TypeError, match=refused):
+            t.register_provider(key="acme", display_name="Acme", base_url="https://api.acme.example",
+                                health_check=check)
+    with pytest.raises(TypeError, match=r"operations\[0\]: the key 'idempotency_header_' is not snake_case"):
+        t.register_client("prov-1", assembly_name="Acme.Sms", version="1.0.0",
+                          operations=[{"operation": "sms.send", "method": "POST", "path": "/m",
+                                       "idempotency_header": "A", "idempotency_header_": "B"}])
+    assert all(p["key"] != "acme" for p in t.list_providers(limit=500)["items"])
+    provider = t.register_provider(key="acme", display_name="Acme", base_url="https://api.acme.example",
+                                   health_check={**probe, "expect_status": 204})
+    assert provider["health_check"]["expect_status"] == 204
 
 
 def test_times_and_durations_out_of_range_are_value_errors(tmp_path: Path, platform: integration.Platform) -> None:

@@ -150,9 +150,11 @@ result<void> insert_events(database& db, std::span<serialized_event const> event
 }
 
 // A delivery whose payload is still the body of an event not yet published: retention keeps
-// the payload (and the delivery it cascades from) until the event is out.
+// the payload (and the delivery it cascades from) until the event is out. An event parked as
+// dead is never published: its payload goes by age like any other.
 constexpr char const* payload_not_pending_sql =
-    "delivery_id NOT IN (SELECT aggregate_id FROM outbox WHERE published_at IS NULL AND body_from_payload IS NOT NULL)";
+    "delivery_id NOT IN (SELECT aggregate_id FROM outbox WHERE published_at IS NULL AND dead_at IS NULL AND "
+    "body_from_payload IS NOT NULL)";
 
 // ---- shared state of one unit of work ----------------------------------------------------------
 
