@@ -346,10 +346,11 @@ void wipe(std::string& s) noexcept {
     s.clear();
 }
 
-result<void> write_private_file(std::string const& path, std::string_view content) {
-    std::string tmp = path + ".tmp";
-    // A fresh file of our own: never one that is there already (a leftover, or a link planted in
-    // a shared folder to have the key written elsewhere).
+namespace {
+
+/** Writes `content` to `tmp`, a fresh private file (never one that is there already: a leftover,
+ *  or a link planted in a shared folder to have the key written elsewhere), and syncs it. */
+result<void> write_temp_file(std::string const& tmp, std::string_view content) {
     if (::unlink(tmp.c_str()) != 0 && errno != ENOENT)
         return error{errc::secret_store_failure, "cannot replace " + tmp + ": " + std::strerror(errno)};
     int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
@@ -357,16 +358,49 @@ result<void> write_private_file(std::string const& path, std::string_view conten
     ::fchmod(fd, 0600);
     bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
     ::close(fd);
-    if (!ok || ::rename(tmp.c_str(), path.c_str()) != 0) {
+    if (!ok) {
         ::unlink(tmp.c_str());
-        return error{errc::secret_store_failure, "cannot write " + path + ": " + std::strerror(errno)};
+        return error{errc::secret_store_failure, "cannot write " + tmp + ": " + std::strerror(errno)};
     }
-    // The new name is durable too: a power loss must not keep the secrets sealed under a key
-    // and lose the key file.
+    return {};
+}
+
+// The new name is durable too: a power loss must not keep the secrets sealed under a key and
+// lose the key file.
+result<void> sync_folder_of(std::string const& path) {
     auto slash = path.find_last_of('/');
     auto dir = slash == std::string::npos ? std::string(".") : slash == 0 ? std::string("/") : path.substr(0, slash);
     if (!detail::sync_folder(dir.c_str())) return error{errc::secret_store_failure, "cannot sync the folder of " + path + ": " + std::strerror(errno)};
     return {};
+}
+
+}  // namespace
+
+result<void> write_private_file(std::string const& path, std::string_view content) {
+    std::string tmp = path + ".tmp";
+    if (auto w = write_temp_file(tmp, content); !w) return w;
+    if (::rename(tmp.c_str(), path.c_str()) != 0) {
+        auto e = errno;
+        ::unlink(tmp.c_str());
+        return error{errc::secret_store_failure, "cannot write " + path + ": " + std::strerror(e)};
+    }
+    return sync_folder_of(path);
+}
+
+result<void> create_private_file(std::string const& path, std::string_view content) {
+    // A temp name of this call's own (racing creators would remove or rename each other's), and
+    // link(), which unlike rename() never replaces a file another creator put there first.
+    auto tag = random_key();
+    std::string tmp = path + ".tmp-" + to_hex(tag.data(), 8);
+    if (auto w = write_temp_file(tmp, content); !w) return w;
+    int linked = ::link(tmp.c_str(), path.c_str());
+    auto e = errno;
+    ::unlink(tmp.c_str());
+    if (linked != 0) {
+        if (e == EEXIST) return error{errc::already_exists, path + " was created by another process"};
+        return error{errc::secret_store_failure, "cannot create " + path + ": " + std::strerror(e)};
+    }
+    return sync_folder_of(path);
 }
 
 result<secret_bytes> read_private_file(std::string const& path) {

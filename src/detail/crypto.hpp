@@ -73,6 +73,9 @@ void wipe(std::string& s) noexcept;
 
 /** Writes `content` to `path` atomically (temp file + rename) with mode 0600. */
 result<void> write_private_file(std::string const& path, std::string_view content);
+/** As `write_private_file`, but only when `path` does not exist: `already_exists` when it does
+ *  (another process made it first; read that one). Safe for processes racing to create it. */
+result<void> create_private_file(std::string const& path, std::string_view content);
 /** Reads a whole file; the caller wipes it. `not_found` only when the file does not exist. */
 result<secret_bytes> read_private_file(std::string const& path);
 

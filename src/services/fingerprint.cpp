@@ -14,10 +14,12 @@ result<fingerprinter> fingerprinter::load_or_create(std::string const& key_file)
     if (!text && text.error() == errc::not_found) {
         auto key = crypto::random_key();
         auto hex = crypto::to_hex(key.data(), key.size());
-        auto w = crypto::write_private_file(key_file, hex + "\n");
+        auto w = crypto::create_private_file(key_file, hex + "\n");
         std::fill(hex.begin(), hex.end(), '\0');
-        if (!w) return w.error();
-        return fingerprinter(std::move(key));
+        if (w) return fingerprinter(std::move(key));
+        // Another process opening the same data directory created it first: its key is the one.
+        if (w.error() != errc::already_exists) return w.error();
+        text = crypto::read_private_file(key_file);
     }
     if (!text) return text.error();
     auto view = text->view();

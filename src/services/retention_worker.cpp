@@ -9,6 +9,7 @@
 #include <boost/json/serialize.hpp>
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 namespace integration::retention {
@@ -165,7 +166,7 @@ result<retention_sweep> retention_worker::sweep() {
     auto now = clock_.now();
     auto tenants = store_.tenants();
     if (!tenants) return tenants.error();
-    for (auto const& tenant : *tenants) {
+    auto one_tenant = [&](std::string const& tenant) -> result<void> {
         auto ctx = request_context::for_tenant(tenant, "retention-worker");
         auto runs = archive<runs::integration_run>(
             ctx, "runs",
@@ -249,26 +250,38 @@ result<retention_sweep> retention_worker::sweep() {
             out.blobs_purged += *n;
             if (*n < std::min<std::size_t>(options_.batch, 500)) break;
         }
-    }
+        return {};
+    };
+    // One step that fails (a tenant's unreadable row, an archive the full disk refuses) stops
+    // only itself: every other tenant and the purges, which free space, still run, and the
+    // sweep then reports the first failure.
+    std::optional<error> failed;
+    auto note = [&](result<void> r) {
+        if (!r && !failed) failed = r.error();
+    };
+    for (auto const& tenant : *tenants) note(one_tenant(tenant));
     // Published outbox rows go by age in one pass over every tenant's (and the global providers'
     // and clients', which belong to none), in commit order.
-    for (std::int64_t after = 0;;) {
-        auto trimmed = store_.remove_published(now - options_.outbox, options_.batch, after);
-        if (!trimmed) return trimmed.error();
-        out.outbox_removed += trimmed->removed;
-        if (trimmed->done) break;
-        after = trimmed->next;
-    }
+    note([&]() -> result<void> {
+        for (std::int64_t after = 0;;) {
+            auto trimmed = store_.remove_published(now - options_.outbox, options_.batch, after);
+            if (!trimmed) return trimmed.error();
+            out.outbox_removed += trimmed->removed;
+            if (trimmed->done) return {};
+            after = trimmed->next;
+        }
+    }());
     // Bodies and payloads, not the archive; the payloads no delivery references (an event that
     // matched no subscription) go by their write time.
     for (auto [prefix, age] : {std::pair{"runs/", options_.bodies}, std::pair{"webhooks/", options_.payloads}}) {
         auto purged = blobs_.purge_older_than(now - age, prefix);
-        if (!purged) return purged.error();
-        out.blobs_purged += *purged;
+        if (purged) out.blobs_purged += *purged;
+        note(purged ? result<void>() : result<void>(purged.error()));
     }
     auto secrets = secrets_.purge_expired();
-    if (!secrets) return secrets.error();
-    out.secrets_purged = *secrets;
+    if (secrets) out.secrets_purged = *secrets;
+    note(secrets ? result<void>() : result<void>(secrets.error()));
+    if (failed) return *failed;
     return out;
 }
 

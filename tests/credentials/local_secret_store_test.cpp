@@ -525,5 +525,33 @@ TEST(fingerprinter, is_keyed_stable_and_never_the_secret) {
     EXPECT_EQ(st.st_mode & 0777, 0600u);
 }
 
+// Processes opening a new data directory at once each make a key: one file results, and every
+// one of them fingerprints with the key that file holds (the one a restart reads), none failing.
+TEST(fingerprinter, creators_racing_on_a_new_key_file_all_use_the_one_that_lands) {
+    for (int round = 0; round < 20; ++round) {
+        temp_dir dir;
+        constexpr int creators = 6;
+        std::atomic<int> ready{0};
+        std::vector<std::optional<result<credentials::fingerprinter>>> made(creators);
+        std::vector<std::thread> threads;
+        for (int i = 0; i < creators; ++i)
+            threads.emplace_back([&, i] {
+                ++ready;
+                while (ready < creators) std::this_thread::yield();
+                made[static_cast<std::size_t>(i)] = credentials::fingerprinter::load_or_create(dir.file("fp.key"));
+            });
+        for (auto& t : threads) t.join();
+        auto reread = must(credentials::fingerprinter::load_or_create(dir.file("fp.key")));
+        auto expected = reread.fingerprint(secret_bytes("k"));
+        for (auto& m : made) {
+            ASSERT_TRUE(*m) << "round " << round << ": " << m->error().detail();
+            EXPECT_EQ((*m)->fingerprint(secret_bytes("k")), expected) << "round " << round << ": a key that is not the file's";
+        }
+        std::size_t files = 0;
+        for (auto const& e : std::filesystem::directory_iterator(dir.path())) files += e.is_regular_file();
+        EXPECT_EQ(files, 1u) << "a temp file was left beside the key";
+    }
+}
+
 }  // namespace
 }  // namespace integration::testing

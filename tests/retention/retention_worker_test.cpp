@@ -213,6 +213,28 @@ TEST_F(retention_worker_test, run_bodies_kept_in_the_store_are_purged_after_30_d
     EXPECT_EQ(body(recent, storage::run_body::request).error(), errc::not_found);
 }
 
+// One tenant whose archive cannot be written (the disk is full) stops neither the other tenants'
+// retention nor the purges that would free space; the sweep reports the failure after them.
+TEST_F(retention_worker_test, a_tenant_whose_archive_fails_stops_only_its_own_retention) {
+    auto stuck = finished_run(a_, false);
+    auto other = finished_run(b_, false);
+    must(blobs_->put("tenant-a", "runs/" + stuck + "/response", "old body"));
+    clock_.advance(181 * 24h);
+    hooked_blobs blobs(*blobs_);
+    blobs.refused_tenant = "tenant-a";
+    retention::retention_worker worker(*store_, blobs, *vault_, clock_);
+    auto swept = worker.sweep();
+    ASSERT_FALSE(swept);
+    EXPECT_EQ(swept.error(), errc::storage_failure);
+    EXPECT_EQ(count_runs(a_), 1u) << "its run went without its archive";
+    EXPECT_EQ(count_runs(b_), 0u) << "the other tenant's retention did not run";
+    EXPECT_EQ(archive_keys("tenant-b", "runs", other, other).size(), 1u);
+    EXPECT_TRUE(query_rows(dir_.file("b.db"), "SELECT key FROM blobs WHERE key LIKE 'runs/%'").empty())
+        << "the purge of old bodies did not run";
+    blobs.refused_tenant.reset();
+    EXPECT_EQ(must(worker.sweep()).runs_archived, 1u);
+}
+
 // A batch of 0 took no rows per step, so each step's loop never saw a short batch and the
 // sweep never returned; it is refused before anything is read.
 TEST_F(retention_worker_test, a_batch_of_zero_is_refused_with_what_to_set) {

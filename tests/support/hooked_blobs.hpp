@@ -21,7 +21,9 @@ public:
     std::function<void()> after_put;
     std::function<void()> before_remove;
     std::optional<error> get_error;  ///< What every get answers while set.
+    std::optional<std::string> refused_tenant;  ///< Whose puts fail (a full disk) while set.
     result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data, durability d) override {
+        if (tenant == refused_tenant) return error{errc::storage_failure, "disk full"};
         auto out = inner_.put(tenant, key, data, d);
         if (key.starts_with(prefix_))
             if (auto hook = std::exchange(after_put, nullptr)) hook();
