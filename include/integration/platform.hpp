@@ -125,7 +125,7 @@ class INTEGRATION_EXPORT platform {
 public:
     struct impl;
     explicit platform(std::unique_ptr<impl> parts);
-    /** Stops the workers (waiting for sweeps in progress), then closes every backend. */
+    /** Stops the workers (as `stop` does, with no deadline), then closes every backend. */
     ~platform();
     platform(platform const&) = delete;
     platform& operator=(platform const&) = delete;
@@ -162,7 +162,9 @@ public:
 
     /** Starts the background workers; a second call does nothing. */
     void start();
-    /** Asks every worker to stop after its sweep in progress; returns at once. */
+    /** Asks every worker to stop; returns at once. A sweep in progress ends at its next item
+     *  where items are unbounded (the outbox relay after its batch, the health probes after
+     *  the probe under way), any other once it is done. */
     void request_stop();
     /** Stops and joins every worker by `deadline`; false when one was still sweeping then (it
      *  is then left running: end the process, or call `stop` again). */

@@ -62,7 +62,7 @@ bool periodic_worker::join_until(std::chrono::steady_clock::time_point deadline)
 void periodic_worker::sweep_once() {
     result<std::size_t> r = error{errc::unavailable, "no sweep"};
     try {
-        r = spec_.sweep();
+        r = spec_.sweep(stop_flag_);
     } catch (std::exception const& e) {
         r = error{errc::storage_failure, e.what()};
     }

@@ -2,7 +2,8 @@
 #define INTEGRATION_SRC_PLATFORM_PERIODIC_WORKER_HPP
 
 // The platform's scheduler: each background job sweeps on its own thread at its own interval.
-// Their state lives in the store (leases, outbox rows), so stopping between sweeps loses nothing.
+// Their state lives in the store (leases, outbox rows), so a sweep that ends early at a stop
+// loses nothing.
 
 #include <integration/platform.hpp>
 
@@ -14,12 +15,13 @@
 namespace integration::detail {
 
 /** One background job: how often it sweeps, and one sweep, which returns how many items it handled.
- *  A job with a loop of its own (the delivery worker) gives `run` and `wake` instead: `run` returns
- *  once its flag is set, `wake` interrupts its wait. */
+ *  A sweep that may take long (items without bound, each a vendor call) returns early once `stop`
+ *  is set. A job with a loop of its own (the delivery worker) gives `run` and `wake` instead: `run`
+ *  returns once its flag is set, `wake` interrupts its wait. */
 struct worker_spec {
     std::string name;
     std::chrono::milliseconds interval{0};
-    std::function<result<std::size_t>()> sweep;
+    std::function<result<std::size_t>(std::atomic<bool> const& stop)> sweep;
     std::function<void(std::atomic<bool> const& stop)> run;
     std::function<void()> wake;
 };
@@ -36,7 +38,8 @@ public:
     periodic_worker& operator=(periodic_worker const&) = delete;
 
     void start();
-    /** Asks the thread to end after the sweep in progress; does not wait. */
+    /** Asks the thread to end: a sweep in progress that watches `stop` returns early, any other
+     *  once it is done. Does not wait. */
     void request_stop();
     /** Waits until the thread ended or `deadline` passed; true when it ended (and was joined). */
     bool join_until(std::chrono::steady_clock::time_point deadline);
@@ -53,7 +56,7 @@ private:
     std::mutex mutex_;
     std::condition_variable cv_;
     bool stopping_ = false;
-    std::atomic<bool> stop_flag_{false};  // what a `run` loop watches
+    std::atomic<bool> stop_flag_{false};  // what a `run` loop and a sweep watch
     bool done_ = false;
     std::thread thread_;
 };

@@ -24,8 +24,11 @@
 namespace integration {
 namespace fs = std::filesystem;
 
-// Members in construction order: each part is destroyed after everything that uses it, and the
-// workers (which use every service) first of all.
+// Each part is declared before everything that uses it, so that it is destroyed after them, and
+// the workers (which use every service) last of all, to be stopped first. The store comes after
+// the other ports although it is opened first: its destructor still commits the units queued in
+// it and runs their callbacks (an inbound receive's removes a duplicate's payload blob), which
+// must find those ports open.
 struct platform::impl {
     platform_options options;
     detail::log_function log;
@@ -34,9 +37,9 @@ struct platform::impl {
     net::resolver* resolver = nullptr;
     std::unique_ptr<http::transport> own_transport;
     http::transport* transport = nullptr;
-    std::unique_ptr<storage::store> store;
     std::unique_ptr<credentials::secret_store> secrets;
     std::unique_ptr<blobs::blob_store> blobs;
+    std::unique_ptr<storage::store> store;
     std::optional<credentials::fingerprinter> fingerprints;
     events::in_process_dispatcher events;
     std::unique_ptr<providers::registry> registry;
@@ -130,19 +133,20 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
     auto const& w = p.options.workers;
     return {
         {"outbox-relay", w.outbox,
-         [&p]() -> result<std::size_t> {
-             // A full batch means more are waiting: drain before sleeping.
+         [&p](std::atomic<bool> const& stop) -> result<std::size_t> {
+             // A full batch means more are waiting: drain before sleeping, but not past a stop
+             // (the rest waits in the outbox; draining a backlog first would hold the stop).
              std::size_t total = 0;
              for (;;) {
                  auto n = p.relay->run_once();
                  if (!n) return n.error();
                  total += *n;
-                 if (*n < p.options.outbox.batch) return total;
+                 if (*n < p.options.outbox.batch || stop.load()) return total;
              }
          }},
-        {"retry", w.retry, [&p] { return p.retry->sweep(); }},
+        {"retry", w.retry, [&p](std::atomic<bool> const&) { return p.retry->sweep(); }},
         {"credential-rotation", w.rotation,
-         [&p]() -> result<std::size_t> {
+         [&p](std::atomic<bool> const&) -> result<std::size_t> {
              auto r = p.rotation->sweep();
              if (!r) return r.error();
              if (r->failed > 0)
@@ -151,9 +155,9 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
              return r->rotated + r->escalated + r->failed + r->abandoned;
          }},
         {"health-probe", std::chrono::duration_cast<std::chrono::milliseconds>(p.options.probes.interval),
-         [&p] { return p.prober->sweep(); }},
+         [&p](std::atomic<bool> const& stop) { return p.prober->sweep(stop); }},
         {"retention", w.retention,
-         [&p]() -> result<std::size_t> {
+         [&p](std::atomic<bool> const&) -> result<std::size_t> {
              auto r = p.retention->sweep();
              if (!r) return r.error();
              return r->runs_archived + r->failures_archived + r->deliveries_archived + r->events_removed + r->keys_removed +

@@ -43,6 +43,17 @@ result<std::unique_ptr<Port>> open_with(opener_map<Port> const& openers, char co
     return opened;
 }
 
+// A relative path is resolved once, against the directory current when the backend opens: kept
+// relative, each use would look it up in whatever directory the process has moved to since.
+result<std::string> absolute_path(std::string const& path) {
+    std::error_code ec;
+    auto out = std::filesystem::absolute(path, ec);
+    if (ec)
+        return error{errc::invalid_argument,
+                     "cannot resolve the path '" + path + "' (" + ec.message() + "); give an absolute path"};
+    return out.lexically_normal().string();
+}
+
 }  // namespace
 
 result<backend_url> backend_url::parse(std::string_view text) {
@@ -78,7 +89,7 @@ result<std::string> backend_url::local_path() const {
         return error{errc::invalid_argument, "a " + scheme + ": URL needs a path, e.g. " + scheme +
                                                  ":///var/lib/integration/" +
                                                  (scheme == "file" ? "blobs" : "integration.db")};
-    return path;
+    return absolute_path(path);
 }
 
 void scheme_registry::add_store(std::string scheme, opener<storage::store> open) {
@@ -128,11 +139,11 @@ scheme_registry builtin_schemes() {
                            auto path = url.local_path();
                            if (!path) return path.error();
                            auto key = url.params.find("key_file");
-                           auto key_file = key != url.params.end()
-                                               ? key->second
-                                               : (std::filesystem::path(*path).parent_path() / "master.key").string();
+                           auto beside = (std::filesystem::path(*path).parent_path() / "master.key").string();
+                           auto key_file = absolute_path(key != url.params.end() ? key->second : beside);
+                           if (!key_file) return key_file.error();
                            auto vault = credentials::open_local_secret_store(
-                               {.path = *path, .key_file = key_file, .clock = env.clock});
+                               {.path = *path, .key_file = *key_file, .clock = env.clock});
                            if (!vault) return vault.error();
                            return std::unique_ptr<credentials::secret_store>(std::move(*vault));
                        });

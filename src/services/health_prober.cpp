@@ -194,7 +194,7 @@ result<void> health_prober::record_failure(storage::unit_of_work& uow, integrati
     return uow.failures().save(*open);
 }
 
-result<std::size_t> health_prober::sweep() {
+result<std::size_t> health_prober::sweep(std::atomic<bool> const& stop) {
     auto tenants = store_.tenants();
     if (!tenants) return tenants.error();
     std::size_t probed = 0;
@@ -216,8 +216,10 @@ result<std::size_t> health_prober::sweep() {
             return {};
         });
         if (!r) return r.error();
-        for (auto const& id : due)
+        for (auto const& id : due) {
+            if (stop.load()) return probed;
             if (test(ctx, id)) ++probed;
+        }
     }
     return probed;
 }

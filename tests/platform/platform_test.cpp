@@ -7,6 +7,7 @@
 #include <integration/services/webhook_signature.hpp>
 
 #include <integration/backends/filesystem/filesystem_blob_store.hpp>
+#include <integration/backends/local_vault/local_secret_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
 #include <gtest/gtest.h>
@@ -192,8 +193,55 @@ TEST(platform_test, a_backend_url_is_taken_apart) {
     EXPECT_EQ(must(abs.local_path()), "/var/lib/integration db/i.db");
     EXPECT_EQ(abs.params.at("busy"), "5");
     auto rel = must(backend_url::parse("sqlite:data/i.db"));
-    EXPECT_EQ(must(rel.local_path()), "data/i.db");
+    EXPECT_EQ(rel.path, "data/i.db");
+    EXPECT_EQ(must(rel.local_path()), (fs::current_path() / "data" / "i.db").string()) << "resolved when asked";
+    EXPECT_EQ(must(must(backend_url::parse("sqlite:data/../x/./i.db")).local_path()),
+              (fs::current_path() / "x" / "i.db").string());
     EXPECT_EQ(must(must(backend_url::parse("file://localhost/srv/blobs")).local_path()), "/srv/blobs");
+}
+
+// A relative path names a file under the directory current when the backend opens. Kept relative,
+// it was looked up again at each use: after a chdir the SQLite store took its file for deleted and
+// refused every write, blobs went to another directory, and the vault lost its key file.
+TEST(platform_test, a_relative_backend_path_keeps_naming_the_same_file_after_a_chdir) {
+    temp_dir tmp;
+    auto const opened_in = tmp.path() / "opened-in";
+    auto const moved_to = tmp.path() / "moved-to";
+    fs::create_directories(opened_in);
+    fs::create_directories(moved_to);
+    struct restore_cwd {
+        fs::path dir = fs::current_path();
+        ~restore_cwd() {
+            std::error_code ec;
+            fs::current_path(dir, ec);
+        }
+    } restore;
+    fs::current_path(opened_in);
+    auto const schemes = builtin_schemes();
+    backend_environment const env{.clock = &system_clock::instance()};
+    auto store = must(schemes.open_store("sqlite:integ.db", env));
+    auto files = must(schemes.open_blob_store("file:blobs", env));
+    auto vault = must(schemes.open_secret_store("local:secrets.db?key_file=vault.key", env));
+    fs::current_path(moved_to);
+
+    auto ctx = request_context::for_tenant("t1");
+    auto provider_id = save_active_provider(*store, ctx, system_clock::instance().now());
+    auto found =
+        storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(provider_id); });
+    EXPECT_EQ(must(found).id(), provider_id);
+    auto ref = must(files->put("t1", "runs/r1/request", "body"));
+    EXPECT_EQ(must(files->get("t1", ref)), "body");
+    EXPECT_TRUE(fs::is_regular_file(opened_in / "blobs" / "t1" / "runs" / "r1" / "request"));
+    auto secret = must(vault->put("t1", "k", secret_bytes("s3cr3t")));
+    EXPECT_TRUE(must(vault->get("t1", secret)).view() == "s3cr3t") << "the secret read back differs";
+    if (!std::getenv("INTEGRATION_MASTER_KEY")) {
+        // A rotation reads the key file again.
+        auto* local = dynamic_cast<credentials::local_secret_store*>(vault.get());
+        ASSERT_NE(local, nullptr);
+        must(local->rotate_master_key());
+        EXPECT_TRUE(fs::is_regular_file(opened_in / "vault.key"));
+    }
+    EXPECT_TRUE(fs::is_empty(moved_to)) << "a backend wrote under the directory it did not open in";
 }
 
 TEST(platform_test, a_scheme_of_your_own_adds_a_backend) {
@@ -404,6 +452,28 @@ TEST(platform_test, an_event_no_handler_accepts_is_parked_as_dead_with_a_failure
     ASSERT_EQ(failures.items.size(), 1u);
     EXPECT_EQ(failures.items[0].data().error_code, "publish_failed");
     EXPECT_NE(failures.items[0].data().message.find(provider.id()), std::string::npos) << failures.items[0].data().message;
+}
+
+// The relay drains a backlog batch after batch in one sweep; a stop asked meanwhile ends the
+// drain after the batch in progress, and the rest waits in the outbox.
+TEST(platform_test, a_stop_ends_the_outbox_relays_drain_after_the_batch_in_progress) {
+    temp_dir tmp;
+    auto options = quiet((tmp.path() / "data").string());
+    options.outbox.batch = 1;
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1");
+    for (auto key : {"acme", "beta", "gamma"}) must(p->registry().register_provider(ctx, provider_spec(key)));
+    std::atomic<int> relayed{0};
+    p->events().subscribe("*", [&](events::event_envelope const&) -> result<void> {
+        ++relayed;
+        p->request_stop();
+        return {};
+    });
+    p->start();
+    ASSERT_TRUE(eventually([&] { return relayed.load() > 0; })) << "the relay published nothing";
+    ASSERT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+    EXPECT_EQ(relayed.load(), 1) << "the relay went on draining after the stop";
+    EXPECT_EQ(must(p->store().pending_events(10)).size(), 2u);
 }
 
 std::vector<webhooks::webhook_delivery> deliveries_of(platform& p, request_context const& ctx,

@@ -54,7 +54,10 @@ protected:
     }
 
     std::atomic<int> status_{200};
+    std::atomic<bool> stop_{false};           // what `sweep` watches
+    std::atomic<bool> stop_on_probe_{false};  // a probe received sets `stop_` before it is answered
     loopback_server server_{[this](int fd, loopback_server&) {
+        if (stop_on_probe_) stop_ = true;
         auto r = "HTTP/1.1 " + std::to_string(status_.load()) + " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         (void)::write(fd, r.data(), r.size());
     }};
@@ -276,14 +279,25 @@ TEST_F(health_prober_test, the_sweep_probes_only_connections_that_are_due) {
     must(prober_.test(ctx_, a));
     must(prober_.test(ctx_, b));
     auto before = server_.requests().size();
-    EXPECT_EQ(must(prober_.sweep()), 0u);  // both were just checked
+    EXPECT_EQ(must(prober_.sweep(stop_)), 0u);  // both were just checked
     clock_.advance(301s);
-    EXPECT_EQ(must(prober_.sweep()), 2u);
+    EXPECT_EQ(must(prober_.sweep(stop_)), 2u);
     EXPECT_EQ(server_.requests().size(), before + 2);
     auto pending = pending_connection();  // Pending connections wait for their explicit test
     clock_.advance(301s);
-    EXPECT_EQ(must(prober_.sweep()), 2u);
+    EXPECT_EQ(must(prober_.sweep(stop_)), 2u);
     (void)pending;
+}
+
+// A probe may take its whole timeout: a sweep that went on to every connection due would hold
+// the platform's stop (and its destructor) for as many timeouts.
+TEST_F(health_prober_test, a_sweep_probes_no_further_connection_once_stop_is_set) {
+    for (int i = 0; i < 3; ++i) must(prober_.test(ctx_, pending_connection()));
+    auto before = server_.requests().size();
+    clock_.advance(301s);
+    stop_on_probe_ = true;  // the stop comes while the sweep's first probe waits for its answer
+    EXPECT_EQ(must(prober_.sweep(stop_)), 1u);
+    EXPECT_EQ(server_.requests().size(), before + 1) << "connections were probed after the stop";
 }
 
 TEST_F(health_prober_test, retired_and_foreign_connections_are_not_probed) {

@@ -1046,4 +1046,172 @@ TEST(inbound_gateway_platform_test, an_accepted_github_webhook_fans_out_to_a_git
         EXPECT_FALSE(o.data().event_type.starts_with("github.")) << "another tenant's subscription";
 }
 
+// ---- the platform's teardown ----------------------------------------------------------------
+
+/** What a platform's backends did while it went, in order. The first to close opens the gate
+ *  `wait_for_close` waits at. */
+class teardown_log {
+public:
+    void note(std::string what) {
+        std::lock_guard lock(mutex_);
+        seen_.push_back(std::move(what));
+    }
+    void close(std::string what) {
+        {
+            std::lock_guard lock(mutex_);
+            seen_.push_back(std::move(what));
+            closed_ = true;
+        }
+        cv_.notify_all();
+    }
+    void wait_for_close() {
+        std::unique_lock lock(mutex_);
+        cv_.wait(lock, [&] { return closed_; });
+    }
+    std::vector<std::string> seen() {
+        std::lock_guard lock(mutex_);
+        return seen_;
+    }
+
+private:
+    std::mutex mutex_;
+    std::condition_variable cv_;
+    std::vector<std::string> seen_;
+    bool closed_ = false;
+};
+
+/** A real store that notes when it begins to close, before it finishes the units queued in it. */
+class noted_store final : public storage::store {
+public:
+    noted_store(std::unique_ptr<storage::store> inner, teardown_log& log) : inner_(std::move(inner)), log_(log) {}
+    ~noted_store() override {
+        log_.close("store closes");
+        inner_.reset();
+    }
+    result<void> transact(request_context const& ctx, work fn, durability d) override {
+        return inner_->transact(ctx, std::move(fn), d);
+    }
+    void transact_async(request_context const& ctx, work fn, durability d, committed done) override {
+        inner_->transact_async(ctx, std::move(fn), d, std::move(done));
+    }
+    void transact_async_checks_first(request_context const& ctx, work fn, durability d, committed done) override {
+        inner_->transact_async_checks_first(ctx, std::move(fn), d, std::move(done));
+    }
+    result<void> read(request_context const& ctx, work fn) override { return inner_->read(ctx, std::move(fn)); }
+    result<std::vector<std::string>> tenants() override { return inner_->tenants(); }
+    result<std::vector<storage::outbox_record>> pending_events(std::size_t limit) override {
+        return inner_->pending_events(limit);
+    }
+    result<std::vector<storage::outbox_record>> pending_event_rows(std::size_t limit) override {
+        return inner_->pending_event_rows(limit);
+    }
+    result<void> mark_published(std::span<std::int64_t const> sequences, time_point at) override {
+        return inner_->mark_published(sequences, at);
+    }
+    result<storage::outbox_trim> remove_published(time_point before, std::size_t limit, std::int64_t after) override {
+        return inner_->remove_published(before, limit, after);
+    }
+    result<std::int64_t> count_failed_publication(std::int64_t sequence, std::chrono::milliseconds wait) override {
+        return inner_->count_failed_publication(sequence, wait);
+    }
+    result<void> park_dead(std::int64_t sequence, time_point at, request_context const& ctx,
+                           work const& also) override {
+        return inner_->park_dead(sequence, at, ctx, also);
+    }
+    storage::api_key_repository& api_keys() override { return inner_->api_keys(); }
+    result<storage::delivery_claim> claim_deliveries(time_point now, std::string const& owner, time_point until,
+                                                     std::size_t limit, storage::delivery_share const& share) override {
+        return inner_->claim_deliveries(now, owner, until, limit, share);
+    }
+    result<std::optional<time_point>> oldest_due_delivery() override { return inner_->oldest_due_delivery(); }
+    result<std::optional<storage::inbound_endpoint_record>> find_inbound_endpoint(
+        std::string const& connection_id) override {
+        return inner_->find_inbound_endpoint(connection_id);
+    }
+    std::string const& event_source() const noexcept override { return inner_->event_source(); }
+
+private:
+    std::unique_ptr<storage::store> inner_;
+    teardown_log& log_;
+};
+
+/** A real blob store that notes its removes and its closing. */
+class noted_blobs final : public blobs::blob_store {
+public:
+    noted_blobs(std::unique_ptr<blobs::blob_store> inner, teardown_log& log) : inner_(std::move(inner)), log_(log) {}
+    ~noted_blobs() override { log_.close("blobs close"); }
+    result<std::string> put(std::string const& tenant, std::string const& key, std::string_view data,
+                            durability d) override {
+        return inner_->put(tenant, key, data, d);
+    }
+    result<std::vector<std::string>> put_many(std::vector<blobs::blob_write> const& writes, durability d) override {
+        return inner_->put_many(writes, d);
+    }
+    result<std::string> get(std::string const& tenant, std::string const& ref) override {
+        return inner_->get(tenant, ref);
+    }
+    result<void> remove(std::string const& tenant, std::string const& ref) override {
+        log_.note("blob removed");
+        return inner_->remove(tenant, ref);
+    }
+    result<std::size_t> purge_older_than(time_point cutoff, std::string_view prefix) override {
+        return inner_->purge_older_than(cutoff, prefix);
+    }
+
+private:
+    std::unique_ptr<blobs::blob_store> inner_;
+    teardown_log& log_;
+};
+
+// The store's destructor still commits what is queued in it and runs the callbacks, which use the
+// blob store (a duplicate's payload blob is removed): the platform closes its store first. It
+// closed the blob store first, and the callback called into a destroyed object.
+TEST(inbound_gateway_platform_test, a_receive_still_queued_when_the_platform_goes_finds_the_blob_store_open) {
+    temp_dir tmp;
+    teardown_log log;
+    auto schemes = builtin_schemes();
+    schemes.add_store(
+        "noted", [&](backend_url const&, backend_environment const& env) -> result<std::unique_ptr<storage::store>> {
+            auto inner =
+                storage::open_sqlite_store({.path = tmp.file("i.db"), .clock = env.clock, .source = env.source});
+            if (!inner) return inner.error();
+            return std::unique_ptr<storage::store>(std::make_unique<noted_store>(std::move(*inner), log));
+        });
+    schemes.add_blob_store(
+        "noted", [&](backend_url const&, backend_environment const& env) -> result<std::unique_ptr<blobs::blob_store>> {
+            auto inner = blobs::open_sqlite_blob_store({.path = tmp.file("b.db"), .clock = env.clock});
+            if (!inner) return inner.error();
+            return std::unique_ptr<blobs::blob_store>(std::make_unique<noted_blobs>(std::move(*inner), log));
+        });
+    platform_options options{
+        .data_dir = (tmp.path() / "data").string(), .store = "noted:", .blobs = "noted:", .schemes = &schemes};
+    options.workers.start = false;
+    options.webhooks.inbound.inline_payload_bytes = 1024;  // the body below goes to the blob store
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1", "alice");
+    auto conn = seed_connection(p->store(), ctx, p->clock().now());
+    std::string secret = "platform-secret";
+    must(p->inbound().register_endpoint(ctx, conn, inbound_scheme::github, secret_bytes(std::string_view(secret))));
+    std::string big = R"({"action":"opened","filler":")" + std::string(4000, 'x') + "\"}";
+    ASSERT_EQ(must(p->inbound().receive(conn, github(secret, "td-1", big)->view())).outcome,
+              inbound_outcome::kind::accepted);
+
+    // The store's writer waits until a backend closes: the repeat's unit is still queued when the
+    // platform goes, its payload blob written.
+    p->store().transact_async(
+        ctx,
+        [&log](storage::unit_of_work&) -> result<void> {
+            log.wait_for_close();
+            return {};
+        },
+        durability::deferred, [](result<void>) {});
+    p->inbound().receive(conn, github(secret, "td-1", big)->view(), [&log](result<inbound_outcome> out) {
+        log.note(out && out->outcome == inbound_outcome::kind::duplicate ? "answered: duplicate"
+                                                                         : "answered: not a duplicate");
+    });
+    p.reset();
+    EXPECT_EQ(log.seen(),
+              (std::vector<std::string>{"store closes", "blob removed", "answered: duplicate", "blobs close"}));
+}
+
 }  // namespace

@@ -34,7 +34,10 @@ struct INTEGRATION_EXPORT backend_url {
 
     /** Parses `SCHEME:PATH` or `SCHEME://HOST/PATH`; an error says what form is expected. */
     static result<backend_url> parse(std::string_view text);
-    /** The path of a local file or directory; an error when the URL names a host or no path. */
+    /** The path of a local file or directory, absolute and lexically normal: a relative one is
+     *  resolved against the current directory now, so that a backend opened with it keeps its
+     *  files when the process changes directory later. An error when the URL names a host or no
+     *  path. */
     result<std::string> local_path() const;
 };
 
@@ -74,6 +77,9 @@ private:
  *  - secrets: `local:///PATH?key_file=FILE` (the local vault; the key file defaults to
  *    `master.key` beside the database, and `INTEGRATION_MASTER_KEY` overrides it);
  *  - blobs: `file:///DIR` (a directory) and `sqlite:///PATH` (one SQLite file).
+ *
+ *  A relative `PATH`, `DIR` or `FILE` (`sqlite:integration.db`) is resolved against the current
+ *  directory once, when the backend opens: a later change of directory does not move it.
  *
  *  @par Example
  *  @code

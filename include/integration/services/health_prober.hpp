@@ -14,6 +14,8 @@
 #include <integration/outbound/pipeline.hpp>
 #include <integration/export.hpp>
 
+#include <atomic>
+
 namespace integration::connections {
 
 /** Options of the prober. */
@@ -35,9 +37,10 @@ public:
     /** Probes one connection now and records the result; a Pending connection whose credential
      *  resolves and whose probe passes becomes Active. */
     result<integration_connection> test(request_context const& ctx, std::string const& connection_id);
-    /** Probes every Active or Degraded connection of every tenant not checked within `interval`;
-     *  returns how many were probed. */
-    result<std::size_t> sweep();
+    /** Probes every Active or Degraded connection of every tenant not checked within `interval`,
+     *  one after another, and returns how many were probed; once `stop` is set it probes no
+     *  further connection (each probe may take `timeout`), the rest waiting for the next sweep. */
+    result<std::size_t> sweep(std::atomic<bool> const& stop);
 
     /** What credential rotation verifies new material with: the health check of a connection
      *  (not Retired) that uses `credential_id`, sent with that material through the same egress
