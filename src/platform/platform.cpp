@@ -188,6 +188,14 @@ result<void> validate_intervals(platform_options const& o) {
         return error{errc::invalid_argument,
                      "platform_options.outbox: batch must be 1-500, max_attempts at least 1, and 0 < retry_base <= "
                      "retry_cap <= a week"};
+    // The delivery worker claims back to back with no idle_poll, and with a lease margin under a
+    // second a lease may lapse while its send is still out (another claim sends it again).
+    auto const& d = o.webhooks.delivery;
+    if (d.idle_poll.count() <= 0 || d.idle_poll > week || d.local_retry.count() <= 0 || d.local_retry > week ||
+        d.lease_margin < std::chrono::seconds(1) || d.lease_margin > week || !(d.jitter >= 0 && d.jitter < 1))
+        return error{errc::invalid_argument,
+                     "platform_options.webhooks.delivery: idle_poll and local_retry must be between 1 ms and a week, "
+                     "lease_margin between 1 s and a week, and jitter at least 0 and under 1"};
     return {};
 }
 

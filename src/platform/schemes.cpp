@@ -54,6 +54,19 @@ result<std::string> absolute_path(std::string const& path) {
     return out.lexically_normal().string();
 }
 
+/** Refuses a parameter the built-in opener of `url` does not read: a misspelt one (`keyfile=`)
+ *  would be dropped in silence, and the backend opened as if it were not there. */
+result<void> takes_params(backend_url const& url, std::initializer_list<std::string_view> known) {
+    for (auto const& [name, value] : url.params)
+        if (std::find(known.begin(), known.end(), name) == known.end()) {
+            std::string takes = "no parameters";
+            for (auto k : known) takes = (takes == "no parameters" ? "only " : takes + ", ") + std::string(k);
+            return error{errc::invalid_argument,
+                         "a " + url.scheme + ": URL takes " + takes + "; '" + name + "' is not one of them"};
+        }
+    return {};
+}
+
 }  // namespace
 
 result<backend_url> backend_url::parse(std::string_view text) {
@@ -85,6 +98,10 @@ result<std::string> backend_url::local_path() const {
         return error{errc::invalid_argument, "a " + scheme + ": URL names a local path, not the host " + host +
                                                  "; write " + scheme + ":///absolute/path or " + scheme +
                                                  ":relative/path"};
+    // A file has no port, and a fragment is not sent anywhere: either is a mistake in the URL.
+    if (auto u = boost::urls::parse_uri(text); u && (u->has_port() || u->has_fragment()))
+        return error{errc::invalid_argument, "a " + scheme + ": URL names a local path and takes no " +
+                                                 (u->has_port() ? "port" : "fragment (#...)")};
     if (path.empty())
         return error{errc::invalid_argument, "a " + scheme + ": URL needs a path, e.g. " + scheme +
                                                  ":///var/lib/integration/" +
@@ -120,6 +137,7 @@ scheme_registry builtin_schemes() {
 #if INTEGRATION_HAS_SQLITE
     r.add_store("sqlite",
                 [](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<storage::store>> {
+                    if (auto r = takes_params(url, {}); !r) return r.error();
                     auto path = url.local_path();
                     if (!path) return path.error();
                     return storage::open_sqlite_store({.path = *path, .clock = env.clock, .source = env.source});
@@ -127,6 +145,7 @@ scheme_registry builtin_schemes() {
     r.add_blob_store(
         "sqlite",
         [](backend_url const& url, backend_environment const& env) -> result<std::unique_ptr<blobs::blob_store>> {
+            if (auto r = takes_params(url, {}); !r) return r.error();
             auto path = url.local_path();
             if (!path) return path.error();
             return blobs::open_sqlite_blob_store({.path = *path, .clock = env.clock});
@@ -136,6 +155,7 @@ scheme_registry builtin_schemes() {
     r.add_secret_store("local",
                        [](backend_url const& url,
                           backend_environment const& env) -> result<std::unique_ptr<credentials::secret_store>> {
+                           if (auto r = takes_params(url, {"key_file"}); !r) return r.error();
                            auto path = url.local_path();
                            if (!path) return path.error();
                            auto key = url.params.find("key_file");
@@ -151,6 +171,7 @@ scheme_registry builtin_schemes() {
 #if INTEGRATION_HAS_FILESYSTEM
     r.add_blob_store(
         "file", [](backend_url const& url, backend_environment const&) -> result<std::unique_ptr<blobs::blob_store>> {
+            if (auto r = takes_params(url, {}); !r) return r.error();
             auto path = url.local_path();
             if (!path) return path.error();
             return blobs::open_filesystem_blob_store(*path);

@@ -749,9 +749,20 @@ result<std::size_t> delivery_worker::drain() {
 
 void delivery_worker::run(std::atomic<bool> const& stop) {
     auto& s = *s_;
+    std::optional<std::chrono::steady_clock::time_point> told;  // when a failed sweep was last logged
     while (!stop.load()) {
         auto started = sweep();
         if (started && *started > 0) continue;
+        // A store that keeps failing the claims stops every delivery: the operator hears of it,
+        // once per `local_retry` while it lasts.
+        if (auto now = std::chrono::steady_clock::now(); !started && s.options.log && (!told || now - *told >= s.options.local_retry)) {
+            told = now;
+            try {
+                s.options.log("error", "webhook delivery worker: a sweep failed, nothing is sent until one succeeds: " +
+                                           started.error().detail());
+            } catch (...) {  // the log's own failure is ignored, as documented
+            }
+        }
         std::unique_lock lock(s.mutex);
         auto wait = s.finished.empty() ? s.options.idle_poll : std::min(s.options.idle_poll, record_wait);
         s.cv.wait_for(lock, wait,

@@ -15,6 +15,7 @@
 #include <sys/stat.h>
 
 #include <atomic>
+#include <cmath>
 #include <condition_variable>
 #include <cstdlib>
 #include <mutex>
@@ -116,6 +117,16 @@ TEST(platform_test, worker_intervals_of_nothing_or_past_a_week_are_refused) {
              [](platform_options& o) { o.outbox.retry_base = milliseconds(0); },
              [](platform_options& o) { o.outbox.retry_cap = milliseconds(10); }})
         EXPECT_NE(error_of(with(bad)).find("platform_options.outbox"), std::string::npos);
+    // The delivery worker's: no wait between claims, a lease that may lapse during its send.
+    for (auto bad : std::initializer_list<void (*)(platform_options&)>{
+             [](platform_options& o) { o.webhooks.delivery.idle_poll = milliseconds(0); },
+             [](platform_options& o) { o.webhooks.delivery.lease_margin = std::chrono::seconds(-60); },
+             [](platform_options& o) { o.webhooks.delivery.lease_margin = milliseconds(10); },
+             [](platform_options& o) { o.webhooks.delivery.local_retry = milliseconds(0); },
+             [](platform_options& o) { o.webhooks.delivery.jitter = 1.5; },
+             [](platform_options& o) { o.webhooks.delivery.jitter = std::nan(""); }})
+        EXPECT_NE(error_of(with(bad)).find("platform_options.webhooks.delivery"), std::string::npos);
+    must(with([](platform_options& o) { o.webhooks.delivery.jitter = 0; }));
 }
 
 TEST(platform_test, url_schemes_choose_the_backends) {
@@ -198,6 +209,30 @@ TEST(platform_test, a_backend_url_is_taken_apart) {
     EXPECT_EQ(must(must(backend_url::parse("sqlite:data/../x/./i.db")).local_path()),
               (fs::current_path() / "x" / "i.db").string());
     EXPECT_EQ(must(must(backend_url::parse("file://localhost/srv/blobs")).local_path()), "/srv/blobs");
+}
+
+// A parameter a built-in backend does not read (a misspelt `key_file`), a port or a fragment is
+// refused, naming it, before anything is created: read as absent, a `keyfile=` typo made the
+// vault generate a master key beside its database, the very thing a separate key file avoids.
+TEST(platform_test, a_backend_url_with_a_parameter_it_does_not_read_a_port_or_a_fragment_is_refused) {
+    temp_dir tmp;
+    auto const schemes = builtin_schemes();
+    backend_environment const env{.clock = &system_clock::instance()};
+    auto dir = tmp.path().string();
+    auto vault = schemes.open_secret_store("local://" + dir + "/secrets.db?keyfile=" + dir + "/k.key", env);
+    ASSERT_FALSE(vault);
+    EXPECT_EQ(vault.error(), errc::invalid_argument);
+    EXPECT_NE(vault.error().detail().find("'keyfile'"), std::string::npos) << vault.error().detail();
+    EXPECT_NE(vault.error().detail().find("only key_file"), std::string::npos) << vault.error().detail();
+    EXPECT_TRUE(fs::is_empty(tmp.path())) << "the vault was opened despite the typo";
+    auto store = schemes.open_store("sqlite://" + dir + "/i.db?busy_timeout=5000", env);
+    ASSERT_FALSE(store);
+    EXPECT_NE(store.error().detail().find("takes no parameters"), std::string::npos) << store.error().detail();
+    EXPECT_EQ(schemes.open_blob_store("file://" + dir + "/blobs#x", env).error(), errc::invalid_argument);
+    EXPECT_EQ(schemes.open_blob_store("sqlite://localhost:99" + dir + "/b.db", env).error(), errc::invalid_argument);
+    EXPECT_TRUE(fs::is_empty(tmp.path()));
+    must(schemes.open_secret_store("local://" + dir + "/secrets.db?key_file=" + dir + "/k.key", env));
+    EXPECT_TRUE(fs::exists(tmp.path() / "k.key"));
 }
 
 // A relative path names a file under the directory current when the backend opens. Kept relative,

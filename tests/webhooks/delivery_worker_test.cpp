@@ -973,6 +973,28 @@ TEST_F(delivery_worker_test, answered_deliveries_are_recorded_when_the_worker_st
     }
 }
 
+// A store that fails every claim stops every delivery: the operator's log hears of it, once per
+// `local_retry` however many sweeps fail meanwhile.
+TEST_F(delivery_worker_test, a_failing_sweep_is_told_to_the_operator_once_per_local_retry) {
+    log_lines log;
+    auto worker = make_worker({.idle_poll = 5ms, .local_retry = 1h, .log = log.sink()});
+    std::filesystem::remove(dir_.file("i.db"));  // the store now refuses every read and write
+    std::atomic<bool> stop{false};
+    std::thread runner([&] { worker.run(stop); });
+    std::vector<std::string> told;
+    for (int i = 0; i < 1000 && told.empty(); ++i) {
+        std::this_thread::sleep_for(10ms);
+        told = log.taken();
+    }
+    std::this_thread::sleep_for(200ms);  // dozens more sweeps fail
+    auto again = log.taken();
+    stop = true;
+    runner.join();
+    ASSERT_EQ(told.size(), 1u);
+    EXPECT_EQ(told[0].rfind("error webhook delivery worker: a sweep failed", 0), 0u) << told[0];
+    EXPECT_TRUE(again.empty()) << "told " << again.size() << " more times within local_retry";
+}
+
 TEST_F(delivery_worker_test, run_sends_what_is_published_until_stopped) {
     keep_alive_server receiver([](received_request const&) { return answer(200); });
     auto sub = w_.subscribe(w_.url(receiver.port()));
