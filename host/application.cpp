@@ -202,6 +202,9 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     for (auto const& p : url->params()) {
         // A bare `?` or a trailing `&` is an empty parameter (Boost.URL): nothing was asked.
         if (p.key.empty() && !p.has_value) continue;
+        // `?runId=&deliveryId=dlv-1`, as host-api.md spells the filters: an empty value of a
+        // parameter the route takes asks for nothing (kept, it would match no row).
+        if (p.value.empty() && std::ranges::find(m.options.query, p.key) != m.options.query.end()) continue;
         if (!c.query.emplace(p.key, p.value).second && !repeated) repeated = p.key;
     }
     // Decoded path and query values end up in stored records, listings and errors, all JSON.

@@ -35,6 +35,7 @@ constexpr mapping table[] = {
     {errc::in_progress, 409, "idempotency-in-progress", "A request with this Idempotency-Key is still executing"},
     {errc::scope_not_granted, 403, "scope-not-granted", "The connection is not granted this capability"},
     {errc::connection_lost, 502, "connection-lost", "The vendor closed the connection without an answer"},
+    {errc::idempotency_key_reused, 409, "idempotency-key-reused", "The idempotency key was used for a different request"},
 };
 
 }  // namespace

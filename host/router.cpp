@@ -203,6 +203,14 @@ result<boost::json::object> call::optional_json(std::initializer_list<std::strin
     return json(members);
 }
 
+result<void> call::no_fields() const {
+    auto o = optional_json({});
+    if (!o) return o.error();
+    if (!o->empty())
+        return error{errc::invalid_argument, std::string(o->begin()->key()) + " is not a field here: this takes none"};
+    return {};
+}
+
 result<boost::json::object> call::json(std::initializer_list<std::string_view> members) const {
     if (body.empty())
         return error{errc::invalid_argument, "the request body is missing: send a JSON object (Content-Type: application/json)"};

@@ -48,6 +48,8 @@ struct call {
     result<boost::json::object> json(std::initializer_list<std::string_view> members = {}) const;
     /** Like `json()`, but an empty body is an empty object: for routes whose fields are all optional. */
     result<boost::json::object> optional_json(std::initializer_list<std::string_view> members) const;
+    /** For a route that takes no body: none, or a JSON object without members (`{}`). */
+    result<void> no_fields() const;
     /** A query parameter, if present. */
     std::optional<std::string> query_param(std::string_view name) const;
     /** `limit` (1-500, default 50) and `cursor`. */

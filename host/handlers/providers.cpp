@@ -64,6 +64,7 @@ void add_provider_routes(router& r, services& s) {
     // Activating a provider activates its Registered clients with it: the contract's 409 is for a
     // provider with no client at all.
     r.add("POST", "/integrations/providers/{providerId}/activate", [&s](call& c) -> result<reply> {
+        if (auto none = c.no_fields(); !none) return none.error();
         auto p = s.registry->activate_provider(c.ctx, c.params["providerId"]);
         if (!p) return p.error();
         return json_reply(200, render(*p));

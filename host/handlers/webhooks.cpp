@@ -51,18 +51,26 @@ void add_webhook_routes(router& r, services& s) {
 
     // Deactivates: the subscription and its deliveries stay readable; nothing more is sent to it.
     r.add("DELETE", "/webhooks/subscriptions/{subscriptionId}", [&s](call& c) -> result<reply> {
-        auto done = s.subscriptions->deactivate(c.ctx, c.params["subscriptionId"], "deleted via the API");
+        auto body = c.optional_json({"reason"});
+        if (!body) return body.error();
+        auto reason = optional_string(*body, "reason");
+        if (!reason) return reason.error();
+        auto done = s.subscriptions->deactivate(c.ctx, c.params["subscriptionId"], reason->value_or("deleted via the API"));
         if (!done) return done.error();
         return json_reply(200, render(*done));
     });
 
     r.add("POST", "/webhooks/subscriptions/{subscriptionId}/reactivate", [&s](call& c) -> result<reply> {
+        // Takes no body: one with members is refused, not dropped in silence.
+        if (auto none = c.no_fields(); !none) return none.error();
         auto done = s.subscriptions->reactivate(c.ctx, c.params["subscriptionId"]);
         if (!done) return done.error();
         return json_reply(200, render(*done));
     });
 
     r.add("POST", "/webhooks/subscriptions/{subscriptionId}/rotate-secret", [&s](call& c) -> result<reply> {
+        // Takes no body: one with members is refused, not dropped in silence.
+        if (auto none = c.no_fields(); !none) return none.error();
         auto done = s.subscriptions->rotate_secret(c.ctx, c.params["subscriptionId"]);
         if (!done) return done.error();
         return json_reply(200, with_secret(done->subscription, done->signing_secret));
@@ -138,6 +146,8 @@ void add_webhook_routes(router& r, services& s) {
 
     // Due at once, with the same webhook-id; GET the delivery to see how it ends.
     r.add("POST", "/webhooks/deliveries/{deliveryId}/replay", [&s](call& c) -> result<reply> {
+        // Takes no body: one with members is refused, not dropped in silence.
+        if (auto none = c.no_fields(); !none) return none.error();
         auto replayed = s.publisher->replay(c.ctx, c.params["deliveryId"]);
         if (!replayed) return replayed.error();
         return json_reply(202, render(*replayed));

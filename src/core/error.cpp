@@ -32,6 +32,7 @@ public:
         case errc::in_progress: return "still in progress";
         case errc::scope_not_granted: return "capability not granted to the connection";
         case errc::connection_lost: return "connection lost without an answer";
+        case errc::idempotency_key_reused: return "idempotency key used for a different request";
         }
         return "unknown integration error";
     }

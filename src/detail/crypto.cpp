@@ -395,6 +395,12 @@ result<void> create_private_file(std::string const& path, std::string_view conte
     if (auto w = write_temp_file(tmp, content); !w) return w;
     int linked = ::link(tmp.c_str(), path.c_str());
     auto e = errno;
+    if (linked != 0 && (e == EPERM || e == EOPNOTSUPP || e == ENOSYS)) {
+        // A filesystem without hard links (vfat, some FUSE and SMB mounts): a rename, which
+        // a creator racing this one may replace, as every creator did before.
+        if (::rename(tmp.c_str(), path.c_str()) == 0) return sync_folder_of(path);
+        e = errno;
+    }
     ::unlink(tmp.c_str());
     if (linked != 0) {
         if (e == EEXIST) return error{errc::already_exists, path + " was created by another process"};

@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <functional>
 
 namespace integration::credentials {
 namespace {
@@ -66,6 +67,26 @@ result<void> validate_fingerprint(std::string_view f) {
         return error{errc::invalid_argument, "fingerprint must be hmac-sha256: followed by 64 lower-case hex digits"};
     return {};
 }
+
+namespace {
+
+/** Drops the ended versions past the newest `max_ended_versions` (the newest keeps the highest
+ *  number, from which the next version's is counted). */
+void forget_old_versions(std::vector<credential_version>& versions) {
+    auto ended = [](credential_version const& v) {
+        return v.state == version_state::retired || v.state == version_state::failed;
+    };
+    std::vector<std::int64_t> numbers;
+    for (auto const& v : versions)
+        if (ended(v)) numbers.push_back(v.version);
+    if (numbers.size() <= max_ended_versions) return;
+    std::ranges::nth_element(numbers, numbers.begin() + static_cast<std::ptrdiff_t>(max_ended_versions - 1),
+                             std::greater<>());
+    auto const oldest_kept = numbers[max_ended_versions - 1];
+    std::erase_if(versions, [&](credential_version const& v) { return ended(v) && v.version < oldest_kept; });
+}
+
+}  // namespace
 
 result<integration_credential> integration_credential::create(request_context const& ctx, time_point now,
                                                               credential_spec spec) {
@@ -158,6 +179,7 @@ result<void> integration_credential::complete_rotation(time_point now, std::opti
     d_.last_rotated_at = t;
     d_.status = credential_status::active;
     if (new_expires_at) d_.expires_at = new_expires_at;
+    forget_old_versions(d_.versions);
     raise(std::string(events::event_type::credential_rotated),
           {{"credentialId", d_.credential_id}, {"providerId", d_.provider_id}, {"previousVersion", previous},
            {"currentVersion", d_.current_version}, {"keyVaultRef", d_.key_vault_ref}, {"fingerprint", d_.fingerprint}});
@@ -170,10 +192,12 @@ result<void> integration_credential::fail_rotation(std::string reason, time_poin
     auto* staged = find_state(version_state::staged);
     staged->state = version_state::failed;
     staged->deactivated_at = truncate_ms(now);
+    auto const failed_version = staged->version;  // `staged` may go with the old versions
+    forget_old_versions(d_.versions);
     d_.status = credential_status::active;
     raise(std::string(events::event_type::integration_failed),
           {{"source", "CredentialRotation"}, {"credentialId", d_.credential_id}, {"providerId", d_.provider_id},
-           {"category", "Auth"}, {"failedVersion", staged->version}, {"activeVersion", d_.current_version},
+           {"category", "Auth"}, {"failedVersion", failed_version}, {"activeVersion", d_.current_version},
            {"message", reason}});
     return {};
 }

@@ -802,6 +802,15 @@ result<resolved_credential> credential_service::bearer(integration_credential co
     if (entry->token.empty() || clock_.now() + options_.refresh_margin >= entry->expires_at) {
         auto t = fetch(*entry);
         if (!t) return t.error();
+        // A revocation that committed while the token was fetched: the token is not handed out,
+        // and nothing the fetch kept (a rotated refresh token) stays in memory. (A store that
+        // cannot answer does not stop the calls the token is for.)
+        auto now_stored = storage::read_for(store_, request_context::for_tenant(c.meta().tenant_id, "credential-service"),
+                                            [&](storage::unit_of_work& uow) { return uow.credentials().find(c.id()); });
+        if (now_stored && now_stored->status() == credential_status::revoked) {
+            entry->document.clear();
+            return error{errc::invalid_state, "credential " + c.id() + " was revoked while its token was fetched"};
+        }
         entry->token = std::move(t->access);
         entry->expires_at = t->expires_at;
     }

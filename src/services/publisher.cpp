@@ -19,15 +19,15 @@ publication answer(storage::published_event const& e, bool repeated) {
     return {e.event_id, e.delivery_ids, repeated};
 }
 
-/** The earlier publication under the same key, or a conflict when its event type or payload
+/** The earlier publication under the same key, or `idempotency_key_reused` when its event type or payload
  *  differed: an `order.cancelled` under the key of an `order.created` is another event. */
 result<publication> repeat_of(storage::published_event const& earlier, std::string_view event_type,
                               std::string const& payload_hash) {
     if (earlier.event_type != event_type)
-        return error{errc::conflict, "idempotency key '" + earlier.idempotency_key.value_or("") +
+        return error{errc::idempotency_key_reused, "idempotency key '" + earlier.idempotency_key.value_or("") +
                                          "' was already used for event type " + earlier.event_type + "; use a new key"};
     if (earlier.payload_hash != payload_hash)
-        return error{errc::conflict, "idempotency key '" + earlier.idempotency_key.value_or("") +
+        return error{errc::idempotency_key_reused, "idempotency key '" + earlier.idempotency_key.value_or("") +
                                          "' was already used with a different payload; use a new key"};
     return answer(earlier, true);
 }

@@ -57,10 +57,23 @@ result<external_api_client> registry::activate_client(request_context const& ctx
     });
 }
 
+namespace {
+
+/** A global provider is every tenant's: only an admin changes it, whatever its state (a tenant
+ *  was told 200 for activating an Active one, 409 for one with no client, 403 otherwise). */
+result<void> may_change(request_context const& ctx, integration_provider const& p) {
+    if (p.is_global() && !ctx.admin)
+        return error{errc::forbidden, "provider " + p.id() + " is global; only an admin key may change it"};
+    return {};
+}
+
+}  // namespace
+
 result<integration_provider> registry::activate_provider(request_context const& ctx, std::string const& provider_id) {
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
         auto p = uow.providers().find(provider_id);
         if (!p) return p.error();
+        if (auto r = may_change(ctx, *p); !r) return r.error();
         if (p->status() == provider_status::deprecated)
             return error{errc::invalid_state, "provider " + provider_id + " is Deprecated and cannot be activated"};
         // Its Registered clients first, in the same commit: a refusal changes nothing.
@@ -116,6 +129,7 @@ result<integration_provider> registry::deprecate_provider(request_context const&
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_provider> {
         auto p = uow.providers().find(provider_id);
         if (!p) return p.error();
+        if (auto r = may_change(ctx, *p); !r) return r.error();
         if (auto d = p->deprecate(reason); !d) return d.error();
         if (auto s = uow.providers().save(*p); !s) return s.error();
         return std::move(*p);

@@ -166,100 +166,94 @@ result<retention_sweep> retention_worker::sweep() {
     auto now = clock_.now();
     auto tenants = store_.tenants();
     if (!tenants) return tenants.error();
-    auto one_tenant = [&](std::string const& tenant) -> result<void> {
-        auto ctx = request_context::for_tenant(tenant, "retention-worker");
-        auto runs = archive<runs::integration_run>(
-            ctx, "runs",
-            [&](storage::unit_of_work& uow) { return uow.runs().ended_before(now - options_.runs, options_.batch); },
-            [](storage::unit_of_work& uow, std::string const& id) { return uow.runs().remove(id); }, holds_no_secret);
-        if (!runs) return runs.error();
-        out.runs_archived += *runs;
-        // A key outlives nothing it names: it goes with the runs of its age.
-        auto keys = in_batches(options_.batch, [&] {
-            return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
-                return uow.idempotency().remove_before(now - options_.runs, options_.batch);
-            });
-        });
-        if (!keys) return keys.error();
-        out.keys_removed += *keys;
-        auto failures = archive<failures::integration_failure>(
-            ctx, "failures",
-            [&](storage::unit_of_work& uow) {
-                return uow.failures().resolved_before(now - options_.failures, options_.batch);
-            },
-            [](storage::unit_of_work& uow, std::string const& id) { return uow.failures().remove(id); }, holds_no_secret);
-        if (!failures) return failures.error();
-        out.failures_archived += *failures;
-        auto deliveries = archive<webhooks::webhook_delivery>(
-            ctx, "deliveries",
-            [&](storage::unit_of_work& uow) {
-                return uow.deliveries().ended_before(now - options_.deliveries, options_.batch);
-            },
-            [](storage::unit_of_work& uow, std::string const& id) { return uow.deliveries().remove(id); }, holds_no_secret);
-        if (!deliveries) return deliveries.error();
-        out.deliveries_archived += *deliveries;
-        auto connections = archive<connections::integration_connection>(
-            ctx, "connections",
-            [&](storage::unit_of_work& uow) {
-                return uow.connections().retired_before(now - options_.connections, options_.batch);
-            },
-            [](storage::unit_of_work& uow, std::string const& id) { return uow.connections().remove(id); },
-            [&](connections::integration_connection const& c) -> result<void> {
-                auto reg = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
-                    return uow.inbound_webhooks().find(c.id());
-                });
-                if (!reg) return reg.error() == errc::not_found ? result<void>() : result<void>(reg.error());
-                if (auto r = release_secret(secrets_, tenant, reg->secret_name); !r) return r;
-                for (auto const& old : reg->previous)
-                    if (auto r = release_secret(secrets_, tenant, old.name); !r) return r;
-                return {};
-            });
-        if (!connections) return connections.error();
-        out.connections_archived += *connections;
-        auto credentials = archive<credentials::integration_credential>(
-            ctx, "credentials",
-            [&](storage::unit_of_work& uow) {
-                return uow.credentials().revoked_before(now - options_.credentials, options_.batch);
-            },
-            [](storage::unit_of_work& uow, std::string const& id) { return uow.credentials().remove(id); },
-            [&](credentials::integration_credential const& c) -> result<void> {
-                // Revoking soft-deleted them already, unless it was cut short.
-                for (auto const& v : c.data().versions)
-                    if (auto ref = credentials::secret_ref::parse(v.key_vault_ref); ref)
-                        if (auto r = release_secret(secrets_, tenant, ref->name); !r) return r;
-                return {};
-            });
-        if (!credentials) return credentials.error();
-        out.credentials_archived += *credentials;
-        auto events = in_batches(options_.batch, [&] {
-            return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
-                return uow.published_events().remove_before(now - options_.deliveries, options_.batch);
-            });
-        });
-        if (!events) return events.error();
-        out.events_removed += *events;
-        auto payloads = purge_payloads(ctx, now - options_.payloads);
-        if (!payloads) return payloads.error();
-        out.payloads_purged += *payloads;
-        // Run bodies kept in the store (small ones) go by age like those in the blob store.
-        for (;;) {
-            auto n = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
-                return uow.runs().purge_bodies(now - options_.bodies, options_.batch);
-            });
-            if (!n) return n.error();
-            out.blobs_purged += *n;
-            if (*n < std::min<std::size_t>(options_.batch, 500)) break;
-        }
-        return {};
-    };
-    // One step that fails (a tenant's unreadable row, an archive the full disk refuses) stops
-    // only itself: every other tenant and the purges, which free space, still run, and the
-    // sweep then reports the first failure.
+    // One step that fails (a tenant's unreadable row, an archive the full disk refuses, the
+    // vault down) stops only itself: the tenant's other steps, the other tenants and the purges
+    // still run (those that free space first), and the sweep then reports the first failure.
     std::optional<error> failed;
     auto note = [&](result<void> r) {
         if (!r && !failed) failed = r.error();
     };
-    for (auto const& tenant : *tenants) note(one_tenant(tenant));
+    auto add = [&](result<std::size_t> r, std::size_t& to) {
+        if (r) to += *r;
+        else note(result<void>(r.error()));
+    };
+    auto one_tenant = [&](std::string const& tenant) {
+        auto ctx = request_context::for_tenant(tenant, "retention-worker");
+        add(purge_payloads(ctx, now - options_.payloads), out.payloads_purged);
+        // Run bodies kept in the store (small ones) go by age like those in the blob store.
+        add(in_batches(std::min<std::size_t>(options_.batch, 500), [&] {
+                return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                    return uow.runs().purge_bodies(now - options_.bodies, options_.batch);
+                });
+            }),
+            out.blobs_purged);
+        add(in_batches(options_.batch, [&] {
+                return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                    return uow.published_events().remove_before(now - options_.deliveries, options_.batch);
+                });
+            }),
+            out.events_removed);
+        add(archive<runs::integration_run>(
+                ctx, "runs",
+                [&](storage::unit_of_work& uow) { return uow.runs().ended_before(now - options_.runs, options_.batch); },
+                [](storage::unit_of_work& uow, std::string const& id) { return uow.runs().remove(id); }, holds_no_secret),
+            out.runs_archived);
+        // A key outlives nothing it names: it goes with the runs of its age.
+        add(in_batches(options_.batch, [&] {
+                return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                    return uow.idempotency().remove_before(now - options_.runs, options_.batch);
+                });
+            }),
+            out.keys_removed);
+        add(archive<failures::integration_failure>(
+                ctx, "failures",
+                [&](storage::unit_of_work& uow) {
+                    return uow.failures().resolved_before(now - options_.failures, options_.batch);
+                },
+                [](storage::unit_of_work& uow, std::string const& id) { return uow.failures().remove(id); },
+                holds_no_secret),
+            out.failures_archived);
+        add(archive<webhooks::webhook_delivery>(
+                ctx, "deliveries",
+                [&](storage::unit_of_work& uow) {
+                    return uow.deliveries().ended_before(now - options_.deliveries, options_.batch);
+                },
+                [](storage::unit_of_work& uow, std::string const& id) { return uow.deliveries().remove(id); },
+                holds_no_secret),
+            out.deliveries_archived);
+        add(archive<connections::integration_connection>(
+                ctx, "connections",
+                [&](storage::unit_of_work& uow) {
+                    return uow.connections().retired_before(now - options_.connections, options_.batch);
+                },
+                [](storage::unit_of_work& uow, std::string const& id) { return uow.connections().remove(id); },
+                [&](connections::integration_connection const& c) -> result<void> {
+                    auto reg = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                        return uow.inbound_webhooks().find(c.id());
+                    });
+                    if (!reg) return reg.error() == errc::not_found ? result<void>() : result<void>(reg.error());
+                    if (auto r = release_secret(secrets_, tenant, reg->secret_name); !r) return r;
+                    for (auto const& old : reg->previous)
+                        if (auto r = release_secret(secrets_, tenant, old.name); !r) return r;
+                    return {};
+                }),
+            out.connections_archived);
+        add(archive<credentials::integration_credential>(
+                ctx, "credentials",
+                [&](storage::unit_of_work& uow) {
+                    return uow.credentials().revoked_before(now - options_.credentials, options_.batch);
+                },
+                [](storage::unit_of_work& uow, std::string const& id) { return uow.credentials().remove(id); },
+                [&](credentials::integration_credential const& c) -> result<void> {
+                    // Revoking soft-deleted them already, unless it was cut short.
+                    for (auto const& v : c.data().versions)
+                        if (auto ref = credentials::secret_ref::parse(v.key_vault_ref); ref)
+                            if (auto r = release_secret(secrets_, tenant, ref->name); !r) return r;
+                    return {};
+                }),
+            out.credentials_archived);
+    };
+    for (auto const& tenant : *tenants) one_tenant(tenant);
     // Published outbox rows go by age in one pass over every tenant's (and the global providers'
     // and clients', which belong to none), in commit order.
     note([&]() -> result<void> {
@@ -274,13 +268,9 @@ result<retention_sweep> retention_worker::sweep() {
     // Bodies and payloads, not the archive; the payloads no delivery references (an event that
     // matched no subscription) go by their write time.
     for (auto [prefix, age] : {std::pair{"runs/", options_.bodies}, std::pair{"webhooks/", options_.payloads}}) {
-        auto purged = blobs_.purge_older_than(now - age, prefix);
-        if (purged) out.blobs_purged += *purged;
-        note(purged ? result<void>() : result<void>(purged.error()));
+        add(blobs_.purge_older_than(now - age, prefix), out.blobs_purged);
     }
-    auto secrets = secrets_.purge_expired();
-    if (secrets) out.secrets_purged = *secrets;
-    note(secrets ? result<void>() : result<void>(secrets.error()));
+    add(secrets_.purge_expired(), out.secrets_purged);
     if (failed) return *failed;
     return out;
 }

@@ -700,18 +700,34 @@ TEST_F(authorization_code_test, a_rotation_that_ends_during_a_refresh_is_not_und
     EXPECT_NE(doc.view().find("client-secret-2"), std::string::npos);
 }
 
-// A credential revoked while its refresh waits for the token endpoint: the token minted after
-// the revocation committed is not handed out, and nothing keeps the rotated refresh token.
-TEST_F(authorization_code_test, a_token_refreshed_across_a_revocation_is_not_handed_out) {
-    auto c = authorized();
-    switchable_vault vault(*vault_);
-    credentials::credential_service here{*store_, vault, fingerprints_, clock_, *transport_, loopback(), dns_};
-    vault.after_put = [&] { must(here.revoke(ctx_, c.id(), "leaked")); };
-    here.invalidate_token(c.id());
-    auto refreshed = here.resolve(ctx_, c.id());
-    ASSERT_FALSE(refreshed) << "a token minted across the revocation was handed out";
-    EXPECT_EQ(refreshed.error(), errc::invalid_state) << refreshed.error().detail();
-    EXPECT_FALSE(here.resolve(ctx_, c.id()));
+// A credential revoked while its token is fetched (the token endpoint answers after the
+// revocation committed): the token is not handed out, whether the provider rotated the refresh
+// token (which the revoked secret refuses to store) or the flow has none (client credentials).
+TEST_F(authorization_code_test, a_token_fetched_across_a_revocation_is_not_handed_out) {
+    std::string revoking;  // the credential the token endpoint revokes before it answers
+    keep_alive_server token([&](received_request const& r) -> std::string {
+        if (!revoking.empty() && r.body.find("grant_type=authorization_code") == std::string::npos)
+            must(service_.revoke(ctx_, std::exchange(revoking, std::string()), "leaked"));
+        return http_answer_bytes(200, R"({"access_token":"at-after-revocation","token_type":"Bearer","expires_in":3600,)"
+                                      R"("refresh_token":"rt-rotated"})");
+    });
+    auto url = "http://127.0.0.1:" + std::to_string(token.port()) + "/token";
+    auto s = settings();
+    s.token_url = url;
+    auto start = must(service_.begin_authorization(ctx_, provider_id_, {}, s, secret_bytes("client-secret-1")));
+    auto code = must(service_.complete_authorization(start.state, "code-1"));
+    auto client = must(service_.create(ctx_, {.provider_id = provider_id_,
+                                              .auth_mode = auth_mode::oauth2_client_credentials,
+                                              .secret = secret_bytes("client-secret-1"),
+                                              .oauth2 = credentials::oauth2_client_settings{url, "client-1", {}}}));
+    for (auto const& id : {code.id(), client.id()}) {
+        service_.invalidate_token(id);
+        revoking = id;
+        auto got = service_.resolve(ctx_, id);
+        ASSERT_FALSE(got) << id << ": a token minted across the revocation was handed out";
+        EXPECT_EQ(got.error(), errc::invalid_state) << got.error().detail();
+        EXPECT_FALSE(service_.resolve(ctx_, id));
+    }
 }
 
 // An exhausted refresh token stops refreshes until new material arrives: a rotation to a fresh

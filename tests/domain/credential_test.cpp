@@ -312,6 +312,31 @@ TEST_F(credential_test, exactly_one_version_is_active_through_any_sequence_of_ro
     EXPECT_EQ(c.data().current_version, 3);
 }
 
+// A provider that rotates its refresh token on every refresh ends a version each time: the
+// credential keeps the active version and the newest ended ones, and numbers go on from the
+// highest (a failed one included) without reuse.
+TEST_F(credential_test, only_the_newest_ended_versions_are_kept) {
+    auto c = active();
+    auto ref = [](std::int64_t n) { return "vault://local/t1/acme-api-key?version=" + std::to_string(n); };
+    for (std::int64_t n = 2; n <= 30; ++n) {
+        ASSERT_EQ(c.begin_rotation(ref(n), fingerprint('2'), clock.now()).value(), n);
+        if (n % 7 == 0) c.fail_rotation("401", clock.now()).value();
+        else c.complete_rotation(clock.now()).value();
+    }
+    EXPECT_EQ(c.data().versions.size(), max_ended_versions + 1);
+    EXPECT_EQ(count_state(c, version_state::active), 1u);
+    EXPECT_EQ(c.data().current_version, 30);
+    std::vector<std::int64_t> kept;
+    for (auto const& v : c.data().versions) kept.push_back(v.version);
+    std::ranges::sort(kept);
+    EXPECT_EQ(kept.front(), 30 - static_cast<std::int64_t>(max_ended_versions)) << "an older version was kept";
+    EXPECT_EQ(c.begin_rotation(ref(31), fingerprint('3'), clock.now()).value(), 31);
+    c.fail_rotation("401", clock.now()).value();  // the highest number is a failed version now
+    EXPECT_EQ(c.data().versions.size(), max_ended_versions + 1);
+    EXPECT_EQ(c.begin_rotation(ref(32), fingerprint('3'), clock.now()).value(), 32) << "a number was reused";
+    EXPECT_TRUE(integration_credential::restore(c.meta(), c.data()).has_value());
+}
+
 TEST_F(credential_test, begin_rotation_refuses_malformed_new_version) {
     auto c = active();
     auto before = snap(c);

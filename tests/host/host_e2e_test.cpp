@@ -396,6 +396,8 @@ TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
     auto clash = a().post("/integrations/runs", run_body(t.connection_id, "echo.send", "other"), {{"Idempotency-Key", "order-1"}});
     EXPECT_EQ(clash.status, 409) << clash.body;
     EXPECT_EQ(clash.headers["content-type"], "application/problem+json");
+    // Not the retryable `conflict` of a race: retrying this key can never succeed.
+    EXPECT_EQ(str(clash.json(), "type"), "https://integration.dev/problems/idempotency-key-reused") << clash.body;
     EXPECT_EQ(vendor_->echo_calls.load(), before + 1);
 
     auto second = a().post("/integrations/runs", run_body(t.connection_id));
@@ -430,6 +432,10 @@ TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
     auto failure_id = str(failures.json().at("items").at(0), "failureId");
     auto esc = a().post("/integrations/failures/" + failure_id + "/escalate", json::object{{"reason", "vendor rejects it"}});
     EXPECT_EQ(esc.status, 200) << esc.body;
+    // As host-api.md writes it, with no body: escalated with a reason that says how.
+    auto bare = a().call("POST", "/integrations/failures/" + failure_id + "/escalate");
+    ASSERT_EQ(bare.status, 200) << bare.body;
+    EXPECT_NE(bare.body.find("escalated via the API"), std::string::npos) << bare.body;
 
     // Rotation: the vendor's health check checks the key, so the new key is verified against it
     // before it is activated, and runs use it from then on.

@@ -310,6 +310,14 @@ TEST_F(host_input, a_query_parameter_the_route_does_not_take_is_refused) {
         EXPECT_EQ(answer.status, 200) << target << answer.body;
     }
     EXPECT_EQ(client().get("/integrations/runs?=x").status, 400);
+    // host-api.md writes the filters `?runId=&deliveryId=`: a filter left empty filters nothing
+    // (it matched no row, or was refused as a bad value), and a misspelt one is still refused.
+    for (auto const* target : {"/integrations/failures?runId=&deliveryId=&unresolved=", "/integrations/providers?limit=&cursor=",
+                               "/integrations/runs?connectionId=&status="}) {
+        auto answer = client().get(target);
+        EXPECT_EQ(answer.status, 200) << target << answer.body;
+    }
+    EXPECT_EQ(client().get("/integrations/runs?stauts=").status, 400);
     EXPECT_EQ(client().get("/integrations/runs?status=Failed&limit=1").status, 200);
 }
 

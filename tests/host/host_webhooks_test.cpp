@@ -166,6 +166,7 @@ TEST_F(host_webhooks, a_subscription_receives_a_delivery_the_standardwebhooks_li
                                                                {"payload", json::object{{"orderId", "o-2"}}},
                                                                {"idempotencyKey", "order-o-1-paid"}});
     EXPECT_EQ(other.status, 409) << other.body;
+    EXPECT_NE(str(other.json(), "type").find("/idempotency-key-reused"), std::string::npos) << other.body;
 
     ASSERT_TRUE(eventually([&] { return receiver_->received_with(delivery).size() == 1; }))
         << "the receiver got no delivery; host log: " << host_->log();
@@ -254,9 +255,19 @@ TEST_F(host_webhooks, delete_deactivates_rotate_keeps_deliveries_verifiable_and_
     auto gone = subscribe("deleted", "evt.*");
     auto live = subscribe("live", "evt.*");
     auto gone_id = str(gone, "subscriptionId");
-    auto del = a().call("DELETE", "/webhooks/subscriptions/" + gone_id);
+    // The reason given is kept; a member the route does not take is refused, changing nothing.
+    auto misspelt = a().call("DELETE", "/webhooks/subscriptions/" + gone_id, R"({"reasn": "typo"})");
+    EXPECT_EQ(misspelt.status, 400) << misspelt.body;
+    EXPECT_TRUE(a().get("/webhooks/subscriptions/" + gone_id).json().at("active").as_bool());
+    auto del = a().call("DELETE", "/webhooks/subscriptions/" + gone_id, R"({"reason": "customer churned"})");
     ASSERT_EQ(del.status, 200) << del.body;
     EXPECT_FALSE(del.json().at("active").as_bool());
+    EXPECT_EQ(str(del.json(), "deactivationReason"), "customer churned");
+    // The action routes take no body: one with members is refused, not dropped in silence.
+    auto extra = a().call("POST", "/webhooks/subscriptions/" + gone_id + "/reactivate", R"({"maxAttempts": 1})");
+    EXPECT_EQ(extra.status, 400) << extra.body;
+    EXPECT_NE(extra.body.find("maxAttempts"), std::string::npos) << extra.body;
+    EXPECT_FALSE(a().get("/webhooks/subscriptions/" + gone_id).json().at("active").as_bool());
     EXPECT_FALSE(a().get("/webhooks/subscriptions/" + gone_id).json().at("active").as_bool());
 
     auto ids = publish(a(), "evt.one", json::object{{"n", 1}});

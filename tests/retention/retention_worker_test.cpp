@@ -213,12 +213,16 @@ TEST_F(retention_worker_test, run_bodies_kept_in_the_store_are_purged_after_30_d
     EXPECT_EQ(body(recent, storage::run_body::request).error(), errc::not_found);
 }
 
-// One tenant whose archive cannot be written (the disk is full) stops neither the other tenants'
-// retention nor the purges that would free space; the sweep reports the failure after them.
+// One tenant whose archive cannot be written (the disk is full) stops neither its own purges,
+// nor the other tenants' retention, nor the purges that would free space; the sweep reports the
+// failure after them.
 TEST_F(retention_worker_test, a_tenant_whose_archive_fails_stops_only_its_own_retention) {
     auto stuck = finished_run(a_, false);
     auto other = finished_run(b_, false);
     must(blobs_->put("tenant-a", "runs/" + stuck + "/response", "old body"));
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) {
+        return uow.runs().put_body(stuck, storage::run_body::request, "old body in the store");
+    }));
     clock_.advance(181 * 24h);
     hooked_blobs blobs(*blobs_);
     blobs.refused_tenant = "tenant-a";
@@ -231,6 +235,8 @@ TEST_F(retention_worker_test, a_tenant_whose_archive_fails_stops_only_its_own_re
     EXPECT_EQ(archive_keys("tenant-b", "runs", other, other).size(), 1u);
     EXPECT_TRUE(query_rows(dir_.file("b.db"), "SELECT key FROM blobs WHERE key LIKE 'runs/%'").empty())
         << "the purge of old bodies did not run";
+    auto kept = storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.runs().body(stuck, storage::run_body::request); });
+    EXPECT_EQ(kept.error(), errc::not_found) << "the failing tenant's own purges did not run";
     blobs.refused_tenant.reset();
     EXPECT_EQ(must(worker.sweep()).runs_archived, 1u);
 }
@@ -466,7 +472,7 @@ TEST_F(retention_worker_test, idempotency_keys_go_with_the_runs_of_their_age) {
     retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
     EXPECT_EQ(must(worker.sweep()).keys_removed, 1u);
     EXPECT_TRUE(claim("order-1", "another")) << "forgotten, the key is free for a new request";
-    EXPECT_EQ(claim("order-2", "another").error(), errc::conflict);
+    EXPECT_EQ(claim("order-2", "another").error(), errc::idempotency_key_reused);
 }
 
 TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {

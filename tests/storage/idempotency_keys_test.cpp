@@ -16,7 +16,7 @@ TEST(idempotency_keys, a_key_is_bound_to_its_first_request_per_tenant_until_rele
     must(keys.claim(a, "k-1", R"({"operation":"sms.send"})"));
     auto other = keys.claim(a, "k-1", R"({"operation":"sms.status"})");
     ASSERT_FALSE(other);
-    EXPECT_EQ(other.error(), errc::conflict);
+    EXPECT_EQ(other.error(), errc::idempotency_key_reused);
     EXPECT_EQ(other.error().detail().find("sms.status"), std::string::npos);  // the request is not echoed
     must(keys.claim(b, "k-1", R"({"operation":"sms.status"})"));
     must(keys.release(a, "k-1"));
@@ -45,7 +45,7 @@ TEST(idempotency_keys, a_key_a_run_holds_is_not_released) {
     must(keys.release(a, "k-run"));
     auto other = keys.claim(a, "k-run", R"({"operation":"sms.send","body":"B"})");
     ASSERT_FALSE(other) << "the key of a written run was freed for another request";
-    EXPECT_EQ(other.error(), errc::conflict);
+    EXPECT_EQ(other.error(), errc::idempotency_key_reused);
     must(keys.claim(a, "k-run", R"({"operation":"sms.send","body":"A"})"));
 }
 

@@ -165,6 +165,27 @@ TEST_F(registry_test, a_connection_may_use_only_a_live_credential_of_its_own_pro
     must(with(save(mine.id(), std::nullopt, false)));
 }
 
+// A credential bound to a connection serves no other: retiring the connection revokes it (and
+// retention later removes it with its secret). A credential it only used stays usable by others.
+TEST_F(registry_test, retiring_a_connection_revokes_the_credential_bound_to_it_only) {
+    auto p = must(registry_.register_provider(ctx_, provider_spec("bound")));
+    must(registry_.activate_client(ctx_, must(registry_.register_client(ctx_, p.id(), client_spec("C.bound"))).id()));
+    must(registry_.activate_provider(ctx_, p.id()));
+    auto spec = spec_for(p.id(), ctx_);
+    auto shared = *spec.credential_id;
+    auto conn = must(connections_.create(ctx_, p.id(), spec));
+    auto bound_spec = credential_spec(p.id());
+    bound_spec.connection_id = conn.id();
+    auto bound = must(credentials::integration_credential::create(ctx_, clock_.now(), bound_spec));
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().save(bound); }));
+    must(connections_.retire(ctx_, conn.id(), "customer left"));
+    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(must(uow.credentials().find(bound.id())).status(), credentials::credential_status::revoked);
+        EXPECT_EQ(must(uow.credentials().find(shared)).status(), credentials::credential_status::active);
+        return {};
+    }));
+}
+
 TEST_F(registry_test, key_and_assembly_uniqueness_give_clear_errors) {
     must(registry_.register_provider(ctx_, provider_spec("dup")));
     auto again = registry_.register_provider(ctx_, provider_spec("dup"));
@@ -286,6 +307,16 @@ TEST_F(registry_test, global_providers_need_an_admin_and_are_visible_to_every_te
     auto client_by_tenant = registry_.register_client(other, p.id(), client_spec("Sneaky.Client"));
     ASSERT_FALSE(client_by_tenant);
     EXPECT_EQ(client_by_tenant.error(), errc::forbidden);
+    // Activating or deprecating it is an admin's too, whatever its state: an Active one was "200"
+    // to a tenant (nothing to write), and one with no client answered 409, a thing it cannot fix.
+    auto again = registry_.activate_provider(other, p.id());
+    ASSERT_FALSE(again);
+    EXPECT_EQ(again.error(), errc::forbidden);
+    auto bare_spec = provider_spec("bare-global");
+    bare_spec.scope = providers::provider_scope::global;
+    auto bare = must(registry_.register_provider(admin, bare_spec));
+    EXPECT_EQ(registry_.activate_provider(other, bare.id()).error(), errc::forbidden);
+    EXPECT_EQ(registry_.deprecate_provider(other, p.id(), "mine now").error(), errc::forbidden);
 }
 
 }  // namespace

@@ -2032,7 +2032,7 @@ TEST(sqlite_store, a_version_29_database_keeps_its_idempotency_keys_and_can_then
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
     EXPECT_EQ(query_rows(path, "SELECT name FROM sqlite_master WHERE name = 'idempotency_keys_by_time'").size(), 1u);
-    EXPECT_EQ(claim(*s, "another").error(), errc::conflict);
+    EXPECT_EQ(claim(*s, "another").error(), errc::idempotency_key_reused);
     auto removed = must(storage::transact_for(*s, ctx, [&](unit_of_work& uow) {
         return uow.idempotency().remove_before(system_clock::instance().now() + std::chrono::hours(1), 10);
     }));
@@ -2269,7 +2269,7 @@ TEST(sqlite_store, a_former_host_db_is_imported_and_the_store_keeps_its_own_rows
     EXPECT_EQ(must(s->api_keys().find("hash-admin"))->tenant_id, "t2");
     auto ctx = tenant("t1");
     EXPECT_EQ(s->transact(ctx, [](unit_of_work& uow) { return uow.idempotency().claim("key-1", "other-hash"); }).error(),
-              errc::conflict);
+              errc::idempotency_key_reused);
     must(s->transact(ctx, [](unit_of_work& uow) { return uow.idempotency().claim("key-1", "body-hash"); }));
     must(s->read(ctx, [](unit_of_work& uow) -> result<void> {
         EXPECT_EQ(must(uow.inbound_webhooks().find("conn-1")).scheme, "github");

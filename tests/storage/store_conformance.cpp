@@ -1156,7 +1156,7 @@ TEST_P(store_conformance, idempotency_keys_are_claimed_per_tenant_for_one_reques
     write(a_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-x"); });  // the same request again
     auto other = store_->transact(a_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-y"); });
     ASSERT_FALSE(other);
-    EXPECT_EQ(other.error(), errc::conflict);
+    EXPECT_EQ(other.error(), errc::idempotency_key_reused);
     EXPECT_NE(other.error().detail().find("key-1"), std::string::npos);
     write(b_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-y"); });  // another tenant's key
     write(a_, [&](unit_of_work& uow) { return uow.idempotency().release("key-1"); });

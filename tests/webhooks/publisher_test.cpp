@@ -175,13 +175,13 @@ TEST_F(publisher_test, a_repeated_idempotency_key_answers_the_first_publication_
 
     auto other = pub_.publish(a_, "order.paid", boost::json::value{{"orderId", "o-2"}}, "order-o-1-paid");
     ASSERT_FALSE(other);
-    EXPECT_EQ(other.error(), errc::conflict);
+    EXPECT_EQ(other.error(), errc::idempotency_key_reused);
     EXPECT_EQ(deliveries_of(a_, sub), 1u);
     // The same payload as another event under the key is another event, not a repeat: answering
     // the first would drop the cancellation without a word.
     auto cancelled = pub_.publish(a_, "order.cancelled", payload, "order-o-1-paid");
     ASSERT_FALSE(cancelled);
-    EXPECT_EQ(cancelled.error(), errc::conflict);
+    EXPECT_EQ(cancelled.error(), errc::idempotency_key_reused);
     EXPECT_NE(cancelled.error().detail().find("order.paid"), std::string::npos) << cancelled.error().detail();
     EXPECT_EQ(deliveries_of(a_, sub), 1u);
 

@@ -13,7 +13,7 @@ struct error_kind {
     PyObject* extra_base;  // a built-in exception it also is, or null
 };
 
-std::array<error_kind, 21> error_kinds() {
+std::array<error_kind, 22> error_kinds() {
     return {{{"invalid_argument", "InvalidArgument", PyExc_ValueError},
              {"invalid_state", "InvalidState", nullptr},
              {"invariant_violation", "InvariantViolation", nullptr},
@@ -34,12 +34,13 @@ std::array<error_kind, 21> error_kinds() {
              {"verification_failed", "VerificationFailed", nullptr},
              {"in_progress", "InProgress", nullptr},
              {"scope_not_granted", "ScopeNotGranted", nullptr},
-             {"connection_lost", "ConnectionLost", PyExc_ConnectionError}}};
+             {"connection_lost", "ConnectionLost", PyExc_ConnectionError},
+             {"idempotency_key_reused", "IdempotencyKeyReused", nullptr}}};
 }
 
 // Created once at import and kept for the life of the process (never decref'd at exit).
 PyObject* error_base = nullptr;
-std::array<PyObject*, 21> error_classes{};
+std::array<PyObject*, 22> error_classes{};
 
 }  // namespace
 

@@ -38,6 +38,12 @@ def test_a_run_is_the_dict_the_old_code_rendered(platform: integration.Platform,
     assert isinstance(old["started_at"], datetime) and old["started_at"].tzinfo == timezone.utc
     assert old["run_attempts"] and isinstance(old["run_attempts"][0]["started_at"], datetime)
     assert old["idempotency_key"] == "order-7" and "external_ref" not in old  # set and unset optionals
+    # A publication's key again with another payload is never worth retrying: not the
+    # `Conflict` of a race.
+    t.publish("order.paid", {"order": 7}, idempotency_key="order-7-paid")
+    with pytest.raises(integration.IdempotencyKeyReused):
+        t.publish("order.paid", {"order": 8}, idempotency_key="order-7-paid")
+    assert not issubclass(integration.IdempotencyKeyReused, integration.Conflict)
 
     run = t.get_run(out["run_id"])
     assert type(run) is integration.Run

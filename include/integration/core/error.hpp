@@ -43,6 +43,9 @@ enum class errc {
     /** A request went out (or may have) and the connection ended without a complete answer: the
      *  other side may have acted on it. */
     connection_lost,
+    /** An idempotency key was used before for a different request: never retry with it, use a
+     *  new key (a `conflict` is a race worth retrying after a reload). */
+    idempotency_key_reused,
 };
 
 }  // namespace integration

@@ -53,6 +53,11 @@ struct INTEGRATION_EXPORT rotation_policy {
     }
 };
 
+/** How many ended (Retired or Failed) versions a credential keeps, the newest: an OAuth2
+ *  provider that rotates its refresh token on every refresh ends a version each time, and a
+ *  history without bound would be read with the credential on every use. */
+inline constexpr std::size_t max_ended_versions = 10;
+
 /** CredentialVersion: one secret-store version pointer with its activation history. */
 struct INTEGRATION_EXPORT credential_version {
     std::int64_t version = 0;

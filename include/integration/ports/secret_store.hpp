@@ -68,7 +68,7 @@ public:
      *  deleted secrets recoverable; the number destroyed. A store that purges on its own
      *  schedule (a cloud vault's scheduled purge) destroys nothing here. The platform's
      *  retention sweep calls it. */
-    virtual result<std::size_t> purge_expired() = 0;
+    virtual result<std::size_t> purge_expired() { return std::size_t{0}; }
 };
 
 }  // namespace integration::credentials

@@ -1466,7 +1466,7 @@ public:
         (*st)->reset();
         if (!row) return row.error();
         if (stored != request_hash)
-            return error{errc::conflict, "Idempotency-Key '" + key + "' was already used with a different request; use a new key"};
+            return error{errc::idempotency_key_reused, "Idempotency-Key '" + key + "' was already used with a different request; use a new key"};
         return {};
     }
 
