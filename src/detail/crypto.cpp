@@ -395,13 +395,23 @@ result<void> create_private_file(std::string const& path, std::string_view conte
     if (auto w = write_temp_file(tmp, content); !w) return w;
     int linked = ::link(tmp.c_str(), path.c_str());
     auto e = errno;
-    if (linked != 0 && (e == EPERM || e == EOPNOTSUPP || e == ENOSYS)) {
-        // A filesystem without hard links (vfat, some FUSE and SMB mounts): a rename, which
-        // a creator racing this one may replace, as every creator did before.
-        if (::rename(tmp.c_str(), path.c_str()) == 0) return sync_folder_of(path);
-        e = errno;
-    }
     ::unlink(tmp.c_str());
+    if (linked != 0 && (e == EPERM || e == EOPNOTSUPP || e == ENOSYS)) {
+        // A filesystem without hard links (vfat, some FUSE and SMB mounts): the file is made
+        // exclusively in place; a creator racing this one reads it once it is whole.
+        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+        if (fd < 0) {
+            if (errno == EEXIST) return error{errc::already_exists, path + " was created by another process"};
+            return error{errc::secret_store_failure, "cannot create " + path + ": " + std::strerror(errno)};
+        }
+        bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
+        ::close(fd);
+        if (!ok) {
+            ::unlink(path.c_str());
+            return error{errc::secret_store_failure, "cannot write " + path + ": " + std::strerror(errno)};
+        }
+        return sync_folder_of(path);
+    }
     if (linked != 0) {
         if (e == EEXIST) return error{errc::already_exists, path + " was created by another process"};
         return error{errc::secret_store_failure, "cannot create " + path + ": " + std::strerror(e)};

@@ -59,19 +59,6 @@ result<integration_connection> connection_service::retire(request_context const&
             }
             page.cursor = open->next_cursor;
         } while (!page.cursor.empty());
-        // A credential bound to this connection can serve no other: it is revoked with it, and
-        // retention then removes it and its secret as it does every revoked credential's.
-        storage::page_request bound_page{.limit = 100};
-        do {
-            auto bound = uow.credentials().list({.connection_id = connection_id}, bound_page);
-            if (!bound) return bound.error();
-            for (auto& cred : bound->items) {
-                if (cred.status() == credentials::credential_status::revoked) continue;
-                if (auto r = cred.revoke("its connection " + connection_id + " was retired", clock_.now()); !r) return r.error();
-                if (auto r = uow.credentials().save(cred); !r) return r.error();
-            }
-            bound_page.cursor = bound->next_cursor;
-        } while (!bound_page.cursor.empty());
         return std::move(*c);
     });
     if (retired && retired_) retired_(connection_id);

@@ -193,18 +193,20 @@ result<retention_sweep> retention_worker::sweep() {
                 });
             }),
             out.events_removed);
-        add(archive<runs::integration_run>(
-                ctx, "runs",
-                [&](storage::unit_of_work& uow) { return uow.runs().ended_before(now - options_.runs, options_.batch); },
-                [](storage::unit_of_work& uow, std::string const& id) { return uow.runs().remove(id); }, holds_no_secret),
-            out.runs_archived);
-        // A key outlives nothing it names: it goes with the runs of its age.
-        add(in_batches(options_.batch, [&] {
-                return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
-                    return uow.idempotency().remove_before(now - options_.runs, options_.batch);
-                });
-            }),
-            out.keys_removed);
+        auto runs = archive<runs::integration_run>(
+            ctx, "runs",
+            [&](storage::unit_of_work& uow) { return uow.runs().ended_before(now - options_.runs, options_.batch); },
+            [](storage::unit_of_work& uow, std::string const& id) { return uow.runs().remove(id); }, holds_no_secret);
+        // A key outlives nothing it names: it goes with the runs of its age, and stays while one
+        // of them could not be archived (freed, it would let another request replay that run).
+        if (runs)
+            add(in_batches(options_.batch, [&] {
+                    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                        return uow.idempotency().remove_before(now - options_.runs, options_.batch);
+                    });
+                }),
+                out.keys_removed);
+        add(std::move(runs), out.runs_archived);
         add(archive<failures::integration_failure>(
                 ctx, "failures",
                 [&](storage::unit_of_work& uow) {

@@ -223,6 +223,10 @@ TEST_F(retention_worker_test, a_tenant_whose_archive_fails_stops_only_its_own_re
     must(store_->transact(a_, [&](storage::unit_of_work& uow) {
         return uow.runs().put_body(stuck, storage::run_body::request, "old body in the store");
     }));
+    auto claim = [&](std::string const& hash) {
+        return store_->transact(a_, [&](storage::unit_of_work& uow) { return uow.idempotency().claim("k-stuck", hash); });
+    };
+    must(claim("first-request"));
     clock_.advance(181 * 24h);
     hooked_blobs blobs(*blobs_);
     blobs.refused_tenant = "tenant-a";
@@ -237,8 +241,12 @@ TEST_F(retention_worker_test, a_tenant_whose_archive_fails_stops_only_its_own_re
         << "the purge of old bodies did not run";
     auto kept = storage::read_for(*store_, a_, [&](storage::unit_of_work& uow) { return uow.runs().body(stuck, storage::run_body::request); });
     EXPECT_EQ(kept.error(), errc::not_found) << "the failing tenant's own purges did not run";
+    // The keys of runs that could not be archived stay: freed, they would let another request
+    // replay the run still stored.
+    EXPECT_EQ(claim("another-request").error(), errc::idempotency_key_reused);
     blobs.refused_tenant.reset();
     EXPECT_EQ(must(worker.sweep()).runs_archived, 1u);
+    must(claim("another-request"));  // its run archived, the key is free
 }
 
 // A batch of 0 took no rows per step, so each step's loop never saw a short batch and the

@@ -165,27 +165,6 @@ TEST_F(registry_test, a_connection_may_use_only_a_live_credential_of_its_own_pro
     must(with(save(mine.id(), std::nullopt, false)));
 }
 
-// A credential bound to a connection serves no other: retiring the connection revokes it (and
-// retention later removes it with its secret). A credential it only used stays usable by others.
-TEST_F(registry_test, retiring_a_connection_revokes_the_credential_bound_to_it_only) {
-    auto p = must(registry_.register_provider(ctx_, provider_spec("bound")));
-    must(registry_.activate_client(ctx_, must(registry_.register_client(ctx_, p.id(), client_spec("C.bound"))).id()));
-    must(registry_.activate_provider(ctx_, p.id()));
-    auto spec = spec_for(p.id(), ctx_);
-    auto shared = *spec.credential_id;
-    auto conn = must(connections_.create(ctx_, p.id(), spec));
-    auto bound_spec = credential_spec(p.id());
-    bound_spec.connection_id = conn.id();
-    auto bound = must(credentials::integration_credential::create(ctx_, clock_.now(), bound_spec));
-    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.credentials().save(bound); }));
-    must(connections_.retire(ctx_, conn.id(), "customer left"));
-    must(store_->read(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
-        EXPECT_EQ(must(uow.credentials().find(bound.id())).status(), credentials::credential_status::revoked);
-        EXPECT_EQ(must(uow.credentials().find(shared)).status(), credentials::credential_status::active);
-        return {};
-    }));
-}
-
 TEST_F(registry_test, key_and_assembly_uniqueness_give_clear_errors) {
     must(registry_.register_provider(ctx_, provider_spec("dup")));
     auto again = registry_.register_provider(ctx_, provider_spec("dup"));

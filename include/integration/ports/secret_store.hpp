@@ -67,7 +67,7 @@ public:
     /** Destroys, in every tenant, each secret soft-deleted longer ago than the store keeps
      *  deleted secrets recoverable; the number destroyed. A store that purges on its own
      *  schedule (a cloud vault's scheduled purge) destroys nothing here. The platform's
-     *  retention sweep calls it. */
+     *  retention sweep calls it; a store that wraps another forwards it. */
     virtual result<std::size_t> purge_expired() { return std::size_t{0}; }
 };
 

@@ -431,7 +431,7 @@ class INTEGRATION_EXPORT idempotency_repository {
 public:
     virtual ~idempotency_repository() = default;
     /** Claims `key` for the request with `request_hash`; the same hash again succeeds, another
-     *  one is `errc::conflict`. */
+     *  one is `errc::idempotency_key_reused`. */
     virtual result<void> claim(std::string const& key, std::string const& request_hash) = 0;
     /** Forgets a claim (its request recorded nothing); a missing key is not an error. */
     virtual result<void> release(std::string const& key) = 0;

@@ -21,7 +21,7 @@ public:
     explicit idempotency_keys(storage::store& store) : store_(store) {}
 
     /** Claims `key` (1-255 characters) for `request` in `ctx`'s tenant. The same request again
-     *  succeeds; another one is `errc::conflict`. */
+     *  succeeds; another one is `errc::idempotency_key_reused`. */
     result<void> claim(request_context const& ctx, std::string const& key, std::string_view request);
     /** Forgets a claim whose request recorded nothing, so a corrected request may use the key;
      *  a claim a run holds (by its Idempotency-Key) stays. */

@@ -50,7 +50,7 @@ public:
     /** Writes the payload once to the blob store and creates one Pending delivery per active
      *  subscription whose event type and filter match, with the event, in one transaction.
      *  Idempotent on `idempotency_key`: the same key and payload answer the first publication
-     *  (`repeated`), another payload is `errc::conflict`. */
+     *  (`repeated`), another payload (or event type) is `errc::idempotency_key_reused`. */
     result<publication> publish(request_context const& ctx, std::string const& event_type,
                                 boost::json::value const& payload,
                                 std::optional<std::string> idempotency_key = std::nullopt);
