@@ -60,7 +60,7 @@ result<flag_map> read_config_file(std::string const& path, std::set<std::string>
         if (!known.contains(key) || key == "config")
             return error{errc::invalid_argument, path + ":" + std::to_string(n) + ": unknown key '" + key +
                                                      "' (keys are the serve flags without --, see --help)"};
-        if (key == "egress-allow" || key == "managed-identity-tenant")
+        if (key == "egress-allow" || key == "managed-identity-tenant" || key == "managed-identity-allow")
             for (auto& v : split_commas(value)) out[key].push_back(v);
         else
             out[key] = {value};
@@ -148,7 +148,8 @@ result<serve_config> load_serve_config(flag_map const& flags) {
         "outbox-interval-ms", "retry-interval-ms", "rotation-interval-ms", "probe-interval-ms", "shutdown-timeout-ms",
         "retention-interval-ms", "run-retention-days", "body-retention-days", "key-rate-limit", "key-burst", "recording",
         "execution-threads", "tenant-executions", "run-deadline-ms", "attempt-timeout-ms", "idempotency-wait-ms",
-        "orphan-margin-ms", "max-redirects", "webhook-in-flight", "webhook-tenant-in-flight", "managed-identity-tenant"};
+        "orphan-margin-ms", "max-redirects", "webhook-in-flight", "webhook-tenant-in-flight", "managed-identity-tenant",
+        "managed-identity-allow"};
     if (auto r = refuse_unknown(flags, known); !r) return r.error();
     flag_map file;
     layers no_file(flags, {});
@@ -167,6 +168,7 @@ result<serve_config> load_serve_config(flag_map const& flags) {
     one("public-url", c.public_url);
     one("hosts-file", c.hosts_file);
     c.egress_allow = l.values("egress-allow", true);
+    c.managed_identity_allow = l.values("managed-identity-allow", true);
     for (auto const& v : l.values("managed-identity-tenant", true))
         for (auto& tenant : split_commas(v)) {
             if (auto ok = validate_tenant_id(tenant); !ok)
@@ -292,7 +294,7 @@ std::string usage() {
                          [--execution-threads N] [--tenant-executions N] [--run-deadline-ms N]
                          [--attempt-timeout-ms N] [--idempotency-wait-ms N] [--orphan-margin-ms N]
                          [--max-redirects N] [--webhook-in-flight N] [--webhook-tenant-in-flight N]
-                         [--managed-identity-tenant T]...
+                         [--managed-identity-tenant T]... [--managed-identity-allow CIDR]...
   integration-host keys create [--data DIR] --tenant T [--admin]
 
 Every serve flag may also come from INTEGRATION_<FLAG> (e.g. INTEGRATION_LISTEN; INTEGRATION_EGRESS_ALLOW
@@ -300,7 +302,8 @@ and INTEGRATION_MANAGED_IDENTITY_TENANT are comma-separated) or from a config fi
 which wins over the file. Defaults: --data ./data, --listen 127.0.0.1:8080. --hosts-file FILE answers the
 names it lists (`ADDRESS NAME...` lines, like /etc/hosts) before the system resolver; every answer still
 passes the egress policy. --managed-identity-tenant T lets tenant T create and use ManagedIdentity
-credentials (tokens of this machine's identity); no tenant may by default. `keys create` reads
+credentials (tokens of this machine's identity); no tenant may by default. --managed-identity-allow CIDR
+(169.254.169.254/32 for the usual metadata endpoint) is reachable by managed-identity token requests only. `keys create` reads
 INTEGRATION_DATA, INTEGRATION_TENANT and INTEGRATION_ADMIN (true|false) the same way.
 )";
 }

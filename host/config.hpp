@@ -20,6 +20,7 @@ struct serve_config {
     std::string listen = "127.0.0.1:8080";
     std::vector<std::string> egress_allow;  // CIDRs
     std::vector<std::string> managed_identity_tenants;  // may use this machine's managed identity
+    std::vector<std::string> managed_identity_allow;    // CIDRs only managed-identity token requests reach
     std::string hosts_file;                 // `ADDRESS NAME...` lines answered before the system resolver
     std::string public_url;                 // empty: http://<listen>
     std::chrono::milliseconds read_timeout{30'000};   // one deadline for a request's header and body

@@ -137,6 +137,12 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
         if (!c) return error{errc::invalid_argument, "--egress-allow " + text + ": " + c.error().detail()};
         s->egress.allow.push_back(*c);
     }
+    std::vector<net::cidr> identity_endpoints;
+    for (auto const& text : config.managed_identity_allow) {
+        auto c = net::cidr::parse(text);
+        if (!c) return error{errc::invalid_argument, "--managed-identity-allow " + text + ": " + c.error().detail()};
+        identity_endpoints.push_back(*c);
+    }
     if (auto own = own_endpoints(config.listen); !own) return own.error();
     else s->egress.own_endpoints = std::move(*own);
     // Behind a load balancer the public URL reaches this host at an address it does not listen
@@ -154,7 +160,7 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
         .source = "integration-host",
         .resolver = &s->resolver,
         .egress = s->egress,
-        .credentials = {.managed_identity_tenants = c.managed_identity_tenants},
+        .credentials = {.managed_identity_tenants = c.managed_identity_tenants, .managed_identity_allow = identity_endpoints},
         // A periodic sweep probes the connections not checked within one probe interval.
         .probes = {.interval = std::chrono::duration_cast<std::chrono::seconds>(c.probe_interval)},
         .runs = {.retry = {.total_deadline = c.run_deadline},

@@ -92,6 +92,12 @@ result<void> find_references(storage::store& store, request_context const& ctx, 
 
 namespace {
 
+/** `egress` with `more` allowed as well. */
+net::egress_policy allowing(net::egress_policy egress, std::vector<net::cidr> const& more) {
+    egress.allow.insert(egress.allow.end(), more.begin(), more.end());
+    return egress;
+}
+
 std::vector<std::unique_ptr<http::policy>> token_policies(net::egress_policy egress, net::resolver& names) {
     std::vector<std::unique_ptr<http::policy>> policies;
     policies.push_back(std::make_unique<http::egress_policy_step>(http::egress_hop_check(std::move(egress), names)));
@@ -108,7 +114,9 @@ credential_service::credential_service(storage::store& store, secret_store& secr
                                        clock const& clock, http::transport& transport, net::egress_policy egress,
                                        net::resolver& names, credential_service_options options)
     : store_(store), secrets_(secrets), fingerprints_(fingerprints), clock_(clock),
-      outbound_(transport, token_policies(std::move(egress), names)), options_(options),
+      outbound_(transport, token_policies(egress, names)),
+      identity_outbound_(transport, token_policies(allowing(std::move(egress), options.managed_identity_allow), names)),
+      options_(options),
       lease_owner_(new_id("refresher", clock.now())) {
     add_builtin_schemes();
 }
@@ -851,6 +859,7 @@ result<credential_service::token> credential_service::token_request(std::string 
     // have spent the grant on the first copy and would refuse the second as invalid_grant.
     req.repeatable = !spends_grant;
     req.headers = {{"Accept", "application/json"}};
+    bool const body_was_empty = body.empty();
     if (body.empty()) {
         req.method = "GET";
         req.headers.emplace_back("Metadata", "true");
@@ -861,7 +870,8 @@ result<credential_service::token> credential_service::token_request(std::string 
     }
     auto now = clock_.now();
     http::call_context call;
-    auto res = outbound_.send(req, call);
+    // A GET is a managed identity's token request (the others POST their grant).
+    auto res = (body_was_empty ? identity_outbound_ : outbound_).send(req, call);
     crypto::wipe(req.body);
     if (!res) return error{res.error().code(), "token endpoint " + endpoint_name(url) + ": " + res.error().detail()};
     boost::system::error_code ec;

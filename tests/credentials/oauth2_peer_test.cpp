@@ -801,6 +801,25 @@ TEST(managed_identity, tokens_come_from_the_imds_endpoint_and_are_cached) {
     std::size_t calls = 0;
     for (std::string l; std::getline(again, l);) ++calls;
     EXPECT_EQ(calls, 2u) << "the identity endpoint was called for a tenant not allowed to use it";
+
+    // The metadata endpoint allowed for managed identities only: their token requests reach it,
+    // and every other call the service makes there (an OAuth2 token request, as a run) is refused.
+    credentials::credential_service fenced(*store, *vault, fp, clock, *transport, net::egress_policy{}, dns,
+                                           {.managed_identity_tenants = {"t1"},
+                                            .managed_identity_allow = {net::cidr::parse("127.0.0.1/32").value()}});
+    must(fenced.resolve(ctx, system_assigned.id()));
+    auto oauth = must(fenced.create(ctx, {.provider_id = provider_id, .auth_mode = auth_mode::oauth2_client_credentials,
+                                          .secret = secret_bytes("client-secret-1"),
+                                          .oauth2 = credentials::oauth2_client_settings{
+                                              "http://127.0.0.1:" + line.substr(5) + "/token", "client-1", {}}}));
+    auto elsewhere = fenced.resolve(ctx, oauth.id());
+    ASSERT_FALSE(elsewhere) << "a call other than a managed identity's reached the metadata address";
+    EXPECT_EQ(elsewhere.error(), errc::egress_denied) << elsewhere.error().detail();
+    credentials::credential_service shared_only(*store, *vault, fp, clock, *transport, net::egress_policy{}, dns,
+                                                {.managed_identity_tenants = {"t1"}});
+    auto denied = shared_only.resolve(ctx, user_assigned.id());
+    ASSERT_FALSE(denied);
+    EXPECT_EQ(denied.error(), errc::egress_denied) << denied.error().detail();
 }
 
 }  // namespace

@@ -129,6 +129,7 @@ def open(
     write_behind: bool = False,
     log: Optional[Callable[[str, str], None]] = None,
     managed_identity_tenants: Sequence[str] = (),
+    managed_identity_allow: Sequence[str] = (),
 ) -> Platform: ...
 
 class Platform:

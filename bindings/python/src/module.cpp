@@ -494,11 +494,13 @@ std::shared_ptr<py_platform> open_platform_for_python(std::string data_dir, std:
                                   bool deliver_webhooks, std::optional<int> max_attempts,
                                   std::optional<double> attempt_timeout, std::optional<int> deferred_retries,
                                   bool durable, bool write_behind, py::object const& log,
-                                  std::vector<std::string> managed_identity_tenants) {
+                                  std::vector<std::string> managed_identity_tenants,
+                                  std::vector<std::string> const& managed_identity_allow) {
     platform_options o{.data_dir = data_dir, .store = std::move(store), .secrets = std::move(secrets),
                        .blobs = std::move(blobs), .source = std::move(source)};
     for (auto const& c : egress_allow) o.egress.allow.push_back(unwrap(net::cidr::parse(c)));
     o.credentials.managed_identity_tenants = std::move(managed_identity_tenants);
+    for (auto const& c : managed_identity_allow) o.credentials.managed_identity_allow.push_back(unwrap(net::cidr::parse(c)));
     o.workers.start = start_workers;
     o.webhooks.deliver = deliver_webhooks;
     if (max_attempts) {
@@ -865,7 +867,7 @@ void define_module(py::module_& m) {
           "source"_a = "integration", "egress_allow"_a = std::vector<std::string>{}, "start_workers"_a = true,
           "deliver_webhooks"_a = true, "max_attempts"_a = py::none(), "attempt_timeout"_a = py::none(),
           "deferred_retries"_a = py::none(), "durable"_a = true, "write_behind"_a = false, "log"_a = py::none(),
-          "managed_identity_tenants"_a = std::vector<std::string>{},
+          "managed_identity_tenants"_a = std::vector<std::string>{}, "managed_identity_allow"_a = std::vector<std::string>{},
           "Opens the platform: the embedded default under data_dir (SQLite, local secret store, file blobs), or the "
           "backends that store/secrets/blobs name by URL.");
 

@@ -132,3 +132,11 @@ def test_only_tenants_the_operator_lists_may_use_the_managed_identity(tmp_path: 
                 with pytest.raises(integration.Forbidden, match="managed_identity_tenants"):
                     t.create_credential(provider_id=provider["provider_id"], auth_mode="ManagedIdentity",
                                         managed_identity=identity)
+
+
+def test_the_managed_identity_allow_list_takes_cidrs_only(tmp_path: str) -> None:
+    with pytest.raises(integration.InvalidArgument):
+        integration.open(data_dir=f"{tmp_path}/data", managed_identity_allow=["169.254.169.254/33"])
+    with integration.open(data_dir=f"{tmp_path}/data", managed_identity_allow=["169.254.169.254/32"],
+                          managed_identity_tenants=["ops"]) as p:
+        assert not p.closed

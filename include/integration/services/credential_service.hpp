@@ -12,6 +12,7 @@
 #include <integration/services/fingerprint.hpp>
 #include <integration/ports/secret_store.hpp>
 #include <integration/ports/transport.hpp>
+#include <integration/outbound/egress_policy.hpp>
 #include <integration/outbound/pipeline.hpp>
 #include <integration/ports/store.hpp>
 #include <integration/export.hpp>
@@ -176,6 +177,11 @@ struct credential_service_options {
      *  serves: a tenant not listed is refused (`errc::forbidden`), at creation and at every use.
      *  Empty: none. */
     std::vector<std::string> managed_identity_tenants;
+    /** Addresses that managed-identity token requests, and only they, may reach beside the
+     *  egress policy's allow-list: the instance metadata endpoint (`169.254.169.254/32`).
+     *  Allowed in the shared policy instead, every tenant's runs could reach it and read the
+     *  machine's tokens. */
+    std::vector<net::cidr> managed_identity_allow;
 };
 
 /** Creates, rotates, revokes and resolves credentials.
@@ -336,6 +342,7 @@ private:
     fingerprinter const& fingerprints_;
     clock const& clock_;
     http::pipeline outbound_;
+    http::pipeline identity_outbound_;  // outbound_ with `managed_identity_allow` allowed too
     credential_service_options options_;
     std::shared_mutex schemes_mutex_;
     std::map<std::string, auth_scheme, std::less<>> schemes_;
