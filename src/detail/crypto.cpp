@@ -348,21 +348,30 @@ void wipe(std::string& s) noexcept {
 
 namespace {
 
-/** Writes `content` to `tmp`, a fresh private file (never one that is there already: a leftover,
- *  or a link planted in a shared folder to have the key written elsewhere), and syncs it. */
-result<void> write_temp_file(std::string const& tmp, std::string_view content) {
-    if (::unlink(tmp.c_str()) != 0 && errno != ENOENT)
-        return error{errc::secret_store_failure, "cannot replace " + tmp + ": " + std::strerror(errno)};
-    int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-    if (fd < 0) return error{errc::secret_store_failure, "cannot create " + tmp + ": " + std::strerror(errno)};
+/** Writes `content` to `path`, a private file made here (never one that is there already: a
+ *  link planted in a shared folder would have the key written elsewhere), and syncs it;
+ *  `already_exists` when `path` is there. */
+result<void> write_new_file(std::string const& path, std::string_view content) {
+    int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        if (errno == EEXIST) return error{errc::already_exists, path + " was created by another process"};
+        return error{errc::secret_store_failure, "cannot create " + path + ": " + std::strerror(errno)};
+    }
     ::fchmod(fd, 0600);
     bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
     ::close(fd);
     if (!ok) {
-        ::unlink(tmp.c_str());
-        return error{errc::secret_store_failure, "cannot write " + tmp + ": " + std::strerror(errno)};
+        ::unlink(path.c_str());
+        return error{errc::secret_store_failure, "cannot write " + path + ": " + std::strerror(errno)};
     }
     return {};
+}
+
+/** `write_new_file` of `tmp`, a leftover of an earlier write removed first. */
+result<void> write_temp_file(std::string const& tmp, std::string_view content) {
+    if (::unlink(tmp.c_str()) != 0 && errno != ENOENT)
+        return error{errc::secret_store_failure, "cannot replace " + tmp + ": " + std::strerror(errno)};
+    return write_new_file(tmp, content);
 }
 
 // The new name is durable too: a power loss must not keep the secrets sealed under a key and
@@ -399,17 +408,7 @@ result<void> create_private_file(std::string const& path, std::string_view conte
     if (linked != 0 && (e == EPERM || e == EOPNOTSUPP || e == ENOSYS)) {
         // A filesystem without hard links (vfat, some FUSE and SMB mounts): the file is made
         // exclusively in place; a creator racing this one reads it once it is whole.
-        int fd = ::open(path.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0600);
-        if (fd < 0) {
-            if (errno == EEXIST) return error{errc::already_exists, path + " was created by another process"};
-            return error{errc::secret_store_failure, "cannot create " + path + ": " + std::strerror(errno)};
-        }
-        bool ok = ::write(fd, content.data(), content.size()) == static_cast<ssize_t>(content.size()) && ::fsync(fd) == 0;
-        ::close(fd);
-        if (!ok) {
-            ::unlink(path.c_str());
-            return error{errc::secret_store_failure, "cannot write " + path + ": " + std::strerror(errno)};
-        }
+        if (auto w = write_new_file(path, content); !w) return w;
         return sync_folder_of(path);
     }
     if (linked != 0) {
