@@ -5,6 +5,9 @@ namespace integration::resilience {
 std::optional<circuit_breaker::permit> circuit_breaker::allow() {
     std::lock_guard lock(mutex_);
     auto now = clock_.now();
+    // Further off than a whole break: the clock stepped back since the breaker opened, and the
+    // break counts from now instead of lasting as long as the step.
+    if (state_ == breaker_state::open && open_until_ - now > o_.break_duration) open_until_ = now + o_.break_duration;
     if (state_ == breaker_state::open && now >= open_until_) {
         state_ = breaker_state::half_open;
         ++generation_;

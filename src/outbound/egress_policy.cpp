@@ -67,6 +67,9 @@ constexpr std::array denied_v6{
     named_range{v6_block({0xfc00}, 7), "unique local (fc00::/7)"},
     named_range{v6_block({0xff00}, 8), "multicast (ff00::/8)"},
     named_range{v6_block({0x2001, 0x0db8}, 32), "documentation (2001:db8::/32)"},
+    // RFC 8215: translators an operator sets up, each with a prefix of its own length inside, so
+    // the IPv4 address it carries has no fixed place to be read from.
+    named_range{v6_block({0x64, 0xff9b, 0x1}, 48), "local-use NAT64 (64:ff9b:1::/48)"},
 };
 
 enum class v4_position { tail, tail_inverted, after_first_group };

@@ -185,13 +185,18 @@ public:
     result<response> send(request const& r) override {
         if (sends_++ > 0) call_.redirected = true;
         auto hop = r;
-        return next_.send(hop, call_);
+        auto res = next_.send(hop, call_);
+        answered_ = answered_ || res.has_value();
+        return res;
     }
+    /** A hop was answered: every later failure comes after the vendor may have acted. */
+    bool answered() const noexcept { return answered_; }
 
 private:
     next_policy next_;
     call_context& call_;
     int sends_ = 0;
+    bool answered_ = false;
 };
 
 void sleep_thread(milliseconds d) { std::this_thread::sleep_for(d); }
@@ -201,7 +206,12 @@ void sleep_thread(milliseconds d) { std::this_thread::sleep_for(d); }
 result<response> redirect_policy::send(request& r, next_policy next, call_context& call) {
     if (options_.max_hops == 0) return next.send(r, call);
     rest_as_transport rest(next, call);
-    return send_following_redirects(rest, r, options_, check_, call.carries_credential);
+    auto res = send_following_redirects(rest, r, options_, check_, call.carries_credential);
+    // A redirect that could not be followed (its name does not resolve, egress refused it) came
+    // from a vendor that may have acted on the request: judged as after a redirect, a POST is not
+    // sent again.
+    if (!res && rest.answered()) call.redirected = true;
+    return res;
 }
 
 void redirect_policy::start(request& r, next_policy next, call_context& call, transport::completion done) {

@@ -13,12 +13,13 @@ acquire_result rate_limiter::try_acquire(std::string_view key, rate_limit_profil
         it = s.buckets.emplace(std::string(key), bucket{static_cast<double>(limit.burst), now, limit}).first;
     auto& b = it->second;
     b.limit = limit;
-    // A clock that jumps backwards refills nothing rather than going negative.
+    // A clock that steps back refills nothing for the step, and refills from its new time on:
+    // waiting for it to catch up would refuse every call for as long as the step.
     if (now > b.refilled) {
         double elapsed = std::chrono::duration<double>(now - b.refilled).count();
         b.tokens = std::min(static_cast<double>(limit.burst), b.tokens + elapsed * limit.requests_per_second);
-        b.refilled = now;
     }
+    b.refilled = now;
     if (b.tokens >= 1.0) {
         b.tokens -= 1.0;
         return {true, {}};

@@ -59,6 +59,9 @@ struct outcome {
     milliseconds retry_delay{0};  // before the next attempt after a failure, from the subscription's policy
     milliseconds max_delay{0};    // the policy's cap on a Retry-After
     int record_tries = 0;         // transactions that conflicted on its subscription so far
+    /** The endpoint's name could not be resolved: an attempt of the delivery's, but no mark
+     *  against its subscription, since a resolver outage on this side looks the same. */
+    bool name_unresolved = false;
 };
 
 /** One tenant's outcomes on their way through the store's writer, and what committing them did. */
@@ -272,7 +275,11 @@ struct delivery_worker::state {
 void delivery_worker::state::start(webhook_subscription const& sub, storage::claimed_delivery c, time_point now) {
     outcome o{std::move(c.tenant_id), std::move(c.delivery), now, {}, {}, {}, {}, {}, {}, {}, {}};
     auto const& tenant = o.tenant_id;
-    o.retry_delay = jittered(sub.delay_before(o.delivery.data().attempts + 2));
+    // A replay gives the delivery the policy's whole schedule again (`max_attempts` more
+    // attempts): its delays count from the replay's first attempt, not from the first ever.
+    auto const& dd = o.delivery.data();
+    auto const round_start = std::clamp<std::int64_t>(dd.max_attempts - sub.attempt_policy().max_attempts, 0, dd.attempts);
+    o.retry_delay = jittered(sub.delay_before(dd.attempts - round_start + 2));
     o.max_delay = milliseconds(std::min(sub.attempt_policy().max_delay_ms, webhooks::max_retry_delay_ms));
     // What the worker cannot read is its own failure, not the endpoint's: no attempt is counted
     // (a vault outage would otherwise disable every subscription), and it is waited out, whatever
@@ -374,10 +381,12 @@ void delivery_worker::state::send(outcome o, sending next) {
     }
     auto const now = clock_.now();
     if (now + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);
-    if (!pin)
+    if (!pin) {
+        o.name_unresolved = pin.error() != errc::egress_denied;
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
             pin.error().detail());
+    }
     // A send that waited for a lookup thread, or a lookup, gets what is left of its lease for its
     // timeout: in full it could outlast the lease, and go out beside the one a worker makes after
     // claiming it again.
@@ -390,6 +399,7 @@ void delivery_worker::state::send(outcome o, sending next) {
     if (left < next.timeout) {
         if (left < shortest_send) {
             if (waited_for_a_thread) return queued_too_long();
+            o.name_unresolved = true;
             return fail_now("the endpoint's name took " +
                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - asked).count()) +
                             " s to resolve");
@@ -466,8 +476,10 @@ void delivery_worker::state::prepare(recording& batch, request_context const& ct
             else if (o.status == 410)
                 applied = d.record_gone(std::move(a));
             else
-                applied = d.record_failure(std::move(a),
-                                           now + (o.retry_after ? std::min(*o.retry_after, o.max_delay) : o.retry_delay));
+                // The endpoint's Retry-After (or rate-limit reset) may put the next attempt off,
+                // never bring it forward: gateways send a reset of 0 with every answer.
+                applied = d.record_failure(
+                    std::move(a), now + std::max(o.retry_delay, o.retry_after ? std::min(*o.retry_after, o.max_delay) : milliseconds(0)));
         }
         if (!applied) {
             batch.slot.push_back(-1);
@@ -516,6 +528,7 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
                                        failures::next_action::dead_letter, std::nullopt};
             auto f = failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
             if (!f) return f.error();
+            if (auto r = f->resolve(failures::source_outcome::dead_lettered, now); !r) return r;
             if (auto r = uow.failures().save(*f); !r) return r;
             continue;
         }
@@ -553,13 +566,16 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
             auto f =
                 failures::integration_failure::record(ctx, now, failures::failure_source::delivery, d.id(), "", c);
             if (!f) return f.error();
+            // Recorded as it ends, as a dead-lettered run's is: retention archives and removes it
+            // with its delivery (unresolved, it would stay forever).
+            if (auto r = f->resolve(failures::source_outcome::dead_lettered, now); !r) return r;
             if (auto s = uow.failures().save(*f); !s) return s;
         }
         auto* sub = sub_of(d);
         if (!sub) continue;
         if (gone) {
             if (sub->active() && sub->deactivate("endpoint answered 410 Gone")) changed[sub->id()] = true;
-        } else {
+        } else if (!o.name_unresolved) {
             auto before = sub->data().consecutive_failures;
             if (sub->record_outcome(ok, options.disable_after)) ++batch.disabled;
             if (sub->data().consecutive_failures != before || !sub->active()) changed[sub->id()] = true;

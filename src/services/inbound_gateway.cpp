@@ -321,7 +321,9 @@ result<std::shared_ptr<inbound_gateway::endpoint const>> inbound_gateway::endpoi
         if (secret) {
             e->secrets.push_back(std::move(*secret));
             e->until.push_back(old.until);
-            // A replaced secret leaves memory when its overlap ends.
+            // The entry expires when the replaced secret's overlap ends: it verifies nothing after
+            // that (`secrets_at`), and the entry is replaced at the connection's next receive or
+            // dropped by the next prune.
             e->expires = std::min(e->expires, old.until);
         } else if (secret.error() != errc::not_found && secret.error() != errc::invalid_state) {
             return secret.error();

@@ -444,7 +444,10 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
             return refuse(inbound_rejection::signature_mismatch, "the body's SHA-256 is not the URL's bodySHA256");
     } else if (is_form(req)) {
         params = form_params(req.body);
-        if (!params) return refuse(inbound_rejection::malformed_body, "the body is not form encoding");
+        // What Twilio signs is read from the form: a body that is not one was signed by nobody.
+        if (!params)
+            return refuse(inbound_rejection::signature_mismatch,
+                          "the body is not form encoding, so no Twilio signature can cover it");
         // Sorted in place by pointer, then MACed part by part: nothing is copied.
         sorted.reserve(params->size());
         for (auto const& kv : *params) sorted.push_back(&kv);
@@ -481,11 +484,15 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
     if (!c.identity) return signature_ok(std::nullopt);
 
     if (req.body.empty()) return empty_body();
-    // Messaging webhooks carry MessageSid (SmsSid in older ones), voice webhooks CallSid.
+    // Messaging webhooks carry MessageSid (SmsSid in older ones), voice webhooks CallSid. A status
+    // callback of a message sent (queued, sent, delivered, failed...) carries the same ids as a
+    // message received: its status tells them apart, so that nobody answers their own sends.
     std::string type = "twilio.event";
-    if (params && (form_value(*params, "MessageSid") || form_value(*params, "SmsSid")))
-        type = "twilio.sms.received";
-    else if (params && form_value(*params, "CallSid"))
+    if (params && (form_value(*params, "MessageSid") || form_value(*params, "SmsSid"))) {
+        auto status = form_value(*params, "MessageStatus");
+        if (!status) status = form_value(*params, "SmsStatus");
+        type = !status || *status == "received" ? "twilio.sms.received" : "twilio.sms.status";
+    } else if (params && form_value(*params, "CallSid"))
         type = "twilio.voice.call";
     // Twilio sends no id: the delivery is what it signed. Bodies that spell the same parameters
     // differently (order, encoding, empty pairs) carry the same signature, so they are one

@@ -788,7 +788,6 @@ result<run_outcome> run_service::close(execution& x) {
     std::optional<std::string> failure_id;
     auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
         auto fresh = e.run;  // the in-memory copy carries every attempt
-        if (auto s = keep_stored_response(uow, fresh, response_ref, e.last); !s) return s.error();
         auto f = finalize(e, fresh, response_ref);
         if (!f) return f.error();
         if (*f) {
@@ -796,6 +795,8 @@ result<run_outcome> run_service::close(execution& x) {
             failure_id = (*f)->id();
         }
         if (auto s = uow.runs().save(fresh); !s) return s.error();
+        // After the save: a run recorded only as it ends has no row before it.
+        if (auto s = keep_stored_response(uow, fresh, response_ref, e.last); !s) return s.error();
         return fresh;
     }, options_.recording);
     if (!saved) return saved.error();

@@ -201,7 +201,8 @@ INSTANTIATE_TEST_SUITE_P(reference, public_address,
                                          "192.169.0.0", "198.17.255.255", "198.20.0.0", "198.51.99.255",
                                          "198.51.101.0", "203.0.112.255", "203.0.114.0", "223.255.255.255",
                                          "2606:4700::1111", "2001:4860:4860::8888", "2a00:1450:4001::1",
-                                         "fe7f:ffff::1", "fec0::1", "2001:db7:ffff::1", "2001:db9::1", "::2:0:0:1"));
+                                         "fe7f:ffff::1", "fec0::1", "2001:db7:ffff::1", "2001:db9::1", "::2:0:0:1",
+                                         "64:ff9b:0:ffff::1", "64:ff9b:2::1"));
 
 // ---------------------------------------------------------------------------------------------
 // IPv4 wrapped in IPv6
@@ -229,6 +230,9 @@ INSTANTIATE_TEST_SUITE_P(
         // 64:ff9b::/96, NAT64
         std::pair{"64:ff9b::127.0.0.1", true}, std::pair{"64:ff9b::a9fe:a9fe", true}, std::pair{"64:ff9b::ac10:1", true},
         std::pair{"64:ff9b::5db8:d822", false},
+        // 64:ff9b:1::/48, local-use NAT64 (RFC 8215): an operator's translator, denied whole
+        std::pair{"64:ff9b:1::a9fe:a9fe", true}, std::pair{"64:ff9b:1:a9fe:a900:fe::", true},
+        std::pair{"64:ff9b:1::5db8:d822", true},
         // 2002::/16, 6to4 (IPv4 in bytes 2-5)
         std::pair{"2002:7f00:1::", true}, std::pair{"2002:c0a8:101::1", true}, std::pair{"2002:a9fe:a9fe:1::1", true},
         std::pair{"2002:5db8:d822::1", false},

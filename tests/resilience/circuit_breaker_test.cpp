@@ -24,6 +24,19 @@ TEST(circuit_breaker, opens_on_the_failure_ratio_once_throughput_is_reached) {
     EXPECT_FALSE(b.allow());
 }
 
+// An NTP step back while the breaker is open does not keep it open for as long as the step: the
+// break counts from the step on.
+TEST(circuit_breaker, a_clock_stepping_back_does_not_hold_it_open_for_the_step) {
+    manual_clock clock;
+    circuit_breaker b(clock, {.consecutive_failures = 1, .break_duration = 5s});
+    call(b, false);
+    EXPECT_EQ(b.state(), breaker_state::open);
+    clock.advance(-10min);
+    EXPECT_FALSE(b.allow());
+    clock.advance(5s);
+    EXPECT_TRUE(b.allow()) << "half-open one break after the step, not ten minutes later";
+}
+
 TEST(circuit_breaker, old_samples_leave_the_window) {
     manual_clock clock;
     circuit_breaker b(clock, {.failure_ratio = 0.5, .minimum_throughput = 4, .sampling_window = 10s});

@@ -123,6 +123,7 @@ struct run_service_options_override {
     resilience::breaker_options breaker{};
     int deferred_retries = 3;
     bool write_behind = false;
+    durability recording = durability::immediate;  ///< The service's recording.
     std::size_t inline_body_bytes = 64 * 1024;
     resilience::rate_limit_store* rate_limits = nullptr;
     std::chrono::milliseconds idempotency_wait{5'000};
@@ -215,6 +216,7 @@ protected:
             runs::run_service_options{.retry = {.max_attempts = 4, .base_delay = 1'000ms, .max_delay = 60'000ms, .total_deadline = 600'000ms},
                                       .breaker = o.breaker,
                                       .rate_limits = o.rate_limits,
+                                      .recording = o.recording,
                                       .deferred_retries = o.deferred_retries,
                                       .redirects = {.max_hops = o.redirect_hops},
                                       .write_behind = o.write_behind,
@@ -565,6 +567,19 @@ TEST_F(run_service_test, an_unkeyed_post_that_was_redirected_is_not_sent_again) 
     auto requests = vendor_->requests();
     ASSERT_EQ(requests.size(), 2u);
     EXPECT_TRUE(requests[1].starts_with("GET /receipt ")) << requests[1];
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+}
+
+// A redirect whose next hop cannot even be checked (its name does not resolve) still came from a
+// vendor that may have acted on the POST: it is not sent again.
+TEST_F(run_service_test, an_unkeyed_post_redirected_to_a_name_that_does_not_resolve_is_not_sent_again) {
+    start({reply(303, "", "Location: http://gone.vendor.test/receipt\r\n"), reply(200, "ok"), reply(200, "ok")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.idempotency_header = std::nullopt, .redirect_hops = 3});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
     auto f = failures_of(out.run.id());
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
@@ -1736,11 +1751,11 @@ TEST_F(run_service_test, execute_with_a_handler_reports_a_write_behind_run_once_
 // `responseRef`, silently): the body commits with its run instead, with or without write-behind.
 class run_body_fallback : public run_service_test {
 protected:
-    void check(bool behind) {
+    void check(bool behind, durability recording = durability::immediate) {
         blobs_ = std::make_unique<refusing_responses>(std::move(blobs_));
         // Every body goes to the blob store first (none is small enough to stay with the run).
         start({reply(200, "the vendor's answer")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
-              {.write_behind = behind, .inline_body_bytes = 0});
+              {.write_behind = behind, .recording = recording, .inline_body_bytes = 0});
         auto out = must(runs_->execute(ctx_, send_sms()));
         ASSERT_TRUE(out.run.data().response_ref);
         EXPECT_TRUE(storage::is_stored_payload_ref(*out.run.data().response_ref));
@@ -1754,6 +1769,10 @@ protected:
 
 TEST_F(run_body_fallback, a_response_body_the_blob_store_refuses_is_kept_with_its_write_behind_run) { check(true); }
 TEST_F(run_body_fallback, a_response_body_the_blob_store_refuses_is_kept_with_its_run) { check(false); }
+// Deferred recording writes such a run once, as it ends: the body goes in after its row.
+TEST_F(run_body_fallback, a_response_body_the_blob_store_refuses_is_kept_with_a_run_recorded_as_it_ends) {
+    check(false, durability::deferred);
+}
 
 // A blob store that cannot be read at the moment is not a missing input: the resume fails with
 // the outage and the run waits for the next sweep (it was dead-lettered as `input_missing`).

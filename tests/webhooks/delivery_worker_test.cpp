@@ -165,6 +165,9 @@ TEST_F(delivery_worker_test, failures_follow_the_default_schedule_with_jitter_th
     auto failures = w_.failures_of(id);
     ASSERT_EQ(failures.size(), 1u);
     EXPECT_EQ(failures[0].data().error_code, "http_500");
+    // Resolved as it is recorded, as a dead-lettered run's failure is: retention removes it with
+    // its delivery (left open, it would stay forever).
+    EXPECT_TRUE(failures[0].resolved());
     EXPECT_EQ(worker.stats().dead_lettered_total.load(), 1u);
     EXPECT_EQ(worker.stats().failed_attempts_total.load(), 8u);
 }
@@ -199,6 +202,52 @@ TEST_F(delivery_worker_test, the_receivers_retry_after_wins_in_seconds_or_as_a_d
     pump(worker);
     EXPECT_EQ(*w_.delivery(id).data().next_attempt_at, w_.clock.now() + 1h);  // 86400 s capped at maxDelayMs
     EXPECT_EQ(receiver.requests().size(), 3u);
+}
+
+// A rate-limit reset of 0 (API gateways put one on every answer) or a Retry-After shorter than
+// the schedule does not bring the next attempt forward: the receiver may only put it off.
+TEST_F(delivery_worker_test, a_retry_after_shorter_than_the_schedule_does_not_bring_the_next_attempt_forward) {
+    std::atomic<int> n{0};
+    keep_alive_server receiver([&](received_request const&) {
+        return n++ == 0 ? answer(500, "RateLimit-Reset: 0\r\n") : answer(503, "Retry-After: 1\r\n");
+    });
+    auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) {
+        s.attempt_policy = webhooks::subscription_attempt_policy{.max_attempts = 3, .schedule_ms = std::vector<std::int64_t>{60'000, 600'000}};
+    });
+    auto id = w_.deliver(sub);
+    auto worker = make_worker({.jitter = 0});
+    pump(worker);
+    EXPECT_EQ(*w_.delivery(id).data().next_attempt_at, w_.clock.now() + 60s);
+    w_.clock.advance(60s);
+    pump(worker);
+    EXPECT_EQ(*w_.delivery(id).data().next_attempt_at, w_.clock.now() + 600s);
+    EXPECT_EQ(receiver.requests().size(), 2u);
+}
+
+// A replay gives the delivery the subscription's whole schedule again: after it, the first failure
+// waits the schedule's first delay, not its last.
+TEST_F(delivery_worker_test, a_replayed_delivery_starts_its_schedule_over) {
+    keep_alive_server receiver([](received_request const&) { return answer(500); });
+    auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) {
+        s.attempt_policy = webhooks::subscription_attempt_policy{.max_attempts = 3, .schedule_ms = std::vector<std::int64_t>{1'000, 3'600'000}};
+    });
+    auto id = w_.deliver(sub);
+    auto worker = make_worker({.jitter = 0});
+    pump(worker);
+    w_.clock.advance(1s);
+    pump(worker);
+    w_.clock.advance(1h);
+    pump(worker);
+    ASSERT_EQ(w_.delivery(id).status(), delivery_status::dead_lettered);
+    w_.replay(id, 3);  // what the publisher's replay gives: the policy's maxAttempts
+    pump(worker);
+    auto d = w_.delivery(id);
+    ASSERT_EQ(d.data().attempts, 4);
+    EXPECT_EQ(*d.data().next_attempt_at, w_.clock.now() + 1s);
+    w_.clock.advance(1s);
+    pump(worker);
+    EXPECT_EQ(*w_.delivery(id).data().next_attempt_at, w_.clock.now() + 1h);
+    EXPECT_EQ(receiver.requests().size(), 5u);
 }
 
 // A batch reads each subscription's signing secret once, and never keeps it past the batch: a
@@ -325,9 +374,10 @@ TEST_F(delivery_worker_test, a_replay_sends_the_same_webhook_id_again) {
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
 }
 
-// "A failure is resolved when its source reaches a terminal success": a dead-lettered delivery
-// replayed and then delivered has its failure resolved in the same commit, with its event.
-TEST_F(delivery_worker_test, a_dead_letter_replayed_and_delivered_resolves_its_failure) {
+// "A failure is resolved only when its source run/delivery reaches a terminal success or
+// dead-letter state": a dead-lettered delivery's failure is resolved in the commit that
+// dead-letters it, with its event; replayed and then delivered, it stays the one failure.
+TEST_F(delivery_worker_test, a_dead_letter_resolves_its_failure_and_a_replay_keeps_it) {
     std::atomic<int> n{0};
     keep_alive_server receiver([&](received_request const&) { return answer(n++ == 0 ? 500 : 200); });
     auto sub = w_.subscribe(w_.url(receiver.port()), [](webhooks::subscription_spec& s) {
@@ -337,9 +387,13 @@ TEST_F(delivery_worker_test, a_dead_letter_replayed_and_delivered_resolves_its_f
     auto worker = make_worker();
     pump(worker);
     ASSERT_EQ(w_.delivery(id).status(), delivery_status::dead_lettered);
-    auto open = w_.failures_of(id);
-    ASSERT_EQ(open.size(), 1u);
-    EXPECT_FALSE(open[0].resolved());
+    auto ended = w_.failures_of(id);
+    ASSERT_EQ(ended.size(), 1u);
+    EXPECT_TRUE(ended[0].resolved());
+    bool resolved_event = false;
+    for (auto const& e : must(w_.store->pending_events(1000)))
+        resolved_event |= e.envelope.event_type == "IntegrationFailureResolved" && e.envelope.aggregate_id == ended[0].id();
+    EXPECT_TRUE(resolved_event);
     w_.clock.advance(1min);
     w_.replay(id);
     pump(worker);
@@ -347,10 +401,6 @@ TEST_F(delivery_worker_test, a_dead_letter_replayed_and_delivered_resolves_its_f
     auto after = w_.failures_of(id);
     ASSERT_EQ(after.size(), 1u);
     EXPECT_TRUE(after[0].resolved());
-    bool resolved_event = false;
-    for (auto const& e : must(w_.store->pending_events(1000)))
-        resolved_event |= e.envelope.event_type == "IntegrationFailureResolved" && e.envelope.aggregate_id == after[0].id();
-    EXPECT_TRUE(resolved_event);
 }
 
 TEST_F(delivery_worker_test, an_ordered_subscription_sends_its_next_delivery_only_after_the_previous_one_ends) {
@@ -852,6 +902,28 @@ TEST_F(delivery_worker_test, a_resolver_that_throws_is_waited_out_not_blamed_on_
     EXPECT_EQ(w_.delivery(id).status(), delivery_status::delivered);
     EXPECT_FALSE(w_.delivery(id).data().deferred_reason) << "sent: nothing puts it off any more";
     EXPECT_EQ(receiver.requests().size(), 1u);
+}
+
+// A name that does not resolve fails the delivery's attempt but counts nothing toward the
+// subscription's auto-disable: a resolver outage on this side (EAI_AGAIN for every name) looks the
+// same, and would otherwise disable every busy subscription of every tenant.
+TEST_F(delivery_worker_test, a_name_that_does_not_resolve_never_disables_the_subscription) {
+    keep_alive_server receiver([](received_request const&) { return answer(200); });
+    auto sub = w_.subscribe(w_.url(receiver.port(), "down.hooks.test"));
+    auto ids = w_.deliver_many(sub, 3);
+    mutable_resolver outage;  // answers nothing
+    auto worker = make_worker(outage, {.disable_after = 1});
+    pump(worker);
+    for (auto const& id : ids) {
+        auto d = w_.delivery(id);
+        EXPECT_EQ(d.status(), delivery_status::failed);
+        EXPECT_EQ(d.data().attempts, 1);
+    }
+    auto s = w_.subscription(sub.id());
+    EXPECT_TRUE(s.active());
+    EXPECT_EQ(s.data().consecutive_failures, 0);
+    EXPECT_EQ(worker.stats().subscriptions_disabled_total.load(), 0u);
+    EXPECT_TRUE(receiver.requests().empty());
 }
 
 // A signing secret the vault gives but that signs nothing (not a webhook secret: stored by hand,

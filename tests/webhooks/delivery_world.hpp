@@ -136,10 +136,12 @@ struct delivery_world {
                                       }))
             .items;
     }
-    void replay(std::string const& id) {
+    /** Replays `id` with `extra` more attempts (the publisher gives the subscription's
+     *  `maxAttempts`). */
+    void replay(std::string const& id, std::int64_t extra = 1) {
         must(store->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             auto d = must(uow.deliveries().find(id));
-            must(d.replay(1, clock.now()));
+            must(d.replay(extra, clock.now()));
             return uow.deliveries().save(d);
         }));
     }

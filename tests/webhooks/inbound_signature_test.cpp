@@ -378,6 +378,14 @@ TEST(InboundIdentity, TwilioSmsVoiceAndOther) {
     EXPECT_EQ(s.identity->event_type, "twilio.sms.received");
     auto old_sms = signed_request(inbound_scheme::twilio, plain_secret, "SmsSid=SM1&Body=hi");
     EXPECT_EQ(verify(inbound_scheme::twilio, plain_secret, old_sms, now).identity->event_type, "twilio.sms.received");
+    auto received = signed_request(inbound_scheme::twilio, plain_secret, "MessageSid=SM1&SmsStatus=received&Body=hi");
+    EXPECT_EQ(verify(inbound_scheme::twilio, plain_secret, received, now).identity->event_type, "twilio.sms.received");
+    // A sent message's status callback carries MessageSid and SmsSid too.
+    auto delivered = signed_request(inbound_scheme::twilio, plain_secret,
+                                    "MessageSid=SM1&MessageStatus=delivered&SmsSid=SM1&SmsStatus=delivered");
+    EXPECT_EQ(verify(inbound_scheme::twilio, plain_secret, delivered, now).identity->event_type, "twilio.sms.status");
+    auto failed = signed_request(inbound_scheme::twilio, plain_secret, "SmsSid=SM1&SmsStatus=failed");
+    EXPECT_EQ(verify(inbound_scheme::twilio, plain_secret, failed, now).identity->event_type, "twilio.sms.status");
     auto call = signed_request(inbound_scheme::twilio, plain_secret, "CallSid=CA1&From=x");
     EXPECT_EQ(verify(inbound_scheme::twilio, plain_secret, call, now).identity->event_type, "twilio.voice.call");
     auto other = signed_request(inbound_scheme::twilio, plain_secret, "AccountSid=AC1");
@@ -630,6 +638,13 @@ TEST_P(EveryScheme, WrongSecretOfAnotherLengthIsAMismatch) {
     EXPECT_TRUE(refused(verify(GetParam(), wrong, r, now), inbound_rejection::signature_mismatch));
 }
 
+/** How a body the scheme cannot read is refused: Twilio signs the decoded form, so a form that
+ *  cannot be decoded is signed by nobody (401); the others sign the raw bytes, so such a body was
+ *  verified first and is malformed (400). */
+inbound_rejection refusal_of_unreadable(inbound_scheme s) {
+    return s == inbound_scheme::twilio ? inbound_rejection::signature_mismatch : inbound_rejection::malformed_body;
+}
+
 TEST_P(EveryScheme, EmptyBodyIsRefused) {
     auto r = signed_request(GetParam(), secret_for(GetParam()), "");
     EXPECT_TRUE(refused(verify(GetParam(), secret_for(GetParam()), r, now), inbound_rejection::malformed_body));
@@ -639,7 +654,7 @@ TEST_P(EveryScheme, InvalidUtf8IsRefused) {
     auto const body = GetParam() == inbound_scheme::twilio ? std::string("MessageSid=SM1&Body=\xff\xfe")
                                                            : std::string("{\"type\":\"a\",\"x\":\"\xff\xfe\"}");
     auto r = signed_request(GetParam(), secret_for(GetParam()), body);
-    EXPECT_TRUE(refused(verify(GetParam(), secret_for(GetParam()), r, now), inbound_rejection::malformed_body));
+    EXPECT_TRUE(refused(verify(GetParam(), secret_for(GetParam()), r, now), refusal_of_unreadable(GetParam())));
 }
 
 TEST_P(EveryScheme, DeeplyNestedJsonIsRefused) {
@@ -647,7 +662,7 @@ TEST_P(EveryScheme, DeeplyNestedJsonIsRefused) {
     if (GetParam() == inbound_scheme::twilio) deep = "MessageSid=" + std::string(100000, '[');  // '[' is not form text
     auto r = signed_request(GetParam(), secret_for(GetParam()), deep);
     auto v = verify(GetParam(), secret_for(GetParam()), r, now);
-    EXPECT_TRUE(refused(v, inbound_rejection::malformed_body));
+    EXPECT_TRUE(refused(v, refusal_of_unreadable(GetParam())));
     auto nested_object = std::string(100000, '{');
     auto r2 = signed_request(GetParam(), secret_for(GetParam()), "{\"a\":" + nested_object);
     EXPECT_FALSE(verify(GetParam(), secret_for(GetParam()), r2, now));
@@ -842,7 +857,8 @@ TEST(InboundMalformed, TwilioUrlAndForm) {
     }
     auto bad_form = r;
     bad_form.body = "MessageSid=SM1&Body=%zz";
-    EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, bad_form, now), inbound_rejection::malformed_body));
+    // Not a form, so nothing a Twilio signature covers: a bad signature (401), not a bad body.
+    EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, bad_form, now), inbound_rejection::signature_mismatch));
 }
 
 TEST(InboundMalformed, NonJsonBodiesAreRefusedAfterVerification) {

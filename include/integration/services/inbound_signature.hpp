@@ -81,7 +81,8 @@ struct inbound_identity {
      *  (`github.pull_request.opened`), `stripe.<body "type">`, `shopify.<X-Shopify-Topic, / as .>`
      *  (`shopify.orders.create`), `slack.<body "type">` for JSON (`slack.event_callback`) or a
      *  form's `payload`, `slack.command` for a slash command, `twilio.sms.received` (the form has
-     *  MessageSid or SmsSid), `twilio.voice.call` (CallSid) or `twilio.event`,
+     *  MessageSid or SmsSid, and no MessageStatus/SmsStatus but `received`), `twilio.sms.status`
+     *  (a sent message's status callback), `twilio.voice.call` (CallSid) or `twilio.event`,
      *  `standard.<body "type">` (or `standard.event`). Bodies are JSON objects (GitHub's may be a
      *  form with `payload`; Twilio's a form, or covered by `bodySHA256` in the URL); an empty or
      *  unparseable body, or JSON nested deeper than 64, is `malformed_body`. */
