@@ -190,7 +190,6 @@ result<std::unique_ptr<services>> open_services(serve_config config) {
     auto& p = **platform;
     if (auto r = import_former_host_db(c.data); !r) return r.error();
     s->keys = std::make_unique<keys::api_key_service>(p.store());
-    s->idempotency = std::make_unique<runs::idempotency_keys>(p.store());
     s->failures = &p.failures();
     // The host's data directory holds the local vault: /readyz checks its master key.
     s->secrets = dynamic_cast<credentials::local_secret_store*>(&p.secrets());

@@ -11,7 +11,6 @@
 #include <integration/platform.hpp>
 #include <integration/services/api_key_service.hpp>
 #include <integration/services/failure_service.hpp>
-#include <integration/services/idempotency_keys.hpp>
 
 #include <memory>
 
@@ -33,12 +32,10 @@ private:
 };
 
 /** The host's view of the platform: the names the handlers use point into `platform`, which
- *  owns every backend, service and worker. The host adds only what is HTTP (keys, idempotency,
- *  metrics). */
+ *  owns every backend, service and worker. The host adds only what is HTTP (keys, metrics). */
 struct services {
     serve_config config;
     std::unique_ptr<keys::api_key_service> keys;
-    std::unique_ptr<runs::idempotency_keys> idempotency;
     host_resolver resolver;   // handed to the platform; outlives it
     net::egress_policy egress;  // the platform's egress policy, as configured
     host_metrics metrics;     // outlives the platform, whose relay and workers report into it

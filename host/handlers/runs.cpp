@@ -65,7 +65,7 @@ boost::json::object render_outcome(runs::run_outcome const& out) {
         boost::json::object res;
         res["status"] = out.response->status;
         boost::json::object headers;
-        for (auto const& [k, v] : out.response->headers) headers[k] = v;
+        for (auto const& [k, v] : http::combined_headers(out.response->headers)) headers[k] = v;
         res["headers"] = std::move(headers);
         res["body"] = out.response->body;
         o["response"] = std::move(res);
@@ -80,21 +80,16 @@ boost::json::object render_outcome(runs::run_outcome const& out) {
 // Executes a checked run request; answered once the run is recorded (on disk with the default
 // --recording immediate): the calling thread is free as soon as the call started, and the run
 // shares its commit with every run recorded meanwhile.
-void start_run(services& s, request_context const& ctx, boost::asio::any_io_executor io, std::string key,
-               runs::execute_request req, responder done) {
-    auto told = [&s, io = std::move(io), ctx, key = std::move(key),
-                 done = std::move(done)](result<runs::run_outcome> out) mutable {
+void start_run(services& s, request_context const& ctx, boost::asio::any_io_executor io, runs::execute_request req,
+               responder done) {
+    auto told = [&s, io = std::move(io), done = std::move(done)](result<runs::run_outcome> out) mutable {
         if (!out && out.error() == errc::in_progress) {
             // A twin with this key is still executing: its outcome is for a retry to collect.
             auto p = problem_from(out.error());
             p.headers.emplace_back("Retry-After", "1");
             return done(std::move(p));
         }
-        if (!out) {
-            // Bad input records no run, so the key is free again for a corrected request.
-            if (!key.empty() && out.error() != errc::already_exists) (void)s.idempotency->release(ctx, key);
-            return done(out.error());
-        }
+        if (!out) return done(out.error());  // bad input claims no key: a corrected request may use it
         // A recorded run is told on the store's writer, which every other commit waits for:
         // render its answer on the connection's thread.
         boost::asio::post(io, [&s, out = std::move(*out), done = std::move(done)]() mutable {
@@ -132,13 +127,10 @@ void add_run_routes(router& r, services& s) {
             req.idempotency_key = key;
         }
         // On the connection's thread, a run starts there only when nothing before its vendor call
-        // can block (an Idempotency-Key's claim is a store write): no hop to an execution thread.
+        // can block (an Idempotency-Key's lookup is a store read): no hop to an execution thread.
         bool here = !c.offload || (key.empty() && s.runs->starts_without_blocking(c.ctx, req));
-        auto run = [&s, io = c.io, ctx = c.ctx, body = c.body, key = std::move(key), req = std::move(req),
-                    done = std::move(done)]() mutable {
-            if (!key.empty())
-                if (auto claimed = s.idempotency->claim(ctx, key, body); !claimed) return done(claimed.error());
-            start_run(s, ctx, io, std::move(key), std::move(req), std::move(done));
+        auto run = [&s, io = c.io, ctx = c.ctx, req = std::move(req), done = std::move(done)]() mutable {
+            start_run(s, ctx, io, std::move(req), std::move(done));
         };
         if (here) return run();
         c.offload(std::move(run));

@@ -168,6 +168,15 @@ result<void> webhook_delivery::record_failure(delivery_attempt a, time_point nex
     return {};
 }
 
+result<void> webhook_delivery::hold() {
+    if (d_.direction != delivery_direction::outbound)
+        return error{errc::invalid_state, "only outbound deliveries are held"};
+    if (d_.status != delivery_status::pending && d_.status != delivery_status::failed)
+        return detail::bad_transition("delivery", "hold", d_.status);
+    d_.next_attempt_at.reset();
+    return {};
+}
+
 result<void> webhook_delivery::defer(time_point at, std::optional<std::string> reason) {
     if (d_.direction != delivery_direction::outbound)
         return error{errc::invalid_state, "only outbound deliveries are deferred"};

@@ -136,6 +136,7 @@ result<void> webhook_subscription::reactivate() {
     if (d_.active) return error{errc::invalid_state, "subscription " + d_.subscription_id + " is already active"};
     d_.active = true;
     d_.consecutive_failures = 0;
+    d_.failing_since.reset();
     d_.deactivation_reason.reset();
     raise(std::string(events::event_type::webhook_subscription_reactivated), {{"subscriptionId", d_.subscription_id}});
     return {};
@@ -168,13 +169,17 @@ result<std::vector<std::string>> webhook_subscription::rotate_signing_secret(std
     return ended;
 }
 
-bool webhook_subscription::record_outcome(bool delivered, std::int64_t disable_after) {
+bool webhook_subscription::record_outcome(bool delivered, time_point now, std::int64_t disable_after,
+                                          std::chrono::milliseconds failing_for) {
     if (delivered) {
         d_.consecutive_failures = 0;
+        d_.failing_since.reset();
         return false;
     }
-    ++d_.consecutive_failures;
+    // A run counted before failing_since was kept starts its clock at its next failure.
+    if (d_.consecutive_failures++ == 0 || !d_.failing_since) d_.failing_since = truncate_ms(now);
     if (disable_after <= 0 || d_.consecutive_failures < disable_after || !d_.active) return false;
+    if (now - *d_.failing_since < failing_for) return false;
     return static_cast<bool>(
         deactivate("auto-disabled after " + std::to_string(d_.consecutive_failures) + " consecutive failures"));
 }

@@ -23,6 +23,19 @@ std::string_view find_header(headers const& h, std::string_view name) noexcept {
     return {};
 }
 
+headers combined_headers(headers const& h) {
+    headers out;
+    out.reserve(h.size());
+    for (auto const& [k, v] : h) {
+        auto same = std::find_if(out.begin(), out.end(), [&](auto const& f) { return same_field_name(f.first, k); });
+        if (same == out.end())
+            out.emplace_back(k, v);
+        else
+            same->second.append(", ").append(v);
+    }
+    return out;
+}
+
 std::string form_encode(std::string_view text) {
     static constexpr char hex[] = "0123456789ABCDEF";
     std::string out;

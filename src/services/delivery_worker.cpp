@@ -577,7 +577,7 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
             if (sub->active() && sub->deactivate("endpoint answered 410 Gone")) changed[sub->id()] = true;
         } else if (!o.name_unresolved) {
             auto before = sub->data().consecutive_failures;
-            if (sub->record_outcome(ok, options.disable_after)) ++batch.disabled;
+            if (sub->record_outcome(ok, now, options.disable_after, options.disable_after_failing_for)) ++batch.disabled;
             if (sub->data().consecutive_failures != before || !sub->active()) changed[sub->id()] = true;
         }
     }

@@ -99,6 +99,7 @@ struct pending_delivery {
     storage::prepared_inbound prepared;
     std::string excerpt;  ///< The body's first bytes when it is not in `prepared.payload` (for a failure record).
     std::optional<std::string> blob_ref;  ///< The payload, when it went to the blob store first.
+    bool connection_gone = false;  ///< Set by the writer: the connection was retired meanwhile.
     // Set by the writer when the vendor's delivery id is taken:
     std::optional<std::string> earlier_id;    ///< ... by this body: a duplicate.
     std::optional<inbound_refusal> conflict;  ///< ... by another body: refused (`refusal` recorded).
@@ -446,6 +447,7 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
     auto unit = [p, hash = std::move(hash), same_id_same_delivery, budget = budget_,
                  &clock = clock_](storage::unit_of_work& uow) -> result<void> {
         auto earlier = uow.deliveries().add_inbound(p->prepared);
+        if (!earlier && earlier.error() == errc::not_found) p->connection_gone = true;
         if (!earlier) return earlier.error();
         if (!*earlier) return {};
         if (same_id_same_delivery || (*earlier)->payload_hash == hash) {
@@ -476,6 +478,13 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
         // The payload blob written for this delivery now belongs to nothing. (The blob store is
         // not the store whose writer runs this; this path is rare.)
         if (p->blob_ref) (void)blobs.remove(out.tenant_id, *p->blob_ref);
+        if (!r && p->connection_gone) {  // retired since the gateway read it: as if unknown
+            out.outcome = inbound_outcome::kind::rejected;
+            out.identity.reset();
+            out.refusal = inbound_refusal{inbound_rejection::unknown_connection,
+                                          "no active connection with an inbound webhook has this id"};
+            return done(std::move(out));
+        }
         if (!r) return done(r.error());
         if (p->earlier_id) {
             out.outcome = inbound_outcome::kind::duplicate;

@@ -419,10 +419,34 @@ inbound_verdict verify_slack(std::span<secret_bytes const> secrets, inbound_requ
 inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_request const& req, checks const& c) {
     auto const signature = header(req, "X-Twilio-Signature");
     if (!signature) return refuse(inbound_rejection::missing_signature, "the X-Twilio-Signature header is missing");
-    auto sig = base64_signature(*signature, 20);
+    // Webhooks signed with a SharedKey say so, and with which HMAC, in a settings header
+    // (`key=webhooks_sharedkey_...,algorithm=HMAC_SHA256`); without one it is the Auth Token's
+    // HMAC-SHA1. Either needs the secret, so the header choosing one gains a forger nothing.
+    auto digest = crypto::digest::sha1;
+    std::size_t digest_bytes = 20;
+    if (auto settings = header(req, "X-Twilio-Webhooks-Signature-Settings")) {
+        std::string_view rest = *settings;
+        while (!rest.empty()) {
+            auto const comma = std::min(rest.find(','), rest.size());
+            auto part = rest.substr(0, comma);
+            rest.remove_prefix(std::min(comma + 1, rest.size()));
+            auto const eq = part.find('=');
+            if (eq == std::string_view::npos || trim(part.substr(0, eq)) != "algorithm") continue;
+            auto const algorithm = trim(part.substr(eq + 1));
+            if (iequals(algorithm, "HMAC_SHA256")) {
+                digest = crypto::digest::sha256;
+                digest_bytes = 32;
+            } else if (!iequals(algorithm, "HMAC_SHA1")) {
+                return refuse(inbound_rejection::malformed_signature,
+                              "X-Twilio-Webhooks-Signature-Settings names an algorithm other than HMAC_SHA1 or HMAC_SHA256");
+            }
+        }
+    }
+    auto sig = base64_signature(*signature, digest_bytes);
     if (!sig)
         return refuse(inbound_rejection::malformed_signature,
-                      "X-Twilio-Signature is not standard base64 of 20 bytes (HMAC-SHA1)");
+                      digest_bytes == 20 ? "X-Twilio-Signature is not standard base64 of 20 bytes (HMAC-SHA1)"
+                                         : "X-Twilio-Signature is not standard base64 of 32 bytes (HMAC-SHA256)");
     if (req.url.empty())
         return refuse(inbound_rejection::signature_mismatch,
                       "Twilio signs the URL it called, and none is known here; configure the public base URL");
@@ -463,7 +487,7 @@ inbound_verdict verify_twilio(std::span<secret_bytes const> secrets, inbound_req
     }
     auto matches = [&] {
         return any_matches(secrets, {&*sig, 1}, [&](std::string_view key) {
-            return crypto::hmac(crypto::digest::sha1, key, std::span<std::string_view const>(signed_parts));
+            return crypto::hmac(digest, key, std::span<std::string_view const>(signed_parts));
         });
     };
     bool matched = matches();

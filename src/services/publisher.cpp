@@ -210,6 +210,10 @@ result<webhook_delivery> publisher::replay(request_context const& ctx, std::stri
             return error{errc::conflict, "delivery " + delivery_id +
                                              " is being sent now; replay it once this attempt is recorded (its status changes)"};
         if (auto r = d->replay(sub->attempt_policy().max_attempts, clock_.now()); !r) return r.error();
+        // An inactive subscription's delivery waits for its reactivation off the claims' order,
+        // as its others do: due now, every claim would walk past it.
+        if (!sub->active())
+            if (auto r = d->hold(); !r) return r.error();
         if (auto r = uow.deliveries().save(*d); !r) return r.error();
         return std::move(*d);
     });

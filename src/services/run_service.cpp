@@ -2,6 +2,7 @@
 
 #include "../detail/fair_pool.hpp"
 #include "../detail/cache_margin.hpp"
+#include "../detail/crypto.hpp"
 #include "../detail/thread_name.hpp"
 #include "../detail/validate.hpp"
 
@@ -28,6 +29,34 @@ bool repeatable(providers::client_operation const& op, http::headers const& h) {
     return http::is_idempotent_method(op.method) || op.idempotency_header || !http::find_header(h, "Idempotency-Key").empty();
 }
 
+/** What an Idempotency-Key is claimed for: every part of the request, each length-prefixed so
+ *  that no two requests run together into the same bytes. Credentials in its headers are hashed
+ *  with the rest, never kept. */
+std::string request_digest(execute_request const& r) {
+    std::string canon;
+    auto put = [&](std::string_view text) {
+        canon += std::to_string(text.size());
+        canon += ':';
+        canon += text;
+    };
+    auto put_pairs = [&](auto const& pairs) {
+        canon += std::to_string(pairs.size());
+        canon += ';';
+        for (auto const& [k, v] : pairs) {
+            put(k);
+            put(v);
+        }
+    };
+    put(r.connection_id);
+    put(r.operation);
+    put_pairs(r.input.path_params);
+    put_pairs(r.input.query);
+    put_pairs(r.input.headers);
+    canon += std::to_string(r.input.body.size());
+    canon += ':';
+    return crypto::sha256_hex({canon, r.input.body});
+}
+
 /** Headers that carry credentials: never written to the blob store with a run's input. */
 bool is_credential_header(std::string_view name) {
     static constexpr std::string_view names[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"};
@@ -36,10 +65,9 @@ bool is_credential_header(std::string_view name) {
     return std::find(std::begin(names), std::end(names), lower) != std::end(names);
 }
 
-boost::json::array pairs_to_json(std::vector<std::pair<std::string, std::string>> const& items, bool drop_credentials) {
+boost::json::array pairs_to_json(std::vector<std::pair<std::string, std::string>> const& items) {
     boost::json::array out;
-    for (auto const& [k, v] : items)
-        if (!drop_credentials || !is_credential_header(k)) out.push_back(boost::json::array{boost::json::string(k), boost::json::string(v)});
+    for (auto const& [k, v] : items) out.push_back(boost::json::array{boost::json::string(k), boost::json::string(v)});
     return out;
 }
 
@@ -473,11 +501,15 @@ result<std::string> run_service::read_body(request_context const& ctx, integrati
 
 bool run_service::keep_input(request_context const& ctx, integration_run const& run, execute_request const& r) {
     auto const& input = r.input;
+    // A credential the caller put in (the connection's own goes elsewhere: `prepare` refused it
+    // at that name) is kept nowhere, so a later retry could only go without it: the run ends now.
+    if (std::any_of(input.headers.begin(), input.headers.end(), [](auto const& h) { return is_credential_header(h.first); }))
+        return false;
     boost::json::object params;
     for (auto const& [k, v] : input.path_params) params[k] = v;
     boost::json::object j{{"pathParams", std::move(params)},
-                          {"query", pairs_to_json(input.query, false)},
-                          {"headers", pairs_to_json(input.headers, true)}};
+                          {"query", pairs_to_json(input.query)},
+                          {"headers", pairs_to_json(input.headers)}};
     // A retry runs under the same terms: permitted on a Degraded connection if the caller permitted it.
     if (r.allow_degraded) j["allowDegraded"] = true;
     return blobs_.put(ctx.tenant_id, "runs/" + run.id() + "/input", boost::json::serialize(j), options_.recording).has_value();
@@ -506,12 +538,22 @@ result<execute_request> run_service::stored_input(request_context const& ctx, in
     return r;
 }
 
-std::pair<std::shared_ptr<run_service::flight>, bool> run_service::join_flight(std::string const& key) {
+std::pair<std::shared_ptr<run_service::flight>, bool> run_service::join_flight(std::string const& key, std::string const& digest) {
     std::lock_guard lock(flights_mutex_);
     auto& slot = flights_[key];
     if (slot) return {slot, false};
     slot = std::make_shared<flight>();
+    slot->digest = digest;
     return {slot, true};
+}
+
+error run_service::key_reused(std::string const& key) {
+    return error{errc::idempotency_key_reused,
+                 "Idempotency-Key '" + key + "' was already used with a different request; use a new key"};
+}
+
+result<void> run_service::claim_key(request_context const& ctx, std::string const& key, std::string const& digest) {
+    return store_.transact(ctx, [&](storage::unit_of_work& uow) { return uow.idempotency().claim(key, digest); });
 }
 
 result<run_outcome> run_service::execute(request_context const& ctx, execute_request r) {
@@ -522,7 +564,9 @@ void run_service::execute(request_context const& ctx, execute_request request, o
     if (!request.idempotency_key) return start_once(ctx, std::move(request), {}, std::move(done));
     auto wait_until = steady_clock::now() + options_.idempotency_wait;
     auto key = ctx.tenant_id + '\n' + *request.idempotency_key;
-    auto [f, owner] = join_flight(key);
+    auto const digest = request_digest(request);
+    auto [f, owner] = join_flight(key, digest);
+    if (!owner && f->digest != digest) return done(key_reused(*request.idempotency_key));
     if (!owner) {
         // A twin executes this key here: wait for its outcome without a thread, told when it
         // lands or when the wait runs out.
@@ -595,8 +639,10 @@ result<run_outcome> run_service::execute_keyed(request_context const& ctx, execu
     if (!r.idempotency_key) return execute_once(ctx, r, {}, done);
     auto wait_until = steady_clock::now() + options_.idempotency_wait;
     auto key = ctx.tenant_id + '\n' + *r.idempotency_key;
+    auto const digest = request_digest(r);
     for (;;) {
-        auto [f, owner] = join_flight(key);
+        auto [f, owner] = join_flight(key, digest);
+        if (!owner && f->digest != digest) return key_reused(*r.idempotency_key);
         if (owner) {
             auto out = execute_once(ctx, r, wait_until, done);
             land(key, *f, out);
@@ -697,8 +743,13 @@ result<std::shared_ptr<run_service::execution>> run_service::open(request_contex
     bool behind = options_.write_behind && !(handler && r.idempotency_key);
     // Kept in the store with the run's record when the run is not written before the call.
     bool body_behind = behind && !r.idempotency_key && r.input.body.size() <= options_.inline_body_bytes;
+    std::string digest = r.idempotency_key ? request_digest(r) : std::string();
+    if (r.idempotency_key)
+        if (auto ok = detail::require_text(*r.idempotency_key, "Idempotency-Key", 255); !ok) return ok.error();
     if (r.idempotency_key)
         if (auto existing = find_by_key(ctx, *r.idempotency_key)) {
+            // Its run is the answer only to the request the key was claimed for.
+            if (auto claimed = claim_key(ctx, *r.idempotency_key, digest); !claimed) return claimed.error();
             auto out = settle(ctx, std::move(*existing), wait_until);
             if (!out) return out.error();
             settled = std::move(*out);
@@ -719,6 +770,7 @@ result<std::shared_ptr<run_service::execution>> run_service::open(request_contex
     }
     auto e = std::make_shared<execution>(execution{ctx, std::move(r), std::move(*p), std::move(*draft)});
     e->wait_until = wait_until;
+    e->digest = std::move(digest);
     e->behind = behind;
     e->body_behind = body_behind;
 
@@ -729,6 +781,10 @@ result<std::shared_ptr<run_service::execution>> run_service::open(request_contex
     if (e->r.idempotency_key || (options_.recording == durability::immediate && !options_.write_behind))
         e->claim = [this, x = e.get()](integration_run& current) -> result<void> {
             auto saved = storage::transact_for(store_, x->ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
+                // The key is claimed for this request in the unit that writes its run: a request
+                // refused before (bad input, a store error) leaves the key free.
+                if (auto const& key = x->r.idempotency_key)
+                    if (auto c = uow.idempotency().claim(*key, x->digest); !c) return c.error();
                 auto copy = current;
                 if (auto s = uow.runs().save(copy); !s) return s.error();
                 return copy;

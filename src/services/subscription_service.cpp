@@ -246,6 +246,8 @@ result<std::vector<std::string>> subscription_service::recover(request_context c
                     // Retention purged its payload: it can never be sent again.
                     if (!d.data().payload_ref) continue;
                     if (auto r = d.replay(attempts, now); !r) return r.error();
+                    if (!s->active())  // off the claims' order until it is reactivated
+                        if (auto r = d.hold(); !r) return r.error();
                     if (auto r = uow.deliveries().save(d); !r) return r.error();
                     page_ids.push_back(d.id());
                 }

@@ -208,6 +208,31 @@ TEST_F(host_inbound, requests_signed_by_the_vendors_libraries_are_accepted_once_
     }
 }
 
+// Twilio signs webhooks of a SharedKey with HMAC-SHA256 and says so in a settings header: signed
+// by the twilio library, one is accepted; without the header (read as the Auth Token's HMAC-SHA1)
+// or with one byte of its signature changed, refused.
+TEST_F(host_inbound, a_twilio_webhook_signed_with_a_shared_key_is_accepted) {
+    auto s = case_of("twilio", "sk1");
+    auto id = connection("twilio", twilio_token);
+    auto tgt = target(id) + "?source=sms";
+    auto req = to_sign("twilio-sharedkey", twilio_token, s.body);
+    req["url"] = std::string(public_url) + tgt;
+    auto headers = sign(std::move(req));
+    auto without = headers;
+    without.erase("X-Twilio-Webhooks-Signature-Settings");
+    auto refused = post(tgt, without, s.body);
+    EXPECT_EQ(refused.status, 401) << refused.body;
+    auto forged = headers;
+    auto sig = field(forged, "X-Twilio-Signature");
+    sig[3] = sig[3] == 'a' ? 'b' : 'a';
+    forged["X-Twilio-Signature"] = sig;
+    EXPECT_EQ(post(tgt, forged, s.body).status, 401);
+    auto first = post(tgt, headers, s.body);
+    ASSERT_EQ(first.status, 202) << first.body;
+    EXPECT_EQ(str(first.json(), "eventType"), "twilio.sms.received") << first.body;
+    EXPECT_EQ(accepted(id), 1u);
+}
+
 // Slack's Events API: saving the request URL sends a signed url_verification whose challenge the
 // answer must echo (Slack refuses the URL otherwise), and a retry is signed anew with a later
 // timestamp but carries the same event_id, so it is the same delivery. (Slack's scheme is

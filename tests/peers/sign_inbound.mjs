@@ -1,7 +1,7 @@
 // Signs inbound webhooks with the vendors' own npm libraries, as the vendors would send them.
 // Reads JSON from stdin: one request {scheme, secret, body, url?, id?, timestamp?, event?}, or an
 // array of them (one Node start for many signatures).
-//   scheme: github | stripe | twilio | standard | svix
+//   scheme: github | stripe | twilio | twilio-sharedkey | standard | svix
 //   body: the raw body (for twilio a form: its parameters are what Twilio signs, with the url);
 //     or bodyBase64 for bytes that are not UTF-8 (github only: @octokit/webhooks-methods takes
 //     non-empty strings, so such bodies get the same HMAC from node:crypto)
@@ -40,6 +40,17 @@ const signers = {
     // Twilio's own check of what it signed, so a test never blames the host for a bad fixture.
     if (!twilio.validateRequest(m.secret, signature, m.url, params)) throw new Error('twilio did not verify its own signature');
     return { 'X-Twilio-Signature': signature, 'Content-Type': 'application/x-www-form-urlencoded' };
+  },
+  // A webhook signed with a SharedKey: HMAC-SHA256, which the settings header names.
+  'twilio-sharedkey': async (m) => {
+    const params = Object.fromEntries(new URLSearchParams(m.body));
+    const signature = twilio.getExpectedTwilioSignature(m.secret, m.url, params, 'HMAC_SHA256');
+    if (!twilio.validateRequest(m.secret, signature, m.url, params, 'HMAC_SHA256')) throw new Error('twilio did not verify its own signature');
+    return {
+      'X-Twilio-Signature': signature,
+      'X-Twilio-Webhooks-Signature-Settings': 'key=webhooks_sharedkey_test,algorithm=HMAC_SHA256',
+      'Content-Type': 'application/x-www-form-urlencoded',
+    };
   },
   standard: async (m, id, timestamp) => ({
     'webhook-id': id,

@@ -651,19 +651,22 @@ TEST(platform_test, a_reactivation_and_a_recover_wake_the_running_delivery_worke
     // The worker waits an hour between idle claims: only a wake-up can make it send in time.
     options.webhooks.delivery.idle_poll = std::chrono::hours(1);
     options.webhooks.delivery.disable_after = 1;
+    options.webhooks.delivery.disable_after_failing_for = std::chrono::milliseconds(0);
     auto p = must(open_platform(options));
     auto ctx = request_context::for_tenant("t1", "alice");
     auto sub = must(p->subscriptions().subscribe(
                         ctx, {.project_id = "p1",
                               .event_type = "order.*",
                               .endpoint_url = "http://127.0.0.1:" + std::to_string(receiver.port()) + "/hooks",
-                              .attempt_policy = webhooks::subscription_attempt_policy{.max_attempts = 2}}))
+                              .attempt_policy = webhooks::subscription_attempt_policy{
+                                  .max_attempts = 2, .schedule_ms = std::vector<std::int64_t>{0}}}))
                    .subscription;
     p->start();
     auto delivery = [&](std::string const& id) { return must(p->publisher().find(ctx, id)); };
     auto active = [&] { return must(p->subscriptions().find(ctx, sub.id())).active(); };
 
-    // The first attempt fails (due again at once: Retry-After 0) and disables the subscription.
+    // The first attempt fails (due again at once: its schedule waits 0 ms) and disables the
+    // subscription.
     auto id = must(p->publisher().publish(ctx, "order.paid", boost::json::object{{"orderId", 1}})).delivery_ids.at(0);
     ASSERT_TRUE(eventually([&] { return delivery(id).status() == webhooks::delivery_status::failed && !active(); }));
     // The reactivation makes it claimable: the second (last) attempt fails, it is dead-lettered.

@@ -720,6 +720,46 @@ TEST_F(run_service_test, the_same_idempotency_key_returns_the_same_run_without_a
     EXPECT_EQ(runs_->execute(other, send_sms("key-1")).error(), errc::not_found);  // not t2's connection
 }
 
+// The key is claimed for its request: the same key with a different request (body, operation's
+// input, connection) is refused, never handed the first one's run, through the library as
+// through the host.
+TEST_F(run_service_test, the_same_idempotency_key_with_another_request_is_refused) {
+    start({reply(201, "first"), reply(201, "second")});
+    auto first = must(runs_->execute(ctx_, send_sms("key-1")));
+    auto other_body = send_sms("key-1");
+    other_body.input.body = R"({"to":"+200"})";
+    auto other_query = send_sms("key-1");
+    other_query.input.query = {{"dry", "yes"}};
+    auto other_header = send_sms("key-1");
+    other_header.input.headers = {{"X-Trace", "1"}};
+    for (auto const* r : {&other_body, &other_query, &other_header}) {
+        auto refused = runs_->execute(ctx_, *r);
+        ASSERT_FALSE(refused);
+        EXPECT_EQ(refused.error(), errc::idempotency_key_reused) << refused.error().detail();
+    }
+    std::promise<result<runs::run_outcome>> told;
+    runs_->execute(ctx_, other_body, [&](result<runs::run_outcome> out) { told.set_value(std::move(out)); });
+    EXPECT_EQ(told.get_future().get().error(), errc::idempotency_key_reused);
+    EXPECT_TRUE(must(runs_->execute(ctx_, send_sms("key-1"))).replayed);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+    EXPECT_EQ(first.response->body, "first");
+}
+
+// A request refused before its run was written (bad input) claims nothing: the corrected request
+// may use the key.
+TEST_F(run_service_test, a_request_refused_before_its_run_leaves_the_key_free) {
+    start({reply(201, "ok")});
+    auto bad = send_sms("key-2");
+    bad.input.headers = {{"Accept-Encoding", "gzip"}};
+    EXPECT_EQ(runs_->execute(ctx_, bad).error(), errc::invalid_argument);
+    auto corrected = send_sms("key-2");
+    corrected.input.body = R"({"to":"+300"})";
+    auto out = must(runs_->execute(ctx_, corrected));
+    EXPECT_FALSE(out.replayed);
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+}
+
 TEST_F(run_service_test, a_denied_destination_is_poison_and_never_contacted) {
     start({reply(200)}, net::egress_policy{});
     auto out = must(runs_->execute(ctx_, send_sms()));
@@ -950,7 +990,7 @@ TEST_F(run_service_test, an_operation_outside_the_granted_scopes_is_refused_befo
 TEST_F(run_service_test, exhausted_attempts_leave_the_run_running_for_the_retry_worker) {
     start({reply(503, "", "Retry-After: 90\r\n")});
     auto request = send_sms();
-    request.input.headers = {{"X-Trace-Note", "keep me"}, {"Authorization", "Bearer user-secret"}};
+    request.input.headers = {{"X-Trace-Note", "keep me"}};
     auto out = must(runs_->execute(ctx_, request));
     EXPECT_EQ(out.run.status(), runs::run_status::running);
     EXPECT_EQ(out.run.data().attempts, 4);
@@ -962,7 +1002,23 @@ TEST_F(run_service_test, exhausted_attempts_leave_the_run_running_for_the_retry_
     EXPECT_GE(*f[0].data().next_attempt_at, clock_.now() + 60s);  // the vendor's 90 s, capped by max_delay (60 s)
     auto input = must(blobs_->get("t1", "blob://t1/runs/" + out.run.id() + "/input"));
     EXPECT_NE(input.find("keep me"), std::string::npos);
-    EXPECT_EQ(input.find("user-secret"), std::string::npos);  // credential headers are never kept
+}
+
+// A credential the caller put in a header is kept nowhere, and a retry without it would go out
+// unauthenticated (the connection's own credential goes elsewhere): the run ends when its
+// attempts run out instead of waiting for the retry worker.
+TEST_F(run_service_test, a_run_carrying_the_callers_own_credential_does_not_wait_for_the_retry_worker) {
+    start({reply(503)});
+    auto request = send_sms();
+    request.input.headers = {{"X-Trace-Note", "keep me"}, {"Authorization", "Bearer user-secret"}};
+    auto out = must(runs_->execute(ctx_, request));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    EXPECT_EQ(out.run.data().attempts, 4);
+    auto f = failures_of(out.run.id());
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_NE(f[0].data().next_action, failures::next_action::retry);
+    EXPECT_EQ(blobs_->get("t1", "blob://t1/runs/" + out.run.id() + "/input").error(), errc::not_found);
+    for (auto const& r : vendor_->requests()) EXPECT_NE(r.find("Bearer user-secret"), std::string::npos);
 }
 
 // Escalating a failure takes it from the retry worker, which resumes only failures to retry: the
@@ -2026,6 +2082,36 @@ TEST_F(run_service_test, a_twin_with_a_handler_is_told_in_progress_when_its_wait
     EXPECT_TRUE(twin.error() == errc::in_progress) << twin.error().message();
     auto owner = must(first.get_future().get());
     EXPECT_EQ(owner.run.status(), runs::run_status::completed);
+    EXPECT_EQ(vendor.server.requests().size(), 1u);
+}
+
+// A twin executing here with another request under the same key is refused at once, not handed
+// the owner's outcome when it lands.
+TEST_F(run_service_test, a_twin_with_another_request_is_refused_at_once) {
+    gated_vendor vendor;
+    start({reply(200, "unused")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.write_behind = true, .idempotency_wait = 10'000ms, .vendor_port = vendor.server.port()});
+    std::promise<result<runs::run_outcome>> first, second;
+    runs_->execute(ctx_, send_sms("k"), [&](result<runs::run_outcome> out) { first.set_value(std::move(out)); });
+    auto other = send_sms("k");
+    other.input.body = R"({"to":"+999"})";
+    runs_->execute(ctx_, other, [&](result<runs::run_outcome> out) { second.set_value(std::move(out)); });
+    auto f2 = second.get_future();
+    auto const at_once = f2.wait_for(0s) == std::future_status::ready;
+    EXPECT_TRUE(at_once) << "the twin waited for a run of another request";
+    auto sync = std::async(std::launch::async, [&] { return runs_->execute(ctx_, other); });
+    auto sync_out = sync.get();
+    EXPECT_FALSE(sync_out);
+    if (!sync_out) {
+        EXPECT_EQ(sync_out.error(), errc::idempotency_key_reused);
+    }
+    vendor.gate.set_value();
+    auto twin = f2.get();
+    EXPECT_FALSE(twin) << "handed the run of another request";
+    if (!twin) {
+        EXPECT_EQ(twin.error(), errc::idempotency_key_reused);
+    }
+    EXPECT_EQ(must(first.get_future().get()).run.status(), runs::run_status::completed);
     EXPECT_EQ(vendor.server.requests().size(), 1u);
 }
 

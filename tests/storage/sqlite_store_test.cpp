@@ -135,7 +135,21 @@ void without_index(std::string const& path, std::string const& index, int versio
 }
 
 /** Turns a current file back into schema 29: Idempotency-Keys have no index by age (migration 30). */
-void back_to_schema_29(std::string const& path) { without_index(path, "idempotency_keys_by_time", 29); }
+/** Turns a current file back into schema 31: subscriptions keep no failing_since (migration 32). */
+void back_to_schema_31(std::string const& path) {
+    exec_sql(path, "ALTER TABLE subscriptions DROP COLUMN failing_since; PRAGMA user_version = 31;");
+}
+
+/** Turns a current file back into schema 30 (migration 31 only deletes rows). */
+void back_to_schema_30(std::string const& path) {
+    back_to_schema_31(path);
+    exec_sql(path, "PRAGMA user_version = 30;");
+}
+
+void back_to_schema_29(std::string const& path) {
+    back_to_schema_30(path);
+    without_index(path, "idempotency_keys_by_time", 29);
+}
 
 /** Turns a current file back into schema 28: outbox rows have no retry time (migration 29). */
 void back_to_schema_28(std::string const& path) {
@@ -2015,9 +2029,69 @@ TEST(sqlite_store, a_version_19_database_finds_a_credentials_failures_by_their_i
         &storage::failure_query::credential_id, "credential_id", "failures_by_credential");
 }
 
-// Migration 30: Idempotency-Keys claimed before it keep their claims and gain the index by age
-// retention removes them by.
-TEST(sqlite_store, a_version_29_database_keeps_its_idempotency_keys_and_can_then_let_them_go) {
+// Migration 32: a subscription's run of failures records when it began; one counted before the
+// migration starts its clock at its next failure, and keeps its count.
+TEST(sqlite_store, a_version_31_database_keeps_its_subscriptions_failure_counts) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    std::string sub_id;
+    {
+        auto s = open_sqlite(dir, nullptr);
+        must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+            auto sub = must(webhooks::webhook_subscription::create(
+                ctx, now, {"proj-1", "order.*", "https://hooks.example.com", "vault://local/t1/s?version=1", {}, {}}));
+            for (int i = 0; i < 3; ++i) sub.record_outcome(false, now, 20);
+            sub_id = sub.id();
+            return uow.subscriptions().save(sub);
+        }));
+    }
+    back_to_schema_31(path);
+    exec_sql(path, "PRAGMA user_version = 31;");
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    auto later = now + std::chrono::hours(1);
+    must(s->transact(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto sub = must(uow.subscriptions().find(sub_id));
+        EXPECT_EQ(sub.data().consecutive_failures, 3);
+        EXPECT_FALSE(sub.data().failing_since);
+        sub.record_outcome(false, later, 20);
+        return uow.subscriptions().save(sub);
+    }));
+    must(s->read(ctx, [&](unit_of_work& uow) -> result<void> {
+        auto sub = must(uow.subscriptions().find(sub_id));
+        EXPECT_EQ(sub.data().consecutive_failures, 4);
+        EXPECT_EQ(sub.data().failing_since, truncate_ms(later));
+        return {};
+    }));
+}
+
+// Migration 30: the index by age retention removes Idempotency-Keys by.
+TEST(sqlite_store, a_version_29_database_gains_the_index_its_idempotency_keys_go_by) {
+    temp_dir dir;
+    auto path = dir.file("integration.db");
+    auto ctx = tenant("t1");
+    auto claim = [&](storage::store& s, std::string const& hash) {
+        return s.transact(ctx, [&](unit_of_work& uow) { return uow.idempotency().claim("order-1", hash); });
+    };
+    { auto s = open_sqlite(dir, nullptr); }
+    back_to_schema_29(path);
+    auto s = open_sqlite(dir, nullptr);
+    EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
+    EXPECT_EQ(query_rows(path, "SELECT name FROM sqlite_master WHERE name = 'idempotency_keys_by_time'").size(), 1u);
+    must(claim(*s, "first"));
+    EXPECT_EQ(claim(*s, "another").error(), errc::idempotency_key_reused);
+    auto removed = must(storage::transact_for(*s, ctx, [&](unit_of_work& uow) {
+        return uow.idempotency().remove_before(system_clock::instance().now() + std::chrono::hours(1), 10);
+    }));
+    EXPECT_EQ(removed, 1u);
+    must(claim(*s, "another"));
+}
+
+// Migration 31: claims made before it hold the reference host's digests of HTTP bodies, which no
+// request's digest matches: they go, and the key is claimed anew by its next request.
+TEST(sqlite_store, a_version_30_database_drops_the_hosts_idempotency_claims) {
     temp_dir dir;
     auto path = dir.file("integration.db");
     auto ctx = tenant("t1");
@@ -2026,18 +2100,13 @@ TEST(sqlite_store, a_version_29_database_keeps_its_idempotency_keys_and_can_then
     };
     {
         auto s = open_sqlite(dir, nullptr);
-        must(claim(*s, "first"));
+        must(claim(*s, "sha256-of-the-http-body"));
     }
-    back_to_schema_29(path);
+    back_to_schema_30(path);
     auto s = open_sqlite(dir, nullptr);
     EXPECT_EQ(query_rows(path, "PRAGMA user_version"), std::vector<std::string>{std::to_string(storage::sqlite_schema_version)});
-    EXPECT_EQ(query_rows(path, "SELECT name FROM sqlite_master WHERE name = 'idempotency_keys_by_time'").size(), 1u);
-    EXPECT_EQ(claim(*s, "another").error(), errc::idempotency_key_reused);
-    auto removed = must(storage::transact_for(*s, ctx, [&](unit_of_work& uow) {
-        return uow.idempotency().remove_before(system_clock::instance().now() + std::chrono::hours(1), 10);
-    }));
-    EXPECT_EQ(removed, 1u);
-    must(claim(*s, "another"));
+    must(claim(*s, "sha256-of-the-request"));
+    EXPECT_EQ(claim(*s, "sha256-of-the-http-body").error(), errc::idempotency_key_reused);
 }
 
 TEST(sqlite_store, a_version_26_database_gains_refresh_leases) {
@@ -2262,15 +2331,14 @@ TEST(sqlite_store, a_former_host_db_is_imported_and_the_store_keeps_its_own_rows
     legacy_host_db(dir.file("host.db"));
     auto s = open_sqlite(dir, nullptr);
     must(s->api_keys().add({"hash-admin", "t2", false}));  // already here: the store's row wins
-    EXPECT_EQ(must(storage::import_host_database(dir.file("integration.db"), dir.file("host.db"))), 3u);
+    EXPECT_EQ(must(storage::import_host_database(dir.file("integration.db"), dir.file("host.db"))), 2u);
     auto old = must(s->api_keys().find("hash-old"));
     ASSERT_TRUE(old);
     EXPECT_EQ(old->tenant_id, "t1");
     EXPECT_EQ(must(s->api_keys().find("hash-admin"))->tenant_id, "t2");
     auto ctx = tenant("t1");
-    EXPECT_EQ(s->transact(ctx, [](unit_of_work& uow) { return uow.idempotency().claim("key-1", "other-hash"); }).error(),
-              errc::idempotency_key_reused);
-    must(s->transact(ctx, [](unit_of_work& uow) { return uow.idempotency().claim("key-1", "body-hash"); }));
+    // Its Idempotency-Key claims (digests of HTTP bodies) are not copied: the key is free.
+    must(s->transact(ctx, [](unit_of_work& uow) { return uow.idempotency().claim("key-1", "request-digest"); }));
     must(s->read(ctx, [](unit_of_work& uow) -> result<void> {
         EXPECT_EQ(must(uow.inbound_webhooks().find("conn-1")).scheme, "github");
         return {};

@@ -1159,9 +1159,13 @@ TEST_P(store_conformance, idempotency_keys_are_claimed_per_tenant_for_one_reques
     EXPECT_EQ(other.error(), errc::idempotency_key_reused);
     EXPECT_NE(other.error().detail().find("key-1"), std::string::npos);
     write(b_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-y"); });  // another tenant's key
-    write(a_, [&](unit_of_work& uow) { return uow.idempotency().release("key-1"); });
-    write(a_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-1", "hash-y"); });
-    write(a_, [&](unit_of_work& uow) { return uow.idempotency().release("never-claimed"); });
+    // A claim in a unit that fails is rolled back with it: the key stays free.
+    auto failed = store_->transact(a_, [&](unit_of_work& uow) -> result<void> {
+        must(uow.idempotency().claim("key-2", "hash-x"));
+        return error{errc::invalid_argument, "the run was refused"};
+    });
+    ASSERT_FALSE(failed);
+    write(a_, [&](unit_of_work& uow) { return uow.idempotency().claim("key-2", "hash-y"); });
 }
 
 TEST_P(store_conformance, api_keys_are_found_by_hash_across_tenants) {

@@ -339,11 +339,26 @@ TEST_F(delivery_worker_test, a_410_dead_letters_the_delivery_and_deactivates_the
     EXPECT_EQ(receiver.requests().size(), 1u);
 }
 
+// With the default rule (20 failures in a row, the first a day old), the failures of a receiver
+// that is down for a moment, with many deliveries in flight, disable nothing.
+TEST_F(delivery_worker_test, a_burst_of_failures_does_not_disable_the_subscription_by_default) {
+    keep_alive_server receiver([](received_request const&) { return answer(503); });
+    auto sub = w_.subscribe(w_.url(receiver.port()));
+    w_.deliver_many(sub, 30);
+    auto worker = make_worker();
+    pump(worker);
+    EXPECT_EQ(receiver.requests().size(), 30u);
+    auto s = w_.subscription(sub.id());
+    EXPECT_TRUE(s.active());
+    EXPECT_EQ(s.data().consecutive_failures, 30);
+    EXPECT_EQ(worker.stats().subscriptions_disabled_total.load(), 0u);
+}
+
 TEST_F(delivery_worker_test, a_run_of_failures_disables_the_subscription) {
     keep_alive_server receiver([](received_request const&) { return answer(500); });
     auto sub = w_.subscribe(w_.url(receiver.port()));
     for (int i = 0; i < 3; ++i) w_.deliver(sub);
-    auto worker = make_worker({.disable_after = 3});
+    auto worker = make_worker({.disable_after = 3, .disable_after_failing_for = 0ms});
     pump(worker);
     EXPECT_EQ(receiver.requests().size(), 3u);
     auto s = w_.subscription(sub.id());
@@ -719,7 +734,7 @@ TEST_F(delivery_worker_test, a_vault_outage_costs_no_attempt_and_disables_no_sub
     auto sub = w_.subscribe(w_.url(receiver.port()));
     auto ids = w_.deliver_many(sub, 3);
     webhooks::delivery_worker worker(*w_.store, vault, *w_.blobs, *w_.transport, w_.hop_check(), w_.limits, w_.clock,
-                                     {.local_retry = 45s, .disable_after = 3});
+                                     {.local_retry = 45s, .disable_after = 3, .disable_after_failing_for = 0ms});
     vault.down = true;
     pump(worker);
     for (auto const& id : ids) {
@@ -822,7 +837,7 @@ TEST_F(delivery_worker_test, a_purged_payload_dead_letters_its_delivery_unsent_w
         d.forget_payload();  // what the payload purge does
         return uow.deliveries().save(d);
     }));
-    auto worker = make_worker({.disable_after = 3});
+    auto worker = make_worker({.disable_after = 3, .disable_after_failing_for = 0ms});
     pump(worker);
     auto ended = blob_gone;
     ended.push_back(ref_gone);
@@ -859,7 +874,7 @@ TEST_F(delivery_worker_test, a_signing_secret_the_vault_cannot_give_is_waited_fo
     auto sub = w_.subscribe(w_.url(receiver.port()));
     auto id = w_.deliver(sub);
     must(w_.vault->soft_delete(w_.ctx.tenant_id, must(credentials::secret_ref::parse(sub.data().signing_secret_ref)).name));
-    auto worker = make_worker({.disable_after = 1});
+    auto worker = make_worker({.disable_after = 1, .disable_after_failing_for = 0ms});
     pump(worker);
     expect_put_off_once(worker, id, sub.id(), receiver, "its signing secret could not be read from the secret store");
 
@@ -893,7 +908,7 @@ TEST_F(delivery_worker_test, a_resolver_that_throws_is_waited_out_not_blamed_on_
     throwing_resolver dns(w_.dns);
     auto sub = w_.subscribe(w_.url(receiver.port(), "x.throws.test"));
     auto id = w_.deliver(sub);
-    auto worker = make_worker(dns, {.disable_after = 1});
+    auto worker = make_worker(dns, {.disable_after = 1, .disable_after_failing_for = 0ms});
     pump(worker);
     expect_put_off_once(worker, id, sub.id(), receiver, "the host's name resolver failed");
     dns.fixed = true;
@@ -912,7 +927,7 @@ TEST_F(delivery_worker_test, a_name_that_does_not_resolve_never_disables_the_sub
     auto sub = w_.subscribe(w_.url(receiver.port(), "down.hooks.test"));
     auto ids = w_.deliver_many(sub, 3);
     mutable_resolver outage;  // answers nothing
-    auto worker = make_worker(outage, {.disable_after = 1});
+    auto worker = make_worker(outage, {.disable_after = 1, .disable_after_failing_for = 0ms});
     pump(worker);
     for (auto const& id : ids) {
         auto d = w_.delivery(id);
@@ -935,7 +950,7 @@ TEST_F(delivery_worker_test, a_signing_secret_that_signs_nothing_is_not_blamed_o
     auto id = w_.deliver(sub);
     auto bad = must(w_.vault->put(w_.ctx.tenant_id, "whsec-bad", secret_bytes("not-a-webhook-secret")));
     w_.rotate(sub.id(), bad.uri(), 24h);
-    auto worker = make_worker({.disable_after = 1});
+    auto worker = make_worker({.disable_after = 1, .disable_after_failing_for = 0ms});
     pump(worker);
     expect_put_off_once(worker, id, sub.id(), receiver, "its signing secret signs nothing");
 }

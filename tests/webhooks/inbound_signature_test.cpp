@@ -392,6 +392,26 @@ TEST(InboundIdentity, TwilioSmsVoiceAndOther) {
     EXPECT_EQ(verify(inbound_scheme::twilio, plain_secret, other, now).identity->event_type, "twilio.event");
 }
 
+// A SharedKey webhook: HMAC-SHA256 of what the Auth Token's HMAC-SHA1 covers, named by the
+// settings header; a SHA-1 signature under that header, an unknown algorithm, or a SHA-256 one
+// without the header are refused.
+TEST(InboundTwilio, SharedKeyWebhooksAreHmacSha256) {
+    auto r = signed_request(inbound_scheme::twilio, plain_secret, "MessageSid=SM1&Body=hi");
+    auto const sha1 = r.at("X-Twilio-Signature");
+    std::string data = r.url + "BodyhiMessageSidSM1";
+    r.set("X-Twilio-Signature", support::base64(raw_hmac(EVP_sha256(), plain_secret, data)));
+    EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, r, now), inbound_rejection::malformed_signature));
+    r.set("X-Twilio-Webhooks-Signature-Settings", "key=webhooks_sharedkey_1, algorithm=HMAC_SHA256");
+    EXPECT_TRUE(accepted(verify(inbound_scheme::twilio, plain_secret, r, now)));
+    r.set("X-Twilio-Webhooks-Signature-Settings", "key=webhooks_sharedkey_1,algorithm=HMAC_SHA512");
+    EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, r, now), inbound_rejection::malformed_signature));
+    r.set("X-Twilio-Webhooks-Signature-Settings", "algorithm=HMAC_SHA1");
+    r.set("X-Twilio-Signature", sha1);
+    EXPECT_TRUE(accepted(verify(inbound_scheme::twilio, plain_secret, r, now)));
+    r.set("X-Twilio-Webhooks-Signature-Settings", "algorithm=HMAC_SHA256");
+    EXPECT_TRUE(refused(verify(inbound_scheme::twilio, plain_secret, r, now), inbound_rejection::malformed_signature));
+}
+
 /** A Twilio request with a JSON body: the URL carries the body's SHA-256 and alone is signed. */
 request twilio_json_request(std::string body) {
     request r;

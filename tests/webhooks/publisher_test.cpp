@@ -224,6 +224,25 @@ TEST_F(publisher_test, replay_sends_a_delivery_again_with_the_same_id_and_stays_
     EXPECT_EQ(pub_.find(a_, "del-missing").error(), errc::not_found);
 }
 
+// A replay while the subscription is inactive (a 410 deactivated it) waits for its reactivation
+// off the claims' order, as the subscription's other deliveries do.
+TEST_F(publisher_test, a_replay_of_an_inactive_subscriptions_delivery_waits_for_its_reactivation) {
+    auto sub = subscribe(a_, "order.*");
+    auto id = must(pub_.publish(a_, "order.paid", boost::json::value{{"orderId", "o-1"}})).delivery_ids.at(0);
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto d = must(uow.deliveries().find(id));
+        must(d.record_gone({0, 410, 3, {}, {}, clock_.now()}));
+        must(uow.deliveries().save(d));
+        auto s = must(uow.subscriptions().find(sub));
+        must(s.deactivate("endpoint answered 410 Gone"));
+        return uow.subscriptions().save(s);
+    }));
+    auto replayed = must(pub_.replay(a_, id));
+    EXPECT_EQ(replayed.status(), delivery_status::pending);
+    EXPECT_FALSE(replayed.data().next_attempt_at);
+    EXPECT_FALSE(must(pub_.find(a_, id)).data().next_attempt_at);
+}
+
 // A Failed delivery due again is leased to the worker that sends it: a replay then took the lease
 // away (saving gives it up), and the next claim sent it a second time beside the first.
 TEST_F(publisher_test, a_delivery_a_worker_is_sending_is_not_replayed_until_its_attempt_is_recorded) {

@@ -227,7 +227,7 @@ TEST_F(subscription_policy_test, a_rotation_needs_another_valid_ref_and_a_non_ne
 TEST_F(subscription_policy_test, reactivate_turns_an_inactive_subscription_back_on) {
     auto s = create(spec()).value();
     EXPECT_ERRC(s.reactivate(), errc::invalid_state);
-    s.record_outcome(false, 0);
+    s.record_outcome(false, clock.now(), 0);
     s.deactivate("paused by the customer").value();
     EXPECT_EQ(s.data().deactivation_reason, "paused by the customer");
     ASSERT_TRUE(s.reactivate());
@@ -240,29 +240,51 @@ TEST_F(subscription_policy_test, reactivate_turns_an_inactive_subscription_back_
 
 TEST_F(subscription_policy_test, consecutive_failures_disable_the_subscription_once_with_an_event) {
     auto s = create(spec()).value();
-    for (int i = 0; i < 19; ++i) EXPECT_FALSE(s.record_outcome(false, 20));
+    for (int i = 0; i < 19; ++i) EXPECT_FALSE(s.record_outcome(false, clock.now(), 20));
     EXPECT_EQ(s.data().consecutive_failures, 19);
-    EXPECT_FALSE(s.record_outcome(true, 20));  // a success ends the run
+    EXPECT_FALSE(s.record_outcome(true, clock.now(), 20));  // a success ends the run
     EXPECT_EQ(s.data().consecutive_failures, 0);
     EXPECT_TRUE(s.active());
-    for (int i = 0; i < 19; ++i) EXPECT_FALSE(s.record_outcome(false, 20));
-    EXPECT_TRUE(s.record_outcome(false, 20));
+    for (int i = 0; i < 19; ++i) EXPECT_FALSE(s.record_outcome(false, clock.now(), 20));
+    EXPECT_TRUE(s.record_outcome(false, clock.now(), 20));
     EXPECT_FALSE(s.active());
     EXPECT_EQ(s.data().deactivation_reason, "auto-disabled after 20 consecutive failures");
     auto const& e = s.pending_events().back();
     EXPECT_EQ(e.event_type, events::event_type::webhook_subscription_deactivated);
     EXPECT_EQ(e.data.at("reason").as_string(), "auto-disabled after 20 consecutive failures");
     auto const events_after = s.pending_events().size();
-    EXPECT_FALSE(s.record_outcome(false, 20));  // already off: no second event
+    EXPECT_FALSE(s.record_outcome(false, clock.now(), 20));  // already off: no second event
     EXPECT_EQ(s.pending_events().size(), events_after);
+}
+
+// A burst of failures (a receiver down for the seconds of its deploy, many deliveries in flight)
+// does not disable the subscription: the run of failures must also have lasted `failing_for`,
+// counted from its first failure, which a success resets.
+TEST_F(subscription_policy_test, a_burst_of_failures_disables_only_once_the_run_has_lasted) {
+    auto s = create(spec()).value();
+    for (int i = 0; i < 50; ++i) EXPECT_FALSE(s.record_outcome(false, clock.now(), 20, 1h));
+    EXPECT_TRUE(s.active());
+    EXPECT_EQ(s.data().failing_since, truncate_ms(clock.now()));
+    clock.advance(59min);
+    EXPECT_FALSE(s.record_outcome(false, clock.now(), 20, 1h));
+    EXPECT_FALSE(s.record_outcome(true, clock.now(), 20, 1h));  // a success starts it over
+    EXPECT_FALSE(s.data().failing_since);
+    clock.advance(2min);
+    for (int i = 0; i < 20; ++i) EXPECT_FALSE(s.record_outcome(false, clock.now(), 20, 1h));
+    clock.advance(1h);
+    EXPECT_TRUE(s.record_outcome(false, clock.now(), 20, 1h));
+    EXPECT_FALSE(s.active());
+    EXPECT_EQ(s.data().deactivation_reason, "auto-disabled after 21 consecutive failures");
+    ASSERT_TRUE(s.reactivate());
+    EXPECT_FALSE(s.data().failing_since);
 }
 
 TEST_F(subscription_policy_test, disable_after_zero_never_disables) {
     auto s = create(spec()).value();
-    for (int i = 0; i < 100; ++i) EXPECT_FALSE(s.record_outcome(false, 0));
+    for (int i = 0; i < 100; ++i) EXPECT_FALSE(s.record_outcome(false, clock.now(), 0));
     EXPECT_TRUE(s.active());
     EXPECT_EQ(s.data().consecutive_failures, 100);
-    EXPECT_TRUE(s.record_outcome(false, 1));
+    EXPECT_TRUE(s.record_outcome(false, clock.now(), 1));
     EXPECT_FALSE(s.active());
 }
 

@@ -486,6 +486,26 @@ TEST_F(subscription_service_test, recover_replays_failed_and_dead_lettered_deliv
     EXPECT_TRUE(must(service_.recover(ctx_, sub.id(), since)).empty());
 }
 
+// Recovered while its subscription is inactive, a delivery waits for the reactivation off the
+// claims' order (no due time every claim would walk past), then is due at once.
+TEST_F(subscription_service_test, a_recover_while_inactive_holds_the_deliveries_until_the_reactivation) {
+    auto sub = must(service_.subscribe(ctx_, spec())).subscription;
+    auto d = must(webhook_delivery::outbound(ctx_, clock_.now(), sub, "order.paid", "evt-held", std::string("webhooks/events/p")));
+    must(d.record_failure({.http_status = 500, .attempted_at = clock_.now()}, clock_.now() + 5s));
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) { return uow.deliveries().save(d); }));
+    auto since = clock_.now() - 1min;
+    must(service_.deactivate(ctx_, sub.id(), "endpoint under maintenance"));
+    clock_.advance(1min);
+    EXPECT_EQ(must(service_.recover(ctx_, sub.id(), since)), std::vector<std::string>{d.id()});
+    auto find = [&] {
+        return must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.deliveries().find(d.id()); }));
+    };
+    EXPECT_EQ(find().status(), delivery_status::pending);
+    EXPECT_FALSE(find().data().next_attempt_at) << "due while its subscription is off";
+    must(service_.reactivate(ctx_, sub.id()));
+    EXPECT_EQ(find().data().next_attempt_at, truncate_ms(clock_.now()));
+}
+
 // A recover during an outage meets deliveries a worker is sending: those are left to their
 // attempt (replaying one took its lease away, and the next claim sent it beside the first).
 TEST_F(subscription_service_test, recover_leaves_a_delivery_a_worker_is_sending_to_that_attempt) {

@@ -140,7 +140,7 @@ py::object response_value(PyObject* self, std::size_t i) {
             }
             return py::reinterpret_steal<py::str>(o);
         };
-        for (auto const& [k, v] : response.headers) headers[text(k)] = text(v);
+        for (auto const& [k, v] : http::combined_headers(response.headers)) headers[text(k)] = text(v);
         return headers;
     }
     default: return py::bytes(response.body);

@@ -28,7 +28,8 @@ class Vendor:
     def __init__(self, status: int = 200, before_answer: Optional[Callable[[], None]] = None) -> None:
         self.status = status
         self.before_answer = before_answer
-        self.extra_headers: dict[str, str] = {}  # sent with every answer (as Latin-1, as http.server does)
+        # Sent with every answer (as Latin-1, as http.server does); a list sends the field once per value.
+        self.extra_headers: dict[str, "str | list[str]"] = {}
         self.requests: list[dict] = []
         self.in_flight = 0
         self.max_in_flight = 0
@@ -60,7 +61,8 @@ class Vendor:
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(out)))
                 for name, value in vendor.extra_headers.items():
-                    self.send_header(name, value)
+                    for one in value if isinstance(value, list) else [value]:
+                        self.send_header(name, one)
                 self.end_headers()
                 self.wfile.write(out)
 

@@ -28,6 +28,7 @@ def same(a: Any, b: Any) -> bool:
 def test_a_run_is_the_dict_the_old_code_rendered(platform: integration.Platform, vendor: Vendor) -> None:
     t = platform.tenant("acme-corp", "alice")
     connection_id = connect(t, vendor.url)
+    vendor.extra_headers = {"Link": ["<p2>; rel=next", "<p9>; rel=last"]}
     out = t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"},
                     body={"to": "+15550100"}, idempotency_key="order-7")
     assert type(out) is integration.Run and isinstance(out, Mapping) and not isinstance(out, dict)
@@ -38,6 +39,10 @@ def test_a_run_is_the_dict_the_old_code_rendered(platform: integration.Platform,
     assert isinstance(old["started_at"], datetime) and old["started_at"].tzinfo == timezone.utc
     assert old["run_attempts"] and isinstance(old["run_attempts"][0]["started_at"], datetime)
     assert old["idempotency_key"] == "order-7" and "external_ref" not in old  # set and unset optionals
+    # The run's key again with another request is refused, not answered with this run.
+    with pytest.raises(integration.IdempotencyKeyReused):
+        t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"},
+                  body={"to": "+15550199"}, idempotency_key="order-7")
     # A publication's key again with another payload is never worth retrying: not the
     # `Conflict` of a race.
     t.publish("order.paid", {"order": 7}, idempotency_key="order-7-paid")
@@ -69,6 +74,7 @@ def test_a_run_is_the_dict_the_old_code_rendered(platform: integration.Platform,
     body = response["body"]
     headers = response["headers"]
     assert headers["Content-Length"] == str(len(body)) and {"Server", "Date"} <= set(headers)
+    assert headers["Link"] == "<p2>; rel=next, <p9>; rel=last"  # a repeated field keeps every line
     assert all(type(k) is str and type(v) is str for k, v in headers.items())
     assert same(dict(response), {"status": 200, "headers": headers, "body": body})
     # A run equals the plain dict it was before, its response a dict too, either way round.

@@ -169,6 +169,9 @@ public:
     void forget_payload() noexcept { d_.payload_ref.reset(); }
     /** Outbound, terminal or failed → Pending, due now, with `extra_attempts` more allowed. */
     result<void> replay(std::int64_t extra_attempts, time_point now);
+    /** Outbound Pending or Failed of an inactive subscription: off the claims' order
+     *  (`nextAttemptAt` cleared) until the subscription is reactivated, which makes it due. */
+    result<void> hold();
 
 private:
     webhook_delivery(metadata m, delivery_data d) : aggregate(std::move(m)), d_(std::move(d)) {}

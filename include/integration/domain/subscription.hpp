@@ -96,6 +96,7 @@ struct INTEGRATION_EXPORT subscription_data : subscription_spec {
      *  (a second rotation within the overlap keeps the first one's secret signing). */
     std::optional<std::vector<replaced_signing_secret>> earlier_signing_secrets;
     std::int64_t consecutive_failures = 0;  ///< Failed attempts since the last Delivered one.
+    std::optional<time_point> failing_since;  ///< When the first of those failed.
     std::optional<std::string> deactivation_reason;
 
     static auto json_fields() {
@@ -107,6 +108,7 @@ struct INTEGRATION_EXPORT subscription_data : subscription_spec {
                                               field("previousSecretUntil", &subscription_data::previous_secret_until),
                                               field("earlierSigningSecrets", &subscription_data::earlier_signing_secrets),
                                               field("consecutiveFailures", &subscription_data::consecutive_failures),
+                                              field("failingSince", &subscription_data::failing_since),
                                               field("deactivationReason", &subscription_data::deactivation_reason)));
     }
 };
@@ -152,10 +154,13 @@ public:
      *  now unused. `errc::conflict` while `max_replaced_signing_secrets` still sign. */
     result<std::vector<std::string>> rotate_signing_secret(std::string new_ref, time_point now,
                                                            std::chrono::milliseconds overlap);
-    /** Counts a delivery outcome: a success resets the run of failures; a failure extends it, and
-     *  once it reaches `disable_after` (0: never) the subscription deactivates itself with reason
-     *  "auto-disabled after N consecutive failures". Returns true when that happened. */
-    bool record_outcome(bool delivered, std::int64_t disable_after);
+    /** Counts a delivery outcome at `now`: a success ends the run of failures; a failure extends
+     *  it, and once it holds `disable_after` failures (0: never) and began `failing_for` or longer
+     *  ago, the subscription deactivates itself with reason "auto-disabled after N consecutive
+     *  failures". Both, so that neither a burst of concurrent failures (an endpoint down for the
+     *  seconds of a deploy) nor one slow retry schedule disables it. Returns true when it did. */
+    bool record_outcome(bool delivered, time_point now, std::int64_t disable_after,
+                        std::chrono::milliseconds failing_for = std::chrono::milliseconds(0));
 
 private:
     webhook_subscription(metadata m, subscription_data d) : aggregate(std::move(m)), d_(std::move(d)) {}

@@ -361,7 +361,8 @@ public:
     virtual result<void> remove_payload(std::string const& delivery_id) = 0;
     /** Records `p` (its delivery row, payload and outbox rows) unless its connection already has
      *  an inbound delivery with its vendor delivery id: then nothing is written and that one is
-     *  returned. The check reads the unique index only; the earlier delivery is not loaded. */
+     *  returned. The check reads the unique index only; the earlier delivery is not loaded. A
+     *  connection retired since the gateway read it is `errc::not_found`, nothing written. */
     virtual result<std::optional<inbound_match>> add_inbound(prepared_inbound& p) = 0;
 };
 
@@ -426,15 +427,14 @@ public:
     virtual result<std::vector<pending_authorization>> purge_expired(time_point now) = 0;
 };
 
-/** Idempotency-Key records: which request a key was first used with. */
+/** Idempotency-Key records: which request a key was first used with (the run service claims a
+ *  key in the unit that writes its run). */
 class INTEGRATION_EXPORT idempotency_repository {
 public:
     virtual ~idempotency_repository() = default;
     /** Claims `key` for the request with `request_hash`; the same hash again succeeds, another
      *  one is `errc::idempotency_key_reused`. */
     virtual result<void> claim(std::string const& key, std::string const& request_hash) = 0;
-    /** Forgets a claim (its request recorded nothing); a missing key is not an error. */
-    virtual result<void> release(std::string const& key) = 0;
     /** Deletes at most `limit` claims made before `before` (retention), oldest first; how many. */
     virtual result<std::size_t> remove_before(time_point before, std::size_t limit) = 0;
 };

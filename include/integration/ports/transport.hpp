@@ -28,6 +28,11 @@ using headers = std::vector<std::pair<std::string, std::string>>;
 /** The value of header `name`, or empty. */
 INTEGRATION_EXPORT std::string_view find_header(headers const& h, std::string_view name) noexcept;
 
+/** `h` with each field name once, where and as it first appears, and the values of a repeated
+ *  field joined with ", " in order (RFC 9110 5.3): what a map of name to value can show without
+ *  losing a line (`Link`, `Vary`, `WWW-Authenticate`; `Set-Cookie` lines too, joined alike). */
+INTEGRATION_EXPORT headers combined_headers(headers const& h);
+
 /** Connect to `address`:`port` instead of resolving the URL's host (DNS pinning). The transport
  *  never looks the name up: whatever spelling the URL uses (`host.`, `HOST`), the connection goes
  *  to `address`, while the Host header, TLS SNI and certificate check keep the URL's name. */

@@ -57,6 +57,9 @@ struct delivery_worker_options {
      *  its `platform_options::log`. Null: not told. */
     std::function<void(std::string_view level, std::string_view message)> log;
     std::int64_t disable_after = 20;       ///< Consecutive failed attempts that disable a subscription; 0: never.
+    /** ...once the first of them is at least this old: a burst of failures (a receiver down for the
+     *  seconds of its deploy, with many deliveries in flight) does not disable it. */
+    std::chrono::milliseconds disable_after_failing_for{std::chrono::hours(24)};
     std::size_t response_excerpt = 4'096;  ///< Bytes of the receiver's answer kept per attempt.
     double jitter = 0.2;                   ///< Each retry delay is scaled by a random factor in [1 - j, 1 + j].
     /** How the outcomes are committed (one transaction per tenant per sweep). Deferred by default:

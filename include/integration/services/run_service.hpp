@@ -41,9 +41,9 @@ namespace integration::runs {
  *  `..` are refused. A header must pass `http::check_header_field` (no framing or routing field,
  *  no CR, LF or NUL) and may not use the name the connection's credential is sent in, nor may a
  *  query parameter; such input is refused before anything is recorded.
- *  A run that waits for a later retry keeps its input in the blob store; headers that carry
- *  credentials (`Authorization`, `Cookie`, API-key headers) are not kept, the credential service
- *  adds them again on each attempt. */
+ *  A run that waits for a later retry keeps its input in the blob store; one whose headers carry
+ *  a credential of the caller's (`Authorization`, `Cookie`, API-key headers) does not wait: such
+ *  a header is kept nowhere, so its run fails when the attempts of its execution run out. */
 struct run_input {
     std::map<std::string, std::string> path_params;
     std::vector<std::pair<std::string, std::string>> query;
@@ -56,7 +56,9 @@ struct execute_request {
     std::string connection_id;
     std::string operation;  ///< A ClientOperation of the provider's Active API client.
     run_input input;
-    std::optional<std::string> idempotency_key;  ///< The same key returns the same run, no second call.
+    /** The same key with the same request returns the same run, no second call; with another
+     *  request (connection, operation or any part of the input) it is `errc::idempotency_key_reused`. */
+    std::optional<std::string> idempotency_key;
     bool allow_degraded = false;                 ///< Permit a Degraded connection.
     std::shared_ptr<http::cancellation const> cancel;  ///< Cancels the vendor call in flight.
 };
@@ -163,7 +165,10 @@ public:
      *  stops earlier leaves nothing behind and the same Idempotency-Key executes anew. With an
      *  Idempotency-Key whose run is still executing, here or in another process, `execute` waits
      *  up to `idempotency_wait` for its outcome and returns that (`replayed`), else
-     *  `errc::in_progress`: the vendor is called once per key.
+     *  `errc::in_progress`: the vendor is called once per key. The key is claimed for the
+     *  request (a SHA-256 of all its parts) in the unit that writes its run: the key again with a
+     *  different request is `errc::idempotency_key_reused`, and a request refused before its run
+     *  was written (bad input) leaves the key free.
      *
      *  @par Example
      *  @code
@@ -299,6 +304,7 @@ private:
         bool done = false;
         std::optional<run_outcome> outcome;  ///< None when it recorded no run (bad input, a store error).
         std::vector<std::shared_ptr<twin>> twins;
+        std::string digest;  ///< Of the request it executes: a twin asking something else is refused.
     };
     using steady_time = std::chrono::steady_clock::time_point;
     /** One execution from its start to its record: owns what its vendor call points into. */
@@ -312,6 +318,7 @@ private:
         attempts_result out{};
         claim_fn claim{};
         steady_time wait_until{};
+        std::string digest{};      ///< Of the request, when it has an Idempotency-Key: what the key is claimed for.
         bool behind = false;       ///< Recorded behind (`write_behind`).
         bool body_behind = false;  ///< Its request body too.
         std::string executing{};   ///< The run id while it is in `executing_`.
@@ -333,7 +340,10 @@ private:
     /** Runs `job` on the async threads behind `tenant`'s earlier jobs. */
     void post(std::string const& tenant, std::function<void()> job);
     /** The flight of `key`, opened when there is none; true when this call opened it (its owner). */
-    std::pair<std::shared_ptr<flight>, bool> join_flight(std::string const& key);
+    std::pair<std::shared_ptr<flight>, bool> join_flight(std::string const& key, std::string const& digest);
+    static error key_reused(std::string const& key);
+    /** Claims `key` for the request of `digest`, or `errc::idempotency_key_reused`. */
+    result<void> claim_key(request_context const& ctx, std::string const& key, std::string const& digest);
     /** Ends the flight of `key` with `out`: its twins take it. */
     void land(std::string const& key, flight& f, result<run_outcome> const& out);
     /** A twin whose flight recorded no run executes itself, on the service's threads. */

@@ -15,7 +15,7 @@ namespace {
 #define INTEGRATION_CHILD(parent, key) \
     "owner_id TEXT NOT NULL REFERENCES " parent "(" key ") ON DELETE CASCADE, position INTEGER NOT NULL, "
 
-constexpr std::array<char const*, 30> migrations{
+constexpr std::array<char const*, 32> migrations{
     // 1: the eight aggregates, their child entities and the outbox.
     R"sql(
 CREATE TABLE providers(provider_id TEXT PRIMARY KEY, )sql" INTEGRATION_META R"sql(,
@@ -403,6 +403,16 @@ CREATE INDEX outbox_waiting ON outbox(tenant_id, aggregate_type, aggregate_id, s
     // 30: Idempotency-Keys go by age (retention), oldest first.
     R"sql(
 CREATE INDEX idempotency_keys_by_time ON idempotency_keys(tenant_id, created_at);
+)sql",
+    // 31: the run service claims a key for a digest of the request itself; the reference host's
+    // claims held digests of its HTTP bodies, which a retry across the upgrade would not match
+    // (its run still replays by the key, and the next request claims it anew).
+    R"sql(
+DELETE FROM idempotency_keys;
+)sql",
+    // 32: when a subscription's run of failures began: auto-disable waits for it to last.
+    R"sql(
+ALTER TABLE subscriptions ADD COLUMN failing_since INTEGER;
 )sql",
 };
 

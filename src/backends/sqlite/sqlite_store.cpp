@@ -1146,9 +1146,21 @@ public:
             if (e.body_from_payload && !p.payload)
                 return error{errc::invalid_argument, "an event's body comes from the payload only when the payload is kept in the store"};
         }
-        // The unique index answers alone: nothing of the earlier delivery is read but its id and hash.
         // Every statement here binds `p`'s strings in place (no copy per unit) and is reset before
         // returning, so that nothing stays bound to `p`.
+        // The connection is looked at in the unit that writes: a retirement committed after the
+        // gateway read it (its cache, the wait for a payload's blob) is seen here.
+        static std::string const retired_sql =
+            "SELECT 1 FROM connections WHERE connection_id = ? AND tenant_id = ? AND status = 'Retired'";
+        auto retired = w_.db.prepare_static(retired_sql);
+        if (!retired) return retired.error();
+        (*retired)->bind_view(1, *d.connection_id);
+        (*retired)->bind_view(2, w_.ctx.tenant_id);
+        auto found = (*retired)->step();
+        (*retired)->reset();
+        if (!found) return found.error();
+        if (*found) return error{errc::not_found, "connection " + *d.connection_id + " is retired"};
+        // The unique index answers alone: nothing of the earlier delivery is read but its id and hash.
         static std::string const probe_sql = "SELECT delivery_id, payload_hash FROM deliveries "
                                              "WHERE tenant_id = ? AND connection_id = ? AND provider_delivery_id = ?";
         auto taken = w_.db.prepare_static(probe_sql);
@@ -1468,11 +1480,6 @@ public:
         if (stored != request_hash)
             return error{errc::idempotency_key_reused, "Idempotency-Key '" + key + "' was already used with a different request; use a new key"};
         return {};
-    }
-
-    result<void> release(std::string const& key) override {
-        if (auto r = writable(w_, "idempotency().release"); !r) return r;
-        return run_sql(w_.db, "DELETE FROM idempotency_keys WHERE tenant_id = ? AND key = ?", {w_.ctx.tenant_id, key});
     }
 
     result<std::size_t> remove_before(time_point before, std::size_t limit) override {
@@ -2637,9 +2644,6 @@ result<std::size_t> import_host_database(std::string const& store_path, std::str
         if (!tx) return tx.error();
         for (auto sql : {"INSERT OR IGNORE INTO main.api_keys (key_hash, tenant_id, admin, created_at) "
                          "SELECT key_hash, tenant_id, admin, CAST(strftime('%s', created_at) AS INTEGER) * 1000 FROM host.api_keys",
-                         "INSERT OR IGNORE INTO main.idempotency_keys (tenant_id, key, request_hash, created_at) "
-                         "SELECT tenant_id, key, request_hash, CAST(strftime('%s', created_at) AS INTEGER) * 1000 "
-                         "FROM host.idempotency_keys",
                          "INSERT OR IGNORE INTO main.inbound_webhooks (tenant_id, connection_id, scheme, secret_name) "
                          "SELECT tenant_id, connection_id, scheme, secret_name FROM host.inbound_webhooks"}) {
             if (auto r = w.exec(std::string(sql) + ";"); !r)

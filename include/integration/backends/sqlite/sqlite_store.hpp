@@ -54,7 +54,7 @@ struct sqlite_options {
 };
 
 /** The newest schema version this library writes. */
-inline constexpr int sqlite_schema_version = 30;
+inline constexpr int sqlite_schema_version = 32;
 
 /** Opens (creating and migrating) a SQLite store. A database from a newer schema is refused.
  *
@@ -65,10 +65,12 @@ inline constexpr int sqlite_schema_version = 30;
  */
 INTEGRATION_EXPORT result<std::unique_ptr<store>> open_sqlite_store(sqlite_options options);
 
-/** Copies the API keys, Idempotency-Key records and inbound webhook registrations of a former
- *  reference-host `host.db` into the store database at `store_path` (opened, so migrated, before);
- *  rows the store has already are kept. Returns the number of rows copied. The host calls it once,
- *  on the first start after the upgrade, and then renames `host.db`. */
+/** Copies the API keys and inbound webhook registrations of a former reference-host `host.db`
+ *  into the store database at `store_path` (opened, so migrated, before); rows the store has
+ *  already are kept. Returns the number of rows copied. Its Idempotency-Key records are not
+ *  copied: they hold digests of HTTP bodies, where the run service claims a key for a digest of
+ *  the request itself (a run with the key still replays by it). The host calls it once, on the
+ *  first start after the upgrade, and then renames `host.db`. */
 INTEGRATION_EXPORT result<std::size_t> import_host_database(std::string const& store_path,
                                                             std::string const& host_db_path);
 
