@@ -207,10 +207,11 @@ result<response> redirect_policy::send(request& r, next_policy next, call_contex
     if (options_.max_hops == 0) return next.send(r, call);
     rest_as_transport rest(next, call);
     auto res = send_following_redirects(rest, r, options_, check_, call.carries_credential);
-    // A redirect that could not be followed (its name does not resolve, egress refused it) came
-    // from a vendor that may have acted on the request: judged as after a redirect, a POST is not
-    // sent again.
-    if (!res && rest.answered()) call.redirected = true;
+    // A redirect whose next hop could not be checked (its name does not resolve) came from a
+    // vendor that may have acted on the request: not "nothing was sent" (`unavailable`), but an
+    // ending without a final answer, which only a request that may go twice is retried after.
+    if (!res && rest.answered() && res.error() == errc::unavailable)
+        return error{errc::connection_lost, "the vendor answered with a redirect, and " + res.error().detail()};
     return res;
 }
 

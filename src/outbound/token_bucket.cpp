@@ -5,9 +5,11 @@
 namespace integration::resilience {
 
 acquire_result rate_limiter::try_acquire(std::string_view key, rate_limit_profile const& limit) {
-    auto now = clock_.now();
     auto& s = shards_[std::hash<std::string_view>{}(key) % shards_.size()];
     std::lock_guard lock(s.mutex);
+    // Read under the lock: a time read before it could be older than the last refill, and
+    // taking it back would credit the same interval twice.
+    auto now = clock_.now();
     auto it = s.buckets.find(key);
     if (it == s.buckets.end())
         it = s.buckets.emplace(std::string(key), bucket{static_cast<double>(limit.burst), now, limit}).first;

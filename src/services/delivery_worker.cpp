@@ -59,9 +59,6 @@ struct outcome {
     milliseconds retry_delay{0};  // before the next attempt after a failure, from the subscription's policy
     milliseconds max_delay{0};    // the policy's cap on a Retry-After
     int record_tries = 0;         // transactions that conflicted on its subscription so far
-    /** The endpoint's name could not be resolved: an attempt of the delivery's, but no mark
-     *  against its subscription, since a resolver outage on this side looks the same. */
-    bool name_unresolved = false;
 };
 
 /** One tenant's outcomes on their way through the store's writer, and what committing them did. */
@@ -382,7 +379,6 @@ void delivery_worker::state::send(outcome o, sending next) {
     auto const now = clock_.now();
     if (now + options.lease_margin / 2 > next.lease_until) return gone(o.tenant_id);
     if (!pin) {
-        o.name_unresolved = pin.error() != errc::egress_denied;
         return fail_now(
             (pin.error() == errc::egress_denied ? "egress denied: " : "the endpoint could not be checked: ") +
             pin.error().detail());
@@ -399,7 +395,6 @@ void delivery_worker::state::send(outcome o, sending next) {
     if (left < next.timeout) {
         if (left < shortest_send) {
             if (waited_for_a_thread) return queued_too_long();
-            o.name_unresolved = true;
             return fail_now("the endpoint's name took " +
                             std::to_string(std::chrono::duration_cast<std::chrono::seconds>(now - asked).count()) +
                             " s to resolve");
@@ -575,7 +570,7 @@ result<void> delivery_worker::state::apply(storage::unit_of_work& uow, recording
         if (!sub) continue;
         if (gone) {
             if (sub->active() && sub->deactivate("endpoint answered 410 Gone")) changed[sub->id()] = true;
-        } else if (!o.name_unresolved) {
+        } else {
             auto before = sub->data().consecutive_failures;
             if (sub->record_outcome(ok, now, options.disable_after, options.disable_after_failing_for)) ++batch.disabled;
             if (sub->data().consecutive_failures != before || !sub->active()) changed[sub->id()] = true;

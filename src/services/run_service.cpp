@@ -29,9 +29,12 @@ bool repeatable(providers::client_operation const& op, http::headers const& h) {
     return http::is_idempotent_method(op.method) || op.idempotency_header || !http::find_header(h, "Idempotency-Key").empty();
 }
 
+bool is_credential_header(std::string_view name);
+
 /** What an Idempotency-Key is claimed for: every part of the request, each length-prefixed so
- *  that no two requests run together into the same bytes. Credentials in its headers are hashed
- *  with the rest, never kept. */
+ *  that no two requests run together into the same bytes. Headers count in name order (their
+ *  order means nothing), and a caller's own credential headers not at all: a retry with a
+ *  refreshed token is the same request, and no hash of a credential is kept. */
 std::string request_digest(execute_request const& r) {
     std::string canon;
     auto put = [&](std::string_view text) {
@@ -51,7 +54,12 @@ std::string request_digest(execute_request const& r) {
     put(r.operation);
     put_pairs(r.input.path_params);
     put_pairs(r.input.query);
-    put_pairs(r.input.headers);
+    auto headers = r.input.headers;
+    std::erase_if(headers, [](auto const& h) { return is_credential_header(h.first); });
+    for (auto& h : headers)
+        std::transform(h.first.begin(), h.first.end(), h.first.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    std::sort(headers.begin(), headers.end());
+    put_pairs(headers);
     canon += std::to_string(r.input.body.size());
     canon += ':';
     return crypto::sha256_hex({canon, r.input.body});
@@ -738,11 +746,12 @@ void run_service::post(std::string const& tenant, std::function<void()> job) { p
 result<std::shared_ptr<run_service::execution>> run_service::open(request_context const& ctx, execute_request r,
                                                                   steady_time wait_until, bool handler,
                                                                   std::optional<run_outcome>& settled) {
-    // A twin of a keyed run waits for its outcome, which must be recorded when it gets it: a
-    // handler's keyed run is recorded here, not behind.
-    bool behind = options_.write_behind && !(handler && r.idempotency_key);
+    // A keyed run is recorded here, not behind: a twin waits for its outcome, which must be
+    // recorded when it gets it, and its key is claimed in the unit that records it.
+    (void)handler;
+    bool behind = options_.write_behind && !r.idempotency_key;
     // Kept in the store with the run's record when the run is not written before the call.
-    bool body_behind = behind && !r.idempotency_key && r.input.body.size() <= options_.inline_body_bytes;
+    bool body_behind = behind && r.input.body.size() <= options_.inline_body_bytes;
     std::string digest = r.idempotency_key ? request_digest(r) : std::string();
     if (r.idempotency_key)
         if (auto ok = detail::require_text(*r.idempotency_key, "Idempotency-Key", 255); !ok) return ok.error();
@@ -844,6 +853,10 @@ result<run_outcome> run_service::close(execution& x) {
     std::optional<std::string> failure_id;
     auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
         auto fresh = e.run;  // the in-memory copy carries every attempt
+        // A keyed run refused before its first send (egress, the rate limit) was never written:
+        // its key is claimed here. One written before its call claimed it then (the same again).
+        if (auto const& key = r.idempotency_key)
+            if (auto c = uow.idempotency().claim(*key, x.digest); !c) return c.error();
         auto f = finalize(e, fresh, response_ref);
         if (!f) return f.error();
         if (*f) {

@@ -585,6 +585,17 @@ TEST_F(run_service_test, an_unkeyed_post_redirected_to_a_name_that_does_not_reso
     EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
 }
 
+// With its idempotency header the same POST may go twice to the origin that got it: a redirect
+// whose next hop could not be checked leaves it retried there, not escalated.
+TEST_F(run_service_test, a_keyed_post_redirected_to_a_name_that_does_not_resolve_is_retried_where_it_went) {
+    start({reply(303, "", "Location: http://gone.vendor.test/receipt\r\n"), reply(201, "made")},
+          {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.redirect_hops = 3});
+    auto out = must(runs_->execute(ctx_, send_sms()));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 2u);
+    EXPECT_TRUE(failures_of(out.run.id()).empty() || failures_of(out.run.id()).at(0).resolved());
+}
+
 // The call that holds no thread (write-behind, a handler) decides as the blocking one.
 TEST_F(run_service_test, an_unkeyed_post_started_without_blocking_is_not_sent_again) {
     start({reply(502), reply(200, "ok")}, {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
@@ -743,6 +754,38 @@ TEST_F(run_service_test, the_same_idempotency_key_with_another_request_is_refuse
     EXPECT_TRUE(must(runs_->execute(ctx_, send_sms("key-1"))).replayed);
     EXPECT_EQ(vendor_->requests().size(), 1u);
     EXPECT_EQ(first.response->body, "first");
+}
+
+// A keyed run refused before its first send (egress denied) is recorded, and its key claimed with
+// it: another request with the key is refused, the same one answered that run.
+TEST_F(run_service_test, a_keyed_run_refused_before_its_send_claims_its_key) {
+    start({reply(200)}, net::egress_policy{});
+    auto out = must(runs_->execute(ctx_, send_sms("key-3")));
+    EXPECT_EQ(out.run.status(), runs::run_status::failed);
+    auto other = send_sms("key-3");
+    other.input.body = R"({"to":"+400"})";
+    EXPECT_EQ(runs_->execute(ctx_, other).error(), errc::idempotency_key_reused);
+    auto again = must(runs_->execute(ctx_, send_sms("key-3")));
+    EXPECT_TRUE(again.replayed);
+    EXPECT_EQ(again.run.id(), out.run.id());
+    EXPECT_TRUE(vendor_->requests().empty());
+}
+
+// A retry is the same request whatever the order of its headers or the caller's own credential
+// in them (a refreshed token): it gets the key's run, not a refusal.
+TEST_F(run_service_test, a_retry_with_reordered_headers_or_a_refreshed_token_gets_the_keys_run) {
+    start({reply(201, "first")});
+    auto first = send_sms("key-4");
+    first.input.headers = {{"X-Trace", "1"}, {"Authorization", "Bearer token-1"}, {"X-Locale", "fr"}};
+    auto out = must(runs_->execute(ctx_, first));
+    auto retry = send_sms("key-4");
+    retry.input.headers = {{"x-locale", "fr"}, {"Authorization", "Bearer token-2"}, {"X-Trace", "1"}};
+    auto again = must(runs_->execute(ctx_, retry));
+    EXPECT_TRUE(again.replayed);
+    EXPECT_EQ(again.run.id(), out.run.id());
+    EXPECT_EQ(vendor_->requests().size(), 1u);
+    auto query = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().list({}, {}); }));
+    EXPECT_EQ(query.items.size(), 1u);
 }
 
 // A request refused before its run was written (bad input) claims nothing: the corrected request

@@ -919,25 +919,30 @@ TEST_F(delivery_worker_test, a_resolver_that_throws_is_waited_out_not_blamed_on_
     EXPECT_EQ(receiver.requests().size(), 1u);
 }
 
-// A name that does not resolve fails the delivery's attempt but counts nothing toward the
-// subscription's auto-disable: a resolver outage on this side (EAI_AGAIN for every name) looks the
-// same, and would otherwise disable every busy subscription of every tenant.
-TEST_F(delivery_worker_test, a_name_that_does_not_resolve_never_disables_the_subscription) {
+// A name that does not resolve fails the delivery's attempt; a resolver outage on this side
+// (EAI_AGAIN for every name) looks the same, so it disables a subscription only as any run of
+// failures does, once it has lasted `disable_after_failing_for`: an outage of minutes disables
+// nothing, a domain gone for good disables its subscription.
+TEST_F(delivery_worker_test, a_name_that_does_not_resolve_disables_only_once_it_has_failed_for_the_window) {
     keep_alive_server receiver([](received_request const&) { return answer(200); });
     auto sub = w_.subscribe(w_.url(receiver.port(), "down.hooks.test"));
     auto ids = w_.deliver_many(sub, 3);
     mutable_resolver outage;  // answers nothing
-    auto worker = make_worker(outage, {.disable_after = 1, .disable_after_failing_for = 0ms});
+    auto worker = make_worker(outage, {.disable_after = 3, .disable_after_failing_for = 1h});
     pump(worker);
     for (auto const& id : ids) {
         auto d = w_.delivery(id);
         EXPECT_EQ(d.status(), delivery_status::failed);
         EXPECT_EQ(d.data().attempts, 1);
     }
+    EXPECT_TRUE(w_.subscription(sub.id()).active());
+    EXPECT_EQ(w_.subscription(sub.id()).data().consecutive_failures, 3);
+    w_.clock.advance(1h);
+    w_.deliver(sub);
+    pump(worker);
     auto s = w_.subscription(sub.id());
-    EXPECT_TRUE(s.active());
-    EXPECT_EQ(s.data().consecutive_failures, 0);
-    EXPECT_EQ(worker.stats().subscriptions_disabled_total.load(), 0u);
+    EXPECT_FALSE(s.active());
+    EXPECT_EQ(worker.stats().subscriptions_disabled_total.load(), 1u);
     EXPECT_TRUE(receiver.requests().empty());
 }
 
