@@ -95,6 +95,12 @@ result<void> save(storage::unit_of_work& uow, refusal_record& r) {
 }
 
 /** An accepted delivery on its way to the writer (built in full before it), and what the writer found. */
+/** The refusal of a connection that is unknown, retired or has no inbound webhook: it says no
+ *  more than that, whichever it is. */
+inbound_refusal unknown_connection() {
+    return {inbound_rejection::unknown_connection, "no active connection with an inbound webhook has this id"};
+}
+
 struct pending_delivery {
     storage::prepared_inbound prepared;
     std::string excerpt;  ///< The body's first bytes when it is not in `prepared.payload` (for a failure record).
@@ -362,8 +368,7 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
     auto found = endpoint_of(connection_id, now);
     if (!found) return done(found.error());
     if (!*found) {
-        out.refusal = inbound_refusal{inbound_rejection::unknown_connection,
-                                      "no active connection with an inbound webhook has this id"};
+        out.refusal = unknown_connection();
         return done(std::move(out));
     }
     auto endpoint = std::move(*found);
@@ -481,8 +486,7 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
         if (!r && p->connection_gone) {  // retired since the gateway read it: as if unknown
             out.outcome = inbound_outcome::kind::rejected;
             out.identity.reset();
-            out.refusal = inbound_refusal{inbound_rejection::unknown_connection,
-                                          "no active connection with an inbound webhook has this id"};
+            out.refusal = unknown_connection();
             return done(std::move(out));
         }
         if (!r) return done(r.error());

@@ -29,7 +29,13 @@ bool repeatable(providers::client_operation const& op, http::headers const& h) {
     return http::is_idempotent_method(op.method) || op.idempotency_header || !http::find_header(h, "Idempotency-Key").empty();
 }
 
-bool is_credential_header(std::string_view name);
+/** Headers that carry credentials: never written to the blob store with a run's input. */
+bool is_credential_header(std::string_view name) {
+    static constexpr std::string_view names[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"};
+    std::string lower(name);
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return std::find(std::begin(names), std::end(names), lower) != std::end(names);
+}
 
 /** What an Idempotency-Key is claimed for: every part of the request, each length-prefixed so
  *  that no two requests run together into the same bytes. Headers count in name order (their
@@ -65,13 +71,6 @@ std::string request_digest(execute_request const& r) {
     return crypto::sha256_hex({canon, r.input.body});
 }
 
-/** Headers that carry credentials: never written to the blob store with a run's input. */
-bool is_credential_header(std::string_view name) {
-    static constexpr std::string_view names[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"};
-    std::string lower(name);
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return std::find(std::begin(names), std::end(names), lower) != std::end(names);
-}
 
 boost::json::array pairs_to_json(std::vector<std::pair<std::string, std::string>> const& items) {
     boost::json::array out;
@@ -854,8 +853,8 @@ result<run_outcome> run_service::close(execution& x) {
     auto saved = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_run> {
         auto fresh = e.run;  // the in-memory copy carries every attempt
         // A keyed run refused before its first send (egress, the rate limit) was never written:
-        // its key is claimed here. One written before its call claimed it then (the same again).
-        if (auto const& key = r.idempotency_key)
+        // its key is claimed here. One written before its call claimed it then (`executing`).
+        if (auto const& key = r.idempotency_key; key && x.executing.empty())
             if (auto c = uow.idempotency().claim(*key, x.digest); !c) return c.error();
         auto f = finalize(e, fresh, response_ref);
         if (!f) return f.error();
