@@ -63,6 +63,7 @@ void add_connection_routes(router& r, services& s) {
     });
 
     r.add("POST", "/integrations/connections/{connectionId}/test", [&s](call& c) -> result<reply> {
+        if (auto none = c.no_fields(); !none) return none.error();
         auto tested = s.prober->test(c.ctx, c.params["connectionId"]);
         if (!tested) return tested.error();
         return json_reply(200, render(*tested));

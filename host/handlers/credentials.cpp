@@ -7,13 +7,14 @@
 namespace integration::host {
 namespace {
 
-// The secret of a create/rotate body: `secret`, or `oauth2.clientSecret`. Never echoed.
-result<secret_bytes> take_secret(boost::json::object& body, bool required) {
+// The secret of a create/rotate body: `secret`, or `oauth2.clientSecret` (`oauth2_secret`: an
+// OAuth2 credential's). Never echoed.
+result<secret_bytes> take_secret(boost::json::object& body, bool required, bool oauth2_secret = true) {
     if (auto* v = body.if_contains("secret"); v && !v->is_null()) {
         if (!v->is_string()) return error{errc::invalid_argument, "secret must be a string"};
         return secret_bytes(std::string_view(v->get_string()));
     }
-    if (auto* o = body.if_contains("oauth2"); o && o->is_object())
+    if (auto* o = body.if_contains("oauth2"); oauth2_secret && o && o->is_object())
         if (auto* v = o->as_object().if_contains("clientSecret"); v && v->is_string())
             return secret_bytes(std::string_view(v->get_string()));
     if (required) return error{errc::invalid_argument, "secret is required (or oauth2.clientSecret)"};
@@ -44,7 +45,8 @@ void add_credential_routes(router& r, services& s) {
         auto const* mode = body->if_contains("authMode");
         if (!mode) return error{errc::invalid_argument, "authMode is required"};
         if (auto m = from_json(*mode, spec.auth_mode, "authMode"); !m) return m.error();
-        auto secret = take_secret(*body, spec.auth_mode != auth_mode::managed_identity);
+        auto secret = take_secret(*body, spec.auth_mode != auth_mode::managed_identity,
+                                  spec.auth_mode == auth_mode::oauth2_client_credentials);
         if (!secret) return secret.error();
         spec.secret = std::move(*secret);
         if (auto* a = body->if_contains("apiKey"); a && !a->is_null()) {

@@ -4,6 +4,7 @@
 #include "problem.hpp"
 
 #include <boost/asio/post.hpp>
+#include <boost/beast/core/detail/base64.hpp>
 #include <boost/json/serialize.hpp>
 
 namespace integration::host {
@@ -58,16 +59,29 @@ result<runs::run_input> parse_input(boost::json::object const& body) {
     return in;
 }
 
-// `body` is the vendor's body as text: the host does not guess at its media type.
+// JSON text is UTF-8: bytes of a vendor's that are not would make the answer unreadable.
+std::string utf8_or_replaced(std::string const& s) { return is_valid_utf8(s) ? s : utf8_excerpt(s, s.size() * 3); }
+
+// `body` is the vendor's body as text: the host does not guess at its media type. A body that is
+// not UTF-8 (an image, gzip, Latin-1 text) is base64, and `bodyEncoding` says so.
 boost::json::object render_outcome(runs::run_outcome const& out) {
     auto o = aggregate_to_json(out.run);
     if (out.response) {
         boost::json::object res;
         res["status"] = out.response->status;
         boost::json::object headers;
-        for (auto const& [k, v] : http::combined_headers(out.response->headers)) headers[k] = v;
+        for (auto const& [k, v] : http::combined_headers(out.response->headers)) headers[utf8_or_replaced(k)] = utf8_or_replaced(v);
         res["headers"] = std::move(headers);
-        res["body"] = out.response->body;
+        auto const& body = out.response->body;
+        if (is_valid_utf8(body)) {
+            res["body"] = body;
+        } else {
+            namespace b64 = boost::beast::detail::base64;
+            std::string encoded(b64::encoded_size(body.size()), '\0');
+            encoded.resize(b64::encode(encoded.data(), body.data(), body.size()));
+            res["body"] = std::move(encoded);
+            res["bodyEncoding"] = "base64";
+        }
         o["response"] = std::move(res);
     } else {
         o["response"] = nullptr;

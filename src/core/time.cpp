@@ -91,7 +91,14 @@ result<time_point> parse_time(std::string_view s) {
     }
     if (pos != s.size()) return bad();
     auto tp = sys_days{ymd} + hours{h} + minutes{mi} + seconds{se} + milliseconds{frac_ms} - minutes{offset_min};
-    return time_point{duration_cast<time_point::duration>(tp.time_since_epoch())};
+    // A time point counts nanoseconds in 64 bits: beyond 1677-2262 the conversion would wrap to
+    // another date (a credential expiring in 2700 would read as expired in 2115).
+    auto const ms = tp.time_since_epoch();
+    if (ms > duration_cast<milliseconds>(time_point::max().time_since_epoch()) ||
+        ms < duration_cast<milliseconds>(time_point::min().time_since_epoch()))
+        return error{errc::invalid_argument, "\"" + std::string(s) + "\" is outside the times this library can hold "
+                                             "(1677-09-22 to 2262-04-11)"};
+    return time_point{duration_cast<time_point::duration>(ms)};
 }
 
 }  // namespace integration

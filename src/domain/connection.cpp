@@ -2,6 +2,7 @@
 #include <integration/core/id.hpp>
 #include <integration/domain/event.hpp>
 
+#include "../detail/secret_names.hpp"
 #include "../detail/validate.hpp"
 
 #include <algorithm>
@@ -35,6 +36,8 @@ result<integration_connection> integration_connection::create(request_context co
                                                      (names.empty() ? " (it declares none)" : " (" + names + ")")};
         }
     }
+    // Stored, listed and sent in events as it is: a secret belongs in the credential.
+    if (auto r = detail::refuse_secret_parameters(spec.configuration, "configuration"); !r) return r.error();
     if (spec.rate_limit_budget)
         if (auto r = spec.rate_limit_budget->validate(); !r) return r.error();
     if (spec.retry_policy)

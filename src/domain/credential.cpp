@@ -2,26 +2,22 @@
 #include <integration/domain/credential.hpp>
 #include <integration/domain/event.hpp>
 
+#include "../detail/secret_names.hpp"
 #include "../detail/validate.hpp"
 
 #include <algorithm>
 #include <cctype>
 #include <functional>
 
-namespace integration::credentials {
+namespace integration::detail {
 namespace {
-
-std::string lower(std::string_view s) {
-    std::string out(s);
-    for (auto& c : out) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    return out;
-}
 
 // Names that hold secret material; their values belong in the secret store, never in metadata.
 bool names_secret(std::string_view name) {
     static constexpr std::string_view banned[] = {"secret", "password", "token", "apikey", "privatekey",
                                                   "credential"};
-    auto key = lower(name);
+    std::string key(name);
+    for (auto& c : key) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
     std::erase(key, '_');
     std::erase(key, '-');
     if (key == "tokenurl" || key == "tokenendpoint") return false;
@@ -29,6 +25,8 @@ bool names_secret(std::string_view name) {
         if (key.find(b) != std::string::npos) return true;
     return false;
 }
+
+}  // namespace
 
 // A string under a secret-looking name is refused at any depth: nesting it in an object (say
 // {"oauth": {"clientSecret": ...}}) keeps it secret. Non-string values such as a placement object
@@ -49,6 +47,14 @@ result<void> refuse_secret_parameters(boost::json::value const& v, std::string c
         }
     return {};
 }
+
+}  // namespace integration::detail
+
+namespace integration::credentials {
+namespace {
+
+/** Rotation policy days, at most (a century): the rotation worker adds them to a time point. */
+constexpr std::int64_t max_policy_days = 36'500;
 
 }  // namespace
 
@@ -98,10 +104,13 @@ result<integration_credential> integration_credential::create(request_context co
         return error{errc::invalid_argument, "authMode None needs no credential"};
     if (auto r = validate_key_vault_ref(spec.key_vault_ref); !r) return r.error();
     if (auto r = validate_fingerprint(spec.fingerprint); !r) return r.error();
-    if (auto r = refuse_secret_parameters(spec.auth_parameters, "authParameters", false); !r)
+    if (auto r = detail::refuse_secret_parameters(spec.auth_parameters, "authParameters"); !r)
         return r.error();
-    if (spec.rotation_policy && (spec.rotation_policy->rotate_every_days < 0 || spec.rotation_policy->notify_before_days < 0))
-        return error{errc::invalid_argument, "rotationPolicy days must not be negative"};
+    // A century at most: the rotation worker adds these days to a time point, which wraps past 2262.
+    if (spec.rotation_policy && (spec.rotation_policy->rotate_every_days < 0 || spec.rotation_policy->notify_before_days < 0 ||
+                                 spec.rotation_policy->rotate_every_days > max_policy_days ||
+                                 spec.rotation_policy->notify_before_days > max_policy_days))
+        return error{errc::invalid_argument, "rotationPolicy days must be 0 to " + std::to_string(max_policy_days)};
     credential_data d;
     static_cast<credential_spec&>(d) = std::move(spec);
     d.credential_id = new_id(id_prefix::credential, now);

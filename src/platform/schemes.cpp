@@ -24,6 +24,9 @@ namespace {
 template <class Port>
 using opener_map = std::map<std::string, scheme_registry::opener<Port>, std::less<>>;
 
+/** A backend URL as errors name it: without its query or fragment, where a password may be. */
+std::string named(backend_url const& url) { return url.text.substr(0, url.text.find_first_of("?#")); }
+
 template <class Port>
 result<std::unique_ptr<Port>> open_with(opener_map<Port> const& openers, char const* port, std::string_view text,
                                         backend_environment const& env) {
@@ -33,13 +36,13 @@ result<std::unique_ptr<Port>> open_with(opener_map<Port> const& openers, char co
     if (it == openers.end()) {
         std::string known;
         for (auto const& [scheme, open] : openers) known += (known.empty() ? "" : ", ") + scheme + ":";
-        return error{errc::invalid_argument, std::string(port) + " URL " + url->text + ": no backend for the scheme " +
+        return error{errc::invalid_argument, std::string(port) + " URL " + named(*url) + ": no backend for the scheme " +
                                                  url->scheme +
                                                  ": in this build; known: " + (known.empty() ? "none" : known)};
     }
     auto opened = it->second(*url, env);
     if (!opened)
-        return error{opened.error().code(), std::string(port) + " " + url->text + ": " + opened.error().detail()};
+        return error{opened.error().code(), std::string(port) + " " + named(*url) + ": " + opened.error().detail()};
     return opened;
 }
 
@@ -71,7 +74,12 @@ result<void> takes_params(backend_url const& url, std::initializer_list<std::str
 
 result<backend_url> backend_url::parse(std::string_view text) {
     auto bad = [&](std::string why) {
-        return error{errc::invalid_argument, "'" + std::string(text) + "' is not a backend URL (" + why +
+        // A URL with a user or a query may hold a password: only its scheme is repeated then.
+        auto const risky = text.find_first_of("@?#");
+        auto shown = risky == std::string_view::npos
+                         ? "'" + std::string(text) + "'"
+                         : "'" + std::string(text.substr(0, std::min(text.find(':'), risky))) + ":...'";
+        return error{errc::invalid_argument, shown + " is not a backend URL (" + why +
                                                  "); expected SCHEME:///PATH, e.g. sqlite:///var/lib/integration.db"};
     };
     if (text.empty()) return bad("it is empty");

@@ -45,7 +45,15 @@ result<void> validate_request(new_credential const& s) {
     if (s.secret.empty() && s.auth_mode != auth_mode::managed_identity)
         return error{errc::invalid_argument, "secret must not be empty"};
     if (s.secret.size() > max_secret_bytes) return error{errc::invalid_argument, "secret must be at most 64 KiB"};
+    // Another mode's settings would be dropped in silence (an OAuth2 client secret given with
+    // authMode ApiKey would become an API key sent as Authorization).
+    if (s.oauth2 && (s.scheme || s.auth_mode != auth_mode::oauth2_client_credentials))
+        return error{errc::invalid_argument, "oauth2 settings are for authMode OAuth2ClientCredentials only"};
+    if (s.managed_identity && (s.scheme || s.auth_mode != auth_mode::managed_identity))
+        return error{errc::invalid_argument, "managedIdentity settings are for authMode ManagedIdentity only"};
     if (s.scheme) return {};  // the added scheme reads its own settings
+    if (s.api_key && s.auth_mode != auth_mode::api_key)
+        return error{errc::invalid_argument, "apiKey placement is for authMode ApiKey (or an added scheme) only"};
     switch (s.auth_mode) {
     case auth_mode::api_key:
         if (s.api_key) {

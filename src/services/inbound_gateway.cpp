@@ -10,6 +10,9 @@
 #include "../detail/cache_margin.hpp"
 #include "../detail/crypto.hpp"
 
+#include <boost/json/parse.hpp>
+#include <boost/json/serialize.hpp>
+
 #include <algorithm>
 #include <future>
 #include <mutex>
@@ -68,12 +71,15 @@ struct refusal_record {
 /** `unrecorded`: refusals of the connection before this one that `refusal_record_burst` left out. */
 result<refusal_record> refusal_of(request_context const& ctx, time_point now, std::string const& connection_id,
                                   std::string const& provider_id, std::string const& event_type,
-                                  inbound_refusal const& refusal, std::string_view body, signature_status signature,
-                                  std::uint64_t unrecorded = 0) {
+                                  inbound_refusal const& refusal, inbound_scheme scheme, std::string_view body,
+                                  signature_status signature, std::uint64_t unrecorded = 0) {
     auto code = std::string(to_string(refusal.reason));
     auto d = webhook_delivery::refused_inbound(ctx, now, connection_id, provider_id, event_type, code, signature);
     if (!d) return d.error();
-    auto message = refusal.detail + "; the body began: " + integration::utf8_excerpt(body, excerpt_bytes);
+    // Slack's token leads a command's form and sits in every JSON body, in plain or escaped forms.
+    auto message = refusal.detail + (scheme == inbound_scheme::slack
+                                         ? std::string("; the body is not recorded (a Slack body carries the verification token)")
+                                         : "; the body began: " + integration::utf8_excerpt(body, excerpt_bytes));
     if (unrecorded > 0)
         message += "; " + std::to_string(unrecorded) +
                    " refusals on this connection before this one were not recorded (refusal_record_burst)";
@@ -94,15 +100,37 @@ result<void> save(storage::unit_of_work& uow, refusal_record& r) {
     return uow.failures().save(r.failure);
 }
 
-/** An accepted delivery on its way to the writer (built in full before it), and what the writer found. */
+/** Slack puts its legacy verification token, a secret every app of the workspace shares, in each
+ *  body it sends: a JSON body's `token`, a form's `token` field and the `token` of an interaction's
+ *  JSON `payload` field. The canonical event, which subscribers receive, goes without it. True
+ *  when one was removed. */
+bool drop_slack_token(boost::json::value& body) {
+    auto* o = body.if_object();
+    if (!o) return false;
+    bool dropped = o->erase("token") > 0;
+    if (auto* payload = o->if_contains("payload"); payload && payload->is_string()) {
+        boost::system::error_code ec;
+        boost::json::parse_options deep;
+        deep.max_depth = max_body_depth;
+        auto inner = boost::json::parse(payload->get_string(), ec, {}, deep);
+        if (!ec && inner.is_object() && inner.get_object().erase("token") > 0) {
+            *payload = boost::json::serialize(inner);
+            dropped = true;
+        }
+    }
+    return dropped;
+}
+
 /** The refusal of a connection that is unknown, retired or has no inbound webhook: it says no
  *  more than that, whichever it is. */
 inbound_refusal unknown_connection() {
     return {inbound_rejection::unknown_connection, "no active connection with an inbound webhook has this id"};
 }
 
+/** An accepted delivery on its way to the writer (built in full before it), and what the writer found. */
 struct pending_delivery {
     storage::prepared_inbound prepared;
+    inbound_scheme scheme;
     std::string excerpt;  ///< The body's first bytes when it is not in `prepared.payload` (for a failure record).
     std::optional<std::string> blob_ref;  ///< The payload, when it went to the blob store first.
     bool connection_gone = false;  ///< Set by the writer: the connection was retired meanwhile.
@@ -412,6 +440,8 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
                        "the body verified but is neither JSON (at most " + std::to_string(max_body_depth) +
                            " levels deep, valid UTF-8) nor form fields"},
                       req.body, signature_status::verified, std::move(done));
+    // The body then differs from the payload: the event keeps it rather than reading the payload.
+    bool const redacted = endpoint->scheme == inbound_scheme::slack && drop_slack_token(*body);
     auto hash = crypto::sha256_hex(req.body);
     auto delivery = webhook_delivery::inbound(ctx, now, connection_id, record.provider_id, identity.provider_delivery_id,
                                               identity.event_type, std::nullopt, hash);
@@ -439,8 +469,9 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
     if (auto r = delivery->accept({.signature_valid = true, .tenant_resolved = true}, now, std::move(*body)); !r)
         return done(r.error());
     auto p = std::make_shared<pending_delivery>(pending_delivery{
-        storage::prepare_inbound(std::move(*delivery), ctx, now, store_.event_source(), std::move(inline_payload), format),
-        blob_ref ? std::string(req.body.substr(0, excerpt_bytes)) : std::string(), std::move(blob_ref), {}, {}, {}});
+        storage::prepare_inbound(std::move(*delivery), ctx, now, store_.event_source(), std::move(inline_payload),
+                                 redacted ? std::nullopt : std::optional(format)),
+        endpoint->scheme, blob_ref ? std::string(req.body.substr(0, excerpt_bytes)) : std::string(), std::move(blob_ref), {}, {}, {}});
     out.identity = std::move(identity);
 
     // The writer runs one unit at a time, in order, so probing the id and inserting it is atomic,
@@ -468,8 +499,8 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
         auto taken = budget->take(*d.connection_id, true);
         if (!taken) return {};
         auto const& raw = p->prepared.payload ? *p->prepared.payload : p->excerpt;
-        auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, raw,
-                              signature_status::verified, *taken);
+        auto rec = refusal_of(uow.context(), clock.now(), *d.connection_id, *d.provider_id, d.event_type, *p->conflict, p->scheme,
+                              raw, signature_status::verified, *taken);
         if (!rec) return rec.error();
         p->refusal.emplace(std::move(*rec));
         return save(uow, *p->refusal);
@@ -518,8 +549,8 @@ void inbound_gateway::refuse(request_context const& ctx, endpoint const& e, inbo
         return done(std::move(out));
     }
     auto unrecorded = *taken;
-    auto rec = refusal_of(ctx, clock_.now(), connection_id, e.record.provider_id, event_type, refusal, body, signature,
-                          unrecorded);
+    auto rec = refusal_of(ctx, clock_.now(), connection_id, e.record.provider_id, event_type, refusal, e.scheme, body,
+                          signature, unrecorded);
     if (!rec) return done(rec.error());
     out.outcome = inbound_outcome::kind::rejected;
     out.delivery_id = rec->delivery.id();

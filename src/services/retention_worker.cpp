@@ -210,7 +210,7 @@ result<retention_sweep> retention_worker::sweep() {
         add(archive<failures::integration_failure>(
                 ctx, "failures",
                 [&](storage::unit_of_work& uow) {
-                    return uow.failures().resolved_before(now - options_.failures, options_.batch);
+                    return uow.failures().ended_before(now - options_.failures, options_.batch);
                 },
                 [](storage::unit_of_work& uow, std::string const& id) { return uow.failures().remove(id); },
                 holds_no_secret),

@@ -66,6 +66,17 @@ TEST(time_test, accepts_the_rfc3339_spellings_of_t_and_z) {
     EXPECT_EQ(parse_time("2026-01-01 08:30:00Z").value(), t);
 }
 
+TEST(time_test, refuses_a_time_outside_what_a_time_point_holds_rather_than_wrapping) {
+    // 2700 would wrap to 2115 in nanoseconds; 9999 to 1815.
+    for (auto far : {"2700-01-01T00:00:00Z", "9999-12-31T23:59:59Z", "1600-01-01T00:00:00Z", "2262-04-12T00:00:00Z"}) {
+        auto t = parse_time(far);
+        ASSERT_FALSE(t) << far << " read as " << format_time(*t);
+        EXPECT_EQ(t.error(), errc::invalid_argument);
+        EXPECT_NE(t.error().detail().find("outside"), std::string::npos) << t.error().detail();
+    }
+    EXPECT_EQ(format_time(parse_time("2262-04-11T00:00:00Z").value()), "2262-04-11T00:00:00.000Z");
+}
+
 TEST(time_test, checks_calendar_dates) {
     EXPECT_TRUE(parse_time("2024-02-29T00:00:00Z"));
     EXPECT_FALSE(parse_time("2025-02-29T00:00:00Z"));

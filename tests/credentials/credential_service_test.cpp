@@ -86,6 +86,25 @@ TEST_F(credential_service_test, bad_requests_are_refused_and_leave_nothing_behin
                                      .secret = secret_bytes("x")})
                   .error(),
               errc::invalid_argument);
+    // Another mode's settings are refused, not dropped: an OAuth2 client secret sent as an API key.
+    auto mixed = service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("client-secret"),
+                                        .oauth2 = credentials::oauth2_client_settings{.token_url = "https://t.example/token",
+                                                                                      .client_id = "c"}});
+    ASSERT_FALSE(mixed);
+    EXPECT_EQ(mixed.error(), errc::invalid_argument);
+    EXPECT_NE(mixed.error().detail().find("oauth2"), std::string::npos) << mixed.error().detail();
+    EXPECT_EQ(service_.create(ctx_, {.provider_id = provider_id_, .auth_mode = auth_mode::oauth2_client_credentials,
+                                     .secret = secret_bytes("x"), .api_key = credentials::api_key_placement{},
+                                     .oauth2 = credentials::oauth2_client_settings{.token_url = "https://t.example/token",
+                                                                                   .client_id = "c"}})
+                  .error(),
+              errc::invalid_argument);
+    EXPECT_EQ(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("x"),
+                                     .managed_identity = credentials::managed_identity_settings{
+                                         .endpoint_url = "http://169.254.169.254/metadata/identity/oauth2/token",
+                                         .resource = "https://management.azure.com/"}})
+                  .error(),
+              errc::invalid_argument);
     auto unknown = service_.create(ctx_, {.provider_id = "prov-01JD3Q8V6X4T2M9R5B7N1K0FZC", .secret = secret_bytes("x")});
     EXPECT_EQ(unknown.error(), errc::not_found);
     // A header the transport would never send, and an expiry that has passed, are refused now

@@ -72,6 +72,25 @@ TEST_F(connection_test, create_makes_a_pending_connection_with_unknown_health_an
     EXPECT_TRUE(c.pending_events().empty());
 }
 
+TEST_F(connection_test, create_refuses_secret_material_in_the_configuration) {
+    // Kept in the row and shown by every read and event: a secret belongs in the credential.
+    for (auto bad : {boost::json::object{{"authToken", "AC-live-1"}},
+                     boost::json::object{{"region", "eu"}, {"sftp", boost::json::object{{"password", "hunter2"}}}},
+                     boost::json::object{{"keys", boost::json::array{boost::json::object{{"client_secret", "s"}}}}}}) {
+        auto spec = fixtures::connection_spec(clock.now());
+        spec.configuration = bad;
+        auto c = integration_connection::create(tenant_ctx(), clock.now(), provider, spec);
+        ASSERT_FALSE(c) << boost::json::serialize(bad);
+        EXPECT_EQ(c.error(), errc::invariant_violation);
+        EXPECT_NE(c.error().detail().find("configuration."), std::string::npos) << c.error().detail();
+        EXPECT_EQ(c.error().detail().find("hunter2"), std::string::npos) << c.error().detail();
+    }
+    auto spec = fixtures::connection_spec(clock.now());
+    spec.configuration = {{"tokenUrl", "https://login.example/token"}, {"tokenLifetime", 3600}};
+    EXPECT_TRUE(integration_connection::create(tenant_ctx(), clock.now(), provider, spec))
+        << "a URL or a number under such a name is no secret";
+}
+
 TEST_F(connection_test, provider_must_be_registered_and_active) {
     auto registered = fixtures::registered_provider(clock.now());
     EXPECT_ERRC(integration_connection::create(tenant_ctx(), clock.now(), registered,

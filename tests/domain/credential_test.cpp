@@ -114,6 +114,15 @@ TEST_F(credential_test, create_refuses_auth_mode_none_and_negative_rotation_days
     auto negative = spec();
     negative.rotation_policy = rotation_policy{.rotate_every_days = -1};
     EXPECT_ERRC(integration_credential::create(tenant_ctx(), clock.now(), negative), errc::invalid_argument);
+
+    // 200,000 days ("practically never") would wrap to a date in the past once added to now: due at once.
+    auto far = spec();
+    far.rotation_policy = rotation_policy{.rotate_every_days = 200'000, .notify_before_days = 7};
+    EXPECT_ERRC(integration_credential::create(tenant_ctx(), clock.now(), far), errc::invalid_argument);
+    far.rotation_policy = rotation_policy{.rotate_every_days = 90, .notify_before_days = INT64_MAX};
+    EXPECT_ERRC(integration_credential::create(tenant_ctx(), clock.now(), far), errc::invalid_argument);
+    far.rotation_policy = rotation_policy{.rotate_every_days = 36'500, .notify_before_days = 36'500};
+    EXPECT_TRUE(integration_credential::create(tenant_ctx(), clock.now(), far));
 }
 
 // ---- "No field ever contains secret material" -----------------------------------------------

@@ -3,6 +3,7 @@
 
 #include "host/host_process.hpp"
 #include "host/http_client.hpp"
+#include "support/base64.hpp"
 #include "support/loopback_server.hpp"
 #include "support/sqlite_file.hpp"
 #include "support/tcp_listener.hpp"
@@ -752,6 +753,12 @@ TEST_F(host_e2e, a_pending_connection_shows_the_reason_of_its_last_health_check)
 
     // Once the vendor takes the key, a test activates it and the reason says so.
     vendor_->accept("sk_live_NOT_YET_7777");
+    // The test takes no fields: one given is refused before the probe, as on every such route.
+    auto with_field = a().post("/integrations/connections/" + id + "/test", json::object{{"force", true}});
+    EXPECT_EQ(with_field.status, 400) << with_field.body;
+    EXPECT_EQ(str(with_field.json(), "type"), "https://integration.dev/problems/validation") << with_field.body;
+    EXPECT_EQ(str(a().get("/integrations/connections/" + id).json(), "healthReason"), "expected HTTP 200 from /health, got 401")
+        << "no probe ran";
     auto tested = a().post("/integrations/connections/" + id + "/test", json::object{});
     ASSERT_EQ(tested.status, 200) << tested.body;
     EXPECT_EQ(str(tested.json(), "status"), "Active") << tested.body;
@@ -2124,6 +2131,34 @@ TEST(host_recovery, a_run_killed_before_it_called_the_vendor_executes_anew_with_
     EXPECT_EQ(str(again.json(), "status"), "Completed") << again.body;
     EXPECT_NE(again.headers["idempotent-replayed"], "true");
     EXPECT_EQ(vendor.echo_calls, 2);
+}
+
+// JSON is UTF-8: a vendor's body that is not (an image, gzip, Latin-1 text) is answered as
+// base64 and says so, a header's stray bytes as U+FFFD; the answer stays JSON any client parses.
+TEST(host_runs, a_vendor_answer_that_is_not_utf8_is_still_json) {
+    scratch_dir dir("binary");
+    auto key = create_key(dir.string(), "tenant-b");
+    std::string const bytes("caf\xe9\x00\xff\x89PNG", 9);
+    threaded_vendor vendor([&](std::string const& head) -> std::optional<std::string> {
+        if (head.starts_with("GET /health ")) return vendor_answer(200);
+        if (head.starts_with("POST /echo/text ")) return vendor_answer(200, "caf\xc3\xa9");
+        return vendor_answer(200, bytes, "X-Note: caf\xe9\r\n");
+    });
+    host_process host(dir.string(), {"--key-rate-limit", "0"});
+    api client(host.port(), key);
+    auto connection = set_up(client, vendor.port(), "-binary").connection_id;
+    auto a = client.post("/integrations/runs", run_with_id(connection, "image"));
+    ASSERT_EQ(a.status, 201) << a.body;
+    auto const answer = a.json();  // the parser refuses text that is not UTF-8
+    auto const& res = answer.at("response");
+    EXPECT_EQ(str(res, "bodyEncoding"), "base64");
+    EXPECT_EQ(str(res, "body"), integration::testing::base64(bytes));
+    EXPECT_EQ(str(res.at("headers"), "X-Note"), "caf\xef\xbf\xbd");
+
+    auto text = client.post("/integrations/runs", run_with_id(connection, "text"));
+    ASSERT_EQ(text.status, 201) << text.body;
+    EXPECT_EQ(str(text.json().at("response"), "body"), "caf\xc3\xa9");
+    EXPECT_FALSE(text.json().at("response").as_object().contains("bodyEncoding"));
 }
 
 // Requests with one Idempotency-Key at once: the vendor is called once; the others wait for that

@@ -188,6 +188,10 @@ TEST(platform_test, a_malformed_url_is_a_clear_error) {
         {{.data_dir = dir, .store = "sqlite:"}, "a sqlite: URL needs a path"},
         {{.data_dir = dir, .blobs = "file://"}, "a file: URL needs a path"},
         {{.data_dir = dir, .secrets = "local://user:pw@/x.db"}, "carries a user name or password"},
+        // Not even parsed ('^' is not allowed in a user name), or a password as a parameter.
+        {{.data_dir = dir, .store = "postgresql://app:pw^x@db/x"}, "'postgresql:...' is not a backend URL"},
+        {{.data_dir = dir, .store = "postgresql://db/x?password=pw"}, "store URL postgresql://db/x: no backend"},
+        {{.data_dir = dir, .store = "sqlite:///tmp/x.db?password=pw"}, "'password' is not one of them"},
     };
     for (auto& c : cases) {
         auto r = open_platform(c.options);

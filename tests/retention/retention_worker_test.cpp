@@ -484,19 +484,34 @@ TEST_F(retention_worker_test, idempotency_keys_go_with_the_runs_of_their_age) {
 }
 
 TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
+    std::string dead_letter;
     must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
         auto f = must(failures::integration_failure::record(
             a_, clock_.now(), failures::failure_source::run, "run-x", "prov-1",
             {failures::failure_category::transient, "http_503", "busy", failures::next_action::retry, clock_.now() + 1h}));
+        // A run that failed for good leaves its failure open for a person to escalate; once
+        // escalated it is theirs to resolve.
+        auto escalated = must(failures::integration_failure::record(
+            a_, clock_.now(), failures::failure_source::run, "run-y", "prov-1",
+            {failures::failure_category::validation, "http_422", "bad", failures::next_action::dead_letter, std::nullopt}));
+        must(escalated.escalate({"ops", "look at it", clock_.now(), std::nullopt}));
+        auto dead = must(failures::integration_failure::record(
+            a_, clock_.now(), failures::failure_source::run, "run-z", "prov-1",
+            {failures::failure_category::validation, "http_422", "bad", failures::next_action::dead_letter, std::nullopt}));
+        dead_letter = dead.id();
+        if (auto r = uow.failures().save(escalated); !r) return r;
+        if (auto r = uow.failures().save(dead); !r) return r;
         return uow.failures().save(f);
     }));
     finished_run(a_, false);
     clock_.advance(400 * 24h);
     retention::retention_worker worker(*store_, *blobs_, *vault_, clock_, {.runs = 10'000h});
     auto swept = must(worker.sweep());
-    EXPECT_EQ(swept.failures_archived, 0u);
+    EXPECT_EQ(swept.failures_archived, 1u) << "the dead letter nobody escalated: nothing else would ever end it";
     EXPECT_EQ(swept.runs_archived, 0u);  // runs are kept 10,000 hours here
-    EXPECT_EQ(must(storage::read_for(*store_, a_, [](storage::unit_of_work& uow) { return uow.failures().list({}, {}); })).items.size(), 1u);
+    auto left = must(storage::read_for(*store_, a_, [](storage::unit_of_work& uow) { return uow.failures().list({}, {}); })).items;
+    EXPECT_EQ(left.size(), 2u);
+    for (auto const& f : left) EXPECT_NE(f.id(), dead_letter);
 }
 
 TEST_F(retention_worker_test, webhook_payloads_are_purged_after_30_days_and_finished_deliveries_archived_after_90) {

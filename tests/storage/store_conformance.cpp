@@ -752,6 +752,62 @@ TEST_P(store_conformance, tenants_lists_every_tenant_with_connections_or_credent
     EXPECT_EQ(must(store_->tenants()), (std::vector<std::string>{"tenant-a", "tenant-b", "tenant-c"}));
 }
 
+TEST_P(store_conformance, tenants_include_a_tenant_with_only_runs_failures_deliveries_or_claims_left) {
+    // Its connections and credentials archived, a tenant still has rows for retention to end.
+    auto now = clock_.now();
+    auto only = [&](std::string const& tenant, auto save) {
+        auto ctx = request_context::for_tenant(tenant, "carol");
+        write(ctx, [&](unit_of_work& uow) { return save(ctx, uow); });
+    };
+    only("tenant-c", [&](request_context const& ctx, unit_of_work& uow) {
+        auto conn = active_connection(ctx, now, active_provider(ctx, now));
+        auto run = must(runs::integration_run::create(ctx, now, conn, "sms.send"));
+        must(run.start(conn, false, now));
+        return uow.runs().save(run);
+    });
+    only("tenant-d", [&](request_context const& ctx, unit_of_work& uow) {
+        auto f = must(failures::integration_failure::record(
+            ctx, now, failures::failure_source::run, new_id(id_prefix::run, now), new_id(id_prefix::provider, now),
+            {failures::failure_category::validation, "http_422", "bad", failures::next_action::dead_letter, std::nullopt}));
+        return uow.failures().save(f);
+    });
+    only("tenant-e", [&](request_context const& ctx, unit_of_work& uow) {
+        auto in = must(webhooks::webhook_delivery::inbound(ctx, now, new_id(id_prefix::connection, now), new_id(id_prefix::provider, now), "gh-1", "push",
+                                                          std::string("blob://in"), std::string("abc")));
+        return uow.deliveries().save(in);
+    });
+    only("tenant-f", [&](request_context const&, unit_of_work& uow) { return uow.idempotency().claim("order-1", "digest"); });
+    EXPECT_EQ(must(store_->tenants()), (std::vector<std::string>{"tenant-c", "tenant-d", "tenant-e", "tenant-f"}));
+}
+
+TEST_P(store_conformance, an_idempotency_claim_stays_as_long_as_its_run) {
+    auto now = clock_.now();
+    auto g = seed_graph(*store_, a_, now);
+    std::string run_id;
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        auto conn = must(uow.connections().find(g.connection_id));
+        auto run = must(runs::integration_run::create(a_, now, conn, "sms.send", std::string("order-1")));
+        must(run.start(conn, false, now));
+        run_id = run.id();
+        if (auto r = uow.idempotency().claim("order-1", "digest-1"); !r) return r;
+        if (auto r = uow.idempotency().claim("order-2", "digest-2"); !r) return r;
+        return uow.runs().save(run);
+    });
+    auto remove_old = [&] {
+        return must(storage::transact_for(*store_, a_, [&](unit_of_work& uow) {
+            return uow.idempotency().remove_before(now + std::chrono::hours(1), 10);
+        }));
+    };
+    // Freed while its run is kept (not archived: it ended late, or changed), the key would let
+    // another request have that run as its replay.
+    EXPECT_EQ(remove_old(), 1u) << "only order-2, whose run is gone";
+    write(a_, [&](unit_of_work& uow) -> result<void> {
+        EXPECT_EQ(uow.idempotency().claim("order-1", "another").error(), errc::idempotency_key_reused);
+        return uow.runs().remove(run_id);
+    });
+    EXPECT_EQ(remove_old(), 1u);
+}
+
 TEST_P(store_conformance, read_only_units_refuse_to_save) {
     auto r = store_->read(a_, [&](unit_of_work& uow) -> result<void> {
         auto p = must(providers::integration_provider::register_new(a_, clock_.now(), provider_spec("ro")));

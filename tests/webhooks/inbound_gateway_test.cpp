@@ -800,6 +800,76 @@ TEST_F(inbound_gateway_test, registering_again_switches_the_secret_only_with_its
                 secret_bytes(std::string_view(secret_)));
 }
 
+TEST_F(inbound_gateway_test, slacks_verification_token_never_reaches_the_event_or_a_failure_record) {
+    std::string const slack_secret = "8f742231b10e8888abcd99yyyzzz85a5";
+    std::string const token = "gIkuvaNzQIHg97ATvDxqgjtO";
+    must(gateway_.register_endpoint(b_, conn_b_, inbound_scheme::slack, secret_bytes(std::string_view(slack_secret))));
+    auto slack = [&](std::string body, std::string content_type, std::int64_t ts = 1'767'225'600) {
+        auto r = std::make_unique<vendor_request>();
+        auto const t = std::to_string(ts);
+        r->fields = {{"X-Slack-Request-Timestamp", t},
+                     {"X-Slack-Signature", "v0=" + hmac_sha256_hex(slack_secret, "v0:" + t + ":" + body)},
+                     {"Content-Type", content_type}};
+        r->content_type = std::move(content_type);
+        r->body = std::move(body);
+        return r;
+    };
+    auto no_token_anywhere = [&](std::string const& delivery_id) {
+        for (auto const& row : stored_events(delivery_id)) EXPECT_EQ(row.find(token), std::string::npos) << row;
+        for (auto const& e : events_of(delivery_id))
+            EXPECT_EQ(boost::json::serialize(e.data).find(token), std::string::npos);
+    };
+
+    // An Events API event: the token is a member of the JSON body.
+    auto event = slack(R"({"token":")" + token + R"(","team_id":"T1","type":"event_callback","event_id":"Ev1",)"
+                                                 R"("event":{"type":"app_mention","text":"hi"}})",
+                       "application/json");
+    auto out = receive(*event, conn_b_);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted) << (out.refusal ? out.refusal->detail : "");
+    auto events = events_of(out.delivery_id);
+    ASSERT_EQ(events.size(), 2u);
+    auto const& body = events[1].data.at("body").as_object();
+    EXPECT_FALSE(body.contains("token"));
+    EXPECT_EQ(body.at("event").at("text").as_string(), "hi") << "the rest of the body is the event's";
+    no_token_anywhere(out.delivery_id);
+    EXPECT_EQ(must(gateway_.payload(b_, out.delivery_id)), event->body) << "the payload stays as received";
+
+    // A slash command: a form field.
+    auto command = slack("token=" + token + "&team_id=T1&command=%2Fdeploy&text=now", "application/x-www-form-urlencoded");
+    out = receive(*command, conn_b_);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted) << (out.refusal ? out.refusal->detail : "");
+    events = events_of(out.delivery_id);
+    ASSERT_EQ(events.size(), 2u);
+    EXPECT_FALSE(events[1].data.at("body").as_object().contains("token"));
+    EXPECT_EQ(events[1].data.at("body").at("command").as_string(), "/deploy");
+    no_token_anywhere(out.delivery_id);
+
+    // An interaction: a member of the JSON in the form's `payload` field.
+    auto interaction = slack("payload=%7B%22type%22%3A%22block_actions%22%2C%22token%22%3A%22" + token +
+                                 "%22%2C%22actions%22%3A%5B%5D%7D",
+                             "application/x-www-form-urlencoded");
+    out = receive(*interaction, conn_b_);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::accepted) << (out.refusal ? out.refusal->detail : "");
+    events = events_of(out.delivery_id);
+    ASSERT_EQ(events.size(), 2u);
+    auto inner = boost::json::parse(events[1].data.at("body").at("payload").as_string());
+    EXPECT_FALSE(inner.as_object().contains("token"));
+    EXPECT_EQ(inner.at("type").as_string(), "block_actions");
+    no_token_anywhere(out.delivery_id);
+
+    // Published as subscribers receive it.
+    for (auto const& e : publish_all()) EXPECT_EQ(boost::json::serialize(e.data).find(token), std::string::npos);
+
+    // Refused (a stale timestamp): the failure record keeps no excerpt of the body.
+    auto stale = slack("token=" + token + "&team_id=T1&command=%2Fdeploy&text=later", "application/x-www-form-urlencoded",
+                       1'767'225'600 - 3600);
+    out = receive(*stale, conn_b_);
+    ASSERT_EQ(out.outcome, inbound_outcome::kind::rejected);
+    auto failures = failures_of(b_, out.delivery_id);
+    ASSERT_EQ(failures.size(), 1u);
+    EXPECT_EQ(failures[0].data().message.find(token), std::string::npos) << failures[0].data().message;
+}
+
 TEST_F(inbound_gateway_test, a_twilio_form_body_becomes_the_events_fields) {
     must(gateway_.register_endpoint(b_, conn_b_, inbound_scheme::twilio, secret_bytes(std::string_view("12345"))));
     vendor_request req;

@@ -210,10 +210,11 @@ public:
     /** Whether a retry worker holds the failure's lease at `now` (its resume may be calling the
      *  vendor): an escalation then would be followed by that call. */
     virtual result<bool> leased(std::string const& failure_id, time_point now) = 0;
-    /** Failures resolved before `before`, oldest id first (for retention); like
-     *  `run_repository::ended_before`, only failures whose id was made before `before`. */
-    virtual result<std::vector<failures::integration_failure>> resolved_before(time_point before,
-                                                                               std::size_t limit) = 0;
+    /** Failures that ended before `before`, oldest id first (for retention): resolved then, or
+     *  dead letters (next action DeadLetter, which nothing resolves) unchanged since; an
+     *  escalated one stays until it is resolved. Like `run_repository::ended_before`, only
+     *  failures whose id was made before `before`. */
+    virtual result<std::vector<failures::integration_failure>> ended_before(time_point before, std::size_t limit) = 0;
     /** Deletes a failure with its history (retention, after archiving). */
     virtual result<void> remove(std::string const& failure_id) = 0;
     virtual result<void> save(failures::integration_failure& f) = 0;
@@ -612,8 +613,9 @@ public:
     /** Runs `fn` on a consistent read-only snapshot; `save` fails inside it. */
     virtual result<void> read(request_context const& ctx, work fn) = 0;
 
-    /** Every tenant that owns a provider, connection, credential or webhook subscription (for
-     *  background workers that sweep each tenant in turn, retention among them). */
+    /** Every tenant that owns a provider, connection, credential, webhook subscription, run,
+     *  failure, delivery, idempotency claim or pending authorization (for background workers
+     *  that sweep each tenant in turn, retention among them). */
     virtual result<std::vector<std::string>> tenants() = 0;
     /** Unpublished outbox rows in commit order (all tenants; for the relay), without dead rows,
      *  rows held back until later (`count_failed_publication`), and the rows of an aggregate that

@@ -878,10 +878,14 @@ public:
         return lease_held(w_, "SELECT lease_until > ? FROM failures WHERE failure_id = ? AND tenant_id = ?", failure_id, now);
     }
     result<void> save(failures::integration_failure& f) override { return r_.save(f); }
-    result<std::vector<failures::integration_failure>> resolved_before(time_point before, std::size_t limit) override {
-        // Resolved after it is recorded, as a run ends after it is made (`runs().ended_before`).
-        return r_.select("resolved_at IS NOT NULL AND resolved_at < ? AND failure_id < ?",
-                         {to_unix_ms(before), first_id_at(id_prefix::failure, before)}, "failure_id", clamp_limit(limit));
+    result<std::vector<failures::integration_failure>> ended_before(time_point before, std::size_t limit) override {
+        // Ended after it is recorded, as a run ends after it is made (`runs().ended_before`). A
+        // dead letter left open (a run that failed for good) is for a person to escalate while
+        // the window lasts; nothing else would ever end it.
+        return r_.select("((resolved_at IS NOT NULL AND resolved_at < ?) OR (resolved_at IS NULL AND "
+                         "next_action = 'DeadLetter' AND updated_at < ?)) AND failure_id < ?",
+                         {to_unix_ms(before), to_unix_ms(before), first_id_at(id_prefix::failure, before)}, "failure_id",
+                         clamp_limit(limit));
     }
     result<void> remove(std::string const& id) override { return r_.remove(id); }
 
@@ -1485,8 +1489,11 @@ public:
     result<std::size_t> remove_before(time_point before, std::size_t limit) override {
         if (auto r = writable(w_, "idempotency().remove_before"); !r) return r.error();
         if (auto r = run_sql(w_.db,
-                             "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys "
-                             "WHERE tenant_id = ? AND created_at < ? ORDER BY created_at LIMIT ?)",
+                             // A claim whose run is still kept stays: freed, it would let another
+                             // request have that run as its replay.
+                             "DELETE FROM idempotency_keys WHERE rowid IN (SELECT rowid FROM idempotency_keys k "
+                             "WHERE k.tenant_id = ? AND k.created_at < ? AND NOT EXISTS (SELECT 1 FROM runs r WHERE "
+                             "r.tenant_id = k.tenant_id AND r.idempotency_key = k.key) ORDER BY k.created_at LIMIT ?)",
                              {w_.ctx.tenant_id, to_unix_ms(before), static_cast<std::int64_t>(clamp_limit(limit))});
             !r)
             return r.error();
@@ -1715,10 +1722,26 @@ public:
     result<std::vector<std::string>> tenants() override {
         std::vector<std::string> out;
         auto r = with_reader([&](database& db) -> result<void> {
-            // Global providers (tenant '') are no tenant's: retention sweeps tenants only.
-            auto st = db.prepare("SELECT tenant_id FROM connections UNION SELECT tenant_id FROM credentials "
-                                 "UNION SELECT tenant_id FROM subscriptions "
-                                 "UNION SELECT tenant_id FROM providers WHERE tenant_id <> '' ORDER BY 1");
+            // Global providers (tenant '') are no tenant's: retention sweeps tenants only. A tenant
+            // whose connections and credentials are gone may still have runs, failures, deliveries,
+            // claims and authorizations for retention to end. Those tables are read by skipping
+            // from one tenant to the next along an index that leads with tenant_id: a step per
+            // tenant, not per row.
+            static std::string const sql = [] {
+                std::string with = "WITH RECURSIVE ", from;
+                char const* big[] = {"runs", "failures", "deliveries", "idempotency_keys", "pending_authorizations"};
+                for (std::size_t i = 0; i < std::size(big); ++i) {
+                    auto const t = std::string(big[i]), cte = "t" + std::to_string(i);
+                    with += (i ? ", " : "") + cte + "(t) AS (SELECT MIN(tenant_id) FROM " + t +
+                            " UNION ALL SELECT (SELECT MIN(tenant_id) FROM " + t + " WHERE tenant_id > " + cte +
+                            ".t) FROM " + cte + " WHERE " + cte + ".t IS NOT NULL)";
+                    from += " UNION SELECT t FROM " + cte + " WHERE t IS NOT NULL AND t <> ''";
+                }
+                return with + " SELECT tenant_id FROM connections UNION SELECT tenant_id FROM credentials "
+                              "UNION SELECT tenant_id FROM subscriptions UNION SELECT tenant_id FROM providers WHERE tenant_id <> ''" +
+                       from + " ORDER BY 1";
+            }();
+            auto st = db.prepare(sql);
             if (!st) return st.error();
             while (true) {
                 auto more = (*st)->step();
