@@ -248,12 +248,16 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
         return p;
     };
     auto const& config = services_.config;
-    if (m.options.calls_vendors && !executions_.begin(ctx.tenant_id, config.tenant_executions))
+    std::string counted_as = ctx.tenant_id;
+    if (m.options.counted_by_state)
+        for (auto const& p : url->params())
+            if (p.key == "state") counted_as = credentials::tenant_of_state(p.value);
+    if (m.options.calls_vendors && !executions_.begin(counted_as, config.tenant_executions))
         return busy("this tenant already has " + std::to_string(config.tenant_executions) +
                     " requests calling vendors in progress (--tenant-executions)");
     bool holds_thread = m.options.calls_vendors && !m.options.async_vendor_calls;
-    if (holds_thread && !on_threads_.begin(ctx.tenant_id, std::max<std::size_t>(config.execution_threads / 2, 1))) {
-        executions_.end(ctx.tenant_id);
+    if (holds_thread && !on_threads_.begin(counted_as, std::max<std::size_t>(config.execution_threads / 2, 1))) {
+        executions_.end(counted_as);
         return busy("this tenant already holds half the execution threads (--execution-threads) with calls to vendors");
     }
     struct end_on_exit {
@@ -262,11 +266,11 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
         ~end_on_exit() {
             if (counts) counts->end(*tenant);
         }
-    } slot{holds_thread ? &on_threads_ : nullptr, &ctx.tenant_id};
+    } slot{holds_thread ? &on_threads_ : nullptr, &counted_as};
     auto answered = std::make_shared<std::atomic<bool>>(false);
     auto returned = std::make_shared<std::atomic<bool>>(false);  // the handler returned
     // `tenant` belongs to the request's state, which `answer` keeps alive.
-    responder done = [this, answer, answered, returned, io, &tenant, counted = m.options.calls_vendors ? ctx.tenant_id : std::string(),
+    responder done = [this, answer, answered, returned, io, &tenant, counted = m.options.calls_vendors ? counted_as : std::string(),
                       vendors = m.options.calls_vendors](result<reply> r) {
         if (answered->exchange(true)) return;
         if (vendors) executions_.end(counted);

@@ -98,6 +98,10 @@ struct route_options {
     /** A vendor calls the route (the OAuth2 callback): parameters beyond `query` are its own and
      *  ignored. `vendor_webhook` implies it. */
     bool any_query = false;
+    /** An open route that calls vendors (the OAuth2 callback) is counted against the tenant its
+     *  `state` query parameter names (`tenant_of_state`), as a keyed route is against its key's:
+     *  one tenant's slow token endpoint then holds back only its own callbacks. */
+    bool counted_by_state = false;
 };
 
 /** `open`, `key` or `admin`, as the `routes` command prints it. */

@@ -86,7 +86,8 @@ void add_oauth2_routes(router& r, services& s) {
         // The page's URL held the code: never send it on as a Referer.
         out.headers.emplace_back("Referrer-Policy", "no-referrer");
         return out;
-    }, {.who = access::open, .calls_vendors = true, .no_head = true, .query = {"state", "code", "error"}, .any_query = true});
+    }, {.who = access::open, .calls_vendors = true, .no_head = true, .query = {"state", "code", "error"}, .any_query = true,
+        .counted_by_state = true});
 }
 
 }  // namespace integration::host

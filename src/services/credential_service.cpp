@@ -96,6 +96,19 @@ result<void> find_references(storage::store& store, request_context const& ctx, 
     });
 }
 
+/** After `c` moved to a new version: the one it replaced stays readable (a request that read the
+ *  row just before may still fetch it), and every retired version before that is disabled, for
+ *  the secret store to destroy (storage.md keeps prior versions until the new one verifies; a
+ *  provider rotating its refresh token on each refresh ends a version each time). */
+void disable_older_versions(secret_store& secrets, std::string const& tenant, integration_credential const& c) {
+    std::int64_t replaced = 0;
+    for (auto const& v : c.data().versions)
+        if (v.state == version_state::retired) replaced = std::max(replaced, v.version);
+    for (auto const& v : c.data().versions)
+        if (v.state == version_state::retired && v.version < replaced)
+            if (auto ref = secret_ref::parse(v.key_vault_ref)) (void)secrets.disable(tenant, *ref);
+}
+
 }  // namespace
 
 namespace {
@@ -267,6 +280,7 @@ result<integration_credential> credential_service::rotate(request_context const&
     });
     invalidate_token(credential_id);
     if (!finished) return finished.error();
+    if (verdict) disable_older_versions(secrets_, ctx.tenant_id, *finished);
     if (!verdict) {
         // The version as staged, and as restaged if its verification was given a new refresh
         // token: neither is used again.
@@ -1005,13 +1019,17 @@ void credential_service::forget_secret(std::string const& tenant, std::string co
     (void)secrets_.purge(tenant, ref->name);  // may be refused inside purge protection: soft-deleted is unreadable
 }
 
+std::string tenant_of_state(std::string_view state) {
+    auto dot = state.find('.');
+    auto tenant = dot == std::string_view::npos ? std::string() : std::string(state.substr(dot + 1));
+    return validate_tenant_id(tenant) ? tenant : std::string();
+}
+
 result<std::pair<request_context, storage::pending_authorization>> credential_service::take_authorization(
     std::string const& state) {
-    // The state is "<random>.<tenant>": the callback carries no API key, and the pending flow
-    // is looked up in its tenant only.
-    auto dot = state.find('.');
-    auto tenant = dot == std::string::npos ? std::string() : state.substr(dot + 1);
-    if (!validate_tenant_id(tenant)) return error{errc::forbidden, "unknown or already used state; start the authorization again"};
+    // The pending flow is looked up in the tenant the state names only.
+    auto tenant = tenant_of_state(state);
+    if (tenant.empty()) return error{errc::forbidden, "unknown or already used state; start the authorization again"};
     auto ctx = request_context::for_tenant(tenant, "authorization-callback");
     auto hash = crypto::sha256_hex(state);
     std::vector<storage::pending_authorization> expired;
@@ -1180,7 +1198,9 @@ result<credential_service::token> credential_service::refresh_authorization(requ
         }
         auto fp = fingerprints_.fingerprint(doc);
         bool superseded = false, revoked = false;
+        std::optional<integration_credential> moved;  // the row, moved to the new version
         auto saved = store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            moved.reset();
             superseded = revoked = false;
             auto fresh = uow.credentials().find(c.id());
             if (!fresh) return fresh.error();
@@ -1195,7 +1215,9 @@ result<credential_service::token> credential_service::refresh_authorization(requ
                 if (auto b = fresh->begin_rotation(ref->uri(), fp, now); !b) return b.error();
                 if (auto d = fresh->complete_rotation(now); !d) return d;
             }
-            return uow.credentials().save(*fresh);
+            if (auto r = uow.credentials().save(*fresh); !r) return r;
+            if (!staged) moved = std::move(*fresh);
+            return {};
         });
         if (superseded || revoked) {
             // Newer material (a rotation) or none (a revocation) replaced what was refreshed: the
@@ -1216,7 +1238,10 @@ result<credential_service::token> credential_service::refresh_authorization(requ
             (void)secrets_.disable(ctx.tenant_id, *ref);  // named by no version: the rotation fails
             return saved.error();
         }
-        if (saved && !staged) entry.version = ref->version;
+        if (saved && !staged) {
+            entry.version = ref->version;
+            disable_older_versions(secrets_, ctx.tenant_id, *moved);
+        }
     }
     return t;
 }

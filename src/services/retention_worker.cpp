@@ -254,6 +254,19 @@ result<retention_sweep> retention_worker::sweep() {
                     return {};
                 }),
             out.credentials_archived);
+        // Flows a user never finished: their client secret and code verifier are in the vault,
+        // which the tenant's next flow would delete, if it ever starts one.
+        note([&]() -> result<void> {
+            auto expired = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                return uow.authorizations().purge_expired(now);
+            });
+            if (!expired) return expired.error();
+            out.authorizations_purged += expired->size();
+            for (auto const& e : *expired)
+                if (auto ref = credentials::secret_ref::parse(e.secret_ref))
+                    if (auto r = release_secret(secrets_, tenant, ref->name); !r) return r;
+            return {};
+        }());
     };
     for (auto const& tenant : *tenants) one_tenant(tenant);
     // Published outbox rows go by age in one pass over every tenant's (and the global providers'

@@ -29,12 +29,20 @@ bool repeatable(providers::client_operation const& op, http::headers const& h) {
     return http::is_idempotent_method(op.method) || op.idempotency_header || !http::find_header(h, "Idempotency-Key").empty();
 }
 
-/** Headers that carry credentials: never written to the blob store with a run's input. */
-bool is_credential_header(std::string_view name) {
-    static constexpr std::string_view names[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"};
-    std::string lower(name);
-    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
-    return std::find(std::begin(names), std::end(names), lower) != std::end(names);
+/** Header or query parameter names that may carry a credential: never written to the blob
+ *  store with a run's input. Vendors name them in many ways (`X-Auth-Token`, `Private-Token`,
+ *  `Ocp-Apim-Subscription-Key`, `?api_key=`, an Azure Function's `?code=`, a signed URL's
+ *  `&sig=`); an Idempotency-Key is not one. */
+bool names_credential(std::string_view name) {
+    std::string key;
+    for (unsigned char c : name)
+        if (c != '-' && c != '_') key += static_cast<char>(std::tolower(c));
+    if (key == "idempotencykey" || key == "xidempotencykey") return false;
+    static constexpr std::string_view exact[] = {"cookie", "code", "sig", "key"};
+    static constexpr std::string_view part[] = {"auth", "token", "secret", "password", "signature", "session",
+                                                "credential", "apikey"};
+    if (std::find(std::begin(exact), std::end(exact), key) != std::end(exact) || key.ends_with("key")) return true;
+    return std::any_of(std::begin(part), std::end(part), [&](std::string_view p) { return key.find(p) != std::string::npos; });
 }
 
 /** What an Idempotency-Key is claimed for: every part of the request, each length-prefixed so
@@ -61,7 +69,7 @@ std::string request_digest(execute_request const& r) {
     put_pairs(r.input.path_params);
     put_pairs(r.input.query);
     auto headers = r.input.headers;
-    std::erase_if(headers, [](auto const& h) { return is_credential_header(h.first); });
+    std::erase_if(headers, [](auto const& h) { return names_credential(h.first); });
     for (auto& h : headers)
         std::transform(h.first.begin(), h.first.end(), h.first.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     std::sort(headers.begin(), headers.end());
@@ -510,8 +518,10 @@ bool run_service::keep_input(request_context const& ctx, integration_run const& 
     auto const& input = r.input;
     // A credential the caller put in (the connection's own goes elsewhere: `prepare` refused it
     // at that name) is kept nowhere, so a later retry could only go without it: the run ends now.
-    if (std::any_of(input.headers.begin(), input.headers.end(), [](auto const& h) { return is_credential_header(h.first); }))
-        return false;
+    auto named = [](auto const& pairs) {
+        return std::any_of(pairs.begin(), pairs.end(), [](auto const& p) { return names_credential(p.first); });
+    };
+    if (named(input.headers) || named(input.query)) return false;
     boost::json::object params;
     for (auto const& [k, v] : input.path_params) params[k] = v;
     boost::json::object j{{"pathParams", std::move(params)},

@@ -200,6 +200,20 @@ TEST_F(credential_service_test, rotation_activates_a_verified_version_and_keeps_
     EXPECT_EQ(events.back().envelope.event_type, "CredentialRotated");
 }
 
+// Prior versions are kept until the new one verifies (storage.md): after each rotation the one it
+// replaced stays readable for a moment's in-flight requests, and those before are disabled for the
+// vault to destroy.
+TEST_F(credential_service_test, each_rotation_disables_the_versions_before_the_one_it_replaced) {
+    auto c = must(service_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("key-1")}));
+    auto const name = must(credentials::secret_ref::parse(c.data().key_vault_ref)).name;
+    auto ok = [](credentials::resolved_credential const&) -> result<void> { return {}; };
+    for (auto key : {"key-2", "key-3", "key-4"}) must(service_.rotate(ctx_, c.id(), secret_bytes(key), ok));
+    std::vector<bool> enabled;
+    for (auto const& v : must(vault_->versions("t1", name))) enabled.push_back(v.enabled);
+    EXPECT_EQ(enabled, (std::vector<bool>{false, false, true, true}));
+    EXPECT_EQ(value_of(must(service_.resolve(ctx_, c.id()))), "key-4");
+}
+
 // A rotation is held to the size a new credential is: over 64 KiB is refused before anything is
 // stored or verified.
 TEST_F(credential_service_test, a_rotation_to_a_secret_over_64_kib_is_refused) {

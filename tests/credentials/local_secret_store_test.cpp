@@ -157,6 +157,30 @@ TEST_F(local_secret_store_test, purge_expired_destroys_only_secrets_deleted_long
     EXPECT_EQ(must(vault->get("t1", in_use)).view(), "kept");
 }
 
+// A disabled version (rotated out, never verified) is destroyed once the window has passed since
+// it was made; enabled ones stay, and so does a secret's newest, whose number a later put would
+// otherwise give to other bytes.
+TEST_F(local_secret_store_test, purge_expired_destroys_disabled_versions_made_before_the_window) {
+    auto vault = open();
+    auto v1 = must(vault->put("t1", "k", secret_bytes("one")));
+    auto v2 = must(vault->put("t1", "k", secret_bytes("two")));
+    auto v3 = must(vault->put("t1", "k", secret_bytes("three")));
+    must(vault->disable("t1", v1));
+    must(vault->disable("t1", v3));  // the newest, disabled
+    clock_.advance(std::chrono::hours(24 * 90) - std::chrono::minutes(1));
+    EXPECT_EQ(must(vault->purge_expired()), 0u);
+    EXPECT_EQ(must(vault->versions("t1", "k")).size(), 3u);
+    clock_.advance(std::chrono::minutes(1));
+    EXPECT_EQ(must(vault->purge_expired()), 1u);
+    auto left = must(vault->versions("t1", "k"));
+    ASSERT_EQ(left.size(), 2u);
+    EXPECT_EQ(left[0].version, v2.version);
+    EXPECT_EQ(left[1].version, v3.version);
+    EXPECT_EQ(vault->get("t1", v1).error(), errc::not_found);
+    EXPECT_EQ(must(vault->get("t1", v2)).view(), "two");
+    EXPECT_EQ(must(vault->put("t1", "k", secret_bytes("four"))).version, v3.version + 1);
+}
+
 TEST_F(local_secret_store_test, purge_without_protection_is_immediate_but_needs_a_soft_delete) {
     auto o = options();
     o.purge_protection = false;

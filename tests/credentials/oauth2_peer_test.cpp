@@ -283,6 +283,14 @@ TEST_F(authorization_code_test, refresh_uses_the_stored_refresh_token_and_stores
     EXPECT_EQ(stored.data().versions[0].state, credentials::version_state::retired);
     service_.invalidate_token(c.id());
     must(service_.resolve(ctx_, c.id()));  // the rotated token works
+    // Each refresh ended a version: the spent refresh tokens before the last one are disabled,
+    // for the vault to destroy, instead of staying readable for the credential's whole life.
+    service_.invalidate_token(c.id());
+    must(service_.resolve(ctx_, c.id()));
+    std::vector<bool> enabled;
+    for (auto const& v : must(vault_->versions("t1", must(credentials::secret_ref::parse(c.data().key_vault_ref)).name)))
+        enabled.push_back(v.enabled);
+    EXPECT_EQ(enabled, (std::vector<bool>{false, false, true, true}));
 }
 
 // The request that carries a refresh token spends it: libcurl's own re-send of it (its reused

@@ -52,6 +52,11 @@ TEST_F(subscription_test, create_makes_an_active_subscription_and_raises_subscri
     EXPECT_EQ(e.data.at("projectId").as_string(), "proj-1");
     EXPECT_EQ(e.data.at("eventType").as_string(), "order.*");
     EXPECT_EQ(e.data.at("endpointUrl").as_string(), "https://hooks.customer.example/integration");
+
+    // Other subscribers of the tenant hear the event: not the key a receiver's URL may carry.
+    auto keyed = create(spec("https://fn.azurewebsites.net/api/hook?code=FUNCKEY123&x=1")).value();
+    EXPECT_EQ(keyed.pending_events()[0].data.at("endpointUrl").as_string(), "https://fn.azurewebsites.net/api/hook");
+    EXPECT_EQ(keyed.data().endpoint_url, "https://fn.azurewebsites.net/api/hook?code=FUNCKEY123&x=1") << "deliveries use it whole";
 }
 
 // ---- endpointUrl: an absolute http(s) URL; the egress policy is the subscribing service's check --

@@ -14,9 +14,13 @@
 
 #include <boost/json/parse.hpp>
 
+#include <atomic>
+#include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <future>
 #include <map>
+#include <thread>
 
 namespace integration::testing {
 namespace {
@@ -263,6 +267,42 @@ TEST_F(host_auth_modes, the_authorization_code_flow_survives_a_host_restart_betw
     connect_and_run(str(done.json(), "credentialId"), "oauth2");
     // Still once only.
     EXPECT_EQ(callback(host_->port(), back.substr(back.find('?') + 1)).status, 403);
+}
+
+// The callback carries no API key: it is counted against the tenant its state names, so a tenant
+// whose token endpoint hangs holds back its own callbacks only, not every tenant's.
+TEST(host_oauth2_callback, a_tenant_whose_token_endpoint_hangs_does_not_hold_back_another_tenants_callback) {
+    scratch_dir dir("callback-share");
+    auto key_a = create_key(dir.string(), "tenant-a");
+    std::promise<void> arrived_p, release_p;
+    auto arrived = arrived_p.get_future();
+    auto release = release_p.get_future().share();
+    std::atomic<bool> told{false};
+    keep_alive_server idp([&](received_request const&) {
+        if (!told.exchange(true)) arrived_p.set_value();
+        release.wait();
+        return http_answer_bytes(200, R"({"access_token":"at","token_type":"Bearer","expires_in":3600,"refresh_token":"rt"})");
+    });
+    auto const idp_url = "http://127.0.0.1:" + std::to_string(idp.port());
+    host_process host(dir.string(), {"--key-rate-limit", "0", "--execution-threads", "2"});  // half of them: 1
+    api a(host.port(), key_a);
+    auto provider = provider_with(a, "slow-idp", idp_url, {op("x.get", "GET", "/x")});
+    auto started = a.post("/integrations/oauth2/authorize",
+                          json::object{{"providerId", provider},
+                                       {"oauth2", json::object{{"authorizeUrl", idp_url + "/authorize"},
+                                                               {"tokenUrl", idp_url + "/token"}, {"clientId", "c1"},
+                                                               {"clientSecret", "cs-callback-share"}, {"scopes", json::array{}}}}});
+    ASSERT_EQ(started.status, 201) << started.body;
+    std::thread slow([&, state = str(started.json(), "state")] {
+        api(host.port(), "").get("/integrations/oauth2/callback?code=c1&state=" + state);
+    });
+    bool waiting = arrived.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
+    http_answer other;
+    if (waiting) other = api(host.port(), "").get("/integrations/oauth2/callback?code=c2&state=forged.tenant-b");
+    release_p.set_value();
+    slow.join();
+    ASSERT_TRUE(waiting) << "tenant-a's token request never reached its endpoint";
+    EXPECT_EQ(other.status, 403) << "tenant-b's callback waited for tenant-a's: " << other.body;
 }
 
 }  // namespace

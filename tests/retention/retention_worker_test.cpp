@@ -514,6 +514,29 @@ TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {
     for (auto const& f : left) EXPECT_NE(f.id(), dead_letter);
 }
 
+// An OAuth2 flow a user never finished keeps the client secret and the PKCE verifier in the vault;
+// without the sweep only the tenant's next flow would remove it, and a tenant may never start one.
+TEST_F(retention_worker_test, expired_authorization_flows_go_with_their_secrets) {
+    auto start = [&](std::string const& state, std::string const& secret, time_point expires) {
+        auto ref = must(vault_->put("tenant-a", secret, secret_bytes("{\"clientSecret\":\"cs\"}")));
+        must(store_->transact(a_, [&](storage::unit_of_work& uow) {
+            return uow.authorizations().add({state, "prov-1", std::nullopt, "alice", "{}", ref.uri(), expires});
+        }));
+    };
+    start(std::string(64, 'a'), "flow-old", clock_.now() + 10min);
+    start(std::string(64, 'b'), "flow-live", clock_.now() + 2h);
+    clock_.advance(1h);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
+    auto swept = must(worker.sweep());
+    EXPECT_EQ(swept.authorizations_purged, 1u);
+    EXPECT_EQ(vault_->get("tenant-a", {"local", "tenant-a", "flow-old", 0}).error(), errc::not_found) << "soft-deleted";
+    EXPECT_TRUE(vault_->get("tenant-a", {"local", "tenant-a", "flow-live", 0})) << "a flow still in time keeps its secret";
+    auto live = must(storage::transact_for(*store_, a_, [&](storage::unit_of_work& uow) {
+        return uow.authorizations().take(std::string(64, 'b'), clock_.now());
+    }));
+    EXPECT_EQ(live.secret_ref, (credentials::secret_ref{"local", "tenant-a", "flow-live", 1}.uri()));
+}
+
 TEST_F(retention_worker_test, webhook_payloads_are_purged_after_30_days_and_finished_deliveries_archived_after_90) {
     webhooks::publisher pub(*store_, *blobs_, clock_);
     // Subscriptions only: no connection makes these tenants known to the sweep.

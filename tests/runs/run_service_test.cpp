@@ -1064,6 +1064,35 @@ TEST_F(run_service_test, a_run_carrying_the_callers_own_credential_does_not_wait
     for (auto const& r : vendor_->requests()) EXPECT_NE(r.find("Bearer user-secret"), std::string::npos);
 }
 
+// Credentials go by many names: a header or query parameter named like one (a token, a key, a
+// secret, a signature, `code`) is not written with the run's input for a later retry either.
+TEST_F(run_service_test, a_run_whose_input_names_a_credential_anywhere_keeps_no_input) {
+    start({reply(503)});
+    using pairs = std::vector<std::pair<std::string, std::string>>;
+    for (auto const& [headers, query] : std::vector<std::pair<pairs, pairs>>{
+             {{{"X-Auth-Token", "tok_live_1"}}, {}},
+             {{{"Ocp-Apim-Subscription-Key", "sub-key-1"}}, {}},
+             {{{"Private-Token", "glpat-1"}}, {}},
+             {{}, {{"api_key", "sk_live_1"}}},
+             {{}, {{"code", "func-key-1"}}},
+             {{}, {{"sig", "signed-1"}}}}) {
+        auto request = send_sms();
+        request.input.headers = headers;
+        request.input.query = query;
+        auto out = must(runs_->execute(ctx_, request));
+        auto what = (headers.empty() ? query : headers).front().first;
+        EXPECT_EQ(out.run.status(), runs::run_status::failed) << what;
+        EXPECT_EQ(blobs_->get("t1", "blob://t1/runs/" + out.run.id() + "/input").error(), errc::not_found) << what;
+    }
+    // Other, plain names still wait for the worker with their input kept.
+    auto request = send_sms();
+    request.input.headers = {{"X-Trace-Note", "keep me"}};
+    request.input.query = {{"page", "2"}};
+    auto out = must(runs_->execute(ctx_, request));
+    EXPECT_EQ(out.run.status(), runs::run_status::running);
+    EXPECT_NE(must(blobs_->get("t1", "blob://t1/runs/" + out.run.id() + "/input")).find("keep me"), std::string::npos);
+}
+
 // Escalating a failure takes it from the retry worker, which resumes only failures to retry: the
 // run it kept Running ends Failed then, or nothing would ever end it. The escalation and the end
 // commit together.

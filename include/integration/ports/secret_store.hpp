@@ -65,7 +65,8 @@ public:
     /** Destroys a soft-deleted secret for good (refused inside the purge-protection window). */
     virtual result<void> purge(std::string const& tenant, std::string const& name) = 0;
     /** Destroys, in every tenant, each secret soft-deleted longer ago than the store keeps
-     *  deleted secrets recoverable; the number destroyed. A store that purges on its own
+     *  deleted secrets recoverable, and each disabled version (not a secret's newest) made that
+     *  long ago; the number destroyed. A store that purges on its own
      *  schedule (a cloud vault's scheduled purge) destroys nothing here. The platform's
      *  retention sweep calls it; a store that wraps another forwards it. */
     virtual result<std::size_t> purge_expired() { return std::size_t{0}; }

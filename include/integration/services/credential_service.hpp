@@ -184,6 +184,11 @@ struct credential_service_options {
     std::vector<net::cidr> managed_identity_allow;
 };
 
+/** The tenant an OAuth2 authorization's `state` names (it is `<random>.<tenant>`: the callback
+ *  carries no API key), unverified: for counting a callback against its tenant before the state
+ *  is checked. Empty when the state names no valid tenant. */
+INTEGRATION_EXPORT std::string tenant_of_state(std::string_view state);
+
 /** Creates, rotates, revokes and resolves credentials.
  *
  *  Every call it makes itself (OAuth2 token, authorization-code exchange and refresh, managed

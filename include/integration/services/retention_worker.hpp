@@ -59,6 +59,7 @@ struct retention_sweep {
     std::size_t connections_archived = 0;
     std::size_t credentials_archived = 0;
     std::size_t secrets_purged = 0;  ///< Soft-deleted secrets destroyed (`secret_store::purge_expired`).
+    std::size_t authorizations_purged = 0;  ///< Expired OAuth2 flows forgotten, their secrets soft-deleted.
 };
 
 /** Applies retention; call `sweep` periodically (the host does, on its own thread). */
@@ -72,7 +73,8 @@ public:
      *  tenant's blob partition, then deletes them from the store (the secrets of a connection's
      *  inbound webhook and of a credential are soft-deleted before); forgets old published events
      *  and deletes old published outbox rows; deletes old webhook payloads and clears their
-     *  deliveries' `payloadRef`; then purges old blobs and destroys expired soft-deleted secrets. An archive file is written before
+     *  deliveries' `payloadRef`; forgets expired OAuth2 authorization flows (their secrets
+     *  soft-deleted); then purges old blobs and destroys expired soft-deleted secrets. An archive file is written before
      *  its rows are deleted and is named by its first and last ids and the first 16 hex digits
      *  of its content's SHA-256 (none is written over by other rows), and a payload is deleted before its
      *  reference, so a sweep cut short does the same work again next time. Refuses options

@@ -222,6 +222,15 @@ public:
         if (auto r = exec("DELETE FROM secrets WHERE deleted_at IS NOT NULL AND deleted_at <= ?", {cutoff}); !r)
             return wrap(r.error());
         auto n = static_cast<std::size_t>(db_->changes());
+        // Disabled versions (rotated out, or never verified) made before the window go too; a
+        // secret's newest version stays, so that no later `put` gives its number to other bytes.
+        if (auto r = exec("DELETE FROM secret_versions WHERE enabled = 0 AND created_at <= ? AND version < "
+                          "(SELECT MAX(version) FROM secret_versions n WHERE n.tenant = secret_versions.tenant "
+                          "AND n.name = secret_versions.name)",
+                          {cutoff});
+            !r)
+            return wrap(r.error());
+        n += static_cast<std::size_t>(db_->changes());
         if (n > 0) (void)db_->exec("PRAGMA wal_checkpoint(TRUNCATE)");  // as `purge`: no frame keeps the bytes
         return n;
     }
