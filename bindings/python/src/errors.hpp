@@ -45,7 +45,15 @@ R guarded(F&& f, std::type_identity_t<R> failed) noexcept {
     try {
         return f();
     } catch (library_error const& e) {
-        raise(e.e);
+        // Making the error object can fail too (no memory, a class whose __init__ was replaced):
+        // nothing may leave a noexcept entry point.
+        try {
+            raise(e.e);
+        } catch (py::error_already_set& x) {
+            x.restore();
+        } catch (...) {
+            PyErr_SetString(PyExc_RuntimeError, "integration: the library's error could not be raised");
+        }
     } catch (py::error_already_set& e) {
         e.restore();
     } catch (py::builtin_exception const& e) {

@@ -21,6 +21,7 @@
 #include <array>
 #include <chrono>
 #include <iostream>
+#include <limits>
 #include <mutex>
 #include <thread>
 #include <optional>
@@ -215,6 +216,43 @@ std::optional<std::string> optional_text_from(py::handle h, char const* what) {
     return text_from(h, what);
 }
 
+/** `True` or `False` only, converted here for the same reason as `text_from`. */
+bool bool_from(py::handle h, char const* what) {
+    if (!PyBool_Check(h.ptr())) throw py::type_error(std::string(what) + " must be True or False, not " + Py_TYPE(h.ptr())->tp_name);
+    return h.ptr() == Py_True;
+}
+
+/** An int (not a bool), or None. */
+std::optional<int> optional_int_from(py::handle h, char const* what) {
+    if (h.is_none()) return std::nullopt;
+    if (PyBool_Check(h.ptr()) || !PyLong_Check(h.ptr()))
+        throw py::type_error(std::string(what) + " must be an int, not " + Py_TYPE(h.ptr())->tp_name);
+    int overflow = 0;
+    long long n = PyLong_AsLongLongAndOverflow(h.ptr(), &overflow);
+    if (overflow || n < std::numeric_limits<int>::min() || n > std::numeric_limits<int>::max())
+        throw py::value_error(std::string(what) + " is out of range");
+    return static_cast<int>(n);
+}
+
+/** An int or a float (not a bool), or None. */
+std::optional<double> optional_number_from(py::handle h, char const* what) {
+    if (h.is_none()) return std::nullopt;
+    if (PyBool_Check(h.ptr()) || !(PyLong_Check(h.ptr()) || PyFloat_Check(h.ptr())))
+        throw py::type_error(std::string(what) + " must be a number, not " + Py_TYPE(h.ptr())->tp_name);
+    auto v = PyFloat_AsDouble(h.ptr());
+    if (v == -1.0 && PyErr_Occurred()) throw py::error_already_set();
+    return v;
+}
+
+/** A list or tuple of str. */
+std::vector<std::string> strings_from(py::handle h, char const* what) {
+    if (!PyList_Check(h.ptr()) && !PyTuple_Check(h.ptr()))
+        throw py::type_error(std::string(what) + " must be a list of str, not " + Py_TYPE(h.ptr())->tp_name);
+    std::vector<std::string> out;
+    for (auto item : py::reinterpret_borrow<py::sequence>(h)) out.push_back(text_from(item, what));
+    return out;
+}
+
 // `integration.SecretBytes`: the secrets the library generates (a subscription's signing secret),
 // handed over once as `bytes` whose repr and str never show them.
 PyObject* secret_bytes_type = nullptr;  // kept for the life of the process, as the error classes
@@ -394,11 +432,14 @@ void for_each_str_pair(PyObject* o, char const* what, F&& add) {
         while (PyDict_Next(o, &pos, &k, &v)) add(execute_text(k, what), execute_text(v, what));
         return;
     }
-    if (!PyMapping_Check(o))
+    // A list, tuple or str passes PyMapping_Check too (they can be indexed), and has no items().
+    if (!PyMapping_Check(o) || PyList_Check(o) || PyTuple_Check(o) || PyUnicode_Check(o) || PyBytes_Check(o) || PyByteArray_Check(o))
         throw py::type_error(std::string("execute(): ") + what + " must be a mapping of str to str, not " + Py_TYPE(o)->tp_name);
     auto items = py::reinterpret_steal<py::object>(PyMapping_Items(o));
     if (!items) throw py::error_already_set();
     for (auto item : items) {
+        if (!PyTuple_Check(item.ptr()) || PyTuple_GET_SIZE(item.ptr()) != 2)
+            throw py::type_error(std::string("execute(): ") + what + ".items() must give (str, str) pairs");
         auto pair = py::reinterpret_borrow<py::tuple>(item);
         add(execute_text(pair[0].ptr(), what), execute_text(pair[1].ptr(), what));
     }
@@ -489,13 +530,28 @@ void add_tenant_execute(py::handle tenant_class) {
     py::setattr(tenant_class, "execute", descriptor);
 }
 
-std::shared_ptr<py_platform> open_platform_for_python(std::string data_dir, std::string store, std::string secrets, std::string blobs,
-                                  std::string source, std::vector<std::string> const& egress_allow, bool start_workers,
-                                  bool deliver_webhooks, std::optional<int> max_attempts,
-                                  std::optional<double> attempt_timeout, std::optional<int> deferred_retries,
-                                  bool durable, bool write_behind, py::object const& log,
-                                  std::vector<std::string> managed_identity_tenants,
-                                  std::vector<std::string> const& managed_identity_allow) {
+// Every argument an object converted here: pybind11's error for one it cannot convert repeats
+// every argument (a backend URL may carry a password).
+std::shared_ptr<py_platform> open_platform_for_python(py::object const& data_dir_arg, py::object const& store_arg,
+                                  py::object const& secrets_arg, py::object const& blobs_arg, py::object const& source_arg,
+                                  py::object const& egress_allow_arg, py::object const& start_workers_arg,
+                                  py::object const& deliver_webhooks_arg, py::object const& max_attempts_arg,
+                                  py::object const& attempt_timeout_arg, py::object const& deferred_retries_arg,
+                                  py::object const& durable_arg, py::object const& write_behind_arg, py::object const& log,
+                                  py::object const& managed_identity_tenants_arg,
+                                  py::object const& managed_identity_allow_arg) {
+    auto data_dir = text_from(data_dir_arg, "data_dir");
+    auto store = text_from(store_arg, "store"), secrets = text_from(secrets_arg, "secrets"), blobs = text_from(blobs_arg, "blobs");
+    auto source = text_from(source_arg, "source");
+    auto const egress_allow = strings_from(egress_allow_arg, "egress_allow");
+    auto const start_workers = bool_from(start_workers_arg, "start_workers");
+    auto const deliver_webhooks = bool_from(deliver_webhooks_arg, "deliver_webhooks");
+    auto const max_attempts = optional_int_from(max_attempts_arg, "max_attempts");
+    auto const attempt_timeout = optional_number_from(attempt_timeout_arg, "attempt_timeout");
+    auto const deferred_retries = optional_int_from(deferred_retries_arg, "deferred_retries");
+    auto const durable = bool_from(durable_arg, "durable"), write_behind = bool_from(write_behind_arg, "write_behind");
+    auto managed_identity_tenants = strings_from(managed_identity_tenants_arg, "managed_identity_tenants");
+    auto const managed_identity_allow = strings_from(managed_identity_allow_arg, "managed_identity_allow");
     platform_options o{.data_dir = data_dir, .store = std::move(store), .secrets = std::move(secrets),
                        .blobs = std::move(blobs), .source = std::move(source)};
     for (auto const& c : egress_allow) o.egress.allow.push_back(unwrap(net::cidr::parse(c)));
@@ -570,9 +626,14 @@ void define_module(py::module_& m) {
             return py_tenant{self, std::move(ctx)};
         }, "tenant_id"_a, "actor"_a = "system", py::kw_only(), "admin"_a = false,
            "The platform as seen by one tenant: every call reads and writes only that tenant's data.")
-        .def("receive_webhook", [](std::shared_ptr<py_platform> const& self, std::string const& connection_id,
-                                   py::object const& headers, py::object const& body, std::string const& url,
-                                   std::optional<std::string> content_type) {
+        // Every argument an object converted here: pybind11's error for one it cannot convert
+        // repeats every argument (headers, a body with a vendor's token).
+        .def("receive_webhook", [](std::shared_ptr<py_platform> const& self, py::object const& connection_arg,
+                                   py::object const& headers, py::object const& body, py::object const& url_arg,
+                                   py::object const& content_type_arg) {
+            auto connection_id = text_from(connection_arg, "connection_id");
+            auto url = text_from(url_arg, "url");
+            auto content_type = optional_text_from(content_type_arg, "content_type");
             auto fields = headers_from(headers);
             auto raw = body_from(body);
             std::vector<webhooks::header_field> views;
@@ -702,7 +763,10 @@ void define_module(py::module_& m) {
            "cursor"_a = py::none())
 
         // connections
-        .def("create_connection", [](py_tenant const& t, std::string const& provider_id, bool test, py::kwargs const& kw) {
+        .def("create_connection", [](py_tenant const& t, py::object const& provider_arg, py::object const& test_arg,
+                                     py::kwargs const& kw) {
+            auto provider_id = text_from(provider_arg, "provider_id");
+            auto test = bool_from(test_arg, "test");
             auto spec = spec_from<connections::connection_spec>(kw, "create_connection");
             return render(call(t, [&](auto& p, auto& ctx) -> result<connections::integration_connection> {
                 auto created = p->connections().create(ctx, provider_id, std::move(spec));
@@ -801,8 +865,10 @@ void define_module(py::module_& m) {
             auto from = from_datetime(since, "since");
             return call(t, [&](auto& p, auto& ctx) { return p->subscriptions().recover(ctx, id, from); });
         }, "subscription_id"_a, py::kw_only(), "since"_a)
-        .def("publish", [](py_tenant const& t, std::string const& event_type, py::object const& payload,
-                           std::optional<std::string> idempotency_key) {
+        .def("publish", [](py_tenant const& t, py::object const& event_type_arg, py::object const& payload,
+                           py::object const& key_arg) {
+            auto event_type = text_from(event_type_arg, "event_type");
+            auto idempotency_key = optional_text_from(key_arg, "idempotency_key");
             auto json = to_json_value(payload, false, "payload");
             auto pub = call(t, [&](auto& p, auto& ctx) {
                 return p->publisher().publish(ctx, event_type, json, std::move(idempotency_key));
@@ -862,12 +928,23 @@ void define_module(py::module_& m) {
             return py::bytes(body);
         }, "delivery_id"_a, "The raw body of an inbound delivery, exactly as received.");
     add_tenant_execute(m.attr("Tenant"));
+    // Neither class has a constructor: pybind11 makes their instances itself, through tp_alloc.
+    // `Tenant.__new__(Tenant)` would make one whose C++ object was never constructed, and any
+    // method would then read it.
+    for (char const* name : {"Platform", "Tenant"}) {
+        auto* type = reinterpret_cast<PyTypeObject*>(m.attr(name).ptr());
+        type->tp_new = [](PyTypeObject* t, PyObject*, PyObject*) -> PyObject* {
+            PyErr_Format(PyExc_TypeError, "%s instances come from integration.open() and Platform.tenant()", t->tp_name);
+            return nullptr;
+        };
+        PyType_Modified(type);
+    }
 
     m.def("open", &open_platform_for_python, py::kw_only(), "data_dir"_a = "./data", "store"_a = "", "secrets"_a = "", "blobs"_a = "",
-          "source"_a = "integration", "egress_allow"_a = std::vector<std::string>{}, "start_workers"_a = true,
+          "source"_a = "integration", "egress_allow"_a = py::list(), "start_workers"_a = true,
           "deliver_webhooks"_a = true, "max_attempts"_a = py::none(), "attempt_timeout"_a = py::none(),
           "deferred_retries"_a = py::none(), "durable"_a = true, "write_behind"_a = false, "log"_a = py::none(),
-          "managed_identity_tenants"_a = std::vector<std::string>{}, "managed_identity_allow"_a = std::vector<std::string>{},
+          "managed_identity_tenants"_a = py::list(), "managed_identity_allow"_a = py::list(),
           "Opens the platform: the embedded default under data_dir (SQLite, local secret store, file blobs), or the "
           "backends that store/secrets/blobs name by URL.");
 

@@ -78,6 +78,51 @@ def test_a_secret_never_appears_in_an_argument_error(platform: integration.Platf
         refused_without_showing("TOPSECRET", call)
     with pytest.raises(TypeError, match="provider_id must be str"):
         t.create_credential(provider_id=b"prov-1", secret=canary)  # type: ignore[arg-type]
+    # pybind11's own error for an argument it cannot convert repeats every argument beside it:
+    # a vendor's headers and body, a connection's configuration, a payload, a backend URL.
+    header = {"Authorization": "Bearer " + canary}
+    body = ('{"token":"' + canary + '"}').encode()
+    for call, names in [
+        (lambda: platform.receive_webhook(None, headers=header, body=body), "connection_id must be str"),  # type: ignore[arg-type]
+        (lambda: platform.receive_webhook("conn-1", headers=header, body=body, url=None), "url must be str"),  # type: ignore[arg-type]
+        (lambda: platform.receive_webhook("conn-1", headers=header, body=body, content_type=1), "content_type must be str"),  # type: ignore[arg-type]
+        (lambda: t.create_connection(provider_id=1, project_id="p1", display_name="A",  # type: ignore[arg-type]
+                                     configuration={"region": canary}), "provider_id must be str"),
+        (lambda: t.create_connection(provider_id="p", test="yes", project_id="p1", display_name="A",  # type: ignore[arg-type]
+                                     configuration={"region": canary}), "test must be True or False"),
+        (lambda: t.publish("order.created", {"order": {"token": canary}}, idempotency_key=7), "idempotency_key must be str"),  # type: ignore[arg-type]
+        (lambda: t.publish(b"order.created", {"order": {"token": canary}}), "event_type must be str"),  # type: ignore[arg-type]
+        (lambda: integration.open(store="postgresql://app:" + canary + "@db/x", max_attempts="3"), "max_attempts must be an int"),  # type: ignore[arg-type]
+        (lambda: integration.open(store="postgresql://app:" + canary + "@db/x", durable=1), "durable must be True or False"),  # type: ignore[arg-type]
+        (lambda: integration.open(secrets="local://u:" + canary + "@/x", egress_allow="127.0.0.1/32"), "egress_allow must be a list"),  # type: ignore[arg-type]
+    ]:
+        error = refused_without_showing("TOPSECRET", call)
+        assert isinstance(error, TypeError) and names in str(error), repr(error)
+
+
+def test_a_bool_is_not_taken_for_a_number(tmp_path: Path) -> None:
+    for kwargs in [{"max_attempts": True}, {"deferred_retries": False}, {"attempt_timeout": True}]:
+        with pytest.raises(TypeError, match="must be"):
+            integration.open(data_dir=str(tmp_path / "d"), start_workers=False, **kwargs)  # type: ignore[arg-type]
+    with integration.open(data_dir=str(tmp_path / "d"), start_workers=False, attempt_timeout=2, max_attempts=2) as p:
+        assert not p.closed
+
+
+def test_a_platform_or_tenant_comes_only_from_open(platform: integration.Platform) -> None:
+    # Made by __new__, its C++ object was never constructed: any method then read garbage.
+    for cls in (integration.Tenant, integration.Platform):
+        with pytest.raises(TypeError, match="is not safe"):
+            cls.__new__(cls)  # type: ignore[call-overload]
+        with pytest.raises(TypeError, match="instances come from integration.open"):
+            cls()  # type: ignore[call-arg]
+    assert platform.tenant("acme-corp").tenant_id == "acme-corp"
+
+
+def test_execute_refuses_a_sequence_where_a_mapping_goes(platform: integration.Platform) -> None:
+    t = platform.tenant("acme-corp")
+    for where, value in [("query", [("tag", "a")]), ("headers", "Accept: text/plain"), ("query", ("a", "b"))]:
+        with pytest.raises(TypeError, match=f"{where} must be a mapping of str to str"):
+            t.execute(connection_id="conn-1", operation="sms.send", **{where: value})  # type: ignore[arg-type]
 
 
 def test_a_str_that_cannot_be_utf8_is_a_value_error_naming_where_it_was(platform: integration.Platform) -> None:
@@ -281,3 +326,19 @@ def test_close_from_the_log_callback_is_refused_and_a_second_close_waits_for_the
     """)
     assert "['refused'] False" in out.stdout, out.stdout + out.stderr
     assert "closed True" in out.stdout and out.returncode == 0, out.stdout + out.stderr
+
+
+def test_an_error_class_that_cannot_be_made_does_not_abort_the_process(tmp_path: Path) -> None:
+    # execute() is a C entry point that may not throw: the error class failing to build its
+    # object took the process down with std::terminate.
+    done = run_python(f"""
+        import integration
+        integration.NotFound.__init__ = lambda *args: 1 / 0
+        with integration.open(data_dir={str(tmp_path / "d")!r}, start_workers=False) as p:
+            try:
+                p.tenant("acme-corp").execute(connection_id="conn-01JD3Q8V6X4T2M9R5B7N1K0FZC", operation="sms.send")
+            except ZeroDivisionError:
+                print("raised")
+    """)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "raised", done.stdout + done.stderr
