@@ -249,9 +249,11 @@ std::optional<reply> application::dispatch(http_request const& req, router::matc
     };
     auto const& config = services_.config;
     std::string counted_as = ctx.tenant_id;
+    // Under a key of its own: the state is unverified here, and a callback naming a tenant must
+    // not take from that tenant's own runs and probes.
     if (m.options.counted_by_state)
-        for (auto const& p : url->params())
-            if (p.key == "state") counted_as = credentials::tenant_of_state(p.value);
+        if (auto state = c.query.find("state"); state != c.query.end())
+            counted_as = "oauth2-callback\n" + credentials::tenant_of_state(state->second);
     if (m.options.calls_vendors && !executions_.begin(counted_as, config.tenant_executions))
         return busy("this tenant already has " + std::to_string(config.tenant_executions) +
                     " requests calling vendors in progress (--tenant-executions)");

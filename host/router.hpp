@@ -98,9 +98,10 @@ struct route_options {
     /** A vendor calls the route (the OAuth2 callback): parameters beyond `query` are its own and
      *  ignored. `vendor_webhook` implies it. */
     bool any_query = false;
-    /** An open route that calls vendors (the OAuth2 callback) is counted against the tenant its
-     *  `state` query parameter names (`tenant_of_state`), as a keyed route is against its key's:
-     *  one tenant's slow token endpoint then holds back only its own callbacks. */
+    /** An open route that calls vendors (the OAuth2 callback) is counted by the tenant its
+     *  `state` query parameter names (`tenant_of_state`), apart from that tenant's keyed
+     *  requests: one tenant's slow token endpoint then holds back only its own callbacks, and a
+     *  forged state takes nothing from the tenant it names but its callbacks' share. */
     bool counted_by_state = false;
 };
 

@@ -97,7 +97,7 @@ result<time_point> parse_time(std::string_view s) {
     if (ms > duration_cast<milliseconds>(time_point::max().time_since_epoch()) ||
         ms < duration_cast<milliseconds>(time_point::min().time_since_epoch()))
         return error{errc::invalid_argument, "\"" + std::string(s) + "\" is outside the times this library can hold "
-                                             "(1677-09-22 to 2262-04-11)"};
+                                             "(1677-09-21 to 2262-04-11)"};
     return time_point{duration_cast<time_point::duration>(ms)};
 }
 

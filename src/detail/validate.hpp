@@ -43,6 +43,16 @@ inline bool has_userinfo(std::string_view url) {
     return authority.substr(0, authority.find_first_of("/?#")).find('@') != std::string_view::npos;
 }
 
+/** A URL as messages and events name it: without its query, fragment or user information, where
+ *  a key or a password may be. */
+inline std::string url_without_secrets(std::string_view url) {
+    url = url.substr(0, url.find_first_of("?#"));
+    if (auto at = url.find("//"); at != std::string_view::npos)
+        if (auto user = url.find('@', at + 2); user != std::string_view::npos && url.find('/', at + 2) > user)
+            return std::string(url.substr(0, at + 2)) + std::string(url.substr(user + 1));
+    return std::string(url);
+}
+
 /** Whether any piece of `path` between separators is `.` or `..`; percent-encoded dots (`%2e`)
  *  count. With `encoded_separators`, `\`, `%2f` and `%5c` separate pieces too, as many servers
  *  read them; without, only `/` does. `?` and `#` are ordinary characters here. */

@@ -74,10 +74,9 @@ result<webhook_subscription> webhook_subscription::create(request_context const&
     webhook_subscription s(new_metadata(ctx, now), std::move(d));
     // Events go to every `*` subscriber of the tenant: the URL without its query, which may hold
     // the receiver's key (an Azure Function's `?code=`, a signed `&sig=`).
-    auto const& url = s.d_.endpoint_url;
     s.raise(std::string(events::event_type::webhook_subscribed),
             {{"subscriptionId", s.d_.subscription_id}, {"projectId", s.d_.project_id}, {"eventType", s.d_.event_type},
-             {"endpointUrl", url.substr(0, url.find_first_of("?#"))}});
+             {"endpointUrl", detail::url_without_secrets(s.d_.endpoint_url)}});
     return s;
 }
 

@@ -162,7 +162,7 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
              if (!r) return r.error();
              return r->runs_archived + r->failures_archived + r->deliveries_archived + r->events_removed + r->keys_removed +
                     r->outbox_removed + r->payloads_purged + r->blobs_purged + r->connections_archived +
-                    r->credentials_archived + r->secrets_purged;
+                    r->credentials_archived + r->secrets_purged + r->authorizations_purged;
          }},
     };
 }

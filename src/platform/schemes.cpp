@@ -12,6 +12,8 @@
 #include <integration/backends/sqlite/sqlite_store.hpp>
 #endif
 
+#include "../detail/validate.hpp"
+
 #include <boost/url/parse.hpp>
 
 #include <algorithm>
@@ -24,9 +26,6 @@ namespace {
 template <class Port>
 using opener_map = std::map<std::string, scheme_registry::opener<Port>, std::less<>>;
 
-/** A backend URL as errors name it: without its query or fragment, where a password may be. */
-std::string named(backend_url const& url) { return url.text.substr(0, url.text.find_first_of("?#")); }
-
 template <class Port>
 result<std::unique_ptr<Port>> open_with(opener_map<Port> const& openers, char const* port, std::string_view text,
                                         backend_environment const& env) {
@@ -36,13 +35,13 @@ result<std::unique_ptr<Port>> open_with(opener_map<Port> const& openers, char co
     if (it == openers.end()) {
         std::string known;
         for (auto const& [scheme, open] : openers) known += (known.empty() ? "" : ", ") + scheme + ":";
-        return error{errc::invalid_argument, std::string(port) + " URL " + named(*url) + ": no backend for the scheme " +
+        return error{errc::invalid_argument, std::string(port) + " URL " + detail::url_without_secrets(url->text) + ": no backend for the scheme " +
                                                  url->scheme +
                                                  ": in this build; known: " + (known.empty() ? "none" : known)};
     }
     auto opened = it->second(*url, env);
     if (!opened)
-        return error{opened.error().code(), std::string(port) + " " + named(*url) + ": " + opened.error().detail()};
+        return error{opened.error().code(), std::string(port) + " " + detail::url_without_secrets(url->text) + ": " + opened.error().detail()};
     return opened;
 }
 

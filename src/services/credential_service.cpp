@@ -31,16 +31,6 @@ result<void> require_endpoint_url(std::string_view value, std::string_view field
     return {};
 }
 
-/** A token endpoint as errors name it: without its query (a managed identity's client id) or
- *  user information. */
-std::string endpoint_name(std::string_view url) {
-    url = url.substr(0, url.find_first_of("?#"));
-    if (auto at = url.find("//"); at != std::string_view::npos)
-        if (auto user = url.find('@', at + 2); user != std::string_view::npos && url.find('/', at + 2) > user)
-            return std::string(url.substr(0, at + 2)) + std::string(url.substr(user + 1));
-    return std::string(url);
-}
-
 result<void> validate_request(new_credential const& s) {
     if (s.secret.empty() && s.auth_mode != auth_mode::managed_identity)
         return error{errc::invalid_argument, "secret must not be empty"};
@@ -97,16 +87,24 @@ result<void> find_references(storage::store& store, request_context const& ctx, 
 }
 
 /** After `c` moved to a new version: the one it replaced stays readable (a request that read the
- *  row just before may still fetch it), and every retired version before that is disabled, for
- *  the secret store to destroy (storage.md keeps prior versions until the new one verifies; a
- *  provider rotating its refresh token on each refresh ends a version each time). */
+ *  row just before may still fetch it), and the one that one replaced is disabled, for the secret
+ *  store to destroy (storage.md keeps prior versions until the new one verifies; a provider
+ *  rotating its refresh token on each refresh ends a version each time). Those before it were
+ *  disabled by the moves before. */
 void disable_older_versions(secret_store& secrets, std::string const& tenant, integration_credential const& c) {
-    std::int64_t replaced = 0;
-    for (auto const& v : c.data().versions)
-        if (v.state == version_state::retired) replaced = std::max(replaced, v.version);
-    for (auto const& v : c.data().versions)
-        if (v.state == version_state::retired && v.version < replaced)
-            if (auto ref = secret_ref::parse(v.key_vault_ref)) (void)secrets.disable(tenant, *ref);
+    credential_version const* replaced = nullptr;
+    credential_version const* before = nullptr;
+    for (auto const& v : c.data().versions) {
+        if (v.state != version_state::retired) continue;
+        if (!replaced || v.version > replaced->version) {
+            before = replaced;
+            replaced = &v;
+        } else if (!before || v.version > before->version) {
+            before = &v;
+        }
+    }
+    if (before)
+        if (auto ref = secret_ref::parse(before->key_vault_ref)) (void)secrets.disable(tenant, *ref);
 }
 
 }  // namespace
@@ -895,7 +893,7 @@ result<credential_service::token> credential_service::token_request(std::string 
     // A GET is a managed identity's token request (the others POST their grant).
     auto res = (body_was_empty ? identity_outbound_ : outbound_).send(req, call);
     crypto::wipe(req.body);
-    if (!res) return error{res.error().code(), "token endpoint " + endpoint_name(url) + ": " + res.error().detail()};
+    if (!res) return error{res.error().code(), "token endpoint " + detail::url_without_secrets(url) + ": " + res.error().detail()};
     boost::system::error_code ec;
     auto j = boost::json::parse(res->body, ec);
     crypto::wipe(res->body);
@@ -910,14 +908,14 @@ result<credential_service::token> credential_service::token_request(std::string 
             if (auto const* e = obj->if_contains("error"); e && e->is_string())
                 if (std::find(std::begin(known), std::end(known), std::string_view(e->get_string())) != std::end(known))
                     code = e->get_string();
-        return error{errc::forbidden, "token endpoint " + endpoint_name(url) + " refused the request (HTTP " + std::to_string(res->status) +
+        return error{errc::forbidden, "token endpoint " + detail::url_without_secrets(url) + " refused the request (HTTP " + std::to_string(res->status) +
                                           (code.empty() ? "" : ", " + code) + "); check the client id and secret"};
     }
     if (res->status < 200 || res->status > 299)
-        return error{errc::unavailable, "token endpoint " + endpoint_name(url) + " answered HTTP " + std::to_string(res->status)};
+        return error{errc::unavailable, "token endpoint " + detail::url_without_secrets(url) + " answered HTTP " + std::to_string(res->status)};
     auto* access = obj ? obj->if_contains("access_token") : nullptr;
     if (!access || !access->is_string() || access->get_string().empty())
-        return error{errc::unavailable, "token endpoint " + endpoint_name(url) + " returned no access_token"};
+        return error{errc::unavailable, "token endpoint " + detail::url_without_secrets(url) + " returned no access_token"};
     token t{secret_bytes(std::string_view(access->get_string())), now + lifetime(obj->if_contains("expires_in")), {}};
     if (auto* r = obj->if_contains("refresh_token"); r && r->is_string()) t.refresh = secret_bytes(std::string_view(r->get_string()));
     // The parsed document held the tokens too.

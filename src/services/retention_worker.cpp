@@ -262,10 +262,12 @@ result<retention_sweep> retention_worker::sweep() {
             });
             if (!expired) return expired.error();
             out.authorizations_purged += expired->size();
+            // The rows are gone: every secret is released even when one fails (the first error is told).
+            result<void> first;
             for (auto const& e : *expired)
                 if (auto ref = credentials::secret_ref::parse(e.secret_ref))
-                    if (auto r = release_secret(secrets_, tenant, ref->name); !r) return r;
-            return {};
+                    if (auto r = release_secret(secrets_, tenant, ref->name); !r && first) first = r;
+            return first;
         }());
     };
     for (auto const& tenant : *tenants) one_tenant(tenant);

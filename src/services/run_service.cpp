@@ -29,19 +29,27 @@ bool repeatable(providers::client_operation const& op, http::headers const& h) {
     return http::is_idempotent_method(op.method) || op.idempotency_header || !http::find_header(h, "Idempotency-Key").empty();
 }
 
-/** Header or query parameter names that may carry a credential: never written to the blob
- *  store with a run's input. Vendors name them in many ways (`X-Auth-Token`, `Private-Token`,
- *  `Ocp-Apim-Subscription-Key`, `?api_key=`, an Azure Function's `?code=`, a signed URL's
- *  `&sig=`); an Idempotency-Key is not one. */
+/** Headers that carry a caller's own credential in HTTP's usual places: a retry with a refreshed
+ *  one is the same request, so the idempotency digest leaves them out. */
+bool is_credential_header(std::string_view name) {
+    static constexpr std::string_view names[] = {"authorization", "proxy-authorization", "cookie", "x-api-key", "api-key"};
+    std::string lower(name);
+    std::transform(lower.begin(), lower.end(), lower.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+    return std::find(std::begin(names), std::end(names), lower) != std::end(names);
+}
+
+/** Header or query parameter names that may carry a credential, those above and the many other
+ *  ways vendors name them (`X-Auth-Token`, `Private-Token`, `Ocp-Apim-Subscription-Key`,
+ *  `?api_key=`, an Azure Function's `?code=`, a signed URL's `&sig=`): a run's input holding one
+ *  is never written to the blob store for a later retry. */
 bool names_credential(std::string_view name) {
     std::string key;
     for (unsigned char c : name)
         if (c != '-' && c != '_') key += static_cast<char>(std::tolower(c));
-    if (key == "idempotencykey" || key == "xidempotencykey") return false;
-    static constexpr std::string_view exact[] = {"cookie", "code", "sig", "key"};
-    static constexpr std::string_view part[] = {"auth", "token", "secret", "password", "signature", "session",
-                                                "credential", "apikey"};
-    if (std::find(std::begin(exact), std::end(exact), key) != std::end(exact) || key.ends_with("key")) return true;
+    static constexpr std::string_view exact[] = {"authorization", "proxyauthorization", "cookie", "auth", "code", "sig", "key"};
+    static constexpr std::string_view part[] = {"token", "secret", "password", "passwd", "apikey", "signature", "credential",
+                                                "privatekey", "accesskey", "subscriptionkey", "functionskey", "sessionid"};
+    if (std::find(std::begin(exact), std::end(exact), key) != std::end(exact)) return true;
     return std::any_of(std::begin(part), std::end(part), [&](std::string_view p) { return key.find(p) != std::string::npos; });
 }
 
@@ -69,7 +77,7 @@ std::string request_digest(execute_request const& r) {
     put_pairs(r.input.path_params);
     put_pairs(r.input.query);
     auto headers = r.input.headers;
-    std::erase_if(headers, [](auto const& h) { return names_credential(h.first); });
+    std::erase_if(headers, [](auto const& h) { return is_credential_header(h.first); });
     for (auto& h : headers)
         std::transform(h.first.begin(), h.first.end(), h.first.begin(), [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
     std::sort(headers.begin(), headers.end());

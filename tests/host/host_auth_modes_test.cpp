@@ -297,12 +297,18 @@ TEST(host_oauth2_callback, a_tenant_whose_token_endpoint_hangs_does_not_hold_bac
         api(host.port(), "").get("/integrations/oauth2/callback?code=c1&state=" + state);
     });
     bool waiting = arrived.wait_for(std::chrono::seconds(30)) == std::future_status::ready;
-    http_answer other;
-    if (waiting) other = api(host.port(), "").get("/integrations/oauth2/callback?code=c2&state=forged.tenant-b");
+    http_answer other, own;
+    if (waiting) {
+        other = api(host.port(), "").get("/integrations/oauth2/callback?code=c2&state=forged.tenant-b");
+        // Nor does a callback (whose state anyone may write) take from its tenant's own keyed
+        // requests: tenant-a's health check still finds a thread.
+        own = a.post("/integrations/connections/conn-01JD3Q8V6X4T2M9R5B7N1K0FZC/test", json::object{});
+    }
     release_p.set_value();
     slow.join();
     ASSERT_TRUE(waiting) << "tenant-a's token request never reached its endpoint";
     EXPECT_EQ(other.status, 403) << "tenant-b's callback waited for tenant-a's: " << other.body;
+    EXPECT_EQ(own.status, 404) << "tenant-a's probe waited for its callback: " << own.body;
 }
 
 }  // namespace

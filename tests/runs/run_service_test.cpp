@@ -786,6 +786,10 @@ TEST_F(run_service_test, a_retry_with_reordered_headers_or_a_refreshed_token_get
     EXPECT_EQ(vendor_->requests().size(), 1u);
     auto query = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().list({}, {}); }));
     EXPECT_EQ(query.items.size(), 1u);
+    // Any other header is part of the request: another value is another request.
+    auto other = send_sms("key-4");
+    other.input.headers = {{"x-locale", "fr"}, {"Authorization", "Bearer token-2"}, {"X-Trace", "1"}, {"X-Session-Id", "s2"}};
+    EXPECT_EQ(runs_->execute(ctx_, other).error(), errc::idempotency_key_reused);
 }
 
 // A request refused before its run was written (bad input) claims nothing: the corrected request
@@ -1086,8 +1090,8 @@ TEST_F(run_service_test, a_run_whose_input_names_a_credential_anywhere_keeps_no_
     }
     // Other, plain names still wait for the worker with their input kept.
     auto request = send_sms();
-    request.input.headers = {{"X-Trace-Note", "keep me"}};
-    request.input.query = {{"page", "2"}};
+    request.input.headers = {{"X-Trace-Note", "keep me"}, {"X-Partition-Key", "p1"}};
+    request.input.query = {{"page", "2"}, {"author", "alice"}, {"sort_key", "date"}};
     auto out = must(runs_->execute(ctx_, request));
     EXPECT_EQ(out.run.status(), runs::run_status::running);
     EXPECT_NE(must(blobs_->get("t1", "blob://t1/runs/" + out.run.id() + "/input")).find("keep me"), std::string::npos);

@@ -58,7 +58,7 @@ struct retention_sweep {
     std::size_t blobs_purged = 0;     ///< Run bodies and unreferenced webhook payloads.
     std::size_t connections_archived = 0;
     std::size_t credentials_archived = 0;
-    std::size_t secrets_purged = 0;  ///< Soft-deleted secrets destroyed (`secret_store::purge_expired`).
+    std::size_t secrets_purged = 0;  ///< Soft-deleted secrets and disabled versions destroyed (`secret_store::purge_expired`).
     std::size_t authorizations_purged = 0;  ///< Expired OAuth2 flows forgotten, their secrets soft-deleted.
 };
 
