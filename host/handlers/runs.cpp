@@ -203,6 +203,14 @@ void add_run_routes(router& r, services& s) {
         if (!escalated) return escalated.error();
         return json_reply(200, render(*escalated));
     });
+
+    // An addition to host-api.md: a dead outbox event published again.
+    r.add("POST", "/integrations/failures/{failureId}/replay", [&s](call& c) -> result<reply> {
+        if (auto none = c.no_fields(); !none) return none.error();
+        auto replayed = s.failures->replay(c.ctx, c.params["failureId"]);
+        if (!replayed) return replayed.error();
+        return json_reply(200, render(*replayed));
+    });
 }
 
 }  // namespace integration::host

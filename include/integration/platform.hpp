@@ -135,7 +135,7 @@ public:
     credentials::credential_service& credentials() noexcept;
     connections::health_prober& prober() noexcept;
     runs::run_service& runs() noexcept;
-    /** IntegrationFailures: list, escalate, resolve. */
+    /** IntegrationFailures: list, escalate, resolve, replay a dead outbox event. */
     failures::failure_service& failures() noexcept;
     /** The outbox relay publishes here: subscribe to receive every committed event. Each event is
      *  also fanned out to the webhook subscriptions of its tenant (`publisher().fan_out`). */

@@ -77,6 +77,33 @@ result<integration_failure> failure_service::resolve(request_context const& ctx,
         }
         if (auto r = f->resolve(outcome, clock_.now()); !r) return r.error();
         if (auto sv = uow.failures().save(*f); !sv) return sv.error();
+        // A dead event's aggregate waits behind it: the person who resolves its failure lets the
+        // later events go without it. One replayed or removed since has nothing to release.
+        if (auto const& event_id = f->data().event_id)
+            if (auto r = uow.release_dead_event(*event_id, false); !r && r.error() != errc::not_found) return r.error();
+        return std::move(*f);
+    });
+}
+
+result<integration_failure> failure_service::replay(request_context const& ctx, std::string const& failure_id) {
+    return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_failure> {
+        auto f = uow.failures().find(failure_id);
+        if (!f) return f.error();
+        auto const& event_id = f->data().event_id;
+        if (!event_id)
+            return error{errc::invalid_state,
+                         "failure " + failure_id + " is of a " + std::string(to_string(f->data().source)) +
+                             "; only a dead outbox event's failure is replayed (a run is run again, a delivery replayed)"};
+        if (f->resolved()) return error{errc::invalid_state, "failure " + failure_id + " is already resolved"};
+        // Its episode ends here: published, the event needs nothing more; parked again, it is
+        // told by a failure of its own.
+        if (auto r = uow.release_dead_event(*event_id, true); !r) {
+            if (r.error() != errc::not_found) return r.error();
+            return error{errc::invalid_state, "event " + *event_id + " of failure " + failure_id +
+                                                  " is no longer dead (published, released or removed)"};
+        }
+        if (auto r = f->resolve(source_outcome::dead_lettered, clock_.now()); !r) return r.error();
+        if (auto sv = uow.failures().save(*f); !sv) return sv.error();
         return std::move(*f);
     });
 }

@@ -1,6 +1,7 @@
 #include <integration/services/outbox_relay.hpp>
 
 #include <algorithm>
+#include <exception>
 #include <set>
 #include <string>
 
@@ -31,20 +32,32 @@ result<std::size_t> outbox_relay::run_once() {
         auto& e = rec.envelope;
         auto aggregate = e.tenant_id + "/" + e.aggregate_type + "/" + e.aggregate_id;
         if (held.contains(aggregate)) continue;
-        // Most events are heard by nobody (no subscription of their tenant and type): their
-        // columns say so, and their stored JSON is never parsed.
-        if (!rec.json.empty() && publisher_.wants(e)) {
-            auto whole = storage::parse_outbox_envelope(rec);
-            if (!whole) {
-                held.insert(std::move(aggregate));
-                if (auto f = failed(rec, whole.error(), true); !f && status) status = f;
-                continue;
+        bool poison = false;
+        auto published = [&]() -> result<void> {
+            // A listener that throws fails this event like one that returns an error: thrown
+            // through the relay, it would leave the batch's published events unmarked (sent
+            // again at every pass) and never count, nor park, the event it threw on.
+            try {
+                // Most events are heard by nobody (no subscription of their tenant and type):
+                // their columns say so, and their stored JSON is never parsed.
+                if (!rec.json.empty() && publisher_.wants(e)) {
+                    auto whole = storage::parse_outbox_envelope(rec);
+                    if (!whole) {
+                        poison = true;
+                        return whole.error();
+                    }
+                    e = std::move(*whole);
+                }
+                return publisher_.publish(e);
+            } catch (std::exception const& x) {
+                return error{errc::unavailable, std::string("a listener threw: ") + x.what()};
+            } catch (...) {
+                return error{errc::unavailable, "a listener threw"};
             }
-            e = std::move(*whole);
-        }
-        if (auto r = publisher_.publish(e); !r) {
+        }();
+        if (!published) {
             held.insert(std::move(aggregate));
-            if (auto f = failed(rec, r.error(), false); !f && status) status = f;
+            if (auto f = failed(rec, published.error(), poison); !f && status) status = f;
             continue;
         }
         done.push_back(rec.sequence);

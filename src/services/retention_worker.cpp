@@ -212,7 +212,16 @@ result<retention_sweep> retention_worker::sweep() {
                 [&](storage::unit_of_work& uow) {
                     return uow.failures().ended_before(now - options_.failures, options_.batch);
                 },
-                [](storage::unit_of_work& uow, std::string const& id) { return uow.failures().remove(id); },
+                [](storage::unit_of_work& uow, std::string const& id) -> result<void> {
+                    // A dead event whose failure nobody answered within the window goes with it:
+                    // its aggregate's later events wait no longer on a failure no one can see.
+                    auto f = uow.failures().find(id);
+                    if (!f) return f.error();
+                    if (auto const& event_id = f->data().event_id; event_id && !f->resolved())
+                        if (auto r = uow.release_dead_event(*event_id, false); !r && r.error() != errc::not_found)
+                            return r;
+                    return uow.failures().remove(id);
+                },
                 holds_no_secret),
             out.failures_archived);
         add(archive<webhooks::webhook_delivery>(

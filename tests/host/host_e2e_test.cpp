@@ -469,6 +469,48 @@ TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
     EXPECT_NE(log.find("\"path\":\"/integrations/runs\""), std::string::npos);
 }
 
+// POST /integrations/failures/{id}/replay (an addition to host-api.md): the outbox event an
+// OutboxEvent failure tells of is published again and the failure resolved; a failure of another
+// source is 409, an unknown one 404, another tenant's 404, a body with members 400.
+TEST_F(host_e2e, a_dead_outbox_events_failure_is_replayed_and_its_event_published) {
+    auto t = set_up(a(), vendor_->port(), "-replay");
+    auto bad = a().post("/integrations/runs", run_body(t.connection_id, "echo.bad"));
+    ASSERT_EQ(bad.status, 201) << bad.body;
+    auto run_id = str(bad.json(), "runId");
+    auto failures = a().get("/integrations/failures?runId=" + run_id);
+    ASSERT_EQ(failures.status, 200);
+    ASSERT_EQ(failures.json().at("items").as_array().size(), 1u) << failures.body;
+    auto failure_id = str(failures.json().at("items").at(0), "failureId");
+    auto of_run = a().call("POST", "/integrations/failures/" + failure_id + "/replay");
+    EXPECT_EQ(of_run.status, 409) << of_run.body;
+    EXPECT_EQ(str(of_run.json(), "type"), "https://integration.dev/problems/invalid-state") << of_run.body;
+    EXPECT_EQ(a().call("POST", "/integrations/failures/fail-01JD3Q8V6X4T2M9R5B7N1K0FZC/replay").status, 404);
+
+    // The relay parking the run's last event after 20 failed publications, as the store keeps it:
+    // the event dead, and a failure of source OutboxEvent naming it (this one, re-sourced).
+    auto const db = *dir_ / "integration.db";
+    auto event = first_row(db, "SELECT event_id FROM outbox WHERE aggregate_id = ? ORDER BY sequence DESC LIMIT 1", {run_id});
+    ASSERT_TRUE(event);
+    // The host may be writing: wait for its lock rather than fail.
+    exec_sql(db.string(), "PRAGMA busy_timeout = 10000; UPDATE outbox SET published_at = NULL, dead_at = 1, attempts = 20 WHERE event_id = '" + *event + "'");
+    exec_sql(db.string(), "PRAGMA busy_timeout = 10000; UPDATE failures SET source = 'OutboxEvent', run_id = NULL, event_id = '" + *event +
+                              "', next_action = 'DeadLetter', resolved_at = NULL WHERE failure_id = '" + failure_id + "'");
+    EXPECT_EQ(b().call("POST", "/integrations/failures/" + failure_id + "/replay").status, 404) << "another tenant's";
+    auto with_body = a().post("/integrations/failures/" + failure_id + "/replay", json::object{{"force", true}});
+    EXPECT_EQ(with_body.status, 400) << with_body.body;
+    auto replayed = a().call("POST", "/integrations/failures/" + failure_id + "/replay");
+    ASSERT_EQ(replayed.status, 200) << replayed.body;
+    EXPECT_TRUE(replayed.json().at("resolvedAt").is_string()) << replayed.body;
+    EXPECT_EQ(str(replayed.json(), "source"), "OutboxEvent");
+    std::optional<std::string> published;
+    for (int i = 0; i < 100 && !(published = first_row(db, "SELECT published_at FROM outbox WHERE event_id = ? AND published_at IS NOT NULL", {*event})); ++i)
+        std::this_thread::sleep_for(100ms);
+    EXPECT_TRUE(published) << "the relay did not publish the replayed event";
+    EXPECT_EQ(first_row(db, "SELECT dead_at IS NULL AND attempts = 0 FROM outbox WHERE event_id = ?", {*event}), "1");
+    auto again = a().call("POST", "/integrations/failures/" + failure_id + "/replay");
+    EXPECT_EQ(again.status, 409) << again.body;
+}
+
 TEST_F(host_e2e, another_tenants_resources_are_not_found_and_unchanged) {
     auto t = set_up(a(), vendor_->port(), "-iso");
     auto failed = a().post("/integrations/runs", run_body(t.connection_id, "echo.bad"));

@@ -126,6 +126,17 @@ protected:
     /** Whether `tenant`'s secret `name` still has versions in the vault (soft-deleted or not). */
     bool in_vault(std::string const& tenant, std::string const& name) { return vault_->versions(tenant, name).has_value(); }
 
+    /** A provider registered in `ctx`'s tenant now (one outbox row); its id. */
+    std::string registered_provider(request_context const& ctx) {
+        std::string id;
+        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = must(providers::integration_provider::register_new(ctx, clock_.now(), provider_spec("p" + std::to_string(++n_))));
+            id = p.id();
+            return uow.providers().save(p);
+        }));
+        return id;
+    }
+
     std::size_t count_runs(request_context const& ctx) {
         return must(storage::read_for(*store_, ctx, [](storage::unit_of_work& uow) { return uow.runs().list({}, {.limit = 500}); }))
             .items.size();
@@ -384,15 +395,7 @@ TEST_F(retention_worker_test, published_outbox_rows_go_after_7_days_but_pending_
     auto rows_of = [&](std::string const& tenant) {
         return query_rows(path, "SELECT aggregate_id FROM outbox WHERE tenant_id = ? ORDER BY sequence", {tenant});
     };
-    auto provider = [&](request_context const& ctx) {
-        std::string id;
-        must(store_->transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
-            auto p = must(providers::integration_provider::register_new(ctx, clock_.now(), provider_spec("p" + std::to_string(++n_))));
-            id = p.id();
-            return uow.providers().save(p);
-        }));
-        return id;
-    };
+    auto provider = [&](request_context const& ctx) { return registered_provider(ctx); };
     // Marks the pending rows published now, but those of `keep_pending`.
     auto publish = [&](std::string const& keep_pending = "") {
         std::vector<std::int64_t> sequences;
@@ -481,6 +484,64 @@ TEST_F(retention_worker_test, idempotency_keys_go_with_the_runs_of_their_age) {
     EXPECT_EQ(must(worker.sweep()).keys_removed, 1u);
     EXPECT_TRUE(claim("order-1", "another")) << "forgotten, the key is free for a new request";
     EXPECT_EQ(claim("order-2", "another").error(), errc::idempotency_key_reused);
+}
+
+// A dead event released long after it was parked (dropped or replayed, so published now) sits
+// among rows published long ago: the sweep passes over it rather than stopping there, which kept
+// every later row for another week.
+TEST_F(retention_worker_test, an_old_event_published_late_does_not_hold_back_the_outbox_sweep) {
+    auto const path = dir_.file("i.db");
+    auto provider = [&](request_context const& ctx) { return registered_provider(ctx); };
+    auto first = provider(a_);
+    auto dead = provider(a_);
+    auto rows = must(store_->pending_events(500));
+    ASSERT_EQ(rows.size(), 2u);
+    must(store_->park_dead(rows[1].sequence, clock_.now()));
+    std::vector<std::string> later;
+    for (int i = 0; i < 5; ++i) later.push_back(provider(b_));
+    std::vector<std::int64_t> sequences;
+    for (auto const& r : must(store_->pending_events(500))) sequences.push_back(r.sequence);
+    must(store_->mark_published(sequences, clock_.now()));
+    clock_.advance(8 * 24h);
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) { return uow.release_dead_event(rows[1].envelope.event_id, false); }));
+    auto newest = provider(b_);
+
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
+    EXPECT_EQ(must(worker.sweep()).outbox_removed, 6u) << "the first row and the five after the dropped one";
+    EXPECT_EQ(query_rows(path, "SELECT aggregate_id FROM outbox ORDER BY sequence"), (std::vector<std::string>{dead, newest}));
+}
+
+// An OutboxEvent failure nobody answered is archived with the other dead letters; its event goes
+// with it, so the aggregate's later events, which waited behind it, go on instead of never.
+TEST_F(retention_worker_test, an_unanswered_dead_events_failure_takes_its_event_and_frees_its_aggregate) {
+    auto id = registered_provider(a_);
+    must(store_->transact(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = must(uow.providers().find(id));
+        must(p.deprecate("replaced"));
+        return uow.providers().save(p);
+    }));
+    auto head = must(store_->pending_events(500)).at(0);
+    ASSERT_EQ(head.envelope.aggregate_id, id);
+    must(store_->park_dead(head.sequence, clock_.now(), a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto f = must(failures::integration_failure::record(
+            a_, clock_.now(), failures::failure_source::outbox_event, head.envelope.event_id, "",
+            {failures::failure_category::poison, "publish_failed", "parked", failures::next_action::dead_letter, std::nullopt}));
+        return uow.failures().save(f);
+    }));
+    auto of_provider = [&] {
+        std::vector<std::string> types;
+        for (auto const& r : must(store_->pending_events(500)))
+            if (r.envelope.aggregate_id == id) types.push_back(r.envelope.event_type);
+        return types;
+    };
+    ASSERT_TRUE(of_provider().empty());
+    clock_.advance(179 * 24h);
+    retention::retention_worker worker(*store_, *blobs_, *vault_, clock_);
+    EXPECT_EQ(must(worker.sweep()).failures_archived, 0u);
+    EXPECT_TRUE(of_provider().empty());
+    clock_.advance(2 * 24h);
+    EXPECT_EQ(must(worker.sweep()).failures_archived, 1u);
+    EXPECT_EQ(of_provider(), std::vector<std::string>{"IntegrationProviderDeprecated"});
 }
 
 TEST_F(retention_worker_test, unresolved_failures_and_running_runs_are_kept) {

@@ -1793,6 +1793,52 @@ TEST(sqlite_store, a_version_10_database_keeps_its_events_whole_and_its_payloads
     EXPECT_EQ(purgeable.front().id(), whole.delivery.id());
 }
 
+// An inbound event whose body is its delivery's payload, parked as dead, is replayed with its
+// body; once retention purged the payload (30 days, dead or not), a replay is refused rather than
+// parked again at once ("its body is gone"), and the event can still be dropped.
+TEST(sqlite_store, a_dead_event_is_replayed_with_its_kept_body_and_refused_once_the_body_is_purged) {
+    temp_dir dir;
+    auto ctx = tenant("t1");
+    auto now = system_clock::instance().now();
+    auto s = open_sqlite(dir, nullptr);
+    auto p = accepted_inbound(ctx, now, "gh-1", R"({"n":1})", true);
+    add_inbound(*s, ctx, p);
+    auto park_body_event = [&] {
+        for (auto const& r : must(s->pending_events(10)))
+            if (r.envelope.data.if_contains("body")) {
+                must(s->park_dead(r.sequence, now));
+                return r.envelope.event_id;
+            }
+        return std::string();
+    };
+    auto body_event = park_body_event();
+    ASSERT_FALSE(body_event.empty());
+    auto release = [&](request_context const& c, bool republish) {
+        return s->transact(c, [&](unit_of_work& uow) { return uow.release_dead_event(body_event, republish); });
+    };
+    EXPECT_EQ(release(tenant("t2"), true).error(), errc::not_found) << "another tenant's event";
+    must(release(ctx, true));
+    auto again = must(s->pending_events(10));
+    auto replayed = std::find_if(again.begin(), again.end(), [&](auto const& r) { return r.envelope.event_id == body_event; });
+    ASSERT_NE(replayed, again.end());
+    EXPECT_EQ(replayed->envelope.data.at("body").at("n").as_int64(), 1);
+    EXPECT_EQ(replayed->attempts, 0);
+
+    EXPECT_EQ(park_body_event(), body_event);
+    auto purgeable = must(storage::read_for(*s, ctx, [&](unit_of_work& uow) {
+        return uow.deliveries().with_payload_before(now + std::chrono::hours(1), 10);
+    }));
+    ASSERT_EQ(purgeable.size(), 1u) << "a dead event's payload goes by age";
+    must(s->transact(ctx, [&](unit_of_work& uow) { return uow.deliveries().remove_payload(p.delivery.id()); }));
+    auto refused = release(ctx, true);
+    ASSERT_FALSE(refused);
+    EXPECT_EQ(refused.error(), errc::invalid_state);
+    EXPECT_NE(refused.error().detail().find("purged"), std::string::npos) << refused.error().detail();
+    for (auto const& r : must(s->pending_events(10))) EXPECT_NE(r.envelope.event_id, body_event) << "refused, yet offered";
+    must(release(ctx, false));
+    EXPECT_EQ(release(ctx, false).error(), errc::not_found);
+}
+
 TEST(sqlite_store, an_event_whose_kept_body_was_deleted_behind_the_stores_back_is_an_error_naming_its_delivery) {
     temp_dir dir;
     auto path = dir.file("integration.db");

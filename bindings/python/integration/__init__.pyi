@@ -295,6 +295,8 @@ class Tenant:
         cursor: Optional[str] = None,
     ) -> Page: ...
     def escalate_failure(self, failure_id: str, *, reason: str, ticket_ref: Optional[str] = None) -> Record: ...
+    def replay_failure(self, failure_id: str) -> Record:
+        """Publishes again the dead outbox event an OutboxEvent failure tells of; resolves the failure."""
 
     # outbound webhooks
     def subscribe(

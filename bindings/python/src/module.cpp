@@ -829,6 +829,9 @@ void define_module(py::module_& m) {
                 return p->failures().escalate(ctx, id, reason, std::move(ticket_ref));
             }));
         }, "failure_id"_a, py::kw_only(), "reason"_a, "ticket_ref"_a = py::none())
+        .def("replay_failure", [](py_tenant const& t, std::string const& id) {
+            return render(call(t, [&](auto& p, auto& ctx) { return p->failures().replay(ctx, id); }));
+        }, "failure_id"_a)
 
         // outbound webhooks
         .def("subscribe", [](py_tenant const& t, py::kwargs const& kw) {

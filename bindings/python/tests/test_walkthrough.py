@@ -1,7 +1,10 @@
 """The README walkthrough from Python: provider → credential → connection → run → read back."""
 
 import json
+import sqlite3
 from datetime import datetime, timezone
+
+import pytest
 
 import integration
 from conftest import Vendor, connect
@@ -57,6 +60,35 @@ def test_a_failed_run_has_a_failure_to_read_and_escalate(tmp_path: str, vendor: 
         assert [f["failure_id"] for f in t.list_failures(run_id=out["run_id"])["items"]] == [out["failure_id"]]
         escalated = t.escalate_failure(out["failure_id"], reason="vendor refuses the account", ticket_ref="OPS-1")
         assert escalated["failure_id"] == out["failure_id"]
+
+
+def test_a_dead_outbox_events_failure_is_replayed(tmp_path: str, vendor: Vendor) -> None:
+    vendor.status = 400
+    with integration.open(data_dir=f"{tmp_path}/data", egress_allow=["127.0.0.0/8"], max_attempts=1,
+                          deferred_retries=0) as p:
+        t = p.tenant("acme-corp", "alice")
+        connection_id = connect(t, vendor.url)
+        out = t.execute(connection_id=connection_id, operation="sms.send", path_params={"account": "AC1"})
+        with pytest.raises(integration.InvalidState):
+            t.replay_failure(out["failure_id"])  # a run's failure: the run is run again, not replayed
+        # The relay parking the run's last event, as the store keeps it: the event dead, and a
+        # failure of source OutboxEvent naming it (the run's, re-sourced).
+        db = sqlite3.connect(f"{tmp_path}/data/integration.db", timeout=10)
+        (event_id,) = db.execute("SELECT event_id FROM outbox WHERE aggregate_id = ? ORDER BY sequence DESC LIMIT 1",
+                                 (out["run_id"],)).fetchone()
+        with db:
+            db.execute("UPDATE outbox SET published_at = NULL, dead_at = 1, attempts = 20 WHERE event_id = ?", (event_id,))
+            db.execute("UPDATE failures SET source = 'OutboxEvent', run_id = NULL, event_id = ?, next_action = 'DeadLetter', "
+                       "resolved_at = NULL WHERE failure_id = ?", (event_id, out["failure_id"]))
+        with pytest.raises(integration.NotFound):
+            p.tenant("other-corp").replay_failure(out["failure_id"])
+        replayed = t.replay_failure(out["failure_id"])
+        assert replayed["source"] == "OutboxEvent" and replayed["event_id"] == event_id
+        assert replayed["resolved_at"] is not None
+        assert db.execute("SELECT dead_at IS NULL, attempts FROM outbox WHERE event_id = ?", (event_id,)).fetchone() == (1, 0)
+        with pytest.raises(integration.InvalidState):
+            t.replay_failure(out["failure_id"])
+        db.close()
 
 
 def test_credentials_rotate_and_revoke(platform: integration.Platform, vendor: Vendor) -> None:

@@ -491,6 +491,13 @@ public:
     virtual pending_authorization_repository& authorizations() = 0;
     virtual idempotency_repository& idempotency() = 0;
     virtual inbound_webhook_repository& inbound_webhooks() = 0;
+    /** Takes the outbox event `event_id` of this unit's tenant out of the dead (the relay parked
+     *  it after `max_attempts` failed publications). With `republish` the relay offers it again,
+     *  its failed publications counted from zero, before its aggregate's later events; without,
+     *  it is never published and they go on. `errc::not_found` when the tenant has no dead event
+     *  with that id (one published, released or removed since included); `errc::invalid_state`
+     *  to republish an inbound event whose body, its delivery's payload, retention purged. */
+    virtual result<void> release_dead_event(std::string const& event_id, bool republish) = 0;
 };
 
 /** An API key as stored: its hash, never the key. */
@@ -634,12 +641,13 @@ public:
      *  from the row after sequence `after`: at most `limit`, and looking at a bounded number of
      *  rows, so that a sweep reads each row once whatever the number of tenants. Never a pending
      *  or dead row, nor the newest row of the outbox (its sequence is never reused). A store may
-     *  stop at the first row published at or after `before`: an older row behind it goes once
-     *  that one is old enough. */
+     *  stop at the first event that occurred at or after `before`: an older row behind it goes
+     *  once that one is old enough. */
     virtual result<outbox_trim> remove_published(time_point before, std::size_t limit, std::int64_t after = 0) = 0;
     /** Counts one failed publication of row `sequence` and holds it back from `pending_events`
-     *  for `wait` (on the store's clock); its aggregate's later rows wait until it is published
-     *  or parked. Returns its failed publications so far. */
+     *  for `wait` (on the store's clock, a week at most); its aggregate's later rows wait until
+     *  it is published or parked. A row held more than a week past now was held before the clock
+     *  stepped back, and is offered at once. Returns its failed publications so far. */
     virtual result<std::int64_t> count_failed_publication(std::int64_t sequence, std::chrono::milliseconds wait) = 0;
     /** Parks row `sequence` as dead at `at`: it is no longer published, and its aggregate's later
      *  rows wait behind it (per-aggregate order is kept). `also`, when given, runs in the same

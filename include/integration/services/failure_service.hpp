@@ -2,8 +2,8 @@
 #define INTEGRATION_SERVICES_FAILURE_SERVICE_HPP
 
 /** @file
- *  The failure service: lists, escalates and resolves IntegrationFailures, every call in the
- *  caller's tenant.
+ *  The failure service: lists, escalates, resolves and replays IntegrationFailures, every call
+ *  in the caller's tenant.
  */
 
 #include <integration/domain/failure.hpp>
@@ -40,9 +40,17 @@ public:
                                          std::string const& reason, std::optional<std::string> ticket_ref = {});
     /** Resolves a failure whose source succeeded or was dead-lettered (raises
      *  IntegrationFailureResolved); `errc::invalid_state` while its run or delivery is still
-     *  under way. */
+     *  under way. Resolving an OutboxEvent failure drops its dead event (never published): its
+     *  aggregate's later events, which waited behind it, go on. */
     result<integration_failure> resolve(request_context const& ctx, std::string const& failure_id,
                                         source_outcome outcome);
+    /** Publishes again the outbox event an OutboxEvent failure tells of (the relay parked it as
+     *  dead): the relay offers it before its aggregate's later events, with `max_attempts` tries
+     *  again, and the failure is resolved (DeadLettered) in the same commit; parked again, the
+     *  event gets a failure of its own. `errc::invalid_state` for a failure of another source,
+     *  a resolved one, one whose event is no longer dead, or an inbound event whose body (the
+     *  raw payload, kept 30 days) retention purged: resolve that one to drop it. */
+    result<integration_failure> replay(request_context const& ctx, std::string const& failure_id);
 
 private:
     storage::store& store_;

@@ -22,14 +22,18 @@ namespace integration::retention {
 /** How long each class of data is kept. */
 struct retention_options {
     std::chrono::hours runs{180 * 24};      ///< Completed and Failed runs, by completedAt.
-    std::chrono::hours failures{180 * 24};  ///< Resolved failures, by resolvedAt.
+    /** Resolved failures, by resolvedAt, and dead-lettered ones left open, by their last change;
+     *  an open OutboxEvent failure takes its dead event with it (never published: its aggregate's
+     *  later events go on). */
+    std::chrono::hours failures{180 * 24};
     std::chrono::hours bodies{30 * 24};     ///< Run bodies (blob keys under `runs/`), by write time.
     /** Delivered and DeadLettered outbound (Accepted and Failed inbound) deliveries, by their
      *  last attempt; published events, by publication. */
     std::chrono::hours deliveries{90 * 24};
     /** Raw webhook payloads, by the delivery's creation (and blobs under `webhooks/` by write time). */
     std::chrono::hours payloads{30 * 24};
-    /** Published outbox rows, by publication (pending and dead rows are kept). */
+    /** Published outbox rows, by publication (pending rows are kept, dead ones while their
+     *  failure is; a dropped dead row counts as published when it is dropped). */
     std::chrono::hours outbox{7 * 24};
     /** Retired connections, by retirement ("lifetime + 90 days"), with their inbound webhook
      *  registration, whose secrets are soft-deleted first. */

@@ -151,7 +151,8 @@ result<void> insert_events(database& db, std::span<serialized_event const> event
 
 // A delivery whose payload is still the body of an event not yet published: retention keeps
 // the payload (and the delivery it cascades from) until the event is out. An event parked as
-// dead is never published: its payload goes by age like any other.
+// dead is published only if a person replays it: its payload goes by age like any other (a raw
+// payload is kept 30 days, storage.md), and a replay after that is refused.
 constexpr char const* payload_not_pending_sql =
     "delivery_id NOT IN (SELECT aggregate_id FROM outbox WHERE published_at IS NULL AND dead_at IS NULL AND "
     "body_from_payload IS NOT NULL)";
@@ -1591,6 +1592,31 @@ public:
     pending_authorization_repository& authorizations() override { return authorizations_; }
     idempotency_repository& idempotency() override { return idempotency_; }
     inbound_webhook_repository& inbound_webhooks() override { return inbound_webhooks_; }
+    result<void> release_dead_event(std::string const& event_id, bool republish) override {
+        if (auto r = writable(w_, "release_dead_event"); !r) return r;
+        // Read through the dead rows' index (a tenant has few): event ids are not indexed.
+        auto st = w_.db.prepare(
+            "SELECT o.sequence, o.body_from_payload IS NOT NULL AND p.payload IS NULL FROM outbox o "
+            "LEFT JOIN deliveries p ON o.body_from_payload IS NOT NULL AND p.delivery_id = o.aggregate_id "
+            "AND p.tenant_id = o.tenant_id "
+            "WHERE o.tenant_id = ? AND o.event_id = ? AND o.dead_at IS NOT NULL AND o.published_at IS NULL");
+        if (!st) return st.error();
+        (*st)->bind_all({w_.ctx.tenant_id, event_id});
+        auto row = (*st)->step();
+        if (!row) return row.error();
+        if (!*row) return error{errc::not_found, "no dead outbox event " + event_id};
+        auto const sequence = (*st)->int64(0);
+        bool const body_gone = (*st)->int64(1) != 0;
+        (*st)->reset();
+        if (republish && body_gone)
+            return error{errc::invalid_state, "event " + event_id + " cannot be published again: its body, the raw "
+                                                                    "webhook payload, was purged by retention"};
+        // A dropped row counts as published now, so the retention sweep takes it with the others.
+        return republish ? run_sql(w_.db, "UPDATE outbox SET dead_at = NULL, attempts = 0, retry_at = NULL WHERE sequence = ?",
+                                   {sequence})
+                         : run_sql(w_.db, "UPDATE outbox SET dead_at = NULL, published_at = ? WHERE sequence = ?",
+                                   {to_unix_ms(w_.clk.now()), sequence});
+    }
 
 private:
     work_state w_;
@@ -1769,9 +1795,15 @@ public:
                 "o.tenant_id, o.aggregate_type, o.aggregate_id, o.aggregate_version, o.occurred_at FROM outbox o "
                 "LEFT JOIN deliveries p ON o.body_from_payload IS NOT NULL AND p.delivery_id = o.aggregate_id "
                 "AND p.tenant_id = o.tenant_id "
-                "WHERE o.published_at IS NULL AND o.dead_at IS NULL AND (o.retry_at IS NULL OR o.retry_at <= ?2) "
-                "AND NOT EXISTS (SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.tenant_id = o.tenant_id AND "
-                "d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id AND d.sequence < o.sequence) "
+                // A wait that ends more than the relay's longest wait (a week) from now was set
+                // before the clock stepped back: due now, not when the clock catches up.
+                "WHERE o.published_at IS NULL AND o.dead_at IS NULL AND "
+                "(o.retry_at IS NULL OR o.retry_at <= ?2 OR o.retry_at > ?2 + 604800000) "
+                // A row dead and then marked published (by another process sharing the store)
+                // holds nothing back.
+                "AND NOT EXISTS (SELECT 1 FROM outbox d WHERE d.dead_at IS NOT NULL AND d.published_at IS NULL AND "
+                "d.tenant_id = o.tenant_id AND d.aggregate_type = o.aggregate_type AND d.aggregate_id = o.aggregate_id "
+                "AND d.sequence < o.sequence) "
                 // An aggregate whose earlier event failed waits whole, also once its retry is due
                 // (only that event is offered then): its later events neither overtake it nor
                 // fill the batch while other aggregates wait.
@@ -1849,7 +1881,7 @@ public:
             // published_at: the relay's marking would write it for every row. The newest row
             // stays, so its rowid is never reused (the outbox has no AUTOINCREMENT): a sequence
             // always names one row, and a new row sorts last.
-            auto st = db.prepare("SELECT sequence, published_at FROM outbox WHERE sequence > ?1 AND "
+            auto st = db.prepare("SELECT sequence, published_at, occurred_at FROM outbox WHERE sequence > ?1 AND "
                                  "sequence < (SELECT MAX(sequence) FROM outbox) ORDER BY sequence LIMIT ?2");
             if (!st) return st.error();
             (*st)->bind_all({after, window});
@@ -1863,11 +1895,14 @@ public:
                 if (!*more) break;
                 ++seen;
                 out.next = (*st)->int64(0);
-                if ((*st)->is_null(1)) continue;  // pending or dead
-                if ((*st)->int64(1) >= cutoff) {
+                // The walk ends at the first event that occurred since the cutoff (none after it
+                // was published before it). An older one published since (replayed or dropped
+                // after it was dead, published late) is passed over, not waited for.
+                if ((*st)->int64(2) >= cutoff) {
                     out.done = true;
                     break;
                 }
+                if ((*st)->is_null(1) || (*st)->int64(1) >= cutoff) continue;  // pending, dead or young
                 if (++old_enough == batch) break;
             }
             (*st)->reset();
@@ -1889,8 +1924,10 @@ public:
         auto r = submit([&](database& db) -> result<void> {
             auto st = db.prepare("UPDATE outbox SET attempts = attempts + 1, retry_at = ? WHERE sequence = ? RETURNING attempts");
             if (!st) return st.error();
-            // On the clock `pending` compares it with.
-            (*st)->bind_all({to_unix_ms(clock_.now()) + std::max<std::int64_t>(wait.count(), 0), sequence});
+            // On the clock `pending` compares it with, and a week at most (longer, `pending`
+            // would take it for a wait set before the clock stepped back).
+            constexpr std::int64_t week_ms = 7LL * 24 * 3600 * 1000;
+            (*st)->bind_all({to_unix_ms(clock_.now()) + std::clamp<std::int64_t>(wait.count(), 0, week_ms), sequence});
             auto row = (*st)->step();
             if (!row) return row.error();
             if (!*row) return error{errc::not_found, "outbox row " + std::to_string(sequence) + " does not exist"};
