@@ -117,12 +117,17 @@ result<integration_connection> health_prober::test(request_context const& ctx, s
     // Unhealthy at once. The count is this process's: a restart starts it again.
     {
         std::lock_guard lock(failures_mutex_);
-        auto& n = consecutive_failures_[ctx.tenant_id + "/" + connection_id];
-        n = outcome->status == health_status::healthy ? 0 : n + 1;
-        auto const was = current->data().health;
-        if (outcome->status != health_status::healthy && n < options_.unhealthy_after &&
-            (was == health_status::healthy || was == health_status::degraded))
-            outcome->status = health_status::degraded;
+        auto const key = ctx.tenant_id + "/" + connection_id;
+        // Only connections failing now are counted: a passing probe ends the count, and the entry
+        // with it (kept at 0, every connection ever probed stayed for the life of the process).
+        if (outcome->status == health_status::healthy) {
+            consecutive_failures_.erase(key);
+        } else {
+            auto const n = ++consecutive_failures_[key];
+            auto const was = current->data().health;
+            if (n < options_.unhealthy_after && (was == health_status::healthy || was == health_status::degraded))
+                outcome->status = health_status::degraded;
+        }
     }
     return storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<integration_connection> {
         auto c = uow.connections().find(connection_id);

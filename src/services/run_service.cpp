@@ -234,11 +234,11 @@ std::vector<std::pair<std::string, resilience::breaker_state>> run_service::brea
     return out;
 }
 
-resilience::circuit_breaker& run_service::breaker(std::string const& connection_id) {
+std::shared_ptr<resilience::circuit_breaker> run_service::breaker(std::string const& connection_id) {
     std::lock_guard lock(breakers_mutex_);
     auto& b = breakers_[connection_id];
-    if (!b) b = std::make_unique<resilience::circuit_breaker>(clock_, options_.breaker);
-    return *b;
+    if (!b) b = std::make_shared<resilience::circuit_breaker>(clock_, options_.breaker);
+    return b;
 }
 
 std::string run_service::binding_key(request_context const& ctx, execute_request const& r) {
@@ -254,8 +254,14 @@ std::shared_ptr<run_service::bound const> run_service::cached_binding(std::strin
 
 void run_service::forget(std::string const& connection_id) {
     auto const part = '\n' + connection_id + '\n';  // binding keys are tenant, connection, operation, flag
-    std::lock_guard lock(bindings_mutex_);
-    std::erase_if(bindings_, [&](auto const& kv) { return kv.first.find(part) != std::string::npos; });
+    {
+        std::lock_guard lock(bindings_mutex_);
+        std::erase_if(bindings_, [&](auto const& kv) { return kv.first.find(part) != std::string::npos; });
+    }
+    // A retired connection is never called again: its breaker (and its series in the metrics)
+    // would otherwise stay for the life of the process, one per connection ever retired.
+    std::lock_guard lock(breakers_mutex_);
+    breakers_.erase(connection_id);
 }
 
 bool run_service::starts_without_blocking(request_context const& ctx, execute_request const& r) {
@@ -305,7 +311,7 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
                 std::optional<rate_limit_profile> limit = conn->data().rate_limit_budget;
                 if (!limit) limit = c.data().rate_limit_profile ? c.data().rate_limit_profile : provider->data().rate_limit_profile;
                 auto limit_key = ctx.tenant_id + "/" + provider->id() + "/" + conn->id();
-                auto* cb = &breaker(conn->id());
+                auto cb = breaker(conn->id());
                 auto retry = options_.retry;
                 if (auto const& own = conn->data().retry_policy) {
                     retry.max_attempts = static_cast<int>(own->max_attempts);
@@ -316,7 +322,7 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
                 auto static_check = egress_.check_static(base);
                 bool literal = static_check && static_check->literal;
                 out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op, std::move(placement),
-                                                          limit, std::move(limit_key), cb, retry, std::move(base), literal});
+                                                          limit, std::move(limit_key), std::move(cb), retry, std::move(base), literal});
                 return {};
             }
         }
@@ -438,7 +444,7 @@ void run_service::arm(execution& e) {
                                 .credential_id = b.connection.data().credential_id,
                                 .rate_limit_key = b.limit_key,
                                 .rate_limit = b.limit,
-                                .breaker = b.breaker,
+                                .breaker = b.breaker.get(),  // the plan holds `b` until the run ends
                                 .retry = b.retry,
                                 // The execution outlives its call's steps; a pointer keeps the
                                 // function in std::function's own buffer (no allocation per run).

@@ -913,6 +913,10 @@ TEST_F(run_service_test, an_open_breaker_stops_calls_to_a_failing_vendor) {
     ASSERT_EQ(states.size(), 1u);
     EXPECT_EQ(states[0], (std::pair{connection_id_, resilience::breaker_state::open}));
     EXPECT_EQ(out.run.data().attempts, 4);
+    // Retired (the connection service's hook), the connection's breaker goes: one kept per
+    // connection ever retired grew the process, and the metrics' series, for its whole life.
+    runs_->forget(connection_id_);
+    EXPECT_TRUE(runs_->breaker_states().empty());
 }
 
 TEST_F(run_service_test, the_connections_budget_limits_the_call_rate) {

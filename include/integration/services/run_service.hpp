@@ -205,8 +205,8 @@ public:
      *  rate limiter, no `sleep` and no redirects to follow. False means only that it might block. */
     bool starts_without_blocking(request_context const& ctx, execute_request const& request);
 
-    /** Drops the cached bindings of a connection: the next run reads it again, so a change made
-     *  elsewhere (a retirement) counts at once instead of within `binding_cache_ttl`. */
+    /** Drops the cached bindings of a retired connection (the next run reads it again, so the
+     *  retirement counts at once instead of within `binding_cache_ttl`) and its circuit breaker. */
     void forget(std::string const& connection_id);
 
     /** Executes `request` on one of the service's own threads. */
@@ -253,7 +253,8 @@ private:
         credentials::material_placement credential;  ///< Names the caller's input may not use.
         std::optional<rate_limit_profile> limit;
         std::string limit_key;  ///< The rate-limit partition: tenant/provider/connection.
-        resilience::circuit_breaker* breaker;
+        /** Shared with `breakers_`: a call in flight keeps it after its connection is forgotten. */
+        std::shared_ptr<resilience::circuit_breaker> breaker;
         resilience::retry_options retry;  ///< The service's, or the connection's retryPolicy.
         std::string base_url;             ///< The connection's base URL for the operation's class.
         bool literal_address = false;     ///< `base_url` names an allowed literal address (no lookup to call it).
@@ -388,7 +389,7 @@ private:
     /** A body of `run`: from the store when its reference says it is kept there, else the blob store. */
     result<std::string> read_body(request_context const& ctx, integration_run const& run, std::string const& ref,
                                   storage::run_body part);
-    resilience::circuit_breaker& breaker(std::string const& connection_id);
+    std::shared_ptr<resilience::circuit_breaker> breaker(std::string const& connection_id);
     result<run_outcome> replay(request_context const& ctx, integration_run run,
                                std::optional<std::string> failure_id = {});
 
@@ -403,7 +404,7 @@ private:
     http::scheduler twin_timer_ = http::waits_on({});  // ends a twin's wait (`idempotency_wait`)
     http::pipeline outbound_;  // every vendor call: trace, retry, egress, rate limit, breaker, auth, redirects
     std::mutex breakers_mutex_;
-    std::map<std::string, std::unique_ptr<resilience::circuit_breaker>> breakers_;
+    std::map<std::string, std::shared_ptr<resilience::circuit_breaker>> breakers_;
     std::mutex bindings_mutex_;
     std::unordered_map<std::string, binding> bindings_;
     std::mutex flights_mutex_;
