@@ -204,6 +204,22 @@ void add_run_routes(router& r, services& s) {
         return json_reply(200, render(*escalated));
     });
 
+    // An addition to host-api.md: a failure resolved by hand (a dead outbox event's drops it).
+    r.add("POST", "/integrations/failures/{failureId}/resolve", [&s](call& c) -> result<reply> {
+        auto body = c.optional_json({"outcome"});
+        if (!body) return body.error();
+        auto outcome = optional_string(*body, "outcome");
+        if (!outcome) return outcome.error();
+        auto o = failures::source_outcome::dead_lettered;
+        if (*outcome == "Succeeded")
+            o = failures::source_outcome::succeeded;
+        else if (*outcome && **outcome != "DeadLettered")
+            return error{errc::invalid_argument, "outcome must be Succeeded or DeadLettered"};
+        auto resolved = s.failures->resolve(c.ctx, c.params["failureId"], o);
+        if (!resolved) return resolved.error();
+        return json_reply(200, render(*resolved));
+    });
+
     // An addition to host-api.md: a dead outbox event published again.
     r.add("POST", "/integrations/failures/{failureId}/replay", [&s](call& c) -> result<reply> {
         if (auto none = c.no_fields(); !none) return none.error();

@@ -512,8 +512,10 @@ void inbound_gateway::receive(std::string const& connection_id, inbound_request 
             return done(std::move(out));
         }
         // The payload blob written for this delivery now belongs to nothing. (The blob store is
-        // not the store whose writer runs this; this path is rare.)
-        if (p->blob_ref) (void)blobs.remove(out.tenant_id, *p->blob_ref);
+        // not the store whose writer runs this; this path is rare.) Not after a storage failure:
+        // the unit may be committed without being durable (its sync failed), its delivery naming
+        // the blob; an orphan goes with the other payloads by age.
+        if (p->blob_ref && (r || r.error() != errc::storage_failure)) (void)blobs.remove(out.tenant_id, *p->blob_ref);
         if (!r && p->connection_gone) {  // retired since the gateway read it: as if unknown
             out.outcome = inbound_outcome::kind::rejected;
             out.identity.reset();

@@ -105,7 +105,11 @@ result<void> outbox_relay::failed(storage::outbox_record const& rec, error const
             return uow.failures().save(*f);
         };
     }
-    if (auto r = store_.park_dead(rec.sequence, now, ctx, tell); !r) return r;
+    if (auto r = store_.park_dead(rec.sequence, now, ctx, tell); !r) {
+        // Published or parked by another relay on the same store meanwhile: nothing to tell.
+        if (r.error() == errc::not_found) return {};
+        return r;
+    }
     ++dead_;
     return {};
 }

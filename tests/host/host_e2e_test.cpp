@@ -469,9 +469,10 @@ TEST_F(host_e2e, governed_run_end_to_end_with_idempotency_and_pagination) {
     EXPECT_NE(log.find("\"path\":\"/integrations/runs\""), std::string::npos);
 }
 
-// POST /integrations/failures/{id}/replay (an addition to host-api.md): the outbox event an
-// OutboxEvent failure tells of is published again and the failure resolved; a failure of another
-// source is 409, an unknown one 404, another tenant's 404, a body with members 400.
+// POST /integrations/failures/{id}/replay and .../resolve (additions to host-api.md): the outbox
+// event an OutboxEvent failure tells of is published again and the failure resolved, or dropped
+// by resolving it; a failure of another source is 409 to replay, an unknown one 404, another
+// tenant's 404, a body with members 400.
 TEST_F(host_e2e, a_dead_outbox_events_failure_is_replayed_and_its_event_published) {
     auto t = set_up(a(), vendor_->port(), "-replay");
     auto bad = a().post("/integrations/runs", run_body(t.connection_id, "echo.bad"));
@@ -509,6 +510,19 @@ TEST_F(host_e2e, a_dead_outbox_events_failure_is_replayed_and_its_event_publishe
     EXPECT_EQ(first_row(db, "SELECT dead_at IS NULL AND attempts = 0 FROM outbox WHERE event_id = ?", {*event}), "1");
     auto again = a().call("POST", "/integrations/failures/" + failure_id + "/replay");
     EXPECT_EQ(again.status, 409) << again.body;
+
+    // Parked again, and resolved by hand instead: the event is dropped (marked published, never
+    // offered again), so its aggregate's later events go on.
+    exec_sql(db.string(), "PRAGMA busy_timeout = 10000; UPDATE outbox SET published_at = NULL, dead_at = 1, attempts = 20 WHERE event_id = '" +
+                              *event + "'; UPDATE failures SET resolved_at = NULL WHERE failure_id = '" + failure_id + "'");
+    auto bogus = a().post("/integrations/failures/" + failure_id + "/resolve", json::object{{"outcome", "Whatever"}});
+    EXPECT_EQ(bogus.status, 400) << bogus.body;
+    EXPECT_EQ(b().call("POST", "/integrations/failures/" + failure_id + "/resolve").status, 404) << "another tenant's";
+    auto resolved = a().call("POST", "/integrations/failures/" + failure_id + "/resolve");
+    ASSERT_EQ(resolved.status, 200) << resolved.body;
+    EXPECT_TRUE(resolved.json().at("resolvedAt").is_string()) << resolved.body;
+    EXPECT_EQ(first_row(db, "SELECT dead_at IS NULL AND published_at IS NOT NULL FROM outbox WHERE event_id = ?", {*event}), "1");
+    EXPECT_EQ(a().call("POST", "/integrations/failures/" + failure_id + "/resolve").status, 409) << "resolved already";
 }
 
 TEST_F(host_e2e, another_tenants_resources_are_not_found_and_unchanged) {

@@ -188,6 +188,25 @@ TEST_F(outbox_redrive_test, a_held_event_is_due_after_its_wait_even_when_the_clo
     EXPECT_EQ(offered(), std::vector<std::string>{"IntegrationProviderRegistered"});
 }
 
+// Two relays on one store (they claim no rows) may both give up on the same event: it is parked
+// once, with one failure, and a replay of that failure frees it.
+TEST_F(outbox_redrive_test, an_event_is_parked_once_with_one_failure) {
+    provider_with_two_events(a_, "acme");
+    auto head = must(store_->pending_event_rows(10)).at(0);
+    auto tell = [&](storage::unit_of_work& uow) -> result<void> {
+        auto f = must(failures::integration_failure::record(
+            a_, clock_.now(), failures::failure_source::outbox_event, head.envelope.event_id, "",
+            {failures::failure_category::poison, "publish_failed", "parked", failures::next_action::dead_letter, std::nullopt}));
+        return uow.failures().save(f);
+    };
+    must(store_->park_dead(head.sequence, clock_.now(), a_, tell));
+    EXPECT_EQ(store_->park_dead(head.sequence, clock_.now(), a_, tell).error(), errc::not_found);
+    auto dead = dead_letters(a_);
+    ASSERT_EQ(dead.size(), 1u) << "one failure per parking";
+    must(failures_.replay(a_, dead[0].id()));
+    EXPECT_EQ(must(store_->pending_event_rows(10)).at(0).envelope.event_id, head.envelope.event_id);
+}
+
 // Two processes share a store: one parks an event while the other marks it published. Published,
 // it holds back nothing of its aggregate.
 TEST_F(outbox_redrive_test, a_dead_row_marked_published_holds_nothing_back) {

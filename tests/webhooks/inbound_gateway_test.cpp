@@ -8,6 +8,8 @@
 #include <integration/services/retention_worker.hpp>
 #include <integration/services/webhook_signature.hpp>
 
+#include "backends/sqlite/wal_sync.hpp"
+#include "detail/sqlite/connection.hpp"
 #include "storage/fixtures.hpp"
 #include "support/credential_doubles.hpp"
 #include "support/hmac.hpp"
@@ -153,7 +155,12 @@ protected:
 
     temp_dir dir_;
     manual_clock clock_;
-    std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
+    std::atomic<bool> fail_syncs_ = false;  // the WAL's fdatasync fails (EIO); read on the store's sync thread
+    std::unique_ptr<storage::store> store_ = must(storage::sqlite::open_store(
+        {.path = dir_.file("i.db"), .clock = &clock_}, [this](std::string const& path) -> result<void> {
+            if (fail_syncs_) return error{errc::storage_failure, "fdatasync: Input/output error"};
+            return storage::sqlite::sync_wal(path);
+        }));
     std::unique_ptr<blobs::blob_store> blobs_ =
         must(blobs::open_sqlite_blob_store({.path = dir_.file("b.db"), .clock = &clock_}));
     std::unique_ptr<credentials::secret_store> vault_ = must(credentials::open_local_secret_store(
@@ -199,6 +206,21 @@ TEST_F(inbound_gateway_test, an_accepted_delivery_commits_its_record_payload_and
     EXPECT_EQ(canonical.data.at("providerDeliveryId").as_string(), "72d3162e-cc78-11e3-81ab-4c9367dc0958");
     EXPECT_EQ(canonical.data.at("body").at("number").as_int64(), 7);
     EXPECT_EQ(canonical.data.at("body").at("pull_request").at("title").as_string(), "Fix");
+}
+
+// The WAL's sync fails after the delivery committed: the receive fails (the delivery is not
+// known durable), but the row may survive and name its payload blob, so the blob stays. Removed,
+// the vendor's retry was answered `duplicate` of a delivery whose payload was gone.
+TEST_F(inbound_gateway_test, a_payload_blob_stays_when_its_delivery_committed_but_its_sync_failed) {
+    std::string big = R"({"action":"opened","filler":")" + std::string(4000, 'x') + "\"}";
+    auto req = github(secret_, "eio-1", big);
+    fail_syncs_ = true;
+    auto out = gateway_.receive(conn_a_, req->view());
+    ASSERT_FALSE(out);
+    EXPECT_EQ(out.error(), errc::storage_failure);
+    auto ref = integration::testing::query_rows(dir_.file("i.db"), "SELECT payload_ref FROM deliveries WHERE provider_delivery_id = 'eio-1'");
+    ASSERT_EQ(ref.size(), 1u) << "the delivery committed before the sync failed";
+    EXPECT_EQ(must(blobs_->get("tenant-a", ref[0])), big);
 }
 
 TEST_F(inbound_gateway_test, a_large_payload_goes_to_the_blob_store_under_the_tenant) {

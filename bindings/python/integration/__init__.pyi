@@ -295,6 +295,8 @@ class Tenant:
         cursor: Optional[str] = None,
     ) -> Page: ...
     def escalate_failure(self, failure_id: str, *, reason: str, ticket_ref: Optional[str] = None) -> Record: ...
+    def resolve_failure(self, failure_id: str, *, outcome: str = "DeadLettered") -> Record:
+        """Resolves a failure whose source ended ('Succeeded' or 'DeadLettered'); a dead outbox event's is dropped."""
     def replay_failure(self, failure_id: str) -> Record:
         """Publishes again the dead outbox event an OutboxEvent failure tells of; resolves the failure."""
 

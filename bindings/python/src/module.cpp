@@ -829,6 +829,12 @@ void define_module(py::module_& m) {
                 return p->failures().escalate(ctx, id, reason, std::move(ticket_ref));
             }));
         }, "failure_id"_a, py::kw_only(), "reason"_a, "ticket_ref"_a = py::none())
+        .def("resolve_failure", [](py_tenant const& t, std::string const& id, std::string const& outcome) {
+            if (outcome != "Succeeded" && outcome != "DeadLettered")
+                throw library_error{{errc::invalid_argument, "outcome must be 'Succeeded' or 'DeadLettered'"}};
+            auto o = outcome == "Succeeded" ? failures::source_outcome::succeeded : failures::source_outcome::dead_lettered;
+            return render(call(t, [&](auto& p, auto& ctx) { return p->failures().resolve(ctx, id, o); }));
+        }, "failure_id"_a, py::kw_only(), "outcome"_a = "DeadLettered")
         .def("replay_failure", [](py_tenant const& t, std::string const& id) {
             return render(call(t, [&](auto& p, auto& ctx) { return p->failures().replay(ctx, id); }));
         }, "failure_id"_a)

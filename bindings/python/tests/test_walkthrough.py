@@ -62,7 +62,7 @@ def test_a_failed_run_has_a_failure_to_read_and_escalate(tmp_path: str, vendor: 
         assert escalated["failure_id"] == out["failure_id"]
 
 
-def test_a_dead_outbox_events_failure_is_replayed(tmp_path: str, vendor: Vendor) -> None:
+def test_a_dead_outbox_events_failure_is_replayed_or_resolved(tmp_path: str, vendor: Vendor) -> None:
     vendor.status = 400
     with integration.open(data_dir=f"{tmp_path}/data", egress_allow=["127.0.0.0/8"], max_attempts=1,
                           deferred_retries=0) as p:
@@ -88,6 +88,15 @@ def test_a_dead_outbox_events_failure_is_replayed(tmp_path: str, vendor: Vendor)
         assert db.execute("SELECT dead_at IS NULL, attempts FROM outbox WHERE event_id = ?", (event_id,)).fetchone() == (1, 0)
         with pytest.raises(integration.InvalidState):
             t.replay_failure(out["failure_id"])
+        # Parked again and resolved by hand instead: the event is dropped, never offered again.
+        with db:
+            db.execute("UPDATE outbox SET published_at = NULL, dead_at = 1, attempts = 20 WHERE event_id = ?", (event_id,))
+            db.execute("UPDATE failures SET resolved_at = NULL WHERE failure_id = ?", (out["failure_id"],))
+        with pytest.raises(integration.InvalidArgument):
+            t.resolve_failure(out["failure_id"], outcome="Whatever")
+        assert t.resolve_failure(out["failure_id"])["resolved_at"] is not None
+        assert db.execute("SELECT dead_at IS NULL AND published_at IS NOT NULL FROM outbox WHERE event_id = ?",
+                          (event_id,)).fetchone() == (1,)
         db.close()
 
 

@@ -652,7 +652,8 @@ public:
     /** Parks row `sequence` as dead at `at`: it is no longer published, and its aggregate's later
      *  rows wait behind it (per-aggregate order is kept). `also`, when given, runs in the same
      *  transaction as a unit of work of `ctx`, so that what tells of the parked row (the relay's
-     *  failure record) commits with it or not at all. */
+     *  failure record) commits with it or not at all. `errc::not_found`, and nothing written,
+     *  when the row is published or already dead. */
     virtual result<void> park_dead(std::int64_t sequence, time_point at, request_context const& ctx = {},
                                    work const& also = {}) = 0;
     /** The API keys of every tenant. */

@@ -1941,7 +1941,10 @@ public:
 
     result<void> park_dead(std::int64_t sequence, time_point at, request_context const& ctx, work const& also) override {
         return submit([&](database& db) -> result<void> {
-            if (auto r = run_sql(db, "UPDATE outbox SET dead_at = ? WHERE sequence = ? AND published_at IS NULL",
+            // Another relay on the same file (they claim no rows) may have parked it already:
+            // once, with one failure.
+            if (auto r = run_sql(db, "UPDATE outbox SET dead_at = ? WHERE sequence = ? AND published_at IS NULL "
+                                     "AND dead_at IS NULL",
                                  {to_unix_ms(at), sequence});
                 !r)
                 return r;
@@ -2241,12 +2244,29 @@ private:
 
     result<void> check_file() {
         if (broken_.load()) return broken_error();
+        if (sync_failed_.load(std::memory_order_acquire)) return sync_failed_error();
         auto now = identify(o_.path);
         if (!now || now->dev != identity_.dev || now->ino != identity_.ino) {
             broken_ = true;
             return broken_error();
         }
         return {};
+    }
+
+    // After a failed fsync the kernel may have dropped the WAL pages it could not write and
+    // marked them clean (reporting the error once): a later sync that succeeds says nothing of
+    // them, and a commit after them is lost with them at a power loss (recovery stops at the
+    // first bad frame). Nothing is reported durable again until the store is reopened, when
+    // SQLite's recovery decides what survived.
+    error sync_failed_error() const {
+        return {errc::storage_failure, "a sync of the database's write-ahead log failed (" + sync_failure_ +
+                                           "): what was committed since cannot be made durable; reopen the store"};
+    }
+    void fail_syncs(std::string const& why) {
+        bool expected = false;
+        if (!sync_failing_.compare_exchange_strong(expected, true)) return;
+        sync_failure_ = why;
+        sync_failed_.store(true, std::memory_order_release);
     }
 
     error broken_error() const {
@@ -2380,6 +2400,7 @@ private:
         std::unique_lock lock(queue_mutex_);
         if (sync_stopped_) {
             lock.unlock();
+            if (auto r = check_file(); !r) return r;
             return sync_wal();
         }
         auto const needed = syncs_begun_ + 1;
@@ -2388,10 +2409,12 @@ private:
         synced_cv_.wait(lock, [&] { return syncs_done_ >= needed || sync_stopped_; });
         if (syncs_done_ < needed) {
             lock.unlock();
+            if (auto r = check_file(); !r) return r;
             return sync_wal();
         }
         // A sync that began after this call and succeeded makes what it read durable, whichever
         // one it was: a later one failing says nothing about it.
+        // (Once one fails, none succeeds again: `good_sync_` stays behind every later read.)
         if (good_sync_ < needed) return error{errc::storage_failure, failed_sync_error_};
         return {};
     }
@@ -2417,7 +2440,8 @@ private:
             syncing_ = true;
             auto const number = ++syncs_begun_;
             lock.unlock();
-            auto synced = sync_wal();
+            auto synced = sync_failed_.load(std::memory_order_acquire) ? result<void>(sync_failed_error()) : sync_wal();
+            if (!synced) fail_syncs(synced.error().detail());
             for (auto* j : covered)
                 finish(j, synced ? result<void>() : result<void>(error{errc::storage_failure,
                                                                       "the unit was committed but not made durable: " +
@@ -2613,6 +2637,9 @@ private:
     static constexpr std::size_t claim_turn_visits = 256;  // tenants one claim in turns steps through at most
     file_identity identity_;
     std::atomic<bool> broken_{false};
+    std::atomic<bool> sync_failing_{false};  // the first failed sync claims `sync_failure_`
+    std::atomic<bool> sync_failed_{false};   // set once `sync_failure_` is written
+    std::string sync_failure_;
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> units_{0};
     std::atomic<std::uint64_t> syncs_{0};

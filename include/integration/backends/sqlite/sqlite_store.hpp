@@ -7,7 +7,10 @@
  *  commit), every commit with `synchronous=NORMAL`; the sync thread (`integ-sql-sync`)
  *  fdatasyncs the WAL and only then reports the `durability::immediate` units committed before
  *  that sync began, while the writer commits the next batch, so the batches committed during one
- *  sync share the next. See docs/architecture.md, "Durability".
+ *  sync share the next. A sync that fails reports its units `storage_failure` (committed, not
+ *  known durable), and every later read and write of the store fails the same way until it is
+ *  reopened: the kernel may have dropped the pages it could not write, which no later sync
+ *  would cover. See docs/architecture.md, "Durability".
  */
 
 #include <integration/export.hpp>
