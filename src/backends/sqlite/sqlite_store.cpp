@@ -2262,9 +2262,8 @@ private:
         return {errc::storage_failure, "a sync of the database's write-ahead log failed (" + sync_failure_ +
                                            "): what was committed since cannot be made durable; reopen the store"};
     }
-    void fail_syncs(std::string const& why) {
-        bool expected = false;
-        if (!sync_failing_.compare_exchange_strong(expected, true)) return;
+    void fail_syncs(std::string const& why) {  // on the sync thread only
+        if (sync_failed_.load()) return;
         sync_failure_ = why;
         sync_failed_.store(true, std::memory_order_release);
     }
@@ -2637,8 +2636,7 @@ private:
     static constexpr std::size_t claim_turn_visits = 256;  // tenants one claim in turns steps through at most
     file_identity identity_;
     std::atomic<bool> broken_{false};
-    std::atomic<bool> sync_failing_{false};  // the first failed sync claims `sync_failure_`
-    std::atomic<bool> sync_failed_{false};   // set once `sync_failure_` is written
+    std::atomic<bool> sync_failed_{false};  // set once `sync_failure_` is written, never unset
     std::string sync_failure_;
     std::atomic<std::uint64_t> commits_{0};
     std::atomic<std::uint64_t> units_{0};
