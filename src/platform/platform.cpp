@@ -134,14 +134,17 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
     return {
         {"outbox-relay", w.outbox,
          [&p](std::atomic<bool> const& stop) -> result<std::size_t> {
-             // A full batch means more are waiting: drain before sleeping, but not past a stop
-             // (the rest waits in the outbox; draining a backlog first would hold the stop).
+             // A pass that published something may have left more waiting: drain before
+             // sleeping, but not past a stop (the rest waits in the outbox; draining a backlog
+             // first would hold the stop). Not "a full batch was published": one event failing
+             // in each batch (a listener refusing one type) would cut the drain to a batch per
+             // interval, far below what the service writes.
              std::size_t total = 0;
              for (;;) {
                  auto n = p.relay->run_once();
                  if (!n) return n.error();
                  total += *n;
-                 if (*n < p.options.outbox.batch || stop.load()) return total;
+                 if (*n == 0 || stop.load()) return total;
              }
          }},
         {"retry", w.retry, [&p](std::atomic<bool> const&) { return p.retry->sweep(); }},

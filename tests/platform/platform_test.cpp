@@ -283,6 +283,38 @@ TEST(platform_test, a_relative_backend_path_keeps_naming_the_same_file_after_a_c
     EXPECT_TRUE(fs::is_empty(moved_to)) << "a backend wrote under the directory it did not open in";
 }
 
+// The same through the backends' own open functions (open_sqlite_store's documentation opens
+// "data/integration.db"): the store reopens its file by name for its reads and for the WAL's
+// sync, and the blob store opens each file by name.
+TEST(platform_test, a_store_and_a_blob_store_opened_directly_by_a_relative_path_keep_their_files_after_a_chdir) {
+    temp_dir tmp;
+    auto const opened_in = tmp.path() / "opened-in";
+    auto const moved_to = tmp.path() / "moved-to";
+    fs::create_directories(opened_in);
+    fs::create_directories(moved_to);
+    struct restore_cwd {
+        fs::path dir = fs::current_path();
+        ~restore_cwd() {
+            std::error_code ec;
+            fs::current_path(dir, ec);
+        }
+    } restore;
+    fs::current_path(opened_in);
+    auto store = must(storage::open_sqlite_store({.path = "integ.db"}));
+    auto files = must(blobs::open_filesystem_blob_store("blobs"));
+    fs::current_path(moved_to);
+
+    auto ctx = request_context::for_tenant("t1");
+    auto provider_id = save_active_provider(*store, ctx, system_clock::instance().now());
+    auto found =
+        storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(provider_id); });
+    EXPECT_EQ(must(found).id(), provider_id);
+    auto ref = must(files->put("t1", "runs/r1/request", "body"));
+    EXPECT_EQ(must(files->get("t1", ref)), "body");
+    EXPECT_TRUE(fs::is_regular_file(opened_in / "blobs" / "t1" / "runs" / "r1" / "request"));
+    EXPECT_TRUE(fs::is_empty(moved_to)) << "a backend wrote under the directory it did not open in";
+}
+
 TEST(platform_test, a_scheme_of_your_own_adds_a_backend) {
     temp_dir tmp;
     auto schemes = builtin_schemes();
@@ -513,6 +545,36 @@ TEST(platform_test, a_stop_ends_the_outbox_relays_drain_after_the_batch_in_progr
     ASSERT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
     EXPECT_EQ(relayed.load(), 1) << "the relay went on draining after the stop";
     EXPECT_EQ(must(p->store().pending_events(10)).size(), 2u);
+}
+
+// One event failing in each batch (a listener refusing it) does not end the drain: the relay
+// goes on to the next batch rather than wait its interval (ten minutes here) for each one.
+TEST(platform_test, an_event_failing_in_a_batch_does_not_hold_the_rest_of_the_backlog_for_an_interval) {
+    temp_dir tmp;
+    auto options = quiet((tmp.path() / "data").string());
+    options.workers.outbox = std::chrono::minutes(10);
+    options.outbox.batch = 2;
+    auto p = must(open_platform(options));
+    auto ctx = request_context::for_tenant("t1");
+    std::vector<std::string> ids;
+    for (auto key : {"acme", "beta", "gamma", "delta", "epsilon", "zeta"})
+        ids.push_back(must(p->registry().register_provider(ctx, provider_spec(key))).id());
+    auto const refused = ids.front();
+    std::mutex m;
+    std::set<std::string> relayed;
+    p->events().subscribe("*", [&](events::event_envelope const& e) -> result<void> {
+        if (e.aggregate_id == refused) return error{errc::unavailable, "this listener refuses acme"};
+        std::lock_guard lock(m);
+        relayed.insert(e.aggregate_id);
+        return {};
+    });
+    p->start();
+    EXPECT_TRUE(eventually([&] {
+        std::lock_guard lock(m);
+        return relayed.size() == ids.size() - 1;
+    })) << "the relay stopped draining after a batch with a failed event";
+    ASSERT_TRUE(p->stop(std::chrono::steady_clock::now() + std::chrono::seconds(30)));
+    EXPECT_FALSE(relayed.contains(refused));
 }
 
 std::vector<webhooks::webhook_delivery> deliveries_of(platform& p, request_context const& ctx,

@@ -238,7 +238,11 @@ result<std::unique_ptr<blob_store>> open_filesystem_blob_store(std::string root,
     std::error_code ec;
     fs::create_directories(root, ec);
     if (ec) return error{errc::unavailable, "blob store: cannot create " + root + ": " + ec.message()};
-    return std::unique_ptr<blob_store>(new filesystem_store(fs::path(root), flush_interval));
+    // Every put and get opens files by name: a relative root would mean another folder after
+    // the process changes its working directory.
+    auto absolute = fs::absolute(root, ec);
+    if (ec) return error{errc::unavailable, "blob store: cannot resolve " + root + ": " + ec.message()};
+    return std::unique_ptr<blob_store>(new filesystem_store(std::move(absolute), flush_interval));
 }
 
 }  // namespace integration::blobs

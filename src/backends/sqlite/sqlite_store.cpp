@@ -16,6 +16,7 @@
 #include <sys/sysmacros.h>
 
 #include <algorithm>
+#include <filesystem>
 #include <array>
 #include <atomic>
 #include <bit>
@@ -2682,6 +2683,13 @@ result<std::unique_ptr<store>> open_sqlite_store(sqlite_options o) {
 
 result<std::unique_ptr<store>> sqlite::open_store(sqlite_options o, wal_sync sync) {
     if (o.path.empty()) return error{errc::invalid_argument, "sqlite_options.path must name the database file"};
+    // The store reopens the file by name (readers, the WAL's sync, the check that it is still
+    // the same file): a relative name would mean another file after the process changes its
+    // working directory.
+    std::error_code ec;
+    auto absolute = std::filesystem::absolute(o.path, ec);
+    if (ec) return error{errc::invalid_argument, "cannot resolve the database path " + o.path + ": " + ec.message()};
+    o.path = absolute.string();
     if (o.page_size < 512 || o.page_size > 65536 || (o.page_size & (o.page_size - 1)) != 0)
         return error{errc::invalid_argument, "sqlite_options.page_size must be a power of two from 512 to 65536, not " +
                                                  std::to_string(o.page_size)};
