@@ -27,6 +27,24 @@ TEST(rate_limiter, a_full_bucket_grants_the_burst_then_refills_at_the_rate) {
     EXPECT_FALSE(limiter.try_acquire("t1/prov/conn", p).granted);
 }
 
+// Keys come and go (connections retired, API keys rotated): a bucket refilled to its burst is
+// dropped as new keys come, and one still refilling is kept with what it owes.
+TEST(rate_limiter, buckets_of_keys_no_longer_used_do_not_pile_up) {
+    manual_clock clock;
+    rate_limiter limiter(clock);
+    rate_limit_profile p{.requests_per_second = 1, .burst = 1};
+    rate_limit_profile slow{.requests_per_second = 0.001, .burst = 1};  // refills in 1,000 s
+    ASSERT_TRUE(limiter.try_acquire("slow", slow).granted);
+    for (int round = 0; round < 20; ++round) {
+        for (int i = 0; i < 5'000; ++i)
+            ASSERT_TRUE(limiter.try_acquire("round-" + std::to_string(round) + "/key-" + std::to_string(i), p).granted);
+        clock.advance(2s);  // every bucket of this round is full again
+    }
+    EXPECT_LT(limiter.size(), 30'000u) << "100,000 keys used once each are all still held";
+    // 40 s on, the slow key's bucket still owes most of its token: kept, it refuses.
+    EXPECT_FALSE(limiter.try_acquire("slow", slow).granted);
+}
+
 TEST(rate_limiter, keys_are_independent_partitions) {
     manual_clock clock;
     rate_limiter limiter(clock);

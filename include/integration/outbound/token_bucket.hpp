@@ -20,12 +20,17 @@
 
 namespace integration::resilience {
 
-/** Token buckets in this process; sharded to keep contention low. */
+/** Token buckets in this process; sharded to keep contention low. A bucket that has refilled to
+ *  its burst is the same as a new one, so such buckets are dropped as new keys come: memory follows
+ *  the keys in use, not every key ever seen (connections retired, API keys rotated). */
 class INTEGRATION_EXPORT rate_limiter final : public rate_limit_store {
 public:
     explicit rate_limiter(integration::clock const& clock) : clock_(clock) {}
 
     acquire_result try_acquire(std::string_view key, rate_limit_profile const& limit) override;
+
+    /** The buckets held now. */
+    std::size_t size() const;
 
 private:
     struct bucket {
@@ -38,8 +43,9 @@ private:
         std::size_t operator()(std::string_view s) const noexcept { return std::hash<std::string_view>{}(s); }
     };
     struct shard {
-        std::mutex mutex;
+        mutable std::mutex mutex;
         std::unordered_map<std::string, bucket, string_hash, std::equal_to<>> buckets;
+        std::size_t sweep_at = 1024;  ///< the size at which a new key first drops the full buckets
     };
 
     integration::clock const& clock_;
