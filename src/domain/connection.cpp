@@ -150,4 +150,9 @@ result<void> integration_connection::ensure_can_execute(bool allow_degraded) con
     return error{errc::invalid_state, "runs cannot execute on connection " + d_.connection_id + ": it is " + why};
 }
 
+bool integration_connection::waits_for_health(bool allow_degraded) const {
+    return (d_.status == connection_status::active || d_.status == connection_status::degraded) &&
+           !ensure_can_execute(allow_degraded);
+}
+
 }  // namespace integration::connections

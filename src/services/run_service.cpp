@@ -1103,6 +1103,22 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
             for (auto outage : {errc::storage_failure, errc::storage_busy, errc::database_missing, errc::unavailable,
                                 errc::secret_store_failure, errc::timeout})
                 if (prepared.error() == outage) return prepared.error();
+        // Nor is a connection whose health probe failed (the vendor down, as when the run was
+        // deferred): the run waits for the prober to find it healthy again, each refusal counted
+        // as one of its deferred executions, so that one that stays down still escalates.
+        if (!prepared && prepared.error() == errc::invalid_state && why == resume_reason::due) {
+            auto conn = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
+                return uow.connections().find(request->connection_id);
+            });
+            if (!conn && conn.error() != errc::not_found) return conn.error();
+            if (conn && conn->waits_for_health(request->allow_degraded)) {
+                failures::classification c{failures::failure_category::transient, "connection_unhealthy",
+                                           prepared.error().detail(), failures::next_action::escalate, std::nullopt};
+                bool keep_waiting = failure && failure->data().attempt < options_.deferred_retries;
+                if (keep_waiting) defer(c, run, std::nullopt, resilience::retry_options{});
+                return save(c, std::nullopt, keep_waiting);
+            }
+        }
         if (prepared) p = std::move(*prepared);
         else blocked = failures::classification{failures::failure_category::validation, "not_executable",
                                                 prepared.error().detail(), failures::next_action::dead_letter, std::nullopt};

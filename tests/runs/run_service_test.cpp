@@ -340,6 +340,15 @@ protected:
         runs_->forget(connection_id_);
     }
 
+    void probe_connection(integration::health_status health) {
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto c = must(uow.connections().find(connection_id_));
+            must(c.record_health({.status = health, .detail = "probe"}, clock_.now()));
+            return uow.connections().save(c);
+        }));
+        runs_->forget(connection_id_);
+    }
+
     std::optional<runs::integration_run> run_with_key(std::string const& key) {
         auto run = storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find_by_idempotency_key(key); });
         if (!run) return std::nullopt;
@@ -1811,6 +1820,53 @@ TEST_F(run_service_test, a_resume_that_failed_before_its_call_gives_its_lease_ba
     ASSERT_EQ(f.size(), 1u);
     EXPECT_EQ(f[0].data().error_code, "not_executable");
     EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
+}
+
+// The vendor's outage that deferred a run also fails the connection's health probe: the run then
+// waits for the connection to be healthy again (it was dead-lettered as `not_executable`, and
+// nobody was told); each refusal is one of its deferred executions, so one that stays down
+// escalates.
+TEST_F(run_service_test, a_deferred_run_waits_while_its_connection_is_degraded) {
+    auto id = unkeyed_post_waiting_for_the_worker(reply(200, "ok"));
+    probe_connection(integration::health_status::degraded);
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    auto status = [&] {
+        return must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(id); })).status();
+    };
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 1u);
+    EXPECT_EQ(status(), runs::run_status::running);
+    auto f = failures_of(id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_FALSE(f[0].resolved());
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::retry);
+    EXPECT_EQ(f[0].data().error_code, "connection_unhealthy");
+    EXPECT_EQ(vendor_->requests().size(), 4u) << "nothing was sent to a connection that is not healthy";
+    probe_connection(integration::health_status::healthy);
+    clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 1u);
+    EXPECT_EQ(status(), runs::run_status::completed);
+    EXPECT_EQ(vendor_->requests().size(), 5u);
+    EXPECT_TRUE(failures_of(id).at(0).resolved());
+}
+
+TEST_F(run_service_test, a_deferred_run_whose_connection_stays_unhealthy_escalates_once_its_deferred_executions_are_spent) {
+    auto id = unkeyed_post_waiting_for_the_worker(reply(200, "ok"));
+    probe_connection(integration::health_status::unhealthy);
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    for (int sweep = 0; sweep < 6; ++sweep) {
+        clock_.advance(61s);
+        (void)must(worker.sweep());
+    }
+    auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(id); }));
+    EXPECT_EQ(run.status(), runs::run_status::failed);
+    auto f = failures_of(id);
+    ASSERT_EQ(f.size(), 1u);
+    EXPECT_EQ(f[0].data().error_code, "connection_unhealthy");
+    EXPECT_EQ(f[0].data().next_action, failures::next_action::escalate);
+    EXPECT_FALSE(f[0].data().escalations.empty()) << "a run given up on was not escalated";
+    EXPECT_EQ(f[0].data().attempt, 4) << "the first execution and three deferred ones";
+    EXPECT_EQ(vendor_->requests().size(), 4u);
 }
 
 // An interrupted resume that cannot run the request again (its connection retired meanwhile)

@@ -141,6 +141,9 @@ public:
     /** Fails unless runs may execute now: Active and Healthy, or Degraded (but not Unhealthy) when
      *  `allow_degraded`. */
     result<void> ensure_can_execute(bool allow_degraded) const;
+    /** Whether `ensure_can_execute` fails only for the connection's health (it is Active or
+     *  Degraded): a probe that passes makes runs executable again. */
+    bool waits_for_health(bool allow_degraded) const;
 
 private:
     integration_connection(metadata m, connection_data d) : aggregate(std::move(m)), d_(std::move(d)) {}
