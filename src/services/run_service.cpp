@@ -957,12 +957,23 @@ result<std::size_t> run_service::recover_interrupted(request_context const& ctx)
     std::size_t ended = 0;
     storage::page_request page{.limit = 500};
     for (;;) {
-        auto running = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) {
-            return uow.runs().list({.status = run_status::running}, page);
+        // A run waiting for the worker (an open failure) is Running past its lease too: found
+        // in the read, it costs no write unit at each sweep (a deferred backlog would queue a
+        // unit per run, every sweep, beside the requests' commits).
+        std::vector<integration_run> orphans;
+        auto running = storage::read_for(store_, ctx, [&](storage::unit_of_work& uow) -> result<storage::page<integration_run>> {
+            auto listed = uow.runs().list({.status = run_status::running}, page);
+            if (!listed) return listed.error();
+            for (auto& run : listed->items) {
+                if (!lease_expired(run)) continue;
+                auto open = uow.failures().list({.run_id = run.id(), .unresolved_only = true}, {.limit = 1});
+                if (!open) return open.error();
+                if (open->items.empty()) orphans.push_back(std::move(run));
+            }
+            return listed;
         });
         if (!running) return running.error();
-        for (auto const& run : running->items) {
-            if (!lease_expired(run)) continue;
+        for (auto const& run : orphans) {
             auto failed = fail_interrupted(ctx, run);
             if (!failed && failed.error() != errc::conflict) return failed.error();  // conflict: another process ended it
             if (failed && *failed) ++ended;

@@ -1869,6 +1869,25 @@ TEST_F(run_service_test, a_deferred_run_whose_connection_stays_unhealthy_escalat
     EXPECT_EQ(vendor_->requests().size(), 4u);
 }
 
+// Runs waiting for the worker are Running past their lease too; the sweep's look for orphans
+// finds their open failures in its read, and queues no write unit for each, every sweep.
+TEST_F(run_service_test, recovering_orphans_writes_nothing_for_runs_waiting_for_the_worker) {
+    auto const limited = reply(429, "", "Retry-After: 1\r\n");
+    start(std::deque<std::string>(12, limited), {.allow = {net::cidr::parse("127.0.0.0/8").value()}},
+          {.idempotency_header = std::nullopt});
+    std::vector<std::string> ids;
+    for (int i = 0; i < 3; ++i) ids.push_back(must(runs_->execute(ctx_, send_sms())).run.id());
+    clock_.advance(runs_->run_lease() + 1s);
+    auto const before = storage::sqlite_store_stats(*store_).value().units;
+    EXPECT_EQ(must(runs_->recover_interrupted(ctx_)), 0u);
+    EXPECT_EQ(storage::sqlite_store_stats(*store_).value().units, before) << "a write unit per run waiting for the worker";
+    for (auto const& id : ids) {
+        auto f = failures_of(id);
+        ASSERT_EQ(f.size(), 1u);
+        EXPECT_EQ(f[0].data().next_action, failures::next_action::retry);
+    }
+}
+
 // An interrupted resume that cannot run the request again (its connection retired meanwhile)
 // escalates for a person to check with the vendor, instead of dead-lettering in silence.
 TEST_F(run_service_test, an_interrupted_run_that_cannot_run_again_escalates_instead_of_dead_lettering) {
