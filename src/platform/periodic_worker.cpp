@@ -65,6 +65,8 @@ void periodic_worker::sweep_once() {
         r = spec_.sweep(stop_flag_);
     } catch (std::exception const& e) {
         r = error{errc::storage_failure, e.what()};
+    } catch (...) {  // thrown out of the thread, it would end the process
+        r = error{errc::storage_failure, "an exception that is not a std::exception"};
     }
     if (r) {
         stats_.items_total += *r;
@@ -79,19 +81,32 @@ void periodic_worker::sweep_once() {
 }
 
 void periodic_worker::loop() {
+    std::unique_lock lock(mutex_);
     if (spec_.run) {
-        try {
-            spec_.run(stop_flag_);
-        } catch (std::exception const& e) {
-            ++stats_.failures_total;
-            log_("error", spec_.name + " ended: " + e.what());
+        // `run` returns at a stop; one that throws (or returns without a stop) is started again
+        // after a pause: ended for good, nothing of its job would happen until a restart.
+        auto const pause = spec_.interval > std::chrono::milliseconds(0) ? spec_.interval : std::chrono::milliseconds(1'000);
+        while (!stopping_) {
+            lock.unlock();
+            std::string failed;
+            try {
+                spec_.run(stop_flag_);
+            } catch (std::exception const& e) {
+                failed = e.what();
+            } catch (...) {
+                failed = "an exception that is not a std::exception";
+            }
+            if (!failed.empty()) {
+                ++stats_.failures_total;
+                log_("error", spec_.name + " failed and starts again in " + std::to_string(pause.count()) + " ms: " + failed);
+            }
+            lock.lock();
+            if (!stopping_) cv_.wait_for(lock, pause, [this] { return stopping_; });
         }
-        std::lock_guard lock(mutex_);
         done_ = true;
         cv_.notify_all();
         return;
     }
-    std::unique_lock lock(mutex_);
     while (!stopping_) {
         lock.unlock();
         sweep_once();
