@@ -204,6 +204,10 @@ result<std::size_t> health_prober::sweep(std::atomic<bool> const& stop) {
     if (!tenants) return tenants.error();
     std::size_t probed = 0;
     auto now = clock_.now();
+    // One tenant's trouble (a row that cannot be read) stops no other tenant's probes (its
+    // Degraded connections would refuse runs until a probe passes): the first error is
+    // reported once every tenant was swept.
+    std::optional<error> first_error;
     for (auto const& tenant : *tenants) {
         auto ctx = request_context::for_tenant(tenant, "health-prober");
         std::vector<std::string> due;
@@ -213,19 +217,26 @@ result<std::size_t> health_prober::sweep(std::atomic<bool> const& stop) {
                 do {
                     auto list = uow.connections().list({.status = status}, page);
                     if (!list) return list.error();
+                    // Checked "later" than now: the clock stepped back, and the probe is due
+                    // (it would wait out the whole step).
                     for (auto const& c : list->items)
-                        if (!c.data().last_checked_at || *c.data().last_checked_at + options_.interval <= now) due.push_back(c.id());
+                        if (auto const& at = c.data().last_checked_at; !at || *at + options_.interval <= now || *at > now)
+                            due.push_back(c.id());
                     page.cursor = list->next_cursor;
                 } while (!page.cursor.empty());
             }
             return {};
         });
-        if (!r) return r.error();
+        if (!r) {
+            if (!first_error) first_error = r.error();
+            continue;
+        }
         for (auto const& id : due) {
             if (stop.load()) return probed;
             if (test(ctx, id)) ++probed;
         }
     }
+    if (first_error) return *first_error;
     return probed;
 }
 

@@ -20,19 +20,30 @@ bool rotation_worker::due(integration_credential const& c, time_point now) const
     return false;
 }
 
-result<void> rotation_worker::escalate(request_context const& ctx, integration_credential const& c, time_point now) {
+namespace {
+
+// Whether the credential has its one open rotation failure already.
+result<bool> has_open_rotation_failure(storage::unit_of_work& uow, integration_credential const& c) {
+    auto open = uow.failures().list({.unresolved_only = true, .credential_id = c.id()}, {.limit = 500});
+    if (!open) return open.error();
+    for (auto const& f : open->items)
+        if (f.data().credential_id == c.id() && f.data().source == failures::failure_source::credential_rotation) return true;
+    return false;
+}
+
+}  // namespace
+
+result<void> rotation_worker::escalate(request_context const& ctx, integration_credential const& c, time_point now,
+                                       std::string const& why) {
     return store_.transact(ctx, [&](storage::unit_of_work& uow) -> result<void> {
         // One open failure per credential: later sweeps do not pile up duplicates.
-        auto open = uow.failures().list({.unresolved_only = true, .credential_id = c.id()}, {.limit = 500});
+        auto open = has_open_rotation_failure(uow, c);
         if (!open) return open.error();
-        for (auto const& f : open->items)
-            if (f.data().credential_id == c.id() && f.data().source == failures::failure_source::credential_rotation)
-                return {};
+        if (*open) return {};
         std::string when = c.data().expires_at ? "expires at " + format_time(*c.data().expires_at) : "is due for rotation";
         auto f = failures::integration_failure::record(
             ctx, now, failures::failure_source::credential_rotation, c.id(), c.data().provider_id,
-            {failures::failure_category::auth, "rotation_required",
-             "credential " + c.id() + " " + when + " and no rotator can mint new material; rotate it",
+            {failures::failure_category::auth, "rotation_required", "credential " + c.id() + " " + when + " and " + why,
              failures::next_action::escalate, {}});
         if (!f) return f.error();
         return uow.failures().save(*f);
@@ -44,9 +55,15 @@ result<rotation_sweep> rotation_worker::sweep() {
     auto tenants = store_.tenants();
     if (!tenants) return tenants.error();
     auto now = clock_.now();
+    // One tenant's trouble (a row that cannot be read) ends no other tenant's rotations: the
+    // first error is reported once every tenant was swept.
+    std::optional<error> first_error;
+    auto keep = [&](error e) {
+        if (!first_error) first_error = std::move(e);
+    };
     for (auto const& tenant : *tenants) {
         auto ctx = request_context::for_tenant(tenant, "credential-rotation-worker");
-        std::vector<integration_credential> candidates, stuck;
+        std::vector<integration_credential> candidates, escalated, stuck;
         auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             // Every page: a due credential is not only among the first of a tenant (nor among the
             // first to expire, which stay due while no minter can rotate them).
@@ -55,15 +72,25 @@ result<rotation_sweep> rotation_worker::sweep() {
                 auto all = uow.credentials().list({}, page);
                 if (!all) return all.error();
                 for (auto& c : all->items) {
-                    if (due(c, now)) candidates.push_back(std::move(c));
-                    else if (auto const* v = c.staged_version(); v && v->created_at < now - options_.abandoned_after)
+                    if (due(c, now)) {
+                        // Escalated already (nothing could mint, or new material failed its
+                        // verification): for a person now, not minted again at every sweep.
+                        auto open = has_open_rotation_failure(uow, c);
+                        if (!open) return open.error();
+                        (*open ? escalated : candidates).push_back(std::move(c));
+                    } else if (auto const* v = c.staged_version(); v && v->created_at < now - options_.abandoned_after) {
                         stuck.push_back(std::move(c));  // a rotation that should have ended long ago
+                    }
                 }
                 page.cursor = std::move(all->next_cursor);
             } while (!page.cursor.empty());
             return {};
         });
-        if (!r) return r.error();
+        if (!r) {
+            keep(r.error());
+            continue;
+        }
+        out.escalated += escalated.size();
         for (auto const& c : stuck) {  // one credential's trouble ends no other's rotation
             auto ended = credentials_.abandon_rotation(ctx, c.id(), now - options_.abandoned_after);
             if (!ended) ++out.failed;
@@ -72,16 +99,34 @@ result<rotation_sweep> rotation_worker::sweep() {
         for (auto const& c : candidates) {
             auto minted = options_.mint ? options_.mint(c) : std::nullopt;
             if (!minted) {
-                if (auto e = escalate(ctx, c, now); !e) return e.error();
+                if (auto e = escalate(ctx, c, now, "no rotator can mint new material; rotate it"); !e) {
+                    keep(e.error());
+                    ++out.failed;
+                    continue;
+                }
                 ++out.escalated;
                 continue;
             }
             auto verify = options_.verifier_for ? options_.verifier_for(ctx, c)
                                                 : verifier([](resolved_credential const&) -> result<void> { return {}; });
             auto rotated = credentials_.rotate(ctx, c.id(), std::move(minted->secret), verify, minted->expires_at);
-            rotated ? ++out.rotated : ++out.failed;
+            if (rotated) {
+                ++out.rotated;
+                continue;
+            }
+            ++out.failed;
+            // Material the vendor refused would be refused again: a new one minted at every
+            // sweep, the credential expiring meanwhile with nobody told. An outage (the vault,
+            // the store) is retried next sweep.
+            if (rotated.error() == errc::verification_failed)
+                if (auto e = escalate(ctx, c, now, "its rotation failed: " + rotated.error().detail() +
+                                                       "; check the vendor, then rotate it or resolve this failure to let "
+                                                       "the worker try again");
+                    !e)
+                    keep(e.error());
         }
     }
+    if (first_error) return *first_error;
     return out;
 }
 

@@ -7,6 +7,7 @@
 #include <integration/backends/local_vault/local_secret_store.hpp>
 #include <integration/backends/sqlite/sqlite_store.hpp>
 
+#include <algorithm>
 #include <thread>
 
 #include <future>
@@ -241,7 +242,55 @@ TEST_F(rotation_worker_test, a_failed_verification_keeps_the_prior_version_and_r
     auto stored = find(a_, c.id());
     EXPECT_EQ(stored.data().current_version, 1);
     EXPECT_EQ(stored.status(), credentials::credential_status::active);
-    EXPECT_EQ(must(store_->pending_events(100)).back().envelope.event_type, "IntegrationFailed");
+    auto events = must(store_->pending_events(100));
+    EXPECT_TRUE(std::any_of(events.begin(), events.end(), [](auto const& e) { return e.envelope.event_type == "IntegrationFailed"; }));
+}
+
+// Material the vendor refused is escalated once, for a person: it was minted again at every sweep
+// (a new key at the vendor each minute) until the credential expired, and nobody was told.
+TEST_F(rotation_worker_test, a_rotation_that_fails_verification_is_escalated_once_and_not_minted_again) {
+    auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old"),
+                                       .expires_at = clock_.now() + 24h}));
+    int minted = 0;
+    credentials::rotation_worker worker(*store_, service_, clock_, {
+        .mint = [&](auto const&) {
+            ++minted;
+            return std::optional(credentials::minted_secret{secret_bytes("bad"), {}});
+        },
+        .verifier_for = [](auto const&, auto const&) -> credentials::verifier {
+            return [](auto const&) -> result<void> { return error{errc::forbidden, "probe got 401"}; };
+        }});
+    EXPECT_EQ(must(worker.sweep()).failed, 1u);
+    for (int i = 0; i < 3; ++i) {
+        clock_.advance(60s);
+        auto again = must(worker.sweep());
+        EXPECT_EQ(again.failed, 0u);
+        EXPECT_EQ(again.escalated, 1u);
+    }
+    EXPECT_EQ(minted, 1);
+    EXPECT_EQ(find(a_, c.id()).data().current_version, 1);
+    must(store_->read(a_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto open = must(uow.failures().list({.unresolved_only = true}, {})).items;
+        EXPECT_EQ(open.size(), 1u);
+        if (open.empty()) return {};
+        EXPECT_EQ(open[0].data().credential_id, c.id());
+        EXPECT_EQ(open[0].data().next_action, failures::next_action::escalate);
+        EXPECT_NE(open[0].data().message.find("probe got 401"), std::string::npos) << open[0].data().message;
+        return {};
+    }));
+}
+
+// A row of one tenant that cannot be read stops no other tenant's rotations; the sweep still
+// reports the error.
+TEST_F(rotation_worker_test, one_tenants_unreadable_credential_does_not_stop_the_others_rotations) {
+    must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("a"), .expires_at = clock_.now() + 24h}));
+    auto b = must(service_.create(b_, {.provider_id = provider(b_), .secret = secret_bytes("b"), .expires_at = clock_.now() + 24h}));
+    exec_sql(dir_.file("i.db"), "PRAGMA busy_timeout = 10000; UPDATE credentials SET status = 'Bogus' WHERE tenant_id = 'tenant-a';");
+    credentials::rotation_worker worker(*store_, service_, clock_, {
+        .mint = [&](auto const&) { return std::optional(credentials::minted_secret{secret_bytes("new"), clock_.now() + 24h * 60}); }});
+    auto sweep = worker.sweep();
+    EXPECT_FALSE(sweep) << "the unreadable row was not reported";
+    EXPECT_EQ(find(b_, b.id()).data().current_version, 2) << "tenant-b's due credential was not rotated";
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include "support/credential_world.hpp"
 #include "support/keep_alive_server.hpp"
 #include "support/loopback_server.hpp"
+#include "support/sqlite_file.hpp"
 
 #include <boost/json/serialize.hpp>
 
@@ -287,6 +288,39 @@ TEST_F(health_prober_test, the_sweep_probes_only_connections_that_are_due) {
     clock_.advance(301s);
     EXPECT_EQ(must(prober_.sweep(stop_)), 2u);
     (void)pending;
+}
+
+// A wall clock stepped back (NTP, a restored VM) leaves every connection checked "in the
+// future": probed at the next sweep, not once the clock has caught up with the step.
+TEST_F(health_prober_test, a_clock_stepped_back_does_not_hold_the_probes_for_the_step) {
+    must(prober_.test(ctx_, pending_connection()));
+    auto before = server_.requests().size();
+    clock_.advance(-1h);
+    EXPECT_EQ(must(prober_.sweep(stop_)), 1u);
+    EXPECT_EQ(server_.requests().size(), before + 1);
+}
+
+// A row of one tenant that cannot be read stops no other tenant's probes.
+TEST_F(health_prober_test, one_tenants_unreadable_connection_does_not_stop_the_others_probes) {
+    auto ours = pending_connection();
+    must(prober_.test(ctx_, ours));
+    auto first = request_context::for_tenant("t0");  // swept before t1
+    must(store_->transact(first, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = must(providers::integration_provider::register_new(first, clock_.now(), provider_spec("vendor")));
+        must(p.activate(1));
+        must(uow.providers().save(p));
+        auto spec = connection_spec();
+        spec.endpoints.clear();
+        auto c = must(connections::integration_connection::create(first, clock_.now(), p, spec));
+        return uow.connections().save(c);
+    }));
+    exec_sql(dir_.file("i.db"),
+             "PRAGMA busy_timeout = 10000; UPDATE connections SET status = 'Active', health = 'Bogus' WHERE tenant_id = 't0';");
+    auto before = server_.requests().size();
+    clock_.advance(301s);
+    auto swept = prober_.sweep(stop_);
+    EXPECT_FALSE(swept) << "the unreadable row was not reported";
+    EXPECT_EQ(server_.requests().size(), before + 1) << "t1's due connection was not probed";
 }
 
 // A probe may take its whole timeout: a sweep that went on to every connection due would hold

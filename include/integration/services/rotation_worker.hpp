@@ -36,8 +36,11 @@ struct rotation_worker_options {
 /** What one sweep did. */
 struct rotation_sweep {
     std::size_t rotated = 0;
-    std::size_t escalated = 0;   ///< Failures raised for credentials nothing could rotate.
-    std::size_t failed = 0;      ///< Rotations that failed (verification or an outage); retried next sweep.
+    /** Due credentials left to a person, with one open failure each (raised once): nothing could
+     *  mint new material, or new material failed its verification. Not minted again until that
+     *  failure is resolved. */
+    std::size_t escalated = 0;
+    std::size_t failed = 0;      ///< Rotations that failed (an outage: retried next sweep; a verification: escalated).
     std::size_t abandoned = 0;   ///< Rotations a stopped process left unfinished, ended.
 };
 
@@ -51,7 +54,7 @@ public:
 
 private:
     bool due(integration_credential const& c, time_point now) const;
-    result<void> escalate(request_context const& ctx, integration_credential const& c, time_point now);
+    result<void> escalate(request_context const& ctx, integration_credential const& c, time_point now, std::string const& why);
 
     storage::store& store_;
     credential_service& credentials_;
