@@ -348,7 +348,7 @@ result<integration_credential> credential_service::revoke(request_context const&
         return std::move(*c);
     });
     if (!revoked) return revoked;
-    invalidate_token(credential_id);
+    drop_token(credential_id);
     // Unreadable at once; destroyed when the store's recovery window ends (the retention sweep).
     for (auto const& v : revoked->data().versions)
         if (auto ref = secret_ref::parse(v.key_vault_ref); ref) {
@@ -620,7 +620,7 @@ result<http::response> credential_service::send_authorized(request_context const
         if (!res) return res;
         bool bearer_mode = material->auth_mode != auth_mode::api_key;
         if (res->status != 401 || !bearer_mode || attempt == 1) return res;
-        invalidate_token(credential_id);  // one forced refresh, then the answer stands
+        token_refused(credential_id, *material);  // one forced refresh, then the answer stands
     }
 }
 
@@ -642,7 +642,7 @@ void credential_service::start_authorized(request_context const& ctx, std::strin
         applied.reset();  // the material leaves the request (wiped) once the call ended
         res = redacted(std::move(res), *m);
         if (!res || res->status != 401 || m->auth_mode == auth_mode::api_key || refreshed) return done(std::move(res));
-        invalidate_token(id);  // one forced refresh, then the answer stands
+        token_refused(id, *m);  // one forced refresh, then the answer stands
         // The refresh is a blocking token request: never on the transport's thread.
         http::go_on(call, [this, &ctx, id = std::move(id), &request, next, &call, done = std::move(done)]() mutable {
             start_authorized(ctx, std::move(id), request, next, call, std::move(done), true);
@@ -704,7 +704,15 @@ result<resolved_credential> credential_service::resolve(request_context const& c
     if (material->expires_at) valid_until = std::min(valid_until, *material->expires_at - options_.refresh_margin);
     std::unique_lock lock(material_mutex_);
     // A revocation or rotation forgot the material while this was read: it is not cached again.
-    if (generation == material_generation_) materials_[key] = {material->clone(), valid_until};
+    if (generation == material_generation_) {
+        // Amortised: expired entries (credentials no longer used) go each time the map doubles
+        // past what the last sweep kept.
+        if (materials_.size() >= materials_sweep_at_) {
+            std::erase_if(materials_, [&](auto const& kv) { return kv.second.valid_until <= now; });
+            materials_sweep_at_ = std::max<std::size_t>(1024, 2 * materials_.size());
+        }
+        materials_[key] = {material->clone(), valid_until};
+    }
     return material;
 }
 
@@ -781,11 +789,57 @@ std::shared_ptr<credential_service::cached_token> credential_service::cache_entr
     return e;
 }
 
+namespace {
+
+std::size_t token_hash(secret_bytes const& t) {
+    return std::hash<std::string_view>{}(t.view()) | 1;  // never 0, which means "none refused"
+}
+
+}  // namespace
+
 void credential_service::invalidate_token(std::string const& credential_id) {
     forget_material(credential_id);
     // Not under the entry's lock, which a refresh holds while it waits for the store's lease and
-    // the token endpoint: this is called on the transport's event loop after a 401.
-    cache_entry(credential_id)->invalidated = true;
+    // the token endpoint. An entry not made yet has nothing to drop.
+    std::lock_guard lock(cache_mutex_);
+    if (auto it = cache_.find(credential_id); it != cache_.end()) it->second->invalidated = true;
+}
+
+void credential_service::token_refused(std::string const& credential_id, resolved_credential const& sent) {
+    forget_material(credential_id);
+    // Called on the transport's event loop after a 401: not under the entry's lock (see above).
+    // The calls in flight with a token all get their 401 after the first of them fetched the
+    // next one: only the token they were sent with is dropped, not its successor each time.
+    std::lock_guard lock(cache_mutex_);
+    auto it = cache_.find(credential_id);
+    if (it == cache_.end() || sent.secrets.empty()) return;
+    it->second->refused = token_hash(sent.secrets.back());  // a bearer's secret is its token
+}
+
+credential_service::cache_sizes credential_service::cached() const {
+    cache_sizes out;
+    {
+        std::lock_guard lock(cache_mutex_);
+        out.tokens = cache_.size();
+    }
+    std::shared_lock lock(material_mutex_);
+    out.materials = materials_.size();
+    return out;
+}
+
+void credential_service::drop_token(std::string const& credential_id) {
+    forget_material(credential_id);
+    std::shared_ptr<cached_token> gone;
+    {
+        std::lock_guard lock(cache_mutex_);
+        auto it = cache_.find(credential_id);
+        if (it == cache_.end()) return;
+        gone = std::move(it->second);
+        cache_.erase(it);
+    }
+    // A fetch in flight holds the entry: it checks the revocation before it hands out its token,
+    // and the entry (its token and authorization document wiped) goes with its last holder.
+    gone->invalidated = true;
 }
 
 bool credential_service::refresh_exhausted(std::string const& credential_id) {
@@ -825,9 +879,14 @@ result<resolved_credential> credential_service::bearer(integration_credential co
         entry->version = version;
     }
     if (entry->invalidated.exchange(false)) entry->token.clear();
+    if (auto refused = entry->refused.exchange(0); refused != 0 && !entry->token.empty() && refused == token_hash(entry->token))
+        entry->token.clear();
+    // A token is fetched again `refresh_margin` before it expires, or half way through a shorter
+    // life (a 60 s token was fetched again at every use).
+    auto const margin = std::min<std::chrono::nanoseconds>(options_.refresh_margin, (entry->expires_at - entry->fetched_at) / 2);
     // An entry newer than the caller's version was refreshed by another caller since this one
     // read its material: its token serves (a refresh with the caller's spent token would not).
-    if (entry->token.empty() || clock_.now() + options_.refresh_margin >= entry->expires_at) {
+    if (entry->token.empty() || clock_.now() + margin >= entry->expires_at) {
         auto t = fetch(*entry);
         if (!t) return t.error();
         // A revocation that committed while the token was fetched: the token is not handed out,
@@ -840,6 +899,7 @@ result<resolved_credential> credential_service::bearer(integration_credential co
             return error{errc::invalid_state, "credential " + c.id() + " was revoked while its token was fetched"};
         }
         entry->token = std::move(t->access);
+        entry->fetched_at = clock_.now();
         entry->expires_at = t->expires_at;
     }
     add(entry->token);

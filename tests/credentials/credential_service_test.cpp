@@ -15,6 +15,9 @@
 
 #include <boost/json/serialize.hpp>
 
+#include <future>
+#include <thread>
+#include <atomic>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -516,6 +519,71 @@ TEST_F(credential_outbound_test, any_expires_in_a_token_endpoint_sends_gives_a_b
         ASSERT_TRUE(m->expires_at) << sent;
         EXPECT_EQ(*m->expires_at - clock_.now(), lifetime) << "expires_in " << sent;
     }
+}
+
+// Calls in flight with a token all get their 401 once the vendor stops taking it; the first
+// fetches the next token, and a 401 that comes after that, to a call sent with the old token,
+// leaves the new one alone (each such 401 fetched another token: a refresh storm, and with
+// rotating refresh tokens a vault write and a CredentialRotated event each).
+TEST_F(credential_outbound_test, a_late_401_to_a_call_sent_with_an_old_token_does_not_drop_the_new_one) {
+    std::atomic<int> issued{0};
+    keep_alive_server idp([&](received_request const&) {
+        return http_answer_bytes(200, R"({"access_token":"tok-)" + std::to_string(++issued) + R"(","token_type":"Bearer","expires_in":3600})");
+    });
+    std::promise<void> release;
+    auto released = release.get_future().share();
+    std::atomic<bool> held{false};
+    keep_alive_server vendor([&](received_request const& r) {
+        if (r.header("Authorization").value_or("") != "Bearer tok-1") return http_answer_bytes(200, "ok");
+        if (!held.exchange(true)) released.wait();  // the first call's 401 comes last
+        return http_answer_bytes(401, "expired");
+    });
+    auto c = oauth2("http://127.0.0.1:" + std::to_string(idp.port()) + "/token");
+    http::request req{.url = "http://127.0.0.1:" + std::to_string(vendor.port()) + "/v1/things"};
+    auto late = std::async(std::launch::async, [&] { return send_authorized(credentials_, *transport_, ctx_, c.id(), req); });
+    for (int i = 0; i < 3000 && !held.load(); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_TRUE(held.load()) << "the first call never reached the vendor";
+    auto first = must(send_authorized(credentials_, *transport_, ctx_, c.id(), req));
+    EXPECT_EQ(first.status, 200);
+    EXPECT_EQ(issued.load(), 2);
+    release.set_value();
+    auto second = must(late.get());
+    EXPECT_EQ(second.status, 200);
+    EXPECT_EQ(issued.load(), 2) << "the late 401 to tok-1 dropped tok-2 and fetched another";
+}
+
+// A token that lives less than twice the refresh margin (120 s) is fetched again half way
+// through its life, not at every use.
+TEST_F(credential_outbound_test, a_short_lived_token_serves_until_half_its_life) {
+    std::atomic<int> issued{0};
+    keep_alive_server idp([&](received_request const&) {
+        return http_answer_bytes(200, R"({"access_token":"tok-)" + std::to_string(++issued) + R"(","token_type":"Bearer","expires_in":60})");
+    });
+    auto c = oauth2("http://127.0.0.1:" + std::to_string(idp.port()) + "/token");
+    for (int i = 0; i < 3; ++i) must(credentials_.resolve(ctx_, c.id()));
+    EXPECT_EQ(issued.load(), 1);
+    clock_.advance(std::chrono::seconds(31));
+    must(credentials_.resolve(ctx_, c.id()));
+    EXPECT_EQ(issued.load(), 2);
+}
+
+// A revoked credential's token and material leave memory (its client secret, its access token:
+// kept until the process ended), and material no longer used is dropped as new material comes.
+TEST_F(credential_outbound_test, a_revoked_credentials_token_and_unused_material_leave_memory) {
+    auto c = oauth2("http://127.0.0.1:" + std::to_string(idp_.port()) + "/token");
+    must(credentials_.resolve(ctx_, c.id()));
+    EXPECT_EQ(credentials_.cached().tokens, 1u);
+    must(credentials_.revoke(ctx_, c.id(), "leaked"));
+    EXPECT_EQ(credentials_.cached().tokens, 0u);
+    EXPECT_EQ(credentials_.cached().materials, 0u);
+
+    for (int i = 0; i < 1100; ++i) {
+        auto key = must(credentials_.create(ctx_, {.provider_id = provider_id_, .secret = secret_bytes("k" + std::to_string(i)),
+                                                   .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}));
+        must(credentials_.resolve(ctx_, key.id()));
+        if (i == 999) clock_.advance(std::chrono::hours(1));  // the material of the first 1,000 expires
+    }
+    EXPECT_LT(credentials_.cached().materials, 200u);
 }
 
 // A credential revoked while a resolve was reading it: that resolve may still use what it read,

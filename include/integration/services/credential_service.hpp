@@ -243,6 +243,14 @@ public:
      *  100 ms more): no store or vault read and no token request, so a caller on an event loop
      *  may resolve there. */
     bool resolves_without_blocking(request_context const& ctx, std::string const& credential_id);
+
+    /** What this process keeps in memory, for metrics: credentials with a token entry, and
+     *  resolved materials (a revoked credential's are dropped; expired ones go as new ones come). */
+    struct cache_sizes {
+        std::size_t tokens = 0;
+        std::size_t materials = 0;
+    };
+    cache_sizes cached() const;
     /** Sends `request` with the credential's material applied. On a 401 with a bearer token
      *  (OAuth2 or managed identity) the token is refreshed once and the request sent again; a
      *  second 401 is returned for the caller to classify as Auth.
@@ -267,7 +275,7 @@ public:
     void start_authorized(request_context const& ctx, std::string credential_id, http::request& request,
                           http::next_policy next, http::call_context& call, http::transport::completion done,
                           bool refreshed = false);
-    /** Drops a cached token after a 401 so the next resolve fetches a fresh one. */
+    /** Drops a credential's cached token and material: the next resolve reads and fetches afresh. */
     void invalidate_token(std::string const& credential_id);
 
     /** Starts an authorization-code flow: keeps the flow in the store for `authorization_ttl`
@@ -300,8 +308,12 @@ private:
     };
     struct cached_token {
         std::mutex refresh;  // single flight: one fetch per credential at a time
-        std::atomic<bool> invalidated{false};  // the token got a 401: the next use fetches another
+        std::atomic<bool> invalidated{false};  // the next use fetches another token
+        /** A hash of a token a vendor answered 401 to: the next use fetches another if it is still
+         *  the entry's (the 401s of calls sent with an older token leave a newer one alone). */
+        std::atomic<std::size_t> refused{0};
         secret_bytes token;
+        time_point fetched_at{};
         time_point expires_at{};
         std::int64_t version = 0;  // the secret store version the entry holds what it learnt of
         /** The authorization document after the refresh token rotated: callers that read the
@@ -317,6 +329,10 @@ private:
                                             secret_ref const& ref, bool use_cache);
     result<resolved_credential> bearer(integration_credential const& c, std::int64_t version, bool use_cache,
                                        token_fetch const& fetch);
+    /** A vendor answered 401 to a call sent with `sent`: its token is not used again. */
+    void token_refused(std::string const& credential_id, resolved_credential const& sent);
+    /** A revoked credential's cached token and material leave memory. */
+    void drop_token(std::string const& credential_id);
     /** `spends_grant`: the body carries a one-time grant (an authorization code, a refresh token
      *  the provider may rotate), so it is never sent twice. */
     result<token> token_request(std::string const& url, std::string body, bool spends_grant = false);
@@ -351,11 +367,12 @@ private:
     credential_service_options options_;
     std::shared_mutex schemes_mutex_;
     std::map<std::string, auth_scheme, std::less<>> schemes_;
-    std::mutex cache_mutex_;
+    mutable std::mutex cache_mutex_;
     std::map<std::string, std::shared_ptr<cached_token>> cache_;
-    std::shared_mutex material_mutex_;
+    mutable std::shared_mutex material_mutex_;
     std::map<std::string, cached_material, std::less<>> materials_;  // "tenant/credentialId"
     std::uint64_t material_generation_ = 0;  // under material_mutex_; one more at each forget_material
+    std::size_t materials_sweep_at_ = 1024;  // under material_mutex_: the size at which expired entries go
     std::string lease_owner_;  // this service's name on refresh leases in the store
 };
 
