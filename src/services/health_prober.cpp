@@ -134,17 +134,32 @@ result<integration_connection> health_prober::test(request_context const& ctx, s
         if (!c) return c.error();
         auto now = clock_.now();
         bool working = c->status() == connection_status::active || c->status() == connection_status::degraded;
-        if (auto h = c->record_health(*outcome, now); !h) return h.error();
+        auto seen = *outcome;
+        bool usable = credential_ok;
+        // A probe that passed with a credential revoked while it was in flight (or resolved from
+        // another process's cache) does not bring the connection back: it stays Unhealthy, as the
+        // revocation left it, and nothing is activated.
+        if (seen.status == health_status::healthy && c->data().credential_id) {
+            auto cred = uow.credentials().find(*c->data().credential_id);
+            if (!cred && cred.error() != errc::not_found) return cred.error();
+            auto ok = cred ? cred->ensure_usable_by(c->data().provider_id, c->id())
+                           : result<void>(error{errc::invalid_state, "credential " + *c->data().credential_id + " is gone"});
+            if (!ok) {
+                seen = {health_status::unhealthy, ok.error().detail(), failures::failure_category::auth};
+                usable = false;
+            }
+        }
+        if (auto h = c->record_health(seen, now); !h) return h.error();
         // A Pending connection becomes Active only while its provider still takes connections:
         // one deprecated since it was created stays Pending, its health recorded.
-        if (c->status() == connection_status::pending && outcome->status == health_status::healthy && c->data().credential_id) {
+        if (c->status() == connection_status::pending && seen.status == health_status::healthy && c->data().credential_id) {
             auto p = uow.providers().find(c->data().provider_id);
             if (!p && p.error() != errc::not_found) return p.error();
             if (p && p->ensure_accepts_connections())
-                if (auto a = c->activate(credential_ok, now); !a) return a.error();
+                if (auto a = c->activate(usable, now); !a) return a.error();
         }
         if (auto s = uow.connections().save(*c); !s) return s.error();
-        if (auto f = record_failure(uow, *c, *outcome, working, now); !f) return f.error();
+        if (auto f = record_failure(uow, *c, seen, working, now); !f) return f.error();
         return std::move(*c);
     });
 }

@@ -11,6 +11,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <functional>
 
 namespace integration::testing {
 namespace {
@@ -57,8 +58,10 @@ protected:
     std::atomic<int> status_{200};
     std::atomic<bool> stop_{false};           // what `sweep` watches
     std::atomic<bool> stop_on_probe_{false};  // a probe received sets `stop_` before it is answered
+    std::function<void()> on_probe_;          // runs while a probe waits for its answer
     loopback_server server_{[this](int fd, loopback_server&) {
         if (stop_on_probe_) stop_ = true;
+        if (on_probe_) on_probe_();
         auto r = "HTTP/1.1 " + std::to_string(status_.load()) + " X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
         (void)::write(fd, r.data(), r.size());
     }};
@@ -288,6 +291,26 @@ TEST_F(health_prober_test, the_sweep_probes_only_connections_that_are_due) {
     clock_.advance(301s);
     EXPECT_EQ(must(prober_.sweep(stop_)), 2u);
     (void)pending;
+}
+
+// A probe that passes while its credential is revoked (the revocation made the connection
+// Unhealthy) does not bring the connection back to Active, nor activate a Pending one.
+TEST_F(health_prober_test, a_probe_passing_while_its_credential_is_revoked_leaves_the_connection_unhealthy) {
+    auto working = pending_connection();
+    ASSERT_EQ(must(prober_.test(ctx_, working)).status(), connection_status::active);
+    auto waiting = pending_connection();
+    on_probe_ = [&] {
+        on_probe_ = nullptr;
+        must(credentials_.revoke(ctx_, credential_id_, "leaked"));
+    };
+    auto c = must(prober_.test(ctx_, working));
+    EXPECT_EQ(c.status(), connection_status::degraded);
+    EXPECT_EQ(c.data().health, health_status::unhealthy);
+    EXPECT_NE(c.data().health_reason.value_or("").find("Revoked"), std::string::npos) << c.data().health_reason.value_or("");
+    auto p = must(prober_.test(ctx_, waiting));
+    EXPECT_EQ(p.status(), connection_status::pending);
+    auto types = event_types();
+    EXPECT_EQ(std::count(types.begin(), types.end(), "IntegrationConnectionEstablished"), 1) << "only the first test activated";
 }
 
 // A wall clock stepped back (NTP, a restored VM) leaves every connection checked "in the
