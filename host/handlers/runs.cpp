@@ -7,15 +7,41 @@
 #include <boost/beast/core/detail/base64.hpp>
 #include <boost/json/serialize.hpp>
 
+#include <charconv>
+#include <cmath>
+
 namespace integration::host {
 namespace {
+
+// A number or bool as text the vendor reads back as the same value. Boost.JSON writes a
+// fraction in exponent form (19.99 as 1.999E1, which a vendor reading integers takes for 1), and
+// keeps an integer past 64 bits as a double that has lost digits: that one is refused.
+result<std::string> scalar_text(boost::json::value const& v, std::string const& field) {
+    if (v.is_bool()) return std::string(v.get_bool() ? "true" : "false");
+    if (v.is_int64()) return std::to_string(v.get_int64());
+    if (v.is_uint64()) return std::to_string(v.get_uint64());
+    double const d = v.get_double();
+    if (!(std::abs(d) < 9007199254740992.0))  // 2^53: past it a double does not hold every integer
+        return error{errc::invalid_argument, field + " is a number too large to send exactly; send it as a string"};
+    char text[64];
+    auto const [end, ec] = std::to_chars(text, text + sizeof text, d);  // the shortest form that reads back the same
+    if (ec != std::errc()) return error{errc::invalid_argument, field + " is a number that cannot be written; send it as a string"};
+    return std::string(text, end);
+}
 
 result<std::vector<std::pair<std::string, std::string>>> string_pairs(boost::json::object const& o, std::string const& path) {
     std::vector<std::pair<std::string, std::string>> out;
     for (auto const& [k, v] : o) {
-        if (v.is_string()) out.emplace_back(std::string(k), std::string(v.get_string()));
-        else if (v.is_number() || v.is_bool()) out.emplace_back(std::string(k), boost::json::serialize(v));
-        else return error{errc::invalid_argument, path + "." + std::string(k) + " must be a string"};
+        auto field = path + "." + std::string(k);
+        if (v.is_string()) {
+            out.emplace_back(std::string(k), std::string(v.get_string()));
+        } else if (v.is_number() || v.is_bool()) {
+            auto text = scalar_text(v, field);
+            if (!text) return text.error();
+            out.emplace_back(std::string(k), std::move(*text));
+        } else {
+            return error{errc::invalid_argument, field + " must be a string"};
+        }
     }
     return out;
 }

@@ -147,7 +147,7 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
                  if (*n == 0 || stop.load()) return total;
              }
          }},
-        {"retry", w.retry, [&p](std::atomic<bool> const&) { return p.retry->sweep(); }},
+        {"retry", w.retry, [&p](std::atomic<bool> const& stop) { return p.retry->sweep(stop); }},
         {"credential-rotation", w.rotation,
          [&p](std::atomic<bool> const&) -> result<std::size_t> {
              auto r = p.rotation->sweep();

@@ -223,9 +223,10 @@ result<std::size_t> health_prober::sweep(std::atomic<bool> const& stop) {
     // Degraded connections would refuse runs until a probe passes): the first error is
     // reported once every tenant was swept.
     std::optional<error> first_error;
+    std::vector<std::pair<request_context, std::vector<std::string>>> due;  // by tenant
     for (auto const& tenant : *tenants) {
         auto ctx = request_context::for_tenant(tenant, "health-prober");
-        std::vector<std::string> due;
+        std::vector<std::string> ids;
         auto r = store_.read(ctx, [&](storage::unit_of_work& uow) -> result<void> {
             for (auto status : {connection_status::active, connection_status::degraded}) {
                 storage::page_request page{.limit = 500};
@@ -236,7 +237,7 @@ result<std::size_t> health_prober::sweep(std::atomic<bool> const& stop) {
                     // (it would wait out the whole step).
                     for (auto const& c : list->items)
                         if (auto const& at = c.data().last_checked_at; !at || *at + options_.interval <= now || *at > now)
-                            due.push_back(c.id());
+                            ids.push_back(c.id());
                     page.cursor = list->next_cursor;
                 } while (!page.cursor.empty());
             }
@@ -246,10 +247,20 @@ result<std::size_t> health_prober::sweep(std::atomic<bool> const& stop) {
             if (!first_error) first_error = r.error();
             continue;
         }
-        for (auto const& id : due) {
+        if (!ids.empty()) due.emplace_back(std::move(ctx), std::move(ids));
+    }
+    // One connection of each tenant in turn: a tenant with many connections to a vendor that
+    // hangs until the timeout would otherwise hold every later tenant's probes (and the runs its
+    // Degraded connections refuse until one passes) for all of its timeouts.
+    for (std::size_t i = 0;; ++i) {
+        bool more = false;
+        for (auto const& [ctx, ids] : due) {
+            if (i >= ids.size()) continue;
             if (stop.load()) return probed;
-            if (test(ctx, id)) ++probed;
+            more = true;
+            if (test(ctx, ids[i])) ++probed;
         }
+        if (!more) break;
     }
     if (first_error) return *first_error;
     return probed;

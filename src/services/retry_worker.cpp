@@ -5,8 +5,11 @@
 #include <integration/core/id.hpp>
 
 #include <algorithm>
+#include <atomic>
 #include <condition_variable>
 #include <exception>
+#include <functional>
+#include <map>
 #include <mutex>
 #include <set>
 
@@ -24,48 +27,71 @@ retry_worker::retry_worker(storage::store& store, run_service& runs, clock const
 retry_worker::~retry_worker() = default;
 
 result<std::size_t> retry_worker::sweep() {
+    std::atomic<bool> never{false};
+    return sweep(never);
+}
+
+result<std::size_t> retry_worker::sweep(std::atomic<bool> const& stop) {
     auto tenants = store_.tenants();
     if (!tenants) return tenants.error();
     // Waited for whole, as one sweep: a stop waits for it (bounded by the platform's deadline),
-    // and what it resumes runs before the worker goes.
+    // and what it resumes runs before the worker goes. A tenant whose part ended with failures
+    // still due (its batch or budget spent) takes another turn while any other tenant's part is
+    // still running: one tenant's resume hanging on its vendor until the timeout would
+    // otherwise hold every other tenant to one batch per sweep.
     std::mutex mutex;
     std::condition_variable cv;
-    std::size_t pending = tenants->size(), handled = 0;
+    std::size_t running = 0, handled = 0;
     std::optional<error> first_error;  // one tenant's trouble stops no other tenant's retries
-    for (auto const& tenant : *tenants)
-        pool_->post(tenant, [&, tenant] {
-            std::pair<std::size_t, std::optional<error>> out;
+    // The failures each tenant's turns resumed in this sweep (each used by its own tenant's
+    // turns only, which run one at a time): one still due after its resume waits for the next sweep.
+    std::map<std::string, std::set<std::string>> taken;
+    for (auto const& tenant : *tenants) taken[tenant];
+    std::function<void(std::string const&, bool)> turn = [&](std::string const& tenant, bool first) {
+        ++running;  // under `mutex`
+        pool_->post(tenant, [&, tenant, first] {
+            tenant_sweep out;
             try {
-                out = sweep_tenant(tenant, std::chrono::steady_clock::now() + options_.sweep_budget);
+                out = sweep_tenant(tenant, std::chrono::steady_clock::now() + options_.sweep_budget, first, taken.at(tenant), stop);
             } catch (std::exception const& e) {
-                out.second = error{errc::storage_failure, "sweeping tenant " + tenant + " threw: " + e.what()};
+                out.failed = error{errc::storage_failure, "sweeping tenant " + tenant + " threw: " + e.what()};
             } catch (...) {
-                out.second = error{errc::storage_failure, "sweeping tenant " + tenant + " threw"};
+                out.failed = error{errc::storage_failure, "sweeping tenant " + tenant + " threw"};
             }
             std::lock_guard lock(mutex);
-            handled += out.first;
-            if (out.second && !first_error) first_error = std::move(out.second);
-            if (--pending == 0) cv.notify_all();
+            handled += out.handled;
+            if (out.failed && !first_error) first_error = std::move(out.failed);
+            if (out.more && running > 1 && !stop.load()) turn(tenant, false);
+            if (--running == 0) cv.notify_all();
         });
+    };
     std::unique_lock lock(mutex);
-    cv.wait(lock, [&] { return pending == 0; });
+    for (auto const& tenant : *tenants) turn(tenant, true);
+    cv.wait(lock, [&] { return running == 0; });
     if (first_error) return *first_error;
     return handled;
 }
 
-std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::string const& tenant,
-                                                                        std::chrono::steady_clock::time_point budget_end) {
-    std::size_t handled = 0;
-    std::optional<error> first_error;
+retry_worker::tenant_sweep retry_worker::sweep_tenant(std::string const& tenant, std::chrono::steady_clock::time_point budget_end,
+                                                      bool first, std::set<std::string>& taken, std::atomic<bool> const& stop) {
+    tenant_sweep out;
+    if (stop.load()) return out;
+    auto& handled = out.handled;
+    auto& first_error = out.failed;
     auto ctx = request_context::for_tenant(tenant, "retry-worker");
-    auto recovered = runs_.recover_interrupted(ctx);
-    if (recovered) handled += *recovered;
-    else first_error = recovered.error();
+    if (first) {
+        auto recovered = runs_.recover_interrupted(ctx);
+        if (recovered) handled += *recovered;
+        else first_error = recovered.error();
+    }
     // One failure at a time, each leased when its run is resumed: a lease taken for a whole
     // batch could lapse before the batch's last run, which another worker would then resume too.
-    std::set<std::string> taken;
-    for (std::size_t n = 0; n < options_.batch; ++n) {
-        if (n > 0 && std::chrono::steady_clock::now() >= budget_end) break;
+    for (std::size_t n = 0;; ++n) {
+        if (stop.load()) break;
+        if (n == options_.batch || (n > 0 && std::chrono::steady_clock::now() >= budget_end)) {
+            out.more = true;
+            break;
+        }
         auto now = clock_.now();
         auto claimed = storage::transact_for(store_, ctx, [&](storage::unit_of_work& uow) {
             return uow.failures().claim_due(now, options_.owner, now + options_.lease, 1);
@@ -100,7 +126,7 @@ std::pair<std::size_t, std::optional<error>> retry_worker::sweep_tenant(std::str
         });
         if (again) break;
     }
-    return {handled, std::move(first_error)};
+    return out;
 }
 
 }  // namespace integration::runs

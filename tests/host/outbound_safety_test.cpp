@@ -243,6 +243,33 @@ TEST(host_outbound, a_connections_retry_policy_environment_and_scopes_govern_its
     EXPECT_TRUE(granted.status == 201 || granted.status == 202) << granted.body;
 }
 
+// Numbers in path parameters, the query and headers reach the vendor as the caller wrote them
+// (19.99 went as 1.999E1, 10.0 as 1E1); an integer past 64 bits, which JSON parsing has already
+// rounded, is refused rather than sent as another number.
+TEST(host_outbound, numbers_in_a_runs_input_reach_the_vendor_as_written) {
+    scratch_dir dir("numbers");
+    auto key = create_key(dir.string(), "tenant-a");
+    keep_alive_server vendor([](received_request const&) { return http_answer_bytes(200, "{}"); });
+    host_process host(dir.string(), {"--key-rate-limit", "0"});
+    api a(host.port(), key);
+    auto provider = provider_with(a, "numbers", "http://127.0.0.1:" + std::to_string(vendor.port()),
+                                  {op("charges.get", "GET", "/charges/{id}")});
+    auto conn = active_connection(a, provider, api_key_credential(a, provider, "numbers-key"));
+    auto r = run(a, conn, "charges.get",
+                 {{"pathParams", json::object{{"id", 1234567890123}}},
+                  {"query", json::object{{"amount", 19.99}, {"price", 10.0}, {"n", -3}, {"live", true}, {"tiny", 0.5}}},
+                  {"headers", json::object{{"X-Version", 2.5}}}});
+    ASSERT_EQ(r.status, 201) << r.body;
+    auto seen = vendor.requests();
+    ASSERT_EQ(seen.size(), 2u);  // the health check, then the run
+    EXPECT_EQ(seen[1].target, "/charges/1234567890123?amount=19.99&price=10&n=-3&live=true&tiny=0.5");
+    EXPECT_EQ(seen[1].header("X-Version").value_or(""), "2.5");
+    auto too_large = run(a, conn, "charges.get", {{"pathParams", json::object{{"id", 123456789012345678901234.0}}}});
+    EXPECT_EQ(too_large.status, 400) << too_large.body;
+    EXPECT_NE(problem_detail(too_large).find("input.pathParams.id"), std::string::npos) << too_large.body;
+    EXPECT_EQ(vendor.requests().size(), 2u) << "a rounded number was sent";
+}
+
 // ---- finding 4: path parameters are one segment; templates with dot segments are refused ----
 
 TEST(host_outbound, path_parameters_never_leave_the_operations_path) {

@@ -11,6 +11,8 @@
 
 #include <algorithm>
 #include <atomic>
+#include <thread>
+#include <mutex>
 #include <functional>
 
 namespace integration::testing {
@@ -344,6 +346,57 @@ TEST_F(health_prober_test, one_tenants_unreadable_connection_does_not_stop_the_o
     auto swept = prober_.sweep(stop_);
     EXPECT_FALSE(swept) << "the unreadable row was not reported";
     EXPECT_EQ(server_.requests().size(), before + 1) << "t1's due connection was not probed";
+}
+
+// Tenants take turns, a connection each: a tenant with many connections to a slow vendor does
+// not hold another tenant's probe until all of its own are done.
+TEST_F(health_prober_test, tenants_take_turns_in_a_sweep) {
+    std::mutex m;
+    std::vector<std::string> order;
+    loopback_server slow([&](int fd, loopback_server&) {
+        {
+            std::lock_guard lock(m);
+            order.push_back("a0");
+        }
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        std::string r = "HTTP/1.1 200 X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n";
+        (void)::write(fd, r.data(), r.size());
+    });
+    auto first = request_context::for_tenant("a0");  // swept before t1
+    std::string slow_provider;
+    must(store_->transact(first, [&](storage::unit_of_work& uow) -> result<void> {
+        auto spec = provider_spec("vendor");
+        spec.base_url = "http://api.vendor.test:" + std::to_string(slow.port());
+        auto p = must(providers::integration_provider::register_new(first, clock_.now(), spec));
+        must(p.activate(1));
+        slow_provider = p.id();
+        return uow.providers().save(p);
+    }));
+    auto key = must(credentials_.create(first, {.provider_id = slow_provider, .secret = secret_bytes("k"),
+                                                .api_key = credentials::api_key_placement{.name = "X-Api-Key"}}));
+    must(store_->transact(first, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = must(uow.providers().find(slow_provider));
+        for (int i = 0; i < 3; ++i) {
+            auto cs = connection_spec();
+            cs.endpoints.clear();
+            cs.credential_id = key.id();
+            auto c = must(connections::integration_connection::create(first, clock_.now(), p, cs));
+            if (auto s = uow.connections().save(c); !s) return s;
+        }
+        return {};
+    }));
+    exec_sql(dir_.file("i.db"),
+             "PRAGMA busy_timeout = 10000; UPDATE connections SET status = 'Active', health = 'Healthy' WHERE tenant_id = 'a0';");
+    must(prober_.test(ctx_, pending_connection()));
+    on_probe_ = [&] {
+        std::lock_guard lock(m);
+        order.push_back("t1");
+    };
+    clock_.advance(301s);
+    EXPECT_EQ(must(prober_.sweep(stop_)), 4u);
+    std::lock_guard lock(m);
+    ASSERT_EQ(order.size(), 4u);
+    EXPECT_EQ(order[1], "t1") << "t1's probe waited for every one of a0's";
 }
 
 // A probe may take its whole timeout: a sweep that went on to every connection due would hold

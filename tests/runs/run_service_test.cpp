@@ -1682,6 +1682,51 @@ TEST_F(run_service_test, the_retry_worker_resumes_one_tenants_runs_while_another
     EXPECT_GE(handled, 2u);
 }
 
+// Nor past its first batch: a tenant that spent its batch takes another turn while the hanging
+// tenant's part is still running (the sweep waited for it, holding every other tenant to one
+// batch per sweep for as long as the vendor hung).
+TEST_F(run_service_test, the_retry_worker_drains_one_tenants_runs_past_its_batch_while_anothers_hang) {
+    holding_vendor stuck(4);  // a-slow's run fails its 4 attempts, then its resume is held
+    std::deque<std::string> script(12, reply(503));
+    for (int i = 0; i < 3; ++i) script.push_back(reply(200, "done"));
+    start(script, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.breaker = {.consecutive_failures = 1'000}});
+    auto const slow = request_context::for_tenant("a-slow", "bob");
+    auto r = send_sms();
+    r.connection_id = tenant_connection(slow, stuck.port());
+    ASSERT_EQ(must(runs_->execute(slow, std::move(r))).run.status(), runs::run_status::running);
+    std::vector<std::string> mine;
+    for (int i = 0; i < 3; ++i) mine.push_back(must(runs_->execute(ctx_, send_sms())).run.id());
+    clock_.advance(61s);
+    runs::retry_worker worker(*store_, *runs_, clock_, {.batch = 1});
+    std::size_t handled = 0;
+    std::thread sweeping([&] { handled = must(worker.sweep()); });
+    auto all_done = [&] {
+        return std::all_of(mine.begin(), mine.end(),
+                           [&](auto const& id) { return status_of(*store_, ctx_, id) == runs::run_status::completed; });
+    };
+    for (int i = 0; i < 1000 && !all_done(); ++i) std::this_thread::sleep_for(10ms);
+    EXPECT_TRUE(all_done()) << "t1 resumed one batch, then waited for a-slow's vendor";
+    EXPECT_EQ(stuck.held(), 1);
+    stuck.release();
+    sweeping.join();
+    EXPECT_EQ(handled, 4u);
+}
+
+// A stop ends the sweep's turns: no failure is taken after it.
+TEST_F(run_service_test, a_stopped_retry_sweep_takes_no_further_failure) {
+    std::deque<std::string> script(12, reply(503));
+    for (int i = 0; i < 3; ++i) script.push_back(reply(200, "done"));
+    start(script, {.allow = {net::cidr::parse("127.0.0.0/8").value()}}, {.breaker = {.consecutive_failures = 1'000}});
+    for (int i = 0; i < 3; ++i) must(runs_->execute(ctx_, send_sms()));
+    clock_.advance(61s);
+    runs::retry_worker worker(*store_, *runs_, clock_);
+    std::atomic<bool> stop{true};
+    EXPECT_EQ(must(worker.sweep(stop)), 0u);
+    EXPECT_EQ(vendor_->requests().size(), 12u);
+    stop = false;
+    EXPECT_EQ(must(worker.sweep(stop)), 3u);
+}
+
 TEST_F(run_service_test, two_retry_workers_on_one_database_never_take_the_same_failure) {
     std::deque<std::string> script(24, reply(503));
     script.push_back(reply(200, "ok"));

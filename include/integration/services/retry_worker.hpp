@@ -11,8 +11,10 @@
 #include <integration/export.hpp>
 #include <integration/services/run_service.hpp>
 
+#include <atomic>
 #include <chrono>
 #include <memory>
+#include <set>
 #include <optional>
 #include <string>
 #include <utility>
@@ -49,15 +51,28 @@ public:
     /** For every tenant, tenants side by side: ends the runs a stopped process left Running
      *  (`run_service::recover_interrupted`), then leases the failures due now, resumes each failed
      *  run (more attempts, then complete and resolve, wait again, or fail and escalate) and gives
-     *  the lease back. Returns, once every tenant is done, how many runs were ended or resumed. */
+     *  the lease back. A tenant that spent its batch or budget takes another turn while another
+     *  tenant's part is still running (a resume waiting on a hanging vendor). Returns, once every
+     *  tenant is done, how many runs were ended or resumed. */
     result<std::size_t> sweep();
+    /** The same, ending early once `stop` is set: no further failure is taken, and a tenant not
+     *  started yet is passed over (its failures stay due for the next worker). */
+    result<std::size_t> sweep(std::atomic<bool> const& stop);
 
     std::string const& owner() const noexcept { return options_.owner; }
 
 private:
-    /** One tenant's part of a sweep: how many runs it ended or resumed, and its first error. */
-    std::pair<std::size_t, std::optional<error>> sweep_tenant(std::string const& tenant,
-                                                              std::chrono::steady_clock::time_point budget_end);
+    /** One turn of a tenant in a sweep: how many runs it ended or resumed, its first error, and
+     *  whether it stopped with failures still due (its batch or budget spent). */
+    struct tenant_sweep {
+        std::size_t handled = 0;
+        std::optional<integration::error> failed;
+        bool more = false;
+    };
+    /** `first`: the tenant's first turn of the sweep, which also ends orphaned runs; `taken`:
+     *  the failures its turns of this sweep resumed. */
+    tenant_sweep sweep_tenant(std::string const& tenant, std::chrono::steady_clock::time_point budget_end, bool first,
+                              std::set<std::string>& taken, std::atomic<bool> const& stop);
 
     storage::store& store_;
     run_service& runs_;
