@@ -301,30 +301,45 @@ result<std::shared_ptr<run_service::bound const>> run_service::bind(request_cont
                 return error{ok.error().code(), "runs cannot execute on connection " + conn->id() + ": " + ok.error().detail()};
             placement = credentials::placement_of(*cred);
         }
+        // The Active client of the highest version that offers the operation (a later
+        // registration breaks a tie), whatever the order they were registered in: a new version
+        // of a client takes over its operations once it is activated.
+        std::optional<providers::external_api_client> chosen;
+        std::optional<providers::semantic_version> chosen_version;
         storage::page_request page{.limit = 500};
-        auto clients = uow.api_clients().list_by_provider(provider->id(), page);
-        if (!clients) return clients.error();
-        for (auto const& c : clients->items) {
-            if (c.status() != providers::client_status::active) continue;
-            if (auto const* op = c.find_operation(r.operation)) {
-                if (auto ok = conn->ensure_scope_granted(op->operation); !ok) return ok;
-                std::optional<rate_limit_profile> limit = conn->data().rate_limit_budget;
-                if (!limit) limit = c.data().rate_limit_profile ? c.data().rate_limit_profile : provider->data().rate_limit_profile;
-                auto limit_key = ctx.tenant_id + "/" + provider->id() + "/" + conn->id();
-                auto cb = breaker(conn->id());
-                auto retry = options_.retry;
-                if (auto const& own = conn->data().retry_policy) {
-                    retry.max_attempts = static_cast<int>(own->max_attempts);
-                    retry.base_delay = milliseconds(own->initial_delay_ms);
-                    retry.max_delay = milliseconds(own->max_delay_ms);
-                }
-                auto base = conn->base_url(provider->data(), op->operation_class.value_or("default"));
-                auto static_check = egress_.check_static(base);
-                bool literal = static_check && static_check->literal;
-                out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op, std::move(placement),
-                                                          limit, std::move(limit_key), std::move(cb), retry, std::move(base), literal});
-                return {};
+        do {
+            auto clients = uow.api_clients().list_by_provider(provider->id(), page);
+            if (!clients) return clients.error();
+            for (auto& c : clients->items) {
+                if (c.status() != providers::client_status::active || !c.find_operation(r.operation)) continue;
+                auto v = providers::semantic_version::parse(c.data().version);
+                auto version = v ? std::optional(std::move(*v)) : std::nullopt;
+                bool newer = !chosen || (version && (!chosen_version || *version >= *chosen_version));
+                if (!newer) continue;
+                chosen = std::move(c);
+                chosen_version = std::move(version);
             }
+            page.cursor = clients->next_cursor;
+        } while (!page.cursor.empty());
+        if (chosen) {
+            auto const* op = chosen->find_operation(r.operation);
+            if (auto ok = conn->ensure_scope_granted(op->operation); !ok) return ok;
+            std::optional<rate_limit_profile> limit = conn->data().rate_limit_budget;
+            if (!limit) limit = chosen->data().rate_limit_profile ? chosen->data().rate_limit_profile : provider->data().rate_limit_profile;
+            auto limit_key = ctx.tenant_id + "/" + provider->id() + "/" + conn->id();
+            auto cb = breaker(conn->id());
+            auto retry = options_.retry;
+            if (auto const& own = conn->data().retry_policy) {
+                retry.max_attempts = static_cast<int>(own->max_attempts);
+                retry.base_delay = milliseconds(own->initial_delay_ms);
+                retry.max_delay = milliseconds(own->max_delay_ms);
+            }
+            auto base = conn->base_url(provider->data(), op->operation_class.value_or("default"));
+            auto static_check = egress_.check_static(base);
+            bool literal = static_check && static_check->literal;
+            out = std::make_shared<bound const>(bound{std::move(*conn), std::move(*provider), *op, std::move(placement),
+                                                      limit, std::move(limit_key), std::move(cb), retry, std::move(base), literal});
+            return {};
         }
         return error{errc::invalid_argument, "operation \"" + r.operation + "\" is not offered by an Active API client of provider " +
                                                  provider->id()};

@@ -1867,6 +1867,31 @@ TEST_F(run_service_test, a_resume_that_failed_before_its_call_gives_its_lease_ba
     EXPECT_EQ(f[0].data().next_action, failures::next_action::dead_letter);
 }
 
+// A provider's operation is served by its Active client of the highest version, whatever the
+// order of registration: a new version took over nothing (the oldest Active client kept
+// answering every operation it offered).
+TEST_F(run_service_test, an_operation_is_served_by_the_highest_active_client_version) {
+    start({reply(200, "ok"), reply(200, "ok")});
+    auto add_client = [&](std::string const& version, std::string const& path) {
+        clock_.advance(1s);  // ids follow the time of registration
+        must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+            auto p = must(uow.providers().find(provider_id_));
+            auto spec = client_spec("Acme.Sms.ApiClient", version);
+            spec.operations = {{"sms.send", "POST", path}};
+            auto c = must(providers::external_api_client::register_new(ctx_, clock_.now(), p, spec));
+            must(c.activate());
+            return uow.api_clients().save(c);
+        }));
+        runs_->forget(connection_id_);
+    };
+    add_client("2.0.0", "/v2/accounts/{account}/messages");
+    add_client("1.5.0", "/v1.5/accounts/{account}/messages");  // registered later, but older
+    must(runs_->execute(ctx_, send_sms()));
+    auto seen = vendor_->requests();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].rfind("POST /v2/accounts/", 0), 0u) << seen[0];
+}
+
 // The vendor's outage that deferred a run also fails the connection's health probe: the run then
 // waits for the connection to be healthy again (it was dead-lettered as `not_executable`, and
 // nobody was told); each refusal is one of its deferred executions, so one that stays down
