@@ -35,6 +35,16 @@ result<void> validate(api_client_spec const& s, integration_provider const& prov
         // Whether it is a header a request may carry is the registry's check (HTTP is not the domain's).
         if (op.idempotency_header)
             if (auto r = detail::require_text(*op.idempotency_header, "operations[].idempotencyHeader", 64); !r) return r;
+        // Every `{name}` closed and named, none nested: a template a run could never fill (an
+        // unclosed brace asks for a parameter no input can give) is refused here, not at each run.
+        for (std::size_t open = op.path.find_first_of("{}"); open != std::string::npos; open = op.path.find_first_of("{}", open + 1)) {
+            auto close = op.path[open] == '{' ? op.path.find_first_of("{}", open + 1) : std::string::npos;
+            if (close == std::string::npos || op.path[close] != '}' || close == open + 1)
+                return error{errc::invalid_argument, "operations[].path \"" + op.path +
+                                                         "\" has a '{' without its '}', a '}' without its '{', or an empty "
+                                                         "'{}': a path parameter is written {name}"};
+            open = close;
+        }
         if (detail::has_dot_segment(op.path))
             return error{errc::invalid_argument,
                          "operations[].path \"" + op.path +

@@ -398,8 +398,10 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
                                                      "is added on each call; remove it"};
     std::string path;
     auto const& tpl = out.b->op.path;
+    bool in_query = false;  // past the template's '?': a parameter there is a query value, not a segment
     for (std::size_t i = 0; i < tpl.size();) {
         if (tpl[i] != '{') {
+            in_query = in_query || tpl[i] == '?';
             path += tpl[i++];
             continue;
         }
@@ -414,7 +416,7 @@ result<run_service::plan> run_service::prepare(request_context const& ctx, execu
         // Encoded into one segment below, but a vendor's server (or a proxy before it) may read
         // `%2F` or `\` as a separator: no piece of the value between them is a dot segment (a `?`
         // or `#` in it is data, sent encoded).
-        if (detail::has_dot_piece(it->second, true))
+        if (!in_query && detail::has_dot_piece(it->second, true))
             return error{errc::invalid_argument, "input.pathParams." + name + " has a '.' or '..' segment (between '/' or '\\'" +
                                                      "): a path parameter is one segment of " + tpl + ", never a step out of it"};
         path += http::form_encode(it->second);  // one segment: '/', '\' and '%' are encoded too

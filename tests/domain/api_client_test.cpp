@@ -123,6 +123,24 @@ TEST_F(api_client_test, an_operation_path_with_dot_segments_is_refused_in_every_
     }
 }
 
+// A template a run could never fill is refused when the client is registered (every run failed
+// with "input.pathParams.id is required", whatever the input).
+TEST_F(api_client_test, an_operation_path_with_an_unbalanced_or_empty_parameter_is_refused) {
+    for (std::string path : {"/items/{id", "/items/id}", "/items/{}", "/items/{a{b}}", "/items/{id}}/x", "/a/{x}/{"}) {
+        auto spec = sms_client_spec();
+        spec.operations[0].path = path;
+        auto r = external_api_client::register_new(tenant_ctx(), clock.now(), provider, spec);
+        ASSERT_FALSE(r) << path;
+        EXPECT_EQ(r.error(), errc::invalid_argument) << path;
+        EXPECT_NE(r.error().detail().find("{name}"), std::string::npos) << r.error().detail();
+    }
+    for (std::string path : {"/items/{id}", "/a/{x}/b/{y}", "/search?q={q}", "/v1/{id}.json"}) {
+        auto spec = sms_client_spec();
+        spec.operations[0].path = path;
+        EXPECT_TRUE(external_api_client::register_new(tenant_ctx(), clock.now(), provider, spec)) << path;
+    }
+}
+
 // A request line cannot carry control characters or spaces: such a path could never be called.
 TEST_F(api_client_test, operation_paths_with_control_characters_or_spaces_are_refused) {
     for (auto const& path : std::vector<std::string>{"/v1/messages\r\nHost: evil.example", "/v1/\nmessages",

@@ -1892,6 +1892,30 @@ TEST_F(run_service_test, an_operation_is_served_by_the_highest_active_client_ver
     EXPECT_EQ(seen[0].rfind("POST /v2/accounts/", 0), 0u) << seen[0];
 }
 
+// A parameter after the template's '?' is a query value: dots are data there (it was refused as
+// a step out of the path).
+TEST_F(run_service_test, a_parameter_in_the_templates_query_takes_dots) {
+    start({reply(200, "ok")});
+    clock_.advance(1s);
+    must(store_->transact(ctx_, [&](storage::unit_of_work& uow) -> result<void> {
+        auto p = must(uow.providers().find(provider_id_));
+        auto spec = client_spec("Acme.Sms.ApiClient", "2.0.0");
+        spec.operations = {{"sms.send", "GET", "/v1/search?q={q}"}};
+        auto c = must(providers::external_api_client::register_new(ctx_, clock_.now(), p, spec));
+        must(c.activate());
+        return uow.api_clients().save(c);
+    }));
+    runs_->forget(connection_id_);
+    auto r = send_sms();
+    r.input.path_params = {{"q", "../a/.."}};
+    r.input.body.clear();
+    auto out = must(runs_->execute(ctx_, r));
+    EXPECT_EQ(out.run.status(), runs::run_status::completed);
+    auto seen = vendor_->requests();
+    ASSERT_EQ(seen.size(), 1u);
+    EXPECT_EQ(seen[0].rfind("GET /v1/search?q=..%2Fa%2F..&dry=no HTTP/1.1", 0), 0u) << seen[0];
+}
+
 // The vendor's outage that deferred a run also fails the connection's health probe: the run then
 // waits for the connection to be healthy again (it was dead-lettered as `not_executable`, and
 // nobody was told); each refusal is one of its deferred executions, so one that stays down
