@@ -134,17 +134,19 @@ std::vector<detail::worker_spec> worker_specs(impl& p) {
     return {
         {"outbox-relay", w.outbox,
          [&p](std::atomic<bool> const& stop) -> result<std::size_t> {
-             // A pass that published something may have left more waiting: drain before
-             // sleeping, but not past a stop (the rest waits in the outbox; draining a backlog
-             // first would hold the stop). Not "a full batch was published": one event failing
-             // in each batch (a listener refusing one type) would cut the drain to a batch per
-             // interval, far below what the service writes.
+             // A full batch read means more may be waiting: drain before sleeping, but not past
+             // a stop (the rest waits in the outbox; draining a backlog first would hold the
+             // stop). Read, not published: one event failing in each batch (a listener refusing
+             // one type) would cut the drain to a batch per interval, far below what the service
+             // writes. Nor "published anything": under a steady load that never ends, and the
+             // relay's commits of a few rows each would crowd the requests' own.
              std::size_t total = 0;
              for (;;) {
+                 auto const before = p.relay->stats().read;
                  auto n = p.relay->run_once();
                  if (!n) return n.error();
                  total += *n;
-                 if (*n == 0 || stop.load()) return total;
+                 if (p.relay->stats().read - before < p.options.outbox.batch || stop.load()) return total;
              }
          }},
         {"retry", w.retry, [&p](std::atomic<bool> const& stop) { return p.retry->sweep(stop); }},

@@ -15,6 +15,7 @@ outbox_relay::outbox_relay(storage::store& store, event_publisher& publisher, ou
 result<std::size_t> outbox_relay::run_once() {
     auto pending = store_.pending_event_rows(options_.batch);
     if (!pending) return pending.error();
+    read_ += pending->size();
     if (pending->empty()) return 0;
     if (options_.on_batch_begin) options_.on_batch_begin();
     struct batch_end {
@@ -115,7 +116,7 @@ result<void> outbox_relay::failed(storage::outbox_record const& rec, error const
 }
 
 outbox_relay_stats outbox_relay::stats() const noexcept {
-    return {published_.load(), failed_attempts_.load(), dead_.load()};
+    return {published_.load(), failed_attempts_.load(), dead_.load(), read_.load()};
 }
 
 }  // namespace integration::events

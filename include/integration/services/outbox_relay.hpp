@@ -43,6 +43,7 @@ struct outbox_relay_stats {
     std::uint64_t published = 0;
     std::uint64_t failed_attempts = 0;  ///< Failed publications, the parked ones' included.
     std::uint64_t dead = 0;             ///< Events parked as dead.
+    std::uint64_t read = 0;             ///< Rows read, whatever became of them (a full batch: more may wait).
 };
 
 /** Relays outbox rows to a publisher, one batch per `run_once`. It has no thread of its own: the
@@ -71,6 +72,7 @@ private:
     std::atomic<std::uint64_t> published_{0};
     std::atomic<std::uint64_t> failed_attempts_{0};
     std::atomic<std::uint64_t> dead_{0};
+    std::atomic<std::uint64_t> read_{0};
 };
 
 }  // namespace integration::events
