@@ -18,13 +18,13 @@ namespace {
 // keeps an integer past 64 bits as a double that has lost digits: that one is refused.
 result<std::string> scalar_text(boost::json::value const& v, std::string const& field) {
     if (v.is_bool()) return std::string(v.get_bool() ? "true" : "false");
-    if (v.is_int64()) return std::to_string(v.get_int64());
+    if (v.is_int64()) return std::to_string(v.get_int64());  // exact, however large
     if (v.is_uint64()) return std::to_string(v.get_uint64());
     double const d = v.get_double();
     if (!(std::abs(d) < 9007199254740992.0))  // 2^53: past it a double does not hold every integer
         return error{errc::invalid_argument, field + " is a number too large to send exactly; send it as a string"};
-    char text[64];
-    auto const [end, ec] = std::to_chars(text, text + sizeof text, d);  // the shortest form that reads back the same
+    char text[400];  // fixed notation of the smallest doubles runs to about 340 characters
+    auto const [end, ec] = std::to_chars(text, text + sizeof text, d, std::chars_format::fixed);  // shortest that reads back the same
     if (ec != std::errc()) return error{errc::invalid_argument, field + " is a number that cannot be written; send it as a string"};
     return std::string(text, end);
 }

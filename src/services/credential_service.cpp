@@ -813,7 +813,8 @@ void credential_service::token_refused(std::string const& credential_id, resolve
     std::lock_guard lock(cache_mutex_);
     auto it = cache_.find(credential_id);
     if (it == cache_.end() || sent.secrets.empty()) return;
-    it->second->refused = token_hash(sent.secrets.back());  // a bearer's secret is its token
+    // A bearer's secret is its token.
+    if (token_hash(sent.secrets.back()) == it->second->token_hash.load()) it->second->invalidated = true;
 }
 
 credential_service::cache_sizes credential_service::cached() const {
@@ -872,15 +873,17 @@ result<resolved_credential> credential_service::bearer(integration_credential co
     if (entry->version < version) {
         // Newer material (a rotation): nothing the entry learnt of the older one holds for it.
         entry->token.clear();
+        entry->token_hash = 0;
         entry->document.clear();
         entry->failing_since.reset();
         entry->last_failure.reset();
         entry->exhausted = false;
         entry->version = version;
     }
-    if (entry->invalidated.exchange(false)) entry->token.clear();
-    if (auto refused = entry->refused.exchange(0); refused != 0 && !entry->token.empty() && refused == token_hash(entry->token))
+    if (entry->invalidated.exchange(false)) {
         entry->token.clear();
+        entry->token_hash = 0;
+    }
     // A token is fetched again `refresh_margin` before it expires, or half way through a shorter
     // life (a 60 s token was fetched again at every use).
     auto const margin = std::min<std::chrono::nanoseconds>(options_.refresh_margin, (entry->expires_at - entry->fetched_at) / 2);
@@ -899,6 +902,7 @@ result<resolved_credential> credential_service::bearer(integration_credential co
             return error{errc::invalid_state, "credential " + c.id() + " was revoked while its token was fetched"};
         }
         entry->token = std::move(t->access);
+        entry->token_hash = token_hash(entry->token);
         entry->fetched_at = clock_.now();
         entry->expires_at = t->expires_at;
     }

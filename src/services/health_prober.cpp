@@ -1,5 +1,7 @@
 #include <integration/services/health_prober.hpp>
 
+#include <integration/outbound/retry.hpp>
+
 #include <integration/core/utf8.hpp>
 
 #include <boost/url/encode.hpp>
@@ -94,11 +96,14 @@ credentials::verifier health_prober::verifier_for(request_context const& ctx, st
         http::call_context call{.ctx = &ctx};
         auto res = outbound_.send(req, call);
         if (!res) return res.error();
-        if (res->status != (*found)->check.expect_status)
-            return error{errc::verification_failed, "the health check answered HTTP " + std::to_string(res->status) +
-                                                        " with the new secret, expected " +
-                                                        std::to_string((*found)->check.expect_status)};
-        return {};
+        if (res->status == (*found)->check.expect_status) return {};
+        // The vendor busy or down says nothing of the new secret: an outage, tried again later.
+        if (resilience::is_retryable_status(res->status))
+            return error{errc::unavailable, "the health check answered HTTP " + std::to_string(res->status) +
+                                                " (the vendor is unavailable): the new secret could not be verified"};
+        return error{errc::verification_failed, "the health check answered HTTP " + std::to_string(res->status) +
+                                                    " with the new secret, expected " +
+                                                    std::to_string((*found)->check.expect_status)};
     };
 }
 

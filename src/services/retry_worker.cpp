@@ -46,6 +46,7 @@ result<std::size_t> retry_worker::sweep(std::atomic<bool> const& stop) {
     // The failures each tenant's turns resumed in this sweep (each used by its own tenant's
     // turns only, which run one at a time): one still due after its resume waits for the next sweep.
     std::map<std::string, std::set<std::string>> taken;
+    auto const turns_end = std::chrono::steady_clock::now() + 10 * options_.sweep_budget;
     for (auto const& tenant : *tenants) taken[tenant];
     std::function<void(std::string const&, bool)> turn = [&](std::string const& tenant, bool first) {
         ++running;  // under `mutex`
@@ -61,7 +62,9 @@ result<std::size_t> retry_worker::sweep(std::atomic<bool> const& stop) {
             std::lock_guard lock(mutex);
             handled += out.handled;
             if (out.failed && !first_error) first_error = std::move(out.failed);
-            if (out.more && running > 1 && !stop.load()) turn(tenant, false);
+            // Bounded: two tenants with backlogs, each other's reason for another turn, would
+            // otherwise keep the sweep (and the next tenants' first look) going for ever.
+            if (out.more && running > 1 && !stop.load() && std::chrono::steady_clock::now() < turns_end) turn(tenant, false);
             if (--running == 0) cv.notify_all();
         });
     };

@@ -22,12 +22,18 @@ bool rotation_worker::due(integration_credential const& c, time_point now) const
 
 namespace {
 
-// Whether the credential has its one open rotation failure already.
+// Whether the credential has its one open rotation failure already, about the version active
+// now: one raised before a rotation made since (by hand, as its message asks) is about material
+// that is gone, and holds nothing back.
 result<bool> has_open_rotation_failure(storage::unit_of_work& uow, integration_credential const& c) {
     auto open = uow.failures().list({.unresolved_only = true, .credential_id = c.id()}, {.limit = 500});
     if (!open) return open.error();
+    auto const* active = c.active_version();
+    auto const since = active ? active->activated_at.value_or(active->created_at) : time_point{};
     for (auto const& f : open->items)
-        if (f.data().credential_id == c.id() && f.data().source == failures::failure_source::credential_rotation) return true;
+        if (f.data().credential_id == c.id() && f.data().source == failures::failure_source::credential_rotation &&
+            f.meta().created_at >= since)
+            return true;
     return false;
 }
 
@@ -107,8 +113,19 @@ result<rotation_sweep> rotation_worker::sweep() {
                 ++out.escalated;
                 continue;
             }
-            auto verify = options_.verifier_for ? options_.verifier_for(ctx, c)
-                                                : verifier([](resolved_credential const&) -> result<void> { return {}; });
+            auto check = options_.verifier_for ? options_.verifier_for(ctx, c)
+                                               : verifier([](resolved_credential const&) -> result<void> { return {}; });
+            // Whether the vendor refused the new material, as opposed to not answering (a
+            // timeout, a 503, the vault): only a refusal is for a person.
+            auto refused = std::make_shared<bool>(false);
+            verifier verify = [check, refused](resolved_credential const& m) -> result<void> {
+                auto r = check(m);
+                if (!r)
+                    *refused = r.error() != errc::unavailable && r.error() != errc::timeout && r.error() != errc::connection_lost &&
+                               r.error() != errc::storage_failure && r.error() != errc::storage_busy &&
+                               r.error() != errc::secret_store_failure;
+                return r;
+            };
             auto rotated = credentials_.rotate(ctx, c.id(), std::move(minted->secret), verify, minted->expires_at);
             if (rotated) {
                 ++out.rotated;
@@ -118,7 +135,7 @@ result<rotation_sweep> rotation_worker::sweep() {
             // Material the vendor refused would be refused again: a new one minted at every
             // sweep, the credential expiring meanwhile with nobody told. An outage (the vault,
             // the store) is retried next sweep.
-            if (rotated.error() == errc::verification_failed)
+            if (rotated.error() == errc::verification_failed && *refused)
                 if (auto e = escalate(ctx, c, now, "its rotation failed: " + rotated.error().detail() +
                                                        "; check the vendor, then rotate it or resolve this failure to let "
                                                        "the worker try again");

@@ -1143,7 +1143,13 @@ result<run_outcome> run_service::resume(request_context const& ctx, std::string 
                 failures::classification c{failures::failure_category::transient, "connection_unhealthy",
                                            prepared.error().detail(), failures::next_action::escalate, std::nullopt};
                 bool keep_waiting = failure && failure->data().attempt < options_.deferred_retries;
-                if (keep_waiting) defer(c, run, std::nullopt, resilience::retry_options{});
+                if (keep_waiting) {
+                    // Minutes, doubling (2, 4, 8, ...): the prober looks at the connection again
+                    // meanwhile; the run's own backoff (no call made) would spend them in seconds.
+                    defer(c, run, std::nullopt, options_.retry);
+                    auto const doublings = std::clamp<std::int64_t>(failure->data().attempt - 1, 0, 12);
+                    c.next_attempt_at = clock_.now() + std::chrono::minutes(2) * (std::int64_t{1} << doublings);
+                }
                 return save(c, std::nullopt, keep_waiting);
             }
         }

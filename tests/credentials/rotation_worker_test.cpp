@@ -280,6 +280,49 @@ TEST_F(rotation_worker_test, a_rotation_that_fails_verification_is_escalated_onc
     }));
 }
 
+// A verifier that gets no answer (the vendor down, a timeout) says nothing of the new material:
+// not escalated, tried again next sweep.
+TEST_F(rotation_worker_test, a_rotation_whose_verification_gets_no_answer_is_tried_again_not_escalated) {
+    must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old"), .expires_at = clock_.now() + 24h}));
+    int minted = 0;
+    credentials::rotation_worker worker(*store_, service_, clock_, {
+        .mint = [&](auto const&) {
+            ++minted;
+            return std::optional(credentials::minted_secret{secret_bytes("new-" + std::to_string(minted)), {}});
+        },
+        .verifier_for = [](auto const&, auto const&) -> credentials::verifier {
+            return [](auto const&) -> result<void> { return error{errc::unavailable, "the health check answered HTTP 503"}; };
+        }});
+    EXPECT_EQ(must(worker.sweep()).failed, 1u);
+    clock_.advance(60s);
+    EXPECT_EQ(must(worker.sweep()).failed, 1u);
+    EXPECT_EQ(minted, 2);
+    EXPECT_EQ(open_failures(a_), 0u);
+}
+
+// A failure about a version rotated away since (by hand, as its message asks) holds the worker
+// back no more: the next time the credential is due, it is minted again.
+TEST_F(rotation_worker_test, an_escalation_about_a_version_rotated_away_does_not_hold_later_rotations) {
+    auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old"), .expires_at = clock_.now() + 24h}));
+    int minted = 0;
+    credentials::rotation_worker worker(*store_, service_, clock_, {
+        .mint = [&](auto const&) {
+            ++minted;
+            return std::optional(credentials::minted_secret{secret_bytes("bad"), {}});
+        },
+        .verifier_for = [](auto const&, auto const&) -> credentials::verifier {
+            return [](auto const&) -> result<void> { return error{errc::forbidden, "probe got 401"}; };
+        }});
+    EXPECT_EQ(must(worker.sweep()).failed, 1u);
+    EXPECT_EQ(minted, 1);
+    clock_.advance(60s);
+    must(service_.rotate(a_, c.id(), secret_bytes("by-hand"), [](auto const&) -> result<void> { return {}; },
+                         clock_.now() + 24h));
+    clock_.advance(60s);  // due again: it expires within the notice
+    EXPECT_EQ(must(worker.sweep()).failed, 1u);
+    EXPECT_EQ(minted, 2);
+}
+
 // A row of one tenant that cannot be read stops no other tenant's rotations; the sweep still
 // reports the error.
 TEST_F(rotation_worker_test, one_tenants_unreadable_credential_does_not_stop_the_others_rotations) {

@@ -257,12 +257,13 @@ TEST(host_outbound, numbers_in_a_runs_input_reach_the_vendor_as_written) {
     auto conn = active_connection(a, provider, api_key_credential(a, provider, "numbers-key"));
     auto r = run(a, conn, "charges.get",
                  {{"pathParams", json::object{{"id", 1234567890123}}},
-                  {"query", json::object{{"amount", 19.99}, {"price", 10.0}, {"n", -3}, {"live", true}, {"tiny", 0.5}}},
+                  {"query", json::object{{"amount", 19.99}, {"price", 10.0}, {"n", -3}, {"live", true}, {"tiny", 0.5},
+                                         {"big", 1000000.0}, {"small", 0.0001}}},
                   {"headers", json::object{{"X-Version", 2.5}}}});
     ASSERT_EQ(r.status, 201) << r.body;
     auto seen = vendor.requests();
     ASSERT_EQ(seen.size(), 2u);  // the health check, then the run
-    EXPECT_EQ(seen[1].target, "/charges/1234567890123?amount=19.99&price=10&n=-3&live=true&tiny=0.5");
+    EXPECT_EQ(seen[1].target, "/charges/1234567890123?amount=19.99&price=10&n=-3&live=true&tiny=0.5&big=1000000&small=0.0001");
     EXPECT_EQ(seen[1].header("X-Version").value_or(""), "2.5");
     auto too_large = run(a, conn, "charges.get", {{"pathParams", json::object{{"id", 123456789012345678901234.0}}}});
     EXPECT_EQ(too_large.status, 400) << too_large.body;

@@ -60,7 +60,7 @@ protected:
     std::atomic<int> status_{200};
     std::atomic<bool> stop_{false};           // what `sweep` watches
     std::atomic<bool> stop_on_probe_{false};  // a probe received sets `stop_` before it is answered
-    std::function<void()> on_probe_;          // runs while a probe waits for its answer
+    std::function<void()> on_probe_;          // runs while a probe waits for its answer (set while no probe runs)
     loopback_server server_{[this](int fd, loopback_server&) {
         if (stop_on_probe_) stop_ = true;
         if (on_probe_) on_probe_();
@@ -301,9 +301,9 @@ TEST_F(health_prober_test, a_probe_passing_while_its_credential_is_revoked_leave
     auto working = pending_connection();
     ASSERT_EQ(must(prober_.test(ctx_, working)).status(), connection_status::active);
     auto waiting = pending_connection();
+    std::atomic<bool> fired{false};
     on_probe_ = [&] {
-        on_probe_ = nullptr;
-        must(credentials_.revoke(ctx_, credential_id_, "leaked"));
+        if (!fired.exchange(true)) must(credentials_.revoke(ctx_, credential_id_, "leaked"));
     };
     auto c = must(prober_.test(ctx_, working));
     EXPECT_EQ(c.status(), connection_status::degraded);

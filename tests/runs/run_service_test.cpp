@@ -1938,6 +1938,8 @@ TEST_F(run_service_test, a_deferred_run_waits_while_its_connection_is_degraded) 
     EXPECT_EQ(vendor_->requests().size(), 4u) << "nothing was sent to a connection that is not healthy";
     probe_connection(integration::health_status::healthy);
     clock_.advance(61s);
+    EXPECT_EQ(must(worker.sweep()), 0u) << "tried again within seconds, not minutes";
+    clock_.advance(2min);
     EXPECT_EQ(must(worker.sweep()), 1u);
     EXPECT_EQ(status(), runs::run_status::completed);
     EXPECT_EQ(vendor_->requests().size(), 5u);
@@ -1948,8 +1950,12 @@ TEST_F(run_service_test, a_deferred_run_whose_connection_stays_unhealthy_escalat
     auto id = unkeyed_post_waiting_for_the_worker(reply(200, "ok"));
     probe_connection(integration::health_status::unhealthy);
     runs::retry_worker worker(*store_, *runs_, clock_);
-    for (int sweep = 0; sweep < 6; ++sweep) {
-        clock_.advance(61s);
+    clock_.advance(61s);
+    (void)must(worker.sweep());  // refused: tried again in 2 minutes
+    for (int sweep = 0; sweep < 2; ++sweep) {  // refused again 2, then 4 minutes on: the third spends them
+        auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(id); }));
+        EXPECT_EQ(run.status(), runs::run_status::running) << "escalated after " << sweep + 1 << " refusals";
+        clock_.advance(std::chrono::minutes(2 << sweep) + 1s);
         (void)must(worker.sweep());
     }
     auto run = must(storage::read_for(*store_, ctx_, [&](storage::unit_of_work& uow) { return uow.runs().find(id); }));

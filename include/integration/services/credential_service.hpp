@@ -309,9 +309,9 @@ private:
     struct cached_token {
         std::mutex refresh;  // single flight: one fetch per credential at a time
         std::atomic<bool> invalidated{false};  // the next use fetches another token
-        /** A hash of a token a vendor answered 401 to: the next use fetches another if it is still
-         *  the entry's (the 401s of calls sent with an older token leave a newer one alone). */
-        std::atomic<std::size_t> refused{0};
+        /** A hash of `token`, read without the entry's lock: a 401 to a call sent with another
+         *  (older) token leaves this one alone. */
+        std::atomic<std::size_t> token_hash{0};
         secret_bytes token;
         time_point fetched_at{};
         time_point expires_at{};

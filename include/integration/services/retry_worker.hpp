@@ -52,7 +52,8 @@ public:
      *  (`run_service::recover_interrupted`), then leases the failures due now, resumes each failed
      *  run (more attempts, then complete and resolve, wait again, or fail and escalate) and gives
      *  the lease back. A tenant that spent its batch or budget takes another turn while another
-     *  tenant's part is still running (a resume waiting on a hanging vendor). Returns, once every
+     *  tenant's part is still running (a resume waiting on a hanging vendor), for up to ten
+     *  `sweep_budget`s from the sweep's start. Returns, once every
      *  tenant is done, how many runs were ended or resumed. */
     result<std::size_t> sweep();
     /** The same, ending early once `stop` is set: no further failure is taken, and a tenant not
