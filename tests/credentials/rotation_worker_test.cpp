@@ -45,6 +45,17 @@ protected:
         return n;
     }
 
+    /** A worker whose every new secret (counted in `minted`) the vendor refuses. */
+    static credentials::rotation_worker_options refused_by_the_vendor(int& minted) {
+        return {.mint = [&minted](auto const&) {
+                    ++minted;
+                    return std::optional(credentials::minted_secret{secret_bytes("bad"), {}});
+                },
+                .verifier_for = [](auto const&, auto const&) -> credentials::verifier {
+                    return [](auto const&) -> result<void> { return error{errc::forbidden, "probe got 401"}; };
+                }};
+    }
+
     temp_dir dir_;
     manual_clock clock_;
     std::unique_ptr<storage::store> store_ = must(storage::open_sqlite_store({.path = dir_.file("i.db"), .clock = &clock_}));
@@ -252,14 +263,7 @@ TEST_F(rotation_worker_test, a_rotation_that_fails_verification_is_escalated_onc
     auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old"),
                                        .expires_at = clock_.now() + 24h}));
     int minted = 0;
-    credentials::rotation_worker worker(*store_, service_, clock_, {
-        .mint = [&](auto const&) {
-            ++minted;
-            return std::optional(credentials::minted_secret{secret_bytes("bad"), {}});
-        },
-        .verifier_for = [](auto const&, auto const&) -> credentials::verifier {
-            return [](auto const&) -> result<void> { return error{errc::forbidden, "probe got 401"}; };
-        }});
+    credentials::rotation_worker worker(*store_, service_, clock_, refused_by_the_vendor(minted));
     EXPECT_EQ(must(worker.sweep()).failed, 1u);
     for (int i = 0; i < 3; ++i) {
         clock_.advance(60s);
@@ -305,14 +309,7 @@ TEST_F(rotation_worker_test, a_rotation_whose_verification_gets_no_answer_is_tri
 TEST_F(rotation_worker_test, an_escalation_about_a_version_rotated_away_does_not_hold_later_rotations) {
     auto c = must(service_.create(a_, {.provider_id = provider(a_), .secret = secret_bytes("old"), .expires_at = clock_.now() + 24h}));
     int minted = 0;
-    credentials::rotation_worker worker(*store_, service_, clock_, {
-        .mint = [&](auto const&) {
-            ++minted;
-            return std::optional(credentials::minted_secret{secret_bytes("bad"), {}});
-        },
-        .verifier_for = [](auto const&, auto const&) -> credentials::verifier {
-            return [](auto const&) -> result<void> { return error{errc::forbidden, "probe got 401"}; };
-        }});
+    credentials::rotation_worker worker(*store_, service_, clock_, refused_by_the_vendor(minted));
     EXPECT_EQ(must(worker.sweep()).failed, 1u);
     EXPECT_EQ(minted, 1);
     clock_.advance(60s);

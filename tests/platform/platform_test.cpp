@@ -242,26 +242,33 @@ TEST(platform_test, a_backend_url_with_a_parameter_it_does_not_read_a_port_or_a_
 // A relative path names a file under the directory current when the backend opens. Kept relative,
 // it was looked up again at each use: after a chdir the SQLite store took its file for deleted and
 // refused every write, blobs went to another directory, and the vault lost its key file.
+// The working directory in `opened_in` until `move` takes it to `moved_to`; given back at the end.
+struct moved_cwd {
+    fs::path opened_in, moved_to;
+    fs::path previous = fs::current_path();
+    explicit moved_cwd(fs::path const& root) : opened_in(root / "opened-in"), moved_to(root / "moved-to") {
+        fs::create_directories(opened_in);
+        fs::create_directories(moved_to);
+        fs::current_path(opened_in);
+    }
+    ~moved_cwd() {
+        std::error_code ec;
+        fs::current_path(previous, ec);
+    }
+    void move() const { fs::current_path(moved_to); }
+};
+
 TEST(platform_test, a_relative_backend_path_keeps_naming_the_same_file_after_a_chdir) {
     temp_dir tmp;
-    auto const opened_in = tmp.path() / "opened-in";
-    auto const moved_to = tmp.path() / "moved-to";
-    fs::create_directories(opened_in);
-    fs::create_directories(moved_to);
-    struct restore_cwd {
-        fs::path dir = fs::current_path();
-        ~restore_cwd() {
-            std::error_code ec;
-            fs::current_path(dir, ec);
-        }
-    } restore;
-    fs::current_path(opened_in);
+    moved_cwd cwd(tmp.path());
+    auto const& opened_in = cwd.opened_in;
+    auto const& moved_to = cwd.moved_to;
     auto const schemes = builtin_schemes();
     backend_environment const env{.clock = &system_clock::instance()};
     auto store = must(schemes.open_store("sqlite:integ.db", env));
     auto files = must(schemes.open_blob_store("file:blobs", env));
     auto vault = must(schemes.open_secret_store("local:secrets.db?key_file=vault.key", env));
-    fs::current_path(moved_to);
+    cwd.move();
 
     auto ctx = request_context::for_tenant("t1");
     auto provider_id = save_active_provider(*store, ctx, system_clock::instance().now());
@@ -288,21 +295,12 @@ TEST(platform_test, a_relative_backend_path_keeps_naming_the_same_file_after_a_c
 // sync, and the blob store opens each file by name.
 TEST(platform_test, a_store_and_a_blob_store_opened_directly_by_a_relative_path_keep_their_files_after_a_chdir) {
     temp_dir tmp;
-    auto const opened_in = tmp.path() / "opened-in";
-    auto const moved_to = tmp.path() / "moved-to";
-    fs::create_directories(opened_in);
-    fs::create_directories(moved_to);
-    struct restore_cwd {
-        fs::path dir = fs::current_path();
-        ~restore_cwd() {
-            std::error_code ec;
-            fs::current_path(dir, ec);
-        }
-    } restore;
-    fs::current_path(opened_in);
+    moved_cwd cwd(tmp.path());
+    auto const& opened_in = cwd.opened_in;
+    auto const& moved_to = cwd.moved_to;
     auto store = must(storage::open_sqlite_store({.path = "integ.db"}));
     auto files = must(blobs::open_filesystem_blob_store("blobs"));
-    fs::current_path(moved_to);
+    cwd.move();
 
     auto ctx = request_context::for_tenant("t1");
     auto provider_id = save_active_provider(*store, ctx, system_clock::instance().now());
