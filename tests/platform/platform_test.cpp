@@ -258,6 +258,19 @@ struct moved_cwd {
     void move() const { fs::current_path(moved_to); }
 };
 
+// A store and a blob store opened by the relative names "integ.db" and "blobs" in `opened_in`,
+// used after the working directory moved: they read and write the files they opened.
+void expect_files_where_opened(storage::store& store, blobs::blob_store& files, fs::path const& opened_in) {
+    auto ctx = request_context::for_tenant("t1");
+    auto provider_id = save_active_provider(store, ctx, system_clock::instance().now());
+    auto found =
+        storage::read_for(store, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(provider_id); });
+    EXPECT_EQ(must(found).id(), provider_id);
+    auto ref = must(files.put("t1", "runs/r1/request", "body"));
+    EXPECT_EQ(must(files.get("t1", ref)), "body");
+    EXPECT_TRUE(fs::is_regular_file(opened_in / "blobs" / "t1" / "runs" / "r1" / "request"));
+}
+
 TEST(platform_test, a_relative_backend_path_keeps_naming_the_same_file_after_a_chdir) {
     temp_dir tmp;
     moved_cwd cwd(tmp.path());
@@ -270,14 +283,7 @@ TEST(platform_test, a_relative_backend_path_keeps_naming_the_same_file_after_a_c
     auto vault = must(schemes.open_secret_store("local:secrets.db?key_file=vault.key", env));
     cwd.move();
 
-    auto ctx = request_context::for_tenant("t1");
-    auto provider_id = save_active_provider(*store, ctx, system_clock::instance().now());
-    auto found =
-        storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(provider_id); });
-    EXPECT_EQ(must(found).id(), provider_id);
-    auto ref = must(files->put("t1", "runs/r1/request", "body"));
-    EXPECT_EQ(must(files->get("t1", ref)), "body");
-    EXPECT_TRUE(fs::is_regular_file(opened_in / "blobs" / "t1" / "runs" / "r1" / "request"));
+    expect_files_where_opened(*store, *files, opened_in);
     auto secret = must(vault->put("t1", "k", secret_bytes("s3cr3t")));
     EXPECT_TRUE(must(vault->get("t1", secret)).view() == "s3cr3t") << "the secret read back differs";
     if (!std::getenv("INTEGRATION_MASTER_KEY")) {
@@ -302,14 +308,7 @@ TEST(platform_test, a_store_and_a_blob_store_opened_directly_by_a_relative_path_
     auto files = must(blobs::open_filesystem_blob_store("blobs"));
     cwd.move();
 
-    auto ctx = request_context::for_tenant("t1");
-    auto provider_id = save_active_provider(*store, ctx, system_clock::instance().now());
-    auto found =
-        storage::read_for(*store, ctx, [&](storage::unit_of_work& uow) { return uow.providers().find(provider_id); });
-    EXPECT_EQ(must(found).id(), provider_id);
-    auto ref = must(files->put("t1", "runs/r1/request", "body"));
-    EXPECT_EQ(must(files->get("t1", ref)), "body");
-    EXPECT_TRUE(fs::is_regular_file(opened_in / "blobs" / "t1" / "runs" / "r1" / "request"));
+    expect_files_where_opened(*store, *files, opened_in);
     EXPECT_TRUE(fs::is_empty(moved_to)) << "a backend wrote under the directory it did not open in";
 }
 
